@@ -1,0 +1,45 @@
+# pytracekit: `make test` and `make demo` each install what is missing, then run.
+# Both are idempotent: a second run installs nothing.
+SHELL := /bin/bash
+# Debian's python: the only one that sees the OS package python3-bpfcc (`bcc`).
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKLOAD := tests/workload/.build/workload
+# One file per feature under deps/apt/, one Debian package per line.
+APT_PACKAGES = $(shell cat deps/apt/*.txt | sed 's/\#.*//' | tr -s ' \n' ' ')
+
+.PHONY: setup system-packages demo test bench clean
+
+setup: system-packages $(STAMP) $(WORKLOAD)
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	@$(PY) -c 'import bcc' || { echo "the venv cannot import the system bcc (python3-bpfcc)"; exit 1; }
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+$(WORKLOAD): tests/workload/workload.c
+	@mkdir -p $(dir $@)
+	gcc -O0 -g -fno-omit-frame-pointer -fno-inline -pthread -o $@ $<
+
+demo: setup
+	$(PY) -m pytracekit doctor
+	$(PY) examples/count_syscalls.py --duration 2
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) tests/workload/.build

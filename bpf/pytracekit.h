@@ -1,0 +1,97 @@
+/* Shared by every pytracekit BPF program.
+ *
+ * The loader pastes this file in place of `#include "pytracekit.h"`: BCC
+ * rewrites map calls (`map.lookup()`) only in the main file, and the loss
+ * counters below need them. Kernel types come from the per-program
+ * vmlinux.h, generated from BTF.
+ *
+ * Parameters arrive as -D flags; each has a default here so a program
+ * compiles on its own (the dry run and --ebpf show it that way).
+ */
+#ifndef PYTRACEKIT_H
+#define PYTRACEKIT_H
+
+#define PTK_INLINE static inline __attribute__((always_inline))
+
+#ifndef TASK_COMM_LEN
+#define TASK_COMM_LEN 16
+#endif
+
+/* Filters: 0 means "any". FILTER_PID matches the process (tgid),
+ * FILTER_TID one thread. */
+#ifndef FILTER_PID
+#define FILTER_PID 0
+#endif
+#ifndef FILTER_TID
+#define FILTER_TID 0
+#endif
+
+/* Loss counters, read by the loader after every run and printed by every
+ * tool: nothing is dropped silently. Keep in sync with loader.LOSS_SLOTS. */
+enum ptk_loss {
+    PTK_LOST_EVENTS = 0,   /* ring/perf buffer full: an event was not delivered */
+    PTK_STACK_ERRORS = 1,  /* a stack could not be stored (map full, collision) */
+    PTK_MAP_FULL = 2,      /* an aggregation map had no room for a new key */
+    PTK_LOSS_SLOTS = 4,
+};
+
+BPF_PERCPU_ARRAY(ptk_loss, u64, PTK_LOSS_SLOTS);
+
+PTK_INLINE void ptk_count_loss(u32 slot)
+{
+    u64 *value = ptk_loss.lookup(&slot);
+    if (value)
+        (*value)++;   /* per-CPU: no atomic needed */
+}
+
+/* True when the current task passes the pid/tid filters. */
+PTK_INLINE bool ptk_selected(void)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (FILTER_PID && (pid_tgid >> 32) != FILTER_PID)
+        return false;
+    if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
+        return false;
+    return true;
+}
+
+/* log2 bucket as BCC numbers them: 0 holds 0, k holds [2^(k-1), 2^k - 1]. */
+PTK_INLINE u32 ptk_log2_slot(u64 v)
+{
+    u32 slot = 0;
+#pragma unroll
+    for (int shift = 32; shift > 0; shift >>= 1) {
+        if (v >= (1ULL << shift)) {
+            v >>= shift;
+            slot += shift;
+        }
+    }
+    return v ? slot + 1 : 0;
+}
+
+/* A histogram key: one log2 slot, optionally split by a small label. */
+struct ptk_hist_key {
+    u64 label;
+    u32 slot;
+    u32 pad;
+};
+
+/* A stack sample key shared by the stack tools (profile, stackcount...). */
+struct ptk_stack_key {
+    u32 pid;
+    u32 tid;
+    s32 user_stack_id;
+    s32 kernel_stack_id;
+    char comm[TASK_COMM_LEN];
+};
+
+/* Stack ids below 0 are errors; -EFAULT means "no stack of this kind"
+ * (a kernel thread has no user stack), which is not a loss. */
+PTK_INLINE s32 ptk_checked_stack_id(s32 id)
+{
+    if (id < 0 && id != -14 /* EFAULT */)
+        ptk_count_loss(PTK_STACK_ERRORS);
+    return id;
+}
+
+#endif /* PYTRACEKIT_H */

@@ -1,0 +1,95 @@
+"""The `pytracekit` command: a click group whose subcommands are the tools.
+
+Tools are discovered from pytracekit/tools/ and imported only when run, so
+adding a tool touches no other file and start-up stays fast. This is also the
+single place where errors become one line and an exit status.
+"""
+from __future__ import annotations
+
+import os
+import pkgutil
+import sys
+import traceback
+from importlib import import_module
+
+import click
+
+from . import __version__, settings, tools
+from .errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError
+
+
+def tool_names() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(tools.__path__)
+                  if not m.name.startswith("_"))
+
+
+class ToolGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(tool_names()) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:   # added from Python (see examples/)
+            return self.commands[name]
+        if name not in tool_names():
+            return None
+        return import_module(f"{tools.__name__}.{name}").command
+
+
+@click.group(cls=ToolGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pytracekit")
+def cli() -> None:
+    """eBPF tracing and profiling for kernels with BTF and no headers."""
+
+
+def _prog_name(args: list[str]) -> str:
+    for arg in args:
+        if not arg.startswith("-"):
+            return f"pytracekit {arg}"
+    return "pytracekit"
+
+
+def main(args: list[str] | None = None, prog: str | None = None) -> int:
+    from .loader import DryRunComplete, EbpfPrinted
+    args = list(sys.argv[1:] if args is None else args)
+    name = prog or _prog_name(args)
+    try:
+        cli.main(args=args, prog_name="pytracekit", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except click.ClickException as exc:   # usage errors
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"{name}: error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except DryRunComplete as done:
+        click.echo(str(done))
+        return 0
+    except EbpfPrinted:
+        return 0
+    except PytracekitError as exc:
+        click.echo(f"{name}: error: {exc.message}", err=True)
+        if settings.current().verbose and exc.detail:
+            click.echo(exc.detail, err=True)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`); nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug: say so in one line, details on request
+        if settings.current().verbose:
+            traceback.print_exc()
+        click.echo(f"{name}: internal error: {type(exc).__name__}: {exc} "
+                   "(rerun with --verbose for the traceback)", err=True)
+        return EXIT_RUNTIME
+
+
+def run() -> None:
+    sys.exit(main())
+
+

@@ -1,0 +1,156 @@
+"""tracefs: where it is (mounting it when absent), tracepoints and their fields."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import NotFoundError, NotSupportedError
+
+CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+
+def _mounted(path: Path) -> bool:
+    return (path / "events").is_dir()
+
+
+def _mount(fstype: str, target: Path) -> bool:
+    try:
+        subprocess.run(["mount", "-t", fstype, "nodev", str(target)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return True
+    except (OSError, subprocess.CalledProcessError):
+        return False
+
+
+@lru_cache(maxsize=1)
+def tracefs_root() -> Path:
+    """The tracefs mount point, mounting tracefs (and debugfs) when absent.
+
+    BCC's Python module picks its tracefs path at import time, so this must
+    run before `import bcc`.
+    """
+    for path in CANDIDATES:
+        if _mounted(path):
+            break
+    else:
+        if os.geteuid() != 0 or not _mount("tracefs", CANDIDATES[0]):
+            raise NotSupportedError(
+                "tracefs is not mounted and could not be mounted: run as root, or "
+                "`mount -t tracefs nodev /sys/kernel/tracing`")
+    # BCC reads some files (kprobe blacklist) through debugfs; mount it if we can.
+    debug = Path("/sys/kernel/debug")
+    if os.geteuid() == 0 and debug.is_dir() and not any(debug.iterdir()):
+        _mount("debugfs", debug)
+    for path in CANDIDATES:
+        if _mounted(path):
+            return path
+    raise NotSupportedError("tracefs mounted but has no events directory")
+
+
+@dataclass(frozen=True)
+class Field:
+    decl: str        # "const char * filename"
+    name: str
+    ctype: str       # "const char *"
+    offset: int
+    size: int
+    signed: bool
+    array: int | None = None   # element count for "char comm[16]"
+
+    @property
+    def is_string(self) -> bool:
+        return self.ctype.strip().endswith("char") and self.array is not None or \
+            self.ctype.startswith("__data_loc char")
+
+
+@dataclass(frozen=True)
+class Tracepoint:
+    category: str
+    event: str
+    fields: tuple[Field, ...]   # excluding the common_* header fields
+    print_fmt: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.category}:{self.event}"
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        names = ", ".join(f.name for f in self.fields)
+        raise NotFoundError(f"tracepoint {self.name} has no field '{name}' (fields: {names})")
+
+
+_FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"
+                    r"\s*signed:(?P<signed>\d+);")
+
+
+def parse_format(category: str, event: str, text: str) -> Tracepoint:
+    fields = []
+    for m in _FIELD.finditer(text):
+        decl = m.group("decl").strip()
+        array = None
+        am = re.match(r"^(.*?)\s*\[(\d*)\]$", decl)
+        core = decl
+        if am:
+            core = am.group(1)
+            array = int(am.group(2)) if am.group(2) else 0
+        nm = re.match(r"^(.*?)([A-Za-z_]\w*)$", core)
+        if not nm:
+            continue
+        ctype, name = nm.group(1).strip(), nm.group(2)
+        if name.startswith("common_"):
+            continue
+        fields.append(Field(decl, name, ctype, int(m.group("off")), int(m.group("size")),
+                            m.group("signed") == "1", array))
+    fmt = ""
+    pm = re.search(r"^print fmt: (.*)$", text, re.M)
+    if pm:
+        fmt = pm.group(1)
+    return Tracepoint(category, event, tuple(fields), fmt)
+
+
+def tracepoint(category: str, event: str) -> Tracepoint:
+    path = tracefs_root() / "events" / category / event / "format"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        hint = suggest_tracepoints(f"{category}:{event}")
+        more = f"; similar: {', '.join(hint)}" if hint else \
+            "; `pytracekit list 'CATEGORY:*'` lists them"
+        raise NotFoundError(f"unknown tracepoint {category}:{event}{more}") from None
+    return parse_format(category, event, text)
+
+
+def list_tracepoints() -> list[str]:
+    """All 'category:event' names, sorted."""
+    events = tracefs_root() / "events"
+    out = []
+    for cat in sorted(os.listdir(events)):
+        cat_dir = events / cat
+        if not cat_dir.is_dir():
+            continue
+        for ev in sorted(os.listdir(cat_dir)):
+            if (cat_dir / ev / "format").exists():
+                out.append(f"{cat}:{ev}")
+    return out
+
+
+def suggest_tracepoints(word: str, limit: int = 5) -> list[str]:
+    """Tracepoints whose name shares the longest part of `word` (for error hints)."""
+    parts = [p for p in re.split(r"[:_]", word.lower()) if len(p) >= 3 and p not in
+             ("sys", "enter", "exit", "do", "__x64")]
+    if not parts:
+        return []
+    scored = []
+    for name in list_tracepoints():
+        event = name.split(":", 1)[1]
+        score = sum(1 for p in parts if p in event)
+        if score:
+            scored.append((-score, len(name), name))
+    return [name for _, _, name in sorted(scored)[:limit]]

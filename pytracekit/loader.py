@@ -1,0 +1,313 @@
+"""Compile `bpf/<name>.bpf.c` through BCC against BTF-derived headers, attach
+probes, read maps, detach.
+
+One `Program` owns one BCC module and everything attached from it; it is a
+context manager and `close()` detaches all. Compiler and verifier output is
+captured (BCC writes it straight to fd 2) and becomes a short error, with the
+full text kept for --verbose.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from . import settings
+from .errors import (CompileError, NotFoundError, NotSupportedError, PrivilegeError,
+                     PytracekitError, VerifierError, tail)
+from .model import LossReport
+
+BPF_DIR = Path(os.environ.get("PYTRACEKIT_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
+COMMON_HEADER = "pytracekit.h"
+_INCLUDE_COMMON = re.compile(r'^\s*#\s*include\s+"pytracekit\.h"\s*$', re.M)
+
+
+class DryRunComplete(Exception):
+    """Raised once a dry run has compiled and loaded every program."""
+
+    def __init__(self, loaded: list[str]) -> None:
+        super().__init__(f"dry run: compiled and loaded {len(loaded)} BPF program(s): "
+                         + ", ".join(loaded))
+        self.loaded = loaded
+
+
+class EbpfPrinted(Exception):
+    """Raised after --ebpf printed a program instead of loading it."""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise PrivilegeError("pytracekit needs root (CAP_BPF and CAP_PERFMON) to load BPF "
+                             "programs: run it with sudo")
+
+
+def read_source(name: str) -> str:
+    path = BPF_DIR / f"{name}.bpf.c"
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise NotFoundError(f"no BPF program {path}") from None
+
+
+def expand_source(source: str) -> str:
+    """Paste the common header in place of its #include (see bpf/pytracekit.h)."""
+    common = (BPF_DIR / COMMON_HEADER).read_text()
+    if _INCLUDE_COMMON.search(source):
+        return _INCLUDE_COMMON.sub(lambda _m: common, source, count=1)
+    return source
+
+
+def defines_text(defines: Mapping[str, Any]) -> str:
+    return "".join(f"#define {k} {_c_value(v)}\n" for k, v in defines.items())
+
+
+def _c_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """Capture what C code writes to fd 2 (clang diagnostics, verifier logs)."""
+    out: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode(errors="replace"))
+
+
+def _first_error(log: str) -> str:
+    for line in log.splitlines():
+        if ": error: " in line:
+            return line.split(": error: ", 1)[1].strip()
+    return tail(log, 1) or "unknown error"
+
+
+@dataclass
+class Probe:
+    """One attachment, for listing and for the teardown check."""
+
+    kind: str
+    target: str
+    fn_name: str
+
+
+@dataclass
+class Program:
+    """A compiled BCC module and its attachments."""
+
+    name: str
+    source: str
+    defines: dict[str, Any] = field(default_factory=dict)
+    usdt: list[Any] = field(default_factory=list)   # bcc.USDT contexts
+    bpf: Any = None
+    probes: list[Probe] = field(default_factory=list)
+    _loaded: list[str] = field(default_factory=list)
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, name: str, defines: Mapping[str, Any] | None = None,
+                  replace: Mapping[str, str] | None = None, usdt: list[Any] | None = None) -> "Program":
+        """Load bpf/<name>.bpf.c; `replace` substitutes generated code for
+        placeholder tokens (used by tools whose C is assembled from user specs)."""
+        source = read_source(name)
+        for token, code in (replace or {}).items():
+            source = source.replace(token, code)
+        return cls.from_text(name, source, defines, usdt)
+
+    @classmethod
+    def from_text(cls, name: str, source: str, defines: Mapping[str, Any] | None = None,
+                  usdt: list[Any] | None = None) -> "Program":
+        prog = cls(name=name, source=expand_source(source), defines=dict(defines or {}),
+                   usdt=list(usdt or []))
+        prog.compile()
+        return prog
+
+    @property
+    def full_text(self) -> str:
+        """The program as BCC compiles it: parameters first, then the source."""
+        return defines_text(self.defines) + self.source
+
+    def compile(self) -> None:
+        if settings.current().ebpf:
+            print(self.full_text)
+            raise EbpfPrinted()
+        require_root()
+        from .kernel import headers, tracefs
+        tracefs.tracefs_root()          # BCC reads its tracefs path at import
+        tree = headers.include_tree()
+        os.environ["BCC_KERNEL_SOURCE"] = str(tree.source)
+        text = self.full_text
+        header_dir = headers.program_header(tree, text)
+        import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
+        cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
+        with captured_stderr() as log:
+            try:
+                self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
+            except Exception as exc:  # BCC raises bare Exception
+                self.bpf = None
+                failure = exc
+            else:
+                failure = None
+        output = log[0]
+        if failure is not None:
+            raise _load_error(self.name, str(failure), output)
+        if output.strip() and settings.current().verbose:
+            sys.stderr.write(output)
+        for fn in self._autoloaded():
+            self._loaded.append(fn)
+
+    def _autoloaded(self) -> list[str]:
+        # BCC attaches TRACEPOINT_PROBE/RAW_TRACEPOINT_PROBE functions itself.
+        return [f.decode() if isinstance(f, bytes) else f for f in (self.bpf.funcs or {})]
+
+    # -- attaching ----------------------------------------------------------
+
+    def _attach(self, kind: str, target: str, fn_name: str, prog_type: int,
+                do: Callable[[], Any]) -> None:
+        if settings.current().dry_run:
+            self._load_only(fn_name, prog_type)
+            return
+        with captured_stderr() as log:
+            try:
+                do()
+            except Exception as exc:
+                failure = exc
+            else:
+                failure = None
+        if failure is not None:
+            raise _attach_error(kind, target, str(failure), log[0])
+        self.probes.append(Probe(kind, target, fn_name))
+
+    def _load_only(self, fn_name: str, prog_type: int) -> None:
+        with captured_stderr() as log:
+            try:
+                self.bpf.load_func(fn_name, prog_type)
+            except Exception as exc:
+                raise _load_error(fn_name, str(exc), log[0]) from None
+        self._loaded.append(fn_name)
+
+    def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:
+        from .kernel.tracefs import tracepoint
+        tracepoint(category, event)  # a clear NotFoundError for unknown names
+        import bcc
+        self._attach("tracepoint", f"{category}:{event}", fn_name, bcc.BPF.TRACEPOINT,
+                     lambda: self.bpf.attach_tracepoint(tp=f"{category}:{event}", fn_name=fn_name))
+
+    def attach_raw_tracepoint(self, event: str, fn_name: str) -> None:
+        import bcc
+        self._attach("raw_tracepoint", event, fn_name, bcc.BPF.RAW_TRACEPOINT,
+                     lambda: self.bpf.attach_raw_tracepoint(tp=event, fn_name=fn_name))
+
+    def attach_uprobe(self, binary: str, fn_name: str, *, symbol: str | None = None,
+                      address: int | None = None, offset: int = 0, retprobe: bool = False,
+                      pid: int = -1) -> None:
+        import bcc
+        kind = "uretprobe" if retprobe else "uprobe"
+        target = f"{binary}:{symbol or hex(address or 0)}"
+
+        def do() -> None:
+            kwargs: dict[str, Any] = dict(name=binary, fn_name=fn_name, pid=pid)
+            if symbol is not None:
+                kwargs["sym"] = symbol
+            if address is not None:
+                kwargs["addr"] = address
+            if retprobe:
+                self.bpf.attach_uretprobe(**kwargs)
+            else:
+                if offset:
+                    kwargs["sym_off"] = offset
+                self.bpf.attach_uprobe(**kwargs)
+        self._attach(kind, target, fn_name, bcc.BPF.KPROBE, do)
+
+    def attach_kprobe(self, function: str, fn_name: str, *, retprobe: bool = False) -> None:
+        from .kernel import features
+        features.require_kprobes(function)
+        import bcc
+        kind = "kretprobe" if retprobe else "kprobe"
+        self._attach(kind, function, fn_name, bcc.BPF.KPROBE,
+                     lambda: (self.bpf.attach_kretprobe if retprobe else self.bpf.attach_kprobe)(
+                         event=function, fn_name=fn_name))
+
+    def attach_perf_event(self, ev_type: int, ev_config: int, fn_name: str, *,
+                          sample_period: int = 0, sample_freq: int = 0, pid: int = -1,
+                          cpu: int = -1, label: str = "") -> None:
+        import bcc
+        self._attach("perf_event", label or f"{ev_type}:{ev_config}", fn_name, bcc.BPF.PERF_EVENT,
+                     lambda: self.bpf.attach_perf_event(
+                         ev_type=ev_type, ev_config=ev_config, fn_name=fn_name,
+                         sample_period=sample_period, sample_freq=sample_freq, pid=pid, cpu=cpu))
+
+    def ready(self) -> None:
+        """Called by tools once everything is attached; ends a dry run here."""
+        if settings.current().dry_run:
+            for fn in self._autoloaded():
+                if fn not in self._loaded:
+                    self._loaded.append(fn)
+            raise DryRunComplete(self._loaded)
+
+    # -- reading ------------------------------------------------------------
+
+    def __getitem__(self, map_name: str) -> Any:
+        return self.bpf[map_name]
+
+    def loss(self) -> LossReport:
+        """The loss counters from bpf/pytracekit.h, summed over CPUs."""
+        try:
+            table = self.bpf["ptk_loss"]
+        except KeyError:
+            return LossReport()
+        slots = [sum(table[table.Key(i)]) for i in range(3)]
+        return LossReport(lost_events=slots[0], stack_errors=slots[1], map_full=slots[2])
+
+    # -- teardown -----------------------------------------------------------
+
+    def close(self) -> None:
+        if self.bpf is not None:
+            with captured_stderr():
+                self.bpf.cleanup()
+            self.bpf = None
+            self.probes.clear()
+
+    def __enter__(self) -> "Program":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _load_error(name: str, message: str, log: str) -> PytracekitError:
+    if "Failed to compile" in message or ": error: " in log:
+        return CompileError(f"BPF program {name} does not compile: {_first_error(log)} "
+                            "(--verbose shows the compiler output)", detail=log)
+    if "Permission denied" in message or "Invalid argument" in message or "processed" in log:
+        return VerifierError(f"the kernel verifier rejected {name}: "
+                             f"{tail(log, 1) or message} (--verbose shows the log)",
+                             detail=tail(log, 30))
+    return PytracekitError(f"loading {name} failed: {message}", detail=log)
+
+
+def _attach_error(kind: str, target: str, message: str, log: str) -> PytracekitError:
+    if kind.startswith("uprobe") or kind.startswith("uretprobe"):
+        if "could not determine address" in message or "symbol" in message.lower():
+            return NotFoundError(f"cannot attach {kind} {target}: no such function in that "
+                                 "binary (`pytracekit list -x BINARY` lists them)", detail=log)
+    if "Permission denied" in message or "Invalid argument" in message or "processed" in log:
+        return VerifierError(f"cannot attach {kind} {target}: {tail(log, 1) or message}",
+                             detail=tail(log, 30))
+    return PytracekitError(f"cannot attach {kind} {target}: {message}", detail=log)

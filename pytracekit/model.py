@@ -1,0 +1,147 @@
+"""The format-neutral result model every renderer consumes.
+
+Tools aggregate in the kernel and turn map contents into these values;
+renderers (text, JSON, folded, flame graph, pprof, Prometheus) are pure
+functions of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass
+class LossReport:
+    """Everything a run failed to record. Printed by every tool."""
+
+    lost_events: int = 0      # events the ring/perf buffer could not take
+    stack_errors: int = 0     # stacks that could not be stored
+    map_full: int = 0         # updates dropped because a map was full
+    unknown_frames: int = 0   # frames symbolization could not name
+
+    def __add__(self, other: "LossReport") -> "LossReport":
+        return LossReport(self.lost_events + other.lost_events,
+                          self.stack_errors + other.stack_errors,
+                          self.map_full + other.map_full,
+                          self.unknown_frames + other.unknown_frames)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.lost_events or self.stack_errors or self.map_full)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"lost_events": self.lost_events, "stack_errors": self.stack_errors,
+                "map_full": self.map_full, "unknown_frames": self.unknown_frames}
+
+
+def log2_slot(value: int) -> int:
+    """The log2 bucket of a value, numbered as in bpf/pytracekit.h and BCC."""
+    return value.bit_length()
+
+
+def log2_bounds(slot: int) -> tuple[int, int]:
+    """Inclusive [low, high] of a log2 bucket."""
+    if slot == 0:
+        return 0, 0
+    return 1 << (slot - 1), (1 << slot) - 1
+
+
+@dataclass
+class Histogram:
+    """A log2 histogram: bucket slot -> count."""
+
+    buckets: dict[int, int] = field(default_factory=dict)
+    unit: str = ""            # "usecs", "nsecs", "bytes" ...
+    label: str = ""           # what was measured, e.g. a function name
+
+    @property
+    def total(self) -> int:
+        return sum(self.buckets.values())
+
+    def add(self, value: int, count: int = 1) -> None:
+        slot = log2_slot(value)
+        self.buckets[slot] = self.buckets.get(slot, 0) + count
+
+
+@dataclass
+class LinearHistogram:
+    """A histogram with fixed-width buckets: bucket index -> count."""
+
+    buckets: dict[int, int] = field(default_factory=dict)
+    step: int = 1
+    unit: str = ""
+    label: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(self.buckets.values())
+
+
+@dataclass
+class Counts:
+    """Named counters, each keyed by a tuple of column values."""
+
+    columns: tuple[str, ...]
+    rows: dict[tuple, int] = field(default_factory=dict)
+    value_name: str = "COUNT"
+
+    def top(self, n: int | None = None) -> list[tuple[tuple, int]]:
+        ordered = sorted(self.rows.items(), key=lambda kv: (-kv[1], kv[0]))
+        return ordered if n is None else ordered[:n]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One stack frame. kind: user, kernel, process (comm), marker (a separator
+    such as '--' between user and kernel), jit."""
+
+    name: str
+    kind: str = "user"
+    module: str = ""
+    address: int = 0
+
+    @property
+    def unknown(self) -> bool:
+        return self.name == "[unknown]"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A stack (root first) and how much it weighs (samples, ns, count)."""
+
+    stack: tuple[Frame, ...]
+    value: int
+    pid: int = 0
+    tid: int = 0
+    comm: str = ""
+
+
+@dataclass
+class StackProfile:
+    """Aggregated stacks: the input of folded, flame graph, pprof, speedscope."""
+
+    samples: list[Sample] = field(default_factory=list)
+    value_type: str = "samples"      # samples | off_cpu | count | alloc_space
+    unit: str = "count"              # count | nanoseconds | microseconds | bytes
+    period: int = 0                  # ns per sample for sampling profiles
+    duration_ns: int = 0
+    loss: LossReport = field(default_factory=LossReport)
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(s.value for s in self.samples)
+
+    def merged(self) -> "StackProfile":
+        """Samples with identical stacks folded into one."""
+        acc: dict[tuple[Frame, ...], Sample] = {}
+        for s in self.samples:
+            prev = acc.get(s.stack)
+            acc[s.stack] = s if prev is None else Sample(s.stack, prev.value + s.value,
+                                                        prev.pid, prev.tid, prev.comm)
+        return StackProfile(list(acc.values()), self.value_type, self.unit, self.period,
+                            self.duration_ns, self.loss, dict(self.meta))
+
+
+def frames(names: Iterable[str], kind: str = "user") -> tuple[Frame, ...]:
+    return tuple(Frame(n, kind) for n in names)

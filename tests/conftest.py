@@ -1,0 +1,142 @@
+"""Shared test helpers: the ground-truth workload and running tools for real.
+
+Tests marked `root` load BPF programs; they skip (never pass) where that is
+impossible, with the reason.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOAD_SRC = ROOT / "tests" / "workload" / "workload.c"
+WORKLOAD = ROOT / "tests" / "workload" / ".build" / "workload"
+
+
+def _root_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root to load BPF programs"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "needs BCC's Python module (apt-get install python3-bpfcc)"
+    if not Path("/sys/kernel/btf/vmlinux").exists() and not Path(
+            f"/lib/modules/{os.uname().release}/build").exists():
+        return "needs kernel BTF or kernel headers"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _root_skip_reason()
+    if reason is None:
+        return
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def workload() -> str:
+    """Path to the built ground-truth workload (built here if stale)."""
+    if not WORKLOAD.exists() or WORKLOAD.stat().st_mtime < WORKLOAD_SRC.stat().st_mtime:
+        WORKLOAD.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-fno-inline",
+                        "-pthread", "-o", str(WORKLOAD), str(WORKLOAD_SRC)], check=True)
+    return str(WORKLOAD)
+
+
+def pytracekit(*args: str, timeout: float = 90, env: dict | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m pytracekit ARGS` to completion."""
+    return subprocess.run([sys.executable, "-m", "pytracekit", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd or ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+class Tool:
+    """A tool running in the background, for tests that must act while it traces.
+
+    The tool writes a line to PYTRACEKIT_READY_FD once its probes are attached;
+    `start()` returns only then, so the workload runs fully traced.
+    """
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        self.args = args
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "Tool":
+        ready_r, ready_w = os.pipe()
+        env = {**os.environ, **self.env, "PYTRACEKIT_READY_FD": str(ready_w)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "pytracekit", *self.args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=ROOT, env=env, pass_fds=(ready_w,))
+        os.close(ready_w)
+        try:
+            ready, _, _ = select.select([ready_r], [], [], timeout)
+            line = os.read(ready_r, 64) if ready else b""
+        finally:
+            os.close(ready_r)
+        if not line:
+            out, err = self.stop()
+            raise AssertionError(f"tool never became ready (rc={self.proc.returncode})\n"
+                                 f"stdout:\n{out}\nstderr:\n{err}")
+        return self
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> tuple[str, str]:
+        """Send `sig`, wait for the tool to print its results and exit."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout)
+        return out, err
+
+    def wait(self, timeout: float = 60) -> tuple[str, str]:
+        """Wait for a tool that ends by itself (duration, command exit)."""
+        assert self.proc is not None
+        out, err = self.proc.communicate(timeout=timeout)
+        return out, err
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc else None
+
+    def __enter__(self) -> "Tool":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def run_workload(workload: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([workload, *args], check=True, timeout=timeout,
+                          capture_output=True, text=True)
+
+
+def pytracekit_probes_left() -> list[str]:
+    """Lines in tracefs that a pytracekit run could have left behind."""
+    left = []
+    for base in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        for name in ("uprobe_events", "kprobe_events"):
+            path = Path(base) / name
+            if path.exists():
+                left += [line for line in path.read_text().splitlines() if line.strip()]
+    return left
+
+
+def wait_until(predicate, timeout: float = 10, step: float = 0.02) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

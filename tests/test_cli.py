@@ -1,0 +1,97 @@
+"""Behaviour every tool shares: dry run, --ebpf, errors, teardown."""
+import importlib
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from pytracekit.cli import tool_names
+from pytracekit.errors import NotFoundError
+
+from conftest import ROOT, pytracekit, pytracekit_probes_left
+
+
+def _dry_run_args(name: str) -> list[str]:
+    module = importlib.import_module(f"pytracekit.tools.{name}")
+    return list(getattr(module, "DRY_RUN_ARGS", []))
+
+
+def test_every_tool_has_a_module_a_launcher_and_a_test():
+    for name in tool_names():
+        assert (ROOT / "tools" / name).exists(), f"tools/{name} missing"
+        assert (ROOT / "tests" / f"test_{name}.py").exists(), f"tests/test_{name}.py missing"
+
+
+def test_every_tool_prints_its_bpf_with_ebpf():
+    for name in tool_names():
+        res = pytracekit(name, *_dry_run_args(name), "--ebpf")
+        assert res.returncode == 0, f"{name}: {res.stderr}"
+        assert "pytracekit.h" in res.stdout or "PYTRACEKIT_H" in res.stdout, name
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("name", tool_names())
+def test_every_tool_compiles_and_loads_in_a_dry_run(name):
+    res = pytracekit(name, *_dry_run_args(name), "--dry-run")
+    assert res.returncode == 0, f"{name}: {res.stderr}"
+    assert "dry run: compiled and loaded" in res.stdout
+
+
+def test_unknown_tool_is_a_usage_error():
+    res = pytracekit("no-such-tool")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "No such command" in res.stderr
+
+
+def test_not_root_is_one_clear_line():
+    if os.geteuid() != 0:
+        res = pytracekit("doctor")
+    else:
+        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                              sys.executable, "-m", "pytracekit", "doctor"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("pytracekit doctor: error: pytracekit needs root (CAP_BPF and "
+                                  "CAP_PERFMON) to load BPF programs: run it with sudo")
+
+
+@pytest.mark.root
+def test_unknown_tracepoint_names_the_problem_and_suggests():
+    from pytracekit.loader import Program
+    with Program.from_text("t", '#include "vmlinux.h"\nint f(void *ctx) { return 0; }\n') as p:
+        with pytest.raises(NotFoundError) as info:
+            p.attach_tracepoint("sched", "sched_swich", "f")
+    assert "unknown tracepoint sched:sched_swich" in info.value.message
+    assert "sched:sched_switch" in info.value.message
+
+
+@pytest.mark.root
+def test_compile_error_is_short_and_the_full_log_is_kept():
+    from pytracekit.errors import CompileError
+    from pytracekit.loader import Program
+    with pytest.raises(CompileError) as info:
+        Program.from_text("broken", '#include "vmlinux.h"\nint f(void *ctx) { return nope; }\n')
+    assert "\n" not in info.value.message
+    assert "undeclared identifier 'nope'" in info.value.message
+    assert "main.c" in info.value.detail
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_prints_results_and_detaches(sig):
+    proc_args = [sys.executable, "examples/count_syscalls.py"]
+    ready_r, ready_w = os.pipe()
+    proc = subprocess.Popen(proc_args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTRACEKIT_READY_FD": str(ready_w)},
+                            pass_fds=(ready_w,))
+    os.close(ready_w)
+    assert os.read(ready_r, 16) == b"ready\n"
+    os.close(ready_r)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.startswith("PID")
+    assert "Traceback" not in err
+    assert pytracekit_probes_left() == []

@@ -1,0 +1,200 @@
+/* The ground-truth workload every tool's tests run.
+ *
+ * Each mode does something a known number of times along known stacks, so
+ * tests can assert exact counts and exact symbol names. Built with frame
+ * pointers and without inlining so every function below keeps its frame.
+ *
+ *   workload [--go-file PATH] MODE ARGS...
+ *     calls N              call counted_function() exactly N times
+ *     stacks N             stack_leaf() N times via stack_path_a, 2N via stack_path_b
+ *     spin SECONDS         spin in spin_outer() -> spin_inner()
+ *     sleep N MS           N sleeps of MS milliseconds in sleeper()
+ *     open PATH N          open PATH (O_RDONLY|O_CREAT) N times
+ *     exec N [ARG]         fork+exec `workload child ARG` N times, waiting for each
+ *     busy N US            call busy_call() N times; each busy-waits US microseconds
+ *     malloc N SIZE        malloc(SIZE) and free it, N times, in alloc_known()
+ *     leak N SIZE          leak N blocks of SIZE bytes from leak_path() -> leak_alloc()
+ *     mutex N              two threads each take a contended mutex N times
+ *     child [ARG]          exit 0 at once (the marker child for exec)
+ *     forkchild MS         fork a child that spins MS ms in child_spin() and exits
+ *
+ * --go-file PATH: wait until PATH exists before starting (for -p tests: the
+ * tool attaches first, then the test creates the file).
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline))
+
+static volatile uint64_t sink;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+NOINLINE void counted_function(uint64_t i) { sink += i; }
+
+NOINLINE void stack_leaf(uint64_t i) { sink += i; }
+NOINLINE void stack_path_a(uint64_t i) { stack_leaf(i); sink++; }
+NOINLINE void stack_path_b(uint64_t i) { stack_leaf(i); sink++; }
+
+NOINLINE void spin_inner(uint64_t deadline)
+{
+    while (now_ns() < deadline)
+        for (int i = 0; i < 1000; i++)
+            sink += i;
+}
+NOINLINE void spin_outer(uint64_t deadline) { spin_inner(deadline); sink++; }
+
+NOINLINE void sleeper(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+NOINLINE void busy_call(long us)
+{
+    uint64_t end = now_ns() + (uint64_t)us * 1000;
+    while (now_ns() < end)
+        sink++;
+}
+
+NOINLINE void *alloc_known(size_t size)
+{
+    void *p = malloc(size);
+    sink += (uintptr_t)p;
+    return p;
+}
+
+NOINLINE void *leak_alloc(size_t size) { return malloc(size); }
+NOINLINE void *leak_path(size_t size) { void *p = leak_alloc(size); sink++; return p; }
+
+NOINLINE void child_spin(long ms) { spin_inner(now_ns() + (uint64_t)ms * 1000000); }
+
+static pthread_mutex_t contended = PTHREAD_MUTEX_INITIALIZER;
+static long mutex_rounds;
+
+NOINLINE void *mutex_worker(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < mutex_rounds; i++) {
+        pthread_mutex_lock(&contended);
+        busy_call(200);
+        pthread_mutex_unlock(&contended);
+    }
+    return NULL;
+}
+
+static void wait_for_file(const char *path)
+{
+    while (access(path, F_OK) != 0)
+        usleep(2000);
+}
+
+static long arg_long(int argc, char **argv, int i, const char *what)
+{
+    if (i >= argc) {
+        fprintf(stderr, "workload: missing %s\n", what);
+        exit(2);
+    }
+    return strtol(argv[i], NULL, 10);
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    if (i + 1 < argc && strcmp(argv[i], "--go-file") == 0) {
+        wait_for_file(argv[i + 1]);
+        i += 2;
+    }
+    if (i >= argc) {
+        fprintf(stderr, "usage: workload [--go-file PATH] MODE ARGS...\n");
+        return 2;
+    }
+    const char *mode = argv[i++];
+
+    if (strcmp(mode, "calls") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        for (long k = 0; k < n; k++)
+            counted_function(k);
+    } else if (strcmp(mode, "stacks") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        for (long k = 0; k < n; k++)
+            stack_path_a(k);
+        for (long k = 0; k < 2 * n; k++)
+            stack_path_b(k);
+    } else if (strcmp(mode, "spin") == 0) {
+        double s = strtod(i < argc ? argv[i] : "1", NULL);
+        spin_outer(now_ns() + (uint64_t)(s * 1e9));
+    } else if (strcmp(mode, "sleep") == 0) {
+        long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
+        for (long k = 0; k < n; k++)
+            sleeper(ms);
+    } else if (strcmp(mode, "open") == 0) {
+        if (i >= argc) { fprintf(stderr, "workload: missing PATH\n"); return 2; }
+        const char *path = argv[i];
+        long n = arg_long(argc, argv, i + 1, "N");
+        for (long k = 0; k < n; k++) {
+            int fd = open(path, O_RDONLY | O_CREAT, 0644);
+            if (fd >= 0)
+                close(fd);
+        }
+    } else if (strcmp(mode, "exec") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        const char *arg = i + 1 < argc ? argv[i + 1] : "marker";
+        for (long k = 0; k < n; k++) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                execl("/proc/self/exe", "workload", "child", arg, (char *)NULL);
+                _exit(127);
+            }
+            waitpid(pid, NULL, 0);
+        }
+    } else if (strcmp(mode, "busy") == 0) {
+        long n = arg_long(argc, argv, i, "N"), us = arg_long(argc, argv, i + 1, "US");
+        for (long k = 0; k < n; k++)
+            busy_call(us);
+    } else if (strcmp(mode, "malloc") == 0) {
+        long n = arg_long(argc, argv, i, "N"), size = arg_long(argc, argv, i + 1, "SIZE");
+        for (long k = 0; k < n; k++)
+            free(alloc_known((size_t)size));
+    } else if (strcmp(mode, "leak") == 0) {
+        long n = arg_long(argc, argv, i, "N"), size = arg_long(argc, argv, i + 1, "SIZE");
+        for (long k = 0; k < n; k++)
+            sink += (uintptr_t)leak_path((size_t)size);
+        sleeper(300);   /* stay alive so outstanding blocks can be read */
+    } else if (strcmp(mode, "mutex") == 0) {
+        pthread_t a, b;
+        mutex_rounds = arg_long(argc, argv, i, "N");
+        pthread_create(&a, NULL, mutex_worker, NULL);
+        pthread_create(&b, NULL, mutex_worker, NULL);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+    } else if (strcmp(mode, "child") == 0) {
+        return 0;
+    } else if (strcmp(mode, "forkchild") == 0) {
+        long ms = arg_long(argc, argv, i, "MS");
+        pid_t pid = fork();
+        if (pid == 0) {
+            child_spin(ms);
+            _exit(0);
+        }
+        waitpid(pid, NULL, 0);
+    } else {
+        fprintf(stderr, "workload: unknown mode %s\n", mode);
+        return 2;
+    }
+    return 0;
+}
