@@ -125,6 +125,9 @@ class KernelBtf:
                 key = name if prefix == "typedef" else f"{prefix} {name}"
                 self.by_name.setdefault(key, []).append(type_id)
 
+    def type_count(self) -> int:
+        return self._libbpf.btf__type_cnt(self._btf)
+
     def type_ids(self, names: Iterable[str]) -> list[int]:
         """Ids for names like 'struct sock', 'u64' or an enumerator 'TCP_CLOSE'."""
         ids: list[int] = []
@@ -135,21 +138,18 @@ class KernelBtf:
                 ids.append(self.enumerators[name])
         return ids
 
-    def dump_c(self, wanted: Iterable[int], already_defined: Iterable[int] = ()) -> str:
+    def dump_c(self, wanted: Iterable[int]) -> str:
         """C definitions of `wanted` and their dependencies, in order.
 
-        Types in `already_defined` (and what they depend on) are dumped into
-        a discarded sink first: btf_dump remembers what it emitted, so they
-        are then left out of the text, which keeps them from colliding with
-        definitions BCC or our base headers already provide.
+        libbpf's btf_dump emits each top-level declaration followed by a blank
+        line; `headers.drop_definitions` relies on that to leave some out.
         """
         chunks: list[bytes] = []
-        state = {"keep": False}
         buf = ctypes.create_string_buffer(1 << 16)
 
         def printf(_ctx, fmt, args):
             n = self._libc.vsnprintf(buf, len(buf), fmt, args)
-            if state["keep"] and n > 0:
+            if n > 0:
                 chunks.append(buf.raw[:min(n, len(buf) - 1)])
 
         callback = _PRINTF(printf)
@@ -157,9 +157,6 @@ class KernelBtf:
         if not dump:
             raise NotSupportedError("libbpf btf_dump__new failed")
         try:
-            for type_id in already_defined:
-                self._libbpf.btf_dump__dump_type(dump, type_id)
-            state["keep"] = True
             for type_id in wanted:
                 self._libbpf.btf_dump__dump_type(dump, type_id)
         finally:
