@@ -9,13 +9,18 @@ STAMP := $(VENV)/.installed
 WORKLOAD := tests/workload/.build/workload
 # One file per feature under deps/apt/, one Debian package per line.
 APT_PACKAGES = $(shell cat deps/apt/*.txt | sed 's/\#.*//' | tr -s ' \n' ' ')
+# `make bench` also compares against other tracers.
+BENCH_PACKAGES = $(shell sed 's/\#.*//' deps/apt-bench.txt | tr -s ' \n' ' ')
 
-.PHONY: setup system-packages demo test bench clean
+.PHONY: setup system-packages install-missing demo test bench clean
 
 setup: system-packages $(STAMP) $(WORKLOAD)
 
 system-packages:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@$(MAKE) --no-print-directory install-missing PACKAGES="$(APT_PACKAGES)"
+
+install-missing:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -39,6 +44,7 @@ test: setup
 	$(PY) -m pytest -q tests
 
 bench: setup
+	@$(MAKE) --no-print-directory install-missing PACKAGES="$(BENCH_PACKAGES)"
 	$(PY) -m bench
 
 clean:

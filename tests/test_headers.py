@@ -96,3 +96,25 @@ def test_no_btf_and_no_headers_is_one_clear_line(tmp_path):
     lines = [l for l in res.stderr.splitlines() if l.strip()]
     assert len(lines) == 1, res.stderr
     assert "neither BTF" in lines[0] and "CONFIG_DEBUG_INFO_BTF" in lines[0]
+
+
+def test_drop_definitions_removes_only_the_named_definitions():
+    text = ("typedef unsigned int __u32;\n\n"
+            "typedef long int __kernel_long_t;\n\n"
+            "struct bpf_attr {\n\t__u32 x;\n};\n\n"
+            "enum {\n\tBPF_REG_0 = 0,\n\tBPF_REG_1 = 1,\n};\n\n"
+            "typedef void (*handler_t)(int);\n\n"
+            "struct keep {\n\t__kernel_long_t y;\n};\n\n")
+    out = headers.drop_definitions(text, {"__u32", "struct bpf_attr", "handler_t"},
+                                   {"BPF_REG_0"})
+    assert "struct bpf_attr {" not in out and "BPF_REG_0" not in out
+    assert "typedef unsigned int __u32" not in out and "handler_t" not in out
+    # dependencies of dropped types stay: other types need them
+    assert "typedef long int __kernel_long_t;" in out
+    assert "struct keep {" in out
+
+
+def test_installed_headers_fallback_includes_the_types_programs_use():
+    text = headers.INSTALLED_HEADERS_VMLINUX_H
+    for header in ("linux/sched.h", "net/sock.h", "linux/blkdev.h", "uapi/linux/ptrace.h"):
+        assert f"#include <{header}>" in text

@@ -281,6 +281,15 @@ def bcc_uapi_names() -> tuple[set[str], set[str]]:
     return types, idents
 
 
+# With installed kernel headers instead of BTF, a program's "vmlinux.h" pulls in
+# the headers that define the types pytracekit's programs use.
+INSTALLED_HEADERS_VMLINUX_H = "".join(f"#include <{h}>\n" for h in (
+    "uapi/linux/ptrace.h", "linux/sched.h", "linux/fs.h", "linux/mm_types.h",
+    "linux/blkdev.h", "linux/blk-mq.h", "linux/skbuff.h", "linux/netdevice.h",
+    "net/sock.h", "net/inet_sock.h", "linux/tcp.h", "linux/bpf_perf_event.h",
+))
+
+
 def _installed_headers() -> Path | None:
     build = Path(f"/lib/modules/{os.uname().release}/build")
     return build if (build / "include").is_dir() else None
@@ -441,7 +450,7 @@ def program_header(tree: IncludeTree, source: str) -> Path:
     if header.exists():
         return directory
     if not tree.from_btf:
-        write_atomic(header, "#include <linux/sched.h>\n#include <linux/ptrace.h>\n")
+        write_atomic(header, INSTALLED_HEADERS_VMLINUX_H)
         return directory
     kbtf = btfmod.vmlinux()
     uapi_types = _read_names(tree.root / "bcc-uapi-types.txt")
