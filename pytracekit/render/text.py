@@ -12,36 +12,42 @@ def _bar(count: int, peak: int, width: int = _BAR_WIDTH) -> str:
 
 
 def log2_histogram(hist: Histogram, value_name: str | None = None) -> str:
-    """The histogram as BCC's print_log2_hist lays it out."""
+    """The histogram laid out as BCC's print_log2_hist does.
+
+    Like BCC, the first row is "0 -> 1" and holds both zero and one.
+    """
     name = value_name or hist.unit or "value"
     if not hist.buckets:
         return ""
-    top = max(hist.buckets)
-    first = 0
-    peak = max(hist.buckets.values())
-    wide = top > 32
-    head_pad = 18 if wide else 9
-    lines = [f"{' ' * head_pad}{name:<13}: count    distribution" if not wide else
-             f"{' ' * 5}{name:<19} : count    distribution"]
-    for slot in range(first, top + 1):
+    top = max(1, max(hist.buckets))
+    counts = {slot: hist.buckets.get(slot, 0) for slot in range(1, top + 1)}
+    counts[1] += hist.buckets.get(0, 0)
+    peak = max(counts.values())
+    if top <= 32:
+        header = f"     {name:<19} : count     distribution"
+        width, stars = 10, _BAR_WIDTH
+    else:
+        header = f"               {name:<29} : count     distribution"
+        width, stars = 20, _BAR_WIDTH // 2
+    lines = [header]
+    for slot, count in counts.items():
         low, high = log2_bounds(slot)
-        count = hist.buckets.get(slot, 0)
-        if wide:
-            lines.append(f"{low:>20} -> {high:<20} : {count:<8} |{_bar(count, peak)}|")
-        else:
-            lines.append(f"{low:>10} -> {high:<10} : {count:<8} |{_bar(count, peak)}|")
+        if slot == 1:
+            low = 0
+        lines.append(f"{low:>{width}} -> {high:<{width}} : {count:<8} |{_bar(count, peak, stars)}|")
     return "\n".join(lines)
 
 
 def linear_histogram(hist: LinearHistogram, value_name: str | None = None) -> str:
+    """Fixed-width buckets, laid out as BCC's print_linear_hist does."""
     name = value_name or hist.unit or "value"
     if not hist.buckets:
         return ""
     peak = max(hist.buckets.values())
-    lines = [f"{name:>13}   : count     distribution"]
+    lines = [f"     {name:<13} : count     distribution"]
     for idx in range(min(hist.buckets), max(hist.buckets) + 1):
         count = hist.buckets.get(idx, 0)
-        lines.append(f"{idx * hist.step:>13}   : {count:<8}  |{_bar(count, peak)}|")
+        lines.append(f"        {idx * hist.step:<10} : {count:<8} |{_bar(count, peak)}|")
     return "\n".join(lines)
 
 
