@@ -1,0 +1,56 @@
+"""What funccount, stackcount and funclatency share: one BPF function
+generated per probe, BCC's pattern argument and its interval printing."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import click
+
+from .. import settings
+from ..api import Tracer
+from ..probes import ResolvedProbe
+
+# The token bpf/<tool>.bpf.c leaves for the generated per-probe functions.
+PLACEHOLDER = "/* PTK_PROBE_FUNCTIONS */"
+
+
+def generated(template: str, count: int) -> dict[str, str]:
+    """`replace=` for Program.from_file: `template` once per probe number {n}."""
+    return {PLACEHOLDER: "".join(template.format(n=n) for n in range(count))}
+
+
+def attach_numbered(tracer: Tracer, probes: list[ResolvedProbe],
+                    fn_name: Callable[[int, ResolvedProbe], str]) -> None:
+    for n, probe in enumerate(probes):
+        tracer.probe(probe, fn_name(n, probe))
+
+
+def pattern_argument() -> Callable:
+    return click.argument("pattern")
+
+
+def debug_option() -> Callable:
+    """BCC's -D/--debug of funccount: print the BPF program (our --ebpf)."""
+    def callback(_ctx: Any, _param: Any, value: bool) -> bool:
+        if value:
+            settings.update(ebpf=True)
+        return value
+    return click.option("-D", "--debug", is_flag=True, expose_value=False, is_eager=True,
+                        callback=callback, help="Print the BPF program and exit (as --ebpf).")
+
+
+def timestamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def tracing_message(count: int, pattern: str) -> str:
+    noun = "function" if count == 1 else "functions"
+    return f'Tracing {count} {noun} for "{pattern}"... Hit Ctrl-C to end.'
+
+
+def finish_message(loss_text: str) -> None:
+    """BCC's closing line, and the loss line when something was not recorded."""
+    if loss_text:
+        click.echo(loss_text, err=True)
+    click.echo("Detaching...", err=True)

@@ -1,0 +1,92 @@
+"""funccount on the ground-truth workload: exact counts through uprobes and
+tracepoints, for a pid, for a command, and every error a user can make."""
+import os
+
+import pytest
+
+from conftest import pytracekit, pytracekit_probes_left
+from probe_helpers import one_error_line, traced_pid_run, validated_json_lines
+
+pytestmark = pytest.mark.root
+N = 1234
+
+
+def counts_of(out: str) -> dict[str, int]:
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["FUNC", "COUNT"], out
+    return {name: int(count) for name, count in (l.rsplit(None, 1) for l in lines[1:])}
+
+
+def test_counts_exactly_n_calls_of_a_command(workload):
+    res = pytracekit("funccount", f"{workload}:counted_function", "--", workload, "calls", str(N))
+    assert res.returncode == 0, res.stderr
+    assert counts_of(res.stdout) == {"counted_function": N}
+    assert 'Tracing 1 function for' in res.stderr and "Detaching..." in res.stderr
+    assert pytracekit_probes_left() == []
+
+
+def test_counts_exactly_n_calls_of_a_pid(workload, tmp_path):
+    out, err, rc = traced_pid_run(["funccount", f"{workload}:counted_*"], workload,
+                                  ["calls", str(N)], tmp_path)
+    assert rc == 0, err
+    assert counts_of(out) == {"counted_function": N}
+
+
+def test_tracepoint_counts_the_opens_of_one_pid(workload, tmp_path):
+    out, err, rc = traced_pid_run(["funccount", "t:syscalls:sys_enter_openat"], workload,
+                                  ["open", str(tmp_path / "marker"), "37"], tmp_path)
+    assert rc == 0, err
+    assert counts_of(out) == {"syscalls:sys_enter_openat": 37}
+
+
+def test_wildcard_and_regex_expand_to_several_probes(workload):
+    res = pytracekit("funccount", "-r", f"{workload}:stack_(leaf|path_a)", "--",
+                     workload, "stacks", "5")
+    assert res.returncode == 0, res.stderr
+    assert counts_of(res.stdout) == {"stack_path_a": 5, "stack_leaf": 15}
+    assert 'Tracing 2 functions for' in res.stderr
+
+
+def test_json_lines_follow_the_schema(workload):
+    res = pytracekit("funccount", "--json", f"{workload}:counted_function", "--",
+                     workload, "calls", "7")
+    assert res.returncode == 0, res.stderr
+    objs = validated_json_lines("funccount", res.stdout)
+    assert objs[0] == {"type": "count", "function": "counted_function", "count": 7}
+    assert objs[-1]["type"] == "loss" and objs[-1]["map_full"] == 0
+
+
+def test_cpu_filter_counts_only_that_cpu(workload):
+    res = pytracekit("funccount", "-c", "0", f"{workload}:counted_function", "--",
+                     "taskset", "-c", "1", workload, "calls", "50")
+    assert res.returncode == 0, res.stderr
+    assert counts_of(res.stdout) == {}
+    res = pytracekit("funccount", "-c", "1", f"{workload}:counted_function", "--",
+                     "taskset", "-c", "1", workload, "calls", "50")
+    assert counts_of(res.stdout) == {"counted_function": 50}
+
+
+@pytest.mark.parametrize("args, status, words", [
+    (["vfs_read"], 1, "no kprobes"),
+    (["nothing_here_*"], 1, "no kprobes"),
+    (["t:syscalls:sys_enter_nosuch"], 1, "unknown tracepoint syscalls:sys_enter_nosuch"),
+    (["t:nosuch*:*"], 1, "no tracepoint matches"),
+    (["/no/such/binary:main"], 1, "no such binary or library: /no/such/binary"),
+    (["x:y:z"], 2, "unknown probe type 'x'"),
+    (["c:malloc+zz"], 2, "the offset is not a number"),
+    (["-p", "999999", "c:malloc"], 1, "no process with pid 999999"),
+])
+def test_errors_are_one_line(args, status, words):
+    line = one_error_line(pytracekit("funccount", *args), status)
+    assert line.startswith("pytracekit funccount: error: ") and words in line
+
+
+def test_kernel_function_error_suggests_tracepoints():
+    line = one_error_line(pytracekit("funccount", "vfs_read"), 1)
+    assert "no kprobes" in line and "no fentry" in line
+    assert "t:syscalls:sys_enter_read" in line
+
+
+def test_wildcard_matching_nothing_names_the_binary(workload):
+    line = one_error_line(pytracekit("funccount", f"{workload}:zzz_*"), 1)
+    assert f"no function in {os.path.abspath(workload)} matches 'zzz_*'" in line
