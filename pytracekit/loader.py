@@ -156,6 +156,8 @@ class Program:
         header_dir = headers.program_header(tree, text)
         import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
+        if self.usdt:   # see bpf/usdt_compat.h
+            cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
         with captured_stderr() as log:
             try:
                 self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)

@@ -1,0 +1,385 @@
+"""pytracekit trace: print a line per probe hit, printf-style, with filters (BCC's trace).
+
+    pytracekit trace 'c:open "%s", arg1'
+    pytracekit trace 'r:c:malloc (retval == 0)'
+    pytracekit trace 't:syscalls:sys_enter_openat (args->filename == "/etc/passwd") "%s", args->filename'
+    pytracekit trace 'c:malloc(size_t size) (size > 1000) "size=%d", size'
+
+A probe is `SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]]`. Filters and
+arguments are parsed by pytracekit.expr; events travel through a ring buffer
+and are formatted here. Lost events are counted and reported at the end.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from .. import expr, options, probegen, probes
+from ..errors import SpecError, UsageError
+from ..expr import Conversion, Format
+from ..render.jsonl import dumps, loss_obj
+from ..render.text import loss_line
+from ..runner import Stop, Target, announce, run_until_done
+from ..symbols import Symbolizer
+
+HEADER = struct.Struct("<QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
+DRY_RUN_ARGS = ['t:syscalls:sys_enter_openat (args->filename == "/nonexistent") '
+                '"%s %d", args->filename, args->flags']
+
+
+@dataclass
+class ProbeText:
+    """The parts of one trace probe as written."""
+    text: str
+    head: str                 # spec with signature: c:malloc(size_t size)
+    filter: str | None = None
+    format: str | None = None  # unescaped
+    args: str = ""
+
+
+def _match_paren(text: str, start: int, what: str, whole: str) -> int:
+    """Index of the ')' closing the '(' at `start`, skipping string literals."""
+    depth = 0
+    i = start
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            i = _string_end(text, i, what, whole)
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise SpecError(f"{what}: '(' is never closed: {whole}")
+
+
+def _string_end(text: str, start: int, what: str, whole: str) -> int:
+    i = start + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return i
+        i += 1
+    raise SpecError(f"{what}: unterminated string: {whole}")
+
+
+def split_probe(text: str) -> ProbeText:
+    """Split `SPEC[(SIG)] [(FILTER)] ["FORMAT"[, ARGS]]` without interpreting it."""
+    s = text.strip()
+    if not s:
+        raise SpecError("empty probe: give e.g. 'c:open \"%s\", arg1'")
+    i = 0
+    while i < len(s) and not s[i].isspace() and s[i] != '"':
+        if s[i] == "(":
+            i = _match_paren(s, i, "probe", text)
+        i += 1
+    out = ProbeText(text, s[:i])
+    rest = s[i:].lstrip()
+    if rest.startswith("("):
+        end = _match_paren(rest, 0, "filter", text)
+        out.filter = rest[1:end]
+        rest = rest[end + 1:].lstrip()
+    if rest.startswith('"'):
+        end = _string_end(rest, 0, "format", text)
+        out.format = expr.unescape(rest[1:end], "format", rest[:end + 1], 0)
+        rest = rest[end + 1:].lstrip()
+        if rest.startswith(","):
+            out.args = rest[1:]
+            if not out.args.strip():
+                raise SpecError(f"format arguments: nothing after ',': {text}")
+            rest = ""
+    if rest:
+        raise SpecError(f"probe: unexpected '{rest.split()[0]}' in '{text}' (form: SPEC "
+                        "[(FILTER)] [\"FORMAT\"[, ARGS]])")
+    return out
+
+
+@dataclass
+class TraceProbe:
+    """One attach point with its generated code and its event layout."""
+    index: int
+    text: ProbeText
+    resolved: Any                   # probes.ResolvedProbe
+    function: probegen.ProbeFunction
+    fmt: Format | None
+    numbers: list[int] = field(default_factory=list)   # format arg indexes, in slot order
+    strings: list[int] = field(default_factory=list)
+    struct_c: str = ""                                 # the event struct
+
+    @property
+    def display(self) -> str:
+        return self.resolved.function if self.resolved.kind == "tracepoint" else self.resolved.name
+
+
+def build_probe(index: int, text: ProbeText, resolved: Any, params: tuple,
+                string_size: int) -> TraceProbe:
+    scope = probegen.scope_for(resolved, params)
+    fn = probegen.ProbeFunction(f"trace_probe_{index}", scope, string_size, guard="trace_is_self()")
+    if text.filter is not None:
+        fn.set_filter(expr.parse_filter(text.filter, scope))
+    fmt = expr.parse_format(text.format, text.args, scope) if text.format is not None else None
+    probe = TraceProbe(index, text, resolved, fn, fmt)
+    event = f"struct trace_event_{index}"
+    fields, body = [], []
+    convs = fmt.conversions if fmt else []
+    for i, (conv, node) in enumerate(zip(convs, fmt.args if fmt else [])):
+        if conv.conv == "s":
+            name = f"s{len(probe.strings)}"
+            probe.strings.append(i)
+            body.append(fn.emitter.read_string(node, f"__e->{name}", f"sizeof(__e->{name})"))
+        else:
+            name = f"n{len(probe.numbers)}"
+            probe.numbers.append(i)
+            fields.append(f"u64 {name};")
+            body.append(f"__e->{name} = (u64){fn.emit(node)};")
+    fields += [f"char s{k}[STRING_SIZE];" for k in range(len(probe.strings))]
+    fn.body = [f"{event} *__e = events.ringbuf_reserve(sizeof({event}));",
+               "if (!__e) {", "    ptk_count_loss(PTK_LOST_EVENTS);", "    return 0;", "}",
+               f"trace_fill_header(&__e->h, ctx, {index});", *body,
+               "events.ringbuf_submit(__e, 0);"]
+    probe.struct_c = "\n".join([f"{event} {{", "    struct trace_header h;",
+                                *("    " + f for f in fields), "};", ""])
+    return probe
+
+
+def plan(probe_texts: list[str], *, pid: int | None, string_size: int,
+         limit: int) -> list[TraceProbe]:
+    out: list[TraceProbe] = []
+    for raw in probe_texts:
+        text = split_probe(raw)
+        spec_text, signature = probegen.split_signature(text.head)
+        spec = probes.parse_spec(spec_text)
+        params = probegen.parse_signature(signature, f"signature of {spec_text}")
+        # Check the expressions before touching the system, so typos fail fast.
+        for resolved in probes.resolve(spec, pid=pid, limit=limit):
+            out.append(build_probe(len(out), text, resolved, params, string_size))
+    return out
+
+
+class Tracer:
+    """The running trace: compiled program, attached probes, event decoding."""
+
+    def __init__(self, trace_probes: list[TraceProbe], prog: Any, string_size: int) -> None:
+        self.probes = trace_probes
+        self.prog = prog
+        self.string_size = string_size
+        self.symbolizer = Symbolizer(prog.bpf, show_module=False)
+        self.first_ts: int | None = None
+
+    def decode(self, raw: bytes) -> dict[str, Any]:
+        ts, pid, tid, index, cpu, ustack, kstack, comm = HEADER.unpack_from(raw)
+        probe = self.probes[index]
+        values: list[Any] = [None] * (len(probe.numbers) + len(probe.strings))
+        offset = HEADER.size
+        for arg_index in probe.numbers:
+            values[arg_index] = struct.unpack_from("<Q", raw, offset)[0]
+            offset += 8
+        for arg_index in probe.strings:
+            chunk = raw[offset:offset + self.string_size]
+            values[arg_index] = chunk.split(b"\0", 1)[0].decode(errors="replace")
+            offset += self.string_size
+        return {"ts": ts, "pid": pid, "tid": tid, "probe": probe, "cpu": cpu,
+                "user_stack": ustack, "kernel_stack": kstack,
+                "comm": comm.split(b"\0", 1)[0].decode(errors="replace"), "values": values}
+
+    def message(self, event: dict[str, Any]) -> str:
+        probe: TraceProbe = event["probe"]
+        if probe.fmt is None:
+            return ""
+        out = []
+        args = iter(zip(probe.fmt.args, event["values"]))
+        for piece in probe.fmt.pieces:
+            if isinstance(piece, Conversion):
+                node, value = next(args)
+                if piece.conv == "K":
+                    value = self.symbolizer.kernel(value).name
+                elif piece.conv == "U":
+                    value = self.symbolizer.user(value, event["pid"]).name
+                out.append(expr.format_value(piece, value, node.type))
+            else:
+                out.append(piece)
+        return "".join(out)
+
+    def stack(self, stack_id: int, pid: int, kernel: bool) -> list[str]:
+        frames = self.symbolizer.stack(self.prog["stacks"], stack_id, pid=pid, kernel=kernel)
+        return [f.name for f in frames]
+
+
+class ProbesThenCommand(click.Command):
+    """Probes are positional like BCC's, so `-- COMMAND` is split off before
+    click parses (click would merge both into one list)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["command"] = tuple(args[at + 1:])
+            args = args[:at]
+        return super().parse_args(ctx, args)
+
+
+@click.command("trace", cls=ProbesThenCommand, context_settings=options.TOOL_CONTEXT)
+@click.argument("probe", nargs=-1, required=True)
+@options.pid_option("-p")
+@options.tid_option("-L")
+@click.option("-M", "--max-events", type=click.IntRange(min=1), default=None,
+              help="Stop after this many events.")
+@click.option("-t", "--timestamp", is_flag=True, help="Print seconds since the first event.")
+@click.option("-T", "--time", "clock", is_flag=True, help="Print the time of day (HH:MM:SS).")
+@click.option("-C", "--print-cpu", is_flag=True, help="Print the CPU of each event.")
+@click.option("-U", "--user-stack", is_flag=True, help="Print the user stack of each event.")
+@click.option("-K", "--kernel-stack", is_flag=True, help="Print the kernel stack of each event.")
+@click.option("-b", "--buffer-pages", type=int, default=64, show_default=True,
+              help="Ring buffer size in pages (a power of two).")
+@click.option("-Z", "--string-size", type=click.IntRange(8, 1024), default=80, show_default=True,
+              help="Bytes kept of each string argument.")
+@click.option("-S", "--include-self", is_flag=True, help="Also trace pytracekit itself.")
+@click.option("--limit", type=click.IntRange(min=1), default=probes.DEFAULT_LIMIT,
+              show_default=True, help="Most probes one spec may expand to.")
+@options.duration_option()
+@options.json_option()
+@options.standard
+def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack, kernel_stack,
+            buffer_pages, string_size, include_self, limit, duration, as_json):
+    """Trace probes, printing one line per event: PROBE... [-- COMMAND].
+
+    PROBE is SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]], e.g.
+    'c:malloc(size_t size) (size > 1000) "size=%d", size'. A command after
+    `--` is traced from its first instruction; the trace ends when it exits.
+    """
+    command_args = click.get_current_context().meta.get("command", ())
+    run(list(probe), command_args, pid=pid, tid=tid, max_events=max_events,
+        timestamp=timestamp, clock=clock, print_cpu=print_cpu, user_stack=user_stack,
+        kernel_stack=kernel_stack, buffer_pages=buffer_pages, string_size=string_size,
+        include_self=include_self, limit=limit, duration=duration, as_json=as_json)
+
+
+def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
+          tid: int | None = None, user_stack: bool = False, kernel_stack: bool = False,
+          buffer_pages: int = 64, string_size: int = 80, include_self: bool = False,
+          limit: int = probes.DEFAULT_LIMIT) -> tuple[Tracer, Target]:
+    """Parse, compile and attach; the caller runs and closes (see `run`)."""
+    from ..loader import Program
+    if not probe_texts:
+        raise UsageError("give at least one probe, e.g. 'c:open \"%s\", arg1'")
+    if buffer_pages < 1 or buffer_pages & (buffer_pages - 1):
+        raise UsageError(f"--buffer-pages must be a power of two, not {buffer_pages}")
+    trace_probes = plan(probe_texts, pid=pid, string_size=string_size, limit=limit)
+    target = Target.from_options(pid, command)
+    try:
+        code = "\n".join(p.struct_c + p.function.source() for p in trace_probes)
+        usdt = [p.resolved.usdt_context(p.function.fn_name, target.pid or None)
+                for p in trace_probes if p.resolved.kind == "usdt"]
+        defines = {"BUFFER_PAGES": buffer_pages, "STRING_SIZE": string_size,
+                   "USER_STACKS": user_stack, "KERNEL_STACKS": kernel_stack,
+                   "FILTER_PID": target.pid, "FILTER_TID": tid or 0,
+                   "SELF_PID": 0 if include_self else os.getpid()}
+        prog = Program.from_file("trace", defines=defines, replace={"@TRACE_PROBES@": code},
+                                 usdt=usdt)
+    except BaseException:
+        target.finish()
+        raise
+    tracer = Tracer(trace_probes, prog, string_size)
+    try:
+        for p in trace_probes:
+            p.function.attach(prog, p.resolved, pid=target.pid or None)
+        prog.ready()
+    except BaseException:
+        prog.close()
+        target.finish()
+        raise
+    return tracer, target
+
+
+def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: int | None = None,
+        timestamp: bool = False, clock: bool = False, print_cpu: bool = False,
+        duration: float | None = None, as_json: bool = False, **options_: Any) -> None:
+    tracer, target = start(probe_texts, command, **options_)
+    prog = tracer.prog
+    out = sys.stdout
+    printed = 0
+    user_stack, kernel_stack = options_.get("user_stack"), options_.get("kernel_stack")
+
+    def header() -> str:
+        cols = (["TIME    "] if timestamp else []) + (["TIME    "] if clock else []) + \
+            (["CPU"] if print_cpu else [])
+        return " ".join(cols + [f"{'PID':<7} {'TID':<7} {'COMM':<15} {'FUNC':<16} -"])
+
+    def on_event(_ctx: Any, data: Any, size: int) -> int:
+        nonlocal printed
+        if max_events is not None and printed >= max_events:
+            return 0
+        event = tracer.decode(ctypes.string_at(data, size))
+        printed += 1
+        if tracer.first_ts is None:
+            tracer.first_ts = event["ts"]
+        msg = tracer.message(event)
+        probe = event["probe"]
+        ustack = tracer.stack(event["user_stack"], event["pid"], False) if user_stack else []
+        kstack = tracer.stack(event["kernel_stack"], -1, True) if kernel_stack else []
+        if as_json:
+            obj = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
+                   "tid": event["tid"], "cpu": event["cpu"], "comm": event["comm"],
+                   "probe": probe.text.text, "function": probe.display, "message": msg,
+                   "args": event["values"]}
+            if user_stack:
+                obj["user_stack"] = ustack
+            if kernel_stack:
+                obj["kernel_stack"] = kstack
+            out.write(dumps(obj) + "\n")
+            return 0
+        cols = []
+        if timestamp:
+            cols.append(f"{(event['ts'] - tracer.first_ts) / 1e9:<8.6f}")
+        if clock:
+            cols.append(f"{time.strftime('%H:%M:%S'):<8}")
+        if print_cpu:
+            cols.append(f"{event['cpu']:<3}")
+        cols.append(f"{event['pid']:<7} {event['tid']:<7} {event['comm']:<15} "
+                    f"{probe.display:<16} {msg}")
+        out.write(" ".join(cols).rstrip() + "\n")
+        for frames in (kstack, ustack):
+            for name in frames:
+                out.write(f"        {name}\n")
+            if frames:
+                out.write("\n")
+        return 0
+
+    def poll(timeout_ms: int) -> None:
+        prog.bpf.ring_buffer_poll(timeout_ms)
+        out.flush()
+        if max_events is not None and printed >= max_events:
+            raise Stop("max events")
+
+    try:
+        prog["events"].open_ring_buffer(on_event)
+        if not as_json:
+            out.write(header() + "\n")
+            out.flush()
+        announce(f"Tracing {len(tracer.probes)} probe{'s' if len(tracer.probes) != 1 else ''}"
+                 "... Hit Ctrl-C to end.")
+        run_until_done(target, duration=duration, poll=poll)
+        prog.bpf.ring_buffer_consume()   # what arrived after the last poll
+        out.flush()
+        loss = prog.loss()
+        loss.unknown_frames += tracer.symbolizer.unknown_frames
+        if as_json:
+            out.write(dumps(loss_obj(loss)) + "\n")
+        warning = loss_line(loss)
+        if warning:
+            print(warning, file=sys.stderr)
+        out.flush()
+    finally:
+        prog.close()
+        target.finish()
