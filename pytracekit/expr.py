@@ -12,6 +12,7 @@ character codes). A malformed expression raises one-line `SpecError`s such as
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Union
 
@@ -788,7 +789,8 @@ class Emitter:
     def comm(self) -> str:
         def read() -> str:
             name = self._local("comm")
-            self.prelude.append(f"char {name}[TASK_COMM_LEN] = {{}}; "
+            # Whole words, so that string compares can read it eight bytes at a time.
+            self.prelude.append(f"u64 {name}[2] = {{}}; "
                                 f"bpf_get_current_comm(&{name}, sizeof({name}));")
             return name
         return self._once("comm", read)
@@ -833,18 +835,27 @@ class Emitter:
                 f"(void *){self.expr(node)});")
 
     def str_eq(self, node: StrEq) -> str:
+        """Compare a string with a literal, eight bytes at a time.
+
+        The string is read into a zeroed buffer of whole words at least two
+        bytes longer than the literal: a longer string then differs at the
+        literal's length, a shorter one at its NUL. Word compares keep the
+        program small (a byte-by-byte chain of branches blows up the verifier)."""
         data = node.literal.encode()
-        if len(data) > self.string_size - 2:
-            raise SpecError(f"filter: the string \"{node.literal}\" is longer than the string "
-                            f"size ({self.string_size - 2} bytes)")
         if isinstance(node.operand, Var) and node.operand.source == "comm":
-            buf, size = self.comm(), 16
-            if len(data) >= size:
-                return "(0)" if not node.negate else "(1)"
+            if len(data) >= 16:      # comm holds 15 characters and a NUL
+                return "(1)" if node.negate else "(0)"
+            buf, words = self.comm(), 2
         else:
-            buf, size = self._local("str"), len(data) + 2   # +2: tells "ab" from "abc"
-            self.prelude.append(f"char {buf}[{size}] = {{}}; "
+            if len(data) > self.string_size - 2:
+                raise SpecError(f"filter: the string \"{node.literal}\" is longer than the "
+                                f"string size ({self.string_size - 2} bytes)")
+            words = (len(data) + 2 + 7) // 8
+            buf = self._local("str")
+            self.prelude.append(f"u64 {buf}[{words}] = {{}}; "
                                 + self.read_string(node.operand, buf, f"sizeof({buf})"))
-        checks = [f"{buf}[{i}] == {b}" for i, b in enumerate(data)] + [f"{buf}[{len(data)}] == 0"]
+        padded = data.ljust(words * 8, b"\0")
+        checks = [f"{buf}[{i}] == {int.from_bytes(padded[i * 8:i * 8 + 8], sys.byteorder)}ULL"
+                  for i in range(words)]
         test = "(" + " && ".join(checks) + ")"
         return f"(!{test})" if node.negate else test

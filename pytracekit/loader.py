@@ -197,11 +197,14 @@ class Program:
         self.probes.append(Probe(kind, target, fn_name))
 
     def _load_only(self, fn_name: str, prog_type: int) -> None:
+        failure = None
         with captured_stderr() as log:
             try:
                 self.bpf.load_func(fn_name, prog_type)
             except Exception as exc:
-                raise _load_error(fn_name, str(exc), log[0]) from None
+                failure = exc
+        if failure is not None:   # the log is complete only after the with block
+            raise _load_error(fn_name, str(failure), log[0]) from None
         self._loaded.append(fn_name)
 
     def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:
