@@ -230,10 +230,12 @@ class ResolvedProbe:
         try:
             ctx = bcc.USDT(pid=pid, path=self.binary) if pid else bcc.USDT(path=self.binary)
             ctx.enable_probe(self.function, fn_name)
-        except Exception as exc:  # bcc raises USDTException / bare Exception
+        except Exception:  # bcc raises USDTException / bare Exception
+            hint = ("is the process running this binary?" if pid else
+                    "probes guarded by a semaphore can only be enabled in a running "
+                    "process: give -p PID")
             raise NotFoundError(f"cannot enable USDT probe {self.function} in {self.binary}"
-                                f"{f' for pid {pid}' if pid else ''}: "
-                                f"{str(exc).splitlines()[0]}") from None
+                                f"{f' for pid {pid}' if pid else ''}: {hint}") from None
         return ctx
 
 

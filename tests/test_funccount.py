@@ -90,3 +90,38 @@ def test_kernel_function_error_suggests_tracepoints():
 def test_wildcard_matching_nothing_names_the_binary(workload):
     line = one_error_line(pytracekit("funccount", f"{workload}:zzz_*"), 1)
     assert f"no function in {os.path.abspath(workload)} matches 'zzz_*'" in line
+
+
+GC_SCRIPT = """
+import gc, os, sys, time
+gc.disable()
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.005)
+for _ in range(7):
+    gc.collect()
+open(sys.argv[1] + ".done", "w").close()
+time.sleep(30)   # killed by the test: interpreter shutdown would collect again
+"""
+
+
+def test_usdt_probe_of_a_running_python(tmp_path):
+    import subprocess
+    from conftest import Tool
+    go = tmp_path / "go"
+    proc = subprocess.Popen(["/usr/bin/python3.11", "-c", GC_SCRIPT, str(go)])
+    try:
+        tool = Tool("funccount", "-p", str(proc.pid), "u:/usr/bin/python3.11:gc__start").start()
+        go.touch()
+        from conftest import wait_until
+        assert wait_until(lambda: (tmp_path / "go.done").exists(), timeout=30)
+        out, err = tool.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert tool.returncode == 0, err
+    assert counts_of(out) == {"gc__start": 7}
+
+
+def test_usdt_semaphore_probe_without_a_pid_says_what_works():
+    line = one_error_line(pytracekit("funccount", "u:/usr/bin/python3.11:gc__start"), 1)
+    assert "give -p PID" in line
