@@ -106,3 +106,11 @@ def test_malformed_specs_are_one_line_and_exit_2(args, message):
     line = one_error_line(pytracekit("argdist", *args), 2)
     assert line.startswith("pytracekit argdist: error: ")
     assert message in line, line
+
+
+@pytest.mark.root
+def test_number_of_intervals_ends_the_run():
+    res = pytracekit("argdist", "-i", "0.3", "-n", "2", "-C", "t:syscalls:sys_enter_getpid()")
+    assert res.returncode == 0, res.stderr
+    assert len(re.findall(r"^\[\d\d:\d\d:\d\d\]$", res.stdout, re.M)) == 2
+    assert res.stdout.count("t:syscalls:sys_enter_getpid()") == 2

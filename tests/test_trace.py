@@ -133,3 +133,43 @@ def test_malformed_probes_are_one_line_and_exit_2(probe, message):
     line = one_error_line(pytracekit("trace", probe), 2)
     assert line.startswith("pytracekit trace: error: ")
     assert message in line, line
+
+
+@pytest.mark.root
+def test_pid_option_traces_only_that_process(workload, tmp_path):
+    from probe_helpers import traced_pid_run
+    marker = str(tmp_path / "p")
+    out, err, rc = traced_pid_run(["trace", f'{OPENAT} "%s", args->filename'], workload,
+                                  ["open", marker, "4"], tmp_path)
+    assert rc == 0, err
+    # Only the opens after the go-file: the loader's opens came before attaching.
+    assert [line.split()[-1] for line in event_lines(out)] == [marker] * 4
+
+
+@pytest.mark.root
+def test_wildcards_expand_to_one_probe_per_function(workload):
+    res = pytracekit("trace", f'{workload}:stack_path_* "%d", arg1', "--", workload, "stacks", "2")
+    assert res.returncode == 0, res.stderr
+    seen = [tuple(line.split()[3:]) for line in event_lines(res.stdout)]
+    assert sorted(seen) == sorted([("stack_path_a", "0"), ("stack_path_a", "1"),
+                                   ("stack_path_b", "0"), ("stack_path_b", "1"),
+                                   ("stack_path_b", "2"), ("stack_path_b", "3")])
+
+
+@pytest.mark.root
+def test_user_stacks_are_symbolized_per_event(workload):
+    res = pytracekit("trace", "-U", f"{workload}:stack_leaf", "--", workload, "stackswait", "1",
+                     "400")
+    assert res.returncode == 0, res.stderr
+    blocks = [b for b in res.stdout.split("\n\n") if "stack_leaf" in b]
+    stacks = [[line.strip() for line in b.splitlines() if line.startswith("        ")]
+              for b in blocks]
+    assert len(stacks) == 3, res.stdout
+    assert [s[:3] for s in stacks] == [["stack_leaf", "stack_path_a", "main"]] + \
+        [["stack_leaf", "stack_path_b", "main"]] * 2
+
+
+@pytest.mark.root
+def test_kernel_function_probe_says_what_is_missing_and_what_works():
+    line = one_error_line(pytracekit("trace", "r::do_sys_open (retval < 0)"), 1)
+    assert "no kprobes" in line and "t:syscalls:sys_enter_openat" in line

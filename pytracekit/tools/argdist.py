@@ -26,6 +26,7 @@ from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
 from ..runner import Stop, Target, announce, run_until_done
 
+MAX_KEY_BYTES = 256
 DRY_RUN_ARGS = ["-C", "t:syscalls:sys_enter_openat():int,char*:args->flags,args->filename",
                 "-H", "t:syscalls:sys_enter_read():size_t:args->count"]
 
@@ -148,6 +149,11 @@ def build_probe(index: int, spec: ArgdistSpec, resolved: Any, string_size: int) 
             if spec.kind == "hist" and t.kind == "str":
                 raise SpecError(f"argdist spec '{spec.text}': a histogram needs a number, "
                                 "not a string")
+    key_bytes = sum(string_size if t.kind == "str" else 8 for t in types)
+    if key_bytes > MAX_KEY_BYTES:
+        # The key lives on the 512-byte BPF stack; LLVM would end the process.
+        raise SpecError(f"argdist spec '{spec.text}': its key needs {key_bytes} bytes, more "
+                        f"than {MAX_KEY_BYTES}: use fewer string expressions or a smaller -z")
     probe = ArgdistProbe(index, spec, resolved, fn, types, names, default)
     name = probe.map_name
     if spec.kind == "hist":
@@ -230,8 +236,9 @@ def start(hist_specs: list[str] = (), count_specs: list[str] = (), command: tupl
           limit: int = probes.DEFAULT_LIMIT) -> Argdist:
     """Parse, compile, attach: a running Argdist (released by run_until_done)."""
     from ..loader import Program
-    specs = [split_spec(s, "hist") for s in hist_specs] + \
-        [split_spec(s, "freq") for s in count_specs]
+    # Counts first, then histograms, as BCC's argdist orders them.
+    specs = [split_spec(s, "freq") for s in count_specs] + \
+        [split_spec(s, "hist") for s in hist_specs]
     if not specs:
         raise UsageError("give at least one -H or -C spec, e.g. "
                          "-C 'p:c:malloc(size_t size):size_t:size'")
