@@ -10,11 +10,13 @@ from conftest import ROOT, Tool
 SCHEMAS = ROOT / "pytracekit" / "schemas"
 
 
-def traced_pid_run(tool_args, workload, mode_args, tmp_path: Path, timeout: float = 60):
+def traced_pid_run(tool_args, workload, mode_args, tmp_path: Path, timeout: float = 60,
+                   prefix=()):
     """Run the workload waiting on a go-file, attach `tool -p PID` to it, let it
-    go, wait for it to finish, then stop the tool. Returns (stdout, stderr, rc)."""
+    go, wait for it to finish, then stop the tool. Returns (stdout, stderr, rc).
+    `prefix` runs it through an exec wrapper (chrt, taskset), same pid."""
     go = tmp_path / "go"
-    proc = subprocess.Popen([workload, "--go-file", str(go), *mode_args])
+    proc = subprocess.Popen([*prefix, workload, "--go-file", str(go), *mode_args])
     try:
         tool = Tool(*tool_args, "-p", str(proc.pid)).start()
         go.touch()
@@ -25,6 +27,12 @@ def traced_pid_run(tool_args, workload, mode_args, tmp_path: Path, timeout: floa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# Busy-waiting functions measure wall-clock time; on a loaded machine a
+# preemption would push a call into a later bucket. Real-time priority keeps
+# the workload on its CPU for the few milliseconds it runs.
+REALTIME = ("chrt", "-f", "10")
 
 
 def validated_json_lines(tool: str, out: str) -> list[dict]:

@@ -125,3 +125,12 @@ def test_usdt_probe_of_a_running_python(tmp_path):
 def test_usdt_semaphore_probe_without_a_pid_says_what_works():
     line = one_error_line(pytracekit("funccount", "u:/usr/bin/python3.11:gc__start"), 1)
     assert "give -p PID" in line
+
+
+def test_interval_prints_one_table_per_interval_with_timestamps():
+    res = pytracekit("funccount", "-T", "-i", "0.4", "-d", "0.8", "t:syscalls:sys_enter_getppid")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines.count(f"{'FUNC':<36} {'COUNT':>8}") == 2
+    stamps = [l for l in lines if len(l) == 8 and l.count(":") == 2]
+    assert len(stamps) == 2

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from conftest import pytracekit, pytracekit_probes_left
-from probe_helpers import one_error_line, traced_pid_run, validated_json_lines
+from probe_helpers import REALTIME, one_error_line, traced_pid_run, validated_json_lines
 
 pytestmark = pytest.mark.root
 N = 10
@@ -28,7 +28,7 @@ def histograms(out: str) -> dict[str, dict[tuple[int, int], int]]:
 
 def test_all_calls_in_the_right_microsecond_bucket(workload):
     res = pytracekit("funclatency", "-u", f"{workload}:busy_call", "--",
-                     workload, "busy", str(N), str(US))
+                     *REALTIME, workload, "busy", str(N), str(US))
     assert res.returncode == 0, res.stderr
     assert histograms(res.stdout) == {"": {(256, 511): N}}
     m = re.search(r"avg = (\d+) usecs, total: (\d+) usecs, count: (\d+)", res.stdout)
@@ -39,7 +39,7 @@ def test_all_calls_in_the_right_microsecond_bucket(workload):
 
 def test_pid_and_milliseconds(workload, tmp_path):
     out, err, rc = traced_pid_run(["funclatency", "-m", f"{workload}:busy_call"], workload,
-                                  ["busy", "4", "3000"], tmp_path)
+                                  ["busy", "4", "3000"], tmp_path, prefix=REALTIME)
     assert rc == 0, err
     assert histograms(out) == {"": {(2, 3): 4}}     # 3 ms each
 
@@ -53,7 +53,7 @@ def test_nested_calls_are_each_timed_per_function(workload):
 
 def test_json_follows_the_schema(workload):
     res = pytracekit("funclatency", "--json", "-u", f"{workload}:busy_call", "--",
-                     workload, "busy", "3", str(US))
+                     *REALTIME, workload, "busy", "3", str(US))
     assert res.returncode == 0, res.stderr
     objs = validated_json_lines("funclatency", res.stdout)
     assert objs[0]["buckets"] == [{"low": 256, "high": 511, "count": 3}]

@@ -41,6 +41,23 @@ def debug_option() -> Callable:
                         callback=callback, help="Print the BPF program and exit (as --ebpf).")
 
 
+def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: float | None,
+                     interval: float | None, poll: Callable[[int], None] | None = None) -> str:
+    """Run until done, `report()` every interval and once at the end, except
+    when the last interval's report has just covered the end (BCC prints no
+    extra empty table when -d is a multiple of -i)."""
+    last = [time.monotonic()]
+
+    def tick() -> None:
+        report()
+        last[0] = time.monotonic()
+
+    why = tracer.run(duration=duration, interval=interval, on_interval=tick, poll=poll)
+    if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
+        report()
+    return why
+
+
 def timestamp() -> str:
     return time.strftime("%H:%M:%S")
 

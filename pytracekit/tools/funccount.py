@@ -119,8 +119,7 @@ def command(pid, interval, duration, timestamp, regex, cpu, as_json, pattern, co
         click.echo(format_counts(shown))
 
     try:
-        counter.tracer.run(duration=duration, interval=interval, on_interval=report)
-        report()
+        common.run_with_reports(counter.tracer, report, duration=duration, interval=interval)
         loss = counter.loss()
         if as_json:
             click.echo(jsonl.dumps(jsonl.loss_obj(loss)))

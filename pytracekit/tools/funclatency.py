@@ -163,8 +163,7 @@ def command(pid, interval, duration, timestamp, micro, milli, per_function, rege
                    or f"     {unit:<19} : count     distribution")
 
     try:
-        timer.tracer.run(duration=duration, interval=interval, on_interval=report)
-        report()
+        common.run_with_reports(timer.tracer, report, duration=duration, interval=interval)
         loss = timer.loss()
         if as_json:
             click.echo(jsonl.dumps(jsonl.loss_obj(loss)))

@@ -217,9 +217,8 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
             click.echo(text)
 
     try:
-        counter.tracer.run(duration=duration, interval=interval, on_interval=report,
-                           poll=counter.poll)
-        report()
+        common.run_with_reports(counter.tracer, report, duration=duration, interval=interval,
+                                poll=counter.poll)
         loss = counter.loss()
         if as_json:
             click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
