@@ -359,8 +359,22 @@ def kernel_probe_unsupported(function: str) -> NotSupportedError:
     hints = suggest_tracepoints_for_function(function)
     hint = (f"; tracepoints that cover it: {', '.join('t:' + h for h in hints)}" if hints
             else "; use a tracepoint instead (`pytracekit list` lists them)")
+    fentry = ("fentry loads here, but probe specs do not attach through it yet"
+              if _fentry_loads() else "and no fentry")
     return NotSupportedError(f"cannot probe kernel function {function}: this kernel has no "
-                             f"kprobes ({why}) and no fentry{hint}")
+                             f"kprobes ({why}) {fentry}{hint}")
+
+
+def _fentry_loads() -> bool:
+    """Proven by loading a tiny fentry program (only on this error path)."""
+    from . import settings
+    from .tools.doctor import _fentry_check
+    if settings.current().ebpf:   # it would print the test program
+        return False
+    try:
+        return _fentry_check().ok
+    except Exception:
+        return False
 
 
 def _kernel_functions() -> list[str]:
