@@ -1,9 +1,11 @@
 /* stackcount: how often each distinct stack reaches the probes.
  *
  * Every probe gets a generated function calling count_stack() (see
- * PTK_PROBE_FUNCTIONS). Keys hold the pid whenever user stacks are taken,
- * because user addresses only mean something within their process; without
- * per-process output (-P) pytracekit merges the symbolized stacks.
+ * PTK_PROBE_FUNCTIONS). User stacks are stored as (build id, file offset)
+ * frames, so they can be named after a short-lived process has exited.
+ * Keys hold the pid whenever user stacks are taken (frames without a build
+ * id are named through that process's maps); without per-process output
+ * (-P) pytracekit merges the symbolized stacks.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
@@ -29,6 +31,7 @@
 
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
 BPF_STACK_TRACE(stack_traces, STACK_STORAGE);
+BPF_STACK_TRACE_BUILDID(user_stacks, STACK_STORAGE);
 
 PTK_INLINE int count_stack(void *ctx)
 {
@@ -44,7 +47,7 @@ PTK_INLINE int count_stack(void *ctx)
     if (PER_PID)
         bpf_get_current_comm(&key.comm, sizeof(key.comm));
     if (USER_STACKS)
-        key.user_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK));
+        key.user_stack_id = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
     if (KERNEL_STACKS)
         key.kernel_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
     u64 zero = 0;

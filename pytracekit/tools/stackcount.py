@@ -21,7 +21,8 @@ from ..model import Frame, LossReport, Sample, StackProfile
 from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
 from ..render.text import loss_line
-from ..stacks import sample_from_key
+from ..buildid import BuildIdSymbolizer, mapped_files
+from ..stacks import DELIMITER
 from ..symbols import Symbolizer
 from . import _probe_cli as common
 
@@ -39,7 +40,8 @@ class StackCount:
     user: bool
     kernel: bool
     per_pid: bool
-    symbolizer: Symbolizer
+    symbolizer: Symbolizer              # kernel frames
+    user_symbols: BuildIdSymbolizer     # user frames, stored by build id
     delimited: bool = False
     snapshots: common.ProcessSnapshots = field(default_factory=common.ProcessSnapshots)
     _next_refresh: float = 0.0
@@ -47,20 +49,29 @@ class StackCount:
     def read(self) -> StackProfile:
         merged: dict[tuple, Sample] = {}
         for key, value in self.tracer["counts"].items():
-            sample = sample_from_key(key, value.value, self.tracer["stack_traces"],
-                                     self.symbolizer, user=self.user, kernel=self.kernel,
-                                     delimit=self.delimited, include_comm=self.per_pid)
-            if self._lost(key):
-                sample = Sample(sample.stack + (LOST_STACK,), sample.value, sample.pid,
-                                sample.tid, sample.comm)
-            if not self.per_pid:   # user addresses differ per process; names do not
-                sample = Sample(sample.stack, sample.value)
+            sample = self._sample(key, value.value)
             ident = tuple((f.name, f.kind) for f in sample.stack) + (sample.pid,)
             prev = merged.get(ident)
             merged[ident] = sample if prev is None else Sample(
                 prev.stack, prev.value + sample.value, prev.pid, prev.tid, prev.comm)
-        loss = self.loss()
-        return StackProfile(list(merged.values()), value_type="count", loss=loss)
+        return StackProfile(list(merged.values()), value_type="count", loss=self.loss())
+
+    def _sample(self, key, value: int) -> Sample:
+        """Root first: [comm], user frames, [--], kernel frames, [stack not stored]."""
+        ustack = (self.user_symbols.stack(self.tracer["user_stacks"], key.user_stack_id, key.pid)
+                  if self.user else [])
+        kstack = (self.symbolizer.stack(self.tracer["stack_traces"], key.kernel_stack_id,
+                                        kernel=True) if self.kernel else [])
+        comm = key.comm.decode(errors="replace") if self.per_pid else ""
+        path = [Frame(comm, "process")] if self.per_pid else []
+        path += reversed(ustack)
+        if self.delimited and ustack and kstack:
+            path.append(DELIMITER)
+        path += reversed(kstack)
+        if self._lost(key):
+            path.append(LOST_STACK)
+        # Without -P, stacks of different processes that name the same merge.
+        return Sample(tuple(path), value, pid=key.pid if self.per_pid else 0, comm=comm)
 
     def _lost(self, key) -> bool:
         """A stack asked for but not stored (counted in the loss line too)."""
@@ -80,7 +91,9 @@ class StackCount:
         pids = {key.pid for key in self.tracer["counts"].keys()}
         if self.tracer.target is not None and self.tracer.target.pid:
             pids.add(self.tracer.target.pid)
-        self.snapshots.refresh(pids)
+        self.snapshots.refresh(pids)       # for frames recorded without a build id
+        for pid in pids:
+            self.user_symbols.add_files(mapped_files(pid))
 
     def poll(self, timeout_ms: int) -> None:
         """For run_until_done: refresh process maps five times a second."""
@@ -92,7 +105,7 @@ class StackCount:
 
     def loss(self) -> LossReport:
         loss = self.tracer.loss()
-        loss.unknown_frames = self.symbolizer.unknown_frames
+        loss.unknown_frames = self.symbolizer.unknown_frames + self.user_symbols.unknown_frames
         return loss
 
     def close(self) -> None:
@@ -118,10 +131,12 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
         tracer.replace.update(common.generated(FUNCTION, len(probes)))
         tracer.start(common.tracing_message(len(probes), pattern) if announce else None)
         symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
+        user_symbols = BuildIdSymbolizer(show_offset=offsets)
+        user_symbols.add_files(sorted({p.binary for p in probes if p.binary}))
     except BaseException:
         tracer.close()
         raise
-    return StackCount(tracer, probes, user, kernel, per_pid, symbolizer,
+    return StackCount(tracer, probes, user, kernel, per_pid, symbolizer, user_symbols,
                       delimited and user and kernel)
 
 
