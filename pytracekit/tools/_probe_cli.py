@@ -2,7 +2,6 @@
 generated per probe, BCC's pattern argument and its interval printing."""
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable
 
@@ -56,6 +55,24 @@ def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: fl
     if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
         report()
     return why
+
+
+def run_tool(running: Any, report: Callable[[], None], *, duration: float | None,
+             interval: float | None, as_json: bool,
+             poll: Callable[[int], None] | None = None) -> None:
+    """A tool's whole run after start(): reports, the loss line (and JSON
+    object), "Detaching...", and detaching even when interrupted or failing.
+    `running` is what the tool's start() returned (.tracer, .loss(), .close())."""
+    from ..render import jsonl
+    from ..render.text import loss_line
+    try:
+        run_with_reports(running.tracer, report, duration=duration, interval=interval, poll=poll)
+        loss = running.loss()
+        if as_json:
+            click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
+        finish_message(loss_line(loss))
+    finally:
+        running.close()
 
 
 def timestamp() -> str:

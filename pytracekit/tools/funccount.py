@@ -16,7 +16,6 @@ from ..api import Tracer
 from ..model import Counts, LossReport
 from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
-from ..render.text import loss_line
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
@@ -118,11 +117,4 @@ def command(pid, interval, duration, timestamp, regex, cpu, as_json, pattern, co
             click.echo(common.timestamp())
         click.echo(format_counts(shown))
 
-    try:
-        common.run_with_reports(counter.tracer, report, duration=duration, interval=interval)
-        loss = counter.loss()
-        if as_json:
-            click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-        common.finish_message(loss_line(loss))
-    finally:
-        counter.close()
+    common.run_tool(counter, report, duration=duration, interval=interval, as_json=as_json)

@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..model import Histogram, LossReport
 from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
-from ..render.text import log2_histogram, loss_line
+from ..render.text import log2_histogram
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]
@@ -162,11 +162,4 @@ def command(pid, interval, duration, timestamp, micro, milli, per_function, rege
         click.echo("\n".join(format_latency(lat) for lat in latencies.values() if lat.calls)
                    or f"     {unit:<19} : count     distribution")
 
-    try:
-        common.run_with_reports(timer.tracer, report, duration=duration, interval=interval)
-        loss = timer.loss()
-        if as_json:
-            click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-        common.finish_message(loss_line(loss))
-    finally:
-        timer.close()
+    common.run_tool(timer, report, duration=duration, interval=interval, as_json=as_json)

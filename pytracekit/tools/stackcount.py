@@ -20,7 +20,6 @@ from ..errors import UsageError
 from ..model import Frame, LossReport, Sample, StackProfile
 from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
-from ..render.text import loss_line
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import DELIMITER
 from ..symbols import Symbolizer
@@ -231,12 +230,5 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
         if text:
             click.echo(text)
 
-    try:
-        common.run_with_reports(counter.tracer, report, duration=duration, interval=interval,
-                                poll=counter.poll)
-        loss = counter.loss()
-        if as_json:
-            click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-        common.finish_message(loss_line(loss))
-    finally:
-        counter.close()
+    common.run_tool(counter, report, duration=duration, interval=interval, as_json=as_json,
+                    poll=counter.poll)
