@@ -155,3 +155,28 @@ class ProbeFunction:
         if self.entry_fn:
             entry_probe(probe).attach(prog, self.entry_fn, pid=pid)
         probe.attach(prog, self.fn_name, pid=pid)
+
+
+def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], target,
+                    defines: dict, replace: dict):
+    """Compile bpf/<name>.bpf.c with generated code, attach every (function,
+    resolved probe) pair, and return the ready loader.Program. On any failure
+    everything done so far is undone, including the held command."""
+    from .loader import Program
+    try:
+        usdt = [probe.usdt_context(fn.fn_name, target.pid or None)
+                for fn, probe in functions if probe.kind == "usdt"]
+        prog = Program.from_file(name, defines={**defines, "FILTER_PID": target.pid},
+                                 replace=replace, usdt=usdt)
+    except BaseException:
+        target.finish()
+        raise
+    try:
+        for fn, probe in functions:
+            fn.attach(prog, probe, pid=target.pid or None)
+        prog.ready()
+    except BaseException:
+        prog.close()
+        target.finish()
+        raise
+    return prog

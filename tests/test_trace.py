@@ -1,9 +1,11 @@
 """trace: real probes on the workload, exact line counts, errors, lost events."""
 import re
+import signal
+import subprocess
 
 import pytest
 
-from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
+from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload, wait_until
 from probe_helpers import one_error_line, validated_json_lines
 
 OPENAT = "t:syscalls:sys_enter_openat"
@@ -173,3 +175,20 @@ def test_user_stacks_are_symbolized_per_event(workload):
 def test_kernel_function_probe_says_what_is_missing_and_what_works():
     line = one_error_line(pytracekit("trace", "r::do_sys_open (retval < 0)"), 1)
     assert "no kprobes" in line and "t:syscalls:sys_enter_openat" in line
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_stream_of_events_ends_the_run_cleanly(workload, tmp_path, sig):
+    marker = str(tmp_path / "s")
+    burst = subprocess.Popen([workload, "open", marker, "2000000"])
+    try:
+        with Tool("trace", f'{OPENAT} (args->filename == "{marker}") "%s", args->filename') as tool:
+            assert wait_until(lambda: False, timeout=0.5) is False   # let events flow
+            out, err = tool.stop(sig, timeout=20)
+    finally:
+        burst.kill()
+        burst.wait()
+    assert tool.returncode == 0, err
+    assert len(event_lines(out)) > 0 and "Traceback" not in err
+    assert pytracekit_probes_left() == []

@@ -20,7 +20,7 @@ import click
 
 from .. import expr, options, probegen, probes
 from ..errors import SpecError, UsageError
-from ..expr import CType, Node
+from ..expr import CType
 from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
@@ -235,7 +235,6 @@ def start(hist_specs: list[str] = (), count_specs: list[str] = (), command: tupl
           pid: int | None = None, string_size: int = 80,
           limit: int = probes.DEFAULT_LIMIT) -> Argdist:
     """Parse, compile, attach: a running Argdist (released by run_until_done)."""
-    from ..loader import Program
     # Counts first, then histograms, as BCC's argdist orders them.
     specs = [split_spec(s, "freq") for s in count_specs] + \
         [split_spec(s, "hist") for s in hist_specs]
@@ -244,23 +243,10 @@ def start(hist_specs: list[str] = (), count_specs: list[str] = (), command: tupl
                          "-C 'p:c:malloc(size_t size):size_t:size'")
     planned = plan(specs, pid=pid, string_size=string_size, limit=limit)
     target = Target.from_options(pid, command)
-    try:
-        usdt = [p.resolved.usdt_context(p.function.fn_name, target.pid or None)
-                for p in planned if p.resolved.kind == "usdt"]
-        prog = Program.from_file("argdist", defines={
-            "STRING_SIZE": string_size, "FILTER_PID": target.pid, "SELF_PID": os.getpid()},
-            replace={"@ARGDIST_PROBES@": "\n".join(p.c for p in planned)}, usdt=usdt)
-    except BaseException:
-        target.finish()
-        raise
-    try:
-        for p in planned:
-            p.function.attach(prog, p.resolved, pid=target.pid or None)
-        prog.ready()
-    except BaseException:
-        prog.close()
-        target.finish()
-        raise
+    prog = probegen.load_and_attach(
+        "argdist", [(p.function, p.resolved) for p in planned], target,
+        defines={"STRING_SIZE": string_size, "SELF_PID": os.getpid()},
+        replace={"@ARGDIST_PROBES@": "\n".join(p.c for p in planned)})
     return Argdist(planned, prog, target)
 
 

@@ -11,14 +11,15 @@ and are formatted here. Lost events are counted and reported at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
-import json
 import os
+import signal
 import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -217,6 +218,20 @@ class Tracer:
         return [f.name for f in frames]
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM/SIGHUP instead of raising while the block runs."""
+    pending: list[int] = []
+    stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
+             for sig in stoppers}
+    try:
+        yield pending
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 class ProbesThenCommand(click.Command):
     """Probes are positional like BCC's, so `-- COMMAND` is split off before
     click parses (click would merge both into one list)."""
@@ -270,35 +285,19 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
           buffer_pages: int = 64, string_size: int = 80, include_self: bool = False,
           limit: int = probes.DEFAULT_LIMIT) -> tuple[Tracer, Target]:
     """Parse, compile and attach; the caller runs and closes (see `run`)."""
-    from ..loader import Program
     if not probe_texts:
         raise UsageError("give at least one probe, e.g. 'c:open \"%s\", arg1'")
     if buffer_pages < 1 or buffer_pages & (buffer_pages - 1):
         raise UsageError(f"--buffer-pages must be a power of two, not {buffer_pages}")
     trace_probes = plan(probe_texts, pid=pid, string_size=string_size, limit=limit)
     target = Target.from_options(pid, command)
-    try:
-        code = "\n".join(p.struct_c + p.function.source() for p in trace_probes)
-        usdt = [p.resolved.usdt_context(p.function.fn_name, target.pid or None)
-                for p in trace_probes if p.resolved.kind == "usdt"]
-        defines = {"BUFFER_PAGES": buffer_pages, "STRING_SIZE": string_size,
-                   "USER_STACKS": user_stack, "KERNEL_STACKS": kernel_stack,
-                   "FILTER_PID": target.pid, "FILTER_TID": tid or 0,
-                   "SELF_PID": 0 if include_self else os.getpid()}
-        prog = Program.from_file("trace", defines=defines, replace={"@TRACE_PROBES@": code},
-                                 usdt=usdt)
-    except BaseException:
-        target.finish()
-        raise
+    code = "\n".join(p.struct_c + p.function.source() for p in trace_probes)
+    defines = {"BUFFER_PAGES": buffer_pages, "STRING_SIZE": string_size,
+               "USER_STACKS": user_stack, "KERNEL_STACKS": kernel_stack,
+               "FILTER_TID": tid or 0, "SELF_PID": 0 if include_self else os.getpid()}
+    prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
+                                    target, defines, {"@TRACE_PROBES@": code})
     tracer = Tracer(trace_probes, prog, string_size)
-    try:
-        for p in trace_probes:
-            p.function.attach(prog, p.resolved, pid=target.pid or None)
-        prog.ready()
-    except BaseException:
-        prog.close()
-        target.finish()
-        raise
     return tracer, target
 
 
@@ -357,8 +356,13 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         return 0
 
     def poll(timeout_ms: int) -> None:
-        prog.bpf.ring_buffer_poll(timeout_ms)
+        # A signal handled inside the ctypes event callback would raise there,
+        # where ctypes prints and drops the exception: note it, raise it here.
+        with signals_deferred() as pending:
+            prog.bpf.ring_buffer_poll(timeout_ms)
         out.flush()
+        if pending:
+            raise Stop(signal.Signals(pending[0]).name)
         if max_events is not None and printed >= max_events:
             raise Stop("max events")
 
