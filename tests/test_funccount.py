@@ -1,10 +1,11 @@
 """funccount on the ground-truth workload: exact counts through uprobes and
 tracepoints, for a pid, for a command, and every error a user can make."""
 import os
+import signal
 
 import pytest
 
-from conftest import pytracekit, pytracekit_probes_left
+from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
 from probe_helpers import one_error_line, traced_pid_run, validated_json_lines
 
 pytestmark = pytest.mark.root
@@ -134,3 +135,30 @@ def test_interval_prints_one_table_per_interval_with_timestamps():
     assert lines.count(f"{'FUNC':<36} {'COUNT':>8}") == 2
     stamps = [l for l in lines if len(l) == 8 and l.count(":") == 2]
     assert len(stamps) == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_prints_counts_and_detaches(workload, sig):
+    with Tool("funccount", f"{workload}:counted_function") as tool:
+        run_workload(workload, "calls", "11")
+        out, err = tool.stop(sig)
+    assert tool.returncode == 0, err
+    assert counts_of(out) == {"counted_function": 11}
+    assert "Traceback" not in err
+    assert pytracekit_probes_left() == []
+
+
+def test_pid_and_command_together_is_a_usage_error(workload):
+    line = one_error_line(pytracekit("funccount", "-p", str(os.getpid()),
+                                     f"{workload}:counted_function", "--", "true"), 2)
+    assert "either -p PID or -- COMMAND" in line
+
+
+def test_command_that_cannot_run_is_one_error_line(workload):
+    res = pytracekit("funccount", f"{workload}:counted_function", "--", "/no/such/command")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert lines[0].startswith("Tracing 1 function")     # it fails when released
+    assert lines[1:] == ["pytracekit funccount: error: cannot run /no/such/command: "
+                         "No such file or directory"]
+    assert pytracekit_probes_left() == []
