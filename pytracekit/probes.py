@@ -472,7 +472,8 @@ def _resolve_user(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
             raise NotFoundError(f"no function {spec.function} in {binary} "
                                 f"({len(symbols)} function symbols searched)")
         chosen = [(spec.function, matches[0])]
-    return [ResolvedProbe(spec.kind, name, name, binary=binary, address=address,
+    suffix = f"+{spec.offset:#x}" if spec.offset else ""
+    return [ResolvedProbe(spec.kind, name + suffix, name, binary=binary, address=address,
                           offset=spec.offset, spec=spec) for name, address in chosen]
 
 

@@ -162,3 +162,10 @@ def test_command_that_cannot_run_is_one_error_line(workload):
     assert lines[1:] == ["pytracekit funccount: error: cannot run /no/such/command: "
                          "No such file or directory"]
     assert pytracekit_probes_left() == []
+
+
+def test_offset_into_a_function(workload):
+    # counted_function+4 is after `push %rbp; mov %rsp,%rbp`: an instruction boundary
+    res = pytracekit("funccount", f"p:{workload}:counted_function+4", "--", workload, "calls", "33")
+    assert res.returncode == 0, res.stderr
+    assert counts_of(res.stdout) == {"counted_function+0x4": 33}
