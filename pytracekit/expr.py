@@ -20,6 +20,7 @@ from .errors import SpecError
 
 MAX_REGISTER_ARGS = 6          # x86-64 passes six arguments in registers
 MAX_USDT_ARGS = 12
+MAX_PRELUDE_STACK = 256        # bytes of locals expressions may use (the BPF stack is 512)
 
 # ---------------------------------------------------------------------------
 # Types
@@ -729,10 +730,18 @@ class Emitter:
         self.prelude: list[str] = []
         self.entry_values: list[str] = []
         self.uses_latency = False
+        self.stack_bytes = 0
         self._names = 0
         self._done: dict[str, str] = {}
 
-    def _local(self, stem: str) -> str:
+    def _local(self, stem: str, size: int = 8) -> str:
+        """A new local variable of `size` bytes on the 512-byte BPF stack."""
+        self.stack_bytes += size
+        if self.stack_bytes > MAX_PRELUDE_STACK:
+            # Past the BPF stack, LLVM ends the whole process; say it here instead.
+            raise SpecError(f"the expressions of one probe need more than {MAX_PRELUDE_STACK} "
+                            "bytes of BPF stack (string compares take their length): use "
+                            "fewer or shorter string compares")
         self._names += 1
         return f"__{stem}{self._names}"
 
@@ -788,7 +797,7 @@ class Emitter:
 
     def comm(self) -> str:
         def read() -> str:
-            name = self._local("comm")
+            name = self._local("comm", 16)
             # Whole words, so that string compares can read it eight bytes at a time.
             self.prelude.append(f"u64 {name}[2] = {{}}; "
                                 f"bpf_get_current_comm(&{name}, sizeof({name}));")
@@ -851,7 +860,7 @@ class Emitter:
                 raise SpecError(f"filter: the string \"{node.literal}\" is longer than the "
                                 f"string size ({self.string_size - 2} bytes)")
             words = (len(data) + 2 + 7) // 8
-            buf = self._local("str")
+            buf = self._local("str", words * 8)
             self.prelude.append(f"u64 {buf}[{words}] = {{}}; "
                                 + self.read_string(node.operand, buf, f"sizeof({buf})"))
         padded = data.ljust(words * 8, b"\0")

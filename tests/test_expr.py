@@ -286,3 +286,11 @@ def test_argdist_spec_is_split_into_its_parts():
     assert (s.probe_text, s.signature, s.types) == ("r:c:malloc", "", [])
     assert "types given but no expressions" in error(argdist.split_spec, "p:c:f(int a):int", "freq")
     assert "TYPE one of p r t u" in error(argdist.split_spec, "c:malloc", "freq")
+
+
+def test_string_compares_that_would_overflow_the_bpf_stack_are_refused():
+    scope = entry_scope()
+    ok = " || ".join(f'name == "{"x" * 60}{i}"' for i in range(3))     # 3 x 64 bytes
+    emit(ok, scope)
+    too_many = " || ".join(f'name == "{"x" * 60}{i}"' for i in range(5))
+    assert "need more than 256 bytes of BPF stack" in error(emit, too_many, scope)

@@ -192,3 +192,25 @@ def test_a_signal_during_a_stream_of_events_ends_the_run_cleanly(workload, tmp_p
     assert tool.returncode == 0, err
     assert len(event_lines(out)) > 0 and "Traceback" not in err
     assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_name_and_message_filters_choose_what_is_printed(workload, tmp_path):
+    probe = f'{OPENAT} "%s", args->filename'
+    with Tool("trace", "-n", "worklo", "-f", str(tmp_path), probe) as tool:
+        run_workload(workload, "open", f"{tmp_path}/a", "2")
+        run_workload(workload, "open", f"{tmp_path}/b", "3")
+        subprocess.run(["cat", f"{tmp_path}/a"], check=True)
+        out, err = tool.stop()
+    assert tool.returncode == 0, err
+    assert [line.split()[-1] for line in event_lines(out)] == \
+        [f"{tmp_path}/a"] * 2 + [f"{tmp_path}/b"] * 3
+    with Tool("trace", "-T", "-n", "cat", "-f", str(tmp_path), probe) as tool:
+        run_workload(workload, "open", f"{tmp_path}/a", "2")
+        subprocess.run(["cat", f"{tmp_path}/a"], check=True)
+        out, err = tool.stop()
+    lines = out.splitlines()
+    assert lines[0].split() == ["TIME", "PID", "TID", "COMM", "FUNC", "-"]
+    assert [line.split()[3:] for line in lines[1:]] == [["cat", "sys_enter_openat",
+                                                         f"{tmp_path}/a"]]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", lines[1].split()[0])

@@ -260,13 +260,17 @@ class ProbesThenCommand(click.Command):
 @click.option("-Z", "--string-size", type=click.IntRange(8, 1024), default=80, show_default=True,
               help="Bytes kept of each string argument.")
 @click.option("-S", "--include-self", is_flag=True, help="Also trace pytracekit itself.")
+@click.option("-n", "--name", default=None,
+              help="Only print events of processes whose name contains this.")
+@click.option("-f", "--msg-filter", default=None,
+              help="Only print events whose message contains this.")
 @click.option("--limit", type=click.IntRange(min=1), default=probes.DEFAULT_LIMIT,
               show_default=True, help="Most probes one spec may expand to.")
 @options.duration_option()
 @options.json_option()
 @options.standard
 def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack, kernel_stack,
-            buffer_pages, string_size, include_self, limit, duration, as_json):
+            buffer_pages, string_size, include_self, name, msg_filter, limit, duration, as_json):
     """Trace probes, printing one line per event: PROBE... [-- COMMAND].
 
     PROBE is SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]], e.g.
@@ -277,7 +281,8 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
     run(list(probe), command_args, pid=pid, tid=tid, max_events=max_events,
         timestamp=timestamp, clock=clock, print_cpu=print_cpu, user_stack=user_stack,
         kernel_stack=kernel_stack, buffer_pages=buffer_pages, string_size=string_size,
-        include_self=include_self, limit=limit, duration=duration, as_json=as_json)
+        include_self=include_self, name=name, msg_filter=msg_filter, limit=limit,
+        duration=duration, as_json=as_json)
 
 
 def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
@@ -301,58 +306,84 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
     return tracer, target
 
 
+@dataclass
+class Printer:
+    """Turns decoded events into BCC-style lines or JSON objects."""
+
+    tracer: Tracer
+    timestamp: bool = False        # -t: seconds since the first event
+    clock: bool = False            # -T: time of day
+    print_cpu: bool = False
+    user_stack: bool = False
+    kernel_stack: bool = False
+    as_json: bool = False
+    name: str | None = None        # -n: only processes whose name contains this
+    msg_filter: str | None = None  # -f: only messages containing this
+
+    def header(self) -> str:
+        cols = (["TIME    "] if self.timestamp or self.clock else []) + \
+            (["CPU"] if self.print_cpu else [])
+        return " ".join(cols + [f"{'PID':<7} {'TID':<7} {'COMM':<15} {'FUNC':<16} -"])
+
+    def render(self, event: dict[str, Any]) -> str | None:
+        """The text for one event, or None when -n/-f leave it out."""
+        tracer = self.tracer
+        if self.name is not None and self.name not in event["comm"]:
+            return None
+        msg = tracer.message(event)
+        if self.msg_filter is not None and self.msg_filter not in msg:
+            return None
+        if tracer.first_ts is None:
+            tracer.first_ts = event["ts"]
+        probe = event["probe"]
+        ustack = tracer.stack(event["user_stack"], event["pid"], False) if self.user_stack else []
+        kstack = tracer.stack(event["kernel_stack"], -1, True) if self.kernel_stack else []
+        if self.as_json:
+            obj = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
+                   "tid": event["tid"], "cpu": event["cpu"], "comm": event["comm"],
+                   "probe": probe.text.text, "function": probe.display, "message": msg,
+                   "args": event["values"]}
+            if self.user_stack:
+                obj["user_stack"] = ustack
+            if self.kernel_stack:
+                obj["kernel_stack"] = kstack
+            return dumps(obj) + "\n"
+        cols = []
+        if self.timestamp:   # BCC keeps 8 characters of the offset
+            cols.append(f"{(event['ts'] - tracer.first_ts) / 1e9:.6f}"[:8].ljust(8))
+        elif self.clock:
+            cols.append(f"{time.strftime('%H:%M:%S'):<8}")
+        if self.print_cpu:
+            cols.append(f"{event['cpu']:<3}")
+        cols.append(f"{event['pid']:<7} {event['tid']:<7} {event['comm']:<15} "
+                    f"{probe.display:<16} {msg}")
+        lines = [" ".join(cols).rstrip()]
+        for frames in (kstack, ustack):
+            lines += [f"        {name}" for name in frames]
+            if frames:
+                lines.append("")
+        return "\n".join(lines) + "\n"
+
+
 def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: int | None = None,
         timestamp: bool = False, clock: bool = False, print_cpu: bool = False,
+        name: str | None = None, msg_filter: str | None = None,
         duration: float | None = None, as_json: bool = False, **options_: Any) -> None:
     tracer, target = start(probe_texts, command, **options_)
     prog = tracer.prog
     out = sys.stdout
+    printer = Printer(tracer, timestamp, clock, print_cpu, bool(options_.get("user_stack")),
+                      bool(options_.get("kernel_stack")), as_json, name, msg_filter)
     printed = 0
-    user_stack, kernel_stack = options_.get("user_stack"), options_.get("kernel_stack")
-
-    def header() -> str:
-        cols = (["TIME    "] if timestamp else []) + (["TIME    "] if clock else []) + \
-            (["CPU"] if print_cpu else [])
-        return " ".join(cols + [f"{'PID':<7} {'TID':<7} {'COMM':<15} {'FUNC':<16} -"])
 
     def on_event(_ctx: Any, data: Any, size: int) -> int:
         nonlocal printed
         if max_events is not None and printed >= max_events:
             return 0
-        event = tracer.decode(ctypes.string_at(data, size))
-        printed += 1
-        if tracer.first_ts is None:
-            tracer.first_ts = event["ts"]
-        msg = tracer.message(event)
-        probe = event["probe"]
-        ustack = tracer.stack(event["user_stack"], event["pid"], False) if user_stack else []
-        kstack = tracer.stack(event["kernel_stack"], -1, True) if kernel_stack else []
-        if as_json:
-            obj = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
-                   "tid": event["tid"], "cpu": event["cpu"], "comm": event["comm"],
-                   "probe": probe.text.text, "function": probe.display, "message": msg,
-                   "args": event["values"]}
-            if user_stack:
-                obj["user_stack"] = ustack
-            if kernel_stack:
-                obj["kernel_stack"] = kstack
-            out.write(dumps(obj) + "\n")
-            return 0
-        cols = []
-        if timestamp:
-            cols.append(f"{(event['ts'] - tracer.first_ts) / 1e9:<8.6f}")
-        if clock:
-            cols.append(f"{time.strftime('%H:%M:%S'):<8}")
-        if print_cpu:
-            cols.append(f"{event['cpu']:<3}")
-        cols.append(f"{event['pid']:<7} {event['tid']:<7} {event['comm']:<15} "
-                    f"{probe.display:<16} {msg}")
-        out.write(" ".join(cols).rstrip() + "\n")
-        for frames in (kstack, ustack):
-            for name in frames:
-                out.write(f"        {name}\n")
-            if frames:
-                out.write("\n")
+        text = printer.render(tracer.decode(ctypes.string_at(data, size)))
+        if text is not None:
+            out.write(text)
+            printed += 1
         return 0
 
     def poll(timeout_ms: int) -> None:
@@ -369,7 +400,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
     try:
         prog["events"].open_ring_buffer(on_event)
         if not as_json:
-            out.write(header() + "\n")
+            out.write(printer.header() + "\n")
             out.flush()
         announce(f"Tracing {len(tracer.probes)} probe{'s' if len(tracer.probes) != 1 else ''}"
                  "... Hit Ctrl-C to end.")
