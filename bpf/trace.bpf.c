@@ -29,6 +29,8 @@
 
 BPF_RINGBUF_OUTPUT(events, BUFFER_PAGES);
 BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+/* User frames as (build id, offset): nameable after the process exited. */
+BPF_STACK_TRACE_BUILDID(user_stacks, STACK_ENTRIES);
 
 struct trace_header {
     u64 ts;
@@ -57,7 +59,7 @@ PTK_INLINE void trace_fill_header(struct trace_header *h, void *ctx, u32 probe)
     h->user_stack = -1;
     h->kernel_stack = -1;
     if (USER_STACKS)
-        h->user_stack = ptk_checked_stack_id(stacks.get_stackid(ctx, BPF_F_USER_STACK));
+        h->user_stack = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
     if (KERNEL_STACKS)
         h->kernel_stack = ptk_checked_stack_id(stacks.get_stackid(ctx, 0));
     bpf_get_current_comm(&h->comm, sizeof(h->comm));

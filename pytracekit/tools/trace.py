@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import struct
 import sys
@@ -29,6 +30,7 @@ from ..expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
 from ..runner import Stop, Target, announce, run_until_done
+from ..buildid import BuildIdSymbolizer, mapped_files
 from ..symbols import Symbolizer
 
 HEADER = struct.Struct("<QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
@@ -177,6 +179,10 @@ class Tracer:
         self.prog = prog
         self.string_size = string_size
         self.symbolizer = Symbolizer(prog.bpf, show_module=False)
+        self.user_symbols = BuildIdSymbolizer()
+        self.user_symbols.add_files(sorted({p.resolved.binary for p in trace_probes
+                                            if p.resolved.binary}))
+        self._pids_seen: set[int] = set()
         self.first_ts: int | None = None
 
     def decode(self, raw: bytes) -> dict[str, Any]:
@@ -214,8 +220,18 @@ class Tracer:
         return "".join(out)
 
     def stack(self, stack_id: int, pid: int, kernel: bool) -> list[str]:
-        frames = self.symbolizer.stack(self.prog["stacks"], stack_id, pid=pid, kernel=kernel)
+        if kernel:
+            frames = self.symbolizer.stack(self.prog["stacks"], stack_id, kernel=True)
+        else:
+            if pid not in self._pids_seen:    # its files, while it may still be alive
+                self._pids_seen.add(pid)
+                self.user_symbols.add_files(mapped_files(pid))
+            frames = self.user_symbols.stack(self.prog["user_stacks"], stack_id, pid)
         return [f.name for f in frames]
+
+    @property
+    def unknown_frames(self) -> int:
+        return self.symbolizer.unknown_frames + self.user_symbols.unknown_frames
 
 
 @contextlib.contextmanager
@@ -303,6 +319,10 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
                                     target, defines, {"@TRACE_PROBES@": code})
     tracer = Tracer(trace_probes, prog, string_size)
+    if command and shutil.which(command[0]):   # its frames, even once it has exited
+        tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
+    elif pid:
+        tracer.user_symbols.add_files(mapped_files(pid))
     return tracer, target
 
 
@@ -408,7 +428,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         prog.bpf.ring_buffer_consume()   # what arrived after the last poll
         out.flush()
         loss = prog.loss()
-        loss.unknown_frames += tracer.symbolizer.unknown_frames
+        loss.unknown_frames += tracer.unknown_frames
         if as_json:
             out.write(dumps(loss_obj(loss)) + "\n")
         warning = loss_line(loss)
