@@ -189,3 +189,44 @@ def test_more_matches_than_the_limit_is_a_usage_error():
 def test_resolve_all_drops_duplicates(workload):
     specs = [parse_spec(f"{workload}:counted_function"), parse_spec(f"{workload}:counted_*")]
     assert [p.name for p in resolve_all(specs)] == ["counted_function"]
+
+
+# -- the kprobe path, on kernels that have kprobes (detection faked here) ----
+
+class FakeProgram:
+    def __init__(self):
+        self.calls = []
+
+    def attach_kprobe(self, function, fn_name, *, retprobe=False):
+        self.calls.append(("kprobe", function, fn_name, retprobe))
+
+    def attach_uprobe(self, binary, fn_name, **kw):
+        self.calls.append(("uprobe", binary, fn_name, kw))
+
+    def attach_tracepoint(self, category, event, fn_name):
+        self.calls.append(("tracepoint", category, event, fn_name))
+
+
+@root
+def test_kernel_functions_resolve_where_kprobes_exist(monkeypatch):
+    from pytracekit.kernel import features
+    monkeypatch.setattr(features, "kprobes_available", lambda: (True, "faked"))
+    [p] = resolve(parse_spec("r::vfs_read"))
+    assert (p.kind, p.function) == ("kretprobe", "vfs_read")
+    names = {p.name for p in resolve(parse_spec("vfs_rea*"))}
+    assert "vfs_read" in names and all(n.startswith("vfs_rea") for n in names)
+    prog = FakeProgram()
+    p.attach(prog, "fn")
+    assert prog.calls == [("kprobe", "vfs_read", "fn", True)]
+
+
+def test_attach_dispatches_by_kind():
+    from pytracekit.probes import ResolvedProbe
+    prog = FakeProgram()
+    ResolvedProbe("uretprobe", "malloc", "malloc", binary="/lib/libc.so.6").attach(prog, "r", pid=7)
+    ResolvedProbe("tracepoint", "sched:sched_switch", "sched_switch",
+                  category="sched").attach(prog, "t")
+    assert prog.calls == [
+        ("uprobe", "/lib/libc.so.6", "r", {"symbol": "malloc", "offset": 0, "retprobe": True,
+                                            "pid": 7}),
+        ("tracepoint", "sched", "sched_switch", "t")]
