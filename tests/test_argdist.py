@@ -64,10 +64,12 @@ def test_histogram_of_sizes_puts_all_in_one_bucket(workload):
 @pytest.mark.root
 def test_histogram_of_latency_puts_sleeps_in_their_bucket(workload):
     spec = f"r:{workload}:sleeper():u64:$latency"
-    res = pytracekit("argdist", "-i", "30", "-H", spec, "--", workload, "sleep", "3", "3")
+    # 9 ms sits 0.6 ms above the bucket's floor (sleeps never end early) and
+    # 7.7 ms below its top: room for wake-up delays on a loaded machine.
+    res = pytracekit("argdist", "-i", "30", "-H", spec, "--", workload, "sleep", "3", "9")
     assert res.returncode == 0, res.stderr
     buckets = {k: v for k, v in hist_buckets(res.stdout, spec).items() if v}
-    assert buckets == {(2097152, 4194303): 3}    # 3 ms in ns
+    assert buckets == {(8388608, 16777215): 3}    # ns
 
 
 @pytest.mark.root
@@ -114,3 +116,33 @@ def test_number_of_intervals_ends_the_run():
     assert res.returncode == 0, res.stderr
     assert len(re.findall(r"^\[\d\d:\d\d:\d\d\]$", res.stdout, re.M)) == 2
     assert res.stdout.count("t:syscalls:sys_enter_getpid()") == 2
+
+
+def _fake_probe(spec_text, kind="freq", default=False, scope_kind="entry", names=("size",)):
+    from types import SimpleNamespace
+    from pytracekit.tools.argdist import ArgdistProbe, split_spec
+    fn = SimpleNamespace(scope=SimpleNamespace(kind=scope_kind))
+    return ArgdistProbe(0, split_spec(spec_text, kind), None, fn, [], list(names), default)
+
+
+def test_count_rows_are_laid_out_as_bcc_does_largest_last_and_top_n():
+    from pytracekit.tools.argdist import _display_rows
+    p = _fake_probe("p:c:malloc(size_t size):size_t:size")
+    rows = [((16,), 5), ((4242,), 9), ((32,), 1)]
+    assert _display_rows(p, rows, None) == ["\tCOUNT      EVENT", "\t1          size = 32",
+                                            "\t5          size = 16", "\t9          size = 4242"]
+    assert _display_rows(p, rows, 2)[1:] == ["\t5          size = 16", "\t9          size = 4242"]
+    calls = _fake_probe("p:c:malloc()", default=True, names=("total calls",))
+    assert _display_rows(calls, [((0,), 7)], None)[1] == "\t7          total calls"
+    rets = _fake_probe("r:c:malloc()", default=True, scope_kind="return", names=("retval",))
+    assert _display_rows(rets, [((0,), 2)], None)[1] == "\t2          retval = 0"
+
+
+@pytest.mark.root
+def test_pid_option_counts_only_that_process(workload, tmp_path):
+    from probe_helpers import traced_pid_run
+    spec = "p:c:malloc(size_t size):size_t:size"
+    out, err, rc = traced_pid_run(["argdist", "-c", "-i", "30", "-C", spec], workload,
+                                  ["malloc", "5", "4343"], tmp_path)
+    assert rc == 0, err
+    assert count_rows(out, spec) == {"size = 4343": 5}
