@@ -111,3 +111,11 @@ def test_build_id_reader_agrees_with_readelf(workload):
     expected = notes.split("Build ID:")[1].split()[0]
     assert read_build_id(workload).hex() == expected
     assert read_build_id("/etc/passwd") is None
+
+
+def test_cpu_filter(workload):
+    args = ["-f", "-U", f"{workload}:stack_leaf", "--", "taskset", "-c", "1", workload,
+            "stacks", "3"]
+    assert pytracekit("stackcount", "-c", "0", *args).stdout.strip() == ""
+    res = pytracekit("stackcount", "-c", "1", *args)
+    assert sorted(int(l.rsplit(" ", 1)[1]) for l in res.stdout.splitlines()) == [3, 6]
