@@ -433,6 +433,8 @@ class Parser:
                 name = side.name if isinstance(side, Var) else "a string"
                 raise self.fail(f"'{name}' is a string: compare it with == \"...\" or != \"...\"",
                                 op_tok)
+        if op in ("/", "%") and isinstance(right, Num) and right.value == 0:
+            raise self.fail("division by zero", op_tok)
         if op in _LOGICAL:
             return Binary(op, left, right, S32)
         signed = any(s.type.kind == "int" and s.type.signed for s in (left, right))

@@ -175,6 +175,7 @@ def test_malformed_filters_point_at_the_problem(text, expected):
     ("__builtin_memset", 1, "unknown name '__builtin_memset'"),
     ("arg1 @ 2", 6, "unexpected '@'"),
     ("arg1 \\ 2", 6, "unexpected '\\'"),
+    ("arg1 / 0", 6, "division by zero"),
 ])
 def test_c_injection_is_rejected(text, column, words):
     message = error(parse_filter, text, entry_scope())
