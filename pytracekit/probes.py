@@ -144,8 +144,6 @@ def _function_spec(raw: str, letter: str, library: str, name: str, regex: bool) 
                        (" (wildcards cannot take an offset)" if offset and _has_wildcard(name) else ""))
     else:
         _check_regex(raw, name)
-    if library and not kernel and "\0" in library:
-        raise _bad(raw, library, "not a library or path")
     return ProbeSpec(kind, library, name, "", offset, regex, raw)
 
 
