@@ -17,6 +17,7 @@ each able to attach one BPF function to itself.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
@@ -190,6 +191,17 @@ class ResolvedProbe:
     offset: int = 0
     category: str = ""        # tracepoints
     spec: ProbeSpec | None = field(default=None, compare=False)
+    semaphore: bool = False   # a USDT probe guarded by an is-enabled semaphore
+
+    def entry(self) -> "ResolvedProbe":
+        """The entry twin of a return probe (itself for others)."""
+        kind = {"uretprobe": "uprobe", "kretprobe": "kprobe"}.get(self.kind, self.kind)
+        return dataclasses.replace(self, kind=kind)
+
+    def returning(self) -> "ResolvedProbe":
+        """The return twin of an entry probe (itself for others)."""
+        kind = {"uprobe": "uretprobe", "kprobe": "kretprobe"}.get(self.kind, self.kind)
+        return dataclasses.replace(self, kind=kind)
 
     @property
     def target(self) -> str:
@@ -224,6 +236,12 @@ class ResolvedProbe:
         readers and attaches while compiling)."""
         if self.kind != "usdt":
             raise ValueError("usdt_context() is for USDT probes only")
+        if self.semaphore and not pid:
+            # BCC sets the semaphore in a running process's memory; a command
+            # held before exec has not mapped the binary yet.
+            raise UsageError(f"USDT probe {self.function} in {self.binary} is guarded by a "
+                             "semaphore, which can only be set in a running process: give "
+                             "-p PID (not -- COMMAND, not system-wide)")
         bcc = _bcc()
         try:
             ctx = bcc.USDT(pid=pid, path=self.binary) if pid else bcc.USDT(path=self.binary)
@@ -477,20 +495,22 @@ def _resolve_user(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
 
 # -- USDT ---------------------------------------------------------------------
 
-def usdt_probes(binary: str, pid: int | None = None) -> list[str]:
-    """'provider:name' of every USDT probe in a binary (or in a process)."""
+def usdt_probes(binary: str, pid: int | None = None) -> dict[str, bool]:
+    """'provider:name' -> guarded by a semaphore, for every USDT probe in a
+    binary (or in a process)."""
     bcc = _bcc()
     try:
         ctx = bcc.USDT(pid=pid, path=binary) if pid else bcc.USDT(path=binary)
         probes = ctx.enumerate_probes()
     except Exception as exc:
         raise NotFoundError(f"cannot read USDT notes of {binary}: {str(exc).splitlines()[0]}") from None
-    return sorted({p.short_name() for p in probes})
+    return {p.short_name(): bool(p.semaphore) for p in sorted(probes, key=lambda p: p.short_name())}
 
 
 def _resolve_usdt(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
     binary = find_binary(spec.library, pid)
-    available = usdt_probes(binary, pid)
+    guarded = usdt_probes(binary, pid)
+    available = sorted(guarded)
     ok = name_matcher(spec.function, spec.regex)
     if ":" in spec.function:
         names = [p for p in available if ok(p)]
@@ -500,5 +520,5 @@ def _resolve_usdt(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
         listing = ", ".join(available[:8]) + (" ..." if len(available) > 8 else "")
         raise NotFoundError(f"no USDT probe '{spec.function}' in {binary} "
                             f"({'probes: ' + listing if available else 'it has no USDT notes'})")
-    return [ResolvedProbe("usdt", name.split(":", 1)[1], name, binary=binary, spec=spec)
-            for name in names]
+    return [ResolvedProbe("usdt", name.split(":", 1)[1], name, binary=binary, spec=spec,
+                          semaphore=guarded[name]) for name in names]

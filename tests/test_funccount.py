@@ -123,9 +123,10 @@ def test_usdt_probe_of_a_running_python(tmp_path):
     assert counts_of(out) == {"gc__start": 7}
 
 
-def test_usdt_semaphore_probe_without_a_pid_says_what_works():
-    line = one_error_line(pytracekit("funccount", "u:/usr/bin/python3.11:gc__start"), 1)
-    assert "give -p PID" in line
+@pytest.mark.parametrize("command", [[], ["--", "/usr/bin/python3.11", "-c", "pass"]])
+def test_usdt_semaphore_probe_without_a_running_pid_says_what_works(command):
+    line = one_error_line(pytracekit("funccount", "u:/usr/bin/python3.11:gc__start", *command), 2)
+    assert "is guarded by a semaphore" in line and "give -p PID" in line
 
 
 def test_interval_prints_one_table_per_interval_with_timestamps():

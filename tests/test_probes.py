@@ -142,6 +142,16 @@ def test_tracepoints_resolve_and_expand():
 def test_usdt_probes_resolve_from_notes():
     [p] = resolve(parse_spec("u:/usr/bin/python3.11:function__entry"))
     assert (p.kind, p.function, p.binary) == ("usdt", "python:function__entry", "/usr/bin/python3.11")
+    assert p.semaphore            # Python's probes are guarded by is-enabled semaphores
+
+
+def test_entry_and_return_twins():
+    from pytracekit.probes import ResolvedProbe
+    entry = ResolvedProbe("uprobe", "malloc", "malloc", binary="/lib/libc.so.6")
+    assert entry.returning().kind == "uretprobe"
+    assert entry.returning().entry() == entry
+    tp = ResolvedProbe("tracepoint", "a:b", "b", category="a")
+    assert tp.entry() == tp.returning() == tp
 
 
 @root

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import click
@@ -88,8 +87,7 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
         # Returns first: a call entered before its return probe exists would
         # never return to us and would leave its thread's depth off by one.
         for n, probe in enumerate(entries):
-            ret_kind = "uretprobe" if probe.kind == "uprobe" else "kretprobe"
-            tracer.probe(dataclasses.replace(probe, kind=ret_kind), f"latency_return_{n}")
+            tracer.probe(probe.returning(), f"latency_return_{n}")
         for n, probe in enumerate(entries):
             tracer.probe(probe, f"latency_entry_{n}")
         tracer.defines.update(PTK_GENERATED_PROBES=1, LATENCY_PROBES=len(entries),
