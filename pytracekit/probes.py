@@ -236,6 +236,8 @@ class ResolvedProbe:
         readers and attaches while compiling)."""
         if self.kind != "usdt":
             raise ValueError("usdt_context() is for USDT probes only")
+        if pid and not _maps_file(pid, self.binary):
+            pid = None   # e.g. a command held before exec: its image is not there yet
         if self.semaphore and not pid:
             # BCC sets the semaphore in a running process's memory; a command
             # held before exec has not mapped the binary yet.
@@ -253,6 +255,12 @@ class ResolvedProbe:
             raise NotFoundError(f"cannot enable USDT probe {self.function} in {self.binary}"
                                 f"{f' for pid {pid}' if pid else ''}: {hint}") from None
         return ctx
+
+
+def _maps_file(pid: int, path: str) -> bool:
+    from .buildid import mapped_files
+    real = os.path.realpath(path)
+    return any(os.path.realpath(f) == real for f in mapped_files(pid))
 
 
 def resolve(spec: ProbeSpec, *, pid: int | None = None, limit: int = DEFAULT_LIMIT) -> list[ResolvedProbe]:
