@@ -301,13 +301,15 @@ def print_results(results: list, top: int | None, as_json: bool, stamp: str) -> 
               help="A log2 histogram of one expression (repeatable).")
 @click.option("-C", "--count", "count_specs", multiple=True,
               help="Counts of expression values (repeatable).")
+@click.option("-v", "--print-program", is_flag=True,
+              help="Print the generated BPF program (to stderr) before tracing.")
 @click.option("--limit", type=click.IntRange(min=1), default=probes.DEFAULT_LIMIT,
               show_default=True, help="Most probes one spec may expand to.")
 @options.json_option()
 @options.standard
 @options.command_argument
 def command(pid, string_size, interval, duration, number, cumulative, top, hist_specs,
-            count_specs, limit, as_json, command):
+            count_specs, print_program, limit, as_json, command):
     """Counts (-C) and histograms (-H) of argument values, return values and latency.
 
     SPEC: {p,r,t,u}:{[library],category}:function(signature)
@@ -316,6 +318,8 @@ def command(pid, string_size, interval, duration, number, cumulative, top, hist_
     interval = interval or 1.0
     run = start(list(hist_specs), list(count_specs), tuple(command), pid=pid,
                 string_size=string_size, limit=limit)
+    if print_program:
+        sys.stderr.write(run.prog.full_text)
     printed = 0
 
     def tick() -> None:

@@ -280,13 +280,16 @@ class ProbesThenCommand(click.Command):
               help="Only print events of processes whose name contains this.")
 @click.option("-f", "--msg-filter", default=None,
               help="Only print events whose message contains this.")
+@click.option("-v", "--print-program", is_flag=True,
+              help="Print the generated BPF program (to stderr) before tracing.")
 @click.option("--limit", type=click.IntRange(min=1), default=probes.DEFAULT_LIMIT,
               show_default=True, help="Most probes one spec may expand to.")
 @options.duration_option()
 @options.json_option()
 @options.standard
 def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack, kernel_stack,
-            buffer_pages, string_size, include_self, name, msg_filter, limit, duration, as_json):
+            buffer_pages, string_size, include_self, name, msg_filter, print_program, limit,
+            duration, as_json):
     """Trace probes, printing one line per event: PROBE... [-- COMMAND].
 
     PROBE is SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]], e.g.
@@ -298,7 +301,7 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
         timestamp=timestamp, clock=clock, print_cpu=print_cpu, user_stack=user_stack,
         kernel_stack=kernel_stack, buffer_pages=buffer_pages, string_size=string_size,
         include_self=include_self, name=name, msg_filter=msg_filter, limit=limit,
-        duration=duration, as_json=as_json)
+        duration=duration, as_json=as_json, print_program=print_program)
 
 
 def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
@@ -387,10 +390,12 @@ class Printer:
 
 def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: int | None = None,
         timestamp: bool = False, clock: bool = False, print_cpu: bool = False,
-        name: str | None = None, msg_filter: str | None = None,
+        name: str | None = None, msg_filter: str | None = None, print_program: bool = False,
         duration: float | None = None, as_json: bool = False, **options_: Any) -> None:
     tracer, target = start(probe_texts, command, **options_)
     prog = tracer.prog
+    if print_program:
+        sys.stderr.write(prog.full_text)
     out = sys.stdout
     printer = Printer(tracer, timestamp, clock, print_cpu, bool(options_.get("user_stack")),
                       bool(options_.get("kernel_stack")), as_json, name, msg_filter)
