@@ -33,7 +33,7 @@ from ..runner import Stop, Target, announce, run_until_done
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..symbols import Symbolizer
 
-HEADER = struct.Struct("<QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
+HEADER = struct.Struct("=QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
 DRY_RUN_ARGS = ['t:syscalls:sys_enter_openat (args->filename == "/nonexistent") '
                 '"%s %d", args->filename, args->flags']
 
@@ -165,7 +165,6 @@ def plan(probe_texts: list[str], *, pid: int | None, string_size: int,
         spec_text, signature = probegen.split_signature(text.head)
         spec = probes.parse_spec(spec_text)
         params = probegen.parse_signature(signature, f"signature of {spec_text}")
-        # Check the expressions before touching the system, so typos fail fast.
         for resolved in probes.resolve(spec, pid=pid, limit=limit):
             out.append(build_probe(len(out), text, resolved, params, string_size))
     return out
@@ -191,7 +190,7 @@ class Tracer:
         values: list[Any] = [None] * (len(probe.numbers) + len(probe.strings))
         offset = HEADER.size
         for arg_index in probe.numbers:
-            values[arg_index] = struct.unpack_from("<Q", raw, offset)[0]
+            values[arg_index] = struct.unpack_from("=Q", raw, offset)[0]
             offset += 8
         for arg_index in probe.strings:
             chunk = raw[offset:offset + self.string_size]
