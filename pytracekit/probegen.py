@@ -10,7 +10,7 @@ expression comes through `expr.Emitter`; no user text is pasted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from . import expr
 from .errors import SpecError
@@ -67,12 +67,6 @@ def scope_for(probe, params: tuple[tuple[str, CType], ...] = (),
     if probe.kind == "usdt" and params:
         raise SpecError(f"USDT probe {probe.target} takes no signature: use arg1..argN")
     return Scope.for_probe(probe.kind, params, tracepoint, retval_type)
-
-
-def entry_probe(probe):
-    """The entry probe paired with a return probe (for values recorded at entry)."""
-    kind = {"uretprobe": "uprobe", "kretprobe": "kprobe"}[probe.kind]
-    return replace(probe, kind=kind)
 
 
 @dataclass
@@ -153,7 +147,7 @@ class ProbeFunction:
 
     def attach(self, prog, probe, pid: int | None = None) -> None:
         if self.entry_fn:
-            entry_probe(probe).attach(prog, self.entry_fn, pid=pid)
+            probe.entry().attach(prog, self.entry_fn, pid=pid)
         probe.attach(prog, self.fn_name, pid=pid)
 
 
