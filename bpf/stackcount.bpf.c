@@ -30,8 +30,10 @@
 #endif
 
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
-BPF_STACK_TRACE(stack_traces, STACK_STORAGE);
-BPF_STACK_TRACE_BUILDID(user_stacks, STACK_STORAGE);
+/* A map for a kind of stack not asked for keeps one slot: they are allocated
+ * up front (a build-id stack slot is 4 KiB). */
+BPF_STACK_TRACE(stack_traces, KERNEL_STACKS ? STACK_STORAGE : 1);
+BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
 
 PTK_INLINE int count_stack(void *ctx)
 {
