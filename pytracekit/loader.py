@@ -156,6 +156,8 @@ class Program:
         header_dir = headers.program_header(tree, text)
         import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
+        if self.usdt:   # see bpf/usdt_compat.h
+            cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
         with captured_stderr() as log:
             try:
                 self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
@@ -195,11 +197,14 @@ class Program:
         self.probes.append(Probe(kind, target, fn_name))
 
     def _load_only(self, fn_name: str, prog_type: int) -> None:
+        failure = None
         with captured_stderr() as log:
             try:
                 self.bpf.load_func(fn_name, prog_type)
             except Exception as exc:
-                raise _load_error(fn_name, str(exc), log[0]) from None
+                failure = exc
+        if failure is not None:   # the log is complete only after the with block
+            raise _load_error(fn_name, str(failure), log[0]) from None
         self._loaded.append(fn_name)
 
     def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:

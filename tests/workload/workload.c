@@ -192,6 +192,13 @@ int main(int argc, char **argv)
             _exit(0);
         }
         waitpid(pid, NULL, 0);
+    } else if (strcmp(mode, "stackswait") == 0) {
+        long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
+        for (long k = 0; k < n; k++)
+            stack_path_a(k);
+        for (long k = 0; k < 2 * n; k++)
+            stack_path_b(k);
+        sleeper(ms);
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;

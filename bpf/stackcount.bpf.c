@@ -1,0 +1,69 @@
+/* stackcount: how often each distinct stack reaches the probes.
+ *
+ * Every probe gets a generated function calling count_stack() (see
+ * PTK_PROBE_FUNCTIONS). User stacks are stored as (build id, file offset)
+ * frames, so they can be named after a short-lived process has exited.
+ * Keys hold the pid whenever user stacks are taken (frames without a build
+ * id are named through that process's maps); without per-process output
+ * (-P) pytracekit merges the symbolized stacks.
+ */
+#include "vmlinux.h"
+#include "pytracekit.h"
+
+#ifndef STACKCOUNT_CPU
+#define STACKCOUNT_CPU -1
+#endif
+#ifndef USER_STACKS
+#define USER_STACKS 1
+#endif
+#ifndef KERNEL_STACKS
+#define KERNEL_STACKS 1
+#endif
+#ifndef PER_PID
+#define PER_PID 0
+#endif
+#ifndef STACK_STORAGE
+#define STACK_STORAGE 16384
+#endif
+#ifndef MAX_STACKS
+#define MAX_STACKS 10240
+#endif
+
+BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
+/* A map for a kind of stack not asked for keeps one slot: they are allocated
+ * up front (a build-id stack slot is 4 KiB). */
+BPF_STACK_TRACE(stack_traces, KERNEL_STACKS ? STACK_STORAGE : 1);
+BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
+
+PTK_INLINE int count_stack(void *ctx)
+{
+    if (STACKCOUNT_CPU >= 0 && bpf_get_smp_processor_id() != STACKCOUNT_CPU)
+        return 0;
+    if (!ptk_selected())
+        return 0;
+    struct ptk_stack_key key = {};
+    key.user_stack_id = -1;
+    key.kernel_stack_id = -1;
+    if (USER_STACKS || PER_PID)
+        key.pid = bpf_get_current_pid_tgid() >> 32;
+    if (PER_PID)
+        bpf_get_current_comm(&key.comm, sizeof(key.comm));
+    if (USER_STACKS)
+        key.user_stack_id = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
+    if (KERNEL_STACKS)
+        key.kernel_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
+    u64 zero = 0;
+    u64 *count = counts.lookup_or_try_init(&key, &zero);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}
+
+/* One per probe: int stack_N(void *ctx) { return count_stack(ctx); }
+ * replaces the placeholder; alone, the file compiles with stack_0. */
+#ifndef PTK_GENERATED_PROBES
+int stack_0(void *ctx) { return count_stack(ctx); }
+#endif
+/* PTK_PROBE_FUNCTIONS */

@@ -1,0 +1,69 @@
+/* trace: one event per probe hit that passes its filter, printf-style.
+ *
+ * The per-probe event structs and functions are generated from the user's
+ * probes (pytracekit/tools/trace.py through pytracekit/expr.py) and spliced in
+ * at the end. Every event starts with struct trace_header, then the
+ * probe's numeric arguments (u64 each), then its strings (STRING_SIZE each).
+ */
+#include "vmlinux.h"
+#include "pytracekit.h"
+
+#ifndef BUFFER_PAGES
+#define BUFFER_PAGES 64          /* ring buffer size in pages (a power of two) */
+#endif
+#ifndef STACK_ENTRIES
+#define STACK_ENTRIES 1024
+#endif
+#ifndef USER_STACKS
+#define USER_STACKS 0
+#endif
+#ifndef KERNEL_STACKS
+#define KERNEL_STACKS 0
+#endif
+#ifndef SELF_PID
+#define SELF_PID 0               /* the tracer itself, left out unless 0 */
+#endif
+#ifndef STRING_SIZE
+#define STRING_SIZE 80
+#endif
+
+BPF_RINGBUF_OUTPUT(events, BUFFER_PAGES);
+BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+/* User frames as (build id, offset): nameable after the process exited. */
+BPF_STACK_TRACE_BUILDID(user_stacks, STACK_ENTRIES);
+
+struct trace_header {
+    u64 ts;
+    u32 pid;
+    u32 tid;
+    u32 probe;
+    u32 cpu;
+    s32 user_stack;
+    s32 kernel_stack;
+    char comm[TASK_COMM_LEN];
+};
+
+PTK_INLINE bool trace_is_self(void)
+{
+    return SELF_PID && (bpf_get_current_pid_tgid() >> 32) == SELF_PID;
+}
+
+PTK_INLINE void trace_fill_header(struct trace_header *h, void *ctx, u32 probe)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    h->ts = bpf_ktime_get_ns();
+    h->pid = pid_tgid >> 32;
+    h->tid = (u32)pid_tgid;
+    h->probe = probe;
+    h->cpu = bpf_get_smp_processor_id();
+    h->user_stack = -1;
+    h->kernel_stack = -1;
+    if (USER_STACKS)
+        h->user_stack = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
+    if (KERNEL_STACKS)
+        h->kernel_stack = ptk_checked_stack_id(stacks.get_stackid(ctx, 0));
+    bpf_get_current_comm(&h->comm, sizeof(h->comm));
+}
+
+/* generated probes */
+@TRACE_PROBES@

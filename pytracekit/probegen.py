@@ -1,0 +1,176 @@
+"""Generated BPF C for user-written probes (trace, argdist).
+
+A probe as the user writes it, `c:malloc(size_t size)`, is split into the
+probe spec proper (parsed by `probes.parse_spec`) and its signature (parsed
+here). `ProbeFunction` assembles the C of one probe: the pid filter, the
+values recorded at entry when a return probe needs them ($latency, $entry(),
+parameters), the expression preludes, the filter and a tool's body. Every
+expression comes through `expr.Emitter`; no user text is pasted.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from . import expr
+from .errors import SpecError
+from .expr import CType, Emitter, Node, Scope
+
+ENTRY_MAP_SIZE = 10240
+
+
+def split_signature(head: str, what: str = "probe") -> tuple[str, str | None]:
+    """'c:malloc(size_t size)' -> ('c:malloc', 'size_t size'); no parens -> None."""
+    if "(" not in head:
+        if ")" in head:
+            raise SpecError(f"{what}: ')' without '(' in '{head}'")
+        return head, None
+    open_at = head.index("(")
+    if not head.endswith(")") or head.count("(") != 1 or head.count(")") != 1:
+        raise SpecError(f"{what}: the signature must be one '(...)' after the function: "
+                        f"'{head}' (e.g. c:malloc(size_t size))")
+    return head[:open_at], head[open_at + 1:-1]
+
+
+def parse_signature(text: str | None, what: str = "signature") -> tuple[tuple[str, CType], ...]:
+    """'int fd, const char *buf, size_t count' -> ((name, type), ...)."""
+    if text is None or not text.strip() or text.strip() == "void":
+        return ()
+    params: list[tuple[str, CType]] = []
+    for piece in text.split(","):
+        m = re.fullmatch(r"\s*(.*?[\s*])([A-Za-z_]\w*)\s*", piece)
+        if not m or not m.group(1).strip():
+            raise SpecError(f"{what}: '{piece.strip()}' is not 'TYPE NAME' in ({text})")
+        name = m.group(2)
+        if name in (p for p, _ in params):
+            raise SpecError(f"{what}: parameter '{name}' appears twice in ({text})")
+        if re.fullmatch(r"arg\d+", name) or name in expr.BUILTINS or name in (
+                "retval", "comm", "args", "STRCMP"):
+            raise SpecError(f"{what}: parameter name '{name}' is reserved; choose another")
+        params.append((name, expr.parse_type(m.group(1), what)))
+    if len(params) > expr.MAX_REGISTER_ARGS:
+        raise SpecError(f"{what}: at most {expr.MAX_REGISTER_ARGS} parameters are passed in "
+                        f"registers, not {len(params)}")
+    return tuple(params)
+
+
+def scope_for(probe, params: tuple[tuple[str, CType], ...] = (),
+              retval_type: CType = expr.S64) -> Scope:
+    """The names available at a resolved probe (reads tracefs for tracepoints)."""
+    tracepoint = None
+    if probe.kind == "tracepoint":
+        from .kernel import tracefs
+        tracepoint = tracefs.tracepoint(probe.category, probe.function)
+        if params:
+            raise SpecError(f"tracepoint {probe.target} takes no signature: its fields are "
+                            "args->" + ", args->".join(f.name for f in tracepoint.fields))
+    if probe.kind == "usdt" and params:
+        raise SpecError(f"USDT probe {probe.target} takes no signature: use arg1..argN")
+    return Scope.for_probe(probe.kind, params, tracepoint, retval_type)
+
+
+@dataclass
+class ProbeFunction:
+    """The C of one probe, assembled from emitted expressions.
+
+    Use: make it, call `emit(...)`/`filter(...)`, add body statements with
+    `body.append(...)`, then `source()`. `fn_name` is the BPF function to
+    attach at the probe, `entry_fn` (when set) the one for its entry probe.
+    """
+
+    fn_name: str
+    scope: Scope
+    string_size: int = 80
+    body: list[str] = field(default_factory=list)
+    filter_c: str = ""
+    guard: str = ""             # a C condition under which the probe does nothing
+    emitter: Emitter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.emitter = Emitter(self.scope, self.string_size)
+
+    def emit(self, node: Node) -> str:
+        return self.emitter.expr(node)
+
+    def set_filter(self, node: Node | None) -> None:
+        if node is not None:
+            self.filter_c = self.emitter.expr(node)
+
+    @property
+    def needs_entry(self) -> bool:
+        return self.scope.kind == "return" and (
+            bool(self.emitter.entry_values) or self.emitter.uses_latency)
+
+    @property
+    def entry_fn(self) -> str | None:
+        return f"{self.fn_name}_enter" if self.needs_entry else None
+
+    @property
+    def ctx_type(self) -> str:
+        return "void" if self.scope.kind == "tracepoint" else "struct pt_regs"
+
+    def _prologue(self) -> list[str]:
+        out = ["    if (!ptk_selected())", "        return 0;"]
+        if self.guard:
+            out += [f"    if ({self.guard})", "        return 0;"]
+        return out
+
+    def source(self) -> str:
+        out: list[str] = []
+        name = self.fn_name
+        ctx = f"{self.ctx_type} *ctx"
+        if self.needs_entry:
+            values = self.emitter.entry_values
+            out += [f"struct {name}_entry_t {{ u64 ts; u64 v[{max(1, len(values))}]; }};",
+                    f"BPF_HASH({name}_entries, u64, struct {name}_entry_t, {ENTRY_MAP_SIZE});",
+                    f"int {name}_enter({ctx})", "{", *self._prologue(),
+                    "    u64 __key = bpf_get_current_pid_tgid();",
+                    f"    struct {name}_entry_t __entry = {{}};",
+                    "    __entry.ts = bpf_ktime_get_ns();"]
+            out += [f"    __entry.v[{i}] = {v};" for i, v in enumerate(values)]
+            out += [f"    if ({name}_entries.update(&__key, &__entry))",
+                    "        ptk_count_loss(PTK_MAP_FULL);", "    return 0;", "}", ""]
+        out += [f"int {name}({ctx})", "{", *self._prologue()]
+        if self.needs_entry:
+            # A return without its entry (attached mid-call) has nothing to report.
+            out += ["    u64 __key = bpf_get_current_pid_tgid();",
+                    f"    struct {name}_entry_t *__entryp = {name}_entries.lookup(&__key);",
+                    "    if (!__entryp)", "        return 0;",
+                    f"    struct {name}_entry_t __entry = *__entryp;",
+                    f"    {name}_entries.delete(&__key);"]
+        out += ["    " + line for line in self.emitter.prelude]
+        if self.filter_c:
+            out += [f"    if (!({self.filter_c}))", "        return 0;"]
+        out += ["    " + line for line in self.body]
+        out += ["    return 0;", "}", ""]
+        return "\n".join(out)
+
+    def attach(self, prog, probe, pid: int | None = None) -> None:
+        if self.entry_fn:
+            probe.entry().attach(prog, self.entry_fn, pid=pid)
+        probe.attach(prog, self.fn_name, pid=pid)
+
+
+def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], target,
+                    defines: dict, replace: dict):
+    """Compile bpf/<name>.bpf.c with generated code, attach every (function,
+    resolved probe) pair, and return the ready loader.Program. On any failure
+    everything done so far is undone, including the held command."""
+    from .loader import Program
+    try:
+        usdt = [probe.usdt_context(fn.fn_name, target.pid or None)
+                for fn, probe in functions if probe.kind == "usdt"]
+        prog = Program.from_file(name, defines={**defines, "FILTER_PID": target.pid},
+                                 replace=replace, usdt=usdt)
+    except BaseException:
+        target.finish()
+        raise
+    try:
+        for fn, probe in functions:
+            fn.attach(prog, probe, pid=target.pid or None)
+        prog.ready()
+    except BaseException:
+        prog.close()
+        target.finish()
+        raise
+    return prog

@@ -1,0 +1,532 @@
+"""Probe specs, BCC's syntax, shared by every tool that takes them.
+
+    func, p::func, r::func          kernel function entry / return
+    lib:func, p:lib:func, r:lib:func user function (lib: a library name such
+    /path/to/binary:func             as `c`, resolved like the dynamic linker,
+                                     or a path)
+    p:lib:func+0x10                  an offset into a function (entry only)
+    t:category:event                 a tracepoint
+    u:lib:probe, u:lib:provider:probe  a USDT probe
+    `*`/`?` wildcards in names; `regex=True` (the tools' -r) takes the name
+    as a regular expression instead.
+
+`parse_spec` is pure (no root, no file access): it turns text into a
+`ProbeSpec` or raises a one-line `SpecError`. `resolve` looks at the system
+(ELF symbols, tracefs, USDT notes) and expands a spec into `ResolvedProbe`s,
+each able to attach one BPF function to itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import NotFoundError, NotSupportedError, SpecError, UsageError
+
+KINDS = ("kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "usdt")
+DEFAULT_LIMIT = 1000
+
+# Symbol names as they appear in ELF tables: C identifiers plus the characters
+# of versioned (malloc@@GLIBC_2.2.5), C++/compiler-made (foo.cold, $x) names.
+_NAME = re.compile(r"[A-Za-z_.$][\w.$@]*")
+_WILDCARD_NAME = re.compile(r"[A-Za-z_.$*?\[\]][\w.$@*?\[\]-]*")
+_TRACE_NAME = re.compile(r"[A-Za-z_*?][\w*?]*")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """A probe as the user wrote it, checked for form but not for existence."""
+
+    kind: str                 # one of KINDS
+    library: str              # binary or library as written; "" for kernel/tracepoint
+    function: str             # function, event or USDT probe name (may hold wildcards)
+    category: str = ""        # tracepoint category
+    offset: int = 0           # bytes into the function (uprobe/kprobe entry only)
+    regex: bool = False       # `function` is a regular expression
+    text: str = ""            # the spec as written
+
+    @property
+    def is_pattern(self) -> bool:
+        return self.regex or _has_wildcard(self.function) or _has_wildcard(self.category)
+
+    @property
+    def is_kernel(self) -> bool:
+        return self.kind in ("kprobe", "kretprobe")
+
+    @property
+    def is_return(self) -> bool:
+        return self.kind in ("kretprobe", "uretprobe")
+
+    def returning(self) -> "ProbeSpec":
+        """The return probe on the same function (funclatency pairs them)."""
+        kind = {"kprobe": "kretprobe", "uprobe": "uretprobe"}.get(self.kind, self.kind)
+        return ProbeSpec(kind, self.library, self.function, self.category, self.offset,
+                         self.regex, self.text)
+
+
+def _has_wildcard(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _bad(text: str, part: str, why: str) -> SpecError:
+    return SpecError(f"bad probe spec '{text}': {why}" + (f" (at '{part}')" if part else ""))
+
+
+def parse_spec(text: str, *, regex: bool = False, default_kind: str = "p") -> ProbeSpec:
+    """Parse one spec; `default_kind` ("p" or "r") applies when none is written."""
+    if default_kind not in ("p", "r"):
+        raise ValueError(f"default_kind must be 'p' or 'r', not {default_kind!r}")
+    raw = text
+    text = text.strip()
+    if not text:
+        raise SpecError("empty probe spec: give a function, lib:func, t:category:event or u:lib:probe")
+    parts = text.split(":")
+    if len(parts) == 1:
+        letter, library, name = default_kind, "", parts[0]
+    elif len(parts) == 2:
+        if parts[0] in ("p", "r", "t", "u"):
+            hint = {"p": "p::FUNC or p:LIB:FUNC", "r": "r::FUNC or r:LIB:FUNC",
+                    "t": "t:CATEGORY:EVENT", "u": "u:LIB:PROBE"}[parts[0]]
+            raise _bad(raw, parts[0] + ":", f"a '{parts[0]}:' probe needs another field: write {hint}")
+        letter, library, name = default_kind, parts[0], parts[1]
+        if not library:
+            raise _bad(raw, ":" + name, "the library before ':' is empty (write p::FUNC for a kernel function)")
+    elif len(parts) == 3 or (len(parts) == 4 and parts[0] == "u"):
+        letter, library, name = parts[0], parts[1], ":".join(parts[2:])
+    else:
+        raise _bad(raw, text, "too many ':' fields (forms: FUNC, LIB:FUNC, p:LIB:FUNC, "
+                              "t:CATEGORY:EVENT, u:LIB:PROBE)")
+    if letter not in ("p", "r", "t", "u"):
+        raise _bad(raw, letter + ":", f"unknown probe type '{letter}' (p: entry, r: return, "
+                                      "t: tracepoint, u: USDT)")
+    if letter == "t":
+        return _tracepoint_spec(raw, library, name, regex)
+    if letter == "u":
+        return _usdt_spec(raw, library, name, regex)
+    return _function_spec(raw, letter, library, name, regex)
+
+
+def _split_offset(raw: str, name: str) -> tuple[str, int]:
+    if "+" not in name:
+        return name, 0
+    base, _, off = name.partition("+")
+    try:
+        offset = int(off, 0)
+    except ValueError:
+        raise _bad(raw, "+" + off, "the offset is not a number (write FUNC+0x10 or FUNC+16)") from None
+    if offset < 0:
+        raise _bad(raw, "+" + off, "the offset must not be negative")
+    return base, offset
+
+
+def _check_regex(raw: str, name: str) -> None:
+    try:
+        re.compile(name)
+    except re.error as exc:
+        raise _bad(raw, name, f"invalid regular expression: {exc}") from None
+
+
+def _function_spec(raw: str, letter: str, library: str, name: str, regex: bool) -> ProbeSpec:
+    kernel = library == ""
+    kind = ("k" if kernel else "u") + ("retprobe" if letter == "r" else "probe")
+    if not name:
+        raise _bad(raw, "", "no function name")
+    offset = 0
+    if not regex:
+        name, offset = _split_offset(raw, name)
+        if offset and letter == "r":
+            raise _bad(raw, f"+{offset:#x}", "an offset makes no sense on a return probe")
+        pattern = _WILDCARD_NAME if offset == 0 else _NAME
+        if not name or not pattern.fullmatch(name):
+            raise _bad(raw, name or raw, "not a function name" +
+                       (" (wildcards cannot take an offset)" if offset and _has_wildcard(name) else ""))
+    else:
+        _check_regex(raw, name)
+    return ProbeSpec(kind, library, name, "", offset, regex, raw)
+
+
+def _tracepoint_spec(raw: str, category: str, event: str, regex: bool) -> ProbeSpec:
+    for part, what in ((category, "category"), (event, "event")):
+        if not part:
+            raise _bad(raw, "", f"the tracepoint {what} is empty (write t:CATEGORY:EVENT)")
+        if "+" in part:
+            raise _bad(raw, part, "tracepoints take no offset")
+        if regex:
+            _check_regex(raw, part)
+        elif not _TRACE_NAME.fullmatch(part):
+            raise _bad(raw, part, f"not a tracepoint {what} name")
+    return ProbeSpec("tracepoint", "", event, category, 0, regex, raw)
+
+
+def _usdt_spec(raw: str, library: str, probe: str, regex: bool) -> ProbeSpec:
+    if not library:
+        raise _bad(raw, "u::", "a USDT probe needs the binary or library (write u:LIB:PROBE)")
+    if not probe:
+        raise _bad(raw, "", "no USDT probe name (write u:LIB:PROBE)")
+    if regex:
+        _check_regex(raw, probe)
+    else:
+        for piece in probe.split(":"):
+            if not piece or not _WILDCARD_NAME.fullmatch(piece) or "+" in piece:
+                raise _bad(raw, piece or probe, "not a USDT probe name")
+    return ProbeSpec("usdt", library, probe, "", 0, regex, raw)
+
+
+# ---------------------------------------------------------------------------
+# Resolution: what a spec means on this system
+
+
+@dataclass(frozen=True)
+class ResolvedProbe:
+    """One concrete attach point."""
+
+    kind: str
+    name: str                 # display name: "malloc", "syscalls:sys_enter_read", ...
+    function: str = ""        # symbol, event or USDT probe name
+    binary: str = ""          # absolute path (uprobes, USDT)
+    address: int = 0          # symbol address as the ELF table gives it (uprobes)
+    offset: int = 0
+    category: str = ""        # tracepoints
+    spec: ProbeSpec | None = field(default=None, compare=False)
+    semaphore: bool = False   # a USDT probe guarded by an is-enabled semaphore
+
+    def entry(self) -> "ResolvedProbe":
+        """The entry twin of a return probe (itself for others)."""
+        kind = {"uretprobe": "uprobe", "kretprobe": "kprobe"}.get(self.kind, self.kind)
+        return dataclasses.replace(self, kind=kind)
+
+    def returning(self) -> "ResolvedProbe":
+        """The return twin of an entry probe (itself for others)."""
+        kind = {"uprobe": "uretprobe", "kprobe": "kretprobe"}.get(self.kind, self.kind)
+        return dataclasses.replace(self, kind=kind)
+
+    @property
+    def target(self) -> str:
+        if self.kind == "tracepoint":
+            return f"{self.category}:{self.function}"
+        if self.binary:
+            return f"{self.binary}:{self.function}"
+        return self.function
+
+    def attach(self, prog: Any, fn_name: str, pid: int | None = None) -> None:
+        """Attach BPF function `fn_name` of loader.Program `prog` here.
+
+        `pid` narrows uprobes in the kernel (only that process traps); USDT
+        probes are attached by BCC from `usdt_context()` when it compiles.
+        """
+        if self.kind in ("kprobe", "kretprobe"):
+            prog.attach_kprobe(self.function, fn_name, retprobe=self.kind == "kretprobe")
+        elif self.kind in ("uprobe", "uretprobe"):
+            prog.attach_uprobe(self.binary, fn_name, symbol=self.function, offset=self.offset,
+                               retprobe=self.kind == "uretprobe", pid=pid or -1)
+        elif self.kind == "tracepoint":
+            prog.attach_tracepoint(self.category, self.function, fn_name)
+        elif self.kind == "usdt":
+            from .loader import Probe
+            prog.probes.append(Probe("usdt", self.target, fn_name))
+        else:
+            raise ValueError(f"unknown probe kind {self.kind}")
+
+    def usdt_context(self, fn_name: str, pid: int | None = None) -> Any:
+        """A bcc.USDT context with this probe enabled for `fn_name`; pass it
+        to Program.from_file(..., usdt=[...]) (BCC generates the argument
+        readers and attaches while compiling)."""
+        if self.kind != "usdt":
+            raise ValueError("usdt_context() is for USDT probes only")
+        if pid and not _maps_file(pid, self.binary):
+            pid = None   # e.g. a command held before exec: its image is not there yet
+        if self.semaphore and not pid:
+            # BCC sets the semaphore in a running process's memory; a command
+            # held before exec has not mapped the binary yet.
+            raise UsageError(f"USDT probe {self.function} in {self.binary} is guarded by a "
+                             "semaphore, which can only be set in a running process: give "
+                             "-p PID (not -- COMMAND, not system-wide)")
+        bcc = _bcc()
+        try:
+            ctx = bcc.USDT(pid=pid, path=self.binary) if pid else bcc.USDT(path=self.binary)
+            ctx.enable_probe(self.function, fn_name)
+        except Exception:  # bcc raises USDTException / bare Exception
+            hint = ("is the process running this binary?" if pid else
+                    "probes guarded by a semaphore can only be enabled in a running "
+                    "process: give -p PID")
+            raise NotFoundError(f"cannot enable USDT probe {self.function} in {self.binary}"
+                                f"{f' for pid {pid}' if pid else ''}: {hint}") from None
+        return ctx
+
+
+def _maps_file(pid: int, path: str) -> bool:
+    from .buildid import mapped_files
+    real = os.path.realpath(path)
+    return any(os.path.realpath(f) == real for f in mapped_files(pid))
+
+
+def resolve(spec: ProbeSpec, *, pid: int | None = None, limit: int = DEFAULT_LIMIT) -> list[ResolvedProbe]:
+    """Expand `spec` into concrete probes; errors name what was searched."""
+    if spec.kind == "tracepoint":
+        found = _resolve_tracepoints(spec)
+    elif spec.is_kernel:
+        found = _resolve_kernel(spec)
+    elif spec.kind == "usdt":
+        found = _resolve_usdt(spec, pid)
+    else:
+        found = _resolve_user(spec, pid)
+    if len(found) > limit:
+        raise UsageError(f"'{spec.text}' matches {len(found)} probes, more than the limit of "
+                         f"{limit}: narrow the pattern")
+    return found
+
+
+def resolve_all(specs: list[ProbeSpec], *, pid: int | None = None,
+                limit: int = DEFAULT_LIMIT) -> list[ResolvedProbe]:
+    """Resolve several specs, dropping duplicates, under one overall limit."""
+    out: list[ResolvedProbe] = []
+    seen: set[tuple] = set()
+    for spec in specs:
+        for probe in resolve(spec, pid=pid, limit=limit):
+            key = (probe.kind, probe.binary, probe.address or probe.function, probe.category,
+                   probe.offset)
+            if key not in seen:
+                seen.add(key)
+                out.append(probe)
+    if len(out) > limit:
+        raise UsageError(f"the probes given match {len(out)} places, more than the limit of "
+                         f"{limit}: narrow the patterns")
+    return out
+
+
+def _bcc() -> Any:
+    from .kernel import tracefs
+    if os.geteuid() == 0:
+        tracefs.tracefs_root()   # BCC reads its tracefs path at import
+    import bcc
+    return bcc
+
+
+def name_matcher(pattern: str, regex: bool):
+    """A predicate for names: a regular expression (matched whole, as BCC's
+    -r anchors it) or a shell wildcard."""
+    if regex:
+        compiled = re.compile(pattern)
+        return lambda name: compiled.fullmatch(name) is not None
+    if _has_wildcard(pattern):
+        compiled = re.compile(fnmatch.translate(pattern))
+        return lambda name: compiled.match(name) is not None
+    return lambda name: name == pattern
+
+
+# -- tracepoints --------------------------------------------------------------
+
+def _resolve_tracepoints(spec: ProbeSpec) -> list[ResolvedProbe]:
+    from .kernel import tracefs
+    if not spec.is_pattern:
+        tracefs.tracepoint(spec.category, spec.function)   # NotFoundError with hints
+        names = [f"{spec.category}:{spec.function}"]
+    else:
+        cat_ok = name_matcher(spec.category, spec.regex)
+        ev_ok = name_matcher(spec.function, spec.regex)
+        names = [n for n in tracefs.list_tracepoints()
+                 if cat_ok(n.split(":", 1)[0]) and ev_ok(n.split(":", 1)[1])]
+        if not names:
+            raise NotFoundError(f"no tracepoint matches '{spec.text}' (searched "
+                                f"{tracefs.tracefs_root()}/events; `pytracekit list` lists them)")
+    out = []
+    for name in names:
+        category, event = name.split(":", 1)
+        out.append(ResolvedProbe("tracepoint", name, event, category=category, spec=spec))
+    return out
+
+
+# -- kernel functions ---------------------------------------------------------
+
+_SYSCALL_PREFIXES = ("__x64_sys_", "__ia32_sys_", "__arm64_sys_", "__se_sys_", "__do_sys_",
+                     "__sys_", "ksys_", "do_sys_", "sys_", "vfs_", "do_")
+# Kernel functions whose system call has another name.
+_SYSCALL_ALIASES = {"open": ("openat", "open"), "do_sys_open": ("openat", "open"),
+                    "filp_open": ("openat",), "readv": ("readv",), "fork": ("clone", "fork"),
+                    "execve": ("execve",), "exec_binprm": ("execve",), "unlink": ("unlinkat",),
+                    "mkdir": ("mkdirat", "mkdir"), "rename": ("renameat2", "rename")}
+
+
+def suggest_tracepoints_for_function(function: str, limit: int = 4) -> list[str]:
+    """Tracepoints that cover a kernel function: its system call's enter/exit
+    events first (vfs_read, ksys_read, __x64_sys_read -> syscalls:sys_enter_read),
+    then tracepoints sharing words with its name."""
+    from .kernel import tracefs
+    known = set(tracefs.list_tracepoints())
+    cores = []
+    if function in _SYSCALL_ALIASES:
+        cores += _SYSCALL_ALIASES[function]
+    for prefix in _SYSCALL_PREFIXES:
+        if function.startswith(prefix):
+            core = function[len(prefix):]
+            cores += list(_SYSCALL_ALIASES.get(core, (core,)))
+            break
+    else:
+        cores.append(function)
+    out: list[str] = []
+    for core in cores:
+        for phase in ("enter", "exit"):
+            name = f"syscalls:sys_{phase}_{core}"
+            if name in known and name not in out:
+                out.append(name)
+    if not out:
+        out = tracefs.suggest_tracepoints(function, limit)
+    return out[:limit]
+
+
+def kernel_probe_unsupported(function: str) -> NotSupportedError:
+    from .kernel import features
+    _ok, why = features.kprobes_available()
+    hints = suggest_tracepoints_for_function(function)
+    hint = (f"; tracepoints that cover it: {', '.join('t:' + h for h in hints)}" if hints
+            else "; use a tracepoint instead (`pytracekit list` lists them)")
+    fentry = ("fentry loads here, but probe specs do not attach through it yet"
+              if _fentry_loads() else "and no fentry")
+    return NotSupportedError(f"cannot probe kernel function {function}: this kernel has no "
+                             f"kprobes ({why}) {fentry}{hint}")
+
+
+def _fentry_loads() -> bool:
+    """Proven by loading a tiny fentry program (only on this error path)."""
+    from . import settings
+    from .tools.doctor import _fentry_check
+    if settings.current().ebpf:   # it would print the test program
+        return False
+    try:
+        return _fentry_check().ok
+    except Exception:
+        return False
+
+
+def _kernel_functions() -> list[str]:
+    from .kernel import tracefs
+    path = tracefs.tracefs_root() / "available_filter_functions"
+    try:
+        text = path.read_text()
+        return sorted({line.split()[0] for line in text.splitlines() if line.strip()})
+    except OSError:
+        names = set()
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[1] in "tT":
+                    names.add(fields[2])
+        return sorted(names)
+
+
+def _resolve_kernel(spec: ProbeSpec) -> list[ResolvedProbe]:
+    from .kernel import features
+    if not features.kprobes_available()[0]:
+        raise kernel_probe_unsupported(spec.function)
+    if spec.is_pattern:
+        ok = name_matcher(spec.function, spec.regex)
+        names = [n for n in _kernel_functions() if ok(n)]
+        if not names:
+            raise NotFoundError(f"no kernel function matches '{spec.text}' (searched "
+                                "available_filter_functions)")
+    else:
+        names = [spec.function]
+    return [ResolvedProbe(spec.kind, n, n, offset=spec.offset, spec=spec) for n in names]
+
+
+# -- user functions -----------------------------------------------------------
+
+def find_binary(library: str, pid: int | None = None) -> str:
+    """A library name or path as the dynamic linker would find it.
+
+    Paths are taken as they are; `c` or `libc.so.6` go through the loaded
+    libraries of `pid` and then the linker cache (libbcc's which_so), then
+    executables on PATH."""
+    if "/" in library:
+        path = os.path.abspath(library)
+        if not os.path.isfile(path):
+            raise NotFoundError(f"no such binary or library: {library}")
+        return path
+    bcc = _bcc()
+    import ctypes
+    from bcc.libbcc import lib
+    for where in ([pid] if pid else []) + [0]:
+        res = lib.bcc_procutils_which_so(library.encode(), where)
+        if res:
+            path = ctypes.cast(res, ctypes.c_char_p).value.decode()
+            lib.bcc_procutils_free(res)
+            return path
+    exe = bcc.BPF.find_exe(library.encode())
+    if exe:
+        return os.path.abspath(exe.decode() if isinstance(exe, bytes) else exe)
+    raise NotFoundError(f"no library or executable named '{library}' (searched "
+                        f"{'the maps of pid %d, ' % pid if pid else ''}the linker cache and "
+                        "PATH; give a path)")
+
+
+def function_symbols(binary: str) -> list[tuple[str, int]]:
+    """(name, address) of every function symbol in an ELF file (static and dynamic)."""
+    bcc = _bcc()
+    try:
+        found = bcc.BPF.get_user_functions_and_addresses(binary.encode(), b".*")
+    except Exception as exc:
+        raise NotFoundError(f"cannot read symbols of {binary}: {exc}") from None
+    return [(n.decode(errors="replace") if isinstance(n, bytes) else n, a) for n, a in found]
+
+
+def _preferred(names: list[str]) -> str:
+    """Of several names for one address, the one people call (malloc, not __libc_malloc)."""
+    return min(names, key=lambda n: (len(n) - len(n.lstrip("_")), "@" in n, len(n), n))
+
+
+def _resolve_user(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
+    binary = find_binary(spec.library, pid)
+    symbols = function_symbols(binary)
+    if spec.is_pattern:
+        ok = name_matcher(spec.function, spec.regex)
+        by_address: dict[int, list[str]] = {}
+        for name, address in symbols:
+            if ok(name):
+                by_address.setdefault(address, []).append(name)
+        if not by_address:
+            raise NotFoundError(f"no function in {binary} matches '{spec.function}' "
+                                f"({len(symbols)} function symbols searched)")
+        chosen = sorted((_preferred(names), address) for address, names in by_address.items())
+    else:
+        matches = [a for n, a in symbols if n == spec.function or n.split("@")[0] == spec.function]
+        if not matches:
+            raise NotFoundError(f"no function {spec.function} in {binary} "
+                                f"({len(symbols)} function symbols searched)")
+        chosen = [(spec.function, matches[0])]
+    suffix = f"+{spec.offset:#x}" if spec.offset else ""
+    return [ResolvedProbe(spec.kind, name + suffix, name, binary=binary, address=address,
+                          offset=spec.offset, spec=spec) for name, address in chosen]
+
+
+# -- USDT ---------------------------------------------------------------------
+
+def usdt_probes(binary: str, pid: int | None = None) -> dict[str, bool]:
+    """'provider:name' -> guarded by a semaphore, for every USDT probe in a
+    binary (or in a process)."""
+    bcc = _bcc()
+    try:
+        ctx = bcc.USDT(pid=pid, path=binary) if pid else bcc.USDT(path=binary)
+        probes = ctx.enumerate_probes()
+    except Exception as exc:
+        raise NotFoundError(f"cannot read USDT notes of {binary}: {str(exc).splitlines()[0]}") from None
+    return {p.short_name(): bool(p.semaphore) for p in sorted(probes, key=lambda p: p.short_name())}
+
+
+def _resolve_usdt(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
+    binary = find_binary(spec.library, pid)
+    guarded = usdt_probes(binary, pid)
+    available = sorted(guarded)
+    ok = name_matcher(spec.function, spec.regex)
+    if ":" in spec.function:
+        names = [p for p in available if ok(p)]
+    else:
+        names = [p for p in available if ok(p.split(":", 1)[1])]
+    if not names:
+        listing = ", ".join(available[:8]) + (" ..." if len(available) > 8 else "")
+        raise NotFoundError(f"no USDT probe '{spec.function}' in {binary} "
+                            f"({'probes: ' + listing if available else 'it has no USDT notes'})")
+    return [ResolvedProbe("usdt", name.split(":", 1)[1], name, binary=binary, spec=spec,
+                          semaphore=guarded[name]) for name in names]

@@ -1,0 +1,116 @@
+"""What funccount, stackcount and funclatency share: one BPF function
+generated per probe, BCC's pattern argument and its interval printing."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import click
+
+from .. import settings
+from ..api import Tracer
+from ..probes import ResolvedProbe
+
+# The token bpf/<tool>.bpf.c leaves for the generated per-probe functions.
+PLACEHOLDER = "/* PTK_PROBE_FUNCTIONS */"
+
+
+def generated(template: str, count: int) -> dict[str, str]:
+    """`replace=` for Program.from_file: `template` once per probe number {n}."""
+    return {PLACEHOLDER: "".join(template.format(n=n) for n in range(count))}
+
+
+def attach_numbered(tracer: Tracer, probes: list[ResolvedProbe],
+                    fn_name: Callable[[int, ResolvedProbe], str]) -> None:
+    for n, probe in enumerate(probes):
+        tracer.probe(probe, fn_name(n, probe))
+
+
+def pattern_argument() -> Callable:
+    return click.argument("pattern")
+
+
+def debug_option() -> Callable:
+    """BCC's -D/--debug of funccount: print the BPF program (our --ebpf)."""
+    def callback(_ctx: Any, _param: Any, value: bool) -> bool:
+        if value:
+            settings.update(ebpf=True)
+        return value
+    return click.option("-D", "--debug", is_flag=True, expose_value=False, is_eager=True,
+                        callback=callback, help="Print the BPF program and exit (as --ebpf).")
+
+
+def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: float | None,
+                     interval: float | None, poll: Callable[[int], None] | None = None) -> str:
+    """Run until done, `report()` every interval and once at the end, except
+    when the last interval's report has just covered the end (BCC prints no
+    extra empty table when -d is a multiple of -i)."""
+    last = [time.monotonic()]
+
+    def tick() -> None:
+        report()
+        last[0] = time.monotonic()
+
+    why = tracer.run(duration=duration, interval=interval, on_interval=tick, poll=poll)
+    if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
+        report()
+    return why
+
+
+def run_tool(running: Any, report: Callable[[], None], *, duration: float | None,
+             interval: float | None, as_json: bool,
+             poll: Callable[[int], None] | None = None) -> None:
+    """A tool's whole run after start(): reports, the loss line (and JSON
+    object), "Detaching...", and detaching even when interrupted or failing.
+    `running` is what the tool's start() returned (.tracer, .loss(), .close())."""
+    from ..render import jsonl
+    from ..render.text import loss_line
+    try:
+        run_with_reports(running.tracer, report, duration=duration, interval=interval, poll=poll)
+        loss = running.loss()
+        if as_json:
+            click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
+        finish_message(loss_line(loss))
+    finally:
+        running.close()
+
+
+def timestamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def tracing_message(count: int, pattern: str) -> str:
+    noun = "function" if count == 1 else "functions"
+    return f'Tracing {count} {noun} for "{pattern}"... Hit Ctrl-C to end.'
+
+
+def finish_message(loss_text: str) -> None:
+    """BCC's closing line, and the loss line when something was not recorded."""
+    if loss_text:
+        click.echo(loss_text, err=True)
+    click.echo("Detaching...", err=True)
+
+
+class ProcessSnapshots:
+    """Keeps BCC's per-process symbol caches in step with live processes.
+
+    BCC reads /proc/PID/maps once, when it first symbolizes for PID; a
+    snapshot taken while a process runs still names its frames after it
+    exits. Gone processes (and zombies, whose maps are empty) keep their
+    last snapshot."""
+
+    def refresh(self, pids: set[int]) -> None:
+        import bcc
+        for pid in pids:
+            if pid <= 0 or not _has_maps(pid):
+                continue
+            bcc.BPF._sym_caches.pop(pid, None)
+            bcc.BPF._sym_cache(pid)
+
+
+def _has_maps(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False

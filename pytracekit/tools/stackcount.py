@@ -1,0 +1,234 @@
+"""stackcount: count the distinct stacks that reach functions, tracepoints or
+USDT probes (BCC's stackcount).
+
+    pytracekit stackcount 'c:malloc'                 who calls malloc(), user+kernel stacks
+    pytracekit stackcount -P -U '/bin/app:handle_*'  user stacks, per process
+    pytracekit stackcount -f -K t:sched:sched_switch folded kernel stacks (flamegraph.pl)
+    pytracekit stackcount c:malloc -- ls -l          a command from its first instruction
+"""
+from __future__ import annotations
+
+import errno
+import time
+from dataclasses import dataclass, field
+
+import click
+
+from .. import options
+from ..api import Tracer
+from ..errors import UsageError
+from ..model import Frame, LossReport, Sample, StackProfile
+from ..probes import ResolvedProbe, parse_spec
+from ..render import jsonl
+from ..buildid import BuildIdSymbolizer, mapped_files
+from ..stacks import DELIMITER
+from ..symbols import Symbolizer
+from . import _probe_cli as common
+
+DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
+LOST_STACK = Frame("[stack not stored]", "user")
+FUNCTION = "int stack_{n}(void *ctx) {{ return count_stack(ctx); }}\n"
+
+
+@dataclass
+class StackCount:
+    """A running stackcount: stacks counted since start (or the last clear())."""
+
+    tracer: Tracer
+    probes: list[ResolvedProbe]
+    user: bool
+    kernel: bool
+    per_pid: bool
+    symbolizer: Symbolizer              # kernel frames
+    user_symbols: BuildIdSymbolizer     # user frames, stored by build id
+    delimited: bool = False
+    snapshots: common.ProcessSnapshots = field(default_factory=common.ProcessSnapshots)
+    _next_refresh: float = 0.0
+
+    def read(self) -> StackProfile:
+        merged: dict[tuple, Sample] = {}
+        for key, value in self.tracer["counts"].items():
+            sample = self._sample(key, value.value)
+            ident = tuple((f.name, f.kind) for f in sample.stack) + (sample.pid,)
+            prev = merged.get(ident)
+            merged[ident] = sample if prev is None else Sample(
+                prev.stack, prev.value + sample.value, prev.pid, prev.tid, prev.comm)
+        return StackProfile(list(merged.values()), value_type="count", loss=self.loss())
+
+    def _sample(self, key, value: int) -> Sample:
+        """Root first: [comm], user frames, [--], kernel frames, [stack not stored]."""
+        ustack = (self.user_symbols.stack(self.tracer["user_stacks"], key.user_stack_id, key.pid)
+                  if self.user else [])
+        kstack = (self.symbolizer.stack(self.tracer["stack_traces"], key.kernel_stack_id,
+                                        kernel=True) if self.kernel else [])
+        comm = key.comm.decode(errors="replace") if self.per_pid else ""
+        path = [Frame(comm, "process")] if self.per_pid else []
+        path += reversed(ustack)
+        if self.delimited and ustack and kstack:
+            path.append(DELIMITER)
+        path += reversed(kstack)
+        if self._lost(key):
+            path.append(LOST_STACK)
+        # Without -P, stacks of different processes that name the same merge.
+        return Sample(tuple(path), value, pid=key.pid if self.per_pid else 0, comm=comm)
+
+    def _lost(self, key) -> bool:
+        """A stack asked for but not stored (counted in the loss line too)."""
+        return any(wanted and stack_id < 0 and stack_id != -errno.EFAULT
+                   for wanted, stack_id in ((self.user, key.user_stack_id),
+                                            (self.kernel, key.kernel_stack_id)))
+
+    def clear(self) -> None:
+        self.tracer["counts"].clear()
+
+    def remember_processes(self) -> None:
+        """Snapshot the memory maps of live processes that have user stacks here,
+        so their frames can still be named after they exit (BCC reads a
+        process's maps once, when its symbol cache is made)."""
+        if not self.user:
+            return
+        pids = {key.pid for key in self.tracer["counts"].keys()}
+        if self.tracer.target is not None and self.tracer.target.pid:
+            pids.add(self.tracer.target.pid)
+        self.snapshots.refresh(pids)       # for frames recorded without a build id
+        for pid in pids:
+            self.user_symbols.add_files(mapped_files(pid))
+
+    def poll(self, timeout_ms: int) -> None:
+        """For run_until_done: refresh process maps five times a second."""
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self.remember_processes()
+            self._next_refresh = now + 0.2
+        time.sleep(min(timeout_ms / 1000, 0.5))
+
+    def loss(self) -> LossReport:
+        loss = self.tracer.loss()
+        loss.unknown_frames = self.symbolizer.unknown_frames + self.user_symbols.unknown_frames
+        return loss
+
+    def close(self) -> None:
+        self.tracer.close()
+
+
+def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = (),
+          regex: bool = False, cpu: int | None = None, user: bool = True, kernel: bool = True,
+          per_pid: bool = False, offsets: bool = False, delimited: bool = False,
+          stack_storage: int = 16384, max_stacks: int = 10240,
+          announce: bool = True) -> StackCount:
+    if not (user or kernel):
+        raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
+    spec = parse_spec(pattern, regex=regex)
+    tracer = Tracer(file="stackcount", pid=pid, command=command)
+    per_pid = per_pid or bool(pid)
+    try:
+        probes = tracer.resolve(spec)
+        common.attach_numbered(tracer, probes, lambda n, _p: f"stack_{n}")
+        tracer.defines.update(PTK_GENERATED_PROBES=1, USER_STACKS=user, KERNEL_STACKS=kernel,
+                              PER_PID=per_pid, STACK_STORAGE=stack_storage,
+                              MAX_STACKS=max_stacks, STACKCOUNT_CPU=-1 if cpu is None else cpu)
+        tracer.replace.update(common.generated(FUNCTION, len(probes)))
+        tracer.start(common.tracing_message(len(probes), pattern) if announce else None)
+        symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
+        user_symbols = BuildIdSymbolizer(show_offset=offsets)
+        user_symbols.add_files(sorted({p.binary for p in probes if p.binary}))
+    except BaseException:
+        tracer.close()
+        raise
+    return StackCount(tracer, probes, user, kernel, per_pid, symbolizer, user_symbols,
+                      delimited and user and kernel)
+
+
+def _ordered(profile: StackProfile) -> list[Sample]:
+    """BCC's order: smallest count first."""
+    return sorted(profile.samples, key=lambda s: (s.value, [f.name for f in s.stack]))
+
+
+def format_stacks(profile: StackProfile, *, verbose: bool = False) -> str:
+    """BCC's layout: kernel frames then user frames, leaf first, the process, the count."""
+    blocks = []
+    for s in _ordered(profile):
+        leaf_first = list(reversed(s.stack))
+        lines = []
+        for f in leaf_first:
+            if f.kind == "process":
+                continue
+            if f.kind == "marker":
+                lines.append("    --")
+                continue
+            address = f"{f.address:<16x} " if verbose else ""
+            lines.append(f"  {address}{f.name}")
+        if s.comm:
+            lines.append(f"    {s.comm} [{s.pid}]")
+        lines.append(f"    {s.value}\n")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def format_folded(profile: StackProfile) -> str:
+    """comm;root;...;leaf COUNT, '-' between user and kernel frames."""
+    lines = []
+    for s in _ordered(profile):
+        names = ["-" if f.kind == "marker" else f.name for f in s.stack]
+        lines.append(f"{';'.join(names)} {s.value}")
+    return "\n".join(lines)
+
+
+@click.command("stackcount", context_settings=options.TOOL_CONTEXT)
+@options.pid_option("-p")
+@click.option("-c", "--cpu", type=click.IntRange(min=0), default=None, help="Trace this CPU only.")
+@options.interval_option("-i")
+@options.duration_option("-D")
+@options.timestamp_option("-T")
+@click.option("-r", "--regexp", "regex", is_flag=True,
+              help='Use regular expressions. Default is "*" wildcards only.')
+@click.option("-s", "--offset", "offsets", is_flag=True, help="Show address offsets.")
+@click.option("-P", "--perpid", "per_pid", is_flag=True,
+              help="Display stacks separately for each process.")
+@click.option("-K", "--kernel-stacks-only", "kernel_only", is_flag=True, help="Kernel stack only.")
+@click.option("-U", "--user-stacks-only", "user_only", is_flag=True, help="User stack only.")
+@click.option("-v", "--verbose-addresses", "show_addresses", is_flag=True,
+              help="Show raw addresses.")
+@click.option("-d", "--delimited", is_flag=True, help="Insert a delimiter between kernel/user stacks.")
+@options.folded_option("-f")
+@click.option("--stack-storage", type=click.IntRange(min=1), default=16384, show_default=True,
+              help="Number of distinct stacks the kernel can store.")
+@click.option("--max-stacks", type=click.IntRange(min=1), default=10240, show_default=True,
+              help="Number of distinct (stack, process) keys counted.")
+@options.json_option()
+@options.standard
+@common.pattern_argument()
+@options.command_argument
+def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, kernel_only,
+            user_only, show_addresses, delimited, folded, stack_storage, max_stacks, as_json,
+            pattern, command):
+    """Count the stacks that lead to functions, tracepoints or USDT probes matching PATTERN.
+
+    PATTERN: func, p::func (kernel), lib:func, p:lib:func, /path:func,
+    t:category:event, u:lib:probe; '*' wildcards, or regular expressions with -r.
+    """
+    if kernel_only and user_only:
+        raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
+    counter = start(pattern, pid=pid, command=command, regex=regex, cpu=cpu,
+                    user=not kernel_only, kernel=not user_only, per_pid=per_pid,
+                    offsets=offsets, delimited=delimited, stack_storage=stack_storage,
+                    max_stacks=max_stacks, announce=not folded)
+
+    def report() -> None:
+        profile = counter.read()
+        counter.clear()
+        if as_json:
+            for obj in jsonl.stacks_objs(profile):
+                click.echo(jsonl.dumps(obj))
+            return
+        if not folded:
+            click.echo()
+        if timestamp:
+            click.echo(common.timestamp())
+        text = format_folded(profile) if folded else format_stacks(profile,
+                                                                   verbose=show_addresses)
+        if text:
+            click.echo(text)
+
+    common.run_tool(counter, report, duration=duration, interval=interval, as_json=as_json,
+                    poll=counter.poll)

@@ -1,0 +1,444 @@
+"""pytracekit trace: print a line per probe hit, printf-style, with filters (BCC's trace).
+
+    pytracekit trace 'c:open "%s", arg1'
+    pytracekit trace 'r:c:malloc (retval == 0)'
+    pytracekit trace 't:syscalls:sys_enter_openat (args->filename == "/etc/passwd") "%s", args->filename'
+    pytracekit trace 'c:malloc(size_t size) (size > 1000) "size=%d", size'
+
+A probe is `SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]]`. Filters and
+arguments are parsed by pytracekit.expr; events travel through a ring buffer
+and are formatted here. Lost events are counted and reported at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import click
+
+from .. import expr, options, probegen, probes
+from ..errors import SpecError, UsageError
+from ..expr import Conversion, Format
+from ..render.jsonl import dumps, loss_obj
+from ..render.text import loss_line
+from ..runner import Stop, Target, announce, run_until_done
+from ..buildid import BuildIdSymbolizer, mapped_files
+from ..symbols import Symbolizer
+
+HEADER = struct.Struct("=QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
+DRY_RUN_ARGS = ['t:syscalls:sys_enter_openat (args->filename == "/nonexistent") '
+                '"%s %d", args->filename, args->flags']
+
+
+@dataclass
+class ProbeText:
+    """The parts of one trace probe as written."""
+    text: str
+    head: str                 # spec with signature: c:malloc(size_t size)
+    filter: str | None = None
+    format: str | None = None  # unescaped
+    args: str = ""
+
+
+def _match_paren(text: str, start: int, what: str, whole: str) -> int:
+    """Index of the ')' closing the '(' at `start`, skipping string literals."""
+    depth = 0
+    i = start
+    while i < len(text):
+        c = text[i]
+        if c == '"':
+            i = _string_end(text, i, what, whole)
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise SpecError(f"{what}: '(' is never closed: {whole}")
+
+
+def _string_end(text: str, start: int, what: str, whole: str) -> int:
+    i = start + 1
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == '"':
+            return i
+        i += 1
+    raise SpecError(f"{what}: unterminated string: {whole}")
+
+
+def split_probe(text: str) -> ProbeText:
+    """Split `SPEC[(SIG)] [(FILTER)] ["FORMAT"[, ARGS]]` without interpreting it."""
+    s = text.strip()
+    if not s:
+        raise SpecError("empty probe: give e.g. 'c:open \"%s\", arg1'")
+    i = 0
+    while i < len(s) and not s[i].isspace() and s[i] != '"':
+        if s[i] == "(":
+            i = _match_paren(s, i, "probe", text)
+        i += 1
+    out = ProbeText(text, s[:i])
+    rest = s[i:].lstrip()
+    if rest.startswith("("):
+        end = _match_paren(rest, 0, "filter", text)
+        out.filter = rest[1:end]
+        rest = rest[end + 1:].lstrip()
+    if rest.startswith('"'):
+        end = _string_end(rest, 0, "format", text)
+        out.format = expr.unescape(rest[1:end], "format", rest[:end + 1], 0)
+        rest = rest[end + 1:].lstrip()
+        if rest.startswith(","):
+            out.args = rest[1:]
+            if not out.args.strip():
+                raise SpecError(f"format arguments: nothing after ',': {text}")
+            rest = ""
+    if rest:
+        raise SpecError(f"probe: unexpected '{rest.split()[0]}' in '{text}' (form: SPEC "
+                        "[(FILTER)] [\"FORMAT\"[, ARGS]])")
+    return out
+
+
+@dataclass
+class TraceProbe:
+    """One attach point with its generated code and its event layout."""
+    index: int
+    text: ProbeText
+    resolved: Any                   # probes.ResolvedProbe
+    function: probegen.ProbeFunction
+    fmt: Format | None
+    numbers: list[int] = field(default_factory=list)   # format arg indexes, in slot order
+    strings: list[int] = field(default_factory=list)
+    struct_c: str = ""                                 # the event struct
+
+    @property
+    def display(self) -> str:
+        return self.resolved.function if self.resolved.kind == "tracepoint" else self.resolved.name
+
+
+def build_probe(index: int, text: ProbeText, resolved: Any, params: tuple,
+                string_size: int) -> TraceProbe:
+    scope = probegen.scope_for(resolved, params)
+    fn = probegen.ProbeFunction(f"trace_probe_{index}", scope, string_size, guard="trace_is_self()")
+    if text.filter is not None:
+        fn.set_filter(expr.parse_filter(text.filter, scope))
+    fmt = expr.parse_format(text.format, text.args, scope) if text.format is not None else None
+    probe = TraceProbe(index, text, resolved, fn, fmt)
+    event = f"struct trace_event_{index}"
+    fields, body = [], []
+    convs = fmt.conversions if fmt else []
+    for i, (conv, node) in enumerate(zip(convs, fmt.args if fmt else [])):
+        if conv.conv == "s":
+            name = f"s{len(probe.strings)}"
+            probe.strings.append(i)
+            body.append(fn.emitter.read_string(node, f"__e->{name}", f"sizeof(__e->{name})"))
+        else:
+            name = f"n{len(probe.numbers)}"
+            probe.numbers.append(i)
+            fields.append(f"u64 {name};")
+            body.append(f"__e->{name} = (u64){fn.emit(node)};")
+    fields += [f"char s{k}[STRING_SIZE];" for k in range(len(probe.strings))]
+    fn.body = [f"{event} *__e = events.ringbuf_reserve(sizeof({event}));",
+               "if (!__e) {", "    ptk_count_loss(PTK_LOST_EVENTS);", "    return 0;", "}",
+               f"trace_fill_header(&__e->h, ctx, {index});", *body,
+               "events.ringbuf_submit(__e, 0);"]
+    probe.struct_c = "\n".join([f"{event} {{", "    struct trace_header h;",
+                                *("    " + f for f in fields), "};", ""])
+    return probe
+
+
+def plan(probe_texts: list[str], *, pid: int | None, string_size: int,
+         limit: int) -> list[TraceProbe]:
+    out: list[TraceProbe] = []
+    for raw in probe_texts:
+        text = split_probe(raw)
+        spec_text, signature = probegen.split_signature(text.head)
+        spec = probes.parse_spec(spec_text)
+        params = probegen.parse_signature(signature, f"signature of {spec_text}")
+        for resolved in probes.resolve(spec, pid=pid, limit=limit):
+            out.append(build_probe(len(out), text, resolved, params, string_size))
+    return out
+
+
+class Tracer:
+    """The running trace: compiled program, attached probes, event decoding."""
+
+    def __init__(self, trace_probes: list[TraceProbe], prog: Any, string_size: int) -> None:
+        self.probes = trace_probes
+        self.prog = prog
+        self.string_size = string_size
+        self.symbolizer = Symbolizer(prog.bpf, show_module=False)
+        self.user_symbols = BuildIdSymbolizer()
+        self.user_symbols.add_files(sorted({p.resolved.binary for p in trace_probes
+                                            if p.resolved.binary}))
+        self._pids_seen: set[int] = set()
+        self.first_ts: int | None = None
+
+    def decode(self, raw: bytes) -> dict[str, Any]:
+        ts, pid, tid, index, cpu, ustack, kstack, comm = HEADER.unpack_from(raw)
+        probe = self.probes[index]
+        values: list[Any] = [None] * (len(probe.numbers) + len(probe.strings))
+        offset = HEADER.size
+        for arg_index in probe.numbers:
+            values[arg_index] = struct.unpack_from("=Q", raw, offset)[0]
+            offset += 8
+        for arg_index in probe.strings:
+            chunk = raw[offset:offset + self.string_size]
+            values[arg_index] = chunk.split(b"\0", 1)[0].decode(errors="replace")
+            offset += self.string_size
+        return {"ts": ts, "pid": pid, "tid": tid, "probe": probe, "cpu": cpu,
+                "user_stack": ustack, "kernel_stack": kstack,
+                "comm": comm.split(b"\0", 1)[0].decode(errors="replace"), "values": values}
+
+    def message(self, event: dict[str, Any]) -> str:
+        probe: TraceProbe = event["probe"]
+        if probe.fmt is None:
+            return ""
+        out = []
+        args = iter(zip(probe.fmt.args, event["values"]))
+        for piece in probe.fmt.pieces:
+            if isinstance(piece, Conversion):
+                node, value = next(args)
+                if piece.conv == "K":
+                    value = self.symbolizer.kernel(value).name
+                elif piece.conv == "U":
+                    value = self.symbolizer.user(value, event["pid"]).name
+                out.append(expr.format_value(piece, value, node.type))
+            else:
+                out.append(piece)
+        return "".join(out)
+
+    def stack(self, stack_id: int, pid: int, kernel: bool) -> list[str]:
+        if kernel:
+            frames = self.symbolizer.stack(self.prog["stacks"], stack_id, kernel=True)
+        else:
+            if pid not in self._pids_seen:    # its files, while it may still be alive
+                self._pids_seen.add(pid)
+                self.user_symbols.add_files(mapped_files(pid))
+            frames = self.user_symbols.stack(self.prog["user_stacks"], stack_id, pid)
+        return [f.name for f in frames]
+
+    @property
+    def unknown_frames(self) -> int:
+        return self.symbolizer.unknown_frames + self.user_symbols.unknown_frames
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM/SIGHUP instead of raising while the block runs."""
+    pending: list[int] = []
+    stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
+             for sig in stoppers}
+    try:
+        yield pending
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+class ProbesThenCommand(click.Command):
+    """Probes are positional like BCC's, so `-- COMMAND` is split off before
+    click parses (click would merge both into one list)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            at = args.index("--")
+            ctx.meta["command"] = tuple(args[at + 1:])
+            args = args[:at]
+        return super().parse_args(ctx, args)
+
+
+@click.command("trace", cls=ProbesThenCommand, context_settings=options.TOOL_CONTEXT)
+@click.argument("probe", nargs=-1, required=True)
+@options.pid_option("-p")
+@options.tid_option("-L")
+@click.option("-M", "--max-events", type=click.IntRange(min=1), default=None,
+              help="Stop after this many events.")
+@click.option("-t", "--timestamp", is_flag=True, help="Print seconds since the first event.")
+@click.option("-T", "--time", "clock", is_flag=True, help="Print the time of day (HH:MM:SS).")
+@click.option("-C", "--print-cpu", is_flag=True, help="Print the CPU of each event.")
+@click.option("-U", "--user-stack", is_flag=True, help="Print the user stack of each event.")
+@click.option("-K", "--kernel-stack", is_flag=True, help="Print the kernel stack of each event.")
+@click.option("-b", "--buffer-pages", type=int, default=64, show_default=True,
+              help="Ring buffer size in pages (a power of two).")
+@click.option("-Z", "--string-size", type=click.IntRange(8, 1024), default=80, show_default=True,
+              help="Bytes kept of each string argument.")
+@click.option("-S", "--include-self", is_flag=True, help="Also trace pytracekit itself.")
+@click.option("-n", "--name", default=None,
+              help="Only print events of processes whose name contains this.")
+@click.option("-f", "--msg-filter", default=None,
+              help="Only print events whose message contains this.")
+@click.option("-v", "--print-program", is_flag=True,
+              help="Print the generated BPF program (to stderr) before tracing.")
+@click.option("--limit", type=click.IntRange(min=1), default=probes.DEFAULT_LIMIT,
+              show_default=True, help="Most probes one spec may expand to.")
+@options.duration_option()
+@options.json_option()
+@options.standard
+def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack, kernel_stack,
+            buffer_pages, string_size, include_self, name, msg_filter, print_program, limit,
+            duration, as_json):
+    """Trace probes, printing one line per event: PROBE... [-- COMMAND].
+
+    PROBE is SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]], e.g.
+    'c:malloc(size_t size) (size > 1000) "size=%d", size'. A command after
+    `--` is traced from its first instruction; the trace ends when it exits.
+    """
+    command_args = click.get_current_context().meta.get("command", ())
+    run(list(probe), command_args, pid=pid, tid=tid, max_events=max_events,
+        timestamp=timestamp, clock=clock, print_cpu=print_cpu, user_stack=user_stack,
+        kernel_stack=kernel_stack, buffer_pages=buffer_pages, string_size=string_size,
+        include_self=include_self, name=name, msg_filter=msg_filter, limit=limit,
+        duration=duration, as_json=as_json, print_program=print_program)
+
+
+def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
+          tid: int | None = None, user_stack: bool = False, kernel_stack: bool = False,
+          buffer_pages: int = 64, string_size: int = 80, include_self: bool = False,
+          limit: int = probes.DEFAULT_LIMIT) -> tuple[Tracer, Target]:
+    """Parse, compile and attach; the caller runs and closes (see `run`)."""
+    if not probe_texts:
+        raise UsageError("give at least one probe, e.g. 'c:open \"%s\", arg1'")
+    if buffer_pages < 1 or buffer_pages & (buffer_pages - 1):
+        raise UsageError(f"--buffer-pages must be a power of two, not {buffer_pages}")
+    trace_probes = plan(probe_texts, pid=pid, string_size=string_size, limit=limit)
+    target = Target.from_options(pid, command)
+    code = "\n".join(p.struct_c + p.function.source() for p in trace_probes)
+    defines = {"BUFFER_PAGES": buffer_pages, "STRING_SIZE": string_size,
+               "USER_STACKS": user_stack, "KERNEL_STACKS": kernel_stack,
+               "FILTER_TID": tid or 0, "SELF_PID": 0 if include_self else os.getpid()}
+    prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
+                                    target, defines, {"@TRACE_PROBES@": code})
+    tracer = Tracer(trace_probes, prog, string_size)
+    if command and shutil.which(command[0]):   # its frames, even once it has exited
+        tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
+    elif pid:
+        tracer.user_symbols.add_files(mapped_files(pid))
+    return tracer, target
+
+
+@dataclass
+class Printer:
+    """Turns decoded events into BCC-style lines or JSON objects."""
+
+    tracer: Tracer
+    timestamp: bool = False        # -t: seconds since the first event
+    clock: bool = False            # -T: time of day
+    print_cpu: bool = False
+    user_stack: bool = False
+    kernel_stack: bool = False
+    as_json: bool = False
+    name: str | None = None        # -n: only processes whose name contains this
+    msg_filter: str | None = None  # -f: only messages containing this
+
+    def header(self) -> str:
+        cols = (["TIME    "] if self.timestamp or self.clock else []) + \
+            (["CPU"] if self.print_cpu else [])
+        return " ".join(cols + [f"{'PID':<7} {'TID':<7} {'COMM':<15} {'FUNC':<16} -"])
+
+    def render(self, event: dict[str, Any]) -> str | None:
+        """The text for one event, or None when -n/-f leave it out."""
+        tracer = self.tracer
+        if self.name is not None and self.name not in event["comm"]:
+            return None
+        msg = tracer.message(event)
+        if self.msg_filter is not None and self.msg_filter not in msg:
+            return None
+        if tracer.first_ts is None:
+            tracer.first_ts = event["ts"]
+        probe = event["probe"]
+        ustack = tracer.stack(event["user_stack"], event["pid"], False) if self.user_stack else []
+        kstack = tracer.stack(event["kernel_stack"], -1, True) if self.kernel_stack else []
+        if self.as_json:
+            obj = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
+                   "tid": event["tid"], "cpu": event["cpu"], "comm": event["comm"],
+                   "probe": probe.text.text, "function": probe.display, "message": msg,
+                   "args": event["values"]}
+            if self.user_stack:
+                obj["user_stack"] = ustack
+            if self.kernel_stack:
+                obj["kernel_stack"] = kstack
+            return dumps(obj) + "\n"
+        cols = []
+        if self.timestamp:   # BCC keeps 8 characters of the offset
+            cols.append(f"{(event['ts'] - tracer.first_ts) / 1e9:.6f}"[:8].ljust(8))
+        elif self.clock:
+            cols.append(f"{time.strftime('%H:%M:%S'):<8}")
+        if self.print_cpu:
+            cols.append(f"{event['cpu']:<3}")
+        cols.append(f"{event['pid']:<7} {event['tid']:<7} {event['comm']:<15} "
+                    f"{probe.display:<16} {msg}")
+        lines = [" ".join(cols).rstrip()]
+        for frames in (kstack, ustack):
+            lines += [f"        {name}" for name in frames]
+            if frames:
+                lines.append("")
+        return "\n".join(lines) + "\n"
+
+
+def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: int | None = None,
+        timestamp: bool = False, clock: bool = False, print_cpu: bool = False,
+        name: str | None = None, msg_filter: str | None = None, print_program: bool = False,
+        duration: float | None = None, as_json: bool = False, **options_: Any) -> None:
+    tracer, target = start(probe_texts, command, **options_)
+    prog = tracer.prog
+    if print_program:
+        sys.stderr.write(prog.full_text)
+    out = sys.stdout
+    printer = Printer(tracer, timestamp, clock, print_cpu, bool(options_.get("user_stack")),
+                      bool(options_.get("kernel_stack")), as_json, name, msg_filter)
+    printed = 0
+
+    def on_event(_ctx: Any, data: Any, size: int) -> int:
+        nonlocal printed
+        if max_events is not None and printed >= max_events:
+            return 0
+        text = printer.render(tracer.decode(ctypes.string_at(data, size)))
+        if text is not None:
+            out.write(text)
+            printed += 1
+        return 0
+
+    def poll(timeout_ms: int) -> None:
+        # A signal handled inside the ctypes event callback would raise there,
+        # where ctypes prints and drops the exception: note it, raise it here.
+        with signals_deferred() as pending:
+            prog.bpf.ring_buffer_poll(timeout_ms)
+        out.flush()
+        if pending:
+            raise Stop(signal.Signals(pending[0]).name)
+        if max_events is not None and printed >= max_events:
+            raise Stop("max events")
+
+    try:
+        prog["events"].open_ring_buffer(on_event)
+        if not as_json:
+            out.write(printer.header() + "\n")
+            out.flush()
+        announce(f"Tracing {len(tracer.probes)} probe{'s' if len(tracer.probes) != 1 else ''}"
+                 "... Hit Ctrl-C to end.")
+        run_until_done(target, duration=duration, poll=poll)
+        prog.bpf.ring_buffer_consume()   # what arrived after the last poll
+        out.flush()
+        loss = prog.loss()
+        loss.unknown_frames += tracer.unknown_frames
+        if as_json:
+            out.write(dumps(loss_obj(loss)) + "\n")
+        warning = loss_line(loss)
+        if warning:
+            print(warning, file=sys.stderr)
+        out.flush()
+    finally:
+        prog.close()
+        target.finish()
