@@ -273,10 +273,12 @@ class Scope:
     fields: tuple = ()
     user_memory: bool = True
     retval_type: CType = S64
+    usdt_args: tuple[CType, ...] | None = None   # a USDT probe's argument types, when known
 
     @classmethod
     def for_probe(cls, probe_kind: str, params: Iterable[tuple[str, CType]] = (),
-                  tracepoint: object = None, retval_type: CType = S64) -> "Scope":
+                  tracepoint: object = None, retval_type: CType = S64,
+                  usdt_args: tuple[CType, ...] | None = None) -> "Scope":
         """From a probes.ProbeSpec/ResolvedProbe kind (and a tracefs.Tracepoint)."""
         kind = {"kprobe": "entry", "uprobe": "entry", "kretprobe": "return",
                 "uretprobe": "return", "tracepoint": "tracepoint", "usdt": "usdt"}[probe_kind]
@@ -285,13 +287,15 @@ class Scope:
         if tracepoint is not None:
             fields = tuple(tracepoint.fields)  # type: ignore[attr-defined]
             user = tracepoint.category == "syscalls"  # type: ignore[attr-defined]
-        return cls(kind, tuple(params), fields, user, retval_type)
+        return cls(kind, tuple(params), fields, user, retval_type, usdt_args)
 
     @property
     def max_args(self) -> int:
         if self.kind == "tracepoint":
             return 0
-        return MAX_USDT_ARGS if self.kind == "usdt" else MAX_REGISTER_ARGS
+        if self.kind == "usdt":
+            return MAX_USDT_ARGS if self.usdt_args is None else len(self.usdt_args)
+        return MAX_REGISTER_ARGS
 
     def names(self) -> str:
         out = [p for p, _ in self.params]
@@ -524,6 +528,8 @@ class Parser:
         if m and self.scope.max_args:
             index = int(m.group(1))
             if 1 <= index <= self.scope.max_args:
+                if self.scope.kind == "usdt" and self.scope.usdt_args is not None:
+                    return index, self.scope.usdt_args[index - 1]
                 return index, WORD
         return None
 
@@ -566,9 +572,11 @@ class Parser:
             source = "entry" if self.scope.kind == "return" else "arg"
             return Var(name, source, ctype, index)
         if re.fullmatch(r"arg\d+", name):
-            if not self.scope.max_args:
+            if self.scope.kind == "tracepoint":
                 raise self.fail(f"tracepoints have no {name}: use args->FIELD (fields: "
                                 + ", ".join(x.name for x in self.scope.fields) + ")", tok)
+            if self.scope.max_args == 0:
+                raise self.fail(f"{name}: this USDT probe has no arguments", tok)
             raise self.fail(f"{name} is out of range (arg1..arg{self.scope.max_args})", tok)
         if self.scope.field(name):
             raise self.fail(f"write args->{name} for the tracepoint field", tok)
@@ -757,9 +765,13 @@ class Emitter:
     def entry_arg(self, index: int) -> str:
         """C for argument `index` at function entry (also used by entry halves)."""
         if self.scope.kind == "usdt":
+            # BCC's reader refuses a destination of another size than the argument's.
+            types = self.scope.usdt_args
+            c_type = types[index - 1].c_name if types else "u64"
             def read() -> str:
                 name = self._local("usdt_arg")
-                self.prelude.append(f"u64 {name} = 0; bpf_usdt_readarg({index}, ctx, &{name});")
+                self.prelude.append(f"{c_type} {name} = 0; "
+                                    f"bpf_usdt_readarg({index}, ctx, &{name});")
                 return name
             return self._once(f"usdt{index}", read)
         return f"PT_REGS_PARM{index}(ctx)"
