@@ -5,7 +5,7 @@ probe spec proper (parsed by `probes.parse_spec`) and its signature (parsed
 here). `ProbeFunction` assembles the C of one probe: the pid filter, the
 values recorded at entry when a return probe needs them ($latency, $entry(),
 parameters), the expression preludes, the filter and a tool's body. Every
-expression comes through `expr.Emitter`; no user text is pasted.
+expression comes through `expr_c.Emitter`; no user text is pasted.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from . import expr
 from .errors import SpecError
-from .expr import CType, Emitter, Node, Scope
+from .expr import CType, Node, Scope
+from .expr_c import Emitter
 
 ENTRY_MAP_SIZE = 10240
 

@@ -6,7 +6,8 @@ import pytest
 
 from pytracekit import expr, probegen
 from pytracekit.errors import SpecError
-from pytracekit.expr import Emitter, Scope, parse, parse_filter, parse_format, parse_type
+from pytracekit.expr import Scope, parse, parse_filter, parse_format, parse_type
+from pytracekit.expr_c import Emitter
 from pytracekit.kernel.tracefs import parse_format as parse_tracefs_format
 from pytracekit.tools import argdist, trace
 
