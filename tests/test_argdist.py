@@ -150,19 +150,8 @@ def test_pid_option_counts_only_that_process(workload, tmp_path):
 
 @pytest.mark.root
 def test_usdt_arguments_of_a_running_python(tmp_path):
-    import subprocess
-    from conftest import Tool, wait_until
-    from test_trace import GC_SCRIPT
-    go = tmp_path / "go"
-    proc = subprocess.Popen(["/usr/bin/python3.11", "-c", GC_SCRIPT, str(go)])
-    spec = "u:/usr/bin/python3.11:gc__start():int:arg1"
-    try:
-        with Tool("argdist", "-c", "-i", "30", "-p", str(proc.pid), "-C", spec) as tool:
-            go.touch()
-            assert wait_until(lambda: (tmp_path / "go.done").exists(), timeout=30)
-            out, err = tool.stop()
-    finally:
-        proc.kill()
-        proc.wait()
-    assert tool.returncode == 0, err
+    from usdt_helpers import PYTHON, traced_python_gc
+    spec = f"u:{PYTHON}:gc__start():int:arg1"
+    out, err, rc = traced_python_gc(["argdist", "-c", "-i", "30", "-C", spec], 7, tmp_path)
+    assert rc == 0, err
     assert count_rows(out, spec) == {"arg1 = 2": 7}    # gc.collect() collects generation 2

@@ -217,30 +217,11 @@ def test_name_and_message_filters_choose_what_is_printed(workload, tmp_path):
     assert re.fullmatch(r"\d\d:\d\d:\d\d", lines[1].split()[0])
 
 
-GC_SCRIPT = """
-import gc, os, sys, time
-gc.disable()
-while not os.path.exists(sys.argv[1]):
-    time.sleep(0.005)
-for _ in range(7):
-    gc.collect()
-open(sys.argv[1] + ".done", "w").close()
-time.sleep(30)   # killed by the test: interpreter shutdown would collect again
-"""
-
 
 @pytest.mark.root
 def test_usdt_arguments_of_a_running_python(tmp_path):
-    go = tmp_path / "go"
-    proc = subprocess.Popen(["/usr/bin/python3.11", "-c", GC_SCRIPT, str(go)])
-    try:
-        with Tool("trace", "-p", str(proc.pid),
-                  'u:/usr/bin/python3.11:gc__start (arg1 == 2) "generation %d", arg1') as tool:
-            go.touch()
-            assert wait_until(lambda: (tmp_path / "go.done").exists(), timeout=30)
-            out, err = tool.stop()
-    finally:
-        proc.kill()
-        proc.wait()
-    assert tool.returncode == 0, err
+    from usdt_helpers import PYTHON, traced_python_gc
+    probe = f'u:{PYTHON}:gc__start (arg1 == 2) "generation %d", arg1'
+    out, err, rc = traced_python_gc(["trace", probe], 7, tmp_path)
+    assert rc == 0, err
     assert [line.split()[3:] for line in event_lines(out)] == [["gc__start", "generation", "2"]] * 7
