@@ -5,7 +5,7 @@ probe spec proper (parsed by `probes.parse_spec`) and its signature (parsed
 here). `ProbeFunction` assembles the C of one probe: the pid filter, the
 values recorded at entry when a return probe needs them ($latency, $entry(),
 parameters), the expression preludes, the filter and a tool's body. Every
-expression comes through `expr.Emitter`; no user text is pasted.
+expression comes through `expr_c.Emitter`; no user text is pasted.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from . import expr
 from .errors import SpecError
-from .expr import CType, Emitter, Node, Scope
+from .expr import CType, Node, Scope
+from .expr_c import Emitter
 
 ENTRY_MAP_SIZE = 10240
 
@@ -54,9 +55,25 @@ def parse_signature(text: str | None, what: str = "signature") -> tuple[tuple[st
     return tuple(params)
 
 
+def usdt_arg_types(context, probe_name: str) -> tuple[CType, ...]:
+    """Argument types of a USDT probe from its note (`-4@112(%rsp)`: a signed int).
+    Eight-byte arguments stay untyped words: they are often pointers."""
+    for probe in context.enumerate_probes():
+        if probe.short_name() == probe_name or probe.name.decode() == probe_name:
+            location = probe.get_location(0)
+            out = []
+            for i in range(probe.num_arguments):
+                arg = location.get_argument(i)
+                size = arg.size if arg.size in (1, 2, 4, 8) else 8
+                out.append(expr.WORD if size == 8 else CType("int", size, arg.signed))
+            return tuple(out)
+    return ()
+
+
 def scope_for(probe, params: tuple[tuple[str, CType], ...] = (),
-              retval_type: CType = expr.S64) -> Scope:
-    """The names available at a resolved probe (reads tracefs for tracepoints)."""
+              retval_type: CType = expr.S64, usdt_context=None) -> Scope:
+    """The names available at a resolved probe (reads tracefs for tracepoints;
+    a USDT probe's argument types come from its enabled `usdt_context`)."""
     tracepoint = None
     if probe.kind == "tracepoint":
         from .kernel import tracefs
@@ -66,7 +83,8 @@ def scope_for(probe, params: tuple[tuple[str, CType], ...] = (),
                             "args->" + ", args->".join(f.name for f in tracepoint.fields))
     if probe.kind == "usdt" and params:
         raise SpecError(f"USDT probe {probe.target} takes no signature: use arg1..argN")
-    return Scope.for_probe(probe.kind, params, tracepoint, retval_type)
+    usdt_args = usdt_arg_types(usdt_context, probe.function) if usdt_context else None
+    return Scope.for_probe(probe.kind, params, tracepoint, retval_type, usdt_args)
 
 
 @dataclass
@@ -84,6 +102,7 @@ class ProbeFunction:
     body: list[str] = field(default_factory=list)
     filter_c: str = ""
     guard: str = ""             # a C condition under which the probe does nothing
+    usdt_context: object = None  # the bcc.USDT context of a USDT probe, enabled for fn_name
     emitter: Emitter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,6 +170,15 @@ class ProbeFunction:
         probe.attach(prog, self.fn_name, pid=pid)
 
 
+def new_function(fn_name: str, probe, params: tuple, string_size: int, guard: str,
+                 pid: int | None) -> ProbeFunction:
+    """A ProbeFunction for a resolved probe, its scope read from the system. A USDT
+    probe is enabled here (for -p PID or by path) since its note types its arguments."""
+    context = probe.usdt_context(fn_name, pid) if probe.kind == "usdt" else None
+    scope = scope_for(probe, params, usdt_context=context)
+    return ProbeFunction(fn_name, scope, string_size, guard=guard, usdt_context=context)
+
+
 def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], target,
                     defines: dict, replace: dict):
     """Compile bpf/<name>.bpf.c with generated code, attach every (function,
@@ -158,7 +186,7 @@ def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], ta
     everything done so far is undone, including the held command."""
     from .loader import Program
     try:
-        usdt = [probe.usdt_context(fn.fn_name, target.pid or None)
+        usdt = [fn.usdt_context or probe.usdt_context(fn.fn_name, target.pid or None)
                 for fn, probe in functions if probe.kind == "usdt"]
         prog = Program.from_file(name, defines={**defines, "FILTER_PID": target.pid},
                                  replace=replace, usdt=usdt)

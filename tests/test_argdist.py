@@ -146,3 +146,12 @@ def test_pid_option_counts_only_that_process(workload, tmp_path):
                                   ["malloc", "5", "4343"], tmp_path)
     assert rc == 0, err
     assert count_rows(out, spec) == {"size = 4343": 5}
+
+
+@pytest.mark.root
+def test_usdt_arguments_of_a_running_python(tmp_path):
+    from usdt_helpers import PYTHON, traced_python_gc
+    spec = f"u:{PYTHON}:gc__start():int:arg1"
+    out, err, rc = traced_python_gc(["argdist", "-c", "-i", "30", "-C", spec], 7, tmp_path)
+    assert rc == 0, err
+    assert count_rows(out, spec) == {"arg1 = 2": 7}    # gc.collect() collects generation 2

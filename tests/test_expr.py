@@ -6,7 +6,8 @@ import pytest
 
 from pytracekit import expr, probegen
 from pytracekit.errors import SpecError
-from pytracekit.expr import Emitter, Scope, parse, parse_filter, parse_format, parse_type
+from pytracekit.expr import Scope, parse, parse_filter, parse_format, parse_type
+from pytracekit.expr_c import Emitter
 from pytracekit.kernel.tracefs import parse_format as parse_tracefs_format
 from pytracekit.tools import argdist, trace
 
@@ -295,3 +296,13 @@ def test_string_compares_that_would_overflow_the_bpf_stack_are_refused():
     emit(ok, scope)
     too_many = " || ".join(f'name == "{"x" * 60}{i}"' for i in range(5))
     assert "need more than 256 bytes of BPF stack" in error(emit, too_many, scope)
+
+
+def test_usdt_arguments_take_the_size_their_note_gives():
+    scope = Scope.for_probe("usdt", usdt_args=(expr.S32, expr.WORD))
+    c, e = emit("arg1 < 0 && arg2 != 0", scope)
+    assert e.prelude == ["s32 __usdt_arg1 = 0; bpf_usdt_readarg(1, ctx, &__usdt_arg1);",
+                         "u64 __usdt_arg2 = 0; bpf_usdt_readarg(2, ctx, &__usdt_arg2);"]
+    assert "arg3 is out of range (arg1..arg2)" in error(parse, "arg3", scope)
+    assert "this USDT probe has no arguments" in error(
+        parse, "arg1", Scope.for_probe("usdt", usdt_args=()))

@@ -215,3 +215,32 @@ def test_name_and_message_filters_choose_what_is_printed(workload, tmp_path):
     assert [line.split()[3:] for line in lines[1:]] == [["cat", "sys_enter_openat",
                                                          f"{tmp_path}/a"]]
     assert re.fullmatch(r"\d\d:\d\d:\d\d", lines[1].split()[0])
+
+
+
+@pytest.mark.root
+def test_usdt_arguments_of_a_running_python(tmp_path):
+    from usdt_helpers import PYTHON, traced_python_gc
+    probe = f'u:{PYTHON}:gc__start (arg1 == 2) "generation %d", arg1'
+    out, err, rc = traced_python_gc(["trace", probe], 7, tmp_path)
+    assert rc == 0, err
+    assert [line.split()[3:] for line in event_lines(out)] == [["gc__start", "generation", "2"]] * 7
+
+
+@pytest.mark.root
+def test_tid_option_traces_only_that_thread(workload, tmp_path):
+    marker, go = str(tmp_path / "t"), tmp_path / "go"
+    proc = subprocess.Popen([workload, "--go-file", str(go), "open", marker, "3"])
+    try:
+        with Tool("trace", "-L", str(proc.pid), f'{OPENAT} "%s", args->filename') as tool:
+            run_workload(workload, "open", marker, "2")      # another process: not traced
+            go.touch()
+            assert proc.wait(timeout=30) == 0
+            out, err = tool.stop()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert tool.returncode == 0, err
+    assert [(line.split()[1], line.split()[-1]) for line in event_lines(out)] == \
+        [(str(proc.pid), marker)] * 3

@@ -113,11 +113,12 @@ class ArgdistProbe:
         return self.spec.label or self.spec.text
 
 
-def build_probe(index: int, spec: ArgdistSpec, resolved: Any, string_size: int) -> ArgdistProbe:
+def build_probe(index: int, spec: ArgdistSpec, resolved: Any, string_size: int,
+                pid: int | None = None) -> ArgdistProbe:
     params = probegen.parse_signature(spec.signature, f"signature of {spec.probe_text}")
-    scope = probegen.scope_for(resolved, params)
-    fn = probegen.ProbeFunction(f"argdist_probe_{index}", scope, string_size,
-                                guard="argdist_is_self()")
+    fn = probegen.new_function(f"argdist_probe_{index}", resolved, params, string_size,
+                               "argdist_is_self()", pid)
+    scope = fn.scope
     if spec.filter is not None:
         fn.set_filter(expr.parse_filter(spec.filter, scope))
     default = not spec.types
@@ -184,7 +185,7 @@ def plan(specs: list[ArgdistSpec], *, pid: int | None, string_size: int,
     for spec in specs:
         parsed = probes.parse_spec(spec.probe_text)
         for resolved in probes.resolve(parsed, pid=pid, limit=limit):
-            out.append(build_probe(len(out), spec, resolved, string_size))
+            out.append(build_probe(len(out), spec, resolved, string_size, pid))
     return out
 
 

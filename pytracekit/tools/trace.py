@@ -127,9 +127,10 @@ class TraceProbe:
 
 
 def build_probe(index: int, text: ProbeText, resolved: Any, params: tuple,
-                string_size: int) -> TraceProbe:
-    scope = probegen.scope_for(resolved, params)
-    fn = probegen.ProbeFunction(f"trace_probe_{index}", scope, string_size, guard="trace_is_self()")
+                string_size: int, pid: int | None = None) -> TraceProbe:
+    fn = probegen.new_function(f"trace_probe_{index}", resolved, params, string_size,
+                               "trace_is_self()", pid)
+    scope = fn.scope
     if text.filter is not None:
         fn.set_filter(expr.parse_filter(text.filter, scope))
     fmt = expr.parse_format(text.format, text.args, scope) if text.format is not None else None
@@ -166,7 +167,7 @@ def plan(probe_texts: list[str], *, pid: int | None, string_size: int,
         spec = probes.parse_spec(spec_text)
         params = probegen.parse_signature(signature, f"signature of {spec_text}")
         for resolved in probes.resolve(spec, pid=pid, limit=limit):
-            out.append(build_probe(len(out), text, resolved, params, string_size))
+            out.append(build_probe(len(out), text, resolved, params, string_size, pid))
     return out
 
 
