@@ -25,6 +25,7 @@ from .model import LossReport
 BPF_DIR = Path(os.environ.get("PYTRACEKIT_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
 COMMON_HEADER = "pytracekit.h"
 _INCLUDE_COMMON = re.compile(r'^\s*#\s*include\s+"pytracekit\.h"\s*$', re.M)
+_INCLUDE_VMLINUX = re.compile(r'^\s*#\s*include\s+"vmlinux\.h"\s*$', re.M)
 
 
 class DryRunComplete(Exception):
@@ -72,17 +73,60 @@ def _c_value(value: Any) -> str:
     return str(value)
 
 
+# What is being captured right now, for the exit hook below.
+_capture: dict[str, Any] = {}
+_exit_hook: Any = None
+_hook_handle = None   # a private "DSO handle" that lets us remove the hook again
+
+
+def _report_exit_during_capture() -> None:
+    """Runs from C's exit(): LLVM ends the process that way on some errors (a
+    program over the 512-byte BPF stack), which would otherwise print nothing."""
+    if not _capture:
+        return
+    _capture["file"].flush()
+    _capture["file"].seek(0)
+    log = _capture["file"].read().decode(errors="replace")
+    line = (f"pytracekit: error: BPF program {_capture['name']} does not compile: "
+            f"{_first_error(log)}\n")
+    os.write(_capture["saved"], line.encode())
+    if settings.current().verbose:
+        os.write(_capture["saved"], log.encode())
+
+
 @contextlib.contextmanager
-def captured_stderr() -> Iterator[list[str]]:
+def _exit_reported() -> Iterator[None]:
+    """Arm a C exit handler for the duration of a capture, then remove it:
+    __cxa_finalize(handle) runs it (a no-op once _capture is empty) and drops
+    it, so no Python callback is left to run after the interpreter is gone."""
+    import ctypes
+    global _exit_hook, _hook_handle
+    libc = ctypes.CDLL(None)
+    if _exit_hook is None:
+        _exit_hook = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(
+            lambda _arg: _report_exit_during_capture())
+        _hook_handle = ctypes.create_string_buffer(1)
+    libc.__cxa_atexit(_exit_hook, None, ctypes.byref(_hook_handle))
+    try:
+        yield
+    finally:
+        _capture.clear()
+        libc.__cxa_finalize(ctypes.byref(_hook_handle))
+
+
+@contextlib.contextmanager
+def captured_stderr(name: str = "") -> Iterator[list[str]]:
     """Capture what C code writes to fd 2 (clang diagnostics, verifier logs)."""
     out: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
+    with tempfile.TemporaryFile(mode="w+b") as tmp, _exit_reported():
         os.dup2(tmp.fileno(), 2)
+        _capture.update(file=tmp, saved=saved, name=name)
         try:
             yield out
         finally:
+            _capture.clear()
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
@@ -91,6 +135,9 @@ def captured_stderr() -> Iterator[list[str]]:
 
 
 def _first_error(log: str) -> str:
+    if "BPF stack limit" in log:
+        return ("more than the 512 bytes of BPF stack: move large local variables "
+                "into a per-CPU array map")
     for line in log.splitlines():
         if ": error: " in line:
             return line.split(": error: ", 1)[1].strip()
@@ -154,11 +201,13 @@ class Program:
         os.environ["BCC_KERNEL_SOURCE"] = str(tree.source)
         text = self.full_text
         header_dir = headers.program_header(tree, text)
+        # By absolute path: a vmlinux.h in the current directory must not win.
+        text = _INCLUDE_VMLINUX.sub(f'#include "{header_dir}/vmlinux.h"', text)
         import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
         if self.usdt:   # see bpf/usdt_compat.h
             cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
-        with captured_stderr() as log:
+        with captured_stderr(self.name) as log:
             try:
                 self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
             except Exception as exc:  # BCC raises bare Exception

@@ -95,3 +95,34 @@ def test_interrupted_run_prints_results_and_detaches(sig):
     assert out.startswith("PID")
     assert "Traceback" not in err
     assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_a_compiler_that_exits_the_process_still_gets_one_clear_line(tmp_path):
+    """LLVM exit()s on a program over the BPF stack limit; say why anyway."""
+    script = tmp_path / "overflow.py"
+    script.write_text(
+        "from pytracekit.loader import Program\n"
+        "Program.from_text('overflow', '#include \"vmlinux.h\"\\n"
+        "TRACEPOINT_PROBE(syscalls, sys_enter_openat) { char b[700];"
+        " bpf_probe_read_user_str(b, sizeof(b), args->filename); return b[0] + b[600]; }')\n")
+    res = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("pytracekit: error: BPF program overflow does not compile: more "
+                                  "than the 512 bytes of BPF stack: move large local variables "
+                                  "into a per-CPU array map")
+
+
+@pytest.mark.root
+def test_a_vmlinux_h_in_the_working_directory_is_not_used(tmp_path):
+    (tmp_path / "vmlinux.h").write_text("#error this file must not be included\n")
+    res = subprocess.run([sys.executable, "-c",
+                          "from pytracekit.loader import Program\n"
+                          "Program.from_text('t', '#include \"vmlinux.h\"\\n"
+                          "TRACEPOINT_PROBE(sched, sched_switch) { return args->prev_pid; }')\n"
+                          "print('compiled')"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "compiled"
