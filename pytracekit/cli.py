@@ -7,7 +7,6 @@ single place where errors become one line and an exit status.
 from __future__ import annotations
 
 import os
-import pkgutil
 import sys
 import traceback
 from importlib import import_module
@@ -19,8 +18,14 @@ from .errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError
 
 
 def tool_names() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(tools.__path__)
-                  if not m.name.startswith("_"))
+    # A directory listing, not pkgutil: pkgutil imports inspect (~30 ms at start-up).
+    found = set()
+    for directory in tools.__path__:
+        for entry in os.listdir(directory):
+            stem, ext = os.path.splitext(entry)
+            if ext == ".py" and not stem.startswith("_"):
+                found.add(stem)
+    return sorted(found)
 
 
 class ToolGroup(click.Group):
