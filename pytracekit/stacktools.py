@@ -1,0 +1,171 @@
+"""What the stack tools (profile, offcputime, offwaketime, wakeuptime, record,
+report, diff) share: id lists, `-- COMMAND` after a positional duration,
+BCC-style stack text, and writing a profile in any output format."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import click
+
+from .errors import UsageError
+from .model import Frame, LossReport, Sample, StackProfile
+from .render import jsonl
+from .stacks import relabel
+
+FORMATS = ("folded", "flamegraph", "pprof", "speedscope", "json")
+
+
+class CommandAfterDashes(click.Command):
+    """`tool [OPTIONS] [DURATION] [-- COMMAND...]`: click would give the first
+    word of COMMAND to DURATION; everything after `--` goes to ctx.meta instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["command"] = tuple(args[cut + 1:])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+def command_of(ctx: click.Context) -> tuple[str, ...]:
+    return tuple(ctx.meta.get("command", ()))
+
+
+def id_list(text: str | None, what: str = "pid") -> list[int]:
+    """BCC's comma-separated -p/-L lists: "123,456"."""
+    if not text:
+        return []
+    try:
+        ids = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"bad {what} list {text!r}: expected numbers separated by commas, "
+                         "e.g. 123,456") from None
+    if not ids or any(i <= 0 for i in ids):
+        raise UsageError(f"bad {what} list {text!r}: {what}s are positive numbers")
+    return ids
+
+
+def pick_duration(positional: float | None, option: float | None) -> float | None:
+    if positional is not None and option is not None and positional != option:
+        raise UsageError("give the duration once: positional or --duration")
+    return positional if positional is not None else option
+
+
+# -- text ---------------------------------------------------------------------
+
+def bcc_stack_text(profile: StackProfile, *, top: int | None = None,
+                   show_pid: bool = True) -> str:
+    """BCC's multi-line stacks: leaf first, kernel frames above `--` above user
+    frames, then `-  comm (pid)` and the value; smallest first so the biggest
+    ends up next to the prompt, as BCC prints them."""
+    ordered = sorted(profile.samples, key=lambda s: (s.value, s.comm))
+    if top is not None:
+        ordered = ordered[-top:] if top > 0 else []
+    out = []
+    for sample in ordered:
+        frames = [f for f in sample.stack if f.kind != "process"]
+        for frame in reversed(frames):
+            out.append(f"    {frame.name}")
+        who = f"{sample.comm} ({sample.pid})" if show_pid else sample.comm
+        out.append(f"    {'-':<16} {who}")
+        out.append(f"        {sample.value}\n")
+    return "\n".join(out)
+
+
+def bcc_folded(profile: StackProfile) -> str:
+    """BCC's -f lines: the user/kernel delimiter is `-` there, `--` in text."""
+    from .render.folded import folded
+    dash = Frame("-", "marker")
+    return folded(relabel(profile, lambda f: dash if f.kind == "marker" and f.name == "--" else f))
+
+
+# -- JSON and files -------------------------------------------------------------
+
+def header_obj(tool: str, profile: StackProfile) -> dict[str, Any]:
+    return {"type": "profile", "tool": tool, "value_type": profile.value_type,
+            "unit": profile.unit, "period": profile.period,
+            "duration_ns": profile.duration_ns, "total": profile.total,
+            "meta": dict(profile.meta)}
+
+
+def json_lines(tool: str, profile: StackProfile) -> list[str]:
+    objs = [header_obj(tool, profile)]
+    objs += sorted(jsonl.stacks_objs(profile), key=lambda o: -o["value"])
+    objs.append(jsonl.loss_obj(profile.loss))
+    return [jsonl.dumps(o) for o in objs]
+
+
+def render(profile: StackProfile, fmt: str, *, tool: str, title: str = "") -> bytes:
+    """A profile in one of FORMATS (renderers live in pytracekit.render)."""
+    if fmt == "folded":
+        return bcc_folded(profile).encode()
+    if fmt == "flamegraph":
+        from .render.flamegraph import flamegraph_html
+        return flamegraph_html(profile, title=title or f"pytracekit {tool}").encode()
+    if fmt == "pprof":
+        from .render.pprof import to_pprof
+        return to_pprof(profile)
+    if fmt == "speedscope":
+        from .render.speedscope import to_speedscope
+        return to_speedscope(profile).encode()
+    if fmt == "json":
+        return ("\n".join(json_lines(tool, profile)) + "\n").encode()
+    raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def write_output(profile: StackProfile, path: str, fmt: str, *, tool: str,
+                 title: str = "") -> None:
+    data = render(profile, fmt, tool=tool, title=title)
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"wrote {fmt} to {path} ({len(data)} bytes)", file=sys.stderr)
+
+
+def format_for(path: str | None, fmt: str | None) -> str | None:
+    """--format, or guessed from --output's suffix (.html .pb.gz .folded .json)."""
+    if fmt or not path:
+        return fmt
+    suffixes = {".html": "flamegraph", ".svg": "flamegraph", ".gz": "pprof", ".pb": "pprof",
+                ".pprof": "pprof", ".folded": "folded", ".txt": "folded",
+                ".speedscope": "speedscope", ".json": "json", ".jsonl": "json"}
+    guess = suffixes.get(Path(path).suffix)
+    if guess is None:
+        raise UsageError(f"cannot tell the format of {path}: add --format "
+                         f"({', '.join(FORMATS)})")
+    return guess
+
+
+output_options = [
+    click.option("--output", "output", metavar="FILE", default=None,
+                 help="Also write the profile to FILE (format from --format or the suffix)."),
+    click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                 help="Format of --output."),
+]
+
+
+def with_output_options(f: Any) -> Any:
+    for dec in reversed(output_options):
+        f = dec(f)
+    return f
+
+
+def emit_loss(loss: LossReport) -> None:
+    from .render.text import loss_line
+    line = loss_line(loss)
+    if line:
+        print(line, file=sys.stderr)
+
+
+def samples_named(profile: StackProfile, names: Iterable[str]) -> list[Sample]:
+    """Samples whose stack contains every name in order (a helper for checks)."""
+    wanted = list(names)
+    hits = []
+    for s in profile.samples:
+        it = iter(f.name for f in s.stack)
+        if all(any(n == w for n in it) for w in wanted):
+            hits.append(s)
+    return hits
