@@ -11,9 +11,9 @@ import pytest
 from pytracekit.model import Frame, Sample, StackProfile
 from pytracekit.render.flamegraph import (SEARCH_FILL, diff_fill, diff_flamegraph_html,
                                           flamegraph_html, frame_fill, layout, page_data)
-from pytracekit.render.folded import folded
+from pytracekit.render.folded import folded, parse_folded
 
-from conftest import ROOT
+from conftest import ROOT, pytracekit
 from headless import Browser, dump_dom
 from stack_samples import kernel, spin_profile, user
 
@@ -260,3 +260,19 @@ def test_differential_graph_draws_growth_red_and_shrinkage_blue(tmp_path):
         assert browser.evaluate("document.getElementById('tooltip').textContent") == (
             "parse [user]\nafter: 1,800 samples (90.00%)\nbefore (normalized): 1,000 (50.00%)"
             "\nchange: +800 (+40.00% of the total)")
+
+
+@pytest.mark.root
+def test_a_real_profile_of_the_spinning_workload_shows_and_finds_spin_inner(tmp_path, workload):
+    res = pytracekit("profile", "-F", "199", "-a", "-f", "--", workload, "spin", "1")
+    assert res.returncode == 0, res.stderr
+    profile = parse_folded(res.stdout)
+    path = tmp_path / "profile.html"
+    path.write_text(flamegraph_html(profile, title="workload spin"))
+    with Browser() as browser:
+        browser.open(path.as_uri() + "#search=^spin_inner$")
+        inner = browser.box('g[data-name="spin_inner"] rect')
+        assert inner["width"] > 0.9 * browser.box("#flamegraph")["width"]
+        assert dominant_colour(browser.screenshot(), inner) == rgb(SEARCH_FILL)
+        share = browser.evaluate("document.getElementById('matched').textContent")
+    assert float(re.match(r"Matched: ([\d.]+)%", share).group(1)) >= 90, share

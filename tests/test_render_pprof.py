@@ -148,3 +148,18 @@ def test_go_tool_pprof_reads_it(tmp_path):
     assert "Showing nodes accounting for 1007, 100% of 1007 total" in res.stdout
     top = res.stdout.split("cum%\n", 1)[1].splitlines()[0].split()
     assert top == ["950", "94.34%", "94.34%", "970", "96.33%", "spin_inner"]
+
+
+@pytest.mark.root
+def test_a_real_profile_converts_with_the_same_totals(tmp_path, workload):
+    from conftest import pytracekit
+    from pytracekit.render.folded import parse_folded
+    res = pytracekit("profile", "-F", "199", "-f", "--", workload, "spin", "1")
+    assert res.returncode == 0, res.stderr
+    profile = parse_folded(res.stdout)
+    message = parse(to_pprof(profile))
+    assert sum(s.value[0] for s in message.sample) == profile.total > 100
+    back = from_pprof(to_pprof(profile))
+    assert back.total == profile.total
+    on_spin = sum(s.value for s in back.samples if "spin_inner" in [f.name for f in s.stack])
+    assert on_spin >= 0.9 * back.total
