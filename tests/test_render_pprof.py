@@ -42,6 +42,7 @@ def test_stacks_are_leaf_first_with_labels_and_kinds_as_mappings():
     locations = {loc.id: loc for loc in message.location}
     mappings = {m.id: strings[m.filename] for m in message.mapping}
     assert all(m.has_functions for m in message.mapping)
+    assert strings[message.mapping[0].filename] == "/w/workload", "the main binary comes first"
     irq = next(s for s in message.sample if s.value[0] == 20)
     names = [functions[locations[i].line[0].function_id] for i in irq.location_id]
     assert names == ["sysvec_apic_timer_interrupt", "asm_sysvec_apic_timer_interrupt", "--",

@@ -67,17 +67,14 @@ def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
     out.duration_nanos = profile.duration_ns
     out.time_nanos = time.time_ns() if time_nanos is None else time_nanos
     mappings: dict[str, int] = {}
+    for name in _mapping_names(profile):
+        mappings[name] = len(mappings) + 1
+        out.mapping.add(id=mappings[name], filename=s(name), has_functions=True)
     functions: dict[tuple[str, str], int] = {}
     locations: dict[Frame, int] = {}
 
     def mapping_id(frame: Frame) -> int:
-        name = KIND_MAPPINGS.get(frame.kind, frame.module)
-        if not name:
-            return 0
-        if name not in mappings:
-            mappings[name] = len(mappings) + 1
-            out.mapping.add(id=mappings[name], filename=s(name), has_functions=True)
-        return mappings[name]
+        return mappings.get(KIND_MAPPINGS.get(frame.kind, frame.module), 0)
 
     def location_id(frame: Frame) -> int:
         found = locations.get(frame)
@@ -108,6 +105,21 @@ def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
         if value:
             out.comment.append(s(f"{LOSS_PREFIX}{key}={value}"))
     return gzip.compress(out.SerializeToString(), mtime=0)
+
+
+def _mapping_names(profile: StackProfile) -> list[str]:
+    """Mapping file names, user modules first: pprof calls mapping[0] the main
+    binary and names the profile after it (the root-most user frame's module)."""
+    modules: dict[str, None] = {}
+    kinds: set[str] = set()
+    for sample in profile.samples:
+        for frame in sample.stack:
+            if frame.kind in KIND_MAPPINGS:
+                kinds.add(frame.kind)
+            elif frame.module:
+                modules.setdefault(frame.module)
+    return list(modules) + [KIND_MAPPINGS[k] for k in ("jit", "kernel", "marker", "process")
+                            if k in kinds]
 
 
 def parse(data: bytes) -> pb.Profile:
