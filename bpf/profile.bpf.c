@@ -77,10 +77,19 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
     return 0;
 }
 
+/* After exec a process is another program: forget it, so that its next
+ * stack announces it again and user space snapshots the new maps. */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    seen_pids.delete(&tgid);
+    return 0;
+}
+
 #if FOLLOW_FORKS
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
-    u32 parent = args->parent_pid, child = args->child_pid;
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
     u8 one = 1;
     if (selected.lookup(&parent))
         selected.update(&child, &one);

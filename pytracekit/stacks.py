@@ -18,6 +18,18 @@ def stack_missed(stack_id: int) -> bool:
     return stack_id < 0 and stack_id != -EFAULT
 
 
+_BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_")
+
+
+def without_bpf_frames(kstack: list[Frame]) -> list[Frame]:
+    """Drop the BPF program's own frames from the leaf of a kernel stack taken
+    in a tracepoint (bpf_prog_..., bpf_trace_run4): they are the observer."""
+    i = 0
+    while i < len(kstack) and kstack[i].name.startswith(_BPF_FRAME_PREFIXES):
+        i += 1
+    return kstack[i:]
+
+
 def annotated(frame: Frame) -> Frame:
     """BCC's -a: kernel frames get a `_[k]` suffix (flamegraph.pl colours them)."""
     return Frame(frame.name + "_[k]", frame.kind, frame.module, frame.address)
@@ -31,6 +43,7 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
     as BCC does, `annotate` adds `_[k]` to kernel frames."""
     ustack = symbolizer.stack(stack_map, user_stack_id, pid=pid) if user else []
     kstack = symbolizer.stack(stack_map, kernel_stack_id, kernel=True) if kernel else []
+    kstack = without_bpf_frames(kstack)
     if annotate:
         kstack = [annotated(f) for f in kstack]
     path: list[Frame] = []
@@ -70,7 +83,9 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids") ->
     import ctypes
 
     def on_pid(_cpu: int, data: int, _size: int) -> None:
-        symbolizer.remember(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value)
+        pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
+        symbolizer.users.forget(pid)   # announced again after an exec: new maps
+        symbolizer.remember(pid)
 
     prog[ring].open_ring_buffer(on_pid)
 

@@ -4,8 +4,10 @@ BCC-style stack text, and writing a profile in any output format."""
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import click
 
@@ -13,6 +15,9 @@ from .errors import UsageError
 from .model import Frame, LossReport, Sample, StackProfile
 from .render import jsonl
 from .stacks import relabel
+
+if TYPE_CHECKING:
+    from .runner import Target
 
 FORMATS = ("folded", "flamegraph", "pprof", "speedscope", "json")
 
@@ -169,3 +174,112 @@ def samples_named(profile: StackProfile, names: Iterable[str]) -> list[Sample]:
         if all(any(n == w for n in it) for w in wanted):
             hits.append(s)
     return hits
+
+
+# -- running a stack tool -------------------------------------------------------
+
+def select_targets(pids: list[int], tids: list[int],
+                   command: tuple[str, ...]) -> tuple["Target", list[int], dict[str, Any]]:
+    """Check -p/-t lists and `-- COMMAND`, start the held command; returns the
+    target, the ids for the BPF `selected` map and the SELECT_BY/FOLLOW_FORKS
+    defines (a command's children are followed, as perf record does)."""
+    from .runner import Target, check_pid
+    if pids and tids:
+        raise UsageError("give a pid list or a tid list, not both")
+    if command and (pids or tids):
+        raise UsageError("give either pids/tids or -- COMMAND, not both")
+    for pid in pids + tids:
+        check_pid(pid)
+    target = Target.from_options(None, command)
+    selected = [target.pid] if command else (pids or tids)
+    defines = {"SELECT_BY": 2 if tids else (1 if selected else 0),
+               "FOLLOW_FORKS": bool(command)}
+    return target, selected, defines
+
+
+def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[int],
+           attach: Any = None) -> tuple[Any, Any, Any]:
+    """Compile bpf/<name>.bpf.c, fill `selected`, attach (tracepoints attach
+    themselves), watch new pids; returns (program, symbolizer, poll). On any
+    failure the program is closed and the held command stopped."""
+    from .loader import Program
+    from .stacks import watch_new_pids
+    from .symbols import Symbolizer
+    try:
+        prog = Program.from_file(name, defines=defines)
+        try:
+            table = prog["selected"]
+            for ident in selected:
+                table[table.Key(ident)] = table.Leaf(1)
+            if attach is not None:
+                attach(prog)
+            symbolizer = Symbolizer(prog.bpf)
+            poll = watch_new_pids(prog, symbolizer)
+            prog.ready()
+        except BaseException:
+            prog.close()
+            raise
+    except BaseException:
+        target.finish()
+        raise
+    if not target.command:   # a held command is not its program yet
+        for ident in selected:
+            symbolizer.remember(ident)
+    return prog, symbolizer, poll
+
+
+@dataclass
+class StackSession:
+    """A running stack tool: `read()` cumulative stacks any time, `close()` once."""
+
+    prog: Any
+    target: Any
+    symbolizer: Any
+    poll: Any
+    read_options: dict[str, Any]
+    meta: dict[str, str]
+    value_type: str = "samples"
+    unit: str = "count"
+    period: int = 0
+    divisor: int = 1          # kernel values / divisor = reported values (ns -> us)
+    started: float = field(default_factory=time.monotonic)
+
+    def samples(self) -> StackProfile:
+        from .stacks import read_profile
+        return read_profile(self.prog["counts"], self.prog["stack_traces"], self.symbolizer,
+                            self.loss(), **self.read_options)
+
+    def read(self) -> StackProfile:
+        from .stacks import merge_by_name
+        self.poll(0)   # snapshot pids announced since the last poll
+        profile = self.samples()
+        self.symbolizer.unknown_frames = 0
+        if self.divisor != 1:
+            profile.samples = [Sample(s.stack, s.value // self.divisor, s.pid, s.tid, s.comm)
+                               for s in profile.samples]
+        profile = merge_by_name(profile)
+        profile.samples = [s for s in profile.samples if s.value > 0]
+        profile.value_type, profile.unit, profile.period = self.value_type, self.unit, self.period
+        profile.duration_ns = int((time.monotonic() - self.started) * 1e9)
+        profile.meta = dict(self.meta)
+        return profile
+
+    def loss(self) -> LossReport:
+        return self.prog.loss()
+
+    def close(self) -> None:
+        self.prog.close()
+        self.target.finish()
+
+
+def print_profile(tool: str, profile: StackProfile, *, folded: bool, as_json: bool,
+                  top: int | None = None, text: Any = None) -> None:
+    """Stacks to stdout in the chosen form, the loss line to stderr."""
+    if as_json:
+        for line in json_lines(tool, profile):
+            click.echo(line)
+    elif folded:
+        click.echo(bcc_folded(profile), nl=False)
+    else:
+        click.echo((text or bcc_stack_text)(profile, top=top))
+    emit_loss(profile.loss)

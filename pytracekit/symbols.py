@@ -128,7 +128,7 @@ class _Demangler:
         self._fn = None
         try:
             lib = ctypes.CDLL("libstdc++.so.6")
-            self._fn = lib.__cxa_demangle
+            self._fn = getattr(lib, "__cxa_demangle")  # (not lib.__x: name mangling)
             self._fn.restype = ctypes.c_void_p
             self._fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
                                  ctypes.POINTER(ctypes.c_int)]

@@ -7,109 +7,49 @@ in the kernel, so only distinct stacks cross to user space at the end.
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import click
 
 from .. import options, stacktools
 from ..errors import NotFoundError, UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
-from ..loader import Program
-from ..model import LossReport, StackProfile
-from ..runner import Target, announce, check_pid, run_until_done
-from ..stacks import merge_by_name, read_profile, watch_new_pids
-from ..symbols import Symbolizer
+from ..runner import announce, run_until_done
 
 DRY_RUN_ARGS = ["-F", "99", "1"]
-
-
-@dataclass
-class Session:
-    """A running profile: `read()` any time, `close()` once."""
-
-    prog: Program
-    target: Target
-    symbolizer: Symbolizer
-    read_options: dict[str, Any]
-    meta: dict[str, str]
-    period_ns: int
-    poll: Any = None
-    started: float = field(default_factory=time.monotonic)
-
-    def read(self) -> StackProfile:
-        self.poll(0)   # snapshot pids announced since the last poll
-        profile = merge_by_name(read_profile(self.prog["counts"], self.prog["stack_traces"],
-                                             self.symbolizer, self.loss(), **self.read_options))
-        self.symbolizer.unknown_frames = 0
-        profile.value_type, profile.unit, profile.period = "samples", "count", self.period_ns
-        profile.duration_ns = int((time.monotonic() - self.started) * 1e9)
-        profile.meta = dict(self.meta)
-        return profile
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
-        self.target.finish()
 
 
 def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
           command: tuple[str, ...] = (), frequency: int | None = 49, period: int | None = None,
           user_only: bool = False, kernel_only: bool = False, include_idle: bool = False,
           cpu: int = -1, stack_storage_size: int = 16384, delimited: bool = False,
-          annotate: bool = False) -> Session:
-    """Compile, attach and start sampling; the command (if any) is held until
+          annotate: bool = False) -> stacktools.StackSession:
+    """Compile, attach and start sampling; a command is held until
     run_until_done releases it."""
-    pids, tids = list(pids or []), list(tids or [])
     if user_only and kernel_only:
         raise UsageError("-U and -K exclude each other: give at most one")
-    if pids and tids:
-        raise UsageError("give -p PIDS or -L TIDS, not both")
     if period is None and not frequency:
         raise UsageError("give a sampling frequency (-F HZ) or a period (-c NS)")
-    if cpu >= 0 and cpu >= (os.cpu_count() or 1):
-        raise NotFoundError(f"no CPU {cpu}: this machine has CPUs 0-{(os.cpu_count() or 1) - 1}")
-    for pid in pids + tids:
-        check_pid(pid)
-    if command and (pids or tids):
-        raise UsageError("give either -p/-L or -- COMMAND, not both")
-    target = Target.from_options(None, command)
-    selected = [target.pid] if command else (pids or tids)
-    defines = {"SELECT_BY": 2 if tids else (1 if selected else 0),
-               "FOLLOW_FORKS": bool(command), "INCLUDE_IDLE": include_idle,
-               "USER_STACKS": not kernel_only, "KERNEL_STACKS": not user_only,
-               "STACK_STORAGE_SIZE": stack_storage_size}
-    try:
-        prog = Program.from_file("profile", defines=defines)
-        try:
-            table = prog["selected"]
-            for pid in selected:
-                table[table.Key(pid)] = table.Leaf(1)
-            kwargs = {"sample_period": period} if period else {"sample_freq": frequency}
-            prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"], "on_cpu_sample",
-                                   cpu=cpu, label="cpu-clock", **kwargs)
-            symbolizer = Symbolizer(prog.bpf)
-            poll = watch_new_pids(prog, symbolizer) if prog.bpf else None
-            prog.ready()
-        except BaseException:
-            prog.close()
-            raise
-    except BaseException:
-        target.finish()
-        raise
-    for pid in pids:    # a held command is not its program yet: snapshot it later
-        symbolizer.remember(pid)
+    ncpu = os.cpu_count() or 1
+    if cpu >= ncpu:
+        raise NotFoundError(f"no CPU {cpu}: this machine has CPUs 0-{ncpu - 1}")
+    target, selected, defines = stacktools.select_targets(list(pids or []), list(tids or []),
+                                                          command)
+    defines.update(INCLUDE_IDLE=include_idle, USER_STACKS=not kernel_only,
+                   KERNEL_STACKS=not user_only, STACK_STORAGE_SIZE=stack_storage_size)
+    rate = {"sample_period": period} if period else {"sample_freq": frequency}
+    prog, symbolizer, poll = stacktools.launch(
+        "profile", defines, target, selected,
+        lambda p: p.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"],
+                                      "on_cpu_sample", cpu=cpu, label="cpu-clock", **rate))
     meta = {"tool": "profile", "frequency": str(frequency or 0), "period": str(period or 0)}
     if command:
         meta["command"] = " ".join(command)
-    period_ns = period if period else int(1e9 / frequency)
-    return Session(prog, target, symbolizer,
-                   dict(user=not kernel_only, kernel=not user_only, delimit=delimited,
-                        missing=True, annotate=annotate),
-                   meta, period_ns, poll)
+    return stacktools.StackSession(
+        prog, target, symbolizer, poll,
+        dict(user=not kernel_only, kernel=not user_only, delimit=delimited, missing=True,
+             annotate=annotate),
+        meta, value_type="samples", unit="count",
+        period=period if period else int(1e9 / frequency))
 
 
 def describe(frequency: int | None, period: int | None, pids: list[int], tids: list[int],
@@ -187,19 +127,7 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
         profile = session.read()
     finally:
         session.close()
-    print_profile("profile", profile, folded=folded, as_json=as_json, top=top)
+    stacktools.print_profile("profile", profile, folded=folded, as_json=as_json, top=top)
     if output:
         stacktools.write_output(profile, output, fmt, tool="profile")
 
-
-def print_profile(tool: str, profile: StackProfile, *, folded: bool, as_json: bool,
-                  top: int | None) -> None:
-    """Stacks to stdout in the chosen form, the loss line to stderr."""
-    if as_json:
-        for line in stacktools.json_lines(tool, profile):
-            click.echo(line)
-    elif folded:
-        click.echo(stacktools.bcc_folded(profile), nl=False)
-    else:
-        click.echo(stacktools.bcc_stack_text(profile, top=top))
-    stacktools.emit_loss(profile.loss)
