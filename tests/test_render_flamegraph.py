@@ -82,6 +82,15 @@ def test_page_embeds_the_layout_and_loads_nothing_from_the_network():
     assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]
 
 
+def test_count_name_none_names_values_after_the_profile_unit():
+    off_cpu = StackProfile(spin_profile().samples, value_type="off_cpu", unit="microseconds")
+    data = page_data(flamegraph_html(off_cpu, count_name=None))
+    assert data["count_name"] == "us" and data["subtitle"] == "1,000 us in 3 stacks"
+    assert page_data(flamegraph_html(spin_profile(), count_name=None))["count_name"] == "samples"
+    calls = StackProfile(spin_profile().samples, value_type="calls", unit="count")
+    assert page_data(diff_flamegraph_html(calls, calls, count_name=None))["count_name"] == "calls"
+
+
 def test_names_cannot_break_out_of_the_embedded_json():
     evil = "</script><script>alert(1)</script>"
     page = flamegraph_html(StackProfile([Sample((Frame(evil),), 3)]))

@@ -19,8 +19,9 @@ import html
 import json
 import sys
 import zlib
-from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from ..model import Frame, StackProfile
 
@@ -34,16 +35,17 @@ MIN_FRACTION = 0.00005
 FRAME_FIELDS = ["name", "kind", "depth", "start", "value", "self", "fill", "before"]
 
 
-@dataclass
 class Node:
-    """A frame in the merged call tree: `value` includes the children."""
+    """A frame in the merged call tree: `value` includes the children.
+    (A plain class with slots: big profiles make hundreds of thousands.)"""
 
-    name: str
-    kind: str
-    value: int = 0
-    self_value: int = 0
-    before: float = 0.0        # the normalized `before` value (differential only)
-    children: dict[tuple[str, str], "Node"] = field(default_factory=dict)
+    __slots__ = ("name", "kind", "value", "self_value", "before", "children")
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name, self.kind = name, kind
+        self.value = self.self_value = 0
+        self.before = 0.0      # the normalized `before` value (differential only)
+        self.children: dict[tuple[str, str], Node] = {}
 
     def child(self, frame: Frame) -> "Node":
         key = (frame.name, frame.kind)
@@ -53,8 +55,7 @@ class Node:
         return node
 
 
-@dataclass(frozen=True)
-class Rect:
+class Rect(NamedTuple):
     """One frame as drawn: `start` and `value` in profile units along the x
     axis (divide by the root's value for fractions); `depth` 0 is the root."""
 
@@ -66,6 +67,17 @@ class Rect:
     self_value: int
     fill: str
     before: float = 0.0
+
+
+UNIT_LABELS = {"count": "samples", "nanoseconds": "ns", "microseconds": "us",
+               "milliseconds": "ms", "bytes": "bytes"}
+
+
+def unit_label(profile: StackProfile) -> str:
+    """What to call a profile's values: samples, ns, us, bytes..."""
+    if profile.unit == "count" and profile.value_type not in ("samples", ""):
+        return profile.value_type
+    return UNIT_LABELS.get(profile.unit, profile.unit or "samples")
 
 
 def build_tree(profile: StackProfile, *, weight: float = 1.0,
@@ -98,6 +110,7 @@ def _vary(name: str, salt: int = 0) -> float:
     return (zlib.crc32(name.encode()) >> salt & 0xFF) / 255.0
 
 
+@lru_cache(maxsize=65536)
 def frame_fill(name: str, kind: str) -> str:
     """The colour of a frame in an ordinary flame graph."""
     v1, v2, v3 = _vary(name, 0), _vary(name, 8), _vary(name, 16)
@@ -185,9 +198,12 @@ def _data(rects: list[Rect], *, title: str, count_name: str, icicle: bool,
 
 
 def flamegraph_html(profile: StackProfile, *, title: str = "Flame Graph", icicle: bool = False,
-                    count_name: str = "samples", min_fraction: float = MIN_FRACTION) -> str:
+                    count_name: str | None = "samples",
+                    min_fraction: float = MIN_FRACTION) -> str:
     """The profile as one interactive HTML page (root at the bottom; at the top
-    with icicle). count_name names the unit in tooltips ("samples", "us"...)."""
+    with icicle). count_name names the values in tooltips ("samples", "us"...);
+    None picks it from the profile's unit."""
+    count_name = count_name or unit_label(profile)
     rects = layout(build_tree(profile), min_fraction=min_fraction)
     subtitle = f"{rects[0].value:,} {count_name} in {len(profile.samples):,} stacks"
     return _page(_data(rects, title=title, count_name=count_name, icicle=icicle,
@@ -203,11 +219,12 @@ def diff_tree(before: StackProfile, after: StackProfile) -> Node:
 
 def diff_flamegraph_html(before: StackProfile, after: StackProfile, *,
                          title: str = "Differential Flame Graph", icicle: bool = False,
-                         count_name: str = "samples", negate: bool = False,
+                         count_name: str | None = "samples", negate: bool = False,
                          min_fraction: float = MIN_FRACTION) -> str:
     """A differential flame graph: the layout of `after` (of `before` with
     negate), frames coloured by the change of their inclusive value once both
     totals are normalized to the same size: red grew, blue shrank."""
+    count_name = count_name or unit_label(after)
     if negate:   # lay out `before`; colours keep meaning "after minus before"
         tree = diff_tree(after, before)
         delta = lambda n: n.before - n.value   # noqa: E731
