@@ -108,7 +108,9 @@ def render(profile: StackProfile, fmt: str, *, tool: str, title: str = "") -> by
         return bcc_folded(profile).encode()
     if fmt == "flamegraph":
         from .render.flamegraph import flamegraph_html
-        return flamegraph_html(profile, title=title or f"pytracekit {tool}").encode()
+        count_name = {"microseconds": "us", "nanoseconds": "ns"}.get(profile.unit, "samples")
+        return flamegraph_html(profile, title=title or f"pytracekit {tool}",
+                               count_name=count_name).encode()
     if fmt == "pprof":
         from .render.pprof import to_pprof
         return to_pprof(profile)
