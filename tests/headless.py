@@ -18,7 +18,6 @@ import subprocess
 import tempfile
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 
@@ -36,14 +35,12 @@ def chromium() -> str:
     pytest.skip("needs headless Chromium (apt-get install chromium; deps/apt/flamegraph.txt)")
 
 
-def _run(url: str, *extra: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="ptk-chromium-") as profile_dir:
-        return subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile_dir}", *extra, url],
-                              capture_output=True, text=True, timeout=60)
-
-
 def dump_dom(url: str, width: int = 1200, height: int = 800) -> str:
-    res = _run(url, f"--window-size={width},{height}", "--dump-dom")
+    """The page's DOM once its scripts ran (Chromium's --dump-dom)."""
+    with tempfile.TemporaryDirectory(prefix="ptk-chromium-") as profile_dir:
+        res = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile_dir}",
+                              f"--window-size={width},{height}", "--dump-dom", url],
+                             capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
 

@@ -15,7 +15,7 @@ from pytracekit.render.folded import folded, parse_folded
 
 from conftest import ROOT, pytracekit
 from headless import Browser, dump_dom
-from stack_samples import kernel, spin_profile, user
+from stack_samples import spin_profile, user
 
 SPIN_PATH = ["all", "workload", "_start", "__libc_start_main", "main", "spin_outer", "spin_inner"]
 
