@@ -159,7 +159,7 @@ def test_a_real_profile_converts_with_the_same_totals(tmp_path, workload):
     assert res.returncode == 0, res.stderr
     profile = parse_folded(res.stdout)
     message = parse(to_pprof(profile))
-    assert sum(s.value[0] for s in message.sample) == profile.total > 100
+    assert sum(s.value[0] for s in message.sample) == profile.total > 20
     back = from_pprof(to_pprof(profile))
     assert back.total == profile.total
     on_spin = sum(s.value for s in back.samples if "spin_inner" in [f.name for f in s.stack])
