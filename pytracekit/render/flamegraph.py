@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from ..model import Frame, StackProfile
+from ..model import StackProfile
 
 ASSETS = Path(__file__).with_name("assets")
 ROOT_NAME = "all"
@@ -46,13 +46,6 @@ class Node:
         self.value = self.self_value = 0
         self.before = 0.0      # the normalized `before` value (differential only)
         self.children: dict[tuple[str, str], Node] = {}
-
-    def child(self, frame: Frame) -> "Node":
-        key = (frame.name, frame.kind)
-        node = self.children.get(key)
-        if node is None:
-            node = self.children[key] = Node(frame.name, frame.kind)
-        return node
 
 
 class Rect(NamedTuple):
@@ -86,23 +79,26 @@ def build_tree(profile: StackProfile, *, weight: float = 1.0,
     values go to `before` (scaled by weight) instead, for differential graphs."""
     root = into or Node(ROOT_NAME, "root")
     for sample in profile.samples:
-        path = [root] + _path(root, sample.stack)
-        for node in path:
-            if as_before:
-                node.before += sample.value * weight
-            else:
-                node.value += sample.value
+        value = sample.value
+        node = root
+        _add(node, value, weight, as_before)
+        for frame in sample.stack:
+            key = (frame.name, frame.kind)
+            child = node.children.get(key)
+            if child is None:
+                child = node.children[key] = Node(frame.name, frame.kind)
+            node = child
+            _add(node, value, weight, as_before)
         if not as_before:
-            path[-1].self_value += sample.value
+            node.self_value += value
     return root
 
 
-def _path(root: Node, stack: tuple[Frame, ...]) -> list[Node]:
-    nodes, node = [], root
-    for frame in stack:
-        node = node.child(frame)
-        nodes.append(node)
-    return nodes
+def _add(node: Node, value: int, weight: float, as_before: bool) -> None:
+    if as_before:
+        node.before += value * weight
+    else:
+        node.value += value
 
 
 def _vary(name: str, salt: int = 0) -> float:

@@ -63,6 +63,7 @@ def parse_folded(text: str, *, include_pid: bool = False, comm_first: bool = Tru
     frame (and the sample's comm) when comm_first; with include_pid a trailing
     `-PID` on it becomes the sample's pid. Blank lines and `#` comments are skipped."""
     samples: list[Sample] = []
+    known: dict[str, Frame] = {}   # one Frame per name: big files repeat names a lot
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -77,7 +78,7 @@ def parse_folded(text: str, *, include_pid: bool = False, comm_first: bool = Tru
                              f"got {raw[:80]!r}")
         names = stack_text.split(";")
         comm, pid = "", 0
-        frames = [Frame(n, frame_kind(n)) for n in names]
+        frames = [known.get(n) or known.setdefault(n, Frame(n, frame_kind(n))) for n in names]
         if comm_first:
             comm = names[0]
             if include_pid and (m := _PID_SUFFIX.match(comm)):
