@@ -244,6 +244,18 @@ def test_click_zooms_into_a_frame_and_hover_shows_counts_and_percentages(spin_pa
             is not None
 
 
+def test_an_empty_profile_says_so(tmp_path):
+    path = tmp_path / "empty.html"
+    path.write_text(flamegraph_html(StackProfile()))
+    assert page_data(path.read_text())["total"] == 0
+    with Browser() as browser:
+        browser.open(path.as_uri() + "#search=x")
+        assert browser.evaluate("document.getElementById('chart').textContent") == \
+            "No stacks were recorded."
+        assert browser.evaluate("document.getElementById('matched').textContent") == \
+            "Matched: 0% (0 samples)"
+
+
 def test_icicle_puts_the_root_on_top(tmp_path):
     path = tmp_path / "icicle.html"
     path.write_text(flamegraph_html(spin_profile(), icicle=True))

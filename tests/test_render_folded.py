@@ -13,7 +13,7 @@ SPIN = "workload;_start;__libc_start_main;main;spin_outer"
 def test_folded_lines_are_root_first_with_comm_and_sorted():
     text = folded(spin_profile(other=7))
     assert text.splitlines() == [
-        f"swapper/0;do_idle;default_idle 7",
+        "swapper/0;do_idle;default_idle 7",
         f"{SPIN} 30",
         f"{SPIN};spin_inner 950",
         f"{SPIN};spin_inner;--;asm_sysvec_apic_timer_interrupt;sysvec_apic_timer_interrupt 20",
@@ -23,8 +23,8 @@ def test_folded_lines_are_root_first_with_comm_and_sorted():
 
 def test_identical_stacks_are_summed_and_comm_is_prepended_when_no_process_frame():
     stack = (Frame("main"), Frame("work"))
-    profile = StackProfile([Sample(stack, 2, pid=5, comm="app"), Sample(stack, 3, pid=5, comm="app"),
-                            Sample(stack, 4)])
+    profile = StackProfile([Sample(stack, 2, pid=5, comm="app"),
+                            Sample(stack, 3, pid=5, comm="app"), Sample(stack, 4)])
     assert folded(profile) == "app;main;work 5\nmain;work 4\n"
     assert folded(profile, include_pid=True) == "app-5;main;work 5\nmain;work 4\n"
 

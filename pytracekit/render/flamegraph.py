@@ -188,7 +188,7 @@ def _data(rects: list[Rect], *, title: str, count_name: str, icicle: bool,
     names: dict[str, int] = {}
     frames = _rect_rows(rects, names)
     return {"title": title, "subtitle": subtitle, "count_name": count_name, "unit": unit,
-            "icicle": icicle, "diff": diff, "negate": negate, "total": rects[0].value if rects else 0,
+            "icicle": icicle, "diff": diff, "negate": negate, "total": rects[0].value,
             "search_fill": SEARCH_FILL, "fields": FRAME_FIELDS,
             "names": list(names), "frames": frames}
 

@@ -58,6 +58,10 @@
   }
 
   function render() {
+    if (!DATA.total) {
+      chart.textContent = "No stacks were recorded.";
+      return;
+    }
     const width = Math.max(200, chart.clientWidth);
     const height = (maxDepth + 1) * ROW;
     const scale = width / (zoomed.value || 1);
