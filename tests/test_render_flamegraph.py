@@ -207,9 +207,8 @@ def test_search_from_the_url_highlights_the_frame_and_reports_the_share(spin_pag
     assert re.findall(r'<g class="frame match" data-i="\d+" data-name="([^"]+)"', dom) == [
         "spin_inner"]
     assert '<span id="matched">Matched: 90.65% (970 samples)</span>' in dom
-    assert f'data-name="spin_inner"><rect x="' in dom
     with Browser() as browser:
-        browser.open(spin_page.as_uri() + "?search=spin_")   # a regexp; nested matches once
+        browser.open(spin_page.as_uri() + "?search=s+pin_")   # a regexp; nested matches once
         assert browser.evaluate("document.getElementById('matched').textContent") == \
             "Matched: 93.46% (1,000 samples)"
         assert dominant_colour(browser.screenshot(),

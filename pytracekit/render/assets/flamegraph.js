@@ -174,10 +174,14 @@
   window.addEventListener("resize", render);
 
   function urlSearch() {
+    // Not URLSearchParams: it would turn the "+" of a regexp into a space.
     const sources = [location.hash.replace(/^#/, ""), location.search.replace(/^\?/, "")];
     for (const source of sources) {
-      const value = new URLSearchParams(source).get("search");
-      if (value) return value;
+      for (const part of source.split("&")) {
+        if (part.startsWith("search=") && part.length > 7) {
+          try { return decodeURIComponent(part.slice(7)); } catch (e) { return part.slice(7); }
+        }
+      }
     }
     return "";
   }
