@@ -108,9 +108,9 @@ RAW_TRACEPOINT_PROBE(sched_switch)
         s.key.tid = prev_tid;
         bpf_get_current_comm(&s.key.comm, sizeof(s.key.comm));
         s.key.user_stack_id = USER_STACKS ?
-            ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -1;
+            ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -14;
         s.key.kernel_stack_id = KERNEL_STACKS ?
-            ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -1;
+            ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -14;
         start.update(&prev_tid, &s);
         announce_pid(prev_tgid);
     }

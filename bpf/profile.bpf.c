@@ -54,10 +54,11 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
 
     struct ptk_stack_key key = { .pid = tgid };
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
-    key.user_stack_id = USER_STACKS ?
-        ptk_checked_stack_id(stack_traces.get_stackid(&ctx->regs, BPF_F_USER_STACK)) : -1;
+    /* the idle task has no user side: -EFAULT, as for kernel threads */
+    key.user_stack_id = USER_STACKS && tgid ?
+        ptk_checked_stack_id(stack_traces.get_stackid(&ctx->regs, BPF_F_USER_STACK)) : -14;
     key.kernel_stack_id = KERNEL_STACKS ?
-        ptk_checked_stack_id(stack_traces.get_stackid(&ctx->regs, 0)) : -1;
+        ptk_checked_stack_id(stack_traces.get_stackid(&ctx->regs, 0)) : -14;
 
     u64 zero = 0, *count = counts.lookup_or_try_init(&key, &zero);
     if (count)

