@@ -276,6 +276,11 @@ def test_differential_graph_draws_growth_red_and_shrinkage_blue(tmp_path):
             browser.box('g[data-name="render"] rect')
         assert dominant_colour(image, parse) == (255, 25, 25)
         assert dominant_colour(image, render) == (25, 25, 255)
+        label_classes = browser.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('g.frame')].map("
+            "g => [g.dataset.name, g.querySelector('text').getAttribute('class')]))")
+        assert label_classes == {"all": None, "app": None, "main": None, "parse": "light",
+                                 "render": "light"}, "white labels on deep colours"
         browser.mouse("mouseMoved", parse["x"] + 100, parse["y"] + 8)
         assert browser.evaluate("document.getElementById('tooltip').textContent") == (
             "parse [user]\nafter: 1,800 samples (90.00%)\nbefore (normalized): 1,000 (50.00%)"

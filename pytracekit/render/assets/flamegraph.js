@@ -33,6 +33,12 @@
     return inner.start >= outer.start && inner.start + inner.value <= outer.start + outer.value;
   }
 
+  function darkFill(fill) {
+    // Black labels on light fills, white on dark ones (deep blue in a diff graph).
+    const c = (fill.match(/\d+/g) || [255, 255, 255]).map(Number);
+    return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] < 110;
+  }
+
   function label(name, width) {
     const room = Math.floor((width - 6) / CHAR_WIDTH);
     if (room < 3) return "";
@@ -98,6 +104,7 @@
         t.setAttribute("x", (x + 3).toFixed(2));
         t.setAttribute("y", y + 11.5);
         t.textContent = text;
+        if (!f.match && darkFill(f.fill)) t.setAttribute("class", "light");
         g.appendChild(t);
       }
       svg.appendChild(g);
