@@ -11,7 +11,8 @@ lays out the `after` profile and colours each frame by how its share of the
 total changed: red grew, blue shrank, deeper for bigger changes.
 
 Run `python -m pytracekit.render.flamegraph [FILE]` to turn folded stacks
-(flamegraph.pl input) into a page, like flamegraph.pl.
+(flamegraph.pl input) into a page, like flamegraph.pl (`--svg`: a static image,
+see flamegraph_svg.py).
 """
 from __future__ import annotations
 
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from ..errors import PytracekitError
+    from .flamegraph_svg import flamegraph_svg
     from .folded import parse_folded
     parser = argparse.ArgumentParser(
         prog="python -m pytracekit.render.flamegraph",
@@ -269,11 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--countname", default="samples", help="unit shown in tooltips")
     parser.add_argument("--diff", action="store_true", help="differential: BEFORE AFTER")
     parser.add_argument("--negate", action="store_true", help="with --diff: lay out BEFORE")
+    parser.add_argument("--svg", action="store_true",
+                        help="a static SVG image (tooltips, no zoom or search)")
     args = parser.parse_args(argv)
     try:
         if args.diff:
-            if len(args.files) != 2:
-                parser.error("--diff needs two files: BEFORE AFTER")
+            if len(args.files) != 2 or args.svg:
+                parser.error("--diff needs two files, BEFORE AFTER, and makes HTML only")
             before, after = (parse_folded(Path(f).read_text()) for f in args.files)
             page = diff_flamegraph_html(before, after, icicle=args.icicle, negate=args.negate,
                                         count_name=args.countname,
@@ -281,10 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             text = "".join(Path(f).read_text() for f in args.files) if args.files \
                 else sys.stdin.read()
-            page = flamegraph_html(parse_folded(text), icicle=args.icicle,
-                                   count_name=args.countname,
-                                   title=args.title or ("Icicle Graph" if args.icicle
-                                                        else "Flame Graph"))
+            render = flamegraph_svg if args.svg else flamegraph_html
+            page = render(parse_folded(text), icicle=args.icicle, count_name=args.countname,
+                          title=args.title or ("Icicle Graph" if args.icicle else "Flame Graph"))
     except OSError as exc:
         print(f"flamegraph: error: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
