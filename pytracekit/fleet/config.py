@@ -69,8 +69,9 @@ def load_file(path: str) -> tuple[dict[str, Any], str]:
     except tomllib.TOMLDecodeError as exc:
         # tomllib says "... (at line L, column C)"; keep that, add the file.
         found = re.search(r"at line (\d+)", str(exc))
-        where = f"{path}:{found.group(1)}" if found else path
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        line = found.group(1) if found else str(max(1, len(text.splitlines())))
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        where = f"{path}:{line}"
         raise UsageError(f"{where}: bad TOML: {reason}") from None
 
 
