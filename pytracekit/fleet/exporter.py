@@ -65,12 +65,17 @@ class ToolCollector:
                     else:
                         by_name[family.name] = family
         self.last_losses = losses
+        for family in by_name.values():
+            family.samples = merged_samples(family.samples)
         yield from by_name.values()
         yield from loss_families(losses)
         errors = CounterMetricFamily("pytracekit_export_read_errors",
                                      "Scrapes where reading a tool failed.", labels=["tool"])
+        per_tool: dict[str, int] = {}
         for run in self.running:
-            errors.add_metric([run.name], run.read_errors)
+            per_tool[run.name] = per_tool.get(run.name, 0) + run.read_errors
+        for tool, count in sorted(per_tool.items()):
+            errors.add_metric([tool], count)
         yield errors
 
     def poll(self, timeout_ms: int) -> None:
@@ -82,6 +87,17 @@ class ToolCollector:
                 if callable(poll):
                     poll(0)
         time.sleep(timeout_ms / 1000)
+
+
+def merged_samples(samples: list[Any]) -> list[Any]:
+    """Samples of one family with equal name and labels added up: two [[tool]]s
+    of the same kind may measure the same thing (same spec twice)."""
+    acc: dict[tuple, Any] = {}
+    for sample in samples:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        prev = acc.get(key)
+        acc[key] = sample if prev is None else prev._replace(value=prev.value + sample.value)
+    return list(acc.values())
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -60,10 +60,11 @@ class LabelLimiter:
 
 def log2_le_buckets(hist: Histogram, factor: float) -> list[tuple[str, int]]:
     """Cumulative (le, count) pairs. Slot s holds integer values below 2**s (slot
-    0 holds 0), so `le` is 2**s units in base units; +Inf holds the total."""
+    0 holds 0), so `le` is 2**s units in base units; +Inf holds the total. Every
+    slot up to the highest used one is listed, so bucket sets only grow."""
     out, running = [], 0
-    for slot in sorted(hist.buckets):
-        running += hist.buckets[slot]
+    for slot in range(max(hist.buckets, default=-1) + 1):
+        running += hist.buckets.get(slot, 0)
         out.append((_float_text((1 << slot) * factor), running))
     out.append(("+Inf", running))
     return out

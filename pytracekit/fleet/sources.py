@@ -59,27 +59,34 @@ PID = {"pid": Option(int, 0, help="only this process (0: all)")}
 
 # -- shapes of read() results ---------------------------------------------------
 
-def histograms_of(result: Any) -> dict[str, Histogram]:
-    """label -> Histogram from the shapes tools return: a Histogram, a
-    {label: Histogram or object with .hist}, or an object with .hists/.names."""
+def histograms_of(result: Any) -> dict[tuple[str, str], Histogram]:
+    """(label, comm) -> Histogram from the shapes tools return: a Histogram, a
+    {label: Histogram or object with .hist}, or an object with .hists (label ->
+    Histogram, one label 0 when not split) and .names (label -> comm)."""
     if isinstance(result, Histogram):
-        return {"": result}
+        return {("", ""): result}
     if hasattr(result, "hists"):
         names = getattr(result, "names", {}) or {}
-        return {str(names.get(k, k)) if len(result.hists) > 1 else "": h
-                for k, h in result.hists.items()}
+        if list(result.hists) in ([0], []):
+            return {("", ""): h for h in result.hists.values()}
+        return {(str(k), names.get(k, "")): h for k, h in result.hists.items()}
     if isinstance(result, dict):
-        return {str(k): getattr(v, "hist", v) for k, v in result.items()}
+        return {(str(k), ""): getattr(v, "hist", v) for k, v in result.items()}
     raise TypeError(f"no histograms in a {type(result).__name__}")
 
 
 def histogram_source(metric: str, help_text: str, label: str) -> Callable:
+    """Families of a histogram tool: unlabelled, or one series per `label`
+    value (with `comm` where the tool names them)."""
     def families(result: Any, limits: Limits, _opts: dict[str, Any]) -> Iterable[Any]:
         hists = histograms_of(result)
-        if list(hists) == [""]:
-            yield histogram_family(metric, help_text, {(): hists[""]})
+        if list(hists) == [("", "")]:
+            yield histogram_family(metric, help_text, {(): hists[("", "")]})
+        elif any(comm for _k, comm in hists):
+            yield histogram_family(metric, help_text, hists, (label, "comm"),
+                                   limiter=limits(metric))
         else:
-            yield histogram_family(metric, help_text, {(k,): h for k, h in hists.items()},
+            yield histogram_family(metric, help_text, {(k,): h for (k, _c), h in hists.items()},
                                    (label,), limiter=limits(metric))
     return families
 
