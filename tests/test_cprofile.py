@@ -155,3 +155,30 @@ def test_rotating_dir_writes_atomically_and_prunes_per_kind(tmp_path):
     assert [p.name for p in rot.files("offcpu")] == ["offcpu-20231114T221320.000Z.pb.gz"]
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == sorted(
         p.name for p in rot.files("cpu") + rot.files("offcpu"))
+
+
+@pytest.mark.root
+def test_a_map_reset_starts_the_windows_over_without_negative_deltas(workload):
+    import time
+    from pytracekit.tools.cprofile import start_streams
+    child = subprocess.Popen([workload, "spin", "3"])
+    try:
+        stream = start_streams(("cpu",), [child.pid], (), 99)[0]
+        try:
+            stream.session.target.release()
+            time.sleep(0.6)
+            first, _ = stream.cut(time.time())
+            stream.reset()
+            assert len(stream.session.prog["counts"]) == 0 and stream.windower.seen == {}
+            time.sleep(0.6)
+            second, _ = stream.cut(time.time())
+            cumulative = stream.session.read()
+        finally:
+            stream.session.close()
+    finally:
+        child.kill()
+        child.wait()
+    assert first.total > 0 and second.total > 0 and stream.resets == 1
+    # after the reset the window is everything the emptied maps collected since
+    assert second.total <= cumulative.total and all(s.value > 0 for s in second.samples)
+    assert samples_named(second, SPIN_PATH)

@@ -35,12 +35,29 @@ class Stream:
     sample_rate: int
     windower: Windower
     since: float            # wall clock of the window start
+    resets: int = 0
 
     def cut(self, now: float) -> Any:
         cumulative = self.session.read()
         profile = self.windower.window(cumulative, int((now - self.since) * 1e9))
         start, self.since = self.since, now
+        if self.nearly_full():
+            self.reset()
         return profile, start
+
+    def nearly_full(self) -> bool:
+        """Windows are diffs of cumulative maps, which fill on a long run; past 40%
+        of the smaller map (a key holds up to two stack ids) they start over."""
+        counts, stacks = self.session.prog["counts"], self.session.prog["stack_traces"]
+        return len(counts) > 0.4 * min(counts.max_entries, stacks.max_entries)
+
+    def reset(self) -> None:
+        """Empty the maps right after a read. Samples that land between that read
+        and the clear (microseconds) are lost; resets are counted in the summary."""
+        self.session.prog["counts"].clear()
+        self.session.prog["stack_traces"].clear()
+        self.windower.seen = {}
+        self.resets += 1
 
 
 def start_streams(kinds: tuple[str, ...], pids: list[int], command: tuple[str, ...],
@@ -177,7 +194,8 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
         if pusher is not None:
             pusher.close()
     summary = {"type": "summary", "windows": totals["windows"], "files_written": totals["files"],
-               "write_errors": totals["write_errors"]}
+               "write_errors": totals["write_errors"],
+               "map_resets": sum(stream.resets for stream in streams)}
     if pusher is not None:
         stats = pusher.stats
         summary.update(pushes_ok=stats.ok, push_failures=stats.failed,
