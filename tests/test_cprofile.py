@@ -120,6 +120,8 @@ def test_failed_pushes_are_retried_counted_and_never_stop_the_loop(workload, tmp
 def test_usage_errors():
     res = pytracekit("cprofile", "--every", "1")
     assert res.returncode == 2 and "needs somewhere to put profiles" in res.stderr
+    res = pytracekit("cprofile", "--dir", "/proc/nope")
+    assert res.returncode == 2 and "cannot use --dir /proc/nope" in res.stderr
     res = pytracekit("cprofile", "--dir", "/tmp/x", "--tag", "oops")
     assert res.returncode == 2 and "bad --tag 'oops'" in res.stderr
     res = pytracekit("cprofile", "--dir", "/tmp/x", "--kind", "cpu", "--kind", "offcpu",

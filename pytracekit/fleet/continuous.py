@@ -48,9 +48,13 @@ class RotatingDir:
     SUFFIX = ".pb.gz"
 
     def __init__(self, directory: str, keep: int) -> None:
+        from ..errors import UsageError
         self.dir = Path(directory)
         self.keep = keep
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot use --dir {directory}: {exc.strerror}") from None
 
     def name_for(self, kind: str, when: float) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(when))
