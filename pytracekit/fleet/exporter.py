@@ -3,6 +3,7 @@ scrape time, and the HTTP endpoint prometheus_client serves it on."""
 from __future__ import annotations
 
 import errno
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -57,6 +58,9 @@ class ToolCollector:
                 except Exception as exc:   # one broken read must not end the scrape
                     run.read_errors += 1
                     run.last_error = f"{type(exc).__name__}: {exc}"
+                    if run.read_errors == 1:   # say it once now, the count at the end
+                        print(f"export: reading {run.name} failed: {run.last_error}",
+                              file=sys.stderr, flush=True)
                     continue
                 losses[run.name] = losses.get(run.name, LossReport()) + loss
                 for family in families:   # two [[tool]]s of one kind share families
@@ -130,7 +134,11 @@ def start_tools(config: Config) -> list[Running]:
     try:
         for tool in config.tools:
             module = tool.source.load_module()
-            session = tool.source.start(module, dict(tool.options))
+            try:
+                session = tool.source.start(module, dict(tool.options))
+            except TypeError as exc:   # the tool's start() changed under its Source entry
+                raise PytracekitError(f"{tool.where}: cannot start '{tool.source.name}' with "
+                                      f"these options: {exc}") from None
             running.append(Running(tool, session, Limits(config.label_limit)))
     except BaseException:
         close_all(running)
