@@ -138,6 +138,31 @@ def _profile_families(result: StackProfile, limits: Limits, _opts: dict) -> Iter
                          limiter=limits("cpu_seconds"))
 
 
+@dataclass
+class ProgramSession:
+    """The start()/read()/loss()/close() shape for tools whose start() returns
+    the Program and whose read(prog, ...) is a module function (biolatency)."""
+
+    prog: Any
+    read_program: Callable[[Any], Any]
+
+    def read(self) -> Any:
+        return self.read_program(self.prog)
+
+    def loss(self) -> Any:
+        return self.prog.loss()
+
+    def close(self) -> None:
+        self.prog.close()
+
+
+def _biolatency(module: Any, opts: dict[str, Any]) -> ProgramSession:
+    prog = module.start(per_disk=opts["per_disk"])
+    prog.ready()
+    return ProgramSession(prog, lambda p: module.read(p, milliseconds=False,
+                                                      per_disk=opts["per_disk"], per_flags=False))
+
+
 def _ready(session: Any) -> Any:
     """Tools whose start() leaves ready() to the caller (the sched tools)."""
     session.prog.ready()
@@ -170,8 +195,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            lambda m, o: _ready(m.start(pid=o["pid"], offcpu=o["offcpu"])),
            histogram_source("pytracekit_cpudist", "On-CPU (or off-CPU) time per run.", "pid"),
            "time on CPU per scheduling"),
-    Source("biolatency", {},
-           lambda m, o: m.start(),
+    Source("biolatency", {"per_disk": Option(bool, False)}, _biolatency,
            histogram_source("pytracekit_biolatency", "Block I/O latency.", "disk"),
            "block I/O latency histogram"),
     Source("syscount", {**PID, "by_process": Option(bool, False), "latency": Option(bool, True)},
