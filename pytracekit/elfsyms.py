@@ -150,6 +150,7 @@ class ElfSymbols:
     ends: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)   # which tables contributed
+    cfi: object = None        # unwind.CallFrameInfo, loaded on first use (False: none)
 
     @classmethod
     def load(cls, path: str, data: bytes | None = None) -> "ElfSymbols":

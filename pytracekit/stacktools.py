@@ -108,9 +108,8 @@ def render(profile: StackProfile, fmt: str, *, tool: str, title: str = "") -> by
         return bcc_folded(profile).encode()
     if fmt == "flamegraph":
         from .render.flamegraph import flamegraph_html
-        count_name = {"microseconds": "us", "nanoseconds": "ns"}.get(profile.unit, "samples")
         return flamegraph_html(profile, title=title or f"pytracekit {tool}",
-                               count_name=count_name).encode()
+                               count_name=None).encode()   # None: named from the unit
     if fmt == "pprof":
         from .render.pprof import to_pprof
         return to_pprof(profile)
@@ -254,6 +253,12 @@ class StackSession:
     def read(self) -> StackProfile:
         from .stacks import merge_by_name
         self.poll(0)   # snapshot pids announced since the last poll
+        try:
+            leaves = self.prog["leaf_frames"]
+        except KeyError:
+            pass
+        else:
+            self.symbolizer.leaves = {k.value: v for k, v in leaves.items()}
         profile = self.samples()
         self.symbolizer.unknown_frames = 0
         if self.divisor != 1:
