@@ -54,6 +54,37 @@ BPF_HASH(selected, u32, u8, 10240);
 BPF_HASH(seen_pids, u32, u8, 65536);
 BPF_RINGBUF_OUTPUT(new_pids, 4);
 
+/* The leaf's registers and the top of its user stack, once per user stack
+ * id: user space recovers the frames that frame-pointer unwinding skips in
+ * code built without frame pointers (see pytracekit/unwind.py). */
+#ifndef LEAF_BYTES
+#define LEAF_BYTES 512
+#endif
+struct ptk_leaf {
+    u64 ip;
+    u64 sp;
+    u64 bp;
+    u8 stack[LEAF_BYTES];
+};
+BPF_HASH(leaf_frames, s32, struct ptk_leaf, 4096);
+BPF_PERCPU_ARRAY(leaf_scratch, struct ptk_leaf, 1);
+
+PTK_INLINE void save_leaf(s32 user_stack_id)
+{
+    if (user_stack_id < 0 || leaf_frames.lookup(&user_stack_id))
+        return;
+    u32 zero = 0;
+    struct ptk_leaf *leaf = leaf_scratch.lookup(&zero);
+    if (!leaf)
+        return;
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    bpf_probe_read_kernel(&leaf->ip, sizeof(leaf->ip), &regs->ip);
+    bpf_probe_read_kernel(&leaf->sp, sizeof(leaf->sp), &regs->sp);
+    bpf_probe_read_kernel(&leaf->bp, sizeof(leaf->bp), &regs->bp);
+    if (bpf_probe_read_user(leaf->stack, sizeof(leaf->stack), (void *)leaf->sp) == 0)
+        leaf_frames.update(&user_stack_id, leaf);
+}
+
 PTK_INLINE bool wanted(u32 tgid, u32 tid)
 {
     if (SELECT_BY == 1 && !selected.lookup(&tgid))
@@ -94,6 +125,7 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
         ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -14;
     waker.kernel_stack_id = KERNEL_STACKS ?
         ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -14;
+    save_leaf(waker.user_stack_id);
     wakers.update(&tid, &waker);
     announce_current();
     return 0;
@@ -119,6 +151,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
             ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -14;
         s.key.kernel_stack_id = KERNEL_STACKS ?
             ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -14;
+        save_leaf(s.key.user_stack_id);
         start.update(&prev_tid, &s);
         wakers.delete(&prev_tid);
         announce_current();
