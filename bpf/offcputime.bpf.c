@@ -3,7 +3,7 @@
  * so its stacks are taken then; when it is switched back in, the time it was
  * away is added to that stack.
  *
- * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids), FOLLOW_FORKS,
+ * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids), FOLLOW_FORKS, EXEC_PID,
  * THREAD_KIND (0 all, 1 user threads, 2 kernel threads), STATE (-1: any),
  * MIN_BLOCK_NS, MAX_BLOCK_NS, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE.
  */
@@ -15,6 +15,9 @@
 #endif
 #ifndef FOLLOW_FORKS
 #define FOLLOW_FORKS 0
+#endif
+#ifndef EXEC_PID
+#define EXEC_PID 0
 #endif
 #ifndef THREAD_KIND
 #define THREAD_KIND 0
@@ -169,6 +172,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     seen_pids.delete(&tgid);
+    /* `-- COMMAND`: selected from its exec on, not while it is still the
+     * forked copy of pytracekit waiting to be released */
+    if (EXEC_PID && tgid == EXEC_PID) {
+        u8 one = 1;
+        selected.update(&tgid, &one);
+    }
     return 0;
 }
 

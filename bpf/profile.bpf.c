@@ -2,7 +2,8 @@
  * count them in the kernel, keyed by (pid, user stack, kernel stack, comm).
  *
  * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids in `selected`),
- * FOLLOW_FORKS (children of selected pids join them: `-- COMMAND`),
+ * FOLLOW_FORKS (children of selected pids join them: `-- COMMAND`), EXEC_PID
+ * (a held command: selected from its exec on),
  * INCLUDE_IDLE, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE, MAX_STACKS.
  */
 #include "vmlinux.h"
@@ -13,6 +14,9 @@
 #endif
 #ifndef FOLLOW_FORKS
 #define FOLLOW_FORKS 0
+#endif
+#ifndef EXEC_PID
+#define EXEC_PID 0
 #endif
 #ifndef INCLUDE_IDLE
 #define INCLUDE_IDLE 0
@@ -116,6 +120,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     seen_pids.delete(&tgid);
+    /* `-- COMMAND`: selected from its exec on, not while it is still the
+     * forked copy of pytracekit waiting to be released */
+    if (EXEC_PID && tgid == EXEC_PID) {
+        u8 one = 1;
+        selected.update(&tgid, &one);
+    }
     return 0;
 }
 

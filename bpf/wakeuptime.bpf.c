@@ -15,6 +15,9 @@
 #ifndef FOLLOW_FORKS
 #define FOLLOW_FORKS 0
 #endif
+#ifndef EXEC_PID
+#define EXEC_PID 0
+#endif
 #ifndef MIN_BLOCK_NS
 #define MIN_BLOCK_NS 1000ULL
 #endif
@@ -156,6 +159,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     seen_pids.delete(&tgid);
+    /* `-- COMMAND`: selected from its exec on, not while it is still the
+     * forked copy of pytracekit waiting to be released */
+    if (EXEC_PID && tgid == EXEC_PID) {
+        u8 one = 1;
+        selected.update(&tgid, &one);
+    }
     return 0;
 }
 

@@ -182,8 +182,8 @@ def samples_named(profile: StackProfile, names: Iterable[str]) -> list[Sample]:
 def select_targets(pids: list[int], tids: list[int],
                    command: tuple[str, ...]) -> tuple["Target", list[int], dict[str, Any]]:
     """Check -p/-t lists and `-- COMMAND`, start the held command; returns the
-    target, the ids for the BPF `selected` map and the SELECT_BY/FOLLOW_FORKS
-    defines (a command's children are followed, as perf record does)."""
+    target, the ids for the BPF `selected` map and the SELECT_BY/FOLLOW_FORKS/
+    EXEC_PID defines (a command's children are followed, as perf record does)."""
     from .runner import Target, check_pid
     if pids and tids:
         raise UsageError("give a pid list or a tid list, not both")
@@ -192,10 +192,10 @@ def select_targets(pids: list[int], tids: list[int],
     for pid in pids + tids:
         check_pid(pid)
     target = Target.from_options(None, command)
-    selected = [target.pid] if command else (pids or tids)
-    defines = {"SELECT_BY": 2 if tids else (1 if selected else 0),
-               "FOLLOW_FORKS": bool(command)}
-    return target, selected, defines
+    if command:   # the BPF side selects it at its exec (EXEC_PID), then its children
+        return target, [], {"SELECT_BY": 1, "FOLLOW_FORKS": 1, "EXEC_PID": target.pid}
+    selected = pids or tids
+    return target, selected, {"SELECT_BY": 2 if tids else (1 if selected else 0)}
 
 
 def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[int],
