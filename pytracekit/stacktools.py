@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -164,17 +164,6 @@ def emit_loss(loss: LossReport) -> None:
     line = loss_line(loss)
     if line:
         print(line, file=sys.stderr)
-
-
-def samples_named(profile: StackProfile, names: Iterable[str]) -> list[Sample]:
-    """Samples whose stack contains every name in order (a helper for checks)."""
-    wanted = list(names)
-    hits = []
-    for s in profile.samples:
-        it = iter(f.name for f in s.stack)
-        if all(any(n == w for n in it) for w in wanted):
-            hits.append(s)
-    return hits
 
 
 # -- running a stack tool -------------------------------------------------------

@@ -1,12 +1,14 @@
 """diff: what changed between two real recordings."""
 import json
 
+import jsonschema
 import pytest
 
 from pytracekit import recording, reporting
 from pytracekit.model import Frame, Sample, StackProfile
 
 from conftest import pytracekit
+from stack_checks import SCHEMAS
 
 
 def test_diff_functions_compares_shares():
@@ -29,7 +31,11 @@ def test_diff_of_spin_and_busy_recordings(workload, tmp_path):
     html = tmp_path / "diff.html"
     res = pytracekit("diff", str(a), str(b), "--json", "--output", str(html))
     assert res.returncode == 0, res.stderr
-    changes = {o["function"]: o for o in map(json.loads, res.stdout.splitlines())}
+    schema = json.loads((SCHEMAS / "diff.schema.json").read_text())
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    for obj in objs:
+        jsonschema.validate(obj, schema)
+    changes = {o["function"]: o for o in objs}
     assert changes["spin_inner"]["before_total"] >= 90 and changes["spin_inner"]["after_total"] == 0
     assert changes["busy_call"]["before_total"] == 0 and changes["busy_call"]["after_total"] >= 90
     from pytracekit.render.flamegraph import page_data
