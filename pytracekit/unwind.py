@@ -63,6 +63,8 @@ def _pointer(data: bytes, pos: int, enc: int, field_vaddr: int) -> tuple[int, in
         value, end = struct.unpack_from(code, data, pos)[0], pos + struct.calcsize(code)
     if enc & 0x70 == 0x10:
         value += field_vaddr
+    elif enc & 0x70:
+        raise KeyError(enc)   # textrel/datarel/funcrel: not used by x86_64 .eh_frame
     return value & 0xFFFFFFFFFFFFFFFF, end
 
 
@@ -84,37 +86,67 @@ class Rule:
 
 
 class CallFrameInfo:
-    """The .eh_frame of one ELF image: which rule holds at an address."""
+    """The .eh_frame of one ELF image: which rule holds at an address. FDEs are
+    found through .eh_frame_hdr's sorted table when there is one (a browser has
+    hundreds of thousands) and parsed only when asked for."""
 
-    def __init__(self, data: bytes, section_vaddr: int) -> None:
+    def __init__(self, data: bytes, section_vaddr: int, hdr: bytes = b"",
+                 hdr_vaddr: int = 0) -> None:
         self.data = data
         self.vaddr = section_vaddr
-        self.fdes: list[tuple[int, int, int, int, Cie]] = []   # begin, end, instr, instr_end
-        self._parse()
-        self.fdes.sort(key=lambda f: f[0])
-        self.starts = [f[0] for f in self.fdes]
+        self._cies: dict[int, Cie] = {}
+        table = self._hdr_table(hdr, hdr_vaddr) if hdr else None
+        if table is None:
+            table = sorted(self._scan())
+        self.starts = [t[0] for t in table]
+        self.offsets = [t[1] for t in table]
 
-    def _parse(self) -> None:
-        data, pos, cies = self.data, 0, {}
-        while pos + 4 <= len(data):
-            length = struct.unpack_from("<I", data, pos)[0]
-            start = pos + 4
-            if length == 0:
+    def _hdr_table(self, hdr: bytes, hdr_vaddr: int) -> list[tuple[int, int]] | None:
+        """(initial location, offset of the FDE in .eh_frame) from .eh_frame_hdr."""
+        try:
+            if hdr[0] != 1 or hdr[3] != 0x3B:   # version 1, datarel sdata4 pairs
+                return None
+            _, pos = _pointer(hdr, 4, hdr[1], hdr_vaddr + 4)
+            count, pos = _pointer(hdr, pos, hdr[2], hdr_vaddr + pos)
+            words = memoryview(bytes(hdr[pos:pos + 8 * count])).cast("i")
+        except (IndexError, KeyError, struct.error, TypeError):
+            return None
+        base = hdr_vaddr - self.vaddr
+        return list(zip((w + hdr_vaddr for w in words[0::2]),
+                        (w + base for w in words[1::2])))
+
+    def _scan(self):
+        """Every FDE's (initial location, offset), without .eh_frame_hdr."""
+        data, pos = self.data, 0
+        while pos + 8 <= len(data):
+            length, cie_id = struct.unpack_from("<II", data, pos)
+            if length in (0, 0xFFFFFFFF):
                 break
-            if length == 0xFFFFFFFF:   # 64-bit DWARF: not produced for x86_64 eh_frame
-                break
-            end = start + length
-            cie_id = struct.unpack_from("<I", data, start)[0]
-            try:
-                if cie_id == 0:
-                    cies[pos] = self._cie(start + 4, end)
-                else:
-                    cie = cies.get(start - cie_id)
-                    if cie is not None:
-                        self._fde(start + 4, end, cie)
-            except (struct.error, IndexError, KeyError):
-                pass   # one odd record does not spoil the rest
-            pos = end
+            if cie_id != 0:
+                fde = self._fde(pos)
+                if fde is not None:
+                    yield fde[0], pos
+            pos += 4 + length
+
+    def _fde(self, pos: int) -> tuple[int, int, bytes, Cie] | None:
+        """(begin, end, instructions, CIE) of the FDE at this offset."""
+        try:
+            length, cie_id = struct.unpack_from("<II", self.data, pos)
+            end = pos + 4 + length
+            cie_pos = pos + 4 - cie_id
+            cie = self._cies.get(cie_pos)
+            if cie is None:
+                cie_len = struct.unpack_from("<I", self.data, cie_pos)[0]
+                cie = self._cies[cie_pos] = self._cie(cie_pos + 8, cie_pos + 4 + cie_len)
+            at = pos + 8
+            begin, at = _pointer(self.data, at, cie.fde_enc, self.vaddr + at)
+            size, at = _pointer(self.data, at, cie.fde_enc & 0x0F, 0)
+            if cie.has_aug_data:
+                aug_len, at = _uleb(self.data, at)
+                at += aug_len
+            return begin, begin + size, bytes(self.data[at:end]), cie
+        except (struct.error, IndexError, KeyError, ValueError, UnicodeDecodeError):
+            return None
 
     def _cie(self, pos: int, end: int) -> Cie:
         data = self.data
@@ -146,24 +178,19 @@ class CallFrameInfo:
             pos = aug_data_end
         return Cie(code_align, data_align, ra_reg, fde_enc, aug.startswith("z"), data[pos:end])
 
-    def _fde(self, pos: int, end: int, cie: Cie) -> None:
-        begin, pos = _pointer(self.data, pos, cie.fde_enc, self.vaddr + pos)
-        size, pos = _pointer(self.data, pos, cie.fde_enc & 0x0F, 0)
-        if cie.has_aug_data:
-            aug_len, pos = _uleb(self.data, pos)
-            pos += aug_len
-        self.fdes.append((begin, begin + size, pos, end, cie))
-
     def rule_at(self, vaddr: int) -> Rule | None:
         i = bisect.bisect_right(self.starts, vaddr) - 1
-        if i < 0 or not self.fdes[i][0] <= vaddr < self.fdes[i][1]:
+        if i < 0:
             return None
-        begin, _end, instr, instr_end, cie = self.fdes[i]
+        fde = self._fde(self.offsets[i])
+        if fde is None or not fde[0] <= vaddr < fde[1]:
+            return None
+        begin, _end, instructions, cie = fde
         initial = self._run(cie.initial, cie, Rule(RSP, 8), None, None)
         if initial is None:
             return None
         start_rule = Rule(initial.cfa_reg, initial.cfa_off, dict(initial.saved))
-        return self._run(self.data[instr:instr_end], cie, start_rule, begin, vaddr, initial)
+        return self._run(instructions, cie, start_rule, begin, vaddr, initial)
 
     def _run(self, code: bytes, cie: Cie, rule: Rule, loc: int | None, target: int | None,
              initial: Rule | None = None) -> Rule | None:
@@ -248,7 +275,9 @@ def cfi_of(image) -> CallFrameInfo | None:
     sec = image.section(".eh_frame") if image is not None else None
     if sec is None:
         return None
-    return CallFrameInfo(image.section_bytes(sec), sec.addr)
+    hdr = image.section(".eh_frame_hdr")
+    return CallFrameInfo(image.section_bytes(sec), sec.addr,
+                         image.section_bytes(hdr) if hdr else b"", hdr.addr if hdr else 0)
 
 
 def recover_frames(addresses: list[int], ip: int, sp: int, bp: int, stack: bytes,
