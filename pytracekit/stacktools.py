@@ -60,6 +60,18 @@ def pick_duration(positional: float | None, option: float | None) -> float | Non
 
 # -- text ---------------------------------------------------------------------
 
+def opening_line(verb: str, pids: list[int], tids: list[int], command: tuple[str, ...],
+                 user_only: bool, kernel_only: bool, duration: float | None) -> str:
+    """BCC's first line, e.g. "Sampling at 49 Hertz of all threads by user +
+    kernel stack for 5 secs." (`verb` is "Sampling at 49 Hertz")."""
+    who = ("PID " + ",".join(map(str, pids)) if pids else
+           "TID " + ",".join(map(str, tids)) if tids else
+           f"command {command[0]}" if command else "all threads")
+    stack = "user" if user_only else "kernel" if kernel_only else "user + kernel"
+    tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
+    return f"{verb} of {who} by {stack} stack{tail}"
+
+
 def bcc_stack_text(profile: StackProfile, *, top: int | None = None,
                    show_pid: bool = True) -> str:
     """BCC's multi-line stacks: leaf first, kernel frames above `--` above user

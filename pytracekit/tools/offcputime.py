@@ -62,15 +62,6 @@ def start(*, user_threads_only: bool = False, kernel_threads_only: bool = False,
     return session
 
 
-def describe(what: str, pids, tids, command, user_only, kernel_only, duration) -> str:
-    who = ("PID " + ",".join(map(str, pids)) if pids else
-           "TID " + ",".join(map(str, tids)) if tids else
-           f"command {command[0]}" if command else "all threads")
-    stack = "user" if user_only else "kernel" if kernel_only else "user + kernel"
-    tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
-    return f"Tracing {what} of {who} by {stack} stack{tail}"
-
-
 def stack_tool_options(f):
     """Options offcputime, offwaketime and wakeuptime share with BCC."""
     decorators = [
@@ -164,7 +155,8 @@ def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids,
     """Announce, run until done, print and write; always detach."""
     try:
         if not (folded or as_json):
-            announce(describe(what, pids, tids, command, user_only, kernel_only, duration))
+            announce(stacktools.opening_line(f"Tracing {what}", pids, tids, command, user_only,
+                                             kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
     finally:
