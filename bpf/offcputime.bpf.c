@@ -3,46 +3,21 @@
  * so its stacks are taken then; when it is switched back in, the time it was
  * away is added to that stack.
  *
- * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids), FOLLOW_FORKS,
- * THREAD_KIND (0 all, 1 user threads, 2 kernel threads), STATE (-1: any),
- * MIN_BLOCK_NS, MAX_BLOCK_NS, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE.
+ * Parameters: THREAD_KIND (0 all, 1 user threads, 2 kernel threads), STATE
+ * (-1: any), and those of ptk_stacks.h (selection, MIN/MAX_BLOCK_NS, stacks).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_stacks.h"
 
-#ifndef SELECT_BY
-#define SELECT_BY 0
-#endif
-#ifndef FOLLOW_FORKS
-#define FOLLOW_FORKS 0
-#endif
 #ifndef THREAD_KIND
 #define THREAD_KIND 0
 #endif
 #ifndef STATE
 #define STATE -1
 #endif
-#ifndef MIN_BLOCK_NS
-#define MIN_BLOCK_NS 1000ULL
-#endif
-#ifndef MAX_BLOCK_NS
-#define MAX_BLOCK_NS 0xffffffffffffffffULL
-#endif
-#ifndef USER_STACKS
-#define USER_STACKS 1
-#endif
-#ifndef KERNEL_STACKS
-#define KERNEL_STACKS 1
-#endif
-#ifndef STACK_STORAGE_SIZE
-#define STACK_STORAGE_SIZE 16384
-#endif
-#ifndef MAX_STACKS
-#define MAX_STACKS 40960
-#endif
 
 #define PF_KTHREAD_FLAG 0x00200000
-#define TASK_DEAD_STATE 0x80
 
 struct off_start {
     u64 ts;
@@ -52,16 +27,10 @@ struct off_start {
 /* LRU: threads that exit while switched out never come back to delete theirs */
 BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);   /* nanoseconds */
-BPF_STACK_TRACE(stack_traces, STACK_STORAGE_SIZE);
-BPF_HASH(selected, u32, u8, 10240);
-BPF_HASH(seen_pids, u32, u8, 65536);
-BPF_RINGBUF_OUTPUT(new_pids, 4);
 
 PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
 {
-    if (SELECT_BY == 1 && !selected.lookup(&tgid))
-        return false;
-    if (SELECT_BY == 2 && !selected.lookup(&tid))
+    if (!ptk_ids_selected(tgid, tid) || (state & TASK_DEAD_STATE))
         return false;
     if (THREAD_KIND) {
         unsigned int flags = 0;
@@ -71,22 +40,7 @@ PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
             return false;
     }
     /* low byte only: 6.1+ adds modifier bits such as TASK_FREEZABLE (0x2000) */
-    if (STATE != -1 && (state & 0xff) != STATE)
-        return false;
-    return tid != 0 && !(state & TASK_DEAD_STATE);
-}
-
-PTK_INLINE void announce_pid(u32 tgid)
-{
-    u8 one = 1;
-    if (!seen_pids.lookup(&tgid)) {
-        seen_pids.update(&tgid, &one);
-        u32 *slot = new_pids.ringbuf_reserve(sizeof(u32));
-        if (slot) {
-            *slot = tgid;
-            new_pids.ringbuf_submit(slot, 0);
-        }
-    }
+    return STATE == -1 || (state & 0xff) == STATE;
 }
 
 RAW_TRACEPOINT_PROBE(sched_switch)
@@ -104,15 +58,8 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 
     if (wanted(prev, prev_tgid, prev_tid, prev_state)) {
         struct off_start s = { .ts = now };
-        s.key.pid = prev_tgid;
-        s.key.tid = prev_tid;
-        bpf_get_current_comm(&s.key.comm, sizeof(s.key.comm));
-        s.key.user_stack_id = USER_STACKS ?
-            ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -14;
-        s.key.kernel_stack_id = KERNEL_STACKS ?
-            ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -14;
+        ptk_current_stack(&s.key, ctx);
         start.update(&prev_tid, &s);
-        announce_pid(prev_tgid);
     }
 
     struct off_start *s = start.lookup(&next_tid);
@@ -130,23 +77,3 @@ RAW_TRACEPOINT_PROBE(sched_switch)
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }
-
-/* After exec a process is another program: forget it, so that its next
- * stack announces it again and user space snapshots the new maps. */
-TRACEPOINT_PROBE(sched, sched_process_exec)
-{
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    seen_pids.delete(&tgid);
-    return 0;
-}
-
-#if FOLLOW_FORKS
-TRACEPOINT_PROBE(sched, sched_process_fork)
-{
-    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
-    u8 one = 1;
-    if (selected.lookup(&parent))
-        selected.update(&child, &one);
-    return 0;
-}
-#endif

@@ -3,38 +3,12 @@
  * (in the waker's context) notes who woke it and from where; when the thread
  * runs again its time away is added under both.
  *
- * Parameters as offcputime: SELECT_BY/FOLLOW_FORKS select the blocked
- * threads; MIN_BLOCK_NS, MAX_BLOCK_NS, USER_STACKS, KERNEL_STACKS.
+ * Parameters: those of ptk_stacks.h; the selection applies to the blocked
+ * threads.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
-
-#ifndef SELECT_BY
-#define SELECT_BY 0
-#endif
-#ifndef FOLLOW_FORKS
-#define FOLLOW_FORKS 0
-#endif
-#ifndef MIN_BLOCK_NS
-#define MIN_BLOCK_NS 1000ULL
-#endif
-#ifndef MAX_BLOCK_NS
-#define MAX_BLOCK_NS 0xffffffffffffffffULL
-#endif
-#ifndef USER_STACKS
-#define USER_STACKS 1
-#endif
-#ifndef KERNEL_STACKS
-#define KERNEL_STACKS 1
-#endif
-#ifndef STACK_STORAGE_SIZE
-#define STACK_STORAGE_SIZE 16384
-#endif
-#ifndef MAX_STACKS
-#define MAX_STACKS 40960
-#endif
-
-#define TASK_DEAD_STATE 0x80
+#include "ptk_stacks.h"
 
 struct off_start {
     u64 ts;
@@ -43,39 +17,12 @@ struct off_start {
 
 struct offwake_key {
     struct ptk_stack_key target;
-    struct ptk_stack_key waker;     /* all zero: woken by nobody we saw */
+    struct ptk_stack_key waker;     /* stack ids -1: woken by nobody we saw */
 };
 
 BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
 BPF_TABLE("lru_hash", u32, struct ptk_stack_key, wakers, 32768);
 BPF_HASH(counts, struct offwake_key, u64, MAX_STACKS);   /* nanoseconds */
-BPF_STACK_TRACE(stack_traces, STACK_STORAGE_SIZE);
-BPF_HASH(selected, u32, u8, 10240);
-BPF_HASH(seen_pids, u32, u8, 65536);
-BPF_RINGBUF_OUTPUT(new_pids, 4);
-
-PTK_INLINE bool wanted(u32 tgid, u32 tid)
-{
-    if (SELECT_BY == 1 && !selected.lookup(&tgid))
-        return false;
-    if (SELECT_BY == 2 && !selected.lookup(&tid))
-        return false;
-    return tid != 0;
-}
-
-PTK_INLINE void announce_current(void)
-{
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    u8 one = 1;
-    if (tgid && !seen_pids.lookup(&tgid)) {
-        seen_pids.update(&tgid, &one);
-        u32 *slot = new_pids.ringbuf_reserve(sizeof(u32));
-        if (slot) {
-            *slot = tgid;
-            new_pids.ringbuf_submit(slot, 0);
-        }
-    }
-}
 
 RAW_TRACEPOINT_PROBE(sched_wakeup)
 {
@@ -85,17 +32,8 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
     if (!start.lookup(&tid))
         return 0;   /* not a thread we are timing */
     struct ptk_stack_key waker = {};
-    u64 id = bpf_get_current_pid_tgid();
-    waker.pid = id >> 32;
-    waker.tid = (u32)id;
-    bpf_get_current_comm(&waker.comm, sizeof(waker.comm));
-    /* the idle task has no user side: -EFAULT, as for kernel threads */
-    waker.user_stack_id = USER_STACKS && waker.pid ?
-        ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -14;
-    waker.kernel_stack_id = KERNEL_STACKS ?
-        ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -14;
+    ptk_current_stack(&waker, ctx);
     wakers.update(&tid, &waker);
-    announce_current();
     return 0;
 }
 
@@ -110,18 +48,11 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
     u64 now = bpf_ktime_get_ns();
 
-    if (!(prev_state & TASK_DEAD_STATE) && wanted(prev_tgid, prev_tid)) {
+    if (!(prev_state & TASK_DEAD_STATE) && ptk_ids_selected(prev_tgid, prev_tid)) {
         struct off_start s = { .ts = now };
-        s.key.pid = prev_tgid;
-        s.key.tid = prev_tid;
-        bpf_get_current_comm(&s.key.comm, sizeof(s.key.comm));
-        s.key.user_stack_id = USER_STACKS ?
-            ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -14;
-        s.key.kernel_stack_id = KERNEL_STACKS ?
-            ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -14;
+        ptk_current_stack(&s.key, ctx);
         start.update(&prev_tid, &s);
         wakers.delete(&prev_tid);
-        announce_current();
     }
 
     struct off_start *s = start.lookup(&next_tid);
@@ -148,21 +79,3 @@ RAW_TRACEPOINT_PROBE(sched_switch)
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }
-
-TRACEPOINT_PROBE(sched, sched_process_exec)
-{
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    seen_pids.delete(&tgid);
-    return 0;
-}
-
-#if FOLLOW_FORKS
-TRACEPOINT_PROBE(sched, sched_process_fork)
-{
-    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
-    u8 one = 1;
-    if (selected.lookup(&parent))
-        selected.update(&child, &one);
-    return 0;
-}
-#endif

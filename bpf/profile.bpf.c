@@ -1,99 +1,38 @@
 /* profile: sample stacks on a timer (perf_event cpu-clock) on every CPU and
  * count them in the kernel, keyed by (pid, user stack, kernel stack, comm).
  *
- * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids in `selected`),
- * FOLLOW_FORKS (children of selected pids join them: `-- COMMAND`),
- * INCLUDE_IDLE, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE, MAX_STACKS.
+ * Parameters: INCLUDE_IDLE, and those of ptk_stacks.h (SELECT_BY,
+ * FOLLOW_FORKS, EXEC_PID, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_stacks.h"
 
-#ifndef SELECT_BY
-#define SELECT_BY 0
-#endif
-#ifndef FOLLOW_FORKS
-#define FOLLOW_FORKS 0
-#endif
 #ifndef INCLUDE_IDLE
 #define INCLUDE_IDLE 0
 #endif
-#ifndef USER_STACKS
-#define USER_STACKS 1
-#endif
-#ifndef KERNEL_STACKS
-#define KERNEL_STACKS 1
-#endif
-#ifndef STACK_STORAGE_SIZE
-#define STACK_STORAGE_SIZE 16384
-#endif
-#ifndef MAX_STACKS
-#define MAX_STACKS 40960
-#endif
 
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
-BPF_STACK_TRACE(stack_traces, STACK_STORAGE_SIZE);
-/* pids (or tids) to sample, filled from user space; forks may add more */
-BPF_HASH(selected, u32, u8, 10240);
-/* every process seen once, announced so user space can snapshot its maps
- * before it exits (symbols for short-lived processes) */
-BPF_HASH(seen_pids, u32, u8, 65536);
-BPF_RINGBUF_OUTPUT(new_pids, 4);
 
 int on_cpu_sample(struct bpf_perf_event_data *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32, tid = id;
 
-    if (!INCLUDE_IDLE && tid == 0)
-        return 0;
-    if (SELECT_BY) {
-        u32 who = SELECT_BY == 1 ? tgid : tid;
-        if (!selected.lookup(&who))
+    if (tid == 0) {   /* the idle task */
+        if (!INCLUDE_IDLE || SELECT_BY)
             return 0;
+    } else if (!ptk_ids_selected(tgid, tid)) {
+        return 0;
     }
 
-    struct ptk_stack_key key = { .pid = tgid };
-    bpf_get_current_comm(&key.comm, sizeof(key.comm));
-    /* the idle task has no user side: -EFAULT, as for kernel threads */
-    key.user_stack_id = USER_STACKS && tgid ?
-        ptk_checked_stack_id(stack_traces.get_stackid(&ctx->regs, BPF_F_USER_STACK)) : -14;
-    key.kernel_stack_id = KERNEL_STACKS ?
-        ptk_checked_stack_id(stack_traces.get_stackid(&ctx->regs, 0)) : -14;
-
+    struct ptk_stack_key key = {};
+    ptk_current_stack(&key, ctx);
+    key.tid = 0;   /* aggregate per process, as BCC's profile does */
     u64 zero = 0, *count = counts.lookup_or_try_init(&key, &zero);
     if (count)
         __sync_fetch_and_add(count, 1);
     else
         ptk_count_loss(PTK_MAP_FULL);
-
-    u8 one = 1;
-    if (tgid && !seen_pids.lookup(&tgid)) {
-        seen_pids.update(&tgid, &one);
-        u32 *slot = new_pids.ringbuf_reserve(sizeof(u32));
-        if (slot) {
-            *slot = tgid;
-            new_pids.ringbuf_submit(slot, 0);
-        }
-    }
     return 0;
 }
-
-/* After exec a process is another program: forget it, so that its next
- * stack announces it again and user space snapshots the new maps. */
-TRACEPOINT_PROBE(sched, sched_process_exec)
-{
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    seen_pids.delete(&tgid);
-    return 0;
-}
-
-#if FOLLOW_FORKS
-TRACEPOINT_PROBE(sched, sched_process_fork)
-{
-    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
-    u8 one = 1;
-    if (selected.lookup(&parent))
-        selected.update(&child, &one);
-    return 0;
-}
-#endif

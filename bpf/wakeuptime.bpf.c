@@ -3,38 +3,12 @@
  * (sched_wakeup runs in the waker's context) stops it and is charged with
  * the time, under the waker's stacks and the target's name.
  *
- * Parameters as offcputime: SELECT_BY/FOLLOW_FORKS select the blocked
- * (target) threads; MIN_BLOCK_NS, MAX_BLOCK_NS, USER_STACKS, KERNEL_STACKS.
+ * Parameters: those of ptk_stacks.h; the selection applies to the blocked
+ * (target) threads.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
-
-#ifndef SELECT_BY
-#define SELECT_BY 0
-#endif
-#ifndef FOLLOW_FORKS
-#define FOLLOW_FORKS 0
-#endif
-#ifndef MIN_BLOCK_NS
-#define MIN_BLOCK_NS 1000ULL
-#endif
-#ifndef MAX_BLOCK_NS
-#define MAX_BLOCK_NS 0xffffffffffffffffULL
-#endif
-#ifndef USER_STACKS
-#define USER_STACKS 1
-#endif
-#ifndef KERNEL_STACKS
-#define KERNEL_STACKS 1
-#endif
-#ifndef STACK_STORAGE_SIZE
-#define STACK_STORAGE_SIZE 16384
-#endif
-#ifndef MAX_STACKS
-#define MAX_STACKS 40960
-#endif
-
-#define TASK_DEAD_STATE 0x80
+#include "ptk_stacks.h"
 
 struct wake_key {
     struct ptk_stack_key waker;
@@ -45,19 +19,6 @@ struct wake_key {
 
 BPF_TABLE("lru_hash", u32, u64, start, 32768);      /* tid -> when it blocked */
 BPF_HASH(counts, struct wake_key, u64, MAX_STACKS); /* nanoseconds */
-BPF_STACK_TRACE(stack_traces, STACK_STORAGE_SIZE);
-BPF_HASH(selected, u32, u8, 10240);
-BPF_HASH(seen_pids, u32, u8, 65536);
-BPF_RINGBUF_OUTPUT(new_pids, 4);
-
-PTK_INLINE bool wanted(u32 tgid, u32 tid)
-{
-    if (SELECT_BY == 1 && !selected.lookup(&tgid))
-        return false;
-    if (SELECT_BY == 2 && !selected.lookup(&tid))
-        return false;
-    return tid != 0;
-}
 
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
@@ -67,7 +28,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&tid, sizeof(tid), &prev->pid);
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &prev->tgid);
     /* only sleeps: a preempted thread (state 0) is not woken by anyone */
-    if (prev_state == 0 || (prev_state & TASK_DEAD_STATE) || !wanted(tgid, tid))
+    if (prev_state == 0 || (prev_state & TASK_DEAD_STATE) || !ptk_ids_selected(tgid, tid))
         return 0;
     u64 now = bpf_ktime_get_ns();
     start.update(&tid, &now);
@@ -89,51 +50,13 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
         return 0;
 
     struct wake_key key = {};
-    u64 id = bpf_get_current_pid_tgid();
-    key.waker.pid = id >> 32;
-    key.waker.tid = (u32)id;
-    bpf_get_current_comm(&key.waker.comm, sizeof(key.waker.comm));
-    /* the idle task has no user side: -EFAULT, as for kernel threads */
-    key.waker.user_stack_id = USER_STACKS && key.waker.pid ?
-        ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : -14;
-    key.waker.kernel_stack_id = KERNEL_STACKS ?
-        ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : -14;
+    ptk_current_stack(&key.waker, ctx);
     bpf_probe_read_kernel(&key.target_pid, sizeof(key.target_pid), &target->tgid);
     bpf_probe_read_kernel_str(&key.target_comm, sizeof(key.target_comm), &target->comm);
-
     u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);
     if (total)
         __sync_fetch_and_add(total, delta);
     else
         ptk_count_loss(PTK_MAP_FULL);
-
-    u8 one = 1;
-    u32 waker = key.waker.pid;
-    if (waker && !seen_pids.lookup(&waker)) {
-        seen_pids.update(&waker, &one);
-        u32 *slot = new_pids.ringbuf_reserve(sizeof(u32));
-        if (slot) {
-            *slot = waker;
-            new_pids.ringbuf_submit(slot, 0);
-        }
-    }
     return 0;
 }
-
-TRACEPOINT_PROBE(sched, sched_process_exec)
-{
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    seen_pids.delete(&tgid);
-    return 0;
-}
-
-#if FOLLOW_FORKS
-TRACEPOINT_PROBE(sched, sched_process_fork)
-{
-    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
-    u8 one = 1;
-    if (selected.lookup(&parent))
-        selected.update(&child, &one);
-    return 0;
-}
-#endif

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import lzma
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -30,6 +31,16 @@ NT_GNU_BUILD_ID = 3
 
 class NotElf(ValueError):
     pass
+
+
+def map_file(path: str | Path) -> "mmap.mmap | bytes":
+    """The file's bytes, mapped: big binaries (browsers) are only read where
+    we look. Raises OSError like read_bytes()."""
+    with open(path, "rb") as f:
+        try:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:   # empty file
+            return b""
 
 
 @dataclass
@@ -150,11 +161,12 @@ class ElfSymbols:
     ends: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)   # which tables contributed
+    cfi: object = None        # unwind.CallFrameInfo, loaded on first use (False: none)
 
     @classmethod
     def load(cls, path: str, data: bytes | None = None) -> "ElfSymbols":
         try:
-            image = ElfImage(data if data is not None else Path(path).read_bytes())
+            image = ElfImage(data if data is not None else map_file(path))
         except (OSError, NotElf, struct.error, IndexError):
             return cls(path, None)
         table: dict[int, tuple[int, str]] = {}
@@ -176,7 +188,7 @@ class ElfSymbols:
         build_id = image.build_id()
         for candidate in debug_file_candidates(path, build_id, image.debuglink()):
             try:
-                debug = ElfImage(candidate.read_bytes())
+                debug = ElfImage(map_file(candidate))
             except (OSError, NotElf, struct.error, IndexError):
                 continue
             if build_id and debug.build_id() and debug.build_id() != build_id:

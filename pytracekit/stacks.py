@@ -18,12 +18,13 @@ def stack_missed(stack_id: int) -> bool:
     return stack_id < 0 and stack_id != -EFAULT
 
 
-_BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_")
+_BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_")
 
 
 def without_bpf_frames(kstack: list[Frame]) -> list[Frame]:
     """Drop the BPF program's own frames from the leaf of a kernel stack taken
-    in a tracepoint (bpf_prog_..., bpf_trace_run4): they are the observer."""
+    in a tracepoint (bpf_prog_..., bpf_trace_run4, __traceiter_sched_switch when
+    several programs share it): they are the observer."""
     i = 0
     while i < len(kstack) and kstack[i].name.startswith(_BPF_FRAME_PREFIXES):
         i += 1
@@ -77,31 +78,37 @@ def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: 
     return StackProfile(samples=samples, loss=loss)
 
 
+SETTLE_S = (0.02, 0.1, 0.5)
+
+
 def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
-                   settle_s: float = 0.25) -> Callable[[int], None]:
+                   settle_s: tuple[float, ...] = SETTLE_S) -> Callable[[int], None]:
     """Open the ring buffer where a BPF program announces pids it sees first (and
     again after an exec) and return a `poll(timeout_ms)` for run_until_done that
     snapshots each one's maps. A pid announced right after exec may not have
-    mapped its libraries yet (ld.so does that), so each is snapshot once more
-    `settle_s` later while it still lives."""
+    mapped its libraries yet (ld.so does that), so each is snapshot again at
+    the `settle_s` delays while it lives (a dead one keeps its last snapshot)."""
     import ctypes
     import time
-    settling: dict[int, float] = {}
+    due: list[tuple[float, int]] = []
 
     def on_pid(_cpu: int, data: int, _size: int) -> None:
         pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
         symbolizer.users.forget(pid)   # announced again after an exec: new maps
         symbolizer.remember(pid)
-        settling[pid] = time.monotonic() + settle_s
+        now = time.monotonic()
+        due.extend((now + delay, pid) for delay in settle_s)
+        due.sort()
 
     prog[ring].open_ring_buffer(on_pid)
 
     def poll(timeout_ms: int) -> None:
+        if due:
+            timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
         prog.bpf.ring_buffer_poll(timeout_ms)
         now = time.monotonic()
-        for pid in [p for p, due in settling.items() if due <= now]:
-            del settling[pid]
-            symbolizer.users.refresh(pid)
+        while due and due[0][0] <= now:
+            symbolizer.users.refresh(due.pop(0)[1])
     return poll
 
 

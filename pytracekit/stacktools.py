@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -60,6 +60,18 @@ def pick_duration(positional: float | None, option: float | None) -> float | Non
 
 # -- text ---------------------------------------------------------------------
 
+def opening_line(verb: str, pids: list[int], tids: list[int], command: tuple[str, ...],
+                 user_only: bool, kernel_only: bool, duration: float | None) -> str:
+    """BCC's first line, e.g. "Sampling at 49 Hertz of all threads by user +
+    kernel stack for 5 secs." (`verb` is "Sampling at 49 Hertz")."""
+    who = ("PID " + ",".join(map(str, pids)) if pids else
+           "TID " + ",".join(map(str, tids)) if tids else
+           f"command {command[0]}" if command else "all threads")
+    stack = "user" if user_only else "kernel" if kernel_only else "user + kernel"
+    tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
+    return f"{verb} of {who} by {stack} stack{tail}"
+
+
 def bcc_stack_text(profile: StackProfile, *, top: int | None = None,
                    show_pid: bool = True) -> str:
     """BCC's multi-line stacks: leaf first, kernel frames above `--` above user
@@ -108,9 +120,8 @@ def render(profile: StackProfile, fmt: str, *, tool: str, title: str = "") -> by
         return bcc_folded(profile).encode()
     if fmt == "flamegraph":
         from .render.flamegraph import flamegraph_html
-        count_name = {"microseconds": "us", "nanoseconds": "ns"}.get(profile.unit, "samples")
         return flamegraph_html(profile, title=title or f"pytracekit {tool}",
-                               count_name=count_name).encode()
+                               count_name=None).encode()   # None: named from the unit
     if fmt == "pprof":
         from .render.pprof import to_pprof
         return to_pprof(profile)
@@ -167,24 +178,13 @@ def emit_loss(loss: LossReport) -> None:
         print(line, file=sys.stderr)
 
 
-def samples_named(profile: StackProfile, names: Iterable[str]) -> list[Sample]:
-    """Samples whose stack contains every name in order (a helper for checks)."""
-    wanted = list(names)
-    hits = []
-    for s in profile.samples:
-        it = iter(f.name for f in s.stack)
-        if all(any(n == w for n in it) for w in wanted):
-            hits.append(s)
-    return hits
-
-
 # -- running a stack tool -------------------------------------------------------
 
 def select_targets(pids: list[int], tids: list[int],
                    command: tuple[str, ...]) -> tuple["Target", list[int], dict[str, Any]]:
     """Check -p/-t lists and `-- COMMAND`, start the held command; returns the
-    target, the ids for the BPF `selected` map and the SELECT_BY/FOLLOW_FORKS
-    defines (a command's children are followed, as perf record does)."""
+    target, the ids for the BPF `selected` map and the SELECT_BY/FOLLOW_FORKS/
+    EXEC_PID defines (a command's children are followed, as perf record does)."""
     from .runner import Target, check_pid
     if pids and tids:
         raise UsageError("give a pid list or a tid list, not both")
@@ -193,10 +193,10 @@ def select_targets(pids: list[int], tids: list[int],
     for pid in pids + tids:
         check_pid(pid)
     target = Target.from_options(None, command)
-    selected = [target.pid] if command else (pids or tids)
-    defines = {"SELECT_BY": 2 if tids else (1 if selected else 0),
-               "FOLLOW_FORKS": bool(command)}
-    return target, selected, defines
+    if command:   # the BPF side selects it at its exec (EXEC_PID), then its children
+        return target, [], {"SELECT_BY": 1, "FOLLOW_FORKS": 1, "EXEC_PID": target.pid}
+    selected = pids or tids
+    return target, selected, {"SELECT_BY": 2 if tids else (1 if selected else 0)}
 
 
 def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[int],
@@ -254,6 +254,12 @@ class StackSession:
     def read(self) -> StackProfile:
         from .stacks import merge_by_name
         self.poll(0)   # snapshot pids announced since the last poll
+        try:
+            leaves = self.prog["leaf_frames"]
+        except KeyError:
+            pass
+        else:
+            self.symbolizer.leaves = {k.value: v for k, v in leaves.items()}
         profile = self.samples()
         self.symbolizer.unknown_frames = 0
         if self.divisor != 1:

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 from .elfsyms import ElfSymbols
 from .model import Frame
+from .unwind import cfi_of, recover_frames
 
 UNKNOWN = "[unknown]"
 PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
@@ -225,20 +226,42 @@ class UserSymbols:
             hit = self._resolve(address, pid)
         return hit
 
-    def _resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
+    def locate(self, address: int, pid: int) -> tuple[ElfSymbols, int, str] | None:
+        """(the binary's symbols, link-time address, path) for a mapped address."""
         maps = self.processes.get(pid)
         mapping = maps.find(address) if maps else None
-        if mapping is not None and (mapping.path.startswith("/") or mapping.path == "[vdso]"):
-            syms = self.binary(mapping.path, pid)
-            if syms.image is not None:
-                vaddr = syms.image.vaddr_of_offset(address - mapping.start + mapping.offset)
-                hit = syms.lookup(vaddr) if vaddr is not None else None
-                if hit:
-                    return _demangle(hit[0]), os.path.basename(mapping.path), hit[1]
+        if mapping is None or not (mapping.path.startswith("/") or mapping.path == "[vdso]"):
+            return None
+        syms = self.binary(mapping.path, pid)
+        if syms.image is None:
+            return None
+        vaddr = syms.image.vaddr_of_offset(address - mapping.start + mapping.offset)
+        return None if vaddr is None else (syms, vaddr, mapping.path)
+
+    def _resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
+        located = self.locate(address, pid)
+        if located is not None:
+            syms, vaddr, path = located
+            hit = syms.lookup(vaddr)
+            if hit:
+                return _demangle(hit[0]), os.path.basename(path), hit[1]
         jit = self.perf_map(pid).lookup(address)
         if jit is not None:
             return jit, "[jit]", 0
         return None
+
+    def rule_for(self, pid: int):
+        """unwind.recover_frames's question: the CFI rule at an address of pid."""
+        def rule(address: int, is_return: bool):
+            # a return address points after the call: look up the call itself
+            located = self.locate(address - 1 if is_return else address, pid)
+            if located is None:
+                return None
+            syms, vaddr, _ = located
+            if syms.cfi is None:
+                syms.cfi = cfi_of(syms.image) or False
+            return syms.cfi.rule_at(vaddr) if syms.cfi else None
+        return rule
 
 
 class Symbolizer:
@@ -250,6 +273,8 @@ class Symbolizer:
         self._cache: dict[tuple[int, int], Frame] = {}
         self.unknown_frames = 0
         self.users = UserSymbols()
+        # user stack id -> saved leaf registers and stack bytes (struct ptk_leaf)
+        self.leaves: dict[int, Any] = {}
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -315,4 +340,8 @@ class Symbolizer:
         addresses: Iterable[int] = stack_map.walk(stack_id)
         if kernel:
             return [self.kernel(a) for a in addresses]
+        leaf = self.leaves.get(stack_id)
+        if leaf is not None:
+            addresses = recover_frames(list(addresses), leaf.ip, leaf.sp, leaf.bp,
+                                       bytes(leaf.stack), self.users.rule_for(pid))
         return [self.user(a, pid) for a in addresses]

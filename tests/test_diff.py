@@ -1,12 +1,14 @@
 """diff: what changed between two real recordings."""
 import json
 
+import jsonschema
 import pytest
 
 from pytracekit import recording, reporting
 from pytracekit.model import Frame, Sample, StackProfile
 
 from conftest import pytracekit
+from stack_checks import SCHEMAS
 
 
 def test_diff_functions_compares_shares():
@@ -29,14 +31,19 @@ def test_diff_of_spin_and_busy_recordings(workload, tmp_path):
     html = tmp_path / "diff.html"
     res = pytracekit("diff", str(a), str(b), "--json", "--output", str(html))
     assert res.returncode == 0, res.stderr
-    changes = {o["function"]: o for o in map(json.loads, res.stdout.splitlines())}
+    schema = json.loads((SCHEMAS / "diff.schema.json").read_text())
+    objs = [json.loads(line) for line in res.stdout.splitlines()]
+    for obj in objs:
+        jsonschema.validate(obj, schema)
+    changes = {o["function"]: o for o in objs}
     assert changes["spin_inner"]["before_total"] >= 90 and changes["spin_inner"]["after_total"] == 0
     assert changes["busy_call"]["before_total"] == 0 and changes["busy_call"]["after_total"] >= 90
     from pytracekit.render.flamegraph import page_data
     drawn = page_data(html.read_text())["names"]   # the graph has AFTER's shape
     assert "busy_call" in drawn and "spin_outer" not in drawn
     text = pytracekit("diff", str(a), str(b)).stdout
-    assert "spin_inner" in text and "-100.00%" in text
+    row = next(l for l in text.splitlines() if l.endswith(" spin_inner")).split()
+    assert row[1] == "0.00%" and row[2].startswith("-")     # self after, its delta
 
 
 def test_diff_refuses_mixed_units(tmp_path):

@@ -20,7 +20,8 @@ def test_sleeper_stack_with_timer_waker(workload):
     hits = 0
     for s in stacks:
         blocked, waker = _split(s)
-        if contains_run(blocked, ["main", "clock_nanosleep"]) and "do_nanosleep" in blocked \
+        if contains_run(blocked, ["main", "sleeper", "nanosleep", "clock_nanosleep"]) \
+                and "do_nanosleep" in blocked \
                 and "hrtimer_wakeup" in waker:
             hits += s["value"]
     assert 180_000 <= hits <= 220_000, res.stdout

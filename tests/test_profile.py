@@ -1,11 +1,12 @@
 """profile: real cpu-clock sampling of the ground-truth workload."""
-import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import pytracekit, pytracekit_probes_left
+from conftest import Tool, pytracekit, pytracekit_probes_left
 from stack_checks import contains_run, names, parse_json
 
 SPIN = ["main", "spin_outer", "spin_inner"]
@@ -93,7 +94,6 @@ def test_pid_list_selects_only_those_processes(workload, tmp_path):
     a = subprocess.Popen([workload, "--go-file", str(go), "spin", "0.6"])
     b = subprocess.Popen([workload, "--go-file", str(go), "spin", "0.6"])
     try:
-        from conftest import Tool
         with Tool("profile", "-F", "199", "-f", "-p", str(a.pid), "2") as tool:
             go.touch()
             out, err = tool.wait()
@@ -121,3 +121,37 @@ def test_missing_command_is_a_clear_error():
     res = pytracekit("profile", "--", "/no/such/program")
     assert res.returncode == 1
     assert res.stderr.strip().endswith("cannot run /no/such/program: No such file or directory")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_system_wide_run_prints_stacks_and_detaches(workload, sig):
+    spinner = subprocess.Popen([workload, "spin", "3"])
+    try:
+        with Tool("profile", "-F", "199", "-f") as tool:
+            time.sleep(0.5)
+            out, err = tool.stop(sig)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert tool.returncode == 0, err
+    assert any(l.startswith("workload;") and ";spin_outer;spin_inner" in l
+               for l in out.splitlines()), out[:2000]
+    assert "Traceback" not in err
+    assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_output_files_hold_the_same_totals(workload, tmp_path):
+    from pytracekit.render.pprof import from_pprof
+    from pytracekit.render.flamegraph import page_data
+    pb, html = tmp_path / "spin.pb.gz", tmp_path / "spin.html"
+    res = pytracekit("profile", "-F", "199", "--json", "--output", str(pb), "--", workload,
+                     "spin", "0.5")
+    assert res.returncode == 0, res.stderr
+    header, _, _ = parse_json(res.stdout, "profile")
+    assert from_pprof(pb.read_bytes()).total == header["total"]
+    res = pytracekit("profile", "-F", "199", "--output", str(html), "--format", "flamegraph",
+                     "--", workload, "spin", "0.5")
+    assert res.returncode == 0 and f"wrote flamegraph to {html}" in res.stderr
+    assert "spin_inner" in page_data(html.read_text())["names"]

@@ -15,42 +15,51 @@ from ..runner import announce, run_until_done
 DRY_RUN_ARGS = ["1"]
 
 
-def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
-          command: tuple[str, ...] = (), user_threads_only: bool = False,
-          kernel_threads_only: bool = False, user_only: bool = False, kernel_only: bool = False,
-          min_us: int = 1, max_us: int | None = None, state: int | None = None,
-          stack_storage_size: int = 16384, delimited: bool = False) -> stacktools.StackSession:
+def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: int | None,
+                  stack_storage_size: int) -> dict:
+    """Check and translate the options offcputime, offwaketime and wakeuptime share."""
     if user_only and kernel_only:
         raise UsageError("-U and -K exclude each other: give at most one")
-    if user_threads_only and kernel_threads_only:
-        raise UsageError("-u and -k exclude each other: give at most one")
     if max_us is not None and max_us < min_us:
         raise UsageError(f"-M {max_us} is below -m {min_us}: the range would be empty")
-    target, selected, defines = stacktools.select_targets(list(pids or []), list(tids or []),
-                                                          command)
-    defines.update(THREAD_KIND=1 if user_threads_only else 2 if kernel_threads_only else 0,
-                   STATE=-1 if state is None else state,
-                   MIN_BLOCK_NS=f"{min_us * 1000}ULL", USER_STACKS=not kernel_only,
-                   KERNEL_STACKS=not user_only, STACK_STORAGE_SIZE=stack_storage_size)
+    defines = {"MIN_BLOCK_NS": f"{min_us * 1000}ULL", "USER_STACKS": not kernel_only,
+               "KERNEL_STACKS": not user_only, "STACK_STORAGE_SIZE": stack_storage_size}
     if max_us is not None:
         defines["MAX_BLOCK_NS"] = f"{max_us * 1000}ULL"
-    prog, symbolizer, poll = stacktools.launch("offcputime", defines, target, selected)
-    meta = {"tool": "offcputime"}
+    return defines
+
+
+def start_blocked(name: str, session_class: type, value_type: str, *, pids=None, tids=None,
+                  command=(), user_only=False, kernel_only=False, min_us=1, max_us=None,
+                  stack_storage_size=16384, delimited=False, extra_defines=None):
+    """Start one of the blocked-time tools; values are reported in microseconds."""
+    defines = block_defines(user_only=user_only, kernel_only=kernel_only, min_us=min_us,
+                            max_us=max_us, stack_storage_size=stack_storage_size)
+    defines.update(extra_defines or {})
+    target, selected, selection = stacktools.select_targets(list(pids or []),
+                                                            list(tids or []), command)
+    defines.update(selection)
+    prog, symbolizer, poll = stacktools.launch(name, defines, target, selected)
+    meta = {"tool": name}
     if command:
         meta["command"] = " ".join(command)
-    return stacktools.StackSession(
-        prog, target, symbolizer, poll,
-        dict(user=not kernel_only, kernel=not user_only, delimit=delimited, missing=True),
-        meta, value_type="off_cpu", unit="microseconds", divisor=1000)
+    return session_class(prog, target, symbolizer, poll,
+                         dict(user=not kernel_only, kernel=not user_only, delimit=delimited),
+                         meta, value_type=value_type, unit="microseconds", divisor=1000)
 
 
-def describe(what: str, pids, tids, command, user_only, kernel_only, duration) -> str:
-    who = ("PID " + ",".join(map(str, pids)) if pids else
-           "TID " + ",".join(map(str, tids)) if tids else
-           f"command {command[0]}" if command else "all threads")
-    stack = "user" if user_only else "kernel" if kernel_only else "user + kernel"
-    tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
-    return f"Tracing {what} of {who} by {stack} stack{tail}"
+def start(*, user_threads_only: bool = False, kernel_threads_only: bool = False,
+          state: int | None = None, **options) -> stacktools.StackSession:
+    """offcputime's core: `read()` gives off-CPU microseconds per stack."""
+    if user_threads_only and kernel_threads_only:
+        raise UsageError("-u and -k exclude each other: give at most one")
+    kind = 1 if user_threads_only else 2 if kernel_threads_only else 0
+    session = start_blocked("offcputime", stacktools.StackSession, "off_cpu",
+                            extra_defines={"THREAD_KIND": kind,
+                                           "STATE": -1 if state is None else state},
+                            **options)
+    session.read_options["missing"] = True
+    return session
 
 
 def stack_tool_options(f):
@@ -121,13 +130,33 @@ def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_th
                    output=output, fmt=fmt)
 
 
+def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
+                   user_threads_only, kernel_threads_only, duration_arg, pid_list, tid_list,
+                   user_only, kernel_only, delimited, folded, stack_storage_size, min_us, max_us,
+                   top, duration, as_json, output, fmt) -> None:
+    """The command body of offwaketime and wakeuptime (they differ in what they
+    read and print, not in their options)."""
+    if user_threads_only or kernel_threads_only:
+        raise UsageError(f"{tool} does not filter by thread kind (-u/-k): use offcputime")
+    duration = stacktools.pick_duration(duration_arg, duration)
+    fmt = stacktools.format_for(output, fmt)
+    command = stacktools.command_of(ctx)
+    pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
+    session = start_fn(pids=pids, tids=tids, command=command, user_only=user_only,
+                       kernel_only=kernel_only, min_us=min_us, max_us=max_us,
+                       stack_storage_size=stack_storage_size, delimited=delimited)
+    run_stack_tool(tool, session, what, pids, tids, command, user_only, kernel_only, duration,
+                   folded=folded, as_json=as_json, top=top, output=output, fmt=fmt, text=text)
+
+
 def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids, tids, command,
                    user_only, kernel_only, duration, *, folded, as_json, top, output, fmt,
                    text=None) -> None:
     """Announce, run until done, print and write; always detach."""
     try:
         if not (folded or as_json):
-            announce(describe(what, pids, tids, command, user_only, kernel_only, duration))
+            announce(stacktools.opening_line(f"Tracing {what}", pids, tids, command, user_only,
+                                             kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
     finally:

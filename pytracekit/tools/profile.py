@@ -52,19 +52,6 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
         period=period if period else int(1e9 / frequency))
 
 
-def describe(frequency: int | None, period: int | None, pids: list[int], tids: list[int],
-             command: tuple[str, ...], user_only: bool, kernel_only: bool,
-             duration: float | None) -> str:
-    """BCC's opening line: "Sampling at 49 Hertz of all threads by user + kernel stack"."""
-    rate = f"every {period} events" if period else f"at {frequency} Hertz"
-    who = ("PID " + ",".join(map(str, pids)) if pids else
-           "TID " + ",".join(map(str, tids)) if tids else
-           f"command {command[0]}" if command else "all threads")
-    stack = "user" if user_only else "kernel" if kernel_only else "user + kernel"
-    tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
-    return f"Sampling {rate} of {who} by {stack} stack{tail}"
-
-
 @click.command("profile", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
@@ -121,8 +108,9 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
                     delimited=delimited, annotate=annotate)
     try:
         if not (folded or as_json):
-            announce(describe(frequency, period, pids, tids, command, user_only, kernel_only,
-                              duration))
+            rate = f"every {period} events" if period else f"at {frequency} Hertz"
+            announce(stacktools.opening_line(f"Sampling {rate}", pids, tids, command,
+                                             user_only, kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
     finally:
