@@ -11,9 +11,14 @@ from fleet_helpers import IngestReceiver, free_port
 from schema_check import validate_lines
 from pytracekit.model import Frame, Sample, StackProfile
 from pytracekit.render.pprof import from_pprof
-from pytracekit.stacktools import samples_named
+from stack_checks import contains_run
 
 SPIN_PATH = ["main", "spin_outer", "spin_inner"]
+
+
+def samples_named(profile: StackProfile, path: list[str]) -> list[Sample]:
+    """Samples whose stack holds `path` as consecutive frames (root first)."""
+    return [s for s in profile.samples if contains_run([f.name for f in s.stack], path)]
 
 
 def _held_workload(tmp_path, *args):
