@@ -70,3 +70,10 @@ def test_loss_counters_per_tool():
     assert families["pytracekit_lost_events"].samples[0].value == 3
     assert families["pytracekit_stack_errors"].samples[0].value == 2
     assert families["pytracekit_map_full"].samples[0].value == 1
+
+
+def test_unknown_frames_is_a_gauge_the_rest_counters():
+    families, _ = _exposed(*loss_families({"profile": LossReport(0, 0, 0, 4)}))
+    assert families["pytracekit_unknown_frames"].type == "gauge"
+    assert families["pytracekit_unknown_frames"].samples[0].value == 4
+    assert families["pytracekit_lost_events"].type == "counter"

@@ -7,9 +7,9 @@ Label values are bounded per metric by a `LabelLimiter`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from ..model import Histogram, LossReport
 
@@ -138,10 +138,12 @@ LOSS_HELP = {
 }
 
 
-def loss_families(losses: Mapping[str, LossReport]) -> Iterable[CounterMetricFamily]:
-    """pytracekit_lost_events_total{tool=...} and friends."""
+def loss_families(losses: Mapping[str, LossReport]) -> Iterable[Any]:
+    """pytracekit_lost_events_total{tool=...} and friends; unknown frames are
+    counted afresh at each read, so they are a gauge."""
     for field_name, help_text in LOSS_HELP.items():
-        family = CounterMetricFamily(f"pytracekit_{field_name}", help_text, labels=["tool"])
+        kind = GaugeMetricFamily if field_name == "unknown_frames" else CounterMetricFamily
+        family = kind(f"pytracekit_{field_name}", help_text, labels=["tool"])
         for tool in sorted(losses):
             family.add_metric([tool], getattr(losses[tool], field_name))
         yield family
