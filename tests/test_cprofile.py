@@ -189,3 +189,16 @@ def test_a_map_reset_starts_the_windows_over_without_negative_deltas(workload):
     # after the reset the window is everything the emptied maps collected since
     assert second.total <= cumulative.total and all(s.value > 0 for s in second.samples)
     assert samples_named(second, SPIN_PATH)
+
+
+@pytest.mark.root
+def test_a_command_is_profiled_from_its_start_and_ends_the_run(workload, tmp_path):
+    res = pytracekit("cprofile", "--dir", str(tmp_path), "--every", "0.5", "-F", "99",
+                     "--json", "--", workload, "spin", "1")
+    assert res.returncode == 0, res.stderr
+    windows = [o for o in validate_lines(res.stdout, "cprofile") if o["type"] == "window"]
+    profiles = [from_pprof(Path(w["file"]).read_bytes()) for w in windows]
+    total = sum(p.total for p in profiles)
+    spinning = sum(s.value for p in profiles for s in samples_named(p, SPIN_PATH))
+    assert total > 0 and spinning >= 0.9 * total, (spinning, total)
+    assert pytracekit_probes_left() == []
