@@ -26,6 +26,8 @@ BPF_DIR = Path(os.environ.get("PYTRACEKIT_BPF_DIR", Path(__file__).resolve().par
 COMMON_HEADER = "pytracekit.h"
 _INCLUDE_COMMON = re.compile(r'^\s*#\s*include\s+"pytracekit\.h"\s*$', re.M)
 _INCLUDE_VMLINUX = re.compile(r'^\s*#\s*include\s+"vmlinux\.h"\s*$', re.M)
+# Headers shared by a family of tools (bpf/ptk_*.h): pasted like the common one.
+_INCLUDE_FAMILY = re.compile(r'^\s*#\s*include\s+"(ptk_\w+\.h)"\s*$', re.M)
 
 
 class DryRunComplete(Exception):
@@ -56,11 +58,19 @@ def read_source(name: str) -> str:
 
 
 def expand_source(source: str) -> str:
-    """Paste the common header in place of its #include (see bpf/pytracekit.h)."""
+    """Paste the common header in place of its #include (see bpf/pytracekit.h),
+    and bpf/ptk_*.h family headers in place of theirs, for the same reason."""
     common = (BPF_DIR / COMMON_HEADER).read_text()
     if _INCLUDE_COMMON.search(source):
-        return _INCLUDE_COMMON.sub(lambda _m: common, source, count=1)
-    return source
+        source = _INCLUDE_COMMON.sub(lambda _m: common, source, count=1)
+    return _INCLUDE_FAMILY.sub(lambda m: _family_header(m.group(1)), source)
+
+
+def _family_header(name: str) -> str:
+    try:
+        return (BPF_DIR / name).read_text()
+    except FileNotFoundError:
+        raise NotFoundError(f"no BPF header {BPF_DIR / name}") from None
 
 
 def defines_text(defines: Mapping[str, Any]) -> str:

@@ -1,27 +1,72 @@
 """Reading `struct ptk_stack_key` maps (bpf/pytracekit.h) into a StackProfile."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .model import Frame, LossReport, Sample, StackProfile
 from .symbols import Symbolizer
 
 # Between user and kernel frames when a tool asks for a delimiter (BCC's -d).
 DELIMITER = Frame("--", "marker")
+EFAULT = 14
+MISSED_USER = Frame("[Missed User Stack]", "marker")
+MISSED_KERNEL = Frame("[Missed Kernel Stack]", "marker")
+
+
+def stack_missed(stack_id: int) -> bool:
+    """A stack that should exist but was not stored (BCC's stack_id_err)."""
+    return stack_id < 0 and stack_id != -EFAULT
+
+
+_BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_")
+
+
+def without_bpf_frames(kstack: list[Frame]) -> list[Frame]:
+    """Drop the BPF program's own frames from the leaf of a kernel stack taken
+    in a tracepoint (bpf_prog_..., bpf_trace_run4, __traceiter_sched_switch when
+    several programs share it): they are the observer."""
+    i = 0
+    while i < len(kstack) and kstack[i].name.startswith(_BPF_FRAME_PREFIXES):
+        i += 1
+    return kstack[i:]
+
+
+def annotated(frame: Frame) -> Frame:
+    """BCC's -a: kernel frames get a `_[k]` suffix (flamegraph.pl colours them)."""
+    return Frame(frame.name + "_[k]", frame.kind, frame.module, frame.address)
+
+
+def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_id: int,
+               kernel_stack_id: int, user: bool = True, kernel: bool = True,
+               delimit: bool = False, missing: bool = False,
+               annotate: bool = False) -> list[Frame]:
+    """User then kernel frames, root first; `missing` names stacks that were lost
+    as BCC does, `annotate` adds `_[k]` to kernel frames."""
+    ustack = symbolizer.stack(stack_map, user_stack_id, pid=pid) if user else []
+    kstack = symbolizer.stack(stack_map, kernel_stack_id, kernel=True) if kernel else []
+    kstack = without_bpf_frames(kstack)
+    if annotate:
+        kstack = [annotated(f) for f in kstack]
+    path: list[Frame] = []
+    if user:
+        path += [MISSED_USER] if missing and stack_missed(user_stack_id) else reversed(ustack)
+    if delimit and user_stack_id >= 0 and kernel_stack_id >= 0 and user and kernel:
+        path.append(DELIMITER)
+    if kernel:
+        path += [MISSED_KERNEL] if missing and stack_missed(kernel_stack_id) else reversed(kstack)
+    return path
 
 
 def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer, *,
                     user: bool = True, kernel: bool = True, delimit: bool = False,
-                    include_comm: bool = True) -> Sample:
+                    include_comm: bool = True, missing: bool = False,
+                    annotate: bool = False) -> Sample:
     """One aggregated stack, root first: comm, user frames, [--], kernel frames."""
     comm = key.comm.decode(errors="replace")
-    ustack = symbolizer.stack(stack_map, key.user_stack_id, pid=key.pid) if user else []
-    kstack = symbolizer.stack(stack_map, key.kernel_stack_id, kernel=True) if kernel else []
     path: list[Frame] = [Frame(comm, "process")] if include_comm else []
-    path += reversed(ustack)
-    if delimit and ustack and kstack:
-        path.append(DELIMITER)
-    path += reversed(kstack)
+    path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
+                       kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
+                       delimit=delimit, missing=missing, annotate=annotate)
     return Sample(tuple(path), value, pid=key.pid, tid=key.tid, comm=comm)
 
 
@@ -31,3 +76,58 @@ def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: 
                for k, v in counts_map.items()]
     loss.unknown_frames += symbolizer.unknown_frames
     return StackProfile(samples=samples, loss=loss)
+
+
+SETTLE_S = (0.02, 0.1, 0.5)
+
+
+def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
+                   settle_s: tuple[float, ...] = SETTLE_S) -> Callable[[int], None]:
+    """Open the ring buffer where a BPF program announces pids it sees first (and
+    again after an exec) and return a `poll(timeout_ms)` for run_until_done that
+    snapshots each one's maps. A pid announced right after exec may not have
+    mapped its libraries yet (ld.so does that), so each is snapshot again at
+    the `settle_s` delays while it lives (a dead one keeps its last snapshot)."""
+    import ctypes
+    import time
+    due: list[tuple[float, int]] = []
+
+    def on_pid(_cpu: int, data: int, _size: int) -> None:
+        pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
+        symbolizer.users.forget(pid)   # announced again after an exec: new maps
+        symbolizer.remember(pid)
+        now = time.monotonic()
+        due.extend((now + delay, pid) for delay in settle_s)
+        due.sort()
+
+    prog[ring].open_ring_buffer(on_pid)
+
+    def poll(timeout_ms: int) -> None:
+        if due:
+            timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
+        prog.bpf.ring_buffer_poll(timeout_ms)
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            symbolizer.users.refresh(due.pop(0)[1])
+    return poll
+
+
+def relabel(profile: StackProfile, rename: Callable[[Frame], Frame]) -> StackProfile:
+    """The same profile with every frame passed through `rename`."""
+    samples = [Sample(tuple(rename(f) for f in s.stack), s.value, s.pid, s.tid, s.comm)
+               for s in profile.samples]
+    return StackProfile(samples, profile.value_type, profile.unit, profile.period,
+                        profile.duration_ns, profile.loss, dict(profile.meta))
+
+
+def merge_by_name(profile: StackProfile) -> StackProfile:
+    """Stacks that symbolize the same (different addresses in one function)
+    folded into one sample per process and stack of names."""
+    acc: dict[tuple, Sample] = {}
+    for s in profile.samples:
+        stack = tuple(Frame(f.name, f.kind, f.module) for f in s.stack)
+        key = (s.pid, s.tid, s.comm, stack)
+        prev = acc.get(key)
+        acc[key] = Sample(stack, s.value + (prev.value if prev else 0), s.pid, s.tid, s.comm)
+    return StackProfile(list(acc.values()), profile.value_type, profile.unit, profile.period,
+                        profile.duration_ns, profile.loss, dict(profile.meta))

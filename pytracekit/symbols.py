@@ -1,35 +1,302 @@
 """Turning stack ids and addresses into frames.
 
-BCC's symbolizer does the ELF work (symbol tables, debuglink and build-id
-debug files, /tmp/perf-PID.map for JITs); this layer caches per (pid, address),
-names what it cannot resolve `[unknown]` and counts those frames so the loss
-report can say how many there were.
+Kernel addresses go through BCC's kallsyms cache. User addresses are resolved
+here, without BCC, so that:
+- a process that exits during the run is still resolved: `remember(pid)`
+  snapshots its /proc/PID/maps while it lives (tools call it when the BPF
+  side reports a new pid), and binaries are read from disk by path;
+- symbols come from .symtab/.dynsym, .gnu_debugdata, build-id and debuglink
+  debug files (see elfsyms.py), and JIT code from /tmp/perf-PID.map;
+- lookups are cached per (pid, address) and symbol tables per binary, so
+  thousands of unique stacks take milliseconds.
+BCC's own resolver stays as a last resort for live processes. Frames that
+cannot be named are `[unknown]` and counted in `unknown_frames`.
 """
 from __future__ import annotations
 
+import bisect
+import ctypes
+import ctypes.util
+import os
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from .elfsyms import ElfSymbols
 from .model import Frame
+from .unwind import cfi_of, recover_frames
 
 UNKNOWN = "[unknown]"
+PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    offset: int
+    path: str
+
+
+@dataclass
+class ProcessMaps:
+    """The executable mappings of one process, as /proc/PID/maps showed them."""
+
+    pid: int
+    mappings: list[Mapping] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    exe_inode: int = 0
+
+    @classmethod
+    def snapshot(cls, pid: int) -> "ProcessMaps | None":
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                lines = f.read().splitlines()
+            inode = os.stat(f"/proc/{pid}/exe").st_ino
+        except OSError:
+            return None
+        maps = []
+        for line in lines:
+            parts = line.split(None, 5)
+            if len(parts) < 5 or "x" not in parts[1]:
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            path = parts[5] if len(parts) > 5 else ""
+            maps.append(Mapping(lo, hi, int(parts[2], 16), path))
+        maps.sort(key=lambda m: m.start)
+        return cls(pid, maps, [m.start for m in maps], inode)
+
+    def find(self, address: int) -> Mapping | None:
+        i = bisect.bisect_right(self.starts, address) - 1
+        if i >= 0 and address < self.mappings[i].end:
+            return self.mappings[i]
+        return None
+
+    def stale(self) -> bool:
+        """True when the live process now runs another image (it exec'd)."""
+        try:
+            return os.stat(f"/proc/{self.pid}/exe").st_ino != self.exe_inode
+        except OSError:
+            return False
+
+
+@dataclass
+class PerfMap:
+    """/tmp/perf-PID.map: `START SIZE name` per JIT-compiled function (hex)."""
+
+    path: str
+    stamp: tuple[float, int] = (0.0, -1)
+    starts: list[int] = field(default_factory=list)
+    entries: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def refresh(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return bool(self.entries)
+        if (st.st_mtime, st.st_size) == self.stamp:
+            return True
+        entries = []
+        with open(self.path, errors="replace") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(" ", 2)
+                if len(parts) == 3:
+                    try:
+                        entries.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
+                    except ValueError:
+                        continue
+        entries.sort()
+        self.entries, self.starts = entries, [e[0] for e in entries]
+        self.stamp = (st.st_mtime, st.st_size)
+        return True
+
+    def lookup(self, address: int) -> str | None:
+        i = bisect.bisect_right(self.starts, address) - 1
+        # JITs append replacements; the last entry covering the address wins.
+        while i >= 0:
+            start, size, name = self.entries[i]
+            if start <= address < start + size:
+                return name
+            if address - start > 1 << 24:
+                break
+            i -= 1
+        return None
+
+
+class _Demangler:
+    """C++/Rust(legacy) names through libstdc++'s __cxa_demangle, if present."""
+
+    def __init__(self) -> None:
+        self._fn = None
+        try:
+            lib = ctypes.CDLL("libstdc++.so.6")
+            self._fn = getattr(lib, "__cxa_demangle")  # (not lib.__x: name mangling)
+            self._fn.restype = ctypes.c_void_p
+            self._fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.POINTER(ctypes.c_int)]
+            self._free = ctypes.CDLL(ctypes.util.find_library("c")).free
+            self._free.argtypes = [ctypes.c_void_p]
+        except (OSError, AttributeError):
+            self._fn = None
+
+    def __call__(self, name: str) -> str:
+        if self._fn is None or not name.startswith("_Z"):
+            return name
+        status = ctypes.c_int(0)
+        ptr = self._fn(name.encode(), None, None, ctypes.byref(status))
+        if not ptr or status.value != 0:
+            return name
+        try:
+            return ctypes.string_at(ptr).decode(errors="replace")
+        finally:
+            self._free(ptr)
+
+
+_demangle = _Demangler()
+
+
+def _own_vdso() -> bytes:
+    """The vDSO image is the same in every process: read ours from memory."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if line.rstrip().endswith("[vdso]"):
+                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                    return ctypes.string_at(lo, hi - lo)
+    except OSError:
+        pass
+    return b""
+
+
+class UserSymbols:
+    """Process maps snapshots + per-binary symbol tables + perf maps."""
+
+    def __init__(self) -> None:
+        self.processes: dict[int, ProcessMaps | None] = {}
+        self.binaries: dict[str, ElfSymbols] = {}
+        self.perf_maps: dict[int, PerfMap] = {}
+        self._rechecked: set[int] = set()
+
+    def remember(self, pid: int) -> None:
+        """Snapshot a process's maps now, while it exists."""
+        if pid > 0 and self.processes.get(pid) is None:
+            self.processes[pid] = ProcessMaps.snapshot(pid)
+
+    def forget(self, pid: int) -> None:
+        self.processes.pop(pid, None)
+
+    def refresh(self, pid: int) -> None:
+        """A new snapshot if the process still lives; else keep the last one."""
+        fresh = ProcessMaps.snapshot(pid)
+        if fresh is not None:
+            self.processes[pid] = fresh
+
+    def binary(self, path: str, pid: int = 0) -> ElfSymbols:
+        syms = self.binaries.get(path)
+        if syms is None and path == "[vdso]":
+            syms = self.binaries[path] = ElfSymbols.load(path, _own_vdso())
+        if syms is None:
+            # Through the process's root first (containers), then the host path.
+            syms = ElfSymbols.load(f"/proc/{pid}/root{path}") if pid else None
+            if syms is None or syms.image is None:
+                syms = ElfSymbols.load(path)
+            else:
+                syms.path = path
+            self.binaries[path] = syms
+        return syms
+
+    def perf_map(self, pid: int) -> PerfMap:
+        pm = self.perf_maps.get(pid)
+        if pm is None:
+            pm = self.perf_maps[pid] = PerfMap(os.path.join(PERF_MAP_DIR, f"perf-{pid}.map"))
+        pm.refresh()
+        return pm
+
+    def resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
+        """(name, module, offset) or None."""
+        if pid not in self.processes:
+            self.remember(pid)
+        hit = self._resolve(address, pid)
+        maps = self.processes.get(pid)
+        if hit is None and pid not in self._rechecked:
+            # Mapped (or exec'd) since the snapshot: look again, once, while it lives.
+            self._rechecked.add(pid)
+            if maps is not None and maps.stale():
+                self.processes.pop(pid, None)
+            self.refresh(pid)
+            hit = self._resolve(address, pid)
+        return hit
+
+    def locate(self, address: int, pid: int) -> tuple[ElfSymbols, int, str] | None:
+        """(the binary's symbols, link-time address, path) for a mapped address."""
+        maps = self.processes.get(pid)
+        mapping = maps.find(address) if maps else None
+        if mapping is None or not (mapping.path.startswith("/") or mapping.path == "[vdso]"):
+            return None
+        syms = self.binary(mapping.path, pid)
+        if syms.image is None:
+            return None
+        vaddr = syms.image.vaddr_of_offset(address - mapping.start + mapping.offset)
+        return None if vaddr is None else (syms, vaddr, mapping.path)
+
+    def _resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
+        located = self.locate(address, pid)
+        if located is not None:
+            syms, vaddr, path = located
+            hit = syms.lookup(vaddr)
+            if hit:
+                return _demangle(hit[0]), os.path.basename(path), hit[1]
+        jit = self.perf_map(pid).lookup(address)
+        if jit is not None:
+            return jit, "[jit]", 0
+        return None
+
+    def rule_for(self, pid: int):
+        """unwind.recover_frames's question: the CFI rule at an address of pid."""
+        def rule(address: int, is_return: bool):
+            # a return address points after the call: look up the call itself
+            located = self.locate(address - 1 if is_return else address, pid)
+            if located is None:
+                return None
+            syms, vaddr, _ = located
+            if syms.cfi is None:
+                syms.cfi = cfi_of(syms.image) or False
+            return syms.cfi.rule_at(vaddr) if syms.cfi else None
+        return rule
 
 
 class Symbolizer:
-    def __init__(self, bpf: Any, *, show_module: bool = False, show_offset: bool = False) -> None:
-        self.bpf = bpf
+    def __init__(self, bpf: Any = None, *, show_module: bool = False,
+                 show_offset: bool = False) -> None:
+        self.bpf = bpf   # unused since user symbols moved here; kept for callers
         self.show_module = show_module
         self.show_offset = show_offset
         self._cache: dict[tuple[int, int], Frame] = {}
         self.unknown_frames = 0
+        self.users = UserSymbols()
+        # user stack id -> saved leaf registers and stack bytes (struct ptk_leaf)
+        self.leaves: dict[int, Any] = {}
+
+    def remember(self, pid: int) -> None:
+        """Keep what is needed to name a process's frames after it exits."""
+        self.users.remember(pid)
+
+    def _label(self, name: str, module: str, offset: int) -> str:
+        if self.show_offset:
+            name = f"{name}+{offset:#x}"
+        if self.show_module and module:
+            name = f"{name} [{module}]"
+        return name
 
     def kernel(self, address: int) -> Frame:
         key = (-1, address)
         frame = self._cache.get(key)
         if frame is None:
-            raw = self.bpf.ksym(address, show_module=self.show_module,
-                                show_offset=self.show_offset)
+            from bcc import BPF
+            raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
             name = raw.decode(errors="replace") if raw else UNKNOWN
-            frame = Frame(name if name else UNKNOWN, "kernel", address=address)
+            if name.startswith("[unknown]"):
+                name = UNKNOWN
+            frame = Frame(name or UNKNOWN, "kernel", module="kernel", address=address)
             self._cache[key] = frame
         if frame.unknown:
             self.unknown_frames += 1
@@ -39,14 +306,31 @@ class Symbolizer:
         key = (pid, address)
         frame = self._cache.get(key)
         if frame is None:
-            raw = self.bpf.sym(address, pid, show_module=self.show_module,
-                               show_offset=self.show_offset)
-            name = raw.decode(errors="replace") if raw else UNKNOWN
-            frame = Frame(name if name else UNKNOWN, "user", address=address)
+            hit = self.users.resolve(address, pid)
+            if hit is not None:
+                name, module, offset = hit
+                kind = "jit" if module == "[jit]" else "user"
+                frame = Frame(self._label(name, module, offset), kind, module=module,
+                              address=address)
+            else:
+                frame = Frame(self._bcc_user(address, pid), "user", address=address)
             self._cache[key] = frame
         if frame.unknown:
             self.unknown_frames += 1
         return frame
+
+    def _bcc_user(self, address: int, pid: int) -> str:
+        """BCC's resolver for what the snapshot missed ([vdso], odd mappings)."""
+        if not os.path.exists(f"/proc/{pid}"):
+            return UNKNOWN
+        try:
+            from bcc import BPF
+            raw = BPF.sym(address, pid, show_module=self.show_module,
+                          show_offset=self.show_offset)
+        except Exception:   # BCC raises bare exceptions for unreadable processes
+            return UNKNOWN
+        name = raw.decode(errors="replace") if raw else ""
+        return UNKNOWN if not name or name.startswith("[unknown]") else name
 
     def stack(self, stack_map: Any, stack_id: int, *, pid: int = -1,
               kernel: bool = False) -> list[Frame]:
@@ -56,4 +340,8 @@ class Symbolizer:
         addresses: Iterable[int] = stack_map.walk(stack_id)
         if kernel:
             return [self.kernel(a) for a in addresses]
+        leaf = self.leaves.get(stack_id)
+        if leaf is not None:
+            addresses = recover_frames(list(addresses), leaf.ip, leaf.sp, leaf.bp,
+                                       bytes(leaf.stack), self.users.rule_for(pid))
         return [self.user(a, pid) for a in addresses]

@@ -118,7 +118,8 @@ def command(as_json: bool) -> None:
     checks = run_checks()
     if as_json:
         for c in checks:
-            click.echo(json.dumps({"feature": c.name, "available": c.ok, "evidence": c.evidence}))
+            click.echo(json.dumps({"type": "feature", "feature": c.name, "available": c.ok,
+                                   "evidence": c.evidence}))
         return
     width = max(len(c.name) for c in checks)
     for c in checks:

@@ -17,6 +17,9 @@
  *     mutex N              two threads each take a contended mutex N times
  *     child [ARG]          exit 0 at once (the marker child for exec)
  *     forkchild MS         fork a child that spins MS ms in child_spin() and exits
+ *     stackswait N MS      like stacks, then sleep MS ms (so a tool can read the live process)
+ *     jit MS               spin MS ms in generated code named jit_spin_loop in
+ *                          /tmp/perf-PID.map (as a JIT would write it)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +86,27 @@ NOINLINE void *leak_alloc(size_t size) { return malloc(size); }
 NOINLINE void *leak_path(size_t size) { void *p = leak_alloc(size); sink++; return p; }
 
 NOINLINE void child_spin(long ms) { spin_inner(now_ns() + (uint64_t)ms * 1000000); }
+
+/* x86-64: mov rax, rdi; 1: dec rax; jnz 1b; ret */
+static const unsigned char jit_code[] = { 0x48, 0x89, 0xf8, 0x48, 0xff, 0xc8, 0x75, 0xfb, 0xc3 };
+
+NOINLINE void jit_run(long ms)
+{
+    unsigned char *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (code == MAP_FAILED) { perror("mmap"); exit(1); }
+    memcpy(code, jit_code, sizeof(jit_code));
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/perf-%d.map", getpid());
+    FILE *map = fopen(path, "w");
+    if (!map) { perror(path); exit(1); }
+    fprintf(map, "%lx %zx jit_spin_loop\n", (unsigned long)code, sizeof(jit_code));
+    fclose(map);
+    void (*fn)(long) = (void (*)(long))code;
+    uint64_t deadline = now_ns() + (uint64_t)ms * 1000000;
+    while (now_ns() < deadline)
+        fn(100000);
+}
 
 static pthread_mutex_t contended = PTHREAD_MUTEX_INITIALIZER;
 static long mutex_rounds;
@@ -199,6 +224,8 @@ int main(int argc, char **argv)
         for (long k = 0; k < 2 * n; k++)
             stack_path_b(k);
         sleeper(ms);
+    } else if (strcmp(mode, "jit") == 0) {
+        jit_run(arg_long(argc, argv, i, "MS"));
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;

@@ -1,0 +1,203 @@
+"""profile: sampling overhead on a CPU-bound load, and symbolization time
+next to BCC's profile-bpfcc.
+
+1. Overhead: one CPU-bound process per CPU counts loop iterations for a few
+   seconds, alone and while `pytracekit profile -F 99` samples every CPU;
+   the work rate is compared (median of alternating rounds).
+2. Symbolization: a python3 program with many distinct stacks (json, re,
+   sort) is profiled at 999 Hz; the time to read and symbolize every stack
+   is measured cold (first read) and warm, and both tools' whole runs are
+   timed. BCC needs BCC_KERNEL_SOURCE: it gets pytracekit's generated tree
+   plus the three definitions profile.py also needs (bpf_perf_event.h,
+   TASK_COMM_LEN, PAGE_OFFSET), in a temporary copy.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import PY, ROOT, median, table
+
+ROUNDS = 5
+WORK_S = 3.0
+COUNTER = ("import time\nend = time.monotonic() + {s}\nn = 0\n"
+           "while time.monotonic() < end:\n    n += 1\nprint(n)\n")
+BUSY = """
+import json, re, sys, time
+end = time.time() + float(sys.argv[1])
+data = [{"k": i, "v": str(i) * 5} for i in range(200)]
+pat = re.compile(r"(\\d+)-(\\w+)")
+while time.time() < end:
+    json.loads(json.dumps(data))
+    pat.findall("123-abc 456-def " * 20)
+    sorted(data, key=lambda d: -d["k"])
+"""
+
+
+def _work_rate(ncpu: int) -> float:
+    """Loops per CPU-second of the workers themselves: sampling costs land in
+    their system time, while other load on a shared machine (which steals
+    wall time) does not distort the rate."""
+    procs = [subprocess.Popen([sys.executable, "-c", COUNTER.format(s=WORK_S)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(ncpu)]
+    loops = cpu = 0.0
+    for p in procs:
+        _, _, usage = os.wait4(p.pid, 0)
+        p.returncode = 0
+        loops += int(p.stdout.read())
+        cpu += usage.ru_utime + usage.ru_stime
+    return loops / cpu
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_profiler(args: list[str]) -> subprocess.Popen:
+    ready_r, ready_w = os.pipe()
+    proc = subprocess.Popen([PY, "-m", "pytracekit", "profile", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTRACEKIT_READY_FD": str(ready_w)},
+                            pass_fds=(ready_w,))
+    os.close(ready_w)
+    os.read(ready_r, 16)
+    os.close(ready_r)
+    return proc
+
+
+def overhead() -> list[str]:
+    ncpu = os.cpu_count() or 1
+    base, traced, own = [], [], []
+    for _ in range(ROUNDS):
+        base.append(_work_rate(ncpu))
+        prof = _start_profiler(["-F", "99"])
+        before, t0 = _cpu_seconds(prof.pid), time.monotonic()
+        traced.append(_work_rate(ncpu))
+        own.append(100 * (_cpu_seconds(prof.pid) - before) / (time.monotonic() - t0))
+        prof.send_signal(signal.SIGINT)
+        prof.wait(timeout=60)
+    b, t = median(base), median(traced)
+    return [f"profile -F 99, all {ncpu} CPUs busy", f"{b:,.0f} loops/CPU-s",
+            f"{t:,.0f} loops/CPU-s", f"{100 * (t - b) / b:+.2f}%",
+            f"{median(own):.2f}% of one CPU"]
+
+
+def _bcc_tree() -> Path:
+    from pytracekit.kernel import headers
+    tree = Path(tempfile.mkdtemp(prefix="ptk-bcc-")) / "kernel"
+    shutil.copytree(headers.include_tree().source, tree)
+    (tree / "include/uapi/linux/bpf_perf_event.h").write_text(
+        "#ifndef _UAPI__LINUX_BPF_PERF_EVENT_H__\n#define _UAPI__LINUX_BPF_PERF_EVENT_H__\n"
+        "#include <asm/ptrace.h>\ntypedef struct pt_regs bpf_user_pt_regs_t;\n"
+        "struct bpf_perf_event_data { bpf_user_pt_regs_t regs; __u64 sample_period; "
+        "__u64 addr; };\n#endif\n")
+    with open(tree / "include/linux/sched.h", "a") as f:
+        f.write("\n#ifndef TASK_COMM_LEN\n#define TASK_COMM_LEN 16\n#endif\n")
+    with open(tree / "arch/x86/include/asm/page.h", "a") as f:
+        f.write("\n#ifndef PAGE_OFFSET\n#define PAGE_OFFSET 0xffff800000000000UL\n#endif\n")
+    return tree
+
+
+def _busy_python(seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)])
+
+
+def _timed_run(argv: list[str], env: dict | None = None) -> tuple[float, str, str, int]:
+    start = time.perf_counter()
+    res = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, **(env or {})}, timeout=120)
+    return time.perf_counter() - start, res.stdout, res.stderr, res.returncode
+
+
+def _unknown_share(folded: str) -> str:
+    """Share of frames, weighted by samples, that are [unknown]."""
+    frames = unknown = 0
+    for line in folded.splitlines():
+        stack, _, count = line.rpartition(" ")
+        names = stack.split(";")[1:]
+        frames += len(names) * int(count)
+        unknown += names.count("[unknown]") * int(count)
+    return f"{100 * unknown / frames:.1f}%" if frames else "n/a"
+
+
+def symbolization() -> list[list[str]]:
+    from pytracekit import settings  # noqa: F401  (imports the package from ROOT)
+    from pytracekit.runner import run_until_done
+    from pytracekit.tools import profile
+    rows = []
+    busy = _busy_python(6)
+    try:
+        time.sleep(0.3)
+        session = profile.start(pids=[busy.pid], frequency=999)
+        try:
+            run_until_done(session.target, duration=3)
+            t0 = time.perf_counter()
+            cold = session.read()
+            t1 = time.perf_counter()
+            session.read()
+            t2 = time.perf_counter()
+        finally:
+            session.close()
+    finally:
+        busy.wait()
+    frames = sum(len(s.stack) for s in cold.samples)
+    rows.append(["pytracekit: read + symbolize (cold)", f"{len(cold.samples)} stacks, "
+                 f"{frames} frames", f"{(t1 - t0) * 1000:.0f} ms",
+                 f"{cold.loss.unknown_frames} unknown frames"])
+    rows.append(["pytracekit: read + symbolize (warm)", "same", f"{(t2 - t1) * 1000:.0f} ms", ""])
+
+    busy = _busy_python(6)
+    try:
+        time.sleep(0.3)
+        wall, out, err, rc = _timed_run([PY, "-m", "pytracekit", "profile", "-F", "999", "-f",
+                                         "-p", str(busy.pid), "3"])
+    finally:
+        busy.wait()
+    rows.append(["pytracekit profile -F 999 -f -p PID 3 (whole run)",
+                 f"{len(out.splitlines())} folded lines", f"{wall - 3:.2f} s beyond the 3 s",
+                 f"rc={rc}, unknown frames {_unknown_share(out)}"])
+
+    bcc = shutil.which("profile-bpfcc")
+    if not bcc:
+        rows.append(["BCC profile-bpfcc", "not installed (apt-get install bpfcc-tools)", "", ""])
+        return rows
+    tree = _bcc_tree()
+    busy = _busy_python(6)
+    try:
+        time.sleep(0.3)
+        wall, out, err, rc = _timed_run([bcc, "-F", "999", "-f", "-p", str(busy.pid), "3"],
+                                        env={"BCC_KERNEL_SOURCE": str(tree)})
+    finally:
+        busy.wait()
+        shutil.rmtree(tree.parent, ignore_errors=True)
+    if rc != 0:
+        rows.append(["BCC profile-bpfcc -F 999 -f -p PID 3", "failed",
+                     (err.strip().splitlines() or ["?"])[0][:80], f"rc={rc}"])
+    else:
+        rows.append(["BCC profile-bpfcc -F 999 -f -p PID 3 (whole run)",
+                     f"{len(out.splitlines())} folded lines", f"{wall - 3:.2f} s beyond the 3 s",
+                     f"unknown frames {_unknown_share(out)}"])
+    return rows
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        print("needs root")
+        return
+    print(table(["overhead", "alone", "while profiling", "work rate change",
+                 "pytracekit's own CPU"], [overhead()]))
+    print()
+    print(table(["symbolization (python3 busy loop, 999 Hz, 3 s)", "size", "time", "notes"],
+                symbolization()))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

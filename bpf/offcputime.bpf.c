@@ -1,0 +1,79 @@
+/* offcputime: time threads spend blocked, summed per (thread, user stack,
+ * kernel stack). At sched_switch the thread going off CPU is still `current`,
+ * so its stacks are taken then; when it is switched back in, the time it was
+ * away is added to that stack.
+ *
+ * Parameters: THREAD_KIND (0 all, 1 user threads, 2 kernel threads), STATE
+ * (-1: any), and those of ptk_stacks.h (selection, MIN/MAX_BLOCK_NS, stacks).
+ */
+#include "vmlinux.h"
+#include "pytracekit.h"
+#include "ptk_stacks.h"
+
+#ifndef THREAD_KIND
+#define THREAD_KIND 0
+#endif
+#ifndef STATE
+#define STATE -1
+#endif
+
+#define PF_KTHREAD_FLAG 0x00200000
+
+struct off_start {
+    u64 ts;
+    struct ptk_stack_key key;
+};
+
+/* LRU: threads that exit while switched out never come back to delete theirs */
+BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
+BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);   /* nanoseconds */
+
+PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
+{
+    if (!ptk_ids_selected(tgid, tid) || (state & TASK_DEAD_STATE))
+        return false;
+    if (THREAD_KIND) {
+        unsigned int flags = 0;
+        bpf_probe_read_kernel(&flags, sizeof(flags), &task->flags);
+        bool kthread = flags & PF_KTHREAD_FLAG;
+        if (kthread != (THREAD_KIND == 2))
+            return false;
+    }
+    /* low byte only: 6.1+ adds modifier bits such as TASK_FREEZABLE (0x2000) */
+    return STATE == -1 || (state & 0xff) == STATE;
+}
+
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+    /* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
+     *          unsigned int prev_state) */
+    struct task_struct *prev = (struct task_struct *)ctx->args[1];
+    struct task_struct *next = (struct task_struct *)ctx->args[2];
+    long prev_state = (long)ctx->args[3];
+    u32 prev_tid = 0, prev_tgid = 0, next_tid = 0;
+    bpf_probe_read_kernel(&prev_tid, sizeof(prev_tid), &prev->pid);
+    bpf_probe_read_kernel(&prev_tgid, sizeof(prev_tgid), &prev->tgid);
+    bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
+    u64 now = bpf_ktime_get_ns();
+
+    if (wanted(prev, prev_tgid, prev_tid, prev_state)) {
+        struct off_start s = { .ts = now };
+        ptk_current_stack(&s.key, ctx);
+        start.update(&prev_tid, &s);
+    }
+
+    struct off_start *s = start.lookup(&next_tid);
+    if (!s)
+        return 0;
+    struct ptk_stack_key key = s->key;
+    u64 delta = now - s->ts;
+    start.delete(&next_tid);
+    if (delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
+        return 0;
+    u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);
+    if (total)
+        __sync_fetch_and_add(total, delta);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}

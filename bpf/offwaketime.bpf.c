@@ -1,0 +1,81 @@
+/* offwaketime: off-CPU time per (blocked thread's stacks, waker's stacks).
+ * sched_switch takes the stacks of the thread leaving the CPU; sched_wakeup
+ * (in the waker's context) notes who woke it and from where; when the thread
+ * runs again its time away is added under both.
+ *
+ * Parameters: those of ptk_stacks.h; the selection applies to the blocked
+ * threads.
+ */
+#include "vmlinux.h"
+#include "pytracekit.h"
+#include "ptk_stacks.h"
+
+struct off_start {
+    u64 ts;
+    struct ptk_stack_key key;
+};
+
+struct offwake_key {
+    struct ptk_stack_key target;
+    struct ptk_stack_key waker;     /* stack ids -1: woken by nobody we saw */
+};
+
+BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
+BPF_TABLE("lru_hash", u32, struct ptk_stack_key, wakers, 32768);
+BPF_HASH(counts, struct offwake_key, u64, MAX_STACKS);   /* nanoseconds */
+
+RAW_TRACEPOINT_PROBE(sched_wakeup)
+{
+    struct task_struct *target = (struct task_struct *)ctx->args[0];
+    u32 tid = 0;
+    bpf_probe_read_kernel(&tid, sizeof(tid), &target->pid);
+    if (!start.lookup(&tid))
+        return 0;   /* not a thread we are timing */
+    struct ptk_stack_key waker = {};
+    ptk_current_stack(&waker, ctx);
+    wakers.update(&tid, &waker);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+    struct task_struct *prev = (struct task_struct *)ctx->args[1];
+    struct task_struct *next = (struct task_struct *)ctx->args[2];
+    long prev_state = (long)ctx->args[3];
+    u32 prev_tid = 0, prev_tgid = 0, next_tid = 0;
+    bpf_probe_read_kernel(&prev_tid, sizeof(prev_tid), &prev->pid);
+    bpf_probe_read_kernel(&prev_tgid, sizeof(prev_tgid), &prev->tgid);
+    bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
+    u64 now = bpf_ktime_get_ns();
+
+    if (!(prev_state & TASK_DEAD_STATE) && ptk_ids_selected(prev_tgid, prev_tid)) {
+        struct off_start s = { .ts = now };
+        ptk_current_stack(&s.key, ctx);
+        start.update(&prev_tid, &s);
+        wakers.delete(&prev_tid);
+    }
+
+    struct off_start *s = start.lookup(&next_tid);
+    if (!s)
+        return 0;
+    struct offwake_key key = {};
+    key.target = s->key;
+    u64 delta = now - s->ts;
+    start.delete(&next_tid);
+    struct ptk_stack_key *w = wakers.lookup(&next_tid);
+    if (w) {
+        key.waker = *w;
+        wakers.delete(&next_tid);
+    } else {
+        key.waker.user_stack_id = -1;
+        key.waker.kernel_stack_id = -1;
+    }
+    if (delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
+        return 0;
+    u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);
+    if (total)
+        __sync_fetch_and_add(total, delta);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}

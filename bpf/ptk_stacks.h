@@ -1,0 +1,146 @@
+/* What the stack tools (profile, offcputime, offwaketime, wakeuptime) share:
+ * the stack map, which threads are selected, announcing new processes to
+ * user space, saving leaf stacks for unwinding. The loader pastes this file
+ * in place of its #include, like pytracekit.h, so the map calls below are
+ * rewritten by BCC.
+ *
+ * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids), FOLLOW_FORKS
+ * (children of selected processes are selected too), EXEC_PID (a held
+ * `-- COMMAND`: selected from its exec on), USER_STACKS, KERNEL_STACKS,
+ * STACK_STORAGE_SIZE, MAX_STACKS, MIN_BLOCK_NS, MAX_BLOCK_NS, LEAF_BYTES.
+ */
+#ifndef PTK_STACKS_H
+#define PTK_STACKS_H
+
+#ifndef SELECT_BY
+#define SELECT_BY 0
+#endif
+#ifndef FOLLOW_FORKS
+#define FOLLOW_FORKS 0
+#endif
+#ifndef EXEC_PID
+#define EXEC_PID 0
+#endif
+#ifndef USER_STACKS
+#define USER_STACKS 1
+#endif
+#ifndef KERNEL_STACKS
+#define KERNEL_STACKS 1
+#endif
+#ifndef STACK_STORAGE_SIZE
+#define STACK_STORAGE_SIZE 16384
+#endif
+#ifndef MAX_STACKS
+#define MAX_STACKS 40960
+#endif
+#ifndef MIN_BLOCK_NS
+#define MIN_BLOCK_NS 1000ULL
+#endif
+#ifndef MAX_BLOCK_NS
+#define MAX_BLOCK_NS 0xffffffffffffffffULL
+#endif
+#ifndef LEAF_BYTES
+#define LEAF_BYTES 512
+#endif
+
+#define PTK_NO_STACK -14   /* -EFAULT: "no stack of this kind", not a loss */
+#define TASK_DEAD_STATE 0x80
+
+BPF_STACK_TRACE(stack_traces, STACK_STORAGE_SIZE);
+/* pids (or tids) to trace, filled from user space; forks and exec add more */
+BPF_HASH(selected, u32, u8, 10240);
+/* every process seen once, announced so user space can snapshot its maps
+ * before it exits (symbols for short-lived processes) */
+BPF_HASH(seen_pids, u32, u8, 65536);
+BPF_RINGBUF_OUTPUT(new_pids, 4);
+
+/* The leaf's registers and the top of its user stack, once per user stack
+ * id: user space recovers the frames that frame-pointer unwinding skips in
+ * code built without frame pointers (see pytracekit/unwind.py). */
+struct ptk_leaf {
+    u64 ip;
+    u64 sp;
+    u64 bp;
+    u8 stack[LEAF_BYTES];
+};
+BPF_HASH(leaf_frames, s32, struct ptk_leaf, 4096);
+BPF_PERCPU_ARRAY(leaf_scratch, struct ptk_leaf, 1);
+
+PTK_INLINE bool ptk_ids_selected(u32 tgid, u32 tid)
+{
+    if (SELECT_BY == 1 && !selected.lookup(&tgid))
+        return false;
+    if (SELECT_BY == 2 && !selected.lookup(&tid))
+        return false;
+    return tid != 0;
+}
+
+PTK_INLINE void ptk_announce(u32 tgid)
+{
+    u8 one = 1;
+    if (!tgid || seen_pids.lookup(&tgid))
+        return;
+    seen_pids.update(&tgid, &one);
+    u32 *slot = new_pids.ringbuf_reserve(sizeof(u32));
+    if (slot) {
+        *slot = tgid;
+        new_pids.ringbuf_submit(slot, 0);
+    }
+}
+
+PTK_INLINE void ptk_save_leaf(s32 user_stack_id)
+{
+    if (user_stack_id < 0 || leaf_frames.lookup(&user_stack_id))
+        return;
+    u32 zero = 0;
+    struct ptk_leaf *leaf = leaf_scratch.lookup(&zero);
+    if (!leaf)
+        return;
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    bpf_probe_read_kernel(&leaf->ip, sizeof(leaf->ip), &regs->ip);
+    bpf_probe_read_kernel(&leaf->sp, sizeof(leaf->sp), &regs->sp);
+    bpf_probe_read_kernel(&leaf->bp, sizeof(leaf->bp), &regs->bp);
+    if (bpf_probe_read_user(leaf->stack, sizeof(leaf->stack), (void *)leaf->sp) == 0)
+        leaf_frames.update(&user_stack_id, leaf);
+}
+
+/* The current thread as a stack key: ids, name, user and kernel stacks (ctx
+ * is the program's context). The idle task has no user side. */
+PTK_INLINE void ptk_current_stack(struct ptk_stack_key *key, void *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    key->pid = id >> 32;
+    key->tid = (u32)id;
+    bpf_get_current_comm(&key->comm, sizeof(key->comm));
+    key->user_stack_id = USER_STACKS && key->pid ?
+        ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : PTK_NO_STACK;
+    key->kernel_stack_id = KERNEL_STACKS ?
+        ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : PTK_NO_STACK;
+    ptk_save_leaf(key->user_stack_id);
+    ptk_announce(key->pid);
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    /* another program now: announce it again so its new maps are read */
+    seen_pids.delete(&tgid);
+    if (EXEC_PID && tgid == EXEC_PID) {
+        u8 one = 1;
+        selected.update(&tgid, &one);
+    }
+    return 0;
+}
+
+#if FOLLOW_FORKS
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
+    u8 one = 1;
+    if (selected.lookup(&parent))
+        selected.update(&child, &one);
+    return 0;
+}
+#endif
+
+#endif /* PTK_STACKS_H */

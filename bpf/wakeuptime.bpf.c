@@ -1,0 +1,62 @@
+/* wakeuptime: how long threads were blocked, summed per waker stack. A thread
+ * leaving the CPU (sched_switch) starts its clock; whoever wakes it
+ * (sched_wakeup runs in the waker's context) stops it and is charged with
+ * the time, under the waker's stacks and the target's name.
+ *
+ * Parameters: those of ptk_stacks.h; the selection applies to the blocked
+ * (target) threads.
+ */
+#include "vmlinux.h"
+#include "pytracekit.h"
+#include "ptk_stacks.h"
+
+struct wake_key {
+    struct ptk_stack_key waker;
+    u32 target_pid;
+    u32 pad;
+    char target_comm[TASK_COMM_LEN];
+};
+
+BPF_TABLE("lru_hash", u32, u64, start, 32768);      /* tid -> when it blocked */
+BPF_HASH(counts, struct wake_key, u64, MAX_STACKS); /* nanoseconds */
+
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+    struct task_struct *prev = (struct task_struct *)ctx->args[1];
+    long prev_state = (long)ctx->args[3];
+    u32 tid = 0, tgid = 0;
+    bpf_probe_read_kernel(&tid, sizeof(tid), &prev->pid);
+    bpf_probe_read_kernel(&tgid, sizeof(tgid), &prev->tgid);
+    /* only sleeps: a preempted thread (state 0) is not woken by anyone */
+    if (prev_state == 0 || (prev_state & TASK_DEAD_STATE) || !ptk_ids_selected(tgid, tid))
+        return 0;
+    u64 now = bpf_ktime_get_ns();
+    start.update(&tid, &now);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_wakeup)
+{
+    /* TP_PROTO(struct task_struct *p) */
+    struct task_struct *target = (struct task_struct *)ctx->args[0];
+    u32 tid = 0;
+    bpf_probe_read_kernel(&tid, sizeof(tid), &target->pid);
+    u64 *began = start.lookup(&tid);
+    if (!began)
+        return 0;
+    u64 delta = bpf_ktime_get_ns() - *began;
+    start.delete(&tid);
+    if (delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
+        return 0;
+
+    struct wake_key key = {};
+    ptk_current_stack(&key.waker, ctx);
+    bpf_probe_read_kernel(&key.target_pid, sizeof(key.target_pid), &target->tgid);
+    bpf_probe_read_kernel_str(&key.target_comm, sizeof(key.target_comm), &target->comm);
+    u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);
+    if (total)
+        __sync_fetch_and_add(total, delta);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}

@@ -1,0 +1,2 @@
+"""Feeding the systems a fleet already runs: Prometheus metrics from running
+tools (`export`) and pprof profiles on a schedule (`cprofile`)."""

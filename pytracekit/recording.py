@@ -1,0 +1,86 @@
+"""The recording file `pytracekit record` writes and `report`/`diff` read.
+
+Format "pytracekit-recording", version 1: gzip-compressed JSON lines.
+  line 1  {"format": "pytracekit-recording", "version": 1, "tool": ..., "value_type": ...,
+           "unit": ..., "period": ns per sample, "duration_ns": ..., "created": ISO 8601,
+           "host": ..., "kernel": ..., "meta": {str: str}, "loss": {lost_events, stack_errors,
+           map_full, unknown_frames}, "samples": N}
+  then N  {"value": int, "pid": int, "tid": int, "comm": str,
+           "frames": [[name, kind, module], ...]}        (root first, already symbolized)
+Readers accept any version <= theirs and ignore keys they do not know, so
+version 1 files stay readable; a change that breaks that bumps the version.
+"""
+from __future__ import annotations
+
+import datetime
+import gzip
+import json
+import os
+from typing import Any
+
+from .errors import NotFoundError, UsageError
+from .model import Frame, LossReport, Sample, StackProfile
+
+FORMAT = "pytracekit-recording"
+VERSION = 1
+
+
+def header(profile: StackProfile, tool: str) -> dict[str, Any]:
+    uname = os.uname()
+    return {"format": FORMAT, "version": VERSION, "tool": tool,
+            "value_type": profile.value_type, "unit": profile.unit, "period": profile.period,
+            "duration_ns": profile.duration_ns,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "host": uname.nodename, "kernel": uname.release, "meta": dict(profile.meta),
+            "loss": profile.loss.as_dict(), "samples": len(profile.samples)}
+
+
+def save(profile: StackProfile, path: str, tool: str = "record") -> None:
+    lines = [json.dumps(header(profile, tool), separators=(",", ":"))]
+    for s in profile.samples:
+        lines.append(json.dumps({"value": s.value, "pid": s.pid, "tid": s.tid, "comm": s.comm,
+                                 "frames": [[f.name, f.kind, f.module] for f in s.stack]},
+                                separators=(",", ":")))
+    try:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def load(path: str) -> StackProfile:
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise NotFoundError(f"no recording {path} (make one with `pytracekit record -o {path}`)") \
+            from None
+    except (OSError, EOFError, UnicodeDecodeError):
+        raise UsageError(f"{path} is not a pytracekit recording (expected gzip JSON lines "
+                         "written by `pytracekit record`)") from None
+    try:
+        head = json.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
+        head = {}
+    if head.get("format") != FORMAT:
+        raise UsageError(f"{path} is not a pytracekit recording (no {FORMAT} header)")
+    if int(head.get("version", 0)) > VERSION:
+        raise UsageError(f"{path} is recording format version {head['version']}; this "
+                         f"pytracekit reads up to version {VERSION}: upgrade it")
+    samples = []
+    for number, line in enumerate(lines[1:], 2):
+        try:
+            obj = json.loads(line)
+            stack = tuple(Frame(n, k, m) for n, k, m in obj["frames"])
+            samples.append(Sample(stack, int(obj["value"]), int(obj.get("pid", 0)),
+                                  int(obj.get("tid", 0)), obj.get("comm", "")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UsageError(f"{path} line {number}: not a sample of a pytracekit recording") \
+                from None
+    loss = LossReport(**{k: int(v) for k, v in head.get("loss", {}).items()
+                         if k in LossReport().as_dict()})
+    meta = {str(k): str(v) for k, v in head.get("meta", {}).items()}
+    meta.setdefault("tool", head.get("tool", ""))
+    meta["created"] = head.get("created", "")
+    return StackProfile(samples, head.get("value_type", "samples"), head.get("unit", "count"),
+                        int(head.get("period", 0)), int(head.get("duration_ns", 0)), loss, meta)

@@ -1,0 +1,183 @@
+"""pprof: gzip-compressed perftools.profiles.Profile (proto/profile.proto).
+
+What goes where:
+- sample types: a sampling profile (period > 0) has [samples/count, cpu/nanoseconds]
+  with value x period as the second; anything else has one [value_type/unit];
+- every frame is a Location with one Line and Function; the frame kind is
+  carried by the Location's Mapping, named as perf names them
+  ([kernel.kallsyms]) or [process], [jit], [marker]; user frames map to their
+  module when known. Mappings claim has_functions so pprof does not try to
+  re-symbolize the addresses;
+- labels: comm (string), pid and tid (numbers);
+- duration, meta (comments `pytracekit.meta.KEY=VALUE`) and the nonzero loss
+  counts (comments `pytracekit.loss.NAME=N`) survive a round trip through from_pprof.
+"""
+from __future__ import annotations
+
+import gzip
+import time
+from typing import Iterable
+
+from ..errors import UsageError
+from ..model import Frame, LossReport, Sample, StackProfile
+from .proto import profile_pb2 as pb
+
+KIND_MAPPINGS = {"kernel": "[kernel.kallsyms]", "process": "[process]", "jit": "[jit]",
+                 "marker": "[marker]"}
+MAPPING_KINDS = {name: kind for kind, name in KIND_MAPPINGS.items()}
+LOSS_PREFIX = "pytracekit.loss."
+META_PREFIX = "pytracekit.meta."
+UNIT_NAMES = {"count": "count", "nanoseconds": "nanoseconds", "microseconds": "microseconds",
+              "bytes": "bytes"}
+
+
+class _Strings:
+    """The string table: index 0 is always ""."""
+
+    def __init__(self, table: Iterable[str]) -> None:
+        self.table = table
+        self.index: dict[str, int] = {}
+        self("")
+
+    def __call__(self, text: str) -> int:
+        found = self.index.get(text)
+        if found is None:
+            found = self.index[text] = len(self.index)
+            self.table.append(text)
+        return found
+
+
+def sample_types(profile: StackProfile) -> list[tuple[str, str]]:
+    if profile.period > 0 and profile.value_type == "samples":
+        return [("samples", "count"), ("cpu", "nanoseconds")]
+    return [(profile.value_type or "samples", UNIT_NAMES.get(profile.unit, profile.unit))]
+
+
+def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
+    """The profile as a gzip-compressed profile.proto message."""
+    out = pb.Profile()
+    s = _Strings(out.string_table)
+    types = sample_types(profile)
+    for kind, unit in types:
+        out.sample_type.add(type=s(kind), unit=s(unit))
+    if len(types) == 2:
+        out.period_type.type, out.period_type.unit = s("cpu"), s("nanoseconds")
+        out.period = profile.period
+    out.default_sample_type = s(types[-1][0])
+    out.duration_nanos = profile.duration_ns
+    out.time_nanos = time.time_ns() if time_nanos is None else time_nanos
+    mappings: dict[str, int] = {}
+    for name in _mapping_names(profile):
+        mappings[name] = len(mappings) + 1
+        out.mapping.add(id=mappings[name], filename=s(name), has_functions=True)
+    functions: dict[tuple[str, str], int] = {}
+    locations: dict[Frame, int] = {}
+
+    def mapping_id(frame: Frame) -> int:
+        return mappings.get(KIND_MAPPINGS.get(frame.kind, frame.module), 0)
+
+    def location_id(frame: Frame) -> int:
+        found = locations.get(frame)
+        if found is not None:
+            return found
+        fkey = (frame.name, frame.kind)
+        if fkey not in functions:
+            functions[fkey] = len(functions) + 1
+            out.function.add(id=functions[fkey], name=s(frame.name), system_name=s(frame.name))
+        found = locations[frame] = len(locations) + 1
+        loc = out.location.add(id=found, mapping_id=mapping_id(frame), address=frame.address)
+        loc.line.add(function_id=functions[fkey])
+        return found
+
+    for sample in profile.samples:
+        values = [sample.value] + ([sample.value * profile.period] if len(types) == 2 else [])
+        entry = out.sample.add(location_id=[location_id(f) for f in reversed(sample.stack)],
+                               value=values)
+        if sample.comm:
+            entry.label.add(key=s("comm"), str=s(sample.comm))
+        if sample.pid:
+            entry.label.add(key=s("pid"), num=sample.pid)
+        if sample.tid:
+            entry.label.add(key=s("tid"), num=sample.tid)
+    for key, value in profile.meta.items():
+        out.comment.append(s(f"{META_PREFIX}{key}={value}"))
+    for key, value in profile.loss.as_dict().items():
+        if value:
+            out.comment.append(s(f"{LOSS_PREFIX}{key}={value}"))
+    return gzip.compress(out.SerializeToString(), mtime=0)
+
+
+def _mapping_names(profile: StackProfile) -> list[str]:
+    """Mapping file names, user modules first: pprof calls mapping[0] the main
+    binary and names the profile after it (the root-most user frame's module)."""
+    modules: dict[str, None] = {}
+    kinds: set[str] = set()
+    for sample in profile.samples:
+        for frame in sample.stack:
+            if frame.kind in KIND_MAPPINGS:
+                kinds.add(frame.kind)
+            elif frame.module:
+                modules.setdefault(frame.module)
+    return list(modules) + [KIND_MAPPINGS[k] for k in ("jit", "kernel", "marker", "process")
+                            if k in kinds]
+
+
+def parse(data: bytes) -> pb.Profile:
+    """The Profile message of a pprof file, gzip-compressed or not."""
+    try:
+        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        message = pb.Profile()
+        message.ParseFromString(raw)
+    except Exception as exc:   # gzip, zlib and protobuf each raise their own
+        raise UsageError(f"not a pprof profile (gzip-compressed profile.proto): {exc}") from None
+    if not message.string_table or message.string_table[0] != "":
+        raise UsageError("not a pprof profile: its string table does not start with \"\"")
+    return message
+
+
+def from_pprof(data: bytes) -> StackProfile:
+    """A pprof file back into a StackProfile: the first sample type's values,
+    frames root first (inlined lines become frames of their own)."""
+    message = parse(data)
+    strings = message.string_table
+    mapping_kind = {m.id: MAPPING_KINDS.get(strings[m.filename], "user") for m in message.mapping}
+    mapping_name = {m.id: strings[m.filename] for m in message.mapping}
+    function_name = {f.id: strings[f.name] for f in message.function}
+    location_frames: dict[int, list[Frame]] = {}
+    for loc in message.location:
+        kind = mapping_kind.get(loc.mapping_id, "user")
+        module = "" if kind != "user" else mapping_name.get(loc.mapping_id, "")
+        names = [function_name.get(line.function_id, "[unknown]") for line in loc.line] or \
+            ["[unknown]"]
+        # line[0] is the innermost inlined function; the stack wants the caller first.
+        location_frames[loc.id] = [Frame(n, kind, module, loc.address) for n in reversed(names)]
+    samples = []
+    for entry in message.sample:
+        stack: list[Frame] = []
+        for loc_id in reversed(entry.location_id):
+            stack += location_frames.get(loc_id, [Frame("[unknown]")])
+        labels = {strings[lb.key]: (strings[lb.str] if lb.str else lb.num) for lb in entry.label}
+        samples.append(Sample(tuple(stack), entry.value[0] if entry.value else 0,
+                              pid=int(labels.get("pid", 0)), tid=int(labels.get("tid", 0)),
+                              comm=str(labels.get("comm", ""))))
+    first = message.sample_type[0] if message.sample_type else None
+    profile = StackProfile(samples=samples, duration_ns=message.duration_nanos,
+                           value_type=strings[first.type] if first else "samples",
+                           unit=strings[first.unit] if first else "count")
+    if strings[message.period_type.type] == "cpu" and profile.value_type == "samples":
+        profile.period = message.period
+    for index in message.comment:
+        _read_comment(strings[index], profile)
+    return profile
+
+
+def _read_comment(text: str, profile: StackProfile) -> None:
+    key, sep, value = text.partition("=")
+    if not sep:
+        return
+    if key.startswith(META_PREFIX):
+        profile.meta[key[len(META_PREFIX):]] = value
+    elif key.startswith(LOSS_PREFIX) and value.isdigit():
+        name = key[len(LOSS_PREFIX):]
+        if hasattr(LossReport(), name):
+            setattr(profile.loss, name, int(value))

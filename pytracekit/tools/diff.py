@@ -1,0 +1,56 @@
+"""diff: what changed between two recordings (`perf diff`): per-function
+shares before and after, and a differential flame graph with --output."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import options, recording, reporting
+from ..render import jsonl
+
+DRY_RUN_ARGS: list[str] = []
+LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run
+
+
+@click.command("diff", context_settings=options.TOOL_CONTEXT)
+@click.argument("before_path", metavar="BEFORE")
+@click.argument("after_path", metavar="AFTER")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Functions to list.")
+@click.option("--output", metavar="FILE", default=None,
+              help="Write a differential flame graph (HTML): growth red, shrink blue.")
+@options.json_option()
+@options.standard
+def command(before_path, after_path, top, output, as_json) -> None:
+    """Compare two recordings made by `pytracekit record`.
+
+    Shares are percentages of each recording's total, so recordings of
+    different lengths compare.
+
+    \b
+    Example:
+      pytracekit diff before.ptk after.ptk --output diff.html
+    """
+    before, after = recording.load(before_path), recording.load(after_path)
+    if before.unit != after.unit:
+        from ..errors import UsageError
+        raise UsageError(f"cannot compare {before.unit} ({before_path}) with {after.unit} "
+                         f"({after_path}): record both on-CPU or both --off-cpu")
+    changes = reporting.diff_functions(before, after)
+    if as_json:
+        for c in changes:
+            click.echo(jsonl.dumps({"type": "change", "function": c.name,
+                                    "before_self": round(c.before_self, 4),
+                                    "after_self": round(c.after_self, 4),
+                                    "before_total": round(c.before_total, 4),
+                                    "after_total": round(c.after_total, 4)}))
+    else:
+        click.echo(f"# {before_path}: {before.total}  ->  {after_path}: {after.total} "
+                   f"({'samples' if before.unit == 'count' else before.unit})\n")
+        click.echo(reporting.diff_text(changes, top=top))
+    if output:
+        from ..render.flamegraph import diff_flamegraph_html
+        from pathlib import Path
+        Path(output).write_text(diff_flamegraph_html(before, after))
+        print(f"wrote differential flame graph to {output}", file=sys.stderr)

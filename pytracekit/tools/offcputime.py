@@ -1,0 +1,166 @@
+"""offcputime: where threads block, and for how long (BCC's offcputime).
+
+The raw tracepoint sched_switch takes the stacks of the thread leaving the
+CPU and, when that thread is switched back in, adds the time it was away to
+them, in the kernel. Values are microseconds, as in BCC.
+"""
+from __future__ import annotations
+
+import click
+
+from .. import options, stacktools
+from ..errors import UsageError
+from ..runner import announce, run_until_done
+
+DRY_RUN_ARGS = ["1"]
+
+
+def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: int | None,
+                  stack_storage_size: int) -> dict:
+    """Check and translate the options offcputime, offwaketime and wakeuptime share."""
+    if user_only and kernel_only:
+        raise UsageError("-U and -K exclude each other: give at most one")
+    if max_us is not None and max_us < min_us:
+        raise UsageError(f"-M {max_us} is below -m {min_us}: the range would be empty")
+    defines = {"MIN_BLOCK_NS": f"{min_us * 1000}ULL", "USER_STACKS": not kernel_only,
+               "KERNEL_STACKS": not user_only, "STACK_STORAGE_SIZE": stack_storage_size}
+    if max_us is not None:
+        defines["MAX_BLOCK_NS"] = f"{max_us * 1000}ULL"
+    return defines
+
+
+def start_blocked(name: str, session_class: type, value_type: str, *, pids=None, tids=None,
+                  command=(), user_only=False, kernel_only=False, min_us=1, max_us=None,
+                  stack_storage_size=16384, delimited=False, extra_defines=None):
+    """Start one of the blocked-time tools; values are reported in microseconds."""
+    defines = block_defines(user_only=user_only, kernel_only=kernel_only, min_us=min_us,
+                            max_us=max_us, stack_storage_size=stack_storage_size)
+    defines.update(extra_defines or {})
+    target, selected, selection = stacktools.select_targets(list(pids or []),
+                                                            list(tids or []), command)
+    defines.update(selection)
+    prog, symbolizer, poll = stacktools.launch(name, defines, target, selected)
+    meta = {"tool": name}
+    if command:
+        meta["command"] = " ".join(command)
+    return session_class(prog, target, symbolizer, poll,
+                         dict(user=not kernel_only, kernel=not user_only, delimit=delimited),
+                         meta, value_type=value_type, unit="microseconds", divisor=1000)
+
+
+def start(*, user_threads_only: bool = False, kernel_threads_only: bool = False,
+          state: int | None = None, **options) -> stacktools.StackSession:
+    """offcputime's core: `read()` gives off-CPU microseconds per stack."""
+    if user_threads_only and kernel_threads_only:
+        raise UsageError("-u and -k exclude each other: give at most one")
+    kind = 1 if user_threads_only else 2 if kernel_threads_only else 0
+    session = start_blocked("offcputime", stacktools.StackSession, "off_cpu",
+                            extra_defines={"THREAD_KIND": kind,
+                                           "STATE": -1 if state is None else state},
+                            **options)
+    session.read_options["missing"] = True
+    return session
+
+
+def stack_tool_options(f):
+    """Options offcputime, offwaketime and wakeuptime share with BCC."""
+    decorators = [
+        click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+                       required=False),
+        click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
+                     help="Trace these processes only (comma-separated)."),
+        click.option("-t", "--tid", "tid_list", metavar="TIDS", default=None,
+                     help="Trace these threads only (comma-separated)."),
+        click.option("-u", "--user-threads-only", is_flag=True, help="User threads only."),
+        click.option("-k", "--kernel-threads-only", is_flag=True, help="Kernel threads only."),
+        click.option("-U", "--user-stacks-only", "user_only", is_flag=True,
+                     help="User stacks only."),
+        click.option("-K", "--kernel-stacks-only", "kernel_only", is_flag=True,
+                     help="Kernel stacks only."),
+        click.option("-d", "--delimited", is_flag=True,
+                     help="Put a delimiter between user and kernel stacks."),
+        options.folded_option("-f"),
+        click.option("--stack-storage-size", type=click.IntRange(min=1), default=16384,
+                     show_default=True, help="Number of unique stack traces that can be stored."),
+        click.option("-m", "--min-block-time", "min_us", type=click.IntRange(min=0), default=1,
+                     show_default=True, help="Ignore blocks shorter than this (microseconds)."),
+        click.option("-M", "--max-block-time", "max_us", type=click.IntRange(min=0),
+                     default=None, help="Ignore blocks longer than this (microseconds)."),
+        click.option("--top", type=click.IntRange(min=0), default=None,
+                     help="Print only the N biggest stacks."),
+        options.duration_option(),
+        options.json_option(),
+        stacktools.with_output_options,
+        options.standard,
+        click.pass_context,
+    ]
+    for dec in reversed(decorators):
+        f = dec(f)
+    return f
+
+
+@click.command("offcputime", cls=stacktools.CommandAfterDashes,
+               context_settings=options.TOOL_CONTEXT)
+@click.option("--state", type=int, default=None,
+              help="Only blocks that began in this task state (0 running/preempted, "
+                   "1 interruptible, 2 uninterruptible).")
+@stack_tool_options
+def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_threads_only,
+            kernel_threads_only, user_only, kernel_only, delimited, folded, stack_storage_size,
+            min_us, max_us, top, duration, as_json, output, fmt) -> None:
+    """Summarize off-CPU time (blocked) by stack trace, in microseconds.
+
+    \b
+    Examples:
+      pytracekit offcputime 5              # all threads for 5 seconds
+      pytracekit offcputime -p 185 -f      # one process, folded output
+      pytracekit offcputime -m 1000        # blocks of 1 ms or more
+      pytracekit offcputime -- ./myprog    # a command and its children
+    """
+    duration = stacktools.pick_duration(duration_arg, duration)
+    fmt = stacktools.format_for(output, fmt)
+    command = stacktools.command_of(ctx)
+    pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
+    session = start(pids=pids, tids=tids, command=command, user_threads_only=user_threads_only,
+                    kernel_threads_only=kernel_threads_only, user_only=user_only,
+                    kernel_only=kernel_only, min_us=min_us, max_us=max_us, state=state,
+                    stack_storage_size=stack_storage_size, delimited=delimited)
+    run_stack_tool("offcputime", session, "off-CPU time (us)", pids, tids, command, user_only,
+                   kernel_only, duration, folded=folded, as_json=as_json, top=top,
+                   output=output, fmt=fmt)
+
+
+def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
+                   user_threads_only, kernel_threads_only, duration_arg, pid_list, tid_list,
+                   user_only, kernel_only, delimited, folded, stack_storage_size, min_us, max_us,
+                   top, duration, as_json, output, fmt) -> None:
+    """The command body of offwaketime and wakeuptime (they differ in what they
+    read and print, not in their options)."""
+    if user_threads_only or kernel_threads_only:
+        raise UsageError(f"{tool} does not filter by thread kind (-u/-k): use offcputime")
+    duration = stacktools.pick_duration(duration_arg, duration)
+    fmt = stacktools.format_for(output, fmt)
+    command = stacktools.command_of(ctx)
+    pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
+    session = start_fn(pids=pids, tids=tids, command=command, user_only=user_only,
+                       kernel_only=kernel_only, min_us=min_us, max_us=max_us,
+                       stack_storage_size=stack_storage_size, delimited=delimited)
+    run_stack_tool(tool, session, what, pids, tids, command, user_only, kernel_only, duration,
+                   folded=folded, as_json=as_json, top=top, output=output, fmt=fmt, text=text)
+
+
+def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids, tids, command,
+                   user_only, kernel_only, duration, *, folded, as_json, top, output, fmt,
+                   text=None) -> None:
+    """Announce, run until done, print and write; always detach."""
+    try:
+        if not (folded or as_json):
+            announce(stacktools.opening_line(f"Tracing {what}", pids, tids, command, user_only,
+                                             kernel_only, duration))
+        run_until_done(session.target, duration=duration, poll=session.poll)
+        profile = session.read()
+    finally:
+        session.close()
+    stacktools.print_profile(tool, profile, folded=folded, as_json=as_json, top=top, text=text)
+    if output:
+        stacktools.write_output(profile, output, fmt, tool=tool)

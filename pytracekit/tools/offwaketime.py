@@ -1,0 +1,80 @@
+"""offwaketime: off-CPU time per blocked stack and the stack that woke it
+(BCC's offwaketime).
+
+Stacks read root first as BCC folds them: the blocked thread's name, user and
+kernel frames, `--`, then the waker's kernel and user frames leaf first and
+the waker's name, so a flame graph shows the waker on top of the sleeper.
+Values are microseconds.
+"""
+from __future__ import annotations
+
+import click
+
+from .. import options, stacktools
+from ..model import Frame, Sample, StackProfile
+from ..stacks import stack_path
+from .offcputime import run_waker_tool, stack_tool_options, start_blocked
+
+DRY_RUN_ARGS = ["1"]
+WAKER_DELIMITER = Frame("--", "marker")
+
+
+class OffWakeSession(stacktools.StackSession):
+    def samples(self) -> StackProfile:
+        stack_map, opts = self.prog["stack_traces"], self.read_options
+        samples = []
+        for key, value in self.prog["counts"].items():
+            t, w = key.target, key.waker
+            comm = t.comm.decode(errors="replace")
+            path = [Frame(comm, "process")]
+            path += stack_path(self.symbolizer, stack_map, pid=t.pid,
+                               user_stack_id=t.user_stack_id, kernel_stack_id=t.kernel_stack_id,
+                               missing=True, **opts)
+            path.append(WAKER_DELIMITER)
+            waker = stack_path(self.symbolizer, stack_map, pid=w.pid,
+                               user_stack_id=w.user_stack_id, kernel_stack_id=w.kernel_stack_id,
+                               **opts)
+            path += reversed(waker)
+            path.append(Frame(w.comm.decode(errors="replace") or "[unknown waker]", "process"))
+            samples.append(Sample(tuple(path), value.value, pid=t.pid, tid=t.tid, comm=comm))
+        loss = self.loss()
+        loss.unknown_frames += self.symbolizer.unknown_frames
+        return StackProfile(samples=samples, loss=loss)
+
+
+def offwake_text(profile: StackProfile, *, top: int | None = None) -> str:
+    """BCC's layout: waker name and stack, `--`, the blocked stack, target name, value."""
+    ordered = sorted(profile.samples, key=lambda s: (s.value, s.comm))
+    if top is not None:
+        ordered = ordered[-top:] if top else []
+    out = []
+    for s in ordered:
+        cut = s.stack.index(WAKER_DELIMITER)
+        out.append(f"    {'waker:':<16} {s.stack[-1].name}")
+        out += [f"    {f.name}" for f in s.stack[cut + 1:-1]]
+        out.append(f"    {'--':<16} --")
+        out += [f"    {f.name}" for f in reversed(s.stack[1:cut])]
+        out.append(f"    {'target:':<16} {s.comm} ({s.pid})")
+        out.append(f"        {s.value}\n")
+    return "\n".join(out)
+
+
+def start(**options) -> OffWakeSession:
+    """offwaketime's core: `read()` gives microseconds per stack pair."""
+    return start_blocked("offwaketime", OffWakeSession, "off_cpu", **options)
+
+
+@click.command("offwaketime", cls=stacktools.CommandAfterDashes,
+               context_settings=options.TOOL_CONTEXT)
+@stack_tool_options
+def command(ctx: click.Context, **opts) -> None:
+    """Summarize blocked time by blocked stack and waker stack, in microseconds.
+
+    -p/-t select the blocked threads.
+
+    \b
+    Examples:
+      pytracekit offwaketime 5             # everything for 5 seconds
+      pytracekit offwaketime -f -p 185     # process 185, folded (flamegraph.pl input)
+    """
+    run_waker_tool(ctx, "offwaketime", "off-CPU time (us) and wakers", start, offwake_text, **opts)

@@ -1,0 +1,121 @@
+"""profile: sample stack traces at a timed interval (BCC's profile).
+
+A perf_event cpu-clock timer fires -F times a second on every CPU (or every
+-c nanoseconds); the BPF program counts (pid, user stack, kernel stack, comm)
+in the kernel, so only distinct stacks cross to user space at the end.
+"""
+from __future__ import annotations
+
+import os
+
+import click
+
+from .. import options, stacktools
+from ..errors import NotFoundError, UsageError
+from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
+from ..runner import announce, run_until_done
+
+DRY_RUN_ARGS = ["-F", "99", "1"]
+
+
+def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
+          command: tuple[str, ...] = (), frequency: int | None = 49, period: int | None = None,
+          user_only: bool = False, kernel_only: bool = False, include_idle: bool = False,
+          cpu: int = -1, stack_storage_size: int = 16384, delimited: bool = False,
+          annotate: bool = False) -> stacktools.StackSession:
+    """Compile, attach and start sampling; a command is held until
+    run_until_done releases it."""
+    if user_only and kernel_only:
+        raise UsageError("-U and -K exclude each other: give at most one")
+    if period is None and not frequency:
+        raise UsageError("give a sampling frequency (-F HZ) or a period (-c NS)")
+    ncpu = os.cpu_count() or 1
+    if cpu >= ncpu:
+        raise NotFoundError(f"no CPU {cpu}: this machine has CPUs 0-{ncpu - 1}")
+    target, selected, defines = stacktools.select_targets(list(pids or []), list(tids or []),
+                                                          command)
+    defines.update(INCLUDE_IDLE=include_idle, USER_STACKS=not kernel_only,
+                   KERNEL_STACKS=not user_only, STACK_STORAGE_SIZE=stack_storage_size)
+    rate = {"sample_period": period} if period else {"sample_freq": frequency}
+    prog, symbolizer, poll = stacktools.launch(
+        "profile", defines, target, selected,
+        lambda p: p.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"],
+                                      "on_cpu_sample", cpu=cpu, label="cpu-clock", **rate))
+    meta = {"tool": "profile", "frequency": str(frequency or 0), "period": str(period or 0)}
+    if command:
+        meta["command"] = " ".join(command)
+    return stacktools.StackSession(
+        prog, target, symbolizer, poll,
+        dict(user=not kernel_only, kernel=not user_only, delimit=delimited, missing=True,
+             annotate=annotate),
+        meta, value_type="samples", unit="count",
+        period=period if period else int(1e9 / frequency))
+
+
+@click.command("profile", cls=stacktools.CommandAfterDashes,
+               context_settings=options.TOOL_CONTEXT)
+@click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+                required=False)
+@click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
+              help="Profile these processes only (comma-separated).")
+@click.option("-L", "--tid", "tid_list", metavar="TIDS", default=None,
+              help="Profile these threads only (comma-separated).")
+@click.option("-U", "--user-stacks-only", "user_only", is_flag=True, help="User stacks only.")
+@click.option("-K", "--kernel-stacks-only", "kernel_only", is_flag=True,
+              help="Kernel stacks only.")
+@click.option("-F", "--frequency", type=click.IntRange(min=1), default=None,
+              help="Sample this many times a second on each CPU (default 49).")
+@click.option("-c", "--count", "period", type=click.IntRange(min=1), default=None,
+              help="Sample once every this many nanoseconds of CPU time instead of -F.")
+@click.option("-d", "--delimited", is_flag=True, help="Put a delimiter between user and kernel stacks.")
+@click.option("-a", "--annotations", "annotate", is_flag=True,
+              help="Add _[k] to kernel frames.")
+@click.option("-I", "--include-idle", is_flag=True, help="Include CPU idle stacks.")
+@options.folded_option("-f")
+@click.option("--stack-storage-size", type=click.IntRange(min=1), default=16384, show_default=True,
+              help="Number of unique stack traces that can be stored.")
+@click.option("-C", "--cpu", type=click.IntRange(min=0), default=None,
+              help="Sample this CPU only.")
+@click.option("--top", "top", type=click.IntRange(min=0), default=None,
+              help="Print only the N biggest stacks.")
+@options.duration_option()
+@options.json_option()
+@stacktools.with_output_options
+@options.standard
+@click.pass_context
+def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, kernel_only,
+            frequency, period, delimited, annotate, include_idle, folded, stack_storage_size,
+            cpu, top, duration, as_json, output, fmt) -> None:
+    """Profile CPU usage by sampling stack traces at a timed interval.
+
+    \b
+    Examples:
+      pytracekit profile                 # all CPUs, user + kernel stacks, Ctrl-C to end
+      pytracekit profile -F 99 5         # 99 Hz for 5 seconds
+      pytracekit profile -p 185,186 -f   # two processes, folded output
+      pytracekit profile --output out.html -- ./myprog   # a command; flame graph
+    """
+    duration = stacktools.pick_duration(duration_arg, duration)
+    if frequency and period:
+        raise UsageError("give -F HZ or -c PERIOD, not both")
+    frequency = None if period else (frequency or 49)
+    fmt = stacktools.format_for(output, fmt)
+    command = stacktools.command_of(ctx)
+    pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
+    session = start(pids=pids, tids=tids, command=command, frequency=frequency, period=period,
+                    user_only=user_only, kernel_only=kernel_only, include_idle=include_idle,
+                    cpu=-1 if cpu is None else cpu, stack_storage_size=stack_storage_size,
+                    delimited=delimited, annotate=annotate)
+    try:
+        if not (folded or as_json):
+            rate = f"every {period} events" if period else f"at {frequency} Hertz"
+            announce(stacktools.opening_line(f"Sampling {rate}", pids, tids, command,
+                                             user_only, kernel_only, duration))
+        run_until_done(session.target, duration=duration, poll=session.poll)
+        profile = session.read()
+    finally:
+        session.close()
+    stacktools.print_profile("profile", profile, folded=folded, as_json=as_json, top=top)
+    if output:
+        stacktools.write_output(profile, output, fmt, tool="profile")
+

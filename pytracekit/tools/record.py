@@ -1,0 +1,75 @@
+"""record: save symbolized stacks with their metadata to a file (`perf record -g`).
+
+On-CPU samples (profile's BPF) by default, off-CPU time with --off-cpu
+(offcputime's BPF). The file format is in pytracekit/recording.py;
+`pytracekit report` and `pytracekit diff` read it.
+"""
+from __future__ import annotations
+
+import click
+
+from .. import options, recording, stacktools
+from ..errors import UsageError
+from ..runner import announce, run_until_done
+from . import offcputime, profile
+
+DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
+
+
+@click.command("record", cls=stacktools.CommandAfterDashes,
+               context_settings=options.TOOL_CONTEXT)
+@click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+                required=False)
+@click.option("-o", "--output", "output", metavar="FILE", required=True,
+              help="Recording file to write (gzip JSON lines).")
+@click.option("-a", "--all-cpus", "system_wide", is_flag=True,
+              help="Record every process (the default without -p or a command).")
+@click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
+              help="Record these processes only (comma-separated).")
+@click.option("-F", "--frequency", type=click.IntRange(min=1), default=49, show_default=True,
+              help="On-CPU samples per second per CPU.")
+@click.option("--off-cpu", "off_cpu", is_flag=True,
+              help="Record off-CPU (blocked) time per stack instead of CPU samples.")
+@click.option("--stack-storage-size", type=click.IntRange(min=1), default=16384,
+              show_default=True, help="Number of unique stack traces that can be stored.")
+@options.duration_option()
+@options.standard
+@click.pass_context
+def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, frequency,
+            off_cpu, stack_storage_size, duration) -> None:
+    """Record stacks to a file for `report` and `diff`.
+
+    \b
+    Examples:
+      pytracekit record -o spin.ptk -- ./myprog        # a command, on-CPU
+      pytracekit record -o all.ptk -a -F 99 10         # everything, 10 seconds
+      pytracekit record -o wait.ptk --off-cpu -p 185 5 # where pid 185 blocks
+    """
+    duration = stacktools.pick_duration(duration_arg, duration)
+    command = stacktools.command_of(ctx)
+    pids = stacktools.id_list(pid_list, "pid")
+    if system_wide and (pids or command):
+        raise UsageError("-a records everything: leave out -p and the command")
+    if off_cpu:
+        session = offcputime.start(pids=pids, command=command,
+                                   stack_storage_size=stack_storage_size)
+        what = "off-CPU time"
+    else:
+        session = profile.start(pids=pids, command=command, frequency=frequency,
+                                stack_storage_size=stack_storage_size)
+        what = f"stacks at {frequency} Hz"
+    try:
+        who = f"command {command[0]}" if command else ("PID " + ",".join(map(str, pids))
+                                                       if pids else "all processes")
+        announce(f"Recording {what} of {who} to {output}"
+                 + (f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."))
+        run_until_done(session.target, duration=duration, poll=session.poll)
+        result = session.read()
+    finally:
+        session.close()
+    result.meta["recorded"] = "off-cpu" if off_cpu else "on-cpu"
+    recording.save(result, output, tool="offcputime" if off_cpu else "profile")
+    unit = "samples" if result.unit == "count" else result.unit
+    click.echo(f"recorded {result.total} {unit} in {len(result.samples)} distinct stacks "
+               f"to {output} ({result.duration_ns / 1e9:.1f} s)", err=True)
+    stacktools.emit_loss(result.loss)

@@ -1,0 +1,28 @@
+"""Helpers for the stack tools' tests: parse --json output, find stacks."""
+import json
+from pathlib import Path
+
+import jsonschema
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "pytracekit" / "schemas"
+
+
+def parse_json(stdout: str, tool: str) -> tuple[dict, list[dict], dict]:
+    """(header, stacks, loss) of a stack tool's --json output, validated."""
+    schema = json.loads((SCHEMAS / f"{tool}.schema.json").read_text())
+    objs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    for obj in objs:
+        jsonschema.validate(obj, schema)
+    header = next(o for o in objs if o["type"] == "profile")
+    stacks = [o for o in objs if o["type"] == "stack"]
+    loss = next(o for o in objs if o["type"] == "loss")
+    return header, stacks, loss
+
+
+def names(stack: dict, kind: str | None = None) -> list[str]:
+    return [f["name"] for f in stack["frames"] if kind is None or f["kind"] == kind]
+
+
+def contains_run(seq: list[str], run: list[str]) -> bool:
+    """True when `run` appears in `seq` as consecutive items."""
+    return any(seq[i:i + len(run)] == run for i in range(len(seq) - len(run) + 1))

@@ -1,0 +1,47 @@
+"""Item 3 of issue 7, for every tool: a --json option and a schema file that is
+valid JSON Schema (docs/json.md). A tool without them fails here by design."""
+import importlib
+import json
+
+import click
+import jsonschema
+import pytest
+
+from pytracekit.cli import tool_names
+
+from schema_check import SCHEMAS
+
+# Tools whose JSON is a file they write rather than lines on stdout.
+JSON_IN_A_FILE = {"record": "record -o FILE writes JSON lines (record.schema.json)"}
+
+
+@pytest.mark.parametrize("name", tool_names())
+def test_every_tool_has_a_valid_schema(name):
+    path = SCHEMAS / f"{name}.schema.json"
+    assert path.exists(), f"pytracekit/schemas/{name}.schema.json missing (see docs/json.md)"
+    schema = json.loads(path.read_text())
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    assert schema.get("$schema", "").startswith("https://json-schema.org/"), name
+    assert schema.get("title"), f"{name}: give the schema a title saying what it describes"
+
+
+@pytest.mark.parametrize("name", tool_names())
+def test_every_tool_has_a_json_option(name):
+    if name in JSON_IN_A_FILE:
+        pytest.skip(JSON_IN_A_FILE[name])
+    command = importlib.import_module(f"pytracekit.tools.{name}").command
+    if isinstance(command, click.Group):   # every subcommand then
+        commands = list(command.commands.values())
+    else:
+        commands = [command]
+    for cmd in commands:
+        opts = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts}
+        assert "--json" in opts, f"{cmd.name}: no --json option"
+
+
+def test_schemas_are_named_after_tools():
+    """A schema whose tool is gone (or misspelled) is caught too."""
+    names = set(tool_names())
+    orphans = [p.name for p in SCHEMAS.glob("*.schema.json")
+               if p.name.removesuffix(".schema.json") not in names]
+    assert orphans == []

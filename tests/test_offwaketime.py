@@ -1,0 +1,38 @@
+"""offwaketime: the sleeper's blocked stack joined with the stack that woke it."""
+import pytest
+
+from conftest import pytracekit, pytracekit_probes_left
+from stack_checks import contains_run, names, parse_json
+
+
+def _split(stack):
+    """(blocked frames, waker frames) around the `--` marker."""
+    frames = [f["name"] for f in stack["frames"]]
+    cut = frames.index("--")
+    return frames[:cut], frames[cut + 1:]
+
+
+@pytest.mark.root
+def test_sleeper_stack_with_timer_waker(workload):
+    res = pytracekit("offwaketime", "--json", "--", workload, "sleep", "5", "40")
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offwaketime")
+    hits = 0
+    for s in stacks:
+        blocked, waker = _split(s)
+        if contains_run(blocked, ["main", "sleeper", "nanosleep", "clock_nanosleep"]) \
+                and "do_nanosleep" in blocked \
+                and "hrtimer_wakeup" in waker:
+            hits += s["value"]
+    assert 180_000 <= hits <= 220_000, res.stdout
+    assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_mutex_waiter_is_woken_by_the_other_thread_unlocking(workload):
+    res = pytracekit("offwaketime", "-f", "--", workload, "mutex", "100")
+    assert res.returncode == 0, res.stderr
+    lines = [l for l in res.stdout.splitlines()
+             if l.startswith("workload;") and ";futex_wait;" in l and ";futex_wake;" in l]
+    assert lines, res.stdout
+    assert all(l.rsplit(" ", 1)[0].endswith(";workload") for l in lines)

@@ -1,0 +1,70 @@
+"""record: real recordings of the workload; the file format round trip."""
+import gzip
+import json
+
+import pytest
+
+from pytracekit import recording
+from pytracekit.errors import NotFoundError, UsageError
+from pytracekit.model import Frame, LossReport, Sample, StackProfile
+
+from conftest import pytracekit
+from stack_checks import contains_run
+
+SLEEPER = ["main", "sleeper", "nanosleep", "clock_nanosleep"]
+
+
+def _profile():
+    stack = (Frame("w", "process"), Frame("main", "user", "w"), Frame("f", "user", "w"),
+             Frame("--", "marker"), Frame("do_sys_open", "kernel", "kernel"))
+    return StackProfile([Sample(stack, 7, 10, 11, "w"), Sample(stack[:3], 3, 10, 12, "w")],
+                        "samples", "count", 10101010, 2_000_000_000, LossReport(1, 2, 3, 4),
+                        {"tool": "profile", "frequency": "99"})
+
+
+def test_recording_round_trip_keeps_everything(tmp_path):
+    path = tmp_path / "r.ptk"
+    recording.save(_profile(), str(path), tool="profile")
+    back = recording.load(str(path))
+    assert back.samples == _profile().samples
+    assert (back.value_type, back.unit, back.period, back.duration_ns) == \
+        ("samples", "count", 10101010, 2_000_000_000)
+    assert back.loss == LossReport(1, 2, 3, 4)
+    assert back.meta["frequency"] == "99" and back.meta["tool"] == "profile"
+    head = json.loads(gzip.open(path, "rt").readline())
+    assert head["format"] == "pytracekit-recording" and head["version"] == 1
+    assert head["samples"] == 2
+
+
+def test_bad_recordings_are_one_clear_error(tmp_path):
+    with pytest.raises(NotFoundError, match="no recording"):
+        recording.load(str(tmp_path / "missing.ptk"))
+    plain = tmp_path / "plain.txt"
+    plain.write_text("hello")
+    with pytest.raises(UsageError, match="is not a pytracekit recording"):
+        recording.load(str(plain))
+    newer = tmp_path / "newer.ptk"
+    with gzip.open(newer, "wt") as f:
+        f.write(json.dumps({"format": "pytracekit-recording", "version": 99}) + "\n")
+    with pytest.raises(UsageError, match="version 99; this pytracekit reads up to version 1"):
+        recording.load(str(newer))
+
+
+@pytest.mark.root
+def test_record_off_cpu_of_a_command(workload, tmp_path):
+    path = tmp_path / "sleep.ptk"
+    res = pytracekit("record", "-o", str(path), "--off-cpu", "--", workload, "sleep", "5", "40")
+    assert res.returncode == 0, res.stderr
+    assert f"to {path}" in res.stderr
+    prof = recording.load(str(path))
+    assert prof.unit == "microseconds" and prof.meta["recorded"] == "off-cpu"
+    sleeping = sum(s.value for s in prof.samples
+                   if contains_run([f.name for f in s.stack], SLEEPER))
+    assert 180_000 <= sleeping <= 220_000
+
+
+def test_record_needs_an_output_file_and_one_target():
+    res = pytracekit("record", "1")
+    assert res.returncode == 2 and "Missing option '-o'" in res.stderr
+    res = pytracekit("record", "-o", "/tmp/x.ptk", "-a", "-p", "1", "1")
+    assert res.returncode == 2 and "-a records everything" in res.stderr

@@ -1,0 +1,109 @@
+"""The user-space symbolizer: every place symbols come from, exited processes,
+perf maps. Real binaries built from the workload; no BPF needed."""
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from pytracekit.elfsyms import ElfSymbols
+from pytracekit.symbols import PerfMap, Symbolizer, UserSymbols
+
+
+def _nm_address(binary: str, name: str) -> int:
+    out = subprocess.run(["nm", binary], capture_output=True, text=True, check=True).stdout
+    return int(next(l.split()[0] for l in out.splitlines() if l.endswith(" " + name)), 16)
+
+
+def _load_base(pid: int, binary: str) -> int:
+    """Address where the binary's first page is mapped (a PIE's load bias)."""
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            if line.rstrip().endswith(os.path.realpath(binary)) and " 00000000 " in line:
+                return int(line.split("-")[0], 16)
+    raise AssertionError("binary not mapped")
+
+
+def _run_and_resolve(binary: str, reference: str, name: str, after_exit: bool):
+    proc = subprocess.Popen([binary, "spin", "0.3"])
+    try:
+        time.sleep(0.1)
+        users = UserSymbols()
+        users.remember(proc.pid)
+        address = _load_base(proc.pid, binary) + _nm_address(reference, name) + 4
+    finally:
+        proc.wait()
+    if not after_exit:
+        raise AssertionError("unused")
+    return users.resolve(address, proc.pid)
+
+
+def test_exited_process_is_still_resolved(workload):
+    assert _run_and_resolve(workload, workload, "spin_inner", True) == ("spin_inner", "workload", 4)
+
+
+def test_gnu_debugdata_minidebuginfo(workload, tmp_path):
+    mini = tmp_path / "mini"
+    subprocess.run(["strip", "--strip-debug", "-o", str(mini), workload], check=True)
+    subprocess.run(["xz", str(mini)], check=True)
+    stripped = tmp_path / "workload"
+    subprocess.run(["strip", "--strip-all", "-o", str(stripped), workload], check=True)
+    subprocess.run(["objcopy", f"--add-section=.gnu_debugdata={mini}.xz", str(stripped)],
+                   check=True)
+    syms = ElfSymbols.load(str(stripped))
+    assert "gnu_debugdata" in syms.sources
+    assert _run_and_resolve(str(stripped), workload, "spin_outer", True)[0] == "spin_outer"
+
+
+def test_gnu_debuglink_debug_file(workload, tmp_path):
+    debug = tmp_path / "workload.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", workload, str(debug)], check=True)
+    stripped = tmp_path / "workload"
+    subprocess.run(["strip", "--strip-all", "-o", str(stripped), workload], check=True)
+    subprocess.run(["objcopy", f"--add-gnu-debuglink={debug}", str(stripped)], check=True,
+                   cwd=tmp_path)
+    syms = ElfSymbols.load(str(stripped))
+    assert syms.sources == [f"debug file {debug}"]   # a stripped file has no .symtab
+    assert _run_and_resolve(str(stripped), workload, "child_spin", True)[0] == "child_spin"
+
+
+def test_build_id_debug_file_gives_static_libc_functions():
+    libc = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+    syms = ElfSymbols.load(libc)
+    if not any(s.startswith("debug file /usr/lib/debug/.build-id/") for s in syms.sources):
+        pytest.skip("libc6-dbg is not installed")
+    # static, so only in the debug file's .symtab
+    assert "__libc_start_call_main" in syms.names
+
+
+def test_unmapped_address_is_unknown_and_counted(workload):
+    proc = subprocess.Popen([workload, "spin", "0.2"])
+    try:
+        time.sleep(0.05)
+        sym = Symbolizer()
+        sym.remember(proc.pid)
+        frame = sym.user(0x10, proc.pid)
+        sym.user(0x10, proc.pid)
+    finally:
+        proc.wait()
+    assert frame.name == "[unknown]"
+    assert sym.unknown_frames == 2
+
+
+def test_perf_map_entries_cover_start_plus_size(tmp_path):
+    path = tmp_path / "perf-1.map"
+    path.write_text("1000 100 py::old:/a.py\n2000 10 jit_b\n1000 80 py::new:/a.py\nbad line\n")
+    pm = PerfMap(str(path))
+    assert pm.refresh()
+    assert pm.lookup(0x1010) in ("py::old:/a.py", "py::new:/a.py")
+    assert pm.lookup(0x1090) == "py::old:/a.py"
+    assert pm.lookup(0x200f) == "jit_b"   # sizes are hex too
+    assert pm.lookup(0x2010) is None
+    assert pm.lookup(0x10) is None
+
+
+def test_cxx_names_are_demangled():
+    from pytracekit.symbols import _demangle
+    assert _demangle("_ZN3foo3barEv") == "foo::bar()"
+    assert _demangle("plain_c") == "plain_c"

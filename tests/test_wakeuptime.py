@@ -1,0 +1,33 @@
+"""wakeuptime: who wakes the sleeping workload (the timer interrupt), and for how long."""
+import pytest
+
+from conftest import pytracekit, pytracekit_probes_left
+from stack_checks import names, parse_json
+
+
+@pytest.mark.root
+def test_sleeps_are_charged_to_the_timer_wakeup(workload):
+    res = pytracekit("wakeuptime", "--json", "--", workload, "sleep", "5", "40")
+    assert res.returncode == 0, res.stderr
+    header, stacks, _ = parse_json(res.stdout, "wakeuptime")
+    assert header["unit"] == "microseconds" and header["value_type"] == "wakeup"
+    timer = [s for s in stacks if s["frames"][-1]["name"] == "workload"
+             and "hrtimer_wakeup" in names(s, "kernel")]
+    assert 180_000 <= sum(s["value"] for s in timer) <= 220_000, res.stdout
+    assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_text_layout_names_target_and_waker(workload):
+    res = pytracekit("wakeuptime", "-K", "--", workload, "sleep", "3", "20")
+    assert res.returncode == 0, res.stderr
+    block = next(b for b in res.stdout.split("\n\n") if "hrtimer_wakeup" in b)
+    lines = block.strip("\n").splitlines()
+    assert lines[0].split() == ["target:", "workload"]
+    assert lines[1].strip() == "ttwu_do_activate" or "try_to_wake_up" in block
+    assert lines[-2].split()[0] == "waker:"
+
+
+def test_thread_kind_filters_are_refused():
+    res = pytracekit("wakeuptime", "-u", "1")
+    assert res.returncode == 2 and "does not filter by thread kind" in res.stderr
