@@ -26,6 +26,7 @@ class GatedWorkload:
 
     def __init__(self, workload: str, tmp_path: Path, *args: str) -> None:
         self.go = tmp_path / "go"
+        self.go.unlink(missing_ok=True)
         self.proc = subprocess.Popen([workload, "--go-file", str(self.go), *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = self.proc.pid
