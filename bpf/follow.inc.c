@@ -45,12 +45,12 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
     return 0;
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exit)
+/* Forgotten when freed, not at exit: a tool may count the exit itself. A
+ * freed thread's tid is never a followed tgid, so deleting it is harmless. */
+TRACEPOINT_PROBE(sched, sched_process_free)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32;
-    if ((u32)id == tgid)
-        followed.delete(&tgid);
+    u32 pid = args->pid;
+    followed.delete(&pid);
     return 0;
 }
 #endif

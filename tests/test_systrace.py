@@ -64,7 +64,8 @@ def test_decoders():
 
 @pytest.mark.root
 @pytest.mark.parametrize("args, status, message", [
-    ([], 2, "give -p PID, -t TID or -- COMMAND"),
+    ([], 2, "give -p PID, -t TID, -- COMMAND, or -a"),
+    (["-a", "-p", "1"], 2, "-a traces every process"),
     (["-p", "999999999"], 1, "no process with pid 999999999"),
     (["-e", "opne", "--", "true"], 1, "unknown system call 'opne'"),
     (["-e", "openat,,close", "--", "true"], 2, "malformed -e 'openat,,close'"),

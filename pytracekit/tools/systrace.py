@@ -16,7 +16,7 @@ from ..render.text import loss_line
 from ..runner import Target, announce, check_pid, run_until_done
 from ..syscall_args import arguments_text, one_argument, result_text, string_mask
 
-DRY_RUN_ARGS = ["-e", "openat,close"]
+DRY_RUN_ARGS = ["-a", "-e", "openat,close"]
 STR_LEN = 128
 
 
@@ -87,11 +87,20 @@ class Tracer:
             table[table.Key(nr)] = table.Leaf(1)
         self.start_ns = time.monotonic_ns()
         self.on_call = on_call
+        self.failure: BaseException | None = None
         self.prog["events"].open_ring_buffer(self._event)
         self.prog.ready()
 
     def _event(self, _ctx, data, _size) -> None:
-        c = ct.cast(data, ct.POINTER(Call)).contents
+        # An exception cannot cross BCC's C callback: keep it, re-raise in poll().
+        if self.failure is not None:
+            return
+        try:
+            self._deliver(ct.cast(data, ct.POINTER(Call)).contents)
+        except BaseException as exc:   # BrokenPipeError from `| head`, Ctrl-C
+            self.failure = exc
+
+    def _deliver(self, c: Call) -> None:
         strings = tuple(bytes(c.str[i]).split(b"\0", 1)[0].decode(errors="replace")
                         for i in range(2))
         self.on_call(Record((c.ts - self.start_ns) / 1e6, c.duration / 1e6, c.pid, c.tid,
@@ -100,9 +109,16 @@ class Tracer:
 
     def poll(self, timeout_ms: int) -> None:
         self.prog.bpf.ring_buffer_poll(timeout_ms)
+        self._reraise()
 
     def drain(self) -> None:
         self.prog.bpf.ring_buffer_consume()
+        self._reraise()
+
+    def _reraise(self) -> None:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
 
     def close(self) -> None:
         self.prog.close()
@@ -115,6 +131,7 @@ def start(target: Target, on_call, **options) -> Tracer:
 @click.command("systrace", context_settings=options.TOOL_CONTEXT)
 @options.pid_option("-p")
 @options.tid_option("-t")
+@click.option("-a", "--all", "everything", is_flag=True, help="Every process (use with -e).")
 @click.option("-e", "--syscalls", "only", default=None,
               help="Only these system calls (comma separated names).")
 @click.option("-x", "--failures", is_flag=True, help="Only calls that failed.")
@@ -122,11 +139,13 @@ def start(target: Target, on_call, **options) -> Tracer:
 @options.json_option()
 @options.standard
 @options.command_argument
-def command(pid, tid, only, failures, duration, as_json, command):
+def command(pid, tid, everything, only, failures, duration, as_json, command):
     """Each system call of a process or command: arguments, result, duration."""
-    if not (pid or tid or command):
-        raise UsageError("give -p PID, -t TID or -- COMMAND: tracing every call of every "
-                         "process would flood the output (syscount summarizes those)")
+    if not (pid or tid or command or everything):
+        raise UsageError("give -p PID, -t TID, -- COMMAND, or -a for every process "
+                         "(syscount summarizes instead)")
+    if everything and (pid or tid or command):
+        raise UsageError("-a traces every process: leave out -p, -t and the command")
     if tid:
         check_pid(tid)
     names = [n.strip() for n in only.split(",")] if only else None
