@@ -5,6 +5,9 @@ bpf/follow.inc.c belongs and are loaded through `load()`.
 """
 from __future__ import annotations
 
+import os
+import select
+import time
 from typing import Any, Mapping
 
 from .loader import BPF_DIR, Program
@@ -49,8 +52,7 @@ class ExitWatch:
     `then(ms)` is the tool's own poll (e.g. consuming a ring buffer)."""
 
     def __init__(self, pid: int, *, stop: bool, then: Any = None) -> None:
-        import os
-        self.stop, self.then = stop, then
+        self.stop, self.then, self.pid = stop, then, pid
         self.exited_at: float | None = None
         try:
             self.fd = os.pidfd_open(pid) if pid else -1
@@ -58,8 +60,6 @@ class ExitWatch:
             self.fd = -1
 
     def __call__(self, timeout_ms: int) -> None:
-        import select
-        import time
         if self.then is not None:
             self.then(timeout_ms)
             timeout_ms = 0
@@ -76,7 +76,7 @@ class ExitWatch:
             raise TargetExited()
 
     def close(self) -> None:
-        import os
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+

@@ -34,6 +34,16 @@ def test_command_counts_its_opens_plus_only_the_loaders(workload, tmp_path):
 
 
 @pytest.mark.root
+def test_elapsed_covers_the_commands_cpu_time(workload):
+    """A single-threaded command cannot use more CPU time than wall time."""
+    res = pytracekit("stat", "--json", "-e", "task-clock", "--", workload, "spin", "0.1")
+    objs = validate_json_lines("stat", res.stdout)
+    elapsed = [o for o in objs if o["type"] == "summary"][0]["elapsed_s"]
+    assert _counters(objs)["task-clock"]["value"] <= elapsed * 1e9 * 1.01
+    assert 0.1 <= elapsed < 1.0
+
+
+@pytest.mark.root
 def test_filters_select_the_marker_opens_exactly(workload, tmp_path):
     marker = str(tmp_path / "marker")
     counts = _stat_json("-e", OPENAT, "--filter", "flags & 64",         # O_CREAT
