@@ -68,7 +68,8 @@ def lines(shares: list[FunctionShare], seconds: float, frequency: int,
     out = [head, "-" * 74, f"{'Overhead':>9}  {'Shared Object':<20} Symbol"]
     for f in shares[:limit]:
         mark = "[k]" if f.kernel else "[.]"
-        out.append(f"{100 * f.samples / total:8.2f}%  {f.module:<20} {mark} {f.symbol}")
+        symbol = f.symbol if len(f.symbol) <= 90 else f.symbol[:87] + "..."   # C++ names
+        out.append(f"{100 * f.samples / total:8.2f}%  {f.module:<20} {mark} {symbol}")
     return out
 
 
