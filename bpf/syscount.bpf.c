@@ -34,9 +34,11 @@ struct stats_t {
 BPF_HASH(stats, struct key_t, struct stats_t, 10240);
 BPF_HASH(start, u32, u64, 10240);
 
-PTK_INLINE bool selected(u64 pid_tgid)
+PTK_INLINE bool selected(u64 pid_tgid, long nr)
 {
     if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
+        return false;
+    if (FILTER_SYSCALL >= 0 && nr != FILTER_SYSCALL)
         return false;
     return ptk_followed(pid_tgid >> 32);
 }
@@ -45,9 +47,7 @@ PTK_INLINE bool selected(u64 pid_tgid)
 TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (!selected(pid_tgid))
-        return 0;
-    if (FILTER_SYSCALL >= 0 && args->id != FILTER_SYSCALL)
+    if (!selected(pid_tgid, args->id))
         return 0;
     u32 tid = pid_tgid;
     u64 now = bpf_ktime_get_ns();
@@ -60,9 +60,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (!selected(pid_tgid))
-        return 0;
-    if (FILTER_SYSCALL >= 0 && args->id != FILTER_SYSCALL)
+    if (!selected(pid_tgid, args->id))
         return 0;
     if (FAILED_ONLY && args->ret >= 0)
         return 0;

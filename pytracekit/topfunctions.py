@@ -9,8 +9,8 @@ import click
 
 from .kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from .loader import Program
-from .render.jsonl import dumps, loss_obj
-from .render.text import loss_line
+from .render.jsonl import dumps
+from .lossreport import print_loss
 from .runner import Target, announce, run_until_done
 from .symbols import Symbolizer
 
@@ -109,9 +109,6 @@ def run(*, interactive: bool, delay: float, iterations: int | None, pid: int | N
         run_until_done(Target(), interval=delay, on_interval=tick)
         loss = profile.prog.loss()
         loss.unknown_frames += profile.symbolizer.unknown_frames
-        if as_json:
-            click.echo(dumps(loss_obj(loss)))
-        if loss_line(loss):
-            click.echo(loss_line(loss), err=True)
+        print_loss(loss, as_json)
     finally:
         profile.close()

@@ -1,5 +1,4 @@
 """stat: exact tracepoint counts for a command and a pid, perf counters, layout."""
-import json
 import re
 
 import pytest

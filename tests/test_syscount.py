@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import Tool, pytracekit, wait_until
+from conftest import Tool, pytracekit
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
 from pytracekit import syscalls

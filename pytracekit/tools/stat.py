@@ -8,11 +8,9 @@ and enabled on exec for a command (as perf does).
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import resource
 import time
-from typing import Any
 
 import click
 
@@ -24,7 +22,7 @@ from ..model import LossReport
 from ..perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
 from ..render import perfstat
 from ..render.jsonl import dumps, loss_obj
-from ..render.text import loss_line
+from ..lossreport import print_loss
 from ..runner import Target, announce, run_until_done
 from ..tpfilter import compile_filter
 
@@ -302,8 +300,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
             _print_json(what, counters, elapsed, user_s, sys_s, loss)
         else:
             click.echo(perfstat.report(what, counters, elapsed, user_s, sys_s))
-        if loss_line(loss):
-            click.echo(loss_line(loss), err=True)
+        print_loss(loss, as_json=False)   # its JSON line is part of _print_json
     finally:
         if session is not None:
             session.close()

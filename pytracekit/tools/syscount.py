@@ -11,8 +11,8 @@ from .. import follow, options, syscalls
 from ..errors import UsageError
 from ..loader import Program
 from ..model import LossReport
-from ..render.jsonl import dumps, loss_obj
-from ..render.text import loss_line
+from ..render.jsonl import dumps
+from ..lossreport import print_loss
 from ..runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS = ["-L"]
@@ -146,10 +146,7 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
                        on_interval=tick if interval else None)
         report()
         loss = counter.loss()
-        if as_json:
-            click.echo(dumps(loss_obj(loss)))
-        if loss_line(loss):
-            click.echo(loss_line(loss), err=True)
+        print_loss(loss, as_json)
     finally:
         if counter is not None:
             counter.close()

@@ -10,9 +10,8 @@ import click
 
 from .. import follow, options, syscalls
 from ..errors import UsageError
-from ..loader import Program
-from ..render.jsonl import dumps, loss_obj
-from ..render.text import loss_line
+from ..render.jsonl import dumps
+from ..lossreport import print_loss
 from ..runner import Target, announce, check_pid, run_until_done
 from ..syscall_args import arguments_text, one_argument, result_text, string_mask
 
@@ -170,10 +169,7 @@ def command(pid, tid, everything, only, failures, duration, as_json, command):
             watch.close()
         tracer.drain()
         loss = tracer.prog.loss()
-        if as_json:
-            click.echo(dumps(loss_obj(loss)))
-        if loss_line(loss):
-            click.echo(loss_line(loss), err=True)
+        print_loss(loss, as_json)
     finally:
         if tracer is not None:
             tracer.close()

@@ -16,12 +16,11 @@ import click
 
 from .. import options, settings
 from ..cputime import Accountant, Refresh, TaskTime, sorted_rows
-from ..errors import UsageError
 from ..loader import Program
 from ..model import LossReport
 from ..render import top as render
-from ..render.jsonl import dumps, loss_obj
-from ..render.text import loss_line
+from ..render.jsonl import dumps
+from ..lossreport import print_loss
 from ..runner import Target, announce, check_pid, run_until_done
 
 DRY_RUN_ARGS = ["-b", "-n", "1"]
@@ -159,9 +158,6 @@ def command(batch_mode, iterations, delay, sort, threads, pid, limit, functions,
             batch(session, delay=delay, iterations=iterations, threads=threads, sort=sort,
                   pid=pid, limit=limit, as_json=as_json)
         loss = session.loss()
-        if as_json:
-            click.echo(dumps(loss_obj(loss)))
-        if loss_line(loss):
-            click.echo(loss_line(loss), err=True)
+        print_loss(loss, as_json)
     finally:
         session.close()
