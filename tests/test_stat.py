@@ -1,5 +1,7 @@
 """stat: exact tracepoint counts for a command and a pid, perf counters, layout."""
+import os
 import re
+import shutil
 
 import pytest
 
@@ -169,3 +171,17 @@ def test_not_root_is_one_line():
     res = as_nobody("stat", "-a", "-e", OPENAT, "--duration", "0")
     assert res.returncode == 1
     assert "needs root" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.root
+def test_cpu_list_counts_only_on_those_cpus(workload, tmp_path):
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        pytest.skip("needs 2 CPUs and taskset")
+    marker = str(tmp_path / "m")
+    args = ["-e", OPENAT, "--filter", f'filename == "{marker}"', "--",
+            "taskset", "-c", "1", workload, "open", marker, "20"]
+    on_cpu1 = _stat_json("-C", "1", *args)[OPENAT]["value"]
+    on_cpu0 = _stat_json("-C", "0", *args)[OPENAT]["value"]
+    assert (on_cpu0, on_cpu1) == (0, 20)
+    clock = _stat_json("-C", "0", "-e", "cpu-clock", "--duration", "0.5")["cpu-clock"]["value"]
+    assert 0.4e9 < clock < 0.7e9          # one CPU's worth of time
