@@ -185,3 +185,20 @@ def test_cpu_list_counts_only_on_those_cpus(workload, tmp_path):
     assert (on_cpu0, on_cpu1) == (0, 20)
     clock = _stat_json("-C", "0", "-e", "cpu-clock", "--duration", "0.5")["cpu-clock"]["value"]
     assert 0.4e9 < clock < 0.7e9          # one CPU's worth of time
+
+
+@pytest.mark.root
+def test_glob_events_keep_their_filter_and_later_filters_their_event(workload, tmp_path):
+    marker = str(tmp_path / "m")
+    res = pytracekit("stat", "-e", "syscalls:sys_enter_open*t", "--filter", "flags & 64",
+                     "-e", "sched:sched_process_exec", "-e", OPENAT, "--filter",
+                     f'filename == "{marker}"', "--", workload, "open", marker, "4")
+    assert res.returncode == 0, res.stderr
+    rows = [(m.group(2), int(m.group(1))) for m in re.finditer(
+        r"^\s+([\d,]+)\s+(\S+)\s+#", res.stdout, re.M)]
+    assert rows == [("syscalls:sys_enter_open_by_handle_at", 0), ("syscalls:sys_enter_openat", 4),
+                    ("sched:sched_process_exec", 1), ("syscalls:sys_enter_openat", 4)]
+    res = pytracekit("stat", "-e", "syscalls:sys_enter_open*", "--filter", "flags & 64",
+                     "--", workload, "open", marker, "1")
+    assert res.returncode == 1
+    assert "tracepoint syscalls:sys_enter_openat2 has no field 'flags'" in res.stderr

@@ -55,10 +55,10 @@ def counter_line(c: CounterResult, elapsed_s: float, clock_s: float | None, runs
     if not c.supported:
         return f"{NOT_SUPPORTED:>18}      {c.label}"
     if c.is_clock:
-        shown = f"{thousands(c.mean / 1e6, 2):>18} msec {c.label:<33}"
+        shown = f"{thousands(c.mean / 1e6, 2):>18} msec {c.label:<32} "
         metric = f"# {c.mean / 1e9 / elapsed_s if elapsed_s else 0:8.3f} CPUs utilized"
     else:
-        shown = f"{thousands(c.mean):>18}      {c.label:<33}"
+        shown = f"{thousands(c.mean):>18}      {c.label:<32} "
         seconds = clock_s if clock_s else elapsed_s
         metric = f"# {rate(c.mean / seconds if seconds else 0.0)}"
     line = shown + metric

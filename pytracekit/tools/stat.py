@@ -59,19 +59,24 @@ class StatCommand(click.Command):
         return super().parse_args(ctx, out)
 
 
-def expand(specs: list[EventSpec]) -> list[EventSpec]:
-    """Tracepoint globs (`sched:*`) become every matching tracepoint."""
-    out = []
-    for spec in specs:
+def expand(specs: list[EventSpec], filters: dict[int, str]) -> tuple[list[EventSpec],
+                                                                   dict[int, str]]:
+    """Tracepoint globs (`sched:*`) become every matching tracepoint, each
+    keeping the glob's filter; returns the events and filters by new index."""
+    out: list[EventSpec] = []
+    out_filters: dict[int, str] = {}
+    for index, spec in enumerate(specs):
+        names = [spec.name]
         if spec.kind == "tracepoint" and any(ch in spec.name for ch in "*?["):
             names = [n for n in tracefs.list_tracepoints() if fnmatch.fnmatchcase(n, spec.name)]
             if not names:
                 raise NotFoundError(f"no tracepoint matches '{spec.name}' "
                                     "(`pytracekit list 'CATEGORY:*'` lists them)")
-            out += [EventSpec(n, "tracepoint") for n in names]
-        else:
-            out.append(spec)
-    return out
+        for name in names:
+            if index in filters:
+                out_filters[len(out)] = filters[index]
+            out.append(spec if name == spec.name else EventSpec(name, "tracepoint"))
+    return out, out_filters
 
 
 def tracepoint_source(events: list[EventSpec], filters: dict[int, str]) -> str:
@@ -200,18 +205,21 @@ def start(events: list[EventSpec], filters: dict[int, str] | None = None,
     return session
 
 
-def _events(event_specs: tuple[str, ...], detailed: bool, system_wide: bool) -> list[EventSpec]:
+def _events(event_specs: tuple[str, ...], filter_specs: tuple[str, ...], detailed: bool,
+            system_wide: bool) -> tuple[list[EventSpec], dict[int, str]]:
     if event_specs:
-        events = expand(parse_list(event_specs))
+        events = parse_list(event_specs)
     else:
         clock = "cpu-clock" if system_wide else "task-clock"
         events = [parse(n.format(clock=clock)) for n in DEFAULT]
+    filters = _filters(filter_specs, events)
     if detailed:
         events += [parse(n) for n in DETAILED]
-    return events
+    return expand(events, filters)
 
 
 def _filters(values: tuple[str, ...], events: list[EventSpec]) -> dict[int, str]:
+    """`--filter` values arrive tagged with their event's index (StatCommand)."""
     out = {}
     for value in values:
         index, _, text = value.partition("\t")
@@ -261,8 +269,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
         raise UsageError("-a/-C count every process: leave out -p")
     if repeat > 1 and not command:
         raise UsageError("-r repeats a command: give -- COMMAND")
-    events = _events(event_specs, detailed, system_wide)
-    filters = _filters(filter_specs, events)
+    events, filters = _events(event_specs, filter_specs, detailed, system_wide)
     if not (settings.current().ebpf or settings.current().dry_run):
         require_root()
     counters = [perfstat.CounterResult(e.label, e.kind) for e in events]
