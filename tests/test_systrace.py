@@ -19,10 +19,13 @@ def _calls(out):
 @pytest.mark.root
 def test_command_opens_are_decoded(workload, tmp_path):
     marker = str(tmp_path / "marker")
-    res = pytracekit("systrace", "--json", "-e", "openat,close,exit_group", "--",
+    res = pytracekit("systrace", "--json", "-e", "execve,openat,close,exit_group", "--",
                      workload, "open", marker, "3")
     assert res.returncode == 0, res.stderr
     calls = _calls(res.stdout)
+    execve = calls.pop(0)       # the command's own exec, then nothing before it
+    assert (execve["syscall"], execve["args"]["filename"], execve["ret"]) == \
+        ("execve", workload, 0)
     mine = [c for c in calls if c["syscall"] == "openat" and c["args"]["filename"] == marker]
     assert len(mine) == 3
     for c in mine:
