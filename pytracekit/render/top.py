@@ -14,10 +14,12 @@ def cpu_time(ns: int) -> str:
 
 
 def header(r: Refresh, clock: float | None = None) -> str:
+    """Counts are of the processes and threads that ran in the interval."""
     stamp = time.strftime("%H:%M:%S", time.localtime(clock))
     return (f"top - {stamp}  {r.ncpu} CPUs  interval {r.interval_ns / 1e9:.2f} s  "
             f"busy {r.busy_pct:.1f}%  idle {100 - r.busy_pct:.1f}%  "
-            f"processes {len(r.processes)}  threads {len(r.threads)}")
+            f"processes {sum(1 for p in r.processes if p.delta_ns)}  "
+            f"threads {sum(1 for t in r.threads if t.delta_ns)}")
 
 
 def columns(threads: bool) -> str:
