@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import Tool, pytracekit
+from conftest import Tool, pytracekit, pytracekit_probes_left
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
 from pytracekit import syscalls
@@ -33,6 +33,7 @@ def test_pid_counts_openat_exactly(workload, tmp_path):
     assert rows["openat"]["nr"] == 257
     assert rows["close"]["count"] == 5
     assert "exit_group" not in rows        # never returns, so never counted (as BCC)
+    assert pytracekit_probes_left() == []
 
 
 @pytest.mark.root
