@@ -22,15 +22,20 @@ _NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}.get(os.uname().machine, 29
 _ATTR_SIZE = 128
 # bit positions in perf_event_attr's flag word
 _DISABLED, _INHERIT, _EXCLUDE_USER, _EXCLUDE_KERNEL, _EXCLUDE_HV = 0, 1, 4, 5, 6
+_ENABLE_ON_EXEC = 12
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def open_counter(ev_type: int, config: int, *, pid: int = -1, cpu: int = 0,
                  exclude_user: bool = False, exclude_kernel: bool = False,
-                 inherit: bool = False, disabled: bool = False) -> int:
-    """Open a counting (not sampling) perf event; returns its fd or raises OSError."""
+                 inherit: bool = False, disabled: bool = False,
+                 enable_on_exec: bool = False) -> int:
+    """Open a counting (not sampling) perf event; returns its fd or raises OSError.
+    `enable_on_exec` (with `disabled`) starts counting when `pid` execs, as perf
+    stat does for a command it forks."""
     flags = (1 << _EXCLUDE_HV)
+    flags |= (1 << _ENABLE_ON_EXEC) if enable_on_exec else 0
     flags |= (1 << _DISABLED) if disabled else 0
     flags |= (1 << _INHERIT) if inherit else 0
     flags |= (1 << _EXCLUDE_USER) if exclude_user else 0

@@ -1,0 +1,65 @@
+/* Which processes a run follows; spliced into programs in place of the
+ * PTK_FOLLOW comment (pytracekit/follow.py).
+ *
+ * FOLLOW_MODE 0: every process. 1: the process FOLLOW_PID (all its threads),
+ * like perf's -p. 2: a command pytracekit started: from its exec on (so the
+ * launcher's own calls between fork and exec are not counted), with every
+ * process it forks, like perf's `-- COMMAND` (enable_on_exec + inherit).
+ * The command's pid is in follow_root, not compiled in, so one program
+ * serves several runs (stat -r). */
+#ifndef FOLLOW_MODE
+#define FOLLOW_MODE 0
+#endif
+#ifndef FOLLOW_PID
+#define FOLLOW_PID 0
+#endif
+
+BPF_ARRAY(follow_root, u32, 1);
+BPF_HASH(followed, u32, u8, 10240);
+
+#if FOLLOW_MODE == 2
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
+    u32 *root = follow_root.lookup(&zero);
+    if (root && *root == tgid) {
+        u8 yes = 1;
+        if (followed.update(&tgid, &yes) != 0)
+            ptk_count_loss(PTK_MAP_FULL);
+    }
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    struct task_struct *child = (struct task_struct *)ctx->args[1];
+    u32 parent = bpf_get_current_pid_tgid() >> 32;
+    u32 pid = 0, tgid = 0;
+    bpf_probe_read_kernel(&pid, sizeof(pid), &child->pid);
+    bpf_probe_read_kernel(&tgid, sizeof(tgid), &child->tgid);
+    if (pid != tgid || !followed.lookup(&parent))
+        return 0;   /* a new thread is followed through its process already */
+    u8 yes = 1;
+    if (followed.update(&tgid, &yes) != 0)
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}
+
+/* Forgotten when freed, not at exit: a tool may count the exit itself. A
+ * freed thread's tid is never a followed tgid, so deleting it is harmless. */
+TRACEPOINT_PROBE(sched, sched_process_free)
+{
+    u32 pid = args->pid;
+    followed.delete(&pid);
+    return 0;
+}
+#endif
+
+PTK_INLINE bool ptk_followed(u32 tgid)
+{
+    if (FOLLOW_MODE == 1)
+        return tgid == FOLLOW_PID;
+    if (FOLLOW_MODE == 2)
+        return followed.lookup(&tgid) != 0;
+    return true;
+}

@@ -1,0 +1,83 @@
+/* top: on-CPU time per thread, accumulated at every context switch.
+ *
+ * The time a task ran is added to its entry when it is switched out, so a
+ * process that lives 20 ms between two refreshes is still counted: its
+ * entry stays until user space has reported it (exited marks it for
+ * removal). `running` holds what each CPU runs now and since when, so user
+ * space can add the slice still in progress. Thread id 0 collects idle time. */
+#include "vmlinux.h"
+#include "pytracekit.h"
+
+#ifndef MAX_TASKS
+#define MAX_TASKS 16384
+#endif
+#ifndef MAX_CPUS
+#define MAX_CPUS 256
+#endif
+
+struct task_time {
+    u64 ns;
+    u32 tgid;
+    u32 exited;
+    char comm[TASK_COMM_LEN];
+};
+
+struct running_t {
+    u64 since;
+    u32 tid;
+    u32 tgid;
+};
+
+BPF_HASH(times, u32, struct task_time, MAX_TASKS);
+BPF_ARRAY(running, struct running_t, MAX_CPUS);
+
+PTK_INLINE void account(struct task_struct *task, u32 tid, u64 delta)
+{
+    struct task_time *entry = times.lookup(&tid);
+    if (!entry) {
+        struct task_time fresh = {};
+        bpf_probe_read_kernel(&fresh.tgid, sizeof(fresh.tgid), &task->tgid);
+        if (times.insert(&tid, &fresh) != 0 && !times.lookup(&tid)) {
+            ptk_count_loss(PTK_MAP_FULL);
+            return;
+        }
+        entry = times.lookup(&tid);
+        if (!entry)
+            return;
+    }
+    /* comm can change at exec: keep the latest */
+    bpf_probe_read_kernel_str(entry->comm, sizeof(entry->comm), task->comm);
+    __sync_fetch_and_add(&entry->ns, delta);
+}
+
+RAW_TRACEPOINT_PROBE(sched_switch)
+{
+    /* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next, ...) */
+    struct task_struct *prev = (struct task_struct *)ctx->args[1];
+    struct task_struct *next = (struct task_struct *)ctx->args[2];
+    u32 cpu = bpf_get_smp_processor_id();
+    struct running_t *run = running.lookup(&cpu);
+    if (!run)
+        return 0;
+    u64 now = bpf_ktime_get_ns();
+    u32 prev_tid = 0;
+    bpf_probe_read_kernel(&prev_tid, sizeof(prev_tid), &prev->pid);
+    if (run->since && run->tid == prev_tid)
+        account(prev, prev_tid, now - run->since);
+    u32 next_tid = 0, next_tgid = 0;
+    bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
+    bpf_probe_read_kernel(&next_tgid, sizeof(next_tgid), &next->tgid);
+    run->since = now;
+    run->tid = next_tid;
+    run->tgid = next_tgid;
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct task_time *entry = times.lookup(&tid);
+    if (entry)
+        entry->exited = 1;
+    return 0;
+}

@@ -1,0 +1,34 @@
+/* top --functions: sample cpu-clock on every CPU and count the interrupted
+ * instruction pointer per process (user or kernel), like perf top. */
+#include "vmlinux.h"
+#include "pytracekit.h"
+
+#ifndef INCLUDE_IDLE
+#define INCLUDE_IDLE 0
+#endif
+
+struct ip_key {
+    u32 pid;
+    u32 kernel;
+    u64 ip;
+};
+
+BPF_HASH(samples, struct ip_key, u64, 65536);
+
+int on_sample(struct bpf_perf_event_data *ctx)
+{
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    if (pid == 0 && !INCLUDE_IDLE)
+        return 0;
+    if (!ptk_selected())
+        return 0;
+    struct ip_key key = { .pid = pid };
+    key.ip = PT_REGS_IP(&ctx->regs);
+    key.kernel = key.ip >= 0xffff800000000000ULL;
+    u64 zero = 0, *count = samples.lookup_or_try_init(&key, &zero);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}

@@ -1,0 +1,63 @@
+"""The function symbols of an ELF file (.symtab and .dynsym), read directly.
+
+Enough for `list -x` and for checking a name before a uprobe is attached;
+BCC does the address resolution when probes attach.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NotFoundError, UsageError
+
+SHT_SYMTAB, SHT_DYNSYM = 2, 11
+STT_FUNC, STT_GNU_IFUNC = 2, 10
+
+
+@dataclass(frozen=True, order=True)
+class Symbol:
+    name: str
+    address: int
+    size: int
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"no such binary: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a binary") from None
+    except PermissionError:
+        raise NotFoundError(f"cannot read {path}: permission denied") from None
+
+
+def functions(path: str) -> list[Symbol]:
+    """Defined functions, sorted by name, one entry per name."""
+    data = _read(path)
+    if data[:4] != b"\x7fELF":
+        raise UsageError(f"{path} is not an ELF binary")
+    if data[4] != 2 or data[5] != 1:
+        raise UsageError(f"{path}: only 64-bit little-endian ELF files are supported")
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+                for i in range(shnum)]
+    found: dict[str, Symbol] = {}
+    for (_name, kind, _flags, _addr, offset, size, link, _info, _align, entsize) in sections:
+        if kind not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
+            continue
+        strtab = sections[link]
+        str_off, str_size = strtab[4], strtab[5]
+        for pos in range(offset, offset + size, entsize):
+            st_name, st_info, _other, st_shndx, st_value, st_size = struct.unpack_from(
+                "<IBBHQQ", data, pos)
+            if st_info & 0xF not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == 0 or not st_value:
+                continue
+            end = data.index(b"\0", str_off + st_name, str_off + str_size)
+            name = data[str_off + st_name:end].decode(errors="replace")
+            name = name.split("@", 1)[0]
+            if name and name not in found:
+                found[name] = Symbol(name, st_value, st_size)
+    return sorted(found.values())

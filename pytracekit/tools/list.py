@@ -1,0 +1,216 @@
+"""list: what can be traced here, like `perf list`.
+
+Tracepoints (with their fields under -v), software, hardware and cache events
+each marked supported or not on this machine (proven by opening a counter),
+kernel functions where they can be probed, and with -x BINARY / -p PID a
+program's functions and USDT probes. Reads tracefs and ELF files; loads no BPF
+(see bpf/list.bpf.c for what --dry-run does).
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+
+import click
+
+from .. import options, settings
+from ..errors import NotFoundError, NotSupportedError, PrivilegeError, UsageError
+from ..kernel import features, tracefs
+from ..perf_events import CATALOGUE, supported
+from ..render.jsonl import dumps
+from ..runner import check_pid
+
+DRY_RUN_ARGS: list[str] = []
+SECTIONS = {"sw": "software", "software": "software", "hw": "hardware",
+            "hardware": "hardware", "cache": "cache", "tracepoint": "tracepoint",
+            "kernel": "function"}
+LABELS = {"software": "Software event", "hardware": "Hardware event",
+          "cache": "Hardware cache event", "tracepoint": "Tracepoint event",
+          "function": "Kernel function", "usdt": "USDT probe", "ufunc": "Function"}
+
+
+@dataclass
+class Entry:
+    name: str
+    kind: str
+    supported: bool = True
+    note: str = ""
+    fields: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        obj = {"type": "event", "name": self.name, "kind": self.kind,
+               "supported": self.supported, "note": self.note}
+        if self.fields:
+            obj["fields"] = self.fields
+        return obj
+
+
+def _matches(name: str, pattern: str | None) -> bool:
+    return pattern is None or fnmatch.fnmatchcase(name, pattern) or \
+        ("*" not in pattern and "?" not in pattern and pattern in name)
+
+
+def perf_events(pattern: str | None, kinds: set[str]) -> list[Entry]:
+    out = []
+    for kind, table in CATALOGUE.items():
+        if kind not in kinds:
+            continue
+        for name, (config, description) in table.items():
+            if not _matches(name, pattern):
+                continue
+            ok, why = supported(kind, config)
+            note = description if ok else f"not supported here: perf_event_open fails: {why}"
+            out.append(Entry(name, kind, ok, note))
+    return out
+
+
+def tracepoints(pattern: str | None, verbose: bool) -> list[Entry]:
+    try:
+        names = tracefs.list_tracepoints()
+    except PermissionError:
+        raise PrivilegeError("reading tracepoints needs root: run with sudo "
+                             "(`list -x BINARY` works without)") from None
+    out = []
+    for name in names:
+        if not _matches(name, pattern):
+            continue
+        entry = Entry(name, "tracepoint")
+        if verbose:
+            tp = tracefs.tracepoint(*name.split(":", 1))
+            entry.fields = [f.decl for f in tp.fields]
+        out.append(entry)
+    return out
+
+
+def kernel_functions(pattern: str | None) -> tuple[list[Entry], str]:
+    """Probeable kernel functions, or why there are none (one line)."""
+    ok, why = features.kprobes_available()
+    if not ok:
+        return [], (f"Kernel functions cannot be probed on this kernel: no kprobes ({why}); "
+                    "trace the tracepoints above instead")
+    path = tracefs.tracefs_root() / "available_filter_functions"
+    names = sorted({line.split()[0] for line in path.read_text().splitlines() if line.strip()})
+    if pattern is None:
+        return [], (f"{len(names)} kernel functions can be probed with kprobes: "
+                    "`pytracekit list 'vfs_*'` shows those matching a glob")
+    return [Entry(n, "function") for n in names if _matches(n, pattern)], ""
+
+
+def program_entries(binary: str | None, pid: int | None, pattern: str | None,
+                    notes: list[str]) -> list[Entry]:
+    from .. import elf
+    if pid:
+        check_pid(pid)
+        try:
+            binary = os.readlink(f"/proc/{pid}/exe")
+        except OSError as exc:
+            raise NotFoundError(f"cannot read /proc/{pid}/exe: {exc.strerror}") from None
+    assert binary is not None
+    path = _resolve(binary)
+    out = [Entry(s.name, "ufunc", note=f"{path} 0x{s.address:x} size {s.size}")
+           for s in elf.functions(path) if _matches(s.name, pattern)]
+    try:
+        probes = usdt_probes(path, pid)
+    except (PermissionError, PrivilegeError, NotSupportedError):
+        probes = []
+        notes.append("USDT probes not read: BCC needs root to read them (run with sudo)")
+    for probe in probes:
+        if _matches(probe.name, pattern):
+            out.append(probe)
+    return out
+
+
+def _resolve(binary: str) -> str:
+    if os.sep not in binary:
+        import shutil
+        found = shutil.which(binary)
+        if not found:
+            raise NotFoundError(f"no such binary: {binary} (not a path, not on PATH)")
+        binary = found
+    if not os.path.exists(binary):
+        raise NotFoundError(f"no such binary: {binary}")
+    return os.path.realpath(binary)
+
+
+def usdt_probes(path: str, pid: int | None) -> list[Entry]:
+    tracefs.tracefs_root()   # BCC reads the tracefs path when imported
+    from bcc import USDT
+    try:
+        context = USDT(pid=pid) if pid else USDT(path=path)
+        probes = context.enumerate_probes()
+    except Exception:   # BCC raises bare Exception for a binary without notes
+        return []
+    out = []
+    for p in probes:
+        name = f"{p.provider.decode()}:{p.name.decode()}"
+        out.append(Entry(name, "usdt", note=f"{p.bin_path.decode()}, {p.num_arguments} "
+                                            f"argument(s), {p.num_locations} location(s)"))
+    return out
+
+
+def render(entries: list[Entry], notes: list[str], verbose: bool) -> str:
+    lines = []
+    for e in entries:
+        label = LABELS[e.kind]
+        if not e.supported:
+            label += ", not supported"
+        lines.append(f"  {e.name:<50} [{label}]")
+        if verbose and e.note and e.kind != "tracepoint":
+            lines.append(f"       {e.note}")
+        for decl in e.fields:
+            lines.append(f"       {decl}")
+    lines += ["", *notes] if notes else []
+    return "\n".join(lines)
+
+
+def _proof_of_attach() -> None:
+    """--dry-run / --ebpf: load bpf/list.bpf.c on sched_switch (see its comment)."""
+    from ..loader import Program
+    with Program.from_file("list") as prog:
+        prog.attach_tracepoint("sched", "sched_switch", "on_tracepoint")
+        prog.ready()
+
+
+@click.command("list", context_settings=options.TOOL_CONTEXT)
+@click.argument("pattern", required=False)
+@click.option("-v", "--verbose-fields", "verbose", is_flag=True,
+              help="Show each tracepoint's fields and each event's description.")
+@click.option("-x", "--binary", default=None, help="List this program's functions and USDT probes.")
+@options.pid_option("-p")
+@options.json_option()
+@options.standard
+def command(pattern, verbose, binary, pid, as_json):
+    """List events, tracepoints and probeable functions (globs: 'sched:*').
+
+    PATTERN may also be a section: sw, hw, cache, tracepoint, kernel."""
+    if settings.current().ebpf or settings.current().dry_run:
+        _proof_of_attach()
+    if binary and pid:
+        raise UsageError("give either -x BINARY or -p PID, not both")
+    notes: list[str] = []
+    if binary or pid:
+        entries = program_entries(binary, pid, pattern, notes)
+        if not entries:
+            raise NotFoundError(f"nothing in {binary or pid} matches '{pattern}'" if pattern
+                                else f"no functions or USDT probes in {binary or pid}")
+    else:
+        kinds = {SECTIONS[pattern]} if pattern in SECTIONS else set(SECTIONS.values())
+        glob = None if pattern in SECTIONS else pattern
+        entries = perf_events(glob, kinds)
+        if "tracepoint" in kinds:
+            entries += tracepoints(glob, verbose)
+        if "function" in kinds:
+            functions, note = kernel_functions(glob)
+            entries += functions
+            if note and (glob is None or ":" not in glob):
+                notes.append(note)
+        if not entries and glob:
+            raise NotFoundError(f"no event matches '{glob}' (try `pytracekit list` without it)")
+    if as_json:
+        for e in entries:
+            click.echo(dumps(e.as_json()))
+        for note in notes:
+            click.echo(dumps({"type": "note", "text": note}))
+        return
+    click.echo(render(entries, notes, verbose))

@@ -1,0 +1,363 @@
+"""stat: count events like `perf stat`.
+
+Tracepoints are counted in the kernel by a generated BPF program (with
+optional per-event filters); software, hardware and cache events through
+perf_event_open counters: per CPU with -a/-C, per thread with -p, inherited
+and enabled on exec for a command (as perf does).
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import resource
+import time
+
+import click
+
+from .. import follow, options, settings
+from ..errors import NotFoundError, UsageError
+from ..kernel import perf, tracefs
+from ..loader import Program, require_root
+from ..model import LossReport
+from ..perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
+from ..render import perfstat
+from ..render.jsonl import dumps, loss_obj
+from ..lossreport import print_loss
+from ..runner import Target, announce, run_until_done
+from ..tpfilter import compile_filter
+
+DRY_RUN_ARGS = ["-a", "-e", "syscalls:sys_enter_openat", "--filter", "flags & 64",
+                "--duration", "0"]
+_VALUE_OPTIONS = {"-e", "--event", "--filter", "-p", "--pid", "-C", "--cpu", "-I",
+                  "--interval-ms", "-r", "--repeat", "--duration"}
+
+
+class StatCommand(click.Command):
+    """perf's `--filter` applies to the -e event before it; click does not keep
+    that order, so each --filter is tagged here with its event's index."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out, events, i = [], 0, 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--" or not arg.startswith("-"):
+                out += args[i:]
+                break
+            if arg in ("-e", "--event") and i + 1 < len(args):
+                events += len(args[i + 1].split(","))
+            elif arg.startswith("--event=") or (arg.startswith("-e") and len(arg) > 2):
+                events += len(arg.split("=", 1)[-1].removeprefix("-e").split(","))
+            if arg == "--filter" and i + 1 < len(args):
+                out += [arg, f"{events - 1}\t{args[i + 1]}"]
+                i += 2
+                continue
+            out.append(arg)
+            if arg in _VALUE_OPTIONS and i + 1 < len(args):
+                out.append(args[i + 1])
+                i += 1
+            i += 1
+        return super().parse_args(ctx, out)
+
+
+def expand(specs: list[EventSpec], filters: dict[int, str]) -> tuple[list[EventSpec],
+                                                                   dict[int, str]]:
+    """Tracepoint globs (`sched:*`) become every matching tracepoint, each
+    keeping the glob's filter; returns the events and filters by new index."""
+    out: list[EventSpec] = []
+    out_filters: dict[int, str] = {}
+    for index, spec in enumerate(specs):
+        names = [spec.name]
+        if spec.kind == "tracepoint" and any(ch in spec.name for ch in "*?["):
+            names = [n for n in tracefs.list_tracepoints() if fnmatch.fnmatchcase(n, spec.name)]
+            if not names:
+                raise NotFoundError(f"no tracepoint matches '{spec.name}' "
+                                    "(`pytracekit list 'CATEGORY:*'` lists them)")
+        for name in names:
+            if index in filters:
+                out_filters[len(out)] = filters[index]
+            out.append(spec if name == spec.name else EventSpec(name, "tracepoint"))
+    return out, out_filters
+
+
+def tracepoint_source(events: list[EventSpec], filters: dict[int, str]) -> str:
+    """One counting function per tracepoint event, with its filter compiled in."""
+    chunks = []
+    for slot, ev in enumerate(events):
+        if ev.kind != "tracepoint":
+            continue
+        tp = tracefs.tracepoint(ev.category, ev.event)
+        compiled = compile_filter(filters.get(slot, ""), tp, f"filter{slot}")
+        chunks.append(f"{compiled.helpers}\nint count_{slot}(void *ctx)\n{{\n"
+                      f"    if (!{compiled.expression})\n        return 0;\n"
+                      f"    return count_event({slot});\n}}\n")
+    return "\n".join(chunks)
+
+
+def _cpu_list(text: str | None) -> list[int]:
+    if not text:
+        return []
+    cpus: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            cpus += range(int(low), int(high or low) + 1)
+    except ValueError:
+        raise UsageError(f"malformed CPU list '{text}': give e.g. 0 or 0,2 or 0-1") from None
+    ncpu = os.cpu_count() or 1
+    bad = [c for c in cpus if c < 0 or c >= ncpu]
+    if bad:
+        raise UsageError(f"no CPU {bad[0]}: this machine has CPUs 0-{ncpu - 1}")
+    return cpus
+
+
+class Session:
+    """Counters for one set of events; `rearm(target)` before every run."""
+
+    def __init__(self, events: list[EventSpec], filters: dict[int, str], target: Target,
+                 cpus: list[int], system_wide: bool) -> None:
+        self.events, self.cpus, self.system_wide = events, cpus, system_wide
+        self.fds: dict[int, list[int] | None] = {}
+        self.prog: Program | None = None
+        self.base = [0] * len(events)
+        if any(e.kind == "tracepoint" for e in events):
+            mask = sum(1 << c for c in cpus)
+            self.prog = follow.load("stat", target, {"MAX_EVENTS": max(len(events), 1),
+                                                     "CPU_MASK": f"{mask}ULL"},
+                                    {"/*STAT_PROBES*/": tracepoint_source(events, filters)})
+            for slot, ev in enumerate(events):
+                if ev.kind == "tracepoint":
+                    self.prog.attach_tracepoint(ev.category, ev.event, f"count_{slot}")
+            self.prog.ready()
+        elif settings.current().ebpf or settings.current().dry_run:
+            raise UsageError("stat loads BPF only for tracepoint events: give -e CATEGORY:EVENT")
+
+    def rearm(self, target: Target) -> None:
+        """Open the perf counters for this run's target; zero every count."""
+        self._close_counters()
+        if self.prog is not None and target.command:
+            follow.set_root(self.prog, target.pid)
+        for slot, ev in enumerate(self.events):
+            if ev.kind != "tracepoint":
+                self.fds[slot] = self._open(ev, target)
+        self.base = [0] * len(self.events)
+        self.base = [v or 0 for v in self.read()]
+
+    def _open(self, ev: EventSpec, target: Target) -> list[int] | None:
+        if not supported(ev.kind, ev.config)[0]:
+            return None
+        common = dict(exclude_user=not ev.user, exclude_kernel=not ev.kernel)
+        if self.system_wide:
+            places = [(-1, c) for c in (self.cpus or range(os.cpu_count() or 1))]
+            extra: dict[str, bool] = {}
+        elif target.command:
+            places, extra = [(target.pid, -1)], dict(inherit=True, disabled=True,
+                                                     enable_on_exec=True)
+        else:
+            tids = [int(t) for t in os.listdir(f"/proc/{target.pid}/task")]
+            places, extra = [(t, -1) for t in tids], dict(inherit=True)
+        fds = []
+        for pid, cpu in places:
+            try:
+                fds.append(perf.open_counter(ev.type, ev.config, pid=pid, cpu=cpu,
+                                             **common, **extra))
+            except OSError:
+                continue   # a thread that just exited, an offline CPU
+        return fds
+
+    def read(self) -> list[int | None]:
+        """Counts since the last rearm(); None for an event this machine cannot count."""
+        values: list[int | None] = []
+        table = self.prog["counts"] if self.prog is not None else None
+        for slot, ev in enumerate(self.events):
+            if ev.kind == "tracepoint":
+                total = sum(table[table.Key(slot)])
+            else:
+                fds = self.fds.get(slot)
+                if fds is None:
+                    values.append(None)
+                    continue
+                total = sum(perf.read_counter(fd) for fd in fds)
+            values.append(total - self.base[slot])
+        return values
+
+    def loss(self) -> LossReport:
+        return self.prog.loss() if self.prog is not None else LossReport()
+
+    def _close_counters(self) -> None:
+        for fds in self.fds.values():
+            for fd in fds or []:
+                os.close(fd)
+        self.fds.clear()
+
+    def close(self) -> None:
+        self._close_counters()
+        if self.prog is not None:
+            self.prog.close()
+
+
+def start(events: list[EventSpec], filters: dict[int, str] | None = None,
+          target: Target | None = None, cpus: list[int] | None = None,
+          system_wide: bool = False) -> Session:
+    """Compile, attach and open counters for one run (export/record reuse this)."""
+    target = target or Target()
+    session = Session(events, filters or {}, target, cpus or [], system_wide)
+    session.rearm(target)
+    return session
+
+
+def _events(event_specs: tuple[str, ...], filter_specs: tuple[str, ...], detailed: bool,
+            system_wide: bool) -> tuple[list[EventSpec], dict[int, str]]:
+    if event_specs:
+        events = parse_list(event_specs)
+    else:
+        clock = "cpu-clock" if system_wide else "task-clock"
+        events = [parse(n.format(clock=clock)) for n in DEFAULT]
+    filters = _filters(filter_specs, events)
+    if detailed:
+        events += [parse(n) for n in DETAILED]
+    return expand(events, filters)
+
+
+def _filters(values: tuple[str, ...], events: list[EventSpec]) -> dict[int, str]:
+    """`--filter` values arrive tagged with their event's index (StatCommand)."""
+    out = {}
+    for value in values:
+        index, _, text = value.partition("\t")
+        slot = int(index) if index.lstrip("-").isdigit() else -1
+        if slot < 0 or slot >= len(events) or events[slot].kind != "tracepoint":
+            raise UsageError("--filter must follow a tracepoint event: "
+                             "-e CATEGORY:EVENT --filter 'EXPR'")
+        out[slot] = text
+    return out
+
+
+def _what(target: Target, cpus: list[int], system_wide: bool) -> str:
+    if target.command:
+        return " ".join(target.command)
+    if target.pid:
+        return f"process id '{target.pid}'"
+    if cpus:
+        return f"CPU(s) {','.join(map(str, cpus))}"
+    return "system wide"
+
+
+@click.command("stat", cls=StatCommand, context_settings=options.TOOL_CONTEXT)
+@click.option("-e", "--event", "event_specs", multiple=True,
+              help="Events to count, comma separated: NAME[:u|k] or CATEGORY:EVENT (globs).")
+@click.option("--filter", "filter_specs", multiple=True,
+              help="Filter for the tracepoint given just before (ftrace syntax).")
+@click.option("-a", "--all-cpus", "system_wide", is_flag=True, help="Count on every CPU.")
+@options.pid_option("-p")
+@click.option("-C", "--cpu", "cpu_text", default=None, help="Count on these CPUs only (0,2 or 0-1).")
+@click.option("-d", "--detailed", is_flag=True, help="Add the cache events (L1, LLC).")
+@click.option("-I", "--interval-ms", "interval_ms", type=click.IntRange(min=10), default=None,
+              help="Print counts every this many milliseconds.")
+@click.option("-r", "--repeat", type=click.IntRange(min=1), default=1,
+              help="Run the command this many times; show mean and variance.")
+@options.duration_option()
+@options.json_option()
+@options.standard
+@options.command_argument
+def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, interval_ms,
+            repeat, duration, as_json, command):
+    """Count events for a command, a process, CPUs or the whole system."""
+    cpus = _cpu_list(cpu_text)
+    system_wide = system_wide or bool(cpus)
+    if not (system_wide or pid or command):
+        raise UsageError("give -a, -C CPUS, -p PID or -- COMMAND to say what to count")
+    if system_wide and (pid or command) and not command:
+        raise UsageError("-a/-C count every process: leave out -p")
+    if repeat > 1 and not command:
+        raise UsageError("-r repeats a command: give -- COMMAND")
+    events, filters = _events(event_specs, filter_specs, detailed, system_wide)
+    if not (settings.current().ebpf or settings.current().dry_run):
+        require_root()
+    counters = [perfstat.CounterResult(e.label, e.kind) for e in events]
+    elapsed: list[float] = []
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    target = Target.from_options(pid, command)
+    if system_wide and command:   # perf stat -a -- CMD: everything while CMD runs
+        follow_target = Target()
+    else:
+        follow_target = target
+    session = None
+    try:
+        session = Session(events, filters, follow_target, cpus, system_wide)
+        for run in range(repeat):
+            if run:
+                target = Target.from_options(None, command)
+            session.rearm(target if not system_wide else follow_target)
+            if run == 0:
+                announce(f"Counting {len(events)} event(s)... Hit Ctrl-C to end.")
+            values, ended = _run_once(session, target, duration, interval_ms, counters,
+                                      as_json)
+            elapsed.append(ended - target.started)
+            for c, v in zip(counters, values):
+                if v is None:
+                    c.supported = False
+                else:
+                    c.values.append(v)
+            target.finish()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        user_s = usage.ru_utime - usage_before.ru_utime if command else None
+        sys_s = usage.ru_stime - usage_before.ru_stime if command else None
+        loss = session.loss()
+        what = _what(target, cpus, system_wide)
+        if as_json:
+            _print_json(what, counters, elapsed, user_s, sys_s, loss)
+        else:
+            click.echo(perfstat.report(what, counters, elapsed, user_s, sys_s))
+        print_loss(loss, as_json=False)   # its JSON line is part of _print_json
+    finally:
+        if session is not None:
+            session.close()
+        target.finish()
+
+
+def _run_once(session: Session, target: Target, duration: float | None,
+              interval_ms: int | None, counters: list[perfstat.CounterResult],
+              as_json: bool) -> tuple[list[int | None], float]:
+    """One run: its counts and when it ended (the moment a command exited)."""
+    last = [0] * len(counters)
+    if interval_ms and not as_json:
+        click.echo(perfstat.INTERVAL_HEADER)
+
+    def tick() -> None:
+        t = time.monotonic() - target.started
+        now = session.read()
+        for i, (c, v) in enumerate(zip(counters, now)):
+            delta = (v or 0) - last[i]
+            if as_json:
+                click.echo(dumps({"type": "interval", "time_s": round(t, 9), "event": c.label,
+                                  "supported": v is not None,
+                                  "value": delta if v is not None else None}))
+            else:
+                click.echo(perfstat.interval_line(t, perfstat.CounterResult(
+                    c.label, c.kind, supported=v is not None), delta))
+            last[i] = v or 0
+
+    watch = follow.ExitWatch(target.pid, stop=not target.command)
+    if not target.command:
+        target.started = time.monotonic()   # a command's clock starts at its release
+    try:
+        run_until_done(target, duration=duration,
+                       interval=interval_ms / 1000 if interval_ms else None,
+                       on_interval=tick if interval_ms else None, poll=watch)
+    finally:
+        watch.close()
+    return session.read(), watch.exited_at or time.monotonic()
+
+
+def _print_json(what: str, counters: list[perfstat.CounterResult], elapsed: list[float],
+                user_s: float | None, sys_s: float | None, loss: LossReport) -> None:
+    for c in counters:
+        click.echo(dumps({"type": "counter", "event": c.label, "kind": c.kind,
+                          "supported": c.supported,
+                          "value": round(c.mean) if c.supported else None,
+                          "unit": "ns" if c.is_clock else "count",
+                          "runs": len(c.values),
+                          "stddev_pct": round(c.stddev_pct, 3) if c.supported else None}))
+    click.echo(dumps({"type": "summary", "target": what, "runs": len(elapsed),
+                      "elapsed_s": round(sum(elapsed) / max(len(elapsed), 1), 9),
+                      "user_s": user_s, "sys_s": sys_s}))
+    click.echo(dumps(loss_obj(loss)))

@@ -1,0 +1,114 @@
+"""top --functions: a live profile like perf top, from cpu-clock samples."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import click
+
+from .kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
+from .loader import Program
+from .render.jsonl import dumps
+from .lossreport import print_loss
+from .runner import Target, announce, run_until_done
+from .symbols import Symbolizer
+
+
+@dataclass(frozen=True)
+class FunctionShare:
+    symbol: str
+    module: str
+    kernel: bool
+    samples: int
+
+
+class FunctionProfile:
+    def __init__(self, *, frequency: int, pid: int | None, idle: bool) -> None:
+        self.frequency = frequency
+        self.prog = Program.from_file("top_functions", defines={"INCLUDE_IDLE": idle,
+                                                                 "FILTER_PID": pid or 0})
+        self.prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"], "on_sample",
+                                    sample_freq=frequency, label="cpu-clock")
+        self.prog.ready()
+        self.symbolizer = Symbolizer(self.prog.bpf, show_module=True)
+
+    def take(self) -> list[FunctionShare]:
+        """Samples since the last call, by symbol, most first; clears the map."""
+        table = self.prog["samples"]
+        items = [(k.pid, bool(k.kernel), k.ip, v.value) for k, v in table.items()]
+        table.clear()
+        acc: dict[tuple[str, str, bool], int] = {}
+        for pid, kernel, ip, count in items:
+            frame = self.symbolizer.kernel(ip) if kernel else self.symbolizer.user(ip, pid)
+            symbol, module = split_module(frame.name, kernel)
+            key = (symbol, module, kernel)
+            acc[key] = acc.get(key, 0) + count
+        shares = [FunctionShare(s, m, k, n) for (s, m, k), n in acc.items()]
+        return sorted(shares, key=lambda f: (-f.samples, f.symbol))
+
+    def close(self) -> None:
+        self.prog.close()
+
+
+def split_module(name: str, kernel: bool) -> tuple[str, str]:
+    """BCC's 'symbol [module]' -> (symbol, module)."""
+    if name.endswith("]") and " [" in name:
+        symbol, module = name[:-1].rsplit(" [", 1)
+        return symbol, "[kernel]" if kernel else os.path.basename(module)
+    return name, "[kernel]" if kernel else "[unknown]"
+
+
+def lines(shares: list[FunctionShare], seconds: float, frequency: int,
+          limit: int | None) -> list[str]:
+    total = sum(f.samples for f in shares)
+    kernel = sum(f.samples for f in shares if f.kernel)
+    head = (f"   PerfTop: {total / seconds if seconds else 0:8.0f} irqs/sec  "
+            f"kernel:{100 * kernel / total if total else 0:4.1f}%  [{frequency} Hz cpu-clock]")
+    out = [head, "-" * 74, f"{'Overhead':>9}  {'Shared Object':<20} Symbol"]
+    for f in shares[:limit]:
+        mark = "[k]" if f.kernel else "[.]"
+        symbol = f.symbol if len(f.symbol) <= 90 else f.symbol[:87] + "..."   # C++ names
+        out.append(f"{100 * f.samples / total:8.2f}%  {f.module:<20} {mark} {symbol}")
+    return out
+
+
+def run(*, interactive: bool, delay: float, iterations: int | None, pid: int | None,
+        frequency: int, idle: bool, limit: int | None, as_json: bool) -> None:
+    profile = FunctionProfile(frequency=frequency, pid=pid, idle=idle)
+    done = 0
+    last = time.monotonic()
+
+    class Enough(KeyboardInterrupt):
+        pass
+
+    def tick() -> None:
+        nonlocal done, last
+        now = time.monotonic()
+        shares = profile.take()
+        if as_json:
+            total = sum(f.samples for f in shares) or 1
+            click.echo(dumps({"type": "functions", "time": time.time(),
+                              "interval_s": round(now - last, 6), "frequency": frequency,
+                              "rows": [{"symbol": f.symbol, "module": f.module,
+                                        "kernel": f.kernel, "samples": f.samples,
+                                        "pct": round(100 * f.samples / total, 2)}
+                                       for f in shares[:limit]]}))
+        else:
+            if interactive:
+                click.clear()
+            rows = limit or (os.get_terminal_size().lines - 4 if interactive else limit)
+            click.echo("\n".join(lines(shares, now - last, frequency, rows)) + "\n")
+        last = now
+        done += 1
+        if iterations is not None and done >= iterations:
+            raise Enough()
+
+    try:
+        announce(f"Sampling at {frequency} Hz per CPU... Hit Ctrl-C to end.")
+        run_until_done(Target(), interval=delay, on_interval=tick)
+        loss = profile.prog.loss()
+        loss.unknown_frames += profile.symbolizer.unknown_frames
+        print_loss(loss, as_json)
+    finally:
+        profile.close()

@@ -1,0 +1,85 @@
+"""top's terminal UI (curses): refreshes in place, follows the window size.
+
+Keys as in top: q quits, P sorts by %CPU, N by PID, T by TIME+, C by COMM,
+H toggles threads. ncurses turns SIGWINCH into KEY_RESIZE, handled below.
+"""
+from __future__ import annotations
+
+import curses
+import time
+from typing import Any
+
+from .cputime import sorted_rows
+from .render import top as render
+from .runner import install_signal_handlers, signal_ready
+
+SORT_KEYS = {ord("P"): "cpu", ord("N"): "pid", ord("T"): "time", ord("C"): "comm"}
+
+
+def run_ui(session: Any, *, delay: float, iterations: int | None, threads: bool, sort: str,
+           pid: int | None) -> None:
+    install_signal_handlers()
+    try:
+        curses.wrapper(_loop, session, delay, iterations, threads, sort, pid)
+    except KeyboardInterrupt:
+        pass
+
+
+def _loop(screen: Any, session: Any, delay: float, iterations: int | None, threads: bool,
+          sort: str, pid: int | None) -> None:
+    curses.curs_set(0)
+    screen.timeout(100)
+    signal_ready()
+    refresh = None
+    shown = 0
+    next_at = time.monotonic() + delay
+    while True:
+        if time.monotonic() >= next_at:
+            refresh = session.refresh()
+            shown += 1
+            next_at += delay
+            _draw(screen, refresh, threads, sort, pid)
+        elif refresh is None:
+            _waiting(screen)
+        key = screen.getch()
+        if key in (ord("q"), ord("Q")):
+            return
+        if key in SORT_KEYS:
+            sort = SORT_KEYS[key]
+        elif key in (ord("H"), ord("h")):
+            threads = not threads
+        elif key == curses.KEY_RESIZE:
+            curses.update_lines_cols()
+            screen.clear()          # repaint everything at the new size
+        else:
+            if iterations is not None and shown >= iterations:
+                return
+            continue
+        if refresh is not None:
+            _draw(screen, refresh, threads, sort, pid)
+
+
+def _waiting(screen: Any) -> None:
+    screen.erase()
+    _put(screen, 0, "top: collecting the first interval...")
+    screen.refresh()
+
+
+def _draw(screen: Any, refresh: Any, threads: bool, sort: str, pid: int | None) -> None:
+    rows = refresh.threads if threads else refresh.processes
+    rows = sorted_rows([r for r in rows if r.delta_ns and (not pid or r.pid == pid)], sort)
+    height, _width = screen.getmaxyx()
+    lines = render.screen(refresh, rows, threads, max(0, height - 4))
+    lines[1] = f"sort: {sort}  (P cpu, N pid, T time, C comm, H threads, q quit)"
+    screen.erase()
+    for y, line in enumerate(lines[:height]):
+        _put(screen, y, line, curses.A_REVERSE if y == 2 else 0)
+    screen.refresh()
+
+
+def _put(screen: Any, y: int, text: str, attr: int = 0) -> None:
+    _height, width = screen.getmaxyx()
+    try:
+        screen.addnstr(y, 0, text.ljust(width), max(0, width - 1), attr)
+    except curses.error:
+        pass   # the last cell of the window cannot be written

@@ -1,0 +1,204 @@
+"""stat: exact tracepoint counts for a command and a pid, perf counters, layout."""
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import Tool, pytracekit
+from whohelpers import GatedWorkload, as_nobody, validate_json_lines
+
+from pytracekit.errors import NotFoundError, SpecError
+from pytracekit.perf_events import parse
+from pytracekit.render import perfstat
+
+OPENAT = "syscalls:sys_enter_openat"
+
+
+def _counters(objs):
+    return {o["event"]: o for o in objs if o["type"] == "counter"}
+
+
+def _stat_json(*args):
+    res = pytracekit("stat", "--json", *args)
+    assert res.returncode == 0, res.stderr
+    return _counters(validate_json_lines("stat", res.stdout))
+
+
+@pytest.mark.root
+def test_command_counts_its_opens_plus_only_the_loaders(workload, tmp_path):
+    marker = str(tmp_path / "marker")
+    loader_only = _stat_json("-e", OPENAT, "--", workload, "open", marker, "0")[OPENAT]["value"]
+    with_opens = _stat_json("-e", OPENAT, "--", workload, "open", marker, "7")[OPENAT]["value"]
+    assert 0 < loader_only <= 10          # ld.so.cache, libc ...: a handful
+    assert with_opens - loader_only == 7
+
+
+@pytest.mark.root
+def test_elapsed_covers_the_commands_cpu_time(workload):
+    """A single-threaded command cannot use more CPU time than wall time."""
+    res = pytracekit("stat", "--json", "-e", "task-clock", "--", workload, "spin", "0.1")
+    objs = validate_json_lines("stat", res.stdout)
+    elapsed = [o for o in objs if o["type"] == "summary"][0]["elapsed_s"]
+    assert _counters(objs)["task-clock"]["value"] <= elapsed * 1e9 * 1.01
+    assert 0.1 <= elapsed < 1.0
+
+
+@pytest.mark.root
+def test_filters_select_the_marker_opens_exactly(workload, tmp_path):
+    marker = str(tmp_path / "marker")
+    counts = _stat_json("-e", OPENAT, "--filter", "flags & 64",         # O_CREAT
+                        "-e", OPENAT, "--filter", f'filename == "{marker}"',
+                        "-e", OPENAT, "--filter", 'filename ~ "/nonexistent/*"',
+                        "--", workload, "open", marker, "5")
+    # three events of the same name: JSON keeps the last; check all three in text
+    res = pytracekit("stat", "-e", OPENAT, "--filter", "flags & 64",
+                     "-e", OPENAT, "--filter", f'filename == "{marker}"',
+                     "-e", OPENAT, "--filter", 'filename ~ "/nonexistent/*"',
+                     "--", workload, "open", marker, "5")
+    values = [int(m.group(1).replace(",", "")) for m in
+              re.finditer(r"^\s+([\d,]+)\s+syscalls:sys_enter_openat", res.stdout, re.M)]
+    assert values == [5, 5, 0]
+    assert counts[OPENAT]["value"] == 0
+
+
+@pytest.mark.root
+def test_pid_counts_exactly_the_opens_after_attach(workload, tmp_path):
+    with GatedWorkload(workload, tmp_path, "open", str(tmp_path / "marker"), "6") as w:
+        tool = Tool("stat", "-p", str(w.pid), "-e", f"{OPENAT},page-faults,cycles",
+                    "--json").start()
+        assert w.release() == 0
+        out, err = tool.wait()       # stat -p ends when the process exits
+    assert tool.returncode == 0, err
+    counters = _counters(validate_json_lines("stat", out))
+    assert counters[OPENAT]["value"] == 6
+    assert counters["page-faults"]["supported"] and counters["page-faults"]["value"] >= 0
+    assert counters["cycles"]["supported"] is False and counters["cycles"]["value"] is None
+
+
+@pytest.mark.root
+def test_text_layout_like_perf_stat(workload, tmp_path):
+    res = pytracekit("stat", "-d", "--", workload, "open", str(tmp_path / "m"), "3")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert f"Performance counter stats for '{workload} open" in out
+    assert re.search(r"^\s+[\d,]+\.\d\d msec task-clock\s+#\s+[\d.]+ CPUs utilized$", out, re.M)
+    assert re.search(r"^\s+[\d,]+\s+page-faults\s+#\s+[\d.]+ [KMG]?/sec$", out, re.M)
+    for hw in ("cycles", "instructions", "L1-dcache-loads", "LLC-load-misses"):
+        assert re.search(rf"^\s+<not supported>\s+{hw}$", out, re.M), hw
+    assert re.search(r"^\s+\d+\.\d{9} seconds time elapsed$", out, re.M)
+    assert re.search(r"seconds user\n\s+\d+\.\d+ seconds sys", out)
+
+
+@pytest.mark.root
+def test_repeats_show_variance(workload, tmp_path):
+    marker = str(tmp_path / "m")
+    res = pytracekit("stat", "-r", "3", "-e", f"task-clock,{OPENAT}", "--",
+                     workload, "open", marker, "2")
+    assert res.returncode == 0, res.stderr
+    assert "(3 runs)" in res.stdout
+    assert re.search(r"msec task-clock.*\( \+-\s+[\d.]+% \)", res.stdout)
+    assert re.search(r"\+- [\d.]+ seconds time elapsed\s+\( \+-", res.stdout)
+    counters = _stat_json("-r", "3", "-e", OPENAT, "--", workload, "open", marker, "2")
+    assert counters[OPENAT]["runs"] == 3
+    assert counters[OPENAT]["stddev_pct"] == 0.0       # every run opens the same number
+
+
+@pytest.mark.root
+def test_interval_and_system_wide(workload):
+    res = pytracekit("stat", "-a", "-I", "200", "--duration", "0.7", "-e", "cpu-clock", "--json")
+    assert res.returncode == 0, res.stderr
+    objs = validate_json_lines("stat", res.stdout)
+    ticks = [o for o in objs if o["type"] == "interval"]
+    assert len(ticks) == 3
+    assert all(0 < o["value"] for o in ticks)
+    assert _counters(objs)["cpu-clock"]["value"] > 0
+
+
+@pytest.mark.root
+def test_user_and_kernel_modifiers(workload):
+    """Every page fault happens in user or in kernel mode: :u + :k is the total."""
+    counters = _stat_json("-e", "page-faults:u,page-faults:k,page-faults", "--",
+                          workload, "open", "/dev/null", "1")
+    user, kernel, both = (counters[k]["value"] for k in ("page-faults:u", "page-faults:k",
+                                                         "page-faults"))
+    assert user > 0 and kernel > 0
+    assert user + kernel == both
+
+
+def test_event_specs_parse():
+    assert parse("cycles:u").user and not parse("cycles:u").kernel
+    assert parse("page-faults:k").kernel and not parse("page-faults:k").user
+    assert parse("sched:sched_switch").kind == "tracepoint"
+    assert parse("L1-dcache-loads").kind == "cache"
+    with pytest.raises(SpecError):
+        parse("cycles:")
+    with pytest.raises(NotFoundError):
+        parse("no-such-event")
+
+
+def test_report_renders_and_parses_back():
+    counters = [perfstat.CounterResult("task-clock", "software", [2_000_000, 2_000_000]),
+                perfstat.CounterResult("page-faults", "software", [1000, 1200]),
+                perfstat.CounterResult("cycles", "hardware", supported=False)]
+    out = perfstat.report("true", counters, [0.004, 0.004])
+    assert "(2 runs)" in out
+    assert re.search(r"^\s+2\.00 msec task-clock\s+#\s+0\.500 CPUs utilized", out, re.M)
+    assert re.search(r"^\s+1,100\s+page-faults\s+#\s+550\.000 K/sec\s+\( \+-\s+9\.09% \)$",
+                     out, re.M)
+    assert re.search(r"^\s+<not supported>\s+cycles$", out, re.M)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args, status, message", [
+    (["-a", "-e", "no-such-event"], 1, "unknown event 'no-such-event'"),
+    (["-a", "-e", "sched:sched_swich"], 1, "unknown tracepoint sched:sched_swich; similar:"),
+    (["-a", "-e", "cycles:"], 2, "malformed event 'cycles:'"),
+    (["-p", "999999999", "-e", "cycles"], 1, "no process with pid 999999999"),
+    (["-a", "-e", OPENAT, "--filter", "flags &"], 2, "malformed filter 'flags &'"),
+    (["-a", "--filter", "flags & 1"], 2, "--filter must follow a tracepoint event"),
+    (["-e", "cycles"], 2, "give -a, -C CPUS, -p PID or -- COMMAND"),
+    (["-C", "7", "-e", "cycles"], 2, "no CPU 7"),
+])
+def test_bad_input_is_one_line(args, status, message):
+    res = pytracekit("stat", "--duration", "0", *args)
+    assert res.returncode == status, res.stderr
+    assert message in res.stderr
+    assert res.stderr.count("\n") == 1, res.stderr
+
+
+def test_not_root_is_one_line():
+    res = as_nobody("stat", "-a", "-e", OPENAT, "--duration", "0")
+    assert res.returncode == 1
+    assert "needs root" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.root
+def test_cpu_list_counts_only_on_those_cpus(workload, tmp_path):
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        pytest.skip("needs 2 CPUs and taskset")
+    marker = str(tmp_path / "m")
+    args = ["-e", OPENAT, "--filter", f'filename == "{marker}"', "--",
+            "taskset", "-c", "1", workload, "open", marker, "20"]
+    on_cpu1 = _stat_json("-C", "1", *args)[OPENAT]["value"]
+    on_cpu0 = _stat_json("-C", "0", *args)[OPENAT]["value"]
+    assert (on_cpu0, on_cpu1) == (0, 20)
+    clock = _stat_json("-C", "0", "-e", "cpu-clock", "--duration", "0.5")["cpu-clock"]["value"]
+    assert 0.4e9 < clock < 0.7e9          # one CPU's worth of time
+
+
+@pytest.mark.root
+def test_glob_events_keep_their_filter_and_later_filters_their_event(workload, tmp_path):
+    marker = str(tmp_path / "m")
+    res = pytracekit("stat", "-e", "syscalls:sys_enter_open*t", "--filter", "flags & 64",
+                     "-e", "sched:sched_process_exec", "-e", OPENAT, "--filter",
+                     f'filename == "{marker}"', "--", workload, "open", marker, "4")
+    assert res.returncode == 0, res.stderr
+    rows = [(m.group(2), int(m.group(1))) for m in re.finditer(
+        r"^\s+([\d,]+)\s+(\S+)\s+#", res.stdout, re.M)]
+    assert rows == [("syscalls:sys_enter_open_by_handle_at", 0), ("syscalls:sys_enter_openat", 4),
+                    ("sched:sched_process_exec", 1), ("syscalls:sys_enter_openat", 4)]
+    res = pytracekit("stat", "-e", "syscalls:sys_enter_open*", "--filter", "flags & 64",
+                     "--", workload, "open", marker, "1")
+    assert res.returncode == 1
+    assert "tracepoint syscalls:sys_enter_openat2 has no field 'flags'" in res.stderr

@@ -1,0 +1,87 @@
+"""systrace: one decoded line per system call, for a command or a pid."""
+import os
+import re
+
+import pytest
+
+from conftest import Tool, pytracekit
+from whohelpers import GatedWorkload, as_nobody, validate_json_lines
+
+from pytracekit.syscall_args import open_flags, result_text
+
+LINE = re.compile(r"^\s+\d+\.\d{3} \(\s*\d+\.\d{3} ms\): (\S+)/(\d+) (\w+)\((.*)\) = (.+)$")
+
+
+def _calls(out):
+    return [o for o in validate_json_lines("systrace", out) if o["type"] == "syscall"]
+
+
+@pytest.mark.root
+def test_command_opens_are_decoded(workload, tmp_path):
+    marker = str(tmp_path / "marker")
+    res = pytracekit("systrace", "--json", "-e", "execve,openat,close,exit_group", "--",
+                     workload, "open", marker, "3")
+    assert res.returncode == 0, res.stderr
+    calls = _calls(res.stdout)
+    execve = calls.pop(0)       # the command's own exec, then nothing before it
+    assert (execve["syscall"], execve["args"]["filename"], execve["ret"]) == \
+        ("execve", workload, 0)
+    mine = [c for c in calls if c["syscall"] == "openat" and c["args"]["filename"] == marker]
+    assert len(mine) == 3
+    for c in mine:
+        assert c["args"]["flags"] == "RDONLY|CREAT" and c["args"]["mode"] == "0644"
+        assert c["args"]["dfd"] == "CWD" and c["ret"] >= 0 and c["errno"] is None
+        assert c["duration_ms"] >= 0 and c["comm"] == "workload"
+    loader = [c["args"]["filename"] for c in calls if c["syscall"] == "openat"
+              and c["args"]["filename"] != marker]
+    assert "/etc/ld.so.cache" in loader
+    closes = [c for c in calls if c["syscall"] == "close"]
+    assert len(closes) == 3 + len(loader)   # every successful open is closed
+    assert calls[-1]["syscall"] == "exit_group" and calls[-1]["ret"] is None
+
+
+@pytest.mark.root
+def test_pid_failures_and_text_layout(workload, tmp_path):
+    missing = "/nonexistent-dir/marker"
+    with GatedWorkload(workload, tmp_path, "open", missing, "2") as w:
+        tool = Tool("systrace", "-p", str(w.pid), "-x", "-e", "openat").start()
+        assert w.release() == 0
+        out, err = tool.wait()          # ends when the process exits
+    assert tool.returncode == 0, err
+    lines = [LINE.match(line) for line in out.splitlines()]
+    assert all(lines), out
+    assert [(m.group(1), int(m.group(2)), m.group(3)) for m in lines] == \
+        [("workload", w.pid, "openat")] * 2
+    for m in lines:
+        assert m.group(4) == f'dfd: CWD, filename: "{missing}", flags: RDONLY|CREAT, mode: 0644'
+        assert m.group(5) == "-1 ENOENT (No such file or directory)"
+
+
+def test_decoders():
+    assert open_flags(os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC) == \
+        "WRONLY|CREAT|TRUNC|CLOEXEC"
+    assert result_text("openat", -2) == "-1 ENOENT (No such file or directory)"
+    assert result_text("mmap", 0x7f0000001000) == "0x7f0000001000"
+    assert result_text("exit_group", 0, returned=False) == "?"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args, status, message", [
+    ([], 2, "give -p PID, -t TID, -- COMMAND, or -a"),
+    (["-a", "-p", "1"], 2, "-a traces every process"),
+    (["-p", "999999999"], 1, "no process with pid 999999999"),
+    (["-e", "opne", "--", "true"], 1, "unknown system call 'opne'"),
+    (["-e", "openat,,close", "--", "true"], 2, "malformed -e 'openat,,close'"),
+    (["--", "/no/such/program"], 1, "cannot run /no/such/program"),
+])
+def test_bad_input_is_one_line(args, status, message):
+    res = pytracekit("systrace", *args)
+    assert res.returncode == status, res.stderr
+    assert message in res.stderr
+    assert res.stderr.count("\n") == (2 if "cannot run" in message else 1), res.stderr
+
+
+def test_not_root_is_one_line():
+    res = as_nobody("systrace", "--", "true")
+    assert res.returncode == 1 and "needs root" in res.stderr
+    assert res.stderr.count("\n") == 1

@@ -1,0 +1,52 @@
+"""Helpers shared by the list/stat/top/syscount/systrace tests."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import ROOT
+
+
+def validate_json_lines(tool: str, text: str) -> list[dict]:
+    """Every line parses and matches pytracekit/schemas/<tool>.schema.json."""
+    import jsonschema
+    schema = json.loads((ROOT / "pytracekit" / "schemas" / f"{tool}.schema.json").read_text())
+    objs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert objs, "no JSON output"
+    for obj in objs:
+        jsonschema.validate(obj, schema)
+    return objs
+
+
+class GatedWorkload:
+    """The workload started with --go-file, so a tool can attach to its pid first."""
+
+    def __init__(self, workload: str, tmp_path: Path, *args: str) -> None:
+        self.go = tmp_path / "go"
+        self.go.unlink(missing_ok=True)
+        self.proc = subprocess.Popen([workload, "--go-file", str(self.go), *args],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+
+    def release(self, timeout: float = 30) -> int:
+        self.go.touch()
+        return self.proc.wait(timeout=timeout)
+
+    def __enter__(self) -> "GatedWorkload":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def as_nobody(*args: str) -> subprocess.CompletedProcess:
+    """Run pytracekit as an unprivileged user (the not-root error path)."""
+    import sys
+    cmd = [sys.executable, "-m", "pytracekit", *args]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
