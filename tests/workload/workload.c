@@ -17,6 +17,12 @@
  *     mutex N              two threads each take a contended mutex N times
  *     child [ARG]          exit 0 at once (the marker child for exec)
  *     forkchild MS         fork a child that spins MS ms in child_spin() and exits
+ *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); prints its own
+ *                          context switch counts as "nvcsw=V nivcsw=I"
+ *     touch N              mmap N fresh pages (no THP) and write each in touch_pages()
+ *     kcontend N           two threads each mmap+touch+munmap a page N times
+ *                          (kernel mmap_lock contention)
+ *     mutexlinger N        the mutex mode, then stay alive 300 ms (for symbols)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -28,6 +34,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,6 +103,37 @@ NOINLINE void *mutex_worker(void *arg)
         pthread_mutex_unlock(&contended);
     }
     return NULL;
+}
+
+NOINLINE void touch_pages(char *base, long n, long page)
+{
+    for (long k = 0; k < n; k++)
+        base[k * page] = 1;
+}
+
+static long kcontend_rounds;
+
+NOINLINE void *kcontend_worker(void *arg)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    (void)arg;
+    for (long k = 0; k < kcontend_rounds; k++) {
+        char *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            break;
+        p[0] = 1;
+        munmap(p, page);
+    }
+    return NULL;
+}
+
+static void run_two(void *(*fn)(void *))
+{
+    pthread_t a, b;
+    pthread_create(&a, NULL, fn, NULL);
+    pthread_create(&b, NULL, fn, NULL);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
 }
 
 static void wait_for_file(const char *path)
@@ -192,6 +231,32 @@ int main(int argc, char **argv)
             _exit(0);
         }
         waitpid(pid, NULL, 0);
+    } else if (strcmp(mode, "cpuburst") == 0) {
+        long n = arg_long(argc, argv, i, "N"), us = arg_long(argc, argv, i + 1, "US");
+        struct rusage ru;
+        for (long k = 0; k < n; k++) {
+            sleeper(1);
+            busy_call(us);
+        }
+        getrusage(RUSAGE_SELF, &ru);
+        printf("nvcsw=%ld nivcsw=%ld\n", ru.ru_nvcsw, ru.ru_nivcsw);
+        fflush(stdout);
+    } else if (strcmp(mode, "touch") == 0) {
+        long n = arg_long(argc, argv, i, "N"), page = sysconf(_SC_PAGESIZE);
+        char *base = mmap(NULL, n * page, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED)
+            return 1;
+        madvise(base, n * page, MADV_NOHUGEPAGE);
+        touch_pages(base, n, page);
+        sleeper(300);   /* stay alive so stacks can be symbolized */
+    } else if (strcmp(mode, "kcontend") == 0) {
+        kcontend_rounds = arg_long(argc, argv, i, "N");
+        run_two(kcontend_worker);
+    } else if (strcmp(mode, "mutexlinger") == 0) {
+        mutex_rounds = arg_long(argc, argv, i, "N");
+        run_two(mutex_worker);
+        sleeper(300);   /* stay alive so stacks can be symbolized */
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;

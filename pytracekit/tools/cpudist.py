@@ -1,0 +1,90 @@
+"""cpudist: on-CPU (or -O off-CPU) time per task between context switches,
+as a histogram, like BCC's cpudist. From the sched_switch raw tracepoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from .. import options
+from ..loader import Program
+from ..periodic import (clear, finish_loss, print_labeled_hists, read_labeled_hists,
+                        run_periodic, split_interval_count)
+from ..runner import Target, announce
+
+DRY_RUN_ARGS: list[str] = []
+
+
+@dataclass
+class Cpudist:
+    prog: Program
+    unit: str
+
+    def read(self):
+        return read_labeled_hists(self.prog["hist"], self.unit, self.prog["names"])
+
+    def clear(self) -> None:
+        clear(self.prog["hist"])
+
+    def loss(self):
+        return self.prog.loss()
+
+    def close(self) -> None:
+        self.prog.close()
+
+
+def start(*, pid: int = 0, tid: int = 0, milliseconds: bool = False, label_by: int = 0,
+          offcpu: bool = False, **_: Any) -> Cpudist:
+    defines = {"FILTER_PID": pid or 0, "FILTER_TID": tid or 0, "LABEL_BY": label_by,
+               "UNIT_DIV": 1000000 if milliseconds else 1000, "OFF_CPU": offcpu}
+    prog = Program.from_file("cpudist", defines=defines)
+    return Cpudist(prog, "msecs" if milliseconds else "usecs")
+
+
+@click.command("cpudist", context_settings={**options.TOOL_CONTEXT,
+                                            "ignore_unknown_options": True})
+@click.option("-O", "--offcpu", is_flag=True, help="Measure off-CPU time instead.")
+@click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output.")
+@click.option("-m", "--milliseconds", is_flag=True, help="Histogram in milliseconds.")
+@click.option("-P", "--pids", "per_pid", is_flag=True, help="A histogram per process.")
+@click.option("-L", "--tids", "per_tid", is_flag=True, help="A histogram per thread.")
+@options.pid_option("-p")
+@options.tid_option("-t")
+@options.duration_option("-d")
+@options.interval_option("-i")
+@options.json_option()
+@options.standard
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def command(offcpu, timestamp, milliseconds, per_pid, per_tid, pid, tid, duration, interval,
+            as_json, args):
+    """Summarize on-CPU time per task as a histogram.
+
+    ARGS: [interval [count]] and/or -- COMMAND to run and trace.
+    """
+    pos_interval, count, cmd = split_interval_count(args)
+    interval = interval or pos_interval
+    if per_pid and per_tid:
+        raise click.UsageError("give only one of -P, -L")
+    label_by = 1 if per_pid else 2 if per_tid else 0
+    target = Target.from_options(pid, cmd)
+    try:
+        tool = start(pid=target.pid, tid=tid or 0, milliseconds=milliseconds,
+                     label_by=label_by, offcpu=offcpu)
+        with tool.prog:
+            tool.prog.ready()
+            announce(f"Tracing {'off' if offcpu else 'on'}-CPU time... Hit Ctrl-C to end.")
+
+            def report(final: bool) -> None:
+                if interval and not as_json:
+                    click.echo()
+                print_labeled_hists(tool.read(), section={0: None, 1: "pid", 2: "tid"}[label_by],
+                                    show_name=True, as_json=as_json, stamp=timestamp,
+                                    extra={"offcpu": offcpu})
+                if not final:
+                    tool.clear()
+            run_periodic(target, duration=duration, interval=interval, count=count,
+                         report=report)
+            finish_loss(tool.loss(), as_json)
+    finally:
+        target.finish()

@@ -1,0 +1,94 @@
+"""runqlat: run queue (scheduler) latency as a histogram, like BCC's runqlat.
+
+The time from a task becoming runnable (woken, or preempted while still
+runnable) until it runs, from sched_wakeup, sched_wakeup_new and sched_switch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from .. import options
+from ..loader import Program
+from ..periodic import (clear, finish_loss, print_labeled_hists, read_labeled_hists,
+                        run_periodic, split_interval_count)
+from ..runner import Target, announce
+
+DRY_RUN_ARGS: list[str] = []
+SECTIONS = {0: None, 1: "pid", 2: "tid", 3: "pidns"}
+
+
+@dataclass
+class Runqlat:
+    prog: Program
+    unit: str
+    label_by: int
+
+    def read(self):
+        return read_labeled_hists(self.prog["hist"], self.unit, self.prog["names"])
+
+    def clear(self) -> None:
+        clear(self.prog["hist"])
+
+    def loss(self):
+        return self.prog.loss()
+
+    def close(self) -> None:
+        self.prog.close()
+
+
+def start(*, pid: int = 0, tid: int = 0, milliseconds: bool = False, label_by: int = 0,
+          **_: Any) -> Runqlat:
+    defines = {"FILTER_PID": pid or 0, "FILTER_TID": tid or 0, "LABEL_BY": label_by,
+               "UNIT_DIV": 1000000 if milliseconds else 1000}
+    prog = Program.from_file("runqlat", defines=defines)
+    return Runqlat(prog, "msecs" if milliseconds else "usecs", label_by)
+
+
+@click.command("runqlat", context_settings={**options.TOOL_CONTEXT,
+                                            "ignore_unknown_options": True})
+@click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output.")
+@click.option("-m", "--milliseconds", is_flag=True, help="Histogram in milliseconds.")
+@click.option("-P", "--pids", "per_pid", is_flag=True, help="A histogram per process.")
+@click.option("-L", "--tids", "per_tid", is_flag=True, help="A histogram per thread.")
+@click.option("--pidnss", "per_pidns", is_flag=True, help="A histogram per PID namespace.")
+@options.pid_option("-p")
+@options.tid_option("-t")
+@options.duration_option("-d")
+@options.interval_option("-i")
+@options.json_option()
+@options.standard
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, duration,
+            interval, as_json, args):
+    """Summarize run queue latency as a histogram.
+
+    ARGS: [interval [count]] and/or -- COMMAND to run and trace.
+    """
+    pos_interval, count, cmd = split_interval_count(args)
+    interval = interval or pos_interval
+    if sum([per_pid, per_tid, per_pidns]) > 1:
+        raise click.UsageError("give only one of -P, -L, --pidnss")
+    label_by = 1 if per_pid else 2 if per_tid else 3 if per_pidns else 0
+    target = Target.from_options(pid, cmd)
+    try:
+        tool = start(pid=target.pid, tid=tid or 0, milliseconds=milliseconds,
+                     label_by=label_by)
+        with tool.prog:
+            tool.prog.ready()
+            announce("Tracing run queue latency... Hit Ctrl-C to end.")
+
+            def report(final: bool) -> None:
+                if interval and not as_json:
+                    click.echo()
+                print_labeled_hists(tool.read(), section=SECTIONS[label_by],
+                                    show_name=False, as_json=as_json, stamp=timestamp)
+                if not final:
+                    tool.clear()
+            run_periodic(target, duration=duration, interval=interval, count=count,
+                         report=report)
+            finish_loss(tool.loss(), as_json)
+    finally:
+        target.finish()

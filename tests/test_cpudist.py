@@ -1,0 +1,49 @@
+"""cpudist against cpuburst: N on-CPU periods of US microseconds each, split
+by sleeps; preemption (counted by the workload itself) may cut some up."""
+import pytest
+
+from conftest import pytracekit
+from sched_helpers import bucket, json_lines, switch_counts, validate
+
+N, US = 12, 5000
+
+
+@pytest.mark.root
+def test_cpudist_puts_each_burst_in_the_4_to_8_ms_bucket(workload):
+    res = pytracekit("cpudist", "--json", "--", workload, "cpuburst", str(N), str(US))
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("cpudist", objs)
+    (hist,) = [o for o in objs if o["type"] == "histogram"]
+    nvcsw, nivcsw = switch_counts(res.stdout)
+    in_bucket = bucket(hist, 4096)
+    # each burst is one period of 5 ms plus a few microseconds; a preemption
+    # inside a burst splits it into two shorter ones
+    assert N - nivcsw <= in_bucket <= N
+    if nivcsw == 0:
+        assert in_bucket == N
+    assert sum(b["count"] for b in hist["buckets"] if b["low"] >= 8192) == 0
+    # every period ends with a switch-out the workload counted, plus its exit
+    assert N <= hist["total"] <= nvcsw + nivcsw + 1
+
+
+@pytest.mark.root
+def test_cpudist_offcpu_sees_the_1ms_sleeps(workload):
+    res = pytracekit("cpudist", "-O", "-P", "--json", "--", workload, "cpuburst", "8", "500")
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("cpudist", objs)
+    (hist,) = [o for o in objs if o["type"] == "histogram"]
+    assert hist["offcpu"] is True and hist["comm"] == "workload" and hist["pid"] > 0
+    # nanosleep(1 ms) sleeps at least 1 ms: 8 periods of 1024 us or more
+    assert sum(b["count"] for b in hist["buckets"] if b["low"] >= 1024) >= 8
+
+
+@pytest.mark.root
+def test_cpudist_per_thread_text(workload):
+    res = pytracekit("cpudist", "-L", "-m", "--", workload, "mutex", "20")
+    assert res.returncode == 0, res.stderr
+    sections = [l for l in res.stdout.splitlines() if l.startswith("tid = ")]
+    assert len(sections) == 3          # main and its two mutex workers
+    assert all(l.endswith("workload") for l in sections)
+    assert "msecs" in res.stdout

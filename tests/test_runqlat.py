@@ -1,0 +1,68 @@
+"""runqlat against the workload's cpuburst mode: N sleeps, so at least N
+wake-up-to-run samples, never more than the switches the workload counted."""
+import subprocess
+
+import pytest
+
+from conftest import pytracekit, pytracekit_probes_left
+from sched_helpers import json_lines, switch_counts, validate
+from pytracekit.periodic import split_interval_count
+from pytracekit.errors import UsageError
+
+N = 10
+
+
+@pytest.mark.root
+def test_runqlat_counts_every_wakeup_of_the_command(workload):
+    res = pytracekit("runqlat", "--json", "--", workload, "cpuburst", str(N), "2000")
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("runqlat", objs)
+    hists = [o for o in objs if o["type"] == "histogram"]
+    assert len(hists) == 1 and hists[0]["unit"] == "usecs"
+    nvcsw, nivcsw = switch_counts(res.stdout)
+    # each of the N sleeps and the release from the held start is one wakeup;
+    # every sample is a switch-in, each after a switch-out the workload counted
+    assert N + 1 <= hists[0]["total"] <= nvcsw + nivcsw
+    assert objs[-1] == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
+                        "unknown_frames": 0}
+    assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_runqlat_per_pid_text_has_bcc_sections(workload):
+    res = pytracekit("runqlat", "-P", "-m", "--", workload, "cpuburst", "3", "1000")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    sections = [l for l in lines if l.startswith("pid = ")]
+    assert len(sections) == 1
+    assert "msecs" in res.stdout and "distribution" in res.stdout
+
+
+@pytest.mark.root
+def test_runqlat_interval_and_count_print_count_histograms(workload):
+    proc = subprocess.Popen([workload, "spin", "3"])
+    try:
+        res = pytracekit("runqlat", "-T", "-p", str(proc.pid), "0.3", "2")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("distribution") <= 2
+    assert sum(1 for l in res.stdout.splitlines() if l.count(":") == 2 and len(l) == 8) == 2
+
+
+def test_bad_pid_is_one_line():
+    res = pytracekit("runqlat", "-p", "999999999")
+    assert res.returncode == 1
+    assert res.stderr.strip() == "pytracekit runqlat: error: no process with pid 999999999"
+
+
+def test_interval_count_and_command_split():
+    assert split_interval_count(("1", "5")) == (1.0, 5, ())
+    assert split_interval_count(("0.5", "./prog", "3")) == (0.5, None, ("./prog", "3"))
+    assert split_interval_count(("./prog", "3")) == (None, None, ("./prog", "3"))
+    with pytest.raises(UsageError):
+        split_interval_count(("1", "2.5"))
+    with pytest.raises(UsageError):
+        split_interval_count(("0",))
