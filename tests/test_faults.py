@@ -41,4 +41,4 @@ def test_text_and_folded_renderers():
     profile = StackProfile([Sample(stack, 3, pid=7, comm="w"), Sample(stack, 2, pid=7, comm="w")])
     assert folded(profile) == "w;main;leaf 5"
     assert stackcount_text(StackProfile([Sample(stack, 3, pid=7, comm="w")])).splitlines() == [
-        "  leaf", "  main", "    w [7]", "    3", ""]
+        "  leaf", "  main", "    w [7]", "    3"]
