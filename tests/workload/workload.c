@@ -20,9 +20,11 @@
  *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); prints its own
  *                          context switch counts as "nvcsw=V nivcsw=I"
  *     touch N              mmap N fresh pages (no THP) and write each in touch_pages()
- *     kcontend N           two threads each mmap+touch+munmap a page N times
- *                          (kernel mmap_lock contention)
- *     mutexlinger N        the mutex mode, then stay alive 300 ms (for symbols)
+ *     kcontend N           four threads each mmap+touch+munmap 64 pages N times
+ *                          (kernel mmap_lock contention: more threads than CPUs)
+ *     mutexlinger N        the mutex mode, but main holds the mutex for the first
+ *                          100 ms so both workers' first lock waits; then stays
+ *                          alive 300 ms (for symbols)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -118,22 +120,14 @@ NOINLINE void *kcontend_worker(void *arg)
     long page = sysconf(_SC_PAGESIZE);
     (void)arg;
     for (long k = 0; k < kcontend_rounds; k++) {
-        char *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        char *p = mmap(NULL, 64 * page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (p == MAP_FAILED)
             break;
         p[0] = 1;
-        munmap(p, page);
+        munmap(p, 64 * page);
     }
     return NULL;
-}
-
-static void run_two(void *(*fn)(void *))
-{
-    pthread_t a, b;
-    pthread_create(&a, NULL, fn, NULL);
-    pthread_create(&b, NULL, fn, NULL);
-    pthread_join(a, NULL);
-    pthread_join(b, NULL);
 }
 
 static void wait_for_file(const char *path)
@@ -251,11 +245,22 @@ int main(int argc, char **argv)
         touch_pages(base, n, page);
         sleeper(300);   /* stay alive so stacks can be symbolized */
     } else if (strcmp(mode, "kcontend") == 0) {
+        pthread_t t[4];
         kcontend_rounds = arg_long(argc, argv, i, "N");
-        run_two(kcontend_worker);
+        for (int k = 0; k < 4; k++)
+            pthread_create(&t[k], NULL, kcontend_worker, NULL);
+        for (int k = 0; k < 4; k++)
+            pthread_join(t[k], NULL);
     } else if (strcmp(mode, "mutexlinger") == 0) {
+        pthread_t a, b;
         mutex_rounds = arg_long(argc, argv, i, "N");
-        run_two(mutex_worker);
+        pthread_mutex_lock(&contended);
+        pthread_create(&a, NULL, mutex_worker, NULL);
+        pthread_create(&b, NULL, mutex_worker, NULL);
+        sleeper(100);
+        pthread_mutex_unlock(&contended);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
         sleeper(300);   /* stay alive so stacks can be symbolized */
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
