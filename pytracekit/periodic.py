@@ -143,3 +143,22 @@ def finish_loss(loss: Any, as_json: bool) -> None:
 def clear(*maps: Any) -> None:
     for m in maps:
         m.clear()
+
+
+def require_tracepoints(tool: str, *names: str) -> None:
+    """Fail with one clear line before compiling when a tracepoint a tool's
+    program attaches to (TRACEPOINT_PROBE, attached by BCC at load) is missing."""
+    from . import settings
+    from .errors import NotFoundError
+    from .kernel.tracefs import tracepoint
+    from .loader import require_root
+    if settings.current().ebpf:
+        return
+    require_root()                       # tracefs is readable by root only
+    for name in names:
+        category, event = name.split(":", 1)
+        try:
+            tracepoint(category, event)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{tool} needs tracepoint {name}, which this kernel does not "
+                                f"have ({exc.message})") from None

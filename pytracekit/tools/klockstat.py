@@ -18,7 +18,7 @@ from .. import options
 from ..datasyms import kernel_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import finish_loss, run_periodic, split_interval_count
+from ..periodic import finish_loss, require_tracepoints, run_periodic, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce
 from ..symbols import Symbolizer
@@ -114,6 +114,7 @@ class Klockstat:
 
 
 def start(*, pid: int = 0, tid: int = 0, show_offsets: bool = True, **_: Any) -> Klockstat:
+    require_tracepoints("klockstat", "lock:contention_begin", "lock:contention_end")
     prog = Program.from_file("klockstat", defines={"FILTER_PID": pid or 0, "FILTER_TID": tid or 0})
     return Klockstat(prog, Symbolizer(prog.bpf, show_offset=show_offsets))
 

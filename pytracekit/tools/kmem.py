@@ -13,7 +13,7 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import finish_loss, split_interval_count
+from ..periodic import finish_loss, require_tracepoints, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce, run_until_done
 
@@ -89,6 +89,8 @@ class Kmem:
 
 
 def start(*, pid: int = 0, **_: Any) -> Kmem:
+    require_tracepoints("kmem", "kmem:kmalloc", "kmem:kmem_cache_alloc", "kmem:kfree",
+                        "kmem:kmem_cache_free", "kmem:mm_page_alloc")
     return Kmem(Program.from_file("kmem", defines={"FILTER_PID": pid or 0}))
 
 

@@ -22,7 +22,7 @@ from .. import options
 from ..errors import UsageError
 from ..loader import Program
 from ..model import Frame, LossReport
-from ..periodic import finish_loss, run_periodic, split_interval_count
+from ..periodic import finish_loss, require_tracepoints, run_periodic, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce
 from ..symbols import Symbolizer
@@ -107,14 +107,18 @@ class Memleak:
 
 
 def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int | None = None,
-          max_size: int | None = None, show_offsets: bool = True, **_: Any) -> Memleak:
+          max_size: int | None = None, show_offsets: bool = True, max_allocs: int = 1000000,
+          **_: Any) -> Memleak:
     kernel = not pid
     defines: dict[str, Any] = {"FILTER_PID": pid, "KERNEL_MODE": kernel,
-                               "SAMPLE_EVERY": sample_rate}
+                               "SAMPLE_EVERY": sample_rate, "MAX_ALLOCS": max_allocs}
     if min_size is not None:
         defines["MIN_SIZE"] = f"{min_size}ULL"
     if max_size is not None:
         defines["MAX_SIZE"] = f"{max_size}ULL"
+    if kernel:
+        require_tracepoints("memleak", "kmem:kmalloc", "kmem:kmem_cache_alloc", "kmem:kfree",
+                            "kmem:kmem_cache_free", "kmem:mm_page_alloc", "kmem:mm_page_free")
     prog = Program.from_file("memleak", defines=defines)
     if not kernel:
         for symbol, entry, ret in USER_PROBES:
@@ -172,13 +176,15 @@ def report_json(stacks: list[Outstanding], top: int, addresses: bool) -> list[di
               help="Ignore allocations larger than this many bytes.")
 @click.option("-O", "--obj", default="c", show_default=True,
               help="The library (or binary) whose allocators to probe.")
+@click.option("--max-allocs", type=click.IntRange(min=1), default=1000000, show_default=True,
+              help="Outstanding allocations the kernel map can hold (more are counted as lost).")
 @options.duration_option("-d")
 @options.interval_option("-i")
 @options.json_option()
 @options.standard
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def command(pid, addresses, older, command_line, combined_only, sample_rate, top, min_size,
-            max_size, obj, duration, interval, as_json, args):
+            max_size, obj, max_allocs, duration, interval, as_json, args):
     """Outstanding memory allocations by stack (possible leaks).
 
     ARGS: [interval [count]] and/or -- COMMAND to run and trace. The default
@@ -195,7 +201,7 @@ def command(pid, addresses, older, command_line, combined_only, sample_rate, top
     target = Target.from_options(pid, cmd)
     try:
         tool = start(pid=target.pid, obj=obj, sample_rate=sample_rate, min_size=min_size,
-                     max_size=max_size, show_offsets=not as_json)
+                     max_size=max_size, show_offsets=not as_json, max_allocs=max_allocs)
         with tool.prog:
             tool.prog.ready()
             announce(f"Attaching to pid {target.pid}, Ctrl+C to quit." if target.pid else
