@@ -50,7 +50,8 @@ def _elf_objects(path: str) -> tuple[list[tuple[int, int, str]], list[tuple[int,
             if st_info & 0xF not in (STT_OBJECT, STT_TLS) or not st_value:
                 continue
             end = data.index(b"\0", strtab_off + st_name)
-            symbols.append((st_value, st_size, data[strtab_off + st_name:end].decode(errors="replace")))
+            name = data[strtab_off + st_name:end].decode(errors="replace")
+            symbols.append((st_value, st_size, name))
     return sorted(set(symbols)), segments
 
 
@@ -106,6 +107,7 @@ def _kallsyms_data() -> list[tuple[int, int, str]]:
             for i, (a, _s, n) in enumerate(symbols)]
 
 
-def kernel_data_symbol(address: int, kallsyms: list[tuple[int, int, str]] | None = None) -> str | None:
+def kernel_data_symbol(address: int,
+                       kallsyms: list[tuple[int, int, str]] | None = None) -> str | None:
     """A kernel global's name (`name+0x10`), or None (heap, or no data symbols)."""
     return _lookup(_kallsyms_data() if kallsyms is None else kallsyms, address)

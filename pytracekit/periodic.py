@@ -162,3 +162,12 @@ def require_tracepoints(tool: str, *names: str) -> None:
         except NotFoundError as exc:
             raise NotFoundError(f"{tool} needs tracepoint {name}, which this kernel does not "
                                 f"have ({exc.message})") from None
+
+
+def require_alive(pid: int) -> None:
+    """Uprobes with a pid resolve libraries through /proc/PID/maps: say so
+    plainly when the process is already gone (compiling takes a second)."""
+    import os
+    from .errors import NotFoundError
+    if pid and not os.path.exists(f"/proc/{pid}/maps"):
+        raise NotFoundError(f"process {pid} exited before its probes were attached")

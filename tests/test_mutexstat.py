@@ -17,7 +17,8 @@ def test_mutexstat_counts_contention_on_the_workload_mutex(workload):
     assert res.returncode == 0, res.stderr
     objs = json_lines(res.stdout)
     validate("mutexstat", objs)
-    (site,) = [o for o in objs if o["type"] == "mutex" and o["mutex_name"] == "contended [workload]"]
+    (site,) = [o for o in objs
+               if o["type"] == "mutex" and o["mutex_name"] == "contended [workload]"]
     assert site["frames"][0] == "mutex_worker"
     assert site["frames"][1] == "start_thread"
     assert site["acquisitions"] == 2 * N

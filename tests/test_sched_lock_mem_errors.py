@@ -79,7 +79,7 @@ def test_map_full_is_counted_and_reported(workload):
 def test_sigterm_prints_results_and_detaches(tool, args, workload):
     import signal
     from conftest import Tool, pytracekit_probes_left
-    proc = subprocess.Popen([workload, "sleep", "50", "20"])
+    proc = subprocess.Popen([workload, "sleep", "500", "20"])
     try:
         extra = ["-p", str(proc.pid)] if tool == "memleak" else []
         with Tool(tool, "--json", *args, *extra) as running:
@@ -91,3 +91,14 @@ def test_sigterm_prints_results_and_detaches(tool, args, workload):
     assert "Traceback" not in err
     assert json_lines(out)[-1]["type"] == "loss"
     assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_process_gone_before_attach_is_one_clear_line():
+    from pytracekit.errors import NotFoundError
+    from pytracekit.periodic import require_alive
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    with pytest.raises(NotFoundError) as info:
+        require_alive(proc.pid)
+    assert info.value.message == f"process {proc.pid} exited before its probes were attached"

@@ -83,7 +83,8 @@ def stackcount_text(profile: StackProfile) -> str:
 @click.option("-K", "--kernel-stacks-only", "kernel_only", is_flag=True,
               help="Kernel stacks only.")
 @options.duration_option("-d")
-@click.option("-f", "--folded", "folded_out", is_flag=True, help="Print folded stacks (flamegraph.pl input).")
+@click.option("-f", "--folded", "folded_out", is_flag=True,
+              help="Print folded stacks (flamegraph.pl input).")
 @options.json_option()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

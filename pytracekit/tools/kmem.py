@@ -35,7 +35,9 @@ class CallSite:
     @property
     def frag(self) -> float:
         """Percent of the allocated bytes that were not requested."""
-        return 100.0 * (self.bytes_alloc - self.bytes_req) / self.bytes_alloc if self.bytes_alloc else 0.0
+        if not self.bytes_alloc:
+            return 0.0
+        return 100.0 * (self.bytes_alloc - self.bytes_req) / self.bytes_alloc
 
     def sort_value(self, key: str) -> float:
         return {"hit": self.hits, "bytes": self.bytes_alloc, "req": self.bytes_req,
@@ -69,7 +71,8 @@ class Kmem:
         sites = []
         for key, st in self.prog["sites"].items():
             raw = self.prog.bpf.ksym(key.value, show_offset=offsets)
-            name = raw.decode(errors="replace") if raw and raw != b"[unknown]" else f"{key.value:#x}"
+            known = raw and raw != b"[unknown]"
+            name = raw.decode(errors="replace") if known else f"{key.value:#x}"
             sites.append(CallSite(key.value, name, st.hits, st.bytes_req, st.bytes_alloc))
         return sites
 

@@ -22,7 +22,8 @@ from .. import options
 from ..errors import UsageError
 from ..loader import Program
 from ..model import Frame, LossReport
-from ..periodic import finish_loss, require_tracepoints, run_periodic, split_interval_count
+from ..periodic import (finish_loss, require_alive, require_tracepoints, run_periodic,
+                        split_interval_count)
 from ..render import jsonl
 from ..runner import Target, announce
 from ..symbols import Symbolizer
@@ -120,6 +121,7 @@ def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int |
         require_tracepoints("memleak", "kmem:kmalloc", "kmem:kmem_cache_alloc", "kmem:kfree",
                             "kmem:kmem_cache_free", "kmem:mm_page_alloc", "kmem:mm_page_free")
     prog = Program.from_file("memleak", defines=defines)
+    require_alive(pid)
     if not kernel:
         for symbol, entry, ret in USER_PROBES:
             prog.attach_uprobe(obj, entry, symbol=symbol, pid=pid)

@@ -17,7 +17,7 @@ from .. import options
 from ..datasyms import user_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import finish_loss, require_tracepoints, split_interval_count
+from ..periodic import finish_loss, require_alive, require_tracepoints, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce, run_until_done
 from ..symbols import Symbolizer
@@ -97,6 +97,7 @@ class Mutexstat:
 def start(*, pid: int, obj: str = "c", show_offsets: bool = True, **_: Any) -> Mutexstat:
     require_tracepoints("mutexstat", "syscalls:sys_enter_futex")
     prog = Program.from_file("mutexstat", defines={"FILTER_PID": pid})
+    require_alive(pid)
     prog.attach_uprobe(obj, "lock_enter", symbol="pthread_mutex_lock", pid=pid)
     prog.attach_uprobe(obj, "lock_return", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
     prog.attach_uprobe(obj, "unlock_enter", symbol="pthread_mutex_unlock", pid=pid)

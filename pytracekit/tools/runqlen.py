@@ -53,7 +53,9 @@ def start(*, per_cpu: bool = False, frequency: int = 99, **_: Any) -> Runqlen:
 
 def occupancy(hist: LinearHistogram) -> float:
     """Percent of samples with at least one task waiting."""
-    return 100.0 * sum(c for l, c in hist.buckets.items() if l > 0) / hist.total if hist.total else 0.0
+    if not hist.total:
+        return 0.0
+    return 100.0 * sum(c for n, c in hist.buckets.items() if n > 0) / hist.total
 
 
 def report_text(hists: dict[int, LinearHistogram], per_cpu: bool, occ: bool) -> str:
