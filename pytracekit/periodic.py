@@ -14,7 +14,7 @@ from .errors import UsageError
 from .model import Histogram
 from .render import jsonl
 from .render.text import log2_histogram, loss_line
-from .runner import Stop, Target, run_until_done
+from .runner import Stop, Target, announce, run_until_done
 
 
 def _number(text: str) -> float | None:
@@ -131,6 +131,65 @@ def print_labeled_hists(result: LabeledHists, *, section: str | None, show_name:
         click.echo(log2_histogram(hist))
 
 
+@dataclass
+class BpfTool:
+    """What every tool's start() returns: the program, its loss, teardown.
+    With a symbolizer, frames it could not name join the loss report."""
+
+    prog: Any
+    symbolizer: Any = None
+
+    def loss(self) -> Any:
+        loss = self.prog.loss()
+        if self.symbolizer is not None:
+            loss.unknown_frames = self.symbolizer.unknown_frames
+        return loss
+
+    def close(self) -> None:
+        self.prog.close()
+
+    def warm(self) -> None:
+        """Symbolize what is new while the processes still exist (tools with stacks)."""
+
+    def poll(self, timeout_ms: int) -> None:
+        """For run_until_done(poll=...): wait, then warm."""
+        time.sleep(timeout_ms / 1000)
+        self.warm()
+
+
+@dataclass
+class HistogramTool(BpfTool):
+    """A program with a `hist` map of ptk_hist_key and a `names` map (label -> comm)."""
+
+    unit: str = "usecs"
+
+    def read(self) -> LabeledHists:
+        return read_labeled_hists(self.prog["hist"], self.unit, self.prog["names"])
+
+    def clear(self) -> None:
+        self.prog["hist"].clear()
+
+
+def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
+                       section: str | None, show_name: bool, as_json: bool, stamp: bool,
+                       duration: float | None, interval: float | None, count: int | None,
+                       extra: dict | None = None) -> None:
+    """runqlat/cpudist: attach, print histograms every interval and at the end."""
+    with tool.prog:
+        tool.prog.ready()
+        announce(message)
+
+        def report(final: bool) -> None:
+            if interval and not as_json:
+                click.echo()
+            print_labeled_hists(tool.read(), section=section, show_name=show_name,
+                                as_json=as_json, stamp=stamp, extra=extra)
+            if not final:
+                tool.clear()
+        run_periodic(target, duration=duration, interval=interval, count=count, report=report)
+        finish_loss(tool.loss(), as_json)
+
+
 def finish_loss(loss: Any, as_json: bool) -> None:
     """The loss report at the end of every run: a JSON object, or a stderr line."""
     if as_json:
@@ -138,11 +197,6 @@ def finish_loss(loss: Any, as_json: bool) -> None:
     warning = loss_line(loss)
     if warning:
         click.echo(warning, err=True)
-
-
-def clear(*maps: Any) -> None:
-    for m in maps:
-        m.clear()
 
 
 def require_tracepoints(tool: str, *names: str) -> None:

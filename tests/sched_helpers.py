@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from pathlib import Path
+import subprocess
+import tempfile
 
 import jsonschema
 
-from conftest import ROOT
+from conftest import ROOT, Tool
 
 
 def json_lines(text: str) -> list[dict]:
@@ -27,6 +29,26 @@ def switch_counts(text: str) -> tuple[int, int]:
     m = re.search(r"nvcsw=(\d+) nivcsw=(\d+)", text)
     assert m, text
     return int(m.group(1)), int(m.group(2))
+
+
+def traced_cpuburst(workload: str, tool_args: list[str], n: int, us: int) -> tuple[str, str]:
+    """Run `workload cpuburst N US` under `tool -p PID`, and stop the tool as
+    soon as the workload has printed its switch counts (it then sleeps 1 s):
+    everything the tool saw happened before the workload counted."""
+    with tempfile.TemporaryDirectory() as tmp:
+        go = os.path.join(tmp, "go")
+        proc = subprocess.Popen([workload, "--go-file", go, "cpuburst", str(n), str(us)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            with Tool(*tool_args, "-p", str(proc.pid)) as tool:
+                open(go, "w").close()
+                counts = proc.stdout.readline()
+                out, err = tool.stop()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert tool.returncode == 0, err
+    return out, counts
 
 
 def bucket(hist: dict, low: int) -> int:

@@ -2,44 +2,25 @@
 as a histogram, like BCC's cpudist. From the sched_switch raw tracepoint."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import (clear, finish_loss, print_labeled_hists, read_labeled_hists,
-                        run_periodic, split_interval_count)
-from ..runner import Target, announce
+from ..periodic import HistogramTool, run_histogram_tool, split_interval_count
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
 
-@dataclass
-class Cpudist:
-    prog: Program
-    unit: str
-
-    def read(self):
-        return read_labeled_hists(self.prog["hist"], self.unit, self.prog["names"])
-
-    def clear(self) -> None:
-        clear(self.prog["hist"])
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
-
-
 def start(*, pid: int = 0, tid: int = 0, milliseconds: bool = False, label_by: int = 0,
-          offcpu: bool = False, **_: Any) -> Cpudist:
+          offcpu: bool = False, **_: Any) -> HistogramTool:
+    """label_by: 0 one histogram, 1 per process, 2 per thread."""
     defines = {"FILTER_PID": pid or 0, "FILTER_TID": tid or 0, "LABEL_BY": label_by,
                "UNIT_DIV": 1000000 if milliseconds else 1000, "OFF_CPU": offcpu}
     prog = Program.from_file("cpudist", defines=defines)
-    return Cpudist(prog, "msecs" if milliseconds else "usecs")
+    return HistogramTool(prog, unit="msecs" if milliseconds else "usecs")
 
 
 @click.command("cpudist", context_settings={**options.TOOL_CONTEXT,
@@ -63,7 +44,6 @@ def command(offcpu, timestamp, milliseconds, per_pid, per_tid, pid, tid, duratio
     ARGS: [interval [count]] and/or -- COMMAND to run and trace.
     """
     pos_interval, count, cmd = split_interval_count(args)
-    interval = interval or pos_interval
     if per_pid and per_tid:
         raise click.UsageError("give only one of -P, -L")
     label_by = 1 if per_pid else 2 if per_tid else 0
@@ -71,20 +51,12 @@ def command(offcpu, timestamp, milliseconds, per_pid, per_tid, pid, tid, duratio
     try:
         tool = start(pid=target.pid, tid=tid or 0, milliseconds=milliseconds,
                      label_by=label_by, offcpu=offcpu)
-        with tool.prog:
-            tool.prog.ready()
-            announce(f"Tracing {'off' if offcpu else 'on'}-CPU time... Hit Ctrl-C to end.")
-
-            def report(final: bool) -> None:
-                if interval and not as_json:
-                    click.echo()
-                print_labeled_hists(tool.read(), section={0: None, 1: "pid", 2: "tid"}[label_by],
-                                    show_name=True, as_json=as_json, stamp=timestamp,
-                                    extra={"offcpu": offcpu})
-                if not final:
-                    tool.clear()
-            run_periodic(target, duration=duration, interval=interval, count=count,
-                         report=report)
-            finish_loss(tool.loss(), as_json)
+        run_histogram_tool(tool, target,
+                           message=f"Tracing {'off' if offcpu else 'on'}-CPU time... "
+                                   "Hit Ctrl-C to end.",
+                           section={0: None, 1: "pid", 2: "tid"}[label_by], show_name=True,
+                           as_json=as_json, stamp=timestamp, duration=duration,
+                           interval=interval or pos_interval, count=count,
+                           extra={"offcpu": offcpu})
     finally:
         target.finish()

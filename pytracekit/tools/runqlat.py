@@ -5,46 +5,26 @@ runnable) until it runs, from sched_wakeup, sched_wakeup_new and sched_switch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import (clear, finish_loss, print_labeled_hists, read_labeled_hists,
-                        run_periodic, split_interval_count)
-from ..runner import Target, announce
+from ..periodic import HistogramTool, run_histogram_tool, split_interval_count
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 SECTIONS = {0: None, 1: "pid", 2: "tid", 3: "pidns"}
 
 
-@dataclass
-class Runqlat:
-    prog: Program
-    unit: str
-    label_by: int
-
-    def read(self):
-        return read_labeled_hists(self.prog["hist"], self.unit, self.prog["names"])
-
-    def clear(self) -> None:
-        clear(self.prog["hist"])
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
-
-
 def start(*, pid: int = 0, tid: int = 0, milliseconds: bool = False, label_by: int = 0,
-          **_: Any) -> Runqlat:
+          **_: Any) -> HistogramTool:
+    """label_by: 0 one histogram, 1 per process, 2 per thread, 3 per PID namespace."""
     defines = {"FILTER_PID": pid or 0, "FILTER_TID": tid or 0, "LABEL_BY": label_by,
                "UNIT_DIV": 1000000 if milliseconds else 1000}
     prog = Program.from_file("runqlat", defines=defines)
-    return Runqlat(prog, "msecs" if milliseconds else "usecs", label_by)
+    return HistogramTool(prog, unit="msecs" if milliseconds else "usecs")
 
 
 @click.command("runqlat", context_settings={**options.TOOL_CONTEXT,
@@ -68,7 +48,6 @@ def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, dura
     ARGS: [interval [count]] and/or -- COMMAND to run and trace.
     """
     pos_interval, count, cmd = split_interval_count(args)
-    interval = interval or pos_interval
     if sum([per_pid, per_tid, per_pidns]) > 1:
         raise click.UsageError("give only one of -P, -L, --pidnss")
     label_by = 1 if per_pid else 2 if per_tid else 3 if per_pidns else 0
@@ -76,19 +55,9 @@ def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, dura
     try:
         tool = start(pid=target.pid, tid=tid or 0, milliseconds=milliseconds,
                      label_by=label_by)
-        with tool.prog:
-            tool.prog.ready()
-            announce("Tracing run queue latency... Hit Ctrl-C to end.")
-
-            def report(final: bool) -> None:
-                if interval and not as_json:
-                    click.echo()
-                print_labeled_hists(tool.read(), section=SECTIONS[label_by],
-                                    show_name=False, as_json=as_json, stamp=timestamp)
-                if not final:
-                    tool.clear()
-            run_periodic(target, duration=duration, interval=interval, count=count,
-                         report=report)
-            finish_loss(tool.loss(), as_json)
+        run_histogram_tool(tool, target, message="Tracing run queue latency... Hit Ctrl-C to end.",
+                           section=SECTIONS[label_by], show_name=False, as_json=as_json,
+                           stamp=timestamp, duration=duration,
+                           interval=interval or pos_interval, count=count)
     finally:
         target.finish()

@@ -17,8 +17,9 @@
  *     mutex N              two threads each take a contended mutex N times
  *     child [ARG]          exit 0 at once (the marker child for exec)
  *     forkchild MS         fork a child that spins MS ms in child_spin() and exits
- *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); prints its own
- *                          context switch counts as "nvcsw=V nivcsw=I"
+ *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); then prints its
+ *                          context switch counts as "nvcsw=V nivcsw=I" and sleeps
+ *                          1 s (a -p test stops the tool then: no exit path seen)
  *     touch N              mmap N fresh pages (no THP) and write each in touch_pages()
  *     kcontend N           four threads each mmap+touch+munmap 64 pages N times
  *                          (kernel mmap_lock contention: more threads than CPUs)
@@ -235,6 +236,7 @@ int main(int argc, char **argv)
         getrusage(RUSAGE_SELF, &ru);
         printf("nvcsw=%ld nivcsw=%ld\n", ru.ru_nvcsw, ru.ru_nivcsw);
         fflush(stdout);
+        sleeper(1000);
     } else if (strcmp(mode, "touch") == 0) {
         long n = arg_long(argc, argv, i, "N"), page = sysconf(_SC_PAGESIZE);
         char *base = mmap(NULL, n * page, PROT_READ | PROT_WRITE,
