@@ -20,20 +20,9 @@ BPF_HASH(period_start, u32, u64, 65536);
 BPF_HASH(hist, struct ptk_hist_key, u64, 4096);
 BPF_HASH(names, u64, struct comm_t, 4096);
 
-PTK_INLINE bool task_selected(u32 tgid, u32 pid)
-{
-    if (pid == 0)           /* the idle task */
-        return false;
-    if (FILTER_PID && tgid != FILTER_PID)
-        return false;
-    if (FILTER_TID && pid != FILTER_TID)
-        return false;
-    return true;
-}
-
 PTK_INLINE void start_period(u32 tgid, u32 pid, u64 now)
 {
-    if (!task_selected(tgid, pid))
+    if (!ptk_task_selected(tgid, pid))
         return;
     if (period_start.update(&pid, &now))
         ptk_count_loss(PTK_MAP_FULL);

@@ -47,27 +47,18 @@ TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
     return count_alloc(args->call_site, args->bytes_req, args->bytes_alloc);
 }
 
-TRACEPOINT_PROBE(kmem, kfree)
+PTK_INLINE int count_free(u32 slot, const void *ptr)
 {
-    if (!ptk_selected() || !args->ptr)
+    if (!ptk_selected() || !ptr)
         return 0;
-    u32 slot = 0;
     u64 *n = frees.lookup(&slot);
     if (n)
         __sync_fetch_and_add(n, 1);
     return 0;
 }
 
-TRACEPOINT_PROBE(kmem, kmem_cache_free)
-{
-    if (!ptk_selected() || !args->ptr)
-        return 0;
-    u32 slot = 1;
-    u64 *n = frees.lookup(&slot);
-    if (n)
-        __sync_fetch_and_add(n, 1);
-    return 0;
-}
+TRACEPOINT_PROBE(kmem, kfree) { return count_free(0, args->ptr); }
+TRACEPOINT_PROBE(kmem, kmem_cache_free) { return count_free(1, args->ptr); }
 
 TRACEPOINT_PROBE(kmem, mm_page_alloc)
 {

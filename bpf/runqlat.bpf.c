@@ -18,23 +18,12 @@ BPF_HASH(runnable_since, u32, u64, 65536);
 BPF_HASH(hist, struct ptk_hist_key, u64, 4096);
 BPF_HASH(names, u64, struct comm_t, 4096);
 
-PTK_INLINE bool task_selected(u32 tgid, u32 pid)
-{
-    if (pid == 0)           /* the idle task */
-        return false;
-    if (FILTER_PID && tgid != FILTER_PID)
-        return false;
-    if (FILTER_TID && pid != FILTER_TID)
-        return false;
-    return true;
-}
-
 PTK_INLINE int mark_runnable(struct task_struct *p)
 {
     u32 tgid = 0, pid = 0;
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &p->tgid);
     bpf_probe_read_kernel(&pid, sizeof(pid), &p->pid);
-    if (!task_selected(tgid, pid))
+    if (!ptk_task_selected(tgid, pid))
         return 0;
     u64 now = bpf_ktime_get_ns();
     if (runnable_since.update(&pid, &now))

@@ -21,21 +21,12 @@ BPF_HASH(runnable_since, u32, u64, 65536);
 BPF_HASH(oncpu_since, u32, u64, 65536);
 BPF_HASH(stats, u32, struct task_stat, 16384);
 
-PTK_INLINE bool task_selected(u32 tgid, u32 pid)
-{
-    if (pid == 0)           /* the idle task */
-        return false;
-    if (FILTER_PID && tgid != FILTER_PID)
-        return false;
-    return true;
-}
-
 PTK_INLINE int mark_runnable(struct task_struct *p, u64 now)
 {
     u32 tgid = 0, pid = 0;
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &p->tgid);
     bpf_probe_read_kernel(&pid, sizeof(pid), &p->pid);
-    if (task_selected(tgid, pid) && runnable_since.update(&pid, &now))
+    if (ptk_task_selected(tgid, pid) && runnable_since.update(&pid, &now))
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }
@@ -73,7 +64,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     u32 tgid = 0, pid = 0;
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &next->tgid);
     bpf_probe_read_kernel(&pid, sizeof(pid), &next->pid);
-    if (!task_selected(tgid, pid))
+    if (!ptk_task_selected(tgid, pid))
         return 0;
     struct task_stat zero = {};
     struct task_stat *st = stats.lookup_or_try_init(&pid, &zero);

@@ -9,7 +9,8 @@ from pytracekit.datasyms import kernel_data_symbol
 from pytracekit.model import Frame
 from pytracekit.tools.klockstat import LockSite, caller_of, format_ns, lock_kind, render
 
-MMAP_CALLERS = {"vm_mmap_pgoff", "__vm_munmap", "vm_munmap", "do_mmap", "__x64_sys_munmap"}
+MMAP_CALLERS = {"vm_mmap_pgoff", "__vm_munmap", "vm_munmap", "do_mmap", "__x64_sys_munmap",
+                "__mm_populate"}
 
 
 @pytest.mark.root
@@ -21,10 +22,14 @@ def test_klockstat_reports_mmap_lock_contention_of_the_command(workload):
     sites = [o for o in objs if o["type"] == "lock"]
     # -- COMMAND filters by its pid: every wait is one of the workload's threads
     assert sites and all(o["max_comm"] == "workload" for o in sites)
-    mmap_sites = [o for o in sites if o["caller"] in MMAP_CALLERS]
-    assert mmap_sites, [o["caller"] for o in sites]
+    # the rwsem waits themselves (kind read/write) on mmap_lock's users
+    mmap_sites = [o for o in sites
+                  if o["caller"] in MMAP_CALLERS and o["kind"] in ("read", "write")]
+    assert mmap_sites, [(o["caller"], o["kind"]) for o in sites]
+    assert len({o["lock"] for o in mmap_sites}) == 1      # one process: one mmap_lock
     for o in mmap_sites:
-        assert any(f.startswith("down_write") or f.startswith("down_read") for f in o["frames"])
+        assert o["frames"][0] in ("rwsem_down_write_slowpath", "rwsem_down_read_slowpath")
+    for o in sites:
         assert o["count"] >= 1 and o["wait_max_ns"] <= o["wait_total_ns"]
         assert o["wait_avg_ns"] == round(o["wait_total_ns"] / o["count"])
 

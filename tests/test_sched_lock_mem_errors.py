@@ -1,6 +1,5 @@
 """Errors and loss reporting shared by runqlat, runqlen, cpudist, schedlat,
 klockstat, mutexstat, faults, kmem and memleak."""
-import json
 import subprocess
 import sys
 

@@ -3,7 +3,6 @@ software perf event sampled on every fault. Text like BCC's stackcount,
 or --folded for flame graphs."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
 from ..model import StackProfile
-from ..periodic import finish_loss, split_interval_count
+from ..periodic import BpfTool, finish_loss, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce, run_until_done
 from ..stacks import read_profile
@@ -24,11 +23,9 @@ DRY_RUN_ARGS: list[str] = []
 
 
 @dataclass
-class Faults:
-    prog: Program
-    user: bool
-    kernel: bool
-    symbolizer: Symbolizer
+class Faults(BpfTool):
+    user: bool = True
+    kernel: bool = True
 
     def warm(self) -> None:
         """Symbolize user stacks now, while their processes still exist."""
@@ -45,11 +42,6 @@ class Faults:
         profile.value_type = "page_faults"
         return profile
 
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0, user: bool = True, kernel: bool = True, **_: Any) -> Faults:
@@ -57,7 +49,7 @@ def start(*, pid: int = 0, user: bool = True, kernel: bool = True, **_: Any) -> 
                                                 "KERNEL_STACKS": kernel})
     prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["page-faults"], "on_fault",
                            sample_period=1, label="page-faults")
-    return Faults(prog, user, kernel, Symbolizer(prog.bpf))
+    return Faults(prog, Symbolizer(prog.bpf), user=user, kernel=kernel)
 
 
 def folded(profile: StackProfile) -> str:
@@ -100,10 +92,7 @@ def command(pid, user_only, kernel_only, duration, folded_out, as_json, command)
             tool.prog.ready()
             announce("Counting page faults by stack... Hit Ctrl-C to end.")
 
-            def poll(timeout_ms: int) -> None:
-                time.sleep(timeout_ms / 1000)
-                tool.warm()
-            run_until_done(target, duration=duration, poll=poll)
+            run_until_done(target, duration=duration, poll=tool.poll)
             profile = tool.read()
             if as_json:
                 for obj in jsonl.stacks_objs(profile):

@@ -18,7 +18,7 @@ from .. import options
 from ..datasyms import kernel_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import finish_loss, require_tracepoints, run_periodic, split_interval_count
+from ..periodic import BpfTool, finish_loss, require_tracepoints, run_periodic, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce
 from ..symbols import Symbolizer
@@ -87,9 +87,7 @@ class LockSite:
 
 
 @dataclass
-class Klockstat:
-    prog: Program
-    symbolizer: Symbolizer
+class Klockstat(BpfTool):
 
     def read(self) -> list[LockSite]:
         sites = []
@@ -104,13 +102,6 @@ class Klockstat:
     def clear(self) -> None:
         self.prog["stats"].clear()
 
-    def loss(self):
-        loss = self.prog.loss()
-        loss.unknown_frames = self.symbolizer.unknown_frames
-        return loss
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0, tid: int = 0, show_offsets: bool = True, **_: Any) -> Klockstat:

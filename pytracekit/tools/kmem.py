@@ -13,7 +13,7 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import finish_loss, require_tracepoints, split_interval_count
+from ..periodic import BpfTool, finish_loss, require_tracepoints, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce, run_until_done
 
@@ -64,8 +64,7 @@ class PageAllocs:
 
 
 @dataclass
-class Kmem:
-    prog: Program
+class Kmem(BpfTool):
 
     def read_sites(self, offsets: bool = True) -> list[CallSite]:
         sites = []
@@ -84,11 +83,6 @@ class Kmem:
         table = self.prog["frees"]
         return sum(table[table.Key(i)].value for i in range(2))
 
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0, **_: Any) -> Kmem:

@@ -21,8 +21,8 @@ import click
 from .. import options
 from ..errors import UsageError
 from ..loader import Program
-from ..model import Frame, LossReport
-from ..periodic import (finish_loss, require_alive, require_tracepoints, run_periodic,
+from ..model import Frame
+from ..periodic import (BpfTool, finish_loss, require_alive, require_tracepoints, run_periodic,
                         split_interval_count)
 from ..render import jsonl
 from ..runner import Target, announce
@@ -57,11 +57,9 @@ class Outstanding:
 
 
 @dataclass
-class Memleak:
-    prog: Program
-    pid: int
-    kernel: bool
-    symbolizer: Symbolizer
+class Memleak(BpfTool):
+    pid: int = 0
+    kernel: bool = False
 
     def _frames(self, stack_id: int) -> list[Frame]:
         if stack_id < 0:
@@ -98,13 +96,6 @@ class Memleak:
             entry.frames = self._frames(entry.stack_id)
         return sorted(stacks.values(), key=lambda e: (e.size, e.count))
 
-    def loss(self) -> LossReport:
-        loss = self.prog.loss()
-        loss.unknown_frames = self.symbolizer.unknown_frames
-        return loss
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int | None = None,
@@ -128,7 +119,7 @@ def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int |
             if ret:
                 prog.attach_uprobe(obj, ret, symbol=symbol, pid=pid, retprobe=True)
     symbolizer = Symbolizer(prog.bpf, show_module=show_offsets, show_offset=show_offsets)
-    return Memleak(prog, pid, kernel, symbolizer)
+    return Memleak(prog, symbolizer, pid=pid, kernel=kernel)
 
 
 def report_text(stacks: list[Outstanding], top: int, addresses: bool) -> str:
@@ -218,11 +209,8 @@ def command(pid, addresses, older, command_line, combined_only, sample_rate, top
                 else:
                     click.echo(report_text(stacks, top, addresses))
 
-            def poll(timeout_ms: int) -> None:
-                time.sleep(timeout_ms / 1000)
-                tool.warm()
             run_periodic(target, duration=duration, interval=interval, count=count,
-                         report=report, poll=poll)
+                         report=report, poll=tool.poll)
             finish_loss(tool.loss(), as_json)
     finally:
         target.finish()

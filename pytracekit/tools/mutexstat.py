@@ -7,7 +7,6 @@ times. Mutexes that are globals are named from the binary's symbol table.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ from .. import options
 from ..datasyms import user_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import finish_loss, require_alive, require_tracepoints, split_interval_count
+from ..periodic import BpfTool, finish_loss, require_alive, require_tracepoints, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce, run_until_done
 from ..symbols import Symbolizer
@@ -56,9 +55,7 @@ class MutexSite:
 
 
 @dataclass
-class Mutexstat:
-    prog: Program
-    symbolizer: Symbolizer
+class Mutexstat(BpfTool):
     names: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def _name(self, pid: int, mutex: int) -> str:
@@ -85,13 +82,6 @@ class Mutexstat:
                                    st.wait_max_ns, st.hold_total_ns, st.hold_max_ns, st.holds))
         return sites
 
-    def loss(self):
-        loss = self.prog.loss()
-        loss.unknown_frames = self.symbolizer.unknown_frames
-        return loss
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int, obj: str = "c", show_offsets: bool = True, **_: Any) -> Mutexstat:
@@ -154,10 +144,7 @@ def command(pid, limit, depth, sort, all_sites, obj, duration, as_json, command)
             tool.prog.ready()
             announce(f"Tracing pthread mutexes of pid {target.pid}... Hit Ctrl-C to end.")
 
-            def poll(timeout_ms: int) -> None:
-                time.sleep(timeout_ms / 1000)
-                tool.warm()
-            run_until_done(target, duration=duration, poll=poll)
+            run_until_done(target, duration=duration, poll=tool.poll)
             sites = tool.read()
             if as_json:
                 sites = [s for s in sites if all_sites or s.contended]

@@ -15,7 +15,7 @@ from .. import options
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
 from ..model import LinearHistogram
-from ..periodic import clear, finish_loss, run_periodic, split_interval_count, timestamp
+from ..periodic import BpfTool, finish_loss, run_periodic, split_interval_count, timestamp
 from ..render import jsonl
 from ..render.text import linear_histogram
 from ..runner import Target, announce
@@ -24,8 +24,7 @@ DRY_RUN_ARGS: list[str] = []
 
 
 @dataclass
-class Runqlen:
-    prog: Program
+class Runqlen(BpfTool):
 
     def read(self) -> dict[int, LinearHistogram]:
         hists: dict[int, LinearHistogram] = {}
@@ -35,13 +34,8 @@ class Runqlen:
         return hists
 
     def clear(self) -> None:
-        clear(self.prog["hist"])
+        self.prog["hist"].clear()
 
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, per_cpu: bool = False, frequency: int = 99, **_: Any) -> Runqlen:

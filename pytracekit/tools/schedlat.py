@@ -13,7 +13,7 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import finish_loss, split_interval_count
+from ..periodic import BpfTool, finish_loss, split_interval_count
 from ..render import jsonl
 from ..runner import Target, announce, run_until_done
 
@@ -47,8 +47,7 @@ class TaskLatency:
 
 
 @dataclass
-class Schedlat:
-    prog: Program
+class Schedlat(BpfTool):
 
     def read(self) -> list[TaskLatency]:
         rows = []
@@ -58,11 +57,6 @@ class Schedlat:
                                     st.delay_max_ns, st.delay_max_at_ns / 1e9))
         return rows
 
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0, **_: Any) -> Schedlat:
