@@ -131,6 +131,24 @@ def print_labeled_hists(result: LabeledHists, *, section: str | None, show_name:
         click.echo(log2_histogram(hist))
 
 
+def histogram_tool_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """BCC's runqlat/cpudist options: -T -m -P -L -p -t, [interval [count]],
+    plus -d, -i, --json and `-- COMMAND` (all in ARGS)."""
+    from . import options
+    decorators = [
+        click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output."),
+        click.option("-m", "--milliseconds", is_flag=True, help="Histogram in milliseconds."),
+        click.option("-P", "--pids", "per_pid", is_flag=True, help="A histogram per process."),
+        click.option("-L", "--tids", "per_tid", is_flag=True, help="A histogram per thread."),
+        options.pid_option("-p"), options.tid_option("-t"), options.duration_option("-d"),
+        options.interval_option("-i"), options.json_option(), options.standard,
+        click.argument("args", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for dec in reversed(decorators):
+        f = dec(f)
+    return f
+
+
 @dataclass
 class BpfTool:
     """What every tool's start() returns: the program, its loss, teardown.

@@ -11,7 +11,8 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import HistogramTool, run_histogram_tool, split_interval_count
+from ..periodic import (HistogramTool, histogram_tool_options, run_histogram_tool,
+                        split_interval_count)
 from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
@@ -29,18 +30,8 @@ def start(*, pid: int = 0, tid: int = 0, milliseconds: bool = False, label_by: i
 
 @click.command("runqlat", context_settings={**options.TOOL_CONTEXT,
                                             "ignore_unknown_options": True})
-@click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output.")
-@click.option("-m", "--milliseconds", is_flag=True, help="Histogram in milliseconds.")
-@click.option("-P", "--pids", "per_pid", is_flag=True, help="A histogram per process.")
-@click.option("-L", "--tids", "per_tid", is_flag=True, help="A histogram per thread.")
 @click.option("--pidnss", "per_pidns", is_flag=True, help="A histogram per PID namespace.")
-@options.pid_option("-p")
-@options.tid_option("-t")
-@options.duration_option("-d")
-@options.interval_option("-i")
-@options.json_option()
-@options.standard
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@histogram_tool_options
 def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, duration,
             interval, as_json, args):
     """Summarize run queue latency as a histogram.
