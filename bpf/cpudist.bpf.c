@@ -47,7 +47,8 @@ PTK_INLINE void end_period(struct task_struct *task, u32 tgid, u32 pid, u64 now)
     if (LABEL_BY) {
         struct comm_t name = {};
         bpf_probe_read_kernel_str(&name.comm, sizeof(name.comm), &task->comm);
-        names.update(&key.label, &name);
+        if (names.update(&key.label, &name))
+            ptk_count_loss(PTK_MAP_FULL);
     }
 }
 

@@ -89,7 +89,8 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     if (LABEL_BY == 1 || LABEL_BY == 2) {
         struct comm_t name = {};
         bpf_probe_read_kernel_str(&name.comm, sizeof(name.comm), &next->comm);
-        names.update(&key.label, &name);
+        if (names.update(&key.label, &name))
+            ptk_count_loss(PTK_MAP_FULL);
     }
     return 0;
 }

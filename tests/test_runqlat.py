@@ -60,3 +60,14 @@ def test_interval_count_and_command_split():
         split_interval_count(("1", "2.5"))
     with pytest.raises(UsageError):
         split_interval_count(("0",))
+
+
+@pytest.mark.root
+def test_runqlat_pidnss_labels_by_pid_namespace_inode(workload):
+    import os
+    res = pytracekit("runqlat", "--pidnss", "--json", "--", workload, "sleep", "5", "5")
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("runqlat", objs)
+    ours = os.stat("/proc/self/ns/pid").st_ino
+    assert [o["pidns"] for o in objs if o["type"] == "histogram"] == [ours]
