@@ -90,6 +90,12 @@ def user_data_symbol(pid: int, address: int) -> str | None:
     return None
 
 
+# Without CONFIG_KALLSYMS_ALL kallsyms still lists a few section markers
+# (__start_rodata...): a lock is not "in" them, so such a list is unusable.
+MIN_KALLSYMS_DATA = 1000
+MAX_KERNEL_OFFSET = 4096      # sizes are unknown: a lock this far in is not named
+
+
 @lru_cache(maxsize=1)
 def _kallsyms_data() -> list[tuple[int, int, str]]:
     symbols = []
@@ -101,10 +107,15 @@ def _kallsyms_data() -> list[tuple[int, int, str]]:
         parts = line.split()
         if len(parts) >= 3 and parts[1] in "dDbBrR" and int(parts[0], 16):
             symbols.append((int(parts[0], 16), 0, parts[2]))
+    if len(symbols) < MIN_KALLSYMS_DATA:
+        return []
     symbols.sort()
-    # sizes are not in kallsyms: each symbol runs to the next
-    return [(a, (symbols[i + 1][0] - a) if i + 1 < len(symbols) else 1, n)
-            for i, (a, _s, n) in enumerate(symbols)]
+    # sizes are not in kallsyms: each symbol runs to the next, at most 4 KiB
+    sized = []
+    for i, (address, _size, name) in enumerate(symbols):
+        gap = symbols[i + 1][0] - address if i + 1 < len(symbols) else 1
+        sized.append((address, min(gap, MAX_KERNEL_OFFSET), name))
+    return sized
 
 
 def kernel_data_symbol(address: int,
