@@ -58,3 +58,16 @@ def test_renderers():
     assert "Total bytes wasted on internal fragmentation: 100" in text
     pages = render_pages([PageAllocs(2, 1, 0x100cca, 3)]).splitlines()
     assert [c.strip() for c in pages[3].split("|")] == ["2", "MOVABLE", "0x100cca", "3", "12"]
+
+
+@pytest.mark.root
+def test_kmem_page_counts_the_touched_pages(workload):
+    res = pytracekit("kmem", "--page", "--json", "--", workload, "touch", "64")
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("kmem", objs)
+    assert not [o for o in objs if o["type"] in ("callsite", "slab_summary")]
+    movable = [o for o in objs if o["type"] == "pages" and o["migratetype"] == "MOVABLE"]
+    # each of the 64 fresh anonymous pages is one order-0 movable allocation
+    assert sum(o["count"] for o in movable if o["order"] == 0) >= 64
+    assert all(o["pages"] == o["count"] << o["order"] for o in objs if o["type"] == "pages")

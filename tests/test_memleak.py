@@ -89,3 +89,14 @@ def test_report_text_lists_largest_last():
     assert lines[0].endswith("Top 2 stacks with outstanding allocations:")
     assert lines[1:] == ["\t10 bytes in 1 allocations from stack", "\t\ta",
                          "\t30 bytes in 3 allocations from stack", "\t\tb"]
+
+
+@pytest.mark.root
+def test_memleak_interval_reports_while_the_command_runs(workload):
+    res = pytracekit("memleak", "--json", "-o", "0", "0.1", "--", workload, "leak", str(N),
+                     str(SIZE))
+    assert res.returncode == 0, res.stderr
+    reports = _leak_report(json_lines(res.stdout))
+    # the workload lives 300 ms after leaking: interval reports, then the final one
+    assert len(reports) >= 2
+    assert all(r["allocations"] == N and r["bytes"] == N * SIZE for r in reports)
