@@ -154,10 +154,8 @@ def run_until_done(target: Target, *, duration: float | None = None,
     "duration", "exited" or "interrupted".
     """
     install_signal_handlers()
-    start = time.monotonic()
-    next_tick = start + interval if interval else None
     try:
-        # Inside the try: a harness may signal as soon as it hears "ready".
+        # Inside the try: a signal may arrive the moment the harness hears "ready".
         signal_ready()
         target.release()
         start = time.monotonic()
