@@ -55,6 +55,19 @@ PTK_INLINE bool ptk_selected(void)
     return true;
 }
 
+/* The same filters for a task given by its ids (a sched tracepoint's prev or
+ * next, not the current task); the idle task (pid 0) is never selected. */
+PTK_INLINE bool ptk_task_selected(u32 tgid, u32 pid)
+{
+    if (pid == 0)
+        return false;
+    if (FILTER_PID && tgid != FILTER_PID)
+        return false;
+    if (FILTER_TID && pid != FILTER_TID)
+        return false;
+    return true;
+}
+
 /* log2 bucket as BCC numbers them: 0 holds 0, k holds [2^(k-1), 2^k - 1]. */
 PTK_INLINE u32 ptk_log2_slot(u64 v)
 {

@@ -86,10 +86,10 @@ class Target:
         """Let a held command exec; report at once if it cannot."""
         if self._go_w < 0:
             return
+        self.started = time.monotonic()   # before the write: the command may finish at once
         os.write(self._go_w, b"g")
         os.close(self._go_w)
         self._go_w = -1
-        self.started = time.monotonic()
         message = os.read(self._err_r, 512).decode()  # EOF (b"") once exec succeeded
         os.close(self._err_r)
         self._err_r = -1

@@ -20,6 +20,15 @@
  *     stackswait N MS      like stacks, then sleep MS ms (so a tool can read the live process)
  *     jit MS               spin MS ms in generated code named jit_spin_loop in
  *                          /tmp/perf-PID.map (as a JIT would write it)
+ *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); then prints its
+ *                          context switch counts as "nvcsw=V nivcsw=I" and sleeps
+ *                          1 s (a -p test stops the tool then: no exit path seen)
+ *     touch N              mmap N fresh pages (no THP) and write each in touch_pages()
+ *     kcontend N           four threads each mmap+touch+munmap 64 pages N times
+ *                          (kernel mmap_lock contention: more threads than CPUs)
+ *     mutexlinger N        the mutex mode, but main holds the mutex for the first
+ *                          100 ms so both workers' first lock waits; then stays
+ *                          alive 300 ms (for symbols)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -32,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +128,29 @@ NOINLINE void *mutex_worker(void *arg)
         pthread_mutex_lock(&contended);
         busy_call(200);
         pthread_mutex_unlock(&contended);
+    }
+    return NULL;
+}
+
+NOINLINE void touch_pages(char *base, long n, long page)
+{
+    for (long k = 0; k < n; k++)
+        base[k * page] = 1;
+}
+
+static long kcontend_rounds;
+
+NOINLINE void *kcontend_worker(void *arg)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    (void)arg;
+    for (long k = 0; k < kcontend_rounds; k++) {
+        char *p = mmap(NULL, 64 * page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p == MAP_FAILED)
+            break;
+        p[0] = 1;
+        munmap(p, 64 * page);
     }
     return NULL;
 }
@@ -226,6 +259,44 @@ int main(int argc, char **argv)
         sleeper(ms);
     } else if (strcmp(mode, "jit") == 0) {
         jit_run(arg_long(argc, argv, i, "MS"));
+    } else if (strcmp(mode, "cpuburst") == 0) {
+        long n = arg_long(argc, argv, i, "N"), us = arg_long(argc, argv, i + 1, "US");
+        struct rusage ru;
+        for (long k = 0; k < n; k++) {
+            sleeper(1);
+            busy_call(us);
+        }
+        getrusage(RUSAGE_SELF, &ru);
+        printf("nvcsw=%ld nivcsw=%ld\n", ru.ru_nvcsw, ru.ru_nivcsw);
+        fflush(stdout);
+        sleeper(1000);
+    } else if (strcmp(mode, "touch") == 0) {
+        long n = arg_long(argc, argv, i, "N"), page = sysconf(_SC_PAGESIZE);
+        char *base = mmap(NULL, n * page, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED)
+            return 1;
+        madvise(base, n * page, MADV_NOHUGEPAGE);
+        touch_pages(base, n, page);
+        sleeper(300);   /* stay alive so stacks can be symbolized */
+    } else if (strcmp(mode, "kcontend") == 0) {
+        pthread_t t[4];
+        kcontend_rounds = arg_long(argc, argv, i, "N");
+        for (int k = 0; k < 4; k++)
+            pthread_create(&t[k], NULL, kcontend_worker, NULL);
+        for (int k = 0; k < 4; k++)
+            pthread_join(t[k], NULL);
+    } else if (strcmp(mode, "mutexlinger") == 0) {
+        pthread_t a, b;
+        mutex_rounds = arg_long(argc, argv, i, "N");
+        pthread_mutex_lock(&contended);
+        pthread_create(&a, NULL, mutex_worker, NULL);
+        pthread_create(&b, NULL, mutex_worker, NULL);
+        sleeper(100);
+        pthread_mutex_unlock(&contended);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        sleeper(300);   /* stay alive so stacks can be symbolized */
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;

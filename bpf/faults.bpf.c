@@ -1,0 +1,38 @@
+/* faults: page faults counted by stack. A page-faults software perf event
+ * with period 1 fires on every fault in the context of the faulting task;
+ * user and kernel stacks are taken there. */
+#include "vmlinux.h"
+#include "pytracekit.h"
+
+#ifndef USER_STACKS
+#define USER_STACKS 1
+#endif
+#ifndef KERNEL_STACKS
+#define KERNEL_STACKS 1
+#endif
+
+BPF_HASH(counts, struct ptk_stack_key, u64, 16384);
+BPF_STACK_TRACE(stack_traces, 16384);
+
+int on_fault(struct bpf_perf_event_data *ctx)
+{
+    if (!ptk_selected())
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    struct ptk_stack_key key = {};
+    key.pid = pid_tgid >> 32;
+    key.tid = (u32)pid_tgid;
+    key.user_stack_id = -1;
+    key.kernel_stack_id = -1;
+    if (USER_STACKS)
+        key.user_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK));
+    if (KERNEL_STACKS)
+        key.kernel_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
+    bpf_get_current_comm(&key.comm, sizeof(key.comm));
+    u64 zero = 0, *count = counts.lookup_or_try_init(&key, &zero);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}

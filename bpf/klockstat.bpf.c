@@ -1,0 +1,82 @@
+/* klockstat: kernel lock contention by lock and kernel stack, from the
+ * lock:contention_begin/contention_end tracepoints (no kprobes needed).
+ * A wait is timed from the first contention_begin of a thread on a lock to
+ * its contention_end; a second begin while waiting (spin, then sleep) is
+ * the same wait. */
+#include "vmlinux.h"
+#include "pytracekit.h"
+
+struct wait_start {
+    u64 lock;
+    u64 start_ns;
+    s32 stack_id;
+    u32 flags;
+};
+
+struct lock_key {
+    u64 lock;
+    s32 stack_id;
+    u32 flags;
+};
+
+struct lock_stats {
+    u64 count;
+    u64 total_ns;
+    u64 max_ns;
+    u32 max_tid;
+    u32 max_pid;
+    char max_comm[TASK_COMM_LEN];
+};
+
+BPF_HASH(waiting, u32, struct wait_start, 65536);
+BPF_HASH(stats, struct lock_key, struct lock_stats, 10240);
+BPF_STACK_TRACE(stack_traces, 16384);
+
+TRACEPOINT_PROBE(lock, contention_begin)
+{
+    if (!ptk_selected())
+        return 0;
+    u32 tid = bpf_get_current_pid_tgid();
+    struct wait_start *prev = waiting.lookup(&tid);
+    if (prev && prev->lock == (u64)args->lock_addr)
+        return 0;
+    struct wait_start ws = {};
+    ws.lock = (u64)args->lock_addr;
+    ws.start_ns = bpf_ktime_get_ns();
+    ws.flags = args->flags;
+    ws.stack_id = ptk_checked_stack_id(stack_traces.get_stackid(args, 0));
+    if (waiting.update(&tid, &ws))
+        ptk_count_loss(PTK_MAP_FULL);
+    return 0;
+}
+
+TRACEPOINT_PROBE(lock, contention_end)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = pid_tgid;
+    struct wait_start *ws = waiting.lookup(&tid);
+    if (!ws || ws->lock != (u64)args->lock_addr)
+        return 0;
+    u64 wait = bpf_ktime_get_ns() - ws->start_ns;
+    struct lock_key key = {};
+    key.lock = ws->lock;
+    key.stack_id = ws->stack_id;
+    key.flags = ws->flags;
+    waiting.delete(&tid);
+
+    struct lock_stats zero = {};
+    struct lock_stats *st = stats.lookup_or_try_init(&key, &zero);
+    if (!st) {
+        ptk_count_loss(PTK_MAP_FULL);
+        return 0;
+    }
+    __sync_fetch_and_add(&st->count, 1);
+    __sync_fetch_and_add(&st->total_ns, wait);
+    if (wait > st->max_ns) {
+        st->max_ns = wait;
+        st->max_tid = tid;
+        st->max_pid = pid_tgid >> 32;
+        bpf_get_current_comm(&st->max_comm, sizeof(st->max_comm));
+    }
+    return 0;
+}

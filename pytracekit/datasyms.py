@@ -1,0 +1,124 @@
+"""Naming data addresses (a global mutex, a lock) that BCC's symbolizer,
+which knows only functions, leaves `[unknown]`.
+
+User addresses: find the mapping in /proc/PID/maps, then the ELF object
+symbol (STT_OBJECT/STT_TLS in .symtab or .dynsym) covering it. Kernel
+addresses: /proc/kallsyms data symbols (present with CONFIG_KALLSYMS_ALL).
+Only ELF64 little-endian (x86_64, arm64) files are read.
+"""
+from __future__ import annotations
+
+import bisect
+import struct
+from functools import lru_cache
+from pathlib import Path
+
+STT_OBJECT, STT_TLS = 1, 6
+SHT_SYMTAB, SHT_DYNSYM = 2, 11
+PT_LOAD = 1
+
+
+@lru_cache(maxsize=64)
+def _elf_objects(path: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int]]]:
+    """(object symbols sorted by address: (value, size, name), PT_LOAD segments:
+    (file offset, vaddr, file size)) of one ELF file; empty when unreadable."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return [], []
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return [], []
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    segments = []
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == PT_LOAD:
+            segments.append((p_offset, p_vaddr, p_filesz))
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
+                for i in range(shnum)]
+    symbols = []
+    for sh in sections:
+        sh_type, sh_offset, sh_size, sh_link, sh_entsize = sh[1], sh[4], sh[5], sh[6], sh[9]
+        if sh_type not in (SHT_SYMTAB, SHT_DYNSYM) or not sh_entsize:
+            continue
+        strtab_off = sections[sh_link][4]
+        for off in range(sh_offset, sh_offset + sh_size, sh_entsize):
+            st_name, st_info, _other, _shndx, st_value, st_size = struct.unpack_from(
+                "<IBBHQQ", data, off)
+            if st_info & 0xF not in (STT_OBJECT, STT_TLS) or not st_value:
+                continue
+            end = data.index(b"\0", strtab_off + st_name)
+            name = data[strtab_off + st_name:end].decode(errors="replace")
+            symbols.append((st_value, st_size, name))
+    return sorted(set(symbols)), segments
+
+
+def _lookup(symbols: list[tuple[int, int, str]], vaddr: int) -> str | None:
+    i = bisect.bisect_right(symbols, (vaddr, float("inf"), "")) - 1
+    if i >= 0:
+        value, size, name = symbols[i]
+        if value <= vaddr < value + max(size, 1):
+            return name if vaddr == value else f"{name}+{vaddr - value:#x}"
+    return None
+
+
+def user_data_symbol(pid: int, address: int) -> str | None:
+    """`name [module]` for a global in the process's binaries, or None."""
+    try:
+        lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) < 6 or not parts[5].startswith("/"):
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        if not start <= address < end:
+            continue
+        path = parts[5].removesuffix(" (deleted)")
+        symbols, segments = _elf_objects(path)
+        file_off = address - start + int(parts[2], 16)
+        for seg_off, seg_vaddr, _size in segments:
+            # .bss lies past the file-backed part; map through the segment base
+            vaddr = file_off - seg_off + seg_vaddr
+            name = _lookup(symbols, vaddr)
+            if name:
+                return f"{name} [{Path(path).name}]"
+        return None
+    return None
+
+
+# Without CONFIG_KALLSYMS_ALL kallsyms still lists a few section markers
+# (__start_rodata...): a lock is not "in" them, so such a list is unusable.
+MIN_KALLSYMS_DATA = 1000
+MAX_KERNEL_OFFSET = 4096      # sizes are unknown: a lock this far in is not named
+
+
+@lru_cache(maxsize=1)
+def _kallsyms_data() -> list[tuple[int, int, str]]:
+    symbols = []
+    try:
+        text = Path("/proc/kallsyms").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in "dDbBrR" and int(parts[0], 16):
+            symbols.append((int(parts[0], 16), 0, parts[2]))
+    if len(symbols) < MIN_KALLSYMS_DATA:
+        return []
+    symbols.sort()
+    # sizes are not in kallsyms: each symbol runs to the next, at most 4 KiB
+    sized = []
+    for i, (address, _size, name) in enumerate(symbols):
+        gap = symbols[i + 1][0] - address if i + 1 < len(symbols) else 1
+        sized.append((address, min(gap, MAX_KERNEL_OFFSET), name))
+    return sized
+
+
+def kernel_data_symbol(address: int,
+                       kallsyms: list[tuple[int, int, str]] | None = None) -> str | None:
+    """A kernel global's name (`name+0x10`), or None (heap, or no data symbols)."""
+    return _lookup(_kallsyms_data() if kallsyms is None else kallsyms, address)

@@ -1,0 +1,245 @@
+"""What the BCC-style summary tools (runqlat, cpudist, runqlen, memleak...) share:
+`[interval [count]]` positionals beside `-- COMMAND`, periodic printing, and
+histograms split by a label (pid, tid, cpu) read from `struct ptk_hist_key` maps.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+
+from .errors import UsageError
+from .model import Histogram
+from .render import jsonl
+from .render.text import log2_histogram, loss_line
+from .runner import Stop, Target, announce, run_until_done
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | None, tuple[str, ...]]:
+    """BCC's `[interval] [count]` positionals, then the command to run.
+
+    Leading numbers are the interval and count (`runqlat 1 5`); the first
+    word that is not a number starts the command (`runqlat -- ./prog 3`),
+    so `runqlat 1 -- ./prog` works too.
+    """
+    numbers: list[float] = []
+    rest = list(args)
+    while rest and len(numbers) < 2 and _number(rest[0]) is not None:
+        numbers.append(_number(rest.pop(0)))   # type: ignore[arg-type]
+    interval = numbers[0] if numbers else None
+    count = int(numbers[1]) if len(numbers) > 1 else None
+    if interval is not None and interval <= 0:
+        raise UsageError(f"interval must be positive, got {args[0]}")
+    if count is not None and (count <= 0 or count != numbers[1]):
+        raise UsageError(f"count must be a positive whole number, got {args[1]}")
+    return interval, count, tuple(rest)
+
+
+def ticker(on_tick: Callable[[], None], count: int | None) -> Callable[[], None]:
+    """An on_interval callback that stops the run after `count` ticks."""
+    done = [0]
+
+    def tick() -> None:
+        on_tick()
+        done[0] += 1
+        if count is not None and done[0] >= count:
+            raise Stop("count")
+    return tick
+
+
+def run_periodic(target: Target, *, duration: float | None, interval: float | None,
+                 count: int | None, report: Callable[[bool], None],
+                 poll: Callable[[int], None] | None = None) -> str:
+    """Run, calling report(final=False) every interval and report(final=True) at
+    the end unless the last interval report was the end (count reached)."""
+    ended_by_count = [False]
+
+    def on_tick() -> None:
+        report(False)
+
+    tick = ticker(on_tick, count)
+
+    def guarded() -> None:
+        try:
+            tick()
+        except Stop:
+            ended_by_count[0] = True
+            raise
+    why = run_until_done(target, duration=duration, interval=interval,
+                         on_interval=guarded if interval else None, poll=poll)
+    if not ended_by_count[0]:
+        report(True)
+    return why
+
+
+def timestamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+@dataclass
+class LabeledHists:
+    """Histograms keyed by a label value (0 when not split), e.g. per pid."""
+
+    hists: dict[int, Histogram]
+    names: dict[int, str]          # label -> comm (may be empty)
+
+
+def read_labeled_hists(hist_map: Any, unit: str, names_map: Any = None) -> LabeledHists:
+    hists: dict[int, Histogram] = {}
+    for key, value in hist_map.items():
+        hist = hists.setdefault(key.label, Histogram(unit=unit))
+        hist.buckets[key.slot] = hist.buckets.get(key.slot, 0) + value.value
+    names = {}
+    if names_map is not None:
+        for key, value in names_map.items():
+            names[key.value] = value.comm.decode(errors="replace")
+    return LabeledHists(hists, names)
+
+
+def print_labeled_hists(result: LabeledHists, *, section: str | None, show_name: bool,
+                        as_json: bool, stamp: bool, extra: dict | None = None) -> None:
+    """BCC's print_log2_hist: one histogram, or one per `section = value`."""
+    now = timestamp()
+    if stamp and not as_json:
+        click.echo(f"{now}")
+    for label in sorted(result.hists):
+        hist = result.hists[label]
+        name = result.names.get(label, "")
+        if as_json:
+            obj = jsonl.histogram_obj(hist)
+            if section:
+                obj[section] = label
+                if show_name:
+                    obj["comm"] = name
+            if stamp:
+                obj["time"] = now
+            obj.update(extra or {})
+            click.echo(jsonl.dumps(obj))
+            continue
+        if section:
+            shown = f"{label} {name}" if show_name and name else f"{label}"
+            click.echo(f"\n{section} = {shown}")
+        click.echo(log2_histogram(hist))
+
+
+def histogram_tool_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """BCC's runqlat/cpudist options: -T -m -P -L -p -t, [interval [count]],
+    plus -d, -i, --json and `-- COMMAND` (all in ARGS)."""
+    from . import options
+    decorators = [
+        click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output."),
+        click.option("-m", "--milliseconds", is_flag=True, help="Histogram in milliseconds."),
+        click.option("-P", "--pids", "per_pid", is_flag=True, help="A histogram per process."),
+        click.option("-L", "--tids", "per_tid", is_flag=True, help="A histogram per thread."),
+        options.pid_option("-p"), options.tid_option("-t"), options.duration_option("-d"),
+        options.interval_option("-i"), options.json_option(), options.standard,
+        click.argument("args", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for dec in reversed(decorators):
+        f = dec(f)
+    return f
+
+
+@dataclass
+class BpfTool:
+    """What every tool's start() returns: the program, its loss, teardown.
+    With a symbolizer, frames it could not name join the loss report."""
+
+    prog: Any
+    symbolizer: Any = None
+
+    def loss(self) -> Any:
+        loss = self.prog.loss()
+        if self.symbolizer is not None:
+            loss.unknown_frames = self.symbolizer.unknown_frames
+        return loss
+
+    def close(self) -> None:
+        self.prog.close()
+
+    def warm(self) -> None:
+        """Symbolize what is new while the processes still exist (tools with stacks)."""
+
+    def poll(self, timeout_ms: int) -> None:
+        """For run_until_done(poll=...): wait, then warm."""
+        time.sleep(timeout_ms / 1000)
+        self.warm()
+
+
+@dataclass
+class HistogramTool(BpfTool):
+    """A program with a `hist` map of ptk_hist_key and a `names` map (label -> comm)."""
+
+    unit: str = "usecs"
+
+    def read(self) -> LabeledHists:
+        return read_labeled_hists(self.prog["hist"], self.unit, self.prog["names"])
+
+    def clear(self) -> None:
+        self.prog["hist"].clear()
+
+
+def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
+                       section: str | None, show_name: bool, as_json: bool, stamp: bool,
+                       duration: float | None, interval: float | None, count: int | None,
+                       extra: dict | None = None) -> None:
+    """runqlat/cpudist: attach, print histograms every interval and at the end."""
+    with tool.prog:
+        tool.prog.ready()
+        announce(message)
+
+        def report(final: bool) -> None:
+            if interval and not as_json:
+                click.echo()
+            print_labeled_hists(tool.read(), section=section, show_name=show_name,
+                                as_json=as_json, stamp=stamp, extra=extra)
+            if not final:
+                tool.clear()
+        run_periodic(target, duration=duration, interval=interval, count=count, report=report)
+        finish_loss(tool.loss(), as_json)
+
+
+def finish_loss(loss: Any, as_json: bool) -> None:
+    """The loss report at the end of every run: a JSON object, or a stderr line."""
+    if as_json:
+        click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
+    warning = loss_line(loss)
+    if warning:
+        click.echo(warning, err=True)
+
+
+def require_tracepoints(tool: str, *names: str) -> None:
+    """Fail with one clear line before compiling when a tracepoint a tool's
+    program attaches to (TRACEPOINT_PROBE, attached by BCC at load) is missing."""
+    from . import settings
+    from .errors import NotFoundError
+    from .kernel.tracefs import tracepoint
+    from .loader import require_root
+    if settings.current().ebpf:
+        return
+    require_root()                       # tracefs is readable by root only
+    for name in names:
+        category, event = name.split(":", 1)
+        try:
+            tracepoint(category, event)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{tool} needs tracepoint {name}, which this kernel does not "
+                                f"have ({exc.message})") from None
+
+
+def require_alive(pid: int) -> None:
+    """Uprobes with a pid resolve libraries through /proc/PID/maps: say so
+    plainly when the process is already gone (compiling takes a second)."""
+    import os
+    from .errors import NotFoundError
+    if pid and not os.path.exists(f"/proc/{pid}/maps"):
+        raise NotFoundError(f"process {pid} exited before its probes were attached")

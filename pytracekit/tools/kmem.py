@@ -1,0 +1,175 @@
+"""kmem: kernel memory allocations like `perf kmem stat`, aggregated in BPF.
+
+--slab (default): per call site (symbolized through kallsyms) the hits and
+bytes allocated/requested, with internal fragmentation; then a summary.
+--page: page allocations by order, migrate type and GFP flags.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from .. import options
+from ..loader import Program
+from ..periodic import BpfTool, finish_loss, require_tracepoints, split_interval_count
+from ..render import jsonl
+from ..runner import Target, announce, run_until_done
+
+DRY_RUN_ARGS: list[str] = []
+SORT_KEYS = ("hit", "bytes", "req", "frag")
+MIGRATE_TYPES = {0: "UNMOVABLE", 1: "MOVABLE", 2: "RECLAIMABLE", 3: "HIGHATOMIC", 4: "CMA",
+                 5: "ISOLATE"}
+RULE = "-" * 97
+
+
+@dataclass
+class CallSite:
+    call_site: int
+    name: str
+    hits: int
+    bytes_req: int
+    bytes_alloc: int
+
+    @property
+    def frag(self) -> float:
+        """Percent of the allocated bytes that were not requested."""
+        if not self.bytes_alloc:
+            return 0.0
+        return 100.0 * (self.bytes_alloc - self.bytes_req) / self.bytes_alloc
+
+    def sort_value(self, key: str) -> float:
+        return {"hit": self.hits, "bytes": self.bytes_alloc, "req": self.bytes_req,
+                "frag": self.frag}[key]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "callsite", "callsite": self.name, "address": self.call_site,
+                "hits": self.hits, "bytes_req": self.bytes_req, "bytes_alloc": self.bytes_alloc,
+                "frag": round(self.frag, 3)}
+
+
+@dataclass
+class PageAllocs:
+    order: int
+    migratetype: int
+    gfp_flags: int
+    count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "pages", "order": self.order,
+                "migratetype": MIGRATE_TYPES.get(self.migratetype, str(self.migratetype)),
+                "gfp_flags": self.gfp_flags, "count": self.count,
+                "pages": self.count << self.order}
+
+
+@dataclass
+class Kmem(BpfTool):
+
+    def read_sites(self, offsets: bool = True) -> list[CallSite]:
+        sites = []
+        for key, st in self.prog["sites"].items():
+            raw = self.prog.bpf.ksym(key.value, show_offset=offsets)
+            known = raw and raw != b"[unknown]"
+            name = raw.decode(errors="replace") if known else f"{key.value:#x}"
+            sites.append(CallSite(key.value, name, st.hits, st.bytes_req, st.bytes_alloc))
+        return sites
+
+    def read_pages(self) -> list[PageAllocs]:
+        return [PageAllocs(k.order, k.migratetype, k.gfp_flags, v.value)
+                for k, v in self.prog["pages"].items()]
+
+    def frees(self) -> int:
+        table = self.prog["frees"]
+        return sum(table[table.Key(i)].value for i in range(2))
+
+
+
+def start(*, pid: int = 0, **_: Any) -> Kmem:
+    require_tracepoints("kmem", "kmem:kmalloc", "kmem:kmem_cache_alloc", "kmem:kfree",
+                        "kmem:kmem_cache_free", "kmem:mm_page_alloc")
+    return Kmem(Program.from_file("kmem", defines={"FILTER_PID": pid or 0}))
+
+
+def render_slab(sites: list[CallSite], frees: int, sort: str = "bytes",
+                limit: int | None = None) -> str:
+    ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))[:limit]
+    out = [RULE, f" {'Callsite':<35}| {'Total_alloc/Per':<16}| {'Total_req/Per':<16}| "
+                 f"{'Hit':>8} | {'Frag':>8}", RULE]
+    for s in ordered:
+        alloc = f"{s.bytes_alloc}/{s.bytes_alloc // s.hits if s.hits else 0}"
+        req = f"{s.bytes_req}/{s.bytes_req // s.hits if s.hits else 0}"
+        out.append(f" {s.name[:35]:<35}| {alloc:<16}| {req:<16}| {s.hits:>8} | {s.frag:7.3f}%")
+    out.append(RULE)
+    req = sum(s.bytes_req for s in sites)
+    alloc = sum(s.bytes_alloc for s in sites)
+    hits = sum(s.hits for s in sites)
+    out += ["", "SUMMARY (SLAB allocator)", "========================",
+            f"Total bytes requested: {req:,}",
+            f"Total bytes allocated: {alloc:,}",
+            f"Total bytes wasted on internal fragmentation: {alloc - req:,}",
+            f"Internal fragmentation: {100.0 * (alloc - req) / alloc if alloc else 0:f}%",
+            f"Allocations: {hits:,}  Frees: {frees:,}"]
+    return "\n".join(out)
+
+
+def render_pages(pages: list[PageAllocs]) -> str:
+    out = [RULE, f" {'Order':>5} | {'Migrate type':<12} | {'GFP flags':>12} | {'Allocs':>8} | "
+                 f"{'Pages':>8}", RULE]
+    for p in sorted(pages, key=lambda p: (-p.count, p.order)):
+        out.append(f" {p.order:>5} | {MIGRATE_TYPES.get(p.migratetype, str(p.migratetype)):<12} | "
+                   f"{p.gfp_flags:>#12x} | {p.count:>8} | {p.count << p.order:>8}")
+    out.append(RULE)
+    total = sum(p.count << p.order for p in pages)
+    out += ["", "SUMMARY (page allocator)", "========================",
+            f"Total allocation requests: {sum(p.count for p in pages):,}",
+            f"Total pages allocated: {total:,}  ({total * 4:,} KB)"]
+    return "\n".join(out)
+
+
+@click.command("kmem", context_settings={**options.TOOL_CONTEXT,
+                                         "ignore_unknown_options": True})
+@options.pid_option("-p")
+@click.option("--slab", "slab", is_flag=True, help="Slab allocations by call site (default).")
+@click.option("--page", "page", is_flag=True, help="Page allocations by order.")
+@click.option("-s", "--sort", type=click.Choice(SORT_KEYS), default="bytes", show_default=True,
+              help="Sort call sites by this column.")
+@click.option("-l", "--line", "limit", type=click.IntRange(min=1), default=None,
+              help="Print only this many call sites.")
+@options.duration_option("-d")
+@options.json_option()
+@options.standard
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def command(pid, slab, page, sort, limit, duration, as_json, command):
+    """Kernel memory allocations by call site (like perf kmem stat)."""
+    _, _, cmd = split_interval_count(command)
+    slab = slab or not page
+    target = Target.from_options(pid, cmd)
+    try:
+        tool = start(pid=target.pid)
+        with tool.prog:
+            tool.prog.ready()
+            announce("Tracing kernel allocations... Hit Ctrl-C to end.")
+            run_until_done(target, duration=duration)
+            sites = tool.read_sites(offsets=not as_json)
+            if as_json:
+                if slab:
+                    ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))
+                    for s in ordered[:limit]:
+                        click.echo(jsonl.dumps(s.as_dict()))
+                    click.echo(jsonl.dumps({"type": "slab_summary",
+                                            "bytes_req": sum(s.bytes_req for s in sites),
+                                            "bytes_alloc": sum(s.bytes_alloc for s in sites),
+                                            "allocations": sum(s.hits for s in sites),
+                                            "frees": tool.frees()}))
+                if page:
+                    for p in tool.read_pages():
+                        click.echo(jsonl.dumps(p.as_dict()))
+            else:
+                if slab:
+                    click.echo(render_slab(sites, tool.frees(), sort, limit))
+                if page:
+                    click.echo(render_pages(tool.read_pages()))
+            finish_loss(tool.loss(), as_json)
+    finally:
+        target.finish()

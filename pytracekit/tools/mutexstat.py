@@ -1,0 +1,159 @@
+"""mutexstat: user-space pthread mutex contention by mutex and calling stack.
+
+uprobes on pthread_mutex_lock (entry, return) and pthread_mutex_unlock in
+the target's libc. Per (mutex, stack): acquisitions, how many had to sleep
+in futex() (contended), the time those waited (avg, max, total), and hold
+times. Mutexes that are globals are named from the binary's symbol table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from .. import options
+from ..datasyms import user_data_symbol
+from ..loader import Program
+from ..model import Frame
+from ..periodic import BpfTool, finish_loss, require_alive, require_tracepoints, split_interval_count
+from ..render import jsonl
+from ..runner import Target, announce, run_until_done
+from ..symbols import Symbolizer
+from .klockstat import format_ns
+
+DRY_RUN_ARGS = ["-p", "1"]
+SORT_KEYS = ("wait_total", "contended", "acquisitions", "wait_max", "hold_total")
+
+
+@dataclass
+class MutexSite:
+    mutex: int
+    mutex_name: str
+    pid: int
+    frames: list[Frame]
+    acquisitions: int
+    contended: int
+    wait_total_ns: int
+    wait_max_ns: int
+    hold_total_ns: int
+    hold_max_ns: int
+    holds: int
+
+    def sort_value(self, key: str) -> int:
+        return {"wait_total": self.wait_total_ns, "contended": self.contended,
+                "acquisitions": self.acquisitions, "wait_max": self.wait_max_ns,
+                "hold_total": self.hold_total_ns}[key]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "mutex", "mutex": self.mutex, "mutex_name": self.mutex_name,
+                "pid": self.pid, "acquisitions": self.acquisitions,
+                "contended": self.contended, "wait_total_ns": self.wait_total_ns,
+                "wait_max_ns": self.wait_max_ns, "hold_total_ns": self.hold_total_ns,
+                "hold_max_ns": self.hold_max_ns,
+                "frames": [f.name for f in self.frames]}
+
+
+@dataclass
+class Mutexstat(BpfTool):
+    names: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def _name(self, pid: int, mutex: int) -> str:
+        name = self.names.get((pid, mutex))
+        if name is None:
+            name = user_data_symbol(pid, mutex)
+            if name is None:
+                return f"{mutex:#x}"     # maybe not mapped yet: try again later
+            self.names[(pid, mutex)] = name
+        return name
+
+    def warm(self) -> None:
+        """Name mutexes and stacks while the process is alive."""
+        for key, _ in self.prog["stats"].items():
+            self._name(key.pid, key.mutex)
+            self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, pid=key.pid)
+
+    def read(self) -> list[MutexSite]:
+        sites = []
+        for key, st in self.prog["stats"].items():
+            frames = self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, pid=key.pid)
+            sites.append(MutexSite(key.mutex, self._name(key.pid, key.mutex), key.pid, frames,
+                                   st.acquisitions, st.contended, st.wait_total_ns,
+                                   st.wait_max_ns, st.hold_total_ns, st.hold_max_ns, st.holds))
+        return sites
+
+
+
+def start(*, pid: int, obj: str = "c", show_offsets: bool = True, **_: Any) -> Mutexstat:
+    require_tracepoints("mutexstat", "syscalls:sys_enter_futex")
+    prog = Program.from_file("mutexstat", defines={"FILTER_PID": pid})
+    require_alive(pid)
+    prog.attach_uprobe(obj, "lock_enter", symbol="pthread_mutex_lock", pid=pid)
+    prog.attach_uprobe(obj, "lock_return", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
+    prog.attach_uprobe(obj, "unlock_enter", symbol="pthread_mutex_unlock", pid=pid)
+    return Mutexstat(prog, Symbolizer(prog.bpf, show_module=show_offsets,
+                                      show_offset=show_offsets))
+
+
+def render(sites: list[MutexSite], *, sort: str = "wait_total", limit: int | None = None,
+           depth: int = 8, all_sites: bool = False) -> str:
+    shown = [s for s in sites if all_sites or s.contended]
+    shown.sort(key=lambda s: (-s.sort_value(sort), s.mutex))
+    header = (f"{'Mutex':<32} {'Acquired':>9} {'Contended':>10} {'Avg wait':>10} "
+              f"{'Max wait':>10} {'Total wait':>11} {'Avg hold':>10} {'Max hold':>10}")
+    out = [header]
+    for s in shown[:limit]:
+        avg_wait = s.wait_total_ns // s.contended if s.contended else 0
+        avg_hold = s.hold_total_ns // s.holds if s.holds else 0
+        out.append(f"{s.mutex_name[:32]:<32} {s.acquisitions:>9} {s.contended:>10} "
+                   f"{format_ns(avg_wait):>10} {format_ns(s.wait_max_ns):>10} "
+                   f"{format_ns(s.wait_total_ns):>11} {format_ns(avg_hold):>10} "
+                   f"{format_ns(s.hold_max_ns):>10}")
+        out += [f"    {f.name}" for f in s.frames[:depth]]
+        if not s.frames:
+            out.append("    [stack not stored]")
+    return "\n".join(out)
+
+
+@click.command("mutexstat", context_settings={**options.TOOL_CONTEXT,
+                                              "ignore_unknown_options": True})
+@options.pid_option("-p")
+@click.option("-n", "--top", "limit", type=click.IntRange(min=1), default=None,
+              help="Print only this many mutex/stack sites.")
+@click.option("-s", "--stack-depth", "depth", type=click.IntRange(min=0), default=8,
+              show_default=True, help="Frames to print per stack.")
+@click.option("-S", "--sort", type=click.Choice(SORT_KEYS), default="wait_total",
+              show_default=True, help="Sort sites by this value.")
+@click.option("-a", "--all", "all_sites", is_flag=True,
+              help="Also list sites that were never contended.")
+@click.option("-O", "--obj", default="c", show_default=True,
+              help="The library holding pthread_mutex_lock.")
+@options.duration_option("-d")
+@options.json_option()
+@options.standard
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def command(pid, limit, depth, sort, all_sites, obj, duration, as_json, command):
+    """pthread mutex contention by mutex and calling stack (-p PID or -- COMMAND)."""
+    _, _, cmd = split_interval_count(command)
+    if not pid and not cmd:
+        raise click.UsageError("give -p PID or -- COMMAND: uprobes need a process to watch")
+    target = Target.from_options(pid, cmd)
+    try:
+        tool = start(pid=target.pid, obj=obj, show_offsets=not as_json)
+        with tool.prog:
+            tool.prog.ready()
+            announce(f"Tracing pthread mutexes of pid {target.pid}... Hit Ctrl-C to end.")
+
+            run_until_done(target, duration=duration, poll=tool.poll)
+            sites = tool.read()
+            if as_json:
+                sites = [s for s in sites if all_sites or s.contended]
+                sites.sort(key=lambda s: (-s.sort_value(sort), s.mutex))
+                for s in sites[:limit]:
+                    click.echo(jsonl.dumps(s.as_dict()))
+            else:
+                click.echo(render(sites, sort=sort, limit=limit, depth=depth,
+                                  all_sites=all_sites))
+            finish_loss(tool.loss(), as_json)
+    finally:
+        target.finish()

@@ -1,0 +1,128 @@
+"""runqlen: run queue length sampled on every CPU, like BCC's runqlen.
+
+A cpu-clock perf event fires FREQUENCY times a second on each CPU and reads
+that CPU's number of runnable tasks (less the running one). -C splits by
+CPU, -O prints occupancy: the share of samples with a task waiting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from .. import options
+from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
+from ..loader import Program
+from ..model import LinearHistogram
+from ..periodic import BpfTool, finish_loss, run_periodic, split_interval_count, timestamp
+from ..render import jsonl
+from ..render.text import linear_histogram
+from ..runner import Target, announce
+
+DRY_RUN_ARGS: list[str] = []
+
+
+@dataclass
+class Runqlen(BpfTool):
+
+    def read(self) -> dict[int, LinearHistogram]:
+        hists: dict[int, LinearHistogram] = {}
+        for key, value in self.prog["hist"].items():
+            hist = hists.setdefault(key.label, LinearHistogram(unit="runqlen"))
+            hist.buckets[key.slot] = hist.buckets.get(key.slot, 0) + value.value
+        return hists
+
+    def clear(self) -> None:
+        self.prog["hist"].clear()
+
+
+
+def start(*, per_cpu: bool = False, frequency: int = 99, **_: Any) -> Runqlen:
+    prog = Program.from_file("runqlen", defines={"PER_CPU": per_cpu})
+    prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"], "on_sample",
+                           sample_freq=frequency, label="cpu-clock")
+    return Runqlen(prog)
+
+
+def occupancy(hist: LinearHistogram) -> float:
+    """Percent of samples with at least one task waiting."""
+    if not hist.total:
+        return 0.0
+    return 100.0 * sum(c for n, c in hist.buckets.items() if n > 0) / hist.total
+
+
+def report_text(hists: dict[int, LinearHistogram], per_cpu: bool, occ: bool) -> str:
+    out = []
+    for cpu in sorted(hists):
+        hist = hists[cpu]
+        if occ:
+            out.append(f"runqocc, CPU {cpu:<3} {occupancy(hist):6.2f}%" if per_cpu
+                       else f"runqocc: {occupancy(hist):0.2f}%")
+            continue
+        if per_cpu:
+            out.append(f"\ncpu = {cpu}")
+        out.append(linear_histogram(hist, "runqlen"))
+    return "\n".join(out)
+
+
+def report_json(hists: dict[int, LinearHistogram], per_cpu: bool) -> list[dict[str, Any]]:
+    objs = []
+    for cpu in sorted(hists):
+        hist = hists[cpu]
+        obj: dict[str, Any] = {"type": "runqlen", "total": hist.total,
+                               "occupancy": round(occupancy(hist), 4),
+                               "buckets": [{"length": l, "count": hist.buckets[l]}
+                                           for l in sorted(hist.buckets)]}
+        if per_cpu:
+            obj["cpu"] = cpu
+        objs.append(obj)
+    return objs
+
+
+@click.command("runqlen", context_settings={**options.TOOL_CONTEXT,
+                                            "ignore_unknown_options": True})
+@click.option("-T", "--timestamp", "stamp", is_flag=True, help="Include a timestamp on output.")
+@click.option("-O", "--runqocc", "occ", is_flag=True, help="Report run queue occupancy.")
+@click.option("-C", "--cpus", "per_cpu", is_flag=True, help="Print output for each CPU.")
+@click.option("-F", "--frequency", type=click.IntRange(1, 10000), default=99, show_default=True,
+              help="Samples per second on each CPU.")
+@options.duration_option("-d")
+@options.interval_option("-i")
+@options.json_option()
+@options.standard
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
+    """Summarize scheduler run queue length as a histogram.
+
+    ARGS: [interval [count]] and/or -- COMMAND to run while sampling.
+    """
+    pos_interval, count, cmd = split_interval_count(args)
+    interval = interval or pos_interval
+    target = Target.from_options(None, cmd)
+    try:
+        tool = start(per_cpu=per_cpu, frequency=frequency)
+        with tool.prog:
+            tool.prog.ready()
+            announce(f"Sampling run queue length at {frequency} Hz... Hit Ctrl-C to end.")
+
+            def report(final: bool) -> None:
+                hists = tool.read()
+                if as_json:
+                    for obj in report_json(hists, per_cpu):
+                        if stamp:
+                            obj["time"] = timestamp()
+                        click.echo(jsonl.dumps(obj))
+                else:
+                    if interval:
+                        click.echo()
+                    if stamp:
+                        click.echo(timestamp())
+                    click.echo(report_text(hists, per_cpu, occ))
+                if not final:
+                    tool.clear()
+            run_periodic(target, duration=duration, interval=interval, count=count,
+                         report=report)
+            finish_loss(tool.loss(), as_json)
+    finally:
+        target.finish()

@@ -1,0 +1,117 @@
+"""schedlat: per-task scheduling latency like `perf sched latency`.
+
+For each task: run time, times switched in, and the average and maximum
+delay from becoming runnable (woken, or preempted) to running; sorted by
+maximum delay, largest first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from .. import options
+from ..loader import Program
+from ..periodic import BpfTool, finish_loss, split_interval_count
+from ..render import jsonl
+from ..runner import Target, announce, run_until_done
+
+DRY_RUN_ARGS: list[str] = []
+SORT_KEYS = {"max": lambda t: t.max_delay_ns, "avg": lambda t: t.avg_delay_ns,
+             "runtime": lambda t: t.runtime_ns, "switch": lambda t: t.switches}
+RULE = "-" * 98
+
+
+@dataclass
+class TaskLatency:
+    tid: int
+    pid: int
+    comm: str
+    runtime_ns: int
+    switches: int
+    delays: int
+    delay_total_ns: int
+    max_delay_ns: int
+    max_delay_at: float      # seconds since boot (CLOCK_MONOTONIC) when it ended
+
+    @property
+    def avg_delay_ns(self) -> float:
+        return self.delay_total_ns / self.delays if self.delays else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "task", "comm": self.comm, "pid": self.pid, "tid": self.tid,
+                "runtime_ms": self.runtime_ns / 1e6, "switches": self.switches,
+                "delays": self.delays, "avg_delay_ms": self.avg_delay_ns / 1e6,
+                "max_delay_ms": self.max_delay_ns / 1e6, "max_delay_at": self.max_delay_at}
+
+
+@dataclass
+class Schedlat(BpfTool):
+
+    def read(self) -> list[TaskLatency]:
+        rows = []
+        for key, st in self.prog["stats"].items():
+            rows.append(TaskLatency(key.value, st.tgid, st.comm.decode(errors="replace"),
+                                    st.runtime_ns, st.switches, st.delays, st.delay_total_ns,
+                                    st.delay_max_ns, st.delay_max_at_ns / 1e9))
+        return rows
+
+
+
+def start(*, pid: int = 0, **_: Any) -> Schedlat:
+    return Schedlat(Program.from_file("schedlat", defines={"FILTER_PID": pid or 0}))
+
+
+def render(rows: list[TaskLatency], sort: str = "max", limit: int | None = None) -> str:
+    """The table as perf sched latency lays it out."""
+    ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
+    out = [f" {RULE}",
+           "  Task                  |   Runtime ms  | Switches | Avg delay ms    |"
+           " Max delay ms    | Max delay at     |",
+           f" {RULE}"]
+    for t in ordered:
+        task = f"{t.comm}:{t.tid}"
+        out.append(f"  {task:<22}|{t.runtime_ns / 1e6:11.3f} ms |{t.switches:9} | "
+                   f"avg:{t.avg_delay_ns / 1e6:9.3f} ms | max:{t.max_delay_ns / 1e6:9.3f} ms | "
+                   f"{t.max_delay_at:13.6f} s |")
+    out.append(f" {RULE}")
+    total_rt = sum(t.runtime_ns for t in rows)
+    total_sw = sum(t.switches for t in rows)
+    out.append(f"  TOTAL:                |{total_rt / 1e6:11.3f} ms |{total_sw:9} |")
+    out.append(f" {'-' * 50}")
+    return "\n".join(out)
+
+
+@click.command("schedlat", context_settings={**options.TOOL_CONTEXT,
+                                             "ignore_unknown_options": True})
+@options.pid_option("-p")
+@click.option("-s", "--sort", type=click.Choice(sorted(SORT_KEYS)), default="max",
+              show_default=True, help="Sort tasks by this column.")
+@click.option("-n", "--top", "limit", type=click.IntRange(min=1), default=None,
+              help="Print only this many tasks.")
+@options.duration_option("-d")
+@options.json_option()
+@options.standard
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def command(pid, sort, limit, duration, as_json, command):
+    """Per-task switches, run time and wake-up-to-run delay (perf sched latency)."""
+    _, _, cmd = split_interval_count(command)
+    target = Target.from_options(pid, cmd)
+    try:
+        tool = start(pid=target.pid)
+        with tool.prog:
+            tool.prog.ready()
+            announce("Tracing scheduler latency... Hit Ctrl-C to end.")
+            run_until_done(target, duration=duration)
+            rows = tool.read()
+            if as_json:
+                ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
+                for t in ordered:
+                    click.echo(jsonl.dumps(t.as_dict()))
+            else:
+                click.echo(render(rows, sort, limit))
+            finish_loss(tool.loss(), as_json)
+    finally:
+        target.finish()
+

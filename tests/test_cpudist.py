@@ -1,0 +1,50 @@
+"""cpudist against cpuburst: N on-CPU periods of US microseconds each, split
+by sleeps; preemption (counted by the workload itself) may cut some up."""
+import pytest
+
+from conftest import pytracekit
+from sched_helpers import bucket, json_lines, switch_counts, traced_cpuburst, validate
+
+N, US = 12, 5000
+
+
+@pytest.mark.root
+def test_cpudist_puts_each_burst_in_the_4_to_8_ms_bucket(workload):
+    out, counts = traced_cpuburst(workload, ["cpudist", "--json"], N, US)
+    objs = json_lines(out)
+    validate("cpudist", objs)
+    (hist,) = [o for o in objs if o["type"] == "histogram"]
+    nvcsw, nivcsw = switch_counts(counts)
+    in_bucket = bucket(hist, 4096)
+    # each burst is one period of 5 ms plus a few microseconds; a preemption
+    # inside a burst can cut it into shorter ones
+    assert N - nivcsw <= in_bucket <= N
+    if nivcsw == 0:
+        assert in_bucket == N
+    assert sum(b["count"] for b in hist["buckets"] if b["low"] >= 8192) == 0
+    # every period ends with a switch-out the workload counted, except the
+    # last: it ends when the workload sleeps after counting
+    assert N <= hist["total"] <= nvcsw + nivcsw + 1
+
+
+@pytest.mark.root
+def test_cpudist_offcpu_sees_the_1ms_sleeps(workload):
+    out, counts = traced_cpuburst(workload, ["cpudist", "-O", "-P", "--json"], 8, 500)
+    objs = json_lines(out)
+    validate("cpudist", objs)
+    (hist,) = [o for o in objs if o["type"] == "histogram"]
+    assert hist["offcpu"] is True and hist["comm"] == "workload" and hist["pid"] > 0
+    # nanosleep(1 ms) is off-CPU at least 1 ms, unless a preemption just
+    # before it blocked ate the sleep
+    _, nivcsw = switch_counts(counts)
+    assert sum(b["count"] for b in hist["buckets"] if b["low"] >= 1024) >= 8 - nivcsw
+
+
+@pytest.mark.root
+def test_cpudist_per_thread_text(workload):
+    res = pytracekit("cpudist", "-L", "-m", "--", workload, "mutex", "20")
+    assert res.returncode == 0, res.stderr
+    sections = [l for l in res.stdout.splitlines() if l.startswith("tid = ")]
+    assert len(sections) == 3          # main and its two mutex workers
+    assert all(l.endswith("workload") for l in sections)
+    assert "msecs" in res.stdout

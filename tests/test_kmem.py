@@ -1,0 +1,73 @@
+"""kmem against `workload open PATH N` (-p, started by a go file): each
+open allocates exactly one struct file, in alloc_empty_file."""
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import Tool, pytracekit
+from sched_helpers import json_lines, validate
+from pytracekit.tools.kmem import CallSite, PageAllocs, render_pages, render_slab
+
+N = 30
+
+
+@pytest.mark.root
+def test_kmem_counts_one_file_allocation_per_open(workload):
+    with tempfile.TemporaryDirectory() as tmp:
+        go = os.path.join(tmp, "go")
+        proc = subprocess.Popen([workload, "--go-file", go, "open", os.path.join(tmp, "f"), str(N)])
+        try:
+            with Tool("kmem", "--slab", "--page", "--json", "-p", str(proc.pid)) as tool:
+                open(go, "w").close()
+                proc.wait(timeout=30)
+                out, err = tool.stop()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert tool.returncode == 0, err
+    objs = json_lines(out)
+    validate("kmem", objs)
+    sites = {o["callsite"]: o for o in objs if o["type"] == "callsite"}
+    assert sites["alloc_empty_file"]["hits"] == N
+    f = sites["alloc_empty_file"]
+    assert f["bytes_alloc"] % N == 0 and f["bytes_req"] % N == 0
+    assert f["bytes_alloc"] >= f["bytes_req"] > 0
+    (summary,) = [o for o in objs if o["type"] == "slab_summary"]
+    assert summary["allocations"] == sum(o["hits"] for o in sites.values())
+
+
+@pytest.mark.root
+def test_kmem_text_of_a_command(workload):
+    with tempfile.TemporaryDirectory() as tmp:
+        res = pytracekit("kmem", "-s", "hit", "--", workload, "open", os.path.join(tmp, "f"), "5")
+    assert res.returncode == 0, res.stderr
+    rows = [l for l in res.stdout.splitlines() if l.startswith(" alloc_empty_file+")]
+    assert len(rows) == 1
+    assert int(rows[0].split("|")[3]) >= 5     # and the dynamic loader's opens
+    assert "SUMMARY (SLAB allocator)" in res.stdout
+
+
+def test_renderers():
+    text = render_slab([CallSite(1, "a+0x1", 2, 300, 400), CallSite(2, "b+0x2", 5, 10, 10)], 3,
+                       sort="hit").splitlines()
+    assert text[3].split("|")[0].strip() == "b+0x2"
+    a = [c.strip() for c in text[4].split("|")]
+    assert a == ["a+0x1", "400/200", "300/150", "2", "25.000%"]
+    assert "Total bytes wasted on internal fragmentation: 100" in text
+    pages = render_pages([PageAllocs(2, 1, 0x100cca, 3)]).splitlines()
+    assert [c.strip() for c in pages[3].split("|")] == ["2", "MOVABLE", "0x100cca", "3", "12"]
+
+
+@pytest.mark.root
+def test_kmem_page_counts_the_touched_pages(workload):
+    res = pytracekit("kmem", "--page", "--json", "--", workload, "touch", "64")
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("kmem", objs)
+    assert not [o for o in objs if o["type"] in ("callsite", "slab_summary")]
+    movable = [o for o in objs if o["type"] == "pages" and o["migratetype"] == "MOVABLE"]
+    # each of the 64 fresh anonymous pages is one order-0 movable allocation
+    assert sum(o["count"] for o in movable if o["order"] == 0) >= 64
+    assert all(o["pages"] == o["count"] << o["order"] for o in objs if o["type"] == "pages")

@@ -1,0 +1,58 @@
+"""mutexstat against `workload mutexlinger N`: two threads take the global
+mutex `contended` N times each from mutex_worker, holding it 200 us; main
+holds it for the first 100 ms, so each worker's first lock waits."""
+import pytest
+
+from conftest import pytracekit, pytracekit_probes_left
+from sched_helpers import json_lines, validate
+from pytracekit.model import Frame
+from pytracekit.tools.mutexstat import MutexSite, render
+
+N = 25
+
+
+@pytest.mark.root
+def test_mutexstat_counts_contention_on_the_workload_mutex(workload):
+    res = pytracekit("mutexstat", "--json", "--", workload, "mutexlinger", str(N))
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("mutexstat", objs)
+    (site,) = [o for o in objs
+               if o["type"] == "mutex" and o["mutex_name"] == "contended [workload]"]
+    assert site["frames"][0] == "mutex_worker"
+    assert site["frames"][1] == "start_thread"
+    assert site["acquisitions"] == 2 * N
+    assert 2 <= site["contended"] <= 2 * N
+    assert site["wait_max_ns"] >= 50_000_000    # the first waits last until main unlocks
+    assert site["wait_max_ns"] <= site["wait_total_ns"]
+    assert site["hold_total_ns"] >= 2 * N * 200_000      # busy_call(200 us) under the lock
+    assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_mutexstat_text_names_the_mutex_and_stack(workload):
+    res = pytracekit("mutexstat", "-s", "1", "--", workload, "mutexlinger", "10")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    row = next(i for i, l in enumerate(lines) if l.startswith("contended [workload]"))
+    assert lines[row].split()[2] == "20"
+    assert lines[row + 1].strip().startswith("mutex_worker+0x")
+
+
+def test_mutexstat_needs_a_process():
+    res = pytracekit("mutexstat")
+    assert res.returncode == 2 and "give -p PID or -- COMMAND" in res.stderr
+
+
+def test_missing_library_is_one_clear_line():
+    res = pytracekit("mutexstat", "-O", "/nonexistent/libfoo.so", "-p", "1")
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "pthread_mutex_lock" in res.stderr
+
+
+def test_render_hides_uncontended_sites_unless_asked():
+    a = MutexSite(1, "m1", 5, [Frame("f")], 4, 0, 0, 0, 10, 5, 4)
+    b = MutexSite(2, "m2", 5, [Frame("g")], 6, 2, 3000, 2000, 10, 5, 6)
+    text = render([a, b])
+    assert "m2" in text and "m1" not in text
+    assert "m1" in render([a, b], all_sites=True)
