@@ -23,11 +23,12 @@ def test_sleeper_stack_with_timer_waker(workload):
         if contains_run(blocked, ["main", "sleeper", "nanosleep", "clock_nanosleep"]) \
                 and "do_nanosleep" in blocked:
             blocked_us += s["value"]
-            timer_us += s["value"] if "hrtimer_wakeup" in waker else 0
+            timer = {"hrtimer_wakeup", "sched_ttwu_pending"} & set(waker)   # local or IPI
+            timer_us += s["value"] if timer else 0
     assert 180_000 <= blocked_us <= 220_000, res.stdout
-    # woken by the timer; a waker stack lost to a stack map collision is counted as
-    # a loss instead, so most (not all) of it must show the timer
-    assert timer_us >= 0.5 * blocked_us, res.stdout
+    # woken by the timer (on this CPU, or by the scheduler IPI on the sleeper's);
+    # a waker stack lost to a stack map collision is counted as a loss instead
+    assert timer_us >= 0.75 * blocked_us, res.stdout
     assert pytracekit_probes_left() == []
 
 
