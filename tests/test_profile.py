@@ -40,8 +40,8 @@ def test_bcc_text_and_folded_output(workload):
 
 @pytest.mark.root
 def test_kernel_only_has_no_user_frames_and_annotations(workload):
-    res = pytracekit("profile", "-F", "199", "-K", "-a", "--json", "--", workload,
-                     "open", "/tmp/pytracekit-profile-open", "200000")
+    res = pytracekit("profile", "-F", "499", "-K", "-a", "--json", "--", workload,
+                     "open", "/tmp/pytracekit-profile-open", "80000")
     assert res.returncode == 0, res.stderr
     _, stacks, _ = parse_json(res.stdout, "profile")
     kernel = [n for s in stacks for n in names(s, "kernel")]
@@ -169,9 +169,9 @@ def test_cpu_filter_samples_only_that_cpu(workload):
 
 @pytest.mark.root
 def test_delimiter_between_user_and_kernel_frames(workload):
-    args = ["--", workload, "open", "/tmp/pytracekit-profile-open", "300000"]
-    text = pytracekit("profile", "-F", "199", "-d", *args).stdout
-    folded = pytracekit("profile", "-F", "199", "-d", "-f", *args).stdout
+    args = ["--", workload, "open", "/tmp/pytracekit-profile-open", "80000"]
+    text = pytracekit("profile", "-F", "499", "-d", *args).stdout
+    folded = pytracekit("profile", "-F", "499", "-d", "-f", *args).stdout
     # text: kernel frames, then --, then user frames (leaf first)
     assert "    entry_SYSCALL_64_after_hwframe\n    --\n" in text
     assert any(";-;entry_SYSCALL_64_after_hwframe;" in l for l in folded.splitlines())
