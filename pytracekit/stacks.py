@@ -92,13 +92,18 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
     import time
     due: list[tuple[float, int]] = []
 
+    interrupted: list[BaseException] = []
+
     def on_pid(_cpu: int, data: int, _size: int) -> None:
-        pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
-        symbolizer.users.forget(pid)   # announced again after an exec: new maps
-        symbolizer.remember(pid)
-        now = time.monotonic()
-        due.extend((now + delay, pid) for delay in settle_s)
-        due.sort()
+        try:
+            pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
+            symbolizer.users.forget(pid)   # announced again after an exec: new maps
+            symbolizer.remember(pid)
+            now = time.monotonic()
+            due.extend((now + delay, pid) for delay in settle_s)
+            due.sort()
+        except BaseException as exc:   # Ctrl-C/SIGTERM here would die inside ctypes
+            interrupted.append(exc)
 
     prog[ring].open_ring_buffer(on_pid)
 
@@ -106,6 +111,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
         if due:
             timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
         prog.bpf.ring_buffer_poll(timeout_ms)
+        if interrupted:
+            raise interrupted.pop()
         now = time.monotonic()
         while due and due[0][0] <= now:
             symbolizer.users.refresh(due.pop(0)[1])

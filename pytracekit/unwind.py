@@ -95,6 +95,7 @@ class CallFrameInfo:
         self.data = data
         self.vaddr = section_vaddr
         self._cies: dict[int, Cie] = {}
+        self._rules: dict[int, Rule | None] = {}
         table = self._hdr_table(hdr, hdr_vaddr) if hdr else None
         if table is None:
             table = sorted(self._scan())
@@ -179,6 +180,11 @@ class CallFrameInfo:
         return Cie(code_align, data_align, ra_reg, fde_enc, aug.startswith("z"), data[pos:end])
 
     def rule_at(self, vaddr: int) -> Rule | None:
+        if vaddr not in self._rules:
+            self._rules[vaddr] = self._rule_at(vaddr)
+        return self._rules[vaddr]
+
+    def _rule_at(self, vaddr: int) -> Rule | None:
         i = bisect.bisect_right(self.starts, vaddr) - 1
         if i < 0:
             return None

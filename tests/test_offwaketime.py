@@ -17,14 +17,18 @@ def test_sleeper_stack_with_timer_waker(workload):
     res = pytracekit("offwaketime", "--json", "--", workload, "sleep", "5", "40")
     assert res.returncode == 0, res.stderr
     _, stacks, _ = parse_json(res.stdout, "offwaketime")
-    hits = 0
+    blocked_us = timer_us = 0
     for s in stacks:
         blocked, waker = _split(s)
         if contains_run(blocked, ["main", "sleeper", "nanosleep", "clock_nanosleep"]) \
-                and "do_nanosleep" in blocked \
-                and "hrtimer_wakeup" in waker:
-            hits += s["value"]
-    assert 180_000 <= hits <= 220_000, res.stdout
+                and "do_nanosleep" in blocked:
+            blocked_us += s["value"]
+            timer = {"hrtimer_wakeup", "sched_ttwu_pending"} & set(waker)   # local or IPI
+            timer_us += s["value"] if timer else 0
+    assert 180_000 <= blocked_us <= 220_000, res.stdout
+    # woken by the timer (on this CPU, or by the scheduler IPI on the sleeper's);
+    # a waker stack lost to a stack map collision is counted as a loss instead
+    assert timer_us >= 0.75 * blocked_us, res.stdout
     assert pytracekit_probes_left() == []
 
 

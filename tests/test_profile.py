@@ -40,8 +40,8 @@ def test_bcc_text_and_folded_output(workload):
 
 @pytest.mark.root
 def test_kernel_only_has_no_user_frames_and_annotations(workload):
-    res = pytracekit("profile", "-F", "199", "-K", "-a", "--json", "--", workload,
-                     "open", "/tmp/pytracekit-profile-open", "200000")
+    res = pytracekit("profile", "-F", "499", "-K", "-a", "--json", "--", workload,
+                     "open", "/tmp/pytracekit-profile-open", "80000")
     assert res.returncode == 0, res.stderr
     _, stacks, _ = parse_json(res.stdout, "profile")
     kernel = [n for s in stacks for n in names(s, "kernel")]
@@ -155,3 +155,33 @@ def test_output_files_hold_the_same_totals(workload, tmp_path):
                      "--", workload, "spin", "0.5")
     assert res.returncode == 0 and f"wrote flamegraph to {html}" in res.stderr
     assert "spin_inner" in page_data(html.read_text())["names"]
+
+
+@pytest.mark.root
+def test_cpu_filter_samples_only_that_cpu(workload):
+    pinned = ["taskset", "-c", "0", workload, "spin", "0.5"]
+    res = pytracekit("profile", "-F", "199", "-C", "1", "-f", "--", *pinned)
+    assert res.returncode == 0, res.stderr
+    assert "spin_inner" not in res.stdout
+    res = pytracekit("profile", "-F", "199", "-C", "0", "-f", "--", *pinned)
+    assert "spin_inner" in res.stdout
+
+
+@pytest.mark.root
+def test_delimiter_between_user_and_kernel_frames(workload):
+    args = ["--", workload, "open", "/tmp/pytracekit-profile-open", "80000"]
+    text = pytracekit("profile", "-F", "499", "-d", *args).stdout
+    folded = pytracekit("profile", "-F", "499", "-d", "-f", *args).stdout
+    # text: kernel frames, then --, then user frames (leaf first)
+    assert "    entry_SYSCALL_64_after_hwframe\n    --\n" in text
+    assert any(";-;entry_SYSCALL_64_after_hwframe;" in l for l in folded.splitlines())
+
+
+@pytest.mark.root
+def test_idle_is_left_out_by_default():
+    # (with -I idle samples are kept, but a halted vCPU takes few cpu-clock samples
+    # and other load may leave no idle time at all, so only the default is asserted)
+    res = pytracekit("profile", "-F", "199", "-K", "-f", "0.5")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip()
+    assert not any(l.startswith("swapper/") for l in res.stdout.splitlines())

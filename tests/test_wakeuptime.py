@@ -11,9 +11,13 @@ def test_sleeps_are_charged_to_the_timer_wakeup(workload):
     assert res.returncode == 0, res.stderr
     header, stacks, _ = parse_json(res.stdout, "wakeuptime")
     assert header["unit"] == "microseconds" and header["value_type"] == "wakeup"
-    timer = [s for s in stacks if s["frames"][-1]["name"] == "workload"
-             and "hrtimer_wakeup" in names(s, "kernel")]
-    assert 180_000 <= sum(s["value"] for s in timer) <= 220_000, res.stdout
+    woke_workload = [s for s in stacks if s["frames"][-1]["name"] == "workload"]
+    assert 180_000 <= sum(s["value"] for s in woke_workload) <= 220_000, res.stdout
+    # the timer wakes it, either on this CPU or, queued to the sleeper's CPU, from
+    # the scheduler IPI there (sched_ttwu_pending): both are kernel stacks
+    timer = sum(s["value"] for s in woke_workload
+                if {"hrtimer_wakeup", "sched_ttwu_pending"} & set(names(s, "kernel")))
+    assert timer >= 0.9 * sum(s["value"] for s in woke_workload), res.stdout
     assert pytracekit_probes_left() == []
 
 
