@@ -37,9 +37,14 @@ $(WORKLOAD): tests/workload/workload.c
 	@mkdir -p $(dir $@)
 	gcc -O0 -g -fno-omit-frame-pointer -fno-inline -pthread -o $@ $<
 
+# The main job: what the kernel supports, then a 5-second system-wide CPU profile
+# printed as its top stacks and written as an interactive flame graph.
+DEMO_FLAMEGRAPH := /tmp/pytracekit-demo.html
 demo: setup
 	$(PY) -m pytracekit doctor
-	$(PY) examples/count_syscalls.py --duration 2
+	@echo
+	$(PY) -m pytracekit profile -F 99 5 --top 10 --output $(DEMO_FLAMEGRAPH) --format flamegraph
+	@echo "flame graph written to $(DEMO_FLAMEGRAPH)"
 
 test: setup
 	$(PY) -m pytest -q tests
