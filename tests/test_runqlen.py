@@ -1,5 +1,6 @@
 """runqlen with three spinners pinned to CPU 0: while they all run, CPU 0
 always has at least two tasks waiting, whatever else the machine does."""
+import os
 import subprocess
 
 import pytest
@@ -27,7 +28,9 @@ def test_runqlen_sees_the_queue_of_three_pinned_spinners(workload):
     assert cpu0["total"] > 0
     assert [b for b in cpu0["buckets"] if b["length"] < 2] == []
     assert cpu0["occupancy"] == 100.0
-    assert {o.get("cpu") for o in objs if o["type"] == "runqlen"} == {0, 1}
+    # Other CPUs appear only if they ran something while sampled (an idle vCPU may not).
+    cpus = {o.get("cpu") for o in objs if o["type"] == "runqlen"}
+    assert 0 in cpus and cpus <= set(range(os.cpu_count()))
 
 
 @pytest.mark.root
