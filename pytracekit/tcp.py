@@ -1,0 +1,123 @@
+"""What the tcp tools share: loading with bpf/tcp_common.h, the endpoint
+fields of their events, state names, address text and common options."""
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, Callable
+
+import click
+
+from . import stream
+from .loader import BPF_DIR, Program
+from .net import parse_ports
+
+TCP_HEADER = "tcp_common.h"
+
+# include/net/tcp_states.h
+STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+          6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+          11: "CLOSING", 12: "NEW_SYN_RECV"}
+
+# struct tcp_endpoints, as the last member of every tcp tool's struct event
+ENDPOINT_FIELDS = (("family", "H"), ("lport", "H"), ("rport", "H"), ("ep_pad", "H"),
+                   ("laddr", "16s"), ("raddr", "16s"))
+
+
+def state_name(state: int) -> str:
+    return STATES.get(state, str(state))
+
+
+def address(family: int, raw: bytes) -> str:
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+    return socket.inet_ntop(socket.AF_INET, raw[:4])
+
+
+def ip_version(family: int) -> int:
+    return 6 if family == socket.AF_INET6 else 4
+
+
+def family_define(ipv4: bool, ipv6: bool) -> int:
+    if ipv4 and ipv6:
+        raise click.UsageError("-4 and -6 exclude each other")
+    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else 0
+
+
+def load(name: str, defines: dict[str, Any] | None = None, *,
+         buffer_pages: int = stream.DEFAULT_BUFFER_PAGES, lports: tuple[int, ...] = (),
+         rports: tuple[int, ...] = (), family: int = 0) -> Program:
+    """Compile bpf/<name>.bpf.c with the stream and tcp headers pasted in, and
+    fill the port filter maps."""
+    pages = stream.check_buffer_pages(buffer_pages)
+    replace = {f'#include "{stream.STREAM_HEADER}"': (BPF_DIR / stream.STREAM_HEADER).read_text(),
+               f'#include "{TCP_HEADER}"': (BPF_DIR / TCP_HEADER).read_text()}
+    all_defines = {**(defines or {}), "FILTER_FAMILY": family,
+                   "FILTER_LPORTS": bool(lports), "FILTER_RPORTS": bool(rports),
+                   "BUFFER_PAGES": pages, "WAKEUP_BYTES": stream.wakeup_bytes(pages * stream.PAGE_SIZE)}
+    prog = Program.from_file(name, defines=all_defines, replace=replace)
+    try:
+        for map_name, ports in (("wanted_lports", lports), ("wanted_rports", rports)):
+            table = prog[map_name]
+            for port in ports:
+                table[table.Key(port)] = table.Leaf(1)
+    except BaseException:
+        prog.close()
+        raise
+    return prog
+
+
+def ports_option(short: str, long: str, what: str) -> Callable:
+    return click.option(short, long, metavar="PORTS", default=None,
+                        callback=lambda _c, _p, v: parse_ports(v) if v else (),
+                        help=f"Comma-separated list of {what} ports to trace.")
+
+
+def family_options(f: Callable) -> Callable:
+    f = click.option("-6", "--ipv6", is_flag=True, help="Trace IPv6 only.")(f)
+    return click.option("-4", "--ipv4", is_flag=True, help="Trace IPv4 only.")(f)
+
+
+def clock_prefix(time_of_day: bool, timestamp: bool, csv: bool = False,
+                 decimals: int = 6) -> tuple[str, Callable[[int], str]]:
+    """BCC's optional leading columns: -T (HH:MM:SS) and -t (seconds since the
+    first event). Returns the header text and a function of an event's ns."""
+    first: list[int] = []
+    sep = "," if csv else " "
+
+    def prefix(ts_ns: int) -> str:
+        out = ""
+        if time_of_day:
+            out += time.strftime("%H:%M:%S") + ("," if csv else " ")
+        if timestamp:
+            if not first:
+                first.append(ts_ns)
+            seconds = (ts_ns - first[0]) / 1e9
+            out += f"{seconds:.{decimals}f}," if csv else f"{seconds:<9.{decimals}f} "
+        return out
+    head = ""
+    if time_of_day:
+        head += "TIME" + sep if csv else f"{'TIME':<8} "
+    if timestamp:
+        head += "TIME(s)" + sep if csv else f"{'TIME(s)':<9} "
+    return head, prefix
+
+
+def endpoints_obj(family: int, lport: int, rport: int, laddr: bytes, raddr: bytes) -> dict:
+    """The JSON form of struct tcp_endpoints."""
+    return {"ip": ip_version(family), "laddr": address(family, laddr), "lport": lport,
+            "raddr": address(family, raddr), "rport": rport}
+
+
+def fields(*pairs: tuple[str, str]) -> stream.Fields:
+    """A tcp tool's struct event: its own fields, then struct tcp_endpoints."""
+    return stream.fields(*pairs, *ENDPOINT_FIELDS)
+
+
+def run(events: stream.EventStream, target: Any, *, as_json: bool, header: str,
+        text: Callable[[list[tuple]], list[str]], obj: Callable[[list[tuple]], list[dict]],
+        message: str, duration: float | None) -> None:
+    """Stream events until the duration ends, the command exits or Ctrl-C."""
+    with events:
+        printer = stream.Printer(as_json, header, text, obj)
+        stream.run(events, target, printer, duration=duration, message=message)
