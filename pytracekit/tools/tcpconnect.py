@@ -61,7 +61,7 @@ def text_formatter(timestamp: bool, print_uid: bool, lport: bool):
             else:
                 line += "%-7d %-12.12s %-2d %-16s %-16s %-6d" % (pid, name, ip, saddr, daddr,
                                                                   rport)
-            out.append(line)
+            out.append(line.rstrip())
         return out
     return lines
 
