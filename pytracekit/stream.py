@@ -204,11 +204,11 @@ class RingReader:
                     with region[:good * self.stride] as ready:
                         rows = list(self._events.iter_unpack(ready))
             if good:
-                handle(rows)
                 cons += good * self.stride
                 done += good
                 self.captured += good
                 self._advance(cons)
+                handle(rows)
             if good < count:
                 skip = self._odd_record(cons)
                 if skip < 0:
