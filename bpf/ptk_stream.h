@@ -42,4 +42,10 @@ PTK_INLINE void ptk_submit(void *record, u64 size)
     events.ringbuf_submit(record, flags);
 }
 
+/* Read one field of a kernel struct through a pointer, at the offset this
+ * program was compiled with. BCC's automatic rewriting of `p->field` can use
+ * a different layout (seen here: mm_struct fields read 16 bytes off). */
+#define PTK_READ_FIELD(dst, ptr, type, field) \
+    bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)(ptr) + __builtin_offsetof(type, field))
+
 #endif /* PTK_STREAM_H */
