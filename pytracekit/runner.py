@@ -154,11 +154,12 @@ def run_until_done(target: Target, *, duration: float | None = None,
     "duration", "exited" or "interrupted".
     """
     install_signal_handlers()
-    signal_ready()
-    target.release()
-    start = time.monotonic()
-    next_tick = start + interval if interval else None
     try:
+        # Inside the try: a harness may signal the moment it hears "ready".
+        signal_ready()
+        target.release()
+        start = time.monotonic()
+        next_tick = start + interval if interval else None
         while True:
             now = time.monotonic()
             if duration is not None and now - start >= duration:

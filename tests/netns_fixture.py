@@ -165,3 +165,20 @@ def veth_pair() -> Iterator[VethPair]:
         names = [pair.ns_a, pair.ns_b]
         destroy_pair(pair)
         assert not any(namespace_exists(n) for n in names)
+
+
+def json_objects(out: str, tool: str) -> list[dict]:
+    """Parse a tool's --json output and validate every line against its schema."""
+    import json
+
+    import jsonschema
+    from conftest import ROOT
+    schema = json.loads((ROOT / "pytracekit" / "schemas" / f"{tool}.schema.json").read_text())
+    objects = [json.loads(line) for line in out.splitlines() if line.strip()]
+    for obj in objects:
+        jsonschema.validate(obj, schema)
+    return objects
+
+
+def events_of(objects: list[dict], kind: str = "event") -> list[dict]:
+    return [o for o in objects if o["type"] == kind]
