@@ -19,6 +19,7 @@ the end is counted and reported with the losses.
 from __future__ import annotations
 
 import mmap
+import re
 import select
 import struct
 import sys
@@ -29,14 +30,16 @@ from typing import Any, Callable, Iterable
 import click
 
 from .errors import PytracekitError, UsageError
-from .loader import BPF_DIR, Program
+from .loader import BPF_DIR, Program, read_source
 from .model import LossReport
 from .render.jsonl import dumps, loss_obj
 from .render.text import loss_line
 from .runner import Target, announce, run_until_done
 
 STREAM_HEADER = "ptk_stream.h"
-_STREAM_INCLUDE = f'#include "{STREAM_HEADER}"'
+# Headers pasted in, as the loader pastes pytracekit.h: BCC rewrites map
+# calls only in the main file.
+_PASTED_INCLUDE = re.compile(r'^\s*#\s*include\s+"(ptk_\w+\.h)"\s*$', re.M)
 
 DEFAULT_BUFFER_PAGES = 1024         # 4 MiB with 4 KiB pages
 PAGE_SIZE = mmap.PAGESIZE
@@ -73,12 +76,14 @@ def wakeup_bytes(buffer_bytes: int) -> int:
 
 def load(name: str, defines: dict[str, Any] | None = None,
          buffer_pages: int = DEFAULT_BUFFER_PAGES) -> Program:
-    """Compile bpf/<name>.bpf.c with the stream header and its ring buffer size."""
+    """Compile bpf/<name>.bpf.c with its ring buffer size, pasting in the
+    bpf/ptk_*.h headers it includes (ptk_stream.h at least)."""
     pages = check_buffer_pages(buffer_pages)
-    header = (BPF_DIR / STREAM_HEADER).read_text()
     all_defines = {**(defines or {}), "BUFFER_PAGES": pages,
                    "WAKEUP_BYTES": wakeup_bytes(pages * PAGE_SIZE)}
-    return Program.from_file(name, defines=all_defines, replace={_STREAM_INCLUDE: header})
+    pasted = {m.group(0): (BPF_DIR / m.group(1)).read_text()
+              for m in _PASTED_INCLUDE.finditer(read_source(name))}
+    return Program.from_file(name, defines=all_defines, replace=pasted)
 
 
 @dataclass(frozen=True)

@@ -51,27 +51,32 @@ def name_define(name: str | None) -> str:
 
 def start(*, pid: int = 0, tid: int | None = None, uid: int | None = None,
           failed: bool = False, name: str | None = None, flags: tuple[str, ...] = (),
-          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
+          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES,
+          program: str = "opensnoop") -> stream.EventStream:
+    """Also statsnoop's core: both are bpf/ptk_pathcall.h with other tracepoints."""
     mask, rdonly = flag_mask(flags)
     defines = {"FILTER_PID": pid or 0, "FILTER_TID": tid or 0,
                "FILTER_UID": -1 if uid is None else uid, "FAILED_ONLY": failed,
                "FILTER_FLAGS": mask, "FILTER_RDONLY": rdonly, "FILTER_NAME": name_define(name)}
-    return stream.EventStream(stream.load("opensnoop", defines, buffer_pages), FIELDS)
+    return stream.EventStream(stream.load(program, defines, buffer_pages), FIELDS)
 
 
-def header(timestamp: bool, print_uid: bool, tid: bool, extended: bool) -> str:
+def header(timestamp: bool, print_uid: bool, tid: bool, extended: bool,
+           pid_width: int = 6) -> str:
     parts = []
     if timestamp:
         parts.append(f"{'TIME(s)':<14}")
     if print_uid:
         parts.append(f"{'UID':<6}")
-    parts.append(f"{'TID' if tid else 'PID':<6} {'COMM':<16} {'FD':>4} {'ERR':>3} ")
+    parts.append(f"{'TID' if tid else 'PID':<{pid_width}} {'COMM':<16} {'FD':>4} {'ERR':>3} ")
     if extended:
         parts.append(f"{'FLAGS':<9}")
     return "".join(parts) + "PATH"
 
 
-def text_formatter(timestamp: bool, print_uid: bool, tid: bool, extended: bool, t0: int):
+def text_formatter(timestamp: bool, print_uid: bool, tid: bool, extended: bool, t0: int,
+                   pid_width: int = 6):
+    """BCC's opensnoop/statsnoop line: [TIME(s)] [UID] PID COMM FD ERR [FLAGS] PATH."""
     comms, paths = stream.CStrings(16), stream.CStrings()
 
     def lines(rows: list[tuple]) -> list[str]:
@@ -79,7 +84,7 @@ def text_formatter(timestamp: bool, print_uid: bool, tid: bool, extended: bool, 
         add = out.append
         for ts, pid, thread, uid, ret, flags, _mode, comm, path in rows:
             fd, err = (ret, 0) if ret >= 0 else (-1, -ret)
-            line = f"{thread if tid else pid:<6} {comms[comm]} {fd:>4} {err:>3} "
+            line = f"{thread if tid else pid:<{pid_width}} {comms[comm]} {fd:>4} {err:>3} "
             if extended:
                 line += f"{flags:08o}  "
             if print_uid:
@@ -91,12 +96,12 @@ def text_formatter(timestamp: bool, print_uid: bool, tid: bool, extended: bool, 
     return lines
 
 
-def json_formatter(t0: int):
+def json_formatter(t0: int, result: str = "fd"):
     comms, paths = stream.CStrings(), stream.CStrings()
 
     def objects(rows: list[tuple]) -> list[dict]:
         return [{"time_s": round((ts - t0) / 1e9, 9), "pid": pid, "tid": tid, "uid": uid,
-                 "comm": comms[comm], "fd": ret if ret >= 0 else -1,
+                 "comm": comms[comm], result: ret if ret >= 0 else -1,
                  "err": -ret if ret < 0 else 0, "flags": flags, "path": paths[path]}
                 for ts, pid, tid, uid, ret, flags, _mode, comm, path in rows]
     return objects
