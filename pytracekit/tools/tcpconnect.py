@@ -35,10 +35,10 @@ def header(timestamp: bool, print_uid: bool, lport: bool) -> str:
     head = f"{'TIME(s)':<9}" if timestamp else ""
     head += f"{'UID':<6}" if print_uid else ""
     if lport:
-        return head + "%-7s %-12s %-2s %-16s %-6s %-16s %-6s" % (
+        return head + "%-7s %-12s %-2s %-16s %-6s %-16s %s" % (
             "PID", "COMM", "IP", "SADDR", "LPORT", "DADDR", "DPORT")
-    return head + "%-7s %-12s %-2s %-16s %-16s %-6s" % ("PID", "COMM", "IP", "SADDR", "DADDR",
-                                                          "DPORT")
+    return head + "%-7s %-12s %-2s %-16s %-16s %s" % ("PID", "COMM", "IP", "SADDR", "DADDR",
+                                                        "DPORT")
 
 
 def text_formatter(timestamp: bool, print_uid: bool, lport: bool):
@@ -93,9 +93,9 @@ def print_counts(prog, as_json: bool) -> None:
                                     "rport": rport, "count": n}))
         click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
     else:
-        click.echo("\n%-25s %-25s %-20s %-10s" % ("LADDR", "RADDR", "RPORT", "CONNECTS"))
+        click.echo("\n%-25s %-25s %-20s %s" % ("LADDR", "RADDR", "RPORT", "CONNECTS"))
         for _ip, laddr, raddr, rport, n in rows:
-            click.echo("%-25s %-25s %-20s %-10d" % (laddr, raddr, rport, n))
+            click.echo("%-25s %-25s %-20s %d" % (laddr, raddr, rport, n))
         if loss_line(loss):
             click.echo(loss_line(loss), err=True)
 

@@ -44,7 +44,7 @@ def start(*, loss_probes: bool = False, count: bool = False, family: int = 0,
 
 def header(sequence: bool) -> str:
     head = ROW % ("TIME", "PID", "IP", "LADDR:LPORT", "T", "RADDR:RPORT")
-    return head + (" %-12s %-10s" % ("STATE", "SEQ") if sequence else " %-4s" % "STATE")
+    return head + (" %-12s %s" % ("STATE", "SEQ") if sequence else " STATE")
 
 
 def text_formatter(sequence: bool):
