@@ -8,9 +8,12 @@ from typing import Any, Callable
 
 import click
 
-from . import stream
+from . import options, stream
 from .loader import BPF_DIR, Program
 from .net import parse_ports
+from .render import jsonl
+from .render.text import loss_line
+from .runner import announce, run_until_done
 
 TCP_HEADER = "tcp_common.h"
 
@@ -78,6 +81,16 @@ def family_options(f: Callable) -> Callable:
     return click.option("-4", "--ipv4", is_flag=True, help="Trace IPv4 only.")(f)
 
 
+def tool_options(f: Callable) -> Callable:
+    """The options every tcp tool ends with: -4/-6, -d, -b, --json, the
+    standard ones and `-- COMMAND`."""
+    for decorate in reversed([family_options, options.duration_option("-d"),
+                              stream.buffer_option("-b"), options.json_option(),
+                              options.standard, options.command_argument]):
+        f = decorate(f)
+    return f
+
+
 def clock_prefix(time_of_day: bool, timestamp: bool, csv: bool = False,
                  decimals: int = 6) -> tuple[str, Callable[[int], str]]:
     """BCC's optional leading columns: -T (HH:MM:SS) and -t (seconds since the
@@ -121,3 +134,30 @@ def run(events: stream.EventStream, target: Any, *, as_json: bool, header: str,
     with events:
         printer = stream.Printer(as_json, header, text, obj)
         stream.run(events, target, printer, duration=duration, message=message)
+
+
+def run_counting(events: stream.EventStream, target: Any, *, duration: float | None,
+                 message: str, report: Callable[[], None]) -> None:
+    """-c: the kernel counts until the duration ends, the command exits or
+    Ctrl-C; then `report()` prints the table once."""
+    with events:
+        events.prog.ready()
+        announce(message)
+        run_until_done(target, duration=duration)
+        report()
+
+
+def print_counts(prog: Program, as_json: bool, objects: list[dict], header: str,
+                 lines: list[str]) -> None:
+    """A -c table (BCC's layout) or its JSON lines, then the losses."""
+    loss = prog.loss()
+    if as_json:
+        for obj in objects:
+            click.echo(jsonl.dumps({"type": "count", **obj}))
+        click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
+        return
+    click.echo("\n" + header)
+    for line in lines:
+        click.echo(line)
+    if loss_line(loss):
+        click.echo(loss_line(loss), err=True)

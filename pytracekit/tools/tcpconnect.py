@@ -11,9 +11,7 @@ import time
 import click
 
 from .. import options, stream, tcp
-from ..render import jsonl
-from ..render.text import loss_line
-from ..runner import Target, announce, run_until_done
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -86,18 +84,12 @@ def read_counts(prog) -> list[tuple[int, str, str, int, int]]:
 
 def print_counts(prog, as_json: bool) -> None:
     rows = read_counts(prog)
-    loss = prog.loss()
-    if as_json:
-        for ip, laddr, raddr, rport, n in rows:
-            click.echo(jsonl.dumps({"type": "count", "ip": ip, "laddr": laddr, "raddr": raddr,
-                                    "rport": rport, "count": n}))
-        click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-    else:
-        click.echo("\n%-25s %-25s %-20s %s" % ("LADDR", "RADDR", "RPORT", "CONNECTS"))
-        for _ip, laddr, raddr, rport, n in rows:
-            click.echo("%-25s %-25s %-20s %d" % (laddr, raddr, rport, n))
-        if loss_line(loss):
-            click.echo(loss_line(loss), err=True)
+    tcp.print_counts(
+        prog, as_json,
+        [{"ip": ip, "laddr": laddr, "raddr": raddr, "rport": rport, "count": n}
+         for ip, laddr, raddr, rport, n in rows],
+        "%-25s %-25s %-20s %s" % ("LADDR", "RADDR", "RPORT", "CONNECTS"),
+        ["%-25s %-25s %-20s %d" % (laddr, raddr, rport, n) for _ip, laddr, raddr, rport, n in rows])
 
 
 @click.command("tcpconnect", context_settings={**options.TOOL_CONTEXT,
@@ -105,17 +97,12 @@ def print_counts(prog, as_json: bool) -> None:
 @options.timestamp_option("-t")
 @options.pid_option("-p")
 @tcp.ports_option("-P", "--port", "destination")
-@tcp.family_options
 @click.option("-L", "--lport", is_flag=True, help="Include the LPORT column.")
 @click.option("-U", "--print-uid", is_flag=True, help="Include the UID column.")
 @click.option("-u", "--uid", type=int, default=None, help="Trace this UID only.")
 @click.option("-c", "--count", is_flag=True, help="Count connects per flow; print at the end.")
-@options.duration_option("-d")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
-def command(timestamp, pid, port, ipv4, ipv6, lport, print_uid, uid, count, duration,
+@tcp.tool_options
+def command(timestamp, pid, port, lport, print_uid, uid, count, ipv4, ipv6, duration,
             buffer_pages, as_json, command):
     """Trace TCP connect()s: PID COMM IP SADDR DADDR DPORT, one line each."""
     family = tcp.family_define(ipv4, ipv6)
@@ -124,11 +111,9 @@ def command(timestamp, pid, port, ipv4, ipv6, lport, print_uid, uid, count, dura
         events = start(pid=target.pid, uid=uid, ports=port, family=family, count=count,
                        buffer_pages=buffer_pages)
         if count:
-            with events:
-                events.prog.ready()
-                announce("Tracing connect ... Hit Ctrl-C to end")
-                run_until_done(target, duration=duration)
-                print_counts(events.prog, as_json)
+            tcp.run_counting(events, target, duration=duration,
+                             message="Tracing connect ... Hit Ctrl-C to end",
+                             report=lambda: print_counts(events.prog, as_json))
             return
         tcp.run(events, target, as_json=as_json, header=header(timestamp, print_uid, lport),
                 text=text_formatter(timestamp, print_uid, lport),

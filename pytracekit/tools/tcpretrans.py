@@ -12,9 +12,7 @@ import click
 
 from .. import options, stream, tcp
 from ..errors import NotSupportedError
-from ..render import jsonl
-from ..render.text import loss_line
-from ..runner import Target, announce, run_until_done
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -83,18 +81,13 @@ def read_counts(prog) -> list[tuple[int, str, int, str, int, int]]:
 
 def print_counts(prog, as_json: bool) -> None:
     rows = read_counts(prog)
-    loss = prog.loss()
-    if as_json:
-        for ip, laddr, lport, raddr, rport, n in rows:
-            click.echo(jsonl.dumps({"type": "count", "ip": ip, "laddr": laddr, "lport": lport,
-                                    "raddr": raddr, "rport": rport, "count": n}))
-        click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-        return
-    click.echo("\n%-25s %-25s %-10s" % ("LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"))
-    for _ip, laddr, lport, raddr, rport, n in rows:
-        click.echo("%-20s <-> %-20s %10d" % (f"[{laddr}]#{lport}", f"[{raddr}]#{rport}", n))
-    if loss_line(loss):
-        click.echo(loss_line(loss), err=True)
+    tcp.print_counts(
+        prog, as_json,
+        [{"ip": ip, "laddr": laddr, "lport": lport, "raddr": raddr, "rport": rport, "count": n}
+         for ip, laddr, lport, raddr, rport, n in rows],
+        "%-25s %-25s %-10s" % ("LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"),
+        ["%-20s <-> %-20s %10d" % (f"[{laddr}]#{lport}", f"[{raddr}]#{rport}", n)
+         for _ip, laddr, lport, raddr, rport, n in rows])
 
 
 @click.command("tcpretrans", context_settings={**options.TOOL_CONTEXT,
@@ -103,12 +96,7 @@ def print_counts(prog, as_json: bool) -> None:
 @click.option("-l", "--lossprobe", is_flag=True,
               help="Include tail loss probe attempts (needs kprobes).")
 @click.option("-c", "--count", is_flag=True, help="Count retransmits per flow; print at the end.")
-@tcp.family_options
-@options.duration_option("-d")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@tcp.tool_options
 def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, as_json, command):
     """Trace TCP retransmits: TIME PID IP LADDR:LPORT T> RADDR:RPORT STATE."""
     family = tcp.family_define(ipv4, ipv6)
@@ -117,11 +105,9 @@ def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, as_j
         events = start(loss_probes=lossprobe, count=count, family=family,
                        buffer_pages=buffer_pages)
         if count:
-            with events:
-                events.prog.ready()
-                announce("Tracing retransmits ... Hit Ctrl-C to end")
-                run_until_done(target, duration=duration)
-                print_counts(events.prog, as_json)
+            tcp.run_counting(events, target, duration=duration,
+                             message="Tracing retransmits ... Hit Ctrl-C to end",
+                             report=lambda: print_counts(events.prog, as_json))
             return
         tcp.run(events, target, as_json=as_json, header=header(sequence),
                 text=text_formatter(sequence), obj=json_formatter(time.monotonic_ns()),

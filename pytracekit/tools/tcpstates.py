@@ -74,12 +74,7 @@ def json_formatter(t0: int):
 @click.option("-s", "--csv", is_flag=True, help="Comma-separated values.")
 @tcp.ports_option("-L", "--localport", "local")
 @tcp.ports_option("-D", "--remoteport", "remote")
-@tcp.family_options
-@options.duration_option("-d")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@tcp.tool_options
 def command(time_of_day, timestamp, wide, csv, localport, remoteport, ipv4, ipv6, duration,
             buffer_pages, as_json, command):
     """Trace TCP state changes: SKADDR C-PID C-COMM LADDR LPORT RADDR RPORT OLD -> NEW MS."""
