@@ -74,16 +74,19 @@ def wakeup_bytes(buffer_bytes: int) -> int:
     return max(PAGE_SIZE, min(buffer_bytes // 8, 64 * 1024))
 
 
-def load(name: str, defines: dict[str, Any] | None = None,
-         buffer_pages: int = DEFAULT_BUFFER_PAGES) -> Program:
-    """Compile bpf/<name>.bpf.c with its ring buffer size, pasting in the
-    bpf/ptk_*.h headers it includes (ptk_stream.h at least)."""
-    pages = check_buffer_pages(buffer_pages)
-    all_defines = {**(defines or {}), "BUFFER_PAGES": pages,
-                   "WAKEUP_BYTES": wakeup_bytes(pages * PAGE_SIZE)}
+def program(name: str, defines: dict[str, Any] | None = None) -> Program:
+    """Compile bpf/<name>.bpf.c, pasting in the bpf/ptk_*.h headers it includes."""
     pasted = {m.group(0): (BPF_DIR / m.group(1)).read_text()
               for m in _PASTED_INCLUDE.finditer(read_source(name))}
-    return Program.from_file(name, defines=all_defines, replace=pasted)
+    return Program.from_file(name, defines=defines, replace=pasted)
+
+
+def load(name: str, defines: dict[str, Any] | None = None,
+         buffer_pages: int = DEFAULT_BUFFER_PAGES) -> Program:
+    """Compile a streaming tool's program with its ring buffer size."""
+    pages = check_buffer_pages(buffer_pages)
+    return program(name, {**(defines or {}), "BUFFER_PAGES": pages,
+                          "WAKEUP_BYTES": wakeup_bytes(pages * PAGE_SIZE)})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,51 @@
+"""bitesize: block I/O size histograms (Kbytes) per process name, BCC layout."""
+from __future__ import annotations
+
+import click
+
+from .. import block, options, summary
+from ..model import Histogram
+from ..runner import Target
+from ..stream import cstr
+
+DRY_RUN_ARGS: list[str] = []
+
+
+def start(*, disk: str | None = None):
+    from ..stream import program
+    return program("bitesize", {"FILTER_DEV": block.disk_dev(disk) if disk else 0})
+
+
+def read(prog) -> dict[str, Histogram]:
+    out: dict[str, Histogram] = {}
+    for key, value in prog["hist"].items():
+        name = cstr(key.comm)
+        hist = out.setdefault(name, Histogram(unit="Kbytes", label=name))
+        hist.buckets[key.slot] = hist.buckets.get(key.slot, 0) + value.value
+    return dict(sorted(out.items()))
+
+
+@click.command("bitesize", context_settings={**options.TOOL_CONTEXT,
+                                             "ignore_unknown_options": True})
+@click.option("-d", "--disk", default=None, help="Trace this disk only (e.g. vda).")
+@options.interval_option()
+@summary.count_option()
+@options.duration_option()
+@options.json_option()
+@options.standard
+@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
+def command(disk, interval, count, duration, as_json, words):
+    """Summarize block I/O sizes per process name as histograms."""
+    interval, count, cmd = summary.interval_and_count(words, interval, count)
+    target = Target.from_options(None, cmd)
+    try:
+        with start(disk=disk) as prog:
+            def report() -> None:
+                summary.print_histograms(read(prog), section="Process Name", value_name="Kbytes",
+                                         as_json=as_json, timestamp=False)
+
+            summary.run(prog, target, report, interval=interval, count=count, duration=duration,
+                        clear=("hist",), message="Tracing block I/O... Hit Ctrl-C to end.")
+            summary.report_loss(prog.loss(), as_json)
+    finally:
+        target.finish()
