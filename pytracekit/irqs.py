@@ -1,0 +1,136 @@
+"""hardirqs and softirqs: one implementation, two tracepoint pairs.
+
+Totals (BCC's default, `NAME TOTAL_usecs`), event counts (-C) or one log2
+histogram per handler/vector (-d), aggregated in the kernel.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import click
+
+from . import options, summary
+from .loader import Program
+from .model import Histogram
+from .render.jsonl import dumps
+from .runner import Target
+from .stream import cstr, program
+
+SOFTIRQ_NAMES = ("hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched",
+                 "hrtimer", "rcu")
+
+
+@dataclass(frozen=True)
+class Kind:
+    tool: str                       # hardirqs | softirqs
+    column: str                     # HARDIRQ | SOFTIRQ
+    width: int                      # BCC's name column width
+    name_of: Callable[[object], str]
+    count_flag: str                 # BCC's long name for -C
+    what: str                       # for the help text
+
+
+def _hardirq_name(key) -> str:
+    return cstr(key.name)
+
+
+def _softirq_name(key) -> str:
+    vec = key.label
+    return SOFTIRQ_NAMES[vec] if vec < len(SOFTIRQ_NAMES) else f"vec{vec}"
+
+
+HARDIRQS = Kind("hardirqs", "HARDIRQ", 26, _hardirq_name, "--count", "hard interrupt handler")
+SOFTIRQS = Kind("softirqs", "SOFTIRQ", 16, _softirq_name, "--events", "soft interrupt vector")
+
+
+def start(kind: Kind, *, dist: bool = False, count: bool = False, cpu: int | None = None,
+          nanoseconds: bool = False) -> Program:
+    return program(kind.tool, {"DIST": dist, "COUNT_ONLY": count,
+                               "PTK_CPU": -1 if cpu is None else cpu,
+                               "UNIT_NS": 1 if nanoseconds else 1000})
+
+
+def read_totals(kind: Kind, prog: Program) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for key, value in prog["stats"].items():
+        name = kind.name_of(key)
+        totals[name] = totals.get(name, 0) + value.value
+    return totals
+
+
+def read_histograms(kind: Kind, prog: Program, unit: str) -> dict[str, Histogram]:
+    out: dict[str, Histogram] = {}
+    for key, value in prog["stats"].items():
+        name = kind.name_of(key)
+        hist = out.setdefault(name, Histogram(unit=unit, label=name))
+        hist.buckets[key.slot] = hist.buckets.get(key.slot, 0) + value.value
+    return dict(sorted(out.items()))
+
+
+def print_totals(kind: Kind, totals: dict[str, int], unit: str, factor: int, as_json: bool,
+                 timestamp: bool) -> None:
+    now = time.strftime("%H:%M:%S")
+    rows = sorted(totals.items(), key=lambda kv: (kv[1], kv[0]))     # BCC: ascending
+    out = sys.stdout
+    if as_json:
+        for name, value in rows:
+            out.write(dumps({"type": "total", "name": name, "value": value // factor,
+                             "unit": unit, "time": now}) + "\n")
+    else:
+        if timestamp:
+            out.write(f"{now:<8}\n")
+        out.write(f"{kind.column:<{kind.width}} {'TOTAL_' + unit:>11}\n")
+        for name, value in rows:
+            out.write(f"{name:<{kind.width}} {value // factor:>11}\n")
+    out.flush()
+
+
+def make_command(kind: Kind) -> click.Command:
+    @click.command(kind.tool, context_settings={**options.TOOL_CONTEXT,
+                                                "ignore_unknown_options": True})
+    @click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output.")
+    @click.option("-N", "--nanoseconds", is_flag=True, help="Output in nanoseconds.")
+    @click.option("-C", kind.count_flag, "count_only", is_flag=True,
+                  help="Show event counts instead of timing.")
+    @click.option("-d", "--dist", is_flag=True, help="Show distributions as histograms.")
+    @click.option("-c", "--cpu", type=int, default=None, help="Trace this CPU only.")
+    @options.interval_option()
+    @options.duration_option()
+    @options.json_option()
+    @options.standard
+    @click.argument("words", nargs=-1, type=click.UNPROCESSED,
+                    metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
+    def command(timestamp, nanoseconds, count_only, dist, cpu, interval, duration, as_json,
+                words):
+        interval, outputs, cmd = summary.interval_and_count(words, interval, None)
+        if count_only and dist:
+            from .errors import UsageError
+            raise UsageError("-C (counts) and -d (distributions) cannot be combined")
+        unit = "count" if count_only else "nsecs" if nanoseconds else "usecs"
+        factor = 1 if count_only or nanoseconds else 1000
+        target = Target.from_options(None, cmd)
+        try:
+            with start(kind, dist=dist, count=count_only, cpu=cpu,
+                       nanoseconds=nanoseconds) as prog:
+                def report() -> None:
+                    if dist:
+                        summary.print_histograms(read_histograms(kind, prog, unit),
+                                                 section=kind.tool[:-1], value_name=unit,
+                                                 as_json=as_json, timestamp=timestamp)
+                    else:
+                        print_totals(kind, read_totals(kind, prog), unit, factor, as_json,
+                                     timestamp)
+
+                summary.run(prog, target, report, interval=interval, count=outputs,
+                            duration=duration, clear=("stats",),
+                            message=f"Tracing {kind.what} time... Hit Ctrl-C to end.")
+                summary.report_loss(prog.loss(), as_json)
+        finally:
+            target.finish()
+
+    command.help = (f"Summarize time spent in each {kind.what} (totals, -C counts or "
+                    "-d histograms).")
+    return command
