@@ -8,8 +8,10 @@ program only while it is still ours.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +69,8 @@ class NetAttacher:
                 if self.netns not in nsmod.listnetns():
                     raise NotFoundError(f"no network namespace {self.netns!r} "
                                         f"(`ip netns list` shows them)")
-                self._ipr = IPRoute(netns=self.netns)
+                with _default_signals():
+                    self._ipr = IPRoute(netns=self.netns)
             else:
                 self._ipr = IPRoute()
         return self._ipr
@@ -161,6 +164,23 @@ class NetAttacher:
                 flags = added.xdp_flags & ~XDP_FLAGS_UPDATE_IF_NOEXIST
                 ip.link("set", index=added.iface.index,
                         xdp={"attrs": [("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", flags)]})
+
+
+@contextlib.contextmanager
+def _default_signals():
+    """pyroute2 forks a helper to open a socket inside a namespace and ends it
+    with SIGTERM. A fork inherits Python's handlers, and ours (runner's Stop)
+    would make the helper unwind through the tool's own cleanup: the helper
+    must simply die. Nothing is attached yet while this runs."""
+    signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    saved = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _netlink(do, what: str) -> None:

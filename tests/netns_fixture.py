@@ -19,6 +19,10 @@ from typing import Iterator
 import pytest
 
 ADDR_A, ADDR_B, PREFIX = "10.200.0.1", "10.200.0.2", 30
+# Unique local IPv6 (fd00::/8), added without duplicate address detection so
+# they are usable at once.
+ADDR6_A, ADDR6_B, PREFIX6 = "fd00:200::1", "fd00:200::2", 64
+IFA_F_NODAD = 0x02
 
 
 @dataclass
@@ -29,6 +33,8 @@ class VethPair:
     if_b: str
     addr_a: str = ADDR_A
     addr_b: str = ADDR_B
+    addr6_a: str = ADDR6_A
+    addr6_b: str = ADDR6_B
     created: list[str] = field(default_factory=list)
 
     @contextmanager
@@ -40,29 +46,35 @@ class VethPair:
         finally:
             netns.popns()
 
-    def socket(self, ns: str, kind: int = socket.SOCK_DGRAM) -> socket.socket:
+    def open_socket(self, ns: str, kind: int = socket.SOCK_DGRAM,
+               family: int = socket.AF_INET) -> socket.socket:
         with self.inside(ns):
-            return socket.socket(socket.AF_INET, kind)
+            return socket.socket(family, kind)
 
-    def send_udp(self, count: int, port: int, size: int = 64) -> int:
+    def server_address(self, family: int) -> str:
+        return self.addr6_b if family == socket.AF_INET6 else self.addr_b
+
+    def send_udp(self, count: int, port: int, size: int = 64,
+                 family: int = socket.AF_INET) -> int:
         """`count` datagrams of `size` bytes A -> B:port; returns how many B received."""
-        receiver = self.socket(self.ns_b)
-        sender = self.socket(self.ns_a)
+        receiver = self.open_socket(self.ns_b, family=family)
+        sender = self.open_socket(self.ns_a, family=family)
         with receiver, sender:
-            receiver.bind((self.addr_b, port))
+            receiver.bind((self.server_address(family), port))
             receiver.settimeout(5)
             for i in range(count):
-                sender.sendto(bytes([i % 256]) * size, (self.addr_b, port))
+                sender.sendto(bytes([i % 256]) * size, (self.server_address(family), port))
             return sum(1 for _ in range(count) if receiver.recv(65536))
 
     def tcp_connections(self, count: int, port: int, request: bytes = b"ping" * 25,
-                        reply: bytes = b"pong" * 250) -> list[int]:
+                        reply: bytes = b"pong" * 250, family: int = socket.AF_INET) -> list[int]:
         """`count` TCP connections A -> B:port, one after another. Each sends
         `request`, reads `reply`, and the client closes first. Returns the
         client ports, once every socket on both sides is closed."""
-        listener = self.socket(self.ns_b, socket.SOCK_STREAM)
+        address = self.server_address(family)
+        listener = self.open_socket(self.ns_b, socket.SOCK_STREAM, family)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.addr_b, port))
+        listener.bind((address, port))
         listener.listen(count)
         served = threading.Event()
 
@@ -83,9 +95,9 @@ class VethPair:
         ports = []
         try:
             for _ in range(count):
-                client = self.socket(self.ns_a, socket.SOCK_STREAM)
+                client = self.open_socket(self.ns_a, socket.SOCK_STREAM, family)
                 with client:
-                    client.connect((self.addr_b, port))
+                    client.connect((address, port))
                     ports.append(client.getsockname()[1])
                     client.sendall(request)
                     got = 0
@@ -98,11 +110,12 @@ class VethPair:
         return ports
 
 
-def _configure(ns: str, ifname: str, address: str) -> None:
+def _configure(ns: str, ifname: str, address: str, address6: str) -> None:
     from pyroute2 import NetNS
     with NetNS(ns) as ipr:
         index = ipr.link_lookup(ifname=ifname)[0]
         ipr.addr("add", index=index, address=address, prefixlen=PREFIX)
+        ipr.addr("add", index=index, address=address6, prefixlen=PREFIX6, flags=IFA_F_NODAD)
         ipr.link("set", index=index, state="up")
         ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
 
@@ -120,8 +133,8 @@ def create_pair(tag: str) -> VethPair:
             ipr.link("add", ifname=pair.if_a, kind="veth",
                      peer={"ifname": pair.if_b, "net_ns_fd": pair.ns_b})
             ipr.link("set", index=ipr.link_lookup(ifname=pair.if_a)[0], net_ns_fd=pair.ns_a)
-        _configure(pair.ns_a, pair.if_a, pair.addr_a)
-        _configure(pair.ns_b, pair.if_b, pair.addr_b)
+        _configure(pair.ns_a, pair.if_a, pair.addr_a, pair.addr6_a)
+        _configure(pair.ns_b, pair.if_b, pair.addr_b, pair.addr6_b)
     except BaseException:
         destroy_pair(pair)
         raise

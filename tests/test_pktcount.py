@@ -160,3 +160,16 @@ def test_port_lists():
     for bad in ("0", "65536", "http", "80,,81"):
         with pytest.raises(UsageError):
             parse_ports(bad)
+
+
+@pytest.mark.root
+def test_ipv6_datagrams(veth_pair):
+    import socket
+    port = 9806
+    with Tool("pktcount", "-i", veth_pair.if_b, "--netns", veth_pair.ns_b, "-P", str(port),
+              "--direction", "ingress", "--json") as tool:
+        assert veth_pair.send_udp(P, port, SIZE, family=socket.AF_INET6) == P
+        out, err = tool.stop()
+    rows = events_of(json_objects(out, "pktcount"), "packets")
+    assert [(r["protocol"], r["direction"], r["packets"], r["bytes"]) for r in rows] == \
+        [("ipv6/udp", "ingress", P, P * (SIZE + 8 + 40 + 14))], err

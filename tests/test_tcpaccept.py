@@ -65,3 +65,16 @@ def test_not_root_is_one_clear_line():
                              capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert res.stderr.strip().startswith("pytracekit tcpaccept: error: pytracekit needs root")
+
+
+@pytest.mark.root
+def test_ipv6_accepts(veth_pair):
+    import socket
+    port = 9504
+    with Tool("tcpaccept", "-6", "--json") as tool:
+        client_ports = veth_pair.tcp_connections(2, port, family=socket.AF_INET6)
+        out, err = tool.stop()
+    events = [e for e in events_of(json_objects(out, "tcpaccept")) if e["lport"] == port]
+    assert sorted(e["rport"] for e in events) == sorted(client_ports), err
+    assert {(e["ip"], e["laddr"], e["raddr"]) for e in events} == \
+        {(6, veth_pair.addr6_b, veth_pair.addr6_a)}

@@ -79,3 +79,19 @@ def test_bad_pid_and_bad_port_are_one_line_errors():
     res = pytracekit("tcpconnect", "-P", "80,http")
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "bad port 'http'" in res.stderr
+
+
+@pytest.mark.root
+def test_ipv6_connections_and_the_family_filter(veth_pair):
+    import socket
+    port = 9305
+    with Tool("tcpconnect", "-6", "-P", str(port), "--json") as v6, \
+            Tool("tcpconnect", "-4", "-P", str(port), "--json") as v4:
+        client_ports = veth_pair.tcp_connections(3, port, family=socket.AF_INET6)
+        out6, err = v6.stop()
+        out4, _ = v4.stop()
+    events = events_of(json_objects(out6, "tcpconnect"))
+    assert sorted(e["lport"] for e in events) == sorted(client_ports), err
+    assert {(e["ip"], e["laddr"], e["raddr"]) for e in events} == \
+        {(6, veth_pair.addr6_a, veth_pair.addr6_b)}
+    assert events_of(json_objects(out4, "tcpconnect")) == []

@@ -65,3 +65,17 @@ def test_pid_filter_keeps_only_that_process(veth_pair):
 def test_family_flags_exclude_each_other():
     res = pytracekit("tcplife", "-4", "-6", "--ebpf")
     assert res.returncode == 2 and "-4 and -6 exclude each other" in res.stderr
+
+
+@pytest.mark.root
+def test_ipv6_sessions(veth_pair):
+    import socket
+    port = 9404
+    with Tool("tcplife", "-6", "-D", str(port), "--json") as tool:
+        client_ports = veth_pair.tcp_connections(2, port, REQUEST, REPLY, family=socket.AF_INET6)
+        out, err = tool.stop()
+    events = events_of(json_objects(out, "tcplife"))
+    assert sorted(e["lport"] for e in events) == sorted(client_ports), err
+    for e in events:
+        assert (e["ip"], e["laddr"], e["raddr"], e["tx_bytes"], e["rx_bytes"]) == \
+            (6, veth_pair.addr6_a, veth_pair.addr6_b, len(REQUEST) + 2, len(REPLY) + 1)
