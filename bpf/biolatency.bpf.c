@@ -3,6 +3,7 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_block.h"
+#include "ptk_hist.h"
 
 #ifndef PER_DISK
 #define PER_DISK 0
@@ -13,18 +14,6 @@
 #ifndef UNIT_NS                 /* 1000: microseconds, 1000000: milliseconds */
 #define UNIT_NS 1000
 #endif
-
-BPF_HASH(hist, struct ptk_hist_key, u64, 4096);
-
-TRACEPOINT_PROBE(block, block_rq_insert)
-{
-    return QUEUED ? block_note(args->dev, args->sector, BLOCK_INSERT, 0) : 0;
-}
-
-TRACEPOINT_PROBE(block, block_rq_issue)
-{
-    return block_note(args->dev, args->sector, BLOCK_ISSUE, args->bytes);
-}
 
 TRACEPOINT_PROBE(block, block_rq_complete)
 {
@@ -37,10 +26,6 @@ TRACEPOINT_PROBE(block, block_rq_complete)
         key.label = args->dev;
     if (PER_FLAGS)
         bpf_probe_read_kernel(&key.label, sizeof(key.label), args->rwbs);
-    u64 zero = 0, *count = hist.lookup_or_try_init(&key, &zero);
-    if (count)
-        __sync_fetch_and_add(count, 1);
-    else
-        ptk_count_loss(PTK_MAP_FULL);
+    ptk_hist_add(&key, 1);
     return 0;
 }

@@ -23,16 +23,6 @@ TRACEPOINT_PROBE(block, block_io_start)
     return block_note(args->dev, args->sector, BLOCK_START, 0);
 }
 
-TRACEPOINT_PROBE(block, block_rq_insert)
-{
-    return block_note(args->dev, args->sector, BLOCK_INSERT, 0);
-}
-
-TRACEPOINT_PROBE(block, block_rq_issue)
-{
-    return block_note(args->dev, args->sector, BLOCK_ISSUE, args->bytes);
-}
-
 TRACEPOINT_PROBE(block, block_rq_complete)
 {
     struct rq_start start;

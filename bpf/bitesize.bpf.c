@@ -13,7 +13,8 @@ struct size_key {
     u32 pad;
 };
 
-BPF_HASH(hist, struct size_key, u64, 4096);
+#define HIST_KEY struct size_key
+#include "ptk_hist.h"
 
 TRACEPOINT_PROBE(block, block_rq_issue)
 {
@@ -21,10 +22,6 @@ TRACEPOINT_PROBE(block, block_rq_issue)
         return 0;
     struct size_key key = { .slot = ptk_log2_slot(args->bytes / 1024) };
     bpf_probe_read_kernel(&key.comm, sizeof(key.comm), args->comm);
-    u64 zero = 0, *count = hist.lookup_or_try_init(&key, &zero);
-    if (count)
-        __sync_fetch_and_add(count, 1);
-    else
-        ptk_count_loss(PTK_MAP_FULL);
+    ptk_hist_add(&key, 1);
     return 0;
 }

@@ -79,4 +79,15 @@ PTK_INLINE u64 block_latency_start(struct rq_start *start)
     return QUEUED && start->queued ? start->queued : start->issued;
 }
 
+/* Both tools note insertion (for QUEUED) and issue the same way. */
+TRACEPOINT_PROBE(block, block_rq_insert)
+{
+    return QUEUED ? block_note(args->dev, args->sector, BLOCK_INSERT, 0) : 0;
+}
+
+TRACEPOINT_PROBE(block, block_rq_issue)
+{
+    return block_note(args->dev, args->sector, BLOCK_ISSUE, args->bytes);
+}
+
 #endif /* PTK_BLOCK_H */

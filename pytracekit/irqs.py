@@ -16,7 +16,6 @@ from . import options, summary
 from .loader import Program
 from .model import Histogram
 from .render.jsonl import dumps
-from .runner import Target
 from .stream import cstr, program
 
 SOFTIRQ_NAMES = ("hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched",
@@ -38,7 +37,7 @@ def _hardirq_name(key) -> str:
 
 
 def _softirq_name(key) -> str:
-    vec = key.label
+    vec = key.vec
     return SOFTIRQ_NAMES[vec] if vec < len(SOFTIRQ_NAMES) else f"vec{vec}"
 
 
@@ -55,7 +54,7 @@ def start(kind: Kind, *, dist: bool = False, count: bool = False, cpu: int | Non
 
 def read_totals(kind: Kind, prog: Program) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for key, value in prog["stats"].items():
+    for key, value in prog["hist"].items():
         name = kind.name_of(key)
         totals[name] = totals.get(name, 0) + value.value
     return totals
@@ -63,7 +62,7 @@ def read_totals(kind: Kind, prog: Program) -> dict[str, int]:
 
 def read_histograms(kind: Kind, prog: Program, unit: str) -> dict[str, Histogram]:
     out: dict[str, Histogram] = {}
-    for key, value in prog["stats"].items():
+    for key, value in prog["hist"].items():
         name = kind.name_of(key)
         hist = out.setdefault(name, Histogram(unit=unit, label=name))
         hist.buckets[key.slot] = hist.buckets.get(key.slot, 0) + value.value
@@ -105,31 +104,25 @@ def make_command(kind: Kind) -> click.Command:
                     metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
     def command(timestamp, nanoseconds, count_only, dist, cpu, interval, duration, as_json,
                 words):
-        interval, outputs, cmd = summary.interval_and_count(words, interval, None)
         if count_only and dist:
             from .errors import UsageError
             raise UsageError("-C (counts) and -d (distributions) cannot be combined")
         unit = "count" if count_only else "nsecs" if nanoseconds else "usecs"
         factor = 1 if count_only or nanoseconds else 1000
-        target = Target.from_options(None, cmd)
-        try:
-            with start(kind, dist=dist, count=count_only, cpu=cpu,
-                       nanoseconds=nanoseconds) as prog:
-                def report() -> None:
-                    if dist:
-                        summary.print_histograms(read_histograms(kind, prog, unit),
-                                                 section=kind.tool[:-1], value_name=unit,
-                                                 as_json=as_json, timestamp=timestamp)
-                    else:
-                        print_totals(kind, read_totals(kind, prog), unit, factor, as_json,
-                                     timestamp)
 
-                summary.run(prog, target, report, interval=interval, count=outputs,
-                            duration=duration, clear=("stats",),
-                            message=f"Tracing {kind.what} time... Hit Ctrl-C to end.")
-                summary.report_loss(prog.loss(), as_json)
-        finally:
-            target.finish()
+        def report(prog: Program) -> None:
+            if dist:
+                summary.print_histograms(read_histograms(kind, prog, unit),
+                                         section=kind.tool[:-1], value_name=unit,
+                                         as_json=as_json, timestamp=timestamp)
+            else:
+                print_totals(kind, read_totals(kind, prog), unit, factor, as_json, timestamp)
+
+        summary.main(words, interval, None, duration, as_json,
+                     lambda: start(kind, dist=dist, count=count_only, cpu=cpu,
+                                   nanoseconds=nanoseconds),
+                     report, clear=("hist",),
+                     message=f"Tracing {kind.what} time... Hit Ctrl-C to end.")
 
     command.help = (f"Summarize time spent in each {kind.what} (totals, -C counts or "
                     "-d histograms).")

@@ -75,9 +75,16 @@ def wakeup_bytes(buffer_bytes: int) -> int:
 
 
 def program(name: str, defines: dict[str, Any] | None = None) -> Program:
-    """Compile bpf/<name>.bpf.c, pasting in the bpf/ptk_*.h headers it includes."""
-    pasted = {m.group(0): (BPF_DIR / m.group(1)).read_text()
-              for m in _PASTED_INCLUDE.finditer(read_source(name))}
+    """Compile bpf/<name>.bpf.c, pasting in the bpf/ptk_*.h headers it
+    includes, and those they include (their include guards stop repeats)."""
+    pasted: dict[str, str] = {}
+    pending = [read_source(name)]
+    while pending:
+        for match in _PASTED_INCLUDE.finditer(pending.pop()):
+            if match.group(0) not in pasted:
+                text = (BPF_DIR / match.group(1)).read_text()
+                pasted[match.group(0)] = text      # replaced in this order: parents first
+                pending.append(text)
     return Program.from_file(name, defines=defines, replace=pasted)
 
 
@@ -399,6 +406,18 @@ def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
         summary = stream.summary(printer.printed)
         report_summary(summary, printer.as_json)
     return summary
+
+
+def main(pid: int | None, command: tuple[str, ...], open_stream: Callable[[int], EventStream],
+         printer: Callable[[], Printer], *, duration: float | None, message: str) -> None:
+    """A streaming tool's command body: the target (-p or `-- COMMAND`, whose
+    pid `open_stream` compiles in), the program, the run, the teardown."""
+    target = Target.from_options(pid, command)
+    try:
+        with open_stream(target.pid) as events:
+            run(events, target, printer(), duration=duration, message=message)
+    finally:
+        target.finish()
 
 
 def report_summary(summary: StreamSummary, as_json: bool) -> None:

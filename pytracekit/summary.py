@@ -108,3 +108,19 @@ def run(prog: Program, target: Target, report: Callable[[], None], *, message: s
     run_until_done(target, duration=duration, interval=interval, on_interval=tick)
     if not (count and reported >= count):
         report()        # the end of the run (or a partial last interval, as BCC)
+
+
+def main(words: tuple[str, ...], interval: float | None, count: int | None,
+         duration: float | None, as_json: bool, open_prog: Callable[[], Program],
+         report: Callable[[Program], None], *, clear: Iterable[str], message: str) -> None:
+    """A summary tool's command body: `[interval [count]]` or `-- COMMAND`,
+    the program, reports every interval and at the end, the loss line."""
+    interval, count, command = interval_and_count(words, interval, count)
+    target = Target.from_options(None, command)
+    try:
+        with open_prog() as prog:
+            run(prog, target, lambda: report(prog), interval=interval, count=count,
+                duration=duration, clear=clear, message=message)
+            report_loss(prog.loss(), as_json)
+    finally:
+        target.finish()

@@ -6,7 +6,6 @@ import click
 
 from .. import block, options, summary
 from ..errors import UsageError
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -45,23 +44,15 @@ def read(prog, *, milliseconds: bool, per_disk: bool, per_flags: bool):
 def command(timestamp, queued, milliseconds, per_disk, per_flags, disk, interval, count,
             duration, as_json, words):
     """Summarize block device I/O latency as a histogram."""
-    interval, count, cmd = summary.interval_and_count(words, interval, count)
-    target = Target.from_options(None, cmd)
-    try:
-        with start(disk=disk, queued=queued, milliseconds=milliseconds, per_disk=per_disk,
-                   per_flags=per_flags) as prog:
-            section = "disk" if per_disk else "flags" if per_flags else None
+    section = "disk" if per_disk else "flags" if per_flags else None
 
-            def report() -> None:
-                hists = read(prog, milliseconds=milliseconds, per_disk=per_disk,
-                             per_flags=per_flags)
-                summary.print_histograms(hists, section=section,
-                                         value_name="msecs" if milliseconds else "usecs",
-                                         as_json=as_json, timestamp=timestamp)
+    def report(prog) -> None:
+        hists = read(prog, milliseconds=milliseconds, per_disk=per_disk, per_flags=per_flags)
+        summary.print_histograms(hists, section=section,
+                                 value_name="msecs" if milliseconds else "usecs",
+                                 as_json=as_json, timestamp=timestamp)
 
-            summary.run(prog, target, report, interval=interval, count=count,
-                        duration=duration, clear=("hist",),
-                        message="Tracing block device I/O... Hit Ctrl-C to end.")
-            summary.report_loss(prog.loss(), as_json)
-    finally:
-        target.finish()
+    summary.main(words, interval, count, duration, as_json,
+                 lambda: start(disk=disk, queued=queued, milliseconds=milliseconds,
+                               per_disk=per_disk, per_flags=per_flags),
+                 report, clear=("hist",), message="Tracing block device I/O... Hit Ctrl-C to end.")

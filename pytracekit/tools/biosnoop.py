@@ -7,7 +7,6 @@ import time
 import click
 
 from .. import block, options, stream
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -83,12 +82,10 @@ def formatters(*, queued: bool, pattern: bool, t0: int):
 @options.command_argument
 def command(queued, disk, pattern, duration, buffer_pages, as_json, command):
     """Trace block I/O: one line per request with its latency."""
-    target = Target.from_options(None, command)
-    try:
-        with start(disk=disk, queued=queued, buffer_pages=buffer_pages) as events:
-            lines, objects = formatters(queued=queued, pattern=pattern, t0=time.monotonic_ns())
-            stream.run(events, target,
-                       stream.Printer(as_json, header(queued, pattern), lines, objects),
-                       duration=duration, message="Tracing block I/O... Hit Ctrl-C to end.")
-    finally:
-        target.finish()
+    def printer() -> stream.Printer:
+        lines, objects = formatters(queued=queued, pattern=pattern, t0=time.monotonic_ns())
+        return stream.Printer(as_json, header(queued, pattern), lines, objects)
+
+    stream.main(None, command,
+                lambda _pid: start(disk=disk, queued=queued, buffer_pages=buffer_pages),
+                printer, duration=duration, message="Tracing block I/O... Hit Ctrl-C to end.")

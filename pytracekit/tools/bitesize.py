@@ -5,7 +5,6 @@ import click
 
 from .. import block, options, summary
 from ..model import Histogram
-from ..runner import Target
 from ..stream import cstr
 
 DRY_RUN_ARGS: list[str] = []
@@ -36,16 +35,9 @@ def read(prog) -> dict[str, Histogram]:
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
 def command(disk, interval, count, duration, as_json, words):
     """Summarize block I/O sizes per process name as histograms."""
-    interval, count, cmd = summary.interval_and_count(words, interval, count)
-    target = Target.from_options(None, cmd)
-    try:
-        with start(disk=disk) as prog:
-            def report() -> None:
-                summary.print_histograms(read(prog), section="Process Name", value_name="Kbytes",
-                                         as_json=as_json, timestamp=False)
+    def report(prog) -> None:
+        summary.print_histograms(read(prog), section="Process Name", value_name="Kbytes",
+                                 as_json=as_json, timestamp=False)
 
-            summary.run(prog, target, report, interval=interval, count=count, duration=duration,
-                        clear=("hist",), message="Tracing block I/O... Hit Ctrl-C to end.")
-            summary.report_loss(prog.loss(), as_json)
-    finally:
-        target.finish()
+    summary.main(words, interval, count, duration, as_json, lambda: start(disk=disk), report,
+                 clear=("hist",), message="Tracing block I/O... Hit Ctrl-C to end.")

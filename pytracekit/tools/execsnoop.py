@@ -12,7 +12,6 @@ import click
 
 from .. import options, stream
 from ..errors import UsageError
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -125,16 +124,15 @@ def command(clock, timestamp, failed, print_uid, uid, quote, name, line, max_arg
             buffer_pages, as_json, command):
     """Trace exec()s: PCOMM PID PPID RET ARGS, one line each."""
     select = Selector(name, line)
-    target = Target.from_options(None, command)
-    try:
-        with start(uid=uid, failed=failed, max_args=max_args,
-                   buffer_pages=buffer_pages) as events:
-            lines, objects = formatters(clock=clock, timestamp=timestamp, print_uid=print_uid,
-                                        quote=quote, max_args=max_args, select=select,
-                                        t0=time.monotonic_ns())
-            printer = stream.Printer(as_json, header(clock, timestamp, print_uid), lines,
-                                     objects)
-            stream.run(events, target, printer, duration=duration,
-                       message="Tracing exec()s... Hit Ctrl-C to end.")
-    finally:
-        target.finish()
+
+    def printer() -> stream.Printer:
+        lines, objects = formatters(clock=clock, timestamp=timestamp, print_uid=print_uid,
+                                    quote=quote, max_args=max_args, select=select,
+                                    t0=time.monotonic_ns())
+        return stream.Printer(as_json, header(clock, timestamp, print_uid), lines, objects)
+
+    # No pid filter: with `-- COMMAND`, the whole system while the command runs.
+    stream.main(None, command,
+                lambda _pid: start(uid=uid, failed=failed, max_args=max_args,
+                                   buffer_pages=buffer_pages),
+                printer, duration=duration, message="Tracing exec()s... Hit Ctrl-C to end.")

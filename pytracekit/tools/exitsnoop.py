@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 import click
 
 from .. import options, stream
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -92,13 +91,13 @@ def command(timestamp, utc, pid, label, failed, per_thread, duration, buffer_pag
             command):
     """Trace process exits: PCOMM PID PPID TID AGE(s) EXIT_CODE."""
     timestamp = timestamp or utc
-    target = Target.from_options(pid, command)
-    try:
-        with start(pid=target.pid, per_thread=per_thread, failed=failed,
-                   buffer_pages=buffer_pages) as events:
-            lines, objects = formatters(timestamp, utc, label, time.monotonic_ns())
-            stream.run(events, target,
-                       stream.Printer(as_json, header(timestamp, utc, label), lines, objects),
-                       duration=duration, message="Tracing process exits... Hit Ctrl-C to end.")
-    finally:
-        target.finish()
+
+    def printer() -> stream.Printer:
+        lines, objects = formatters(timestamp, utc, label, time.monotonic_ns())
+        return stream.Printer(as_json, header(timestamp, utc, label), lines, objects)
+
+    stream.main(pid, command,
+                lambda target_pid: start(pid=target_pid, per_thread=per_thread, failed=failed,
+                                         buffer_pages=buffer_pages),
+                printer, duration=duration,
+                message="Tracing process exits... Hit Ctrl-C to end.")

@@ -9,7 +9,6 @@ import click
 
 from .. import options, stream
 from ..errors import UsageError
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -76,14 +75,14 @@ def formatters(t0: int, width: int):
 def command(failed, pid, tpid, sig, duration, buffer_pages, as_json, command):
     """Trace kill() system calls: TIME PID COMM SIG TPID RESULT."""
     number = signal_number(sig)
-    target = Target.from_options(pid, command)
-    try:
-        with start(pid=target.pid, tpid=tpid, sig=number, failed=failed,
-                   buffer_pages=buffer_pages) as events:
-            width = pid_width()
-            lines, objects = formatters(time.monotonic_ns(), width)
-            header = f"{'TIME':<9} {'PID':<{width}} {'COMM':<16} {'SIG':<4} {'TPID':<{width}} RESULT"
-            stream.run(events, target, stream.Printer(as_json, header, lines, objects),
-                       duration=duration, message="Tracing kill()s... Hit Ctrl-C to end.")
-    finally:
-        target.finish()
+
+    def printer() -> stream.Printer:
+        width = pid_width()
+        lines, objects = formatters(time.monotonic_ns(), width)
+        header = f"{'TIME':<9} {'PID':<{width}} {'COMM':<16} {'SIG':<4} {'TPID':<{width}} RESULT"
+        return stream.Printer(as_json, header, lines, objects)
+
+    stream.main(pid, command,
+                lambda target_pid: start(pid=target_pid, tpid=tpid, sig=number, failed=failed,
+                                         buffer_pages=buffer_pages),
+                printer, duration=duration, message="Tracing kill()s... Hit Ctrl-C to end.")

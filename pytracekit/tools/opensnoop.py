@@ -13,7 +13,6 @@ import click
 
 from .. import options, stream
 from ..errors import UsageError
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -127,15 +126,13 @@ def json_formatter(t0: int, result: str = "fd"):
 def command(timestamp, print_uid, failed, pid, tid, uid, duration, name, extended, flags,
             buffer_pages, as_json, command):
     """Trace open() system calls: PID COMM FD ERR PATH, one line each."""
-    target = Target.from_options(pid, command)
-    try:
-        with start(pid=target.pid, tid=tid, uid=uid, failed=failed, name=name, flags=flags,
-                   buffer_pages=buffer_pages) as events:
-            t0 = time.monotonic_ns()
-            printer = stream.Printer(
-                as_json, header(timestamp, print_uid, bool(tid), extended),
-                text_formatter(timestamp, print_uid, bool(tid), extended, t0), json_formatter(t0))
-            stream.run(events, target, printer, duration=duration,
-                       message="Tracing open()s... Hit Ctrl-C to end.")
-    finally:
-        target.finish()
+    def printer() -> stream.Printer:
+        t0 = time.monotonic_ns()
+        return stream.Printer(as_json, header(timestamp, print_uid, bool(tid), extended),
+                              text_formatter(timestamp, print_uid, bool(tid), extended, t0),
+                              json_formatter(t0))
+
+    stream.main(pid, command,
+                lambda target_pid: start(pid=target_pid, tid=tid, uid=uid, failed=failed,
+                                         name=name, flags=flags, buffer_pages=buffer_pages),
+                printer, duration=duration, message="Tracing open()s... Hit Ctrl-C to end.")

@@ -10,7 +10,6 @@ import time
 import click
 
 from .. import options, stream
-from ..runner import Target
 from . import opensnoop
 
 DRY_RUN_ARGS: list[str] = []
@@ -34,15 +33,14 @@ def start(*, pid: int = 0, failed: bool = False,
 @options.command_argument
 def command(timestamp, failed, pid, duration, buffer_pages, as_json, command):
     """Trace stat() system calls: PID COMM FD ERR PATH, one line each."""
-    target = Target.from_options(pid, command)
-    try:
-        with start(pid=target.pid, failed=failed, buffer_pages=buffer_pages) as events:
-            t0 = time.monotonic_ns()
-            printer = stream.Printer(
-                as_json, opensnoop.header(timestamp, False, False, False, pid_width=7),
-                opensnoop.text_formatter(timestamp, False, False, False, t0, pid_width=7),
-                opensnoop.json_formatter(t0, result="ret"))
-            stream.run(events, target, printer, duration=duration,
-                       message="Tracing stat()s... Hit Ctrl-C to end.")
-    finally:
-        target.finish()
+    def printer() -> stream.Printer:
+        t0 = time.monotonic_ns()
+        return stream.Printer(
+            as_json, opensnoop.header(timestamp, False, False, False, pid_width=7),
+            opensnoop.text_formatter(timestamp, False, False, False, t0, pid_width=7),
+            opensnoop.json_formatter(t0, result="ret"))
+
+    stream.main(pid, command,
+                lambda target_pid: start(pid=target_pid, failed=failed,
+                                         buffer_pages=buffer_pages),
+                printer, duration=duration, message="Tracing stat()s... Hit Ctrl-C to end.")
