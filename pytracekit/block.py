@@ -12,6 +12,11 @@ SYS_BLOCK = Path("/sys/block")
 MINOR_BITS = 20                      # the kernel's dev_t: major << 20 | minor
 
 
+def disk_option():
+    import click
+    return click.option("-d", "--disk", default=None, help="Trace this disk only (e.g. vda).")
+
+
 def kernel_dev(major: int, minor: int) -> int:
     return (major << MINOR_BITS) | minor
 

@@ -96,12 +96,7 @@ def make_command(kind: Kind) -> click.Command:
                   help="Show event counts instead of timing.")
     @click.option("-d", "--dist", is_flag=True, help="Show distributions as histograms.")
     @click.option("-c", "--cpu", type=int, default=None, help="Trace this CPU only.")
-    @options.interval_option()
-    @options.duration_option()
-    @options.json_option()
-    @options.standard
-    @click.argument("words", nargs=-1, type=click.UNPROCESSED,
-                    metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
+    @summary.summary_options(with_count=False)      # -C is --count here, as in BCC
     def command(timestamp, nanoseconds, count_only, dist, cpu, interval, duration, as_json,
                 words):
         if count_only and dist:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
+from . import options
 from .errors import PytracekitError, UsageError
 from .loader import BPF_DIR, Program, read_source
 from .model import LossReport
@@ -59,6 +60,15 @@ def buffer_option(*short: str) -> Callable:
                         default=DEFAULT_BUFFER_PAGES, show_default=True,
                         help="Ring buffer size in pages (a power of two); a larger "
                              "buffer rides out longer bursts.")
+
+
+def stream_options(f: Callable) -> Callable:
+    """The options every streaming tool ends with: -b/--buffer-pages, --json,
+    the standard ones and `-- COMMAND`."""
+    for decorator in reversed([buffer_option("-b"), options.json_option(), options.standard,
+                               options.command_argument]):
+        f = decorator(f)
+    return f
 
 
 def check_buffer_pages(pages: int) -> int:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
+from . import options
 from .errors import UsageError
 from .loader import Program
 from .model import Histogram, LossReport
@@ -48,6 +49,21 @@ def _is_number(word: str) -> bool:
 def count_option() -> Callable:
     return click.option("--count", "count", type=int, default=None,
                         help="Stop after this many intervals.")
+
+
+def summary_options(with_count: bool = True) -> Callable:
+    """The options every summary tool ends with: --interval [--count]
+    --duration --json, the standard ones, and `[INTERVAL [COUNT]] | -- COMMAND`."""
+    decorators = [options.interval_option(), *([count_option()] if with_count else []),
+                  options.duration_option(), options.json_option(), options.standard,
+                  click.argument("words", nargs=-1, type=click.UNPROCESSED,
+                                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")]
+
+    def apply(f: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+    return apply
 
 
 def histograms(table: Any, unit: str, label_of: Callable[[int], str] = str) -> dict[str, Histogram]:

@@ -34,13 +34,8 @@ def read(prog, *, milliseconds: bool, per_disk: bool, per_flags: bool):
 @click.option("-D", "--disks", "per_disk", is_flag=True, help="One histogram per disk.")
 @click.option("-F", "--flags", "per_flags", is_flag=True,
               help="One histogram per rwbs flag set (R, W, WS, FWS ...).")
-@click.option("-d", "--disk", default=None, help="Trace this disk only (e.g. vda).")
-@options.interval_option()
-@summary.count_option()
-@options.duration_option()
-@options.json_option()
-@options.standard
-@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
+@block.disk_option()
+@summary.summary_options()
 def command(timestamp, queued, milliseconds, per_disk, per_flags, disk, interval, count,
             duration, as_json, words):
     """Summarize block device I/O latency as a histogram."""

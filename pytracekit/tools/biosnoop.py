@@ -72,14 +72,11 @@ def formatters(*, queued: bool, pattern: bool, t0: int):
 @click.command("biosnoop", context_settings={**options.TOOL_CONTEXT,
                                              "ignore_unknown_options": True})
 @click.option("-Q", "--queue", "queued", is_flag=True, help="Include OS queued time.")
-@click.option("-d", "--disk", default=None, help="Trace this disk only (e.g. vda).")
+@block.disk_option()
 @click.option("-P", "--pattern", is_flag=True,
               help="Show the access pattern (S sequential, R random).")
 @options.duration_option()
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@stream.stream_options
 def command(queued, disk, pattern, duration, buffer_pages, as_json, command):
     """Trace block I/O: one line per request with its latency."""
     def printer() -> stream.Printer:

@@ -26,13 +26,8 @@ def read(prog) -> dict[str, Histogram]:
 
 @click.command("bitesize", context_settings={**options.TOOL_CONTEXT,
                                              "ignore_unknown_options": True})
-@click.option("-d", "--disk", default=None, help="Trace this disk only (e.g. vda).")
-@options.interval_option()
-@summary.count_option()
-@options.duration_option()
-@options.json_option()
-@options.standard
-@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
+@block.disk_option()
+@summary.summary_options()
 def command(disk, interval, count, duration, as_json, words):
     """Summarize block I/O sizes per process name as histograms."""
     def report(prog) -> None:

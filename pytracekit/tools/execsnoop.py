@@ -116,10 +116,7 @@ def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, ma
 @click.option("--max-args", type=int, default=20, show_default=True,
               help="Arguments parsed and shown.")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@stream.stream_options
 def command(clock, timestamp, failed, print_uid, uid, quote, name, line, max_args, duration,
             buffer_pages, as_json, command):
     """Trace exec()s: PCOMM PID PPID RET ARGS, one line each."""

@@ -83,10 +83,7 @@ def formatters(timestamp: bool, utc: bool, label: str | None, t0: int):
 @click.option("-x", "--failed", is_flag=True, help="Only non-zero exits and signals.")
 @click.option("--per-thread", is_flag=True, help="Trace every thread's exit.")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@stream.stream_options
 def command(timestamp, utc, pid, label, failed, per_thread, duration, buffer_pages, as_json,
             command):
     """Trace process exits: PCOMM PID PPID TID AGE(s) EXIT_CODE."""

@@ -68,10 +68,7 @@ def formatters(t0: int, width: int):
 @click.option("-T", "--tpid", type=int, default=None, help="Only kill()s sent to this pid.")
 @click.option("-s", "--signal", "sig", default=None, help="Only this signal (number or name).")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@stream.stream_options
 def command(failed, pid, tpid, sig, duration, buffer_pages, as_json, command):
     """Trace kill() system calls: TIME PID COMM SIG TPID RESULT."""
     number = signal_number(sig)

@@ -119,10 +119,7 @@ def json_formatter(t0: int, result: str = "fd"):
 @click.option("-e", "--extended-fields", "extended", is_flag=True, help="Show the FLAGS column.")
 @click.option("-f", "--flag-filter", "flags", multiple=True,
               help="Only opens with this flag (O_WRONLY, O_CREAT ...); repeatable.")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@stream.stream_options
 def command(timestamp, print_uid, failed, pid, tid, uid, duration, name, extended, flags,
             buffer_pages, as_json, command):
     """Trace open() system calls: PID COMM FD ERR PATH, one line each."""

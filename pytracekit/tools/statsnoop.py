@@ -27,10 +27,7 @@ def start(*, pid: int = 0, failed: bool = False,
 @click.option("-x", "--failed", is_flag=True, help="Only show failed stats.")
 @options.pid_option("-p")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
-@options.json_option()
-@options.standard
-@options.command_argument
+@stream.stream_options
 def command(timestamp, failed, pid, duration, buffer_pages, as_json, command):
     """Trace stat() system calls: PID COMM FD ERR PATH, one line each."""
     def printer() -> stream.Printer:
