@@ -8,7 +8,7 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
-#include "tcp_common.h"
+#include "ptk_tcp.h"
 
 struct event {
     u64 ts_ns;

@@ -11,7 +11,7 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
-#include "tcp_common.h"
+#include "ptk_tcp.h"
 
 #ifndef MAX_SOCKETS
 #define MAX_SOCKETS 65536

@@ -8,7 +8,7 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
-#include "tcp_common.h"
+#include "ptk_tcp.h"
 
 #ifndef COUNT_MODE
 #define COUNT_MODE 0

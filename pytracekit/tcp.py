@@ -1,4 +1,4 @@
-"""What the tcp tools share: loading with bpf/tcp_common.h, the endpoint
+"""What the tcp tools share: loading with bpf/ptk_tcp.h, the endpoint
 fields of their events, state names, address text and common options."""
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from typing import Any, Callable
 import click
 
 from . import options, stream
-from .loader import BPF_DIR, Program
+from .loader import Program
 from .net import parse_ports
 from .render import jsonl
 from .render.text import loss_line
-from .runner import announce, run_until_done
-
-TCP_HEADER = "tcp_common.h"
+from .runner import Target, announce, run_until_done
 
 # include/net/tcp_states.h
 STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
@@ -50,15 +48,10 @@ def family_define(ipv4: bool, ipv6: bool) -> int:
 def load(name: str, defines: dict[str, Any] | None = None, *,
          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES, lports: tuple[int, ...] = (),
          rports: tuple[int, ...] = (), family: int = 0) -> Program:
-    """Compile bpf/<name>.bpf.c with the stream and tcp headers pasted in, and
-    fill the port filter maps."""
-    pages = stream.check_buffer_pages(buffer_pages)
-    replace = {f'#include "{stream.STREAM_HEADER}"': (BPF_DIR / stream.STREAM_HEADER).read_text(),
-               f'#include "{TCP_HEADER}"': (BPF_DIR / TCP_HEADER).read_text()}
-    all_defines = {**(defines or {}), "FILTER_FAMILY": family,
-                   "FILTER_LPORTS": bool(lports), "FILTER_RPORTS": bool(rports),
-                   "BUFFER_PAGES": pages, "WAKEUP_BYTES": stream.wakeup_bytes(pages * stream.PAGE_SIZE)}
-    prog = Program.from_file(name, defines=all_defines, replace=replace)
+    """Compile bpf/<name>.bpf.c (with bpf/ptk_tcp.h) and fill the port filter maps."""
+    prog = stream.load(name, {**(defines or {}), "FILTER_FAMILY": family,
+                              "FILTER_LPORTS": bool(lports), "FILTER_RPORTS": bool(rports)},
+                       buffer_pages)
     try:
         for map_name, ports in (("wanted_lports", lports), ("wanted_rports", rports)):
             table = prog[map_name]
@@ -127,24 +120,20 @@ def fields(*pairs: tuple[str, str]) -> stream.Fields:
     return stream.fields(*pairs, *ENDPOINT_FIELDS)
 
 
-def run(events: stream.EventStream, target: Any, *, as_json: bool, header: str,
-        text: Callable[[list[tuple]], list[str]], obj: Callable[[list[tuple]], list[dict]],
-        message: str, duration: float | None) -> None:
-    """Stream events until the duration ends, the command exits or Ctrl-C."""
-    with events:
-        printer = stream.Printer(as_json, header, text, obj)
-        stream.run(events, target, printer, duration=duration, message=message)
-
-
-def run_counting(events: stream.EventStream, target: Any, *, duration: float | None,
-                 message: str, report: Callable[[], None]) -> None:
+def count_main(pid: int | None, command: tuple[str, ...],
+               open_stream: Callable[[int], stream.EventStream], *, duration: float | None,
+               message: str, report: Callable[[Program], None]) -> None:
     """-c: the kernel counts until the duration ends, the command exits or
-    Ctrl-C; then `report()` prints the table once."""
-    with events:
-        events.prog.ready()
-        announce(message)
-        run_until_done(target, duration=duration)
-        report()
+    Ctrl-C; then `report(prog)` prints the table once."""
+    target = Target.from_options(pid, command)
+    try:
+        with open_stream(target.pid) as events:
+            events.prog.ready()
+            announce(message)
+            run_until_done(target, duration=duration)
+            report(events.prog)
+    finally:
+        target.finish()
 
 
 def print_counts(prog: Program, as_json: bool, objects: list[dict], header: str,

@@ -47,7 +47,7 @@ def test_one_dropped_segment_is_one_retransmit(veth_pair):
         assert drop.dropped == 1
     assert tool.returncode == 0, err
     ours = [e for e in events_of(json_objects(out, "tcpretrans")) if e["rport"] == port]
-    assert len(ours) == 1
+    assert len(ours) == 1, (out, err)
     [e] = ours
     assert (e["kind"], e["ip"], e["laddr"], e["lport"], e["raddr"], e["state"]) == \
         ("retransmit", 4, veth_pair.addr_a, client_port, veth_pair.addr_b, "ESTABLISHED")

@@ -10,7 +10,6 @@ import time
 import click
 
 from .. import options, stream, tcp
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -68,12 +67,10 @@ def command(time_of_day, timestamp, pid, port, ipv4, ipv6, duration, buffer_page
             command):
     """Trace TCP accept()s: PID COMM IP RADDR RPORT LADDR LPORT, one line each."""
     family = tcp.family_define(ipv4, ipv6)
-    target = Target.from_options(pid, command)
-    try:
-        events = start(pid=target.pid, ports=port, family=family, buffer_pages=buffer_pages)
-        tcp.run(events, target, as_json=as_json, header=header(time_of_day, timestamp),
-                text=text_formatter(time_of_day, timestamp),
-                obj=json_formatter(time.monotonic_ns()),
-                message="Tracing accept ... Hit Ctrl-C to end", duration=duration)
-    finally:
-        target.finish()
+    stream.main(pid, command,
+                lambda target_pid: start(pid=target_pid, ports=port, family=family,
+                                         buffer_pages=buffer_pages),
+                lambda: stream.Printer(as_json, header(time_of_day, timestamp),
+                                       text_formatter(time_of_day, timestamp),
+                                       json_formatter(time.monotonic_ns())),
+                duration=duration, message="Tracing accept ... Hit Ctrl-C to end")

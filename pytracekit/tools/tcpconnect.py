@@ -11,7 +11,6 @@ import time
 import click
 
 from .. import options, stream, tcp
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -106,18 +105,17 @@ def command(timestamp, pid, port, lport, print_uid, uid, count, ipv4, ipv6, dura
             buffer_pages, as_json, command):
     """Trace TCP connect()s: PID COMM IP SADDR DADDR DPORT, one line each."""
     family = tcp.family_define(ipv4, ipv6)
-    target = Target.from_options(pid, command)
-    try:
-        events = start(pid=target.pid, uid=uid, ports=port, family=family, count=count,
-                       buffer_pages=buffer_pages)
-        if count:
-            tcp.run_counting(events, target, duration=duration,
-                             message="Tracing connect ... Hit Ctrl-C to end",
-                             report=lambda: print_counts(events.prog, as_json))
-            return
-        tcp.run(events, target, as_json=as_json, header=header(timestamp, print_uid, lport),
-                text=text_formatter(timestamp, print_uid, lport),
-                obj=json_formatter(time.monotonic_ns()),
-                message="Tracing connect ... Hit Ctrl-C to end", duration=duration)
-    finally:
-        target.finish()
+
+    def open_stream(target_pid: int) -> stream.EventStream:
+        return start(pid=target_pid, uid=uid, ports=port, family=family, count=count,
+                     buffer_pages=buffer_pages)
+    message = "Tracing connect ... Hit Ctrl-C to end"
+    if count:
+        tcp.count_main(pid, command, open_stream, duration=duration, message=message,
+                       report=lambda prog: print_counts(prog, as_json))
+        return
+    stream.main(pid, command, open_stream,
+                lambda: stream.Printer(as_json, header(timestamp, print_uid, lport),
+                                       text_formatter(timestamp, print_uid, lport),
+                                       json_formatter(time.monotonic_ns())),
+                duration=duration, message=message)

@@ -11,7 +11,6 @@ import time
 import click
 
 from .. import options, stream, tcp
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -80,12 +79,9 @@ def command(time_of_day, timestamp, wide, csv, pid, localport, remoteport, ipv4,
     head, prefix = tcp.clock_prefix(time_of_day, timestamp, csv)
     header_fmt, _ = row_format(wide, csv)
     header = head + header_fmt % (*COLUMNS[:2], "IP" if wide or csv else "", *COLUMNS[2:])
-    target = Target.from_options(pid, command)
-    try:
-        events = start(pid=target.pid, lports=localport, rports=remoteport, family=family,
-                       buffer_pages=buffer_pages)
-        tcp.run(events, target, as_json=as_json, header=header,
-                text=text_formatter(prefix, wide, csv), obj=json_formatter(time.monotonic_ns()),
-                message="Tracing TCP sessions... Hit Ctrl-C to end.", duration=duration)
-    finally:
-        target.finish()
+    stream.main(pid, command,
+                lambda target_pid: start(pid=target_pid, lports=localport, rports=remoteport,
+                                         family=family, buffer_pages=buffer_pages),
+                lambda: stream.Printer(as_json, header, text_formatter(prefix, wide, csv),
+                                       json_formatter(time.monotonic_ns())),
+                duration=duration, message="Tracing TCP sessions... Hit Ctrl-C to end.")

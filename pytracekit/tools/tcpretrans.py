@@ -12,7 +12,6 @@ import click
 
 from .. import options, stream, tcp
 from ..errors import NotSupportedError
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -100,17 +99,16 @@ def print_counts(prog, as_json: bool) -> None:
 def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, as_json, command):
     """Trace TCP retransmits: TIME PID IP LADDR:LPORT T> RADDR:RPORT STATE."""
     family = tcp.family_define(ipv4, ipv6)
-    target = Target.from_options(None, command)
-    try:
-        events = start(loss_probes=lossprobe, count=count, family=family,
-                       buffer_pages=buffer_pages)
-        if count:
-            tcp.run_counting(events, target, duration=duration,
-                             message="Tracing retransmits ... Hit Ctrl-C to end",
-                             report=lambda: print_counts(events.prog, as_json))
-            return
-        tcp.run(events, target, as_json=as_json, header=header(sequence),
-                text=text_formatter(sequence), obj=json_formatter(time.monotonic_ns()),
-                message="Tracing retransmits ... Hit Ctrl-C to end", duration=duration)
-    finally:
-        target.finish()
+
+    def open_stream(_pid: int) -> stream.EventStream:
+        return start(loss_probes=lossprobe, count=count, family=family,
+                     buffer_pages=buffer_pages)
+    message = "Tracing retransmits ... Hit Ctrl-C to end"
+    if count:
+        tcp.count_main(None, command, open_stream, duration=duration, message=message,
+                       report=lambda prog: print_counts(prog, as_json))
+        return
+    stream.main(None, command, open_stream,
+                lambda: stream.Printer(as_json, header(sequence), text_formatter(sequence),
+                                       json_formatter(time.monotonic_ns())),
+                duration=duration, message=message)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from .. import options, stream, tcp
-from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -83,12 +82,9 @@ def command(time_of_day, timestamp, wide, csv, localport, remoteport, ipv4, ipv6
     head, prefix = tcp.clock_prefix(time_of_day, timestamp, csv)
     header_fmt, _ = row_format(wide, csv)
     header = head + header_fmt % (*COLUMNS[:3], "IP" if wide or csv else "", *COLUMNS[4:])
-    target = Target.from_options(None, command)
-    try:
-        events = start(lports=localport, rports=remoteport, family=family,
-                       buffer_pages=buffer_pages)
-        tcp.run(events, target, as_json=as_json, header=header,
-                text=text_formatter(prefix, wide, csv), obj=json_formatter(time.monotonic_ns()),
-                message="Tracing TCP state changes... Hit Ctrl-C to end.", duration=duration)
-    finally:
-        target.finish()
+    stream.main(None, command,
+                lambda _pid: start(lports=localport, rports=remoteport, family=family,
+                                   buffer_pages=buffer_pages),
+                lambda: stream.Printer(as_json, header, text_formatter(prefix, wide, csv),
+                                       json_formatter(time.monotonic_ns())),
+                duration=duration, message="Tracing TCP state changes... Hit Ctrl-C to end.")
