@@ -1,12 +1,12 @@
-/* tcp_common.h: what the tcp tools (tcplife, tcpconnect, tcpaccept, tcpretrans,
- * tcpstates) share. pytracekit/tcp.py pastes it in place of its #include, so
+/* ptk_tcp.h: what the tcp tools (tcplife, tcpconnect, tcpaccept, tcpretrans,
+ * tcpstates) share. stream.load() pastes it in place of its #include, so
  * the map calls below are rewritten by BCC like those of the main file.
  *
  * Filters (0 = off): FILTER_FAMILY (AF_INET or AF_INET6), FILTER_LPORTS and
  * FILTER_RPORTS (ports listed in the wanted_lports / wanted_rports maps).
  */
-#ifndef PTK_TCP_COMMON_H
-#define PTK_TCP_COMMON_H
+#ifndef PTK_TCP_H
+#define PTK_TCP_H
 
 #ifndef FILTER_FAMILY
 #define FILTER_FAMILY 0
@@ -91,4 +91,4 @@ PTK_INLINE void endpoints_from_sock(struct tcp_endpoints *ep, struct sock *sk)
     }
 }
 
-#endif /* PTK_TCP_COMMON_H */
+#endif /* PTK_TCP_H */
