@@ -75,13 +75,9 @@ def family_options(f: Callable) -> Callable:
 
 
 def tool_options(f: Callable) -> Callable:
-    """The options every tcp tool ends with: -4/-6, -d, -b, --json, the
-    standard ones and `-- COMMAND`."""
-    for decorate in reversed([family_options, options.duration_option("-d"),
-                              stream.buffer_option("-b"), options.json_option(),
-                              options.standard, options.command_argument]):
-        f = decorate(f)
-    return f
+    """The options every tcp tool ends with: -4/-6, -d, then the streaming
+    tools' (-b, --json, the standard ones, `-- COMMAND`)."""
+    return family_options(options.duration_option("-d")(stream.stream_options(f)))
 
 
 def clock_prefix(time_of_day: bool, timestamp: bool, csv: bool = False,
