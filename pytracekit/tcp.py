@@ -80,6 +80,18 @@ def tool_options(f: Callable) -> Callable:
     return family_options(options.duration_option("-d")(stream.stream_options(f)))
 
 
+def layout_options(f: Callable) -> Callable:
+    """tcplife's and tcpstates's shared BCC flags: -T -t -w -s."""
+    for decorate in reversed([
+            click.option("-T", "--time", "time_of_day", is_flag=True,
+                         help="Include a time column (HH:MM:SS)."),
+            options.timestamp_option("-t"),
+            click.option("-w", "--wide", is_flag=True, help="Wide columns (fit IPv6 addresses)."),
+            click.option("-s", "--csv", is_flag=True, help="Comma-separated values.")]):
+        f = decorate(f)
+    return f
+
+
 def clock_prefix(time_of_day: bool, timestamp: bool, csv: bool = False,
                  decimals: int = 6) -> tuple[str, Callable[[int], str]]:
     """BCC's optional leading columns: -T (HH:MM:SS) and -t (seconds since the

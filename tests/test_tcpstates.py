@@ -75,3 +75,18 @@ def test_bcc_text_columns(veth_pair):
     assert lines[0].split() == ["SKADDR", "C-PID", "C-COMM", "LADDR", "LPORT", "RADDR",
                                 "RPORT", "OLDSTATE", "->", "NEWSTATE", "MS"]
     assert [(r.split()[7], r.split()[9]) for r in lines[1:]] == CLIENT, err
+
+
+@pytest.mark.root
+def test_csv_with_time_columns(veth_pair):
+    port = 9604
+    with Tool("tcpstates", "-D", str(port), "-s", "-T", "-t") as tool:
+        veth_pair.tcp_connections(1, port)
+        out, err = tool.stop()
+    lines = out.splitlines()
+    assert lines[0].split(",") == ["TIME", "TIME(s)", "SKADDR", "C-PID", "C-COMM", "IP", "LADDR",
+                                   "LPORT", "RADDR", "RPORT", "OLDSTATE", "NEWSTATE", "MS"], err
+    rows = [line.split(",") for line in lines[1:]]
+    assert [(r[10], r[11]) for r in rows] == CLIENT
+    assert all(len(r) == 13 and r[5] == "4" and r[9] == str(port) for r in rows)
+    assert float(rows[0][1]) == 0.0 and float(rows[-1][1]) >= 0

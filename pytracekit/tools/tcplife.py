@@ -63,11 +63,7 @@ def json_formatter(t0: int):
 
 @click.command("tcplife", context_settings={**options.TOOL_CONTEXT,
                                             "ignore_unknown_options": True})
-@click.option("-T", "--time", "time_of_day", is_flag=True,
-              help="Include a time column (HH:MM:SS).")
-@options.timestamp_option("-t")
-@click.option("-w", "--wide", is_flag=True, help="Wide columns (fit IPv6 addresses).")
-@click.option("-s", "--csv", is_flag=True, help="Comma-separated values.")
+@tcp.layout_options
 @options.pid_option("-p")
 @tcp.ports_option("-L", "--localport", "local")
 @tcp.ports_option("-D", "--remoteport", "remote")
