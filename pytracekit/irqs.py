@@ -14,7 +14,7 @@ import click
 
 from . import options, summary
 from .loader import Program
-from .model import Histogram
+from .model import Counts, Histogram
 from .render.jsonl import dumps
 from .stream import cstr, program
 
@@ -45,18 +45,29 @@ HARDIRQS = Kind("hardirqs", "HARDIRQ", 26, _hardirq_name, "--count", "hard inter
 SOFTIRQS = Kind("softirqs", "SOFTIRQ", 16, _softirq_name, "--events", "soft interrupt vector")
 
 
+def unit_of(count: bool, nanoseconds: bool) -> str:
+    return "count" if count else "nsecs" if nanoseconds else "usecs"
+
+
 def start(kind: Kind, *, dist: bool = False, count: bool = False, cpu: int | None = None,
-          nanoseconds: bool = False) -> Program:
-    return program(kind.tool, {"DIST": dist, "COUNT_ONLY": count,
+          nanoseconds: bool = False) -> summary.Session:
+    """read() -> {name: Histogram} with dist, else Counts of TOTAL_<unit> per name."""
+    prog = program(kind.tool, {"DIST": dist, "COUNT_ONLY": count,
                                "PTK_CPU": -1 if cpu is None else cpu,
                                "UNIT_NS": 1 if nanoseconds else 1000})
+    unit = unit_of(count, nanoseconds)
+    factor = 1 if count or nanoseconds else 1000
+    if dist:
+        return summary.Session(prog, lambda p: read_histograms(kind, p, unit))
+    return summary.Session(prog, lambda p: read_totals(kind, p, unit, factor))
 
 
-def read_totals(kind: Kind, prog: Program) -> dict[str, int]:
-    totals: dict[str, int] = {}
+def read_totals(kind: Kind, prog: Program, unit: str, factor: int) -> Counts:
+    totals = Counts((kind.column,), value_name="TOTAL_" + unit)
     for key, value in prog["hist"].items():
-        name = kind.name_of(key)
-        totals[name] = totals.get(name, 0) + value.value
+        name = (kind.name_of(key),)
+        totals.rows[name] = totals.rows.get(name, 0) + value.value
+    totals.rows = {name: total // factor for name, total in totals.rows.items()}
     return totals
 
 
@@ -69,21 +80,21 @@ def read_histograms(kind: Kind, prog: Program, unit: str) -> dict[str, Histogram
     return dict(sorted(out.items()))
 
 
-def print_totals(kind: Kind, totals: dict[str, int], unit: str, factor: int, as_json: bool,
-                 timestamp: bool) -> None:
+def print_totals(kind: Kind, totals: Counts, as_json: bool, timestamp: bool) -> None:
     now = time.strftime("%H:%M:%S")
-    rows = sorted(totals.items(), key=lambda kv: (kv[1], kv[0]))     # BCC: ascending
+    rows = sorted(totals.rows.items(), key=lambda kv: (kv[1], kv[0]))     # BCC: ascending
+    unit = totals.value_name[len("TOTAL_"):]
     out = sys.stdout
     if as_json:
-        for name, value in rows:
-            out.write(dumps({"type": "total", "name": name, "value": value // factor,
-                             "unit": unit, "time": now}) + "\n")
+        for (name,), value in rows:
+            out.write(dumps({"type": "total", "name": name, "value": value, "unit": unit,
+                             "time": now}) + "\n")
     else:
         if timestamp:
             out.write(f"{now:<8}\n")
-        out.write(f"{kind.column:<{kind.width}} {'TOTAL_' + unit:>11}\n")
-        for name, value in rows:
-            out.write(f"{name:<{kind.width}} {value // factor:>11}\n")
+        out.write(f"{kind.column:<{kind.width}} {totals.value_name:>11}\n")
+        for (name,), value in rows:
+            out.write(f"{name:<{kind.width}} {value:>11}\n")
     out.flush()
 
 
@@ -102,16 +113,13 @@ def make_command(kind: Kind) -> click.Command:
         if count_only and dist:
             from .errors import UsageError
             raise UsageError("-C (counts) and -d (distributions) cannot be combined")
-        unit = "count" if count_only else "nsecs" if nanoseconds else "usecs"
-        factor = 1 if count_only or nanoseconds else 1000
-
-        def report(prog: Program) -> None:
+        def report(session: summary.Session) -> None:
             if dist:
-                summary.print_histograms(read_histograms(kind, prog, unit),
-                                         section=kind.tool[:-1], value_name=unit,
+                summary.print_histograms(session.read(), section=kind.tool[:-1],
+                                         value_name=unit_of(count_only, nanoseconds),
                                          as_json=as_json, timestamp=timestamp)
             else:
-                print_totals(kind, read_totals(kind, prog), unit, factor, as_json, timestamp)
+                print_totals(kind, session.read(), as_json, timestamp)
 
         summary.main(words, interval, None, duration, as_json,
                      lambda: start(kind, dist=dist, count=count_only, cpu=cpu,

@@ -176,8 +176,8 @@ class RingReader:
         # buffer) in between.
         self._consumer_word = memoryview(self._consumer)[:8].cast("Q")
         self._producer_word = memoryview(self._producer)[:8].cast("Q")
-        self._epoll = select.epoll()
-        self._epoll.register(map_fd, select.EPOLLIN)
+        self._map_fd = map_fd
+        self._epoll: select.epoll | None = None      # made on first wait()
         self.captured = 0
 
     # -- positions ----------------------------------------------------------
@@ -202,6 +202,9 @@ class RingReader:
 
     def wait(self, timeout_ms: int) -> None:
         """Sleep until the BPF side wakes us or the timeout passes."""
+        if self._epoll is None:
+            self._epoll = select.epoll()
+            self._epoll.register(self._map_fd, select.EPOLLIN)
         if self.pending_bytes() == 0:
             self._epoll.poll(max(0, timeout_ms) / 1000)
 
@@ -272,7 +275,8 @@ class RingReader:
                               "field list disagree")
 
     def close(self) -> None:
-        self._epoll.close()
+        if self._epoll is not None:
+            self._epoll.close()
         for view in (self._consumer_word, self._producer_word, self._data):
             view.release()
         self._producer.close()

@@ -21,6 +21,36 @@ from .render.text import log2_histogram, loss_line
 from .runner import Stop, Target, announce, run_until_done
 
 
+class Session:
+    """A loaded summary program, what a summary tool's start() returns:
+    read() gives the results so far as model values."""
+
+    def __init__(self, prog: Program, reader: Callable[[Program], Any]) -> None:
+        self.prog = prog
+        self._reader = reader
+
+    def read(self) -> Any:
+        return self._reader(self.prog)
+
+    def loss(self) -> LossReport:
+        return self.prog.loss()
+
+    def ready(self) -> None:
+        self.prog.ready()
+
+    def __getitem__(self, map_name: str) -> Any:
+        return self.prog[map_name]
+
+    def close(self) -> None:
+        self.prog.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def interval_and_count(words: tuple[str, ...], interval: float | None,
                        count: int | None) -> tuple[float | None, int | None, tuple[str, ...]]:
     """(`[interval [count]]` | `COMMAND...`) -> (interval, count, command)."""
@@ -103,7 +133,7 @@ def report_loss(loss: LossReport, as_json: bool) -> None:
         print(warning, file=sys.stderr)
 
 
-def run(prog: Program, target: Target, report: Callable[[], None], *, message: str,
+def run(prog: Program | Session, target: Target, report: Callable[[], None], *, message: str,
         interval: float | None, count: int | None, duration: float | None,
         clear: Iterable[str] = ()) -> None:
     """Attach is done; wait, calling `report()` (then clearing the maps) every
@@ -127,8 +157,8 @@ def run(prog: Program, target: Target, report: Callable[[], None], *, message: s
 
 
 def main(words: tuple[str, ...], interval: float | None, count: int | None,
-         duration: float | None, as_json: bool, open_prog: Callable[[], Program],
-         report: Callable[[Program], None], *, clear: Iterable[str], message: str) -> None:
+         duration: float | None, as_json: bool, open_prog: Callable[[], Session],
+         report: Callable[[Session], None], *, clear: Iterable[str], message: str) -> None:
     """A summary tool's command body: `[interval [count]]` or `-- COMMAND`,
     the program, reports every interval and at the end, the loss line."""
     interval, count, command = interval_and_count(words, interval, count)

@@ -11,14 +11,17 @@ DRY_RUN_ARGS: list[str] = []
 
 
 def start(*, disk: str | None = None, queued: bool = False, milliseconds: bool = False,
-          per_disk: bool = False, per_flags: bool = False):
+          per_disk: bool = False, per_flags: bool = False) -> summary.Session:
+    """read() -> {label: Histogram}."""
     if per_disk and per_flags:
         raise UsageError("-D (per disk) and -F (per flags) cannot be combined")
     from ..stream import program
     defines = {"FILTER_DEV": block.disk_dev(disk) if disk else 0, "QUEUED": queued,
                "PER_DISK": per_disk, "PER_FLAGS": per_flags,
                "UNIT_NS": 1_000_000 if milliseconds else 1000}
-    return program("biolatency", defines)    # TRACEPOINT_PROBEs attach themselves
+    prog = program("biolatency", defines)    # TRACEPOINT_PROBEs attach themselves
+    return summary.Session(prog, lambda p: read(p, milliseconds=milliseconds,
+                                                per_disk=per_disk, per_flags=per_flags))
 
 
 def read(prog, *, milliseconds: bool, per_disk: bool, per_flags: bool):
@@ -41,9 +44,8 @@ def command(timestamp, queued, milliseconds, per_disk, per_flags, disk, interval
     """Summarize block device I/O latency as a histogram."""
     section = "disk" if per_disk else "flags" if per_flags else None
 
-    def report(prog) -> None:
-        hists = read(prog, milliseconds=milliseconds, per_disk=per_disk, per_flags=per_flags)
-        summary.print_histograms(hists, section=section,
+    def report(session: summary.Session) -> None:
+        summary.print_histograms(session.read(), section=section,
                                  value_name="msecs" if milliseconds else "usecs",
                                  as_json=as_json, timestamp=timestamp)
 

@@ -10,9 +10,11 @@ from ..stream import cstr
 DRY_RUN_ARGS: list[str] = []
 
 
-def start(*, disk: str | None = None):
+def start(*, disk: str | None = None) -> summary.Session:
+    """read() -> {process name: Histogram}."""
     from ..stream import program
-    return program("bitesize", {"FILTER_DEV": block.disk_dev(disk) if disk else 0})
+    return summary.Session(program("bitesize", {"FILTER_DEV": block.disk_dev(disk) if disk else 0}),
+                           read)
 
 
 def read(prog) -> dict[str, Histogram]:
@@ -30,8 +32,8 @@ def read(prog) -> dict[str, Histogram]:
 @summary.summary_options()
 def command(disk, interval, count, duration, as_json, words):
     """Summarize block I/O sizes per process name as histograms."""
-    def report(prog) -> None:
-        summary.print_histograms(read(prog), section="Process Name", value_name="Kbytes",
+    def report(session: summary.Session) -> None:
+        summary.print_histograms(session.read(), section="Process Name", value_name="Kbytes",
                                  as_json=as_json, timestamp=False)
 
     summary.main(words, interval, count, duration, as_json, lambda: start(disk=disk), report,
