@@ -3,9 +3,11 @@
  * Without kprobes on tcp_v4_connect: connect() moves the socket to SYN_SENT
  * (sock:inet_sock_set_state, in the caller's context) before the local port
  * is chosen, so that change only marks the thread; when connect() returns
- * (syscalls:sys_exit_connect) the SYN is out and the socket holds both ends.
- * Connects that are not connect() system calls (io_uring, TCP Fast Open via
- * sendto) are not seen.
+ * (syscalls:sys_exit_connect) the SYN is out and the socket holds both ends,
+ * unless the handshake failed while connect() waited: then the socket was
+ * disconnected (ends cleared), so the ends are also kept when the socket
+ * leaves SYN_SENT. Connects that are not connect() system calls (io_uring,
+ * TCP Fast Open via sendto) are not seen.
  *
  * COUNT_MODE: count per (local address, remote address, remote port) in the
  * kernel instead of sending events (-c).
@@ -43,19 +45,28 @@ struct flow_key {
 };
 
 BPF_HASH(connecting, u32, u64, MAX_ENTRIES);     /* tid -> socket in SYN_SENT */
+/* socket -> its ends when it left SYN_SENT (family 0 until then) */
+BPF_HASH(handshake_ends, u64, struct tcp_endpoints, MAX_ENTRIES);
 BPF_HASH(connects, struct flow_key, u64, MAX_ENTRIES);
 
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
-    if (args->protocol != PTK_IPPROTO_TCP || args->newstate != PTK_TCP_SYN_SENT)
+    if (args->protocol != PTK_IPPROTO_TCP)
         return 0;
-    if (!ptk_selected())
+    u64 sk = (u64)args->skaddr;
+    if (args->oldstate == PTK_TCP_SYN_SENT) {
+        struct tcp_endpoints *ends = handshake_ends.lookup(&sk);
+        if (ends)
+            PTK_ENDPOINTS_FROM_ARGS(ends, args);
+        return 0;
+    }
+    if (args->newstate != PTK_TCP_SYN_SENT || !ptk_selected())
         return 0;
     if (FILTER_UID >= 0 && (u32)bpf_get_current_uid_gid() != FILTER_UID)
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
-    u64 sk = (u64)args->skaddr;
-    if (connecting.update(&tid, &sk) != 0)
+    struct tcp_endpoints unknown = {};
+    if (connecting.update(&tid, &sk) != 0 || handshake_ends.update(&sk, &unknown) != 0)
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }
@@ -67,11 +78,16 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     u64 *skp = connecting.lookup(&tid);
     if (!skp)
         return 0;
-    struct sock *sk = (struct sock *)*skp;
+    u64 sk = *skp;
     connecting.delete(&tid);
 
     struct tcp_endpoints ep = {};
-    endpoints_from_sock(&ep, sk);
+    struct tcp_endpoints *ends = handshake_ends.lookup(&sk);
+    if (ends && ends->family)
+        ep = *ends;
+    else
+        endpoints_from_sock(&ep, (struct sock *)sk);
+    handshake_ends.delete(&sk);
     if (!endpoints_selected(&ep))
         return 0;
 

@@ -173,3 +173,27 @@ def test_ipv6_datagrams(veth_pair):
     rows = events_of(json_objects(out, "pktcount"), "packets")
     assert [(r["protocol"], r["direction"], r["packets"], r["bytes"]) for r in rows] == \
         [("ipv6/udp", "ingress", P, P * (SIZE + 8 + 40 + 14))], err
+
+
+@pytest.mark.root
+def test_a_full_map_is_counted_not_silent(veth_pair):
+    from pytracekit.tools.pktcount import start
+    counter = start([veth_pair.if_a], netns=veth_pair.ns_a, directions=("egress",),
+                    ports=(9811, 9812, 9813), map_entries=1)
+    try:
+        for port in (9811, 9812, 9813):
+            veth_pair.send_udp(2, port, SIZE)
+        rows = counter.read().rows
+        loss = counter.loss()
+    finally:
+        assert counter.close() == []
+    assert len(rows) == 1 and sum(p for p, _ in rows.values()) == 2
+    assert loss.map_full == 4
+    assert tc_state(veth_pair.ns_a, veth_pair.if_a) == CLEAN
+
+
+@pytest.mark.root
+def test_a_command_bounds_the_run():
+    res = pytracekit("pktcount", "-i", "lo", "--json", "--", "sleep", "0.2")
+    assert res.returncode == 0, res.stderr
+    assert json_objects(res.stdout, "pktcount")[-1]["type"] == "loss"

@@ -95,3 +95,17 @@ def test_ipv6_connections_and_the_family_filter(veth_pair):
     assert {(e["ip"], e["laddr"], e["raddr"]) for e in events} == \
         {(6, veth_pair.addr6_a, veth_pair.addr6_b)}
     assert events_of(json_objects(out4, "tcpconnect")) == []
+
+
+@pytest.mark.root
+def test_a_refused_connect_is_reported_with_its_error(veth_pair):
+    import errno
+    import socket
+    port = 9306                      # nothing listens there: B answers with a RST
+    with Tool("tcpconnect", "-P", str(port), "--json") as tool:
+        client = veth_pair.open_socket(veth_pair.ns_a, socket.SOCK_STREAM)
+        with client:
+            assert client.connect_ex((veth_pair.addr_b, port)) == errno.ECONNREFUSED
+        out, err = tool.stop()
+    [event] = events_of(json_objects(out, "tcpconnect"))
+    assert (event["pid"], event["rport"], event["ret"]) == (os.getpid(), port, -errno.ECONNREFUSED)
