@@ -51,9 +51,10 @@ def test_tc_counts_exactly_p_datagrams_each_way_and_detaches(veth_pair, sig):
 
 
 @pytest.mark.root
-def test_xdp_counts_received_datagrams_and_detaches(veth_pair):
-    port = 9803
-    with Tool("pktcount", "-i", veth_pair.if_b, "--netns", veth_pair.ns_b, "--xdp",
+@pytest.mark.parametrize("mode", [[], ["--xdp-generic"]])
+def test_xdp_counts_received_datagrams_and_detaches(veth_pair, mode):
+    port = 9803 + 10 * bool(mode)
+    with Tool("pktcount", "-i", veth_pair.if_b, "--netns", veth_pair.ns_b, "--xdp", *mode,
               "-P", str(port), "--json") as tool:
         assert tc_state(veth_pair.ns_b, veth_pair.if_b)["xdp_prog_id"] > 0
         assert veth_pair.send_udp(P, port, SIZE) == P
@@ -98,7 +99,7 @@ def test_intervals_add_up_to_the_total(veth_pair):
 
 @pytest.mark.root
 def test_duration_ends_the_run_with_a_text_table(veth_pair):
-    res = pytracekit("pktcount", "-i", "lo", "-d", "0.3")
+    res = pytracekit("pktcount", "-i", veth_pair.if_a, "--netns", veth_pair.ns_a, "-d", "0.3")
     assert res.returncode == 0, res.stderr
     assert res.stdout.split("\n")[0].split() == ["IFACE", "DIR", "PROTO", "PORT", "PACKETS",
                                                  "BYTES"]
@@ -193,7 +194,8 @@ def test_a_full_map_is_counted_not_silent(veth_pair):
 
 
 @pytest.mark.root
-def test_a_command_bounds_the_run():
-    res = pytracekit("pktcount", "-i", "lo", "--json", "--", "sleep", "0.2")
+def test_a_command_bounds_the_run(veth_pair):
+    res = pytracekit("pktcount", "-i", veth_pair.if_a, "--netns", veth_pair.ns_a, "--json",
+                     "--", "sleep", "0.2")
     assert res.returncode == 0, res.stderr
     assert json_objects(res.stdout, "pktcount")[-1]["type"] == "loss"
