@@ -74,10 +74,13 @@ def family_options(f: Callable) -> Callable:
     return click.option("-4", "--ipv4", is_flag=True, help="Trace IPv4 only.")(f)
 
 
-def tool_options(f: Callable) -> Callable:
-    """The options every tcp tool ends with: -4/-6, -d, then the streaming
-    tools' (-b, --json, the standard ones, `-- COMMAND`)."""
-    return family_options(options.duration_option("-d")(stream.stream_options(f)))
+def tool_options(*duration_short: str) -> Callable[[Callable], Callable]:
+    """The options every tcp tool ends with: -4/-6, --duration (with the short
+    flag the BCC tool leaves free), then the streaming tools' (-b, --json, the
+    standard ones, `-- COMMAND`)."""
+    def apply(f: Callable) -> Callable:
+        return family_options(options.duration_option(*duration_short)(stream.stream_options(f)))
+    return apply
 
 
 def layout_options(f: Callable) -> Callable:

@@ -109,3 +109,11 @@ def test_a_refused_connect_is_reported_with_its_error(veth_pair):
         out, err = tool.stop()
     [event] = events_of(json_objects(out, "tcpconnect"))
     assert (event["pid"], event["rport"], event["ret"]) == (os.getpid(), port, -errno.ECONNREFUSED)
+
+
+def test_bcc_dns_flag_is_refused_clearly():
+    res = pytracekit("tcpconnect", "-d")
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        "pytracekit tcpconnect: error: -d/--dns (BCC's DNS lookups) is not supported: "
+        "tcpconnect reads no packets; for a time limit use --duration SECONDS")

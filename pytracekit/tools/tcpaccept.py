@@ -62,7 +62,7 @@ def json_formatter(t0: int):
 @options.timestamp_option("-t")
 @options.pid_option("-p")
 @tcp.ports_option("-P", "--port", "local")
-@tcp.tool_options
+@tcp.tool_options("-d")
 def command(time_of_day, timestamp, pid, port, ipv4, ipv6, duration, buffer_pages, as_json,
             command):
     """Trace TCP accept()s: PID COMM IP RADDR RPORT LADDR LPORT, one line each."""

@@ -11,6 +11,7 @@ import time
 import click
 
 from .. import options, stream, tcp
+from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -100,10 +101,14 @@ def print_counts(prog, as_json: bool) -> None:
 @click.option("-U", "--print-uid", is_flag=True, help="Include the UID column.")
 @click.option("-u", "--uid", type=int, default=None, help="Trace this UID only.")
 @click.option("-c", "--count", is_flag=True, help="Count connects per flow; print at the end.")
-@tcp.tool_options
-def command(timestamp, pid, port, lport, print_uid, uid, count, ipv4, ipv6, duration,
+@click.option("-d", "--dns", is_flag=True, hidden=True)
+@tcp.tool_options()       # BCC's -d is --dns here: --duration has no short flag
+def command(timestamp, pid, port, lport, print_uid, uid, count, dns, ipv4, ipv6, duration,
             buffer_pages, as_json, command):
     """Trace TCP connect()s: PID COMM IP SADDR DADDR DPORT, one line each."""
+    if dns:
+        raise UsageError("-d/--dns (BCC's DNS lookups) is not supported: tcpconnect reads no "
+                         "packets; for a time limit use --duration SECONDS")
     family = tcp.family_define(ipv4, ipv6)
 
     def open_stream(target_pid: int) -> stream.EventStream:

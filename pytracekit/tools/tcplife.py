@@ -67,7 +67,7 @@ def json_formatter(t0: int):
 @options.pid_option("-p")
 @tcp.ports_option("-L", "--localport", "local")
 @tcp.ports_option("-D", "--remoteport", "remote")
-@tcp.tool_options
+@tcp.tool_options("-d")
 def command(time_of_day, timestamp, wide, csv, pid, localport, remoteport, ipv4, ipv6,
             duration, buffer_pages, as_json, command):
     """Trace TCP sessions: PID COMM LADDR LPORT RADDR RPORT TX_KB RX_KB MS, one per close."""

@@ -95,7 +95,7 @@ def print_counts(prog, as_json: bool) -> None:
 @click.option("-l", "--lossprobe", is_flag=True,
               help="Include tail loss probe attempts (needs kprobes).")
 @click.option("-c", "--count", is_flag=True, help="Count retransmits per flow; print at the end.")
-@tcp.tool_options
+@tcp.tool_options("-d")
 def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, as_json, command):
     """Trace TCP retransmits: TIME PID IP LADDR:LPORT T> RADDR:RPORT STATE."""
     family = tcp.family_define(ipv4, ipv6)

@@ -69,7 +69,7 @@ def json_formatter(t0: int):
 @tcp.layout_options
 @tcp.ports_option("-L", "--localport", "local")
 @tcp.ports_option("-D", "--remoteport", "remote")
-@tcp.tool_options
+@tcp.tool_options("-d")
 def command(time_of_day, timestamp, wide, csv, localport, remoteport, ipv4, ipv6, duration,
             buffer_pages, as_json, command):
     """Trace TCP state changes: SKADDR C-PID C-COMM LADDR LPORT RADDR RPORT OLD -> NEW MS."""
