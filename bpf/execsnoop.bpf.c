@@ -12,6 +12,9 @@
 #ifndef FILTER_UID
 #define FILTER_UID -1
 #endif
+#ifndef FILTER_PPID            /* only children of this process; 0: any */
+#define FILTER_PPID 0
+#endif
 #ifndef FAILED_TOO
 #define FAILED_TOO 0
 #endif
@@ -42,8 +45,20 @@ struct event {
     char args[ARGS_BYTES];       /* NUL-separated, argv[0] first */
 };
 
-PTK_INLINE bool uid_selected(void)
+PTK_INLINE u32 parent_pid(void)
 {
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct task_struct *parent = NULL;
+    u32 ppid = 0;
+    PTK_READ_FIELD(parent, task, struct task_struct, real_parent);
+    PTK_READ_FIELD(ppid, parent, struct task_struct, tgid);
+    return ppid;
+}
+
+PTK_INLINE bool task_selected(void)
+{
+    if (FILTER_PPID && parent_pid() != FILTER_PPID)
+        return false;
     return FILTER_UID < 0 || (u32)bpf_get_current_uid_gid() == (u32)FILTER_UID;
 }
 
@@ -54,11 +69,7 @@ PTK_INLINE struct event *new_event(s32 ret)
         ptk_count_loss(PTK_LOST_EVENTS);
         return NULL;
     }
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    struct task_struct *parent = NULL;
-    PTK_READ_FIELD(parent, task, struct task_struct, real_parent);
-    e->ppid = 0;
-    PTK_READ_FIELD(e->ppid, parent, struct task_struct, tgid);
+    e->ppid = parent_pid();
     e->ts = bpf_ktime_get_ns();
     e->pid = bpf_get_current_pid_tgid() >> 32;
     e->uid = bpf_get_current_uid_gid();
@@ -71,7 +82,7 @@ PTK_INLINE struct event *new_event(s32 ret)
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
-    if (!ptk_selected() || !uid_selected())
+    if (!ptk_selected() || !task_selected())
         return 0;
     struct event *e = new_event(0);
     if (!e)
@@ -98,7 +109,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 
 PTK_INLINE int enter_exec(const char *filename, const char *const *argv)
 {
-    if (!FAILED_TOO || !ptk_selected() || !uid_selected())
+    if (!FAILED_TOO || !ptk_selected() || !task_selected())
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
     struct pending_exec exec = { .filename = filename, .argv = argv };

@@ -77,6 +77,22 @@ def test_name_and_line_regex_filters(workload):
     assert summary(err)["captured"] >= 4          # captured in the kernel, filtered here
 
 
+@pytest.mark.root
+def test_parent_and_uid_filters_run_in_the_kernel(workload):
+    marker = _marker("ppid")
+    parent = subprocess.Popen([workload, "--go-file", f"/tmp/{marker}.go", "exec", "3", marker])
+    try:
+        with Tool("execsnoop", "-P", str(parent.pid), "-u", "0", "--json") as tool:
+            open(f"/tmp/{marker}.go", "w").close()
+            parent.wait()
+            subprocess.run(["true", marker], check=True)      # another parent: not shown
+            out, err = tool.stop()
+    finally:
+        os.unlink(f"/tmp/{marker}.go")
+    events = [o for o in validated_json("execsnoop", out) if o["type"] == "event"]
+    assert [(e["ppid"], e["args"]) for e in events] == [(parent.pid, ["child", marker])] * 3
+
+
 def test_bad_regex_is_a_usage_error():
     res = pytracekit("execsnoop", "-n", "(", "-d", "0.1")
     assert res.returncode == 2

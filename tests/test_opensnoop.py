@@ -83,6 +83,20 @@ def test_name_and_flag_filters_run_in_the_kernel(workload, marker, tmp_path):
 
 
 @pytest.mark.root
+def test_uid_filter(workload, tmp_path):
+    marker = str(tmp_path / "uid-marker")
+    os.chmod(tmp_path, 0o777)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with Tool("opensnoop", "-u", "65534", "-U", "--json") as tool:
+        subprocess.run(nobody + [workload, "open", marker, "20"], check=True)
+        subprocess.run([workload, "open", marker, "5"], check=True)      # root: not shown
+        out, err = tool.stop()
+    events = [o for o in validated_json("opensnoop", out) if o["type"] == "event"]
+    mine = [e for e in events if e["path"] == marker]
+    assert len(mine) == 20 and {e["uid"] for e in events} == {65534}
+
+
+@pytest.mark.root
 def test_ctrl_c_during_a_storm_stops_at_once_and_reports(workload, marker, tmp_path):
     out_path = tmp_path / "out.txt"
     proc = start_to_file(["opensnoop", "--", workload, "open", marker, "100000000"], out_path)

@@ -20,12 +20,13 @@ FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("ppid", "I"), ("uid", "I"), (
                        ("filename", "256s"), ("args", "4096s"))
 
 
-def start(*, uid: int | None = None, failed: bool = False, max_args: int = 20,
+def start(*, uid: int | None = None, ppid: int | None = None, failed: bool = False,
+          max_args: int = 20,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
     if max_args < 1:
         raise UsageError(f"--max-args {max_args}: give at least 1")
-    defines = {"FILTER_UID": -1 if uid is None else uid, "FAILED_TOO": failed,
-               "MAX_ARGS": max_args + 1}   # + argv[0]
+    defines = {"FILTER_UID": -1 if uid is None else uid, "FILTER_PPID": ppid or 0,
+               "FAILED_TOO": failed, "MAX_ARGS": max_args + 1}   # + argv[0]
     return stream.EventStream(stream.load("execsnoop", defines, buffer_pages), FIELDS)
 
 
@@ -109,6 +110,7 @@ def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, ma
 @click.option("-x", "--fails", "failed", is_flag=True, help="Include failed exec()s.")
 @click.option("-U", "--print-uid", is_flag=True, help="Print the UID column.")
 @click.option("-u", "--uid", type=int, default=None, help="Trace this UID only.")
+@click.option("-P", "--ppid", type=int, default=None, help="Only children of this parent pid.")
 @click.option("-q", "--quote", is_flag=True, help='Put "quotes" around arguments.')
 @click.option("-n", "--name", default=None, help="Only command names matching this regex.")
 @click.option("-l", "--line", default=None, help="Only commands with an argument matching "
@@ -117,7 +119,7 @@ def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, ma
               help="Arguments parsed and shown.")
 @options.duration_option("-d")
 @stream.stream_options
-def command(clock, timestamp, failed, print_uid, uid, quote, name, line, max_args, duration,
+def command(clock, timestamp, failed, print_uid, uid, ppid, quote, name, line, max_args, duration,
             buffer_pages, as_json, command):
     """Trace exec()s: PCOMM PID PPID RET ARGS, one line each."""
     select = Selector(name, line)
@@ -130,6 +132,6 @@ def command(clock, timestamp, failed, print_uid, uid, quote, name, line, max_arg
 
     # No pid filter: with `-- COMMAND`, the whole system while the command runs.
     stream.main(None, command,
-                lambda _pid: start(uid=uid, failed=failed, max_args=max_args,
+                lambda _pid: start(uid=uid, ppid=ppid, failed=failed, max_args=max_args,
                                    buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing exec()s... Hit Ctrl-C to end.")
