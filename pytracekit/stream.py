@@ -85,17 +85,18 @@ def wakeup_bytes(buffer_bytes: int) -> int:
 
 
 def program(name: str, defines: dict[str, Any] | None = None) -> Program:
-    """Compile bpf/<name>.bpf.c, pasting in the bpf/ptk_*.h headers it
-    includes, and those they include (their include guards stop repeats)."""
-    pasted: dict[str, str] = {}
-    pending = [read_source(name)]
-    while pending:
-        for match in _PASTED_INCLUDE.finditer(pending.pop()):
-            if match.group(0) not in pasted:
-                text = (BPF_DIR / match.group(1)).read_text()
-                pasted[match.group(0)] = text      # replaced in this order: parents first
-                pending.append(text)
-    return Program.from_file(name, defines=defines, replace=pasted)
+    """Compile bpf/<name>.bpf.c with the bpf/ptk_*.h headers it includes
+    pasted in, recursively, each once."""
+    pasted: set[str] = set()
+
+    def paste(match: re.Match) -> str:
+        header = match.group(1)
+        if header in pasted:
+            return ""
+        pasted.add(header)
+        return _PASTED_INCLUDE.sub(paste, (BPF_DIR / header).read_text())
+
+    return Program.from_text(name, _PASTED_INCLUDE.sub(paste, read_source(name)), defines)
 
 
 def load(name: str, defines: dict[str, Any] | None = None,
