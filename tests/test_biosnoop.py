@@ -37,3 +37,11 @@ def test_json_reads(loop_disk):
     assert [(e["comm"], e["bytes"], e["sector"], e["error"]) for e in events] == \
         [(loop_disk.comm, 65536, i * 128, 0) for i in range(3)]
     assert all("R" in e["rwbs"] for e in events)
+
+
+def test_unknown_disk_is_one_line():
+    from conftest import pytracekit
+    from snoop_helpers import one_line_error
+    res = pytracekit("biosnoop", "-d", "/dev/nosuchdisk", "--duration", "0.1")
+    assert res.returncode == 1
+    assert "no block device '/dev/nosuchdisk'" in one_line_error(res.stderr, "biosnoop")

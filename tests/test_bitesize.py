@@ -29,3 +29,11 @@ def test_json_histogram_per_process(loop_disk):
     mine = [o for o in objects if o["type"] == "histogram" and o["label"] == loop_disk.comm]
     assert len(mine) == 1 and mine[0]["unit"] == "Kbytes"
     assert mine[0]["buckets"][-1] == {"low": 16, "high": 31, "count": 3}
+
+
+def test_count_without_interval_is_a_usage_error():
+    from conftest import pytracekit
+    from snoop_helpers import one_line_error
+    res = pytracekit("bitesize", "--count", "3")
+    assert res.returncode == 2
+    assert "a count needs an interval" in one_line_error(res.stderr, "bitesize")

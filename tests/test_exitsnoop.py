@@ -55,3 +55,11 @@ def test_failed_only_json(workload):
     assert set(mine) == {p for p, c in expected.items() if c != "0"}      # -x
     assert {(e["exit_code"], e["signal"]) for e in mine.values()} == {(7, 0), (0, 9)}
     assert all(e["age_s"] >= 0 for e in mine.values())
+
+
+def test_pid_and_command_together_is_a_usage_error():
+    from conftest import pytracekit
+    from snoop_helpers import one_line_error
+    res = pytracekit("exitsnoop", "-p", "1", "--", "true")
+    assert res.returncode == 2
+    assert "either -p PID or -- COMMAND" in one_line_error(res.stderr, "exitsnoop")

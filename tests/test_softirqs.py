@@ -58,3 +58,11 @@ def test_text_totals_and_histograms():
         _loopback_traffic(10)
         out, err = tool.stop()
     assert "softirq = net_rx" in out and "usecs" in out
+
+
+def test_bad_interval_is_a_usage_error():
+    from conftest import pytracekit
+    from snoop_helpers import one_line_error
+    res = pytracekit("softirqs", "--", "0")
+    assert res.returncode == 2
+    assert "interval 0.0 must be positive" in one_line_error(res.stderr, "softirqs")

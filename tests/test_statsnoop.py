@@ -53,3 +53,11 @@ def test_failed_only_json_with_timestamps(marker):
     assert [e["path"] for e in events].count(marker + ".missing") == 4
     assert marker not in [e["path"] for e in events]
     assert objects[-1]["type"] == "loss" and objects[-1]["lost_events"] == 0
+
+
+def test_missing_pid_is_one_line():
+    from conftest import pytracekit
+    from snoop_helpers import one_line_error
+    res = pytracekit("statsnoop", "-p", "999999999")
+    assert res.returncode == 1
+    assert "no process with pid 999999999" in one_line_error(res.stderr, "statsnoop")
