@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -107,7 +108,33 @@ class VethPair:
             assert served.is_set(), "the test server did not see every connection"
         finally:
             listener.close()
+        # The last ACKs are processed asynchronously: wait for the kernel's CLOSEs.
+        assert self.wait_closed(port), f"sockets on port {port} did not close"
         return ports
+
+    def open_sockets(self, port: int) -> int:
+        """Sockets using `port` on either side, TIME_WAIT (closed) not counted."""
+        count = 0
+        for ns in (self.ns_a, self.ns_b):
+            with self.inside(ns):
+                for name in ("tcp", "tcp6"):
+                    with open(f"/proc/thread-self/net/{name}") as table:
+                        for line in list(table)[1:]:
+                            fields = line.split()
+                            local, remote, state = fields[1], fields[2], fields[3]
+                            ports = {int(local.rsplit(":", 1)[1], 16),
+                                     int(remote.rsplit(":", 1)[1], 16)}
+                            if port in ports and state != "06":
+                                count += 1
+        return count
+
+    def wait_closed(self, port: int, timeout: float = 5) -> bool:
+        end = time.monotonic() + timeout
+        while self.open_sockets(port):
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.005)
+        return True
 
 
 def _configure(ns: str, ifname: str, address: str, address6: str) -> None:

@@ -22,17 +22,17 @@ def test_client_and_server_sides_of_k_sessions(veth_pair):
     events = events_of(json_objects(out, "tcplife"))
     client = [e for e in events if e["rport"] == port and e["raddr"] == veth_pair.addr_b]
     server = [e for e in events if e["lport"] == port and e["laddr"] == veth_pair.addr_b]
-    assert sorted(e["lport"] for e in client) == sorted(client_ports)
-    assert sorted(e["rport"] for e in server) == sorted(client_ports)
+    assert sorted(e["lport"] for e in client) == sorted(client_ports), (out, err)
+    assert sorted(e["rport"] for e in server) == sorted(client_ports), (out, err)
     # The kernel counts in sequence space: each FIN counts one byte, and the
     # connecting side's SYN counts one in its bytes_acked.
     for e in client:
         assert (e["pid"], e["laddr"], e["tx_bytes"], e["rx_bytes"]) == \
-            (os.getpid(), veth_pair.addr_a, len(REQUEST) + 2, len(REPLY) + 1)
+            (os.getpid(), veth_pair.addr_a, len(REQUEST) + 2, len(REPLY) + 1), e
         assert 0 < e["ms"] < 5000
     for e in server:
         assert (e["pid"], e["raddr"], e["tx_bytes"], e["rx_bytes"]) == \
-            (os.getpid(), veth_pair.addr_a, len(REPLY) + 1, len(REQUEST) + 1)
+            (os.getpid(), veth_pair.addr_a, len(REPLY) + 1, len(REQUEST) + 1), e
 
 
 @pytest.mark.root
