@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,11 @@ class NetAttacher:
                 if self.netns not in nsmod.listnetns():
                     raise NotFoundError(f"no network namespace {self.netns!r} "
                                         f"(`ip netns list` shows them)")
-                with _default_signals():
+                # pyroute2 forks a helper to open a socket in the namespace and
+                # ends it with SIGTERM; with our handlers inherited (runner's
+                # Stop) the helper would unwind through the tool's own cleanup:
+                # it must simply die. Nothing is attached yet at this point.
+                with _signals_set_to(signal.SIG_DFL):
                     self._ipr = IPRoute(netns=self.netns)
             else:
                 self._ipr = IPRoute()
@@ -136,18 +141,21 @@ class NetAttacher:
     # -- teardown -----------------------------------------------------------
 
     def detach(self) -> list[str]:
-        """Remove what we added, newest first; returns problems (never raises)."""
+        """Remove what we added, newest first; returns problems (never raises).
+        A second Ctrl-C or SIGTERM meanwhile is ignored: the tool is already
+        on its way out, and must not leave half of its attachments behind."""
         problems = []
         removed_clsact = {a.iface.index for a in self.added if a.kind == "clsact"}
-        while self.added:
-            added = self.added.pop()
-            try:
-                self._remove(added, removed_clsact)
-            except Exception as exc:  # keep going: remove everything we can
-                problems.append(f"{added.kind} on {added.iface.name}: {exc}")
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
+        with _signals_set_to(signal.SIG_IGN):
+            while self.added:
+                added = self.added.pop()
+                try:
+                    self._remove(added, removed_clsact)
+                except Exception as exc:  # keep going: remove everything we can
+                    problems.append(f"{added.kind} on {added.iface.name}: {exc}")
+            if self._ipr is not None:
+                self._ipr.close()
+                self._ipr = None
         return problems
 
     def _remove(self, added: _Added, removed_clsact: set[int]) -> None:
@@ -167,15 +175,16 @@ class NetAttacher:
 
 
 @contextlib.contextmanager
-def _default_signals():
-    """pyroute2 forks a helper to open a socket inside a namespace and ends it
-    with SIGTERM. A fork inherits Python's handlers, and ours (runner's Stop)
-    would make the helper unwind through the tool's own cleanup: the helper
-    must simply die. Nothing is attached yet while this runs."""
+def _signals_set_to(action: Any):
+    """SIGINT/SIGTERM/SIGHUP handled by `action` for a moment, then restored
+    (only the main thread may set handlers; elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
     saved = {sig: signal.getsignal(sig) for sig in signals}
     for sig in signals:
-        signal.signal(sig, signal.SIG_DFL)
+        signal.signal(sig, action)
     try:
         yield
     finally:
