@@ -8,7 +8,6 @@ Counts are checked against what was sent.
 """
 from __future__ import annotations
 
-import socket
 import sys
 import time
 

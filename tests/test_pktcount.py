@@ -1,15 +1,13 @@
 """pktcount against ground truth: P UDP datagrams sent across a veth pair
 between two private network namespaces (tests/netns_fixture.py), counted by
 tc and XDP programs attached through pyroute2, and removed again."""
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, Tool, pytracekit
-from netns_fixture import events_of, json_objects, tc_state, veth_pair  # noqa: F401
+from conftest import Tool, pytracekit
+from netns_fixture import (events_of, json_objects, pytracekit_unprivileged, tc_state,  # noqa: F401
+                           veth_pair)
 from pytracekit.errors import UsageError
 from pytracekit.net import parse_ports
 from pytracekit.tools.pktcount import PacketCounts, protocol_name, table
@@ -124,12 +122,7 @@ def test_errors_are_one_line(veth_pair):
 
 
 def test_not_root_is_one_clear_line():
-    if os.geteuid() != 0:
-        res = pytracekit("pktcount", "-i", "lo")
-    else:
-        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                              sys.executable, "-m", "pytracekit", "pktcount", "-i", "lo"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = pytracekit_unprivileged("pktcount", "-i", "lo")
     assert res.returncode == 1
     assert res.stderr.strip().startswith("pytracekit pktcount: error: pytracekit needs root")
 

@@ -5,8 +5,9 @@ import signal
 
 import pytest
 
-from conftest import Tool, pytracekit
-from netns_fixture import events_of, json_objects, veth_pair  # noqa: F401 (fixture)
+from conftest import Tool
+from netns_fixture import (events_of, json_objects, pytracekit_unprivileged,  # noqa: F401
+                           veth_pair)
 
 K = 5
 
@@ -54,15 +55,7 @@ def test_port_filter_excludes_other_ports(veth_pair):
 
 
 def test_not_root_is_one_clear_line():
-    import subprocess
-    import sys
-    from conftest import ROOT
-    if os.geteuid() != 0:
-        res = pytracekit("tcpaccept")
-    else:
-        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                              sys.executable, "-m", "pytracekit", "tcpaccept"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60)
+    res = pytracekit_unprivileged("tcpaccept")
     assert res.returncode == 1
     assert res.stderr.strip().startswith("pytracekit tcpaccept: error: pytracekit needs root")
 
