@@ -101,6 +101,7 @@ def test_duration_ends_the_run_with_a_text_table(veth_pair):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split("\n")[0].split() == ["IFACE", "DIR", "PROTO", "PORT", "PACKETS",
                                                  "BYTES"]
+    assert tc_state(veth_pair.ns_a, veth_pair.if_a) == CLEAN
 
 
 @pytest.mark.root
