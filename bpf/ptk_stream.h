@@ -17,7 +17,7 @@
 #define PTK_STREAM_H
 
 #ifndef BUFFER_PAGES
-#define BUFFER_PAGES 1024
+#define BUFFER_PAGES 4096
 #endif
 #ifndef WAKEUP_BYTES
 #define WAKEUP_BYTES 65536

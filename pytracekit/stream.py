@@ -42,7 +42,7 @@ STREAM_HEADER = "ptk_stream.h"
 # calls only in the main file.
 _PASTED_INCLUDE = re.compile(r'^\s*#\s*include\s+"(ptk_\w+\.h)"\s*$', re.M)
 
-DEFAULT_BUFFER_PAGES = 1024         # 4 MiB with 4 KiB pages
+DEFAULT_BUFFER_PAGES = 4096         # 16 MiB with 4 KiB pages: ~50k events of 300 bytes
 PAGE_SIZE = mmap.PAGESIZE
 RECORD_HEADER = 8                   # struct bpf_ringbuf_hdr { u32 len; u32 pg_off; }
 BUSY_BIT = 1 << 31                  # reserved, not yet committed
