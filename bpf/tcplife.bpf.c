@@ -1,16 +1,17 @@
 /* tcplife: one line per TCP session when it closes: lifespan, bytes each way.
  *
  * From sock:inet_sock_set_state alone (no kprobes): a socket is born at its
- * first change to SYN_SENT, SYN_RECV or ESTABLISHED and dies at CLOSE. The
- * state changes happen mostly in softirq context, so the process is the one
- * on CPU at the changes made by a system call: SYN_SENT (connect), LAST_ACK
- * or FIN_WAIT1 (close). Bytes come from struct tcp_sock (read through BTF):
- * bytes_received, and bytes_acked for what was sent and acknowledged.
+ * first change to SYN_SENT, SYN_RECV or ESTABLISHED and dies at CLOSE. State
+ * changes happen mostly in softirq context, so the process is the one on CPU
+ * at the changes a system call makes: SYN_SENT (connect), LAST_ACK (close
+ * after the peer's FIN), or FIN_WAIT1 (close first) when nothing was seen
+ * before. Bytes come from struct tcp_sock (through BTF): bytes_received, and
+ * bytes_acked for what was sent and acknowledged.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
-#include "tcp_common.h"
+#include "ptk_tcp.h"
 
 #ifndef MAX_SOCKETS
 #define MAX_SOCKETS 65536
@@ -35,11 +36,11 @@ struct event {
 BPF_HASH(birth, u64, u64, MAX_SOCKETS);
 BPF_HASH(owners, u64, struct owner, MAX_SOCKETS);
 
-PTK_INLINE void remember_owner(u64 sk, bool replace)
+PTK_INLINE void remember_owner(u64 sk)
 {
     struct owner me = { .pid = bpf_get_current_pid_tgid() >> 32 };
     bpf_get_current_comm(&me.comm, sizeof(me.comm));
-    if (owners.update(&sk, &me) != 0)     /* BPF_ANY: update or insert */
+    if (owners.update(&sk, &me) != 0)
         ptk_count_loss(PTK_MAP_FULL);
 }
 
@@ -50,11 +51,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     u64 sk = (u64)args->skaddr;
     int state = args->newstate;
 
-    if (state == PTK_TCP_SYN_SENT || state == PTK_TCP_LAST_ACK) {
-        remember_owner(sk, true);
-    } else if (state == PTK_TCP_FIN_WAIT1 && !owners.lookup(&sk)) {
-        remember_owner(sk, false);    /* a server closing first */
-    }
+    if (state == PTK_TCP_SYN_SENT || state == PTK_TCP_LAST_ACK)
+        remember_owner(sk);
+    else if (state == PTK_TCP_FIN_WAIT1 && !owners.lookup(&sk))
+        remember_owner(sk);       /* this side closed first */
     if (state < PTK_TCP_FIN_WAIT1) {
         u64 now = bpf_ktime_get_ns();
         if (!birth.lookup(&sk) && birth.update(&sk, &now) != 0)
@@ -65,24 +65,24 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
 
     u64 *born = birth.lookup(&sk);
-    struct owner *who = owners.lookup(&sk);
-    struct owner owner = {};
-    if (who)
-        owner = *who;
     u64 start = born ? *born : 0;
+    struct owner owner = {};
+    struct owner *who = owners.lookup(&sk);
+    if (who) {
+        owner = *who;
+    } else {
+        owner.pid = bpf_get_current_pid_tgid() >> 32;
+        bpf_get_current_comm(&owner.comm, sizeof(owner.comm));
+    }
     birth.delete(&sk);
     owners.delete(&sk);
     if (!start)
-        return 0;         /* born before we started (or a listener): unknown span */
+        return 0;       /* born before tracing began, or a listener: no lifespan */
 
     struct tcp_endpoints ep = {};
     PTK_ENDPOINTS_FROM_ARGS(&ep, args);
     if (!endpoints_selected(&ep))
         return 0;
-    if (!who) {
-        owner.pid = bpf_get_current_pid_tgid() >> 32;
-        bpf_get_current_comm(&owner.comm, sizeof(owner.comm));
-    }
     if (FILTER_PID && owner.pid != FILTER_PID)
         return 0;
 

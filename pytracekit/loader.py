@@ -266,6 +266,20 @@ class Program:
             raise _load_error(fn_name, str(failure), log[0]) from None
         self._loaded.append(fn_name)
 
+    def load_function(self, fn_name: str, prog_type: int) -> Any:
+        """Load one function as a program of `prog_type` (BPF.SCHED_CLS, BPF.XDP...)
+        and return BCC's handle (its `.fd`), for attachments made outside BCC
+        (tc and XDP through netlink, see net.py). The caller detaches it; the
+        program itself is unloaded by close()."""
+        with captured_stderr() as log:
+            try:
+                fn = self.bpf.load_func(fn_name, prog_type)
+            except Exception as exc:
+                raise _load_error(fn_name, str(exc), log[0]) from None
+        if fn_name not in self._loaded:
+            self._loaded.append(fn_name)
+        return fn
+
     def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:
         from .kernel.tracefs import tracepoint
         tracepoint(category, event)  # a clear NotFoundError for unknown names

@@ -411,7 +411,7 @@ def used_type_names(source: str, kbtf: btfmod.KernelBtf, skip: set[str] = frozen
         name = f"{kw} {ident}" if kw else ident
         if name in seen:
             continue
-        if ident in skip or name in skip:
+        if name in skip or (not kw and ident in skip):  # `struct tcp_sock` is not the uapi member `tcp_sock`
             continue
         if name in kbtf.by_name or (not kw and ident in kbtf.enumerators):
             seen[name] = None

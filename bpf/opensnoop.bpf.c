@@ -1,0 +1,27 @@
+/* opensnoop: one event per open()/openat()/openat2() that returns
+ * (the enter/exit pairing and all filters are in ptk_pathcall.h). */
+#include "vmlinux.h"
+#include "pytracekit.h"
+#include "ptk_stream.h"
+#include "ptk_pathcall.h"
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+    return path_call_enter(args->filename, args->flags, args->mode);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+    return path_call_enter(args->filename, args->flags, args->mode);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+    struct open_how how = {};
+    bpf_probe_read_user(&how, sizeof(how), args->how);
+    return path_call_enter(args->filename, how.flags, how.mode);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return path_call_exit(args->ret); }

@@ -1,0 +1,24 @@
+/* statsnoop: one event per stat()-family call that returns
+ * (the enter/exit pairing and the filters are in ptk_pathcall.h). */
+
+/* The tracepoints' argument structs (struct stat, struct statfs) use these
+ * uapi typedefs, which the BTF-derived headers leave out. */
+typedef long __kernel_long_t;
+typedef unsigned long __kernel_ulong_t;
+
+#include "vmlinux.h"
+#include "pytracekit.h"
+#include "ptk_stream.h"
+#include "ptk_pathcall.h"
+
+TRACEPOINT_PROBE(syscalls, sys_enter_statfs) { return path_call_enter(args->pathname, 0, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_newstat) { return path_call_enter(args->filename, 0, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_newlstat) { return path_call_enter(args->filename, 0, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_newfstatat) { return path_call_enter(args->filename, 0, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_statx) { return path_call_enter(args->filename, 0, 0); }
+
+TRACEPOINT_PROBE(syscalls, sys_exit_statfs) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_newstat) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_newlstat) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_newfstatat) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_statx) { return path_call_exit(args->ret); }

@@ -1,0 +1,11 @@
+"""softirqs: time spent in soft interrupts per vector (BCC's options and
+layout), from irq:softirq_entry/exit. Shared with hardirqs: pytracekit/irqs.py."""
+from ..irqs import SOFTIRQS, make_command
+from ..irqs import start as _start
+
+DRY_RUN_ARGS: list[str] = []
+command = make_command(SOFTIRQS)
+
+
+def start(**options):
+    return _start(SOFTIRQS, **options)

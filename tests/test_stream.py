@@ -1,0 +1,174 @@
+"""The ring buffer reader (pytracekit/stream.py) against a ring laid out in a
+file exactly as the kernel maps a BPF ring buffer: consumer page, producer
+page, then the data pages twice. No BPF needed."""
+import mmap
+import struct
+
+import pytest
+
+from pytracekit import stream
+from pytracekit.errors import PytracekitError, UsageError
+
+PAGE = mmap.PAGESIZE
+SIZE = 4 * PAGE
+FIELDS = stream.fields(("seq", "Q"), ("pid", "I"), ("comm", "16s"))   # 32 bytes, as C pads it
+STRIDE = 8 + 32
+
+
+class FakeRing:
+    def __init__(self, tmp_path):
+        self.path = tmp_path / "ring"
+        self.path.write_bytes(bytes(2 * PAGE + 2 * SIZE))
+        self.file = open(self.path, "r+b")
+        self.prod = 0
+        self.reader = stream.RingReader(self.file.fileno(), SIZE, FIELDS)
+
+    def _write(self, pos: int, data: bytes) -> None:
+        for base in (2 * PAGE, 2 * PAGE + SIZE):     # the kernel maps the data twice
+            start = pos % SIZE
+            first = data[:SIZE - start]
+            self.file.seek(base + start)
+            self.file.write(first)
+            if len(first) < len(data):
+                self.file.seek(base)
+                self.file.write(data[len(first):])
+        self.file.flush()
+
+    def add(self, seq: int, length: int = 32, flags: int = 0) -> None:
+        body = struct.pack("@QI16s4x", seq, 100 + seq, b"comm%d" % seq)   # C: comm at 12
+        self._write(self.prod, struct.pack("@II", length | flags, 0) + body)
+        self.prod += 8 + ((length + 7) & ~7)
+        self.file.seek(PAGE)
+        self.file.write(struct.pack("@Q", self.prod))
+        self.file.flush()
+
+    def commit(self, pos: int, length: int = 32) -> None:
+        self._write(pos, struct.pack("@I", length))
+
+    def consumer(self) -> int:
+        self.file.seek(0)
+        return struct.unpack("@Q", self.file.read(8))[0]
+
+    def set_consumer(self, pos: int) -> None:
+        self.file.seek(0)
+        self.file.write(struct.pack("@Q", pos))
+        self.file.flush()
+
+
+@pytest.fixture
+def ring(tmp_path):
+    fake = FakeRing(tmp_path)
+    yield fake
+    fake.reader.close()
+    fake.file.close()
+
+
+def _read(ring, **kwargs) -> list[tuple]:
+    got: list[tuple] = []
+    ring.reader.consume(got.extend, **kwargs)
+    return got
+
+
+def test_decodes_committed_records_in_order_and_moves_the_consumer(ring):
+    for seq in range(5):
+        ring.add(seq)
+    rows = _read(ring)
+    assert [(r[0], r[1], stream.cstr(r[2])) for r in rows] == \
+        [(s, 100 + s, f"comm{s}") for s in range(5)]
+    assert ring.consumer() == 5 * STRIDE and ring.reader.captured == 5
+    assert _read(ring) == [] and ring.reader.pending_bytes() == 0
+
+
+def test_stops_at_a_busy_record_and_resumes_once_committed(ring):
+    ring.add(0)
+    busy_at = ring.prod
+    ring.add(1, flags=stream.BUSY_BIT)
+    ring.add(2)
+    assert [r[0] for r in _read(ring)] == [0]
+    assert ring.reader.unread_records() == 2
+    ring.commit(busy_at)
+    assert [r[0] for r in _read(ring)] == [1, 2]
+
+
+def test_skips_discarded_records(ring):
+    ring.add(0)
+    ring.add(1, flags=stream.DISCARD_BIT)
+    ring.add(2)
+    assert [r[0] for r in _read(ring)] == [0, 2]
+    assert ring.reader.captured == 2
+
+
+def test_a_record_wrapping_the_end_reads_through_the_double_mapping(ring):
+    start = SIZE - STRIDE // 2          # the next record straddles the end
+    ring.prod = start
+    ring.set_consumer(start)
+    ring.add(7)
+    ring.add(8)
+    assert [r[0] for r in _read(ring)] == [7, 8]
+
+
+def test_until_stops_at_a_producer_position(ring):
+    for seq in range(3):
+        ring.add(seq)
+    snapshot = ring.prod               # what the final drain after Ctrl-C reads up to
+    for seq in range(3, 5):
+        ring.add(seq)
+    assert [r[0] for r in _read(ring, until=snapshot)] == [0, 1, 2]
+    assert ring.reader.unread_records() == 2
+
+
+def test_a_record_of_another_size_is_a_clear_error(ring):
+    ring.add(0, length=48)
+    with pytest.raises(PytracekitError, match="48 bytes, expected 32"):
+        _read(ring)
+
+
+def test_buffer_pages_must_be_a_power_of_two():
+    assert stream.check_buffer_pages(64) == 64
+    with pytest.raises(UsageError):
+        stream.check_buffer_pages(100)
+
+
+def test_wakeup_threshold_is_a_power_of_two_below_the_buffer():
+    for pages in (1, 16, 1024, 65536):
+        wake = stream.wakeup_bytes(pages * PAGE)
+        assert wake & (wake - 1) == 0 and wake <= max(PAGE, pages * PAGE // 8)
+
+
+def test_summary_line_and_json():
+    summary = stream.StreamSummary(captured=10, printed=9, unread=2)
+    assert summary.line() == "10 events captured, 0 lost, 2 left unread at exit"
+    assert summary.obj()["type"] == "loss" and summary.obj()["unread"] == 2
+
+
+def test_interval_and_count_or_a_command():
+    from pytracekit.summary import interval_and_count
+    assert interval_and_count(("1", "5"), None, None) == (1.0, 5, ())
+    assert interval_and_count(("0.5",), None, None) == (0.5, None, ())
+    assert interval_and_count(("dd", "if=x"), None, None) == (None, None, ("dd", "if=x"))
+    assert interval_and_count(("sleep", "1"), 2.0, None) == (2.0, None, ("sleep", "1"))
+    with pytest.raises(UsageError):
+        interval_and_count((), None, 3)
+
+
+def test_bcc_value_formats():
+    from pytracekit import block
+    from pytracekit.tools import biosnoop, execsnoop, exitsnoop, killsnoop, opensnoop
+    assert exitsnoop.exit_text(0) == "0"
+    assert exitsnoop.exit_text(3 << 8) == "code 3"
+    assert exitsnoop.exit_text(9) == "signal 9 (KILL)"
+    assert exitsnoop.exit_text(11 | 0x80) == "signal 11 (SEGV), core dumped"
+    assert killsnoop.signal_number("TERM") == killsnoop.signal_number("SIGTERM") == 15
+    assert opensnoop.flag_mask(("O_WRONLY", "creat")) == (1 | 0o100, False)
+    assert opensnoop.flag_mask(("O_RDONLY",)) == (0, True)
+    assert block.rwbs(int.from_bytes(b"WS", "little")) == "WS"
+    assert block.kernel_dev(253, 1) == (253 << 20) | 1
+    assert biosnoop.direction("RA") == "R" and biosnoop.direction("FWS") == "W"
+    argv, more = execsnoop.argv_of(b"/bin/ls\0junk", b"ls\0-l\0/tmp\0", 11, 0, 1)
+    assert argv == ["/bin/ls", "-l"] and more
+
+
+def test_c_strings_are_cut_at_the_nul_and_remembered():
+    names = stream.CStrings(8)
+    assert names[b"cat\0garbage"] == "cat     " and b"cat\0garbage" in names
+    assert stream.cstr(b"no-nul") == "no-nul"

@@ -1,0 +1,87 @@
+"""tcpretrans against ground truth: one data segment is dropped on its way
+into namespace B (a tc classifier, tests/bpf/drop_once.bpf.c), so the sender
+retransmits it exactly once."""
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Tool, pytracekit
+from netns_fixture import events_of, json_objects, veth_pair  # noqa: F401 (fixture)
+
+DROP_ONCE = ROOT / "tests" / "bpf" / "drop_once.bpf.c"
+
+
+class DropOnce:
+    """Drops the first data segment to `port` arriving on the pair's B side."""
+
+    def __init__(self, pair, port: int) -> None:
+        self.pair, self.port = pair, port
+
+    def __enter__(self):
+        import bcc
+        from pytracekit.loader import Program
+        from pytracekit.net import INGRESS, NetAttacher
+        self.prog = Program.from_text("drop_once", Path(DROP_ONCE).read_text(),
+                                      defines={"DROP_PORT": self.port})
+        self.attacher = NetAttacher(self.pair.ns_b)
+        [iface] = self.attacher.resolve([self.pair.if_b])
+        fn = self.prog.load_function("drop_once", bcc.BPF.SCHED_CLS)
+        self.attacher.attach_tc(iface, fn.fd, fn.name, INGRESS)
+        return self
+
+    @property
+    def dropped(self) -> int:
+        return self.prog["dropped"][0].value
+
+    def __exit__(self, *exc):
+        assert self.attacher.detach() == []
+        self.prog.close()
+
+
+@pytest.mark.root
+def test_one_dropped_segment_is_one_retransmit(veth_pair):
+    port = 9701
+    with DropOnce(veth_pair, port) as drop, Tool("tcpretrans", "-s", "--json") as tool:
+        [client_port] = veth_pair.tcp_connections(1, port)
+        out, err = tool.stop()
+        assert drop.dropped == 1
+    assert tool.returncode == 0, err
+    ours = [e for e in events_of(json_objects(out, "tcpretrans")) if e["rport"] == port]
+    assert len(ours) == 1, (out, err)
+    [e] = ours
+    assert (e["kind"], e["ip"], e["laddr"], e["lport"], e["raddr"], e["state"]) == \
+        ("retransmit", 4, veth_pair.addr_a, client_port, veth_pair.addr_b, "ESTABLISHED")
+
+
+@pytest.mark.root
+def test_count_mode(veth_pair):
+    port = 9702
+    with DropOnce(veth_pair, port), Tool("tcpretrans", "-c") as tool:
+        [client_port] = veth_pair.tcp_connections(1, port)
+        out, err = tool.stop()
+    assert tool.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"]
+    assert f"[{veth_pair.addr_a}]#{client_port} <-> [{veth_pair.addr_b}]#{port} 1".split() in \
+        [line.split() for line in lines[1:]]
+
+
+@pytest.mark.root
+def test_no_drop_no_retransmit(veth_pair):
+    port = 9703
+    with Tool("tcpretrans", "--json") as tool:
+        veth_pair.tcp_connections(2, port)
+        out, _ = tool.stop()
+    assert [e for e in events_of(json_objects(out, "tcpretrans")) if e["rport"] == port] == []
+
+
+@pytest.mark.root
+def test_loss_probes_need_kprobes_and_say_so():
+    from pytracekit.kernel.features import kprobes_available
+    if kprobes_available()[0]:
+        pytest.skip("this kernel has kprobes")
+    res = pytracekit("tcpretrans", "-l", "-d", "1")
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("pytracekit tcpretrans: error: -l needs a kprobe on "
+                                  "tcp_send_loss_probe (tail loss probes have no tracepoint) "
+                                  "and this kernel has no kprobes: run without -l")
