@@ -1,11 +1,6 @@
 /* statsnoop: one event per stat()-family call that returns
  * (the enter/exit pairing and the filters are in ptk_pathcall.h). */
 
-/* The tracepoints' argument structs (struct stat, struct statfs) use these
- * uapi typedefs, which the BTF-derived headers leave out. */
-typedef long __kernel_long_t;
-typedef unsigned long __kernel_ulong_t;
-
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
