@@ -153,6 +153,8 @@ def create_pair(tag: str) -> VethPair:
     pair = VethPair(f"{base}-a", f"{base}-b", f"{base}a", f"{base}b")
     try:
         for ns in (pair.ns_a, pair.ns_b):
+            if ns in netns.listnetns():   # left by an earlier run that died: ours by name
+                netns.remove(ns)
             netns.create(ns)
             pair.created.append(ns)
         with IPRoute() as ipr:
@@ -172,7 +174,11 @@ def destroy_pair(pair: VethPair) -> None:
     """Deleting the namespaces deletes the veth pair with them."""
     from pyroute2 import netns
     while pair.created:
-        netns.remove(pair.created.pop())
+        name = pair.created.pop()
+        try:
+            netns.remove(name)
+        except FileNotFoundError:   # already gone: what we wanted
+            pass
 
 
 def namespace_exists(name: str) -> bool:
