@@ -9,6 +9,7 @@ untraced run) / N, taking the fastest of several runs (load only adds time).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,8 +98,12 @@ def _with_bpftrace(probe: str, argv: list[str]) -> float:
         time.sleep(0.2)
         return _timed_runs(argv)
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        proc.send_signal(signal.SIGINT)   # bpftrace prints its maps and exits on Ctrl-C
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
 
 
 def _measure(label: str, spec: str, bpftrace_probe: str, argv: list[str], events: int) -> list[str]:
