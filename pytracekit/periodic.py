@@ -41,6 +41,9 @@ def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | Non
         raise UsageError(f"interval must be positive, got {args[0]}")
     if count is not None and (count <= 0 or count != numbers[1]):
         raise UsageError(f"count must be a positive whole number, got {args[1]}")
+    if rest and rest[0].startswith("-"):
+        # ignore_unknown_options hands a mistyped option here: no command starts with '-'.
+        raise UsageError(f"no such option: {rest[0]} (see --help; a command to run goes after --)")
     return interval, count, tuple(rest)
 
 

@@ -120,7 +120,8 @@ def test_bad_options_are_one_line_usage_errors():
 def test_missing_command_is_a_clear_error():
     res = pytracekit("profile", "--", "/no/such/program")
     assert res.returncode == 1
-    assert res.stderr.strip().endswith("cannot run /no/such/program: No such file or directory")
+    assert res.stderr.strip().endswith("cannot run /no/such/program: No such file or directory"
+                                       " (give a path to an executable or a command on PATH)")
 
 
 @pytest.mark.root
