@@ -5,8 +5,9 @@ histograms split by a label (pid, tid, cpu) read from `struct ptk_hist_key` maps
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -45,6 +46,21 @@ def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | Non
         # ignore_unknown_options hands a mistyped option here: no command starts with '-'.
         raise UsageError(f"no such option: {rest[0]} (see --help; a command to run goes after --)")
     return interval, count, tuple(rest)
+
+
+@contextmanager
+def attached(target: Target, begin: Callable[[], Any], message: str) -> Iterator[Any]:
+    """The lifecycle the summary tools share: begin() compiles and loads the tool,
+    then attach and announce; the body runs and prints. Whatever happens the
+    probes are detached, then a command still running is stopped."""
+    try:
+        tool = begin()
+        with tool.prog:
+            tool.prog.ready()
+            announce(message)
+            yield tool
+    finally:
+        target.finish()
 
 
 def ticker(on_tick: Callable[[], None], count: int | None) -> Callable[[], None]:

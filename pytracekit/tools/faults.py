@@ -13,9 +13,9 @@ from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
 from ..model import StackProfile
-from ..periodic import BpfTool, finish_loss, split_interval_count
+from ..periodic import BpfTool, attached, finish_loss, split_interval_count
 from ..render import jsonl
-from ..runner import Target, announce, run_until_done
+from ..runner import Target, run_until_done
 from ..stacks import read_profile
 from ..symbols import Symbolizer
 
@@ -86,21 +86,16 @@ def command(pid, user_only, kernel_only, duration, folded_out, as_json, command)
         raise UsageError("give only one of -U and -K")
     _, _, cmd = split_interval_count(command)
     target = Target.from_options(pid, cmd)
-    try:
-        tool = start(pid=target.pid, user=not kernel_only, kernel=not user_only)
-        with tool.prog:
-            tool.prog.ready()
-            announce("Counting page faults by stack... Hit Ctrl-C to end.")
-
-            run_until_done(target, duration=duration, poll=tool.poll)
-            profile = tool.read()
-            if as_json:
-                for obj in jsonl.stacks_objs(profile):
-                    click.echo(jsonl.dumps(obj))
-            elif folded_out:
-                click.echo(folded(profile))
-            else:
-                click.echo(stackcount_text(profile))
-            finish_loss(profile.loss, as_json)
-    finally:
-        target.finish()
+    with attached(target,
+                  lambda: start(pid=target.pid, user=not kernel_only, kernel=not user_only),
+                  "Counting page faults by stack... Hit Ctrl-C to end.") as tool:
+        run_until_done(target, duration=duration, poll=tool.poll)
+        profile = tool.read()
+        if as_json:
+            for obj in jsonl.stacks_objs(profile):
+                click.echo(jsonl.dumps(obj))
+        elif folded_out:
+            click.echo(folded(profile))
+        else:
+            click.echo(stackcount_text(profile))
+        finish_loss(profile.loss, as_json)
