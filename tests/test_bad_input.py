@@ -126,3 +126,28 @@ def test_unknown_option(name):
 def test_malformed_specs_and_conflicts(args, status, fragment):
     res = pytracekit(*args, timeout=30)
     assert_one_line(res, status, fragment)
+
+
+# An output that cannot be written is refused before tracing: the run would be lost.
+@pytest.mark.parametrize("args", [
+    ["profile", "--output", "/nonexistent/dir/out.svg", "5"],
+    ["offcputime", "--output", "/nonexistent/dir/out.folded", "5"],
+    ["offwaketime", "--output", "/nonexistent/dir/out.folded", "5"],
+    ["wakeuptime", "--output", "/nonexistent/dir/out.folded", "5"],
+    ["record", "-o", "/nonexistent/dir/out.ptk", "-a", "5"],
+])
+def test_unwritable_output_is_refused_before_tracing(args):
+    res = pytracekit(*args, timeout=30)
+    assert_one_line(res, EXIT_USAGE, "cannot write /nonexistent/dir/out.",
+                    "no directory /nonexistent/dir")
+
+
+def test_check_writable(tmp_path):
+    from pytracekit.errors import UsageError
+    from pytracekit.stacktools import check_writable
+    check_writable(None)
+    check_writable(str(tmp_path / "new.svg"))
+    with pytest.raises(UsageError, match="it is a directory"):
+        check_writable(str(tmp_path))
+    with pytest.raises(UsageError, match=f"no directory {tmp_path}/missing"):
+        check_writable(str(tmp_path / "missing" / "out.svg"))
