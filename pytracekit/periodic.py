@@ -63,6 +63,16 @@ def attached(target: Target, begin: Callable[[], Any], message: str) -> Iterator
         target.finish()
 
 
+def command_only(args: tuple[str, ...], tool: str) -> tuple[str, ...]:
+    """The command, for tools without BCC's `[interval] [count]`: a leading number
+    there would otherwise be dropped silently (`kmem 5` ran until Ctrl-C)."""
+    interval, _count, cmd = split_interval_count(args)
+    if interval is not None:
+        raise UsageError(f"{tool} takes no [interval] [count] numbers: give -d SECONDS to "
+                         "stop after a while, and a command after --")
+    return cmd
+
+
 def ticker(on_tick: Callable[[], None], count: int | None) -> Callable[[], None]:
     """An on_interval callback that stops the run after `count` ticks."""
     done = [0]

@@ -34,7 +34,7 @@ WITHOUT = {
         "cprofile",  # --every is its window; each window is written, not printed
         "record",    # writes one recording
         # whole-run stack profiles, as in BCC (profile/offcputime have no interval)
-        "profile", "offcputime", "offwaketime", "wakeuptime", "faults",
+        "profile", "offcputime", "offwaketime", "wakeuptime",
         "trace", "systrace",   # print each event as it happens
         # print their tables once at the end; per-interval tables not written yet
         "kmem", "schedlat", "mutexstat",

@@ -18,8 +18,8 @@ from .. import options
 from ..datasyms import kernel_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import (BpfTool, attached, finish_loss, require_tracepoints, run_periodic,
-                        split_interval_count)
+from ..periodic import (BpfTool, attached, command_only, finish_loss, require_tracepoints,
+                        run_periodic)
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
@@ -152,7 +152,7 @@ def render(sites: list[LockSite], depth: int = 8) -> str:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, tid, caller, lock, limit, depth, sort, duration, interval, as_json, command):
     """Kernel lock contention by lock and kernel stack."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "klockstat")
     target = Target.from_options(pid, cmd)
     with attached(target, lambda: start(pid=target.pid, tid=tid or 0, show_offsets=not as_json),
                   "Tracing kernel lock contention... Hit Ctrl-C to end.") as tool:

@@ -13,7 +13,7 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import BpfTool, attached, finish_loss, require_tracepoints, split_interval_count
+from ..periodic import BpfTool, attached, command_only, finish_loss, require_tracepoints
 from ..render import jsonl
 from ..runner import Target, run_until_done
 
@@ -142,7 +142,7 @@ def render_pages(pages: list[PageAllocs]) -> str:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, slab, page, sort, limit, duration, as_json, command):
     """Kernel memory allocations by call site (like perf kmem stat)."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "kmem")
     slab = slab or not page
     target = Target.from_options(pid, cmd)
     with attached(target, lambda: start(pid=target.pid),

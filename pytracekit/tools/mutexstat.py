@@ -16,8 +16,8 @@ from .. import options
 from ..datasyms import user_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import (BpfTool, attached, finish_loss, require_alive, require_tracepoints,
-                        split_interval_count)
+from ..periodic import (BpfTool, attached, command_only, finish_loss, require_alive,
+                        require_tracepoints)
 from ..render import jsonl
 from ..runner import Target, run_until_done
 from ..symbols import Symbolizer
@@ -135,7 +135,7 @@ def render(sites: list[MutexSite], *, sort: str = "wait_total", limit: int | Non
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, limit, depth, sort, all_sites, obj, duration, as_json, command):
     """pthread mutex contention by mutex and calling stack (-p PID or -- COMMAND)."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "mutexstat")
     if not pid and not cmd:
         raise click.UsageError("give -p PID or -- COMMAND: uprobes need a process to watch")
     target = Target.from_options(pid, cmd)

@@ -13,7 +13,7 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import BpfTool, attached, finish_loss, split_interval_count
+from ..periodic import BpfTool, attached, command_only, finish_loss
 from ..render import jsonl
 from ..runner import Target, run_until_done
 
@@ -96,7 +96,7 @@ def render(rows: list[TaskLatency], sort: str = "max", limit: int | None = None)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, sort, limit, duration, as_json, command):
     """Per-task switches, run time and wake-up-to-run delay (perf sched latency)."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "schedlat")
     target = Target.from_options(pid, cmd)
     with attached(target, lambda: start(pid=target.pid),
                   "Tracing scheduler latency... Hit Ctrl-C to end.") as tool:
