@@ -38,6 +38,10 @@ def check_pid(pid: int) -> int:
 
 def check_runnable(program: str) -> str:
     """Fail before compiling anything, with the error exec would give later."""
+    if program.startswith("-"):
+        # tools with ignore_unknown_options hand a mistyped option on as the command
+        raise UsageError(f"no such option: {program} (see --help; a command to run goes "
+                         "after --)")
     path = program if "/" in program else shutil.which(program)
     if path is None or not os.path.exists(path):
         raise NotFoundError(f"cannot run {program}: No such file or directory "

@@ -151,3 +151,17 @@ def test_check_writable(tmp_path):
         check_writable(str(tmp_path))
     with pytest.raises(UsageError, match=f"no directory {tmp_path}/missing"):
         check_writable(str(tmp_path / "missing" / "out.svg"))
+
+
+def test_check_runnable():
+    from pytracekit.errors import NotFoundError, UsageError
+    from pytracekit.runner import check_runnable
+    assert check_runnable("true").endswith("/true")
+    with pytest.raises(UsageError, match="no such option: --bogus"):
+        check_runnable("--bogus")       # any tool with ignore_unknown_options, not just these
+    with pytest.raises(NotFoundError, match="No such file or directory"):
+        check_runnable("no-such-program-on-path")
+    with pytest.raises(NotFoundError, match="Permission denied"):
+        check_runnable("/etc/passwd")
+    with pytest.raises(NotFoundError, match="Permission denied"):
+        check_runnable("/tmp")
