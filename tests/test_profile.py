@@ -179,10 +179,15 @@ def test_delimiter_between_user_and_kernel_frames(workload):
 
 
 @pytest.mark.root
-def test_idle_is_left_out_by_default():
+def test_idle_is_left_out_by_default(workload):
     # (with -I idle samples are kept, but a halted vCPU takes few cpu-clock samples
     # and other load may leave no idle time at all, so only the default is asserted)
-    res = pytracekit("profile", "-F", "199", "-K", "-f", "0.5")
+    # an idle machine may give no other samples at all: keep a CPU busy meanwhile
+    busy = subprocess.Popen([workload, "spin", "1"])
+    try:
+        res = pytracekit("profile", "-F", "199", "-K", "-f", "0.5")
+    finally:
+        busy.wait()
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip()
     assert not any(l.startswith("swapper/") for l in res.stdout.splitlines())
