@@ -75,8 +75,18 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-    u32 tid = bpf_get_current_pid_tgid();
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = id;
     struct task_time *entry = times.lookup(&tid);
+    if (!entry) {
+        /* never switched out yet (a short task that ran straight through): its
+         * last switch-out fills this entry, which must already say it exited */
+        struct task_time fresh = { .tgid = id >> 32, .exited = 1 };
+        bpf_get_current_comm(&fresh.comm, sizeof(fresh.comm));
+        if (times.insert(&tid, &fresh) != 0 && !times.lookup(&tid))
+            ptk_count_loss(PTK_MAP_FULL);
+        entry = times.lookup(&tid);
+    }
     if (entry)
         entry->exited = 1;
     return 0;

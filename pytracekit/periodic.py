@@ -5,8 +5,9 @@ histograms split by a label (pid, tid, cpu) read from `struct ptk_hist_key` maps
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -41,7 +42,35 @@ def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | Non
         raise UsageError(f"interval must be positive, got {args[0]}")
     if count is not None and (count <= 0 or count != numbers[1]):
         raise UsageError(f"count must be a positive whole number, got {args[1]}")
+    if rest and rest[0].startswith("-"):
+        # ignore_unknown_options hands a mistyped option here: no command starts with '-'.
+        raise UsageError(f"no such option: {rest[0]} (see --help; a command to run goes after --)")
     return interval, count, tuple(rest)
+
+
+@contextmanager
+def attached(target: Target, begin: Callable[[], Any], message: str) -> Iterator[Any]:
+    """The lifecycle the summary tools share: begin() compiles and loads the tool,
+    then attach and announce; the body runs and prints. Whatever happens the
+    probes are detached, then a command still running is stopped."""
+    try:
+        tool = begin()
+        with tool.prog:
+            tool.prog.ready()
+            announce(message)
+            yield tool
+    finally:
+        target.finish()
+
+
+def command_only(args: tuple[str, ...], tool: str) -> tuple[str, ...]:
+    """The command, for tools without BCC's `[interval] [count]`: a leading number
+    there would otherwise be dropped silently (`kmem 5` ran until Ctrl-C)."""
+    interval, _count, cmd = split_interval_count(args)
+    if interval is not None:
+        raise UsageError(f"{tool} takes no [interval] [count] numbers: give -d SECONDS to "
+                         "stop after a while, and a command after --")
+    return cmd
 
 
 def ticker(on_tick: Callable[[], None], count: int | None) -> Callable[[], None]:

@@ -8,6 +8,7 @@ tool prints its results and detaches on all three.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,22 @@ def check_pid(pid: int) -> int:
     return pid
 
 
+def check_runnable(program: str) -> str:
+    """Fail before compiling anything, with the error exec would give later."""
+    if program.startswith("-"):
+        # tools with ignore_unknown_options hand a mistyped option on as the command
+        raise UsageError(f"no such option: {program} (see --help; a command to run goes "
+                         "after --)")
+    path = program if "/" in program else shutil.which(program)
+    if path is None or not os.path.exists(path):
+        raise NotFoundError(f"cannot run {program}: No such file or directory "
+                            "(give a path to an executable or a command on PATH)")
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        raise NotFoundError(f"cannot run {program}: Permission denied "
+                            "(give a path to an executable file)")
+    return path
+
+
 @dataclass
 class Target:
     """What a tool watches: everything, one pid, or a command it starts."""
@@ -56,6 +73,7 @@ class Target:
             return cls(pid=check_pid(pid))
         target = cls(command=command)
         if command:
+            check_runnable(command[0])
             target._spawn()
         return target
 

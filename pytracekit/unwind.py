@@ -24,7 +24,8 @@ RBP, RSP = 6, 7
 MAX_STEPS = 16
 
 
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
+def _leb128(data: bytes, pos: int, signed: bool) -> tuple[int, int]:
+    """A DWARF LEB128 number at data[pos]: (value, position after it)."""
     result = shift = 0
     while True:
         b = data[pos]
@@ -32,20 +33,17 @@ def _uleb(data: bytes, pos: int) -> tuple[int, int]:
         result |= (b & 0x7F) << shift
         shift += 7
         if b < 0x80:
+            if signed and b & 0x40:
+                result -= 1 << shift
             return result, pos
+
+
+def _uleb(data: bytes, pos: int) -> tuple[int, int]:
+    return _leb128(data, pos, signed=False)
 
 
 def _sleb(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            if b & 0x40:
-                result -= 1 << shift
-            return result, pos
+    return _leb128(data, pos, signed=True)
 
 
 _FIXED = {0x02: "<H", 0x03: "<I", 0x04: "<Q", 0x0A: "<h", 0x0B: "<i", 0x0C: "<q", 0x00: "<Q"}

@@ -1,8 +1,11 @@
 """faults against `workload touch N`: N fresh pages (THP off) written once
 each in touch_pages() are exactly N faults with touch_pages as the leaf."""
+import time
+
 import pytest
 
-from conftest import pytracekit
+from conftest import Tool, pytracekit
+from whohelpers import GatedWorkload
 from sched_helpers import json_lines, validate
 from pytracekit.model import Frame, Sample, StackProfile
 from pytracekit.tools.faults import folded, stackcount_text
@@ -42,3 +45,26 @@ def test_text_and_folded_renderers():
     assert folded(profile) == "w;main;leaf 5"
     assert stackcount_text(StackProfile([Sample(stack, 3, pid=7, comm="w")])).splitlines() == [
         "  leaf", "  main", "    w [7]", "    3"]
+
+
+@pytest.mark.root
+def test_faults_interval_reports_each_fault_once(workload, tmp_path):
+    """-i clears after each report: the N faults appear once in all the reports
+    together, though two more intervals pass after them."""
+    with GatedWorkload(workload, tmp_path, "touch", str(N)) as w:
+        with Tool("faults", "-U", "--folded", "-i", "0.1", "-p", str(w.pid)) as tool:
+            w.release()
+            time.sleep(0.35)
+            out, err = tool.stop()
+    assert tool.returncode == 0, err
+    lines = [l for l in out.splitlines() if ";main;touch_pages" in l]
+    assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == N, out
+
+
+@pytest.mark.parametrize("tool", ["faults", "kmem", "schedlat", "klockstat", "mutexstat"])
+def test_a_number_is_not_taken_for_a_command_nor_dropped(tool):
+    res = pytracekit(tool, "5")
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        f"pytracekit {tool}: error: {tool} takes no [interval] [count] numbers: give -d SECONDS "
+        "to stop after a while, and a command after --"]

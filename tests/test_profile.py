@@ -120,7 +120,8 @@ def test_bad_options_are_one_line_usage_errors():
 def test_missing_command_is_a_clear_error():
     res = pytracekit("profile", "--", "/no/such/program")
     assert res.returncode == 1
-    assert res.stderr.strip().endswith("cannot run /no/such/program: No such file or directory")
+    assert res.stderr.strip().endswith("cannot run /no/such/program: No such file or directory"
+                                       " (give a path to an executable or a command on PATH)")
 
 
 @pytest.mark.root
@@ -178,10 +179,15 @@ def test_delimiter_between_user_and_kernel_frames(workload):
 
 
 @pytest.mark.root
-def test_idle_is_left_out_by_default():
+def test_idle_is_left_out_by_default(workload):
     # (with -I idle samples are kept, but a halted vCPU takes few cpu-clock samples
     # and other load may leave no idle time at all, so only the default is asserted)
-    res = pytracekit("profile", "-F", "199", "-K", "-f", "0.5")
+    # an idle machine may give no other samples at all: keep a CPU busy meanwhile
+    busy = subprocess.Popen([workload, "spin", "1"])
+    try:
+        res = pytracekit("profile", "-F", "199", "-K", "-f", "0.5")
+    finally:
+        busy.wait()
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip()
     assert not any(l.startswith("swapper/") for l in res.stdout.splitlines())

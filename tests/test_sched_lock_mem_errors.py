@@ -56,7 +56,8 @@ def test_missing_tracepoint_names_it():
 def test_missing_command_is_one_clear_line():
     res = pytracekit("cpudist", "--", "/nonexistent/prog")
     assert res.returncode == 1
-    assert res.stderr.strip().endswith("cannot run /nonexistent/prog: No such file or directory")
+    assert res.stderr.strip().endswith("cannot run /nonexistent/prog: No such file or directory"
+                                       " (give a path to an executable or a command on PATH)")
 
 
 @pytest.mark.root

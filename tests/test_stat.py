@@ -202,3 +202,20 @@ def test_glob_events_keep_their_filter_and_later_filters_their_event(workload, t
                      "--", workload, "open", marker, "1")
     assert res.returncode == 1
     assert "tracepoint syscalls:sys_enter_openat2 has no field 'flags'" in res.stderr
+
+
+@pytest.mark.root
+def test_interval_in_seconds_like_every_tool():
+    """--interval SECONDS is -I in milliseconds: 0.2 s over 0.7 s is three ticks."""
+    res = pytracekit("stat", "-a", "--interval", "0.2", "--duration", "0.7", "-e", "cpu-clock",
+                     "--json")
+    assert res.returncode == 0, res.stderr
+    ticks = [o for o in validate_json_lines("stat", res.stdout) if o["type"] == "interval"]
+    assert len(ticks) == 3
+
+
+def test_interval_and_interval_ms_together_is_a_usage_error():
+    res = pytracekit("stat", "-a", "--interval", "0.2", "-I", "200", "--duration", "0")
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        "pytracekit stat: error: give -I MS or --interval SECONDS, not both"]

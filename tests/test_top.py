@@ -158,3 +158,10 @@ def test_not_root_is_one_line():
     res = as_nobody("top", "-b", "-n", "1")
     assert res.returncode == 1 and "needs root" in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+@pytest.mark.root
+def test_interval_is_the_delay_like_every_tool():
+    res = pytracekit("top", "-b", "-n", "1", "--interval", "0.3")
+    assert res.returncode == 0, res.stderr
+    assert re.match(r"^top - \d\d:\d\d:\d\d  \d+ CPUs  interval 0\.3\d s  busy ", res.stdout)

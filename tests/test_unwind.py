@@ -48,3 +48,14 @@ def test_libc_cfi_has_an_rsp_rule_inside_clock_nanosleep():
     start = syms.starts[syms.names.index("clock_nanosleep")]
     rule = cfi.rule_at(start)
     assert rule is not None and rule.cfa_reg == RSP and rule.cfa_off == 8   # at entry
+
+
+def test_leb128_examples_from_the_dwarf_standard():
+    from pytracekit.unwind import _sleb, _uleb
+    for value, encoded in [(2, b"\x02"), (127, b"\x7f"), (128, b"\x80\x01"),
+                           (129, b"\x81\x01"), (130, b"\x82\x01"), (12857, b"\xb9\x64")]:
+        assert _uleb(b"\xff" + encoded + b"\xff", 1) == (value, 1 + len(encoded))
+    for value, encoded in [(2, b"\x02"), (-2, b"\x7e"), (127, b"\xff\x00"), (-127, b"\x81\x7f"),
+                           (128, b"\x80\x01"), (-128, b"\x80\x7f"), (129, b"\x81\x01"),
+                           (-129, b"\xff\x7e")]:
+        assert _sleb(encoded, 0) == (value, len(encoded))

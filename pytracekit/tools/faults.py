@@ -13,9 +13,9 @@ from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
 from ..model import StackProfile
-from ..periodic import BpfTool, finish_loss, split_interval_count
+from ..periodic import BpfTool, attached, command_only, finish_loss, run_periodic
 from ..render import jsonl
-from ..runner import Target, announce, run_until_done
+from ..runner import Target
 from ..stacks import read_profile
 from ..symbols import Symbolizer
 
@@ -41,6 +41,10 @@ class Faults(BpfTool):
                                delimit=True)
         profile.value_type = "page_faults"
         return profile
+
+    def clear(self) -> None:
+        """After an interval's report (stack ids stay valid for the next one)."""
+        self.prog["counts"].clear()
 
 
 
@@ -75,32 +79,37 @@ def stackcount_text(profile: StackProfile) -> str:
 @click.option("-K", "--kernel-stacks-only", "kernel_only", is_flag=True,
               help="Kernel stacks only.")
 @options.duration_option("-d")
+@options.interval_option("-i")
 @click.option("-f", "--folded", "folded_out", is_flag=True,
               help="Print folded stacks (flamegraph.pl input).")
 @options.json_option()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, user_only, kernel_only, duration, folded_out, as_json, command):
+def command(pid, user_only, kernel_only, duration, interval, folded_out, as_json, command):
     """Count page faults by stack."""
     if user_only and kernel_only:
         raise UsageError("give only one of -U and -K")
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "faults")
     target = Target.from_options(pid, cmd)
-    try:
-        tool = start(pid=target.pid, user=not kernel_only, kernel=not user_only)
-        with tool.prog:
-            tool.prog.ready()
-            announce("Counting page faults by stack... Hit Ctrl-C to end.")
+    with attached(target,
+                  lambda: start(pid=target.pid, user=not kernel_only, kernel=not user_only),
+                  "Counting page faults by stack... Hit Ctrl-C to end.") as tool:
+        last = []
 
-            run_until_done(target, duration=duration, poll=tool.poll)
+        def report(final: bool) -> None:
+            """Each interval prints the faults since the last one (BCC stackcount -i)."""
             profile = tool.read()
+            last[:] = [profile]
             if as_json:
                 for obj in jsonl.stacks_objs(profile):
                     click.echo(jsonl.dumps(obj))
             elif folded_out:
-                click.echo(folded(profile))
+                if profile.samples or final:
+                    click.echo(folded(profile))
             else:
                 click.echo(stackcount_text(profile))
-            finish_loss(profile.loss, as_json)
-    finally:
-        target.finish()
+            if not final:
+                tool.clear()
+        run_periodic(target, duration=duration, interval=interval, count=None, report=report,
+                     poll=tool.poll)
+        finish_loss(last[0].loss, as_json)

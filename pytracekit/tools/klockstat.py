@@ -18,9 +18,10 @@ from .. import options
 from ..datasyms import kernel_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import BpfTool, finish_loss, require_tracepoints, run_periodic, split_interval_count
+from ..periodic import (BpfTool, attached, command_only, finish_loss, require_tracepoints,
+                        run_periodic)
 from ..render import jsonl
-from ..runner import Target, announce
+from ..runner import Target
 from ..symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
@@ -151,25 +152,19 @@ def render(sites: list[LockSite], depth: int = 8) -> str:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, tid, caller, lock, limit, depth, sort, duration, interval, as_json, command):
     """Kernel lock contention by lock and kernel stack."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "klockstat")
     target = Target.from_options(pid, cmd)
-    try:
-        tool = start(pid=target.pid, tid=tid or 0, show_offsets=not as_json)
-        with tool.prog:
-            tool.prog.ready()
-            announce("Tracing kernel lock contention... Hit Ctrl-C to end.")
-
-            def report(final: bool) -> None:
-                sites = select(tool.read(), caller=caller, lock=lock, sort=sort, limit=limit)
-                if as_json:
-                    for s in sites:
-                        click.echo(jsonl.dumps(s.as_dict()))
-                else:
-                    click.echo(render(sites, depth))
-                if not final:
-                    tool.clear()
-            run_periodic(target, duration=duration, interval=interval, count=None,
-                         report=report)
-            finish_loss(tool.loss(), as_json)
-    finally:
-        target.finish()
+    with attached(target, lambda: start(pid=target.pid, tid=tid or 0, show_offsets=not as_json),
+                  "Tracing kernel lock contention... Hit Ctrl-C to end.") as tool:
+        def report(final: bool) -> None:
+            sites = select(tool.read(), caller=caller, lock=lock, sort=sort, limit=limit)
+            if as_json:
+                for s in sites:
+                    click.echo(jsonl.dumps(s.as_dict()))
+            else:
+                click.echo(render(sites, depth))
+            if not final:
+                tool.clear()
+        run_periodic(target, duration=duration, interval=interval, count=None,
+                     report=report)
+        finish_loss(tool.loss(), as_json)

@@ -13,9 +13,9 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import BpfTool, finish_loss, require_tracepoints, split_interval_count
+from ..periodic import BpfTool, attached, command_only, finish_loss, require_tracepoints
 from ..render import jsonl
-from ..runner import Target, announce, run_until_done
+from ..runner import Target, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
 SORT_KEYS = ("hit", "bytes", "req", "frag")
@@ -142,34 +142,29 @@ def render_pages(pages: list[PageAllocs]) -> str:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, slab, page, sort, limit, duration, as_json, command):
     """Kernel memory allocations by call site (like perf kmem stat)."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "kmem")
     slab = slab or not page
     target = Target.from_options(pid, cmd)
-    try:
-        tool = start(pid=target.pid)
-        with tool.prog:
-            tool.prog.ready()
-            announce("Tracing kernel allocations... Hit Ctrl-C to end.")
-            run_until_done(target, duration=duration)
-            sites = tool.read_sites(offsets=not as_json)
-            if as_json:
-                if slab:
-                    ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))
-                    for s in ordered[:limit]:
-                        click.echo(jsonl.dumps(s.as_dict()))
-                    click.echo(jsonl.dumps({"type": "slab_summary",
-                                            "bytes_req": sum(s.bytes_req for s in sites),
-                                            "bytes_alloc": sum(s.bytes_alloc for s in sites),
-                                            "allocations": sum(s.hits for s in sites),
-                                            "frees": tool.frees()}))
-                if page:
-                    for p in tool.read_pages():
-                        click.echo(jsonl.dumps(p.as_dict()))
-            else:
-                if slab:
-                    click.echo(render_slab(sites, tool.frees(), sort, limit))
-                if page:
-                    click.echo(render_pages(tool.read_pages()))
-            finish_loss(tool.loss(), as_json)
-    finally:
-        target.finish()
+    with attached(target, lambda: start(pid=target.pid),
+                  "Tracing kernel allocations... Hit Ctrl-C to end.") as tool:
+        run_until_done(target, duration=duration)
+        sites = tool.read_sites(offsets=not as_json)
+        if as_json:
+            if slab:
+                ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))
+                for s in ordered[:limit]:
+                    click.echo(jsonl.dumps(s.as_dict()))
+                click.echo(jsonl.dumps({"type": "slab_summary",
+                                        "bytes_req": sum(s.bytes_req for s in sites),
+                                        "bytes_alloc": sum(s.bytes_alloc for s in sites),
+                                        "allocations": sum(s.hits for s in sites),
+                                        "frees": tool.frees()}))
+            if page:
+                for p in tool.read_pages():
+                    click.echo(jsonl.dumps(p.as_dict()))
+        else:
+            if slab:
+                click.echo(render_slab(sites, tool.frees(), sort, limit))
+            if page:
+                click.echo(render_pages(tool.read_pages()))
+        finish_loss(tool.loss(), as_json)

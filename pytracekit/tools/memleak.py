@@ -22,10 +22,10 @@ from .. import options
 from ..errors import UsageError
 from ..loader import Program
 from ..model import Frame
-from ..periodic import (BpfTool, finish_loss, require_alive, require_tracepoints, run_periodic,
-                        split_interval_count)
+from ..periodic import (BpfTool, attached, finish_loss, require_alive, require_tracepoints,
+                        run_periodic, split_interval_count)
 from ..render import jsonl
-from ..runner import Target, announce
+from ..runner import Target
 from ..symbols import Symbolizer
 
 DRY_RUN_ARGS = ["-p", "1"]
@@ -192,25 +192,21 @@ def command(pid, addresses, older, command_line, combined_only, sample_rate, top
     if min_size is not None and max_size is not None and min_size > max_size:
         raise UsageError(f"-z {min_size} is larger than -Z {max_size}")
     target = Target.from_options(pid, cmd)
-    try:
-        tool = start(pid=target.pid, obj=obj, sample_rate=sample_rate, min_size=min_size,
-                     max_size=max_size, show_offsets=not as_json, max_allocs=max_allocs)
-        with tool.prog:
-            tool.prog.ready()
-            announce(f"Attaching to pid {target.pid}, Ctrl+C to quit." if target.pid else
-                     "Attaching to kernel allocators, Ctrl+C to quit.")
+    message = (f"Attaching to pid {target.pid}, Ctrl+C to quit." if target.pid else
+               "Attaching to kernel allocators, Ctrl+C to quit.")
+    with attached(target, lambda: start(pid=target.pid, obj=obj, sample_rate=sample_rate,
+                                        min_size=min_size, max_size=max_size,
+                                        show_offsets=not as_json, max_allocs=max_allocs),
+                  message) as tool:
+        def report(final: bool) -> None:
+            stacks = tool.read(older_ms=older, combined_only=combined_only,
+                               addresses=addresses)
+            if as_json:
+                for obj_ in report_json(stacks, top, addresses):
+                    click.echo(jsonl.dumps(obj_))
+            else:
+                click.echo(report_text(stacks, top, addresses))
 
-            def report(final: bool) -> None:
-                stacks = tool.read(older_ms=older, combined_only=combined_only,
-                                   addresses=addresses)
-                if as_json:
-                    for obj_ in report_json(stacks, top, addresses):
-                        click.echo(jsonl.dumps(obj_))
-                else:
-                    click.echo(report_text(stacks, top, addresses))
-
-            run_periodic(target, duration=duration, interval=interval, count=count,
-                         report=report, poll=tool.poll)
-            finish_loss(tool.loss(), as_json)
-    finally:
-        target.finish()
+        run_periodic(target, duration=duration, interval=interval, count=count,
+                     report=report, poll=tool.poll)
+        finish_loss(tool.loss(), as_json)

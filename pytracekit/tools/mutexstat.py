@@ -16,9 +16,10 @@ from .. import options
 from ..datasyms import user_data_symbol
 from ..loader import Program
 from ..model import Frame
-from ..periodic import BpfTool, finish_loss, require_alive, require_tracepoints, split_interval_count
+from ..periodic import (BpfTool, attached, command_only, finish_loss, require_alive,
+                        require_tracepoints)
 from ..render import jsonl
-from ..runner import Target, announce, run_until_done
+from ..runner import Target, run_until_done
 from ..symbols import Symbolizer
 from .klockstat import format_ns
 
@@ -134,26 +135,20 @@ def render(sites: list[MutexSite], *, sort: str = "wait_total", limit: int | Non
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, limit, depth, sort, all_sites, obj, duration, as_json, command):
     """pthread mutex contention by mutex and calling stack (-p PID or -- COMMAND)."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "mutexstat")
     if not pid and not cmd:
         raise click.UsageError("give -p PID or -- COMMAND: uprobes need a process to watch")
     target = Target.from_options(pid, cmd)
-    try:
-        tool = start(pid=target.pid, obj=obj, show_offsets=not as_json)
-        with tool.prog:
-            tool.prog.ready()
-            announce(f"Tracing pthread mutexes of pid {target.pid}... Hit Ctrl-C to end.")
-
-            run_until_done(target, duration=duration, poll=tool.poll)
-            sites = tool.read()
-            if as_json:
-                sites = [s for s in sites if all_sites or s.contended]
-                sites.sort(key=lambda s: (-s.sort_value(sort), s.mutex))
-                for s in sites[:limit]:
-                    click.echo(jsonl.dumps(s.as_dict()))
-            else:
-                click.echo(render(sites, sort=sort, limit=limit, depth=depth,
-                                  all_sites=all_sites))
-            finish_loss(tool.loss(), as_json)
-    finally:
-        target.finish()
+    with attached(target, lambda: start(pid=target.pid, obj=obj, show_offsets=not as_json),
+                  f"Tracing pthread mutexes of pid {target.pid}... Hit Ctrl-C to end.") as tool:
+        run_until_done(target, duration=duration, poll=tool.poll)
+        sites = tool.read()
+        if as_json:
+            sites = [s for s in sites if all_sites or s.contended]
+            sites.sort(key=lambda s: (-s.sort_value(sort), s.mutex))
+            for s in sites[:limit]:
+                click.echo(jsonl.dumps(s.as_dict()))
+        else:
+            click.echo(render(sites, sort=sort, limit=limit, depth=depth,
+                              all_sites=all_sites))
+        finish_loss(tool.loss(), as_json)

@@ -119,6 +119,7 @@ def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_th
     """
     duration = stacktools.pick_duration(duration_arg, duration)
     fmt = stacktools.format_for(output, fmt)
+    stacktools.check_writable(output)
     command = stacktools.command_of(ctx)
     pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
     session = start(pids=pids, tids=tids, command=command, user_threads_only=user_threads_only,
@@ -140,6 +141,7 @@ def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
         raise UsageError(f"{tool} does not filter by thread kind (-u/-k): use offcputime")
     duration = stacktools.pick_duration(duration_arg, duration)
     fmt = stacktools.format_for(output, fmt)
+    stacktools.check_writable(output)
     command = stacktools.command_of(ctx)
     pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
     session = start_fn(pids=pids, tids=tids, command=command, user_only=user_only,

@@ -100,6 +100,7 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
         raise UsageError("give -F HZ or -c PERIOD, not both")
     frequency = None if period else (frequency or 49)
     fmt = stacktools.format_for(output, fmt)
+    stacktools.check_writable(output)
     command = stacktools.command_of(ctx)
     pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
     session = start(pids=pids, tids=tids, command=command, frequency=frequency, period=period,

@@ -48,6 +48,7 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
     duration = stacktools.pick_duration(duration_arg, duration)
     command = stacktools.command_of(ctx)
     pids = stacktools.id_list(pid_list, "pid")
+    stacktools.check_writable(output)
     if system_wide and (pids or command):
         raise UsageError("-a records everything: leave out -p and the command")
     if off_cpu:

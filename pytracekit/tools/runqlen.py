@@ -15,10 +15,11 @@ from .. import options
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
 from ..model import LinearHistogram
-from ..periodic import BpfTool, finish_loss, run_periodic, split_interval_count, timestamp
+from ..periodic import (BpfTool, attached, finish_loss, run_periodic, split_interval_count,
+                        timestamp)
 from ..render import jsonl
 from ..render.text import linear_histogram
-from ..runner import Target, announce
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -100,29 +101,23 @@ def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
     pos_interval, count, cmd = split_interval_count(args)
     interval = interval or pos_interval
     target = Target.from_options(None, cmd)
-    try:
-        tool = start(per_cpu=per_cpu, frequency=frequency)
-        with tool.prog:
-            tool.prog.ready()
-            announce(f"Sampling run queue length at {frequency} Hz... Hit Ctrl-C to end.")
-
-            def report(final: bool) -> None:
-                hists = tool.read()
-                if as_json:
-                    for obj in report_json(hists, per_cpu):
-                        if stamp:
-                            obj["time"] = timestamp()
-                        click.echo(jsonl.dumps(obj))
-                else:
-                    if interval:
-                        click.echo()
+    with attached(target, lambda: start(per_cpu=per_cpu, frequency=frequency),
+                  f"Sampling run queue length at {frequency} Hz... Hit Ctrl-C to end.") as tool:
+        def report(final: bool) -> None:
+            hists = tool.read()
+            if as_json:
+                for obj in report_json(hists, per_cpu):
                     if stamp:
-                        click.echo(timestamp())
-                    click.echo(report_text(hists, per_cpu, occ))
-                if not final:
-                    tool.clear()
-            run_periodic(target, duration=duration, interval=interval, count=count,
-                         report=report)
-            finish_loss(tool.loss(), as_json)
-    finally:
-        target.finish()
+                        obj["time"] = timestamp()
+                    click.echo(jsonl.dumps(obj))
+            else:
+                if interval:
+                    click.echo()
+                if stamp:
+                    click.echo(timestamp())
+                click.echo(report_text(hists, per_cpu, occ))
+            if not final:
+                tool.clear()
+        run_periodic(target, duration=duration, interval=interval, count=count,
+                     report=report)
+        finish_loss(tool.loss(), as_json)

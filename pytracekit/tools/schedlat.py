@@ -13,9 +13,9 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import BpfTool, finish_loss, split_interval_count
+from ..periodic import BpfTool, attached, command_only, finish_loss
 from ..render import jsonl
-from ..runner import Target, announce, run_until_done
+from ..runner import Target, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
 SORT_KEYS = {"max": lambda t: t.max_delay_ns, "avg": lambda t: t.avg_delay_ns,
@@ -96,22 +96,17 @@ def render(rows: list[TaskLatency], sort: str = "max", limit: int | None = None)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def command(pid, sort, limit, duration, as_json, command):
     """Per-task switches, run time and wake-up-to-run delay (perf sched latency)."""
-    _, _, cmd = split_interval_count(command)
+    cmd = command_only(command, "schedlat")
     target = Target.from_options(pid, cmd)
-    try:
-        tool = start(pid=target.pid)
-        with tool.prog:
-            tool.prog.ready()
-            announce("Tracing scheduler latency... Hit Ctrl-C to end.")
-            run_until_done(target, duration=duration)
-            rows = tool.read()
-            if as_json:
-                ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
-                for t in ordered:
-                    click.echo(jsonl.dumps(t.as_dict()))
-            else:
-                click.echo(render(rows, sort, limit))
-            finish_loss(tool.loss(), as_json)
-    finally:
-        target.finish()
+    with attached(target, lambda: start(pid=target.pid),
+                  "Tracing scheduler latency... Hit Ctrl-C to end.") as tool:
+        run_until_done(target, duration=duration)
+        rows = tool.read()
+        if as_json:
+            ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
+            for t in ordered:
+                click.echo(jsonl.dumps(t.as_dict()))
+        else:
+            click.echo(render(rows, sort, limit))
+        finish_loss(tool.loss(), as_json)
 

@@ -29,7 +29,7 @@ from ..tpfilter import compile_filter
 DRY_RUN_ARGS = ["-a", "-e", "syscalls:sys_enter_openat", "--filter", "flags & 64",
                 "--duration", "0"]
 _VALUE_OPTIONS = {"-e", "--event", "--filter", "-p", "--pid", "-C", "--cpu", "-I",
-                  "--interval-ms", "-r", "--repeat", "--duration"}
+                  "--interval-ms", "--interval", "-r", "--repeat", "--duration"}
 
 
 class StatCommand(click.Command):
@@ -252,6 +252,7 @@ def _what(target: Target, cpus: list[int], system_wide: bool) -> str:
 @click.option("-d", "--detailed", is_flag=True, help="Add the cache events (L1, LLC).")
 @click.option("-I", "--interval-ms", "interval_ms", type=click.IntRange(min=10), default=None,
               help="Print counts every this many milliseconds.")
+@options.interval_option()
 @click.option("-r", "--repeat", type=click.IntRange(min=1), default=1,
               help="Run the command this many times; show mean and variance.")
 @options.duration_option()
@@ -259,8 +260,12 @@ def _what(target: Target, cpus: list[int], system_wide: bool) -> str:
 @options.standard
 @options.command_argument
 def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, interval_ms,
-            repeat, duration, as_json, command):
+            interval, repeat, duration, as_json, command):
     """Count events for a command, a process, CPUs or the whole system."""
+    if interval is not None:   # the long option every tool has, in seconds
+        if interval_ms is not None:
+            raise UsageError("give -I MS or --interval SECONDS, not both")
+        interval_ms = max(10, round(interval * 1000))
     cpus = _cpu_list(cpu_text)
     system_wide = system_wide or bool(cpus)
     if not (system_wide or pid or command):

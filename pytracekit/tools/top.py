@@ -121,8 +121,8 @@ def batch(session: CpuSession, *, delay: float, iterations: int | None, threads:
 @click.option("-b", "--batch", "batch_mode", is_flag=True, help="Plain text for scripts.")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=None,
               help="Stop after this many refreshes.")
-@click.option("-d", "--delay", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
-              help="Seconds between refreshes.")
+@click.option("-d", "--delay", "--interval", "delay", type=click.FloatRange(min=0.05),
+              default=1.0, show_default=True, help="Seconds between refreshes.")
 @click.option("-s", "--sort", type=click.Choice(["cpu", "pid", "comm", "time"]), default="cpu",
               show_default=True, help="Sort column.")
 @click.option("-H", "--threads", is_flag=True, help="One row per thread.")

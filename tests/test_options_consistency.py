@@ -1,0 +1,177 @@
+"""The shared long options are spelled the same in every tool.
+
+Every tool has --pid, --duration, --interval, --json and `-- COMMAND`, and stack
+tools --folded, unless it is listed below with the reason the option makes no
+sense for it. A new tool is held to this as soon as it is added. BCC tools keep
+BCC's short flags, checked against the long option they stand for.
+"""
+import importlib
+
+import click
+import pytest
+
+from pytracekit.cli import tool_names
+from pytracekit.stacktools import CommandAfterDashes
+
+# Tools another engineer was finishing when this test was written (on main, not
+# yet on this branch): their allow-list entries below are checked once merged.
+IN_PROGRESS = {"execsnoop", "exitsnoop", "opensnoop", "killsnoop", "statsnoop", "biolatency",
+               "biosnoop", "bitesize", "hardirqs", "softirqs", "tcpaccept", "tcpconnect",
+               "tcplife", "tcpretrans", "tcpstates", "pktcount"}
+
+# Tools that trace nothing live: they read files or report on the machine.
+NOT_LIVE = {
+    "doctor",   # reports kernel features
+    "list",     # lists events (it takes --pid for a process's libraries, checked below)
+    "report",   # reads a recording
+    "diff",     # compares two recordings
+}
+
+WITHOUT = {
+    "--pid": NOT_LIVE - {"list"} | {
+        "export",    # serves the tools named in its config, each with its own filters
+        "runqlen",   # samples per-CPU run queues, not processes (BCC has no -p either)
+        # block I/O and interrupts are mostly issued outside the process that caused
+        # them, packets and retransmits by the kernel: BCC's tools have no -p either
+        "biolatency", "biosnoop", "bitesize", "hardirqs", "softirqs", "pktcount",
+        "tcpretrans", "tcpstates",
+        "execsnoop",  # traces new processes, which have no pid to give beforehand
+    },
+    "--duration": NOT_LIVE | {
+        "top",       # -n ITERATIONS bounds it, as in top(1)
+    },
+    "--interval": NOT_LIVE | {
+        "export",    # Prometheus scrapes it when it wants
+        "cprofile",  # --every is its window; each window is written, not printed
+        "record",    # writes one recording
+        # whole-run stack profiles, as in BCC (profile/offcputime have no interval)
+        "profile", "offcputime", "offwaketime", "wakeuptime",
+        # print each event as it happens
+        "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
+        "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
+        # print their tables once at the end; per-interval tables not written yet
+        "kmem", "schedlat", "mutexstat",
+    },
+    "--json": {
+        "record",    # writes a recording file; `report --json` reads it
+    },
+    "-- COMMAND": NOT_LIVE | {
+        "export",    # a long-running server
+        "top",       # watches the whole system; -p follows one process
+    },
+}
+
+# Tools whose results are stacks with counts: they print folded stacks too.
+STACK_TOOLS = {"stackcount", "profile", "offcputime", "offwaketime", "wakeuptime", "faults",
+               "report"}
+# Tools that show stacks but not as a stack profile (per lock, per allocation).
+STACKS_NOT_FOLDED = {
+    "klockstat", "mutexstat",  # stacks per lock, with wait and hold times
+    "memleak",                 # outstanding bytes per stack, with addresses (as BCC)
+    "trace",                   # a stack under each event line (-U/-K)
+    "record",                  # writes every sample; `report --folded` folds them
+    "export",                  # metrics
+}
+
+# BCC's short flags for the long options, per BCC tool.
+BCC_SHORT = {
+    "funccount": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
+    "funclatency": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
+    "stackcount": {"-p": "--pid", "-i": "--interval", "-D": "--duration", "-f": "--folded"},
+    "argdist": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
+    "trace": {"-p": "--pid"},
+    "profile": {"-p": "--pid", "-f": "--folded"},
+    "offcputime": {"-p": "--pid", "-f": "--folded"},
+    "offwaketime": {"-p": "--pid", "-f": "--folded"},
+    "wakeuptime": {"-p": "--pid", "-f": "--folded"},
+    "syscount": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
+    "runqlat": {"-p": "--pid"},
+    "cpudist": {"-p": "--pid"},
+    "memleak": {"-p": "--pid"},
+    "klockstat": {"-p": "--pid", "-d": "--duration", "-i": "--interval"},
+}
+
+
+def _command(name: str) -> click.Command:
+    return importlib.import_module(f"pytracekit.tools.{name}").command
+
+
+def _options(cmd: click.Command) -> dict[str, click.Option]:
+    return {opt: p for p in cmd.params if isinstance(p, click.Option) for opt in p.opts}
+
+
+def _takes_command(cmd: click.Command) -> bool:
+    if isinstance(cmd, CommandAfterDashes):
+        return True
+    return any(isinstance(p, click.Argument) and p.nargs == -1 for p in cmd.params)
+
+
+def _has(name: str, option: str) -> bool:
+    cmd = _command(name)
+    if option == "-- COMMAND":
+        return _takes_command(cmd)
+    return option in _options(cmd)
+
+
+def test_allow_lists_name_real_tools():
+    names = set(tool_names())
+    for option, tools in WITHOUT.items():
+        assert tools <= names | IN_PROGRESS, f"{option}: no such tools {tools - names}"
+    assert STACK_TOOLS | STACKS_NOT_FOLDED | set(BCC_SHORT) <= names
+
+
+@pytest.mark.parametrize("option", sorted(WITHOUT))
+def test_every_tool_has_the_shared_long_option(option):
+    missing = [n for n in tool_names() if n not in WITHOUT[option] and not _has(n, option)]
+    assert not missing, f"{option} missing in {missing} (add it, or allow-list it with why)"
+
+
+@pytest.mark.parametrize("option", sorted(WITHOUT))
+def test_allow_lists_are_not_stale(option):
+    stale = [n for n in WITHOUT[option] & set(tool_names()) if _has(n, option)]
+    assert not stale, f"{stale} now have {option}: take them off the allow-list"
+
+
+def test_stack_tools_have_folded():
+    missing = [n for n in STACK_TOOLS if not _has(n, "--folded")]
+    assert not missing, missing
+
+
+def test_every_tool_with_stack_options_is_classified():
+    """A tool with -U/-K (or --folded) shows stacks: say whether it folds them."""
+    for name in tool_names():
+        opts = _options(_command(name))
+        shows_stacks = any(o in opts for o in ("--folded", "--user-stacks-only",
+                                               "--kernel-stacks-only", "--user-stack",
+                                               "--kernel-stack"))
+        if shows_stacks:
+            assert name in STACK_TOOLS | STACKS_NOT_FOLDED, name
+
+
+@pytest.mark.parametrize("option, dest, kind", [
+    ("--pid", None, None),
+    ("--duration", "duration", float),
+    ("--interval", None, float),
+    ("--json", "as_json", None),
+    ("--folded", None, None),
+])
+def test_shared_options_mean_the_same_everywhere(option, dest, kind):
+    for name in tool_names():
+        opt = _options(_command(name)).get(option)
+        if opt is None:
+            continue
+        if option in ("--json", "--folded"):
+            assert opt.is_flag, f"{name} {option} should be a flag"
+        else:
+            assert not opt.is_flag and opt.nargs == 1, f"{name} {option} takes a value"
+        if kind is float:
+            assert opt.type.convert("1.5", None, None) == 1.5, f"{name} {option} in seconds"
+        if dest:
+            assert opt.name == dest, f"{name} {option} stored as {opt.name}"
+
+
+@pytest.mark.parametrize("name", sorted(BCC_SHORT))
+def test_bcc_short_flags(name):
+    opts = _options(_command(name))
+    for short, long in BCC_SHORT[name].items():
+        assert short in opts and long in opts[short].opts, f"{name}: {short} should be {long}"

@@ -1,0 +1,54 @@
+"""SIGTERM (what `kill` and service managers send) ends a run cleanly: results
+printed, exit 0, nothing left attached. funccount, profile, trace and others test
+this in their own files; these are the families that did not."""
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import Tool, pytracekit_probes_left
+
+pytestmark = pytest.mark.root
+
+N, SIZE = 5, 2000
+
+
+def _stopped_cleanly(tool: Tool, out: str, err: str) -> None:
+    assert tool.returncode == 0, err
+    assert "Traceback" not in err
+    assert pytracekit_probes_left() == []
+
+
+def test_offcputime_with_a_command(workload):
+    # The command would sleep 100 x 20 ms; SIGTERM ends the tool (and it the command).
+    with Tool("offcputime", "--folded", "--", workload, "sleep", "100", "20") as tool:
+        time.sleep(0.3)
+        out, err = tool.stop(signal.SIGTERM, timeout=30)
+    _stopped_cleanly(tool, out, err)
+    sleeper = [line for line in out.splitlines() if ";sleeper;" in line]
+    assert sleeper and all(int(line.rsplit(" ", 1)[1]) > 0 for line in sleeper), out
+
+
+def test_top_batch(workload):
+    with Tool("top", "-b", "--interval", "0.1") as tool:
+        time.sleep(0.35)          # two or three refreshes
+        out, err = tool.stop(signal.SIGTERM, timeout=30)
+    _stopped_cleanly(tool, out, err)
+    assert re.search(r"^top - \d\d:\d\d:\d\d ", out, re.M), out
+    assert "    PID  THR COMM" in out
+
+
+def test_memleak_of_a_pid(workload, tmp_path):
+    go = tmp_path / "go"
+    proc = subprocess.Popen([workload, "--go-file", str(go), "leak", str(N), str(SIZE)])
+    try:
+        with Tool("memleak", "-o", "0", "--combined-only", "-p", str(proc.pid)) as tool:
+            go.touch()
+            time.sleep(0.2)      # the leaks are done; the workload sleeps 300 ms more
+            out, err = tool.stop(signal.SIGTERM, timeout=30)
+    finally:
+        proc.wait()
+    _stopped_cleanly(tool, out, err)
+    assert f"\t{N * SIZE} bytes in {N} allocations from stack" in out.splitlines(), out
