@@ -21,11 +21,22 @@ class Stop(KeyboardInterrupt):
     """Raised in the main thread by SIGTERM/SIGHUP; handled like Ctrl-C."""
 
 
+_handler_owner = 0   # the pid that installed _raise_stop
+
+
 def _raise_stop(signum: int, _frame: object) -> None:
+    if os.getpid() != _handler_owner:
+        # A forked child (pyroute2's netns helper, a held command before exec)
+        # inherited the handler: it must simply die, not unwind the tool's code.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise Stop(signal.Signals(signum).name)
 
 
 def install_signal_handlers() -> None:
+    global _handler_owner
+    _handler_owner = os.getpid()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
 

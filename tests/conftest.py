@@ -42,6 +42,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """Tests that run a tool in-process must not leave its SIGTERM/SIGHUP
+    handlers on pytest (forked helpers would inherit them)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 @pytest.fixture(scope="session")
 def workload() -> str:
     """Path to the built ground-truth workload (built here if stale)."""

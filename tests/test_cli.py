@@ -133,3 +133,20 @@ def test_a_vmlinux_h_in_the_working_directory_is_not_used(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "compiled"
+
+
+def test_a_forked_child_dies_on_sigterm_instead_of_unwinding_the_tool():
+    """pyroute2's netns helper and held commands are forks of the tool: SIGTERM
+    must end them, not raise the tool's Stop inside them."""
+    from pytracekit import runner
+    runner.install_signal_handlers()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.pause()
+        except BaseException:
+            os._exit(3)   # unwound instead of dying: the bug
+        os._exit(4)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
