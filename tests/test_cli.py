@@ -140,13 +140,18 @@ def test_a_forked_child_dies_on_sigterm_instead_of_unwinding_the_tool():
     must end them, not raise the tool's Stop inside them."""
     from pytracekit import runner
     runner.install_signal_handlers()
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            signal.pause()
+            os.write(ready_w, b"r")   # a signal before this point could be lost in the fork
+            while True:
+                signal.pause()
         except BaseException:
             os._exit(3)   # unwound instead of dying: the bug
-        os._exit(4)
+    os.read(ready_r, 1)
+    os.close(ready_r)
+    os.close(ready_w)
     os.kill(pid, signal.SIGTERM)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
