@@ -93,33 +93,11 @@ def test_wildcard_matching_nothing_names_the_binary(workload):
     assert f"no function in {os.path.abspath(workload)} matches 'zzz_*'" in line
 
 
-GC_SCRIPT = """
-import gc, os, sys, time
-gc.disable()
-while not os.path.exists(sys.argv[1]):
-    time.sleep(0.005)
-for _ in range(7):
-    gc.collect()
-open(sys.argv[1] + ".done", "w").close()
-time.sleep(30)   # killed by the test: interpreter shutdown would collect again
-"""
-
-
 def test_usdt_probe_of_a_running_python(tmp_path):
-    import subprocess
-    from conftest import Tool
-    go = tmp_path / "go"
-    proc = subprocess.Popen(["/usr/bin/python3.11", "-c", GC_SCRIPT, str(go)])
-    try:
-        tool = Tool("funccount", "-p", str(proc.pid), "u:/usr/bin/python3.11:gc__start").start()
-        go.touch()
-        from conftest import wait_until
-        assert wait_until(lambda: (tmp_path / "go.done").exists(), timeout=30)
-        out, err = tool.stop()
-    finally:
-        proc.kill()
-        proc.wait()
-    assert tool.returncode == 0, err
+    from usdt_helpers import traced_python_gc
+    out, err, returncode = traced_python_gc(
+        ["funccount", "u:/usr/bin/python3.11:gc__start"], 7, tmp_path)
+    assert returncode == 0, err
     assert counts_of(out) == {"gc__start": 7}
 
 
