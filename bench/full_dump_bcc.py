@@ -22,11 +22,11 @@ def full_dump_dir(tree: headers.IncludeTree) -> Path:
     header = directory / "vmlinux.h"
     if not header.exists():
         kbtf = btfmod.vmlinux()
-        uapi = set((tree.root / "bcc-uapi-types.txt").read_text().split("\n")) - {""}
-        idents = set((tree.root / "bcc-uapi-idents.txt").read_text().split("\n")) - {""}
+        uapi = headers.read_names(tree.root / "bcc-uapi-types.txt")
+        idents = headers.read_names(tree.root / "bcc-uapi-idents.txt")
         body = headers.drop_definitions(
             kbtf.dump_c(range(1, kbtf.type_count())),
-            set((tree.source / "base-types.txt").read_text().split("\n")) | uapi,
+            headers.read_names(tree.source / "base-types.txt") | uapi,
             idents | headers.BASE_MACROS)
         headers.write_atomic(header, "#include <uapi/linux/ptrace.h>\n" + body)
     return directory

@@ -136,7 +136,6 @@ def captured_stderr(name: str = "") -> Iterator[list[str]]:
         try:
             yield out
         finally:
-            _capture.clear()
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import hashlib
 import os
 from functools import lru_cache
 from typing import Iterable
@@ -71,12 +70,6 @@ def _libs():
 
 def btf_available(path: str = VMLINUX_BTF) -> bool:
     return os.path.isfile(path) and os.access(path, os.R_OK)
-
-
-def btf_digest(path: str = VMLINUX_BTF) -> str:
-    """A short hash of the BTF blob: the cache key for everything generated from it."""
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 class KernelBtf:

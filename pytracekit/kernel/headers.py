@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import NotSupportedError
@@ -50,15 +51,22 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "pytracekit"
 
 
+@lru_cache(maxsize=1)
+def _generator_digest() -> str:
+    """A hash of the code that writes the headers: changing it invalidates the cache."""
+    code = Path(__file__).read_bytes() + Path(btfmod.__file__).read_bytes()
+    return hashlib.sha256(code).hexdigest()[:8]
+
+
 def kernel_key() -> str:
-    """Identifies the running kernel cheaply (no need to hash 6 MB on every start)."""
+    """Identifies the running kernel and this generator cheaply (no need to hash
+    6 MB of BTF on every start)."""
     u = os.uname()
     try:
         size = os.stat(btfmod.VMLINUX_BTF).st_size
     except OSError:
         size = 0
-    generator = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
-    raw = f"{u.release}|{u.version}|{u.machine}|{size}|{generator}"
+    raw = f"{u.release}|{u.version}|{u.machine}|{size}|{_generator_digest()}"
     return u.release + "-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
@@ -396,7 +404,7 @@ def include_tree() -> IncludeTree:
     return IncludeTree(root, source, True)
 
 
-def _read_names(path: Path) -> set[str]:
+def read_names(path: Path) -> set[str]:
     try:
         return set(path.read_text().split("\n")) - {""}
     except OSError:
@@ -441,10 +449,9 @@ def tracepoint_field_types(source: str) -> str:
 
 
 def program_header(tree: IncludeTree, source: str) -> Path:
-    """The directory holding `vmlinux.h` for one program (cached by source hash)."""
-    # Keyed by this generator's own code too, so a change here invalidates old headers.
-    generator = Path(__file__).read_bytes() + Path(btfmod.__file__).read_bytes()
-    digest = hashlib.sha256(generator + source.encode()).hexdigest()[:16]
+    """The directory holding `vmlinux.h` for one program (cached by source hash;
+    the tree's directory is already keyed by kernel and generator)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     directory = tree.program_dir(digest)
     header = directory / "vmlinux.h"
     if header.exists():
@@ -453,11 +460,11 @@ def program_header(tree: IncludeTree, source: str) -> Path:
         write_atomic(header, INSTALLED_HEADERS_VMLINUX_H)
         return directory
     kbtf = btfmod.vmlinux()
-    uapi_types = _read_names(tree.root / "bcc-uapi-types.txt")
-    uapi_idents = _read_names(tree.root / "bcc-uapi-idents.txt")
+    uapi_types = read_names(tree.root / "bcc-uapi-types.txt")
+    uapi_idents = read_names(tree.root / "bcc-uapi-idents.txt")
     names = used_type_names(source + "\n" + tracepoint_field_types(source), kbtf,
                             uapi_types | uapi_idents | BASE_MACROS)
-    base_types = _read_names(tree.source / "base-types.txt")
+    base_types = read_names(tree.source / "base-types.txt")
     body = drop_definitions(kbtf.dump_c(kbtf.type_ids(names)), base_types | uapi_types,
                             uapi_idents | BASE_MACROS)
     text = ("#ifndef __PYTRACEKIT_VMLINUX_H\n#define __PYTRACEKIT_VMLINUX_H\n"

@@ -55,9 +55,10 @@ def _live_checks() -> list[Check]:
             except PytracekitError as exc:
                 errors[slot] = exc.message
         prog.ready()
+        libc = ctypes.CDLL(_libc_path())
         deadline = time.monotonic() + 0.3
         while time.monotonic() < deadline:   # burn CPU (perf samples) and make calls
-            ctypes.CDLL(_libc_path()).getppid()
+            libc.getppid()
         prog["events"].open_ring_buffer(lambda *_: None)
         prog.bpf.ring_buffer_consume()
         hits = [prog["hits"][prog["hits"].Key(i)].value for i in range(len(_HITS))]
