@@ -77,8 +77,9 @@ class Tracer:
 
     def start(self, message: str | None = None) -> "Tracer":
         """Hold the command, compile with its pid, attach everything."""
+        renames = probemod.program_defines(self.attachments)
         self.target = Target.from_options(self.pid, self.command)
-        defines = {"FILTER_PID": self.target.pid, **self.defines}
+        defines = {"FILTER_PID": self.target.pid, **self.defines, **renames}
         usdt = [p.usdt_context(fn, self.pid) for p, fn in self.attachments if p.kind == "usdt"]
         if self.file is not None:
             self.prog = Program.from_file(self.file, defines, self.replace, usdt=usdt)

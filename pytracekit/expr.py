@@ -274,11 +274,16 @@ class Scope:
     user_memory: bool = True
     retval_type: CType = S64
     usdt_args: tuple[CType, ...] | None = None   # a USDT probe's argument types, when known
+    # fentry/fexit: the function's parameter count. Arguments are then read
+    # from the context array (ctx[i]) and a return value from ctx[ctx_args];
+    # None: from registers (kprobes, uprobes).
+    ctx_args: int | None = None
 
     @classmethod
     def for_probe(cls, probe_kind: str, params: Iterable[tuple[str, CType]] = (),
                   tracepoint: object = None, retval_type: CType = S64,
-                  usdt_args: tuple[CType, ...] | None = None) -> "Scope":
+                  usdt_args: tuple[CType, ...] | None = None,
+                  ctx_args: int | None = None) -> "Scope":
         """From a probes.ProbeSpec/ResolvedProbe kind (and a tracefs.Tracepoint)."""
         kind = {"kprobe": "entry", "uprobe": "entry", "kretprobe": "return",
                 "uretprobe": "return", "tracepoint": "tracepoint", "usdt": "usdt"}[probe_kind]
@@ -287,7 +292,7 @@ class Scope:
         if tracepoint is not None:
             fields = tuple(tracepoint.fields)  # type: ignore[attr-defined]
             user = tracepoint.category == "syscalls"  # type: ignore[attr-defined]
-        return cls(kind, tuple(params), fields, user, retval_type, usdt_args)
+        return cls(kind, tuple(params), fields, user, retval_type, usdt_args, ctx_args)
 
     @property
     def max_args(self) -> int:
@@ -295,7 +300,7 @@ class Scope:
             return 0
         if self.kind == "usdt":
             return MAX_USDT_ARGS if self.usdt_args is None else len(self.usdt_args)
-        return MAX_REGISTER_ARGS
+        return MAX_REGISTER_ARGS if self.ctx_args is None else self.ctx_args
 
     def names(self) -> str:
         out = [p for p, _ in self.params]
@@ -576,7 +581,8 @@ class Parser:
                 raise self.fail(f"tracepoints have no {name}: use args->FIELD (fields: "
                                 + ", ".join(x.name for x in self.scope.fields) + ")", tok)
             if self.scope.max_args == 0:
-                raise self.fail(f"{name}: this USDT probe has no arguments", tok)
+                what = "USDT probe" if self.scope.kind == "usdt" else "function"
+                raise self.fail(f"{name}: this {what} has no arguments", tok)
             raise self.fail(f"{name} is out of range (arg1..arg{self.scope.max_args})", tok)
         if self.scope.field(name):
             raise self.fail(f"write args->{name} for the tracepoint field", tok)

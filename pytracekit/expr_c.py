@@ -62,6 +62,11 @@ class Emitter:
                                     f"bpf_usdt_readarg({index}, ctx, &{name});")
                 return name
             return self._once(f"usdt{index}", read)
+        return self._register_arg(index)
+
+    def _register_arg(self, index: int) -> str:
+        if self.scope.ctx_args is not None:     # fentry/fexit: the context array
+            return f"(((u64 *)ctx)[{index - 1}])"
         return f"PT_REGS_PARM{index}(ctx)"
 
     def _recorded(self, c_at_entry: str) -> str:
@@ -83,8 +88,13 @@ class Emitter:
         if v.source == "arg":
             return f"(({t}){self.entry_arg(v.index)})"
         if v.source == "entry":
-            return f"(({t}){self._recorded(f'PT_REGS_PARM{v.index}(ctx)')})"
+            if self.scope.ctx_args is not None:
+                # fexit sees the arguments the trampoline saved at entry.
+                return f"(({t}){self._register_arg(v.index)})"
+            return f"(({t}){self._recorded(self._register_arg(v.index))})"
         if v.source == "retval":
+            if self.scope.ctx_args is not None:  # fexit: after the arguments
+                return f"(({t})((u64 *)ctx)[{self.scope.ctx_args}])"
             return f"(({t})PT_REGS_RC(ctx))"
         if v.source == "latency":
             self.uses_latency = True

@@ -226,7 +226,7 @@ class Program:
                 failure = None
         output = log[0]
         if failure is not None:
-            raise _load_error(self.name, str(failure), output)
+            raise _load_error(self.name, str(failure), output, text)
         if output.strip() and settings.current().verbose:
             sys.stderr.write(output)
         for fn in self._autoloaded():
@@ -314,12 +314,28 @@ class Program:
 
     def attach_kprobe(self, function: str, fn_name: str, *, retprobe: bool = False) -> None:
         from .kernel import features
-        features.require_kprobes(function)
+        if not features.kprobes_available()[0]:
+            from .probes import kernel_probe_unsupported
+            raise kernel_probe_unsupported(function)
         import bcc
         kind = "kretprobe" if retprobe else "kprobe"
         self._attach(kind, function, fn_name, bcc.BPF.KPROBE,
                      lambda: (self.bpf.attach_kretprobe if retprobe else self.bpf.attach_kprobe)(
                          event=function, fn_name=fn_name))
+
+    def attach_fentry(self, function: str, fn_name: str, *, retprobe: bool = False) -> None:
+        """Record fentry/fexit program `fn_name` on kernel `function`. BCC loads
+        and attaches programs named kfunc__*/kretfunc__* while compiling (their
+        name selects the function; see probes.program_defines), so this checks
+        that it did."""
+        kind = "fexit" if retprobe else "fentry"
+        attached = self.bpf.kfunc_exit_fds if retprobe else self.bpf.kfunc_entry_fds
+        if fn_name.encode() not in attached:
+            raise PytracekitError(f"cannot attach {kind} {function}: the program {fn_name} was "
+                                  "not attached while compiling (is it defined under that name?)")
+        self.probes.append(Probe(kind, function, fn_name))
+        if fn_name not in self._loaded:
+            self._loaded.append(fn_name)
 
     def attach_perf_event(self, ev_type: int, ev_config: int, fn_name: str, *,
                           sample_period: int = 0, sample_freq: int = 0, pid: int = -1,
@@ -368,7 +384,34 @@ class Program:
         self.close()
 
 
-def _load_error(name: str, message: str, log: str) -> PytracekitError:
+# fentry/fexit programs, named for their kernel function (see probes.program_defines).
+_TRAMPOLINE_NAME = re.compile(r"\b(k(?:ret)?func__(?:vmlinux__)?(\w+))")
+_TRAMPOLINE_MACRO = re.compile(r"\bK(RET)?FUNC_PROBE\(\s*(\w+)")
+
+
+def _trampoline_error(message: str, log: str, text: str) -> PytracekitError | None:
+    """BCC loads and attaches fentry/fexit programs while compiling: a failure
+    there names the kernel function(s), not a compile error."""
+    programs = _TRAMPOLINE_NAME.findall(text) + [
+        (("kretfunc__" if ret else "kfunc__") + fn, fn) for ret, fn in _TRAMPOLINE_MACRO.findall(text)]
+    if not programs or "processed" in log or ": error: " in log or "Failed to compile" in message:
+        return None
+    named = [p for p in programs if p[0] in message]
+    functions = sorted({f for _, f in (named or programs)})
+    kinds = sorted({"fexit" if p.startswith("kret") else "fentry" for p, _ in (named or programs)})
+    if "super-user" in message:     # BCC's words for EPERM
+        message = "the kernel refused to load it (EPERM) although this is root"
+    else:
+        message = message.split(": ", 1)[-1] if named else message
+    plural = "s" if len(functions) > 1 else ""
+    return PytracekitError(f"cannot attach {'/'.join(kinds)} to kernel function{plural} "
+                           f"{', '.join(functions)}: {message}", detail=log)
+
+
+def _load_error(name: str, message: str, log: str, text: str = "") -> PytracekitError:
+    trampoline = _trampoline_error(message, log, text)
+    if trampoline is not None:
+        return trampoline
     if "Failed to compile" in message or ": error: " in log:
         return CompileError(f"BPF program {name} does not compile: {_first_error(log)} "
                             "(--verbose shows the compiler output)", detail=log)

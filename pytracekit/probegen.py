@@ -84,7 +84,13 @@ def scope_for(probe, params: tuple[tuple[str, CType], ...] = (),
     if probe.kind == "usdt" and params:
         raise SpecError(f"USDT probe {probe.target} takes no signature: use arg1..argN")
     usdt_args = usdt_arg_types(usdt_context, probe.function) if usdt_context else None
-    return Scope.for_probe(probe.kind, params, tracepoint, retval_type, usdt_args)
+    ctx_args = None
+    if getattr(probe, "via_fentry", False):
+        ctx_args = len(probe.params)
+        if len(params) > ctx_args:
+            raise SpecError(f"kernel function {probe.function} takes {ctx_args} parameters "
+                            f"({', '.join(probe.params) or 'none'}), not {len(params)}")
+    return Scope.for_probe(probe.kind, params, tracepoint, retval_type, usdt_args, ctx_args)
 
 
 @dataclass
@@ -126,7 +132,10 @@ class ProbeFunction:
 
     @property
     def ctx_type(self) -> str:
-        return "void" if self.scope.kind == "tracepoint" else "struct pt_regs"
+        # fentry/fexit contexts are arrays of u64 (see expr_c); tracepoints' are records.
+        if self.scope.kind == "tracepoint" or self.scope.ctx_args is not None:
+            return "void"
+        return "struct pt_regs"
 
     def _prologue(self) -> list[str]:
         out = ["    if (!ptk_selected())", "        return 0;"]
@@ -164,10 +173,14 @@ class ProbeFunction:
         out += ["    return 0;", "}", ""]
         return "\n".join(out)
 
+    def attachments(self, probe) -> list:
+        """(resolved probe, BPF function) pairs this function attaches."""
+        pairs = [(probe.entry(), self.entry_fn)] if self.entry_fn else []
+        return pairs + [(probe, self.fn_name)]
+
     def attach(self, prog, probe, pid: int | None = None) -> None:
-        if self.entry_fn:
-            probe.entry().attach(prog, self.entry_fn, pid=pid)
-        probe.attach(prog, self.fn_name, pid=pid)
+        for where, fn_name in self.attachments(probe):
+            where.attach(prog, fn_name, pid=pid)
 
 
 def new_function(fn_name: str, probe, params: tuple, string_size: int, guard: str,
@@ -185,10 +198,12 @@ def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], ta
     resolved probe) pair, and return the ready loader.Program. On any failure
     everything done so far is undone, including the held command."""
     from .loader import Program
+    from .probes import program_defines
     try:
         usdt = [fn.usdt_context or probe.usdt_context(fn.fn_name, target.pid or None)
                 for fn, probe in functions if probe.kind == "usdt"]
-        prog = Program.from_file(name, defines={**defines, "FILTER_PID": target.pid},
+        renames = program_defines(pair for fn, probe in functions for pair in fn.attachments(probe))
+        prog = Program.from_file(name, defines={**defines, "FILTER_PID": target.pid, **renames},
                                  replace=replace, usdt=usdt)
     except BaseException:
         target.finish()

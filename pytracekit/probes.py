@@ -14,6 +14,14 @@
 `ProbeSpec` or raises a one-line `SpecError`. `resolve` looks at the system
 (ELF symbols, tracefs, USDT notes) and expands a spec into `ResolvedProbe`s,
 each able to attach one BPF function to itself.
+
+Kernel functions go through kprobes where the kernel has them, else through
+BPF trampolines (fentry/fexit, BCC's KFUNC_PROBE). An fentry program is bound
+to its function when it loads, by its name (`kfunc__vfs_read`): tools keep
+writing `int count_3(void *ctx)`, and `program_defines` renames the function
+for the compiler (`#define count_3 kfunc__vfs_read`), so one BPF function
+serves one kernel function. Its arguments are `((u64 *)ctx)[i]` and an fexit's
+return value follows the last of them (expr_c reads them so).
 """
 from __future__ import annotations
 
@@ -22,7 +30,8 @@ import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Any, Iterable
 
 from .errors import NotFoundError, NotSupportedError, SpecError, UsageError
 
@@ -192,6 +201,20 @@ class ResolvedProbe:
     category: str = ""        # tracepoints
     spec: ProbeSpec | None = field(default=None, compare=False)
     semaphore: bool = False   # a USDT probe guarded by an is-enabled semaphore
+    mechanism: str = ""       # kernel functions: "kprobe" or "fentry"
+    params: tuple[str, ...] = ()   # fentry: the function's parameters, from BTF
+
+    @property
+    def via_fentry(self) -> bool:
+        return self.mechanism == "fentry"
+
+    def program_name(self, fn_name: str) -> str:
+        """The name BPF function `fn_name` must carry to attach here: itself,
+        except for fentry/fexit, whose name selects the kernel function."""
+        if not self.via_fentry:
+            return fn_name
+        entry, ret = _fentry_prefixes()
+        return (ret if self.kind == "kretprobe" else entry) + self.function
 
     def entry(self) -> "ResolvedProbe":
         """The entry twin of a return probe (itself for others)."""
@@ -217,7 +240,10 @@ class ResolvedProbe:
         `pid` narrows uprobes in the kernel (only that process traps); USDT
         probes are attached by BCC from `usdt_context()` when it compiles.
         """
-        if self.kind in ("kprobe", "kretprobe"):
+        if self.kind in ("kprobe", "kretprobe") and self.via_fentry:
+            prog.attach_fentry(self.function, self.program_name(fn_name),
+                               retprobe=self.kind == "kretprobe")
+        elif self.kind in ("kprobe", "kretprobe"):
             prog.attach_kprobe(self.function, fn_name, retprobe=self.kind == "kretprobe")
         elif self.kind in ("uprobe", "uretprobe"):
             prog.attach_uprobe(self.binary, fn_name, symbol=self.function, offset=self.offset,
@@ -295,6 +321,47 @@ def resolve_all(specs: list[ProbeSpec], *, pid: int | None = None,
         raise UsageError(f"the probes given match {len(out)} places, more than the limit of "
                          f"{limit}: narrow the patterns")
     return out
+
+
+def program_defines(attachments: Iterable[tuple[ResolvedProbe, str]]) -> dict[str, str]:
+    """`#define`s that give each BPF function attached through fentry the name
+    BCC binds to its kernel function (see the module's docstring). Two uses of
+    one name cannot be: a trampoline program serves one function and direction."""
+    renames: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for probe, fn_name in attachments:
+        if not probe.via_fentry:
+            continue
+        name = probe.program_name(fn_name)
+        if renames.get(fn_name, name) != name:
+            raise UsageError(f"BPF function {fn_name} is attached to both {renames[fn_name]} and "
+                             f"{name}: through fentry each kernel function needs its own BPF "
+                             "function")
+        if owner.get(name, fn_name) != fn_name:
+            where = "return of" if probe.kind == "kretprobe" else "entry of"
+            raise UsageError(f"two probes on the {where} kernel function {probe.function}: "
+                             "through fentry one BPF program serves one kernel function and "
+                             "direction; give each such probe its own run")
+        renames[fn_name], owner[name] = name, fn_name
+    return renames
+
+
+def fentry_prefixes(bcc_version: str) -> tuple[str, str]:
+    """The entry and return name prefixes by which a BCC release binds a
+    program to a kernel function; since 0.28 they name the module too
+    (kfunc__vmlinux__vfs_read)."""
+    try:
+        major, minor = (int(x) for x in bcc_version.split(".")[:2])
+    except ValueError:
+        major, minor = 0, 0
+    if (major, minor) >= (0, 28):
+        return "kfunc__vmlinux__", "kretfunc__vmlinux__"
+    return "kfunc__", "kretfunc__"
+
+
+@lru_cache(maxsize=1)
+def _fentry_prefixes() -> tuple[str, str]:
+    return fentry_prefixes(getattr(_bcc(), "__version__", "0"))
 
 
 def _bcc() -> Any:
@@ -379,29 +446,41 @@ def suggest_tracepoints_for_function(function: str, limit: int = 4) -> list[str]
 
 def kernel_probe_unsupported(function: str) -> NotSupportedError:
     from .kernel import features
-    _ok, why = features.kprobes_available()
+    _ok, kprobes_why = features.kprobes_available()
+    _ok, fentry_why = features.fentry_available()
     hints = suggest_tracepoints_for_function(function)
     hint = (f"; tracepoints that cover it: {', '.join('t:' + h for h in hints)}" if hints
             else "; use a tracepoint instead (`pytracekit list` lists them)")
-    fentry = ("fentry loads here, but probe specs do not attach through it yet"
-              if _fentry_loads() else "and no fentry")
     return NotSupportedError(f"cannot probe kernel function {function}: this kernel has no "
-                             f"kprobes ({why}) {fentry}{hint}")
+                             f"kprobes ({kprobes_why}) and no fentry ({fentry_why}){hint}")
 
 
-def _fentry_loads() -> bool:
-    """Proven by loading a tiny fentry program (only on this error path)."""
-    from . import settings
-    from .tools.doctor import _fentry_check
-    if settings.current().ebpf:   # it would print the test program
-        return False
-    try:
-        return _fentry_check().ok
-    except Exception:
-        return False
+KERNEL_PROBES_ENV = "PYTRACEKIT_KERNEL_PROBES"
 
 
-def _kernel_functions() -> list[str]:
+def kernel_mechanism(function: str = "") -> str:
+    """How kernel functions are probed here: "kprobe", else "fentry"; raises
+    the error that names the missing features and the tracepoints to use.
+
+    PYTRACEKIT_KERNEL_PROBES=fentry chooses fentry without proving it first
+    (cheaper per hit than kprobes where both exist; a refusal then comes from
+    the load), =kprobe chooses kprobes; auto (the default) is as above."""
+    from .kernel import features
+    choice = os.environ.get(KERNEL_PROBES_ENV, "auto")
+    if choice not in ("auto", "kprobe", "fentry"):
+        raise UsageError(f"{KERNEL_PROBES_ENV}={choice}: give auto, kprobe or fentry")
+    if choice != "auto":
+        return choice
+    if features.kprobes_available()[0]:
+        return "kprobe"
+    if features.fentry_available()[0]:
+        return "fentry"
+    raise kernel_probe_unsupported(function or "functions")
+
+
+def kernel_functions() -> list[str]:
+    """The functions ftrace can hook (kprobes and trampolines both need it
+    for a fast attach; kallsyms' text symbols where tracefs does not say)."""
     from .kernel import tracefs
     path = tracefs.tracefs_root() / "available_filter_functions"
     try:
@@ -417,19 +496,52 @@ def _kernel_functions() -> list[str]:
         return sorted(names)
 
 
+def fentry_functions() -> list[str]:
+    """Kernel functions fentry can attach to: described by BTF and traceable."""
+    from .kernel import btf
+    described = btf.vmlinux().funcs
+    return [name for name in kernel_functions() if name in described]
+
+
 def _resolve_kernel(spec: ProbeSpec) -> list[ResolvedProbe]:
-    from .kernel import features
-    if not features.kprobes_available()[0]:
-        raise kernel_probe_unsupported(spec.function)
+    mechanism = kernel_mechanism(spec.function)
+    fentry = mechanism == "fentry"
+    if fentry and spec.offset:
+        raise UsageError(f"'{spec.text}': fentry attaches at a function's entry only, not at "
+                         "an offset (this kernel has no kprobes)")
     if spec.is_pattern:
         ok = name_matcher(spec.function, spec.regex)
-        names = [n for n in _kernel_functions() if ok(n)]
+        names = [n for n in (fentry_functions() if fentry else kernel_functions()) if ok(n)]
         if not names:
-            raise NotFoundError(f"no kernel function matches '{spec.text}' (searched "
-                                "available_filter_functions)")
+            searched = ("the functions both in the kernel's BTF and in available_filter_functions"
+                        if fentry else "available_filter_functions")
+            raise NotFoundError(f"no kernel function matches '{spec.text}' (searched {searched})")
     else:
         names = [spec.function]
-    return [ResolvedProbe(spec.kind, n, n, offset=spec.offset, spec=spec) for n in names]
+        if fentry:
+            _check_fentry_target(spec.function)
+    out = []
+    for name in names:
+        params = _btf_params(name) if fentry else ()
+        out.append(ResolvedProbe(spec.kind, name, name, offset=spec.offset, spec=spec,
+                                 mechanism=mechanism, params=params))
+    return out
+
+
+def _btf_params(function: str) -> tuple[str, ...]:
+    from .kernel import btf
+    return btf.vmlinux().function_params(function) or ()
+
+
+def _check_fentry_target(function: str) -> None:
+    from .kernel import btf
+    if function not in btf.vmlinux().funcs:
+        raise NotFoundError(f"no kernel function {function} in the kernel's BTF (fentry "
+                            "attaches only to functions BTF describes; `pytracekit list "
+                            "'PATTERN'` lists those it can)")
+    if function not in set(kernel_functions()):
+        raise NotFoundError(f"kernel function {function} cannot be traced: it is not in "
+                            "available_filter_functions (inlined or marked notrace)")
 
 
 # -- user functions -----------------------------------------------------------

@@ -19,7 +19,7 @@ VMLINUX_BTF = os.environ.get("PYTRACEKIT_VMLINUX_BTF", "/sys/kernel/btf/vmlinux"
 
 # BTF kinds (include/uapi/linux/btf.h)
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM = 1, 2, 3, 4, 5, 6
-KIND_FWD, KIND_TYPEDEF, KIND_FUNC, KIND_ENUM64 = 7, 8, 12, 19
+KIND_FWD, KIND_TYPEDEF, KIND_FUNC, KIND_FUNC_PROTO, KIND_ENUM64 = 7, 8, 12, 13, 19
 NAMED_KINDS = {KIND_STRUCT: "struct", KIND_UNION: "union", KIND_ENUM: "enum",
                KIND_ENUM64: "enum", KIND_TYPEDEF: "typedef"}
 
@@ -31,6 +31,10 @@ class _BtfType(ctypes.Structure):
 
 class _BtfEnum(ctypes.Structure):
     _fields_ = [("name_off", ctypes.c_uint32), ("val", ctypes.c_int32)]
+
+
+class _BtfParam(ctypes.Structure):
+    _fields_ = [("name_off", ctypes.c_uint32), ("type", ctypes.c_uint32)]
 
 
 class _BtfEnum64(ctypes.Structure):
@@ -85,7 +89,7 @@ class KernelBtf:
         self.path = path
         self.by_name: dict[str, list[int]] = {}   # "struct task_struct" / "u32" -> ids
         self.enumerators: dict[str, int] = {}     # enumerator name -> enum type id
-        self.funcs: set[str] = set()
+        self.funcs: dict[str, int] = {}           # function name -> its FUNC type id
         self._index()
 
     def close(self) -> None:
@@ -105,7 +109,7 @@ class KernelBtf:
             vlen = t.info & 0xFFFF
             name = self._name(t.name_off)
             if kind == KIND_FUNC:
-                self.funcs.add(name)
+                self.funcs.setdefault(name, type_id)
                 continue
             if kind in (KIND_ENUM, KIND_ENUM64):
                 member_type = _BtfEnum if kind == KIND_ENUM else _BtfEnum64
@@ -117,6 +121,23 @@ class KernelBtf:
             if prefix and name:
                 key = name if prefix == "typedef" else f"{prefix} {name}"
                 self.by_name.setdefault(key, []).append(type_id)
+
+    def function_params(self, name: str) -> tuple[str, ...] | None:
+        """Parameter names of kernel function `name` in order ("" where BTF has
+        none), or None when BTF does not know the function. fentry/fexit
+        programs read argument i at ctx[i] and fexit the return value after
+        the last one, so the count matters."""
+        type_id = self.funcs.get(name)
+        if type_id is None:
+            return None
+        func = self._libbpf.btf__type_by_id(self._btf, type_id).contents
+        proto = self._libbpf.btf__type_by_id(self._btf, func.size_or_type).contents
+        if (proto.info >> 24) & 0x1F != KIND_FUNC_PROTO:
+            return None
+        base = ctypes.addressof(proto) + ctypes.sizeof(_BtfType)
+        params = (_BtfParam.from_address(base + i * ctypes.sizeof(_BtfParam))
+                  for i in range(proto.info & 0xFFFF))
+        return tuple(self._name(p.name_off) for p in params)
 
     def type_count(self) -> int:
         return self._libbpf.btf__type_cnt(self._btf)

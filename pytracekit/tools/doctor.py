@@ -72,16 +72,6 @@ def _live_checks() -> list[Check]:
     return checks
 
 
-def _fentry_check() -> Check:
-    from ..loader import Program
-    try:
-        with Program.from_file("doctor_fentry"):
-            return Check("fentry/fexit", True, "an fentry program on do_nanosleep loaded")
-    except PytracekitError as exc:
-        return Check("fentry/fexit", False, "loading an fentry program fails even as root: "
-                     + exc.message.split(": ", 1)[-1])
-
-
 def _usdt_check() -> Check:
     import glob
     for binary in sorted(glob.glob("/usr/bin/python3.*")):
@@ -103,7 +93,7 @@ def run_checks() -> list[Check]:
     live = _live_checks()
     checks += live
     checks.append(features.check_kprobes())
-    checks.append(_fentry_check())
+    checks.append(features.check_fentry())
     checks.append(_usdt_check())
     checks.append(features.check_hardware_events())
     return checks

@@ -85,14 +85,20 @@ def tracepoints(pattern: str | None, verbose: bool) -> list[Entry]:
 
 def kernel_functions(pattern: str | None) -> tuple[list[Entry], str]:
     """Probeable kernel functions, or why there are none (one line)."""
-    ok, why = features.kprobes_available()
-    if not ok:
-        return [], (f"Kernel functions cannot be probed on this kernel: no kprobes ({why}); "
-                    "trace the tracepoints above instead")
-    path = tracefs.tracefs_root() / "available_filter_functions"
-    names = sorted({line.split()[0] for line in path.read_text().splitlines() if line.strip()})
+    from .. import probes
+    try:
+        mechanism = probes.kernel_mechanism()
+    except NotSupportedError:
+        kprobes_why = features.kprobes_available()[1]
+        fentry_why = features.fentry_available()[1]
+        return [], (f"Kernel functions cannot be probed on this kernel: no kprobes ({kprobes_why}) "
+                    f"and no fentry ({fentry_why}); trace the tracepoints above instead")
+    if mechanism == "kprobe":
+        names, how = probes.kernel_functions(), "kprobes"
+    else:
+        names, how = probes.fentry_functions(), "fentry (this kernel has no kprobes)"
     if pattern is None:
-        return [], (f"{len(names)} kernel functions can be probed with kprobes: "
+        return [], (f"{len(names)} kernel functions can be probed with {how}: "
                     "`pytracekit list 'vfs_*'` shows those matching a glob")
     return [Entry(n, "function") for n in names if _matches(n, pattern)], ""
 

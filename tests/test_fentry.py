@@ -1,0 +1,240 @@
+"""Kernel functions through BPF trampolines (fentry/fexit), the fallback where
+kprobes are missing.
+
+These machines have neither (see ../shared/KERNEL.md): the kernel refuses to
+load fentry programs. What runs everywhere: detection, resolution against the
+kernel's BTF, the C every tool generates (compiled for real by BCC, which then
+asks the kernel to load it) and the one-line refusal. Where fentry loads, the
+same tools count the workload's nanosleeps exactly; those tests skip here.
+"""
+import re
+
+import pytest
+
+from conftest import pytracekit, run_workload
+from pytracekit import probes
+from pytracekit.errors import NotFoundError, UsageError
+from pytracekit.expr import Scope, parse
+from pytracekit.expr_c import Emitter
+from pytracekit.probes import ResolvedProbe, parse_spec, program_defines, resolve
+
+FENTRY = {"PYTRACEKIT_KERNEL_PROBES": "fentry"}
+root = pytest.mark.root
+
+
+def _fentry_loads() -> tuple[bool, str]:
+    from pytracekit.kernel.features import fentry_available
+    return fentry_available()
+
+
+def fentry_probe(function="vfs_read", kind="kprobe", params=("file", "buf", "count", "pos")):
+    return ResolvedProbe(kind, function, function, mechanism="fentry", params=params)
+
+
+# -- pure: names, renames, the C of arguments ---------------------------------
+
+@pytest.mark.parametrize("version, expected", [
+    ("0.26.0", ("kfunc__", "kretfunc__")),
+    ("0.27.1", ("kfunc__", "kretfunc__")),
+    ("0.28.0", ("kfunc__vmlinux__", "kretfunc__vmlinux__")),
+    ("0.31.0", ("kfunc__vmlinux__", "kretfunc__vmlinux__")),
+    ("1.0", ("kfunc__vmlinux__", "kretfunc__vmlinux__")),
+    ("unknown", ("kfunc__", "kretfunc__")),
+])
+def test_program_name_prefix_follows_the_bcc_release(version, expected):
+    assert probes.fentry_prefixes(version) == expected
+
+
+def test_fentry_programs_are_renamed_for_their_kernel_function(monkeypatch):
+    monkeypatch.setattr(probes, "_fentry_prefixes", lambda: ("kfunc__", "kretfunc__"))
+    entry, ret = fentry_probe(), fentry_probe().returning()
+    uprobe = ResolvedProbe("uprobe", "malloc", "malloc", binary="/lib/libc.so.6")
+    kprobe = ResolvedProbe("kprobe", "vfs_read", "vfs_read", mechanism="kprobe")
+    assert ret.kind == "kretprobe" and ret.via_fentry and ret.params == entry.params
+    assert program_defines([(entry, "on_entry"), (ret, "on_return"), (uprobe, "u"),
+                            (kprobe, "k")]) == {"on_entry": "kfunc__vfs_read",
+                                                "on_return": "kretfunc__vfs_read"}
+    assert kprobe.program_name("k") == "k" and uprobe.program_name("u") == "u"
+
+
+def test_one_bpf_function_per_kernel_function_and_direction(monkeypatch):
+    monkeypatch.setattr(probes, "_fentry_prefixes", lambda: ("kfunc__", "kretfunc__"))
+    with pytest.raises(UsageError, match="two probes on the entry of kernel function vfs_read"):
+        program_defines([(fentry_probe(), "a"), (fentry_probe(), "b")])
+    with pytest.raises(UsageError, match="BPF function a is attached to both kfunc__vfs_read and "
+                                         "kfunc__vfs_write"):
+        program_defines([(fentry_probe(), "a"), (fentry_probe("vfs_write"), "a")])
+    # The same pair twice (a spec repeated) is one program.
+    assert program_defines([(fentry_probe(), "a")] * 2) == {"a": "kfunc__vfs_read"}
+
+
+class RecordingProgram:
+    def __init__(self):
+        self.calls = []
+
+    def attach_fentry(self, function, fn_name, *, retprobe=False):
+        self.calls.append(("fentry", function, fn_name, retprobe))
+
+
+def test_attach_goes_through_the_trampoline_under_the_program_name(monkeypatch):
+    monkeypatch.setattr(probes, "_fentry_prefixes", lambda: ("kfunc__", "kretfunc__"))
+    prog = RecordingProgram()
+    fentry_probe().attach(prog, "count_0")
+    fentry_probe().returning().attach(prog, "count_1")
+    assert prog.calls == [("fentry", "vfs_read", "kfunc__vfs_read", False),
+                          ("fentry", "vfs_read", "kretfunc__vfs_read", True)]
+
+
+def _c(text: str, kind: str = "entry", ctx_args: int | None = 4) -> tuple[str, Emitter]:
+    scope = Scope(kind, user_memory=False, ctx_args=ctx_args)
+    emitter = Emitter(scope, 80)
+    return emitter.expr(parse(text, scope)), emitter
+
+
+def test_arguments_and_return_value_come_from_the_context_array():
+    assert _c("arg3")[0] == "((u64)(((u64 *)ctx)[2]))"
+    assert _c("retval", "return")[0] == "((s64)((u64 *)ctx)[4])"
+    # An fexit sees the saved arguments: nothing is recorded at entry for them.
+    text, emitter = _c("arg1 + $entry(arg2)", "return")
+    assert "((u64 *)ctx)[0]" in text and "((u64 *)ctx)[1]" in text
+    assert emitter.entry_values == []
+    # Registers on kprobes, as before.
+    assert _c("arg3", ctx_args=None)[0] == "((u64)PT_REGS_PARM3(ctx))"
+
+
+def test_argument_count_is_the_functions():
+    from pytracekit.errors import SpecError
+    with pytest.raises(SpecError, match=r"arg5 is out of range \(arg1\.\.arg4\)"):
+        _c("arg5")
+    with pytest.raises(SpecError, match=r"arg1: this function has no arguments"):
+        _c("arg1", ctx_args=0)
+
+
+# -- detection and resolution against this kernel ---------------------------
+
+def test_btf_names_a_kernel_functions_parameters():
+    from pytracekit.kernel import btf
+    if not btf.btf_available():
+        pytest.skip("no kernel BTF")
+    kernel = btf.vmlinux()
+    assert kernel.function_params("vfs_read") == ("file", "buf", "count", "pos")
+    assert kernel.function_params("schedule") == ()
+    assert kernel.function_params("no_such_function_xyz") is None
+
+
+@root
+def test_detection_agrees_with_bcc_loading_an_fentry_program():
+    """The bpf(2) check and a real KFUNC_PROBE through BCC must give one answer."""
+    from pytracekit.errors import PytracekitError
+    from pytracekit.loader import Program
+    ok, evidence = _fentry_loads()
+    assert "do_nanosleep" in evidence
+    text = '#include "vmlinux.h"\nKFUNC_PROBE(do_nanosleep)\n{\n    return 0;\n}\n'
+    try:
+        with Program.from_text("fentry_check", text):
+            loaded, message = True, ""
+    except PytracekitError as exc:
+        loaded, message = False, exc.message
+    assert loaded == ok, (evidence, message)
+    if not ok:
+        assert message.startswith("cannot attach fentry to kernel function do_nanosleep: ")
+
+
+@root
+def test_resolution_uses_btf_where_only_fentry_exists(monkeypatch):
+    from pytracekit.kernel import features
+    monkeypatch.setattr(features, "kprobes_available", lambda: (False, "faked"))
+    monkeypatch.setattr(features, "fentry_available", lambda: (True, "faked"))
+    [p] = resolve(parse_spec("r::vfs_read"))
+    assert (p.kind, p.function, p.mechanism, p.params) == (
+        "kretprobe", "vfs_read", "fentry", ("file", "buf", "count", "pos"))
+    names = {p.name for p in resolve(parse_spec("vfs_rea*"))}
+    assert {"vfs_read", "vfs_readv"} <= names and all(n.startswith("vfs_rea") for n in names)
+    with pytest.raises(NotFoundError, match="no kernel function no_such_fn_xyz in the kernel's BTF"):
+        resolve(parse_spec("no_such_fn_xyz"))
+    with pytest.raises(NotFoundError, match=r"no kernel function matches 'zzq\*' \(searched the "
+                                            "functions both in the kernel's BTF"):
+        resolve(parse_spec("zzq*"))
+    with pytest.raises(UsageError, match="fentry attaches at a function's entry only"):
+        resolve(parse_spec("vfs_read+0x10"))
+
+
+@root
+def test_kprobes_come_first(monkeypatch):
+    from pytracekit.kernel import features
+    monkeypatch.setattr(features, "kprobes_available", lambda: (True, "faked"))
+    monkeypatch.setattr(features, "fentry_available", lambda: (True, "faked"))
+    [p] = resolve(parse_spec("vfs_read"))
+    assert p.mechanism == "kprobe" and not p.via_fentry
+
+
+def test_the_choice_can_be_forced_and_a_bad_one_is_named(monkeypatch):
+    monkeypatch.setenv("PYTRACEKIT_KERNEL_PROBES", "fentry")
+    assert probes.kernel_mechanism() == "fentry"
+    monkeypatch.setenv("PYTRACEKIT_KERNEL_PROBES", "kprobes")
+    with pytest.raises(UsageError, match="PYTRACEKIT_KERNEL_PROBES=kprobes: give auto, kprobe "
+                                         "or fentry"):
+        probes.kernel_mechanism()
+
+
+# -- every tool that takes kernel functions, end to end ------------------------
+
+# (tool arguments, what the tool prints for the workload's N nanosleeps)
+TOOLS = {
+    "funccount": (["do_nanosleep"], r"do_nanosleep\s+{n}\n"),
+    "funclatency": (["-m", "do_nanosleep"], r"count: {n}\n"),
+    "stackcount": (["-U", "do_nanosleep"], r"\n\s+sleeper\n\s+main\n(?:.*\n)*?\s+{n}\n"),
+    "trace": (["do_nanosleep"], None),
+    "argdist": (["-C", "p::do_nanosleep():u32:pid"], r"\t{n}\s+pid = \d+"),
+}
+
+
+@root
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_each_tool_compiles_for_fentry_and_a_refusal_is_one_line(tool, workload):
+    ok, evidence = _fentry_loads()
+    if ok:
+        pytest.skip("this kernel loads fentry programs: test_tools_count_exactly_through_fentry "
+                    "covers it")
+    args = TOOLS[tool][0]
+    res = pytracekit(tool, "--verbose", *args, "--", workload, "sleep", "3", "1", env=FENTRY)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1, res.stderr
+    # BCC compiled the generated C and bound the program to the function by its
+    # name (else: "do_nanosleep is not found in vmlinux BTF"); the kernel said no.
+    assert re.fullmatch(rf"pytracekit {tool}: error: cannot attach fentry(/fexit)? to kernel "
+                        r"function do_nanosleep: the kernel refused to load it \(EPERM\) although "
+                        r"this is root", lines[0]), res.stderr
+    assert "not found in vmlinux BTF" not in res.stderr and "error:" not in "".join(lines[1:])
+    assert not re.search(r"Traceback", res.stderr)
+
+
+@root
+def test_return_probes_pair_fentry_with_fexit():
+    res = pytracekit("funclatency", "--ebpf", "do_nanosleep", env=FENTRY)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^#define latency_entry_0 kfunc__(vmlinux__)?do_nanosleep$", res.stdout, re.M)
+    assert re.search(r"^#define latency_return_0 kretfunc__(vmlinux__)?do_nanosleep$", res.stdout,
+                     re.M)
+    res = pytracekit("trace", "--ebpf", 'r::vfs_read (retval > 0) "%d %d", arg3, retval',
+                     env=FENTRY)
+    assert res.returncode == 0, res.stderr
+    assert "((u64 *)ctx)[2]" in res.stdout and "((u64 *)ctx)[4]" in res.stdout
+    assert "kfunc__" not in res.stdout.replace("kretfunc__", "")   # no entry program needed
+
+
+@root
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_tools_count_exactly_through_fentry(tool, workload):
+    ok, evidence = _fentry_loads()
+    if not ok:
+        pytest.skip(f"this kernel refuses fentry programs: {evidence}")
+    n = 7
+    args, pattern = TOOLS[tool]
+    res = pytracekit(tool, *args, "--", workload, "sleep", str(n), "1", env=FENTRY)
+    assert res.returncode == 0, res.stderr
+    if tool == "trace":
+        assert len([line for line in res.stdout.splitlines() if "do_nanosleep" in line]) == n
+    else:
+        assert re.search(pattern.format(n=n), res.stdout), res.stdout
+    assert run_workload(workload, "sleep", "1", "1").returncode == 0
