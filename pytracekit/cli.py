@@ -28,7 +28,18 @@ def tool_names() -> list[str]:
     return sorted(found)
 
 
+class ReaderGone(Exception):
+    """stdout's reader went away (`| head`). Not an OSError, so that click's
+    own EPIPE handling (exit status 1) lets it through to main()."""
+
+
 class ToolGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise ReaderGone() from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(tool_names()) | set(self.commands))
 
@@ -82,7 +93,7 @@ def main(args: list[str] | None = None, prog: str | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except (BrokenPipeError, ReaderGone):
         # The reader went away (`| head`); nothing more to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -155,3 +155,19 @@ def test_a_forked_child_dies_on_sigterm_instead_of_unwinding_the_tool():
     os.kill(pid, signal.SIGTERM)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+@pytest.mark.root
+def test_a_reader_that_goes_away_ends_the_tool_quietly_and_detached():
+    """`tool | head -1`: the next write fails with EPIPE; the tool detaches and
+    exits 0 without a message (click alone would exit 1)."""
+    proc = subprocess.Popen([sys.executable, "-m", "pytracekit", "funccount", "-i", "0.2",
+                             "-d", "5", "t:syscalls:sys_enter_getppid"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() is not None
+    proc.stdout.close()            # the reader is gone before the next interval
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.strip().splitlines() == [
+        'Tracing 1 function for "t:syscalls:sys_enter_getppid"... Hit Ctrl-C to end.'], err
+    assert pytracekit_probes_left() == []
