@@ -4,8 +4,10 @@ kprobes are missing.
 These machines have neither (see ../shared/KERNEL.md): the kernel refuses to
 load fentry programs. What runs everywhere: detection, resolution against the
 kernel's BTF, the C every tool generates (compiled for real by BCC, which then
-asks the kernel to load it) and the one-line refusal. Where fentry loads, the
-same tools count the workload's nanosleeps exactly; those tests skip here.
+asks the kernel to load it), the one-line refusal, and the verifier's verdict
+on each tool's programs loaded as BTF tracepoint programs (same context, same
+helpers; see the end of this file). Where fentry loads, the same tools count
+the workload's nanosleeps exactly; those tests skip here.
 """
 import re
 
@@ -238,3 +240,77 @@ def test_tools_count_exactly_through_fentry(tool, workload):
     else:
         assert re.search(pattern.format(n=n), res.stdout), res.stdout
     assert run_workload(workload, "sleep", "1", "1").returncode == 0
+
+
+# -- the verifier's word on the generated programs, where fentry cannot load ----
+#
+# A BTF tracepoint (tp_btf) program is a tracing program like fentry: the same
+# context (an array of u64 arguments, checked against BTF), the same helpers.
+# It loads here. So each tool's fentry program, compiled by BCC under a name BCC
+# does not bind, is loaded as a tp_btf program on mm_page_alloc, whose arguments
+# have do_nanosleep's shape: (struct page *, unsigned int, ...) for
+# (struct hrtimer_sleeper *, enum hrtimer_mode) and an int where fexit finds
+# the return value.
+
+SHAPE_TRACEPOINT = "btf_trace_mm_page_alloc"
+VERIFIED = {
+    "funccount": ["do_nanosleep"],
+    "funclatency": ["-u", "do_nanosleep"],
+    "stackcount": ["-U", "do_nanosleep"],
+    "trace": ["-U", 'do_nanosleep (arg2 < 10 && pid != 0) "mode %d", arg2',
+              'r::do_nanosleep (retval == 0) "ret %d", retval'],
+    "argdist": ["-H", "r::do_nanosleep():u64:$latency"],
+}
+
+
+def _load_as_btf_tracepoint(code: bytes, type_id: int) -> tuple[int, str]:
+    import ctypes
+    import os
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    insns = ctypes.create_string_buffer(code, len(code))
+    license = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(1 << 20)
+    attr = (ctypes.c_char * 128)()
+    struct.pack_into("IIQQIIQ", attr, 0, 26, len(code) // 8, ctypes.addressof(insns),
+                     ctypes.addressof(license), 1, len(log), ctypes.addressof(log))
+    struct.pack_into("I", attr, 68, 23)            # BPF_TRACE_RAW_TP
+    struct.pack_into("I", attr, 108, type_id)
+    fd = libc.syscall(321, 5, attr, ctypes.sizeof(attr))
+    err = ctypes.get_errno()
+    text = log.value.decode(errors="replace")
+    return fd, text if fd >= 0 else f"{os.strerror(err)}: {text[-1500:]}"
+
+
+@root
+@pytest.mark.parametrize("tool", sorted(VERIFIED))
+def test_generated_fentry_programs_pass_the_tracing_verifier(tool, monkeypatch, capsys):
+    import os
+    import platform
+    from pytracekit import cli
+    from pytracekit.kernel import btf
+    from pytracekit.loader import Program
+    if platform.machine() != "x86_64":
+        pytest.skip("the raw bpf(2) load here uses x86-64's syscall number")
+    type_ids = btf.vmlinux().by_name.get(SHAPE_TRACEPOINT)
+    if not type_ids:
+        pytest.skip(f"{SHAPE_TRACEPOINT} is not in this kernel's BTF")
+    verdicts = []
+
+    def verify(self, function, fn_name, *, retprobe=False):
+        fd, log = _load_as_btf_tracepoint(self.bpf.dump_func(fn_name), type_ids[0])
+        verdicts.append((fn_name, fd >= 0, log))
+        if fd >= 0:
+            os.close(fd)
+
+    monkeypatch.setenv("PYTRACEKIT_KERNEL_PROBES", "fentry")
+    monkeypatch.setattr(probes, "_fentry_prefixes", lambda: ("ptkcheck_entry__",
+                                                             "ptkcheck_exit__"))
+    monkeypatch.setattr(Program, "attach_fentry", verify)
+    status = cli.main([tool, "--dry-run", *VERIFIED[tool]])
+    assert status == 0, capsys.readouterr().err
+    expected = {"funccount": 1, "funclatency": 2, "stackcount": 1, "trace": 2, "argdist": 2}
+    assert len(verdicts) == expected[tool], verdicts
+    for fn_name, ok, log in verdicts:
+        assert ok, f"{fn_name}: {log}"
+        assert "processed" in log
