@@ -18,13 +18,16 @@ def stack_missed(stack_id: int) -> bool:
     return stack_id < 0 and stack_id != -EFAULT
 
 
-_BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_")
+_BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_",
+                       "bpf_trampoline_")
 
 
 def without_bpf_frames(kstack: list[Frame]) -> list[Frame]:
     """Drop the BPF program's own frames from the leaf of a kernel stack taken
-    in a tracepoint (bpf_prog_..., bpf_trace_run4, __traceiter_sched_switch when
-    several programs share it): they are the observer."""
+    in a raw tracepoint (bpf_prog_..., bpf_trace_run4, __traceiter_sched_switch
+    when several programs share it) or an fentry trampoline (bpf_prog_...,
+    bpf_trampoline_...): they are the observer, and a kprobe's stack starts at
+    the probed function itself."""
     i = 0
     while i < len(kstack) and kstack[i].name.startswith(_BPF_FRAME_PREFIXES):
         i += 1

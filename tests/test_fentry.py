@@ -112,6 +112,16 @@ def test_argument_count_is_the_functions():
         _c("arg1", ctx_args=0)
 
 
+def test_stacks_start_at_the_probed_function_not_in_the_trampoline():
+    from pytracekit.model import Frame
+    from pytracekit.stacks import without_bpf_frames
+    leaf_first = [Frame(n, "kernel") for n in (
+        "bpf_prog_6deef7357e7b4530_kfunc__do_nanosleep", "bpf_trampoline_6442516224",
+        "do_nanosleep", "hrtimer_nanosleep", "bpf_prog_x_in_the_middle", "do_syscall_64")]
+    assert [f.name for f in without_bpf_frames(leaf_first)] == [
+        "do_nanosleep", "hrtimer_nanosleep", "bpf_prog_x_in_the_middle", "do_syscall_64"]
+
+
 # -- detection and resolution against this kernel ---------------------------
 
 def test_btf_names_a_kernel_functions_parameters():

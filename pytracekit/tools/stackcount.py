@@ -21,7 +21,7 @@ from ..model import Frame, LossReport, Sample, StackProfile
 from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
 from ..buildid import BuildIdSymbolizer, mapped_files
-from ..stacks import DELIMITER
+from ..stacks import DELIMITER, without_bpf_frames
 from ..symbols import Symbolizer
 from . import _probe_cli as common
 
@@ -59,8 +59,8 @@ class StackCount:
         """Root first: [comm], user frames, [--], kernel frames, [stack not stored]."""
         ustack = (self.user_symbols.stack(self.tracer["user_stacks"], key.user_stack_id, key.pid)
                   if self.user else [])
-        kstack = (self.symbolizer.stack(self.tracer["stack_traces"], key.kernel_stack_id,
-                                        kernel=True) if self.kernel else [])
+        kstack = (without_bpf_frames(self.symbolizer.stack(
+            self.tracer["stack_traces"], key.kernel_stack_id, kernel=True)) if self.kernel else [])
         comm = key.comm.decode(errors="replace") if self.per_pid else ""
         path = [Frame(comm, "process")] if self.per_pid else []
         path += reversed(ustack)

@@ -31,6 +31,7 @@ from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
 from ..runner import Stop, Target, announce, run_until_done
 from ..buildid import BuildIdSymbolizer, mapped_files
+from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
 
 HEADER = struct.Struct("=QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
@@ -221,7 +222,8 @@ class Tracer:
 
     def stack(self, stack_id: int, pid: int, kernel: bool) -> list[str]:
         if kernel:
-            frames = self.symbolizer.stack(self.prog["stacks"], stack_id, kernel=True)
+            frames = without_bpf_frames(self.symbolizer.stack(self.prog["stacks"], stack_id,
+                                                               kernel=True))
         else:
             if pid not in self._pids_seen:    # its files, while it may still be alive
                 self._pids_seen.add(pid)
