@@ -22,8 +22,24 @@ from .errors import (CompileError, NotFoundError, NotSupportedError, PrivilegeEr
                      PytracekitError, VerifierError, tail)
 from .model import LossReport
 
-BPF_DIR = Path(os.environ.get("PYTRACEKIT_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
+def _bpf_dir() -> Path:
+    """bpf/ of this checkout, else where a wheel put it (<prefix>/share/pytracekit/bpf);
+    PYTRACEKIT_BPF_DIR overrides."""
+    if "PYTRACEKIT_BPF_DIR" in os.environ:
+        return Path(os.environ["PYTRACEKIT_BPF_DIR"])
+    checkout = Path(__file__).resolve().parent.parent / "bpf"
+    if (checkout / COMMON_HEADER).is_file():
+        return checkout
+    import site
+    for prefix in (sys.prefix, site.getuserbase()):
+        installed = Path(prefix) / "share" / "pytracekit" / "bpf"
+        if (installed / COMMON_HEADER).is_file():
+            return installed
+    return checkout     # missing: the error names the checkout's path
+
+
 COMMON_HEADER = "pytracekit.h"
+BPF_DIR = _bpf_dir()
 _INCLUDE_COMMON = re.compile(r'^\s*#\s*include\s+"pytracekit\.h"\s*$', re.M)
 _INCLUDE_VMLINUX = re.compile(r'^\s*#\s*include\s+"vmlinux\.h"\s*$', re.M)
 # Headers shared by a family of tools (bpf/ptk_*.h): pasted like the common one.
