@@ -13,6 +13,19 @@
 
 #define PTK_INLINE static inline __attribute__((always_inline))
 
+/* Argument n (1-based, a literal) of a kernel function, for programs written
+ * by hand: a register under a kprobe, the trampoline's context array under
+ * fentry/fexit. The front-end defines PTK_FENTRY from ResolvedProbe.via_fentry
+ * (generated probes get the same from expr_c). */
+#ifndef PTK_FENTRY
+#define PTK_FENTRY 0
+#endif
+#if PTK_FENTRY
+#define PTK_FUNC_ARG(ctx, n) (((u64 *)(ctx))[(n) - 1])
+#else
+#define PTK_FUNC_ARG(ctx, n) PT_REGS_PARM##n((struct pt_regs *)(ctx))
+#endif
+
 #ifndef TASK_COMM_LEN
 #define TASK_COMM_LEN 16
 #endif

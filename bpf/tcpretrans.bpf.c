@@ -79,9 +79,11 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 }
 
 #if LOSS_PROBE
-int on_loss_probe(struct pt_regs *ctx)
+int on_loss_probe(void *ctx)   /* kprobe or fentry on tcp_send_loss_probe */
 {
-    struct sock *sk = (struct sock *)PT_REGS_PARM1(ctx);
+    struct sock *sk = (struct sock *)PTK_FUNC_ARG(ctx, 1);
+    if (!sk)    /* under fentry a typed pointer: the verifier wants the check */
+        return 0;
     struct tcp_endpoints ep = {};
     u8 state = 0;
     endpoints_from_sock(&ep, sk);

@@ -270,6 +270,7 @@ VERIFIED = {
     "trace": ["-U", 'do_nanosleep (arg2 < 10 && pid != 0) "mode %d", arg2',
               'r::do_nanosleep (retval == 0) "ret %d", retval'],
     "argdist": ["-H", "r::do_nanosleep():u64:$latency"],
+    "tcpretrans": ["-l"],     # hand-written: PTK_FUNC_ARG in bpf/tcpretrans.bpf.c
 }
 
 
@@ -319,7 +320,8 @@ def test_generated_fentry_programs_pass_the_tracing_verifier(tool, monkeypatch, 
     monkeypatch.setattr(Program, "attach_fentry", verify)
     status = cli.main([tool, "--dry-run", *VERIFIED[tool]])
     assert status == 0, capsys.readouterr().err
-    expected = {"funccount": 1, "funclatency": 2, "stackcount": 1, "trace": 2, "argdist": 2}
+    expected = {"funccount": 1, "funclatency": 2, "stackcount": 1, "trace": 2, "argdist": 2,
+                "tcpretrans": 1}
     assert len(verdicts) == expected[tool], verdicts
     for fn_name, ok, log in verdicts:
         assert ok, f"{fn_name}: {log}"

@@ -76,12 +76,18 @@ def test_no_drop_no_retransmit(veth_pair):
 
 
 @pytest.mark.root
-def test_loss_probes_need_kprobes_and_say_so():
-    from pytracekit.kernel.features import kprobes_available
-    if kprobes_available()[0]:
-        pytest.skip("this kernel has kprobes")
+def test_loss_probes_need_kprobes_or_fentry_and_say_so():
+    from pytracekit.kernel.features import fentry_available, kprobes_available
+    if kprobes_available()[0] or fentry_available()[0]:
+        pytest.skip("this kernel has kprobes or fentry")
     res = pytracekit("tcpretrans", "-l", "-d", "1")
     assert res.returncode == 1
-    assert res.stderr.strip() == ("pytracekit tcpretrans: error: -l needs a kprobe on "
+    assert res.stderr.strip() == ("pytracekit tcpretrans: error: -l needs a kprobe or fentry on "
                                   "tcp_send_loss_probe (tail loss probes have no tracepoint) "
-                                  "and this kernel has no kprobes: run without -l")
+                                  "and this kernel has neither: run without -l")
+    # Through fentry the program compiles and binds to the function; the kernel refuses it.
+    res = pytracekit("tcpretrans", "-l", "-d", "1", env={"PYTRACEKIT_KERNEL_PROBES": "fentry"})
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("pytracekit tcpretrans: error: cannot attach fentry to kernel "
+                                  "function tcp_send_loss_probe: the kernel refused to load it "
+                                  "(EPERM) although this is root")

@@ -1,8 +1,9 @@
 """tcpretrans: TCP retransmissions, with BCC's options and columns.
 
 From tcp:tcp_retransmit_skb. -l adds tail loss probes, which have no
-tracepoint: it needs a kprobe on tcp_send_loss_probe and says so clearly on
-kernels without kprobes. -c counts per flow in the kernel.
+tracepoint: a kprobe on tcp_send_loss_probe, or fentry where kprobes are
+missing, and a clear error on kernels with neither. -c counts per flow in the
+kernel.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import click
 
-from .. import options, stream, tcp
+from .. import options, probes, stream, tcp
 from ..errors import NotSupportedError
 
 DRY_RUN_ARGS: list[str] = []
@@ -18,21 +19,27 @@ DRY_RUN_ARGS: list[str] = []
 FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("state", "i"), ("seq", "I"), ("kind", "B"),
                     ("pad", "3s"))
 KINDS = {1: "R", 2: "L"}
+LOSS_PROBE_FUNCTION = "tcp_send_loss_probe"
 ROW = "%-8s %-7s %-2s %-20s %1s> %-20s"
 
 
 def start(*, loss_probes: bool = False, count: bool = False, family: int = 0,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
-    prog = tcp.load("tcpretrans", {"COUNT_MODE": count, "LOSS_PROBE": loss_probes},
-                    buffer_pages=buffer_pages, family=family)
+    defines = {"COUNT_MODE": count, "LOSS_PROBE": loss_probes}
+    probe = None
     if loss_probes:
         try:
-            prog.attach_kprobe("tcp_send_loss_probe", "on_loss_probe")
+            [probe] = probes.resolve(probes.parse_spec("p::" + LOSS_PROBE_FUNCTION))
         except NotSupportedError:
-            prog.close()
-            raise NotSupportedError("-l needs a kprobe on tcp_send_loss_probe (tail loss "
-                                    "probes have no tracepoint) and this kernel has no "
-                                    "kprobes: run without -l") from None
+            raise NotSupportedError(f"-l needs a kprobe or fentry on {LOSS_PROBE_FUNCTION} "
+                                    "(tail loss probes have no tracepoint) and this kernel has "
+                                    "neither: run without -l") from None
+        defines.update(PTK_FENTRY=probe.via_fentry,
+                       **probes.program_defines([(probe, "on_loss_probe")]))
+    prog = tcp.load("tcpretrans", defines, buffer_pages=buffer_pages, family=family)
+    if probe is not None:
+        try:
+            probe.attach(prog, "on_loss_probe")
         except BaseException:
             prog.close()
             raise
