@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import click
 
+from typing import Callable
+
 from .kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from .loader import Program
+from .model import LossReport
 from .render.jsonl import dumps
-from .lossreport import print_loss
-from .runner import Target, announce, run_until_done
 from .symbols import Symbolizer
 
 
@@ -28,10 +29,14 @@ class FunctionProfile:
         self.frequency = frequency
         self.prog = Program.from_file("top_functions", defines={"INCLUDE_IDLE": idle,
                                                                  "FILTER_PID": pid or 0})
-        self.prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"], "on_sample",
-                                    sample_freq=frequency, label="cpu-clock")
-        self.prog.ready()
-        self.symbolizer = Symbolizer(self.prog.bpf, show_module=True)
+        try:
+            self.prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"], "on_sample",
+                                        sample_freq=frequency, label="cpu-clock")
+            self.prog.ready()
+            self.symbolizer = Symbolizer(self.prog.bpf, show_module=True)
+        except BaseException:
+            self.prog.close()
+            raise
 
     def take(self) -> list[FunctionShare]:
         """Samples since the last call, by symbol, most first; clears the map."""
@@ -46,6 +51,11 @@ class FunctionProfile:
             acc[key] = acc.get(key, 0) + count
         shares = [FunctionShare(s, m, k, n) for (s, m, k), n in acc.items()]
         return sorted(shares, key=lambda f: (-f.samples, f.symbol))
+
+    def loss(self) -> LossReport:
+        loss = self.prog.loss()
+        loss.unknown_frames += self.symbolizer.unknown_frames
+        return loss
 
     def close(self) -> None:
         self.prog.close()
@@ -73,23 +83,18 @@ def lines(shares: list[FunctionShare], seconds: float, frequency: int,
     return out
 
 
-def run(*, interactive: bool, delay: float, iterations: int | None, pid: int | None,
-        frequency: int, idle: bool, limit: int | None, as_json: bool) -> None:
-    profile = FunctionProfile(frequency=frequency, pid=pid, idle=idle)
-    done = 0
-    last = time.monotonic()
+def printer(profile: FunctionProfile, *, interactive: bool, frequency: int,
+            limit: int | None, as_json: bool) -> Callable[[], None]:
+    """show(): print the functions sampled since the previous call."""
+    last = [time.monotonic()]
 
-    class Enough(KeyboardInterrupt):
-        pass
-
-    def tick() -> None:
-        nonlocal done, last
+    def show() -> None:
         now = time.monotonic()
         shares = profile.take()
         if as_json:
             total = sum(f.samples for f in shares) or 1
             click.echo(dumps({"type": "functions", "time": time.time(),
-                              "interval_s": round(now - last, 6), "frequency": frequency,
+                              "interval_s": round(now - last[0], 6), "frequency": frequency,
                               "rows": [{"symbol": f.symbol, "module": f.module,
                                         "kernel": f.kernel, "samples": f.samples,
                                         "pct": round(100 * f.samples / total, 2)}
@@ -98,17 +103,6 @@ def run(*, interactive: bool, delay: float, iterations: int | None, pid: int | N
             if interactive:
                 click.clear()
             rows = limit or (os.get_terminal_size().lines - 4 if interactive else limit)
-            click.echo("\n".join(lines(shares, now - last, frequency, rows)) + "\n")
-        last = now
-        done += 1
-        if iterations is not None and done >= iterations:
-            raise Enough()
-
-    try:
-        announce(f"Sampling at {frequency} Hz per CPU... Hit Ctrl-C to end.")
-        run_until_done(Target(), interval=delay, on_interval=tick)
-        loss = profile.prog.loss()
-        loss.unknown_frames += profile.symbolizer.unknown_frames
-        print_loss(loss, as_json)
-    finally:
-        profile.close()
+            click.echo("\n".join(lines(shares, now - last[0], frequency, rows)) + "\n")
+        last[0] = now
+    return show

@@ -2,6 +2,7 @@
 
 Keys as in top: q quits, P sorts by %CPU, N by PID, T by TIME+, C by COMM,
 H toggles threads. ncurses turns SIGWINCH into KEY_RESIZE, handled below.
+The UI also ends when --duration is over or the watched command exits.
 """
 from __future__ import annotations
 
@@ -9,36 +10,40 @@ import curses
 import time
 from typing import Any
 
-from .cputime import sorted_rows
 from .render import top as render
-from .runner import install_signal_handlers, signal_ready
+from .runner import Target, install_signal_handlers, signal_ready
+from .tools.top import shown_rows
 
 SORT_KEYS = {ord("P"): "cpu", ord("N"): "pid", ord("T"): "time", ord("C"): "comm"}
 
 
-def run_ui(session: Any, *, delay: float, iterations: int | None, threads: bool, sort: str,
-           pid: int | None) -> None:
+def run_ui(session: Any, target: Target, *, delay: float, iterations: int | None,
+           duration: float | None, threads: bool, sort: str) -> None:
     install_signal_handlers()
     try:
-        curses.wrapper(_loop, session, delay, iterations, threads, sort, pid)
+        curses.wrapper(_loop, session, target, delay, iterations, duration, threads, sort)
     except KeyboardInterrupt:
         pass
 
 
-def _loop(screen: Any, session: Any, delay: float, iterations: int | None, threads: bool,
-          sort: str, pid: int | None) -> None:
+def _loop(screen: Any, session: Any, target: Target, delay: float, iterations: int | None,
+          duration: float | None, threads: bool, sort: str) -> None:
     curses.curs_set(0)
     screen.timeout(100)
     signal_ready()
+    target.release()
     refresh = None
     shown = 0
-    next_at = time.monotonic() + delay
+    started = time.monotonic()
+    next_at = started + delay
     while True:
+        if target.exited or (duration is not None and time.monotonic() - started >= duration):
+            return
         if time.monotonic() >= next_at:
             refresh = session.refresh()
             shown += 1
             next_at += delay
-            _draw(screen, refresh, threads, sort, pid)
+            _draw(screen, session, refresh, threads, sort)
         elif refresh is None:
             _waiting(screen)
         key = screen.getch()
@@ -56,7 +61,7 @@ def _loop(screen: Any, session: Any, delay: float, iterations: int | None, threa
                 return
             continue
         if refresh is not None:
-            _draw(screen, refresh, threads, sort, pid)
+            _draw(screen, session, refresh, threads, sort)
 
 
 def _waiting(screen: Any) -> None:
@@ -65,9 +70,8 @@ def _waiting(screen: Any) -> None:
     screen.refresh()
 
 
-def _draw(screen: Any, refresh: Any, threads: bool, sort: str, pid: int | None) -> None:
-    rows = refresh.threads if threads else refresh.processes
-    rows = sorted_rows([r for r in rows if r.delta_ns and (not pid or r.pid == pid)], sort)
+def _draw(screen: Any, session: Any, refresh: Any, threads: bool, sort: str) -> None:
+    rows = shown_rows(refresh, threads, sort, session.pids())
     height, _width = screen.getmaxyx()
     lines = render.screen(refresh, rows, threads, max(0, height - 4))
     lines[1] = f"sort: {sort}  (P cpu, N pid, T time, C comm, H threads, q quit)"

@@ -37,9 +37,7 @@ WITHOUT = {
         "tcpretrans", "tcpstates",
         "execsnoop",  # traces new processes, which have no pid to give beforehand
     },
-    "--duration": NOT_LIVE | {
-        "top",       # -n ITERATIONS bounds it, as in top(1)
-    },
+    "--duration": NOT_LIVE,
     "--interval": NOT_LIVE | {
         "export",    # Prometheus scrapes it when it wants
         "cprofile",  # --every is its window; each window is written, not printed
@@ -52,12 +50,9 @@ WITHOUT = {
         # print their tables once at the end; per-interval tables not written yet
         "kmem", "schedlat", "mutexstat",
     },
-    "--json": {
-        "record",    # writes a recording file; `report --json` reads it
-    },
+    "--json": set(),
     "-- COMMAND": NOT_LIVE | {
         "export",    # a long-running server
-        "top",       # watches the whole system; -p follows one process
     },
 }
 

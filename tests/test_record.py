@@ -9,6 +9,7 @@ from pytracekit.errors import NotFoundError, UsageError
 from pytracekit.model import Frame, LossReport, Sample, StackProfile
 
 from conftest import pytracekit
+from schema_check import validate_lines
 from stack_checks import contains_run
 
 SLEEPER = ["main", "sleeper", "nanosleep", "clock_nanosleep"]
@@ -55,12 +56,30 @@ def test_record_off_cpu_of_a_command(workload, tmp_path):
     path = tmp_path / "sleep.ptk"
     res = pytracekit("record", "-o", str(path), "--off-cpu", "--", workload, "sleep", "5", "40")
     assert res.returncode == 0, res.stderr
-    assert f"to {path}" in res.stderr
+    assert f"to {path}" in res.stderr and res.stdout == ""   # stdout is for --json only
     prof = recording.load(str(path))
     assert prof.unit == "microseconds" and prof.meta["recorded"] == "off-cpu"
     sleeping = sum(s.value for s in prof.samples
                    if contains_run([f.name for f in s.stack], SLEEPER))
     assert 180_000 <= sleeping <= 220_000
+
+
+@pytest.mark.root
+def test_record_json_is_one_summary_of_the_file_written(workload, tmp_path):
+    path = tmp_path / "spin.ptk"
+    res = pytracekit("record", "-o", str(path), "-F", "99", "--json", "--", workload, "spin",
+                     "0.5")
+    assert res.returncode == 0, res.stderr
+    assert f"to {path}" in res.stderr          # the text summary stays on stderr
+    (summary,) = validate_lines(res.stdout, "record")
+    prof = recording.load(str(path))
+    assert summary["type"] == "summary" and summary["output"] == str(path)
+    assert summary["samples"] == len(prof.samples) > 0
+    assert summary["total"] == sum(s.value for s in prof.samples) == prof.total
+    assert summary["unit"] == "count"
+    assert summary["lost"] == prof.loss.as_dict()
+    assert summary["duration_s"] == pytest.approx(prof.duration_ns / 1e9, abs=1e-6)
+    assert 0.4 <= summary["duration_s"] <= 2.0     # the command spun 0.5 s
 
 
 def test_record_needs_an_output_file_and_one_target():

@@ -147,6 +147,10 @@ def test_accountant_keeps_exited_tasks_until_reported():
     (["-p", "999999999"], 1, "no process with pid 999999999"),
     (["-d", "0"], 2, "Invalid value for '-d'"),
     (["-s", "mem"], 2, "Invalid value for '-s'"),
+    (["-p", "1", "--", "true"], 2, "give either -p PID or -- COMMAND, not both"),
+    (["--duration", "-1"], 2, "Invalid value for '--duration'"),
+    (["5"], 2, "unexpected extra argument (5)"),
+    (["--", "/nonexistent/prog"], 1, "cannot run /nonexistent/prog"),
 ])
 def test_bad_input_is_one_line(args, status, message):
     res = pytracekit("top", "-b", "-n", "1", *args)
@@ -165,3 +169,70 @@ def test_interval_is_the_delay_like_every_tool():
     res = pytracekit("top", "-b", "-n", "1", "--interval", "0.3")
     assert res.returncode == 0, res.stderr
     assert re.match(r"^top - \d\d:\d\d:\d\d  \d+ CPUs  interval 0\.3\d s  busy ", res.stdout)
+
+
+def _screens(text: str) -> list[list[str]]:
+    return [screen.strip().splitlines() for screen in re.split(r"\n(?=top - )", text.strip())]
+
+
+def _interval_s(header: str) -> float:
+    return float(re.search(r"  interval (\d+\.\d\d) s  ", header).group(1))
+
+
+@pytest.mark.root
+def test_duration_ends_the_run_with_a_last_refresh():
+    """-d 5 alone would print its first refresh after 5 s: the 1 s duration ends
+    the run first, and the refresh printed then covers that second."""
+    res = pytracekit("top", "-b", "--duration", "1", "-d", "5")
+    assert res.returncode == 0, res.stderr
+    screens = _screens(res.stdout)
+    assert len(screens) == 1, res.stdout
+    assert 0.95 <= _interval_s(screens[0][0]) <= 1.3, screens[0][0]
+    assert screens[0][2].split() == ["PID", "THR", "COMM", "%CPU", "TIME+"]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args, intervals", [
+    (["-n", "2", "-d", "0.3", "--duration", "5"], [0.3, 0.3]),        # -n first
+    (["-n", "5", "-d", "0.4", "--duration", "1"], [0.4, 0.4, 0.2]),   # duration first
+])
+def test_iterations_and_duration_whichever_comes_first(args, intervals):
+    res = pytracekit("top", "-b", "--json", *args)
+    assert res.returncode == 0, res.stderr
+    objs = validate_json_lines("top", res.stdout)
+    refreshes = [o for o in objs if o["type"] == "refresh"]
+    assert [o["type"] for o in objs] == ["refresh"] * len(intervals) + ["loss"]
+    assert [r["interval_s"] for r in refreshes] == pytest.approx(intervals, abs=0.08)
+
+
+@pytest.mark.root
+def test_command_is_watched_alone_until_it_exits(workload):
+    """No -n, no --duration: the run ends because the command did, with a last
+    refresh; every row is the command's one process, on the CPU all along."""
+    res = pytracekit("top", "-b", "-d", "0.4", "--", workload, "spin", "1")
+    assert res.returncode == 0, res.stderr
+    assert f"of command {workload}" in res.stderr
+    screens = _screens(res.stdout)
+    assert len(screens) in (3, 4), res.stdout      # 0.4, 0.8 (1.2: exit seen late), end
+    rows = [line.split() for screen in screens for line in screen[3:]]
+    assert rows and {(r[0], r[2]) for r in rows} == {(rows[0][0], "workload")}, res.stdout
+    assert all(float(r[3]) > 40 for r in rows[:-1]), res.stdout   # spinning
+    assert sum(_interval_s(s[0]) for s in screens) == pytest.approx(1.0, abs=0.25)
+    cpu = re.fullmatch(r"0:0(\d\.\d\d)", rows[-1][4])
+    assert cpu and 0.5 <= float(cpu.group(1)) <= 1.1, rows[-1]    # TIME+ of the 1 s spin
+
+
+@pytest.mark.root
+def test_command_children_are_watched_too(workload):
+    """forkchild: the command forks a child that spins 300 ms; both are shown
+    (and nothing else), the child marked exited in the last refresh."""
+    res = pytracekit("top", "--json", "-d", "0.2", "--", workload, "forkchild", "300")
+    assert res.returncode == 0, res.stderr
+    refreshes = [o for o in validate_json_lines("top", res.stdout) if o["type"] == "refresh"]
+    rows = [r for o in refreshes for r in o["rows"]]
+    pids = {r["pid"] for r in rows}
+    assert len(pids) == 2 and {r["comm"] for r in rows} == {"workload"}, rows
+    last = {r["pid"]: r for r in rows}             # each pid's latest row
+    child = max(last.values(), key=lambda r: r["total_ns"])
+    assert 0.15e9 <= child["total_ns"] <= 0.35e9, child    # spun 300 ms
+    assert all(r["exited"] for r in refreshes[-1]["rows"]), refreshes[-1]

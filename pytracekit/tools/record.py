@@ -2,7 +2,8 @@
 
 On-CPU samples (profile's BPF) by default, off-CPU time with --off-cpu
 (offcputime's BPF). The file format is in pytracekit/recording.py;
-`pytracekit report` and `pytracekit diff` read it.
+`pytracekit report` and `pytracekit diff` read it. --json adds one summary
+line on stdout once the file is written.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import click
 
 from .. import options, recording, stacktools
 from ..errors import UsageError
+from ..model import StackProfile
+from ..render.jsonl import dumps
 from ..runner import announce, run_until_done
 from . import offcputime, profile
 
@@ -33,10 +36,11 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
 @click.option("--stack-storage-size", type=click.IntRange(min=1), default=16384,
               show_default=True, help="Number of unique stack traces that can be stored.")
 @options.duration_option()
+@options.json_option()
 @options.standard
 @click.pass_context
 def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, frequency,
-            off_cpu, stack_storage_size, duration) -> None:
+            off_cpu, stack_storage_size, duration, as_json) -> None:
     """Record stacks to a file for `report` and `diff`.
 
     \b
@@ -44,6 +48,7 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
       pytracekit record -o spin.ptk -- ./myprog        # a command, on-CPU
       pytracekit record -o all.ptk -a -F 99 10         # everything, 10 seconds
       pytracekit record -o wait.ptk --off-cpu -p 185 5 # where pid 185 blocks
+      pytracekit record -o x.ptk --json 5              # + a JSON summary on stdout
     """
     duration = stacktools.pick_duration(duration_arg, duration)
     command = stacktools.command_of(ctx)
@@ -74,3 +79,12 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
     click.echo(f"recorded {result.total} {unit} in {len(result.samples)} distinct stacks "
                f"to {output} ({result.duration_ns / 1e9:.1f} s)", err=True)
     stacktools.emit_loss(result.loss)
+    if as_json:
+        click.echo(dumps(summary(result, output)))
+
+
+def summary(result: StackProfile, output: str) -> dict:
+    """--json: what was written where, with the loss counters (record.schema.json)."""
+    return {"type": "summary", "output": output, "samples": len(result.samples),
+            "total": result.total, "unit": result.unit, "lost": result.loss.as_dict(),
+            "duration_s": round(result.duration_ns / 1e9, 6)}

@@ -3,40 +3,53 @@
 Batch mode (-b, or when stdout is not a terminal) prints plain text or JSON
 for scripts; otherwise a terminal UI like top (q quits, P/N/C/T sort, H
 threads). `--functions` is a live profile like perf top (cpu-clock samples
-aggregated by symbol).
+aggregated by symbol). `-- COMMAND` watches a command and its children and
+ends when it exits; --duration ends the run after that many seconds.
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import click
 
-from .. import options, settings
+from .. import options, settings, stacktools
 from ..cputime import Accountant, Refresh, TaskTime, sorted_rows
 from ..loader import Program
 from ..model import LossReport
+from ..periodic import run_periodic
 from ..render import top as render
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
-from ..runner import Target, announce, check_pid, run_until_done
+from ..runner import Target, announce
 
 DRY_RUN_ARGS = ["-b", "-n", "1"]
 
-
-class Enough(KeyboardInterrupt):
-    """Ends run_until_done after -n refreshes (it treats this like Ctrl-C)."""
+# A run that ends (duration, command exit, Ctrl-C) this soon after a refresh
+# ended at that refresh: a last one would cover no time.
+JUST_REFRESHED_S = 0.005
 
 
 class CpuSession:
     """top.bpf.c attached; `refresh()` returns the usage since the last call."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pid: int = 0, follow: int = 0) -> None:
+        """`pid`: show that process only (-p); `follow`: a command's pid, shown
+        with the children it forks."""
         self.ncpu = os.cpu_count() or 1
-        self.prog = Program.from_file("top", defines={"MAX_CPUS": max(self.ncpu, 1)})
-        self.prog.ready()
+        self.only, self.follow = pid, follow
+        self.prog = Program.from_file("top", defines={"MAX_CPUS": max(self.ncpu, 1),
+                                                      "FOLLOW_FORKS": int(bool(follow))})
+        try:
+            if follow:
+                followed = self.prog["followed"]
+                followed[followed.Key(follow)] = followed.Leaf(1)
+            self.prog.ready()
+        except BaseException:
+            self.prog.close()
+            raise
         self.accountant = Accountant(self.ncpu)
         self.refresh()   # the baseline: the first real refresh covers one interval
 
@@ -64,6 +77,12 @@ class CpuSession:
                 pass
         return result
 
+    def pids(self) -> set[int] | None:
+        """The processes to show; None: all of them."""
+        if self.follow:
+            return {k.value for k in self.prog["followed"].keys()}
+        return {self.only} if self.only else None
+
     def loss(self) -> LossReport:
         return self.prog.loss()
 
@@ -83,22 +102,21 @@ def _alive(tid: int) -> bool:
     return os.path.exists(f"/proc/{tid}")
 
 
-def start(**_options: Any) -> CpuSession:
-    return CpuSession()
+def start(*, pid: int = 0, follow: int = 0, **_options: Any) -> CpuSession:
+    return CpuSession(pid=pid, follow=follow)
 
 
-def _filter(rows: list, pid: int | None) -> list:
-    return [r for r in rows if r.delta_ns and (not pid or r.pid == pid)]
+def shown_rows(refresh: Refresh, threads: bool, sort: str, pids: set[int] | None) -> list:
+    rows = refresh.threads if threads else refresh.processes
+    return sorted_rows([r for r in rows if r.delta_ns and (pids is None or r.pid in pids)],
+                       sort)
 
 
-def batch(session: CpuSession, *, delay: float, iterations: int | None, threads: bool,
-          sort: str, pid: int | None, limit: int | None, as_json: bool) -> None:
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
+def batch_printer(session: CpuSession, *, threads: bool, sort: str, limit: int | None,
+                  as_json: bool) -> Callable[[], None]:
+    def show() -> None:
         r = session.refresh()
-        rows = sorted_rows(_filter(r.threads if threads else r.processes, pid), sort)
+        rows = shown_rows(r, threads, sort, session.pids())
         if as_json:
             click.echo(dumps({"type": "refresh", "time": time.time(),
                               "interval_s": round(r.interval_ns / 1e9, 6),
@@ -110,19 +128,33 @@ def batch(session: CpuSession, *, delay: float, iterations: int | None, threads:
                                        for u in rows[:limit]]}))
         else:
             click.echo("\n".join(render.screen(r, rows, threads, limit)) + "\n")
-        done += 1
-        if iterations is not None and done >= iterations:
-            raise Enough()
-
-    run_until_done(Target(), interval=delay, on_interval=tick)
+    return show
 
 
-@click.command("top", context_settings=options.TOOL_CONTEXT)
+def run_refreshes(target: Target, *, delay: float, iterations: int | None,
+                  duration: float | None, show: Callable[[], None]) -> str:
+    """show() every `delay` seconds; after -n refreshes the run ends there, while
+    the end of --duration, the command's exit or Ctrl-C shows a last refresh
+    with the time since the previous one. Returns why the run ended."""
+    shown_at = [0.0]
+
+    def report(final: bool) -> None:
+        if final and time.monotonic() - shown_at[0] < JUST_REFRESHED_S:
+            return
+        show()
+        shown_at[0] = time.monotonic()
+    return run_periodic(target, duration=duration, interval=delay, count=iterations,
+                        report=report)
+
+
+@click.command("top", cls=stacktools.CommandAfterDashes,
+               context_settings=options.TOOL_CONTEXT)
 @click.option("-b", "--batch", "batch_mode", is_flag=True, help="Plain text for scripts.")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=None,
               help="Stop after this many refreshes.")
 @click.option("-d", "--delay", "--interval", "delay", type=click.FloatRange(min=0.05),
               default=1.0, show_default=True, help="Seconds between refreshes.")
+@options.duration_option()
 @click.option("-s", "--sort", type=click.Choice(["cpu", "pid", "comm", "time"]), default="cpu",
               show_default=True, help="Sort column.")
 @click.option("-H", "--threads", is_flag=True, help="One row per thread.")
@@ -135,29 +167,46 @@ def batch(session: CpuSession, *, delay: float, iterations: int | None, threads:
 @click.option("--idle", is_flag=True, help="--functions: include the idle task.")
 @options.json_option()
 @options.standard
-def command(batch_mode, iterations, delay, sort, threads, pid, limit, functions, frequency,
-            idle, as_json):
-    """Who is on the CPU: per-process (or -H per-thread) CPU% from sched_switch."""
-    if pid:
-        check_pid(pid)
+@click.pass_context
+def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, limit, functions,
+            frequency, idle, as_json):
+    """Who is on the CPU: per-process (or -H per-thread) CPU% from sched_switch.
+
+    \b
+    Examples:
+      pytracekit top -b -n 3                  # three refreshes, plain text
+      pytracekit top -b --duration 10 -d 2    # a refresh every 2 s for 10 s
+      pytracekit top -b -- make -j2           # make and its children, until it exits
+    """
+    target = Target.from_options(pid, stacktools.command_of(ctx))
+    follow = target.pid if target.command else 0
     interactive = not (batch_mode or as_json) and sys.stdout.isatty() and \
         not (settings.current().ebpf or settings.current().dry_run)
-    if functions:
-        from ..topfunctions import run as run_functions
-        run_functions(interactive=interactive, delay=delay, iterations=iterations, pid=pid,
-                      frequency=frequency, idle=idle, limit=limit, as_json=as_json)
-        return
-    session = CpuSession()
     try:
-        if interactive:
-            from ..topui import run_ui
-            run_ui(session, delay=delay, iterations=iterations, threads=threads, sort=sort,
-                   pid=pid)
+        if functions:
+            from ..topfunctions import FunctionProfile, printer
+            session: Any = FunctionProfile(frequency=frequency, pid=target.pid, idle=idle)
+            show = printer(session, interactive=interactive, frequency=frequency, limit=limit,
+                           as_json=as_json)
+            message = f"Sampling at {frequency} Hz per CPU"
         else:
-            announce(f"Refreshing every {delay:g} s... Hit Ctrl-C to end.")
-            batch(session, delay=delay, iterations=iterations, threads=threads, sort=sort,
-                  pid=pid, limit=limit, as_json=as_json)
-        loss = session.loss()
-        print_loss(loss, as_json)
+            session = CpuSession(pid=0 if follow else target.pid, follow=follow)
+            show = batch_printer(session, threads=threads, sort=sort, limit=limit,
+                                 as_json=as_json)
+            message = f"Refreshing every {delay:g} s"
+        try:
+            if interactive and not functions:
+                from ..topui import run_ui
+                run_ui(session, target, delay=delay, iterations=iterations, duration=duration,
+                       threads=threads, sort=sort)
+            else:
+                who = f" of command {target.command[0]}" if target.command else ""
+                tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
+                announce(f"{message}{who}{tail}")
+                run_refreshes(target, delay=delay, iterations=iterations, duration=duration,
+                              show=show)
+            print_loss(session.loss(), as_json)
+        finally:
+            session.close()
     finally:
-        session.close()
+        target.finish()
