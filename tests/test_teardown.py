@@ -52,3 +52,32 @@ def test_memleak_of_a_pid(workload, tmp_path):
         proc.wait()
     _stopped_cleanly(tool, out, err)
     assert f"\t{N * SIZE} bytes in {N} allocations from stack" in out.splitlines(), out
+
+
+def _perf_event_fds() -> set[int]:
+    import os
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[perf_event]":
+                out.add(int(name))
+        except OSError:
+            pass
+    return out
+
+
+def test_many_probes_are_all_detached_by_the_concurrent_close(workload):
+    """Program.close() closes tracepoint and uprobe events from threads before
+    BCC's cleanup: every one must be gone, and BCC's books must agree."""
+    from pytracekit.tools import funccount
+    before = _perf_event_fds()
+    running = funccount.start("t:syscalls:sys_enter_get*", announce=False)
+    uprobes = funccount.start(f"{workload}:*_*", announce=False)
+    bpfs = [running.tracer.prog.bpf, uprobes.tracer.prog.bpf]
+    assert len(bpfs[0].tracepoint_fds) >= 4 and len(bpfs[1].uprobe_fds) >= 4
+    assert len(_perf_event_fds() - before) >= 8
+    running.close()
+    uprobes.close()
+    assert _perf_event_fds() - before == set()
+    assert all(not b.tracepoint_fds and not b.uprobe_fds for b in bpfs)
+    assert pytracekit_probes_left() == []
