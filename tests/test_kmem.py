@@ -7,6 +7,7 @@ import tempfile
 import pytest
 
 from conftest import Tool, pytracekit
+from interval_helpers import per_interval, text_tables
 from sched_helpers import json_lines, validate
 from pytracekit.tools.kmem import CallSite, PageAllocs, render_pages, render_slab
 
@@ -71,3 +72,48 @@ def test_kmem_page_counts_the_touched_pages(workload):
     # each of the 64 fresh anonymous pages is one order-0 movable allocation
     assert sum(o["count"] for o in movable if o["order"] == 0) >= 64
     assert all(o["pages"] == o["count"] << o["order"] for o in objs if o["type"] == "pages")
+
+
+def _kmem_over_paced_opens(workload: str, *args: str, n: int, ms: int) -> str:
+    """kmem ARGS -p PID over `workload openpaced PATH n ms`, attached before the
+    first open: exactly n alloc_empty_file allocations, spread over n*ms ms."""
+    with tempfile.TemporaryDirectory() as tmp:
+        go = os.path.join(tmp, "go")
+        proc = subprocess.Popen([workload, "--go-file", go, "openpaced", os.path.join(tmp, "f"),
+                                 str(n), str(ms)])
+        try:
+            with Tool("kmem", *args, "-p", str(proc.pid)) as tool:
+                open(go, "w").close()
+                proc.wait(timeout=30)
+                out, err = tool.stop()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert tool.returncode == 0, err
+    return out
+
+
+@pytest.mark.root
+def test_kmem_interval_json_counts_each_allocation_once(workload):
+    out = _kmem_over_paced_opens(workload, "--json", "-i", "0.1", n=10, ms=40)
+    objs = json_lines(out)
+    validate("kmem", objs)
+    summaries = [o for o in objs if o["type"] == "slab_summary"]
+    assert [o["interval_no"] for o in summaries] == list(range(1, len(summaries) + 1))
+    assert len(summaries) >= 3
+    files = per_interval(objs, "hits", lambda o: o.get("callsite") == "alloc_empty_file")
+    assert sum(files.values()) == 10        # each open once, in the interval it happened
+    assert len(files) >= 2                  # the opens spread over several intervals
+    hits = per_interval(objs, "hits", lambda o: o["type"] == "callsite")
+    for s in summaries:                     # each summary covers its own interval only
+        assert s["allocations"] == hits.get(s["interval_no"], 0)
+
+
+@pytest.mark.root
+def test_kmem_interval_text_tables_add_up(workload):
+    out = _kmem_over_paced_opens(workload, "-s", "hit", "--interval", "0.1", n=8, ms=40)
+    tables = text_tables(out)
+    assert len(tables) >= 3
+    hits = [int(l.split("|")[3]) for t in tables for l in t if l.startswith(" alloc_empty_file+")]
+    assert sum(hits) == 8 and len(hits) >= 2
+    assert all(sum(l.startswith("SUMMARY (SLAB") for l in t) == 1 for t in tables)
