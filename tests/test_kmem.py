@@ -14,13 +14,15 @@ from pytracekit.tools.kmem import CallSite, PageAllocs, render_pages, render_sla
 N = 30
 
 
-@pytest.mark.root
-def test_kmem_counts_one_file_allocation_per_open(workload):
+def _kmem_over_opens(workload: str, kmem_args: list[str], mode: list[str]) -> str:
+    """kmem ARGS -p PID over `workload MODE PATH ARGS` (open or openpaced),
+    attached before the first open, so exactly its opens are seen."""
     with tempfile.TemporaryDirectory() as tmp:
         go = os.path.join(tmp, "go")
-        proc = subprocess.Popen([workload, "--go-file", go, "open", os.path.join(tmp, "f"), str(N)])
+        proc = subprocess.Popen([workload, "--go-file", go, mode[0], os.path.join(tmp, "f"),
+                                 *mode[1:]])
         try:
-            with Tool("kmem", "--slab", "--page", "--json", "-p", str(proc.pid)) as tool:
+            with Tool("kmem", *kmem_args, "-p", str(proc.pid)) as tool:
                 open(go, "w").close()
                 proc.wait(timeout=30)
                 out, err = tool.stop()
@@ -28,6 +30,12 @@ def test_kmem_counts_one_file_allocation_per_open(workload):
             proc.kill()
             proc.wait()
     assert tool.returncode == 0, err
+    return out
+
+
+@pytest.mark.root
+def test_kmem_counts_one_file_allocation_per_open(workload):
+    out = _kmem_over_opens(workload, ["--slab", "--page", "--json"], ["open", str(N)])
     objs = json_lines(out)
     validate("kmem", objs)
     sites = {o["callsite"]: o for o in objs if o["type"] == "callsite"}
@@ -74,28 +82,10 @@ def test_kmem_page_counts_the_touched_pages(workload):
     assert all(o["pages"] == o["count"] << o["order"] for o in objs if o["type"] == "pages")
 
 
-def _kmem_over_paced_opens(workload: str, *args: str, n: int, ms: int) -> str:
-    """kmem ARGS -p PID over `workload openpaced PATH n ms`, attached before the
-    first open: exactly n alloc_empty_file allocations, spread over n*ms ms."""
-    with tempfile.TemporaryDirectory() as tmp:
-        go = os.path.join(tmp, "go")
-        proc = subprocess.Popen([workload, "--go-file", go, "openpaced", os.path.join(tmp, "f"),
-                                 str(n), str(ms)])
-        try:
-            with Tool("kmem", *args, "-p", str(proc.pid)) as tool:
-                open(go, "w").close()
-                proc.wait(timeout=30)
-                out, err = tool.stop()
-        finally:
-            proc.kill()
-            proc.wait()
-    assert tool.returncode == 0, err
-    return out
-
-
 @pytest.mark.root
 def test_kmem_interval_json_counts_each_allocation_once(workload):
-    out = _kmem_over_paced_opens(workload, "--json", "-i", "0.1", n=10, ms=40)
+    """`openpaced PATH 10 40`: 10 opens (one alloc_empty_file each) over 0.4 s."""
+    out = _kmem_over_opens(workload, ["--json", "-i", "0.1"], ["openpaced", "10", "40"])
     objs = json_lines(out)
     validate("kmem", objs)
     summaries = [o for o in objs if o["type"] == "slab_summary"]
@@ -111,7 +101,7 @@ def test_kmem_interval_json_counts_each_allocation_once(workload):
 
 @pytest.mark.root
 def test_kmem_interval_text_tables_add_up(workload):
-    out = _kmem_over_paced_opens(workload, "-s", "hit", "--interval", "0.1", n=8, ms=40)
+    out = _kmem_over_opens(workload, ["-s", "hit", "--interval", "0.1"], ["openpaced", "8", "40"])
     tables = text_tables(out)
     assert len(tables) >= 3
     hits = [int(l.split("|")[3]) for t in tables for l in t if l.startswith(" alloc_empty_file+")]

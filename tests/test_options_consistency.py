@@ -49,8 +49,6 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
-        # print their tables once at the end; per-interval tables not written yet
-        "kmem", "schedlat", "mutexstat",
     },
     "--json": {
         "record",    # writes a recording file; `report --json` reads it
