@@ -120,13 +120,20 @@ int unlock_enter(struct pt_regs *ctx)
     if (!hv)
         return 0;
     u64 hold = bpf_ktime_get_ns() - hv->since_ns;
-    struct site_stats *st = stats.lookup(&hv->site);
-    if (st) {
-        __sync_fetch_and_add(&st->hold_total_ns, hold);
-        __sync_fetch_and_add(&st->holds, 1);
-        if (hold > st->hold_max_ns)
-            st->hold_max_ns = hold;
-    }
+    /* Created when absent: with --interval the site's stats are read and
+     * deleted at each boundary, also while its mutex is held (held and
+     * in_lock are kept, so a hold or wait counts once, where it ends). */
+    struct site_key site = hv->site;
     held.delete(&hk);
+    struct site_stats zero = {};
+    struct site_stats *st = stats.lookup_or_try_init(&site, &zero);
+    if (!st) {
+        ptk_count_loss(PTK_MAP_FULL);
+        return 0;
+    }
+    __sync_fetch_and_add(&st->hold_total_ns, hold);
+    __sync_fetch_and_add(&st->holds, 1);
+    if (hold > st->hold_max_ns)
+        st->hold_max_ns = hold;
     return 0;
 }

@@ -41,6 +41,23 @@ RAW_TRACEPOINT_PROBE(sched_wakeup_new)
     return mark_runnable((struct task_struct *)ctx->args[0], bpf_ktime_get_ns());
 }
 
+/* The task's stats, created when absent: with --interval the entry is read
+ * and deleted at each boundary, also while the task runs or waits (the
+ * oncpu_since/runnable_since state is kept, so that run or wait counts
+ * once, in the interval where it ends). */
+PTK_INLINE struct task_stat *task_stats(struct task_struct *p, u32 tgid, u32 pid)
+{
+    struct task_stat zero = {};
+    struct task_stat *st = stats.lookup_or_try_init(&pid, &zero);
+    if (!st) {
+        ptk_count_loss(PTK_MAP_FULL);
+        return 0;
+    }
+    st->tgid = tgid;
+    bpf_probe_read_kernel_str(&st->comm, sizeof(st->comm), &p->comm);
+    return st;
+}
+
 /* sched_switch(bool preempt, prev, next, unsigned int prev_state) */
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
@@ -48,13 +65,14 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     struct task_struct *next = (struct task_struct *)ctx->args[2];
     u64 now = bpf_ktime_get_ns();
 
-    u32 prev_pid = 0;
+    u32 prev_pid = 0, prev_tgid = 0;
     bpf_probe_read_kernel(&prev_pid, sizeof(prev_pid), &prev->pid);
     u64 *on = oncpu_since.lookup(&prev_pid);
-    if (on) {
+    if (on) {      /* only selected tasks are marked on-CPU */
         u64 ran = now - *on;
         oncpu_since.delete(&prev_pid);
-        struct task_stat *ps = stats.lookup(&prev_pid);
+        bpf_probe_read_kernel(&prev_tgid, sizeof(prev_tgid), &prev->tgid);
+        struct task_stat *ps = task_stats(prev, prev_tgid, prev_pid);
         if (ps)
             __sync_fetch_and_add(&ps->runtime_ns, ran);
     }
@@ -66,14 +84,9 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&pid, sizeof(pid), &next->pid);
     if (!ptk_task_selected(tgid, pid))
         return 0;
-    struct task_stat zero = {};
-    struct task_stat *st = stats.lookup_or_try_init(&pid, &zero);
-    if (!st) {
-        ptk_count_loss(PTK_MAP_FULL);
+    struct task_stat *st = task_stats(next, tgid, pid);
+    if (!st)
         return 0;
-    }
-    st->tgid = tgid;
-    bpf_probe_read_kernel_str(&st->comm, sizeof(st->comm), &next->comm);
     __sync_fetch_and_add(&st->switches, 1);
     if (oncpu_since.update(&pid, &now))
         ptk_count_loss(PTK_MAP_FULL);

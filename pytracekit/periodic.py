@@ -110,6 +110,25 @@ def run_periodic(target: Target, *, duration: float | None, interval: float | No
     return why
 
 
+def report_until_done(run: Callable[..., str], report: Callable[[], None], *,
+                      duration: float | None, interval: float | None,
+                      poll: Callable[[int], None] | None = None) -> str:
+    """Run (`run_until_done` bound to a target, or `Tracer.run`) until done,
+    `report()` every interval and once at the end, except when the last
+    interval's report has just covered the end (BCC prints no extra empty
+    table when -d is a multiple of -i)."""
+    last = [time.monotonic()]
+
+    def tick() -> None:
+        report()
+        last[0] = time.monotonic()
+
+    why = run(duration=duration, interval=interval, on_interval=tick, poll=poll)
+    if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
+        report()
+    return why
+
+
 def timestamp() -> str:
     return time.strftime("%H:%M:%S")
 

@@ -7,19 +7,22 @@ import tempfile
 import pytest
 
 from conftest import Tool, pytracekit
+from interval_helpers import per_interval, text_tables
 from sched_helpers import json_lines, validate
 from pytracekit.tools.kmem import CallSite, PageAllocs, render_pages, render_slab
 
 N = 30
 
 
-@pytest.mark.root
-def test_kmem_counts_one_file_allocation_per_open(workload):
+def _kmem_over_opens(workload: str, kmem_args: list[str], mode: list[str]) -> str:
+    """kmem ARGS -p PID over `workload MODE PATH ARGS` (open or openpaced),
+    attached before the first open, so exactly its opens are seen."""
     with tempfile.TemporaryDirectory() as tmp:
         go = os.path.join(tmp, "go")
-        proc = subprocess.Popen([workload, "--go-file", go, "open", os.path.join(tmp, "f"), str(N)])
+        proc = subprocess.Popen([workload, "--go-file", go, mode[0], os.path.join(tmp, "f"),
+                                 *mode[1:]])
         try:
-            with Tool("kmem", "--slab", "--page", "--json", "-p", str(proc.pid)) as tool:
+            with Tool("kmem", *kmem_args, "-p", str(proc.pid)) as tool:
                 open(go, "w").close()
                 proc.wait(timeout=30)
                 out, err = tool.stop()
@@ -27,6 +30,12 @@ def test_kmem_counts_one_file_allocation_per_open(workload):
             proc.kill()
             proc.wait()
     assert tool.returncode == 0, err
+    return out
+
+
+@pytest.mark.root
+def test_kmem_counts_one_file_allocation_per_open(workload):
+    out = _kmem_over_opens(workload, ["--slab", "--page", "--json"], ["open", str(N)])
     objs = json_lines(out)
     validate("kmem", objs)
     sites = {o["callsite"]: o for o in objs if o["type"] == "callsite"}
@@ -71,3 +80,30 @@ def test_kmem_page_counts_the_touched_pages(workload):
     # each of the 64 fresh anonymous pages is one order-0 movable allocation
     assert sum(o["count"] for o in movable if o["order"] == 0) >= 64
     assert all(o["pages"] == o["count"] << o["order"] for o in objs if o["type"] == "pages")
+
+
+@pytest.mark.root
+def test_kmem_interval_json_counts_each_allocation_once(workload):
+    """`openpaced PATH 10 40`: 10 opens (one alloc_empty_file each) over 0.4 s."""
+    out = _kmem_over_opens(workload, ["--json", "-i", "0.1"], ["openpaced", "10", "40"])
+    objs = json_lines(out)
+    validate("kmem", objs)
+    summaries = [o for o in objs if o["type"] == "slab_summary"]
+    assert [o["interval_no"] for o in summaries] == list(range(1, len(summaries) + 1))
+    assert len(summaries) >= 3
+    files = per_interval(objs, "hits", lambda o: o.get("callsite") == "alloc_empty_file")
+    assert sum(files.values()) == 10        # each open once, in the interval it happened
+    assert len(files) >= 2                  # the opens spread over several intervals
+    hits = per_interval(objs, "hits", lambda o: o["type"] == "callsite")
+    for s in summaries:                     # each summary covers its own interval only
+        assert s["allocations"] == hits.get(s["interval_no"], 0)
+
+
+@pytest.mark.root
+def test_kmem_interval_text_tables_add_up(workload):
+    out = _kmem_over_opens(workload, ["-s", "hit", "--interval", "0.1"], ["openpaced", "8", "40"])
+    tables = text_tables(out)
+    assert len(tables) >= 3
+    hits = [int(l.split("|")[3]) for t in tables for l in t if l.startswith(" alloc_empty_file+")]
+    assert sum(hits) == 8 and len(hits) >= 2
+    assert all(sum(l.startswith("SUMMARY (SLAB") for l in t) == 1 for t in tables)

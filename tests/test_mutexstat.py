@@ -4,6 +4,7 @@ holds it for the first 100 ms, so each worker's first lock waits."""
 import pytest
 
 from conftest import pytracekit, pytracekit_probes_left
+from interval_helpers import per_interval, text_tables
 from sched_helpers import json_lines, validate
 from pytracekit.model import Frame
 from pytracekit.tools.mutexstat import MutexSite, render
@@ -56,3 +57,54 @@ def test_render_hides_uncontended_sites_unless_asked():
     text = render([a, b])
     assert "m2" in text and "m1" not in text
     assert "m1" in render([a, b], all_sites=True)
+
+
+HANDOFF_N, HANDOFF_MS = 3, 150   # every wait and every hold spans a 0.1 s boundary
+
+
+@pytest.mark.root
+def test_mutexstat_interval_json_counts_each_wait_and_hold_once(workload):
+    """`mutexhandoff 3 150`: handoff_worker's 3 locks each wait >= 150 ms and
+    main's 3 locks are each held >= 150 ms, so each starts in one 0.1 s
+    interval and ends in another; each counts once, where it ends."""
+    res = pytracekit("mutexstat", "-a", "--json", "-i", "0.1", "--", workload, "mutexhandoff",
+                     str(HANDOFF_N), str(HANDOFF_MS))
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("mutexstat", objs)
+
+    def handoff_from(func):
+        return lambda o: o["mutex_name"] == "handoff [workload]" and o["frames"][:1] == [func]
+
+    worker, main = handoff_from("handoff_worker"), handoff_from("main")
+    assert sum(per_interval(objs, "acquisitions", worker).values()) == HANDOFF_N
+    contended = per_interval(objs, "contended", worker)
+    assert sum(contended.values()) == HANDOFF_N
+    assert len([n for n in contended.values() if n]) >= 2      # in different tables
+    assert sum(per_interval(objs, "holds", worker).values()) == HANDOFF_N
+    assert sum(per_interval(objs, "acquisitions", main).values()) == HANDOFF_N
+    assert sum(per_interval(objs, "contended", main).values()) == 0
+    assert sum(per_interval(objs, "holds", main).values()) == HANDOFF_N
+    waits = [o for o in objs if o["type"] == "mutex" and worker(o) and o["contended"]]
+    # each wait measured whole, from its lock call in an earlier interval
+    assert all(o["wait_max_ns"] >= HANDOFF_MS * 1_000_000 for o in waits)
+    assert sum(per_interval(objs, "wait_total_ns", worker).values()) \
+        >= HANDOFF_N * HANDOFF_MS * 1_000_000
+    assert sum(per_interval(objs, "hold_total_ns", main).values()) \
+        >= HANDOFF_N * HANDOFF_MS * 1_000_000
+
+
+@pytest.mark.root
+def test_mutexstat_interval_text_tables(workload):
+    res = pytracekit("mutexstat", "-s", "1", "--interval", "0.1", "--", workload,
+                     "mutexhandoff", str(HANDOFF_N), str(HANDOFF_MS))
+    assert res.returncode == 0, res.stderr
+    tables = text_tables(res.stdout)
+    assert len(tables) >= 5
+    contended = []
+    for table in tables:
+        assert table[0].startswith("Mutex ") and "Contended" in table[0]
+        for row, frame in zip(table, table[1:]):
+            if row.startswith("handoff [workload]") and frame.strip().startswith("handoff_worker+"):
+                contended.append(int(row.split()[3]))
+    assert sum(contended) == HANDOFF_N and len(contended) >= 2

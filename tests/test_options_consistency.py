@@ -41,8 +41,6 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
-        # print their tables once at the end; per-interval tables not written yet
-        "kmem", "schedlat", "mutexstat",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

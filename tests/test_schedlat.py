@@ -1,7 +1,11 @@
 """schedlat shows the workload's task with its switches, run time and delays."""
+import subprocess
+import time
+
 import pytest
 
-from conftest import pytracekit
+from conftest import Tool, pytracekit
+from interval_helpers import per_interval, text_tables
 from sched_helpers import json_lines, switch_counts, traced_cpuburst, validate
 from pytracekit.tools.schedlat import TaskLatency, render
 
@@ -45,3 +49,75 @@ def test_render_sorts_by_max_delay():
     assert cells[1] == "1.000 ms" and cells[2] == "3"
     assert cells[3] == "avg:    1.000 ms" and cells[4] == "max:    1.500 ms"
     assert text[-2].split("|")[1].strip() == "3.000 ms"
+
+
+def _wait_asleep(pid: int) -> None:
+    """Until the task is asleep (its last switch-out done) and stays so."""
+    last = None
+    for _ in range(500):
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/schedstat") as f:
+            now = f.read()
+        if state == "S" and now == last:
+            return
+        last = now
+        time.sleep(0.02)
+    raise AssertionError(f"workload {pid} never settled")
+
+
+def _totals(objs: list[dict], field: str) -> float:
+    return sum(o[field] for o in objs if o["type"] == "task")
+
+
+@pytest.mark.root
+def test_schedlat_interval_tables_add_up_to_the_whole_run(workload):
+    """Two schedlats watch the same span of `gatedburst` (three 150 ms bursts
+    between two waits on stdin): one -i 0.1, one plain. Each burst spans a
+    boundary: its run counts once, where it ends, so the intervals add up to
+    the plain run exactly. (Not to /proc/PID/schedstat: under load the kernel
+    counts a switch-in now and then that sched_switch does not show.)"""
+    proc = subprocess.Popen([workload, "gatedburst", "3", "150000"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_asleep(proc.pid)
+        with Tool("schedlat", "--json", "-p", str(proc.pid)) as whole, \
+                Tool("schedlat", "--json", "-i", "0.1", "-p", str(proc.pid)) as split:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == "done\n"
+            _wait_asleep(proc.pid)
+            whole_out, whole_err = whole.stop()
+            out, err = split.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert whole.returncode == 0 and split.returncode == 0, whole_err + err
+    objs, whole_objs = json_lines(out), json_lines(whole_out)
+    validate("schedlat", objs)
+    assert {(o["pid"], o["tid"]) for o in objs if o["type"] == "task"} == {(proc.pid, proc.pid)}
+    switches = per_interval(objs, "switches")
+    assert len(switches) >= 3                       # each burst ends in its own 0.1 s table
+    assert sum(switches.values()) == _totals(whole_objs, "switches") >= 4
+    assert sum(per_interval(objs, "delays").values()) == _totals(whole_objs, "delays")
+    whole_ms = _totals(whole_objs, "runtime_ms")
+    assert whole_ms >= 100                          # the bursts ran (even if preempted)
+    assert abs(_totals(objs, "runtime_ms") - whole_ms) < 1.0
+
+
+@pytest.mark.root
+def test_schedlat_interval_text_and_no_extra_table_at_the_end(workload):
+    """-d a multiple of -i: the last interval's table is the end (as BCC)."""
+    proc = subprocess.Popen([workload, "sleep", "100", "20"])
+    try:
+        res = pytracekit("schedlat", "-i", "0.3", "-d", "0.9", "-p", str(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert res.returncode == 0, res.stderr
+    tables = text_tables(res.stdout)
+    assert len(tables) == 3
+    for table in tables:
+        (row,) = [l for l in table if l.startswith("  workload:")]
+        assert int(row.split("|")[2]) >= 5       # ~15 sleeps of 20 ms per 0.3 s
+        assert sum(l.startswith("  TOTAL:") for l in table) == 1

@@ -9,6 +9,7 @@ import click
 
 from .. import settings
 from ..api import Tracer
+from ..periodic import report_until_done
 from ..probes import ResolvedProbe
 
 # The token bpf/<tool>.bpf.c leaves for the generated per-probe functions.
@@ -43,18 +44,9 @@ def debug_option() -> Callable:
 def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: float | None,
                      interval: float | None, poll: Callable[[int], None] | None = None) -> str:
     """Run until done, `report()` every interval and once at the end, except
-    when the last interval's report has just covered the end (BCC prints no
-    extra empty table when -d is a multiple of -i)."""
-    last = [time.monotonic()]
-
-    def tick() -> None:
-        report()
-        last[0] = time.monotonic()
-
-    why = tracer.run(duration=duration, interval=interval, on_interval=tick, poll=poll)
-    if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
-        report()
-    return why
+    when the last interval's report has just covered the end (the loop is
+    periodic.report_until_done, which tools holding a Target use too)."""
+    return report_until_done(tracer.run, report, duration=duration, interval=interval, poll=poll)
 
 
 def run_tool(running: Any, report: Callable[[], None], *, duration: float | None,

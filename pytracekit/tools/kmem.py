@@ -3,19 +3,21 @@
 --slab (default): per call site (symbolized through kallsyms) the hits and
 bytes allocated/requested, with internal fragmentation; then a summary.
 --page: page allocations by order, migrate type and GFP flags.
+-i/--interval: the tables every SECONDS, each covering only its interval.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from .. import options
+from ..intervals import entries, run_interval_tables, stamped
 from ..loader import Program
 from ..periodic import BpfTool, attached, command_only, finish_loss, require_tracepoints
 from ..render import jsonl
-from ..runner import Target, run_until_done
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 SORT_KEYS = ("hit", "bytes", "req", "frag")
@@ -65,23 +67,32 @@ class PageAllocs:
 
 @dataclass
 class Kmem(BpfTool):
+    """read_*(clear=True) return what happened since the last clearing read."""
 
-    def read_sites(self, offsets: bool = True) -> list[CallSite]:
+    frees_read: list[int] = field(default_factory=lambda: [0, 0])
+
+    def read_sites(self, offsets: bool = True, clear: bool = False) -> list[CallSite]:
         sites = []
-        for key, st in self.prog["sites"].items():
+        for key, st in entries(self.prog["sites"], clear):
             raw = self.prog.bpf.ksym(key.value, show_offset=offsets)
             known = raw and raw != b"[unknown]"
             name = raw.decode(errors="replace") if known else f"{key.value:#x}"
             sites.append(CallSite(key.value, name, st.hits, st.bytes_req, st.bytes_alloc))
         return sites
 
-    def read_pages(self) -> list[PageAllocs]:
+    def read_pages(self, clear: bool = False) -> list[PageAllocs]:
         return [PageAllocs(k.order, k.migratetype, k.gfp_flags, v.value)
-                for k, v in self.prog["pages"].items()]
+                for k, v in entries(self.prog["pages"], clear)]
 
-    def frees(self) -> int:
+    def frees(self, clear: bool = False) -> int:
+        """The frees array only grows (array entries cannot be deleted):
+        clearing remembers what was read, so no free between two reads is lost."""
         table = self.prog["frees"]
-        return sum(table[table.Key(i)].value for i in range(2))
+        now = [table[table.Key(i)].value for i in range(2)]
+        since = sum(now) - sum(self.frees_read)
+        if clear:
+            self.frees_read = now
+        return since
 
 
 
@@ -137,34 +148,39 @@ def render_pages(pages: list[PageAllocs]) -> str:
 @click.option("-l", "--line", "limit", type=click.IntRange(min=1), default=None,
               help="Print only this many call sites.")
 @options.duration_option("-d")
+@options.interval_option("-i")
 @options.json_option()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, slab, page, sort, limit, duration, as_json, command):
+def command(pid, slab, page, sort, limit, duration, interval, as_json, command):
     """Kernel memory allocations by call site (like perf kmem stat)."""
     cmd = command_only(command, "kmem")
     slab = slab or not page
     target = Target.from_options(pid, cmd)
     with attached(target, lambda: start(pid=target.pid),
                   "Tracing kernel allocations... Hit Ctrl-C to end.") as tool:
-        run_until_done(target, duration=duration)
-        sites = tool.read_sites(offsets=not as_json)
-        if as_json:
-            if slab:
-                ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))
-                for s in ordered[:limit]:
-                    click.echo(jsonl.dumps(s.as_dict()))
-                click.echo(jsonl.dumps({"type": "slab_summary",
-                                        "bytes_req": sum(s.bytes_req for s in sites),
-                                        "bytes_alloc": sum(s.bytes_alloc for s in sites),
-                                        "allocations": sum(s.hits for s in sites),
-                                        "frees": tool.frees()}))
-            if page:
-                for p in tool.read_pages():
-                    click.echo(jsonl.dumps(p.as_dict()))
-        else:
-            if slab:
-                click.echo(render_slab(sites, tool.frees(), sort, limit))
-            if page:
-                click.echo(render_pages(tool.read_pages()))
+        def print_table(stamp: dict[str, Any]) -> None:
+            """The allocations since the last table (all of them without -i)."""
+            sites = tool.read_sites(offsets=not as_json, clear=True)
+            frees = tool.frees(clear=True)
+            pages = tool.read_pages(clear=True)
+            if as_json:
+                if slab:
+                    ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))
+                    for s in ordered[:limit]:
+                        click.echo(jsonl.dumps(stamped(s.as_dict(), stamp)))
+                    click.echo(jsonl.dumps(stamped(
+                        {"type": "slab_summary", "bytes_req": sum(s.bytes_req for s in sites),
+                         "bytes_alloc": sum(s.bytes_alloc for s in sites),
+                         "allocations": sum(s.hits for s in sites), "frees": frees}, stamp)))
+                if page:
+                    for p in pages:
+                        click.echo(jsonl.dumps(stamped(p.as_dict(), stamp)))
+            else:
+                if slab:
+                    click.echo(render_slab(sites, frees, sort, limit))
+                if page:
+                    click.echo(render_pages(pages))
+        run_interval_tables(target, print_table, duration=duration, interval=interval,
+                            as_json=as_json)
         finish_loss(tool.loss(), as_json)

@@ -4,6 +4,8 @@ uprobes on pthread_mutex_lock (entry, return) and pthread_mutex_unlock in
 the target's libc. Per (mutex, stack): acquisitions, how many had to sleep
 in futex() (contended), the time those waited (avg, max, total), and hold
 times. Mutexes that are globals are named from the binary's symbol table.
+With -i/--interval, a table every SECONDS covering only that interval: a
+wait or a hold that spans a boundary counts in the interval where it ends.
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ import click
 
 from .. import options
 from ..datasyms import user_data_symbol
+from ..intervals import entries, run_interval_tables, stamped
 from ..loader import Program
 from ..model import Frame
 from ..periodic import (BpfTool, attached, command_only, finish_loss, require_alive,
                         require_tracepoints)
 from ..render import jsonl
-from ..runner import Target, run_until_done
+from ..runner import Target
 from ..symbols import Symbolizer
 from .klockstat import format_ns
 
@@ -51,7 +54,7 @@ class MutexSite:
                 "pid": self.pid, "acquisitions": self.acquisitions,
                 "contended": self.contended, "wait_total_ns": self.wait_total_ns,
                 "wait_max_ns": self.wait_max_ns, "hold_total_ns": self.hold_total_ns,
-                "hold_max_ns": self.hold_max_ns,
+                "hold_max_ns": self.hold_max_ns, "holds": self.holds,
                 "frames": [f.name for f in self.frames]}
 
 
@@ -74,9 +77,11 @@ class Mutexstat(BpfTool):
             self._name(key.pid, key.mutex)
             self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, pid=key.pid)
 
-    def read(self) -> list[MutexSite]:
+    def read(self, clear: bool = False) -> list[MutexSite]:
+        """Per site; with clear, since the last clearing read (the in-flight
+        in_lock/held maps and the stacks they refer to are kept)."""
         sites = []
-        for key, st in self.prog["stats"].items():
+        for key, st in entries(self.prog["stats"], clear):
             frames = self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, pid=key.pid)
             sites.append(MutexSite(key.mutex, self._name(key.pid, key.mutex), key.pid, frames,
                                    st.acquisitions, st.contended, st.wait_total_ns,
@@ -130,10 +135,11 @@ def render(sites: list[MutexSite], *, sort: str = "wait_total", limit: int | Non
 @click.option("-O", "--obj", default="c", show_default=True,
               help="The library holding pthread_mutex_lock.")
 @options.duration_option("-d")
+@options.interval_option("-i")
 @options.json_option()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, limit, depth, sort, all_sites, obj, duration, as_json, command):
+def command(pid, limit, depth, sort, all_sites, obj, duration, interval, as_json, command):
     """pthread mutex contention by mutex and calling stack (-p PID or -- COMMAND)."""
     cmd = command_only(command, "mutexstat")
     if not pid and not cmd:
@@ -141,14 +147,16 @@ def command(pid, limit, depth, sort, all_sites, obj, duration, as_json, command)
     target = Target.from_options(pid, cmd)
     with attached(target, lambda: start(pid=target.pid, obj=obj, show_offsets=not as_json),
                   f"Tracing pthread mutexes of pid {target.pid}... Hit Ctrl-C to end.") as tool:
-        run_until_done(target, duration=duration, poll=tool.poll)
-        sites = tool.read()
-        if as_json:
-            sites = [s for s in sites if all_sites or s.contended]
-            sites.sort(key=lambda s: (-s.sort_value(sort), s.mutex))
-            for s in sites[:limit]:
-                click.echo(jsonl.dumps(s.as_dict()))
-        else:
-            click.echo(render(sites, sort=sort, limit=limit, depth=depth,
-                              all_sites=all_sites))
+        def print_table(stamp: dict[str, Any]) -> None:
+            sites = tool.read(clear=True)
+            if as_json:
+                sites = [s for s in sites if all_sites or s.contended]
+                sites.sort(key=lambda s: (-s.sort_value(sort), s.mutex))
+                for s in sites[:limit]:
+                    click.echo(jsonl.dumps(stamped(s.as_dict(), stamp)))
+            else:
+                click.echo(render(sites, sort=sort, limit=limit, depth=depth,
+                                  all_sites=all_sites))
+        run_interval_tables(target, print_table, duration=duration, interval=interval,
+                            as_json=as_json, poll=tool.poll)
         finish_loss(tool.loss(), as_json)

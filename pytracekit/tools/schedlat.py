@@ -2,7 +2,9 @@
 
 For each task: run time, times switched in, and the average and maximum
 delay from becoming runnable (woken, or preempted) to running; sorted by
-maximum delay, largest first.
+maximum delay, largest first. With -i/--interval, a table every SECONDS
+covering only that interval: a delay or a run that spans a boundary counts
+in the interval where it ends.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ from typing import Any
 import click
 
 from .. import options
+from ..intervals import entries, run_interval_tables, stamped
 from ..loader import Program
 from ..periodic import BpfTool, attached, command_only, finish_loss
 from ..render import jsonl
-from ..runner import Target, run_until_done
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 SORT_KEYS = {"max": lambda t: t.max_delay_ns, "avg": lambda t: t.avg_delay_ns,
@@ -49,9 +52,11 @@ class TaskLatency:
 @dataclass
 class Schedlat(BpfTool):
 
-    def read(self) -> list[TaskLatency]:
+    def read(self, clear: bool = False) -> list[TaskLatency]:
+        """Per task; with clear, since the last clearing read (the in-flight
+        runnable_since/oncpu_since maps are never cleared)."""
         rows = []
-        for key, st in self.prog["stats"].items():
+        for key, st in entries(self.prog["stats"], clear):
             rows.append(TaskLatency(key.value, st.tgid, st.comm.decode(errors="replace"),
                                     st.runtime_ns, st.switches, st.delays, st.delay_total_ns,
                                     st.delay_max_ns, st.delay_max_at_ns / 1e9))
@@ -91,22 +96,24 @@ def render(rows: list[TaskLatency], sort: str = "max", limit: int | None = None)
 @click.option("-n", "--top", "limit", type=click.IntRange(min=1), default=None,
               help="Print only this many tasks.")
 @options.duration_option("-d")
+@options.interval_option("-i")
 @options.json_option()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, sort, limit, duration, as_json, command):
+def command(pid, sort, limit, duration, interval, as_json, command):
     """Per-task switches, run time and wake-up-to-run delay (perf sched latency)."""
     cmd = command_only(command, "schedlat")
     target = Target.from_options(pid, cmd)
     with attached(target, lambda: start(pid=target.pid),
                   "Tracing scheduler latency... Hit Ctrl-C to end.") as tool:
-        run_until_done(target, duration=duration)
-        rows = tool.read()
-        if as_json:
-            ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
-            for t in ordered:
-                click.echo(jsonl.dumps(t.as_dict()))
-        else:
-            click.echo(render(rows, sort, limit))
+        def print_table(stamp: dict[str, Any]) -> None:
+            rows = tool.read(clear=True)
+            if as_json:
+                ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
+                for t in ordered:
+                    click.echo(jsonl.dumps(stamped(t.as_dict(), stamp)))
+            else:
+                click.echo(render(rows, sort, limit))
+        run_interval_tables(target, print_table, duration=duration, interval=interval,
+                            as_json=as_json)
         finish_loss(tool.loss(), as_json)
-

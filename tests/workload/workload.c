@@ -29,6 +29,18 @@
  *     mutexlinger N        the mutex mode, but main holds the mutex for the first
  *                          100 ms so both workers' first lock waits; then stays
  *                          alive 300 ms (for symbols)
+ *     openpaced PATH N MS  open PATH (O_RDONLY|O_CREAT) N times, sleeping MS ms after each
+ *     mutexhandoff N MS    N rounds on the global mutex `handoff`: main locks it, lets
+ *                          handoff_worker() block on it (waits until the worker is in
+ *                          futex), holds it MS ms, unlocks; the worker then takes and
+ *                          releases it. So exactly N contended acquisitions from
+ *                          handoff_worker (each waiting about MS ms) and N uncontended
+ *                          ones from main (each held at least MS ms); then stays alive
+ *                          300 ms (for symbols)
+ *     gatedburst N US      wait for a line on stdin; N times: sleep 1 ms, then
+ *                          busy_call(US); print "done"; wait for stdin to close (a
+ *                          test reads /proc/PID/schedstat while it is blocked,
+ *                          before and after)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -36,6 +48,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +143,30 @@ NOINLINE void *mutex_worker(void *arg)
         pthread_mutex_unlock(&contended);
     }
     return NULL;
+}
+
+static pthread_mutex_t handoff = PTHREAD_MUTEX_INITIALIZER;
+static long handoff_rounds;
+static sem_t handoff_go, handoff_done;
+
+NOINLINE void *handoff_worker(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < handoff_rounds; i++) {
+        sem_wait(&handoff_go);
+        pthread_mutex_lock(&handoff);
+        pthread_mutex_unlock(&handoff);
+        sem_post(&handoff_done);
+    }
+    return NULL;
+}
+
+/* glibc marks a normal mutex 2 ("locked, with waiters") just before a
+ * waiter calls futex(FUTEX_WAIT): from then on its lock call is contended. */
+static void wait_for_waiter(pthread_mutex_t *m)
+{
+    while (__atomic_load_n(&m->__data.__lock, __ATOMIC_ACQUIRE) != 2)
+        usleep(200);
 }
 
 NOINLINE void touch_pages(char *base, long n, long page)
@@ -297,6 +334,46 @@ int main(int argc, char **argv)
         pthread_join(a, NULL);
         pthread_join(b, NULL);
         sleeper(300);   /* stay alive so stacks can be symbolized */
+    } else if (strcmp(mode, "openpaced") == 0) {
+        if (i >= argc) { fprintf(stderr, "workload: missing PATH\n"); return 2; }
+        const char *path = argv[i];
+        long n = arg_long(argc, argv, i + 1, "N"), ms = arg_long(argc, argv, i + 2, "MS");
+        for (long k = 0; k < n; k++) {
+            int fd = open(path, O_RDONLY | O_CREAT, 0644);
+            if (fd >= 0)
+                close(fd);
+            sleeper(ms);
+        }
+    } else if (strcmp(mode, "mutexhandoff") == 0) {
+        pthread_t t;
+        long ms = arg_long(argc, argv, i + 1, "MS");
+        handoff_rounds = arg_long(argc, argv, i, "N");
+        sem_init(&handoff_go, 0, 0);
+        sem_init(&handoff_done, 0, 0);
+        pthread_create(&t, NULL, handoff_worker, NULL);
+        for (long k = 0; k < handoff_rounds; k++) {
+            pthread_mutex_lock(&handoff);
+            sem_post(&handoff_go);
+            wait_for_waiter(&handoff);
+            sleeper(ms);
+            pthread_mutex_unlock(&handoff);
+            sem_wait(&handoff_done);
+        }
+        pthread_join(t, NULL);
+        sleeper(300);   /* stay alive so stacks can be symbolized */
+    } else if (strcmp(mode, "gatedburst") == 0) {
+        long n = arg_long(argc, argv, i, "N"), us = arg_long(argc, argv, i + 1, "US");
+        char line[64];
+        if (!fgets(line, sizeof(line), stdin))
+            return 1;
+        for (long k = 0; k < n; k++) {
+            sleeper(1);
+            busy_call(us);
+        }
+        printf("done\n");
+        fflush(stdout);
+        while (fgets(line, sizeof(line), stdin))
+            ;
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;
