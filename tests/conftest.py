@@ -52,6 +52,16 @@ def _restore_signal_handlers():
         signal.signal(sig, handler)
 
 
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    """Tests that run the CLI in-process (--dry-run, --ebpf, --verbose) must not
+    leave those modes on for the tests after them."""
+    from pytracekit import settings
+    saved = settings.current()
+    yield
+    settings._current = saved
+
+
 @pytest.fixture(scope="session")
 def workload() -> str:
     """Path to the built ground-truth workload (built here if stale)."""
