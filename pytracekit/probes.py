@@ -323,10 +323,11 @@ def resolve_all(specs: list[ProbeSpec], *, pid: int | None = None,
     return out
 
 
-def program_defines(attachments: Iterable[tuple[ResolvedProbe, str]]) -> dict[str, str]:
+def program_defines(attachments: Iterable[tuple[ResolvedProbe, str]]) -> dict[str, Any]:
     """`#define`s that give each BPF function attached through fentry the name
-    BCC binds to its kernel function (see the module's docstring). Two uses of
-    one name cannot be: a trampoline program serves one function and direction."""
+    BCC binds to its kernel function (see the module's docstring), and
+    PTK_FENTRY. Two uses of one name cannot be: a trampoline program serves one
+    function and direction."""
     renames: dict[str, str] = {}
     owner: dict[str, str] = {}
     for probe, fn_name in attachments:
@@ -343,7 +344,9 @@ def program_defines(attachments: Iterable[tuple[ResolvedProbe, str]]) -> dict[st
                              "through fentry one BPF program serves one kernel function and "
                              "direction; give each such probe its own run")
         renames[fn_name], owner[name] = name, fn_name
-    return renames
+    # Hand-written C reads arguments with PTK_FUNC_ARG (bpf/pytracekit.h), which
+    # this switches to the trampoline's context.
+    return {**renames, "PTK_FENTRY": 1} if renames else {}
 
 
 def fentry_prefixes(bcc_version: str) -> tuple[str, str]:

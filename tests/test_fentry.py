@@ -55,7 +55,9 @@ def test_fentry_programs_are_renamed_for_their_kernel_function(monkeypatch):
     assert ret.kind == "kretprobe" and ret.via_fentry and ret.params == entry.params
     assert program_defines([(entry, "on_entry"), (ret, "on_return"), (uprobe, "u"),
                             (kprobe, "k")]) == {"on_entry": "kfunc__vfs_read",
-                                                "on_return": "kretfunc__vfs_read"}
+                                                "on_return": "kretfunc__vfs_read",
+                                                "PTK_FENTRY": 1}
+    assert program_defines([(uprobe, "u"), (kprobe, "k")]) == {}
     assert kprobe.program_name("k") == "k" and uprobe.program_name("u") == "u"
 
 
@@ -67,7 +69,8 @@ def test_one_bpf_function_per_kernel_function_and_direction(monkeypatch):
                                          "kfunc__vfs_write"):
         program_defines([(fentry_probe(), "a"), (fentry_probe("vfs_write"), "a")])
     # The same pair twice (a spec repeated) is one program.
-    assert program_defines([(fentry_probe(), "a")] * 2) == {"a": "kfunc__vfs_read"}
+    assert program_defines([(fentry_probe(), "a")] * 2) == {"a": "kfunc__vfs_read",
+                                                             "PTK_FENTRY": 1}
 
 
 class RecordingProgram:
@@ -326,3 +329,19 @@ def test_generated_fentry_programs_pass_the_tracing_verifier(tool, monkeypatch, 
     for fn_name, ok, log in verdicts:
         assert ok, f"{fn_name}: {log}"
         assert "processed" in log
+
+
+@root
+@pytest.mark.parametrize("fentry", [0, 1])
+def test_ptk_func_arg_compiles_for_both_mechanisms(fentry):
+    """Hand-written C reads kernel function arguments with PTK_FUNC_ARG; both of
+    its expansions compile (nothing is loaded: the function is not bound)."""
+    from pytracekit.loader import Program
+    text = ('#include "vmlinux.h"\n#include "pytracekit.h"\n'
+            "int on_call(void *ctx)\n{\n"
+            "    struct sock *sk = (struct sock *)PTK_FUNC_ARG(ctx, 1);\n"
+            "    u64 size = PTK_FUNC_ARG(ctx, 3);\n"
+            "    return sk && size > 1;\n}\n")
+    with Program.from_text("func_arg", text, {"PTK_FENTRY": fentry}) as prog:
+        assert b"on_call" not in (prog.bpf.funcs or {})
+        assert len(prog.bpf.dump_func("on_call")) > 0

@@ -34,8 +34,7 @@ def start(*, loss_probes: bool = False, count: bool = False, family: int = 0,
             raise NotSupportedError(f"-l needs a kprobe or fentry on {LOSS_PROBE_FUNCTION} "
                                     "(tail loss probes have no tracepoint) and this kernel has "
                                     "neither: run without -l") from None
-        defines.update(PTK_FENTRY=probe.via_fentry,
-                       **probes.program_defines([(probe, "on_loss_probe")]))
+        defines.update(probes.program_defines([(probe, "on_loss_probe")]))
     prog = tcp.load("tcpretrans", defines, buffer_pages=buffer_pages, family=family)
     if probe is not None:
         try:
