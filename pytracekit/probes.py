@@ -511,7 +511,7 @@ def _resolve_kernel(spec: ProbeSpec) -> list[ResolvedProbe]:
     fentry = mechanism == "fentry"
     if fentry and spec.offset:
         raise UsageError(f"'{spec.text}': fentry attaches at a function's entry only, not at "
-                         "an offset (this kernel has no kprobes)")
+                         "an offset (offsets need kprobes)")
     if spec.is_pattern:
         ok = name_matcher(spec.function, spec.regex)
         names = [n for n in (fentry_functions() if fentry else kernel_functions()) if ok(n)]
