@@ -112,11 +112,54 @@ class NetAttacher:
             _netlink(lambda: ip.tc("add", "clsact", iface.index), f"adding clsact to {iface.name}")
             self.added.append(_Added("clsact", iface))
         parent = TC_PARENTS[direction]
-        _netlink(lambda: ip.tc("add-filter", "bpf", iface.index, FILTER_HANDLE, fd=fd, name=name,
+        _netlink(lambda: ip.tc("add-filter", "bpf", iface.index, FILTER_HANDLE, fd=fd,
+                               name=filter_name(name),
                                parent=parent, prio=FILTER_PRIO, protocol=ETH_P_ALL, classid=1,
                                direct_action=True),
                  f"adding a tc {direction} filter to {iface.name}")
         self.added.append(_Added("filter", iface, parent=parent, prog_id=prog_id(fd)))
+
+    # -- what a killed run left -----------------------------------------------
+
+    def remove_leftovers(self, iface: Interface, xdp_names: tuple[str, ...] = ()) -> list[str]:
+        """Remove what a run killed with SIGKILL (no chance to detach) left on
+        the interface: tc filters at our preference whose name carries the pid
+        of a process that is gone, and an XDP program named as ours that no
+        process holds any more (a live run holds its programs). One line each."""
+        ip = self._ip()
+        notes = []
+        for direction, parent in TC_PARENTS.items():
+            try:
+                filters = ip.get_filters(index=iface.index, parent=parent)
+            except Exception:     # no clsact qdisc: nothing there
+                continue
+            for f in filters:
+                options = f.get_attr("TCA_OPTIONS")
+                owner = _filter_owner(options.get_attr("TCA_BPF_NAME") if options else None)
+                if owner is None or f["info"] >> 16 != FILTER_PRIO or _pytracekit_alive(owner):
+                    continue
+                _netlink(lambda: ip.tc("del-filter", "bpf", iface.index, f["handle"],
+                                       parent=parent, prio=FILTER_PRIO, protocol=ETH_P_ALL),
+                         f"removing a leftover tc filter from {iface.name}")
+                notes.append(f"removed the tc {direction} filter that pytracekit pid {owner} "
+                             f"(killed) left on {iface.name}")
+        attached = self.xdp_prog_id(iface)
+        if attached and xdp_names:
+            from .kernel import bpfsys
+            if (bpfsys.prog_name(attached) in xdp_names
+                    and attached not in bpfsys.programs_held_by_processes()):
+                flags = XDP_FLAGS_SKB_MODE if self._xdp_generic(iface, attached) else 0
+                _netlink(lambda: ip.link("set", index=iface.index, xdp={"attrs": [
+                    ("IFLA_XDP_FD", -1), ("IFLA_XDP_FLAGS", flags)]}),
+                    f"removing a leftover XDP program from {iface.name}")
+                notes.append(f"removed the XDP program (id {attached}) that a killed pytracekit "
+                             f"left on {iface.name}")
+        return notes
+
+    def _xdp_generic(self, iface: Interface, prog_id: int) -> bool:
+        """Attached in generic (skb) mode? Detaching must name the same mode."""
+        xdp = self._ip().get_links(iface.index)[0].get_attr("IFLA_XDP")
+        return xdp is not None and xdp.get_attr("IFLA_XDP_SKB_PROG_ID") == prog_id
 
     # -- XDP ----------------------------------------------------------------
 
@@ -190,6 +233,31 @@ def _signals_set_to(action: Any):
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+FILTER_OWNER_TAG = ":pytracekit:"
+
+
+def filter_name(program: str) -> str:
+    """The name a tc filter of ours carries: the program's and our pid, so that
+    a later run can tell a filter whose owner was killed (remove_leftovers)."""
+    return f"{program}{FILTER_OWNER_TAG}{os.getpid()}"
+
+
+def _filter_owner(name: str | None) -> int | None:
+    if not name or FILTER_OWNER_TAG not in name:
+        return None
+    pid = name.rsplit(FILTER_OWNER_TAG, 1)[1]
+    return int(pid) if pid.isdigit() else None
+
+
+def _pytracekit_alive(pid: int) -> bool:
+    """Is `pid` a running pytracekit (not a reused pid)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"pytracekit" in f.read()
+    except OSError:
+        return False
 
 
 def _netlink(do, what: str) -> None:

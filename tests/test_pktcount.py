@@ -193,3 +193,47 @@ def test_a_command_bounds_the_run(veth_pair):
                      "--", "sleep", "0.2")
     assert res.returncode == 0, res.stderr
     assert json_objects(res.stdout, "pktcount")[-1]["type"] == "loss"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", [[], ["--xdp"], ["--xdp", "--xdp-generic"]])
+def test_the_next_run_removes_what_a_killed_run_left(veth_pair, mode):
+    """SIGKILL leaves no chance to detach: the filters or the XDP program stay.
+    The next pktcount on that interface removes them (nothing else holds them),
+    says so, counts, and leaves the interface clean."""
+    port = 9831 + 10 * len(mode)
+    where = ["-i", veth_pair.if_b, "--netns", veth_pair.ns_b, *mode]
+    killed = Tool("pktcount", *where, "--json").start()
+    killed.proc.kill()
+    killed.proc.wait(timeout=30)
+    left = tc_state(veth_pair.ns_b, veth_pair.if_b)
+    assert (left["xdp_prog_id"] > 0) if mode else (left["filters"] > 0)
+    with Tool("pktcount", *where, "-P", str(port), "--json") as tool:
+        assert veth_pair.send_udp(P, port, SIZE) == P
+        out, err = tool.stop()
+    assert tool.returncode == 0, err
+    what = "XDP program" if mode else "tc ingress filter"
+    notes = [line for line in err.splitlines() if line.startswith("pytracekit pktcount: removed")]
+    assert notes and all(what.split()[0] in n and veth_pair.if_b in n for n in notes), err
+    assert len(notes) == (1 if mode else 2)        # XDP; tc ingress and egress
+    [row] = [r for r in udp_rows(out, port) if r["direction"] == "ingress"]
+    assert (row["packets"], row["bytes"]) == (P, P * FRAME)
+    state = tc_state(veth_pair.ns_b, veth_pair.if_b)
+    # The killed run's clsact qdisc stays (who added it is not known); nothing is on it.
+    assert (state["filters"], state["xdp_prog_id"]) == (0, 0), state
+    assert state["qdiscs"] in ([], ["clsact"])
+    if state["qdiscs"]:
+        from pyroute2 import NetNS
+        with NetNS(veth_pair.ns_b) as ipr:
+            ipr.tc("del", "clsact", ipr.link_lookup(ifname=veth_pair.if_b)[0])
+
+
+@pytest.mark.root
+def test_a_filter_of_a_live_run_is_left_alone(veth_pair):
+    with Tool("pktcount", "-i", veth_pair.if_b, "--netns", veth_pair.ns_b, "--json") as first:
+        res = pytracekit("pktcount", "-i", veth_pair.if_b, "--netns", veth_pair.ns_b, "-d", "0.2")
+        assert res.returncode == 1 and "removed" not in res.stderr
+        assert "adding a tc ingress filter" in res.stderr
+        assert tc_state(veth_pair.ns_b, veth_pair.if_b)["filters"] > 0
+        first.stop()
+    assert tc_state(veth_pair.ns_b, veth_pair.if_b) == CLEAN

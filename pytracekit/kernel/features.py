@@ -5,16 +5,15 @@ to turn an attach that cannot work into a message naming what does.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import platform
-import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import NotSupportedError
+from . import bpfsys
 from . import btf as btfmod
 
 PMU_DIR = Path("/sys/bus/event_source/devices")
@@ -49,9 +48,6 @@ def kprobes_available() -> tuple[bool, str]:
     return False, "no kprobe PMU in /sys/bus/event_source/devices"
 
 
-# bpf(2) numbers: the syscall, BPF_PROG_LOAD, BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY.
-_BPF_SYSCALL = {"x86_64": 321, "aarch64": 280, "s390x": 351, "ppc64le": 361, "riscv64": 280}
-_PROG_LOAD, _PROG_TYPE_TRACING, _TRACE_FENTRY = 5, 26, 24
 # The function an fentry probe is tried on: in every kernel since BTF existed.
 FENTRY_TEST_FUNCTION = "do_nanosleep"
 
@@ -62,35 +58,20 @@ def fentry_available() -> tuple[bool, str]:
     program (return 0) on FENTRY_TEST_FUNCTION with bpf(2) directly: a kernel
     symbol such as bpf_trampoline_link_prog (what BCC checks) can be present
     while the load is refused, as on the project's machines (EPERM)."""
-    number = _BPF_SYSCALL.get(platform.machine())
-    if number is None:
+    if not bpfsys.supported():
         return False, f"BPF trampolines are not probed on {platform.machine()}"
     if not btfmod.btf_available():
         return False, f"fentry needs kernel BTF and {btfmod.VMLINUX_BTF} is missing"
     type_id = btfmod.vmlinux().funcs.get(FENTRY_TEST_FUNCTION)
     if type_id is None:
         return False, f"{FENTRY_TEST_FUNCTION} is not in the kernel's BTF"
-    fd, err = _load_fentry(number, type_id)
+    fd, err = bpfsys.load_empty_fentry(type_id)
     if fd >= 0:
         os.close(fd)
         return True, f"an fentry program on {FENTRY_TEST_FUNCTION} loaded"
     name = errno.errorcode.get(err, str(err))
     who = "even as root" if os.geteuid() == 0 else "not being root"
     return False, f"loading an fentry program on {FENTRY_TEST_FUNCTION} fails with {name}, {who}"
-
-
-def _load_fentry(syscall_number: int, attach_btf_id: int) -> tuple[int, int]:
-    """bpf(BPF_PROG_LOAD) of `r0 = 0; exit` as an fentry program: (fd, errno)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    insns = (ctypes.c_uint64 * 2)(0xb7, 0x95)      # mov64 r0, 0 ; exit
-    license = ctypes.create_string_buffer(b"GPL")
-    attr = (ctypes.c_char * 128)()                  # union bpf_attr, zero-filled
-    struct.pack_into("IIQQ", attr, 0, _PROG_TYPE_TRACING, len(insns),
-                     ctypes.addressof(insns), ctypes.addressof(license))
-    struct.pack_into("I", attr, 68, _TRACE_FENTRY)  # expected_attach_type
-    struct.pack_into("I", attr, 108, attach_btf_id)
-    fd = libc.syscall(syscall_number, _PROG_LOAD, attr, ctypes.sizeof(attr))
-    return fd, ctypes.get_errno()
 
 
 def check_fentry() -> Check:

@@ -124,6 +124,9 @@ def start(interfaces: list[str], *, xdp: bool = False, xdp_generic: bool = False
             prog.ready()                 # raises DryRunComplete: nothing attached
         found = attacher.resolve(list(dict.fromkeys(interfaces)))
         for iface in found:
+            for note in attacher.remove_leftovers(iface, xdp_names=("xdp_ingress",)):
+                click.echo(f"pytracekit pktcount: {note}", err=True)
+        for iface in found:
             for direction, fn in functions.items():
                 if xdp:
                     attacher.attach_xdp(iface, fn.fd, generic=xdp_generic)

@@ -1,0 +1,82 @@
+"""The few bpf(2) commands pytracekit issues itself, past BCC: proving that
+fentry programs load (features), and naming a program attached to an
+interface (net). `union bpf_attr` is laid out by hand: only these fields."""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+
+SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "s390x": 351, "ppc64le": 361, "riscv64": 280}
+PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 5, 13, 15
+PROG_TYPE_TRACING, TRACE_FENTRY = 26, 24
+_ATTR_SIZE = 128           # zero-filled beyond the fields set: the kernel accepts it
+_PROG_INFO_SIZE = 256      # struct bpf_prog_info, up to and past `name`
+_PROG_INFO_NAME = 64       # offset of name[16] in struct bpf_prog_info
+
+
+def supported() -> bool:
+    return platform.machine() in SYSCALL_NUMBERS
+
+
+def bpf(cmd: int, attr: ctypes.Array) -> tuple[int, int]:
+    """One bpf(2) call: (result, errno)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.syscall(SYSCALL_NUMBERS[platform.machine()], cmd, attr, ctypes.sizeof(attr))
+    return result, ctypes.get_errno()
+
+
+def load_empty_fentry(attach_btf_id: int) -> tuple[int, int]:
+    """BPF_PROG_LOAD of `r0 = 0; exit` as an fentry program: (fd, errno)."""
+    insns = (ctypes.c_uint64 * 2)(0xb7, 0x95)      # mov64 r0, 0 ; exit
+    license = ctypes.create_string_buffer(b"GPL")
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("IIQQ", attr, 0, PROG_TYPE_TRACING, len(insns),
+                     ctypes.addressof(insns), ctypes.addressof(license))
+    struct.pack_into("I", attr, 68, TRACE_FENTRY)   # expected_attach_type
+    struct.pack_into("I", attr, 108, attach_btf_id)
+    return bpf(PROG_LOAD, attr)
+
+
+def prog_name(prog_id: int) -> str | None:
+    """The name a loaded program was given (15 characters at most), or None."""
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("I", attr, 0, prog_id)
+    fd, _err = bpf(PROG_GET_FD_BY_ID, attr)
+    if fd < 0:
+        return None
+    try:
+        info = (ctypes.c_char * _PROG_INFO_SIZE)()
+        attr = (ctypes.c_char * _ATTR_SIZE)()
+        struct.pack_into("IIQ", attr, 0, fd, ctypes.sizeof(info), ctypes.addressof(info))
+        result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
+        if result < 0:
+            return None
+        return info.raw[_PROG_INFO_NAME:_PROG_INFO_NAME + 16].split(b"\0", 1)[0].decode()
+    finally:
+        os.close(fd)
+
+
+def programs_held_by_processes() -> set[int]:
+    """Ids of the BPF programs some process holds a file descriptor to (as
+    /proc/PID/fdinfo says); a program only the kernel holds (attached to an
+    interface by a process that died) is not among them."""
+    held = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            at = text.find("prog_id:")
+            if at >= 0:
+                held.add(int(text[at + 8:].split(None, 1)[0]))
+    return held
