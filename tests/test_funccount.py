@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
-from probe_helpers import one_error_line, traced_pid_run, validated_json_lines
+from probe_helpers import one_error_line, open_fds, traced_pid_run, validated_json_lines
 
 pytestmark = pytest.mark.root
 N = 1234
@@ -148,17 +148,6 @@ def test_offset_into_a_function(workload):
     res = pytracekit("funccount", f"p:{workload}:counted_function+4", "--", workload, "calls", "33")
     assert res.returncode == 0, res.stderr
     assert counts_of(res.stdout) == {"counted_function+0x4": 33}
-
-
-def open_fds(kind: str) -> int:
-    """How many of this process's fds are `kind` (anon_inode:bpf_link, ...)."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            count += os.readlink(f"/proc/self/fd/{fd}") == kind
-        except OSError:     # the fd listdir itself used
-            pass
-    return count
 
 
 STACKS = {("stack_leaf",): 18, ("stack_path_a",): 6, ("stack_path_b",): 12}

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from conftest import pytracekit_probes_left
+from probe_helpers import open_fds
 from pytracekit import elf
 from pytracekit.errors import NotFoundError, PytracekitError
 from pytracekit.kernel import bpfsys, features
@@ -28,17 +29,6 @@ int count_cookie(void *ctx) {
     return 0;
 }
 '''
-
-
-def open_fds(kind: str) -> int:
-    """How many of this process's fds are `kind` (anon_inode:bpf_link, ...)."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            count += os.readlink(f"/proc/self/fd/{fd}") == kind
-        except OSError:     # the fd listdir itself used
-            pass
-    return count
 
 
 @pytest.mark.root

@@ -31,28 +31,27 @@ def bpf(cmd: int, attr: ctypes.Array) -> tuple[int, int]:
     return result, ctypes.get_errno()
 
 
-def load_empty_fentry(attach_btf_id: int) -> tuple[int, int]:
-    """BPF_PROG_LOAD of `r0 = 0; exit` as an fentry program: (fd, errno)."""
+def _load_empty(prog_type: int, expected_attach_type: int, attach_btf_id: int = 0
+                ) -> tuple[int, int]:
+    """BPF_PROG_LOAD of `r0 = 0; exit`: (fd, errno)."""
     insns = (ctypes.c_uint64 * 2)(0xb7, 0x95)      # mov64 r0, 0 ; exit
     license = ctypes.create_string_buffer(b"GPL")
     attr = (ctypes.c_char * _ATTR_SIZE)()
-    struct.pack_into("IIQQ", attr, 0, PROG_TYPE_TRACING, len(insns),
+    struct.pack_into("IIQQ", attr, 0, prog_type, len(insns),
                      ctypes.addressof(insns), ctypes.addressof(license))
-    struct.pack_into("I", attr, 68, TRACE_FENTRY)   # expected_attach_type
+    struct.pack_into("I", attr, 68, expected_attach_type)
     struct.pack_into("I", attr, 108, attach_btf_id)
     return bpf(PROG_LOAD, attr)
 
 
+def load_empty_fentry(attach_btf_id: int) -> tuple[int, int]:
+    """An empty fentry program on BTF function `attach_btf_id`: (fd, errno)."""
+    return _load_empty(PROG_TYPE_TRACING, TRACE_FENTRY, attach_btf_id)
+
+
 def load_empty_uprobe_multi() -> tuple[int, int]:
-    """BPF_PROG_LOAD of `r0 = 0; exit` as a kprobe-type program expecting
-    uprobe_multi links: (fd, errno)."""
-    insns = (ctypes.c_uint64 * 2)(0xb7, 0x95)      # mov64 r0, 0 ; exit
-    license = ctypes.create_string_buffer(b"GPL")
-    attr = (ctypes.c_char * _ATTR_SIZE)()
-    struct.pack_into("IIQQ", attr, 0, PROG_TYPE_KPROBE, len(insns),
-                     ctypes.addressof(insns), ctypes.addressof(license))
-    struct.pack_into("I", attr, 68, TRACE_UPROBE_MULTI)   # expected_attach_type
-    return bpf(PROG_LOAD, attr)
+    """An empty kprobe-type program for uprobe_multi links: (fd, errno)."""
+    return _load_empty(PROG_TYPE_KPROBE, TRACE_UPROBE_MULTI)
 
 
 def link_create_uprobe_multi(prog_fd: int, path: str, offsets: list[int], cookies: list[int],
