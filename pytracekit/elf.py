@@ -45,10 +45,8 @@ def _read_elf(path: str) -> bytes:
     return data
 
 
-@lru_cache(maxsize=32)
-def load_segments(path: str) -> tuple[tuple[int, int, int], ...]:
-    """The PT_LOAD program headers of `path`: (p_vaddr, p_filesz, p_offset) each."""
-    data = _read_elf(path)
+def pt_load_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """The PT_LOAD program headers of an ELF64 image: (p_vaddr, p_filesz, p_offset) each."""
     phoff, = struct.unpack_from("<Q", data, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
     segments = []
@@ -57,7 +55,13 @@ def load_segments(path: str) -> tuple[tuple[int, int, int], ...]:
             "<IIQQQQ", data, phoff + i * phentsize)
         if p_type == PT_LOAD:
             segments.append((p_vaddr, p_filesz, p_offset))
-    return tuple(segments)
+    return segments
+
+
+@lru_cache(maxsize=32)
+def load_segments(path: str) -> tuple[tuple[int, int, int], ...]:
+    """The PT_LOAD program headers of `path`: (p_vaddr, p_filesz, p_offset) each."""
+    return tuple(pt_load_segments(_read_elf(path)))
 
 
 def file_offset(path: str, address: int) -> int:

@@ -545,7 +545,8 @@ def _multi_attach_error(kind: str, binary: str, count: int, err: int) -> Pytrace
         return NotFoundError(f"{what}: no such binary ({name})")
     if err in (errnos.EINVAL, errnos.EOPNOTSUPP, 524):    # 524: the kernel's ENOTSUPP
         return NotSupportedError(f"{what}: the kernel refused it ({name}; uprobe_multi needs "
-                                 "Linux 6.6+ and offsets at instruction boundaries)")
+                                 "Linux 6.6+, offsets at instruction boundaries, and no other "
+                                 "tracer's uprobe there with a semaphore: see dmesg)")
     return PytracekitError(f"{what}: {name} ({os.strerror(err)})")
 
 

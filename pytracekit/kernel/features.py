@@ -113,7 +113,7 @@ def check_hardware_events() -> Check:
     return Check("perf hardware events", ok, why)
 
 
-# The function an uprobe_multi link is tried on: in every libc, rarely called.
+# The function a uprobe_multi link is tried on: in every libc, rarely called.
 UPROBE_MULTI_TEST_FUNCTION = "getpgid"
 
 
@@ -140,7 +140,7 @@ def uprobe_multi_available() -> tuple[bool, str]:
         return False, f"uprobe_multi links are not probed on {platform.machine()}"
     libc = _libc_path()
     if libc is None:
-        return False, "no libc mapped in this process to try an uprobe_multi link on"
+        return False, "no libc mapped in this process to try a uprobe_multi link on"
     from .. import elf
     try:
         symbol = next(s for s in elf.functions(libc) if s.name == UPROBE_MULTI_TEST_FUNCTION)
@@ -149,16 +149,16 @@ def uprobe_multi_available() -> tuple[bool, str]:
         return False, f"{UPROBE_MULTI_TEST_FUNCTION} not found in {libc}"
     prog_fd, err = bpfsys.load_empty_uprobe_multi()
     if prog_fd < 0:
-        return False, f"loading an uprobe_multi program fails with {errno.errorcode.get(err, err)}"
+        return False, f"loading a uprobe_multi program fails with {errno.errorcode.get(err, err)}"
     try:
         link_fd, err = bpfsys.link_create_uprobe_multi(prog_fd, libc, [offset], [0])
     finally:
         os.close(prog_fd)
     if link_fd < 0:
-        return False, (f"an uprobe_multi link on {UPROBE_MULTI_TEST_FUNCTION} fails with "
+        return False, (f"a uprobe_multi link on {UPROBE_MULTI_TEST_FUNCTION} fails with "
                        f"{errno.errorcode.get(err, err)}")
     os.close(link_fd)
-    return True, f"an uprobe_multi link on {libc}:{UPROBE_MULTI_TEST_FUNCTION} was created"
+    return True, f"a uprobe_multi link on {libc}:{UPROBE_MULTI_TEST_FUNCTION} was created"
 
 
 def check_uprobe_multi() -> Check:
