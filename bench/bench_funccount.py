@@ -5,6 +5,8 @@ counted_function; `open PATH N`: N sys_enter_openat hits); each is timed with
 no probe, with an empty BPF program on the same probe, with funccount, and
 with bpftrace counting the same probe. Added cost per event = (traced run -
 untraced run) / N, taking the fastest of several runs (load only adds time).
+Then the time funccount takes to attach and to detach many libc uprobes,
+through uprobe_multi links and through BCC's one perf event per probe.
 """
 from __future__ import annotations
 
@@ -79,7 +81,9 @@ def _with_funccount(spec: str, argv: list[str]) -> tuple[float, float, int]:
         try:
             seconds = _timed_runs(argv)
             hits = sum(counter.read().rows.values())
-            run_ns = _program_ns(counter.tracer.prog, "count_0")
+            loaded = counter.tracer.prog.bpf.funcs
+            fn = funccount.MULTI_FUNCTION if funccount.MULTI_FUNCTION.encode() in loaded else "count_0"
+            run_ns = _program_ns(counter.tracer.prog, fn)
         finally:
             counter.close()
     return seconds, run_ns, hits
@@ -122,6 +126,29 @@ def _measure(label: str, spec: str, bpftrace_probe: str, argv: list[str], events
             f"{empty_run:.0f} / {count_run:.0f}", str(hits)]
 
 
+def _attach_detach(spec: str, multi: bool) -> list[str]:
+    """Seconds funccount.start() and close() take on `spec`, with uprobe_multi
+    links or (forced) without."""
+    from pytracekit.kernel import features
+    from pytracekit.tools import funccount
+    real = features.uprobe_multi_available
+    if not multi:
+        features.uprobe_multi_available = lambda: (False, "forced off by the benchmark")
+    elif not real()[0]:
+        return [spec, "uprobe_multi", "-", "not supported here", "-"]
+    try:
+        start = time.perf_counter()
+        counter = funccount.start(spec, announce=False)
+        attached = time.perf_counter()
+        probes = len(counter.probes)
+        counter.close()
+        detached = time.perf_counter()
+    finally:
+        features.uprobe_multi_available = real
+    return [spec, "uprobe_multi" if multi else "perf event each", str(probes),
+            f"{attached - start:.2f}", f"{detached - attached:.2f}"]
+
+
 def main() -> None:
     if os.geteuid() != 0:
         print("needs root")
@@ -145,6 +172,10 @@ def main() -> None:
           "cost per event. 'BPF run ns' is the kernel's own timing of the program body "
           "(kernel.bpf_stats_enabled). The tracepoint row counts every process's openat, so "
           "funccount hits may exceed the workload's.")
+    rows = [_attach_detach(spec, multi) for spec in ("c:str*", "c:s*") for multi in (True, False)]
+    print()
+    print(table(["pattern", "uprobes as", "probes", "attach s", "detach s"], rows))
+    print("\nWall-clock seconds of funccount.start() (resolve, compile, attach) and close().")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
  * pytracekit/tools/funccount.py) passes its probe number to count_probe():
  * the number is a constant, so each hit costs one per-CPU array increment,
  * no hashing, no atomics, no helper calls unless a filter is on.
+ * Entry uprobes, on kernels with uprobe_multi links, share count_multi
+ * instead: each offset of the link carries its probe number as its cookie
+ * (one cheap helper call, no map lookup more).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
@@ -28,6 +31,10 @@ PTK_INLINE int count_probe(u32 probe)
         (*count)++;
     return 0;
 }
+
+#ifdef FUNCCOUNT_MULTI
+int count_multi(void *ctx) { return count_probe(bpf_get_attach_cookie(ctx)); }
+#endif
 
 /* One per probe: int count_N(void *ctx) { return count_probe(N); }
  * replaces the placeholder; alone, the file compiles with count_0. */

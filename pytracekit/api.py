@@ -50,6 +50,7 @@ class Tracer:
         self.command = tuple(command)
         self.limit = limit
         self.attachments: list[tuple[ResolvedProbe, str]] = []
+        self.multi_attachments: list[tuple[ResolvedProbe, str, int]] = []
         self.prog: Program | None = None
         self.target: Target | None = None
 
@@ -73,6 +74,32 @@ class Tracer:
                              f"{self.limit}: narrow the patterns")
         return found
 
+    def probe_multi(self, probes: Iterable[ResolvedProbe], fn_name: str,
+                    cookies: Iterable[int]) -> None:
+        """Attach BPF function `fn_name` to entry uprobes `probes` at start()
+        through one uprobe_multi link per binary, each probe with its cookie
+        (read with bpf_get_attach_cookie(ctx)). Needs
+        kernel.features.uprobe_multi_available(); probe() is the fallback."""
+        for probe, cookie in zip(probes, cookies):
+            if probe.kind != "uprobe":
+                raise ValueError(f"uprobe_multi links take entry uprobes, not {probe.kind}")
+            self.multi_attachments.append((probe, fn_name, cookie))
+        if len(self.attachments) + len(self.multi_attachments) > self.limit:
+            raise UsageError(f"{len(self.attachments) + len(self.multi_attachments)} probes, "
+                             f"more than the limit of {self.limit}: narrow the patterns")
+
+    def _attach_multi(self) -> None:
+        from . import elf
+        assert self.prog is not None and self.target is not None
+        links: dict[tuple[str, str], list[tuple[ResolvedProbe, int]]] = {}
+        for probe, fn_name, cookie in self.multi_attachments:
+            links.setdefault((probe.binary, fn_name), []).append((probe, cookie))
+        for (binary, fn_name), members in links.items():
+            offsets = [elf.file_offset(binary, p.address) + p.offset for p, _ in members]
+            self.prog.attach_uprobe_multi(binary, fn_name, offsets, [c for _, c in members],
+                                          pid=self.target.pid or -1,
+                                          names=[p.name for p, _ in members])
+
     # -- lifecycle ----------------------------------------------------------
 
     def start(self, message: str | None = None) -> "Tracer":
@@ -90,6 +117,7 @@ class Tracer:
             self.prog = Program.from_text(self.name, text, defines, usdt=usdt)
         for probe, fn_name in self.attachments:
             probe.attach(self.prog, fn_name, pid=self.target.pid or None)
+        self._attach_multi()
         self.prog.ready()
         if message:
             announce(message)

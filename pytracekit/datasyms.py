@@ -13,9 +13,10 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
+from . import elf
+
 STT_OBJECT, STT_TLS = 1, 6
 SHT_SYMTAB, SHT_DYNSYM = 2, 11
-PT_LOAD = 1
 
 
 @lru_cache(maxsize=64)
@@ -28,14 +29,9 @@ def _elf_objects(path: str) -> tuple[list[tuple[int, int, str]], list[tuple[int,
         return [], []
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         return [], []
-    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
-    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
-    segments = []
-    for i in range(phnum):
-        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize)
-        if p_type == PT_LOAD:
-            segments.append((p_offset, p_vaddr, p_filesz))
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    segments = [(offset, vaddr, size) for vaddr, size, offset in elf.pt_load_segments(data)]
     sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
                 for i in range(shnum)]
     symbols = []

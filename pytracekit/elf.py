@@ -1,17 +1,20 @@
 """The function symbols of an ELF file (.symtab and .dynsym), read directly.
 
 Enough for `list -x` and for checking a name before a uprobe is attached;
-BCC does the address resolution when probes attach.
+BCC does the address resolution when probes attach one by one, and
+file_offset() does it for uprobe_multi links (which take file offsets).
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import NotFoundError, UsageError
 
 SHT_SYMTAB, SHT_DYNSYM = 2, 11
+PT_LOAD = 1
 STT_FUNC, STT_GNU_IFUNC = 2, 10
 
 
@@ -33,13 +36,46 @@ def _read(path: str) -> bytes:
         raise NotFoundError(f"cannot read {path}: permission denied") from None
 
 
-def functions(path: str) -> list[Symbol]:
-    """Defined functions, sorted by name, one entry per name."""
+def _read_elf(path: str) -> bytes:
     data = _read(path)
     if data[:4] != b"\x7fELF":
         raise UsageError(f"{path} is not an ELF binary")
     if data[4] != 2 or data[5] != 1:
         raise UsageError(f"{path}: only 64-bit little-endian ELF files are supported")
+    return data
+
+
+def pt_load_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """The PT_LOAD program headers of an ELF64 image: (p_vaddr, p_filesz, p_offset) each."""
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    segments = []
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize)
+        if p_type == PT_LOAD:
+            segments.append((p_vaddr, p_filesz, p_offset))
+    return segments
+
+
+@lru_cache(maxsize=32)
+def load_segments(path: str) -> tuple[tuple[int, int, int], ...]:
+    """The PT_LOAD program headers of `path`: (p_vaddr, p_filesz, p_offset) each."""
+    return tuple(pt_load_segments(_read_elf(path)))
+
+
+def file_offset(path: str, address: int) -> int:
+    """Where symbol address `address` (as .symtab gives it) is in the file:
+    address - p_vaddr + p_offset of the PT_LOAD segment that holds it."""
+    for vaddr, filesz, offset in load_segments(path):
+        if vaddr <= address < vaddr + filesz:
+            return address - vaddr + offset
+    raise NotFoundError(f"{path}: address {address:#x} is in no loadable segment of the file")
+
+
+def functions(path: str) -> list[Symbol]:
+    """Defined functions, sorted by name, one entry per name."""
+    data = _read_elf(path)
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)

@@ -189,6 +189,8 @@ class Program:
     bpf: Any = None
     probes: list[Probe] = field(default_factory=list)
     _loaded: list[str] = field(default_factory=list)
+    _links: list[int] = field(default_factory=list)        # uprobe_multi link fds
+    _multi_loaded: set[str] = field(default_factory=set)   # loaded for uprobe_multi
 
     # -- construction -------------------------------------------------------
 
@@ -229,6 +231,7 @@ class Program:
         # By absolute path: a vmlinux.h in the current directory must not win.
         text = _INCLUDE_VMLINUX.sub(f'#include "{header_dir}/vmlinux.h"', text)
         import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
+        _fix_uprobe_ref_ctr_offset()
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
         if self.usdt:   # see bpf/usdt_compat.h
             cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
@@ -328,6 +331,54 @@ class Program:
                 self.bpf.attach_uprobe(**kwargs)
         self._attach(kind, target, fn_name, bcc.BPF.KPROBE, do)
 
+    def attach_uprobe_multi(self, binary: str, fn_name: str, offsets: list[int],
+                            cookies: list[int], pid: int = -1, *, retprobe: bool = False,
+                            names: list[str] | None = None) -> None:
+        """Attach `fn_name` to every FILE offset of `binary` through ONE
+        uprobe_multi link (Linux 6.6+, see features.uprobe_multi_available):
+        the function reads its offset's cookie with bpf_get_attach_cookie(ctx).
+        Attaching and detaching cost one system call however many offsets
+        (each BCC uprobe is its own perf event, and the kernel waits for an
+        RCU grace period as each closes). `names` label the probes."""
+        fn = self._load_for_uprobe_multi(fn_name)
+        if settings.current().dry_run:
+            return
+        kind = "uretprobe_multi" if retprobe else "uprobe_multi"
+        from .kernel import bpfsys
+        link_fd, err = bpfsys.link_create_uprobe_multi(fn.fd, binary, list(offsets), list(cookies),
+                                                       pid if pid > 0 else 0, retprobe)
+        if link_fd < 0:
+            raise _multi_attach_error(kind, binary, len(offsets), err)
+        self._links.append(link_fd)
+        for i, offset in enumerate(offsets):
+            label = names[i] if names else hex(offset)
+            self.probes.append(Probe(kind, f"{binary}:{label}", fn_name))
+
+    def _load_for_uprobe_multi(self, fn_name: str) -> Any:
+        """Load `fn_name` with expected_attach_type BPF_TRACE_UPROBE_MULTI (the
+        kernel refuses the link otherwise). BCC caches loaded functions by name,
+        so a function it already loaded as a plain kprobe-type program cannot
+        be reused here."""
+        import bcc
+        from .kernel import bpfsys
+        if fn_name.encode() in (self.bpf.funcs or {}) and fn_name not in self._multi_loaded:
+            raise PytracekitError(f"BPF function {fn_name} is already loaded for another kind of "
+                                  "attachment: give uprobe_multi links a function of their own")
+        with captured_stderr() as log:
+            try:
+                fn = self.bpf.load_func(fn_name, bcc.BPF.KPROBE,
+                                        attach_type=bpfsys.TRACE_UPROBE_MULTI)
+            except Exception as exc:
+                failure = exc
+            else:
+                failure = None
+        if failure is not None:
+            raise _load_error(fn_name, str(failure), log[0]) from None
+        self._multi_loaded.add(fn_name)
+        if fn_name not in self._loaded:
+            self._loaded.append(fn_name)
+        return fn
+
     def attach_kprobe(self, function: str, fn_name: str, *, retprobe: bool = False) -> None:
         from .kernel import features
         if not features.kprobes_available()[0]:
@@ -387,6 +438,9 @@ class Program:
     # -- teardown -----------------------------------------------------------
 
     def close(self) -> None:
+        # Links first: closing one removes all its uprobes before the program goes.
+        while self._links:
+            os.close(self._links.pop())
         if self.bpf is not None:
             with captured_stderr():
                 _close_perf_events_concurrently(self.bpf)
@@ -399,6 +453,26 @@ class Program:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fix_uprobe_ref_ctr_offset() -> None:
+    """BCC 0.26's Python calls libbcc's bpf_attach_uprobe with 6 of its 7
+    arguments (iovisor/bcc#5236): the missing ref_ctr_offset is whatever a
+    register holds. The kernel refuses (EINVAL, "ref_ctr_offset mismatch" in
+    dmesg) a uprobe at an offset another holds with a different value, e.g.
+    a uprobe_multi link, bpftrace or another BCC process. Pass 0, as meant."""
+    import ctypes
+    from bcc import libbcc
+    if getattr(libbcc.lib.bpf_attach_uprobe, "_ptk_fixed", False):
+        return
+    attach = libbcc.lib.bpf_attach_uprobe
+    attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                       ctypes.c_ulonglong, ctypes.c_int, ctypes.c_uint32]
+
+    def with_ref_ctr_offset(*args: Any) -> int:
+        return attach(*args, 0) if len(args) == 6 else attach(*args)
+    with_ref_ctr_offset._ptk_fixed = True  # type: ignore[attr-defined]
+    libbcc.lib.bpf_attach_uprobe = with_ref_ctr_offset
 
 
 def _close_perf_events_concurrently(bpf: Any) -> None:
@@ -461,6 +535,19 @@ def _load_error(name: str, message: str, log: str, text: str = "") -> Pytracekit
                              f"{tail(log, 1) or message} (--verbose shows the log)",
                              detail=tail(log, 30))
     return PytracekitError(f"loading {name} failed: {message}", detail=log)
+
+
+def _multi_attach_error(kind: str, binary: str, count: int, err: int) -> PytracekitError:
+    import errno as errnos
+    name = errnos.errorcode.get(err, str(err))
+    what = f"cannot attach {count} {kind.split('_')[0]}s to {binary} through one uprobe_multi link"
+    if err == errnos.ENOENT:
+        return NotFoundError(f"{what}: no such binary ({name})")
+    if err in (errnos.EINVAL, errnos.EOPNOTSUPP, 524):    # 524: the kernel's ENOTSUPP
+        return NotSupportedError(f"{what}: the kernel refused it ({name}; uprobe_multi needs "
+                                 "Linux 6.6+, offsets at instruction boundaries, and no other "
+                                 "tracer's uprobe there with a semaphore: see dmesg)")
+    return PytracekitError(f"{what}: {name} ({os.strerror(err)})")
 
 
 def _attach_error(kind: str, target: str, message: str, log: str) -> PytracekitError:

@@ -1,5 +1,6 @@
 """Helpers for the probe-spec tools' tests (funccount, stackcount, funclatency)."""
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -50,3 +51,15 @@ def one_error_line(res, status: int) -> str:
     assert len(lines) == 1, res.stderr
     assert "Traceback" not in res.stderr
     return lines[0]
+
+
+def open_fds(kind: str) -> int:
+    """How many of this process's fds are `kind` (anon_inode:bpf_link,
+    anon_inode:[perf_event]...)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == kind
+        except OSError:     # the fd listdir itself used
+            pass
+    return count

@@ -14,7 +14,7 @@ def test_doctor_reports_each_feature_with_evidence():
     checks = {c["feature"]: c for c in map(json.loads, res.stdout.splitlines())}
     expected = ["BTF", "tracefs", "BCC compiles here", "tracepoints", "raw tracepoints",
                 "perf software events", "uprobes", "stack maps", "ring buffer", "kprobes",
-                "fentry/fexit", "USDT", "perf hardware events"]
+                "fentry/fexit", "uprobe_multi links", "USDT", "perf hardware events"]
     assert list(checks) == expected
     for c in checks.values():
         assert c["evidence"], c
@@ -25,6 +25,9 @@ def test_doctor_reports_each_feature_with_evidence():
     assert checks["BTF"]["available"] == os.path.exists("/sys/kernel/btf/vmlinux")
     kprobe_pmu = os.path.exists("/sys/bus/event_source/devices/kprobe/type")
     assert checks["kprobes"]["available"] == kprobe_pmu
+    release = tuple(int(x) for x in os.uname().release.split(".")[:2])
+    if release >= (6, 6):     # uprobe_multi links came in 6.6
+        assert checks["uprobe_multi links"]["available"], checks["uprobe_multi links"]
 
 
 @pytest.mark.root
@@ -46,5 +49,5 @@ def test_doctor_text_has_one_line_per_feature():
         pytest.skip("needs root to load BPF programs")
     res = pytracekit("doctor")
     lines = res.stdout.splitlines()
-    assert len(lines) == 13
+    assert len(lines) == 14
     assert lines[0].startswith("BTF")

@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
-from probe_helpers import one_error_line, traced_pid_run, validated_json_lines
+from probe_helpers import one_error_line, open_fds, traced_pid_run, validated_json_lines
 
 pytestmark = pytest.mark.root
 N = 1234
@@ -148,3 +148,56 @@ def test_offset_into_a_function(workload):
     res = pytracekit("funccount", f"p:{workload}:counted_function+4", "--", workload, "calls", "33")
     assert res.returncode == 0, res.stderr
     assert counts_of(res.stdout) == {"counted_function+0x4": 33}
+
+
+STACKS = {("stack_leaf",): 18, ("stack_path_a",): 6, ("stack_path_b",): 12}
+
+
+def count_stacks_in_process(workload):
+    """funccount.start() on stack_* of `workload stacks 6`, in this process:
+    (probe kinds, perf event fds and bpf_link fds added while attached, counts)."""
+    from pytracekit.tools import funccount
+    perf, link = "anon_inode:[perf_event]", "anon_inode:bpf_link"
+    before = open_fds(perf), open_fds(link)
+    counter = funccount.start(f"{workload}:stack_*", command=(workload, "stacks", "6"),
+                              announce=False)
+    try:
+        kinds = [p.kind for p in counter.tracer.prog.probes]
+        added = open_fds(perf) - before[0], open_fds(link) - before[1]
+        assert counter.tracer.run(duration=30) == "exited"
+        rows = counter.read().rows
+    finally:
+        counter.close()
+    assert (open_fds(perf), open_fds(link)) == before
+    return kinds, added, rows
+
+
+def test_uprobes_share_one_uprobe_multi_link(workload):
+    kinds, (perf_events, links), rows = count_stacks_in_process(workload)
+    assert kinds == ["uprobe_multi"] * 3
+    assert (perf_events, links) == (0, 1)
+    assert rows == STACKS
+
+
+def test_without_uprobe_multi_each_uprobe_is_a_perf_event(workload, monkeypatch):
+    from pytracekit.kernel import features
+    monkeypatch.setattr(features, "uprobe_multi_available", lambda: (False, "forced off"))
+    kinds, (perf_events, links), rows = count_stacks_in_process(workload)
+    assert kinds == ["uprobe"] * 3
+    assert (perf_events, links) == (3, 0)
+    assert rows == STACKS
+
+
+def test_every_function_of_a_binary_in_one_link(workload):
+    res = pytracekit("funccount", f"{workload}:*", "--", workload, "calls", str(N))
+    assert res.returncode == 0, res.stderr
+    counts = counts_of(res.stdout)
+    assert counts["counted_function"] == N and counts["main"] == 1
+    assert "stack_leaf" not in counts      # never called in this mode: not printed
+    assert pytracekit_probes_left() == []
+
+
+def test_dry_run_loads_the_uprobe_multi_program_only(workload):
+    res = pytracekit("funccount", "--dry-run", f"{workload}:stack_*")
+    assert res.returncode == 0, res.stderr
+    assert "count_multi" in res.stdout + res.stderr

@@ -1,6 +1,8 @@
 """The few bpf(2) commands pytracekit issues itself, past BCC: proving that
-fentry programs load (features), and naming a program attached to an
-interface (net). `union bpf_attr` is laid out by hand: only these fields."""
+fentry programs load (features), naming a program attached to an
+interface (net), and uprobe_multi links (one link, many uprobes, see
+loader.Program.attach_uprobe_multi). `union bpf_attr` is laid out by hand:
+only these fields (checked against the kernel's BTF, uapi/linux/bpf.h)."""
 from __future__ import annotations
 
 import ctypes
@@ -9,8 +11,10 @@ import platform
 import struct
 
 SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "s390x": 351, "ppc64le": 361, "riscv64": 280}
-PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 5, 13, 15
-PROG_TYPE_TRACING, TRACE_FENTRY = 26, 24
+PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, LINK_CREATE = 5, 13, 15, 28
+PROG_TYPE_KPROBE, PROG_TYPE_TRACING, TRACE_FENTRY = 2, 26, 24
+TRACE_UPROBE_MULTI = 48            # enum bpf_attach_type
+F_UPROBE_MULTI_RETURN = 1          # link_create.uprobe_multi.flags
 _ATTR_SIZE = 128           # zero-filled beyond the fields set: the kernel accepts it
 _PROG_INFO_SIZE = 256      # struct bpf_prog_info, up to and past `name`
 _PROG_INFO_NAME = 64       # offset of name[16] in struct bpf_prog_info
@@ -27,16 +31,47 @@ def bpf(cmd: int, attr: ctypes.Array) -> tuple[int, int]:
     return result, ctypes.get_errno()
 
 
-def load_empty_fentry(attach_btf_id: int) -> tuple[int, int]:
-    """BPF_PROG_LOAD of `r0 = 0; exit` as an fentry program: (fd, errno)."""
+def _load_empty(prog_type: int, expected_attach_type: int, attach_btf_id: int = 0
+                ) -> tuple[int, int]:
+    """BPF_PROG_LOAD of `r0 = 0; exit`: (fd, errno)."""
     insns = (ctypes.c_uint64 * 2)(0xb7, 0x95)      # mov64 r0, 0 ; exit
     license = ctypes.create_string_buffer(b"GPL")
     attr = (ctypes.c_char * _ATTR_SIZE)()
-    struct.pack_into("IIQQ", attr, 0, PROG_TYPE_TRACING, len(insns),
+    struct.pack_into("IIQQ", attr, 0, prog_type, len(insns),
                      ctypes.addressof(insns), ctypes.addressof(license))
-    struct.pack_into("I", attr, 68, TRACE_FENTRY)   # expected_attach_type
+    struct.pack_into("I", attr, 68, expected_attach_type)
     struct.pack_into("I", attr, 108, attach_btf_id)
     return bpf(PROG_LOAD, attr)
+
+
+def load_empty_fentry(attach_btf_id: int) -> tuple[int, int]:
+    """An empty fentry program on BTF function `attach_btf_id`: (fd, errno)."""
+    return _load_empty(PROG_TYPE_TRACING, TRACE_FENTRY, attach_btf_id)
+
+
+def load_empty_uprobe_multi() -> tuple[int, int]:
+    """An empty kprobe-type program for uprobe_multi links: (fd, errno)."""
+    return _load_empty(PROG_TYPE_KPROBE, TRACE_UPROBE_MULTI)
+
+
+def link_create_uprobe_multi(prog_fd: int, path: str, offsets: list[int], cookies: list[int],
+                             pid: int = 0, retprobe: bool = False) -> tuple[int, int]:
+    """BPF_LINK_CREATE of one uprobe_multi link: program `prog_fd` (loaded with
+    expected_attach_type TRACE_UPROBE_MULTI) on every FILE offset of `path`,
+    each with its cookie (bpf_get_attach_cookie); `pid` > 0 narrows it to that
+    process. (fd, errno); closing the fd removes every uprobe at once."""
+    if len(offsets) != len(cookies):
+        raise ValueError("one cookie per offset")
+    c_path = ctypes.create_string_buffer(os.fsencode(path))
+    c_offsets = (ctypes.c_uint64 * len(offsets))(*offsets)
+    c_cookies = (ctypes.c_uint64 * len(cookies))(*cookies)
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    # prog_fd, target_fd, attach_type, flags; then link_create.uprobe_multi at 16
+    struct.pack_into("IIII", attr, 0, prog_fd, 0, TRACE_UPROBE_MULTI, 0)
+    struct.pack_into("QQQQIII", attr, 16, ctypes.addressof(c_path), ctypes.addressof(c_offsets),
+                     0, ctypes.addressof(c_cookies), len(offsets),
+                     F_UPROBE_MULTI_RETURN if retprobe else 0, max(pid, 0))
+    return bpf(LINK_CREATE, attr)
 
 
 def prog_name(prog_id: int) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import NotSupportedError
+from ..errors import NotSupportedError, PytracekitError
 from . import bpfsys
 from . import btf as btfmod
 
@@ -111,3 +111,56 @@ def check_hardware_events() -> Check:
     from .perf import hardware_supported
     ok, why = hardware_supported()
     return Check("perf hardware events", ok, why)
+
+
+# The function a uprobe_multi link is tried on: in every libc, rarely called.
+UPROBE_MULTI_TEST_FUNCTION = "getpgid"
+
+
+def _libc_path() -> str | None:
+    """The libc this process has mapped, as /proc/self/maps names it."""
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split(None, 5)[-1].strip()
+                if "/libc.so" in path or "/libc-" in path:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+@lru_cache(maxsize=1)
+def uprobe_multi_available() -> tuple[bool, str]:
+    """Can one link attach a program to many uprobes (Linux 6.6+)? Proven by
+    loading an empty uprobe_multi program and linking it to
+    UPROBE_MULTI_TEST_FUNCTION in libc, then closing both: a kernel can know
+    the attach type and still refuse the link."""
+    if not bpfsys.supported():
+        return False, f"uprobe_multi links are not probed on {platform.machine()}"
+    libc = _libc_path()
+    if libc is None:
+        return False, "no libc mapped in this process to try a uprobe_multi link on"
+    from .. import elf
+    try:
+        symbol = next(s for s in elf.functions(libc) if s.name == UPROBE_MULTI_TEST_FUNCTION)
+        offset = elf.file_offset(libc, symbol.address)
+    except (StopIteration, PytracekitError):
+        return False, f"{UPROBE_MULTI_TEST_FUNCTION} not found in {libc}"
+    prog_fd, err = bpfsys.load_empty_uprobe_multi()
+    if prog_fd < 0:
+        return False, f"loading a uprobe_multi program fails with {errno.errorcode.get(err, err)}"
+    try:
+        link_fd, err = bpfsys.link_create_uprobe_multi(prog_fd, libc, [offset], [0])
+    finally:
+        os.close(prog_fd)
+    if link_fd < 0:
+        return False, (f"a uprobe_multi link on {UPROBE_MULTI_TEST_FUNCTION} fails with "
+                       f"{errno.errorcode.get(err, err)}")
+    os.close(link_fd)
+    return True, f"a uprobe_multi link on {libc}:{UPROBE_MULTI_TEST_FUNCTION} was created"
+
+
+def check_uprobe_multi() -> Check:
+    ok, why = uprobe_multi_available()
+    return Check("uprobe_multi links", ok, why)

@@ -94,6 +94,7 @@ def run_checks() -> list[Check]:
     checks += live
     checks.append(features.check_kprobes())
     checks.append(features.check_fentry())
+    checks.append(features.check_uprobe_multi())
     checks.append(_usdt_check())
     checks.append(features.check_hardware_events())
     return checks
