@@ -237,9 +237,10 @@ class Tracer:
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM/SIGHUP instead of raising while the block runs."""
-    pending: list[int] = []
+def signals_deferred(pending: list[int] | None = None) -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM/SIGHUP (in `pending`) instead of raising while the
+    block runs."""
+    pending = [] if pending is None else pending
     stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
              for sig in stoppers}
@@ -248,6 +249,9 @@ def signals_deferred() -> Iterator[list[int]]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+FINAL_DRAIN_S = 0.2
 
 
 class ProbesThenCommand(click.Command):
@@ -402,11 +406,16 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
     printer = Printer(tracer, timestamp, clock, print_cpu, bool(options_.get("user_stack")),
                       bool(options_.get("kernel_stack")), as_json, name, msg_filter)
     printed = 0
+    # libbpf consumes for as long as events keep coming: under a steady stream
+    # one poll never returns unless the callback says stop (a negative value).
+    pending: list[int] = []
+    drain_until: list[float] = []
 
     def on_event(_ctx: Any, data: Any, size: int) -> int:
         nonlocal printed
-        if max_events is not None and printed >= max_events:
-            return 0
+        if pending or (max_events is not None and printed >= max_events) or (
+                drain_until and time.monotonic() > drain_until[0]):
+            return -1
         text = printer.render(tracer.decode(ctypes.string_at(data, size)))
         if text is not None:
             out.write(text)
@@ -416,7 +425,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
     def poll(timeout_ms: int) -> None:
         # A signal handled inside the ctypes event callback would raise there,
         # where ctypes prints and drops the exception: note it, raise it here.
-        with signals_deferred() as pending:
+        with signals_deferred(pending):
             prog.bpf.ring_buffer_poll(timeout_ms)
         out.flush()
         if pending:
@@ -432,7 +441,10 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         announce(f"Tracing {len(tracer.probes)} probe{'s' if len(tracer.probes) != 1 else ''}"
                  "... Hit Ctrl-C to end.")
         run_until_done(target, duration=duration, poll=poll)
-        prog.bpf.ring_buffer_consume()   # what arrived after the last poll
+        # What arrived after the last poll, for a moment: the probes still fire.
+        pending.clear()
+        drain_until.append(time.monotonic() + FINAL_DRAIN_S)
+        prog.bpf.ring_buffer_consume()
         out.flush()
         loss = prog.loss()
         loss.unknown_frames += tracer.unknown_frames
