@@ -97,7 +97,9 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
 
     interrupted: list[BaseException] = []
 
-    def on_pid(_cpu: int, data: int, _size: int) -> None:
+    def on_pid(_cpu: int, data: int, _size: int) -> int:
+        if interrupted:
+            return -1          # libbpf stops consuming; poll() raises it
         try:
             pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
             symbolizer.users.forget(pid)   # announced again after an exec: new maps
@@ -107,6 +109,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
             due.sort()
         except BaseException as exc:   # Ctrl-C/SIGTERM here would die inside ctypes
             interrupted.append(exc)
+            return -1
+        return 0
 
     prog[ring].open_ring_buffer(on_pid)
 

@@ -12,7 +12,7 @@ from .. import follow, options, syscalls
 from ..errors import UsageError
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
-from ..runner import Target, announce, check_pid, run_until_done
+from ..runner import FINAL_DRAIN_S, Target, announce, check_pid, run_until_done
 from ..syscall_args import arguments_text, one_argument, result_text, string_mask
 
 DRY_RUN_ARGS = ["-a", "-e", "openat,close"]
@@ -87,17 +87,22 @@ class Tracer:
         self.start_ns = time.monotonic_ns()
         self.on_call = on_call
         self.failure: BaseException | None = None
+        self.drain_until = 0.0
         self.prog["events"].open_ring_buffer(self._event)
         self.prog.ready()
 
-    def _event(self, _ctx, data, _size) -> None:
+    def _event(self, _ctx, data, _size) -> int:
         # An exception cannot cross BCC's C callback: keep it, re-raise in poll().
-        if self.failure is not None:
-            return
+        # A negative return makes libbpf stop consuming, which under a steady
+        # stream of calls it would otherwise never do.
+        if self.failure is not None or (self.drain_until and time.monotonic() > self.drain_until):
+            return -1
         try:
             self._deliver(ct.cast(data, ct.POINTER(Call)).contents)
         except BaseException as exc:   # BrokenPipeError from `| head`, Ctrl-C
             self.failure = exc
+            return -1
+        return 0
 
     def _deliver(self, c: Call) -> None:
         strings = tuple(bytes(c.str[i]).split(b"\0", 1)[0].decode(errors="replace")
@@ -111,6 +116,8 @@ class Tracer:
         self._reraise()
 
     def drain(self) -> None:
+        """What arrived after the last poll, for a moment: the probes still fire."""
+        self.drain_until = time.monotonic() + FINAL_DRAIN_S
         self.prog.bpf.ring_buffer_consume()
         self._reraise()
 

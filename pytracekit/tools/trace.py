@@ -29,7 +29,7 @@ from ..errors import SpecError, UsageError
 from ..expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
-from ..runner import Stop, Target, announce, run_until_done
+from ..runner import FINAL_DRAIN_S, Stop, Target, announce, run_until_done
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
@@ -249,9 +249,6 @@ def signals_deferred(pending: list[int] | None = None) -> Iterator[list[int]]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
-
-
-FINAL_DRAIN_S = 0.2
 
 
 class ProbesThenCommand(click.Command):
