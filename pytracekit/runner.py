@@ -7,12 +7,13 @@ tool prints its results and detaches on all three.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import NotFoundError, UsageError
 
@@ -36,6 +37,28 @@ def _raise_stop(signum: int, _frame: object) -> None:
         os.kill(os.getpid(), signum)
         return
     raise Stop(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM/SIGHUP in `pending` instead of raising while the
+    block runs: for calls into C that run Python callbacks (BCC's ring buffer
+    poll), where a signal raised between callbacks is printed and dropped by
+    ctypes, so the tool would never stop. Check `pending` after (raise_pending)
+    and in the callbacks (return -1 to make libbpf stop consuming)."""
+    stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
+             for sig in stoppers}
+    try:
+        yield pending
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def raise_pending(pending: list[int]) -> None:
+    if pending:
+        raise Stop(signal.Signals(pending[0]).name)
 
 
 def install_signal_handlers() -> None:

@@ -85,3 +85,22 @@ def test_not_root_is_one_line():
     res = as_nobody("systrace", "--", "true")
     assert res.returncode == 1 and "needs root" in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_stream_of_calls_ends_the_run(workload, tmp_path, sig):
+    """A process making system calls as fast as it can: libbpf would consume
+    for as long as they come, and a signal raised between callbacks is dropped
+    by ctypes. The run must still end at once, with what it printed."""
+    import signal
+    import subprocess
+    burst = subprocess.Popen([workload, "open", str(tmp_path / "s"), "100000000"])
+    try:
+        with Tool("systrace", "-p", str(burst.pid)) as tool:
+            out, err = tool.stop(getattr(signal, sig), timeout=20)
+    finally:
+        burst.kill()
+        burst.wait()
+    assert tool.returncode == 0, err
+    assert "openat" in out and "Traceback" not in err

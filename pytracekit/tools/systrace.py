@@ -12,7 +12,8 @@ from .. import follow, options, syscalls
 from ..errors import UsageError
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
-from ..runner import FINAL_DRAIN_S, Target, announce, check_pid, run_until_done
+from ..runner import (FINAL_DRAIN_S, Target, announce, check_pid, raise_pending,
+                      run_until_done, signals_deferred)
 from ..syscall_args import arguments_text, one_argument, result_text, string_mask
 
 DRY_RUN_ARGS = ["-a", "-e", "openat,close"]
@@ -88,6 +89,7 @@ class Tracer:
         self.on_call = on_call
         self.failure: BaseException | None = None
         self.drain_until = 0.0
+        self.pending: list[int] = []       # signals noted during a poll
         self.prog["events"].open_ring_buffer(self._event)
         self.prog.ready()
 
@@ -95,7 +97,8 @@ class Tracer:
         # An exception cannot cross BCC's C callback: keep it, re-raise in poll().
         # A negative return makes libbpf stop consuming, which under a steady
         # stream of calls it would otherwise never do.
-        if self.failure is not None or (self.drain_until and time.monotonic() > self.drain_until):
+        if self.failure is not None or self.pending or (
+                self.drain_until and time.monotonic() > self.drain_until):
             return -1
         try:
             self._deliver(ct.cast(data, ct.POINTER(Call)).contents)
@@ -112,13 +115,17 @@ class Tracer:
                             c.ret, bool(c.returned)))
 
     def poll(self, timeout_ms: int) -> None:
-        self.prog.bpf.ring_buffer_poll(timeout_ms)
+        with signals_deferred(self.pending):
+            self.prog.bpf.ring_buffer_poll(timeout_ms)
         self._reraise()
+        raise_pending(self.pending)
 
     def drain(self) -> None:
         """What arrived after the last poll, for a moment: the probes still fire."""
+        self.pending.clear()
         self.drain_until = time.monotonic() + FINAL_DRAIN_S
-        self.prog.bpf.ring_buffer_consume()
+        with signals_deferred(self.pending):
+            self.prog.bpf.ring_buffer_consume()
         self._reraise()
 
     def _reraise(self) -> None:

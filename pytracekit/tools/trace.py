@@ -11,16 +11,14 @@ and are formatted here. Lost events are counted and reported at the end.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import shutil
-import signal
 import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -29,7 +27,8 @@ from ..errors import SpecError, UsageError
 from ..expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
-from ..runner import FINAL_DRAIN_S, Stop, Target, announce, run_until_done
+from ..runner import (FINAL_DRAIN_S, Stop, Target, announce, raise_pending, run_until_done,
+                      signals_deferred)
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
@@ -236,21 +235,6 @@ class Tracer:
         return self.symbolizer.unknown_frames + self.user_symbols.unknown_frames
 
 
-@contextlib.contextmanager
-def signals_deferred(pending: list[int] | None = None) -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM/SIGHUP (in `pending`) instead of raising while the
-    block runs."""
-    pending = [] if pending is None else pending
-    stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
-             for sig in stoppers}
-    try:
-        yield pending
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
 class ProbesThenCommand(click.Command):
     """Probes are positional like BCC's, so `-- COMMAND` is split off before
     click parses (click would merge both into one list)."""
@@ -425,8 +409,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         with signals_deferred(pending):
             prog.bpf.ring_buffer_poll(timeout_ms)
         out.flush()
-        if pending:
-            raise Stop(signal.Signals(pending[0]).name)
+        raise_pending(pending)
         if max_events is not None and printed >= max_events:
             raise Stop("max events")
 
