@@ -61,6 +61,12 @@ PTK_INLINE int count_stack(void *ctx)
     return 0;
 }
 
+#ifdef STACKCOUNT_MULTI
+/* Entry uprobes through uprobe_multi links: one program for all of them (a
+ * stack needs no probe number). */
+int stack_multi(void *ctx) { return count_stack(ctx); }
+#endif
+
 /* One per probe: int stack_N(void *ctx) { return count_stack(ctx); }
  * replaces the placeholder; alone, the file compiles with stack_0. */
 #ifndef PTK_GENERATED_PROBES

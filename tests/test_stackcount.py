@@ -119,3 +119,46 @@ def test_cpu_filter(workload):
     assert pytracekit("stackcount", "-c", "0", *args).stdout.strip() == ""
     res = pytracekit("stackcount", "-c", "1", *args)
     assert sorted(int(l.rsplit(" ", 1)[1]) for l in res.stdout.splitlines()) == [3, 6]
+
+
+def _leaf_stacks_in_process(workload, n: int):
+    """stackcount.start() on stack_leaf of `workload stacks n`, in this process:
+    (probe kinds, perf-event and bpf_link fds added while attached, caller
+    chains with their counts)."""
+    from probe_helpers import open_fds
+    from pytracekit.tools import stackcount
+    perf, link = "anon_inode:[perf_event]", "anon_inode:bpf_link"
+    before = open_fds(perf), open_fds(link)
+    counter = stackcount.start(f"{workload}:stack_leaf", command=(workload, "stacks", str(n)),
+                               kernel=False, announce=False)
+    try:
+        kinds = [p.kind for p in counter.tracer.prog.probes]
+        added = open_fds(perf) - before[0], open_fds(link) - before[1]
+        assert counter.tracer.run(duration=30) == "exited"
+        chains = sorted((tuple(caller_chain([f.name for f in reversed(s.stack)])), s.value)
+                        for s in counter.read().samples)
+    finally:
+        counter.close()
+    assert (open_fds(perf), open_fds(link)) == before
+    return kinds, added, chains
+
+
+LEAF_CHAINS = [(("stack_leaf", "stack_path_a", "main"), N),
+               (("stack_leaf", "stack_path_b", "main"), 2 * N)]
+
+
+def test_uprobes_go_through_one_uprobe_multi_link(workload):
+    from pytracekit.kernel import features
+    if not features.uprobe_multi_available()[0]:
+        pytest.skip(f"no uprobe_multi links here: {features.uprobe_multi_available()[1]}")
+    kinds, added, chains = _leaf_stacks_in_process(workload, N)
+    assert (kinds, added) == (["uprobe_multi"], (0, 1))
+    assert chains == LEAF_CHAINS
+
+
+def test_without_uprobe_multi_the_uprobe_is_a_perf_event(workload, monkeypatch):
+    from pytracekit.kernel import features
+    monkeypatch.setattr(features, "uprobe_multi_available", lambda: (False, "forced off"))
+    kinds, added, chains = _leaf_stacks_in_process(workload, N)
+    assert (kinds, added) == (["uprobe"], (1, 0))
+    assert chains == LEAF_CHAINS
