@@ -32,7 +32,10 @@ PTK_INLINE int count_probe(u32 probe)
     return 0;
 }
 
-#ifdef FUNCCOUNT_MULTI
+#ifndef FUNCCOUNT_MULTI
+#define FUNCCOUNT_MULTI 0
+#endif
+#if FUNCCOUNT_MULTI
 int count_multi(void *ctx) { return count_probe(bpf_get_attach_cookie(ctx)); }
 #endif
 

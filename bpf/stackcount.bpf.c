@@ -61,7 +61,10 @@ PTK_INLINE int count_stack(void *ctx)
     return 0;
 }
 
-#ifdef STACKCOUNT_MULTI
+#ifndef STACKCOUNT_MULTI
+#define STACKCOUNT_MULTI 0
+#endif
+#if STACKCOUNT_MULTI
 /* Entry uprobes through uprobe_multi links: one program for all of them (a
  * stack needs no probe number). */
 int stack_multi(void *ctx) { return count_stack(ctx); }

@@ -3,12 +3,13 @@ generated per probe, BCC's pattern argument and its interval printing."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import click
 
 from .. import settings
 from ..api import Tracer
+from ..kernel import features
 from ..periodic import report_until_done
 from ..probes import ResolvedProbe
 
@@ -16,15 +17,28 @@ from ..probes import ResolvedProbe
 PLACEHOLDER = "/* PTK_PROBE_FUNCTIONS */"
 
 
-def generated(template: str, count: int) -> dict[str, str]:
+def generated(template: str, numbers: Iterable[int]) -> dict[str, str]:
     """`replace=` for Program.from_file: `template` once per probe number {n}."""
-    return {PLACEHOLDER: "".join(template.format(n=n) for n in range(count))}
+    return {PLACEHOLDER: "".join(template.format(n=n) for n in numbers)}
 
 
-def attach_numbered(tracer: Tracer, probes: list[ResolvedProbe],
-                    fn_name: Callable[[int, ResolvedProbe], str]) -> None:
-    for n, probe in enumerate(probes):
-        tracer.probe(probe, fn_name(n, probe))
+def attach_probes(tracer: Tracer, probes: list[ResolvedProbe], multi_fn: str,
+                  fn_name: Callable[[int], str]) -> list[int]:
+    """Attach every probe. Entry uprobes go through one uprobe_multi link per
+    binary where the kernel has them, to BPF function `multi_fn` with the
+    probe's number as cookie (hundreds attach and detach in a moment; each
+    perf event costs an RCU grace period to remove). Every other probe n gets
+    its own function fn_name(n). Returns those numbers n, for generated()."""
+    uprobes = [n for n, p in enumerate(probes) if p.kind == "uprobe"]
+    if uprobes and features.uprobe_multi_available()[0]:
+        tracer.probe_multi([probes[n] for n in uprobes], multi_fn, uprobes)
+    else:
+        uprobes = []
+    together = set(uprobes)
+    numbered = [n for n in range(len(probes)) if n not in together]
+    for n in numbered:
+        tracer.probe(probes[n], fn_name(n))
+    return numbered
 
 
 def pattern_argument() -> Callable:

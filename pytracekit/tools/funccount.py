@@ -13,7 +13,6 @@ import click
 
 from .. import options
 from ..api import Tracer
-from ..kernel import features
 from ..model import Counts, LossReport
 from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
@@ -54,35 +53,16 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
     tracer = Tracer(file="funccount", pid=pid, command=command)
     try:
         probes = tracer.resolve(spec)
-        numbered = _attach(tracer, probes)
+        numbered = common.attach_probes(tracer, probes, MULTI_FUNCTION, lambda n: f"count_{n}")
         tracer.defines.update(FUNCCOUNT_PROBES=len(probes), PTK_GENERATED_PROBES=1,
-                              FUNCCOUNT_CPU=-1 if cpu is None else cpu)
-        if len(numbered) < len(probes):
-            tracer.defines.update(FUNCCOUNT_MULTI=1)
-        tracer.replace.update({common.PLACEHOLDER: "".join(FUNCTION.format(n=n)
-                                                           for n in numbered)})
+                              FUNCCOUNT_CPU=-1 if cpu is None else cpu,
+                              FUNCCOUNT_MULTI=len(numbered) < len(probes))
+        tracer.replace.update(common.generated(FUNCTION, numbered))
         tracer.start(common.tracing_message(len(probes), pattern) if announce else None)
     except BaseException:
         tracer.close()
         raise
     return FuncCount(tracer, probes)
-
-
-def _attach(tracer: Tracer, probes: list[ResolvedProbe]) -> list[int]:
-    """Entry uprobes go through uprobe_multi links when the kernel has them
-    (one link per binary, the probe's number as its cookie: attaching and
-    detaching hundreds take a moment instead of minutes); every other probe
-    gets a function count_N of its own. Returns those numbers N."""
-    uprobes = [n for n, p in enumerate(probes) if p.kind == "uprobe"]
-    if uprobes and features.uprobe_multi_available()[0]:
-        tracer.probe_multi([probes[n] for n in uprobes], MULTI_FUNCTION, uprobes)
-    else:
-        uprobes = []
-    multi = set(uprobes)
-    numbered = [n for n in range(len(probes)) if n not in multi]
-    for n in numbered:
-        tracer.probe(probes[n], f"count_{n}")
-    return numbered
 
 
 def format_counts(counts: Counts) -> str:

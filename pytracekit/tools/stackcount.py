@@ -22,7 +22,6 @@ from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import DELIMITER, without_bpf_frames
-from ..kernel import features
 from ..symbols import Symbolizer
 from . import _probe_cli as common
 
@@ -125,12 +124,12 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
     per_pid = per_pid or bool(pid)
     try:
         probes = tracer.resolve(spec)
-        numbered = _attach(tracer, probes)
+        numbered = common.attach_probes(tracer, probes, MULTI_FUNCTION, lambda n: f"stack_{n}")
         tracer.defines.update(PTK_GENERATED_PROBES=1, USER_STACKS=user, KERNEL_STACKS=kernel,
                               PER_PID=per_pid, STACK_STORAGE=stack_storage,
                               MAX_STACKS=max_stacks, STACKCOUNT_CPU=-1 if cpu is None else cpu,
                               STACKCOUNT_MULTI=len(numbered) < len(probes))
-        tracer.replace.update(common.generated(FUNCTION, len(numbered)))
+        tracer.replace.update(common.generated(FUNCTION, numbered))
         tracer.start(common.tracing_message(len(probes), pattern) if announce else None)
         symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
         user_symbols = BuildIdSymbolizer(show_offset=offsets)
@@ -140,20 +139,6 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
         raise
     return StackCount(tracer, probes, user, kernel, per_pid, symbolizer, user_symbols,
                       delimited and user and kernel)
-
-
-def _attach(tracer: Tracer, probes: list[ResolvedProbe]) -> list[ResolvedProbe]:
-    """Entry uprobes through one uprobe_multi link per binary where the kernel
-    has them (hundreds attach and detach in a moment: each perf event costs an
-    RCU grace period to remove); the others each get a function stack_N.
-    Returns those others."""
-    uprobes = [p for p in probes if p.kind == "uprobe"]
-    others = probes
-    if uprobes and features.uprobe_multi_available()[0]:
-        tracer.probe_multi(uprobes, MULTI_FUNCTION, range(len(uprobes)))
-        others = [p for p in probes if p.kind != "uprobe"]
-    common.attach_numbered(tracer, others, lambda n, _p: f"stack_{n}")
-    return others
 
 
 def _ordered(profile: StackProfile) -> list[Sample]:
