@@ -69,9 +69,7 @@ class Tracer:
         found = [spec] if isinstance(spec, ResolvedProbe) else self.resolve(spec, regex=regex)
         for probe in found:
             self.attachments.append((probe, fn_name))
-        if len(self.attachments) > self.limit:
-            raise UsageError(f"{len(self.attachments)} probes, more than the limit of "
-                             f"{self.limit}: narrow the patterns")
+        self._check_limit()
         return found
 
     def probe_multi(self, probes: Iterable[ResolvedProbe], fn_name: str,
@@ -84,9 +82,13 @@ class Tracer:
             if probe.kind != "uprobe":
                 raise ValueError(f"uprobe_multi links take entry uprobes, not {probe.kind}")
             self.multi_attachments.append((probe, fn_name, cookie))
-        if len(self.attachments) + len(self.multi_attachments) > self.limit:
-            raise UsageError(f"{len(self.attachments) + len(self.multi_attachments)} probes, "
-                             f"more than the limit of {self.limit}: narrow the patterns")
+        self._check_limit()
+
+    def _check_limit(self) -> None:
+        count = len(self.attachments) + len(self.multi_attachments)
+        if count > self.limit:
+            raise UsageError(f"{count} probes, more than the limit of {self.limit}: "
+                             "narrow the patterns")
 
     def _attach_multi(self) -> None:
         from . import elf

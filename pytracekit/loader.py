@@ -274,26 +274,22 @@ class Program:
         self.probes.append(Probe(kind, target, fn_name))
 
     def _load_only(self, fn_name: str, prog_type: int) -> None:
+        self.load_function(fn_name, prog_type)
+
+    def load_function(self, fn_name: str, prog_type: int, attach_type: int = -1) -> Any:
+        """Load one function as a program of `prog_type` (BPF.SCHED_CLS, BPF.XDP...)
+        and return BCC's handle (its `.fd`), for attachments made outside BCC
+        (tc and XDP through netlink, see net.py; uprobe_multi links, which also
+        need the expected `attach_type`). The caller detaches it; the program
+        itself is unloaded by close()."""
         failure = None
         with captured_stderr() as log:
             try:
-                self.bpf.load_func(fn_name, prog_type)
+                fn = self.bpf.load_func(fn_name, prog_type, attach_type=attach_type)
             except Exception as exc:
                 failure = exc
         if failure is not None:   # the log is complete only after the with block
             raise _load_error(fn_name, str(failure), log[0]) from None
-        self._loaded.append(fn_name)
-
-    def load_function(self, fn_name: str, prog_type: int) -> Any:
-        """Load one function as a program of `prog_type` (BPF.SCHED_CLS, BPF.XDP...)
-        and return BCC's handle (its `.fd`), for attachments made outside BCC
-        (tc and XDP through netlink, see net.py). The caller detaches it; the
-        program itself is unloaded by close()."""
-        with captured_stderr() as log:
-            try:
-                fn = self.bpf.load_func(fn_name, prog_type)
-            except Exception as exc:
-                raise _load_error(fn_name, str(exc), log[0]) from None
         if fn_name not in self._loaded:
             self._loaded.append(fn_name)
         return fn
@@ -364,19 +360,8 @@ class Program:
         if fn_name.encode() in (self.bpf.funcs or {}) and fn_name not in self._multi_loaded:
             raise PytracekitError(f"BPF function {fn_name} is already loaded for another kind of "
                                   "attachment: give uprobe_multi links a function of their own")
-        with captured_stderr() as log:
-            try:
-                fn = self.bpf.load_func(fn_name, bcc.BPF.KPROBE,
-                                        attach_type=bpfsys.TRACE_UPROBE_MULTI)
-            except Exception as exc:
-                failure = exc
-            else:
-                failure = None
-        if failure is not None:
-            raise _load_error(fn_name, str(failure), log[0]) from None
+        fn = self.load_function(fn_name, bcc.BPF.KPROBE, attach_type=bpfsys.TRACE_UPROBE_MULTI)
         self._multi_loaded.add(fn_name)
-        if fn_name not in self._loaded:
-            self._loaded.append(fn_name)
         return fn
 
     def attach_kprobe(self, function: str, fn_name: str, *, retprobe: bool = False) -> None:
