@@ -5,6 +5,7 @@ impossible, with the reason.
 """
 from __future__ import annotations
 
+import functools
 import os
 import select
 import signal
@@ -70,6 +71,32 @@ def workload() -> str:
         subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-fno-inline",
                         "-pthread", "-o", str(WORKLOAD), str(WORKLOAD_SRC)], check=True)
     return str(WORKLOAD)
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@functools.lru_cache(maxsize=1)
+def _nobody_cannot_import() -> str:
+    """Why user nobody cannot run pytracekit from this checkout ("" if it can):
+    a clone in a directory only root may enter (mktemp -d makes mode 0700)."""
+    res = subprocess.run(NOBODY + [sys.executable, "-c", "import pytracekit"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    return "" if res.returncode == 0 else (res.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def pytracekit_as_nobody(*args: str) -> subprocess.CompletedProcess:
+    """Run `pytracekit ARGS` unprivileged (the not-root error path): as user
+    nobody when root, else as ourselves. Skips, saying why, where nobody cannot
+    reach this checkout."""
+    if os.geteuid() != 0:
+        return pytracekit(*args)
+    why = _nobody_cannot_import()
+    if why:
+        pytest.skip(f"user nobody cannot run pytracekit from {ROOT} ({why}): "
+                    "the checkout's directory must be readable by others")
+    return subprocess.run(NOBODY + [sys.executable, "-m", "pytracekit", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
 
 
 def pytracekit(*args: str, timeout: float = 90, env: dict | None = None,

@@ -232,11 +232,5 @@ def events_of(objects: list[dict], kind: str = "event") -> list[dict]:
 
 def pytracekit_unprivileged(*args: str):
     """Run `pytracekit ARGS` as nobody (as itself when not root)."""
-    import subprocess
-    import sys
-    from conftest import ROOT, pytracekit
-    if os.geteuid() != 0:
-        return pytracekit(*args)
-    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-m", "pytracekit", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    from conftest import pytracekit_as_nobody
+    return pytracekit_as_nobody(*args)

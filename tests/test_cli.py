@@ -10,7 +10,7 @@ import pytest
 from pytracekit.cli import tool_names
 from pytracekit.errors import NotFoundError
 
-from conftest import ROOT, pytracekit, pytracekit_probes_left
+from conftest import ROOT, pytracekit, pytracekit_as_nobody, pytracekit_probes_left
 
 
 def _dry_run_args(name: str) -> list[str]:
@@ -53,12 +53,7 @@ def test_unknown_tool_is_a_usage_error():
 
 
 def test_not_root_is_one_clear_line():
-    if os.geteuid() != 0:
-        res = pytracekit("doctor")
-    else:
-        res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                              sys.executable, "-m", "pytracekit", "doctor"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60)
+    res = pytracekit_as_nobody("doctor")
     assert res.returncode == 1
     assert res.stderr.strip() == ("pytracekit doctor: error: pytracekit needs root (CAP_BPF and "
                                   "CAP_PERFMON) to load BPF programs: run it with sudo")

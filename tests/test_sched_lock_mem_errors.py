@@ -1,11 +1,10 @@
 """Errors and loss reporting shared by runqlat, runqlen, cpudist, schedlat,
 klockstat, mutexstat, faults, kmem and memleak."""
 import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, pytracekit
+from conftest import pytracekit, pytracekit_as_nobody
 from sched_helpers import json_lines, validate
 
 TOOLS = ["runqlat", "runqlen", "cpudist", "schedlat", "klockstat", "mutexstat", "faults",
@@ -16,11 +15,7 @@ NEEDS_PID = {"mutexstat", "memleak"}
 @pytest.mark.parametrize("tool", TOOLS)
 def test_not_root_is_one_clear_line(tool):
     args = ["-p", "1"] if tool in NEEDS_PID else ["-d", "0.1"]
-    cmd = [sys.executable, "-m", "pytracekit", tool, *args]
-    import os
-    if os.geteuid() == 0:
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = pytracekit_as_nobody(tool, *args)
     assert res.returncode == 1
     assert res.stderr.strip() == (f"pytracekit {tool}: error: pytracekit needs root (CAP_BPF "
                                   "and CAP_PERFMON) to load BPF programs: run it with sudo")

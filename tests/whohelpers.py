@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -45,8 +44,5 @@ class GatedWorkload:
 
 def as_nobody(*args: str) -> subprocess.CompletedProcess:
     """Run pytracekit as an unprivileged user (the not-root error path)."""
-    import sys
-    cmd = [sys.executable, "-m", "pytracekit", *args]
-    if os.geteuid() == 0:
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    from conftest import pytracekit_as_nobody
+    return pytracekit_as_nobody(*args)
