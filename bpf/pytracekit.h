@@ -30,6 +30,12 @@
 #define TASK_COMM_LEN 16
 #endif
 
+/* What every program on a tracepoint returns. A tracepoint is shared by all
+ * its users: a BPF program that returns 0 makes the kernel drop the event for
+ * every perf user of that tracepoint, system-wide (perf stat counts 0, perf
+ * trace loses return values). pytracekit only watches, so it lets it through. */
+#define PTK_TP_PASS 1
+
 /* Filters: 0 means "any". FILTER_PID matches the process (tgid),
  * FILTER_TID one thread. */
 #ifndef FILTER_PID
