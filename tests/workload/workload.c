@@ -16,7 +16,7 @@
  *     leak N SIZE          leak N blocks of SIZE bytes from leak_path() -> leak_alloc()
  *     mutex N              two threads each take a contended mutex N times
  *     child [ARG]          exit 0 at once (the marker child for exec)
- *     forkchild MS         fork a child that spins MS ms in child_spin() and exits
+ *     forkchild MS         fork a child that spins MS ms of CPU time in child_spin() and exits
  *     stackswait N MS      like stacks, then sleep MS ms (so a tool can read the live process)
  *     jit MS               spin MS ms in generated code named jit_spin_loop in
  *                          /tmp/perf-PID.map (as a JIT would write it)
@@ -76,9 +76,21 @@ NOINLINE void stack_leaf(uint64_t i) { sink += i; }
 NOINLINE void stack_path_a(uint64_t i) { stack_leaf(i); sink++; }
 NOINLINE void stack_path_b(uint64_t i) { stack_leaf(i); sink++; }
 
+/* The clock spin_inner's deadline is on: wall time, or (child_spin) the
+ * thread's CPU time, so a child that must burn a known CPU time does so even
+ * when the machine is loaded. */
+static clockid_t spin_clock = CLOCK_MONOTONIC;
+
+static uint64_t clock_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
 NOINLINE void spin_inner(uint64_t deadline)
 {
-    while (now_ns() < deadline)
+    while (clock_ns(spin_clock) < deadline)
         for (int i = 0; i < 1000; i++)
             sink += i;
 }
@@ -108,7 +120,11 @@ NOINLINE void *alloc_known(size_t size)
 NOINLINE void *leak_alloc(size_t size) { return malloc(size); }
 NOINLINE void *leak_path(size_t size) { void *p = leak_alloc(size); sink++; return p; }
 
-NOINLINE void child_spin(long ms) { spin_inner(now_ns() + (uint64_t)ms * 1000000); }
+NOINLINE void child_spin(long ms)
+{
+    spin_clock = CLOCK_THREAD_CPUTIME_ID;
+    spin_inner(clock_ns(spin_clock) + (uint64_t)ms * 1000000);
+}
 
 /* x86-64: mov rax, rdi; 1: dec rax; jnz 1b; ret */
 static const unsigned char jit_code[] = { 0x48, 0x89, 0xf8, 0x48, 0xff, 0xc8, 0x75, 0xfb, 0xc3 };
