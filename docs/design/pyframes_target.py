@@ -1,7 +1,9 @@
-"""Target for pyframes_proto.py: a sleeping thread, a busy recursive main thread.
+"""Target for pyframes_proto.py: a sleeping thread, a busy recursive main thread
+(and with argument `spin`, a second busy thread in Worker.spinner).
 SIGUSR1 makes faulthandler print every thread's stack (the oracle)."""
 import faulthandler
 import signal
+import sys
 import threading
 import time
 
@@ -12,6 +14,10 @@ class Worker:
     def sleeper(self):
         while True:
             time.sleep(0.5)
+
+    def spinner(self):
+        while True:
+            sum(range(1000))
 
 
 def inner(n):
@@ -33,5 +39,7 @@ def recurse(depth):
 
 
 threading.Thread(target=Worker().sleeper, daemon=True).start()
+if sys.argv[1:] == ["spin"]:
+    threading.Thread(target=Worker().spinner, daemon=True).start()
 print("ready", flush=True)
 recurse(3)
