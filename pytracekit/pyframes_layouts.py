@@ -86,6 +86,12 @@ class PyLayout:
     # where each number comes from, as a gdb expression on the DWARF
     origins: dict = field(default_factory=dict, compare=False, repr=False)
 
+    def as_u16(self) -> list[int]:
+        """The offsets in FIELDS order, ABSENT for a missing field: the value of a
+        per-process layout entry in a BPF map (one tool run can meet several
+        versions, so the BPF walker reads offsets at run time, not as -D constants)."""
+        return [ABSENT if getattr(self, n) is None else getattr(self, n) for n in FIELDS]
+
     def defines(self, prefix: str = "PY_") -> dict[str, int]:
         """The present fields as C defines, e.g. {'PY_TSTATE_NEXT': 8}; absent ones are left out."""
         out = {f"{prefix}VERSION_MINOR": self.version[1]}
@@ -94,6 +100,10 @@ class PyLayout:
             if value is not None:
                 out[prefix + name.upper()] = value
         return out
+
+
+ABSENT = 0xFFFF
+FIELDS = tuple(n for n in PyLayout.__dataclass_fields__ if n not in ("version", "origins"))
 
 
 def _off(ctype: str, member: str) -> str:

@@ -222,6 +222,17 @@ def test_defines_leave_out_absent_fields():
     assert d38["PY_TSTATE_FRAME"] == 24 and "PY_CODE_QUALNAME" not in d38
 
 
+def test_u16_array_covers_every_field():
+    for layout in pl.LAYOUTS.values():
+        values = layout.as_u16()
+        assert len(values) == len(pl.FIELDS) == 33
+        assert all(0 <= v < pl.ABSENT for v, n in zip(values, pl.FIELDS) if getattr(layout, n) is not None)
+        assert [n for v, n in zip(values, pl.FIELDS) if v == pl.ABSENT] == \
+            [n for n in pl.FIELDS if getattr(layout, n) is None]
+    # Every field the walk needs in every version exists somewhere.
+    assert pl.FIELDS[0] == "runtime_interpreters_head"
+
+
 def test_version_from_hex():
     assert pl.version_from_hex(0x030B02F0) == (3, 11)
     assert pl.version_from_hex(0x030D00F0) == (3, 13)
