@@ -170,7 +170,7 @@ def main(pid: int, seconds: float) -> None:
         prog.bpf.ring_buffer_poll(200)
     prog.close()
     print(f"pid {pid} CPython {version[0]}.{version[1]}: {dict(checks)}")
-    for (tid, stack), n in stacks.most_common(8):
+    for (tid, stack), n in stacks.most_common(int(sys.argv[3]) if len(sys.argv) > 3 else 8):
         print(f"{n:5d} tid {tid}: {stack}")
 
 
