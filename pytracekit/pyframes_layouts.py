@@ -1,8 +1,9 @@
 """Where CPython 3.8..3.13 (x86-64, release builds) keep what a Python stack walk reads.
 
-Pure data, stdlib only: the BPF walker compiles these numbers in as -D
-defines and user space uses them to read names and line tables from
-/proc/PID/mem. Design and evidence: docs/design/python-frames.md.
+Pure data, stdlib only: the BPF walker gets them per process through a map
+(`PyLayout.as_u16()`; `defines()` for single-version programs) and user space
+uses them to read names and line tables from /proc/PID/mem. Design and
+evidence: docs/design/python-frames.md.
 
 Every offset is stored next to the gdb expression that yields it from the
 interpreter's DWARF (tests/test_pyframes_layouts.py evaluates them against
