@@ -7,12 +7,14 @@ native_thread_id (3.11+) equals the sampled tid, and bpf_probe_read_user
 follows the frame chain; names and lines are resolved afterwards in user
 space by pyframes_proto.py's helpers from /proc/PID/mem.
 
-    .venv/bin/python docs/design/pyframes_bpf_poc.py PID [SECONDS]
+    .venv/bin/python docs/design/pyframes_bpf_poc.py PID [SECONDS [STACKS_SHOWN]]
+    (BLOCK_READ=0 in the environment: one user read per field instead of per frame)
 """
 from __future__ import annotations
 
 import collections
 import ctypes
+import os
 import re
 import sys
 import time
@@ -30,7 +32,7 @@ SOURCE = r"""
 
 struct py_frame { u64 code; s64 offset; u8 owner; u8 entry; };
 struct py_sample {
-    u32 tid; u32 found; u64 fsbase; u64 tstate; u64 native_tid; u32 depth; u32 truncated;
+    u32 tid; u32 found; u64 ns; u64 fsbase; u64 tstate; u64 native_tid; u32 depth; u32 truncated;
     struct py_frame frames[MAX_FRAMES];
 };
 BPF_RINGBUF_OUTPUT(samples, 64);
@@ -49,6 +51,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
     struct py_sample *s = samples.ringbuf_reserve(sizeof(struct py_sample));
     if (!s)
         return 0;
+    u64 t0 = bpf_ktime_get_ns();
     s->tid = (u32)id;
     s->found = 0; s->depth = 0; s->truncated = 0; s->tstate = 0; s->native_tid = 0;
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -67,6 +70,7 @@ int on_sample(struct bpf_perf_event_data *ctx)
         ts = rd64(ts + PY_TSTATE_NEXT);
     }
     if (!s->found) {
+        s->ns = bpf_ktime_get_ns() - t0;
         samples.ringbuf_submit(s, 0);
         return 0;
     }
@@ -80,12 +84,32 @@ int on_sample(struct bpf_perf_event_data *ctx)
     u64 frame = rd64(ts + PY_TSTATE_FRAME);
 #endif
     u32 n = 0;
+#if BLOCK_READ
+    /* one user read per frame: the fields used span [BLK_START, BLK_START + BLK_LEN) */
+    u8 blk[BLK_LEN];
+#define FLD(type, off) (*(type *)(blk + (off) - BLK_START))
+#endif
     for (int i = 0; i < MAX_FRAMES; i++) {
         if (!frame)
             break;
         struct py_frame *f = &s->frames[i & (MAX_FRAMES - 1)];
-        f->code = rd64(frame + PY_FRAME_CODE);
         f->owner = 0; f->entry = 0;
+#if BLOCK_READ
+        if (bpf_probe_read_user(blk, sizeof(blk), (void *)(frame + BLK_START)))
+            break;
+        f->code = FLD(u64, PY_FRAME_CODE);
+#ifdef PY_FRAME_LASTI
+        f->offset = PY_VERSION_MINOR == 10 ? FLD(int, PY_FRAME_LASTI) * 2 : FLD(int, PY_FRAME_LASTI);
+#else
+        f->offset = (s64)(FLD(u64, PY_FRAME_INSTR_PTR) - (f->code + PY_CODE_ADAPTIVE));
+        f->owner = FLD(u8, PY_FRAME_OWNER);
+#endif
+#ifdef PY_FRAME_IS_ENTRY
+        f->entry = FLD(u8, PY_FRAME_IS_ENTRY);
+#endif
+        frame = FLD(u64, PY_FRAME_PREVIOUS);
+#else
+        f->code = rd64(frame + PY_FRAME_CODE);
 #ifdef PY_FRAME_LASTI
         int lasti = 0;
         bpf_probe_read_user(&lasti, sizeof(lasti), (void *)(frame + PY_FRAME_LASTI));
@@ -98,10 +122,12 @@ int on_sample(struct bpf_perf_event_data *ctx)
         bpf_probe_read_user(&f->entry, 1, (void *)(frame + PY_FRAME_IS_ENTRY));
 #endif
         frame = rd64(frame + PY_FRAME_PREVIOUS);
+#endif
         n++;
     }
     s->depth = n;
     s->truncated = frame != 0;
+    s->ns = bpf_ktime_get_ns() - t0;
     samples.ringbuf_submit(s, 0);
     return 0;
 }
@@ -114,7 +140,8 @@ class PyFrame(ctypes.Structure):
 
 
 class PySample(ctypes.Structure):
-    _fields_ = [("tid", ctypes.c_uint32), ("found", ctypes.c_uint32), ("fsbase", ctypes.c_uint64),
+    _fields_ = [("tid", ctypes.c_uint32), ("found", ctypes.c_uint32), ("ns", ctypes.c_uint64),
+                ("fsbase", ctypes.c_uint64),
                 ("tstate", ctypes.c_uint64), ("native_tid", ctypes.c_uint64),
                 ("depth", ctypes.c_uint32), ("truncated", ctypes.c_uint32),
                 ("frames", PyFrame * MAX_FRAMES)]
@@ -126,7 +153,13 @@ def main(pid: int, seconds: float) -> None:
     version = pl.version_from_hex(mem.u64(ver_addr)) if ver_addr else \
         (3, int(re.search(r"python3\.(\d+)", path)[1]))
     L = pl.layout_for(*version)
-    defines = dict(L.defines(), TARGET_PID=pid, RUNTIME=runtime, MAX_FRAMES=MAX_FRAMES)
+    used = [(L.frame_previous, 8), (L.frame_code, 8)] + [
+        (off, size) for off, size in ((L.frame_lasti, 4), (L.frame_instr_ptr, 8),
+                                      (L.frame_owner, 1), (L.frame_is_entry, 1)) if off is not None]
+    start = min(o for o, _ in used)
+    block = {"BLOCK_READ": int(os.environ.get("BLOCK_READ", "1")), "BLK_START": start,
+             "BLK_LEN": max(o + n for o, n in used) - start}
+    defines = dict(L.defines(), TARGET_PID=pid, RUNTIME=runtime, MAX_FRAMES=MAX_FRAMES, **block)
     prog = Program.from_text("pyframes_poc", SOURCE, defines)
     import multiprocessing
     for cpu in range(multiprocessing.cpu_count()):
@@ -150,6 +183,8 @@ def main(pid: int, seconds: float) -> None:
     def on_event(_ctx, data, _size):
         s = ctypes.cast(data, ctypes.POINTER(PySample)).contents
         checks["samples"] += 1
+        checks["ns total"] += s.ns
+        checks["frames total"] += s.depth
         if not s.found:
             checks["no tstate for fsbase"] += 1
             return
@@ -169,7 +204,9 @@ def main(pid: int, seconds: float) -> None:
     while time.time() < end:
         prog.bpf.ring_buffer_poll(200)
     prog.close()
-    print(f"pid {pid} CPython {version[0]}.{version[1]}: {dict(checks)}")
+    n = max(checks["samples"], 1)
+    per = f"mean {checks.pop('ns total') / n:.0f} ns and {checks.pop('frames total') / n:.1f} frames per sample in BPF"
+    print(f"pid {pid} CPython {version[0]}.{version[1]}: {dict(checks)}; {per}")
     for (tid, stack), n in stacks.most_common(int(sys.argv[3]) if len(sys.argv) > 3 else 8):
         print(f"{n:5d} tid {tid}: {stack}")
 

@@ -1,5 +1,6 @@
 """Target for pyframes_proto.py: a sleeping thread, a busy recursive main thread
-(and with argument `spin`, a second busy thread in Worker.spinner).
+(with argument `spin`, a second busy thread in Worker.spinner; with `deep`, the
+main thread recurses 120 levels before spinning).
 SIGUSR1 makes faulthandler print every thread's stack (the oracle)."""
 import faulthandler
 import signal
@@ -39,7 +40,7 @@ def recurse(depth):
 
 
 threading.Thread(target=Worker().sleeper, daemon=True).start()
-if sys.argv[1:] == ["spin"]:
+if "spin" in sys.argv[1:]:
     threading.Thread(target=Worker().spinner, daemon=True).start()
 print("ready", flush=True)
-recurse(3)
+recurse(120 if "deep" in sys.argv[1:] else 3)
