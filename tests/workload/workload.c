@@ -41,6 +41,10 @@
  *                          busy_call(US); print "done"; wait for stdin to close (a
  *                          test reads /proc/PID/schedstat while it is blocked,
  *                          before and after)
+ *     signals N            N each of: kill(getpid(), SIGUSR1), raise(SIGUSR2) (tgkill),
+ *                          tkill(gettid(), SIGURG), pthread_kill(worker, SIGWINCH); every
+ *                          one handled (4N handlers, 4N rt_sigreturns), then prints
+ *                          "worker_tid=T handled=H" and exits (the worker still in pause)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -50,11 +54,13 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -190,6 +196,59 @@ NOINLINE void *kcontend_worker(void *arg)
         munmap(p, 64 * page);
     }
     return NULL;
+}
+
+static volatile sig_atomic_t signals_handled;
+static sem_t winch_seen;
+static volatile pid_t signals_worker_tid;
+
+static void on_signal(int sig)
+{
+    signals_handled++;
+    if (sig == SIGWINCH)
+        sem_post(&winch_seen);
+}
+
+/* Takes only SIGWINCH (the others are blocked here), so each process-directed
+ * kill lands on the main thread. */
+NOINLINE void *signals_worker(void *arg)
+{
+    sigset_t only_winch;
+    (void)arg;
+    sigfillset(&only_winch);
+    sigdelset(&only_winch, SIGWINCH);
+    pthread_sigmask(SIG_SETMASK, &only_winch, NULL);
+    signals_worker_tid = gettid();
+    sem_post(&winch_seen);
+    for (;;)   /* until the process exits */
+        pause();
+    return NULL;
+}
+
+NOINLINE void send_signals(long n)
+{
+    struct sigaction sa = { .sa_handler = on_signal };
+    const int sigs[] = { SIGUSR1, SIGUSR2, SIGURG, SIGWINCH };
+    pthread_t worker;
+    for (int k = 0; k < 4; k++)
+        sigaction(sigs[k], &sa, NULL);
+    sem_init(&winch_seen, 0, 0);
+    pthread_create(&worker, NULL, signals_worker, NULL);
+    while (sem_wait(&winch_seen) != 0)
+        ;
+    for (long k = 0; k < n; k++)
+        kill(getpid(), SIGUSR1);
+    for (long k = 0; k < n; k++)
+        raise(SIGUSR2);
+    for (long k = 0; k < n; k++)
+        syscall(SYS_tkill, gettid(), SIGURG);
+    for (long k = 0; k < n; k++) {
+        pthread_kill(worker, SIGWINCH);
+        while (sem_wait(&winch_seen) != 0)   /* one at a time: none coalesce */
+            ;
+    }
+    printf("worker_tid=%d handled=%d\n", (int)signals_worker_tid, (int)signals_handled);
+    fflush(stdout);
 }
 
 static void wait_for_file(const char *path)
@@ -374,6 +433,8 @@ int main(int argc, char **argv)
         fflush(stdout);
         while (fgets(line, sizeof(line), stdin))
             ;
+    } else if (strcmp(mode, "signals") == 0) {
+        send_signals(arg_long(argc, argv, i, "N"));
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;
