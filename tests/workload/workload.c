@@ -45,6 +45,8 @@
  *                          tkill(gettid(), SIGURG), pthread_kill(worker, SIGWINCH); every
  *                          one handled (4N handlers, 4N rt_sigreturns), then prints
  *                          "worker_tid=T handled=H" and exits (the worker still in pause)
+ *     threadexec [ARG]     a second thread execs `workload child ARG` (the exec returns
+ *                          in the thread group leader's pid)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -251,6 +253,12 @@ NOINLINE void send_signals(long n)
     fflush(stdout);
 }
 
+NOINLINE void *exec_from_thread(void *arg)
+{
+    execl("/proc/self/exe", "workload", "child", (const char *)arg, (char *)NULL);
+    _exit(127);
+}
+
 static void wait_for_file(const char *path)
 {
     while (access(path, F_OK) != 0)
@@ -435,6 +443,10 @@ int main(int argc, char **argv)
             ;
     } else if (strcmp(mode, "signals") == 0) {
         send_signals(arg_long(argc, argv, i, "N"));
+    } else if (strcmp(mode, "threadexec") == 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, exec_from_thread, (void *)(i < argc ? argv[i] : "marker"));
+        pthread_join(t, NULL);   /* never returns: the exec replaces the process */
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;
