@@ -1,6 +1,7 @@
 """execsnoop: trace exec()s, with BCC's columns (PCOMM PID PPID RET ARGS).
 
-ARGS is the path that was executed followed by argv[1:], as BCC prints it.
+ARGS is the path that was executed followed by argv[1:] as it was passed, as
+BCC prints it (for a script: not the interpreter's rewritten argv).
 With `-- COMMAND` it traces the whole system while the command runs.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from ..errors import UsageError
 DRY_RUN_ARGS: list[str] = []
 
 FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("ppid", "I"), ("uid", "I"), ("ret", "i"),
-                       ("args_len", "I"), ("truncated", "I"), ("comm", "16s"),
+                       ("args_len", "I"), ("truncated", "I"), ("argc", "I"), ("pad", "I"),
+                       ("comm", "16s"),
                        ("filename", "256s"), ("args", "4096s"))
 
 
@@ -31,11 +33,18 @@ def start(*, uid: int | None = None, ppid: int | None = None, failed: bool = Fal
 
 
 def argv_of(filename: bytes, args: bytes, args_len: int, truncated: int,
-            max_args: int) -> tuple[list[str], bool]:
-    """[executed path, argv[1], ...] and whether arguments were left out."""
+            max_args: int, argc: int = 0) -> tuple[list[str], bool]:
+    """[executed path, argv[1], ...] and whether arguments were left out.
+
+    `args` is the new image's argument area; `argc` (0: not known) how many
+    arguments the caller passed. An interpreter (#! script, binfmt_misc)
+    replaces argv[0] with its own words, so the caller's argv[1:] are the
+    area's last argc - 1 words."""
     words = args[:args_len].split(b"\0")
     if words and words[-1] == b"":
         words.pop()
+    if argc and not truncated and argc <= len(words):
+        words = words[len(words) - argc:]
     rest = [w.decode(errors="replace") for w in words[1:]]
     more = bool(truncated) or len(rest) > max_args
     return [stream.cstr(filename)] + rest[:max_args], more
@@ -75,8 +84,9 @@ def header(clock: bool, timestamp: bool, print_uid: bool) -> str:
 def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, max_args: int,
                select: Selector, t0: int):
     def decoded(rows: list[tuple]):
-        for ts, pid, ppid, uid, ret, args_len, truncated, comm, filename, args in rows:
-            argv, more = argv_of(filename, args, args_len, truncated, max_args)
+        for (ts, pid, ppid, uid, ret, args_len, truncated, argc, _pad, comm, filename,
+             args) in rows:
+            argv, more = argv_of(filename, args, args_len, truncated, max_args, argc)
             name = stream.cstr(comm)
             if select(name, argv):
                 yield ts, pid, ppid, uid, ret, name, argv, more
