@@ -23,7 +23,8 @@
  *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); then prints its
  *                          context switch counts as "nvcsw=V nivcsw=I" and sleeps
  *                          1 s (a -p test stops the tool then: no exit path seen)
- *     touch N              mmap N fresh pages (no THP) and write each in touch_pages()
+ *     touch N [MS]         mmap N fresh pages (no THP) and write each in touch_pages(),
+ *                          then stay alive MS ms (default 300; 0: exit at once)
  *     kcontend N           four threads each mmap+touch+munmap 64 pages N times
  *                          (kernel mmap_lock contention: more threads than CPUs)
  *     mutexlinger N        the mutex mode, but main holds the mutex for the first
@@ -382,7 +383,9 @@ int main(int argc, char **argv)
             return 1;
         madvise(base, n * page, MADV_NOHUGEPAGE);
         touch_pages(base, n, page);
-        sleeper(300);   /* stay alive so stacks can be symbolized */
+        long ms = i + 1 < argc ? arg_long(argc, argv, i + 1, "MS") : 300;
+        if (ms > 0)
+            sleeper(ms);   /* stay alive so stacks can be symbolized */
     } else if (strcmp(mode, "kcontend") == 0) {
         pthread_t t[4];
         kcontend_rounds = arg_long(argc, argv, i, "N");
