@@ -30,6 +30,7 @@
 #define ARGS_BYTES 4096          /* a power of two */
 #define ARG_BYTES 256            /* one argument, failed execs only */
 #define PATH_BYTES 256
+#define UNREADABLE_ARGS 2         /* `truncated` bit: an argument could not be read */
 #define COUNT_ARGS 1024          /* argv counted up to this; past it: 0, unknown */
 
 struct pending_exec {
@@ -118,8 +119,12 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         e->truncated = 1;
     }
     len &= ARGS_BYTES - 1;
-    if (bpf_probe_read_user(&e->args, len, (void *)start) == 0)
+    if (bpf_probe_read_user(&e->args, len, (void *)start) == 0) {
         e->args_len = len;
+    } else {
+        e->truncated |= UNREADABLE_ARGS;
+        ptk_count_loss(PTK_UNREADABLE_STRINGS);
+    }
     ptk_submit(e, sizeof(*e));
     return PTK_TP_PASS;
 }
@@ -164,7 +169,7 @@ PTK_INLINE int exit_exec(long ret)
     struct event *e = new_event(ret);
     if (!e)
         return 0;
-    bpf_probe_read_user_str(&e->filename, sizeof(e->filename), saved.filename);
+    ptk_read_user_str(e->filename, sizeof(e->filename), saved.filename);
     u32 off = 0;
 #pragma unroll
     for (int i = 0; i < MAX_ARGS; i++) {
@@ -173,17 +178,21 @@ PTK_INLINE int exit_exec(long ret)
         if (!arg)
             goto done;
         if (off > ARGS_BYTES - ARG_BYTES) {
-            e->truncated = 1;
+            e->truncated |= 1;
             goto done;
         }
         long n = bpf_probe_read_user_str(&e->args[off], ARG_BYTES, arg);
-        if (n <= 0)
+        if (n <= 0) {
+            e->truncated |= UNREADABLE_ARGS;
+            ptk_count_loss(PTK_UNREADABLE_STRINGS);
             goto done;
+        }
         off += n;
     }
     const char *more = NULL;      /* MAX_ARGS read: is there another? */
     bpf_probe_read_user(&more, sizeof(more), &saved.argv[MAX_ARGS]);
-    e->truncated = more != NULL;
+    if (more)
+        e->truncated |= 1;
 done:
     e->args_len = off;
     ptk_submit(e, sizeof(*e));

@@ -92,9 +92,9 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         if (!(mask & (1 << i)))
             continue;
         if (used == 0)
-            bpf_probe_read_user_str(c->str[0], STR_LEN, (void *)c->args[i]);
+            ptk_read_user_str(c->str[0], STR_LEN, (void *)c->args[i]);
         else if (used == 1)
-            bpf_probe_read_user_str(c->str[1], STR_LEN, (void *)c->args[i]);
+            ptk_read_user_str(c->str[1], STR_LEN, (void *)c->args[i]);
         used++;
     }
     if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {

@@ -46,7 +46,8 @@ def test_json_has_args_list_and_validates(workload):
     assert {(c["ppid"], c["filename"], c["ret"]) for c in children} == \
         {(parent[0]["pid"], "/proc/self/exe", 0)}
     assert objects[-1] == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
-                           "unknown_frames": 0, "captured": len(events),
+                           "unknown_frames": 0, "unreadable_strings": 0,
+                           "captured": len(events),
                            "printed": len(events), "unread": 0}
 
 
@@ -130,3 +131,21 @@ def test_exec_from_a_non_leader_thread(workload):
     assert len(child) == 1 and len(parent) == 1
     assert child[0]["pid"] == parent[0]["pid"] and child[0]["filename"] == "/proc/self/exe"
 
+
+
+@pytest.mark.root
+def test_failed_exec_with_an_unreadable_argument(workload, tmp_path):
+    """A failed exec whose argument lies in a page the kernel never touched
+    (it failed before copying arguments): [unreadable] (JSON null), counted."""
+    target = str(tmp_path / "target")
+    res = pytracekit("execsnoop", "-x", "--", workload, "unreadable", "3", target)
+    assert res.returncode == 0, res.stderr
+    failed = [line.split(None, 4) for line in res.stdout.splitlines()[1:]
+              if line.split()[3:4] == ["-13"]]
+    assert [f[4] for f in failed] == [f"{target} [unreadable]"] * 3
+    assert "3 strings unreadable" in res.stderr
+    res = pytracekit("execsnoop", "-x", "--json", "--", workload, "unreadable", "2", target)
+    objects = validated_json("execsnoop", res.stdout)
+    events = [o for o in objects if o["type"] == "event" and o["ret"] == -13]
+    assert [(e["filename"], e["args"]) for e in events] == [(target, [None])] * 2
+    assert objects[-1]["unreadable_strings"] == 2

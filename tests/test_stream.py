@@ -185,3 +185,14 @@ def test_execsnoop_argv_of_a_script_drops_the_interpreter_words():
         ["./s.sh", "-e", "./s.sh", "a", "b"]
     assert execsnoop.argv_of(b"./s.sh", area, len(area), 1, 20, 3)[0][1] == "-e"
     assert execsnoop.argv_of(b"./s.sh", area, len(area), 0, 1, 3) == (["./s.sh", "a"], True)
+
+
+def test_user_strings_keep_unreadable_apart_from_empty():
+    """bpf/pytracekit.h ptk_read_user_str: "\\0\\xff" could not be read,
+    "\\0\\xfe" was NULL, "\\0\\0" is a real empty string."""
+    from pytracekit import stream
+    assert stream.user_cstr(b"\0\xff\0\0") is None
+    assert stream.user_text(b"\0\xff\0\0") == "[unreadable]"
+    assert stream.user_cstr(b"\0\xfe") == "(null)"
+    assert stream.user_cstr(b"\0\0\xff") == ""
+    assert stream.user_cstr(b"/a\0\xff") == "/a"

@@ -46,6 +46,12 @@
  *                          tkill(gettid(), SIGURG), pthread_kill(worker, SIGWINCH); every
  *                          one handled (4N handlers, 4N rt_sigreturns), then prints
  *                          "worker_tid=T handled=H" and exits (the worker still in pause)
+ *     unreadable N FILE    write FILE holding its own path; N times: map FILE afresh
+ *                          (never touched: no page table entry, so BPF cannot read it)
+ *                          and open() the path in that mapping (it succeeds: the kernel
+ *                          faults the page in); then N times execve(FILE, [FILE, arg
+ *                          in a fresh mapping]) (fails: FILE is not executable, before
+ *                          the kernel reads the argument)
  *     threadexec [ARG]     a second thread execs `workload child ARG` (the exec returns
  *                          in the thread group leader's pid)
  *
@@ -260,6 +266,34 @@ NOINLINE void *exec_from_thread(void *arg)
     _exit(127);
 }
 
+/* FILE mapped afresh: its bytes are in the page cache, not in our page tables. */
+static const char *fresh_mapping(int fd)
+{
+    const char *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap"); exit(1); }
+    return p;
+}
+
+NOINLINE void unreadable_paths(long n, const char *file)
+{
+    int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, file, strlen(file) + 1) < 0) { perror(file); exit(1); }
+    for (long k = 0; k < n; k++) {
+        const char *path = fresh_mapping(fd);
+        int opened = open(path, O_RDONLY);
+        if (opened < 0) { perror("open"); exit(1); }
+        close(opened);
+        munmap((void *)path, 4096);
+    }
+    for (long k = 0; k < n; k++) {
+        const char *arg = fresh_mapping(fd);
+        char *const args[] = { (char *)file, (char *)arg, NULL };
+        execve(file, args, NULL);   /* EACCES: not executable */
+        munmap((void *)arg, 4096);
+    }
+    close(fd);
+}
+
 static void wait_for_file(const char *path)
 {
     while (access(path, F_OK) != 0)
@@ -446,6 +480,10 @@ int main(int argc, char **argv)
             ;
     } else if (strcmp(mode, "signals") == 0) {
         send_signals(arg_long(argc, argv, i, "N"));
+    } else if (strcmp(mode, "unreadable") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        if (i + 1 >= argc) { fprintf(stderr, "workload: missing FILE\n"); return 2; }
+        unreadable_paths(n, argv[i + 1]);
     } else if (strcmp(mode, "threadexec") == 0) {
         pthread_t t;
         pthread_create(&t, NULL, exec_from_thread, (void *)(i < argc ? argv[i] : "marker"));
