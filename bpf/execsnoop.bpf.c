@@ -2,9 +2,15 @@
  *
  * A successful exec is reported from sched:sched_process_exec, in the new
  * process: its arguments are read in one copy from the new image's argument
- * area (mm->arg_start..arg_end). A failed one (-x) is reported from the
- * syscall's exit, with the arguments read through the argv pointers the
- * enter tracepoint kept (the caller's memory is still there). */
+ * area (mm->arg_start..arg_end), which the kernel has just written (the
+ * caller's strings may not be paged in: a child right after fork has no page
+ * tables yet for the parent's string literals). For a script that area holds
+ * the interpreter's rewritten argv (`/bin/sh ./s.sh a b` for `./s.sh a b`):
+ * the enter tracepoint counts the argv the caller passed, and the front-end
+ * shows that many words from the area's end, as BCC shows what was executed.
+ * A failed exec (-x) is reported from the syscall's exit, with the arguments
+ * read through the argv pointers the enter tracepoint kept (the caller's
+ * memory is still there). */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
@@ -24,10 +30,13 @@
 #define ARGS_BYTES 4096          /* a power of two */
 #define ARG_BYTES 256            /* one argument, failed execs only */
 #define PATH_BYTES 256
+#define UNREADABLE_ARGS 2         /* `truncated` bit: an argument could not be read */
+#define COUNT_ARGS 1024          /* argv counted up to this; past it: 0, unknown */
 
 struct pending_exec {
     const char *filename;
     const char *const *argv;
+    u32 argc;                    /* as passed; 0: not known */
 };
 
 BPF_HASH(pending, u32, struct pending_exec, 10240);
@@ -40,6 +49,8 @@ struct event {
     s32 ret;
     u32 args_len;
     u32 truncated;
+    u32 argc;                    /* the argv passed (0: not known) */
+    u32 pad;
     char comm[TASK_COMM_LEN];
     char filename[PATH_BYTES];
     char args[ARGS_BYTES];       /* NUL-separated, argv[0] first */
@@ -76,17 +87,24 @@ PTK_INLINE struct event *new_event(s32 ret)
     e->ret = ret;
     e->args_len = 0;
     e->truncated = 0;
+    e->argc = 0;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     return e;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
+    u32 old_pid = args->old_pid;   /* the exec'ing thread, before it became the leader */
+    struct pending_exec *exec = pending.lookup(&old_pid);
+    u32 argc = exec ? exec->argc : 0;
+    if (exec)
+        pending.delete(&old_pid);
     if (!ptk_selected() || !task_selected())
-        return 0;
+        return PTK_TP_PASS;
     struct event *e = new_event(0);
     if (!e)
-        return 0;
+        return PTK_TP_PASS;
+    e->argc = argc;
     u32 loc = args->data_loc_filename;
     bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), (void *)args + (loc & 0xFFFF));
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -101,18 +119,38 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         e->truncated = 1;
     }
     len &= ARGS_BYTES - 1;
-    if (bpf_probe_read_user(&e->args, len, (void *)start) == 0)
+    if (bpf_probe_read_user(&e->args, len, (void *)start) == 0) {
         e->args_len = len;
+    } else {
+        e->truncated |= UNREADABLE_ARGS;
+        ptk_count_loss(PTK_UNREADABLE_STRINGS);
+    }
     ptk_submit(e, sizeof(*e));
+    return PTK_TP_PASS;
+}
+
+/* How many argv pointers the caller passed (the array is on its stack). */
+PTK_INLINE u32 count_args(const char *const *argv)
+{
+    u32 n = 0;
+    for (u32 i = 0; i < COUNT_ARGS; i++) {
+        const char *arg = NULL;
+        if (bpf_probe_read_user(&arg, sizeof(arg), (void *)argv + i * sizeof(arg)) != 0)
+            return 0;
+        if (!arg)
+            return n;
+        n++;
+    }
     return 0;
 }
 
 PTK_INLINE int enter_exec(const char *filename, const char *const *argv)
 {
-    if (!FAILED_TOO || !ptk_selected() || !task_selected())
+    if (!ptk_selected() || !task_selected())
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
-    struct pending_exec exec = { .filename = filename, .argv = argv };
+    struct pending_exec exec = { .filename = filename, .argv = argv,
+                                 .argc = count_args(argv) };
     if (pending.update(&tid, &exec))
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
@@ -120,20 +158,18 @@ PTK_INLINE int enter_exec(const char *filename, const char *const *argv)
 
 PTK_INLINE int exit_exec(long ret)
 {
-    if (!FAILED_TOO)
-        return 0;
     u32 tid = bpf_get_current_pid_tgid();
     struct pending_exec *exec = pending.lookup(&tid);
     if (!exec)
-        return 0;
+        return 0;                 /* a successful exec: sched_process_exec took it */
     struct pending_exec saved = *exec;
     pending.delete(&tid);
-    if (ret >= 0)                 /* reported by sched_process_exec */
+    if (!FAILED_TOO || ret >= 0)
         return 0;
     struct event *e = new_event(ret);
     if (!e)
         return 0;
-    bpf_probe_read_user_str(&e->filename, sizeof(e->filename), saved.filename);
+    ptk_read_user_str(e->filename, sizeof(e->filename), saved.filename);
     u32 off = 0;
 #pragma unroll
     for (int i = 0; i < MAX_ARGS; i++) {
@@ -142,17 +178,21 @@ PTK_INLINE int exit_exec(long ret)
         if (!arg)
             goto done;
         if (off > ARGS_BYTES - ARG_BYTES) {
-            e->truncated = 1;
+            e->truncated |= 1;
             goto done;
         }
         long n = bpf_probe_read_user_str(&e->args[off], ARG_BYTES, arg);
-        if (n <= 0)
+        if (n <= 0) {
+            e->truncated |= UNREADABLE_ARGS;
+            ptk_count_loss(PTK_UNREADABLE_STRINGS);
             goto done;
+        }
         off += n;
     }
     const char *more = NULL;      /* MAX_ARGS read: is there another? */
     bpf_probe_read_user(&more, sizeof(more), &saved.argv[MAX_ARGS]);
-    e->truncated = more != NULL;
+    if (more)
+        e->truncated |= 1;
 done:
     e->args_len = off;
     ptk_submit(e, sizeof(*e));
@@ -161,13 +201,24 @@ done:
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
-    return enter_exec(args->filename, args->argv);
+    enter_exec(args->filename, args->argv);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 {
-    return enter_exec(args->filename, args->argv);
+    enter_exec(args->filename, args->argv);
+    return PTK_TP_PASS;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return exit_exec(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return exit_exec(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    exit_exec(args->ret);
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+    exit_exec(args->ret);
+    return PTK_TP_PASS;
+}

@@ -63,3 +63,28 @@ PTK_INLINE bool ptk_followed(u32 tgid)
         return followed.lookup(&tgid) != 0;
     return true;
 }
+
+/* The command's own execve enters before the command is followed (it is
+ * followed from its exec on): a tool timing calls from sys_enter starts the
+ * clock on that one too, or -L would leave the command's exec out. */
+#ifndef FOLLOW_NR_EXECVE
+#define FOLLOW_NR_EXECVE 59
+#endif
+#ifndef FOLLOW_NR_EXECVEAT
+#define FOLLOW_NR_EXECVEAT 322
+#endif
+PTK_INLINE bool ptk_is_exec_nr(long nr)
+{
+    return nr == FOLLOW_NR_EXECVE || nr == FOLLOW_NR_EXECVEAT;
+}
+
+PTK_INLINE bool ptk_command_entering_exec(u32 tgid, long nr)
+{
+#if FOLLOW_MODE == 2
+    u32 zero = 0;
+    u32 *root = follow_root.lookup(&zero);
+    return ptk_is_exec_nr(nr) && root && *root == tgid;
+#else
+    return false;
+#endif
+}

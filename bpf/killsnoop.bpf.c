@@ -1,5 +1,5 @@
-/* killsnoop: one event per kill() that returns, with its signal and target.
- * The enter tracepoint keeps the arguments per thread, the exit emits. */
+/* killsnoop: one event per kill(), tkill() or tgkill() that returns, with its
+ * signal and target. The enter tracepoint keeps the arguments per thread, the exit emits. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
@@ -30,43 +30,80 @@ struct event {
     char comm[TASK_COMM_LEN];
 };
 
-TRACEPOINT_PROBE(syscalls, sys_enter_kill)
+/* kill(pid), tkill(tid) and tgkill(tgid, tid): TPID is the pid or thread the
+ * signal was sent to, as BCC's killsnoop shows it (raise, abort and
+ * pthread_kill go through tgkill). */
+PTK_INLINE void remember_kill(s32 tpid, s32 sig)
 {
     if (!ptk_selected())
-        return 0;
-    if (FILTER_TPID && args->pid != FILTER_TPID)
-        return 0;
-    if (FILTER_SIGNAL && args->sig != FILTER_SIGNAL)
-        return 0;
+        return;
+    if (FILTER_TPID && tpid != FILTER_TPID)
+        return;
+    if (FILTER_SIGNAL && sig != FILTER_SIGNAL)
+        return;
     u32 tid = bpf_get_current_pid_tgid();
-    struct pending_kill kill = { .tpid = args->pid, .sig = args->sig };
+    struct pending_kill kill = { .tpid = tpid, .sig = sig };
     if (pending.update(&tid, &kill))
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_kill)
+PTK_INLINE void emit_kill(s32 ret)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = pid_tgid;
     struct pending_kill *kill = pending.lookup(&tid);
     if (!kill)
-        return 0;
+        return;
     struct pending_kill saved = *kill;
     pending.delete(&tid);
-    if (FAILED_ONLY && args->ret >= 0)
-        return 0;
+    if (FAILED_ONLY && ret >= 0)
+        return;
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
-        return 0;
+        return;
     }
     e->ts = bpf_ktime_get_ns();
     e->pid = pid_tgid >> 32;
     e->tpid = saved.tpid;
     e->sig = saved.sig;
-    e->ret = args->ret;
+    e->ret = ret;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
-    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_kill)
+{
+    remember_kill(args->pid, args->sig);
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tkill)
+{
+    remember_kill(args->pid, args->sig);
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_tgkill)
+{
+    remember_kill(args->pid, args->sig);
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_kill)
+{
+    emit_kill(args->ret);
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_tkill)
+{
+    emit_kill(args->ret);
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_tgkill)
+{
+    emit_kill(args->ret);
+    return PTK_TP_PASS;
 }

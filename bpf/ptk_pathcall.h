@@ -109,7 +109,7 @@ PTK_INLINE int path_call_exit(long ret)
     e->flags = call->flags;
     e->mode = call->mode;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
-    bpf_probe_read_user_str(&e->path, sizeof(e->path), call->path);
+    ptk_read_user_str(e->path, sizeof(e->path), call->path);
     pending.delete(&tid);
     ptk_submit(e, sizeof(*e));
     return 0;

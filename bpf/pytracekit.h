@@ -51,6 +51,7 @@ enum ptk_loss {
     PTK_LOST_EVENTS = 0,   /* ring/perf buffer full: an event was not delivered */
     PTK_STACK_ERRORS = 1,  /* a stack could not be stored (map full, collision) */
     PTK_MAP_FULL = 2,      /* an aggregation map had no room for a new key */
+    PTK_UNREADABLE_STRINGS = 3, /* a user string could not be read (not paged in) */
     PTK_LOSS_SLOTS = 4,
 };
 
@@ -61,6 +62,32 @@ PTK_INLINE void ptk_count_loss(u32 slot)
     u64 *value = ptk_loss.lookup(&slot);
     if (value)
         (*value)++;   /* per-CPU: no atomic needed */
+}
+
+/* A string from user memory into dst (size >= 2). BPF cannot fault a page
+ * in, so a string not paged in (or at a bad address) cannot be read: the run
+ * counts it and dst holds "\0\xff" (an empty string, then a byte that no
+ * successful read leaves there), which user space shows as [unreadable]
+ * rather than as a real empty string. A NULL pointer gives "\0\xfe", shown
+ * as (null), not counted. A read of "" leaves "\0\0". */
+#define PTK_STR_UNREADABLE 0xff
+#define PTK_STR_NULL 0xfe
+PTK_INLINE long ptk_read_user_str(char *dst, u32 size, const void *src)
+{
+    if (!src) {
+        dst[0] = 0;
+        dst[1] = (char)PTK_STR_NULL;
+        return -14;
+    }
+    long n = bpf_probe_read_user_str(dst, size, src);
+    if (n < 0) {
+        dst[0] = 0;
+        dst[1] = (char)PTK_STR_UNREADABLE;
+        ptk_count_loss(PTK_UNREADABLE_STRINGS);
+    } else if (n <= 1) {
+        dst[1] = 0;
+    }
+    return n;
 }
 
 /* True when the current task passes the pid/tid filters. */

@@ -18,7 +18,6 @@
 #define FAILED_ONLY 0
 #endif
 #define MAX_NR 512
-#define NR_EXECVE 59
 #define NR_EXIT 60
 #define NR_EXIT_GROUP 231
 
@@ -43,19 +42,12 @@ BPF_PERCPU_ARRAY(scratch, struct call, 1);
 BPF_HASH(inflight, u32, struct call, 10240);
 BPF_RINGBUF_OUTPUT(events, 256);
 
-/* The command's own execve comes before its exec event: show it too. */
-PTK_INLINE bool is_command(u32 tgid)
-{
-    u32 zero = 0;
-    u32 *root = follow_root.lookup(&zero);
-    return FOLLOW_MODE == 2 && root && *root == tgid;
-}
-
 PTK_INLINE bool selected(u64 pid_tgid, u32 nr)
 {
     if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
         return false;
-    if (!ptk_followed(pid_tgid >> 32) && !(nr == NR_EXECVE && is_command(pid_tgid >> 32)))
+    /* the command's own execve comes before its exec event: show it too */
+    if (!ptk_followed(pid_tgid >> 32) && !ptk_command_entering_exec(pid_tgid >> 32, nr))
         return false;
     if (FILTER_SYSCALLS) {
         u8 *yes = wanted.lookup(&nr);
@@ -92,9 +84,9 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         if (!(mask & (1 << i)))
             continue;
         if (used == 0)
-            bpf_probe_read_user_str(c->str[0], STR_LEN, (void *)c->args[i]);
+            ptk_read_user_str(c->str[0], STR_LEN, (void *)c->args[i]);
         else if (used == 1)
-            bpf_probe_read_user_str(c->str[1], STR_LEN, (void *)c->args[i]);
+            ptk_read_user_str(c->str[1], STR_LEN, (void *)c->args[i]);
         used++;
     }
     if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {

@@ -75,6 +75,14 @@ def mapped_files(pid: int) -> set[str]:
     return out
 
 
+def _has_maps(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
+
+
 def _linker_cache() -> list[str]:
     try:
         text = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True,
@@ -107,6 +115,20 @@ class BuildIdSymbolizer:
             if build_id and build_id not in self.modules:
                 self.modules[build_id] = path
                 bcc.BPF.add_module(path)
+
+    def remember(self, pids: Iterable[int]) -> None:
+        """While these processes live: note the files they map (their build ids
+        name frames after the processes exit) and snapshot their maps in BCC's
+        per-process symbol cache (for frames the kernel could only record as
+        addresses; BCC reads /proc/PID/maps once, when that cache is made). A
+        gone process, or a zombie (empty maps), keeps its last snapshot."""
+        import bcc
+        for pid in pids:
+            if pid <= 0 or not _has_maps(pid):
+                continue
+            bcc.BPF._sym_caches.pop(pid, None)
+            bcc.BPF._sym_cache(pid)
+            self.add_files(mapped_files(pid))
 
     def _find(self, build_id: bytes) -> bool:
         if build_id in self.modules:

@@ -17,6 +17,7 @@ class TaskTime:
     comm: str
     ns: int            # cumulative on-CPU ns seen so far
     exited: bool = False
+    before_ns: int = 0 # on-CPU ns before tracing began (top's TIME+ is the lifetime's)
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Usage:
     tid: int
     comm: str
     delta_ns: int           # on-CPU time in this interval
-    total_ns: int           # on-CPU time since tracing started
+    total_ns: int           # on-CPU time in the task's lifetime (top's TIME+)
     threads: int = 1
     exited: bool = False
 
@@ -73,7 +74,8 @@ class Accountant:
             if delta == 0 and (e.exited or not alive(e.tid)):
                 forget.append(e.tid)      # gone, and reported in an earlier refresh
                 continue
-            threads.append(Usage(e.tgid, e.tid, e.comm, delta, total, exited=e.exited))
+            threads.append(Usage(e.tgid, e.tid, e.comm, delta, total + e.before_ns,
+                                 exited=e.exited))
         self.previous = {t: ns for t, ns in current.items() if t not in forget}
         return Refresh(interval, threads, by_process(threads), idle, self.ncpu), forget
 

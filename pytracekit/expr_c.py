@@ -148,12 +148,19 @@ class Emitter:
             return "kernel"      # a local copy
         return "user" if self.scope.user_memory else "kernel"
 
+    def reads_user_string(self, node: Node) -> bool:
+        """read_string copies from user memory through ptk_read_user_str (which
+        marks a failed read, for stream.user_cstr, and counts it)."""
+        return not (isinstance(node, Var) and node.source == "comm") and \
+            self.memory(node) == "user"
+
     def read_string(self, node: Node, dest: str, size: str) -> str:
         """A statement copying the string `node` points at into `dest`."""
         if isinstance(node, Var) and node.source == "comm":
             return f"__builtin_memcpy({dest}, {self.comm()}, TASK_COMM_LEN);"
-        return (f"bpf_probe_read_{self.memory(node)}_str({dest}, {size}, "
-                f"(void *){self.expr(node)});")
+        if self.reads_user_string(node):
+            return f"ptk_read_user_str((char *){dest}, {size}, (void *){self.expr(node)});"
+        return f"bpf_probe_read_kernel_str({dest}, {size}, (void *){self.expr(node)});"
 
     def str_eq(self, node: StrEq) -> str:
         """Compare a string with a literal, eight bytes at a time.

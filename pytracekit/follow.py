@@ -10,6 +10,7 @@ import select
 import time
 from typing import Any, Mapping
 
+from . import syscalls
 from .loader import BPF_DIR, Program
 from .runner import Target
 
@@ -18,11 +19,13 @@ ALL, PID, COMMAND = 0, 1, 2
 
 
 def defines(target: Target) -> dict[str, int]:
+    exec_nrs = {"FOLLOW_NR_EXECVE": syscalls.number("execve"),
+                "FOLLOW_NR_EXECVEAT": syscalls.number("execveat")}
     if target.command:
-        return {"FOLLOW_MODE": COMMAND}
+        return {"FOLLOW_MODE": COMMAND, **exec_nrs}
     if target.pid:
-        return {"FOLLOW_MODE": PID, "FOLLOW_PID": target.pid}
-    return {"FOLLOW_MODE": ALL}
+        return {"FOLLOW_MODE": PID, "FOLLOW_PID": target.pid, **exec_nrs}
+    return {"FOLLOW_MODE": ALL, **exec_nrs}
 
 
 def load(name: str, target: Target, defines_: Mapping[str, Any] | None = None,

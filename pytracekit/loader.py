@@ -417,8 +417,9 @@ class Program:
             table = self.bpf["ptk_loss"]
         except KeyError:
             return LossReport()
-        slots = [sum(table[table.Key(i)]) for i in range(3)]
-        return LossReport(lost_events=slots[0], stack_errors=slots[1], map_full=slots[2])
+        slots = [sum(table[table.Key(i)]) for i in range(4)]
+        return LossReport(lost_events=slots[0], stack_errors=slots[1], map_full=slots[2],
+                          unreadable_strings=slots[3])
 
     # -- teardown -----------------------------------------------------------
 

@@ -18,12 +18,14 @@ class LossReport:
     stack_errors: int = 0     # stacks that could not be stored
     map_full: int = 0         # updates dropped because a map was full
     unknown_frames: int = 0   # frames symbolization could not name
+    unreadable_strings: int = 0   # user strings BPF could not read (not paged in)
 
     def __add__(self, other: "LossReport") -> "LossReport":
         return LossReport(self.lost_events + other.lost_events,
                           self.stack_errors + other.stack_errors,
                           self.map_full + other.map_full,
-                          self.unknown_frames + other.unknown_frames)
+                          self.unknown_frames + other.unknown_frames,
+                          self.unreadable_strings + other.unreadable_strings)
 
     @property
     def any(self) -> bool:
@@ -31,7 +33,8 @@ class LossReport:
 
     def as_dict(self) -> dict[str, int]:
         return {"lost_events": self.lost_events, "stack_errors": self.stack_errors,
-                "map_full": self.map_full, "unknown_frames": self.unknown_frames}
+                "map_full": self.map_full, "unknown_frames": self.unknown_frames,
+                "unreadable_strings": self.unreadable_strings}
 
 
 def log2_slot(value: int) -> int:

@@ -34,7 +34,7 @@ from .errors import PytracekitError, UsageError
 from .loader import BPF_DIR, Program, read_source
 from .model import LossReport
 from .render.jsonl import dumps, loss_obj
-from .render.text import loss_line
+from .render.text import UNREADABLE, loss_line
 from .runner import Target, announce, run_until_done
 
 STREAM_HEADER = "ptk_stream.h"
@@ -136,20 +136,43 @@ def cstr(raw: bytes) -> str:
     return (raw if end < 0 else raw[:end]).decode(errors="replace")
 
 
+UNREADABLE_MARK, NULL_MARK = 0xff, 0xfe   # bpf/pytracekit.h ptk_read_user_str
+
+
+def user_cstr(raw: bytes) -> str | None:
+    """A string ptk_read_user_str read: its text, None when it could not be
+    read (not paged in), "(null)" for a NULL pointer."""
+    if len(raw) >= 2 and raw[0] == 0:
+        if raw[1] == UNREADABLE_MARK:
+            return None
+        if raw[1] == NULL_MARK:
+            return "(null)"
+    return cstr(raw)
+
+
+def user_text(raw: bytes) -> str:
+    """user_cstr for text output: an unreadable string as [unreadable]."""
+    text = user_cstr(raw)
+    return UNREADABLE if text is None else text
+
+
 class CStrings(dict):
     """C char array -> text (left-justified to `width`), remembered: a hot
     path sees the same few names and paths over and over."""
 
     LIMIT = 8192
 
-    def __init__(self, width: int = 0) -> None:
+    def __init__(self, width: int = 0, decode=cstr) -> None:
+        """`decode`: cstr, or user_text/user_cstr for strings from user memory."""
         super().__init__()
-        self.width = width
+        self.width, self.decode = width, decode
 
     def __missing__(self, raw: bytes) -> str:
         if len(self) >= self.LIMIT:
             self.clear()
-        text = cstr(raw).ljust(self.width)
+        text = self.decode(raw)
+        if text is not None:
+            text = text.ljust(self.width)
         self[raw] = text
         return text
 

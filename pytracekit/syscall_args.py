@@ -30,7 +30,7 @@ _POINTER_RESULT = {"mmap", "brk", "mremap", "shmat"}
 
 def string_mask(nr: int) -> int:
     mask = 0
-    for i, (name, ctype) in enumerate(syscalls.arguments(nr)):
+    for i, (name, ctype) in enumerate(syscalls.arguments(nr) or ()):
         if name in STRING_ARGS and ctype.replace("const ", "").strip() == "char *":
             mask |= 1 << i
     return mask
@@ -88,7 +88,7 @@ def one_argument(syscall: str, name: str, ctype: str, value: int, text: str | No
 def arguments_text(nr: int, values: list[int], strings: list[str]) -> str:
     syscall = syscalls.name(nr)
     fields = syscalls.arguments(nr)
-    if not fields:   # a call tracefs does not describe: show what the registers held
+    if fields is None:   # a call tracefs does not describe: show what the registers held
         return ", ".join(hex(v) for v in values[:6])
     mask, texts, parts = string_mask(nr), iter(strings), []
     for i, (name, ctype) in enumerate(fields):

@@ -62,14 +62,15 @@ def errno_number(text: str) -> int:
 
 
 @lru_cache(maxsize=None)
-def arguments(nr: int) -> tuple:
-    """The (name, ctype) of each argument of syscall `nr`, from tracefs; () if unknown."""
+def arguments(nr: int) -> tuple | None:
+    """The (name, ctype) of each argument of syscall `nr`, from tracefs (() for a
+    call that takes none, such as getpid); None when tracefs does not describe it."""
     from .kernel import tracefs
     syscall = table().get(nr)
     if syscall is None:
-        return ()
+        return None
     try:
         tp = tracefs.tracepoint("syscalls", f"sys_enter_{event_name(syscall)}")
     except NotFoundError:
-        return ()
+        return None
     return tuple((f.name, f.ctype) for f in tp.fields if f.name != "__syscall_nr")

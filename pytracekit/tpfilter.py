@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import SpecError
+from .expr import field_type
 from .kernel.tracefs import Field, Tracepoint
 
 _TOKEN = re.compile(r'\s*(?:(?P<str>"[^"]*"|\'[^\']*\')|(?P<num>-?(?:0x[0-9a-fA-F]+|\d+))\b'
@@ -133,10 +134,13 @@ def _word_checks(wanted: bytes) -> str:
 
 
 def _int_read(field: Field) -> str:
+    """The field as it is declared, so a literal compares as it would in C: a
+    syscall tracepoint stores every argument in 8 unsigned bytes, but `int dfd`
+    is an int (read as a u64, `dfd == -100` never matches AT_FDCWD). x86 is
+    little-endian: the declared type's bytes come first."""
     if field.size not in (1, 2, 4, 8) or field.array is not None:
         raise SpecError(f"field {field.name} ({field.decl}) is not an integer")
-    ctype = f"{'s' if field.signed else 'u'}{field.size * 8}"
-    return f"(*({ctype} *)((char *)ctx + {field.offset}))"
+    return f"(*({field_type(field).c_name} *)((char *)ctx + {field.offset}))"
 
 
 def _string_read(field: Field, category: str) -> str:

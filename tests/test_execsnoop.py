@@ -46,7 +46,8 @@ def test_json_has_args_list_and_validates(workload):
     assert {(c["ppid"], c["filename"], c["ret"]) for c in children} == \
         {(parent[0]["pid"], "/proc/self/exe", 0)}
     assert objects[-1] == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
-                           "unknown_frames": 0, "captured": len(events),
+                           "unknown_frames": 0, "unreadable_strings": 0,
+                           "captured": len(events),
                            "printed": len(events), "unread": 0}
 
 
@@ -97,3 +98,54 @@ def test_bad_regex_is_a_usage_error():
     res = pytracekit("execsnoop", "-n", "(", "-d", "0.1")
     assert res.returncode == 2
     assert "bad regular expression '('" in one_line_error(res.stderr, "execsnoop")
+
+
+@pytest.mark.root
+def test_script_shows_the_argv_it_was_given(tmp_path):
+    """A script's new image holds the interpreter's argv (`/bin/sh -e ./s.sh a
+    b`); execsnoop shows what was executed, as BCC does: `./s.sh a b`."""
+    script = tmp_path / "s.sh"
+    script.write_text("#!/bin/sh -e\ntrue\n")
+    script.chmod(0o755)
+    res = pytracekit("execsnoop", "--", "sh", "-c", f"cd {tmp_path} && ./s.sh a b")
+    assert res.returncode == 0, res.stderr
+    rows = [line.split(None, 4) for line in res.stdout.splitlines()[1:]]
+    ran = [r for r in rows if r[0] == "s.sh"]
+    assert [(r[3], r[4]) for r in ran] == [("0", "./s.sh a b")]
+    res = pytracekit("execsnoop", "--json", "--", "sh", "-c", f"cd {tmp_path} && ./s.sh a b")
+    events = [o for o in validated_json("execsnoop", res.stdout) if o.get("comm") == "s.sh"]
+    assert [(e["filename"], e["args"], e["truncated"]) for e in events] == \
+        [("./s.sh", ["a", "b"], False)]
+
+
+@pytest.mark.root
+def test_exec_from_a_non_leader_thread(workload):
+    """The exec returns in the leader's pid; the arguments kept by the
+    exec'ing thread are still found (through sched_process_exec's old_pid)."""
+    marker = _marker("thread")
+    res = pytracekit("execsnoop", "--json", "--", workload, "threadexec", marker)
+    assert res.returncode == 0, res.stderr
+    events = [o for o in validated_json("execsnoop", res.stdout) if o["type"] == "event"]
+    child = [e for e in events if e["args"] == ["child", marker]]
+    parent = [e for e in events if e["args"] == ["threadexec", marker]]
+    assert len(child) == 1 and len(parent) == 1
+    assert child[0]["pid"] == parent[0]["pid"] and child[0]["filename"] == "/proc/self/exe"
+
+
+
+@pytest.mark.root
+def test_failed_exec_with_an_unreadable_argument(workload, tmp_path):
+    """A failed exec whose argument lies in a page the kernel never touched
+    (it failed before copying arguments): [unreadable] (JSON null), counted."""
+    target = str(tmp_path / "target")
+    res = pytracekit("execsnoop", "-x", "--", workload, "unreadable", "3", target)
+    assert res.returncode == 0, res.stderr
+    failed = [line.split(None, 4) for line in res.stdout.splitlines()[1:]
+              if line.split()[3:4] == ["-13"]]
+    assert [f[4] for f in failed] == [f"{target} [unreadable]"] * 3
+    assert "3 strings unreadable" in res.stderr
+    res = pytracekit("execsnoop", "-x", "--json", "--", workload, "unreadable", "2", target)
+    objects = validated_json("execsnoop", res.stdout)
+    events = [o for o in objects if o["type"] == "event" and o["ret"] == -13]
+    assert [(e["filename"], e["args"]) for e in events] == [(target, [None])] * 2
+    assert objects[-1]["unreadable_strings"] == 2

@@ -100,7 +100,7 @@ def test_tracepoint_fields_read_at_their_tracefs_offsets_with_their_types():
 
 def test_string_compare_reads_two_bytes_more_than_the_literal_and_compares_words():
     c, e = emit('args->filename == "/tmp/x"', openat_scope())
-    assert e.prelude[0].startswith("u64 __str1[1] = {}; bpf_probe_read_user_str(__str1, "
+    assert e.prelude[0].startswith("u64 __str1[1] = {}; ptk_read_user_str((char *)__str1, "
                                    "sizeof(__str1)")
     assert c == f"(__str1[0] == {int.from_bytes(b'/tmp/x', sys.byteorder)}ULL)"
     c, e = emit('args->filename == "/tmp/xy"', openat_scope())   # 8 bytes + 2: two words
@@ -126,7 +126,7 @@ def test_comm_compare_uses_the_current_comm():
 def test_strcmp_is_bcc_compatible():
     c, e = emit('STRCMP("abc", name)', entry_scope())
     assert c == f"(__str1[0] == {int.from_bytes(b'abc', sys.byteorder)}ULL)"
-    assert "bpf_probe_read_user_str" in e.prelude[0]
+    assert "ptk_read_user_str" in e.prelude[0]
 
 
 def test_casts_to_known_types():
@@ -209,7 +209,7 @@ def test_no_user_text_reaches_c_except_through_tables():
     words = set(re.findall(r"\b[A-Za-z_]\w*", text))
     assert words <= {"u64", "PT_REGS_PARM1", "PT_REGS_PARM2", "ctx", "__comm1",
                      "bpf_get_current_comm", "sizeof", "__str2", "ULL",
-                     "bpf_probe_read_user_str", "void"}
+                     "ptk_read_user_str", "char", "void"}
 
 
 # -- types and signatures --------------------------------------------------------------------

@@ -68,3 +68,19 @@ def test_a_number_is_not_taken_for_a_command_nor_dropped(tool):
     assert res.stderr.splitlines() == [
         f"pytracekit {tool}: error: {tool} takes no [interval] [count] numbers: give -d SECONDS "
         "to stop after a while, and a command after --"]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("linger_ms", ["0", "300"])
+def test_stacks_are_named_after_the_command_exited(workload, linger_ms):
+    """The command touches N pages and exits at once (0) or lingers: its
+    frames are stored by build id, so touch_pages is named either way."""
+    res = pytracekit("faults", "-U", "--folded", "--", workload, "touch", str(N), linger_ms)
+    assert res.returncode == 0, res.stderr
+    counts = {}
+    for line in res.stdout.splitlines():
+        stack, value = line.rsplit(" ", 1)
+        counts[stack] = counts.get(stack, 0) + int(value)
+    touching = {s: v for s, v in counts.items() if s.endswith(";main;touch_pages")}
+    assert list(touching.values()) == [N], counts
+    assert list(touching)[0].startswith("workload;")

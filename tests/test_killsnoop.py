@@ -58,3 +58,24 @@ def test_unknown_signal_is_a_usage_error():
     res = pytracekit("killsnoop", "-s", "NOPE", "-d", "0.1")
     assert res.returncode == 2
     assert "unknown signal 'NOPE'" in one_line_error(res.stderr, "killsnoop")
+
+
+@pytest.mark.root
+def test_tkill_and_tgkill_from_raise_and_pthread_kill(workload):
+    """The workload sends N signals each through kill(), raise() (tgkill),
+    tkill() and pthread_kill() (tgkill to its worker thread): every one is
+    shown with its signal and the pid or thread it was sent to."""
+    n = 5
+    res = pytracekit("killsnoop", "--", workload, "signals", str(n))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["TIME", "PID", "COMM", "SIG", "TPID", "RESULT"]
+    worker = int(next(line for line in lines if line.startswith("worker_tid="))
+                 .split()[0].split("=")[1])
+    rows = [line.split()[1:] for line in lines[1:] if not line.startswith("worker_tid=")]
+    pid = rows[0][0]
+    assert {(r[0], r[1], r[4]) for r in rows} == {(pid, "workload", "0")}
+    assert [(int(r[2]), r[3]) for r in rows] == \
+        [(signal.SIGUSR1, pid)] * n + [(signal.SIGUSR2, pid)] * n + \
+        [(signal.SIGURG, pid)] * n + [(signal.SIGWINCH, str(worker))] * n
+    assert summary(res.stderr) == {"captured": 4 * n, "lost": 0, "unread": 0}

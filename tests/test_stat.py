@@ -1,6 +1,7 @@
 """stat: exact tracepoint counts for a command and a pid, perf counters, layout."""
 import os
 import re
+import subprocess
 import shutil
 
 import pytest
@@ -60,6 +61,30 @@ def test_filters_select_the_marker_opens_exactly(workload, tmp_path):
               re.finditer(r"^\s+([\d,]+)\s+syscalls:sys_enter_openat", res.stdout, re.M)]
     assert values == [5, 5, 0]
     assert counts[OPENAT]["value"] == 0
+
+
+def _perf_stat_count(event: str, filter_: str, *command: str) -> int:
+    """perf stat's count of one tracepoint with a filter: the oracle."""
+    res = subprocess.run(["perf", "stat", "-x,", "-e", event, "--filter", filter_, "--",
+                          *command], capture_output=True, text=True, timeout=60, check=True)
+    return int(next(line for line in res.stderr.splitlines() if event in line).split(",")[0])
+
+
+@pytest.mark.root
+def test_a_negative_literal_compares_as_the_declared_int(workload, tmp_path):
+    """`dfd` is declared `int` but stored in 8 unsigned bytes: `dfd == -100`
+    (AT_FDCWD) matches as it would in C. The kernel's own filter refuses -100
+    for that field, so perf is asked for the same value as its low 32 bits."""
+    marker = str(tmp_path / "marker")
+    command = (workload, "open", marker, "7")
+    ours = _stat_json("-e", OPENAT, "--filter", "dfd == -100", "--", *command)[OPENAT]["value"]
+    baseline = _stat_json("-e", OPENAT, "--filter", "dfd == -100", "--", workload, "open",
+                          marker, "0")[OPENAT]["value"]
+    assert ours - baseline == 7
+    assert ours == _perf_stat_count(OPENAT, "dfd == 0xffffff9c", *command)
+    assert _stat_json("-e", OPENAT, "--", *command)[OPENAT]["value"] == ours
+    assert _stat_json("-e", OPENAT, "--filter", "dfd != -100", "--",
+                      *command)[OPENAT]["value"] == 0
 
 
 @pytest.mark.root

@@ -172,3 +172,27 @@ def test_c_strings_are_cut_at_the_nul_and_remembered():
     names = stream.CStrings(8)
     assert names[b"cat\0garbage"] == "cat     " and b"cat\0garbage" in names
     assert stream.cstr(b"no-nul") == "no-nul"
+
+
+def test_execsnoop_argv_of_a_script_drops_the_interpreter_words():
+    """`./s.sh a b` runs as `/bin/sh -e ./s.sh a b`: the caller's 3 words are
+    the area's last 3; unknown argc or a truncated area keep argv[1:]."""
+    from pytracekit.tools import execsnoop
+    area = b"/bin/sh\0-e\0./s.sh\0a\0b\0"
+    assert execsnoop.argv_of(b"./s.sh", area, len(area), 0, 20, 3) == (["./s.sh", "a", "b"],
+                                                                       False)
+    assert execsnoop.argv_of(b"./s.sh", area, len(area), 0, 20, 0)[0] == \
+        ["./s.sh", "-e", "./s.sh", "a", "b"]
+    assert execsnoop.argv_of(b"./s.sh", area, len(area), 1, 20, 3)[0][1] == "-e"
+    assert execsnoop.argv_of(b"./s.sh", area, len(area), 0, 1, 3) == (["./s.sh", "a"], True)
+
+
+def test_user_strings_keep_unreadable_apart_from_empty():
+    """bpf/pytracekit.h ptk_read_user_str: "\\0\\xff" could not be read,
+    "\\0\\xfe" was NULL, "\\0\\0" is a real empty string."""
+    from pytracekit import stream
+    assert stream.user_cstr(b"\0\xff\0\0") is None
+    assert stream.user_text(b"\0\xff\0\0") == "[unreadable]"
+    assert stream.user_cstr(b"\0\xfe") == "(null)"
+    assert stream.user_cstr(b"\0\0\xff") == ""
+    assert stream.user_cstr(b"/a\0\xff") == "/a"

@@ -153,3 +153,56 @@ def test_not_root_is_one_line():
     res = as_nobody("syscount", "-d", "0")
     assert res.returncode == 1 and "needs root" in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+def _strace_counts(*command: str) -> dict[str, int]:
+    """`strace -f -c`'s calls column per syscall: the oracle."""
+    import subprocess
+    res = subprocess.run(["strace", "-f", "-c", "-o", "/dev/stderr", *command],
+                         capture_output=True, text=True, timeout=60, check=True)
+    counts = {}
+    for line in res.stderr.splitlines():
+        cols = line.split()     # % time, seconds, usecs/call, calls, [errors], syscall
+        if len(cols) >= 5 and cols[3].isdigit() and cols[-1] != "total":
+            counts[cols[-1]] = int(cols[3])
+    return counts
+
+
+def _command_rows(*args: str) -> dict[str, dict]:
+    res = pytracekit("syscount", "--json", "-T", "500", *args)
+    assert res.returncode == 0, res.stderr
+    ours = "\n".join(line for line in res.stdout.splitlines()
+                     if not line.startswith("worker_tid="))   # the workload's own line
+    return {r["syscall"]: r for r in _rows(ours)}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("latency", [False, True])
+def test_rt_sigreturn_named_and_counted_like_strace(workload, latency):
+    """4N handled signals return through rt_sigreturn, whose sys_exit carries
+    id -1 on x86: counted by name, as strace counts it."""
+    n = 7
+    rows = _command_rows(*(["-L"] if latency else []), "--", workload, "signals", str(n))
+    oracle = _strace_counts(workload, "signals", str(n))
+    assert oracle["rt_sigreturn"] == 4 * n
+    assert rows["rt_sigreturn"]["count"] == 4 * n
+    assert rows["rt_sigreturn"]["nr"] == syscalls.number("rt_sigreturn")
+    for name in ("kill", "tkill", "tgkill"):
+        assert rows[name]["count"] == oracle[name], name
+    assert not [name for name in rows if name.startswith("syscall_")]
+    if latency:
+        assert rows["rt_sigreturn"]["total_ns"] > 0
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", [("exec", "4"), ("threadexec",)])
+def test_latency_times_every_execve(workload, mode):
+    """-L counts the command's own exec (entered before the command is
+    followed), its children's, and one made by a non-leader thread (it
+    returns under the leader's pid), as strace counts them."""
+    rows = _command_rows("-L", "--", workload, *mode)
+    oracle = _strace_counts(workload, *mode)
+    assert rows["execve"]["count"] == oracle["execve"] == (5 if mode[0] == "exec" else 2)
+    per_call = rows["execve"]["total_ns"] / rows["execve"]["count"]
+    assert 5_000 < per_call < 2e9      # an exec takes tens of microseconds, not 0
+    assert _command_rows("--", workload, *mode)["execve"]["count"] == oracle["execve"]

@@ -104,3 +104,44 @@ def test_a_signal_during_a_stream_of_calls_ends_the_run(workload, tmp_path, sig)
         burst.wait()
     assert tool.returncode == 0, err
     assert "openat" in out and "Traceback" not in err
+
+
+def _strace_calls(*command: str) -> dict[str, int]:
+    """`strace -f -c`'s calls column per syscall: the oracle."""
+    import subprocess
+    res = subprocess.run(["strace", "-f", "-c", "-o", "/dev/stderr", *command],
+                         capture_output=True, text=True, timeout=60, check=True)
+    return {cols[-1]: int(cols[3]) for cols in map(str.split, res.stderr.splitlines())
+            if len(cols) >= 5 and cols[3].isdigit() and cols[-1] != "total"}
+
+
+@pytest.mark.root
+def test_a_call_without_arguments_shows_none(workload):
+    """getpid takes no arguments: `getpid() = PID`, as often as strace counts it."""
+    res = pytracekit("systrace", "-e", "getpid", "--", workload, "signals", "3")
+    assert res.returncode == 0, res.stderr
+    calls = [m for m in map(LINE.match, res.stdout.splitlines()) if m]
+    assert calls and {(m.group(3), m.group(4)) for m in calls} == {("getpid", "")}
+    assert {m.group(5) for m in calls} == {m.group(2) for m in calls}   # its own pid
+    assert len(calls) == _strace_calls(workload, "signals", "3")["getpid"]
+
+
+@pytest.mark.root
+def test_an_unreadable_string_shows_its_address_and_is_counted(workload, tmp_path):
+    """The workload opens a path held in a file mapping it never touched: BPF
+    cannot read it at sys_enter (the kernel faults it in later). The argument
+    shows as its address, as perf trace shows it, never as "", and the run
+    counts it."""
+    target = str(tmp_path / "target")
+    res = pytracekit("systrace", "--json", "-e", "openat", "--", workload, "unreadable", "4",
+                     target)
+    assert res.returncode == 0, res.stderr
+    objs = validate_json_lines("systrace", res.stdout)
+    opens = [o for o in objs if o["type"] == "syscall" and o["args"]["flags"] == "RDONLY"
+             and o["ret"] >= 0 and not o["args"]["filename"].startswith("/")]
+    assert len(opens) == 4
+    assert all(re.fullmatch(r"0x[0-9a-f]+", o["args"]["filename"]) for o in opens), opens
+    assert objs[-1]["type"] == "loss" and objs[-1]["unreadable_strings"] == 4
+    res = pytracekit("systrace", "-e", "openat", "--", workload, "unreadable", "2", target)
+    assert "WARNING: 2 strings unreadable (not paged in; shown as [unreadable] or as " \
+           "their address)" in res.stderr

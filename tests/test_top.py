@@ -236,3 +236,32 @@ def test_command_children_are_watched_too(workload):
     child = max(last.values(), key=lambda r: r["total_ns"])
     assert 0.15e9 <= child["total_ns"] <= 0.35e9, child    # spun 300 ms
     assert all(r["exited"] for r in refreshes[-1]["rows"]), refreshes[-1]
+
+
+def _schedstat_ns(pid: int) -> int:
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+@pytest.mark.root
+def test_time_is_the_process_lifetime_not_since_tracing(workload):
+    """TIME+ (total_ns) is top's: the CPU the process used since it started.
+    It spins 0.5 s or more before top starts; top's last total lies between
+    that plus what top's refreshes saw, and the kernel's total read after."""
+    spinner = subprocess.Popen([workload, "spin", "30"])
+    try:
+        assert wait_until(lambda: _schedstat_ns(spinner.pid) >= 500_000_000, timeout=30)
+        before_top = _schedstat_ns(spinner.pid)
+        res = pytracekit("top", "-b", "--json", "-d", "0.2", "-n", "3", "-p", str(spinner.pid))
+        after_top = _schedstat_ns(spinner.pid)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert res.returncode == 0, res.stderr
+    refreshes = validate_json_lines("top", res.stdout)
+    rows = [r for o in refreshes if o["type"] == "refresh" for r in o["rows"]
+            if r["pid"] == spinner.pid]
+    assert len(rows) == 3
+    seen = sum(r["cpu_ns"] for r in rows)
+    assert before_top + seen <= rows[-1]["total_ns"] <= after_top
+    assert rows[0]["total_ns"] >= before_top

@@ -244,3 +244,16 @@ def test_tid_option_traces_only_that_thread(workload, tmp_path):
     assert tool.returncode == 0, err
     assert [(line.split()[1], line.split()[-1]) for line in event_lines(out)] == \
         [(str(proc.pid), marker)] * 3
+
+
+@pytest.mark.root
+def test_an_unreadable_string_is_marked_and_counted(workload, tmp_path):
+    """%s of a path in a page the workload never touched (BPF cannot read it
+    at sys_enter): [unreadable], never "", and counted in the loss line."""
+    target = str(tmp_path / "target")
+    probe = f'{OPENAT} (args->flags == 0) "%s", args->filename'    # O_RDONLY opens
+    res = pytracekit("trace", probe, "--", workload, "unreadable", "5", target)
+    assert res.returncode == 0, res.stderr
+    paths = [line.split()[-1] for line in event_lines(res.stdout)]
+    assert paths.count("[unreadable]") == 5 and "" not in paths
+    assert re.search(r"\b5 strings unreadable \(not paged in", res.stderr), res.stderr

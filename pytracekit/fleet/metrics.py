@@ -135,6 +135,7 @@ LOSS_HELP = {
     "stack_errors": "Stacks a tool could not store.",
     "map_full": "Updates a tool dropped because a BPF map was full.",
     "unknown_frames": "Stack frames symbolization could not name (at the last read).",
+    "unreadable_strings": "User strings a tool could not read (not paged in).",
 }
 
 

@@ -64,6 +64,9 @@ def counts_table(counts: Counts, limit: int | None = None) -> str:
     return "\n".join([line(headers)] + [line(r) for r in cells])
 
 
+UNREADABLE = "[unreadable]"   # a user string BPF could not read (bpf/pytracekit.h)
+
+
 def loss_line(loss: LossReport) -> str:
     """One line naming everything that was not recorded; empty when nothing was lost."""
     parts = []
@@ -75,4 +78,7 @@ def loss_line(loss: LossReport) -> str:
         parts.append(f"{loss.map_full} updates dropped (map full)")
     if loss.unknown_frames:
         parts.append(f"{loss.unknown_frames} frames not symbolized")
+    if loss.unreadable_strings:
+        parts.append(f"{loss.unreadable_strings} strings unreadable (not paged in; shown as "
+                     f"{UNREADABLE} or as their address)")
     return "WARNING: " + "; ".join(parts) if parts else ""

@@ -95,28 +95,3 @@ def finish_message(loss_text: str) -> None:
     if loss_text:
         click.echo(loss_text, err=True)
     click.echo("Detaching...", err=True)
-
-
-class ProcessSnapshots:
-    """Keeps BCC's per-process symbol caches in step with live processes.
-
-    BCC reads /proc/PID/maps once, when it first symbolizes for PID; a
-    snapshot taken while a process runs still names its frames after it
-    exits. Gone processes (and zombies, whose maps are empty) keep their
-    last snapshot."""
-
-    def refresh(self, pids: set[int]) -> None:
-        import bcc
-        for pid in pids:
-            if pid <= 0 or not _has_maps(pid):
-                continue
-            bcc.BPF._sym_caches.pop(pid, None)
-            bcc.BPF._sym_cache(pid)
-
-
-def _has_maps(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            return bool(f.read(1))
-    except OSError:
-        return False

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .. import expr, options, probegen, probes
+from .. import expr, options, probegen, probes, stream
 from ..errors import SpecError, UsageError
 from ..expr import CType
 from ..model import Histogram, LossReport
@@ -190,8 +190,8 @@ def plan(specs: list[ArgdistSpec], *, pid: int | None, string_size: int,
 
 
 def _value(raw: Any, ctype: CType) -> Any:
-    if ctype.kind == "str":
-        return bytes(raw).split(b"\0", 1)[0].decode(errors="replace")
+    if ctype.kind == "str":   # the key is zeroed first: only a failed user read is marked
+        return stream.user_text(bytes(raw))
     return int(raw)
 
 

@@ -1,6 +1,7 @@
 """execsnoop: trace exec()s, with BCC's columns (PCOMM PID PPID RET ARGS).
 
-ARGS is the path that was executed followed by argv[1:], as BCC prints it.
+ARGS is the path that was executed followed by argv[1:] as it was passed, as
+BCC prints it (for a script: not the interpreter's rewritten argv).
 With `-- COMMAND` it traces the whole system while the command runs.
 """
 from __future__ import annotations
@@ -12,11 +13,13 @@ import click
 
 from .. import options, stream
 from ..errors import UsageError
+from ..render.text import UNREADABLE
 
 DRY_RUN_ARGS: list[str] = []
 
 FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("ppid", "I"), ("uid", "I"), ("ret", "i"),
-                       ("args_len", "I"), ("truncated", "I"), ("comm", "16s"),
+                       ("args_len", "I"), ("truncated", "I"), ("argc", "I"), ("pad", "I"),
+                       ("comm", "16s"),
                        ("filename", "256s"), ("args", "4096s"))
 
 
@@ -30,15 +33,30 @@ def start(*, uid: int | None = None, ppid: int | None = None, failed: bool = Fal
     return stream.EventStream(stream.load("execsnoop", defines, buffer_pages), FIELDS)
 
 
+UNREADABLE_ARGS = 2    # bit of `truncated`: an argument could not be read (bpf/execsnoop.bpf.c)
+
+
 def argv_of(filename: bytes, args: bytes, args_len: int, truncated: int,
-            max_args: int) -> tuple[list[str], bool]:
-    """[executed path, argv[1], ...] and whether arguments were left out."""
+            max_args: int, argc: int = 0, from_user: bool = False
+            ) -> tuple[list[str | None], bool]:
+    """[executed path, argv[1], ...] and whether arguments were left out; None
+    stands for a string that could not be read (not paged in).
+
+    `args` is the new image's argument area (or, `from_user`, what a failed
+    exec's caller passed); `argc` (0: not known) how many arguments the caller
+    passed. An interpreter (#! script, binfmt_misc) replaces argv[0] with its
+    own words, so the caller's argv[1:] are the area's last argc - 1 words."""
     words = args[:args_len].split(b"\0")
     if words and words[-1] == b"":
         words.pop()
-    rest = [w.decode(errors="replace") for w in words[1:]]
-    more = bool(truncated) or len(rest) > max_args
-    return [stream.cstr(filename)] + rest[:max_args], more
+    if argc and not truncated and argc <= len(words):
+        words = words[len(words) - argc:]
+    rest: list[str | None] = [w.decode(errors="replace") for w in words[1:]]
+    if truncated & UNREADABLE_ARGS:
+        rest.append(None)
+    more = bool(truncated & 1) or len(rest) > max_args
+    path = stream.user_cstr(filename) if from_user else stream.cstr(filename)
+    return [path] + rest[:max_args], more
 
 
 def _quote(arg: str) -> str:
@@ -55,10 +73,10 @@ class Selector:
         except re.error as exc:
             raise UsageError(f"bad regular expression {exc.pattern!r}: {exc}") from None
 
-    def __call__(self, comm: str, argv: list[str]) -> bool:
+    def __call__(self, comm: str, argv: list[str | None]) -> bool:
         if self.name and not self.name.search(comm):
             return False
-        return not self.line or any(self.line.search(a) for a in argv)
+        return not self.line or any(self.line.search(a) for a in argv if a is not None)
 
 
 def header(clock: bool, timestamp: bool, print_uid: bool) -> str:
@@ -75,8 +93,10 @@ def header(clock: bool, timestamp: bool, print_uid: bool) -> str:
 def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, max_args: int,
                select: Selector, t0: int):
     def decoded(rows: list[tuple]):
-        for ts, pid, ppid, uid, ret, args_len, truncated, comm, filename, args in rows:
-            argv, more = argv_of(filename, args, args_len, truncated, max_args)
+        for (ts, pid, ppid, uid, ret, args_len, truncated, argc, _pad, comm, filename,
+             args) in rows:
+            argv, more = argv_of(filename, args, args_len, truncated, max_args, argc,
+                                 from_user=ret < 0)
             name = stream.cstr(comm)
             if select(name, argv):
                 yield ts, pid, ppid, uid, ret, name, argv, more
@@ -84,6 +104,7 @@ def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, ma
     def lines(rows: list[tuple]) -> list[str]:
         out = []
         for ts, pid, ppid, uid, ret, name, argv, more in decoded(rows):
+            argv = [UNREADABLE if a is None else a for a in argv]
             text = " ".join(_quote(a) for a in argv) if quote else " ".join(argv)
             line = f"{name:<16} {pid:<7} {ppid:<7} {ret:>3} {text}{' ...' if more else ''}"
             if print_uid:

@@ -1,8 +1,11 @@
 """faults: page faults by stack (user and kernel), from the page-faults
 software perf event sampled on every fault. Text like BCC's stackcount,
-or --folded for flame graphs."""
+or --folded for flame graphs. User frames are stored by build id and named as
+stackcount names them (buildid.BuildIdSymbolizer), also after the process
+has exited."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +14,13 @@ import click
 from .. import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
+from ..buildid import BuildIdSymbolizer
 from ..loader import Program
-from ..model import StackProfile
+from ..model import Frame, LossReport, Sample, StackProfile
 from ..periodic import BpfTool, attached, command_only, finish_loss, run_periodic
 from ..render import jsonl
-from ..runner import Target
-from ..stacks import read_profile
+from ..runner import Target, check_runnable
+from ..stacks import DELIMITER, stack_path
 from ..symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
@@ -24,36 +28,62 @@ DRY_RUN_ARGS: list[str] = []
 
 @dataclass
 class Faults(BpfTool):
+    user_symbols: BuildIdSymbolizer = None
     user: bool = True
     kernel: bool = True
+    target_pid: int = 0
+    _next_refresh: float = 0.0
 
     def warm(self) -> None:
-        """Symbolize user stacks now, while their processes still exist."""
-        if not self.user:
+        """Note the files of processes with stacks here while they live (five
+        times a second): their build ids name the frames after they exit."""
+        now = time.monotonic()
+        if not self.user or now < self._next_refresh:
             return
-        for key, _ in self.prog["counts"].items():
-            self.symbolizer.stack(self.prog["stack_traces"], key.user_stack_id, pid=key.pid)
+        self._next_refresh = now + 0.2
+        pids = {key.pid for key in self.prog["counts"].keys()} | {self.target_pid}
+        self.user_symbols.remember(pids)
 
     def read(self) -> StackProfile:
-        self.symbolizer.unknown_frames = 0
-        profile = read_profile(self.prog["counts"], self.prog["stack_traces"], self.symbolizer,
-                               self.prog.loss(), user=self.user, kernel=self.kernel,
-                               delimit=True)
-        profile.value_type = "page_faults"
-        return profile
+        self.symbolizer.unknown_frames = self.user_symbols.unknown_frames = 0
+        samples = [self._sample(k, v.value) for k, v in self.prog["counts"].items()]
+        return StackProfile(samples, value_type="page_faults", loss=self.loss())
+
+    def _sample(self, key: Any, value: int) -> Sample:
+        """Root first: comm, user frames, [--], kernel frames."""
+        comm = key.comm.decode(errors="replace")
+        ustack = (self.user_symbols.stack(self.prog["user_stacks"], key.user_stack_id, key.pid)
+                  if self.user else [])
+        kstack = stack_path(self.symbolizer, self.prog["stack_traces"], pid=key.pid,
+                            user_stack_id=-1, kernel_stack_id=key.kernel_stack_id,
+                            user=False, kernel=self.kernel)
+        path = [Frame(comm, "process"), *reversed(ustack)]
+        if ustack and kstack:
+            path.append(DELIMITER)
+        return Sample(tuple(path + kstack), value, pid=key.pid, tid=key.tid, comm=comm)
+
+    def loss(self) -> LossReport:
+        loss = super().loss()
+        loss.unknown_frames += self.user_symbols.unknown_frames
+        return loss
 
     def clear(self) -> None:
         """After an interval's report (stack ids stay valid for the next one)."""
         self.prog["counts"].clear()
 
 
-
-def start(*, pid: int = 0, user: bool = True, kernel: bool = True, **_: Any) -> Faults:
+def start(*, pid: int = 0, user: bool = True, kernel: bool = True,
+          binaries: tuple[str, ...] = (), **_: Any) -> Faults:
+    """`binaries`: files whose frames to name even if no process mapping them
+    is seen alive (a command that exits within a moment)."""
     prog = Program.from_file("faults", defines={"FILTER_PID": pid or 0, "USER_STACKS": user,
                                                 "KERNEL_STACKS": kernel})
     prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["page-faults"], "on_fault",
                            sample_period=1, label="page-faults")
-    return Faults(prog, Symbolizer(prog.bpf), user=user, kernel=kernel)
+    user_symbols = BuildIdSymbolizer()
+    user_symbols.add_files(binaries)
+    return Faults(prog, Symbolizer(prog.bpf), user_symbols, user=user, kernel=kernel,
+                  target_pid=pid or 0)
 
 
 def folded(profile: StackProfile) -> str:
@@ -91,8 +121,10 @@ def command(pid, user_only, kernel_only, duration, interval, folded_out, as_json
         raise UsageError("give only one of -U and -K")
     cmd = command_only(command, "faults")
     target = Target.from_options(pid, cmd)
+    binaries = (check_runnable(cmd[0]),) if cmd else ()
     with attached(target,
-                  lambda: start(pid=target.pid, user=not kernel_only, kernel=not user_only),
+                  lambda: start(pid=target.pid, user=not kernel_only, kernel=not user_only,
+                                binaries=binaries),
                   "Counting page faults by stack... Hit Ctrl-C to end.") as tool:
         last = []
 

@@ -1,4 +1,5 @@
-"""killsnoop: trace kill() system calls with their signal, target and result
+"""killsnoop: trace kill(), tkill() and tgkill() system calls (raise, abort and
+pthread_kill use tgkill) with their signal, target and result
 (BCC's columns: TIME PID COMM SIG TPID RESULT)."""
 from __future__ import annotations
 
@@ -63,14 +64,15 @@ def formatters(t0: int, width: int):
 
 @click.command("killsnoop", context_settings={**options.TOOL_CONTEXT,
                                               "ignore_unknown_options": True})
-@click.option("-x", "--failed", is_flag=True, help="Only show failed kill()s.")
+@click.option("-x", "--failed", is_flag=True, help="Only show failed calls.")
 @options.pid_option("-p")
-@click.option("-T", "--tpid", type=int, default=None, help="Only kill()s sent to this pid.")
+@click.option("-T", "--tpid", type=int, default=None,
+              help="Only signals sent to this pid (the thread id for tkill/tgkill).")
 @click.option("-s", "--signal", "sig", default=None, help="Only this signal (number or name).")
 @options.duration_option("-d")
 @stream.stream_options
 def command(failed, pid, tpid, sig, duration, buffer_pages, as_json, command):
-    """Trace kill() system calls: TIME PID COMM SIG TPID RESULT."""
+    """Trace kill(), tkill() and tgkill() calls: TIME PID COMM SIG TPID RESULT."""
     number = signal_number(sig)
 
     def printer() -> stream.Printer:

@@ -76,7 +76,7 @@ def header(timestamp: bool, print_uid: bool, tid: bool, extended: bool,
 def text_formatter(timestamp: bool, print_uid: bool, tid: bool, extended: bool, t0: int,
                    pid_width: int = 6):
     """BCC's opensnoop/statsnoop line: [TIME(s)] [UID] PID COMM FD ERR [FLAGS] PATH."""
-    comms, paths = stream.CStrings(16), stream.CStrings()
+    comms, paths = stream.CStrings(16), stream.CStrings(decode=stream.user_text)
 
     def lines(rows: list[tuple]) -> list[str]:
         out = []
@@ -96,7 +96,7 @@ def text_formatter(timestamp: bool, print_uid: bool, tid: bool, extended: bool, 
 
 
 def json_formatter(t0: int, result: str = "fd"):
-    comms, paths = stream.CStrings(), stream.CStrings()
+    comms, paths = stream.CStrings(), stream.CStrings(decode=stream.user_cstr)
 
     def objects(rows: list[tuple]) -> list[dict]:
         return [{"time_s": round((ts - t0) / 1e9, 9), "pid": pid, "tid": tid, "uid": uid,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import click
 
@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..model import Frame, LossReport, Sample, StackProfile
 from ..probes import ResolvedProbe, parse_spec
 from ..render import jsonl
-from ..buildid import BuildIdSymbolizer, mapped_files
+from ..buildid import BuildIdSymbolizer
 from ..stacks import DELIMITER, without_bpf_frames
 from ..symbols import Symbolizer
 from . import _probe_cli as common
@@ -43,7 +43,6 @@ class StackCount:
     symbolizer: Symbolizer              # kernel frames
     user_symbols: BuildIdSymbolizer     # user frames, stored by build id
     delimited: bool = False
-    snapshots: common.ProcessSnapshots = field(default_factory=common.ProcessSnapshots)
     _next_refresh: float = 0.0
 
     def read(self) -> StackProfile:
@@ -91,9 +90,7 @@ class StackCount:
         pids = {key.pid for key in self.tracer["counts"].keys()}
         if self.tracer.target is not None and self.tracer.target.pid:
             pids.add(self.tracer.target.pid)
-        self.snapshots.refresh(pids)       # for frames recorded without a build id
-        for pid in pids:
-            self.user_symbols.add_files(mapped_files(pid))
+        self.user_symbols.remember(pids)
 
     def poll(self, timeout_ms: int) -> None:
         """For run_until_done: refresh process maps five times a second."""

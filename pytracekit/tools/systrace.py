@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import click
 
-from .. import follow, options, syscalls
+from .. import follow, options, stream, syscalls
 from ..errors import UsageError
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
@@ -26,6 +26,14 @@ class Call(ct.Structure):
                 ("duration", ct.c_uint64), ("nr", ct.c_uint32), ("pid", ct.c_uint32),
                 ("tid", ct.c_uint32), ("returned", ct.c_uint32), ("comm", ct.c_char * 16),
                 ("str", (ct.c_char * STR_LEN) * 2)]
+
+
+def _string(raw: bytes) -> str | None:
+    """A string argument as read; None when it could not be read (not paged in)
+    or the pointer was NULL: the argument then shows as its pointer value, as
+    perf trace shows it, never as a string that was not there."""
+    text = stream.user_cstr(raw)
+    return None if text is None or (raw[:1] == b"\0" and raw[1] == stream.NULL_MARK) else text
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class Record:
                 f"{result_text(self.syscall, self.ret, self.returned)}")
 
     def as_json(self) -> dict:
-        fields = syscalls.arguments(self.nr)
+        fields = syscalls.arguments(self.nr) or ()
         mask, texts = string_mask(self.nr), iter(self.strings)
         args = {}
         for i, (name, ctype) in enumerate(fields):
@@ -108,8 +116,7 @@ class Tracer:
         return 0
 
     def _deliver(self, c: Call) -> None:
-        strings = tuple(bytes(c.str[i]).split(b"\0", 1)[0].decode(errors="replace")
-                        for i in range(2))
+        strings = tuple(_string(bytes(c.str[i])) for i in range(2))
         self.on_call(Record((c.ts - self.start_ns) / 1e6, c.duration / 1e6, c.pid, c.tid,
                             c.comm.decode(errors="replace"), c.nr, tuple(c.args), strings,
                             c.ret, bool(c.returned)))

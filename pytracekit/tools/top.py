@@ -8,6 +8,7 @@ ends when it exits; --duration ends the run after that many seconds.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -51,6 +52,7 @@ class CpuSession:
             self.prog.close()
             raise
         self.accountant = Accountant(self.ncpu)
+        self.before: dict[int, int] = {}   # tid -> on-CPU ns before tracing began
         self.refresh()   # the baseline: the first real refresh covers one interval
 
     def refresh(self) -> Refresh:
@@ -69,13 +71,27 @@ class CpuSession:
         for tid in in_progress:       # on a CPU since before attach: not in the map yet
             if tid not in known:
                 entries.append(TaskTime(tid, owners[tid], _comm(tid), 0))
+        entries = [dataclasses.replace(e, before_ns=self._before(e, in_progress.get(e.tid, 0)))
+                   for e in entries]
         result, forget = self.accountant.refresh(entries, in_progress, now, alive=_alive)
         for tid in forget:
+            self.before.pop(tid, None)
             try:
                 del times[times.Key(tid)]
             except KeyError:
                 pass
         return result
+
+    def _before(self, e: TaskTime, running_ns: int) -> int:
+        """At a thread's first sight, its CPU time before tracing began: the
+        kernel's total for it (schedstat, ns) less what the probes saw."""
+        if e.tid == 0:
+            return 0
+        if e.tid not in self.before:
+            lifetime = _lifetime_cpu_ns(e.tgid, e.tid)
+            seen = e.ns + running_ns
+            self.before[e.tid] = max(0, lifetime - seen) if lifetime is not None else 0
+        return self.before[e.tid]
 
     def pids(self) -> set[int] | None:
         """The processes to show; None: all of them."""
@@ -96,6 +112,15 @@ def _comm(tid: int) -> str:
             return f.read().strip()
     except OSError:
         return "?"
+
+
+def _lifetime_cpu_ns(tgid: int, tid: int) -> int | None:
+    """A thread's on-CPU ns so far (sum_exec_runtime); None once it is gone."""
+    try:
+        with open(f"/proc/{tgid}/task/{tid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _alive(tid: int) -> bool:

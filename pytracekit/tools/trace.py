@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from .. import expr, options, probegen, probes
+from .. import expr, options, probegen, probes, stream
 from ..errors import SpecError, UsageError
 from ..expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
@@ -119,6 +119,7 @@ class TraceProbe:
     fmt: Format | None
     numbers: list[int] = field(default_factory=list)   # format arg indexes, in slot order
     strings: list[int] = field(default_factory=list)
+    user_strings: set[int] = field(default_factory=set)  # read by ptk_read_user_str
     struct_c: str = ""                                 # the event struct
 
     @property
@@ -143,6 +144,8 @@ def build_probe(index: int, text: ProbeText, resolved: Any, params: tuple,
             name = f"s{len(probe.strings)}"
             probe.strings.append(i)
             body.append(fn.emitter.read_string(node, f"__e->{name}", f"sizeof(__e->{name})"))
+            if fn.emitter.reads_user_string(node):
+                probe.user_strings.add(i)
         else:
             name = f"n{len(probe.numbers)}"
             probe.numbers.append(i)
@@ -195,7 +198,8 @@ class Tracer:
             offset += 8
         for arg_index in probe.strings:
             chunk = raw[offset:offset + self.string_size]
-            values[arg_index] = chunk.split(b"\0", 1)[0].decode(errors="replace")
+            values[arg_index] = (stream.user_text(chunk) if arg_index in probe.user_strings
+                                 else stream.cstr(chunk))
             offset += self.string_size
         return {"ts": ts, "pid": pid, "tid": tid, "probe": probe, "cpu": cpu,
                 "user_stack": ustack, "kernel_stack": kstack,

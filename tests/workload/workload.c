@@ -23,7 +23,8 @@
  *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); then prints its
  *                          context switch counts as "nvcsw=V nivcsw=I" and sleeps
  *                          1 s (a -p test stops the tool then: no exit path seen)
- *     touch N              mmap N fresh pages (no THP) and write each in touch_pages()
+ *     touch N [MS]         mmap N fresh pages (no THP) and write each in touch_pages(),
+ *                          then stay alive MS ms (default 300; 0: exit at once)
  *     kcontend N           four threads each mmap+touch+munmap 64 pages N times
  *                          (kernel mmap_lock contention: more threads than CPUs)
  *     mutexlinger N        the mutex mode, but main holds the mutex for the first
@@ -41,6 +42,18 @@
  *                          busy_call(US); print "done"; wait for stdin to close (a
  *                          test reads /proc/PID/schedstat while it is blocked,
  *                          before and after)
+ *     signals N            N each of: kill(getpid(), SIGUSR1), raise(SIGUSR2) (tgkill),
+ *                          tkill(gettid(), SIGURG), pthread_kill(worker, SIGWINCH); every
+ *                          one handled (4N handlers, 4N rt_sigreturns), then prints
+ *                          "worker_tid=T handled=H" and exits (the worker still in pause)
+ *     unreadable N FILE    write FILE holding its own path; N times: map FILE afresh
+ *                          (never touched: no page table entry, so BPF cannot read it)
+ *                          and open() the path in that mapping (it succeeds: the kernel
+ *                          faults the page in); then N times execve(FILE, [FILE, arg
+ *                          in a fresh mapping]) (fails: FILE is not executable, before
+ *                          the kernel reads the argument)
+ *     threadexec [ARG]     a second thread execs `workload child ARG` (the exec returns
+ *                          in the thread group leader's pid)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -50,11 +63,13 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -208,6 +223,93 @@ NOINLINE void *kcontend_worker(void *arg)
     return NULL;
 }
 
+static volatile sig_atomic_t signals_handled;
+static sem_t winch_seen;
+static volatile pid_t signals_worker_tid;
+
+static void on_signal(int sig)
+{
+    signals_handled++;
+    if (sig == SIGWINCH)
+        sem_post(&winch_seen);
+}
+
+/* Takes only SIGWINCH (the others are blocked here), so each process-directed
+ * kill lands on the main thread. */
+NOINLINE void *signals_worker(void *arg)
+{
+    sigset_t only_winch;
+    (void)arg;
+    sigfillset(&only_winch);
+    sigdelset(&only_winch, SIGWINCH);
+    pthread_sigmask(SIG_SETMASK, &only_winch, NULL);
+    signals_worker_tid = gettid();
+    sem_post(&winch_seen);
+    for (;;)   /* until the process exits */
+        pause();
+    return NULL;
+}
+
+NOINLINE void send_signals(long n)
+{
+    struct sigaction sa = { .sa_handler = on_signal };
+    const int sigs[] = { SIGUSR1, SIGUSR2, SIGURG, SIGWINCH };
+    pthread_t worker;
+    for (int k = 0; k < 4; k++)
+        sigaction(sigs[k], &sa, NULL);
+    sem_init(&winch_seen, 0, 0);
+    pthread_create(&worker, NULL, signals_worker, NULL);
+    while (sem_wait(&winch_seen) != 0)
+        ;
+    for (long k = 0; k < n; k++)
+        kill(getpid(), SIGUSR1);
+    for (long k = 0; k < n; k++)
+        raise(SIGUSR2);
+    for (long k = 0; k < n; k++)
+        syscall(SYS_tkill, gettid(), SIGURG);
+    for (long k = 0; k < n; k++) {
+        pthread_kill(worker, SIGWINCH);
+        while (sem_wait(&winch_seen) != 0)   /* one at a time: none coalesce */
+            ;
+    }
+    printf("worker_tid=%d handled=%d\n", (int)signals_worker_tid, (int)signals_handled);
+    fflush(stdout);
+}
+
+NOINLINE void *exec_from_thread(void *arg)
+{
+    execl("/proc/self/exe", "workload", "child", (const char *)arg, (char *)NULL);
+    _exit(127);
+}
+
+/* FILE mapped afresh: its bytes are in the page cache, not in our page tables. */
+static const char *fresh_mapping(int fd)
+{
+    const char *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap"); exit(1); }
+    return p;
+}
+
+NOINLINE void unreadable_paths(long n, const char *file)
+{
+    int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, file, strlen(file) + 1) < 0) { perror(file); exit(1); }
+    for (long k = 0; k < n; k++) {
+        const char *path = fresh_mapping(fd);
+        int opened = open(path, O_RDONLY);
+        if (opened < 0) { perror("open"); exit(1); }
+        close(opened);
+        munmap((void *)path, 4096);
+    }
+    for (long k = 0; k < n; k++) {
+        const char *arg = fresh_mapping(fd);
+        char *const args[] = { (char *)file, (char *)arg, NULL };
+        execve(file, args, NULL);   /* EACCES: not executable */
+        munmap((void *)arg, 4096);
+    }
+    close(fd);
+}
+
 static void wait_for_file(const char *path)
 {
     while (access(path, F_OK) != 0)
@@ -331,7 +433,9 @@ int main(int argc, char **argv)
             return 1;
         madvise(base, n * page, MADV_NOHUGEPAGE);
         touch_pages(base, n, page);
-        sleeper(300);   /* stay alive so stacks can be symbolized */
+        long ms = i + 1 < argc ? arg_long(argc, argv, i + 1, "MS") : 300;
+        if (ms > 0)
+            sleeper(ms);   /* stay alive so stacks can be symbolized */
     } else if (strcmp(mode, "kcontend") == 0) {
         pthread_t t[4];
         kcontend_rounds = arg_long(argc, argv, i, "N");
@@ -390,6 +494,16 @@ int main(int argc, char **argv)
         fflush(stdout);
         while (fgets(line, sizeof(line), stdin))
             ;
+    } else if (strcmp(mode, "signals") == 0) {
+        send_signals(arg_long(argc, argv, i, "N"));
+    } else if (strcmp(mode, "unreadable") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        if (i + 1 >= argc) { fprintf(stderr, "workload: missing FILE\n"); return 2; }
+        unreadable_paths(n, argv[i + 1]);
+    } else if (strcmp(mode, "threadexec") == 0) {
+        pthread_t t;
+        pthread_create(&t, NULL, exec_from_thread, (void *)(i < argc ? argv[i] : "marker"));
+        pthread_join(t, NULL);   /* never returns: the exec replaces the process */
     } else {
         fprintf(stderr, "workload: unknown mode %s\n", mode);
         return 2;
