@@ -16,11 +16,11 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .. import outfile
 from ..errors import NotSupportedError, PytracekitError
 from . import btf as btfmod
 
@@ -118,17 +118,7 @@ def check_cache(*paths: Path) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     make_private_dirs(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    outfile.write_file(path, text.encode())
 
 
 def read_kernel_config() -> str | None:
