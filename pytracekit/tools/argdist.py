@@ -25,6 +25,7 @@ from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
 from ..runner import Stop, Target, announce, run_until_done
+from ..textsafe import cstr
 
 MAX_KEY_BYTES = 256
 DRY_RUN_ARGS = ["-C", "t:syscalls:sys_enter_openat():int,char*:args->flags,args->filename",
@@ -191,7 +192,7 @@ def plan(specs: list[ArgdistSpec], *, pid: int | None, string_size: int,
 
 def _value(raw: Any, ctype: CType) -> Any:
     if ctype.kind == "str":
-        return bytes(raw).split(b"\0", 1)[0].decode(errors="replace")
+        return cstr(bytes(raw))
     return int(raw)
 
 

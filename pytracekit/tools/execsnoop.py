@@ -36,7 +36,7 @@ def argv_of(filename: bytes, args: bytes, args_len: int, truncated: int,
     words = args[:args_len].split(b"\0")
     if words and words[-1] == b"":
         words.pop()
-    rest = [w.decode(errors="replace") for w in words[1:]]
+    rest = [stream.cstr(w) for w in words[1:]]
     more = bool(truncated) or len(rest) > max_args
     return [stream.cstr(filename)] + rest[:max_args], more
 
