@@ -7,9 +7,10 @@ never through a link), is fsynced, then renamed over the target. So a link
 planted at the target is replaced, never followed; a full disk leaves the old
 file as it was and no temporary file behind; readers never see half a file.
 
-A character device or FIFO that root (or this user) owns, or that a link root
-owns points to (`-o /dev/stdout`, a pipe someone reads), is written in place:
-renaming over it would replace the node itself.
+Written in place instead, because renaming over them would replace the node
+itself: a file descriptor's path (/proc/.../fd/N, /dev/fd/N, and links root
+owns to them: /dev/stdout), and a character device or FIFO that root (or this
+user) owns or that such a link points to (/dev/null, a pipe someone reads).
 """
 from __future__ import annotations
 
@@ -88,13 +89,20 @@ def _trusted_owner(st: os.stat_result) -> bool:
     return st.st_uid in (0, os.geteuid())
 
 
+_DESCRIPTORS = ("/proc/", "/dev/fd/")
+
+
 def _in_place(path: str) -> bool:
-    """A device or FIFO to write into rather than replace (see the module doc)."""
+    """A descriptor, device or FIFO to write into rather than replace (see the module doc)."""
+    if os.path.abspath(path).startswith(_DESCRIPTORS):
+        return True
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
             if not _trusted_owner(st):
                 return False
+            if os.readlink(path).startswith(_DESCRIPTORS):
+                return True
             st = os.stat(path)
     except OSError:
         return False
@@ -102,8 +110,9 @@ def _in_place(path: str) -> bool:
 
 
 def _write_in_place(path: str, data: bytes) -> None:
+    # O_APPEND: through /dev/stdout into a file, after what the tool printed there
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     except OSError as exc:
         raise _error(path, exc) from None
     try:

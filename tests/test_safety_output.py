@@ -5,11 +5,13 @@ an unwritable directory is refused before tracing starts."""
 import os
 import re
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from conftest import pytracekit
+from conftest import ROOT, pytracekit
 from pytracekit import outfile
 from pytracekit.errors import PytracekitError, UsageError
 
@@ -100,6 +102,19 @@ def test_a_device_is_written_in_place_and_its_errors_are_one_line():
     assert os.path.exists("/dev/full") and not os.path.isfile("/dev/full")
     outfile.write_file("/dev/null", b"data")
     assert not os.path.isfile("/dev/null")
+
+
+def test_dev_stdout_is_written_in_place_never_replaced(tmp_path):
+    out = tmp_path / "out.txt"
+    code = ("import sys; from pytracekit import outfile; print('printed', flush=True); "
+            "outfile.write_file(sys.argv[1], b'written\\n')")
+    for path in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1"):
+        with open(out, "w") as f:
+            subprocess.run([sys.executable, "-c", code, path], stdout=f, check=True,
+                           cwd=ROOT)
+        assert out.read_text() == "printed\nwritten\n", path
+    assert os.readlink("/dev/stdout") == "/proc/self/fd/1"
+    assert leftovers(Path("/dev")) == []
 
 
 def test_own_fifo_is_written_in_place(tmp_path):
