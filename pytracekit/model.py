@@ -107,6 +107,8 @@ class Frame:
         # a terminal or a file (see textsafe).
         if not self.name.isprintable():
             object.__setattr__(self, "name", printable(self.name))
+        if not self.module.isprintable():
+            object.__setattr__(self, "module", printable(self.module))
 
     @property
     def unknown(self) -> bool:

@@ -21,8 +21,9 @@ import tempfile
 from .errors import PytracekitError, UsageError
 
 
-def write_file(path: str | os.PathLike, data: bytes) -> None:
-    """Replace `path` with `data` atomically; PytracekitError (one line) on failure."""
+def write_file(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data` atomically; PytracekitError (one line) on failure.
+    `mode`: the new file's, else what open() would give (0666 less the umask)."""
     path = os.fspath(path)
     if _in_place(path):
         _write_in_place(path, data)
@@ -34,7 +35,7 @@ def write_file(path: str | os.PathLike, data: bytes) -> None:
         raise _error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())   # as open() would have made it
+            os.fchmod(f.fileno(), 0o666 & ~_umask() if mode is None else mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -118,7 +118,7 @@ def check_cache(*paths: Path) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     make_private_dirs(path.parent)
-    outfile.write_file(path, text.encode())
+    outfile.write_file(path, text.encode(), mode=0o644)   # whatever the umask
 
 
 def read_kernel_config() -> str | None:
@@ -413,7 +413,7 @@ def _base_files(kbtf: btfmod.KernelBtf, config: str) -> dict[str, str]:
 
 def include_tree() -> IncludeTree:
     """The include tree for the running kernel, built once and cached."""
-    cache = cache_root()
+    cache = _followed_if_ours(cache_root())
     make_private_dirs(cache)
     root = cache / kernel_key()
     source = root / "kernel"
@@ -441,6 +441,18 @@ def include_tree() -> IncludeTree:
     write_atomic(root / "bcc-uapi-idents.txt", "\n".join(sorted(uapi_idents)) + "\n")
     write_atomic(stamp, "ok\n")
     return IncludeTree(root, source, True)
+
+
+def _followed_if_ours(cache: Path) -> Path:
+    """The cache root, through a link to it that root (or this user) made
+    (/var/cache/pytracekit -> /data/...); what it leads to is checked as usual."""
+    try:
+        st = os.lstat(cache)
+    except OSError:
+        return cache
+    if stat.S_ISLNK(st.st_mode) and st.st_uid in (0, os.geteuid()):
+        return Path(os.path.realpath(cache))
+    return cache
 
 
 def _tree_paths(source: Path) -> list[Path]:
