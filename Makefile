@@ -39,8 +39,11 @@ $(WORKLOAD): tests/workload/workload.c
 
 # The main job: what the kernel supports, then a 5-second system-wide CPU profile
 # printed as its top stacks and written as an interactive flame graph.
-DEMO_FLAMEGRAPH := /tmp/pytracekit-demo.html
+# In the checkout (build/ is ignored by git), not a fixed name in /tmp: the
+# demo runs as root. pytracekit writes it atomically (temp file + rename).
+DEMO_FLAMEGRAPH := build/demo-flamegraph.html
 demo: setup
+	@mkdir -p build
 	$(PY) -m pytracekit doctor
 	@echo
 	$(PY) -m pytracekit profile -F 99 5 --top 10 --output $(DEMO_FLAMEGRAPH) --format flamegraph

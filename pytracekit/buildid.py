@@ -154,7 +154,7 @@ class BuildIdSymbolizer:
         if entry.status == _VALID and self._find(build_id):
             raw = bcc.BPF.sym(entry, -1, show_offset=self.show_offset)
             module = os.path.basename(self.modules.get(build_id, ""))
-        elif entry.status == _IP:
+        elif entry.status == _IP and _bcc_may_resolve(pid):
             raw = bcc.BPF.sym(entry.offset, pid, show_offset=self.show_offset)
             module = ""
         else:
@@ -179,3 +179,9 @@ class BuildIdSymbolizer:
                 break
             frames.append(self.frame(entry, pid))
         return frames
+
+
+def _bcc_may_resolve(pid: int) -> bool:
+    """See symbols.UserSymbols.bcc_may_resolve: BCC reads perf maps unchecked."""
+    from .symbols import bcc_perf_map_path, perf_map_absent_or_trusted, process_uid
+    return perf_map_absent_or_trusted(bcc_perf_map_path(pid), process_uid(pid))

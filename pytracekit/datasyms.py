@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import elf
+from .textsafe import printable
 
 STT_OBJECT, STT_TLS = 1, 6
 SHT_SYMTAB, SHT_DYNSYM = 2, 11
@@ -80,8 +81,8 @@ def user_data_symbol(pid: int, address: int) -> str | None:
             # .bss lies past the file-backed part; map through the segment base
             vaddr = file_off - seg_off + seg_vaddr
             name = _lookup(symbols, vaddr)
-            if name:
-                return f"{name} [{Path(path).name}]"
+            if name:   # a binary's names and file name are anyone's: see textsafe
+                return printable(f"{name} [{Path(path).name}]")
         return None
     return None
 

@@ -159,6 +159,24 @@ def captured_stderr(name: str = "") -> Iterator[list[str]]:
             out.append(tmp.read().decode(errors="replace"))
 
 
+@contextlib.contextmanager
+def _working_directory(directory: Path) -> Iterator[None]:
+    """Compile from `directory` (the program's own header directory).
+
+    BCC's clang frontend puts the process's working directory first on the
+    include path (`-I <cwd>`, iovisor/bcc src/cc/frontends/clang/loader.cc),
+    so a linux/types.h planted where root happens to run pytracekit would be
+    compiled into every program. Binaries and paths given by the user are
+    made absolute before this point (probes.find_binary)."""
+    saved = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(directory)
+        yield
+    finally:
+        os.fchdir(saved)
+        os.close(saved)
+
+
 def _first_error(log: str) -> str:
     if "BPF stack limit" in log:
         return ("more than the 512 bytes of BPF stack: move large local variables "
@@ -235,7 +253,7 @@ class Program:
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
         if self.usdt:   # see bpf/usdt_compat.h
             cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
-        with captured_stderr(self.name) as log:
+        with captured_stderr(self.name) as log, _working_directory(header_dir):
             try:
                 self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
             except Exception as exc:  # BCC raises bare Exception

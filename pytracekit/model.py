@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from .textsafe import printable
+
 
 @dataclass
 class LossReport:
@@ -103,6 +105,14 @@ class Frame:
     module: str = ""
     address: int = 0
 
+    def __post_init__(self) -> None:
+        # Every symbolized name passes here: control characters never reach
+        # a terminal or a file (see textsafe).
+        if not self.name.isprintable():
+            object.__setattr__(self, "name", printable(self.name))
+        if not self.module.isprintable():
+            object.__setattr__(self, "module", printable(self.module))
+
     @property
     def unknown(self) -> bool:
         return self.name == "[unknown]"
@@ -117,6 +127,10 @@ class Sample:
     pid: int = 0
     tid: int = 0
     comm: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.comm.isprintable():
+            object.__setattr__(self, "comm", printable(self.comm))
 
 
 @dataclass

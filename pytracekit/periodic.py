@@ -16,6 +16,7 @@ from .model import Histogram
 from .render import jsonl
 from .render.text import log2_histogram, loss_line
 from .runner import Stop, Target, announce, run_until_done
+from .textsafe import cstr
 
 
 def _number(text: str) -> float | None:
@@ -149,7 +150,7 @@ def read_labeled_hists(hist_map: Any, unit: str, names_map: Any = None) -> Label
     names = {}
     if names_map is not None:
         for key, value in names_map.items():
-            names[key.value] = value.comm.decode(errors="replace")
+            names[key.value] = cstr(value.comm)
     return LabeledHists(hists, names)
 
 

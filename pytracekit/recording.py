@@ -18,6 +18,7 @@ import json
 import os
 from typing import Any
 
+from . import outfile
 from .errors import NotFoundError, UsageError
 from .model import Frame, LossReport, Sample, StackProfile
 
@@ -41,11 +42,8 @@ def save(profile: StackProfile, path: str, tool: str = "record") -> None:
         lines.append(json.dumps({"value": s.value, "pid": s.pid, "tid": s.tid, "comm": s.comm,
                                  "frames": [[f.name, f.kind, f.module] for f in s.stack]},
                                 separators=(",", ":")))
-    try:
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    data = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"))
+    outfile.write_file(path, data)
 
 
 def load(path: str) -> StackProfile:

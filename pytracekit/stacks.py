@@ -5,6 +5,7 @@ from typing import Any, Callable
 
 from .model import Frame, LossReport, Sample, StackProfile
 from .symbols import Symbolizer
+from .textsafe import cstr
 
 # Between user and kernel frames when a tool asks for a delimiter (BCC's -d).
 DELIMITER = Frame("--", "marker")
@@ -65,7 +66,7 @@ def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer
                     include_comm: bool = True, missing: bool = False,
                     annotate: bool = False) -> Sample:
     """One aggregated stack, root first: comm, user frames, [--], kernel frames."""
-    comm = key.comm.decode(errors="replace")
+    comm = cstr(key.comm)
     path: list[Frame] = [Frame(comm, "process")] if include_comm else []
     path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
                        kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,

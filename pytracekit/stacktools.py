@@ -3,7 +3,6 @@ report, diff) share: id lists, `-- COMMAND` after a positional duration,
 BCC-style stack text, and writing a profile in any output format."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import outfile
 from .errors import UsageError
 from .model import Frame, LossReport, Sample, StackProfile
 from .render import jsonl
@@ -137,25 +137,12 @@ def render(profile: StackProfile, fmt: str, *, tool: str, title: str = "") -> by
 def write_output(profile: StackProfile, path: str, fmt: str, *, tool: str,
                  title: str = "") -> None:
     data = render(profile, fmt, tool=tool, title=title)
-    try:
-        Path(path).write_bytes(data)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    outfile.write_file(path, data)
     print(f"wrote {fmt} to {path} ({len(data)} bytes)", file=sys.stderr)
 
 
-def check_writable(path: str | None) -> None:
-    """Before tracing: a run whose results cannot be saved at the end is lost."""
-    if not path:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"cannot write {path}: it is a directory (give a file name)")
-    if not target.parent.is_dir():
-        raise UsageError(f"cannot write {path}: no directory {target.parent} "
-                         "(create it or give another path)")
-    if not os.access(target if target.exists() else target.parent, os.W_OK):
-        raise UsageError(f"cannot write {path}: permission denied (give a path you can write)")
+# Before tracing: a run whose results cannot be saved at the end is lost.
+check_writable = outfile.check_writable
 
 
 def format_for(path: str | None, fmt: str | None) -> str | None:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from . import options
+from . import options, textsafe
 from .errors import PytracekitError, UsageError
 from .loader import BPF_DIR, Program, read_source
 from .model import LossReport
@@ -130,10 +130,7 @@ class Fields:
         return struct.calcsize("@" + self.format + "0Q")
 
 
-def cstr(raw: bytes) -> str:
-    """A NUL-terminated C char array as text (bytes after the NUL are junk)."""
-    end = raw.find(0)
-    return (raw if end < 0 else raw[:end]).decode(errors="replace")
+cstr = textsafe.cstr   # C char array -> printable text (see textsafe)
 
 
 UNREADABLE_MARK, NULL_MARK = 0xff, 0xfe   # bpf/pytracekit.h ptk_read_user_str

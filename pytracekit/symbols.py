@@ -18,6 +18,7 @@ import bisect
 import ctypes
 import ctypes.util
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -27,6 +28,7 @@ from .unwind import cfi_of, recover_frames
 
 UNKNOWN = "[unknown]"
 PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
+PERF_MAP_LIMIT = 64 << 20     # bytes of a perf map read at most
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class ProcessMaps:
     mappings: list[Mapping] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     exe_inode: int = 0
+    uid: int | None = None     # effective uid: who may own its perf map
 
     @classmethod
     def snapshot(cls, pid: int) -> "ProcessMaps | None":
@@ -54,6 +57,7 @@ class ProcessMaps:
             inode = os.stat(f"/proc/{pid}/exe").st_ino
         except OSError:
             return None
+        uid = process_uid(pid)
         maps = []
         for line in lines:
             parts = line.split(None, 5)
@@ -63,7 +67,7 @@ class ProcessMaps:
             path = parts[5] if len(parts) > 5 else ""
             maps.append(Mapping(lo, hi, int(parts[2], 16), path))
         maps.sort(key=lambda m: m.start)
-        return cls(pid, maps, [m.start for m in maps], inode)
+        return cls(pid, maps, [m.start for m in maps], inode, uid)
 
     def find(self, address: int) -> Mapping | None:
         i = bisect.bisect_right(self.starts, address) - 1
@@ -79,31 +83,77 @@ class ProcessMaps:
             return False
 
 
+def process_uid(pid: int) -> int | None:
+    """The effective uid of a live process (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def open_perf_map(path: str, uid: int | None) -> int | None:
+    """An fd for a perf map worth reading, else None. /tmp is anyone's: like
+    perf, only a regular file owned by the process's user or root is read.
+    O_NOFOLLOW: no link; O_NONBLOCK: opening a planted FIFO does not wait
+    for a writer (fstat then refuses it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_uid in (0, os.geteuid(), uid):
+        return fd
+    os.close(fd)
+    return None
+
+
+def perf_map_absent_or_trusted(path: str, uid: int | None) -> bool:
+    if not os.path.lexists(path):
+        return True
+    fd = open_perf_map(path, uid)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
 @dataclass
 class PerfMap:
-    """/tmp/perf-PID.map: `START SIZE name` per JIT-compiled function (hex)."""
+    """/tmp/perf-PID.map: `START SIZE name` per JIT-compiled function (hex).
+    Only its first PERF_MAP_LIMIT bytes are read: entries past them stay
+    unnamed ([unknown])."""
 
     path: str
     stamp: tuple[float, int] = (0.0, -1)
     starts: list[int] = field(default_factory=list)
     entries: list[tuple[int, int, str]] = field(default_factory=list)
 
-    def refresh(self) -> bool:
-        try:
-            st = os.stat(self.path)
-        except OSError:
+    def refresh(self, uid: int | None = None) -> bool:
+        """Re-read the map if it changed; `uid`: the process's (see open_perf_map)."""
+        fd = open_perf_map(self.path, uid)
+        if fd is None:
+            if os.path.lexists(self.path):        # replaced by something untrusted
+                self.entries, self.starts, self.stamp = [], [], (0.0, -1)
             return bool(self.entries)
-        if (st.st_mtime, st.st_size) == self.stamp:
-            return True
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_mtime, st.st_size) == self.stamp:
+                return True
+            data = f.read(PERF_MAP_LIMIT)
+        if len(data) == PERF_MAP_LIMIT:
+            data = data[:data.rfind(b"\n") + 1]
         entries = []
-        with open(self.path, errors="replace") as f:
-            for line in f:
-                parts = line.rstrip("\n").split(" ", 2)
-                if len(parts) == 3:
-                    try:
-                        entries.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
-                    except ValueError:
-                        continue
+        for line in data.decode(errors="replace").splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) == 3:
+                try:
+                    entries.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
+                except ValueError:
+                    continue
         entries.sort()
         self.entries, self.starts = entries, [e[0] for e in entries]
         self.stamp = (st.st_mtime, st.st_size)
@@ -120,6 +170,22 @@ class PerfMap:
                 break
             i -= 1
         return None
+
+
+def bcc_perf_map_path(pid: int) -> str:
+    """Where libbcc looks for a process's perf map: /tmp/perf-NSPID.map in
+    the process's root (bcc_perf_map_path in bcc_perf_map.c)."""
+    nspid = pid
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NStgid:"):
+                    nspid = int(line.split()[-1])
+        root = os.readlink(f"/proc/{pid}/root")
+    except (OSError, ValueError):
+        root = "/"
+    prefix = "" if root == "/" else f"/proc/{pid}/root"
+    return f"{prefix}/tmp/perf-{nspid}.map"
 
 
 class _Demangler:
@@ -204,12 +270,22 @@ class UserSymbols:
             self.binaries[path] = syms
         return syms
 
+    def uid_of(self, pid: int) -> int | None:
+        maps = self.processes.get(pid)
+        return maps.uid if maps is not None and maps.uid is not None else process_uid(pid)
+
     def perf_map(self, pid: int) -> PerfMap:
         pm = self.perf_maps.get(pid)
         if pm is None:
             pm = self.perf_maps[pid] = PerfMap(os.path.join(PERF_MAP_DIR, f"perf-{pid}.map"))
-        pm.refresh()
+        pm.refresh(self.uid_of(pid))
         return pm
+
+    def bcc_may_resolve(self, pid: int) -> bool:
+        """BCC's resolver reads the process's perf map with a plain fopen (a
+        FIFO there hangs it) and trusts whoever wrote it: let it run only
+        where that file is absent or passes open_perf_map's rule."""
+        return perf_map_absent_or_trusted(bcc_perf_map_path(pid), self.uid_of(pid))
 
     def resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
         """(name, module, offset) or None."""
@@ -321,7 +397,7 @@ class Symbolizer:
 
     def _bcc_user(self, address: int, pid: int) -> str:
         """BCC's resolver for what the snapshot missed ([vdso], odd mappings)."""
-        if not os.path.exists(f"/proc/{pid}"):
+        if not os.path.exists(f"/proc/{pid}") or not self.users.bcc_may_resolve(pid):
             return UNKNOWN
         try:
             from bcc import BPF

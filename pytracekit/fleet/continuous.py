@@ -3,7 +3,6 @@ windows and ship each window as pprof, to a rotating directory or to a
 Pyroscope-compatible /ingest endpoint."""
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -14,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import outfile
 from ..model import Sample, StackProfile
 
 
@@ -42,19 +42,15 @@ class Windower:
 
 class RotatingDir:
     """KIND-YYYYmmddTHHMMSS.mmmZ.pb.gz files in a directory, the newest `keep`
-    of each kind kept. Written to a hidden temporary name and renamed, so a
-    reader never sees half a file."""
+    of each kind kept. Written through outfile.write_file: a reader never sees
+    half a file, and a failed write leaves nothing behind."""
 
     SUFFIX = ".pb.gz"
 
     def __init__(self, directory: str, keep: int) -> None:
-        from ..errors import UsageError
         self.dir = Path(directory)
         self.keep = keep
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot use --dir {directory}: {exc.strerror}") from None
+        outfile.check_writable_dir(directory, f"--dir {directory}")
 
     def name_for(self, kind: str, when: float) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(when))
@@ -62,12 +58,7 @@ class RotatingDir:
 
     def write(self, kind: str, data: bytes, when: float) -> Path:
         path = self.dir / self.name_for(kind, when)
-        tmp = self.dir / f".{path.name}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        outfile.write_file(path, data)
         self.prune(kind)
         return path
 

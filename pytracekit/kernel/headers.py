@@ -15,12 +15,13 @@ import gzip
 import hashlib
 import os
 import re
-import tempfile
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import NotSupportedError
+from .. import outfile
+from ..errors import NotSupportedError, PytracekitError
 from . import btf as btfmod
 
 # Typedefs our base linux/types.h defines; the per-program dump leaves them out.
@@ -70,19 +71,54 @@ def kernel_key() -> str:
     return u.release + "-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
+def make_private_dirs(directory: Path) -> None:
+    """mkdir -p with mode 0755 whatever the umask says about group/other write."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for d in reversed(missing):
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            pass     # another tool made it at the same moment: checked by its user
+
+
+def _check_trusted(path: Path, *, ancestor: bool = False) -> None:
+    """Refuse a cache path another user owns or could write: its headers are
+    compiled into programs that root loads into the kernel. An ancestor may be
+    world-writable when sticky (/tmp): others cannot rename our entries."""
+    try:
+        st = os.lstat(path) if not ancestor else os.stat(path)
+    except FileNotFoundError:
+        return
+    problem = ""
+    if st.st_uid not in (0, os.geteuid()):
+        problem = f"it is owned by uid {st.st_uid}"
+    elif stat.S_ISLNK(st.st_mode):
+        problem = "it is a symbolic link"
+    elif st.st_mode & 0o022 and not (ancestor and st.st_mode & stat.S_ISVTX):
+        problem = f"others can write it (mode {stat.S_IMODE(st.st_mode):o})"
+    if problem:
+        what, fix = (("a directory above the header cache", "fix its owner and mode") if ancestor
+                     else ("the header cache", "remove it (pytracekit rebuilds it)"))
+        raise PytracekitError(f"refusing {what} {path}: {problem}; {fix} or set PYTRACEKIT_CACHE "
+                              "to a directory only root can write")
+
+
+def check_cache(*paths: Path) -> None:
+    """Check `paths` (inside the cache) and, for the first, every directory above."""
+    if not paths:
+        return
+    for ancestor in reversed(paths[0].parents):
+        _check_trusted(ancestor, ancestor=True)
+    for path in paths:
+        _check_trusted(path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    make_private_dirs(path.parent)
+    outfile.write_file(path, text.encode(), mode=0o644)   # whatever the umask
 
 
 def read_kernel_config() -> str | None:
@@ -377,9 +413,12 @@ def _base_files(kbtf: btfmod.KernelBtf, config: str) -> dict[str, str]:
 
 def include_tree() -> IncludeTree:
     """The include tree for the running kernel, built once and cached."""
-    root = cache_root() / kernel_key()
+    cache = _followed_if_ours(cache_root())
+    make_private_dirs(cache)
+    root = cache / kernel_key()
     source = root / "kernel"
     stamp = source / ".complete"
+    check_cache(cache, root, root / "programs", *_tree_paths(source))
     if stamp.exists():
         return IncludeTree(root, source, True)
     if not btfmod.btf_available():
@@ -402,6 +441,26 @@ def include_tree() -> IncludeTree:
     write_atomic(root / "bcc-uapi-idents.txt", "\n".join(sorted(uapi_idents)) + "\n")
     write_atomic(stamp, "ok\n")
     return IncludeTree(root, source, True)
+
+
+def _followed_if_ours(cache: Path) -> Path:
+    """The cache root, through a link to it that root (or this user) made
+    (/var/cache/pytracekit -> /data/...); what it leads to is checked as usual."""
+    try:
+        st = os.lstat(cache)
+    except OSError:
+        return cache
+    if stat.S_ISLNK(st.st_mode) and st.st_uid in (0, os.geteuid()):
+        return Path(os.path.realpath(cache))
+    return cache
+
+
+def _tree_paths(source: Path) -> list[Path]:
+    """Every directory and file of a (possibly half-built) include tree."""
+    paths = [source]
+    for top, dirs, files in os.walk(source):
+        paths += [Path(top, n) for n in dirs + files]
+    return paths
 
 
 def read_names(path: Path) -> set[str]:
@@ -454,6 +513,7 @@ def program_header(tree: IncludeTree, source: str) -> Path:
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     directory = tree.program_dir(digest)
     header = directory / "vmlinux.h"
+    check_cache(directory, header, tree.root / "bcc-uapi-types.txt", tree.root / "bcc-uapi-idents.txt")
     if header.exists():
         return directory
     if not tree.from_btf:

@@ -295,7 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flamegraph: error: {exc.message}", file=sys.stderr)
         return exc.exit_status
     if args.output:
-        Path(args.output).write_text(page)
+        from ..outfile import write_file
+        try:
+            write_file(args.output, page.encode())
+        except PytracekitError as exc:
+            print(f"flamegraph: error: {exc.message}", file=sys.stderr)
+            return exc.exit_status
     else:
         sys.stdout.write(page)
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from .. import options, stacktools
-from ..errors import UsageError
+from ..errors import PytracekitError, UsageError
 from ..fleet.continuous import Push, PyroscopePusher, RotatingDir, Windower
 from ..model import LossReport
 from ..render.jsonl import dumps
@@ -153,9 +153,9 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
             try:
                 path = str(rotating.write(stream.kind, data, start))
                 totals["files"] += 1
-            except OSError as exc:   # a full disk must not stop profiling
+            except PytracekitError as exc:   # a full disk must not stop profiling...
                 totals["write_errors"] += 1
-                click.echo(f"cprofile: cannot write {directory}: {exc.strerror}", err=True)
+                totals["last_write_error"] = exc.message
         if pusher is not None:
             pusher.submit(Push(stream.kind, data, start, now, stream.sample_rate))
         report_window(stream.kind, start, now, profile, path)
@@ -208,3 +208,6 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
         click.echo(dumps({"type": "loss", **loss.as_dict()}))
     else:
         stacktools.emit_loss(loss)
+    if totals["write_errors"]:    # ...but the run failed
+        raise PytracekitError(f"{totals['write_errors']} of {totals['windows']} windows not "
+                              f"written (last: {totals['last_write_error']})")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .. import options, recording, reporting
+from .. import options, outfile, recording, reporting
 from ..render import jsonl
 
 DRY_RUN_ARGS: list[str] = []
@@ -32,6 +32,7 @@ def command(before_path, after_path, top, output, as_json) -> None:
     Example:
       pytracekit diff before.ptk after.ptk --output diff.html
     """
+    outfile.check_writable(output)
     before, after = recording.load(before_path), recording.load(after_path)
     if before.unit != after.unit:
         from ..errors import UsageError
@@ -51,6 +52,5 @@ def command(before_path, after_path, top, output, as_json) -> None:
         click.echo(reporting.diff_text(changes, top=top))
     if output:
         from ..render.flamegraph import diff_flamegraph_html
-        from pathlib import Path
-        Path(output).write_text(diff_flamegraph_html(before, after))
+        outfile.write_file(output, diff_flamegraph_html(before, after).encode())
         print(f"wrote differential flame graph to {output}", file=sys.stderr)

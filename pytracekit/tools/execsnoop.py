@@ -51,7 +51,7 @@ def argv_of(filename: bytes, args: bytes, args_len: int, truncated: int,
         words.pop()
     if argc and not truncated and argc <= len(words):
         words = words[len(words) - argc:]
-    rest: list[str | None] = [w.decode(errors="replace") for w in words[1:]]
+    rest: list[str | None] = [stream.cstr(w) for w in words[1:]]
     if truncated & UNREADABLE_ARGS:
         rest.append(None)
     more = bool(truncated & 1) or len(rest) > max_args

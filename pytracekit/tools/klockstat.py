@@ -23,6 +23,7 @@ from ..periodic import (BpfTool, attached, command_only, finish_loss, require_tr
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
+from ..textsafe import cstr
 
 DRY_RUN_ARGS: list[str] = []
 SORT_KEYS = ("wait_total", "wait_max", "wait_avg", "count")
@@ -96,7 +97,7 @@ class Klockstat(BpfTool):
             frames = self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, kernel=True)
             name = kernel_data_symbol(key.lock) or f"{key.lock:#x}"
             sites.append(LockSite(key.lock, name, lock_kind(key.flags), frames, st.count,
-                                  st.total_ns, st.max_ns, st.max_comm.decode(errors="replace"),
+                                  st.total_ns, st.max_ns, cstr(st.max_comm),
                                   st.max_pid))
         return sites
 

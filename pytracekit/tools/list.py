@@ -20,6 +20,7 @@ from ..kernel import features, tracefs
 from ..perf_events import CATALOGUE, supported
 from ..render.jsonl import dumps
 from ..runner import check_pid
+from ..textsafe import printable
 
 DRY_RUN_ARGS: list[str] = []
 SECTIONS = {"sw": "software", "software": "software", "hw": "hardware",
@@ -37,6 +38,10 @@ class Entry:
     supported: bool = True
     note: str = ""
     fields: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # `list -x BINARY` prints names from any file: see textsafe
+        self.name, self.note = printable(self.name), printable(self.note)
 
     def as_json(self) -> dict:
         obj = {"type": "event", "name": self.name, "kind": self.kind,

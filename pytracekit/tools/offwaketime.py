@@ -14,6 +14,7 @@ from .. import options, stacktools
 from ..model import Frame, Sample, StackProfile
 from ..stacks import stack_path
 from .offcputime import run_waker_tool, stack_tool_options, start_blocked
+from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["1"]
 WAKER_DELIMITER = Frame("--", "marker")
@@ -25,7 +26,7 @@ class OffWakeSession(stacktools.StackSession):
         samples = []
         for key, value in self.prog["counts"].items():
             t, w = key.target, key.waker
-            comm = t.comm.decode(errors="replace")
+            comm = cstr(t.comm)
             path = [Frame(comm, "process")]
             path += stack_path(self.symbolizer, stack_map, pid=t.pid,
                                user_stack_id=t.user_stack_id, kernel_stack_id=t.kernel_stack_id,
@@ -35,7 +36,7 @@ class OffWakeSession(stacktools.StackSession):
                                user_stack_id=w.user_stack_id, kernel_stack_id=w.kernel_stack_id,
                                **opts)
             path += reversed(waker)
-            path.append(Frame(w.comm.decode(errors="replace") or "[unknown waker]", "process"))
+            path.append(Frame(cstr(w.comm) or "[unknown waker]", "process"))
             samples.append(Sample(tuple(path), value.value, pid=t.pid, tid=t.tid, comm=comm))
         loss = self.loss()
         loss.unknown_frames += self.symbolizer.unknown_frames

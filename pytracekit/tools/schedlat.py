@@ -19,6 +19,7 @@ from ..loader import Program
 from ..periodic import BpfTool, attached, command_only, finish_loss
 from ..render import jsonl
 from ..runner import Target
+from ..textsafe import cstr
 
 DRY_RUN_ARGS: list[str] = []
 SORT_KEYS = {"max": lambda t: t.max_delay_ns, "avg": lambda t: t.avg_delay_ns,
@@ -57,7 +58,7 @@ class Schedlat(BpfTool):
         runnable_since/oncpu_since maps are never cleared)."""
         rows = []
         for key, st in entries(self.prog["stats"], clear):
-            rows.append(TaskLatency(key.value, st.tgid, st.comm.decode(errors="replace"),
+            rows.append(TaskLatency(key.value, st.tgid, cstr(st.comm),
                                     st.runtime_ns, st.switches, st.delays, st.delay_total_ns,
                                     st.delay_max_ns, st.delay_max_at_ns / 1e9))
         return rows

@@ -24,6 +24,7 @@ from ..buildid import BuildIdSymbolizer
 from ..stacks import DELIMITER, without_bpf_frames
 from ..symbols import Symbolizer
 from . import _probe_cli as common
+from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
 LOST_STACK = Frame("[stack not stored]", "user")
@@ -61,7 +62,7 @@ class StackCount:
                   if self.user else [])
         kstack = (without_bpf_frames(self.symbolizer.stack(
             self.tracer["stack_traces"], key.kernel_stack_id, kernel=True)) if self.kernel else [])
-        comm = key.comm.decode(errors="replace") if self.per_pid else ""
+        comm = cstr(key.comm) if self.per_pid else ""
         path = [Frame(comm, "process")] if self.per_pid else []
         path += reversed(ustack)
         if self.delimited and ustack and kstack:

@@ -14,6 +14,7 @@ from ..model import LossReport
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
 from ..runner import Target, announce, run_until_done
+from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-L"]
 
@@ -33,7 +34,7 @@ class Counter:
         rows = []
         for k, v in self.prog["stats"].items():
             if self.by_process:
-                key = (k.id, k.comm.decode(errors="replace"))
+                key = (k.id, cstr(k.comm))
             else:
                 key = (syscalls.name(k.id), k.id)
             rows.append(Row(key, v.count, v.total_ns))

@@ -15,6 +15,7 @@ from ..lossreport import print_loss
 from ..runner import (FINAL_DRAIN_S, Target, announce, check_pid, raise_pending,
                       run_until_done, signals_deferred)
 from ..syscall_args import arguments_text, one_argument, result_text, string_mask
+from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-a", "-e", "openat,close"]
 STR_LEN = 128
@@ -118,7 +119,7 @@ class Tracer:
     def _deliver(self, c: Call) -> None:
         strings = tuple(_string(bytes(c.str[i])) for i in range(2))
         self.on_call(Record((c.ts - self.start_ns) / 1e6, c.duration / 1e6, c.pid, c.tid,
-                            c.comm.decode(errors="replace"), c.nr, tuple(c.args), strings,
+                            cstr(c.comm), c.nr, tuple(c.args), strings,
                             c.ret, bool(c.returned)))
 
     def poll(self, timeout_ms: int) -> None:

@@ -25,6 +25,7 @@ from ..render import top as render
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
 from ..runner import Target, announce
+from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-b", "-n", "1"]
 
@@ -65,7 +66,7 @@ class CpuSession:
             if run.since and now > run.since:
                 in_progress[run.tid] = in_progress.get(run.tid, 0) + now - run.since
                 owners[run.tid] = run.tgid
-        entries = [TaskTime(k.value, v.tgid, v.comm.decode(errors="replace"), v.ns,
+        entries = [TaskTime(k.value, v.tgid, cstr(v.comm), v.ns,
                             bool(v.exited)) for k, v in times.items()]
         known = {e.tid for e in entries}
         for tid in in_progress:       # on a CPU since before attach: not in the map yet

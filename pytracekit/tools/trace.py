@@ -32,6 +32,7 @@ from ..runner import (FINAL_DRAIN_S, Stop, Target, announce, raise_pending, run_
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
+from ..textsafe import cstr
 
 HEADER = struct.Struct("=QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
 DRY_RUN_ARGS = ['t:syscalls:sys_enter_openat (args->filename == "/nonexistent") '
@@ -203,7 +204,7 @@ class Tracer:
             offset += self.string_size
         return {"ts": ts, "pid": pid, "tid": tid, "probe": probe, "cpu": cpu,
                 "user_stack": ustack, "kernel_stack": kstack,
-                "comm": comm.split(b"\0", 1)[0].decode(errors="replace"), "values": values}
+                "comm": cstr(comm), "values": values}
 
     def message(self, event: dict[str, Any]) -> str:
         probe: TraceProbe = event["probe"]

@@ -11,6 +11,7 @@ from .. import options, stacktools
 from ..model import Frame, Sample, StackProfile
 from ..stacks import stack_path
 from .offcputime import run_waker_tool, stack_tool_options, start_blocked
+from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["1"]
 
@@ -21,8 +22,8 @@ class WakeupSession(stacktools.StackSession):
         samples = []
         for key, value in self.prog["counts"].items():
             w = key.waker
-            comm = w.comm.decode(errors="replace")
-            target = key.target_comm.decode(errors="replace")
+            comm = cstr(w.comm)
+            target = cstr(key.target_comm)
             path = [Frame(comm, "process")]
             path += stack_path(self.symbolizer, stack_map, pid=w.pid,
                                user_stack_id=w.user_stack_id, kernel_stack_id=w.kernel_stack_id,

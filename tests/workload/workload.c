@@ -18,8 +18,9 @@
  *     child [ARG]          exit 0 at once (the marker child for exec)
  *     forkchild MS         fork a child that spins MS ms of CPU time in child_spin() and exits
  *     stackswait N MS      like stacks, then sleep MS ms (so a tool can read the live process)
- *     jit MS               spin MS ms in generated code named jit_spin_loop in
- *                          /tmp/perf-PID.map (as a JIT would write it)
+ *     jit MS [NAME]        spin MS ms in generated code named jit_spin_loop (or NAME)
+ *                          in /tmp/perf-PID.map (as a JIT would write it); NAME "-":
+ *                          write no map (a test plants one at that path first)
  *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); then prints its
  *                          context switch counts as "nvcsw=V nivcsw=I" and sleeps
  *                          1 s (a -p test stops the tool then: no exit path seen)
@@ -144,18 +145,20 @@ NOINLINE void child_spin(long ms)
 /* x86-64: mov rax, rdi; 1: dec rax; jnz 1b; ret */
 static const unsigned char jit_code[] = { 0x48, 0x89, 0xf8, 0x48, 0xff, 0xc8, 0x75, 0xfb, 0xc3 };
 
-NOINLINE void jit_run(long ms)
+NOINLINE void jit_run(long ms, const char *name)
 {
     unsigned char *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (code == MAP_FAILED) { perror("mmap"); exit(1); }
     memcpy(code, jit_code, sizeof(jit_code));
-    char path[64];
-    snprintf(path, sizeof(path), "/tmp/perf-%d.map", getpid());
-    FILE *map = fopen(path, "w");
-    if (!map) { perror(path); exit(1); }
-    fprintf(map, "%lx %zx jit_spin_loop\n", (unsigned long)code, sizeof(jit_code));
-    fclose(map);
+    if (strcmp(name, "-") != 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/tmp/perf-%d.map", getpid());
+        FILE *map = fopen(path, "w");
+        if (!map) { perror(path); exit(1); }
+        fprintf(map, "%lx %zx %s\n", (unsigned long)code, sizeof(jit_code), name);
+        fclose(map);
+    }
     void (*fn)(long) = (void (*)(long))code;
     uint64_t deadline = now_ns() + (uint64_t)ms * 1000000;
     while (now_ns() < deadline)
@@ -413,7 +416,7 @@ int main(int argc, char **argv)
             stack_path_b(k);
         sleeper(ms);
     } else if (strcmp(mode, "jit") == 0) {
-        jit_run(arg_long(argc, argv, i, "MS"));
+        jit_run(arg_long(argc, argv, i, "MS"), i + 1 < argc ? argv[i + 1] : "jit_spin_loop");
     } else if (strcmp(mode, "cpuburst") == 0) {
         long n = arg_long(argc, argv, i, "N"), us = arg_long(argc, argv, i + 1, "US");
         struct rusage ru;
