@@ -83,10 +83,10 @@ PTK_INLINE struct event *new_event(s32 ret)
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     if (!ptk_selected() || !task_selected())
-        return 0;
+        return PTK_TP_PASS;
     struct event *e = new_event(0);
     if (!e)
-        return 0;
+        return PTK_TP_PASS;
     u32 loc = args->data_loc_filename;
     bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), (void *)args + (loc & 0xFFFF));
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -104,7 +104,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     if (bpf_probe_read_user(&e->args, len, (void *)start) == 0)
         e->args_len = len;
     ptk_submit(e, sizeof(*e));
-    return 0;
+    return PTK_TP_PASS;
 }
 
 PTK_INLINE int enter_exec(const char *filename, const char *const *argv)
@@ -161,13 +161,15 @@ done:
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
-    return enter_exec(args->filename, args->argv);
+    enter_exec(args->filename, args->argv);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 {
-    return enter_exec(args->filename, args->argv);
+    enter_exec(args->filename, args->argv);
+    return PTK_TP_PASS;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return exit_exec(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return exit_exec(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_execve) { exit_exec(args->ret); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { exit_exec(args->ret); return PTK_TP_PASS; }

@@ -33,16 +33,16 @@ struct event {
 TRACEPOINT_PROBE(syscalls, sys_enter_kill)
 {
     if (!ptk_selected())
-        return 0;
+        return PTK_TP_PASS;
     if (FILTER_TPID && args->pid != FILTER_TPID)
-        return 0;
+        return PTK_TP_PASS;
     if (FILTER_SIGNAL && args->sig != FILTER_SIGNAL)
-        return 0;
+        return PTK_TP_PASS;
     u32 tid = bpf_get_current_pid_tgid();
     struct pending_kill kill = { .tpid = args->pid, .sig = args->sig };
     if (pending.update(&tid, &kill))
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_kill)
@@ -51,15 +51,15 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kill)
     u32 tid = pid_tgid;
     struct pending_kill *kill = pending.lookup(&tid);
     if (!kill)
-        return 0;
+        return PTK_TP_PASS;
     struct pending_kill saved = *kill;
     pending.delete(&tid);
     if (FAILED_ONLY && args->ret >= 0)
-        return 0;
+        return PTK_TP_PASS;
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
-        return 0;
+        return PTK_TP_PASS;
     }
     e->ts = bpf_ktime_get_ns();
     e->pid = pid_tgid >> 32;
@@ -68,5 +68,5 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kill)
     e->ret = args->ret;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
-    return 0;
+    return PTK_TP_PASS;
 }

@@ -48,12 +48,12 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!selected(pid_tgid, args->id))
-        return 0;
+        return PTK_TP_PASS;
     u32 tid = pid_tgid;
     u64 now = bpf_ktime_get_ns();
     if (start.update(&tid, &now) != 0)
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
+    return PTK_TP_PASS;
 }
 #endif
 
@@ -61,17 +61,17 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!selected(pid_tgid, args->id))
-        return 0;
+        return PTK_TP_PASS;
     if (FAILED_ONLY && args->ret >= 0)
-        return 0;
+        return PTK_TP_PASS;
     if (FILTER_ERRNO && args->ret != -FILTER_ERRNO)
-        return 0;
+        return PTK_TP_PASS;
     u64 delta = 0;
 #if LATENCY
     u32 tid = pid_tgid;
     u64 *began = start.lookup(&tid);
     if (!began)
-        return 0;         /* entered before tracing began: no duration to add */
+        return PTK_TP_PASS;         /* entered before tracing began: no duration to add */
     delta = bpf_ktime_get_ns() - *began;
     start.delete(&tid);
 #endif
@@ -86,9 +86,9 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     struct stats_t *value = stats.lookup_or_try_init(&key, &zero);
     if (!value) {
         ptk_count_loss(PTK_MAP_FULL);
-        return 0;
+        return PTK_TP_PASS;
     }
     __sync_fetch_and_add(&value->count, 1);
     __sync_fetch_and_add(&value->total_ns, delta);
-    return 0;
+    return PTK_TP_PASS;
 }
