@@ -66,7 +66,7 @@ NOT_RUN = {
     "cprofile": "USDT probes in Python processes (uprobes: our own perf events)",
     "diff": "reads recorded files", "report": "reads recorded files",
     "export": "serves other tools' start(), tested here through those tools",
-    "record": "records profile/offcputime through their start(), tested here through them",
+    "record": "records on-CPU (perf_event) or off-CPU stacks (offcputime, run here)",
     "doctor": "attaches for a moment, by itself: test_doctor_leaves_getppid_to_perf",
     "list": "attaches only under --dry-run, for a moment (bpf/list.bpf.c passes events)",
     "faults": "a perf_event (page-faults) program: its own event",
@@ -86,6 +86,10 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     tcp = ("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
            "c = socket.create_connection(s.getsockname()); a, _ = s.accept()\n"
            "a.close(); c.close(); s.close()")
+    tkill = ("import ctypes, signal, threading; libc = ctypes.CDLL(None)\n"
+             f"for _ in range({KILLS}):\n"
+             "    signal.pthread_kill(threading.get_ident(), 0)\n"            # tgkill
+             "    libc.syscall(200, threading.get_native_id(), 0)")          # tkill
     listen = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); s.close()"
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
@@ -93,6 +97,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
         "kill": {"argv": ["sh", "-c", "; ".join(["kill -0 $$"] * KILLS)]},
         "stat": {"argv": ["sh", "-c", f"stat {marker} >/dev/null; stat -f {marker} >/dev/null"]},
         "futex": {"argv": py + [futex]},
+        "tkill": {"argv": py + [tkill]},
         "tcp": {"argv": py + [tcp]},
         "listen": {"argv": py + [listen]},      # two state changes, both in the process
         "touch": {"argv": [workload, "touch", str(PAGES)]},
@@ -127,6 +132,8 @@ EXACT: dict[str, tuple[str, int]] = {
     "sched:sched_process_exec": ("exec", -EXECS), "sched:sched_process_fork": ("exec", EXECS),
     "sched:sched_process_exit": ("exec", -EXECS),
     "syscalls:sys_enter_kill": ("kill", KILLS), "syscalls:sys_exit_kill": ("kill", KILLS),
+    "syscalls:sys_enter_tkill": ("tkill", KILLS), "syscalls:sys_exit_tkill": ("tkill", KILLS),
+    "syscalls:sys_enter_tgkill": ("tkill", KILLS), "syscalls:sys_exit_tgkill": ("tkill", KILLS),
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
