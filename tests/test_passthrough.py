@@ -200,7 +200,7 @@ def other_tracers(tracepoints: set[str], tool_pid: int) -> str:
         if int(pid) in (tool_pid, os.getpid()):
             continue
         try:
-            attached = {n for n in names if f":{n}" in "".join(attached_tracepoints(int(pid)))}
+            attached = names & {tp.split(":")[1] for tp in attached_tracepoints(int(pid))}
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
@@ -255,10 +255,12 @@ class Oracle:
         self.acts, self.tmp_path, self.counts = acts, tmp_path, {}
         for name in {a for a, _ in EXACT.values()} & set(acts):
             events = sorted(tp for tp, (a, _) in EXACT.items() if a == name)
-            first = perf_count(events, acts[name], tmp_path)
-            second = perf_count(events, acts[name], tmp_path)
-            assert first == second, f"action {name} is not repeatable: {first} vs {second}"
-            self.counts[name] = first
+            runs = [perf_count(events, acts[name], tmp_path) for _ in range(2)]
+            while runs[-1] != runs[-2] and len(runs) < 5:   # another tracer came and went
+                runs.append(perf_count(events, acts[name], tmp_path))
+            assert runs[-1] == runs[-2], \
+                f"action {name} is not repeatable: {runs}{other_tracers(set(events), 0)}"
+            self.counts[name] = runs[-1]
 
     def add_retransmit(self, request) -> None:
         """A TCP connection between two namespaces whose first data segment
@@ -404,6 +406,8 @@ def test_perf_counts_every_event_while_the_tool_runs(tool, oracle, sleeper, tmp_
         for name, tps in by_action.items():
             want = oracle.baseline(name)
             got = perf_count(tps, oracle.acts[name], tmp_path)
+            if any(got[tp] != want[tp] for tp in tps):   # once more: a passing tracer?
+                got = perf_count(tps, oracle.acts[name], tmp_path)
             for tp in tps:
                 checked[tp] = (got[tp], want[tp])
         lows: dict[str, list[str]] = {}
