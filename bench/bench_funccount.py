@@ -24,7 +24,9 @@ from bench.common import ROOT, table
 sys.path.insert(0, str(ROOT))
 WORKLOAD = ROOT / "tests" / "workload" / ".build" / "workload"
 ROUNDS = 7
-EMPTY = '#include "vmlinux.h"\n#include "pytracekit.h"\nint empty(void *ctx) { return 0; }\n'
+# {ret}: what a program at the probe returns (PTK_TP_PASS on a tracepoint, as
+# funccount's), so both pay the same for it.
+EMPTY = '#include "vmlinux.h"\n#include "pytracekit.h"\nint empty(void *ctx) {{ return {ret}; }}\n'
 
 
 def _time(argv: list[str]) -> float:
@@ -68,7 +70,9 @@ def _program_ns(prog, fn_name: str) -> float:
 
 def _with_empty_program(spec: str, argv: list[str]) -> tuple[float, float]:
     from pytracekit.api import Tracer
-    with _bpf_stats(), Tracer(EMPTY, name="empty") as tracer:
+    from pytracekit.probes import parse_spec, program_return
+    source = EMPTY.format(ret=program_return(parse_spec(spec).kind))
+    with _bpf_stats(), Tracer(source, name="empty") as tracer:
         tracer.probe(spec, "empty")
         tracer.start()
         return _timed_runs(argv), _program_ns(tracer.prog, "empty")

@@ -19,7 +19,7 @@ TRACEPOINT_PROBE(block, block_rq_complete)
 {
     struct rq_start start;
     if (!block_take(args->dev, args->sector, &start))
-        return 0;
+        return PTK_TP_PASS;
     u64 latency = bpf_ktime_get_ns() - block_latency_start(&start);
     struct ptk_hist_key key = { .slot = ptk_log2_slot(latency / UNIT_NS) };
     if (PER_DISK)
@@ -27,5 +27,5 @@ TRACEPOINT_PROBE(block, block_rq_complete)
     if (PER_FLAGS)
         bpf_probe_read_kernel(&key.label, sizeof(key.label), args->rwbs);
     ptk_hist_add(&key, 1);
-    return 0;
+    return PTK_TP_PASS;
 }

@@ -20,18 +20,19 @@ struct event {
 
 TRACEPOINT_PROBE(block, block_io_start)
 {
-    return block_note(args->dev, args->sector, BLOCK_START, 0);
+    block_note(args->dev, args->sector, BLOCK_START, 0);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(block, block_rq_complete)
 {
     struct rq_start start;
     if (!block_take(args->dev, args->sector, &start))
-        return 0;
+        return PTK_TP_PASS;
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
-        return 0;
+        return PTK_TP_PASS;
     }
     e->ts = bpf_ktime_get_ns();
     e->latency = e->ts - start.issued;
@@ -45,5 +46,5 @@ TRACEPOINT_PROBE(block, block_rq_complete)
     bpf_probe_read_kernel(&e->rwbs, 10, args->rwbs);
     __builtin_memcpy(e->comm, start.comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
-    return 0;
+    return PTK_TP_PASS;
 }

@@ -19,9 +19,9 @@ struct size_key {
 TRACEPOINT_PROBE(block, block_rq_issue)
 {
     if (FILTER_DEV && args->dev != FILTER_DEV)
-        return 0;
+        return PTK_TP_PASS;
     struct size_key key = { .slot = ptk_log2_slot(args->bytes / 1024) };
     bpf_probe_read_kernel(&key.comm, sizeof(key.comm), args->comm);
     ptk_hist_add(&key, 1);
-    return 0;
+    return PTK_TP_PASS;
 }

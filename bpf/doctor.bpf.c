@@ -15,7 +15,7 @@ PTK_INLINE void hit(u32 slot)
         __sync_fetch_and_add(value, 1);
 }
 
-int on_tracepoint(void *ctx) { hit(HIT_TRACEPOINT); return 0; }
+int on_tracepoint(void *ctx) { hit(HIT_TRACEPOINT); return PTK_TP_PASS; }
 
 int on_raw_tracepoint(struct bpf_raw_tracepoint_args *ctx) { hit(HIT_RAW_TRACEPOINT); return 0; }
 

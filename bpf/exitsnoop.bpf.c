@@ -25,18 +25,18 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!ptk_selected())
-        return 0;
+        return PTK_TP_PASS;
     if (!PER_THREAD && (u32)pid_tgid != pid_tgid >> 32)
-        return 0;
+        return PTK_TP_PASS;
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
     int exit_code = 0;
     PTK_READ_FIELD(exit_code, task, struct task_struct, exit_code);
     if (FAILED_ONLY && exit_code == 0)
-        return 0;
+        return PTK_TP_PASS;
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
-        return 0;
+        return PTK_TP_PASS;
     }
     struct task_struct *parent = NULL;
     PTK_READ_FIELD(parent, task, struct task_struct, real_parent);
@@ -50,5 +50,5 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     e->exit_code = exit_code;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
-    return 0;
+    return PTK_TP_PASS;
 }

@@ -27,7 +27,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         if (followed.update(&tgid, &yes) != 0)
             ptk_count_loss(PTK_MAP_FULL);
     }
-    return 0;
+    return PTK_TP_PASS;
 }
 
 RAW_TRACEPOINT_PROBE(sched_process_fork)
@@ -51,7 +51,7 @@ TRACEPOINT_PROBE(sched, sched_process_free)
 {
     u32 pid = args->pid;
     followed.delete(&pid);
-    return 0;
+    return PTK_TP_PASS;
 }
 #endif
 

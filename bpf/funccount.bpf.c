@@ -39,8 +39,9 @@ PTK_INLINE int count_probe(u32 probe)
 int count_multi(void *ctx) { return count_probe(bpf_get_attach_cookie(ctx)); }
 #endif
 
-/* One per probe: int count_N(void *ctx) { return count_probe(N); }
- * replaces the placeholder; alone, the file compiles with count_0. */
+/* One per probe: int count_N(void *ctx) { count_probe(N); return R; }
+ * (R: PTK_TP_PASS on a tracepoint, else 0) replaces the placeholder;
+ * alone, the file compiles with count_0. */
 #ifndef PTK_GENERATED_PROBES
 int count_0(void *ctx) { return count_probe(0); }
 #endif

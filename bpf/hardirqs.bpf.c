@@ -7,11 +7,12 @@
 TRACEPOINT_PROBE(irq, irq_handler_entry)
 {
     if (!cpu_selected())
-        return 0;
+        return PTK_TP_PASS;
     struct irq_key key = {};
     bpf_probe_read_kernel_str(&key.name, sizeof(key.name),
                               (void *)args + (args->data_loc_name & 0xFFFF));
-    return irq_enter(&key);
+    irq_enter(&key);
+    return PTK_TP_PASS;
 }
 
-TRACEPOINT_PROBE(irq, irq_handler_exit) { return irq_exit(); }
+TRACEPOINT_PROBE(irq, irq_handler_exit) { irq_exit(); return PTK_TP_PASS; }

@@ -35,11 +35,11 @@ BPF_STACK_TRACE(stack_traces, 16384);
 TRACEPOINT_PROBE(lock, contention_begin)
 {
     if (!ptk_selected())
-        return 0;
+        return PTK_TP_PASS;
     u32 tid = bpf_get_current_pid_tgid();
     struct wait_start *prev = waiting.lookup(&tid);
     if (prev && prev->lock == (u64)args->lock_addr)
-        return 0;
+        return PTK_TP_PASS;
     struct wait_start ws = {};
     ws.lock = (u64)args->lock_addr;
     ws.start_ns = bpf_ktime_get_ns();
@@ -47,7 +47,7 @@ TRACEPOINT_PROBE(lock, contention_begin)
     ws.stack_id = ptk_checked_stack_id(stack_traces.get_stackid(args, 0));
     if (waiting.update(&tid, &ws))
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(lock, contention_end)
@@ -56,7 +56,7 @@ TRACEPOINT_PROBE(lock, contention_end)
     u32 tid = pid_tgid;
     struct wait_start *ws = waiting.lookup(&tid);
     if (!ws || ws->lock != (u64)args->lock_addr)
-        return 0;
+        return PTK_TP_PASS;
     u64 wait = bpf_ktime_get_ns() - ws->start_ns;
     struct lock_key key = {};
     key.lock = ws->lock;
@@ -68,7 +68,7 @@ TRACEPOINT_PROBE(lock, contention_end)
     struct lock_stats *st = stats.lookup_or_try_init(&key, &zero);
     if (!st) {
         ptk_count_loss(PTK_MAP_FULL);
-        return 0;
+        return PTK_TP_PASS;
     }
     __sync_fetch_and_add(&st->count, 1);
     __sync_fetch_and_add(&st->total_ns, wait);
@@ -78,5 +78,5 @@ TRACEPOINT_PROBE(lock, contention_end)
         st->max_pid = pid_tgid >> 32;
         bpf_get_current_comm(&st->max_comm, sizeof(st->max_comm));
     }
-    return 0;
+    return PTK_TP_PASS;
 }

@@ -39,12 +39,14 @@ PTK_INLINE int count_alloc(u64 call_site, u64 req, u64 alloc)
 
 TRACEPOINT_PROBE(kmem, kmalloc)
 {
-    return count_alloc(args->call_site, args->bytes_req, args->bytes_alloc);
+    count_alloc(args->call_site, args->bytes_req, args->bytes_alloc);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(kmem, kmem_cache_alloc)
 {
-    return count_alloc(args->call_site, args->bytes_req, args->bytes_alloc);
+    count_alloc(args->call_site, args->bytes_req, args->bytes_alloc);
+    return PTK_TP_PASS;
 }
 
 PTK_INLINE int count_free(u32 slot, const void *ptr)
@@ -57,13 +59,13 @@ PTK_INLINE int count_free(u32 slot, const void *ptr)
     return 0;
 }
 
-TRACEPOINT_PROBE(kmem, kfree) { return count_free(0, args->ptr); }
-TRACEPOINT_PROBE(kmem, kmem_cache_free) { return count_free(1, args->ptr); }
+TRACEPOINT_PROBE(kmem, kfree) { count_free(0, args->ptr); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(kmem, kmem_cache_free) { count_free(1, args->ptr); return PTK_TP_PASS; }
 
 TRACEPOINT_PROBE(kmem, mm_page_alloc)
 {
     if (!ptk_selected())
-        return 0;
+        return PTK_TP_PASS;
     struct page_key key = {};
     key.order = args->order;
     key.migratetype = args->migratetype;
@@ -73,5 +75,5 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
         __sync_fetch_and_add(count, 1);
     else
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
+    return PTK_TP_PASS;
 }

@@ -6,5 +6,5 @@
 
 int on_tracepoint(void *ctx)
 {
-    return 0;
+    return PTK_TP_PASS;
 }

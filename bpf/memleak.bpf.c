@@ -169,13 +169,14 @@ PTK_INLINE int kernel_alloc(void *ctx, u64 size, u64 address)
     return alloc_exit(ctx, address, ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)));
 }
 
-TRACEPOINT_PROBE(kmem, kmalloc) { return kernel_alloc(args, args->bytes_alloc, (u64)args->ptr); }
-TRACEPOINT_PROBE(kmem, kmem_cache_alloc) { return kernel_alloc(args, args->bytes_alloc, (u64)args->ptr); }
-TRACEPOINT_PROBE(kmem, kfree) { return free_enter((u64)args->ptr); }
-TRACEPOINT_PROBE(kmem, kmem_cache_free) { return free_enter((u64)args->ptr); }
+TRACEPOINT_PROBE(kmem, kmalloc) { kernel_alloc(args, args->bytes_alloc, (u64)args->ptr); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(kmem, kmem_cache_alloc) { kernel_alloc(args, args->bytes_alloc, (u64)args->ptr); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(kmem, kfree) { free_enter((u64)args->ptr); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(kmem, kmem_cache_free) { free_enter((u64)args->ptr); return PTK_TP_PASS; }
 TRACEPOINT_PROBE(kmem, mm_page_alloc)
 {
-    return kernel_alloc(args, 4096ULL << args->order, args->pfn);
+    kernel_alloc(args, 4096ULL << args->order, args->pfn);
+    return PTK_TP_PASS;
 }
-TRACEPOINT_PROBE(kmem, mm_page_free) { return free_enter(args->pfn); }
+TRACEPOINT_PROBE(kmem, mm_page_free) { free_enter(args->pfn); return PTK_TP_PASS; }
 #endif

@@ -64,7 +64,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_futex)
     struct lock_call *call = in_lock.lookup(&tid);
     if (call)
         call->contended = 1;
-    return 0;
+    return PTK_TP_PASS;
 }
 
 int lock_return(struct pt_regs *ctx)

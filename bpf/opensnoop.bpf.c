@@ -7,21 +7,24 @@
 
 TRACEPOINT_PROBE(syscalls, sys_enter_open)
 {
-    return path_call_enter(args->filename, args->flags, args->mode);
+    path_call_enter(args->filename, args->flags, args->mode);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat)
 {
-    return path_call_enter(args->filename, args->flags, args->mode);
+    path_call_enter(args->filename, args->flags, args->mode);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
 {
     struct open_how how = {};
     bpf_probe_read_user(&how, sizeof(how), args->how);
-    return path_call_enter(args->filename, how.flags, how.mode);
+    path_call_enter(args->filename, how.flags, how.mode);
+    return PTK_TP_PASS;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_open) { return path_call_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return path_call_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { path_call_exit(args->ret); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { path_call_exit(args->ret); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { path_call_exit(args->ret); return PTK_TP_PASS; }

@@ -82,12 +82,15 @@ PTK_INLINE u64 block_latency_start(struct rq_start *start)
 /* Both tools note insertion (for QUEUED) and issue the same way. */
 TRACEPOINT_PROBE(block, block_rq_insert)
 {
-    return QUEUED ? block_note(args->dev, args->sector, BLOCK_INSERT, 0) : 0;
+    if (QUEUED)
+        block_note(args->dev, args->sector, BLOCK_INSERT, 0);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(block, block_rq_issue)
 {
-    return block_note(args->dev, args->sector, BLOCK_ISSUE, args->bytes);
+    block_note(args->dev, args->sector, BLOCK_ISSUE, args->bytes);
+    return PTK_TP_PASS;
 }
 
 #endif /* PTK_BLOCK_H */

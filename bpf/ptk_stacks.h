@@ -129,7 +129,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         u8 one = 1;
         selected.update(&tgid, &one);
     }
-    return 0;
+    return PTK_TP_PASS;
 }
 
 #if FOLLOW_FORKS
@@ -139,7 +139,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     u8 one = 1;
     if (selected.lookup(&parent))
         selected.update(&child, &one);
-    return 0;
+    return PTK_TP_PASS;
 }
 #endif
 

@@ -7,9 +7,10 @@
 TRACEPOINT_PROBE(irq, softirq_entry)
 {
     if (!cpu_selected())
-        return 0;
+        return PTK_TP_PASS;
     struct irq_key key = { .vec = args->vec };
-    return irq_enter(&key);
+    irq_enter(&key);
+    return PTK_TP_PASS;
 }
 
-TRACEPOINT_PROBE(irq, softirq_exit) { return irq_exit(); }
+TRACEPOINT_PROBE(irq, softirq_exit) { irq_exit(); return PTK_TP_PASS; }

@@ -70,8 +70,9 @@ PTK_INLINE int count_stack(void *ctx)
 int stack_multi(void *ctx) { return count_stack(ctx); }
 #endif
 
-/* One per probe: int stack_N(void *ctx) { return count_stack(ctx); }
- * replaces the placeholder; alone, the file compiles with stack_0. */
+/* One per probe: int stack_N(void *ctx) { count_stack(ctx); return R; }
+ * (R: PTK_TP_PASS on a tracepoint, else 0) replaces the placeholder;
+ * alone, the file compiles with stack_0. */
 #ifndef PTK_GENERATED_PROBES
 int stack_0(void *ctx) { return count_stack(ctx); }
 #endif

@@ -6,14 +6,14 @@
 #include "ptk_stream.h"
 #include "ptk_pathcall.h"
 
-TRACEPOINT_PROBE(syscalls, sys_enter_statfs) { return path_call_enter(args->pathname, 0, 0); }
-TRACEPOINT_PROBE(syscalls, sys_enter_newstat) { return path_call_enter(args->filename, 0, 0); }
-TRACEPOINT_PROBE(syscalls, sys_enter_newlstat) { return path_call_enter(args->filename, 0, 0); }
-TRACEPOINT_PROBE(syscalls, sys_enter_newfstatat) { return path_call_enter(args->filename, 0, 0); }
-TRACEPOINT_PROBE(syscalls, sys_enter_statx) { return path_call_enter(args->filename, 0, 0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_statfs) { path_call_enter(args->pathname, 0, 0); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_newstat) { path_call_enter(args->filename, 0, 0); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_newlstat) { path_call_enter(args->filename, 0, 0); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_newfstatat) { path_call_enter(args->filename, 0, 0); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_statx) { path_call_enter(args->filename, 0, 0); return PTK_TP_PASS; }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_statfs) { return path_call_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_newstat) { return path_call_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_newlstat) { return path_call_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_newfstatat) { return path_call_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_exit_statx) { return path_call_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_exit_statfs) { path_call_exit(args->ret); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_newstat) { path_call_exit(args->ret); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_newlstat) { path_call_exit(args->ret); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_newfstatat) { path_call_exit(args->ret); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_statx) { path_call_exit(args->ret); return PTK_TP_PASS; }

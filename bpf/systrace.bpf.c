@@ -62,10 +62,10 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 nr = args->id, zero = 0, tid = pid_tgid;
     if (!selected(pid_tgid, nr))
-        return 0;
+        return PTK_TP_PASS;
     struct call *c = scratch.lookup(&zero);
     if (!c)
-        return 0;
+        return PTK_TP_PASS;
     c->ts = bpf_ktime_get_ns();
     c->nr = nr;
     c->pid = pid_tgid >> 32;
@@ -91,20 +91,20 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     }
     if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
         if (FAILED_ONLY)
-            return 0;
+            return PTK_TP_PASS;
         c->returned = 0;
         struct call *e = events.ringbuf_reserve(sizeof(struct call));
         if (!e) {
             ptk_count_loss(PTK_LOST_EVENTS);
-            return 0;
+            return PTK_TP_PASS;
         }
         __builtin_memcpy(e, c, sizeof(struct call));
         events.ringbuf_submit(e, 0);
-        return 0;
+        return PTK_TP_PASS;
     }
     if (inflight.update(&tid, c) != 0)
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(raw_syscalls, sys_exit)
@@ -112,21 +112,21 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     u32 tid = bpf_get_current_pid_tgid();
     struct call *c = inflight.lookup(&tid);
     if (!c)
-        return 0;             /* entered before tracing began, or not selected */
+        return PTK_TP_PASS;             /* entered before tracing began, or not selected */
     if (FAILED_ONLY && args->ret >= 0) {
         inflight.delete(&tid);
-        return 0;
+        return PTK_TP_PASS;
     }
     struct call *e = events.ringbuf_reserve(sizeof(struct call));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
         inflight.delete(&tid);
-        return 0;
+        return PTK_TP_PASS;
     }
     __builtin_memcpy(e, c, sizeof(struct call));
     e->ret = args->ret;
     e->duration = bpf_ktime_get_ns() - c->ts;
     events.ringbuf_submit(e, 0);
     inflight.delete(&tid);
-    return 0;
+    return PTK_TP_PASS;
 }

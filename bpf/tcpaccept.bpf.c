@@ -82,10 +82,12 @@ PTK_INLINE int accepted(long ret)
 
 TRACEPOINT_PROBE(syscalls, sys_exit_accept4)
 {
-    return accepted(args->ret);
+    accepted(args->ret);
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_accept)
 {
-    return accepted(args->ret);
+    accepted(args->ret);
+    return PTK_TP_PASS;
 }

@@ -52,23 +52,23 @@ BPF_HASH(connects, struct flow_key, u64, MAX_ENTRIES);
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != PTK_IPPROTO_TCP)
-        return 0;
+        return PTK_TP_PASS;
     u64 sk = (u64)args->skaddr;
     if (args->oldstate == PTK_TCP_SYN_SENT) {
         struct tcp_endpoints *ends = handshake_ends.lookup(&sk);
         if (ends)
             PTK_ENDPOINTS_FROM_ARGS(ends, args);
-        return 0;
+        return PTK_TP_PASS;
     }
     if (args->newstate != PTK_TCP_SYN_SENT || !ptk_selected())
-        return 0;
+        return PTK_TP_PASS;
     if (FILTER_UID >= 0 && (u32)bpf_get_current_uid_gid() != FILTER_UID)
-        return 0;
+        return PTK_TP_PASS;
     u32 tid = bpf_get_current_pid_tgid();
     struct tcp_endpoints unknown = {};
     if (connecting.update(&tid, &sk) != 0 || handshake_ends.update(&sk, &unknown) != 0)
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
+    return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_connect)
@@ -77,7 +77,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     u32 tid = pid_tgid;
     u64 *skp = connecting.lookup(&tid);
     if (!skp)
-        return 0;
+        return PTK_TP_PASS;
     u64 sk = *skp;
     connecting.delete(&tid);
 
@@ -89,7 +89,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
         endpoints_from_sock(&ep, (struct sock *)sk);
     handshake_ends.delete(&sk);
     if (!endpoints_selected(&ep))
-        return 0;
+        return PTK_TP_PASS;
 
     if (COUNT_MODE) {
         struct flow_key key = { .family = ep.family, .rport = ep.rport };
@@ -100,13 +100,13 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
             __sync_fetch_and_add(count, 1);
         else
             ptk_count_loss(PTK_MAP_FULL);
-        return 0;
+        return PTK_TP_PASS;
     }
 
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
-        return 0;
+        return PTK_TP_PASS;
     }
     e->ts_ns = bpf_ktime_get_ns();
     e->pid = pid_tgid >> 32;
@@ -116,5 +116,5 @@ TRACEPOINT_PROBE(syscalls, sys_exit_connect)
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     e->ep = ep;
     ptk_submit(e, sizeof(*e));
-    return 0;
+    return PTK_TP_PASS;
 }

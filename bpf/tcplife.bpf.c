@@ -47,7 +47,7 @@ PTK_INLINE void remember_owner(u64 sk)
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != PTK_IPPROTO_TCP)
-        return 0;
+        return PTK_TP_PASS;
     u64 sk = (u64)args->skaddr;
     int state = args->newstate;
 
@@ -59,10 +59,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         u64 now = bpf_ktime_get_ns();
         if (!birth.lookup(&sk) && birth.update(&sk, &now) != 0)
             ptk_count_loss(PTK_MAP_FULL);
-        return 0;
+        return PTK_TP_PASS;
     }
     if (state != PTK_TCP_CLOSE)
-        return 0;
+        return PTK_TP_PASS;
 
     u64 *born = birth.lookup(&sk);
     u64 start = born ? *born : 0;
@@ -77,19 +77,19 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     birth.delete(&sk);
     owners.delete(&sk);
     if (!start)
-        return 0;       /* born before tracing began, or a listener: no lifespan */
+        return PTK_TP_PASS;       /* born before tracing began, or a listener: no lifespan */
 
     struct tcp_endpoints ep = {};
     PTK_ENDPOINTS_FROM_ARGS(&ep, args);
     if (!endpoints_selected(&ep))
-        return 0;
+        return PTK_TP_PASS;
     if (FILTER_PID && owner.pid != FILTER_PID)
-        return 0;
+        return PTK_TP_PASS;
 
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
-        return 0;
+        return PTK_TP_PASS;
     }
     struct tcp_sock *tp = (struct tcp_sock *)args->skaddr;
     e->ts_ns = bpf_ktime_get_ns();
@@ -103,5 +103,5 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     __builtin_memcpy(e->comm, owner.comm, sizeof(e->comm));
     e->ep = ep;
     ptk_submit(e, sizeof(*e));
-    return 0;
+    return PTK_TP_PASS;
 }

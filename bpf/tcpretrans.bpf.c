@@ -75,7 +75,7 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     struct tcp_endpoints ep = {};
     PTK_ENDPOINTS_FROM_ARGS(&ep, args);
     report(&ep, args->state, skb_seq(args->skbaddr), KIND_RETRANSMIT);
-    return 0;
+    return PTK_TP_PASS;
 }
 
 #if LOSS_PROBE

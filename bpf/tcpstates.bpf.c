@@ -29,11 +29,11 @@ BPF_HASH(last_change, u64, u64, MAX_SOCKETS);
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != PTK_IPPROTO_TCP)
-        return 0;
+        return PTK_TP_PASS;
     struct tcp_endpoints ep = {};
     PTK_ENDPOINTS_FROM_ARGS(&ep, args);
     if (!endpoints_selected(&ep))
-        return 0;
+        return PTK_TP_PASS;
     u64 sk = (u64)args->skaddr, now = bpf_ktime_get_ns(), span = 0;
     u64 *then = last_change.lookup(&sk);
     if (then)
@@ -46,7 +46,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
-        return 0;
+        return PTK_TP_PASS;
     }
     e->ts_ns = now;
     e->skaddr = sk;
@@ -57,5 +57,5 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     e->ep = ep;
     ptk_submit(e, sizeof(*e));
-    return 0;
+    return PTK_TP_PASS;
 }

@@ -95,7 +95,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     }
     if (entry)
         entry->exited = 1;
-    return 0;
+    return PTK_TP_PASS;
 }
 
 #if FOLLOW_FORKS

@@ -28,7 +28,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         __sync_fetch_and_add(count, 1);
     else
         ptk_count_loss(PTK_MAP_FULL);
-    return 0;
+    return PTK_TP_PASS;   /* 0 would drop the event for perf and every other user */
 }
 """
 

@@ -14,7 +14,9 @@ resolved first (clear errors before anything is loaded), the target command
 is held before exec so probes see its first instruction, `FILTER_PID` is
 compiled in, USDT contexts are handed to BCC, and `close()` detaches
 everything. The C source includes "vmlinux.h" and "pytracekit.h" (see
-bpf/pytracekit.h for the filters, loss counters and log2 helpers).
+bpf/pytracekit.h for the filters, loss counters and log2 helpers). A function
+attached to a tracepoint returns PTK_TP_PASS: 0 drops the event for every
+other perf user of that tracepoint.
 
 The built-in tools funccount, stackcount and funclatency are written on it.
 """

@@ -16,6 +16,7 @@ from . import expr
 from .errors import SpecError
 from .expr import CType, Node, Scope
 from .expr_c import Emitter
+from .probes import program_return
 
 ENTRY_MAP_SIZE = 10240
 
@@ -137,10 +138,16 @@ class ProbeFunction:
             return "void"
         return "struct pt_regs"
 
-    def _prologue(self) -> list[str]:
-        out = ["    if (!ptk_selected())", "        return 0;"]
+    @property
+    def ret(self) -> str:
+        """What every return of fn_name returns: PTK_TP_PASS on a tracepoint,
+        whose events 0 would drop for every other perf user of it."""
+        return program_return(self.scope.kind)
+
+    def _prologue(self, ret: str) -> list[str]:
+        out = ["    if (!ptk_selected())", f"        return {ret};"]
         if self.guard:
-            out += [f"    if ({self.guard})", "        return 0;"]
+            out += [f"    if ({self.guard})", f"        return {ret};"]
         return out
 
     def source(self) -> str:
@@ -151,26 +158,26 @@ class ProbeFunction:
             values = self.emitter.entry_values
             out += [f"struct {name}_entry_t {{ u64 ts; u64 v[{max(1, len(values))}]; }};",
                     f"BPF_HASH({name}_entries, u64, struct {name}_entry_t, {ENTRY_MAP_SIZE});",
-                    f"int {name}_enter({ctx})", "{", *self._prologue(),
+                    f"int {name}_enter({ctx})", "{", *self._prologue("0"),
                     "    u64 __key = bpf_get_current_pid_tgid();",
                     f"    struct {name}_entry_t __entry = {{}};",
                     "    __entry.ts = bpf_ktime_get_ns();"]
             out += [f"    __entry.v[{i}] = {v};" for i, v in enumerate(values)]
             out += [f"    if ({name}_entries.update(&__key, &__entry))",
                     "        ptk_count_loss(PTK_MAP_FULL);", "    return 0;", "}", ""]
-        out += [f"int {name}({ctx})", "{", *self._prologue()]
+        out += [f"int {name}({ctx})", "{", *self._prologue(self.ret)]
         if self.needs_entry:
             # A return without its entry (attached mid-call) has nothing to report.
             out += ["    u64 __key = bpf_get_current_pid_tgid();",
                     f"    struct {name}_entry_t *__entryp = {name}_entries.lookup(&__key);",
-                    "    if (!__entryp)", "        return 0;",
+                    "    if (!__entryp)", f"        return {self.ret};",
                     f"    struct {name}_entry_t __entry = *__entryp;",
                     f"    {name}_entries.delete(&__key);"]
         out += ["    " + line for line in self.emitter.prelude]
         if self.filter_c:
-            out += [f"    if (!({self.filter_c}))", "        return 0;"]
+            out += [f"    if (!({self.filter_c}))", f"        return {self.ret};"]
         out += ["    " + line for line in self.body]
-        out += ["    return 0;", "}", ""]
+        out += [f"    return {self.ret};", "}", ""]
         return "\n".join(out)
 
     def attachments(self, probe) -> list:

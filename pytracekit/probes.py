@@ -45,6 +45,14 @@ _WILDCARD_NAME = re.compile(r"[A-Za-z_.$*?\[\]][\w.$@*?\[\]-]*")
 _TRACE_NAME = re.compile(r"[A-Za-z_*?][\w*?]*")
 
 
+def program_return(kind: str) -> str:
+    """The C value a BPF function at a probe of `kind` returns. A tracepoint is
+    shared: 0 there makes the kernel drop the event for every perf user of it,
+    system-wide, so it gets PTK_TP_PASS (bpf/pytracekit.h). A kprobe or uprobe
+    made through perf_event_open is our own event: 0 skips work nobody needs."""
+    return "PTK_TP_PASS" if kind == "tracepoint" else "0"
+
+
 @dataclass(frozen=True)
 class ProbeSpec:
     """A probe as the user wrote it, checked for form but not for existence."""

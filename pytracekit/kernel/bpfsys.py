@@ -1,7 +1,8 @@
 """The few bpf(2) commands pytracekit issues itself, past BCC: proving that
 fentry programs load (features), naming a program attached to an
-interface (net), and uprobe_multi links (one link, many uprobes, see
-loader.Program.attach_uprobe_multi). `union bpf_attr` is laid out by hand:
+interface (net), uprobe_multi links (one link, many uprobes, see
+loader.Program.attach_uprobe_multi), and what a process's fd attaches
+(task_fd_query). `union bpf_attr` is laid out by hand:
 only these fields (checked against the kernel's BTF, uapi/linux/bpf.h)."""
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import platform
 import struct
 
 SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "s390x": 351, "ppc64le": 361, "riscv64": 280}
-PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, LINK_CREATE = 5, 13, 15, 28
+PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, TASK_FD_QUERY, LINK_CREATE = 5, 13, 15, 20, 28
+# enum bpf_task_fd_type
+FD_TYPES = ("raw_tracepoint", "tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe")
 PROG_TYPE_KPROBE, PROG_TYPE_TRACING, TRACE_FENTRY = 2, 26, 24
 TRACE_UPROBE_MULTI = 48            # enum bpf_attach_type
 F_UPROBE_MULTI_RETURN = 1          # link_create.uprobe_multi.flags
@@ -115,3 +118,18 @@ def programs_held_by_processes() -> set[int]:
             if at >= 0:
                 held.add(int(text[at + 8:].split(None, 1)[0]))
     return held
+
+
+def task_fd_query(pid: int, fd: int) -> tuple[str, str, int] | None:
+    """What fd `fd` of process `pid` attaches a BPF program to: (kind, name,
+    program id), kind one of FD_TYPES; the name of a tracepoint is its event
+    name without category (sys_enter_openat). None when the fd attaches none."""
+    buf = ctypes.create_string_buffer(256)
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("IIIIQ", attr, 0, pid, fd, 0, len(buf), ctypes.addressof(buf))
+    result, _err = bpf(TASK_FD_QUERY, attr)
+    if result < 0:
+        return None
+    prog_id, fd_type = struct.unpack_from("II", attr, 24)
+    kind = FD_TYPES[fd_type] if fd_type < len(FD_TYPES) else str(fd_type)
+    return kind, buf.value.decode(errors="replace"), prog_id

@@ -11,15 +11,18 @@ from .. import settings
 from ..api import Tracer
 from ..kernel import features
 from ..periodic import report_until_done
-from ..probes import ResolvedProbe
+from ..probes import ResolvedProbe, program_return
 
 # The token bpf/<tool>.bpf.c leaves for the generated per-probe functions.
 PLACEHOLDER = "/* PTK_PROBE_FUNCTIONS */"
 
 
-def generated(template: str, numbers: Iterable[int]) -> dict[str, str]:
-    """`replace=` for Program.from_file: `template` once per probe number {n}."""
-    return {PLACEHOLDER: "".join(template.format(n=n) for n in numbers)}
+def generated(template: str, probes: list[ResolvedProbe],
+              numbers: Iterable[int]) -> dict[str, str]:
+    """`replace=` for Program.from_file: `template` once per probe number {n},
+    {ret} being what a function at probes[n] returns (probes.program_return)."""
+    return {PLACEHOLDER: "".join(template.format(n=n, ret=program_return(probes[n].kind))
+                                 for n in numbers)}
 
 
 def attach_probes(tracer: Tracer, probes: list[ResolvedProbe], multi_fn: str,

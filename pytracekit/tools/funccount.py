@@ -19,7 +19,7 @@ from ..render import jsonl
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
-FUNCTION = "int count_{n}(void *ctx) {{ return count_probe({n}); }}\n"
+FUNCTION = "int count_{n}(void *ctx) {{ count_probe({n}); return {ret}; }}\n"
 MULTI_FUNCTION = "count_multi"   # bpf/funccount.bpf.c, under FUNCCOUNT_MULTI
 
 
@@ -57,7 +57,7 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
         tracer.defines.update(FUNCCOUNT_PROBES=len(probes), PTK_GENERATED_PROBES=1,
                               FUNCCOUNT_CPU=-1 if cpu is None else cpu,
                               FUNCCOUNT_MULTI=len(numbered) < len(probes))
-        tracer.replace.update(common.generated(FUNCTION, numbered))
+        tracer.replace.update(common.generated(FUNCTION, probes, numbered))
         tracer.start(common.tracing_message(len(probes), pattern) if announce else None)
     except BaseException:
         tracer.close()

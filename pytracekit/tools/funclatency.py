@@ -93,7 +93,7 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
         tracer.defines.update(PTK_GENERATED_PROBES=1, LATENCY_PROBES=len(entries),
                               LATENCY_UNIT_NS=UNITS[unit], LATENCY_PER_FUNCTION=per_function,
                               MAX_DEPTH=max_depth)
-        tracer.replace.update(common.generated(FUNCTIONS, range(len(entries))))
+        tracer.replace.update(common.generated(FUNCTIONS, entries, range(len(entries))))
         tracer.start(common.tracing_message(len(entries), pattern) if announce else None)
     except BaseException:
         tracer.close()

@@ -28,7 +28,7 @@ from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
 LOST_STACK = Frame("[stack not stored]", "user")
-FUNCTION = "int stack_{n}(void *ctx) {{ return count_stack(ctx); }}\n"
+FUNCTION = "int stack_{n}(void *ctx) {{ count_stack(ctx); return {ret}; }}\n"
 MULTI_FUNCTION = "stack_multi"   # bpf/stackcount.bpf.c, under STACKCOUNT_MULTI
 
 
@@ -127,7 +127,7 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                               PER_PID=per_pid, STACK_STORAGE=stack_storage,
                               MAX_STACKS=max_stacks, STACKCOUNT_CPU=-1 if cpu is None else cpu,
                               STACKCOUNT_MULTI=len(numbered) < len(probes))
-        tracer.replace.update(common.generated(FUNCTION, numbered))
+        tracer.replace.update(common.generated(FUNCTION, probes, numbered))
         tracer.start(common.tracing_message(len(probes), pattern) if announce else None)
         symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
         user_symbols = BuildIdSymbolizer(show_offset=offsets)

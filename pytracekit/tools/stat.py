@@ -87,9 +87,10 @@ def tracepoint_source(events: list[EventSpec], filters: dict[int, str]) -> str:
             continue
         tp = tracefs.tracepoint(ev.category, ev.event)
         compiled = compile_filter(filters.get(slot, ""), tp, f"filter{slot}")
+        # PTK_TP_PASS, never 0: 0 would hide the event from every perf user.
         chunks.append(f"{compiled.helpers}\nint count_{slot}(void *ctx)\n{{\n"
-                      f"    if (!{compiled.expression})\n        return 0;\n"
-                      f"    return count_event({slot});\n}}\n")
+                      f"    if ({compiled.expression})\n        count_event({slot});\n"
+                      "    return PTK_TP_PASS;\n}\n")
     return "\n".join(chunks)
 
 

@@ -154,7 +154,7 @@ def build_probe(index: int, text: ProbeText, resolved: Any, params: tuple,
             body.append(f"__e->{name} = (u64){fn.emit(node)};")
     fields += [f"char s{k}[STRING_SIZE];" for k in range(len(probe.strings))]
     fn.body = [f"{event} *__e = events.ringbuf_reserve(sizeof({event}));",
-               "if (!__e) {", "    ptk_count_loss(PTK_LOST_EVENTS);", "    return 0;", "}",
+               "if (!__e) {", "    ptk_count_loss(PTK_LOST_EVENTS);", f"    return {fn.ret};", "}",
                f"trace_fill_header(&__e->h, ctx, {index});", *body,
                "events.ringbuf_submit(__e, 0);"]
     probe.struct_c = "\n".join([f"{event} {{", "    struct trace_header h;",
