@@ -98,6 +98,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
         "stat": {"argv": ["sh", "-c", f"stat {marker} >/dev/null; stat -f {marker} >/dev/null"]},
         "futex": {"argv": py + [futex]},
         "tkill": {"argv": py + [tkill]},
+        "signals": {"argv": [workload, "signals", str(KILLS)]},   # 4 handled per round
         "tcp": {"argv": py + [tcp]},
         "listen": {"argv": py + [listen]},      # two state changes, both in the process
         "touch": {"argv": [workload, "touch", str(PAGES)]},
@@ -134,6 +135,7 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_kill": ("kill", KILLS), "syscalls:sys_exit_kill": ("kill", KILLS),
     "syscalls:sys_enter_tkill": ("tkill", KILLS), "syscalls:sys_exit_tkill": ("tkill", KILLS),
     "syscalls:sys_enter_tgkill": ("tkill", KILLS), "syscalls:sys_exit_tgkill": ("tkill", KILLS),
+    "syscalls:sys_enter_rt_sigreturn": ("signals", 4 * KILLS),
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
