@@ -90,10 +90,46 @@ PTK_INLINE long ptk_read_user_str(char *dst, u32 size, const void *src)
     return n;
 }
 
+/* FILTER_AFTER_EXEC: FILTER_PID is a command pytracekit forked and holds
+ * before exec (the loader sets it). Like perf's enable_on_exec, the filters
+ * pass only from that exec on, so what the launcher's child does between
+ * fork and exec (waiting for the go, returning from that read) is never
+ * counted as the command's. A raw tracepoint: tools may have their own
+ * TRACEPOINT_PROBE(sched, sched_process_exec). */
+#ifndef FILTER_AFTER_EXEC
+#define FILTER_AFTER_EXEC 0
+#endif
+#if FILTER_AFTER_EXEC
+BPF_ARRAY(ptk_exec_seen, u32, 1);
+
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    u32 zero = 0;
+    u32 *seen = ptk_exec_seen.lookup(&zero);
+    if (seen && (bpf_get_current_pid_tgid() >> 32) == FILTER_PID)
+        *seen = 1;
+    return 0;
+}
+
+PTK_INLINE bool ptk_exec_done(void)
+{
+    u32 zero = 0;
+    u32 *seen = ptk_exec_seen.lookup(&zero);
+    return seen && *seen;
+}
+#else
+PTK_INLINE bool ptk_exec_done(void)
+{
+    return true;
+}
+#endif
+
 /* True when the current task passes the pid/tid filters. */
 PTK_INLINE bool ptk_selected(void)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!ptk_exec_done())
+        return false;
     if (FILTER_PID && (pid_tgid >> 32) != FILTER_PID)
         return false;
     if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
@@ -105,7 +141,7 @@ PTK_INLINE bool ptk_selected(void)
  * next, not the current task); the idle task (pid 0) is never selected. */
 PTK_INLINE bool ptk_task_selected(u32 tgid, u32 pid)
 {
-    if (pid == 0)
+    if (pid == 0 || !ptk_exec_done())
         return false;
     if (FILTER_PID && tgid != FILTER_PID)
         return false;

@@ -66,15 +66,19 @@ def _prog_name(args: list[str]) -> str:
 
 def main(args: list[str] | None = None, prog: str | None = None) -> int:
     from .loader import DryRunComplete, EbpfPrinted
+    from .runner import install_signal_handlers, interrupted_status
     args = list(sys.argv[1:] if args is None else args)
     name = prog or _prog_name(args)
     try:
+        install_signal_handlers()
         cli.main(args=args, prog_name="pytracekit", standalone_mode=False)
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
-        return 130
+    except click.exceptions.Abort as exc:   # click's wrapping of a KeyboardInterrupt
+        cause = exc.__cause__
+        return interrupted_status(cause if isinstance(cause, KeyboardInterrupt) else
+                                  KeyboardInterrupt())
     except click.ClickException as exc:   # usage errors
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
@@ -91,8 +95,8 @@ def main(args: list[str] | None = None, prog: str | None = None) -> int:
         if settings.current().verbose and exc.detail:
             click.echo(exc.detail, err=True)
         return exc.exit_status
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:   # before tracing began (later, tools print results)
+        return interrupted_status(exc)
     except (BrokenPipeError, ReaderGone):
         # The reader went away (`| head`); nothing more to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -225,7 +225,11 @@ class Program:
     @classmethod
     def from_text(cls, name: str, source: str, defines: Mapping[str, Any] | None = None,
                   usdt: list[Any] | None = None) -> "Program":
-        prog = cls(name=name, source=expand_source(source), defines=dict(defines or {}),
+        defines = dict(defines or {})
+        from .runner import held_commands
+        if defines.get("FILTER_PID") in held_commands:   # see FILTER_AFTER_EXEC in pytracekit.h
+            defines.setdefault("FILTER_AFTER_EXEC", 1)
+        prog = cls(name=name, source=expand_source(source), defines=defines,
                    usdt=list(usdt or []))
         prog.compile()
         return prog
@@ -243,17 +247,17 @@ class Program:
         from .kernel import headers, tracefs
         tracefs.tracefs_root()          # BCC reads its tracefs path at import
         tree = headers.include_tree()
-        os.environ["BCC_KERNEL_SOURCE"] = str(tree.source)
         text = self.full_text
         header_dir = headers.program_header(tree, text)
         # By absolute path: a vmlinux.h in the current directory must not win.
         text = _INCLUDE_VMLINUX.sub(f'#include "{header_dir}/vmlinux.h"', text)
-        import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
-        _fix_uprobe_ref_ctr_offset()
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
         if self.usdt:   # see bpf/usdt_compat.h
             cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
-        with captured_stderr(self.name) as log, _working_directory(header_dir):
+        with _environ("BCC_KERNEL_SOURCE", str(tree.source)), captured_stderr(self.name) as log, \
+                _working_directory(header_dir):
+            import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
+            _fix_uprobe_ref_ctr_offset()
             try:
                 self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
             except Exception as exc:  # BCC raises bare Exception
@@ -457,6 +461,21 @@ class Program:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """Set a variable only while BCC compiles: commands pytracekit starts
+    later (stat -r) get the environment the user gave it."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 def _fix_uprobe_ref_ctr_offset() -> None:

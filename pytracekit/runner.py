@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import time
@@ -24,6 +25,15 @@ FINAL_DRAIN_S = 0.2
 
 class Stop(KeyboardInterrupt):
     """Raised in the main thread by SIGTERM/SIGHUP; handled like Ctrl-C."""
+
+    @property
+    def signum(self) -> int:
+        return signal.Signals[self.args[0]].value if self.args else signal.SIGINT.value
+
+
+def interrupted_status(exc: KeyboardInterrupt) -> int:
+    """Exit status of a run a signal ended before it was tracing: 128 + signal."""
+    return 128 + getattr(exc, "signum", signal.SIGINT.value)
 
 
 _handler_owner = 0   # the pid that installed _raise_stop
@@ -62,10 +72,15 @@ def raise_pending(pending: list[int]) -> None:
 
 
 def install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP raise Stop, Ctrl-C KeyboardInterrupt (unless ignored):
+    in force from cli.main on, so a tool stopped while it compiles or attaches
+    unwinds through its finally blocks (probes detached, command never run)."""
     global _handler_owner
     _handler_owner = os.getpid()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def check_pid(pid: int) -> int:
@@ -90,16 +105,40 @@ def check_runnable(program: str) -> str:
     return path
 
 
+# Set in the environment by a test harness for the tool, never for the command.
+READY_FD_ENV = "PYTRACEKIT_READY_FD"
+
+# Commands pytracekit forked and holds before exec: the loader compiles a
+# FILTER_PID that is one of these with FILTER_AFTER_EXEC (see pytracekit.h),
+# so nothing the tool's child does before exec is counted as the command's.
+held_commands: set[int] = set()
+
+
+def _pidfd(pid: int) -> int:
+    try:
+        return os.pidfd_open(pid)   # O_CLOEXEC always
+    except ProcessLookupError:
+        return -1                   # already gone
+    except OSError:
+        return -2                   # no pidfd here: poll /proc instead
+
+
 @dataclass
 class Target:
-    """What a tool watches: everything, one pid, or a command it starts."""
+    """What a tool watches: everything, one pid, or a command it starts.
+
+    `watched` are the -p processes (a stack tool's pid list): the run ends
+    when the last of them exits, as perf's does."""
 
     pid: int = 0                      # 0: system-wide
     command: tuple[str, ...] = ()
     child: int = 0
     exit_status: int | None = None
+    watched: tuple[int, ...] = ()
+    exited_at: float | None = None    # when the command or the last -p process was seen gone
     _go_w: int = -1
     _err_r: int = -1
+    _pidfds: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -108,28 +147,44 @@ class Target:
         if pid and command:
             raise UsageError("give either -p PID or -- COMMAND, not both")
         if pid:
-            return cls(pid=check_pid(pid))
+            target = cls(pid=check_pid(pid))
+            target.watch([pid])
+            return target
         target = cls(command=command)
         if command:
-            check_runnable(command[0])
-            target._spawn()
+            target._spawn(check_runnable(command[0]))
         return target
 
-    def _spawn(self) -> None:
-        go_r, self._go_w = os.pipe()
+    def watch(self, pids: list[int]) -> None:
+        """End the run when the last of these processes exits. Opened now, so a
+        recycled pid cannot stand in for one that exits while compiling."""
+        self.watched = tuple(pids)
+        self._pidfds = {pid: _pidfd(pid) for pid in pids}
+
+    def _spawn(self, path: str) -> None:
+        """Fork the command and hold it before exec until release().
+
+        The child keeps the terminal's stdin/stdout/stderr, the cwd and the
+        environment the tool was started with (less the harness's ready fd).
+        Everything it must do is done before it waits, so that between
+        release and exec it only returns from read() and calls execve() on
+        the path resolved here; probes ignore it until its exec anyway. EOF
+        instead of the go byte (the tool died or gave up) means: never run."""
+        env = {k: v for k, v in os.environ.items() if k != READY_FD_ENV}
+        ready_fd = os.environ.get(READY_FD_ENV, "")
+        argv = list(self.command)
+        go_r, self._go_w = os.pipe()          # os.pipe(): both ends O_CLOEXEC
         self._err_r, err_w = os.pipe()
-        os.set_inheritable(err_w, False)
         pid = os.fork()
-        if pid == 0:  # child: wait for release, then exec
+        if pid == 0:
             try:
-                os.close(self._go_w)
+                os.close(self._go_w)          # else EOF could never come
                 os.close(self._err_r)
-                os.read(go_r, 1)
-                os.close(go_r)
-                os.set_blocking(err_w, True)
-                fd = os.open("/dev/null", os.O_RDONLY)  # tools own the terminal's stdin
-                os.dup2(fd, 0)
-                os.execvp(self.command[0], list(self.command))
+                _child_signals()
+                if ready_fd.isdigit():
+                    os.set_inheritable(int(ready_fd), False)
+                if os.read(go_r, 1) == b"g":
+                    os.execve(path, argv, env)
             except OSError as exc:
                 os.write(err_w, f"{exc.strerror}".encode())
             finally:
@@ -137,6 +192,8 @@ class Target:
         os.close(go_r)
         os.close(err_w)
         self.child = self.pid = pid
+        held_commands.add(pid)
+        self._pidfds = {pid: _pidfd(pid)}
 
     def release(self) -> None:
         """Let a held command exec; report at once if it cannot."""
@@ -168,11 +225,39 @@ class Target:
 
     @property
     def exited(self) -> bool:
-        return bool(self.child) and self._reap()
+        """The command exited, or every -p process did."""
+        if self.exited_at is not None:
+            return True
+        if self.child:
+            gone = self._reap()
+        elif self.watched:
+            gone = all(self._gone(pid) for pid in self.watched)
+        else:
+            return False
+        if gone:
+            self.exited_at = time.monotonic()
+        return gone
+
+    def _gone(self, pid: int) -> bool:
+        fd = self._pidfds.get(pid, -2)
+        if fd == -1:
+            return True
+        if fd == -2:
+            return not os.path.exists(f"/proc/{pid}")
+        ready, _, _ = select.select([fd], [], [], 0)
+        return bool(ready)
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to `timeout` seconds, waking the moment the target exits."""
+        fds = [fd for fd in self._pidfds.values() if fd >= 0]
+        if fds and self.exited_at is None:
+            select.select(fds, [], [], timeout)
+        else:
+            time.sleep(timeout)
 
     def finish(self) -> None:
         """On the way out: a command still running is stopped (perf does the same)."""
-        if self._go_w >= 0:  # never released: the tool failed before attaching
+        if self._go_w >= 0:  # never released: the child sees EOF and exits unrun
             os.close(self._go_w)
             self._go_w = -1
         if self.child and not self._reap():
@@ -181,11 +266,27 @@ class Target:
             except ProcessLookupError:
                 pass
             self._reap(block=True)
+        while self._pidfds:
+            fd = self._pidfds.popitem()[1]
+            if fd >= 0:
+                os.close(fd)
+
+
+def _child_signals() -> None:
+    """In the held child: signals as a plain run would get them. Python's own
+    handlers die at exec anyway, but until then SIGINT/SIGTERM/SIGHUP must just
+    kill the held child; SIGPIPE and SIGXFSZ, which Python ignores, go back to
+    the default (as subprocess does). Signals the caller ignored stay ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            signal.signal(sig, signal.SIG_DFL)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def signal_ready() -> None:
     """Tell a waiting test harness that probes are attached (PYTRACEKIT_READY_FD)."""
-    fd = os.environ.pop("PYTRACEKIT_READY_FD", None)
+    fd = os.environ.pop(READY_FD_ENV, None)
     if fd:
         try:
             os.write(int(fd), b"ready\n")
@@ -203,7 +304,8 @@ def announce(message: str) -> None:
 def run_until_done(target: Target, *, duration: float | None = None,
                    interval: float | None = None, on_interval: Callable[[], None] | None = None,
                    poll: Callable[[int], None] | None = None) -> str:
-    """Block until the duration ends, the command exits, or Ctrl-C/SIGTERM.
+    """Block until the duration ends, the command or every -p process exits,
+    or Ctrl-C/SIGTERM.
 
     `poll(timeout_ms)` lets streaming tools consume events while waiting;
     `on_interval` prints periodic output. Returns why the run ended:
@@ -231,7 +333,7 @@ def run_until_done(target: Target, *, duration: float | None = None,
             if poll is not None:
                 poll(int(wait * 1000))
             else:
-                time.sleep(wait)
+                target.wait(wait)
             if next_tick is not None and time.monotonic() >= next_tick and on_interval:
                 on_interval()
                 next_tick += interval
