@@ -5,9 +5,6 @@ bpf/follow.inc.c belongs and are loaded through `load()`.
 """
 from __future__ import annotations
 
-import os
-import select
-import time
 from typing import Any, Mapping
 
 from . import syscalls
@@ -42,44 +39,3 @@ def set_root(prog: Program, pid: int) -> None:
     """Follow this command (held before exec) from its exec on."""
     table = prog["follow_root"]
     table[table.Key(0)] = table.Leaf(pid)
-
-
-class TargetExited(KeyboardInterrupt):
-    """Ends run_until_done (which treats it like Ctrl-C) when a -p process exits."""
-
-
-class ExitWatch:
-    """A `poll` for run_until_done that wakes the moment `pid` exits (a pidfd),
-    notes when, and for a -p process (not our child) ends the run.
-
-    `then(ms)` is the tool's own poll (e.g. consuming a ring buffer)."""
-
-    def __init__(self, pid: int, *, stop: bool, then: Any = None) -> None:
-        self.stop, self.then, self.pid = stop, then, pid
-        self.exited_at: float | None = None
-        try:
-            self.fd = os.pidfd_open(pid) if pid else -1
-        except (OSError, AttributeError):
-            self.fd = -1
-
-    def __call__(self, timeout_ms: int) -> None:
-        if self.then is not None:
-            self.then(timeout_ms)
-            timeout_ms = 0
-        if self.fd < 0:
-            time.sleep(timeout_ms / 1000)
-            return
-        if self.exited_at is None:
-            ready, _, _ = select.select([self.fd], [], [], timeout_ms / 1000)
-            if ready:
-                self.exited_at = time.monotonic()
-        else:
-            time.sleep(timeout_ms / 1000)
-        if self.exited_at is not None and self.stop:
-            raise TargetExited()
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-

@@ -44,9 +44,45 @@ standard = _compose(
 )
 
 
+class ProcessId(click.ParamType):
+    """A process id: a positive number. The one rule for every tool's -p."""
+
+    name = "PID"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            pid = value
+        else:
+            try:
+                pid = int(str(value).strip(), 10)
+            except ValueError:
+                pid = 0
+        if pid <= 0:
+            self.fail(f"{value!r} is not a process id (give a positive number, e.g. from "
+                      "pgrep NAME)", param, ctx)
+        return pid
+
+
+class ProcessIds(ProcessId):
+    """Comma-separated process ids (the stack tools' -p 1,2), each as -p's."""
+
+    name = "PIDS"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        parts = [part for part in str(value).split(",") if part.strip()]
+        if not parts:
+            self.fail(f"{value!r} is not a process id (give a positive number, e.g. from "
+                      "pgrep NAME)", param, ctx)
+        return [super(ProcessIds, self).convert(part, param, ctx) for part in parts]
+
+
 def pid_option(*short: str) -> Callable[[F], F]:
-    return click.option(*short, "--pid", "pid", type=int, default=None,
-                        help="Trace this process only.")
+    return click.option(*short, "--pid", "pid", type=ProcessId(), default=None,
+                        help="Trace this process only; the run ends when it exits.")
 
 
 def tid_option(*short: str) -> Callable[[F], F]:

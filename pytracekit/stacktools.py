@@ -39,10 +39,12 @@ def command_of(ctx: click.Context) -> tuple[str, ...]:
     return tuple(ctx.meta.get("command", ()))
 
 
-def id_list(text: str | None, what: str = "pid") -> list[int]:
+def id_list(text: "str | list[int] | None", what: str = "pid") -> list[int]:
     """BCC's comma-separated -p/-L lists: "123,456"."""
     if not text:
         return []
+    if isinstance(text, list):   # already checked by options.ProcessIds
+        return text
     try:
         ids = [int(part) for part in str(text).split(",") if part.strip()]
     except ValueError:
@@ -195,6 +197,7 @@ def select_targets(pids: list[int], tids: list[int],
     for pid in pids + tids:
         check_pid(pid)
     target = Target.from_options(None, command)
+    target.watch(pids)   # the run ends when the last of them exits
     if command:   # the BPF side selects it at its exec (EXEC_PID), then its children
         return target, [], {"SELECT_BY": 1, "FOLLOW_FORKS": 1, "EXEC_PID": target.pid}
     selected = pids or tids

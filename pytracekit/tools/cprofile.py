@@ -109,7 +109,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
               help="Retries of a failed push, with exponential backoff.")
 @click.option("-F", "--frequency", type=click.IntRange(min=1), default=49, show_default=True,
               help="cpu: samples per second on each CPU.")
-@click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
+@click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
               help="Profile these processes only (comma-separated).")
 @options.duration_option("-d")
 @options.json_option()

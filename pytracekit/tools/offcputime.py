@@ -67,7 +67,7 @@ def stack_tool_options(f):
     decorators = [
         click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
                        required=False),
-        click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
+        click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
                      help="Trace these processes only (comma-separated)."),
         click.option("-t", "--tid", "tid_list", metavar="TIDS", default=None,
                      help="Trace these threads only (comma-separated)."),

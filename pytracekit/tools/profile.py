@@ -56,7 +56,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
                context_settings=options.TOOL_CONTEXT)
 @click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
                 required=False)
-@click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
+@click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
               help="Profile these processes only (comma-separated).")
 @click.option("-L", "--tid", "tid_list", metavar="TIDS", default=None,
               help="Profile these threads only (comma-separated).")

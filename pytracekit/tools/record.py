@@ -27,7 +27,7 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
               help="Recording file to write (gzip JSON lines).")
 @click.option("-a", "--all-cpus", "system_wide", is_flag=True,
               help="Record every process (the default without -p or a command).")
-@click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
+@click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
               help="Record these processes only (comma-separated).")
 @click.option("-F", "--frequency", type=click.IntRange(min=1), default=49, show_default=True,
               help="On-CPU samples per second per CPU.")

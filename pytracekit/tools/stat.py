@@ -342,16 +342,12 @@ def _run_once(session: Session, target: Target, duration: float | None,
                     c.label, c.kind, supported=v is not None), delta))
             last[i] = v or 0
 
-    watch = follow.ExitWatch(target.pid, stop=not target.command)
     if not target.command:
         target.started = time.monotonic()   # a command's clock starts at its release
-    try:
-        run_until_done(target, duration=duration,
-                       interval=interval_ms / 1000 if interval_ms else None,
-                       on_interval=tick if interval_ms else None, poll=watch)
-    finally:
-        watch.close()
-    return session.read(), watch.exited_at or time.monotonic()
+    run_until_done(target, duration=duration,
+                   interval=interval_ms / 1000 if interval_ms else None,
+                   on_interval=tick if interval_ms else None)
+    return session.read(), target.exited_at or time.monotonic()
 
 
 def _print_json(what: str, counters: list[perfstat.CounterResult], elapsed: list[float],

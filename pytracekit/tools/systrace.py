@@ -184,11 +184,7 @@ def command(pid, tid, everything, only, failures, duration, as_json, command):
     try:
         tracer = start(target, show, tid=tid, only=names, failures=failures)
         announce("Tracing system calls... Hit Ctrl-C to end.")
-        watch = follow.ExitWatch(target.pid, stop=not target.command, then=tracer.poll)
-        try:
-            run_until_done(target, duration=duration, poll=watch)
-        finally:
-            watch.close()
+        run_until_done(target, duration=duration, poll=tracer.poll)
         tracer.drain()
         loss = tracer.prog.loss()
         print_loss(loss, as_json)

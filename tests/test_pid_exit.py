@@ -1,0 +1,129 @@
+"""With -p PID every tool ends by itself when that process exits (as perf
+does), printing its results; with a pid list, when the last one exits. And
+one rule for a bad -p everywhere: one line, status 2.
+
+The tools are found from the click commands, so a new tool with -p is covered
+here at once: it runs with the arguments in TOOL_ARGS (none by default)."""
+import subprocess
+import time
+
+import click
+import pytest
+
+from conftest import ROOT, Tool, pytracekit
+from pytracekit import cli
+
+# What a tool needs besides -p to trace the workload's sleeps.
+TOOL_ARGS = {
+    "argdist": ["-C", "t:syscalls:sys_enter_nanosleep():u64:1"],
+    "cprofile": ["--every", "1"],                 # --dir added per test
+    "funccount": ["t:syscalls:sys_enter_clock_nanosleep"],
+    "funclatency": ["c:clock_nanosleep"],
+    "record": [],                                  # -o added per test
+    "stackcount": ["t:syscalls:sys_enter_clock_nanosleep"],
+    "stat": ["-e", "syscalls:sys_enter_clock_nanosleep"],
+    "top": ["-b", "-d", "0.5"],
+    "trace": ["t:syscalls:sys_enter_clock_nanosleep"],
+}
+# Tools with -p that do not trace: they end at once anyway.
+NOT_TRACERS = {"list": "lists the probes of a process and exits"}
+
+
+def _tools_with_pid() -> list[str]:
+    ctx = click.Context(cli.cli)
+    found = []
+    for name in cli.tool_names():
+        command = cli.cli.get_command(ctx, name)
+        if any("--pid" in getattr(p, "opts", ()) for p in command.params):
+            found.append(name)
+    return found
+
+
+TOOLS_WITH_PID = _tools_with_pid()
+
+
+def test_the_list_of_tools_is_found():
+    assert {"funccount", "profile", "stat", "top", "trace", "record"} <= set(TOOLS_WITH_PID)
+
+
+def _args(tool: str, tmp_path) -> list[str]:
+    args = list(TOOL_ARGS.get(tool, []))
+    if tool == "cprofile":
+        args += ["--dir", str(tmp_path / "prof")]
+    if tool == "record":
+        args += ["-o", str(tmp_path / "rec.data")]
+    return args
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("tool", [t for t in TOOLS_WITH_PID if t not in NOT_TRACERS])
+def test_tool_ends_when_its_process_exits(tool, workload, tmp_path):
+    go = tmp_path / "go"
+    # sleeps and CPU time: something for every kind of tool to see
+    proc = subprocess.Popen([workload, "--go-file", str(go), "cpuburst", "20", "3000"],
+                            stdout=subprocess.DEVNULL)
+    running = None
+    try:
+        running = Tool(tool, *_args(tool, tmp_path), "-p", str(proc.pid)).start()
+        go.touch()
+        assert proc.wait(timeout=30) == 0
+        gone = time.monotonic()
+        try:
+            out, err = running.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{tool} -p still running 10 s after its process exited")
+        # within a few seconds: "within a second" plus a loaded machine's slack
+        # (printing the results may symbolize stacks)
+        assert time.monotonic() - gone < 5, f"{tool} took {time.monotonic() - gone:.1f} s"
+        assert running.returncode == 0, (out, err)
+        assert "Traceback" not in err and "internal error" not in err, err
+        if tool == "record":   # its results are the file
+            report = pytracekit("report", str(tmp_path / "rec.data"))
+            assert report.returncode == 0, report.stderr
+            assert "busy_call" in report.stdout, report.stdout
+        else:
+            assert out.strip(), f"{tool} printed no results"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if running is not None and running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.communicate()
+
+
+@pytest.mark.root
+def test_a_pid_list_ends_with_its_last_process(workload, tmp_path):
+    go = tmp_path / "go"
+    short = subprocess.Popen([workload, "--go-file", str(go), "sleep", "1", "10"])
+    long = subprocess.Popen([workload, "--go-file", str(go), "sleep", "20", "100"])
+    running = None
+    try:
+        running = Tool("profile", "-p", f"{short.pid},{long.pid}").start()
+        go.touch()
+        assert short.wait(timeout=30) == 0
+        time.sleep(0.8)
+        assert running.proc.poll() is None, "profile ended with the first of its processes"
+        assert long.wait(timeout=30) == 0
+        out, err = running.wait(timeout=10)
+        assert running.returncode == 0, err
+        assert "Traceback" not in err
+    finally:
+        for proc in (short, long):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if running is not None and running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.communicate()
+
+
+@pytest.mark.parametrize("bad", ["-5", "0", "abc", "1.5", ""])
+@pytest.mark.parametrize("tool", ["funccount", "profile", "top", "stat", "cprofile"])
+def test_a_bad_pid_is_one_line_and_status_2(tool, bad):
+    res = pytracekit(tool, *TOOL_ARGS.get(tool, []), "-p", bad)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert f"'{bad}' is not a process id (give a positive number" in lines[0], lines[0]
+    assert lines[0].startswith(f"pytracekit {tool}: error: ")
