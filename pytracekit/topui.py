@@ -3,10 +3,16 @@
 Keys as in top: q quits, P sorts by %CPU, N by PID, T by TIME+, C by COMM,
 H toggles threads. ncurses turns SIGWINCH into KEY_RESIZE, handled below.
 The UI also ends when --duration is over or the watched command exits.
+
+With `-- COMMAND` the terminal's input belongs to the command (as it would
+without pytracekit): top reads no keys and leaves the terminal in its usual
+line mode; it ends when the command exits or on Ctrl-C.
 """
 from __future__ import annotations
 
 import curses
+import os
+import sys
 import time
 from typing import Any
 
@@ -30,6 +36,9 @@ def _loop(screen: Any, session: Any, target: Target, delay: float, iterations: i
           duration: float | None, threads: bool, sort: str) -> None:
     curses.curs_set(0)
     screen.timeout(100)
+    if target.command:   # the command's stdin: no keys read, line mode as usual
+        curses.nocbreak()
+        curses.echo()
     signal_ready()
     target.release()
     refresh = None
@@ -46,7 +55,7 @@ def _loop(screen: Any, session: Any, target: Target, delay: float, iterations: i
             _draw(screen, session, refresh, threads, sort)
         elif refresh is None:
             _waiting(screen)
-        key = screen.getch()
+        key = _next_key(screen, target)
         if key in (ord("q"), ord("Q")):
             return
         if key in SORT_KEYS:
@@ -62,6 +71,18 @@ def _loop(screen: Any, session: Any, target: Target, delay: float, iterations: i
             continue
         if refresh is not None:
             _draw(screen, session, refresh, threads, sort)
+
+
+def _next_key(screen: Any, target: Target) -> int:
+    """A key within 100 ms, or -1; never one meant for the command."""
+    if not target.command:
+        return screen.getch()
+    size = os.get_terminal_size(sys.__stdout__.fileno())   # getch would see SIGWINCH
+    if (size.lines, size.columns) != screen.getmaxyx():
+        curses.resizeterm(size.lines, size.columns)
+        return curses.KEY_RESIZE
+    target.wait(0.1)
+    return -1
 
 
 def _waiting(screen: Any) -> None:
