@@ -1,7 +1,9 @@
-"""`python -m pytracekit`.
+"""`python -m pytracekit` and the `pytracekit` command.
 
 Ctrl-C, SIGTERM or SIGHUP while the imports still run (the first fraction of
-a second) end the run quietly, as they do later: nothing is attached yet."""
+a second) end the run quietly with 128+signal, as they do until tracing
+begins: nothing is attached and no command started yet. cli.main then
+installs the handlers that unwind the tool (runner.install_signal_handlers)."""
 import signal
 import sys
 
@@ -10,10 +12,13 @@ def _interrupted(signum: int, _frame: object) -> None:
     sys.exit(128 + signum)
 
 
-for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    if signal.getsignal(_sig) is not signal.SIG_IGN:
-        signal.signal(_sig, _interrupted)
+def run() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _interrupted)
+    from .cli import run as run_cli
+    run_cli()
 
-from .cli import run  # noqa: E402  (after the handlers)
 
-run()
+if __name__ == "__main__":
+    run()

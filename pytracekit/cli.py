@@ -66,11 +66,11 @@ def _prog_name(args: list[str]) -> str:
 
 def main(args: list[str] | None = None, prog: str | None = None) -> int:
     from .loader import DryRunComplete, EbpfPrinted
-    from .runner import install_signal_handlers, interrupted_status
+    from .runner import claim_signals, interrupted_status
     args = list(sys.argv[1:] if args is None else args)
     name = prog or _prog_name(args)
     try:
-        install_signal_handlers()
+        claim_signals()
         cli.main(args=args, prog_name="pytracekit", standalone_mode=False)
         return 0
     except click.exceptions.Exit as exc:

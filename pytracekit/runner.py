@@ -38,6 +38,13 @@ def interrupted_status(exc: KeyboardInterrupt) -> int:
 
 _handler_owner = 0   # the pid that installed _raise_stop
 
+_claimed = False     # see claim_signals
+
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What the caller left ignored (nohup, a background job): so stays a command's.
+_IGNORED_BY_CALLER = frozenset(sig for sig in STOPS
+                               if signal.getsignal(sig) is signal.SIG_IGN)
+
 
 def _raise_stop(signum: int, _frame: object) -> None:
     if os.getpid() != _handler_owner:
@@ -56,9 +63,8 @@ def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
     poll), where a signal raised between callbacks is printed and dropped by
     ctypes, so the tool would never stop. Check `pending` after (raise_pending)
     and in the callbacks (return -1 to make libbpf stop consuming)."""
-    stoppers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
-             for sig in stoppers}
+             for sig in STOPS}
     try:
         yield pending
     finally:
@@ -79,7 +85,7 @@ def install_signal_handlers() -> None:
     _handler_owner = os.getpid()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_stop)
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+    if signal.SIGINT not in _IGNORED_BY_CALLER:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
@@ -114,9 +120,10 @@ READY_FD_ENV = "PYTRACEKIT_READY_FD"
 held_commands: set[int] = set()
 
 
-def _pidfd(pid: int) -> int:
+def _pidfd(pid: int, thread: bool = False) -> int:
     try:
-        return os.pidfd_open(pid)   # O_CLOEXEC always
+        # O_CLOEXEC always; a thread's own pidfd is PIDFD_THREAD (= O_EXCL, Linux 6.9)
+        return os.pidfd_open(pid, os.O_EXCL if thread else 0)
     except ProcessLookupError:
         return -1                   # already gone
     except OSError:
@@ -155,11 +162,12 @@ class Target:
             target._spawn(check_runnable(command[0]))
         return target
 
-    def watch(self, pids: list[int]) -> None:
-        """End the run when the last of these processes exits. Opened now, so a
-        recycled pid cannot stand in for one that exits while compiling."""
+    def watch(self, pids: list[int], threads: bool = False) -> None:
+        """End the run when the last of these processes (or threads) exits.
+        Opened now, so a recycled pid cannot stand in for one that exits while
+        compiling."""
         self.watched = tuple(pids)
-        self._pidfds = {pid: _pidfd(pid) for pid in pids}
+        self._pidfds = {pid: _pidfd(pid, threads) for pid in pids}
 
     def _spawn(self, path: str) -> None:
         """Fork the command and hold it before exec until release().
@@ -200,7 +208,10 @@ class Target:
         if self._go_w < 0:
             return
         self.started = time.monotonic()   # before the write: the command may finish at once
-        os.write(self._go_w, b"g")
+        try:
+            os.write(self._go_w, b"g")
+        except BrokenPipeError:   # the held child was killed: the run ends as "exited"
+            pass
         os.close(self._go_w)
         self._go_w = -1
         message = os.read(self._err_r, 512).decode()  # EOF (b"") once exec succeeded
@@ -277,9 +288,8 @@ def _child_signals() -> None:
     handlers die at exec anyway, but until then SIGINT/SIGTERM/SIGHUP must just
     kill the held child; SIGPIPE and SIGXFSZ, which Python ignores, go back to
     the default (as subprocess does). Signals the caller ignored stay ignored."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) not in (signal.SIG_IGN, None):
-            signal.signal(sig, signal.SIG_DFL)
+    for sig in STOPS:
+        signal.signal(sig, signal.SIG_IGN if sig in _IGNORED_BY_CALLER else signal.SIG_DFL)
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
 
@@ -339,3 +349,27 @@ def run_until_done(target: Target, *, duration: float | None = None,
                 next_tick += interval
     except KeyboardInterrupt:
         return "interrupted"
+    finally:
+        try:
+            ignore_stops()
+        except KeyboardInterrupt:   # one that came just before
+            ignore_stops()
+
+
+def ignore_stops() -> None:
+    """Once a run of the pytracekit command has ended: a late Ctrl-C, SIGTERM
+    or SIGHUP (a second press, or one racing the command's exit) must not cut
+    the results short or leave probes attached, so the tool prints, detaches
+    and exits. The next run_until_done (stat -r) arms them again. A program
+    using pytracekit as a library (no claim_signals) keeps its handlers."""
+    if _claimed:
+        for sig in STOPS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def claim_signals() -> None:
+    """cli.main: this process is the pytracekit command; stop signals are
+    handled from now on (install_signal_handlers) and ignored once a run ended."""
+    global _claimed
+    _claimed = True
+    install_signal_handlers()

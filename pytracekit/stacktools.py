@@ -197,7 +197,7 @@ def select_targets(pids: list[int], tids: list[int],
     for pid in pids + tids:
         check_pid(pid)
     target = Target.from_options(None, command)
-    target.watch(pids)   # the run ends when the last of them exits
+    target.watch(pids or tids, threads=bool(tids))   # the run ends when the last exits
     if command:   # the BPF side selects it at its exec (EXEC_PID), then its children
         return target, [], {"SELECT_BY": 1, "FOLLOW_FORKS": 1, "EXEC_PID": target.pid}
     selected = pids or tids

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .render import top as render
-from .runner import Target, install_signal_handlers, signal_ready
+from .runner import Target, ignore_stops, install_signal_handlers, signal_ready
 from .tools.top import shown_rows
 
 SORT_KEYS = {ord("P"): "cpu", ord("N"): "pid", ord("T"): "time", ord("C"): "comm"}
@@ -30,6 +30,7 @@ def run_ui(session: Any, target: Target, *, delay: float, iterations: int | None
         curses.wrapper(_loop, session, target, delay, iterations, duration, threads, sort)
     except KeyboardInterrupt:
         pass
+    ignore_stops()   # the run is over: as after run_until_done
 
 
 def _loop(screen: Any, session: Any, target: Target, delay: float, iterations: int | None,

@@ -227,6 +227,25 @@ def test_sigpipe_is_not_ignored_in_the_command():
     assert "Broken pipe" not in res.stderr, res.stderr
 
 
+@pytest.mark.root
+@pytest.mark.parametrize("caller_ignores_sigint", [False, True])
+def test_signal_dispositions_are_a_plain_runs(caller_ignores_sigint):
+    """Ignored and blocked signals as in a plain run: Python's ignored SIGPIPE
+    is not passed on, a SIGINT the caller ignores (a background job, nohup)
+    stays ignored."""
+    def preexec():
+        if caller_ignores_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    command = ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]
+    plain = subprocess.run(command, capture_output=True, text=True, check=True,
+                           preexec_fn=preexec).stdout
+    traced = subprocess.run([sys.executable, "-m", "pytracekit", "syscount", "--", *command],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            preexec_fn=preexec)
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout.startswith(plain), (plain, traced.stdout)
+
+
 # -- a held command never runs untraced ---------------------------------------
 
 def _held_child(tool_pid: int, timeout: float = 30) -> int:

@@ -127,3 +127,14 @@ def test_a_bad_pid_is_one_line_and_status_2(tool, bad):
     assert len(lines) == 1, res.stderr
     assert f"'{bad}' is not a process id (give a positive number" in lines[0], lines[0]
     assert lines[0].startswith(f"pytracekit {tool}: error: ")
+
+
+def test_stop_signals_are_ignored_once_a_run_ended(monkeypatch):
+    """A Ctrl-C racing the process's exit (or a second press) must not cut
+    the results short: once the pytracekit command's run ended, the tool
+    prints, detaches and exits (conftest restores pytest's handlers)."""
+    import signal
+    from pytracekit import runner
+    monkeypatch.setattr(runner, "_claimed", True)
+    assert runner.run_until_done(runner.Target(), duration=0) == "duration"
+    assert [signal.getsignal(s) for s in runner.STOPS] == [signal.SIG_IGN] * 3

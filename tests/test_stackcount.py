@@ -143,6 +143,10 @@ def _leaf_stacks_in_process(workload, n: int):
     return kinds, added, chains
 
 
+# The held command's FILTER_PID passes from its exec on (FILTER_AFTER_EXEC in
+# pytracekit.h): one raw tracepoint on sched_process_exec, a bpf_link fd.
+EXEC_GATE = 1
+
 LEAF_CHAINS = [(("stack_leaf", "stack_path_a", "main"), N),
                (("stack_leaf", "stack_path_b", "main"), 2 * N)]
 
@@ -152,7 +156,7 @@ def test_uprobes_go_through_one_uprobe_multi_link(workload):
     if not features.uprobe_multi_available()[0]:
         pytest.skip(f"no uprobe_multi links here: {features.uprobe_multi_available()[1]}")
     kinds, added, chains = _leaf_stacks_in_process(workload, N)
-    assert (kinds, added) == (["uprobe_multi"], (0, 1))
+    assert (kinds, added) == (["uprobe_multi"], (0, 1 + EXEC_GATE))
     assert chains == LEAF_CHAINS
 
 
@@ -160,5 +164,5 @@ def test_without_uprobe_multi_the_uprobe_is_a_perf_event(workload, monkeypatch):
     from pytracekit.kernel import features
     monkeypatch.setattr(features, "uprobe_multi_available", lambda: (False, "forced off"))
     kinds, added, chains = _leaf_stacks_in_process(workload, N)
-    assert (kinds, added) == (["uprobe"], (1, 0))
+    assert (kinds, added) == (["uprobe"], (1, EXEC_GATE))
     assert chains == LEAF_CHAINS

@@ -82,12 +82,11 @@ def test_command_and_text_layout(workload, tmp_path):
 
 @pytest.mark.root
 def test_interval_clears_between_prints(workload, tmp_path):
-    with GatedWorkload(workload, tmp_path, "open", str(tmp_path / "m"), "2") as w:
+    # two opens 600 ms apart, then 600 ms more: alive for several intervals
+    with GatedWorkload(workload, tmp_path, "openpaced", str(tmp_path / "m"), "2", "600") as w:
         tool = Tool("syscount", "-p", str(w.pid), "-i", "0.3", "--json").start()
         assert w.release() == 0
-        import time
-        time.sleep(1.0)
-        out, _ = tool.stop()
+        out, _ = tool.wait()   # -p: the run ends with the process
     objs = [o for o in validate_json_lines("syscount", out) if o["type"] == "syscalls"]
     assert len(objs) >= 3
     total = sum(r["count"] for o in objs for r in o["rows"] if r["syscall"] == "openat")
