@@ -2,8 +2,10 @@
 
 A command is forked first and held before exec, so its pid can be compiled
 into the BPF program and probes are attached before its first instruction;
-`release()` lets it run. SIGTERM and SIGHUP end the run like Ctrl-C, so every
-tool prints its results and detaches on all three.
+`release()` lets it run, exactly as it would run without pytracekit; if the
+tool dies or gives up first, it never runs. A -p process (or the last of a
+pid list) ending ends the run, as with perf. SIGTERM and SIGHUP end the run
+like Ctrl-C, so every tool prints its results and detaches on all three.
 """
 from __future__ import annotations
 
@@ -255,14 +257,13 @@ class Target:
             return True
         if fd == -2:
             return not os.path.exists(f"/proc/{pid}")
-        ready, _, _ = select.select([fd], [], [], 0)
-        return bool(ready)
+        return bool(_readable([fd], 0))
 
     def wait(self, timeout: float) -> None:
         """Sleep up to `timeout` seconds, waking the moment the target exits."""
         fds = [fd for fd in self._pidfds.values() if fd >= 0]
         if fds and self.exited_at is None:
-            select.select(fds, [], [], timeout)
+            _readable(fds, timeout)
         else:
             time.sleep(timeout)
 
@@ -281,6 +282,14 @@ class Target:
             fd = self._pidfds.popitem()[1]
             if fd >= 0:
                 os.close(fd)
+
+
+def _readable(fds: list[int], timeout: float) -> list[tuple[int, int]]:
+    """poll(2), not select: fd numbers may pass 1024 once many probes are open."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return poller.poll(timeout * 1000)
 
 
 def _child_signals() -> None:
