@@ -10,6 +10,7 @@ like Ctrl-C, so every tool prints its results and detaches on all three.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import shutil
@@ -194,7 +195,7 @@ class Target:
                 if ready_fd.isdigit():
                     os.set_inheritable(int(ready_fd), False)
                 if os.read(go_r, 1) == b"g":
-                    os.execve(path, argv, env)
+                    _exec(path, argv, env)
             except OSError as exc:
                 os.write(err_w, f"{exc.strerror}".encode())
             finally:
@@ -282,6 +283,16 @@ class Target:
             fd = self._pidfds.popitem()[1]
             if fd >= 0:
                 os.close(fd)
+
+
+def _exec(path: str, argv: list[str], env: dict[str, str]) -> None:
+    try:
+        os.execve(path, argv, env)
+    except OSError as exc:
+        if exc.errno != errno.ENOEXEC:
+            raise
+        # an executable text file without #!: run by sh, as shells and execvp do
+        os.execve("/bin/sh", ["/bin/sh", path, *argv[1:]], env)
 
 
 def _readable(fds: list[int], timeout: float) -> list[tuple[int, int]]:

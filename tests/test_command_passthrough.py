@@ -218,6 +218,17 @@ def test_environment_working_directory_and_files_are_a_plain_runs(tmp_path):
 
 
 @pytest.mark.root
+def test_a_script_without_interpreter_line_runs_through_sh(tmp_path):
+    """As a shell runs it (and execvp did): exec fails with ENOEXEC, sh runs it."""
+    script = tmp_path / "plain-script"
+    script.write_text('echo "script ran with $1"\n')
+    script.chmod(0o755)
+    res = pytracekit("syscount", "--", str(script), "arg1")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "script ran with arg1"
+
+
+@pytest.mark.root
 def test_sigpipe_is_not_ignored_in_the_command():
     """Python ignores SIGPIPE; a command must get the default back, so `yes |
     head -1` ends quietly instead of `yes` failing on a broken pipe."""
