@@ -13,7 +13,7 @@ from importlib import import_module
 
 import click
 
-from . import __version__, settings, tools
+from . import __version__, settings, stdout, tools
 from .errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError
 
 
@@ -65,9 +65,26 @@ def _prog_name(args: list[str]) -> str:
 
 
 def main(args: list[str] | None = None, prog: str | None = None) -> int:
-    from .loader import DryRunComplete, EbpfPrinted
     args = list(sys.argv[1:] if args is None else args)
     name = prog or _prog_name(args)
+    with stdout.guarded():
+        status = _run(args, name)
+        try:
+            sys.stdout.flush()      # a full disk may show only at the last flush
+        except stdout.StdoutError as exc:
+            return _stdout_failed(exc, name) if status == 0 else status
+        return status
+
+
+def _stdout_failed(exc: stdout.StdoutError, name: str) -> int:
+    if exc.reader_gone:     # `| head`: the reader has what it wanted
+        return 0
+    click.echo(f"{name}: error: {exc.message}", err=True)
+    return exc.exit_status
+
+
+def _run(args: list[str], name: str) -> int:
+    from .loader import DryRunComplete, EbpfPrinted
     try:
         cli.main(args=args, prog_name="pytracekit", standalone_mode=False)
         return 0
@@ -86,6 +103,8 @@ def main(args: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     except EbpfPrinted:
         return 0
+    except stdout.StdoutError as exc:
+        return _stdout_failed(exc, name)
     except PytracekitError as exc:
         click.echo(f"{name}: error: {exc.message}", err=True)
         if settings.current().verbose and exc.detail:
