@@ -14,7 +14,7 @@ from importlib import import_module
 import click
 
 from . import __version__, settings, stdout, tools
-from .errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError
+from .errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError, UsageError
 
 
 def tool_names() -> list[str]:
@@ -39,6 +39,15 @@ class ToolGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError as exc:
             raise ReaderGone() from exc
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if rest and rest[-1] == "--":
+            # `profile --` used to profile the whole system: an empty command
+            # is a mistake, not a request for everything.
+            raise UsageError("nothing after '--': give the command to run after it, "
+                             "or leave '--' out")
+        return name, cmd, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(tool_names()) | set(self.commands))

@@ -91,7 +91,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("cprofile", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
-@click.option("--every", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+@click.option("--every", type=options.Seconds(0.1), default=10.0, show_default=True,
               help="Seconds per window (one pprof per window and kind).")
 @click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True,
               help="cpu (profile) and/or offcpu (offcputime); default cpu.")

@@ -65,7 +65,7 @@ def start(*, user_threads_only: bool = False, kernel_threads_only: bool = False,
 def stack_tool_options(f):
     """Options offcputime, offwaketime and wakeuptime share with BCC."""
     decorators = [
-        click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+        click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                        required=False),
         click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
                      help="Trace these processes only (comma-separated)."),

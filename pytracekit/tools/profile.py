@@ -54,7 +54,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 
 @click.command("profile", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
-@click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+@click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                 required=False)
 @click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
               help="Profile these processes only (comma-separated).")

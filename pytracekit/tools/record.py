@@ -21,7 +21,7 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
 
 @click.command("record", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
-@click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+@click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                 required=False)
 @click.option("-o", "--output", "output", metavar="FILE", required=True,
               help="Recording file to write (gzip JSON lines).")

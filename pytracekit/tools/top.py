@@ -152,7 +152,7 @@ def run_refreshes(target: Target, *, delay: float, iterations: int | None,
 @click.option("-b", "--batch", "batch_mode", is_flag=True, help="Plain text for scripts.")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=None,
               help="Stop after this many refreshes.")
-@click.option("-d", "--delay", "--interval", "delay", type=click.FloatRange(min=0.05),
+@click.option("-d", "--delay", "--interval", "delay", type=options.Seconds(0.05),
               default=1.0, show_default=True, help="Seconds between refreshes.")
 @options.duration_option()
 @click.option("-s", "--sort", type=click.Choice(["cpu", "pid", "comm", "time"]), default="cpu",
