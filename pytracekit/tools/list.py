@@ -68,7 +68,7 @@ def perf_events(pattern: str | None, kinds: set[str]) -> list[Entry]:
 def tracepoints(pattern: str | None, verbose: bool) -> list[Entry]:
     try:
         names = tracefs.list_tracepoints()
-    except PermissionError:
+    except (PermissionError, PrivilegeError):
         raise PrivilegeError("reading tracepoints needs root: run with sudo "
                              "(`list -x BINARY` works without)") from None
     out = []
