@@ -110,7 +110,8 @@ def guarded() -> Iterator[None]:
     sys.stdout = io.TextIOWrapper(
         io.BufferedWriter(_Descriptor(closed)),
         encoding=getattr(original, "encoding", None) or "utf-8",
-        errors=getattr(original, "errors", None) or "strict",
+        # Not "strict": a path that is not UTF-8 (`-- $'\xff'`) prints as \udcff
+        errors="backslashreplace",
         line_buffering=getattr(original, "line_buffering", False))
     try:
         yield
