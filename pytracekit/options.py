@@ -62,6 +62,15 @@ MAX_SECONDS = 365 * 24 * 3600
 MIN_INTERVAL = 0.01
 
 
+# Upper bounds of sizes, shown in --help and in the error: past them the kernel
+# refuses the map, or BCC spends a minute allocating it first
+# (`--stack-storage-size 2000000000` spun 50 s).
+MAX_STACK_ENTRIES = 1 << 20     # stack map entries, each up to 127 frames (1 KiB)
+MAX_MAP_ENTRIES = 1 << 22       # hash map entries
+MAX_BUFFER_PAGES = 1 << 16      # ring buffer pages: 256 MiB
+MAX_ARGS = 1024                 # arguments read per call (execsnoop --max-args)
+
+
 def seconds(text: Any, what: str, minimum: float = 0.0) -> float:
     """A finite number of seconds in [minimum, MAX_SECONDS], or a UsageError
     naming `what` (NaN compares false with every bound: `-d nan` ran forever)."""
@@ -109,6 +118,37 @@ class Seconds(click.ParamType):
             return seconds(value, "", self.minimum)
         except UsageError as exc:
             self.fail(exc.message.lstrip(), param, ctx)
+
+
+MAX_SAMPLE_RATE_FILE = "/proc/sys/kernel/perf_event_max_sample_rate"
+
+
+def max_sample_rate() -> int | None:
+    """The kernel's highest sampling frequency (it may lower it at run time
+    when sampling takes too long), or None where it cannot be read."""
+    try:
+        with open(MAX_SAMPLE_RATE_FILE) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class SampleFrequency(click.IntRange):
+    """-F HZ: at least 1, at most `maximum` and the kernel's limit, which
+    perf_event_open enforces with a bare EINVAL ("Failed to attach BPF to
+    perf event")."""
+
+    def __init__(self, maximum: int | None = None) -> None:
+        super().__init__(min=1, max=maximum)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        hz = super().convert(value, param, ctx)
+        limit = max_sample_rate()
+        if limit is not None and hz > limit:
+            self.fail(f"{hz} Hz is above the kernel's limit of {limit} samples per second "
+                      f"(kernel.perf_event_max_sample_rate): give {limit} or less, or raise "
+                      "the limit with sysctl", param, ctx)
+        return hz
 
 
 def duration_option(*short: str) -> Callable[[F], F]:

@@ -56,7 +56,8 @@ INTERRUPT_DRAIN_S = 0.5             # ... and after Ctrl-C/SIGTERM
 
 def buffer_option(*short: str) -> Callable:
     """`-b/--buffer-pages`: the ring buffer size (as BCC's opensnoop -b)."""
-    return click.option(*short, "--buffer-pages", "buffer_pages", type=int,
+    return click.option(*short, "--buffer-pages", "buffer_pages",
+                        type=click.IntRange(1, options.MAX_BUFFER_PAGES),
                         default=DEFAULT_BUFFER_PAGES, show_default=True,
                         help="Ring buffer size in pages (a power of two); a larger "
                              "buffer rides out longer bursts.")

@@ -107,7 +107,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
               help="Label added to pushed profiles (repeatable).")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Retries of a failed push, with exponential backoff.")
-@click.option("-F", "--frequency", type=click.IntRange(min=1), default=49, show_default=True,
+@click.option("-F", "--frequency", type=options.SampleFrequency(), default=49, show_default=True,
               help="cpu: samples per second on each CPU.")
 @click.option("-p", "--pid", "pid_list", metavar="PIDS", default=None,
               help="Profile these processes only (comma-separated).")

@@ -169,7 +169,7 @@ def report_json(stacks: list[Outstanding], top: int, addresses: bool) -> list[di
               help="Ignore allocations larger than this many bytes.")
 @click.option("-O", "--obj", default="c", show_default=True,
               help="The library (or binary) whose allocators to probe.")
-@click.option("--max-allocs", type=click.IntRange(min=1), default=1000000, show_default=True,
+@click.option("--max-allocs", type=click.IntRange(1, options.MAX_MAP_ENTRIES), default=1000000, show_default=True,
               help="Outstanding allocations the kernel map can hold (more are counted as lost).")
 @options.duration_option("-d")
 @options.interval_option("-i")

@@ -162,7 +162,7 @@ def run_refreshes(target: Target, *, delay: float, iterations: int | None,
 @click.option("-m", "--max-rows", "limit", type=click.IntRange(min=1), default=None,
               help="Print at most this many rows per refresh.")
 @click.option("--functions", is_flag=True, help="Live profile by function, like perf top.")
-@click.option("-F", "--frequency", type=click.IntRange(min=1, max=10000), default=499,
+@click.option("-F", "--frequency", type=options.SampleFrequency(10000), default=499,
               show_default=True, help="Samples per second per CPU for --functions.")
 @click.option("--idle", is_flag=True, help="--functions: include the idle task.")
 @options.json_option()

@@ -258,7 +258,7 @@ class ProbesThenCommand(click.Command):
 @click.option("-C", "--print-cpu", is_flag=True, help="Print the CPU of each event.")
 @click.option("-U", "--user-stack", is_flag=True, help="Print the user stack of each event.")
 @click.option("-K", "--kernel-stack", is_flag=True, help="Print the kernel stack of each event.")
-@click.option("-b", "--buffer-pages", type=int, default=64, show_default=True,
+@click.option("-b", "--buffer-pages", type=click.IntRange(1, options.MAX_BUFFER_PAGES), default=64, show_default=True,
               help="Ring buffer size in pages (a power of two).")
 @click.option("-Z", "--string-size", type=click.IntRange(8, 1024), default=80, show_default=True,
               help="Bytes kept of each string argument.")
