@@ -147,6 +147,11 @@ def run_refreshes(target: Target, *, delay: float, iterations: int | None,
                         report=report)
 
 
+def _can_draw() -> bool:
+    from ..topui import terminal_can_draw
+    return terminal_can_draw(sys.stdout.fileno())
+
+
 @click.command("top", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.option("-b", "--batch", "batch_mode", is_flag=True, help="Plain text for scripts.")
@@ -181,7 +186,7 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
     target = Target.from_options(pid, stacktools.command_of(ctx))
     follow = target.pid if target.command else 0
     interactive = not (batch_mode or as_json) and sys.stdout.isatty() and \
-        not (settings.current().ebpf or settings.current().dry_run)
+        not (settings.current().ebpf or settings.current().dry_run) and _can_draw()
     try:
         if functions:
             from ..topfunctions import FunctionProfile, printer
