@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
 import threading
 import time
 import urllib.error
@@ -54,12 +53,8 @@ class RotatingDir:
         self.keep = keep
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            # Refused now, not after the first window: can a file be made there?
-            with tempfile.NamedTemporaryFile(dir=self.dir, prefix=".pytracekit-check-"):
-                pass
         except OSError as exc:
-            raise UsageError(f"cannot use --dir {directory}: {exc.strerror} (give a "
-                             "directory pytracekit can write to)") from None
+            raise UsageError(f"cannot use --dir {directory}: {exc.strerror}") from None
 
     def name_for(self, kind: str, when: float) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(when))
