@@ -35,7 +35,8 @@ from .loader import BPF_DIR, Program, read_source
 from .model import LossReport
 from .render.jsonl import dumps, loss_obj
 from .render.text import loss_line
-from .runner import Target, announce, raise_pending, run_until_done, signals_deferred
+from .runner import Target, announce, run_until_done
+from .runner import raise_pending, signals_deferred     # CallbackRings
 
 STREAM_HEADER = "ptk_stream.h"
 # Headers pasted in, as the loader pastes pytracekit.h: BCC rewrites map
