@@ -18,11 +18,13 @@ the end is counted and reported with the losses.
 """
 from __future__ import annotations
 
+import contextlib
 import mmap
 import re
 import select
 import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -466,8 +468,15 @@ class CallbackRings:
                 return -1
         self.prog[map_name].open_ring_buffer(guarded)
 
+    def _signals_deferred(self) -> Any:
+        # Only the main thread sets handlers (and gets signals); export's
+        # scrape thread reads too.
+        if threading.current_thread() is threading.main_thread():
+            return signals_deferred(self.pending)
+        return contextlib.nullcontext()
+
     def poll(self, timeout_ms: int) -> None:
-        with signals_deferred(self.pending):
+        with self._signals_deferred():
             self.prog.bpf.ring_buffer_poll(timeout_ms)
         self._raise()
 
@@ -475,7 +484,7 @@ class CallbackRings:
         """Whatever is committed, without waiting: the final drain. A signal
         then only cuts the drain short (the run is ending anyway)."""
         self.pending.clear()
-        with signals_deferred(self.pending):
+        with self._signals_deferred():
             self.prog.bpf.ring_buffer_consume()
         self._raise_failure()
 
