@@ -490,7 +490,8 @@ class CallbackRings:
 
     def _raise(self) -> None:
         self._raise_failure()
-        raise_pending(self.pending)
+        pending, self.pending[:] = self.pending[:], []   # raised once: the run ends on it
+        raise_pending(pending)
 
     def _raise_failure(self) -> None:
         if self.failure is not None:
