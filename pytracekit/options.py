@@ -120,6 +120,16 @@ class Seconds(click.ParamType):
             self.fail(exc.message.lstrip(), param, ctx)
 
 
+class Finite(click.FloatRange):
+    """A FloatRange that refuses NaN and infinities (NaN passes every bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return number
+
+
 MAX_SAMPLE_RATE_FILE = "/proc/sys/kernel/perf_event_max_sample_rate"
 
 

@@ -239,6 +239,8 @@ def _filled(args: list[str], files: dict[str, str]) -> list[str]:
     (["runqlat", "1", "inf"], EXIT_USAGE, "count inf is not a whole number"),
     (["profile", "inf"], EXIT_USAGE, "inf is not a number of seconds"),
     (["cprofile", "--dir", "/tmp", "--every", "nan"], EXIT_USAGE, "nan is not a number"),
+    (["memleak", "-o", "nan", "-p", "1"], EXIT_USAGE, "nan is not a finite number"),
+    (["report", "--min-percent", "nan", "/nonexistent.ptk"], EXIT_USAGE, "not a finite number"),
     # `--` and no command: profiled the whole system
     (["profile", "--"], EXIT_USAGE, "nothing after '--'"),
     (["runqlat", "--"], EXIT_USAGE, "nothing after '--'"),
