@@ -68,7 +68,7 @@ class _Descriptor(io.RawIOBase):
 
     def write(self, data) -> int:
         size = len(memoryview(data))
-        if self.failed:
+        if self.failed or not size:   # click probes with write(b""): /dev/full fails it
             return size
         if self._closed_at_start:
             self.failed = True
@@ -107,8 +107,12 @@ def guarded() -> Iterator[None]:
             os.close(placeholder)
     else:
         original.flush()
+    # As buffered as the stdout it replaces (PYTHONUNBUFFERED / -u: not at all).
+    raw = _Descriptor(closed)
+    unbuffered = original is not None and not isinstance(original.buffer, io.BufferedWriter)
     sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(_Descriptor(closed)),
+        raw if unbuffered else io.BufferedWriter(raw),
+        write_through=unbuffered,
         encoding=getattr(original, "encoding", None) or "utf-8",
         # Not "strict": a path that is not UTF-8 (`-- $'\xff'`) prints as \udcff
         errors="backslashreplace",
