@@ -35,10 +35,14 @@ class ReaderGone(Exception):
 
 class ToolGroup(click.Group):
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError as exc:
-            raise ReaderGone() from exc
+        # The tool's stdout fails once, as StdoutError (see pytracekit.stdout).
+        with stdout.guarded():
+            try:
+                result = super().invoke(ctx)
+                sys.stdout.flush()      # a full disk may show only at the last flush
+                return result
+            except BrokenPipeError as exc:
+                raise ReaderGone() from exc
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -74,26 +78,9 @@ def _prog_name(args: list[str]) -> str:
 
 
 def main(args: list[str] | None = None, prog: str | None = None) -> int:
+    from .loader import DryRunComplete, EbpfPrinted
     args = list(sys.argv[1:] if args is None else args)
     name = prog or _prog_name(args)
-    with stdout.guarded():
-        status = _run(args, name)
-        try:
-            sys.stdout.flush()      # a full disk may show only at the last flush
-        except stdout.StdoutError as exc:
-            return _stdout_failed(exc, name) if status == 0 else status
-        return status
-
-
-def _stdout_failed(exc: stdout.StdoutError, name: str) -> int:
-    if exc.reader_gone:     # `| head`: the reader has what it wanted
-        return 0
-    click.echo(f"{name}: error: {exc.message}", err=True)
-    return exc.exit_status
-
-
-def _run(args: list[str], name: str) -> int:
-    from .loader import DryRunComplete, EbpfPrinted
     try:
         cli.main(args=args, prog_name="pytracekit", standalone_mode=False)
         return 0
@@ -113,7 +100,10 @@ def _run(args: list[str], name: str) -> int:
     except EbpfPrinted:
         return 0
     except stdout.StdoutError as exc:
-        return _stdout_failed(exc, name)
+        if exc.reader_gone:     # `| head`: the reader has what it wanted
+            return 0
+        click.echo(f"{name}: error: {exc.message}", err=True)
+        return exc.exit_status
     except PytracekitError as exc:
         click.echo(f"{name}: error: {exc.message}", err=True)
         if settings.current().verbose and exc.detail:

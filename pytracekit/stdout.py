@@ -1,6 +1,6 @@
 """stdout that fails once, in one line: `| head`, a full disk, a closed descriptor.
 
-For a run, `cli.main` puts a `guarded()` stdout in place of sys.stdout. Its
+For a run, `cli.ToolGroup.invoke` puts a `guarded()` stdout in place of sys.stdout. Its
 first failed write raises `StdoutError` and everything written after it is
 dropped, so the tool's `finally` blocks (summaries on stderr, detaching the
 probes, stopping a command) run to the end and the one error reaches

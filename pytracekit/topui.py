@@ -7,27 +7,14 @@ The UI also ends when --duration is over or the watched command exits.
 from __future__ import annotations
 
 import curses
-import os
 import time
 from typing import Any
 
-from .errors import NotSupportedError
 from .render import top as render
 from .runner import Target, install_signal_handlers, signal_ready
 from .tools.top import shown_rows
 
 SORT_KEYS = {ord("P"): "cpu", ord("N"): "pid", ord("T"): "time", ord("C"): "comm"}
-
-
-def terminal_can_draw(fd: int = 1) -> bool:
-    """Whether TERM names a terminal curses can redraw in place: TERM=dumb (and
-    an unknown or missing TERM) cannot move the cursor; top prints plain
-    refreshes there, as with -b."""
-    try:
-        curses.setupterm(os.environ.get("TERM"), fd)
-    except curses.error:
-        return False
-    return bool(curses.tigetstr("cup")) and bool(curses.tigetstr("clear"))
 
 
 def run_ui(session: Any, target: Target, *, delay: float, iterations: int | None,
@@ -37,10 +24,6 @@ def run_ui(session: Any, target: Target, *, delay: float, iterations: int | None
         curses.wrapper(_loop, session, target, delay, iterations, duration, threads, sort)
     except KeyboardInterrupt:
         pass
-    except curses.error as exc:
-        raise NotSupportedError(f"top's screen cannot run on this terminal "
-                                f"(TERM={os.environ.get('TERM', '')}): {exc}; use -b for plain "
-                                "text") from None
 
 
 def _loop(screen: Any, session: Any, target: Target, delay: float, iterations: int | None,

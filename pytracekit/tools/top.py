@@ -17,6 +17,7 @@ import click
 
 from .. import options, settings, stacktools
 from ..cputime import Accountant, Refresh, TaskTime, sorted_rows
+from ..errors import NotSupportedError
 from ..loader import Program
 from ..model import LossReport
 from ..periodic import run_periodic
@@ -148,8 +149,15 @@ def run_refreshes(target: Target, *, delay: float, iterations: int | None,
 
 
 def _can_draw() -> bool:
-    from ..topui import terminal_can_draw
-    return terminal_can_draw(sys.stdout.fileno())
+    """Whether TERM names a terminal curses can redraw in place: TERM=dumb (and
+    an unknown or missing TERM) cannot move the cursor; top prints plain
+    refreshes there, as with -b."""
+    import curses
+    try:
+        curses.setupterm(os.environ.get("TERM"), sys.stdout.fileno())
+    except curses.error:
+        return False
+    return bool(curses.tigetstr("cup")) and bool(curses.tigetstr("clear"))
 
 
 @click.command("top", cls=stacktools.CommandAfterDashes,
@@ -201,9 +209,15 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
             message = f"Refreshing every {delay:g} s"
         try:
             if interactive and not functions:
+                import curses
                 from ..topui import run_ui
-                run_ui(session, target, delay=delay, iterations=iterations, duration=duration,
-                       threads=threads, sort=sort)
+                try:
+                    run_ui(session, target, delay=delay, iterations=iterations,
+                           duration=duration, threads=threads, sort=sort)
+                except curses.error as exc:
+                    raise NotSupportedError(
+                        f"top's screen cannot run on this terminal (TERM="
+                        f"{os.environ.get('TERM', '')}): {exc}; use -b for plain text") from None
             else:
                 who = f" of command {target.command[0]}" if target.command else ""
                 tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
