@@ -65,7 +65,7 @@ def mapped_files(pid: int) -> set[str]:
     """Files a live process maps (its executable and libraries)."""
     out = set()
     try:
-        with open(f"/proc/{pid}/maps") as f:
+        with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:   # non-UTF-8 paths
             for line in f:
                 fields = line.split(None, 5)
                 if len(fields) == 6 and fields[5].startswith("/"):
@@ -114,7 +114,9 @@ class BuildIdSymbolizer:
                 build_id = build_id.ljust(20, b"\0")[:20]   # as the kernel stores it
             if build_id and build_id not in self.modules:
                 self.modules[build_id] = path
-                bcc.BPF.add_module(path)
+                # BPF.add_module(path) encodes as UTF-8 and print()s its failure
+                # to stdout (a path that is not UTF-8): hand BCC the path's bytes.
+                bcc.lib.bcc_buildsymcache_add_module(bcc.BPF._bsymcache, os.fsencode(path))
 
     def remember(self, pids: Iterable[int]) -> None:
         """While these processes live: note the files they map (their build ids

@@ -13,8 +13,8 @@ from importlib import import_module
 
 import click
 
-from . import __version__, settings, tools
-from .errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError
+from . import __version__, settings, stdout, tools
+from .errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError, UsageError
 
 
 def tool_names() -> list[str]:
@@ -35,10 +35,23 @@ class ReaderGone(Exception):
 
 class ToolGroup(click.Group):
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError as exc:
-            raise ReaderGone() from exc
+        # The tool's stdout fails once, as StdoutError (see pytracekit.stdout).
+        with stdout.guarded():
+            try:
+                result = super().invoke(ctx)
+                sys.stdout.flush()      # a full disk may show only at the last flush
+                return result
+            except BrokenPipeError as exc:
+                raise ReaderGone() from exc
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if rest and rest[-1] == "--":
+            # `profile --` used to profile the whole system: an empty command
+            # is a mistake, not a request for everything.
+            raise UsageError("nothing after '--': give the command to run after it, "
+                             "or leave '--' out")
+        return name, cmd, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(tool_names()) | set(self.commands))
@@ -90,6 +103,11 @@ def main(args: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     except EbpfPrinted:
         return 0
+    except stdout.StdoutError as exc:
+        if exc.reader_gone:     # `| head`: the reader has what it wanted
+            return 0
+        click.echo(f"{name}: error: {exc.message}", err=True)
+        return exc.exit_status
     except PytracekitError as exc:
         click.echo(f"{name}: error: {exc.message}", err=True)
         if settings.current().verbose and exc.detail:

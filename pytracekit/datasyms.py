@@ -64,7 +64,7 @@ def _lookup(symbols: list[tuple[int, int, str]], vaddr: int) -> str | None:
 def user_data_symbol(pid: int, address: int) -> str | None:
     """`name [module]` for a global in the process's binaries, or None."""
     try:
-        lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        lines = Path(f"/proc/{pid}/maps").read_text(errors="surrogateescape").splitlines()
     except OSError:
         return None
     for line in lines:

@@ -6,6 +6,7 @@ file_offset() does it for uprobe_multi links (which take file offsets).
 """
 from __future__ import annotations
 
+import contextlib
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +16,7 @@ from .errors import NotFoundError, UsageError
 
 SHT_SYMTAB, SHT_DYNSYM = 2, 11
 PT_LOAD = 1
+ELF64_HEADER = 64
 STT_FUNC, STT_GNU_IFUNC = 2, 10
 
 
@@ -40,9 +42,23 @@ def _read_elf(path: str) -> bytes:
     data = _read(path)
     if data[:4] != b"\x7fELF":
         raise UsageError(f"{path} is not an ELF binary")
+    if len(data) < ELF64_HEADER:
+        raise UsageError(f"{path} is a truncated ELF file ({len(data)} bytes, shorter than "
+                         "its header)")
     if data[4] != 2 or data[5] != 1:
         raise UsageError(f"{path}: only 64-bit little-endian ELF files are supported")
     return data
+
+
+@contextlib.contextmanager
+def _intact(path: str):
+    """Offsets in a truncated or damaged file point past its end: one line, not
+    struct.error."""
+    try:
+        yield
+    except (struct.error, ValueError, IndexError):
+        raise UsageError(f"{path} is a truncated or damaged ELF file (its headers point "
+                         "past its end)") from None
 
 
 def pt_load_segments(data: bytes) -> list[tuple[int, int, int]]:
@@ -61,7 +77,9 @@ def pt_load_segments(data: bytes) -> list[tuple[int, int, int]]:
 @lru_cache(maxsize=32)
 def load_segments(path: str) -> tuple[tuple[int, int, int], ...]:
     """The PT_LOAD program headers of `path`: (p_vaddr, p_filesz, p_offset) each."""
-    return tuple(pt_load_segments(_read_elf(path)))
+    data = _read_elf(path)
+    with _intact(path):
+        return tuple(pt_load_segments(data))
 
 
 def file_offset(path: str, address: int) -> int:
@@ -76,6 +94,11 @@ def file_offset(path: str, address: int) -> int:
 def functions(path: str) -> list[Symbol]:
     """Defined functions, sorted by name, one entry per name."""
     data = _read_elf(path)
+    with _intact(path):
+        return _functions(data)
+
+
+def _functions(data: bytes) -> list[Symbol]:
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)

@@ -21,6 +21,10 @@ from .errors import SpecError
 MAX_REGISTER_ARGS = 6          # x86-64 passes six arguments in registers
 MAX_USDT_ARGS = 12
 MAX_PRELUDE_STACK = 256        # bytes of locals expressions may use (the BPF stack is 512)
+# Parsing and emitting C recurse once per level: 500 nested parentheses were a
+# RecursionError (and clang stops at 256 brackets). Real filters need few.
+MAX_NESTING = 32               # parentheses, casts and unary operators inside each other
+MAX_TOKENS = 512
 
 # ---------------------------------------------------------------------------
 # Types
@@ -368,6 +372,14 @@ class Parser:
         self.what = what
         self.tokens = tokenize(text, what)
         self.pos = 0
+        self.depth = 0
+
+    def check_length(self) -> None:
+        """After parsing (nesting errors say more): the tree is as deep as the
+        longest chain of operators, and emitting C recurses along it."""
+        if len(self.tokens) > MAX_TOKENS:
+            raise self.fail(f"expression too long (more than {MAX_TOKENS} tokens)",
+                            self.tokens[MAX_TOKENS])
 
     # -- helpers -------------------------------------------------------------
 
@@ -396,12 +408,24 @@ class Parser:
     def at(self, text: str) -> bool:
         return self.tok.kind in ("op",) and self.tok.text == text
 
+    def nested(self, parse, tok: Token) -> Node:
+        """parse() one level deeper, at most MAX_NESTING levels."""
+        if self.depth >= MAX_NESTING:
+            raise self.fail(f"nested more than {MAX_NESTING} levels deep (simplify the "
+                            "expression)", tok)
+        self.depth += 1
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
+
     # -- entry points --------------------------------------------------------
 
     def parse_one(self) -> Node:
         node = self.expression()
         if self.tok.kind != "end":
             raise self.unexpected()
+        self.check_length()
         return node
 
     def parse_list(self) -> list[Node]:
@@ -413,6 +437,7 @@ class Parser:
             nodes.append(self.expression())
         if self.tok.kind != "end":
             raise self.unexpected()
+        self.check_length()
         return nodes
 
     # -- grammar -------------------------------------------------------------
@@ -453,12 +478,15 @@ class Parser:
         tok = self.tok
         if tok.kind == "op" and tok.text in ("!", "-", "~", "+"):
             self.take()
-            operand = self.unary()
+            operand = self.nested(self.unary, tok)
             if not operand.type.numeric:
                 raise self.fail(f"'{tok.text}' needs a number", tok)
             if tok.text == "+":
                 return operand
             if isinstance(operand, Num) and tok.text == "-":
+                if operand.value > 1 << 63:
+                    raise self.fail(f"number '-{operand.value}' does not fit 64 bits (the "
+                                    f"smallest is -{1 << 63})", tok)
                 return Num(-operand.value)
             return Unary(tok.text, operand, S32 if tok.text == "!" else
                          (S64 if tok.text == "-" else operand.type))
@@ -475,7 +503,7 @@ class Parser:
                 ctype = parse_type(" ".join(words), self.what)
             except SpecError as exc:
                 raise self.fail(exc.message.split(": ", 1)[1], start) from None
-            operand = self.unary()
+            operand = self.nested(self.unary, start)
             if isinstance(operand, Str):
                 raise self.fail("cannot cast a string literal", start)
             return Cast(operand, ctype)
@@ -500,7 +528,7 @@ class Parser:
             return self.identifier()
         if self.at("("):
             self.take("(")
-            node = self.expression()
+            node = self.nested(self.expression, tok)
             self.take(")")
             return node
         raise self.unexpected()

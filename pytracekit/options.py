@@ -6,11 +6,13 @@ the long option stays the same across all tools.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import click
 
 from . import settings
+from .errors import UsageError
 
 F = Callable[..., Any]
 
@@ -90,13 +92,118 @@ def tid_option(*short: str) -> Callable[[F], F]:
                         help="Trace this thread only.")
 
 
+# Longest duration or interval taken: a year. Past it a number is a typo, and
+# timers overflow (time.sleep(1e300) raises).
+MAX_SECONDS = 365 * 24 * 3600
+MIN_INTERVAL = 0.01
+
+
+# Upper bounds of sizes, shown in --help and in the error: past them the kernel
+# refuses the map, or BCC spends a minute allocating it first
+# (`--stack-storage-size 2000000000` spun 50 s).
+MAX_STACK_ENTRIES = 1 << 20     # stack map entries, each up to 127 frames (1 KiB)
+MAX_MAP_ENTRIES = 1 << 22       # hash map entries
+MAX_BUFFER_PAGES = 1 << 16      # ring buffer pages: 256 MiB
+MAX_ARGS = 1024                 # arguments read per call (execsnoop --max-args)
+
+
+def seconds(text: Any, what: str, minimum: float = 0.0) -> float:
+    """A finite number of seconds in [minimum, MAX_SECONDS], or a UsageError
+    naming `what` (NaN compares false with every bound: `-d nan` ran forever)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"{what} {text!r} is not a number of seconds (e.g. 5 or 0.5)") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{what} {text} is not a number of seconds: give a finite number "
+                         "such as 5 or 0.5")
+    if value < minimum:
+        raise UsageError(f"{what} {text} is too small: give at least {minimum:g} seconds")
+    if value > MAX_SECONDS:
+        raise UsageError(f"{what} {text} is more than a year: give at most {MAX_SECONDS} "
+                         "seconds")
+    return value
+
+
+def whole_number(text: Any, what: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole number in [minimum, maximum], or a UsageError naming `what`."""
+    try:
+        number = float(text)
+        value = int(number)
+    except (TypeError, ValueError, OverflowError):
+        value = None
+    if value is None or value != number or value < minimum or (
+            maximum is not None and value > maximum):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+        raise UsageError(f"{what} {text} is not a whole number {bound}")
+    return value
+
+
+class Seconds(click.ParamType):
+    """Seconds as a click type: finite, at least `minimum`, at most MAX_SECONDS."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float = 0.0) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, float):
+            return value
+        try:
+            return seconds(value, "", self.minimum)
+        except UsageError as exc:
+            self.fail(exc.message.lstrip(), param, ctx)
+
+
+class Finite(click.FloatRange):
+    """A FloatRange that refuses NaN and infinities (NaN passes every bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return number
+
+
+MAX_SAMPLE_RATE_FILE = "/proc/sys/kernel/perf_event_max_sample_rate"
+
+
+def max_sample_rate() -> int | None:
+    """The kernel's highest sampling frequency (it may lower it at run time
+    when sampling takes too long), or None where it cannot be read."""
+    try:
+        with open(MAX_SAMPLE_RATE_FILE) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class SampleFrequency(click.IntRange):
+    """-F HZ: at least 1, at most `maximum` and the kernel's limit, which
+    perf_event_open enforces with a bare EINVAL ("Failed to attach BPF to
+    perf event")."""
+
+    def __init__(self, maximum: int | None = None) -> None:
+        super().__init__(min=1, max=maximum)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        hz = super().convert(value, param, ctx)
+        limit = max_sample_rate()
+        if limit is not None and hz > limit:
+            self.fail(f"{hz} Hz is above the kernel's limit of {limit} samples per second "
+                      f"(kernel.perf_event_max_sample_rate): give {limit} or less, or raise "
+                      "the limit with sysctl", param, ctx)
+        return hz
+
+
 def duration_option(*short: str) -> Callable[[F], F]:
-    return click.option(*short, "--duration", "duration", type=click.FloatRange(min=0),
-                        default=None, help="Stop after this many seconds.")
+    return click.option(*short, "--duration", "duration", type=Seconds(0), default=None,
+                        help="Stop after this many seconds (0: as soon as attached).")
 
 
 def interval_option(*short: str) -> Callable[[F], F]:
-    return click.option(*short, "--interval", "interval", type=click.FloatRange(min=0.01),
+    return click.option(*short, "--interval", "interval", type=Seconds(MIN_INTERVAL),
                         default=None, help="Print output every this many seconds.")
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from .errors import UsageError
+from .options import MIN_INTERVAL, seconds, whole_number
 from .model import Histogram
 from .render import jsonl
 from .render.text import log2_histogram, loss_line
@@ -37,12 +38,8 @@ def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | Non
     rest = list(args)
     while rest and len(numbers) < 2 and _number(rest[0]) is not None:
         numbers.append(_number(rest.pop(0)))   # type: ignore[arg-type]
-    interval = numbers[0] if numbers else None
-    count = int(numbers[1]) if len(numbers) > 1 else None
-    if interval is not None and interval <= 0:
-        raise UsageError(f"interval must be positive, got {args[0]}")
-    if count is not None and (count <= 0 or count != numbers[1]):
-        raise UsageError(f"count must be a positive whole number, got {args[1]}")
+    interval = seconds(args[0], "interval", MIN_INTERVAL) if numbers else None
+    count = whole_number(args[1], "count") if len(numbers) > 1 else None
     if rest and rest[0].startswith("-"):
         # ignore_unknown_options hands a mistyped option here: no command starts with '-'.
         raise UsageError(f"no such option: {rest[0]} (see --help; a command to run goes after --)")

@@ -278,10 +278,11 @@ class ResolvedProbe:
             raise UsageError(f"USDT probe {self.function} in {self.binary} is guarded by a "
                              "semaphore, which can only be set in a running process: give "
                              "-p PID (not -- COMMAND, not system-wide)")
-        bcc = _bcc()
         try:
-            ctx = bcc.USDT(pid=pid, path=self.binary) if pid else bcc.USDT(path=self.binary)
+            ctx = open_usdt(self.binary, pid)
             ctx.enable_probe(self.function, fn_name)
+        except UsdtPathError:
+            raise
         except Exception:  # bcc raises USDTException / bare Exception
             hint = ("is the process running this binary?" if pid else
                     "probes guarded by a semaphore can only be enabled in a running "
@@ -626,12 +627,33 @@ def _resolve_user(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
 
 # -- USDT ---------------------------------------------------------------------
 
+class UsdtPathError(NotSupportedError):
+    """BCC cannot read this binary's USDT notes because of its path."""
+
+
+def open_usdt(binary: str | None, pid: int | None = None) -> Any:
+    """bcc.USDT for a binary (and/or a process). BCC encodes the path as ASCII
+    before it sets the object up, and the half-made object's __del__ then
+    prints a traceback ("Exception ignored ... USDT.__del__"): refuse such a
+    path in one line instead. BCC's own failures (no notes, no such process)
+    are left to the caller."""
+    if binary is not None and not binary.isascii():
+        raise UsdtPathError(f"BCC cannot read the USDT notes of {binary}: its path is not "
+                            "ASCII (link or copy the binary to a plain path)")
+    bcc = _bcc()
+    try:
+        return bcc.USDT(pid=pid, path=binary) if pid else bcc.USDT(path=binary)
+    except Exception as exc:  # bcc raises USDTException / bare Exception
+        target = f"pid {pid}" if pid and not binary else binary
+        raise NotFoundError(f"cannot read USDT notes of {target}: "
+                            f"{str(exc).splitlines()[0]}") from None
+
+
 def usdt_probes(binary: str, pid: int | None = None) -> dict[str, bool]:
     """'provider:name' -> guarded by a semaphore, for every USDT probe in a
     binary (or in a process)."""
-    bcc = _bcc()
+    ctx = open_usdt(binary, pid)
     try:
-        ctx = bcc.USDT(pid=pid, path=binary) if pid else bcc.USDT(path=binary)
         probes = ctx.enumerate_probes()
     except Exception as exc:
         raise NotFoundError(f"cannot read USDT notes of {binary}: {str(exc).splitlines()[0]}") from None

@@ -94,33 +94,25 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
     the `settle_s` delays while it lives (a dead one keeps its last snapshot)."""
     import ctypes
     import time
+    from .stream import CallbackRings
     due: list[tuple[float, int]] = []
 
-    interrupted: list[BaseException] = []
-
     def on_pid(_cpu: int, data: int, _size: int) -> int:
-        if interrupted:
-            return -1          # libbpf stops consuming; poll() raises it
-        try:
-            pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
-            symbolizer.users.forget(pid)   # announced again after an exec: new maps
-            symbolizer.remember(pid)
-            now = time.monotonic()
-            due.extend((now + delay, pid) for delay in settle_s)
-            due.sort()
-        except BaseException as exc:   # Ctrl-C/SIGTERM here would die inside ctypes
-            interrupted.append(exc)
-            return -1
+        pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
+        symbolizer.users.forget(pid)   # announced again after an exec: new maps
+        symbolizer.remember(pid)
+        now = time.monotonic()
+        due.extend((now + delay, pid) for delay in settle_s)
+        due.sort()
         return 0
 
-    prog[ring].open_ring_buffer(on_pid)
+    rings = CallbackRings(prog)       # a Ctrl-C inside the callback would die in ctypes
+    rings.open(ring, on_pid)
 
     def poll(timeout_ms: int) -> None:
         if due:
             timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
-        prog.bpf.ring_buffer_poll(timeout_ms)
-        if interrupted:
-            raise interrupted.pop()
+        rings.poll(timeout_ms)
         now = time.monotonic()
         while due and due[0][0] <= now:
             symbolizer.users.refresh(due.pop(0)[1])

@@ -117,22 +117,27 @@ def json_lines(tool: str, profile: StackProfile) -> list[str]:
     return [jsonl.dumps(o) for o in objs]
 
 
+def _utf8(text: str) -> bytes:
+    # A binary whose path is not UTF-8 names frames with lone surrogates: \udcff.
+    return text.encode("utf-8", "backslashreplace")
+
+
 def render(profile: StackProfile, fmt: str, *, tool: str, title: str = "") -> bytes:
     """A profile in one of FORMATS (renderers live in pytracekit.render)."""
     if fmt == "folded":
-        return bcc_folded(profile).encode()
+        return _utf8(bcc_folded(profile))
     if fmt == "flamegraph":
         from .render.flamegraph import flamegraph_html
-        return flamegraph_html(profile, title=title or f"pytracekit {tool}",
-                               count_name=None).encode()   # None: named from the unit
+        return _utf8(flamegraph_html(profile, title=title or f"pytracekit {tool}",
+                                     count_name=None))   # None: named from the unit
     if fmt == "pprof":
         from .render.pprof import to_pprof
         return to_pprof(profile)
     if fmt == "speedscope":
         from .render.speedscope import to_speedscope
-        return to_speedscope(profile).encode()
+        return _utf8(to_speedscope(profile))
     if fmt == "json":
-        return ("\n".join(json_lines(tool, profile)) + "\n").encode()
+        return _utf8("\n".join(json_lines(tool, profile)) + "\n")
     raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 

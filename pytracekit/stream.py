@@ -18,11 +18,13 @@ the end is counted and reported with the losses.
 """
 from __future__ import annotations
 
+import contextlib
 import mmap
 import re
 import select
 import struct
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -36,6 +38,7 @@ from .model import LossReport
 from .render.jsonl import dumps, loss_obj
 from .render.text import UNREADABLE, loss_line
 from .runner import Target, announce, run_until_done
+from .runner import raise_pending, signals_deferred     # CallbackRings
 
 STREAM_HEADER = "ptk_stream.h"
 # Headers pasted in, as the loader pastes pytracekit.h: BCC rewrites map
@@ -56,7 +59,8 @@ INTERRUPT_DRAIN_S = 0.5             # ... and after Ctrl-C/SIGTERM
 
 def buffer_option(*short: str) -> Callable:
     """`-b/--buffer-pages`: the ring buffer size (as BCC's opensnoop -b)."""
-    return click.option(*short, "--buffer-pages", "buffer_pages", type=int,
+    return click.option(*short, "--buffer-pages", "buffer_pages",
+                        type=click.IntRange(1, options.MAX_BUFFER_PAGES),
                         default=DEFAULT_BUFFER_PAGES, show_default=True,
                         help="Ring buffer size in pages (a power of two); a larger "
                              "buffer rides out longer bursts.")
@@ -453,6 +457,66 @@ def main(pid: int | None, command: tuple[str, ...], open_stream: Callable[[int],
             run(events, target, printer(), duration=duration, message=message)
     finally:
         target.finish()
+
+
+class CallbackRings:
+    """BCC's per-event ring buffers (`open_ring_buffer`) of one program, for
+    tools that need a Python callback per event (trace, systrace, the new-pid
+    reader), with what a callback raises carried out of C.
+
+    An exception cannot cross a ctypes callback: it is printed ("Exception
+    ignored ...") and dropped, and BCC turns an EPIPE there into exit(), so
+    `| head` flooded stderr while the tool ran on. Here a callback's first
+    exception is kept, every callback after it answers -1 (libbpf stops
+    consuming) and `poll()`/`consume()` raise it. Ctrl-C/SIGTERM wait until
+    the C call returns, then raise (runner.signals_deferred). A callback may
+    return -1 itself to stop the current poll (BCC: any int, None means 0)."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        self.failure: BaseException | None = None
+        self.pending: list[int] = []          # signals noted during a poll
+
+    def open(self, map_name: str, callback: Callable[[Any, Any, int], Any]) -> None:
+        def guarded(ctx: Any, data: Any, size: int) -> int:
+            if self.failure is not None or self.pending:
+                return -1
+            try:
+                return int(callback(ctx, data, size) or 0)
+            except BaseException as exc:     # stdout gone, Ctrl-C, a bug
+                self.failure = exc
+                return -1
+        self.prog[map_name].open_ring_buffer(guarded)
+
+    def _signals_deferred(self) -> Any:
+        # Only the main thread sets handlers (and gets signals); export's
+        # scrape thread reads too.
+        if threading.current_thread() is threading.main_thread():
+            return signals_deferred(self.pending)
+        return contextlib.nullcontext()
+
+    def poll(self, timeout_ms: int) -> None:
+        with self._signals_deferred():
+            self.prog.bpf.ring_buffer_poll(timeout_ms)
+        self._raise()
+
+    def consume(self) -> None:
+        """Whatever is committed, without waiting: the final drain. A signal
+        then only cuts the drain short (the run is ending anyway)."""
+        self.pending.clear()
+        with self._signals_deferred():
+            self.prog.bpf.ring_buffer_consume()
+        self._raise_failure()
+
+    def _raise(self) -> None:
+        self._raise_failure()
+        pending, self.pending[:] = self.pending[:], []   # raised once: the run ends on it
+        raise_pending(pending)
+
+    def _raise_failure(self) -> None:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
 
 
 def report_summary(summary: StreamSummary, as_json: bool) -> None:

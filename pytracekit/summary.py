@@ -57,12 +57,10 @@ def interval_and_count(words: tuple[str, ...], interval: float | None,
     if words and all(_is_number(w) for w in words) and len(words) <= 2:
         if interval is not None:
             raise UsageError("give the interval once: positionally or with --interval")
-        interval = float(words[0])
+        interval = options.seconds(words[0], "interval", options.MIN_INTERVAL)
         if len(words) == 2:
-            count = int(float(words[1]))
+            count = options.whole_number(words[1], "count")
         words = ()
-    if interval is not None and interval <= 0:
-        raise UsageError(f"interval {interval} must be positive")
     if count is not None and (count <= 0 or interval is None):
         raise UsageError("a count needs an interval (e.g. `1 5`) and must be positive")
     return interval, count, words

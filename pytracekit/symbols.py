@@ -52,7 +52,8 @@ class ProcessMaps:
     @classmethod
     def snapshot(cls, pid: int) -> "ProcessMaps | None":
         try:
-            with open(f"/proc/{pid}/maps") as f:
+            # surrogateescape: a non-UTF-8 path stays the path it names
+            with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:
                 lines = f.read().splitlines()
             inode = os.stat(f"/proc/{pid}/exe").st_ino
         except OSError:

@@ -35,7 +35,10 @@ def run_ui(session: Any, target: Target, *, delay: float, iterations: int | None
 
 def _loop(screen: Any, session: Any, target: Target, delay: float, iterations: int | None,
           duration: float | None, threads: bool, sort: str) -> None:
-    curses.curs_set(0)
+    try:
+        curses.curs_set(0)
+    except curses.error:
+        pass    # a terminal that cannot hide its cursor shows it: harmless
     screen.timeout(100)
     if target.command:   # the command's stdin: no keys read, line mode as usual
         curses.nocbreak()

@@ -21,6 +21,7 @@ _TOKEN = re.compile(r'\s*(?:(?P<str>"[^"]*"|\'[^\']*\')|(?P<num>-?(?:0x[0-9a-fA-
 _INT_OPS = {"==", "!=", "<", "<=", ">", ">=", "&"}
 _STR_OPS = {"==", "!=", "~"}
 MAX_STRING = 128
+MAX_NESTING = 32          # '(' and '!' inside each other (500 were a RecursionError)
 
 
 @dataclass
@@ -37,9 +38,26 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if not m or m.end() == pos:
             raise SpecError(f"malformed filter '{text}': cannot read '{text[pos:].strip()}'")
         kind = m.lastgroup or ""
+        if kind == "num":
+            _check_number(text, m.group(kind), m.start(kind))
         out.append((kind, m.group(kind)))
         pos = m.end()
     return out
+
+
+def _check_number(text: str, literal: str, col: int) -> None:
+    """Numbers as C reads them (0x hex, 0 octal), within 64 bits: clang
+    rejected the rest with an error about the generated program."""
+    digits = literal.lstrip("-")
+    base = 16 if digits[:2].lower() == "0x" else 8 if len(digits) > 1 and digits[0] == "0" else 10
+    try:
+        value = int(digits, base) * (-1 if literal.startswith("-") else 1)
+    except ValueError:
+        raise SpecError(f"malformed filter '{text}': bad number '{literal}' at column "
+                        f"{col + 1}") from None
+    if not -(1 << 63) <= value < 1 << 64:
+        raise SpecError(f"malformed filter '{text}': number '{literal}' does not fit 64 bits "
+                        f"at column {col + 1}")
 
 
 class _Parser:
@@ -47,6 +65,7 @@ class _Parser:
         self.text, self.tp, self.prefix = text, tp, prefix
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
         self.helpers: list[str] = []
 
     def error(self, what: str) -> SpecError:
@@ -78,13 +97,19 @@ class _Parser:
 
     def term(self) -> str:
         kind, value = self.take()
-        if value == "!":
-            return f"!{self.term()}"
-        if value == "(":
-            inner = self.expr()
-            if self.take()[1] != ")":
-                raise self.error("missing ')'")
-            return inner
+        if value in ("!", "("):
+            if self.depth >= MAX_NESTING:
+                raise self.error(f"nested more than {MAX_NESTING} levels deep")
+            self.depth += 1
+            try:
+                if value == "!":
+                    return f"!{self.term()}"
+                inner = self.expr()
+                if self.take()[1] != ")":
+                    raise self.error("missing ')'")
+                return inner
+            finally:
+                self.depth -= 1
         if kind != "id":
             raise self.error(f"expected a field name, got '{value}'")
         field = self.tp.field(value)

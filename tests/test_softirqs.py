@@ -65,4 +65,4 @@ def test_bad_interval_is_a_usage_error():
     from snoop_helpers import one_line_error
     res = pytracekit("softirqs", "--", "0")
     assert res.returncode == 2
-    assert "interval 0.0 must be positive" in one_line_error(res.stderr, "softirqs")
+    assert "interval 0 is too small" in one_line_error(res.stderr, "softirqs")

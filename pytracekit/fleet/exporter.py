@@ -129,6 +129,16 @@ def serve(listen: str, registry: CollectorRegistry) -> Any:
     return server
 
 
+def metrics_url(server: Any, listen: str) -> str:
+    """Where the server listens, with the port the kernel chose for port 0."""
+    if server is None:    # --dry-run / --ebpf: nothing bound
+        host, port = parse_listen(listen)
+    else:
+        host, port = server.server_address[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/metrics"
+
+
 def start_tools(config: Config) -> list[Running]:
     running: list[Running] = []
     try:

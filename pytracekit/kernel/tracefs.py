@@ -8,13 +8,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import NotFoundError, NotSupportedError
+from ..errors import NotFoundError, NotSupportedError, PrivilegeError
 
 CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 
 def _mounted(path: Path) -> bool:
-    return (path / "events").is_dir()
+    try:
+        return (path / "events").is_dir()
+    except PermissionError:     # tracefs is mode 0700: not root
+        raise PrivilegeError(f"reading tracepoints in {path} needs root: run pytracekit "
+                             "with sudo") from None
 
 
 def _mount(fstype: str, target: Path) -> bool:

@@ -40,6 +40,8 @@ class _Strings:
         self("")
 
     def __call__(self, text: str) -> int:
+        if not text.isascii():   # protobuf strings are UTF-8: a non-UTF-8 path's \udcff stays text
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         found = self.index.get(text)
         if found is None:
             found = self.index[text] = len(self.index)

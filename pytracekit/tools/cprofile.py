@@ -79,6 +79,21 @@ def start_streams(kinds: tuple[str, ...], pids: list[int], command: tuple[str, .
     return streams
 
 
+def check_push_url(url: str) -> str:
+    """Refused at start: a bad URL only showed as failed pushes in the summary,
+    after the whole run (and exit status 0)."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--push {url!r} is not an http(s) URL: give the server's address, "
+                         "e.g. http://localhost:4040")
+    try:
+        parts.port   # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise UsageError(f"--push {url!r} has a bad port: e.g. http://localhost:4040") from None
+    return url
+
+
 def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for tag in tags:
@@ -91,7 +106,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("cprofile", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
-@click.option("--every", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+@click.option("--every", type=options.Seconds(0.1), default=10.0, show_default=True,
               help="Seconds per window (one pprof per window and kind).")
 @click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True,
               help="cpu (profile) and/or offcpu (offcputime); default cpu.")
@@ -107,7 +122,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
               help="Label added to pushed profiles (repeatable).")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Retries of a failed push, with exponential backoff.")
-@click.option("-F", "--frequency", type=click.IntRange(min=1), default=49, show_default=True,
+@click.option("-F", "--frequency", type=options.SampleFrequency(), default=49, show_default=True,
               help="cpu: samples per second on each CPU.")
 @click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
               help="Profile these processes only (comma-separated).")
@@ -132,6 +147,8 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
     if command and len(kinds) > 1:
         raise UsageError("-- COMMAND runs one profiler: give one --kind, or use -p PID")
     labels = parse_tags(tags)
+    if push_url:
+        check_push_url(push_url)
     pids = stacktools.id_list(pid_list, "pid")
     rotating = RotatingDir(directory, keep) if directory else None
     streams = start_streams(kinds, pids, command, frequency)

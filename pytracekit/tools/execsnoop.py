@@ -136,7 +136,7 @@ def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, ma
 @click.option("-n", "--name", default=None, help="Only command names matching this regex.")
 @click.option("-l", "--line", default=None, help="Only commands with an argument matching "
                                                  "this regex.")
-@click.option("--max-args", type=int, default=20, show_default=True,
+@click.option("--max-args", type=click.IntRange(1, options.MAX_ARGS), default=20, show_default=True,
               help="Arguments parsed and shown.")
 @options.duration_option("-d")
 @stream.stream_options

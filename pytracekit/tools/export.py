@@ -12,7 +12,8 @@ import click
 
 from .. import options, settings
 from ..fleet import config as fleet_config
-from ..fleet.exporter import ToolCollector, close_all, json_objs, serve, start_tools
+from ..fleet.exporter import (ToolCollector, close_all, json_objs, metrics_url, serve,
+                               start_tools)
 from ..fleet.sources import SOURCES
 from ..errors import UsageError
 from ..render.jsonl import dumps
@@ -76,8 +77,9 @@ def command(config_path, tools, listen, label_limit, list_tools, duration, as_js
         collector = ToolCollector(running)
         try:
             registry.register(collector)
+            # The bound port, not the asked one: `--listen 127.0.0.1:0` lets the kernel choose.
             announce(f"Serving metrics of {', '.join(r.name for r in running)} on "
-                     f"http://{config.listen}/metrics ... Hit Ctrl-C to end.")
+                     f"{metrics_url(server, config.listen)} ... Hit Ctrl-C to end.")
             run_until_done(Target(), duration=duration, poll=collector.poll)
             if as_json:
                 for obj in json_objs(collector):

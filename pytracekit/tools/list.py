@@ -73,7 +73,7 @@ def perf_events(pattern: str | None, kinds: set[str]) -> list[Entry]:
 def tracepoints(pattern: str | None, verbose: bool) -> list[Entry]:
     try:
         names = tracefs.list_tracepoints()
-    except PermissionError:
+    except (PermissionError, PrivilegeError):
         raise PrivilegeError("reading tracepoints needs root: run with sudo "
                              "(`list -x BINARY` works without)") from None
     out = []
@@ -111,6 +111,7 @@ def kernel_functions(pattern: str | None) -> tuple[list[Entry], str]:
 def program_entries(binary: str | None, pid: int | None, pattern: str | None,
                     notes: list[str]) -> list[Entry]:
     from .. import elf
+    from ..probes import UsdtPathError
     if pid:
         check_pid(pid)
         try:
@@ -123,6 +124,9 @@ def program_entries(binary: str | None, pid: int | None, pattern: str | None,
            for s in elf.functions(path) if _matches(s.name, pattern)]
     try:
         probes = usdt_probes(path, pid)
+    except UsdtPathError as exc:
+        probes = []
+        notes.append(f"USDT probes not read: {exc.message}")
     except (PermissionError, PrivilegeError, NotSupportedError):
         probes = []
         notes.append("USDT probes not read: BCC needs root to read them (run with sudo)")
@@ -146,10 +150,11 @@ def _resolve(binary: str) -> str:
 
 def usdt_probes(path: str, pid: int | None) -> list[Entry]:
     tracefs.tracefs_root()   # BCC reads the tracefs path when imported
-    from bcc import USDT
+    from ..probes import UsdtPathError, open_usdt
     try:
-        context = USDT(pid=pid) if pid else USDT(path=path)
-        probes = context.enumerate_probes()
+        probes = open_usdt(None if pid else path, pid).enumerate_probes()
+    except UsdtPathError:
+        raise
     except Exception:   # BCC raises bare Exception for a binary without notes
         return []
     out = []
@@ -203,8 +208,9 @@ def command(pattern, verbose, binary, pid, as_json):
     if binary or pid:
         entries = program_entries(binary, pid, pattern, notes)
         if not entries:
-            raise NotFoundError(f"nothing in {binary or pid} matches '{pattern}'" if pattern
-                                else f"no functions or USDT probes in {binary or pid}")
+            found = (f"nothing in {binary or pid} matches '{pattern}'" if pattern
+                     else f"no functions or USDT probes in {binary or pid}")
+            raise NotFoundError(found + "".join(f" ({note})" for note in notes))
     else:
         kinds = {SECTIONS[pattern]} if pattern in SECTIONS else set(SECTIONS.values())
         glob = None if pattern in SECTIONS else pattern

@@ -29,6 +29,7 @@ from ..runner import Target
 from ..symbols import Symbolizer
 
 DRY_RUN_ARGS = ["-p", "1"]
+MAX_SECONDS_MS = options.MAX_SECONDS * 1000   # -o: older than a year is a typo
 # (symbol, entry program or None, return program or None); free-like calls have no return
 USER_PROBES = [
     ("malloc", "malloc_enter", "alloc_return"),
@@ -153,7 +154,8 @@ def report_json(stacks: list[Outstanding], top: int, addresses: bool) -> list[di
 @options.pid_option("-p")
 @click.option("-a", "--show-allocs", "addresses", is_flag=True,
               help="Show the address and size of each outstanding allocation.")
-@click.option("-o", "--older", type=click.FloatRange(min=0), default=500, show_default=True,
+@click.option("-o", "--older",
+              type=options.Finite(min=0, max=MAX_SECONDS_MS), default=500, show_default=True,
               help="Only allocations older than this many milliseconds.")
 @click.option("-c", "--command", "command_line", default=None,
               help="Run this command line and trace it (BCC's -c).")
@@ -169,7 +171,7 @@ def report_json(stacks: list[Outstanding], top: int, addresses: bool) -> list[di
               help="Ignore allocations larger than this many bytes.")
 @click.option("-O", "--obj", default="c", show_default=True,
               help="The library (or binary) whose allocators to probe.")
-@click.option("--max-allocs", type=click.IntRange(min=1), default=1000000, show_default=True,
+@click.option("--max-allocs", type=click.IntRange(1, options.MAX_MAP_ENTRIES), default=1000000, show_default=True,
               help="Outstanding allocations the kernel map can hold (more are counted as lost).")
 @options.duration_option("-d")
 @options.interval_option("-i")

@@ -65,7 +65,7 @@ def start(*, user_threads_only: bool = False, kernel_threads_only: bool = False,
 def stack_tool_options(f):
     """Options offcputime, offwaketime and wakeuptime share with BCC."""
     decorators = [
-        click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+        click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                        required=False),
         click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
                      help="Trace these processes only (comma-separated)."),
@@ -80,7 +80,8 @@ def stack_tool_options(f):
         click.option("-d", "--delimited", is_flag=True,
                      help="Put a delimiter between user and kernel stacks."),
         options.folded_option("-f"),
-        click.option("--stack-storage-size", type=click.IntRange(min=1), default=16384,
+        click.option("--stack-storage-size",
+              type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384,
                      show_default=True, help="Number of unique stack traces that can be stored."),
         click.option("-m", "--min-block-time", "min_us", type=click.IntRange(min=0), default=1,
                      show_default=True, help="Ignore blocks shorter than this (microseconds)."),

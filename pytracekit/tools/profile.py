@@ -54,7 +54,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 
 @click.command("profile", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
-@click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+@click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                 required=False)
 @click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
               help="Profile these processes only (comma-separated).")
@@ -63,7 +63,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 @click.option("-U", "--user-stacks-only", "user_only", is_flag=True, help="User stacks only.")
 @click.option("-K", "--kernel-stacks-only", "kernel_only", is_flag=True,
               help="Kernel stacks only.")
-@click.option("-F", "--frequency", type=click.IntRange(min=1), default=None,
+@click.option("-F", "--frequency", type=options.SampleFrequency(), default=None,
               help="Sample this many times a second on each CPU (default 49).")
 @click.option("-c", "--count", "period", type=click.IntRange(min=1), default=None,
               help="Sample once every this many nanoseconds of CPU time instead of -F.")
@@ -72,7 +72,8 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
               help="Add _[k] to kernel frames.")
 @click.option("-I", "--include-idle", is_flag=True, help="Include CPU idle stacks.")
 @options.folded_option("-f")
-@click.option("--stack-storage-size", type=click.IntRange(min=1), default=16384, show_default=True,
+@click.option("--stack-storage-size",
+              type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384, show_default=True,
               help="Number of unique stack traces that can be stored.")
 @click.option("-C", "--cpu", type=click.IntRange(min=0), default=None,
               help="Sample this CPU only.")

@@ -21,7 +21,7 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
 
 @click.command("record", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
-@click.argument("duration_arg", metavar="[DURATION]", type=click.FloatRange(min=0),
+@click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                 required=False)
 @click.option("-o", "--output", "output", metavar="FILE", required=True,
               help="Recording file to write (gzip JSON lines).")
@@ -29,11 +29,12 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
               help="Record every process (the default without -p or a command).")
 @click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
               help="Record these processes only (comma-separated).")
-@click.option("-F", "--frequency", type=click.IntRange(min=1), default=49, show_default=True,
+@click.option("-F", "--frequency", type=options.SampleFrequency(), default=49, show_default=True,
               help="On-CPU samples per second per CPU.")
 @click.option("--off-cpu", "off_cpu", is_flag=True,
               help="Record off-CPU (blocked) time per stack instead of CPU samples.")
-@click.option("--stack-storage-size", type=click.IntRange(min=1), default=16384,
+@click.option("--stack-storage-size",
+              type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384,
               show_default=True, help="Number of unique stack traces that can be stored.")
 @options.duration_option()
 @options.json_option()

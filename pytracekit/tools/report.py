@@ -19,7 +19,7 @@ LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run
 @click.option("--sort", type=click.Choice(["self", "total"]), default="self", show_default=True,
               help="Order functions by self or total weight.")
 @click.option("--no-tree", is_flag=True, help="Leave out the caller tree.")
-@click.option("--min-percent", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--min-percent", type=options.Finite(0, 100), default=1.0, show_default=True,
               help="Caller tree: hide branches below this share of the total.")
 @options.folded_option("-f")
 @options.json_option()

@@ -86,7 +86,7 @@ def report_json(hists: dict[int, LinearHistogram], per_cpu: bool) -> list[dict[s
 @click.option("-T", "--timestamp", "stamp", is_flag=True, help="Include a timestamp on output.")
 @click.option("-O", "--runqocc", "occ", is_flag=True, help="Report run queue occupancy.")
 @click.option("-C", "--cpus", "per_cpu", is_flag=True, help="Print output for each CPU.")
-@click.option("-F", "--frequency", type=click.IntRange(1, 10000), default=99, show_default=True,
+@click.option("-F", "--frequency", type=options.SampleFrequency(10000), default=99, show_default=True,
               help="Samples per second on each CPU.")
 @options.duration_option("-d")
 @options.interval_option("-i")

@@ -191,9 +191,9 @@ def format_folded(profile: StackProfile) -> str:
               help="Show raw addresses.")
 @click.option("-d", "--delimited", is_flag=True, help="Insert a delimiter between kernel/user stacks.")
 @options.folded_option("-f")
-@click.option("--stack-storage", type=click.IntRange(min=1), default=16384, show_default=True,
+@click.option("--stack-storage", type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384, show_default=True,
               help="Number of distinct stacks the kernel can store.")
-@click.option("--max-stacks", type=click.IntRange(min=1), default=10240, show_default=True,
+@click.option("--max-stacks", type=click.IntRange(1, options.MAX_MAP_ENTRIES), default=10240, show_default=True,
               help="Number of distinct (stack, process) keys counted.")
 @options.json_option()
 @options.standard

@@ -12,8 +12,8 @@ from .. import follow, options, stream, syscalls
 from ..errors import UsageError
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
-from ..runner import (FINAL_DRAIN_S, Target, announce, check_pid, raise_pending,
-                      run_until_done, signals_deferred)
+from ..runner import FINAL_DRAIN_S, Target, announce, check_pid, run_until_done
+from ..stream import CallbackRings
 from ..syscall_args import arguments_text, one_argument, result_text, string_mask
 from ..textsafe import cstr
 
@@ -96,24 +96,17 @@ class Tracer:
             table[table.Key(nr)] = table.Leaf(1)
         self.start_ns = time.monotonic_ns()
         self.on_call = on_call
-        self.failure: BaseException | None = None
         self.drain_until = 0.0
-        self.pending: list[int] = []       # signals noted during a poll
-        self.prog["events"].open_ring_buffer(self._event)
+        self.rings = CallbackRings(self.prog)
+        self.rings.open("events", self._event)
         self.prog.ready()
 
     def _event(self, _ctx, data, _size) -> int:
-        # An exception cannot cross BCC's C callback: keep it, re-raise in poll().
         # A negative return makes libbpf stop consuming, which under a steady
         # stream of calls it would otherwise never do.
-        if self.failure is not None or self.pending or (
-                self.drain_until and time.monotonic() > self.drain_until):
+        if self.drain_until and time.monotonic() > self.drain_until:
             return -1
-        try:
-            self._deliver(ct.cast(data, ct.POINTER(Call)).contents)
-        except BaseException as exc:   # BrokenPipeError from `| head`, Ctrl-C
-            self.failure = exc
-            return -1
+        self._deliver(ct.cast(data, ct.POINTER(Call)).contents)
         return 0
 
     def _deliver(self, c: Call) -> None:
@@ -123,23 +116,12 @@ class Tracer:
                             c.ret, bool(c.returned)))
 
     def poll(self, timeout_ms: int) -> None:
-        with signals_deferred(self.pending):
-            self.prog.bpf.ring_buffer_poll(timeout_ms)
-        self._reraise()
-        raise_pending(self.pending)
+        self.rings.poll(timeout_ms)
 
     def drain(self) -> None:
         """What arrived after the last poll, for a moment: the probes still fire."""
-        self.pending.clear()
         self.drain_until = time.monotonic() + FINAL_DRAIN_S
-        with signals_deferred(self.pending):
-            self.prog.bpf.ring_buffer_consume()
-        self._reraise()
-
-    def _reraise(self) -> None:
-        if self.failure is not None:
-            failure, self.failure = self.failure, None
-            raise failure
+        self.rings.consume()
 
     def close(self) -> None:
         self.prog.close()

@@ -18,6 +18,7 @@ import click
 
 from .. import options, settings, stacktools
 from ..cputime import Accountant, Refresh, TaskTime, sorted_rows
+from ..errors import NotSupportedError
 from ..loader import Program
 from ..model import LossReport
 from ..periodic import run_periodic
@@ -173,12 +174,24 @@ def run_refreshes(target: Target, *, delay: float, iterations: int | None,
                         report=report)
 
 
+def _can_draw() -> bool:
+    """Whether TERM names a terminal curses can redraw in place: TERM=dumb (and
+    an unknown or missing TERM) cannot move the cursor; top prints plain
+    refreshes there, as with -b."""
+    import curses
+    try:
+        curses.setupterm(os.environ.get("TERM"), sys.stdout.fileno())
+    except curses.error:
+        return False
+    return bool(curses.tigetstr("cup")) and bool(curses.tigetstr("clear"))
+
+
 @click.command("top", cls=stacktools.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.option("-b", "--batch", "batch_mode", is_flag=True, help="Plain text for scripts.")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=None,
               help="Stop after this many refreshes.")
-@click.option("-d", "--delay", "--interval", "delay", type=click.FloatRange(min=0.05),
+@click.option("-d", "--delay", "--interval", "delay", type=options.Seconds(0.05),
               default=1.0, show_default=True, help="Seconds between refreshes.")
 @options.duration_option()
 @click.option("-s", "--sort", type=click.Choice(["cpu", "pid", "comm", "time"]), default="cpu",
@@ -188,7 +201,7 @@ def run_refreshes(target: Target, *, delay: float, iterations: int | None,
 @click.option("-m", "--max-rows", "limit", type=click.IntRange(min=1), default=None,
               help="Print at most this many rows per refresh.")
 @click.option("--functions", is_flag=True, help="Live profile by function, like perf top.")
-@click.option("-F", "--frequency", type=click.IntRange(min=1, max=10000), default=499,
+@click.option("-F", "--frequency", type=options.SampleFrequency(10000), default=499,
               show_default=True, help="Samples per second per CPU for --functions.")
 @click.option("--idle", is_flag=True, help="--functions: include the idle task.")
 @options.json_option()
@@ -207,7 +220,7 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
     target = Target.from_options(pid, stacktools.command_of(ctx))
     follow = target.pid if target.command else 0
     interactive = not (batch_mode or as_json) and sys.stdout.isatty() and \
-        not (settings.current().ebpf or settings.current().dry_run)
+        not (settings.current().ebpf or settings.current().dry_run) and _can_draw()
     try:
         if functions:
             from ..topfunctions import FunctionProfile, printer
@@ -222,9 +235,15 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
             message = f"Refreshing every {delay:g} s"
         try:
             if interactive and not functions:
+                import curses
                 from ..topui import run_ui
-                run_ui(session, target, delay=delay, iterations=iterations, duration=duration,
-                       threads=threads, sort=sort)
+                try:
+                    run_ui(session, target, delay=delay, iterations=iterations,
+                           duration=duration, threads=threads, sort=sort)
+                except curses.error as exc:
+                    raise NotSupportedError(
+                        f"top's screen cannot run on this terminal (TERM="
+                        f"{os.environ.get('TERM', '')}): {exc}; use -b for plain text") from None
             else:
                 who = f" of command {target.command[0]}" if target.command else ""
                 tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."

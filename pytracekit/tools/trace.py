@@ -27,8 +27,8 @@ from ..errors import SpecError, UsageError
 from ..expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
-from ..runner import (FINAL_DRAIN_S, Stop, Target, announce, raise_pending, run_until_done,
-                      signals_deferred)
+from ..runner import FINAL_DRAIN_S, Stop, Target, announce, run_until_done
+from ..stream import CallbackRings
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
@@ -263,7 +263,7 @@ class ProbesThenCommand(click.Command):
 @click.option("-C", "--print-cpu", is_flag=True, help="Print the CPU of each event.")
 @click.option("-U", "--user-stack", is_flag=True, help="Print the user stack of each event.")
 @click.option("-K", "--kernel-stack", is_flag=True, help="Print the kernel stack of each event.")
-@click.option("-b", "--buffer-pages", type=int, default=64, show_default=True,
+@click.option("-b", "--buffer-pages", type=click.IntRange(1, options.MAX_BUFFER_PAGES), default=64, show_default=True,
               help="Ring buffer size in pages (a power of two).")
 @click.option("-Z", "--string-size", type=click.IntRange(8, 1024), default=80, show_default=True,
               help="Bytes kept of each string argument.")
@@ -394,12 +394,11 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
     printed = 0
     # libbpf consumes for as long as events keep coming: under a steady stream
     # one poll never returns unless the callback says stop (a negative value).
-    pending: list[int] = []
     drain_until: list[float] = []
 
     def on_event(_ctx: Any, data: Any, size: int) -> int:
         nonlocal printed
-        if pending or (max_events is not None and printed >= max_events) or (
+        if (max_events is not None and printed >= max_events) or (
                 drain_until and time.monotonic() > drain_until[0]):
             return -1
         text = printer.render(tracer.decode(ctypes.string_at(data, size)))
@@ -408,18 +407,16 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
             printed += 1
         return 0
 
+    rings = CallbackRings(prog)
+
     def poll(timeout_ms: int) -> None:
-        # A signal handled inside the ctypes event callback would raise there,
-        # where ctypes prints and drops the exception: note it, raise it here.
-        with signals_deferred(pending):
-            prog.bpf.ring_buffer_poll(timeout_ms)
+        rings.poll(timeout_ms)
         out.flush()
-        raise_pending(pending)
         if max_events is not None and printed >= max_events:
             raise Stop("max events")
 
     try:
-        prog["events"].open_ring_buffer(on_event)
+        rings.open("events", on_event)
         if not as_json:
             out.write(printer.header() + "\n")
             out.flush()
@@ -427,9 +424,8 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
                  "... Hit Ctrl-C to end.")
         run_until_done(target, duration=duration, poll=poll)
         # What arrived after the last poll, for a moment: the probes still fire.
-        pending.clear()
         drain_until.append(time.monotonic() + FINAL_DRAIN_S)
-        prog.bpf.ring_buffer_consume()
+        rings.consume()
         out.flush()
         loss = prog.loss()
         loss.unknown_frames += tracer.unknown_frames
