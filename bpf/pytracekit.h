@@ -128,26 +128,24 @@ PTK_INLINE bool ptk_exec_done(void)
 PTK_INLINE bool ptk_selected(void)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (!ptk_exec_done())
-        return false;
     if (FILTER_PID && (pid_tgid >> 32) != FILTER_PID)
         return false;
     if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
         return false;
-    return true;
+    return ptk_exec_done();   /* last: a map lookup, only for the target */
 }
 
 /* The same filters for a task given by its ids (a sched tracepoint's prev or
  * next, not the current task); the idle task (pid 0) is never selected. */
 PTK_INLINE bool ptk_task_selected(u32 tgid, u32 pid)
 {
-    if (pid == 0 || !ptk_exec_done())
+    if (pid == 0)
         return false;
     if (FILTER_PID && tgid != FILTER_PID)
         return false;
     if (FILTER_TID && pid != FILTER_TID)
         return false;
-    return true;
+    return ptk_exec_done();
 }
 
 /* log2 bucket as BCC numbers them: 0 holds 0, k holds [2^(k-1), 2^k - 1]. */

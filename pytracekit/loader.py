@@ -21,6 +21,7 @@ from . import settings
 from .errors import (CompileError, NotFoundError, NotSupportedError, PrivilegeError,
                      PytracekitError, VerifierError, tail)
 from .model import LossReport
+from .runner import signals_held
 
 def _bpf_dir() -> Path:
     """bpf/ of this checkout, else where a wheel put it (<prefix>/share/pytracekit/bpf);
@@ -248,7 +249,8 @@ class Program:
         tracefs.tracefs_root()          # BCC reads its tracefs path at import
         tree = headers.include_tree()
         text = self.full_text
-        header_dir = headers.program_header(tree, text)
+        with signals_held():   # libbpf's btf_dump calls back into Python per line
+            header_dir = headers.program_header(tree, text)
         # By absolute path: a vmlinux.h in the current directory must not win.
         text = _INCLUDE_VMLINUX.sub(f'#include "{header_dir}/vmlinux.h"', text)
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]

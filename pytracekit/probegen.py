@@ -17,6 +17,7 @@ from .errors import SpecError
 from .expr import CType, Node, Scope
 from .expr_c import Emitter
 from .probes import program_return
+from .runner import signals_held
 
 ENTRY_MAP_SIZE = 10240
 
@@ -59,7 +60,9 @@ def parse_signature(text: str | None, what: str = "signature") -> tuple[tuple[st
 def usdt_arg_types(context, probe_name: str) -> tuple[CType, ...]:
     """Argument types of a USDT probe from its note (`-4@112(%rsp)`: a signed int).
     Eight-byte arguments stay untyped words: they are often pointers."""
-    for probe in context.enumerate_probes():
+    with signals_held():   # BCC calls back into Python per probe
+        found = context.enumerate_probes()
+    for probe in found:
         if probe.short_name() == probe_name or probe.name.decode() == probe_name:
             location = probe.get_location(0)
             out = []

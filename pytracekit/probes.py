@@ -34,6 +34,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from .errors import NotFoundError, NotSupportedError, SpecError, UsageError
+from .runner import signals_held
 
 KINDS = ("kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "usdt")
 DEFAULT_LIMIT = 1000
@@ -590,7 +591,8 @@ def function_symbols(binary: str) -> list[tuple[str, int]]:
     """(name, address) of every function symbol in an ELF file (static and dynamic)."""
     bcc = _bcc()
     try:
-        found = bcc.BPF.get_user_functions_and_addresses(binary.encode(), b".*")
+        with signals_held():   # it calls back into Python per symbol
+            found = bcc.BPF.get_user_functions_and_addresses(binary.encode(), b".*")
     except Exception as exc:
         raise NotFoundError(f"cannot read symbols of {binary}: {exc}") from None
     return [(n.decode(errors="replace") if isinstance(n, bytes) else n, a) for n, a in found]
@@ -654,7 +656,8 @@ def usdt_probes(binary: str, pid: int | None = None) -> dict[str, bool]:
     binary (or in a process)."""
     ctx = open_usdt(binary, pid)
     try:
-        probes = ctx.enumerate_probes()
+        with signals_held():   # it calls back into Python per probe
+            probes = ctx.enumerate_probes()
     except Exception as exc:
         raise NotFoundError(f"cannot read USDT notes of {binary}: {str(exc).splitlines()[0]}") from None
     return {p.short_name(): bool(p.semaphore) for p in sorted(probes, key=lambda p: p.short_name())}

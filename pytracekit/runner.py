@@ -15,6 +15,7 @@ import os
 import select
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -66,8 +67,9 @@ def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
     poll), where a signal raised between callbacks is printed and dropped by
     ctypes, so the tool would never stop. Check `pending` after (raise_pending)
     and in the callbacks (return -1 to make libbpf stop consuming)."""
+    # A signal ignored now (by the caller, or once a run ended) stays ignored.
     saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
-             for sig in STOPS}
+             for sig in STOPS if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield pending
     finally:
@@ -78,6 +80,22 @@ def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
 def raise_pending(pending: list[int]) -> None:
     if pending:
         raise Stop(signal.Signals(pending[0]).name)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Around a C call that runs Python callbacks and cannot be told to stop
+    (BCC's symbol and USDT enumeration, libbpf's btf_dump): a stop signal
+    raised inside a callback would be printed and dropped by ctypes, so it is
+    held until the call returns, then raised as usual. Main thread only (the
+    only one signals reach)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    with signals_deferred(pending):
+        yield
+    raise_pending(pending)
 
 
 def install_signal_handlers() -> None:
