@@ -189,9 +189,10 @@ def unwind_python(ranges: list[ModuleRange], pc: int, sp: int, bp: int,
                 cfa = sp + 8 * row.cfa_off8
             elif kind == KIND_CFA_RBP:
                 cfa = bp + 8 * row.cfa_off8
-            else:   # PLT
+            else:   # PLT (rbp_off8 holds the threshold; rbp is unchanged)
                 cfa = sp + 8 + (8 if (lookup & 15) >= row.rbp_off8 else 0)
-            new_bp = read(cfa - 8 * row.rbp_off8) if row.rbp_off8 else bp
+            saves_bp = row.rbp_off8 and kind != KIND_PLT
+            new_bp = read(cfa - 8 * row.rbp_off8) if saves_bp else bp
         ra = read(cfa - 8)
         if ra is None or new_bp is None:
             return frames, STOP_BAD_READ
