@@ -231,7 +231,8 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
             if attach is not None:
                 attach(prog)
             symbolizer = Symbolizer(prog.bpf)
-            poll = watch_new_pids(prog, symbolizer)
+            unwinder = _unwinder(prog, symbolizer, target, selected)
+            poll = watch_new_pids(prog, symbolizer, unwinder=unwinder)
             prog.ready()
         except BaseException:
             prog.close()
@@ -243,6 +244,27 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
         for ident in selected:
             symbolizer.remember(ident)
     return prog, symbolizer, poll
+
+
+def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int]) -> Any:
+    """The in-kernel unwinder's user half, when the program has one
+    (CFI_UNWIND): a command's program and the C library are loaded before
+    it starts, selected processes before sampling starts, so their first
+    samples already unwind with tables."""
+    from .unwinder import Unwinder, likely_modules
+    try:
+        prog["proc_maps"]
+    except KeyError:
+        return None
+    unwinder = Unwinder(prog, symbolizer.users)
+    if target.command:
+        unwinder.preload(likely_modules(target.command[0]))
+    elif target.pid == 0:
+        for ident in selected:
+            symbolizer.remember(ident)
+            unwinder.load(ident)
+    symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
+    return unwinder
 
 
 @dataclass

@@ -31,7 +31,7 @@ from .cfi import NO_REG, RA, RBP, RSP, CallFrameInfo, Rule, cfi_of
 KIND_NONE, KIND_CFA_RSP, KIND_CFA_RBP, KIND_PLT, KIND_END = 0, 1, 2, 3, 4
 KIND_NAMES = {KIND_NONE: "none", KIND_CFA_RSP: "cfa_rsp", KIND_CFA_RBP: "cfa_rbp",
               KIND_PLT: "plt", KIND_END: "end"}
-ROW = struct.Struct("<IHBB")
+ROW = struct.Struct("<IHBB")   # pc, cfa_off8, kind, rbp_off8 (struct ptk_unwind_row)
 U32 = 1 << 32
 
 # DW_OP_breg7 8; DW_OP_breg16 0; DW_OP_lit15; DW_OP_and; DW_OP_lit<T>; DW_OP_ge;
@@ -44,6 +44,11 @@ class Row(NamedTuple):
     kind: int
     cfa_off8: int = 0
     rbp_off8: int = 0
+
+    @classmethod
+    def unpack_from(cls, data: bytes, offset: int = 0) -> "Row":
+        pc, cfa_off8, kind, rbp_off8 = ROW.unpack_from(data, offset)
+        return cls(pc, kind, cfa_off8, rbp_off8)
 
 
 def plt_threshold(expr: bytes) -> int | None:
@@ -133,7 +138,7 @@ class UnwindTable:
         return cls(rows)
 
     def packed(self) -> bytes:
-        return b"".join(ROW.pack(*r) for r in self.rows)
+        return b"".join(ROW.pack(r.pc, r.cfa_off8, r.kind, r.rbp_off8) for r in self.rows)
 
     def kinds(self) -> Counter:
         return Counter(KIND_NAMES[r.kind] for r in self.rows)

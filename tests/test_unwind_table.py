@@ -121,7 +121,8 @@ def test_compact_rows_of_debian_binaries():
     assert lzma.kinds()["cfa_rbp"] == 0 and lzma.kinds()["plt"] == 1
     packed = lzma.packed()
     assert len(packed) == 8 * len(lzma.rows)
-    assert Row(*ROW.unpack_from(packed, 8 * 5)) == lzma.rows[5]
+    assert Row.unpack_from(packed, 8 * 5) == lzma.rows[5]
+    assert packed[8 * 5 + 6] == lzma.rows[5].kind   # the byte BPF reads as kind
     assert lzma.pcs == sorted(set(lzma.pcs))
     # row counts as the design's independent count from readelf (gaps included)
     assert len(lzma.rows) == 3600 and lzma.kinds()["none"] == 330
