@@ -105,7 +105,8 @@ BPF_ARRAY(unwind_rows, struct ptk_unwind_row, UNWIND_ROWS);
 BPF_HASH(unwind_modules, u32, struct ptk_unwind_module, UNWIND_MODULES);
 BPF_HASH(proc_maps, u32, struct ptk_proc_maps, UNWIND_PROCS);
 BPF_ARRAY(unwind_maps, struct ptk_proc_map, UNWIND_PROCS * PTK_MAX_MAPS);
-BPF_F_TABLE("hash", u64, struct ptk_ustack, ustacks, USTACKS_SIZE, BPF_F_NO_PREALLOC);
+/* preallocated: an allocation in the sampling interrupt can fail */
+BPF_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);
 BPF_PERCPU_ARRAY(unwind_scratch, struct ptk_ustack, 1);
 BPF_RINGBUF_OUTPUT(unwind_miss, 1);
 

@@ -117,7 +117,7 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
             symbolizer.users.forget(pid)   # announced again after an exec: new maps
             symbolizer.remember(pid)
             if unwinder is not None:
-                unwinder.load(pid)
+                unwinder.request(pid)
             now = time.monotonic()
             due.extend((now + delay, pid) for delay in settle_s)
             due.sort()
@@ -145,6 +145,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
     def poll(timeout_ms: int) -> None:
         if due:
             timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
+        if unwinder is not None and unwinder.pending:
+            timeout_ms = min(timeout_ms, 5)
         prog.bpf.ring_buffer_poll(timeout_ms)
         if interrupted:
             raise interrupted.pop()
@@ -153,7 +155,9 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
             pid = due.pop(0)[1]
             symbolizer.users.refresh(pid)
             if unwinder is not None:
-                unwinder.load(pid)
+                unwinder.request(pid)
+        if unwinder is not None:
+            unwinder.work()
     return poll
 
 

@@ -228,10 +228,10 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
             table = prog["selected"]
             for ident in selected:
                 table[table.Key(ident)] = table.Leaf(1)
+            symbolizer = Symbolizer(prog.bpf)
+            unwinder = _unwinder(prog, symbolizer, target, selected)   # before samples
             if attach is not None:
                 attach(prog)
-            symbolizer = Symbolizer(prog.bpf)
-            unwinder = _unwinder(prog, symbolizer, target, selected)
             poll = watch_new_pids(prog, symbolizer, unwinder=unwinder)
             prog.ready()
         except BaseException:

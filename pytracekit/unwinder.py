@@ -27,6 +27,8 @@ VADDR_MASK = (1 << MODULE_SHIFT) - 1
 MAX_MAPS = 64          # PTK_MAX_MAPS
 MAP_JIT = 1            # ptk_proc_map.flags: anonymous executable code
 MISS_INTERVAL_S = 0.1  # at most one re-snapshot per pid this often on unwind_miss
+EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc) bytes a row
+WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
 # struct ptk_ustack.flags
 TRUNCATED, INCOMPLETE, FP_STEPS = 1, 2, 4
 
@@ -63,6 +65,7 @@ class Unwinder:
         self.free_slots = list(range(self.slot_count - 1, -1, -1))
         self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
         self.last_miss: dict[int, float] = {}
+        self.pending: dict[int, None] = {}        # pids to load, oldest first
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
 
@@ -87,6 +90,11 @@ class Unwinder:
         return mod, image
 
     def _write_table(self, mod: Module, image: Any) -> None:
+        eh_frame = image.section(".eh_frame")
+        if eh_frame is not None and self.next_row + eh_frame.size // EH_FRAME_BYTES_PER_ROW \
+                > self.row_capacity:
+            self.stats["table_full"] += 1   # known before spending seconds compiling it
+            return
         started = time.monotonic()
         table = UnwindTable.from_image(image)
         self.stats["compile_s"] += time.monotonic() - started
@@ -114,6 +122,19 @@ class Unwinder:
             self._module_for(path, 0)
 
     # -- processes --------------------------------------------------------------
+    def request(self, pid: int) -> None:
+        """Load pid (again) at the next work(): compiling a new module's table
+        can take a second, too long inside a ring buffer callback."""
+        self.pending[pid] = None
+
+    def work(self, budget_s: float = WORK_BUDGET_S) -> None:
+        """Load pending pids, oldest first, for about budget_s."""
+        end = time.monotonic() + budget_s
+        while self.pending and time.monotonic() < end:
+            pid = next(iter(self.pending))
+            del self.pending[pid]
+            self.load(pid)
+
     def load(self, pid: int) -> bool:
         """Write pid's mappings (from its latest snapshot) if they changed."""
         try:
@@ -185,14 +206,15 @@ class Unwinder:
 
     def on_miss(self, pid: int) -> bool:
         """A pc outside pid's known mappings (dlopen since): snapshot again,
-        at most once per MISS_INTERVAL_S; True when it was reloaded."""
+        at most once per MISS_INTERVAL_S; True when a reload was requested."""
         now = time.monotonic()
         if now - self.last_miss.get(pid, 0.0) < MISS_INTERVAL_S:
             return False
         self.last_miss[pid] = now
         self.users.refresh(pid)
         self.loaded.pop(pid, None)   # rewrite: this also clears miss_sent
-        return self.load(pid)
+        self.request(pid)
+        return True
 
 
 def read_miss(data: int) -> int:
