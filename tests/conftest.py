@@ -115,6 +115,15 @@ def workload_stripped(tmp_path_factory) -> StrippedWorkload:
     debug.parent.mkdir(parents=True)
     subprocess.run(["objcopy", "--only-keep-debug", str(path), str(debug)], check=True)
     subprocess.run(["strip", "--strip-all", str(path)], check=True)
+    # the system's debug files stay visible from the temp root (libc6-dbg's
+    # __libc_start_call_main), as symlinks next to the workload's own
+    system = Path("/usr/lib/debug/.build-id")
+    for sub in system.glob("??") if system.is_dir() else []:
+        for f in sub.glob("*.debug"):
+            link = base / "debug" / ".build-id" / sub.name / f.name
+            link.parent.mkdir(exist_ok=True)
+            if not link.exists():
+                link.symlink_to(f)
     return StrippedWorkload(str(path), base / "debug")
 
 
