@@ -41,8 +41,10 @@ def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = No
     stacks = Counter()
     for line in out.splitlines():
         stack, count = line.rsplit(" ", 1)
-        if "wait_for_file" not in stack:   # before the go file: sleeping in usleep
-            stacks[stack.split(";", 1)[1]] += int(count)
+        user = stack.partition(";")[2]
+        # before the go file it sleeps in usleep; while it exits it has no user stack
+        if user and "wait_for_file" not in user:
+            stacks[user] += int(count)
     return stacks
 
 
