@@ -145,22 +145,34 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #if CFI_UNWIND
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    u32 tgid = id >> 32;
-    if ((u32)id == tgid)   /* the process, not one of its threads */
-        proc_maps.delete(&tgid);
-    return 0;
+    /* the process's entry when its main thread exits (else a thread's copy
+     * from the fork probe below) */
+    u32 tid = bpf_get_current_pid_tgid();
+    proc_maps.delete(&tid);
+    return PTK_TP_PASS;
 }
 #endif
 
-#if FOLLOW_FORKS
+#if FOLLOW_FORKS || CFI_UNWIND
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
     u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
+#if FOLLOW_FORKS
     u8 one = 1;
     if (selected.lookup(&parent))
         selected.update(&child, &one);
-    return 0;
+#endif
+#if CFI_UNWIND
+    /* a forked child has its parent's mappings: unwind it with them until
+     * user space loads it on its own (a thread's copy is never looked up) */
+    struct ptk_proc_maps *maps = proc_maps.lookup(&parent);
+    if (maps) {
+        struct ptk_proc_maps copy = *maps;
+        copy.miss_sent = 0;
+        proc_maps.update(&child, &copy);
+    }
+#endif
+    return PTK_TP_PASS;
 }
 #endif
 

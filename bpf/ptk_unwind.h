@@ -110,6 +110,32 @@ BPF_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);
 BPF_PERCPU_ARRAY(unwind_scratch, struct ptk_ustack, 1);
 BPF_RINGBUF_OUTPUT(unwind_miss, 1);
 
+#ifndef EXEC_PID
+#define EXEC_PID 0
+#endif
+/* A held command is stopped at its entry point (ld.so has mapped its
+ * libraries by then) until user space has loaded its mappings, so that its
+ * first samples unwind with tables too: `ptk_stop_at_entry` is attached as a
+ * uprobe on the executable's entry, user space continues it with SIGCONT. */
+BPF_ARRAY(entry_stopped, u32, 1);
+BPF_RINGBUF_OUTPUT(unwind_stopped, 1);
+
+int ptk_stop_at_entry(struct pt_regs *ctx)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
+    u32 *done = entry_stopped.lookup(&zero);
+    if (!EXEC_PID || tgid != EXEC_PID || !done || *done)
+        return 0;
+    u32 *slot = unwind_stopped.ringbuf_reserve(sizeof(u32));
+    if (!slot)
+        return 0;   /* user space would never hear of it: do not stop */
+    *done = 1;
+    *slot = tgid;
+    bpf_send_signal(19 /* SIGSTOP */);
+    unwind_stopped.ringbuf_submit(slot, 0);
+    return 0;
+}
+
 PTK_INLINE u64 ptk_mix(u64 h, u64 v)
 {
     h ^= v;

@@ -139,8 +139,21 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
             return -1
         return 0
 
+    def on_stopped(_cpu: int, data: int, _size: int) -> int:
+        if interrupted:
+            unwinder.release_stopped()
+            return -1
+        try:
+            pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
+            unwinder.continue_(pid)
+        except BaseException as exc:
+            interrupted.append(exc)
+            return -1
+        return 0
+
     if unwinder is not None:
         prog["unwind_miss"].open_ring_buffer(on_miss)
+        prog["unwind_stopped"].open_ring_buffer(on_stopped)
 
     def poll(timeout_ms: int) -> None:
         if due:

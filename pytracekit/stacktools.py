@@ -258,7 +258,10 @@ def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int])
         return None
     unwinder = Unwinder(prog, symbolizer.users)
     if target.command:
-        unwinder.preload(likely_modules(target.command[0]))
+        modules = likely_modules(target.command[0])
+        unwinder.preload(modules)
+        if modules:
+            unwinder.stop_command_at_entry(prog, modules[0])
     elif target.pid == 0:
         for ident in selected:
             symbolizer.remember(ident)
@@ -313,6 +316,9 @@ class StackSession:
         return self.prog.loss()
 
     def close(self) -> None:
+        unwinder = getattr(self.symbolizer, "unwinder", None)
+        if unwinder is not None:
+            unwinder.release_stopped()   # never leave a command stopped at its entry
         self.prog.close()
         self.target.finish()
 

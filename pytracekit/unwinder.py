@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +68,7 @@ class Unwinder:
         self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
         self.last_miss: dict[int, float] = {}
         self.pending: dict[int, None] = {}        # pids to load, oldest first
+        self.stopped: set[int] = set()            # held at their entry point (see continue_)
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
 
@@ -204,6 +207,33 @@ class Unwinder:
                 self.free_slots.append(self.slots.pop(pid))
                 self.loaded.pop(pid, None)
 
+    def stop_command_at_entry(self, prog: Any, executable: str) -> bool:
+        """Have the held command stop at its executable's entry point (its
+        libraries are mapped by then) until continue_() has loaded it."""
+        entry = entry_point(executable)
+        if not entry:
+            return False
+        prog.attach_uprobe(executable, "ptk_stop_at_entry", address=entry)
+        return True
+
+    def continue_(self, pid: int) -> None:
+        """A command stopped at its entry: load it now, then let it run."""
+        self.stopped.add(pid)
+        try:
+            self.users.refresh(pid)
+            self.loaded.pop(pid, None)
+            self.load(pid)
+        finally:
+            self.release_stopped()
+
+    def release_stopped(self) -> None:
+        for pid in list(self.stopped):
+            self.stopped.discard(pid)
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def on_miss(self, pid: int) -> bool:
         """A pc outside pid's known mappings (dlopen since): snapshot again,
         at most once per MISS_INTERVAL_S; True when a reload was requested."""
@@ -241,3 +271,15 @@ def likely_modules(program: str) -> list[str]:
     except OSError:
         pass
     return paths
+
+
+def entry_point(path: str) -> int:
+    """e_entry of an ELF executable (0 for anything else: a script)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x20)
+    except OSError:
+        return 0
+    if len(head) < 0x20 or head[:4] != b"\x7fELF" or head[4] != 2:
+        return 0
+    return struct.unpack_from("<Q", head, 0x18)[0]
