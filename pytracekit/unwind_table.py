@@ -21,9 +21,11 @@ is the same walk in Python, the test oracle for the BPF unwinder.
 from __future__ import annotations
 
 import bisect
+import os
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 from .cfi import NO_REG, RA, RBP, RSP, CallFrameInfo, Rule, cfi_of
@@ -137,6 +139,34 @@ class UnwindTable:
             return None
         return cls(rows)
 
+    @classmethod
+    def from_packed(cls, data: bytes) -> "UnwindTable":
+        return cls([Row(pc, kind, cfa, rbp) for pc, cfa, kind, rbp in ROW.iter_unpack(data)])
+
+    @classmethod
+    def cached(cls, image, build_id: str) -> "UnwindTable | None":
+        """from_image through a cache on disk keyed by build id (compiling a
+        big module takes 0.1-1 s; every run of every tool needs libc's)."""
+        path = _cache_path(build_id) if build_id else None
+        if path is not None:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                pass
+            else:
+                if data and len(data) % ROW.size == 0:
+                    return cls.from_packed(data)
+        table = cls.from_image(image)
+        if table is not None and path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_bytes(table.packed())
+                os.replace(tmp, path)
+            except OSError:
+                pass   # a read-only home: compile again next time
+        return table
+
     def packed(self) -> bytes:
         return b"".join(ROW.pack(r.pc, r.cfa_off8, r.kind, r.rbp_off8) for r in self.rows)
 
@@ -146,6 +176,17 @@ class UnwindTable:
     def find(self, vaddr: int) -> Row | None:
         i = bisect.bisect_right(self.pcs, vaddr) - 1
         return self.rows[i] if i >= 0 else None
+
+
+CACHE_FORMAT = "v1"   # bump when rows change meaning
+
+
+def _cache_path(build_id: str) -> Path | None:
+    if not all(c in "0123456789abcdef" for c in build_id):
+        return None
+    root = os.environ.get("PYTRACEKIT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pytracekit")
+    return Path(root) / "unwind" / CACHE_FORMAT / f"{build_id}.rows"
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class Unwinder:
             self.stats["table_full"] += 1   # known before spending seconds compiling it
             return
         started = time.monotonic()
-        table = UnwindTable.from_image(image)
+        table = UnwindTable.cached(image, mod.build_id)
         self.stats["compile_s"] += time.monotonic() - started
         if table is None:
             self.stats["no_table"] += 1

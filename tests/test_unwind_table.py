@@ -193,3 +193,14 @@ def test_python_unwinder_plt_rule_and_depth_limit():
     assert frames == [0x1010b, 0x10201]
     frames, why = unwind_python(ranges, 0x10105, sp, 0, _memory({sp: 0x10201}), 2)
     assert frames == [0x10105, 0x10201] and why == "depth"
+
+
+def test_tables_are_cached_by_build_id(tmp_path, monkeypatch, workload_nofp):
+    monkeypatch.setenv("PYTRACEKIT_CACHE_DIR", str(tmp_path))
+    image = ElfImage(map_file(workload_nofp))
+    first = UnwindTable.cached(image, image.build_id())
+    files = list((tmp_path / "unwind").rglob("*.rows"))
+    assert [f.name for f in files] == [f"{image.build_id()}.rows"]
+    assert files[0].read_bytes() == first.packed()
+    files[0].write_bytes(first.packed()[:16])   # the cache is what is read back
+    assert UnwindTable.cached(image, image.build_id()).rows == first.rows[:2]
