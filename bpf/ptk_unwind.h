@@ -245,6 +245,7 @@ PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
     u64 hash = 0xcbf29ce484222325ULL, lookup = pc, addr = pc;
     u16 flags = PTK_USTACK_INCOMPLETE;
     u32 len = 0;
+    u8 leaf_found = 0;
 #pragma clang loop unroll(disable)
     for (int i = 0; i < PTK_MAX_FRAMES; i++) {
         if (!ptk_find_map(maps_base, maps, lookup, &m)) {
@@ -257,6 +258,7 @@ PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
         st->frames[i] = frame;
         hash = ptk_mix(hash, frame);
         len = i + 1;
+        leaf_found = 1;
 
         u8 kind = PTK_KIND_NONE;
         if (module_id) {
@@ -303,7 +305,9 @@ PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
         addr = ra;
         lookup = ra - 1;   /* the call, not what follows it (it may be another function) */
     }
-    if (len == 0)
+    /* (a flag, not len: a branch on len would make the verifier tell apart
+     * every depth at which the walk can stop) */
+    if (!leaf_found)
         return 0;   /* the pc is in no known mapping: the fallback may still name it */
     st->len = len;
     st->flags = flags;
