@@ -261,7 +261,7 @@ def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int])
         modules = likely_modules(target.command[0])
         unwinder.preload(modules)
         if modules:
-            unwinder.stop_command_at_entry(prog, modules[0])
+            unwinder.stop_command_at_entry(prog, modules[0], target.pid)
     elif target.pid == 0:
         for ident in selected:
             symbolizer.remember(ident)

@@ -69,6 +69,7 @@ class Unwinder:
         self.last_miss: dict[int, float] = {}
         self.pending: dict[int, None] = {}        # pids to load, oldest first
         self.stopped: set[int] = set()            # held at their entry point (see continue_)
+        self.entry_pid = 0                        # the command armed to stop at its entry
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
 
@@ -207,13 +208,14 @@ class Unwinder:
                 self.free_slots.append(self.slots.pop(pid))
                 self.loaded.pop(pid, None)
 
-    def stop_command_at_entry(self, prog: Any, executable: str) -> bool:
+    def stop_command_at_entry(self, prog: Any, executable: str, pid: int) -> bool:
         """Have the held command stop at its executable's entry point (its
         libraries are mapped by then) until continue_() has loaded it."""
         entry = entry_point(executable)
         if not entry:
             return False
         prog.attach_uprobe(executable, "ptk_stop_at_entry", address=entry)
+        self.entry_pid = pid
         return True
 
     def continue_(self, pid: int) -> None:
@@ -224,9 +226,15 @@ class Unwinder:
             self.loaded.pop(pid, None)
             self.load(pid)
         finally:
+            self.entry_pid = 0 if pid == self.entry_pid else self.entry_pid
             self.release_stopped()
 
     def release_stopped(self) -> None:
+        """SIGCONT every process stopped at its entry (also the command's own
+        pid when the stop was armed: its announcement may never have been read)."""
+        if self.entry_pid:
+            self.stopped.add(self.entry_pid)
+            self.entry_pid = 0
         for pid in list(self.stopped):
             self.stopped.discard(pid)
             try:
