@@ -29,6 +29,7 @@ VADDR_MASK = (1 << MODULE_SHIFT) - 1
 MAX_MAPS = 64          # PTK_MAX_MAPS
 MAP_JIT = 1            # ptk_proc_map.flags: anonymous executable code
 MISS_INTERVAL_S = 0.1  # at most one re-snapshot per pid this often on unwind_miss
+MISS_MAX_INTERVAL_S = 5.0   # ... backing off to this while its mappings stay the same
 EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc) bytes a row
 WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
 # struct ptk_ustack.flags
@@ -66,7 +67,7 @@ class Unwinder:
         self.slots: dict[int, int] = {}           # pid -> slot in unwind_maps
         self.free_slots = list(range(self.slot_count - 1, -1, -1))
         self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
-        self.last_miss: dict[int, float] = {}
+        self.last_miss: dict[int, tuple[float, float]] = {}   # pid -> (when, interval)
         self.pending: dict[int, None] = {}        # pids to load, oldest first
         self.stopped: set[int] = set()            # held at their entry point (see continue_)
         self.entry_pid = 0                        # the command armed to stop at its entry
@@ -246,10 +247,17 @@ class Unwinder:
         """A pc outside pid's known mappings (dlopen since): snapshot again,
         at most once per MISS_INTERVAL_S; True when a reload was requested."""
         now = time.monotonic()
-        if now - self.last_miss.get(pid, 0.0) < MISS_INTERVAL_S:
+        last, interval = self.last_miss.get(pid, (0.0, MISS_INTERVAL_S))
+        if now - last < interval:
             return False
-        self.last_miss[pid] = now
+        before = self.users.processes.get(pid)
         self.users.refresh(pid)
+        after = self.users.processes.get(pid)
+        same = before is not None and after is not None and before.mappings == after.mappings
+        # a return address that is garbage (code without CFI or frame pointers)
+        # misses every time: look again less and less often
+        self.last_miss[pid] = (now, min(interval * 2, MISS_MAX_INTERVAL_S) if same
+                               else MISS_INTERVAL_S)
         self.loaded.pop(pid, None)   # rewrite: this also clears miss_sent
         self.request(pid)
         return True

@@ -204,3 +204,22 @@ def test_tables_are_cached_by_build_id(tmp_path, monkeypatch, workload_nofp):
     assert files[0].read_bytes() == first.packed()
     files[0].write_bytes(first.packed()[:16])   # the cache is what is read back
     assert UnwindTable.cached(image, image.build_id()).rows == first.rows[:2]
+
+
+def test_repeated_misses_of_unchanged_mappings_back_off():
+    from pytracekit.symbols import Mapping, ProcessMaps
+    from pytracekit.unwinder import MISS_INTERVAL_S, Unwinder
+
+    class Users:
+        def __init__(self):
+            self.processes = {7: ProcessMaps(7, [Mapping(0x1000, 0x2000, 0, "/x")], [0x1000])}
+
+        def refresh(self, pid):
+            old = self.processes[pid]
+            self.processes[pid] = ProcessMaps(pid, list(old.mappings), list(old.starts))
+
+    unwinder = Unwinder.__new__(Unwinder)   # no BPF maps: only the miss bookkeeping
+    unwinder.users, unwinder.last_miss, unwinder.loaded, unwinder.pending = Users(), {}, {}, {}
+    assert unwinder.on_miss(7) and 7 in unwinder.pending
+    assert not unwinder.on_miss(7)   # within the interval
+    assert unwinder.last_miss[7][1] == 2 * MISS_INTERVAL_S
