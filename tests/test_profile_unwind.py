@@ -5,6 +5,7 @@ pointers: a frame-pointer walk reaches `__libc_start_call_main` in 0% of
 their samples)."""
 import os
 import random
+import shutil
 import string
 import subprocess
 from collections import Counter
@@ -117,8 +118,29 @@ def test_debian_xz_stacks_are_whole(tmp_path):
              for _ in range(5000)]
     data = tmp_path / "words"
     data.write_text(" ".join(rng.choice(words) for _ in range(190000)))
-    total, whole, _ = _reach([xz, "-9", "-T1", "-k", "-f", str(data)], "xz")
+    command = [xz, "-9", "-T1", "-k", "-f", str(data)]
+    total, whole, _ = _reach(command, "xz")
     assert total >= 50 and whole >= 0.95 * total, (total, whole)
+    reference = _perf_dwarf_reach(command, tmp_path)
+    if reference is not None:   # perf record --call-graph dwarf on the same run
+        assert whole / total >= reference - 0.03, (whole / total, reference)
+
+
+def _perf_dwarf_reach(command: list[str], tmp_path) -> float | None:
+    """Share of perf's own DWARF-unwound samples that reach __libc_start_call_main."""
+    if shutil.which("perf") is None:
+        return None
+    data = tmp_path / "perf.data"
+    rec = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "199",
+                          "--call-graph", "dwarf,8192", "-o", str(data), "--", *command],
+                         capture_output=True, timeout=120)
+    if rec.returncode != 0:
+        return None
+    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "comm,ip,sym"],
+                            capture_output=True, text=True, timeout=120).stdout
+    samples = [b for b in script.strip().split("\n\n") if b.strip()]
+    return sum("__libc_start_call_main" in b for b in samples) / len(samples) if samples \
+        else None
 
 
 @pytest.mark.root
