@@ -103,7 +103,9 @@ struct ptk_unwind_miss {
 
 BPF_ARRAY(unwind_rows, struct ptk_unwind_row, UNWIND_ROWS);
 BPF_HASH(unwind_modules, u32, struct ptk_unwind_module, UNWIND_MODULES);
-BPF_HASH(proc_maps, u32, struct ptk_proc_maps, UNWIND_PROCS);
+/* more entries than slots: the fork probe (ptk_stacks.h) copies a parent's
+ * entry to each new thread too, until that thread exits */
+BPF_HASH(proc_maps, u32, struct ptk_proc_maps, UNWIND_PROCS * 16);
 BPF_ARRAY(unwind_maps, struct ptk_proc_map, UNWIND_PROCS * PTK_MAX_MAPS);
 /* preallocated: an allocation in the sampling interrupt can fail */
 BPF_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);

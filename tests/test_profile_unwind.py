@@ -157,3 +157,17 @@ def test_debian_bash_stacks_are_whole():
     loop = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done"
     total, whole, rooted = _reach([bash, "-c", loop], "bash")
     assert total >= 50 and whole >= 0.95 * total and rooted == whole, (total, whole, rooted)
+
+
+@pytest.mark.root
+def test_forked_child_unwinds_with_its_parents_mappings(workload_nofp):
+    # the child is copied its parent's mappings in the kernel at fork: whole
+    # stacks from its first sample, before user space has looked at it
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--", workload_nofp, "forkchild",
+                     "400")
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "profile")
+    allowed = {f"{ROOT_PATH};child_spin;spin_inner{tail}" for tail in SPIN_TAILS}
+    child = [s for s in stacks if "child_spin" in names(s)]
+    assert sum(s["value"] for s in child) >= 10 and len({s["pid"] for s in child}) == 1
+    assert {";".join(names(s, "user")) for s in child} <= allowed
