@@ -319,6 +319,9 @@ class StackSession:
         unwinder = getattr(self.symbolizer, "unwinder", None)
         if unwinder is not None:
             unwinder.release_stopped()   # never leave a command stopped at its entry
+            from . import settings
+            if settings.current().verbose:
+                print(unwinder.summary(), file=sys.stderr)
         self.prog.close()
         self.target.finish()
 

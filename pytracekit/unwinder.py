@@ -74,6 +74,16 @@ class Unwinder:
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
 
+    def summary(self) -> str:
+        """One line for --verbose: what was loaded and what was not."""
+        st = self.stats
+        return (f"unwind: {st['tables']} module tables ({st['rows']} of {self.row_capacity} rows, "
+                f"compiled in {st['compile_s']:.2f} s), {len(self.loaded)} processes; "
+                f"without a table (frame-pointer steps): {st['no_table']} no CFI, "
+                f"{st['table_full']} rows full; {st['too_many_maps']} processes over "
+                f"{MAX_MAPS} mappings, {st['no_slot']} without a slot, "
+                f"{st.get('errors', 0)} write errors")
+
     # -- modules --------------------------------------------------------------
     def module(self, module_id: int) -> Module | None:
         return self.by_id.get(module_id)
