@@ -2,10 +2,12 @@
  * count them in the kernel, keyed by (pid, user stack, kernel stack, comm).
  *
  * Parameters: INCLUDE_IDLE, and those of ptk_stacks.h (SELECT_BY,
- * FOLLOW_FORKS, EXEC_PID, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...).
+ * FOLLOW_FORKS, EXEC_PID, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...) and
+ * CFI_UNWIND (ptk_unwind.h: user stacks unwound in the kernel from CFI tables).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_unwind.h"
 #include "ptk_stacks.h"
 
 #ifndef INCLUDE_IDLE

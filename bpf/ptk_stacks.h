@@ -7,7 +7,8 @@
  * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids), FOLLOW_FORKS
  * (children of selected processes are selected too), EXEC_PID (a held
  * `-- COMMAND`: selected from its exec on), USER_STACKS, KERNEL_STACKS,
- * STACK_STORAGE_SIZE, MAX_STACKS, MIN_BLOCK_NS, MAX_BLOCK_NS, LEAF_BYTES.
+ * STACK_STORAGE_SIZE, MAX_STACKS, MIN_BLOCK_NS, MAX_BLOCK_NS, LEAF_BYTES,
+ * CFI_UNWIND (1: user stacks from ptk_unwind.h, which the tool includes first).
  */
 #ifndef PTK_STACKS_H
 #define PTK_STACKS_H
@@ -112,6 +113,12 @@ PTK_INLINE void ptk_current_stack(struct ptk_stack_key *key, void *ctx)
     key->pid = id >> 32;
     key->tid = (u32)id;
     bpf_get_current_comm(&key->comm, sizeof(key->comm));
+#if CFI_UNWIND   /* ptk_unwind.h, pasted before this file */
+    int unwound = USER_STACKS && key->pid ? ptk_unwind_user(key) : 0;
+    if (unwound)
+        key->user_stack_id = unwound > 0 ? PTK_NO_STACK : -12 /* ENOMEM: missed */;
+    else
+#endif
     key->user_stack_id = USER_STACKS && key->pid ?
         ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : PTK_NO_STACK;
     key->kernel_stack_id = KERNEL_STACKS ?
@@ -125,6 +132,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     /* another program now: announce it again so its new maps are read */
     seen_pids.delete(&tgid);
+#if CFI_UNWIND   /* its old mappings are void: the fallback until they are rewritten */
+    proc_maps.delete(&tgid);
+#endif
     if (EXEC_PID && tgid == EXEC_PID) {
         u8 one = 1;
         selected.update(&tgid, &one);
@@ -132,13 +142,36 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     return PTK_TP_PASS;
 }
 
-#if FOLLOW_FORKS
+#if CFI_UNWIND
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    /* the process's entry when its main thread exits (else a thread's copy
+     * from the fork probe below) */
+    u32 tid = bpf_get_current_pid_tgid();
+    proc_maps.delete(&tid);
+    return PTK_TP_PASS;
+}
+#endif
+
+#if FOLLOW_FORKS || CFI_UNWIND
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
     u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
+#if FOLLOW_FORKS
     u8 one = 1;
     if (selected.lookup(&parent))
         selected.update(&child, &one);
+#endif
+#if CFI_UNWIND
+    /* a forked child has its parent's mappings: unwind it with them until
+     * user space loads it on its own (a thread's copy is never looked up) */
+    struct ptk_proc_maps *maps = proc_maps.lookup(&parent);
+    if (maps) {
+        struct ptk_proc_maps copy = *maps;
+        copy.miss_sent = 0;
+        proc_maps.update(&child, &copy);
+    }
+#endif
     return PTK_TP_PASS;
 }
 #endif

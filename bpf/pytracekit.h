@@ -176,6 +176,7 @@ struct ptk_stack_key {
     s32 user_stack_id;
     s32 kernel_stack_id;
     char comm[TASK_COMM_LEN];
+    u64 user_stack_hash;   /* nonzero: the user stack is in `ustacks` (ptk_unwind.h) */
 };
 
 /* Stack ids below 0 are errors; -EFAULT means "no stack of this kind"

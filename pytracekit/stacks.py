@@ -43,10 +43,16 @@ def annotated(frame: Frame) -> Frame:
 def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_id: int,
                kernel_stack_id: int, user: bool = True, kernel: bool = True,
                delimit: bool = False, missing: bool = False,
-               annotate: bool = False) -> list[Frame]:
+               annotate: bool = False, user_stack_hash: int = 0) -> list[Frame]:
     """User then kernel frames, root first; `missing` names stacks that were lost
-    as BCC does, `annotate` adds `_[k]` to kernel frames."""
-    ustack = symbolizer.stack(stack_map, user_stack_id, pid=pid) if user else []
+    as BCC does, `annotate` adds `_[k]` to kernel frames. A nonzero
+    `user_stack_hash` is a user stack of the in-kernel unwinder (ptk_unwind.h)."""
+    if not user:
+        ustack = []
+    elif user_stack_hash:
+        ustack = symbolizer.unwound_stack(user_stack_hash, pid)
+    else:
+        ustack = symbolizer.stack(stack_map, user_stack_id, pid=pid)
     kstack = symbolizer.stack(stack_map, kernel_stack_id, kernel=True) if kernel else []
     kstack = without_bpf_frames(kstack)
     if annotate:
@@ -54,7 +60,8 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
     path: list[Frame] = []
     if user:
         path += [MISSED_USER] if missing and stack_missed(user_stack_id) else reversed(ustack)
-    if delimit and user_stack_id >= 0 and kernel_stack_id >= 0 and user and kernel:
+    has_user = user_stack_id >= 0 or user_stack_hash != 0
+    if delimit and has_user and kernel_stack_id >= 0 and user and kernel:
         path.append(DELIMITER)
     if kernel:
         path += [MISSED_KERNEL] if missing and stack_missed(kernel_stack_id) else reversed(kstack)
@@ -70,7 +77,8 @@ def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer
     path: list[Frame] = [Frame(comm, "process")] if include_comm else []
     path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
                        kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
-                       delimit=delimit, missing=missing, annotate=annotate)
+                       delimit=delimit, missing=missing, annotate=annotate,
+                       user_stack_hash=getattr(key, "user_stack_hash", 0))
     return Sample(tuple(path), value, pid=key.pid, tid=key.tid, comm=comm)
 
 
@@ -86,12 +94,16 @@ SETTLE_S = (0.02, 0.1, 0.5)
 
 
 def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
-                   settle_s: tuple[float, ...] = SETTLE_S) -> Callable[[int], None]:
+                   settle_s: tuple[float, ...] = SETTLE_S,
+                   unwinder: Any = None) -> Callable[[int], None]:
     """Open the ring buffer where a BPF program announces pids it sees first (and
     again after an exec) and return a `poll(timeout_ms)` for run_until_done that
     snapshots each one's maps. A pid announced right after exec may not have
     mapped its libraries yet (ld.so does that), so each is snapshot again at
-    the `settle_s` delays while it lives (a dead one keeps its last snapshot)."""
+    the `settle_s` delays while it lives (a dead one keeps its last snapshot).
+    With an `unwinder` (unwinder.py), each snapshot is also loaded into the
+    BPF unwinder, and its `unwind_miss` ring (a pc outside the known mappings)
+    makes a new snapshot."""
     import ctypes
     import time
     from .stream import CallbackRings
@@ -101,6 +113,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
         pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
         symbolizer.users.forget(pid)   # announced again after an exec: new maps
         symbolizer.remember(pid)
+        if unwinder is not None:
+            unwinder.request(pid)
         now = time.monotonic()
         due.extend((now + delay, pid) for delay in settle_s)
         due.sort()
@@ -109,13 +123,32 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
     rings = CallbackRings(prog)       # a Ctrl-C inside the callback would die in ctypes
     rings.open(ring, on_pid)
 
+    def on_miss(_cpu: int, data: int, _size: int) -> int:
+        unwinder.on_miss(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value)
+        return 0
+
+    def on_stopped(_cpu: int, data: int, _size: int) -> int:
+        unwinder.continue_(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value)
+        return 0
+
+    if unwinder is not None:
+        rings.open("unwind_miss", on_miss)
+        rings.open("unwind_stopped", on_stopped)
+
     def poll(timeout_ms: int) -> None:
         if due:
             timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
+        if unwinder is not None and unwinder.pending:
+            timeout_ms = min(timeout_ms, 5)
         rings.poll(timeout_ms)
         now = time.monotonic()
         while due and due[0][0] <= now:
-            symbolizer.users.refresh(due.pop(0)[1])
+            pid = due.pop(0)[1]
+            symbolizer.users.refresh(pid)
+            if unwinder is not None:
+                unwinder.request(pid)
+        if unwinder is not None:
+            unwinder.work()
     return poll
 
 

@@ -223,10 +223,11 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
             table = prog["selected"]
             for ident in selected:
                 table[table.Key(ident)] = table.Leaf(1)
+            symbolizer = Symbolizer(prog.bpf)
+            unwinder = _unwinder(prog, symbolizer, target, selected)   # before samples
             if attach is not None:
                 attach(prog)
-            symbolizer = Symbolizer(prog.bpf)
-            poll = watch_new_pids(prog, symbolizer)
+            poll = watch_new_pids(prog, symbolizer, unwinder=unwinder)
             prog.ready()
         except BaseException:
             prog.close()
@@ -238,6 +239,30 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
         for ident in selected:
             symbolizer.remember(ident)
     return prog, symbolizer, poll
+
+
+def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int]) -> Any:
+    """The in-kernel unwinder's user half, when the program has one
+    (CFI_UNWIND): a command's program and the C library are loaded before
+    it starts, selected processes before sampling starts, so their first
+    samples already unwind with tables."""
+    from .unwinder import Unwinder, likely_modules
+    try:
+        prog["proc_maps"]
+    except KeyError:
+        return None
+    unwinder = Unwinder(prog, symbolizer.users)
+    if target.command:
+        modules = likely_modules(target.command[0])
+        unwinder.preload(modules)
+        if modules:
+            unwinder.stop_command_at_entry(prog, modules[0], target.pid)
+    elif target.pid == 0:
+        for ident in selected:
+            symbolizer.remember(ident)
+            unwinder.load(ident)
+    symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
+    return unwinder
 
 
 @dataclass
@@ -286,6 +311,12 @@ class StackSession:
         return self.prog.loss()
 
     def close(self) -> None:
+        unwinder = getattr(self.symbolizer, "unwinder", None)
+        if unwinder is not None:
+            unwinder.release_stopped()   # never leave a command stopped at its entry
+            from . import settings
+            if settings.current().verbose:
+                print(unwinder.summary(), file=sys.stderr)
         self.prog.close()
         self.target.finish()
 

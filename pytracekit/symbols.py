@@ -352,6 +352,11 @@ class Symbolizer:
         self.users = UserSymbols()
         # user stack id -> saved leaf registers and stack bytes (struct ptk_leaf)
         self.leaves: dict[int, Any] = {}
+        # the in-kernel unwinder's stacks (ptk_unwind.h `ustacks`) and modules
+        self.ustacks: Any = None
+        self.unwinder: Any = None
+        self._ustack_cache: dict[int, tuple[int, ...]] = {}
+        self._module_cache: dict[tuple[str, int], Frame] = {}
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -395,6 +400,44 @@ class Symbolizer:
         if frame.unknown:
             self.unknown_frames += 1
         return frame
+
+    def module_frame(self, path: str, vaddr: int, pid: int = 0) -> Frame:
+        """A frame named by its file and link-time address: no process needed
+        (the in-kernel unwinder's frames; see unwinder.py)."""
+        key = (path, vaddr)
+        frame = self._module_cache.get(key)
+        if frame is None:
+            syms = self.users.binary(path, pid)
+            hit = syms.lookup(vaddr) if syms.image is not None else None
+            module = os.path.basename(path)
+            name = self._label(_demangle(hit[0]), module, hit[1]) if hit else UNKNOWN
+            frame = Frame(name, "user", module=module, address=vaddr)
+            self._module_cache[key] = frame
+        if frame.unknown:
+            self.unknown_frames += 1
+        return frame
+
+    def unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
+        """Frames of a stack the BPF unwinder stored under `stack_hash`, leaf
+        first. Callers are named at return address - 1 (the call itself: a
+        call to a noreturn function may end its caller)."""
+        from .unwinder import split_frame
+        raw = self._ustack_cache.get(stack_hash)
+        if raw is None:
+            try:
+                value = self.ustacks[self.ustacks.Key(stack_hash)]
+            except (KeyError, TypeError):
+                return []
+            raw = self._ustack_cache[stack_hash] = tuple(value.frames[:value.len])
+        frames = []
+        for i, word in enumerate(raw):
+            module_id, vaddr = split_frame(word)
+            mod = self.unwinder.module(module_id) if module_id and self.unwinder else None
+            if mod is not None:
+                frames.append(self.module_frame(mod.path, vaddr - (1 if i else 0), pid))
+            else:
+                frames.append(self.user(vaddr, pid))
+        return frames
 
     def _bcc_user(self, address: int, pid: int) -> str:
         """BCC's resolver for what the snapshot missed ([vdso], odd mappings)."""

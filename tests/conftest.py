@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,59 @@ def workload() -> str:
         subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-fno-inline",
                         "-pthread", "-o", str(WORKLOAD), str(WORKLOAD_SRC)], check=True)
     return str(WORKLOAD)
+
+
+NOFP_FLAGS = ["-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls", "-fno-inline",
+              "-g", "-pthread"]
+
+
+def _build_nofp(out: Path) -> str:
+    """The workload as distributions build: -O2, no frame pointers (rebuilt if stale)."""
+    if not out.exists() or out.stat().st_mtime < WORKLOAD_SRC.stat().st_mtime:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", *NOFP_FLAGS, "-o", str(out), str(WORKLOAD_SRC)], check=True)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def workload_nofp() -> str:
+    """The workload built -O2 without frame pointers, with its own .symtab and DWARF."""
+    return _build_nofp(WORKLOAD.parent / "workload-nofp")
+
+
+@dataclass(frozen=True)
+class StrippedWorkload:
+    """A stripped no-frame-pointer workload whose symbols are only in
+    DEBUG_ROOT/.build-id/xx/yyyy.debug; `env` points pytracekit there."""
+    path: str
+    debug_root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PYTRACEKIT_DEBUG_ROOT": str(self.debug_root)}
+
+
+@pytest.fixture(scope="session")
+def workload_stripped(tmp_path_factory) -> StrippedWorkload:
+    base = tmp_path_factory.mktemp("stripped")
+    path = base / "workload-stripped"
+    _build_nofp(path)
+    build_id = subprocess.run(["readelf", "-n", str(path)], capture_output=True, text=True,
+                              check=True).stdout.split("Build ID:")[1].split()[0]
+    debug = base / "debug" / ".build-id" / build_id[:2] / f"{build_id[2:]}.debug"
+    debug.parent.mkdir(parents=True)
+    subprocess.run(["objcopy", "--only-keep-debug", str(path), str(debug)], check=True)
+    subprocess.run(["strip", "--strip-all", str(path)], check=True)
+    # the system's debug files stay visible from the temp root (libc6-dbg's
+    # __libc_start_call_main), as symlinks next to the workload's own
+    system = Path("/usr/lib/debug/.build-id")
+    for sub in system.glob("??") if system.is_dir() else []:
+        for f in sub.glob("*.debug"):
+            link = base / "debug" / ".build-id" / sub.name / f.name
+            link.parent.mkdir(exist_ok=True)
+            if not link.exists():
+                link.symlink_to(f)
+    return StrippedWorkload(str(path), base / "debug")
 
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]

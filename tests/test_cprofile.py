@@ -168,7 +168,7 @@ def test_rotating_dir_writes_atomically_and_prunes_per_kind(tmp_path):
 def test_a_map_reset_starts_the_windows_over_without_negative_deltas(workload):
     import time
     from pytracekit.tools.cprofile import start_streams
-    child = subprocess.Popen([workload, "spin", "3"])
+    child = subprocess.Popen([workload, "spin", "10"])   # outlives a slow start; killed below
     try:
         stream = start_streams(("cpu",), [child.pid], (), 99)[0]
         try:

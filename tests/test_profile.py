@@ -127,7 +127,9 @@ def test_missing_command_is_a_clear_error():
 @pytest.mark.root
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_system_wide_run_prints_stacks_and_detaches(workload, sig):
-    spinner = subprocess.Popen([workload, "spin", "3"])
+    # spins long enough for a slow start (the CFI unwinder adds ~1 s of compile and
+    # verification on a loaded machine); killed below
+    spinner = subprocess.Popen([workload, "spin", "10"])
     try:
         with Tool("profile", "-F", "199", "-f") as tool:
             time.sleep(0.5)

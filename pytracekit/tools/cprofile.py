@@ -56,6 +56,11 @@ class Stream:
         and the clear (microseconds) are lost; resets are counted in the summary."""
         self.session.prog["counts"].clear()
         self.session.prog["stack_traces"].clear()
+        try:   # the in-kernel unwinder's stacks (profile --unwind dwarf)
+            self.session.prog["ustacks"].clear()
+            self.session.symbolizer._ustack_cache.clear()
+        except KeyError:
+            pass
         self.windower.seen = {}
         self.resets += 1
 

@@ -22,7 +22,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
           command: tuple[str, ...] = (), frequency: int | None = 49, period: int | None = None,
           user_only: bool = False, kernel_only: bool = False, include_idle: bool = False,
           cpu: int = -1, stack_storage_size: int = 16384, delimited: bool = False,
-          annotate: bool = False) -> stacktools.StackSession:
+          annotate: bool = False, unwind: str = "dwarf") -> stacktools.StackSession:
     """Compile, attach and start sampling; a command is held until
     run_until_done releases it."""
     if user_only and kernel_only:
@@ -35,7 +35,9 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     target, selected, defines = stacktools.select_targets(list(pids or []), list(tids or []),
                                                           command)
     defines.update(INCLUDE_IDLE=include_idle, USER_STACKS=not kernel_only,
-                   KERNEL_STACKS=not user_only, STACK_STORAGE_SIZE=stack_storage_size)
+                   KERNEL_STACKS=not user_only, STACK_STORAGE_SIZE=stack_storage_size,
+                   CFI_UNWIND=unwind == "dwarf" and not kernel_only,
+                   USTACKS_SIZE=stack_storage_size)
     rate = {"sample_period": period} if period else {"sample_freq": frequency}
     prog, symbolizer, poll = stacktools.launch(
         "profile", defines, target, selected,
@@ -75,6 +77,9 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 @click.option("--stack-storage-size",
               type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384, show_default=True,
               help="Number of unique stack traces that can be stored.")
+@click.option("--unwind", type=click.Choice(["dwarf", "fp"]), default="dwarf", show_default=True,
+              help="User stacks: dwarf unwinds in the kernel with each binary's CFI "
+                   "(.eh_frame; works without frame pointers), fp follows frame pointers.")
 @click.option("-C", "--cpu", type=click.IntRange(min=0), default=None,
               help="Sample this CPU only.")
 @click.option("--top", "top", type=click.IntRange(min=0), default=None,
@@ -86,7 +91,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 @click.pass_context
 def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, kernel_only,
             frequency, period, delimited, annotate, include_idle, folded, stack_storage_size,
-            cpu, top, duration, as_json, output, fmt) -> None:
+            unwind, cpu, top, duration, as_json, output, fmt) -> None:
     """Profile CPU usage by sampling stack traces at a timed interval.
 
     \b
@@ -107,7 +112,7 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
     session = start(pids=pids, tids=tids, command=command, frequency=frequency, period=period,
                     user_only=user_only, kernel_only=kernel_only, include_idle=include_idle,
                     cpu=-1 if cpu is None else cpu, stack_storage_size=stack_storage_size,
-                    delimited=delimited, annotate=annotate)
+                    delimited=delimited, annotate=annotate, unwind=unwind)
     try:
         if not (folded or as_json):
             rate = f"every {period} events" if period else f"at {frequency} Hertz"

@@ -3,6 +3,8 @@
  * Each mode does something a known number of times along known stacks, so
  * tests can assert exact counts and exact symbol names. Built with frame
  * pointers and without inlining so every function below keeps its frame.
+ * The tests also build it at -O2 without frame pointers (conftest's
+ * workload_nofp, workload_stripped) for the CFI unwinder.
  *
  *   workload [--go-file PATH] MODE ARGS...
  *     calls N              call counted_function() exactly N times
@@ -75,11 +77,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NOINLINE __attribute__((noinline))
+/* noipa too: the -O2 builds (workload_nofp) must not clone or rename a
+ * function (.isra.0, .constprop.0), so stacks keep these exact names. */
+#define NOINLINE __attribute__((noinline, noipa))
 
 static volatile uint64_t sink;
 
-static uint64_t now_ns(void)
+NOINLINE static uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -97,7 +101,7 @@ NOINLINE void stack_path_b(uint64_t i) { stack_leaf(i); sink++; }
  * when the machine is loaded. */
 static clockid_t spin_clock = CLOCK_MONOTONIC;
 
-static uint64_t clock_ns(clockid_t clock)
+NOINLINE static uint64_t clock_ns(clockid_t clock)
 {
     struct timespec ts;
     clock_gettime(clock, &ts);

@@ -1,0 +1,331 @@
+/* User stacks unwound in the kernel from compact CFI tables (the design is
+ * docs/design/unwinding.md; the user half is pytracekit/unwinder.py, the
+ * rows' layout pytracekit/unwind_table.py, which also holds the same walk in
+ * Python as unwind_python, the test oracle).
+ *
+ * User space writes each module's rows once (`unwind_rows`, located by
+ * `unwind_modules[module_id]`) and each process's executable mappings
+ * (`proc_maps[pid]`, sorted by start). A frame is `module_id << 48 | link-time
+ * vaddr` (module_id 0: an absolute address, e.g. JIT code), a stack is stored
+ * in `ustacks` under a 64-bit hash of its frames: no bucket collisions.
+ * A pid without `proc_maps` takes the frame-pointer fallback of ptk_stacks.h.
+ *
+ * Pasted like ptk_stacks.h (before it); compiled only with CFI_UNWIND=1.
+ * Parameters: PTK_MAX_FRAMES (127), UNWIND_ROWS (2^20 rows of 8 bytes),
+ * UNWIND_MODULES, UNWIND_PROCS (processes loaded at once), USTACKS_SIZE.
+ */
+#ifndef PTK_UNWIND_H
+#define PTK_UNWIND_H
+
+#ifndef CFI_UNWIND
+#define CFI_UNWIND 0
+#endif
+#if CFI_UNWIND
+
+#ifndef PTK_MAX_FRAMES
+#define PTK_MAX_FRAMES 127
+#endif
+#ifndef UNWIND_ROWS
+#define UNWIND_ROWS 1048576
+#endif
+#ifndef UNWIND_MODULES
+#define UNWIND_MODULES 4096
+#endif
+#ifndef UNWIND_PROCS
+#define UNWIND_PROCS 1024
+#endif
+#ifndef USTACKS_SIZE
+#define USTACKS_SIZE 16384
+#endif
+#define PTK_MAX_MAPS 64        /* executable mappings per process */
+#ifndef PTK_MAP_STEPS
+#define PTK_MAP_STEPS 6        /* log2(PTK_MAX_MAPS) */
+#endif
+#ifndef PTK_ROW_STEPS
+#define PTK_ROW_STEPS 21       /* up to 2^21 rows per module */
+#endif
+#define PTK_FP_SPAN (8ULL << 20)
+
+/* row kinds: keep in sync with unwind_table.KIND_* */
+#define PTK_KIND_NONE 0
+#define PTK_KIND_CFA_RSP 1
+#define PTK_KIND_CFA_RBP 2
+#define PTK_KIND_PLT 3
+#define PTK_KIND_END 4
+
+/* struct ptk_ustack.flags */
+#define PTK_USTACK_TRUNCATED 1   /* PTK_MAX_FRAMES reached */
+#define PTK_USTACK_INCOMPLETE 2  /* stopped before an END row (no rule, bad read, bad RA) */
+#define PTK_USTACK_FP_STEPS 4    /* some frame came from a frame-pointer step */
+
+struct ptk_unwind_row {
+    u32 pc;          /* link-time vaddr where this rule starts */
+    u16 cfa_off8;
+    u8 kind;
+    u8 rbp_off8;     /* rbp saved at CFA - 8*n; 0: unchanged (PLT: the threshold) */
+};
+
+struct ptk_unwind_module {
+    u32 first_row;
+    u32 n_rows;
+};
+
+struct ptk_proc_map {
+    u64 start;
+    u64 end;
+    u64 bias;        /* link-time vaddr = address - bias */
+    u32 module_id;   /* 0: no table (anonymous/JIT code): frame-pointer steps */
+    u32 flags;
+};
+
+/* A process's mappings are m[first .. first + n) of `unwind_maps`, sorted by
+ * start (a global array: indexing a map value's own array by a searched
+ * index makes the verifier track every search path, ~50k insns per frame). */
+struct ptk_proc_maps {
+    u32 first;
+    u32 n;
+    u32 miss_sent;   /* an unwind_miss was sent since user space wrote this entry */
+    u32 pad;
+};
+
+struct ptk_ustack {
+    u16 len;
+    u16 flags;
+    u32 pad;
+    u64 frames[PTK_MAX_FRAMES];
+};
+
+struct ptk_unwind_miss {
+    u32 pid;
+    u32 pad;
+    u64 pc;
+};
+
+BPF_ARRAY(unwind_rows, struct ptk_unwind_row, UNWIND_ROWS);
+BPF_HASH(unwind_modules, u32, struct ptk_unwind_module, UNWIND_MODULES);
+/* more entries than slots: the fork probe (ptk_stacks.h) copies a parent's
+ * entry to each new thread too, until that thread exits */
+BPF_HASH(proc_maps, u32, struct ptk_proc_maps, UNWIND_PROCS * 16);
+BPF_ARRAY(unwind_maps, struct ptk_proc_map, UNWIND_PROCS * PTK_MAX_MAPS);
+/* preallocated: an allocation in the sampling interrupt can fail */
+BPF_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);
+BPF_PERCPU_ARRAY(unwind_scratch, struct ptk_ustack, 1);
+BPF_RINGBUF_OUTPUT(unwind_miss, 1);
+
+#ifndef EXEC_PID
+#define EXEC_PID 0
+#endif
+/* A held command is stopped at its entry point (ld.so has mapped its
+ * libraries by then) until user space has loaded its mappings, so that its
+ * first samples unwind with tables too: `ptk_stop_at_entry` is attached as a
+ * uprobe on the executable's entry, user space continues it with SIGCONT. */
+BPF_ARRAY(entry_stopped, u32, 1);
+BPF_RINGBUF_OUTPUT(unwind_stopped, 1);
+
+int ptk_stop_at_entry(struct pt_regs *ctx)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
+    u32 *done = entry_stopped.lookup(&zero);
+    if (!EXEC_PID || tgid != EXEC_PID || !done || *done)
+        return 0;
+    u32 *slot = unwind_stopped.ringbuf_reserve(sizeof(u32));
+    if (!slot)
+        return 0;   /* user space would never hear of it: do not stop */
+    *done = 1;
+    *slot = tgid;
+    bpf_send_signal(19 /* SIGSTOP */);
+    unwind_stopped.ringbuf_submit(slot, 0);
+    return 0;
+}
+
+PTK_INLINE u64 ptk_mix(u64 h, u64 v)
+{
+    h ^= v;
+    h *= 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 31);
+}
+
+/* Both searches below read array elements through bpf_probe_read_kernel at
+ * base + index * size (an array map's values are contiguous) and choose the
+ * half without a branch: a map lookup per step needs a NULL branch, and the
+ * verifier keeps every pending branch of a 127-frame walk on one stack (8192
+ * at most, reached at 96 frames that way). 1 when x > y (both < 2^63). */
+PTK_INLINE u64 ptk_gt(u64 x, u64 y)
+{
+    return (y - x) >> 63;
+}
+
+/* The mapping holding addr, copied into *out; false if none. */
+PTK_INLINE bool ptk_find_map(u64 maps_base, struct ptk_proc_maps *maps, u64 addr,
+                             struct ptk_proc_map *out)
+{
+    u32 n = maps->n, first = maps->first;
+    if (n == 0 || n > PTK_MAX_MAPS)
+        return false;
+    u64 lo = first, hi = first + n;   /* the last mapping starting <= addr */
+#pragma clang loop unroll(disable)
+    for (int s = 0; s < PTK_MAP_STEPS; s++) {
+        u64 mid = lo + (hi - lo) / 2, start = 0;
+        bpf_probe_read_kernel(&start, sizeof(start),
+                              (void *)(maps_base + mid * sizeof(struct ptk_proc_map)));
+        u64 keep = -ptk_gt(start, addr);   /* all ones: keep lo, hi = mid */
+        lo = mid + ((lo - mid) & keep);
+        hi = hi + ((mid - hi) & keep);
+    }
+    if (bpf_probe_read_kernel(out, sizeof(*out),
+                              (void *)(maps_base + lo * sizeof(struct ptk_proc_map))))
+        return false;
+    return out->start <= addr && addr < out->end;
+}
+
+/* The last row of [first, first + n) whose pc <= vaddr, copied into *out. */
+PTK_INLINE bool ptk_find_row(u64 rows_base, u32 first, u32 n, u32 vaddr,
+                             struct ptk_unwind_row *out)
+{
+    if (n == 0)
+        return false;
+    u64 lo = first, hi = (u64)first + n;
+#pragma clang loop unroll(disable)
+    for (int s = 0; s < PTK_ROW_STEPS; s++) {
+        if (hi - lo <= 1)
+            break;
+        u64 mid = lo + (hi - lo) / 2;
+        u32 pc = 0;
+        bpf_probe_read_kernel(&pc, sizeof(pc),
+                              (void *)(rows_base + mid * sizeof(struct ptk_unwind_row)));
+        u64 keep = -ptk_gt(pc, vaddr);
+        lo = mid + ((lo - mid) & keep);
+        hi = hi + ((mid - hi) & keep);
+    }
+    if (bpf_probe_read_kernel(out, sizeof(*out),
+                              (void *)(rows_base + lo * sizeof(struct ptk_unwind_row))))
+        return false;
+    return out->pc <= vaddr;
+}
+
+PTK_INLINE void ptk_report_miss(struct ptk_proc_maps *maps, u32 pid, u64 pc)
+{
+    if (maps->miss_sent)
+        return;
+    maps->miss_sent = 1;
+    struct ptk_unwind_miss *miss = unwind_miss.ringbuf_reserve(sizeof(*miss));
+    if (!miss) {
+        ptk_count_loss(PTK_LOST_EVENTS);
+        return;
+    }
+    miss->pid = pid;
+    miss->pad = 0;
+    miss->pc = pc;
+    unwind_miss.ringbuf_submit(miss, 0);
+}
+
+/* Unwind the current thread's user stack into `ustacks`. 1: stored, its hash
+ * in key->user_stack_hash; 0: the process is not loaded (use the fallback);
+ * -1: it could not be stored (counted). */
+PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
+{
+    u32 pid = key->pid, zero = 0;
+    struct ptk_proc_maps *maps = proc_maps.lookup(&pid);
+    if (!maps)
+        return 0;
+    struct ptk_ustack *st = unwind_scratch.lookup(&zero);
+    void *rows0 = unwind_rows.lookup(&zero), *maps0 = unwind_maps.lookup(&zero);
+    if (!st || !rows0 || !maps0)
+        return 0;
+    /* the arrays' addresses as plain numbers (see ptk_gt) */
+    u64 rows_base = 0, maps_base = 0;
+    bpf_probe_read_kernel(&rows_base, sizeof(rows_base), &rows0);
+    bpf_probe_read_kernel(&maps_base, sizeof(maps_base), &maps0);
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+    u64 pc = 0, sp = 0, bp = 0;
+    bpf_probe_read_kernel(&pc, sizeof(pc), &regs->ip);
+    bpf_probe_read_kernel(&sp, sizeof(sp), &regs->sp);
+    bpf_probe_read_kernel(&bp, sizeof(bp), &regs->bp);
+    struct ptk_proc_map m = {};
+    struct ptk_unwind_row row = {};
+
+    u64 hash = 0xcbf29ce484222325ULL, lookup = pc, addr = pc;
+    u16 flags = PTK_USTACK_INCOMPLETE;
+    u32 len = 0;
+    u8 leaf_found = 0;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < PTK_MAX_FRAMES; i++) {
+        if (!ptk_find_map(maps_base, maps, lookup, &m)) {
+            /* mapped since user space looked (dlopen), or a bad return address */
+            ptk_report_miss(maps, pid, addr);
+            break;
+        }
+        u32 module_id = m.module_id;
+        u64 frame = module_id ? ((u64)module_id << 48) | (addr - m.bias) : addr;
+        st->frames[i] = frame;
+        hash = ptk_mix(hash, frame);
+        len = i + 1;
+        leaf_found = 1;
+
+        u8 kind = PTK_KIND_NONE;
+        if (module_id) {
+            struct ptk_unwind_module *mod = unwind_modules.lookup(&module_id);
+            if (mod && ptk_find_row(rows_base, mod->first_row, mod->n_rows,
+                                    (u32)(lookup - m.bias), &row))
+                kind = row.kind;
+        }
+        u64 cfa = 0, next_bp = bp, ra = 0;
+        if (kind == PTK_KIND_END) {
+            flags &= ~PTK_USTACK_INCOMPLETE;
+            break;
+        }
+        if (kind == PTK_KIND_NONE) {
+            /* no CFI here (JIT, a gap): a frame-pointer step if rbp looks like one */
+            if (bp < sp || bp >= sp + PTK_FP_SPAN || (bp & 7))
+                break;
+            cfa = bp + 16;
+            if (bpf_probe_read_user(&next_bp, sizeof(next_bp), (void *)bp))
+                break;
+            flags |= PTK_USTACK_FP_STEPS;
+        } else {
+            if (kind == PTK_KIND_CFA_RSP)
+                cfa = sp + 8 * (u64)row.cfa_off8;
+            else if (kind == PTK_KIND_CFA_RBP)
+                cfa = bp + 8 * (u64)row.cfa_off8;
+            else if (kind == PTK_KIND_PLT)
+                cfa = sp + 8 + ((lookup & 15) >= row.rbp_off8 ? 8 : 0);
+            else
+                break;
+            if (kind != PTK_KIND_PLT && row.rbp_off8 &&
+                bpf_probe_read_user(&next_bp, sizeof(next_bp),
+                                    (void *)(cfa - 8 * (u64)row.rbp_off8)))
+                break;
+        }
+        if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)) || ra == 0)
+            break;
+        if (i == PTK_MAX_FRAMES - 1) {
+            flags |= PTK_USTACK_TRUNCATED;
+            break;
+        }
+        sp = cfa;
+        bp = next_bp;
+        addr = ra;
+        lookup = ra - 1;   /* the call, not what follows it (it may be another function) */
+    }
+    /* (a flag, not len: a branch on len would make the verifier tell apart
+     * every depth at which the walk can stop) */
+    if (!leaf_found)
+        return 0;   /* the pc is in no known mapping: the fallback may still name it */
+    st->len = len;
+    st->flags = flags;
+    st->pad = 0;
+    hash = ptk_mix(hash, len);
+    hash = hash ? hash : 1;   /* 0 means "not in ustacks" */
+    if (!ustacks.lookup(&hash)) {
+        int err = ustacks.insert(&hash, st);
+        if (err && err != -17 /* EEXIST: another CPU stored it first */) {
+            ptk_count_loss(PTK_STACK_ERRORS);
+            return -1;
+        }
+    }
+    key->user_stack_hash = hash;
+    return 1;
+}
+
+#endif /* CFI_UNWIND */
+#endif /* PTK_UNWIND_H */

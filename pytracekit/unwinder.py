@@ -1,0 +1,311 @@
+"""The user half of the in-kernel unwinder (bpf/ptk_unwind.h).
+
+For each process the BPF side announces: its executable mappings become
+modules (keyed by build id, so libc is compiled and written once for every
+process), each module's rows (unwind_table.py) go into `unwind_rows` once,
+and the process's mappings into its slot of `unwind_maps` + `proc_maps[pid]`.
+Until then, and for a module that has no table, the BPF side falls back to
+frame pointers. The kernel deletes `proc_maps[pid]` at exit and exec; slots
+of gone processes are reused here.
+
+A stored frame is `module_id << 48 | link-time vaddr` (module_id 0: an
+absolute address); `module(module_id)` says which file it is, so frames are
+named after the process is gone.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .unwind_table import UnwindTable
+
+MODULE_SHIFT = 48
+VADDR_MASK = (1 << MODULE_SHIFT) - 1
+MAX_MAPS = 64          # PTK_MAX_MAPS
+MAP_JIT = 1            # ptk_proc_map.flags: anonymous executable code
+MISS_INTERVAL_S = 0.1  # at most one re-snapshot per pid this often on unwind_miss
+MISS_MAX_INTERVAL_S = 5.0   # ... backing off to this while its mappings stay the same
+EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc) bytes a row
+WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
+# struct ptk_ustack.flags
+TRUNCATED, INCOMPLETE, FP_STEPS = 1, 2, 4
+
+
+@dataclass
+class Module:
+    module_id: int
+    path: str
+    build_id: str
+    first_row: int = 0
+    n_rows: int = 0      # 0: no table in the kernel (frame-pointer steps there)
+
+
+def split_frame(frame: int) -> tuple[int, int]:
+    """(module_id, vaddr) of a stored frame; module_id 0: an absolute address."""
+    return frame >> MODULE_SHIFT, frame & VADDR_MASK
+
+
+class Unwinder:
+    """Loads tables and mappings into one program's ptk_unwind.h maps."""
+
+    def __init__(self, prog: Any, users: Any) -> None:
+        self.users = users   # symbols.UserSymbols: maps snapshots and parsed binaries
+        self.rows = prog["unwind_rows"]
+        self.module_table = prog["unwind_modules"]
+        self.proc_maps = prog["proc_maps"]
+        self.maps = prog["unwind_maps"]
+        self.row_capacity = self.rows.max_entries
+        self.slot_count = self.maps.max_entries // MAX_MAPS
+        self.next_row = 0
+        self.modules: dict[str, Module] = {}      # build id (or path) -> module
+        self.by_id: dict[int, Module] = {}
+        self.slots: dict[int, int] = {}           # pid -> slot in unwind_maps
+        self.free_slots = list(range(self.slot_count - 1, -1, -1))
+        self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
+        self.last_miss: dict[int, tuple[float, float]] = {}   # pid -> (when, interval)
+        self.pending: dict[int, None] = {}        # pids to load, oldest first
+        self.stopped: set[int] = set()            # held at their entry point (see continue_)
+        self.entry_pid = 0                        # the command armed to stop at its entry
+        self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
+                      "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
+
+    def summary(self) -> str:
+        """One line for --verbose: what was loaded and what was not."""
+        st = self.stats
+        return (f"unwind: {st['tables']} module tables ({st['rows']} of {self.row_capacity} rows, "
+                f"compiled in {st['compile_s']:.2f} s), {len(self.loaded)} processes; "
+                f"without a table (frame-pointer steps): {st['no_table']} no CFI, "
+                f"{st['table_full']} rows full; {st['too_many_maps']} processes over "
+                f"{MAX_MAPS} mappings, {st['no_slot']} without a slot, "
+                f"{st.get('errors', 0)} write errors")
+
+    # -- modules --------------------------------------------------------------
+    def module(self, module_id: int) -> Module | None:
+        return self.by_id.get(module_id)
+
+    def _module_for(self, path: str, pid: int) -> tuple[Module, Any] | None:
+        syms = self.users.binary(path, pid)
+        image = syms.image
+        if image is None:
+            return None
+        key = image.build_id() or f"path:{path}"
+        mod = self.modules.get(key)
+        if mod is None:
+            mod = Module(len(self.by_id) + 1, path, image.build_id())
+            if mod.module_id >= 1 << 16:
+                return None
+            self.modules[key] = mod
+            self.by_id[mod.module_id] = mod
+            self._write_table(mod, image)
+        return mod, image
+
+    def _write_table(self, mod: Module, image: Any) -> None:
+        eh_frame = image.section(".eh_frame")
+        if eh_frame is not None and self.next_row + eh_frame.size // EH_FRAME_BYTES_PER_ROW \
+                > self.row_capacity:
+            self.stats["table_full"] += 1   # known before spending seconds compiling it
+            return
+        started = time.monotonic()
+        table = UnwindTable.cached(image, mod.build_id)
+        self.stats["compile_s"] += time.monotonic() - started
+        if table is None:
+            self.stats["no_table"] += 1
+            return
+        n = len(table.rows)
+        if self.next_row + n > self.row_capacity:
+            self.stats["table_full"] += 1
+            return
+        first = self.next_row
+        keys = (self.rows.Key * n)(*(self.rows.Key(first + i) for i in range(n)))
+        values = (self.rows.Leaf * n).from_buffer_copy(table.packed())
+        self.rows.items_update_batch(keys, values)
+        self.next_row += n
+        mod.first_row, mod.n_rows = first, n
+        key = self.module_table.Key(mod.module_id)
+        self.module_table[key] = self.module_table.Leaf(first, n)
+        self.stats["tables"] += 1
+        self.stats["rows"] += n
+
+    def preload(self, paths: list[str]) -> None:
+        """Compile and write these files' tables now (a command about to start)."""
+        for path in paths:
+            self._module_for(path, 0)
+
+    # -- processes --------------------------------------------------------------
+    def request(self, pid: int) -> None:
+        """Load pid (again) at the next work(): compiling a new module's table
+        can take a second, too long inside a ring buffer callback."""
+        self.pending[pid] = None
+
+    def work(self, budget_s: float = WORK_BUDGET_S) -> None:
+        """Load pending pids, oldest first, for about budget_s."""
+        end = time.monotonic() + budget_s
+        while self.pending and time.monotonic() < end:
+            pid = next(iter(self.pending))
+            del self.pending[pid]
+            self.load(pid)
+
+    def load(self, pid: int) -> bool:
+        """Write pid's mappings (from its latest snapshot) if they changed."""
+        try:
+            return self._load(pid)
+        except Exception:   # BCC raises bare Exception when bpf(2) refuses a write
+            self.stats["errors"] = self.stats.get("errors", 0) + 1
+            return False
+
+    def _load(self, pid: int) -> bool:
+        snap = self.users.processes.get(pid)
+        if snap is None or not snap.mappings:
+            return False
+        entries = []
+        for m in snap.mappings:
+            module_id, bias, flags = 0, 0, 0
+            if m.path.startswith("/") or m.path == "[vdso]":
+                found = self._module_for(m.path, pid)
+                if found is not None:
+                    mod, image = found
+                    vaddr = image.vaddr_of_offset(m.offset)
+                    if vaddr is not None:
+                        module_id, bias = mod.module_id, m.start - vaddr
+            else:
+                flags = MAP_JIT
+            entries.append((m.start, m.end, bias, module_id, flags))
+        if len(entries) > MAX_MAPS:
+            self.stats["too_many_maps"] += 1
+            entries = entries[:MAX_MAPS]
+        entries = tuple(entries)
+        if self.loaded.get(pid) == entries and self._present(pid):
+            return True
+        slot = self._slot(pid)
+        if slot is None:
+            self.stats["no_slot"] += 1
+            return False
+        first = slot * MAX_MAPS
+        n = len(entries)
+        keys = (self.maps.Key * n)(*(self.maps.Key(first + i) for i in range(n)))
+        values = (self.maps.Leaf * n)(*(self.maps.Leaf(*e) for e in entries))
+        self.maps.items_update_batch(keys, values)
+        self.proc_maps[self.proc_maps.Key(pid)] = self.proc_maps.Leaf(first, n, 0, 0)
+        self.loaded[pid] = entries
+        return True
+
+    def _present(self, pid: int) -> bool:
+        try:
+            self.proc_maps[self.proc_maps.Key(pid)]
+        except KeyError:
+            return False
+        return True
+
+    def _slot(self, pid: int) -> int | None:
+        slot = self.slots.get(pid)
+        if slot is not None:
+            return slot
+        if not self.free_slots:
+            self._reclaim()
+        if not self.free_slots:
+            return None
+        slot = self.slots[pid] = self.free_slots.pop()
+        return slot
+
+    def _reclaim(self) -> None:
+        """Slots of processes the kernel already dropped (exit) or that are gone."""
+        for pid in list(self.slots):
+            if not self._present(pid) or not os.path.exists(f"/proc/{pid}"):
+                self.free_slots.append(self.slots.pop(pid))
+                self.loaded.pop(pid, None)
+
+    def stop_command_at_entry(self, prog: Any, executable: str, pid: int) -> bool:
+        """Have the held command stop at its executable's entry point (its
+        libraries are mapped by then) until continue_() has loaded it."""
+        entry = entry_point(executable)
+        if not entry:
+            return False
+        prog.attach_uprobe(executable, "ptk_stop_at_entry", address=entry)
+        self.entry_pid = pid
+        return True
+
+    def continue_(self, pid: int) -> None:
+        """A command stopped at its entry: load it now, then let it run."""
+        self.stopped.add(pid)
+        try:
+            self.users.refresh(pid)
+            self.loaded.pop(pid, None)
+            self.load(pid)
+        finally:
+            self.entry_pid = 0 if pid == self.entry_pid else self.entry_pid
+            self.release_stopped()
+
+    def release_stopped(self) -> None:
+        """SIGCONT every process stopped at its entry (also the command's own
+        pid when the stop was armed: its announcement may never have been read)."""
+        if self.entry_pid:
+            self.stopped.add(self.entry_pid)
+            self.entry_pid = 0
+        for pid in list(self.stopped):
+            self.stopped.discard(pid)
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    def on_miss(self, pid: int) -> bool:
+        """A pc outside pid's known mappings (dlopen since): snapshot again,
+        at most once per MISS_INTERVAL_S; True when a reload was requested."""
+        now = time.monotonic()
+        last, interval = self.last_miss.get(pid, (0.0, MISS_INTERVAL_S))
+        if now - last < interval:
+            return False
+        before = self.users.processes.get(pid)
+        self.users.refresh(pid)
+        after = self.users.processes.get(pid)
+        same = before is not None and after is not None and before.mappings == after.mappings
+        # a return address that is garbage (code without CFI or frame pointers)
+        # misses every time: look again less and less often
+        self.last_miss[pid] = (now, min(interval * 2, MISS_MAX_INTERVAL_S) if same
+                               else MISS_INTERVAL_S)
+        self.loaded.pop(pid, None)   # rewrite: this also clears miss_sent
+        self.request(pid)
+        return True
+
+
+def read_miss(data: int) -> int:
+    """The pid of a struct ptk_unwind_miss record."""
+    return ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
+
+
+def likely_modules(program: str) -> list[str]:
+    """A command's executable and the C library and dynamic loader this
+    process uses (nearly every program on the system maps the same ones)."""
+    import shutil
+    paths = []
+    exe = program if "/" in program else shutil.which(program)
+    if exe:
+        paths.append(os.path.realpath(exe))
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rstrip("\n").split(None, 5)[-1]
+                name = os.path.basename(path)
+                if (name.startswith("libc.so") or name.startswith("ld-linux")) \
+                        and path not in paths:
+                    paths.append(path)
+    except OSError:
+        pass
+    return paths
+
+
+def entry_point(path: str) -> int:
+    """e_entry of an ELF executable (0 for anything else: a script)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x20)
+    except OSError:
+        return 0
+    if len(head) < 0x20 or head[:4] != b"\x7fELF" or head[4] != 2:
+        return 0
+    return struct.unpack_from("<Q", head, 0x18)[0]

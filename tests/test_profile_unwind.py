@@ -1,0 +1,173 @@
+"""profile's in-kernel unwinder (bpf/ptk_unwind.h, pytracekit/unwinder.py):
+exact stacks of the workload built without frame pointers, from `_start`
+down, and whole stacks of Debian's own binaries (built without frame
+pointers: a frame-pointer walk reaches `__libc_start_call_main` in 0% of
+their samples)."""
+import os
+import random
+import shutil
+import string
+import subprocess
+from collections import Counter
+
+import pytest
+
+from conftest import Tool, pytracekit
+from stack_checks import names, parse_json
+
+ROOT_PATH = "_start;__libc_start_main;__libc_start_call_main;main"
+SPIN = f"{ROOT_PATH};spin_outer;spin_inner"
+# below spin_inner: its clock read, the PLT stub (named `_init` until PLT stubs get
+# their own names), the libc wrapper, the vDSO's function
+SPIN_TAILS = ["", ";clock_ns", ";clock_ns;_init", ";clock_ns;clock_gettime@plt",
+              ";clock_ns;clock_gettime", ";clock_ns;clock_gettime;clock_gettime"]
+
+
+def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = None,
+                   seconds: str = "2") -> Counter:
+    """`profile -U -f -p PID` of a process that starts once the tool is ready
+    (its tables are loaded before sampling starts: no frame-pointer fallback)."""
+    go = tmp_path / "go"
+    proc = subprocess.Popen([binary, "--go-file", str(go), *args], env={**os.environ,
+                                                                          **(env or {})})
+    try:
+        with Tool("profile", "-F", "199", "-U", "-f", "-p", str(proc.pid), seconds,
+                  env=env) as tool:
+            go.touch()
+            out, err = tool.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert tool.returncode == 0, err
+    stacks = Counter()
+    for line in out.splitlines():
+        stack, count = line.rsplit(" ", 1)
+        user = stack.partition(";")[2]
+        # before the go file it sleeps in usleep; while it exits it has no user stack
+        if user and "wait_for_file" not in user:
+            stacks[user] += int(count)
+    return stacks
+
+
+def _assert_exact_spin(stacks: Counter) -> None:
+    allowed = {SPIN + tail for tail in SPIN_TAILS}
+    assert sum(stacks.values()) >= 30, stacks   # ~200 on an idle machine
+    assert set(stacks) <= allowed, set(stacks) - allowed
+    assert stacks[SPIN] >= 0.5 * sum(stacks.values())
+
+
+@pytest.mark.root
+def test_spin_without_frame_pointers_is_exact_from_start(workload_nofp, tmp_path):
+    _assert_exact_spin(_folded_of_pid(workload_nofp, ["spin", "1.2"], tmp_path))
+
+
+@pytest.mark.root
+def test_stacks_mode_without_frame_pointers_is_exact(workload_nofp, tmp_path):
+    stacks = _folded_of_pid(workload_nofp, ["stacks", "150000000"], tmp_path, seconds="3")
+    allowed = {f"{ROOT_PATH}{tail}" for tail in
+               ["", ";stack_path_a", ";stack_path_a;stack_leaf", ";stack_path_b",
+                ";stack_path_b;stack_leaf"]}
+    assert set(stacks) <= allowed, set(stacks) - allowed
+    a = sum(v for k, v in stacks.items() if "stack_path_a" in k)
+    b = sum(v for k, v in stacks.items() if "stack_path_b" in k)
+    assert a >= 5 and b > a, stacks   # path b runs twice as often as path a
+
+
+@pytest.mark.root
+def test_stripped_binary_is_named_from_its_build_id_debug_file(workload_stripped, tmp_path):
+    stacks = _folded_of_pid(workload_stripped.path, ["spin", "1.2"], tmp_path,
+                            env=workload_stripped.env)
+    _assert_exact_spin(stacks)
+
+
+@pytest.mark.root
+def test_frame_pointer_option_keeps_the_kernel_walk(workload):
+    # the frame-pointer build: the kernel's walk has no frame for _start, CFI has
+    for mode, has_start in (("fp", False), ("dwarf", True)):
+        res = pytracekit("profile", "-F", "199", "-U", "-f", "--unwind", mode, "--", workload,
+                         "spin", "0.5")
+        assert res.returncode == 0, res.stderr
+        top = max(res.stdout.splitlines(), key=lambda l: int(l.rsplit(" ", 1)[1]))
+        assert top.rsplit(" ", 1)[0].endswith(";main;spin_outer;spin_inner"), res.stdout
+        assert (";_start;" in top) == has_start, top
+
+
+def _reach(command: list[str], comm: str) -> tuple[int, int, int]:
+    """(samples of comm, of them with __libc_start_call_main, rooted at _start)."""
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--", *command, timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "profile")
+    mine = [s for s in stacks if s["comm"] == comm]
+    total = sum(s["value"] for s in mine)
+    whole = sum(s["value"] for s in mine if "__libc_start_call_main" in names(s, "user"))
+    rooted = sum(s["value"] for s in mine if names(s, "user")[:1] == ["_start"])
+    return total, whole, rooted
+
+
+def _debian(path: str) -> str:
+    if not os.path.exists(path):
+        pytest.skip(f"{path} is not installed")
+    return path
+
+
+@pytest.mark.root
+def test_debian_xz_stacks_are_whole(tmp_path):
+    xz = _debian("/usr/bin/xz")
+    rng = random.Random(12)   # words drawn at random: xz -9 needs ~2 s for 1.2 MB
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9)))
+             for _ in range(5000)]
+    data = tmp_path / "words"
+    data.write_text(" ".join(rng.choice(words) for _ in range(190000)))
+    command = [xz, "-9", "-T1", "-k", "-f", str(data)]
+    total, whole, _ = _reach(command, "xz")
+    assert total >= 50 and whole >= 0.95 * total, (total, whole)
+    reference = _perf_dwarf_reach(command, tmp_path)
+    if reference is not None:   # perf record --call-graph dwarf on the same run
+        assert whole / total >= reference - 0.03, (whole / total, reference)
+
+
+def _perf_dwarf_reach(command: list[str], tmp_path) -> float | None:
+    """Share of perf's own DWARF-unwound samples that reach __libc_start_call_main."""
+    if shutil.which("perf") is None:
+        return None
+    data = tmp_path / "perf.data"
+    rec = subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "199",
+                          "--call-graph", "dwarf,8192", "-o", str(data), "--", *command],
+                         capture_output=True, timeout=120)
+    if rec.returncode != 0:
+        return None
+    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "comm,ip,sym"],
+                            capture_output=True, text=True, timeout=120).stdout
+    samples = [b for b in script.strip().split("\n\n") if b.strip()]
+    return sum("__libc_start_call_main" in b for b in samples) / len(samples) if samples \
+        else None
+
+
+@pytest.mark.root
+def test_debian_python_stacks_are_whole():
+    python = _debian("/usr/bin/python3.11")
+    loop = "import time\nt = time.time()\nwhile time.time() - t < 2.5: pass"
+    total, whole, rooted = _reach([python, "-c", loop], "python3.11")
+    assert total >= 50 and whole >= 0.95 * total and rooted == whole, (total, whole, rooted)
+
+
+@pytest.mark.root
+def test_debian_bash_stacks_are_whole():
+    bash = _debian("/usr/bin/bash")
+    loop = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done"
+    total, whole, rooted = _reach([bash, "-c", loop], "bash")
+    assert total >= 50 and whole >= 0.95 * total and rooted == whole, (total, whole, rooted)
+
+
+@pytest.mark.root
+def test_forked_child_unwinds_with_its_parents_mappings(workload_nofp):
+    # the child is copied its parent's mappings in the kernel at fork: whole
+    # stacks from its first sample, before user space has looked at it
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--", workload_nofp, "forkchild",
+                     "400")
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "profile")
+    allowed = {f"{ROOT_PATH};child_spin;spin_inner{tail}" for tail in SPIN_TAILS}
+    child = [s for s in stacks if "child_spin" in names(s)]
+    assert sum(s["value"] for s in child) >= 10 and len({s["pid"] for s in child}) == 1
+    assert {";".join(names(s, "user")) for s in child} <= allowed
