@@ -1,0 +1,4 @@
+"""Python (CPython 3.8-3.13) frames for the stack tools: finding the runtime
+in a process (runtime), reading code objects' names and lines from its memory
+(code, linetable, memory), the user-space walk (walk), and what the BPF walker
+in bpf/ptk_python.h needs (bpf). Design: docs/design/python-frames.md."""
