@@ -24,7 +24,7 @@
 #define PY_MAX_VISITS 160      /* frames visited for them (3.12+ shim frames are skipped) */
 #define PY_MAX_EXTRA 1024      /* frames counted beyond the recorded ones */
 #define PY_MAX_THREAD_VISITS 128   /* thread states looked at, all interpreters */
-#define PY_BLOCK 112           /* one read per frame covers every field used */
+#define PY_BLOCK 128           /* one read per frame covers every field used (<= 112) */
 #define PY_OWNED_BY_CSTACK 3   /* 3.12+ shim frame: one _PyEval_EvalFrameDefault entry */
 #define PY_FRAME_BOUNDARY 1    /* flags: outermost frame of one eval call */
 
@@ -43,7 +43,8 @@ struct ptk_py_proc {
     u64 runtime;             /* address of _PyRuntime */
     u64 mm;                  /* task->mm when announced: an exec makes a new one */
     u16 layout[PY_NFIELDS];
-    u16 block_start;         /* lowest frame field offset used */
+    u16 block_start;         /* the frame fields used: [start, start + len) */
+    u16 block_len;
     u8 minor;
     u8 state;                /* enum ptk_py_state */
 };
@@ -224,7 +225,8 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
     for (int i = 0; i < PY_MAX_VISITS; i++) {
         if (!frame || st->depth >= PY_MAX_FRAMES)
             break;
-        if (bpf_probe_read_user(s->block, PY_BLOCK, (void *)(frame + proc->block_start))) {
+        u32 len = proc->block_len & (PY_BLOCK - 1);   /* <= PY_BLOCK by construction */
+        if (bpf_probe_read_user(s->block, len, (void *)(frame + proc->block_start))) {
             ptk_py_stat(PY_STAT_READ_FAULT);
             frame = 0;
             break;

@@ -8,7 +8,7 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
              SIGUSR1 prints faulthandler's dump to stderr.
   loop S     outer -> inner, a pure-Python loop, for S seconds of CPU time
   threads S  two threads busy in spin_a and spin_b for S seconds
-  deep S     recurse 100 levels, then busy in bottom for S seconds
+  deep S [N] recurse N (default 100) levels, then busy in bottom for S seconds
 """
 import faulthandler
 import json
@@ -126,4 +126,4 @@ if __name__ == "__main__":
     elif mode == "threads":
         two_threads(seconds)
     elif mode == "deep":
-        recurse(100, seconds)
+        recurse(int(sys.argv[3]) if len(sys.argv) > 3 else 100, seconds)

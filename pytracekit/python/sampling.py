@@ -42,13 +42,17 @@ def defines(stacks_size: int = 4096) -> dict[str, int]:
     return out
 
 
-def block_start(layout: pl.PyLayout) -> int:
-    """Lowest frame-field offset BPF reads (one read per frame from here)."""
-    fields = (layout.frame_previous, layout.frame_code, layout.frame_lasti,
-              layout.frame_instr_ptr, layout.frame_owner, layout.frame_is_entry)
-    used = [f for f in fields if f is not None]
-    assert max(used) + 8 - min(used) <= 112, "frame fields outside the 112-byte block"
-    return min(used)
+def frame_block(layout: pl.PyLayout) -> tuple[int, int]:
+    """(start, length) of the bytes of a frame BPF reads in one go: exactly the
+    fields used, since a frame at the top of 3.11+'s frame stack may end just
+    before a page the process never touched (a read cannot fault it in)."""
+    fields = ((layout.frame_previous, 8), (layout.frame_code, 8), (layout.frame_lasti, 4),
+              (layout.frame_instr_ptr, 8), (layout.frame_owner, 1), (layout.frame_is_entry, 1))
+    used = [(off, size) for off, size in fields if off is not None]
+    start = min(off for off, _ in used)
+    length = max(off + size for off, size in used) - start
+    assert length <= 112, "frame fields outside the 112-byte block"
+    return start, length
 
 
 class PythonFrames:
@@ -124,7 +128,7 @@ class PythonFrames:
         leaf.runtime = proc.runtime
         for i, value in enumerate(proc.layout.as_u16()):
             leaf.layout[i] = value
-        leaf.block_start = block_start(proc.layout)
+        leaf.block_start, leaf.block_len = frame_block(proc.layout)
         leaf.minor = proc.version[1]
         leaf.state = PY_PYTHON
         table[key] = leaf
