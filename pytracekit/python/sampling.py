@@ -65,7 +65,7 @@ class PythonFrames:
         self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
         self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
         self.unsupported: set[str] = set()
-        self.dropped_native = 0
+        self.dropped_native = 0   # samples whose root-ward native frames were dropped (merge)
         prog["py_events"].open_ring_buffer(self._on_event)
 
     # -- processes ------------------------------------------------------------
@@ -74,13 +74,15 @@ class PythonFrames:
         try:
             event = ctypes.cast(data, ctypes.POINTER(_Event)).contents
             kind, pid, stack_id = event.kind, event.pid, event.stack_id
-            if kind == PY_EVENT_PROCESS:
-                self.readers.pop(pid, None)
+            if kind == PY_EVENT_PROCESS:        # new, or exec'd: another program now
+                old = self.readers.pop(pid, None)
+                if old:
+                    old.close()
                 self._check(pid, 0)
-            elif kind == PY_EVENT_STACK:
-                self.stacks.setdefault(stack_id, self._resolve(stack_id) or [])
-                if not self.stacks[stack_id]:
-                    del self.stacks[stack_id]    # try again when read
+            elif kind == PY_EVENT_STACK and stack_id not in self.stacks:
+                resolved = self._resolve(stack_id)
+                if resolved:                     # else: tried again when read
+                    self.stacks[stack_id] = resolved
         except Exception as exc:   # a callback must not raise through ctypes
             self.warn(f"python frames: {exc}")
         return 0
@@ -191,7 +193,7 @@ class PythonFrames:
                                user_stack_id=key.user_stack_id, kernel_stack_id=-14,
                                user=True, kernel=False)
                 merged, dropped = merge(native, python)
-                self.dropped_native += dropped * v.value
+                self.dropped_native += v.value if dropped else 0
                 path += merged
             if delimit and user and kernel and key.user_stack_id >= 0 and key.kernel_stack_id >= 0:
                 path.append(DELIMITER)
@@ -216,6 +218,8 @@ class PythonFrames:
         parts += [f"{n} {k.replace('_', ' ')}" for k, n in lost.items()]
         if s["pending"]:
             parts.append(f"{s['pending']} before the process was registered")
+        if self.dropped_native:
+            parts.append(f"{self.dropped_native} with unreliable native frames dropped")
         return "python: " + ", ".join(parts)
 
     def close(self) -> None:
