@@ -78,21 +78,69 @@ def _candidates(pid: int) -> list[tuple[str, int, re.Match]]:
     return [(p, start, m) for p, (start, m) in seen.items()]
 
 
+# struct _Py_DebugOffsets of 3.13 after cookie, version and free_threaded: its
+# sections in order, each a run of uint64_t (gdb `ptype/o struct _Py_DebugOffsets`
+# on pyenv's 3.13.0 libpython). Only the order matters: positions follow.
+_DEBUG_SECTIONS_313 = (
+    ("runtime_state", ("size", "finalizing", "interpreters_head")),
+    ("interpreter_state", ("size", "id", "next", "threads_head", "gc", "imports_modules",
+                           "sysdict", "builtins", "ceval_gil", "gil_runtime_state",
+                           "gil_runtime_state_enabled", "gil_runtime_state_locked",
+                           "gil_runtime_state_holder")),
+    ("thread_state", ("size", "prev", "next", "interp", "current_frame", "thread_id",
+                      "native_thread_id", "datastack_chunk", "status")),
+    ("interpreter_frame", ("size", "previous", "executable", "instr_ptr", "localsplus",
+                           "owner")),
+    ("code_object", ("size", "filename", "name", "qualname", "linetable", "firstlineno",
+                     "argcount", "localsplusnames", "localspluskinds", "co_code_adaptive")),
+    ("pyobject", ("size", "ob_type")),
+    ("type_object", ("size", "tp_name", "tp_repr", "tp_flags")),
+    ("tuple_object", ("size", "ob_item", "ob_size")),
+    ("list_object", ("size", "ob_item", "ob_size")),
+    ("dict_object", ("size", "ma_keys", "ma_values")),
+    ("float_object", ("size", "ob_fval")),
+    ("long_object", ("size", "lv_tag", "ob_digit")),
+    ("bytes_object", ("size", "ob_size", "ob_sval")),
+    ("unicode_object", ("size", "state", "length", "asciiobject_size")),
+)
+_DEBUG_HEAD = 24   # cookie[8], version, free_threaded
+
+
+def _debug_positions() -> dict[tuple[str, str], int]:
+    out, pos = {}, _DEBUG_HEAD
+    for section, members in _DEBUG_SECTIONS_313:
+        for member in members:
+            out[(section, member)] = pos
+            pos += 8
+    return out
+
+
+DEBUG_POSITIONS_313 = _debug_positions()
+
+
 def _check_debug_offsets(pid: int, runtime: int, layout: pl.PyLayout) -> None:
-    """3.13+: _Py_DebugOffsets at _PyRuntime+0 must say what our table says."""
+    """3.13: _Py_DebugOffsets at _PyRuntime+0 must say what our table says;
+    a build that disagrees is not walked with the table."""
+    size = max(DEBUG_POSITIONS_313.values()) + 8
     try:
         with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
             mem.seek(runtime)
-            head = mem.read(24)
+            raw = mem.read(size)
     except OSError as exc:
         raise Unsupported(f"cannot read its memory ({exc.strerror})") from None
-    cookie, version, free_threaded = struct.unpack("<8sQQ", head)
+    cookie, version, free_threaded = struct.unpack_from("<8sQQ", raw)
     if cookie != pl.DEBUG_OFFSETS_COOKIE:
         raise Unsupported("no _Py_DebugOffsets cookie at _PyRuntime (an unusual build)")
     if pl.version_from_hex(version) != layout.version:
         raise Unsupported(f"_Py_DebugOffsets says version {version:#x}")
     if free_threaded:
         raise Unsupported("free-threaded build")
+    for field, where in pl.DEBUG_OFFSETS_313.items():
+        theirs = struct.unpack_from("<Q", raw, DEBUG_POSITIONS_313[where])[0]
+        if theirs != getattr(layout, field):
+            raise Unsupported(f"python {layout.version[0]}.{layout.version[1]} "
+                              f"(its {where[0]}.{where[1]} is {theirs}, not "
+                              f"{getattr(layout, field)}: a different build)")
 
 
 def find(pid: int) -> Optional[PyProcess]:
