@@ -217,7 +217,7 @@ class PythonFrames:
         parts = [f"{s['stacks']} samples with Python frames"]
         parts += [f"{n} {k.replace('_', ' ')}" for k, n in lost.items()]
         if s["pending"]:
-            parts.append(f"{s['pending']} before the process was registered")
+            parts.append(f"{s['pending']} of processes not yet checked for Python")
         if self.dropped_native:
             parts.append(f"{self.dropped_native} with unreliable native frames dropped")
         return "python: " + ", ".join(parts)
