@@ -24,10 +24,11 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
           command: tuple[str, ...] = (), frequency: int | None = 49, period: int | None = None,
           user_only: bool = False, kernel_only: bool = False, include_idle: bool = False,
           cpu: int = -1, stack_storage_size: int = 16384, delimited: bool = False,
-          annotate: bool = False, python: bool = True) -> stacktools.StackSession:
+          annotate: bool = False, python: bool = False) -> stacktools.StackSession:
     """Compile, attach and start sampling; a command is held until
     run_until_done releases it. `python`: CPython 3.8-3.13 processes get their
-    Python frames (pytracekit/python), found per process as they are sampled."""
+    Python frames (pytracekit/python), found per process as they are sampled;
+    the profile command turns it on by default, record and cprofile do not yet."""
     if user_only and kernel_only:
         raise UsageError("-U and -K exclude each other: give at most one")
     if period is None and not frequency:
