@@ -65,6 +65,7 @@ class PythonFrames:
         self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
         self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
         self.unsupported: set[str] = set()
+        self.interrupted: list[BaseException] = []
         self.dropped_native = 0   # samples whose root-ward native frames were dropped (merge)
         prog["py_events"].open_ring_buffer(self._on_event)
 
@@ -85,6 +86,9 @@ class PythonFrames:
                     self.stacks[stack_id] = resolved
         except Exception as exc:   # a callback must not raise through ctypes
             self.warn(f"python frames: {exc}")
+        except BaseException as exc:   # Ctrl-C/SIGTERM: ctypes would drop it; poll raises it
+            self.interrupted.append(exc)
+            return -1                  # libbpf stops consuming
         return 0
 
     def _check(self, pid: int, attempt: int) -> None:
@@ -142,6 +146,8 @@ class PythonFrames:
                 timeout_ms = max(0, min(timeout_ms,
                                         int((self.due[0][0] - time.monotonic()) * 1000)))
             inner(timeout_ms)
+            if self.interrupted:
+                raise self.interrupted.pop()
             now = time.monotonic()
             while self.due and self.due[0][0] <= now:
                 _, pid, attempt = self.due.pop(0)
