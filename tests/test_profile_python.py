@@ -143,3 +143,23 @@ def test_no_python_option_gives_native_frames_only():
     _, stacks, _ = parse_json(res.stdout, "profile")
     assert sum(s["value"] for s in stacks) >= 50
     assert not any(py_frames(s) for s in stacks)
+
+
+@pytest.mark.root
+def test_a_process_that_execs_python_gets_python_frames():
+    """sh is sampled, found not to be Python (its last check is 2.1 s after its
+    first sample), then execs the interpreter: the exec makes BPF announce the
+    process again and it is checked anew."""
+    python = need_python("debian-3.11")
+    script = (f"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 2.6; "
+              f"exec {python} {TARGET} loop 2")
+    res = pytracekit("profile", "-F", "199", "--json", "--", "sh", "-c", script, timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "profile")
+    shell = sum(s["value"] for s in stacks if s["comm"] == "sh")
+    python_samples = [s for s in stacks if s["comm"] == "python3.11"]
+    total = sum(s["value"] for s in python_samples)
+    ok = sum(s["value"] for s in python_samples
+             if [function(f) for f in py_frames(s)] == ["<module>", "outer", "inner"])
+    assert shell >= 5, res.stderr          # sh ran long enough to be sampled and checked
+    assert total >= 100 and ok >= 0.9 * total, (ok, total, res.stderr)

@@ -24,7 +24,8 @@ PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
 PY_EVENT_PROCESS, PY_EVENT_STACK = 0, 1
 PY_FRAME_BOUNDARY = 1
 STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
-# a process announced at exec may not have mapped libpython yet (ld.so does)
+# a process announced at exec may not have mapped libpython yet (ld.so does):
+# checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
 CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
 
 
@@ -79,6 +80,7 @@ class PythonFrames:
                 old = self.readers.pop(pid, None)
                 if old:
                     old.close()
+                self.due = [d for d in self.due if d[1] != pid]   # the old program's checks
                 self._check(pid, 0)
             elif kind == PY_EVENT_STACK and stack_id not in self.stacks:
                 resolved = self._resolve(stack_id)
