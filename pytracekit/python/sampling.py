@@ -23,6 +23,7 @@ from .runtime import PyProcess, Unsupported, find, unsupported_line
 PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
 PY_EVENT_PROCESS, PY_EVENT_STACK = 0, 1
 PY_FRAME_BOUNDARY = 1
+GONE_PREFIX = "[python "   # a frame whose code object could not be read: [python 0x7f...]
 STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
 # a process announced at exec may not have mapped libpython yet (ld.so does):
 # checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
@@ -67,7 +68,9 @@ class PythonFrames:
         self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
         self.unsupported: set[str] = set()
         self.interrupted: list[BaseException] = []
-        self.dropped_native = 0   # samples whose root-ward native frames were dropped (merge)
+        # of the last samples(): samples whose root-ward native frames were dropped
+        # (merge), and samples with a code object that could not be read (freed)
+        self.dropped_native = self.gone = 0
         prog["py_events"].open_ring_buffer(self._on_event)
 
     # -- processes ------------------------------------------------------------
@@ -172,10 +175,10 @@ class PythonFrames:
             f = st.frames[i]
             info = reader.check(f.code) if reader else None
             if info is None:
-                frame = Frame(f"[python {f.code:#x}]", "python", address=f.code)
+                frame = Frame(f"{GONE_PREFIX}{f.code:#x}]", "python", address=f.code)
             else:
                 line = reader.line(info, f.offset)
-                frame = Frame(f"{info.name} ({info.basename}:{line if line else '?'})",
+                frame = Frame(f"{info.name} ({info.basename}:{line if line is not None else '?'})",
                               "python", module=info.filename, address=f.code)
             out.append((frame, bool(f.flags & PY_FRAME_BOUNDARY)))
         if st.truncated:
@@ -187,12 +190,15 @@ class PythonFrames:
                 annotate: bool = False, include_comm: bool = True) -> list[Sample]:
         """py_counts as samples: comm, user frames with Python merged, [--], kernel."""
         out = []
+        self.dropped_native = self.gone = 0
         for k, v in self.prog["py_counts"].items():
             key = k.key
             python = self.stacks.get(k.py_stack_id)
             if python is None:
                 python = self._resolve(k.py_stack_id) or []
                 self.stacks[k.py_stack_id] = python
+            if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
+                self.gone += v.value
             comm = key.comm.decode(errors="replace")
             path: list[Frame] = [Frame(comm, "process")] if include_comm else []
             if user:
@@ -228,6 +234,8 @@ class PythonFrames:
             parts.append(f"{s['pending']} of processes not yet checked for Python")
         if self.dropped_native:
             parts.append(f"{self.dropped_native} with unreliable native frames dropped")
+        if self.gone:
+            parts.append(f"{self.gone} with a code object gone before it was read")
         return "python: " + ", ".join(parts)
 
     def close(self) -> None:
