@@ -54,12 +54,15 @@ class CodeReader:
         L = self.layout
         try:
             head = self.mem.read(code, self._head)
-            u64 = lambda off: struct.unpack_from("<Q", head, off)[0]  # noqa: E731
-            if self.proc.code_type and u64(L.object_type) != self.proc.code_type:
+
+            def pointer(offset: int) -> int:
+                return struct.unpack_from("<Q", head, offset)[0]
+
+            if self.proc.code_type and pointer(L.object_type) != self.proc.code_type:
                 return None    # not (or no longer) a code object
-            name = read_str(self.mem, L, u64(L.code_qualname if L.code_qualname else L.code_name))
-            filename = read_str(self.mem, L, u64(L.code_filename))
-            table = read_bytes(self.mem, L, u64(L.code_linetable))
+            name = read_str(self.mem, L, pointer(L.code_qualname or L.code_name))
+            filename = read_str(self.mem, L, pointer(L.code_filename))
+            table = read_bytes(self.mem, L, pointer(L.code_linetable))
         except OSError:
             return None
         if name is None or filename is None or table is None:
