@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 from .. import pyframes_layouts as pl
 from ..model import Frame, Sample, StackProfile
+from ..runner import raise_pending, signals_deferred
 from ..stacktools import StackSession
 from ..stacks import DELIMITER, MISSED_USER, stack_missed, stack_path
 from .code import CodeReader
@@ -150,7 +151,12 @@ class PythonFrames:
             if self.due:
                 timeout_ms = max(0, min(timeout_ms,
                                         int((self.due[0][0] - time.monotonic()) * 1000)))
-            inner(timeout_ms)
+            # Signals only recorded while C runs the callbacks: one raised between
+            # two of them (outside any Python try) would be printed and dropped by
+            # ctypes, and a system-wide run makes thousands of callbacks at start.
+            with signals_deferred([]) as pending:
+                inner(timeout_ms)
+            raise_pending(pending)
             if self.interrupted:
                 raise self.interrupted.pop()
             now = time.monotonic()
