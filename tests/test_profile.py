@@ -127,7 +127,8 @@ def test_missing_command_is_a_clear_error():
 @pytest.mark.root
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_system_wide_run_prints_stacks_and_detaches(workload, sig):
-    spinner = subprocess.Popen([workload, "spin", "3"])
+    # spins until killed below: the tool may take seconds to be ready on a loaded machine
+    spinner = subprocess.Popen([workload, "spin", "60"])
     try:
         with Tool("profile", "-F", "199", "-f") as tool:
             time.sleep(0.5)
