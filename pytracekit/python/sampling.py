@@ -208,10 +208,13 @@ class PythonFrames:
             comm = key.comm.decode(errors="replace")
             path: list[Frame] = [Frame(comm, "process")] if include_comm else []
             if user:
+                # issue 12's in-kernel unwinder adds user_stack_hash to the key
+                unwound = {"user_stack_hash": key.user_stack_hash} \
+                    if hasattr(key, "user_stack_hash") else {}
                 native = [MISSED_USER] if missing and stack_missed(key.user_stack_id) else \
                     stack_path(symbolizer, stack_map, pid=key.pid,
                                user_stack_id=key.user_stack_id, kernel_stack_id=-14,
-                               user=True, kernel=False)
+                               user=True, kernel=False, **unwound)
                 merged, dropped = merge(native, python)
                 self.dropped_native += v.value if dropped else 0
                 path += merged
