@@ -9,6 +9,7 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
   loop S     outer -> inner, a pure-Python loop, for S seconds of CPU time
   threads S  two threads busy in spin_a and spin_b for S seconds
   deep S [N] recurse N (default 100) levels, then busy in bottom for S seconds
+  zlib S     compress_it: zlib.compress (C, libz's deflate) in a loop for S seconds
 """
 import faulthandler
 import json
@@ -101,6 +102,15 @@ def two_threads(seconds):
         t.join()
 
 
+def compress_it(seconds):
+    import os
+    import zlib
+    data = os.urandom(1 << 16) * 16
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        zlib.compress(data, 9)
+
+
 def bottom(seconds):
     end = time.process_time() + seconds
     total = 0
@@ -125,5 +135,7 @@ if __name__ == "__main__":
         outer(seconds)
     elif mode == "threads":
         two_threads(seconds)
+    elif mode == "zlib":
+        compress_it(seconds)
     elif mode == "deep":
         recurse(int(sys.argv[3]) if len(sys.argv) > 3 else 100, seconds)

@@ -163,3 +163,24 @@ def test_a_process_that_execs_python_gets_python_frames():
              if [function(f) for f in py_frames(s)] == ["<module>", "outer", "inner"])
     assert shell >= 5, res.stderr          # sh ran long enough to be sampled and checked
     assert total >= 100 and ok >= 0.9 * total, (ok, total, res.stderr)
+
+
+@pytest.mark.root
+def test_c_extension_call_has_its_python_caller_root_ward():
+    """zlib.compress: `compress_it` then native frames down to libz's deflate.
+    Needs every _PyEval_EvalFrameDefault frame, i.e. issue 12's in-kernel CFI
+    unwinder (design section 7); with frame pointers alone the leaf is unnamed."""
+    if "--unwind" not in pytracekit("profile", "--help").stdout:
+        pytest.skip("needs issue 12's in-kernel CFI unwinder (profile --unwind)")
+    stacks, err = profiled("debian-3.11", "zlib", "2")
+    total = sum(s["value"] for s in stacks)
+    ok = 0
+    for s in stacks:
+        frames = [f["name"] for f in s["frames"]]
+        if "deflate" in frames and "compress_it (python_target.py:" + str(
+                line_of("zlib.compress(data, 9)", "compress_it(seconds)")) + ")" in frames:
+            i = frames.index(next(f for f in frames if f.startswith("compress_it (")))
+            assert frames.index("deflate") > i, frames       # Python caller root-ward
+            assert [function(f) for f in py_frames(s)] == ["<module>", "compress_it"], frames
+            ok += s["value"]
+    assert ok >= 0.8 * total and total >= 100, (ok, total, err)
