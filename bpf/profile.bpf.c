@@ -2,19 +2,35 @@
  * count them in the kernel, keyed by (pid, user stack, kernel stack, comm).
  *
  * Parameters: INCLUDE_IDLE, and those of ptk_stacks.h (SELECT_BY,
- * FOLLOW_FORKS, EXEC_PID, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...) and
- * CFI_UNWIND (ptk_unwind.h: user stacks unwound in the kernel from CFI tables).
+ * FOLLOW_FORKS, EXEC_PID, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...);
+ * CFI_UNWIND (ptk_unwind.h: user stacks unwound in the kernel from CFI tables);
+ * PYTHON_STACKS: samples of CPython threads are counted in py_counts with
+ * their Python stack's id (ptk_python.h), the others in counts as before.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_unwind.h"
 #include "ptk_stacks.h"
 
+#ifndef PYTHON_STACKS
+#define PYTHON_STACKS 0
+#endif
+
 #ifndef INCLUDE_IDLE
 #define INCLUDE_IDLE 0
 #endif
 
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
+
+#if PYTHON_STACKS
+#include "ptk_python.h"
+/* the sample key plus the Python stack, kept apart from struct ptk_stack_key */
+struct ptk_py_sample_key {
+    struct ptk_stack_key key;
+    u64 py_stack_id;
+};
+BPF_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);
+#endif
 
 int on_cpu_sample(struct bpf_perf_event_data *ctx)
 {
@@ -31,7 +47,20 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
     struct ptk_stack_key key = {};
     ptk_current_stack(&key, ctx);
     key.tid = 0;   /* aggregate per process, as BCC's profile does */
-    u64 zero = 0, *count = counts.lookup_or_try_init(&key, &zero);
+    u64 zero = 0, *count;
+#if PYTHON_STACKS
+    u64 py_stack_id = tid ? ptk_python_stack(tgid, tid) : 0;
+    if (py_stack_id) {
+        struct ptk_py_sample_key py_key = {.key = key, .py_stack_id = py_stack_id};
+        count = py_counts.lookup_or_try_init(&py_key, &zero);
+        if (count)
+            __sync_fetch_and_add(count, 1);
+        else
+            ptk_count_loss(PTK_MAP_FULL);
+        return 0;
+    }
+#endif
+    count = counts.lookup_or_try_init(&key, &zero);
     if (count)
         __sync_fetch_and_add(count, 1);
     else

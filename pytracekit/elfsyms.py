@@ -101,6 +101,32 @@ class ElfImage:
                 out.append((value, size, strs[st_name:end].decode(errors="replace")))
         return out
 
+    def symbols(self, wanted: set[str]) -> dict[str, tuple[int, int]]:
+        """name -> (address, size) of the wanted defined symbols of any type
+        (data objects such as CPython's _PyRuntime too), .symtab and .dynsym."""
+        out: dict[str, tuple[int, int]] = {}
+        for sec in self.sections:
+            if sec.type not in (SHT_SYMTAB, SHT_DYNSYM) or sec.link >= len(self.sections):
+                continue
+            strtab = self.sections[sec.link]
+            strs = self.data[strtab.offset:strtab.offset + strtab.size]
+            body = self.data[sec.offset:sec.offset + sec.size]
+            for st_name, _info, _other, shndx, value, size in _SYM.iter_unpack(
+                    body[:len(body) - len(body) % _SYM.size]):
+                if shndx == 0 or not value:
+                    continue
+                name = strs[st_name:strs.find(b"\0", st_name)].decode(errors="replace")
+                if name in wanted:
+                    out[name] = (value, size)
+        return out
+
+    def read_vaddr(self, vaddr: int, size: int) -> bytes | None:
+        """`size` bytes stored in the file at a link-time address (initialised data)."""
+        for off, start, filesz in self.segments:
+            if start <= vaddr and vaddr + size <= start + filesz:
+                return bytes(self.data[off + vaddr - start:off + vaddr - start + size])
+        return None
+
     def build_id(self) -> str:
         for sec in self.sections:
             if sec.type != SHT_NOTE:

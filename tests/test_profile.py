@@ -127,9 +127,8 @@ def test_missing_command_is_a_clear_error():
 @pytest.mark.root
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_system_wide_run_prints_stacks_and_detaches(workload, sig):
-    # spins long enough for a slow start (the CFI unwinder adds ~1 s of compile and
-    # verification on a loaded machine); killed below
-    spinner = subprocess.Popen([workload, "spin", "10"])
+    # spins until killed below: the tool may take seconds to be ready on a loaded machine
+    spinner = subprocess.Popen([workload, "spin", "60"])
     try:
         with Tool("profile", "-F", "199", "-f") as tool:
             time.sleep(0.5)

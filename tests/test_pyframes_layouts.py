@@ -14,7 +14,6 @@ An interpreter that is not installed is skipped with the reason.
 from __future__ import annotations
 
 import functools
-import glob
 import json
 import os
 import re
@@ -28,39 +27,11 @@ import pytest
 from pytracekit import pyframes_layouts as pl
 from pytracekit.elfsyms import ElfImage, map_file
 
+from pythons import DEBIAN_PY311, need_pyenv
+
 HERE = Path(__file__).parent
 SELFCHECK = HERE / "pyframes_selfcheck.py"
-DEBIAN_PY311 = "/usr/bin/python3.11"
 MINORS = sorted(pl.LAYOUTS)
-
-
-def _pyenv_root() -> str:
-    if shutil.which("pyenv"):
-        out = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    return os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-
-
-@functools.lru_cache(maxsize=None)
-def _pyenv_install(minor: int) -> tuple[str, str] | None:
-    """(python executable, file carrying the DWARF) of the newest pyenv 3.<minor>.*."""
-    found = sorted(glob.glob(f"{_pyenv_root()}/versions/3.{minor}.*"),
-                   key=lambda p: [int(x) for x in re.findall(r"\d+", os.path.basename(p))])
-    found = [p for p in found if re.fullmatch(rf"3\.{minor}\.\d+", os.path.basename(p))]
-    if not found:
-        return None
-    root = found[-1]
-    exe = f"{root}/bin/python3.{minor}"
-    libs = glob.glob(f"{root}/lib/libpython3.{minor}*.so.1.0")
-    return (exe, libs[0] if libs else exe) if os.path.exists(exe) else None
-
-
-def _need_pyenv(minor: int) -> tuple[str, str]:
-    inst = _pyenv_install(minor)
-    if inst is None:
-        pytest.skip(f"no pyenv CPython 3.{minor} under {_pyenv_root()}/versions")
-    return inst
 
 
 def _gdb(binary: str, commands: list[str]) -> str:
@@ -96,7 +67,7 @@ def _dwarf_values(binary: str, minor: int) -> dict[str, int]:
 
 @pytest.mark.parametrize("minor", [m for _, m in MINORS])
 def test_offsets_match_dwarf(minor):
-    _, binary = _need_pyenv(minor)
+    _, binary = need_pyenv(minor)
     layout = pl.LAYOUTS[(3, minor)]
     got = _dwarf_values(binary, minor)
     wrong = {name: (getattr(layout, name), got.get(name, "absent in DWARF"))
@@ -110,7 +81,7 @@ def test_offsets_match_dwarf(minor):
 
 @pytest.mark.parametrize("minor", [m for _, m in MINORS])
 def test_unicode_state_bits_and_frame_owner(minor):
-    _, binary = _need_pyenv(minor)
+    _, binary = need_pyenv(minor)
     got = _dwarf_values(binary, minor)
     assert (got.get("bit_kind"), got.get("width_kind")) == (pl.UNICODE_KIND_SHIFT, 3)
     assert (got.get("bit_compact"), got.get("bit_ascii")) == (pl.UNICODE_COMPACT_BIT,
@@ -122,7 +93,7 @@ def test_unicode_state_bits_and_frame_owner(minor):
 
 
 def test_313_debug_offsets_match_table():
-    _, binary = _need_pyenv(13)
+    _, binary = need_pyenv(13)
     text = _dwarf_values(binary, 13).get("debug_offsets_text")
     assert text, f"gdb printed no _PyRuntime.debug_offsets for {binary}"
     assert 'cookie = "xdebugpy"' in text
@@ -178,7 +149,7 @@ def _check_walk(result: dict, minor: int) -> None:
 
 @pytest.mark.parametrize("minor", [m for _, m in MINORS])
 def test_live_walk_pyenv(minor):
-    python, _ = _need_pyenv(minor)
+    python, _ = need_pyenv(minor)
     result = _selfcheck(python, minor)
     _check_walk(result["main"], minor)
     _check_walk(result["thread"], minor)
@@ -200,7 +171,7 @@ def test_debian_python311_runtime_size_matches_pyenv_311():
     """Stripped, but .dynsym keeps _PyRuntime's size: same struct as 3.11.7's DWARF says."""
     if not os.path.exists(DEBIAN_PY311) or not shutil.which("readelf"):
         pytest.skip(f"needs {DEBIAN_PY311} and readelf")
-    _, binary = _need_pyenv(11)
+    _, binary = need_pyenv(11)
     syms = subprocess.run(["readelf", "-W", "--dyn-syms", DEBIAN_PY311],
                           capture_output=True, text=True).stdout
     size = re.search(r"\s(0x[0-9a-f]+|\d+) OBJECT\s+GLOBAL\s+DEFAULT\s+\d+ _PyRuntime$", syms, re.M)

@@ -60,6 +60,17 @@ def test_colours_tell_kinds_apart_and_stay_stable_per_name():
     assert frame_fill("spin_inner", "kernel") != by["spin_inner"].fill
 
 
+def test_python_frames_are_lime_apart_from_every_native_kind():
+    profile = StackProfile([Sample((Frame("python3", "process"), Frame("main (app.py:3)", "python"),
+                                    Frame("PyObject_Free")), 5)])
+    by = rects_by_name(layout(profile))
+    r, g, b = rgb(by["main (app.py:3)"].fill)
+    assert g > 190 and b < 100 and r < 190, "python frames are lime"
+    for name in ("spin_inner", "handler (app.py:14)", "x"):
+        fills = {frame_fill(name, kind) for kind in ("user", "kernel", "jit", "process", "python")}
+        assert len(fills) == 5
+
+
 def test_tiny_frames_are_left_out_but_still_counted_in_their_parents():
     profile = spin_profile()
     profile.samples.append(Sample((Frame("workload", "process"), Frame("rare")), 1))

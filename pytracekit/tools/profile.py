@@ -7,10 +7,12 @@ in the kernel, so only distinct stacks cross to user space at the end.
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
 from .. import options, stacktools
+from ..python import sampling as pysampling
 from ..errors import NotFoundError, UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..runner import announce, run_until_done
@@ -22,9 +24,12 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
           command: tuple[str, ...] = (), frequency: int | None = 49, period: int | None = None,
           user_only: bool = False, kernel_only: bool = False, include_idle: bool = False,
           cpu: int = -1, stack_storage_size: int = 16384, delimited: bool = False,
-          annotate: bool = False, unwind: str = "dwarf") -> stacktools.StackSession:
+          annotate: bool = False, unwind: str = "dwarf",
+          python: bool = False) -> stacktools.StackSession:
     """Compile, attach and start sampling; a command is held until
-    run_until_done releases it."""
+    run_until_done releases it. `python`: CPython 3.8-3.13 processes get their
+    Python frames (pytracekit/python), found per process as they are sampled;
+    the profile command turns it on by default, record and cprofile do not yet."""
     if user_only and kernel_only:
         raise UsageError("-U and -K exclude each other: give at most one")
     if period is None and not frequency:
@@ -38,6 +43,9 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
                    KERNEL_STACKS=not user_only, STACK_STORAGE_SIZE=stack_storage_size,
                    CFI_UNWIND=unwind == "dwarf" and not kernel_only,
                    USTACKS_SIZE=stack_storage_size)
+    python = python and not kernel_only
+    if python:
+        defines.update(pysampling.defines())
     rate = {"sample_period": period} if period else {"sample_freq": frequency}
     prog, symbolizer, poll = stacktools.launch(
         "profile", defines, target, selected,
@@ -46,12 +54,18 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     meta = {"tool": "profile", "frequency": str(frequency or 0), "period": str(period or 0)}
     if command:
         meta["command"] = " ".join(command)
-    return stacktools.StackSession(
+    extra: dict = {}
+    session_class = stacktools.StackSession
+    if python:
+        frames = pysampling.PythonFrames(prog)
+        poll = frames.poll(poll)
+        session_class, extra = pysampling.PythonStackSession, {"python": frames}
+    return session_class(
         prog, target, symbolizer, poll,
         dict(user=not kernel_only, kernel=not user_only, delimit=delimited, missing=True,
              annotate=annotate),
         meta, value_type="samples", unit="count",
-        period=period if period else int(1e9 / frequency))
+        period=period if period else int(1e9 / frequency), **extra)
 
 
 @click.command("profile", cls=stacktools.CommandAfterDashes,
@@ -73,6 +87,8 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 @click.option("-a", "--annotations", "annotate", is_flag=True,
               help="Add _[k] to kernel frames.")
 @click.option("-I", "--include-idle", is_flag=True, help="Include CPU idle stacks.")
+@click.option("--python/--no-python", "python", default=True, show_default=True,
+              help="Show Python frames of CPython 3.8-3.13 processes (found per process).")
 @options.folded_option("-f")
 @click.option("--stack-storage-size",
               type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384, show_default=True,
@@ -90,8 +106,8 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 @options.standard
 @click.pass_context
 def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, kernel_only,
-            frequency, period, delimited, annotate, include_idle, folded, stack_storage_size,
-            unwind, cpu, top, duration, as_json, output, fmt) -> None:
+            frequency, period, delimited, annotate, include_idle, python, folded,
+            stack_storage_size, unwind, cpu, top, duration, as_json, output, fmt) -> None:
     """Profile CPU usage by sampling stack traces at a timed interval.
 
     \b
@@ -112,7 +128,8 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
     session = start(pids=pids, tids=tids, command=command, frequency=frequency, period=period,
                     user_only=user_only, kernel_only=kernel_only, include_idle=include_idle,
                     cpu=-1 if cpu is None else cpu, stack_storage_size=stack_storage_size,
-                    delimited=delimited, annotate=annotate, unwind=unwind)
+                    delimited=delimited, annotate=annotate, unwind=unwind, python=python)
+    note = ""
     try:
         if not (folded or as_json):
             rate = f"every {period} events" if period else f"at {frequency} Hertz"
@@ -120,9 +137,13 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
                                              user_only, kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
+        if isinstance(session, pysampling.PythonStackSession):
+            note = session.summary_line()
     finally:
         session.close()
     stacktools.print_profile("profile", profile, folded=folded, as_json=as_json, top=top)
+    if note:
+        print(note, file=sys.stderr)
     if output:
         stacktools.write_output(profile, output, fmt, tool="profile")
 

@@ -1,0 +1,277 @@
+/* Python (CPython 3.8-3.13) stacks of the sampled thread, walked in BPF:
+ * fs base -> the PyThreadState whose thread_id equals it (over every
+ * interpreter's thread list) -> frame chain -> (code object, instruction byte
+ * offset) per frame. No strings here: user space names the code objects
+ * (pytracekit/python). Design: docs/design/python-frames.md sections 4-5.
+ *
+ * Per process, user space writes the runtime address and the layout (offsets
+ * in pyframes_layouts.FIELDS order, PYL_<FIELD> indices) into py_procs: one
+ * program serves every version, the control flow follows which offsets are
+ * present (PY_ABSENT otherwise). A process seen for the first time gets a
+ * pending entry and is announced on py_events; until user space says it is
+ * Python its samples carry native frames only.
+ *
+ * Parameters (from pytracekit/python/bpf.py): PY_NFIELDS, PYL_*, PY_ABSENT,
+ * PY_STACKS_SIZE. Stats in py_stats (PY_STAT_*), read by user space.
+ */
+#ifndef PTK_PYTHON_H
+#define PTK_PYTHON_H
+
+#ifndef PY_STACKS_SIZE
+#define PY_STACKS_SIZE 4096
+#endif
+#define PY_MAX_FRAMES 128      /* recorded; deeper stacks are counted in `truncated` */
+#define PY_MAX_VISITS 160      /* frames visited for them (3.12+ shim frames are skipped) */
+#define PY_MAX_EXTRA 1024      /* frames counted beyond the recorded ones */
+#define PY_MAX_THREAD_VISITS 128   /* thread states looked at, all interpreters */
+#define PY_BLOCK 128           /* one read per frame covers every field used (<= 112) */
+#define PY_OWNED_BY_CSTACK 3   /* 3.12+ shim frame: one _PyEval_EvalFrameDefault entry */
+#define PY_FRAME_BOUNDARY 1    /* flags: outermost frame of one eval call */
+
+enum ptk_py_state { PY_PENDING = 0, PY_PYTHON = 1, PY_NOT_PYTHON = 2 };
+enum ptk_py_stat {
+    PY_STAT_STACKS = 0,      /* samples given a Python stack */
+    PY_STAT_NO_TSTATE = 1,   /* Python process, no thread state for this thread */
+    PY_STAT_READ_FAULT = 2,  /* a frame could not be read: the stack ends there */
+    PY_STAT_PENDING = 3,     /* samples before user space registered the process */
+    PY_STAT_MAP_FULL = 4,    /* py_stacks had no room: native frames only */
+    PY_STAT_SLOTS = 5,
+};
+enum ptk_py_event_kind { PY_EVENT_PROCESS = 0, PY_EVENT_STACK = 1 };
+
+struct ptk_py_proc {
+    u64 runtime;             /* address of _PyRuntime */
+    u64 mm;                  /* task->mm when announced: an exec makes a new one */
+    u16 layout[PY_NFIELDS];
+    u16 block_start;         /* the frame fields used: [start, start + len) */
+    u16 block_len;
+    u8 minor;
+    u8 state;                /* enum ptk_py_state */
+};
+
+struct ptk_py_frame {
+    u64 code;
+    s32 offset;              /* instruction byte offset; -2 possible on 3.11+ entry */
+    u32 flags;
+};
+
+struct ptk_py_stack {
+    u32 pid;
+    u16 depth;
+    u16 pad;
+    u32 truncated;           /* frames beyond PY_MAX_FRAMES (counted up to PY_MAX_EXTRA) */
+    u32 pad2;
+    struct ptk_py_frame frames[PY_MAX_FRAMES];
+};
+
+struct ptk_py_scratch {
+    struct ptk_py_stack stack;
+    u8 block[PY_BLOCK + 24];   /* field reads are masked to & 127: an 8-byte read stays inside */
+};
+
+struct ptk_py_event {
+    u32 kind;
+    u32 pid;
+    u64 stack_id;
+};
+
+BPF_HASH(py_procs, u32, struct ptk_py_proc, 8192);
+BPF_TABLE("lru_hash", u32, u64, py_tstates, 16384);         /* tid -> its PyThreadState */
+BPF_HASH(py_stacks, u64, struct ptk_py_stack, PY_STACKS_SIZE);
+BPF_PERCPU_ARRAY(py_scratch, struct ptk_py_scratch, 1);
+BPF_PERCPU_ARRAY(py_stats, u64, PY_STAT_SLOTS);
+BPF_RINGBUF_OUTPUT(py_events, 16);
+
+PTK_INLINE void ptk_py_stat(u32 slot)
+{
+    u64 *value = py_stats.lookup(&slot);
+    if (value)
+        (*value)++;
+}
+
+PTK_INLINE u64 ptk_py_u64(u64 addr)
+{
+    u64 v = 0;
+    bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+    return v;
+}
+
+PTK_INLINE void ptk_py_event(u32 kind, u32 pid, u64 stack_id)
+{
+    struct ptk_py_event *e = py_events.ringbuf_reserve(sizeof(*e));
+    if (!e)
+        return;   /* user space reads a missed stack at the end instead */
+    e->kind = kind;
+    e->pid = pid;
+    e->stack_id = stack_id;
+    py_events.ringbuf_submit(e, 0);
+}
+
+#define PYL(proc, f) ((u64)(proc)->layout[PYL_##f])
+#define PY_HAS(proc, f) ((proc)->layout[PYL_##f] != PY_ABSENT)
+/* a field of the frame block read last */
+#define PY_BLK(s, proc, type, f) \
+    (*(type *)((s)->block + ((PYL(proc, f) - (proc)->block_start) & 127)))
+
+/* The process's entry; a new (or exec'd) process gets a pending one and is
+ * announced. NULL unless user space found CPython in it. */
+PTK_INLINE struct ptk_py_proc *ptk_py_process(u32 pid)
+{
+    u64 mm = 0;
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    bpf_probe_read_kernel(&mm, sizeof(mm),
+                          (void *)task + __builtin_offsetof(struct task_struct, mm));
+    struct ptk_py_proc *proc = py_procs.lookup(&pid);
+    if (proc && proc->mm == mm) {
+        if (proc->state == PY_PYTHON)
+            return proc;
+        if (proc->state == PY_PENDING)
+            ptk_py_stat(PY_STAT_PENDING);
+        return 0;
+    }
+    struct ptk_py_proc fresh = {};
+    fresh.mm = mm;
+    if (py_procs.update(&pid, &fresh) == 0)   /* full: no announcement flood */
+        ptk_py_event(PY_EVENT_PROCESS, pid, 0);
+    ptk_py_stat(PY_STAT_PENDING);
+    return 0;
+}
+
+/* The thread state whose thread_id is `fsbase`: the cached one if it still
+ * says so (a freed state can be reused), else a walk over every interpreter. */
+PTK_INLINE u64 ptk_py_tstate(struct ptk_py_proc *proc, u32 tid, u64 fsbase)
+{
+    u64 *cached = py_tstates.lookup(&tid);
+    if (cached && *cached && ptk_py_u64(*cached + PYL(proc, TSTATE_THREAD_ID)) == fsbase)
+        return *cached;
+    u64 interp = ptk_py_u64(proc->runtime + PYL(proc, RUNTIME_INTERPRETERS_HEAD));
+    u64 ts = 0, found = 0;
+    bool first = true;
+    for (int i = 0; i < PY_MAX_THREAD_VISITS; i++) {
+        if (!interp)
+            break;
+        if (first) {
+            ts = ptk_py_u64(interp + PYL(proc, INTERP_THREADS_HEAD));
+            first = false;
+        }
+        if (!ts) {
+            interp = ptk_py_u64(interp + PYL(proc, INTERP_NEXT));
+            first = true;
+            continue;
+        }
+        if (ptk_py_u64(ts + PYL(proc, TSTATE_THREAD_ID)) == fsbase) {
+            found = ts;
+            break;
+        }
+        ts = ptk_py_u64(ts + PYL(proc, TSTATE_NEXT));
+    }
+    if (found)
+        py_tstates.update(&tid, &found);
+    return found;
+}
+
+/* Hash of the recorded part of a stack (FNV-1a over its words); never 0. */
+PTK_INLINE u64 ptk_py_hash(struct ptk_py_stack *s)
+{
+    u64 h = 0xcbf29ce484222325ULL ^ s->pid ^ ((u64)s->truncated << 32) ^ ((u64)s->depth << 48);
+    for (int i = 0; i < PY_MAX_FRAMES; i++) {
+        if (i >= s->depth)
+            break;
+        u32 j = i;
+        asm volatile("" : "+r"(j));   /* keep the mask: clang would drop it and the verifier needs it */
+        struct ptk_py_frame *f = &s->frames[j & (PY_MAX_FRAMES - 1)];
+        h = (h ^ f->code) * 0x100000001b3ULL;
+        h = (h ^ ((u64)(u32)f->offset << 32 | f->flags)) * 0x100000001b3ULL;
+    }
+    return h ? h : 1;
+}
+
+/* The current thread's Python stack stored in py_stacks; its id, or 0 when
+ * the process is not (yet) Python or the thread has no Python state. */
+PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
+{
+    struct ptk_py_proc *proc = ptk_py_process(pid);
+    if (!proc)
+        return 0;
+    u64 fsbase = 0;
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    bpf_probe_read_kernel(&fsbase, sizeof(fsbase),
+                          (void *)task + __builtin_offsetof(struct task_struct, thread.fsbase));
+    u64 ts = ptk_py_tstate(proc, tid, fsbase);
+    if (!ts) {
+        ptk_py_stat(PY_STAT_NO_TSTATE);
+        return 0;
+    }
+    u64 frame;
+    if (PY_HAS(proc, TSTATE_CFRAME))      /* 3.11, 3.12 */
+        frame = ptk_py_u64(ptk_py_u64(ts + PYL(proc, TSTATE_CFRAME)) +
+                           PYL(proc, CFRAME_CURRENT_FRAME));
+    else                                  /* 3.8-3.10 frame, 3.13 current_frame */
+        frame = ptk_py_u64(ts + PYL(proc, TSTATE_FRAME));
+
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s)
+        return 0;
+    bool has_lasti = PY_HAS(proc, FRAME_LASTI), has_owner = PY_HAS(proc, FRAME_OWNER);
+    bool has_entry = PY_HAS(proc, FRAME_IS_ENTRY);
+    u64 adaptive = PYL(proc, CODE_ADAPTIVE);
+    /* The counts live in the map value, not in registers: the verifier then
+     * does not track each (iteration, depth) pair apart, which would multiply
+     * the states it explores (shim frames make depth lag the iteration). */
+    struct ptk_py_stack *st = &s->stack;
+    st->depth = 0;
+    st->truncated = 0;
+    for (int i = 0; i < PY_MAX_VISITS; i++) {
+        if (!frame || st->depth >= PY_MAX_FRAMES)
+            break;
+        u32 len = proc->block_len & (PY_BLOCK - 1);   /* <= PY_BLOCK by construction */
+        if (bpf_probe_read_user(s->block, len, (void *)(frame + proc->block_start))) {
+            ptk_py_stat(PY_STAT_READ_FAULT);
+            frame = 0;
+            break;
+        }
+        u64 code = PY_BLK(s, proc, u64, FRAME_CODE);
+        u64 previous = PY_BLK(s, proc, u64, FRAME_PREVIOUS);
+        frame = previous;
+        if (has_owner && PY_BLK(s, proc, u8, FRAME_OWNER) == PY_OWNED_BY_CSTACK) {
+            /* a shim frame: the frame before it was an eval call's outermost */
+            if (st->depth > 0)
+                st->frames[(st->depth - 1) & (PY_MAX_FRAMES - 1)].flags |= PY_FRAME_BOUNDARY;
+            continue;
+        }
+        struct ptk_py_frame *f = &st->frames[st->depth & (PY_MAX_FRAMES - 1)];
+        f->code = code;
+        if (has_lasti) {      /* 3.8-3.10: one eval call per frame; 3.10 counts code units */
+            s32 lasti = PY_BLK(s, proc, s32, FRAME_LASTI);
+            f->offset = proc->minor == 10 ? lasti * 2 : lasti;
+            f->flags = PY_FRAME_BOUNDARY;
+        } else {
+            f->offset = (s32)(PY_BLK(s, proc, u64, FRAME_INSTR_PTR) - (code + adaptive));
+            f->flags = has_entry && PY_BLK(s, proc, u8, FRAME_IS_ENTRY) ? PY_FRAME_BOUNDARY : 0;
+        }
+        st->depth++;
+    }
+    for (int i = 0; i < PY_MAX_EXTRA; i++) {
+        if (!frame)
+            break;
+        if (!has_owner || (u8)ptk_py_u64(frame + PYL(proc, FRAME_OWNER)) != PY_OWNED_BY_CSTACK)
+            st->truncated++;
+        frame = ptk_py_u64(frame + PYL(proc, FRAME_PREVIOUS));
+    }
+    if (!st->depth)
+        return 0;
+    st->pid = pid;
+    u64 id = ptk_py_hash(&s->stack);
+    if (!py_stacks.lookup(&id)) {
+        if (py_stacks.update(&id, st)) {
+            ptk_py_stat(PY_STAT_MAP_FULL);
+            return 0;
+        }
+        ptk_py_event(PY_EVENT_STACK, pid, id);
+    }
+    ptk_py_stat(PY_STAT_STACKS);
+    return id;
+}
+
+#endif /* PTK_PYTHON_H */

@@ -1,0 +1,105 @@
+"""(code object address, instruction offset) -> `qualname (file:line)`, from
+the process's memory, cached per (pid, code address).
+
+A code address is only meaningful while the object lives: a freed one can be
+reused by another function. So each cache entry keeps a fingerprint (the
+object's type, name, file and line-table pointers and first line, one read)
+that `check()` compares again when the address shows up in a new stack;
+a different fingerprint means a different code object and it is read anew.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+from .linetable import decoder_for
+from .memory import ProcessMemory, read_bytes, read_str
+from .runtime import PyProcess
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    name: str          # co_qualname (3.11+), else co_name
+    filename: str
+    firstlineno: int
+    linetable: bytes
+    fingerprint: bytes
+
+    @property
+    def basename(self) -> str:
+        return self.filename.rsplit("/", 1)[-1]
+
+
+class CodeReader:
+    """Names and lines of one process's code objects."""
+
+    def __init__(self, proc: PyProcess) -> None:
+        self.proc = proc
+        self.layout = proc.layout
+        self.mem = ProcessMemory(proc.pid)
+        self.codes: dict[int, Optional[CodeInfo]] = {}
+        self._line = decoder_for(proc.version[1])
+        L = self.layout
+        fields = [L.object_type, L.code_filename, L.code_name, L.code_linetable,
+                  L.code_firstlineno] + ([L.code_qualname] if L.code_qualname else [])
+        self._head = max(fields) + 8   # one read covers every field used
+
+    def _fingerprint(self, head: bytes) -> bytes:
+        L = self.layout
+        parts = [L.object_type, L.code_filename, L.code_name, L.code_linetable]
+        return b"".join(head[o:o + 8] for o in parts) + head[L.code_firstlineno:L.code_firstlineno + 4]
+
+    def _read(self, code: int) -> Optional[CodeInfo]:
+        L = self.layout
+        try:
+            head = self.mem.read(code, self._head)
+
+            def pointer(offset: int) -> int:
+                return struct.unpack_from("<Q", head, offset)[0]
+
+            if self.proc.code_type and pointer(L.object_type) != self.proc.code_type:
+                return None    # not (or no longer) a code object
+            name = read_str(self.mem, L, pointer(L.code_qualname or L.code_name))
+            filename = read_str(self.mem, L, pointer(L.code_filename))
+            table = read_bytes(self.mem, L, pointer(L.code_linetable))
+        except OSError:
+            return None
+        if name is None or filename is None or table is None:
+            return None
+        first = struct.unpack_from("<i", head, L.code_firstlineno)[0]
+        return CodeInfo(name, filename, first, table, self._fingerprint(head))
+
+    def info(self, code: int) -> Optional[CodeInfo]:
+        """The cached code object at `code`, read on first use."""
+        if code not in self.codes:
+            self.codes[code] = self._read(code)
+        return self.codes[code]
+
+    def check(self, code: int) -> Optional[CodeInfo]:
+        """Like info(), but re-validates a cached entry against the live object
+        (when the address is seen in a new stack: it may have been reused)."""
+        cached = self.codes.get(code)
+        if cached is not None:
+            try:
+                head = self.mem.read(code, self._head)
+            except OSError:
+                return cached          # gone: keep what we read while it lived
+            if self._fingerprint(head) == cached.fingerprint:
+                return cached
+            del self.codes[code]
+        return self.info(code)
+
+    def line(self, info: CodeInfo, offset: int) -> Optional[int]:
+        return self._line(info.linetable, info.firstlineno, max(offset, 0))
+
+    def describe(self, code: int, offset: int) -> Optional[str]:
+        """`qualname (file.py:LINE)`, or None when the code object cannot be read."""
+        info = self.info(code)
+        if info is None:
+            return None
+        line = self.line(info, offset)
+        return f"{info.name} ({info.basename}:{line if line is not None else '?'})"
+
+    def close(self) -> None:
+        self.mem.close()

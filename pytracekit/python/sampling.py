@@ -1,0 +1,277 @@
+"""The user-space half of bpf/ptk_python.h for a stack tool: registers
+CPython processes in py_procs as BPF announces them, names each new Python
+stack while its process lives (code objects can be freed and their addresses
+reused, so names are read early), and turns py_counts into samples whose
+Python frames are merged into the native ones (merge.py)."""
+from __future__ import annotations
+
+import ctypes
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .. import pyframes_layouts as pl
+from ..model import Frame, Sample, StackProfile
+from ..runner import raise_pending, signals_deferred
+from ..stacktools import StackSession
+from ..stacks import DELIMITER, MISSED_USER, stack_missed, stack_path
+from .code import CodeReader
+from .merge import merge
+from .runtime import PyProcess, Unsupported, find, unsupported_line
+
+# states and event kinds as in bpf/ptk_python.h
+PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
+PY_EVENT_PROCESS, PY_EVENT_STACK = 0, 1
+PY_FRAME_BOUNDARY = 1
+GONE_PREFIX = "[python "   # a frame whose code object could not be read: [python 0x7f...]
+STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
+# a process announced at exec may not have mapped libpython yet (ld.so does):
+# checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
+CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
+
+
+class _Event(ctypes.Structure):
+    """struct ptk_py_event"""
+    _fields_ = [("kind", ctypes.c_uint32), ("pid", ctypes.c_uint32),
+                ("stack_id", ctypes.c_uint64)]
+
+
+def defines(stacks_size: int = 4096) -> dict[str, int]:
+    """The -D parameters of ptk_python.h: the layout field indices and sizes."""
+    out = {"PYTHON_STACKS": 1, "PY_NFIELDS": len(pl.FIELDS), "PY_ABSENT": pl.ABSENT,
+           "PY_STACKS_SIZE": stacks_size}
+    out.update({f"PYL_{name.upper()}": i for i, name in enumerate(pl.FIELDS)})
+    return out
+
+
+def frame_block(layout: pl.PyLayout) -> tuple[int, int]:
+    """(start, length) of the bytes of a frame BPF reads in one go: exactly the
+    fields used, since a frame at the top of 3.11+'s frame stack may end just
+    before a page the process never touched (a read cannot fault it in)."""
+    fields = ((layout.frame_previous, 8), (layout.frame_code, 8), (layout.frame_lasti, 4),
+              (layout.frame_instr_ptr, 8), (layout.frame_owner, 1), (layout.frame_is_entry, 1))
+    used = [(off, size) for off, size in fields if off is not None]
+    start = min(off for off, _ in used)
+    length = max(off + size for off, size in used) - start
+    assert length <= 112, "frame fields outside the 112-byte block"
+    return start, length
+
+
+class PythonFrames:
+    """Attach to a loaded program built with defines(); poll() with the tool's poll."""
+
+    def __init__(self, prog: Any, warn: Callable[[str], None] | None = None) -> None:
+        self.prog = prog
+        self.warn = warn or (lambda line: print(line, file=sys.stderr))
+        self.readers: dict[int, Optional[CodeReader]] = {}
+        self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
+        self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
+        self.unsupported: set[str] = set()
+        self.interrupted: list[BaseException] = []
+        # of the last samples(): samples whose root-ward native frames were dropped
+        # (merge), and samples with a code object that could not be read (freed)
+        self.dropped_native = self.gone = 0
+        prog["py_events"].open_ring_buffer(self._on_event)
+
+    # -- processes ------------------------------------------------------------
+
+    def _on_event(self, _ctx: Any, data: int, _size: int) -> int:
+        try:
+            event = ctypes.cast(data, ctypes.POINTER(_Event)).contents
+            kind, pid, stack_id = event.kind, event.pid, event.stack_id
+            if kind == PY_EVENT_PROCESS:        # new, or exec'd: another program now
+                old = self.readers.pop(pid, None)
+                if old:
+                    old.close()
+                self.due = [d for d in self.due if d[1] != pid]   # the old program's checks
+                self._check(pid, 0)
+            elif kind == PY_EVENT_STACK and stack_id not in self.stacks:
+                resolved = self._resolve(stack_id)
+                if resolved:                     # else: tried again when read
+                    self.stacks[stack_id] = resolved
+        except Exception as exc:   # a callback must not raise through ctypes
+            self.warn(f"python frames: {exc}")
+        except BaseException as exc:   # Ctrl-C/SIGTERM: ctypes would drop it; poll raises it
+            self.interrupted.append(exc)
+            return -1                  # libbpf stops consuming
+        return 0
+
+    def _check(self, pid: int, attempt: int) -> None:
+        try:
+            proc = find(pid)
+        except Unsupported as exc:
+            line = unsupported_line(pid, str(exc))
+            if str(exc) not in self.unsupported:      # once per kind of interpreter
+                self.unsupported.add(str(exc))
+                self.warn(line)
+            self._set_state(pid, PY_NOT_PYTHON)
+            return
+        except OSError:
+            return                                     # gone
+        if proc is not None:
+            self._register(proc)
+        elif attempt + 1 < len(CHECK_DELAYS_S):
+            self.due.append((time.monotonic() + CHECK_DELAYS_S[attempt + 1], pid, attempt + 1))
+            self.due.sort()
+        else:
+            self._set_state(pid, PY_NOT_PYTHON)
+
+    def _entry(self, pid: int) -> tuple[Any, Any, Any]:
+        table = self.prog["py_procs"]
+        key = table.Key(pid)
+        try:
+            leaf = table[key]
+        except KeyError:
+            leaf = table.Leaf()
+        return table, key, leaf
+
+    def _set_state(self, pid: int, state: int) -> None:
+        table, key, leaf = self._entry(pid)
+        leaf.state = state
+        table[key] = leaf
+
+    def _register(self, proc: PyProcess) -> None:
+        try:
+            self.readers[proc.pid] = CodeReader(proc)
+        except OSError:
+            return
+        table, key, leaf = self._entry(proc.pid)
+        leaf.runtime = proc.runtime
+        for i, value in enumerate(proc.layout.as_u16()):
+            leaf.layout[i] = value
+        leaf.block_start, leaf.block_len = frame_block(proc.layout)
+        leaf.minor = proc.version[1]
+        leaf.state = PY_PYTHON
+        table[key] = leaf
+
+    def poll(self, inner: Callable[[int], None]) -> Callable[[int], None]:
+        """The tool's poll, also running the scheduled re-checks."""
+        def poll(timeout_ms: int) -> None:
+            if self.due:
+                timeout_ms = max(0, min(timeout_ms,
+                                        int((self.due[0][0] - time.monotonic()) * 1000)))
+            # Signals only recorded while C runs the callbacks: one raised between
+            # two of them (outside any Python try) would be printed and dropped by
+            # ctypes, and a system-wide run makes thousands of callbacks at start.
+            with signals_deferred([]) as pending:
+                inner(timeout_ms)
+            raise_pending(pending)
+            if self.interrupted:
+                raise self.interrupted.pop()
+            now = time.monotonic()
+            while self.due and self.due[0][0] <= now:
+                _, pid, attempt = self.due.pop(0)
+                self._check(pid, attempt)
+        return poll
+
+    # -- stacks ---------------------------------------------------------------
+
+    def _resolve(self, stack_id: int) -> list[tuple[Frame, bool]] | None:
+        """Innermost-first (frame, ends an eval call) of a stored stack; None
+        when it is not stored or its process is unknown."""
+        table = self.prog["py_stacks"]
+        try:
+            st = table[table.Key(stack_id)]
+        except KeyError:
+            return None
+        reader = self.readers.get(st.pid)
+        out = []
+        for i in range(min(st.depth, len(st.frames))):
+            f = st.frames[i]
+            info = reader.check(f.code) if reader else None
+            if info is None:
+                frame = Frame(f"{GONE_PREFIX}{f.code:#x}]", "python", address=f.code)
+            else:
+                line = reader.line(info, f.offset)
+                frame = Frame(f"{info.name} ({info.basename}:{line if line is not None else '?'})",
+                              "python", module=info.filename, address=f.code)
+            out.append((frame, bool(f.flags & PY_FRAME_BOUNDARY)))
+        if st.truncated:
+            out.append((Frame(f"[+{st.truncated} python frames]", "python"), True))
+        return out
+
+    def samples(self, symbolizer: Any, stack_map: Any, *, user: bool = True,
+                kernel: bool = True, delimit: bool = False, missing: bool = False,
+                annotate: bool = False, include_comm: bool = True) -> list[Sample]:
+        """py_counts as samples: comm, user frames with Python merged, [--], kernel."""
+        out = []
+        self.dropped_native = self.gone = 0
+        for k, v in self.prog["py_counts"].items():
+            key = k.key
+            python = self.stacks.get(k.py_stack_id)
+            if python is None:
+                python = self._resolve(k.py_stack_id) or []
+                self.stacks[k.py_stack_id] = python
+            if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
+                self.gone += v.value
+            comm = key.comm.decode(errors="replace")
+            path: list[Frame] = [Frame(comm, "process")] if include_comm else []
+            if user:
+                # issue 12's in-kernel unwinder adds user_stack_hash to the key
+                unwound = {"user_stack_hash": key.user_stack_hash} \
+                    if hasattr(key, "user_stack_hash") else {}
+                native = [MISSED_USER] if missing and stack_missed(key.user_stack_id) else \
+                    stack_path(symbolizer, stack_map, pid=key.pid,
+                               user_stack_id=key.user_stack_id, kernel_stack_id=-14,
+                               user=True, kernel=False, **unwound)
+                merged, dropped = merge(native, python)
+                self.dropped_native += v.value if dropped else 0
+                path += merged
+            if delimit and user and kernel and key.user_stack_id >= 0 and key.kernel_stack_id >= 0:
+                path.append(DELIMITER)
+            if kernel:
+                path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=-14,
+                                   kernel_stack_id=key.kernel_stack_id, user=False,
+                                   kernel=True, missing=missing, annotate=annotate)
+            out.append(Sample(tuple(path), v.value, pid=key.pid, tid=key.tid, comm=comm))
+        return out
+
+    def stats(self) -> dict[str, int]:
+        table = self.prog["py_stats"]
+        return {name: sum(table[table.Key(i)]) for i, name in enumerate(STATS)}
+
+    def summary_line(self) -> str:
+        """One stderr line about Python samples that lost their Python frames."""
+        s = self.stats()
+        lost = {k: s[k] for k in ("no_tstate", "read_fault", "map_full") if s[k]}
+        if not s["stacks"] and not lost:
+            return ""
+        parts = [f"{s['stacks']} samples with Python frames"]
+        parts += [f"{n} {k.replace('_', ' ')}" for k, n in lost.items()]
+        if s["pending"]:
+            parts.append(f"{s['pending']} of processes not yet checked for Python")
+        if self.dropped_native:
+            parts.append(f"{self.dropped_native} with unreliable native frames dropped")
+        if self.gone:
+            parts.append(f"{self.gone} with a code object gone before it was read")
+        return "python: " + ", ".join(parts)
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            if reader:
+                reader.close()
+
+
+@dataclass
+class PythonStackSession(StackSession):
+    """A stack tool's session whose CPython samples carry Python frames."""
+
+    python: Any = None     # PythonFrames
+
+    def samples(self) -> StackProfile:
+        profile = super().samples()
+        before = self.symbolizer.unknown_frames
+        profile.samples += self.python.samples(self.symbolizer, self.prog["stack_traces"],
+                                               **self.read_options)
+        profile.loss.unknown_frames += self.symbolizer.unknown_frames - before
+        return profile
+
+    def summary_line(self) -> str:
+        return self.python.summary_line()
+
+    def close(self) -> None:
+        try:
+            self.python.close()
+        finally:
+            super().close()

@@ -1,0 +1,169 @@
+"""pytracekit.python against real interpreters (no root, no BPF): the runtime
+is found, the user-space walk finds every thread's frames, and the code
+reader names them exactly as the interpreter itself (traceback's view,
+sys._current_frames()) and faulthandler do. Line decoders are checked on every
+instruction of every code object of a stdlib module against co_lines() /
+dis.findlinestarts() of the same interpreter."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pytracekit.python import code, linetable, runtime, walk
+
+from pythons import INTERPRETERS, need_pyenv, need_python
+
+TARGET = str(Path(__file__).parent / "python_target.py")
+
+
+@pytest.fixture(params=INTERPRETERS)
+def blocked(request):
+    """(process, its own report) of python_target.py block under one interpreter."""
+    python = need_python(request.param)
+    proc = subprocess.Popen([python, TARGET, "block"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        yield proc, json.loads(line)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _expected(frames: list) -> list[str]:
+    return [f"{name} ({os.path.basename(fn)}:{line})" for name, fn, line, _, _ in frames]
+
+
+def test_walk_and_reader_match_the_interpreter(blocked):
+    proc, report = blocked
+    py = runtime.find(proc.pid)
+    assert py is not None
+    reader = code.CodeReader(py)
+    threads = {str(t.thread_id): t for t in walk.threads(py)}
+    for ident, frames in report.items():
+        assert ident in threads, f"thread {ident} not found by the walk"
+        seen = [reader.describe(f.code, f.offset) for f in threads[ident].frames]
+        assert seen == _expected(frames)
+        # the interpreter's own (id(code), f_lasti) give the same text
+        assert [reader.describe(cid, lasti) for _, _, _, cid, lasti in frames] == _expected(frames)
+    names = {f[0] for frames in report.values() for f in frames}
+    assert "fuenf_函数" in names and {"main_inner", "main_outer"} <= names   # kind-2 str read
+
+
+def test_reader_matches_faulthandler(blocked):
+    proc, report = blocked
+    py = runtime.find(proc.pid)
+    reader = code.CodeReader(py)
+    proc.send_signal(signal.SIGUSR1)
+    dump, quiet_since, deadline = b"", time.monotonic(), time.monotonic() + 10
+    os.set_blocking(proc.stderr.fileno(), False)
+    while time.monotonic() < deadline and (not dump or time.monotonic() - quiet_since < 0.5):
+        chunk = os.read(proc.stderr.fileno(), 65536) if select.select([proc.stderr], [], [], 0.1)[0] \
+            else b""
+        if chunk:
+            dump, quiet_since = dump + chunk, time.monotonic()
+    dump = dump.decode()
+    # faulthandler: '  File "PATH", line N in NAME', innermost first, per thread
+    # per thread ("Thread 0x...:" or "Current thread 0x...:"); the reporter may still be alive
+    fh = []
+    for section in re.split(r"^(?=(?:Current thread|Thread) 0x)", dump, flags=re.M):
+        head = re.match(r"(?:Current thread|Thread) (0x[0-9a-f]+)", section)
+        if head and str(int(head[1], 16)) in report:
+            fh += [(os.path.basename(m[1]), int(m[2]), m[3])
+                   for m in re.finditer(r'File "([^"]+)", line (\d+) in (\S+)', section)]
+    ours = []
+    for t in walk.threads(py):
+        if str(t.thread_id) in report:
+            for f in t.frames:
+                info = reader.info(f.code)
+                ours.append((info.basename, reader.line(info, f.offset),
+                             info.name.rsplit(".", 1)[-1]  # faulthandler: co_name, escaped
+                             .encode("ascii", "backslashreplace").decode()))
+    assert sorted(ours) == sorted(fh)
+
+
+def test_cache_fingerprint_catches_a_reused_address(blocked):
+    proc, report = blocked
+    py = runtime.find(proc.pid)
+    reader = code.CodeReader(py)
+    frames = next(iter(report.values()))
+    (name, _, _, cid, _), (name2, _, _, cid2, _) = frames[0], frames[1]
+    assert reader.info(cid).name == name
+    # pretend the address was another code object's before: check() re-reads it
+    reader.codes[cid] = reader.info(cid2)
+    assert reader.info(cid).name == name2          # the cache alone is fooled
+    assert reader.check(cid).name == name          # the fingerprint is not
+
+
+def test_non_python_process_is_not_python():
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert runtime.find(sleeper.pid) is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+@pytest.mark.parametrize("minor", [6, 7])
+def test_unsupported_versions_say_so(minor):
+    python, _ = need_pyenv(minor)
+    proc = subprocess.Popen([python, "-c", "import sys; print(1, flush=True); sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()
+        with pytest.raises(runtime.Unsupported) as exc:
+            runtime.find(proc.pid)
+        assert runtime.unsupported_line(proc.pid, str(exc.value)) == (
+            f"python 3.{minor} process {proc.pid}: Python frames not supported (3.8-3.13); "
+            "native frames only")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+LINES_DUMP = r'''
+import dis, json, sys, threading, types
+def codes(c):
+    yield c
+    for k in c.co_consts:
+        if isinstance(k, types.CodeType):
+            yield from codes(k)
+out = []
+for c in codes(compile(open(threading.__file__).read(), threading.__file__, "exec")):
+    table = c.co_linetable if sys.version_info >= (3, 10) else c.co_lnotab
+    exp = {}
+    if sys.version_info >= (3, 10):
+        for start, end, line in c.co_lines():
+            for off in range(start, end, 2):
+                exp[off] = line
+    else:
+        starts = list(dis.findlinestarts(c))
+        for off in range(0, len(c.co_code), 2):
+            before = [l for s, l in starts if s <= off]
+            exp[off] = before[-1] if before else None
+    out.append([c.co_firstlineno, table.hex(), exp])
+print(json.dumps([sys.version_info[1], out]))
+'''
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_line_decoders_agree_with_the_interpreter(interpreter):
+    python = need_python(interpreter)
+    minor, codes = json.loads(subprocess.run([python, "-c", LINES_DUMP], capture_output=True,
+                                             text=True, check=True).stdout)
+    decode = linetable.decoder_for(minor)
+    checked = wrong = 0
+    for first, table, expected in codes:
+        for off, line in expected.items():
+            checked += 1
+            wrong += decode(bytes.fromhex(table), first, int(off)) != line
+    assert checked > 3000 and wrong == 0
