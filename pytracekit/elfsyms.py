@@ -285,6 +285,15 @@ def _build_id_in_notes(notes: bytes) -> str:
     return ""
 
 
+def _entry_size(image: ElfImage) -> int:
+    """How long a stripped program's entry code (_start) is: glibc's ends with
+    `hlt` after calling __libc_start_main; else just its first byte."""
+    offset = image.offset_of_vaddr(image.entry)
+    code = bytes(image.data[offset:offset + 128]) if offset is not None else b""
+    hlt = code.find(b"\xf4")
+    return hlt + 1 if hlt > 0 else 1
+
+
 def load_image(path: str | Path) -> ElfImage | None:
     """The file's ElfImage, or None if it is unreadable or not an ELF we read."""
     try:
@@ -316,6 +325,7 @@ class ElfSymbols:
     names: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)   # which tables contributed
     cfi: object = None        # unwind.CallFrameInfo, loaded on first use (False: none)
+    info: object = None       # model.ModuleInfo, made on first use (symbols.module_info)
 
     @classmethod
     def load(cls, path: str, data: "bytes | memoryview | None" = None) -> "ElfSymbols":
@@ -354,9 +364,7 @@ class ElfSymbols:
             table.setdefault(addr, (size, name, addr + size))
         if image.entry and image.text_segment() is not None and \
                 not any(a <= image.entry < a + s for a, (s, _n, _l) in table.items() if s):
-            sec = next((c for c in image.sections if c.addr <= image.entry < c.addr + c.size),
-                       None)   # stripped: name the entry point, within its section
-            table.setdefault(image.entry, (0, "_start", sec.addr + sec.size if sec else 0))
+            table.setdefault(image.entry, (_entry_size(image), "_start", 0))   # stripped
         syms = cls(path, image, sources=sources)
         ordered = sorted(table.items())
         for i, (addr, (size, name, limit)) in enumerate(ordered):

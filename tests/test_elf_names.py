@@ -97,11 +97,13 @@ def test_zero_size_init_is_not_stretched_over_the_plt(ibt_program):
 def test_stripped_program_entry_is_start(workload, tmp_path):
     stripped = tmp_path / "workload"
     subprocess.run(["strip", "--strip-all", "-o", str(stripped), workload], check=True)
-    start, _ = readelf_symbol(workload, "_start")
+    start, size = readelf_symbol(workload, "_start")
     syms = ElfSymbols.load(str(stripped))
     assert "symtab" not in syms.sources
     assert load_image(str(stripped)).entry == start
     assert syms.lookup(start + 5) == ("_start", 5)
+    assert syms.lookup(start + size - 1)[0] == "_start"
+    assert syms.lookup(start + size) is None    # not stretched over the code after it
 
 
 def test_dynsym_only_library_names_its_exports():
