@@ -570,6 +570,19 @@ class Symbolizer:
         name = self._label(_demangle(hit[0]), module, hit[1]) if hit else unnamed(module, vaddr)
         return Frame(name, "user", module, address, vaddr, module_info(syms))
 
+    def file_frame(self, path: str, file_offset: int) -> Frame:
+        """A frame named by its file and file offset (build-id stack maps)."""
+        key = (path, -1 - file_offset)
+        frame = self._cache.get(key)
+        if frame is None:
+            syms = self.users.binary(path)
+            vaddr = syms.image.vaddr_of_offset(file_offset) if syms.image else None
+            module = os.path.basename(path)
+            frame = self._vaddr_frame(syms, vaddr, file_offset) if vaddr is not None else \
+                Frame(unnamed(module, file_offset), "user", module, file_offset)
+            self._cache[key] = frame
+        return frame
+
     def module_frame(self, path: str, vaddr: int, pid: int = 0) -> Frame:
         """A frame named by its file and link-time address: no process needed
         (for stacks stored as module + offset)."""
