@@ -11,8 +11,9 @@ here, without BCC, so that:
   thousands of unique stacks take milliseconds; both caches are bounded LRUs,
   and exited processes' maps are dropped once DEAD_PROCESSES_KEPT newer ones
   exited (a long run over process churn stays flat in memory and fds).
-BCC's own resolver stays as a last resort for live processes, for addresses
-outside every mapping we saw. A frame no symbol names keeps its module and
+BCC's per-process resolver is not used: it holds every module's symbols and
+fds per process and never frees them. A live process whose address is in no
+mapping is snapshot again (at most once per RESNAPSHOT_S). A frame no symbol names keeps its module and
 address: `liblzma.so.5.4.1+0x1692b` (link-time address), `[anon]+0xADDR`,
 `[unknown]+0xADDR` (no mapping at all), `[kernel.kallsyms]+0xADDR` or
 `MODULE.ko+0xOFF`; such frames are counted in `unknown_frames`.
@@ -24,6 +25,7 @@ import ctypes
 import ctypes.util
 import os
 import stat
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -40,6 +42,7 @@ BINARY_CACHE_ENTRIES = 256            # parsed symbol tables kept ...
 BINARY_CACHE_SYMBOLS = 4_000_000      # ... and their symbols in all (about 150 B each)
 DEAD_PROCESSES_KEPT = 1024            # exited processes whose maps are kept
 SWEEP_EVERY = 64                      # new pids between looks for exited ones
+RESNAPSHOT_S = 1.0                    # a live pid's maps re-read at most this often
 
 
 class Lru:
@@ -293,7 +296,8 @@ class UserSymbols:
         self.binaries = Lru(BINARY_CACHE_ENTRIES, BINARY_CACHE_SYMBOLS,
                             lambda syms: len(syms.names) + 1)
         self.perf_maps: dict[int, PerfMap] = {}
-        self._rechecked: set[int] = set()
+        self._rechecked: set[int] = set()   # resolve(): looked again once
+        self._resnapshot: dict[int, float] = {}   # mapping_of(): when last re-read
         self.dead: OrderedDict[int, None] = OrderedDict()   # exited, oldest first
         self._new_since_sweep = 0
 
@@ -309,6 +313,7 @@ class UserSymbols:
         self.processes.pop(pid, None)
         self.dead.pop(pid, None)
         self._rechecked.discard(pid)
+        self._resnapshot.pop(pid, None)
 
     def sweep(self) -> None:
         """Note which processes exited; keep the maps of the DEAD_PROCESSES_KEPT
@@ -319,6 +324,7 @@ class UserSymbols:
                 self.dead[pid] = None
                 self.perf_maps.pop(pid, None)
                 self._rechecked.discard(pid)
+                self._resnapshot.pop(pid, None)
                 _drop_bcc_cache(pid)
         while len(self.dead) > DEAD_PROCESSES_KEPT:
             pid, _ = self.dead.popitem(last=False)
@@ -385,8 +391,10 @@ class UserSymbols:
             self.dead.move_to_end(pid)
         maps = self.processes.get(pid)
         mapping = maps.find(address) if maps else None
-        if mapping is None and pid not in self._rechecked and pid not in self.dead:
-            self._rechecked.add(pid)
+        now = time.monotonic()
+        if mapping is None and pid not in self.dead and \
+                now - self._resnapshot.get(pid, -RESNAPSHOT_S) >= RESNAPSHOT_S:
+            self._resnapshot[pid] = now   # mapped (or exec'd) since: look again
             if maps is not None and maps.stale():
                 self.processes.pop(pid, None)
             self.refresh(pid)
@@ -551,9 +559,6 @@ class Symbolizer:
             where = mapping.path if mapping.path.startswith("[") else "[anon]"
             where = "[anon]" if where.startswith("[anon") else where
             return Frame(unnamed(where, address), "user", where, address)
-        name = self._bcc_user(address, pid)
-        if name != UNKNOWN:
-            return Frame(name, "user", address=address)
         return Frame(unnamed(UNKNOWN, address), "user", address=address)
 
     def _jit_frame(self, address: int, pid: int) -> Frame | None:
@@ -594,19 +599,6 @@ class Symbolizer:
         if frame.unknown:
             self.unknown_frames += 1
         return frame
-
-    def _bcc_user(self, address: int, pid: int) -> str:
-        """BCC's resolver for what the snapshot missed ([vdso], odd mappings)."""
-        if not os.path.exists(f"/proc/{pid}") or not self.users.bcc_may_resolve(pid):
-            return UNKNOWN
-        try:
-            from bcc import BPF
-            raw = BPF.sym(address, pid, show_module=self.show_module,
-                          show_offset=self.show_offset)
-        except Exception:   # BCC raises bare exceptions for unreadable processes
-            return UNKNOWN
-        name = raw.decode(errors="replace") if raw else ""
-        return UNKNOWN if not name or name.startswith("[unknown]") else name
 
     def stack(self, stack_map: Any, stack_id: int, *, pid: int = -1,
               kernel: bool = False) -> list[Frame]:
