@@ -37,7 +37,7 @@ from .unwind import cfi_of, recover_frames
 UNKNOWN = "[unknown]"
 PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
 PERF_MAP_LIMIT = 64 << 20     # bytes of a perf map read at most
-FRAME_CACHE_ENTRIES = 100_000         # (pid, address) -> Frame
+FRAME_CACHE_ENTRIES = 32_768          # (pid, address) -> Frame (about 400 B each)
 BINARY_CACHE_ENTRIES = 256            # parsed symbol tables kept ...
 BINARY_CACHE_SYMBOLS = 4_000_000      # ... and their symbols in all (about 150 B each)
 DEAD_PROCESSES_KEPT = 1024            # exited processes whose maps are kept
