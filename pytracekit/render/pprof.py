@@ -11,8 +11,8 @@ What goes where:
   build id and path, and the Location's address is the link-time address
   (address - start + offset = file offset, the same in every process), so
   pprof can symbolize it later. has_functions only where every location of
-  the mapping is named. The main binary (most samples' root-most user
-  frame's module) is mapping 1, as pprof expects;
+  the mapping is named. The main binary (by samples, the root-most user
+  frame's module that is not a shared library) is mapping 1, as pprof expects;
 - labels: comm (string), pid and tid (numbers);
 - duration, meta (comments `pytracekit.meta.KEY=VALUE`) and the nonzero loss
   counts (comments `pytracekit.loss.NAME=N`) survive a round trip through from_pprof.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import time
 from typing import Iterable
 
@@ -116,6 +117,9 @@ def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
     return gzip.compress(out.SerializeToString(), mtime=0)
 
 
+_SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")
+
+
 def _mapping_key(frame: Frame) -> object:
     """What a frame's Mapping is keyed by: its file's ModuleInfo, else its kind's
     pseudo-file, else its module name."""
@@ -130,15 +134,21 @@ def _mappings(profile: StackProfile) -> list[tuple[object, ModuleInfo | None, bo
     profile after it (the module of the root-most user frame, by samples)."""
     named: dict[object, bool] = {}
     roots: dict[object, int] = {}
+    pseudo = set(KIND_MAPPINGS.values())
     for sample in profile.samples:
-        root = None
+        program = library = None
         for frame in sample.stack:
             key = _mapping_key(frame)
             if key is None:
                 continue
             named[key] = named.get(key, True) and not frame.unknown
-            if root is None and frame.kind in ("user", "jit") and key not in KIND_MAPPINGS.values():
-                root = key
+            if frame.kind == "user" and key not in pseudo:
+                # a stack reaches the program through libc's start code: the
+                # root-most frame outside a shared library is the program's
+                if program is None and not _SHARED_LIBRARY.search(frame.module):
+                    program = key
+                library = key if library is None else library
+        root = program if program is not None else library
         if root is not None:
             roots[root] = roots.get(root, 0) + sample.value
     users = [k for k in named if k not in KIND_MAPPINGS.values()]
