@@ -26,7 +26,7 @@ import time
 from typing import Iterable
 
 from ..errors import UsageError
-from ..model import Frame, LossReport, ModuleInfo, Sample, StackProfile
+from ..model import Frame, LossReport, ModuleInfo, Sample, StackProfile, unnamed
 from .proto import profile_pb2 as pb
 
 KIND_MAPPINGS = {"kernel": "[kernel.kallsyms]", "process": "[process]", "jit": "[jit]",
@@ -188,8 +188,10 @@ def from_pprof(data: bytes) -> StackProfile:
     for loc in message.location:
         kind = mapping_kind.get(loc.mapping_id, "user")
         module = "" if kind != "user" else mapping_name.get(loc.mapping_id, "")
-        names = [function_name.get(line.function_id, "[unknown]") for line in loc.line] or \
-            ["[unknown]"]
+        # a location pprof has not symbolized: its module and address, as symbols.py names it
+        fallback = unnamed(module or "[unknown]", loc.address)
+        names = [function_name.get(line.function_id, fallback) for line in loc.line] or \
+            [fallback]
         # line[0] is the innermost inlined function; the stack wants the caller first.
         info = mapping_info.get(loc.mapping_id)
         location_frames[loc.id] = [Frame(n, kind, module, loc.address,
