@@ -129,3 +129,20 @@ def test_cprofile_pprof_has_real_mappings_and_addresses(stripped, tmp_path):
         for loc in ours:   # unnamed frames are named by that same link-time address
             assert names[loc.line[0].function_id] == f"workload+{loc.address:#x}"
         assert len({s[mp.filename] for mp in m.mapping}) == len(m.mapping)
+
+
+@pytest.mark.root
+def test_json_frames_keep_module_and_unknown_frames_are_counted(workload, stripped):
+    """JSON: an unnamed frame's module is its file, its name its address there;
+    the loss line counts the unnamed frames (they are still not names)."""
+    from stack_checks import parse_json
+    res = pytracekit("profile", "-F", "199", "--json", "--", stripped, "spin", "1")
+    assert res.returncode == 0, res.stderr
+    _header, stacks, loss = parse_json(res.stdout, "profile")
+    funcs = nm_functions(workload)
+    ours = [f for s in stacks for f in s["frames"] if f["module"] == "workload"]
+    assert ours
+    for frame in ours:
+        m = re.fullmatch(r"workload\+0x([0-9a-f]+)", frame["name"])
+        assert m and function_at(funcs, int(m.group(1), 16)), frame
+    assert loss["unknown_frames"] >= len({f["name"] for f in ours})
