@@ -72,6 +72,32 @@ def map_file(path: str | Path) -> memoryview:
     return memoryview(region).cast("B")
 
 
+class MappedBytes:
+    """A mapped file read as Python's mmap reads: an index is an int, a slice
+    is bytes (a copy), find() searches; `view` is the buffer for struct."""
+
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __getitem__(self, index):
+        part = self.view[index]
+        return bytes(part) if isinstance(index, slice) else part
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        end = len(self.view) if end is None else min(end, len(self.view))
+        pos, step = start, 1 << 16
+        while pos < end:
+            chunk = bytes(self.view[pos:min(pos + step + len(sub) - 1, end)])
+            found = chunk.find(sub)
+            if found >= 0:
+                return pos + found
+            pos += step
+        return -1
+
+
 @dataclass
 class Section:
     name: str
@@ -98,10 +124,10 @@ class ElfImage:
     """A parsed ELF: program headers, sections, raw bytes (a memoryview)."""
 
     def __init__(self, data: "bytes | memoryview") -> None:
-        data = data if isinstance(data, memoryview) else memoryview(data)
         if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
             raise NotElf("not a 64-bit little-endian ELF")
-        self.data = data
+        # bytes as given; a mapping (map_file) read like bytes, mapped pages only
+        self.data = MappedBytes(data) if isinstance(data, memoryview) else data
         self.machine, = struct.unpack_from("<H", data, 0x12)
         self.entry, phoff, shoff = struct.unpack_from("<QQQ", data, 0x18)
         phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from("<HHHHH", data, 0x36)
@@ -116,15 +142,9 @@ class ElfImage:
         self.sections = [Section(self._cstr(names_off + r[0]) if names_off else "", r[1], r[3],
                                  r[4], r[5], r[6], r[9]) for r in raw]
 
-    def _cstr(self, offset: int, limit: int = 1 << 16) -> str:
-        out = b""
-        while len(out) < limit and offset < len(self.data):
-            chunk = bytes(self.data[offset:offset + 256])
-            end = chunk.find(b"\0")
-            if end >= 0:
-                return (out + chunk[:end]).decode(errors="replace")
-            out, offset = out + chunk, offset + 256
-        return out.decode(errors="replace")
+    def _cstr(self, offset: int) -> str:
+        end = self.data.find(b"\0", offset)
+        return self.data[offset:end if end >= 0 else len(self.data)].decode(errors="replace")
 
     def section(self, name: str) -> Section | None:
         return next((s for s in self.sections if s.name == name and s.type != SHT_NOBITS), None)
@@ -139,7 +159,7 @@ class ElfImage:
             if sec.type not in (SHT_SYMTAB, SHT_DYNSYM) or sec.link >= len(self.sections):
                 continue
             strs = self.section_bytes(self.sections[sec.link])
-            body = self.data[sec.offset:sec.offset + sec.size]
+            body = self.section_bytes(sec)
             for st_name, info, _other, shndx, value, size in _SYM.iter_unpack(
                     body[:len(body) - len(body) % _SYM.size]):
                 if (info & 0xF) not in kinds or shndx == 0 or not value:
@@ -168,7 +188,7 @@ class ElfImage:
     def _dynamic_names(self, symtab_index: int) -> list[str]:
         sec = self.sections[symtab_index]
         strs = self.section_bytes(self.sections[sec.link])
-        body = self.data[sec.offset:sec.offset + sec.size]
+        body = self.section_bytes(sec)
         names = []
         for st_name, *_ in _SYM.iter_unpack(body[:len(body) - len(body) % _SYM.size]):
             names.append(strs[st_name:strs.find(b"\0", st_name)].decode(errors="replace"))
@@ -186,7 +206,7 @@ class ElfImage:
             if sec.link not in names_of:
                 names_of[sec.link] = self._dynamic_names(sec.link)
             names = names_of[sec.link]
-            body = self.data[sec.offset:sec.offset + sec.size]
+            body = self.section_bytes(sec)
             for r_offset, r_info, addend in _RELA.iter_unpack(
                     body[:len(body) - len(body) % _RELA.size]):
                 kind, index = r_info & 0xFFFFFFFF, r_info >> 32
