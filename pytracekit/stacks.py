@@ -140,9 +140,10 @@ def merge_by_name(profile: StackProfile) -> StackProfile:
     """Stacks that symbolize the same (different addresses in one function)
     folded into one sample per process and stack of names."""
     acc: dict[tuple, Sample] = {}
+    shared: dict[Frame, Frame] = {}   # one object per distinct frame: stacks share them
     for s in profile.samples:
         # address dropped (one box per name); vaddr/module kept for pprof
-        stack = tuple(replace(f, address=0) for f in s.stack)
+        stack = tuple(shared.setdefault(g, g) for g in (replace(f, address=0) for f in s.stack))
         key = (s.pid, s.tid, s.comm, stack)
         prev = acc.get(key)
         acc[key] = Sample(stack, s.value + (prev.value if prev else 0), s.pid, s.tid, s.comm)
