@@ -31,7 +31,7 @@ def mapped_files(pid: int) -> set[str]:
     """Files a live process maps (its executable and libraries)."""
     out = set()
     try:
-        with open(f"/proc/{pid}/maps") as f:
+        with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:   # non-UTF-8 paths
             for line in f:
                 fields = line.split(None, 5)
                 if len(fields) == 6 and fields[5].startswith("/"):

@@ -13,6 +13,8 @@ from pathlib import Path
 from .elfsyms import ElfImage, NotElf, map_file
 from .errors import NotFoundError, UsageError
 
+ELF64_HEADER = 64
+
 
 @dataclass(frozen=True, order=True)
 class Symbol:
@@ -34,10 +36,19 @@ def _image(path: str) -> ElfImage:
         raise NotFoundError(f"cannot read {path}: {exc.strerror}") from None
     if data[:4] != b"\x7fELF":
         raise UsageError(f"{path} is not an ELF binary")
+    if len(data) < ELF64_HEADER:
+        raise UsageError(f"{path} is a truncated ELF file ({len(data)} bytes, shorter than "
+                         "its header)")
+    if data[4] != 2 or data[5] != 1:
+        raise UsageError(f"{path}: only 64-bit little-endian ELF files are supported")
     try:
-        return ElfImage(data)
-    except (NotElf, struct.error):
-        raise UsageError(f"{path}: only 64-bit little-endian ELF files are supported") from None
+        image = ElfImage(data)
+        if image.intact:
+            return image
+    except (NotElf, struct.error, ValueError, IndexError):
+        pass
+    raise UsageError(f"{path} is a truncated or damaged ELF file (its headers point "
+                     "past its end)")
 
 
 @lru_cache(maxsize=32)
@@ -58,7 +69,13 @@ def file_offset(path: str, address: int) -> int:
 def functions(path: str) -> list[Symbol]:
     """Defined functions, sorted by name, one entry per name."""
     found: dict[str, Symbol] = {}
-    for value, size, name in _image(path).functions():
+    image = _image(path)
+    try:
+        table = image.functions()
+    except (struct.error, ValueError, IndexError):   # a symbol table past the end
+        raise UsageError(f"{path} is a truncated or damaged ELF file (its headers point "
+                         "past its end)") from None
+    for value, size, name in table:
         name = name.split("@", 1)[0]
         if name and name not in found:
             found[name] = Symbol(name, value, size)

@@ -131,6 +131,9 @@ class ElfImage:
         self.machine, = struct.unpack_from("<H", data, 0x12)
         self.entry, phoff, shoff = struct.unpack_from("<QQQ", data, 0x18)
         phentsize, phnum, shentsize, shnum, shstrndx = struct.unpack_from("<HHHHH", data, 0x36)
+        # False when a header table points past the end (a truncated file)
+        self.intact = phoff + phnum * phentsize <= len(data) and \
+            shoff + shnum * shentsize <= len(data)
         self.program_headers = [Segment(*(v for j, v in enumerate(_PHDR.unpack_from(
             data, phoff + i * phentsize)) if j not in (4, 7))) for i in range(phnum)] \
             if phoff and phoff + phnum * phentsize <= len(data) else []
