@@ -106,12 +106,18 @@ def test_cprofile_pprof_has_real_mappings_and_addresses(stripped, tmp_path):
     readelf_id = subprocess.run(["readelf", "-n", stripped], capture_output=True,
                                 text=True).stdout
     assert f"Build ID: {build_id}" in readelf_id
+    # the window with the spin in it names the program first; a window that holds only
+    # the start (the launcher before its exec, ld.so) may not have it at all
+    busiest = max(messages, key=lambda m: sum(x.value[0] for x in m.sample))
+    assert busiest.string_table[busiest.mapping[0].filename] == stripped, \
+        "the main binary comes first"
     for m in messages:
         s = m.string_table
         assert (s[m.period_type.type], s[m.period_type.unit]) == ("cpu", "nanoseconds")
         assert m.period == 1_000_000_000 // 199
-        main = m.mapping[0]
-        assert s[main.filename] == stripped, "the main binary comes first"
+        main = next((mp for mp in m.mapping if s[mp.filename] == stripped), None)
+        if main is None:
+            continue
         assert (main.memory_start, main.memory_limit, main.file_offset) == (
             vaddr, vaddr + memsz, offset)
         assert s[main.build_id] == build_id
