@@ -122,7 +122,7 @@ def test_cprofile_pprof_has_real_mappings_and_addresses(stripped, tmp_path):
             vaddr, vaddr + memsz, offset)
         assert s[main.build_id] == build_id
         assert not main.has_functions     # stripped: its frames are unnamed
-        for mapping in m.mapping[1:]:
+        for mapping in m.mapping:
             name = s[mapping.filename]
             if name.startswith("/"):   # every file's mapping is one readelf agrees with
                 v, size, off = readelf_text_segment(name)
