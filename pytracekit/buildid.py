@@ -10,7 +10,6 @@ anonymous memory) are named through the process's maps snapshot.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from typing import Any, Iterable
 

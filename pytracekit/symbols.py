@@ -13,8 +13,8 @@ here, without BCC, so that:
   exited (a long run over process churn stays flat in memory and fds).
 BCC's per-process resolver is not used: it holds every module's symbols and
 fds per process and never frees them. A live process whose address is in no
-mapping is snapshot again (at most once per RESNAPSHOT_S). A frame no symbol names keeps its module and
-address: `liblzma.so.5.4.1+0x1692b` (link-time address), `[anon]+0xADDR`,
+mapping is snapshot again (at most once per RESNAPSHOT_S). A frame no symbol
+names keeps its module and address: `liblzma.so.5.4.1+0x1692b` (link-time address), `[anon]+0xADDR`,
 `[unknown]+0xADDR` (no mapping at all), `[kernel.kallsyms]+0xADDR` or
 `MODULE.ko+0xOFF`; such frames are counted in `unknown_frames`.
 """
@@ -166,16 +166,6 @@ def open_perf_map(path: str, uid: int | None) -> int | None:
     return None
 
 
-def perf_map_absent_or_trusted(path: str, uid: int | None) -> bool:
-    if not os.path.lexists(path):
-        return True
-    fd = open_perf_map(path, uid)
-    if fd is None:
-        return False
-    os.close(fd)
-    return True
-
-
 @dataclass
 class PerfMap:
     """/tmp/perf-PID.map: `START SIZE name` per JIT-compiled function (hex).
@@ -225,22 +215,6 @@ class PerfMap:
                 break
             i -= 1
         return None
-
-
-def bcc_perf_map_path(pid: int) -> str:
-    """Where libbcc looks for a process's perf map: /tmp/perf-NSPID.map in
-    the process's root (bcc_perf_map_path in bcc_perf_map.c)."""
-    nspid = pid
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NStgid:"):
-                    nspid = int(line.split()[-1])
-        root = os.readlink(f"/proc/{pid}/root")
-    except (OSError, ValueError):
-        root = "/"
-    prefix = "" if root == "/" else f"/proc/{pid}/root"
-    return f"{prefix}/tmp/perf-{nspid}.map"
 
 
 class _Demangler:
@@ -325,7 +299,6 @@ class UserSymbols:
                 self.perf_maps.pop(pid, None)
                 self._rechecked.discard(pid)
                 self._resnapshot.pop(pid, None)
-                _drop_bcc_cache(pid)
         while len(self.dead) > DEAD_PROCESSES_KEPT:
             pid, _ = self.dead.popitem(last=False)
             self.processes.pop(pid, None)
@@ -360,12 +333,6 @@ class UserSymbols:
             pm = self.perf_maps[pid] = PerfMap(os.path.join(PERF_MAP_DIR, f"perf-{pid}.map"))
         pm.refresh(self.uid_of(pid))
         return pm
-
-    def bcc_may_resolve(self, pid: int) -> bool:
-        """BCC's resolver reads the process's perf map with a plain fopen (a
-        FIFO there hangs it) and trusts whoever wrote it: let it run only
-        where that file is absent or passes open_perf_map's rule."""
-        return perf_map_absent_or_trusted(bcc_perf_map_path(pid), self.uid_of(pid))
 
     def resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
         """(name, module, offset) or None."""
@@ -438,16 +405,6 @@ class UserSymbols:
                 syms.cfi = cfi_of(syms.image) or False
             return syms.cfi.rule_at(vaddr) if syms.cfi else None
         return rule
-
-
-def _drop_bcc_cache(pid: int) -> None:
-    """Free BCC's per-process symbol cache (it holds every module's symbols
-    and file descriptors, and BCC never frees it itself)."""
-    import sys
-    bcc = sys.modules.get("bcc")
-    cache = bcc.BPF._sym_caches.pop(pid, None) if bcc is not None else None
-    if cache is not None:
-        bcc.lib.bcc_free_symcache(cache.cache, pid)
 
 
 def module_info(syms: ElfSymbols) -> ModuleInfo | None:
