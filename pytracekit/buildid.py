@@ -6,59 +6,24 @@ it needs no /proc/PID/maps: only the file with that build id. Candidates are
 the binaries a tool probes, the files mapped by processes it watched, and,
 for build ids still unknown, the libraries in the dynamic linker's cache.
 Frames the kernel could only record as addresses (no build id: JIT code,
-anonymous memory) are named through the process's maps while it lives.
+anonymous memory) are named through the process's maps snapshot.
 """
 from __future__ import annotations
 
-import os
-import struct
 import subprocess
 from typing import Any, Iterable
 
-from .model import Frame
+from .elfsyms import load_image
+from .model import Frame, unnamed
 
-UNKNOWN = "[unknown]"
 _EMPTY, _VALID, _IP = 0, 1, 2      # bpf_stack_build_id.status
-_NT_GNU_BUILD_ID = 3
-_PT_NOTE = 4
 
 
 def read_build_id(path: str) -> bytes | None:
-    """The GNU build id of a 64-bit little-endian ELF file, from its PT_NOTE segments."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-                return None
-            phoff, = struct.unpack_from("<Q", head, 0x20)
-            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-            for i in range(phnum):
-                p_type, _flags, p_offset, _va, _pa, p_filesz = struct.unpack_from(
-                    "<IIQQQQ", table, i * phentsize)
-                if p_type != _PT_NOTE:
-                    continue
-                f.seek(p_offset)
-                found = _build_id_in_notes(f.read(min(p_filesz, 1 << 16)))
-                if found:
-                    return found
-    except OSError:
-        return None
-    return None
-
-
-def _build_id_in_notes(notes: bytes) -> bytes | None:
-    pos = 0
-    while pos + 12 <= len(notes):
-        namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
-        pos += 12
-        name_end = pos + ((namesz + 3) & ~3)
-        desc = notes[name_end:name_end + descsz]
-        if ntype == _NT_GNU_BUILD_ID and notes[pos:pos + namesz].rstrip(b"\0") == b"GNU":
-            return desc
-        pos = name_end + ((descsz + 3) & ~3)
-    return None
+    """The GNU build id of a 64-bit little-endian ELF file (elfsyms reads it)."""
+    image = load_image(path)
+    found = image.build_id() if image is not None else ""
+    return bytes.fromhex(found) if found else None
 
 
 def mapped_files(pid: int) -> set[str]:
@@ -93,18 +58,19 @@ def _linker_cache() -> list[str]:
 
 
 class BuildIdSymbolizer:
-    """Names frames of a BPF_STACK_TRACE_BUILDID map; counts the ones it cannot."""
+    """Names frames of a BPF_STACK_TRACE_BUILDID map through symbols.Symbolizer
+    (the same names, caches and unnamed-frame rules as every stack tool);
+    counts the ones it cannot name."""
 
     def __init__(self, *, show_offset: bool = False) -> None:
-        self.show_offset = show_offset
+        from .symbols import Symbolizer
+        self.symbolizer = Symbolizer(show_offset=show_offset)
         self.modules: dict[bytes, str] = {}     # build id -> path
         self._seen_paths: set[str] = set()
         self._searched_cache = False
-        self._cache: dict[tuple, Frame] = {}
         self.unknown_frames = 0
 
     def add_files(self, paths: Iterable[str]) -> None:
-        import bcc
         for path in paths:
             if path in self._seen_paths:
                 continue
@@ -114,22 +80,17 @@ class BuildIdSymbolizer:
                 build_id = build_id.ljust(20, b"\0")[:20]   # as the kernel stores it
             if build_id and build_id not in self.modules:
                 self.modules[build_id] = path
-                # BPF.add_module(path) encodes as UTF-8 and print()s its failure
-                # to stdout (a path that is not UTF-8): hand BCC the path's bytes.
-                bcc.lib.bcc_buildsymcache_add_module(bcc.BPF._bsymcache, os.fsencode(path))
 
     def remember(self, pids: Iterable[int]) -> None:
         """While these processes live: note the files they map (their build ids
-        name frames after the processes exit) and snapshot their maps in BCC's
-        per-process symbol cache (for frames the kernel could only record as
-        addresses; BCC reads /proc/PID/maps once, when that cache is made). A
-        gone process, or a zombie (empty maps), keeps its last snapshot."""
-        import bcc
+        name frames after the processes exit) and snapshot their maps (for
+        frames the kernel could only record as addresses). A gone process, or a
+        zombie (empty maps), keeps its last snapshot."""
         for pid in pids:
             if pid <= 0 or not _has_maps(pid):
                 continue
-            bcc.BPF._sym_caches.pop(pid, None)
-            bcc.BPF._sym_cache(pid)
+            self.symbolizer.users.forget(pid)
+            self.symbolizer.remember(pid)
             self.add_files(mapped_files(pid))
 
     def _find(self, build_id: bytes) -> bool:
@@ -142,30 +103,16 @@ class BuildIdSymbolizer:
 
     def frame(self, entry: Any, pid: int) -> Frame:
         build_id = bytes(entry.build_id)[:20]
-        key = (entry.status, build_id, entry.offset, pid if entry.status == _IP else 0)
-        frame = self._cache.get(key)
-        if frame is None:
-            frame = self._resolve(entry, build_id, pid)
-            self._cache[key] = frame
+        if entry.status == _IP:
+            frame = self.symbolizer.user(entry.offset, pid)
+        elif self._find(build_id):
+            frame = self.symbolizer.file_frame(self.modules[build_id], entry.offset)
+        else:   # a file we never saw: its build id still tells which one
+            where = "[buildid:" + build_id.rstrip(b"\0").hex() + "]"
+            frame = Frame(unnamed(where, entry.offset), "user", where, entry.offset)
         if frame.unknown:
             self.unknown_frames += 1
         return frame
-
-    def _resolve(self, entry: Any, build_id: bytes, pid: int) -> Frame:
-        import bcc
-        if entry.status == _VALID and self._find(build_id):
-            raw = bcc.BPF.sym(entry, -1, show_offset=self.show_offset)
-            module = os.path.basename(self.modules.get(build_id, ""))
-        elif entry.status == _IP and _bcc_may_resolve(pid):
-            raw = bcc.BPF.sym(entry.offset, pid, show_offset=self.show_offset)
-            module = ""
-        else:
-            raw = b""
-            module = ""
-        name = raw.decode(errors="replace") if raw else ""
-        if not name or name.startswith("[unknown]"):
-            name = UNKNOWN
-        return Frame(name, "user", module, entry.offset)
 
     def stack(self, stack_map: Any, stack_id: int, pid: int) -> list[Frame]:
         """Frames of one stored stack, leaf first; [] for a negative (missing) id."""
@@ -181,9 +128,3 @@ class BuildIdSymbolizer:
                 break
             frames.append(self.frame(entry, pid))
         return frames
-
-
-def _bcc_may_resolve(pid: int) -> bool:
-    """See symbols.UserSymbols.bcc_may_resolve: BCC reads perf maps unchecked."""
-    from .symbols import bcc_perf_map_path, perf_map_absent_or_trusted, process_uid
-    return perf_map_absent_or_trusted(bcc_perf_map_path(pid), process_uid(pid))

@@ -9,47 +9,21 @@ Only ELF64 little-endian (x86_64, arm64) files are read.
 from __future__ import annotations
 
 import bisect
-import struct
 from functools import lru_cache
 from pathlib import Path
 
-from . import elf
+from .elfsyms import load_image
 from .textsafe import printable
-
-STT_OBJECT, STT_TLS = 1, 6
-SHT_SYMTAB, SHT_DYNSYM = 2, 11
 
 
 @lru_cache(maxsize=64)
 def _elf_objects(path: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, int]]]:
     """(object symbols sorted by address: (value, size, name), PT_LOAD segments:
     (file offset, vaddr, file size)) of one ELF file; empty when unreadable."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
+    image = load_image(path)
+    if image is None:
         return [], []
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        return [], []
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    segments = [(offset, vaddr, size) for vaddr, size, offset in elf.pt_load_segments(data)]
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
-                for i in range(shnum)]
-    symbols = []
-    for sh in sections:
-        sh_type, sh_offset, sh_size, sh_link, sh_entsize = sh[1], sh[4], sh[5], sh[6], sh[9]
-        if sh_type not in (SHT_SYMTAB, SHT_DYNSYM) or not sh_entsize:
-            continue
-        strtab_off = sections[sh_link][4]
-        for off in range(sh_offset, sh_offset + sh_size, sh_entsize):
-            st_name, st_info, _other, _shndx, st_value, st_size = struct.unpack_from(
-                "<IBBHQQ", data, off)
-            if st_info & 0xF not in (STT_OBJECT, STT_TLS) or not st_value:
-                continue
-            end = data.index(b"\0", strtab_off + st_name)
-            name = data[strtab_off + st_name:end].decode(errors="replace")
-            symbols.append((st_value, st_size, name))
-    return sorted(set(symbols)), segments
+    return image.objects(), list(image.segments)
 
 
 def _lookup(symbols: list[tuple[int, int, str]], vaddr: int) -> str | None:

@@ -1,23 +1,19 @@
-"""The function symbols of an ELF file (.symtab and .dynsym), read directly.
-
-Enough for `list -x` and for checking a name before a uprobe is attached;
-BCC does the address resolution when probes attach one by one, and
-file_offset() does it for uprobe_multi links (which take file offsets).
+"""The function symbols of an ELF file (.symtab and .dynsym), for `list -x`
+and for checking a name before a uprobe is attached; file_offset() gives
+uprobe_multi links their file offsets. Read through elfsyms, the one ELF
+reader; this module turns its failures into clear errors.
 """
 from __future__ import annotations
 
-import contextlib
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .elfsyms import ElfImage, NotElf, map_file
 from .errors import NotFoundError, UsageError
 
-SHT_SYMTAB, SHT_DYNSYM = 2, 11
-PT_LOAD = 1
 ELF64_HEADER = 64
-STT_FUNC, STT_GNU_IFUNC = 2, 10
 
 
 @dataclass(frozen=True, order=True)
@@ -27,19 +23,17 @@ class Symbol:
     size: int
 
 
-def _read(path: str) -> bytes:
+def _image(path: str) -> ElfImage:
+    if Path(path).is_dir():
+        raise UsageError(f"{path} is a directory, not a binary")
     try:
-        return Path(path).read_bytes()
+        data = map_file(path)
     except FileNotFoundError:
         raise NotFoundError(f"no such binary: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a binary") from None
     except PermissionError:
         raise NotFoundError(f"cannot read {path}: permission denied") from None
-
-
-def _read_elf(path: str) -> bytes:
-    data = _read(path)
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {path}: {exc.strerror}") from None
     if data[:4] != b"\x7fELF":
         raise UsageError(f"{path} is not an ELF binary")
     if len(data) < ELF64_HEADER:
@@ -47,39 +41,20 @@ def _read_elf(path: str) -> bytes:
                          "its header)")
     if data[4] != 2 or data[5] != 1:
         raise UsageError(f"{path}: only 64-bit little-endian ELF files are supported")
-    return data
-
-
-@contextlib.contextmanager
-def _intact(path: str):
-    """Offsets in a truncated or damaged file point past its end: one line, not
-    struct.error."""
     try:
-        yield
-    except (struct.error, ValueError, IndexError):
-        raise UsageError(f"{path} is a truncated or damaged ELF file (its headers point "
-                         "past its end)") from None
-
-
-def pt_load_segments(data: bytes) -> list[tuple[int, int, int]]:
-    """The PT_LOAD program headers of an ELF64 image: (p_vaddr, p_filesz, p_offset) each."""
-    phoff, = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    segments = []
-    for i in range(phnum):
-        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize)
-        if p_type == PT_LOAD:
-            segments.append((p_vaddr, p_filesz, p_offset))
-    return segments
+        image = ElfImage(data)
+        if image.intact:
+            return image
+    except (NotElf, struct.error, ValueError, IndexError):
+        pass
+    raise UsageError(f"{path} is a truncated or damaged ELF file (its headers point "
+                     "past its end)")
 
 
 @lru_cache(maxsize=32)
 def load_segments(path: str) -> tuple[tuple[int, int, int], ...]:
     """The PT_LOAD program headers of `path`: (p_vaddr, p_filesz, p_offset) each."""
-    data = _read_elf(path)
-    with _intact(path):
-        return tuple(pt_load_segments(data))
+    return tuple((vaddr, filesz, offset) for offset, vaddr, filesz in _image(path).segments)
 
 
 def file_offset(path: str, address: int) -> int:
@@ -93,30 +68,15 @@ def file_offset(path: str, address: int) -> int:
 
 def functions(path: str) -> list[Symbol]:
     """Defined functions, sorted by name, one entry per name."""
-    data = _read_elf(path)
-    with _intact(path):
-        return _functions(data)
-
-
-def _functions(data: bytes) -> list[Symbol]:
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
-                for i in range(shnum)]
     found: dict[str, Symbol] = {}
-    for (_name, kind, _flags, _addr, offset, size, link, _info, _align, entsize) in sections:
-        if kind not in (SHT_SYMTAB, SHT_DYNSYM) or not entsize:
-            continue
-        strtab = sections[link]
-        str_off, str_size = strtab[4], strtab[5]
-        for pos in range(offset, offset + size, entsize):
-            st_name, st_info, _other, st_shndx, st_value, st_size = struct.unpack_from(
-                "<IBBHQQ", data, pos)
-            if st_info & 0xF not in (STT_FUNC, STT_GNU_IFUNC) or st_shndx == 0 or not st_value:
-                continue
-            end = data.index(b"\0", str_off + st_name, str_off + str_size)
-            name = data[str_off + st_name:end].decode(errors="replace")
-            name = name.split("@", 1)[0]
-            if name and name not in found:
-                found[name] = Symbol(name, st_value, st_size)
+    image = _image(path)
+    try:
+        table = image.functions()
+    except (struct.error, ValueError, IndexError):   # a symbol table past the end
+        raise UsageError(f"{path} is a truncated or damaged ELF file (its headers point "
+                         "past its end)") from None
+    for value, size, name in table:
+        name = name.split("@", 1)[0]
+        if name and name not in found:
+            found[name] = Symbol(name, value, size)
     return sorted(found.values())

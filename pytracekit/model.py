@@ -96,14 +96,42 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class ModuleInfo:
+    """Where a module's code lies in its file: what pprof needs to symbolize
+    its addresses later (start/limit: link-time range of the executable
+    PT_LOAD; file_offset: that segment's p_offset)."""
+
+    path: str
+    build_id: str = ""
+    start: int = 0
+    limit: int = 0
+    file_offset: int = 0
+
+
+# Prefixes of unnamed frames besides the frame's own module (see unnamed()).
+UNNAMED_PREFIXES = ("[unknown]", "[kernel.kallsyms]", "[anon]")
+
+
+def unnamed(where: str, offset: int) -> str:
+    """The name of a frame no symbol covers: `liblzma.so.5.4.1+0x1692b`
+    (module and link-time address), `[kernel.kallsyms]+0x...`, or
+    `[unknown]+0xADDR` with no mapping at all. Never one box for two addresses."""
+    return f"{where}+{offset:#x}"
+
+
+@dataclass(frozen=True)
 class Frame:
     """One stack frame. kind: user, kernel, process (comm), marker (a separator
-    such as '--' between user and kernel), jit."""
+    such as '--' between user and kernel), jit. `address` is the address the
+    stack held; `vaddr` and `image` (user frames in a file) its link-time
+    address and module, for pprof; they do not take part in equality."""
 
     name: str
     kind: str = "user"
     module: str = ""
     address: int = 0
+    vaddr: int = field(default=0, compare=False)
+    image: ModuleInfo | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Every symbolized name passes here: control characters never reach
@@ -115,7 +143,18 @@ class Frame:
 
     @property
     def unknown(self) -> bool:
-        return self.name == "[unknown]"
+        """No symbol named it (its name is unnamed()'s): counted as unknown_frames."""
+        where, sep, offset = self.name.rpartition("+0x")
+        if not sep:
+            return self.name == "[unknown]"
+        if where != self.module and where not in UNNAMED_PREFIXES and \
+                not where.endswith(".ko"):
+            return False
+        try:
+            int(offset, 16)
+        except ValueError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)

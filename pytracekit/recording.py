@@ -6,12 +6,17 @@ Format "pytracekit-recording", version 1: gzip-compressed JSON lines.
            "host": ..., "kernel": ..., "meta": {str: str}, "loss": {lost_events, stack_errors,
            map_full, unknown_frames}, "samples": N}
   then N  {"value": int, "pid": int, "tid": int, "comm": str,
-           "frames": [[name, kind, module], ...]}        (root first, already symbolized)
+           "frames": [[name, kind, module], ...],       (root first, already symbolized)
+           "at": [[address, vaddr, file], ...]}         (per frame; file: index into the
+                                                         header's "files", -1 for none)
+  header "files": [{path, build_id, start, limit, file_offset}] (model.ModuleInfo): what
+  pprof needs to symbolize a file's frames later. "files"/"at" are optional.
 Readers accept any version <= theirs and ignore keys they do not know, so
 version 1 files stay readable; a change that breaks that bumps the version.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gzip
 import json
@@ -20,7 +25,7 @@ from typing import Any
 
 from . import outfile
 from .errors import NotFoundError, UsageError
-from .model import Frame, LossReport, Sample, StackProfile
+from .model import Frame, LossReport, ModuleInfo, Sample, StackProfile
 
 FORMAT = "pytracekit-recording"
 VERSION = 1
@@ -37,11 +42,20 @@ def header(profile: StackProfile, tool: str) -> dict[str, Any]:
 
 
 def save(profile: StackProfile, path: str, tool: str = "record") -> None:
-    lines = [json.dumps(header(profile, tool), separators=(",", ":"))]
+    files: dict[ModuleInfo, int] = {}
     for s in profile.samples:
+        for f in s.stack:
+            if f.image is not None:
+                files.setdefault(f.image, len(files))
+    head = header(profile, tool)
+    head["files"] = [dataclasses.asdict(info) for info in files]
+    lines = [json.dumps(head, separators=(",", ":"))]
+    for s in profile.samples:
+        at = [[f.address, f.vaddr, files[f.image] if f.image is not None else -1]
+              for f in s.stack]
         lines.append(json.dumps({"value": s.value, "pid": s.pid, "tid": s.tid, "comm": s.comm,
-                                 "frames": [[f.name, f.kind, f.module] for f in s.stack]},
-                                separators=(",", ":")))
+                                 "frames": [[f.name, f.kind, f.module] for f in s.stack],
+                                 "at": at}, separators=(",", ":")))
     data = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"))
     outfile.write_file(path, data)
 
@@ -65,14 +79,23 @@ def load(path: str) -> StackProfile:
     if int(head.get("version", 0)) > VERSION:
         raise UsageError(f"{path} is recording format version {head['version']}; this "
                          f"pytracekit reads up to version {VERSION}: upgrade it")
+    try:
+        files = [ModuleInfo(str(f["path"]), str(f.get("build_id", "")), int(f.get("start", 0)),
+                            int(f.get("limit", 0)), int(f.get("file_offset", 0)))
+                 for f in head.get("files", [])]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UsageError(f"{path}: the header's files are not a pytracekit recording's") \
+            from None
     samples = []
     for number, line in enumerate(lines[1:], 2):
         try:
             obj = json.loads(line)
-            stack = tuple(Frame(n, k, m) for n, k, m in obj["frames"])
+            at = obj.get("at") or []
+            stack = tuple(_frame(n, k, m, at[i] if i < len(at) else None, files)
+                          for i, (n, k, m) in enumerate(obj["frames"]))
             samples.append(Sample(stack, int(obj["value"]), int(obj.get("pid", 0)),
                                   int(obj.get("tid", 0)), obj.get("comm", "")))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             raise UsageError(f"{path} line {number}: not a sample of a pytracekit recording") \
                 from None
     loss = LossReport(**{k: int(v) for k, v in head.get("loss", {}).items()
@@ -82,3 +105,13 @@ def load(path: str) -> StackProfile:
     meta["created"] = head.get("created", "")
     return StackProfile(samples, head.get("value_type", "samples"), head.get("unit", "count"),
                         int(head.get("period", 0)), int(head.get("duration_ns", 0)), loss, meta)
+
+
+def _frame(name: str, kind: str, module: str, at: Any, files: list[ModuleInfo]) -> Frame:
+    """A recorded frame, with its addresses and file when the recording has them."""
+    if not at:
+        return Frame(name, kind, module)
+    address, vaddr, index = (int(x) for x in at)
+    image = files[index] if 0 <= index < len(files) else None
+    return Frame(name, kind, module, address, vaddr if image else 0, image)
+

@@ -1,6 +1,7 @@
 """Reading `struct ptk_stack_key` maps (bpf/pytracekit.h) into a StackProfile."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 from .model import Frame, LossReport, Sample, StackProfile
@@ -164,8 +165,10 @@ def merge_by_name(profile: StackProfile) -> StackProfile:
     """Stacks that symbolize the same (different addresses in one function)
     folded into one sample per process and stack of names."""
     acc: dict[tuple, Sample] = {}
+    shared: dict[Frame, Frame] = {}   # one object per distinct frame: stacks share them
     for s in profile.samples:
-        stack = tuple(Frame(f.name, f.kind, f.module) for f in s.stack)
+        # address dropped (one box per name); vaddr/module kept for pprof
+        stack = tuple(shared.setdefault(g, g) for g in (replace(f, address=0) for f in s.stack))
         key = (s.pid, s.tid, s.comm, stack)
         prev = acc.get(key)
         acc[key] = Sample(stack, s.value + (prev.value if prev else 0), s.pid, s.tid, s.comm)

@@ -8,9 +8,15 @@ here, without BCC, so that:
 - symbols come from .symtab/.dynsym, .gnu_debugdata, build-id and debuglink
   debug files (see elfsyms.py), and JIT code from /tmp/perf-PID.map;
 - lookups are cached per (pid, address) and symbol tables per binary, so
-  thousands of unique stacks take milliseconds.
-BCC's own resolver stays as a last resort for live processes. Frames that
-cannot be named are `[unknown]` and counted in `unknown_frames`.
+  thousands of unique stacks take milliseconds; both caches are bounded LRUs,
+  and exited processes' maps are dropped once DEAD_PROCESSES_KEPT newer ones
+  exited (a long run over process churn stays flat in memory and fds).
+BCC's per-process resolver is not used: it holds every module's symbols and
+fds per process and never frees them. A live process whose address is in no
+mapping is snapshot again (at most once per RESNAPSHOT_S). A frame no symbol
+names keeps its module and address: `liblzma.so.5.4.1+0x1692b` (link-time address), `[anon]+0xADDR`,
+`[unknown]+0xADDR` (no mapping at all), `[kernel.kallsyms]+0xADDR` or
+`MODULE.ko+0xOFF`; such frames are counted in `unknown_frames`.
 """
 from __future__ import annotations
 
@@ -19,16 +25,65 @@ import ctypes
 import ctypes.util
 import os
 import stat
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .elfsyms import ElfSymbols
-from .model import Frame
+from .model import Frame, ModuleInfo, unnamed
 from .unwind import cfi_of, recover_frames
 
 UNKNOWN = "[unknown]"
 PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
 PERF_MAP_LIMIT = 64 << 20     # bytes of a perf map read at most
+FRAME_CACHE_ENTRIES = 32_768          # (pid, address) -> Frame (about 400 B each)
+BINARY_CACHE_ENTRIES = 256            # parsed symbol tables kept ...
+BINARY_CACHE_SYMBOLS = 4_000_000      # ... and their symbols in all (about 150 B each)
+DEAD_PROCESSES_KEPT = 1024            # exited processes whose maps are kept
+SWEEP_EVERY = 64                      # new pids between looks for exited ones
+RESNAPSHOT_S = 1.0                    # a live pid's maps re-read at most this often
+
+
+class Lru:
+    """A dict bounded by entry count and by the sum of `weight(value)`;
+    the least recently used entries go first."""
+
+    def __init__(self, entries: int, budget: int = 0,
+                 weight: Callable[[Any], int] = lambda _v: 1) -> None:
+        self.entries, self.budget, self.weight = entries, budget, weight
+        self.data: OrderedDict = OrderedDict()
+        self.total = 0
+
+    def get(self, key: Any) -> Any:
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        old = self.data.pop(key, None)
+        if old is not None:
+            self.total -= self.weight(old)
+        self.data[key] = value
+        self.total += self.weight(value)
+        while len(self.data) > 1 and (len(self.data) > self.entries or
+                                      (self.budget and self.total > self.budget)):
+            _k, gone = self.data.popitem(last=False)
+            self.total -= self.weight(gone)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def pop(self, key: Any, default: Any = None) -> Any:
+        value = self.data.pop(key, None)
+        if value is None:
+            return default
+        self.total -= self.weight(value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -112,16 +167,6 @@ def open_perf_map(path: str, uid: int | None) -> int | None:
     return None
 
 
-def perf_map_absent_or_trusted(path: str, uid: int | None) -> bool:
-    if not os.path.lexists(path):
-        return True
-    fd = open_perf_map(path, uid)
-    if fd is None:
-        return False
-    os.close(fd)
-    return True
-
-
 @dataclass
 class PerfMap:
     """/tmp/perf-PID.map: `START SIZE name` per JIT-compiled function (hex).
@@ -171,22 +216,6 @@ class PerfMap:
                 break
             i -= 1
         return None
-
-
-def bcc_perf_map_path(pid: int) -> str:
-    """Where libbcc looks for a process's perf map: /tmp/perf-NSPID.map in
-    the process's root (bcc_perf_map_path in bcc_perf_map.c)."""
-    nspid = pid
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NStgid:"):
-                    nspid = int(line.split()[-1])
-        root = os.readlink(f"/proc/{pid}/root")
-    except (OSError, ValueError):
-        root = "/"
-    prefix = "" if root == "/" else f"/proc/{pid}/root"
-    return f"{prefix}/tmp/perf-{nspid}.map"
 
 
 class _Demangler:
@@ -239,17 +268,41 @@ class UserSymbols:
 
     def __init__(self) -> None:
         self.processes: dict[int, ProcessMaps | None] = {}
-        self.binaries: dict[str, ElfSymbols] = {}
+        self.binaries = Lru(BINARY_CACHE_ENTRIES, BINARY_CACHE_SYMBOLS,
+                            lambda syms: len(syms.names) + 1)
         self.perf_maps: dict[int, PerfMap] = {}
-        self._rechecked: set[int] = set()
+        self._rechecked: set[int] = set()   # resolve(): looked again once
+        self._resnapshot: dict[int, float] = {}   # mapping_of(): when last re-read
+        self.dead: OrderedDict[int, None] = OrderedDict()   # exited, oldest first
+        self._new_since_sweep = 0
 
     def remember(self, pid: int) -> None:
         """Snapshot a process's maps now, while it exists."""
         if pid > 0 and self.processes.get(pid) is None:
             self.processes[pid] = ProcessMaps.snapshot(pid)
+            self._new_since_sweep += 1
+            if self._new_since_sweep >= SWEEP_EVERY:
+                self.sweep()
 
     def forget(self, pid: int) -> None:
         self.processes.pop(pid, None)
+        self.dead.pop(pid, None)
+        self._rechecked.discard(pid)
+        self._resnapshot.pop(pid, None)
+
+    def sweep(self) -> None:
+        """Note which processes exited; keep the maps of the DEAD_PROCESSES_KEPT
+        most recently used of them (their stacks may still be read), drop the rest."""
+        self._new_since_sweep = 0
+        for pid in list(self.processes):
+            if pid not in self.dead and not os.path.exists(f"/proc/{pid}"):
+                self.dead[pid] = None
+                self.perf_maps.pop(pid, None)
+                self._rechecked.discard(pid)
+                self._resnapshot.pop(pid, None)
+        while len(self.dead) > DEAD_PROCESSES_KEPT:
+            pid, _ = self.dead.popitem(last=False)
+            self.processes.pop(pid, None)
 
     def refresh(self, pid: int) -> None:
         """A new snapshot if the process still lives; else keep the last one."""
@@ -260,15 +313,15 @@ class UserSymbols:
     def binary(self, path: str, pid: int = 0) -> ElfSymbols:
         syms = self.binaries.get(path)
         if syms is None and path == "[vdso]":
-            syms = self.binaries[path] = ElfSymbols.load(path, _own_vdso())
-        if syms is None:
+            syms = ElfSymbols.load(path, _own_vdso())
+        elif syms is None:
             # Through the process's root first (containers), then the host path.
             syms = ElfSymbols.load(f"/proc/{pid}/root{path}") if pid else None
             if syms is None or syms.image is None:
                 syms = ElfSymbols.load(path)
             else:
                 syms.path = path
-            self.binaries[path] = syms
+        self.binaries[path] = syms
         return syms
 
     def uid_of(self, pid: int) -> int | None:
@@ -281,12 +334,6 @@ class UserSymbols:
             pm = self.perf_maps[pid] = PerfMap(os.path.join(PERF_MAP_DIR, f"perf-{pid}.map"))
         pm.refresh(self.uid_of(pid))
         return pm
-
-    def bcc_may_resolve(self, pid: int) -> bool:
-        """BCC's resolver reads the process's perf map with a plain fopen (a
-        FIFO there hangs it) and trusts whoever wrote it: let it run only
-        where that file is absent or passes open_perf_map's rule."""
-        return perf_map_absent_or_trusted(bcc_perf_map_path(pid), self.uid_of(pid))
 
     def resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
         """(name, module, offset) or None."""
@@ -302,6 +349,26 @@ class UserSymbols:
             self.refresh(pid)
             hit = self._resolve(address, pid)
         return hit
+
+    def mapping_of(self, address: int, pid: int) -> Mapping | None:
+        """The executable mapping holding an address of pid (snapshot first;
+        looked for again, once, while the process lives)."""
+        if pid not in self.processes:
+            self.remember(pid)
+        if pid in self.dead:
+            self.dead.move_to_end(pid)
+        maps = self.processes.get(pid)
+        mapping = maps.find(address) if maps else None
+        now = time.monotonic()
+        if mapping is None and pid not in self.dead and \
+                now - self._resnapshot.get(pid, -RESNAPSHOT_S) >= RESNAPSHOT_S:
+            self._resnapshot[pid] = now   # mapped (or exec'd) since: look again
+            if maps is not None and maps.stale():
+                self.processes.pop(pid, None)
+            self.refresh(pid)
+            maps = self.processes.get(pid)
+            mapping = maps.find(address) if maps else None
+        return mapping
 
     def locate(self, address: int, pid: int) -> tuple[ElfSymbols, int, str] | None:
         """(the binary's symbols, link-time address, path) for a mapped address."""
@@ -341,22 +408,64 @@ class UserSymbols:
         return rule
 
 
+def module_info(syms: ElfSymbols) -> ModuleInfo | None:
+    """The pprof mapping of a module: its executable segment and build id."""
+    if syms.image is None:
+        return None
+    if syms.info is None:
+        text = syms.image.text_segment()
+        syms.info = ModuleInfo(syms.path, syms.image.build_id(),
+                               text.vaddr if text else 0,
+                               text.vaddr + text.memsz if text else 0,
+                               text.offset if text else 0)
+    return syms.info
+
+
+class KernelModules:
+    """Address ranges of loaded kernel modules (/proc/modules), to name
+    kernel addresses kallsyms does not cover."""
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int, str]] = []
+        self.loaded = False
+
+    def load(self) -> None:
+        self.loaded, ranges = True, []
+        try:
+            with open("/proc/modules") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 6 and parts[5].startswith("0x") and int(parts[5], 16):
+                        ranges.append((int(parts[5], 16), int(parts[1]), parts[0]))
+        except (OSError, ValueError):
+            pass
+        self.ranges = sorted(ranges)
+
+    def name(self, address: int) -> str:
+        if not self.loaded:
+            self.load()
+        for base, size, name in self.ranges:
+            if base <= address < base + size:
+                return unnamed(f"{name}.ko", address - base)
+        return unnamed("[kernel.kallsyms]", address)
+
+
 class Symbolizer:
     def __init__(self, bpf: Any = None, *, show_module: bool = False,
                  show_offset: bool = False) -> None:
         self.bpf = bpf   # unused since user symbols moved here; kept for callers
         self.show_module = show_module
         self.show_offset = show_offset
-        self._cache: dict[tuple[int, int], Frame] = {}
+        self._cache = Lru(FRAME_CACHE_ENTRIES)     # (pid or -1, address) -> Frame
         self.unknown_frames = 0
         self.users = UserSymbols()
+        self.kernel_modules = KernelModules()
         # user stack id -> saved leaf registers and stack bytes (struct ptk_leaf)
         self.leaves: dict[int, Any] = {}
         # the in-kernel unwinder's stacks (ptk_unwind.h `ustacks`) and modules
         self.ustacks: Any = None
         self.unwinder: Any = None
-        self._ustack_cache: dict[int, tuple[int, ...]] = {}
-        self._module_cache: dict[tuple[str, int], Frame] = {}
+        self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -375,10 +484,10 @@ class Symbolizer:
         if frame is None:
             from bcc import BPF
             raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
-            name = raw.decode(errors="replace") if raw else UNKNOWN
-            if name.startswith("[unknown]"):
-                name = UNKNOWN
-            frame = Frame(name or UNKNOWN, "kernel", module="kernel", address=address)
+            name = raw.decode(errors="replace") if raw else ""
+            if not name or name.startswith("[unknown]"):
+                name = self.kernel_modules.name(address)
+            frame = Frame(name, "kernel", module="kernel", address=address)
             self._cache[key] = frame
         if frame.unknown:
             self.unknown_frames += 1
@@ -388,31 +497,67 @@ class Symbolizer:
         key = (pid, address)
         frame = self._cache.get(key)
         if frame is None:
-            hit = self.users.resolve(address, pid)
-            if hit is not None:
-                name, module, offset = hit
-                kind = "jit" if module == "[jit]" else "user"
-                frame = Frame(self._label(name, module, offset), kind, module=module,
-                              address=address)
-            else:
-                frame = Frame(self._bcc_user(address, pid), "user", address=address)
-            self._cache[key] = frame
+            frame = self._cache[key] = self._user_frame(address, pid)
         if frame.unknown:
             self.unknown_frames += 1
         return frame
 
+    def _user_frame(self, address: int, pid: int) -> Frame:
+        mapping = self.users.mapping_of(address, pid)
+        if mapping is not None and (mapping.path.startswith("/") or mapping.path == "[vdso]"):
+            syms = self.users.binary(mapping.path, pid)
+            file_offset = address - mapping.start + mapping.offset
+            vaddr = syms.image.vaddr_of_offset(file_offset) if syms.image else None
+            frame = self._vaddr_frame(syms, vaddr, address) if vaddr is not None else None
+            if frame is not None and not frame.unknown:
+                return frame
+            return self._jit_frame(address, pid) or frame or \
+                Frame(unnamed(os.path.basename(mapping.path), file_offset), "user",
+                      os.path.basename(mapping.path), address)
+        jit = self._jit_frame(address, pid)
+        if jit is not None:
+            return jit
+        if mapping is not None:   # anonymous executable memory (a JIT without a perf map)
+            where = mapping.path if mapping.path.startswith("[") else "[anon]"
+            where = "[anon]" if where.startswith("[anon") else where
+            return Frame(unnamed(where, address), "user", where, address)
+        return Frame(unnamed(UNKNOWN, address), "user", address=address)
+
+    def _jit_frame(self, address: int, pid: int) -> Frame | None:
+        name = self.users.perf_map(pid).lookup(address)
+        if name is None:
+            return None
+        return Frame(self._label(name, "[jit]", 0), "jit", module="[jit]", address=address)
+
+    def _vaddr_frame(self, syms: ElfSymbols, vaddr: int, address: int) -> Frame:
+        """The frame at a link-time address of one file: its function, else
+        `MODULE+0xVADDR`; with the module's pprof mapping."""
+        module = os.path.basename(syms.path)
+        hit = syms.lookup(vaddr)
+        name = self._label(_demangle(hit[0]), module, hit[1]) if hit else unnamed(module, vaddr)
+        return Frame(name, "user", module, address, vaddr, module_info(syms))
+
+    def file_frame(self, path: str, file_offset: int) -> Frame:
+        """A frame named by its file and file offset (build-id stack maps)."""
+        key = (path, -1 - file_offset)
+        frame = self._cache.get(key)
+        if frame is None:
+            syms = self.users.binary(path)
+            vaddr = syms.image.vaddr_of_offset(file_offset) if syms.image else None
+            module = os.path.basename(path)
+            frame = self._vaddr_frame(syms, vaddr, file_offset) if vaddr is not None else \
+                Frame(unnamed(module, file_offset), "user", module, file_offset)
+            self._cache[key] = frame
+        return frame
+
     def module_frame(self, path: str, vaddr: int, pid: int = 0) -> Frame:
         """A frame named by its file and link-time address: no process needed
-        (the in-kernel unwinder's frames; see unwinder.py)."""
+        (for stacks stored as module + offset)."""
         key = (path, vaddr)
-        frame = self._module_cache.get(key)
+        frame = self._cache.get(key)
         if frame is None:
-            syms = self.users.binary(path, pid)
-            hit = syms.lookup(vaddr) if syms.image is not None else None
-            module = os.path.basename(path)
-            name = self._label(_demangle(hit[0]), module, hit[1]) if hit else UNKNOWN
-            frame = Frame(name, "user", module=module, address=vaddr)
-            self._module_cache[key] = frame
+            frame = self._cache[key] = self._vaddr_frame(self.users.binary(path, pid),
+                                                         vaddr, vaddr)
         if frame.unknown:
             self.unknown_frames += 1
         return frame
@@ -439,19 +584,6 @@ class Symbolizer:
                 frames.append(self.user(vaddr, pid))
         return frames
 
-    def _bcc_user(self, address: int, pid: int) -> str:
-        """BCC's resolver for what the snapshot missed ([vdso], odd mappings)."""
-        if not os.path.exists(f"/proc/{pid}") or not self.users.bcc_may_resolve(pid):
-            return UNKNOWN
-        try:
-            from bcc import BPF
-            raw = BPF.sym(address, pid, show_module=self.show_module,
-                          show_offset=self.show_offset)
-        except Exception:   # BCC raises bare exceptions for unreadable processes
-            return UNKNOWN
-        name = raw.decode(errors="replace") if raw else ""
-        return UNKNOWN if not name or name.startswith("[unknown]") else name
-
     def stack(self, stack_map: Any, stack_id: int, *, pid: int = -1,
               kernel: bool = False) -> list[Frame]:
         """Frames of one stored stack, leaf first; [] for a negative (missing) id."""
@@ -464,4 +596,13 @@ class Symbolizer:
         if leaf is not None:
             addresses = recover_frames(list(addresses), leaf.ip, leaf.sp, leaf.bp,
                                        bytes(leaf.stack), self.users.rule_for(pid))
-        return [self.user(a, pid) for a in addresses]
+        return above_start_dropped([self.user(a, pid) for a in addresses])
+
+
+def above_start_dropped(frames: list[Frame]) -> list[Frame]:
+    """A leaf-first user stack ends at the program's entry: a frame-pointer
+    walk reads one more (garbage) return address above `_start`."""
+    for i, frame in enumerate(frames):
+        if frame.name == "_start" and frame.kind == "user":
+            return frames[:i + 1]
+    return frames

@@ -47,6 +47,8 @@ class FunctionProfile:
         for pid, kernel, ip, count in items:
             frame = self.symbolizer.kernel(ip) if kernel else self.symbolizer.user(ip, pid)
             symbol, module = split_module(frame.name, kernel)
+            if not kernel and module == "[unknown]" and frame.module:
+                module = frame.module     # an unnamed frame (MODULE+0x...) still has one
             key = (symbol, module, kernel)
             acc[key] = acc.get(key, 0) + count
         shares = [FunctionShare(s, m, k, n) for (s, m, k), n in acc.items()]

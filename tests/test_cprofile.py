@@ -152,6 +152,26 @@ def test_windows_hold_only_what_changed_since_the_last_read():
     assert third.duration_ns == 10
 
 
+def test_each_windows_loss_counts_are_its_own():
+    """The program's loss counters are cumulative and every read names the
+    whole map again: a window reports only what was lost since the last one,
+    and the unnamed frames among its own stacks."""
+    from pytracekit.fleet.continuous import Windower
+    from pytracekit.model import LossReport
+    windower = Windower()
+    first = _profile(("main;libx.so+0x10", 5), ("main;b", 2))
+    first.loss = LossReport(lost_events=3, stack_errors=4, unknown_frames=1)
+    second = _profile(("main;libx.so+0x10", 5), ("main;b", 9), ("main;[unknown]+0x8;c", 1))
+    second.loss = LossReport(lost_events=3, stack_errors=10, unknown_frames=2)
+    one, two = windower.window(first, 10), windower.window(second, 10)
+    assert one.loss == LossReport(lost_events=3, stack_errors=4, unknown_frames=0)
+    # libx.so+0x10's module is "" in this synthetic frame: only [unknown]+0x8 is unnamed
+    assert two.loss == LossReport(lost_events=0, stack_errors=6, unknown_frames=1)
+    restarted = _profile(("main;b", 10))
+    restarted.loss = LossReport(stack_errors=2)
+    assert windower.window(restarted, 10).loss.stack_errors == 2
+
+
 def test_rotating_dir_writes_atomically_and_prunes_per_kind(tmp_path):
     from pytracekit.fleet.continuous import RotatingDir
     rot = RotatingDir(str(tmp_path), keep=2)

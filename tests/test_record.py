@@ -37,6 +37,30 @@ def test_recording_round_trip_keeps_everything(tmp_path):
     assert head["samples"] == 2
 
 
+def test_recording_keeps_what_pprof_needs_to_symbolize_later(tmp_path):
+    """A file's frames keep their link-time address and the file (path, build
+    id, text range): `report --format pprof` of a recording has real mappings."""
+    from pytracekit.model import ModuleInfo
+    from pytracekit.render.pprof import parse, to_pprof
+    lib = ModuleInfo("/usr/lib/liblzma.so.5.4.1", "72a44fc3", 0x4000, 0x1b000, 0x4000)
+    stack = (Frame("xz", "process"), Frame("main", "user", "xz"),
+             Frame("liblzma.so.5.4.1+0x1692b", "user", "liblzma.so.5.4.1", 0, 0x1692b, lib))
+    profile = StackProfile([Sample(stack, 5, 1, 1, "xz")], "samples", "count", 10101010)
+    path = tmp_path / "r.ptk"
+    recording.save(profile, str(path))
+    back = recording.load(str(path))
+    frame = back.samples[0].stack[-1]
+    assert (frame.vaddr, frame.image) == (0x1692b, lib) and frame.unknown
+    assert back.samples[0].stack[1].image is None
+    message = parse(to_pprof(back))
+    strings = message.string_table
+    [mapping] = [m for m in message.mapping if strings[m.filename] == lib.path]
+    assert (mapping.memory_start, mapping.memory_limit, mapping.file_offset,
+            strings[mapping.build_id], mapping.has_functions) == (0x4000, 0x1b000, 0x4000,
+                                                                  "72a44fc3", False)
+    assert [loc.address for loc in message.location if loc.mapping_id == mapping.id] == [0x1692b]
+
+
 def test_bad_recordings_are_one_clear_error(tmp_path):
     with pytest.raises(NotFoundError, match="no recording"):
         recording.load(str(tmp_path / "missing.ptk"))

@@ -64,7 +64,8 @@ def test_gnu_debuglink_debug_file(workload, tmp_path):
     subprocess.run(["objcopy", f"--add-gnu-debuglink={debug}", str(stripped)], check=True,
                    cwd=tmp_path)
     syms = ElfSymbols.load(str(stripped))
-    assert syms.sources == [f"debug file {debug}"]   # a stripped file has no .symtab
+    # a stripped file has no .symtab: names from the debug file (and PLT stubs)
+    assert syms.sources == [f"debug file {debug}", "plt"]
     assert _run_and_resolve(str(stripped), workload, "child_spin", True)[0] == "child_spin"
 
 
@@ -87,8 +88,109 @@ def test_unmapped_address_is_unknown_and_counted(workload):
         sym.user(0x10, proc.pid)
     finally:
         proc.wait()
-    assert frame.name == "[unknown]"
+    assert frame.name == "[unknown]+0x10"   # no mapping at all: only the address
+    assert frame.unknown
     assert sym.unknown_frames == 2
+
+
+def _stripped_copy(workload: str, tmp_path) -> str:
+    stripped = tmp_path / "workload"
+    subprocess.run(["strip", "--strip-all", "-o", str(stripped), workload], check=True)
+    return str(stripped)
+
+
+def test_unnamed_frame_is_module_plus_link_time_address(workload, tmp_path):
+    """A stripped program: its static functions have no name anywhere, so the
+    frame is `workload+0xVADDR` (the address nm gives in the unstripped
+    build), counted as unknown, and two addresses stay two frames."""
+    stripped = _stripped_copy(workload, tmp_path)
+    proc = subprocess.Popen([stripped, "spin", "0.3"])
+    try:
+        time.sleep(0.1)
+        sym = Symbolizer()
+        sym.remember(proc.pid)
+        base = _load_base(proc.pid, stripped)
+        vaddr = _nm_address(workload, "spin_inner") + 4
+        frame = sym.user(base + vaddr, proc.pid)
+        other = sym.user(base + vaddr + 1, proc.pid)
+        start = sym.user(base + _nm_address(workload, "_start") + 2, proc.pid)
+    finally:
+        proc.wait()
+    assert frame.name == f"workload+{vaddr:#x}"
+    assert (frame.module, frame.address, frame.vaddr) == ("workload", base + vaddr, vaddr)
+    assert frame.unknown and other.unknown and other.name == f"workload+{vaddr + 1:#x}"
+    assert frame != other
+    assert start.name == "_start" and not start.unknown   # the entry point, named
+    assert sym.unknown_frames == 2
+    assert frame.image.path == stripped
+    assert frame.image.build_id == ElfSymbols.load(workload).image.build_id()
+
+
+def test_library_plt_frame_is_named_at_plt(workload):
+    """A return address inside a PLT stub of the running program (as a
+    sample inside the stub gives) is `name@plt`, not `_init`."""
+    proc = subprocess.Popen([workload, "spin", "0.3"])
+    try:
+        time.sleep(0.1)
+        sym = Symbolizer()
+        sym.remember(proc.pid)
+        base = _load_base(proc.pid, workload)
+        stubs = ElfSymbols.load(workload).image.plt_stubs()
+        frames = [sym.user(base + address + 2, proc.pid) for address, _s, _n in stubs]
+    finally:
+        proc.wait()
+    assert stubs and [f.name for f in frames] == [n for _a, _s, n in stubs]
+    assert sym.unknown_frames == 0
+
+
+def test_nothing_is_kept_above_start():
+    from pytracekit.model import Frame
+    from pytracekit.symbols import above_start_dropped
+    stack = [Frame("leaf"), Frame("main"), Frame("__libc_start_main"), Frame("_start"),
+             Frame("[unknown]+0x1")]
+    assert above_start_dropped(stack) == stack[:4]
+    assert above_start_dropped(stack[:2]) == stack[:2]
+
+
+def test_kernel_address_outside_kallsyms_names_kernel_or_module():
+    from pytracekit.symbols import KernelModules
+    mods = KernelModules()
+    mods.loaded, mods.ranges = True, [(0xffffffffc0000000, 0x2000, "nf_tables")]
+    assert mods.name(0xffffffffc0000123) == "nf_tables.ko+0x123"
+    assert mods.name(0xffffffff81000010) == "[kernel.kallsyms]+0xffffffff81000010"
+
+
+def test_frame_cache_and_binaries_are_bounded(workload, monkeypatch):
+    import pytracekit.symbols as symbols
+    monkeypatch.setattr(symbols, "FRAME_CACHE_ENTRIES", 8)
+    sym = Symbolizer()
+    for address in range(100):
+        sym.user(address, 1 << 22)     # no such pid: [unknown]+0x..
+    assert len(sym._cache) == 8
+    users = UserSymbols()
+    users.binaries.budget = len(ElfSymbols.load(workload).names) + 1
+    users.binary(workload)
+    users.binary("/usr/bin/xz")
+    assert "/usr/bin/xz" in users.binaries and workload not in users.binaries
+
+
+def test_exited_processes_maps_are_dropped_past_the_limit(workload, monkeypatch):
+    import pytracekit.symbols as symbols
+    monkeypatch.setattr(symbols, "DEAD_PROCESSES_KEPT", 2)
+    monkeypatch.setattr(symbols, "SWEEP_EVERY", 1000)
+    users = UserSymbols()
+    pids = []
+    for _ in range(4):
+        proc = subprocess.Popen([workload, "spin", "0.05"])
+        time.sleep(0.02)
+        users.remember(proc.pid)
+        proc.wait()
+        pids.append(proc.pid)
+    live = os.getpid()
+    users.remember(live)
+    users.sweep()
+    assert set(users.processes) == {pids[2], pids[3], live}
+    assert users.processes[pids[3]] is not None   # kept: still names its stacks
 
 
 def test_perf_map_entries_cover_start_plus_size(tmp_path):

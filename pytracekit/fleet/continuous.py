@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import outfile
-from ..model import Sample, StackProfile
+from ..model import LossReport, Sample, StackProfile
 
 
 class Windower:
@@ -24,6 +24,17 @@ class Windower:
 
     def __init__(self) -> None:
         self.seen: dict[tuple, int] = {}
+        self.last_loss = LossReport()
+
+    def window_loss(self, cumulative: LossReport, samples: list[Sample]) -> LossReport:
+        """The window's own losses: the program's counters since the last read
+        (all of a counter that went back: the program was restarted), and the
+        unnamed frames among the window's own stacks."""
+        now, before = cumulative.as_dict(), self.last_loss.as_dict()
+        own = {k: (v - before[k] if v >= before[k] else v) for k, v in now.items()}
+        own["unknown_frames"] = sum(f.unknown for s in samples for f in s.stack)
+        self.last_loss = cumulative
+        return LossReport(**own)
 
     def window(self, cumulative: StackProfile, duration_ns: int) -> StackProfile:
         samples, seen = [], {}
@@ -37,7 +48,8 @@ class Windower:
                 samples.append(Sample(stack, delta, pid, tid, comm))
         self.seen = seen
         return StackProfile(samples, cumulative.value_type, cumulative.unit, cumulative.period,
-                            duration_ns, cumulative.loss, dict(cumulative.meta))
+                            duration_ns, self.window_loss(cumulative.loss, samples),
+                            dict(cumulative.meta))
 
 
 class RotatingDir:

@@ -5,9 +5,14 @@ What goes where:
   with value x period as the second; anything else has one [value_type/unit];
 - every frame is a Location with one Line and Function; the frame kind is
   carried by the Location's Mapping, named as perf names them
-  ([kernel.kallsyms]) or [process], [jit], [marker]; user frames map to their
-  module when known. Mappings claim has_functions so pprof does not try to
-  re-symbolize the addresses;
+  ([kernel.kallsyms]) or [process], [jit], [marker]. A user frame in a file
+  maps to that module: one Mapping per file with the link-time range of its
+  executable segment (memory_start/limit), that segment's file offset, its
+  build id and path, and the Location's address is the link-time address
+  (address - start + offset = file offset, the same in every process), so
+  pprof can symbolize it later. has_functions only where every location of
+  the mapping is named. The main binary (by samples, the root-most user
+  frame's module that is not a shared library) is mapping 1, as pprof expects;
 - labels: comm (string), pid and tid (numbers);
 - duration, meta (comments `pytracekit.meta.KEY=VALUE`) and the nonzero loss
   counts (comments `pytracekit.loss.NAME=N`) survive a round trip through from_pprof.
@@ -15,11 +20,13 @@ What goes where:
 from __future__ import annotations
 
 import gzip
+import os
+import re
 import time
 from typing import Iterable
 
 from ..errors import UsageError
-from ..model import Frame, LossReport, Sample, StackProfile
+from ..model import Frame, LossReport, ModuleInfo, Sample, StackProfile, unnamed
 from .proto import profile_pb2 as pb
 
 KIND_MAPPINGS = {"kernel": "[kernel.kallsyms]", "process": "[process]", "jit": "[jit]",
@@ -68,15 +75,16 @@ def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
     out.default_sample_type = s(types[-1][0])
     out.duration_nanos = profile.duration_ns
     out.time_nanos = time.time_ns() if time_nanos is None else time_nanos
-    mappings: dict[str, int] = {}
-    for name in _mapping_names(profile):
-        mappings[name] = len(mappings) + 1
-        out.mapping.add(id=mappings[name], filename=s(name), has_functions=True)
+    mappings: dict[object, int] = {}
+    for key, info, named in _mappings(profile):
+        mappings[key] = len(mappings) + 1
+        mapping = out.mapping.add(id=mappings[key], filename=s(key if info is None else info.path),
+                                  has_functions=named)
+        if info is not None:
+            mapping.memory_start, mapping.memory_limit = info.start, info.limit
+            mapping.file_offset, mapping.build_id = info.file_offset, s(info.build_id)
     functions: dict[tuple[str, str], int] = {}
     locations: dict[Frame, int] = {}
-
-    def mapping_id(frame: Frame) -> int:
-        return mappings.get(KIND_MAPPINGS.get(frame.kind, frame.module), 0)
 
     def location_id(frame: Frame) -> int:
         found = locations.get(frame)
@@ -87,7 +95,9 @@ def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
             functions[fkey] = len(functions) + 1
             out.function.add(id=functions[fkey], name=s(frame.name), system_name=s(frame.name))
         found = locations[frame] = len(locations) + 1
-        loc = out.location.add(id=found, mapping_id=mapping_id(frame), address=frame.address)
+        key = _mapping_key(frame)
+        loc = out.location.add(id=found, mapping_id=mappings.get(key, 0),
+                               address=frame.vaddr if frame.image is not None else frame.address)
         loc.line.add(function_id=functions[fkey])
         return found
 
@@ -109,19 +119,45 @@ def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
     return gzip.compress(out.SerializeToString(), mtime=0)
 
 
-def _mapping_names(profile: StackProfile) -> list[str]:
-    """Mapping file names, user modules first: pprof calls mapping[0] the main
-    binary and names the profile after it (the root-most user frame's module)."""
-    modules: dict[str, None] = {}
-    kinds: set[str] = set()
+_SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")
+
+
+def _mapping_key(frame: Frame) -> object:
+    """What a frame's Mapping is keyed by: its file's ModuleInfo, else its kind's
+    pseudo-file, else its module name."""
+    if frame.kind in KIND_MAPPINGS:
+        return KIND_MAPPINGS[frame.kind]
+    return frame.image if frame.image is not None else (frame.module or None)
+
+
+def _mappings(profile: StackProfile) -> list[tuple[object, ModuleInfo | None, bool]]:
+    """(key, module info or None, every location named) per Mapping, the main
+    binary first: pprof calls mapping[0] the main binary and names the
+    profile after it (the module of the root-most user frame, by samples)."""
+    named: dict[object, bool] = {}
+    roots: dict[object, int] = {}
+    pseudo = set(KIND_MAPPINGS.values())
     for sample in profile.samples:
+        program = library = None
         for frame in sample.stack:
-            if frame.kind in KIND_MAPPINGS:
-                kinds.add(frame.kind)
-            elif frame.module:
-                modules.setdefault(frame.module)
-    return list(modules) + [KIND_MAPPINGS[k] for k in ("jit", "kernel", "marker", "process")
-                            if k in kinds]
+            key = _mapping_key(frame)
+            if key is None:
+                continue
+            named[key] = named.get(key, True) and not frame.unknown
+            if frame.kind == "user" and key not in pseudo:
+                # a stack reaches the program through libc's start code: the
+                # root-most frame outside a shared library is the program's
+                if program is None and not _SHARED_LIBRARY.search(frame.module):
+                    program = key
+                library = key if library is None else library
+        root = program if program is not None else library
+        if root is not None:
+            roots[root] = roots.get(root, 0) + sample.value
+    users = [k for k in named if k not in KIND_MAPPINGS.values()]
+    users.sort(key=lambda k: -roots.get(k, 0))     # stable: first seen among equals
+    order = users + [KIND_MAPPINGS[k] for k in ("jit", "kernel", "marker", "process")
+                     if KIND_MAPPINGS[k] in named]
+    return [(k, k if isinstance(k, ModuleInfo) else None, named[k]) for k in order]
 
 
 def parse(data: bytes) -> pb.Profile:
@@ -143,16 +179,26 @@ def from_pprof(data: bytes) -> StackProfile:
     message = parse(data)
     strings = message.string_table
     mapping_kind = {m.id: MAPPING_KINDS.get(strings[m.filename], "user") for m in message.mapping}
-    mapping_name = {m.id: strings[m.filename] for m in message.mapping}
+    # a file's mapping (with its range) names frames by basename, as symbols.py does
+    mapping_name = {m.id: os.path.basename(strings[m.filename]) if m.memory_limit
+                    else strings[m.filename] for m in message.mapping}
+    mapping_info = {m.id: ModuleInfo(strings[m.filename], strings[m.build_id], m.memory_start,
+                                     m.memory_limit, m.file_offset)
+                    for m in message.mapping if m.memory_limit}
     function_name = {f.id: strings[f.name] for f in message.function}
     location_frames: dict[int, list[Frame]] = {}
     for loc in message.location:
         kind = mapping_kind.get(loc.mapping_id, "user")
         module = "" if kind != "user" else mapping_name.get(loc.mapping_id, "")
-        names = [function_name.get(line.function_id, "[unknown]") for line in loc.line] or \
-            ["[unknown]"]
+        # a location pprof has not symbolized: its module and address, as symbols.py names it
+        fallback = unnamed(module or "[unknown]", loc.address)
+        names = [function_name.get(line.function_id, fallback) for line in loc.line] or \
+            [fallback]
         # line[0] is the innermost inlined function; the stack wants the caller first.
-        location_frames[loc.id] = [Frame(n, kind, module, loc.address) for n in reversed(names)]
+        info = mapping_info.get(loc.mapping_id)
+        location_frames[loc.id] = [Frame(n, kind, module, loc.address,
+                                         loc.address if info else 0, info)
+                                   for n in reversed(names)]
     samples = []
     for entry in message.sample:
         stack: list[Frame] = []
