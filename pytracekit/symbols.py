@@ -55,6 +55,10 @@ class Lru:
         self.data: OrderedDict = OrderedDict()
         self.total = 0
 
+    def clear(self) -> None:
+        self.data.clear()
+        self.total = 0
+
     def get(self, key: Any) -> Any:
         value = self.data.get(key)
         if value is not None:
