@@ -73,6 +73,7 @@ NOT_RUN = {
     "profile": "a perf_event (cpu-clock) program: its own event",
     "funclatency": "uprobes/kprobes only (refuses t: specs)",
     "pktcount": "tc and XDP programs, not tracepoints",
+    "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
 }
 
 
