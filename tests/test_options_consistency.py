@@ -41,7 +41,7 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
-        "ugc",
+        "ugc", "uthreads",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

@@ -74,6 +74,7 @@ NOT_RUN = {
     "funclatency": "uprobes/kprobes only (refuses t: specs)",
     "pktcount": "tc and XDP programs, not tracepoints",
     "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
+    "uthreads": "a uprobe (its own event) and a raw tracepoint (return value ignored)",
 }
 
 
