@@ -46,6 +46,7 @@ WITHOUT = {
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
         "export",    # a long-running server
+        "ugc",       # CPython's gc probes have semaphores: set in a running process (-p)
     },
 }
 

@@ -83,7 +83,14 @@ def test_minimum_duration_drops_short_collections(tmp_path):
 def test_a_command_is_a_usage_error():
     res = pytracekit("ugc", "--", PYTHON, "-c", "pass")
     assert res.returncode == 2
-    assert "give -p PID, not -- COMMAND" in one_line_error(res.stderr, "ugc")
+    assert "unexpected extra arguments" in one_line_error(res.stderr, "ugc")
+
+
+@pytest.mark.root
+def test_no_pid_is_a_usage_error():
+    res = pytracekit("ugc", "-d", "0")
+    assert res.returncode == 2
+    assert "give -p PID" in one_line_error(res.stderr, "ugc")
 
 
 @pytest.mark.root

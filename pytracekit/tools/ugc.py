@@ -128,7 +128,7 @@ def formatters(t0: int, milliseconds: bool, text_filter: str | None, gens: Gener
     return lines, objects
 
 
-@click.command("ugc", context_settings={**options.TOOL_CONTEXT, "ignore_unknown_options": True})
+@click.command("ugc", context_settings=options.TOOL_CONTEXT)
 @options.pid_option("-p")
 @click.option("-m", "--milliseconds", is_flag=True, help="Report times in milliseconds "
               "(default: microseconds).")
@@ -137,18 +137,16 @@ def formatters(t0: int, milliseconds: bool, text_filter: str | None, gens: Gener
 @click.option("-F", "--filter", "text_filter", default=None,
               help="Only collections whose description contains this text (e.g. 'gen 2').")
 @options.duration_option("-d")
-@stream.stream_options
-def command(pid, milliseconds, minimum, text_filter, duration, buffer_pages, as_json, command):
+@stream.buffer_option("-b")
+@options.json_option()
+@options.standard
+def command(pid, milliseconds, minimum, text_filter, duration, buffer_pages, as_json):
     """Trace Python garbage collections, then sum them per generation.
 
     Needs -p PID: CPython's gc probes are set in a running process."""
-    if command:
-        raise UsageError("ugc traces a running Python process: give -p PID, not -- COMMAND "
-                         "(CPython's gc probes are guarded by semaphores that BCC sets in "
-                         "a running process only)")
     gens = Generations()
     min_ns = minimum * (1_000_000 if milliseconds else 1_000)
-    target = Target.from_options(pid, command)
+    target = Target.from_options(pid, ())
     try:
         with start(pid=target.pid, min_ns=min_ns, buffer_pages=buffer_pages) as events:
             lines, objects = formatters(time.monotonic_ns(), milliseconds, text_filter, gens)
