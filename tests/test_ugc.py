@@ -80,6 +80,20 @@ def test_minimum_duration_drops_short_collections(tmp_path):
     assert summary(err)["captured"] == 0
 
 
+@pytest.mark.root
+def test_ends_when_its_python_exits():
+    """-p: the run ends by itself when the process exits, with the summary."""
+    proc = subprocess.Popen([PYTHON, "-c", "import gc, time; time.sleep(3); gc.collect(1)"])
+    try:
+        res = pytracekit("ugc", "-p", str(proc.pid), timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert res.returncode == 0, res.stderr
+    assert "gen 1 GC collected" in res.stdout
+    assert "GEN     COUNT" in res.stdout
+
+
 def test_a_command_is_a_usage_error():
     res = pytracekit("ugc", "--", PYTHON, "-c", "pass")
     assert res.returncode == 2
