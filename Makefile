@@ -37,16 +37,19 @@ $(WORKLOAD): tests/workload/workload.c
 	@mkdir -p $(dir $@)
 	gcc -O0 -g -fno-omit-frame-pointer -fno-inline -pthread -o $@ $<
 
-# The main job: what the kernel supports, then a 5-second system-wide CPU profile
+# The main job: what the kernel supports, then a 5-second CPU profile of a Python program
 # printed as its top stacks and written as an interactive flame graph.
 # In the checkout (build/ is ignored by git), not a fixed name in /tmp: the
 # demo runs as root. pytracekit writes it atomically (temp file + rename).
 DEMO_FLAMEGRAPH := build/demo-flamegraph.html
+# The program is bundled (examples/demo_app.py, ~5 s) and run by Debian's python3: named
+# Python frames (compress_chunk (demo_app.py:25)) above zlib/json/hashlib's native ones.
 demo: setup
 	@mkdir -p build
 	$(PY) -m pytracekit doctor
 	@echo
-	$(PY) -m pytracekit profile -F 99 5 --top 10 --output $(DEMO_FLAMEGRAPH) --format flamegraph
+	$(PY) -m pytracekit profile -F 99 --top 10 --output $(DEMO_FLAMEGRAPH) --format flamegraph \
+		-- $(SYSTEM_PYTHON) examples/demo_app.py
 	@echo "flame graph written to $(DEMO_FLAMEGRAPH)"
 
 test: setup

@@ -88,9 +88,10 @@ def wakeup_bytes(buffer_bytes: int) -> int:
     return max(PAGE_SIZE, min(buffer_bytes // 8, 64 * 1024))
 
 
-def program(name: str, defines: dict[str, Any] | None = None) -> Program:
+def program(name: str, defines: dict[str, Any] | None = None,
+            usdt: list[Any] | None = None) -> Program:
     """Compile bpf/<name>.bpf.c with the bpf/ptk_*.h headers it includes
-    pasted in, recursively, each once."""
+    pasted in, recursively, each once (`usdt`: bcc.USDT contexts, see loader)."""
     pasted: set[str] = set()
 
     def paste(match: re.Match) -> str:
@@ -100,15 +101,15 @@ def program(name: str, defines: dict[str, Any] | None = None) -> Program:
         pasted.add(header)
         return _PASTED_INCLUDE.sub(paste, (BPF_DIR / header).read_text())
 
-    return Program.from_text(name, _PASTED_INCLUDE.sub(paste, read_source(name)), defines)
+    return Program.from_text(name, _PASTED_INCLUDE.sub(paste, read_source(name)), defines, usdt)
 
 
 def load(name: str, defines: dict[str, Any] | None = None,
-         buffer_pages: int = DEFAULT_BUFFER_PAGES) -> Program:
+         buffer_pages: int = DEFAULT_BUFFER_PAGES, usdt: list[Any] | None = None) -> Program:
     """Compile a streaming tool's program with its ring buffer size."""
     pages = check_buffer_pages(buffer_pages)
     return program(name, {**(defines or {}), "BUFFER_PAGES": pages,
-                          "WAKEUP_BYTES": wakeup_bytes(pages * PAGE_SIZE)})
+                          "WAKEUP_BYTES": wakeup_bytes(pages * PAGE_SIZE)}, usdt)
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,12 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
+        "ugc", "uthreads",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
         "export",    # a long-running server
+        "ugc",       # CPython's gc probes have semaphores: set in a running process (-p)
     },
 }
 

@@ -57,6 +57,8 @@
  *                          the kernel reads the argument)
  *     threadexec [ARG]     a second thread execs `workload child ARG` (the exec returns
  *                          in the thread group leader's pid)
+ *     threads N [MS]       start N threads with pthread_create, one at a time, each
+ *                          running started_thread(); then stay alive MS ms (default 300)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -214,6 +216,11 @@ NOINLINE void touch_pages(char *base, long n, long page)
 }
 
 static long kcontend_rounds;
+
+NOINLINE void *started_thread(void *arg)
+{
+    return arg;
+}
 
 NOINLINE void *kcontend_worker(void *arg)
 {
@@ -443,6 +450,17 @@ int main(int argc, char **argv)
         long ms = i + 1 < argc ? arg_long(argc, argv, i + 1, "MS") : 300;
         if (ms > 0)
             sleeper(ms);   /* stay alive so stacks can be symbolized */
+    } else if (strcmp(mode, "threads") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        for (long k = 0; k < n; k++) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, started_thread, NULL) != 0)
+                return 1;
+            pthread_join(t, NULL);
+        }
+        long ms = i + 1 < argc ? arg_long(argc, argv, i + 1, "MS") : 300;
+        if (ms > 0)
+            sleeper(ms);   /* stay alive so start routines can be symbolized */
     } else if (strcmp(mode, "kcontend") == 0) {
         pthread_t t[4];
         kcontend_rounds = arg_long(argc, argv, i, "N");
