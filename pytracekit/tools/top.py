@@ -35,6 +35,26 @@ DRY_RUN_ARGS = ["-b", "-n", "1"]
 JUST_REFRESHED_S = 0.005
 
 
+def _switch_every_cpu(ncpu: int) -> None:
+    """`running` learns which task is on a CPU at its next sched_switch; a
+    task that was running before attach and never switches (a spinner on an
+    idle machine) would stay unseen. A short thread pinned to each CPU makes
+    one switch there, so every CPU's current task is known from the start."""
+    import threading
+
+    def visit(cpu: int) -> None:
+        try:
+            os.sched_setaffinity(0, {cpu})   # 0: this thread
+            time.sleep(0.001)
+        except OSError:                      # an offline or forbidden CPU
+            pass
+    threads = [threading.Thread(target=visit, args=(cpu,), daemon=True) for cpu in range(ncpu)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 class CpuSession:
     """top.bpf.c attached; `refresh()` returns the usage since the last call."""
 
@@ -55,6 +75,8 @@ class CpuSession:
             raise
         self.accountant = Accountant(self.ncpu)
         self.before: dict[int, int] = {}   # tid -> on-CPU ns before tracing began
+        if not (settings.current().dry_run or settings.current().ebpf):
+            _switch_every_cpu(self.ncpu)
         self.refresh()   # the baseline: the first real refresh covers one interval
 
     def refresh(self) -> Refresh:
