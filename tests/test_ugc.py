@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Tool, pytracekit, wait_until
+from conftest import pytracekit
 from snoop_helpers import one_line_error, summary, validated_json
-from usdt_helpers import PYTHON
+from usdt_helpers import PYTHON, traced_python_script
 
 PER_GENERATION = {0: 7, 1: 4, 2: 3}
 
@@ -28,18 +28,8 @@ time.sleep(30)   # killed by the test: interpreter shutdown would collect again
 
 
 def _traced(args: list[str], tmp_path: Path) -> tuple[str, str, int]:
-    go = tmp_path / "go"
     counts = [str(PER_GENERATION[g]) for g in (0, 1, 2)]
-    proc = subprocess.Popen([PYTHON, "-c", SCRIPT, str(go), *counts])
-    try:
-        with Tool("ugc", "-p", str(proc.pid), *args) as tool:
-            go.touch()
-            assert wait_until(lambda: (tmp_path / "go.done").exists(), timeout=30)
-            out, err = tool.stop()
-    finally:
-        proc.kill()
-        proc.wait()
-    return out, err, tool.returncode
+    return traced_python_script(["ugc", *args], SCRIPT, counts, tmp_path)
 
 
 @pytest.mark.root

@@ -23,8 +23,16 @@ time.sleep(30)   # killed by the test: interpreter shutdown would collect again
 def traced_python_gc(tool_args: list[str], collections: int, tmp_path: Path):
     """Run `tool -p PID TOOL_ARGS` on a python doing `collections` gc.collect()s.
     Returns (stdout, stderr, returncode) of the tool."""
+    return traced_python_script(tool_args, GC_SCRIPT, [str(collections)], tmp_path)
+
+
+def traced_python_script(tool_args: list[str], script: str, script_args: list[str],
+                         tmp_path: Path):
+    """Run `tool -p PID TOOL_ARGS` on `python -c SCRIPT GO ARGS...`: the script
+    waits for the file GO, does its work, then creates GO.done. Returns
+    (stdout, stderr, returncode) of the tool."""
     go = tmp_path / "go"
-    proc = subprocess.Popen([PYTHON, "-c", GC_SCRIPT, str(go), str(collections)])
+    proc = subprocess.Popen([PYTHON, "-c", script, str(go), *script_args])
     try:
         with Tool(tool_args[0], "-p", str(proc.pid), *tool_args[1:]) as tool:
             go.touch()
