@@ -77,7 +77,7 @@ def loss_line(loss: LossReport) -> str:
     if loss.map_full:
         parts.append(f"{loss.map_full} updates dropped (map full)")
     if loss.unknown_frames:
-        parts.append(f"{loss.unknown_frames} frames not symbolized")
+        parts.append(f"{loss.unknown_frames} frames without a symbol (named MODULE+0xOFFSET)")
     if loss.unreadable_strings:
         parts.append(f"{loss.unreadable_strings} strings unreadable (not paged in; shown as "
                      f"{UNREADABLE} or as their address)")
