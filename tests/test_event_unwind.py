@@ -64,6 +64,24 @@ def test_stackcount_pid_is_loaded_before_its_events(workload_nofp, tmp_path):
 
 
 @pytest.mark.root
+def test_stackcount_system_wide_loads_processes_as_they_appear(workload_nofp):
+    # a process is loaded once announced by its first event: that one (and any
+    # before its load) takes the frame-pointer walk, the later ones unwind
+    n = 20
+    with Tool("stackcount", "-f", "-U", f"{workload_nofp}:sleeper") as tool:
+        subprocess.run([workload_nofp, "sleep", str(n), "50"], check=True, timeout=60)
+        out, err = tool.stop()
+    stacks = {}
+    for line in out.splitlines():
+        if line.strip() and line[-1].isdigit():
+            stack, count = line.rsplit(" ", 1)
+            stacks[stack] = stacks.get(stack, 0) + int(count)
+    assert sum(stacks.values()) == n, (out, err)
+    assert stacks.get(f"{ROOT};sleeper", 0) >= n // 2, stacks
+    assert all(s.endswith("sleeper") for s in stacks), stacks
+
+
+@pytest.mark.root
 def test_trace_user_stacks_are_whole_per_event(workload_nofp):
     res = pytracekit("trace", "-U", "--json", f"{workload_nofp}:stack_leaf", "--",
                      workload_nofp, "stacks", "2")

@@ -55,11 +55,11 @@ class Outstanding:
     """Outstanding allocations from one stack."""
 
     stack_id: int
-    stack_hash: int = 0         # nonzero: unwound in the kernel (ustacks)
     size: int = 0
     count: int = 0
     frames: list[Frame] = field(default_factory=list)     # leaf first
     addresses: list[tuple[int, int]] = field(default_factory=list)   # (address, size)
+    stack_hash: int = 0         # nonzero: unwound in the kernel (ustacks.py)
 
 
 @dataclass
@@ -102,14 +102,15 @@ class Memleak(BpfTool):
             for key, value in self.prog["combined"].items():
                 if value.allocations:
                     stacks[(key.stack_id, key.user_stack_hash)] = Outstanding(
-                        key.stack_id, key.user_stack_hash, value.total_size, value.allocations)
+                        key.stack_id, value.total_size, value.allocations,
+                        stack_hash=key.user_stack_hash)
         else:
             cutoff = time.monotonic_ns() - int(older_ms * 1e6)
             for key, info in self.prog["allocs"].items():
                 if older_ms and info.timestamp_ns > cutoff:
                     continue
                 ref = (info.stack.stack_id, info.stack.user_stack_hash)
-                entry = stacks.setdefault(ref, Outstanding(*ref))
+                entry = stacks.setdefault(ref, Outstanding(ref[0], stack_hash=ref[1]))
                 entry.size += info.size
                 entry.count += 1
                 if addresses:

@@ -137,13 +137,16 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
     per_pid = per_pid or bool(pid)
     try:
         probes = tracer.resolve(spec)
-        numbered = common.attach_probes(tracer, probes, MULTI_FUNCTION, lambda n: f"stack_{n}")
+        function = function_of(probes)
+        numbered = common.attach_probes(tracer, probes, MULTI_FUNCTION,
+                                        lambda n: f"stack_{function(n)}")
         tracer.defines.update(PTK_GENERATED_PROBES=1, USER_STACKS=user, KERNEL_STACKS=kernel,
                               PER_PID=per_pid, STACK_STORAGE=stack_storage,
                               MAX_STACKS=max_stacks, STACKCOUNT_CPU=-1 if cpu is None else cpu,
                               STACKCOUNT_MULTI=len(numbered) < len(probes),
                               **ustacks.defines(unwind, user=user, storage=stack_storage))
-        tracer.replace.update(common.generated(FUNCTION, probes, numbered))
+        tracer.replace.update(common.generated(FUNCTION, probes,
+                                               sorted({function(n) for n in numbered})))
         user_symbols = BuildIdSymbolizer(show_offset=offsets)
         user_symbols.add_files(sorted({p.binary for p in probes if p.binary}))
         unwinding: list[EventUnwinding | None] = [None]
@@ -168,6 +171,18 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                          delimited and user and kernel, unwinding[0])
     tracer.default_poll = counter.poll
     return counter
+
+
+def function_of(probes: list[ResolvedProbe]):
+    """The number of the function stack_N that probe n attaches to: one per
+    kind of probe (a stack needs no probe number), so N tracepoints load and
+    verify one program, not N (the in-kernel unwinder makes each cost up to a
+    second); USDT probes keep one each (BCC makes their argument readers per
+    function)."""
+    first: dict[str, int] = {}
+    for n, probe in enumerate(probes):
+        first.setdefault(probe.kind, n)
+    return lambda n: n if probes[n].kind == "usdt" else first[probes[n].kind]
 
 
 def _ordered(profile: StackProfile) -> list[Sample]:
