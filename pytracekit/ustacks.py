@@ -4,9 +4,10 @@ mutexstat): the user half of bpf/ptk_ustack.h.
 `--unwind dwarf` (the default, as in profile) compiles the in-kernel
 unwinder in (CFI_UNWIND); `EventUnwinding` loads the target into it before
 the probes fire (-p), has a held command stopped at its entry until its
-mappings are loaded (-- COMMAND), loads processes as the BPF side announces
-them (system-wide), and names a stack stored under a hash. A process not
-loaded yet, and `--unwind fp`, keep the frame-pointer walk.
+mappings are loaded (-- COMMAND) and loads processes as the BPF side announces
+them (system-wide); symbols.Symbolizer.unwound_stack names a stack stored
+under its hash. A process not loaded yet, and `--unwind fp`, keep the
+frame-pointer walk.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import click
-
-from .model import Frame
 
 MODES = ("dwarf", "fp")
 
@@ -74,22 +73,7 @@ class EventUnwinding:
 
     def close(self) -> None:
         self.unwinder.release_stopped()
-
-
-def poll_with(unwinding: EventUnwinding | None,
-              wait: Callable[[int], None]) -> Callable[[int], None]:
-    """A run_until_done poll: the unwinder's rings, then the tool's own wait
-    (a sleep, its event ring) for the rest of the timeout."""
-    if unwinding is None:
-        return wait
-
-    def poll(timeout_ms: int) -> None:
-        unwinding.poll(0)
-        wait(timeout_ms)
-        unwinding.poll(0)
-    return poll
-
-
-def unwound_frames(symbolizer: Any, stack_hash: int, pid: int) -> list[Frame]:
-    """A stack of the unwinder (leaf first), named without the process."""
-    return symbolizer.unwound_stack(stack_hash, pid) if stack_hash else []
+        from . import settings
+        if settings.current().verbose:   # what was loaded, as profile says it
+            import sys
+            print(self.unwinder.summary(), file=sys.stderr)
