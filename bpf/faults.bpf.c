@@ -1,8 +1,8 @@
 /* faults: page faults counted by stack. A page-faults software perf event
  * with period 1 fires on every fault in the context of the faulting task;
- * user and kernel stacks are taken there. User stacks are stored as (build
- * id, file offset) frames, as stackcount stores them, so they can be named
- * after a short-lived process has exited. */
+ * user and kernel stacks are taken there. User stacks as stackcount takes
+ * them (ptk_ustack.h): unwound in the kernel from CFI tables, else (build id,
+ * file offset) frames; both nameable after a short-lived process exited. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
@@ -21,6 +21,8 @@ BPF_HASH(counts, struct ptk_stack_key, u64, 16384);
  * up front (a build-id stack slot is 4 KiB). */
 BPF_STACK_TRACE(stack_traces, KERNEL_STACKS ? STACK_STORAGE : 1);
 BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
+#include "ptk_unwind.h"
+#include "ptk_ustack.h"
 
 int on_fault(struct bpf_perf_event_data *ctx)
 {
@@ -33,7 +35,7 @@ int on_fault(struct bpf_perf_event_data *ctx)
     key.user_stack_id = -1;
     key.kernel_stack_id = -1;
     if (USER_STACKS)
-        key.user_stack_id = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
+        key.user_stack_id = ptk_user_stack(ctx, key.pid, &key.user_stack_hash);
     if (KERNEL_STACKS)
         key.kernel_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
     bpf_get_current_comm(&key.comm, sizeof(key.comm));

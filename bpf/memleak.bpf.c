@@ -2,7 +2,8 @@
  * the libc allocators record each returned block by address with its size
  * and stack; frees remove it. Kernel mode (KERNEL_MODE): the same from the
  * kmem tracepoints. `combined` keeps per-stack totals up to date in the
- * kernel for --combined-only. */
+ * kernel for --combined-only. A user stack is unwound in the kernel from CFI
+ * (CFI_UNWIND, ptk_ustack.h: a hash) or walked by frame pointers (an id). */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
@@ -22,11 +23,20 @@
 #define MAX_ALLOCS 1000000
 #endif
 
+/* A stack: a hash in `ustacks` (nonzero), else an id in user_stacks or
+ * (kernel mode) stack_traces. */
+struct stack_ref {
+    u64 user_stack_hash;
+    s32 stack_id;
+    u32 pad;
+};
+
 struct alloc_info {
     u64 size;
     u64 timestamp_ns;
-    s32 stack_id;
+    struct stack_ref stack;
     u32 tid;
+    u32 pad;
 };
 
 struct combined_t {
@@ -37,8 +47,12 @@ struct combined_t {
 BPF_HASH(sizes, u32, u64, 65536);               /* tid -> requested size, between entry and return */
 BPF_HASH(memptrs, u32, u64, 65536);             /* tid -> posix_memalign's out pointer */
 BPF_HASH(allocs, u64, struct alloc_info, MAX_ALLOCS);
-BPF_HASH(combined, s32, struct combined_t, 10240);
-BPF_STACK_TRACE(stack_traces, 16384);
+BPF_HASH(combined, struct stack_ref, struct combined_t, 10240);
+/* the kind of stack not taken keeps one slot */
+BPF_STACK_TRACE(stack_traces, KERNEL_MODE ? 16384 : 1);
+BPF_STACK_TRACE(user_stacks, KERNEL_MODE ? 1 : 16384);
+#include "ptk_unwind.h"
+#include "ptk_ustack.h"
 
 PTK_INLINE int alloc_enter(u64 size)
 {
@@ -56,7 +70,7 @@ PTK_INLINE int alloc_enter(u64 size)
     return 0;
 }
 
-PTK_INLINE int alloc_exit(void *ctx, u64 address, s32 stack_id)
+PTK_INLINE int alloc_exit(void *ctx, u64 address, struct stack_ref *stack)
 {
     u32 tid = bpf_get_current_pid_tgid();
     u64 *size = sizes.lookup(&tid);
@@ -68,14 +82,14 @@ PTK_INLINE int alloc_exit(void *ctx, u64 address, s32 stack_id)
     if (!address)
         return 0;
     info.timestamp_ns = bpf_ktime_get_ns();
-    info.stack_id = stack_id;
+    info.stack = *stack;
     info.tid = tid;
     if (allocs.update(&address, &info)) {
         ptk_count_loss(PTK_MAP_FULL);
         return 0;
     }
     struct combined_t zero = {};
-    struct combined_t *c = combined.lookup_or_try_init(&info.stack_id, &zero);
+    struct combined_t *c = combined.lookup_or_try_init(&info.stack, &zero);
     if (c) {
         __sync_fetch_and_add(&c->total_size, info.size);
         __sync_fetch_and_add(&c->allocations, 1);
@@ -90,7 +104,8 @@ PTK_INLINE int free_enter(u64 address)
     struct alloc_info *info = allocs.lookup(&address);
     if (!info)
         return 0;
-    struct combined_t *c = combined.lookup(&info->stack_id);
+    struct stack_ref stack = info->stack;
+    struct combined_t *c = combined.lookup(&stack);
     if (c) {
         __sync_fetch_and_sub(&c->total_size, info->size);
         __sync_fetch_and_sub(&c->allocations, 1);
@@ -100,9 +115,14 @@ PTK_INLINE int free_enter(u64 address)
 }
 
 #if !KERNEL_MODE
-PTK_INLINE s32 user_stack(struct pt_regs *ctx)
+PTK_INLINE int alloc_exit_user(struct pt_regs *ctx, u64 address)
 {
-    return ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK));
+    u32 tid = bpf_get_current_pid_tgid();
+    struct stack_ref stack = {};
+    if (address && sizes.lookup(&tid))   /* else not recorded: no stack to take */
+        stack.stack_id = ptk_user_stack(ctx, bpf_get_current_pid_tgid() >> 32,
+                                        &stack.user_stack_hash);
+    return alloc_exit(ctx, address, &stack);
 }
 
 int malloc_enter(struct pt_regs *ctx) { return alloc_enter(PT_REGS_PARM1(ctx)); }
@@ -131,7 +151,7 @@ int posix_memalign_enter(struct pt_regs *ctx)
 
 int alloc_return(struct pt_regs *ctx)
 {
-    return alloc_exit(ctx, PT_REGS_RC(ctx), user_stack(ctx));
+    return alloc_exit_user(ctx, PT_REGS_RC(ctx));
 }
 
 int mmap_return(struct pt_regs *ctx)
@@ -139,7 +159,7 @@ int mmap_return(struct pt_regs *ctx)
     u64 address = PT_REGS_RC(ctx);
     if (address == (u64)-1)   /* MAP_FAILED */
         address = 0;
-    return alloc_exit(ctx, address, user_stack(ctx));
+    return alloc_exit_user(ctx, address);
 }
 
 int posix_memalign_return(struct pt_regs *ctx)
@@ -152,7 +172,7 @@ int posix_memalign_return(struct pt_regs *ctx)
     if (PT_REGS_RC(ctx) == 0)
         bpf_probe_read_user(&address, sizeof(address), (void *)*memptr);
     memptrs.delete(&tid);
-    return alloc_exit(ctx, address, user_stack(ctx));
+    return alloc_exit_user(ctx, address);
 }
 
 int free_probe(struct pt_regs *ctx)
@@ -166,7 +186,9 @@ int free_probe(struct pt_regs *ctx)
 PTK_INLINE int kernel_alloc(void *ctx, u64 size, u64 address)
 {
     alloc_enter(size);
-    return alloc_exit(ctx, address, ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)));
+    struct stack_ref stack = {};
+    stack.stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
+    return alloc_exit(ctx, address, &stack);
 }
 
 TRACEPOINT_PROBE(kmem, kmalloc) { kernel_alloc(args, args->bytes_alloc, (u64)args->ptr); return PTK_TP_PASS; }

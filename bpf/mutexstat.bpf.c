@@ -2,9 +2,15 @@
  * uprobes on pthread_mutex_lock (entry and return) and pthread_mutex_unlock.
  * A lock call counts as contended when the thread entered futex() inside it
  * (glibc sleeps in the kernel only when the mutex is held by another). The
- * stack is taken at the return, where the caller's frame is complete. */
+ * stack is taken at the return, where the caller's frame is complete:
+ * unwound in the kernel from CFI tables (CFI_UNWIND, ptk_ustack.h), else a
+ * frame-pointer walk. */
 #include "vmlinux.h"
 #include "pytracekit.h"
+
+BPF_STACK_TRACE(user_stacks, 16384);
+#include "ptk_unwind.h"
+#include "ptk_ustack.h"
 
 struct lock_call {
     u64 mutex;
@@ -17,6 +23,7 @@ struct site_key {
     u64 mutex;
     s32 stack_id;
     u32 pid;
+    u64 user_stack_hash;    /* nonzero: the stack is in `ustacks` */
 };
 
 struct site_stats {
@@ -43,7 +50,6 @@ struct held_val {
 BPF_HASH(in_lock, u32, struct lock_call, 65536);
 BPF_HASH(stats, struct site_key, struct site_stats, 10240);
 BPF_HASH(held, struct held_key, struct held_val, 65536);
-BPF_STACK_TRACE(stack_traces, 16384);
 
 int lock_enter(struct pt_regs *ctx)
 {
@@ -83,7 +89,7 @@ int lock_return(struct pt_regs *ctx)
     struct site_key key = {};
     key.mutex = done.mutex;
     key.pid = pid_tgid >> 32;
-    key.stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK));
+    key.stack_id = ptk_user_stack(ctx, key.pid, &key.user_stack_hash);
     struct site_stats zero = {};
     struct site_stats *st = stats.lookup_or_try_init(&key, &zero);
     if (!st) {

@@ -219,12 +219,14 @@ PTK_INLINE void ptk_report_miss(struct ptk_proc_maps *maps, u32 pid, u64 pc)
     unwind_miss.ringbuf_submit(miss, 0);
 }
 
-/* Unwind the current thread's user stack into `ustacks`. 1: stored, its hash
- * in key->user_stack_hash; 0: the process is not loaded (use the fallback);
- * -1: it could not be stored (counted). */
-PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
+/* Unwind the current thread's user stack (pid: its process) into `ustacks`,
+ * from its user registers (bpf_task_pt_regs: in a uprobe the probe's own
+ * pt_regs). 1: stored, its hash in *stack_hash; 0: the process is not loaded
+ * (use the fallback); -1: it could not be stored (counted). Any key struct
+ * with a u64 for the hash can take it (ptk_ustack.h). */
+PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
 {
-    u32 pid = key->pid, zero = 0;
+    u32 zero = 0;
     struct ptk_proc_maps *maps = proc_maps.lookup(&pid);
     if (!maps)
         return 0;
@@ -323,8 +325,14 @@ PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
             return -1;
         }
     }
-    key->user_stack_hash = hash;
+    *stack_hash = hash;
     return 1;
+}
+
+/* The same into a struct ptk_stack_key (ptk_current_stack, ptk_stacks.h). */
+PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
+{
+    return ptk_unwind_current(key->pid, &key->user_stack_hash);
 }
 
 #endif /* CFI_UNWIND */

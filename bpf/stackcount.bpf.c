@@ -1,8 +1,11 @@
 /* stackcount: how often each distinct stack reaches the probes.
  *
  * Every probe gets a generated function calling count_stack() (see
- * PTK_PROBE_FUNCTIONS). User stacks are stored as (build id, file offset)
- * frames, so they can be named after a short-lived process has exited.
+ * PTK_PROBE_FUNCTIONS). User stacks are unwound in the kernel from CFI
+ * tables (CFI_UNWIND, ptk_ustack.h) once a process's mappings are loaded;
+ * else (and with --unwind fp) they are frame-pointer walks stored as (build
+ * id, file offset) frames. Both can be named after a short-lived process
+ * has exited.
  * Keys hold the pid whenever user stacks are taken (frames without a build
  * id are named through that process's maps); without per-process output
  * (-P) pytracekit merges the symbolized stacks.
@@ -34,6 +37,8 @@ BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
  * up front (a build-id stack slot is 4 KiB). */
 BPF_STACK_TRACE(stack_traces, KERNEL_STACKS ? STACK_STORAGE : 1);
 BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
+#include "ptk_unwind.h"
+#include "ptk_ustack.h"
 
 PTK_INLINE int count_stack(void *ctx)
 {
@@ -49,7 +54,7 @@ PTK_INLINE int count_stack(void *ctx)
     if (PER_PID)
         bpf_get_current_comm(&key.comm, sizeof(key.comm));
     if (USER_STACKS)
-        key.user_stack_id = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
+        key.user_stack_id = ptk_user_stack(ctx, key.pid, &key.user_stack_hash);
     if (KERNEL_STACKS)
         key.kernel_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
     u64 zero = 0;

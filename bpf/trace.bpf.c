@@ -29,8 +29,11 @@
 
 BPF_RINGBUF_OUTPUT(events, BUFFER_PAGES);
 BPF_STACK_TRACE(stacks, STACK_ENTRIES);
-/* User frames as (build id, offset): nameable after the process exited. */
+/* User frames as (build id, offset): nameable after the process exited;
+ * with CFI_UNWIND, unwound in the kernel once the process is loaded. */
 BPF_STACK_TRACE_BUILDID(user_stacks, STACK_ENTRIES);
+#include "ptk_unwind.h"
+#include "ptk_ustack.h"
 
 struct trace_header {
     u64 ts;
@@ -41,6 +44,7 @@ struct trace_header {
     s32 user_stack;
     s32 kernel_stack;
     char comm[TASK_COMM_LEN];
+    u64 user_stack_hash;     /* nonzero: the user stack is in `ustacks` */
 };
 
 PTK_INLINE bool trace_is_self(void)
@@ -58,8 +62,9 @@ PTK_INLINE void trace_fill_header(struct trace_header *h, void *ctx, u32 probe)
     h->cpu = bpf_get_smp_processor_id();
     h->user_stack = -1;
     h->kernel_stack = -1;
+    h->user_stack_hash = 0;
     if (USER_STACKS)
-        h->user_stack = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
+        h->user_stack = ptk_user_stack(ctx, h->pid, &h->user_stack_hash);
     if (KERNEL_STACKS)
         h->kernel_stack = ptk_checked_stack_id(stacks.get_stackid(ctx, 0));
     bpf_get_current_comm(&h->comm, sizeof(h->comm));

@@ -55,6 +55,9 @@ class Tracer:
         self.multi_attachments: list[tuple[ResolvedProbe, str, int]] = []
         self.prog: Program | None = None
         self.target: Target | None = None
+        # run()'s poll when given none: what must be serviced while it runs
+        # (stackcount's in-kernel unwinder: a held command waits at its entry)
+        self.default_poll: Callable[[int], None] | None = None
 
     # -- probes -------------------------------------------------------------
 
@@ -106,11 +109,16 @@ class Tracer:
 
     # -- lifecycle ----------------------------------------------------------
 
-    def start(self, message: str | None = None) -> "Tracer":
-        """Hold the command, compile with its pid, attach everything."""
+    def start(self, message: str | None = None,
+              prepare: Callable[[Program], None] | None = None) -> "Tracer":
+        """Hold the command, compile with its pid, attach everything;
+        `prepare(program)` runs between compiling and attaching. EXEC_PID is
+        the held command's pid (0 without one)."""
         renames = probemod.program_defines(self.attachments)
         self.target = Target.from_options(self.pid, self.command)
-        defines = {"FILTER_PID": self.target.pid, **self.defines, **renames}
+        defines = {"FILTER_PID": self.target.pid,
+                   "EXEC_PID": self.target.pid if self.command else 0,
+                   **self.defines, **renames}
         usdt = [p.usdt_context(fn, self.pid) for p, fn in self.attachments if p.kind == "usdt"]
         if self.file is not None:
             self.prog = Program.from_file(self.file, defines, self.replace, usdt=usdt)
@@ -119,6 +127,8 @@ class Tracer:
             for token, code in self.replace.items():
                 text = text.replace(token, code)
             self.prog = Program.from_text(self.name, text, defines, usdt=usdt)
+        if prepare is not None:
+            prepare(self.prog)
         for probe, fn_name in self.attachments:
             probe.attach(self.prog, fn_name, pid=self.target.pid or None)
         self._attach_multi()
@@ -135,7 +145,7 @@ class Tracer:
             self.start()
         assert self.target is not None
         return run_until_done(self.target, duration=duration, interval=interval,
-                              on_interval=on_interval, poll=poll)
+                              on_interval=on_interval, poll=poll or self.default_poll)
 
     def close(self) -> None:
         if self.prog is not None:

@@ -114,6 +114,19 @@ class BuildIdSymbolizer:
             self.unknown_frames += 1
         return frame
 
+    def unwound(self, stack_hash: int, pid: int) -> list[Frame]:
+        """Frames of a stack of the in-kernel unwinder (ustacks.py), leaf first."""
+        frames = self.symbolizer.unwound_stack(stack_hash, pid) if stack_hash else []
+        self.unknown_frames += sum(1 for f in frames if f.unknown)
+        return frames
+
+    def user_stack(self, stack_map: Any, stack_id: int, stack_hash: int,
+                   pid: int) -> list[Frame]:
+        """A user stack of a ptk_ustack.h key: unwound (a hash) or stored here."""
+        if stack_hash:
+            return self.unwound(stack_hash, pid)
+        return self.stack(stack_map, stack_id, pid)
+
     def stack(self, stack_map: Any, stack_id: int, pid: int) -> list[Frame]:
         """Frames of one stored stack, leaf first; [] for a negative (missing) id."""
         if stack_id < 0:

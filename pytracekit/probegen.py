@@ -203,10 +203,11 @@ def new_function(fn_name: str, probe, params: tuple, string_size: int, guard: st
 
 
 def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], target,
-                    defines: dict, replace: dict):
+                    defines: dict, replace: dict, prepare=None):
     """Compile bpf/<name>.bpf.c with generated code, attach every (function,
-    resolved probe) pair, and return the ready loader.Program. On any failure
-    everything done so far is undone, including the held command."""
+    resolved probe) pair, and return the ready loader.Program; `prepare(program)`
+    runs before attaching. On any failure everything done so far is undone,
+    including the held command."""
     from .loader import Program
     from .probes import program_defines
     try:
@@ -219,6 +220,8 @@ def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], ta
         target.finish()
         raise
     try:
+        if prepare is not None:
+            prepare(prog)
         for fn, probe in functions:
             fn.attach(prog, probe, pid=target.pid or None)
         prog.ready()

@@ -243,26 +243,10 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
 
 def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int]) -> Any:
     """The in-kernel unwinder's user half, when the program has one
-    (CFI_UNWIND): a command's program and the C library are loaded before
-    it starts, selected processes before sampling starts, so their first
-    samples already unwind with tables."""
-    from .unwinder import Unwinder, likely_modules
-    try:
-        prog["proc_maps"]
-    except KeyError:
-        return None
-    unwinder = Unwinder(prog, symbolizer.users)
-    if target.command:
-        modules = likely_modules(target.command[0])
-        unwinder.preload(modules)
-        if modules:
-            unwinder.stop_command_at_entry(prog, modules[0], target.pid)
-    elif target.pid == 0:
-        for ident in selected:
-            symbolizer.remember(ident)
-            unwinder.load(ident)
-    symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
-    return unwinder
+    (CFI_UNWIND; unwinder.setup_unwinder)."""
+    from .unwinder import setup_unwinder
+    return setup_unwinder(prog, symbolizer, command=target.command, command_pid=target.pid,
+                          pids=selected if target.pid == 0 else [])
 
 
 @dataclass

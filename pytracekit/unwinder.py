@@ -273,6 +273,32 @@ class Unwinder:
         return True
 
 
+def setup_unwinder(prog: Any, symbolizer: Any, *, command: tuple[str, ...] = (),
+                   command_pid: int = 0, pids: list[int] = ()) -> "Unwinder | None":
+    """The in-kernel unwinder's user half for a program that has one
+    (CFI_UNWIND), set up before its probes fire: a held command's program and
+    the C library are loaded before it starts (and it is stopped at its entry
+    until its own mappings are: `stop_command_at_entry`), the given processes
+    now, so their first stacks already unwind with tables. Names the unwound
+    stacks through `symbolizer` (symbols.Symbolizer). None: no unwinder."""
+    try:
+        prog["proc_maps"]
+    except KeyError:
+        return None
+    unwinder = Unwinder(prog, symbolizer.users)
+    if command:
+        modules = likely_modules(command[0])
+        unwinder.preload(modules)
+        if modules:
+            unwinder.stop_command_at_entry(prog, modules[0], command_pid)
+    else:
+        for pid in pids:
+            symbolizer.remember(pid)
+            unwinder.load(pid)
+    symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
+    return unwinder
+
+
 def read_miss(data: int) -> int:
     """The pid of a struct ptk_unwind_miss record."""
     return ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value

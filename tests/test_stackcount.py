@@ -129,8 +129,10 @@ def _leaf_stacks_in_process(workload, n: int):
     from pytracekit.tools import stackcount
     perf, link = "anon_inode:[perf_event]", "anon_inode:bpf_link"
     before = open_fds(perf), open_fds(link)
+    # frame pointers: the CFI unwinder's own tracepoints and entry stop would add
+    # fds (its stacks are test_event_unwind's)
     counter = stackcount.start(f"{workload}:stack_leaf", command=(workload, "stacks", str(n)),
-                               kernel=False, announce=False)
+                               kernel=False, announce=False, unwind="fp")
     try:
         kinds = [p.kind for p in counter.tracer.prog.probes]
         added = open_fds(perf) - before[0], open_fds(link) - before[1]

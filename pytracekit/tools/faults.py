@@ -1,8 +1,9 @@
 """faults: page faults by stack (user and kernel), from the page-faults
 software perf event sampled on every fault. Text like BCC's stackcount,
-or --folded for flame graphs. User frames are stored by build id and named as
-stackcount names them (buildid.BuildIdSymbolizer), also after the process
-has exited."""
+or --folded for flame graphs. User stacks as stackcount takes them: unwound
+in the kernel from CFI (--unwind dwarf, ustacks.py), else frame-pointer
+walks stored by build id (buildid.BuildIdSymbolizer); both named also after
+the process has exited."""
 from __future__ import annotations
 
 import time
@@ -22,6 +23,8 @@ from ..render import jsonl
 from ..runner import Target, check_runnable
 from ..stacks import DELIMITER, stack_path
 from ..symbols import Symbolizer
+from .. import ustacks
+from ..ustacks import EventUnwinding
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -32,6 +35,7 @@ class Faults(BpfTool):
     user: bool = True
     kernel: bool = True
     target_pid: int = 0
+    unwinding: EventUnwinding | None = None   # --unwind dwarf
     _next_refresh: float = 0.0
 
     def warm(self) -> None:
@@ -52,7 +56,8 @@ class Faults(BpfTool):
     def _sample(self, key: Any, value: int) -> Sample:
         """Root first: comm, user frames, [--], kernel frames."""
         comm = key.comm.decode(errors="replace")
-        ustack = (self.user_symbols.stack(self.prog["user_stacks"], key.user_stack_id, key.pid)
+        ustack = (self.user_symbols.user_stack(self.prog["user_stacks"], key.user_stack_id,
+                                               key.user_stack_hash, key.pid)
                   if self.user else [])
         kstack = stack_path(self.symbolizer, self.prog["stack_traces"], pid=key.pid,
                             user_stack_id=-1, kernel_stack_id=key.kernel_stack_id,
@@ -71,19 +76,41 @@ class Faults(BpfTool):
         """After an interval's report (stack ids stay valid for the next one)."""
         self.prog["counts"].clear()
 
+    def poll(self, timeout_ms: int) -> None:
+        if self.unwinding is None:
+            super().poll(timeout_ms)
+            return
+        self.unwinding.poll(timeout_ms)   # a held command may wait at its entry
+        self.warm()
+
+    def close(self) -> None:
+        if self.unwinding is not None:
+            self.unwinding.close()
+        super().close()
+
 
 def start(*, pid: int = 0, user: bool = True, kernel: bool = True,
-          binaries: tuple[str, ...] = (), **_: Any) -> Faults:
+          binaries: tuple[str, ...] = (), command: tuple[str, ...] = (),
+          unwind: str = "dwarf", **_: Any) -> Faults:
     """`binaries`: files whose frames to name even if no process mapping them
-    is seen alive (a command that exits within a moment)."""
-    prog = Program.from_file("faults", defines={"FILTER_PID": pid or 0, "USER_STACKS": user,
-                                                "KERNEL_STACKS": kernel})
-    prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["page-faults"], "on_fault",
-                           sample_period=1, label="page-faults")
+    is seen alive (a command that exits within a moment); `command`: the held
+    command whose pid is `pid`."""
+    prog = Program.from_file("faults", defines={
+        "FILTER_PID": pid or 0, "USER_STACKS": user, "KERNEL_STACKS": kernel,
+        **ustacks.defines(unwind, user=user, storage=16384,
+                          command_pid=pid if command else 0)})
     user_symbols = BuildIdSymbolizer()
     user_symbols.add_files(binaries)
+    try:
+        unwinding = EventUnwinding.setup(prog, user_symbols.symbolizer, pids=[pid],
+                                         command=command, command_pid=pid)
+        prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["page-faults"], "on_fault",
+                               sample_period=1, label="page-faults")
+    except BaseException:
+        prog.close()
+        raise
     return Faults(prog, Symbolizer(prog.bpf), user_symbols, user=user, kernel=kernel,
-                  target_pid=pid or 0)
+                  target_pid=pid or 0, unwinding=unwinding)
 
 
 def folded(profile: StackProfile) -> str:
@@ -112,10 +139,12 @@ def stackcount_text(profile: StackProfile) -> str:
 @options.interval_option("-i")
 @click.option("-f", "--folded", "folded_out", is_flag=True,
               help="Print folded stacks (flamegraph.pl input).")
+@ustacks.unwind_option()
 @options.json_option()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, user_only, kernel_only, duration, interval, folded_out, as_json, command):
+def command(pid, user_only, kernel_only, duration, interval, folded_out, unwind, as_json,
+            command):
     """Count page faults by stack."""
     if user_only and kernel_only:
         raise UsageError("give only one of -U and -K")
@@ -124,7 +153,7 @@ def command(pid, user_only, kernel_only, duration, interval, folded_out, as_json
     binaries = (check_runnable(cmd[0]),) if cmd else ()
     with attached(target,
                   lambda: start(pid=target.pid, user=not kernel_only, kernel=not user_only,
-                                binaries=binaries),
+                                binaries=binaries, command=cmd, unwind=unwind),
                   "Counting page faults by stack... Hit Ctrl-C to end.") as tool:
         last = []
 

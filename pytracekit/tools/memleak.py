@@ -7,7 +7,9 @@ allocations from the kmem tracepoints. Every interval (and at the end) the
 top stacks by outstanding bytes are printed, largest last, as BCC does.
 
 Stacks are symbolized while the process is alive (at every poll), so the
-report after a command exits still names its functions.
+report after a command exits still names its functions. User stacks are
+unwound in the kernel from CFI (--unwind dwarf, ustacks.py): whole also in
+code built without frame pointers; --unwind fp follows frame pointers.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from ..periodic import (BpfTool, attached, finish_loss, require_alive, require_t
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
+from .. import ustacks
+from ..ustacks import EventUnwinding
 
 DRY_RUN_ARGS = ["-p", "1"]
 MAX_SECONDS_MS = options.MAX_SECONDS * 1000   # -o: older than a year is a typo
@@ -55,56 +59,77 @@ class Outstanding:
     count: int = 0
     frames: list[Frame] = field(default_factory=list)     # leaf first
     addresses: list[tuple[int, int]] = field(default_factory=list)   # (address, size)
+    stack_hash: int = 0         # nonzero: unwound in the kernel (ustacks.py)
 
 
 @dataclass
 class Memleak(BpfTool):
     pid: int = 0
     kernel: bool = False
+    unwinding: EventUnwinding | None = None   # --unwind dwarf
 
-    def _frames(self, stack_id: int) -> list[Frame]:
+    def _frames(self, stack_id: int, stack_hash: int = 0) -> list[Frame]:
+        if stack_hash:
+            return self.symbolizer.unwound_stack(stack_hash, self.pid)
         if stack_id < 0:
             return []
-        return self.symbolizer.stack(self.prog["stack_traces"], stack_id,
-                                     pid=self.pid, kernel=self.kernel)
+        return self.symbolizer.stack(self.prog["stack_traces" if self.kernel else "user_stacks"],
+                                     stack_id, pid=self.pid, kernel=self.kernel)
 
     def warm(self) -> None:
         """Symbolize new stacks now, while the process still has its mappings."""
         if self.kernel:
             return
         for key, _ in self.prog["combined"].items():
-            self._frames(key.value)
+            self._frames(key.stack_id, key.user_stack_hash)
+
+    def poll(self, timeout_ms: int) -> None:
+        if self.unwinding is None:
+            super().poll(timeout_ms)
+            return
+        self.unwinding.poll(timeout_ms)   # a held command may wait at its entry
+        self.warm()
+
+    def close(self) -> None:
+        if self.unwinding is not None:
+            self.unwinding.close()
+        super().close()
 
     def read(self, *, older_ms: float = 0, combined_only: bool = False,
              addresses: bool = False) -> list[Outstanding]:
-        stacks: dict[int, Outstanding] = {}
+        stacks: dict[tuple[int, int], Outstanding] = {}
         if combined_only:
             for key, value in self.prog["combined"].items():
                 if value.allocations:
-                    stacks[key.value] = Outstanding(key.value, value.total_size,
-                                                    value.allocations)
+                    stacks[(key.stack_id, key.user_stack_hash)] = Outstanding(
+                        key.stack_id, value.total_size, value.allocations,
+                        stack_hash=key.user_stack_hash)
         else:
             cutoff = time.monotonic_ns() - int(older_ms * 1e6)
             for key, info in self.prog["allocs"].items():
                 if older_ms and info.timestamp_ns > cutoff:
                     continue
-                entry = stacks.setdefault(info.stack_id, Outstanding(info.stack_id))
+                ref = (info.stack.stack_id, info.stack.user_stack_hash)
+                entry = stacks.setdefault(ref, Outstanding(ref[0], stack_hash=ref[1]))
                 entry.size += info.size
                 entry.count += 1
                 if addresses:
                     entry.addresses.append((key.value, info.size))
         for entry in stacks.values():
-            entry.frames = self._frames(entry.stack_id)
+            entry.frames = self._frames(entry.stack_id, entry.stack_hash)
         return sorted(stacks.values(), key=lambda e: (e.size, e.count))
 
 
 
 def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int | None = None,
           max_size: int | None = None, show_offsets: bool = True, max_allocs: int = 1000000,
-          **_: Any) -> Memleak:
+          command: tuple[str, ...] = (), unwind: str = "dwarf", **_: Any) -> Memleak:
+    """`command`: the held command whose pid is `pid`."""
     kernel = not pid
     defines: dict[str, Any] = {"FILTER_PID": pid, "KERNEL_MODE": kernel,
-                               "SAMPLE_EVERY": sample_rate, "MAX_ALLOCS": max_allocs}
+                               "SAMPLE_EVERY": sample_rate, "MAX_ALLOCS": max_allocs,
+                               **ustacks.defines(unwind, user=not kernel, storage=16384,
+                                                 command_pid=pid if command else 0)}
     if min_size is not None:
         defines["MIN_SIZE"] = f"{min_size}ULL"
     if max_size is not None:
@@ -113,14 +138,21 @@ def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int |
         require_tracepoints("memleak", "kmem:kmalloc", "kmem:kmem_cache_alloc", "kmem:kfree",
                             "kmem:kmem_cache_free", "kmem:mm_page_alloc", "kmem:mm_page_free")
     prog = Program.from_file("memleak", defines=defines)
-    require_alive(pid)
-    if not kernel:
-        for symbol, entry, ret in USER_PROBES:
-            prog.attach_uprobe(obj, entry, symbol=symbol, pid=pid)
-            if ret:
-                prog.attach_uprobe(obj, ret, symbol=symbol, pid=pid, retprobe=True)
     symbolizer = Symbolizer(prog.bpf, show_module=show_offsets, show_offset=show_offsets)
-    return Memleak(prog, symbolizer, pid=pid, kernel=kernel)
+    unwinding = None
+    try:
+        require_alive(pid)
+        if not kernel:
+            unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
+                                             command_pid=pid)
+            for symbol, entry, ret in USER_PROBES:
+                prog.attach_uprobe(obj, entry, symbol=symbol, pid=pid)
+                if ret:
+                    prog.attach_uprobe(obj, ret, symbol=symbol, pid=pid, retprobe=True)
+    except BaseException:
+        prog.close()
+        raise
+    return Memleak(prog, symbolizer, pid=pid, kernel=kernel, unwinding=unwinding)
 
 
 def report_text(stacks: list[Outstanding], top: int, addresses: bool) -> str:
@@ -131,7 +163,7 @@ def report_text(stacks: list[Outstanding], top: int, addresses: bool) -> str:
             out += [f"\taddr = {addr:x} size = {size}" for addr, size in sorted(entry.addresses)]
     for entry in shown:
         out.append(f"\t{entry.size} bytes in {entry.count} allocations from stack")
-        if entry.stack_id < 0:
+        if entry.stack_id < 0 and not entry.stack_hash:
             out.append("\t\t[stack not stored]")
         out += [f"\t\t{f.name}" for f in entry.frames]
     return "\n".join(out)
@@ -173,13 +205,14 @@ def report_json(stacks: list[Outstanding], top: int, addresses: bool) -> list[di
               help="The library (or binary) whose allocators to probe.")
 @click.option("--max-allocs", type=click.IntRange(1, options.MAX_MAP_ENTRIES), default=1000000, show_default=True,
               help="Outstanding allocations the kernel map can hold (more are counted as lost).")
+@ustacks.unwind_option()
 @options.duration_option("-d")
 @options.interval_option("-i")
 @options.json_option()
 @options.standard
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def command(pid, addresses, older, command_line, combined_only, sample_rate, top, min_size,
-            max_size, obj, max_allocs, duration, interval, as_json, args):
+            max_size, obj, max_allocs, unwind, duration, interval, as_json, args):
     """Outstanding memory allocations by stack (possible leaks).
 
     ARGS: [interval [count]] and/or -- COMMAND to run and trace. The default
@@ -198,7 +231,8 @@ def command(pid, addresses, older, command_line, combined_only, sample_rate, top
                "Attaching to kernel allocators, Ctrl+C to quit.")
     with attached(target, lambda: start(pid=target.pid, obj=obj, sample_rate=sample_rate,
                                         min_size=min_size, max_size=max_size,
-                                        show_offsets=not as_json, max_allocs=max_allocs),
+                                        show_offsets=not as_json, max_allocs=max_allocs,
+                                        command=cmd, unwind=unwind),
                   message) as tool:
         def report(final: bool) -> None:
             stacks = tool.read(older_ms=older, combined_only=combined_only,

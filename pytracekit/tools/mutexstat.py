@@ -6,6 +6,9 @@ in futex() (contended), the time those waited (avg, max, total), and hold
 times. Mutexes that are globals are named from the binary's symbol table.
 With -i/--interval, a table every SECONDS covering only that interval: a
 wait or a hold that spans a boundary counts in the interval where it ends.
+Stacks are unwound in the kernel from CFI (--unwind dwarf, ustacks.py), so
+code built without frame pointers has whole stacks; --unwind fp follows
+frame pointers.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from ..periodic import (BpfTool, attached, command_only, finish_loss, require_al
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
+from .. import ustacks
+from ..ustacks import EventUnwinding
 from .klockstat import format_ns
 
 DRY_RUN_ARGS = ["-p", "1"]
@@ -61,6 +66,7 @@ class MutexSite:
 @dataclass
 class Mutexstat(BpfTool):
     names: dict[tuple[int, int], str] = field(default_factory=dict)
+    unwinding: EventUnwinding | None = None   # --unwind dwarf
 
     def _name(self, pid: int, mutex: int) -> str:
         name = self.names.get((pid, mutex))
@@ -71,18 +77,36 @@ class Mutexstat(BpfTool):
             self.names[(pid, mutex)] = name
         return name
 
+    def _frames(self, key: Any) -> list[Frame]:
+        """The site's stack, leaf first: unwound (a hash) or frame pointers."""
+        if key.user_stack_hash:
+            return self.symbolizer.unwound_stack(key.user_stack_hash, key.pid)
+        return self.symbolizer.stack(self.prog["user_stacks"], key.stack_id, pid=key.pid)
+
     def warm(self) -> None:
         """Name mutexes and stacks while the process is alive."""
         for key, _ in self.prog["stats"].items():
             self._name(key.pid, key.mutex)
-            self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, pid=key.pid)
+            self._frames(key)
+
+    def poll(self, timeout_ms: int) -> None:
+        if self.unwinding is None:
+            super().poll(timeout_ms)
+            return
+        self.unwinding.poll(timeout_ms)   # a held command may wait at its entry
+        self.warm()
+
+    def close(self) -> None:
+        if self.unwinding is not None:
+            self.unwinding.close()
+        super().close()
 
     def read(self, clear: bool = False) -> list[MutexSite]:
         """Per site; with clear, since the last clearing read (the in-flight
         in_lock/held maps and the stacks they refer to are kept)."""
         sites = []
         for key, st in entries(self.prog["stats"], clear):
-            frames = self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, pid=key.pid)
+            frames = self._frames(key)
             sites.append(MutexSite(key.mutex, self._name(key.pid, key.mutex), key.pid, frames,
                                    st.acquisitions, st.contended, st.wait_total_ns,
                                    st.wait_max_ns, st.hold_total_ns, st.hold_max_ns, st.holds))
@@ -90,15 +114,26 @@ class Mutexstat(BpfTool):
 
 
 
-def start(*, pid: int, obj: str = "c", show_offsets: bool = True, **_: Any) -> Mutexstat:
+def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
+          command: tuple[str, ...] = (), unwind: str = "dwarf", **_: Any) -> Mutexstat:
+    """`command`: the held command whose pid is `pid`."""
     require_tracepoints("mutexstat", "syscalls:sys_enter_futex")
-    prog = Program.from_file("mutexstat", defines={"FILTER_PID": pid})
-    require_alive(pid)
-    prog.attach_uprobe(obj, "lock_enter", symbol="pthread_mutex_lock", pid=pid)
-    prog.attach_uprobe(obj, "lock_return", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
-    prog.attach_uprobe(obj, "unlock_enter", symbol="pthread_mutex_unlock", pid=pid)
-    return Mutexstat(prog, Symbolizer(prog.bpf, show_module=show_offsets,
-                                      show_offset=show_offsets))
+    prog = Program.from_file("mutexstat", defines={
+        "FILTER_PID": pid, **ustacks.defines(unwind, user=True, storage=16384,
+                                             command_pid=pid if command else 0)})
+    symbolizer = Symbolizer(prog.bpf, show_module=show_offsets, show_offset=show_offsets)
+    try:
+        require_alive(pid)
+        unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
+                                         command_pid=pid)
+        prog.attach_uprobe(obj, "lock_enter", symbol="pthread_mutex_lock", pid=pid)
+        prog.attach_uprobe(obj, "lock_return", symbol="pthread_mutex_lock", pid=pid,
+                           retprobe=True)
+        prog.attach_uprobe(obj, "unlock_enter", symbol="pthread_mutex_unlock", pid=pid)
+    except BaseException:
+        prog.close()
+        raise
+    return Mutexstat(prog, symbolizer, unwinding=unwinding)
 
 
 def render(sites: list[MutexSite], *, sort: str = "wait_total", limit: int | None = None,
@@ -134,18 +169,21 @@ def render(sites: list[MutexSite], *, sort: str = "wait_total", limit: int | Non
               help="Also list sites that were never contended.")
 @click.option("-O", "--obj", default="c", show_default=True,
               help="The library holding pthread_mutex_lock.")
+@ustacks.unwind_option()
 @options.duration_option("-d")
 @options.interval_option("-i")
 @options.json_option()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, limit, depth, sort, all_sites, obj, duration, interval, as_json, command):
+def command(pid, limit, depth, sort, all_sites, obj, unwind, duration, interval, as_json,
+            command):
     """pthread mutex contention by mutex and calling stack (-p PID or -- COMMAND)."""
     cmd = command_only(command, "mutexstat")
     if not pid and not cmd:
         raise click.UsageError("give -p PID or -- COMMAND: uprobes need a process to watch")
     target = Target.from_options(pid, cmd)
-    with attached(target, lambda: start(pid=target.pid, obj=obj, show_offsets=not as_json),
+    with attached(target, lambda: start(pid=target.pid, obj=obj, show_offsets=not as_json,
+                                        command=cmd, unwind=unwind),
                   f"Tracing pthread mutexes of pid {target.pid}... Hit Ctrl-C to end.") as tool:
         def print_table(stamp: dict[str, Any]) -> None:
             sites = tool.read(clear=True)

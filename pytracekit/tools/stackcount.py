@@ -5,6 +5,12 @@ USDT probes (BCC's stackcount).
     pytracekit stackcount -P -U '/bin/app:handle_*'  user stacks, per process
     pytracekit stackcount -f -K t:sched:sched_switch folded kernel stacks (flamegraph.pl)
     pytracekit stackcount c:malloc -- ls -l          a command from its first instruction
+    pytracekit stackcount --unwind fp c:malloc       frame-pointer user stacks
+
+User stacks are unwound in the kernel from each binary's CFI (ustacks.py,
+bpf/ptk_ustack.h), so programs built without frame pointers have whole
+stacks; a process whose mappings are not loaded yet, and --unwind fp, take
+the frame-pointer walk, stored by build id.
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from ..stacks import DELIMITER, without_bpf_frames
 from ..symbols import Symbolizer
 from . import _probe_cli as common
 from ..textsafe import cstr
+from .. import ustacks
+from ..ustacks import EventUnwinding
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
 LOST_STACK = Frame("[stack not stored]", "user")
@@ -44,6 +52,7 @@ class StackCount:
     symbolizer: Symbolizer              # kernel frames
     user_symbols: BuildIdSymbolizer     # user frames, stored by build id
     delimited: bool = False
+    unwinding: EventUnwinding | None = None   # --unwind dwarf
     _next_refresh: float = 0.0
 
     def read(self) -> StackProfile:
@@ -58,7 +67,8 @@ class StackCount:
 
     def _sample(self, key, value: int) -> Sample:
         """Root first: [comm], user frames, [--], kernel frames, [stack not stored]."""
-        ustack = (self.user_symbols.stack(self.tracer["user_stacks"], key.user_stack_id, key.pid)
+        ustack = (self.user_symbols.user_stack(self.tracer["user_stacks"], key.user_stack_id,
+                                               key.user_stack_hash, key.pid)
                   if self.user else [])
         kstack = (without_bpf_frames(self.symbolizer.stack(
             self.tracer["stack_traces"], key.kernel_stack_id, kernel=True)) if self.kernel else [])
@@ -99,7 +109,10 @@ class StackCount:
         if now >= self._next_refresh:
             self.remember_processes()
             self._next_refresh = now + 0.2
-        time.sleep(min(timeout_ms / 1000, 0.5))
+        if self.unwinding is not None:   # its rings: a held command may wait at its entry
+            self.unwinding.poll(min(timeout_ms, 500))
+        else:
+            time.sleep(min(timeout_ms / 1000, 0.5))
 
     def loss(self) -> LossReport:
         loss = self.tracer.loss()
@@ -107,6 +120,8 @@ class StackCount:
         return loss
 
     def close(self) -> None:
+        if self.unwinding is not None:
+            self.unwinding.close()
         self.tracer.close()
 
 
@@ -114,7 +129,7 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
           regex: bool = False, cpu: int | None = None, user: bool = True, kernel: bool = True,
           per_pid: bool = False, offsets: bool = False, delimited: bool = False,
           stack_storage: int = 16384, max_stacks: int = 10240,
-          announce: bool = True) -> StackCount:
+          announce: bool = True, unwind: str = "dwarf") -> StackCount:
     if not (user or kernel):
         raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
     spec = parse_spec(pattern, regex=regex)
@@ -122,21 +137,52 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
     per_pid = per_pid or bool(pid)
     try:
         probes = tracer.resolve(spec)
-        numbered = common.attach_probes(tracer, probes, MULTI_FUNCTION, lambda n: f"stack_{n}")
+        function = function_of(probes)
+        numbered = common.attach_probes(tracer, probes, MULTI_FUNCTION,
+                                        lambda n: f"stack_{function(n)}")
         tracer.defines.update(PTK_GENERATED_PROBES=1, USER_STACKS=user, KERNEL_STACKS=kernel,
                               PER_PID=per_pid, STACK_STORAGE=stack_storage,
                               MAX_STACKS=max_stacks, STACKCOUNT_CPU=-1 if cpu is None else cpu,
-                              STACKCOUNT_MULTI=len(numbered) < len(probes))
-        tracer.replace.update(common.generated(FUNCTION, probes, numbered))
-        tracer.start(common.tracing_message(len(probes), pattern) if announce else None)
-        symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
+                              STACKCOUNT_MULTI=len(numbered) < len(probes),
+                              **ustacks.defines(unwind, user=user, storage=stack_storage))
+        tracer.replace.update(common.generated(FUNCTION, probes,
+                                               sorted({function(n) for n in numbered})))
         user_symbols = BuildIdSymbolizer(show_offset=offsets)
         user_symbols.add_files(sorted({p.binary for p in probes if p.binary}))
+        unwinding: list[EventUnwinding | None] = [None]
+
+        def prepare(prog) -> None:   # loaded before the probes fire
+            assert tracer.target is not None
+            unwinding[0] = EventUnwinding.setup(prog, user_symbols.symbolizer,
+                                                pids=[pid or 0], command=tuple(command),
+                                                command_pid=tracer.target.pid)
+        try:
+            tracer.start(common.tracing_message(len(probes), pattern) if announce else None,
+                         prepare=prepare)
+        except BaseException:
+            if unwinding[0] is not None:
+                unwinding[0].close()
+            raise
+        symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
     except BaseException:
         tracer.close()
         raise
-    return StackCount(tracer, probes, user, kernel, per_pid, symbolizer, user_symbols,
-                      delimited and user and kernel)
+    counter = StackCount(tracer, probes, user, kernel, per_pid, symbolizer, user_symbols,
+                         delimited and user and kernel, unwinding[0])
+    tracer.default_poll = counter.poll
+    return counter
+
+
+def function_of(probes: list[ResolvedProbe]):
+    """The number of the function stack_N that probe n attaches to: one per
+    kind of probe (a stack needs no probe number), so N tracepoints load and
+    verify one program, not N (the in-kernel unwinder makes each cost up to a
+    second); USDT probes keep one each (BCC makes their argument readers per
+    function)."""
+    first: dict[str, int] = {}
+    for n, probe in enumerate(probes):
+        first.setdefault(probe.kind, n)
+    return lambda n: n if probes[n].kind == "usdt" else first[probes[n].kind]
 
 
 def _ordered(profile: StackProfile) -> list[Sample]:
@@ -195,13 +241,14 @@ def format_folded(profile: StackProfile) -> str:
               help="Number of distinct stacks the kernel can store.")
 @click.option("--max-stacks", type=click.IntRange(1, options.MAX_MAP_ENTRIES), default=10240, show_default=True,
               help="Number of distinct (stack, process) keys counted.")
+@ustacks.unwind_option()
 @options.json_option()
 @options.standard
 @common.pattern_argument()
 @options.command_argument
 def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, kernel_only,
-            user_only, show_addresses, delimited, folded, stack_storage, max_stacks, as_json,
-            pattern, command):
+            user_only, show_addresses, delimited, folded, stack_storage, max_stacks, unwind,
+            as_json, pattern, command):
     """Count the stacks that lead to functions, tracepoints or USDT probes matching PATTERN.
 
     PATTERN: func, p::func (kernel), lib:func, p:lib:func, /path:func,
@@ -212,7 +259,7 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
     counter = start(pattern, pid=pid, command=command, regex=regex, cpu=cpu,
                     user=not kernel_only, kernel=not user_only, per_pid=per_pid,
                     offsets=offsets, delimited=delimited, stack_storage=stack_storage,
-                    max_stacks=max_stacks, announce=not folded)
+                    max_stacks=max_stacks, announce=not folded, unwind=unwind)
 
     def report() -> None:
         profile = counter.read()

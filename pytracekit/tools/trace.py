@@ -33,8 +33,11 @@ from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
 from ..textsafe import cstr
+from .. import ustacks
+from ..ustacks import EventUnwinding
 
-HEADER = struct.Struct("=QIIIIii16s")     # struct trace_header in bpf/trace.bpf.c
+HEADER = struct.Struct("=QIIIIii16sQ")     # struct trace_header in bpf/trace.bpf.c
+USTACKS_SIZE = 4096   # distinct user stacks unwound in the kernel (-U, --unwind dwarf)
 DRY_RUN_ARGS = ['t:syscalls:sys_enter_openat (args->filename == "/nonexistent") '
                 '"%s %d", args->filename, args->flags']
 
@@ -178,19 +181,22 @@ def plan(probe_texts: list[str], *, pid: int | None, string_size: int,
 class Tracer:
     """The running trace: compiled program, attached probes, event decoding."""
 
-    def __init__(self, trace_probes: list[TraceProbe], prog: Any, string_size: int) -> None:
+    def __init__(self, trace_probes: list[TraceProbe], prog: Any, string_size: int,
+                 user_symbols: BuildIdSymbolizer | None = None,
+                 unwinding: EventUnwinding | None = None) -> None:
         self.probes = trace_probes
         self.prog = prog
         self.string_size = string_size
         self.symbolizer = Symbolizer(prog.bpf, show_module=False)
-        self.user_symbols = BuildIdSymbolizer()
+        self.user_symbols = user_symbols or BuildIdSymbolizer()
+        self.unwinding = unwinding   # --unwind dwarf (ustacks.py)
         self.user_symbols.add_files(sorted({p.resolved.binary for p in trace_probes
                                             if p.resolved.binary}))
         self._pids_seen: set[int] = set()
         self.first_ts: int | None = None
 
     def decode(self, raw: bytes) -> dict[str, Any]:
-        ts, pid, tid, index, cpu, ustack, kstack, comm = HEADER.unpack_from(raw)
+        ts, pid, tid, index, cpu, ustack, kstack, comm, ustack_hash = HEADER.unpack_from(raw)
         probe = self.probes[index]
         values: list[Any] = [None] * (len(probe.numbers) + len(probe.strings))
         offset = HEADER.size
@@ -203,7 +209,7 @@ class Tracer:
                                  else stream.cstr(chunk))
             offset += self.string_size
         return {"ts": ts, "pid": pid, "tid": tid, "probe": probe, "cpu": cpu,
-                "user_stack": ustack, "kernel_stack": kstack,
+                "user_stack": ustack, "kernel_stack": kstack, "user_stack_hash": ustack_hash,
                 "comm": cstr(comm), "values": values}
 
     def message(self, event: dict[str, Any]) -> str:
@@ -224,7 +230,7 @@ class Tracer:
                 out.append(piece)
         return "".join(out)
 
-    def stack(self, stack_id: int, pid: int, kernel: bool) -> list[str]:
+    def stack(self, stack_id: int, pid: int, kernel: bool, stack_hash: int = 0) -> list[str]:
         if kernel:
             frames = without_bpf_frames(self.symbolizer.stack(self.prog["stacks"], stack_id,
                                                                kernel=True))
@@ -232,7 +238,8 @@ class Tracer:
             if pid not in self._pids_seen:    # its files, while it may still be alive
                 self._pids_seen.add(pid)
                 self.user_symbols.add_files(mapped_files(pid))
-            frames = self.user_symbols.stack(self.prog["user_stacks"], stack_id, pid)
+            frames = self.user_symbols.user_stack(self.prog["user_stacks"], stack_id,
+                                                  stack_hash, pid)
         return [f.name for f in frames]
 
     @property
@@ -276,12 +283,13 @@ class ProbesThenCommand(click.Command):
               help="Print the generated BPF program (to stderr) before tracing.")
 @click.option("--limit", type=click.IntRange(min=1), default=probes.DEFAULT_LIMIT,
               show_default=True, help="Most probes one spec may expand to.")
+@ustacks.unwind_option()
 @options.duration_option()
 @options.json_option()
 @options.standard
 def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack, kernel_stack,
             buffer_pages, string_size, include_self, name, msg_filter, print_program, limit,
-            duration, as_json):
+            unwind, duration, as_json):
     """Trace probes, printing one line per event: PROBE... [-- COMMAND].
 
     PROBE is SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]], e.g.
@@ -293,13 +301,13 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
         timestamp=timestamp, clock=clock, print_cpu=print_cpu, user_stack=user_stack,
         kernel_stack=kernel_stack, buffer_pages=buffer_pages, string_size=string_size,
         include_self=include_self, name=name, msg_filter=msg_filter, limit=limit,
-        duration=duration, as_json=as_json, print_program=print_program)
+        duration=duration, as_json=as_json, print_program=print_program, unwind=unwind)
 
 
 def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
           tid: int | None = None, user_stack: bool = False, kernel_stack: bool = False,
           buffer_pages: int = 64, string_size: int = 80, include_self: bool = False,
-          limit: int = probes.DEFAULT_LIMIT) -> tuple[Tracer, Target]:
+          limit: int = probes.DEFAULT_LIMIT, unwind: str = "dwarf") -> tuple[Tracer, Target]:
     """Parse, compile and attach; the caller runs and closes (see `run`)."""
     if not probe_texts:
         raise UsageError("give at least one probe, e.g. 'c:open \"%s\", arg1'")
@@ -310,10 +318,18 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
     code = "\n".join(p.struct_c + p.function.source() for p in trace_probes)
     defines = {"BUFFER_PAGES": buffer_pages, "STRING_SIZE": string_size,
                "USER_STACKS": user_stack, "KERNEL_STACKS": kernel_stack,
-               "FILTER_TID": tid or 0, "SELF_PID": 0 if include_self else os.getpid()}
+               "FILTER_TID": tid or 0, "SELF_PID": 0 if include_self else os.getpid(),
+               **ustacks.defines(unwind, user=user_stack, storage=USTACKS_SIZE,
+                                 command_pid=target.pid if command else 0)}
+    user_symbols = BuildIdSymbolizer()
+    unwinding: list[EventUnwinding | None] = []
+
+    def prepare(prog: Any) -> None:   # loaded before the probes fire
+        unwinding.append(EventUnwinding.setup(prog, user_symbols.symbolizer, pids=[pid or 0],
+                                              command=command, command_pid=target.pid))
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
-                                    target, defines, {"@TRACE_PROBES@": code})
-    tracer = Tracer(trace_probes, prog, string_size)
+                                    target, defines, {"@TRACE_PROBES@": code}, prepare)
+    tracer = Tracer(trace_probes, prog, string_size, user_symbols, unwinding[0])
     if command and shutil.which(command[0]):   # its frames, even once it has exited
         tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
     elif pid:
@@ -351,7 +367,8 @@ class Printer:
         if tracer.first_ts is None:
             tracer.first_ts = event["ts"]
         probe = event["probe"]
-        ustack = tracer.stack(event["user_stack"], event["pid"], False) if self.user_stack else []
+        ustack = (tracer.stack(event["user_stack"], event["pid"], False, event["user_stack_hash"])
+                  if self.user_stack else [])
         kstack = tracer.stack(event["kernel_stack"], -1, True) if self.kernel_stack else []
         if self.as_json:
             obj = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
@@ -410,6 +427,8 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
     rings = CallbackRings(prog)
 
     def poll(timeout_ms: int) -> None:
+        if tracer.unwinding is not None:   # a held command may wait at its entry
+            tracer.unwinding.poll(0)
         rings.poll(timeout_ms)
         out.flush()
         if max_events is not None and printed >= max_events:
@@ -436,5 +455,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
             print(warning, file=sys.stderr)
         out.flush()
     finally:
+        if tracer.unwinding is not None:
+            tracer.unwinding.close()
         prog.close()
         target.finish()
