@@ -42,6 +42,7 @@ WITHOUT = {
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
+        "sigsnoop",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
