@@ -53,7 +53,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
-    "sigsnoop": [],
+    "sigsnoop": [], "threadsnoop": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -140,6 +140,7 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_tgkill": ("tkill", KILLS), "syscalls:sys_exit_tgkill": ("tkill", KILLS),
     "syscalls:sys_enter_rt_sigreturn": ("signals", 4 * KILLS),
     "signal:signal_generate": ("signals", 4 * KILLS),   # its exit's SIGCHLD: after perf's
+    "task:task_newtask": ("signals", 1),                 # its one worker thread
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),

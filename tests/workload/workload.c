@@ -59,6 +59,8 @@
  *                          in the thread group leader's pid)
  *     threads N [MS]       start N threads with pthread_create, one at a time, each
  *                          running started_thread(); then stay alive MS ms (default 300)
+ *     clonethreads N       start N threads with glibc's clone() (CLONE_THREAD, not
+ *                          pthread_create), one at a time, each running cloned_thread()
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -66,6 +68,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdint.h>
 #include <signal.h>
@@ -220,6 +223,33 @@ static long kcontend_rounds;
 NOINLINE void *started_thread(void *arg)
 {
     return arg;
+}
+
+static volatile int cloned_done;
+
+/* A thread made by clone(): no glibc thread state, so it leaves by the raw
+ * exit system call (the thread only, not the process). */
+NOINLINE int cloned_thread(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&cloned_done, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+NOINLINE void clone_threads(long n)
+{
+    const int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                      CLONE_SYSVSEM;
+    size_t size = 64 * 1024;
+    for (long k = 0; k < n; k++) {
+        char *stack = malloc(size);     /* leaked: the thread may still be on it */
+        cloned_done = 0;
+        if (clone(cloned_thread, stack + size, flags, NULL) < 0)
+            exit(1);
+        while (!__atomic_load_n(&cloned_done, __ATOMIC_SEQ_CST))
+            usleep(1000);
+    }
 }
 
 NOINLINE void *kcontend_worker(void *arg)
@@ -525,6 +555,8 @@ int main(int argc, char **argv)
         long n = arg_long(argc, argv, i, "N");
         if (i + 1 >= argc) { fprintf(stderr, "workload: missing FILE\n"); return 2; }
         unreadable_paths(n, argv[i + 1]);
+    } else if (strcmp(mode, "clonethreads") == 0) {
+        clone_threads(arg_long(argc, argv, i, "N"));
     } else if (strcmp(mode, "threadexec") == 0) {
         pthread_t t;
         pthread_create(&t, NULL, exec_from_thread, (void *)(i < argc ? argv[i] : "marker"));
