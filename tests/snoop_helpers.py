@@ -59,11 +59,14 @@ def start_to_file(args: list[str], stdout_path: Path, timeout: float = 60):
 
 
 def perf_stat(events: list[str], command: list[str], system_wide: bool = False,
-              timeout: float = 120) -> dict[str, int]:
+              timeout: float = 120, filter_: str | None = None) -> dict[str, int]:
     """perf stat's count of each tracepoint over `command` (-a: the whole
-    system while it runs): the oracle the snoops' counts are checked against."""
+    system while it runs; `filter_`: perf's --filter on every event): the
+    oracle the snoops' counts are checked against."""
     import subprocess
-    argv = ["perf", "stat", "-x,"] + [a for ev in events for a in ("-e", ev)]
+    argv = ["perf", "stat", "-x,"]
+    for ev in events:
+        argv += ["-e", ev] + (["--filter", filter_] if filter_ else [])
     res = subprocess.run(argv + (["-a"] if system_wide else []) + ["--", *command],
                          capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stderr

@@ -53,7 +53,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
-    "sigsnoop": [], "threadsnoop": [],
+    "sigsnoop": [], "threadsnoop": [], "capable": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -103,6 +103,9 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
         "tkill": {"argv": py + [tkill]},
         "signals": {"argv": [workload, "signals", str(KILLS)]},   # 4 handled per round
         "tcp": {"argv": py + [tcp]},
+        # capability checks: the interpreter makes many; only chroot's are counted
+        "chroot": {"argv": py + [f"import os\nfor _ in range({KILLS}): os.chroot('/')"],
+                   "filter": "cap == 18"},
         "listen": {"argv": py + [listen]},      # two state changes, both in the process
         "touch": {"argv": [workload, "touch", str(PAGES)]},
         "contend": {"argv": [workload, "kcontend", "30"]},
@@ -141,6 +144,7 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_rt_sigreturn": ("signals", 4 * KILLS),
     "signal:signal_generate": ("signals", 4 * KILLS),   # its exit's SIGCHLD: after perf's
     "task:task_newtask": ("signals", 1),                 # its one worker thread
+    "capability:cap_capable": ("chroot", KILLS),         # CAP_SYS_CHROOT, once per chroot
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
