@@ -42,7 +42,7 @@ WITHOUT = {
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
-        "sigsnoop", "threadsnoop", "capable",
+        "sigsnoop", "threadsnoop", "capable", "oomkill",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

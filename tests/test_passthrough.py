@@ -53,7 +53,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
-    "sigsnoop": [], "threadsnoop": [], "capable": [],
+    "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -119,6 +119,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                               "oflag=direct", "conv=fsync", "bs=4096", "count=8", "status=none"],
                      "system_wide": True},
     }
+    out["oom"] = {"during": lambda: oom_kill(workload), "system_wide": True}
     if disk is not None:
         st = os.stat(disk.path)
         dev = (os.major(st.st_rdev) << 20) | os.minor(st.st_rdev)
@@ -126,6 +127,14 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                                  "bs=65536", f"count={BLOCKS}", "status=none"],
                         "system_wide": True, "filter": f"dev == {dev}"}
     return out
+
+
+def oom_kill(workload: str) -> None:
+    """One process killed by its memory cgroup's OOM killer (never the host's)."""
+    from memcg_helpers import memory_cgroup
+    with memory_cgroup(32 << 20, "ptk-passthrough") as inside:
+        hog = subprocess.run(inside + [workload, "touch", str(32768), "0"], timeout=60)
+    assert hog.returncode == -signal.SIGKILL
 
 
 # tracepoint -> (action, ground truth): the truth is exact where the action
@@ -163,6 +172,7 @@ FIRES: dict[str, tuple[str, int]] = {
     "kmem:kmem_cache_alloc": ("open-all", OPENS), "kmem:kmem_cache_free": ("open-all", 1),
     "kmem:mm_page_alloc": ("touch", PAGES), "kmem:mm_page_free": ("touch", 1),
     "sched:sched_process_free": ("exec-all", 1),
+    "oom:mark_victim": ("oom", 1),   # system-wide: other kills may come too
 }
 # Attached by a tool but fired by none of the actions above on purpose.
 UNFIRED = {
