@@ -42,7 +42,7 @@ WITHOUT = {
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
-        "sigsnoop", "threadsnoop", "capable", "oomkill",
+        "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

@@ -53,7 +53,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
-    "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [],
+    "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -120,6 +120,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                      "system_wide": True},
     }
     out["oom"] = {"during": lambda: oom_kill(workload), "system_wide": True}
+    out["mount"] = {"argv": py + [MOUNTS, f"{marker}.mnt"]}
     if disk is not None:
         st = os.stat(disk.path)
         dev = (os.major(st.st_rdev) << 20) | os.minor(st.st_rdev)
@@ -127,6 +128,23 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                                  "bs=65536", f"count={BLOCKS}", "status=none"],
                         "system_wide": True, "filter": f"dev == {dev}"}
     return out
+
+
+# KILLS tmpfs mounts and unmounts, then one through the new mount API, in a
+# private mount namespace of its own (the host's mounts are never touched)
+MOUNTS = f"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None)
+d = sys.argv[1].encode()
+os.makedirs(d, exist_ok=True)
+assert libc.unshare(0x20000) == 0 and libc.mount(None, b"/", None, 16384 | 1 << 18, None) == 0
+for _ in range({KILLS}):
+    assert libc.mount(b"ptk", d, b"tmpfs", 0, None) == 0 and libc.umount2(d, 0) == 0
+fs = libc.syscall(430, b"tmpfs", 1)
+assert libc.syscall(431, fs, 6, None, None, 0) == 0
+assert libc.syscall(429, libc.syscall(432, fs, 1, 0), b"", -100, d, 4) == 0
+assert libc.umount2(d, 2) == 0
+"""
 
 
 def oom_kill(workload: str) -> None:
@@ -154,6 +172,9 @@ EXACT: dict[str, tuple[str, int]] = {
     "signal:signal_generate": ("signals", 4 * KILLS),   # its exit's SIGCHLD: after perf's
     "task:task_newtask": ("signals", 1),                 # its one worker thread
     "capability:cap_capable": ("chroot", KILLS),         # CAP_SYS_CHROOT, once per chroot
+    **{f"syscalls:sys_{d}_{call}": ("mount", n) for d in ("enter", "exit")
+       for call, n in (("mount", KILLS + 1), ("umount", KILLS + 1), ("fsopen", 1),
+                       ("fsmount", 1), ("move_mount", 1))},
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
