@@ -54,6 +54,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
+    "pidpersec": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
