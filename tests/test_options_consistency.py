@@ -42,7 +42,7 @@ WITHOUT = {
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
-        "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop",
+        "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
@@ -79,6 +79,7 @@ BCC_SHORT = {
     "cpudist": {"-p": "--pid"},
     "memleak": {"-p": "--pid"},
     "klockstat": {"-p": "--pid", "-d": "--duration", "-i": "--interval"},
+    "drsnoop": {"-p": "--pid", "-d": "--duration"},
 }
 
 

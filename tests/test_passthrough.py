@@ -54,7 +54,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
-    "pidpersec": [],
+    "pidpersec": [], "drsnoop": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -122,6 +122,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     }
     out["oom"] = {"during": lambda: oom_kill(workload), "system_wide": True}
     out["mount"] = {"argv": py + [MOUNTS, f"{marker}.mnt"]}
+    out["reclaim"] = {"during": lambda: memcg_reclaim(f"{marker}.dd"), "system_wide": True}
     if disk is not None:
         st = os.stat(disk.path)
         dev = (os.major(st.st_rdev) << 20) | os.minor(st.st_rdev)
@@ -154,6 +155,15 @@ def oom_kill(workload: str) -> None:
     with memory_cgroup(32 << 20, "ptk-passthrough") as inside:
         hog = subprocess.run(inside + [workload, "touch", str(32768), "0"], timeout=60)
     assert hog.returncode == -signal.SIGKILL
+
+
+def memcg_reclaim(path: str) -> None:
+    """dd writing 32 MiB in a memory cgroup limited to 8 MiB: it reclaims."""
+    from memcg_helpers import memory_cgroup
+    with memory_cgroup(8 << 20, "ptk-passthrough") as inside:
+        subprocess.run(inside + ["dd", "if=/dev/zero", f"of={path}", "bs=1M", "count=32",
+                                 "status=none"], check=True, timeout=60)
+    os.unlink(path)
 
 
 # tracepoint -> (action, ground truth): the truth is exact where the action
@@ -195,6 +205,8 @@ FIRES: dict[str, tuple[str, int]] = {
     "kmem:mm_page_alloc": ("touch", PAGES), "kmem:mm_page_free": ("touch", 1),
     "sched:sched_process_free": ("exec-all", 1),
     "oom:mark_victim": ("oom", 1),   # system-wide: other kills may come too
+    "vmscan:mm_vmscan_memcg_reclaim_begin": ("reclaim", 1),
+    "vmscan:mm_vmscan_memcg_reclaim_end": ("reclaim", 1),
 }
 # Attached by a tool but fired by none of the actions above on purpose.
 UNFIRED = {
@@ -207,6 +219,9 @@ UNFIRED = {
     "syscalls:sys_enter_execveat", "syscalls:sys_exit_execveat",
     # a loop device's requests go straight to its driver, never inserted
     "block:block_rq_insert",
+    # global memory pressure: never made on a machine others share (drsnoop's
+    # memcg reclaim tracepoints, same code, are fired)
+    "vmscan:mm_vmscan_direct_reclaim_begin", "vmscan:mm_vmscan_direct_reclaim_end",
 }
 
 
