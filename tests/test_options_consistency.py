@@ -43,6 +43,7 @@ WITHOUT = {
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
+        "compactsnoop",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

@@ -54,7 +54,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
-    "pidpersec": [], "drsnoop": [],
+    "pidpersec": [], "drsnoop": [], "compactsnoop": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -104,6 +104,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
         "tkill": {"argv": py + [tkill]},
         "signals": {"argv": [workload, "signals", str(KILLS)]},   # 4 handled per round
         "tcp": {"argv": py + [tcp]},
+        "compact": {"argv": ["sh", "-c", "echo 1 > /proc/sys/vm/compact_memory"]},
         # capability checks: the interpreter makes many; only chroot's are counted
         "chroot": {"argv": py + [f"import os\nfor _ in range({KILLS}): os.chroot('/')"],
                    "filter": "cap == 18"},
@@ -207,6 +208,9 @@ FIRES: dict[str, tuple[str, int]] = {
     "oom:mark_victim": ("oom", 1),   # system-wide: other kills may come too
     "vmscan:mm_vmscan_memcg_reclaim_begin": ("reclaim", 1),
     "vmscan:mm_vmscan_memcg_reclaim_end": ("reclaim", 1),
+    # once per populated zone (a FIRES bound: 2 s each, not worth the oracle's two runs)
+    "compaction:mm_compaction_begin": ("compact", 1),
+    "compaction:mm_compaction_end": ("compact", 1),
 }
 # Attached by a tool but fired by none of the actions above on purpose.
 UNFIRED = {
@@ -222,6 +226,8 @@ UNFIRED = {
     # global memory pressure: never made on a machine others share (drsnoop's
     # memcg reclaim tracepoints, same code, are fired)
     "vmscan:mm_vmscan_direct_reclaim_begin", "vmscan:mm_vmscan_direct_reclaim_end",
+    # asked before a compaction for an allocation's order; compact_memory has none
+    "compaction:mm_compaction_suitable",
 }
 
 
