@@ -43,7 +43,7 @@ WITHOUT = {
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
-        "compactsnoop",
+        "compactsnoop", "runqslower",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
@@ -81,6 +81,7 @@ BCC_SHORT = {
     "memleak": {"-p": "--pid"},
     "klockstat": {"-p": "--pid", "-d": "--duration", "-i": "--interval"},
     "drsnoop": {"-p": "--pid", "-d": "--duration"},
+    "runqslower": {"-p": "--pid"},
 }
 
 

@@ -54,7 +54,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
-    "pidpersec": [], "drsnoop": [], "compactsnoop": [],
+    "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
