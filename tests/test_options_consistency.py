@@ -43,7 +43,7 @@ WITHOUT = {
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
-        "compactsnoop", "runqslower",
+        "compactsnoop", "runqslower", "bashreadline",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

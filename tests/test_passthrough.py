@@ -77,6 +77,7 @@ NOT_RUN = {
     "pktcount": "tc and XDP programs, not tracepoints",
     "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
     "uthreads": "a uprobe (its own event) and a raw tracepoint (return value ignored)",
+    "bashreadline": "a uretprobe on bash's readline (its own event)",
 }
 
 
