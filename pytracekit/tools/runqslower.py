@@ -67,8 +67,9 @@ def formatters(previous: bool, t0: int):
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[MIN_US] [-- COMMAND]")
 def command(pid, tid, previous, duration, buffer_pages, as_json, words):
-    """Trace run queue waits over MIN_US microseconds (default 10000):
-    TIME COMM TID LAT(us)."""
+    """Trace run queue waits over MIN_US microseconds: TIME COMM TID LAT(us).
+
+    MIN_US defaults to 10000 (10 ms)."""
     min_us, command_words = min_us_and_command(words)
     if tid is not None and tid <= 0:
         raise UsageError(f"-t/--tid {tid} is not a thread id (a positive number)")
