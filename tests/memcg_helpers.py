@@ -4,6 +4,7 @@ controller is enabled, else v1's memory hierarchy."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 V1 = Path("/sys/fs/cgroup/memory")
 V2 = Path("/sys/fs/cgroup")
+_made = itertools.count()
 
 
 def _base() -> tuple[Path, str]:
@@ -28,7 +30,7 @@ def memory_cgroup(limit_bytes: int, name: str = "ptk-test"):
     """A fresh cgroup limited to `limit_bytes`; yields the argv prefix that
     runs a command inside it (`sh -c 'echo $$ > procs; exec "$@"'`)."""
     base, limit_file = _base()
-    path = base / f"{name}-{os.getpid()}"
+    path = base / f"{name}-{os.getpid()}-{next(_made)}"   # one left behind never blocks the next
     path.mkdir()
     try:
         (path / limit_file).write_text(str(limit_bytes))
