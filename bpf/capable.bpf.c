@@ -11,6 +11,16 @@
 #ifndef DENIED_ONLY
 #define DENIED_ONLY 0
 #endif
+#ifndef KERNEL_STACK           /* -K: the kernel stack of each check */
+#define KERNEL_STACK 0
+#endif
+#ifndef STACK_ENTRIES
+#define STACK_ENTRIES 16384
+#endif
+
+#if KERNEL_STACK
+BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
 
 struct event {
     u64 ts;
@@ -19,7 +29,7 @@ struct event {
     u32 uid;
     s32 cap;
     s32 ret;                   /* 0: allowed; -EPERM: denied */
-    u32 pad;
+    s32 kernel_stack;          /* a stack id; < 0: none */
     char comm[TASK_COMM_LEN];
 };
 
@@ -43,7 +53,10 @@ TRACEPOINT_PROBE(capability, cap_capable)
     e->uid = bpf_get_current_uid_gid();
     e->cap = args->cap;
     e->ret = args->ret;
-    e->pad = 0;
+    e->kernel_stack = -1;
+#if KERNEL_STACK
+    e->kernel_stack = ptk_checked_stack_id(stacks.get_stackid(args, 0));
+#endif
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
     return PTK_TP_PASS;

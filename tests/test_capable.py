@@ -40,13 +40,16 @@ def test_each_check_once_with_its_verdict():
 
 
 @pytest.mark.root
-def test_denied_only_in_json():
-    res = pytracekit("capable", "--denied", "--json", "--", *COMMAND)
+def test_denied_only_with_the_kernel_stack_in_json():
+    res = pytracekit("capable", "--denied", "-K", "--json", "--", *COMMAND)
     assert res.returncode == 0, res.stderr
     objects = validated_json("capable", res.stdout.replace("denied\n", ""))
     events = [o for o in objects if o["type"] == "event"]
     assert [(e["uid"], e["cap"], e["name"], e["ret"], e["verdict"]) for e in events] == \
         [(65534, 18, "CAP_SYS_CHROOT", -1, "deny")]
+    # the check itself first (not the tracepoint's BPF frames), then chroot(2) asking
+    stack = events[0]["kernel_stack"]
+    assert stack[0] == "cap_capable" and "__x64_sys_chroot" in stack, stack
 
 
 def test_unknown_capability_is_a_usage_error():

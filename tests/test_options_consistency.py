@@ -60,6 +60,7 @@ STACKS_NOT_FOLDED = {
     "klockstat", "mutexstat",  # stacks per lock, with wait and hold times
     "memleak",                 # outstanding bytes per stack, with addresses (as BCC)
     "trace",                   # a stack under each event line (-U/-K)
+    "capable",                 # a kernel stack under each check (-K)
     "record",                  # writes every sample; `report --folded` folds them
     "export",                  # metrics
 }

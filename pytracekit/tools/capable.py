@@ -11,11 +11,13 @@ import click
 from .. import options, stream
 from ..errors import NotFoundError, NotSupportedError, UsageError
 from ..kernel import tracefs
+from ..stacks import without_bpf_frames
+from ..symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 
 FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("cap", "i"),
-                       ("ret", "i"), ("pad", "I"), ("comm", "16s"))
+                       ("ret", "i"), ("kernel_stack", "i"), ("comm", "16s"))
 
 # include/uapi/linux/capability.h, in order
 CAPABILITIES = (
@@ -52,13 +54,14 @@ def cap_name(number: int) -> str:
     return CAPABILITIES[number] if 0 <= number < len(CAPABILITIES) else f"CAP_{number}"
 
 
-def start(*, pid: int = 0, cap: int = -1, denied: bool = False,
+def start(*, pid: int = 0, cap: int = -1, denied: bool = False, kernel_stack: bool = False,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
     try:
         tracefs.tracepoint("capability", "cap_capable")
     except NotFoundError:
         raise NotSupportedError(NO_TRACEPOINT) from None
-    defines = {"FILTER_PID": pid or 0, "FILTER_CAP": cap, "DENIED_ONLY": denied}
+    defines = {"FILTER_PID": pid or 0, "FILTER_CAP": cap, "DENIED_ONLY": denied,
+               "KERNEL_STACK": kernel_stack}
     return stream.EventStream(stream.load("capable", defines, buffer_pages), FIELDS)
 
 
@@ -72,20 +75,30 @@ def header(extra: bool) -> str:
             "VERDICT")
 
 
-def formatters(extra: bool, t0: int):
+def formatters(extra: bool, t0: int, stack=None):
+    """`stack(stack_id) -> [frame names]` when -K, else None."""
     comms = stream.CStrings(16)
 
     def lines(rows: list[tuple]) -> list[str]:
         now = time.strftime("%H:%M:%S")
-        return [f"{now:<9} {uid:<6} {pid:<7} {f'{tid:<7} ' if extra else ''}{comms[comm]} "
-                f"{cap:<4} {cap_name(cap):<22} {verdict(ret)}"
-                for _ts, pid, tid, uid, cap, ret, _pad, comm in rows]
+        out = []
+        for _ts, pid, tid, uid, cap, ret, kstack, comm in rows:
+            out.append(f"{now:<9} {uid:<6} {pid:<7} {f'{tid:<7} ' if extra else ''}"
+                       f"{comms[comm]} {cap:<4} {cap_name(cap):<22} {verdict(ret)}")
+            if stack is not None:
+                out += [f"        {frame}" for frame in stack(kstack)] + [""]
+        return out
 
     def objects(rows: list[tuple]) -> list[dict]:
-        return [{"time_s": round((ts - t0) / 1e9, 9), "uid": uid, "pid": pid, "tid": tid,
-                 "comm": stream.cstr(comm), "cap": cap, "name": cap_name(cap), "ret": ret,
-                 "verdict": verdict(ret)}
-                for ts, pid, tid, uid, cap, ret, _pad, comm in rows]
+        out = []
+        for ts, pid, tid, uid, cap, ret, kstack, comm in rows:
+            obj = {"time_s": round((ts - t0) / 1e9, 9), "uid": uid, "pid": pid, "tid": tid,
+                   "comm": stream.cstr(comm), "cap": cap, "name": cap_name(cap), "ret": ret,
+                   "verdict": verdict(ret)}
+            if stack is not None:
+                obj["kernel_stack"] = stack(kstack)
+            out.append(obj)
+        return out
     return lines, objects
 
 
@@ -98,18 +111,32 @@ def formatters(extra: bool, t0: int):
 @click.option("-c", "--cap", default=None,
               help="Only this capability (number or name, e.g. SYS_ADMIN).")
 @click.option("--denied", is_flag=True, help="Only checks that were denied.")
+@click.option("-K", "--kernel-stack", is_flag=True,
+              help="Print the kernel stack of each check (under its line).")
 @options.duration_option("-d")
 @stream.stream_options
-def command(all_checks, pid, extra, cap, denied, duration, buffer_pages, as_json, command):
+def command(all_checks, pid, extra, cap, denied, kernel_stack, duration, buffer_pages, as_json,
+            command):
     """Trace capability checks: TIME UID PID COMM CAP NAME VERDICT."""
     number = cap_number(cap)
+    opened: list[stream.EventStream] = []
+
+    def open_stream(target_pid: int) -> stream.EventStream:
+        events = start(pid=target_pid, cap=number, denied=denied, kernel_stack=kernel_stack,
+                       buffer_pages=buffer_pages)
+        opened.append(events)
+        return events
 
     def printer() -> stream.Printer:
-        lines, objects = formatters(extra, time.monotonic_ns())
+        stack = None
+        if kernel_stack:
+            symbols = Symbolizer()
+
+            def stack(stack_id: int) -> list[str]:
+                frames = symbols.stack(opened[0].prog["stacks"], stack_id, kernel=True)
+                return [f.name for f in without_bpf_frames(frames)]
+        lines, objects = formatters(extra, time.monotonic_ns(), stack)
         return stream.Printer(as_json, header(extra), lines, objects)
 
-    stream.main(pid, command,
-                lambda target_pid: start(pid=target_pid, cap=number, denied=denied,
-                                         buffer_pages=buffer_pages),
-                printer, duration=duration,
+    stream.main(pid, command, open_stream, printer, duration=duration,
                 message="Tracing capability checks... Hit Ctrl-C to end.")
