@@ -56,3 +56,24 @@ def start_to_file(args: list[str], stdout_path: Path, timeout: float = 60):
     os.close(ready_r)
     assert ready, f"tool never became ready: {proc.communicate()[1]}"
     return proc
+
+
+def perf_stat(events: list[str], command: list[str], system_wide: bool = False,
+              timeout: float = 120, filter_: str | None = None) -> dict[str, int]:
+    """perf stat's count of each tracepoint over `command` (-a: the whole
+    system while it runs; `filter_`: perf's --filter on every event): the
+    oracle the snoops' counts are checked against."""
+    import subprocess
+    argv = ["perf", "stat", "-x,"]
+    for ev in events:
+        argv += ["-e", ev] + (["--filter", filter_] if filter_ else [])
+    res = subprocess.run(argv + (["-a"] if system_wide else []) + ["--", *command],
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr
+    counts = {}
+    for line in res.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) > 2 and fields[2] in events:
+            counts[fields[2]] = int(fields[0])
+    assert set(counts) == set(events), res.stderr
+    return counts

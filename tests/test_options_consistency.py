@@ -42,6 +42,8 @@ WITHOUT = {
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
+        "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
+        "compactsnoop", "runqslower", "bashreadline",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
@@ -58,6 +60,7 @@ STACKS_NOT_FOLDED = {
     "klockstat", "mutexstat",  # stacks per lock, with wait and hold times
     "memleak",                 # outstanding bytes per stack, with addresses (as BCC)
     "trace",                   # a stack under each event line (-U/-K)
+    "capable",                 # a kernel stack under each check (-K)
     "record",                  # writes every sample; `report --folded` folds them
     "export",                  # metrics
 }
@@ -78,6 +81,8 @@ BCC_SHORT = {
     "cpudist": {"-p": "--pid"},
     "memleak": {"-p": "--pid"},
     "klockstat": {"-p": "--pid", "-d": "--duration", "-i": "--interval"},
+    "drsnoop": {"-p": "--pid", "-d": "--duration"},
+    "runqslower": {"-p": "--pid"},
 }
 
 

@@ -53,6 +53,9 @@ TOOL_ARGS: dict[str, list[str]] = {
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
     "opensnoop": [], "statsnoop": [],
+    "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
+    "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
+    "slabratetop": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -75,6 +78,7 @@ NOT_RUN = {
     "pktcount": "tc and XDP programs, not tracepoints",
     "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
     "uthreads": "a uprobe (its own event) and a raw tracepoint (return value ignored)",
+    "bashreadline": "a uretprobe on bash's readline (its own event)",
 }
 
 
@@ -102,6 +106,10 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
         "tkill": {"argv": py + [tkill]},
         "signals": {"argv": [workload, "signals", str(KILLS)]},   # 4 handled per round
         "tcp": {"argv": py + [tcp]},
+        "compact": {"argv": ["sh", "-c", "echo 1 > /proc/sys/vm/compact_memory"]},
+        # capability checks: the interpreter makes many; only chroot's are counted
+        "chroot": {"argv": py + [f"import os\nfor _ in range({KILLS}): os.chroot('/')"],
+                   "filter": "cap == 18"},
         "listen": {"argv": py + [listen]},      # two state changes, both in the process
         "touch": {"argv": [workload, "touch", str(PAGES)]},
         "contend": {"argv": [workload, "kcontend", "30"]},
@@ -115,6 +123,9 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                               "oflag=direct", "conv=fsync", "bs=4096", "count=8", "status=none"],
                      "system_wide": True},
     }
+    out["oom"] = {"during": lambda: oom_kill(workload), "system_wide": True}
+    out["mount"] = {"argv": py + [MOUNTS, f"{marker}.mnt"]}
+    out["reclaim"] = {"during": lambda: memcg_reclaim(f"{marker}.dd"), "system_wide": True}
     if disk is not None:
         st = os.stat(disk.path)
         dev = (os.major(st.st_rdev) << 20) | os.minor(st.st_rdev)
@@ -122,6 +133,40 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                                  "bs=65536", f"count={BLOCKS}", "status=none"],
                         "system_wide": True, "filter": f"dev == {dev}"}
     return out
+
+
+# KILLS tmpfs mounts and unmounts, then one through the new mount API, in a
+# private mount namespace of its own (the host's mounts are never touched)
+MOUNTS = f"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None)
+d = sys.argv[1].encode()
+os.makedirs(d, exist_ok=True)
+assert libc.unshare(0x20000) == 0 and libc.mount(None, b"/", None, 16384 | 1 << 18, None) == 0
+for _ in range({KILLS}):
+    assert libc.mount(b"ptk", d, b"tmpfs", 0, None) == 0 and libc.umount2(d, 0) == 0
+fs = libc.syscall(430, b"tmpfs", 1)
+assert libc.syscall(431, fs, 6, None, None, 0) == 0
+assert libc.syscall(429, libc.syscall(432, fs, 1, 0), b"", -100, d, 4) == 0
+assert libc.umount2(d, 2) == 0
+"""
+
+
+def oom_kill(workload: str) -> None:
+    """One process killed by its memory cgroup's OOM killer (never the host's)."""
+    from memcg_helpers import memory_cgroup
+    with memory_cgroup(32 << 20, "ptk-passthrough") as inside:
+        hog = subprocess.run(inside + [workload, "touch", str(32768), "0"], timeout=60)
+    assert hog.returncode == -signal.SIGKILL
+
+
+def memcg_reclaim(path: str) -> None:
+    """dd writing 32 MiB in a memory cgroup limited to 8 MiB: it reclaims."""
+    from memcg_helpers import memory_cgroup
+    with memory_cgroup(8 << 20, "ptk-passthrough") as inside:
+        subprocess.run(inside + ["dd", "if=/dev/zero", f"of={path}", "bs=1M", "count=32",
+                                 "status=none"], check=True, timeout=60)
+    os.unlink(path)
 
 
 # tracepoint -> (action, ground truth): the truth is exact where the action
@@ -138,6 +183,12 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_tkill": ("tkill", KILLS), "syscalls:sys_exit_tkill": ("tkill", KILLS),
     "syscalls:sys_enter_tgkill": ("tkill", KILLS), "syscalls:sys_exit_tgkill": ("tkill", KILLS),
     "syscalls:sys_enter_rt_sigreturn": ("signals", 4 * KILLS),
+    "signal:signal_generate": ("signals", 4 * KILLS),   # its exit's SIGCHLD: after perf's
+    "task:task_newtask": ("signals", 1),                 # its one worker thread
+    "capability:cap_capable": ("chroot", KILLS),         # CAP_SYS_CHROOT, once per chroot
+    **{f"syscalls:sys_{d}_{call}": ("mount", n) for d in ("enter", "exit")
+       for call, n in (("mount", KILLS + 1), ("umount", KILLS + 1), ("fsopen", 1),
+                       ("fsmount", 1), ("move_mount", 1))},
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
@@ -156,6 +207,12 @@ FIRES: dict[str, tuple[str, int]] = {
     "kmem:kmem_cache_alloc": ("open-all", OPENS), "kmem:kmem_cache_free": ("open-all", 1),
     "kmem:mm_page_alloc": ("touch", PAGES), "kmem:mm_page_free": ("touch", 1),
     "sched:sched_process_free": ("exec-all", 1),
+    "oom:mark_victim": ("oom", 1),   # system-wide: other kills may come too
+    "vmscan:mm_vmscan_memcg_reclaim_begin": ("reclaim", 1),
+    "vmscan:mm_vmscan_memcg_reclaim_end": ("reclaim", 1),
+    # once per populated zone (a FIRES bound: 2 s each, not worth the oracle's two runs)
+    "compaction:mm_compaction_begin": ("compact", 1),
+    "compaction:mm_compaction_end": ("compact", 1),
 }
 # Attached by a tool but fired by none of the actions above on purpose.
 UNFIRED = {
@@ -168,6 +225,11 @@ UNFIRED = {
     "syscalls:sys_enter_execveat", "syscalls:sys_exit_execveat",
     # a loop device's requests go straight to its driver, never inserted
     "block:block_rq_insert",
+    # global memory pressure: never made on a machine others share (drsnoop's
+    # memcg reclaim tracepoints, same code, are fired)
+    "vmscan:mm_vmscan_direct_reclaim_begin", "vmscan:mm_vmscan_direct_reclaim_end",
+    # asked before a compaction for an allocation's order; compact_memory has none
+    "compaction:mm_compaction_suitable",
 }
 
 

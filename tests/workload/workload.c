@@ -59,6 +59,13 @@
  *                          in the thread group leader's pid)
  *     threads N [MS]       start N threads with pthread_create, one at a time, each
  *                          running started_thread(); then stay alive MS ms (default 300)
+ *     runqdelay N MS       two SCHED_FIFO threads pinned to CPU 0: N times the waiter
+ *                          (main, priority 1) wakes the spinner (priority 2), which
+ *                          preempts it and busy-waits MS ms: exactly N waits on the run
+ *                          queue of at least MS ms, each by the waiter behind the
+ *                          spinner; prints "spinner_tid=S waiter_tid=W" (needs root)
+ *     clonethreads N       start N threads with glibc's clone() (CLONE_THREAD, not
+ *                          pthread_create), one at a time, each running cloned_thread()
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -66,6 +73,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdint.h>
 #include <signal.h>
@@ -220,6 +228,82 @@ static long kcontend_rounds;
 NOINLINE void *started_thread(void *arg)
 {
     return arg;
+}
+
+static sem_t spinner_go;
+static long spin_ms;
+static volatile pid_t spinner_tid;
+
+static int fifo_on_cpu0(int priority)
+{
+    cpu_set_t cpu0;
+    struct sched_param param = { .sched_priority = priority };
+    CPU_ZERO(&cpu0);
+    CPU_SET(0, &cpu0);
+    /* FIFO first: moving to CPU 0 as a normal task could wait there behind others */
+    if (sched_setscheduler(0, SCHED_FIFO, &param) != 0)
+        return -1;
+    return sched_setaffinity(0, sizeof(cpu0), &cpu0);
+}
+
+NOINLINE void *runq_spinner(void *arg)
+{
+    (void)arg;
+    spinner_tid = gettid();
+    if (fifo_on_cpu0(2) != 0)
+        exit(3);
+    for (;;) {
+        while (sem_wait(&spinner_go) != 0)
+            ;
+        busy_call(spin_ms * 1000);
+    }
+    return NULL;
+}
+
+/* The waiter posts, the spinner (higher priority, same CPU) preempts it at
+ * once and spins: the waiter waits on the run queue for the whole spin. */
+NOINLINE void runq_delay(long n, long ms)
+{
+    pthread_t spinner;
+    spin_ms = ms;
+    sem_init(&spinner_go, 0, 0);
+    if (fifo_on_cpu0(1) != 0)
+        exit(3);
+    pthread_create(&spinner, NULL, runq_spinner, NULL);
+    while (!spinner_tid)
+        sched_yield();
+    sleeper(50);   /* the spinner is in sem_wait, FIFO, on CPU 0 */
+    for (long k = 0; k < n; k++)
+        sem_post(&spinner_go);
+    printf("spinner_tid=%d waiter_tid=%d\n", (int)spinner_tid, (int)gettid());
+    fflush(stdout);
+}
+
+static volatile int cloned_done;
+
+/* A thread made by clone(): no glibc thread state, so it leaves by the raw
+ * exit system call (the thread only, not the process). */
+NOINLINE int cloned_thread(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&cloned_done, 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_exit, 0);
+    return 0;
+}
+
+NOINLINE void clone_threads(long n)
+{
+    const int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                      CLONE_SYSVSEM;
+    size_t size = 64 * 1024;
+    for (long k = 0; k < n; k++) {
+        char *stack = malloc(size);     /* leaked: the thread may still be on it */
+        cloned_done = 0;
+        if (clone(cloned_thread, stack + size, flags, NULL) < 0)
+            exit(1);
+        while (!__atomic_load_n(&cloned_done, __ATOMIC_SEQ_CST))
+            usleep(1000);
+    }
 }
 
 NOINLINE void *kcontend_worker(void *arg)
@@ -525,6 +609,10 @@ int main(int argc, char **argv)
         long n = arg_long(argc, argv, i, "N");
         if (i + 1 >= argc) { fprintf(stderr, "workload: missing FILE\n"); return 2; }
         unreadable_paths(n, argv[i + 1]);
+    } else if (strcmp(mode, "runqdelay") == 0) {
+        runq_delay(arg_long(argc, argv, i, "N"), arg_long(argc, argv, i + 1, "MS"));
+    } else if (strcmp(mode, "clonethreads") == 0) {
+        clone_threads(arg_long(argc, argv, i, "N"));
     } else if (strcmp(mode, "threadexec") == 0) {
         pthread_t t;
         pthread_create(&t, NULL, exec_from_thread, (void *)(i < argc ? argv[i] : "marker"));

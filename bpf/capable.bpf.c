@@ -1,0 +1,63 @@
+/* capable: one event per capability check (capability:cap_capable, Linux
+ * 6.14+), with its verdict. The tracepoint carries no audit flag (BCC's kprobe
+ * reads cap_capable's opts): every check is shown, audited or not. */
+#include "vmlinux.h"
+#include "pytracekit.h"
+#include "ptk_stream.h"
+
+#ifndef FILTER_CAP             /* -1: any */
+#define FILTER_CAP -1
+#endif
+#ifndef DENIED_ONLY
+#define DENIED_ONLY 0
+#endif
+#ifndef KERNEL_STACK           /* -K: the kernel stack of each check */
+#define KERNEL_STACK 0
+#endif
+#ifndef STACK_ENTRIES
+#define STACK_ENTRIES 16384
+#endif
+
+#if KERNEL_STACK
+BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
+
+struct event {
+    u64 ts;
+    u32 pid;
+    u32 tid;
+    u32 uid;
+    s32 cap;
+    s32 ret;                   /* 0: allowed; -EPERM: denied */
+    s32 kernel_stack;          /* a stack id; < 0: none */
+    char comm[TASK_COMM_LEN];
+};
+
+TRACEPOINT_PROBE(capability, cap_capable)
+{
+    if (!ptk_selected())
+        return PTK_TP_PASS;
+    if (FILTER_CAP >= 0 && args->cap != FILTER_CAP)
+        return PTK_TP_PASS;
+    if (DENIED_ONLY && args->ret == 0)
+        return PTK_TP_PASS;
+    struct event *e = events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        ptk_count_loss(PTK_LOST_EVENTS);
+        return PTK_TP_PASS;
+    }
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    e->ts = bpf_ktime_get_ns();
+    e->pid = pid_tgid >> 32;
+    e->tid = pid_tgid;
+    e->uid = bpf_get_current_uid_gid();
+    e->cap = args->cap;
+    e->ret = args->ret;
+    e->kernel_stack = -1;
+#if KERNEL_STACK
+    e->kernel_stack = ptk_checked_stack_id(stacks.get_stackid(args, 0));
+#endif
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    ptk_submit(e, sizeof(*e));
+    return PTK_TP_PASS;
+}

@@ -1,0 +1,142 @@
+"""capable: trace capability checks (capability:cap_capable, Linux 6.14+) with
+their verdict (BCC's columns TIME UID PID COMM CAP NAME, -x adds TID, plus
+libbpf-tools' VERDICT). The tracepoint has no audit flag: every check is shown,
+audited or not (BCC's -v), and there is no AUDIT column."""
+from __future__ import annotations
+
+import time
+
+import click
+
+from .. import options, stream
+from ..errors import NotFoundError, NotSupportedError, UsageError
+from ..kernel import tracefs
+from ..stacks import without_bpf_frames
+from ..symbols import Symbolizer
+
+DRY_RUN_ARGS: list[str] = []
+
+FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("cap", "i"),
+                       ("ret", "i"), ("kernel_stack", "i"), ("comm", "16s"))
+
+# include/uapi/linux/capability.h, in order
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+NO_TRACEPOINT = ("capable needs the capability:cap_capable tracepoint (Linux 6.14 and "
+                 "later), which this kernel lacks; BCC's capable (a kprobe on cap_capable) "
+                 "works where kprobes exist")
+
+
+def cap_number(value: str | None) -> int:
+    """-c 21, -c SYS_ADMIN, -c CAP_SYS_ADMIN; -1: any."""
+    if not value:
+        return -1
+    if value.isdigit() and int(value) < len(CAPABILITIES):
+        return int(value)
+    name = value.upper()
+    name = name if name.startswith("CAP_") else "CAP_" + name
+    if name in CAPABILITIES:
+        return CAPABILITIES.index(name)
+    raise UsageError(f"unknown capability {value!r} (a number 0-{len(CAPABILITIES) - 1}, "
+                     "or a name such as SYS_ADMIN or CAP_NET_RAW)")
+
+
+def cap_name(number: int) -> str:
+    return CAPABILITIES[number] if 0 <= number < len(CAPABILITIES) else f"CAP_{number}"
+
+
+def start(*, pid: int = 0, cap: int = -1, denied: bool = False, kernel_stack: bool = False,
+          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
+    try:
+        tracefs.tracepoint("capability", "cap_capable")
+    except NotFoundError:
+        raise NotSupportedError(NO_TRACEPOINT) from None
+    defines = {"FILTER_PID": pid or 0, "FILTER_CAP": cap, "DENIED_ONLY": denied,
+               "KERNEL_STACK": kernel_stack}
+    return stream.EventStream(stream.load("capable", defines, buffer_pages), FIELDS)
+
+
+def verdict(ret: int) -> str:
+    return "allow" if ret == 0 else "deny"
+
+
+def header(extra: bool) -> str:
+    tid = f"{'TID':<7} " if extra else ""
+    return (f"{'TIME':<9} {'UID':<6} {'PID':<7} {tid}{'COMM':<16} {'CAP':<4} {'NAME':<22} "
+            "VERDICT")
+
+
+def formatters(extra: bool, t0: int, stack=None):
+    """`stack(stack_id) -> [frame names]` when -K, else None."""
+    comms = stream.CStrings(16)
+
+    def lines(rows: list[tuple]) -> list[str]:
+        now = time.strftime("%H:%M:%S")
+        out = []
+        for _ts, pid, tid, uid, cap, ret, kstack, comm in rows:
+            out.append(f"{now:<9} {uid:<6} {pid:<7} {f'{tid:<7} ' if extra else ''}"
+                       f"{comms[comm]} {cap:<4} {cap_name(cap):<22} {verdict(ret)}")
+            if stack is not None:
+                out += [f"        {frame}" for frame in stack(kstack)] + [""]
+        return out
+
+    def objects(rows: list[tuple]) -> list[dict]:
+        out = []
+        for ts, pid, tid, uid, cap, ret, kstack, comm in rows:
+            obj = {"time_s": round((ts - t0) / 1e9, 9), "uid": uid, "pid": pid, "tid": tid,
+                   "comm": stream.cstr(comm), "cap": cap, "name": cap_name(cap), "ret": ret,
+                   "verdict": verdict(ret)}
+            if stack is not None:
+                obj["kernel_stack"] = stack(kstack)
+            out.append(obj)
+        return out
+    return lines, objects
+
+
+@click.command("capable", context_settings={**options.TOOL_CONTEXT,
+                                            "ignore_unknown_options": True})
+@click.option("-v", "all_checks", is_flag=True,
+              help="Include non-audit checks (always: the tracepoint cannot tell them apart).")
+@options.pid_option("-p")
+@click.option("-x", "--extra", is_flag=True, help="Show the thread id (TID).")
+@click.option("-c", "--cap", default=None,
+              help="Only this capability (number or name, e.g. SYS_ADMIN).")
+@click.option("--denied", is_flag=True, help="Only checks that were denied.")
+@click.option("-K", "--kernel-stack", is_flag=True,
+              help="Print the kernel stack of each check (under its line).")
+@options.duration_option("-d")
+@stream.stream_options
+def command(all_checks, pid, extra, cap, denied, kernel_stack, duration, buffer_pages, as_json,
+            command):
+    """Trace capability checks: TIME UID PID COMM CAP NAME VERDICT."""
+    number = cap_number(cap)
+    opened: list[stream.EventStream] = []
+
+    def open_stream(target_pid: int) -> stream.EventStream:
+        events = start(pid=target_pid, cap=number, denied=denied, kernel_stack=kernel_stack,
+                       buffer_pages=buffer_pages)
+        opened.append(events)
+        return events
+
+    def printer() -> stream.Printer:
+        stack = None
+        if kernel_stack:
+            symbols = Symbolizer()
+
+            def stack(stack_id: int) -> list[str]:
+                frames = symbols.stack(opened[0].prog["stacks"], stack_id, kernel=True)
+                return [f.name for f in without_bpf_frames(frames)]
+        lines, objects = formatters(extra, time.monotonic_ns(), stack)
+        return stream.Printer(as_json, header(extra), lines, objects)
+
+    stream.main(pid, command, open_stream, printer, duration=duration,
+                message="Tracing capability checks... Hit Ctrl-C to end.")

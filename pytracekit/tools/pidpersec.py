@@ -1,0 +1,86 @@
+"""pidpersec: new processes (and threads: every fork and clone) per second, from
+sched:sched_process_fork, as BCC's pidpersec prints them (`HH:MM:SS: PIDs/sec: N`)."""
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+
+import click
+
+from .. import options
+from ..loader import Program
+from ..periodic import report_until_done, timestamp
+from ..render.jsonl import dumps
+from ..runner import Target, announce, run_until_done
+from ..summary import report_loss
+
+DRY_RUN_ARGS: list[str] = []
+
+
+class Forks:
+    """The loaded program; read() is the running total of new tasks."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+
+    def read(self) -> int:
+        return sum(sum(value) for value in self.prog["forks"].values())
+
+    def loss(self):
+        return self.prog.loss()
+
+    def close(self) -> None:
+        self.prog.close()
+
+
+def start(*, pid: int = 0) -> Forks:
+    return Forks(Program.from_file("pidpersec", defines={"FILTER_PID": pid or 0}))
+
+
+def rate_text(count: int, seconds: float, interval: float) -> str:
+    """New tasks in the interval; per second when the interval is not one second."""
+    if interval == 1:
+        return str(count)
+    return f"{count / seconds:.1f}" if seconds > 0 else "0"
+
+
+@click.command("pidpersec", context_settings={**options.TOOL_CONTEXT,
+                                              "ignore_unknown_options": True})
+@options.pid_option("-p")
+@options.interval_option("-i")
+@options.duration_option("-d")
+@options.json_option()
+@options.standard
+@options.command_argument
+def command(pid, interval, duration, as_json, command):
+    """Count new processes and threads per second: HH:MM:SS: PIDs/sec: N."""
+    interval = interval or 1.0
+    target = Target.from_options(pid, command)
+    try:
+        forks = start(pid=target.pid)
+        try:
+            forks.prog.ready()
+            announce("Tracing... Ctrl-C to end.")
+            last = {"total": 0, "at": time.monotonic()}
+
+            def report() -> None:
+                total, now = forks.read(), time.monotonic()
+                count, seconds = total - last["total"], now - last["at"]
+                last.update(total=total, at=now)
+                if as_json:
+                    line = dumps({"type": "interval", "time": timestamp(), "count": count,
+                                  "seconds": round(seconds, 3),
+                                  "per_sec": round(count / seconds, 3) if seconds > 0 else 0})
+                else:
+                    line = f"{timestamp()}: PIDs/sec: {rate_text(count, seconds, interval)}"
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+
+            report_until_done(partial(run_until_done, target), report, duration=duration,
+                              interval=interval)
+            report_loss(forks.loss(), as_json)
+        finally:
+            forks.close()
+    finally:
+        target.finish()

@@ -1,0 +1,70 @@
+"""capable against a process that chroots a known number of times as root,
+then once as nobody: each CAP_SYS_CHROOT check once, with its verdict, as
+perf counts capability:cap_capable for the same command."""
+import sys
+
+import pytest
+
+from conftest import pytracekit
+from snoop_helpers import one_line_error, perf_stat, summary, validated_json
+
+CHROOTS = 4
+SCRIPT = f"""
+import os
+for _ in range({CHROOTS}):
+    os.chroot("/")
+os.setuid(65534)
+try:
+    os.chroot("/")
+except PermissionError:
+    print("denied")
+"""
+COMMAND = [sys.executable, "-c", SCRIPT]
+
+
+@pytest.mark.root
+def test_each_check_once_with_its_verdict():
+    res = pytracekit("capable", "-x", "-c", "SYS_CHROOT", "--", *COMMAND)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    lines.remove("denied")   # the command's own line, wherever it fell
+    assert lines[0].split() == ["TIME", "UID", "PID", "TID", "COMM", "CAP", "NAME", "VERDICT"]
+    rows = [line.split()[1:] for line in lines[1:]]
+    pid = rows[0][1]
+    assert [(r[0], r[1], r[2], r[4], r[5], r[6]) for r in rows] == \
+        [("0", pid, pid, "18", "CAP_SYS_CHROOT", "allow")] * CHROOTS + \
+        [("65534", pid, pid, "18", "CAP_SYS_CHROOT", "deny")]
+    assert summary(res.stderr) == {"captured": CHROOTS + 1, "lost": 0, "unread": 0}
+    perf = perf_stat(["capability:cap_capable"], COMMAND, filter_="cap == 18")
+    assert perf["capability:cap_capable"] == CHROOTS + 1
+
+
+@pytest.mark.root
+def test_denied_only_with_the_kernel_stack_in_json():
+    res = pytracekit("capable", "--denied", "-K", "--json", "--", *COMMAND)
+    assert res.returncode == 0, res.stderr
+    objects = validated_json("capable", res.stdout.replace("denied\n", ""))
+    events = [o for o in objects if o["type"] == "event"]
+    assert [(e["uid"], e["cap"], e["name"], e["ret"], e["verdict"]) for e in events] == \
+        [(65534, 18, "CAP_SYS_CHROOT", -1, "deny")]
+    # the check itself first (not the tracepoint's BPF frames), then chroot(2) asking
+    stack = events[0]["kernel_stack"]
+    assert stack[0] == "cap_capable" and "__x64_sys_chroot" in stack, stack
+
+
+def test_unknown_capability_is_a_usage_error():
+    res = pytracekit("capable", "-c", "SYS_NOPE", "-d", "0.1")
+    assert res.returncode == 2
+    assert "unknown capability 'SYS_NOPE'" in one_line_error(res.stderr, "capable")
+
+
+def test_without_the_tracepoint_it_says_what_would_work(monkeypatch):
+    from pytracekit.errors import NotFoundError, NotSupportedError
+    from pytracekit.kernel import tracefs
+    from pytracekit.tools import capable
+
+    def missing(category, event):
+        raise NotFoundError(f"unknown tracepoint {category}:{event}")
+    monkeypatch.setattr(tracefs, "tracepoint", missing)
+    with pytest.raises(NotSupportedError, match="kprobe on cap_capable"):
+        capable.start()
