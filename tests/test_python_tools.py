@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import pytracekit
+from conftest import Tool, pytracekit
+from fleet_helpers import free_port, http_get
 from pythons import need_python
 from schema_check import validate_lines
 from stack_checks import parse_json
@@ -161,6 +162,31 @@ def test_cprofile_map_reset_keeps_python_frames_in_the_next_window():
     for window in windows:
         ok, total = share_outer_inner(window)
         assert total >= 60 and ok >= 0.9 * total, (ok, total)
+
+
+@pytest.mark.root
+def test_export_profile_source_reads_a_python_process_from_the_scrape_thread():
+    """The scrape runs in prometheus_client's thread: reading Python frames
+    there (their ring buffer is polled by read()) must work as in the main one."""
+    python = need_python("debian-3.11")
+    port = free_port()
+    child = subprocess.Popen([python, str(TARGET), "loop", "30"])   # killed below
+    try:
+        with Tool("export", "--tool", f"profile,pid={child.pid},frequency=199",
+                  "--listen", f"127.0.0.1:{port}") as tool:
+            time.sleep(1)
+            status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+            tool.stop()
+    finally:
+        child.kill()
+        child.wait()
+    assert status == 200
+    from prometheus_client.parser import text_string_to_metric_families
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    samples = {s.labels["comm"]: s.value for s in families["pytracekit_cpu_samples"].samples}
+    assert samples.get("python3.11", 0) >= 50, samples
+    errors = [s.value for s in families["pytracekit_export_read_errors"].samples]
+    assert errors == [0], errors
 
 
 def top_rows(*args: str) -> list[dict]:
