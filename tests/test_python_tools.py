@@ -4,6 +4,7 @@ tests/python_target.py's known stacks. Line numbers come from its source."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -35,6 +36,12 @@ def is_outer_inner(python_names: list[str]) -> bool:
     assert python_names[1] == f"outer (python_target.py:{OUTER_LINE})", python_names
     assert int(python_names[2].rsplit(":", 1)[1].rstrip(")")) in INNER_LINES, python_names
     return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (/proc/PID/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def share_outer_inner(profile: StackProfile, comm_prefix: str = "python3") -> tuple[int, int]:
@@ -124,13 +131,14 @@ def test_cprofile_windows_hold_the_python_stack(interpreter, tmp_path):
                      "--json", "--", python, str(TARGET), "loop", "1.5", timeout=120)
     assert res.returncode == 0, res.stderr
     windows = [o for o in validate_lines(res.stdout, "cprofile") if o["type"] == "window"]
-    checked = 0
-    for window in windows:
-        ok, total = share_outer_inner(from_pprof(Path(window["file"]).read_bytes()))
-        if total >= 40:          # a full window of the loop (not the start-up or exit)
-            assert ok >= 0.9 * total, (window, ok, total)
-            checked += 1
-    assert checked >= 2, (windows, res.stderr)
+    # The first window holds the interpreter's start-up; after it the loop runs to
+    # the end (1.5 s of CPU time: ~300 samples, in as many windows as the load makes).
+    shares = [share_outer_inner(from_pprof(Path(w["file"]).read_bytes())) for w in windows]
+    later = shares[1:]
+    ok, total = sum(o for o, _ in later), sum(t for _, t in later)
+    assert total >= 150 and ok >= 0.9 * total, (shares, res.stderr)
+    for window_ok, window_total in later:       # each window names its own samples
+        assert window_ok >= 0.5 * window_total or window_total < 10, shares
 
 
 @pytest.mark.root
@@ -143,8 +151,10 @@ def test_cprofile_map_reset_keeps_python_frames_in_the_next_window():
         try:
             windows = []
             for _ in range(2):
-                end = time.monotonic() + 0.8
-                while time.monotonic() < end:      # registers the process, names stacks
+                # 0.4 s of the loop's CPU time (~80 samples at 199 Hz), however
+                # loaded the machine is; polling registers the process, names stacks
+                start, deadline = cpu_seconds(child.pid), time.monotonic() + 30
+                while cpu_seconds(child.pid) - start < 0.4 and time.monotonic() < deadline:
                     stream.session.poll(50)
                 child.send_signal(signal.SIGSTOP)   # no sample between the cut and the check
                 windows.append(stream.cut(time.time())[0])
@@ -161,7 +171,7 @@ def test_cprofile_map_reset_keeps_python_frames_in_the_next_window():
     assert stream.resets == 2
     for window in windows:
         ok, total = share_outer_inner(window)
-        assert total >= 60 and ok >= 0.9 * total, (ok, total)
+        assert total >= 50 and ok >= 0.9 * total, (ok, total)
 
 
 @pytest.mark.root
@@ -174,7 +184,9 @@ def test_export_profile_source_reads_a_python_process_from_the_scrape_thread():
     try:
         with Tool("export", "--tool", f"profile,pid={child.pid},frequency=199",
                   "--listen", f"127.0.0.1:{port}") as tool:
-            time.sleep(1)
+            start, deadline = cpu_seconds(child.pid), time.monotonic() + 30
+            while cpu_seconds(child.pid) - start < 0.5 and time.monotonic() < deadline:
+                time.sleep(0.1)           # ~100 samples at 199 Hz, however loaded
             status, body = http_get(f"http://127.0.0.1:{port}/metrics")
             tool.stop()
     finally:
