@@ -229,3 +229,23 @@ def test_top_functions_leaves_a_c_extension_native():
     python = sum(r["pct"] for r in rows if r["python"])
     assert libz > 50 and python < 25, rows[:5]
     assert all(not r["python"] for r in rows if r["module"].startswith("libz.so"))
+
+
+def test_pprof_python_frames_carry_file_and_line_and_come_back_as_python():
+    from pytracekit.render.pprof import parse, to_pprof
+    stack = (Frame("app", "process"), Frame("main", "user", "python3.11"),
+             Frame("outer (app.py:83)", "python", "/srv/app.py", 0x7f01),
+             Frame("inner (app.py:76)", "python", "/srv/app.py", 0x7f02),
+             Frame("[+3 python frames]", "python"))
+    profile = StackProfile([Sample(stack, 4, 9, 9, "app")], period=5025125)
+    message = parse(to_pprof(profile))
+    strings = message.string_table
+    [mapping] = [m for m in message.mapping if strings[m.filename] == "[python]"]
+    functions = {f.id: f for f in message.function}
+    lines = {strings[functions[loc.line[0].function_id].name]:
+             (strings[functions[loc.line[0].function_id].filename], loc.line[0].line)
+             for loc in message.location if loc.mapping_id == mapping.id}
+    assert lines == {"outer (app.py:83)": ("/srv/app.py", 83),
+                     "inner (app.py:76)": ("/srv/app.py", 76),
+                     "[+3 python frames]": ("", 0)}
+    assert from_pprof(to_pprof(profile)).samples[0].stack == stack
