@@ -186,13 +186,9 @@ PTK_INLINE u64 ptk_py_hash(struct ptk_py_stack *s)
     return h ? h : 1;
 }
 
-/* The current thread's Python stack stored in py_stacks; its id, or 0 when
- * the process is not (yet) Python or the thread has no Python state. */
-PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
+/* The current thread's innermost Python frame (0: no thread state, or no frame). */
+PTK_INLINE u64 ptk_py_current_frame(struct ptk_py_proc *proc, u32 tid)
 {
-    struct ptk_py_proc *proc = ptk_py_process(pid);
-    if (!proc)
-        return 0;
     u64 fsbase = 0;
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
     bpf_probe_read_kernel(&fsbase, sizeof(fsbase),
@@ -202,12 +198,41 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
         ptk_py_stat(PY_STAT_NO_TSTATE);
         return 0;
     }
-    u64 frame;
     if (PY_HAS(proc, TSTATE_CFRAME))      /* 3.11, 3.12 */
-        frame = ptk_py_u64(ptk_py_u64(ts + PYL(proc, TSTATE_CFRAME)) +
-                           PYL(proc, CFRAME_CURRENT_FRAME));
-    else                                  /* 3.8-3.10 frame, 3.13 current_frame */
-        frame = ptk_py_u64(ts + PYL(proc, TSTATE_FRAME));
+        return ptk_py_u64(ptk_py_u64(ts + PYL(proc, TSTATE_CFRAME)) +
+                          PYL(proc, CFRAME_CURRENT_FRAME));
+    return ptk_py_u64(ts + PYL(proc, TSTATE_FRAME));   /* 3.8-3.10 frame, 3.13 current_frame */
+}
+
+/* The code object of the current thread's innermost Python function, or 0
+ * (not Python, no frame): what top --functions charges an interpreter leaf to. */
+PTK_INLINE u64 ptk_python_leaf_code(u32 pid, u32 tid)
+{
+    struct ptk_py_proc *proc = ptk_py_process(pid);
+    if (!proc)
+        return 0;
+    u64 frame = ptk_py_current_frame(proc, tid);
+    bool has_owner = PY_HAS(proc, FRAME_OWNER);
+    for (int i = 0; i < 4; i++) {         /* 3.12+: shim frames hold no code of their own */
+        if (!frame)
+            break;
+        if (!has_owner || (u8)ptk_py_u64(frame + PYL(proc, FRAME_OWNER)) != PY_OWNED_BY_CSTACK) {
+            ptk_py_stat(PY_STAT_STACKS);
+            return ptk_py_u64(frame + PYL(proc, FRAME_CODE));
+        }
+        frame = ptk_py_u64(frame + PYL(proc, FRAME_PREVIOUS));
+    }
+    return 0;
+}
+
+/* The current thread's Python stack stored in py_stacks; its id, or 0 when
+ * the process is not (yet) Python or the thread has no Python state. */
+PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
+{
+    struct ptk_py_proc *proc = ptk_py_process(pid);
+    if (!proc)
+        return 0;
+    u64 frame = ptk_py_current_frame(proc, tid);
 
     u32 zero = 0;
     struct ptk_py_scratch *s = py_scratch.lookup(&zero);

@@ -66,7 +66,12 @@ def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
     block runs: for calls into C that run Python callbacks (BCC's ring buffer
     poll), where a signal raised between callbacks is printed and dropped by
     ctypes, so the tool would never stop. Check `pending` after (raise_pending)
-    and in the callbacks (return -1 to make libbpf stop consuming)."""
+    and in the callbacks (return -1 to make libbpf stop consuming). Signals
+    reach the main thread only: elsewhere (export's scrape thread reading a
+    stack tool) there is nothing to defer, and signal.signal would raise."""
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
     # A signal ignored now (by the caller, or once a run ended) stays ignored.
     saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
              for sig in STOPS if signal.getsignal(sig) is not signal.SIG_IGN}

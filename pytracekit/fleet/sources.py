@@ -205,9 +205,10 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
     Source("offcputime", {**PID, "min_us": Option(int, 1)},
            lambda m, o: m.start(pids=[o["pid"]] if o["pid"] else None, min_us=o["min_us"]),
            _offcpu_families, "off-CPU time totals by comm"),
-    Source("profile", {**PID, "frequency": Option(int, 49)},
+    Source("profile", {**PID, "frequency": Option(int, 49),
+                       "python": Option(bool, True, help="Python frames of CPython processes")},
            lambda m, o: m.start(pids=[o["pid"]] if o["pid"] else None,
-                                frequency=o["frequency"]),
+                                frequency=o["frequency"], python=o["python"]),
            _profile_families, "on-CPU samples by comm"),
 ]}
 

@@ -11,7 +11,8 @@ What goes where:
   build id and path, and the Location's address is the link-time address
   (address - start + offset = file offset, the same in every process), so
   pprof can symbolize it later. has_functions only where every location of
-  the mapping is named. The main binary (by samples, the root-most user
+  the mapping is named. Python frames (kind python) map to [python]; their
+  Function carries the source file and their Line the line number. The main binary (by samples, the root-most user
   frame's module that is not a shared library) is mapping 1, as pprof expects;
 - labels: comm (string), pid and tid (numbers);
 - duration, meta (comments `pytracekit.meta.KEY=VALUE`) and the nonzero loss
@@ -31,7 +32,10 @@ from .proto import profile_pb2 as pb
 
 KIND_MAPPINGS = {"kernel": "[kernel.kallsyms]", "process": "[process]", "jit": "[jit]",
                  "marker": "[marker]"}
+PYTHON_MAPPING = "[python]"   # not in KIND_MAPPINGS: speedscope names a Python frame's file
 MAPPING_KINDS = {name: kind for kind, name in KIND_MAPPINGS.items()}
+MAPPING_KINDS[PYTHON_MAPPING] = "python"
+PYTHON_LINE = re.compile(r" \(.*:(\d+)\)$")   # "inner (app.py:14)"
 LOSS_PREFIX = "pytracekit.loss."
 META_PREFIX = "pytracekit.meta."
 UNIT_NAMES = {"count": "count", "nanoseconds": "nanoseconds", "microseconds": "microseconds",
@@ -83,22 +87,25 @@ def to_pprof(profile: StackProfile, *, time_nanos: int | None = None) -> bytes:
         if info is not None:
             mapping.memory_start, mapping.memory_limit = info.start, info.limit
             mapping.file_offset, mapping.build_id = info.file_offset, s(info.build_id)
-    functions: dict[tuple[str, str], int] = {}
+    functions: dict[tuple[str, str, str], int] = {}
     locations: dict[Frame, int] = {}
 
     def location_id(frame: Frame) -> int:
         found = locations.get(frame)
         if found is not None:
             return found
-        fkey = (frame.name, frame.kind)
+        python = frame.kind == "python"
+        fkey = (frame.name, frame.kind, frame.module if python else "")
         if fkey not in functions:
             functions[fkey] = len(functions) + 1
-            out.function.add(id=functions[fkey], name=s(frame.name), system_name=s(frame.name))
+            out.function.add(id=functions[fkey], name=s(frame.name), system_name=s(frame.name),
+                             filename=s(frame.module) if python else 0)
         found = locations[frame] = len(locations) + 1
         key = _mapping_key(frame)
         loc = out.location.add(id=found, mapping_id=mappings.get(key, 0),
                                address=frame.vaddr if frame.image is not None else frame.address)
-        loc.line.add(function_id=functions[fkey])
+        line = PYTHON_LINE.search(frame.name) if python else None
+        loc.line.add(function_id=functions[fkey], line=int(line[1]) if line else 0)
         return found
 
     for sample in profile.samples:
@@ -127,6 +134,8 @@ def _mapping_key(frame: Frame) -> object:
     pseudo-file, else its module name."""
     if frame.kind in KIND_MAPPINGS:
         return KIND_MAPPINGS[frame.kind]
+    if frame.kind == "python":
+        return PYTHON_MAPPING
     return frame.image if frame.image is not None else (frame.module or None)
 
 
@@ -136,7 +145,7 @@ def _mappings(profile: StackProfile) -> list[tuple[object, ModuleInfo | None, bo
     profile after it (the module of the root-most user frame, by samples)."""
     named: dict[object, bool] = {}
     roots: dict[object, int] = {}
-    pseudo = set(KIND_MAPPINGS.values())
+    pseudo = set(MAPPING_KINDS)
     for sample in profile.samples:
         program = library = None
         for frame in sample.stack:
@@ -153,10 +162,10 @@ def _mappings(profile: StackProfile) -> list[tuple[object, ModuleInfo | None, bo
         root = program if program is not None else library
         if root is not None:
             roots[root] = roots.get(root, 0) + sample.value
-    users = [k for k in named if k not in KIND_MAPPINGS.values()]
+    users = [k for k in named if k not in pseudo]
     users.sort(key=lambda k: -roots.get(k, 0))     # stable: first seen among equals
-    order = users + [KIND_MAPPINGS[k] for k in ("jit", "kernel", "marker", "process")
-                     if KIND_MAPPINGS[k] in named]
+    order = users + [name for name in (PYTHON_MAPPING, *(KIND_MAPPINGS[k] for k in (
+        "jit", "kernel", "marker", "process"))) if name in named]
     return [(k, k if isinstance(k, ModuleInfo) else None, named[k]) for k in order]
 
 
@@ -186,6 +195,7 @@ def from_pprof(data: bytes) -> StackProfile:
                                      m.memory_limit, m.file_offset)
                     for m in message.mapping if m.memory_limit}
     function_name = {f.id: strings[f.name] for f in message.function}
+    function_file = {f.id: strings[f.filename] for f in message.function}
     location_frames: dict[int, list[Frame]] = {}
     for loc in message.location:
         kind = mapping_kind.get(loc.mapping_id, "user")
@@ -196,6 +206,8 @@ def from_pprof(data: bytes) -> StackProfile:
             [fallback]
         # line[0] is the innermost inlined function; the stack wants the caller first.
         info = mapping_info.get(loc.mapping_id)
+        if kind == "python" and loc.line:    # its source file, as the Python frame had it
+            module = function_file.get(loc.line[0].function_id, "")
         location_frames[loc.id] = [Frame(n, kind, module, loc.address,
                                          loc.address if info else 0, info)
                                    for n in reversed(names)]

@@ -47,17 +47,32 @@ class Stream:
 
     def nearly_full(self) -> bool:
         """Windows are diffs of cumulative maps, which fill on a long run; past 40%
-        of the smaller map (a key holds up to two stack ids) they start over."""
-        counts, stacks = self.session.prog["counts"], self.session.prog["stack_traces"]
-        return len(counts) > 0.4 * min(counts.max_entries, stacks.max_entries)
+        of the smaller map (a key holds up to two stack ids) they start over.
+        Python samples are counted apart (py_counts, their stacks in py_stacks)."""
+        prog = self.session.prog
+        counts, stacks = prog["counts"], prog["stack_traces"]
+        used = len(counts) + (len(prog["py_counts"]) if self.python else 0)
+        full = used > 0.4 * min(counts.max_entries, stacks.max_entries)
+        return full or bool(self.python) and len(prog["py_stacks"]) > \
+            0.4 * prog["py_stacks"].max_entries
+
+    @property
+    def python(self) -> Any:
+        """The session's PythonFrames, when it walks Python stacks."""
+        return getattr(self.session, "python", None)
 
     def reset(self) -> None:
         """Empty the maps right after a read. Samples that land between that read
         and the clear (microseconds) are lost; resets are counted in the summary."""
-        self.session.prog["counts"].clear()
-        self.session.prog["stack_traces"].clear()
+        prog = self.session.prog
+        if self.python:   # stacks before counts: a count's stack is then re-stored
+            prog["py_stacks"].clear()
+            prog["py_counts"].clear()
+            self.python.stacks.clear()
+        prog["counts"].clear()
+        prog["stack_traces"].clear()
         try:   # the in-kernel unwinder's stacks (profile --unwind dwarf)
-            self.session.prog["ustacks"].clear()
+            prog["ustacks"].clear()
             self.session.symbolizer._ustack_cache.clear()
         except KeyError:
             pass
@@ -66,15 +81,16 @@ class Stream:
 
 
 def start_streams(kinds: tuple[str, ...], pids: list[int], command: tuple[str, ...],
-                  frequency: int) -> list[Stream]:
+                  frequency: int, python: bool = True) -> list[Stream]:
     from . import offcputime, profile
     streams: list[Stream] = []
     try:
         for kind in kinds:
             if kind == "cpu":
-                session = profile.start(pids=pids, command=command, frequency=frequency)
+                session = profile.start(pids=pids, command=command, frequency=frequency,
+                                        python=python)
                 streams.append(Stream(kind, session, frequency, Windower(), time.time()))
-            else:
+            else:   # Python frames off-CPU: add python=python once offcputime.start takes it
                 session = offcputime.start(pids=pids, command=command)
                 streams.append(Stream(kind, session, 0, Windower(), time.time()))
     except BaseException:
@@ -131,12 +147,14 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
               help="cpu: samples per second on each CPU.")
 @click.option("-p", "--pid", "pid_list", type=options.ProcessIds(), default=None,
               help="Profile these processes only (comma-separated).")
+@click.option("--python/--no-python", "python", default=True, show_default=True,
+              help="cpu: Python frames of CPython 3.8-3.13 processes (found per process).")
 @options.duration_option("-d")
 @options.json_option()
 @options.standard
 @click.pass_context
 def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, frequency,
-            pid_list, duration, as_json) -> None:
+            pid_list, python, duration, as_json) -> None:
     """Profile continuously; every window becomes a pprof file or a push.
 
     \b
@@ -156,7 +174,7 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
         check_push_url(push_url)
     pids = stacktools.id_list(pid_list, "pid")
     rotating = RotatingDir(directory, keep) if directory else None
-    streams = start_streams(kinds, pids, command, frequency)
+    streams = start_streams(kinds, pids, command, frequency, python)
     pusher = PyroscopePusher(push_url, app, labels, retries) if push_url else None
     totals = {"windows": 0, "files": 0, "write_errors": 0}
 
@@ -210,6 +228,7 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
         flush()   # the last, partial window
         for stream in streams:
             loss = loss + stream.session.loss()
+        notes = [stream.session.summary_line() for stream in streams if stream.python]
     finally:
         for stream in streams:
             stream.session.close()
@@ -230,6 +249,8 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
         click.echo(dumps({"type": "loss", **loss.as_dict()}))
     else:
         stacktools.emit_loss(loss)
+    for note in filter(None, notes):
+        click.echo(note, err=True)
     if totals["write_errors"]:    # ...but the run failed
         raise PytracekitError(f"{totals['write_errors']} of {totals['windows']} windows not "
                               f"written (last: {totals['last_write_error']})")

@@ -29,7 +29,8 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     """Compile, attach and start sampling; a command is held until
     run_until_done releases it. `python`: CPython 3.8-3.13 processes get their
     Python frames (pytracekit/python), found per process as they are sampled;
-    the profile command turns it on by default, record and cprofile do not yet."""
+    the profile, record, cprofile and export (profile source) commands turn it on
+    by default."""
     if user_only and kernel_only:
         raise UsageError("-U and -K exclude each other: give at most one")
     if period is None and not frequency:

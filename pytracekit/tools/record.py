@@ -12,6 +12,7 @@ import click
 from .. import options, recording, stacktools
 from ..errors import UsageError
 from ..model import StackProfile
+from ..python.sampling import PythonStackSession
 from ..render.jsonl import dumps
 from ..runner import announce, run_until_done
 from . import offcputime, profile
@@ -33,6 +34,8 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
               help="On-CPU samples per second per CPU.")
 @click.option("--off-cpu", "off_cpu", is_flag=True,
               help="Record off-CPU (blocked) time per stack instead of CPU samples.")
+@click.option("--python/--no-python", "python", default=True, show_default=True,
+              help="Record Python frames of CPython 3.8-3.13 processes (found per process).")
 @click.option("--stack-storage-size",
               type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384,
               show_default=True, help="Number of unique stack traces that can be stored.")
@@ -41,7 +44,7 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
 @options.standard
 @click.pass_context
 def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, frequency,
-            off_cpu, stack_storage_size, duration, as_json) -> None:
+            off_cpu, python, stack_storage_size, duration, as_json) -> None:
     """Record stacks to a file for `report` and `diff`.
 
     \b
@@ -57,14 +60,15 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
     stacktools.check_writable(output)
     if system_wide and (pids or command):
         raise UsageError("-a records everything: leave out -p and the command")
-    if off_cpu:
-        session = offcputime.start(pids=pids, command=command,
-                                   stack_storage_size=stack_storage_size)
+    storage = stack_storage_size
+    if off_cpu:   # Python frames off-CPU: add python=python once offcputime.start takes it
+        session = offcputime.start(pids=pids, command=command, stack_storage_size=storage)
         what = "off-CPU time"
     else:
         session = profile.start(pids=pids, command=command, frequency=frequency,
-                                stack_storage_size=stack_storage_size)
+                                stack_storage_size=storage, python=python)
         what = f"stacks at {frequency} Hz"
+    note = ""
     try:
         who = f"command {command[0]}" if command else ("PID " + ",".join(map(str, pids))
                                                        if pids else "all processes")
@@ -72,6 +76,8 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
                  + (f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."))
         run_until_done(session.target, duration=duration, poll=session.poll)
         result = session.read()
+        if isinstance(session, PythonStackSession):
+            note = session.summary_line()
     finally:
         session.close()
     result.meta["recorded"] = "off-cpu" if off_cpu else "on-cpu"
@@ -80,6 +86,8 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
     click.echo(f"recorded {result.total} {unit} in {len(result.samples)} distinct stacks "
                f"to {output} ({result.duration_ns / 1e9:.1f} s)", err=True)
     stacktools.emit_loss(result.loss)
+    if note:
+        click.echo(note, err=True)
     if as_json:
         click.echo(dumps(summary(result, output)))
 

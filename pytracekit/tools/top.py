@@ -181,7 +181,8 @@ def batch_printer(session: CpuSession, *, threads: bool, sort: str, limit: int |
 
 
 def run_refreshes(target: Target, *, delay: float, iterations: int | None,
-                  duration: float | None, show: Callable[[], None]) -> str:
+                  duration: float | None, show: Callable[[], None],
+                  poll: Callable[[int], None] | None = None) -> str:
     """show() every `delay` seconds; after -n refreshes the run ends there, while
     the end of --duration, the command's exit or Ctrl-C shows a last refresh
     with the time since the previous one. Returns why the run ended."""
@@ -193,7 +194,7 @@ def run_refreshes(target: Target, *, delay: float, iterations: int | None,
         show()
         shown_at[0] = time.monotonic()
     return run_periodic(target, duration=duration, interval=delay, count=iterations,
-                        report=report)
+                        report=report, poll=poll)
 
 
 def _can_draw() -> bool:
@@ -226,11 +227,13 @@ def _can_draw() -> bool:
 @click.option("-F", "--frequency", type=options.SampleFrequency(10000), default=499,
               show_default=True, help="Samples per second per CPU for --functions.")
 @click.option("--idle", is_flag=True, help="--functions: include the idle task.")
+@click.option("--python/--no-python", "python", default=True, show_default=True,
+              help="--functions: charge CPython interpreter samples to the Python function.")
 @options.json_option()
 @options.standard
 @click.pass_context
 def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, limit, functions,
-            frequency, idle, as_json):
+            frequency, idle, python, as_json):
     """Who is on the CPU: per-process (or -H per-thread) CPU% from sched_switch.
 
     \b
@@ -246,7 +249,8 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
     try:
         if functions:
             from ..topfunctions import FunctionProfile, printer
-            session: Any = FunctionProfile(frequency=frequency, pid=target.pid, idle=idle)
+            session: Any = FunctionProfile(frequency=frequency, pid=target.pid, idle=idle,
+                                           python=python)
             show = printer(session, interactive=interactive, frequency=frequency, limit=limit,
                            as_json=as_json)
             message = f"Sampling at {frequency} Hz per CPU"
@@ -271,8 +275,11 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
                 tail = f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."
                 announce(f"{message}{who}{tail}")
                 run_refreshes(target, delay=delay, iterations=iterations, duration=duration,
-                              show=show)
+                              show=show, poll=getattr(session, "poll", None))
             print_loss(session.loss(), as_json)
+            note = session.summary_line() if functions else ""
+            if note:
+                print(note, file=sys.stderr)
         finally:
             session.close()
     finally:
