@@ -113,10 +113,14 @@ def _cpu_list(text: str | None) -> list[int]:
     return cpus
 
 
-def kernel_filters(events: list[EventSpec], filters: dict[int, str]) -> dict[int, str]:
+def kernel_filters(events: list[EventSpec], filters: dict[int, str],
+                   probes: list[int]) -> dict[int, str]:
     """The tracepoint events a perf counter counts exactly, with the ftrace
     filter each needs ("" for none); the others need BPF. A filter the kernel
-    refuses (its grammar differs in a corner) is left to BPF too."""
+    refuses (its grammar differs in a corner) is left to BPF too. The counters
+    that asked the kernel are appended to `probes`, for the caller to keep open
+    while it counts: closing a tracepoint's last perf event waits for the
+    tracepoint to be unregistered (tens of ms, more on a busy machine)."""
     out: dict[int, str] = {}
     for slot, ev in enumerate(events):
         if ev.kind != "tracepoint":
@@ -127,22 +131,21 @@ def kernel_filters(events: list[EventSpec], filters: dict[int, str]) -> dict[int
             continue
         from ..tpfilter import ftrace_filter
         kernel_text = ftrace_filter(text, tracefs.tracepoint(ev.category, ev.event))
-        if kernel_text is not None and _kernel_accepts(ev, kernel_text):
+        if kernel_text is not None and _kernel_accepts(ev, kernel_text, probes):
             out[slot] = kernel_text
     return out
 
 
-def _kernel_accepts(ev: EventSpec, text: str) -> bool:
-    fd = perf.open_counter(perf.PERF_TYPE_TRACEPOINT, tracefs.tracepoint_id(ev.category,
-                                                                            ev.event),
-                           pid=0, cpu=-1, disabled=True)
+def _kernel_accepts(ev: EventSpec, text: str, probes: list[int]) -> bool:
+    """Set the filter on a disabled counter of our own (it never counts)."""
+    probes.append(perf.open_counter(perf.PERF_TYPE_TRACEPOINT,
+                                    tracefs.tracepoint_id(ev.category, ev.event),
+                                    pid=0, cpu=-1, disabled=True))
     try:
-        perf.set_filter(fd, text)
+        perf.set_filter(probes[-1], text)
         return True
     except OSError:
         return False
-    finally:
-        os.close(fd)
 
 
 class Session:
@@ -154,7 +157,16 @@ class Session:
         self.fds: dict[int, list[int] | None] = {}
         self.prog = None
         self.base = [0] * len(events)
-        self.kernel_filters = kernel_filters(events, filters)
+        self.probes: list[int] = []
+        try:
+            self._setup(events, filters, target, cpus)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, events: list[EventSpec], filters: dict[int, str], target: Target,
+               cpus: list[int]) -> None:
+        self.kernel_filters = kernel_filters(events, filters, self.probes)
         bpf_slots = [slot for slot, ev in enumerate(events)
                      if ev.kind == "tracepoint" and slot not in self.kernel_filters]
         if settings.current().verbose:
@@ -248,6 +260,8 @@ class Session:
 
     def close(self) -> None:
         self._close_counters()
+        while self.probes:
+            os.close(self.probes.pop())
         if self.prog is not None:
             self.prog.close()
 
