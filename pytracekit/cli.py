@@ -78,7 +78,7 @@ def _prog_name(args: list[str]) -> str:
 
 
 def main(args: list[str] | None = None, prog: str | None = None) -> int:
-    from .loader import DryRunComplete, EbpfPrinted
+    from .errors import DryRunComplete, EbpfPrinted
     from .runner import claim_signals, interrupted_status
     args = list(sys.argv[1:] if args is None else args)
     name = prog or _prog_name(args)

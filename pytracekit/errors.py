@@ -52,6 +52,20 @@ class VerifierError(PytracekitError):
     """The kernel verifier rejected a program; detail holds the log's tail."""
 
 
+class DryRunComplete(Exception):
+    """Raised by the loader once a dry run has compiled and loaded every program
+    (here, not in loader.py, so cli.main catches it without importing the loader)."""
+
+    def __init__(self, loaded: list[str]) -> None:
+        super().__init__(f"dry run: compiled and loaded {len(loaded)} BPF program(s): "
+                         + ", ".join(loaded))
+        self.loaded = loaded
+
+
+class EbpfPrinted(Exception):
+    """Raised after --ebpf printed a program instead of loading it."""
+
+
 def tail(text: str, lines: int = 8) -> str:
     """The last non-empty lines of a long log (verifier logs run to thousands)."""
     kept = [line for line in text.splitlines() if line.strip()]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from . import settings
-from .errors import (CompileError, NotFoundError, NotSupportedError, PrivilegeError,
-                     PytracekitError, VerifierError, tail)
+from .errors import (CompileError, DryRunComplete, EbpfPrinted, NotFoundError,
+                     NotSupportedError, PrivilegeError, PytracekitError, VerifierError, tail)
 from .model import LossReport
 from .runner import signals_held
 
@@ -45,19 +45,6 @@ _INCLUDE_COMMON = re.compile(r'^\s*#\s*include\s+"pytracekit\.h"\s*$', re.M)
 _INCLUDE_VMLINUX = re.compile(r'^\s*#\s*include\s+"vmlinux\.h"\s*$', re.M)
 # Headers shared by a family of tools (bpf/ptk_*.h): pasted like the common one.
 _INCLUDE_FAMILY = re.compile(r'^\s*#\s*include\s+"(ptk_\w+\.h)"\s*$', re.M)
-
-
-class DryRunComplete(Exception):
-    """Raised once a dry run has compiled and loaded every program."""
-
-    def __init__(self, loaded: list[str]) -> None:
-        super().__init__(f"dry run: compiled and loaded {len(loaded)} BPF program(s): "
-                         + ", ".join(loaded))
-        self.loaded = loaded
-
-
-class EbpfPrinted(Exception):
-    """Raised after --ebpf printed a program instead of loading it."""
 
 
 def require_root() -> None:

@@ -115,6 +115,9 @@ class _Parser:
         field = self.tp.field(value)
         op = self.take()[1]
         vkind, literal = self.take()
+        return self.predicate(field, op, vkind, literal)
+
+    def predicate(self, field: Field, op: str, vkind: str, literal: str) -> str:
         if vkind == "str":
             if not field.is_string and not field.ctype.endswith("char *"):
                 raise self.error(f"field {field.name} is not a string")
@@ -186,3 +189,59 @@ def compile_filter(text: str, tp: Tracepoint, prefix: str) -> CompiledFilter:
     parser = _Parser(text, tp, prefix)
     expr = parser.parse()
     return CompiledFilter(expr, "\n".join(parser.helpers))
+
+
+class _FtraceParser(_Parser):
+    """The same grammar, written back as a kernel (ftrace) filter, or marked
+    untranslatable where the kernel would compare differently from the C."""
+
+    def __init__(self, text: str, tp: Tracepoint) -> None:
+        super().__init__(text, tp, "ftrace")
+        self.translatable = True
+
+    def expr(self) -> str:
+        # Grouped explicitly as C groups it (&& before ||), whatever the kernel's precedence.
+        groups, current = [], [self.term()]
+        while self.peek() and self.peek()[1] in ("&&", "||"):
+            if self.take()[1] == "||":
+                groups.append(current)
+                current = []
+            current.append(self.term())
+        groups.append(current)
+        return "(" + " || ".join("(" + " && ".join(g) + ")" for g in groups) + ")"
+
+    def predicate(self, field: Field, op: str, vkind: str, literal: str) -> str:
+        super().predicate(field, op, vkind, literal)     # the same checks and errors
+        if vkind != "num" or not _same_in_kernel(field, op, _number(literal)):
+            self.translatable = False
+            return ""
+        return f"({field.name} {op} {_number(literal)})"
+
+
+def _number(literal: str) -> int:
+    digits = literal.lstrip("-")
+    base = 16 if digits[:2].lower() == "0x" else 8 if len(digits) > 1 and digits[0] == "0" else 10
+    return int(digits, base) * (-1 if literal.startswith("-") else 1)
+
+
+def _same_in_kernel(field: Field, op: str, value: int) -> bool:
+    """Does the kernel's test (the field's `size:` bytes, `signed:` as tracefs
+    says) give what the C gives (the declared type)? Strings are left to BPF:
+    a syscall's string is a user pointer the kernel's filter does not follow."""
+    ctype = field_type(field)
+    bits = ctype.size * 8
+    if op == "&":   # only the declared type's bits are tested, the same ones either way
+        return 0 <= value < 1 << bits
+    if (ctype.size, ctype.signed) != (field.size, field.signed):
+        return False   # `int dfd` in 8 bytes: the kernel sees the upper 4 too
+    low = -(1 << (bits - 1)) if ctype.signed else 0
+    return low <= value < 1 << (bits - 1)
+
+
+def ftrace_filter(text: str, tp: Tracepoint) -> str | None:
+    """`text` as a filter the kernel applies itself (PERF_EVENT_IOC_SET_FILTER),
+    or None when only BPF counts it exactly; malformed text raises as
+    compile_filter would."""
+    parser = _FtraceParser(text, tp)
+    expr = parser.parse()
+    return expr if parser.translatable else None

@@ -58,7 +58,9 @@ TOOL_ARGS: dict[str, list[str]] = {
     "slabratetop": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
-    "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
+    # a filter the kernel cannot apply, so stat's BPF program (+ follow.inc.c) is attached
+    "stat": ["-e", "syscalls:sys_enter_openat", "--filter", 'filename == "/nonexistent"',
+             "--", "sleep", "120"],
     "syscount": ["-L"],
     "systrace": ["-a"],
     "tcpaccept": [], "tcpconnect": [], "tcplife": [], "tcpretrans": [], "tcpstates": [],

@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -10,8 +11,10 @@ from conftest import Tool, pytracekit
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
 from pytracekit.errors import NotFoundError, SpecError
+from pytracekit.kernel.tracefs import parse_format
 from pytracekit.perf_events import parse
 from pytracekit.render import perfstat
+from pytracekit.tpfilter import ftrace_filter
 
 OPENAT = "syscalls:sys_enter_openat"
 
@@ -85,6 +88,82 @@ def test_a_negative_literal_compares_as_the_declared_int(workload, tmp_path):
     assert _stat_json("-e", OPENAT, "--", *command)[OPENAT]["value"] == ours
     assert _stat_json("-e", OPENAT, "--filter", "dfd != -100", "--",
                       *command)[OPENAT]["value"] == 0
+
+
+def _rows(text: str) -> list[tuple[str, int]]:
+    return [(m.group(2), int(m.group(1).replace(",", ""))) for m in
+            re.finditer(r"^\s+([\d,]+)\s+(\S+)\s+#", text, re.M)]
+
+
+@pytest.mark.root
+def test_plain_events_and_kernel_filters_count_without_bpf(workload, tmp_path):
+    """A plain tracepoint and a filter the kernel applies itself are perf
+    counters: while stat runs it holds perf event fds, no BPF program or map,
+    and has not loaded BCC at all; the counts stay exact."""
+    with GatedWorkload(workload, tmp_path, "open", str(tmp_path / "marker"), "6") as w:
+        tool = Tool("stat", "--verbose", "-p", str(w.pid), "-e", OPENAT,
+                    "-e", OPENAT, "--filter", "flags & 64", "-e", "page-faults").start()
+        pid = tool.proc.pid
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert w.release() == 0
+        out, err = tool.wait()
+    assert tool.returncode == 0, err
+    assert links.count("anon_inode:[perf_event]") >= 3, links
+    assert not [link for link in links if "bpf" in link], links
+    assert "libbcc" not in maps
+    assert f"stat: {OPENAT}: perf counter\n" in err
+    assert f"stat: {OPENAT}: perf counter, kernel filter '(((flags & 64)))'" in err
+    assert _rows(out)[:2] == [(OPENAT, 6), (OPENAT, 6)]
+
+
+def _perf_stat_counts(args: list[str], command: tuple[str, ...]) -> list[int]:
+    res = subprocess.run(["perf", "stat", "-x,", *args, "--", *command], capture_output=True,
+                         text=True, timeout=60, check=True)
+    return [int(line.split(",")[0]) for line in res.stderr.splitlines() if OPENAT in line]
+
+
+@pytest.mark.root
+def test_kernel_and_bpf_filters_count_what_perf_stat_counts(workload, tmp_path):
+    """`flags & 64` and a grouping the kernel must read as C does are kernel
+    filters; `dfd == 0xffffff9c` (an int stored in 8 bytes) is counted by BPF.
+    Each equals perf stat --filter's count of the same command."""
+    command = (workload, "open", str(tmp_path / "marker"), "7")
+    filters = ["flags & 64", "flags & 64 || flags & 1 && flags & 2", "dfd == 0xffffff9c"]
+    args = [a for f in filters for a in ("-e", OPENAT, "--filter", f)]
+    res = pytracekit("stat", "--verbose", *args, "--", *command)
+    assert res.returncode == 0, res.stderr
+    how = re.findall(rf"^stat: {OPENAT}: (.*)$", res.stderr, re.M)
+    assert how == ["perf counter, kernel filter '(((flags & 64)))'",
+                   "perf counter, kernel filter '(((flags & 64)) || ((flags & 1) && "
+                   "(flags & 2)))'", "BPF program"]
+    ours = [n for _, n in _rows(res.stdout)]
+    assert ours == _perf_stat_counts(args, command)
+    assert ours[0] == ours[1] == 7      # the workload's O_CREAT opens; ld.so's are not
+    assert ours[2] >= 7                 # those and ld.so's, from AT_FDCWD
+
+
+def test_filters_become_kernel_filters_only_where_the_kernel_tests_the_same():
+    tp = parse_format("syscalls", "sys_enter_openat", "\n".join([
+        "field:int dfd;\toffset:16;\tsize:8;\tsigned:0;",
+        "field:const char * filename;\toffset:24;\tsize:8;\tsigned:0;",
+        "field:int flags;\toffset:32;\tsize:8;\tsigned:0;",
+        "field:u64 count;\toffset:40;\tsize:8;\tsigned:0;",
+        "field:pid_t pid;\toffset:48;\tsize:4;\tsigned:1;"]))
+    assert ftrace_filter("flags & 64", tp) == "(((flags & 64)))"
+    assert ftrace_filter("!(flags & 0x40) && count >= 010", tp) == \
+        "((!(((flags & 64))) && (count >= 8)))"
+    assert ftrace_filter("pid == -1 || pid > 5 && count < 3", tp) == \
+        "(((pid == -1)) || ((pid > 5) && (count < 3)))"
+    for untranslatable in ("dfd == -100",              # the kernel sees all 8 bytes
+                           "flags & -1",               # sign-extended in C
+                           "flags & 0x100000000",      # beyond the int's bits
+                           "pid == 0x80000000",        # out of pid_t's range
+                           'filename == "/tmp/x"',     # a user pointer
+                           "flags & 64 && dfd == 3"):  # one part is enough
+        assert ftrace_filter(untranslatable, tp) is None, untranslatable
+    with pytest.raises(SpecError):
+        ftrace_filter("flags &", tp)
 
 
 @pytest.mark.root

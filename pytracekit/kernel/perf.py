@@ -61,3 +61,14 @@ def hardware_supported() -> tuple[bool, str]:
         return False, f"perf_event_open(cycles) fails: {exc.strerror}"
     os.close(fd)
     return True, "perf_event_open(cycles) succeeds"
+
+
+PERF_EVENT_IOC_SET_FILTER = 0x40082406   # _IOW('$', 6, char *), linux/perf_event.h
+
+
+def set_filter(fd: int, text: str) -> None:
+    """Attach an ftrace filter to a tracepoint counter; OSError (EINVAL) when
+    the kernel's filter parser refuses it."""
+    if _libc.ioctl(fd, PERF_EVENT_IOC_SET_FILTER, ctypes.c_char_p(text.encode())) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))

@@ -131,6 +131,15 @@ def tracepoint(category: str, event: str) -> Tracepoint:
     return parse_format(category, event, text)
 
 
+def tracepoint_id(category: str, event: str) -> int:
+    """The id perf_event_open takes as PERF_TYPE_TRACEPOINT's config."""
+    try:
+        return int((tracefs_root() / "events" / category / event / "id").read_text())
+    except FileNotFoundError:
+        tracepoint(category, event)   # raises the unknown-tracepoint error with hints
+        raise
+
+
 def list_tracepoints() -> list[str]:
     """All 'category:event' names, sorted."""
     events = tracefs_root() / "events"

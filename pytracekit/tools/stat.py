@@ -1,9 +1,11 @@
 """stat: count events like `perf stat`.
 
-Tracepoints are counted in the kernel by a generated BPF program (with
-optional per-event filters); software, hardware and cache events through
-perf_event_open counters: per CPU with -a/-C, per thread with -p, inherited
-and enabled on exec for a command (as perf does).
+Every event is a perf_event_open counter, as in perf stat: per CPU with -a/-C,
+per thread with -p, inherited and enabled on exec for a command. A tracepoint's
+--filter becomes the kernel's own (ftrace) filter where the kernel would test
+exactly what the expression means; only the rest (strings behind user
+pointers, `int` arguments stored in 8 bytes) are counted by a generated BPF
+program, so a plain run neither compiles nor imports BCC.
 """
 from __future__ import annotations
 
@@ -14,20 +16,19 @@ import time
 
 import click
 
-from .. import follow, options, settings
+from .. import options, settings
 from ..errors import NotFoundError, UsageError
 from ..kernel import perf, tracefs
-from ..loader import Program, require_root
 from ..model import LossReport
 from ..perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
 from ..render import perfstat
 from ..render.jsonl import dumps, loss_obj
 from ..lossreport import print_loss
 from ..runner import Target, announce, run_until_done
-from ..tpfilter import compile_filter
 
-DRY_RUN_ARGS = ["-a", "-e", "syscalls:sys_enter_openat", "--filter", "flags & 64",
-                "--duration", "0"]
+# a filter the kernel cannot apply (a string behind a user pointer): BPF is compiled
+DRY_RUN_ARGS = ["-a", "-e", "syscalls:sys_enter_openat", "--filter",
+                'filename == "/nonexistent"', "--duration", "0"]
 _VALUE_OPTIONS = {"-e", "--event", "--filter", "-p", "--pid", "-C", "--cpu", "-I",
                   "--interval-ms", "--interval", "-r", "--repeat", "--duration"}
 
@@ -79,12 +80,13 @@ def expand(specs: list[EventSpec], filters: dict[int, str]) -> tuple[list[EventS
     return out, out_filters
 
 
-def tracepoint_source(events: list[EventSpec], filters: dict[int, str]) -> str:
-    """One counting function per tracepoint event, with its filter compiled in."""
+def tracepoint_source(events: list[EventSpec], filters: dict[int, str],
+                      slots: list[int]) -> str:
+    """One counting function per event in `slots`, with its filter compiled in."""
+    from ..tpfilter import compile_filter
     chunks = []
-    for slot, ev in enumerate(events):
-        if ev.kind != "tracepoint":
-            continue
+    for slot in slots:
+        ev = events[slot]
         tp = tracefs.tracepoint(ev.category, ev.event)
         compiled = compile_filter(filters.get(slot, ""), tp, f"filter{slot}")
         # PTK_TP_PASS, never 0: 0 would hide the event from every perf user.
@@ -111,6 +113,41 @@ def _cpu_list(text: str | None) -> list[int]:
     return cpus
 
 
+def kernel_filters(events: list[EventSpec], filters: dict[int, str],
+                   probes: list[int]) -> dict[int, str]:
+    """The tracepoint events a perf counter counts exactly, with the ftrace
+    filter each needs ("" for none); the others need BPF. A filter the kernel
+    refuses (its grammar differs in a corner) is left to BPF too. The counters
+    that asked the kernel are appended to `probes`, for the caller to keep open
+    while it counts: closing a tracepoint's last perf event waits for the
+    tracepoint to be unregistered (tens of ms, more on a busy machine)."""
+    out: dict[int, str] = {}
+    for slot, ev in enumerate(events):
+        if ev.kind != "tracepoint":
+            continue
+        text = filters.get(slot, "").strip()
+        if not text:
+            out[slot] = ""
+            continue
+        from ..tpfilter import ftrace_filter
+        kernel_text = ftrace_filter(text, tracefs.tracepoint(ev.category, ev.event))
+        if kernel_text is not None and _kernel_accepts(ev, kernel_text, probes):
+            out[slot] = kernel_text
+    return out
+
+
+def _kernel_accepts(ev: EventSpec, text: str, probes: list[int]) -> bool:
+    """Set the filter on a disabled counter of our own (it never counts)."""
+    probes.append(perf.open_counter(perf.PERF_TYPE_TRACEPOINT,
+                                    tracefs.tracepoint_id(ev.category, ev.event),
+                                    pid=0, cpu=-1, disabled=True))
+    try:
+        perf.set_filter(probes[-1], text)
+        return True
+    except OSError:
+        return False
+
+
 class Session:
     """Counters for one set of events; `rearm(target)` before every run."""
 
@@ -118,34 +155,62 @@ class Session:
                  cpus: list[int], system_wide: bool) -> None:
         self.events, self.cpus, self.system_wide = events, cpus, system_wide
         self.fds: dict[int, list[int] | None] = {}
-        self.prog: Program | None = None
+        self.prog = None
         self.base = [0] * len(events)
-        if any(e.kind == "tracepoint" for e in events):
+        self.probes: list[int] = []
+        try:
+            self._setup(events, filters, target, cpus)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, events: list[EventSpec], filters: dict[int, str], target: Target,
+               cpus: list[int]) -> None:
+        self.kernel_filters = kernel_filters(events, filters, self.probes)
+        bpf_slots = [slot for slot, ev in enumerate(events)
+                     if ev.kind == "tracepoint" and slot not in self.kernel_filters]
+        if settings.current().verbose:
+            for slot, ev in enumerate(events):
+                how = ("BPF program" if slot in bpf_slots else "perf counter" +
+                       (f", kernel filter '{self.kernel_filters[slot]}'"
+                        if self.kernel_filters.get(slot) else ""))
+                announce(f"stat: {ev.label}: {how}")
+        if bpf_slots:
+            from .. import follow   # imports BCC: only when a filter needs it
             mask = sum(1 << c for c in cpus)
             self.prog = follow.load("stat", target, {"MAX_EVENTS": max(len(events), 1),
                                                      "CPU_MASK": f"{mask}ULL"},
-                                    {"/*STAT_PROBES*/": tracepoint_source(events, filters)})
-            for slot, ev in enumerate(events):
-                if ev.kind == "tracepoint":
-                    self.prog.attach_tracepoint(ev.category, ev.event, f"count_{slot}")
+                                    {"/*STAT_PROBES*/": tracepoint_source(events, filters,
+                                                                          bpf_slots)})
+            for slot in bpf_slots:
+                ev = events[slot]
+                self.prog.attach_tracepoint(ev.category, ev.event, f"count_{slot}")
             self.prog.ready()
         elif settings.current().ebpf or settings.current().dry_run:
-            raise UsageError("stat loads BPF only for tracepoint events: give -e CATEGORY:EVENT")
+            raise UsageError("stat loads BPF only for a tracepoint --filter the kernel cannot "
+                             "apply itself, e.g. -e syscalls:sys_enter_openat --filter "
+                             "'filename == \"/tmp/x\"'")
 
     def rearm(self, target: Target) -> None:
         """Open the perf counters for this run's target; zero every count."""
         self._close_counters()
         if self.prog is not None and target.command:
+            from .. import follow
             follow.set_root(self.prog, target.pid)
         for slot, ev in enumerate(self.events):
-            if ev.kind != "tracepoint":
-                self.fds[slot] = self._open(ev, target)
+            if ev.kind != "tracepoint" or slot in self.kernel_filters:
+                self.fds[slot] = self._open(slot, ev, target)
         self.base = [0] * len(self.events)
         self.base = [v or 0 for v in self.read()]
 
-    def _open(self, ev: EventSpec, target: Target) -> list[int] | None:
-        if not supported(ev.kind, ev.config)[0]:
+    def _open(self, slot: int, ev: EventSpec, target: Target) -> list[int] | None:
+        if ev.kind == "tracepoint":
+            ev_type, config = perf.PERF_TYPE_TRACEPOINT, tracefs.tracepoint_id(ev.category,
+                                                                              ev.event)
+        elif not supported(ev.kind, ev.config)[0]:
             return None
+        else:
+            ev_type, config = ev.type, ev.config
         common = dict(exclude_user=not ev.user, exclude_kernel=not ev.kernel)
         if self.system_wide:
             places = [(-1, c) for c in (self.cpus or range(os.cpu_count() or 1))]
@@ -157,12 +222,15 @@ class Session:
             tids = [int(t) for t in os.listdir(f"/proc/{target.pid}/task")]
             places, extra = [(t, -1) for t in tids], dict(inherit=True)
         fds = []
+        kernel_filter = self.kernel_filters.get(slot, "")
         for pid, cpu in places:
             try:
-                fds.append(perf.open_counter(ev.type, ev.config, pid=pid, cpu=cpu,
-                                             **common, **extra))
+                fd = perf.open_counter(ev_type, config, pid=pid, cpu=cpu, **common, **extra)
             except OSError:
                 continue   # a thread that just exited, an offline CPU
+            fds.append(fd)
+            if kernel_filter:
+                perf.set_filter(fd, kernel_filter)   # accepted once already (_kernel_accepts)
         return fds
 
     def read(self) -> list[int | None]:
@@ -170,7 +238,7 @@ class Session:
         values: list[int | None] = []
         table = self.prog["counts"] if self.prog is not None else None
         for slot, ev in enumerate(self.events):
-            if ev.kind == "tracepoint":
+            if ev.kind == "tracepoint" and slot not in self.kernel_filters:
                 total = sum(table[table.Key(slot)])
             else:
                 fds = self.fds.get(slot)
@@ -192,6 +260,8 @@ class Session:
 
     def close(self) -> None:
         self._close_counters()
+        while self.probes:
+            os.close(self.probes.pop())
         if self.prog is not None:
             self.prog.close()
 
@@ -276,7 +346,8 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
     if repeat > 1 and not command:
         raise UsageError("-r repeats a command: give -- COMMAND")
     events, filters = _events(event_specs, filter_specs, detailed, system_wide)
-    if not (settings.current().ebpf or settings.current().dry_run):
+    if not (settings.current().ebpf or settings.current().dry_run) and os.geteuid() != 0:
+        from ..loader import require_root
         require_root()
     counters = [perfstat.CounterResult(e.label, e.kind) for e in events]
     elapsed: list[float] = []
