@@ -58,7 +58,8 @@ class DryRunComplete(Exception):
 
     def __init__(self, loaded: list[str]) -> None:
         super().__init__(f"dry run: compiled and loaded {len(loaded)} BPF program(s): "
-                         + ", ".join(loaded))
+                         + ", ".join(loaded) if loaded else
+                         "dry run: nothing to compile (no BPF program is needed)")
         self.loaded = loaded
 
 

@@ -143,6 +143,18 @@ def test_kernel_and_bpf_filters_count_what_perf_stat_counts(workload, tmp_path):
     assert ours[2] >= 7                 # those and ld.so's, from AT_FDCWD
 
 
+@pytest.mark.root
+def test_ebpf_and_dry_run_say_there_is_no_program_for_plain_events():
+    """Plain counts need no BPF: --ebpf says so in a C comment, --dry-run
+    succeeds with nothing to compile (both exit 0, like every tool's)."""
+    ebpf = pytracekit("stat", "--ebpf", "-e", "syscalls:sys_enter_openat", "--", "/bin/true")
+    assert ebpf.returncode == 0, ebpf.stderr
+    assert ebpf.stdout.startswith("/* stat: no BPF program: ") and "BPF_" not in ebpf.stdout
+    dry = pytracekit("stat", "--dry-run", "-e", "syscalls:sys_enter_openat", "--", "/bin/true")
+    assert dry.returncode == 0, dry.stderr
+    assert "nothing to compile" in dry.stdout
+
+
 def test_filters_become_kernel_filters_only_where_the_kernel_tests_the_same():
     tp = parse_format("syscalls", "sys_enter_openat", "\n".join([
         "field:int dfd;\toffset:16;\tsize:8;\tsigned:0;",

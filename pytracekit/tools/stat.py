@@ -17,7 +17,7 @@ import time
 import click
 
 from .. import options, settings
-from ..errors import NotFoundError, UsageError
+from ..errors import DryRunComplete, EbpfPrinted, NotFoundError, UsageError
 from ..kernel import perf, tracefs
 from ..model import LossReport
 from ..perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
@@ -187,9 +187,13 @@ class Session:
                 self.prog.attach_tracepoint(ev.category, ev.event, f"count_{slot}")
             self.prog.ready()
         elif settings.current().ebpf or settings.current().dry_run:
-            raise UsageError("stat loads BPF only for a tracepoint --filter the kernel cannot "
-                             "apply itself, e.g. -e syscalls:sys_enter_openat --filter "
-                             "'filename == \"/tmp/x\"'")
+            # nothing to compile: say so, as a successful --ebpf/--dry-run
+            why = ("every event is a perf_event_open counter (BPF is loaded only for a "
+                   "--filter the kernel cannot apply, e.g. 'filename == \"/tmp/x\"')")
+            if settings.current().ebpf:
+                click.echo(f"/* stat: no BPF program: {why} */")
+                raise EbpfPrinted()
+            raise DryRunComplete([])
 
     def rearm(self, target: Target) -> None:
         """Open the perf counters for this run's target; zero every count."""
