@@ -40,7 +40,8 @@ WITHOUT = {
         "profile", "offcputime", "offwaketime", "wakeuptime",
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
-        "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
+        "statsnoop", "tcpaccept", "tcpconnect", "tcpconnlat", "tcplife", "tcpretrans",
+        "tcpstates",
         "ugc", "uthreads",
     },
     "--json": set(),

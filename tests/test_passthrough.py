@@ -58,7 +58,8 @@ TOOL_ARGS: dict[str, list[str]] = {
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
     "syscount": ["-L"],
     "systrace": ["-a"],
-    "tcpaccept": [], "tcpconnect": [], "tcplife": [], "tcpretrans": [], "tcpstates": [],
+    "tcpaccept": [], "tcpconnect": [], "tcpconnlat": [], "tcplife": [], "tcpretrans": [],
+    "tcpstates": [],
     "top": ["-b", "-d", "5"],
     "trace": ["t:syscalls:sys_enter_openat"],
 }
