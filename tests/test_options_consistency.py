@@ -29,6 +29,7 @@ WITHOUT = {
         # them, packets and retransmits by the kernel: BCC's tools have no -p either
         "biolatency", "biosnoop", "bitesize", "hardirqs", "softirqs", "pktcount",
         "tcpretrans", "tcpstates",
+        "tcpdrop",    # drops happen in softirq, on behalf of whoever was on CPU
         "execsnoop",  # traces new processes, which have no pid to give beforehand
     },
     "--duration": NOT_LIVE,
@@ -40,8 +41,8 @@ WITHOUT = {
         "profile", "offcputime", "offwaketime", "wakeuptime",
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
-        "statsnoop", "tcpaccept", "tcpconnect", "tcpconnlat", "tcplife", "tcpretrans",
-        "tcpstates",
+        "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
+        "tcpconnlat", "tcpdrop",
         "ugc", "uthreads",
     },
     "--json": set(),

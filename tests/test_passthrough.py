@@ -58,8 +58,8 @@ TOOL_ARGS: dict[str, list[str]] = {
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
     "syscount": ["-L"],
     "systrace": ["-a"],
-    "tcpaccept": [], "tcpconnect": [], "tcpconnlat": [], "tcplife": [], "tcpretrans": [],
-    "tcpstates": [],
+    "tcpaccept": [], "tcpconnect": [], "tcpconnlat": [], "tcpdrop": [], "tcplife": [],
+    "tcpretrans": [], "tcpstates": [],
     "top": ["-b", "-d", "5"],
     "trace": ["t:syscalls:sys_enter_openat"],
 }
@@ -94,6 +94,10 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
              "    signal.pthread_kill(threading.get_ident(), 0)\n"            # tgkill
              "    libc.syscall(200, threading.get_native_id(), 0)")          # tkill
     listen = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); s.close()"
+    # a SYN to a port nothing listens on: dropped (NO_SOCKET), answered with a RST
+    refused = ("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+               "port = s.getsockname()[1]; s.close(); c = socket.socket(); "
+               "assert c.connect_ex(('127.0.0.1', port)) == 111")
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
         "exec": {"argv": [workload, "exec", str(EXECS)]},
@@ -108,6 +112,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
         "contend": {"argv": [workload, "kcontend", "30"]},
         # system-wide: interrupts and RCU-time frees happen outside the command
         "tcp-all": {"argv": py + [tcp], "system_wide": True},
+        "refused-all": {"argv": py + [refused], "system_wide": True},
         "exec-all": {"argv": ["sh", "-c", f"{workload} exec {EXECS}; sleep 0.2"],
                      "system_wide": True},
         "open-all": {"argv": [workload, "open", marker, str(OPENS)], "system_wide": True},
@@ -150,6 +155,7 @@ EXACT: dict[str, tuple[str, int]] = {
 }
 # tracepoint -> (action, lower bound perf must reach)
 FIRES: dict[str, tuple[str, int]] = {
+    "skb:kfree_skb": ("refused-all", 1),
     "irq:softirq_entry": ("tcp-all", 1), "irq:softirq_exit": ("tcp-all", 1),
     "irq:irq_handler_entry": ("disk-irq", 1), "irq:irq_handler_exit": ("disk-irq", 1),
     "lock:contention_begin": ("contend", 1), "lock:contention_end": ("contend", 1),
