@@ -42,7 +42,7 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
-        "tcpconnlat", "tcpdrop",
+        "bindsnoop", "tcpconnlat", "tcpdrop",
         "ugc", "uthreads",
     },
     "--json": set(),

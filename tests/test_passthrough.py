@@ -45,7 +45,7 @@ RETRANSMIT_PORT = 9711
 # sleeping process of the test's own (for tools that need a target).
 TOOL_ARGS: dict[str, list[str]] = {
     "argdist": ["-C", "t:syscalls:sys_enter_openat()"],
-    "biolatency": [], "biosnoop": [], "bitesize": [],
+    "bindsnoop": [], "biolatency": [], "biosnoop": [], "bitesize": [],
     "cpudist": [], "execsnoop": [], "exitsnoop": [],
     "funccount": ["t:syscalls:sys_enter_openat"],
     "hardirqs": [], "killsnoop": [], "klockstat": [], "kmem": [],
@@ -149,6 +149,7 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
     "syscalls:sys_exit_connect": ("tcp", -1), "syscalls:sys_exit_accept4": ("tcp", -1),
     "sock:inet_sock_set_state": ("listen", 2),
+    "syscalls:sys_enter_bind": ("listen", 1), "syscalls:sys_exit_bind": ("listen", 1),
     "block:block_rq_issue": ("block", BLOCKS), "block:block_rq_complete": ("block", BLOCKS),
     "block:block_io_start": ("block", BLOCKS),
     "tcp:tcp_retransmit_skb": ("retransmit", 1),
