@@ -30,6 +30,7 @@ WITHOUT = {
         "biolatency", "biosnoop", "bitesize", "hardirqs", "softirqs", "pktcount",
         "tcpretrans", "tcpstates",
         "tcpdrop",    # drops happen in softirq, on behalf of whoever was on CPU
+        "tcprtt",     # segments are received in softirq (BCC filters by port and address)
         "execsnoop",  # traces new processes, which have no pid to give beforehand
     },
     "--duration": NOT_LIVE,

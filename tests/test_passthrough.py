@@ -59,7 +59,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "syscount": ["-L"],
     "systrace": ["-a"],
     "tcpaccept": [], "tcpconnect": [], "tcpconnlat": [], "tcpdrop": [], "tcplife": [],
-    "tcpretrans": [], "tcpstates": [],
+    "tcpretrans": [], "tcprtt": [], "tcpstates": [],
     "top": ["-b", "-d", "5"],
     "trace": ["t:syscalls:sys_enter_openat"],
 }
@@ -156,7 +156,7 @@ EXACT: dict[str, tuple[str, int]] = {
 }
 # tracepoint -> (action, lower bound perf must reach)
 FIRES: dict[str, tuple[str, int]] = {
-    "skb:kfree_skb": ("refused-all", 1),
+    "skb:kfree_skb": ("refused-all", 1), "tcp:tcp_probe": ("tcp-all", 1),
     "irq:softirq_entry": ("tcp-all", 1), "irq:softirq_exit": ("tcp-all", 1),
     "irq:irq_handler_entry": ("disk-irq", 1), "irq:irq_handler_exit": ("disk-irq", 1),
     "lock:contention_begin": ("contend", 1), "lock:contention_end": ("contend", 1),

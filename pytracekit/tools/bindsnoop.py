@@ -114,6 +114,7 @@ def json_formatter(t0: int):
 def command(timestamp, wide, pid, port, errors, print_uid, uid, duration, buffer_pages,
             as_json, command):
     """Trace bind()s of IPv4/IPv6 sockets: PID COMM PROT ADDR PORT OPTS IF, one line each.
+
     OPTS: F IP_FREEBIND, T IP_TRANSPARENT, N IP_BIND_ADDRESS_NO_PORT, R SO_REUSEADDR,
     r SO_REUSEPORT."""
     stream.main(pid, command,

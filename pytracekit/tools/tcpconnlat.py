@@ -84,8 +84,9 @@ def json_formatter(t0: int):
 @click.pass_context
 def command(ctx, timestamp, pid, port, lport, min_ms, ipv4, ipv6, duration, buffer_pages,
             as_json):
-    """Trace TCP connect latency: PID COMM IP SADDR DADDR DPORT LAT(ms), one line per
-    connect; with MIN_MS only connects at least that slow."""
+    """Trace TCP connect latency: PID COMM IP SADDR DADDR DPORT LAT(ms), one line each.
+
+    With MIN_MS, only connects at least that slow."""
     family = tcp.family_define(ipv4, ipv6)
     stream.main(pid, command_of(ctx),
                 lambda target_pid: start(pid=target_pid, min_ms=min_ms, ports=port,

@@ -106,8 +106,9 @@ def json_formatter(drops: Drops, stacks: bool, t0: int):
               help="Leave out the kernel stack under each drop.")
 @tcp.tool_options("-d")
 def command(no_stacks, ipv4, ipv6, duration, buffer_pages, as_json, command):
-    """Trace TCP packets the kernel drops: SADDR:SPORT > DADDR:DPORT STATE (FLAGS)
-    REASON (CODE), then the kernel stack."""
+    """Trace TCP packets the kernel drops, with the kernel's reason and stack.
+
+    Columns: SADDR:SPORT > DADDR:DPORT STATE (FLAGS) REASON (CODE)."""
     family = tcp.family_define(ipv4, ipv6)
     stacks = not no_stacks
     opened: list[stream.EventStream] = []
