@@ -59,7 +59,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "syscount": ["-L"],
     "systrace": ["-a"],
     "tcpaccept": [], "tcpconnect": [], "tcpconnlat": [], "tcpdrop": [], "tcplife": [],
-    "tcpretrans": [], "tcprtt": [], "tcpstates": [],
+    "tcpretrans": [], "tcprtt": [], "tcpstates": [], "tcptop": [],
     "top": ["-b", "-d", "5"],
     "trace": ["t:syscalls:sys_enter_openat"],
 }
@@ -88,6 +88,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
              f"for _ in range({FUTEXES}): libc.syscall(202, ctypes.byref(word), 1, 1, 0, 0, 0)")
     tcp = ("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
            "c = socket.create_connection(s.getsockname()); a, _ = s.accept()\n"
+           "c.sendall(b'x'); a.recv(1)\n"                 # one send, one receive
            "a.close(); c.close(); s.close()")
     tkill = ("import ctypes, signal, threading; libc = ctypes.CDLL(None)\n"
              f"for _ in range({KILLS}):\n"
@@ -149,6 +150,7 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
     "syscalls:sys_exit_connect": ("tcp", -1), "syscalls:sys_exit_accept4": ("tcp", -1),
     "sock:inet_sock_set_state": ("listen", 2),
+    "sock:sock_send_length": ("tcp", 1), "sock:sock_recv_length": ("tcp", 1),
     "syscalls:sys_enter_bind": ("listen", 1), "syscalls:sys_exit_bind": ("listen", 1),
     "block:block_rq_issue": ("block", BLOCKS), "block:block_rq_complete": ("block", BLOCKS),
     "block:block_io_start": ("block", BLOCKS),
