@@ -83,24 +83,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_bind)
     return PTK_TP_PASS;
 }
 
-PTK_INLINE struct sock *sock_of_fd(u32 fd)
-{
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    struct files_struct *files = NULL;
-    struct fdtable *fdt = NULL;
-    struct file **fds = NULL;
-    struct file *file = NULL;
-    struct socket *socket = NULL;
-    struct sock *sk = NULL;
-    PTK_READ_FIELD(files, task, struct task_struct, files);
-    PTK_READ_FIELD(fdt, files, struct files_struct, fdt);
-    PTK_READ_FIELD(fds, fdt, struct fdtable, fd);
-    bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-    PTK_READ_FIELD(socket, file, struct file, private_data);
-    PTK_READ_FIELD(sk, socket, struct socket, sk);
-    return sk;
-}
-
 TRACEPOINT_PROBE(syscalls, sys_exit_bind)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();

@@ -52,7 +52,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "memleak": [],                      # kernel allocations: the kmem tracepoints
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
-    "opensnoop": [], "statsnoop": [],
+    "opensnoop": [], "solisten": [], "statsnoop": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -151,6 +151,7 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_exit_connect": ("tcp", -1), "syscalls:sys_exit_accept4": ("tcp", -1),
     "sock:inet_sock_set_state": ("listen", 2),
     "sock:sock_send_length": ("tcp", 1), "sock:sock_recv_length": ("tcp", 1),
+    "syscalls:sys_enter_listen": ("listen", 1), "syscalls:sys_exit_listen": ("listen", 1),
     "syscalls:sys_enter_bind": ("listen", 1), "syscalls:sys_exit_bind": ("listen", 1),
     "block:block_rq_issue": ("block", BLOCKS), "block:block_rq_complete": ("block", BLOCKS),
     "block:block_io_start": ("block", BLOCKS),
