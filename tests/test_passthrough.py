@@ -47,6 +47,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "argdist": ["-C", "t:syscalls:sys_enter_openat()"],
     "bindsnoop": [], "biolatency": [], "biosnoop": [], "bitesize": [],
     "cpudist": [], "execsnoop": [], "exitsnoop": [],
+    "filetop": ["--interval", "60"],
     "funccount": ["t:syscalls:sys_enter_openat"],
     "hardirqs": [], "killsnoop": [], "klockstat": [], "kmem": [],
     "memleak": [],                      # kernel allocations: the kmem tracepoints
@@ -99,8 +100,13 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     refused = ("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
                "port = s.getsockname()[1]; s.close(); c = socket.socket(); "
                "assert c.connect_ex(('127.0.0.1', port)) == 111")
+    # one of each read/write system call on the marker file
+    fileio = (f"import os; fd = os.open({marker!r}, os.O_RDWR | os.O_CREAT)\n"
+              "os.write(fd, b'x'); os.pwrite(fd, b'x', 0); os.writev(fd, [b'x'])\n"
+              "os.read(fd, 1); os.pread(fd, 1, 0); os.readv(fd, [bytearray(1)])")
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
+        "fileio": {"argv": py + [fileio]},
         "exec": {"argv": [workload, "exec", str(EXECS)]},
         "kill": {"argv": ["sh", "-c", "; ".join(["kill -0 $$"] * KILLS)]},
         "stat": {"argv": ["sh", "-c", f"stat {marker} >/dev/null; stat -f {marker} >/dev/null"]},
@@ -150,6 +156,18 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
     "syscalls:sys_exit_connect": ("tcp", -1), "syscalls:sys_exit_accept4": ("tcp", -1),
     "sock:inet_sock_set_state": ("listen", 2),
+    "syscalls:sys_enter_read": ("fileio", -1),
+    "syscalls:sys_exit_read": ("fileio", -1),
+    "syscalls:sys_enter_write": ("fileio", -1),
+    "syscalls:sys_exit_write": ("fileio", -1),
+    "syscalls:sys_enter_pread64": ("fileio", -1),
+    "syscalls:sys_exit_pread64": ("fileio", -1),
+    "syscalls:sys_enter_pwrite64": ("fileio", -1),
+    "syscalls:sys_exit_pwrite64": ("fileio", -1),
+    "syscalls:sys_enter_readv": ("fileio", -1),
+    "syscalls:sys_exit_readv": ("fileio", -1),
+    "syscalls:sys_enter_writev": ("fileio", -1),
+    "syscalls:sys_exit_writev": ("fileio", -1),
     "sock:sock_send_length": ("tcp", 1), "sock:sock_recv_length": ("tcp", 1),
     "syscalls:sys_enter_listen": ("listen", 1), "syscalls:sys_exit_listen": ("listen", 1),
     "syscalls:sys_enter_bind": ("listen", 1), "syscalls:sys_exit_bind": ("listen", 1),

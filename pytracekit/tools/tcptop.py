@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
 
 import click
 
-from .. import options, summary, tcp
+from .. import options, summary, tcp, toptable
 from ..render.jsonl import dumps
-from ..runner import Stop, Target, announce, run_until_done
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
-CLEAR_SCREEN = "\033[H\033[2J"
 
 
 def start(*, pid: int = 0, family: int = 0) -> summary.Session:
@@ -33,11 +31,8 @@ def read(prog) -> list[tuple]:
     return sorted(rows, key=lambda r: (-(r[7] + r[8]), r[0], r[4], r[6]))
 
 
-def text(rows: list[tuple], *, summary_line: bool) -> str:
+def text(rows: list[tuple]) -> str:
     out = []
-    if summary_line:
-        with open("/proc/loadavg") as loadavg:
-            out.append(f"{time.strftime('%H:%M:%S')} loadavg: {loadavg.read().strip()}\n")
     for family, width in ((socket.AF_INET, 21), (socket.AF_INET6, 32)):
         picked = [r for r in rows if r[2] == family]
         if not picked:
@@ -62,53 +57,31 @@ def objects(rows: list[tuple], stamp: dict) -> list[dict]:
 
 @click.command("tcptop", context_settings={**options.TOOL_CONTEXT,
                                            "ignore_unknown_options": True})
-@click.option("-C", "--noclear", is_flag=True, help="Don't clear the screen.")
-@click.option("-S", "--nosummary", is_flag=True, help="Skip the system summary line.")
 @options.pid_option("-p")
 @tcp.family_options
-@options.interval_option()
-@summary.count_option()
-@options.duration_option()
-@options.json_option()
-@options.standard
-@click.argument("words", nargs=-1, type=click.UNPROCESSED,
-                metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
-def command(noclear, nosummary, pid, ipv4, ipv6, interval, count, duration, as_json, words):
+@toptable.options_tail
+def command(pid, ipv4, ipv6, noclear, nosummary, interval, count, duration, as_json, words):
     """Summarize TCP send/receive throughput by process and connection, every interval."""
     family = tcp.family_define(ipv4, ipv6)
-    interval, count, cmd = summary.interval_and_count(words, interval, count)
-    interval = 1.0 if interval is None else interval      # BCC's default
+    interval, count, cmd = toptable.interval_count_command(words, interval, count)
     target = Target.from_options(pid, cmd)
-    clear = not noclear and not as_json and sys.stdout.isatty()
     number = [0]
 
     def report(session: summary.Session) -> None:
         rows = session.read()
         number[0] += 1
         if as_json:
-            stamp = {"time": time.strftime("%H:%M:%S"), "interval_no": number[0]}
-            sys.stdout.write("".join(dumps(o) + "\n" for o in objects(rows, stamp)))
+            out = "".join(dumps(o) + "\n" for o in objects(rows, toptable.stamp(number[0])))
         else:
-            sys.stdout.write((CLEAR_SCREEN if clear else "\n") +
-                             text(rows, summary_line=not nosummary))
+            out = toptable.prefix(clear=not noclear, loadavg=not nosummary) + text(rows)
+        sys.stdout.write(out)
         sys.stdout.flush()
 
     try:
         with start(pid=target.pid, family=family) as session:
-            session.ready()
-            announce("Tracing... Output every %s secs. Hit Ctrl-C to end" % interval)
-            reported = 0
-
-            def tick() -> None:
-                nonlocal reported
-                report(session)
-                session["flows"].clear()
-                reported += 1
-                if count and reported >= count:
-                    raise Stop("count")
-            run_until_done(target, duration=duration, interval=interval, on_interval=tick)
-            if not (count and reported >= count):
-                report(session)
+            summary.run(session, target, lambda: report(session), interval=interval,
+                        count=count, duration=duration, clear=("flows",),
+                        message=f"Tracing... Output every {interval:g} secs. Hit Ctrl-C to end")
             summary.report_loss(session.loss(), as_json)
     finally:
         target.finish()
