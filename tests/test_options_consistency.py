@@ -43,7 +43,7 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
-        "bindsnoop", "solisten", "tcpconnlat", "tcpdrop",
+        "bindsnoop", "fileslower", "solisten", "tcpconnlat", "tcpdrop",
         "ugc", "uthreads",
     },
     "--json": set(),

@@ -47,7 +47,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "argdist": ["-C", "t:syscalls:sys_enter_openat()"],
     "bindsnoop": [], "biolatency": [], "biosnoop": [], "bitesize": [],
     "cpudist": [], "execsnoop": [], "exitsnoop": [],
-    "filetop": ["--interval", "60"],
+    "fileslower": [], "filetop": ["--interval", "60"],
     "funccount": ["t:syscalls:sys_enter_openat"],
     "hardirqs": [], "killsnoop": [], "klockstat": [], "kmem": [],
     "memleak": [],                      # kernel allocations: the kmem tracepoints
