@@ -2,45 +2,28 @@
 private network namespaces (tests/netns_fixture.py), while `perf stat -a`
 counts the same tcp:tcp_probe events (filtered on the test's port): every
 segment a socket of ours received is one sample, on the side that received it."""
-import signal
 import socket
-import subprocess
 
 import pytest
 
-from conftest import Tool, pytracekit, wait_until
+from conftest import Tool, pytracekit
 from netns_fixture import events_of, json_objects, veth_pair  # noqa: F401 (fixture)
+from perf_oracle import SystemWideCount
 
 K = 4
 
 
-class PerfProbes:
-    """perf stat -a on tcp:tcp_probe: segments received by the client
-    (dport == port) and by the server (sport == port)."""
-
-    def __init__(self, port: int, tmp_path, also: str = "") -> None:
-        self.out = tmp_path / "perf.csv"
-        self.proc = subprocess.Popen(
-            ["perf", "stat", "-a", "-x,", "-o", str(self.out),
-             "-e", "tcp:tcp_probe", "--filter", f"dport == {port}{also}",
-             "-e", "tcp:tcp_probe", "--filter", f"sport == {port}{also}"],
-            stderr=subprocess.PIPE, text=True)
-        # perf writes its output file once counting began
-        wait_until(lambda: self.out.exists(), timeout=20)
-
-    def stop(self) -> tuple[int, int]:
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=30)
-        counts = [int(line.split(",")[0]) for line in self.out.read_text().splitlines()
-                  if "tcp:tcp_probe" in line]
-        assert len(counts) == 2, self.out.read_text()
-        return counts[0], counts[1]
+def perf_probes(port: int, tmp_path, also: str = "") -> SystemWideCount:
+    """tcp:tcp_probe system-wide: segments received by the client (dport ==
+    port), then by the server (sport == port)."""
+    return SystemWideCount([("tcp:tcp_probe", f"dport == {port}{also}"),
+                            ("tcp:tcp_probe", f"sport == {port}{also}")], tmp_path)
 
 
 @pytest.mark.root
 def test_one_sample_per_received_segment_as_perf_counts(veth_pair, tmp_path):
     port = 9431
-    perf = PerfProbes(port, tmp_path)
+    perf = perf_probes(port, tmp_path)
     # -P: sockets whose remote port is the server's (the clients); -p: whose
     # local port is (the server's); -b: one histogram per local address
     with Tool("tcprtt", "-b", "-P", str(port), "--json") as clients, \
@@ -64,7 +47,7 @@ def test_one_sample_per_received_segment_as_perf_counts(veth_pair, tmp_path):
 @pytest.mark.root
 def test_address_filters_and_ipv6(veth_pair, tmp_path):
     port = 9432
-    perf = PerfProbes(port, tmp_path, f" && family == {socket.AF_INET6}")
+    perf = perf_probes(port, tmp_path, f" && family == {socket.AF_INET6}")
     with Tool("tcprtt", "-B", "-A", veth_pair.addr6_b, "--json") as tool:
         veth_pair.tcp_connections(2, port)                        # IPv4: filtered out
         veth_pair.tcp_connections(2, port, family=socket.AF_INET6)
