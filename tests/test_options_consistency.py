@@ -29,6 +29,7 @@ WITHOUT = {
         # them, packets and retransmits by the kernel: BCC's tools have no -p either
         "biolatency", "biosnoop", "bitesize", "hardirqs", "softirqs", "pktcount",
         "tcpretrans", "tcpstates",
+        "biopattern", # per disk, as biolatency (BCC has no -p either)
         "tcpdrop",    # drops happen in softirq, on behalf of whoever was on CPU
         "tcprtt",     # segments are received in softirq (BCC filters by port and address)
         "execsnoop",  # traces new processes, which have no pid to give beforehand

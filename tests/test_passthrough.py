@@ -45,7 +45,7 @@ RETRANSMIT_PORT = 9711
 # sleeping process of the test's own (for tools that need a target).
 TOOL_ARGS: dict[str, list[str]] = {
     "argdist": ["-C", "t:syscalls:sys_enter_openat()"],
-    "bindsnoop": [], "biolatency": [], "biosnoop": [], "biotop": ["--interval", "60"],
+    "bindsnoop": [], "biolatency": [], "biopattern": [], "biosnoop": [], "biotop": ["--interval", "60"],
     "bitesize": [],
     "cpudist": [], "execsnoop": [], "exitsnoop": [],
     "fileslower": [], "filetop": ["--interval", "60"],
