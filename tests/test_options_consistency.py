@@ -44,7 +44,7 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
-        "bindsnoop", "fileslower", "solisten", "tcpconnlat", "tcpdrop",
+        "bindsnoop", "fileslower", "funcslower", "solisten", "tcpconnlat", "tcpdrop",
         "ugc", "uthreads",
     },
     "--json": set(),
