@@ -70,6 +70,7 @@ STACKS_NOT_FOLDED = {
 BCC_SHORT = {
     "funccount": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
     "funclatency": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
+    "funcinterval": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
     "stackcount": {"-p": "--pid", "-i": "--interval", "-D": "--duration", "-f": "--folded"},
     "argdist": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
     "trace": {"-p": "--pid"},

@@ -50,6 +50,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "cpudist": [], "execsnoop": [], "exitsnoop": [],
     "fileslower": [], "filetop": ["--interval", "60"],
     "funccount": ["t:syscalls:sys_enter_openat"],
+    "funcinterval": ["t:syscalls:sys_enter_openat"],
     "hardirqs": [], "killsnoop": [], "klockstat": [], "kmem": [],
     "memleak": [],                      # kernel allocations: the kmem tracepoints
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
