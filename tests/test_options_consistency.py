@@ -44,7 +44,8 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
-        "bindsnoop", "fileslower", "funcslower", "solisten", "tcpconnlat", "tcpdrop",
+        "bindsnoop", "fileslower", "funcslower", "gethostlatency", "solisten", "tcpconnlat",
+        "tcpdrop",
         "ugc", "uthreads",
     },
     "--json": set(),

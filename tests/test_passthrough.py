@@ -77,6 +77,7 @@ NOT_RUN = {
     "profile": "a perf_event (cpu-clock) program: its own event",
     "funclatency": "uprobes/kprobes only (refuses t: specs)",
     "funcslower": "uprobes/kprobes only (refuses t: specs)",
+    "gethostlatency": "libc uprobes only (its own perf events)",
     "pktcount": "tc and XDP programs, not tracepoints",
     "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
     "uthreads": "a uprobe (its own event) and a raw tracepoint (return value ignored)",
