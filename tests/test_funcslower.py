@@ -45,3 +45,19 @@ def test_usage_errors_are_one_line():
     assert res.returncode == 2 and "exclude each other" in res.stderr
     res = pytracekit("funcslower", "t:syscalls:sys_enter_read")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "whole functions" in res.stderr
+
+
+def test_kernel_functions_through_trampolines_are_refused(monkeypatch):
+    """Where kernel functions attach only through fentry (no kprobes), there is
+    no pt_regs for arguments and return value: one clear refusal, before any
+    program is loaded."""
+    from pytracekit.api import Tracer
+    from pytracekit.errors import UsageError
+    from pytracekit.probes import ResolvedProbe
+    from pytracekit.tools import funcslower
+    probe = ResolvedProbe(kind="kprobe", name="do_nanosleep", function="do_nanosleep",
+                          mechanism="fentry")
+    monkeypatch.setattr(Tracer, "resolve", lambda self, spec, **kw: [probe])
+    monkeypatch.setattr(Tracer, "start", lambda self, *a: pytest.fail("loaded a program"))
+    with pytest.raises(UsageError, match="funclatency do_nanosleep"):
+        funcslower.start(("do_nanosleep",))
