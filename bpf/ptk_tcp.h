@@ -1,5 +1,5 @@
 /* ptk_tcp.h: what the tcp tools (tcplife, tcpconnect, tcpaccept, tcpretrans,
- * tcpstates) share. stream.load() pastes it in place of its #include, so
+ * tcpstates, ...) share. stream.load() pastes it in place of its #include, so
  * the map calls below are rewritten by BCC like those of the main file.
  *
  * Filters (0 = off): FILTER_FAMILY (AF_INET or AF_INET6), FILTER_LPORTS and
@@ -90,5 +90,30 @@ PTK_INLINE void endpoints_from_sock(struct tcp_endpoints *ep, struct sock *sk)
         __builtin_memcpy(ep->raddr, &common.skc_daddr, 4);
     }
 }
+
+/* The socket behind one of the current task's file descriptors, for tools
+ * on the socket system calls (bindsnoop, solisten): task->files->fdt->fd[fd]
+ * ->private_data is the struct socket. NULL when a read fails. Fields are
+ * read at the offsets this program was compiled with (PTK_READ_FIELD, from
+ * ptk_stream.h, which must be included first). */
+#ifdef PTK_READ_FIELD
+PTK_INLINE struct sock *sock_of_fd(u32 fd)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct files_struct *files = NULL;
+    struct fdtable *fdt = NULL;
+    struct file **fds = NULL;
+    struct file *file = NULL;
+    struct socket *socket = NULL;
+    struct sock *sk = NULL;
+    PTK_READ_FIELD(files, task, struct task_struct, files);
+    PTK_READ_FIELD(fdt, files, struct files_struct, fdt);
+    PTK_READ_FIELD(fds, fdt, struct fdtable, fd);
+    bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+    PTK_READ_FIELD(socket, file, struct file, private_data);
+    PTK_READ_FIELD(sk, socket, struct socket, sk);
+    return sk;
+}
+#endif
 
 #endif /* PTK_TCP_H */

@@ -112,6 +112,37 @@ class VethPair:
         assert self.wait_closed(port), f"sockets on port {port} did not close"
         return ports
 
+    def overflowed_connect(self, port: int) -> tuple[int, float, int]:
+        """A connect whose first SYN B drops: B's listener (backlog 0) holds one
+        connection nobody accepted yet, so the second SYN finds the accept
+        queue full. The test accepts the first after 0.3 s and the client's
+        SYN retransmit (1 s, TCP_TIMEOUT_INIT) gets through. Returns the slow
+        client's port, the seconds its connect() took, and the waiting
+        client's port."""
+        listener = self.open_socket(self.ns_b, socket.SOCK_STREAM)
+        waiting = self.open_socket(self.ns_a, socket.SOCK_STREAM)
+        slow = self.open_socket(self.ns_a, socket.SOCK_STREAM)
+        with listener, waiting, slow:
+            listener.bind((self.addr_b, port))
+            listener.listen(0)
+            waiting.connect((self.addr_b, port))
+            import select
+            # Readable once its final ACK is in: the accept queue is full.
+            assert select.select([listener], [], [], 5)[0], "no connection to accept"
+            accepted: list[socket.socket] = []
+            later = threading.Timer(0.3, lambda: accepted.append(listener.accept()[0]))
+            later.start()
+            began = time.monotonic()
+            slow.connect((self.addr_b, port))
+            took = time.monotonic() - began
+            assert took >= 1.0, f"the first SYN was not dropped: connect() took {took:.3f} s"
+            later.join()
+            for conn in accepted:
+                conn.close()
+            ports = slow.getsockname()[1], waiting.getsockname()[1]
+        assert self.wait_closed(port), f"sockets on port {port} did not close"
+        return ports[0], took, ports[1]
+
     def open_sockets(self, port: int) -> int:
         """Sockets using `port` on either side, TIME_WAIT (closed) not counted."""
         count = 0

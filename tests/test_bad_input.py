@@ -32,6 +32,8 @@ BASE_ARGS = {
     "cprofile": ["--dir", "/tmp/pytracekit-bad-input"],
     "funccount": [GETPID],
     "funclatency": ["c:getpid"],
+    "funcslower": ["c:getpid"],
+    "funcinterval": ["c:getpid"],
     "list": ["c:*"],
     "record": ["-o", "/tmp/pytracekit-bad-input.ptk"],
     "stackcount": [GETPID],

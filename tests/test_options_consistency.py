@@ -29,6 +29,9 @@ WITHOUT = {
         # them, packets and retransmits by the kernel: BCC's tools have no -p either
         "biolatency", "biosnoop", "bitesize", "hardirqs", "softirqs", "pktcount",
         "tcpretrans", "tcpstates",
+        "biopattern", # per disk, as biolatency (BCC has no -p either)
+        "tcpdrop",    # drops happen in softirq, on behalf of whoever was on CPU
+        "tcprtt",     # segments are received in softirq (BCC filters by port and address)
         "execsnoop",  # traces new processes, which have no pid to give beforehand
     },
     "--duration": NOT_LIVE,
@@ -41,6 +44,8 @@ WITHOUT = {
         # print each event as it happens
         "trace", "systrace", "biosnoop", "execsnoop", "exitsnoop", "killsnoop", "opensnoop",
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
+        "bindsnoop", "fileslower", "funcslower", "gethostlatency", "solisten", "tcpconnlat",
+        "tcpdrop",
         "ugc", "uthreads",
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
         "compactsnoop", "runqslower", "bashreadline",
@@ -69,6 +74,7 @@ STACKS_NOT_FOLDED = {
 BCC_SHORT = {
     "funccount": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
     "funclatency": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
+    "funcinterval": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
     "stackcount": {"-p": "--pid", "-i": "--interval", "-D": "--duration", "-f": "--folded"},
     "argdist": {"-p": "--pid", "-i": "--interval", "-d": "--duration"},
     "trace": {"-p": "--pid"},

@@ -45,14 +45,17 @@ RETRANSMIT_PORT = 9711
 # sleeping process of the test's own (for tools that need a target).
 TOOL_ARGS: dict[str, list[str]] = {
     "argdist": ["-C", "t:syscalls:sys_enter_openat()"],
-    "biolatency": [], "biosnoop": [], "bitesize": [],
+    "bindsnoop": [], "biolatency": [], "biopattern": [], "biosnoop": [], "biotop": ["--interval", "60"],
+    "bitesize": [],
     "cpudist": [], "execsnoop": [], "exitsnoop": [],
+    "fileslower": [], "filetop": ["--interval", "60"],
     "funccount": ["t:syscalls:sys_enter_openat"],
+    "funcinterval": ["t:syscalls:sys_enter_openat"],
     "hardirqs": [], "killsnoop": [], "klockstat": [], "kmem": [],
     "memleak": [],                      # kernel allocations: the kmem tracepoints
     "mutexstat": ["-p", "{pid}"],       # sys_enter_futex next to its uprobes
     "offcputime": [], "offwaketime": [], "wakeuptime": [],
-    "opensnoop": [], "statsnoop": [],
+    "opensnoop": [], "solisten": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
     "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
     "slabratetop": [],
@@ -63,7 +66,8 @@ TOOL_ARGS: dict[str, list[str]] = {
              "--", "sleep", "120"],
     "syscount": ["-L"],
     "systrace": ["-a"],
-    "tcpaccept": [], "tcpconnect": [], "tcplife": [], "tcpretrans": [], "tcpstates": [],
+    "tcpaccept": [], "tcpconnect": [], "tcpconnlat": [], "tcpdrop": [], "tcplife": [],
+    "tcpretrans": [], "tcprtt": [], "tcpstates": [], "tcptop": [],
     "top": ["-b", "-d", "5"],
     "trace": ["t:syscalls:sys_enter_openat"],
 }
@@ -77,6 +81,8 @@ NOT_RUN = {
     "faults": "a perf_event (page-faults) program: its own event",
     "profile": "a perf_event (cpu-clock) program: its own event",
     "funclatency": "uprobes/kprobes only (refuses t: specs)",
+    "funcslower": "uprobes/kprobes only (refuses t: specs)",
+    "gethostlatency": "libc uprobes only (its own perf events)",
     "pktcount": "tc and XDP programs, not tracepoints",
     "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
     "uthreads": "a uprobe (its own event) and a raw tracepoint (return value ignored)",
@@ -93,14 +99,24 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
              f"for _ in range({FUTEXES}): libc.syscall(202, ctypes.byref(word), 1, 1, 0, 0, 0)")
     tcp = ("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
            "c = socket.create_connection(s.getsockname()); a, _ = s.accept()\n"
+           "c.sendall(b'x'); a.recv(1)\n"                 # one send, one receive
            "a.close(); c.close(); s.close()")
     tkill = ("import ctypes, signal, threading; libc = ctypes.CDLL(None)\n"
              f"for _ in range({KILLS}):\n"
              "    signal.pthread_kill(threading.get_ident(), 0)\n"            # tgkill
              "    libc.syscall(200, threading.get_native_id(), 0)")          # tkill
     listen = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); s.close()"
+    # a SYN to a port nothing listens on: dropped (NO_SOCKET), answered with a RST
+    refused = ("import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+               "port = s.getsockname()[1]; s.close(); c = socket.socket(); "
+               "assert c.connect_ex(('127.0.0.1', port)) == 111")
+    # one of each read/write system call on the marker file
+    fileio = (f"import os; fd = os.open({marker!r}, os.O_RDWR | os.O_CREAT)\n"
+              "os.write(fd, b'x'); os.pwrite(fd, b'x', 0); os.writev(fd, [b'x'])\n"
+              "os.read(fd, 1); os.pread(fd, 1, 0); os.readv(fd, [bytearray(1)])")
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
+        "fileio": {"argv": py + [fileio]},
         "exec": {"argv": [workload, "exec", str(EXECS)]},
         "kill": {"argv": ["sh", "-c", "; ".join(["kill -0 $$"] * KILLS)]},
         "stat": {"argv": ["sh", "-c", f"stat {marker} >/dev/null; stat -f {marker} >/dev/null"]},
@@ -117,6 +133,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
         "contend": {"argv": [workload, "kcontend", "30"]},
         # system-wide: interrupts and RCU-time frees happen outside the command
         "tcp-all": {"argv": py + [tcp], "system_wide": True},
+        "refused-all": {"argv": py + [refused], "system_wide": True},
         "exec-all": {"argv": ["sh", "-c", f"{workload} exec {EXECS}; sleep 0.2"],
                      "system_wide": True},
         "open-all": {"argv": [workload, "open", marker, str(OPENS)], "system_wide": True},
@@ -196,12 +213,28 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
     "syscalls:sys_exit_connect": ("tcp", -1), "syscalls:sys_exit_accept4": ("tcp", -1),
     "sock:inet_sock_set_state": ("listen", 2),
+    "syscalls:sys_enter_read": ("fileio", -1),
+    "syscalls:sys_exit_read": ("fileio", -1),
+    "syscalls:sys_enter_write": ("fileio", -1),
+    "syscalls:sys_exit_write": ("fileio", -1),
+    "syscalls:sys_enter_pread64": ("fileio", -1),
+    "syscalls:sys_exit_pread64": ("fileio", -1),
+    "syscalls:sys_enter_pwrite64": ("fileio", -1),
+    "syscalls:sys_exit_pwrite64": ("fileio", -1),
+    "syscalls:sys_enter_readv": ("fileio", -1),
+    "syscalls:sys_exit_readv": ("fileio", -1),
+    "syscalls:sys_enter_writev": ("fileio", -1),
+    "syscalls:sys_exit_writev": ("fileio", -1),
+    "sock:sock_send_length": ("tcp", 1), "sock:sock_recv_length": ("tcp", 1),
+    "syscalls:sys_enter_listen": ("listen", 1), "syscalls:sys_exit_listen": ("listen", 1),
+    "syscalls:sys_enter_bind": ("listen", 1), "syscalls:sys_exit_bind": ("listen", 1),
     "block:block_rq_issue": ("block", BLOCKS), "block:block_rq_complete": ("block", BLOCKS),
     "block:block_io_start": ("block", BLOCKS),
     "tcp:tcp_retransmit_skb": ("retransmit", 1),
 }
 # tracepoint -> (action, lower bound perf must reach)
 FIRES: dict[str, tuple[str, int]] = {
+    "skb:kfree_skb": ("refused-all", 1), "tcp:tcp_probe": ("tcp-all", 1),
     "irq:softirq_entry": ("tcp-all", 1), "irq:softirq_exit": ("tcp-all", 1),
     "irq:irq_handler_entry": ("disk-irq", 1), "irq:irq_handler_exit": ("disk-irq", 1),
     "lock:contention_begin": ("contend", 1), "lock:contention_end": ("contend", 1),

@@ -19,6 +19,8 @@ TOOL_ARGS = {
     "cprofile": ["--every", "1"],                 # --dir added per test
     "funccount": ["t:syscalls:sys_enter_clock_nanosleep"],
     "funclatency": ["c:clock_nanosleep"],
+    "funcslower": ["-u", "0", "c:clock_nanosleep"],
+    "funcinterval": ["t:syscalls:sys_enter_clock_nanosleep"],
     # 60 ms of CPU in 3 ms bursts: at the default 49 Hz a run could see no sample
     "profile": ["-F", "499"],
     "record": ["-F", "499"],                       # -o added per test

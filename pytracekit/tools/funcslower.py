@@ -1,0 +1,167 @@
+"""funcslower: function calls slower than a threshold, one line each (BCC's funcslower).
+
+    pytracekit funcslower -m 10 'c:getaddrinfo'        libc calls over 10 ms
+    pytracekit funcslower -u 500 -a 2 '/bin/app:db_*'  over 500 us, first two arguments
+    pytracekit funcslower -p 1234 app:handle app:flush  several patterns
+
+Entry and return probes per function (uprobes; kprobes for kernel functions
+where the kernel has them); see bpf/funcslower.bpf.c.
+"""
+from __future__ import annotations
+
+import time
+
+import click
+
+from .. import options, stream
+from ..api import Tracer
+from ..errors import UsageError
+from ..probes import ResolvedProbe, parse_spec
+from ..stacktools import CommandAfterDashes, command_of
+from . import _probe_cli as common
+
+DRY_RUN_ARGS = ["c:getpid"]
+FUNCTIONS = ("int slower_entry_{n}(struct pt_regs *ctx) {{ return on_entry(ctx); }}\n"
+             "int slower_return_{n}(struct pt_regs *ctx) {{ return on_return(ctx, {n}); }}\n")
+MAX_ARGS = 6
+
+FIELDS = stream.fields(("ts", "Q"), ("latency_ns", "Q"), ("retval", "Q"),
+                       *((f"arg{i}", "Q") for i in range(MAX_ARGS)), ("pid", "I"), ("tid", "I"),
+                       ("probe", "I"), ("pad", "I"), ("comm", "16s"))
+
+
+class Slower(stream.EventStream):
+    """The event stream, with the tracer that owns program and target."""
+
+    def __init__(self, tracer: Tracer, probes: list[ResolvedProbe]) -> None:
+        assert tracer.prog is not None
+        super().__init__(tracer.prog, FIELDS)
+        self.tracer, self.probes = tracer, probes
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        self.tracer.close()
+
+
+def start(patterns: tuple[str, ...], *, pid: int | None = None, command: tuple[str, ...] = (),
+          min_ns: int = 1_000_000, args: int = 0, max_depth: int = 32,
+          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> Slower:
+    specs = []
+    for pattern in patterns:
+        spec = parse_spec(pattern)
+        if spec.kind not in ("kprobe", "uprobe") or spec.offset:
+            raise UsageError(f"funcslower times whole functions: give FUNC, LIB:FUNC or "
+                             f"/path:FUNC, not '{pattern}'")
+        specs.append(spec)
+    pages = stream.check_buffer_pages(buffer_pages)
+    tracer = Tracer(file="funcslower", pid=pid, command=command)
+    try:
+        entries = [p for spec in specs for p in tracer.resolve(spec)]
+        fentry = [p.name for p in entries if p.via_fentry]
+        if fentry:
+            raise UsageError(f"funcslower reads return values and arguments from kprobes, "
+                             f"which this kernel lacks ({fentry[0]} would need a BPF "
+                             f"trampoline): time user functions (lib:func), or use "
+                             f"funclatency {fentry[0]}")
+        # Returns first: a call entered before its return probe exists would
+        # never return to us and would leave its thread's depth off by one.
+        for n, probe in enumerate(entries):
+            tracer.probe(probe.returning(), f"slower_return_{n}")
+        for n, probe in enumerate(entries):
+            tracer.probe(probe, f"slower_entry_{n}")
+        tracer.defines.update(PTK_GENERATED_PROBES=1, MIN_NS=min_ns, ARGS=args,
+                              MAX_DEPTH=max_depth, BUFFER_PAGES=pages,
+                              WAKEUP_BYTES=stream.wakeup_bytes(pages * stream.PAGE_SIZE))
+        tracer.replace.update(common.generated(FUNCTIONS, entries, range(len(entries))))
+        tracer.start()
+    except BaseException:
+        tracer.close()
+        raise
+    return Slower(tracer, entries)
+
+
+def header(timestamp: bool, time_of_day: bool, unit: str, args: int) -> str:
+    head = "%-10s " % "TIME" if time_of_day else "%-10s " % "TIME(s)" if timestamp else ""
+    return (head + "%-14s %-6s %7s %16s %s %s" % ("COMM", "PID", f"LAT({unit})", "RVAL", "FUNC",
+                                                  "ARGS" if args else "")).rstrip()
+
+
+def text_formatter(slower: Slower, timestamp: bool, time_of_day: bool, micro: bool, args: int):
+    first: list[int] = []
+
+    def lines(rows: list[tuple]) -> list[str]:
+        out = []
+        for row in rows:
+            ts, latency, retval = row[:3]
+            values, (pid, _tid, probe, _pad, comm) = row[3:3 + MAX_ARGS], row[3 + MAX_ARGS:]
+            prefix = ""
+            if time_of_day:
+                prefix = "%-10s " % time.strftime("%H:%M:%S")
+            elif timestamp:
+                first[:] = first or [ts]
+                prefix = "%-10.6f " % ((ts - first[0]) / 1e9)
+            lat = latency / 1e3 if micro else latency / 1e6
+            argtext = ", ".join(f"0x{v:x}" for v in values[:args])
+            out.append((prefix + "%-14.14s %-6s %7.2f %16x %s %s" % (
+                stream.cstr(comm), pid, lat, retval, slower.probes[probe].name,
+                argtext)).rstrip())
+        return out
+    return lines
+
+
+def json_formatter(slower: Slower, t0: int, args: int):
+    def objects(rows: list[tuple]) -> list[dict]:
+        out = []
+        for row in rows:
+            ts, latency, retval = row[:3]
+            values, (pid, tid, probe, _pad, comm) = row[3:3 + MAX_ARGS], row[3 + MAX_ARGS:]
+            out.append({"time_s": round((ts - t0) / 1e9, 9), "pid": pid, "tid": tid,
+                        "comm": stream.cstr(comm), "function": slower.probes[probe].name,
+                        "lat_ns": latency, "retval": retval, "args": list(values[:args])})
+        return out
+    return objects
+
+
+@click.command("funcslower", cls=CommandAfterDashes, context_settings=options.TOOL_CONTEXT)
+@options.pid_option("-p")
+@click.option("-m", "--min-ms", type=click.FloatRange(0, options.MAX_SECONDS * 1e3),
+              default=None, help="Minimum duration to report, in milliseconds (default 1).")
+@click.option("-u", "--min-us", type=click.FloatRange(0, options.MAX_SECONDS * 1e6),
+              default=None, help="Minimum duration to report, in microseconds.")
+@click.option("-a", "--arguments", type=click.IntRange(0, MAX_ARGS), default=0,
+              help="Print this many of each call's first arguments (at most 6).")
+@click.option("-T", "--time", "time_of_day", is_flag=True, help="Show HH:MM:SS timestamps.")
+@options.timestamp_option("-t")
+@options.duration_option()
+@stream.buffer_option("-b")
+@options.json_option()
+@options.standard
+@click.argument("patterns", nargs=-1, required=True, metavar="FUNCTION...")
+@click.pass_context
+def command(ctx, pid, min_ms, min_us, arguments, time_of_day, timestamp, duration, buffer_pages,
+            as_json, patterns):
+    """Trace function calls slower than a threshold, one line each.
+
+    FUNCTION: func (kernel), lib:func, /path:func; '*' wildcards. Columns:
+    COMM PID LAT RVAL FUNC [ARGS]."""
+    if min_ms is not None and min_us is not None:
+        raise UsageError("-m and -u exclude each other: give the threshold once")
+    micro = min_us is not None
+    min_ns = int(min_us * 1e3) if micro else int((1.0 if min_ms is None else min_ms) * 1e6)
+    cmd = command_of(ctx)
+    slower = start(patterns, pid=pid, command=cmd, min_ns=min_ns, args=arguments,
+                   buffer_pages=buffer_pages)
+    t0 = time.monotonic_ns()
+    printer = stream.Printer(as_json, header(timestamp, time_of_day, "us" if micro else "ms",
+                                             arguments),
+                             text_formatter(slower, timestamp, time_of_day, micro, arguments),
+                             json_formatter(slower, t0, arguments))
+    unit = "us" if micro else "ms"
+    threshold = min_ns / 1e3 if micro else min_ns / 1e6
+    assert slower.tracer.target is not None
+    with slower:
+        stream.run(slower, slower.tracer.target, printer, duration=duration,
+                   message=f"Tracing function calls slower than {threshold:g} {unit}... "
+                           "Ctrl+C to quit.")
