@@ -83,6 +83,7 @@ BCC_SHORT = {
     "klockstat": {"-p": "--pid", "-d": "--duration", "-i": "--interval"},
     "drsnoop": {"-p": "--pid", "-d": "--duration"},
     "runqslower": {"-p": "--pid"},
+    "vfsstat": {"-p": "--pid"},
 }
 
 

@@ -55,7 +55,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "opensnoop": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
     "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
-    "slabratetop": [],
+    "slabratetop": [], "vfsstat": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -99,6 +99,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     listen = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); s.close()"
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
+        "fileio": {"argv": [workload, "fileio", marker, str(OPENS)]},  # OPENS of each call
         "exec": {"argv": [workload, "exec", str(EXECS)]},
         "kill": {"argv": ["sh", "-c", "; ".join(["kill -0 $$"] * KILLS)]},
         "stat": {"argv": ["sh", "-c", f"stat {marker} >/dev/null; stat -f {marker} >/dev/null"]},
@@ -189,6 +190,9 @@ EXACT: dict[str, tuple[str, int]] = {
     **{f"syscalls:sys_{d}_{call}": ("mount", n) for d in ("enter", "exit")
        for call, n in (("mount", KILLS + 1), ("umount", KILLS + 1), ("fsopen", 1),
                        ("fsmount", 1), ("move_mount", 1))},
+    **{f"syscalls:sys_enter_{call}": ("fileio", n) for call, n in (
+        ("read", -OPENS), ("pread64", -OPENS), ("readv", OPENS), ("write", OPENS),
+        ("pwrite64", OPENS), ("writev", OPENS), ("fsync", OPENS), ("fdatasync", OPENS))},
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
@@ -223,6 +227,10 @@ UNFIRED = {
     "syscalls:sys_exit_accept", "syscalls:sys_enter_open", "syscalls:sys_exit_open",
     "syscalls:sys_enter_openat2", "syscalls:sys_exit_openat2",
     "syscalls:sys_enter_execveat", "syscalls:sys_exit_execveat",
+    # vfsstat's rarer calls (the fileio action makes the common ones)
+    "syscalls:sys_enter_preadv", "syscalls:sys_enter_preadv2", "syscalls:sys_enter_pwritev",
+    "syscalls:sys_enter_pwritev2", "syscalls:sys_enter_creat",
+    "syscalls:sys_enter_open_by_handle_at",
     # a loop device's requests go straight to its driver, never inserted
     "block:block_rq_insert",
     # global memory pressure: never made on a machine others share (drsnoop's
