@@ -55,7 +55,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "opensnoop": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
     "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
-    "slabratetop": [], "vfsstat": [],
+    "slabratetop": [], "vfsstat": [], "biostacks": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
