@@ -55,7 +55,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "opensnoop": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
     "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
-    "slabratetop": [], "vfsstat": [], "biostacks": [],
+    "slabratetop": [], "vfsstat": [], "biostacks": [], "cachestat": [],
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
@@ -100,6 +100,8 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
         "fileio": {"argv": [workload, "fileio", marker, str(OPENS)]},  # OPENS of each call
+        # PAGES written and synced, dropped from the page cache, read back
+        "pagecache": {"argv": py + [PAGECACHE, f"{marker}.cache"]},
         "exec": {"argv": [workload, "exec", str(EXECS)]},
         "kill": {"argv": ["sh", "-c", "; ".join(["kill -0 $$"] * KILLS)]},
         "stat": {"argv": ["sh", "-c", f"stat {marker} >/dev/null; stat -f {marker} >/dev/null"]},
@@ -134,6 +136,19 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                                  "bs=65536", f"count={BLOCKS}", "status=none"],
                         "system_wide": True, "filter": f"dev == {dev}"}
     return out
+
+
+PAGECACHE = f"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+for _ in range({PAGES}):
+    os.write(fd, b"x" * 4096)
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+os.lseek(fd, 0, 0)
+while os.read(fd, 1 << 16):
+    pass
+"""
 
 
 # KILLS tmpfs mounts and unmounts, then one through the new mount API, in a
@@ -193,6 +208,9 @@ EXACT: dict[str, tuple[str, int]] = {
     **{f"syscalls:sys_enter_{call}": ("fileio", n) for call, n in (
         ("read", -OPENS), ("pread64", -OPENS), ("readv", OPENS), ("write", OPENS),
         ("pwrite64", OPENS), ("writev", OPENS), ("fsync", OPENS), ("fdatasync", OPENS))},
+    # lower bounds: the first run creates the file (metadata folios dirtied too)
+    "filemap:mm_filemap_add_to_page_cache": ("pagecache", -PAGES),
+    "writeback:writeback_dirty_folio": ("pagecache", -PAGES),
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
