@@ -43,7 +43,7 @@ WITHOUT = {
         "statsnoop", "tcpaccept", "tcpconnect", "tcplife", "tcpretrans", "tcpstates",
         "ugc", "uthreads",
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
-        "compactsnoop", "runqslower", "bashreadline",
+        "compactsnoop", "runqslower", "bashreadline", "sslsniff",
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
@@ -84,6 +84,7 @@ BCC_SHORT = {
     "drsnoop": {"-p": "--pid", "-d": "--duration"},
     "runqslower": {"-p": "--pid"},
     "vfsstat": {"-p": "--pid"},
+    "sslsniff": {"-p": "--pid"},
 }
 
 

@@ -79,6 +79,7 @@ NOT_RUN = {
     "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
     "uthreads": "a uprobe (its own event) and a raw tracepoint (return value ignored)",
     "bashreadline": "a uretprobe on bash's readline (its own event)",
+    "sslsniff": "uprobes and uretprobes on libssl (its own events)",
 }
 
 
