@@ -44,6 +44,7 @@ WITHOUT = {
         "ugc", "uthreads",
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
         "compactsnoop", "runqslower", "bashreadline", "sslsniff",
+        "deadlock",  # checks its lock-order graph as it goes, stops at the first cycle
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

@@ -56,6 +56,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
     "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
     "slabratetop": [], "vfsstat": [], "biostacks": [], "cachestat": [],
+    "deadlock": ["{pid}"],                # sched_process_fork next to its uprobes
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     "stat": ["-e", "syscalls:sys_enter_openat", "--", "sleep", "120"],   # + follow.inc.c
