@@ -25,6 +25,7 @@ WITHOUT = {
     "--pid": NOT_LIVE - {"list"} | {
         "export",    # serves the tools named in its config, each with its own filters
         "runqlen",   # samples per-CPU run queues, not processes (BCC has no -p either)
+        "cpuunclaimed",  # compares all CPUs' run queues at each tick (BCC has no -p either)
         # block I/O and interrupts are mostly issued outside the process that caused
         # them, packets and retransmits by the kernel: BCC's tools have no -p either
         "biolatency", "biosnoop", "bitesize", "hardirqs", "softirqs", "pktcount",
