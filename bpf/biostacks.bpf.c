@@ -48,7 +48,7 @@ BPF_HASH(hist, struct hist_key, u64, 8192);
  * already noted (an issue after block_io_start) as it is. */
 static inline void note(void *ctx, u32 dev, u64 sector, bool only_new)
 {
-    if ((FILTER_DEV && dev != FILTER_DEV))
+    if (FILTER_DEV && dev != FILTER_DEV)
         return;
     struct rq_key key = { .sector = sector, .dev = dev };
     if (only_new && requests.lookup(&key))
