@@ -102,7 +102,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     listen = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); s.close()"
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
-        "fileio": {"argv": [workload, "fileio", marker, str(OPENS)]},  # OPENS of each call
+        "vfsio": {"argv": [workload, "fileio", marker, str(OPENS)]},  # OPENS of each call
         # PAGES written and synced, dropped from the page cache, read back
         "pagecache": {"argv": py + [PAGECACHE, f"{marker}.cache"]},
         "exec": {"argv": [workload, "exec", str(EXECS)]},
@@ -208,7 +208,7 @@ EXACT: dict[str, tuple[str, int]] = {
     **{f"syscalls:sys_{d}_{call}": ("mount", n) for d in ("enter", "exit")
        for call, n in (("mount", KILLS + 1), ("umount", KILLS + 1), ("fsopen", 1),
                        ("fsmount", 1), ("move_mount", 1))},
-    **{f"syscalls:sys_enter_{call}": ("fileio", n) for call, n in (
+    **{f"syscalls:sys_enter_{call}": ("vfsio", n) for call, n in (
         ("read", -OPENS), ("pread64", -OPENS), ("readv", OPENS), ("write", OPENS),
         ("pwrite64", OPENS), ("writev", OPENS), ("fsync", OPENS), ("fdatasync", OPENS))},
     # lower bounds: the first run creates the file (metadata folios dirtied too)
@@ -248,7 +248,7 @@ UNFIRED = {
     "syscalls:sys_exit_accept", "syscalls:sys_enter_open", "syscalls:sys_exit_open",
     "syscalls:sys_enter_openat2", "syscalls:sys_exit_openat2",
     "syscalls:sys_enter_execveat", "syscalls:sys_exit_execveat",
-    # vfsstat's rarer calls (the fileio action makes the common ones)
+    # vfsstat's rarer calls (the vfsio action makes the common ones)
     "syscalls:sys_enter_preadv", "syscalls:sys_enter_preadv2", "syscalls:sys_enter_pwritev",
     "syscalls:sys_enter_pwritev2", "syscalls:sys_enter_creat",
     "syscalls:sys_enter_open_by_handle_at",
