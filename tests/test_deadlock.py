@@ -33,7 +33,7 @@ def test_inversion_found_with_both_threads_and_their_creation(workload):
 @pytest.mark.root
 def test_bcc_positional_pid_and_layout(workload, tmp_path):
     go = tmp_path / "go"
-    proc = subprocess.Popen([workload, "--go-file", str(go), "lockorder", "3000"])
+    proc = subprocess.Popen([workload, "--go-file", str(go), "lockorder", "20000"])
     try:
         with Tool("deadlock", str(proc.pid)) as tool:
             go.touch()
