@@ -25,6 +25,7 @@ WITHOUT = {
     "--pid": NOT_LIVE - {"list"} | {
         "export",    # serves the tools named in its config, each with its own filters
         "runqlen",   # samples per-CPU run queues, not processes (BCC has no -p either)
+        "cpuunclaimed",  # compares all CPUs' run queues at each tick (BCC has no -p either)
         # block I/O and interrupts are mostly issued outside the process that caused
         # them, packets and retransmits by the kernel: BCC's tools have no -p either
         "biolatency", "biosnoop", "bitesize", "hardirqs", "softirqs", "pktcount",
@@ -48,7 +49,8 @@ WITHOUT = {
         "tcpdrop",
         "ugc", "uthreads",
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
-        "compactsnoop", "runqslower", "bashreadline",
+        "compactsnoop", "runqslower", "bashreadline", "sslsniff",
+        "deadlock",  # checks its lock-order graph as it goes, stops at the first cycle
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {
@@ -89,6 +91,8 @@ BCC_SHORT = {
     "klockstat": {"-p": "--pid", "-d": "--duration", "-i": "--interval"},
     "drsnoop": {"-p": "--pid", "-d": "--duration"},
     "runqslower": {"-p": "--pid"},
+    "vfsstat": {"-p": "--pid"},
+    "sslsniff": {"-p": "--pid"},
 }
 
 

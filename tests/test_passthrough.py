@@ -58,7 +58,8 @@ TOOL_ARGS: dict[str, list[str]] = {
     "opensnoop": [], "solisten": [], "statsnoop": [],
     "sigsnoop": [], "threadsnoop": [], "capable": [], "oomkill": [], "mountsnoop": [],
     "pidpersec": [], "drsnoop": [], "compactsnoop": [], "runqslower": [],
-    "slabratetop": [],
+    "slabratetop": [], "vfsstat": [], "biostacks": [], "cachestat": [],
+    "deadlock": ["{pid}"],                # sched_process_fork next to its uprobes
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
     # a filter the kernel cannot apply, so stat's BPF program (+ follow.inc.c) is attached
@@ -80,6 +81,7 @@ NOT_RUN = {
     "list": "attaches only under --dry-run, for a moment (bpf/list.bpf.c passes events)",
     "faults": "a perf_event (page-faults) program: its own event",
     "profile": "a perf_event (cpu-clock) program: its own event",
+    "cpuunclaimed": "a perf_event (cpu-clock) program: its own event",
     "funclatency": "uprobes/kprobes only (refuses t: specs)",
     "funcslower": "uprobes/kprobes only (refuses t: specs)",
     "gethostlatency": "libc uprobes only (its own perf events)",
@@ -87,6 +89,7 @@ NOT_RUN = {
     "ugc": "USDT probes in a Python process (uprobes: our own perf events)",
     "uthreads": "a uprobe (its own event) and a raw tracepoint (return value ignored)",
     "bashreadline": "a uretprobe on bash's readline (its own event)",
+    "sslsniff": "uprobes and uretprobes on libssl (its own events)",
 }
 
 
@@ -117,6 +120,9 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
         "fileio": {"argv": py + [fileio]},
+        "vfsio": {"argv": [workload, "fileio", marker, str(OPENS)]},  # OPENS of each call
+        # PAGES written and synced, dropped from the page cache, read back
+        "pagecache": {"argv": py + [PAGECACHE, f"{marker}.cache"]},
         "exec": {"argv": [workload, "exec", str(EXECS)]},
         "kill": {"argv": ["sh", "-c", "; ".join(["kill -0 $$"] * KILLS)]},
         "stat": {"argv": ["sh", "-c", f"stat {marker} >/dev/null; stat -f {marker} >/dev/null"]},
@@ -152,6 +158,19 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                                  "bs=65536", f"count={BLOCKS}", "status=none"],
                         "system_wide": True, "filter": f"dev == {dev}"}
     return out
+
+
+PAGECACHE = f"""
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+for _ in range({PAGES}):
+    os.write(fd, b"x" * 4096)
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+os.lseek(fd, 0, 0)
+while os.read(fd, 1 << 16):
+    pass
+"""
 
 
 # KILLS tmpfs mounts and unmounts, then one through the new mount API, in a
@@ -208,22 +227,23 @@ EXACT: dict[str, tuple[str, int]] = {
     **{f"syscalls:sys_{d}_{call}": ("mount", n) for d in ("enter", "exit")
        for call, n in (("mount", KILLS + 1), ("umount", KILLS + 1), ("fsopen", 1),
                        ("fsmount", 1), ("move_mount", 1))},
+    **{f"syscalls:sys_enter_{call}": ("vfsio", n) for call, n in (
+        ("read", -OPENS), ("pread64", -OPENS), ("readv", OPENS), ("write", OPENS),
+        ("pwrite64", OPENS), ("writev", OPENS), ("fsync", OPENS), ("fdatasync", OPENS))},
+    # lower bounds: the first run creates the file (metadata folios dirtied too)
+    "filemap:mm_filemap_add_to_page_cache": ("pagecache", -PAGES),
+    "writeback:writeback_dirty_folio": ("pagecache", -PAGES),
     "syscalls:sys_enter_statx": ("stat", -1), "syscalls:sys_exit_statx": ("stat", -1),
     "syscalls:sys_enter_statfs": ("stat", -1), "syscalls:sys_exit_statfs": ("stat", -1),
     "syscalls:sys_enter_futex": ("futex", -FUTEXES),
     "syscalls:sys_exit_connect": ("tcp", -1), "syscalls:sys_exit_accept4": ("tcp", -1),
     "sock:inet_sock_set_state": ("listen", 2),
-    "syscalls:sys_enter_read": ("fileio", -1),
+    # (sys_enter_ of these: exact, from the vfsio action above)
     "syscalls:sys_exit_read": ("fileio", -1),
-    "syscalls:sys_enter_write": ("fileio", -1),
     "syscalls:sys_exit_write": ("fileio", -1),
-    "syscalls:sys_enter_pread64": ("fileio", -1),
     "syscalls:sys_exit_pread64": ("fileio", -1),
-    "syscalls:sys_enter_pwrite64": ("fileio", -1),
     "syscalls:sys_exit_pwrite64": ("fileio", -1),
-    "syscalls:sys_enter_readv": ("fileio", -1),
     "syscalls:sys_exit_readv": ("fileio", -1),
-    "syscalls:sys_enter_writev": ("fileio", -1),
     "syscalls:sys_exit_writev": ("fileio", -1),
     "sock:sock_send_length": ("tcp", 1), "sock:sock_recv_length": ("tcp", 1),
     "syscalls:sys_enter_listen": ("listen", 1), "syscalls:sys_exit_listen": ("listen", 1),
@@ -258,6 +278,10 @@ UNFIRED = {
     "syscalls:sys_exit_accept", "syscalls:sys_enter_open", "syscalls:sys_exit_open",
     "syscalls:sys_enter_openat2", "syscalls:sys_exit_openat2",
     "syscalls:sys_enter_execveat", "syscalls:sys_exit_execveat",
+    # vfsstat's rarer calls (the vfsio action makes the common ones)
+    "syscalls:sys_enter_preadv", "syscalls:sys_enter_preadv2", "syscalls:sys_enter_pwritev",
+    "syscalls:sys_enter_pwritev2", "syscalls:sys_enter_creat",
+    "syscalls:sys_enter_open_by_handle_at",
     # a loop device's requests go straight to its driver, never inserted
     "block:block_rq_insert",
     # global memory pressure: never made on a machine others share (drsnoop's

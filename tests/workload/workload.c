@@ -66,6 +66,12 @@
  *                          spinner; prints "spinner_tid=S waiter_tid=W" (needs root)
  *     clonethreads N       start N threads with glibc's clone() (CLONE_THREAD, not
  *                          pthread_create), one at a time, each running cloned_thread()
+ *     fileio PATH N        open PATH (O_RDWR|O_CREAT|O_TRUNC) once, then N times: write,
+ *                          pwrite, writev, read, pread, readv of one byte, fsync, fdatasync
+ *     lockorder [MS]       thread lock_ab() takes mutex lock_a then lock_b; after it ends,
+ *                          thread lock_ba() takes lock_b then lock_a (an order inversion,
+ *                          never a deadlock: they run one after the other); then stays
+ *                          alive MS ms (default 300)
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -83,6 +89,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -408,6 +415,55 @@ NOINLINE void unreadable_paths(long n, const char *file)
     close(fd);
 }
 
+NOINLINE void file_io(const char *path, long n)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    char c = 'x';
+    struct iovec iov = { &c, 1 };
+    if (fd < 0) { perror(path); exit(1); }
+    for (long k = 0; k < n; k++) {
+        if (write(fd, &c, 1) != 1 || pwrite(fd, &c, 1, 0) != 1 || writev(fd, &iov, 1) != 1)
+            { perror("write"); exit(1); }
+        lseek(fd, 0, SEEK_SET);
+        if (read(fd, &c, 1) != 1 || pread(fd, &c, 1, 0) != 1 || readv(fd, &iov, 1) != 1)
+            { perror("read"); exit(1); }
+        fsync(fd);
+        fdatasync(fd);
+    }
+    close(fd);
+}
+
+static pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER, lock_b = PTHREAD_MUTEX_INITIALIZER;
+
+NOINLINE void *lock_ab(void *arg)
+{
+    pthread_mutex_lock(&lock_a);
+    pthread_mutex_lock(&lock_b);
+    pthread_mutex_unlock(&lock_b);
+    pthread_mutex_unlock(&lock_a);
+    return arg;
+}
+
+NOINLINE void *lock_ba(void *arg)
+{
+    pthread_mutex_lock(&lock_b);
+    pthread_mutex_lock(&lock_a);
+    pthread_mutex_unlock(&lock_a);
+    pthread_mutex_unlock(&lock_b);
+    return arg;
+}
+
+static void lock_order(long ms)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, lock_ab, NULL);
+    pthread_join(t, NULL);
+    pthread_create(&t, NULL, lock_ba, NULL);
+    pthread_join(t, NULL);
+    if (ms > 0)
+        sleeper(ms);   /* stay alive so stacks can be symbolized */
+}
+
 static void wait_for_file(const char *path)
 {
     while (access(path, F_OK) != 0)
@@ -613,6 +669,11 @@ int main(int argc, char **argv)
         runq_delay(arg_long(argc, argv, i, "N"), arg_long(argc, argv, i + 1, "MS"));
     } else if (strcmp(mode, "clonethreads") == 0) {
         clone_threads(arg_long(argc, argv, i, "N"));
+    } else if (strcmp(mode, "fileio") == 0) {
+        if (i >= argc) { fprintf(stderr, "workload: missing PATH\n"); return 2; }
+        file_io(argv[i], arg_long(argc, argv, i + 1, "N"));
+    } else if (strcmp(mode, "lockorder") == 0) {
+        lock_order(i < argc ? arg_long(argc, argv, i, "MS") : 300);
     } else if (strcmp(mode, "threadexec") == 0) {
         pthread_t t;
         pthread_create(&t, NULL, exec_from_thread, (void *)(i < argc ? argv[i] : "marker"));

@@ -1,0 +1,147 @@
+"""cpuunclaimed: how busy the CPUs were, and how often a CPU sat idle while
+another had tasks waiting (BCC's cpuunclaimed line: "%CPU  N%, unclaimed idle
+M%"), from every CPU's run queue length sampled at the same rate (cpu-clock
+perf events with a fixed period) and compared tick by tick."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import click
+
+from .. import options
+from ..errors import UsageError
+from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
+from ..loader import Program
+from ..periodic import run_periodic, split_interval_count, timestamp
+from ..render.jsonl import dumps
+from ..runner import Target, announce
+from ..summary import report_loss
+
+DRY_RUN_ARGS: list[str] = []
+FREQUENCY = 99                           # BCC's: off the beat of 100 Hz timers
+PERIOD_NS = 1_000_000_000 // FREQUENCY
+
+
+@dataclass
+class Tally:
+    """CPU samples of complete ticks: busy (a task on the CPU), idle, and
+    idle while another CPU had a task waiting (at most the waiting tasks)."""
+
+    busy: int = 0
+    idle: int = 0
+    unclaimed: int = 0
+    ticks: int = 0
+    incomplete: int = 0                  # ticks some CPU did not sample (skipped)
+
+    def add_tick(self, lens: list[int]) -> None:
+        running = sum(1 for n in lens if n > 0)
+        queued = sum(n - 1 for n in lens if n > 1)
+        idle = len(lens) - running
+        self.busy += running
+        self.idle += idle
+        self.unclaimed += min(idle, queued)
+        self.ticks += 1
+
+    def percent(self) -> tuple[float, float]:
+        total = self.busy + self.idle
+        return (100 * self.busy / total, 100 * self.unclaimed / total) if total else (0.0, 0.0)
+
+
+def tally(samples: dict[int, dict[int, int]], ncpu: int) -> Tally:
+    """`samples`: tick -> {cpu: nr_running}."""
+    out = Tally()
+    for tick in sorted(samples):
+        lens = samples[tick]
+        if len(lens) == ncpu:
+            out.add_tick(list(lens.values()))
+        else:
+            out.incomplete += 1
+    return out
+
+
+def online_cpus() -> int:
+    from bcc.utils import get_online_cpus
+    return len(get_online_cpus())
+
+
+class RunQueues:
+    def __init__(self, prog: Program) -> None:
+        self.prog, self.ncpu = prog, online_cpus()
+
+    def take(self, final: bool) -> Tally:
+        """The ticks every CPU has had time to sample, taken out of the map
+        (the current tick and the one before wait, unless `final`)."""
+        last = time.monotonic_ns() // PERIOD_NS - (0 if final else 2)
+        table = self.prog["samples"]
+        samples: dict[int, dict[int, int]] = {}
+        for key, value in list(table.items()):
+            if key.tick <= last:
+                samples.setdefault(key.tick, {})[key.cpu] = value.value
+                del table[key]
+        return tally(samples, self.ncpu)
+
+    def loss(self):
+        return self.prog.loss()
+
+    def close(self) -> None:
+        self.prog.close()
+
+
+def start() -> RunQueues:
+    prog = Program.from_file("cpuunclaimed", defines={"PERIOD_NS": PERIOD_NS})
+    try:
+        prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS["cpu-clock"], "on_sample",
+                               sample_period=PERIOD_NS, label="cpu-clock")
+    except BaseException:
+        prog.close()
+        raise
+    return RunQueues(prog)
+
+
+@click.command("cpuunclaimed", context_settings={**options.TOOL_CONTEXT,
+                                                 "ignore_unknown_options": True})
+@click.option("-T", "--timestamp", "stamp", is_flag=True, help="Include a timestamp on output.")
+@options.interval_option("-i")
+@options.duration_option("-d")
+@options.json_option()
+@options.standard
+@click.argument("words", nargs=-1, type=click.UNPROCESSED,
+                metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
+def command(stamp, interval, duration, as_json, words):
+    """CPU utilization and idle CPUs unclaimed while tasks waited elsewhere."""
+    pos_interval, count, command_words = split_interval_count(words)
+    if pos_interval is not None and interval is not None:
+        raise UsageError("give the interval once: positionally or with --interval")
+    interval = interval or pos_interval or 1.0
+    target = Target.from_options(None, command_words)
+    try:
+        queues = start()
+        try:
+            queues.prog.ready()
+            announce("Sampling run queues... Output every %g seconds. Hit Ctrl-C to end."
+                     % interval)
+
+            def report(final: bool) -> None:
+                t = queues.take(final)
+                util, unclaimed = t.percent()
+                if as_json:
+                    line = dumps({"type": "interval", "time": timestamp(), "ticks": t.ticks,
+                                  "incomplete_ticks": t.incomplete, "busy": t.busy,
+                                  "idle": t.idle, "unclaimed": t.unclaimed,
+                                  "cpu_percent": round(util, 2),
+                                  "unclaimed_percent": round(unclaimed, 2)})
+                else:
+                    line = (f"{timestamp():<8} " if stamp else "") + \
+                        "%%CPU %6.2f%%, unclaimed idle %0.2f%%" % (util, unclaimed)
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+
+            run_periodic(target, duration=duration, interval=interval, count=count,
+                         report=report)
+            report_loss(queues.loss(), as_json)
+        finally:
+            queues.close()
+    finally:
+        target.finish()

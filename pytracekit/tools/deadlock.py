@@ -1,0 +1,260 @@
+"""deadlock: lock-order inversions between a process's mutexes (potential
+deadlocks), found in the lock-order graph built from uprobes on
+pthread_mutex_lock/unlock, printed in BCC's deadlock layout: the cycle, where
+each thread took each mutex while holding the other, and where those threads
+were created. BCC's PID positional, --binary, --lock-symbols, --unlock-symbols,
+-t/--threads, -e/--edges."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import click
+
+from .. import options
+from ..datasyms import user_data_symbol
+from ..errors import NotFoundError, UsageError
+from ..loader import Program
+from ..periodic import require_alive
+from ..render.jsonl import dumps
+from ..runner import Stop, Target, announce, run_until_done
+from ..summary import report_loss
+from ..symbols import Symbolizer
+from ..textsafe import cstr
+
+DRY_RUN_ARGS = ["-p", "1"]
+CHECK_EVERY = 0.25          # seconds: look for a cycle, note the process's maps and names
+
+
+@dataclass
+class Edge:
+    held: int
+    wanted: int
+    tid: int
+    comm: str
+    held_site: tuple[int, int]        # (stack id, caller): see bpf/deadlock.bpf.c
+    wanted_site: tuple[int, int]
+
+
+def find_cycle(graph: dict[int, list[int]]) -> list[int]:
+    """The mutexes of one cycle in the directed graph, in order (the first not
+    repeated at the end); [] when there is none. Depth-first, iteratively."""
+    state: dict[int, int] = {}          # 1: on the current path, 2: done
+    for root in sorted(graph):
+        if root in state:
+            continue
+        path, iters = [root], [iter(sorted(graph.get(root, ())))]
+        state[root] = 1
+        while path:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):]
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(sorted(graph.get(nxt, ()))))
+    return []
+
+
+class LockGraph:
+    """The loaded program and what user space keeps while the process lives
+    (its maps for stacks, its mutexes' names)."""
+
+    def __init__(self, prog: Program, pid: int) -> None:
+        self.prog, self.pid = prog, pid
+        self.symbols = Symbolizer(prog.bpf)
+        self.names: dict[int, str] = {}
+
+    def edges(self) -> list[Edge]:
+        return [Edge(k.held, k.wanted, v.tid, cstr(v.comm),
+                     (v.held_site.stack, v.held_site.caller),
+                     (v.wanted_site.stack, v.wanted_site.caller))
+                for k, v in self.prog["edges"].items()]
+
+    def note_process(self) -> None:
+        """While the process lives: its maps (stacks are named after it exits)
+        and the names of the mutexes seen so far (globals in its binaries)."""
+        self.symbols.users.refresh(self.pid)
+        for e in self.edges():
+            for mutex in (e.held, e.wanted):
+                if mutex not in self.names:
+                    name = user_data_symbol(self.pid, mutex)
+                    if name is not None:
+                        self.names[mutex] = name
+
+    def stack(self, site: tuple[int, int]) -> list[tuple[int, str]]:
+        """(address, name) leaf first: the probed function, its caller (the
+        return address the walk skips), then the frame-pointer walk on; a
+        walk that loops on one address (a frame without a frame pointer) ends there."""
+        stack_id, caller = site
+        if stack_id < 0:
+            return []
+        addresses = list(self.prog["stacks"].walk(stack_id))
+        if caller and addresses:
+            addresses.insert(1, caller)
+        kept = [a for i, a in enumerate(addresses) if i == 0 or a != addresses[i - 1]]
+        return [(a, self.symbols.user(a, self.pid).name) for a in kept]
+
+    def creators(self) -> dict[int, tuple[int, str, tuple[int, int]]]:
+        return {k.value: (v.parent_tid, cstr(v.comm), (v.site.stack, v.site.caller))
+                for k, v in self.prog["created_by"].items()}
+
+    def loss(self):
+        return self.prog.loss()
+
+    def close(self) -> None:
+        self.prog.close()
+
+
+def start(*, pid: int, binary: str = "c", lock_symbols: tuple[str, ...] = ("pthread_mutex_lock",),
+          unlock_symbols: tuple[str, ...] = ("pthread_mutex_unlock",), threads: int = 65536,
+          edges: int = 65536) -> LockGraph:
+    prog = Program.from_file("deadlock", defines={"FILTER_PID": pid, "MAX_THREADS": threads,
+                                                  "MAX_EDGES": edges})
+    try:
+        require_alive(pid)
+        # unlocks first: a lock seen without its unlock would make false edges
+        for symbols, fn in ((unlock_symbols, "on_unlock"), (lock_symbols, "on_lock")):
+            for symbol in symbols:
+                try:
+                    prog.attach_uprobe(binary, fn, symbol=symbol, pid=pid)
+                except NotFoundError:
+                    raise NotFoundError(f"no {symbol} in {binary} (give the library or "
+                                        "binary that has it with --binary)") from None
+        try:   # where threads are created (none: threads are shown without that stack)
+            prog.attach_uprobe(binary, "on_create", symbol="pthread_create", pid=pid)
+        except NotFoundError:
+            pass
+    except BaseException:
+        prog.close()
+        raise
+    return LockGraph(prog, pid)
+
+
+def report(graph: LockGraph, cycle: list[int], by_pair: dict[tuple[int, int], Edge],
+           as_json: bool) -> None:
+    names = {m: "Mutex M%d (%s0x%016x)" % (i, f"{graph.names[m]} " if m in graph.names else "", m)
+             for i, m in enumerate(cycle)}
+    pairs = list(zip(cycle, cycle[1:] + cycle[:1]))
+    creators = graph.creators()
+    tids = list(dict.fromkeys(by_pair[p].tid for p in pairs))
+    if as_json:
+        def frames(site: tuple[int, int]) -> list[str]:
+            return [name for _a, name in graph.stack(site)]
+        threads = []
+        for tid in tids:
+            parent = creators.get(tid)
+            threads.append({"tid": tid, "parent_tid": parent[0] if parent else None,
+                            "parent_comm": parent[1] if parent else None,
+                            "stack": frames(parent[2]) if parent else []})
+        sys.stdout.write(dumps({
+            "type": "cycle",
+            "mutexes": [{"address": m, "name": graph.names.get(m)} for m in cycle],
+            "edges": [{"held": m, "wanted": n, "tid": by_pair[m, n].tid,
+                       "comm": by_pair[m, n].comm,
+                       "held_stack": frames(by_pair[m, n].held_site),
+                       "wanted_stack": frames(by_pair[m, n].wanted_site)} for m, n in pairs],
+            "threads": threads}) + "\n")
+        return
+    out = ["----------------", "Potential Deadlock Detected!", "",
+           "Cycle in lock order graph: %s" % " => ".join(names[m] for m in cycle + cycle[:1]), ""]
+
+    def stack_lines(site: tuple[int, int]) -> list[str]:
+        return ["@ %016x %s" % (address, name) for address, name in graph.stack(site)]
+    for m, n in pairs:
+        e = by_pair[m, n]
+        out.append(f"{names[n]} acquired here while holding {names[m]} in Thread {e.tid} "
+                   f"({e.comm}):")
+        out += stack_lines(e.wanted_site) + [""]
+        out.append(f"{names[m]} previously acquired by the same Thread {e.tid} ({e.comm}) here:")
+        out += stack_lines(e.held_site) + [""]
+    for tid in tids:
+        parent = creators.get(tid)
+        if parent:
+            out.append(f"Thread {tid} created by Thread {parent[0]} ({parent[1]}) here: ")
+            out += stack_lines(parent[2])
+        else:
+            out.append(f"Could not find stack trace where Thread {tid} was created")
+        out.append("")
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+@click.command("deadlock", context_settings={**options.TOOL_CONTEXT,
+                                             "ignore_unknown_options": True})
+@options.pid_option("-p")
+@click.option("--binary", default="c", show_default=True,
+              help="The library or binary whose lock functions are probed (libc: glibc "
+                   "2.34+ has pthread in it; a static binary: its path).")
+@click.option("--lock-symbols", default="pthread_mutex_lock", show_default=True,
+              help="Comma-separated lock functions (first argument: the mutex).")
+@click.option("--unlock-symbols", default="pthread_mutex_unlock", show_default=True,
+              help="Comma-separated unlock functions (first argument: the mutex).")
+@click.option("-t", "--threads", type=click.IntRange(1, 1 << 20), default=65536,
+              show_default=True, help="Most threads traced.")
+@click.option("-e", "--edges", type=click.IntRange(1, 1 << 20), default=65536,
+              show_default=True, help="Most lock-order edges recorded.")
+@options.duration_option()
+@options.json_option()
+@options.standard
+@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[PID] | [-- COMMAND]")
+def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, duration, as_json,
+            words):
+    """Find lock-order inversions (potential deadlocks) between a process's mutexes."""
+    if len(words) == 1 and words[0].isdigit():     # BCC's positional PID
+        if pid is not None:
+            raise UsageError("give the process once: PID or -p PID")
+        pid, words = options.ProcessId().convert(words[0], None, None), ()
+    if pid is None and not words:
+        raise UsageError("deadlock traces one process: give its PID (or -p PID), or a "
+                         "command after --")
+    locks = tuple(s for s in lock_symbols.split(",") if s)
+    unlocks = tuple(s for s in unlock_symbols.split(",") if s)
+    if not locks or not unlocks:
+        raise UsageError("--lock-symbols and --unlock-symbols need at least one function")
+    target = Target.from_options(pid, words)
+    try:
+        graph = start(pid=target.pid, binary=binary, lock_symbols=locks,
+                      unlock_symbols=unlocks, threads=threads, edges=edges)
+        try:
+            graph.prog.ready()
+            announce("Tracing... Hit Ctrl-C to end.")
+            found: list[list[int]] = []
+
+            def check() -> None:
+                graph.note_process()
+                if look(graph, as_json, found):
+                    raise Stop("SIGINT")
+
+            run_until_done(target, duration=duration, interval=CHECK_EVERY, on_interval=check)
+            if not found and not look(graph, as_json, found):
+                mutexes = {m for e in graph.edges() for m in (e.held, e.wanted)}
+                if as_json:
+                    sys.stdout.write(dumps({"type": "none", "mutexes": len(mutexes),
+                                            "edges": len(graph.edges())}) + "\n")
+                else:
+                    sys.stdout.write(f"No potential deadlock found ({len(mutexes)} mutexes "
+                                     f"in {len(graph.edges())} lock-order edges).\n")
+            report_loss(graph.loss(), as_json)
+        finally:
+            graph.close()
+    finally:
+        target.finish()
+
+
+def look(graph: LockGraph, as_json: bool, found: list[list[int]]) -> bool:
+    """Print the first cycle of the lock-order graph, if there is one."""
+    all_edges = graph.edges()
+    by_pair = {(e.held, e.wanted): e for e in all_edges}
+    adjacency: dict[int, list[int]] = {}
+    for e in all_edges:
+        adjacency.setdefault(e.held, []).append(e.wanted)
+    cycle = find_cycle(adjacency)
+    if not cycle:
+        return False
+    found.append(cycle)
+    report(graph, cycle, by_pair, as_json)
+    sys.stdout.flush()
+    return True

@@ -1,0 +1,66 @@
+"""deadlock against the workload's lockorder mode (thread lock_ab takes lock_a
+then lock_b; a later thread lock_ba takes lock_b then lock_a: an inversion
+that never deadlocks) and its mutex mode (one mutex: no order at all)."""
+import subprocess
+
+import pytest
+
+from conftest import Tool, pytracekit
+from snoop_helpers import validated_json
+
+
+@pytest.mark.root
+def test_inversion_found_with_both_threads_and_their_creation(workload):
+    res = pytracekit("deadlock", "--json", "--", workload, "lockorder")
+    assert res.returncode == 0, res.stderr
+    objects = validated_json("deadlock", res.stdout)
+    assert [o["type"] for o in objects] == ["cycle", "loss"]
+    cycle = objects[0]
+    names = [m["name"] for m in cycle["mutexes"]]
+    assert sorted(names) == ["lock_a [workload]", "lock_b [workload]"]
+    by_order = {(names[i], names[1 - i]): e for i, e in enumerate(cycle["edges"])}
+    ab = by_order["lock_a [workload]", "lock_b [workload]"]
+    ba = by_order["lock_b [workload]", "lock_a [workload]"]
+    # each taken in its function (the caller a walk from the entry skips is there)
+    assert ab["wanted_stack"][:2] == ab["held_stack"][:2] == ["pthread_mutex_lock", "lock_ab"]
+    assert ba["wanted_stack"][:2] == ba["held_stack"][:2] == ["pthread_mutex_lock", "lock_ba"]
+    assert ab["tid"] != ba["tid"] and {t["tid"] for t in cycle["threads"]} == {ab["tid"], ba["tid"]}
+    for thread in cycle["threads"]:
+        assert thread["stack"][:3] == ["pthread_create", "lock_order", "main"], thread
+    assert objects[1]["map_full"] == 0 and objects[1]["stack_errors"] == 0
+
+
+@pytest.mark.root
+def test_bcc_positional_pid_and_layout(workload, tmp_path):
+    go = tmp_path / "go"
+    proc = subprocess.Popen([workload, "--go-file", str(go), "lockorder", "20000"])
+    try:
+        with Tool("deadlock", str(proc.pid)) as tool:
+            go.touch()
+            out, err = tool.wait(timeout=30)     # it stops once it has found the cycle
+        assert tool.returncode == 0, err
+        assert proc.poll() is None               # ... before the process ends
+    finally:
+        proc.kill()
+        proc.wait()
+    lines = out.splitlines()
+    assert lines[:2] == ["----------------", "Potential Deadlock Detected!"]
+    assert lines[3].startswith("Cycle in lock order graph: Mutex M0 (lock_")
+    assert lines[3].count(" => ") == 2
+    held = [l for l in lines if " acquired here while holding " in l]
+    assert len(held) == 2 and all(f"({'workload'}):" in l for l in held)
+    assert sum(l.startswith("Thread ") and " created by Thread " in l for l in lines) == 2
+    assert any(l.startswith("@ ") and l.endswith(" lock_ba") for l in lines)
+
+
+@pytest.mark.root
+def test_one_mutex_has_no_order(workload):
+    res = pytracekit("deadlock", "--", workload, "mutex", "200")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "No potential deadlock found (0 mutexes in 0 lock-order edges).\n"
+
+
+def test_needs_a_process():
+    res = pytracekit("deadlock", "--duration", "1")
+    assert res.returncode == 2
+    assert "give its PID" in res.stderr and res.stderr.count("\n") == 1
