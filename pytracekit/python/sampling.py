@@ -72,6 +72,9 @@ class PythonFrames:
         # of the last samples(): samples whose root-ward native frames were dropped
         # (merge), and samples with a code object that could not be read (freed)
         self.dropped_native = self.gone = 0
+        # how those two are printed: values / value_divisor, then value_unit
+        # (a blocked-time tool's values are nanoseconds: 1000, " us")
+        self.value_divisor, self.value_unit = 1, ""
         prog["py_events"].open_ring_buffer(self._on_event)
 
     # -- processes ------------------------------------------------------------
@@ -252,20 +255,23 @@ class PythonFrames:
         table = self.prog["py_stats"]
         return {name: sum(table[table.Key(i)]) for i, name in enumerate(STATS)}
 
-    def summary_line(self) -> str:
-        """One stderr line about Python samples that lost their Python frames."""
+    def summary_line(self, noun: str = "samples") -> str:
+        """One stderr line about Python samples that lost their Python frames
+        (`noun`: what the tool takes stacks at, e.g. offcputime's "blocks")."""
         s = self.stats()
         lost = {k: s[k] for k in ("no_tstate", "read_fault", "map_full") if s[k]}
         if not s["stacks"] and not lost:
             return ""
-        parts = [f"{s['stacks']} samples with Python frames"]
+        parts = [f"{s['stacks']} {noun} with Python frames"]
         parts += [f"{n} {k.replace('_', ' ')}" for k, n in lost.items()]
         if s["pending"]:
             parts.append(f"{s['pending']} of processes not yet checked for Python")
+        div, unit = self.value_divisor, self.value_unit
         if self.dropped_native:
-            parts.append(f"{self.dropped_native} with unreliable native frames dropped")
+            parts.append(f"{self.dropped_native // div}{unit} with unreliable native frames "
+                         "dropped")
         if self.gone:
-            parts.append(f"{self.gone} with a code object gone before it was read")
+            parts.append(f"{self.gone // div}{unit} with a code object gone before it was read")
         return "python: " + ", ".join(parts)
 
     def close(self) -> None:

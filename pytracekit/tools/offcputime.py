@@ -49,9 +49,6 @@ class BlockedSession(stacktools.StackSession):
     def key_samples(self) -> list[Sample]:
         raise NotImplementedError
 
-    def summary_line(self) -> str:
-        return self.python.summary_line() if self.python is not None else ""
-
     def close(self) -> None:
         try:
             if self.python is not None:
@@ -103,6 +100,7 @@ def start_blocked(name: str, session_class: type, value_type: str, *, pids=None,
     extra = {}
     if python:
         frames = pysampling.PythonFrames(prog)
+        frames.value_divisor, frames.value_unit = 1000, " us"   # values are nanoseconds
         poll = frames.poll(poll)
         extra = {"python": frames}
     return session_class(prog, target, symbolizer, poll,
@@ -229,6 +227,11 @@ def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
                    folded=folded, as_json=as_json, top=top, output=output, fmt=fmt, text=text)
 
 
+# what the Python stacks of each tool are taken at (its `python:` stderr line)
+STACKS_TAKEN_AT = {"offcputime": "blocks", "offwaketime": "blocks and wakeups",
+                   "wakeuptime": "wakeups"}
+
+
 def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids, tids, command,
                    user_only, kernel_only, duration, *, folded, as_json, top, output, fmt,
                    text=None) -> None:
@@ -241,7 +244,7 @@ def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids,
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
         if getattr(session, "python", None) is not None:   # Python frames were on
-            note = session.summary_line()
+            note = session.python.summary_line(STACKS_TAKEN_AT[tool])
     finally:
         session.close()
     stacktools.print_profile(tool, profile, folded=folded, as_json=as_json, top=top, text=text)
