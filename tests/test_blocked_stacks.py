@@ -33,16 +33,19 @@ def _folded_user(res, comm: str) -> dict[str, int]:
 
 @pytest.mark.root
 def test_sleeps_without_frame_pointers_have_the_exact_stack_from_start(workload_nofp):
-    # 10 sleeps of 30 ms in sleeper(): one stack, whole from _start (a
+    # 10 sleeps of 30 ms in sleeper(): one user stack, whole from _start (a
     # frame-pointer walk of this build stops at the first libc frame)
-    res = pytracekit("offcputime", "-U", "-f", "--", workload_nofp, "sleep", "10", "30")
-    stacks = _folded_user(res, "workload-nofp")
-    sleeping = {k: v for k, v in stacks.items() if "sleeper" in k}
-    assert list(sleeping) == [SLEEP_PATH], stacks
-    assert 300_000 <= sleeping[SLEEP_PATH] <= 400_000, stacks
-    # our own hold of the command at its entry point (until its tables are
-    # loaded) is not the program's blocking
-    assert not any(k == "_start" for k in stacks), stacks
+    res = pytracekit("offcputime", "--json", "--", workload_nofp, "sleep", "10", "30")
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offcputime")
+    mine = [s for s in stacks if s["comm"] == "workload-nofp"]
+    sleeping = [s for s in mine if "sleeper" in names(s, "user")]
+    assert {";".join(names(s, "user")) for s in sleeping} == {SLEEP_PATH}, sleeping
+    assert all(contains_run(names(s, "kernel"), KERNEL_SLEEP) for s in sleeping), sleeping
+    assert 300_000 <= sum(s["value"] for s in sleeping) <= 400_000, sleeping
+    # our own hold of the command at its entry point (SIGSTOP until its tables
+    # are loaded) is not the program's blocking
+    assert not any("do_signal_stop" in names(s, "kernel") for s in mine), mine
 
 
 @pytest.mark.root
