@@ -252,6 +252,11 @@ def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int])
     except KeyError:
         return None
     unwinder = Unwinder(prog, symbolizer.users)
+    if prog.defines.get("SELECT_BY") == 1:
+        # Only the selected processes (a waker outside them, e.g. whatever task a
+        # timer interrupt hit, keeps the frame-pointer walk): loading every task
+        # an interrupt happens to find running costs seconds of CPU mid-run.
+        unwinder.wanted = lambda pid, table=prog["selected"]: _has_key(table, pid)
     if target.command:
         modules = likely_modules(target.command[0])
         unwinder.preload(modules)
@@ -263,6 +268,14 @@ def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int])
             unwinder.load(ident)
     symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
     return unwinder
+
+
+def _has_key(table: Any, key: int) -> bool:
+    try:
+        table[table.Key(key)]
+    except KeyError:
+        return False
+    return True
 
 
 @dataclass
