@@ -8,6 +8,8 @@
  * CFI tables, each with `current`'s registers (the outgoing thread at
  * sched_switch, the waker at sched_wakeup). PYTHON_STACKS: CPython threads'
  * Python stacks are taken at the same two points (ids in the key, 0: none).
+ * With a -p/command selection, wakers outside it keep frame-pointer stacks
+ * and get no Python stack (see current_python_stack).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
@@ -43,12 +45,17 @@ BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
 BPF_TABLE("lru_hash", u32, struct waker_stacks, wakers, 32768);
 BPF_HASH(counts, struct offwake_key, u64, MAX_STACKS);   /* nanoseconds */
 
-/* The current thread's Python stack id (0: none, or PYTHON_STACKS off). */
+/* The current thread's Python stack id (0: none, or PYTHON_STACKS off). A
+ * waker outside a -p/command selection gets none (often just whatever task a
+ * timer interrupt hit; user space loads only selected processes, see
+ * stacktools._unwinder). */
 PTK_INLINE u64 current_python_stack(struct ptk_stack_key *key)
 {
 #if PYTHON_STACKS
-    u32 tid = key->tid;
-    return tid ? ptk_python_stack(key->pid, tid) : 0;
+    u32 tgid = key->pid, tid = key->tid;
+    if (!tid || (SELECT_BY == 1 && !selected.lookup(&tgid)))
+        return 0;
+    return ptk_python_stack(tgid, tid);
 #else
     return 0;
 #endif

@@ -7,7 +7,9 @@
  * (target) threads. CFI_UNWIND (ptk_unwind.h): the waker's user stack
  * unwound in the kernel from CFI tables (`current` at sched_wakeup: the
  * waker, or the task an interrupt found running). PYTHON_STACKS: the waker's
- * Python stack too (its id in the key, 0: none).
+ * Python stack too (its id in the key, 0: none). With a -p/command selection,
+ * wakers outside it keep frame-pointer stacks and get no Python stack (user
+ * space loads only selected processes: see stacktools._unwinder).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
@@ -67,9 +69,10 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
 
     struct wake_key key = {};
     ptk_current_stack(&key.waker, ctx);
-#if PYTHON_STACKS
-    if (key.waker.tid)
-        key.waker_py_stack_id = ptk_python_stack(key.waker.pid, key.waker.tid);
+#if PYTHON_STACKS   /* as in offwaketime: not for a waker outside a -p/command selection */
+    u32 waker_pid = key.waker.pid;
+    if (key.waker.tid && !(SELECT_BY == 1 && !selected.lookup(&waker_pid)))
+        key.waker_py_stack_id = ptk_python_stack(waker_pid, key.waker.tid);
 #endif
     bpf_probe_read_kernel(&key.target_pid, sizeof(key.target_pid), &target->tgid);
     bpf_probe_read_kernel_str(&key.target_comm, sizeof(key.target_comm), &target->comm);
