@@ -53,6 +53,9 @@ def split_frame(frame: int) -> tuple[int, int]:
 class Unwinder:
     """Loads tables and mappings into one program's ptk_unwind.h maps."""
 
+    # which announced pids to load (None: all); see stacktools._unwinder
+    wanted: Callable[[int], bool] | None = None
+
     def __init__(self, prog: Any, users: Any) -> None:
         self.users = users   # symbols.UserSymbols: maps snapshots and parsed binaries
         self.rows = prog["unwind_rows"]
@@ -71,8 +74,6 @@ class Unwinder:
         self.pending: dict[int, None] = {}        # pids to load, oldest first
         self.stopped: set[int] = set()            # held at their entry point (see continue_)
         self.entry_pid = 0                        # the command armed to stop at its entry
-        # which announced pids to load (None: all); see stacktools._unwinder
-        self.wanted: Callable[[int], bool] | None = None
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
 
