@@ -4,11 +4,20 @@
  * away is added to that stack.
  *
  * Parameters: THREAD_KIND (0 all, 1 user threads, 2 kernel threads), STATE
- * (-1: any), and those of ptk_stacks.h (selection, MIN/MAX_BLOCK_NS, stacks).
+ * (-1: any), and those of ptk_stacks.h (selection, MIN/MAX_BLOCK_NS, stacks);
+ * CFI_UNWIND (ptk_unwind.h: user stacks unwound in the kernel from CFI
+ * tables, with the outgoing thread's registers); PYTHON_STACKS: a CPython
+ * thread's Python stack is taken at switch-out too, and its time is added to
+ * py_counts under (stacks, Python stack id) instead of counts.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_unwind.h"
 #include "ptk_stacks.h"
+
+#ifndef PYTHON_STACKS
+#define PYTHON_STACKS 0
+#endif
 
 #ifndef THREAD_KIND
 #define THREAD_KIND 0
@@ -21,12 +30,18 @@
 
 struct off_start {
     u64 ts;
+    u64 py_stack_id;   /* 0: no Python stack (or PYTHON_STACKS off) */
     struct ptk_stack_key key;
 };
 
 /* LRU: threads that exit while switched out never come back to delete theirs */
 BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);   /* nanoseconds */
+
+#if PYTHON_STACKS
+#include "ptk_python.h"
+BPF_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);   /* nanoseconds */
+#endif
 
 PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
 {
@@ -40,7 +55,13 @@ PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
             return false;
     }
     /* low byte only: 6.1+ adds modifier bits such as TASK_FREEZABLE (0x2000) */
-    return STATE == -1 || (state & 0xff) == STATE;
+    if (STATE != -1 && (state & 0xff) != STATE)
+        return false;
+#if CFI_UNWIND
+    if (ptk_held_at_entry(tid, state))
+        return false;
+#endif
+    return true;
 }
 
 RAW_TRACEPOINT_PROBE(sched_switch)
@@ -59,6 +80,9 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     if (wanted(prev, prev_tgid, prev_tid, prev_state)) {
         struct off_start s = { .ts = now };
         ptk_current_stack(&s.key, ctx);
+#if PYTHON_STACKS   /* prev is still current: its thread state and frames */
+        s.py_stack_id = ptk_python_stack(prev_tgid, prev_tid);
+#endif
         start.update(&prev_tid, &s);
     }
 
@@ -66,11 +90,23 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     if (!s)
         return 0;
     struct ptk_stack_key key = s->key;
-    u64 delta = now - s->ts;
+    u64 delta = now - s->ts, py_stack_id = s->py_stack_id;
     start.delete(&next_tid);
     if (delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
         return 0;
-    u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);
+    u64 zero = 0, *total;
+#if PYTHON_STACKS
+    if (py_stack_id) {
+        struct ptk_py_sample_key py_key = {.key = key, .py_stack_id = py_stack_id};
+        total = py_counts.lookup_or_try_init(&py_key, &zero);
+        if (total)
+            __sync_fetch_and_add(total, delta);
+        else
+            ptk_count_loss(PTK_MAP_FULL);
+        return 0;
+    }
+#endif
+    total = counts.lookup_or_try_init(&key, &zero);
     if (total)
         __sync_fetch_and_add(total, delta);
     else

@@ -4,25 +4,62 @@
  * runs again its time away is added under both.
  *
  * Parameters: those of ptk_stacks.h; the selection applies to the blocked
- * threads.
+ * threads. CFI_UNWIND (ptk_unwind.h): user stacks unwound in the kernel from
+ * CFI tables, each with `current`'s registers (the outgoing thread at
+ * sched_switch, the waker at sched_wakeup). PYTHON_STACKS: CPython threads'
+ * Python stacks are taken at the same two points (ids in the key, 0: none).
+ * With a -p/command selection, wakers outside it keep frame-pointer stacks
+ * and get no Python stack (see current_python_stack).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_unwind.h"
 #include "ptk_stacks.h"
+
+#ifndef PYTHON_STACKS
+#define PYTHON_STACKS 0
+#endif
+#if PYTHON_STACKS
+#include "ptk_python.h"
+#endif
 
 struct off_start {
     u64 ts;
+    u64 py_stack_id;
     struct ptk_stack_key key;
+};
+
+struct waker_stacks {
+    struct ptk_stack_key key;
+    u64 py_stack_id;
 };
 
 struct offwake_key {
     struct ptk_stack_key target;
     struct ptk_stack_key waker;     /* stack ids -1: woken by nobody we saw */
+    u64 target_py_stack_id;         /* Python stacks (PYTHON_STACKS), 0: none */
+    u64 waker_py_stack_id;
 };
 
 BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
-BPF_TABLE("lru_hash", u32, struct ptk_stack_key, wakers, 32768);
+BPF_TABLE("lru_hash", u32, struct waker_stacks, wakers, 32768);
 BPF_HASH(counts, struct offwake_key, u64, MAX_STACKS);   /* nanoseconds */
+
+/* The current thread's Python stack id (0: none, or PYTHON_STACKS off). A
+ * waker outside a -p/command selection gets none (often just whatever task a
+ * timer interrupt hit; user space loads only selected processes, see
+ * stacktools._unwinder). */
+PTK_INLINE u64 current_python_stack(struct ptk_stack_key *key)
+{
+#if PYTHON_STACKS
+    u32 tgid = key->pid, tid = key->tid;
+    if (!tid || (SELECT_BY == 1 && !selected.lookup(&tgid)))
+        return 0;
+    return ptk_python_stack(tgid, tid);
+#else
+    return 0;
+#endif
+}
 
 RAW_TRACEPOINT_PROBE(sched_wakeup)
 {
@@ -31,8 +68,9 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
     bpf_probe_read_kernel(&tid, sizeof(tid), &target->pid);
     if (!start.lookup(&tid))
         return 0;   /* not a thread we are timing */
-    struct ptk_stack_key waker = {};
-    ptk_current_stack(&waker, ctx);
+    struct waker_stacks waker = {};
+    ptk_current_stack(&waker.key, ctx);
+    waker.py_stack_id = current_python_stack(&waker.key);
     wakers.update(&tid, &waker);
     return 0;
 }
@@ -48,9 +86,14 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
     u64 now = bpf_ktime_get_ns();
 
-    if (!(prev_state & TASK_DEAD_STATE) && ptk_ids_selected(prev_tgid, prev_tid)) {
+    bool held = false;
+#if CFI_UNWIND   /* stopped at its entry by us: not the program's blocking */
+    held = ptk_held_at_entry(prev_tid, prev_state);
+#endif
+    if (!held && !(prev_state & TASK_DEAD_STATE) && ptk_ids_selected(prev_tgid, prev_tid)) {
         struct off_start s = { .ts = now };
         ptk_current_stack(&s.key, ctx);
+        s.py_stack_id = current_python_stack(&s.key);
         start.update(&prev_tid, &s);
         wakers.delete(&prev_tid);
     }
@@ -60,11 +103,13 @@ RAW_TRACEPOINT_PROBE(sched_switch)
         return 0;
     struct offwake_key key = {};
     key.target = s->key;
+    key.target_py_stack_id = s->py_stack_id;
     u64 delta = now - s->ts;
     start.delete(&next_tid);
-    struct ptk_stack_key *w = wakers.lookup(&next_tid);
+    struct waker_stacks *w = wakers.lookup(&next_tid);
     if (w) {
-        key.waker = *w;
+        key.waker = w->key;
+        key.waker_py_stack_id = w->py_stack_id;
         wakers.delete(&next_tid);
     } else {
         key.waker.user_stack_id = -1;

@@ -24,11 +24,6 @@ BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
 
 #if PYTHON_STACKS
 #include "ptk_python.h"
-/* the sample key plus the Python stack, kept apart from struct ptk_stack_key */
-struct ptk_py_sample_key {
-    struct ptk_stack_key key;
-    u64 py_stack_id;
-};
 BPF_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);
 #endif
 

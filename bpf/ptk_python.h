@@ -75,6 +75,13 @@ struct ptk_py_event {
     u64 stack_id;
 };
 
+/* A stack tool's key plus the Python stack (py_counts), kept apart from
+ * struct ptk_stack_key so that tools without Python keep their key. */
+struct ptk_py_sample_key {
+    struct ptk_stack_key key;
+    u64 py_stack_id;
+};
+
 BPF_HASH(py_procs, u32, struct ptk_py_proc, 8192);
 BPF_TABLE("lru_hash", u32, u64, py_tstates, 16384);         /* tid -> its PyThreadState */
 BPF_HASH(py_stacks, u64, struct ptk_py_stack, PY_STACKS_SIZE);

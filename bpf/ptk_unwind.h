@@ -138,6 +138,20 @@ int ptk_stop_at_entry(struct pt_regs *ctx)
     return 0;
 }
 
+/* For the blocked-time tools: true once, for the switch-out of the command
+ * stopped by ptk_stop_at_entry (a hold of ours, not the program's blocking;
+ * its waker would be pytracekit's SIGCONT). `state` is sched_switch's
+ * prev_state (__TASK_STOPPED: 4). */
+PTK_INLINE bool ptk_held_at_entry(u32 tid, long state)
+{
+    u32 zero = 0;
+    u32 *done = entry_stopped.lookup(&zero);
+    if (!EXEC_PID || tid != EXEC_PID || !(state & 4) || !done || *done != 1)
+        return false;
+    *done = 2;   /* later stops (a real SIGSTOP) count */
+    return true;
+}
+
 PTK_INLINE u64 ptk_mix(u64 h, u64 v)
 {
     h ^= v;

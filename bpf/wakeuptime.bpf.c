@@ -4,17 +4,31 @@
  * the time, under the waker's stacks and the target's name.
  *
  * Parameters: those of ptk_stacks.h; the selection applies to the blocked
- * (target) threads.
+ * (target) threads. CFI_UNWIND (ptk_unwind.h): the waker's user stack
+ * unwound in the kernel from CFI tables (`current` at sched_wakeup: the
+ * waker, or the task an interrupt found running). PYTHON_STACKS: the waker's
+ * Python stack too (its id in the key, 0: none). With a -p/command selection,
+ * wakers outside it keep frame-pointer stacks and get no Python stack (user
+ * space loads only selected processes: see stacktools._unwinder).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_unwind.h"
 #include "ptk_stacks.h"
+
+#ifndef PYTHON_STACKS
+#define PYTHON_STACKS 0
+#endif
+#if PYTHON_STACKS
+#include "ptk_python.h"
+#endif
 
 struct wake_key {
     struct ptk_stack_key waker;
     u32 target_pid;
     u32 pad;
     char target_comm[TASK_COMM_LEN];
+    u64 waker_py_stack_id;
 };
 
 BPF_TABLE("lru_hash", u32, u64, start, 32768);      /* tid -> when it blocked */
@@ -30,6 +44,10 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     /* only sleeps: a preempted thread (state 0) is not woken by anyone */
     if (prev_state == 0 || (prev_state & TASK_DEAD_STATE) || !ptk_ids_selected(tgid, tid))
         return 0;
+#if CFI_UNWIND   /* stopped at its entry by us: its waker would be our SIGCONT */
+    if (ptk_held_at_entry(tid, prev_state))
+        return 0;
+#endif
     u64 now = bpf_ktime_get_ns();
     start.update(&tid, &now);
     return 0;
@@ -51,6 +69,11 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
 
     struct wake_key key = {};
     ptk_current_stack(&key.waker, ctx);
+#if PYTHON_STACKS   /* as in offwaketime: not for a waker outside a -p/command selection */
+    u32 waker_pid = key.waker.pid;
+    if (key.waker.tid && !(SELECT_BY == 1 && !selected.lookup(&waker_pid)))
+        key.waker_py_stack_id = ptk_python_stack(waker_pid, key.waker.tid);
+#endif
     bpf_probe_read_kernel(&key.target_pid, sizeof(key.target_pid), &target->tgid);
     bpf_probe_read_kernel_str(&key.target_comm, sizeof(key.target_comm), &target->comm);
     u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);

@@ -209,6 +209,24 @@ def select_targets(pids: list[int], tids: list[int],
     return target, selected, {"SELECT_BY": 2 if tids else (1 if selected else 0)}
 
 
+def _load_selected_only(prog: Any, unwinder: Any) -> None:
+    """With a pid selection, the unwinder loads only selected processes: a
+    waker outside them (offwaketime, wakeuptime), often just whatever task a
+    timer interrupt hit, keeps the frame-pointer walk; loading every task an
+    interrupt happens to find running cost seconds of CPU mid-run."""
+    if unwinder is None or prog.defines.get("SELECT_BY") != 1:
+        return
+    table = prog["selected"]
+
+    def wanted(pid: int) -> bool:
+        try:
+            table[table.Key(pid)]
+        except KeyError:
+            return False
+        return True
+    unwinder.wanted = wanted
+
+
 def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[int],
            attach: Any = None) -> tuple[Any, Any, Any]:
     """Compile bpf/<name>.bpf.c, fill `selected`, attach (tracepoints attach
@@ -225,6 +243,7 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
                 table[table.Key(ident)] = table.Leaf(1)
             symbolizer = Symbolizer(prog.bpf)
             unwinder = _unwinder(prog, symbolizer, target, selected)   # before samples
+            _load_selected_only(prog, unwinder)
             if attach is not None:
                 attach(prog)
             poll = watch_new_pids(prog, symbolizer, unwinder=unwinder)

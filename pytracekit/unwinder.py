@@ -20,9 +20,9 @@ import signal
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
-from .unwind_table import UnwindTable
+from .unwind_table import ROW, UnwindTable
 
 MODULE_SHIFT = 48
 VADDR_MASK = (1 << MODULE_SHIFT) - 1
@@ -52,6 +52,9 @@ def split_frame(frame: int) -> tuple[int, int]:
 
 class Unwinder:
     """Loads tables and mappings into one program's ptk_unwind.h maps."""
+
+    # which announced pids to load (None: all); see stacktools._unwinder
+    wanted: Callable[[int], bool] | None = None
 
     def __init__(self, prog: Any, users: Any) -> None:
         self.users = users   # symbols.UserSymbols: maps snapshots and parsed binaries
@@ -111,18 +114,18 @@ class Unwinder:
             self.stats["table_full"] += 1   # known before spending seconds compiling it
             return
         started = time.monotonic()
-        table = UnwindTable.cached(image, mod.build_id)
+        data = UnwindTable.cached_packed(image, mod.build_id)
         self.stats["compile_s"] += time.monotonic() - started
-        if table is None:
+        if data is None:
             self.stats["no_table"] += 1
             return
-        n = len(table.rows)
+        n = len(data) // ROW.size
         if self.next_row + n > self.row_capacity:
             self.stats["table_full"] += 1
             return
         first = self.next_row
-        keys = (self.rows.Key * n)(*(self.rows.Key(first + i) for i in range(n)))
-        values = (self.rows.Leaf * n).from_buffer_copy(table.packed())
+        keys = (self.rows.Key * n)(*range(first, first + n))   # plain ints: no Key objects
+        values = (self.rows.Leaf * n).from_buffer_copy(data)
         self.rows.items_update_batch(keys, values)
         self.next_row += n
         mod.first_row, mod.n_rows = first, n
@@ -139,8 +142,10 @@ class Unwinder:
     # -- processes --------------------------------------------------------------
     def request(self, pid: int) -> None:
         """Load pid (again) at the next work(): compiling a new module's table
-        can take a second, too long inside a ring buffer callback."""
-        self.pending[pid] = None
+        can take a second, too long inside a ring buffer callback. Pids that
+        `wanted` refuses are left to the frame-pointer fallback."""
+        if self.wanted is None or self.wanted(pid):
+            self.pending[pid] = None
 
     def work(self, budget_s: float = WORK_BUDGET_S) -> None:
         """Load pending pids, oldest first, for about budget_s."""

@@ -10,6 +10,12 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
   threads S  two threads busy in spin_a and spin_b for S seconds
   deep S [N] recurse N (default 100) levels, then busy in bottom for S seconds
   zlib S     compress_it: zlib.compress (C, libz's deflate) in a loop for S seconds
+  naps N MS FILE  three threads each sleep N times MS ms (time.sleep): main in
+             naps -> sleeper -> napper -> nap, two others in napper -> nap_a /
+             nap_b; then writes FILE: JSON {function: seconds measured around its
+             calls}
+  handoff N FILE  N times: main sleeps 20 ms, then wake_it sets an Event that a
+             thread waits for in wait_for_it; FILE as for naps ("wait_for_it")
 """
 import faulthandler
 import json
@@ -126,6 +132,72 @@ def recurse(depth, seconds):
     return bottom(seconds)
 
 
+def nap(ms):
+    time.sleep(ms / 1000)
+
+
+def nap_a(ms):
+    time.sleep(ms / 1000)
+
+
+def nap_b(ms):
+    time.sleep(ms / 1000)
+
+
+def napper(function, n, ms, slept):
+    """n calls of function(ms), their time summed in slept[its name]."""
+    for _ in range(n):
+        began = time.monotonic()
+        function(ms)
+        name = function.__name__
+        slept[name] = slept.get(name, 0.0) + time.monotonic() - began
+
+
+def sleeper(n, ms, slept):
+    napper(nap, n, ms, slept)
+
+
+def naps(n, ms, path):
+    slept = {}
+    threads = [threading.Thread(target=napper, args=(f, n, ms, slept)) for f in (nap_a, nap_b)]
+    for t in threads:
+        t.start()
+    sleeper(n, ms, slept)
+    for t in threads:
+        t.join()
+    with open(path, "w") as out:
+        json.dump(slept, out)
+
+
+def wait_for_it(event, slept):
+    began = time.monotonic()
+    event.wait()
+    slept["wait_for_it"] = slept.get("wait_for_it", 0.0) + time.monotonic() - began
+    event.clear()
+
+
+def waiter(events, slept):
+    for event in events:
+        wait_for_it(event, slept)
+
+
+def wake_it(event):
+    event.set()
+
+
+def handoff(n, path):
+    slept = {}
+    events = [threading.Event() for _ in range(n)]
+    thread = threading.Thread(target=waiter, args=(events, slept))
+    thread.start()
+    for event in events:
+        time.sleep(0.02)
+        wake_it(event)
+    thread.join()
+    with open(path, "w") as out:
+        json.dump(slept, out)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
@@ -137,5 +209,9 @@ if __name__ == "__main__":
         two_threads(seconds)
     elif mode == "zlib":
         compress_it(seconds)
+    elif mode == "naps":
+        naps(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif mode == "handoff":
+        handoff(int(sys.argv[2]), sys.argv[3])
     elif mode == "deep":
         recurse(int(sys.argv[3]) if len(sys.argv) > 3 else 100, seconds)

@@ -72,6 +72,9 @@ class PythonFrames:
         # of the last samples(): samples whose root-ward native frames were dropped
         # (merge), and samples with a code object that could not be read (freed)
         self.dropped_native = self.gone = 0
+        # how those two are printed: values / value_divisor, then value_unit
+        # (a blocked-time tool's values are nanoseconds: 1000, " us")
+        self.value_divisor, self.value_unit = 1, ""
         prog["py_events"].open_ring_buffer(self._on_event)
 
     # -- processes ------------------------------------------------------------
@@ -191,39 +194,60 @@ class PythonFrames:
             out.append((Frame(f"[+{st.truncated} python frames]", "python"), True))
         return out
 
+    def begin_read(self) -> None:
+        """Reset the per-read counts (dropped_native, gone) before naming stacks."""
+        self.dropped_native = self.gone = 0
+
+    def python_stack(self, py_stack_id: int) -> list[tuple[Frame, bool]]:
+        """Innermost-first (frame, ends an eval call) of a stored stack ([] if unknown)."""
+        python = self.stacks.get(py_stack_id)
+        if python is None:
+            python = self._resolve(py_stack_id) or []
+            self.stacks[py_stack_id] = python
+        return python
+
+    def key_path(self, symbolizer: Any, stack_map: Any, key: Any, py_stack_id: int,
+                 value: int, *, user: bool = True, kernel: bool = True, delimit: bool = False,
+                 missing: bool = False, annotate: bool = False) -> list[Frame]:
+        """One ptk_stack_key's frames, root first: user frames with the Python
+        stack `py_stack_id` merged in (0: none), [--], kernel frames. `value`
+        is what the stack weighs in the dropped/gone counts."""
+        unwound = getattr(key, "user_stack_hash", 0)
+        if not (user and py_stack_id):
+            return stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
+                              kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
+                              delimit=delimit, missing=missing, annotate=annotate,
+                              user_stack_hash=unwound)
+        python = self.python_stack(py_stack_id)
+        if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
+            self.gone += value
+        native = [MISSED_USER] if missing and stack_missed(key.user_stack_id) else \
+            stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
+                       kernel_stack_id=-14, user=True, kernel=False, user_stack_hash=unwound)
+        path, dropped = merge(native, python)
+        self.dropped_native += value if dropped else 0
+        has_user = key.user_stack_id >= 0 or unwound != 0
+        if delimit and kernel and has_user and key.kernel_stack_id >= 0:
+            path.append(DELIMITER)
+        if kernel:
+            path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=-14,
+                               kernel_stack_id=key.kernel_stack_id, user=False,
+                               kernel=True, missing=missing, annotate=annotate)
+        return path
+
     def samples(self, symbolizer: Any, stack_map: Any, *, user: bool = True,
                 kernel: bool = True, delimit: bool = False, missing: bool = False,
                 annotate: bool = False, include_comm: bool = True) -> list[Sample]:
         """py_counts as samples: comm, user frames with Python merged, [--], kernel."""
         out = []
-        self.dropped_native = self.gone = 0
+        self.begin_read()
         for k, v in self.prog["py_counts"].items():
             key = k.key
-            python = self.stacks.get(k.py_stack_id)
-            if python is None:
-                python = self._resolve(k.py_stack_id) or []
-                self.stacks[k.py_stack_id] = python
-            if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
-                self.gone += v.value
             comm = key.comm.decode(errors="replace")
             path: list[Frame] = [Frame(comm, "process")] if include_comm else []
-            if user:
-                # issue 12's in-kernel unwinder adds user_stack_hash to the key
-                unwound = {"user_stack_hash": key.user_stack_hash} \
-                    if hasattr(key, "user_stack_hash") else {}
-                native = [MISSED_USER] if missing and stack_missed(key.user_stack_id) else \
-                    stack_path(symbolizer, stack_map, pid=key.pid,
-                               user_stack_id=key.user_stack_id, kernel_stack_id=-14,
-                               user=True, kernel=False, **unwound)
-                merged, dropped = merge(native, python)
-                self.dropped_native += v.value if dropped else 0
-                path += merged
-            if delimit and user and kernel and key.user_stack_id >= 0 and key.kernel_stack_id >= 0:
-                path.append(DELIMITER)
-            if kernel:
-                path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=-14,
-                                   kernel_stack_id=key.kernel_stack_id, user=False,
-                                   kernel=True, missing=missing, annotate=annotate)
+            path += self.key_path(symbolizer, stack_map, key, k.py_stack_id, v.value,
+                                  user=user, kernel=kernel, delimit=delimit, missing=missing,
+                                  annotate=annotate)
             out.append(Sample(tuple(path), v.value, pid=key.pid, tid=key.tid, comm=comm))
         return out
 
@@ -231,20 +255,23 @@ class PythonFrames:
         table = self.prog["py_stats"]
         return {name: sum(table[table.Key(i)]) for i, name in enumerate(STATS)}
 
-    def summary_line(self) -> str:
-        """One stderr line about Python samples that lost their Python frames."""
+    def summary_line(self, noun: str = "samples") -> str:
+        """One stderr line about Python samples that lost their Python frames
+        (`noun`: what the tool takes stacks at, e.g. offcputime's "blocks")."""
         s = self.stats()
         lost = {k: s[k] for k in ("no_tstate", "read_fault", "map_full") if s[k]}
         if not s["stacks"] and not lost:
             return ""
-        parts = [f"{s['stacks']} samples with Python frames"]
+        parts = [f"{s['stacks']} {noun} with Python frames"]
         parts += [f"{n} {k.replace('_', ' ')}" for k, n in lost.items()]
         if s["pending"]:
             parts.append(f"{s['pending']} of processes not yet checked for Python")
+        div, unit = self.value_divisor, self.value_unit
         if self.dropped_native:
-            parts.append(f"{self.dropped_native} with unreliable native frames dropped")
+            parts.append(f"{self.dropped_native // div}{unit} with unreliable native frames "
+                         "dropped")
         if self.gone:
-            parts.append(f"{self.gone} with a code object gone before it was read")
+            parts.append(f"{self.gone // div}{unit} with a code object gone before it was read")
         return "python: " + ", ".join(parts)
 
     def close(self) -> None:

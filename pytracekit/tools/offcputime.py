@@ -6,24 +6,69 @@ them, in the kernel. Values are microseconds, as in BCC.
 """
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+from typing import Any
+
 import click
 
 from .. import options, stacktools
 from ..errors import UsageError
+from ..model import Frame, Sample, StackProfile
+from ..stacks import stack_path
+from ..python import sampling as pysampling
 from ..runner import announce, run_until_done
 
 DRY_RUN_ARGS = ["1"]
 
 
+@dataclass
+class BlockedSession(stacktools.StackSession):
+    """offwaketime's and wakeuptime's session: keys holding several stacks,
+    each with an optional Python stack id (`python`: a PythonFrames or None)."""
+
+    python: Any = None
+
+    def key_path(self, key: Any, py_stack_id: int, value: int, **opts: Any) -> list[Frame]:
+        """One ptk_stack_key's user (Python merged in) and kernel frames, root first."""
+        stack_map = self.prog["stack_traces"]
+        if self.python is not None and py_stack_id:
+            return self.python.key_path(self.symbolizer, stack_map, key, py_stack_id, value,
+                                        **opts)
+        return stack_path(self.symbolizer, stack_map, pid=key.pid,
+                          user_stack_id=key.user_stack_id, kernel_stack_id=key.kernel_stack_id,
+                          user_stack_hash=key.user_stack_hash, **opts)
+
+    def samples(self) -> StackProfile:
+        if self.python is not None:
+            self.python.begin_read()
+        profile = StackProfile(samples=self.key_samples(), loss=self.loss())
+        profile.loss.unknown_frames += self.symbolizer.unknown_frames
+        return profile
+
+    def key_samples(self) -> list[Sample]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        try:
+            if self.python is not None:
+                self.python.close()
+        finally:
+            super().close()
+
+
 def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: int | None,
-                  stack_storage_size: int) -> dict:
+                  stack_storage_size: int, unwind: str = "dwarf") -> dict:
     """Check and translate the options offcputime, offwaketime and wakeuptime share."""
     if user_only and kernel_only:
         raise UsageError("-U and -K exclude each other: give at most one")
     if max_us is not None and max_us < min_us:
         raise UsageError(f"-M {max_us} is below -m {min_us}: the range would be empty")
     defines = {"MIN_BLOCK_NS": f"{min_us * 1000}ULL", "USER_STACKS": not kernel_only,
-               "KERNEL_STACKS": not user_only, "STACK_STORAGE_SIZE": stack_storage_size}
+               "KERNEL_STACKS": not user_only, "STACK_STORAGE_SIZE": stack_storage_size,
+               # user stacks unwound in the kernel from CFI, as profile's (ptk_unwind.h)
+               "CFI_UNWIND": unwind == "dwarf" and not kernel_only,
+               "USTACKS_SIZE": stack_storage_size}
     if max_us is not None:
         defines["MAX_BLOCK_NS"] = f"{max_us * 1000}ULL"
     return defines
@@ -31,11 +76,20 @@ def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: in
 
 def start_blocked(name: str, session_class: type, value_type: str, *, pids=None, tids=None,
                   command=(), user_only=False, kernel_only=False, min_us=1, max_us=None,
-                  stack_storage_size=16384, delimited=False, extra_defines=None):
-    """Start one of the blocked-time tools; values are reported in microseconds."""
+                  stack_storage_size=16384, delimited=False, unwind="dwarf", python=False,
+                  extra_defines=None):
+    """Start one of the blocked-time tools; values are reported in microseconds.
+    `python`: CPython 3.8-3.13 threads get their Python frames (as profile's);
+    `session_class` is then given them as `python=` (a PythonFrames)."""
+    if unwind not in ("dwarf", "fp"):
+        raise UsageError(f"unknown unwind method {unwind!r}: use dwarf or fp")
     defines = block_defines(user_only=user_only, kernel_only=kernel_only, min_us=min_us,
-                            max_us=max_us, stack_storage_size=stack_storage_size)
+                            max_us=max_us, stack_storage_size=stack_storage_size,
+                            unwind=unwind)
     defines.update(extra_defines or {})
+    python = python and not kernel_only
+    if python:
+        defines.update(pysampling.defines())
     target, selected, selection = stacktools.select_targets(list(pids or []),
                                                             list(tids or []), command)
     defines.update(selection)
@@ -43,18 +97,29 @@ def start_blocked(name: str, session_class: type, value_type: str, *, pids=None,
     meta = {"tool": name}
     if command:
         meta["command"] = " ".join(command)
+    extra = {}
+    if python:
+        frames = pysampling.PythonFrames(prog)
+        frames.value_divisor, frames.value_unit = 1000, " us"   # values are nanoseconds
+        poll = frames.poll(poll)
+        extra = {"python": frames}
     return session_class(prog, target, symbolizer, poll,
                          dict(user=not kernel_only, kernel=not user_only, delimit=delimited),
-                         meta, value_type=value_type, unit="microseconds", divisor=1000)
+                         meta, value_type=value_type, unit="microseconds", divisor=1000,
+                         **extra)
 
 
 def start(*, user_threads_only: bool = False, kernel_threads_only: bool = False,
-          state: int | None = None, **options) -> stacktools.StackSession:
-    """offcputime's core: `read()` gives off-CPU microseconds per stack."""
+          state: int | None = None, python: bool = False,
+          **options) -> stacktools.StackSession:
+    """offcputime's core: `read()` gives off-CPU microseconds per stack. `python`
+    (off here, on in the command, as in profile.start): a CPython thread's
+    Python stack is taken when it leaves the CPU, its time added there."""
     if user_threads_only and kernel_threads_only:
         raise UsageError("-u and -k exclude each other: give at most one")
     kind = 1 if user_threads_only else 2 if kernel_threads_only else 0
-    session = start_blocked("offcputime", stacktools.StackSession, "off_cpu",
+    session_class = pysampling.PythonStackSession if python else stacktools.StackSession
+    session = start_blocked("offcputime", session_class, "off_cpu", python=python,
                             extra_defines={"THREAD_KIND": kind,
                                            "STATE": -1 if state is None else state},
                             **options)
@@ -89,6 +154,14 @@ def stack_tool_options(f):
                      default=None, help="Ignore blocks longer than this (microseconds)."),
         click.option("--top", type=click.IntRange(min=0), default=None,
                      help="Print only the N biggest stacks."),
+        click.option("--python/--no-python", "python", default=True, show_default=True,
+                     help="Show Python frames of CPython 3.8-3.13 processes (found per "
+                          "process)."),
+        click.option("--unwind", type=click.Choice(["dwarf", "fp"]), default="dwarf",
+                     show_default=True,
+                     help="User stacks: dwarf unwinds in the kernel with each binary's CFI "
+                          "(.eh_frame; works without frame pointers), fp follows frame "
+                          "pointers."),
         options.duration_option(),
         options.json_option(),
         stacktools.with_output_options,
@@ -108,7 +181,7 @@ def stack_tool_options(f):
 @stack_tool_options
 def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_threads_only,
             kernel_threads_only, user_only, kernel_only, delimited, folded, stack_storage_size,
-            min_us, max_us, top, duration, as_json, output, fmt) -> None:
+            min_us, max_us, top, python, unwind, duration, as_json, output, fmt) -> None:
     """Summarize off-CPU time (blocked) by stack trace, in microseconds.
 
     \b
@@ -126,7 +199,8 @@ def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_th
     session = start(pids=pids, tids=tids, command=command, user_threads_only=user_threads_only,
                     kernel_threads_only=kernel_threads_only, user_only=user_only,
                     kernel_only=kernel_only, min_us=min_us, max_us=max_us, state=state,
-                    stack_storage_size=stack_storage_size, delimited=delimited)
+                    stack_storage_size=stack_storage_size, delimited=delimited,
+                    unwind=unwind, python=python)
     run_stack_tool("offcputime", session, "off-CPU time (us)", pids, tids, command, user_only,
                    kernel_only, duration, folded=folded, as_json=as_json, top=top,
                    output=output, fmt=fmt)
@@ -135,7 +209,7 @@ def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_th
 def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
                    user_threads_only, kernel_threads_only, duration_arg, pid_list, tid_list,
                    user_only, kernel_only, delimited, folded, stack_storage_size, min_us, max_us,
-                   top, duration, as_json, output, fmt) -> None:
+                   top, python, unwind, duration, as_json, output, fmt) -> None:
     """The command body of offwaketime and wakeuptime (they differ in what they
     read and print, not in their options)."""
     if user_threads_only or kernel_threads_only:
@@ -147,23 +221,34 @@ def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
     pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
     session = start_fn(pids=pids, tids=tids, command=command, user_only=user_only,
                        kernel_only=kernel_only, min_us=min_us, max_us=max_us,
-                       stack_storage_size=stack_storage_size, delimited=delimited)
+                       stack_storage_size=stack_storage_size, delimited=delimited,
+                       unwind=unwind, python=python)
     run_stack_tool(tool, session, what, pids, tids, command, user_only, kernel_only, duration,
                    folded=folded, as_json=as_json, top=top, output=output, fmt=fmt, text=text)
+
+
+# what the Python stacks of each tool are taken at (its `python:` stderr line)
+STACKS_TAKEN_AT = {"offcputime": "blocks", "offwaketime": "blocks and wakeups",
+                   "wakeuptime": "wakeups"}
 
 
 def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids, tids, command,
                    user_only, kernel_only, duration, *, folded, as_json, top, output, fmt,
                    text=None) -> None:
     """Announce, run until done, print and write; always detach."""
+    note = ""
     try:
         if not (folded or as_json):
             announce(stacktools.opening_line(f"Tracing {what}", pids, tids, command, user_only,
                                              kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
+        if getattr(session, "python", None) is not None:   # Python frames were on
+            note = session.python.summary_line(STACKS_TAKEN_AT[tool])
     finally:
         session.close()
     stacktools.print_profile(tool, profile, folded=folded, as_json=as_json, top=top, text=text)
+    if note:
+        print(note, file=sys.stderr)
     if output:
         stacktools.write_output(profile, output, fmt, tool=tool)

@@ -12,35 +12,28 @@ import click
 
 from .. import options, stacktools
 from ..model import Frame, Sample, StackProfile
-from ..stacks import stack_path
-from .offcputime import run_waker_tool, stack_tool_options, start_blocked
+from .offcputime import BlockedSession, run_waker_tool, stack_tool_options, start_blocked
 from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["1"]
 WAKER_DELIMITER = Frame("--", "marker")
 
 
-class OffWakeSession(stacktools.StackSession):
-    def samples(self) -> StackProfile:
-        stack_map, opts = self.prog["stack_traces"], self.read_options
+class OffWakeSession(BlockedSession):
+    def key_samples(self) -> list[Sample]:
+        opts = self.read_options
         samples = []
         for key, value in self.prog["counts"].items():
             t, w = key.target, key.waker
             comm = cstr(t.comm)
             path = [Frame(comm, "process")]
-            path += stack_path(self.symbolizer, stack_map, pid=t.pid,
-                               user_stack_id=t.user_stack_id, kernel_stack_id=t.kernel_stack_id,
-                               missing=True, **opts)
+            path += self.key_path(t, key.target_py_stack_id, value.value, missing=True, **opts)
             path.append(WAKER_DELIMITER)
-            waker = stack_path(self.symbolizer, stack_map, pid=w.pid,
-                               user_stack_id=w.user_stack_id, kernel_stack_id=w.kernel_stack_id,
-                               **opts)
+            waker = self.key_path(w, key.waker_py_stack_id, value.value, **opts)
             path += reversed(waker)
             path.append(Frame(cstr(w.comm) or "[unknown waker]", "process"))
             samples.append(Sample(tuple(path), value.value, pid=t.pid, tid=t.tid, comm=comm))
-        loss = self.loss()
-        loss.unknown_frames += self.symbolizer.unknown_frames
-        return StackProfile(samples=samples, loss=loss)
+        return samples
 
 
 def offwake_text(profile: StackProfile, *, top: int | None = None) -> str:
@@ -61,7 +54,8 @@ def offwake_text(profile: StackProfile, *, top: int | None = None) -> str:
 
 
 def start(**options) -> OffWakeSession:
-    """offwaketime's core: `read()` gives microseconds per stack pair."""
+    """offwaketime's core: `read()` gives microseconds per stack pair. Takes
+    start_blocked's options (unwind="dwarf", python=False as in profile.start)."""
     return start_blocked("offwaketime", OffWakeSession, "off_cpu", **options)
 
 

@@ -9,30 +9,25 @@ import click
 
 from .. import options, stacktools
 from ..model import Frame, Sample, StackProfile
-from ..stacks import stack_path
-from .offcputime import run_waker_tool, stack_tool_options, start_blocked
+from .offcputime import BlockedSession, run_waker_tool, stack_tool_options, start_blocked
 from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["1"]
 
 
-class WakeupSession(stacktools.StackSession):
-    def samples(self) -> StackProfile:
-        stack_map, opts = self.prog["stack_traces"], self.read_options
+class WakeupSession(BlockedSession):
+    def key_samples(self) -> list[Sample]:
         samples = []
         for key, value in self.prog["counts"].items():
             w = key.waker
             comm = cstr(w.comm)
             target = cstr(key.target_comm)
             path = [Frame(comm, "process")]
-            path += stack_path(self.symbolizer, stack_map, pid=w.pid,
-                               user_stack_id=w.user_stack_id, kernel_stack_id=w.kernel_stack_id,
-                               missing=True, **opts)
+            path += self.key_path(w, key.waker_py_stack_id, value.value, missing=True,
+                                  **self.read_options)
             path.append(Frame(target, "process"))
             samples.append(Sample(tuple(path), value.value, pid=w.pid, tid=w.tid, comm=comm))
-        loss = self.loss()
-        loss.unknown_frames += self.symbolizer.unknown_frames
-        return StackProfile(samples=samples, loss=loss)
+        return samples
 
 
 def wakeup_text(profile: StackProfile, *, top: int | None = None) -> str:
@@ -50,7 +45,8 @@ def wakeup_text(profile: StackProfile, *, top: int | None = None) -> str:
 
 
 def start(**options) -> WakeupSession:
-    """wakeuptime's core: `read()` gives microseconds per stack pair."""
+    """wakeuptime's core: `read()` gives microseconds per stack pair. Takes
+    start_blocked's options (unwind="dwarf", python=False as in profile.start)."""
     return start_blocked("wakeuptime", WakeupSession, "wakeup", **options)
 
 

@@ -1,0 +1,161 @@
+"""offcputime, offwaketime, wakeuptime with profile's user stacks (issues 12
+and 13): unwound in the kernel by CFI (--unwind dwarf, the default) and with
+Python frames (--python, the default), on the workload built without frame
+pointers and on real interpreters running tests/python_target.py."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import pytracekit
+from pythons import need_python
+from stack_checks import contains_run, names, parse_json
+from test_profile_python import TARGET, function, line_of
+from test_profile_unwind import ROOT_PATH
+
+SLEEP_PATH = f"{ROOT_PATH};sleeper;nanosleep;clock_nanosleep"
+KERNEL_SLEEP = ["do_nanosleep", "schedule", "__schedule"]
+THREAD_ROOT = ["_bootstrap", "_bootstrap_inner", "run"]
+
+
+def _folded_user(res, comm: str) -> dict[str, int]:
+    """`-U -f` output of one comm: {user stack: microseconds}."""
+    assert res.returncode == 0, res.stderr
+    out = {}
+    for line in res.stdout.splitlines():
+        stack, value = line.rsplit(" ", 1)
+        who, _, user = stack.partition(";")
+        if who == comm:
+            out[user] = out.get(user, 0) + int(value)
+    return out
+
+
+@pytest.mark.root
+def test_sleeps_without_frame_pointers_have_the_exact_stack_from_start(workload_nofp):
+    # 10 sleeps of 30 ms in sleeper(): one user stack, whole from _start (a
+    # frame-pointer walk of this build stops at the first libc frame)
+    res = pytracekit("offcputime", "--json", "--", workload_nofp, "sleep", "10", "30")
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offcputime")
+    mine = [s for s in stacks if s["comm"] == "workload-nofp"]
+    sleeping = [s for s in mine if "sleeper" in names(s, "user")]
+    assert {";".join(names(s, "user")) for s in sleeping} == {SLEEP_PATH}, sleeping
+    assert all(contains_run(names(s, "kernel"), KERNEL_SLEEP) for s in sleeping), sleeping
+    assert 300_000 <= sum(s["value"] for s in sleeping) <= 400_000, sleeping
+    # our own hold of the command at its entry point (SIGSTOP until its tables
+    # are loaded) is not the program's blocking
+    assert not any("do_signal_stop" in names(s, "kernel") for s in mine), mine
+
+
+@pytest.mark.root
+def test_frame_pointer_option_keeps_the_kernel_walk(workload):
+    # the frame-pointer build: the kernel's walk has no frame for _start, CFI has
+    for mode, has_start in (("fp", False), ("dwarf", True)):
+        res = pytracekit("offcputime", "-U", "-f", "--unwind", mode, "--", workload,
+                         "sleep", "4", "25")
+        stacks = _folded_user(res, "workload")
+        top = max(stacks, key=stacks.get)
+        assert top.endswith("main;sleeper;nanosleep;clock_nanosleep"), stacks
+        assert top.startswith("_start;") == has_start, stacks
+        assert 100_000 <= stacks[top] <= 140_000, stacks
+
+
+def _slept(path) -> dict[str, int]:
+    """The target's own measure of its sleeps: {function: microseconds}."""
+    return {k: int(v * 1e6) for k, v in json.loads(path.read_text()).items()}
+
+
+def _python_functions(stack: dict) -> list[str]:
+    return [function(f) for f in names(stack, "python")]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("interpreter", ["debian-3.11", "pyenv-3.12", "pyenv-3.13"])
+def test_python_sleeps_are_charged_to_their_functions(interpreter, tmp_path):
+    """Three threads sleep 10 x 50 ms each in nap, nap_a, nap_b: each
+    function's off-CPU time is its measured time, never mixed with another's."""
+    python = need_python(interpreter)
+    res = pytracekit("offcputime", "--json", "--", python, str(TARGET), "naps", "10", "50",
+                     str(tmp_path / "slept"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offcputime")
+    slept = _slept(tmp_path / "slept")
+    expected = {"nap": ["<module>", "naps", "sleeper", "napper", "nap"],
+                "nap_a": THREAD_ROOT + ["napper", "nap_a"],
+                "nap_b": THREAD_ROOT + ["napper", "nap_b"]}
+    sleep_line = line_of("time.sleep(ms / 1000)", "nap(ms)")
+    charged = dict.fromkeys(expected, 0)
+    for s in stacks:
+        funcs = _python_functions(s)
+        naps = [f for f in funcs if f in expected]
+        if not naps:
+            continue
+        assert len(naps) == 1 and funcs == expected[naps[0]], funcs    # one thread's stack
+        charged[naps[0]] += s["value"]
+        if naps[0] == "nap":
+            assert names(s, "python")[-1] == f"nap (python_target.py:{sleep_line})"
+    for name, total in charged.items():
+        assert abs(total - slept[name]) <= 0.1 * slept[name], (charged, slept, res.stderr)
+        assert slept[name] >= 500_000
+
+
+@pytest.mark.root
+def test_no_python_option_charges_the_native_stack_only(tmp_path):
+    python = need_python("debian-3.11")
+    res = pytracekit("offcputime", "--json", "--no-python", "--", python, str(TARGET), "naps",
+                     "5", "40", str(tmp_path / "slept"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offcputime")
+    assert not any(names(s, "python") for s in stacks)
+    # the three threads' sleeps, under libc's clock_nanosleep and the kernel's sleep
+    sleeping = sum(s["value"] for s in stacks if s["comm"] == "python3.11"
+                   and "clock_nanosleep" in names(s, "user")
+                   and contains_run(names(s, "kernel"), KERNEL_SLEEP))
+    total = sum(_slept(tmp_path / "slept").values())
+    assert 0.9 * total <= sleeping <= 1.1 * total, (sleeping, total)
+
+
+def _waker_split(stack: dict) -> tuple[list[str], list[str]]:
+    """offwaketime's (blocked, waker) Python function names around `--`."""
+    frames = stack["frames"]
+    cut = next(i for i, f in enumerate(frames) if f["name"] == "--")
+    py = lambda part: [function(f["name"]) for f in part if f["kind"] == "python"]
+    return py(frames[:cut]), py(frames[cut + 1:])[::-1]   # the waker's read root first
+
+
+@pytest.mark.root
+def test_offwaketime_python_waiter_and_its_python_waker(tmp_path):
+    """A thread waits in wait_for_it for an Event that the main thread sets in
+    wake_it, 10 times: the blocked Python stack and the waker's."""
+    python = need_python("debian-3.11")
+    res = pytracekit("offwaketime", "--json", "--", python, str(TARGET), "handoff", "10",
+                     str(tmp_path / "slept"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offwaketime")
+    waited = by_wake_it = 0
+    for s in stacks:
+        blocked, waker = _waker_split(s)
+        if "wait_for_it" not in blocked:
+            continue
+        assert blocked[:5] == THREAD_ROOT + ["waiter", "wait_for_it"], blocked
+        waited += s["value"]
+        if waker[:3] == ["<module>", "handoff", "wake_it"]:
+            by_wake_it += s["value"]
+    slept = _slept(tmp_path / "slept")["wait_for_it"]
+    assert abs(waited - slept) <= 0.1 * slept, (waited, slept)
+    assert by_wake_it >= 0.9 * waited, (by_wake_it, waited)
+
+
+@pytest.mark.root
+def test_wakeuptime_charges_the_python_waker(tmp_path):
+    python = need_python("debian-3.11")
+    res = pytracekit("wakeuptime", "--json", "--", python, str(TARGET), "handoff", "10",
+                     str(tmp_path / "slept"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "wakeuptime")
+    by_wake_it = sum(s["value"] for s in stacks
+                     if _python_functions(s)[:3] == ["<module>", "handoff", "wake_it"])
+    # the waiter's waits (each ~20 ms) are the only ones wake_it ends
+    slept = _slept(tmp_path / "slept")["wait_for_it"]
+    assert 0.8 * slept <= by_wake_it <= 1.1 * slept, (by_wake_it, slept, res.stdout)
