@@ -159,3 +159,23 @@ def test_wakeuptime_charges_the_python_waker(tmp_path):
     # the waiter's waits (each ~20 ms) are the only ones wake_it ends
     slept = _slept(tmp_path / "slept")["wait_for_it"]
     assert 0.8 * slept <= by_wake_it <= 1.1 * slept, (by_wake_it, slept, res.stdout)
+
+
+@pytest.mark.root
+def test_record_off_cpu_keeps_the_python_sleeps(tmp_path):
+    """record --off-cpu runs offcputime's program with Python frames: the
+    recording holds each nap function's time, read back by report."""
+    from pytracekit import recording
+    python = need_python("debian-3.11")
+    path = tmp_path / "naps.ptk"
+    res = pytracekit("record", "--off-cpu", "-o", str(path), "--", python, str(TARGET),
+                     "naps", "5", "40", str(tmp_path / "slept"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    slept = _slept(tmp_path / "slept")
+    charged = dict.fromkeys(slept, 0)
+    for s in recording.load(str(path)).samples:
+        funcs = [function(f.name) for f in s.stack if f.kind == "python"]
+        if funcs and funcs[-1] in charged:
+            charged[funcs[-1]] += s.value
+    for name, total in charged.items():
+        assert abs(total - slept[name]) <= 0.1 * slept[name], (charged, slept, res.stderr)

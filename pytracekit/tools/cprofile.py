@@ -90,8 +90,8 @@ def start_streams(kinds: tuple[str, ...], pids: list[int], command: tuple[str, .
                 session = profile.start(pids=pids, command=command, frequency=frequency,
                                         python=python)
                 streams.append(Stream(kind, session, frequency, Windower(), time.time()))
-            else:   # Python frames off-CPU: add python=python once offcputime.start takes it
-                session = offcputime.start(pids=pids, command=command)
+            else:
+                session = offcputime.start(pids=pids, command=command, python=python)
                 streams.append(Stream(kind, session, 0, Windower(), time.time()))
     except BaseException:
         for stream in streams:

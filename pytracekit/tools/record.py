@@ -61,8 +61,9 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
     if system_wide and (pids or command):
         raise UsageError("-a records everything: leave out -p and the command")
     storage = stack_storage_size
-    if off_cpu:   # Python frames off-CPU: add python=python once offcputime.start takes it
-        session = offcputime.start(pids=pids, command=command, stack_storage_size=storage)
+    if off_cpu:
+        session = offcputime.start(pids=pids, command=command, stack_storage_size=storage,
+                                   python=python)
         what = "off-CPU time"
     else:
         session = profile.start(pids=pids, command=command, frequency=frequency,
