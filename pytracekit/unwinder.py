@@ -33,7 +33,7 @@ MISS_MAX_INTERVAL_S = 5.0   # ... backing off to this while its mappings stay th
 EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc) bytes a row
 WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
 # struct ptk_ustack.flags
-TRUNCATED, INCOMPLETE, FP_STEPS = 1, 2, 4
+TRUNCATED, INCOMPLETE, FP_STEPS, FALLBACK = 1, 2, 4, 8
 
 
 @dataclass

@@ -218,12 +218,15 @@ class PythonFrames:
                 merged, dropped = merge(native, python)
                 self.dropped_native += v.value if dropped else 0
                 path += merged
-            if delimit and user and kernel and key.user_stack_id >= 0 and key.kernel_stack_id >= 0:
+            hashed = getattr(key, "kernel_stack_hash", 0)
+            has_user = key.user_stack_id >= 0 or getattr(key, "user_stack_hash", 0)
+            if delimit and user and kernel and has_user and (key.kernel_stack_id >= 0 or hashed):
                 path.append(DELIMITER)
             if kernel:
                 path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=-14,
                                    kernel_stack_id=key.kernel_stack_id, user=False,
-                                   kernel=True, missing=missing, annotate=annotate)
+                                   kernel=True, missing=missing, annotate=annotate,
+                                   kernel_stack_hash=hashed)
             out.append(Sample(tuple(path), v.value, pid=key.pid, tid=key.tid, comm=comm))
         return out
 

@@ -59,6 +59,14 @@
  *                          in the thread group leader's pid)
  *     threads N [MS]       start N threads with pthread_create, one at a time, each
  *                          running started_thread(); then stay alive MS ms (default 300)
+ *     spinchild MS         spin MS ms of CPU time in child_spin() and exit
+ *     storm N MS           fork+exec `workload spinchild MS` N times, two at a time
+ *                          (a storm of short processes, each new to a profiler)
+ *     jitfp MS             spin MS ms in spin_inner() called from generated code that
+ *                          keeps a frame pointer and has no CFI (JIT-like, named
+ *                          jit_fp_stub in /tmp/perf-PID.map): jit_fp_run -> jit_fp_stub
+ *                          -> jit_callback -> spin_inner. The code is mapped before
+ *                          --go-file is waited for, so a tool started meanwhile sees it
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -169,6 +177,33 @@ NOINLINE void jit_run(long ms, const char *name)
     uint64_t deadline = now_ns() + (uint64_t)ms * 1000000;
     while (now_ns() < deadline)
         fn(100000);
+}
+
+/* x86-64: push rbp; mov rbp, rsp; call *rsi; pop rbp; ret (a frame, no CFI) */
+static const unsigned char jit_fp_code[] = { 0x55, 0x48, 0x89, 0xe5, 0xff, 0xd6, 0x5d, 0xc3 };
+static void (*jit_fp_stub)(uint64_t deadline, void (*callback)(uint64_t));
+
+static void jit_fp_prepare(void)
+{
+    unsigned char *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (code == MAP_FAILED) { perror("mmap"); exit(1); }
+    memcpy(code, jit_fp_code, sizeof(jit_fp_code));
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/perf-%d.map", getpid());
+    FILE *map = fopen(path, "w");
+    if (!map) { perror(path); exit(1); }
+    fprintf(map, "%lx %zx jit_fp_stub\n", (unsigned long)code, sizeof(jit_fp_code));
+    fclose(map);
+    jit_fp_stub = (void (*)(uint64_t, void (*)(uint64_t)))code;
+}
+
+NOINLINE void jit_callback(uint64_t deadline) { spin_inner(deadline); sink++; }
+
+NOINLINE void jit_fp_run(long ms)
+{
+    jit_fp_stub(now_ns() + (uint64_t)ms * 1000000, jit_callback);
+    sink++;
 }
 
 static pthread_mutex_t contended = PTHREAD_MUTEX_INITIALIZER;
@@ -342,6 +377,9 @@ static long arg_long(int argc, char **argv, int i, const char *what)
 int main(int argc, char **argv)
 {
     int i = 1;
+    for (int k = 1; k < argc; k++)
+        if (strcmp(argv[k], "jitfp") == 0 && strcmp(argv[k - 1], "--go-file") != 0)
+            jit_fp_prepare();
     if (i + 1 < argc && strcmp(argv[i], "--go-file") == 0) {
         wait_for_file(argv[i + 1]);
         i += 2;
@@ -419,6 +457,26 @@ int main(int argc, char **argv)
             _exit(0);
         }
         waitpid(pid, NULL, 0);
+    } else if (strcmp(mode, "spinchild") == 0) {
+        child_spin(arg_long(argc, argv, i, "MS"));
+    } else if (strcmp(mode, "storm") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        const char *ms = i + 1 < argc ? argv[i + 1] : "1";
+        for (long k = 0; k < n; k += 2) {
+            pid_t pids[2];
+            for (int j = 0; j < 2; j++) {
+                pids[j] = fork();
+                if (pids[j] == 0) {
+                    execl("/proc/self/exe", "workload", "spinchild", ms, (char *)NULL);
+                    _exit(127);
+                }
+            }
+            waitpid(pids[0], NULL, 0);
+            waitpid(pids[1], NULL, 0);
+        }
+    } else if (strcmp(mode, "jitfp") == 0) {
+        if (!jit_fp_stub) { fprintf(stderr, "workload: jitfp: no stub\n"); return 2; }
+        jit_fp_run(arg_long(argc, argv, i, "MS"));
     } else if (strcmp(mode, "stackswait") == 0) {
         long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
         for (long k = 0; k < n; k++)
