@@ -54,6 +54,8 @@ class Unwinder:
     """Loads tables and mappings into one program's ptk_unwind.h maps."""
 
     def __init__(self, prog: Any, users: Any) -> None:
+        from .unwind_table import check_cache
+        check_cache()   # before any table is read from it (one line if refused)
         self.users = users   # symbols.UserSymbols: maps snapshots and parsed binaries
         self.rows = prog["unwind_rows"]
         self.module_table = prog["unwind_modules"]
@@ -111,7 +113,7 @@ class Unwinder:
             self.stats["table_full"] += 1   # known before spending seconds compiling it
             return
         started = time.monotonic()
-        table = UnwindTable.cached(image, mod.build_id)
+        table = UnwindTable.cached(image, mod.build_id, mod.path)
         self.stats["compile_s"] += time.monotonic() - started
         if table is None:
             self.stats["no_table"] += 1

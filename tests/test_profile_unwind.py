@@ -82,6 +82,20 @@ def test_stripped_binary_is_named_from_its_build_id_debug_file(workload_stripped
 
 
 @pytest.mark.root
+def test_binary_with_only_debug_frame_is_exact_from_start(workload_debug_frame, tmp_path):
+    # no .eh_frame at all (not even the C runtime's for _start): the walk
+    # reaches _start by .debug_frame and stops there, counted as incomplete
+    _assert_exact_spin(_folded_of_pid(workload_debug_frame, ["spin", "1.2"], tmp_path))
+
+
+@pytest.mark.root
+def test_stripped_binary_unwinds_by_its_debug_files_debug_frame(workload_debug_frame_stripped,
+                                                                tmp_path):
+    work = workload_debug_frame_stripped
+    _assert_exact_spin(_folded_of_pid(work.path, ["spin", "1.2"], tmp_path, env=work.env))
+
+
+@pytest.mark.root
 def test_frame_pointer_option_keeps_the_kernel_walk(workload):
     # the frame-pointer build: the kernel's walk has no frame for _start, CFI has
     for mode, has_start in (("fp", False), ("dwarf", True)):
