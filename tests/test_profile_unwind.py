@@ -6,6 +6,7 @@ their samples)."""
 import contextlib
 import os
 import random
+import re
 import shutil
 import string
 import subprocess
@@ -47,6 +48,7 @@ def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = No
         # before the go file it sleeps in usleep; while it exits it has no user stack
         if user and "wait_for_file" not in user:
             stacks[user] += int(count)
+    stacks.stderr = err
     return stacks
 
 
@@ -85,7 +87,10 @@ def test_stripped_binary_is_named_from_its_build_id_debug_file(workload_stripped
 def test_binary_with_only_debug_frame_is_exact_from_start(workload_debug_frame, tmp_path):
     # no .eh_frame at all (not even the C runtime's for _start): the walk
     # reaches _start by .debug_frame and stops there, counted as incomplete
-    _assert_exact_spin(_folded_of_pid(workload_debug_frame, ["spin", "1.2"], tmp_path))
+    stacks = _folded_of_pid(workload_debug_frame, ["spin", "1.2"], tmp_path)
+    _assert_exact_spin(stacks)
+    incomplete = re.search(r"(\d+) user stacks incomplete", stacks.stderr)
+    assert incomplete and int(incomplete[1]) >= sum(stacks.values()), stacks.stderr
 
 
 @pytest.mark.root
