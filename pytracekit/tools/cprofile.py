@@ -9,6 +9,8 @@ profile (on-CPU samples) and/or offcputime (blocked time) run once; every
 """
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -45,22 +47,28 @@ class Stream:
             self.reset()
         return profile, start
 
+    def stack_maps(self) -> list[Any]:
+        """Where this program stores stacks: by hash (kstacks, and ustacks of the
+        in-kernel unwinder, profile --unwind dwarf), else the stack map."""
+        prog, maps = self.session.prog, []
+        for name in ("kstacks", "ustacks"):
+            with contextlib.suppress(KeyError):
+                maps.append(prog[name])
+        return maps if len(maps) == 2 else maps + [prog["stack_traces"]]
+
     def nearly_full(self) -> bool:
         """Windows are diffs of cumulative maps, which fill on a long run; past 40%
-        of the smaller map (a key holds up to two stack ids) they start over."""
-        counts, stacks = self.session.prog["counts"], self.session.prog["stack_traces"]
-        return len(counts) > 0.4 * min(counts.max_entries, stacks.max_entries)
+        of the smaller map (a key holds up to two stacks) they start over."""
+        counts = self.session.prog["counts"]
+        return len(counts) > 0.4 * min(m.max_entries for m in [counts, *self.stack_maps()])
 
     def reset(self) -> None:
         """Empty the maps right after a read. Samples that land between that read
         and the clear (microseconds) are lost; resets are counted in the summary."""
         self.session.prog["counts"].clear()
-        self.session.prog["stack_traces"].clear()
-        try:   # the in-kernel unwinder's stacks (profile --unwind dwarf)
-            self.session.prog["ustacks"].clear()
-            self.session.symbolizer._ustack_cache.clear()
-        except KeyError:
-            pass
+        for stacks in self.stack_maps():
+            stacks.clear()
+        self.session.symbolizer._ustack_cache.clear()
         self.windower.seen = {}
         self.resets += 1
 
