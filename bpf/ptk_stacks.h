@@ -66,7 +66,7 @@ struct ptk_kstack {
     u64 ips[PTK_KSTACK_DEPTH];
 };
 /* preallocated: an allocation in the sampling interrupt can fail */
-BPF_HASH(kstacks, u64, struct ptk_kstack, STACK_STORAGE_SIZE);
+BPF_HASH(kstacks, u64, struct ptk_kstack, KERNEL_STACKS ? STACK_STORAGE_SIZE : 1);
 BPF_PERCPU_ARRAY(kstack_scratch, struct ptk_kstack, 1);
 
 /* The current kernel stack into `kstacks`, its hash in key->kernel_stack_hash;
