@@ -377,9 +377,9 @@ static long arg_long(int argc, char **argv, int i, const char *what)
 int main(int argc, char **argv)
 {
     int i = 1;
-    for (int k = 1; k < argc; k++)
-        if (strcmp(argv[k], "jitfp") == 0 && strcmp(argv[k - 1], "--go-file") != 0)
-            jit_fp_prepare();
+    int mode_at = argc > 2 && strcmp(argv[1], "--go-file") == 0 ? 3 : 1;
+    if (mode_at < argc && strcmp(argv[mode_at], "jitfp") == 0)
+        jit_fp_prepare();   /* before the go file: see the mode's comment */
     if (i + 1 < argc && strcmp(argv[i], "--go-file") == 0) {
         wait_for_file(argv[i + 1]);
         i += 2;
