@@ -162,8 +162,8 @@ class Unwinder:
 
     def _load(self, pid: int) -> bool:
         snap = self.users.processes.get(pid)
-        if snap is None or not snap.mappings:
-            return False
+        if snap is None or not snap.mappings or not os.path.exists(f"/proc/{pid}"):
+            return False   # (an exited process's entry would only be left behind)
         entries = []
         for m in snap.mappings:
             module_id, bias, flags = 0, 0, 0
