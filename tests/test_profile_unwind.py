@@ -87,7 +87,7 @@ def test_stripped_binary_is_named_from_its_build_id_debug_file(workload_stripped
 def test_binary_with_only_debug_frame_is_exact_from_start(workload_debug_frame, tmp_path):
     # no .eh_frame at all (not even the C runtime's for _start): the walk
     # reaches _start by .debug_frame and stops there, counted as incomplete
-    stacks = _folded_of_pid(workload_debug_frame, ["spin", "1.2"], tmp_path)
+    stacks = _folded_of_pid(workload_debug_frame, ["spin", "2"], tmp_path, seconds="3")
     _assert_exact_spin(stacks)
     incomplete = re.search(r"(\d+) user stacks incomplete", stacks.stderr)
     assert incomplete and int(incomplete[1]) >= sum(stacks.values()), stacks.stderr
@@ -97,7 +97,8 @@ def test_binary_with_only_debug_frame_is_exact_from_start(workload_debug_frame, 
 def test_stripped_binary_unwinds_by_its_debug_files_debug_frame(workload_debug_frame_stripped,
                                                                 tmp_path):
     work = workload_debug_frame_stripped
-    _assert_exact_spin(_folded_of_pid(work.path, ["spin", "1.2"], tmp_path, env=work.env))
+    _assert_exact_spin(_folded_of_pid(work.path, ["spin", "2"], tmp_path, env=work.env,
+                                      seconds="3"))
 
 
 @pytest.mark.root
@@ -225,9 +226,9 @@ def test_frame_pointer_jit_code_joins_the_cfi_frames_around_it(workload_nofp, tm
     # jit_fp_stub: anonymous executable code with a frame-pointer prologue and
     # no CFI, between jit_fp_run and jit_callback (both without frame pointers)
     go = tmp_path / "go"
-    proc = subprocess.Popen([workload_nofp, "--go-file", str(go), "jitfp", "1200"])
+    proc = subprocess.Popen([workload_nofp, "--go-file", str(go), "jitfp", "2000"])
     try:
-        with Tool("profile", "-F", "199", "-U", "-f", "-p", str(proc.pid), "2") as tool:
+        with Tool("profile", "-F", "199", "-U", "-f", "-p", str(proc.pid), "3") as tool:
             go.touch()
             out, err = tool.wait()
         assert tool.returncode == 0, err
