@@ -65,8 +65,12 @@
  *     jitfp MS             spin MS ms in spin_inner() called from generated code that
  *                          keeps a frame pointer and has no CFI (JIT-like, named
  *                          jit_fp_stub in /tmp/perf-PID.map): jit_fp_run -> jit_fp_stub
- *                          -> jit_callback -> spin_inner. The code is mapped before
- *                          --go-file is waited for, so a tool started meanwhile sees it
+ *                          -> jit_callback -> spin_inner; then MS ms the same through
+ *                          fp_gap_stub, the same code in this binary's .text without
+ *                          CFI (a gap in its tables): fp_gap_run -> fp_gap_stub ->
+ *                          jit_callback -> spin_inner. The generated code is mapped
+ *                          before --go-file is waited for, so a tool started meanwhile
+ *                          sees it
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -203,6 +207,19 @@ NOINLINE void jit_callback(uint64_t deadline) { spin_inner(deadline); sink++; }
 NOINLINE void jit_fp_run(long ms)
 {
     jit_fp_stub(now_ns() + (uint64_t)ms * 1000000, jit_callback);
+    sink++;
+}
+
+/* The stub's code as a function of this binary, without .cfi directives: no
+ * FDE covers it (hand-written assembly often has none) */
+__asm__(".text\n.globl fp_gap_stub\n.type fp_gap_stub, @function\nfp_gap_stub:\n"
+        "push %rbp\nmov %rsp, %rbp\ncall *%rsi\npop %rbp\nret\n"
+        ".size fp_gap_stub, .-fp_gap_stub\n");
+void fp_gap_stub(uint64_t deadline, void (*callback)(uint64_t));
+
+NOINLINE void fp_gap_run(long ms)
+{
+    fp_gap_stub(now_ns() + (uint64_t)ms * 1000000, jit_callback);
     sink++;
 }
 
@@ -477,6 +494,7 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "jitfp") == 0) {
         if (!jit_fp_stub) { fprintf(stderr, "workload: jitfp: no stub\n"); return 2; }
         jit_fp_run(arg_long(argc, argv, i, "MS"));
+        fp_gap_run(arg_long(argc, argv, i, "MS"));
     } else if (strcmp(mode, "stackswait") == 0) {
         long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
         for (long k = 0; k < n; k++)
