@@ -8,7 +8,10 @@
  * (children of selected processes are selected too), EXEC_PID (a held
  * `-- COMMAND`: selected from its exec on), USER_STACKS, KERNEL_STACKS,
  * STACK_STORAGE_SIZE, MAX_STACKS, MIN_BLOCK_NS, MAX_BLOCK_NS, LEAF_BYTES,
- * CFI_UNWIND (1: user stacks from ptk_unwind.h, which the tool includes first).
+ * CFI_UNWIND (1: user stacks from ptk_unwind.h, which the tool includes first),
+ * KSTACK_HASH (1: kernel stacks stored in `kstacks` under a hash of their
+ * frames, key->kernel_stack_hash, instead of the stack map, whose bucket
+ * collisions drop stacks).
  */
 #ifndef PTK_STACKS_H
 #define PTK_STACKS_H
@@ -43,11 +46,63 @@
 #ifndef LEAF_BYTES
 #define LEAF_BYTES 512
 #endif
+#ifndef KSTACK_HASH
+#define KSTACK_HASH 0
+#endif
+#define PTK_KSTACK_DEPTH 127   /* kernel.perf_event_max_stack's default */
 
 #define PTK_NO_STACK -14   /* -EFAULT: "no stack of this kind", not a loss */
 #define TASK_DEAD_STATE 0x80
 
+#if KSTACK_HASH && CFI_UNWIND   /* neither stack goes to the stack map */
+BPF_STACK_TRACE(stack_traces, 1);
+#else
 BPF_STACK_TRACE(stack_traces, STACK_STORAGE_SIZE);
+#endif
+#if KSTACK_HASH
+struct ptk_kstack {
+    u32 len;
+    u32 pad;
+    u64 ips[PTK_KSTACK_DEPTH];
+};
+/* preallocated: an allocation in the sampling interrupt can fail */
+BPF_HASH(kstacks, u64, struct ptk_kstack, KERNEL_STACKS ? STACK_STORAGE_SIZE : 1);
+BPF_PERCPU_ARRAY(kstack_scratch, struct ptk_kstack, 1);
+
+/* The current kernel stack into `kstacks`, its hash in key->kernel_stack_hash;
+ * kernel_stack_id says "none" (PTK_NO_STACK) or the error (counted). */
+PTK_INLINE void ptk_kernel_stack(struct ptk_stack_key *key, void *ctx)
+{
+    u32 zero = 0;
+    key->kernel_stack_id = PTK_NO_STACK;
+    struct ptk_kstack *ks = kstack_scratch.lookup(&zero);
+    if (!ks)
+        return;
+    /* the helper zeroes the buffer past the stack: hash every word, no branch per depth */
+    long n = bpf_get_stack(ctx, ks->ips, sizeof(ks->ips), 0);
+    if (n <= 0) {
+        key->kernel_stack_id = n ? ptk_checked_stack_id(n) : PTK_NO_STACK;
+        return;
+    }
+    u64 hash = 0xcbf29ce484222325ULL;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < PTK_KSTACK_DEPTH; i++)
+        hash = ptk_mix(hash, ks->ips[i]);
+    ks->len = n / sizeof(u64);
+    ks->pad = 0;
+    hash = ptk_mix(hash, ks->len);
+    hash = hash ? hash : 1;   /* 0 means "not in kstacks" */
+    if (!kstacks.lookup(&hash)) {
+        int err = kstacks.insert(&hash, ks);
+        if (err && err != -17 /* EEXIST: another CPU stored it first */) {
+            ptk_count_loss(PTK_STACK_ERRORS);
+            key->kernel_stack_id = -12;   /* ENOMEM: missed */
+            return;
+        }
+    }
+    key->kernel_stack_hash = hash;
+}
+#endif
 /* pids (or tids) to trace, filled from user space; forks and exec add more */
 BPF_HASH(selected, u32, u8, 10240);
 /* every process seen once, announced so user space can snapshot its maps
@@ -115,14 +170,22 @@ PTK_INLINE void ptk_current_stack(struct ptk_stack_key *key, void *ctx)
     bpf_get_current_comm(&key->comm, sizeof(key->comm));
 #if CFI_UNWIND   /* ptk_unwind.h, pasted before this file */
     int unwound = USER_STACKS && key->pid ? ptk_unwind_user(key) : 0;
-    if (unwound)
-        key->user_stack_id = unwound > 0 ? PTK_NO_STACK : -12 /* ENOMEM: missed */;
-    else
-#endif
+    if (!unwound && USER_STACKS && key->pid)
+        unwound = ptk_fallback_user(key, ctx);
+    /* never the stack map: a storm of new processes would collide in it */
+    key->user_stack_id = unwound < 0 ? -12 /* ENOMEM: missed */ : PTK_NO_STACK;
+#else
     key->user_stack_id = USER_STACKS && key->pid ?
         ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : PTK_NO_STACK;
+#endif
+#if KSTACK_HASH
+    key->kernel_stack_id = PTK_NO_STACK;
+    if (KERNEL_STACKS)
+        ptk_kernel_stack(key, ctx);
+#else
     key->kernel_stack_id = KERNEL_STACKS ?
         ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : PTK_NO_STACK;
+#endif
     ptk_save_leaf(key->user_stack_id);
     ptk_announce(key->pid);
 }

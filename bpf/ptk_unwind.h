@@ -57,6 +57,7 @@
 #define PTK_USTACK_TRUNCATED 1   /* PTK_MAX_FRAMES reached */
 #define PTK_USTACK_INCOMPLETE 2  /* stopped before an END row (no rule, bad read, bad RA) */
 #define PTK_USTACK_FP_STEPS 4    /* some frame came from a frame-pointer step */
+#define PTK_USTACK_FALLBACK 8    /* absolute addresses of the kernel's frame-pointer walk */
 
 struct ptk_unwind_row {
     u32 pc;          /* link-time vaddr where this rule starts */
@@ -152,11 +153,11 @@ PTK_INLINE bool ptk_held_at_entry(u32 tid, long state)
     return true;
 }
 
-PTK_INLINE u64 ptk_mix(u64 h, u64 v)
+PTK_INLINE void ptk_add_loss(u32 slot, u64 n)
 {
-    h ^= v;
-    h *= 0x9e3779b97f4a7c15ULL;
-    return h ^ (h >> 31);
+    u64 *value = ptk_loss.lookup(&slot);
+    if (value)
+        *value += n;
 }
 
 /* Both searches below read array elements through bpf_probe_read_kernel at
@@ -263,7 +264,7 @@ PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
     u64 hash = 0xcbf29ce484222325ULL, lookup = pc, addr = pc;
     u16 flags = PTK_USTACK_INCOMPLETE;
     u32 len = 0;
-    u8 leaf_found = 0;
+    u8 leaf_found = 0, cfi_gap = 0;
 #pragma clang loop unroll(disable)
     for (int i = 0; i < PTK_MAX_FRAMES; i++) {
         if (!ptk_find_map(maps_base, maps, lookup, &m)) {
@@ -278,9 +279,10 @@ PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
         len = i + 1;
         leaf_found = 1;
 
-        u8 kind = PTK_KIND_NONE;
+        u8 kind = PTK_KIND_NONE, has_cfi = 0;
         if (module_id) {
             struct ptk_unwind_module *mod = unwind_modules.lookup(&module_id);
+            has_cfi = mod && mod->n_rows;
             if (mod && ptk_find_row(rows_base, mod->first_row, mod->n_rows,
                                     (u32)(lookup - m.bias), &row))
                 kind = row.kind;
@@ -298,6 +300,7 @@ PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
             if (bpf_probe_read_user(&next_bp, sizeof(next_bp), (void *)bp))
                 break;
             flags |= PTK_USTACK_FP_STEPS;
+            cfi_gap |= has_cfi;   /* JIT code or a module without CFI: expected */
         } else {
             if (kind == PTK_KIND_CFA_RSP)
                 cfa = sp + 8 * (u64)row.cfa_off8;
@@ -327,6 +330,9 @@ PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
      * every depth at which the walk can stop) */
     if (!leaf_found)
         return 0;   /* the pc is in no known mapping: the fallback may still name it */
+    /* added, not branched on: a branch on these would split the verifier's states */
+    ptk_add_loss(PTK_UNWIND_INCOMPLETE, (flags & PTK_USTACK_INCOMPLETE) != 0);
+    ptk_add_loss(PTK_UNWIND_FP_STEPS, cfi_gap);
     st->len = len;
     st->flags = flags;
     st->pad = 0;
@@ -347,6 +353,45 @@ PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
 PTK_INLINE int ptk_unwind_user(struct ptk_stack_key *key)
 {
     return ptk_unwind_current(key->pid, &key->user_stack_hash);
+}
+
+/* A process not loaded yet: the kernel's frame-pointer walk (absolute
+ * addresses), stored in `ustacks` too, so that a storm of new processes
+ * (each one's addresses apart) cannot collide in a stack map's buckets.
+ * 1: stored, counted as a fallback; -1: not stored (counted); 0: no user stack. */
+PTK_INLINE int ptk_fallback_user(struct ptk_stack_key *key, void *ctx)
+{
+    u32 zero = 0;
+    struct ptk_ustack *st = unwind_scratch.lookup(&zero);
+    if (!st)
+        return 0;
+    /* the helper zeroes the buffer past the stack: hash every word, no branch per depth */
+    long n = bpf_get_stack(ctx, st->frames, sizeof(st->frames), BPF_F_USER_STACK);
+    if (n == 0 || n == -14 /* EFAULT: no user stack */)
+        return 0;
+    if (n < 0) {
+        ptk_count_loss(PTK_STACK_ERRORS);
+        return -1;
+    }
+    u64 hash = 0x84222325cbf29ce4ULL;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < PTK_MAX_FRAMES; i++)
+        hash = ptk_mix(hash, st->frames[i]);
+    st->len = n / sizeof(u64);
+    st->flags = PTK_USTACK_FALLBACK;
+    st->pad = 0;
+    hash = ptk_mix(hash, st->len);
+    hash = hash ? hash : 1;
+    ptk_count_loss(PTK_UNWIND_FALLBACK);
+    if (!ustacks.lookup(&hash)) {
+        int err = ustacks.insert(&hash, st);
+        if (err && err != -17) {
+            ptk_count_loss(PTK_STACK_ERRORS);
+            return -1;
+        }
+    }
+    key->user_stack_hash = hash;
+    return 1;
 }
 
 #endif /* CFI_UNWIND */

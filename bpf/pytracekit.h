@@ -52,7 +52,12 @@ enum ptk_loss {
     PTK_STACK_ERRORS = 1,  /* a stack could not be stored (map full, collision) */
     PTK_MAP_FULL = 2,      /* an aggregation map had no room for a new key */
     PTK_UNREADABLE_STRINGS = 3, /* a user string could not be read (not paged in) */
-    PTK_LOSS_SLOTS = 4,
+    /* user stacks not wholly unwound by CFI (ptk_unwind.h): still stored, but
+     * less exact; counted per sample so none of it is silent */
+    PTK_UNWIND_FALLBACK = 4,    /* frame-pointer walk: the process was not loaded yet */
+    PTK_UNWIND_FP_STEPS = 5,    /* a frame-pointer step where the module has CFI (a gap) */
+    PTK_UNWIND_INCOMPLETE = 6,  /* the walk stopped before the stack's start */
+    PTK_LOSS_SLOTS = 7,
 };
 
 BPF_PERCPU_ARRAY(ptk_loss, u64, PTK_LOSS_SLOTS);
@@ -177,7 +182,17 @@ struct ptk_stack_key {
     s32 kernel_stack_id;
     char comm[TASK_COMM_LEN];
     u64 user_stack_hash;   /* nonzero: the user stack is in `ustacks` (ptk_unwind.h) */
+    u64 kernel_stack_hash; /* nonzero: the kernel stack is in `kstacks` (ptk_stacks.h) */
 };
+
+/* One step of the 64-bit hash that keys stacks stored by their frames
+ * (`ustacks`, `kstacks`): keys that never collide, unlike a stack map's buckets. */
+PTK_INLINE u64 ptk_mix(u64 h, u64 v)
+{
+    h ^= v;
+    h *= 0x9e3779b97f4a7c15ULL;
+    return h ^ (h >> 31);
+}
 
 /* Stack ids below 0 are errors; -EFAULT means "no stack of this kind"
  * (a kernel thread has no user stack), which is not a loss. */

@@ -40,6 +40,9 @@ def _bpf_dir() -> Path:
 
 
 COMMON_HEADER = "pytracekit.h"
+# enum ptk_loss in bpf/pytracekit.h, slot by slot, as LossReport fields
+LOSS_SLOTS = ("lost_events", "stack_errors", "map_full", "unreadable_strings",
+              "unwind_fallback", "unwind_fp_steps", "unwind_incomplete")
 BPF_DIR = _bpf_dir()
 _INCLUDE_COMMON = re.compile(r'^\s*#\s*include\s+"pytracekit\.h"\s*$', re.M)
 _INCLUDE_VMLINUX = re.compile(r'^\s*#\s*include\s+"vmlinux\.h"\s*$', re.M)
@@ -428,9 +431,8 @@ class Program:
             table = self.bpf["ptk_loss"]
         except KeyError:
             return LossReport()
-        slots = [sum(table[table.Key(i)]) for i in range(4)]
-        return LossReport(lost_events=slots[0], stack_errors=slots[1], map_full=slots[2],
-                          unreadable_strings=slots[3])
+        slots = [sum(table[table.Key(i)]) for i in range(len(LOSS_SLOTS))]
+        return LossReport(**dict(zip(LOSS_SLOTS, slots)))
 
     # -- teardown -----------------------------------------------------------
 

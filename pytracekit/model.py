@@ -6,7 +6,7 @@ functions of them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Iterable
 
 from .textsafe import printable
@@ -21,22 +21,20 @@ class LossReport:
     map_full: int = 0         # updates dropped because a map was full
     unknown_frames: int = 0   # frames symbolization could not name
     unreadable_strings: int = 0   # user strings BPF could not read (not paged in)
+    # user stacks stored but not wholly unwound by CFI (bpf/ptk_unwind.h), per sample:
+    unwind_fallback: int = 0      # frame-pointer walk: the process was not loaded yet
+    unwind_fp_steps: int = 0      # a frame-pointer step inside a module that has CFI
+    unwind_incomplete: int = 0    # the walk stopped before the stack's start
 
     def __add__(self, other: "LossReport") -> "LossReport":
-        return LossReport(self.lost_events + other.lost_events,
-                          self.stack_errors + other.stack_errors,
-                          self.map_full + other.map_full,
-                          self.unknown_frames + other.unknown_frames,
-                          self.unreadable_strings + other.unreadable_strings)
+        return LossReport(**{k: v + getattr(other, k) for k, v in self.as_dict().items()})
 
     @property
     def any(self) -> bool:
         return bool(self.lost_events or self.stack_errors or self.map_full)
 
     def as_dict(self) -> dict[str, int]:
-        return {"lost_events": self.lost_events, "stack_errors": self.stack_errors,
-                "map_full": self.map_full, "unknown_frames": self.unknown_frames,
-                "unreadable_strings": self.unreadable_strings}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def log2_slot(value: int) -> int:

@@ -44,17 +44,24 @@ def annotated(frame: Frame) -> Frame:
 def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_id: int,
                kernel_stack_id: int, user: bool = True, kernel: bool = True,
                delimit: bool = False, missing: bool = False,
-               annotate: bool = False, user_stack_hash: int = 0) -> list[Frame]:
+               annotate: bool = False, user_stack_hash: int = 0,
+               kernel_stack_hash: int = 0) -> list[Frame]:
     """User then kernel frames, root first; `missing` names stacks that were lost
     as BCC does, `annotate` adds `_[k]` to kernel frames. A nonzero
-    `user_stack_hash` is a user stack of the in-kernel unwinder (ptk_unwind.h)."""
+    `user_stack_hash` is a user stack of the in-kernel unwinder (ptk_unwind.h),
+    a nonzero `kernel_stack_hash` a kernel stack in `kstacks` (ptk_stacks.h)."""
     if not user:
         ustack = []
     elif user_stack_hash:
         ustack = symbolizer.unwound_stack(user_stack_hash, pid)
     else:
         ustack = symbolizer.stack(stack_map, user_stack_id, pid=pid)
-    kstack = symbolizer.stack(stack_map, kernel_stack_id, kernel=True) if kernel else []
+    if not kernel:
+        kstack = []
+    elif kernel_stack_hash:
+        kstack = symbolizer.hashed_kernel_stack(kernel_stack_hash)
+    else:
+        kstack = symbolizer.stack(stack_map, kernel_stack_id, kernel=True)
     kstack = without_bpf_frames(kstack)
     if annotate:
         kstack = [annotated(f) for f in kstack]
@@ -62,7 +69,8 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
     if user:
         path += [MISSED_USER] if missing and stack_missed(user_stack_id) else reversed(ustack)
     has_user = user_stack_id >= 0 or user_stack_hash != 0
-    if delimit and has_user and kernel_stack_id >= 0 and user and kernel:
+    has_kernel = kernel_stack_id >= 0 or kernel_stack_hash != 0
+    if delimit and has_user and has_kernel and user and kernel:
         path.append(DELIMITER)
     if kernel:
         path += [MISSED_KERNEL] if missing and stack_missed(kernel_stack_id) else reversed(kstack)
@@ -79,7 +87,8 @@ def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer
     path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
                        kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
                        delimit=delimit, missing=missing, annotate=annotate,
-                       user_stack_hash=getattr(key, "user_stack_hash", 0))
+                       user_stack_hash=getattr(key, "user_stack_hash", 0),
+                       kernel_stack_hash=getattr(key, "kernel_stack_hash", 0))
     return Sample(tuple(path), value, pid=key.pid, tid=key.tid, comm=comm)
 
 

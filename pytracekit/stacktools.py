@@ -3,6 +3,7 @@ report, diff) share: id lists, `-- COMMAND` after a positional duration,
 BCC-style stack text, and writing a profile in any output format."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -244,6 +245,8 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
             symbolizer = Symbolizer(prog.bpf)
             unwinder = _unwinder(prog, symbolizer, target, selected)   # before samples
             _load_selected_only(prog, unwinder)
+            with contextlib.suppress(KeyError):   # kernel stacks by hash (KSTACK_HASH)
+                symbolizer.kstacks = prog["kstacks"]
             if attach is not None:
                 attach(prog)
             poll = watch_new_pids(prog, symbolizer, unwinder=unwinder)

@@ -470,6 +470,7 @@ class Symbolizer:
         self.ustacks: Any = None
         self.unwinder: Any = None
         self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
+        self.kstacks: Any = None   # kernel stacks by hash (ptk_stacks.h KSTACK_HASH)
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -570,14 +571,19 @@ class Symbolizer:
         """Frames of a stack the BPF unwinder stored under `stack_hash`, leaf
         first. Callers are named at return address - 1 (the call itself: a
         call to a noreturn function may end its caller)."""
-        from .unwinder import split_frame
+        from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame
         raw = self._ustack_cache.get(stack_hash)
         if raw is None:
             try:
                 value = self.ustacks[self.ustacks.Key(stack_hash)]
             except (KeyError, TypeError):
                 return []
-            raw = self._ustack_cache[stack_hash] = tuple(value.frames[:value.len])
+            fallback = value.flags & USTACK_FALLBACK
+            # a frame-pointer walk's absolute addresses (process not loaded yet)
+            raw = self._ustack_cache[stack_hash] = (tuple(value.frames[:value.len]), fallback)
+        raw, fallback = raw
+        if fallback:
+            return above_start_dropped([self.user(a, pid) for a in raw])
         frames = []
         for i, word in enumerate(raw):
             module_id, vaddr = split_frame(word)
@@ -587,6 +593,14 @@ class Symbolizer:
             else:
                 frames.append(self.user(vaddr, pid))
         return frames
+
+    def hashed_kernel_stack(self, stack_hash: int) -> list[Frame]:
+        """Frames of a kernel stack stored in `kstacks` under its hash, leaf first."""
+        try:
+            value = self.kstacks[self.kstacks.Key(stack_hash)]
+        except (KeyError, TypeError):
+            return []
+        return [self.kernel(a) for a in value.ips[:value.len]]
 
     def stack(self, stack_map: Any, stack_id: int, *, pid: int = -1,
               kernel: bool = False) -> list[Frame]:

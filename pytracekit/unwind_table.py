@@ -89,21 +89,41 @@ def classify(rule: Rule | None, signal: bool = False) -> tuple[int, int, int]:
     return (KIND_CFA_RSP if rule.cfa_reg == RSP else KIND_CFA_RBP), off // 8, rbp_off8
 
 
-def compile_rows(cfi: CallFrameInfo) -> list[Row]:
+def compile_rows(*cfis: CallFrameInfo, synthetic: tuple = ()) -> list[Row]:
     """Every FDE's rows, classified, with a NONE row wherever the next FDE does
     not start where the previous one ended (and after the last), equal
-    neighbours merged."""
+    neighbours merged. Several sources (.eh_frame, then .debug_frame, then
+    `synthetic` (begin, end, rows) ranges): a later one counts only where no
+    earlier one has an FDE (a program built -fno-asynchronous-unwind-tables
+    -g has .debug_frame for its own code only, .eh_frame for _start and
+    .plt, which is all the linker makes CFI for)."""
+    ranges: list[tuple] = []   # (begin, end, source, rows of it: a callable)
+    sources = [[(f.begin, f.end, lambda f=f, c=cfi: c.rows(f), f.cie.signal)
+                for f in cfi.fdes()] for cfi in cfis]
+    sources.append([(b, e, lambda r=rows: r, None) for b, e, rows in synthetic])
+    for source, fdes in enumerate(sources):
+        taken = sorted((b, e) for b, e, *_ in ranges)
+        starts = [b for b, _e in taken]
+        for begin, end, rows_of, signal in fdes:
+            i = bisect.bisect_right(starts, begin) - 1
+            overlaps = (i >= 0 and taken[i][1] > begin) or \
+                (i + 1 < len(taken) and taken[i + 1][0] < end)
+            if source == 0 or not overlaps:
+                ranges.append((begin, end, source, rows_of, signal))
+    ranges.sort(key=lambda t: (t[0], t[2]))
     raw: list[Row] = []
     prev_end = None
-    for fde in cfi.fdes():
-        if prev_end is not None and fde.begin > prev_end:
+    for begin, end, _source, rows_of, signal in ranges:
+        if prev_end is not None and begin > prev_end:
             raw.append(Row(prev_end, KIND_NONE))
-        rows = cfi.rows(fde)
+        rows = rows_of()
         if rows is None:
-            raw.append(Row(fde.begin, KIND_NONE))
+            raw.append(Row(begin, KIND_NONE))
+        elif signal is None:   # synthetic: already rows
+            raw += rows
         else:
-            raw += [Row(pc, *classify(rule, fde.cie.signal)) for pc, rule in rows]
-        prev_end = fde.end if prev_end is None else max(prev_end, fde.end)
+            raw += [Row(pc, *classify(rule, signal)) for pc, rule in rows]
+        prev_end = end if prev_end is None else max(prev_end, end)
     if prev_end is not None:
         raw.append(Row(prev_end, KIND_NONE))
     out: list[Row] = []
@@ -128,13 +148,16 @@ class UnwindTable:
         self.pcs = [r.pc for r in self.rows]
 
     @classmethod
-    def from_image(cls, image) -> "UnwindTable | None":
-        """The table of an elfsyms.ElfImage: .eh_frame, else .debug_frame; None
+    def from_image(cls, image, debug=None) -> "UnwindTable | None":
+        """The table of an elfsyms.ElfImage: its .eh_frame, then .debug_frame
+        where .eh_frame has nothing, then that of its separate `debug` file
+        (an ElfImage: a stripped binary's .debug_frame is only there); None
         without CFI or when its addresses do not fit 32 bits."""
-        cfi = cfi_of(image) or cfi_of(image, ".debug_frame")
-        if cfi is None:
+        cfis = [cfi for cfi in (cfi_of(image), cfi_of(image, ".debug_frame"),
+                                cfi_of(debug, ".debug_frame")) if cfi is not None]
+        if not cfis:
             return None
-        rows = compile_rows(cfi)
+        rows = compile_rows(*cfis, synthetic=plt_rows(image))
         if not rows or rows[-1].pc >= U32:
             return None
         return cls(rows)
@@ -144,33 +167,37 @@ class UnwindTable:
         return cls([Row(pc, kind, cfa, rbp) for pc, cfa, kind, rbp in ROW.iter_unpack(data)])
 
     @classmethod
-    def cached(cls, image, build_id: str) -> "UnwindTable | None":
-        """from_image through a cache on disk keyed by build id (compiling a
-        big module takes 0.1-1 s; every run of every tool needs libc's)."""
-        data = _read_cache(build_id)
-        if data is not None:
-            return cls.from_packed(data)
+    def cached(cls, image, build_id: str, file_path: str = "") -> "UnwindTable | None":
+        """from_image (with the debug file of the file at `file_path`, if any)
+        through a cache on disk keyed by build id (compiling a big module takes
+        0.1-1 s; every run of every tool needs libc's). The cache lives with
+        the header cache and passes its ownership checks (see check_cache)."""
         path = _cache_path(build_id) if build_id else None
-        table = cls.from_image(image)
+        data = _read_trusted(path) if path is not None else None
+        if data and len(data) % ROW.size == 0:
+            return cls.from_packed(data)
+        table = cls.from_image(image, debug_image(file_path, image) if file_path else None)
         if table is not None and path is not None:
+            from .errors import PytracekitError
+            from .kernel.headers import make_private_dirs
+            from .outfile import write_file
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(table.packed())
-                os.replace(tmp, path)
-            except OSError:
-                pass   # a read-only home: compile again next time
+                make_private_dirs(path.parent)
+                write_file(path, table.packed(), mode=0o644)
+            except (OSError, PytracekitError):
+                pass   # a read-only cache: compile again next time
         return table
 
     @classmethod
-    def cached_packed(cls, image, build_id: str) -> bytes | None:
+    def cached_packed(cls, image, build_id: str, file_path: str = "") -> bytes | None:
         """The packed rows alone, as `unwind_rows` takes them: from the disk
-        cache without making a Row per row (a 10^5-row module took 0.2 s that
-        way), else compiled (and cached) by `cached`."""
-        data = _read_cache(build_id)
-        if data is not None:
+        cache (trusted files only) without making a Row per row (a 10^5-row
+        module took 0.2 s that way), else compiled (and cached) by `cached`."""
+        path = _cache_path(build_id) if build_id else None
+        data = _read_trusted(path) if path is not None else None
+        if data and len(data) % ROW.size == 0:
             return data
-        table = cls.cached(image, build_id)
+        table = cls.cached(image, build_id, file_path)
         return table.packed() if table is not None else None
 
     def packed(self) -> bytes:
@@ -184,26 +211,85 @@ class UnwindTable:
         return self.rows[i] if i >= 0 else None
 
 
-CACHE_FORMAT = "v1"   # bump when rows change meaning
+CACHE_FORMAT = "v2"   # bump when rows change meaning (v2: .debug_frame merged, PLT rows)
 
 
-def _read_cache(build_id: str) -> bytes | None:
-    path = _cache_path(build_id) if build_id else None
-    if path is None:
-        return None
+def plt_rows(image) -> tuple:
+    """(begin, end, rows) of the PLT sections, as the linker's own .eh_frame
+    describes them, for a file that lacks it (.debug_frame never covers
+    them): the lazy .plt (PLT0 pushes twice, then each 16-byte stub pushes
+    once at offset 6: the PLT expression with threshold 11) and the stubs of
+    .plt.sec/.plt.got (one jump: the return address at rsp)."""
+    out = []
+    plt = image.section(".plt")
+    if plt is not None and plt.size >= 32 and plt.size % 16 == 0:
+        head = image.section_bytes(plt)[:16]
+        if head[:2] == b"\xff\x35" and head[6:8] == b"\xff\x25":   # push, jmp *GOT: no IBT
+            out.append((plt.addr, plt.addr + plt.size,
+                        [Row(plt.addr, KIND_CFA_RSP, 2), Row(plt.addr + 6, KIND_CFA_RSP, 3),
+                         Row(plt.addr + 16, KIND_PLT, 1, 11)]))
+    for name in (".plt.sec", ".plt.got"):
+        sec = image.section(name)
+        if sec is not None and sec.size:
+            out.append((sec.addr, sec.addr + sec.size, [Row(sec.addr, KIND_CFA_RSP, 1)]))
+    return tuple(out)
+
+
+def debug_image(path: str, image):
+    """The separate debug file of the ELF file at `path` (by build id or
+    debuglink, as elfsyms finds it for symbols) that has .debug_frame, or None."""
+    from .elfsyms import debug_file_candidates, load_image
+    if image.section(".debug_frame") is not None:
+        return None   # the file has its own
+    build_id = image.build_id()
+    for candidate in debug_file_candidates(path, build_id, image.debuglink()):
+        debug = load_image(candidate)
+        if debug is None or (build_id and debug.build_id() and debug.build_id() != build_id):
+            continue
+        return debug if debug.section(".debug_frame") is not None else None
+    return None
+
+
+def cache_dir() -> Path:
+    """Where compiled tables are kept: next to the header cache (root's is
+    /var/cache/pytracekit), so they are under the same ownership rules."""
+    from .kernel.headers import cache_root
+    return cache_root() / "unwind" / CACHE_FORMAT
+
+
+def check_cache() -> None:
+    """Refuse (one-line PytracekitError) a table cache, a directory above it or
+    a table in it that another user owns or could write, or that is a link:
+    its rows steer the in-kernel unwinder of every stack root collects."""
+    from .kernel.headers import check_cache as check_paths
+    directory = cache_dir()
     try:
-        data = path.read_bytes()
+        tables = sorted(directory.iterdir())
     except OSError:
-        return None
-    return data if data and len(data) % ROW.size == 0 else None
+        tables = []
+    check_paths(directory, *tables, what="the unwind table cache")
 
 
 def _cache_path(build_id: str) -> Path | None:
-    if not all(c in "0123456789abcdef" for c in build_id):
+    if not build_id or not all(c in "0123456789abcdef" for c in build_id):
         return None
-    root = os.environ.get("PYTRACEKIT_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pytracekit")
-    return Path(root) / "unwind" / CACHE_FORMAT / f"{build_id}.rows"
+    return cache_dir() / f"{build_id}.rows"
+
+
+def _read_trusted(path: Path) -> bytes | None:
+    """A cached table's bytes, if root (or we) own it, no one else can write
+    it and it is a regular file (checked on the open file: no race)."""
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) \
+                or st.st_mode & 0o022:
+            return None
+        return f.read()
 
 
 @dataclass(frozen=True)

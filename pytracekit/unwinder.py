@@ -33,7 +33,7 @@ MISS_MAX_INTERVAL_S = 5.0   # ... backing off to this while its mappings stay th
 EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc) bytes a row
 WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
 # struct ptk_ustack.flags
-TRUNCATED, INCOMPLETE, FP_STEPS = 1, 2, 4
+TRUNCATED, INCOMPLETE, FP_STEPS, FALLBACK = 1, 2, 4, 8
 
 
 @dataclass
@@ -57,6 +57,8 @@ class Unwinder:
     wanted: Callable[[int], bool] | None = None
 
     def __init__(self, prog: Any, users: Any) -> None:
+        from .unwind_table import check_cache
+        check_cache()   # before any table is read from it (one line if refused)
         self.users = users   # symbols.UserSymbols: maps snapshots and parsed binaries
         self.rows = prog["unwind_rows"]
         self.module_table = prog["unwind_modules"]
@@ -114,7 +116,7 @@ class Unwinder:
             self.stats["table_full"] += 1   # known before spending seconds compiling it
             return
         started = time.monotonic()
-        data = UnwindTable.cached_packed(image, mod.build_id)
+        data = UnwindTable.cached_packed(image, mod.build_id, mod.path)
         self.stats["compile_s"] += time.monotonic() - started
         if data is None:
             self.stats["no_table"] += 1
@@ -165,8 +167,8 @@ class Unwinder:
 
     def _load(self, pid: int) -> bool:
         snap = self.users.processes.get(pid)
-        if snap is None or not snap.mappings:
-            return False
+        if snap is None or not snap.mappings or not os.path.exists(f"/proc/{pid}"):
+            return False   # (an exited process's entry would only be left behind)
         entries = []
         for m in snap.mappings:
             module_id, bias, flags = 0, 0, 0

@@ -109,6 +109,39 @@ def workload_stripped(tmp_path_factory) -> StrippedWorkload:
     base = tmp_path_factory.mktemp("stripped")
     path = base / "workload-stripped"
     _build_nofp(path)
+    return _stripped(path, base)
+
+
+DEBUG_FRAME_FLAGS = [*NOFP_FLAGS, "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"]
+
+
+def _build_debug_frame_only(out: Path) -> str:
+    """The no-frame-pointer workload with .debug_frame as its only CFI: built
+    -fno-asynchronous-unwind-tables -g, then the C runtime's small .eh_frame
+    (_start, .plt) removed too."""
+    subprocess.run(["gcc", *DEBUG_FRAME_FLAGS, "-o", str(out), str(WORKLOAD_SRC)], check=True)
+    subprocess.run(["objcopy", "--remove-section", ".eh_frame", "--remove-section",
+                    ".eh_frame_hdr", str(out)], check=True)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def workload_debug_frame(tmp_path_factory) -> str:
+    return _build_debug_frame_only(tmp_path_factory.mktemp("debugframe") / "workload-df")
+
+
+@pytest.fixture(scope="session")
+def workload_debug_frame_stripped(tmp_path_factory) -> StrippedWorkload:
+    """workload_debug_frame stripped: its .debug_frame and symbols only in the
+    build-id debug file."""
+    base = tmp_path_factory.mktemp("debugframe-stripped")
+    path = base / "workload-df-stripped"
+    _build_debug_frame_only(path)
+    return _stripped(path, base)
+
+
+def _stripped(path: Path, base: Path) -> StrippedWorkload:
+    """Move path's debug sections to base/debug/.build-id/xx/yyyy.debug, strip it."""
     build_id = subprocess.run(["readelf", "-n", str(path)], capture_output=True, text=True,
                               check=True).stdout.split("Build ID:")[1].split()[0]
     debug = base / "debug" / ".build-id" / build_id[:2] / f"{build_id[2:]}.debug"

@@ -46,3 +46,28 @@ def test_schemas_are_named_after_tools():
     orphans = [p.name for p in SCHEMAS.glob("*.schema.json")
                if p.name.removesuffix(".schema.json") not in names]
     assert orphans == []
+
+
+def _loss_objects(node):
+    """Every object schema in `node` that describes a LossReport (it lists
+    unreadable_strings, the newest field every loss object had)."""
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and "unreadable_strings" in props:
+            yield props
+        for value in node.values():
+            yield from _loss_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _loss_objects(value)
+
+
+@pytest.mark.parametrize("name", tool_names())
+def test_every_loss_object_lists_every_loss_counter(name):
+    # LossReport.as_dict() is what every tool prints; a schema that forbids
+    # other properties must name each of its counters (unwind_* came later)
+    from pytracekit.model import LossReport
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    for props in _loss_objects(schema):
+        assert set(LossReport().as_dict()) <= set(props), (name, set(LossReport().as_dict())
+                                                           - set(props))

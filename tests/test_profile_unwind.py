@@ -3,8 +3,10 @@ exact stacks of the workload built without frame pointers, from `_start`
 down, and whole stacks of Debian's own binaries (built without frame
 pointers: a frame-pointer walk reaches `__libc_start_call_main` in 0% of
 their samples)."""
+import contextlib
 import os
 import random
+import re
 import shutil
 import string
 import subprocess
@@ -49,6 +51,7 @@ def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = No
         # before the go file it sleeps in usleep; while it exits it has no user stack
         if user and "wait_for_file" not in user:
             stacks[user] += int(count)
+    stacks.stderr = err
     return stacks
 
 
@@ -81,6 +84,24 @@ def test_stripped_binary_is_named_from_its_build_id_debug_file(workload_stripped
     stacks = _folded_of_pid(workload_stripped.path, ["spin", "1.2"], tmp_path,
                             env=workload_stripped.env)
     _assert_exact_spin(stacks)
+
+
+@pytest.mark.root
+def test_binary_with_only_debug_frame_is_exact_from_start(workload_debug_frame, tmp_path):
+    # no .eh_frame at all (not even the C runtime's for _start): the walk
+    # reaches _start by .debug_frame and stops there, counted as incomplete
+    stacks = _folded_of_pid(workload_debug_frame, ["spin", "3"], tmp_path, seconds="2")
+    _assert_exact_spin(stacks)
+    incomplete = re.search(r"(\d+) user stacks incomplete", stacks.stderr)
+    assert incomplete and int(incomplete[1]) >= sum(stacks.values()), stacks.stderr
+
+
+@pytest.mark.root
+def test_stripped_binary_unwinds_by_its_debug_files_debug_frame(workload_debug_frame_stripped,
+                                                                tmp_path):
+    work = workload_debug_frame_stripped
+    _assert_exact_spin(_folded_of_pid(work.path, ["spin", "3"], tmp_path, env=work.env,
+                                      seconds="2"))
 
 
 @pytest.mark.root
@@ -174,3 +195,64 @@ def test_forked_child_unwinds_with_its_parents_mappings(workload_nofp):
     child = [s for s in stacks if "child_spin" in names(s)]
     assert sum(s["value"] for s in child) >= 10 and len({s["pid"] for s in child}) == 1
     assert {";".join(names(s, "user")) for s in child} <= allowed
+
+
+MISSED = {"[Missed User Stack]", "[Missed Kernel Stack]"}
+
+
+@pytest.mark.root
+def test_storm_of_short_processes_loses_no_stacks(workload):
+    # 2000 exec'd processes, each new to profile: until user space has loaded
+    # one, its user stack is the kernel's frame-pointer walk (its own ASLR
+    # addresses). In a stack map's buckets 12% of these samples lost a stack
+    # (8x the buckets: 0.8%); stored by hash, none may be lost.
+    res = pytracekit("profile", "-F", "999", "--json", "--", workload, "storm", "2000", "1",
+                     timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, loss = parse_json(res.stdout, "profile")
+    total = sum(s["value"] for s in stacks)
+    missed = sum(s["value"] for s in stacks if MISSED & set(names(s, "marker")))
+    spin = sum(s["value"] for s in stacks if "child_spin" in names(s, "user"))
+    assert total >= 1000 and spin >= 100, (total, spin)
+    assert missed <= total / 1000 and loss["stack_errors"] <= total / 1000, (missed, loss)
+    assert loss["map_full"] == 0, loss
+    # stored, and still counted: samples of processes not loaded yet
+    assert 0 < loss["unwind_fallback"] < total, loss
+    assert "user stacks by frame pointers (process not loaded yet)" in res.stderr
+
+
+JIT_PATH = f"{ROOT_PATH};jit_fp_run;jit_fp_stub;jit_callback;spin_inner"
+GAP_PATH = f"{ROOT_PATH};fp_gap_run;fp_gap_stub;jit_callback;spin_inner"
+
+
+@pytest.mark.root
+def test_frame_pointer_code_without_cfi_joins_the_cfi_frames_around_it(workload_nofp, tmp_path):
+    # jit_fp_stub: anonymous executable code with a frame-pointer prologue and
+    # no CFI, between jit_fp_run and jit_callback (both without frame pointers);
+    # then fp_gap_stub: the same code in the binary's .text, where no FDE covers it
+    go = tmp_path / "go"
+    proc = subprocess.Popen([workload_nofp, "--go-file", str(go), "jitfp", "2000"])
+    try:
+        with Tool("profile", "-F", "199", "-U", "--json", "-p", str(proc.pid), "3.5") as tool:
+            go.touch()
+            out, err = tool.wait()
+        assert tool.returncode == 0, err
+    finally:
+        proc.kill()
+        proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/tmp/perf-{proc.pid}.map")
+    _, samples, loss = parse_json(out, "profile")
+    stacks = Counter()
+    for s in samples:
+        user = ";".join(f["name"] for f in s["frames"] if f["kind"] in ("user", "jit"))
+        if user and "wait_for_file" not in user:
+            stacks[user] += s["value"]
+    allowed = {path + tail for path in (JIT_PATH, GAP_PATH) for tail in SPIN_TAILS}
+    assert set(stacks) <= allowed, set(stacks) - allowed
+    jit = sum(v for k, v in stacks.items() if k.startswith(JIT_PATH))
+    gap = sum(v for k, v in stacks.items() if k.startswith(GAP_PATH))
+    assert jit >= 30 and gap >= 30 and stacks[JIT_PATH] + stacks[GAP_PATH] >= 0.5 * (jit + gap)
+    # a JIT's frame-pointer steps are expected; a step inside a module that has
+    # CFI is counted: exactly the gap's samples
+    assert loss["unwind_fp_steps"] == gap, (loss, gap)

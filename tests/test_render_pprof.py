@@ -164,3 +164,63 @@ def test_a_real_profile_converts_with_the_same_totals(tmp_path, workload):
     assert back.total == profile.total
     on_spin = sum(s.value for s in back.samples if "spin_inner" in [f.name for f in s.stack])
     assert on_spin >= 0.9 * back.total
+
+
+def _nm_range(binary: str, name: str) -> tuple[int, int]:
+    out = subprocess.run(["nm", "-S", binary], capture_output=True, text=True).stdout
+    start, size = next(l.split()[:2] for l in out.splitlines() if l.endswith(f" {name}"))
+    return int(start, 16), int(start, 16) + int(size, 16)
+
+
+def _build_id(path: str) -> str:
+    notes = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    return notes.split("Build ID:")[1].split()[0]
+
+
+@pytest.mark.root
+def test_go_tool_pprof_reads_a_real_profile(tmp_path, workload_nofp):
+    # golang-go is a test package (deps/apt/pprof.txt): `make test` installs it
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("needs go (apt-get install golang-go, or make test) for `go tool pprof`")
+    from conftest import pytracekit
+    out = tmp_path / "spin.pb.gz"
+    res = pytracekit("profile", "-F", "199", "-U", "--output", str(out), "--", workload_nofp,
+                     "spin", "1")
+    assert res.returncode == 0, res.stderr
+
+    def pprof(*args: str) -> str:
+        run = subprocess.run([go, "tool", "pprof", "-symbolize=none", *args, str(out)],
+                             capture_output=True, text=True, timeout=60,
+                             env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    top = pprof("-top", "-sample_index=samples")
+    build_id = _build_id(workload_nofp)
+    # the main binary is the workload, by name and build id
+    assert f"File: {Path(workload_nofp).name}\nBuild ID: {build_id}\n" in top
+    assert top.split("cum%\n", 1)[1].split()[5] == "spin_inner"   # the top flat entry
+
+    raw = pprof("-raw")
+    mappings = {}   # id -> (start, limit, offset, file, build id)
+    for line in raw.split("\nMappings\n", 1)[1].splitlines():
+        ident, ranges, *rest = line.split()
+        start, limit, offset = (int(x, 16) for x in ranges.split("/"))
+        mappings[int(ident.rstrip(":"))] = (start, limit, offset, rest[0],
+                                            rest[1] if len(rest) > 2 else "")
+    main = mappings[1]
+    assert main[3] == workload_nofp and main[4] == build_id and main[0] < main[1]
+    libc = next(m for m in mappings.values() if Path(m[3]).name.startswith("libc.so"))
+    assert libc[4] == _build_id(libc[3]) and libc[0] < libc[1]
+    # locations: link-time addresses inside each function, in the main binary's mapping
+    locations = {}
+    for line in raw.split("\nLocations\n", 1)[1].split("\nMappings\n", 1)[0].splitlines():
+        found = re.match(r"\s*\d+: (0x[0-9a-f]+) M=(\d+) (\S+)", line)   # (not mapped: no M=)
+        if found:
+            locations.setdefault(found[3], (int(found[1], 16), int(found[2])))
+    for name in ("spin_inner", "spin_outer", "main", "_start"):
+        address, mapping = locations[name]
+        low, high = _nm_range(workload_nofp, name)
+        assert mapping == 1 and low <= address < high, (name, hex(address), hex(low))
+    assert locations["__libc_start_call_main"][1] != 1

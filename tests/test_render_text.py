@@ -35,3 +35,12 @@ def test_linear_histogram_and_counts_table_and_loss_line():
     assert table[1].split() == ["2", "b", "9"]
     assert loss_line(LossReport()) == ""
     assert "3 events lost" in loss_line(LossReport(lost_events=3))
+
+
+def test_loss_line_names_user_stacks_not_wholly_unwound_by_cfi():
+    loss = LossReport(unwind_fallback=4, unwind_fp_steps=2, unwind_incomplete=1)
+    assert loss_line(loss) == (
+        "WARNING: 4 user stacks by frame pointers (process not loaded yet); 2 user stacks "
+        "with frame-pointer steps in code that has CFI; 1 user stacks incomplete "
+        "(unwinding stopped early)")
+    assert (loss + loss).as_dict()["unwind_fp_steps"] == 4

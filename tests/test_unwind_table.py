@@ -196,14 +196,67 @@ def test_python_unwinder_plt_rule_and_depth_limit():
 
 
 def test_tables_are_cached_by_build_id(tmp_path, monkeypatch, workload_nofp):
-    monkeypatch.setenv("PYTRACEKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path))   # the header cache's root
     image = ElfImage(map_file(workload_nofp))
     first = UnwindTable.cached(image, image.build_id())
     files = list((tmp_path / "unwind").rglob("*.rows"))
     assert [f.name for f in files] == [f"{image.build_id()}.rows"]
     assert files[0].read_bytes() == first.packed()
+    assert files[0].stat().st_mode & 0o777 == 0o644
     files[0].write_bytes(first.packed()[:16])   # the cache is what is read back
     assert UnwindTable.cached(image, image.build_id()).rows == first.rows[:2]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("tamper", ["chown-table", "chmod-table", "link-table", "chmod-dir"])
+def test_table_cache_another_user_could_write_is_refused(tmp_path, monkeypatch, workload_nofp,
+                                                         tamper):
+    # the header cache's rules (tests/test_safety_headers.py): the unwinder refuses
+    # to start (one line), and a table it may not trust is never read
+    from pytracekit.errors import PytracekitError
+    from pytracekit.unwind_table import cache_dir, check_cache
+    monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path / "cache"))
+    image = ElfImage(map_file(workload_nofp))
+    good = UnwindTable.cached(image, image.build_id())
+    check_cache()
+    table = cache_dir() / f"{image.build_id()}.rows"
+    table.write_bytes(good.packed()[:16])   # what a planted table would say
+    target = table
+    if tamper == "chown-table":
+        os.chown(table, 65534, 65534)
+    elif tamper == "chmod-table":
+        table.chmod(0o666)
+    elif tamper == "link-table":
+        real = tmp_path / "real.rows"
+        table.rename(real)
+        table.symlink_to(real)
+    else:
+        cache_dir().chmod(0o777)
+        target = cache_dir()
+    with pytest.raises(PytracekitError) as err:
+        check_cache()
+    assert str(err.value).startswith(f"refusing the unwind table cache {target}: ")
+    assert "PYTRACEKIT_CACHE" in str(err.value)
+    if target == table:   # read anyway (another tool's code path): compiled afresh
+        assert UnwindTable.cached(image, image.build_id()).rows == good.rows
+
+
+def test_debug_frame_fills_what_eh_frame_leaves_out(tmp_path):
+    # -fno-asynchronous-unwind-tables -g: .debug_frame for the program's code,
+    # .eh_frame (the C runtime's) for _start only
+    from conftest import DEBUG_FRAME_FLAGS, WORKLOAD_SRC
+    out = tmp_path / "wl"
+    subprocess.run(["gcc", *DEBUG_FRAME_FLAGS, "-o", str(out), str(WORKLOAD_SRC)], check=True)
+    image = ElfImage(map_file(out))
+    assert image.section(".eh_frame") is not None and image.section(".debug_frame") is not None
+    table = UnwindTable.from_image(image)
+    start = struct.unpack("<Q", image.data[0x18:0x20])[0]
+    assert table.find(start).kind == KIND_END   # from .eh_frame
+    nm = subprocess.run(["nm", str(out)], capture_output=True, text=True).stdout
+    spin_inner = int(next(l.split()[0] for l in nm.splitlines() if l.endswith(" spin_inner")),
+                     16)
+    row = table.find(spin_inner)   # from .debug_frame
+    assert row.pc <= spin_inner and (row.kind, row.cfa_off8) == (KIND_CFA_RSP, 1)
 
 
 def test_repeated_misses_of_unchanged_mappings_back_off():
@@ -223,3 +276,22 @@ def test_repeated_misses_of_unchanged_mappings_back_off():
     assert unwinder.on_miss(7) and 7 in unwinder.pending
     assert not unwinder.on_miss(7)   # within the interval
     assert unwinder.last_miss[7][1] == 2 * MISS_INTERVAL_S
+
+
+def test_plt_rows_of_a_file_without_eh_frame_are_the_linkers(tmp_path, workload_debug_frame):
+    # the same build before its .eh_frame was removed (conftest) is the oracle:
+    # the linker wrote CFI for .plt and .plt.got there, which we synthesize
+    from conftest import DEBUG_FRAME_FLAGS, WORKLOAD_SRC
+    with_eh = tmp_path / "wl"
+    subprocess.run(["gcc", *DEBUG_FRAME_FLAGS, "-o", str(with_eh), str(WORKLOAD_SRC)], check=True)
+    ours = UnwindTable.from_image(ElfImage(map_file(workload_debug_frame)))
+    linker = UnwindTable.from_image(ElfImage(map_file(with_eh)))
+    image = ElfImage(map_file(workload_debug_frame))
+    assert image.section(".eh_frame") is None
+    checked = 0
+    for name in (".plt", ".plt.got", ".plt.sec"):
+        sec = image.section(name)
+        for address in range(sec.addr, sec.addr + sec.size) if sec else ():
+            assert ours.find(address)[1:] == linker.find(address)[1:], (name, hex(address))
+            checked += 1
+    assert checked >= 64 and ours.kinds()["plt"] == 1

@@ -136,6 +136,9 @@ LOSS_HELP = {
     "map_full": "Updates a tool dropped because a BPF map was full.",
     "unknown_frames": "Stack frames symbolization could not name (at the last read).",
     "unreadable_strings": "User strings a tool could not read (not paged in).",
+    "unwind_fallback": "User stacks walked by frame pointers (process not loaded yet).",
+    "unwind_fp_steps": "User stacks with frame-pointer steps in code that has CFI.",
+    "unwind_incomplete": "User stacks whose unwinding stopped before their start.",
 }
 
 

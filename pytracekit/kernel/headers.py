@@ -84,7 +84,7 @@ def make_private_dirs(directory: Path) -> None:
             pass     # another tool made it at the same moment: checked by its user
 
 
-def _check_trusted(path: Path, *, ancestor: bool = False) -> None:
+def _check_trusted(path: Path, *, ancestor: bool = False, what: str = "the header cache") -> None:
     """Refuse a cache path another user owns or could write: its headers are
     compiled into programs that root loads into the kernel. An ancestor may be
     world-writable when sticky (/tmp): others cannot rename our entries."""
@@ -100,20 +100,20 @@ def _check_trusted(path: Path, *, ancestor: bool = False) -> None:
     elif st.st_mode & 0o022 and not (ancestor and st.st_mode & stat.S_ISVTX):
         problem = f"others can write it (mode {stat.S_IMODE(st.st_mode):o})"
     if problem:
-        what, fix = (("a directory above the header cache", "fix its owner and mode") if ancestor
-                     else ("the header cache", "remove it (pytracekit rebuilds it)"))
+        what, fix = ((f"a directory above {what}", "fix its owner and mode") if ancestor
+                     else (what, "remove it (pytracekit rebuilds it)"))
         raise PytracekitError(f"refusing {what} {path}: {problem}; {fix} or set PYTRACEKIT_CACHE "
                               "to a directory only root can write")
 
 
-def check_cache(*paths: Path) -> None:
+def check_cache(*paths: Path, what: str = "the header cache") -> None:
     """Check `paths` (inside the cache) and, for the first, every directory above."""
     if not paths:
         return
     for ancestor in reversed(paths[0].parents):
-        _check_trusted(ancestor, ancestor=True)
+        _check_trusted(ancestor, ancestor=True, what=what)
     for path in paths:
-        _check_trusted(path)
+        _check_trusted(path, what=what)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -213,11 +213,12 @@ class PythonFrames:
         stack `py_stack_id` merged in (0: none), [--], kernel frames. `value`
         is what the stack weighs in the dropped/gone counts."""
         unwound = getattr(key, "user_stack_hash", 0)
+        hashed = getattr(key, "kernel_stack_hash", 0)   # KSTACK_HASH: kernel stacks by hash
         if not (user and py_stack_id):
             return stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
                               kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
                               delimit=delimit, missing=missing, annotate=annotate,
-                              user_stack_hash=unwound)
+                              user_stack_hash=unwound, kernel_stack_hash=hashed)
         python = self.python_stack(py_stack_id)
         if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
             self.gone += value
@@ -227,12 +228,13 @@ class PythonFrames:
         path, dropped = merge(native, python)
         self.dropped_native += value if dropped else 0
         has_user = key.user_stack_id >= 0 or unwound != 0
-        if delimit and kernel and has_user and key.kernel_stack_id >= 0:
+        if delimit and kernel and has_user and (key.kernel_stack_id >= 0 or hashed):
             path.append(DELIMITER)
         if kernel:
             path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=-14,
                                kernel_stack_id=key.kernel_stack_id, user=False,
-                               kernel=True, missing=missing, annotate=annotate)
+                               kernel=True, missing=missing, annotate=annotate,
+                               kernel_stack_hash=hashed)
         return path
 
     def samples(self, symbolizer: Any, stack_map: Any, *, user: bool = True,

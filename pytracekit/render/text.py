@@ -81,4 +81,8 @@ def loss_line(loss: LossReport) -> str:
     if loss.unreadable_strings:
         parts.append(f"{loss.unreadable_strings} strings unreadable (not paged in; shown as "
                      f"{UNREADABLE} or as their address)")
+    unwind = [(loss.unwind_fallback, "by frame pointers (process not loaded yet)"),
+              (loss.unwind_fp_steps, "with frame-pointer steps in code that has CFI"),
+              (loss.unwind_incomplete, "incomplete (unwinding stopped early)")]
+    parts += [f"{n} user stacks {what}" for n, what in unwind if n]
     return "WARNING: " + "; ".join(parts) if parts else ""

@@ -9,6 +9,8 @@ profile (on-CPU samples) and/or offcputime (blocked time) run once; every
 """
 from __future__ import annotations
 
+import contextlib
+
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -45,14 +47,23 @@ class Stream:
             self.reset()
         return profile, start
 
+    def stack_maps(self) -> list[Any]:
+        """Where this program stores stacks: by hash (kstacks, and ustacks of the
+        in-kernel unwinder, profile --unwind dwarf), else the stack map."""
+        prog, maps = self.session.prog, []
+        for name in ("kstacks", "ustacks"):
+            with contextlib.suppress(KeyError):
+                maps.append(prog[name])
+        return maps if len(maps) == 2 else maps + [prog["stack_traces"]]
+
     def nearly_full(self) -> bool:
         """Windows are diffs of cumulative maps, which fill on a long run; past 40%
-        of the smaller map (a key holds up to two stack ids) they start over.
-        Python samples are counted apart (py_counts, their stacks in py_stacks)."""
+        of the smallest map (a key holds up to two stacks) they start over. Python
+        samples are counted apart (py_counts, their stacks in py_stacks)."""
         prog = self.session.prog
-        counts, stacks = prog["counts"], prog["stack_traces"]
+        counts = prog["counts"]
         used = len(counts) + (len(prog["py_counts"]) if self.python else 0)
-        full = used > 0.4 * min(counts.max_entries, stacks.max_entries)
+        full = used > 0.4 * min(m.max_entries for m in [counts, *self.stack_maps()])
         return full or bool(self.python) and len(prog["py_stacks"]) > \
             0.4 * prog["py_stacks"].max_entries
 
@@ -70,12 +81,9 @@ class Stream:
             prog["py_counts"].clear()
             self.python.stacks.clear()
         prog["counts"].clear()
-        prog["stack_traces"].clear()
-        try:   # the in-kernel unwinder's stacks (profile --unwind dwarf)
-            prog["ustacks"].clear()
-            self.session.symbolizer._ustack_cache.clear()
-        except KeyError:
-            pass
+        for stacks in self.stack_maps():
+            stacks.clear()
+        self.session.symbolizer._ustack_cache.clear()
         self.windower.seen = {}
         self.resets += 1
 

@@ -72,6 +72,18 @@
  *                          thread lock_ba() takes lock_b then lock_a (an order inversion,
  *                          never a deadlock: they run one after the other); then stays
  *                          alive MS ms (default 300)
+ *     spinchild MS         spin MS ms of CPU time in child_spin() and exit
+ *     storm N MS           fork+exec `workload spinchild MS` N times, two at a time
+ *                          (a storm of short processes, each new to a profiler)
+ *     jitfp MS             spin MS ms in spin_inner() called from generated code that
+ *                          keeps a frame pointer and has no CFI (JIT-like, named
+ *                          jit_fp_stub in /tmp/perf-PID.map): jit_fp_run -> jit_fp_stub
+ *                          -> jit_callback -> spin_inner; then MS ms the same through
+ *                          fp_gap_stub, the same code in this binary's .text without
+ *                          CFI (a gap in its tables): fp_gap_run -> fp_gap_stub ->
+ *                          jit_callback -> spin_inner. The generated code is mapped
+ *                          before --go-file is waited for, so a tool started meanwhile
+ *                          sees it
  *
  * --go-file PATH: wait until PATH exists before starting (for -p tests: the
  * tool attaches first, then the test creates the file).
@@ -184,6 +196,46 @@ NOINLINE void jit_run(long ms, const char *name)
     uint64_t deadline = now_ns() + (uint64_t)ms * 1000000;
     while (now_ns() < deadline)
         fn(100000);
+}
+
+/* x86-64: push rbp; mov rbp, rsp; call *rsi; pop rbp; ret (a frame, no CFI) */
+static const unsigned char jit_fp_code[] = { 0x55, 0x48, 0x89, 0xe5, 0xff, 0xd6, 0x5d, 0xc3 };
+static void (*jit_fp_stub)(uint64_t deadline, void (*callback)(uint64_t));
+
+static void jit_fp_prepare(void)
+{
+    unsigned char *code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (code == MAP_FAILED) { perror("mmap"); exit(1); }
+    memcpy(code, jit_fp_code, sizeof(jit_fp_code));
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/perf-%d.map", getpid());
+    FILE *map = fopen(path, "w");
+    if (!map) { perror(path); exit(1); }
+    fprintf(map, "%lx %zx jit_fp_stub\n", (unsigned long)code, sizeof(jit_fp_code));
+    fclose(map);
+    jit_fp_stub = (void (*)(uint64_t, void (*)(uint64_t)))code;
+}
+
+NOINLINE void jit_callback(uint64_t deadline) { spin_inner(deadline); sink++; }
+
+NOINLINE void jit_fp_run(long ms)
+{
+    jit_fp_stub(now_ns() + (uint64_t)ms * 1000000, jit_callback);
+    sink++;
+}
+
+/* The stub's code as a function of this binary, without .cfi directives: no
+ * FDE covers it (hand-written assembly often has none) */
+__asm__(".text\n.globl fp_gap_stub\n.type fp_gap_stub, @function\nfp_gap_stub:\n"
+        "push %rbp\nmov %rsp, %rbp\ncall *%rsi\npop %rbp\nret\n"
+        ".size fp_gap_stub, .-fp_gap_stub\n");
+void fp_gap_stub(uint64_t deadline, void (*callback)(uint64_t));
+
+NOINLINE void fp_gap_run(long ms)
+{
+    fp_gap_stub(now_ns() + (uint64_t)ms * 1000000, jit_callback);
+    sink++;
 }
 
 static pthread_mutex_t contended = PTHREAD_MUTEX_INITIALIZER;
@@ -482,6 +534,9 @@ static long arg_long(int argc, char **argv, int i, const char *what)
 int main(int argc, char **argv)
 {
     int i = 1;
+    int mode_at = argc > 2 && strcmp(argv[1], "--go-file") == 0 ? 3 : 1;
+    if (mode_at < argc && strcmp(argv[mode_at], "jitfp") == 0)
+        jit_fp_prepare();   /* before the go file: see the mode's comment */
     if (i + 1 < argc && strcmp(argv[i], "--go-file") == 0) {
         wait_for_file(argv[i + 1]);
         i += 2;
@@ -559,6 +614,27 @@ int main(int argc, char **argv)
             _exit(0);
         }
         waitpid(pid, NULL, 0);
+    } else if (strcmp(mode, "spinchild") == 0) {
+        child_spin(arg_long(argc, argv, i, "MS"));
+    } else if (strcmp(mode, "storm") == 0) {
+        long n = arg_long(argc, argv, i, "N");
+        const char *ms = i + 1 < argc ? argv[i + 1] : "1";
+        for (long k = 0; k < n; k += 2) {
+            pid_t pids[2];
+            for (int j = 0; j < 2; j++) {
+                pids[j] = fork();
+                if (pids[j] == 0) {
+                    execl("/proc/self/exe", "workload", "spinchild", ms, (char *)NULL);
+                    _exit(127);
+                }
+            }
+            waitpid(pids[0], NULL, 0);
+            waitpid(pids[1], NULL, 0);
+        }
+    } else if (strcmp(mode, "jitfp") == 0) {
+        if (!jit_fp_stub) { fprintf(stderr, "workload: jitfp: no stub\n"); return 2; }
+        jit_fp_run(arg_long(argc, argv, i, "MS"));
+        fp_gap_run(arg_long(argc, argv, i, "MS"));
     } else if (strcmp(mode, "stackswait") == 0) {
         long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
         for (long k = 0; k < n; k++)
