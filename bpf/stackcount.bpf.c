@@ -9,6 +9,10 @@
  * Keys hold the pid whenever user stacks are taken (frames without a build
  * id are named through that process's maps); without per-process output
  * (-P) pytracekit merges the symbolized stacks.
+ * PYTHON_STACKS: a CPython thread's Python stack is read at the probe too (as
+ * at a perf event: the thread is current), and it is counted in py_counts
+ * under (stacks, Python stack id) instead of counts; other processes pay one
+ * py_procs lookup.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
@@ -31,6 +35,9 @@
 #ifndef MAX_STACKS
 #define MAX_STACKS 10240
 #endif
+#ifndef PYTHON_STACKS
+#define PYTHON_STACKS 0
+#endif
 
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
 /* A map for a kind of stack not asked for keeps one slot: they are allocated
@@ -39,6 +46,10 @@ BPF_STACK_TRACE(stack_traces, KERNEL_STACKS ? STACK_STORAGE : 1);
 BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
+#if PYTHON_STACKS
+#include "ptk_python.h"
+BPF_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);
+#endif
 
 PTK_INLINE int count_stack(void *ctx)
 {
@@ -57,8 +68,20 @@ PTK_INLINE int count_stack(void *ctx)
         key.user_stack_id = ptk_user_stack(ctx, key.pid, &key.user_stack_hash);
     if (KERNEL_STACKS)
         key.kernel_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
-    u64 zero = 0;
-    u64 *count = counts.lookup_or_try_init(&key, &zero);
+    u64 zero = 0, *count;
+#if PYTHON_STACKS
+    u64 py_stack_id = ptk_python_stack(key.pid, (u32)bpf_get_current_pid_tgid());
+    if (py_stack_id) {
+        struct ptk_py_sample_key py_key = {.key = key, .py_stack_id = py_stack_id};
+        count = py_counts.lookup_or_try_init(&py_key, &zero);
+        if (count)
+            __sync_fetch_and_add(count, 1);
+        else
+            ptk_count_loss(PTK_MAP_FULL);
+        return 0;
+    }
+#endif
+    count = counts.lookup_or_try_init(&key, &zero);
     if (count)
         __sync_fetch_and_add(count, 1);
     else

@@ -14,11 +14,16 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
              naps -> sleeper -> napper -> nap, two others in napper -> nap_a /
              nap_b; then writes FILE: JSON {function: seconds measured around its
              calls}
+  getpids N  one os.getpid() in getpids (a tracer's first event of the process,
+             then 0.5 s to find its interpreter), then N in <module> -> getpids
+             -> caller -> callee, then 0.5 s more (<module>'s code object lives
+             while a tracer names it)
   handoff N FILE  N times: main sleeps 20 ms, then wake_it sets an Event that a
              thread waits for in wait_for_it; FILE as for naps ("wait_for_it")
 """
 import faulthandler
 import json
+import os
 import signal
 import sys
 import threading
@@ -198,6 +203,22 @@ def handoff(n, path):
         json.dump(slept, out)
 
 
+def callee():
+    os.getpid()
+
+
+def caller(n):
+    for _ in range(n):
+        callee()
+
+
+def getpids(n):
+    os.getpid()
+    time.sleep(0.5)
+    caller(n)
+    time.sleep(0.5)
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
@@ -211,6 +232,8 @@ if __name__ == "__main__":
         compress_it(seconds)
     elif mode == "naps":
         naps(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif mode == "getpids":
+        getpids(int(sys.argv[2]))
     elif mode == "handoff":
         handoff(int(sys.argv[2]), sys.argv[3])
     elif mode == "deep":

@@ -206,6 +206,16 @@ class PythonFrames:
             self.stacks[py_stack_id] = python
         return python
 
+    def merged(self, native: list[Frame], py_stack_id: int, value: int) -> list[Frame]:
+        """A root-first native user stack with the Python stack `py_stack_id`
+        merged in; `value` is what it weighs in the dropped/gone counts."""
+        python = self.python_stack(py_stack_id)
+        if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
+            self.gone += value
+        path, dropped = merge(native, python)
+        self.dropped_native += value if dropped else 0
+        return path
+
     def key_path(self, symbolizer: Any, stack_map: Any, key: Any, py_stack_id: int,
                  value: int, *, user: bool = True, kernel: bool = True, delimit: bool = False,
                  missing: bool = False, annotate: bool = False) -> list[Frame]:
@@ -219,14 +229,10 @@ class PythonFrames:
                               kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
                               delimit=delimit, missing=missing, annotate=annotate,
                               user_stack_hash=unwound, kernel_stack_hash=hashed)
-        python = self.python_stack(py_stack_id)
-        if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
-            self.gone += value
         native = [MISSED_USER] if missing and stack_missed(key.user_stack_id) else \
             stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
                        kernel_stack_id=-14, user=True, kernel=False, user_stack_hash=unwound)
-        path, dropped = merge(native, python)
-        self.dropped_native += value if dropped else 0
+        path = self.merged(native, py_stack_id, value)
         has_user = key.user_stack_id >= 0 or unwound != 0
         if delimit and kernel and has_user and (key.kernel_stack_id >= 0 or hashed):
             path.append(DELIMITER)

@@ -10,13 +10,17 @@ USDT probes (BCC's stackcount).
 User stacks are unwound in the kernel from each binary's CFI (ustacks.py,
 bpf/ptk_ustack.h), so programs built without frame pointers have whole
 stacks; a process whose mappings are not loaded yet, and --unwind fp, take
-the frame-pointer walk, stored by build id.
+the frame-pointer walk, stored by build id. With --python (the default) a
+CPython 3.8-3.13 thread's Python stack is read at the probe too and merged
+into its user frames (python/sampling.py), as profile does.
 """
 from __future__ import annotations
 
 import errno
+import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -33,6 +37,7 @@ from . import _probe_cli as common
 from ..textsafe import cstr
 from .. import ustacks
 from ..ustacks import EventUnwinding
+from ..python import sampling as pysampling
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
 LOST_STACK = Frame("[stack not stored]", "user")
@@ -53,23 +58,39 @@ class StackCount:
     user_symbols: BuildIdSymbolizer     # user frames, stored by build id
     delimited: bool = False
     unwinding: EventUnwinding | None = None   # --unwind dwarf
+    python: Any = None                        # a PythonFrames with --python
+    note: str = ""                            # the python: line, made at close()
     _next_refresh: float = 0.0
+    _python_poll: Any = None
+
+    def _keys(self):
+        """(ptk_stack_key, Python stack id or 0, count) of both count maps."""
+        for key, value in self.tracer["counts"].items():
+            yield key, 0, value.value
+        if self.python is not None:
+            for k, value in self.tracer["py_counts"].items():
+                yield k.key, k.py_stack_id, value.value
 
     def read(self) -> StackProfile:
         merged: dict[tuple, Sample] = {}
-        for key, value in self.tracer["counts"].items():
-            sample = self._sample(key, value.value)
+        if self.python is not None:
+            self.python.begin_read()
+        for key, py_stack_id, value in self._keys():
+            sample = self._sample(key, value, py_stack_id)
             ident = tuple((f.name, f.kind) for f in sample.stack) + (sample.pid,)
             prev = merged.get(ident)
             merged[ident] = sample if prev is None else Sample(
                 prev.stack, prev.value + sample.value, prev.pid, prev.tid, prev.comm)
         return StackProfile(list(merged.values()), value_type="count", loss=self.loss())
 
-    def _sample(self, key, value: int) -> Sample:
-        """Root first: [comm], user frames, [--], kernel frames, [stack not stored]."""
+    def _sample(self, key, value: int, py_stack_id: int = 0) -> Sample:
+        """Root first: [comm], user frames (Python ones merged in), [--], kernel
+        frames, [stack not stored]."""
         ustack = (self.user_symbols.user_stack(self.tracer["user_stacks"], key.user_stack_id,
                                                key.user_stack_hash, key.pid)
                   if self.user else [])
+        if py_stack_id:   # leaf first, as ustack
+            ustack = self.python.merged(ustack[::-1], py_stack_id, value)[::-1]
         kstack = (without_bpf_frames(self.symbolizer.stack(
             self.tracer["stack_traces"], key.kernel_stack_id, kernel=True)) if self.kernel else [])
         comm = cstr(key.comm) if self.per_pid else ""
@@ -91,6 +112,8 @@ class StackCount:
 
     def clear(self) -> None:
         self.tracer["counts"].clear()
+        if self.python is not None:
+            self.tracer["py_counts"].clear()
 
     def remember_processes(self) -> None:
         """Snapshot the memory maps of live processes that have user stacks here,
@@ -98,7 +121,7 @@ class StackCount:
         process's maps once, when its symbol cache is made)."""
         if not self.user:
             return
-        pids = {key.pid for key in self.tracer["counts"].keys()}
+        pids = {key.pid for key, _, _ in self._keys()}
         if self.tracer.target is not None and self.tracer.target.pid:
             pids.add(self.tracer.target.pid)
         self.user_symbols.remember(pids)
@@ -109,10 +132,20 @@ class StackCount:
         if now >= self._next_refresh:
             self.remember_processes()
             self._next_refresh = now + 0.2
-        if self.unwinding is not None:   # its rings: a held command may wait at its entry
-            self.unwinding.poll(min(timeout_ms, 500))
+        if self.python is not None:      # its ring (and the unwinder's, one poll)
+            if self._python_poll is None:
+                self._python_poll = self.python.poll(self._poll_rings)
+            self._python_poll(min(timeout_ms, 500))
         else:
-            time.sleep(min(timeout_ms / 1000, 0.5))
+            self._poll_rings(min(timeout_ms, 500))
+
+    def _poll_rings(self, timeout_ms: int) -> None:
+        if self.unwinding is not None:   # its rings: a held command may wait at its entry
+            self.unwinding.poll(timeout_ms)
+        elif self.python is not None:
+            self.tracer.prog.bpf.ring_buffer_poll(timeout_ms)
+        else:
+            time.sleep(timeout_ms / 1000)
 
     def loss(self) -> LossReport:
         loss = self.tracer.loss()
@@ -120,21 +153,29 @@ class StackCount:
         return loss
 
     def close(self) -> None:
-        if self.unwinding is not None:
-            self.unwinding.close()
-        self.tracer.close()
+        try:
+            if self.python is not None:
+                self.note = self.python.summary_line("events")
+                self.python.close()
+        finally:
+            if self.unwinding is not None:
+                self.unwinding.close()
+            self.tracer.close()
 
 
 def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = (),
           regex: bool = False, cpu: int | None = None, user: bool = True, kernel: bool = True,
           per_pid: bool = False, offsets: bool = False, delimited: bool = False,
           stack_storage: int = 16384, max_stacks: int = 10240,
-          announce: bool = True, unwind: str = "dwarf") -> StackCount:
+          announce: bool = True, unwind: str = "dwarf", python: bool = False) -> StackCount:
+    """`python` (off here, on in the command, as in profile.start): CPython
+    3.8-3.13 threads get their Python frames, read at the probe."""
     if not (user or kernel):
         raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
     spec = parse_spec(pattern, regex=regex)
     tracer = Tracer(file="stackcount", pid=pid, command=command)
     per_pid = per_pid or bool(pid)
+    python = python and user
     try:
         probes = tracer.resolve(spec)
         function = function_of(probes)
@@ -145,6 +186,8 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                               MAX_STACKS=max_stacks, STACKCOUNT_CPU=-1 if cpu is None else cpu,
                               STACKCOUNT_MULTI=len(numbered) < len(probes),
                               **ustacks.defines(unwind, user=user, storage=stack_storage))
+        if python:
+            tracer.defines.update(pysampling.defines())
         tracer.replace.update(common.generated(FUNCTION, probes,
                                                sorted({function(n) for n in numbered})))
         user_symbols = BuildIdSymbolizer(show_offset=offsets)
@@ -164,11 +207,12 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                 unwinding[0].close()
             raise
         symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
+        frames = pysampling.PythonFrames(tracer.prog) if python else None
     except BaseException:
         tracer.close()
         raise
     counter = StackCount(tracer, probes, user, kernel, per_pid, symbolizer, user_symbols,
-                         delimited and user and kernel, unwinding[0])
+                         delimited and user and kernel, unwinding[0], frames)
     tracer.default_poll = counter.poll
     return counter
 
@@ -242,13 +286,15 @@ def format_folded(profile: StackProfile) -> str:
 @click.option("--max-stacks", type=click.IntRange(1, options.MAX_MAP_ENTRIES), default=10240, show_default=True,
               help="Number of distinct (stack, process) keys counted.")
 @ustacks.unwind_option()
+@click.option("--python/--no-python", "python", default=True, show_default=True,
+              help="Show Python frames of CPython 3.8-3.13 processes (found per process).")
 @options.json_option()
 @options.standard
 @common.pattern_argument()
 @options.command_argument
 def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, kernel_only,
             user_only, show_addresses, delimited, folded, stack_storage, max_stacks, unwind,
-            as_json, pattern, command):
+            python, as_json, pattern, command):
     """Count the stacks that lead to functions, tracepoints or USDT probes matching PATTERN.
 
     PATTERN: func, p::func (kernel), lib:func, p:lib:func, /path:func,
@@ -259,7 +305,7 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
     counter = start(pattern, pid=pid, command=command, regex=regex, cpu=cpu,
                     user=not kernel_only, kernel=not user_only, per_pid=per_pid,
                     offsets=offsets, delimited=delimited, stack_storage=stack_storage,
-                    max_stacks=max_stacks, announce=not folded, unwind=unwind)
+                    max_stacks=max_stacks, announce=not folded, unwind=unwind, python=python)
 
     def report() -> None:
         profile = counter.read()
@@ -277,5 +323,9 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
         if text:
             click.echo(text)
 
-    common.run_tool(counter, report, duration=duration, interval=interval, as_json=as_json,
-                    poll=counter.poll)
+    try:
+        common.run_tool(counter, report, duration=duration, interval=interval, as_json=as_json,
+                        poll=counter.poll)
+    finally:
+        if counter.note:   # Python stacks lost or cut (made when closing)
+            print(counter.note, file=sys.stderr)
