@@ -9,7 +9,7 @@ next to BCC's profile-bpfcc.
    is measured cold (first read) and warm, and both tools' whole runs are
    timed. BCC needs BCC_KERNEL_SOURCE: it gets pytracekit's generated tree
    plus the three definitions profile.py also needs (bpf_perf_event.h,
-   TASK_COMM_LEN, PAGE_OFFSET), in a temporary copy.
+   TASK_COMM_LEN, PAGE_OFFSET), in a temporary copy (common.bcc_kernel_tree).
 """
 from __future__ import annotations
 
@@ -18,11 +18,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from bench.common import PY, ROOT, median, table
+from bench.common import PY, ROOT, bcc_kernel_tree, cpu_seconds, median, table
 
 ROUNDS = 5
 WORK_S = 3.0
@@ -55,11 +53,6 @@ def _work_rate(ncpu: int) -> float:
     return loops / cpu
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _start_profiler(args: list[str]) -> subprocess.Popen:
     ready_r, ready_w = os.pipe()
     proc = subprocess.Popen([PY, "-m", "pytracekit", "profile", *args], cwd=ROOT,
@@ -78,31 +71,15 @@ def overhead() -> list[str]:
     for _ in range(ROUNDS):
         base.append(_work_rate(ncpu))
         prof = _start_profiler(["-F", "99"])
-        before, t0 = _cpu_seconds(prof.pid), time.monotonic()
+        before, t0 = cpu_seconds(prof.pid), time.monotonic()
         traced.append(_work_rate(ncpu))
-        own.append(100 * (_cpu_seconds(prof.pid) - before) / (time.monotonic() - t0))
+        own.append(100 * (cpu_seconds(prof.pid) - before) / (time.monotonic() - t0))
         prof.send_signal(signal.SIGINT)
         prof.wait(timeout=60)
     b, t = median(base), median(traced)
     return [f"profile -F 99, all {ncpu} CPUs busy", f"{b:,.0f} loops/CPU-s",
             f"{t:,.0f} loops/CPU-s", f"{100 * (t - b) / b:+.2f}%",
             f"{median(own):.2f}% of one CPU"]
-
-
-def _bcc_tree() -> Path:
-    from pytracekit.kernel import headers
-    tree = Path(tempfile.mkdtemp(prefix="ptk-bcc-")) / "kernel"
-    shutil.copytree(headers.include_tree().source, tree)
-    (tree / "include/uapi/linux/bpf_perf_event.h").write_text(
-        "#ifndef _UAPI__LINUX_BPF_PERF_EVENT_H__\n#define _UAPI__LINUX_BPF_PERF_EVENT_H__\n"
-        "#include <asm/ptrace.h>\ntypedef struct pt_regs bpf_user_pt_regs_t;\n"
-        "struct bpf_perf_event_data { bpf_user_pt_regs_t regs; __u64 sample_period; "
-        "__u64 addr; };\n#endif\n")
-    with open(tree / "include/linux/sched.h", "a") as f:
-        f.write("\n#ifndef TASK_COMM_LEN\n#define TASK_COMM_LEN 16\n#endif\n")
-    with open(tree / "arch/x86/include/asm/page.h", "a") as f:
-        f.write("\n#ifndef PAGE_OFFSET\n#define PAGE_OFFSET 0xffff800000000000UL\n#endif\n")
-    return tree
 
 
 def _busy_python(seconds: float) -> subprocess.Popen:
@@ -170,7 +147,7 @@ def symbolization() -> list[list[str]]:
     if not bcc:
         rows.append(["BCC profile-bpfcc", "not installed (apt-get install bpfcc-tools)", "", ""])
         return rows
-    tree = _bcc_tree()
+    tree = bcc_kernel_tree()
     busy = _busy_python(6)
     try:
         time.sleep(0.3)
