@@ -67,6 +67,7 @@ def outer_inner(hz: int, cpu_s: float) -> tuple[list[list[str]], dict]:
         for tool, r in results.items():
             share = r.share(_outer_inner)
             data[label][tool] = {"samples": r.samples, "outer_inner": share, "error": r.error,
+                                 "loss": r.loss,
                                  "stacks": {";".join(s): c for s, c in r.stacks.most_common(5)}}
             cells += [r.error] if r.error else [f"{_pct(share)} of {r.samples}"]
         rows.append([label, exe, *cells])

@@ -83,7 +83,7 @@ def reach(hz: int, cpu_s: float) -> tuple[list[list[str]], dict]:
         results = _sampled(argv, hz, cpu_s)
         data[label] = {}
         for tool, r in results.items():
-            data[label][tool] = {"samples": r.samples, "error": r.error,
+            data[label][tool] = {"samples": r.samples, "error": r.error, "loss": r.loss,
                                  "reach_start": r.share(reaches_start),
                                  "unnamed_frames": r.unnamed_share()}
             rows.append([label, tool, str(r.samples), _pct(r.share(reaches_start)),
@@ -105,7 +105,7 @@ def exact_stacks(hz: int, cpu_s: float) -> tuple[list[list[str]], list[list[str]
         rows.append([tool, str(r.samples), _pct(exact), _pct(r.share(reaches_start))])
         top = r.stacks.most_common(3)
         tops += [[tool, f"`{';'.join(s)}`", str(c)] for s, c in top]
-        data[tool] = {"samples": r.samples, "exact": exact,
+        data[tool] = {"samples": r.samples, "exact": exact, "loss": r.loss,
                       "stacks": {";".join(s): c for s, c in r.stacks.most_common()}}
     return rows, tops, data
 

@@ -52,6 +52,7 @@ class Result:
     wall_s: float = 0.0         # launch to exit
     after_stop_s: float = 0.0   # SIGINT to exit: what it does once sampling ends
     error: str = ""
+    loss: dict = field(default_factory=dict)   # pytracekit's loss counters, as it reports them
 
     @property
     def samples(self) -> int:
@@ -177,6 +178,8 @@ class Pytracekit(Sampler):
                 stack = tuple(_canonical(f["name"]) for f in obj["frames"]
                               if f["kind"] != "process" and self.kind in ("", f["kind"]))
                 res.stacks[stack] += obj["value"]
+            elif obj["type"] == "loss":
+                res.loss = {k: v for k, v in obj.items() if k != "type"}
         return res
 
 
