@@ -40,6 +40,8 @@ def _canonical(name: str) -> str:
     (`__libc_start_main@@GLIBC_2.34`), pytracekit and BCC do not."""
     name = name.split("@@", 1)[0]
     return ALIASES.get(name, name)
+
+
 # pytracekit's unnamed frame: MODULE+0xOFFSET; perf's, BCC's: [unknown]
 UNNAMED = re.compile(r"^\[unknown\]$|\+0x[0-9a-f]+$")
 
@@ -137,11 +139,18 @@ def communicate_then_rusage(sampler: Sampler, timeout: float = 600) -> tuple[str
     res.cpu_s, res.peak_rss_kib = wait_measured(sampler.proc, timeout)
     res.wall_s = time.perf_counter() - sampler.t0
     res.after_stop_s = time.perf_counter() - getattr(sampler, "stopped_at", sampler.t0)
-    out, err = [(f.seek(0), f.read(), f.close())[1] for f in (sampler.out_file, sampler.err_file)]
+    out, err = _read_and_close(sampler.out_file), _read_and_close(sampler.err_file)
     if sampler.proc.returncode != 0:
         res.error = f"rc={sampler.proc.returncode}: " + \
             ((err.strip().splitlines() or ["?"])[-1])[:120]
     return out, err, res
+
+
+def _read_and_close(f) -> str:
+    f.seek(0)
+    text = f.read()
+    f.close()
+    return text
 
 
 class Pytracekit(Sampler):
