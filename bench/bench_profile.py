@@ -21,6 +21,7 @@ import sys
 import time
 
 from bench.common import PY, ROOT, bcc_kernel_tree, cpu_seconds, median, table
+from bench.samplers import Result, folded_stacks
 
 ROUNDS = 5
 WORK_S = 3.0
@@ -86,6 +87,13 @@ def _busy_python(seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)])
 
 
+def _end(busy: subprocess.Popen) -> None:
+    """The busy loop outlives the profiler's start-up (seconds on a loaded machine, with
+    the CFI tables to verify): ended here once the run is over."""
+    busy.kill()
+    busy.wait()
+
+
 def _timed_run(argv: list[str], env: dict | None = None) -> tuple[float, str, str, int]:
     start = time.perf_counter()
     res = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT,
@@ -94,14 +102,10 @@ def _timed_run(argv: list[str], env: dict | None = None) -> tuple[float, str, st
 
 
 def _unknown_share(folded: str) -> str:
-    """Share of frames, weighted by samples, that are [unknown]."""
-    frames = unknown = 0
-    for line in folded.splitlines():
-        stack, _, count = line.rpartition(" ")
-        names = stack.split(";")[1:]
-        frames += len(names) * int(count)
-        unknown += names.count("[unknown]") * int(count)
-    return f"{100 * unknown / frames:.1f}%" if frames else "n/a"
+    """Share of frames, weighted by samples, left unnamed: BCC's `[unknown]`,
+    pytracekit's `MODULE+0xOFFSET` (samplers.UNNAMED)."""
+    share = Result(stacks=folded_stacks(folded, drop_first=True)).unnamed_share()
+    return "n/a" if share != share else f"{100 * share:.1f}%"
 
 
 def symbolization() -> list[list[str]]:
@@ -109,7 +113,7 @@ def symbolization() -> list[list[str]]:
     from pytracekit.runner import run_until_done
     from pytracekit.tools import profile
     rows = []
-    busy = _busy_python(6)
+    busy = _busy_python(600)
     try:
         time.sleep(0.3)
         session = profile.start(pids=[busy.pid], frequency=999)
@@ -124,7 +128,7 @@ def symbolization() -> list[list[str]]:
         finally:
             session.close()
     finally:
-        busy.wait()
+        _end(busy)
     frames = sum(len(s.stack) for s in cold.samples)
     rows.append(["pytracekit: read + symbolize (cold)", f"{kernel_stacks} stacks in the "
                  f"map -> {len(cold.samples)} by name, {frames} frames",
@@ -132,13 +136,13 @@ def symbolization() -> list[list[str]]:
                  f"{cold.loss.unknown_frames} unknown frames"])
     rows.append(["pytracekit: read + symbolize (warm)", "same", f"{(t2 - t1) * 1000:.0f} ms", ""])
 
-    busy = _busy_python(6)
+    busy = _busy_python(600)
     try:
         time.sleep(0.3)
         wall, out, err, rc = _timed_run([PY, "-m", "pytracekit", "profile", "-F", "999", "-f",
                                          "-p", str(busy.pid), "3"])
     finally:
-        busy.wait()
+        _end(busy)
     rows.append(["pytracekit profile -F 999 -f -p PID 3 (whole run)",
                  f"{len(out.splitlines())} folded lines", f"{wall - 3:.2f} s beyond the 3 s",
                  f"rc={rc}, unknown frames {_unknown_share(out)}"])
@@ -148,13 +152,13 @@ def symbolization() -> list[list[str]]:
         rows.append(["BCC profile-bpfcc", "not installed (apt-get install bpfcc-tools)", "", ""])
         return rows
     tree = bcc_kernel_tree()
-    busy = _busy_python(6)
+    busy = _busy_python(600)
     try:
         time.sleep(0.3)
         wall, out, err, rc = _timed_run([bcc, "-F", "999", "-f", "-p", str(busy.pid), "3"],
                                         env={"BCC_KERNEL_SOURCE": str(tree)})
     finally:
-        busy.wait()
+        _end(busy)
         shutil.rmtree(tree.parent, ignore_errors=True)
     if rc != 0:
         rows.append(["BCC profile-bpfcc -F 999 -f -p PID 3", "failed",
