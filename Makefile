@@ -11,6 +11,9 @@ WORKLOAD := tests/workload/.build/workload
 APT_PACKAGES = $(shell cat deps/apt/*.txt | sed 's/\#.*//' | tr -s ' \n' ' ')
 # `make bench` also compares against other tracers.
 BENCH_PACKAGES = $(shell sed 's/\#.*//' deps/apt-bench.txt | tr -s ' \n' ' ')
+# ... and PyPI tools (py-spy) kept in their own venv, out of the project's dependencies.
+BENCH_VENV := build/bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: setup system-packages install-missing demo test bench clean
 
@@ -55,9 +58,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q tests
 
-bench: setup
+# `make bench BENCH_ARGS="--quick unwind"`: some sections, short (bench/__main__.py)
+bench: setup $(BENCH_STAMP)
 	@$(MAKE) --no-print-directory install-missing PACKAGES="$(BENCH_PACKAGES)"
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
+
+$(BENCH_STAMP): deps/pip-bench.txt
+	@test -x $(BENCH_VENV)/bin/pip || $(SYSTEM_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --disable-pip-version-check -r deps/pip-bench.txt
+	@touch $@
 
 clean:
 	rm -rf $(VENV) tests/workload/.build

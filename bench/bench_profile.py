@@ -9,7 +9,7 @@ next to BCC's profile-bpfcc.
    is measured cold (first read) and warm, and both tools' whole runs are
    timed. BCC needs BCC_KERNEL_SOURCE: it gets pytracekit's generated tree
    plus the three definitions profile.py also needs (bpf_perf_event.h,
-   TASK_COMM_LEN, PAGE_OFFSET), in a temporary copy.
+   TASK_COMM_LEN, PAGE_OFFSET), in a temporary copy (common.bcc_kernel_tree).
 """
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from bench.common import PY, ROOT, median, table
+from bench.common import PY, ROOT, bcc_kernel_tree, cpu_seconds, median, table
+from bench.samplers import Result, folded_stacks
 
 ROUNDS = 5
 WORK_S = 3.0
@@ -55,11 +54,6 @@ def _work_rate(ncpu: int) -> float:
     return loops / cpu
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _start_profiler(args: list[str]) -> subprocess.Popen:
     ready_r, ready_w = os.pipe()
     proc = subprocess.Popen([PY, "-m", "pytracekit", "profile", *args], cwd=ROOT,
@@ -78,9 +72,9 @@ def overhead() -> list[str]:
     for _ in range(ROUNDS):
         base.append(_work_rate(ncpu))
         prof = _start_profiler(["-F", "99"])
-        before, t0 = _cpu_seconds(prof.pid), time.monotonic()
+        before, t0 = cpu_seconds(prof.pid), time.monotonic()
         traced.append(_work_rate(ncpu))
-        own.append(100 * (_cpu_seconds(prof.pid) - before) / (time.monotonic() - t0))
+        own.append(100 * (cpu_seconds(prof.pid) - before) / (time.monotonic() - t0))
         prof.send_signal(signal.SIGINT)
         prof.wait(timeout=60)
     b, t = median(base), median(traced)
@@ -89,24 +83,15 @@ def overhead() -> list[str]:
             f"{median(own):.2f}% of one CPU"]
 
 
-def _bcc_tree() -> Path:
-    from pytracekit.kernel import headers
-    tree = Path(tempfile.mkdtemp(prefix="ptk-bcc-")) / "kernel"
-    shutil.copytree(headers.include_tree().source, tree)
-    (tree / "include/uapi/linux/bpf_perf_event.h").write_text(
-        "#ifndef _UAPI__LINUX_BPF_PERF_EVENT_H__\n#define _UAPI__LINUX_BPF_PERF_EVENT_H__\n"
-        "#include <asm/ptrace.h>\ntypedef struct pt_regs bpf_user_pt_regs_t;\n"
-        "struct bpf_perf_event_data { bpf_user_pt_regs_t regs; __u64 sample_period; "
-        "__u64 addr; };\n#endif\n")
-    with open(tree / "include/linux/sched.h", "a") as f:
-        f.write("\n#ifndef TASK_COMM_LEN\n#define TASK_COMM_LEN 16\n#endif\n")
-    with open(tree / "arch/x86/include/asm/page.h", "a") as f:
-        f.write("\n#ifndef PAGE_OFFSET\n#define PAGE_OFFSET 0xffff800000000000UL\n#endif\n")
-    return tree
-
-
 def _busy_python(seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)])
+
+
+def _end(busy: subprocess.Popen) -> None:
+    """The busy loop outlives the profiler's start-up (seconds on a loaded machine, with
+    the CFI tables to verify): ended here once the run is over."""
+    busy.kill()
+    busy.wait()
 
 
 def _timed_run(argv: list[str], env: dict | None = None) -> tuple[float, str, str, int]:
@@ -117,14 +102,10 @@ def _timed_run(argv: list[str], env: dict | None = None) -> tuple[float, str, st
 
 
 def _unknown_share(folded: str) -> str:
-    """Share of frames, weighted by samples, that are [unknown]."""
-    frames = unknown = 0
-    for line in folded.splitlines():
-        stack, _, count = line.rpartition(" ")
-        names = stack.split(";")[1:]
-        frames += len(names) * int(count)
-        unknown += names.count("[unknown]") * int(count)
-    return f"{100 * unknown / frames:.1f}%" if frames else "n/a"
+    """Share of frames, weighted by samples, left unnamed: BCC's `[unknown]`,
+    pytracekit's `MODULE+0xOFFSET` (samplers.UNNAMED)."""
+    share = Result(stacks=folded_stacks(folded, drop_first=True)).unnamed_share()
+    return "n/a" if share != share else f"{100 * share:.1f}%"
 
 
 def symbolization() -> list[list[str]]:
@@ -132,7 +113,7 @@ def symbolization() -> list[list[str]]:
     from pytracekit.runner import run_until_done
     from pytracekit.tools import profile
     rows = []
-    busy = _busy_python(6)
+    busy = _busy_python(600)
     try:
         time.sleep(0.3)
         session = profile.start(pids=[busy.pid], frequency=999)
@@ -147,7 +128,7 @@ def symbolization() -> list[list[str]]:
         finally:
             session.close()
     finally:
-        busy.wait()
+        _end(busy)
     frames = sum(len(s.stack) for s in cold.samples)
     rows.append(["pytracekit: read + symbolize (cold)", f"{kernel_stacks} stacks in the "
                  f"map -> {len(cold.samples)} by name, {frames} frames",
@@ -155,13 +136,13 @@ def symbolization() -> list[list[str]]:
                  f"{cold.loss.unknown_frames} unknown frames"])
     rows.append(["pytracekit: read + symbolize (warm)", "same", f"{(t2 - t1) * 1000:.0f} ms", ""])
 
-    busy = _busy_python(6)
+    busy = _busy_python(600)
     try:
         time.sleep(0.3)
         wall, out, err, rc = _timed_run([PY, "-m", "pytracekit", "profile", "-F", "999", "-f",
                                          "-p", str(busy.pid), "3"])
     finally:
-        busy.wait()
+        _end(busy)
     rows.append(["pytracekit profile -F 999 -f -p PID 3 (whole run)",
                  f"{len(out.splitlines())} folded lines", f"{wall - 3:.2f} s beyond the 3 s",
                  f"rc={rc}, unknown frames {_unknown_share(out)}"])
@@ -170,14 +151,14 @@ def symbolization() -> list[list[str]]:
     if not bcc:
         rows.append(["BCC profile-bpfcc", "not installed (apt-get install bpfcc-tools)", "", ""])
         return rows
-    tree = _bcc_tree()
-    busy = _busy_python(6)
+    tree = bcc_kernel_tree()
+    busy = _busy_python(600)
     try:
         time.sleep(0.3)
         wall, out, err, rc = _timed_run([bcc, "-F", "999", "-f", "-p", str(busy.pid), "3"],
                                         env={"BCC_KERNEL_SOURCE": str(tree)})
     finally:
-        busy.wait()
+        _end(busy)
         shutil.rmtree(tree.parent, ignore_errors=True)
     if rc != 0:
         rows.append(["BCC profile-bpfcc -F 999 -f -p PID 3", "failed",

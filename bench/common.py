@@ -77,3 +77,75 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+# `python -m bench --quick ...`: every section that reads this runs short (seconds, not
+# minutes) to check that it works end to end; its figures are not for the README.
+QUICK = False
+RESULTS = ROOT / "bench" / "results"
+
+
+def pick(full, quick):
+    """`full` in a real run, `quick` under --quick."""
+    return quick if QUICK else full
+
+
+def write_json(section: str, data: dict) -> Path:
+    """bench/results/SECTION.json (ignored by git): the figures behind the tables."""
+    import json
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{section}.json"
+    path.write_text(json.dumps({"quick": QUICK, **data}, indent=1, sort_keys=True) + "\n")
+    print(f"\n(written to {path.relative_to(ROOT)})")
+    return path
+
+
+def tests_module(name: str):
+    """A helper module of tests/ (interpreter discovery, the workload builds): the bench
+    runs what the tests run, from one definition."""
+    import importlib
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    return importlib.import_module(name)
+
+
+def wait_measured(proc: subprocess.Popen, timeout: float = 300) -> tuple[float, int]:
+    """Wait for a child: (its CPU seconds, its peak RSS in KiB) from wait4's rusage."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+        if time.monotonic() > deadline:
+            proc.kill()
+            deadline = float("inf")
+        time.sleep(0.02)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bcc_kernel_tree() -> Path:
+    """BCC's tools need BCC_KERNEL_SOURCE here (no kernel headers): pytracekit's generated
+    tree plus the three definitions profile.py also needs (bpf_perf_event.h, TASK_COMM_LEN,
+    PAGE_OFFSET), in a temporary copy; remove its parent when done."""
+    import shutil
+    import tempfile
+    from pytracekit.kernel import headers
+    tree = Path(tempfile.mkdtemp(prefix="ptk-bcc-")) / "kernel"
+    shutil.copytree(headers.include_tree().source, tree)
+    (tree / "include/uapi/linux/bpf_perf_event.h").write_text(
+        "#ifndef _UAPI__LINUX_BPF_PERF_EVENT_H__\n#define _UAPI__LINUX_BPF_PERF_EVENT_H__\n"
+        "#include <asm/ptrace.h>\ntypedef struct pt_regs bpf_user_pt_regs_t;\n"
+        "struct bpf_perf_event_data { bpf_user_pt_regs_t regs; __u64 sample_period; "
+        "__u64 addr; };\n#endif\n")
+    with open(tree / "include/linux/sched.h", "a") as f:
+        f.write("\n#ifndef TASK_COMM_LEN\n#define TASK_COMM_LEN 16\n#endif\n")
+    with open(tree / "arch/x86/include/asm/page.h", "a") as f:
+        f.write("\n#ifndef PAGE_OFFSET\n#define PAGE_OFFSET 0xffff800000000000UL\n#endif\n")
+    return tree
