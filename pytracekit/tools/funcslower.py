@@ -11,8 +11,6 @@ them: ustacks.py); -f prints them folded, one line per call.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from typing import Any
 
@@ -20,10 +18,9 @@ import click
 
 from .. import options, stream, ustacks
 from ..api import Tracer
-from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
-from ..ustacks import EventUnwinding
+from ..ustacks import EventUserStacks
 from ..errors import UsageError
 from ..probes import ResolvedProbe, parse_spec
 from ..stacktools import CommandAfterDashes, command_of
@@ -46,28 +43,20 @@ class Slower(stream.EventStream):
     """The event stream, with the tracer that owns program and target."""
 
     def __init__(self, tracer: Tracer, probes: list[ResolvedProbe],
-                 user_symbols: BuildIdSymbolizer | None = None,
-                 unwinding: EventUnwinding | None = None) -> None:
+                 user_stacks: EventUserStacks | None = None) -> None:
         assert tracer.prog is not None
         super().__init__(tracer.prog, FIELDS)
         self.tracer, self.probes = tracer, probes
-        self.user_symbols = user_symbols or BuildIdSymbolizer()
+        self.user_stacks = user_stacks or EventUserStacks()
         self.kernel_symbols = Symbolizer(tracer.prog.bpf, show_module=False)
-        self.unwinding = unwinding   # -U with --unwind dwarf (ustacks.py)
-        self._pids_seen: set[int] = set()
 
     def poll(self, handle, timeout_ms: int) -> int:
-        if self.unwinding is not None:   # a held command may wait at its entry
-            self.unwinding.poll(0)
+        self.user_stacks.poll()
         return super().poll(handle, timeout_ms)
 
     def user_stack(self, pid: int, stack_id: int, stack_hash: int) -> list[str]:
         """Leaf first (the caller of the slow function)."""
-        if pid not in self._pids_seen:   # its files, while it may still be alive
-            self._pids_seen.add(pid)
-            self.user_symbols.add_files(mapped_files(pid))
-        return [f.name for f in self.user_symbols.user_stack(self.prog["user_stacks"], stack_id,
-                                                             stack_hash, pid)]
+        return self.user_stacks.names(self.prog["user_stacks"], pid, stack_id, stack_hash)
 
     def kernel_stack(self, stack_id: int) -> list[str]:
         return [f.name for f in without_bpf_frames(
@@ -75,7 +64,7 @@ class Slower(stream.EventStream):
 
     def loss(self):
         loss = super().loss()
-        loss.unknown_frames += self.user_symbols.unknown_frames
+        loss.unknown_frames += self.user_stacks.unknown_frames
         return loss
 
     def close(self) -> None:
@@ -83,8 +72,7 @@ class Slower(stream.EventStream):
             self.reader.close()
             self.reader = None
         try:
-            if self.unwinding is not None:
-                self.unwinding.close()
+            self.user_stacks.close()
         finally:
             self.tracer.close()
 
@@ -123,22 +111,22 @@ def start(patterns: tuple[str, ...], *, pid: int | None = None, command: tuple[s
                               STACK_STORAGE=STACK_STORAGE,
                               **ustacks.defines(unwind, user=user_stack, storage=STACK_STORAGE))
         tracer.replace.update(common.generated(FUNCTIONS, entries, range(len(entries))))
-        user_symbols = BuildIdSymbolizer()
-        user_symbols.add_files(sorted({p.binary for p in entries if p.binary}))
-        unwinding: list[EventUnwinding | None] = []
+        user_stacks = EventUserStacks(sorted({p.binary for p in entries if p.binary}))
 
         def prepare(prog: Any) -> None:   # the unwinder is loaded before the probes fire
             if user_stack:
-                unwinding.append(EventUnwinding.setup(
-                    prog, user_symbols.symbolizer, pids=[pid or 0], command=command,
-                    command_pid=tracer.target.pid if command else 0))
-        tracer.start(prepare=prepare)
-        if command and shutil.which(command[0]):   # its frames, even once it has exited
-            user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
+                assert tracer.target is not None
+                user_stacks.setup(prog, pid=pid or 0, command=command,
+                                  command_pid=tracer.target.pid if command else 0)
+        try:
+            tracer.start(prepare=prepare)
+        except BaseException:
+            user_stacks.close()
+            raise
     except BaseException:
         tracer.close()
         raise
-    return Slower(tracer, entries, user_symbols, unwinding[0] if unwinding else None)
+    return Slower(tracer, entries, user_stacks)
 
 
 def header(timestamp: bool, time_of_day: bool, unit: str, args: int) -> str:
