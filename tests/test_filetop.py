@@ -63,8 +63,8 @@ def test_calls_and_bytes_per_file_as_perf_counts_them(tmp_path):
         "-e", f"syscalls:sys_enter_{call}", "--filter", "fd == 100")]
     with Tool("filetop", "--json", "--interval", "60") as tool:
         perf = subprocess.run(
-            ["perf", "stat", "-x,", "-o", str(reads), *events("r", ("read", "pread64", "readv", "preadv",
-                                                                  "preadv2")),
+            ["perf", "stat", "-x,", "-o", str(reads),
+             *events("r", ("read", "pread64", "readv", "preadv", "preadv2")),
              "--", "perf", "stat", "-x,", "-o", str(writes),
              *events("w", ("write", "pwrite64", "writev", "pwritev", "pwritev2")),
              "--", sys.executable, str(script), str(marker), str(truth)],
