@@ -11,6 +11,8 @@
  *
  * Filters: FILTER_PID (ptk_selected), FILTER_UID (-1 off), FILTER_LPORTS
  * (wanted_lports, from ptk_tcp.h), ERRORS (0: successful binds only, as BCC).
+ * COUNT (--count): no events; binds counted per (family, address, port) as
+ * BCC's --count counts them.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
@@ -25,6 +27,18 @@
 #endif
 #ifndef MAX_ENTRIES
 #define MAX_ENTRIES 10240
+#endif
+#ifndef COUNT
+#define COUNT 0
+#endif
+
+#if COUNT
+struct count_key {
+    u16 family;
+    u16 lport;
+    u8 laddr[16];
+};
+BPF_HASH(counts, struct count_key, u64, MAX_ENTRIES);
 #endif
 
 /* include/net/inet_sock.h (6.6 on): bit numbers in inet_sock.inet_flags */
@@ -122,6 +136,16 @@ TRACEPOINT_PROBE(syscalls, sys_exit_bind)
     }
     if (!endpoints_selected(&ep))
         return PTK_TP_PASS;
+#if COUNT
+    struct count_key key = { .family = ep.family, .lport = ep.lport };
+    __builtin_memcpy(key.laddr, ep.laddr, sizeof(key.laddr));
+    u64 zero = 0, *count = counts.lookup_or_try_init(&key, &zero);
+    if (count)
+        __sync_fetch_and_add(count, 1);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+    return PTK_TP_PASS;
+#endif
     if (inet_flags & (1ULL << PTK_INET_FLAGS_FREEBIND))
         opts |= OPT_FREEBIND;
     if (inet_flags & (1ULL << PTK_INET_FLAGS_TRANSPARENT))

@@ -1,16 +1,46 @@
 /* compactsnoop: one event per zone compaction (compact_zone): from
  * compaction:mm_compaction_begin to _end in the same thread, with the zone's
  * first pfn (user space names node and zone from /proc/zoneinfo), the mode,
- * the status and, when mm_compaction_suitable said it first, the order. */
+ * the status and, when mm_compaction_suitable said it first, the order.
+ * EXTENDED (-e): the pages the compaction's own tracepoints report in its
+ * thread between begin and end, summed (scanned and isolated for migration,
+ * scanned and isolated as free targets, migrated, failed). KERNEL_STACK (-K):
+ * the stack at mm_compaction_begin (compact_zone's start, where BCC's is). */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
+
+#ifndef EXTENDED
+#define EXTENDED 0
+#endif
+#ifndef KERNEL_STACK
+#define KERNEL_STACK 0
+#endif
+#ifndef STACK_ENTRIES
+#define STACK_ENTRIES 4096
+#endif
+
+#if KERNEL_STACK
+BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
+
+struct pages {                 /* -e: summed over one compaction */
+    u64 migrate_scanned;
+    u64 migrate_taken;
+    u64 free_scanned;
+    u64 free_taken;
+    u64 migrated;
+    u64 failed;
+};
 
 struct compaction {
     u64 ts;
     u64 zone_start;
     s32 order;                 /* -1: the whole zone (compact_memory, proactive) */
     u32 sync;
+    s32 kernel_stack;
+    u32 pad;
+    struct pages pages;
 };
 
 BPF_HASH(orders, u32, s32, 10240);           /* tid -> order, until compact_zone begins */
@@ -27,6 +57,9 @@ struct event {
     u32 sync;
     u32 pad;
     char comm[TASK_COMM_LEN];
+    s32 kernel_stack;          /* -K: a stack id; < 0: none */
+    u32 pad2;
+    struct pages pages;
 };
 
 TRACEPOINT_PROBE(compaction, mm_compaction_suitable)
@@ -46,7 +79,10 @@ TRACEPOINT_PROBE(compaction, mm_compaction_begin)
         return PTK_TP_PASS;
     u32 tid = bpf_get_current_pid_tgid();
     struct compaction c = { .ts = bpf_ktime_get_ns(), .zone_start = args->zone_start,
-                            .order = -1, .sync = args->sync };
+                            .order = -1, .sync = args->sync, .kernel_stack = -1 };
+#if KERNEL_STACK
+    c.kernel_stack = ptk_checked_stack_id(stacks.get_stackid(args, 0));
+#endif
     s32 *order = orders.lookup(&tid);
     if (order) {
         c.order = *order;
@@ -56,6 +92,41 @@ TRACEPOINT_PROBE(compaction, mm_compaction_begin)
         ptk_count_loss(PTK_MAP_FULL);
     return PTK_TP_PASS;
 }
+
+#if EXTENDED
+TRACEPOINT_PROBE(compaction, mm_compaction_isolate_migratepages)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct compaction *c = running.lookup(&tid);
+    if (c) {
+        c->pages.migrate_scanned += args->nr_scanned;
+        c->pages.migrate_taken += args->nr_taken;
+    }
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(compaction, mm_compaction_isolate_freepages)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct compaction *c = running.lookup(&tid);
+    if (c) {
+        c->pages.free_scanned += args->nr_scanned;
+        c->pages.free_taken += args->nr_taken;
+    }
+    return PTK_TP_PASS;
+}
+
+TRACEPOINT_PROBE(compaction, mm_compaction_migratepages)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct compaction *c = running.lookup(&tid);
+    if (c) {
+        c->pages.migrated += args->nr_migrated;
+        c->pages.failed += args->nr_failed;
+    }
+    return PTK_TP_PASS;
+}
+#endif
 
 TRACEPOINT_PROBE(compaction, mm_compaction_end)
 {
@@ -80,6 +151,9 @@ TRACEPOINT_PROBE(compaction, mm_compaction_end)
     e->status = args->status;
     e->sync = started.sync;
     e->pad = 0;
+    e->kernel_stack = started.kernel_stack;
+    e->pad2 = 0;
+    e->pages = started.pages;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
     return PTK_TP_PASS;

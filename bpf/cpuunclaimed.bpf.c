@@ -20,7 +20,13 @@ struct sample_key {
     u32 pad;
 };
 
-BPF_HASH(samples, struct sample_key, u32, SAMPLE_ENTRIES);
+struct rq_sample {
+    u64 ts;                     /* when this CPU sampled (-J: offsets in the tick) */
+    u32 running;
+    u32 pad;
+};
+
+BPF_HASH(samples, struct sample_key, struct rq_sample, SAMPLE_ENTRIES);
 
 int on_sample(struct bpf_perf_event_data *ctx)
 {
@@ -35,9 +41,10 @@ int on_sample(struct bpf_perf_event_data *ctx)
     if (rq)
         bpf_probe_read_kernel(&running, sizeof(running),
                               rq + __builtin_offsetof(struct rq, nr_running));
-    struct sample_key key = { .tick = bpf_ktime_get_ns() / PERIOD_NS,
-                              .cpu = bpf_get_smp_processor_id() };
-    if (samples.update(&key, &running) != 0)
+    u64 now = bpf_ktime_get_ns();
+    struct sample_key key = { .tick = now / PERIOD_NS, .cpu = bpf_get_smp_processor_id() };
+    struct rq_sample value = { .ts = now, .running = running };
+    if (samples.update(&key, &value) != 0)
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }

@@ -1,7 +1,8 @@
 /* drsnoop: one event per direct reclaim: a task that had to free memory
  * itself before its allocation could go on, with how long it took and the
  * pages it freed. Global reclaim (vmscan:mm_vmscan_direct_reclaim_*) and a
- * memory cgroup at its limit (vmscan:mm_vmscan_memcg_reclaim_*). */
+ * memory cgroup at its limit (vmscan:mm_vmscan_memcg_reclaim_*). The begin
+ * gives the allocation's order and GFP flags (-v). */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
@@ -14,6 +15,7 @@ enum kind { KIND_DIRECT = 1, KIND_MEMCG = 2 };
 
 struct reclaim_start {
     u64 ts;
+    u64 gfp_flags;
     u32 kind;
     s32 order;
 };
@@ -31,9 +33,10 @@ struct event {
     s32 order;                 /* of the allocation that needed it */
     u32 pad;
     char comm[TASK_COMM_LEN];
+    u64 gfp_flags;             /* of the allocation that needed it */
 };
 
-PTK_INLINE void reclaim_begin(u32 kind, s32 order)
+PTK_INLINE void reclaim_begin(u32 kind, s32 order, u64 gfp_flags)
 {
     if (!ptk_selected())
         return;
@@ -41,7 +44,8 @@ PTK_INLINE void reclaim_begin(u32 kind, s32 order)
     if (FILTER_UID >= 0 && (u32)uid_gid != (u32)FILTER_UID)
         return;
     u32 tid = bpf_get_current_pid_tgid();
-    struct reclaim_start start = { .ts = bpf_ktime_get_ns(), .kind = kind, .order = order };
+    struct reclaim_start start = { .ts = bpf_ktime_get_ns(), .kind = kind, .order = order,
+                                   .gfp_flags = gfp_flags };
     if (started.update(&tid, &start))
         ptk_count_loss(PTK_MAP_FULL);
 }
@@ -69,13 +73,14 @@ PTK_INLINE void reclaim_end(u64 pages)
     e->kind = start.kind;
     e->order = start.order;
     e->pad = 0;
+    e->gfp_flags = start.gfp_flags;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
 }
 
 TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_begin)
 {
-    reclaim_begin(KIND_DIRECT, args->order);
+    reclaim_begin(KIND_DIRECT, args->order, args->gfp_flags);
     return PTK_TP_PASS;
 }
 
@@ -87,7 +92,7 @@ TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_end)
 
 TRACEPOINT_PROBE(vmscan, mm_vmscan_memcg_reclaim_begin)
 {
-    reclaim_begin(KIND_MEMCG, args->order);
+    reclaim_begin(KIND_MEMCG, args->order, args->gfp_flags);
     return PTK_TP_PASS;
 }
 

@@ -2,7 +2,8 @@
  * read (then cleared) every interval.
  *
  * Without kprobes on vfs_read/vfs_write: the read and write system calls
- * (read, write, pread64, pwrite64, readv, writev) keep their fd at entry;
+ * (read, write, pread64, pwrite64, readv, writev, preadv,
+ * pwritev, preadv2, pwritev2) keep their fd at entry;
  * at exit the fd is followed to the file (ptk_file.h) and the call and the
  * bytes it moved (its return value, not the size asked for) are added. A
  * failed call is not counted. Files are told apart by device and inode, named
@@ -113,3 +114,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_readv) { call_exit(args->ret, false); return
 TRACEPOINT_PROBE(syscalls, sys_exit_write) { call_exit(args->ret, true); return PTK_TP_PASS; }
 TRACEPOINT_PROBE(syscalls, sys_exit_pwrite64) { call_exit(args->ret, true); return PTK_TP_PASS; }
 TRACEPOINT_PROBE(syscalls, sys_exit_writev) { call_exit(args->ret, true); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_preadv) { call_enter(args->fd); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_preadv2) { call_enter(args->fd); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_pwritev) { call_enter(args->fd); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_enter_pwritev2) { call_enter(args->fd); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_preadv) { call_exit(args->ret, false); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_preadv2) { call_exit(args->ret, false); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_pwritev) { call_exit(args->ret, true); return PTK_TP_PASS; }
+TRACEPOINT_PROBE(syscalls, sys_exit_pwritev2) { call_exit(args->ret, true); return PTK_TP_PASS; }

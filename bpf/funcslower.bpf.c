@@ -6,7 +6,9 @@
  * time and arguments), so nested and recursive calls are each timed; a
  * return whose entry was not seen (the call began before tracing) is ignored.
  * Entry and return are uprobes or kprobes (pt_regs); kernel functions through
- * BPF trampolines are refused in Python.
+ * BPF trampolines are refused in Python. USER_STACKS/KERNEL_STACKS (-U/-K)
+ * take the stack at the return, as BCC does: user stacks as trace -U takes
+ * them (ptk_ustack.h: unwound in the kernel from CFI, else build-id frames).
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
@@ -24,6 +26,21 @@
 #ifndef MAX_THREADS
 #define MAX_THREADS 10240
 #endif
+#ifndef USER_STACKS
+#define USER_STACKS 0
+#endif
+#ifndef KERNEL_STACKS
+#define KERNEL_STACKS 0
+#endif
+#ifndef STACK_STORAGE
+#define STACK_STORAGE 4096
+#endif
+
+/* A kind of stack not asked for keeps one slot (build-id slots are large). */
+BPF_STACK_TRACE(stacks, KERNEL_STACKS ? STACK_STORAGE : 1);
+BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
+#include "ptk_unwind.h"
+#include "ptk_ustack.h"
 
 struct entry_key {
     u32 tid;
@@ -45,6 +62,9 @@ struct event {
     u32 probe;
     u32 pad;
     char comm[TASK_COMM_LEN];
+    u64 user_stack_hash;    /* nonzero: the user stack is in `ustacks` */
+    s32 user_stack_id;
+    s32 kernel_stack_id;
 };
 
 BPF_HASH(depths, u32, u32, MAX_THREADS);
@@ -97,11 +117,20 @@ PTK_INLINE int on_return(struct pt_regs *ctx, u32 probe)
     u64 now = bpf_ktime_get_ns();
     if (now - began.ts_ns < MIN_NS)
         return 0;
+    u64 user_hash = 0;
+    s32 user_id = -1, kernel_id = -1;
+    if (USER_STACKS)
+        user_id = ptk_user_stack(ctx, pid_tgid >> 32, &user_hash);
+    if (KERNEL_STACKS)
+        kernel_id = ptk_checked_stack_id(stacks.get_stackid(ctx, 0));
     struct event *e = events.ringbuf_reserve(sizeof(*e));
     if (!e) {
         ptk_count_loss(PTK_LOST_EVENTS);
         return 0;
     }
+    e->user_stack_hash = user_hash;
+    e->user_stack_id = user_id;
+    e->kernel_stack_id = kernel_id;
     e->ts_ns = now;
     e->latency_ns = now - began.ts_ns;
     e->retval = PT_REGS_RC(ctx);

@@ -77,3 +77,47 @@ class EventUnwinding:
         if settings.current().verbose:   # what was loaded, as profile says it
             import sys
             print(self.unwinder.summary(), file=sys.stderr)
+
+
+class EventUserStacks:
+    """The user stacks of a streaming tool's events (funcslower -U, capable
+    -U): a ptk_ustack.h id and hash per event, named as the event is printed
+    (files noted while its process lives, by build id once it exited), and the
+    program's unwinder, if any (`setup` before the probes fire)."""
+
+    def __init__(self, files: Any = ()) -> None:
+        from .buildid import BuildIdSymbolizer
+        self.symbols = BuildIdSymbolizer()
+        self.symbols.add_files(files)
+        self.unwinding: EventUnwinding | None = None
+        self._pids_seen: set[int] = set()
+
+    def setup(self, prog: Any, *, pid: int = 0, command: tuple[str, ...] = (),
+              command_pid: int = 0) -> None:
+        import os
+        import shutil
+        self.unwinding = EventUnwinding.setup(prog, self.symbols.symbolizer, pids=[pid],
+                                              command=command, command_pid=command_pid)
+        if command and shutil.which(command[0]):   # its frames, even once it has exited
+            self.symbols.add_files([os.path.realpath(shutil.which(command[0]))])
+
+    def names(self, stack_map: Any, pid: int, stack_id: int, stack_hash: int) -> list[str]:
+        """Frame names, leaf first."""
+        from .buildid import mapped_files
+        if pid not in self._pids_seen:   # its files, while it may still be alive
+            self._pids_seen.add(pid)
+            self.symbols.add_files(mapped_files(pid))
+        return [f.name for f in self.symbols.user_stack(stack_map, stack_id, stack_hash, pid)]
+
+    @property
+    def unknown_frames(self) -> int:
+        return self.symbols.unknown_frames
+
+    def poll(self) -> None:
+        """Between reads of the event ring: a held command may wait at its entry."""
+        if self.unwinding is not None:
+            self.unwinding.poll(0)
+
+    def close(self) -> None:
+        if self.unwinding is not None:
+            self.unwinding.close()

@@ -102,3 +102,23 @@ def test_command_text_columns_and_port_filter(tmp_path):
 def test_bad_uid_is_one_line():
     res = pytracekit("bindsnoop", "-u", "-5")
     assert res.returncode == 2 and res.stderr.count("\n") == 1
+
+
+@pytest.mark.root
+def test_count_per_address_and_port(tmp_path):
+    """--count (BCC's): binds per local address and port, as the script made
+    them (-E: the failed one under the port it asked for)."""
+    from collections import Counter
+    from snoop_helpers import validated_json
+    script = tmp_path / "binds.py"
+    script.write_text(BINDS)
+    truth_file = tmp_path / "truth.json"
+    res = pytracekit("bindsnoop", "--count", "-E", "--json", "--", sys.executable, str(script),
+                     str(truth_file))
+    assert res.returncode == 0, res.stderr
+    truth = json.loads(truth_file.read_text())["binds"]
+    want = Counter((addr, ip, port) for _proto, ip, addr, _opts, _dev, _ret, port in truth)
+    objects = validated_json("bindsnoop", res.stdout)
+    got = {(o["addr"], o["ip"], o["port"]): o["binds"] for o in objects if o["type"] == "count"}
+    assert got == dict(want) and sum(got.values()) == 6
+    assert objects[-1]["type"] == "loss" and objects[-1]["map_full"] == 0

@@ -40,8 +40,8 @@ def test_each_check_once_with_its_verdict():
 
 
 @pytest.mark.root
-def test_denied_only_with_the_kernel_stack_in_json():
-    res = pytracekit("capable", "--denied", "-K", "--json", "--", *COMMAND)
+def test_denied_only_with_the_kernel_and_user_stacks_in_json():
+    res = pytracekit("capable", "--denied", "-K", "-U", "--json", "--", *COMMAND)
     assert res.returncode == 0, res.stderr
     objects = validated_json("capable", res.stdout.replace("denied\n", ""))
     events = [o for o in objects if o["type"] == "event"]
@@ -50,6 +50,27 @@ def test_denied_only_with_the_kernel_stack_in_json():
     # the check itself first (not the tracepoint's BPF frames), then chroot(2) asking
     stack = events[0]["kernel_stack"]
     assert stack[0] == "cap_capable" and "__x64_sys_chroot" in stack, stack
+    # libc's chroot() asked, called from the interpreter, unwound (Debian's python
+    # has no frame pointers) down to the program's entry
+    ustack = events[0]["user_stack"]
+    assert ustack[0] == "chroot" and "Py_BytesMain" in ustack and ustack[-1] == "_start", ustack
+
+
+@pytest.mark.root
+def test_unique_shows_each_capability_once_per_process():
+    """BCC's --unique: the first check of each capability by each process;
+    the same capabilities as without it, of which CAP_SYS_CHROOT 5 times."""
+    every = pytracekit("capable", "--json", "--", *COMMAND)
+    unique = pytracekit("capable", "--unique", "--json", "--", *COMMAND)
+    assert every.returncode == 0 and unique.returncode == 0, every.stderr + unique.stderr
+    runs = [[o for o in validated_json("capable", r.stdout.replace("denied\n", ""))
+             if o["type"] == "event"] for r in (every, unique)]
+    assert [e["name"] for e in runs[0]].count("CAP_SYS_CHROOT") == CHROOTS + 1
+    seen = [(e["pid"], e["cap"]) for e in runs[1]]
+    assert len(seen) == len(set(seen))
+    assert {e["cap"] for e in runs[1]} == {e["cap"] for e in runs[0]}
+    chroot = [e for e in runs[1] if e["name"] == "CAP_SYS_CHROOT"]
+    assert [(e["uid"], e["verdict"]) for e in chroot] == [(0, "allow")]
 
 
 def test_unknown_capability_is_a_usage_error():

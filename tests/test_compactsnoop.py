@@ -54,3 +54,58 @@ def test_zoneinfo_names_zones_by_their_first_page():
             "  start_pfn:           1\nNode 0, zone  Movable\n  pages free     0\n"
             "Node 1, zone   Normal\n  start_pfn:           1048576\n")
     assert zones(text) == {1: (0, "DMA"), 1048576: (1, "Normal")}
+
+
+PERF_EVENTS = ["compaction:mm_compaction_begin", "compaction:mm_compaction_isolate_migratepages",
+               "compaction:mm_compaction_isolate_freepages",
+               "compaction:mm_compaction_migratepages"]
+
+
+def perf_pages(script: str, pid: int) -> list[dict]:
+    """perf script's compaction events of `pid`, summed per compaction (each
+    begins with mm_compaction_begin) as -e sums them."""
+    out: list[dict] = []
+    for line in script.splitlines():
+        fields = line.split()
+        if not fields or int(fields[0]) != pid:
+            continue
+        values = dict(re.findall(r"(\w+)=(\d+)", line))
+        if "mm_compaction_begin:" in line:
+            out.append(dict.fromkeys(("migrate_scanned", "migrate_taken", "free_scanned",
+                                      "free_taken", "migrated", "failed"), 0))
+        elif "isolate_migratepages:" in line:
+            out[-1]["migrate_scanned"] += int(values["nr_scanned"])
+            out[-1]["migrate_taken"] += int(values["nr_taken"])
+        elif "isolate_freepages:" in line:
+            out[-1]["free_scanned"] += int(values["nr_scanned"])
+            out[-1]["free_taken"] += int(values["nr_taken"])
+        elif "mm_compaction_migratepages:" in line:
+            out[-1]["migrated"] += int(values["nr_migrated"])
+            out[-1]["failed"] += int(values["nr_failed"])
+    return out
+
+
+@pytest.mark.root
+def test_extended_pages_and_kernel_stack_as_perf_records_them(tmp_path):
+    """-e: per compaction, the pages its tracepoints report, summed; perf
+    records the same tracepoints of the same compactions meanwhile."""
+    import subprocess
+    from conftest import Tool
+    data = tmp_path / "perf.data"
+    with Tool("compactsnoop", "-e", "-K", "--json") as tool:
+        run = subprocess.run(["perf", "record", "-q", "-o", str(data),
+                              "-e", ",".join(PERF_EVENTS), "--", *COMMAND],
+                             capture_output=True, text=True, timeout=120)
+        out, _err = tool.stop()
+    assert run.returncode == 0, run.stderr
+    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "pid,event,trace"],
+                            capture_output=True, text=True, timeout=120).stdout
+    sh_pid = int(script.split()[0])
+    events = [o for o in validated_json("compactsnoop", out)
+              if o["type"] == "event" and o["pid"] == sh_pid]
+    assert [e["zone"] for e in events] == populated()
+    assert [e["pages"] for e in events] == perf_pages(script, sh_pid)
+    assert sum(e["pages"]["migrate_scanned"] for e in events) > 0
+    # compact_memory's write: the sysctl handler compacting each zone
+    assert all("compact_node" in e["kernel_stack"] and "ksys_write" in e["kernel_stack"]
+               for e in events), events[0]["kernel_stack"]

@@ -49,3 +49,36 @@ def test_bcc_line_with_timestamp_and_count():
 def _cpus() -> int:
     from bcc.utils import get_online_cpus
     return len(get_online_cpus())
+
+
+@pytest.mark.root
+def test_csv_rows_show_every_spinner_pinned_to_cpu_0(workload):
+    """-J (BCC's CSV): one row per tick; while four spinners pinned to CPU 0
+    run throughout, CPU 0's run queue holds at least those four at every tick,
+    and each CPU's offset is its sample's distance from the tick's first."""
+    import subprocess
+    spinners = [subprocess.Popen(["taskset", "-c", "0", workload, "spin", "60"])
+                for _ in range(4)]
+    try:
+        res = pytracekit("cpuunclaimed", "-J", "-d", "0.5")
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert res.returncode == 0, res.stderr
+    ncpu = _cpus()
+    lines = res.stdout.splitlines()
+    assert lines[0].split(",") == ["TIMESTAMP_ns"] + [f"CPU{c}" for c in range(ncpu)] + \
+        [f"OFFSET_ns_CPU{c}" for c in range(ncpu)]
+    rows = [line.split(",") for line in lines[1:]]
+    complete = [r for r in rows if "" not in r]
+    assert len(complete) > 10, rows
+    assert all(int(r[1]) >= 4 for r in complete), [r[1] for r in complete]
+    stamps = [int(r[0]) for r in rows]
+    assert stamps == sorted(stamps) and len(set(s // 10101010 for s in stamps)) == len(rows)
+    assert all(min(int(x) for x in r[1 + ncpu:]) == 0 for r in complete)
+
+
+def test_csv_takes_no_interval():
+    res = pytracekit("cpuunclaimed", "-j", "1")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "no interval" in res.stderr

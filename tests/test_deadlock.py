@@ -1,6 +1,7 @@
 """deadlock against the workload's lockorder mode (thread lock_ab takes lock_a
 then lock_b; a later thread lock_ba takes lock_b then lock_a: an inversion
 that never deadlocks) and its mutex mode (one mutex: no order at all)."""
+import re
 import subprocess
 
 import pytest
@@ -64,3 +65,34 @@ def test_needs_a_process():
     res = pytracekit("deadlock", "--duration", "1")
     assert res.returncode == 2
     assert "give its PID" in res.stderr and res.stderr.count("\n") == 1
+
+
+@pytest.mark.root
+def test_dump_graph_writes_bcc_node_link_json(workload, tmp_path):
+    """--dump-graph (BCC's): the mutex graph as node-link JSON, both edges
+    of the lockorder inversion, each by its own thread, where it took them."""
+    import json
+    path = tmp_path / "graph.json"
+    res = pytracekit("deadlock", "--dump-graph", str(path), "--", workload, "lockorder")
+    assert res.returncode == 0, res.stderr
+    graph = json.loads(path.read_text())
+    assert (graph["directed"], graph["multigraph"], graph["graph"]) == (True, False, {})
+    names = [n["name"] for n in graph["nodes"]]
+    assert sorted(names) == ["lock_a [workload]", "lock_b [workload]"]
+    assert {n["id"] for n in graph["nodes"]} == \
+        {int(x, 16) for x in re.findall(r"\(lock_\w \[workload\] 0x([0-9a-f]+)\)", res.stdout)}
+    links = {(names[l["source"]], names[l["target"]]): l for l in graph["links"]}
+    assert set(links) == {("lock_a [workload]", "lock_b [workload]"),
+                          ("lock_b [workload]", "lock_a [workload]")}
+    ab, ba = links["lock_a [workload]", "lock_b [workload]"], \
+        links["lock_b [workload]", "lock_a [workload]"]
+    assert ab["thread_pid"] != ba["thread_pid"] and ab["thread_comm"] == "workload"
+    assert ab["first_mutex_stack"][:2] == ["pthread_mutex_lock", "lock_ab"]
+    assert ba["second_mutex_stack"][:2] == ["pthread_mutex_lock", "lock_ba"]
+    assert all(isinstance(l[k], int) for l in graph["links"]
+               for k in ("first_mutex_stack_id", "second_mutex_stack_id"))
+
+
+def test_dump_graph_to_a_missing_directory_is_a_usage_error(tmp_path):
+    res = pytracekit("deadlock", "--dump-graph", str(tmp_path / "no" / "g.json"), "-p", "1")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "no directory" in res.stderr

@@ -51,3 +51,41 @@ def test_text_columns_and_filters(tmp_path):
     assert len({r[3] for r in rows}) == 1
     assert summary(res.stderr)["captured"] == len(rows)
     assert other.stdout.splitlines()[1:] == [] and summary(other.stderr)["captured"] == 0
+
+
+@pytest.mark.root
+def test_verbose_order_and_gfp_flags_as_perf_records_them(tmp_path):
+    """-v: each reclaim's allocation order and GFP flags, named as ftrace
+    names them; perf records the begin tracepoint of the same reclaims."""
+    import re
+    import subprocess
+    out, data = tmp_path / "out.txt", tmp_path / "perf.data"
+    with memory_cgroup(LIMIT) as inside:
+        run = subprocess.run(["perf", "record", "-q", "-o", str(data), "-e", BEGIN, "--",
+                              "sh", "-c", f'cd {ROOT} && exec "$@" > {out}', "sh",
+                              sys.executable, "-m", "pytracekit", "drsnoop", "-v", "--",
+                              *inside, *_dd(tmp_path / "file")],
+                             capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "comm,trace"],
+                            capture_output=True, text=True, timeout=120).stdout
+    want = [m.groups() for m in re.finditer(r"^\s*dd\s+order=(-?\d+) gfp_flags=(\S+)", script,
+                                            re.M)]
+    lines = out.read_text().splitlines()
+    assert lines[0].split() == ["COMM", "PID", "LAT(ms)", "PAGES", "TYPE", "ORDER", "GFP"]
+    rows = [line.split() for line in lines[1:]]
+    assert want and [(r[5], r[6]) for r in rows] == want
+    assert {r[4] for r in rows} == {"memcg"}
+
+
+def test_gfp_flags_named_as_ftrace_names_them():
+    from pytracekit.kernel.tracefs import decode_flags, parse_format
+    fmt = ('print fmt: "order=%d gfp_flags=%s", REC->order, (REC->gfp_flags) ? '
+           '__print_flags(REC->gfp_flags, "|", {( unsigned long)((( gfp_t)((((1UL))) << (6)))'
+           ' | (( gfp_t)((((1UL))) << (7)))), "GFP_NOFS_LIKE"}, {( unsigned long)(( gfp_t)'
+           '((((1UL))) << (6))), "__GFP_IO"}, { 0, ((void *)0) } ) : "none"\n')
+    table = parse_format("vmscan", "x", fmt).flag_names("gfp_flags")
+    assert table == [(0xc0, "GFP_NOFS_LIKE"), (0x40, "__GFP_IO")]
+    assert decode_flags(0xc0, table) == "GFP_NOFS_LIKE"
+    assert decode_flags(0x41, table) == "__GFP_IO|0x1"
+    assert decode_flags(0, table) == "none"

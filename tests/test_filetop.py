@@ -13,8 +13,14 @@ from netns_fixture import events_of, json_objects
 
 WRITES, READS, SIZE = 12, 30, 4096
 IO = textwrap.dedent(f"""
-    import json, os, sys
+    import ctypes, json, os, sys
     marker, truth = sys.argv[1], sys.argv[2]
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def vector_call(number, data):     # preadv(2)/pwritev(2) themselves: glibc
+        buf = ctypes.create_string_buffer(data, len(data))  # calls the *v2 forms
+        iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), len(data))
+        assert libc.syscall(number, 100, iov, 1, 0, 0) == len(data)
     fd = os.open(marker, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 100)
     os.close(fd)
@@ -22,11 +28,15 @@ IO = textwrap.dedent(f"""
         os.write(100, b"w" * {SIZE})
     os.pwrite(100, b"p" * 100, 0)
     os.writev(100, [b"a" * 10, b"b" * 20])
+    vector_call(296, b"c" * 40)                           # pwritev
+    os.pwritev(100, [b"d" * 50], 0, os.RWF_SYNC)          # pwritev2
     os.lseek(100, 0, os.SEEK_SET)
     for _ in range({READS}):
         assert len(os.read(100, 1000)) == 1000
     assert len(os.pread(100, 500, 0)) == 500
     assert os.readv(100, [bytearray(7)]) == 7
+    vector_call(295, b"." * 9)                            # preadv
+    assert os.preadv(100, [bytearray(11)], 0, os.RWF_HIPRI) == 11   # preadv2
     pipe_r, pipe_w = os.pipe()            # not a regular file: only with -a
     os.write(pipe_w, b"x")
     os.read(pipe_r, 1)
@@ -34,9 +44,9 @@ IO = textwrap.dedent(f"""
     with open(truth, "w") as f:
         json.dump({{"pid": os.getpid()}}, f)
 """)
-# write, pwrite, writev / read, pread, readv
-WANT = {"reads": READS + 2, "writes": WRITES + 2, "rbytes": READS * 1000 + 500 + 7,
-        "wbytes": WRITES * SIZE + 100 + 30}
+# write, pwrite, writev, pwritev, pwritev2 / read, pread, readv, preadv, preadv2
+WANT = {"reads": READS + 4, "writes": WRITES + 4, "rbytes": READS * 1000 + 500 + 7 + 9 + 11,
+        "wbytes": WRITES * SIZE + 100 + 30 + 40 + 50}
 
 
 def perf_count(counts_file) -> int:
@@ -53,9 +63,10 @@ def test_calls_and_bytes_per_file_as_perf_counts_them(tmp_path):
         "-e", f"syscalls:sys_enter_{call}", "--filter", "fd == 100")]
     with Tool("filetop", "--json", "--interval", "60") as tool:
         perf = subprocess.run(
-            ["perf", "stat", "-x,", "-o", str(reads), *events("r", ("read", "pread64", "readv")),
+            ["perf", "stat", "-x,", "-o", str(reads),
+             *events("r", ("read", "pread64", "readv", "preadv", "preadv2")),
              "--", "perf", "stat", "-x,", "-o", str(writes),
-             *events("w", ("write", "pwrite64", "writev")),
+             *events("w", ("write", "pwrite64", "writev", "pwritev", "pwritev2")),
              "--", sys.executable, str(script), str(marker), str(truth)],
             capture_output=True, text=True, timeout=60)
         out, err = tool.stop()

@@ -61,3 +61,35 @@ def test_kernel_functions_through_trampolines_are_refused(monkeypatch):
     monkeypatch.setattr(Tracer, "start", lambda self, *a: pytest.fail("loaded a program"))
     with pytest.raises(UsageError, match="funclatency do_nanosleep"):
         funcslower.start(("do_nanosleep",))
+
+
+@pytest.mark.root
+def test_user_stacks_per_slow_call_unwound_without_frame_pointers(workload_nofp):
+    """`stacks 1`: stack_leaf once via stack_path_a, twice via stack_path_b;
+    the stack is taken at the return, so its leaf is the caller. Built without
+    frame pointers: only the in-kernel CFI unwinder gets past the caller."""
+    res = pytracekit("funcslower", "--json", "-u", "0", "-U", "-K", f"{workload_nofp}:stack_leaf",
+                     "--", workload_nofp, "stacks", "1")
+    assert res.returncode == 0, res.stderr
+    events = events_of(json_objects(res.stdout, "funcslower"))
+    assert [e["user_stack"][:3] for e in events] == \
+        [["stack_path_a", "main", "__libc_start_call_main"]] + \
+        [["stack_path_b", "main", "__libc_start_call_main"]] * 2
+    # a uprobe fires in user mode: there is no kernel stack under it
+    assert [e["kernel_stack"] for e in events] == [[]] * 3
+
+
+@pytest.mark.root
+def test_folded_stacks_one_line_per_call(workload):
+    res = pytracekit("funcslower", "-f", "-U", "-u", "0", f"{workload}:stack_leaf", "--",
+                     workload, "stacks", "1")
+    assert res.returncode == 0, res.stderr
+    tails = [line.rsplit(";", 3)[1:] for line in res.stdout.splitlines()]
+    assert tails == [["__libc_start_call_main", "main", "stack_path_a 1"]] + \
+        [["__libc_start_call_main", "main", "stack_path_b 1"]] * 2
+    assert all(line.startswith("workload;") for line in res.stdout.splitlines())
+
+
+def test_folded_needs_a_stack():
+    res = pytracekit("funcslower", "-f", "c:getpid")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "-U" in res.stderr

@@ -116,7 +116,13 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
     # one of each read/write system call on the marker file
     fileio = (f"import os; fd = os.open({marker!r}, os.O_RDWR | os.O_CREAT)\n"
               "os.write(fd, b'x'); os.pwrite(fd, b'x', 0); os.writev(fd, [b'x'])\n"
-              "os.read(fd, 1); os.pread(fd, 1, 0); os.readv(fd, [bytearray(1)])")
+              "os.read(fd, 1); os.pread(fd, 1, 0); os.readv(fd, [bytearray(1)])\n"
+              # glibc's preadv()/pwritev() are the *v2 system calls: those, then the
+              # v1 calls themselves (nr 295/296) on a one-element iovec
+              "os.preadv(fd, [bytearray(1)], 0, os.RWF_HIPRI); os.pwritev(fd, [b'x'], 0, "
+              "os.RWF_SYNC)\nimport ctypes; libc = ctypes.CDLL(None); b = ctypes.c_char(b'x')\n"
+              "iov = (ctypes.c_void_p * 2)(ctypes.addressof(b), 1)\n"
+              "libc.syscall(295, fd, iov, 1, 0, 0); libc.syscall(296, fd, iov, 1, 0, 0)")
     out = {
         "open": {"argv": [workload, "open", marker, str(OPENS)]},
         "fileio": {"argv": py + [fileio]},
@@ -245,6 +251,8 @@ EXACT: dict[str, tuple[str, int]] = {
     "syscalls:sys_exit_pwrite64": ("fileio", -1),
     "syscalls:sys_exit_readv": ("fileio", -1),
     "syscalls:sys_exit_writev": ("fileio", -1),
+    **{f"syscalls:sys_exit_{call}": ("fileio", -1)
+       for call in ("preadv", "preadv2", "pwritev", "pwritev2")},
     "sock:sock_send_length": ("tcp", 1), "sock:sock_recv_length": ("tcp", 1),
     "syscalls:sys_enter_listen": ("listen", 1), "syscalls:sys_exit_listen": ("listen", 1),
     "syscalls:sys_enter_bind": ("listen", 1), "syscalls:sys_exit_bind": ("listen", 1),

@@ -86,3 +86,60 @@ def test_sizes_only_by_default_in_bcc_columns(certdir):
         ("WRITE/SEND", REPLY)], lines
     assert all(re.match(r"^\d+\.\d{9}$", r[1]) and r[2] == "python3" for r in rows)
     assert "DATA" not in res.stdout and summary(res.stderr)["captured"] == 4
+
+
+HTTPS_SERVER = """
+import json, socket, ssl, sys
+certdir, body, truth = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(f"{certdir}/cert.pem", f"{certdir}/key.pem")
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+for _ in range(2):
+    conn, _ = listener.accept()
+    with ctx.wrap_socket(conn, server_side=True) as tls:
+        got = b""
+        while b"\\r\\n\\r\\n" not in got:
+            got += tls.recv(4096)
+        reply = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % body + b"B" * body
+        tls.sendall(reply)
+        with open(truth, "a") as f:
+            f.write(json.dumps({"received": len(got), "sent": len(reply)}) + "\\n")
+"""
+
+
+@pytest.mark.root
+def test_gnutls_client_calls_and_bcc_switches(certdir, tmp_path):
+    """wget is a GnuTLS client: with -o (no OpenSSL) its record sends add up to
+    what the (OpenSSL) server received and its record reads to what it sent;
+    with -g (no GnuTLS) the same fetch shows nothing."""
+    import json
+    if not shutil.which("wget") or "libgnutls" not in subprocess.run(
+            ["ldd", shutil.which("wget")], capture_output=True, text=True).stdout:
+        pytest.skip("needs wget built with GnuTLS")
+    truth = tmp_path / "truth.jsonl"
+    server = subprocess.Popen(["/usr/bin/python3", "-c", HTTPS_SERVER, certdir, "5000",
+                               str(truth)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        fetch = ["wget", "-q", "-O", "/dev/null", "--no-check-certificate",
+                 f"https://127.0.0.1:{port}/"]
+        gnutls = pytracekit("sslsniff", "-o", "--json", "--", *fetch)
+        openssl_only = pytracekit("sslsniff", "-g", "-n", "--json", "--", *fetch)
+        server.wait(timeout=60)
+    finally:
+        server.kill()
+    assert gnutls.returncode == 0 and openssl_only.returncode == 0, \
+        gnutls.stderr + openssl_only.stderr
+    served = [json.loads(line) for line in truth.read_text().splitlines()]
+    events = [o for o in validated_json("sslsniff", gnutls.stdout) if o["type"] == "event"]
+    assert {o["comm"] for o in events} == {"wget"}
+    assert sum(o["len"] for o in events if o["func"] == "WRITE/SEND") == served[0]["received"]
+    assert sum(o["len"] for o in events if o["func"] == "READ/RECV") == served[0]["sent"]
+    assert [o for o in validated_json("sslsniff", openssl_only.stdout)
+            if o["type"] == "event"] == []
+
+
+def test_leaving_out_both_libraries_is_a_usage_error():
+    res = pytracekit("sslsniff", "-o", "-g")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "keep one" in res.stderr

@@ -90,6 +90,37 @@ class Tracepoint:
         raise NotFoundError(f"tracepoint {self.name} has no field '{name}' (fields: {names})")
 
 
+    def flag_names(self, field: str) -> list[tuple[int, str]]:
+        """The (mask, name) table of `__print_flags(REC->field, ...)` in the print
+        fmt, in its order (how ftrace and perf name the bits of that field);
+        [] when the format has none. Masks are the kernel's constant expressions
+        of shifts, ors, ands and complements, evaluated here."""
+        m = re.search(r"__print_flags\(\s*REC->%s\s*,\s*\"[^\"]*\"\s*,(.*?)"
+                      r"\{\s*0\s*,\s*\(\(void \*\)0\)\s*\}" % re.escape(field),
+                      self.print_fmt)
+        table = []
+        for expr, name in re.findall(r"\{([^{}]*?),\s*\"(\w+)\"\s*\}", m.group(1) if m else ""):
+            expr = re.sub(r"\(\s*(?:gfp_t|unsigned long|unsigned int|int)\s*\)", "", expr)
+            expr = re.sub(r"\b(\d+)U?L{0,2}\b", r"\1", expr)
+            if not re.fullmatch(r"[\d\s()|&~<>x]*", expr):
+                continue    # not a plain constant expression: leave the bit unnamed
+            table.append((eval(expr, {"__builtins__": {}}) & (2**64 - 1), name))
+        return table
+
+
+def decode_flags(value: int, table: list[tuple[int, str]], separator: str = "|") -> str:
+    """ftrace's __print_flags: each name whose bits are all set, in table
+    order, its bits then cleared; what is left in hex; "none" for 0."""
+    names = []
+    for mask, name in table:
+        if mask and value & mask == mask:
+            names.append(name)
+            value &= ~mask
+    if value:
+        names.append(hex(value))
+    return separator.join(names) or "none"
+
+
 _FIELD = re.compile(r"field:(?P<decl>[^;]+);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);"
                     r"\s*signed:(?P<signed>\d+);")
 

@@ -1,17 +1,22 @@
 """bindsnoop: bind() calls on IPv4/IPv6 sockets with the socket's options (BCC's columns).
 
 From syscalls:sys_enter_bind/sys_exit_bind and the socket found through the
-caller's fd table (no kprobes); see bpf/bindsnoop.bpf.c.
+caller's fd table (no kprobes); see bpf/bindsnoop.bpf.c. --count counts binds
+per local address and port in the kernel and prints BCC's table at the end.
 """
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 
 import click
 
 from .. import options, stream, tcp
+from ..render.jsonl import dumps
+from ..runner import Target, announce, run_until_done
+from ..summary import report_loss
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -35,11 +40,52 @@ def protocol_name(protocol: int) -> str:
 
 
 def start(*, pid: int = 0, uid: int | None = None, ports=(), errors: bool = False,
-          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
+          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES,
+          count: bool = False) -> stream.EventStream:
+    """`count`: no events, binds counted in the `counts` map (read_counts)."""
     defines = {"FILTER_PID": pid or 0, "FILTER_UID": -1 if uid is None else uid,
-               "ERRORS": errors}
+               "ERRORS": errors, "COUNT": count}
     prog = tcp.load("bindsnoop", defines, buffer_pages=buffer_pages, lports=ports)
     return stream.EventStream(prog, FIELDS)
+
+
+def read_counts(prog) -> list[tuple[str, int, int, int]]:
+    """(address, port, IP version, binds), most binds first, as BCC sorts them."""
+    rows = [(tcp.address(k.family, bytes(k.laddr)), k.lport, tcp.ip_version(k.family),
+             v.value) for k, v in prog["counts"].items()]
+    return sorted(rows, key=lambda r: (-r[3], r[2], r[0], r[1]))
+
+
+def count_text(rows: list[tuple[str, int, int, int]]) -> str:
+    """BCC's --count table."""
+    out = ["", ("%-32s %20s     %-10s" % ("LADDR", "LPORT", "BINDS")).rstrip()]
+    out += [("%-32s %20s     %-10d" % (addr, port, binds)).rstrip()
+            for addr, port, _ip, binds in rows]
+    return "\n".join(out) + "\n"
+
+
+def run_count(pid: int | None, command: tuple[str, ...], *, uid: int | None, ports, errors: bool,
+              duration: float | None, as_json: bool) -> None:
+    target = Target.from_options(pid, command)
+    try:
+        events = start(pid=target.pid, uid=uid, ports=ports, errors=errors, count=True)
+        try:
+            events.prog.ready()
+            announce("Tracing binds ... Hit Ctrl-C to end")
+            run_until_done(target, duration=duration)
+            rows = read_counts(events.prog)
+            if as_json:
+                sys.stdout.write("".join(
+                    dumps({"type": "count", "addr": addr, "ip": ip, "port": port,
+                           "binds": binds}) + "\n" for addr, port, ip, binds in rows))
+            else:
+                sys.stdout.write(count_text(rows))
+            sys.stdout.flush()
+            report_loss(events.loss(), as_json)
+        finally:
+            events.close()
+    finally:
+        target.finish()
 
 
 def formats(wide: bool) -> tuple[str, str, str]:
@@ -109,14 +155,20 @@ def json_formatter(t0: int):
 @click.option("-U", "--print-uid", is_flag=True, help="Include the UID column.")
 @click.option("-u", "--uid", type=click.IntRange(0, 2**32 - 2), default=None,
               help="Trace this UID only.")
+@click.option("--count", is_flag=True,
+              help="Count binds per local address and port; print the table at the end.")
 @options.duration_option()
 @stream.stream_options
-def command(timestamp, wide, pid, port, errors, print_uid, uid, duration, buffer_pages,
+def command(timestamp, wide, pid, port, errors, print_uid, uid, count, duration, buffer_pages,
             as_json, command):
     """Trace bind()s of IPv4/IPv6 sockets: PID COMM PROT ADDR PORT OPTS IF, one line each.
 
     OPTS: F IP_FREEBIND, T IP_TRANSPARENT, N IP_BIND_ADDRESS_NO_PORT, R SO_REUSEADDR,
-    r SO_REUSEPORT."""
+    r SO_REUSEPORT. --count: LADDR LPORT BINDS at the end instead."""
+    if count:
+        run_count(pid, command, uid=uid, ports=port, errors=errors, duration=duration,
+                  as_json=as_json)
+        return
     stream.main(pid, command,
                 lambda target_pid: start(pid=target_pid, uid=uid, ports=port, errors=errors,
                                          buffer_pages=buffer_pages),

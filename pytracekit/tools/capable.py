@@ -1,23 +1,27 @@
 """capable: trace capability checks (capability:cap_capable, Linux 6.14+) with
 their verdict (BCC's columns TIME UID PID COMM CAP NAME, -x adds TID, plus
 libbpf-tools' VERDICT). The tracepoint has no audit flag: every check is shown,
-audited or not (BCC's -v), and there is no AUDIT column."""
+audited or not (BCC's -v), and there is no AUDIT column. -U takes user
+stacks as trace -U does (ustacks.py); --unique shows each (capability,
+process) once, as BCC's."""
 from __future__ import annotations
 
 import time
 
 import click
 
-from .. import options, stream
+from .. import options, stream, ustacks
 from ..errors import NotFoundError, NotSupportedError, UsageError
 from ..kernel import tracefs
 from ..stacks import without_bpf_frames
 from ..symbols import Symbolizer
+from ..ustacks import EventUserStacks
 
 DRY_RUN_ARGS: list[str] = []
 
 FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("cap", "i"),
-                       ("ret", "i"), ("kernel_stack", "i"), ("comm", "16s"))
+                       ("ret", "i"), ("kernel_stack", "i"), ("comm", "16s"),
+                       ("user_stack_hash", "Q"), ("user_stack", "i"), ("pad", "I"))
 
 # include/uapi/linux/capability.h, in order
 CAPABILITIES = (
@@ -54,15 +58,60 @@ def cap_name(number: int) -> str:
     return CAPABILITIES[number] if 0 <= number < len(CAPABILITIES) else f"CAP_{number}"
 
 
+class CapableStream(stream.EventStream):
+    """The event stream and, with -U, its user stacks (and their unwinder)."""
+
+    def __init__(self, prog, user_stacks: EventUserStacks | None) -> None:
+        super().__init__(prog, FIELDS)
+        self.user_stacks = user_stacks
+
+    def poll(self, handle, timeout_ms: int) -> int:
+        if self.user_stacks is not None:
+            self.user_stacks.poll()
+        return super().poll(handle, timeout_ms)
+
+    def user_stack(self, pid: int, stack_id: int, stack_hash: int) -> list[str]:
+        assert self.user_stacks is not None
+        return self.user_stacks.names(self.prog["user_stacks"], pid, stack_id, stack_hash)
+
+    def loss(self):
+        loss = super().loss()
+        if self.user_stacks is not None:
+            loss.unknown_frames += self.user_stacks.unknown_frames
+        return loss
+
+    def close(self) -> None:
+        try:
+            if self.user_stacks is not None:
+                self.user_stacks.close()
+        finally:
+            super().close()
+
+
 def start(*, pid: int = 0, cap: int = -1, denied: bool = False, kernel_stack: bool = False,
-          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
+          user_stack: bool = False, unique: bool = False, unwind: str = "dwarf",
+          command: tuple[str, ...] = (),
+          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> CapableStream:
+    """`command`: the held command whose pid is `pid`."""
     try:
         tracefs.tracepoint("capability", "cap_capable")
     except NotFoundError:
         raise NotSupportedError(NO_TRACEPOINT) from None
     defines = {"FILTER_PID": pid or 0, "FILTER_CAP": cap, "DENIED_ONLY": denied,
-               "KERNEL_STACK": kernel_stack}
-    return stream.EventStream(stream.load("capable", defines, buffer_pages), FIELDS)
+               "KERNEL_STACK": kernel_stack, "USER_STACK": user_stack, "UNIQUE": unique,
+               **ustacks.defines(unwind, user=user_stack, storage=4096,
+                                 command_pid=pid if command else 0)}
+    prog = stream.load("capable", defines, buffer_pages)
+    user_stacks = None
+    if user_stack:
+        user_stacks = EventUserStacks()
+        try:
+            user_stacks.setup(prog, pid=pid or 0, command=command,
+                              command_pid=pid if command else 0)
+        except BaseException:
+            prog.close()
+            raise
+    return CapableStream(prog, user_stacks)
 
 
 def verdict(ret: int) -> str:
@@ -75,28 +124,33 @@ def header(extra: bool) -> str:
             "VERDICT")
 
 
-def formatters(extra: bool, t0: int, stack=None):
-    """`stack(stack_id) -> [frame names]` when -K, else None."""
+def formatters(extra: bool, t0: int, stack=None, ustack=None):
+    """`stack(stack_id) -> [frame names]` when -K, else None; `ustack(pid,
+    stack_id, stack_hash)` the same when -U. Kernel frames first, as BCC."""
     comms = stream.CStrings(16)
 
     def lines(rows: list[tuple]) -> list[str]:
         now = time.strftime("%H:%M:%S")
         out = []
-        for _ts, pid, tid, uid, cap, ret, kstack, comm in rows:
+        for _ts, pid, tid, uid, cap, ret, kstack, comm, uhash, ustack_id, _pad in rows:
             out.append(f"{now:<9} {uid:<6} {pid:<7} {f'{tid:<7} ' if extra else ''}"
                        f"{comms[comm]} {cap:<4} {cap_name(cap):<22} {verdict(ret)}")
-            if stack is not None:
-                out += [f"        {frame}" for frame in stack(kstack)] + [""]
+            frames = (stack(kstack) if stack is not None else []) + \
+                (ustack(pid, ustack_id, uhash) if ustack is not None else [])
+            if stack is not None or ustack is not None:
+                out += [f"        {frame}" for frame in frames] + [""]
         return out
 
     def objects(rows: list[tuple]) -> list[dict]:
         out = []
-        for ts, pid, tid, uid, cap, ret, kstack, comm in rows:
+        for ts, pid, tid, uid, cap, ret, kstack, comm, uhash, ustack_id, _pad in rows:
             obj = {"time_s": round((ts - t0) / 1e9, 9), "uid": uid, "pid": pid, "tid": tid,
                    "comm": stream.cstr(comm), "cap": cap, "name": cap_name(cap), "ret": ret,
                    "verdict": verdict(ret)}
             if stack is not None:
                 obj["kernel_stack"] = stack(kstack)
+            if ustack is not None:
+                obj["user_stack"] = ustack(pid, ustack_id, uhash)
             out.append(obj)
         return out
     return lines, objects
@@ -113,16 +167,22 @@ def formatters(extra: bool, t0: int, stack=None):
 @click.option("--denied", is_flag=True, help="Only checks that were denied.")
 @click.option("-K", "--kernel-stack", is_flag=True,
               help="Print the kernel stack of each check (under its line).")
+@click.option("-U", "--user-stack", is_flag=True,
+              help="Print the user stack of each check (under its line).")
+@click.option("--unique", is_flag=True,
+              help="Show each capability once per process (BCC's --unique).")
+@ustacks.unwind_option()
 @options.duration_option("-d")
 @stream.stream_options
-def command(all_checks, pid, extra, cap, denied, kernel_stack, duration, buffer_pages, as_json,
-            command):
+def command(all_checks, pid, extra, cap, denied, kernel_stack, user_stack, unique, unwind,
+            duration, buffer_pages, as_json, command):
     """Trace capability checks: TIME UID PID COMM CAP NAME VERDICT."""
     number = cap_number(cap)
     opened: list[stream.EventStream] = []
 
     def open_stream(target_pid: int) -> stream.EventStream:
         events = start(pid=target_pid, cap=number, denied=denied, kernel_stack=kernel_stack,
+                       user_stack=user_stack, unique=unique, unwind=unwind, command=command,
                        buffer_pages=buffer_pages)
         opened.append(events)
         return events
@@ -135,7 +195,8 @@ def command(all_checks, pid, extra, cap, denied, kernel_stack, duration, buffer_
             def stack(stack_id: int) -> list[str]:
                 frames = symbols.stack(opened[0].prog["stacks"], stack_id, kernel=True)
                 return [f.name for f in without_bpf_frames(frames)]
-        lines, objects = formatters(extra, time.monotonic_ns(), stack)
+        ustack = opened[0].user_stack if user_stack else None
+        lines, objects = formatters(extra, time.monotonic_ns(), stack, ustack)
         return stream.Printer(as_json, header(extra), lines, objects)
 
     stream.main(pid, command, open_stream, printer, duration=duration,

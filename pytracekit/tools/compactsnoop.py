@@ -2,7 +2,9 @@
 columns: COMM PID NODE ZONE ORDER MODE LAT(ms) STATUS), from the compaction
 tracepoints. The node and zone are found from the zone's first page frame in
 /proc/zoneinfo; MODE is sync or async (the tracepoint does not tell
-sync_light from sync)."""
+sync_light from sync). -e adds the pages the compaction tracepoints report
+(BCC's -e reads watermarks through kprobes instead); -K the kernel stack at
+the compaction's start."""
 from __future__ import annotations
 
 import re
@@ -11,12 +13,19 @@ import time
 import click
 
 from .. import options, stream
+from ..stacks import without_bpf_frames
+from ..symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 
 FIELDS = stream.fields(("ts", "Q"), ("delta_ns", "Q"), ("zone_start", "Q"), ("pid", "I"),
                        ("tid", "I"), ("order", "i"), ("status", "i"), ("sync", "I"),
-                       ("pad", "I"), ("comm", "16s"))
+                       ("pad", "I"), ("comm", "16s"), ("kernel_stack", "i"), ("pad2", "I"),
+                       ("migrate_scanned", "Q"), ("migrate_taken", "Q"), ("free_scanned", "Q"),
+                       ("free_taken", "Q"), ("migrated", "Q"), ("failed", "Q"))
+# -e: (column, JSON key) of each summed page count, in FIELDS order
+PAGES = (("MSCAN", "migrate_scanned"), ("MTAKEN", "migrate_taken"), ("FSCAN", "free_scanned"),
+         ("FTAKEN", "free_taken"), ("MIGRATED", "migrated"), ("FAILED", "failed"))
 # include/trace/events/mmflags.h: COMPACTION_STATUS
 STATUS = {0: "not_suitable_zone", 1: "skipped", 2: "deferred", 3: "no_suitable_page",
           4: "continue", 5: "complete", 6: "partial_skipped", 7: "contended", 8: "success"}
@@ -47,19 +56,21 @@ def read_zones() -> dict[int, tuple[int, str]]:
         return {}
 
 
-def start(*, pid: int = 0,
+def start(*, pid: int = 0, extended: bool = False, kernel_stack: bool = False,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
-    return stream.EventStream(stream.load("compactsnoop", {"FILTER_PID": pid or 0},
-                                          buffer_pages), FIELDS)
+    defines = {"FILTER_PID": pid or 0, "EXTENDED": extended, "KERNEL_STACK": kernel_stack}
+    return stream.EventStream(stream.load("compactsnoop", defines, buffer_pages), FIELDS)
 
 
-def header(timestamp: bool) -> str:
+def header(timestamp: bool, extended: bool = False) -> str:
+    pages = "".join(f"{name:>9} " for name, _ in PAGES) if extended else ""
     return (f"{'TIME(s)':<14}" if timestamp else "") + \
         f"{'COMM':<14} {'PID':<6} {'NODE':>4} {'ZONE':>8} {'ORDER':>5} {'MODE':>5} " \
-        f"{'LAT(ms)':>10} STATUS"
+        f"{pages}{'LAT(ms)':>10} STATUS"
 
 
-def formatters(timestamp: bool, t0: int):
+def formatters(timestamp: bool, t0: int, extended: bool = False, stack=None):
+    """`stack(stack_id) -> [frame names]` with -K, else None."""
     comms = stream.CStrings(0)
     known = read_zones()
 
@@ -70,25 +81,35 @@ def formatters(timestamp: bool, t0: int):
 
     def lines(rows: list[tuple]) -> list[str]:
         out = []
-        for ts, delta, zone_start, pid, _tid, order, status, sync, _pad, comm in rows:
+        for row in rows:
+            ts, delta, zone_start, pid, _tid, order, status, sync, _pad, comm, kstack = row[:11]
             node, zone = zone_of(zone_start)
+            pages = "".join(f"{n:>9} " for n in row[12:]) if extended else ""
             line = (f"{comms[comm][:14]:<14} {pid:<6} {'?' if node is None else node:>4} "
                     f"{zone:>8} {order:>5} {'sync' if sync else 'async':>5} "
-                    f"{delta / 1e6:>10.3f} {STATUS.get(status, status)}")
+                    f"{pages}{delta / 1e6:>10.3f} {STATUS.get(status, status)}")
             if timestamp:
                 line = f"{(ts - t0) / 1e9:<14.6f}" + line
             out.append(line)
+            if stack is not None:
+                out += [f"        {frame}" for frame in stack(kstack)] + [""]
         return out
 
     def objects(rows: list[tuple]) -> list[dict]:
         out = []
-        for ts, delta, zone_start, pid, tid, order, status, sync, _pad, comm in rows:
+        for row in rows:
+            ts, delta, zone_start, pid, tid, order, status, sync, _pad, comm, kstack = row[:11]
             node, zone = zone_of(zone_start)
-            out.append({"time_s": round((ts - t0) / 1e9, 9), "pid": pid, "tid": tid,
-                        "comm": stream.cstr(comm), "node": node, "zone": zone,
-                        "zone_start_pfn": zone_start, "order": order,
-                        "mode": "sync" if sync else "async", "lat_ms": round(delta / 1e6, 6),
-                        "status": STATUS.get(status, str(status))})
+            obj = {"time_s": round((ts - t0) / 1e9, 9), "pid": pid, "tid": tid,
+                   "comm": stream.cstr(comm), "node": node, "zone": zone,
+                   "zone_start_pfn": zone_start, "order": order,
+                   "mode": "sync" if sync else "async", "lat_ms": round(delta / 1e6, 6),
+                   "status": STATUS.get(status, str(status))}
+            if extended:
+                obj["pages"] = {key: n for (_, key), n in zip(PAGES, row[12:])}
+            if stack is not None:
+                obj["kernel_stack"] = stack(kstack)
+            out.append(obj)
         return out
     return lines, objects
 
@@ -97,14 +118,31 @@ def formatters(timestamp: bool, t0: int):
                                                  "ignore_unknown_options": True})
 @click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp (seconds).")
 @options.pid_option("-p")
+@click.option("-e", "--extended-fields", "extended", is_flag=True,
+              help="Pages scanned, isolated, migrated and failed in each compaction.")
+@click.option("-K", "--kernel-stack", is_flag=True,
+              help="Print the kernel stack of each compaction (under its line).")
 @options.duration_option("-d")
 @stream.stream_options
-def command(timestamp, pid, duration, buffer_pages, as_json, command):
+def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, as_json, command):
     """Trace zone compactions: COMM PID NODE ZONE ORDER MODE LAT(ms) STATUS."""
-    def printer() -> stream.Printer:
-        lines, objects = formatters(timestamp, time.monotonic_ns())
-        return stream.Printer(as_json, header(timestamp), lines, objects)
+    opened: list[stream.EventStream] = []
 
-    stream.main(pid, command, lambda target_pid: start(pid=target_pid, buffer_pages=buffer_pages),
-                printer, duration=duration,
+    def open_stream(target_pid: int) -> stream.EventStream:
+        opened.append(start(pid=target_pid, extended=extended, kernel_stack=kernel_stack,
+                            buffer_pages=buffer_pages))
+        return opened[0]
+
+    def printer() -> stream.Printer:
+        stack = None
+        if kernel_stack:
+            symbols = Symbolizer()
+
+            def stack(stack_id: int) -> list[str]:
+                frames = symbols.stack(opened[0].prog["stacks"], stack_id, kernel=True)
+                return [f.name for f in without_bpf_frames(frames)]
+        lines, objects = formatters(timestamp, time.monotonic_ns(), extended, stack)
+        return stream.Printer(as_json, header(timestamp, extended), lines, objects)
+
+    stream.main(pid, command, open_stream, printer, duration=duration,
                 message="Tracing compact zone events... Hit Ctrl-C to end.")

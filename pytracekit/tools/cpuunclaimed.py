@@ -1,7 +1,8 @@
 """cpuunclaimed: how busy the CPUs were, and how often a CPU sat idle while
 another had tasks waiting (BCC's cpuunclaimed line: "%CPU  N%, unclaimed idle
 M%"), from every CPU's run queue length sampled at the same rate (cpu-clock
-perf events with a fixed period) and compared tick by tick."""
+perf events with a fixed period) and compared tick by tick. -j/-J print each
+tick's run queue lengths (and -J each CPU's sample offset) as BCC's CSV."""
 from __future__ import annotations
 
 import sys
@@ -22,6 +23,7 @@ from ..summary import report_loss
 DRY_RUN_ARGS: list[str] = []
 FREQUENCY = 99                           # BCC's: off the beat of 100 Hz timers
 PERIOD_NS = 1_000_000_000 // FREQUENCY
+CSV_READ_EVERY = 0.2                     # seconds, as BCC's -j
 
 
 @dataclass
@@ -66,21 +68,51 @@ def online_cpus() -> int:
     return len(get_online_cpus())
 
 
+def csv_header(ncpu: int, stamp: bool, offsets: bool) -> str:
+    """BCC's -j (and -J) header."""
+    return ",".join((["TIME"] if stamp else []) + ["TIMESTAMP_ns"] +
+                    [f"CPU{c}" for c in range(ncpu)] +
+                    ([f"OFFSET_ns_CPU{c}" for c in range(ncpu)] if offsets else []))
+
+
+def csv_rows(ticks: dict[int, dict[int, tuple[int, int]]], ncpu: int, stamp: bool,
+             offsets: bool) -> list[str]:
+    """One line per tick: its first sample's time (ns, the kernel's monotonic
+    clock), each CPU's run queue length and (-J) sample offset from the first.
+    A CPU that did not sample the tick has empty fields (BCC prints 0)."""
+    out = []
+    for tick in sorted(ticks):
+        cpus = ticks[tick]
+        first = min(ts for ts, _n in cpus.values())
+        fields = ([timestamp()] if stamp else []) + [str(first)]
+        fields += [str(cpus[c][1]) if c in cpus else "" for c in range(ncpu)]
+        if offsets:
+            fields += [str(cpus[c][0] - first) if c in cpus else "" for c in range(ncpu)]
+        out.append(",".join(fields))
+    return out
+
+
 class RunQueues:
     def __init__(self, prog: Program) -> None:
         self.prog, self.ncpu = prog, online_cpus()
 
-    def take(self, final: bool) -> Tally:
+    def take_ticks(self, final: bool) -> dict[int, dict[int, tuple[int, int]]]:
         """The ticks every CPU has had time to sample, taken out of the map
-        (the current tick and the one before wait, unless `final`)."""
+        (the current tick and the one before wait, unless `final`): tick ->
+        {cpu: (sample time ns, run queue length)}."""
         last = time.monotonic_ns() // PERIOD_NS - (0 if final else 2)
         table = self.prog["samples"]
-        samples: dict[int, dict[int, int]] = {}
+        ticks: dict[int, dict[int, tuple[int, int]]] = {}
         for key, value in list(table.items()):
             if key.tick <= last:
-                samples.setdefault(key.tick, {})[key.cpu] = value.value
+                ticks.setdefault(key.tick, {})[key.cpu] = (value.ts, value.running)
                 del table[key]
-        return tally(samples, self.ncpu)
+        return ticks
+
+    def take(self, final: bool) -> Tally:
+        ticks = self.take_ticks(final)
+        return tally({t: {c: n for c, (_ts, n) in cpus.items()} for t, cpus in ticks.items()},
+                     self.ncpu)
 
     def loss(self):
         return self.prog.loss()
@@ -102,6 +134,10 @@ def start() -> RunQueues:
 
 @click.command("cpuunclaimed", context_settings={**options.TOOL_CONTEXT,
                                                  "ignore_unknown_options": True})
+@click.option("-j", "--csv", "csv", is_flag=True,
+              help="Print every tick's run queue lengths as comma-separated values.")
+@click.option("-J", "--fullcsv", is_flag=True,
+              help="As -j, plus each CPU's sample offset in the tick (ns).")
 @click.option("-T", "--timestamp", "stamp", is_flag=True, help="Include a timestamp on output.")
 @options.interval_option("-i")
 @options.duration_option("-d")
@@ -109,21 +145,37 @@ def start() -> RunQueues:
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED,
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
-def command(stamp, interval, duration, as_json, words):
+def command(csv, fullcsv, stamp, interval, duration, as_json, words):
     """CPU utilization and idle CPUs unclaimed while tasks waited elsewhere."""
     pos_interval, count, command_words = split_interval_count(words)
     if pos_interval is not None and interval is not None:
         raise UsageError("give the interval once: positionally or with --interval")
+    csv = csv or fullcsv
+    if csv and (pos_interval is not None or interval is not None):
+        raise UsageError("-j/-J print every tick: give no interval (use -d SECONDS or "
+                         "-- COMMAND to bound the run)")
+    if csv and as_json:
+        raise UsageError("-j/-J and --json exclude each other: choose one output")
+    if csv:
+        interval, count = CSV_READ_EVERY, None
     interval = interval or pos_interval or 1.0
     target = Target.from_options(None, command_words)
     try:
         queues = start()
         try:
             queues.prog.ready()
-            announce("Sampling run queues... Output every %g seconds. Hit Ctrl-C to end."
-                     % interval)
+            if csv:
+                sys.stdout.write(csv_header(queues.ncpu, stamp, fullcsv) + "\n")
+            else:
+                announce("Sampling run queues... Output every %g seconds. Hit Ctrl-C to end."
+                         % interval)
 
             def report(final: bool) -> None:
+                if csv:
+                    rows = csv_rows(queues.take_ticks(final), queues.ncpu, stamp, fullcsv)
+                    sys.stdout.write("".join(r + "\n" for r in rows))
+                    sys.stdout.flush()
+                    return
                 t = queues.take(final)
                 util, unclaimed = t.percent()
                 if as_json:

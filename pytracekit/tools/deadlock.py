@@ -3,10 +3,12 @@ deadlocks), found in the lock-order graph built from uprobes on
 pthread_mutex_lock/unlock, printed in BCC's deadlock layout: the cycle, where
 each thread took each mutex while holding the other, and where those threads
 were created. BCC's PID positional, --binary, --lock-symbols, --unlock-symbols,
--t/--threads, -e/--edges."""
+-t/--threads, -e/--edges, --dump-graph FILE (the graph as JSON)."""
 from __future__ import annotations
 
+import json
 import sys
+import time
 from dataclasses import dataclass
 
 import click
@@ -15,6 +17,7 @@ from .. import options
 from ..datasyms import user_data_symbol
 from ..errors import NotFoundError, UsageError
 from ..loader import Program
+from ..outfile import check_writable, write_file
 from ..periodic import require_alive
 from ..render.jsonl import dumps
 from ..runner import Stop, Target, announce, run_until_done
@@ -24,6 +27,7 @@ from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-p", "1"]
 CHECK_EVERY = 0.25          # seconds: look for a cycle, note the process's maps and names
+DUMP_EVERY = 1.0            # seconds: --dump-graph rewrites its file (as BCC's)
 
 
 @dataclass
@@ -196,12 +200,15 @@ def report(graph: LockGraph, cycle: list[int], by_pair: dict[tuple[int, int], Ed
               show_default=True, help="Most threads traced.")
 @click.option("-e", "--edges", type=click.IntRange(1, 1 << 20), default=65536,
               show_default=True, help="Most lock-order edges recorded.")
+@click.option("--dump-graph", "dump_path", default=None, metavar="FILE",
+              help="Write the mutex graph to FILE as JSON (BCC's node-link form), "
+                   "rewritten every second and at the end.")
 @options.duration_option()
 @options.json_option()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[PID] | [-- COMMAND]")
-def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, duration, as_json,
-            words):
+def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path, duration,
+            as_json, words):
     """Find lock-order inversions (potential deadlocks) between a process's mutexes."""
     if len(words) == 1 and words[0].isdigit():     # BCC's positional PID
         if pid is not None:
@@ -214,6 +221,7 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, duration,
     unlocks = tuple(s for s in unlock_symbols.split(",") if s)
     if not locks or not unlocks:
         raise UsageError("--lock-symbols and --unlock-symbols need at least one function")
+    check_writable(dump_path)
     target = Target.from_options(pid, words)
     try:
         graph = start(pid=target.pid, binary=binary, lock_symbols=locks,
@@ -223,12 +231,19 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, duration,
             announce("Tracing... Hit Ctrl-C to end.")
             found: list[list[int]] = []
 
+            next_dump = [time.monotonic() + DUMP_EVERY]
+
             def check() -> None:
                 graph.note_process()
+                if dump_path and time.monotonic() >= next_dump[0]:
+                    next_dump[0] = time.monotonic() + DUMP_EVERY
+                    dump_graph(graph, dump_path)
                 if look(graph, as_json, found):
                     raise Stop("SIGINT")
 
             run_until_done(target, duration=duration, interval=CHECK_EVERY, on_interval=check)
+            if dump_path:   # the whole graph, also when a cycle ended the run
+                dump_graph(graph, dump_path)
             if not found and not look(graph, as_json, found):
                 mutexes = {m for e in graph.edges() for m in (e.held, e.wanted)}
                 if as_json:
@@ -242,6 +257,32 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, duration,
             graph.close()
     finally:
         target.finish()
+
+
+def node_link_data(graph: LockGraph) -> dict:
+    """The graph as BCC's --dump-graph writes it (networkx's node-link form):
+    nodes {"id": mutex} (here also "name" when known), links by node index with
+    the thread that made the edge and the stack ids of both acquisitions (here
+    also the stacks' frame names, leaf first)."""
+    all_edges = graph.edges()
+    mutexes = sorted({m for e in all_edges for m in (e.held, e.wanted)})
+    index = {m: i for i, m in enumerate(mutexes)}
+    return {"directed": True, "multigraph": False, "graph": {},
+            "nodes": [{"id": m, **({"name": graph.names[m]} if m in graph.names else {})}
+                      for m in mutexes],
+            "links": [{"source": index[e.held], "target": index[e.wanted],
+                       "thread_pid": e.tid, "thread_comm": e.comm,
+                       "first_mutex_stack_id": e.held_site[0],
+                       "second_mutex_stack_id": e.wanted_site[0],
+                       "first_mutex_stack": [n for _a, n in graph.stack(e.held_site)],
+                       "second_mutex_stack": [n for _a, n in graph.stack(e.wanted_site)]}
+                      for e in sorted(all_edges, key=lambda e: (e.held, e.wanted))]}
+
+
+def dump_graph(graph: LockGraph, path: str) -> None:
+    """Replace `path` whole (a reader never sees half a graph), as BCC
+    rewrites it every second."""
+    write_file(path, json.dumps(node_link_data(graph), indent=2).encode() + b"\n")
 
 
 def look(graph: LockGraph, as_json: bool, found: list[list[int]]) -> bool:

@@ -1,7 +1,9 @@
-"""sslsniff: OpenSSL reads and writes as plaintext sizes (BCC's columns: FUNC
-TIME(s) COMM PID LEN), from uprobes on SSL_read/SSL_write and SSL_read_ex/
-SSL_write_ex in libssl; --data also shows the plaintext (BCC shows it by
-default: here it is asked for), --hexdump as hex. GnuTLS and NSS are not probed."""
+"""sslsniff: OpenSSL and GnuTLS reads and writes as plaintext sizes (BCC's
+columns: FUNC TIME(s) COMM PID LEN), from uprobes on SSL_read/SSL_write and
+SSL_read_ex/SSL_write_ex in libssl and gnutls_record_recv/gnutls_record_send in
+libgnutls (-o, -g leave one out, as BCC's); --data also shows the plaintext
+(BCC shows it by default: here it is asked for), --hexdump as hex. NSS is not
+probed (-n is accepted: nothing to leave out)."""
 from __future__ import annotations
 
 import binascii
@@ -19,6 +21,8 @@ DRY_RUN_ARGS: list[str] = []
 MAX_DATA = 16384               # a TLS record's plaintext at most
 FUNCTIONS = (("SSL_read", "enter_read"), ("SSL_write", "enter_write"),
              ("SSL_read_ex", "enter_read_ex"), ("SSL_write_ex", "enter_write_ex"))
+# gnutls_record_recv/send(session, data, size) return the bytes moved, as SSL_read/write
+GNUTLS_FUNCTIONS = (("gnutls_record_recv", "enter_read"), ("gnutls_record_send", "enter_write"))
 DIRECTIONS = {0: "READ/RECV", 1: "WRITE/SEND"}
 
 
@@ -28,26 +32,49 @@ def event_fields(data_size: int) -> stream.Fields:
     return stream.fields(*pairs, *([("data", f"{data_size}s")] if data_size else []))
 
 
+def _attach(events: stream.EventStream, binary: str, functions, pid: int) -> int:
+    attached = 0
+    for symbol, entry in functions:
+        try:
+            events.prog.attach_uprobe(binary, entry, symbol=symbol, pid=pid or -1)
+            events.prog.attach_uprobe(binary, "leave_call", symbol=symbol, retprobe=True,
+                                      pid=pid or -1)
+            attached += 1
+        except NotFoundError:
+            continue      # OpenSSL before 1.1.1 has no _ex functions
+    return attached
+
+
+def gnutls_library(pid: int) -> str | None:
+    """libgnutls as the -p process maps it or the linker finds it; None where
+    there is none (GnuTLS is probed where present, as BCC's default)."""
+    try:
+        return find_binary("gnutls", pid or None)
+    except NotFoundError:
+        return None
+
+
 def start(*, pid: int = 0, uid: int | None = None, data_size: int = 0, lib: str | None = None,
+          openssl: bool = True, gnutls: bool = True,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
-    binary = find_binary(lib or "ssl", pid or None)
+    if not openssl and not gnutls:
+        raise UsageError("-o and -g leave out both libraries sslsniff probes (NSS is not "
+                         "probed): keep one")
+    binary = find_binary(lib or "ssl", pid or None) if openssl else None
+    gnutls_lib = gnutls_library(pid) if gnutls else None
+    if not openssl and gnutls_lib is None:
+        raise NotFoundError("no libgnutls here (or in the -p process): with -o, sslsniff "
+                            "probes GnuTLS only")
     defines = {"FILTER_PID": pid or 0, "FILTER_UID": -1 if uid is None else uid,
                "DATA_SIZE": data_size}
     events = stream.EventStream(stream.load("sslsniff", defines, buffer_pages),
                                 event_fields(data_size))
     try:
-        attached = 0
-        for symbol, entry in FUNCTIONS:
-            try:
-                events.prog.attach_uprobe(binary, entry, symbol=symbol, pid=pid or -1)
-                events.prog.attach_uprobe(binary, "leave_call", symbol=symbol, retprobe=True,
-                                          pid=pid or -1)
-                attached += 1
-            except NotFoundError:
-                continue      # OpenSSL before 1.1.1 has no _ex functions
-        if not attached:
+        if binary is not None and not _attach(events, binary, FUNCTIONS, pid):
             raise NotFoundError(f"no SSL_read or SSL_write in {binary}: not OpenSSL's libssl "
                                 "(give it with --lib PATH)")
+        if gnutls_lib is not None and not _attach(events, gnutls_lib, GNUTLS_FUNCTIONS, pid):
+            raise NotFoundError(f"no gnutls_record_recv or gnutls_record_send in {gnutls_lib}")
     except BaseException:
         events.close()
         raise
@@ -121,6 +148,12 @@ def header(extra: bool, latency: bool) -> str:
               help="Sniff this UID only.")
 @click.option("-x", "--extra", is_flag=True, help="Show extra fields (UID, TID).")
 @click.option("-c", "--comm", default=None, help="Sniff only commands named exactly this.")
+@click.option("-o", "--no-openssl", "openssl", is_flag=True, default=True, flag_value=False,
+              help="Do not show OpenSSL calls.")
+@click.option("-g", "--no-gnutls", "gnutls", is_flag=True, default=True, flag_value=False,
+              help="Do not show GnuTLS calls.")
+@click.option("-n", "--no-nss", "nss", is_flag=True, default=True, flag_value=False,
+              help="Do not show NSS calls (NSS is never probed: accepted for BCC's sake).")
 @click.option("-l", "--latency", is_flag=True, help="Show each call's latency (LAT(ms)).")
 @click.option("--data", is_flag=True,
               help="Show the plaintext of each call (BCC's default), up to --max-buffer-size.")
@@ -132,9 +165,13 @@ def header(extra: bool, latency: bool) -> str:
                    "or the linker finds it).")
 @options.duration_option()    # BCC's -d is --debug
 @stream.stream_options
-def command(pid, uid, extra, comm, latency, data, hexdump, max_buffer_size, lib, duration,
-            buffer_pages, as_json, command):
-    """Sniff OpenSSL reads and writes: FUNC TIME(s) COMM PID LEN (--data: the plaintext)."""
+def command(pid, uid, extra, comm, openssl, gnutls, nss, latency, data, hexdump,
+            max_buffer_size, lib, duration, buffer_pages, as_json, command):
+    """Sniff OpenSSL and GnuTLS reads and writes: FUNC TIME(s) COMM PID LEN.
+
+    --data shows the plaintext too."""
+    if lib is not None and not openssl:
+        raise UsageError("--lib names the OpenSSL libssl to probe, which -o leaves out")
     data = data or hexdump
     if max_buffer_size != 8192 and not data:
         raise UsageError("--max-buffer-size sets how much plaintext --data shows: give --data")
@@ -146,6 +183,7 @@ def command(pid, uid, extra, comm, latency, data, hexdump, max_buffer_size, lib,
 
     stream.main(pid, command,
                 lambda target_pid: start(pid=target_pid, uid=uid, data_size=data_size, lib=lib,
+                                         openssl=openssl, gnutls=gnutls,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration,
-                message="Tracing OpenSSL reads and writes... Hit Ctrl-C to end.")
+                message="Tracing TLS reads and writes... Hit Ctrl-C to end.")
