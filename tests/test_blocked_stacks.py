@@ -172,7 +172,7 @@ def test_record_off_cpu_keeps_the_python_sleeps(tmp_path):
                      "naps", "5", "40", str(tmp_path / "slept"), timeout=120)
     assert res.returncode == 0, res.stderr
     slept = _slept(tmp_path / "slept")
-    charged = dict.fromkeys(slept, 0)
+    charged = dict.fromkeys((k for k in slept if k != "warm_up"), 0)
     for s in recording.load(str(path)).samples:
         funcs = [function(f.name) for f in s.stack if f.kind == "python"]
         if funcs and funcs[-1] in charged:
