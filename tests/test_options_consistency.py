@@ -61,6 +61,7 @@ WITHOUT = {
 
 # Tools whose results are stacks with counts: they print folded stacks too.
 STACK_TOOLS = {"stackcount", "profile", "offcputime", "offwaketime", "wakeuptime", "faults",
+               "funcslower",   # -f: one folded line per slow call
                "report"}
 # Tools that show stacks but not as a stack profile (per lock, per allocation).
 STACKS_NOT_FOLDED = {
@@ -68,6 +69,7 @@ STACKS_NOT_FOLDED = {
     "memleak",                 # outstanding bytes per stack, with addresses (as BCC)
     "trace",                   # a stack under each event line (-U/-K)
     "capable",                 # a kernel stack under each check (-K)
+    "compactsnoop",            # a kernel stack under each compaction (-K)
     "record",                  # writes every sample; `report --folded` folds them
     "export",                  # metrics
 }
