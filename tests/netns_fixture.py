@@ -248,12 +248,12 @@ def json_objects(out: str, tool: str) -> list[dict]:
     """Parse a tool's --json output and validate every line against its schema."""
     import json
 
-    import jsonschema
+    import schema_check
     from conftest import ROOT
     schema = json.loads((ROOT / "pytracekit" / "schemas" / f"{tool}.schema.json").read_text())
     objects = [json.loads(line) for line in out.splitlines() if line.strip()]
     for obj in objects:
-        jsonschema.validate(obj, schema)
+        schema_check.validate(obj, schema)
     return objects
 
 

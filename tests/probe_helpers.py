@@ -4,7 +4,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import jsonschema
+import schema_check
 
 from conftest import ROOT, Tool
 
@@ -40,7 +40,7 @@ def validated_json_lines(tool: str, out: str) -> list[dict]:
     schema = json.loads((SCHEMAS / f"{tool}.schema.json").read_text())
     objs = [json.loads(line) for line in out.splitlines() if line.strip()]
     for obj in objs:
-        jsonschema.validate(obj, schema)
+        schema_check.validate(obj, schema)
     return objs
 
 

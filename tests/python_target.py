@@ -7,7 +7,8 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
              them (innermost first: name, file, line, id(code), f_lasti).
              SIGUSR1 prints faulthandler's dump to stderr.
   loop S     outer -> inner, a pure-Python loop, for S seconds of CPU time
-  threads S  two threads busy in spin_a and spin_b for S seconds
+  threads S  two threads busy in spin_a and spin_b, each for S seconds of its
+             own CPU time (however loaded the machine, each gets sampled)
   deep S [N] recurse N (default 100) levels, then busy in bottom for S seconds
   zlib S     compress_it: zlib.compress (C, libz's deflate) in a loop for S seconds
   naps N MS FILE  three threads each sleep N times MS ms (time.sleep): main in
@@ -94,19 +95,20 @@ def outer(seconds):
         inner(20000)
 
 
-def spin_a(end):
-    while time.monotonic() < end:
+def spin_a(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
         sum(range(1000))
 
 
-def spin_b(end):
-    while time.monotonic() < end:
+def spin_b(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
         sorted(range(1000))
 
 
 def two_threads(seconds):
-    end = time.monotonic() + seconds
-    threads = [threading.Thread(target=f, args=(end,)) for f in (spin_a, spin_b)]
+    threads = [threading.Thread(target=f, args=(seconds,)) for f in (spin_a, spin_b)]
     for t in threads:
         t.start()
     for t in threads:

@@ -7,7 +7,7 @@ import re
 import subprocess
 import tempfile
 
-import jsonschema
+import schema_check
 
 from conftest import ROOT, Tool
 
@@ -21,7 +21,7 @@ def validate(tool: str, objs: list[dict]) -> None:
     schema = json.loads((ROOT / "pytracekit" / "schemas" / f"{tool}.schema.json").read_text())
     assert objs, "no JSON output"
     for obj in objs:
-        jsonschema.validate(obj, schema)
+        schema_check.validate(obj, schema)
 
 
 def switch_counts(text: str) -> tuple[int, int]:

@@ -8,6 +8,22 @@ from pathlib import Path
 import jsonschema
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "pytracekit" / "schemas"
+_VALIDATORS: dict[int, tuple[dict, object]] = {}
+
+
+def validate(obj: object, schema: dict) -> None:
+    """jsonschema.validate(obj, schema), without checking the schema itself anew
+    at every call (that check was most of its time: ~30 ms a line under load)."""
+    schema_and_validator = _VALIDATORS.get(id(schema))
+    if schema_and_validator is None or schema_and_validator[0] is not schema:
+        if len(_VALIDATORS) > 64:   # callers load a schema per output: keep the recent
+            _VALIDATORS.clear()
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        schema_and_validator = _VALIDATORS[id(schema)] = (schema, cls(schema))
+    error = jsonschema.exceptions.best_match(schema_and_validator[1].iter_errors(obj))
+    if error is not None:
+        raise error
 
 
 def schema_of(tool: str) -> dict:

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-import jsonschema
+import schema_check
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "pytracekit" / "schemas"
 _SUMMARY = re.compile(r"^(\d+) events captured, (\d+) lost(?:, (\d+) left unread at exit)?$", re.M)
@@ -18,7 +18,7 @@ def validated_json(tool: str, stdout: str) -> list[dict]:
     objects = []
     for line in stdout.splitlines():
         obj = json.loads(line)
-        jsonschema.validate(obj, schema)
+        schema_check.validate(obj, schema)
         objects.append(obj)
     return objects
 

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-import jsonschema
+import schema_check
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "pytracekit" / "schemas"
 
@@ -12,7 +12,7 @@ def parse_json(stdout: str, tool: str) -> tuple[dict, list[dict], dict]:
     schema = json.loads((SCHEMAS / f"{tool}.schema.json").read_text())
     objs = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     for obj in objs:
-        jsonschema.validate(obj, schema)
+        schema_check.validate(obj, schema)
     header = next(o for o in objs if o["type"] == "profile")
     stacks = [o for o in objs if o["type"] == "stack"]
     loss = next(o for o in objs if o["type"] == "loss")

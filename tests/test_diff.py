@@ -1,7 +1,7 @@
 """diff: what changed between two real recordings."""
 import json
 
-import jsonschema
+import schema_check
 import pytest
 
 from pytracekit import recording, reporting
@@ -34,7 +34,7 @@ def test_diff_of_spin_and_busy_recordings(workload, tmp_path):
     schema = json.loads((SCHEMAS / "diff.schema.json").read_text())
     objs = [json.loads(line) for line in res.stdout.splitlines()]
     for obj in objs:
-        jsonschema.validate(obj, schema)
+        schema_check.validate(obj, schema)
     changes = {o["function"]: o for o in objs}
     assert changes["spin_inner"]["before_total"] >= 90 and changes["spin_inner"]["after_total"] == 0
     assert changes["busy_call"]["before_total"] == 0 and changes["busy_call"]["after_total"] >= 90

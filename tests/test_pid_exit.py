@@ -71,8 +71,9 @@ def _args(tool: str, tmp_path) -> list[str]:
                                   if t not in NOT_TRACERS and t not in NEEDS_PYTHON])
 def test_tool_ends_when_its_process_exits(tool, workload, tmp_path):
     go = tmp_path / "go"
-    # sleeps and CPU time: something for every kind of tool to see
-    proc = subprocess.Popen([workload, "--go-file", str(go), "cpuburst", "20", "3000"],
+    # sleeps and CPU time: something for every kind of tool to see; then 0.2 s
+    # asleep (not cpuburst's 1 s: the tool already traces, -p read it at start)
+    proc = subprocess.Popen([workload, "--go-file", str(go), "cpuburst", "20", "3000", "200"],
                             stdout=subprocess.DEVNULL)
     running = None
     try:

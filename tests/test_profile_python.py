@@ -1,10 +1,13 @@
 """profile's Python frames on real interpreters (Debian 3.11, pyenv 3.8-3.13):
-tests/python_target.py run as `profile -- PYTHON python_target.py MODE`.
-Every expected line number is read from the target's source."""
+tests/python_target.py under every interpreter in every mode, all in ONE
+`profile -- sh -c ...` run (one compile, not ~30), each its own process; each
+test looks at its own process's samples. Every expected line number is read
+from the target's source."""
 from __future__ import annotations
 
-import functools
-import re
+import os
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,15 +40,102 @@ def function(frame_name: str) -> str:
     return frame_name.split(" (", 1)[0].rsplit(".", 1)[-1]
 
 
-@functools.lru_cache(maxsize=None)
-def profiled(interpreter: str, *args: str) -> tuple[list[dict], str]:
-    """(stacks, stderr) of profile -F 199 --json -- PYTHON python_target.py ARGS."""
-    python = need_python(interpreter)
-    res = pytracekit("profile", "-F", "199", "--json", "--", python, str(TARGET), *args,
-                     timeout=120)
+# What the one profiled run below runs: key -> (interpreter, python_target.py
+# arguments, CPU seconds it takes). Each is its own process; the tests look
+# at their own process's samples only.
+RUNS: dict[str, tuple[str, tuple[str, ...], float]] = {}
+for _name in INTERPRETERS:
+    RUNS[f"loop {_name}"] = (_name, ("loop", "3"), 3)     # ~600 samples at 199 Hz
+    RUNS[f"threads {_name}"] = (_name, ("threads", "0.75"), 1.5)
+    RUNS[f"deep {_name}"] = (_name, ("deep", "1.5"), 1.5)
+for _name in ["debian-3.11", "pyenv-3.8", "pyenv-3.13"]:
+    RUNS[f"deep200 {_name}"] = (_name, ("deep", "1", "200"), 1)
+RUNS["zlib debian-3.11"] = ("debian-3.11", ("zlib", "2"), 2)
+RUNS["threads pyenv-3.7"] = ("pyenv-3.7", ("threads", "0.5"), 1)   # not supported
+EXEC_KEY = "sh then exec debian-3.11"
+LANES = 2   # CPU-bound runs at a time (this machine has 2 CPUs)
+WARM_UP = {"threads", "deep200"}   # run first: see profiled()
+
+
+def _available(interpreter: str) -> str | None:
+    try:
+        return need_python(interpreter) if interpreter != "pyenv-3.7" else need_pyenv(7)[0]
+    except pytest.skip.Exception:
+        return None
+
+
+def _exec_script(python: str) -> str:
+    """sh is sampled, found not to be Python (its last check is 2.1 s after its
+    first sample), then execs the interpreter."""
+    return (f"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 2.6; "
+            f"exec {python} {TARGET} loop 2")
+
+
+@dataclass
+class Run:
+    pid: int
+    status: int
+    stacks: list[dict]      # this process's samples (its pid, after its exec)
+    comm: str
+
+
+@dataclass
+class Profiled:
+    runs: dict[str, Run]
+    stderr: str
+
+    def get(self, key: str) -> tuple[list[dict], str]:
+        """(stacks, stderr) of one run; skips when its interpreter is missing."""
+        interpreter = RUNS[key][0] if key in RUNS else "debian-3.11"
+        if interpreter == "pyenv-3.7":
+            need_pyenv(7)
+        else:
+            need_python(interpreter)
+        run = self.runs[key]
+        assert run.status == 0, (key, run.status, self.stderr)
+        return run.stacks, self.stderr
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory) -> Profiled:
+    """One `profile -F 199 --json -- sh -c SCRIPT` where SCRIPT runs every
+    python_target.py of RUNS (each its own process, LANES at a time) and the
+    sh-then-exec process; the pid and exit status of each go to a file.
+
+    In two phases: first the runs whose checks do not depend on how soon the
+    tool registers a process (the first process of each interpreter waits
+    longest: its library is read then), then the runs that check which share
+    of all samples has the right frames."""
+    pids = tmp_path_factory.mktemp("profile_python") / "pids"
+    phases = []
+    for warm_up in (True, False):
+        lanes: list[list[str]] = [[] for _ in range(LANES)]
+        load = [0.0] * LANES
+        for key, (interpreter, args, seconds) in sorted(RUNS.items(), key=lambda r: -r[1][2]):
+            python = _available(interpreter)
+            if python is None or (key.split()[0] in WARM_UP) != warm_up:
+                continue
+            lane = load.index(min(load))
+            load[lane] += seconds
+            lanes[lane].append(" ".join(map(shlex.quote, [python, str(TARGET), *args])) +
+                               f' & p=$!; wait $p; echo "{key}|$p|$?" >> {pids}')
+        commands = [" ; ".join(lane) for lane in lanes if lane]
+        python = _available("debian-3.11")
+        if python and not warm_up:   # mostly asleep: a lane of its own
+            commands.append(f"sh -c {shlex.quote(_exec_script(python))} & p=$!; wait $p; "
+                            f'echo "{EXEC_KEY}|$p|$?" >> {pids}')
+        phases.append(" & ".join(f"( {c} )" for c in commands) + " & wait")
+    script = " ; ".join(phases)
+    res = pytracekit("profile", "-F", "199", "--json", "--", "sh", "-c", script, timeout=600)
     assert res.returncode == 0, res.stderr
     _, stacks, _ = parse_json(res.stdout, "profile")
-    return stacks, res.stderr
+    runs = {}
+    for line in pids.read_text().splitlines():
+        key, pid, status = line.split("|")
+        comm = os.path.basename(_available(RUNS[key][0] if key in RUNS else "debian-3.11"))
+        runs[key] = Run(int(pid), int(status), [s for s in stacks if s["pid"] == int(pid) and (
+            key == EXEC_KEY or s["comm"] == comm)], comm)
+    return Profiled(runs, res.stderr)
 
 
 def py_frames(stack: dict) -> list[str]:
@@ -54,8 +144,8 @@ def py_frames(stack: dict) -> list[str]:
 
 @pytest.mark.root
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_loop_is_outer_then_inner(interpreter):
-    stacks, err = profiled(interpreter, "loop", "3")
+def test_loop_is_outer_then_inner(profiled, interpreter):
+    stacks, err = profiled.get(f"loop {interpreter}")
     total = sum(s["value"] for s in stacks)
     outer_line = line_of("inner(20000)", "outer(seconds)")
     inner_lines = body_lines("inner(n)")   # any line: a sample can land on each
@@ -74,8 +164,8 @@ def test_loop_is_outer_then_inner(interpreter):
 
 @pytest.mark.root
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_two_threads_are_never_mixed(interpreter):
-    stacks, err = profiled(interpreter, "threads", "1.5")
+def test_two_threads_are_never_mixed(profiled, interpreter):
+    stacks, err = profiled.get(f"threads {interpreter}")
     seen = {"spin_a": 0, "spin_b": 0}
     for s in stacks:
         funcs = [function(f) for f in py_frames(s)]
@@ -90,8 +180,8 @@ def test_two_threads_are_never_mixed(interpreter):
 
 @pytest.mark.root
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_100_deep_recursion_is_whole(interpreter):
-    stacks, err = profiled(interpreter, "deep", "1.5")
+def test_100_deep_recursion_is_whole(profiled, interpreter):
+    stacks, err = profiled.get(f"deep {interpreter}")
     total = sum(s["value"] for s in stacks)
     whole = 0
     for s in stacks:
@@ -104,8 +194,8 @@ def test_100_deep_recursion_is_whole(interpreter):
 
 @pytest.mark.root
 @pytest.mark.parametrize("interpreter", ["debian-3.11", "pyenv-3.8", "pyenv-3.13"])
-def test_200_deep_recursion_is_truncated_with_a_count(interpreter):
-    stacks, err = profiled(interpreter, "deep", "1", "200")
+def test_200_deep_recursion_is_truncated_with_a_count(profiled, interpreter):
+    stacks, err = profiled.get(f"deep200 {interpreter}")
     checked = 0
     for s in stacks:
         py = py_frames(s)
@@ -118,23 +208,20 @@ def test_200_deep_recursion_is_truncated_with_a_count(interpreter):
 
 
 @pytest.mark.root
-def test_unsupported_python_says_so_once_and_keeps_native_frames():
-    python, _ = need_pyenv(7)
-    res = pytracekit("profile", "-F", "199", "--json", "--", python, str(TARGET), "threads", "1",
-                     timeout=120)
-    assert res.returncode == 0, res.stderr
-    _, stacks, _ = parse_json(res.stdout, "profile")
-    lines = [line for line in res.stderr.splitlines() if "not supported" in line]
-    assert len(lines) == 1 and re.fullmatch(
-        r"python 3\.7 process \d+: Python frames not supported \(3\.8-3\.13\); native frames only",
-        lines[0]), res.stderr
+def test_unsupported_python_says_so_once_and_keeps_native_frames(profiled):
+    """The run's one 3.7 process: one line naming it, its samples native only."""
+    stacks, err = profiled.get("threads pyenv-3.7")
+    pid = profiled.runs["threads pyenv-3.7"].pid
+    lines = [line for line in err.splitlines() if "not supported" in line]
+    assert lines == [f"python 3.7 process {pid}: Python frames not supported (3.8-3.13); "
+                     "native frames only"], err
     assert sum(s["value"] for s in stacks) >= 50
     assert not any(f["kind"] == "python" for s in stacks for f in s["frames"])
 
 
 @pytest.mark.root
-def test_no_python_option_gives_native_frames_only():
-    stacks, _ = profiled("debian-3.11", "loop", "1")
+def test_no_python_option_gives_native_frames_only(profiled):
+    stacks, _ = profiled.get("loop debian-3.11")
     assert any(py_frames(s) for s in stacks)
     python = need_python("debian-3.11")
     res = pytracekit("profile", "-F", "199", "--json", "--no-python", "--", python, str(TARGET),
@@ -146,33 +233,28 @@ def test_no_python_option_gives_native_frames_only():
 
 
 @pytest.mark.root
-def test_a_process_that_execs_python_gets_python_frames():
+def test_a_process_that_execs_python_gets_python_frames(profiled):
     """sh is sampled, found not to be Python (its last check is 2.1 s after its
     first sample), then execs the interpreter: the exec makes BPF announce the
-    process again and it is checked anew."""
-    python = need_python("debian-3.11")
-    script = (f"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 2.6; "
-              f"exec {python} {TARGET} loop 2")
-    res = pytracekit("profile", "-F", "199", "--json", "--", "sh", "-c", script, timeout=120)
-    assert res.returncode == 0, res.stderr
-    _, stacks, _ = parse_json(res.stdout, "profile")
+    process again and it is checked anew (_exec_script)."""
+    stacks, err = profiled.get(EXEC_KEY)
     shell = sum(s["value"] for s in stacks if s["comm"] == "sh")
     python_samples = [s for s in stacks if s["comm"] == "python3.11"]
     total = sum(s["value"] for s in python_samples)
     ok = sum(s["value"] for s in python_samples
              if [function(f) for f in py_frames(s)] == ["<module>", "outer", "inner"])
-    assert shell >= 5, res.stderr          # sh ran long enough to be sampled and checked
-    assert total >= 100 and ok >= 0.9 * total, (ok, total, res.stderr)
+    assert shell >= 5, err          # sh ran long enough to be sampled and checked
+    assert total >= 100 and ok >= 0.9 * total, (ok, total, err)
 
 
 @pytest.mark.root
-def test_c_extension_call_has_its_python_caller_root_ward():
+def test_c_extension_call_has_its_python_caller_root_ward(profiled):
     """zlib.compress: `compress_it` then native frames down to libz's deflate.
     Needs every _PyEval_EvalFrameDefault frame, i.e. issue 12's in-kernel CFI
     unwinder (design section 7); with frame pointers alone the leaf is unnamed."""
     if "--unwind" not in pytracekit("profile", "--help").stdout:
         pytest.skip("needs issue 12's in-kernel CFI unwinder (profile --unwind)")
-    stacks, err = profiled("debian-3.11", "zlib", "2")
+    stacks, err = profiled.get("zlib debian-3.11")
     total = sum(s["value"] for s in stacks)
     ok = 0
     for s in stacks:

@@ -4,6 +4,7 @@ descriptors and memory stay flat (symbols.py's bounded caches, no per-process
 resolver state kept, stacks sharing their frames). Real probes on the
 workload's forkchild mode."""
 import os
+import signal
 import subprocess
 import time
 
@@ -31,34 +32,50 @@ def _churn(workload: str, n: int, between=None) -> None:
             between()
 
 
-def _scrape(port: int):
-    def get() -> None:
-        from fleet_helpers import http_get
-        status, _body = http_get(f"http://127.0.0.1:{port}/metrics")
-        assert status == 200
-    return get
+def _scrape(port: int) -> None:
+    from fleet_helpers import http_get
+    # a scrape symbolizes the window: slow on a loaded machine, not a failure
+    status, _body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=120)
+    assert status == 200
+
+
+@pytest.fixture(scope="module")
+def churned(workload, tmp_path_factory) -> dict[str, tuple]:
+    """Both continuous profilers run through the same churn (one churn, not
+    one per tool): tool -> (its rc, fds0, rss0, readings, (out, err))."""
+    port = free_port()
+    args = {"cprofile": ["cprofile", "--every", "1", "--dir",
+                         str(tmp_path_factory.mktemp("cprofile")), "-F", "199"],
+            "export": ["export", "--tool", "profile,frequency=199", "--listen",
+                       f"127.0.0.1:{port}"]}
+
+    def between() -> None:
+        _scrape(port)       # export serves a scrape
+        time.sleep(1.2)     # cprofile writes a window (--every 1)
+
+    with Tool(*args["cprofile"]) as cprofile, Tool(*args["export"]) as export:
+        tools = {"cprofile": cprofile, "export": export}
+        _churn(workload, WARM_UP, between)
+        between()
+        base = {name: _usage(t.proc.pid) for name, t in tools.items()}
+        readings: dict[str, list] = {name: [] for name in tools}
+        for _ in range(MEASURED // 100):
+            _churn(workload, 100, between)
+            between()
+            for name, t in tools.items():
+                readings[name].append(_usage(t.proc.pid))
+        for t in tools.values():   # both end side by side (each prints a last window)
+            t.proc.send_signal(signal.SIGINT)
+        outputs = {name: t.wait(timeout=300) for name, t in tools.items()}
+    return {name: (tools[name].returncode, *base[name], readings[name], outputs[name])
+            for name in tools}
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("tool", ["cprofile", "export"])
-def test_fds_and_rss_stay_flat_over_process_churn(workload, tmp_path, tool):
-    port = free_port()
-    args = (["cprofile", "--every", "1", "--dir", str(tmp_path), "-F", "199"]
-            if tool == "cprofile" else
-            ["export", "--tool", "profile,frequency=199", "--listen", f"127.0.0.1:{port}"])
-    between = (lambda: time.sleep(1.2)) if tool == "cprofile" else _scrape(port)
-    with Tool(*args) as running:
-        pid = running.proc.pid
-        _churn(workload, WARM_UP, between)
-        between()
-        fds0, rss0 = _usage(pid)
-        readings = []
-        for _ in range(MEASURED // 100):
-            _churn(workload, 100, between)
-            between()
-            readings.append(_usage(pid))
-        running.stop()
-    assert running.returncode == 0
+def test_fds_and_rss_stay_flat_over_process_churn(churned, tool):
+    returncode, fds0, rss0, readings, (_out, err) = churned[tool]
+    assert returncode == 0, err
     for fds, rss in readings:
         assert fds <= fds0 + FD_SLACK, (fds0, readings)
         assert rss <= rss0 + RSS_SLACK_KB, (rss0, readings)

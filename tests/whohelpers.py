@@ -10,12 +10,12 @@ from conftest import ROOT
 
 def validate_json_lines(tool: str, text: str) -> list[dict]:
     """Every line parses and matches pytracekit/schemas/<tool>.schema.json."""
-    import jsonschema
+    import schema_check
     schema = json.loads((ROOT / "pytracekit" / "schemas" / f"{tool}.schema.json").read_text())
     objs = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert objs, "no JSON output"
     for obj in objs:
-        jsonschema.validate(obj, schema)
+        schema_check.validate(obj, schema)
     return objs
 
 

@@ -87,7 +87,9 @@ class CodeReader:
                 return cached          # gone: keep what we read while it lived
             if self._fingerprint(head) == cached.fingerprint:
                 return cached
-            del self.codes[code]
+        # a different object now, or none was there when last read (a freed one
+        # whose address the code object seen now reuses): read it anew
+        self.codes.pop(code, None)
         return self.info(code)
 
     def line(self, info: CodeInfo, offset: int) -> Optional[int]:

@@ -23,9 +23,10 @@
  *     jit MS [NAME]        spin MS ms in generated code named jit_spin_loop (or NAME)
  *                          in /tmp/perf-PID.map (as a JIT would write it); NAME "-":
  *                          write no map (a test plants one at that path first)
- *     cpuburst N US        N times: sleep 1 ms, then busy_call(US); then prints its
+ *     cpuburst N US [MS]   N times: sleep 1 ms, then busy_call(US); then prints its
  *                          context switch counts as "nvcsw=V nivcsw=I" and sleeps
- *                          1 s (a -p test stops the tool then: no exit path seen)
+ *                          MS ms (default 1000: a -p test stops the tool then: no
+ *                          exit path seen)
  *     touch N [MS]         mmap N fresh pages (no THP) and write each in touch_pages(),
  *                          then stay alive MS ms (default 300; 0: exit at once)
  *     kcontend N           four threads each mmap+touch+munmap 64 pages N times
@@ -654,7 +655,7 @@ int main(int argc, char **argv)
         getrusage(RUSAGE_SELF, &ru);
         printf("nvcsw=%ld nivcsw=%ld\n", ru.ru_nvcsw, ru.ru_nivcsw);
         fflush(stdout);
-        sleeper(1000);
+        sleeper(i + 2 < argc ? arg_long(argc, argv, i + 2, "MS") : 1000);
     } else if (strcmp(mode, "touch") == 0) {
         long n = arg_long(argc, argv, i, "N"), page = sysconf(_SC_PAGESIZE);
         char *base = mmap(NULL, n * page, PROT_READ | PROT_WRITE,
