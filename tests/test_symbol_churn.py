@@ -46,7 +46,11 @@ def churned(workload, tmp_path_factory) -> dict[str, tuple]:
     port = free_port()
     args = {"cprofile": ["cprofile", "--every", "1", "--dir",
                          str(tmp_path_factory.mktemp("cprofile")), "-F", "199"],
-            "export": ["export", "--tool", "profile,frequency=199", "--listen",
+            # python=false: export's profile is cumulative, and it samples the
+            # Python processes beside it (cprofile, this test): with Python
+            # frames each line they run is a new stack, data kept until
+            # py_stacks is full (PY_STACKS_SIZE), not per-process state
+            "export": ["export", "--tool", "profile,frequency=199,python=false", "--listen",
                        f"127.0.0.1:{port}"]}
 
     def between() -> None:
