@@ -79,6 +79,25 @@ class EventUnwinding:
             print(self.unwinder.summary(), file=sys.stderr)
 
 
+class UnwindingToolMixin:
+    """poll/close for a periodic.BpfTool with an `unwinding` attribute (an
+    EventUnwinding, or None for --unwind fp): put before BpfTool in the bases."""
+
+    unwinding: "EventUnwinding | None"
+
+    def poll(self, timeout_ms: int) -> None:
+        if self.unwinding is None:
+            super().poll(timeout_ms)   # type: ignore[misc]
+            return
+        self.unwinding.poll(timeout_ms)   # a held command may wait at its entry
+        self.warm()   # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self.unwinding is not None:
+            self.unwinding.close()
+        super().close()   # type: ignore[misc]
+
+
 class EventUserStacks:
     """The user stacks of a streaming tool's events (funcslower -U, capable
     -U): a ptk_ustack.h id and hash per event, named as the event is printed

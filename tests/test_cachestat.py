@@ -48,7 +48,9 @@ def test_misses_and_dirties_as_perf_counts_them(cache_file):
     dirties = sum(o["dirties"] for o in intervals)
     perf = perf_stat([ADD, DIRTY], command)
     assert folios == perf[ADD] and misses >= 2 * PAGES, (misses, folios, perf)
-    assert dirties == perf[DIRTY] == PAGES
+    # the file's own PAGES folios, and at most a metadata folio or two besides
+    # (perf runs the command again: each run may dirty its own)
+    assert PAGES <= dirties <= PAGES + 2 and PAGES <= perf[DIRTY] <= PAGES + 2, (dirties, perf)
     assert all(o["hits"] is None and o["hitratio"] is None for o in intervals)
     assert objects[-1]["type"] == "loss" and objects[-1]["map_full"] == 0
 

@@ -76,7 +76,8 @@ def test_a_plt_stub_frame_is_name_at_plt(workload):
                      workload, "malloc", "7", "64")
     assert res.returncode == 0, res.stderr
     lines = [l.rsplit(" ", 1) for l in res.stdout.strip().splitlines()]
-    assert sum(int(c) for s, c in lines if s.endswith(";main;malloc@plt")) == 7, res.stdout
+    assert sum(int(c) for s, c in lines if s.endswith(";main;alloc_known;malloc@plt")) == 7, \
+        res.stdout
     assert "_init" not in res.stdout
 
 

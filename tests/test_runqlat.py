@@ -24,7 +24,8 @@ def test_runqlat_counts_every_wakeup_of_the_process(workload):
     # each after a switch-out the workload counted
     assert N <= hists[0]["total"] <= nvcsw + nivcsw
     assert objs[-1] == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
-                        "unknown_frames": 0, "unreadable_strings": 0}
+                        "unknown_frames": 0, "unreadable_strings": 0,
+                        "unwind_fallback": 0, "unwind_fp_steps": 0, "unwind_incomplete": 0}
     assert pytracekit_probes_left() == []
 
 

@@ -24,13 +24,13 @@ from ..runner import Target, check_runnable
 from ..stacks import DELIMITER, stack_path
 from ..symbols import Symbolizer
 from .. import ustacks
-from ..ustacks import EventUnwinding
+from ..ustacks import EventUnwinding, UnwindingToolMixin
 
 DRY_RUN_ARGS: list[str] = []
 
 
 @dataclass
-class Faults(BpfTool):
+class Faults(UnwindingToolMixin, BpfTool):
     user_symbols: BuildIdSymbolizer = None
     user: bool = True
     kernel: bool = True
@@ -75,18 +75,6 @@ class Faults(BpfTool):
     def clear(self) -> None:
         """After an interval's report (stack ids stay valid for the next one)."""
         self.prog["counts"].clear()
-
-    def poll(self, timeout_ms: int) -> None:
-        if self.unwinding is None:
-            super().poll(timeout_ms)
-            return
-        self.unwinding.poll(timeout_ms)   # a held command may wait at its entry
-        self.warm()
-
-    def close(self) -> None:
-        if self.unwinding is not None:
-            self.unwinding.close()
-        super().close()
 
 
 def start(*, pid: int = 0, user: bool = True, kernel: bool = True,

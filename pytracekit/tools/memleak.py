@@ -30,7 +30,7 @@ from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
 from .. import ustacks
-from ..ustacks import EventUnwinding
+from ..ustacks import EventUnwinding, UnwindingToolMixin
 
 DRY_RUN_ARGS = ["-p", "1"]
 MAX_SECONDS_MS = options.MAX_SECONDS * 1000   # -o: older than a year is a typo
@@ -63,7 +63,7 @@ class Outstanding:
 
 
 @dataclass
-class Memleak(BpfTool):
+class Memleak(UnwindingToolMixin, BpfTool):
     pid: int = 0
     kernel: bool = False
     unwinding: EventUnwinding | None = None   # --unwind dwarf
@@ -82,18 +82,6 @@ class Memleak(BpfTool):
             return
         for key, _ in self.prog["combined"].items():
             self._frames(key.stack_id, key.user_stack_hash)
-
-    def poll(self, timeout_ms: int) -> None:
-        if self.unwinding is None:
-            super().poll(timeout_ms)
-            return
-        self.unwinding.poll(timeout_ms)   # a held command may wait at its entry
-        self.warm()
-
-    def close(self) -> None:
-        if self.unwinding is not None:
-            self.unwinding.close()
-        super().close()
 
     def read(self, *, older_ms: float = 0, combined_only: bool = False,
              addresses: bool = False) -> list[Outstanding]:

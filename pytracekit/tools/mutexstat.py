@@ -28,7 +28,7 @@ from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
 from .. import ustacks
-from ..ustacks import EventUnwinding
+from ..ustacks import EventUnwinding, UnwindingToolMixin
 from .klockstat import format_ns
 
 DRY_RUN_ARGS = ["-p", "1"]
@@ -64,7 +64,7 @@ class MutexSite:
 
 
 @dataclass
-class Mutexstat(BpfTool):
+class Mutexstat(UnwindingToolMixin, BpfTool):
     names: dict[tuple[int, int], str] = field(default_factory=dict)
     unwinding: EventUnwinding | None = None   # --unwind dwarf
 
@@ -88,18 +88,6 @@ class Mutexstat(BpfTool):
         for key, _ in self.prog["stats"].items():
             self._name(key.pid, key.mutex)
             self._frames(key)
-
-    def poll(self, timeout_ms: int) -> None:
-        if self.unwinding is None:
-            super().poll(timeout_ms)
-            return
-        self.unwinding.poll(timeout_ms)   # a held command may wait at its entry
-        self.warm()
-
-    def close(self) -> None:
-        if self.unwinding is not None:
-            self.unwinding.close()
-        super().close()
 
     def read(self, clear: bool = False) -> list[MutexSite]:
         """Per site; with clear, since the last clearing read (the in-flight
