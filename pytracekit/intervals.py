@@ -9,33 +9,14 @@ drained: an event spanning a boundary is counted once, where it completes.
 """
 from __future__ import annotations
 
-import ctypes
-import errno
 from functools import partial
 from typing import Any, Callable
 
 import click
 
+from .mapdrain import drain
 from .periodic import report_until_done, timestamp
 from .runner import Target, run_until_done
-
-
-def drain(table: Any) -> list[tuple[Any, Any]]:
-    """Every (key, value) of a BPF hash map, each deleted in the same step as
-    it is read (BPF_MAP_LOOKUP_AND_DELETE_ELEM, Linux 5.14+; older kernels
-    get a lookup then a delete). Entries added meanwhile stay for the next drain."""
-    from bcc.libbcc import lib
-    entries = []
-    for key in list(table.keys()):
-        value = table.Leaf()
-        if lib.bpf_lookup_and_delete(table.map_fd, ctypes.byref(key), ctypes.byref(value)) == 0:
-            entries.append((key, value))
-        elif ctypes.get_errno() != errno.ENOENT:     # not supported for hash maps here
-            try:
-                entries.append((key, table.pop(key)))
-            except KeyError:
-                pass
-    return entries
 
 
 def entries(table: Any, clear: bool) -> list[tuple[Any, Any]]:

@@ -200,6 +200,7 @@ class Program:
     _loaded: list[str] = field(default_factory=list)
     _links: list[int] = field(default_factory=list)        # uprobe_multi link fds
     _multi_loaded: set[str] = field(default_factory=set)   # loaded for uprobe_multi
+    _drained: dict[str, Any] = field(default_factory=dict)  # mapdrain.drained snapshots
 
     # -- construction -------------------------------------------------------
 
@@ -423,6 +424,8 @@ class Program:
     # -- reading ------------------------------------------------------------
 
     def __getitem__(self, map_name: str) -> Any:
+        if map_name in self._drained:
+            return self._drained[map_name]
         return self.bpf[map_name]
 
     def loss(self) -> LossReport:

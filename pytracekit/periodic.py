@@ -13,6 +13,7 @@ import click
 
 from .errors import UsageError
 from .options import MIN_INTERVAL, seconds, whole_number
+from .mapdrain import drained
 from .model import Histogram
 from .render import jsonl
 from .render.text import log2_histogram, loss_line
@@ -246,10 +247,11 @@ def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
         def report(final: bool) -> None:
             if interval and not as_json:
                 click.echo()
-            print_labeled_hists(tool.read(), section=section, show_name=show_name,
+            # between intervals the histogram is drained as it is read
+            with drained(tool.prog, [] if final else ["hist"]):
+                result = tool.read()
+            print_labeled_hists(result, section=section, show_name=show_name,
                                 as_json=as_json, stamp=stamp, extra=extra)
-            if not final:
-                tool.clear()
         run_periodic(target, duration=duration, interval=interval, count=count, report=report)
         finish_loss(tool.loss(), as_json)
 

@@ -15,6 +15,7 @@ import click
 from . import options
 from .errors import UsageError
 from .loader import Program
+from .mapdrain import drained
 from .model import Histogram, LossReport
 from .render.jsonl import dumps, histogram_obj, loss_obj
 from .render.text import log2_histogram, loss_line
@@ -142,9 +143,8 @@ def run(prog: Program | Session, target: Target, report: Callable[[], None], *, 
 
     def tick() -> None:
         nonlocal reported
-        report()
-        for name in clear:
-            prog[name].clear()
+        with drained(prog, clear):
+            report()
         reported += 1
         if count and reported >= count:
             raise Stop("count")

@@ -19,6 +19,7 @@ from stack_checks import names, parse_json
 
 ROOT_PATH = "_start;__libc_start_main;__libc_start_call_main;main"
 SPIN = f"{ROOT_PATH};spin_outer;spin_inner"
+EXITING = "_start;__libc_start_main;__libc_start_call_main;exit;"
 # below spin_inner: its clock read, the PLT stub (named `_init` until PLT stubs get
 # their own names), the libc wrapper, the vDSO's function
 SPIN_TAILS = ["", ";clock_ns", ";clock_ns;_init", ";clock_ns;clock_gettime@plt",
@@ -48,8 +49,9 @@ def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = No
     for line in out.splitlines():
         stack, count = line.rsplit(" ", 1)
         user = stack.partition(";")[2]
-        # before the go file it sleeps in usleep; while it exits it has no user stack
-        if user and "wait_for_file" not in user:
+        # before the go file it sleeps in usleep; while it exits it runs libc's exit
+        # handlers (from main's return) or has no user stack: neither is the work
+        if user and "wait_for_file" not in user and not user.startswith(EXITING):
             stacks[user] += int(count)
     stacks.stderr = err
     return stacks

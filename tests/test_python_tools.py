@@ -201,18 +201,24 @@ def test_export_profile_source_reads_a_python_process_from_the_scrape_thread():
     assert errors == [0], errors
 
 
-def top_rows(*args: str) -> list[dict]:
-    res = pytracekit("top", "--functions", "--json", "-d", "2", "-n", "1", *args, timeout=120)
+def top_rows(*args: str, seconds: str = "2", intervals: str = "1") -> list[dict]:
+    """The rows of top's last interval."""
+    res = pytracekit("top", "--functions", "--json", "-d", seconds, "-n", intervals, *args,
+                     timeout=120)
     assert res.returncode == 0, res.stderr
     objs = validate_lines(res.stdout, "top")
-    return next(o for o in objs if o["type"] == "functions")["rows"]
+    tables = [o for o in objs if o["type"] == "functions"]
+    assert len(tables) == int(intervals), objs
+    return tables[-1]["rows"]
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
 def test_top_functions_charges_the_interpreter_to_the_python_function(interpreter):
     python = need_python(interpreter)
-    rows = top_rows("--", python, str(TARGET), "loop", "3")
+    # the second second: a process is registered as it is first sampled, so its
+    # first samples (the first interval, on a loaded machine) may lack Python frames
+    rows = top_rows("--", python, str(TARGET), "loop", "3", seconds="1", intervals="2")
     first = rows[0]
     assert (first["symbol"], first["module"], first["python"], first["kernel"]) == \
         ("inner (python_target.py)", "python_target.py", True, False), rows[:3]

@@ -21,6 +21,7 @@ import click
 from .. import expr, options, probegen, probes, stream
 from ..errors import SpecError, UsageError
 from ..expr import CType
+from ..mapdrain import drained
 from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
@@ -325,11 +326,11 @@ def command(pid, string_size, interval, duration, number, cumulative, top, hist_
 
     def tick() -> None:
         nonlocal printed
-        print_results(run.read(), top, as_json, time.strftime("%H:%M:%S"))
+        with drained(run.prog, [] if cumulative else [p.map_name for p in run.probes]):
+            results = run.read()
+        print_results(results, top, as_json, time.strftime("%H:%M:%S"))
         sys.stdout.flush()
         printed += 1
-        if not cumulative:
-            run.clear()
         if number is not None and printed >= number:
             raise Stop("count")
 

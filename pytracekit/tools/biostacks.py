@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import click
 
 from .. import block, options
-from ..intervals import drain
+from ..mapdrain import drain
 from ..model import Histogram
 from ..periodic import run_periodic, timestamp
 from ..render.jsonl import dumps, histogram_obj

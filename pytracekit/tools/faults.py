@@ -17,6 +17,7 @@ from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..buildid import BuildIdSymbolizer
 from ..loader import Program
+from ..mapdrain import drained
 from ..model import Frame, LossReport, Sample, StackProfile
 from ..periodic import BpfTool, attached, command_only, finish_loss, run_periodic
 from ..render import jsonl
@@ -147,7 +148,8 @@ def command(pid, user_only, kernel_only, duration, interval, folded_out, unwind,
 
         def report(final: bool) -> None:
             """Each interval prints the faults since the last one (BCC stackcount -i)."""
-            profile = tool.read()
+            with drained(tool.prog, [] if final else ["counts"]):
+                profile = tool.read()
             last[:] = [profile]
             if as_json:
                 for obj in jsonl.stacks_objs(profile):
@@ -157,8 +159,6 @@ def command(pid, user_only, kernel_only, duration, interval, folded_out, unwind,
                     click.echo(folded(profile))
             else:
                 click.echo(stackcount_text(profile))
-            if not final:
-                tool.clear()
         run_periodic(target, duration=duration, interval=interval, count=None, report=report,
                      poll=tool.poll)
         finish_loss(last[0].loss, as_json)

@@ -11,6 +11,7 @@ import click
 
 from .. import options
 from ..api import Tracer
+from ..mapdrain import drained
 from ..errors import UsageError
 from ..model import Histogram, LossReport
 from ..probes import parse_spec
@@ -88,8 +89,8 @@ def command(ctx, pid, interval, duration, timestamp, micro, milli, as_json, patt
     intervals = start(pattern, pid=pid, command=command_of(ctx), unit=unit)
 
     def report() -> None:
-        hist = intervals.read()
-        intervals.clear()
+        with drained(intervals.tracer, ["hist"]):
+            hist = intervals.read()
         stamp = common.timestamp() if timestamp else None
         if as_json:
             obj = jsonl.histogram_obj(hist)

@@ -12,6 +12,7 @@ import click
 
 from .. import options
 from ..api import Tracer
+from ..mapdrain import drained
 from ..errors import UsageError
 from ..model import Histogram, LossReport
 from ..probes import ResolvedProbe, parse_spec
@@ -143,8 +144,8 @@ def command(pid, interval, duration, timestamp, micro, milli, per_function, rege
                   per_function=per_function, max_depth=max_depth)
 
     def report() -> None:
-        latencies = timer.read()
-        timer.clear()
+        with drained(timer.tracer, ["dist", "sums"]):
+            latencies = timer.read()
         stamp = common.timestamp() if timestamp else None
         if as_json:
             for lat in latencies.values():

@@ -17,6 +17,7 @@ import click
 from .. import options
 from ..datasyms import kernel_data_symbol
 from ..loader import Program
+from ..mapdrain import drained
 from ..model import Frame
 from ..periodic import (BpfTool, attached, command_only, finish_loss, require_tracepoints,
                         run_periodic)
@@ -158,14 +159,14 @@ def command(pid, tid, caller, lock, limit, depth, sort, duration, interval, as_j
     with attached(target, lambda: start(pid=target.pid, tid=tid or 0, show_offsets=not as_json),
                   "Tracing kernel lock contention... Hit Ctrl-C to end.") as tool:
         def report(final: bool) -> None:
-            sites = select(tool.read(), caller=caller, lock=lock, sort=sort, limit=limit)
+            with drained(tool.prog, [] if final else ["stats"]):
+                read = tool.read()
+            sites = select(read, caller=caller, lock=lock, sort=sort, limit=limit)
             if as_json:
                 for s in sites:
                     click.echo(jsonl.dumps(s.as_dict()))
             else:
                 click.echo(render(sites, depth))
-            if not final:
-                tool.clear()
         run_periodic(target, duration=duration, interval=interval, count=None,
                      report=report)
         finish_loss(tool.loss(), as_json)

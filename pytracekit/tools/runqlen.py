@@ -14,6 +14,7 @@ import click
 from .. import options
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
+from ..mapdrain import drained
 from ..model import LinearHistogram
 from ..periodic import (BpfTool, attached, finish_loss, run_periodic, split_interval_count,
                         timestamp)
@@ -104,7 +105,8 @@ def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
     with attached(target, lambda: start(per_cpu=per_cpu, frequency=frequency),
                   f"Sampling run queue length at {frequency} Hz... Hit Ctrl-C to end.") as tool:
         def report(final: bool) -> None:
-            hists = tool.read()
+            with drained(tool.prog, [] if final else ["hist"]):
+                hists = tool.read()
             if as_json:
                 for obj in report_json(hists, per_cpu):
                     if stamp:
@@ -116,8 +118,6 @@ def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
                 if stamp:
                     click.echo(timestamp())
                 click.echo(report_text(hists, per_cpu, occ))
-            if not final:
-                tool.clear()
         run_periodic(target, duration=duration, interval=interval, count=count,
                      report=report)
         finish_loss(tool.loss(), as_json)

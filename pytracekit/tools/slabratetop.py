@@ -12,7 +12,7 @@ import sys
 import click
 
 from .. import options
-from ..intervals import drain
+from ..mapdrain import drain
 from ..loader import Program
 from ..periodic import run_periodic, timestamp
 from ..render.jsonl import dumps

@@ -26,6 +26,7 @@ import click
 
 from .. import options
 from ..api import Tracer
+from ..mapdrain import drained
 from ..errors import UsageError
 from ..model import Frame, LossReport, Sample, StackProfile
 from ..probes import ResolvedProbe, parse_spec
@@ -308,8 +309,9 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
                     max_stacks=max_stacks, announce=not folded, unwind=unwind, python=python)
 
     def report() -> None:
-        profile = counter.read()
-        counter.clear()
+        maps = ["counts"] + (["py_counts"] if counter.python is not None else [])
+        with drained(counter.tracer, maps):
+            profile = counter.read()
         if as_json:
             for obj in jsonl.stacks_objs(profile):
                 click.echo(jsonl.dumps(obj))

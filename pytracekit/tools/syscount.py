@@ -10,6 +10,7 @@ import click
 from .. import follow, options, syscalls
 from ..errors import UsageError
 from ..loader import Program
+from ..mapdrain import drained
 from ..model import LossReport
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
@@ -39,9 +40,6 @@ class Counter:
                 key = (syscalls.name(k.id), k.id)
             rows.append(Row(key, v.count, v.total_ns))
         return rows
-
-    def clear(self) -> None:
-        self.prog["stats"].clear()
 
     def loss(self) -> LossReport:
         return self.prog.loss()
@@ -140,8 +138,8 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
                 click.echo()
 
         def tick() -> None:
-            report()
-            counter.clear()
+            with drained(counter.prog, ["stats"]):
+                report()
 
         run_until_done(target, duration=duration, interval=interval,
                        on_interval=tick if interval else None)
