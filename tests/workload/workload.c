@@ -387,24 +387,29 @@ static volatile pid_t signals_worker_tid;
 
 static void on_signal(int sig)
 {
+    (void)sig;
     signals_handled++;
-    if (sig == SIGWINCH)
-        sem_post(&winch_seen);
 }
 
 /* Takes only SIGWINCH (the others are blocked here), so each process-directed
- * kill lands on the main thread. */
+ * kill lands on the main thread. SIGWINCH too is blocked except inside
+ * sigsuspend, which returns once the handler has run and returned
+ * (rt_sigreturn): posting only then, the process cannot exit before the last
+ * rt_sigreturn, and a signal sent before the worker waits stays pending. */
 NOINLINE void *signals_worker(void *arg)
 {
-    sigset_t only_winch;
+    sigset_t all, only_winch;
     (void)arg;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
     sigfillset(&only_winch);
     sigdelset(&only_winch, SIGWINCH);
-    pthread_sigmask(SIG_SETMASK, &only_winch, NULL);
     signals_worker_tid = gettid();
     sem_post(&winch_seen);
-    for (;;)   /* until the process exits */
-        pause();
+    for (;;) {   /* until the process exits */
+        sigsuspend(&only_winch);
+        sem_post(&winch_seen);
+    }
     return NULL;
 }
 
