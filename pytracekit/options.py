@@ -226,3 +226,29 @@ command_argument = click.argument("command", nargs=-1, type=click.UNPROCESSED)
 
 # `ignore_unknown_options` lets a command's own flags pass after `--`.
 TOOL_CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | None, tuple[str, ...]]:
+    """BCC's `[interval] [count]` positionals, then the command to run.
+
+    Leading numbers are the interval and count (`runqlat 1 5`); the first
+    word that is not a number starts the command (`runqlat -- ./prog 3`),
+    so `runqlat 1 -- ./prog` works too.
+    """
+    numbers: list[float] = []
+    rest = list(args)
+    while rest and len(numbers) < 2 and _number(rest[0]) is not None:
+        numbers.append(_number(rest.pop(0)))   # type: ignore[arg-type]
+    interval = seconds(args[0], "interval", MIN_INTERVAL) if numbers else None
+    count = whole_number(args[1], "count") if len(numbers) > 1 else None
+    if rest and rest[0].startswith("-"):
+        # ignore_unknown_options hands a mistyped option here: no command starts with '-'.
+        raise UsageError(f"no such option: {rest[0]} (see --help; a command to run goes after --)")
+    return interval, count, tuple(rest)

@@ -12,39 +12,13 @@ from typing import Any, Callable, Iterator
 import click
 
 from .errors import UsageError
-from .options import MIN_INTERVAL, seconds, whole_number
+from .options import split_interval_count  # noqa: F401  (the tools import it from here)
 from .mapdrain import drained
 from .model import Histogram
 from .render import jsonl
 from .render.text import log2_histogram, loss_line
 from .runner import Stop, Target, announce, run_until_done
 from .textsafe import cstr
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | None, tuple[str, ...]]:
-    """BCC's `[interval] [count]` positionals, then the command to run.
-
-    Leading numbers are the interval and count (`runqlat 1 5`); the first
-    word that is not a number starts the command (`runqlat -- ./prog 3`),
-    so `runqlat 1 -- ./prog` works too.
-    """
-    numbers: list[float] = []
-    rest = list(args)
-    while rest and len(numbers) < 2 and _number(rest[0]) is not None:
-        numbers.append(_number(rest.pop(0)))   # type: ignore[arg-type]
-    interval = seconds(args[0], "interval", MIN_INTERVAL) if numbers else None
-    count = whole_number(args[1], "count") if len(numbers) > 1 else None
-    if rest and rest[0].startswith("-"):
-        # ignore_unknown_options hands a mistyped option here: no command starts with '-'.
-        raise UsageError(f"no such option: {rest[0]} (see --help; a command to run goes after --)")
-    return interval, count, tuple(rest)
 
 
 @contextmanager

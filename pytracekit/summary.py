@@ -54,25 +54,20 @@ class Session:
 
 def interval_and_count(words: tuple[str, ...], interval: float | None,
                        count: int | None) -> tuple[float | None, int | None, tuple[str, ...]]:
-    """(`[interval [count]]` | `COMMAND...`) -> (interval, count, command)."""
-    if words and all(_is_number(w) for w in words) and len(words) <= 2:
+    """(`[interval [count]]` then `COMMAND...`, beside --interval/--count) ->
+    (interval, count, command), by the one positional parser every tool uses."""
+    pos_interval, pos_count, command = options.split_interval_count(words)
+    if pos_interval is not None:
         if interval is not None:
             raise UsageError("give the interval once: positionally or with --interval")
-        interval = options.seconds(words[0], "interval", options.MIN_INTERVAL)
-        if len(words) == 2:
-            count = options.whole_number(words[1], "count")
-        words = ()
+        interval = pos_interval
+    if pos_count is not None:
+        if count is not None:
+            raise UsageError("give the count once: positionally or with --count")
+        count = pos_count
     if count is not None and (count <= 0 or interval is None):
         raise UsageError("a count needs an interval (e.g. `1 5`) and must be positive")
-    return interval, count, words
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
-        return False
-    return True
+    return interval, count, command
 
 
 def count_option() -> Callable:

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 import click
 
-from .. import follow, options, syscalls
+from .. import follow, options, summary, syscalls
 from ..errors import UsageError
 from ..loader import Program
 from ..mapdrain import drained
 from ..model import LossReport
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
-from ..runner import Target, announce, run_until_done
+from ..runner import Stop, Target, announce, run_until_done
 from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-L"]
@@ -114,6 +114,8 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
             click.echo(f"{nr:>4} {name}")
         return
     errno = syscalls.errno_number(errno_text) if errno_text else 0
+    # BCC's syscount has only -i; `syscount 1 5` is taken as the other summary tools take it
+    interval, count, command = summary.interval_and_count(command, interval, None)
     if tid and (pid or command):
         raise UsageError("give -t TID alone: it already names one thread")
     if tid:
@@ -137,13 +139,20 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
                 click.echo(table(rows, milliseconds=milliseconds, **show))
                 click.echo()
 
+        reported = 0
+
         def tick() -> None:
+            nonlocal reported
             with drained(counter.prog, ["stats"]):
                 report()
+            reported += 1
+            if count and reported >= count:
+                raise Stop("count")
 
         run_until_done(target, duration=duration, interval=interval,
                        on_interval=tick if interval else None)
-        report()
+        if not (count and reported >= count):
+            report()
         loss = counter.loss()
         print_loss(loss, as_json)
     finally:
