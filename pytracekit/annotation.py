@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from . import disasm, srclines
-from .elfsyms import ElfSymbols
+from .elfsyms import ElfImage, ElfSymbols, load_image
 from .errors import NotFoundError
 from .model import ModuleInfo, StackProfile
 from .srclines import Place
@@ -88,11 +88,17 @@ def _missing(profile: StackProfile, function: str, module: str | None) -> NotFou
                             " (the profile has no samples in user code)"))
 
 
-def function_range(path: str, vaddrs: list[int]) -> tuple[int, int]:
+def function_range(image: ElfImage, path: str, vaddrs: list[int]) -> tuple[int, int]:
     """[start, end) of the symbol holding the sampled addresses (hottest
-    first); their own span when no one symbol covers them all."""
-    syms = ElfSymbols.load(path)
+    first); their own span when no one symbol covers them all. The file's own
+    tables first (cheap even for a browser), then every source ElfSymbols reads."""
     low, high = min(vaddrs), max(vaddrs)
+    mini = image.minidebuginfo()
+    for img in (image, mini) if mini is not None else (image,):
+        for start, size, _name in img.functions():
+            if start <= low and high < start + size:
+                return start, start + size
+    syms = ElfSymbols.load(path)
     i = bisect.bisect_right(syms.starts, vaddrs[0]) - 1
     for j in range(i, max(i - 4, -1), -1):   # as ElfSymbols.lookup: nested symbols
         if syms.starts[j] <= low and high < syms.ends[j]:
@@ -100,9 +106,8 @@ def function_range(path: str, vaddrs: list[int]) -> tuple[int, int]:
     return low, high + 16
 
 
-def check_build(info: ModuleInfo) -> None:
-    """The file at the recorded path must be the build that was sampled."""
-    from .elfsyms import load_image
+def check_build(info: ModuleInfo) -> ElfImage:
+    """The file at the recorded path, which must be the build that was sampled."""
     image = load_image(info.path)
     if image is None:
         raise NotFoundError(f"{info.path} is not on this machine (or not readable): annotate "
@@ -112,9 +117,13 @@ def check_build(info: ModuleInfo) -> None:
     if info.build_id and now and now != info.build_id:
         raise NotFoundError(f"{info.path} has changed since it was sampled (build id {now}, "
                             f"sampled {info.build_id}): annotate needs that build")
+    return image
 
 
 def annotate(profile: StackProfile, function: str, module: str | None = None) -> Annotation:
+    if not profile.total:   # not an error: `--duration 0`, or a process that never ran
+        return Annotation(function, ModuleInfo(""), 0, 0, 0, 0, profile.unit,
+                          notes=["no samples were taken: nothing to annotate"])
     found = leaf_samples(profile, function, module)
     if not found:
         raise _missing(profile, function, module)
@@ -122,14 +131,14 @@ def annotate(profile: StackProfile, function: str, module: str | None = None) ->
     info, counts = ranked[0]
     notes = [f"{function} is also in {other.path} ({sum(c.values())} samples): "
              f"annotating {info.path} (choose with --module)" for other, c in ranked[1:]]
-    check_build(info)
+    image = check_build(info)
     hottest = [v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    start, end = function_range(info.path, hottest)
+    start, end = function_range(image, info.path, hottest)
     value = sum(counts.values())
     ann = Annotation(function, info, start, end, value, profile.total, profile.unit, notes=notes)
 
     try:
-        code = disasm.disassemble(info.path, start, end)
+        code = disasm.disassemble(info.path, start, end, image.read_vaddr(start, end - start))
     except disasm.NoDisassembler as exc:
         code = {}
         ann.notes.append(f"{exc}: instructions shown without their text")

@@ -18,7 +18,9 @@ def _unit(ann: Annotation) -> str:
 
 
 def text(ann: Annotation, top: int | None = None) -> str:
-    share = 100.0 * ann.value / ann.total if ann.total else 0.0
+    if not ann.total:
+        return f"# {ann.function}: no samples were taken\n"
+    share = 100.0 * ann.value / ann.total
     build = f", build id {ann.module.build_id}" if ann.module.build_id else ""
     out = [f"# {ann.function} in {ann.module.path}{build}",
            f"# {ann.value} of {ann.total} {_unit(ann).lower()} ({share:.2f}%) ran in it; "

@@ -54,6 +54,9 @@ def command(ctx: click.Context, function, input_path, pid_list, frequency, modul
         if pids or command or duration is not None:
             raise UsageError("-i annotates a recording: leave out -p, --duration and the command")
         prof = recording.load(input_path)
+    elif duration == 0:
+        raise UsageError("--duration 0 takes no samples: give annotate a longer run "
+                         "(or -i FILE)")
     else:
         prof = _profile_now(pids, command, frequency, duration)
     ann = annotation.annotate(prof, function, module)
@@ -75,7 +78,8 @@ def _profile_now(pids: list[int], command: tuple[str, ...], frequency: int,
         who = f"command {command[0]}" if command else ("PID " + ",".join(map(str, pids))
                                                        if pids else "all processes")
         announce(f"Sampling {who} at {frequency} Hz"
-                 + (f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."))
+                 + (f" for {duration:g} secs." if duration is not None else
+                    "... Hit Ctrl-C to end."))
         run_until_done(session.target, duration=duration, poll=session.poll)
         return session.read()
     finally:
