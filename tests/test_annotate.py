@@ -205,3 +205,19 @@ def test_rebuilt_binary_and_old_recordings_are_refused(tiny):
     with pytest.raises(NotFoundError, match="no samples in a function named nope; the "
                                             "hottest are: tiny"):
         annotate(_profile(binary, ((start, 1),)), "nope")
+
+
+def test_a_large_files_function_is_disassembled_from_its_bytes(tiny, monkeypatch):
+    """Past WHOLE_FILE_LIMIT objdump gets the function's bytes alone: the same
+    instructions at the same addresses, without symbol names of targets."""
+    from pytracekit import disasm
+    from pytracekit.elfsyms import load_image
+    binary, _ = tiny
+    start, end = _symbol(binary, "tiny")
+    whole = disasm.disassemble(binary, start, end)
+    monkeypatch.setattr(disasm, "WHOLE_FILE_LIMIT", 0)
+    alone = disasm.disassemble(binary, start, end,
+                               load_image(binary).read_vaddr(start, end - start))
+    assert sorted(alone) == sorted(whole) and len(whole) > 5
+    assert [alone[a].split()[0] for a in sorted(alone)] == \
+        [whole[a].split()[0] for a in sorted(whole)]
