@@ -4,6 +4,7 @@ addr2line is the oracle for every instruction's line. Without root: the leaf
 addresses kept through merging and recordings, a missing source, a rebuilt binary."""
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -221,3 +222,18 @@ def test_a_large_files_function_is_disassembled_from_its_bytes(tiny, monkeypatch
     assert sorted(alone) == sorted(whole) and len(whole) > 5
     assert [alone[a].split()[0] for a in sorted(alone)] == \
         [whole[a].split()[0] for a in sorted(whole)]
+
+
+def test_the_file_with_most_samples_unless_module_says(tiny, tmp_path):
+    binary, _ = tiny
+    copy = str(tmp_path / "copy-of-tiny")
+    shutil.copy(binary, copy)
+    start, _ = _symbol(binary, "tiny")
+    both = StackProfile(_profile(binary, ((start, 3),)).samples
+                        + _profile(copy, ((start, 5),)).samples)
+    ann = annotate(both, "tiny")
+    assert (ann.module.path, ann.value, ann.total) == (copy, 5, 8)
+    assert ann.notes == [f"tiny is also in {binary} (3 samples): annotating {copy} "
+                         "(choose with --module)"]
+    ann = annotate(both, "tiny", module="tiny")       # a base name or a path
+    assert (ann.module.path, ann.value, ann.notes) == (binary, 3, [])
