@@ -239,3 +239,15 @@ def test_the_file_with_most_samples_unless_module_says(tiny, tmp_path):
                          "(choose with --module)"]
     ann = annotate(both, "tiny", module="tiny")       # a base name or a path
     assert (ann.module.path, ann.value, ann.notes) == (binary, 3, [])
+
+
+def test_a_fifo_or_relative_source_path_is_not_read(tmp_path):
+    """A FIFO planted where the line table points must not block the run; a
+    relative path is never looked up from our working directory."""
+    from pytracekit.srclines import read_source
+    fifo = tmp_path / "planted.c"
+    os.mkfifo(fifo)
+    assert read_source(str(fifo)) is None
+    (tmp_path / "x.c").write_text("one\ntwo\x0cthree\n")
+    assert read_source(str(tmp_path / "x.c")) == ["one", "two\x0cthree", ""]
+    assert read_source("x.c") is None
