@@ -157,13 +157,18 @@ class Frame:
 
 @dataclass(frozen=True)
 class Sample:
-    """A stack (root first) and how much it weighs (samples, ns, count)."""
+    """A stack (root first) and how much it weighs (samples, ns, count).
+    `leaf`: (vaddr, value) pairs of the leaf frame's instructions when
+    samples at several addresses of one function were merged into this one
+    (stacks.merge_by_name; `annotate` reads them); empty when the leaf frame's
+    own vaddr holds the whole value or the leaf is not in a file."""
 
     stack: tuple[Frame, ...]
     value: int
     pid: int = 0
     tid: int = 0
     comm: str = ""
+    leaf: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.comm.isprintable():
@@ -192,9 +197,27 @@ class StackProfile:
         for s in self.samples:
             prev = acc.get(s.stack)
             acc[s.stack] = s if prev is None else Sample(s.stack, prev.value + s.value,
-                                                        prev.pid, prev.tid, prev.comm)
+                                                        prev.pid, prev.tid, prev.comm,
+                                                        merged_leaves(prev, s))
         return StackProfile(list(acc.values()), self.value_type, self.unit, self.period,
                             self.duration_ns, self.loss, dict(self.meta))
+
+
+def leaf_counts(sample: Sample) -> dict[int, int]:
+    """vaddr -> value of the sample's leaf instructions ({} when its leaf is not in a file)."""
+    if sample.leaf:
+        return dict(sample.leaf)
+    leaf = sample.stack[-1] if sample.stack else None
+    return {leaf.vaddr: sample.value} if leaf is not None and leaf.image is not None else {}
+
+
+def merged_leaves(*samples: Sample) -> tuple[tuple[int, int], ...]:
+    """The leaf pairs of samples merged into one (same leaf function)."""
+    acc: dict[int, int] = {}
+    for s in samples:
+        for vaddr, value in leaf_counts(s).items():
+            acc[vaddr] = acc.get(vaddr, 0) + value
+    return tuple(sorted(acc.items()))
 
 
 def frames(names: Iterable[str], kind: str = "user") -> tuple[Frame, ...]:

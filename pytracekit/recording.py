@@ -11,6 +11,9 @@ Format "pytracekit-recording", version 1: gzip-compressed JSON lines.
                                                          header's "files", -1 for none)
   header "files": [{path, build_id, start, limit, file_offset}] (model.ModuleInfo): what
   pprof needs to symbolize a file's frames later. "files"/"at" are optional.
+  A sample whose leaf frame is in a file may add "leaf": [[vaddr, value], ...]: the
+  link-time addresses of the leaf's instructions and their share of "value" (stacks
+  merged by name have one "at" per frame; `pytracekit annotate` reads these).
 Readers accept any version <= theirs and ignore keys they do not know, so
 version 1 files stay readable; a change that breaks that bumps the version.
 """
@@ -53,9 +56,11 @@ def save(profile: StackProfile, path: str, tool: str = "record") -> None:
     for s in profile.samples:
         at = [[f.address, f.vaddr, files[f.image] if f.image is not None else -1]
               for f in s.stack]
-        lines.append(json.dumps({"value": s.value, "pid": s.pid, "tid": s.tid, "comm": s.comm,
-                                 "frames": [[f.name, f.kind, f.module] for f in s.stack],
-                                 "at": at}, separators=(",", ":")))
+        obj = {"value": s.value, "pid": s.pid, "tid": s.tid, "comm": s.comm,
+               "frames": [[f.name, f.kind, f.module] for f in s.stack], "at": at}
+        if s.leaf:
+            obj["leaf"] = [list(pair) for pair in s.leaf]
+        lines.append(json.dumps(obj, separators=(",", ":")))
     data = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"))
     outfile.write_file(path, data)
 
@@ -93,8 +98,9 @@ def load(path: str) -> StackProfile:
             at = obj.get("at") or []
             stack = tuple(_frame(n, k, m, at[i] if i < len(at) else None, files)
                           for i, (n, k, m) in enumerate(obj["frames"]))
+            leaf = tuple((int(v), int(n)) for v, n in obj.get("leaf") or ())
             samples.append(Sample(stack, int(obj["value"]), int(obj.get("pid", 0)),
-                                  int(obj.get("tid", 0)), obj.get("comm", "")))
+                                  int(obj.get("tid", 0)), obj.get("comm", ""), leaf))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             raise UsageError(f"{path} line {number}: not a sample of a pytracekit recording") \
                 from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from .model import Frame, LossReport, Sample, StackProfile
+from .model import Frame, LossReport, Sample, StackProfile, leaf_counts
 from .symbols import Symbolizer
 from .textsafe import cstr
 
@@ -175,11 +175,17 @@ def merge_by_name(profile: StackProfile) -> StackProfile:
     folded into one sample per process and stack of names."""
     acc: dict[tuple, Sample] = {}
     shared: dict[Frame, Frame] = {}   # one object per distinct frame: stacks share them
+    leaves: dict[tuple, dict[int, int]] = {}   # the leaf's instructions, for annotate
     for s in profile.samples:
         # address dropped (one box per name); vaddr/module kept for pprof
         stack = tuple(shared.setdefault(g, g) for g in (replace(f, address=0) for f in s.stack))
         key = (s.pid, s.tid, s.comm, stack)
         prev = acc.get(key)
         acc[key] = Sample(stack, s.value + (prev.value if prev else 0), s.pid, s.tid, s.comm)
-    return StackProfile(list(acc.values()), profile.value_type, profile.unit, profile.period,
+        counts = leaves.setdefault(key, {})
+        for vaddr, value in leaf_counts(s).items():
+            counts[vaddr] = counts.get(vaddr, 0) + value
+    samples = [replace(s, leaf=tuple(sorted(leaves[key].items())))
+               if leaves[key] else s for key, s in acc.items()]
+    return StackProfile(samples, profile.value_type, profile.unit, profile.period,
                         profile.duration_ns, profile.loss, dict(profile.meta))

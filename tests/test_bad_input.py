@@ -28,6 +28,7 @@ GETPID = "t:syscalls:sys_enter_getpid"
 
 # What a tool needs besides -p/-- COMMAND before it looks at the pid or command.
 BASE_ARGS = {
+    "annotate": ["hot_loop"],
     "argdist": ["-C", "t:syscalls:sys_enter_getpid():int:args->__syscall_nr"],
     "cprofile": ["--dir", "/tmp/pytracekit-bad-input"],
     "funccount": [GETPID],
@@ -130,6 +131,9 @@ def test_unknown_option(name):
     (["offcputime", "-U", "-K", "1"], EXIT_USAGE, ""),
     (["profile", "-F", "0", "1"], EXIT_USAGE, ""),
     (["report", "/nonexistent/recording.ptk"], EXIT_RUNTIME, "pytracekit record -o"),
+    (["annotate", "-i", "/nonexistent/recording.ptk", "f"], EXIT_RUNTIME, "pytracekit record -o"),
+    (["annotate", "-i", "/nonexistent/recording.ptk", "f", "-p", "1"], EXIT_USAGE,
+     "-i annotates a recording"),
     (["export", "--tool", "no_such_tool", "-d", "0"], EXIT_USAGE, "no_such_tool"),
 ])
 def test_malformed_specs_and_conflicts(args, status, fragment):

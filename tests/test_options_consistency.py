@@ -40,6 +40,7 @@ WITHOUT = {
         "export",    # Prometheus scrapes it when it wants
         "cprofile",  # --every is its window; each window is written, not printed
         "record",    # writes one recording
+        "annotate",  # one function's share of the whole run's samples
         # whole-run stack profiles, as in BCC (profile/offcputime have no interval)
         "profile", "offcputime", "offwaketime", "wakeuptime",
         # print each event as it happens

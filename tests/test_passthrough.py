@@ -83,6 +83,7 @@ NOT_RUN = {
     "list": "attaches only under --dry-run, for a moment (bpf/list.bpf.c passes events)",
     "faults": "a perf_event (page-faults) program: its own event",
     "profile": "a perf_event (cpu-clock) program: its own event",
+    "annotate": "profile's perf_event (cpu-clock) program: its own event",
     "cpuunclaimed": "a perf_event (cpu-clock) program: its own event",
     "funclatency": "uprobes/kprobes only (refuses t: specs)",
     "funcslower": "uprobes/kprobes only (refuses t: specs)",

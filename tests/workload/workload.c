@@ -10,6 +10,8 @@
  *     calls N              call counted_function() exactly N times
  *     stacks N             stack_leaf() N times via stack_path_a, 2N via stack_path_b
  *     spin SECONDS         spin in spin_outer() -> spin_inner()
+ *     hotloop SECONDS      call hot_loop(1000000) for SECONDS: one cheap line, then a
+ *                          loop on a line of its own (annotate's hot line)
  *     sleep N MS           N sleeps of MS milliseconds in sleeper()
  *     open PATH N          open PATH (O_RDONLY|O_CREAT) N times
  *     exec N [ARG]         fork+exec `workload child ARG` N times, waiting for each
@@ -145,6 +147,14 @@ NOINLINE void spin_inner(uint64_t deadline)
             sink += i;
 }
 NOINLINE void spin_outer(uint64_t deadline) { spin_inner(deadline); sink++; }
+
+/* annotate's ground truth: a cheap line run once per call, then a hot loop on
+ * one line (tests/test_annotate.py finds both lines by these comments). */
+NOINLINE void hot_loop(uint64_t n)
+{
+    sink += n;                                   /* annotate: cheap line */
+    for (uint64_t k = 0; k < n; k++) sink += k;  /* annotate: hot loop */
+}
 
 NOINLINE void sleeper(long ms)
 {
@@ -566,6 +576,10 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "spin") == 0) {
         double s = strtod(i < argc ? argv[i] : "1", NULL);
         spin_outer(now_ns() + (uint64_t)(s * 1e9));
+    } else if (strcmp(mode, "hotloop") == 0) {
+        uint64_t end = now_ns() + (uint64_t)(strtod(i < argc ? argv[i] : "1", NULL) * 1e9);
+        while (now_ns() < end)
+            hot_loop(1000000);
     } else if (strcmp(mode, "sleep") == 0) {
         long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
         for (long k = 0; k < n; k++)
