@@ -106,3 +106,11 @@ SORT_KEYS = {
 
 def sorted_rows(rows: list[Usage], key: str) -> list[Usage]:
     return sorted(rows, key=SORT_KEYS[key])
+
+
+
+def shown_rows(refresh: Refresh, threads: bool, sort: str, pids: set[int] | None) -> list:
+    """The rows top shows: tasks that ran this interval (of `pids`, when given), sorted."""
+    rows = refresh.threads if threads else refresh.processes
+    return sorted_rows([r for r in rows if r.delta_ns and (pids is None or r.pid in pids)],
+                       sort)

@@ -309,6 +309,11 @@ class Program:
             self._loaded.append(fn_name)
         return fn
 
+    def note_attached(self, kind: str, target: str, fn_name: str) -> None:
+        """An attachment BCC made itself (USDT probes, at load): listed for --verbose
+        and teardown like the ones made here."""
+        self.probes.append(Probe(kind, target, fn_name))
+
     def attach_tracepoint(self, category: str, event: str, fn_name: str) -> None:
         from .kernel.tracefs import tracepoint
         tracepoint(category, event)  # a clear NotFoundError for unknown names
@@ -382,7 +387,7 @@ class Program:
     def attach_kprobe(self, function: str, fn_name: str, *, retprobe: bool = False) -> None:
         from .kernel import features
         if not features.kprobes_available()[0]:
-            from .probes import kernel_probe_unsupported
+            from .kernel.function_probes import kernel_probe_unsupported
             raise kernel_probe_unsupported(function)
         import bcc
         kind = "kretprobe" if retprobe else "kprobe"

@@ -13,10 +13,11 @@ import click
 
 from .errors import UsageError
 from .options import split_interval_count  # noqa: F401  (the tools import it from here)
+from .lossreport import print_loss
 from .mapdrain import drained
 from .model import Histogram
 from .render import jsonl
-from .render.text import log2_histogram, loss_line
+from .render.text import log2_histogram
 from .runner import Stop, Target, announce, run_until_done
 from .textsafe import cstr
 
@@ -227,16 +228,7 @@ def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
             print_labeled_hists(result, section=section, show_name=show_name,
                                 as_json=as_json, stamp=stamp, extra=extra)
         run_periodic(target, duration=duration, interval=interval, count=count, report=report)
-        finish_loss(tool.loss(), as_json)
-
-
-def finish_loss(loss: Any, as_json: bool) -> None:
-    """The loss report at the end of every run: a JSON object, or a stderr line."""
-    if as_json:
-        click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-    warning = loss_line(loss)
-    if warning:
-        click.echo(warning, err=True)
+        print_loss(tool.loss(), as_json)
 
 
 def require_tracepoints(tool: str, *names: str) -> None:

@@ -15,10 +15,11 @@ import click
 from . import options
 from .errors import UsageError
 from .loader import Program
+from .lossreport import print_loss
 from .mapdrain import drained
 from .model import Histogram, LossReport
-from .render.jsonl import dumps, histogram_obj, loss_obj
-from .render.text import log2_histogram, loss_line
+from .render.jsonl import dumps, histogram_obj
+from .render.text import log2_histogram
 from .runner import Stop, Target, announce, run_until_done
 
 
@@ -118,15 +119,6 @@ def print_histograms(hists: dict[str, Histogram], *, section: str | None, value_
     out.flush()
 
 
-def report_loss(loss: LossReport, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(dumps(loss_obj(loss)) + "\n")
-        sys.stdout.flush()
-    warning = loss_line(loss)
-    if warning:
-        print(warning, file=sys.stderr)
-
-
 def run(prog: Program | Session, target: Target, report: Callable[[], None], *, message: str,
         interval: float | None, count: int | None, duration: float | None,
         clear: Iterable[str] = ()) -> None:
@@ -160,6 +152,6 @@ def main(words: tuple[str, ...], interval: float | None, count: int | None,
         with open_prog() as prog:
             run(prog, target, lambda: report(prog), interval=interval, count=count,
                 duration=duration, clear=clear, message=message)
-            report_loss(prog.loss(), as_json)
+            print_loss(prog.loss(), as_json)
     finally:
         target.finish()

@@ -18,7 +18,7 @@ from typing import Any
 
 from .render import top as render
 from .runner import Target, ignore_stops, install_signal_handlers, signal_ready
-from .tools.top import shown_rows
+from .cputime import shown_rows
 
 SORT_KEYS = {ord("P"): "cpu", ord("N"): "pid", ord("T"): "time", ord("C"): "comm"}
 

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from pytracekit.model import Frame, Sample, StackProfile
-from pytracekit.render.flamegraph import (SEARCH_FILL, diff_fill, diff_flamegraph_html,
-                                          flamegraph_html, frame_fill, layout, page_data)
+from pytracekit.render.flamegraph import diff_flamegraph_html, flamegraph_html, page_data
+from pytracekit.render.flametree import SEARCH_FILL, diff_fill, frame_fill, layout
 from pytracekit.render.folded import folded, parse_folded
 
 from conftest import ROOT, pytracekit

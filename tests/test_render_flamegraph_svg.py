@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 from pytracekit.model import StackProfile
-from pytracekit.render.flamegraph import frame_fill
+from pytracekit.render.flametree import frame_fill
 from pytracekit.render.flamegraph_svg import flamegraph_svg
 from pytracekit.render.folded import folded
 

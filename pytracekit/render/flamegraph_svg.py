@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 
 from ..model import StackProfile
-from .flamegraph import build_tree, layout, unit_label
+from .flametree import build_tree, layout, unit_label
 
 ROW = 16
 MARGIN = 10

@@ -13,10 +13,10 @@ import time
 
 import click
 
+from ..lossreport import print_loss
 from .. import options, stream, tcp
 from ..render.jsonl import dumps
 from ..runner import Target, announce, run_until_done
-from ..summary import report_loss
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -81,7 +81,7 @@ def run_count(pid: int | None, command: tuple[str, ...], *, uid: int | None, por
             else:
                 sys.stdout.write(count_text(rows))
             sys.stdout.flush()
-            report_loss(events.loss(), as_json)
+            print_loss(events.loss(), as_json)
         finally:
             events.close()
     finally:

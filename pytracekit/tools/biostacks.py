@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import click
 
+from ..lossreport import print_loss
 from .. import block, options
 from ..mapdrain import drain
 from ..model import Histogram
@@ -17,7 +18,6 @@ from ..render.text import log2_histogram
 from ..runner import Target, announce
 from ..stacks import without_bpf_frames
 from ..stream import program
-from ..summary import report_loss
 from ..symbols import Symbolizer
 from ..textsafe import cstr
 
@@ -114,7 +114,7 @@ def command(disk, milliseconds, pid, interval, duration, as_json, command):
 
             run_periodic(target, duration=duration, interval=interval, count=None,
                          report=report)
-            report_loss(stacks.loss(), as_json)
+            print_loss(stacks.loss(), as_json)
         finally:
             stacks.close()
     finally:

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from ..lossreport import print_loss
 from .. import block, options, summary, toptable
 from ..render.jsonl import dumps
 from ..runner import Target
@@ -78,6 +79,6 @@ def command(maxrows, pid, disk, noclear, nosummary, interval, count, duration, a
             summary.run(session, target, lambda: report(session), interval=interval,
                         count=count, duration=duration, clear=("io_by_process",),
                         message=f"Tracing... Output every {interval:g} secs. Hit Ctrl-C to end")
-            summary.report_loss(session.loss(), as_json)
+            print_loss(session.loss(), as_json)
     finally:
         target.finish()

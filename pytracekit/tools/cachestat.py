@@ -11,13 +11,13 @@ import time
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..errors import UsageError
 from ..loader import Program
 from ..periodic import run_periodic, split_interval_count, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce
-from ..summary import report_loss
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -113,7 +113,7 @@ def command(stamp, pid, interval, duration, as_json, words):
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            report_loss(cache.loss(), as_json)
+            print_loss(cache.loss(), as_json)
         finally:
             cache.close()
     finally:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
@@ -18,7 +19,6 @@ from ..loader import Program
 from ..periodic import run_periodic, split_interval_count, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce
-from ..summary import report_loss
 
 DRY_RUN_ARGS: list[str] = []
 FREQUENCY = 99                           # BCC's: off the beat of 100 Hz timers
@@ -192,7 +192,7 @@ def command(csv, fullcsv, stamp, interval, duration, as_json, words):
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            report_loss(queues.loss(), as_json)
+            print_loss(queues.loss(), as_json)
         finally:
             queues.close()
     finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..datasyms import user_data_symbol
 from ..errors import NotFoundError, UsageError
@@ -21,7 +22,6 @@ from ..outfile import check_writable, write_file
 from ..periodic import require_alive
 from ..render.jsonl import dumps
 from ..runner import Stop, Target, announce, run_until_done
-from ..summary import report_loss
 from ..symbols import Symbolizer
 from ..textsafe import cstr
 
@@ -252,7 +252,7 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path
                 else:
                     sys.stdout.write(f"No potential deadlock found ({len(mutexes)} mutexes "
                                      f"in {len(graph.edges())} lock-order edges).\n")
-            report_loss(graph.loss(), as_json)
+            print_loss(graph.loss(), as_json)
         finally:
             graph.close()
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
@@ -19,7 +20,7 @@ from ..buildid import BuildIdSymbolizer
 from ..loader import Program
 from ..mapdrain import drained
 from ..model import Frame, LossReport, Sample, StackProfile
-from ..periodic import BpfTool, attached, command_only, finish_loss, run_periodic
+from ..periodic import BpfTool, attached, command_only, run_periodic
 from ..render import jsonl
 from ..runner import Target, check_runnable
 from ..stacks import DELIMITER, stack_path
@@ -161,4 +162,4 @@ def command(pid, user_only, kernel_only, duration, interval, folded_out, unwind,
                 click.echo(stackcount_text(profile))
         run_periodic(target, duration=duration, interval=interval, count=None, report=report,
                      poll=tool.poll)
-        finish_loss(last[0].loss, as_json)
+        print_loss(last[0].loss, as_json)

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from ..lossreport import print_loss
 from .. import options, summary, toptable
 from ..render.jsonl import dumps
 from ..runner import Target
@@ -97,6 +98,6 @@ def command(all_files, maxrows, sort, pid, noclear, nosummary, interval, count, 
             summary.run(session, target, lambda: report(session), interval=interval,
                         count=count, duration=duration, clear=("files",),
                         message=f"Tracing... Output every {interval:g} secs. Hit Ctrl-C to end")
-            summary.report_loss(session.loss(), as_json)
+            print_loss(session.loss(), as_json)
     finally:
         target.finish()

@@ -14,13 +14,13 @@ from typing import Any
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..datasyms import kernel_data_symbol
 from ..loader import Program
 from ..mapdrain import drained
 from ..model import Frame
-from ..periodic import (BpfTool, attached, command_only, finish_loss, require_tracepoints,
-                        run_periodic)
+from ..periodic import BpfTool, attached, command_only, require_tracepoints, run_periodic
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
@@ -169,4 +169,4 @@ def command(pid, tid, caller, lock, limit, depth, sort, duration, interval, as_j
                 click.echo(render(sites, depth))
         run_periodic(target, duration=duration, interval=interval, count=None,
                      report=report)
-        finish_loss(tool.loss(), as_json)
+        print_loss(tool.loss(), as_json)

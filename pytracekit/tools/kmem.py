@@ -12,10 +12,11 @@ from typing import Any
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..intervals import entries, run_interval_tables, stamped
 from ..loader import Program
-from ..periodic import BpfTool, attached, command_only, finish_loss, require_tracepoints
+from ..periodic import BpfTool, attached, command_only, require_tracepoints
 from ..render import jsonl
 from ..runner import Target
 
@@ -183,4 +184,4 @@ def command(pid, slab, page, sort, limit, duration, interval, as_json, command):
                     click.echo(render_pages(pages))
         run_interval_tables(target, print_table, duration=duration, interval=interval,
                             as_json=as_json)
-        finish_loss(tool.loss(), as_json)
+        print_loss(tool.loss(), as_json)

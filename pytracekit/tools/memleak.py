@@ -20,12 +20,13 @@ from typing import Any
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..errors import UsageError
 from ..loader import Program
 from ..model import Frame
-from ..periodic import (BpfTool, attached, finish_loss, require_alive, require_tracepoints,
-                        run_periodic, split_interval_count)
+from ..periodic import (BpfTool, attached, require_alive, require_tracepoints, run_periodic,
+                        split_interval_count)
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
@@ -233,4 +234,4 @@ def command(pid, addresses, older, command_line, combined_only, sample_rate, top
 
         run_periodic(target, duration=duration, interval=interval, count=count,
                      report=report, poll=tool.poll)
-        finish_loss(tool.loss(), as_json)
+        print_loss(tool.loss(), as_json)

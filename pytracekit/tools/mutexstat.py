@@ -17,13 +17,13 @@ from typing import Any
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..datasyms import user_data_symbol
 from ..intervals import entries, run_interval_tables, stamped
 from ..loader import Program
 from ..model import Frame
-from ..periodic import (BpfTool, attached, command_only, finish_loss, require_alive,
-                        require_tracepoints)
+from ..periodic import BpfTool, attached, command_only, require_alive, require_tracepoints
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
@@ -185,4 +185,4 @@ def command(pid, limit, depth, sort, all_sites, obj, unwind, duration, interval,
                                   all_sites=all_sites))
         run_interval_tables(target, print_table, duration=duration, interval=interval,
                             as_json=as_json, poll=tool.poll)
-        finish_loss(tool.loss(), as_json)
+        print_loss(tool.loss(), as_json)

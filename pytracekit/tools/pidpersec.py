@@ -8,12 +8,12 @@ from functools import partial
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..loader import Program
 from ..periodic import report_until_done, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce, run_until_done
-from ..summary import report_loss
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -79,7 +79,7 @@ def command(pid, interval, duration, as_json, command):
 
             report_until_done(partial(run_until_done, target), report, duration=duration,
                               interval=interval)
-            report_loss(forks.loss(), as_json)
+            print_loss(forks.loss(), as_json)
         finally:
             forks.close()
     finally:

@@ -11,13 +11,13 @@ from typing import Any
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
 from ..mapdrain import drained
 from ..model import LinearHistogram
-from ..periodic import (BpfTool, attached, finish_loss, run_periodic, split_interval_count,
-                        timestamp)
+from ..periodic import BpfTool, attached, run_periodic, split_interval_count, timestamp
 from ..render import jsonl
 from ..render.text import linear_histogram
 from ..runner import Target
@@ -120,4 +120,4 @@ def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
                 click.echo(report_text(hists, per_cpu, occ))
         run_periodic(target, duration=duration, interval=interval, count=count,
                      report=report)
-        finish_loss(tool.loss(), as_json)
+        print_loss(tool.loss(), as_json)

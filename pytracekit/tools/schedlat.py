@@ -13,10 +13,11 @@ from typing import Any
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..intervals import entries, run_interval_tables, stamped
 from ..loader import Program
-from ..periodic import BpfTool, attached, command_only, finish_loss
+from ..periodic import BpfTool, attached, command_only
 from ..render import jsonl
 from ..runner import Target
 from ..textsafe import cstr
@@ -117,4 +118,4 @@ def command(pid, sort, limit, duration, interval, as_json, command):
                 click.echo(render(rows, sort, limit))
         run_interval_tables(target, print_table, duration=duration, interval=interval,
                             as_json=as_json)
-        finish_loss(tool.loss(), as_json)
+        print_loss(tool.loss(), as_json)

@@ -11,13 +11,14 @@ import sys
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..mapdrain import drain
 from ..loader import Program
 from ..periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce
-from ..summary import interval_and_count, report_loss
+from ..summary import interval_and_count
 from ..textsafe import cstr
 
 DRY_RUN_ARGS: list[str] = []
@@ -111,7 +112,7 @@ def command(noclear, maxrows, pid, interval, duration, as_json, words):
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            report_loss(slabs.loss(), as_json)
+            print_loss(slabs.loss(), as_json)
         finally:
             slabs.close()
     finally:

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from ..lossreport import print_loss
 from .. import options, summary, tcp, toptable
 from ..render.jsonl import dumps
 from ..runner import Target
@@ -82,6 +83,6 @@ def command(pid, ipv4, ipv6, noclear, nosummary, interval, count, duration, as_j
             summary.run(session, target, lambda: report(session), interval=interval,
                         count=count, duration=duration, clear=("flows",),
                         message=f"Tracing... Output every {interval:g} secs. Hit Ctrl-C to end")
-            summary.report_loss(session.loss(), as_json)
+            print_loss(session.loss(), as_json)
     finally:
         target.finish()

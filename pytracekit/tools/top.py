@@ -17,7 +17,7 @@ from typing import Any, Callable
 import click
 
 from .. import options, settings, stacktools
-from ..cputime import Accountant, Refresh, TaskTime, sorted_rows
+from ..cputime import Accountant, Refresh, TaskTime, shown_rows
 from ..errors import NotSupportedError
 from ..loader import Program
 from ..model import LossReport
@@ -153,12 +153,6 @@ def _alive(tid: int) -> bool:
 
 def start(*, pid: int = 0, follow: int = 0, **_options: Any) -> CpuSession:
     return CpuSession(pid=pid, follow=follow)
-
-
-def shown_rows(refresh: Refresh, threads: bool, sort: str, pids: set[int] | None) -> list:
-    rows = refresh.threads if threads else refresh.processes
-    return sorted_rows([r for r in rows if r.delta_ns and (pids is None or r.pid in pids)],
-                       sort)
 
 
 def batch_printer(session: CpuSession, *, threads: bool, sort: str, limit: int | None,

@@ -10,13 +10,13 @@ import time
 
 import click
 
+from ..lossreport import print_loss
 from .. import options
 from ..loader import Program
 from ..errors import UsageError
 from ..periodic import run_periodic, split_interval_count, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce
-from ..summary import report_loss
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -97,7 +97,7 @@ def command(pid, interval, duration, as_json, words):
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            report_loss(calls.loss(), as_json)
+            print_loss(calls.loss(), as_json)
         finally:
             calls.close()
     finally:
