@@ -1,0 +1,64 @@
+"""timehist against the workload's sleepspin mode: N sleeps of SLEEP ms, each
+followed by SPIN ms of the thread's CPU time. The sleeps are the waits that
+began asleep (S), and the run time between two sleeps is the spin, however
+often the spin was preempted on this loaded machine."""
+import re
+
+import pytest
+
+from conftest import pytracekit
+from snoop_helpers import summary, validated_json
+
+N, SLEEP_MS, SPIN_MS = 4, 50, 30
+LINE = re.compile(r"^\s*(\d+\.\d{6}) \[(\d{4})\]  (\S+)\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+"
+                  r"(\d+\.\d{3})(?:\s+(\S))?$")
+
+
+def within_10pct(value: float, expected: float) -> bool:
+    return abs(value - expected) <= expected / 10
+
+
+@pytest.mark.root
+def test_sleeps_and_spins_are_the_waits_and_runs(workload):
+    res = pytracekit("timehist", "--json", "--", workload, "sleepspin", str(N), str(SLEEP_MS),
+                     str(SPIN_MS))
+    assert res.returncode == 0, res.stderr
+    objects = validated_json("timehist", res.stdout)
+    runs = [o for o in objects if o["type"] == "event"]
+    assert {(o["comm"], o["pid"] == o["tid"]) for o in runs} == {("workload", True)}
+    assert runs[-1]["state"] == "X"                     # the last run ends in exit
+    # the sleeps: the waits that began asleep; their sleeping part is the sleep
+    sleeps = [o for o in runs if o["wait_state"] == "S"]
+    assert len(sleeps) == N, runs
+    for o in sleeps:
+        assert within_10pct(o["wait_ms"] - o["sch_delay_ms"], SLEEP_MS), o
+        assert o["sch_delay_ms"] <= o["wait_ms"]
+    # the runs from one sleep to the next (or to the exit): the spin
+    starts = [runs.index(o) for o in sleeps] + [len(runs)]
+    for begin, end in zip(starts, starts[1:]):
+        spin = sum(o["run_ms"] for o in runs[begin:end])
+        assert within_10pct(spin, SPIN_MS), runs[begin:end]
+        # the spin's other waits were preemptions: runnable all along
+        assert all(o["wait_state"] == "R" and o["wait_ms"] == o["sch_delay_ms"]
+                   for o in runs[begin + 1:end]), runs[begin:end]
+    assert objects[-1]["type"] == "loss" and objects[-1]["lost_events"] == 0
+    assert objects[-1]["captured"] == len(runs)
+
+
+@pytest.mark.root
+def test_text_columns_as_perf_prints_them(workload):
+    res = pytracekit("timehist", "--state", "--", workload, "sleep", "3", "20")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["time", "cpu", "task", "name", "wait", "time", "sch", "delay",
+                                "run", "time", "state"]
+    assert lines[1].split() == ["[tid/pid]", "(msec)", "(msec)", "(msec)"]
+    rows = [LINE.match(x) for x in lines[3:]]
+    assert all(rows), lines
+    pids = {int(re.fullmatch(r"workload\[(\d+)\]", m[3])[1]) for m in rows}
+    assert len(pids) == 1
+    # traced from the exec: three runs, each after a sleep, the last ending in exit
+    assert [m[7] for m in rows] == ["S", "S", "X"], lines
+    assert all(within_10pct(float(m[4]) - float(m[5]), 20) for m in rows), lines
+    assert summary(res.stderr) == {"captured": len(rows), "lost": 0, "unread": 0}
+    assert "Tracing scheduler switches" in res.stderr
