@@ -133,6 +133,21 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     return 0;
 }
 
+/* A command's run starts at its exec (nothing before it is traced): without
+ * this its first run would show only if it was switched out and in again.
+ * Its own filter test: ptk_exec_done() may not have seen this exec yet. */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tgid = pid_tgid >> 32, pid = pid_tgid;
+    if ((FILTER_PID && tgid != FILTER_PID) || (FILTER_TID && pid != FILTER_TID) || !pid)
+        return PTK_TP_PASS;
+    struct task_times *t = times_of(pid);
+    if (t && !t->last_in)
+        t->last_in = bpf_ktime_get_ns();
+    return PTK_TP_PASS;
+}
+
 RAW_TRACEPOINT_PROBE(sched_process_free)
 {
     u32 pid = 0;
