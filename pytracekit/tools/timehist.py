@@ -52,8 +52,10 @@ def json_object(s: schedtimes.Switch) -> dict:
 @options.standard
 @options.command_argument
 def command(pid, tid, show_state, duration, buffer_pages, as_json, command):
-    """Each run of a task, like perf sched timehist: time, cpu, task, wait
-    time, scheduling delay and run time (ms), from each switch-out."""
+    """Each run of a task with its wait, scheduling delay and run time, like perf sched timehist.
+
+    One line at each switch-out: time, cpu, task name[tid/pid], the wait
+    before the run, the part of that wait spent runnable, and the run (ms)."""
     if tid is not None and tid <= 0:
         raise UsageError(f"-t/--tid {tid} is not a thread id (a positive number)")
 
