@@ -145,3 +145,89 @@ def test_an_unreadable_string_shows_its_address_and_is_counted(workload, tmp_pat
     res = pytracekit("systrace", "-e", "openat", "--", workload, "unreadable", "2", target)
     assert "WARNING: 2 strings unreadable (not paged in; shown as [unreadable] or as " \
            "their address)" in res.stderr
+
+
+# -- as complete as perf trace: --min-duration, -s/-S, -F, --call-graph ------
+
+@pytest.mark.root
+def test_summary_counts_what_strace_counts(workload, tmp_path):
+    """-s: per thread, per syscall calls and errors as `strace -c -f` counts
+    them (exit_group never returns: neither counts it); -S also prints each call."""
+    marker = str(tmp_path / "marker")
+    res = pytracekit("systrace", "-s", "--json", "--", workload, "open", marker, "5")
+    assert res.returncode == 0, res.stderr
+    rows = [o for o in validate_json_lines("systrace", res.stdout) if o["type"] == "summary"]
+    assert {r["comm"] for r in rows} == {"workload"} and len({r["tid"] for r in rows}) == 1
+    assert {r["syscall"]: r["calls"] for r in rows} == \
+        _strace_calls(workload, "open", marker, "5")
+    opens = next(r for r in rows if r["syscall"] == "openat")
+    assert opens["errors"] == 0 and opens["calls"] >= 5
+    assert opens["min_ms"] <= opens["avg_ms"] <= opens["max_ms"]
+    assert abs(opens["avg_ms"] * opens["calls"] - opens["total_ms"]) < 0.01
+    assert not [o for o in validate_json_lines("systrace", res.stdout) if o["type"] == "syscall"]
+
+    res = pytracekit("systrace", "-S", "-e", "openat", "--", workload, "open", marker, "5")
+    assert res.returncode == 0, res.stderr
+    calls = [m for m in map(LINE.match, res.stdout.splitlines()) if m]
+    head, _, table = res.stdout.partition(" Summary of events:")
+    assert len(calls) == opens["calls"] and all(m.group(3) == "openat" for m in calls)
+    lines = table.splitlines()
+    assert re.fullmatch(rf" workload \({calls[0].group(2)}\), {len(calls)} events, 100\.0%",
+                        lines[2]), table
+    assert lines[4].split() == ["syscall", "calls", "errors", "total", "min", "avg", "max",
+                                "stddev"]
+    row = lines[7].split()
+    assert row[:3] == ["openat", str(len(calls)), "0"] and row[-1].endswith("%"), table
+
+
+@pytest.mark.root
+def test_min_duration_shows_only_the_slow_calls(workload):
+    """perf trace --duration: the workload's three 20 ms sleeps, nothing else."""
+    res = pytracekit("systrace", "--min-duration", "15", "--", workload, "sleep", "3", "20")
+    assert res.returncode == 0, res.stderr
+    lines = [LINE.match(x) for x in res.stdout.splitlines()]
+    assert all(lines) and [m.group(3) for m in lines] == ["clock_nanosleep"] * 3, res.stdout
+    assert all(15 <= float(x.split("(")[1].split()[0]) < 40 for x in res.stdout.splitlines())
+
+
+@pytest.mark.root
+def test_minor_faults_of_the_touched_pages(workload):
+    """-F min: the workload's `touch 16` writes 16 fresh pages from one
+    instruction: exactly 16 minor faults there, a page apart."""
+    res = pytracekit("systrace", "-F", "min", "--json", "-e", "munmap", "--", workload,
+                     "touch", "16", "0")
+    assert res.returncode == 0, res.stderr
+    faults = [o for o in validate_json_lines("systrace", res.stdout) if o["type"] == "fault"]
+    assert {f["fault"] for f in faults} == {"min"}
+    ips = {}
+    for f in faults:
+        ips.setdefault(f["ip"], []).append(f["address"])
+    touched = max(ips.values(), key=len)
+    assert len(touched) == 16
+    assert sorted(touched) == list(range(min(touched), min(touched) + 16 * 4096, 4096))
+    res = pytracekit("systrace", "-F", "maj", "-e", "munmap", "--", workload, "touch", "4", "0")
+    assert res.returncode == 0 and "minfault" not in res.stdout, res.stderr
+
+
+@pytest.mark.root
+def test_call_graph_dwarf_names_each_calls_stack(workload, tmp_path):
+    """--call-graph dwarf: libc has no frame pointers; the CFI unwinder still
+    reaches main and libc's start for each of the workload's opens."""
+    marker = str(tmp_path / "marker")
+    res = pytracekit("systrace", "--call-graph", "dwarf", "--json", "-e", "openat", "--",
+                     workload, "open", marker, "3")
+    assert res.returncode == 0, res.stderr
+    mine = [o for o in validate_json_lines("systrace", res.stdout)
+            if o["type"] == "syscall" and o["args"]["filename"] == marker]
+    assert len(mine) == 3
+    for o in mine:
+        assert o["user_stack"][1:] == ["main", "__libc_start_call_main", "__libc_start_main",
+                                       "_start"], o["user_stack"]
+        assert "open" in o["user_stack"][0]
+    res = pytracekit("systrace", "--call-graph", "dwarf", "-e", "openat", "--",
+                     workload, "open", marker, "1")
+    lines = res.stdout.splitlines()
+    at = next(i for i, x in enumerate(lines) if marker in x)
+    assert [x.strip() for x in lines[at + 2:at + 6]] == ["main", "__libc_start_call_main",
+                                                         "__libc_start_main", "_start"]
+    assert lines[at + 1].startswith(" " * 12) and "open" in lines[at + 1]
