@@ -5,11 +5,14 @@
  * With BLOCK_IO (timechart), block requests' issue and completion too.
  *
  * Raw tracepoints give the task pointers (their return value is ignored);
- * block tracepoints are shared and return PTK_TP_PASS. The idle task is
- * never selected (ptk_task_selected). */
+ * block tracepoints are shared and return PTK_TP_PASS. Tasks are those of
+ * the followed processes (follow.inc.c: -p, or a command and what it
+ * forks, or all); the idle task never. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
+
+/*PTK_FOLLOW*/
 
 #ifndef BLOCK_IO
 #define BLOCK_IO 0
@@ -49,7 +52,9 @@ PTK_INLINE bool read_ids(struct task_struct *p, u32 *tgid, u32 *pid)
 {
     bpf_probe_read_kernel(tgid, sizeof(*tgid), &p->tgid);
     bpf_probe_read_kernel(pid, sizeof(*pid), &p->pid);
-    return ptk_task_selected(*tgid, *pid);
+    if (!*pid || (FILTER_TID && *pid != FILTER_TID))
+        return false;
+    return ptk_followed(*tgid);
 }
 
 PTK_INLINE struct task_times *times_of(u32 pid)
@@ -135,12 +140,24 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 
 /* A command's run starts at its exec (nothing before it is traced): without
  * this its first run would show only if it was switched out and in again.
- * Its own filter test: ptk_exec_done() may not have seen this exec yet. */
+ * The command itself may not be followed yet (follow.inc.c's exec hook may
+ * run after this one): its root's pid says. */
+PTK_INLINE bool exec_selected(u32 tgid)
+{
+#if FOLLOW_MODE == 2
+    u32 zero = 0;
+    u32 *root = follow_root.lookup(&zero);
+    if (root && *root == tgid)
+        return true;
+#endif
+    return ptk_followed(tgid);
+}
+
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tgid = pid_tgid >> 32, pid = pid_tgid;
-    if ((FILTER_PID && tgid != FILTER_PID) || (FILTER_TID && pid != FILTER_TID) || !pid)
+    if (!pid || (FILTER_TID && pid != FILTER_TID) || !exec_selected(tgid))
         return PTK_TP_PASS;
     struct task_times *t = times_of(pid);
     if (t && !t->last_in)

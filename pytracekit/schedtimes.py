@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import stream
+from . import follow, stream
+from .runner import Target
 from .textsafe import cstr
 
 FIELDS = stream.fields(("ts", "Q"), ("run_ns", "Q"), ("wait_ns", "Q"), ("delay_ns", "Q"),
@@ -70,7 +71,10 @@ def record(row: tuple) -> Switch | BlockEvent:
     return BlockEvent(ts, kind == KIND_BLOCK_COMPLETE, state, run, size)
 
 
-def start(*, pid: int = 0, tid: int = 0, block_io: bool = False,
+def start(target: Target, *, tid: int = 0, block_io: bool = False,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> stream.EventStream:
-    defines = {"FILTER_PID": pid or 0, "FILTER_TID": tid or 0, "BLOCK_IO": block_io}
-    return stream.EventStream(stream.load("timehist", defines, buffer_pages), FIELDS)
+    """The tasks of -p PID, of a command and the processes it forks, or all."""
+    pages = stream.check_buffer_pages(buffer_pages)
+    defines = {"FILTER_TID": tid or 0, "BLOCK_IO": block_io, "BUFFER_PAGES": pages,
+               "WAKEUP_BYTES": stream.wakeup_bytes(pages * stream.PAGE_SIZE)}
+    return stream.EventStream(follow.load("timehist", target, defines), FIELDS)

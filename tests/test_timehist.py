@@ -66,3 +66,21 @@ def test_text_columns_as_perf_prints_them(workload):
     assert all(within_10pct(float(m[4]) - float(m[5]), 20) for m in after_sleeps), lines
     assert summary(res.stderr) == {"captured": len(rows), "lost": 0, "unread": 0}
     assert "Tracing scheduler switches" in res.stderr
+
+
+@pytest.mark.root
+def test_a_command_and_the_processes_it_forks(workload):
+    """-- COMMAND follows its children (follow.inc.c): a shell's two workloads,
+    each with its one 20 ms sleep; nothing of any other process."""
+    res = pytracekit("timehist", "--json", "--", "/bin/sh", "-c",
+                     f"{workload} sleep 1 20; {workload} sleep 1 20")
+    assert res.returncode == 0, res.stderr
+    runs = [o for o in validated_json("timehist", res.stdout) if o["type"] == "event"]
+    children = {o["pid"] for o in runs if o["comm"] == "workload"}
+    shell = {o["pid"] for o in runs} - children     # a child is "sh" until its exec
+    assert len(shell) == 1 and len(children) == 2, runs
+    assert {o["comm"] for o in runs} <= {"sh", "workload"}
+    for pid in children:
+        slept = [o for o in runs if o["pid"] == pid and o["wait_state"] == "S"]
+        assert len(slept) == 1 and within_10pct(slept[0]["wait_ms"] - slept[0]["sch_delay_ms"],
+                                                20), runs

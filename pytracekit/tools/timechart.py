@@ -42,7 +42,7 @@ def command(output, pid, duration, buffer_pages, as_json, command):
         records.extend(map(schedtimes.record, rows))
 
     try:
-        with schedtimes.start(pid=target.pid, block_io=True,
+        with schedtimes.start(target, block_io=True,
                               buffer_pages=buffer_pages) as events:
             events.prog.ready()
             events.open()

@@ -7,6 +7,7 @@ import click
 
 from .. import options, schedtimes, stream
 from ..errors import UsageError
+from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 NAME_WIDTH = 30
@@ -65,8 +66,11 @@ def command(pid, tid, show_state, duration, buffer_pages, as_json, command):
     def objects(rows: list[tuple]) -> list[dict]:
         return [json_object(s) for s in map(schedtimes.record, rows)]
 
-    stream.main(pid, command,
-                lambda target_pid: schedtimes.start(pid=target_pid, tid=tid or 0,
-                                                    buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, header(show_state), lines, objects),
-                duration=duration, message="Tracing scheduler switches")
+    target = Target.from_options(pid, command)
+    try:
+        with schedtimes.start(target, tid=tid or 0, buffer_pages=buffer_pages) as events:
+            stream.run(events, target,
+                       stream.Printer(as_json, header(show_state), lines, objects),
+                       duration=duration, message="Tracing scheduler switches")
+    finally:
+        target.finish()
