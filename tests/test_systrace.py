@@ -197,9 +197,11 @@ def test_summary_text_and_stddev_as_perf_prints_them():
 def test_slow_calls_and_minor_faults(workload):
     """--min-duration (perf trace --duration): of the workload's `touch 16
     100` only its 100 ms sleep; -F min: the 16 fresh pages it writes from one
-    instruction are exactly 16 minor faults there, a page apart."""
-    res = pytracekit("systrace", "-F", "min", "--min-duration", "50", "--json", "--", workload,
-                     "touch", "16", "100")
+    instruction are exactly 16 minor faults there, a page apart; --call-graph
+    fp: the workload keeps frame pointers, so each fault's stack starts
+    touch_pages, main."""
+    res = pytracekit("systrace", "-F", "min", "--min-duration", "50", "--call-graph", "fp",
+                     "--json", "--", workload, "touch", "16", "100")
     assert res.returncode == 0, res.stderr
     objects = validate_json_lines("systrace", res.stdout)
     calls = [o for o in objects if o["type"] == "syscall"]
@@ -213,6 +215,9 @@ def test_slow_calls_and_minor_faults(workload):
         ips.setdefault(f["ip"], []).append(f["address"])
     touched = max(ips.values(), key=len)
     assert sorted(touched) == list(range(min(touched), min(touched) + 16 * 4096, 4096))
+    ip = next(ip for ip, pages in ips.items() if pages is touched)
+    assert {tuple(f["user_stack"][:2]) for f in faults if f["ip"] == ip} == \
+        {("touch_pages", "main")}
 
 
 @pytest.mark.root
