@@ -1,7 +1,9 @@
 /* timehist: one record per switch-out of a task, like `perf sched timehist`:
  * its run time (switch-in to this switch-out), the wait before that run
- * (previous switch-out to switch-in) and the scheduling delay in it (wakeup,
- * or preemption, to switch-in), computed here so that user space only prints.
+ * (previous switch-out to switch-in) and the scheduling delay in it (wakeup
+ * to switch-in), computed here so that user space only prints. As in perf, a
+ * preempted task is never woken: its wait (out_state R) has no sch delay,
+ * though it was runnable all along.
  * With BLOCK_IO (timechart), block requests' issue and completion too.
  *
  * Raw tracepoints give the task pointers (their return value is ignored);
@@ -25,7 +27,7 @@ enum kind { KIND_SWITCH, KIND_BLOCK_ISSUE, KIND_BLOCK_COMPLETE };
 struct task_times {
     u64 last_in;        /* switched in (0: not seen yet) */
     u64 last_out;       /* switched out (0: not seen yet) */
-    u64 ready;          /* woken or preempted, not yet running (0: none) */
+    u64 ready;          /* woken, not yet running (0: none) */
     u32 out_state;      /* prev_state at last_out: what the wait was */
     u32 pad;
 };
@@ -119,7 +121,7 @@ PTK_INLINE void switched_out(struct task_struct *prev, u32 state, u64 now)
     }
     t->last_out = now;
     t->out_state = state;
-    t->ready = state == TASK_RUNNING ? now : 0;   /* preempted: runnable from now */
+    t->ready = 0;
     t->last_in = 0;
 }
 

@@ -44,7 +44,7 @@ class Switch:
     tid: int
     comm: str
     wait_ns: int        # from the switch-out before this run to its switch-in
-    delay_ns: int       # the part of the wait spent runnable (woken or preempted)
+    delay_ns: int       # from its wakeup to the run (0 after a preemption, as in perf)
     run_ns: int
     wait_state: str | None   # how the wait began: S sleep, D uninterruptible, R preempted
     state: str               # how this run ended

@@ -1,6 +1,6 @@
 """timehist: one line per run of a task, like `perf sched timehist`: when it
 was switched out, on which CPU, how long it waited before the run, how much
-of that wait was scheduling delay (runnable, not running), how long it ran."""
+of that wait was scheduling delay (woken, not yet running), how long it ran."""
 from __future__ import annotations
 
 import click
