@@ -56,7 +56,7 @@ def command(pid, tid, show_state, duration, buffer_pages, as_json, command):
     """Each run of a task with its wait, scheduling delay and run time, like perf sched timehist.
 
     One line at each switch-out: time, cpu, task name[tid/pid], the wait
-    before the run, the part of that wait spent runnable, and the run (ms)."""
+    before the run, the part of that wait after its wakeup, and the run (ms)."""
     if tid is not None and tid <= 0:
         raise UsageError(f"-t/--tid {tid} is not a thread id (a positive number)")
 
