@@ -84,3 +84,37 @@ def test_a_command_and_the_processes_it_forks(workload):
         slept = [o for o in runs if o["pid"] == pid and o["wait_state"] == "S"]
         assert len(slept) == 1 and within_10pct(slept[0]["wait_ms"] - slept[0]["sch_delay_ms"],
                                                 20), runs
+
+
+@pytest.mark.root
+def test_each_run_as_perf_sched_timehist_shows_it(workload, tmp_path):
+    """perf, recording the sched tracepoints system-wide around the same run,
+    is the oracle: after the exec (where our tracing of a command begins)
+    every run of the workload is one line of `perf sched timehist` with the
+    same wait, sch delay and run time (the two read different clocks at
+    slightly different places: microseconds apart)."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    data = tmp_path / "perf.data"
+    events = [arg for tp in ("sched_switch", "sched_wakeup", "sched_wakeup_new",
+                             "sched_migrate_task") for arg in ("-e", f"sched:{tp}")]
+    rec = subprocess.run(["perf", "record", "-a", "-m", "4M", *events, "-o", str(data), "--",
+                          sys.executable, "-m", "pytracekit", "timehist", "--json", "--",
+                          workload, "sleepspin", "3", "20", "10"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert rec.returncode == 0, rec.stderr
+    if re.search(r"(?i)lost [1-9]", rec.stderr):    # "... and lost 5 chunks!"
+        pytest.skip(f"perf, the oracle, lost events on this loaded machine: {rec.stderr}")
+    ours = [o for o in validated_json("timehist", rec.stdout) if o["type"] == "event"]
+    pid = ours[0]["pid"]
+    res = subprocess.run(["perf", "sched", "timehist", "-i", str(data), "-p", str(pid)],
+                         capture_output=True, text=True, timeout=120)
+    lines = [x.rstrip() for x in res.stdout.splitlines()]     # perf ends rows with a space
+    theirs = [[float(x) for x in m.groups()[3:6]] for m in map(LINE.match, lines) if m]
+    assert len(theirs) >= len(ours), res.stdout
+    # the first run began before the exec: perf has all of it, we the part after the exec
+    assert ours[0]["run_ms"] <= theirs[-len(ours)][2] + 0.02
+    for o, (wait, delay, run) in zip(ours[1:], theirs[-len(ours) + 1:]):
+        assert abs(o["wait_ms"] - wait) < 0.02 and abs(o["sch_delay_ms"] - delay) < 0.02 \
+            and abs(o["run_ms"] - run) < 0.02, (ours, res.stdout)
