@@ -246,6 +246,9 @@ def test_a_stack_is_printed_under_its_line():
     fault = Record(2.0, 0.0, 7, 8, "app", 0, (0x401000, 0x7f0000001000, 0, 0, 0, 0),
                    (None, None), 0, True, KIND_MINFAULT)
     assert fault.text() == "     2.000 ( 0.000 ms): app/8 minfault [0x401000 => 0x7f0000001000]"
+    named = Record(2.0, 0.0, 7, 8, "app", 0, (0x401000, 0x7f0000001000, 0, 0, 0, 0),
+                   (None, None), 0, True, KIND_MINFAULT, ("touch_pages", "main"))
+    assert named.text().splitlines()[0].endswith("minfault [touch_pages => 0x7f0000001000]")
     assert fault.as_json() == {"type": "fault", "time_ms": 2.0, "pid": 7, "tid": 8,
                                "comm": "app", "fault": "min", "ip": 0x401000,
                                "address": 0x7f0000001000}

@@ -81,9 +81,11 @@ class Record:
         return "\n".join([first] + [STACK_INDENT + frame for frame in self.stack])
 
     def fault_line(self) -> str:
-        """perf trace -F: `majfault [IP => ADDRESS]`."""
+        """perf trace -F: `majfault [IP => ADDRESS]`; the IP is named by the
+        stack's first frame when there is one (--call-graph)."""
+        where = self.stack[0] if self.stack else f"{self.args[0]:#x}"
         return (f"{self.time_ms:10.3f} ( 0.000 ms): {self.comm}/{self.tid} "
-                f"{FAULT_NAMES[self.kind]} [{self.args[0]:#x} => {self.args[1]:#x}]")
+                f"{FAULT_NAMES[self.kind]} [{where} => {self.args[1]:#x}]")
 
     def line(self) -> str:
         duration = f"{self.duration_ms:6.3f} ms" if self.returned else "     ?   "
