@@ -36,6 +36,7 @@ BASE_ARGS = {
     "funcinterval": ["c:getpid"],
     "list": ["c:*"],
     "record": ["-o", "/tmp/pytracekit-bad-input.ptk"],
+    "timechart": ["-o", "/tmp/pytracekit-bad-input.svg"],
     "stackcount": [GETPID],
     "stat": ["-e", "syscalls:sys_enter_getpid"],
     "top": ["-b", "-n", "1"],
