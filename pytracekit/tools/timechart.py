@@ -24,7 +24,7 @@ def monotonic_ns() -> int:
 
 
 @click.command("timechart", context_settings=options.TOOL_CONTEXT)
-@click.option("-o", "--output", default=DEFAULT_OUTPUT, show_default=True,
+@click.option("-o", "--output", default=DEFAULT_OUTPUT, show_default=True, metavar="FILE",
               help="The SVG file to write.")
 @options.pid_option("-p")
 @options.duration_option("-d")
