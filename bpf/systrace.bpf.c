@@ -4,7 +4,12 @@
  * sys_enter saves the arguments (and up to two strings read from user
  * memory, for the arguments user space marked in string_args) per thread;
  * sys_exit completes the record and submits it. exit and exit_group never
- * return, so they are sent at entry. */
+ * return, so they are sent at entry. MIN_DURATION_NS: only calls that took
+ * that long (perf trace --duration). USER_STACKS: each call's user stack,
+ * taken at entry (ptk_ustack.h: unwound in the kernel from CFI, else the
+ * frame-pointer walk). FAULTS: on_fault, attached by user space to the
+ * major-faults and/or minor-faults software events (perf trace -F), sends
+ * each fault of a followed thread as a record of its own kind. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
@@ -17,11 +22,23 @@
 #ifndef FAILED_ONLY
 #define FAILED_ONLY 0
 #endif
+#ifndef MIN_DURATION_NS
+#define MIN_DURATION_NS 0
+#endif
+#ifndef USER_STACKS
+#define USER_STACKS 0
+#endif
 #define MAX_NR 512
 #define NR_EXIT 60
 #define NR_EXIT_GROUP 231
 
 /*PTK_FOLLOW*/
+
+BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? 4096 : 1);
+#include "ptk_unwind.h"
+#include "ptk_ustack.h"
+
+enum kind { KIND_SYSCALL, KIND_MAJFAULT, KIND_MINFAULT };
 
 struct call {
     u64 ts;
@@ -33,6 +50,9 @@ struct call {
     u32 tid;
     u32 returned;             /* 0: the call never returns (exit) */
     char comm[TASK_COMM_LEN];
+    u64 user_stack_hash;      /* nonzero: the user stack is in `ustacks` */
+    s32 user_stack_id;        /* else a stack id in `user_stacks`; < 0: none */
+    u32 kind;                 /* a fault: args[0] its ip, args[1] its address */
     char str[2][STR_LEN];
 };
 
@@ -73,6 +93,11 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
     c->ret = 0;
     c->duration = 0;
     c->returned = 1;
+    c->kind = KIND_SYSCALL;
+    c->user_stack_hash = 0;
+    c->user_stack_id = -1;
+    if (USER_STACKS)
+        c->user_stack_id = ptk_user_stack(args, pid_tgid >> 32, &c->user_stack_hash);
     bpf_get_current_comm(&c->comm, sizeof(c->comm));
     u8 mask = 0, *m = string_args.lookup(&nr);
     if (m)
@@ -90,7 +115,7 @@ TRACEPOINT_PROBE(raw_syscalls, sys_enter)
         used++;
     }
     if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
-        if (FAILED_ONLY)
+        if (FAILED_ONLY || MIN_DURATION_NS)     /* no result, no duration */
             return PTK_TP_PASS;
         c->returned = 0;
         struct call *e = events.ringbuf_reserve(sizeof(struct call));
@@ -113,7 +138,8 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     struct call *c = inflight.lookup(&tid);
     if (!c)
         return PTK_TP_PASS;             /* entered before tracing began, or not selected */
-    if (FAILED_ONLY && args->ret >= 0) {
+    u64 duration = bpf_ktime_get_ns() - c->ts;
+    if ((FAILED_ONLY && args->ret >= 0) || duration < MIN_DURATION_NS) {
         inflight.delete(&tid);
         return PTK_TP_PASS;
     }
@@ -125,8 +151,47 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit)
     }
     __builtin_memcpy(e, c, sizeof(struct call));
     e->ret = args->ret;
-    e->duration = bpf_ktime_get_ns() - c->ts;
+    e->duration = duration;
     events.ringbuf_submit(e, 0);
     inflight.delete(&tid);
     return PTK_TP_PASS;
 }
+
+#ifdef FAULTS
+PTK_INLINE int fault(struct bpf_perf_event_data *ctx, u32 kind)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
+        return 0;
+    if (!ptk_followed(pid_tgid >> 32))
+        return 0;
+    struct call *e = events.ringbuf_reserve(sizeof(struct call));
+    if (!e) {
+        ptk_count_loss(PTK_LOST_EVENTS);
+        return 0;
+    }
+    __builtin_memset(e, 0, sizeof(struct call));
+    e->ts = bpf_ktime_get_ns();
+    e->args[0] = PT_REGS_IP(&ctx->regs);
+    e->args[1] = ctx->addr;
+    e->pid = pid_tgid >> 32;
+    e->tid = pid_tgid;
+    e->kind = kind;
+    e->user_stack_id = -1;
+    if (USER_STACKS)
+        e->user_stack_id = ptk_user_stack(ctx, e->pid, &e->user_stack_hash);
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    events.ringbuf_submit(e, 0);
+    return 0;
+}
+
+int on_majfault(struct bpf_perf_event_data *ctx)
+{
+    return fault(ctx, KIND_MAJFAULT);
+}
+
+int on_minfault(struct bpf_perf_event_data *ctx)
+{
+    return fault(ctx, KIND_MINFAULT);
+}
+#endif

@@ -37,6 +37,7 @@ BASE_ARGS = {
     "funcinterval": ["c:getpid"],
     "list": ["c:*"],
     "record": ["-o", "/tmp/pytracekit-bad-input.ptk"],
+    "timechart": ["-o", "/tmp/pytracekit-bad-input.svg"],
     "stackcount": [GETPID],
     "stat": ["-e", "syscalls:sys_enter_getpid"],
     "top": ["-b", "-n", "1"],
@@ -148,6 +149,7 @@ def test_malformed_specs_and_conflicts(args, status, fragment):
     ["offwaketime", "--output", "/nonexistent/dir/out.folded", "5"],
     ["wakeuptime", "--output", "/nonexistent/dir/out.folded", "5"],
     ["record", "-o", "/nonexistent/dir/out.ptk", "-a", "5"],
+    ["timechart", "-o", "/nonexistent/dir/out.svg", "-d", "5"],
 ])
 def test_unwritable_output_is_refused_before_tracing(args):
     res = pytracekit(*args, timeout=30)

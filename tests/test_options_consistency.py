@@ -52,6 +52,8 @@ WITHOUT = {
         "sigsnoop", "threadsnoop", "capable", "oomkill", "mountsnoop", "drsnoop",
         "compactsnoop", "runqslower", "bashreadline", "sslsniff",
         "deadlock",  # checks its lock-order graph as it goes, stops at the first cycle
+        "timehist",  # one line per run, as perf sched timehist
+        "timechart",  # one chart of the whole run, as perf timechart
     },
     "--json": set(),
     "-- COMMAND": NOT_LIVE | {

@@ -69,6 +69,7 @@ TOOL_ARGS: dict[str, list[str]] = {
              "--", "sleep", "120"],
     "syscount": ["-L"],
     "systrace": ["-a"],
+    "timehist": [], "timechart": ["-o", "/dev/null"],
     "tcpaccept": [], "tcpconnect": [], "tcpconnlat": [], "tcpdrop": [], "tcplife": [],
     "tcpretrans": [], "tcprtt": [], "tcpstates": [], "tcptop": [],
     "top": ["-b", "-d", "5"],

@@ -66,6 +66,8 @@ def _args(tool: str, tmp_path) -> list[str]:
         args += ["--dir", str(tmp_path / "prof")]
     if tool == "record":
         args += ["-o", str(tmp_path / "rec.data")]
+    if tool == "timechart":
+        args += ["-o", str(tmp_path / "chart.svg")]
     return args
 
 
@@ -98,6 +100,8 @@ def test_tool_ends_when_its_process_exits(tool, workload, tmp_path):
             report = pytracekit("report", str(tmp_path / "rec.data"))
             assert report.returncode == 0, report.stderr
             assert "busy_call" in report.stdout, report.stdout
+        elif tool == "timechart":   # its results are the file: the process's one task
+            assert (tmp_path / "chart.svg").read_bytes().count(b'data-kind="task"') == 1
         elif tool in NO_HEADER:
             assert out == "" and "0 events captured, 0 lost" in err, (out, err)
         elif tool in EMPTY_WHEN_IDLE:

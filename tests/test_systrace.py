@@ -73,6 +73,10 @@ def test_decoders():
     (["-e", "opne", "--", "true"], 1, "unknown system call 'opne'"),
     (["-e", "openat,,close", "--", "true"], 2, "malformed -e 'openat,,close'"),
     (["--", "/no/such/program"], 1, "cannot run /no/such/program"),
+    (["--min-duration", "nan", "--", "true"], 2, "--min-duration nan: give milliseconds"),
+    (["--min-duration", "-1", "--", "true"], 2, "--min-duration -1.0: give milliseconds"),
+    (["-s", "-S", "--", "true"], 2, "give one of them"),
+    (["-F", "major", "--", "true"], 2, "'major' is not one of 'all', 'maj', 'min'"),
 ])
 def test_bad_input_is_one_line(args, status, message):
     res = pytracekit("systrace", *args)
@@ -145,3 +149,106 @@ def test_an_unreadable_string_shows_its_address_and_is_counted(workload, tmp_pat
     res = pytracekit("systrace", "-e", "openat", "--", workload, "unreadable", "2", target)
     assert "WARNING: 2 strings unreadable (not paged in; shown as [unreadable] or as " \
            "their address)" in res.stderr
+
+
+# -- as complete as perf trace: --min-duration, -s/-S, -F, --call-graph ------
+
+@pytest.mark.root
+def test_summary_counts_what_strace_counts(workload, tmp_path):
+    """-s: per thread, per syscall calls and errors as `strace -c -f` counts
+    them (exit_group never returns: neither counts it), and no per-call lines."""
+    marker = str(tmp_path / "marker")
+    res = pytracekit("systrace", "-s", "--json", "--", workload, "open", marker, "5")
+    assert res.returncode == 0, res.stderr
+    objects = validate_json_lines("systrace", res.stdout)
+    rows = [o for o in objects if o["type"] == "summary"]
+    assert [o["type"] for o in objects] == ["summary"] * len(rows) + ["loss"]
+    assert {r["comm"] for r in rows} == {"workload"} and len({r["tid"] for r in rows}) == 1
+    assert {r["syscall"]: r["calls"] for r in rows} == \
+        _strace_calls(workload, "open", marker, "5")
+    opens = next(r for r in rows if r["syscall"] == "openat")
+    assert opens["errors"] == 0 and opens["calls"] >= 5
+    assert opens["min_ms"] <= opens["avg_ms"] <= opens["max_ms"]
+    assert abs(opens["avg_ms"] * opens["calls"] - opens["total_ms"]) < 0.01
+    assert next(r for r in rows if r["syscall"] == "access")["errors"] == 1   # ld.so's probe
+
+
+def test_summary_text_and_stddev_as_perf_prints_them():
+    from pytracekit.syscall_summary import Summary
+    summary = Summary()
+    for ns in (1_000_000, 2_000_000, 3_000_000):
+        summary.add(7, 8, "app", "read", ns, False)
+    summary.add(7, 8, "app", "openat", 500_000, True)
+    summary.add(7, 9, "worker", "close", 10_000, False)
+    lines = summary.text().splitlines()
+    assert lines[1:4] == [" Summary of events:", "", " app (8), 4 events, 80.0%"]
+    assert lines[5].split() == ["syscall", "calls", "errors", "total", "min", "avg", "max",
+                                "stddev"]
+    assert lines[6].split() == ["(msec)"] * 4 + ["(%)"]
+    # sorted by total time; stddev of the mean: sqrt(1 ms^2 / 3) / 2 ms = 28.87%
+    assert lines[8].split() == ["read", "3", "0", "6.000", "1.000", "2.000", "3.000", "28.87%"]
+    assert lines[9].split() == ["openat", "1", "1", "0.500", "0.500", "0.500", "0.500", "0.00%"]
+    assert " worker (9), 1 events, 20.0%" in lines
+    assert [(o["tid"], o["syscall"], o["errors"]) for o in summary.objects()] == \
+        [(8, "read", 0), (8, "openat", 1), (9, "close", 0)]
+
+
+@pytest.mark.root
+def test_slow_calls_and_minor_faults(workload):
+    """--min-duration (perf trace --duration): of the workload's `touch 16
+    100` only its 100 ms sleep; -F min: the 16 fresh pages it writes from one
+    instruction are exactly 16 minor faults there, a page apart; --call-graph
+    fp: the workload keeps frame pointers, so each fault's stack starts
+    touch_pages, main."""
+    res = pytracekit("systrace", "-F", "min", "--min-duration", "50", "--call-graph", "fp",
+                     "--json", "--", workload, "touch", "16", "100")
+    assert res.returncode == 0, res.stderr
+    objects = validate_json_lines("systrace", res.stdout)
+    calls = [o for o in objects if o["type"] == "syscall"]
+    assert all(o["duration_ms"] >= 50 for o in calls), calls
+    assert [o["duration_ms"] >= 100 for o in calls if o["syscall"] == "clock_nanosleep"] == [True]
+    assert len(calls) < 5, calls      # the workload makes ~40 calls, all but one fast
+    faults = [o for o in objects if o["type"] == "fault"]
+    assert {f["fault"] for f in faults} == {"min"}
+    ips = {}
+    for f in faults:
+        ips.setdefault(f["ip"], []).append(f["address"])
+    touched = max(ips.values(), key=len)
+    assert sorted(touched) == list(range(min(touched), min(touched) + 16 * 4096, 4096))
+    ip = next(ip for ip, pages in ips.items() if pages is touched)
+    assert {tuple(f["user_stack"][:2]) for f in faults if f["ip"] == ip} == \
+        {("touch_pages", "main")}
+
+
+@pytest.mark.root
+def test_call_graph_dwarf_names_each_calls_stack(workload, tmp_path):
+    """--call-graph dwarf: libc has no frame pointers; the CFI unwinder still
+    reaches main and libc's start for each of the workload's opens."""
+    marker = str(tmp_path / "marker")
+    res = pytracekit("systrace", "--call-graph", "dwarf", "--json", "-e", "openat", "--",
+                     workload, "open", marker, "3")
+    assert res.returncode == 0, res.stderr
+    mine = [o for o in validate_json_lines("systrace", res.stdout)
+            if o["type"] == "syscall" and o["args"]["filename"] == marker]
+    assert len(mine) == 3
+    for o in mine:
+        assert o["user_stack"][1:] == ["main", "__libc_start_call_main", "__libc_start_main",
+                                       "_start"], o["user_stack"]
+        assert "open" in o["user_stack"][0]
+
+
+def test_a_stack_is_printed_under_its_line():
+    from pytracekit.tools.systrace import KIND_MINFAULT, Record
+    call = Record(1.5, 0.25, 7, 8, "app", 39, (0,) * 6, (None, None), 7, True,
+                  stack=("getpid", "main"))
+    assert call.text().splitlines() == [
+        "     1.500 ( 0.250 ms): app/8 getpid() = 7", " " * 12 + "getpid", " " * 12 + "main"]
+    fault = Record(2.0, 0.0, 7, 8, "app", 0, (0x401000, 0x7f0000001000, 0, 0, 0, 0),
+                   (None, None), 0, True, KIND_MINFAULT)
+    assert fault.text() == "     2.000 ( 0.000 ms): app/8 minfault [0x401000 => 0x7f0000001000]"
+    named = Record(2.0, 0.0, 7, 8, "app", 0, (0x401000, 0x7f0000001000, 0, 0, 0, 0),
+                   (None, None), 0, True, KIND_MINFAULT, ("touch_pages", "main"))
+    assert named.text().splitlines()[0].endswith("minfault [touch_pages => 0x7f0000001000]")
+    assert fault.as_json() == {"type": "fault", "time_ms": 2.0, "pid": 7, "tid": 8,
+                               "comm": "app", "fault": "min", "ip": 0x401000,
+                               "address": 0x7f0000001000}

@@ -29,6 +29,10 @@
  *                          context switch counts as "nvcsw=V nivcsw=I" and sleeps
  *                          MS ms (default 1000: a -p test stops the tool then: no
  *                          exit path seen)
+ *     sleepspin N SLEEP SPIN  N times: sleep SLEEP ms in sleeper(), then spin SPIN ms of
+ *                          this thread's CPU time in child_spin() (so a scheduler tool
+ *                          sees N sleeps of SLEEP ms and N*SPIN ms of run time, however
+ *                          often the spins are preempted)
  *     touch N [MS]         mmap N fresh pages (no THP) and write each in touch_pages(),
  *                          then stay alive MS ms (default 300; 0: exit at once)
  *     kcontend N           four threads each mmap+touch+munmap 64 pages N times
@@ -675,6 +679,13 @@ int main(int argc, char **argv)
         printf("nvcsw=%ld nivcsw=%ld\n", ru.ru_nvcsw, ru.ru_nivcsw);
         fflush(stdout);
         sleeper(i + 2 < argc ? arg_long(argc, argv, i + 2, "MS") : 1000);
+    } else if (strcmp(mode, "sleepspin") == 0) {
+        long n = arg_long(argc, argv, i, "N"), sleep_ms = arg_long(argc, argv, i + 1, "SLEEP");
+        long spin_ms = arg_long(argc, argv, i + 2, "SPIN");
+        for (long k = 0; k < n; k++) {
+            sleeper(sleep_ms);
+            child_spin(spin_ms);
+        }
     } else if (strcmp(mode, "touch") == 0) {
         long n = arg_long(argc, argv, i, "N"), page = sysconf(_SC_PAGESIZE);
         char *base = mmap(NULL, n * page, PROT_READ | PROT_WRITE,

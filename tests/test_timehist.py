@@ -1,0 +1,120 @@
+"""timehist against the workload's sleepspin mode: N sleeps of SLEEP ms, each
+followed by SPIN ms of the thread's CPU time. The sleeps are the waits that
+began asleep (S), and the run time between two sleeps is the spin, however
+often the spin was preempted on this loaded machine."""
+import re
+
+import pytest
+
+from conftest import pytracekit
+from snoop_helpers import summary, validated_json
+
+N, SLEEP_MS, SPIN_MS = 4, 50, 30
+LINE = re.compile(r"^\s*(\d+\.\d{6}) \[(\d{4})\]  (\S+)\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+"
+                  r"(\d+\.\d{3})(?:\s+(\S))?$")
+
+
+def within_10pct(value: float, expected: float) -> bool:
+    return abs(value - expected) <= expected / 10
+
+
+@pytest.mark.root
+def test_sleeps_and_spins_are_the_waits_and_runs(workload):
+    res = pytracekit("timehist", "--json", "--", workload, "sleepspin", str(N), str(SLEEP_MS),
+                     str(SPIN_MS))
+    assert res.returncode == 0, res.stderr
+    objects = validated_json("timehist", res.stdout)
+    runs = [o for o in objects if o["type"] == "event"]
+    assert {(o["comm"], o["pid"] == o["tid"]) for o in runs} == {("workload", True)}
+    assert runs[-1]["state"] == "X"                     # the last run ends in exit
+    assert runs[0]["wait_state"] is None                # the first starts at the exec
+    # the sleeps: the waits that began asleep; their sleeping part is the sleep
+    sleeps = [o for o in runs if o["wait_state"] == "S"]
+    assert len(sleeps) == N, runs
+    for o in sleeps:
+        assert within_10pct(o["wait_ms"] - o["sch_delay_ms"], SLEEP_MS), o
+        assert o["sch_delay_ms"] <= o["wait_ms"]
+    # the runs from one sleep to the next (or to the exit): the spin
+    starts = [runs.index(o) for o in sleeps] + [len(runs)]
+    for begin, end in zip(starts, starts[1:]):
+        spin = sum(o["run_ms"] for o in runs[begin:end])
+        assert within_10pct(spin, SPIN_MS), runs[begin:end]
+        # the spin's other waits were preemptions: no wakeup, no sch delay (as perf)
+        assert all(o["wait_state"] == "R" and o["sch_delay_ms"] == 0
+                   for o in runs[begin + 1:end]), runs[begin:end]
+    assert objects[-1]["type"] == "loss" and objects[-1]["lost_events"] == 0
+    assert objects[-1]["captured"] == len(runs)
+
+
+@pytest.mark.root
+def test_text_columns_as_perf_prints_them(workload):
+    res = pytracekit("timehist", "--state", "--", workload, "sleep", "3", "20")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["time", "cpu", "task", "name", "wait", "time", "sch", "delay",
+                                "run", "time", "state"]
+    assert lines[1].split() == ["[tid/pid]", "(msec)", "(msec)", "(msec)"]
+    rows = [LINE.match(x) for x in lines[3:]]
+    assert all(rows), lines
+    pids = {int(re.fullmatch(r"workload\[(\d+)\]", m[3])[1]) for m in rows}
+    assert len(pids) == 1
+    # traced from the exec: four runs (each may be preempted: R), between them the sleeps
+    states = [m[7] for m in rows]
+    assert [s for s in states if s != "R"] == ["S", "S", "S", "X"], lines
+    after_sleeps = [m for m, before in zip(rows[1:], states) if before == "S"]
+    assert len(after_sleeps) == 3
+    assert all(within_10pct(float(m[4]) - float(m[5]), 20) for m in after_sleeps), lines
+    assert summary(res.stderr) == {"captured": len(rows), "lost": 0, "unread": 0}
+    assert "Tracing scheduler switches" in res.stderr
+
+
+@pytest.mark.root
+def test_a_command_and_the_processes_it_forks(workload):
+    """-- COMMAND follows its children (follow.inc.c): a shell's two workloads,
+    each with its one 20 ms sleep; nothing of any other process."""
+    res = pytracekit("timehist", "--json", "--", "/bin/sh", "-c",
+                     f"{workload} sleep 1 20; {workload} sleep 1 20")
+    assert res.returncode == 0, res.stderr
+    runs = [o for o in validated_json("timehist", res.stdout) if o["type"] == "event"]
+    children = {o["pid"] for o in runs if o["comm"] == "workload"}
+    shell = {o["pid"] for o in runs} - children     # a child is "sh" until its exec
+    assert len(shell) == 1 and len(children) == 2, runs
+    assert {o["comm"] for o in runs} <= {"sh", "workload"}
+    for pid in children:
+        slept = [o for o in runs if o["pid"] == pid and o["wait_state"] == "S"]
+        assert len(slept) == 1 and within_10pct(slept[0]["wait_ms"] - slept[0]["sch_delay_ms"],
+                                                20), runs
+
+
+@pytest.mark.root
+def test_each_run_as_perf_sched_timehist_shows_it(workload, tmp_path):
+    """perf, recording the sched tracepoints system-wide around the same run,
+    is the oracle: after the exec (where our tracing of a command begins)
+    every run of the workload is one line of `perf sched timehist` with the
+    same wait, sch delay and run time (the two read different clocks at
+    slightly different places: microseconds apart)."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    data = tmp_path / "perf.data"
+    events = [arg for tp in ("sched_switch", "sched_wakeup", "sched_wakeup_new",
+                             "sched_migrate_task") for arg in ("-e", f"sched:{tp}")]
+    rec = subprocess.run(["perf", "record", "-a", "-m", "4M", *events, "-o", str(data), "--",
+                          sys.executable, "-m", "pytracekit", "timehist", "--json", "--",
+                          workload, "sleepspin", "3", "20", "10"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert rec.returncode == 0, rec.stderr
+    if re.search(r"(?i)lost [1-9]", rec.stderr):    # "... and lost 5 chunks!"
+        pytest.skip(f"perf, the oracle, lost events on this loaded machine: {rec.stderr}")
+    ours = [o for o in validated_json("timehist", rec.stdout) if o["type"] == "event"]
+    pid = ours[0]["pid"]
+    res = subprocess.run(["perf", "sched", "timehist", "-i", str(data), "-p", str(pid)],
+                         capture_output=True, text=True, timeout=120)
+    lines = [x.rstrip() for x in res.stdout.splitlines()]     # perf ends rows with a space
+    theirs = [[float(x) for x in m.groups()[3:6]] for m in map(LINE.match, lines) if m]
+    assert len(theirs) >= len(ours), res.stdout
+    # the first run began before the exec: perf has all of it, we the part after the exec
+    assert ours[0]["run_ms"] <= theirs[-len(ours)][2] + 0.02
+    for o, (wait, delay, run) in zip(ours[1:], theirs[-len(ours) + 1:]):
+        assert abs(o["wait_ms"] - wait) < 0.02 and abs(o["sch_delay_ms"] - delay) < 0.02 \
+            and abs(o["run_ms"] - run) < 0.02, (ours, res.stdout)
