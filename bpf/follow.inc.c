@@ -18,10 +18,7 @@ BPF_ARRAY(follow_root, u32, 1);
 BPF_HASH(followed, u32, u8, 10240);
 
 #if FOLLOW_MODE == 2
-/* A raw tracepoint: ptk_ustack.h (user stacks) has the sched_process_exec
- * TRACEPOINT_PROBE; followers never compile pytracekit.h's raw one (their
- * FILTER_PID is 0: no FILTER_AFTER_EXEC). */
-RAW_TRACEPOINT_PROBE(sched_process_exec)
+TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
     u32 *root = follow_root.lookup(&zero);
@@ -30,7 +27,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         if (followed.update(&tgid, &yes) != 0)
             ptk_count_loss(PTK_MAP_FULL);
     }
-    return 0;
+    return PTK_TP_PASS;
 }
 
 RAW_TRACEPOINT_PROBE(sched_process_fork)

@@ -30,14 +30,22 @@ PTK_INLINE void ptk_ustack_announce(u32 tgid)
     }
 }
 
+/* another program: its old mappings are void (the fallback until user
+ * space, told again, has loaded the new ones). A program following a command
+ * (follow.inc.c, FOLLOW_MODE 2) has the sched_process_exec TRACEPOINT_PROBE
+ * already: this one is then the raw tracepoint. */
+#if defined(FOLLOW_MODE) && FOLLOW_MODE == 2
+#define PTK_USTACK_EXEC_RETURN 0
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+#else
+#define PTK_USTACK_EXEC_RETURN PTK_TP_PASS
 TRACEPOINT_PROBE(sched, sched_process_exec)
+#endif
 {
-    /* another program: its old mappings are void (the fallback until user
-     * space, told again, has loaded the new ones) */
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     seen_pids.delete(&tgid);
     proc_maps.delete(&tgid);
-    return PTK_TP_PASS;
+    return PTK_USTACK_EXEC_RETURN;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
