@@ -1,0 +1,78 @@
+"""The sample log's user half (bpf/ptk_sample_log.h): `record` keeps every
+sample or event, not only the aggregated stacks, for `pytracekit script`.
+
+Each record carries the key its sample was counted under; after the session's
+read(), every distinct key is named once with the session's own naming (so it
+lands on exactly the stack the aggregate shows) and each record becomes a
+SampleEvent pointing at that stack.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Callable
+
+from .model import Sample, SampleEvent, StackProfile
+from .stream import CallbackRings
+
+DEFINES = {"SAMPLE_LOG": 1}
+
+
+class _StackKey(ctypes.Structure):      # struct ptk_stack_key (bpf/pytracekit.h)
+    _fields_ = [("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32),
+                ("user_stack_id", ctypes.c_int32), ("kernel_stack_id", ctypes.c_int32),
+                ("comm", ctypes.c_char * 16), ("user_stack_hash", ctypes.c_uint64),
+                ("kernel_stack_hash", ctypes.c_uint64)]
+
+
+class _Record(ctypes.Structure):        # struct ptk_sample_rec (bpf/ptk_sample_log.h)
+    _fields_ = [("time_ns", ctypes.c_uint64), ("py_stack_id", ctypes.c_uint64),
+                ("cpu", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("key", _StackKey)]
+
+
+def identity(sample: Sample) -> tuple:
+    """What tells aggregated stacks apart in every stack tool's read()."""
+    return (sample.pid, sample.comm, tuple((f.name, f.kind) for f in sample.stack))
+
+
+class SampleLog:
+    """The `sample_log` ring of a program compiled with DEFINES: records are
+    kept raw while the run lasts (the tool's own ring poll consumes them:
+    BCC polls all of a program's rings at once)."""
+
+    def __init__(self, prog: Any) -> None:
+        self.prog = prog
+        self.records: list[bytes] = []
+        self.unmatched = 0
+        self.rings = CallbackRings(prog)
+        self.rings.open("sample_log", self._on_record)
+
+    def _on_record(self, _ctx: Any, data: int, _size: int) -> int:
+        self.records.append(ctypes.string_at(data, ctypes.sizeof(_Record)))
+        return 0
+
+    def drain(self) -> None:
+        """What is still in the ring: call before reading the aggregate."""
+        self.rings.consume()
+
+    def events(self, profile: StackProfile,
+               sample_of: Callable[[Any, int], Sample]) -> list[SampleEvent]:
+        """The records as events on `profile`'s stacks; `sample_of(key,
+        py_stack_id)` names a key as the session's read() does. A record whose
+        stack the aggregate lacks (its map was full) is counted in `unmatched`."""
+        index = {identity(s): i for i, s in enumerate(profile.samples)}
+        named: dict[bytes, int | None] = {}
+        out = []
+        size = ctypes.sizeof(_Record)
+        key_at = _Record.py_stack_id.offset   # py_stack_id + key name the stack
+        for raw in self.records:
+            rec = _Record.from_buffer_copy(raw[:size])
+            ident = raw[key_at:key_at + 8] + raw[_Record.key.offset:]
+            if ident not in named:
+                named[ident] = index.get(identity(sample_of(rec.key, rec.py_stack_id)))
+            where = named[ident]
+            if where is None:
+                self.unmatched += 1
+                continue
+            out.append(SampleEvent(rec.time_ns, rec.cpu, rec.tid, where))
+        out.sort(key=lambda e: e.time_ns)
+        return out
