@@ -130,6 +130,10 @@ def test_unknown_option(name):
     (["offcputime", "-U", "-K", "1"], EXIT_USAGE, ""),
     (["profile", "-F", "0", "1"], EXIT_USAGE, ""),
     (["report", "/nonexistent/recording.ptk"], EXIT_RUNTIME, "pytracekit record -o"),
+    (["script", "-i", "/nonexistent/recording.ptk"], EXIT_RUNTIME, "pytracekit record -o"),
+    (["script"], EXIT_USAGE, "Missing option '-i'"),
+    (["record", "-o", "/tmp/pytracekit-bad-input.ptk", "-e", "t:sched:sched_switch",
+      "--off-cpu", "1"], EXIT_USAGE, "-e and --off-cpu"),
     (["export", "--tool", "no_such_tool", "-d", "0"], EXIT_USAGE, "no_such_tool"),
 ])
 def test_malformed_specs_and_conflicts(args, status, fragment):

@@ -77,8 +77,10 @@ TOOL_ARGS: dict[str, list[str]] = {
 NOT_RUN = {
     "cprofile": "USDT probes in Python processes (uprobes: our own perf events)",
     "diff": "reads recorded files", "report": "reads recorded files",
+    "script": "reads recorded files",
     "export": "serves other tools' start(), tested here through those tools",
-    "record": "records on-CPU (perf_event) or off-CPU stacks (offcputime, run here)",
+    "record": "records on-CPU (perf_event), off-CPU stacks (offcputime, run here) or "
+              "stacks at -e SPEC (stackcount's BPF, run here)",
     "doctor": "attaches for a moment, by itself: test_doctor_leaves_getppid_to_perf",
     "list": "attaches only under --dry-run, for a moment (bpf/list.bpf.c passes events)",
     "faults": "a perf_event (page-faults) program: its own event",

@@ -122,7 +122,7 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
         result.meta["unmatched_events"] = str(session.sample_log.unmatched)
     recording.save(result, output,
                    tool="stackcount" if event else "offcputime" if off_cpu else "profile")
-    unit = "samples" if result.unit == "count" else result.unit
+    unit = "events" if event else "samples" if result.unit == "count" else result.unit
     kept = "" if result.events is None else f" ({len(result.events)} kept one by one)"
     click.echo(f"recorded {result.total} {unit}{kept} in {len(result.samples)} distinct stacks "
                f"to {output} ({result.duration_ns / 1e9:.1f} s)", err=True)

@@ -1,0 +1,153 @@
+"""script: each sample or event of a recording (record keeps them), and
+record -e SPEC: stacks at any probe, read by report, script, diff and exports."""
+import gzip
+import json
+
+import pytest
+
+from pytracekit import recording
+from pytracekit.model import Frame, LossReport, ModuleInfo, Sample, SampleEvent, StackProfile
+
+from conftest import pytracekit
+from schema_check import validate_lines
+from stack_checks import contains_run
+
+EXE = ModuleInfo("/opt/w", "ab12", 0x1000, 0x2000, 0x1000)
+CALLER = ["main", "counted_function"]          # root first, as recorded
+SPIN = ["main", "spin_outer", "spin_inner"]
+
+
+def _profile_with_events():
+    """Two stacks, three samples on two CPUs, out of time order in the list."""
+    a = (Frame("w", "process"), Frame("main", "user", "w", 0, 0x1234, EXE),
+         Frame("f", "user", "w", 0, 0x1300, EXE), Frame("--", "marker"),
+         Frame("do_sys_openat2", "kernel", "kernel"))
+    b = a[:3]
+    events = [SampleEvent(5_000_123_456, 1, 11, 0), SampleEvent(5_000_000_000, 0, 10, 1),
+              SampleEvent(5_010_000_000, 0, 12, 0, 3)]
+    return StackProfile([Sample(a, 4, 10, 0, "w"), Sample(b, 1, 10, 0, "w")], "samples",
+                        "count", 10_000_000, 20_000_000, LossReport(), {"event": "cpu-clock"},
+                        events)
+
+
+def test_events_round_trip_and_print_as_perf_script(tmp_path):
+    path = tmp_path / "r.ptk"
+    recording.save(_profile_with_events(), str(path))
+    head = json.loads(gzip.open(path, "rt").readline())
+    assert head["events"] == 3 and head["time_base_ns"] == 5_000_000_000
+    back = recording.load(str(path))
+    assert back.events == sorted(_profile_with_events().events, key=lambda e: e.time_ns)
+    res = pytracekit("script", "-i", str(path))
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert res.stdout == (
+        "               w      10/10      [000] 5.000000:   10000000 cpu-clock:\n"
+        "\t            1300 f (/opt/w)\n"
+        "\t            1234 main (/opt/w)\n"
+        "\n"
+        "               w      10/11      [001] 5.000123:   10000000 cpu-clock:\n"
+        "\t               0 do_sys_openat2 ([kernel.kallsyms])\n"
+        "\t            1300 f (/opt/w)\n"
+        "\t            1234 main (/opt/w)\n"
+        "\n"
+        "               w      10/12      [000] 5.010000:   30000000 cpu-clock:\n"
+        "\t               0 do_sys_openat2 ([kernel.kallsyms])\n"
+        "\t            1300 f (/opt/w)\n"
+        "\t            1234 main (/opt/w)\n\n")
+    objs = validate_lines(pytracekit("script", "-i", str(path), "--json").stdout, "script")
+    assert [(o["tid"], o["cpu"], o["time_ns"], o["period"]) for o in objs] == [
+        (10, 0, 5_000_000_000, 10_000_000), (11, 1, 5_000_123_456, 10_000_000),
+        (12, 0, 5_010_000_000, 30_000_000)]
+    assert objs[1]["frames"][0] == {"address": 0, "symbol": "do_sys_openat2",
+                                    "module": "[kernel.kallsyms]", "kind": "kernel"}
+
+
+def test_an_aggregated_recording_is_one_clear_error(tmp_path):
+    path = tmp_path / "old.ptk"
+    profile = _profile_with_events()
+    profile.events = None            # as recordings made before, and --off-cpu ones
+    recording.save(profile, str(path))
+    res = pytracekit("script", "-i", str(path))
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "aggregated stacks only" in res.stderr
+
+
+def _script(path):
+    res = pytracekit("script", "-i", str(path), "--json")
+    assert res.returncode == 0, res.stderr
+    return validate_lines(res.stdout, "script")
+
+
+def _root_first(obj):
+    return [f["symbol"] for f in reversed(obj["frames"])]
+
+
+@pytest.mark.root
+def test_script_prints_every_on_cpu_sample(workload, tmp_path):
+    path = tmp_path / "spin.ptk"
+    res = pytracekit("record", "-o", str(path), "-F", "99", "--", workload, "spin", "0.5")
+    assert res.returncode == 0, res.stderr
+    prof = recording.load(str(path))
+    head = json.loads(gzip.open(path, "rt").readline())
+    assert prof.loss.lost_events == 0
+    samples = _script(path)
+    assert len(samples) == head["events"] == prof.total > 0   # each counted sample, once
+    pids = {s.pid for s in prof.samples}
+    assert len(pids) == 1 and {o["pid"] for o in samples} == pids == {o["tid"] for o in samples}
+    spinning = [o for o in samples if contains_run(_root_first(o), SPIN)]
+    # nearly all of the run is spin_inner (the rest: exec, ld.so, exit)
+    assert len(spinning) >= 0.8 * len(samples)
+    assert all(o["period"] == 10101010 and o["event"] == "cpu-clock" for o in samples)
+    assert all(o["frames"][0]["module"] == workload for o in spinning
+               if o["frames"][0]["kind"] == "user")
+    times = [o["time_ns"] for o in samples]
+    assert times == sorted(times) and times[-1] - times[0] <= prof.duration_ns
+    text = pytracekit("script", "-i", str(path)).stdout
+    assert text.count(" cpu-clock:\n") == len(samples)
+    assert text.count("\tspin_inner") == 0 and f" spin_inner ({workload})\n" in text
+
+
+@pytest.mark.root
+def test_record_e_at_a_uprobe_counts_each_call_with_its_caller(workload, tmp_path):
+    """record -e at a workload function called exactly 37 times: report,
+    script, folded/pprof export and diff all see 37, with the exact caller stack."""
+    path = tmp_path / "calls.ptk"
+    res = pytracekit("record", "-o", str(path), "-e", f"{workload}:counted_function", "-g",
+                     "--", workload, "calls", "37")
+    assert res.returncode == 0, res.stderr
+    assert "recorded 37 events (37 kept one by one) in 1 distinct stacks" in res.stderr
+    prof = recording.load(str(path))
+    assert prof.meta["event"] == f"{workload}:counted_function" and prof.total == 37
+    samples = _script(path)
+    assert len(samples) == 37
+    for o in samples:
+        assert _root_first(o)[-2:] == CALLER and o["period"] == 1
+        assert o["event"] == f"{workload}:counted_function"
+        assert o["frames"][0]["module"] == workload
+    report = pytracekit("report", str(path), "--no-tree")
+    assert "37 events at" in report.stdout
+    row = next(l for l in report.stdout.splitlines() if l.endswith(" counted_function"))
+    assert row.split()[:4] == ["100.00%", "100.00%", "37", "37"]
+    folded = pytracekit("report", str(path), "-f").stdout.splitlines()
+    assert len(folded) == 1 and folded[0].endswith(";main;counted_function 37")
+    pprof = tmp_path / "calls.pb.gz"
+    assert pytracekit("report", str(path), "--output", str(pprof)).returncode == 0
+    from pytracekit.render.pprof import parse
+    message = parse(pprof.read_bytes())
+    assert sum(s.value[0] for s in message.sample) == 37
+    diff = pytracekit("diff", str(path), str(path), "--json")
+    assert diff.returncode == 0, diff.stderr
+    assert {json.loads(l)["function"] for l in diff.stdout.splitlines()} >= set(CALLER)
+
+
+@pytest.mark.root
+def test_record_e_at_a_tracepoint_has_kernel_and_user_frames(workload, tmp_path):
+    path = tmp_path / "open.ptk"
+    target = tmp_path / "opened"
+    res = pytracekit("record", "-o", str(path), "-e", "t:syscalls:sys_enter_openat", "-g",
+                     "--", workload, "open", str(target), "23")
+    assert res.returncode == 0, res.stderr
+    samples = _script(path)
+    from_main = [o for o in samples if "main" in _root_first(o)]
+    assert len(from_main) == 23       # ld.so's opens come before main
+    assert all(any(f["kind"] == "kernel" for f in o["frames"]) for o in from_main)
+    assert len(samples) == recording.load(str(path)).total
