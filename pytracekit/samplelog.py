@@ -9,6 +9,7 @@ SampleEvent pointing at that stack.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 from typing import Any, Callable
 
 from .model import Sample, SampleEvent, StackProfile
@@ -76,3 +77,20 @@ class SampleLog:
             out.append(SampleEvent(rec.time_ns, rec.cpu, rec.tid, where))
         out.sort(key=lambda e: e.time_ns)
         return out
+
+
+def counted_by_events(profile: StackProfile, events: list[SampleEvent]) -> StackProfile:
+    """`profile` with each stack's value the sum of its events' weights (stacks
+    without events left out) and `events` on it: the aggregate says exactly
+    what the events say. The BPF counts go on while user space names stacks
+    after the run, and a record the ring could not take is counted in
+    lost_events, as perf counts lost samples."""
+    weights: dict[int, int] = {}
+    for e in events:
+        weights[e.sample] = weights.get(e.sample, 0) + e.weight
+    kept = [i for i in range(len(profile.samples)) if i in weights]
+    where = {old: new for new, old in enumerate(kept)}
+    samples = [dataclasses.replace(profile.samples[i], value=weights[i]) for i in kept]
+    moved = [dataclasses.replace(e, sample=where[e.sample]) for e in events]
+    return StackProfile(samples, profile.value_type, profile.unit, profile.period,
+                        profile.duration_ns, profile.loss, dict(profile.meta), moved)

@@ -114,7 +114,7 @@ def test_record_e_at_a_uprobe_counts_each_call_with_its_caller(workload, tmp_pat
     res = pytracekit("record", "-o", str(path), "-e", f"{workload}:counted_function", "-g",
                      "--", workload, "calls", "37")
     assert res.returncode == 0, res.stderr
-    assert "recorded 37 events (37 kept one by one) in 1 distinct stacks" in res.stderr
+    assert "recorded 37 events (each kept) in 1 distinct stacks" in res.stderr
     prof = recording.load(str(path))
     assert prof.meta["event"] == f"{workload}:counted_function" and prof.total == 37
     samples = _script(path)

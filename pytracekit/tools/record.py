@@ -15,7 +15,7 @@ import click
 import time
 from typing import Any, Callable
 
-from .. import options, recording, stacktools
+from .. import options, recording, samplelog, stacktools
 from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
 from ..python.sampling import PythonStackSession
@@ -109,7 +109,8 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
             if command:
                 result.meta["command"] = " ".join(command)
         if session.sample_log is not None:
-            result.events = session.sample_log.events(result, sample_namer(session))
+            result = samplelog.counted_by_events(
+                result, session.sample_log.events(result, sample_namer(session)))
         if isinstance(session, PythonStackSession):
             note = session.summary_line()
     finally:
@@ -118,15 +119,19 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
         note = session.note
     result.meta["recorded"] = "event" if event else "off-cpu" if off_cpu else "on-cpu"
     result.meta.setdefault("event", "offcpu-time" if off_cpu else "cpu-clock")
-    if session.sample_log is not None and session.sample_log.unmatched:
-        result.meta["unmatched_events"] = str(session.sample_log.unmatched)
+    unmatched = session.sample_log.unmatched if session.sample_log is not None else 0
+    if unmatched:   # their stacks found no room in the count map (map_full)
+        result.meta["unmatched_events"] = str(unmatched)
     recording.save(result, output,
                    tool="stackcount" if event else "offcputime" if off_cpu else "profile")
     unit = "events" if event else "samples" if result.unit == "count" else result.unit
-    kept = "" if result.events is None else f" ({len(result.events)} kept one by one)"
+    kept = "" if result.events is None else " (each kept)"
     click.echo(f"recorded {result.total} {unit}{kept} in {len(result.samples)} distinct stacks "
                f"to {output} ({result.duration_ns / 1e9:.1f} s)", err=True)
     stacktools.emit_loss(result.loss)
+    if unmatched:
+        click.echo(f"WARNING: {unmatched} samples left out: their stacks were not counted "
+                   "(raise --stack-storage-size)", err=True)
     if note:
         click.echo(note, err=True)
     if as_json:
