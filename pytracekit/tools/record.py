@@ -81,11 +81,11 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
     if event and len(pids) > 1:
         raise UsageError("-e records one process (-p PID) or all: give at most one pid")
     storage = stack_storage_size
-    started = time.monotonic()
     if event:
         session: Any = stackcount.start(event, pid=pids[0] if pids else None, command=command,
                                         per_pid=True, stack_storage=storage, announce=False,
                                         python=python, sample_log=True)
+        started = time.monotonic()   # attached: the recording's time starts
         what, target = f"stacks at {event}", session.tracer.target
     elif off_cpu:
         session = offcputime.start(pids=pids, command=command, stack_storage_size=storage,
