@@ -134,6 +134,11 @@ def test_record_e_at_a_uprobe_counts_each_call_with_its_caller(workload, tmp_pat
     from pytracekit.render.pprof import parse
     message = parse(pprof.read_bytes())
     assert sum(s.value[0] for s in message.sample) == 37
+    html = tmp_path / "calls.html"
+    assert pytracekit("report", str(path), "--output", str(html)).returncode == 0
+    from pytracekit.render.flamegraph import page_data
+    drawn = page_data(html.read_text())
+    assert drawn["total"] == 37 and set(CALLER) <= set(drawn["names"])
     diff = pytracekit("diff", str(path), str(path), "--json")
     assert diff.returncode == 0, diff.stderr
     assert {json.loads(l)["function"] for l in diff.stdout.splitlines()} >= set(CALLER)
