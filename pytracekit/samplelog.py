@@ -30,9 +30,28 @@ class _Record(ctypes.Structure):        # struct ptk_sample_rec (bpf/ptk_sample_
                 ("cpu", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("key", _StackKey)]
 
 
-def identity(sample: Sample) -> tuple:
-    """What tells aggregated stacks apart in every stack tool's read()."""
-    return (sample.pid, sample.comm, tuple((f.name, f.kind) for f in sample.stack))
+def identity(sample: Sample, addresses: bool = False) -> tuple:
+    """What tells aggregated stacks apart in every stack tool's read(): names
+    (profile merges a function's addresses), or names and addresses for a
+    read that keeps them apart."""
+    frames = tuple((f.name, f.kind, f.address) if addresses else (f.name, f.kind)
+                   for f in sample.stack)
+    return (sample.pid, sample.comm, frames)
+
+
+def _stack_finder(profile: StackProfile) -> Callable[[Sample], "int | None"]:
+    """The index of a named key's stack in `profile`: the same addresses
+    first, else the same names."""
+    exact: dict[tuple, int] = {}
+    by_name: dict[tuple, int] = {}
+    for i, s in enumerate(profile.samples):
+        exact.setdefault(identity(s, True), i)
+        by_name.setdefault(identity(s), i)
+
+    def find(sample: Sample) -> "int | None":
+        found = exact.get(identity(sample, True))
+        return found if found is not None else by_name.get(identity(sample))
+    return find
 
 
 class SampleLog:
@@ -60,7 +79,7 @@ class SampleLog:
         """The records as events on `profile`'s stacks; `sample_of(key,
         py_stack_id)` names a key as the session's read() does. A record whose
         stack the aggregate lacks (its map was full) is counted in `unmatched`."""
-        index = {identity(s): i for i, s in enumerate(profile.samples)}
+        find = _stack_finder(profile)
         named: dict[bytes, int | None] = {}
         out = []
         size = ctypes.sizeof(_Record)
@@ -69,7 +88,7 @@ class SampleLog:
             rec = _Record.from_buffer_copy(raw[:size])
             ident = raw[key_at:key_at + 8] + raw[_Record.key.offset:]
             if ident not in named:
-                named[ident] = index.get(identity(sample_of(rec.key, rec.py_stack_id)))
+                named[ident] = find(sample_of(rec.key, rec.py_stack_id))
             where = named[ident]
             if where is None:
                 self.unmatched += 1

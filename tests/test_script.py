@@ -155,3 +155,17 @@ def test_record_e_at_a_tracepoint_has_kernel_and_user_frames(workload, tmp_path)
     assert len(from_main) == 23       # ld.so's opens come before main
     assert all(any(f["kind"] == "kernel" for f in o["frames"]) for o in from_main)
     assert len(samples) == recording.load(str(path)).total
+
+
+def test_sample_log_ties_a_key_to_its_stack_by_addresses_then_names():
+    """A read that keeps a function's addresses apart gets each sample on its
+    own stack; one that merges them (profile) on the merged stack."""
+    from pytracekit.samplelog import _stack_finder
+    at = lambda address: (Frame("w", "process"), Frame("main", "user", "w", 0x10),
+                          Frame("f", "user", "w", address))
+    apart = StackProfile([Sample(at(0x20), 2, 1, 0, "w"), Sample(at(0x24), 3, 1, 0, "w")])
+    find = _stack_finder(apart)
+    assert find(Sample(at(0x24), 0, 1, 0, "w")) == 1 and find(Sample(at(0x20), 0, 1, 0, "w")) == 0
+    merged = StackProfile([Sample(at(0), 5, 1, 0, "w")])
+    assert _stack_finder(merged)(Sample(at(0x24), 0, 1, 0, "w")) == 0
+    assert _stack_finder(merged)(Sample(at(0x24), 0, 2, 0, "w")) is None   # another process
