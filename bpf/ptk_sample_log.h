@@ -21,6 +21,7 @@
 /* pytracekit/samplelog.py mirrors this layout */
 struct ptk_sample_rec {
     u64 time_ns;       /* CLOCK_MONOTONIC, as perf's sample times */
+    u64 weight;        /* what it added to its key's count (1, or ns blocked) */
     u64 py_stack_id;   /* the Python stack counted with it, 0 for none */
     u32 cpu;
     u32 tid;
@@ -28,22 +29,33 @@ struct ptk_sample_rec {
 };
 BPF_RINGBUF_OUTPUT(sample_log, SAMPLE_LOG_PAGES);
 
-PTK_INLINE void ptk_log_sample(struct ptk_stack_key *key, u64 py_stack_id)
+/* A sample of thread `tid` at `time_ns` weighing `weight` (offcputime: the
+ * time it went off CPU and how long it stayed off) */
+PTK_INLINE void ptk_log_sample_at(struct ptk_stack_key *key, u64 py_stack_id, u32 tid,
+                                  u64 time_ns, u64 weight)
 {
     struct ptk_sample_rec *rec = sample_log.ringbuf_reserve(sizeof(struct ptk_sample_rec));
     if (!rec) {
         ptk_count_loss(PTK_LOST_EVENTS);
         return;
     }
-    rec->time_ns = bpf_ktime_get_ns();
+    rec->time_ns = time_ns;
+    rec->weight = weight;
     rec->py_stack_id = py_stack_id;
     rec->cpu = bpf_get_smp_processor_id();
-    rec->tid = (u32)bpf_get_current_pid_tgid();
+    rec->tid = tid;
     __builtin_memcpy(&rec->key, key, sizeof(struct ptk_stack_key));
     sample_log.ringbuf_submit(rec, 0);
 }
+
+/* A sample of the current thread, now, weighing 1 */
+PTK_INLINE void ptk_log_sample(struct ptk_stack_key *key, u64 py_stack_id)
+{
+    ptk_log_sample_at(key, py_stack_id, (u32)bpf_get_current_pid_tgid(), bpf_ktime_get_ns(), 1);
+}
 #else
 #define ptk_log_sample(key, py_stack_id) do {} while (0)
+#define ptk_log_sample_at(key, py_stack_id, tid, time_ns, weight) do {} while (0)
 #endif
 
 #endif /* PTK_SAMPLE_LOG_H */

@@ -26,8 +26,9 @@ class _StackKey(ctypes.Structure):      # struct ptk_stack_key (bpf/pytracekit.h
 
 
 class _Record(ctypes.Structure):        # struct ptk_sample_rec (bpf/ptk_sample_log.h)
-    _fields_ = [("time_ns", ctypes.c_uint64), ("py_stack_id", ctypes.c_uint64),
-                ("cpu", ctypes.c_uint32), ("tid", ctypes.c_uint32), ("key", _StackKey)]
+    _fields_ = [("time_ns", ctypes.c_uint64), ("weight", ctypes.c_uint64),
+                ("py_stack_id", ctypes.c_uint64), ("cpu", ctypes.c_uint32),
+                ("tid", ctypes.c_uint32), ("key", _StackKey)]
 
 
 def identity(sample: Sample, addresses: bool = False) -> tuple:
@@ -36,7 +37,7 @@ def identity(sample: Sample, addresses: bool = False) -> tuple:
     read that keeps them apart."""
     frames = tuple((f.name, f.kind, f.address) if addresses else (f.name, f.kind)
                    for f in sample.stack)
-    return (sample.pid, sample.comm, frames)
+    return (sample.pid, sample.tid, sample.comm, frames)
 
 
 def _stack_finder(profile: StackProfile) -> Callable[[Sample], "int | None"]:
@@ -59,8 +60,9 @@ class SampleLog:
     kept raw while the run lasts (the tool's own ring poll consumes them:
     BCC polls all of a program's rings at once)."""
 
-    def __init__(self, prog: Any) -> None:
+    def __init__(self, prog: Any, divisor: int = 1) -> None:
         self.prog = prog
+        self.divisor = divisor    # kernel weights / divisor = the profile's unit (ns -> us)
         self.records: list[bytes] = []
         self.unmatched = 0
         self.rings = CallbackRings(prog)
@@ -93,7 +95,8 @@ class SampleLog:
             if where is None:
                 self.unmatched += 1
                 continue
-            out.append(SampleEvent(rec.time_ns, rec.cpu, rec.tid, where))
+            weight = (rec.weight + self.divisor // 2) // self.divisor
+            out.append(SampleEvent(rec.time_ns, rec.cpu, rec.tid, where, weight))
         out.sort(key=lambda e: e.time_ns)
         return out
 

@@ -86,6 +86,13 @@ def test_record_off_cpu_of_a_command(workload, tmp_path):
     sleeping = sum(s.value for s in prof.samples
                    if contains_run([f.name for f in s.stack], SLEEPER))
     assert 180_000 <= sleeping <= 220_000
+    # script: each of the 5 sleeps, once, weighing its microseconds off CPU
+    blocks = validate_lines(pytracekit("script", "-i", str(path), "--json").stdout, "script")
+    assert len(blocks) == len(prof.events) and sum(b["period"] for b in blocks) == prof.total
+    sleeps = [b for b in blocks if contains_run([f["symbol"] for f in reversed(b["frames"])],
+                                                SLEEPER)]
+    assert len(sleeps) == 5 and sum(b["period"] for b in sleeps) == sleeping
+    assert all(b["event"] == "offcpu-time" and b["period"] >= 40_000 for b in sleeps)
 
 
 @pytest.mark.root

@@ -64,7 +64,7 @@ def test_events_round_trip_and_print_as_perf_script(tmp_path):
 def test_an_aggregated_recording_is_one_clear_error(tmp_path):
     path = tmp_path / "old.ptk"
     profile = _profile_with_events()
-    profile.events = None            # as recordings made before, and --off-cpu ones
+    profile.events = None            # as recordings made before samples were kept
     recording.save(profile, str(path))
     res = pytracekit("script", "-i", str(path))
     assert res.returncode == 2 and res.stdout == ""

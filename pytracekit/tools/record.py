@@ -4,8 +4,8 @@ On-CPU samples (profile's BPF) by default, off-CPU time with --off-cpu
 (offcputime's BPF), or the stacks reaching any probe with -e SPEC
 (stackcount's BPF: tracepoints, uprobes, USDT). The file format is in
 pytracekit/recording.py; `pytracekit report`, `script` and `diff` read it.
-On-CPU and -e recordings keep each sample (time, CPU, thread) besides the
-aggregated stacks (samplelog.py); off-CPU ones keep the aggregate only.
+Each sample (an off-CPU one: each block) is kept with its time, CPU and
+thread besides the aggregated stacks (samplelog.py), for `script`.
 --json adds one summary line on stdout once the file is written.
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
         what, target = f"stacks at {event}", session.tracer.target
     elif off_cpu:
         session = offcputime.start(pids=pids, command=command, stack_storage_size=storage,
-                                   python=python)
+                                   python=python, sample_log=True)
         what, target = "off-CPU time", session.target
     else:
         session = profile.start(pids=pids, command=command, frequency=frequency,

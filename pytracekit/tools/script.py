@@ -32,8 +32,8 @@ def command(path, as_json) -> None:
     profile = recording.load(path)
     if profile.events is None:
         raise UsageError(f"{path} holds aggregated stacks only, not each sample (recorded "
-                         "with --off-cpu, or before record kept samples): `pytracekit report "
-                         f"{path}` reads it; re-record on-CPU or with -e to script it")
+                         f"before record kept samples): `pytracekit report {path}` reads it; "
+                         "record it again to script it")
     event = profile.meta.get("event", "cpu-clock")
     for e in profile.events:
         if as_json:
@@ -43,7 +43,8 @@ def command(path, as_json) -> None:
 
 
 def period(profile: StackProfile, e: SampleEvent) -> int:
-    """perf's period: ns of CPU time for a timed sample, else the event's weight."""
+    """perf's period: ns of CPU time for a timed sample, else the event's weight
+    (1 for an event, microseconds blocked for an off-CPU sample)."""
     return e.weight * profile.period if profile.period else e.weight
 
 
