@@ -83,6 +83,7 @@ def test_record_off_cpu_of_a_command(workload, tmp_path):
     assert f"to {path}" in res.stderr and res.stdout == ""   # stdout is for --json only
     prof = recording.load(str(path))
     assert prof.unit == "microseconds" and prof.meta["recorded"] == "off-cpu"
+    assert "unmatched_events" not in prof.meta and "left out" not in res.stderr
     sleeping = sum(s.value for s in prof.samples
                    if contains_run([f.name for f in s.stack], SLEEPER))
     assert 180_000 <= sleeping <= 220_000

@@ -88,7 +88,7 @@ def test_script_prints_every_on_cpu_sample(workload, tmp_path):
     assert res.returncode == 0, res.stderr
     prof = recording.load(str(path))
     head = json.loads(gzip.open(path, "rt").readline())
-    assert prof.loss.lost_events == 0
+    assert prof.loss.lost_events == 0 and "unmatched_events" not in prof.meta
     samples = _script(path)
     assert len(samples) == head["events"] == prof.total > 0   # each counted sample, once
     pids = {s.pid for s in prof.samples}
@@ -116,6 +116,7 @@ def test_record_e_at_a_uprobe_counts_each_call_with_its_caller(workload, tmp_pat
     assert "recorded 37 events (each kept) in 1 distinct stacks" in res.stderr
     prof = recording.load(str(path))
     assert prof.meta["event"] == f"{workload}:counted_function" and prof.total == 37
+    assert "unmatched_events" not in prof.meta
     samples = _script(path)
     assert len(samples) == 37
     for o in samples:

@@ -151,7 +151,7 @@ def sample_namer(session: Any) -> Callable[[Any, int], Sample]:
         comm = cstr(key.comm)
         path = [Frame(comm, "process")] + python.key_path(
             session.symbolizer, stack_map, key, py_stack_id, 0, **options_)
-        return Sample(tuple(path), 0, key.pid, 0, comm)
+        return Sample(tuple(path), 0, key.pid, key.tid, comm)
     return name
 
 
