@@ -65,6 +65,8 @@ class SampleLog:
         self.divisor = divisor    # kernel weights / divisor = the profile's unit (ns -> us)
         self.records: list[bytes] = []
         self.unmatched = 0
+        # stack index -> {leaf instruction's vaddr: weight} of its events (annotate)
+        self.leaves: dict[int, dict[int, int]] = {}
         self.rings = CallbackRings(prog)
         self.rings.open("sample_log", self._on_record)
 
@@ -82,37 +84,54 @@ class SampleLog:
         py_stack_id)` names a key as the session's read() does. A record whose
         stack the aggregate lacks (its map was full) is counted in `unmatched`."""
         find = _stack_finder(profile)
-        named: dict[bytes, int | None] = {}
+        named: dict[bytes, tuple[int | None, int | None]] = {}   # -> (stack, leaf vaddr)
         out = []
+        self.leaves = {}
         size = ctypes.sizeof(_Record)
         key_at = _Record.py_stack_id.offset   # py_stack_id + key name the stack
         for raw in self.records:
             rec = _Record.from_buffer_copy(raw[:size])
             ident = raw[key_at:key_at + 8] + raw[_Record.key.offset:]
             if ident not in named:
-                named[ident] = find(sample_of(rec.key, rec.py_stack_id))
-            where = named[ident]
+                sample = sample_of(rec.key, rec.py_stack_id)
+                leaf = sample.stack[-1] if sample.stack else None
+                named[ident] = (find(sample), leaf.vaddr if leaf is not None
+                                and leaf.image is not None else None)
+            where, vaddr = named[ident]
             if where is None:
                 self.unmatched += 1
                 continue
             weight = (rec.weight + self.divisor // 2) // self.divisor
             out.append(SampleEvent(rec.time_ns, rec.cpu, rec.tid, where, weight))
+            if vaddr is not None:
+                counts = self.leaves.setdefault(where, {})
+                counts[vaddr] = counts.get(vaddr, 0) + weight
         out.sort(key=lambda e: e.time_ns)
         return out
 
 
-def counted_by_events(profile: StackProfile, events: list[SampleEvent]) -> StackProfile:
+def counted_by_events(profile: StackProfile, events: list[SampleEvent],
+                      leaves: dict[int, dict[int, int]] | None = None) -> StackProfile:
     """`profile` with each stack's value the sum of its events' weights (stacks
     without events left out) and `events` on it: the aggregate says exactly
     what the events say. The BPF counts go on while user space names stacks
     after the run, and a record the ring could not take is counted in
-    lost_events, as perf counts lost samples."""
+    lost_events, as perf counts lost samples. `leaves` (SampleLog.leaves):
+    where a Sample keeps its leaf instructions' counts (`leaf`, for annotate),
+    they are recounted from the events too."""
     weights: dict[int, int] = {}
     for e in events:
         weights[e.sample] = weights.get(e.sample, 0) + e.weight
     kept = [i for i in range(len(profile.samples)) if i in weights]
     where = {old: new for new, old in enumerate(kept)}
-    samples = [dataclasses.replace(profile.samples[i], value=weights[i]) for i in kept]
+    has_leaf = leaves is not None and "leaf" in {f.name for f in dataclasses.fields(Sample)}
+
+    def recounted(i: int) -> Sample:
+        if not has_leaf:
+            return dataclasses.replace(profile.samples[i], value=weights[i])
+        leaf = tuple(sorted((leaves or {}).get(i, {}).items()))
+        return dataclasses.replace(profile.samples[i], value=weights[i], leaf=leaf)
+    samples = [recounted(i) for i in kept]
     moved = [dataclasses.replace(e, sample=where[e.sample]) for e in events]
     return StackProfile(samples, profile.value_type, profile.unit, profile.period,
                         profile.duration_ns, profile.loss, dict(profile.meta), moved)

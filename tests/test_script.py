@@ -170,3 +170,21 @@ def test_sample_log_ties_a_key_to_its_stack_by_addresses_then_names():
     merged = StackProfile([Sample(at(0), 5, 1, 0, "w")])
     assert _stack_finder(merged)(Sample(at(0x24), 0, 1, 0, "w")) == 0
     assert _stack_finder(merged)(Sample(at(0x24), 0, 2, 0, "w")) is None   # another process
+
+
+def test_counted_by_events_recounts_each_stack_and_its_leaf_instructions():
+    """The aggregate is what the kept samples say: a stack counted in BPF after
+    the last kept sample loses it, a stack without kept samples goes, and the
+    leaf's per-instruction counts (annotate's, where samples keep them) follow."""
+    from dataclasses import fields
+    from pytracekit.samplelog import counted_by_events
+    a, b, c = (tuple(Frame(n) for n in path) for path in (("m", "a"), ("m", "b"), ("m", "c")))
+    prof = StackProfile([Sample(a, 9, 1), Sample(b, 4, 1), Sample(c, 2, 1)], period=7)
+    events = [SampleEvent(30, 0, 1, 2), SampleEvent(10, 0, 1, 0), SampleEvent(20, 1, 1, 0, 2)]
+    out = counted_by_events(prof, events, {0: {0x10: 1, 0x14: 2}, 2: {0x30: 1}})
+    assert [(s.stack, s.value) for s in out.samples] == [(a, 3), (c, 1)]
+    assert [(e.time_ns, e.sample, e.weight) for e in out.events] == [(30, 1, 1), (10, 0, 1),
+                                                                     (20, 0, 2)]
+    assert out.period == 7 and out.total == sum(e.weight for e in out.events)
+    if "leaf" in {f.name for f in fields(Sample)}:   # annotate's per-instruction counts
+        assert [s.leaf for s in out.samples] == [((0x10, 1), (0x14, 2)), ((0x30, 1),)]

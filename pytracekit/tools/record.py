@@ -109,8 +109,9 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
             if command:
                 result.meta["command"] = " ".join(command)
         if session.sample_log is not None:
+            log = session.sample_log
             result = samplelog.counted_by_events(
-                result, session.sample_log.events(result, sample_namer(session)))
+                result, log.events(result, sample_namer(session)), log.leaves)
         if isinstance(session, PythonStackSession):
             note = session.summary_line()
     finally:
