@@ -10,10 +10,10 @@ thread besides the aggregated stacks (samplelog.py), for `script`.
 """
 from __future__ import annotations
 
-import click
-
 import time
 from typing import Any, Callable
+
+import click
 
 from .. import options, recording, samplelog, stacktools
 from ..errors import UsageError
@@ -59,7 +59,7 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
 def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, frequency,
             off_cpu, event, call_graph, python, stack_storage_size, duration,
             as_json) -> None:
-    """Record stacks to a file for `report` and `diff`.
+    """Record stacks to a file for `report`, `script` and `diff`.
 
     \b
     Examples:
@@ -131,8 +131,8 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
                f"to {output} ({result.duration_ns / 1e9:.1f} s)", err=True)
     stacktools.emit_loss(result.loss)
     if unmatched:
-        click.echo(f"WARNING: {unmatched} samples left out: their stacks were not counted "
-                   "(raise --stack-storage-size)", err=True)
+        click.echo(f"WARNING: {unmatched} samples left out: their stacks found no room in "
+                   "the count map (counted in map_full)", err=True)
     if note:
         click.echo(note, err=True)
     if as_json:
