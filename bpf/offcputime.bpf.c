@@ -8,12 +8,14 @@
  * CFI_UNWIND (ptk_unwind.h: user stacks unwound in the kernel from CFI
  * tables, with the outgoing thread's registers); PYTHON_STACKS: a CPython
  * thread's Python stack is taken at switch-out too, and its time is added to
- * py_counts under (stacks, Python stack id) instead of counts.
+ * py_counts under (stacks, Python stack id) instead of counts. SAMPLE_LOG
+ * (ptk_sample_log.h): each block is logged too, at the time it began.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_unwind.h"
 #include "ptk_stacks.h"
+#include "ptk_sample_log.h"
 
 #ifndef PYTHON_STACKS
 #define PYTHON_STACKS 0
@@ -90,10 +92,11 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     if (!s)
         return 0;
     struct ptk_stack_key key = s->key;
-    u64 delta = now - s->ts, py_stack_id = s->py_stack_id;
+    u64 delta = now - s->ts, py_stack_id = s->py_stack_id, began = s->ts;
     start.delete(&next_tid);
     if (delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
         return 0;
+    ptk_log_sample_at(&key, py_stack_id, next_tid, began, delta);
     u64 zero = 0, *total;
 #if PYTHON_STACKS
     if (py_stack_id) {

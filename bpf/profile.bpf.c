@@ -11,6 +11,7 @@
 #include "pytracekit.h"
 #include "ptk_unwind.h"
 #include "ptk_stacks.h"
+#include "ptk_sample_log.h"
 
 #ifndef PYTHON_STACKS
 #define PYTHON_STACKS 0
@@ -52,9 +53,11 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
             __sync_fetch_and_add(count, 1);
         else
             ptk_count_loss(PTK_MAP_FULL);
+        ptk_log_sample(&key, py_stack_id);
         return 0;
     }
 #endif
+    ptk_log_sample(&key, 0);
     count = counts.lookup_or_try_init(&key, &zero);
     if (count)
         __sync_fetch_and_add(count, 1);

@@ -46,6 +46,7 @@ BPF_STACK_TRACE(stack_traces, KERNEL_STACKS ? STACK_STORAGE : 1);
 BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
+#include "ptk_sample_log.h"
 #if PYTHON_STACKS
 #include "ptk_python.h"
 BPF_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);
@@ -78,9 +79,11 @@ PTK_INLINE int count_stack(void *ctx)
             __sync_fetch_and_add(count, 1);
         else
             ptk_count_loss(PTK_MAP_FULL);
+        ptk_log_sample(&key, py_stack_id);
         return 0;
     }
 #endif
+    ptk_log_sample(&key, 0);
     count = counts.lookup_or_try_init(&key, &zero);
     if (count)
         __sync_fetch_and_add(count, 1);

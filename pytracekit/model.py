@@ -175,6 +175,18 @@ class Sample:
             object.__setattr__(self, "comm", printable(self.comm))
 
 
+@dataclass(frozen=True)
+class SampleEvent:
+    """One sample or event of a recording, in time order (`pytracekit script`):
+    when, where, which thread, and the aggregated stack it was counted in."""
+
+    time_ns: int         # CLOCK_MONOTONIC, as perf's sample times
+    cpu: int
+    tid: int
+    sample: int          # index of its stack (pid, comm, frames) in StackProfile.samples
+    weight: int = 1      # what it added to that stack's value
+
+
 @dataclass
 class StackProfile:
     """Aggregated stacks: the input of folded, flame graph, pprof, speedscope."""
@@ -186,6 +198,8 @@ class StackProfile:
     duration_ns: int = 0
     loss: LossReport = field(default_factory=LossReport)
     meta: dict[str, str] = field(default_factory=dict)
+    # each sample/event (record keeps them); None: only the aggregated stacks exist
+    events: "list[SampleEvent] | None" = None
 
     @property
     def total(self) -> int:

@@ -14,6 +14,11 @@ Format "pytracekit-recording", version 1: gzip-compressed JSON lines.
   A sample whose leaf frame is in a file may add "leaf": [[vaddr, value], ...]: the
   link-time addresses of the leaf's instructions and their share of "value" (stacks
   merged by name have one "at" per frame; `pytracekit annotate` reads these).
+  Each sample/event (`pytracekit script`), when the recording kept them: the
+  header's "events": their number and "time_base_ns": the first one's
+  CLOCK_MONOTONIC time; a stack line's "events": [[ns after time_base_ns, cpu,
+  tid(, weight if not 1)], ...], those counted in that line's stack. Without
+  "events" in the header the recording has aggregated stacks only.
 Readers accept any version <= theirs and ignore keys they do not know, so
 version 1 files stay readable; a change that breaks that bumps the version.
 """
@@ -28,7 +33,7 @@ from typing import Any
 
 from . import outfile
 from .errors import NotFoundError, UsageError
-from .model import Frame, LossReport, ModuleInfo, Sample, StackProfile
+from .model import Frame, LossReport, ModuleInfo, Sample, SampleEvent, StackProfile
 
 FORMAT = "pytracekit-recording"
 VERSION = 1
@@ -52,17 +57,34 @@ def save(profile: StackProfile, path: str, tool: str = "record") -> None:
                 files.setdefault(f.image, len(files))
     head = header(profile, tool)
     head["files"] = [dataclasses.asdict(info) for info in files]
+    per_stack = _events_per_stack(profile, head)
     lines = [json.dumps(head, separators=(",", ":"))]
-    for s in profile.samples:
+    for i, s in enumerate(profile.samples):
         at = [[f.address, f.vaddr, files[f.image] if f.image is not None else -1]
               for f in s.stack]
-        obj = {"value": s.value, "pid": s.pid, "tid": s.tid, "comm": s.comm,
-               "frames": [[f.name, f.kind, f.module] for f in s.stack], "at": at}
+        line = {"value": s.value, "pid": s.pid, "tid": s.tid, "comm": s.comm,
+                "frames": [[f.name, f.kind, f.module] for f in s.stack], "at": at}
         if s.leaf:
-            obj["leaf"] = [list(pair) for pair in s.leaf]
-        lines.append(json.dumps(obj, separators=(",", ":")))
+            line["leaf"] = [list(pair) for pair in s.leaf]
+        if per_stack is not None:
+            line["events"] = per_stack[i]
+        lines.append(json.dumps(line, separators=(",", ":")))
     data = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"))
     outfile.write_file(path, data)
+
+
+def _events_per_stack(profile: StackProfile, head: dict) -> list[list[list[int]]] | None:
+    """Each stack's events as compact rows; notes their number and time base
+    in the header (None: the profile has no events)."""
+    if profile.events is None:
+        return None
+    base = min((e.time_ns for e in profile.events), default=0)
+    head["events"], head["time_base_ns"] = len(profile.events), base
+    rows: list[list[list[int]]] = [[] for _ in profile.samples]
+    for e in profile.events:
+        row = [e.time_ns - base, e.cpu, e.tid]
+        rows[e.sample].append(row + [e.weight] if e.weight != 1 else row)
+    return rows
 
 
 def load(path: str) -> StackProfile:
@@ -92,6 +114,8 @@ def load(path: str) -> StackProfile:
         raise UsageError(f"{path}: the header's files are not a pytracekit recording's") \
             from None
     samples = []
+    events: list[SampleEvent] | None = [] if "events" in head else None
+    base = int(head.get("time_base_ns", 0)) if events is not None else 0
     for number, line in enumerate(lines[1:], 2):
         try:
             obj = json.loads(line)
@@ -101,6 +125,10 @@ def load(path: str) -> StackProfile:
             leaf = tuple((int(v), int(n)) for v, n in obj.get("leaf") or ())
             samples.append(Sample(stack, int(obj["value"]), int(obj.get("pid", 0)),
                                   int(obj.get("tid", 0)), obj.get("comm", ""), leaf))
+            if events is not None:
+                events += (SampleEvent(base + int(row[0]), int(row[1]), int(row[2]),
+                                       len(samples) - 1, int(row[3]) if len(row) > 3 else 1)
+                           for row in obj.get("events", []))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             raise UsageError(f"{path} line {number}: not a sample of a pytracekit recording") \
                 from None
@@ -109,8 +137,11 @@ def load(path: str) -> StackProfile:
     meta = {str(k): str(v) for k, v in head.get("meta", {}).items()}
     meta.setdefault("tool", head.get("tool", ""))
     meta["created"] = head.get("created", "")
+    if events is not None:
+        events.sort(key=lambda e: e.time_ns)
     return StackProfile(samples, head.get("value_type", "samples"), head.get("unit", "count"),
-                        int(head.get("period", 0)), int(head.get("duration_ns", 0)), loss, meta)
+                        int(head.get("period", 0)), int(head.get("duration_ns", 0)), loss, meta,
+                        events)
 
 
 def _frame(name: str, kind: str, module: str, at: Any, files: list[ModuleInfo]) -> Frame:

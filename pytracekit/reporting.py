@@ -108,6 +108,11 @@ class FunctionChange:
     after_self: float
     before_total: float
     after_total: float
+    # the same in the recording's unit per second (None: its duration is unknown)
+    before_total_rate: float | None = None
+    after_total_rate: float | None = None
+    before_self_rate: float | None = None
+    after_self_rate: float | None = None
 
     @property
     def self_delta(self) -> float:
@@ -118,31 +123,47 @@ class FunctionChange:
         return self.after_total - self.before_total
 
 
+def _rate(value: int, profile: StackProfile) -> float | None:
+    return value / (profile.duration_ns / 1e9) if profile.duration_ns > 0 else None
+
+
 def diff_functions(before: StackProfile, after: StackProfile) -> list[FunctionChange]:
-    """Per-function shares of each profile (so different durations compare),
-    the biggest change in self share first, then in total share."""
+    """Per-function shares of each profile (so different durations compare)
+    and rates per second, the biggest change in total (inclusive) share first,
+    then in self share: a caller whose callees grew ranks by what it grew."""
     a = {r.name: r for r in function_table(before)}
     b = {r.name: r for r in function_table(after)}
     ta, tb = before.total, after.total
+    none = FunctionRow("", 0, 0)
     changes = []
     for name in set(a) | set(b):
-        ra, rb = a.get(name), b.get(name)
+        ra, rb = a.get(name, none), b.get(name, none)
         changes.append(FunctionChange(
-            name, _pct(ra.self_value, ta) if ra else 0.0, _pct(rb.self_value, tb) if rb else 0.0,
-            _pct(ra.total_value, ta) if ra else 0.0, _pct(rb.total_value, tb) if rb else 0.0))
-    changes.sort(key=lambda c: (-abs(c.self_delta), -abs(c.total_delta), c.name))
+            name, _pct(ra.self_value, ta), _pct(rb.self_value, tb),
+            _pct(ra.total_value, ta), _pct(rb.total_value, tb),
+            _rate(ra.total_value, before), _rate(rb.total_value, after),
+            _rate(ra.self_value, before), _rate(rb.self_value, after)))
+    changes.sort(key=lambda c: (-abs(c.total_delta), -abs(c.self_delta), c.name))
     return changes
 
 
+def _rate_text(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1f}"
+
+
 def diff_text(changes: list[FunctionChange], *, top: int = 20, min_delta: float = 0.01) -> str:
-    lines = [f"# {'Self before':>11} {'Self after':>11} {'Delta':>8}   "
-             f"{'Total before':>12} {'Total after':>11} {'Delta':>8}  Function",
-             "# " + "-" * 86]
+    """Ranked as given (diff_functions: by change in total share): total share
+    before/after/change, total per second before/after, then the same shares
+    for self."""
+    lines = [f"# {'Total before':>12} {'Total after':>11} {'Delta':>8} {'Before/s':>9} "
+             f"{'After/s':>9}   {'Self before':>11} {'Self after':>10} {'Delta':>8}  Function",
+             "# " + "-" * 98]
     shown = [c for c in changes if abs(c.self_delta) >= min_delta
              or abs(c.total_delta) >= min_delta][:top]
     for c in shown:
-        lines.append(f"  {c.before_self:10.2f}% {c.after_self:10.2f}% {c.self_delta:+7.2f}%   "
-                     f"{c.before_total:11.2f}% {c.after_total:10.2f}% {c.total_delta:+7.2f}%  "
+        lines.append(f"  {c.before_total:11.2f}% {c.after_total:10.2f}% {c.total_delta:+7.2f}% "
+                     f"{_rate_text(c.before_total_rate):>9} {_rate_text(c.after_total_rate):>9}"
+                     f"   {c.before_self:10.2f}% {c.after_self:9.2f}% {c.self_delta:+7.2f}%  "
                      f"{c.name}")
     if not shown:
         lines.append("  (no function changed by more than "

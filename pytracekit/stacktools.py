@@ -286,6 +286,7 @@ class StackSession:
     period: int = 0
     divisor: int = 1          # kernel values / divisor = reported values (ns -> us)
     started: float = field(default_factory=time.monotonic)
+    sample_log: Any = None    # a samplelog.SampleLog: each sample kept too (record)
 
     def samples(self) -> StackProfile:
         from .stacks import read_profile
@@ -295,6 +296,8 @@ class StackSession:
     def read(self) -> StackProfile:
         from .stacks import merge_by_name
         self.poll(0)   # snapshot pids announced since the last poll
+        if self.sample_log is not None:
+            self.sample_log.drain()
         try:
             leaves = self.prog["leaf_frames"]
         except KeyError:

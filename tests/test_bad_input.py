@@ -135,6 +135,12 @@ def test_unknown_option(name):
     (["annotate", "-i", "/nonexistent/recording.ptk", "f"], EXIT_RUNTIME, "pytracekit record -o"),
     (["annotate", "-i", "/nonexistent/recording.ptk", "f", "-p", "1"], EXIT_USAGE,
      "-i annotates a recording"),
+    (["script", "-i", "/nonexistent/recording.ptk"], EXIT_RUNTIME, "pytracekit record -o"),
+    (["script"], EXIT_USAGE, "Missing option '-i'"),
+    (["record", "-o", "/tmp/pytracekit-bad-input.ptk", "-e", "t:sched:sched_switch",
+      "--off-cpu", "1"], EXIT_USAGE, "-e and --off-cpu"),
+    (["record", "-o", "/tmp/pytracekit-bad-input.ptk", "-e", "t:nosuch:event", "1"],
+     EXIT_RUNTIME, "unknown tracepoint nosuch:event"),
     (["export", "--tool", "no_such_tool", "-d", "0"], EXIT_USAGE, "no_such_tool"),
 ])
 def test_malformed_specs_and_conflicts(args, status, fragment):

@@ -181,7 +181,9 @@ def test_record_off_cpu_keeps_the_python_sleeps(tmp_path):
     assert res.returncode == 0, res.stderr
     slept = _slept(tmp_path / "slept")
     charged = dict.fromkeys((k for k in slept if not k.startswith("warm_up")), 0)
-    for s in recording.load(str(path)).samples:
+    recorded = recording.load(str(path))
+    assert "unmatched_events" not in recorded.meta   # each block is kept on its stack
+    for s in recorded.samples:
         funcs = [function(f.name) for f in s.stack if f.kind == "python"]
         if funcs and funcs[-1] in charged:
             charged[funcs[-1]] += s.value

@@ -21,6 +21,38 @@ def test_diff_functions_compares_shares():
     assert changes["main"].total_delta == 0.0
 
 
+def _timed(stacks, seconds):
+    return StackProfile([Sample(tuple(Frame(n) for n in path.split(";")), v)
+                         for path, v in stacks], duration_ns=seconds * 1_000_000_000)
+
+
+def test_diff_ranks_by_change_in_total_share_with_rates_beside():
+    """A caller that went from 50% to 70% (through its callee) ranks above a
+    self change of -0.28 points; samples per second stand beside the shares."""
+    before = _timed([("main;grow;work", 5000), ("main;other", 4972),
+                     ("main;__schedule", 28)], 10)
+    after = _timed([("main;grow;work", 14000), ("main;other", 6000)], 20)
+    changes = reporting.diff_functions(before, after)
+    order = [c.name for c in changes]
+    assert order == ["work", "grow", "other", "__schedule", "main"]
+    grow = changes[1]
+    assert (grow.before_total, grow.after_total, grow.self_delta) == (50.0, 70.0, 0.0)
+    assert (grow.before_total_rate, grow.after_total_rate) == (500.0, 700.0)
+    assert (grow.before_self_rate, grow.after_self_rate) == (0.0, 0.0)
+    text = reporting.diff_text(changes).splitlines()
+    assert text[0].split() == ["#", "Total", "before", "Total", "after", "Delta", "Before/s",
+                               "After/s", "Self", "before", "Self", "after", "Delta",
+                               "Function"]
+    assert text[3].split() == ["50.00%", "70.00%", "+20.00%", "500.0", "700.0",
+                               "0.00%", "0.00%", "+0.00%", "grow"]
+    assert text[5].split() == ["0.28%", "0.00%", "-0.28%", "2.8", "0.0",
+                               "0.28%", "0.00%", "-0.28%", "__schedule"]
+    assert text[-1].split()[-1] == "__schedule"     # main did not change: left out
+    unknown = reporting.diff_functions(_timed([("a", 1)], 0), _timed([("a", 1)], 0))
+    assert unknown[0].before_total_rate is None
+    assert reporting.diff_text(unknown, min_delta=0).splitlines()[2].split()[3:5] == ["-", "-"]
+
+
 @pytest.mark.root
 def test_diff_of_spin_and_busy_recordings(workload, tmp_path):
     a, b = tmp_path / "spin.ptk", tmp_path / "busy.ptk"
@@ -43,7 +75,11 @@ def test_diff_of_spin_and_busy_recordings(workload, tmp_path):
     assert "busy_call" in drawn and "spin_outer" not in drawn
     text = pytracekit("diff", str(a), str(b)).stdout
     row = next(l for l in text.splitlines() if l.endswith(" spin_inner")).split()
-    assert row[1] == "0.00%" and row[2].startswith("-")     # self after, its delta
+    assert row[1] == "0.00%" and row[2].startswith("-")     # total after, its delta
+    assert float(row[3]) > 0 and row[4] == "0.0"            # spin_inner's samples/s
+    assert objs[0]["function"] in ("spin_inner", "spin_outer", "busy_call")   # +-100 points
+    assert all(abs(a["after_total"] - a["before_total"]) >= abs(b["after_total"] -
+               b["before_total"]) for a, b in zip(objs, objs[1:]))
 
 
 def test_diff_refuses_mixed_units(tmp_path):

@@ -19,6 +19,7 @@ NOT_LIVE = {
     "list",     # lists events (it takes --pid for a process's libraries, checked below)
     "report",   # reads a recording
     "diff",     # compares two recordings
+    "script",   # prints a recording's samples
 }
 
 WITHOUT = {

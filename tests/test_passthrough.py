@@ -64,6 +64,8 @@ TOOL_ARGS: dict[str, list[str]] = {
     "deadlock": ["{pid}"],                # sched_process_fork next to its uprobes
     "runqlat": [], "runqlen": [], "schedlat": [], "softirqs": [],
     "stackcount": ["t:syscalls:sys_enter_openat"],
+    # -e: stackcount's generated code with the sample log (on-CPU: perf_event, its own)
+    "record": ["-o", "/tmp/pytracekit-passthrough.ptk", "-e", "t:syscalls:sys_enter_openat"],
     # a filter the kernel cannot apply, so stat's BPF program (+ follow.inc.c) is attached
     "stat": ["-e", "syscalls:sys_enter_openat", "--filter", 'filename == "/nonexistent"',
              "--", "sleep", "120"],
@@ -78,8 +80,8 @@ TOOL_ARGS: dict[str, list[str]] = {
 NOT_RUN = {
     "cprofile": "USDT probes in Python processes (uprobes: our own perf events)",
     "diff": "reads recorded files", "report": "reads recorded files",
+    "script": "reads recorded files",
     "export": "serves other tools' start(), tested here through those tools",
-    "record": "records on-CPU (perf_event) or off-CPU stacks (offcputime, run here)",
     "doctor": "attaches for a moment, by itself: test_doctor_leaves_getppid_to_perf",
     "list": "attaches only under --dry-run, for a moment (bpf/list.bpf.c passes events)",
     "faults": "a perf_event (page-faults) program: its own event",

@@ -83,9 +83,17 @@ def test_record_off_cpu_of_a_command(workload, tmp_path):
     assert f"to {path}" in res.stderr and res.stdout == ""   # stdout is for --json only
     prof = recording.load(str(path))
     assert prof.unit == "microseconds" and prof.meta["recorded"] == "off-cpu"
+    assert "unmatched_events" not in prof.meta and "left out" not in res.stderr
     sleeping = sum(s.value for s in prof.samples
                    if contains_run([f.name for f in s.stack], SLEEPER))
     assert 180_000 <= sleeping <= 220_000
+    # script: each of the 5 sleeps, once, weighing its microseconds off CPU
+    blocks = validate_lines(pytracekit("script", "-i", str(path), "--json").stdout, "script")
+    assert len(blocks) == len(prof.events) and sum(b["period"] for b in blocks) == prof.total
+    sleeps = [b for b in blocks if contains_run([f["symbol"] for f in reversed(b["frames"])],
+                                                SLEEPER)]
+    assert len(sleeps) == 5 and sum(b["period"] for b in sleeps) == sleeping
+    assert all(b["event"] == "offcpu-time" and b["period"] >= 40_000 for b in sleeps)
 
 
 @pytest.mark.root

@@ -25,8 +25,9 @@ LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run
 def command(before_path, after_path, top, output, as_json) -> None:
     """Compare two recordings made by `pytracekit record`.
 
+    Functions are ranked by the change in their total (inclusive) share.
     Shares are percentages of each recording's total, so recordings of
-    different lengths compare.
+    different lengths compare; /s columns are the same totals per second.
 
     \b
     Example:
@@ -38,6 +39,11 @@ def command(before_path, after_path, top, output, as_json) -> None:
         from ..errors import UsageError
         raise UsageError(f"cannot compare {before.unit} ({before_path}) with {after.unit} "
                          f"({after_path}): record both on-CPU or both --off-cpu")
+    kinds = before.meta.get("event"), after.meta.get("event")
+    if None not in kinds and kinds[0] != kinds[1]:
+        from ..errors import UsageError
+        raise UsageError(f"cannot compare {kinds[0]} ({before_path}) with {kinds[1]} "
+                         f"({after_path}): record both at the same event")
     changes = reporting.diff_functions(before, after)
     if as_json:
         for c in changes:
@@ -45,12 +51,27 @@ def command(before_path, after_path, top, output, as_json) -> None:
                                     "before_self": round(c.before_self, 4),
                                     "after_self": round(c.after_self, 4),
                                     "before_total": round(c.before_total, 4),
-                                    "after_total": round(c.after_total, 4)}))
+                                    "after_total": round(c.after_total, 4),
+                                    "before_total_per_s": _rounded(c.before_total_rate),
+                                    "after_total_per_s": _rounded(c.after_total_rate),
+                                    "before_self_per_s": _rounded(c.before_self_rate),
+                                    "after_self_per_s": _rounded(c.after_self_rate)}))
     else:
+        unit = unit_name(before)
         click.echo(f"# {before_path}: {before.total}  ->  {after_path}: {after.total} "
-                   f"({'samples' if before.unit == 'count' else before.unit})\n")
+                   f"({unit}); /s: {unit} per second of each recording\n")
         click.echo(reporting.diff_text(changes, top=top))
     if output:
         from ..render.flamegraph import diff_flamegraph_html
         outfile.write_file(output, diff_flamegraph_html(before, after).encode())
         print(f"wrote differential flame graph to {output}", file=sys.stderr)
+
+
+def unit_name(profile) -> str:
+    if profile.unit != "count":
+        return profile.unit
+    return "events" if profile.meta.get("recorded") == "event" else "samples"
+
+
+def _rounded(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 3)

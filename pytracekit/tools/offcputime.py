@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .. import options, stacktools
+from .. import options, samplelog, stacktools
 from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
 from ..stacks import stack_path
@@ -77,16 +77,19 @@ def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: in
 def start_blocked(name: str, session_class: type, value_type: str, *, pids=None, tids=None,
                   command=(), user_only=False, kernel_only=False, min_us=1, max_us=None,
                   stack_storage_size=16384, delimited=False, unwind="dwarf", python=False,
-                  extra_defines=None):
+                  extra_defines=None, sample_log=False):
     """Start one of the blocked-time tools; values are reported in microseconds.
     `python`: CPython 3.8-3.13 threads get their Python frames (as profile's);
-    `session_class` is then given them as `python=` (a PythonFrames)."""
+    `session_class` is then given them as `python=` (a PythonFrames).
+    `sample_log` (offcputime's BPF only): each block is kept too (record)."""
     if unwind not in ("dwarf", "fp"):
         raise UsageError(f"unknown unwind method {unwind!r}: use dwarf or fp")
     defines = block_defines(user_only=user_only, kernel_only=kernel_only, min_us=min_us,
                             max_us=max_us, stack_storage_size=stack_storage_size,
                             unwind=unwind)
     defines.update(extra_defines or {})
+    if sample_log:
+        defines.update(samplelog.DEFINES)
     python = python and not kernel_only
     if python:
         defines.update(pysampling.defines())
@@ -103,6 +106,8 @@ def start_blocked(name: str, session_class: type, value_type: str, *, pids=None,
         frames.value_divisor, frames.value_unit = 1000, " us"   # values are nanoseconds
         poll = frames.poll(poll)
         extra = {"python": frames}
+    if sample_log:
+        extra["sample_log"] = samplelog.SampleLog(prog, divisor=1000)   # ns -> us
     return session_class(prog, target, symbolizer, poll,
                          dict(user=not kernel_only, kernel=not user_only, delimit=delimited),
                          meta, value_type=value_type, unit="microseconds", divisor=1000,

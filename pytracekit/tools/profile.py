@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .. import options, stacktools
+from .. import options, samplelog, stacktools
 from ..python import sampling as pysampling
 from ..errors import NotFoundError, UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
@@ -25,12 +25,12 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
           user_only: bool = False, kernel_only: bool = False, include_idle: bool = False,
           cpu: int = -1, stack_storage_size: int = 16384, delimited: bool = False,
           annotate: bool = False, unwind: str = "dwarf",
-          python: bool = False) -> stacktools.StackSession:
+          python: bool = False, sample_log: bool = False) -> stacktools.StackSession:
     """Compile, attach and start sampling; a command is held until
     run_until_done releases it. `python`: CPython 3.8-3.13 processes get their
     Python frames (pytracekit/python), found per process as they are sampled;
     the profile, record, cprofile and export (profile source) commands turn it on
-    by default."""
+    by default. `sample_log`: every sample is kept too (record; samplelog.py)."""
     if user_only and kernel_only:
         raise UsageError("-U and -K exclude each other: give at most one")
     if period is None and not frequency:
@@ -47,6 +47,8 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     python = python and not kernel_only
     if python:
         defines.update(pysampling.defines())
+    if sample_log:
+        defines.update(samplelog.DEFINES)
     rate = {"sample_period": period} if period else {"sample_freq": frequency}
     prog, symbolizer, poll = stacktools.launch(
         "profile", defines, target, selected,
@@ -61,6 +63,8 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
         frames = pysampling.PythonFrames(prog)
         poll = frames.poll(poll)
         session_class, extra = pysampling.PythonStackSession, {"python": frames}
+    if sample_log:
+        extra["sample_log"] = samplelog.SampleLog(prog)
     return session_class(
         prog, target, symbolizer, poll,
         dict(user=not kernel_only, kernel=not user_only, delimit=delimited, missing=True,

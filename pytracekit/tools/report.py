@@ -56,7 +56,8 @@ def command(path, top, sort, no_tree, min_percent, folded, as_json, output, fmt)
 
 def summary_line(path: str, profile) -> str:
     meta = profile.meta
-    what = "off-CPU microseconds" if profile.unit == "microseconds" else "samples"
+    what = ("off-CPU microseconds" if profile.unit == "microseconds" else
+            f"events at {meta['event']}" if meta.get("recorded") == "event" else "samples")
     extra = f" of `{meta['command']}`" if meta.get("command") else ""
     rate = f" at {meta['frequency']} Hz" if meta.get("frequency", "0") != "0" else ""
     return (f"# {path}: {profile.total} {what}{rate}{extra}, {len(profile.samples)} stacks, "

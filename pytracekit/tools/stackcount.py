@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from .. import options
+from .. import options, samplelog
 from ..api import Tracer
 from ..mapdrain import drained
 from ..errors import UsageError
@@ -61,6 +61,7 @@ class StackCount:
     unwinding: EventUnwinding | None = None   # --unwind dwarf
     python: Any = None                        # a PythonFrames with --python
     note: str = ""                            # the python: line, made at close()
+    sample_log: Any = None                    # a samplelog.SampleLog (record -e)
     _next_refresh: float = 0.0
     _python_poll: Any = None
 
@@ -74,6 +75,8 @@ class StackCount:
 
     def read(self) -> StackProfile:
         merged: dict[tuple, Sample] = {}
+        if self.sample_log is not None:   # what is still in its ring
+            self.sample_log.drain()
         if self.python is not None:
             self.python.begin_read()
         for key, py_stack_id, value in self._keys():
@@ -143,7 +146,7 @@ class StackCount:
     def _poll_rings(self, timeout_ms: int) -> None:
         if self.unwinding is not None:   # its rings: a held command may wait at its entry
             self.unwinding.poll(timeout_ms)
-        elif self.python is not None:
+        elif self.python is not None or self.sample_log is not None:
             self.tracer.prog.bpf.ring_buffer_poll(timeout_ms)
         else:
             time.sleep(timeout_ms / 1000)
@@ -168,9 +171,11 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
           regex: bool = False, cpu: int | None = None, user: bool = True, kernel: bool = True,
           per_pid: bool = False, offsets: bool = False, delimited: bool = False,
           stack_storage: int = 16384, max_stacks: int = 10240,
-          announce: bool = True, unwind: str = "dwarf", python: bool = False) -> StackCount:
+          announce: bool = True, unwind: str = "dwarf", python: bool = False,
+          sample_log: bool = False) -> StackCount:
     """`python` (off here, on in the command, as in profile.start): CPython
-    3.8-3.13 threads get their Python frames, read at the probe."""
+    3.8-3.13 threads get their Python frames, read at the probe. `sample_log`:
+    each event is kept too (`record -e`; samplelog.py)."""
     if not (user or kernel):
         raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
     spec = parse_spec(pattern, regex=regex)
@@ -189,6 +194,8 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                               **ustacks.defines(unwind, user=user, storage=stack_storage))
         if python:
             tracer.defines.update(pysampling.defines())
+        if sample_log:
+            tracer.defines.update(samplelog.DEFINES)
         tracer.replace.update(common.generated(FUNCTION, probes,
                                                sorted({function(n) for n in numbered})))
         user_symbols = BuildIdSymbolizer(show_offset=offsets)
@@ -209,11 +216,13 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
             raise
         symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
         frames = pysampling.PythonFrames(tracer.prog) if python else None
+        log = samplelog.SampleLog(tracer.prog) if sample_log else None
     except BaseException:
         tracer.close()
         raise
     counter = StackCount(tracer, probes, user, kernel, per_pid, symbolizer, user_symbols,
-                         delimited and user and kernel, unwinding[0], frames)
+                         delimited and user and kernel, unwinding[0], frames,
+                         sample_log=log)
     tracer.default_poll = counter.poll
     return counter
 
