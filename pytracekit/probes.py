@@ -5,6 +5,9 @@
     /path/to/binary:func             as `c`, resolved like the dynamic linker,
                                      or a path)
     p:lib:func+0x10                  an offset into a function (entry only)
+    BINARY:FILE.c:LINE               a source line (DWARF's line table; also
+    BINARY:FUNCTION:RELLINE          lines relative to the function's first, as
+                                     perf probe's FUNC:RLN): a uprobe at its address
     t:category:event                 a tracepoint
     u:lib:probe, u:lib:provider:probe  a USDT probe
     `*`/`?` wildcards in names; `regex=True` (the tools' -r) takes the name
@@ -65,6 +68,12 @@ class ProbeSpec:
     offset: int = 0           # bytes into the function (uprobe/kprobe entry only)
     regex: bool = False       # `function` is a regular expression
     text: str = ""            # the spec as written
+    line: int | None = None   # a source-line probe: the line (in source_file, or relative
+    source_file: str = ""     # to `function`'s first line when source_file is "")
+
+    @property
+    def is_line(self) -> bool:
+        return self.line is not None
 
     @property
     def is_pattern(self) -> bool:
@@ -81,8 +90,7 @@ class ProbeSpec:
     def returning(self) -> "ProbeSpec":
         """The return probe on the same function (funclatency pairs them)."""
         kind = {"kprobe": "kretprobe", "uprobe": "uretprobe"}.get(self.kind, self.kind)
-        return ProbeSpec(kind, self.library, self.function, self.category, self.offset,
-                         self.regex, self.text)
+        return dataclasses.replace(self, kind=kind)
 
 
 def _has_wildcard(text: str) -> bool:
@@ -102,6 +110,9 @@ def parse_spec(text: str, *, regex: bool = False, default_kind: str = "p") -> Pr
     if not text:
         raise SpecError("empty probe spec: give a function, lib:func, t:category:event or u:lib:probe")
     parts = text.split(":")
+    line_spec = _line_spec(raw, parts, regex)
+    if line_spec is not None:
+        return line_spec
     if len(parts) == 1:
         letter, library, name = default_kind, "", parts[0]
     elif len(parts) == 2:
@@ -125,6 +136,42 @@ def parse_spec(text: str, *, regex: bool = False, default_kind: str = "p") -> Pr
     if letter == "u":
         return _usdt_spec(raw, library, name, regex)
     return _function_spec(raw, letter, library, name, regex)
+
+
+def _line_spec(raw: str, parts: list[str], regex: bool) -> ProbeSpec | None:
+    """[p:]BINARY:FILE:LINE or [p:]BINARY:FUNCTION:RELLINE, else None. Told
+    from p:LIB:FUNC by the number last (FILE ends like a source file)."""
+    from .lineprobes import is_source_file
+    if len(parts) == 4 and parts[0] in ("p", "r"):
+        letter, parts = parts[0], parts[1:]
+    elif len(parts) == 3 and parts[0] not in ("p", "r", "t", "u"):
+        letter = "p"
+    elif len(parts) == 3 and parts[0] in ("p", "r") and parts[2].strip().isdigit():
+        raise _bad(raw, parts[2], "a line needs its file or function: write "
+                                  "BINARY:FILE.c:LINE or BINARY:FUNCTION:LINE")
+    else:
+        return None
+    library, where, line_text = parts
+    if not line_text.isdigit() and not is_source_file(where):
+        return None   # not a line spec: the usual parser says why
+    if letter == "r":
+        raise _bad(raw, "r:", "a source line has no return probe (use p: or no prefix)")
+    if regex:
+        raise _bad(raw, "", "source-line probes take no regular expression")
+    if not library:
+        raise _bad(raw, ":" + where, "a source line needs its binary first "
+                                     "(BINARY:FILE.c:LINE or BINARY:FUNCTION:LINE)")
+    if not line_text.isdigit():
+        raise _bad(raw, line_text, "the line is not a number (write BINARY:FILE.c:LINE or "
+                                   "BINARY:FUNCTION:LINE, LINE relative to the function's first)")
+    line = int(line_text)
+    if is_source_file(where):
+        if line == 0:
+            raise _bad(raw, line_text, "source lines count from 1")
+        return ProbeSpec("uprobe", library, "", offset=0, text=raw, line=line, source_file=where)
+    if not _NAME.fullmatch(where):
+        raise _bad(raw, where, "neither a source file (FILE.c) nor a function name")
+    return ProbeSpec("uprobe", library, where, offset=0, text=raw, line=line)
 
 
 def _split_offset(raw: str, name: str) -> tuple[str, int]:
@@ -212,6 +259,7 @@ class ResolvedProbe:
     semaphore: bool = False   # a USDT probe guarded by an is-enabled semaphore
     mechanism: str = ""       # kernel functions: "kprobe" or "fentry"
     params: tuple[str, ...] = ()   # fentry: the function's parameters, from BTF
+    place: Any = field(default=None, compare=False)   # a source line: its lineprobes.Place
 
     @property
     def via_fentry(self) -> bool:
@@ -307,6 +355,8 @@ def resolve(spec: ProbeSpec, *, pid: int | None = None, limit: int = DEFAULT_LIM
         found = _resolve_kernel(spec)
     elif spec.kind == "usdt":
         found = _resolve_usdt(spec, pid)
+    elif spec.is_line:
+        found = _resolve_line(spec, pid)
     else:
         found = _resolve_user(spec, pid)
     if len(found) > limit:
@@ -625,6 +675,32 @@ def _resolve_user(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
     suffix = f"+{spec.offset:#x}" if spec.offset else ""
     return [ResolvedProbe(spec.kind, name + suffix, name, binary=binary, address=address,
                           offset=spec.offset, spec=spec) for name, address in chosen]
+
+
+def _resolve_line(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
+    """A source line: uprobes at its address in each function it has code in,
+    attached as that function's symbol + offset."""
+    from . import lineprobes
+    binary = find_binary(spec.library, pid)
+    info = lineprobes.debug_info(binary)
+    assert spec.line is not None
+    places = (info.place_for_file_line(spec.source_file, spec.line) if spec.source_file
+              else info.place_for_function_line(spec.function, spec.line))
+    symbols: dict[int, list[str]] = {}
+    for name, address in function_symbols(binary):
+        symbols.setdefault(address, []).append(name)
+    out = []
+    for place in places:
+        names = symbols.get(place.function.low)
+        if not names:
+            raise NotFoundError(f"{place.function.name} (line {place.label}) has no symbol at "
+                                f"{place.function.low:#x} in {binary} to attach to")
+        name = place.function.name if place.function.name in names else _preferred(names)
+        out.append(ResolvedProbe(spec.kind, place.label, name, binary=binary,
+                                 address=place.function.low,
+                                 offset=place.address - place.function.low, spec=spec,
+                                 place=place))
+    return out
 
 
 # -- USDT ---------------------------------------------------------------------
