@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from .errors import NotFoundError, SpecError
+from .errors import NotFoundError, NotSupportedError, SpecError
 from .expr import CType, STR
 
 # DWARF register numbers (x86-64 psABI) -> struct pt_regs fields.
@@ -229,17 +229,29 @@ class DebugInfo:
     """The DWARF of one binary (opened once per path, see `debug_info`)."""
 
     def __init__(self, path: str) -> None:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
-        self.path = path
         try:
-            self._file = open(path, "rb")
-            self.elf = ELFFile(self._file)
-        except (OSError, ELFError) as exc:
-            raise NotFoundError(f"cannot read {path}: {exc}") from None
-        if not self.elf.has_dwarf_info() or self.elf.get_section_by_name(".debug_info") is None:
-            raise NotFoundError(f"{path} has no DWARF (.debug_info): source lines and variables "
-                                "need a build with -g")
+            from elftools.common.exceptions import ELFError
+            from elftools.elf.elffile import ELFFile
+        except ImportError:
+            raise NotSupportedError("reading DWARF needs pyelftools: apt-get install "
+                                    "python3-pyelftools (or `make setup`)") from None
+        self.path = path
+        self.elf = None
+        for candidate in [path] + _debug_files(path):
+            try:
+                self._file = open(candidate, "rb")
+                elf = ELFFile(self._file)
+            except (OSError, ELFError) as exc:
+                if candidate == path:
+                    raise NotFoundError(f"cannot read {path}: {exc}") from None
+                continue
+            if elf.has_dwarf_info() and elf.get_section_by_name(".debug_info") is not None:
+                self.elf, self.dwarf_file = elf, candidate
+                break
+            self._file.close()
+        if self.elf is None:
+            raise NotFoundError(f"{path} has no DWARF (.debug_info), nor a debug file of its "
+                                "build id: source lines and variables need a build with -g")
         self.dwarf = self.elf.get_dwarf_info()
         self._functions: list[tuple[Function, object, object]] | None = None
         self._rows: dict[int, list[tuple[int, str, int]]] = {}
@@ -387,7 +399,7 @@ class DebugInfo:
         names repeat (an inner declaration hides an outer one)."""
         function, die, cu = self.function_at(address)
         frame_base = self._location_ops(die, "DW_AT_frame_base", address, cu)
-        cfa = _cfa_at(self.path, address)
+        cfa = _cfa_at(self.path, address) or _cfa_at(self.dwarf_file, address)
         found: dict[str, Variable] = {}
         # GCC's -O2 block ranges can miss an address its variables' location
         # lists cover (the last instruction of a loop body): a variable of a
@@ -557,6 +569,21 @@ def _ranges(numbers: list[int]) -> str:
         else:
             out.append(str(n))
     return ", ".join(out)
+
+
+def _debug_files(path: str) -> list[str]:
+    """Separate debug files of `path` that exist and match its build id."""
+    from . import elfsyms
+    image = elfsyms.load_image(path)
+    if image is None:
+        return []
+    build_id = image.build_id()
+    out = []
+    for candidate in elfsyms.debug_file_candidates(path, build_id, image.debuglink()):
+        debug = elfsyms.load_image(candidate)
+        if debug is not None and (not build_id or debug.build_id() in ("", build_id)):
+            out.append(str(candidate))
+    return out
 
 
 def _cfa_at(path: str, address: int) -> tuple[int, int] | None:

@@ -302,6 +302,9 @@ class ResolvedProbe:
                                retprobe=self.kind == "kretprobe")
         elif self.kind in ("kprobe", "kretprobe"):
             prog.attach_kprobe(self.function, fn_name, retprobe=self.kind == "kretprobe")
+        elif self.place is not None:   # a source line: its address (a static function's
+            prog.attach_uprobe(self.binary, fn_name,   # name may be in several files)
+                               address=self.address + self.offset, pid=pid or -1)
         elif self.kind in ("uprobe", "uretprobe"):
             prog.attach_uprobe(self.binary, fn_name, symbol=self.function, offset=self.offset,
                                retprobe=self.kind == "uretprobe", pid=pid or -1)
@@ -678,29 +681,17 @@ def _resolve_user(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
 
 
 def _resolve_line(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
-    """A source line: uprobes at its address in each function it has code in,
-    attached as that function's symbol + offset."""
+    """A source line: a uprobe at its address in each function it has code
+    in (`address` the function's, `offset` the line's into it)."""
     from . import lineprobes
     binary = find_binary(spec.library, pid)
     info = lineprobes.debug_info(binary)
     assert spec.line is not None
     places = (info.place_for_file_line(spec.source_file, spec.line) if spec.source_file
               else info.place_for_function_line(spec.function, spec.line))
-    symbols: dict[int, list[str]] = {}
-    for name, address in function_symbols(binary):
-        symbols.setdefault(address, []).append(name)
-    out = []
-    for place in places:
-        names = symbols.get(place.function.low)
-        if not names:
-            raise NotFoundError(f"{place.function.name} (line {place.label}) has no symbol at "
-                                f"{place.function.low:#x} in {binary} to attach to")
-        name = place.function.name if place.function.name in names else _preferred(names)
-        out.append(ResolvedProbe(spec.kind, place.label, name, binary=binary,
-                                 address=place.function.low,
-                                 offset=place.address - place.function.low, spec=spec,
-                                 place=place))
-    return out
+    return [ResolvedProbe(spec.kind, place.label, place.function.name, binary=binary,
+                          address=place.function.low, offset=place.address - place.function.low,
+                          spec=spec, place=place) for place in places]
 
 
 # -- USDT ---------------------------------------------------------------------

@@ -110,6 +110,17 @@ def test_a_line_probe_prints_each_iterations_locals_at_O2(workload_nofp):
 
 
 @pytest.mark.root
+def test_a_stripped_binary_takes_its_dwarf_from_the_build_id_debug_file(workload_stripped):
+    path = workload_stripped.path
+    res = pytracekit("trace", f'{path}:workload.c:{PROBE_LINE} "i=%d sq=%d parity=%s", i, sq, parity',
+                     "--", path, "lineloop", str(N), env=workload_stripped.env)
+    assert res.returncode == 0, res.stderr
+    assert messages(res.stdout, f"workload.c:{PROBE_LINE}") == EXPECTED, res.stdout
+    res = pytracekit("trace", f"{path}:workload.c:{PROBE_LINE}")   # no debug root given
+    assert "has no DWARF (.debug_info), nor a debug file of its build id" in one_error_line(res, 1)
+
+
+@pytest.mark.root
 def test_argdist_counts_a_local_by_name(workload_nofp):
     res = pytracekit("argdist", "-C", f"p:{workload_nofp}:line_loop:{REL}:char*,long:parity,sq",
                      "--", workload_nofp, "lineloop", str(N))
