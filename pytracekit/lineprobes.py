@@ -17,7 +17,7 @@ DWARF is read with pyelftools (Debian's python3-pyelftools).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
@@ -560,15 +560,14 @@ def _cu_base(cu) -> int:
 
 
 def _ranges(numbers: list[int]) -> str:
-    out: list[str] = []
-    for n in numbers:
-        if out and "-" not in out[-1].lstrip("-") and int(out[-1]) == n - 1:
-            out[-1] = f"{out[-1]}-{n}"
-        elif out and "-" in out[-1].lstrip("-") and int(out[-1].rsplit("-", 1)[1]) == n - 1:
-            out[-1] = out[-1].rsplit("-", 1)[0] + f"-{n}"
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
         else:
-            out.append(str(n))
-    return ", ".join(out)
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _debug_files(path: str) -> list[str]:
