@@ -82,6 +82,11 @@ class Variable:
     frame_base: list | None = None
     cfa: tuple[int, int] | None = None   # (DWARF register, offset) from the CFI row
     reason: str = ""              # why it cannot be read, when it cannot
+    is_global: bool = False       # a variable of the compilation unit (static or global)
+
+    @property
+    def kind(self) -> str:
+        return "parameter" if self.is_param else "global" if self.is_global else "local"
 
     @property
     def readable(self) -> bool:
@@ -198,7 +203,10 @@ class _Translator:
                 raise SpecError(f"'{self.var.name}' is optimized out at {self.var.address:#x} "
                                 "(only its value at the function's entry would give it)")
             elif name == "DW_OP_addr":
-                raise self.unsupported("a static address (globals are not read yet)")
+                # A link-time address: add the module's load bias, which is the
+                # probed instruction's run-time address (the uprobe's ip) minus
+                # its link-time one.
+                stack.append(f"((u64)ctx->ip - {self.var.address}ULL + {int(args[0])}ULL)")
             elif name == "DW_OP_piece":
                 raise self.unsupported("pieces (a value split over several places)")
             else:
@@ -424,8 +432,15 @@ class DebugInfo:
         visit(die, True)
         for name, var in stray.items():
             found.setdefault(name, var)
-        params = [v for v in found.values() if v.is_param]
-        return params + [v for v in found.values() if not v.is_param]
+        # The compilation unit's variables, where no local hides them.
+        for child in cu.get_top_DIE().iter_children():
+            if child.tag == "DW_TAG_variable" and "DW_AT_location" in child.attributes:
+                var = self._variable(child, cu, address, frame_base, cfa)
+                if var is not None and var.name not in found:
+                    var.is_global = True
+                    found[var.name] = var
+        order = {"parameter": 0, "local": 1, "global": 2}
+        return sorted(found.values(), key=lambda v: order[v.kind])
 
     def _variable(self, die, cu, address, frame_base, cfa) -> Variable | None:
         origin = _origin(die)

@@ -63,8 +63,12 @@ def test_lines_and_variables_from_dwarf_at_O0_and_O2(workload, workload_nofp):
         by_file = info.place_for_file_line("workload/workload.c", PROBE_LINE)
         assert by_file == info.place_for_function_line("line_loop", REL)
         assert by_file[0].address == lines[PROBE_LINE]
+        variables = info.variables_at(by_file[0].address)
         found = {v.name: (v.type_name, v.is_param, v.readable)
-                 for v in info.variables_at(by_file[0].address)}
+                 for v in variables if v.kind != "global"}
+        globals_ = {v.name: (v.type_name, v.readable) for v in variables if v.kind == "global"}
+        assert globals_["sink"] == ("volatile uint64_t", True)
+        assert globals_["handoff"] == ("pthread_mutex_t", False)   # a struct
         assert found == {"n": ("int", True, True), "i": ("int", False, True),
                          "sq": ("long int", False, True),
                          "parity": ("const char *", False, True)}, binary
@@ -75,7 +79,7 @@ def test_emitted_c_reads_the_stack_at_O0_and_registers_at_O2(workload, workload_
         place = lineprobes.debug_info(binary).place_for_function_line("line_loop", REL)[0]
         names = iter(range(100))
         return {v.name: v.emit(lambda stem, size: f"__{stem}{next(names)}")
-                for v in lineprobes.debug_info(binary).variables_at(place.address)}
+                for v in lineprobes.debug_info(binary).variables_at(place.address) if v.readable}
     o0 = c_for(workload)
     prelude, value = o0["sq"]
     # frame base = CFA = rbp + 16 with a frame pointer; sq a signed 8-byte read from it
@@ -83,7 +87,11 @@ def test_emitted_c_reads_the_stack_at_O0_and_registers_at_O2(workload, workload_
                         r"\(\(\(\(u64\)ctx->bp \+ 16\) \+ \(-\d+\)\)\)\);", prelude[0]), prelude
     assert value.startswith("((s64)__local")
     o2 = c_for(workload_nofp)
-    assert all(prelude == [] and "ctx->" in value for prelude, value in o2.values()), o2
+    assert all(prelude == [] and "ctx->" in value
+               for name, (prelude, value) in o2.items() if name in ("n", "i", "sq", "parity")), o2
+    # a global: its link-time address plus the load bias (the uprobe's ip minus
+    # the probed address), read from memory
+    assert re.search(r"\(\(u64\)ctx->ip - \d+ULL \+ \d+ULL\)", o2["sink"][0][0]), o2["sink"]
 
 
 # -- real probes -------------------------------------------------------------
@@ -101,12 +109,21 @@ def test_a_line_probe_prints_each_iterations_locals_at_O0(workload):
         f"big {i * i + 7}" for i in range(N) if i * i + 7 > 20 and i % 2 == 0], res.stdout
 
 
+def sink_before(i: int) -> int:
+    """The workload's global `sink` when iteration i reaches LINE_PROBE: each
+    line_sink call adds i + sq + parity[0]."""
+    return sum(j + j * j + 7 + ord("o" if j % 2 else "e") for j in range(i))
+
+
 @pytest.mark.root
 def test_a_line_probe_prints_each_iterations_locals_at_O2(workload_nofp):
     res = pytracekit("trace", f'{workload_nofp}:line_loop:{REL} "i=%d sq=%d parity=%s", i, sq, parity',
+                     f'{workload_nofp}:line_loop:{REL} "sink=%d", sink',
                      "--", workload_nofp, "lineloop", str(N))
     assert res.returncode == 0, res.stderr
-    assert messages(res.stdout, f"workload.c:{PROBE_LINE}") == EXPECTED, res.stdout
+    got = messages(res.stdout, f"workload.c:{PROBE_LINE}")
+    assert [m for m in got if m.startswith("i=")] == EXPECTED, res.stdout
+    assert [m for m in got if m.startswith("sink=")] == [f"sink={sink_before(i)}" for i in range(N)]
 
 
 @pytest.mark.root
@@ -175,11 +192,15 @@ def test_list_V_shows_the_locals_with_types(workload):
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0].startswith(
         f"Variables at line_loop:{REL} (workload.c:{PROBE_LINE}, {workload}+0x")
-    assert [l.split() for l in res.stdout.splitlines()[1:]] == [
+    out = res.stdout.splitlines()
+    assert [l.split() for l in out[1:5]] == [
         ["int", "n", "(parameter)"], ["int", "i"], ["long", "int", "sq"],
         ["const", "char", "*", "parity"]]
+    assert out[5].startswith("  globals of the file, readable by name too: "), out
+    readable_globals = out[5].split(": ")[1].split(", ")
+    assert "sink" in readable_globals and "handoff" not in readable_globals, out[5]
     objs = validated_json_lines("list", pytracekit("list", "-V", f"{workload}:line_loop:{REL}",
                                                    "--json").stdout)
-    assert [(o["name"], o["kind"], o["readable"]) for o in objs] == [
+    assert [(o["name"], o["kind"], o["readable"]) for o in objs if o["kind"] != "global"] == [
         ("n", "parameter", True), ("i", "local", True), ("sq", "local", True),
         ("parity", "local", True)]

@@ -223,20 +223,26 @@ def variables(spec: str) -> tuple[str, list[dict]]:
         for var in lineprobes.debug_info(probe.binary).variables_at(place.address):
             rows.append({"type": "variable", "name": printable(var.name),
                          "type_name": printable(var.type_name),
-                         "kind": "parameter" if var.is_param else "local",
+                         "kind": var.kind,
                          "readable": var.readable, "note": printable(var.problem()),
                          "at": place.label})
     return "Variables at " + ", ".join(titles), rows
 
 
 def render_variables(title: str, rows: list[dict]) -> str:
+    """Parameters and locals one a line; the file's globals (perf -V hides
+    them) in one line, those that can be read."""
+    scoped = [r for r in rows if r["kind"] != "global"]
     out = [title + ":"]
-    width = max((len(r["type_name"]) for r in rows), default=0)
-    for row in rows:
+    width = max((len(r["type_name"]) for r in scoped), default=0)
+    for row in scoped:
         note = " (parameter)" if row["kind"] == "parameter" else ""
         if not row["readable"]:
             note += f"  [{row['note']}]"
         out.append(f"  {row['type_name']:<{width}}  {row['name']}{note}")
+    readable = sorted({r["name"] for r in rows if r["kind"] == "global" and r["readable"]})
+    if readable:
+        out.append("  globals of the file, readable by name too: " + ", ".join(readable))
     return "\n".join(out)
 
 
