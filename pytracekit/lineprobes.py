@@ -156,7 +156,7 @@ class _Translator:
             if name.startswith("DW_OP_lit"):
                 stack.append(f"{int(name[9:])}ULL")
             elif name.startswith("DW_OP_const"):
-                stack.append(f"((u64){int(args[0])}LL)")
+                stack.append(f"({int(args[0]) & (1 << 64) - 1}ULL)")
             elif name.startswith("DW_OP_reg") and name != "DW_OP_regx":
                 return "value", f"ctx->{self._reg(int(name[9:]))}"
             elif name == "DW_OP_regx":

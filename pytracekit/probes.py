@@ -89,8 +89,17 @@ class ProbeSpec:
 
     def returning(self) -> "ProbeSpec":
         """The return probe on the same function (funclatency pairs them)."""
+        if self.is_line:
+            raise line_has_no_return(self.text)
         kind = {"kprobe": "kretprobe", "uprobe": "uretprobe"}.get(self.kind, self.kind)
         return dataclasses.replace(self, kind=kind)
+
+
+def line_has_no_return(text: str) -> SpecError:
+    """A return probe replaces the return address on top of the stack, which is
+    only that at a function's entry: at a source line it would overwrite data."""
+    return SpecError(f"'{text}' is a source line: it has no return (tools that time "
+                     "calls need a function; trace and argdist read the line's variables)")
 
 
 def _has_wildcard(text: str) -> bool:
@@ -280,6 +289,8 @@ class ResolvedProbe:
 
     def returning(self) -> "ResolvedProbe":
         """The return twin of an entry probe (itself for others)."""
+        if self.place is not None:
+            raise line_has_no_return(self.spec.text if self.spec else self.name)
         kind = {"uprobe": "uretprobe", "kprobe": "kretprobe"}.get(self.kind, self.kind)
         return dataclasses.replace(self, kind=kind)
 

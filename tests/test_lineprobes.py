@@ -51,6 +51,18 @@ def test_line_specs_parse_and_malformed_ones_say_why():
             probes.parse_spec(text)
 
 
+def test_a_line_has_no_return_probe(workload):
+    # a uretprobe swaps the word on top of the stack for a trampoline: only at
+    # a function's entry is that the return address
+    spec = probes.parse_spec(f"{workload}:line_loop:{REL}")
+    with pytest.raises(SpecError, match="is a source line: it has no return"):
+        spec.returning()
+    resolved, = probes.resolve(spec)
+    assert resolved.offset > 0 and resolved.place.line == PROBE_LINE
+    with pytest.raises(SpecError, match="is a source line: it has no return"):
+        resolved.returning()
+
+
 def test_lines_and_variables_from_dwarf_at_O0_and_O2(workload, workload_nofp):
     for binary in (workload, workload_nofp):
         info = lineprobes.debug_info(binary)
