@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 
 from bench.bench_funccount import ROUNDS, _bpf_stats, _program_ns, _timed_runs, _with_empty_program
-from bench.common import QUICK, ROOT, table
+from bench import common
+from bench.common import ROOT, table
 
 sys.path.insert(0, str(ROOT))
 SOURCE = ROOT / "tests" / "workload" / "workload.c"
@@ -76,7 +77,7 @@ def main() -> None:
     if os.geteuid() != 0:
         print("needs root")
         return
-    iterations = 20_000 if QUICK else 200_000
+    iterations = 20_000 if common.QUICK else 200_000
     with tempfile.TemporaryDirectory() as tmp:
         o2 = str(Path(tmp) / "workload-O2")
         subprocess.run(["gcc", *O2_FLAGS, "-o", o2, str(SOURCE)], check=True)
@@ -87,7 +88,7 @@ def main() -> None:
     print(f"\nFastest of {ROUNDS} runs each, CPU time of the workload. Both probes fire once "
           "per iteration; argdist reads sq as line_sink's second argument or, at the line, "
           "by name from DWARF (the stack at -O0, a register at -O2). argdist hits: all "
-          f"{ROUNDS + 1} runs (one warm-up). A uprobe costs most where the kernel must "
+          f"{ROUNDS + 1} runs (one warm-up), and any other process running that binary. A uprobe costs most where the kernel must "
           "single-step the probed instruction out of line (a second trap) instead of "
           "emulating it (push, nop, jumps, calls): -O0's line_sink starts with an emulated "
           "`push %rbp`, its +0x1 and -O2's entry are single-stepped, as line probes usually are.")
