@@ -177,11 +177,13 @@ class DebugInfo:
 
     def function_lines(self, function: Function) -> dict[int, int]:
         """line -> its first is_stmt address inside `function` (lines of the
-        function's own file; code inlined from headers is left out)."""
-        _, _, cu = self._entry(function)
+        function's own file; code inlined into it is left out)."""
+        _, die, cu = self._entry(function)
+        inlined = self._inlined_ranges(die, cu)
         out: dict[int, int] = {}
         for address, file, line in self.rows(cu):
-            if function.contains(address) and file == function.decl_file:
+            if function.contains(address) and file == function.decl_file and \
+                    not any(low <= address < high for low, high in inlined):
                 if line not in out or address < out[line]:
                     out[line] = address
         return out
@@ -313,30 +315,43 @@ class DebugInfo:
         return None
 
     def _contains(self, die, cu, address: int) -> bool:
+        ranges = self._ranges_of(die, cu)
+        # a block without addresses: its variables are the enclosing scope's
+        return ranges is None or any(low <= address < high for low, high in ranges)
+
+    def _ranges_of(self, die, cu) -> list[tuple[int, int]] | None:
+        """The DIE's address ranges; None when it has none (or only indexed
+        ones, of split DWARF)."""
         attrs = die.attributes
         if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
             low = attrs["DW_AT_low_pc"].value
             high = attrs["DW_AT_high_pc"]
-            end = high.value if high.form == "DW_FORM_addr" else low + high.value
-            return low <= address < end
-        if "DW_AT_ranges" in attrs:
-            from elftools.dwarf.ranges import BaseAddressEntry, RangeEntry
-            ranges = self.dwarf.range_lists()
-            if ranges is None:
-                return False
-            attr = attrs["DW_AT_ranges"]
-            if attr.form == "DW_FORM_rnglistx":
-                return True   # indexed lists (split DWARF): take the block as in scope
-            base = _cu_base(cu)
-            for entry in ranges.get_range_list_at_offset(attr.value, cu=cu):
-                if isinstance(entry, BaseAddressEntry):
-                    base = entry.base_address
-                elif isinstance(entry, RangeEntry):
-                    offset = 0 if getattr(entry, "is_absolute", False) else base
-                    if entry.begin_offset + offset <= address < entry.end_offset + offset:
-                        return True
-            return False
-        return True   # a block without addresses: its variables are the enclosing scope's
+            return [(low, high.value if high.form == "DW_FORM_addr" else low + high.value)]
+        if "DW_AT_ranges" not in attrs or attrs["DW_AT_ranges"].form == "DW_FORM_rnglistx":
+            return None
+        from elftools.dwarf.ranges import BaseAddressEntry, RangeEntry
+        lists = self.dwarf.range_lists()
+        if lists is None:
+            return []
+        base, out = _cu_base(cu), []
+        for entry in lists.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=cu):
+            if isinstance(entry, BaseAddressEntry):
+                base = entry.base_address
+            elif isinstance(entry, RangeEntry):
+                offset = 0 if getattr(entry, "is_absolute", False) else base
+                out.append((entry.begin_offset + offset, entry.end_offset + offset))
+        return out
+
+    def _inlined_ranges(self, die, cu) -> list[tuple[int, int]]:
+        """Where code inlined into the function runs (its lines are the
+        callee's, even when the callee is in the same file)."""
+        out: list[tuple[int, int]] = []
+        for child in die.iter_children():
+            if child.tag == "DW_TAG_inlined_subroutine":
+                out += self._ranges_of(child, cu) or []
+            elif child.tag == "DW_TAG_lexical_block":
+                out += self._inlined_ranges(child, cu)
+        return out
 
 
 @lru_cache(maxsize=8)
