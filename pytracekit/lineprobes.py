@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .dwarfvars import PT_REGS, Variable, attr_text, die_name, type_of
+from .elfsyms import load_image
 from .errors import NotFoundError, NotSupportedError
+from .srclines import dwarf_file, read_source
 
 _LIST_FORMS = ("DW_FORM_sec_offset", "DW_FORM_loclistx", "DW_FORM_data4", "DW_FORM_data8")
 SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx", ".C", ".s", ".S")
@@ -74,23 +76,20 @@ class DebugInfo:
             raise NotSupportedError("reading DWARF needs pyelftools: apt-get install "
                                     "python3-pyelftools (or `make setup`)") from None
         self.path = path
-        self.elf = None
-        for candidate in [path] + _debug_files(path):
-            try:
-                self._file = open(candidate, "rb")
-                elf = ELFFile(self._file)
-            except (OSError, ELFError) as exc:
-                if candidate == path:
-                    raise NotFoundError(f"cannot read {path}: {exc}") from None
-                continue
-            if elf.has_dwarf_info() and elf.get_section_by_name(".debug_info") is not None:
-                self.elf, self.dwarf_file = elf, candidate
-                break
-            self._file.close()
-        if self.elf is None:
+        image = load_image(path)
+        if image is None:
+            raise NotFoundError(f"cannot read {path} (not an ELF file pytracekit reads)")
+        found = dwarf_file(path, image.build_id())   # itself, or its separate debug file
+        if found is None:
             raise NotFoundError(f"{path} has no DWARF (.debug_info), nor a debug file of its "
                                 "build id: source lines and variables need a build with -g")
-        self.dwarf = self.elf.get_dwarf_info()
+        try:
+            self._file = open(found, "rb")
+            self.elf = ELFFile(self._file)
+            self.dwarf = self.elf.get_dwarf_info()
+        except (OSError, ELFError) as exc:
+            raise NotFoundError(f"cannot read the DWARF of {path} in {found}: {exc}") from None
+        self.dwarf_file = found
         self._functions: list[tuple[Function, object, object]] | None = None
         self._rows: dict[int, list[tuple[int, str, int]]] = {}
 
@@ -368,11 +367,7 @@ def function_listing(path: str, name: str) -> tuple[Function, list[tuple[int, in
     lines = info.function_lines(function)
     if not lines:
         raise NotFoundError(f"{name} in {path} has no line-table rows in its own file")
-    try:
-        with open(function.decl_file, errors="replace") as f:
-            text = f.read().splitlines()
-    except OSError:
-        text = []
+    text = read_source(function.decl_file) or []
     first, last = min(function.decl_line, min(lines)), max(lines)
     return function, [(n, lines.get(n), text[n - 1] if 0 < n <= len(text) else "")
                       for n in range(first, last + 1)]
@@ -417,21 +412,6 @@ def _ranges(numbers: list[int]) -> str:
         else:
             spans.append([n, n])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def _debug_files(path: str) -> list[str]:
-    """Separate debug files of `path` that exist and match its build id."""
-    from . import elfsyms
-    image = elfsyms.load_image(path)
-    if image is None:
-        return []
-    build_id = image.build_id()
-    out = []
-    for candidate in elfsyms.debug_file_candidates(path, build_id, image.debuglink()):
-        debug = elfsyms.load_image(candidate)
-        if debug is not None and (not build_id or debug.build_id() in ("", build_id)):
-            out.append(str(candidate))
-    return out
 
 
 def _cfa_at(path: str, address: int) -> tuple[int, int] | None:
