@@ -216,3 +216,13 @@ def test_list_V_shows_the_locals_with_types(workload):
     assert [(o["name"], o["kind"], o["readable"]) for o in objs if o["kind"] != "global"] == [
         ("n", "parameter", True), ("i", "local", True), ("sq", "local", True),
         ("parity", "local", True)]
+
+
+def test_list_L_and_V_errors_are_one_line(workload):
+    line = one_error_line(pytracekit("list", "-L", "/usr/bin/xz:main"), 1)
+    assert line == ("pytracekit list: error: /usr/bin/xz has no DWARF (.debug_info), nor a "
+                    "debug file of its build id: source lines and variables need a build with -g")
+    line = one_error_line(pytracekit("list", "-V", f"{workload}:line_loop"), 2)
+    assert "-V takes BINARY:FUNCTION:LINE or BINARY:FILE.c:LINE" in line
+    line = one_error_line(pytracekit("list", "-L", f"{workload}:no_such_function"), 1)
+    assert "no function no_such_function in the DWARF of" in line
