@@ -224,6 +224,7 @@ class Var:
     type: CType
     index: int = 0       # argument number (1-based) for arg/entry
     field: object = None  # tracefs.Field for tracepoint fields
+    local: object = None  # lineprobes.Variable for a source-line probe's locals
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,9 @@ class Scope:
     # from the context array (ctx[i]) and a return value from ctx[ctx_args];
     # None: from registers (kprobes, uprobes).
     ctx_args: int | None = None
+    # A source-line probe's parameters and locals in scope (lineprobes.Variable),
+    # read by name from registers and the stack.
+    locals: tuple = ()
 
     @classmethod
     def for_probe(cls, probe_kind: str, params: Iterable[tuple[str, CType]] = (),
@@ -307,7 +311,7 @@ class Scope:
         return MAX_REGISTER_ARGS if self.ctx_args is None else self.ctx_args
 
     def names(self) -> str:
-        out = [p for p, _ in self.params]
+        out = [v.name for v in self.locals] + [p for p, _ in self.params]
         if self.max_args:
             out.append(f"arg1..arg{self.max_args}")
         if self.kind == "return":
@@ -322,6 +326,9 @@ class Scope:
             if p == name:
                 return i + 1, t
         return None
+
+    def local(self, name: str):
+        return next((v for v in self.locals if v.name == name), None)
 
     def field(self, name: str):
         for f in self.fields:
@@ -590,6 +597,12 @@ class Parser:
         if self.at("("):
             raise self.fail(f"function calls are not allowed ('{name}(...)'; only "
                             "STRCMP(\"text\", expr))", tok)
+        local = self.scope.local(name)
+        if local is not None:
+            why = local.problem()
+            if why:
+                raise SpecError(f"{self.what}: {why}")
+            return Var(name, "local", local.ctype, local=local)
         if name == "retval":
             if self.scope.kind != "return":
                 raise self.fail("retval exists only on return probes (r:...)", tok)

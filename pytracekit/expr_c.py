@@ -105,7 +105,16 @@ class Emitter:
             return f"(({t}){BUILTINS[v.name][0]})"
         if v.source == "comm":
             return f"((u64){self.comm()})"
+        if v.source == "local":
+            return self._once(f"local {v.name}", lambda: self._read_local(v.local))
         raise AssertionError(v)
+
+    def _read_local(self, local) -> str:
+        """A source-line probe's variable (lineprobes.Variable): its reads go
+        to the prelude once, the value is a C expression."""
+        prelude, value = local.emit(self._local)
+        self.prelude.extend(prelude)
+        return value
 
     def comm(self) -> str:
         def read() -> str:

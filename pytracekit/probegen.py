@@ -94,7 +94,16 @@ def scope_for(probe, params: tuple[tuple[str, CType], ...] = (),
         if len(params) > ctx_args:
             raise SpecError(f"kernel function {probe.function} takes {ctx_args} parameters "
                             f"({', '.join(probe.params) or 'none'}), not {len(params)}")
-    return Scope.for_probe(probe.kind, params, tracepoint, retval_type, usdt_args, ctx_args)
+    scope = Scope.for_probe(probe.kind, params, tracepoint, retval_type, usdt_args, ctx_args)
+    place = getattr(probe, "place", None)
+    if place is not None:   # a source line: its variables by name
+        from dataclasses import replace
+        from .lineprobes import debug_info
+        if params:
+            raise SpecError(f"{probe.name} is a source line: it takes no signature (its "
+                            "parameters and locals are read by name from DWARF)")
+        scope = replace(scope, locals=tuple(debug_info(probe.binary).variables_at(place.address)))
+    return scope
 
 
 @dataclass

@@ -5,6 +5,9 @@
     /path/to/binary:func             as `c`, resolved like the dynamic linker,
                                      or a path)
     p:lib:func+0x10                  an offset into a function (entry only)
+    BINARY:FILE.c:LINE               a source line (DWARF's line table; also
+    BINARY:FUNCTION:RELLINE          lines relative to the function's first, as
+                                     perf probe's FUNC:RLN): a uprobe at its address
     t:category:event                 a tracepoint
     u:lib:probe, u:lib:provider:probe  a USDT probe
     `*`/`?` wildcards in names; `regex=True` (the tools' -r) takes the name
@@ -66,6 +69,12 @@ class ProbeSpec:
     offset: int = 0           # bytes into the function (uprobe/kprobe entry only)
     regex: bool = False       # `function` is a regular expression
     text: str = ""            # the spec as written
+    line: int | None = None   # a source-line probe: the line (in source_file, or relative
+    source_file: str = ""     # to `function`'s first line when source_file is "")
+
+    @property
+    def is_line(self) -> bool:
+        return self.line is not None
 
     @property
     def is_pattern(self) -> bool:
@@ -81,9 +90,17 @@ class ProbeSpec:
 
     def returning(self) -> "ProbeSpec":
         """The return probe on the same function (funclatency pairs them)."""
+        if self.is_line:
+            raise line_has_no_return(self.text)
         kind = {"kprobe": "kretprobe", "uprobe": "uretprobe"}.get(self.kind, self.kind)
-        return ProbeSpec(kind, self.library, self.function, self.category, self.offset,
-                         self.regex, self.text)
+        return dataclasses.replace(self, kind=kind)
+
+
+def line_has_no_return(text: str) -> SpecError:
+    """A return probe replaces the return address on top of the stack, which is
+    only that at a function's entry: at a source line it would overwrite data."""
+    return SpecError(f"'{text}' is a source line: it has no return (tools that time "
+                     "calls need a function; trace and argdist read the line's variables)")
 
 
 def _has_wildcard(text: str) -> bool:
@@ -103,6 +120,9 @@ def parse_spec(text: str, *, regex: bool = False, default_kind: str = "p") -> Pr
     if not text:
         raise SpecError("empty probe spec: give a function, lib:func, t:category:event or u:lib:probe")
     parts = text.split(":")
+    line_spec = _line_spec(raw, parts, regex)
+    if line_spec is not None:
+        return line_spec
     if len(parts) == 1:
         letter, library, name = default_kind, "", parts[0]
     elif len(parts) == 2:
@@ -126,6 +146,42 @@ def parse_spec(text: str, *, regex: bool = False, default_kind: str = "p") -> Pr
     if letter == "u":
         return _usdt_spec(raw, library, name, regex)
     return _function_spec(raw, letter, library, name, regex)
+
+
+def _line_spec(raw: str, parts: list[str], regex: bool) -> ProbeSpec | None:
+    """[p:]BINARY:FILE:LINE or [p:]BINARY:FUNCTION:RELLINE, else None. Told
+    from p:LIB:FUNC by the number last (FILE ends like a source file)."""
+    from .lineprobes import is_source_file
+    if len(parts) == 4 and parts[0] in ("p", "r"):
+        letter, parts = parts[0], parts[1:]
+    elif len(parts) == 3 and parts[0] not in ("p", "r", "t", "u"):
+        letter = "p"
+    elif len(parts) == 3 and parts[0] in ("p", "r") and parts[2].strip().isdigit():
+        raise _bad(raw, parts[2], "a line needs its file or function: write "
+                                  "BINARY:FILE.c:LINE or BINARY:FUNCTION:LINE")
+    else:
+        return None
+    library, where, line_text = parts
+    if not line_text.isdigit() and not is_source_file(where):
+        return None   # not a line spec: the usual parser says why
+    if letter == "r":
+        raise _bad(raw, "r:", "a source line has no return probe (use p: or no prefix)")
+    if regex:
+        raise _bad(raw, "", "source-line probes take no regular expression")
+    if not library:
+        raise _bad(raw, ":" + where, "a source line needs its binary first "
+                                     "(BINARY:FILE.c:LINE or BINARY:FUNCTION:LINE)")
+    if not line_text.isdigit():
+        raise _bad(raw, line_text, "the line is not a number (write BINARY:FILE.c:LINE or "
+                                   "BINARY:FUNCTION:LINE, LINE relative to the function's first)")
+    line = int(line_text)
+    if is_source_file(where):
+        if line == 0:
+            raise _bad(raw, line_text, "source lines count from 1")
+        return ProbeSpec("uprobe", library, "", offset=0, text=raw, line=line, source_file=where)
+    if not _NAME.fullmatch(where):
+        raise _bad(raw, where, "neither a source file (FILE.c) nor a function name")
+    return ProbeSpec("uprobe", library, where, offset=0, text=raw, line=line)
 
 
 def _split_offset(raw: str, name: str) -> tuple[str, int]:
@@ -213,6 +269,7 @@ class ResolvedProbe:
     semaphore: bool = False   # a USDT probe guarded by an is-enabled semaphore
     mechanism: str = ""       # kernel functions: "kprobe" or "fentry"
     params: tuple[str, ...] = ()   # fentry: the function's parameters, from BTF
+    place: Any = field(default=None, compare=False)   # a source line: its lineprobes.Place
 
     @property
     def via_fentry(self) -> bool:
@@ -233,6 +290,8 @@ class ResolvedProbe:
 
     def returning(self) -> "ResolvedProbe":
         """The return twin of an entry probe (itself for others)."""
+        if self.place is not None:
+            raise line_has_no_return(self.spec.text if self.spec else self.name)
         kind = {"uprobe": "uretprobe", "kprobe": "kretprobe"}.get(self.kind, self.kind)
         return dataclasses.replace(self, kind=kind)
 
@@ -255,6 +314,9 @@ class ResolvedProbe:
                                retprobe=self.kind == "kretprobe")
         elif self.kind in ("kprobe", "kretprobe"):
             prog.attach_kprobe(self.function, fn_name, retprobe=self.kind == "kretprobe")
+        elif self.place is not None:   # a source line: its address (a static function's
+            prog.attach_uprobe(self.binary, fn_name,   # name may be in several files)
+                               address=self.address + self.offset, pid=pid or -1)
         elif self.kind in ("uprobe", "uretprobe"):
             prog.attach_uprobe(self.binary, fn_name, symbol=self.function, offset=self.offset,
                                retprobe=self.kind == "uretprobe", pid=pid or -1)
@@ -307,6 +369,8 @@ def resolve(spec: ProbeSpec, *, pid: int | None = None, limit: int = DEFAULT_LIM
         found = _resolve_kernel(spec)
     elif spec.kind == "usdt":
         found = _resolve_usdt(spec, pid)
+    elif spec.is_line:
+        found = _resolve_line(spec, pid)
     else:
         found = _resolve_user(spec, pid)
     if len(found) > limit:
@@ -578,6 +642,20 @@ def _resolve_user(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
     suffix = f"+{spec.offset:#x}" if spec.offset else ""
     return [ResolvedProbe(spec.kind, name + suffix, name, binary=binary, address=address,
                           offset=spec.offset, spec=spec) for name, address in chosen]
+
+
+def _resolve_line(spec: ProbeSpec, pid: int | None) -> list[ResolvedProbe]:
+    """A source line: a uprobe at its address in each function it has code
+    in (`address` the function's, `offset` the line's into it)."""
+    from . import lineprobes
+    binary = find_binary(spec.library, pid)
+    info = lineprobes.debug_info(binary)
+    assert spec.line is not None
+    places = (info.place_for_file_line(spec.source_file, spec.line) if spec.source_file
+              else info.place_for_function_line(spec.function, spec.line))
+    return [ResolvedProbe(spec.kind, place.label, place.function.name, binary=binary,
+                          address=place.function.low, offset=place.address - place.function.low,
+                          spec=spec, place=place) for place in places]
 
 
 # -- USDT ---------------------------------------------------------------------

@@ -76,8 +76,11 @@ def split_spec(text: str, kind: str) -> ArgdistSpec:
         raise SpecError(f"bad argdist spec '{text}': write TYPE:LIBRARY:FUNCTION(SIGNATURE)"
                         "[:TYPES:EXPRS[:FILTER]][#LABEL], TYPE one of p r t u "
                         "(e.g. p:c:malloc(size_t size):size_t:size)")
-    head = ":".join(parts[:3])
-    rest = parts[3:]
+    # p:BINARY:FILE.c:LINE and p:BINARY:FUNCTION:LINE (a source line) take
+    # four fields: no type is a number.
+    at = 4 if parts[0] == "p" and len(parts) > 3 and parts[3].strip().isdigit() else 3
+    head = ":".join(parts[:at])
+    rest = parts[at:]
     if len(rest) == 1:
         raise SpecError(f"bad argdist spec '{text}': types given but no expressions "
                         "(write ...:TYPE:EXPR)")

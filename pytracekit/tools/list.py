@@ -180,6 +180,72 @@ def render(entries: list[Entry], notes: list[str], verbose: bool) -> str:
     return "\n".join(lines)
 
 
+def source_lines(spec: str) -> tuple[str, list[dict]]:
+    """-L BINARY:FUNCTION: the function's source lines, those with code
+    (where a line probe can go) numbered relative to its first line."""
+    from .. import lineprobes
+    from ..probes import find_binary
+    binary, sep, name = spec.rpartition(":")
+    if not sep or not binary or not name:
+        raise UsageError(f"-L takes BINARY:FUNCTION, not '{spec}'")
+    path = find_binary(binary)
+    function, lines = lineprobes.function_listing(path, name)
+    rows = [{"type": "line", "function": function.name, "file": function.decl_file,
+             "line": line, "rel_line": line - function.decl_line, "probeable": address is not None,
+             "address": address, "text": printable(text)} for line, address, text in lines]
+    title = (f"{printable(function.name)} at {printable(function.decl_file)}:{function.decl_line} "
+             f"in {printable(path)} (numbered lines can be probed as "
+             f"{printable(binary)}:{printable(function.name)}:N)")
+    return title, rows
+
+
+def render_lines(title: str, rows: list[dict]) -> str:
+    out = [title]
+    for row in rows:
+        rel = str(row["rel_line"]) if row["probeable"] else ""
+        out.append(f"  {rel:>5}  {row['line']:>6}  {row['text']}".rstrip())
+    return "\n".join(out)
+
+
+def variables(spec: str) -> tuple[str, list[dict]]:
+    """-V BINARY:FUNCTION:RELLINE or BINARY:FILE:LINE: the variables in
+    scope there, with their types and whether they can be read."""
+    from .. import lineprobes
+    from ..probes import parse_spec, resolve
+    parsed = parse_spec(spec)
+    if not parsed.is_line:
+        raise UsageError(f"-V takes BINARY:FUNCTION:LINE or BINARY:FILE.c:LINE, not '{spec}'")
+    rows, titles = [], []
+    for probe in resolve(parsed):
+        place = probe.place
+        titles.append(f"{place.function.name}:{place.rel_line} ({place.label}, "
+                      f"{printable(probe.binary)}+{place.address:#x})")
+        for var in lineprobes.debug_info(probe.binary).variables_at(place.address):
+            rows.append({"type": "variable", "name": printable(var.name),
+                         "type_name": printable(var.type_name),
+                         "kind": var.kind,
+                         "readable": var.readable, "note": printable(var.problem()),
+                         "at": place.label})
+    return "Variables at " + ", ".join(titles), rows
+
+
+def render_variables(title: str, rows: list[dict]) -> str:
+    """Parameters and locals one a line; the file's globals (perf -V hides
+    them) in one line, those that can be read."""
+    scoped = [r for r in rows if r["kind"] != "global"]
+    out = [title + ":"]
+    width = max((len(r["type_name"]) for r in scoped), default=0)
+    for row in scoped:
+        note = " (parameter)" if row["kind"] == "parameter" else ""
+        if not row["readable"]:
+            note += f"  [{row['note']}]"
+        out.append(f"  {row['type_name']:<{width}}  {row['name']}{note}")
+    readable = sorted({r["name"] for r in rows if r["kind"] == "global" and r["readable"]})
+    if readable:
+        out.append("  globals of the file, readable by name too: " + ", ".join(readable))
+    return "\n".join(out)
+
+
 def _proof_of_attach() -> None:
     """--dry-run / --ebpf: load bpf/list.bpf.c on sched_switch (see its comment)."""
     from ..loader import Program
@@ -193,10 +259,14 @@ def _proof_of_attach() -> None:
 @click.option("-v", "--verbose-fields", "verbose", is_flag=True,
               help="Show each tracepoint's fields and each event's description.")
 @click.option("-x", "--binary", default=None, help="List this program's functions and USDT probes.")
+@click.option("-L", "--lines", "lines_of", metavar="BINARY:FUNCTION", default=None,
+              help="Show a function's source lines, numbering those a line probe can go to.")
+@click.option("-V", "--vars", "vars_at", metavar="BINARY:FUNCTION:LINE", default=None,
+              help="Show the variables in scope at a source line (or BINARY:FILE.c:LINE).")
 @options.pid_option("-p")
 @options.json_option()
 @options.standard
-def command(pattern, verbose, binary, pid, as_json):
+def command(pattern, verbose, binary, lines_of, vars_at, pid, as_json):
     """List events, tracepoints and probeable functions (globs: 'sched:*').
 
     PATTERN may also be a section: sw, hw, cache, tracepoint, kernel."""
@@ -204,6 +274,16 @@ def command(pattern, verbose, binary, pid, as_json):
         _proof_of_attach()
     if binary and pid:
         raise UsageError("give either -x BINARY or -p PID, not both")
+    if lines_of or vars_at:
+        if sum(bool(x) for x in (lines_of, vars_at, binary, pid, pattern)) > 1:
+            raise UsageError("-L and -V take their own BINARY:...: give one of them alone")
+        title, rows = source_lines(lines_of) if lines_of else variables(vars_at)
+        if as_json:
+            for row in rows:
+                click.echo(dumps(row))
+        else:
+            click.echo((render_lines if lines_of else render_variables)(title, rows))
+        return
     notes: list[str] = []
     if binary or pid:
         entries = program_entries(binary, pid, pattern, notes)

@@ -79,6 +79,9 @@
  *                          thread lock_ba() takes lock_b then lock_a (an order inversion,
  *                          never a deadlock: they run one after the other); then stays
  *                          alive MS ms (default 300)
+ *     lineloop N           line_loop(N): N iterations whose locals at the line marked
+ *                          LINE_PROBE are i = 0..N-1, sq = i*i + 7 and parity ("even"
+ *                          or "odd"): source-line probes read them by name
  *     spinchild MS         spin MS ms of CPU time in child_spin() and exit
  *     storm N MS           fork+exec `workload spinchild MS` N times, two at a time
  *                          (a storm of short processes, each new to a profiler)
@@ -129,6 +132,17 @@ NOINLINE static uint64_t now_ns(void)
 NOINLINE void counted_function(uint64_t i) { sink += i; }
 
 NOINLINE void stack_leaf(uint64_t i) { sink += i; }
+
+NOINLINE void line_sink(int i, long sq, const char *parity) { sink += i + sq + parity[0]; }
+
+NOINLINE void line_loop(int n)
+{
+    for (int i = 0; i < n; i++) {
+        long sq = (long)i * i + 7;
+        const char *parity = i % 2 ? "odd" : "even";
+        line_sink(i, sq, parity);   /* LINE_PROBE */
+    }
+}
 NOINLINE void stack_path_a(uint64_t i) { stack_leaf(i); sink++; }
 NOINLINE void stack_path_b(uint64_t i) { stack_leaf(i); sink++; }
 
@@ -781,6 +795,8 @@ int main(int argc, char **argv)
         file_io(argv[i], arg_long(argc, argv, i + 1, "N"));
     } else if (strcmp(mode, "lockorder") == 0) {
         lock_order(i < argc ? arg_long(argc, argv, i, "MS") : 300);
+    } else if (strcmp(mode, "lineloop") == 0) {
+        line_loop((int)arg_long(argc, argv, i, "N"));
     } else if (strcmp(mode, "threadexec") == 0) {
         pthread_t t;
         pthread_create(&t, NULL, exec_from_thread, (void *)(i < argc ? argv[i] : "marker"));
