@@ -62,6 +62,23 @@ enum ptk_loss {
 
 BPF_PERCPU_ARRAY(ptk_loss, u64, PTK_LOSS_SLOTS);
 
+/* Signed division and remainder as C defines them (truncating toward zero),
+ * on magnitudes: BPF before ISA v4 has unsigned division only and LLVM
+ * aborts on a signed one. Used by filter and format expressions (expr_c.py). */
+PTK_INLINE s64 ptk_sdiv(s64 a, s64 b)
+{
+    u64 ua = a < 0 ? -(u64)a : (u64)a, ub = b < 0 ? -(u64)b : (u64)b;
+    u64 q = ua / ub;   /* BPF: x / 0 is 0 */
+    return (a < 0) != (b < 0) ? -(s64)q : (s64)q;
+}
+
+PTK_INLINE s64 ptk_smod(s64 a, s64 b)
+{
+    u64 ua = a < 0 ? -(u64)a : (u64)a, ub = b < 0 ? -(u64)b : (u64)b;
+    u64 r = ua % ub;   /* BPF: x % 0 is x */
+    return a < 0 ? -(s64)r : (s64)r;
+}
+
 PTK_INLINE void ptk_count_loss(u32 slot)
 {
     u64 *value = ptk_loss.lookup(&slot);

@@ -139,6 +139,9 @@ class Emitter:
             return f"({node.op}{self.expr(node.operand)})"
         if isinstance(node, Binary):
             assert node.op in _C_OPS
+            if node.op in ("/", "%") and node.type.signed:   # see ptk_sdiv in pytracekit.h
+                helper = "ptk_sdiv" if node.op == "/" else "ptk_smod"
+                return f"{helper}({self.expr(node.left)}, {self.expr(node.right)})"
             return f"({self.expr(node.left)} {node.op} {self.expr(node.right)})"
         if isinstance(node, Cast):
             return f"(({node.type.c_name}){self.expr(node.operand)})"

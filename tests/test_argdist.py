@@ -53,6 +53,21 @@ def test_count_with_two_expressions_a_filter_and_a_label(workload):
 
 
 @pytest.mark.root
+def test_signed_division_and_remainder_truncate_toward_zero_as_in_c(workload):
+    """BPF has unsigned division only (LLVM aborted on a signed one): i = 0..8,
+    (i-5)/2 and (i-5)%3 as C computes them."""
+    spec = f"p:{workload}:line_sink(int i):int,int:(i-5)/2,(i-5)%3#q r"
+    res = pytracekit("argdist", "-i", "30", "-C", spec, "--", workload, "lineloop", "9")
+    assert res.returncode == 0, res.stderr
+    expected = {}
+    for i in range(9):
+        q, r = int((i - 5) / 2), (i - 5) - 3 * int((i - 5) / 3)
+        key = f"(i-5)/2 = {q}, (i-5)%3 = {r}"
+        expected[key] = expected.get(key, 0) + 1
+    assert count_rows(res.stdout, "q r") == expected
+
+
+@pytest.mark.root
 def test_histogram_of_sizes_puts_all_in_one_bucket(workload):
     spec = "p:c:malloc(size_t size):size_t:size:size == 4242"
     res = pytracekit("argdist", "-i", "30", "-H", spec, "--", workload, "malloc", "6", "4242")
