@@ -252,3 +252,19 @@ def split_interval_count(args: tuple[str, ...]) -> tuple[float | None, int | Non
         # ignore_unknown_options hands a mistyped option here: no command starts with '-'.
         raise UsageError(f"no such option: {rest[0]} (see --help; a command to run goes after --)")
     return interval, count, tuple(rest)
+
+
+class CommandAfterDashes(click.Command):
+    """`tool [OPTIONS] [DURATION] [-- COMMAND...]`: click would give the first
+    word of COMMAND to DURATION; everything after `--` goes to ctx.meta instead."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["command"] = tuple(args[cut + 1:])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+def command_of(ctx: click.Context) -> tuple[str, ...]:
+    return tuple(ctx.meta.get("command", ()))

@@ -24,22 +24,6 @@ if TYPE_CHECKING:
 FORMATS = ("folded", "flamegraph", "pprof", "speedscope", "json")
 
 
-class CommandAfterDashes(click.Command):
-    """`tool [OPTIONS] [DURATION] [-- COMMAND...]`: click would give the first
-    word of COMMAND to DURATION; everything after `--` goes to ctx.meta instead."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            cut = args.index("--")
-            ctx.meta["command"] = tuple(args[cut + 1:])
-            args = args[:cut]
-        return super().parse_args(ctx, args)
-
-
-def command_of(ctx: click.Context) -> tuple[str, ...]:
-    return tuple(ctx.meta.get("command", ()))
-
-
 def id_list(text: "str | list[int] | None", what: str = "pid") -> list[int]:
     """BCC's comma-separated -p/-L lists: "123,456"."""
     if not text:

@@ -18,7 +18,7 @@ import pytest
 
 from pytracekit.cli import tool_names
 from pytracekit.errors import EXIT_RUNTIME, EXIT_USAGE
-from pytracekit.stacktools import CommandAfterDashes
+from pytracekit.options import CommandAfterDashes
 
 from conftest import ROOT, Tool, pytracekit, pytracekit_as_nobody
 

@@ -11,7 +11,7 @@ import click
 import pytest
 
 from pytracekit.cli import tool_names
-from pytracekit.stacktools import CommandAfterDashes
+from pytracekit.options import CommandAfterDashes
 
 # Tools that trace nothing live: they read files or report on the machine.
 NOT_LIVE = {

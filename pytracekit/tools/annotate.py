@@ -14,7 +14,7 @@ from . import profile
 DRY_RUN_ARGS = ["main", "--duration", "1"]
 
 
-@click.command("annotate", cls=stacktools.CommandAfterDashes,
+@click.command("annotate", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.argument("function", metavar="FUNCTION")
 @click.option("-i", "--input", "input_path", metavar="FILE",
@@ -48,7 +48,7 @@ def command(ctx: click.Context, function, input_path, pid_list, frequency, modul
       pytracekit annotate hot_loop -- ./workload hotloop 2
       pytracekit annotate -i spin.ptk spin_inner --json # one JSON object
     """
-    command = stacktools.command_of(ctx)
+    command = options.command_of(ctx)
     pids = stacktools.id_list(pid_list, "pid")
     if input_path is not None:
         if pids or command or duration is not None:

@@ -133,7 +133,7 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.command("cprofile", cls=stacktools.CommandAfterDashes,
+@click.command("cprofile", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.option("--every", type=options.Seconds(0.1), default=10.0, show_default=True,
               help="Seconds per window (one pprof per window and kind).")
@@ -174,7 +174,7 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
     kinds = tuple(dict.fromkeys(kinds or ("cpu",)))
     if not directory and not push_url:
         raise UsageError("cprofile needs somewhere to put profiles: --dir DIR and/or --push URL")
-    command = stacktools.command_of(ctx)
+    command = options.command_of(ctx)
     if command and len(kinds) > 1:
         raise UsageError("-- COMMAND runs one profiler: give one --kind, or use -p PID")
     labels = parse_tags(tags)

@@ -10,7 +10,7 @@ import time
 import click
 
 from .. import options, stream
-from ..stacktools import CommandAfterDashes, command_of
+from ..options import CommandAfterDashes, command_of
 
 DRY_RUN_ARGS: list[str] = []
 

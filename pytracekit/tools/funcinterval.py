@@ -17,7 +17,7 @@ from ..model import Histogram, LossReport
 from ..probes import parse_spec
 from ..render import jsonl
 from ..render.text import log2_histogram
-from ..stacktools import CommandAfterDashes, command_of
+from ..options import CommandAfterDashes, command_of
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]

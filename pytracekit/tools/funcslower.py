@@ -23,7 +23,7 @@ from ..symbols import Symbolizer
 from ..ustacks import EventUserStacks
 from ..errors import UsageError
 from ..probes import ResolvedProbe, parse_spec
-from ..stacktools import CommandAfterDashes, command_of
+from ..options import CommandAfterDashes, command_of
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]

@@ -178,7 +178,7 @@ def stack_tool_options(f):
     return f
 
 
-@click.command("offcputime", cls=stacktools.CommandAfterDashes,
+@click.command("offcputime", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.option("--state", type=int, default=None,
               help="Only blocks that began in this task state (0 running/preempted, "
@@ -199,7 +199,7 @@ def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_th
     duration = stacktools.pick_duration(duration_arg, duration)
     fmt = stacktools.format_for(output, fmt)
     stacktools.check_writable(output)
-    command = stacktools.command_of(ctx)
+    command = options.command_of(ctx)
     pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
     session = start(pids=pids, tids=tids, command=command, user_threads_only=user_threads_only,
                     kernel_threads_only=kernel_threads_only, user_only=user_only,
@@ -222,7 +222,7 @@ def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
     duration = stacktools.pick_duration(duration_arg, duration)
     fmt = stacktools.format_for(output, fmt)
     stacktools.check_writable(output)
-    command = stacktools.command_of(ctx)
+    command = options.command_of(ctx)
     pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
     session = start_fn(pids=pids, tids=tids, command=command, user_only=user_only,
                        kernel_only=kernel_only, min_us=min_us, max_us=max_us,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from .. import options, stacktools
+from .. import options
 from ..model import Frame, Sample, StackProfile
 from .offcputime import BlockedSession, run_waker_tool, stack_tool_options, start_blocked
 from ..textsafe import cstr
@@ -59,7 +59,7 @@ def start(**options) -> OffWakeSession:
     return start_blocked("offwaketime", OffWakeSession, "off_cpu", **options)
 
 
-@click.command("offwaketime", cls=stacktools.CommandAfterDashes,
+@click.command("offwaketime", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @stack_tool_options
 def command(ctx: click.Context, **opts) -> None:

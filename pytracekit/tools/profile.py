@@ -73,7 +73,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
         period=period if period else int(1e9 / frequency), **extra)
 
 
-@click.command("profile", cls=stacktools.CommandAfterDashes,
+@click.command("profile", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                 required=False)
@@ -128,7 +128,7 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
     frequency = None if period else (frequency or 49)
     fmt = stacktools.format_for(output, fmt)
     stacktools.check_writable(output)
-    command = stacktools.command_of(ctx)
+    command = options.command_of(ctx)
     pids, tids = stacktools.id_list(pid_list, "pid"), stacktools.id_list(tid_list, "tid")
     session = start(pids=pids, tids=tids, command=command, frequency=frequency, period=period,
                     user_only=user_only, kernel_only=kernel_only, include_idle=include_idle,

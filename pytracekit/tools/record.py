@@ -28,7 +28,7 @@ from . import offcputime, profile, stackcount
 DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
 
 
-@click.command("record", cls=stacktools.CommandAfterDashes,
+@click.command("record", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.argument("duration_arg", metavar="[DURATION]", type=options.Seconds(0),
                 required=False)
@@ -71,7 +71,7 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
       pytracekit record -o x.ptk --json 5              # + a JSON summary on stdout
     """
     duration = stacktools.pick_duration(duration_arg, duration)
-    command = stacktools.command_of(ctx)
+    command = options.command_of(ctx)
     pids = stacktools.id_list(pid_list, "pid")
     stacktools.check_writable(output)
     if system_wide and (pids or command):

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import click
 
-from .. import options, settings, stacktools
+from .. import options, settings
 from ..cputime import Accountant, Refresh, TaskTime, shown_rows
 from ..errors import NotSupportedError
 from ..loader import Program
@@ -203,7 +203,7 @@ def _can_draw() -> bool:
     return bool(curses.tigetstr("cup")) and bool(curses.tigetstr("clear"))
 
 
-@click.command("top", cls=stacktools.CommandAfterDashes,
+@click.command("top", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @click.option("-b", "--batch", "batch_mode", is_flag=True, help="Plain text for scripts.")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=None,
@@ -236,7 +236,7 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
       pytracekit top -b --duration 10 -d 2    # a refresh every 2 s for 10 s
       pytracekit top -b -- make -j2           # make and its children, until it exits
     """
-    target = Target.from_options(pid, stacktools.command_of(ctx))
+    target = Target.from_options(pid, options.command_of(ctx))
     follow = target.pid if target.command else 0
     interactive = not (batch_mode or as_json) and sys.stdout.isatty() and \
         not (settings.current().ebpf or settings.current().dry_run) and _can_draw()

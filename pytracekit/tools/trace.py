@@ -247,19 +247,7 @@ class Tracer:
         return self.symbolizer.unknown_frames + self.user_symbols.unknown_frames
 
 
-class ProbesThenCommand(click.Command):
-    """Probes are positional like BCC's, so `-- COMMAND` is split off before
-    click parses (click would merge both into one list)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            at = args.index("--")
-            ctx.meta["command"] = tuple(args[at + 1:])
-            args = args[:at]
-        return super().parse_args(ctx, args)
-
-
-@click.command("trace", cls=ProbesThenCommand, context_settings=options.TOOL_CONTEXT)
+@click.command("trace", cls=options.CommandAfterDashes, context_settings=options.TOOL_CONTEXT)
 @click.argument("probe", nargs=-1, required=True)
 @options.pid_option("-p")
 @options.tid_option("-L")
@@ -296,7 +284,7 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
     'c:malloc(size_t size) (size > 1000) "size=%d", size'. A command after
     `--` is traced from its first instruction; the trace ends when it exits.
     """
-    command_args = click.get_current_context().meta.get("command", ())
+    command_args = options.command_of(click.get_current_context())
     run(list(probe), command_args, pid=pid, tid=tid, max_events=max_events,
         timestamp=timestamp, clock=clock, print_cpu=print_cpu, user_stack=user_stack,
         kernel_stack=kernel_stack, buffer_pages=buffer_pages, string_size=string_size,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .. import options, stacktools
+from .. import options
 from ..model import Frame, Sample, StackProfile
 from .offcputime import BlockedSession, run_waker_tool, stack_tool_options, start_blocked
 from ..textsafe import cstr
@@ -50,7 +50,7 @@ def start(**options) -> WakeupSession:
     return start_blocked("wakeuptime", WakeupSession, "wakeup", **options)
 
 
-@click.command("wakeuptime", cls=stacktools.CommandAfterDashes,
+@click.command("wakeuptime", cls=options.CommandAfterDashes,
                context_settings=options.TOOL_CONTEXT)
 @stack_tool_options
 def command(ctx: click.Context, **opts) -> None:
