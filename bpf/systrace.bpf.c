@@ -60,7 +60,7 @@ BPF_ARRAY(string_args, u8, MAX_NR);   /* bit i: argument i is a user string */
 BPF_ARRAY(wanted, u8, MAX_NR);
 BPF_PERCPU_ARRAY(scratch, struct call, 1);
 BPF_HASH(inflight, u32, struct call, 10240);
-BPF_RINGBUF_OUTPUT(events, 256);
+BPF_RINGBUF_OUTPUT(events, 4096);    /* 16 MiB, as the streaming tools: a storm of calls fits */
 
 PTK_INLINE bool selected(u64 pid_tgid, u32 nr)
 {

@@ -9,7 +9,7 @@
 #include "pytracekit.h"
 
 #ifndef BUFFER_PAGES
-#define BUFFER_PAGES 64          /* ring buffer size in pages (a power of two) */
+#define BUFFER_PAGES 4096        /* ring buffer size in pages (a power of two) */
 #endif
 #ifndef STACK_ENTRIES
 #define STACK_ENTRIES 1024

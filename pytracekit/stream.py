@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import os
 import re
 import select
 import struct
@@ -55,6 +56,7 @@ POLL_BUSY_MS = 2                    # ... while events are flowing (a storm)
 BATCH_RECORDS = 8192                # records decoded per iter_unpack call
 FINAL_DRAIN_S = 10.0                # budget for reading the backlog after the target ended
 INTERRUPT_DRAIN_S = 0.5             # ... and after Ctrl-C/SIGTERM
+READER_NICE = -5                    # the reader's priority, relative (see favour_reader)
 
 
 def buffer_option(*short: str) -> Callable:
@@ -176,6 +178,25 @@ class CStrings(dict):
         if text is not None:
             text = text.ljust(self.width)
         self[raw] = text
+        return text
+
+
+class LineMemo(dict):
+    """A formatted line (or its part after a timestamp) per record, keyed by
+    the record's fields: a storm repeats the same few records, and looking a
+    line up costs a third of formatting it (measured: ~0.4 against ~1.2 us a
+    record for opensnoop). Bounded as CStrings is."""
+
+    LIMIT = 8192
+
+    def __init__(self, make: Callable[[tuple], str]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: tuple) -> str:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        text = self[key] = self.make(key)
         return text
 
 
@@ -421,6 +442,17 @@ class EventStream:
         self.close()
 
 
+def favour_reader() -> None:
+    """Run the reading thread at a higher priority when allowed (root): on a
+    busy machine the reader otherwise gets a fair share of a CPU and falls
+    behind a storm it could keep up with, and the ring buffer overflows. It
+    only takes the CPU it needs: it sleeps whenever the buffer is empty. On
+    Linux this is the calling thread's priority; a -- COMMAND, forked
+    before, keeps its own."""
+    with contextlib.suppress(OSError):        # not permitted: the default priority
+        os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + READER_NICE)
+
+
 def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
         duration: float | None = None) -> StreamSummary:
     """The whole life of a streaming tool after attaching: announce, print
@@ -428,6 +460,7 @@ def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
     backlog within a budget, then print the summary (stderr, or a JSON line)."""
     stream.prog.ready()
     stream.open()
+    favour_reader()
     printer.start()
     announce(message)
 

@@ -174,6 +174,30 @@ def test_c_strings_are_cut_at_the_nul_and_remembered():
     assert stream.cstr(b"no-nul") == "no-nul"
 
 
+def test_opensnoop_lines_are_remembered_per_record_and_the_memo_is_bounded(monkeypatch):
+    """The memo keys on every field after the timestamp: records that differ
+    in any of them (fd, error, path, pid) get their own lines."""
+    from pytracekit.tools import opensnoop
+    monkeypatch.setattr(stream.LineMemo, "LIMIT", 3)
+    lines = opensnoop.text_formatter(True, False, False, False, t0=1_000_000_000)
+    comm, path = b"wl\0" + b"x" * 13, b"/a\0junk".ljust(256, b"\0")
+    rows = [(1_500_000_000, 7, 7, 0, 3, 0, 0, comm, path),
+            (2_000_000_000, 7, 7, 0, 3, 0, 0, comm, path),
+            (2_000_000_001, 7, 7, 0, -2, 0, 0, comm, path),
+            (2_000_000_002, 8, 8, 0, 3, 0, 0, comm, b"/b\0".ljust(256, b"\0")),
+            (2_000_000_003, 7, 7, 0, 4, 0, 0, comm, path)]    # the 4th key: memo cleared
+    assert lines(rows) == [
+        "0.500000000   7      wl                  3   0 /a",
+        "1.000000000   7      wl                  3   0 /a",
+        "1.000000001   7      wl                 -1   2 /a",
+        "1.000000002   8      wl                  3   0 /b",
+        "1.000000003   7      wl                  4   0 /a"]
+    memo = stream.LineMemo(lambda key: f"{key}")
+    for key in range(5):
+        assert memo[(key,)] == f"({key},)"
+    assert len(memo) <= 3
+
+
 def test_execsnoop_argv_of_a_script_drops_the_interpreter_words():
     """`./s.sh a b` runs as `/bin/sh -e ./s.sh a b`: the caller's 3 words are
     the area's last 3; unknown argc or a truncated area keep argv[1:]."""

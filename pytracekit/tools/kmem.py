@@ -73,12 +73,21 @@ class Kmem(BpfTool):
     frees_read: list[int] = field(default_factory=lambda: [0, 0])
 
     def read_sites(self, offsets: bool = True, clear: bool = False) -> list[CallSite]:
-        sites = []
+        """Per call site, its kmalloc totals and its allocations from each
+        cache (the kernel keeps a cache's per-object sizes: hits times them)."""
+        totals: dict[int, list[int]] = {}
         for key, st in entries(self.prog["sites"], clear):
-            raw = self.prog.bpf.ksym(key.value, show_offset=offsets)
+            scale = st.hits if key.cache else 1
+            total = totals.setdefault(key.call_site, [0, 0, 0])
+            total[0] += st.hits
+            total[1] += st.bytes_req * scale
+            total[2] += st.bytes_alloc * scale
+        sites = []
+        for call_site, (hits, req, alloc) in totals.items():
+            raw = self.prog.bpf.ksym(call_site, show_offset=offsets)
             known = raw and raw != b"[unknown]"
-            name = raw.decode(errors="replace") if known else f"{key.value:#x}"
-            sites.append(CallSite(key.value, name, st.hits, st.bytes_req, st.bytes_alloc))
+            name = raw.decode(errors="replace") if known else f"{call_site:#x}"
+            sites.append(CallSite(call_site, name, hits, req, alloc))
         return sites
 
     def read_pages(self, clear: bool = False) -> list[PageAllocs]:
@@ -88,8 +97,8 @@ class Kmem(BpfTool):
     def frees(self, clear: bool = False) -> int:
         """The frees array only grows (array entries cannot be deleted):
         clearing remembers what was read, so no free between two reads is lost."""
-        table = self.prog["frees"]
-        now = [table[table.Key(i)].value for i in range(2)]
+        table = self.prog["frees"]     # per-CPU counters
+        now = [table.sum(table.Key(i)).value for i in range(2)]
         since = sum(now) - sum(self.frees_read)
         if clear:
             self.frees_read = now

@@ -75,23 +75,26 @@ def header(timestamp: bool, print_uid: bool, tid: bool, extended: bool,
 
 def text_formatter(timestamp: bool, print_uid: bool, tid: bool, extended: bool, t0: int,
                    pid_width: int = 6):
-    """BCC's opensnoop/statsnoop line: [TIME(s)] [UID] PID COMM FD ERR [FLAGS] PATH."""
+    """BCC's opensnoop/statsnoop line: [TIME(s)] [UID] PID COMM FD ERR [FLAGS] PATH.
+    Everything after the time is remembered per record (stream.LineMemo)."""
     comms, paths = stream.CStrings(16), stream.CStrings(decode=stream.user_text)
 
+    def rest(fields: tuple) -> str:
+        pid, thread, uid, ret, flags, _mode, comm, path = fields
+        fd, err = (ret, 0) if ret >= 0 else (-1, -ret)
+        line = f"{thread if tid else pid:<{pid_width}} {comms[comm]} {fd:>4} {err:>3} "
+        if extended:
+            line += f"{flags:08o}  "
+        if print_uid:
+            line = f"{uid:<6}" + line
+        return line + paths[path]
+
+    memo = stream.LineMemo(rest)
+
     def lines(rows: list[tuple]) -> list[str]:
-        out = []
-        add = out.append
-        for ts, pid, thread, uid, ret, flags, _mode, comm, path in rows:
-            fd, err = (ret, 0) if ret >= 0 else (-1, -ret)
-            line = f"{thread if tid else pid:<{pid_width}} {comms[comm]} {fd:>4} {err:>3} "
-            if extended:
-                line += f"{flags:08o}  "
-            if print_uid:
-                line = f"{uid:<6}" + line
-            if timestamp:
-                line = f"{(ts - t0) / 1e9:<14.9f}" + line
-            add(line + paths[path])
-        return out
+        if timestamp:
+            return [f"{(row[0] - t0) / 1e9:<14.9f}" + memo[row[1:]] for row in rows]
+        return [memo[row[1:]] for row in rows]
     return lines
 
 

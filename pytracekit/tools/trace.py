@@ -258,8 +258,8 @@ class Tracer:
 @click.option("-C", "--print-cpu", is_flag=True, help="Print the CPU of each event.")
 @click.option("-U", "--user-stack", is_flag=True, help="Print the user stack of each event.")
 @click.option("-K", "--kernel-stack", is_flag=True, help="Print the kernel stack of each event.")
-@click.option("-b", "--buffer-pages", type=click.IntRange(1, options.MAX_BUFFER_PAGES), default=64, show_default=True,
-              help="Ring buffer size in pages (a power of two).")
+@click.option("-b", "--buffer-pages", type=click.IntRange(1, options.MAX_BUFFER_PAGES), default=stream.DEFAULT_BUFFER_PAGES,
+              show_default=True, help="Ring buffer size in pages (a power of two).")
 @click.option("-Z", "--string-size", type=click.IntRange(8, 1024), default=80, show_default=True,
               help="Bytes kept of each string argument.")
 @click.option("-S", "--include-self", is_flag=True, help="Also trace pytracekit itself.")
@@ -294,7 +294,7 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
 
 def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
           tid: int | None = None, user_stack: bool = False, kernel_stack: bool = False,
-          buffer_pages: int = 64, string_size: int = 80, include_self: bool = False,
+          buffer_pages: int = stream.DEFAULT_BUFFER_PAGES, string_size: int = 80, include_self: bool = False,
           limit: int = probes.DEFAULT_LIMIT, unwind: str = "dwarf") -> tuple[Tracer, Target]:
     """Parse, compile and attach; the caller runs and closes (see `run`)."""
     if not probe_texts:

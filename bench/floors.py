@@ -1,0 +1,53 @@
+"""The probe mechanism's own cost: empty BPF programs on the probe points a tool uses.
+
+    python -m bench.floors kmem            # raw tracepoints kmem:kmalloc ... mm_page_alloc
+    python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock (+ return), _unlock
+
+Attaches, writes to PYTRACEKIT_READY_FD (as a tool does), holds until SIGINT.
+bench_sched_tools runs it beside the tool: a tool cannot cost less than this row.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from pytracekit.loader import Program
+
+EMPTY = '#include "vmlinux.h"\n#include "pytracekit.h"\n'
+KMEM_EVENTS = ("kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free", "mm_page_alloc")
+
+
+def kmem() -> Program:
+    prog = Program.from_text("floor_kmem", EMPTY + "".join(
+        f"RAW_TRACEPOINT_PROBE({event}) {{ return 0; }}\n" for event in KMEM_EVENTS))
+    prog.ready()
+    return prog
+
+
+def mutexstat(pid: int) -> Program:
+    prog = Program.from_text("floor_mutexstat",
+                             EMPTY + "int empty(struct pt_regs *ctx) { return 0; }\n")
+    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid)
+    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
+    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_unlock", pid=pid)
+    prog.ready()
+    return prog
+
+
+def main(args: list[str]) -> None:
+    prog = kmem() if args[0] == "kmem" else mutexstat(int(args[1]))
+    ready = os.environ.get("PYTRACEKIT_READY_FD")
+    if ready:
+        os.write(int(ready), b"1")
+        os.close(int(ready))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        prog.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
