@@ -284,7 +284,7 @@ class Program:
         if entry is not None:
             try:
                 bpf = progcache.cached_bpf(entry, self.usdt)
-            except progcache.Unusable as exc:
+            except Exception as exc:   # pylint: disable=broad-except  # Unusable, or a bug here
                 progcache.note(f"{self.name}: entry unusable ({exc}), compiling")
             else:
                 progcache.note(f"hit for {self.name} ({path})")
@@ -295,17 +295,18 @@ class Program:
         return None
 
     def _store_in_cache(self) -> None:
-        if self._cache_entry is None or self.bpf is None or settings.current().dry_run:
+        if self._cache_entry is None or self.bpf is None:
             return
         path, key = self._cache_entry
         self._cache_entry = None
         from .kernel import bpfsys
-        loads = [(name.decode(), bpfsys.prog_type(fn.fd),
-                  bpfsys.TRACE_UPROBE_MULTI if name.decode() in self._multi_loaded else -1)
-                 for name, fn in self.bpf.funcs.items()]
         try:
+            loads = [(name.decode(), bpfsys.prog_type(fn.fd),
+                      bpfsys.TRACE_UPROBE_MULTI if name.decode() in self._multi_loaded else -1)
+                     for name, fn in self.bpf.funcs.items()]
             progcache.store(path, progcache.record(self.bpf, key, loads))
-        except (progcache.Unusable, PytracekitError, OSError) as exc:
+        except Exception as exc:   # pylint: disable=broad-except
+            # (Unusable, a write error...): the cache must never fail a run's teardown
             progcache.note(f"{self.name} not stored: {exc}")
         else:
             progcache.note(f"stored {self.name} ({path})")

@@ -50,7 +50,10 @@ class Unusable(Exception):
 
 
 def enabled() -> bool:
-    return os.environ.get(DISABLE_ENV, "") in ("", "0") and not settings.current().ebpf
+    """Off by PYTRACEKIT_NO_PROGRAM_CACHE=1, and for --dry-run (it checks that the
+    program compiles) and --ebpf."""
+    now = settings.current()
+    return os.environ.get(DISABLE_ENV, "") in ("", "0") and not (now.ebpf or now.dry_run)
 
 
 def cacheable(text: str) -> bool:

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
+from pytracekit import progcache
 
-pytestmark = pytest.mark.root
 N = 25
 BROKEN_HEADER = "#error the program cache was expected to make compiling unnecessary\n"
 
@@ -73,6 +73,7 @@ def funccount_counts(out: str) -> dict[str, int]:
     return {name: int(count) for name, count in (l.rsplit(None, 1) for l in lines[1:])}
 
 
+@pytest.mark.root
 def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
     args = ["funccount", f"{target}:counted_function"]
     out1, err1 = run(cache, args, target, "calls", str(N))
@@ -86,6 +87,7 @@ def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
     assert pytracekit_probes_left() == []
 
 
+@pytest.mark.root
 def test_opensnoop_tracepoints_and_ring_buffer_from_the_cache(cache, target, tmp_path):
     marker = str(tmp_path / "cache-marker")
     comm = Path(target).name
@@ -106,6 +108,7 @@ def test_opensnoop_tracepoints_and_ring_buffer_from_the_cache(cache, target, tmp
     assert results[0] == results[1]
 
 
+@pytest.mark.root
 def test_stackcount_user_stacks_from_the_cache(cache, target):
     args = ["stackcount", f"{target}:stack_leaf"]
     out1, err1 = run(cache, args, target, "stacks", str(N))
@@ -118,6 +121,7 @@ def test_stackcount_user_stacks_from_the_cache(cache, target):
     assert "stack_path_a" in blocks[0][1] and "stack_path_b" in blocks[1][1], out1
 
 
+@pytest.mark.root
 def test_untrusted_corrupt_and_unloadable_entries_mean_compiling(cache, target):
     args = ["funccount", f"{target}:counted_function"]
     _out, err = run(cache, args, target, "calls", str(N))
@@ -146,6 +150,7 @@ def test_untrusted_corrupt_and_unloadable_entries_mean_compiling(cache, target):
     assert pytracekit_probes_left() == []
 
 
+@pytest.mark.root
 def test_disabled_and_per_process_runs_store_nothing(cache, target, workload):
     args = ["funccount", f"{target}:counted_function", "--verbose"]
     res = pytracekit(*args, "-d", "0.1", env={**cache, "PYTRACEKIT_NO_PROGRAM_CACHE": "1"})
@@ -155,3 +160,26 @@ def test_disabled_and_per_process_runs_store_nothing(cache, target, workload):
     assert res.returncode == 0, res.stderr
     assert "filters one process: not cached" in res.stderr and "stored" not in res.stderr
     assert funccount_counts(res.stdout) == {"counted_function": N}
+
+
+def insn(code: int, src: int = 0, imm: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, src << 4, 0, imm)
+
+
+def test_what_the_cache_cannot_reproduce_is_not_cached():
+    # By name in the text: fentry/LSM programs load against a kernel BTF id while
+    # BCC compiles; spin locks and timers need map BTF; pinned tables are shared.
+    assert progcache.cacheable("int count(struct pt_regs *ctx) { return 0; }")
+    for text in ("int kfunc__vfs_read(u64 *ctx)", "struct bpf_spin_lock lock;",
+                 "BPF_TABLE_PINNED(\"hash\", u32, u64, m, 1, \"/sys/fs/bpf/m\");"):
+        assert not progcache.cacheable(text), text
+    # In the instructions: only map fds are relocated.
+    ld_map = insn(0x18, progcache.BPF_PSEUDO_MAP_FD, 7) + insn(0, 0, 0)
+    progcache._check_insns(ld_map + insn(0x85, 0, 1) + insn(0x95), {7})
+    for bad in (ld_map, insn(0x18, 2, 7) + insn(0), insn(0x18, 3, 9) + insn(0),
+                insn(0x85, 2, 1234), ld_map[:12]):
+        with pytest.raises(progcache.Unusable):
+            progcache._check_insns(bad, {8})
+    # The new fd goes into the ld_imm64's first half; its second half is left alone.
+    patched = progcache._patched(ld_map + insn(0xb7, 0, 7), {7: 42})
+    assert patched == insn(0x18, progcache.BPF_PSEUDO_MAP_FD, 42) + insn(0) + insn(0xb7, 0, 7)
