@@ -88,6 +88,20 @@ def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
 
 
 @pytest.mark.root
+def test_trace_leaves_itself_out_through_a_map_so_its_program_is_cached(cache, target):
+    # trace's own pid is a map value, not a define (EXCLUDE_SELF in bpf/trace.bpf.c):
+    # the second run's text is the first's, so it is a hit.
+    args = ["trace", f"{target}:counted_function"]
+    out1, err1 = run(cache, args, target, "calls", str(N))
+    break_compiling(stored_entry(err1))
+    out2, err2 = run(cache, args, target, "calls", str(N))
+    hit_entry(err2)
+    for out in (out1, out2):
+        rows = [line.split()[2:] for line in out.splitlines()[1:]]
+        assert rows == [[Path(target).name, "counted_function"]] * N, out
+
+
+@pytest.mark.root
 def test_opensnoop_tracepoints_and_ring_buffer_from_the_cache(cache, target, tmp_path):
     marker = str(tmp_path / "cache-marker")
     comm = Path(target).name
