@@ -10,6 +10,7 @@ Each test runs on a copy of the workload under a name of its own, system-wide
 (a program filtering one pid is not cached: the pid is compiled in), so other
 processes running the workload cannot add to the counts."""
 import base64
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
 from pytracekit import progcache
 
 N = 25
+START_S = 240   # a first (compiling) start of a stack tool took over 60 s on the loaded machine
 BROKEN_HEADER = "#error the program cache was expected to make compiling unnecessary\n"
 
 
@@ -41,9 +43,19 @@ def target(workload, tmp_path) -> str:
     return str(path)
 
 
+@contextlib.contextmanager
+def started(*args: str, env: dict):
+    """Tool(...) as a context, with a start-up bound for a loaded machine."""
+    tool = Tool(*args, env=env).start(timeout=START_S)
+    try:
+        yield tool
+    finally:
+        tool.__exit__()
+
+
 def run(cache: dict, args: list[str], *workload_args: str) -> tuple[str, str]:
     """The tool system-wide, the workload once it is attached, the output."""
-    with Tool(*args, "--verbose", env=cache) as tool:
+    with started(*args, "--verbose", env=cache) as tool:
         run_workload(*workload_args)
         out, err = tool.stop(signal.SIGINT)
     assert tool.returncode == 0, err
@@ -91,10 +103,17 @@ def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
 def test_trace_leaves_itself_out_through_a_map_so_its_program_is_cached(cache, target):
     # trace's own pid is a map value, not a define (EXCLUDE_SELF in bpf/trace.bpf.c):
     # the second run's text is the first's, so it is a hit.
-    args = ["trace", f"{target}:counted_function"]
-    out1, err1 = run(cache, args, target, "calls", str(N))
+    # -M: the run ends after N events by itself (an interrupt's drain is bounded in time).
+    def traced() -> tuple[str, str]:
+        with started("trace", "-M", str(N), f"{target}:counted_function", "--verbose",
+                     env=cache) as tool:
+            run_workload(target, "calls", str(N))
+            out, err = tool.wait(timeout=120)
+        assert tool.returncode == 0, err
+        return out, err
+    out1, err1 = traced()
     break_compiling(stored_entry(err1))
-    out2, err2 = run(cache, args, target, "calls", str(N))
+    out2, err2 = traced()
     hit_entry(err2)
     for out in (out1, out2):
         rows = [line.split()[2:] for line in out.splitlines()[1:]]
@@ -107,7 +126,7 @@ def test_opensnoop_tracepoints_and_ring_buffer_from_the_cache(cache, target, tmp
     comm = Path(target).name
     results = []
     for attempt in range(2):
-        with Tool("opensnoop", "-n", comm, "--verbose", env=cache) as tool:
+        with started("opensnoop", "-n", comm, "--verbose", env=cache) as tool:
             run_workload(target, "open", marker, str(N))
             out, err = tool.stop(signal.SIGINT)
         assert tool.returncode == 0, err
