@@ -273,9 +273,9 @@ class Program:
         to write at close() is remembered). See progcache.py."""
         if not progcache.enabled() or not progcache.cacheable(text):
             return None
-        if self.defines.get("FILTER_PID") or self.defines.get("FILTER_TID"):
-            # The pid is compiled in: an entry would never be used again.
-            progcache.note(f"{self.name} filters one process: not cached")
+        per_process = [k for k, v in self.defines.items() if k.endswith(("PID", "TID")) and v]
+        if per_process:   # FILTER_PID, EXEC_PID...: compiled in, so never the same text again
+            progcache.note(f"{self.name} has a pid compiled in ({per_process[0]}): not cached")
             return None
         import bcc
         key = progcache.key(text, cflags, _usdt_text(self.usdt), bcc.__version__)
