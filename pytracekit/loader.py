@@ -273,12 +273,19 @@ class Program:
         to write at close() is remembered). See progcache.py."""
         if not progcache.enabled() or not progcache.cacheable(text):
             return None
+        if self.usdt:   # untested from the cache (USDT probes here are per process anyway)
+            progcache.note(f"{self.name} reads USDT arguments: not cached")
+            return None
         per_process = [k for k, v in self.defines.items() if k.endswith(("PID", "TID")) and v]
         if per_process:   # FILTER_PID, EXEC_PID...: compiled in, so never the same text again
             progcache.note(f"{self.name} has a pid compiled in ({per_process[0]}): not cached")
             return None
         import bcc
-        key = progcache.key(text, cflags, _usdt_text(self.usdt), bcc.__version__)
+        try:
+            key = progcache.key(text, cflags, _usdt_text(self.usdt), bcc.__version__)
+        except OSError as exc:
+            progcache.note(f"{self.name}: no key ({exc}), compiling")
+            return None
         path = progcache.entry_path(header_dir, key)
         entry = progcache.lookup(path, key)
         if entry is not None:
