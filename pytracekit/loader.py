@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from . import settings
+from . import progcache, settings
 from .errors import (CompileError, DryRunComplete, EbpfPrinted, NotFoundError,
                      NotSupportedError, PrivilegeError, PytracekitError, VerifierError, tail)
 from .model import LossReport
@@ -201,6 +201,7 @@ class Program:
     _links: list[int] = field(default_factory=list)        # uprobe_multi link fds
     _multi_loaded: set[str] = field(default_factory=set)   # loaded for uprobe_multi
     _drained: dict[str, Any] = field(default_factory=dict)  # mapdrain.drained snapshots
+    _cache_entry: tuple[Path, str] | None = None           # (path, key) to store at close
 
     # -- construction -------------------------------------------------------
 
@@ -251,13 +252,15 @@ class Program:
                 _working_directory(header_dir):
             import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
             _fix_uprobe_ref_ctr_offset()
-            try:
-                self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
-            except Exception as exc:  # BCC raises bare Exception
-                self.bpf = None
-                failure = exc
-            else:
-                failure = None
+            self.bpf = self._from_cache(text, cflags, header_dir)
+            failure = None
+            if self.bpf is None:
+                try:
+                    self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
+                except Exception as exc:  # BCC raises bare Exception
+                    self.bpf = None
+                    self._cache_entry = None
+                    failure = exc
         output = log[0]
         if failure is not None:
             raise _load_error(self.name, str(failure), output, text)
@@ -265,6 +268,56 @@ class Program:
             sys.stderr.write(output)
         for fn in self._autoloaded():
             self._loaded.append(fn)
+
+    def _from_cache(self, text: str, cflags: list[str], header_dir: Path) -> Any:
+        """A BPF object loaded from the program cache, else None (and the entry
+        to write at close() is remembered). See progcache.py."""
+        if not progcache.enabled() or not progcache.cacheable(text):
+            return None
+        if self.usdt:   # untested from the cache (USDT probes here are per process anyway)
+            progcache.note(f"{self.name} reads USDT arguments: not cached")
+            return None
+        per_process = [k for k, v in self.defines.items() if k.endswith(("PID", "TID")) and v]
+        if per_process:   # FILTER_PID, EXEC_PID...: compiled in, so never the same text again
+            progcache.note(f"{self.name} has a pid compiled in ({per_process[0]}): not cached")
+            return None
+        import bcc
+        try:
+            key = progcache.key(text, cflags, _usdt_text(self.usdt), bcc.__version__)
+        except OSError as exc:
+            progcache.note(f"{self.name}: no key ({exc}), compiling")
+            return None
+        path = progcache.entry_path(header_dir, key)
+        entry = progcache.lookup(path, key)
+        if entry is not None:
+            try:
+                bpf = progcache.cached_bpf(entry, self.usdt)
+            except Exception as exc:   # pylint: disable=broad-except  # Unusable, or a bug here
+                progcache.note(f"{self.name}: entry unusable ({exc}), compiling")
+            else:
+                progcache.note(f"hit for {self.name} ({path})")
+                return bpf
+        else:
+            progcache.note(f"miss for {self.name}, compiling")
+        self._cache_entry = (path, key)
+        return None
+
+    def _store_in_cache(self) -> None:
+        if self._cache_entry is None or self.bpf is None:
+            return
+        path, key = self._cache_entry
+        self._cache_entry = None
+        from .kernel import bpfsys
+        try:
+            loads = [(name.decode(), bpfsys.prog_type(fn.fd),
+                      bpfsys.TRACE_UPROBE_MULTI if name.decode() in self._multi_loaded else -1)
+                     for name, fn in self.bpf.funcs.items()]
+            progcache.store(path, progcache.record(self.bpf, key, loads))
+        except Exception as exc:   # pylint: disable=broad-except
+            # (Unusable, a write error...): the cache must never fail a run's teardown
+            progcache.note(f"{self.name} not stored: {exc}")
+        else:
+            progcache.note(f"stored {self.name} ({path})")
 
     def _autoloaded(self) -> list[str]:
         # BCC attaches TRACEPOINT_PROBE/RAW_TRACEPOINT_PROBE functions itself.
@@ -449,6 +502,7 @@ class Program:
         while self._links:
             os.close(self._links.pop())
         if self.bpf is not None:
+            self._store_in_cache()
             with captured_stderr():
                 _close_perf_events_concurrently(self.bpf)
                 self.bpf.cleanup()
@@ -475,6 +529,16 @@ def _environ(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = saved
+
+
+def _usdt_text(contexts: list[Any]) -> bytes:
+    """The USDT argument readers BCC puts before the program text."""
+    if not contexts:
+        return b""
+    import ctypes
+    from bcc.libbcc import lib
+    array = (ctypes.c_void_p * len(contexts))(*[c.get_context() for c in contexts])
+    return lib.bcc_usdt_genargs(array, len(contexts)) or b""
 
 
 def _fix_uprobe_ref_ctr_offset() -> None:

@@ -12,6 +12,7 @@ import platform
 import struct
 
 SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "s390x": 351, "ppc64le": 361, "riscv64": 280}
+MAP_CREATE = 0
 PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, TASK_FD_QUERY, LINK_CREATE = 5, 13, 15, 20, 28
 # enum bpf_task_fd_type
 FD_TYPES = ("raw_tracepoint", "tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe")
@@ -45,6 +46,38 @@ def _load_empty(prog_type: int, expected_attach_type: int, attach_btf_id: int = 
     struct.pack_into("I", attr, 68, expected_attach_type)
     struct.pack_into("I", attr, 108, attach_btf_id)
     return bpf(PROG_LOAD, attr)
+
+
+def prog_load(prog_type: int, name: bytes, insns: bytes, license: bytes, kern_version: int,
+              expected_attach_type: int = -1) -> tuple[int, int, str]:
+    """BPF_PROG_LOAD of ready instructions (the program cache): (fd, errno,
+    verifier log, only on failure: the load is retried with a log then)."""
+    c_insns = ctypes.create_string_buffer(insns, len(insns))
+    c_license = ctypes.create_string_buffer(license)
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("IIQQ", attr, 0, prog_type, len(insns) // 8,
+                     ctypes.addressof(c_insns), ctypes.addressof(c_license))
+    struct.pack_into("I", attr, 40, kern_version)
+    struct.pack_into("16s", attr, 48, name[:15])
+    struct.pack_into("I", attr, 68, max(expected_attach_type, 0))
+    fd, err = bpf(PROG_LOAD, attr)
+    if fd >= 0:
+        return fd, 0, ""
+    log = ctypes.create_string_buffer(1 << 20)
+    struct.pack_into("IIQ", attr, 24, 1, ctypes.sizeof(log), ctypes.addressof(log))
+    fd2, _err = bpf(PROG_LOAD, attr)
+    if fd2 >= 0:
+        os.close(fd2)
+    return -1, err, log.value.decode(errors="replace")
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int,
+               name: str) -> tuple[int, int]:
+    """BPF_MAP_CREATE without BTF (the program cache): (fd, errno)."""
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("IIIII", attr, 0, map_type, key_size, value_size, max_entries, flags)
+    struct.pack_into("16s", attr, 28, name.encode()[:15])
+    return bpf(MAP_CREATE, attr)
 
 
 def load_empty_fentry(attach_btf_id: int) -> tuple[int, int]:
@@ -133,3 +166,13 @@ def task_fd_query(pid: int, fd: int) -> tuple[str, str, int] | None:
     prog_id, fd_type = struct.unpack_from("II", attr, 24)
     kind = FD_TYPES[fd_type] if fd_type < len(FD_TYPES) else str(fd_type)
     return kind, buf.value.decode(errors="replace"), prog_id
+
+
+def prog_type(fd: int) -> int:
+    """The type of loaded program `fd` (bpf_prog_info.type), or -1."""
+    info = (ctypes.c_char * _PROG_INFO_SIZE)()
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("IIQ", attr, 0, fd, ctypes.sizeof(info), ctypes.addressof(info))
+    result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
+    return struct.unpack_from("I", info, 0)[0] if result >= 0 else -1
+

@@ -1,0 +1,219 @@
+"""The compiled-program cache (pytracekit/progcache.py): a tool run twice gives
+the same exact results, the second without compiling; untrusted, corrupt and
+unloadable entries mean compiling again, never an error.
+
+"Without compiling" is observed, not mocked: before the second run the
+program's BTF header (the vmlinux.h every compile includes) is replaced by
+one that stops any compile with an #error, so only a cache hit can attach.
+
+Each test runs on a copy of the workload under a name of its own, system-wide
+(a program filtering one pid is not cached: the pid is compiled in), so other
+processes running the workload cannot add to the counts."""
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
+from pytracekit import progcache
+
+N = 25
+START_S = 240   # a first (compiling) start of a stack tool took over 60 s on the loaded machine
+BROKEN_HEADER = "#error the program cache was expected to make compiling unnecessary\n"
+
+
+@pytest.fixture
+def cache(tmp_path) -> dict[str, str]:
+    """A cache of the test's own (built in about a second), so the first run is a miss."""
+    return {"PYTRACEKIT_CACHE": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def target(workload, tmp_path) -> str:
+    """The workload under a unique name (its comm too: 15 characters)."""
+    path = tmp_path / f"pc{os.getpid() % 100000}{tmp_path.name[-6:]}"[:15]
+    shutil.copy2(workload, path)
+    return str(path)
+
+
+@contextlib.contextmanager
+def started(*args: str, env: dict):
+    """Tool(...) as a context, with a start-up bound for a loaded machine."""
+    tool = Tool(*args, env=env).start(timeout=START_S)
+    try:
+        yield tool
+    finally:
+        tool.__exit__()
+
+
+def run(cache: dict, args: list[str], *workload_args: str) -> tuple[str, str]:
+    """The tool system-wide, the workload once it is attached, the output."""
+    with started(*args, "--verbose", env=cache) as tool:
+        run_workload(*workload_args)
+        out, err = tool.stop(signal.SIGINT)
+    assert tool.returncode == 0, err
+    assert "Traceback" not in err
+    return out, err
+
+
+def stored_entry(err: str) -> Path:
+    match = re.search(r"program cache: stored \S+ \((\S+)\)", err)
+    assert match, err
+    return Path(match[1])
+
+
+def hit_entry(err: str) -> Path:
+    match = re.search(r"program cache: hit for \S+ \((\S+)\)", err)
+    assert match, err
+    return Path(match[1])
+
+
+def break_compiling(entry: Path) -> None:
+    (entry.parent / "vmlinux.h").write_text(BROKEN_HEADER)
+
+
+def funccount_counts(out: str) -> dict[str, int]:
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["FUNC", "COUNT"], out
+    return {name: int(count) for name, count in (l.rsplit(None, 1) for l in lines[1:])}
+
+
+@pytest.mark.root
+def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
+    args = ["funccount", f"{target}:counted_function"]
+    out1, err1 = run(cache, args, target, "calls", str(N))
+    assert "program cache: miss for funccount" in err1
+    entry = stored_entry(err1)
+    assert funccount_counts(out1) == {"counted_function": N}
+    break_compiling(entry)
+    out2, err2 = run(cache, args, target, "calls", str(N))
+    assert hit_entry(err2) == entry and "stored" not in err2
+    assert out2 == out1
+    assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_trace_leaves_itself_out_through_a_map_so_its_program_is_cached(cache, target):
+    # trace's own pid is a map value, not a define (EXCLUDE_SELF in bpf/trace.bpf.c):
+    # the second run's text is the first's, so it is a hit.
+    # -M: the run ends after N events by itself (an interrupt's drain is bounded in time).
+    def traced() -> tuple[str, str]:
+        with started("trace", "-M", str(N), f"{target}:counted_function", "--verbose",
+                     env=cache) as tool:
+            run_workload(target, "calls", str(N))
+            out, err = tool.wait(timeout=120)
+        assert tool.returncode == 0, err
+        return out, err
+    out1, err1 = traced()
+    break_compiling(stored_entry(err1))
+    out2, err2 = traced()
+    hit_entry(err2)
+    for out in (out1, out2):
+        rows = [line.split()[2:] for line in out.splitlines()[1:]]
+        assert rows == [[Path(target).name, "counted_function"]] * N, out
+
+
+@pytest.mark.root
+def test_opensnoop_tracepoints_and_ring_buffer_from_the_cache(cache, target, tmp_path):
+    marker = str(tmp_path / "cache-marker")
+    comm = Path(target).name
+    results = []
+    for attempt in range(2):
+        with started("opensnoop", "-n", comm, "--verbose", env=cache) as tool:
+            run_workload(target, "open", marker, str(N))
+            out, err = tool.stop(signal.SIGINT)
+        assert tool.returncode == 0, err
+        hits = [line.split() for line in out.splitlines() if line.endswith(" " + marker)]
+        assert len(hits) == N and {tuple(h[1:4]) for h in hits} == {(comm, "3", "0")}
+        assert re.search(r"\b0 lost\b", err), err
+        if attempt == 0:
+            break_compiling(stored_entry(err))
+        else:
+            hit_entry(err)
+        results.append([h[1:] for h in hits])
+    assert results[0] == results[1]
+
+
+@pytest.mark.root
+def test_stackcount_user_stacks_from_the_cache(cache, target):
+    args = ["stackcount", f"{target}:stack_leaf"]
+    out1, err1 = run(cache, args, target, "stacks", str(N))
+    break_compiling(stored_entry(err1))
+    out2, err2 = run(cache, args, target, "stacks", str(N))
+    hit_entry(err2)
+    assert out2 == out1
+    blocks = [b.strip().splitlines() for b in out1.strip().split("\n\n")]
+    assert [int(b[-1]) for b in blocks] == [N, 2 * N], out1
+    assert "stack_path_a" in blocks[0][1] and "stack_path_b" in blocks[1][1], out1
+
+
+@pytest.mark.root
+def test_untrusted_corrupt_and_unloadable_entries_mean_compiling(cache, target):
+    args = ["funccount", f"{target}:counted_function"]
+    _out, err = run(cache, args, target, "calls", str(N))
+    entry = stored_entry(err)
+    good = entry.read_text()
+
+    os.chown(entry, 65534, 65534)    # planted by another user
+    out, err = run(cache, args, target, "calls", str(N))
+    assert "ignoring an entry" in err and "owned by uid 65534" in err
+    assert "miss for funccount" in err and funccount_counts(out) == {"counted_function": N}
+    assert entry.stat().st_uid == 0     # rewritten by this run
+
+    entry.write_text(good[: len(good) // 2])     # truncated: not JSON
+    out, err = run(cache, args, target, "calls", str(N))
+    assert "ignoring unreadable entry" in err and funccount_counts(out) == {"counted_function": N}
+
+    # Well-formed, but every function now only says `exit` (r0 never set): the
+    # kernel refuses it after the maps exist; they are closed, BCC compiles.
+    bad = json.loads(good)
+    exit_only = base64.b64encode(struct.pack("<BBhi", 0x95, 0, 0, 0)).decode()
+    bad["functions"] = {name: exit_only for name in bad["functions"]}
+    entry.write_text(json.dumps(bad))
+    out, err = run(cache, args, target, "calls", str(N))
+    assert "entry unusable" in err and "stored" in err
+    assert funccount_counts(out) == {"counted_function": N}
+    assert pytracekit_probes_left() == []
+
+
+@pytest.mark.root
+def test_disabled_and_per_process_runs_store_nothing(cache, target, workload):
+    args = ["funccount", f"{target}:counted_function", "--verbose"]
+    res = pytracekit(*args, "-d", "0.1", env={**cache, "PYTRACEKIT_NO_PROGRAM_CACHE": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "program cache" not in res.stderr
+    res = pytracekit(*args, "--", target, "calls", str(N), env=cache)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"has a pid compiled in \(\w*PID\): not cached", res.stderr), res.stderr
+    assert "stored" not in res.stderr
+    assert funccount_counts(res.stdout) == {"counted_function": N}
+
+
+def insn(code: int, src: int = 0, imm: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, src << 4, 0, imm)
+
+
+def test_what_the_cache_cannot_reproduce_is_not_cached():
+    # By name in the text: fentry/LSM programs load against a kernel BTF id while
+    # BCC compiles; spin locks and timers need map BTF; pinned tables are shared.
+    assert progcache.cacheable("int count(struct pt_regs *ctx) { return 0; }")
+    for text in ("int kfunc__vfs_read(u64 *ctx)", "struct bpf_spin_lock lock;",
+                 "BPF_TABLE_PINNED(\"hash\", u32, u64, m, 1, \"/sys/fs/bpf/m\");"):
+        assert not progcache.cacheable(text), text
+    # In the instructions: only map fds are relocated.
+    ld_map = insn(0x18, progcache.BPF_PSEUDO_MAP_FD, 7) + insn(0, 0, 0)
+    progcache._check_insns(ld_map + insn(0x85, 0, 1) + insn(0x95), {7})
+    for bad in (ld_map, insn(0x18, 2, 7) + insn(0), insn(0x18, 3, 9) + insn(0),
+                insn(0x85, 2, 1234), ld_map[:12]):
+        with pytest.raises(progcache.Unusable):
+            progcache._check_insns(bad, {8})
+    # The new fd goes into the ld_imm64's first half; its second half is left alone.
+    patched = progcache._patched(ld_map + insn(0xb7, 0, 7), {7: 42})
+    assert patched == insn(0x18, progcache.BPF_PSEUDO_MAP_FD, 42) + insn(0) + insn(0xb7, 0, 7)
