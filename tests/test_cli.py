@@ -11,7 +11,8 @@ import pytest
 from pytracekit.cli import tool_names
 from pytracekit.errors import NotFoundError
 
-from conftest import ROOT, pytracekit, pytracekit_as_nobody, pytracekit_probes_left
+from conftest import (ROOT, pytracekit, pytracekit_as_nobody, pytracekit_in_process,
+                      pytracekit_probes_left)
 
 
 def _dry_run_args(name: str) -> list[str]:
@@ -31,10 +32,10 @@ def _loads_bpf(name: str) -> bool:
 
 
 def test_every_tool_prints_its_bpf_with_ebpf():
-    names = list(filter(_loads_bpf, tool_names()))
-    with ThreadPoolExecutor(2) as pool:
-        runs = pool.map(lambda name: pytracekit(name, *_dry_run_args(name), "--ebpf"), names)
-    for name, res in zip(names, runs):
+    """In-process (--ebpf prints before compiling; the launcher's own path is
+    test_bad_input's test_launchers_give_the_same_line_and_status)."""
+    for name in filter(_loads_bpf, tool_names()):
+        res = pytracekit_in_process(name, *_dry_run_args(name), "--ebpf")
         assert res.returncode == 0, f"{name}: {res.stderr}"
         assert "pytracekit.h" in res.stdout or "PYTRACEKIT_H" in res.stdout, name
 
