@@ -35,6 +35,14 @@ def _root_skip_reason() -> str | None:
     return None
 
 
+def pytest_configure(config):
+    """A suite started as a background job (`make test &` in a script) has SIGINT
+    ignored, and the tools it starts would inherit that (runner keeps a caller's
+    SIG_IGN): every `Tool.stop()` then waited out its timeout. Ctrl-C is ours."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config, items):
     reason = _root_skip_reason()
     if reason is None:
