@@ -35,6 +35,14 @@ def _root_skip_reason() -> str | None:
     return None
 
 
+def pytest_configure(config):
+    """A suite started as a background job (`make test &` in a script) has SIGINT
+    ignored, and the tools it starts would inherit that (runner keeps a caller's
+    SIG_IGN): every `Tool.stop()` then waited out its timeout. Ctrl-C is ours."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(config, items):
     reason = _root_skip_reason()
     if reason is None:
@@ -192,6 +200,46 @@ def pytracekit(*args: str, timeout: float = 90, env: dict | None = None,
     return subprocess.run([sys.executable, "-m", "pytracekit", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd or ROOT,
                           env={**os.environ, **(env or {})})
+
+
+def pytracekit_in_process(*args: str) -> subprocess.CompletedProcess:
+    """`pytracekit ARGS` run by `cli.main` in this process: the stdout, stderr
+    (file descriptors 1 and 2 too, so a C library's message would show) and
+    status a subprocess would give, without an interpreter's start-up. For bad
+    input, refused before anything is attached; tests of the launcher and of
+    a real exit status use `pytracekit(...)`. Main thread only."""
+    import tempfile
+    from pytracekit import cli, runner
+    claimed = runner._claimed
+    streams = sys.stdout, sys.stderr
+    for stream in streams:
+        stream.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdout, sys.stderr = (
+                open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False,
+                     buffering=1) for fd in (1, 2))
+            try:
+                status = cli.main(list(args))
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            sys.stdout, sys.stderr = streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            runner._claimed = claimed
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read().decode("utf-8", errors="replace"))
+    return subprocess.CompletedProcess(["pytracekit", *args], status, *texts)
 
 
 class Tool:

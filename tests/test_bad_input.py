@@ -3,6 +3,11 @@
 Every tool is covered: those with --pid get a pid that does not exist, those that
 run a command get one that does not exist. A new tool is held to this as soon as it
 is added; give it the arguments it needs to get that far in BASE_ARGS.
+
+Input refused before anything is attached runs in this process (`run`: cli.main,
+with file descriptors 1 and 2 captured); test_launchers_give_the_same_line_and_status
+proves on real processes that `tools/TOOL` and `python -m pytracekit` say and exit
+the same. Runs that load BPF, or run as another user, are real processes.
 """
 import importlib
 import os
@@ -12,6 +17,7 @@ import select
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 import pytest
@@ -20,7 +26,7 @@ from pytracekit.cli import tool_names
 from pytracekit.errors import EXIT_RUNTIME, EXIT_USAGE
 from pytracekit.options import CommandAfterDashes
 
-from conftest import ROOT, Tool, pytracekit, pytracekit_as_nobody
+from conftest import ROOT, Tool, pytracekit, pytracekit_as_nobody, pytracekit_in_process
 
 MISSING_PID = "999999"
 MISSING_PROGRAM = "/nonexistent/pytracekit-no-such-program"
@@ -65,6 +71,11 @@ def takes_command(name: str) -> bool:
     return any(isinstance(p, click.Argument) and p.nargs == -1 for p in cmd.params)
 
 
+def run(*args: str):
+    """`pytracekit ARGS` in this process (see the module's docstring)."""
+    return pytracekit_in_process(*args)
+
+
 def assert_one_line(res, status: int, *fragments: str) -> str:
     assert "Traceback" not in res.stderr, res.stderr
     lines = res.stderr.splitlines()
@@ -77,33 +88,33 @@ def assert_one_line(res, status: int, *fragments: str) -> str:
 
 @pytest.mark.parametrize("name", [n for n in tool_names() if takes_pid(n)])
 def test_missing_pid(name):
-    res = pytracekit(name, *BASE_ARGS.get(name, []), "--pid", MISSING_PID, timeout=30)
+    res = run(name, *BASE_ARGS.get(name, []), "--pid", MISSING_PID)
     assert_one_line(res, EXIT_RUNTIME, f"no process with pid {MISSING_PID}")
 
 
 @pytest.mark.parametrize("name", [n for n in tool_names() if takes_command(n)])
 def test_missing_command(name):
-    res = pytracekit(name, *BASE_ARGS.get(name, []), "--", MISSING_PROGRAM, timeout=30)
+    res = run(name, *BASE_ARGS.get(name, []), "--", MISSING_PROGRAM)
     assert_one_line(res, EXIT_RUNTIME, f"cannot run {MISSING_PROGRAM}", "PATH")
 
 
 @pytest.mark.parametrize("name", [n for n in tool_names() if takes_pid(n) and takes_command(n)])
 def test_pid_and_command_conflict(name):
-    res = pytracekit(name, *BASE_ARGS.get(name, []), "--pid", "1", "--", "true", timeout=30)
+    res = run(name, *BASE_ARGS.get(name, []), "--pid", "1", "--", "true")
     assert_one_line(res, EXIT_USAGE, "COMMAND, not both")
 
 
 @pytest.mark.parametrize("name", [n for n in tool_names()
                                   if "--duration" in _long_options(_command(n))])
 def test_negative_duration(name):
-    res = pytracekit(name, *BASE_ARGS.get(name, []), "--duration", "-1", timeout=30)
+    res = run(name, *BASE_ARGS.get(name, []), "--duration", "-1")
     assert_one_line(res, EXIT_USAGE, "--duration")
 
 
 @pytest.mark.parametrize("name", [n for n in tool_names()
                                   if "--interval" in _long_options(_command(n))])
 def test_zero_interval(name):
-    res = pytracekit(name, *BASE_ARGS.get(name, []), "--interval", "0", timeout=30)
+    res = run(name, *BASE_ARGS.get(name, []), "--interval", "0")
     assert_one_line(res, EXIT_USAGE, "--interval")
 
 
@@ -111,8 +122,29 @@ def test_zero_interval(name):
 # option used to become the command to run ("cannot run --bogus").
 @pytest.mark.parametrize("name", [n for n in tool_names() if takes_command(n)])
 def test_unknown_option(name):
-    res = pytracekit(name, *BASE_ARGS.get(name, []), "--no-such-option", timeout=30)
+    res = run(name, *BASE_ARGS.get(name, []), "--no-such-option")
     assert_one_line(res, EXIT_USAGE, "--no-such-option")
+
+
+# The launchers themselves, as real processes: `tools/TOOL` (tools/_launch) and
+# `python -m pytracekit` say and exit exactly what the in-process run does.
+@pytest.mark.parametrize("launcher, args, status", [
+    ("tools", ["funccount", GETPID, "--pid", MISSING_PID], EXIT_RUNTIME),
+    ("tools", ["profile", "--duration", "-1"], EXIT_USAGE),
+    ("module", ["trace", GETPID, "--", MISSING_PROGRAM], EXIT_RUNTIME),
+    ("module", ["runqlat", "--no-such-option"], EXIT_USAGE),
+    ("module", ["stackcount", GETPID, "--pid", "1", "--", "true"], EXIT_USAGE),
+])
+def test_launchers_give_the_same_line_and_status(launcher, args, status):
+    if launcher == "tools":
+        res = subprocess.run([str(ROOT / "tools" / args[0]), *args[1:]], capture_output=True,
+                             text=True, timeout=60)
+    else:
+        res = pytracekit(*args, timeout=60)
+    assert_one_line(res, status)
+    inside = run(*args)
+    assert (inside.returncode, inside.stdout, inside.stderr) == \
+        (res.returncode, res.stdout, res.stderr)
 
 
 @pytest.mark.parametrize("args, status, fragment", [
@@ -144,7 +176,7 @@ def test_unknown_option(name):
     (["export", "--tool", "no_such_tool", "-d", "0"], EXIT_USAGE, "no_such_tool"),
 ])
 def test_malformed_specs_and_conflicts(args, status, fragment):
-    res = pytracekit(*args, timeout=30)
+    res = run(*args)
     assert_one_line(res, status, fragment)
 
 
@@ -158,7 +190,7 @@ def test_malformed_specs_and_conflicts(args, status, fragment):
     ["timechart", "-o", "/nonexistent/dir/out.svg", "-d", "5"],
 ])
 def test_unwritable_output_is_refused_before_tracing(args):
-    res = pytracekit(*args, timeout=30)
+    res = run(*args)
     assert_one_line(res, EXIT_USAGE, "cannot write /nonexistent/dir/out.",
                     "no directory /nonexistent/dir")
 
@@ -286,7 +318,7 @@ def test_bad_input_is_one_line(args, status, fragment, bad_files):
     if args[0] == AS_NOBODY:
         res = pytracekit_as_nobody(*args[1:])
     else:
-        res = pytracekit(*args, timeout=60)
+        res = run(*args)
     assert "internal error" not in res.stderr
     assert_one_line(res, status, fragment)
 
@@ -381,13 +413,33 @@ def test_generic_bad_values_are_usage_errors(name, opt, value, capsys):
     assert status == EXIT_USAGE and len(err.splitlines()) == 1 and opt.lstrip("-") in err, err
 
 
+DURATION_TOOLS = [n for n in tool_names() if "--duration" in _long_options(_command(n))]
+
+
+@pytest.fixture(scope="module")
+def zero_duration_runs(request) -> dict:
+    """`--duration 0` of the tools whose test this session runs, two at a time
+    (a compile keeps one CPU busy)."""
+    names = [item.callspec.params["name"] for item in request.session.items
+             if item.originalname == "test_zero_duration_ends_at_once"]
+
+    def run_zero(name: str):
+        try:
+            return pytracekit(name, *BASE_ARGS.get(name, []), "--duration", "0", timeout=90)
+        except subprocess.TimeoutExpired as exc:   # that tool's test fails with it
+            return exc
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(names, pool.map(run_zero, names)))
+
+
 @pytest.mark.root
-@pytest.mark.parametrize("name", [n for n in tool_names()
-                                  if "--duration" in _long_options(_command(n))])
-def test_zero_duration_ends_at_once(name):
+@pytest.mark.parametrize("name", DURATION_TOOLS)
+def test_zero_duration_ends_at_once(name, zero_duration_runs):
     """-d 0 is not an error: the tool attaches and ends at once (tests use it
     as a load check); where the tool needs more it says so in one line."""
-    res = pytracekit(name, *BASE_ARGS.get(name, []), "--duration", "0", timeout=60)
+    res = zero_duration_runs[name]
+    if isinstance(res, Exception):
+        raise res
     assert "internal error" not in res.stderr and "Traceback" not in res.stderr, res.stderr
     if res.returncode:
         assert_one_line(res, EXIT_USAGE)

@@ -6,11 +6,14 @@ The tools are found from the click commands, so a new tool with -p is covered
 here at once: it runs with the arguments in TOOL_ARGS (none by default)."""
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import pytest
 
-from conftest import ROOT, Tool, pytracekit
+from conftest import Tool, pytracekit, pytracekit_in_process
 from pytracekit import cli
 
 # What a tool needs besides -p to trace the workload's sleeps.
@@ -71,50 +74,96 @@ def _args(tool: str, tmp_path) -> list[str]:
     return args
 
 
-@pytest.mark.root
-@pytest.mark.parametrize("tool", [t for t in TOOLS_WITH_PID
-                                  if t not in NOT_TRACERS and t not in NEEDS_PYTHON
-                                  and t not in NEEDS_HOT_FUNCTION])
-def test_tool_ends_when_its_process_exits(tool, workload, tmp_path):
-    go = tmp_path / "go"
+# Two tools' runs side by side: one compiles while the other traces and ends. Each
+# tool's process is let go as soon as that tool is attached: a tool left attached
+# meanwhile gathers more to print at the end (offwaketime's wakers).
+SIDE_BY_SIDE = 2
+TRACERS = [t for t in TOOLS_WITH_PID if t not in NOT_TRACERS and t not in NEEDS_PYTHON
+           and t not in NEEDS_HOT_FUNCTION]
+
+
+@dataclass
+class Ended:
+    """How a tool's -p run ended: its output, status and seconds after its process."""
+    tmp: Path
+    out: str = ""
+    err: str = ""
+    returncode: int | None = None
+    took: float = 0.0
+    failure: str = ""           # what went wrong before the checks (the test fails with it)
+    error: BaseException | None = None   # its start failed
+
+
+def _run_one(tool: str, workload: str, tmp: Path) -> Ended:
+    r = Ended(tmp)
+    go = tmp / "go"
     # sleeps and CPU time: something for every kind of tool to see; then 0.2 s
     # asleep (not cpuburst's 1 s: the tool already traces, -p read it at start)
     proc = subprocess.Popen([workload, "--go-file", str(go), "cpuburst", "20", "3000", "200"],
                             stdout=subprocess.DEVNULL)
     running = None
     try:
-        running = Tool(tool, *_args(tool, tmp_path), "-p", str(proc.pid)).start()
+        running = Tool(tool, *_args(tool, tmp), "-p", str(proc.pid)).start(timeout=120)
         go.touch()
-        assert proc.wait(timeout=30) == 0
+        status = proc.wait(timeout=30)
+        if status != 0:
+            r.failure = f"the workload exited with status {status}"
+            return r
         gone = time.monotonic()
         try:
-            out, err = running.wait(timeout=10)
+            r.out, r.err = running.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"{tool} -p still running 10 s after its process exited")
-        # within a few seconds: "within a second" plus a loaded machine's slack
-        # (printing the results may symbolize stacks)
-        assert time.monotonic() - gone < 5, f"{tool} took {time.monotonic() - gone:.1f} s"
-        assert running.returncode == 0, (out, err)
-        assert "Traceback" not in err and "internal error" not in err, err
-        if tool == "record":   # its results are the file
-            report = pytracekit("report", str(tmp_path / "rec.data"))
-            assert report.returncode == 0, report.stderr
-            assert "busy_call" in report.stdout, report.stdout
-        elif tool == "timechart":   # its results are the file: the process's one task
-            assert (tmp_path / "chart.svg").read_bytes().count(b'data-kind="task"') == 1
-        elif tool in NO_HEADER:
-            assert out == "" and "0 events captured, 0 lost" in err, (out, err)
-        elif tool in EMPTY_WHEN_IDLE:
-            assert out == "", out
-        else:
-            assert out.strip(), f"{tool} printed no results"
+            r.failure = f"{tool} -p still running 10 s after its process exited"
+            return r
+        r.took, r.returncode = time.monotonic() - gone, running.returncode
+    except BaseException as exc:   # its own test fails with it
+        r.error = exc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if running is not None and running.proc.poll() is None:
-            running.proc.kill()
-            running.proc.communicate()
+        if running is not None:
+            running.__exit__(None, None, None)
+    return r
+
+
+@pytest.fixture(scope="module")
+def ended(workload, tmp_path_factory, request) -> dict[str, Ended]:
+    """tool -> its Ended, for the tools whose test this session runs."""
+    tools = [item.callspec.params["tool"] for item in request.session.items
+             if item.originalname == "test_tool_ends_when_its_process_exits"]
+    with ThreadPoolExecutor(SIDE_BY_SIDE) as pool:
+        runs = pool.map(lambda tool: _run_one(tool, workload,
+                                              tmp_path_factory.mktemp(f"pid-exit-{tool}")), tools)
+        return dict(zip(tools, runs))
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("tool", TRACERS)
+def test_tool_ends_when_its_process_exits(tool, ended):
+    r = ended[tool]
+    if r.error is not None:
+        raise r.error
+    if r.failure:
+        pytest.fail(r.failure)
+    out, err = r.out, r.err
+    # within a few seconds: "within a second" plus a loaded machine's slack
+    # (printing the results may symbolize stacks)
+    assert r.took < 5, f"{tool} took {r.took:.1f} s"
+    assert r.returncode == 0, (out, err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    if tool == "record":   # its results are the file
+        report = pytracekit("report", str(r.tmp / "rec.data"))
+        assert report.returncode == 0, report.stderr
+        assert "busy_call" in report.stdout, report.stdout
+    elif tool == "timechart":   # its results are the file: the process's one task
+        assert (r.tmp / "chart.svg").read_bytes().count(b'data-kind="task"') == 1
+    elif tool in NO_HEADER:
+        assert out == "" and "0 events captured, 0 lost" in err, (out, err)
+    elif tool in EMPTY_WHEN_IDLE:
+        assert out == "", out
+    else:
+        assert out.strip(), f"{tool} printed no results"
 
 
 @pytest.mark.root
@@ -146,7 +195,7 @@ def test_a_pid_list_ends_with_its_last_process(workload, tmp_path):
 @pytest.mark.parametrize("bad", ["-5", "0", "abc", "1.5", ""])
 @pytest.mark.parametrize("tool", ["funccount", "profile", "top", "stat", "cprofile"])
 def test_a_bad_pid_is_one_line_and_status_2(tool, bad):
-    res = pytracekit(tool, *TOOL_ARGS.get(tool, []), "-p", bad)
+    res = pytracekit_in_process(tool, *TOOL_ARGS.get(tool, []), "-p", bad)
     assert res.returncode == 2, (res.returncode, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
