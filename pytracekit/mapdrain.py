@@ -7,7 +7,43 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import os
 from typing import Any, Iterable, Iterator
+
+
+def snapshot(table: Any, chunk: int = 1024) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a map. Hash maps are read by BPF_MAP_LOOKUP_BATCH:
+    BCC's walk by next-key restarts from the first key whenever the key it
+    stands on is deleted, so a map the kernel keeps deleting from (memleak's
+    frees) could keep it walking for ever. Other maps: BCC's items()."""
+    if type(table).__name__ not in ("HashTable", "LruHash"):
+        return list(table.items())
+    from bcc.libbcc import lib
+    entries: list[tuple[Any, Any]] = []
+    token_in, token_out = ctypes.c_uint32(0), ctypes.c_uint32(0)
+    first = True
+    while True:
+        keys, values = (table.Key * chunk)(), (table.Leaf * chunk)()
+        count = ctypes.c_uint32(chunk)
+        res = lib.bpf_lookup_batch(table.map_fd, None if first else ctypes.byref(token_in),
+                                   ctypes.byref(token_out), ctypes.byref(keys),
+                                   ctypes.byref(values), ctypes.byref(count))
+        err = ctypes.get_errno()
+        key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
+        entries += [(table.Key.from_buffer_copy(keys, i * key_size),   # BCC's own types,
+                     table.Leaf.from_buffer_copy(values, i * value_size))   # also for ints
+                    for i in range(count.value)]
+        if res == 0:
+            token_in.value, first = token_out.value, False
+            continue
+        if err == errno.ENOENT:        # the end of the map
+            return entries
+        if err == errno.ENOSPC and count.value == 0:   # one bucket holds more than a chunk
+            chunk *= 2
+            continue
+        if first and not entries:      # batch operations not available here
+            return list(table.items())
+        raise OSError(err, f"reading BPF map {table.Key.__name__}: {os.strerror(err)}")
 
 
 def drain(table: Any) -> list[tuple[Any, Any]]:
@@ -16,7 +52,7 @@ def drain(table: Any) -> list[tuple[Any, Any]]:
     get a lookup then a delete). Entries added meanwhile stay for the next drain."""
     from bcc.libbcc import lib
     entries = []
-    for key in list(table.keys()):
+    for key, _ in snapshot(table):
         value = table.Leaf()
         if lib.bpf_lookup_and_delete(table.map_fd, ctypes.byref(key), ctypes.byref(value)) == 0:
             entries.append((key, value))

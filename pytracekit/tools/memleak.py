@@ -24,6 +24,7 @@ from ..lossreport import print_loss
 from .. import options
 from ..errors import UsageError
 from ..loader import Program
+from ..mapdrain import snapshot
 from ..model import Frame
 from ..periodic import (BpfTool, attached, require_alive, require_tracepoints, run_periodic,
                         split_interval_count)
@@ -81,21 +82,21 @@ class Memleak(UnwindingToolMixin, BpfTool):
         """Symbolize new stacks now, while the process still has its mappings."""
         if self.kernel:
             return
-        for key, _ in self.prog["combined"].items():
+        for key, _ in snapshot(self.prog["combined"]):
             self._frames(key.stack_id, key.user_stack_hash)
 
     def read(self, *, older_ms: float = 0, combined_only: bool = False,
              addresses: bool = False) -> list[Outstanding]:
         stacks: dict[tuple[int, int], Outstanding] = {}
         if combined_only:
-            for key, value in self.prog["combined"].items():
+            for key, value in snapshot(self.prog["combined"]):
                 if value.allocations:
                     stacks[(key.stack_id, key.user_stack_hash)] = Outstanding(
                         key.stack_id, value.total_size, value.allocations,
                         stack_hash=key.user_stack_hash)
         else:
             cutoff = time.monotonic_ns() - int(older_ms * 1e6)
-            for key, info in self.prog["allocs"].items():
+            for key, info in snapshot(self.prog["allocs"]):
                 if older_ms and info.timestamp_ns > cutoff:
                     continue
                 ref = (info.stack.stack_id, info.stack.user_stack_hash)
