@@ -493,6 +493,27 @@ def main(pid: int | None, command: tuple[str, ...], open_stream: Callable[[int],
         target.finish()
 
 
+class RunEnd:
+    """Where a callback reader's final drain stops: at the first event stamped
+    (bpf_ktime_get_ns: CLOCK_MONOTONIC, as time.monotonic_ns) after the run
+    ended. Everything committed during the run is read however long that takes
+    on a loaded machine (a time budget dropped such events uncounted); a steady
+    stream of later events, which would keep libbpf consuming, is not part of
+    the run. FINAL_DRAIN_S bounds a pathological backlog."""
+
+    def __init__(self) -> None:
+        self.end_ns: int | None = None
+        self.give_up = 0.0
+
+    def mark(self) -> None:
+        self.end_ns = time.monotonic_ns()
+        self.give_up = time.monotonic() + FINAL_DRAIN_S
+
+    def past(self, ts_ns: int) -> bool:
+        return self.end_ns is not None and (ts_ns > self.end_ns or
+                                            time.monotonic() > self.give_up)
+
+
 class CallbackRings:
     """BCC's per-event ring buffers (`open_ring_buffer`) of one program, for
     tools that need a Python callback per event (trace, systrace, the new-pid

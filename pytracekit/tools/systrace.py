@@ -17,8 +17,8 @@ from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..syscall_summary import Summary
 from ..render.jsonl import dumps
 from ..lossreport import print_loss
-from ..runner import FINAL_DRAIN_S, Target, announce, check_pid, run_until_done
-from ..stream import CallbackRings
+from ..runner import Target, announce, check_pid, run_until_done
+from ..stream import CallbackRings, RunEnd
 from ..syscall_args import arguments_text, one_argument, result_text, string_mask
 from ..textsafe import cstr
 
@@ -165,7 +165,7 @@ class Tracer:
             self.prog.attach_perf_event(PERF_TYPE_SOFTWARE, SW_EVENTS[event], fn,
                                         sample_period=1, label=event)
         self.start_ns = time.monotonic_ns()
-        self.drain_until = 0.0
+        self.run_end = RunEnd()
         self.rings = CallbackRings(self.prog)
         self.rings.open("events", self._event)
         self.prog.ready()
@@ -173,9 +173,10 @@ class Tracer:
     def _event(self, _ctx, data, _size) -> int:
         # A negative return makes libbpf stop consuming, which under a steady
         # stream of calls it would otherwise never do.
-        if self.drain_until and time.monotonic() > self.drain_until:
+        call = ct.cast(data, ct.POINTER(Call)).contents
+        if self.run_end.past(call.ts):
             return -1
-        self._deliver(ct.cast(data, ct.POINTER(Call)).contents)
+        self._deliver(call)
         return 0
 
     def _deliver(self, c: Call) -> None:
@@ -194,8 +195,8 @@ class Tracer:
         self.rings.poll(timeout_ms)
 
     def drain(self) -> None:
-        """What arrived after the last poll, for a moment: the probes still fire."""
-        self.drain_until = time.monotonic() + FINAL_DRAIN_S
+        """What was committed before the end and not yet read (the probes still fire)."""
+        self.run_end.mark()
         self.rings.consume()
 
     def loss(self):

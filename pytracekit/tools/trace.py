@@ -27,7 +27,7 @@ from ..errors import SpecError, UsageError
 from ..expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
-from ..runner import FINAL_DRAIN_S, Stop, Target, announce, run_until_done
+from ..runner import Stop, Target, announce, run_until_done
 from ..stream import CallbackRings
 from ..buildid import BuildIdSymbolizer, mapped_files
 from ..stacks import without_bpf_frames
@@ -399,14 +399,16 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
     printed = 0
     # libbpf consumes for as long as events keep coming: under a steady stream
     # one poll never returns unless the callback says stop (a negative value).
-    drain_until: list[float] = []
+    run_end = stream.RunEnd()
 
     def on_event(_ctx: Any, data: Any, size: int) -> int:
         nonlocal printed
-        if (max_events is not None and printed >= max_events) or (
-                drain_until and time.monotonic() > drain_until[0]):
+        if max_events is not None and printed >= max_events:
             return -1
-        text = printer.render(tracer.decode(ctypes.string_at(data, size)))
+        event = tracer.decode(ctypes.string_at(data, size))
+        if run_end.past(event["ts"]):
+            return -1
+        text = printer.render(event)
         if text is not None:
             out.write(text)
             printed += 1
@@ -430,8 +432,8 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         announce(f"Tracing {len(tracer.probes)} probe{'s' if len(tracer.probes) != 1 else ''}"
                  "... Hit Ctrl-C to end.")
         run_until_done(target, duration=duration, poll=poll)
-        # What arrived after the last poll, for a moment: the probes still fire.
-        drain_until.append(time.monotonic() + FINAL_DRAIN_S)
+        # What was committed before the end and not yet read (the probes still fire)
+        run_end.mark()
         rings.consume()
         out.flush()
         loss = prog.loss()
