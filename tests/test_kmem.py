@@ -84,8 +84,9 @@ def test_kmem_page_counts_the_touched_pages(workload):
 
 @pytest.mark.root
 def test_kmem_interval_json_counts_each_allocation_once(workload):
-    """`openpaced PATH 10 40`: 10 opens (one alloc_empty_file each) over 0.4 s."""
-    out = _kmem_over_opens(workload, ["--json", "-i", "0.1"], ["openpaced", "10", "40"])
+    """`openpaced PATH 10 150`: 10 opens (one alloc_empty_file each) over 1.5 s: several
+    0.1 s intervals even when a loaded machine delays the tool's ticks."""
+    out = _kmem_over_opens(workload, ["--json", "-i", "0.1"], ["openpaced", "10", "150"])
     objs = json_lines(out)
     validate("kmem", objs)
     summaries = [o for o in objs if o["type"] == "slab_summary"]
@@ -101,7 +102,7 @@ def test_kmem_interval_json_counts_each_allocation_once(workload):
 
 @pytest.mark.root
 def test_kmem_interval_text_tables_add_up(workload):
-    out = _kmem_over_opens(workload, ["-s", "hit", "--interval", "0.1"], ["openpaced", "8", "40"])
+    out = _kmem_over_opens(workload, ["-s", "hit", "--interval", "0.1"], ["openpaced", "8", "150"])
     tables = text_tables(out)
     assert len(tables) >= 3
     hits = [int(l.split("|")[3]) for t in tables for l in t if l.startswith(" alloc_empty_file+")]
