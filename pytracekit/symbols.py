@@ -53,10 +53,12 @@ class Lru:
                  weight: Callable[[Any], int] = lambda _v: 1) -> None:
         self.entries, self.budget, self.weight = entries, budget, weight
         self.data: OrderedDict = OrderedDict()
+        self.weights: dict = {}   # as weighed when set (a value may grow later: set it again)
         self.total = 0
 
     def clear(self) -> None:
         self.data.clear()
+        self.weights.clear()
         self.total = 0
 
     def get(self, key: Any) -> Any:
@@ -66,15 +68,15 @@ class Lru:
         return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        old = self.data.pop(key, None)
-        if old is not None:
-            self.total -= self.weight(old)
+        if self.data.pop(key, None) is not None:
+            self.total -= self.weights.pop(key)
         self.data[key] = value
-        self.total += self.weight(value)
+        weight = self.weights[key] = self.weight(value)
+        self.total += weight
         while len(self.data) > 1 and (len(self.data) > self.entries or
                                       (self.budget and self.total > self.budget)):
-            _k, gone = self.data.popitem(last=False)
-            self.total -= self.weight(gone)
+            gone, _ = self.data.popitem(last=False)
+            self.total -= self.weights.pop(gone)
 
     def __contains__(self, key: Any) -> bool:
         return key in self.data
@@ -86,7 +88,7 @@ class Lru:
         value = self.data.pop(key, None)
         if value is None:
             return default
-        self.total -= self.weight(value)
+        self.total -= self.weights.pop(key)
         return value
 
 
@@ -273,7 +275,7 @@ class UserSymbols:
     def __init__(self) -> None:
         self.processes: dict[int, ProcessMaps | None] = {}
         self.binaries = Lru(BINARY_CACHE_ENTRIES, BINARY_CACHE_SYMBOLS,
-                            lambda syms: len(syms.names) + 1)
+                            lambda syms: len(syms.names) + 1 if syms.loaded else 1)
         self.perf_maps: dict[int, PerfMap] = {}
         self._rechecked: set[int] = set()   # resolve(): looked again once
         self._resnapshot: dict[int, float] = {}   # mapping_of(): when last re-read
