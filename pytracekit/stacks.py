@@ -175,9 +175,16 @@ def merge_by_name(profile: StackProfile) -> StackProfile:
     folded into one sample per process and stack of names."""
     acc: dict[tuple, Sample] = {}
     shared: dict[Frame, Frame] = {}   # one object per distinct frame: stacks share them
-    for s in profile.samples:
+    named: dict[Frame, Frame] = {}    # frame -> its shared address-less frame
+
+    def by_name(f: Frame) -> Frame:
         # address dropped (one box per name); vaddr/module kept for pprof
-        stack = tuple(shared.setdefault(g, g) for g in (replace(f, address=0) for f in s.stack))
+        g = replace(f, address=0) if f.address else f
+        g = named[f] = shared.setdefault(g, g)
+        return g
+
+    for s in profile.samples:
+        stack = tuple([named.get(f) or by_name(f) for f in s.stack])
         key = (s.pid, s.tid, s.comm, stack)
         prev = acc.get(key)
         acc[key] = Sample(stack, s.value + (prev.value if prev else 0), s.pid, s.tid, s.comm)
