@@ -28,11 +28,14 @@ import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .elfsyms import ElfSymbols
 from .model import Frame, ModuleInfo, unnamed
 from .unwind import cfi_of, recover_frames
+
+if TYPE_CHECKING:
+    import threading
 
 UNKNOWN = "[unknown]"
 PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
@@ -477,6 +480,29 @@ class Symbolizer:
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
         self.users.remember(pid)
+
+    def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Thread":
+        """Read what naming will need while the caller compiles its program (the
+        compiler runs in C without the GIL): the kernel's symbols (BCC reads all of
+        /proc/kallsyms on its first lookup) and the symbols of the files the given
+        processes map. Join the thread before using this symbolizer."""
+        import threading
+
+        def work() -> None:
+            try:
+                if kernel:
+                    from bcc import BPF
+                    BPF.ksym(0)
+                for pid in pids:
+                    maps = ProcessMaps.snapshot(pid)
+                    for m in maps.mappings if maps else ():
+                        if m.path.startswith("/"):
+                            self.users.binary(m.path, pid).lookup(0)
+            except Exception:   # naming will read what it needs itself
+                pass
+        thread = threading.Thread(target=work, name="symbols-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def _label(self, name: str, module: str, offset: int) -> str:
         if self.show_offset:
