@@ -46,6 +46,7 @@ BINARY_CACHE_SYMBOLS = 4_000_000      # ... and their symbols in all (about 150 
 DEAD_PROCESSES_KEPT = 1024            # exited processes whose maps are kept
 SWEEP_EVERY = 64                      # new pids between looks for exited ones
 RESNAPSHOT_S = 1.0                    # a live pid's maps re-read at most this often
+PERF_MAP_RECHECK_S = 0.2              # a pid's perf map looked at again at most this often
 
 
 class Lru:
@@ -184,6 +185,7 @@ class PerfMap:
 
     path: str
     stamp: tuple[float, int] = (0.0, -1)
+    checked: float = float("-inf")   # when UserSymbols.perf_map last refreshed it
     starts: list[int] = field(default_factory=list)
     entries: list[tuple[int, int, str]] = field(default_factory=list)
 
@@ -341,7 +343,10 @@ class UserSymbols:
         pm = self.perf_maps.get(pid)
         if pm is None:
             pm = self.perf_maps[pid] = PerfMap(os.path.join(PERF_MAP_DIR, f"perf-{pid}.map"))
-        pm.refresh(self.uid_of(pid))
+        now = time.monotonic()
+        if now - pm.checked >= PERF_MAP_RECHECK_S:   # not once per frame of a stack
+            pm.checked = now
+            pm.refresh(self.uid_of(pid))
         return pm
 
     def resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
