@@ -92,10 +92,21 @@ def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer
     return Sample(tuple(path), value, pid=key.pid, tid=key.tid, comm=comm)
 
 
+def map_items(table: Any) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a BPF hash map in one bpf(2) call where the kernel
+    can (BPF_MAP_LOOKUP_BATCH), else a lookup per key."""
+    try:
+        items = list(table.items_lookup_batch())
+    except Exception:   # BCC raises bare Exception; an older kernel: EINVAL
+        return table.items()
+    # a scalar value comes out of BCC's array as a plain int: the Leaf items() gives
+    return [(k, table.Leaf(v) if isinstance(v, int) else v) for k, v in items]
+
+
 def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: LossReport,
                  **options: Any) -> StackProfile:
     samples = [sample_from_key(k, v.value, stack_map, symbolizer, **options)
-               for k, v in counts_map.items()]
+               for k, v in map_items(counts_map)]
     loss.unknown_frames += symbolizer.unknown_frames
     return StackProfile(samples=samples, loss=loss)
 

@@ -480,11 +480,18 @@ class Symbolizer:
         self.ustacks: Any = None
         self.unwinder: Any = None
         self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
+        # (stack hash, pid) -> (its frames, how many unnamed): kept for one read
+        self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
         self.kstacks: Any = None   # kernel stacks by hash (ptk_stacks.h KSTACK_HASH)
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
         self.users.remember(pid)
+
+    def clear_stacks(self) -> None:
+        """Forget stacks read from the unwinder's map (it was emptied)."""
+        self._ustack_cache.clear()
+        self._named_ustacks.clear()
 
     def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Thread":
         """Read what naming will need while the caller compiles its program (the
@@ -604,6 +611,19 @@ class Symbolizer:
         """Frames of a stack the BPF unwinder stored under `stack_hash`, leaf
         first. Callers are named at return address - 1 (the call itself: a
         call to a noreturn function may end its caller)."""
+        named = self._named_ustacks.get((stack_hash, pid))
+        if named is not None:   # a stack shared by several counted keys: named once
+            frames, unknown = named
+            self.unknown_frames += unknown
+            return list(frames)
+        before = self.unknown_frames
+        frames = self._unwound_stack(stack_hash, pid)
+        if frames:
+            self._named_ustacks[(stack_hash, pid)] = (tuple(frames),
+                                                      self.unknown_frames - before)
+        return frames
+
+    def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
         from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame
         raw = self._ustack_cache.get(stack_hash)
         if raw is None:

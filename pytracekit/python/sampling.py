@@ -15,7 +15,7 @@ from .. import pyframes_layouts as pl
 from ..model import Frame, Sample, StackProfile
 from ..runner import raise_pending, signals_deferred
 from ..stacktools import StackSession
-from ..stacks import DELIMITER, MISSED_USER, stack_missed, stack_path
+from ..stacks import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
 from .code import CodeReader
 from .merge import merge
 from .runtime import PyProcess, Unsupported, find, unsupported_line
@@ -249,7 +249,7 @@ class PythonFrames:
         """py_counts as samples: comm, user frames with Python merged, [--], kernel."""
         out = []
         self.begin_read()
-        for k, v in self.prog["py_counts"].items():
+        for k, v in map_items(self.prog["py_counts"]):
             key = k.key
             comm = key.comm.decode(errors="replace")
             path: list[Frame] = [Frame(comm, "process")] if include_comm else []
