@@ -165,6 +165,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
         now = time.monotonic()
         while due and due[0][0] <= now:
             pid = due.pop(0)[1]
+            if not symbolizer.users.maps_changed(pid):
+                continue   # nothing mapped since (a later miss still re-reads: on_miss)
             symbolizer.users.refresh(pid)
             if unwinder is not None:
                 unwinder.request(pid)

@@ -104,6 +104,17 @@ class Mapping:
     path: str
 
 
+def vm_pages_of(pid: int) -> int:
+    """The size of a process's address space in pages (/proc/PID/statm: a few
+    bytes, where /proc/PID/maps is a line per mapping); -1 when gone. Mapping a
+    library or JIT region changes it."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read(32).split(None, 1)[0])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 @dataclass
 class ProcessMaps:
     """The executable mappings of one process, as /proc/PID/maps showed them."""
@@ -113,9 +124,11 @@ class ProcessMaps:
     starts: list[int] = field(default_factory=list)
     exe_inode: int = 0
     uid: int | None = None     # effective uid: who may own its perf map
+    vm_pages: int = -1         # its address space's size when read (vm_pages_of)
 
     @classmethod
     def snapshot(cls, pid: int) -> "ProcessMaps | None":
+        vm_pages = vm_pages_of(pid)   # before the maps: a change in between shows next time
         try:
             # surrogateescape: a non-UTF-8 path stays the path it names
             with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:
@@ -133,7 +146,7 @@ class ProcessMaps:
             path = parts[5] if len(parts) > 5 else ""
             maps.append(Mapping(lo, hi, int(parts[2], 16), path))
         maps.sort(key=lambda m: m.start)
-        return cls(pid, maps, [m.start for m in maps], inode, uid)
+        return cls(pid, maps, [m.start for m in maps], inode, uid, vm_pages)
 
     def find(self, address: int) -> Mapping | None:
         i = bisect.bisect_right(self.starts, address) - 1
@@ -314,6 +327,15 @@ class UserSymbols:
         while len(self.dead) > DEAD_PROCESSES_KEPT:
             pid, _ = self.dead.popitem(last=False)
             self.processes.pop(pid, None)
+
+    def maps_changed(self, pid: int) -> bool:
+        """Might pid's mappings differ from its snapshot? Its address space's size
+        is compared (reading all its maps again costs far more); False when gone."""
+        maps = self.processes.get(pid)
+        if maps is None:
+            return True
+        pages = vm_pages_of(pid)
+        return pages != -1 and pages != maps.vm_pages
 
     def refresh(self, pid: int) -> None:
         """A new snapshot if the process still lives; else keep the last one."""

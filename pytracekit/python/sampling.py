@@ -16,6 +16,7 @@ from ..model import Frame, Sample, StackProfile
 from ..runner import raise_pending, signals_deferred
 from ..stacktools import StackSession
 from ..stacks import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
+from ..symbols import vm_pages_of
 from .code import CodeReader
 from .merge import merge
 from .runtime import PyProcess, Unsupported, find, unsupported_line
@@ -67,6 +68,7 @@ class PythonFrames:
         self.readers: dict[int, Optional[CodeReader]] = {}
         self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
         self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
+        self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
         self.unsupported: set[str] = set()
         self.interrupted: list[BaseException] = []
         # of the last samples(): samples whose root-ward native frames were dropped
@@ -101,24 +103,40 @@ class PythonFrames:
         return 0
 
     def _check(self, pid: int, attempt: int) -> None:
+        pages = vm_pages_of(pid)
+        if attempt and pages == self.vm_pages.get(pid):
+            proc = None   # nothing mapped since the last look: no libpython yet
+        else:
+            self.vm_pages[pid] = pages
+            proc = self._find(pid)
+            if proc is False:
+                return
+        if proc is not None:
+            self.vm_pages.pop(pid, None)
+            self._register(proc)
+        elif attempt + 1 < len(CHECK_DELAYS_S):
+            self.due.append((time.monotonic() + CHECK_DELAYS_S[attempt + 1], pid, attempt + 1))
+            self.due.sort()
+        else:
+            self.vm_pages.pop(pid, None)
+            self._set_state(pid, PY_NOT_PYTHON)
+
+    def _find(self, pid: int) -> PyProcess | None | bool:
+        """The process's runtime, None (none mapped yet) or False (done: not one
+        we can read, or gone)."""
         try:
-            proc = find(pid)
+            return find(pid)
         except Unsupported as exc:
             line = unsupported_line(pid, str(exc))
             if str(exc) not in self.unsupported:      # once per kind of interpreter
                 self.unsupported.add(str(exc))
                 self.warn(line)
             self._set_state(pid, PY_NOT_PYTHON)
-            return
+            self.vm_pages.pop(pid, None)
+            return False
         except OSError:
-            return                                     # gone
-        if proc is not None:
-            self._register(proc)
-        elif attempt + 1 < len(CHECK_DELAYS_S):
-            self.due.append((time.monotonic() + CHECK_DELAYS_S[attempt + 1], pid, attempt + 1))
-            self.due.sort()
-        else:
-            self._set_state(pid, PY_NOT_PYTHON)
+            self.vm_pages.pop(pid, None)
+            return False                               # gone
 
     def _entry(self, pid: int) -> tuple[Any, Any, Any]:
         table = self.prog["py_procs"]
