@@ -502,7 +502,7 @@ class Symbolizer:
         self.ustacks: Any = None
         self.unwinder: Any = None
         self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
-        # (stack hash, pid) -> (its frames, how many unnamed): kept for one read
+        # stack hash -> (its frames, how many unnamed), for stacks of module frames only
         self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
         self.kstacks: Any = None   # kernel stacks by hash (ptk_stacks.h KSTACK_HASH)
 
@@ -633,16 +633,19 @@ class Symbolizer:
         """Frames of a stack the BPF unwinder stored under `stack_hash`, leaf
         first. Callers are named at return address - 1 (the call itself: a
         call to a noreturn function may end its caller)."""
-        named = self._named_ustacks.get((stack_hash, pid))
+        named = self._named_ustacks.get(stack_hash)
         if named is not None:   # a stack shared by several counted keys: named once
             frames, unknown = named
             self.unknown_frames += unknown
             return list(frames)
         before = self.unknown_frames
         frames = self._unwound_stack(stack_hash, pid)
-        if frames:
-            self._named_ustacks[(stack_hash, pid)] = (tuple(frames),
-                                                      self.unknown_frames - before)
+        raw = self._ustack_cache.get(stack_hash)
+        from .unwinder import MODULE_SHIFT
+        if frames and raw is not None and not raw[1] and self.unwinder is not None and \
+                all(self.unwinder.module(word >> MODULE_SHIFT) for word in raw[0]):
+            # every frame is (module, address): the same names in any process
+            self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
         return frames
 
     def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:

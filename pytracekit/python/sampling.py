@@ -6,6 +6,7 @@ Python frames are merged into the native ones (merge.py)."""
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
 # a process announced at exec may not have mapped libpython yet (ld.so does):
 # checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
 CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
+SWEEP_S = 1.0   # exited processes' /proc/PID/mem closed this often
 
 
 class _Event(ctypes.Structure):
@@ -69,6 +71,7 @@ class PythonFrames:
         self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
         self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
         self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
+        self.swept = time.monotonic()        # when exited processes' memory was last closed
         self.unsupported: set[str] = set()
         self.interrupted: list[BaseException] = []
         # of the last samples(): samples whose root-ward native frames were dropped
@@ -184,7 +187,17 @@ class PythonFrames:
             while self.due and self.due[0][0] <= now:
                 _, pid, attempt = self.due.pop(0)
                 self._check(pid, attempt)
+            if now - self.swept >= SWEEP_S:
+                self.swept = now
+                self._close_exited()
         return poll
+
+    def _close_exited(self) -> None:
+        """Close the memory of exited processes (one fd each); their readers stay:
+        what was read while they lived still names their stacks."""
+        for pid, reader in self.readers.items():
+            if reader and not reader.mem.closed and not os.path.exists(f"/proc/{pid}"):
+                reader.mem.close()
 
     # -- stacks ---------------------------------------------------------------
 
