@@ -10,6 +10,10 @@ next to BCC's profile-bpfcc.
    timed. BCC needs BCC_KERNEL_SOURCE: it gets pytracekit's generated tree
    plus the three definitions profile.py also needs (bpf_perf_event.h,
    TASK_COMM_LEN, PAGE_OFFSET), in a temporary copy (common.bcc_kernel_tree).
+3. End of run (issue 17): `profile -F 999 -f -p PID` and `profile-bpfcc -F 999 -f -p
+   PID` each sample the busy python3 for 3 s of its CPU (bench/samplers.py: it is
+   stopped until the tool samples), then get SIGINT; the time from SIGINT to exit is
+   reading, naming and printing the profile. Rounds alternate the two tools; medians.
 """
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ import subprocess
 import sys
 import time
 
-from bench.common import PY, ROOT, bcc_kernel_tree, cpu_seconds, median, table
-from bench.samplers import Result, folded_stacks
+from bench.common import PY, ROOT, bcc_kernel_tree, cpu_seconds, median, pick, table
+from bench.samplers import (BccProfile, Pytracekit, Result, communicate_then_rusage,
+                            folded_stacks, side_by_side)
 
 ROUNDS = 5
 WORK_S = 3.0
@@ -170,6 +175,42 @@ def symbolization() -> list[list[str]]:
     return rows
 
 
+class PytracekitFolded(Pytracekit):
+    """`pytracekit profile -f` (user and kernel stacks, Python frames: the defaults)."""
+    argv_head = [PY, "-m", "pytracekit", "profile", "-f"]
+
+    def finish(self) -> Result:
+        out, _, res = communicate_then_rusage(self)
+        res.stacks = folded_stacks(out, drop_first=True)
+        return res
+
+
+def end_of_run(rounds: int, cpu_s: float, hz: int = 999) -> list[list[str]]:
+    """SIGINT to exit of each tool after `cpu_s` of the busy loop's CPU at `hz`."""
+    times: dict[str, list[Result]] = {}
+    for _ in range(rounds):
+        for sampler in (PytracekitFolded(), BccProfile("-f")):
+            busy = _busy_python(600)
+            try:
+                time.sleep(0.3)
+                res = side_by_side([sampler], [busy.pid], hz, cpu_s)[sampler.name]
+            finally:
+                _end(busy)
+            times.setdefault(sampler.name, []).append(res)
+    rows = []
+    for name, results in times.items():
+        failed = [r.error for r in results if r.error]
+        if failed:
+            rows.append([name, "failed", failed[0][:80], ""])
+            continue
+        rows.append([f"{name} -F {hz} -f -p PID: SIGINT to exit",
+                     f"{median([r.samples for r in results]):,.0f} samples",
+                     f"{median([r.after_stop_s for r in results]):.2f} s "
+                     f"(of {', '.join(f'{r.after_stop_s:.2f}' for r in results)})",
+                     f"peak RSS {median([r.peak_rss_kib for r in results]) / 1024:.0f} MiB"])
+    return rows
+
+
 def main() -> None:
     if os.geteuid() != 0:
         print("needs root")
@@ -179,6 +220,9 @@ def main() -> None:
     print()
     print(table(["symbolization (python3 busy loop, 999 Hz, 3 s)", "size", "time", "notes"],
                 symbolization()))
+    print()
+    print(table(["end of run (python3 busy loop, 999 Hz, 3 s of its CPU)", "size",
+                 "SIGINT to exit (median)", "notes"], end_of_run(pick(5, 2), 3.0)))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ perf record --call-graph dwarf (the reference) and BCC's profile-bpfcc in one ru
    spin_outer -> spin_inner (what is below spin_inner: its clock read), and each tool's
    biggest folded stacks.
 3. Cost on all CPUs at 99 and 999 Hz: one CPU-bound python3 per CPU, alone and under
-   `pytracekit profile -F HZ` / `perf record -a --call-graph dwarf -F HZ` (bench/cost.py).
+   `pytracekit profile -F HZ` / `perf record -a --call-graph dwarf -F HZ` / BCC's
+   `profile-bpfcc -F HZ -f` (bench/cost.py); the machine's load is printed with it.
 4. Naming 10,000 samples: two busy python3 processes at 999 Hz until about 10,000
    samples; pytracekit's read + naming cold and warm and its peak RSS
    (bench/profile_reader.py), BCC's whole run beyond the duration and peak RSS, perf
@@ -120,9 +121,12 @@ def cost_all_cpus(rates: list[int], rounds: int, seconds: float) -> tuple[list[l
     for hz in rates:
         for name, start in ((f"pytracekit profile -F {hz}", cost.pytracekit("-F", str(hz))),
                             (f"perf record -a --call-graph dwarf -F {hz}",
-                             cost.perf_dwarf_all_cpus(hz))):
-            if name.startswith("perf") and not shutil.which("perf"):
-                rows.append([name, f"{hz} Hz", "perf is not installed", "", "", "", ""])
+                             cost.perf_dwarf_all_cpus(hz)),
+                            (f"BCC profile-bpfcc -F {hz} -f (frame pointers)",
+                             cost.bcc_profile_all_cpus(hz))):
+            tool = {"perf": "perf", "BCC": "profile-bpfcc"}.get(name.split()[0])
+            if tool and not shutil.which(tool):
+                rows.append([name, f"{hz} Hz", f"{tool} is not installed", "", "", "", ""])
                 continue
             r = cost.compare(start, rounds, seconds)
             data[name] = r

@@ -133,6 +133,39 @@ def perf_dwarf_all_cpus(hz: int) -> Starter:
     return start
 
 
+def bcc_profile_all_cpus(hz: int) -> Starter:
+    """BCC's `profile-bpfcc -F HZ -f` on every CPU (frame pointers; it counts stacks in
+    the kernel and names them at the end: its cost while sampling is the kernel's).
+    Sampling once it holds its perf events open."""
+    def start(pids: list[int], scratch: str) -> list[subprocess.Popen]:
+        from bench.common import bcc_kernel_tree
+        tree = bcc_kernel_tree()
+        shutil.move(str(tree.parent), f"{scratch}/bcc")   # removed with the scratch dir
+        proc = subprocess.Popen(["profile-bpfcc", "-F", str(hz), "-f"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "BCC_KERNEL_SOURCE": f"{scratch}/bcc/kernel"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and \
+                not _perf_event_fds(proc.pid):
+            time.sleep(0.05)
+        time.sleep(0.3)   # its other CPUs' events
+        return [proc]
+    return start
+
+
+def _perf_event_fds(pid: int) -> int:
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n
+
+
 def pyspy(hz: int, pyspy_path: str) -> Starter:
     """One `py-spy record -r HZ -p PID` per worker (py-spy records one process)."""
     def start(pids: list[int], scratch: str) -> list[subprocess.Popen]:

@@ -241,8 +241,11 @@ def perf_script_stacks(script: str) -> Counter:
 
 
 class BccProfile(Sampler):
-    """BCC's `profile-bpfcc -U -f` (frame pointers only)."""
+    """BCC's `profile-bpfcc -U -f` (frame pointers only); `args` replace `-U -f`."""
     name = "BCC profile-bpfcc"
+
+    def __init__(self, *args: str):
+        self.args = list(args) or ["-U", "-f"]
 
     def available(self):
         return "" if shutil.which("profile-bpfcc") else \
@@ -250,7 +253,7 @@ class BccProfile(Sampler):
 
     def start(self, pids, hz):
         self.tree = bcc_kernel_tree()
-        self._launch(["profile-bpfcc", "-U", "-f", "-F", str(hz),
+        self._launch(["profile-bpfcc", *self.args, "-F", str(hz),
                       "-p", ",".join(map(str, pids))],
                      env={"BCC_KERNEL_SOURCE": str(self.tree)})
 

@@ -365,71 +365,106 @@ def debug_file_candidates(path: str, build_id: str, debuglink: str) -> list[Path
 
 @dataclass
 class ElfSymbols:
-    """Sorted function ranges of one file, and how its file offsets map to addresses."""
+    """Sorted function ranges of one file, and how its file offsets map to addresses.
+
+    The ranges are built on first use: the unwinder needs only the image (build
+    id, CFI, segments) of every module a process maps, most of which no sample
+    is ever named in."""
 
     path: str
     image: ElfImage | None
-    starts: list[int] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)   # which tables contributed
     cfi: object = None        # unwind.CallFrameInfo, loaded on first use (False: none)
     info: object = None       # model.ModuleInfo, made on first use (symbols.module_info)
+    origin: str = ""          # the path it was read from (debug files are found beside it)
+    _ranges: tuple | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str, data: "bytes | memoryview | None" = None) -> "ElfSymbols":
         try:
             image = ElfImage(data if data is not None else map_file(path))
         except (OSError, NotElf, struct.error, IndexError):
-            return cls(path, None)
-        table: dict[int, tuple[int, str, int]] = {}   # addr -> (size, name, section end)
-        sources = []
+            return cls(path, None, _ranges=([], [], [], []))
+        return cls(path, image, origin=path)
 
-        def merge(img: ElfImage, source: str) -> None:
-            funcs = img.functions_bounded()
-            if funcs:
-                sources.append(source)
-            for addr, size, name, limit in funcs:
-                prev = table.get(addr)
-                if prev is None or (not prev[0] and size):
-                    table[addr] = (size, name, limit)
+    @property
+    def loaded(self) -> bool:
+        return self._ranges is not None
 
-        merge(image, "symtab")
-        mini = image.minidebuginfo()
-        if mini is not None:
-            merge(mini, "gnu_debugdata")
-        build_id = image.build_id()
-        for candidate in debug_file_candidates(path, build_id, image.debuglink()):
-            debug = load_image(candidate)
-            if debug is None or (build_id and debug.build_id() and
-                                 debug.build_id() != build_id):
-                continue   # missing, or a stale debug file for another build
-            merge(debug, f"debug file {candidate}")
-            break
-        stubs = image.plt_stubs()
-        if stubs:
-            sources.append("plt")
-        for addr, size, name in stubs:
-            table.setdefault(addr, (size, name, addr + size))
-        if image.entry and image.text_segment() is not None and \
-                not any(a <= image.entry < a + s for a, (s, _n, _l) in table.items() if s):
-            table.setdefault(image.entry, (_entry_size(image), "_start", 0))   # stripped
-        syms = cls(path, image, sources=sources)
-        ordered = sorted(table.items())
-        for i, (addr, (size, name, limit)) in enumerate(ordered):
-            nxt = ordered[i + 1][0] if i + 1 < len(ordered) else addr + 4096
-            if not size and limit > addr:
-                nxt = min(nxt, limit)   # _init ends with .init, never over .plt
-            syms.starts.append(addr)
-            syms.ends.append(addr + size if size else nxt)
-            syms.names.append(name)
-        return syms
+    @property
+    def starts(self) -> list[int]:
+        return self._table()[0]
+
+    @property
+    def ends(self) -> list[int]:
+        return self._table()[1]
+
+    @property
+    def names(self) -> list[str]:
+        return self._table()[2]
+
+    @property
+    def sources(self) -> list[str]:
+        """Which tables contributed (symtab, gnu_debugdata, debug file PATH, plt)."""
+        return self._table()[3]
+
+    def _table(self) -> tuple:
+        if self._ranges is None:
+            self._ranges = _function_ranges(self.origin or self.path, self.image)
+        return self._ranges
 
     def lookup(self, vaddr: int) -> tuple[str, int] | None:
         """(function name, offset into it) for a link-time address."""
-        i = bisect.bisect_right(self.starts, vaddr) - 1
+        starts, ends, names, _ = self._table()
+        i = bisect.bisect_right(starts, vaddr) - 1
         # An address can sit past a small symbol yet inside an earlier big one.
         for j in range(i, max(i - 4, -1), -1):
-            if self.starts[j] <= vaddr < self.ends[j]:
-                return self.names[j], vaddr - self.starts[j]
+            if starts[j] <= vaddr < ends[j]:
+                return names[j], vaddr - starts[j]
         return None
+
+
+def _function_ranges(path: str, image: ElfImage) -> tuple:
+    """(starts, ends, names, sources) of every function of the file: its symtab,
+    .gnu_debugdata, its debug file (by build id / debuglink) and PLT stubs."""
+    table: dict[int, tuple[int, str, int]] = {}   # addr -> (size, name, section end)
+    sources: list[str] = []
+
+    def merge(img: ElfImage, source: str) -> None:
+        funcs = img.functions_bounded()
+        if funcs:
+            sources.append(source)
+        for addr, size, name, limit in funcs:
+            prev = table.get(addr)
+            if prev is None or (not prev[0] and size):
+                table[addr] = (size, name, limit)
+
+    merge(image, "symtab")
+    mini = image.minidebuginfo()
+    if mini is not None:
+        merge(mini, "gnu_debugdata")
+    build_id = image.build_id()
+    for candidate in debug_file_candidates(path, build_id, image.debuglink()):
+        debug = load_image(candidate)
+        if debug is None or (build_id and debug.build_id() and
+                             debug.build_id() != build_id):
+            continue   # missing, or a stale debug file for another build
+        merge(debug, f"debug file {candidate}")
+        break
+    stubs = image.plt_stubs()
+    if stubs:
+        sources.append("plt")
+    for addr, size, name in stubs:
+        table.setdefault(addr, (size, name, addr + size))
+    if image.entry and image.text_segment() is not None and \
+            not any(a <= image.entry < a + s for a, (s, _n, _l) in table.items() if s):
+        table.setdefault(image.entry, (_entry_size(image), "_start", 0))   # stripped
+    starts, ends, names = [], [], []
+    ordered = sorted(table.items())
+    for i, (addr, (size, name, limit)) in enumerate(ordered):
+        nxt = ordered[i + 1][0] if i + 1 < len(ordered) else addr + 4096
+        if not size and limit > addr:
+            nxt = min(nxt, limit)   # _init ends with .init, never over .plt
+        starts.append(addr)
+        ends.append(addr + size if size else nxt)
+        names.append(name)
+    return starts, ends, names, sources

@@ -7,6 +7,7 @@ functions of them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Iterable
 
 from .textsafe import printable
@@ -139,7 +140,7 @@ class Frame:
         if not self.module.isprintable():
             object.__setattr__(self, "module", printable(self.module))
 
-    @property
+    @cached_property   # (kept in the instance's __dict__: not a field, frozen is kept)
     def unknown(self) -> bool:
         """No symbol named it (its name is unnamed()'s): counted as unknown_frames."""
         where, sep, offset = self.name.rpartition("+0x")

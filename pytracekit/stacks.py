@@ -92,10 +92,21 @@ def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer
     return Sample(tuple(path), value, pid=key.pid, tid=key.tid, comm=comm)
 
 
+def map_items(table: Any) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a BPF hash map in one bpf(2) call where the kernel
+    can (BPF_MAP_LOOKUP_BATCH), else a lookup per key."""
+    try:
+        items = list(table.items_lookup_batch())
+    except Exception:   # BCC raises bare Exception; an older kernel: EINVAL
+        return table.items()
+    # a scalar value comes out of BCC's array as a plain int: the Leaf items() gives
+    return [(k, table.Leaf(v) if isinstance(v, int) else v) for k, v in items]
+
+
 def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: LossReport,
                  **options: Any) -> StackProfile:
     samples = [sample_from_key(k, v.value, stack_map, symbolizer, **options)
-               for k, v in counts_map.items()]
+               for k, v in map_items(counts_map)]
     loss.unknown_frames += symbolizer.unknown_frames
     return StackProfile(samples=samples, loss=loss)
 
@@ -154,6 +165,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
         now = time.monotonic()
         while due and due[0][0] <= now:
             pid = due.pop(0)[1]
+            if not symbolizer.users.maps_changed(pid):
+                continue   # nothing mapped since (a later miss still re-reads: on_miss)
             symbolizer.users.refresh(pid)
             if unwinder is not None:
                 unwinder.request(pid)
@@ -176,9 +189,16 @@ def merge_by_name(profile: StackProfile) -> StackProfile:
     acc: dict[tuple, Sample] = {}
     shared: dict[Frame, Frame] = {}   # one object per distinct frame: stacks share them
     leaves: dict[tuple, dict[int, int]] = {}   # the leaf's instructions, for annotate
-    for s in profile.samples:
+    named: dict[Frame, Frame] = {}    # frame -> its shared address-less frame
+
+    def by_name(f: Frame) -> Frame:
         # address dropped (one box per name); vaddr/module kept for pprof
-        stack = tuple(shared.setdefault(g, g) for g in (replace(f, address=0) for f in s.stack))
+        g = replace(f, address=0) if f.address else f
+        g = named[f] = shared.setdefault(g, g)
+        return g
+
+    for s in profile.samples:
+        stack = tuple([named.get(f) or by_name(f) for f in s.stack])
         key = (s.pid, s.tid, s.comm, stack)
         prev = acc.get(key)
         acc[key] = Sample(stack, s.value + (prev.value if prev else 0), s.pid, s.tid, s.comm)

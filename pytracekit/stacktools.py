@@ -220,13 +220,19 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
     from .loader import Program
     from .stacks import watch_new_pids
     from .symbols import Symbolizer
+    symbolizer = Symbolizer()
+    warm = symbolizer.warm_up([] if target.pid else selected,
+                              kernel=bool(defines.get("KERNEL_STACKS")))
     try:
-        prog = Program.from_file(name, defines=defines)
+        try:
+            prog = Program.from_file(name, defines=defines)
+        finally:
+            warm.join()
         try:
             table = prog["selected"]
             for ident in selected:
                 table[table.Key(ident)] = table.Leaf(1)
-            symbolizer = Symbolizer(prog.bpf)
+            symbolizer.bpf = prog.bpf
             unwinder = _unwinder(prog, symbolizer, target, selected)   # before samples
             _load_selected_only(prog, unwinder)
             with contextlib.suppress(KeyError):   # kernel stacks by hash (KSTACK_HASH)

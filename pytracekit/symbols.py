@@ -28,11 +28,14 @@ import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .elfsyms import ElfSymbols
 from .model import Frame, ModuleInfo, unnamed
 from .unwind import cfi_of, recover_frames
+
+if TYPE_CHECKING:
+    import threading
 
 UNKNOWN = "[unknown]"
 PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
@@ -43,6 +46,7 @@ BINARY_CACHE_SYMBOLS = 4_000_000      # ... and their symbols in all (about 150 
 DEAD_PROCESSES_KEPT = 1024            # exited processes whose maps are kept
 SWEEP_EVERY = 64                      # new pids between looks for exited ones
 RESNAPSHOT_S = 1.0                    # a live pid's maps re-read at most this often
+PERF_MAP_RECHECK_S = 0.2              # a pid's perf map looked at again at most this often
 
 
 class Lru:
@@ -53,10 +57,12 @@ class Lru:
                  weight: Callable[[Any], int] = lambda _v: 1) -> None:
         self.entries, self.budget, self.weight = entries, budget, weight
         self.data: OrderedDict = OrderedDict()
+        self.weights: dict = {}   # as weighed when set (a value may grow later: set it again)
         self.total = 0
 
     def clear(self) -> None:
         self.data.clear()
+        self.weights.clear()
         self.total = 0
 
     def get(self, key: Any) -> Any:
@@ -66,15 +72,15 @@ class Lru:
         return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        old = self.data.pop(key, None)
-        if old is not None:
-            self.total -= self.weight(old)
+        if self.data.pop(key, None) is not None:
+            self.total -= self.weights.pop(key)
         self.data[key] = value
-        self.total += self.weight(value)
+        weight = self.weights[key] = self.weight(value)
+        self.total += weight
         while len(self.data) > 1 and (len(self.data) > self.entries or
                                       (self.budget and self.total > self.budget)):
-            _k, gone = self.data.popitem(last=False)
-            self.total -= self.weight(gone)
+            gone, _ = self.data.popitem(last=False)
+            self.total -= self.weights.pop(gone)
 
     def __contains__(self, key: Any) -> bool:
         return key in self.data
@@ -86,7 +92,7 @@ class Lru:
         value = self.data.pop(key, None)
         if value is None:
             return default
-        self.total -= self.weight(value)
+        self.total -= self.weights.pop(key)
         return value
 
 
@@ -98,6 +104,17 @@ class Mapping:
     path: str
 
 
+def vm_pages_of(pid: int) -> int:
+    """The size of a process's address space in pages (/proc/PID/statm: a few
+    bytes, where /proc/PID/maps is a line per mapping); -1 when gone. Mapping a
+    library or JIT region changes it."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read(32).split(None, 1)[0])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
 @dataclass
 class ProcessMaps:
     """The executable mappings of one process, as /proc/PID/maps showed them."""
@@ -107,9 +124,11 @@ class ProcessMaps:
     starts: list[int] = field(default_factory=list)
     exe_inode: int = 0
     uid: int | None = None     # effective uid: who may own its perf map
+    vm_pages: int = -1         # its address space's size when read (vm_pages_of)
 
     @classmethod
     def snapshot(cls, pid: int) -> "ProcessMaps | None":
+        vm_pages = vm_pages_of(pid)   # before the maps: a change in between shows next time
         try:
             # surrogateescape: a non-UTF-8 path stays the path it names
             with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:
@@ -127,7 +146,7 @@ class ProcessMaps:
             path = parts[5] if len(parts) > 5 else ""
             maps.append(Mapping(lo, hi, int(parts[2], 16), path))
         maps.sort(key=lambda m: m.start)
-        return cls(pid, maps, [m.start for m in maps], inode, uid)
+        return cls(pid, maps, [m.start for m in maps], inode, uid, vm_pages)
 
     def find(self, address: int) -> Mapping | None:
         i = bisect.bisect_right(self.starts, address) - 1
@@ -179,6 +198,7 @@ class PerfMap:
 
     path: str
     stamp: tuple[float, int] = (0.0, -1)
+    checked: float = float("-inf")   # when UserSymbols.perf_map last refreshed it
     starts: list[int] = field(default_factory=list)
     entries: list[tuple[int, int, str]] = field(default_factory=list)
 
@@ -273,7 +293,7 @@ class UserSymbols:
     def __init__(self) -> None:
         self.processes: dict[int, ProcessMaps | None] = {}
         self.binaries = Lru(BINARY_CACHE_ENTRIES, BINARY_CACHE_SYMBOLS,
-                            lambda syms: len(syms.names) + 1)
+                            lambda syms: len(syms.names) + 1 if syms.loaded else 1)
         self.perf_maps: dict[int, PerfMap] = {}
         self._rechecked: set[int] = set()   # resolve(): looked again once
         self._resnapshot: dict[int, float] = {}   # mapping_of(): when last re-read
@@ -308,6 +328,15 @@ class UserSymbols:
             pid, _ = self.dead.popitem(last=False)
             self.processes.pop(pid, None)
 
+    def maps_changed(self, pid: int) -> bool:
+        """Might pid's mappings differ from its snapshot? Its address space's size
+        is compared (reading all its maps again costs far more); False when gone."""
+        maps = self.processes.get(pid)
+        if maps is None:
+            return True
+        pages = vm_pages_of(pid)
+        return pages != -1 and pages != maps.vm_pages
+
     def refresh(self, pid: int) -> None:
         """A new snapshot if the process still lives; else keep the last one."""
         fresh = ProcessMaps.snapshot(pid)
@@ -336,7 +365,10 @@ class UserSymbols:
         pm = self.perf_maps.get(pid)
         if pm is None:
             pm = self.perf_maps[pid] = PerfMap(os.path.join(PERF_MAP_DIR, f"perf-{pid}.map"))
-        pm.refresh(self.uid_of(pid))
+        now = time.monotonic()
+        if now - pm.checked >= PERF_MAP_RECHECK_S:   # not once per frame of a stack
+            pm.checked = now
+            pm.refresh(self.uid_of(pid))
         return pm
 
     def resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
@@ -470,11 +502,41 @@ class Symbolizer:
         self.ustacks: Any = None
         self.unwinder: Any = None
         self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
+        # stack hash -> (its frames, how many unnamed), for stacks of module frames only
+        self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
         self.kstacks: Any = None   # kernel stacks by hash (ptk_stacks.h KSTACK_HASH)
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
         self.users.remember(pid)
+
+    def clear_stacks(self) -> None:
+        """Forget stacks read from the unwinder's map (it was emptied)."""
+        self._ustack_cache.clear()
+        self._named_ustacks.clear()
+
+    def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Thread":
+        """Read what naming will need while the caller compiles its program (the
+        compiler runs in C without the GIL): the kernel's symbols (BCC reads all of
+        /proc/kallsyms on its first lookup) and the symbols of the files the given
+        processes map. Join the thread before using this symbolizer."""
+        import threading
+
+        def work() -> None:
+            try:
+                if kernel:
+                    from bcc import BPF
+                    BPF.ksym(0)
+                for pid in pids:
+                    maps = ProcessMaps.snapshot(pid)
+                    for m in maps.mappings if maps else ():
+                        if m.path.startswith("/"):
+                            self.users.binary(m.path, pid).lookup(0)
+            except Exception:   # naming will read what it needs itself
+                pass
+        thread = threading.Thread(target=work, name="symbols-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def _label(self, name: str, module: str, offset: int) -> str:
         if self.show_offset:
@@ -571,6 +633,22 @@ class Symbolizer:
         """Frames of a stack the BPF unwinder stored under `stack_hash`, leaf
         first. Callers are named at return address - 1 (the call itself: a
         call to a noreturn function may end its caller)."""
+        named = self._named_ustacks.get(stack_hash)
+        if named is not None:   # a stack shared by several counted keys: named once
+            frames, unknown = named
+            self.unknown_frames += unknown
+            return list(frames)
+        before = self.unknown_frames
+        frames = self._unwound_stack(stack_hash, pid)
+        raw = self._ustack_cache.get(stack_hash)
+        from .unwinder import MODULE_SHIFT
+        if frames and raw is not None and not raw[1] and self.unwinder is not None and \
+                all(self.unwinder.module(word >> MODULE_SHIFT) for word in raw[0]):
+            # every frame is (module, address): the same names in any process
+            self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
+        return frames
+
+    def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
         from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame
         raw = self._ustack_cache.get(stack_hash)
         if raw is None:

@@ -169,7 +169,9 @@ def test_frame_cache_and_binaries_are_bounded(workload, monkeypatch):
     assert len(sym._cache) == 8
     users = UserSymbols()
     users.binaries.budget = len(ElfSymbols.load(workload).names) + 1
-    users.binary(workload)
+    assert users.binary(workload).names    # symbols are parsed on first use ...
+    users.binary(workload)                 # ... and weighed from the next use on
+    assert users.binaries.total == users.binaries.budget
     users.binary("/usr/bin/xz")
     assert "/usr/bin/xz" in users.binaries and workload not in users.binaries
 

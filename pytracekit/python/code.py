@@ -13,9 +13,12 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from .linetable import decoder_for
+from .linetable import Ranges, line_in, ranges_for
 from .memory import ProcessMemory, read_bytes, read_str
 from .runtime import PyProcess
+
+
+LINE_TABLES_KEPT = 4096   # decoded line tables per process (then started afresh)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ class CodeReader:
         self.layout = proc.layout
         self.mem = ProcessMemory(proc.pid)
         self.codes: dict[int, Optional[CodeInfo]] = {}
-        self._line = decoder_for(proc.version[1])
+        self._ranges = ranges_for(proc.version[1])
+        # decoded line tables by (table, first line): each decoded once, not per offset
+        self._tables: dict[tuple[bytes, int], Ranges] = {}
         L = self.layout
         fields = [L.object_type, L.code_filename, L.code_name, L.code_linetable,
                   L.code_firstlineno] + ([L.code_qualname] if L.code_qualname else [])
@@ -93,7 +98,13 @@ class CodeReader:
         return self.info(code)
 
     def line(self, info: CodeInfo, offset: int) -> Optional[int]:
-        return self._line(info.linetable, info.firstlineno, max(offset, 0))
+        key = (info.linetable, info.firstlineno)
+        ranges = self._tables.get(key)
+        if ranges is None:
+            if len(self._tables) >= LINE_TABLES_KEPT:
+                self._tables.clear()
+            ranges = self._tables[key] = self._ranges(*key)
+        return line_in(ranges, max(offset, 0))
 
     def describe(self, code: int, offset: int) -> Optional[str]:
         """`qualname (file.py:LINE)`, or None when the code object cannot be read."""

@@ -20,6 +20,8 @@ class ProcessMemory:
     def read(self, address: int, size: int) -> bytes:
         if address <= 0:
             raise OSError(f"bad address {address:#x}")
+        if self.closed:
+            raise OSError(f"process {self.pid} is gone")
         self._file.seek(address)
         data = self._file.read(size)
         if len(data) != size:
@@ -28,6 +30,10 @@ class ProcessMemory:
 
     def u64(self, address: int) -> int:
         return struct.unpack("<Q", self.read(address, 8))[0]
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
 
     def close(self) -> None:
         self._file.close()

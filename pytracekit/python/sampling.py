@@ -6,6 +6,7 @@ Python frames are merged into the native ones (merge.py)."""
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from .. import pyframes_layouts as pl
 from ..model import Frame, Sample, StackProfile
 from ..runner import raise_pending, signals_deferred
 from ..stacktools import StackSession
-from ..stacks import DELIMITER, MISSED_USER, stack_missed, stack_path
+from ..stacks import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
+from ..symbols import vm_pages_of
 from .code import CodeReader
 from .merge import merge
 from .runtime import PyProcess, Unsupported, find, unsupported_line
@@ -29,6 +31,7 @@ STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
 # a process announced at exec may not have mapped libpython yet (ld.so does):
 # checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
 CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
+SWEEP_S = 1.0   # exited processes' /proc/PID/mem closed this often
 
 
 class _Event(ctypes.Structure):
@@ -67,6 +70,8 @@ class PythonFrames:
         self.readers: dict[int, Optional[CodeReader]] = {}
         self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
         self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
+        self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
+        self.swept = time.monotonic()        # when exited processes' memory was last closed
         self.unsupported: set[str] = set()
         self.interrupted: list[BaseException] = []
         # of the last samples(): samples whose root-ward native frames were dropped
@@ -101,24 +106,40 @@ class PythonFrames:
         return 0
 
     def _check(self, pid: int, attempt: int) -> None:
+        pages = vm_pages_of(pid)
+        if attempt and pages == self.vm_pages.get(pid):
+            proc = None   # nothing mapped since the last look: no libpython yet
+        else:
+            self.vm_pages[pid] = pages
+            proc = self._find(pid)
+            if proc is False:
+                return
+        if proc is not None:
+            self.vm_pages.pop(pid, None)
+            self._register(proc)
+        elif attempt + 1 < len(CHECK_DELAYS_S):
+            self.due.append((time.monotonic() + CHECK_DELAYS_S[attempt + 1], pid, attempt + 1))
+            self.due.sort()
+        else:
+            self.vm_pages.pop(pid, None)
+            self._set_state(pid, PY_NOT_PYTHON)
+
+    def _find(self, pid: int) -> PyProcess | None | bool:
+        """The process's runtime, None (none mapped yet) or False (done: not one
+        we can read, or gone)."""
         try:
-            proc = find(pid)
+            return find(pid)
         except Unsupported as exc:
             line = unsupported_line(pid, str(exc))
             if str(exc) not in self.unsupported:      # once per kind of interpreter
                 self.unsupported.add(str(exc))
                 self.warn(line)
             self._set_state(pid, PY_NOT_PYTHON)
-            return
+            self.vm_pages.pop(pid, None)
+            return False
         except OSError:
-            return                                     # gone
-        if proc is not None:
-            self._register(proc)
-        elif attempt + 1 < len(CHECK_DELAYS_S):
-            self.due.append((time.monotonic() + CHECK_DELAYS_S[attempt + 1], pid, attempt + 1))
-            self.due.sort()
-        else:
-            self._set_state(pid, PY_NOT_PYTHON)
+            self.vm_pages.pop(pid, None)
+            return False                               # gone
 
     def _entry(self, pid: int) -> tuple[Any, Any, Any]:
         table = self.prog["py_procs"]
@@ -166,7 +187,17 @@ class PythonFrames:
             while self.due and self.due[0][0] <= now:
                 _, pid, attempt = self.due.pop(0)
                 self._check(pid, attempt)
+            if now - self.swept >= SWEEP_S:
+                self.swept = now
+                self._close_exited()
         return poll
+
+    def _close_exited(self) -> None:
+        """Close the memory of exited processes (one fd each); their readers stay:
+        what was read while they lived still names their stacks."""
+        for pid, reader in self.readers.items():
+            if reader and not reader.mem.closed and not os.path.exists(f"/proc/{pid}"):
+                reader.mem.close()
 
     # -- stacks ---------------------------------------------------------------
 
@@ -249,7 +280,7 @@ class PythonFrames:
         """py_counts as samples: comm, user frames with Python merged, [--], kernel."""
         out = []
         self.begin_read()
-        for k, v in self.prog["py_counts"].items():
+        for k, v in map_items(self.prog["py_counts"]):
             key = k.key
             comm = key.comm.decode(errors="replace")
             path: list[Frame] = [Frame(comm, "process")] if include_comm else []

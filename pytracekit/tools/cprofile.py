@@ -83,7 +83,7 @@ class Stream:
         prog["counts"].clear()
         for stacks in self.stack_maps():
             stacks.clear()
-        self.session.symbolizer._ustack_cache.clear()
+        self.session.symbolizer.clear_stacks()
         self.windower.seen = {}
         self.resets += 1
 
