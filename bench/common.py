@@ -149,3 +149,18 @@ def bcc_kernel_tree() -> Path:
     with open(tree / "arch/x86/include/asm/page.h", "a") as f:
         f.write("\n#ifndef PAGE_OFFSET\n#define PAGE_OFFSET 0xffff800000000000UL\n#endif\n")
     return tree
+
+
+def perf_event_fds(pid: int) -> int:
+    """How many perf events a process holds open (a profiler is attached when
+    it holds one per CPU)."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return n

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from bench.common import PY, ROOT, cpu_seconds, median
+from bench.common import PY, ROOT, cpu_seconds, median, perf_event_fds
 
 DEBIAN_PYTHON = "/usr/bin/python3.11"
 WORKER = """import sys, time
@@ -146,24 +146,12 @@ def bcc_profile_all_cpus(hz: int) -> Starter:
                                 env={**os.environ, "BCC_KERNEL_SOURCE": f"{scratch}/bcc/kernel"})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None and \
-                not _perf_event_fds(proc.pid):
+                not perf_event_fds(proc.pid):
             time.sleep(0.05)
         time.sleep(0.3)   # its other CPUs' events
         return [proc]
     return start
 
-
-def _perf_event_fds(pid: int) -> int:
-    n = 0
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return n
 
 
 def pyspy(hz: int, pyspy_path: str) -> Starter:

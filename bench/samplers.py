@@ -25,7 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import PY, ROOT, bcc_kernel_tree, cpu_seconds, wait_measured
+from bench.common import (PY, ROOT, bcc_kernel_tree, cpu_seconds, perf_event_fds,
+                          wait_measured)
 
 PYSPY = ROOT / "build" / "bench-venv" / "bin" / "py-spy"
 # the program's start, as each tool names it (glibc's __libc_start_main is the
@@ -93,7 +94,7 @@ class Sampler:
         """Return once it samples: by default once it holds a perf event open."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not _exited(self.proc):
-            if _perf_event_fds(self.proc.pid):
+            if perf_event_fds(self.proc.pid):
                 time.sleep(0.3)   # the rest of its CPUs or threads
                 return
             time.sleep(0.05)
@@ -119,18 +120,6 @@ def _exited(proc: subprocess.Popen) -> bool:
     info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     return info is not None
 
-
-def _perf_event_fds(pid: int) -> int:
-    n = 0
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return n
 
 
 def communicate_then_rusage(sampler: Sampler, timeout: float = 600) -> tuple[str, str, Result]:

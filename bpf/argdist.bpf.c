@@ -16,25 +16,5 @@
 #define STRING_SIZE 80
 #endif
 
-#ifndef EXCLUDE_SELF
-#define EXCLUDE_SELF 0           /* 1: the tool itself (pid in self_pid[0]) is left out */
-#endif
-#if EXCLUDE_SELF
-/* Filled before attaching (probegen.load_and_attach): a pid compiled in would
- * make every run's program new to the program cache (pytracekit/progcache.py). */
-BPF_ARRAY(self_pid, u32, 1);
-#endif
-
-PTK_INLINE bool argdist_is_self(void)
-{
-#if EXCLUDE_SELF
-    u32 zero = 0;
-    u32 *self = self_pid.lookup(&zero);
-    return self && *self && (bpf_get_current_pid_tgid() >> 32) == *self;
-#else
-    return false;
-#endif
-}
-
 /* generated probes */
 @ARGDIST_PROBES@

@@ -20,14 +20,6 @@
 #ifndef KERNEL_STACKS
 #define KERNEL_STACKS 0
 #endif
-#ifndef EXCLUDE_SELF
-#define EXCLUDE_SELF 0           /* 1: the tracer itself (pid in self_pid[0]) is left out */
-#endif
-#if EXCLUDE_SELF
-/* Filled before attaching (probegen.load_and_attach): a pid compiled in would
- * make every run's program new to the program cache (pytracekit/progcache.py). */
-BPF_ARRAY(self_pid, u32, 1);
-#endif
 #ifndef STRING_SIZE
 #define STRING_SIZE 80
 #endif
@@ -51,17 +43,6 @@ struct trace_header {
     char comm[TASK_COMM_LEN];
     u64 user_stack_hash;     /* nonzero: the user stack is in `ustacks` */
 };
-
-PTK_INLINE bool trace_is_self(void)
-{
-#if EXCLUDE_SELF
-    u32 zero = 0;
-    u32 *self = self_pid.lookup(&zero);
-    return self && *self && (bpf_get_current_pid_tgid() >> 32) == *self;
-#else
-    return false;
-#endif
-}
 
 PTK_INLINE void trace_fill_header(struct trace_header *h, void *ctx, u32 probe)
 {

@@ -121,7 +121,7 @@ def build_probe(index: int, spec: ArgdistSpec, resolved: Any, string_size: int,
                 pid: int | None = None) -> ArgdistProbe:
     params = probegen.parse_signature(spec.signature, f"signature of {spec.probe_text}")
     fn = probegen.new_function(f"argdist_probe_{index}", resolved, params, string_size,
-                               "argdist_is_self()", pid)
+                               "ptk_is_self()", pid)
     scope = fn.scope
     if spec.filter is not None:
         fn.set_filter(expr.parse_filter(spec.filter, scope))

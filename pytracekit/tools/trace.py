@@ -134,7 +134,7 @@ class TraceProbe:
 def build_probe(index: int, text: ProbeText, resolved: Any, params: tuple,
                 string_size: int, pid: int | None = None) -> TraceProbe:
     fn = probegen.new_function(f"trace_probe_{index}", resolved, params, string_size,
-                               "trace_is_self()", pid)
+                               "ptk_is_self()", pid)
     scope = fn.scope
     if text.filter is not None:
         fn.set_filter(expr.parse_filter(text.filter, scope))
