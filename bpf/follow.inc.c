@@ -18,7 +18,7 @@ BPF_ARRAY(follow_root, u32, 1);
 BPF_HASH(followed, u32, u8, 10240);
 
 #if FOLLOW_MODE == 2
-TRACEPOINT_PROBE(sched, sched_process_exec)
+PTK_INLINE void ptk_follow_exec(void)
 {
     u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
     u32 *root = follow_root.lookup(&zero);
@@ -27,8 +27,17 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         if (followed.update(&tgid, &yes) != 0)
             ptk_count_loss(PTK_MAP_FULL);
     }
+}
+
+/* A program with its own sched_process_exec probe (one per program) defines
+ * PTK_CALLS_FOLLOW_EXEC and calls ptk_follow_exec() first in it. */
+#ifndef PTK_CALLS_FOLLOW_EXEC
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    ptk_follow_exec();
     return PTK_TP_PASS;
 }
+#endif
 
 RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
@@ -53,6 +62,10 @@ TRACEPOINT_PROBE(sched, sched_process_free)
     followed.delete(&pid);
     return PTK_TP_PASS;
 }
+#endif
+
+#if FOLLOW_MODE != 2
+PTK_INLINE void ptk_follow_exec(void) {}
 #endif
 
 PTK_INLINE bool ptk_followed(u32 tgid)

@@ -14,6 +14,7 @@
 #include "pytracekit.h"
 #include "ptk_stream.h"
 
+#define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
 /*PTK_FOLLOW*/
 
 #ifndef BLOCK_IO
@@ -157,6 +158,7 @@ PTK_INLINE bool exec_selected(u32 tgid)
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
+    ptk_follow_exec();   /* a command is followed from its exec on */
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tgid = pid_tgid >> 32, pid = pid_tgid;
     if (!pid || (FILTER_TID && pid != FILTER_TID) || !exec_selected(tgid))

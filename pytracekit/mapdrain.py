@@ -16,7 +16,7 @@ def snapshot(table: Any, chunk: int = 1024) -> list[tuple[Any, Any]]:
     BCC's walk by next-key restarts from the first key whenever the key it
     stands on is deleted, so a map the kernel keeps deleting from (memleak's
     frees) could keep it walking for ever. Other maps: BCC's items()."""
-    if type(table).__name__ not in ("HashTable", "LruHash"):
+    if not _is_hash(table):
         return list(table.items())
     from bcc.libbcc import lib
     entries: list[tuple[Any, Any]] = []
@@ -111,9 +111,18 @@ def drained(prog: Any, names: Iterable[str]) -> Iterator[None]:
     program = prog
     while not hasattr(program, "_drained"):   # a tool's session wraps its Program
         program = program.prog
-    snapshot = {name: DrainedTable(program[name]) for name in names}
-    program._drained = snapshot
+    tables = {name: program[name] for name in names}
+    # hash maps are drained entry by entry; arrays (per-CPU sums, fixed slots)
+    # cannot lose entries, only be zeroed after the report, as before
+    program._drained = {name: DrainedTable(t) for name, t in tables.items() if _is_hash(t)}
     try:
         yield
     finally:
         program._drained = {}
+        for name, table in tables.items():
+            if not _is_hash(table):
+                table.clear()
+
+
+def _is_hash(table: Any) -> bool:
+    return type(table).__name__ in ("HashTable", "LruHash")

@@ -51,3 +51,17 @@ def test_arrays_are_read_by_bccs_walk(maps):
     slots = maps["slots"]
     slots[slots.Key(2)] = slots.Leaf(7)
     assert [(k.value, v.value) for k, v in snapshot(slots)] == [(0, 0), (1, 0), (2, 7), (3, 0)]
+
+
+@pytest.mark.root
+def test_drained_reads_hashes_drained_and_zeroes_arrays_after(maps):
+    from pytracekit.mapdrain import drained
+    numbers, slots = maps["numbers"], maps["slots"]
+    numbers.clear()
+    numbers[numbers.Key(1)] = numbers.Leaf(10)
+    slots[slots.Key(1)] = slots.Leaf(5)
+    with drained(maps, ["numbers", "slots"]):
+        assert [(k.value, v.value) for k, v in maps["numbers"].items()] == [(1, 10)]
+        assert maps["slots"][maps["slots"].Key(1)].value == 5   # read as it is
+        assert list(numbers.items()) == []                       # already empty
+    assert [v.value for v in slots.values()] == [0, 0, 0, 0]
