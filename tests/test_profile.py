@@ -184,10 +184,12 @@ def test_idle_is_left_out_by_default(workload):
     # (with -I idle samples are kept, but a halted vCPU takes few cpu-clock samples
     # and other load may leave no idle time at all, so only the default is asserted)
     # an idle machine may give no other samples at all: keep a CPU busy meanwhile
-    busy = subprocess.Popen([workload, "spin", "1"])
+    # (spinning until the profile ends: compiling may take longer than a fixed spin)
+    busy = subprocess.Popen([workload, "spin", "60"])
     try:
         res = pytracekit("profile", "-F", "199", "-K", "-f", "0.5")
     finally:
+        busy.kill()
         busy.wait()
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip()

@@ -261,7 +261,8 @@ def test_time_is_the_process_lifetime_not_since_tracing(workload):
     refreshes = validate_json_lines("top", res.stdout)
     rows = [r for o in refreshes if o["type"] == "refresh" for r in o["rows"]
             if r["pid"] == spinner.pid]
-    assert len(rows) == 3
+    # a refresh in which it did not run (a loaded machine) lists no row for it
+    assert len([o for o in refreshes if o["type"] == "refresh"]) == 3 and len(rows) >= 2
     seen = sum(r["cpu_ns"] for r in rows)
     assert before_top + seen <= rows[-1]["total_ns"] <= after_top
     assert rows[0]["total_ns"] >= before_top
