@@ -15,7 +15,18 @@ PTK_INLINE void hit(u32 slot)
         __sync_fetch_and_add(value, 1);
 }
 
-int on_tracepoint(void *ctx) { hit(HIT_TRACEPOINT); return PTK_TP_PASS; }
+/* doctor's own pid (filled before attaching): the tracepoint counts only its
+ * own getppid calls, as the uprobe does, whatever else runs */
+BPF_ARRAY(doctor_pid, u32, 1);
+
+int on_tracepoint(void *ctx)
+{
+    u32 zero = 0;
+    u32 *self = doctor_pid.lookup(&zero);
+    if (self && *self == bpf_get_current_pid_tgid() >> 32)
+        hit(HIT_TRACEPOINT);
+    return PTK_TP_PASS;
+}
 
 int on_raw_tracepoint(struct bpf_raw_tracepoint_args *ctx) { hit(HIT_RAW_TRACEPOINT); return 0; }
 

@@ -196,12 +196,14 @@ def test_summary_text_and_stddev_as_perf_prints_them():
 @pytest.mark.root
 def test_slow_calls_and_minor_faults(workload):
     """--min-duration (perf trace --duration): of the workload's `touch 16
-    100` only its 100 ms sleep; -F min: the 16 fresh pages it writes from one
+    400` only its 400 ms sleep; -F min: the 16 fresh pages it writes from one
     instruction are exactly 16 minor faults there, a page apart; --call-graph
     fp: the workload keeps frame pointers, so each fault's stack starts
     touch_pages, main."""
+    # (its sleep, 400 ms, keeps it alive while its faults' stacks are named from its
+    # mappings, however late a loaded machine runs the reader)
     res = pytracekit("systrace", "-F", "min", "--min-duration", "50", "--call-graph", "fp",
-                     "--json", "--", workload, "touch", "16", "100")
+                     "--json", "--", workload, "touch", "16", "400")
     assert res.returncode == 0, res.stderr
     objects = validate_json_lines("systrace", res.stdout)
     calls = [o for o in objects if o["type"] == "syscall"]

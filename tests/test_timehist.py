@@ -9,7 +9,7 @@ import pytest
 from conftest import pytracekit
 from snoop_helpers import summary, validated_json
 
-N, SLEEP_MS, SPIN_MS = 4, 50, 30
+N, SLEEP_MS, SPIN_MS = 4, 50, 100
 LINE = re.compile(r"^\s*(\d+\.\d{6}) \[(\d{4})\]  (\S+)\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+"
                   r"(\d+\.\d{3})(?:\s+(\S))?$")
 

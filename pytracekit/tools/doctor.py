@@ -40,6 +40,8 @@ def _live_checks() -> list[Check]:
                     f"doctor.bpf.c compiled and loaded in {compile_s:.2f} s from BTF-derived headers")]
     errors: dict[int, str] = {}
     with prog:
+        own = prog["doctor_pid"]
+        own[own.Key(0)] = own.Leaf(os.getpid())
         attempts = [
             (0, lambda: prog.attach_tracepoint("syscalls", "sys_enter_getppid", "on_tracepoint")),
             (1, lambda: prog.attach_raw_tracepoint("sys_enter", "on_raw_tracepoint")),
