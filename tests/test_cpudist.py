@@ -34,10 +34,12 @@ def test_cpudist_offcpu_sees_the_1ms_sleeps(workload):
     validate("cpudist", objs)
     (hist,) = [o for o in objs if o["type"] == "histogram"]
     assert hist["offcpu"] is True and hist["comm"] == "workload" and hist["pid"] > 0
-    # nanosleep(1 ms) is off-CPU at least 1 ms, unless a preemption just
-    # before it blocked ate the sleep
+    # nanosleep(1 ms) is off-CPU for nearly 1 ms (its timer starts before the
+    # switch: an interrupt between the two shortens the off-CPU part, so the
+    # bound is the bucket below 1024 us), unless a preemption just before it
+    # blocked ate the sleep
     _, nivcsw = switch_counts(counts)
-    assert sum(b["count"] for b in hist["buckets"] if b["low"] >= 1024) >= 8 - nivcsw
+    assert sum(b["count"] for b in hist["buckets"] if b["low"] >= 512) >= 8 - nivcsw
 
 
 @pytest.mark.root
