@@ -16,20 +16,47 @@ def snapshot(table: Any, chunk: int = 1024) -> list[tuple[Any, Any]]:
     BCC's walk by next-key restarts from the first key whenever the key it
     stands on is deleted, so a map the kernel keeps deleting from (memleak's
     frees) could keep it walking for ever. Other maps: BCC's items()."""
-    if not _is_hash(table):
-        return list(table.items())
     from bcc.libbcc import lib
+    entries = _batches(table, lib.bpf_lookup_batch, chunk) if _is_hash(table) else None
+    return list(table.items()) if entries is None else entries
+
+
+def drain(table: Any) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a BPF hash map, each deleted in the same step as
+    it is read (BPF_MAP_LOOKUP_AND_DELETE_BATCH: atomic per bucket; where batch
+    operations are missing, entry by entry). Entries added meanwhile stay for
+    the next drain."""
+    from bcc.libbcc import lib
+    entries = _batches(table, lib.bpf_lookup_and_delete_batch, 1024)
+    if entries is not None:
+        return entries
+    entries = []
+    for key, _ in snapshot(table):
+        value = table.Leaf()
+        if lib.bpf_lookup_and_delete(table.map_fd, ctypes.byref(key), ctypes.byref(value)) == 0:
+            entries.append((key, value))
+        elif ctypes.get_errno() != errno.ENOENT:     # not supported for hash maps here
+            try:
+                entries.append((key, table.pop(key)))
+            except KeyError:
+                pass
+    return entries
+
+
+def _batches(table: Any, operation: Any, chunk: int) -> list[tuple[Any, Any]] | None:
+    """A hash map read whole, `chunk` entries per call of a libbcc batch
+    operation (lookup, or lookup-and-delete); None where the kernel has none."""
     entries: list[tuple[Any, Any]] = []
     token_in, token_out = ctypes.c_uint32(0), ctypes.c_uint32(0)
+    key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
     first = True
     while True:
         keys, values = (table.Key * chunk)(), (table.Leaf * chunk)()
         count = ctypes.c_uint32(chunk)
-        res = lib.bpf_lookup_batch(table.map_fd, None if first else ctypes.byref(token_in),
-                                   ctypes.byref(token_out), ctypes.byref(keys),
-                                   ctypes.byref(values), ctypes.byref(count))
+        res = operation(table.map_fd, None if first else ctypes.byref(token_in),
+                        ctypes.byref(token_out), ctypes.byref(keys), ctypes.byref(values),
+                        ctypes.byref(count))
         err = ctypes.get_errno()
-        key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
         entries += [(table.Key.from_buffer_copy(keys, i * key_size),   # BCC's own types,
                      table.Leaf.from_buffer_copy(values, i * value_size))   # also for ints
                     for i in range(count.value)]
@@ -42,26 +69,8 @@ def snapshot(table: Any, chunk: int = 1024) -> list[tuple[Any, Any]]:
             chunk *= 2
             continue
         if first and not entries:      # batch operations not available here
-            return list(table.items())
+            return None
         raise OSError(err, f"reading BPF map {table.Key.__name__}: {os.strerror(err)}")
-
-
-def drain(table: Any) -> list[tuple[Any, Any]]:
-    """Every (key, value) of a BPF hash map, each deleted in the same step as
-    it is read (BPF_MAP_LOOKUP_AND_DELETE_ELEM, Linux 5.14+; older kernels
-    get a lookup then a delete). Entries added meanwhile stay for the next drain."""
-    from bcc.libbcc import lib
-    entries = []
-    for key, _ in snapshot(table):
-        value = table.Leaf()
-        if lib.bpf_lookup_and_delete(table.map_fd, ctypes.byref(key), ctypes.byref(value)) == 0:
-            entries.append((key, value))
-        elif ctypes.get_errno() != errno.ENOENT:     # not supported for hash maps here
-            try:
-                entries.append((key, table.pop(key)))
-            except KeyError:
-                pass
-    return entries
 
 
 class DrainedTable:
