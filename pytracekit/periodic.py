@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from .errors import UsageError
-from .options import split_interval_count  # noqa: F401  (the tools import it from here)
+from .options import split_interval_count
 from .lossreport import print_loss
 from .mapdrain import drained
 from .model import Histogram

@@ -15,7 +15,7 @@ from ..lossreport import print_loss
 from .. import options
 from ..errors import UsageError
 from ..loader import Program
-from ..periodic import run_periodic, split_interval_count, timestamp
+from ..periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce
 
@@ -78,7 +78,7 @@ def row(now: str | None, misses: int, dirties: int, buffers: float, cached: floa
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
 def command(stamp, pid, interval, duration, as_json, words):
     """Page cache misses (pages added) and dirtied folios per interval; hits: see docs."""
-    pos_interval, count, command_words = split_interval_count(words)
+    pos_interval, count, command_words = options.split_interval_count(words)
     if pos_interval is not None and interval is not None:
         raise UsageError("give the interval once: positionally or with --interval")
     interval = interval or pos_interval or DEFAULT_INTERVAL

@@ -8,8 +8,7 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import (HistogramTool, histogram_tool_options, run_histogram_tool,
-                        split_interval_count)
+from ..periodic import HistogramTool, histogram_tool_options, run_histogram_tool
 from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
@@ -34,7 +33,7 @@ def command(offcpu, timestamp, milliseconds, per_pid, per_tid, pid, tid, duratio
 
     ARGS: [interval [count]] and/or -- COMMAND to run and trace.
     """
-    pos_interval, count, cmd = split_interval_count(args)
+    pos_interval, count, cmd = options.split_interval_count(args)
     if per_pid and per_tid:
         raise click.UsageError("give only one of -P, -L")
     label_by = 1 if per_pid else 2 if per_tid else 0

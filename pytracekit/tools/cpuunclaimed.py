@@ -16,7 +16,7 @@ from .. import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
-from ..periodic import run_periodic, split_interval_count, timestamp
+from ..periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce
 
@@ -147,7 +147,7 @@ def start() -> RunQueues:
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
 def command(csv, fullcsv, stamp, interval, duration, as_json, words):
     """CPU utilization and idle CPUs unclaimed while tasks waited elsewhere."""
-    pos_interval, count, command_words = split_interval_count(words)
+    pos_interval, count, command_words = options.split_interval_count(words)
     if pos_interval is not None and interval is not None:
         raise UsageError("give the interval once: positionally or with --interval")
     csv = csv or fullcsv

@@ -26,8 +26,7 @@ from ..errors import UsageError
 from ..loader import Program
 from ..mapdrain import snapshot
 from ..model import Frame
-from ..periodic import (BpfTool, attached, require_alive, require_tracepoints, run_periodic,
-                        split_interval_count)
+from ..periodic import BpfTool, attached, require_alive, require_tracepoints, run_periodic
 from ..render import jsonl
 from ..runner import Target
 from ..symbols import Symbolizer
@@ -208,7 +207,7 @@ def command(pid, addresses, older, command_line, combined_only, sample_rate, top
     ARGS: [interval [count]] and/or -- COMMAND to run and trace. The default
     interval is 5 seconds, as in BCC.
     """
-    pos_interval, count, cmd = split_interval_count(args)
+    pos_interval, count, cmd = options.split_interval_count(args)
     interval = interval or pos_interval or 5.0
     if command_line:
         if cmd:

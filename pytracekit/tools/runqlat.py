@@ -11,8 +11,7 @@ import click
 
 from .. import options
 from ..loader import Program
-from ..periodic import (HistogramTool, histogram_tool_options, run_histogram_tool,
-                        split_interval_count)
+from ..periodic import HistogramTool, histogram_tool_options, run_histogram_tool
 from ..runner import Target
 
 DRY_RUN_ARGS: list[str] = []
@@ -38,7 +37,7 @@ def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, dura
 
     ARGS: [interval [count]] and/or -- COMMAND to run and trace.
     """
-    pos_interval, count, cmd = split_interval_count(args)
+    pos_interval, count, cmd = options.split_interval_count(args)
     if sum([per_pid, per_tid, per_pidns]) > 1:
         raise click.UsageError("give only one of -P, -L, --pidnss")
     label_by = 1 if per_pid else 2 if per_tid else 3 if per_pidns else 0

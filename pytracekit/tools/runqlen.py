@@ -17,7 +17,7 @@ from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..loader import Program
 from ..mapdrain import drained
 from ..model import LinearHistogram
-from ..periodic import BpfTool, attached, run_periodic, split_interval_count, timestamp
+from ..periodic import BpfTool, attached, run_periodic, timestamp
 from ..render import jsonl
 from ..render.text import linear_histogram
 from ..runner import Target
@@ -99,7 +99,7 @@ def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
 
     ARGS: [interval [count]] and/or -- COMMAND to run while sampling.
     """
-    pos_interval, count, cmd = split_interval_count(args)
+    pos_interval, count, cmd = options.split_interval_count(args)
     interval = interval or pos_interval
     target = Target.from_options(None, cmd)
     with attached(target, lambda: start(per_cpu=per_cpu, frequency=frequency),

@@ -14,7 +14,7 @@ from ..lossreport import print_loss
 from .. import options
 from ..loader import Program
 from ..errors import UsageError
-from ..periodic import run_periodic, split_interval_count, timestamp
+from ..periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
 from ..runner import Target, announce
 
@@ -64,7 +64,7 @@ def row(now: str, rates: dict[str, float]) -> str:
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
 def command(pid, interval, duration, as_json, words):
     """Count file system calls (read, write, fsync, open, create) per second."""
-    pos_interval, count, command_words = split_interval_count(words)
+    pos_interval, count, command_words = options.split_interval_count(words)
     if pos_interval is not None and interval is not None:
         raise UsageError("give the interval once: positionally or with --interval")
     interval = interval or pos_interval or DEFAULT_INTERVAL
