@@ -21,7 +21,10 @@ def stack_missed(stack_id: int) -> bool:
 
 
 _BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_",
-                       "bpf_trampoline_")
+                       "bpf_trampoline_", "bpf_dispatcher_")
+# The frames that call a BPF program; only ever the observer's.
+_BPF_CALLER_PREFIXES = ("bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_trampoline_")
+_BPF_FRAMES_SEARCHED = 6
 
 
 def without_bpf_frames(kstack: list[Frame]) -> list[Frame]:
@@ -29,11 +32,16 @@ def without_bpf_frames(kstack: list[Frame]) -> list[Frame]:
     in a raw tracepoint (bpf_prog_..., bpf_trace_run4, __traceiter_sched_switch
     when several programs share it) or an fentry trampoline (bpf_prog_...,
     bpf_trampoline_...): they are the observer, and a kprobe's stack starts at
-    the probed function itself."""
-    i = 0
-    while i < len(kstack) and kstack[i].name.startswith(_BPF_FRAME_PREFIXES):
-        i += 1
-    return kstack[i:]
+    the probed function itself. The program's own address may carry a
+    neighbour's name (kallsyms read before it was loaded: bpf_dispatcher_xdp),
+    so everything below the last calling frame goes."""
+    cut = 0
+    for i, frame in enumerate(kstack[:_BPF_FRAMES_SEARCHED]):
+        if frame.name.startswith(_BPF_CALLER_PREFIXES):
+            cut = i + 1
+    while cut < len(kstack) and kstack[cut].name.startswith(_BPF_FRAME_PREFIXES):
+        cut += 1
+    return kstack[cut:]
 
 
 def annotated(frame: Frame) -> Frame:

@@ -350,7 +350,9 @@ def test_a_signal_during_start_up_ends_quietly(sig, delay, tmp_path):
     if was_ready:   # the machine was quick: it was tracing already
         assert proc.returncode == 0, err
     else:
-        assert proc.returncode == 128 + sig, (proc.returncode, err)
+        # -sig: the signal came before the interpreter had set up its handlers
+        # (a loaded machine), so it ended the process as it ends any other
+        assert proc.returncode in (128 + sig, -sig), (proc.returncode, err)
         assert out == ""
         time.sleep(0.2)
         assert not marker.exists(), "the command ran untraced"

@@ -125,6 +125,18 @@ def test_stacks_start_at_the_probed_function_not_in_the_trampoline():
         "do_nanosleep", "hrtimer_nanosleep", "bpf_prog_x_in_the_middle", "do_syscall_64"]
 
 
+def test_a_program_named_after_its_neighbour_is_still_the_observer():
+    # kallsyms was read before the program was loaded: its address takes the
+    # name of the symbol below it, bpf_dispatcher_xdp here or any other
+    from pytracekit.model import Frame
+    from pytracekit.stacks import without_bpf_frames
+    for misnamed in ("bpf_dispatcher_xdp", "ftrace_trampoline"):
+        leaf_first = [Frame(n, "kernel") for n in (
+            misnamed, "bpf_trace_run4", "__schedule", "schedule", "do_nanosleep")]
+        assert [f.name for f in without_bpf_frames(leaf_first)] == [
+            "__schedule", "schedule", "do_nanosleep"]
+
+
 # -- detection and resolution against this kernel ---------------------------
 
 def test_btf_names_a_kernel_functions_parameters():

@@ -50,8 +50,10 @@ def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = No
         stack, count = line.rsplit(" ", 1)
         user = stack.partition(";")[2]
         # before the go file it sleeps in usleep; while it exits it runs libc's exit
-        # handlers (from main's return) or has no user stack: neither is the work
-        if user and "wait_for_file" not in user and not user.startswith(EXITING):
+        # handlers (from main's return) or has no user stack, or only its leaf in
+        # _exit (the kernel has already released its memory): none is the work
+        if (user and "wait_for_file" not in user and not user.startswith(EXITING)
+                and user != "_exit"):
             stacks[user] += int(count)
     stacks.stderr = err
     return stacks
