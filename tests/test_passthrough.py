@@ -148,7 +148,7 @@ def actions(workload: str, marker: str, disk) -> dict[str, dict]:
                    "filter": "cap == 18"},
         "listen": {"argv": py + [listen]},      # two state changes, both in the process
         "touch": {"argv": [workload, "touch", str(PAGES)]},
-        "contend": {"argv": [workload, "kcontend", "30"]},
+        "contend": {"argv": [workload, "kcontend", "500"]},
         # system-wide: interrupts and RCU-time frees happen outside the command
         "tcp-all": {"argv": py + [tcp], "system_wide": True},
         "refused-all": {"argv": py + [refused], "system_wide": True},

@@ -56,14 +56,15 @@ def test_one_dropped_segment_is_one_retransmit(veth_pair):
 @pytest.mark.root
 def test_count_mode(veth_pair):
     port = 9702
-    with DropOnce(veth_pair, port), Tool("tcpretrans", "-c") as tool:
+    with DropOnce(veth_pair, port) as drop, Tool("tcpretrans", "-c") as tool:
         [client_port] = veth_pair.tcp_connections(1, port)
         out, err = tool.stop()
+        assert drop.dropped == 1
     assert tool.returncode == 0, err
     lines = out.strip().splitlines()
     assert lines[0].split() == ["LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"]
     assert f"[{veth_pair.addr_a}]#{client_port} <-> [{veth_pair.addr_b}]#{port} 1".split() in \
-        [line.split() for line in lines[1:]]
+        [line.split() for line in lines[1:]], (out, err)
 
 
 @pytest.mark.root
