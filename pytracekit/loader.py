@@ -90,45 +90,40 @@ def _c_value(value: Any) -> str:
     return str(value)
 
 
-# What is being captured right now, for the exit hook below.
-_capture: dict[str, Any] = {}
-_exit_hook: Any = None
-_hook_handle = None   # a private "DSO handle" that lets us remove the hook again
-
-
-def _report_exit_during_capture() -> None:
+def _report_exit_during_capture(log: Any, saved_fd: int, name: str) -> None:
     """Runs from C's exit(): LLVM ends the process that way on some errors (a
     program over the 512-byte BPF stack), which would otherwise print nothing."""
-    if not _capture:
-        return
-    _capture["file"].flush()
-    _capture["file"].seek(0)
-    log = _capture["file"].read().decode(errors="replace")
-    line = (f"pytracekit: error: BPF program {_capture['name']} does not compile: "
-            f"{_first_error(log)}\n")
-    os.write(_capture["saved"], line.encode())
+    log.flush()
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    line = (f"pytracekit: error: BPF program {name} does not compile: "
+            f"{_first_error(text)}\n")
+    os.write(saved_fd, line.encode())
     if settings.current().verbose:
-        os.write(_capture["saved"], log.encode())
+        os.write(saved_fd, text.encode())
 
 
 @contextlib.contextmanager
-def _exit_reported() -> Iterator[None]:
-    """Arm a C exit handler for the duration of a capture, then remove it:
-    __cxa_finalize(handle) runs it (a no-op once _capture is empty) and drops
-    it, so no Python callback is left to run after the interpreter is gone."""
+def _exit_reported(log: Any, saved_fd: int, name: str) -> Iterator[None]:
+    """Arm a C exit handler for the duration of one capture, then remove it.
+    The handler and its private "DSO handle" belong to this capture (no module
+    state): __cxa_finalize(handle) runs it, disarmed by then, and drops it, so
+    no Python callback is left to run after the interpreter is gone."""
     import ctypes
-    global _exit_hook, _hook_handle
+    armed = True
+
+    def on_exit(_arg: Any) -> None:
+        if armed:
+            _report_exit_during_capture(log, saved_fd, name)
+    hook = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(on_exit)
+    handle = ctypes.create_string_buffer(1)
     libc = ctypes.CDLL(None)
-    if _exit_hook is None:
-        _exit_hook = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(
-            lambda _arg: _report_exit_during_capture())
-        _hook_handle = ctypes.create_string_buffer(1)
-    libc.__cxa_atexit(_exit_hook, None, ctypes.byref(_hook_handle))
+    libc.__cxa_atexit(hook, None, ctypes.byref(handle))
     try:
         yield
     finally:
-        _capture.clear()
-        libc.__cxa_finalize(ctypes.byref(_hook_handle))
+        armed = False
+        libc.__cxa_finalize(ctypes.byref(handle))
 
 
 @contextlib.contextmanager
@@ -137,9 +132,8 @@ def captured_stderr(name: str = "") -> Iterator[list[str]]:
     out: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp, _exit_reported():
+    with tempfile.TemporaryFile(mode="w+b") as tmp, _exit_reported(tmp, saved, name):
         os.dup2(tmp.fileno(), 2)
-        _capture.update(file=tmp, saved=saved, name=name)
         try:
             yield out
         finally:
@@ -546,14 +540,19 @@ def _fix_uprobe_ref_ctr_offset() -> None:
     arguments (iovisor/bcc#5236): the missing ref_ctr_offset is whatever a
     register holds. The kernel refuses (EINVAL, "ref_ctr_offset mismatch" in
     dmesg) a uprobe at an offset another holds with a different value, e.g.
-    a uprobe_multi link, bpftrace or another BCC process. Pass 0, as meant."""
+    a uprobe_multi link, bpftrace or another BCC process. Pass 0, as meant.
+
+    The one change pytracekit makes to BCC: applied where bcc is first
+    imported (compile, before any program exists to attach), once per process
+    and on purpose for all of it (a correct call is correct for every user of
+    libbcc); its only state is the marker on the replacement, so nothing is
+    there to reset. A BCC that declares all 7 arguments is left alone."""
     import ctypes
     from bcc import libbcc
-    if getattr(libbcc.lib.bpf_attach_uprobe, "_ptk_fixed", False):
-        return
     attach = libbcc.lib.bpf_attach_uprobe
-    attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
-                       ctypes.c_ulonglong, ctypes.c_int, ctypes.c_uint32]
+    if getattr(attach, "_ptk_fixed", False) or len(getattr(attach, "argtypes", None) or []) != 6:
+        return
+    attach.argtypes = [*attach.argtypes, ctypes.c_uint32]
 
     def with_ref_ctr_offset(*args: Any) -> int:
         return attach(*args, 0) if len(args) == 6 else attach(*args)
