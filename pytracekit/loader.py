@@ -513,7 +513,9 @@ class Program:
 @contextlib.contextmanager
 def _environ(name: str, value: str) -> Iterator[None]:
     """Set a variable only while BCC compiles: commands pytracekit starts
-    later (stat -r) get the environment the user gave it."""
+    later (stat -r) get the environment the user gave it. Only for what BCC
+    takes from nowhere else: libbcc reads BCC_KERNEL_SOURCE with getenv() as
+    it compiles, and neither BPF() nor libbcc has a parameter for it."""
     saved = os.environ.get(name)
     os.environ[name] = value
     try:
