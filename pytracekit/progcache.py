@@ -238,7 +238,8 @@ def cached_bpf(entry: dict[str, Any], usdt_contexts: list[Any]) -> Any:
                 if log:
                     import sys
                     sys.stderr.write(log)
-                raise Exception(f"Failed to load BPF program {func_name!r}: {os.strerror(err)}")
+                # BCC's words, and the errno the loader classifies by (loader.BccFailure)
+                raise OSError(err, f"Failed to load BPF program {func_name!r}: {os.strerror(err)}")
             fn = bcc.BPF.Function(self, func_name, fd)
             self.funcs[func_name] = fn
             return fn
