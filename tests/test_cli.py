@@ -54,6 +54,17 @@ def test_a_run_leaves_no_mode_and_no_claim_on_signals_behind():
     assert settings.current().ebpf is False
 
 
+def test_the_loss_slots_in_c_and_in_python_agree():
+    """enum ptk_loss (bpf/pytracekit.h) and loader.LOSS_SLOTS: one slot order."""
+    import re
+    from pytracekit.loader import LOSS_SLOTS
+    header = (ROOT / "bpf" / "pytracekit.h").read_text()
+    enum = re.search(r"enum ptk_loss \{(.*?)\};", header, re.S).group(1)
+    slots = {name.lower(): int(n) for name, n in re.findall(r"PTK_(\w+) = (\d+)", enum)}
+    assert slots.pop("loss_slots") == len(LOSS_SLOTS)
+    assert sorted(slots, key=slots.__getitem__) == list(LOSS_SLOTS)
+
+
 @pytest.fixture(scope="module")
 def dry_runs() -> dict:
     """Every BPF tool's --dry-run, two at a time (a compile keeps one CPU busy)."""
