@@ -41,8 +41,18 @@ def _raised(call) -> PytracekitError:
 
 
 @pytest.mark.root
-def test_attach_failures_are_classified_by_step_and_errno(workload):
+@pytest.mark.parametrize("loaded_by", ["bcc", "program cache"])
+def test_attach_failures_are_classified_by_step_and_errno(workload, loaded_by, monkeypatch):
+    """The same through BCC's loader and through the program cache's (progcache)."""
+    from pytracekit import progcache
+    if loaded_by == "bcc":
+        monkeypatch.setenv(progcache.DISABLE_ENV, "1")
+    else:
+        monkeypatch.delenv(progcache.DISABLE_ENV, raising=False)
+        Program.from_text("bcc_errors", PROGRAM).close()   # stored: the next one is a hit
     with Program.from_text("bcc_errors", PROGRAM) as prog:
+        from_cache = type(prog.bpf).__name__ == "CachedBPF"
+        assert from_cache == (loaded_by == "program cache")
         # bpf(BPF_RAW_TRACEPOINT_OPEN) fails with ENOENT; BCC's words say only "failed"
         err = _raised(lambda: prog.attach_raw_tracepoint("no_such_event_xyz", "fine"))
         assert type(err) is NotFoundError
