@@ -46,7 +46,9 @@
 #endif
 
 /* Loss counters, read by the loader after every run and printed by every
- * tool: nothing is dropped silently. Keep in sync with loader.LOSS_SLOTS. */
+ * tool: nothing is dropped silently. Python names the slots, in this order,
+ * in the tuple LOSS_SLOTS of pytracekit/loader.py (LossReport's fields);
+ * PTK_LOSS_SLOTS here is their count. test_cli checks the two agree. */
 enum ptk_loss {
     PTK_LOST_EVENTS = 0,   /* ring/perf buffer full: an event was not delivered */
     PTK_STACK_ERRORS = 1,  /* a stack could not be stored (map full, collision) */

@@ -34,6 +34,11 @@ class ReaderGone(Exception):
 
 
 class ToolGroup(click.Group):
+    def main(self, *args, **kwargs):
+        # One run's --verbose/--ebpf/--dry-run end with it (see settings.run).
+        with settings.run():
+            return super().main(*args, **kwargs)
+
     def invoke(self, ctx: click.Context):
         # The tool's stdout fails once, as StdoutError (see pytracekit.stdout).
         with stdout.guarded():
@@ -78,13 +83,18 @@ def _prog_name(args: list[str]) -> str:
 
 
 def main(args: list[str] | None = None, prog: str | None = None) -> int:
-    from .errors import DryRunComplete, EbpfPrinted
-    from .runner import claim_signals, interrupted_status
     args = list(sys.argv[1:] if args is None else args)
     name = prog or _prog_name(args)
+    with settings.run():   # open here too: the handlers below read --verbose
+        return _main(args, name)
+
+
+def _main(args: list[str], name: str) -> int:
+    from .errors import DryRunComplete, EbpfPrinted
+    from .runner import claimed_signals, interrupted_status
     try:
-        claim_signals()
-        cli.main(args=args, prog_name="pytracekit", standalone_mode=False)
+        with claimed_signals():
+            cli.main(args=args, prog_name="pytracekit", standalone_mode=False)
         return 0
     except click.exceptions.Exit as exc:
         return exc.exit_code

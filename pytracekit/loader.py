@@ -9,6 +9,7 @@ full text kept for --verbose.
 from __future__ import annotations
 
 import contextlib
+import errno as errnos
 import os
 import re
 import sys
@@ -90,45 +91,40 @@ def _c_value(value: Any) -> str:
     return str(value)
 
 
-# What is being captured right now, for the exit hook below.
-_capture: dict[str, Any] = {}
-_exit_hook: Any = None
-_hook_handle = None   # a private "DSO handle" that lets us remove the hook again
-
-
-def _report_exit_during_capture() -> None:
+def _report_exit_during_capture(log: Any, saved_fd: int, name: str) -> None:
     """Runs from C's exit(): LLVM ends the process that way on some errors (a
     program over the 512-byte BPF stack), which would otherwise print nothing."""
-    if not _capture:
-        return
-    _capture["file"].flush()
-    _capture["file"].seek(0)
-    log = _capture["file"].read().decode(errors="replace")
-    line = (f"pytracekit: error: BPF program {_capture['name']} does not compile: "
-            f"{_first_error(log)}\n")
-    os.write(_capture["saved"], line.encode())
+    log.flush()
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    line = (f"pytracekit: error: BPF program {name} does not compile: "
+            f"{_first_error(text)}\n")
+    os.write(saved_fd, line.encode())
     if settings.current().verbose:
-        os.write(_capture["saved"], log.encode())
+        os.write(saved_fd, text.encode())
 
 
 @contextlib.contextmanager
-def _exit_reported() -> Iterator[None]:
-    """Arm a C exit handler for the duration of a capture, then remove it:
-    __cxa_finalize(handle) runs it (a no-op once _capture is empty) and drops
-    it, so no Python callback is left to run after the interpreter is gone."""
+def _exit_reported(log: Any, saved_fd: int, name: str) -> Iterator[None]:
+    """Arm a C exit handler for the duration of one capture, then remove it.
+    The handler and its private "DSO handle" belong to this capture (no module
+    state): __cxa_finalize(handle) runs it, disarmed by then, and drops it, so
+    no Python callback is left to run after the interpreter is gone."""
     import ctypes
-    global _exit_hook, _hook_handle
+    armed = True
+
+    def on_exit(_arg: Any) -> None:
+        if armed:
+            _report_exit_during_capture(log, saved_fd, name)
+    hook = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(on_exit)
+    handle = ctypes.create_string_buffer(1)
     libc = ctypes.CDLL(None)
-    if _exit_hook is None:
-        _exit_hook = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(
-            lambda _arg: _report_exit_during_capture())
-        _hook_handle = ctypes.create_string_buffer(1)
-    libc.__cxa_atexit(_exit_hook, None, ctypes.byref(_hook_handle))
+    libc.__cxa_atexit(hook, None, ctypes.byref(handle))
     try:
         yield
     finally:
-        _capture.clear()
-        libc.__cxa_finalize(ctypes.byref(_hook_handle))
+        armed = False
+        libc.__cxa_finalize(ctypes.byref(handle))
 
 
 @contextlib.contextmanager
@@ -137,9 +133,8 @@ def captured_stderr(name: str = "") -> Iterator[list[str]]:
     out: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp, _exit_reported():
+    with tempfile.TemporaryFile(mode="w+b") as tmp, _exit_reported(tmp, saved, name):
         os.dup2(tmp.fileno(), 2)
-        _capture.update(file=tmp, saved=saved, name=name)
         try:
             yield out
         finally:
@@ -169,12 +164,12 @@ def _working_directory(directory: Path) -> Iterator[None]:
 
 
 def _first_error(log: str) -> str:
-    if "BPF stack limit" in log:
+    if BCC_TEXTS.stack_limit in log:
         return ("more than the 512 bytes of BPF stack: move large local variables "
                 "into a per-CPU array map")
     for line in log.splitlines():
-        if ": error: " in line:
-            return line.split(": error: ", 1)[1].strip()
+        if BCC_TEXTS.clang_error in line:
+            return line.split(BCC_TEXTS.clang_error, 1)[1].strip()
     return tail(log, 1) or "unknown error"
 
 
@@ -256,14 +251,15 @@ class Program:
             failure = None
             if self.bpf is None:
                 try:
+                    _clear_errno()
                     self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
                 except Exception as exc:  # BCC raises bare Exception
                     self.bpf = None
                     self._cache_entry = None
-                    failure = exc
+                    failure = BccFailure.of(exc)
         output = log[0]
         if failure is not None:
-            raise _load_error(self.name, str(failure), output, text)
+            raise _load_error(self.name, failure, output, text)
         if output.strip() and settings.current().verbose:
             sys.stderr.write(output)
         for fn in self._autoloaded():
@@ -332,13 +328,14 @@ class Program:
             return
         with captured_stderr() as log:
             try:
+                _clear_errno()
                 do()
             except Exception as exc:
-                failure = exc
+                failure = BccFailure.of(exc)
             else:
                 failure = None
         if failure is not None:
-            raise _attach_error(kind, target, str(failure), log[0])
+            raise _attach_error(kind, target, failure, log[0])
         self.probes.append(Probe(kind, target, fn_name))
 
     def _load_only(self, fn_name: str, prog_type: int) -> None:
@@ -353,11 +350,12 @@ class Program:
         failure = None
         with captured_stderr() as log:
             try:
+                _clear_errno()
                 fn = self.bpf.load_func(fn_name, prog_type, attach_type=attach_type)
             except Exception as exc:
-                failure = exc
+                failure = BccFailure.of(exc)
         if failure is not None:   # the log is complete only after the with block
-            raise _load_error(fn_name, str(failure), log[0]) from None
+            raise _load_error(fn_name, failure, log[0]) from None
         if fn_name not in self._loaded:
             self._loaded.append(fn_name)
         return fn
@@ -519,7 +517,9 @@ class Program:
 @contextlib.contextmanager
 def _environ(name: str, value: str) -> Iterator[None]:
     """Set a variable only while BCC compiles: commands pytracekit starts
-    later (stat -r) get the environment the user gave it."""
+    later (stat -r) get the environment the user gave it. Only for what BCC
+    takes from nowhere else: libbcc reads BCC_KERNEL_SOURCE with getenv() as
+    it compiles, and neither BPF() nor libbcc has a parameter for it."""
     saved = os.environ.get(name)
     os.environ[name] = value
     try:
@@ -546,14 +546,19 @@ def _fix_uprobe_ref_ctr_offset() -> None:
     arguments (iovisor/bcc#5236): the missing ref_ctr_offset is whatever a
     register holds. The kernel refuses (EINVAL, "ref_ctr_offset mismatch" in
     dmesg) a uprobe at an offset another holds with a different value, e.g.
-    a uprobe_multi link, bpftrace or another BCC process. Pass 0, as meant."""
+    a uprobe_multi link, bpftrace or another BCC process. Pass 0, as meant.
+
+    The one change pytracekit makes to BCC: applied where bcc is first
+    imported (compile, before any program exists to attach), once per process
+    and on purpose for all of it (a correct call is correct for every user of
+    libbcc); its only state is the marker on the replacement, so nothing is
+    there to reset. A BCC that declares all 7 arguments is left alone."""
     import ctypes
     from bcc import libbcc
-    if getattr(libbcc.lib.bpf_attach_uprobe, "_ptk_fixed", False):
-        return
     attach = libbcc.lib.bpf_attach_uprobe
-    attach.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
-                       ctypes.c_ulonglong, ctypes.c_int, ctypes.c_uint32]
+    if getattr(attach, "_ptk_fixed", False) or len(getattr(attach, "argtypes", None) or []) != 6:
+        return
+    attach.argtypes = [*attach.argtypes, ctypes.c_uint32]
 
     def with_ref_ctr_offset(*args: Any) -> int:
         return attach(*args, 0) if len(args) == 6 else attach(*args)
@@ -590,41 +595,108 @@ _TRAMPOLINE_NAME = re.compile(r"\b(k(?:ret)?func__(?:vmlinux__)?(\w+))")
 _TRAMPOLINE_MACRO = re.compile(r"\bK(RET)?FUNC_PROBE\(\s*(\w+)")
 
 
-def _trampoline_error(message: str, log: str, text: str) -> PytracekitError | None:
+class BCC_TEXTS:   # pylint: disable=invalid-name  # a table, not a type
+    """What only words tell apart, in one place. BCC 0.26 raises a bare
+    Exception for every failure, without an errno: the start of its text is
+    the only sign of which step failed. Clang's diagnostics and the kernel
+    verifier's log (captured from fd 2) are text only too. Where the failed
+    step was a system call, its errno decides (BccFailure), never the words."""
+
+    steps = (       # (start of BCC's text, step, the errno its words stand for)
+        ("Failed to compile BPF module", "compile", 0),
+        ("Failed to load BPF program", "load", 0),          # bpf(BPF_PROG_LOAD): errno
+        ("Need super-user privileges to run", "load", errnos.EPERM),   # BCC's words for it
+        ("could not determine address of symbol", "symbol", 0),
+        ("Failed to attach BPF", "attach", 0),              # perf_event_open, bpf(): errno
+    )
+    clang_error = ": error: "           # a compiler diagnostic in the log
+    verifier_log = "processed "         # the verifier's "processed N insns" line
+    stack_limit = "BPF stack limit"     # LLVM's words for a stack over 512 bytes
+
+
+def _clear_errno() -> None:
+    """Before a BCC call: a failure that sets no errno must not show an old one."""
+    import ctypes
+    ctypes.set_errno(0)
+
+
+# What the verifier's refusals return from bpf(BPF_PROG_LOAD).
+_VERIFIER_ERRNOS = (errnos.EACCES, errnos.EINVAL, errnos.E2BIG)
+
+
+@dataclass(frozen=True)
+class BccFailure:
+    """A failure of BCC, classified once, where it was caught."""
+
+    text: str       # BCC's words
+    step: str       # "compile", "load", "symbol", "attach" or "" (another failure)
+    errno: int      # the failed system call's errno ("load" and "attach"), else 0
+
+    @classmethod
+    def of(cls, exc: BaseException) -> "BccFailure":
+        """Call in the except clause itself: libbcc is loaded with use_errno, so
+        ctypes still holds the errno of the call that failed (any later libbcc
+        call, BCC's own cleanup included, would replace it). The program cache
+        raises OSError with its errno (progcache.cached_bpf)."""
+        import ctypes
+        if isinstance(exc, OSError) and exc.errno:
+            text, err = str(exc.strerror), exc.errno
+        else:
+            text, err = str(exc), ctypes.get_errno()
+        step, implied = next(((s, e) for start, s, e in BCC_TEXTS.steps
+                              if text.startswith(start)), ("", 0))
+        err = implied or err
+        return cls(text, step, err if step in ("load", "attach") else 0)
+
+    @property
+    def said(self) -> str:
+        """BCC's words with the errno's name (and its meaning, where BCC's
+        words do not end with it: its attach messages never do)."""
+        if not self.errno:
+            return self.text
+        name = errnos.errorcode.get(self.errno, str(self.errno))
+        if self.step == "attach":
+            return f"{self.text}: {os.strerror(self.errno)} ({name})"
+        return f"{self.text} ({name})"
+
+
+def _trampoline_error(failure: BccFailure, log: str, text: str) -> PytracekitError | None:
     """BCC loads and attaches fentry/fexit programs while compiling: a failure
     there names the kernel function(s), not a compile error."""
     programs = _TRAMPOLINE_NAME.findall(text) + [
         (("kretfunc__" if ret else "kfunc__") + fn, fn) for ret, fn in _TRAMPOLINE_MACRO.findall(text)]
-    if not programs or "processed" in log or ": error: " in log or "Failed to compile" in message:
+    if (not programs or failure.step == "compile" or BCC_TEXTS.verifier_log in log
+            or BCC_TEXTS.clang_error in log):
         return None
-    named = [p for p in programs if p[0] in message]
+    named = [p for p in programs if p[0] in failure.text]   # BCC names the program
     functions = sorted({f for _, f in (named or programs)})
     kinds = sorted({"fexit" if p.startswith("kret") else "fentry" for p, _ in (named or programs)})
-    if "super-user" in message:     # BCC's words for EPERM
+    if failure.errno == errnos.EPERM:
         message = "the kernel refused to load it (EPERM) although this is root"
+    elif failure.errno:
+        message = f"{os.strerror(failure.errno)} ({errnos.errorcode.get(failure.errno, '?')})"
     else:
-        message = message.split(": ", 1)[-1] if named else message
+        message = failure.text
     plural = "s" if len(functions) > 1 else ""
     return PytracekitError(f"cannot attach {'/'.join(kinds)} to kernel function{plural} "
                            f"{', '.join(functions)}: {message}", detail=log)
 
 
-def _load_error(name: str, message: str, log: str, text: str = "") -> PytracekitError:
-    trampoline = _trampoline_error(message, log, text)
+def _load_error(name: str, failure: BccFailure, log: str, text: str = "") -> PytracekitError:
+    trampoline = _trampoline_error(failure, log, text)
     if trampoline is not None:
         return trampoline
-    if "Failed to compile" in message or ": error: " in log:
+    if failure.step == "compile" or BCC_TEXTS.clang_error in log:
         return CompileError(f"BPF program {name} does not compile: {_first_error(log)} "
                             "(--verbose shows the compiler output)", detail=log)
-    if "Permission denied" in message or "Invalid argument" in message or "processed" in log:
+    if failure.step == "load" and failure.errno in _VERIFIER_ERRNOS:
         return VerifierError(f"the kernel verifier rejected {name}: "
-                             f"{tail(log, 1) or message} (--verbose shows the log)",
+                             f"{tail(log, 1) or failure.said} (--verbose shows the log)",
                              detail=tail(log, 30))
-    return PytracekitError(f"loading {name} failed: {message}", detail=log)
+    return PytracekitError(f"loading {name} failed: {failure.said}", detail=log)
 
 
 def _multi_attach_error(kind: str, binary: str, count: int, err: int) -> PytracekitError:
-    import errno as errnos
     name = errnos.errorcode.get(err, str(err))
     what = f"cannot attach {count} {kind.split('_')[0]}s to {binary} through one uprobe_multi link"
     if err == errnos.ENOENT:
@@ -636,12 +708,16 @@ def _multi_attach_error(kind: str, binary: str, count: int, err: int) -> Pytrace
     return PytracekitError(f"{what}: {name} ({os.strerror(err)})")
 
 
-def _attach_error(kind: str, target: str, message: str, log: str) -> PytracekitError:
-    if kind.startswith("uprobe") or kind.startswith("uretprobe"):
-        if "could not determine address" in message or "symbol" in message.lower():
-            return NotFoundError(f"cannot attach {kind} {target}: no such function in that "
-                                 "binary (`pytracekit list -x BINARY` lists them)", detail=log)
-    if "Permission denied" in message or "Invalid argument" in message or "processed" in log:
-        return VerifierError(f"cannot attach {kind} {target}: {tail(log, 1) or message}",
-                             detail=tail(log, 30))
-    return PytracekitError(f"cannot attach {kind} {target}: {message}", detail=log)
+def _attach_error(kind: str, target: str, failure: BccFailure, log: str) -> PytracekitError:
+    what = f"cannot attach {kind} {target}"
+    if failure.step == "symbol":   # uprobes: BCC found no such symbol, or no such file
+        binary = target.rsplit(":", 1)[0]
+        if "/" in binary and not os.path.exists(binary):
+            return NotFoundError(f"{what}: no such binary {binary}", detail=log)
+        return NotFoundError(f"{what}: no such function in that binary "
+                             "(`pytracekit list -x BINARY` lists them)", detail=log)
+    if failure.step == "load" and failure.errno in _VERIFIER_ERRNOS:   # BCC loads at attach
+        return VerifierError(f"{what}: {tail(log, 1) or failure.said}", detail=tail(log, 30))
+    if failure.step == "attach" and failure.errno == errnos.ENOENT:
+        return NotFoundError(f"{what}: {failure.said}", detail=log)
+    return PytracekitError(f"{what}: {failure.said}", detail=log)

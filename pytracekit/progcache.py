@@ -235,10 +235,10 @@ def cached_bpf(entry: dict[str, Any], usdt_contexts: list[Any]) -> Any:
                                             self._insns[func_name], self._license,
                                             self._kern_version, attach_type)
             if fd < 0:
-                if log:
-                    import sys
-                    sys.stderr.write(log)
-                raise Exception(f"Failed to load BPF program {func_name!r}: {os.strerror(err)}")
+                if log:   # to fd 2, where libbcc writes it: the loader captures it there
+                    os.write(2, log.encode(errors="replace"))
+                # BCC's words, and the errno the loader classifies by (loader.BccFailure)
+                raise OSError(err, f"Failed to load BPF program {func_name!r}: {os.strerror(err)}")
             fn = bcc.BPF.Function(self, func_name, fd)
             self.funcs[func_name] = fn
             return fn

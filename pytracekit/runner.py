@@ -42,7 +42,7 @@ def interrupted_status(exc: KeyboardInterrupt) -> int:
 
 _handler_owner = 0   # the pid that installed _raise_stop
 
-_claimed = False     # see claim_signals
+_claimed = False     # see claimed_signals
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # What the caller left ignored (nohup, a background job): so stays a command's.
@@ -404,15 +404,22 @@ def ignore_stops() -> None:
     or SIGHUP (a second press, or one racing the command's exit) must not cut
     the results short or leave probes attached, so the tool prints, detaches
     and exits. The next run_until_done (stat -r) arms them again. A program
-    using pytracekit as a library (no claim_signals) keeps its handlers."""
+    using pytracekit as a library (no claimed_signals) keeps its handlers."""
     if _claimed:
         for sig in STOPS:
             signal.signal(sig, signal.SIG_IGN)
 
 
-def claim_signals() -> None:
-    """cli.main: this process is the pytracekit command; stop signals are
-    handled from now on (install_signal_handlers) and ignored once a run ended."""
+@contextlib.contextmanager
+def claimed_signals() -> Iterator[None]:
+    """cli.main, for one run: this process is the pytracekit command; stop
+    signals are handled from now on (install_signal_handlers) and ignored once
+    the run ended. The claim ends with the run (an in-process run in a test
+    must not make the next test's library use ignore them)."""
     global _claimed
-    _claimed = True
-    install_signal_handlers()
+    saved, _claimed = _claimed, True
+    try:
+        install_signal_handlers()
+        yield
+    finally:
+        _claimed = saved

@@ -62,16 +62,6 @@ def _restore_signal_handlers():
         signal.signal(sig, handler)
 
 
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    """Tests that run the CLI in-process (--dry-run, --ebpf, --verbose) must not
-    leave those modes on for the tests after them."""
-    from pytracekit import settings
-    saved = settings.current()
-    yield
-    settings._current = saved
-
-
 @pytest.fixture(scope="session")
 def workload() -> str:
     """Path to the built ground-truth workload (built here if stale)."""
@@ -209,8 +199,7 @@ def pytracekit_in_process(*args: str) -> subprocess.CompletedProcess:
     input, refused before anything is attached; tests of the launcher and of
     a real exit status use `pytracekit(...)`. Main thread only."""
     import tempfile
-    from pytracekit import cli, runner
-    claimed = runner._claimed
+    from pytracekit import cli
     streams = sys.stdout, sys.stderr
     for stream in streams:
         stream.flush()
@@ -234,7 +223,6 @@ def pytracekit_in_process(*args: str) -> subprocess.CompletedProcess:
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
-            runner._claimed = claimed
         texts = []
         for f in (out, err):
             f.seek(0)

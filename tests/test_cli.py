@@ -40,6 +40,31 @@ def test_every_tool_prints_its_bpf_with_ebpf():
         assert "pytracekit.h" in res.stdout or "PYTRACEKIT_H" in res.stdout, name
 
 
+def test_a_run_leaves_no_mode_and_no_claim_on_signals_behind():
+    """--ebpf/--verbose and the claim on stop signals belong to one run
+    (settings.run, runner.claimed_signals): nothing for a test to reset after
+    running the CLI in-process, and no mode can be switched on outside a run."""
+    from pytracekit import runner, settings
+    res = pytracekit_in_process("runqlat", "--verbose", "--ebpf")
+    assert res.returncode == 0 and "#define UNIT_DIV" in res.stdout   # --ebpf was on in the run
+    assert settings.current() == settings.Settings()
+    assert runner._claimed is False
+    with pytest.raises(RuntimeError, match=r"outside a run"):
+        settings.update(ebpf=True)
+    assert settings.current().ebpf is False
+
+
+def test_the_loss_slots_in_c_and_in_python_agree():
+    """enum ptk_loss (bpf/pytracekit.h) and loader.LOSS_SLOTS: one slot order."""
+    import re
+    from pytracekit.loader import LOSS_SLOTS
+    header = (ROOT / "bpf" / "pytracekit.h").read_text()
+    enum = re.search(r"enum ptk_loss \{(.*?)\};", header, re.S).group(1)
+    slots = {name.lower(): int(n) for name, n in re.findall(r"PTK_(\w+) = (\d+)", enum)}
+    assert slots.pop("loss_slots") == len(LOSS_SLOTS)
+    assert sorted(slots, key=slots.__getitem__) == list(LOSS_SLOTS)
+
+
 @pytest.fixture(scope="module")
 def dry_runs() -> dict:
     """Every BPF tool's --dry-run, two at a time (a compile keeps one CPU busy)."""

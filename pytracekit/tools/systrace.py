@@ -121,7 +121,7 @@ class Record:
                 else None}
 
 
-class Tracer:
+class SyscallTracer:
     """systrace.bpf.c attached; `poll(ms)` hands each call to `on_call`."""
 
     def __init__(self, target: Target, on_call, *, tid: int | None = None,
@@ -213,8 +213,8 @@ class Tracer:
             self.prog.close()
 
 
-def start(target: Target, on_call, **options) -> Tracer:
-    return Tracer(target, on_call, **options)
+def start(target: Target, on_call, **options) -> SyscallTracer:
+    return SyscallTracer(target, on_call, **options)
 
 
 @click.command("systrace", context_settings=options.TOOL_CONTEXT)

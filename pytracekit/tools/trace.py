@@ -178,7 +178,7 @@ def plan(probe_texts: list[str], *, pid: int | None, string_size: int,
     return out
 
 
-class Tracer:
+class RunningTrace:
     """The running trace: compiled program, attached probes, event decoding."""
 
     def __init__(self, trace_probes: list[TraceProbe], prog: Any, string_size: int,
@@ -295,7 +295,7 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
 def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
           tid: int | None = None, user_stack: bool = False, kernel_stack: bool = False,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES, string_size: int = 80, include_self: bool = False,
-          limit: int = probes.DEFAULT_LIMIT, unwind: str = "dwarf") -> tuple[Tracer, Target]:
+          limit: int = probes.DEFAULT_LIMIT, unwind: str = "dwarf") -> tuple[RunningTrace, Target]:
     """Parse, compile and attach; the caller runs and closes (see `run`)."""
     if not probe_texts:
         raise UsageError("give at least one probe, e.g. 'c:open \"%s\", arg1'")
@@ -317,7 +317,7 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
                                               command=command, command_pid=target.pid))
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
                                     target, defines, {"@TRACE_PROBES@": code}, prepare)
-    tracer = Tracer(trace_probes, prog, string_size, user_symbols, unwinding[0])
+    tracer = RunningTrace(trace_probes, prog, string_size, user_symbols, unwinding[0])
     if command and shutil.which(command[0]):   # its frames, even once it has exited
         tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
     elif pid:
@@ -326,10 +326,10 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
 
 
 @dataclass
-class Printer:
+class EventFormatter:
     """Turns decoded events into BCC-style lines or JSON objects."""
 
-    tracer: Tracer
+    tracer: RunningTrace
     timestamp: bool = False        # -t: seconds since the first event
     clock: bool = False            # -T: time of day
     print_cpu: bool = False
@@ -394,7 +394,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
     if print_program:
         sys.stderr.write(prog.full_text)
     out = sys.stdout
-    printer = Printer(tracer, timestamp, clock, print_cpu, bool(options_.get("user_stack")),
+    printer = EventFormatter(tracer, timestamp, clock, print_cpu, bool(options_.get("user_stack")),
                       bool(options_.get("kernel_stack")), as_json, name, msg_filter)
     printed = 0
     # libbpf consumes for as long as events keep coming: under a steady stream
