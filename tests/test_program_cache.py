@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
-from pytracekit import progcache
+from pytracekit import loader, progcache
 
 N = 25
 START_S = 240   # a first (compiling) start of a stack tool took over 60 s on the loaded machine
@@ -283,3 +283,25 @@ def test_what_the_cache_cannot_reproduce_is_not_cached():
     # The new fd goes into the ld_imm64's first half; its second half is left alone.
     patched = progcache._patched(ld_map + insn(0xb7, 0, 7), {7: 42})
     assert patched == insn(0x18, progcache.BPF_PSEUDO_MAP_FD, 42) + insn(0) + insn(0xb7, 0, 7)
+
+
+def test_per_process_ids_become_config_slots_and_any_stays_a_literal():
+    defines, config = loader.run_time_ids({"FILTER_PID": 123, "FILTER_TID": 0, "EXEC_PID": 123,
+                                           "PER_PID": True, "MIN_NS": 5})
+    assert config == {0: 123, 1: 123}
+    assert defines == {"FILTER_PID": "ptk_config_value(0)", "FILTER_TID": 0,
+                       "EXEC_PID": "ptk_config_value(1)", "PER_PID": True, "MIN_NS": 5,
+                       "PTK_CONFIG_SLOTS": 2}
+    assert loader.run_time_ids({"FILTER_PID": 0}) == ({"FILTER_PID": 0}, {})
+    # the text is the same for another pid
+    assert loader.run_time_ids({"FILTER_PID": 77, "EXEC_PID": 77})[0] == {
+        k: v for k, v in defines.items() if k in ("FILTER_PID", "EXEC_PID", "PTK_CONFIG_SLOTS")}
+
+
+def test_no_preprocessor_condition_reads_a_run_time_id():
+    # A run-time id is a C expression: `#if FILTER_PID` would be a compile error
+    # (or, in the unfiltered program, silently another branch).
+    names = "|".join(loader.RUN_TIME_IDS)
+    condition = re.compile(rf"^\s*#\s*(if|elif)\b.*\b({names})\b", re.M)
+    for path in sorted(loader.BPF_DIR.glob("*.[ch]")):
+        assert not condition.search(path.read_text()), path
