@@ -45,6 +45,24 @@
 #define FILTER_TID 0
 #endif
 
+/* Process and thread ids given at run time. A nonzero FILTER_PID, FILTER_TID,
+ * EXEC_PID... (loader.RUN_TIME_IDS) is compiled as ptk_config_value(slot),
+ * and the loader writes the id into that slot before anything attaches: the
+ * text, so the program cache's entry, is the same whatever the pid. Until
+ * then (BCC attaches TRACEPOINT_PROBEs while loading) a slot reads as
+ * PTK_NO_ID, which no pid, tid or sign-extended pid_t equals: nothing is
+ * selected. An array lookup of a constant key: the verifier inlines it. */
+#define PTK_NO_ID 0x100000000ULL
+#ifdef PTK_CONFIG_SLOTS
+BPF_ARRAY(ptk_config, u64, PTK_CONFIG_SLOTS);
+
+PTK_INLINE u64 ptk_config_value(u32 slot)
+{
+    u64 *value = ptk_config.lookup(&slot);
+    return value && *value ? *value : PTK_NO_ID;
+}
+#endif
+
 /* Loss counters, read by the loader after every run and printed by every
  * tool: nothing is dropped silently. Python names the slots, in this order,
  * in the tuple LOSS_SLOTS of pytracekit/loader.py (LossReport's fields);

@@ -81,6 +81,28 @@ def _family_header(name: str) -> str:
         raise NotFoundError(f"no BPF header {BPF_DIR / name}") from None
 
 
+# Defines that carry a process or thread id: a nonzero one is read from the
+# ptk_config map at run time (see bpf/pytracekit.h), not compiled in, so a
+# program's text is the same for every pid and the program cache serves it.
+RUN_TIME_IDS = ("FILTER_PID", "FILTER_TID", "FILTER_TPID", "FILTER_PPID", "EXEC_PID",
+                "FOLLOW_PID")
+
+
+def run_time_ids(defines: Mapping[str, Any]) -> tuple[dict[str, Any], dict[int, int]]:
+    """`defines` with each nonzero id of RUN_TIME_IDS replaced by a read of its
+    ptk_config slot, and the values to write there ({slot: id}). Zero ("any")
+    stays a literal 0, so an unfiltered program keeps no check at all."""
+    out, config = dict(defines), {}
+    for name in RUN_TIME_IDS:
+        value = out.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            out[name] = f"ptk_config_value({len(config)})"
+            config[len(config)] = value
+    if config:
+        out["PTK_CONFIG_SLOTS"] = len(config)
+    return out, config
+
+
 def defines_text(defines: Mapping[str, Any]) -> str:
     return "".join(f"#define {k} {_c_value(v)}\n" for k, v in defines.items())
 
@@ -197,6 +219,7 @@ class Program:
     _multi_loaded: set[str] = field(default_factory=set)   # loaded for uprobe_multi
     _drained: dict[str, Any] = field(default_factory=dict)  # mapdrain.drained snapshots
     _cache_entry: tuple[Path, str] | None = None           # (path, key) to store at close
+    config: dict[int, int] = field(default_factory=dict)    # ptk_config slots: run_time_ids
 
     # -- construction -------------------------------------------------------
 
@@ -217,8 +240,9 @@ class Program:
         from .runner import held_commands
         if defines.get("FILTER_PID") in held_commands:   # see FILTER_AFTER_EXEC in pytracekit.h
             defines.setdefault("FILTER_AFTER_EXEC", 1)
+        defines, config = run_time_ids(defines)
         prog = cls(name=name, source=expand_source(source), defines=defines,
-                   usdt=list(usdt or []))
+                   usdt=list(usdt or []), config=config)
         prog.compile()
         return prog
 
@@ -262,6 +286,7 @@ class Program:
             raise _load_error(self.name, failure, output, text)
         if output.strip() and settings.current().verbose:
             sys.stderr.write(output)
+        self._write_config()
         for fn in self._autoloaded():
             self._loaded.append(fn)
 
@@ -272,10 +297,6 @@ class Program:
             return None
         if self.usdt:   # untested from the cache (USDT probes here are per process anyway)
             progcache.note(f"{self.name} reads USDT arguments: not cached")
-            return None
-        per_process = [k for k, v in self.defines.items() if k.endswith(("PID", "TID")) and v]
-        if per_process:   # FILTER_PID, EXEC_PID...: compiled in, so never the same text again
-            progcache.note(f"{self.name} has a pid compiled in ({per_process[0]}): not cached")
             return None
         import bcc
         try:
@@ -297,6 +318,14 @@ class Program:
             progcache.note(f"miss for {self.name}, compiling")
         self._cache_entry = (path, key)
         return None
+
+    def _write_config(self) -> None:
+        """The run-time ids (run_time_ids), before any tool attaches a probe."""
+        if not self.config:
+            return
+        table = self.bpf["ptk_config"]
+        for slot, value in self.config.items():
+            table[table.Key(slot)] = table.Leaf(value)
 
     def _store_in_cache(self) -> None:
         if self._cache_entry is None or self.bpf is None:

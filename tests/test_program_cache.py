@@ -7,8 +7,9 @@ program's BTF header (the vmlinux.h every compile includes) is replaced by
 one that stops any compile with an #error, so only a cache hit can attach.
 
 Each test runs on a copy of the workload under a name of its own, system-wide
-(a program filtering one pid is not cached: the pid is compiled in), so other
-processes running the workload cannot add to the counts."""
+or on its own processes (-p, `-- COMMAND`: their pid is a map value, so those
+programs are cached too), so other processes running the workload cannot add
+to the counts."""
 import base64
 import contextlib
 import json
@@ -17,12 +18,13 @@ import re
 import shutil
 import signal
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
-from pytracekit import progcache
+from pytracekit import loader, progcache
 
 N = 25
 START_S = 240   # a first (compiling) start of a stack tool took over 60 s on the loaded machine
@@ -184,16 +186,80 @@ def test_untrusted_corrupt_and_unloadable_entries_mean_compiling(cache, target):
 
 
 @pytest.mark.root
-def test_disabled_and_per_process_runs_store_nothing(cache, target, workload):
+def test_disabled_cache_stores_nothing(cache, target):
     args = ["funccount", f"{target}:counted_function", "--verbose"]
     res = pytracekit(*args, "-d", "0.1", env={**cache, "PYTRACEKIT_NO_PROGRAM_CACHE": "1"})
     assert res.returncode == 0, res.stderr
     assert "program cache" not in res.stderr
-    res = pytracekit(*args, "--", target, "calls", str(N), env=cache)
-    assert res.returncode == 0, res.stderr
-    assert re.search(r"has a pid compiled in \(\w*PID\): not cached", res.stderr), res.stderr
-    assert "stored" not in res.stderr
-    assert funccount_counts(res.stdout) == {"counted_function": N}
+
+
+def gated(target: str, go: Path, *mode: str) -> subprocess.Popen:
+    """The workload waiting for `go` to exist before it acts."""
+    return subprocess.Popen([target, "--go-file", str(go), *mode])
+
+
+def release(proc: subprocess.Popen, go: Path) -> None:
+    go.touch()
+    assert proc.wait(timeout=60) == 0
+
+
+@pytest.mark.root
+def test_command_runs_share_one_cached_program_each_filtering_its_own_pid(cache, target,
+                                                                          tmp_path):
+    # The command's pid is a map value (ptk_config, bpf/pytracekit.h), not compiled
+    # in: the second `-- COMMAND` run is a hit, and counts only its own command's
+    # opens, none of a decoy's made while it traces (decoy first, command after).
+    marker = str(tmp_path / "marker")
+    pids = []
+    for attempt, (n, decoy_n) in enumerate(((5, 7), (9, 4))):
+        go_decoy, go_command = tmp_path / f"go-decoy{attempt}", tmp_path / f"go{attempt}"
+        decoy = gated(target, go_decoy, "open", marker, str(decoy_n))
+        try:
+            with started("opensnoop", "--verbose", "--", target, "--go-file", str(go_command),
+                         "open", marker, str(n), env=cache) as tool:
+                release(decoy, go_decoy)
+                go_command.touch()
+                out, err = tool.wait(timeout=60)
+        finally:
+            decoy.kill()
+            decoy.wait()
+        assert tool.returncode == 0, err
+        opened = [line.split() for line in out.splitlines() if line.endswith(" " + marker)]
+        assert len(opened) == n, out
+        assert len({row[0] for row in opened}) == 1 and opened[0][0] != str(decoy.pid), out
+        pids.append(opened[0][0])
+        if attempt == 0:
+            assert "miss for opensnoop" in err
+            break_compiling(stored_entry(err))
+        else:
+            hit_entry(err)
+    assert pids[0] != pids[1]
+
+
+@pytest.mark.root
+def test_pid_runs_share_one_cached_program_each_filtering_its_own_pid(cache, target, tmp_path):
+    # -p: the same with funccount on a tracepoint (a BPF-side filter only).
+    marker = str(tmp_path / "marker")
+    for attempt, (n, decoy_n) in enumerate(((6, 3), (4, 8))):
+        go_decoy, go_target = tmp_path / f"go-decoy{attempt}", tmp_path / f"go{attempt}"
+        decoy = gated(target, go_decoy, "open", marker, str(decoy_n))
+        traced = gated(target, go_target, "open", marker, str(n))
+        try:
+            with started("funccount", "--verbose", "-p", str(traced.pid),
+                         "t:syscalls:sys_enter_openat", env=cache) as tool:
+                release(decoy, go_decoy)
+                release(traced, go_target)
+                out, err = tool.stop(signal.SIGINT)
+        finally:
+            for proc in (decoy, traced):
+                proc.kill()
+                proc.wait()
+        assert tool.returncode == 0, err
+        assert funccount_counts(out) == {"syscalls:sys_enter_openat": n}, out
+        if attempt == 0:
+            break_compiling(stored_entry(err))
+        else:
+            hit_entry(err)
 
 
 def insn(code: int, src: int = 0, imm: int = 0) -> bytes:
@@ -217,3 +283,25 @@ def test_what_the_cache_cannot_reproduce_is_not_cached():
     # The new fd goes into the ld_imm64's first half; its second half is left alone.
     patched = progcache._patched(ld_map + insn(0xb7, 0, 7), {7: 42})
     assert patched == insn(0x18, progcache.BPF_PSEUDO_MAP_FD, 42) + insn(0) + insn(0xb7, 0, 7)
+
+
+def test_per_process_ids_become_config_slots_and_any_stays_a_literal():
+    defines, config = loader.run_time_ids({"FILTER_PID": 123, "FILTER_TID": 0, "EXEC_PID": 123,
+                                           "PER_PID": True, "MIN_NS": 5})
+    assert config == {0: 123, 1: 123}
+    assert defines == {"FILTER_PID": "ptk_config_value(0)", "FILTER_TID": 0,
+                       "EXEC_PID": "ptk_config_value(1)", "PER_PID": True, "MIN_NS": 5,
+                       "PTK_CONFIG_SLOTS": 2}
+    assert loader.run_time_ids({"FILTER_PID": 0}) == ({"FILTER_PID": 0}, {})
+    # the text is the same for another pid
+    assert loader.run_time_ids({"FILTER_PID": 77, "EXEC_PID": 77})[0] == {
+        k: v for k, v in defines.items() if k in ("FILTER_PID", "EXEC_PID", "PTK_CONFIG_SLOTS")}
+
+
+def test_no_preprocessor_condition_reads_a_run_time_id():
+    # A run-time id is a C expression: `#if FILTER_PID` would be a compile error
+    # (or, in the unfiltered program, silently another branch).
+    names = "|".join(loader.RUN_TIME_IDS)
+    condition = re.compile(rf"^\s*#\s*(if|elif)\b.*\b({names})\b", re.M)
+    for path in sorted(loader.BPF_DIR.glob("*.[ch]")):
+        assert not condition.search(path.read_text()), path
