@@ -77,8 +77,8 @@ class LockGraph:
         self.names: dict[int, str] = {}
 
     def edges(self) -> list[Edge]:
-        return [Edge(k.held, k.wanted, v.tid, cstr(v.comm), site(v.held_site),
-                     site(v.wanted_site))
+        return [Edge(k.held, k.wanted, v.tid, cstr(v.comm), site_of(v.held_site),
+                     site_of(v.wanted_site))
                 for k, v in self.prog["edges"].items()]
 
     def note_process(self) -> None:
@@ -109,7 +109,7 @@ class LockGraph:
         return [(a, self.symbols.user(a, self.pid).name) for a in kept]
 
     def creators(self) -> dict[int, tuple[int, str, tuple[int, int]]]:
-        return {k.value: (v.parent_tid, cstr(v.comm), site(v.site))
+        return {k.value: (v.parent_tid, cstr(v.comm), site_of(v.site))
                 for k, v in self.prog["created_by"].items()}
 
     def loss(self):
@@ -123,7 +123,7 @@ class LockGraph:
             self.prog.close()
 
 
-def site(s) -> tuple[int, int, int]:
+def site_of(s) -> tuple[int, int, int]:
     """A BPF struct site as (stack id, caller, hash)."""
     return (s.stack, s.caller, s.hash)
 
@@ -287,8 +287,8 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path
 def node_link_data(graph: LockGraph) -> dict:
     """The graph as BCC's --dump-graph writes it (networkx's node-link form):
     nodes {"id": mutex} (here also "name" when known), links by node index with
-    the thread that made the edge and the stack ids of both acquisitions (here
-    also the stacks' frame names, leaf first)."""
+    the thread that made the edge and the stack ids of both acquisitions (see
+    stack_id; here also the stacks' frame names, leaf first)."""
     all_edges = graph.edges()
     mutexes = sorted({m for e in all_edges for m in (e.held, e.wanted)})
     index = {m: i for i, m in enumerate(mutexes)}
@@ -297,11 +297,17 @@ def node_link_data(graph: LockGraph) -> dict:
                       for m in mutexes],
             "links": [{"source": index[e.held], "target": index[e.wanted],
                        "thread_pid": e.tid, "thread_comm": e.comm,
-                       "first_mutex_stack_id": e.held_site[0],
-                       "second_mutex_stack_id": e.wanted_site[0],
+                       "first_mutex_stack_id": stack_id(e.held_site),
+                       "second_mutex_stack_id": stack_id(e.wanted_site),
                        "first_mutex_stack": [n for _a, n in graph.stack(e.held_site)],
                        "second_mutex_stack": [n for _a, n in graph.stack(e.wanted_site)]}
                       for e in sorted(all_edges, key=lambda e: (e.held, e.wanted))]}
+
+
+def stack_id(site: tuple[int, int, int]) -> int:
+    """A stack's identity for --dump-graph: the hash of a stack unwound from
+    CFI, else (BCC's) the frame-pointer walk's id in the stack map."""
+    return site[2] or site[0]
 
 
 def dump_graph(graph: LockGraph, path: str) -> None:
