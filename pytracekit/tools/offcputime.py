@@ -72,7 +72,7 @@ def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: in
                "USTACKS_SIZE": stack_storage_size,
                # kernel stacks in `kstacks` by a hash of their frames (ptk_stacks.h):
                # a stack map's bucket collisions would drop some
-               "KSTACK_HASH": True}
+               "KSTACK_HASH": True, "KSTACKS_SIZE": 1 if user_only else stack_storage_size}
     if max_us is not None:
         defines["MAX_BLOCK_NS"] = f"{max_us * 1000}ULL"
     return defines
