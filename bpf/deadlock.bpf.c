@@ -2,10 +2,11 @@
  * inversions (a cycle: one thread took A then B, another B then A). Uprobes
  * on the lock function's entry note each mutex a thread holds (with the user
  * stack that took it) and add an edge held -> wanted for each one it still
- * holds; the unlock function's entry forgets it. sched:sched_process_fork
- * notes which thread created which, with the stack pthread_create was called
- * from (a uprobe on it notes that stack for the clone that follows). Uprobes
- * are the tool's own events; the tracepoint lets every event through.
+ * holds; the unlock function's entry forgets it. sched_process_fork (a raw
+ * tracepoint) notes which thread created which, with the stack
+ * pthread_create was called from (a uprobe on it notes that stack for the
+ * clone that follows). Uprobes are the tool's own events; the tracepoints
+ * (ptk_ustack.h's) let every event through.
  *
  * Stacks are unwound in the kernel from CFI tables (CFI_UNWIND,
  * ptk_unwind.h/ptk_ustack.h: code without frame pointers has whole stacks),

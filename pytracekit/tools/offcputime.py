@@ -70,7 +70,7 @@ def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: in
                # user stacks unwound in the kernel from CFI, as profile's (ptk_unwind.h)
                "CFI_UNWIND": unwind == "dwarf" and not kernel_only,
                "USTACKS_SIZE": stack_storage_size,
-               # kernel stacks in `kstacks` by a hash of their frames (ptk_stacks.h):
+               # kernel stacks in `kstacks` by a hash of their frames (ptk_kstack.h):
                # a stack map's bucket collisions would drop some
                "KSTACK_HASH": True, "KSTACKS_SIZE": 1 if user_only else stack_storage_size}
     if max_us is not None:
