@@ -5,7 +5,9 @@
  * tracepoint never fires, and the request is known from its issue
  * (block:block_rq_issue: the issuing stack). Latency runs from there to
  * block:block_rq_complete. The tracepoints carry no request pointer: a
- * request is known by its device and start sector, as in ptk_block.h. */
+ * request is known by its device and start sector, as in ptk_block.h.
+ * Stacks are stored by a hash of their frames (ptk_kstack.h): a stack map's
+ * bucket collisions would drop some. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
@@ -18,6 +20,9 @@
 #ifndef STACK_ENTRIES
 #define STACK_ENTRIES 4096
 #endif
+#define KSTACK_HASH 1
+#define KSTACKS_SIZE STACK_ENTRIES
+#include "ptk_kstack.h"
 
 struct rq_key {
     u64 sector;
@@ -28,8 +33,9 @@ struct rq_key {
 struct rq_info {
     u64 ts;
     u32 pid;
-    s32 stack;
+    s32 stack;                  /* -EFAULT, or why the stack is missing */
     char comm[TASK_COMM_LEN];
+    u64 stack_hash;             /* nonzero: the stack is in `kstacks` */
 };
 
 struct hist_key {
@@ -38,10 +44,10 @@ struct hist_key {
     s32 stack;
     u32 slot;
     char comm[TASK_COMM_LEN];
+    u64 stack_hash;
 };
 
 BPF_HASH(requests, struct rq_key, struct rq_info, 10240);
-BPF_STACK_TRACE(stacks, STACK_ENTRIES);
 BPF_HASH(hist, struct hist_key, u64, 8192);
 
 /* The request's start, in its task's context; `only_new`: leave a start
@@ -59,7 +65,7 @@ static inline void note(void *ctx, u32 dev, u64 sector, bool only_new)
     }
     struct rq_info info = { .ts = bpf_ktime_get_ns(),
                             .pid = bpf_get_current_pid_tgid() >> 32 };
-    info.stack = ptk_checked_stack_id(stacks.get_stackid(ctx, 0));
+    info.stack_hash = ptk_kernel_stack_hash(ctx, &info.stack);
     bpf_get_current_comm(&info.comm, sizeof(info.comm));
     if (requests.update(&key, &info) != 0)
         ptk_count_loss(PTK_MAP_FULL);
@@ -83,7 +89,8 @@ TRACEPOINT_PROBE(block, block_rq_complete)
     struct rq_info *info = requests.lookup(&key);
     if (!info)
         return PTK_TP_PASS;
-    struct hist_key hk = { .pid = info->pid, .dev = args->dev, .stack = info->stack };
+    struct hist_key hk = { .pid = info->pid, .dev = args->dev, .stack = info->stack,
+                           .stack_hash = info->stack_hash };
     hk.slot = ptk_log2_slot((bpf_ktime_get_ns() - info->ts) / UNIT_NS);
     __builtin_memcpy(hk.comm, info->comm, sizeof(hk.comm));
     requests.delete(&key);

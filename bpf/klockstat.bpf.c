@@ -2,21 +2,26 @@
  * lock:contention_begin/contention_end tracepoints (no kprobes needed).
  * A wait is timed from the first contention_begin of a thread on a lock to
  * its contention_end; a second begin while waiting (spin, then sleep) is
- * the same wait. */
+ * the same wait. Kernel stacks are stored by a hash of their frames
+ * (ptk_kstack.h): a stack map's bucket collisions would drop some. */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#define KSTACK_HASH 1
+#include "ptk_kstack.h"
 
 struct wait_start {
     u64 lock;
     u64 start_ns;
-    s32 stack_id;
+    s32 stack_id;               /* -EFAULT, or why the stack is missing */
     u32 flags;
+    u64 stack_hash;             /* nonzero: the stack is in `kstacks` */
 };
 
 struct lock_key {
     u64 lock;
     s32 stack_id;
     u32 flags;
+    u64 stack_hash;
 };
 
 struct lock_stats {
@@ -30,7 +35,6 @@ struct lock_stats {
 
 BPF_HASH(waiting, u32, struct wait_start, 65536);
 BPF_HASH(stats, struct lock_key, struct lock_stats, 10240);
-BPF_STACK_TRACE(stack_traces, 16384);
 
 TRACEPOINT_PROBE(lock, contention_begin)
 {
@@ -44,7 +48,7 @@ TRACEPOINT_PROBE(lock, contention_begin)
     ws.lock = (u64)args->lock_addr;
     ws.start_ns = bpf_ktime_get_ns();
     ws.flags = args->flags;
-    ws.stack_id = ptk_checked_stack_id(stack_traces.get_stackid(args, 0));
+    ws.stack_hash = ptk_kernel_stack_hash(args, &ws.stack_id);
     if (waiting.update(&tid, &ws))
         ptk_count_loss(PTK_MAP_FULL);
     return PTK_TP_PASS;
@@ -61,6 +65,7 @@ TRACEPOINT_PROBE(lock, contention_end)
     struct lock_key key = {};
     key.lock = ws->lock;
     key.stack_id = ws->stack_id;
+    key.stack_hash = ws->stack_hash;
     key.flags = ws->flags;
     waiting.delete(&tid);
 

@@ -23,10 +23,10 @@
 #define MAX_ALLOCS 1000000
 #endif
 
-/* A stack: a hash in `ustacks` (nonzero), else an id in user_stacks or
- * (kernel mode) stack_traces. */
+/* A stack: a hash (nonzero) in `ustacks`, or in kernel mode in `kstacks`
+ * (ptk_kstack.h), else an id in user_stacks. */
 struct stack_ref {
-    u64 user_stack_hash;
+    u64 stack_hash;
     s32 stack_id;
     u32 pad;
 };
@@ -48,8 +48,11 @@ BPF_HASH(sizes, u32, u64, 65536);               /* tid -> requested size, betwee
 BPF_HASH(memptrs, u32, u64, 65536);             /* tid -> posix_memalign's out pointer */
 BPF_HASH(allocs, u64, struct alloc_info, MAX_ALLOCS);
 BPF_HASH(combined, struct stack_ref, struct combined_t, 10240);
-/* the kind of stack not taken keeps one slot */
-BPF_STACK_TRACE(stack_traces, KERNEL_MODE ? 16384 : 1);
+/* the kind of stack not taken keeps one slot; kernel stacks are stored by a
+ * hash of their frames (a stack map's bucket collisions would drop some) */
+#define KSTACK_HASH KERNEL_MODE
+#define KSTACKS_SIZE (KERNEL_MODE ? 16384 : 1)
+#include "ptk_kstack.h"
 BPF_STACK_TRACE(user_stacks, KERNEL_MODE ? 1 : 16384);
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
@@ -121,7 +124,7 @@ PTK_INLINE int alloc_exit_user(struct pt_regs *ctx, u64 address)
     struct stack_ref stack = {};
     if (address && sizes.lookup(&tid))   /* else not recorded: no stack to take */
         stack.stack_id = ptk_user_stack(ctx, bpf_get_current_pid_tgid() >> 32,
-                                        &stack.user_stack_hash);
+                                        &stack.stack_hash);
     return alloc_exit(ctx, address, &stack);
 }
 
@@ -187,7 +190,7 @@ PTK_INLINE int kernel_alloc(void *ctx, u64 size, u64 address)
 {
     alloc_enter(size);
     struct stack_ref stack = {};
-    stack.stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
+    stack.stack_hash = ptk_kernel_stack_hash(ctx, &stack.stack_id);
     return alloc_exit(ctx, address, &stack);
 }
 

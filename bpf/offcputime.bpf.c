@@ -14,6 +14,7 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_unwind.h"
+#include "ptk_kstack.h"
 #include "ptk_stacks.h"
 #include "ptk_sample_log.h"
 

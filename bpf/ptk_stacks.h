@@ -11,7 +11,7 @@
  * CFI_UNWIND (1: user stacks from ptk_unwind.h, which the tool includes first),
  * KSTACK_HASH (1: kernel stacks stored in `kstacks` under a hash of their
  * frames, key->kernel_stack_hash, instead of the stack map, whose bucket
- * collisions drop stacks).
+ * collisions drop stacks; ptk_kstack.h, which the tool includes first).
  */
 #ifndef PTK_STACKS_H
 #define PTK_STACKS_H
@@ -46,10 +46,6 @@
 #ifndef LEAF_BYTES
 #define LEAF_BYTES 512
 #endif
-#ifndef KSTACK_HASH
-#define KSTACK_HASH 0
-#endif
-#define PTK_KSTACK_DEPTH 127   /* kernel.perf_event_max_stack's default */
 
 #define PTK_NO_STACK -14   /* -EFAULT: "no stack of this kind", not a loss */
 #define TASK_DEAD_STATE 0x80
@@ -59,48 +55,12 @@ BPF_STACK_TRACE(stack_traces, 1);
 #else
 BPF_STACK_TRACE(stack_traces, STACK_STORAGE_SIZE);
 #endif
-#if KSTACK_HASH
-struct ptk_kstack {
-    u32 len;
-    u32 pad;
-    u64 ips[PTK_KSTACK_DEPTH];
-};
-/* preallocated: an allocation in the sampling interrupt can fail */
-BPF_HASH(kstacks, u64, struct ptk_kstack, KERNEL_STACKS ? STACK_STORAGE_SIZE : 1);
-BPF_PERCPU_ARRAY(kstack_scratch, struct ptk_kstack, 1);
-
+#if KSTACK_HASH   /* ptk_kstack.h, pasted before this file */
 /* The current kernel stack into `kstacks`, its hash in key->kernel_stack_hash;
  * kernel_stack_id says "none" (PTK_NO_STACK) or the error (counted). */
 PTK_INLINE void ptk_kernel_stack(struct ptk_stack_key *key, void *ctx)
 {
-    u32 zero = 0;
-    key->kernel_stack_id = PTK_NO_STACK;
-    struct ptk_kstack *ks = kstack_scratch.lookup(&zero);
-    if (!ks)
-        return;
-    /* the helper zeroes the buffer past the stack: hash every word, no branch per depth */
-    long n = bpf_get_stack(ctx, ks->ips, sizeof(ks->ips), 0);
-    if (n <= 0) {
-        key->kernel_stack_id = n ? ptk_checked_stack_id(n) : PTK_NO_STACK;
-        return;
-    }
-    u64 hash = 0xcbf29ce484222325ULL;
-#pragma clang loop unroll(disable)
-    for (int i = 0; i < PTK_KSTACK_DEPTH; i++)
-        hash = ptk_mix(hash, ks->ips[i]);
-    ks->len = n / sizeof(u64);
-    ks->pad = 0;
-    hash = ptk_mix(hash, ks->len);
-    hash = hash ? hash : 1;   /* 0 means "not in kstacks" */
-    if (!kstacks.lookup(&hash)) {
-        int err = kstacks.insert(&hash, ks);
-        if (err && err != -17 /* EEXIST: another CPU stored it first */) {
-            ptk_count_loss(PTK_STACK_ERRORS);
-            key->kernel_stack_id = -12;   /* ENOMEM: missed */
-            return;
-        }
-    }
-    key->kernel_stack_hash = hash;
+    key->kernel_stack_hash = ptk_kernel_stack_hash(ctx, &key->kernel_stack_id);
 }
 #endif
 /* pids (or tids) to trace, filled from user space; forks and exec add more */

@@ -9,6 +9,8 @@
  * Keys hold the pid whenever user stacks are taken (frames without a build
  * id are named through that process's maps); without per-process output
  * (-P) pytracekit merges the symbolized stacks.
+ * Kernel stacks are stored by a hash of their frames (KSTACK_HASH,
+ * ptk_kstack.h), else in the stack map, whose bucket collisions drop some.
  * PYTHON_STACKS: a CPython thread's Python stack is read at the probe too (as
  * at a perf event: the thread is current), and it is counted in py_counts
  * under (stacks, Python stack id) instead of counts; other processes pay one
@@ -40,9 +42,10 @@
 #endif
 
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
+#include "ptk_kstack.h"
 /* A map for a kind of stack not asked for keeps one slot: they are allocated
  * up front (a build-id stack slot is 4 KiB). */
-BPF_STACK_TRACE(stack_traces, KERNEL_STACKS ? STACK_STORAGE : 1);
+BPF_STACK_TRACE(stack_traces, KERNEL_STACKS && !KSTACK_HASH ? STACK_STORAGE : 1);
 BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
@@ -67,8 +70,13 @@ PTK_INLINE int count_stack(void *ctx)
         bpf_get_current_comm(&key.comm, sizeof(key.comm));
     if (USER_STACKS)
         key.user_stack_id = ptk_user_stack(ctx, key.pid, &key.user_stack_hash);
+#if KSTACK_HASH
+    if (KERNEL_STACKS)
+        key.kernel_stack_hash = ptk_kernel_stack_hash(ctx, &key.kernel_stack_id);
+#else
     if (KERNEL_STACKS)
         key.kernel_stack_id = ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0));
+#endif
     u64 zero = 0, *count;
 #if PYTHON_STACKS
     u64 py_stack_id = ptk_python_stack(key.pid, (u32)bpf_get_current_pid_tgid());

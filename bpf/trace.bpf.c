@@ -25,7 +25,10 @@
 #endif
 
 BPF_RINGBUF_OUTPUT(events, BUFFER_PAGES);
-BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+/* kernel stacks by a hash of their frames (KSTACK_HASH, ptk_kstack.h), else
+ * in the stack map, whose bucket collisions drop some */
+#include "ptk_kstack.h"
+BPF_STACK_TRACE(stacks, KSTACK_HASH ? 1 : STACK_ENTRIES);
 /* User frames as (build id, offset): nameable after the process exited;
  * with CFI_UNWIND, unwound in the kernel once the process is loaded. */
 BPF_STACK_TRACE_BUILDID(user_stacks, STACK_ENTRIES);
@@ -42,6 +45,7 @@ struct trace_header {
     s32 kernel_stack;
     char comm[TASK_COMM_LEN];
     u64 user_stack_hash;     /* nonzero: the user stack is in `ustacks` */
+    u64 kernel_stack_hash;   /* nonzero: the kernel stack is in `kstacks` */
 };
 
 PTK_INLINE void trace_fill_header(struct trace_header *h, void *ctx, u32 probe)
@@ -55,10 +59,16 @@ PTK_INLINE void trace_fill_header(struct trace_header *h, void *ctx, u32 probe)
     h->user_stack = -1;
     h->kernel_stack = -1;
     h->user_stack_hash = 0;
+    h->kernel_stack_hash = 0;
     if (USER_STACKS)
         h->user_stack = ptk_user_stack(ctx, h->pid, &h->user_stack_hash);
+#if KSTACK_HASH
+    if (KERNEL_STACKS)
+        h->kernel_stack_hash = ptk_kernel_stack_hash(ctx, &h->kernel_stack);
+#else
     if (KERNEL_STACKS)
         h->kernel_stack = ptk_checked_stack_id(stacks.get_stackid(ctx, 0));
+#endif
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
 

@@ -57,7 +57,7 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
     """User then kernel frames, root first; `missing` names stacks that were lost
     as BCC does, `annotate` adds `_[k]` to kernel frames. A nonzero
     `user_stack_hash` is a user stack of the in-kernel unwinder (ptk_unwind.h),
-    a nonzero `kernel_stack_hash` a kernel stack in `kstacks` (ptk_stacks.h)."""
+    a nonzero `kernel_stack_hash` a kernel stack in `kstacks` (ptk_kstack.h)."""
     if not user:
         ustack = []
     elif user_stack_hash:

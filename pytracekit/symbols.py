@@ -504,7 +504,7 @@ class Symbolizer:
         self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
         # stack hash -> (its frames, how many unnamed), for stacks of module frames only
         self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
-        self.kstacks: Any = None   # kernel stacks by hash (ptk_stacks.h KSTACK_HASH)
+        self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""

@@ -31,6 +31,32 @@ def test_inversion_found_with_both_threads_and_their_creation(workload):
     assert objects[1]["map_full"] == 0 and objects[1]["stack_errors"] == 0
 
 
+THREAD_ROOT = ["start_thread", "__clone3"]
+MAIN_ROOT = ["main", "__libc_start_call_main", "__libc_start_main", "_start"]
+
+
+@pytest.mark.root
+def test_stacks_of_code_without_frame_pointers_are_whole(workload_nofp):
+    # -O2 without frame pointers: a frame-pointer walk loses everything above
+    # the caller it puts back; unwound from CFI, each stack reaches its root
+    res = pytracekit("deadlock", "--json", "--", workload_nofp, "lockorder")
+    assert res.returncode == 0, res.stderr
+    objects = validated_json("deadlock", res.stdout)
+    assert [o["type"] for o in objects] == ["cycle", "loss"]
+    cycle = objects[0]
+    by_thread_fn = {e["held_stack"][1]: e for e in cycle["edges"]}
+    assert set(by_thread_fn) == {"lock_ab", "lock_ba"}
+    for fn, e in by_thread_fn.items():
+        assert e["held_stack"] == e["wanted_stack"] == ["pthread_mutex_lock", fn, *THREAD_ROOT]
+    assert len(cycle["threads"]) == 2
+    for thread in cycle["threads"]:
+        assert thread["stack"] == ["pthread_create", "lock_order", *MAIN_ROOT], thread
+    loss = objects[1]
+    assert loss["stack_errors"] == loss["unknown_frames"] == 0, loss
+    # the held command's mappings were loaded before it ran: no frame-pointer fallback
+    assert loss["unwind_fallback"] == loss["unwind_incomplete"] == 0, loss
+
+
 @pytest.mark.root
 def test_bcc_positional_pid_and_layout(workload, tmp_path):
     go = tmp_path / "go"

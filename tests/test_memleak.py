@@ -73,6 +73,8 @@ def test_memleak_kernel_mode_reports_kernel_stacks():
     validate("memleak", objs)
     stacks = [o for o in objs if o["type"] == "outstanding"]
     assert stacks and all(f["kind"] == "kernel" for o in stacks for f in o["frames"])
+    # each of the top stacks stored (by hash, ptk_kstack.h) and named
+    assert all(o["frames"] for o in stacks), stacks
 
 
 def test_memleak_usage_errors():

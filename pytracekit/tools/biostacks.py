@@ -40,15 +40,16 @@ class BlockStacks:
 
     def __init__(self, prog, unit: str) -> None:
         self.prog, self.unit, self.symbols = prog, unit, Symbolizer()
+        self.symbols.kstacks = prog["kstacks"]
 
     def read(self, clear: bool = True) -> list[StackLatency]:
         table = self.prog["hist"]
         groups: dict[tuple, StackLatency] = {}
         for key, value in (drain(table) if clear else table.items()):
-            ident = (key.pid, key.dev, key.stack, bytes(key.comm))
+            ident = (key.pid, key.dev, key.stack_hash, bytes(key.comm))
             group = groups.get(ident)
             if group is None:
-                frames = self.symbols.stack(self.prog["stacks"], key.stack, kernel=True)
+                frames = self.symbols.hashed_kernel_stack(key.stack_hash)   # ptk_kstack.h
                 group = groups[ident] = StackLatency(
                     cstr(key.comm), key.pid, block.dev_name(key.dev),
                     [f.name for f in without_bpf_frames(frames)] or ["[missing stack]"],

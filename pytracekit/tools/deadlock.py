@@ -3,7 +3,9 @@ deadlocks), found in the lock-order graph built from uprobes on
 pthread_mutex_lock/unlock, printed in BCC's deadlock layout: the cycle, where
 each thread took each mutex while holding the other, and where those threads
 were created. BCC's PID positional, --binary, --lock-symbols, --unlock-symbols,
--t/--threads, -e/--edges, --dump-graph FILE (the graph as JSON)."""
+-t/--threads, -e/--edges, --dump-graph FILE (the graph as JSON). Stacks are
+unwound in the kernel from CFI (--unwind dwarf, ustacks.py), so code built
+without frame pointers has whole stacks; --unwind fp follows frame pointers."""
 from __future__ import annotations
 
 import json
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import click
 
 from ..lossreport import print_loss
-from .. import options
+from .. import options, ustacks
 from ..datasyms import user_data_symbol
 from ..errors import NotFoundError, UsageError
 from ..loader import Program
@@ -24,6 +26,7 @@ from ..render.jsonl import dumps
 from ..runner import Stop, Target, announce, run_until_done
 from ..symbols import Symbolizer
 from ..textsafe import cstr
+from ..ustacks import EventUnwinding
 
 DRY_RUN_ARGS = ["-p", "1"]
 CHECK_EVERY = 0.25          # seconds: look for a cycle, note the process's maps and names
@@ -36,8 +39,8 @@ class Edge:
     wanted: int
     tid: int
     comm: str
-    held_site: tuple[int, int]        # (stack id, caller): see bpf/deadlock.bpf.c
-    wanted_site: tuple[int, int]
+    held_site: tuple[int, int, int]   # (stack id, caller, hash): see bpf/deadlock.bpf.c
+    wanted_site: tuple[int, int, int]
 
 
 def find_cycle(graph: dict[int, list[int]]) -> list[int]:
@@ -67,15 +70,15 @@ class LockGraph:
     """The loaded program and what user space keeps while the process lives
     (its maps for stacks, its mutexes' names)."""
 
-    def __init__(self, prog: Program, pid: int) -> None:
-        self.prog, self.pid = prog, pid
-        self.symbols = Symbolizer(prog.bpf)
+    def __init__(self, prog: Program, pid: int, symbols: Symbolizer,
+                 unwinding: EventUnwinding | None = None) -> None:
+        self.prog, self.pid, self.symbols = prog, pid, symbols
+        self.unwinding = unwinding   # --unwind dwarf
         self.names: dict[int, str] = {}
 
     def edges(self) -> list[Edge]:
-        return [Edge(k.held, k.wanted, v.tid, cstr(v.comm),
-                     (v.held_site.stack, v.held_site.caller),
-                     (v.wanted_site.stack, v.wanted_site.caller))
+        return [Edge(k.held, k.wanted, v.tid, cstr(v.comm), site_of(v.held_site),
+                     site_of(v.wanted_site))
                 for k, v in self.prog["edges"].items()]
 
     def note_process(self) -> None:
@@ -89,37 +92,54 @@ class LockGraph:
                     if name is not None:
                         self.names[mutex] = name
 
-    def stack(self, site: tuple[int, int]) -> list[tuple[int, str]]:
-        """(address, name) leaf first: the probed function, its caller (the
-        return address the walk skips), then the frame-pointer walk on; a
-        walk that loops on one address (a frame without a frame pointer) ends there."""
-        stack_id, caller = site
+    def stack(self, site: tuple[int, int, int]) -> list[tuple[int, str]]:
+        """(address, name) leaf first. Unwound from CFI: the stack as stored.
+        A frame-pointer walk: the probed function, its caller (the return
+        address the walk skips), then the walk on; a walk that loops on one
+        address (a frame without a frame pointer) ends there."""
+        stack_id, caller, stack_hash = site
+        if stack_hash:
+            return [(f.address, f.name) for f in self.symbols.unwound_stack(stack_hash, self.pid)]
         if stack_id < 0:
             return []
-        addresses = list(self.prog["stacks"].walk(stack_id))
+        addresses = list(self.prog["user_stacks"].walk(stack_id))
         if caller and addresses:
             addresses.insert(1, caller)
         kept = [a for i, a in enumerate(addresses) if i == 0 or a != addresses[i - 1]]
         return [(a, self.symbols.user(a, self.pid).name) for a in kept]
 
     def creators(self) -> dict[int, tuple[int, str, tuple[int, int]]]:
-        return {k.value: (v.parent_tid, cstr(v.comm), (v.site.stack, v.site.caller))
+        return {k.value: (v.parent_tid, cstr(v.comm), site_of(v.site))
                 for k, v in self.prog["created_by"].items()}
 
     def loss(self):
         return self.prog.loss()
 
     def close(self) -> None:
-        self.prog.close()
+        try:
+            if self.unwinding is not None:
+                self.unwinding.close()
+        finally:
+            self.prog.close()
+
+
+def site_of(s) -> tuple[int, int, int]:
+    """A BPF struct site as (stack id, caller, hash)."""
+    return (s.stack, s.caller, s.hash)
 
 
 def start(*, pid: int, binary: str = "c", lock_symbols: tuple[str, ...] = ("pthread_mutex_lock",),
           unlock_symbols: tuple[str, ...] = ("pthread_mutex_unlock",), threads: int = 65536,
-          edges: int = 65536) -> LockGraph:
-    prog = Program.from_file("deadlock", defines={"FILTER_PID": pid, "MAX_THREADS": threads,
-                                                  "MAX_EDGES": edges})
+          edges: int = 65536, command: tuple[str, ...] = (), unwind: str = "dwarf") -> LockGraph:
+    """`command`: the held command whose pid is `pid`."""
+    prog = Program.from_file("deadlock", defines={
+        "FILTER_PID": pid, "MAX_THREADS": threads, "MAX_EDGES": edges,
+        **ustacks.defines(unwind, user=True, storage=16384, command_pid=pid if command else 0)})
+    symbolizer = Symbolizer(prog.bpf)
     try:
         require_alive(pid)
+        unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
+                                         command_pid=pid)
         # unlocks first: a lock seen without its unlock would make false edges
         for symbols, fn in ((unlock_symbols, "on_unlock"), (lock_symbols, "on_lock")):
             for symbol in symbols:
@@ -135,7 +155,7 @@ def start(*, pid: int, binary: str = "c", lock_symbols: tuple[str, ...] = ("pthr
     except BaseException:
         prog.close()
         raise
-    return LockGraph(prog, pid)
+    return LockGraph(prog, pid, symbolizer, unwinding)
 
 
 def report(graph: LockGraph, cycle: list[int], by_pair: dict[tuple[int, int], Edge],
@@ -203,12 +223,13 @@ def report(graph: LockGraph, cycle: list[int], by_pair: dict[tuple[int, int], Ed
 @click.option("--dump-graph", "dump_path", default=None, metavar="FILE",
               help="Write the mutex graph to FILE as JSON (BCC's node-link form), "
                    "rewritten every second and at the end.")
+@ustacks.unwind_option()
 @options.duration_option()
 @options.json_option()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[PID] | [-- COMMAND]")
-def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path, duration,
-            as_json, words):
+def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path, unwind,
+            duration, as_json, words):
     """Find lock-order inversions (potential deadlocks) between a process's mutexes."""
     if len(words) == 1 and words[0].isdigit():     # BCC's positional PID
         if pid is not None:
@@ -225,7 +246,8 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path
     target = Target.from_options(pid, words)
     try:
         graph = start(pid=target.pid, binary=binary, lock_symbols=locks,
-                      unlock_symbols=unlocks, threads=threads, edges=edges)
+                      unlock_symbols=unlocks, threads=threads, edges=edges,
+                      command=tuple(words), unwind=unwind)
         try:
             graph.prog.ready()
             announce("Tracing... Hit Ctrl-C to end.")
@@ -241,7 +263,10 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path
                 if look(graph, as_json, found):
                     raise Stop("SIGINT")
 
-            run_until_done(target, duration=duration, interval=CHECK_EVERY, on_interval=check)
+            # the unwinder's rings (new processes, a held command) while waiting
+            poll = graph.unwinding.poll if graph.unwinding is not None else None
+            run_until_done(target, duration=duration, interval=CHECK_EVERY, on_interval=check,
+                           poll=poll)
             if dump_path:   # the whole graph, also when a cycle ended the run
                 dump_graph(graph, dump_path)
             if not found and not look(graph, as_json, found):
@@ -262,8 +287,8 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path
 def node_link_data(graph: LockGraph) -> dict:
     """The graph as BCC's --dump-graph writes it (networkx's node-link form):
     nodes {"id": mutex} (here also "name" when known), links by node index with
-    the thread that made the edge and the stack ids of both acquisitions (here
-    also the stacks' frame names, leaf first)."""
+    the thread that made the edge and the stack ids of both acquisitions (see
+    stack_id; here also the stacks' frame names, leaf first)."""
     all_edges = graph.edges()
     mutexes = sorted({m for e in all_edges for m in (e.held, e.wanted)})
     index = {m: i for i, m in enumerate(mutexes)}
@@ -272,11 +297,17 @@ def node_link_data(graph: LockGraph) -> dict:
                       for m in mutexes],
             "links": [{"source": index[e.held], "target": index[e.wanted],
                        "thread_pid": e.tid, "thread_comm": e.comm,
-                       "first_mutex_stack_id": e.held_site[0],
-                       "second_mutex_stack_id": e.wanted_site[0],
+                       "first_mutex_stack_id": stack_id(e.held_site),
+                       "second_mutex_stack_id": stack_id(e.wanted_site),
                        "first_mutex_stack": [n for _a, n in graph.stack(e.held_site)],
                        "second_mutex_stack": [n for _a, n in graph.stack(e.wanted_site)]}
                       for e in sorted(all_edges, key=lambda e: (e.held, e.wanted))]}
+
+
+def stack_id(site: tuple[int, int, int]) -> int:
+    """A stack's identity for --dump-graph: the hash of a stack unwound from
+    CFI, else (BCC's) the frame-pointer walk's id in the stack map."""
+    return site[2] or site[0]
 
 
 def dump_graph(graph: LockGraph, path: str) -> None:

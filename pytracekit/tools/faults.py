@@ -63,7 +63,8 @@ class Faults(UnwindingToolMixin, BpfTool):
                   if self.user else [])
         kstack = stack_path(self.symbolizer, self.prog["stack_traces"], pid=key.pid,
                             user_stack_id=-1, kernel_stack_id=key.kernel_stack_id,
-                            user=False, kernel=self.kernel)
+                            kernel_stack_hash=key.kernel_stack_hash, user=False,
+                            kernel=self.kernel)
         path = [Frame(comm, "process"), *reversed(ustack)]
         if ustack and kstack:
             path.append(DELIMITER)
@@ -87,6 +88,8 @@ def start(*, pid: int = 0, user: bool = True, kernel: bool = True,
     command whose pid is `pid`."""
     prog = Program.from_file("faults", defines={
         "FILTER_PID": pid or 0, "USER_STACKS": user, "KERNEL_STACKS": kernel,
+        # kernel stacks by a hash of their frames (ptk_kstack.h): no bucket collisions
+        "KSTACK_HASH": kernel, "KSTACKS_SIZE": 16384 if kernel else 1,
         **ustacks.defines(unwind, user=user, storage=16384,
                           command_pid=pid if command else 0)})
     user_symbols = BuildIdSymbolizer()
@@ -99,7 +102,10 @@ def start(*, pid: int = 0, user: bool = True, kernel: bool = True,
     except BaseException:
         prog.close()
         raise
-    return Faults(prog, Symbolizer(prog.bpf), user_symbols, user=user, kernel=kernel,
+    symbolizer = Symbolizer(prog.bpf)
+    if kernel:
+        symbolizer.kstacks = prog["kstacks"]
+    return Faults(prog, symbolizer, user_symbols, user=user, kernel=kernel,
                   target_pid=pid or 0, unwinding=unwinding)
 
 

@@ -95,7 +95,7 @@ class Klockstat(BpfTool):
     def read(self) -> list[LockSite]:
         sites = []
         for key, st in self.prog["stats"].items():
-            frames = self.symbolizer.stack(self.prog["stack_traces"], key.stack_id, kernel=True)
+            frames = self.symbolizer.hashed_kernel_stack(key.stack_hash)   # ptk_kstack.h
             name = kernel_data_symbol(key.lock) or f"{key.lock:#x}"
             sites.append(LockSite(key.lock, name, lock_kind(key.flags), frames, st.count,
                                   st.total_ns, st.max_ns, cstr(st.max_comm),
@@ -110,7 +110,9 @@ class Klockstat(BpfTool):
 def start(*, pid: int = 0, tid: int = 0, show_offsets: bool = True, **_: Any) -> Klockstat:
     require_tracepoints("klockstat", "lock:contention_begin", "lock:contention_end")
     prog = Program.from_file("klockstat", defines={"FILTER_PID": pid or 0, "FILTER_TID": tid or 0})
-    return Klockstat(prog, Symbolizer(prog.bpf, show_offset=show_offsets))
+    symbolizer = Symbolizer(prog.bpf, show_offset=show_offsets)
+    symbolizer.kstacks = prog["kstacks"]
+    return Klockstat(prog, symbolizer)
 
 
 def select(sites: list[LockSite], *, caller: str | None = None, lock: str | None = None,

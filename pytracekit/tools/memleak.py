@@ -60,7 +60,7 @@ class Outstanding:
     count: int = 0
     frames: list[Frame] = field(default_factory=list)     # leaf first
     addresses: list[tuple[int, int]] = field(default_factory=list)   # (address, size)
-    stack_hash: int = 0         # nonzero: unwound in the kernel (ustacks.py)
+    stack_hash: int = 0         # nonzero: unwound in the kernel (ustacks.py), or kernel mode's
 
 
 @dataclass
@@ -70,19 +70,20 @@ class Memleak(UnwindingToolMixin, BpfTool):
     unwinding: EventUnwinding | None = None   # --unwind dwarf
 
     def _frames(self, stack_id: int, stack_hash: int = 0) -> list[Frame]:
+        if stack_hash and self.kernel:   # in kstacks (ptk_kstack.h)
+            return self.symbolizer.hashed_kernel_stack(stack_hash)
         if stack_hash:
             return self.symbolizer.unwound_stack(stack_hash, self.pid)
-        if stack_id < 0:
+        if stack_id < 0 or self.kernel:
             return []
-        return self.symbolizer.stack(self.prog["stack_traces" if self.kernel else "user_stacks"],
-                                     stack_id, pid=self.pid, kernel=self.kernel)
+        return self.symbolizer.stack(self.prog["user_stacks"], stack_id, pid=self.pid)
 
     def warm(self) -> None:
         """Symbolize new stacks now, while the process still has its mappings."""
         if self.kernel:
             return
         for key, _ in snapshot(self.prog["combined"]):
-            self._frames(key.stack_id, key.user_stack_hash)
+            self._frames(key.stack_id, key.stack_hash)
 
     def read(self, *, older_ms: float = 0, combined_only: bool = False,
              addresses: bool = False) -> list[Outstanding]:
@@ -90,15 +91,15 @@ class Memleak(UnwindingToolMixin, BpfTool):
         if combined_only:
             for key, value in snapshot(self.prog["combined"]):
                 if value.allocations:
-                    stacks[(key.stack_id, key.user_stack_hash)] = Outstanding(
+                    stacks[(key.stack_id, key.stack_hash)] = Outstanding(
                         key.stack_id, value.total_size, value.allocations,
-                        stack_hash=key.user_stack_hash)
+                        stack_hash=key.stack_hash)
         else:
             cutoff = time.monotonic_ns() - int(older_ms * 1e6)
             for key, info in snapshot(self.prog["allocs"]):
                 if older_ms and info.timestamp_ns > cutoff:
                     continue
-                ref = (info.stack.stack_id, info.stack.user_stack_hash)
+                ref = (info.stack.stack_id, info.stack.stack_hash)
                 entry = stacks.setdefault(ref, Outstanding(ref[0], stack_hash=ref[1]))
                 entry.size += info.size
                 entry.count += 1
@@ -128,6 +129,8 @@ def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int |
                             "kmem:kmem_cache_free", "kmem:mm_page_alloc", "kmem:mm_page_free")
     prog = Program.from_file("memleak", defines=defines)
     symbolizer = Symbolizer(prog.bpf, show_module=show_offsets, show_offset=show_offsets)
+    if kernel:
+        symbolizer.kstacks = prog["kstacks"]
     unwinding = None
     try:
         require_alive(pid)

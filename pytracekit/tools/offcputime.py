@@ -37,7 +37,8 @@ class BlockedSession(stacktools.StackSession):
                                         **opts)
         return stack_path(self.symbolizer, stack_map, pid=key.pid,
                           user_stack_id=key.user_stack_id, kernel_stack_id=key.kernel_stack_id,
-                          user_stack_hash=key.user_stack_hash, **opts)
+                          user_stack_hash=key.user_stack_hash,
+                          kernel_stack_hash=key.kernel_stack_hash, **opts)
 
     def samples(self) -> StackProfile:
         if self.python is not None:
@@ -68,7 +69,10 @@ def block_defines(*, user_only: bool, kernel_only: bool, min_us: int, max_us: in
                "KERNEL_STACKS": not user_only, "STACK_STORAGE_SIZE": stack_storage_size,
                # user stacks unwound in the kernel from CFI, as profile's (ptk_unwind.h)
                "CFI_UNWIND": unwind == "dwarf" and not kernel_only,
-               "USTACKS_SIZE": stack_storage_size}
+               "USTACKS_SIZE": stack_storage_size,
+               # kernel stacks in `kstacks` by a hash of their frames (ptk_kstack.h):
+               # a stack map's bucket collisions would drop some
+               "KSTACK_HASH": True, "KSTACKS_SIZE": 1 if user_only else stack_storage_size}
     if max_us is not None:
         defines["MAX_BLOCK_NS"] = f"{max_us * 1000}ULL"
     return defines

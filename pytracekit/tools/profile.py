@@ -43,7 +43,8 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     defines.update(INCLUDE_IDLE=include_idle, USER_STACKS=not kernel_only,
                    KERNEL_STACKS=not user_only, STACK_STORAGE_SIZE=stack_storage_size,
                    CFI_UNWIND=unwind == "dwarf" and not kernel_only,
-                   USTACKS_SIZE=stack_storage_size, KSTACK_HASH=True)
+                   USTACKS_SIZE=stack_storage_size, KSTACK_HASH=True,
+                   KSTACKS_SIZE=1 if user_only else stack_storage_size)
     python = python and not kernel_only
     if python:
         defines.update(pysampling.defines())

@@ -95,8 +95,7 @@ class StackCount:
                   if self.user else [])
         if py_stack_id:   # leaf first, as ustack
             ustack = self.python.merged(ustack[::-1], py_stack_id, value)[::-1]
-        kstack = (without_bpf_frames(self.symbolizer.stack(
-            self.tracer["stack_traces"], key.kernel_stack_id, kernel=True)) if self.kernel else [])
+        kstack = without_bpf_frames(self._kernel_frames(key)) if self.kernel else []
         comm = cstr(key.comm) if self.per_pid else ""
         path = [Frame(comm, "process")] if self.per_pid else []
         path += reversed(ustack)
@@ -107,6 +106,13 @@ class StackCount:
             path.append(LOST_STACK)
         # Without -P, stacks of different processes that name the same merge.
         return Sample(tuple(path), value, pid=key.pid if self.per_pid else 0, comm=comm)
+
+    def _kernel_frames(self, key) -> list[Frame]:
+        """Leaf first: stored by hash (KSTACK_HASH), else in the stack map."""
+        if key.kernel_stack_hash:
+            return self.symbolizer.hashed_kernel_stack(key.kernel_stack_hash)
+        return self.symbolizer.stack(self.tracer["stack_traces"], key.kernel_stack_id,
+                                     kernel=True)
 
     def _lost(self, key) -> bool:
         """A stack asked for but not stored (counted in the loss line too)."""
@@ -191,6 +197,9 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                               PER_PID=per_pid, STACK_STORAGE=stack_storage,
                               MAX_STACKS=max_stacks, STACKCOUNT_CPU=-1 if cpu is None else cpu,
                               STACKCOUNT_MULTI=len(numbered) < len(probes),
+                              # kernel stacks by a hash of their frames (ptk_kstack.h):
+                              # a stack map's bucket collisions would drop some
+                              KSTACK_HASH=kernel, KSTACKS_SIZE=stack_storage if kernel else 1,
                               **ustacks.defines(unwind, user=user, storage=stack_storage))
         if python:
             tracer.defines.update(pysampling.defines())
@@ -215,6 +224,8 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                 unwinding[0].close()
             raise
         symbolizer = Symbolizer(tracer.prog.bpf, show_offset=offsets)
+        if kernel:
+            symbolizer.kstacks = tracer.prog["kstacks"]
         frames = pysampling.PythonFrames(tracer.prog) if python else None
         log = samplelog.SampleLog(tracer.prog) if sample_log else None
     except BaseException:

@@ -11,6 +11,7 @@ and are formatted here. Lost events are counted and reported at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -36,7 +37,7 @@ from ..textsafe import cstr
 from .. import ustacks
 from ..ustacks import EventUnwinding
 
-HEADER = struct.Struct("=QIIIIii16sQ")     # struct trace_header in bpf/trace.bpf.c
+HEADER = struct.Struct("=QIIIIii16sQQ")    # struct trace_header in bpf/trace.bpf.c
 USTACKS_SIZE = 4096   # distinct user stacks unwound in the kernel (-U, --unwind dwarf)
 DRY_RUN_ARGS = ['t:syscalls:sys_enter_openat (args->filename == "/nonexistent") '
                 '"%s %d", args->filename, args->flags']
@@ -188,6 +189,8 @@ class RunningTrace:
         self.prog = prog
         self.string_size = string_size
         self.symbolizer = Symbolizer(prog.bpf, show_module=False)
+        with contextlib.suppress(KeyError):   # kernel stacks by hash (KSTACK_HASH)
+            self.symbolizer.kstacks = prog["kstacks"]
         self.user_symbols = user_symbols or BuildIdSymbolizer()
         self.unwinding = unwinding   # --unwind dwarf (ustacks.py)
         self.user_symbols.add_files(sorted({p.resolved.binary for p in trace_probes
@@ -196,7 +199,8 @@ class RunningTrace:
         self.first_ts: int | None = None
 
     def decode(self, raw: bytes) -> dict[str, Any]:
-        ts, pid, tid, index, cpu, ustack, kstack, comm, ustack_hash = HEADER.unpack_from(raw)
+        ts, pid, tid, index, cpu, ustack, kstack, comm, ustack_hash, kstack_hash = \
+            HEADER.unpack_from(raw)
         probe = self.probes[index]
         values: list[Any] = [None] * (len(probe.numbers) + len(probe.strings))
         offset = HEADER.size
@@ -210,6 +214,7 @@ class RunningTrace:
             offset += self.string_size
         return {"ts": ts, "pid": pid, "tid": tid, "probe": probe, "cpu": cpu,
                 "user_stack": ustack, "kernel_stack": kstack, "user_stack_hash": ustack_hash,
+                "kernel_stack_hash": kstack_hash,
                 "comm": cstr(comm), "values": values}
 
     def message(self, event: dict[str, Any]) -> str:
@@ -231,7 +236,9 @@ class RunningTrace:
         return "".join(out)
 
     def stack(self, stack_id: int, pid: int, kernel: bool, stack_hash: int = 0) -> list[str]:
-        if kernel:
+        if kernel and stack_hash:   # in kstacks (ptk_kstack.h)
+            frames = without_bpf_frames(self.symbolizer.hashed_kernel_stack(stack_hash))
+        elif kernel:
             frames = without_bpf_frames(self.symbolizer.stack(self.prog["stacks"], stack_id,
                                                                kernel=True))
         else:
@@ -306,6 +313,8 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
     code = "\n".join(p.struct_c + p.function.source() for p in trace_probes)
     defines = {"BUFFER_PAGES": buffer_pages, "STRING_SIZE": string_size,
                "USER_STACKS": user_stack, "KERNEL_STACKS": kernel_stack,
+               # kernel stacks by a hash of their frames (ptk_kstack.h): no bucket collisions
+               "KSTACK_HASH": kernel_stack,
                "FILTER_TID": tid or 0, "SELF_PID": 0 if include_self else os.getpid(),
                **ustacks.defines(unwind, user=user_stack, storage=USTACKS_SIZE,
                                  command_pid=target.pid if command else 0)}
@@ -357,7 +366,8 @@ class EventFormatter:
         probe = event["probe"]
         ustack = (tracer.stack(event["user_stack"], event["pid"], False, event["user_stack_hash"])
                   if self.user_stack else [])
-        kstack = tracer.stack(event["kernel_stack"], -1, True) if self.kernel_stack else []
+        kstack = (tracer.stack(event["kernel_stack"], -1, True, event["kernel_stack_hash"])
+                  if self.kernel_stack else [])
         if self.as_json:
             obj = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
                    "tid": event["tid"], "cpu": event["cpu"], "comm": event["comm"],
