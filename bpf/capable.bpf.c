@@ -2,7 +2,9 @@
  * 6.14+), with its verdict. The tracepoint carries no audit flag (BCC's kprobe
  * reads cap_capable's opts): every check is shown, audited or not.
  * UNIQUE (--unique): each (capability, process) once, as BCC's. USER_STACK
- * (-U): the user stack as trace -U takes it (ptk_ustack.h). */
+ * (-U): the user stack as trace -U takes it (ptk_ustack.h). KERNEL_STACK (-K):
+ * the kernel stack stored by a hash of its frames (ptk_kstack.h), not in a
+ * stack map whose bucket collisions drop stacks. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
@@ -22,13 +24,8 @@
 #ifndef UNIQUE
 #define UNIQUE 0
 #endif
-#ifndef STACK_ENTRIES
-#define STACK_ENTRIES 16384
-#endif
-
-#if KERNEL_STACK
-BPF_STACK_TRACE(stacks, STACK_ENTRIES);
-#endif
+#define KSTACK_HASH KERNEL_STACK
+#include "ptk_kstack.h"
 /* A build-id stack slot is large: one slot unless asked for. */
 BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACK ? 4096 : 1);
 #include "ptk_unwind.h"
@@ -49,11 +46,12 @@ struct event {
     u32 uid;
     s32 cap;
     s32 ret;                   /* 0: allowed; -EPERM: denied */
-    s32 kernel_stack;          /* a stack id; < 0: none */
+    s32 kernel_stack;          /* < 0: no kernel stack (the error) */
     char comm[TASK_COMM_LEN];
     u64 user_stack_hash;       /* nonzero: the user stack is in `ustacks` */
     s32 user_stack;            /* a stack id in `user_stacks`; < 0: none */
     u32 pad;
+    u64 kernel_stack_hash;     /* nonzero: the kernel stack is in `kstacks` */
 };
 
 TRACEPOINT_PROBE(capability, cap_capable)
@@ -92,8 +90,9 @@ TRACEPOINT_PROBE(capability, cap_capable)
     e->cap = args->cap;
     e->ret = args->ret;
     e->kernel_stack = -1;
+    e->kernel_stack_hash = 0;
 #if KERNEL_STACK
-    e->kernel_stack = ptk_checked_stack_id(stacks.get_stackid(args, 0));
+    e->kernel_stack_hash = ptk_kernel_stack_hash(args, &e->kernel_stack);
 #endif
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));

@@ -21,7 +21,8 @@ DRY_RUN_ARGS: list[str] = []
 
 FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("cap", "i"),
                        ("ret", "i"), ("kernel_stack", "i"), ("comm", "16s"),
-                       ("user_stack_hash", "Q"), ("user_stack", "i"), ("pad", "I"))
+                       ("user_stack_hash", "Q"), ("user_stack", "i"), ("pad", "I"),
+                       ("kernel_stack_hash", "Q"))
 
 # include/uapi/linux/capability.h, in order
 CAPABILITIES = (
@@ -125,17 +126,17 @@ def header(extra: bool) -> str:
 
 
 def formatters(extra: bool, t0: int, stack=None, ustack=None):
-    """`stack(stack_id) -> [frame names]` when -K, else None; `ustack(pid,
+    """`stack(stack_hash) -> [frame names]` when -K, else None; `ustack(pid,
     stack_id, stack_hash)` the same when -U. Kernel frames first, as BCC."""
     comms = stream.CStrings(16)
 
     def lines(rows: list[tuple]) -> list[str]:
         now = time.strftime("%H:%M:%S")
         out = []
-        for _ts, pid, tid, uid, cap, ret, kstack, comm, uhash, ustack_id, _pad in rows:
+        for _ts, pid, tid, uid, cap, ret, _kstack, comm, uhash, ustack_id, _pad, khash in rows:
             out.append(f"{now:<9} {uid:<6} {pid:<7} {f'{tid:<7} ' if extra else ''}"
                        f"{comms[comm]} {cap:<4} {cap_name(cap):<22} {verdict(ret)}")
-            frames = (stack(kstack) if stack is not None else []) + \
+            frames = (stack(khash) if stack is not None else []) + \
                 (ustack(pid, ustack_id, uhash) if ustack is not None else [])
             if stack is not None or ustack is not None:
                 out += [f"        {frame}" for frame in frames] + [""]
@@ -143,12 +144,12 @@ def formatters(extra: bool, t0: int, stack=None, ustack=None):
 
     def objects(rows: list[tuple]) -> list[dict]:
         out = []
-        for ts, pid, tid, uid, cap, ret, kstack, comm, uhash, ustack_id, _pad in rows:
+        for ts, pid, tid, uid, cap, ret, _kstack, comm, uhash, ustack_id, _pad, khash in rows:
             obj = {"time_s": round((ts - t0) / 1e9, 9), "uid": uid, "pid": pid, "tid": tid,
                    "comm": stream.cstr(comm), "cap": cap, "name": cap_name(cap), "ret": ret,
                    "verdict": verdict(ret)}
             if stack is not None:
-                obj["kernel_stack"] = stack(kstack)
+                obj["kernel_stack"] = stack(khash)
             if ustack is not None:
                 obj["user_stack"] = ustack(pid, ustack_id, uhash)
             out.append(obj)
@@ -191,9 +192,10 @@ def command(all_checks, pid, extra, cap, denied, kernel_stack, user_stack, uniqu
         stack = None
         if kernel_stack:
             symbols = Symbolizer()
+            symbols.kstacks = opened[0].prog["kstacks"]   # by hash (ptk_kstack.h)
 
-            def stack(stack_id: int) -> list[str]:
-                frames = symbols.stack(opened[0].prog["stacks"], stack_id, kernel=True)
+            def stack(stack_hash: int) -> list[str]:
+                frames = symbols.hashed_kernel_stack(stack_hash)
                 return [f.name for f in without_bpf_frames(frames)]
         ustack = opened[0].user_stack if user_stack else None
         lines, objects = formatters(extra, time.monotonic_ns(), stack, ustack)
