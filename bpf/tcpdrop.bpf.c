@@ -17,9 +17,10 @@
 #ifndef KERNEL_STACKS
 #define KERNEL_STACKS 1
 #endif
-#ifndef STACK_ENTRIES
-#define STACK_ENTRIES 16384
-#endif
+/* kernel stacks by a hash of their frames, not in a stack map whose bucket
+ * collisions drop stacks */
+#define KSTACK_HASH KERNEL_STACKS
+#include "ptk_kstack.h"
 
 #define PTK_ETH_P_IP 0x0800
 #define PTK_ETH_P_IPV6 0x86DD
@@ -29,16 +30,15 @@
 struct event {
     u64 ts_ns;
     u32 pid;
-    s32 kernel_stack;
+    s32 kernel_stack;           /* < 0: no kernel stack (the error) */
     u32 reason;
     u8 state;
     u8 tcpflags;
     u16 pad;
     char comm[TASK_COMM_LEN];
+    u64 kernel_stack_hash;      /* nonzero: the kernel stack is in `kstacks` */
     struct tcp_endpoints ep;    /* l = the packet's source, r = its destination */
 };
-
-BPF_STACK_TRACE(stacks, STACK_ENTRIES);
 
 TRACEPOINT_PROBE(skb, kfree_skb)
 {
@@ -98,7 +98,11 @@ TRACEPOINT_PROBE(skb, kfree_skb)
     }
     e->ts_ns = bpf_ktime_get_ns();
     e->pid = bpf_get_current_pid_tgid() >> 32;
-    e->kernel_stack = KERNEL_STACKS ? ptk_checked_stack_id(stacks.get_stackid(args, 0)) : -1;
+    e->kernel_stack = -1;
+    e->kernel_stack_hash = 0;
+#if KERNEL_STACKS
+    e->kernel_stack_hash = ptk_kernel_stack_hash(args, &e->kernel_stack);
+#endif
     e->reason = args->reason;
     e->state = state;
     e->tcpflags = tcp[13];

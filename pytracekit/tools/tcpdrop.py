@@ -5,6 +5,7 @@ read from the tracepoint's own format (the kernel's enum skb_drop_reason).
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
@@ -18,7 +19,8 @@ from ..symbols import Symbolizer
 DRY_RUN_ARGS: list[str] = []
 
 FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("kernel_stack", "i"), ("reason", "I"),
-                    ("state", "B"), ("tcpflags", "B"), ("pad", "H"), ("comm", "16s"))
+                    ("state", "B"), ("tcpflags", "B"), ("pad", "H"), ("comm", "16s"),
+                    ("kernel_stack_hash", "Q"))
 
 # include/net/tcp.h TCPHDR_*, low bit first (BCC's order)
 FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")
@@ -46,12 +48,14 @@ class Drops:
         self.events = events
         self.reasons = reason_names(tracefs.tracepoint("skb", "kfree_skb").print_fmt)
         self.symbolizer = Symbolizer(events.prog.bpf, show_module=False)
+        with contextlib.suppress(KeyError):   # no kstacks with --no-stacks
+            self.symbolizer.kstacks = events.prog["kstacks"]   # by hash (ptk_kstack.h)
 
     def reason(self, code: int) -> str:
         return self.reasons.get(code, str(code))
 
-    def stack(self, stack_id: int) -> list[str]:
-        frames = self.symbolizer.stack(self.events.prog["stacks"], stack_id, kernel=True)
+    def stack(self, stack_hash: int) -> list[str]:
+        frames = self.symbolizer.hashed_kernel_stack(stack_hash)
         return [f.name for f in without_bpf_frames(frames)]
 
 
@@ -69,14 +73,14 @@ HEADER = "%-8s %-7s %-2s %-20s > %-20s %-20s %s" % (
 def text_formatter(drops: Drops, stacks: bool):
     def lines(rows: list[tuple]) -> list[str]:
         out = []
-        for (_ts, pid, kstack, reason, state, flags, _pad, _comm, family, sport, dport, _p,
-             saddr, daddr) in rows:
+        for (_ts, pid, _kstack, reason, state, flags, _pad, _comm, khash, family, sport, dport,
+             _p, saddr, daddr) in rows:
             out.append("%-8s %-7d %-2d %-20s > %-20s %-20s %s (%d)" % (
                 time.strftime("%H:%M:%S"), pid, tcp.ip_version(family),
                 f"{tcp.address(family, saddr)}:{sport}", f"{tcp.address(family, daddr)}:{dport}",
                 f"{state_text(state)} ({flags_text(flags)})", drops.reason(reason), reason))
             if stacks:
-                out.extend("\t" + name for name in drops.stack(kstack))
+                out.extend("\t" + name for name in drops.stack(khash))
                 out.append("")
         return out
     return lines
@@ -85,8 +89,8 @@ def text_formatter(drops: Drops, stacks: bool):
 def json_formatter(drops: Drops, stacks: bool, t0: int):
     def objects(rows: list[tuple]) -> list[dict]:
         out = []
-        for (ts, pid, kstack, reason, state, flags, _pad, comm, family, sport, dport, _p,
-             saddr, daddr) in rows:
+        for (ts, pid, _kstack, reason, state, flags, _pad, comm, khash, family, sport, dport,
+             _p, saddr, daddr) in rows:
             obj = {"time_s": round((ts - t0) / 1e9, 9), "pid": pid, "comm": stream.cstr(comm),
                    "ip": tcp.ip_version(family), "saddr": tcp.address(family, saddr),
                    "sport": sport, "daddr": tcp.address(family, daddr), "dport": dport,
@@ -94,7 +98,7 @@ def json_formatter(drops: Drops, stacks: bool, t0: int):
                    "flags": flags_text(flags), "reason": drops.reason(reason),
                    "reason_code": reason}
             if stacks:
-                obj["kernel_stack"] = drops.stack(kstack)
+                obj["kernel_stack"] = drops.stack(khash)
             out.append(obj)
         return out
     return objects
