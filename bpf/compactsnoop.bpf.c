@@ -5,7 +5,9 @@
  * EXTENDED (-e): the pages the compaction's own tracepoints report in its
  * thread between begin and end, summed (scanned and isolated for migration,
  * scanned and isolated as free targets, migrated, failed). KERNEL_STACK (-K):
- * the stack at mm_compaction_begin (compact_zone's start, where BCC's is). */
+ * the stack at mm_compaction_begin (compact_zone's start, where BCC's is),
+ * stored by a hash of its frames (ptk_kstack.h), not in a stack map whose
+ * bucket collisions drop stacks. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
@@ -16,13 +18,8 @@
 #ifndef KERNEL_STACK
 #define KERNEL_STACK 0
 #endif
-#ifndef STACK_ENTRIES
-#define STACK_ENTRIES 4096
-#endif
-
-#if KERNEL_STACK
-BPF_STACK_TRACE(stacks, STACK_ENTRIES);
-#endif
+#define KSTACK_HASH KERNEL_STACK
+#include "ptk_kstack.h"
 
 struct pages {                 /* -e: summed over one compaction */
     u64 migrate_scanned;
@@ -40,6 +37,7 @@ struct compaction {
     u32 sync;
     s32 kernel_stack;
     u32 pad;
+    u64 kernel_stack_hash;
     struct pages pages;
 };
 
@@ -57,8 +55,9 @@ struct event {
     u32 sync;
     u32 pad;
     char comm[TASK_COMM_LEN];
-    s32 kernel_stack;          /* -K: a stack id; < 0: none */
+    s32 kernel_stack;          /* -K: < 0: no kernel stack (the error) */
     u32 pad2;
+    u64 kernel_stack_hash;     /* -K: nonzero: the kernel stack is in `kstacks` */
     struct pages pages;
 };
 
@@ -81,7 +80,7 @@ TRACEPOINT_PROBE(compaction, mm_compaction_begin)
     struct compaction c = { .ts = bpf_ktime_get_ns(), .zone_start = args->zone_start,
                             .order = -1, .sync = args->sync, .kernel_stack = -1 };
 #if KERNEL_STACK
-    c.kernel_stack = ptk_checked_stack_id(stacks.get_stackid(args, 0));
+    c.kernel_stack_hash = ptk_kernel_stack_hash(args, &c.kernel_stack);
 #endif
     s32 *order = orders.lookup(&tid);
     if (order) {
@@ -153,6 +152,7 @@ TRACEPOINT_PROBE(compaction, mm_compaction_end)
     e->pad = 0;
     e->kernel_stack = started.kernel_stack;
     e->pad2 = 0;
+    e->kernel_stack_hash = started.kernel_stack_hash;
     e->pages = started.pages;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));

@@ -21,9 +21,11 @@ DRY_RUN_ARGS: list[str] = []
 FIELDS = stream.fields(("ts", "Q"), ("delta_ns", "Q"), ("zone_start", "Q"), ("pid", "I"),
                        ("tid", "I"), ("order", "i"), ("status", "i"), ("sync", "I"),
                        ("pad", "I"), ("comm", "16s"), ("kernel_stack", "i"), ("pad2", "I"),
+                       ("kernel_stack_hash", "Q"),
                        ("migrate_scanned", "Q"), ("migrate_taken", "Q"), ("free_scanned", "Q"),
                        ("free_taken", "Q"), ("migrated", "Q"), ("failed", "Q"))
-# -e: (column, JSON key) of each summed page count, in FIELDS order
+# -e: (column, JSON key) of each summed page count, in FIELDS order from PAGES_AT
+PAGES_AT = 13
 PAGES = (("MSCAN", "migrate_scanned"), ("MTAKEN", "migrate_taken"), ("FSCAN", "free_scanned"),
          ("FTAKEN", "free_taken"), ("MIGRATED", "migrated"), ("FAILED", "failed"))
 # include/trace/events/mmflags.h: COMPACTION_STATUS
@@ -70,7 +72,7 @@ def header(timestamp: bool, extended: bool = False) -> str:
 
 
 def formatters(timestamp: bool, t0: int, extended: bool = False, stack=None):
-    """`stack(stack_id) -> [frame names]` with -K, else None."""
+    """`stack(kernel_stack_hash) -> [frame names]` with -K, else None."""
     comms = stream.CStrings(0)
     known = read_zones()
 
@@ -82,9 +84,10 @@ def formatters(timestamp: bool, t0: int, extended: bool = False, stack=None):
     def lines(rows: list[tuple]) -> list[str]:
         out = []
         for row in rows:
-            ts, delta, zone_start, pid, _tid, order, status, sync, _pad, comm, kstack = row[:11]
+            ts, delta, zone_start, pid, _tid, order, status, sync, _pad, comm, _ks, _pad2, \
+                khash = row[:PAGES_AT]
             node, zone = zone_of(zone_start)
-            pages = "".join(f"{n:>9} " for n in row[12:]) if extended else ""
+            pages = "".join(f"{n:>9} " for n in row[PAGES_AT:]) if extended else ""
             line = (f"{comms[comm][:14]:<14} {pid:<6} {'?' if node is None else node:>4} "
                     f"{zone:>8} {order:>5} {'sync' if sync else 'async':>5} "
                     f"{pages}{delta / 1e6:>10.3f} {STATUS.get(status, status)}")
@@ -92,13 +95,14 @@ def formatters(timestamp: bool, t0: int, extended: bool = False, stack=None):
                 line = f"{(ts - t0) / 1e9:<14.6f}" + line
             out.append(line)
             if stack is not None:
-                out += [f"        {frame}" for frame in stack(kstack)] + [""]
+                out += [f"        {frame}" for frame in stack(khash)] + [""]
         return out
 
     def objects(rows: list[tuple]) -> list[dict]:
         out = []
         for row in rows:
-            ts, delta, zone_start, pid, tid, order, status, sync, _pad, comm, kstack = row[:11]
+            ts, delta, zone_start, pid, tid, order, status, sync, _pad, comm, _ks, _pad2, \
+                khash = row[:PAGES_AT]
             node, zone = zone_of(zone_start)
             obj = {"time_s": round((ts - t0) / 1e9, 9), "pid": pid, "tid": tid,
                    "comm": stream.cstr(comm), "node": node, "zone": zone,
@@ -106,9 +110,9 @@ def formatters(timestamp: bool, t0: int, extended: bool = False, stack=None):
                    "mode": "sync" if sync else "async", "lat_ms": round(delta / 1e6, 6),
                    "status": STATUS.get(status, str(status))}
             if extended:
-                obj["pages"] = {key: n for (_, key), n in zip(PAGES, row[12:])}
+                obj["pages"] = {key: n for (_, key), n in zip(PAGES, row[PAGES_AT:])}
             if stack is not None:
-                obj["kernel_stack"] = stack(kstack)
+                obj["kernel_stack"] = stack(khash)
             out.append(obj)
         return out
     return lines, objects
@@ -137,9 +141,10 @@ def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, as_j
         stack = None
         if kernel_stack:
             symbols = Symbolizer()
+            symbols.kstacks = opened[0].prog["kstacks"]   # by hash (ptk_kstack.h)
 
-            def stack(stack_id: int) -> list[str]:
-                frames = symbols.stack(opened[0].prog["stacks"], stack_id, kernel=True)
+            def stack(stack_hash: int) -> list[str]:
+                frames = symbols.hashed_kernel_stack(stack_hash)
                 return [f.name for f in without_bpf_frames(frames)]
         lines, objects = formatters(timestamp, time.monotonic_ns(), extended, stack)
         return stream.Printer(as_json, header(timestamp, extended), lines, objects)
