@@ -19,6 +19,7 @@
 #define KERNEL_STACK 0
 #endif
 #define KSTACK_HASH KERNEL_STACK
+#define KSTACKS_SIZE 4096      /* distinct stacks: few places compact a zone */
 #include "ptk_kstack.h"
 
 struct pages {                 /* -e: summed over one compaction */
