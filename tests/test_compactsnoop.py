@@ -30,8 +30,10 @@ def test_each_zone_compacted_once():
                                 "LAT(ms)", "STATUS"]
     rows = [line.split() for line in lines[1:]]
     assert [r[4] for r in rows] == populated()
-    assert {(r[1], r[3], r[5], r[6], r[8]) for r in rows} == {("sh", "0", "-1", "sync",
-                                                               "complete")}
+    assert {(r[1], r[3], r[5], r[6]) for r in rows} == {("sh", "0", "-1", "sync")}
+    # a busy machine (another task wanting the CPU or the zone's lock) ends a
+    # zone's compaction early: the kernel then says contended
+    assert {r[8] for r in rows} <= {"complete", "contended"}, rows
     assert summary(res.stderr)["captured"] == len(rows)
     begin = "compaction:mm_compaction_begin"
     assert perf_stat([begin], COMMAND)[begin] == len(rows)
