@@ -20,7 +20,9 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
              -> caller -> callee, then 0.5 s more (<module>'s code object lives
              while a tracer names it)
   handoff N FILE  N times: main sleeps 20 ms, then wake_it sets an Event that a
-             thread waits for in wait_for_it; FILE as for naps ("wait_for_it")
+             thread waits for in wait_for_it; FILE as for naps ("wait_for_it", and
+             "wait_for_it_blocked": that time less the waiter's running and
+             runnable time, from /proc/thread-self/schedstat)
 """
 import faulthandler
 import json
@@ -191,10 +193,22 @@ def naps(n, ms, path):
         json.dump(slept, out)
 
 
+def thread_sched():
+    """(on-CPU, run-queue wait) seconds of this thread so far (Linux schedstat)."""
+    with open("/proc/thread-self/schedstat") as f:
+        on_cpu, queued = f.read().split()[:2]
+    return int(on_cpu) / 1e9, int(queued) / 1e9
+
+
 def wait_for_it(event, slept):
-    began = time.monotonic()
+    began, (cpu, queued) = time.monotonic(), thread_sched()
     event.wait()
-    slept["wait_for_it"] = slept.get("wait_for_it", 0.0) + time.monotonic() - began
+    took = time.monotonic() - began
+    cpu_after, queued_after = thread_sched()
+    slept["wait_for_it"] = slept.get("wait_for_it", 0.0) + took
+    # what a wakeup ends: the time neither running nor runnable
+    blocked = took - (cpu_after - cpu) - (queued_after - queued)
+    slept["wait_for_it_blocked"] = slept.get("wait_for_it_blocked", 0.0) + blocked
     event.clear()
 
 
