@@ -103,6 +103,32 @@ def test_python_sleeps_are_charged_to_their_functions(interpreter, tmp_path):
 
 
 @pytest.mark.root
+@pytest.mark.parametrize("interpreter", ["debian-3.11", "pyenv-3.13"])
+def test_first_blocks_of_the_process_and_of_new_threads_have_python_frames(interpreter,
+                                                                            tmp_path):
+    """No warm-up: the script's first sleep and the only sleep of each of 6
+    threads started one after another are charged to their functions. The
+    command is registered at its entry point, not at its first event (a
+    3.13 run lost its first blocks to that under load); an exiting thread
+    (no address space left) no longer resets its process to unregistered."""
+    python = need_python(interpreter)
+    res = pytracekit("offcputime", "--json", "--", python, str(TARGET), "starts", "6",
+                     str(tmp_path / "slept"), timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offcputime")
+    expected = {"starts": ["<module>", "starts"], "first_block": THREAD_ROOT + ["first_block"]}
+    charged = dict.fromkeys(expected, 0)
+    for s in stacks:
+        funcs = _python_functions(s)
+        if funcs and funcs[-1] in expected:
+            assert funcs == expected[funcs[-1]], funcs
+            charged[funcs[-1]] += s["value"]
+    slept = _slept(tmp_path / "slept")
+    for name, total in charged.items():
+        assert abs(total - slept[name]) <= 0.1 * slept[name], (charged, slept, res.stderr)
+
+
+@pytest.mark.root
 def test_no_python_option_charges_the_native_stack_only(tmp_path):
     python = need_python("debian-3.11")
     res = pytracekit("offcputime", "--json", "--no-python", "--", python, str(TARGET), "naps",
