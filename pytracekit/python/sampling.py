@@ -97,11 +97,12 @@ class PythonFrames:
     def register_now(self, pid: int) -> None:
         """Register pid if its interpreter is mapped; else its first event
         announces it as usual. The entry's mm is 0: BPF takes the process's
-        own at its first event (no exec can come between for a stopped one)."""
+        own at its next event (no exec can come between for a stopped one; an
+        entry left from before its exec, the held child's, has the old mm)."""
         try:
             proc = self._find(pid)
             if proc:
-                self._register(proc)
+                self._register(proc, adopt=True)
         except Exception as exc:   # never keep the command from starting
             self.warn(f"python frames: {exc}")
 
@@ -176,12 +177,14 @@ class PythonFrames:
         leaf.state = state
         table[key] = leaf
 
-    def _register(self, proc: PyProcess) -> None:
+    def _register(self, proc: PyProcess, adopt: bool = False) -> None:
         try:
             self.readers[proc.pid] = CodeReader(proc)
         except OSError:
             return
         table, key, leaf = self._entry(proc.pid)
+        if adopt:
+            leaf.mm = 0   # see register_now
         leaf.runtime = proc.runtime
         for i, value in enumerate(proc.layout.as_u16()):
             leaf.layout[i] = value
