@@ -1,12 +1,12 @@
 /* offwaketime: off-CPU time per (blocked thread's stacks, waker's stacks).
- * sched_switch takes the stacks of the thread leaving the CPU; sched_wakeup
+ * sched_switch takes the stacks of the thread leaving the CPU; sched_waking
  * (in the waker's context) notes who woke it and from where; when the thread
  * runs again its time away is added under both.
  *
  * Parameters: those of ptk_stacks.h; the selection applies to the blocked
  * threads. CFI_UNWIND (ptk_unwind.h): user stacks unwound in the kernel from
  * CFI tables, each with `current`'s registers (the outgoing thread at
- * sched_switch, the waker at sched_wakeup). PYTHON_STACKS: CPython threads'
+ * sched_switch, the waker at sched_waking). PYTHON_STACKS: CPython threads'
  * Python stacks are taken at the same two points (ids in the key, 0: none).
  * With a -p/command selection, wakers outside it keep frame-pointer stacks
  * and get no Python stack (see current_python_stack).
@@ -62,18 +62,38 @@ PTK_INLINE u64 current_python_stack(struct ptk_stack_key *key)
 #endif
 }
 
-RAW_TRACEPOINT_PROBE(sched_wakeup)
+/* `current` wakes `target`: its stacks are the waker's. `fallback`: only if
+ * no waker was noted since the target blocked. */
+PTK_INLINE int note_waker(struct bpf_raw_tracepoint_args *ctx, bool fallback)
 {
     struct task_struct *target = (struct task_struct *)ctx->args[0];
     u32 tid = 0;
     bpf_probe_read_kernel(&tid, sizeof(tid), &target->pid);
     if (!start.lookup(&tid))
         return 0;   /* not a thread we are timing */
+    if (fallback && wakers.lookup(&tid))
+        return 0;
     struct waker_stacks waker = {};
     ptk_current_stack(&waker.key, ctx);
     waker.py_stack_id = current_python_stack(&waker.key);
     wakers.update(&tid, &waker);
     return 0;
+}
+
+/* In the waker's context always. sched_wakeup is not: when the target's CPU
+ * is idle the kernel queues the activation there (TTWU_QUEUE) and
+ * sched_wakeup runs in that CPU's IPI, with the idle task as `current`. */
+RAW_TRACEPOINT_PROBE(sched_waking)
+{
+    return note_waker(ctx, false);
+}
+
+/* A wakeup that began before the target's sched_switch was seen (the waker
+ * matched its sleeping state while it was still switching out): who is
+ * current here is the best guess left. */
+RAW_TRACEPOINT_PROBE(sched_wakeup)
+{
+    return note_waker(ctx, true);
 }
 
 RAW_TRACEPOINT_PROBE(sched_switch)

@@ -121,14 +121,20 @@ PTK_INLINE void ptk_py_event(u32 kind, u32 pid, u64 stack_id)
     (*(type *)((s)->block + ((PYL(proc, f) - (proc)->block_start) & 127)))
 
 /* The process's entry; a new (or exec'd) process gets a pending one and is
- * announced. NULL unless user space found CPython in it. */
+ * announced. NULL unless user space found CPython in it. An entry with mm 0
+ * was written by user space before the process's first event (a command
+ * held at its entry point: no exec can come between): it takes this mm. */
 PTK_INLINE struct ptk_py_proc *ptk_py_process(u32 pid)
 {
     u64 mm = 0;
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
     bpf_probe_read_kernel(&mm, sizeof(mm),
                           (void *)task + __builtin_offsetof(struct task_struct, mm));
+    if (!mm)
+        return 0;   /* an exiting thread past exit_mm: not a new program of its process */
     struct ptk_py_proc *proc = py_procs.lookup(&pid);
+    if (proc && !proc->mm)
+        proc->mm = mm;
     if (proc && proc->mm == mm) {
         if (proc->state == PY_PYTHON)
             return proc;

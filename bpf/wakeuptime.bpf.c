@@ -1,11 +1,11 @@
 /* wakeuptime: how long threads were blocked, summed per waker stack. A thread
  * leaving the CPU (sched_switch) starts its clock; whoever wakes it
- * (sched_wakeup runs in the waker's context) stops it and is charged with
+ * (sched_waking runs in the waker's context) stops it and is charged with
  * the time, under the waker's stacks and the target's name.
  *
  * Parameters: those of ptk_stacks.h; the selection applies to the blocked
  * (target) threads. CFI_UNWIND (ptk_unwind.h): the waker's user stack
- * unwound in the kernel from CFI tables (`current` at sched_wakeup: the
+ * unwound in the kernel from CFI tables (`current` at sched_waking: the
  * waker, or the task an interrupt found running). PYTHON_STACKS: the waker's
  * Python stack too (its id in the key, 0: none). With a -p/command selection,
  * wakers outside it keep frame-pointer stacks and get no Python stack (user
@@ -54,9 +54,10 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     return 0;
 }
 
-RAW_TRACEPOINT_PROBE(sched_wakeup)
+/* `current` wakes `target` (TP_PROTO(struct task_struct *p)): charged with
+ * its blocked time. */
+PTK_INLINE int charge_waker(struct bpf_raw_tracepoint_args *ctx)
 {
-    /* TP_PROTO(struct task_struct *p) */
     struct task_struct *target = (struct task_struct *)ctx->args[0];
     u32 tid = 0;
     bpf_probe_read_kernel(&tid, sizeof(tid), &target->pid);
@@ -83,4 +84,20 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
     else
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
+}
+
+/* In the waker's context always. sched_wakeup is not: when the target's CPU
+ * is idle the kernel queues the activation there (TTWU_QUEUE) and
+ * sched_wakeup runs in that CPU's IPI, with the idle task as `current`. */
+RAW_TRACEPOINT_PROBE(sched_waking)
+{
+    return charge_waker(ctx);
+}
+
+/* A wakeup that began before the target's sched_switch was seen (its start
+ * is still there: sched_waking found none): who is current here is the best
+ * guess left. */
+RAW_TRACEPOINT_PROBE(sched_wakeup)
+{
+    return charge_waker(ctx);
 }

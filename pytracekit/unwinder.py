@@ -76,6 +76,8 @@ class Unwinder:
         self.pending: dict[int, None] = {}        # pids to load, oldest first
         self.stopped: set[int] = set()            # held at their entry point (see continue_)
         self.entry_pid = 0                        # the command armed to stop at its entry
+        # called with the pid of a process stopped at its entry, before it goes on
+        self.entry_hooks: list[Callable[[int], None]] = []
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
 
@@ -243,6 +245,8 @@ class Unwinder:
             self.users.refresh(pid)
             self.loaded.pop(pid, None)
             self.load(pid)
+            for hook in self.entry_hooks:
+                hook(pid)
         finally:
             self.entry_pid = 0 if pid == self.entry_pid else self.entry_pid
             self.release_stopped()

@@ -19,8 +19,14 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
              then 0.5 s to find its interpreter), then N in <module> -> getpids
              -> caller -> callee, then 0.5 s more (<module>'s code object lives
              while a tracer names it)
+  starts N FILE  <module> -> starts sleeps 100 ms as its first statement (the
+             process's first block in its own code), then N threads one after
+             another each sleep 100 ms once in first_block, their first block;
+             FILE: JSON {"starts": seconds, "first_block": seconds summed}
   handoff N FILE  N times: main sleeps 20 ms, then wake_it sets an Event that a
-             thread waits for in wait_for_it; FILE as for naps ("wait_for_it")
+             thread waits for in wait_for_it; FILE as for naps ("wait_for_it", and
+             "wait_for_it_blocked": that time less the waiter's running and
+             runnable time, from /proc/thread-self/schedstat)
 """
 import faulthandler
 import json
@@ -191,10 +197,22 @@ def naps(n, ms, path):
         json.dump(slept, out)
 
 
+def thread_sched():
+    """(on-CPU, run-queue wait) seconds of this thread so far (Linux schedstat)."""
+    with open("/proc/thread-self/schedstat") as f:
+        on_cpu, queued = f.read().split()[:2]
+    return int(on_cpu) / 1e9, int(queued) / 1e9
+
+
 def wait_for_it(event, slept):
-    began = time.monotonic()
+    began, (cpu, queued) = time.monotonic(), thread_sched()
     event.wait()
-    slept["wait_for_it"] = slept.get("wait_for_it", 0.0) + time.monotonic() - began
+    took = time.monotonic() - began
+    cpu_after, queued_after = thread_sched()
+    slept["wait_for_it"] = slept.get("wait_for_it", 0.0) + took
+    # what a wakeup ends: the time neither running nor runnable
+    blocked = took - (cpu_after - cpu) - (queued_after - queued)
+    slept["wait_for_it_blocked"] = slept.get("wait_for_it_blocked", 0.0) + blocked
     event.clear()
 
 
@@ -217,6 +235,25 @@ def handoff(n, path):
         time.sleep(0.02)
         wake_it(event)
     thread.join()
+    with open(path, "w") as out:
+        json.dump(slept, out)
+
+
+def first_block(slept):
+    began = time.monotonic()
+    time.sleep(0.1)
+    slept["first_block"] = slept.get("first_block", 0.0) + time.monotonic() - began
+
+
+def starts(n, path):
+    """No warm-up: what a tool sees first must already be attributed."""
+    began = time.monotonic()
+    time.sleep(0.1)
+    slept = {"starts": time.monotonic() - began}
+    for _ in range(n):
+        thread = threading.Thread(target=first_block, args=(slept,))
+        thread.start()
+        thread.join()
     with open(path, "w") as out:
         json.dump(slept, out)
 
@@ -252,6 +289,8 @@ if __name__ == "__main__":
         naps(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
     elif mode == "getpids":
         getpids(int(sys.argv[2]))
+    elif mode == "starts":
+        starts(int(sys.argv[2]), sys.argv[3])
     elif mode == "handoff":
         handoff(int(sys.argv[2]), sys.argv[3])
     elif mode == "deep":

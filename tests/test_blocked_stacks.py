@@ -102,6 +102,53 @@ def test_python_sleeps_are_charged_to_their_functions(interpreter, tmp_path):
         assert slept[name] >= 500_000
 
 
+_STARTS: dict[str, tuple] = {}
+
+
+def _starts_run(interpreter: str, tmp_path_factory) -> tuple[dict, dict, str]:
+    """One offcputime run of python_target.py starts per interpreter (no
+    warm-up: the script's first sleep, then 6 threads started one after
+    another whose only sleep is their first block): ({function: charged us},
+    {function: measured us}, stderr)."""
+    if interpreter not in _STARTS:
+        python = need_python(interpreter)
+        out = tmp_path_factory.mktemp("starts") / "slept"
+        res = pytracekit("offcputime", "--json", "--", python, str(TARGET), "starts", "6",
+                         str(out), timeout=120)
+        assert res.returncode == 0, res.stderr
+        _, stacks, _ = parse_json(res.stdout, "offcputime")
+        expected = {"starts": ["<module>", "starts"],
+                    "first_block": THREAD_ROOT + ["first_block"]}
+        charged = dict.fromkeys(expected, 0)
+        for s in stacks:
+            funcs = _python_functions(s)
+            if funcs and funcs[-1] in expected:
+                assert funcs == expected[funcs[-1]], funcs
+                charged[funcs[-1]] += s["value"]
+        _STARTS[interpreter] = (charged, _slept(out), res.stderr)
+    return _STARTS[interpreter]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("interpreter", ["debian-3.11", "pyenv-3.13"])
+def test_first_block_of_a_command_has_python_frames(interpreter, tmp_path_factory):
+    """The command is registered at its entry point, not at its first event
+    (a 3.13 run lost its first blocks to that under load)."""
+    charged, slept, stderr = _starts_run(interpreter, tmp_path_factory)
+    assert abs(charged["starts"] - slept["starts"]) <= 0.1 * slept["starts"], \
+        (charged, slept, stderr)
+
+
+@pytest.mark.xfail(strict=False, reason="open defect: in 1 of about 20 loaded runs (Debian "
+                   "3.11) one thread's first block lacked its Python stack, no loss counted")
+@pytest.mark.root
+@pytest.mark.parametrize("interpreter", ["debian-3.11", "pyenv-3.13"])
+def test_first_block_of_each_new_thread_has_python_frames(interpreter, tmp_path_factory):
+    charged, slept, stderr = _starts_run(interpreter, tmp_path_factory)
+    assert abs(charged["first_block"] - slept["first_block"]) <= 0.1 * slept["first_block"], \
+        (charged, slept, stderr)
+
+
 @pytest.mark.root
 def test_no_python_option_charges_the_native_stack_only(tmp_path):
     python = need_python("debian-3.11")
@@ -126,35 +173,46 @@ def _waker_split(stack: dict) -> tuple[list[str], list[str]]:
     return py(frames[:cut]), py(frames[cut + 1:])[::-1]   # the waker's read root first
 
 
-@pytest.mark.xfail(strict=False, reason="open defect: in 1 of 2 fresh-clone CI runs 10-30% of "
-                   "the handoff's wakeups lacked the waker's Python stack (passes here; see "
-                   "the session 4 closing note)")
+def _sleeps_on_a_lock(stack: dict) -> bool:
+    """offwaketime's blocked side is a sleep on a Python lock (a semaphore:
+    only a release wakes it), not a preemption or a wait for the GIL."""
+    frames = stack["frames"]
+    blocked = frames[:next(i for i, f in enumerate(frames) if f["name"] == "--")]
+    user = [f["name"] for f in blocked if f["kind"] == "user"]
+    kernel = [f["name"] for f in blocked if f["kind"] == "kernel"]
+    return any("sem_wait" in name for name in user) and \
+        contains_run(kernel, ["futex_do_wait", "schedule", "__schedule"])
+
+
 @pytest.mark.root
 def test_offwaketime_python_waiter_and_its_python_waker(tmp_path):
     """A thread waits in wait_for_it for an Event that the main thread sets in
-    wake_it, 10 times: the blocked Python stack and the waker's."""
+    wake_it, 10 times: the blocked Python stack and the waker's. The waker is
+    taken in its own context whichever CPU the waiter sleeps on (sched_wakeup
+    of a thread whose CPU was idle ran there, in the idle task: 10-30% of
+    these waits lacked the waker's Python stack in 1 of 2 CI runs)."""
     python = need_python("debian-3.11")
     res = pytracekit("offwaketime", "--json", "--", python, str(TARGET), "handoff", "10",
                      str(tmp_path / "slept"), timeout=120)
     assert res.returncode == 0, res.stderr
     _, stacks, _ = parse_json(res.stdout, "offwaketime")
-    waited = by_wake_it = 0
+    waited = on_locks = by_wake_it = 0
     for s in stacks:
         blocked, waker = _waker_split(s)
         if "wait_for_it" not in blocked:
             continue
         assert blocked[:5] == THREAD_ROOT + ["waiter", "wait_for_it"], blocked
         waited += s["value"]
-        if waker[:3] == ["<module>", "handoff", "wake_it"]:
-            by_wake_it += s["value"]
+        if _sleeps_on_a_lock(s):   # the Event's; only Event.set in wake_it releases it
+            on_locks += s["value"]
+            by_wake_it += s["value"] if waker[:3] == ["<module>", "handoff", "wake_it"] else 0
     slept = _slept(tmp_path / "slept")["wait_for_it"]
     assert abs(waited - slept) <= 0.1 * slept, (waited, slept)
-    assert by_wake_it >= 0.9 * waited, (by_wake_it, waited)
+    # the 10 waits of ~20 ms: one with another waker is 10%
+    assert on_locks >= 0.8 * slept, (on_locks, slept, res.stdout)
+    assert by_wake_it >= 0.95 * on_locks, (by_wake_it, on_locks, res.stdout)
 
 
-@pytest.mark.xfail(strict=False, reason="open defect: in 1 of 2 fresh-clone CI runs 10-30% of "
-                   "the handoff's wakeups lacked the waker's Python stack (passes here; see "
-                   "the session 4 closing note)")
 @pytest.mark.root
 def test_wakeuptime_charges_the_python_waker(tmp_path):
     python = need_python("debian-3.11")
@@ -164,9 +222,10 @@ def test_wakeuptime_charges_the_python_waker(tmp_path):
     _, stacks, _ = parse_json(res.stdout, "wakeuptime")
     by_wake_it = sum(s["value"] for s in stacks
                      if _python_functions(s)[:3] == ["<module>", "handoff", "wake_it"])
-    # the waiter's waits (each ~20 ms) are the only ones wake_it ends
-    slept = _slept(tmp_path / "slept")["wait_for_it"]
-    assert 0.8 * slept <= by_wake_it <= 1.1 * slept, (by_wake_it, slept, res.stdout)
+    # the waiter's waits (each ~20 ms) are the only ones wake_it ends; its
+    # other blocks are short waits for the GIL (woken as the main thread sleeps)
+    blocked = _slept(tmp_path / "slept")["wait_for_it_blocked"]
+    assert 0.8 * blocked <= by_wake_it <= 1.1 * blocked, (by_wake_it, blocked, res.stdout)
 
 
 @pytest.mark.root

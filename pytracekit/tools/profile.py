@@ -62,6 +62,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     session_class = stacktools.StackSession
     if python:
         frames = pysampling.PythonFrames(prog)
+        frames.register_at_entry(symbolizer)
         poll = frames.poll(poll)
         session_class, extra = pysampling.PythonStackSession, {"python": frames}
     if sample_log:
