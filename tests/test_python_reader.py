@@ -172,3 +172,18 @@ def test_line_decoders_agree_with_the_interpreter(interpreter):
             checked += 1
             wrong += decode(bytes.fromhex(table), first, int(off)) != line
     assert checked > 3000 and wrong == 0
+
+
+def test_a_pointer_beyond_user_space_is_a_failed_read_not_a_crash():
+    # a torn or stale code pointer read from the interpreter (cprofile under
+    # process churn met 0xffff...): seek() on /proc/PID/mem would raise
+    # OverflowError, which nothing above expects
+    import os
+    from pytracekit.python.memory import ProcessMemory
+    mem = ProcessMemory(os.getpid())
+    try:
+        for address in (0, -8, 0xffff888000000000, 1 << 64):
+            with pytest.raises(OSError, match="bad address"):
+                mem.read(address, 8)
+    finally:
+        mem.close()

@@ -67,6 +67,8 @@ def churned(workload, tmp_path_factory) -> dict[str, tuple]:
             _churn(workload, 100, between)
             between()
             for name, t in tools.items():
+                if t.proc.poll() is not None:
+                    raise AssertionError(f"{name} ended during the churn", t.wait(timeout=60))
                 readings[name].append(_usage(t.proc.pid))
         for t in tools.values():   # both end side by side (each prints a last window)
             t.proc.send_signal(signal.SIGINT)

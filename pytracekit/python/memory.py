@@ -8,6 +8,7 @@ from .. import pyframes_layouts as pl
 
 MAX_STRING = 4096      # characters: names and paths are short; more means garbage
 MAX_BYTES = 1 << 20    # a line table larger than this is not a line table
+USER_SPACE_END = 1 << 56   # x86-64 user addresses end below (5-level paging; 4-level: 1 << 47)
 
 
 class ProcessMemory:
@@ -18,7 +19,7 @@ class ProcessMemory:
         self._file = open(f"/proc/{pid}/mem", "rb", buffering=0)
 
     def read(self, address: int, size: int) -> bytes:
-        if address <= 0:
+        if not 0 < address < USER_SPACE_END:   # a stale or torn pointer: not memory
             raise OSError(f"bad address {address:#x}")
         if self.closed:
             raise OSError(f"process {self.pid} is gone")
