@@ -43,11 +43,11 @@ def best_of(args: list[str], repeat: int = 3) -> tuple[float, subprocess.Complet
 def synthetic(path: str, function: str, out: Path, samples: int = 10_000,
               stacks: int = 1_000, seed: int = 1) -> None:
     """A recording of `samples` samples whose leaf is `function`, in `stacks` stacks."""
-    from pytracekit import disasm
-    from pytracekit.elfsyms import ElfSymbols
+    from pytracekit.symbolize import disasm
+    from pytracekit.symbolize.elfsyms import ElfSymbols
     from pytracekit.model import Frame, Sample, StackProfile
-    from pytracekit.recording import save
-    from pytracekit.symbols import module_info
+    from pytracekit.collect.recording import save
+    from pytracekit.symbolize.symbols import module_info
     syms = ElfSymbols.load(path)
     i = syms.names.index(function)
     insns = sorted(disasm.disassemble(path, syms.starts[i], syms.ends[i]))
@@ -73,7 +73,7 @@ def main() -> None:
         subprocess.run([PY, "-m", "pytracekit", "record", "-F", "4999", "--no-python",
                         "-o", str(rec), "--", "/usr/bin/python3.11", "-c", BUSY, str(seconds)],
                        cwd=ROOT, check=True, capture_output=True)
-        from pytracekit.recording import load
+        from pytracekit.collect.recording import load
         prof = load(str(rec))
         leaves = Counter()
         for s in prof.samples:

@@ -70,7 +70,7 @@ def _program_ns(prog, fn_name: str) -> float:
 
 def _with_empty_program(spec: str, argv: list[str]) -> tuple[float, float]:
     from pytracekit.api import Tracer
-    from pytracekit.probes import parse_spec, program_return
+    from pytracekit.probes.specs import parse_spec, program_return
     source = EMPTY.format(ret=program_return(parse_spec(spec).kind))
     with _bpf_stats(), Tracer(source, name="empty") as tracer:
         tracer.probe(spec, "empty")

@@ -114,8 +114,8 @@ def _unknown_share(folded: str) -> str:
 
 
 def symbolization() -> list[list[str]]:
-    from pytracekit import settings  # noqa: F401  (imports the package from ROOT)
-    from pytracekit.runner import run_until_done
+    from pytracekit.engine import settings  # noqa: F401  (imports the package from ROOT)
+    from pytracekit.engine.runner import run_until_done
     from pytracekit.tools import profile
     rows = []
     busy = _busy_python(600)

@@ -2,7 +2,7 @@
 pytracekit (per-program BTF header, compiled: the program cache off), the same
 program through BCC with the whole BTF dump, bpftrace, and libbpf-tools'
 syscount (the same job in C). Then compiled against loaded from the program
-cache (pytracekit/progcache.py) for funccount, trace and profile of a Python
+cache (pytracekit/engine/progcache.py) for funccount, trace and profile of a Python
 process with and without its Python frames."""
 from __future__ import annotations
 

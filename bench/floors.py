@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from pytracekit.loader import Program
+from pytracekit.engine.loader import Program
 
 EMPTY = '#include "vmlinux.h"\n#include "pytracekit.h"\n'
 KMEM_EVENTS = ("kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free", "mm_page_alloc")

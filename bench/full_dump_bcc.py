@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pytracekit.kernel import btf as btfmod, headers, tracefs  # noqa: E402
-from pytracekit.loader import expand_source  # noqa: E402
-from pytracekit.runner import signal_ready  # noqa: E402
+from pytracekit.engine.loader import expand_source  # noqa: E402
+from pytracekit.engine.runner import signal_ready  # noqa: E402
 
 
 def full_dump_dir(tree: headers.IncludeTree) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def main(pids: str, hz: str) -> None:
-    from pytracekit.runner import run_until_done
+    from pytracekit.engine.runner import run_until_done
     from pytracekit.tools import profile
     session = profile.start(pids=[int(p) for p in pids.split(",")], frequency=int(hz),
                             user_only=True, python=True)

@@ -2,7 +2,7 @@
  * arguments, return values, tracepoint fields and latency.
  *
  * Each probe gets a map and a function generated from its spec
- * (pytracekit/tools/argdist.py through pytracekit/expr.py), spliced in at
+ * (pytracekit/tools/argdist.py through pytracekit/probes/expr.py), spliced in at
  * the end: a count probe keys its map by the expression values, a histogram
  * probe by struct ptk_hist_key (the log2 slot of its one expression).
  */

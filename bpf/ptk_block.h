@@ -1,5 +1,5 @@
 /* ptk_block.h: block requests followed from insert/issue to completion with
- * stable tracepoints (biolatency, biosnoop). Pasted in by pytracekit/stream.py.
+ * stable tracepoints (biolatency, biosnoop). Pasted in by pytracekit/collect/stream.py.
  *
  * The tracepoints carry no request pointer, so a request is known by its
  * device and start sector, which stay the same from insert to completion. */

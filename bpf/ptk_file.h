@@ -1,6 +1,6 @@
 /* ptk_file.h: the file behind one of the current task's file descriptors,
  * for the tools on read/write system calls (filetop, fileslower). Pasted in
- * by pytracekit/stream.py; needs ptk_stream.h (PTK_READ_FIELD) first.
+ * by pytracekit/collect/stream.py; needs ptk_stream.h (PTK_READ_FIELD) first.
  *
  * Without kprobes on vfs_read/vfs_write, the system call's fd is followed
  * through task->files->fdt->fd[fd] to the struct file; its name is the

@@ -1,6 +1,6 @@
 /* ptk_hist.h: one in-kernel aggregation map, `hist`, of HIST_KEY -> u64, and
  * the one way to add to it (a full map is counted, never silent). Pasted in by
- * pytracekit/stream.py; define HIST_KEY before including it. */
+ * pytracekit/collect/stream.py; define HIST_KEY before including it. */
 #ifndef PTK_HIST_H
 #define PTK_HIST_H
 

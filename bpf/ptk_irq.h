@@ -1,7 +1,7 @@
 /* ptk_irq.h: what hardirqs and softirqs share. Each CPU runs one handler (or
  * one softirq) at a time, so one start time per CPU suffices; the time (or a
  * count, or a log2 slot with DIST) goes into `hist` keyed by handler name or
- * softirq vector. Pasted in by pytracekit/stream.py. */
+ * softirq vector. Pasted in by pytracekit/collect/stream.py. */
 #ifndef PTK_IRQ_H
 #define PTK_IRQ_H
 

@@ -1,5 +1,5 @@
 /* ptk_pathcall.h: system calls that take a path, reported as they return
- * (opensnoop, statsnoop). Pasted in by pytracekit/stream.py.
+ * (opensnoop, statsnoop). Pasted in by pytracekit/collect/stream.py.
  *
  * path_call_enter() remembers the path pointer and flags per thread after the
  * filters (all compiled in: pid, tid, uid, flags, process name);

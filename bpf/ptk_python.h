@@ -2,7 +2,7 @@
  * fs base -> the PyThreadState whose thread_id equals it (over every
  * interpreter's thread list) -> frame chain -> (code object, instruction byte
  * offset) per frame. No strings here: user space names the code objects
- * (pytracekit/python). Design: docs/design/python-frames.md sections 4-5.
+ * (pytracekit/symbolize/python). Design: docs/design/python-frames.md sections 4-5.
  *
  * Per process, user space writes the runtime address and the layout (offsets
  * in pyframes_layouts.FIELDS order, PYL_<FIELD> indices) into py_procs: one
@@ -11,7 +11,7 @@
  * pending entry and is announced on py_events; until user space says it is
  * Python its samples carry native frames only.
  *
- * Parameters (from pytracekit/python/bpf.py): PY_NFIELDS, PYL_*, PY_ABSENT,
+ * Parameters (from pytracekit/symbolize/python/bpf.py): PY_NFIELDS, PYL_*, PY_ABSENT,
  * PY_STACKS_SIZE. Stats in py_stats (PY_STAT_*), read by user space.
  */
 #ifndef PTK_PYTHON_H

@@ -18,7 +18,7 @@
 #endif
 
 #if SAMPLE_LOG
-/* pytracekit/samplelog.py mirrors this layout */
+/* pytracekit/collect/samplelog.py mirrors this layout */
 struct ptk_sample_rec {
     u64 time_ns;       /* CLOCK_MONOTONIC, as perf's sample times */
     u64 weight;        /* what it added to its key's count (1, or ns blocked) */

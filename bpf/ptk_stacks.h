@@ -72,7 +72,7 @@ BPF_RINGBUF_OUTPUT(new_pids, 4);
 
 /* The leaf's registers and the top of its user stack, once per user stack
  * id: user space recovers the frames that frame-pointer unwinding skips in
- * code built without frame pointers (see pytracekit/unwind.py). */
+ * code built without frame pointers (see pytracekit/symbolize/unwind.py). */
 struct ptk_leaf {
     u64 ip;
     u64 sp;

@@ -1,6 +1,6 @@
 /* ptk_stream.h: the ring buffer every per-event (streaming) tool writes to.
  *
- * pytracekit/stream.py pastes this file in place of `#include "ptk_stream.h"`
+ * pytracekit/collect/stream.py pastes this file in place of `#include "ptk_stream.h"`
  * (BCC rewrites map calls only in the main file). A tool then does:
  *
  *     struct event *e = events.ringbuf_reserve(sizeof(*e));

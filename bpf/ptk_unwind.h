@@ -1,6 +1,6 @@
 /* User stacks unwound in the kernel from compact CFI tables (the design is
- * docs/design/unwinding.md; the user half is pytracekit/unwinder.py, the
- * rows' layout pytracekit/unwind_table.py, which also holds the same walk in
+ * docs/design/unwinding.md; the user half is pytracekit/symbolize/unwinder.py, the
+ * rows' layout pytracekit/symbolize/unwind_table.py, which also holds the same walk in
  * Python as unwind_python, the test oracle).
  *
  * User space writes each module's rows once (`unwind_rows`, located by

@@ -2,7 +2,7 @@
  * mutexstat): `ptk_user_stack()` puts the current thread's user stack into
  * any key, as a hash of the in-kernel unwinder (ptk_unwind.h) when its
  * process is loaded, else as an id of the frame-pointer walk. User space:
- * pytracekit/ustacks.py.
+ * pytracekit/collect/user_stacks.py.
  *
  * Pasted after ptk_unwind.h by a program that declares its frame-pointer
  * stack map as `user_stacks` (BPF_STACK_TRACE or _BUILDID) before this file

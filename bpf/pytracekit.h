@@ -65,7 +65,7 @@ PTK_INLINE u64 ptk_config_value(u32 slot)
 
 /* Loss counters, read by the loader after every run and printed by every
  * tool: nothing is dropped silently. Python names the slots, in this order,
- * in the tuple LOSS_SLOTS of pytracekit/loader.py (LossReport's fields);
+ * in the tuple LOSS_SLOTS of pytracekit/engine/loader.py (LossReport's fields);
  * PTK_LOSS_SLOTS here is their count. test_cli checks the two agree. */
 enum ptk_loss {
     PTK_LOST_EVENTS = 0,   /* ring/perf buffer full: an event was not delivered */

@@ -1,7 +1,7 @@
 /* trace: one event per probe hit that passes its filter, printf-style.
  *
  * The per-probe event structs and functions are generated from the user's
- * probes (pytracekit/tools/trace.py through pytracekit/expr.py) and spliced in
+ * probes (pytracekit/tools/trace.py through pytracekit/probes/expr.py) and spliced in
  * at the end. Every event starts with struct trace_header, then the
  * probe's numeric arguments (u64 each), then its strings (STRING_SIZE each).
  */

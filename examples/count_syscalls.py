@@ -5,12 +5,12 @@ Run as root from a checkout: .venv/bin/python examples/count_syscalls.py -d 2
 """
 import click
 
-from pytracekit import options
-from pytracekit.cli import main as run_cli
-from pytracekit.loader import Program
+from pytracekit.cli import options
+from pytracekit.cli.command import main as run_cli
+from pytracekit.engine.loader import Program
 from pytracekit.model import Counts
 from pytracekit.render.text import counts_table, loss_line
-from pytracekit.runner import Target, announce, run_until_done
+from pytracekit.engine.runner import Target, announce, run_until_done
 
 PROGRAM = r"""
 #include "vmlinux.h"
@@ -54,6 +54,6 @@ def count_syscalls(duration, top):
 
 if __name__ == "__main__":
     import sys
-    from pytracekit import cli
+    from pytracekit.cli import command as cli
     cli.cli.add_command(count_syscalls)
     sys.exit(run_cli(["count_syscalls", *sys.argv[1:]], prog="count_syscalls"))

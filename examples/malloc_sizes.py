@@ -9,9 +9,9 @@ Run as root from a checkout:
 """
 import click
 
-from pytracekit import options
+from pytracekit.cli import options
 from pytracekit.api import Tracer, render
-from pytracekit.cli import main as run_cli
+from pytracekit.cli.command import main as run_cli
 
 PROGRAM = r"""
 #include "vmlinux.h"
@@ -49,6 +49,6 @@ def malloc_sizes(pid, duration, spec, command):
 
 if __name__ == "__main__":
     import sys
-    from pytracekit import cli
+    from pytracekit.cli import command as cli
     cli.cli.add_command(malloc_sizes)
     sys.exit(run_cli(["malloc_sizes", *sys.argv[1:]], prog="malloc_sizes"))

@@ -16,7 +16,7 @@ def run() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _interrupted)
-    from .cli import run as run_cli
+    from .cli.command import run as run_cli
     run_cli()
 
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Callable, Iterable, Mapping
 
-from . import probes as probemod
+from .probes import specs as probemod
 from .errors import UsageError
-from .loader import Program
+from .engine.loader import Program
 from .model import Counts, Histogram, LossReport, StackProfile
-from .probes import ProbeSpec, ResolvedProbe
-from .runner import Target, announce, check_pid, run_until_done
+from .probes.specs import ProbeSpec, ResolvedProbe
+from .engine.runner import Target, announce, check_pid, run_until_done
 
 
 class Tracer:
@@ -96,7 +96,7 @@ class Tracer:
                              "narrow the patterns")
 
     def _attach_multi(self) -> None:
-        from . import elf
+        from .symbolize import elf
         assert self.prog is not None and self.target is not None
         links: dict[tuple[str, str], list[tuple[ResolvedProbe, int]]] = {}
         for probe, fn_name, cookie in self.multi_attachments:
@@ -208,8 +208,8 @@ class Tracer:
 
     def stacks(self, counts_map: str, stack_map: str, **options: Any) -> StackProfile:
         """A StackProfile from a map keyed by `struct ptk_stack_key` (see stacks.py)."""
-        from .stacks import read_profile
-        from .symbols import Symbolizer
+        from .collect.stack_maps import read_profile
+        from .symbolize.symbols import Symbolizer
         assert self.prog is not None
         return read_profile(self[counts_map], self[stack_map], Symbolizer(self.prog.bpf),
                             self.loss(), **options)

@@ -1,7 +1,7 @@
 """One error hierarchy for every tool.
 
 Each error carries the one line a user sees and the exit status it maps to.
-`pytracekit.cli` turns any of these into that line and status; anything else
+`pytracekit.cli.command` turns any of these into that line and status; anything else
 is a bug and is shown as a traceback only with --verbose.
 """
 from __future__ import annotations

@@ -199,7 +199,7 @@ def pytracekit_in_process(*args: str) -> subprocess.CompletedProcess:
     input, refused before anything is attached; tests of the launcher and of
     a real exit status use `pytracekit(...)`. Main thread only."""
     import tempfile
-    from pytracekit import cli
+    from pytracekit.cli import command as cli
     streams = sys.stdout, sys.stderr
     for stream in streams:
         stream.flush()

@@ -12,12 +12,12 @@ import pytest
 
 from conftest import WORKLOAD_SRC, Tool, pytracekit
 from schema_check import schema_of, validate
-from pytracekit import recording
-from pytracekit.annotation import annotate
+from pytracekit.collect import recording
+from pytracekit.symbolize.annotation import annotate
 from pytracekit.errors import NotFoundError
 from pytracekit.model import Frame, ModuleInfo, Sample, StackProfile
 from pytracekit.render import annotate as render
-from pytracekit.stacks import merge_by_name
+from pytracekit.collect.stack_maps import merge_by_name
 
 
 def _marked_line(marker: str) -> tuple[int, str]:
@@ -155,7 +155,7 @@ def tiny(tmp_path) -> tuple[str, str]:
 
 
 def _profile(binary: str, leaf: tuple, build_id: str | None = None) -> StackProfile:
-    from pytracekit.elfsyms import load_image
+    from pytracekit.symbolize.elfsyms import load_image
     info = ModuleInfo(binary, build_id if build_id is not None else load_image(binary).build_id())
     frame = Frame("tiny", "user", "tiny", 0, leaf[0][0] if leaf else 0, info)
     root = Frame("main", "user", "tiny", 0, 0, info)
@@ -213,8 +213,8 @@ def test_rebuilt_binary_and_old_recordings_are_refused(tiny):
 def test_a_large_files_function_is_disassembled_from_its_bytes(tiny, monkeypatch):
     """Past WHOLE_FILE_LIMIT objdump gets the function's bytes alone: the same
     instructions at the same addresses, without symbol names of targets."""
-    from pytracekit import disasm
-    from pytracekit.elfsyms import load_image
+    from pytracekit.symbolize import disasm
+    from pytracekit.symbolize.elfsyms import load_image
     binary, _ = tiny
     start, end = _symbol(binary, "tiny")
     whole = disasm.disassemble(binary, start, end)
@@ -244,7 +244,7 @@ def test_the_file_with_most_samples_unless_module_says(tiny, tmp_path):
 def test_a_fifo_or_relative_source_path_is_not_read(tmp_path):
     """A FIFO planted where the line table points must not block the run; a
     relative path is never looked up from our working directory."""
-    from pytracekit.srclines import read_source
+    from pytracekit.symbolize.srclines import read_source
     fifo = tmp_path / "planted.c"
     os.mkfifo(fifo)
     assert read_source(str(fifo)) is None

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import click
 import pytest
 
-from pytracekit.cli import tool_names
+from pytracekit.cli.command import tool_names
 from pytracekit.errors import EXIT_RUNTIME, EXIT_USAGE
-from pytracekit.options import CommandAfterDashes
+from pytracekit.cli.options import CommandAfterDashes
 
 from conftest import ROOT, Tool, pytracekit, pytracekit_as_nobody, pytracekit_in_process
 
@@ -197,7 +197,7 @@ def test_unwritable_output_is_refused_before_tracing(args):
 
 def test_check_writable(tmp_path):
     from pytracekit.errors import UsageError
-    from pytracekit.stacktools import check_writable
+    from pytracekit.families.stack_profilers import check_writable
     check_writable(None)
     check_writable(str(tmp_path / "new.svg"))
     with pytest.raises(UsageError, match="it is a directory"):
@@ -208,7 +208,7 @@ def test_check_writable(tmp_path):
 
 def test_check_runnable():
     from pytracekit.errors import NotFoundError, UsageError
-    from pytracekit.runner import check_runnable
+    from pytracekit.engine.runner import check_runnable
     assert check_runnable("true").endswith("/true")
     with pytest.raises(UsageError, match="no such option: --bogus"):
         check_runnable("--bogus")       # any tool with ignore_unknown_options, not just these
@@ -231,7 +231,7 @@ DEEP_TP_FILTER = "(" * 500 + "__syscall_nr == 1" + ")" * 500
 
 
 def _max_sample_rate() -> int:
-    from pytracekit.options import max_sample_rate
+    from pytracekit.cli.options import max_sample_rate
     return max_sample_rate() or 100000
 
 
@@ -405,7 +405,7 @@ def _sweep_cases():
 @pytest.mark.parametrize("name, opt, value", list(_sweep_cases()))
 def test_generic_bad_values_are_usage_errors(name, opt, value, capsys):
     """In-process (click rejects these before a tool runs): one line, status 2."""
-    from pytracekit.cli import main
+    from pytracekit.cli.command import main
     args = [name, *BASE_ARGS.get(name, []), opt] + ([value] if value is not None else [])
     status = main(args)
     err = capsys.readouterr().err

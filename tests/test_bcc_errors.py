@@ -6,7 +6,7 @@ import errno
 import pytest
 
 from pytracekit.errors import NotFoundError, PytracekitError, VerifierError
-from pytracekit.loader import BccFailure, Program
+from pytracekit.engine.loader import BccFailure, Program
 
 # `unchecked` dereferences a map lookup without the NULL check the verifier demands.
 PROGRAM = r'''
@@ -44,7 +44,7 @@ def _raised(call) -> PytracekitError:
 @pytest.mark.parametrize("loaded_by", ["bcc", "program cache"])
 def test_attach_failures_are_classified_by_step_and_errno(workload, loaded_by, monkeypatch):
     """The same through BCC's loader and through the program cache's (progcache)."""
-    from pytracekit import progcache
+    from pytracekit.engine import progcache
     if loaded_by == "bcc":
         monkeypatch.setenv(progcache.DISABLE_ENV, "1")
     else:

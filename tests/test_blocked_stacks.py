@@ -232,7 +232,7 @@ def test_wakeuptime_charges_the_python_waker(tmp_path):
 def test_record_off_cpu_keeps_the_python_sleeps(tmp_path):
     """record --off-cpu runs offcputime's program with Python frames: the
     recording holds each nap function's time, read back by report."""
-    from pytracekit import recording
+    from pytracekit.collect import recording
     python = need_python("debian-3.11")
     path = tmp_path / "naps.ptk"
     res = pytracekit("record", "--off-cpu", "-o", str(path), "--", python, str(TARGET),

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pytracekit.cli import tool_names
+from pytracekit.cli.command import tool_names
 from pytracekit.errors import NotFoundError
 
 from conftest import (ROOT, pytracekit, pytracekit_as_nobody, pytracekit_in_process,
@@ -44,7 +44,7 @@ def test_a_run_leaves_no_mode_and_no_claim_on_signals_behind():
     """--ebpf/--verbose and the claim on stop signals belong to one run
     (settings.run, runner.claimed_signals): nothing for a test to reset after
     running the CLI in-process, and no mode can be switched on outside a run."""
-    from pytracekit import runner, settings
+    from pytracekit.engine import runner, settings
     res = pytracekit_in_process("runqlat", "--verbose", "--ebpf")
     assert res.returncode == 0 and "#define UNIT_DIV" in res.stdout   # --ebpf was on in the run
     assert settings.current() == settings.Settings()
@@ -57,7 +57,7 @@ def test_a_run_leaves_no_mode_and_no_claim_on_signals_behind():
 def test_the_loss_slots_in_c_and_in_python_agree():
     """enum ptk_loss (bpf/pytracekit.h) and loader.LOSS_SLOTS: one slot order."""
     import re
-    from pytracekit.loader import LOSS_SLOTS
+    from pytracekit.engine.loader import LOSS_SLOTS
     header = (ROOT / "bpf" / "pytracekit.h").read_text()
     enum = re.search(r"enum ptk_loss \{(.*?)\};", header, re.S).group(1)
     slots = {name.lower(): int(n) for name, n in re.findall(r"PTK_(\w+) = (\d+)", enum)}
@@ -105,7 +105,7 @@ def test_not_root_is_one_clear_line():
 
 @pytest.mark.root
 def test_unknown_tracepoint_names_the_problem_and_suggests():
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     with Program.from_text("t", '#include "vmlinux.h"\nint f(void *ctx) { return 0; }\n') as p:
         with pytest.raises(NotFoundError) as info:
             p.attach_tracepoint("sched", "sched_swich", "f")
@@ -116,7 +116,7 @@ def test_unknown_tracepoint_names_the_problem_and_suggests():
 @pytest.mark.root
 def test_compile_error_is_short_and_the_full_log_is_kept():
     from pytracekit.errors import CompileError
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     with pytest.raises(CompileError) as info:
         Program.from_text("broken", '#include "vmlinux.h"\nint f(void *ctx) { return nope; }\n')
     assert "\n" not in info.value.message
@@ -154,7 +154,7 @@ def test_a_compiler_that_exits_the_process_still_gets_one_clear_line(tmp_path):
     """LLVM exit()s on a program over the BPF stack limit; say why anyway."""
     script = tmp_path / "overflow.py"
     script.write_text(
-        "from pytracekit.loader import Program\n"
+        "from pytracekit.engine.loader import Program\n"
         "Program.from_text('overflow', '#include \"vmlinux.h\"\\n"
         "TRACEPOINT_PROBE(syscalls, sys_enter_openat) { char b[700];"
         " bpf_probe_read_user_str(b, sizeof(b), args->filename); return b[0] + b[600]; }')\n")
@@ -170,7 +170,7 @@ def test_a_compiler_that_exits_the_process_still_gets_one_clear_line(tmp_path):
 def test_a_vmlinux_h_in_the_working_directory_is_not_used(tmp_path):
     (tmp_path / "vmlinux.h").write_text("#error this file must not be included\n")
     res = subprocess.run([sys.executable, "-c",
-                          "from pytracekit.loader import Program\n"
+                          "from pytracekit.engine.loader import Program\n"
                           "Program.from_text('t', '#include \"vmlinux.h\"\\n"
                           "TRACEPOINT_PROBE(sched, sched_switch) { return args->prev_pid; }')\n"
                           "print('compiled')"],
@@ -183,7 +183,7 @@ def test_a_vmlinux_h_in_the_working_directory_is_not_used(tmp_path):
 def test_a_forked_child_dies_on_sigterm_instead_of_unwinding_the_tool():
     """pyroute2's netns helper and held commands are forks of the tool: SIGTERM
     must end them, not raise the tool's Stop inside them."""
-    from pytracekit import runner
+    from pytracekit.engine import runner
     runner.install_signal_handlers()
     ready_r, ready_w = os.pipe()
     pid = os.fork()

@@ -4,7 +4,8 @@ import json
 import schema_check
 import pytest
 
-from pytracekit import recording, reporting
+from pytracekit.collect import recording
+from pytracekit.render import reporting
 from pytracekit.model import Frame, Sample, StackProfile
 
 from conftest import pytracekit

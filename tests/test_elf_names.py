@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from pytracekit import elfsyms
-from pytracekit.elfsyms import ElfSymbols, load_image
+from pytracekit.symbolize import elfsyms
+from pytracekit.symbolize.elfsyms import ElfSymbols, load_image
 
 DEBIAN = ["/usr/bin/python3.11", "/usr/lib/x86_64-linux-gnu/libc.so.6",
           "/usr/lib/x86_64-linux-gnu/liblzma.so.5", "/usr/bin/bash", "/usr/bin/xz"]

@@ -1,5 +1,5 @@
 """The event tools' user stacks from the in-kernel unwinder (bpf/ptk_ustack.h,
-pytracekit/ustacks.py): the workload built -O2 without frame pointers gives
+pytracekit/collect/user_stacks.py): the workload built -O2 without frame pointers gives
 the whole stack from `_start` to the probed function, with exact counts, in
 stackcount, trace -U, faults, memleak and mutexstat (a frame-pointer walk
 of the same binary gives the leaf and garbage above it)."""

@@ -1,13 +1,13 @@
-"""pytracekit.expr: user expressions parsed, checked and emitted as C (no root)."""
+"""pytracekit.probes.expr: user expressions parsed, checked and emitted as C (no root)."""
 import re
 import sys
 
 import pytest
 
-from pytracekit import expr, probegen
+from pytracekit.probes import expr, codegen as probegen
 from pytracekit.errors import SpecError
-from pytracekit.expr import Scope, parse, parse_filter, parse_format, parse_type
-from pytracekit.expr_c import Emitter
+from pytracekit.probes.expr import Scope, parse, parse_filter, parse_format, parse_type
+from pytracekit.probes.expr_c import Emitter
 from pytracekit.kernel.tracefs import parse_format as parse_tracefs_format
 from pytracekit.tools import argdist, trace
 

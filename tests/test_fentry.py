@@ -14,11 +14,11 @@ import re
 import pytest
 
 from conftest import pytracekit, run_workload
-from pytracekit import probes
+from pytracekit.probes import specs as probes
 from pytracekit.errors import NotFoundError, UsageError
-from pytracekit.expr import Scope, parse
-from pytracekit.expr_c import Emitter
-from pytracekit.probes import ResolvedProbe, parse_spec, program_defines, resolve
+from pytracekit.probes.expr import Scope, parse
+from pytracekit.probes.expr_c import Emitter
+from pytracekit.probes.specs import ResolvedProbe, parse_spec, program_defines, resolve
 
 FENTRY = {"PYTRACEKIT_KERNEL_PROBES": "fentry"}
 root = pytest.mark.root
@@ -117,7 +117,7 @@ def test_argument_count_is_the_functions():
 
 def test_stacks_start_at_the_probed_function_not_in_the_trampoline():
     from pytracekit.model import Frame
-    from pytracekit.stacks import without_bpf_frames
+    from pytracekit.collect.stack_maps import without_bpf_frames
     leaf_first = [Frame(n, "kernel") for n in (
         "bpf_prog_6deef7357e7b4530_kfunc__do_nanosleep", "bpf_trampoline_6442516224",
         "do_nanosleep", "hrtimer_nanosleep", "bpf_prog_x_in_the_middle", "do_syscall_64")]
@@ -129,7 +129,7 @@ def test_a_program_named_after_its_neighbour_is_still_the_observer():
     # kallsyms was read before the program was loaded: its address takes the
     # name of the symbol below it, bpf_dispatcher_xdp here or any other
     from pytracekit.model import Frame
-    from pytracekit.stacks import without_bpf_frames
+    from pytracekit.collect.stack_maps import without_bpf_frames
     for misnamed in ("bpf_dispatcher_xdp", "ftrace_trampoline"):
         leaf_first = [Frame(n, "kernel") for n in (
             misnamed, "bpf_trace_run4", "__schedule", "schedule", "do_nanosleep")]
@@ -153,7 +153,7 @@ def test_btf_names_a_kernel_functions_parameters():
 def test_detection_agrees_with_bcc_loading_an_fentry_program():
     """The bpf(2) check and a real KFUNC_PROBE through BCC must give one answer."""
     from pytracekit.errors import PytracekitError
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     ok, evidence = _fentry_loads()
     assert "do_nanosleep" in evidence
     text = '#include "vmlinux.h"\nKFUNC_PROBE(do_nanosleep)\n{\n    return 0;\n}\n'
@@ -316,9 +316,9 @@ def _load_as_btf_tracepoint(code: bytes, type_id: int, log_level: int = 4) -> tu
 def test_generated_fentry_programs_pass_the_tracing_verifier(tool, monkeypatch, capsys):
     import os
     import platform
-    from pytracekit import cli
+    from pytracekit.cli import command as cli
     from pytracekit.kernel import btf
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     if platform.machine() != "x86_64":
         pytest.skip("the raw bpf(2) load here uses x86-64's syscall number")
     type_ids = btf.vmlinux().by_name.get(SHAPE_TRACEPOINT)
@@ -354,7 +354,7 @@ def test_generated_fentry_programs_pass_the_tracing_verifier(tool, monkeypatch, 
 def test_ptk_func_arg_compiles_for_both_mechanisms(fentry):
     """Hand-written C reads kernel function arguments with PTK_FUNC_ARG; both of
     its expansions compile (nothing is loaded: the function is not bound)."""
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     text = ('#include "vmlinux.h"\n#include "pytracekit.h"\n'
             "int on_call(void *ctx)\n{\n"
             "    struct sock *sk = (struct sock *)PTK_FUNC_ARG(ctx, 1);\n"

@@ -53,7 +53,7 @@ def test_kernel_functions_through_trampolines_are_refused(monkeypatch):
     program is loaded."""
     from pytracekit.api import Tracer
     from pytracekit.errors import UsageError
-    from pytracekit.probes import ResolvedProbe
+    from pytracekit.probes.specs import ResolvedProbe
     from pytracekit.tools import funcslower
     probe = ResolvedProbe(kind="kprobe", name="do_nanosleep", function="do_nanosleep",
                           mechanism="fentry")

@@ -70,7 +70,7 @@ def test_tree_is_built_from_btf_and_cached_per_kernel(tmp_path, monkeypatch):
 @pytest.mark.root
 def test_concurrent_first_builds_never_see_half_written_files(tmp_path):
     """Two tools starting at once on a cold cache both compile."""
-    code = ("from pytracekit.loader import Program\n"
+    code = ("from pytracekit.engine.loader import Program\n"
             "p = Program.from_text('t', '#include \"vmlinux.h\"\\n"
             "TRACEPOINT_PROBE(sched, sched_switch) { return args->prev_pid == 0; }')\n"
             "p.close(); print('ok')\n")

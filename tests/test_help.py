@@ -5,7 +5,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from pytracekit.cli import cli, tool_names
+from pytracekit.cli.command import cli, tool_names
 
 
 def _command(name: str) -> click.Command:

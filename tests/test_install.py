@@ -60,7 +60,7 @@ def test_an_installed_wheel_compiles_and_loads_away_from_the_checkout(wheel, tmp
     site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTRACEKIT_BPF_DIR")}
-    where = subprocess.run([str(python), "-c", "import pytracekit.loader as l; "
+    where = subprocess.run([str(python), "-c", "import pytracekit.engine.loader as l; "
                             "print(l.__file__); print(l.BPF_DIR)"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, check=True).stdout.splitlines()
     assert where[0].startswith(str(venv)) and where[1] == str(venv / "share/pytracekit/bpf")

@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import pytracekit
-from pytracekit import summary
+from pytracekit.families import summary
 from pytracekit.errors import UsageError
 
 

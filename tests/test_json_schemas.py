@@ -7,7 +7,7 @@ import click
 import jsonschema
 import pytest
 
-from pytracekit.cli import tool_names
+from pytracekit.cli.command import tool_names
 
 from schema_check import SCHEMAS
 

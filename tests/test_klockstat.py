@@ -5,7 +5,7 @@ import pytest
 
 from conftest import pytracekit
 from sched_helpers import json_lines, validate
-from pytracekit.datasyms import kernel_data_symbol
+from pytracekit.symbolize.datasyms import kernel_data_symbol
 from pytracekit.model import Frame
 from pytracekit.tools.klockstat import LockSite, caller_of, format_ns, lock_kind, render
 
@@ -63,7 +63,7 @@ def test_pure_helpers():
     assert kernel_data_symbol(0x1000, kallsyms) == "jiffies_lock"
     assert kernel_data_symbol(0x3000, kallsyms) is None
     # this kernel lists only section markers (no CONFIG_KALLSYMS_ALL): no names
-    from pytracekit import datasyms
+    from pytracekit.symbolize import datasyms
     if len(open("/proc/kallsyms").read().split(" D ")) < datasyms.MIN_KALLSYMS_DATA:
         assert datasyms._kallsyms_data() == []
     site = LockSite(0x1000, "jiffies_lock", "spin", frames, 2, 3000, 2000, "w", 9)

@@ -3,7 +3,7 @@ command always stopped (the tools run it for real in their own tests)."""
 import pytest
 
 from pytracekit.errors import CompileError
-from pytracekit.periodic import attached
+from pytracekit.families.periodic import attached
 
 
 class FakeProg:

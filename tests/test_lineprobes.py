@@ -9,7 +9,7 @@ import pytest
 
 from conftest import WORKLOAD_SRC, pytracekit
 from probe_helpers import one_error_line, validated_json_lines
-from pytracekit import probes, lineprobes
+from pytracekit.probes import specs as probes, lineprobes
 from pytracekit.errors import SpecError
 
 N = 6

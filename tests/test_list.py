@@ -7,7 +7,7 @@ import pytest
 from conftest import pytracekit
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
-from pytracekit.elf import functions
+from pytracekit.symbolize.elf import functions
 
 NO_KPROBES = not os.path.exists("/sys/bus/event_source/devices/kprobe/type")
 

@@ -2,8 +2,8 @@
 as it is read), on real BPF maps."""
 import pytest
 
-from pytracekit.loader import Program
-from pytracekit.mapdrain import DrainedTable, drain, snapshot
+from pytracekit.engine.loader import Program
+from pytracekit.collect.mapdrain import DrainedTable, drain, snapshot
 
 SOURCE = """#include "vmlinux.h"
 #include "pytracekit.h"
@@ -55,7 +55,7 @@ def test_arrays_are_read_by_bccs_walk(maps):
 
 @pytest.mark.root
 def test_drained_reads_hashes_drained_and_zeroes_arrays_after(maps):
-    from pytracekit.mapdrain import drained
+    from pytracekit.collect.mapdrain import drained
     numbers, slots = maps["numbers"], maps["slots"]
     numbers.clear()
     numbers[numbers.Key(1)] = numbers.Leaf(10)

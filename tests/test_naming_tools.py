@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import pytracekit
-from pytracekit.elfsyms import load_image
+from pytracekit.symbolize.elfsyms import load_image
 from pytracekit.render.pprof import parse
 
 

@@ -6,7 +6,7 @@ from stack_checks import contains_run, names, parse_json
 
 KERNEL_SLEEP = ["do_nanosleep", "schedule", "__schedule"]
 # libc has no frame pointers: `sleeper` and `nanosleep` are there only because
-# the leaf is unwound with .eh_frame (pytracekit/unwind.py)
+# the leaf is unwound with .eh_frame (pytracekit/symbolize/unwind.py)
 SLEEPER = ["main", "sleeper", "nanosleep", "clock_nanosleep"]
 
 

@@ -10,8 +10,8 @@ import importlib
 import click
 import pytest
 
-from pytracekit.cli import tool_names
-from pytracekit.options import CommandAfterDashes
+from pytracekit.cli.command import tool_names
+from pytracekit.cli.options import CommandAfterDashes
 
 # Tools that trace nothing live: they read files or report on the machine.
 NOT_LIVE = {

@@ -494,7 +494,7 @@ def test_every_tracepoint_program_in_bpf_returns_pass():
 def test_generated_tracepoint_code_returns_pass():
     """stat's, trace's and funccount's generated C: PTK_TP_PASS on a
     tracepoint, 0 on a uprobe (our own perf event)."""
-    from pytracekit import probes
+    from pytracekit.probes import specs as probes
     from pytracekit.tools import _probe_cli, funccount
     assert probes.program_return("tracepoint") == "PTK_TP_PASS"
     for kind in ("uprobe", "uretprobe", "kprobe", "kretprobe", "usdt"):

@@ -14,7 +14,7 @@ import click
 import pytest
 
 from conftest import Tool, pytracekit, pytracekit_in_process
-from pytracekit import cli
+from pytracekit.cli import command as cli
 
 # What a tool needs besides -p to trace the workload's sleeps.
 TOOL_ARGS = {
@@ -208,7 +208,7 @@ def test_stop_signals_are_ignored_once_a_run_ended(monkeypatch):
     the results short: once the pytracekit command's run ended, the tool
     prints, detaches and exits (conftest restores pytest's handlers)."""
     import signal
-    from pytracekit import runner
+    from pytracekit.engine import runner
     monkeypatch.setattr(runner, "_claimed", True)
     assert runner.run_until_done(runner.Target(), duration=0) == "duration"
     assert [signal.getsignal(s) for s in runner.STOPS] == [signal.SIG_IGN] * 3

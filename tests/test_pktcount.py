@@ -9,7 +9,7 @@ from conftest import Tool, pytracekit
 from netns_fixture import (events_of, json_objects, pytracekit_unprivileged, tc_state,  # noqa: F401
                            veth_pair)
 from pytracekit.errors import UsageError
-from pytracekit.net import parse_ports
+from pytracekit.engine.net import parse_ports
 from pytracekit.tools.pktcount import PacketCounts, protocol_name, table
 
 P = 37

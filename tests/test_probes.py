@@ -5,7 +5,7 @@ import os
 import pytest
 
 from pytracekit.errors import NotFoundError, NotSupportedError, SpecError, UsageError
-from pytracekit.probes import ProbeSpec, parse_spec, resolve, resolve_all
+from pytracekit.probes.specs import ProbeSpec, parse_spec, resolve, resolve_all
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -146,7 +146,7 @@ def test_usdt_probes_resolve_from_notes():
 
 
 def test_entry_and_return_twins():
-    from pytracekit.probes import ResolvedProbe
+    from pytracekit.probes.specs import ResolvedProbe
     entry = ResolvedProbe("uprobe", "malloc", "malloc", binary="/lib/libc.so.6")
     assert entry.returning().kind == "uretprobe"
     assert entry.returning().entry() == entry
@@ -231,7 +231,7 @@ def test_kernel_functions_resolve_where_kprobes_exist(monkeypatch):
 
 
 def test_attach_dispatches_by_kind():
-    from pytracekit.probes import ResolvedProbe
+    from pytracekit.probes.specs import ResolvedProbe
     prog = FakeProgram()
     ResolvedProbe("uretprobe", "malloc", "malloc", binary="/lib/libc.so.6").attach(prog, "r", pid=7)
     ResolvedProbe("tracepoint", "sched:sched_switch", "sched_switch",

@@ -1,4 +1,4 @@
-"""profile's in-kernel unwinder (bpf/ptk_unwind.h, pytracekit/unwinder.py):
+"""profile's in-kernel unwinder (bpf/ptk_unwind.h, pytracekit/symbolize/unwinder.py):
 exact stacks of the workload built without frame pointers, from `_start`
 down, and whole stacks of Debian's own binaries (built without frame
 pointers: a frame-pointer walk reaches `__libc_start_call_main` in 0% of

@@ -1,4 +1,4 @@
-"""The compiled-program cache (pytracekit/progcache.py): a tool run twice gives
+"""The compiled-program cache (pytracekit/engine/progcache.py): a tool run twice gives
 the same exact results, the second without compiling; untrusted, corrupt and
 unloadable entries mean compiling again, never an error.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
-from pytracekit import loader, progcache
+from pytracekit.engine import loader, progcache
 
 N = 25
 START_S = 240   # a first (compiling) start of a stack tool took over 60 s on the loaded machine

@@ -1,4 +1,4 @@
-"""pytracekit.pyframes_layouts against the interpreters installed here.
+"""pytracekit.symbolize.python.layouts against the interpreters installed here.
 
 Two independent checks per CPython minor version:
 - DWARF: gdb evaluates each offset's origin expression on the pyenv build's
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from pytracekit import pyframes_layouts as pl
-from pytracekit.elfsyms import ElfImage, map_file
+from pytracekit.symbolize.python import layouts as pl
+from pytracekit.symbolize.elfsyms import ElfImage, map_file
 
 from pythons import DEBIAN_PY311, need_pyenv
 
@@ -211,6 +211,6 @@ def test_version_from_hex():
 
 def test_module_is_pure_stdlib():
     imports = re.findall(r"^(?:from|import) (\S+)", (HERE.parent / "pytracekit" /
-                                                       "pyframes_layouts.py").read_text(), re.M)
+                                                       "symbolize/python/layouts.py").read_text(), re.M)
     assert set(imports) <= {"__future__", "dataclasses", "typing"}
-    assert sys.modules["pytracekit.pyframes_layouts"].__file__.endswith("pyframes_layouts.py")
+    assert sys.modules["pytracekit.symbolize.python.layouts"].__file__.endswith("layouts.py")

@@ -1,6 +1,6 @@
 """The merge of Python frames into native stacks (pure logic, design section 7)."""
 from pytracekit.model import Frame
-from pytracekit.python.merge import merge
+from pytracekit.symbolize.python.merge import merge
 
 U = Frame("[unknown]")
 EVAL = Frame("_PyEval_EvalFrameDefault")

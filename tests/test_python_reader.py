@@ -1,4 +1,4 @@
-"""pytracekit.python against real interpreters (no root, no BPF): the runtime
+"""pytracekit.symbolize.python against real interpreters (no root, no BPF): the runtime
 is found, the user-space walk finds every thread's frames, and the code
 reader names them exactly as the interpreter itself (traceback's view,
 sys._current_frames()) and faulthandler do. Line decoders are checked on every
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytracekit.python import code, linetable, runtime, walk
+from pytracekit.symbolize.python import code, linetable, runtime, walk
 
 from pythons import INTERPRETERS, need_pyenv, need_python
 
@@ -179,7 +179,7 @@ def test_a_pointer_beyond_user_space_is_a_failed_read_not_a_crash():
     # process churn met 0xffff...): seek() on /proc/PID/mem would raise
     # OverflowError, which nothing above expects
     import os
-    from pytracekit.python.memory import ProcessMemory
+    from pytracekit.symbolize.python.memory import ProcessMemory
     mem = ProcessMemory(os.getpid())
     try:
         for address in (0, -8, 0xffff888000000000, 1 << 64):

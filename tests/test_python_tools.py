@@ -19,7 +19,7 @@ from schema_check import validate_lines
 from stack_checks import parse_json
 from test_profile_python import TARGET, body_lines, function, line_of
 
-from pytracekit import recording
+from pytracekit.collect import recording
 from pytracekit.model import Frame, Sample, StackProfile
 from pytracekit.render.pprof import from_pprof
 

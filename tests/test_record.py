@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pytracekit import recording
+from pytracekit.collect import recording
 from pytracekit.errors import NotFoundError, UsageError
 from pytracekit.model import Frame, LossReport, Sample, StackProfile
 

@@ -1,7 +1,8 @@
 """report: top functions, caller tree and conversions of real recordings."""
 import pytest
 
-from pytracekit import recording, reporting
+from pytracekit.collect import recording
+from pytracekit.render import reporting
 from pytracekit.model import Frame, Sample, StackProfile
 
 from conftest import pytracekit

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import pytracekit, pytracekit_probes_left
 from sched_helpers import json_lines, switch_counts, traced_cpuburst, validate
-from pytracekit.periodic import split_interval_count
+from pytracekit.families.periodic import split_interval_count
 from pytracekit.errors import UsageError
 
 N = 10

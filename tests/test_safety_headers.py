@@ -28,7 +28,7 @@ def header_names() -> set[str]:
     """Every name a program or BCC's helpers could #include: the include
     tree's files as found through each -I, bpf/'s headers, vmlinux.h, bcc/."""
     from pytracekit.kernel import headers
-    from pytracekit.loader import BPF_DIR
+    from pytracekit.engine.loader import BPF_DIR
     source = headers.include_tree().source
     names = {"vmlinux.h", "bcc/helpers.h", "bcc/bpf.h", "bcc/bpf_workaround.h", "bcc/proto.h"}
     for path in source.rglob("*.h"):

@@ -184,7 +184,7 @@ def test_profile_output_to_dev_full(workload):
 @pytest.mark.root
 def test_record_output_through_a_planted_link_and_on_a_full_disk(workload, tmp_path, victim,
                                                                  full_dir):
-    from pytracekit import recording
+    from pytracekit.collect import recording
     out = tmp_path / "run.ptk"
     out.symlink_to(victim)
     res = pytracekit("record", "-o", str(out), "--", workload, "spin", "0.3")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import NOBODY, pytracekit, wait_until
-from pytracekit import symbols
+from pytracekit.symbolize import symbols
 from pytracekit.model import Frame, Sample
-from pytracekit.symbols import PerfMap
+from pytracekit.symbolize.symbols import PerfMap
 from pytracekit.textsafe import cstr, printable
 
 ESC_NAME = "evil\x1b[2Jname"

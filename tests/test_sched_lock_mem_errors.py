@@ -38,7 +38,7 @@ def test_pid_and_command_together_is_a_usage_error(tool):
 @pytest.mark.root
 def test_missing_tracepoint_names_it():
     from pytracekit.errors import NotFoundError
-    from pytracekit.periodic import require_tracepoints
+    from pytracekit.families.periodic import require_tracepoints
     with pytest.raises(NotFoundError) as info:
         require_tracepoints("klockstat", "lock:contention_begin", "lock:contention_bgin")
     assert info.value.message.startswith(
@@ -91,7 +91,7 @@ def test_sigterm_prints_results_and_detaches(tool, args, workload):
 @pytest.mark.root
 def test_process_gone_before_attach_is_one_clear_line():
     from pytracekit.errors import NotFoundError
-    from pytracekit.periodic import require_alive
+    from pytracekit.families.periodic import require_alive
     proc = subprocess.Popen(["true"])
     proc.wait()
     with pytest.raises(NotFoundError) as info:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from pytracekit import recording
+from pytracekit.collect import recording
 from pytracekit.model import Frame, LossReport, ModuleInfo, Sample, SampleEvent, StackProfile
 
 from conftest import pytracekit
@@ -165,7 +165,7 @@ def test_record_e_at_a_tracepoint_has_kernel_and_user_frames(workload, tmp_path)
 def test_sample_log_ties_a_key_to_its_stack_by_addresses_then_names():
     """A read that keeps a function's addresses apart gets each sample on its
     own stack; one that merges them (profile) on the merged stack."""
-    from pytracekit.samplelog import _stack_finder
+    from pytracekit.collect.samplelog import _stack_finder
     at = lambda address: (Frame("w", "process"), Frame("main", "user", "w", 0x10),
                           Frame("f", "user", "w", address))
     apart = StackProfile([Sample(at(0x20), 2, 1, 0, "w"), Sample(at(0x24), 3, 1, 0, "w")])
@@ -181,7 +181,7 @@ def test_counted_by_events_recounts_each_stack_and_its_leaf_instructions():
     the last kept sample loses it, a stack without kept samples goes, and the
     leaf's per-instruction counts (annotate's, where samples keep them) follow."""
     from dataclasses import fields
-    from pytracekit.samplelog import counted_by_events
+    from pytracekit.collect.samplelog import counted_by_events
     a, b, c = (tuple(Frame(n) for n in path) for path in (("m", "a"), ("m", "b"), ("m", "c")))
     prof = StackProfile([Sample(a, 9, 1), Sample(b, 4, 1), Sample(c, 2, 1)], period=7)
     events = [SampleEvent(30, 0, 1, 2), SampleEvent(10, 0, 1, 0), SampleEvent(20, 1, 1, 0, 2)]

@@ -107,7 +107,7 @@ def test_errors_are_one_line(args, status, words):
 
 def test_build_id_reader_agrees_with_readelf(workload):
     import subprocess
-    from pytracekit.buildid import read_build_id
+    from pytracekit.symbolize.buildid import read_build_id
     notes = subprocess.run(["readelf", "-n", workload], capture_output=True, text=True).stdout
     expected = notes.split("Build ID:")[1].split()[0]
     assert read_build_id(workload).hex() == expected

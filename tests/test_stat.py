@@ -12,9 +12,9 @@ from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
 from pytracekit.errors import NotFoundError, SpecError
 from pytracekit.kernel.tracefs import parse_format
-from pytracekit.perf_events import parse
+from pytracekit.probes.perf_events import parse
 from pytracekit.render import perfstat
-from pytracekit.tpfilter import ftrace_filter
+from pytracekit.probes.tpfilter import ftrace_filter
 
 OPENAT = "syscalls:sys_enter_openat"
 

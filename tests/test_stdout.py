@@ -1,4 +1,4 @@
-"""A closed or full stdout ends every tool quietly (pytracekit.stdout, cli.main).
+"""A closed or full stdout ends every tool quietly (pytracekit.cli.stdout, cli.main).
 
 `| head -1`: status 0, no traceback or "Exception ignored" flood, probes
 detached. `> /dev/full` or `>&-`: status 1 and one error line. Streaming tools

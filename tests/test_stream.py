@@ -1,4 +1,4 @@
-"""The ring buffer reader (pytracekit/stream.py) against a ring laid out in a
+"""The ring buffer reader (pytracekit/collect/stream.py) against a ring laid out in a
 file exactly as the kernel maps a BPF ring buffer: consumer page, producer
 page, then the data pages twice. No BPF needed."""
 import mmap
@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pytracekit import stream
+from pytracekit.collect import stream
 from pytracekit.errors import PytracekitError, UsageError
 
 PAGE = mmap.PAGESIZE
@@ -142,7 +142,7 @@ def test_summary_line_and_json():
 
 
 def test_interval_and_count_or_a_command():
-    from pytracekit.summary import interval_and_count
+    from pytracekit.families.summary import interval_and_count
     assert interval_and_count(("1", "5"), None, None) == (1.0, 5, ())
     assert interval_and_count(("0.5",), None, None) == (0.5, None, ())
     assert interval_and_count(("dd", "if=x"), None, None) == (None, None, ("dd", "if=x"))
@@ -152,7 +152,7 @@ def test_interval_and_count_or_a_command():
 
 
 def test_bcc_value_formats():
-    from pytracekit import block
+    from pytracekit.kernel import block
     from pytracekit.tools import biosnoop, execsnoop, exitsnoop, killsnoop, opensnoop
     assert exitsnoop.exit_text(0) == "0"
     assert exitsnoop.exit_text(3 << 8) == "code 3"
@@ -214,7 +214,7 @@ def test_execsnoop_argv_of_a_script_drops_the_interpreter_words():
 def test_user_strings_keep_unreadable_apart_from_empty():
     """bpf/pytracekit.h ptk_read_user_str: "\\0\\xff" could not be read,
     "\\0\\xfe" was NULL, "\\0\\0" is a real empty string."""
-    from pytracekit import stream
+    from pytracekit.collect import stream
     assert stream.user_cstr(b"\0\xff\0\0") is None
     assert stream.user_text(b"\0\xff\0\0") == "[unreadable]"
     assert stream.user_cstr(b"\0\xfe") == "(null)"

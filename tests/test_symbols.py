@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pytracekit.elfsyms import ElfSymbols
-from pytracekit.symbols import PerfMap, Symbolizer, UserSymbols
+from pytracekit.symbolize.elfsyms import ElfSymbols
+from pytracekit.symbolize.symbols import PerfMap, Symbolizer, UserSymbols
 
 
 def _nm_address(binary: str, name: str) -> int:
@@ -145,7 +145,7 @@ def test_library_plt_frame_is_named_at_plt(workload):
 
 def test_nothing_is_kept_above_start():
     from pytracekit.model import Frame
-    from pytracekit.symbols import above_start_dropped
+    from pytracekit.symbolize.symbols import above_start_dropped
     stack = [Frame("leaf"), Frame("main"), Frame("__libc_start_main"), Frame("_start"),
              Frame("[unknown]+0x1")]
     assert above_start_dropped(stack) == stack[:4]
@@ -153,7 +153,7 @@ def test_nothing_is_kept_above_start():
 
 
 def test_kernel_address_outside_kallsyms_names_kernel_or_module():
-    from pytracekit.symbols import KernelModules
+    from pytracekit.symbolize.symbols import KernelModules
     mods = KernelModules()
     mods.loaded, mods.ranges = True, [(0xffffffffc0000000, 0x2000, "nf_tables")]
     assert mods.name(0xffffffffc0000123) == "nf_tables.ko+0x123"
@@ -161,7 +161,7 @@ def test_kernel_address_outside_kallsyms_names_kernel_or_module():
 
 
 def test_frame_cache_and_binaries_are_bounded(workload, monkeypatch):
-    import pytracekit.symbols as symbols
+    import pytracekit.symbolize.symbols as symbols
     monkeypatch.setattr(symbols, "FRAME_CACHE_ENTRIES", 8)
     sym = Symbolizer()
     for address in range(100):
@@ -177,7 +177,7 @@ def test_frame_cache_and_binaries_are_bounded(workload, monkeypatch):
 
 
 def test_exited_processes_maps_are_dropped_past_the_limit(workload, monkeypatch):
-    import pytracekit.symbols as symbols
+    import pytracekit.symbolize.symbols as symbols
     monkeypatch.setattr(symbols, "DEAD_PROCESSES_KEPT", 2)
     monkeypatch.setattr(symbols, "SWEEP_EVERY", 1000)
     users = UserSymbols()
@@ -208,6 +208,6 @@ def test_perf_map_entries_cover_start_plus_size(tmp_path):
 
 
 def test_cxx_names_are_demangled():
-    from pytracekit.symbols import _demangle
+    from pytracekit.symbolize.symbols import _demangle
     assert _demangle("_ZN3foo3barEv") == "foo::bar()"
     assert _demangle("plain_c") == "plain_c"

@@ -7,7 +7,7 @@ import pytest
 from conftest import Tool, pytracekit, pytracekit_probes_left
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
-from pytracekit import syscalls
+from pytracekit.kernel import syscalls
 from pytracekit.tools.syscount import Row, table
 
 
@@ -117,7 +117,7 @@ def test_syscall_table_names_match_this_kernel():
 @pytest.mark.root
 def test_syscall_numbers_match_what_the_kernel_reports(tmp_path):
     """The tracepoints' own __syscall_nr field against the table, for calls we make."""
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     src = ('#include "vmlinux.h"\nBPF_HASH(seen, u32, u32, 64);\n'
            'int on(void *ctx) { u32 nr = *(int *)(ctx + 8), one = 1; seen.update(&nr, &one);'
            ' return 1; }\n')   # 1: let perf users of the tracepoint see it

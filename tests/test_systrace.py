@@ -7,7 +7,7 @@ import pytest
 from conftest import Tool, pytracekit
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
-from pytracekit.syscall_args import open_flags, result_text
+from pytracekit.render.syscall_args import open_flags, result_text
 
 LINE = re.compile(r"^\s+\d+\.\d{3} \(\s*\d+\.\d{3} ms\): (\S+)/(\d+) (\w+)\((.*)\) = (.+)$")
 
@@ -174,7 +174,7 @@ def test_summary_counts_what_strace_counts(workload, tmp_path):
 
 
 def test_summary_text_and_stddev_as_perf_prints_them():
-    from pytracekit.syscall_summary import Summary
+    from pytracekit.render.syscall_summary import Summary
     summary = Summary()
     for ns in (1_000_000, 2_000_000, 3_000_000):
         summary.add(7, 8, "app", "read", ns, False)

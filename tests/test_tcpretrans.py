@@ -19,8 +19,8 @@ class DropOnce:
 
     def __enter__(self):
         import bcc
-        from pytracekit.loader import Program
-        from pytracekit.net import INGRESS, NetAttacher
+        from pytracekit.engine.loader import Program
+        from pytracekit.engine.net import INGRESS, NetAttacher
         self.prog = Program.from_text("drop_once", Path(DROP_ONCE).read_text(),
                                       defines={"DROP_PORT": self.port})
         self.attacher = NetAttacher(self.pair.ns_b)

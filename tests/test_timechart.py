@@ -9,9 +9,9 @@ from block_fixture import loop_disk  # noqa: F401 (fixture)
 from conftest import pytracekit
 from snoop_helpers import validated_json
 
-from pytracekit import timeline
+from pytracekit.render import timeline
 from pytracekit.render.timechart_svg import LABEL, MARGIN, WIDTH, timechart_svg
-from pytracekit.schedtimes import BlockEvent, Switch
+from pytracekit.collect.schedtimes import BlockEvent, Switch
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 MS = 1_000_000

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, Tool, pytracekit, wait_until
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
-from pytracekit.cputime import Accountant, TaskTime
+from pytracekit.collect.cputime import Accountant, TaskTime
 from pytracekit.render.top import cpu_time
 
 

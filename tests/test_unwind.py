@@ -2,8 +2,8 @@
 the real CFI of libc."""
 import struct
 
-from pytracekit.elfsyms import ElfSymbols
-from pytracekit.unwind import RBP, RSP, Rule, cfi_of, recover_frames
+from pytracekit.symbolize.elfsyms import ElfSymbols
+from pytracekit.symbolize.unwind import RBP, RSP, Rule, cfi_of, recover_frames
 
 IP, A1, T, X = 0x5000, 0x6000, 0x7000, 0x8000
 SP = 0x1000
@@ -51,7 +51,7 @@ def test_libc_cfi_has_an_rsp_rule_inside_clock_nanosleep():
 
 
 def test_leb128_examples_from_the_dwarf_standard():
-    from pytracekit.unwind import _sleb, _uleb
+    from pytracekit.symbolize.unwind import _sleb, _uleb
     for value, encoded in [(2, b"\x02"), (127, b"\x7f"), (128, b"\x80\x01"),
                            (129, b"\x81\x01"), (130, b"\x82\x01"), (12857, b"\xb9\x64")]:
         assert _uleb(b"\xff" + encoded + b"\xff", 1) == (value, 1 + len(encoded))

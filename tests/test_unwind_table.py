@@ -10,11 +10,11 @@ from collections import defaultdict
 
 import pytest
 
-from pytracekit.cfi import NO_REG, RA, RBP, cfi_of
-from pytracekit.elfsyms import ElfImage, map_file
-from pytracekit.unwind_table import (KIND_CFA_RBP, KIND_CFA_RSP, KIND_END, KIND_NONE,
-                                     KIND_PLT, ROW, ModuleRange, Row, UnwindTable,
-                                     plt_threshold, unwind_python)
+from pytracekit.symbolize.cfi import NO_REG, RA, RBP, cfi_of
+from pytracekit.symbolize.elfsyms import ElfImage, map_file
+from pytracekit.symbolize.unwind_table import (KIND_CFA_RBP, KIND_CFA_RSP, KIND_END, KIND_NONE,
+                                               KIND_PLT, ROW, ModuleRange, Row, UnwindTable,
+                                               plt_threshold, unwind_python)
 
 DEBIAN = ["/usr/bin/python3.11", "/lib/x86_64-linux-gnu/libc.so.6",
           "/lib/x86_64-linux-gnu/liblzma.so.5", "/usr/bin/bash"]
@@ -214,7 +214,7 @@ def test_table_cache_another_user_could_write_is_refused(tmp_path, monkeypatch, 
     # the header cache's rules (tests/test_safety_headers.py): the unwinder refuses
     # to start (one line), and a table it may not trust is never read
     from pytracekit.errors import PytracekitError
-    from pytracekit.unwind_table import cache_dir, check_cache
+    from pytracekit.symbolize.unwind_table import cache_dir, check_cache
     monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path / "cache"))
     image = ElfImage(map_file(workload_nofp))
     good = UnwindTable.cached(image, image.build_id())
@@ -260,8 +260,8 @@ def test_debug_frame_fills_what_eh_frame_leaves_out(tmp_path):
 
 
 def test_repeated_misses_of_unchanged_mappings_back_off():
-    from pytracekit.symbols import Mapping, ProcessMaps
-    from pytracekit.unwinder import MISS_INTERVAL_S, Unwinder
+    from pytracekit.symbolize.symbols import Mapping, ProcessMaps
+    from pytracekit.symbolize.unwinder import MISS_INTERVAL_S, Unwinder
 
     class Users:
         def __init__(self):

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import pytracekit_probes_left
 from probe_helpers import open_fds
-from pytracekit import elf
+from pytracekit.symbolize import elf
 from pytracekit.errors import NotFoundError, PytracekitError
 from pytracekit.kernel import bpfsys, features
 
@@ -67,7 +67,7 @@ def test_uprobe_multi_is_available_on_6_6_and_later():
 @pytest.mark.root
 def test_link_create_refuses_a_program_not_loaded_for_uprobe_multi(workload):
     """expected_attach_type matters: what BCC's load_func(attach_type=) must pass."""
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     symbol = next(s for s in elf.functions(workload) if s.name == "counted_function")
     with Program.from_text("plain", COUNTER) as prog:
         import bcc
@@ -79,7 +79,7 @@ def test_link_create_refuses_a_program_not_loaded_for_uprobe_multi(workload):
 
 @pytest.mark.root
 def test_one_link_counts_each_offset_under_its_cookie(workload):
-    from pytracekit.loader import Program, Probe
+    from pytracekit.engine.loader import Program, Probe
     names = {s.name: s for s in elf.functions(workload)}
     wanted = ["stack_leaf", "stack_path_a", "stack_path_b"]
     offsets = [elf.file_offset(workload, names[n].address) for n in wanted]
@@ -98,7 +98,7 @@ def test_one_link_counts_each_offset_under_its_cookie(workload):
 
 @pytest.mark.root
 def test_the_pid_filter_counts_only_that_process(workload):
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     symbol = next(s for s in elf.functions(workload) if s.name == "counted_function")
     offset = elf.file_offset(workload, symbol.address)
     other = subprocess.Popen(["sleep", "30"])
@@ -115,7 +115,7 @@ def test_the_pid_filter_counts_only_that_process(workload):
 
 @pytest.mark.root
 def test_attach_errors_are_one_line(workload):
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     with Program.from_text("multi", COUNTER) as prog:
         with pytest.raises(NotFoundError) as missing:
             prog.attach_uprobe_multi("/no/such/binary", "count_cookie", [0x1000], [0])
@@ -147,7 +147,7 @@ def test_a_bcc_uprobe_and_a_link_share_a_function(workload):
     the kernel refuses a second uprobe at one offset with a different value
     (the link's is 0), so the loader makes BCC pass 0 too."""
     from bcc import libbcc
-    from pytracekit.loader import Program
+    from pytracekit.engine.loader import Program
     symbol = next(s for s in elf.functions(workload) if s.name == "counted_function")
     with Program.from_text("multi", COUNTER) as linked, Program.from_text("one", COUNT_ONE) as one:
         assert getattr(libbcc.lib.bpf_attach_uprobe, "_ptk_fixed", False)

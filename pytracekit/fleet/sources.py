@@ -170,7 +170,7 @@ def _ready(session: Any) -> Any:
 
 
 def _target(pid: int) -> Any:
-    from ..runner import Target
+    from ..engine.runner import Target
     return Target.from_options(pid or None, ())
 
 

@@ -141,7 +141,7 @@ def uprobe_multi_available() -> tuple[bool, str]:
     libc = _libc_path()
     if libc is None:
         return False, "no libc mapped in this process to try a uprobe_multi link on"
-    from .. import elf
+    from ..symbolize import elf
     try:
         symbol = next(s for s in elf.functions(libc) if s.name == UPROBE_MULTI_TEST_FUNCTION)
         offset = elf.file_offset(libc, symbol.address)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..annotation import Annotation, Row
+from ..symbolize.annotation import Annotation, Row
 from ..model import LossReport
 
 

@@ -92,7 +92,7 @@ def frame_fill(name: str, kind: str) -> str:
         rgb = (40 + 40 * v1, 175 + 40 * v2, 195 + 40 * v3)
     elif kind == "jit":
         rgb = (50 + 50 * v1, 185 + 45 * v2, 50 + 50 * v3)
-    elif kind == "python":   # Python frames (pytracekit/python): lime, apart from native
+    elif kind == "python":   # Python frames (pytracekit/symbolize/python): lime, apart from native
         rgb = (140 + 45 * v1, 195 + 40 * v2, 50 + 45 * v3)
     elif kind == "process":
         rgb = (165 + 25 * v1, 140 + 25 * v2, 225 + 25 * v3)

@@ -1,4 +1,4 @@
-"""A timeline (pytracekit.timeline) as one SVG image, like perf timechart:
+"""A timeline (pytracekit.render.timeline) as one SVG image, like perf timechart:
 a row per CPU (which task ran), per disk (requests in flight) and per task
 (running, runnable, sleeping, blocked on I/O), time from left to right. Each
 span's <title> is its tooltip; rows are <g class="row"> with data-name."""
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ..timeline import STATES, Row, Timeline
+from .timeline import STATES, Row, Timeline
 
 WIDTH = 1200
 LABEL = 220             # the row names' column

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from ..cputime import Refresh, Usage
+from ..collect.cputime import Refresh, Usage
 
 
 def cpu_time(ns: int) -> str:

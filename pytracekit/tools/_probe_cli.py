@@ -7,11 +7,11 @@ from typing import Any, Callable, Iterable
 
 import click
 
-from .. import settings
+from ..engine import settings
 from ..api import Tracer
 from ..kernel import features
-from ..periodic import report_until_done
-from ..probes import ResolvedProbe, program_return
+from ..families.periodic import report_until_done
+from ..probes.specs import ResolvedProbe, program_return
 
 # The token bpf/<tool>.bpf.c leaves for the generated per-probe functions.
 PLACEHOLDER = "/* PTK_PROBE_FUNCTIONS */"

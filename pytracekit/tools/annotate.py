@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .. import annotation, options, recording, stacktools
+from ..symbolize import annotation
+from ..cli import options
+from ..collect import recording
+from ..families import stack_profilers as stacktools
 from ..errors import UsageError
 from ..render import annotate as render
 from ..render.jsonl import dumps
-from ..runner import announce, run_until_done
+from ..engine.runner import announce, run_until_done
 from . import profile
 
 DRY_RUN_ARGS = ["main", "--duration", "1"]

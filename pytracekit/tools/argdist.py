@@ -6,7 +6,7 @@
 
 A spec is `{p,r,t,u}:{[library],category}:function(signature)
 [:type[,type...]:expr[,expr...][:filter]][#label]`. Expressions and filters
-are parsed by pytracekit.expr; values are aggregated in the kernel.
+are parsed by pytracekit.probes.expr; values are aggregated in the kernel.
 """
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ from typing import Any
 
 import click
 
-from .. import expr, options, probegen, probes, stream
+from ..probes import expr, codegen as probegen, specs as probes
+from ..cli import options
+from ..collect import stream
 from ..errors import SpecError, UsageError
-from ..expr import CType
-from ..mapdrain import drained
+from ..probes.expr import CType
+from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
-from ..runner import Stop, Target, announce, run_until_done
+from ..engine.runner import Stop, Target, announce, run_until_done
 
 MAX_KEY_BYTES = 256
 DRY_RUN_ARGS = ["-C", "t:syscalls:sys_enter_openat():int,char*:args->flags,args->filename",

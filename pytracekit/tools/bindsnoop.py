@@ -13,10 +13,12 @@ import time
 
 import click
 
-from ..lossreport import print_loss
-from .. import options, stream, tcp
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..collect import stream
+from ..families import tcp
 from ..render.jsonl import dumps
-from ..runner import Target, announce, run_until_done
+from ..engine.runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .. import block, options, summary
+from ..kernel import block
+from ..cli import options
+from ..families import summary
 from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
@@ -15,7 +17,7 @@ def start(*, disk: str | None = None, queued: bool = False, milliseconds: bool =
     """read() -> {label: Histogram}."""
     if per_disk and per_flags:
         raise UsageError("-D (per disk) and -F (per flags) cannot be combined")
-    from ..stream import program
+    from ..collect.stream import program
     defines = {"FILTER_DEV": block.disk_dev(disk) if disk else 0, "QUEUED": queued,
                "PER_DISK": per_disk, "PER_FLAGS": per_flags,
                "UNIT_NS": 1_000_000 if milliseconds else 1000}

@@ -9,9 +9,11 @@ import time
 
 import click
 
-from .. import block, options, summary
+from ..kernel import block
+from ..cli import options
+from ..families import summary
 from ..render.jsonl import dumps
-from ..stream import program
+from ..collect.stream import program
 
 DRY_RUN_ARGS: list[str] = []
 

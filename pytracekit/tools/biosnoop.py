@@ -6,7 +6,9 @@ import time
 
 import click
 
-from .. import block, options, stream
+from ..kernel import block
+from ..cli import options
+from ..collect import stream
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 
 import click
 
-from ..lossreport import print_loss
-from .. import block, options
-from ..mapdrain import drain
+from ..render.lossreport import print_loss
+from ..kernel import block
+from ..cli import options
+from ..collect.mapdrain import drain
 from ..model import Histogram
-from ..periodic import run_periodic, timestamp
+from ..families.periodic import run_periodic, timestamp
 from ..render.jsonl import dumps, histogram_obj
 from ..render.text import log2_histogram
-from ..runner import Target, announce
-from ..stacks import without_bpf_frames
-from ..stream import program
-from ..symbols import Symbolizer
+from ..engine.runner import Target, announce
+from ..collect.stack_maps import without_bpf_frames
+from ..collect.stream import program
+from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
 
 DRY_RUN_ARGS: list[str] = []

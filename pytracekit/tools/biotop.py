@@ -9,11 +9,13 @@ import sys
 
 import click
 
-from ..lossreport import print_loss
-from .. import block, options, summary, toptable
+from ..render.lossreport import print_loss
+from ..kernel import block
+from ..cli import options
+from ..families import summary, toptable
 from ..render.jsonl import dumps
-from ..runner import Target
-from ..stream import cstr, program
+from ..engine.runner import Target
+from ..collect.stream import cstr, program
 
 DRY_RUN_ARGS: list[str] = []
 MINOR_MASK = (1 << block.MINOR_BITS) - 1

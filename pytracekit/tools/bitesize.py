@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import click
 
-from .. import block, options, summary
+from ..kernel import block
+from ..cli import options
+from ..families import summary
 from ..model import Histogram
-from ..stream import cstr
+from ..collect.stream import cstr
 
 DRY_RUN_ARGS: list[str] = []
 
 
 def start(*, disk: str | None = None) -> summary.Session:
     """read() -> {process name: Histogram}."""
-    from ..stream import program
+    from ..collect.stream import program
     return summary.Session(program("bitesize", {"FILTER_DEV": block.disk_dev(disk) if disk else 0}),
                            read)
 

@@ -11,13 +11,13 @@ import time
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
+from ..render.lossreport import print_loss
+from ..cli import options
 from ..errors import UsageError
-from ..loader import Program
-from ..periodic import run_periodic, timestamp
+from ..engine.loader import Program
+from ..families.periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
-from ..runner import Target, announce
+from ..engine.runner import Target, announce
 
 DRY_RUN_ARGS: list[str] = []
 

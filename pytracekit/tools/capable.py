@@ -10,12 +10,13 @@ import time
 
 import click
 
-from .. import options, stream, ustacks
+from ..cli import options
+from ..collect import stream, user_stacks as ustacks
 from ..errors import NotFoundError, NotSupportedError, UsageError
 from ..kernel import tracefs
-from ..stacks import without_bpf_frames
-from ..symbols import Symbolizer
-from ..ustacks import EventUserStacks
+from ..collect.stack_maps import without_bpf_frames
+from ..symbolize.symbols import Symbolizer
+from ..collect.user_stacks import EventUserStacks
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -12,9 +12,10 @@ import time
 
 import click
 
-from .. import options, stream
-from ..stacks import without_bpf_frames
-from ..symbols import Symbolizer
+from ..cli import options
+from ..collect import stream
+from ..collect.stack_maps import without_bpf_frames
+from ..symbolize.symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 

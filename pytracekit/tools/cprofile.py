@@ -17,12 +17,13 @@ from typing import Any
 
 import click
 
-from .. import options, stacktools
+from ..cli import options
+from ..families import stack_profilers as stacktools
 from ..errors import PytracekitError, UsageError
 from ..fleet.continuous import Push, PyroscopePusher, RotatingDir, Windower
 from ..model import LossReport
 from ..render.jsonl import dumps
-from ..runner import announce, run_until_done
+from ..engine.runner import announce, run_until_done
 
 DRY_RUN_ARGS = ["--dir", "/tmp/pytracekit-cprofile-dry-run"]
 KINDS = ("cpu", "offcpu")

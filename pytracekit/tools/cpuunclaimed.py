@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
+from ..render.lossreport import print_loss
+from ..cli import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
-from ..loader import Program
-from ..periodic import run_periodic, timestamp
+from ..engine.loader import Program
+from ..families.periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
-from ..runner import Target, announce
+from ..engine.runner import Target, announce
 
 DRY_RUN_ARGS: list[str] = []
 FREQUENCY = 99                           # BCC's: off the beat of 100 Hz timers

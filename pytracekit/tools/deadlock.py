@@ -15,18 +15,19 @@ from dataclasses import dataclass
 
 import click
 
-from ..lossreport import print_loss
-from .. import options, ustacks
-from ..datasyms import user_data_symbol
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..collect import user_stacks as ustacks
+from ..symbolize.datasyms import user_data_symbol
 from ..errors import NotFoundError, UsageError
-from ..loader import Program
+from ..engine.loader import Program
 from ..outfile import check_writable, write_file
-from ..periodic import require_alive
+from ..families.periodic import require_alive
 from ..render.jsonl import dumps
-from ..runner import Stop, Target, announce, run_until_done
-from ..symbols import Symbolizer
+from ..engine.runner import Stop, Target, announce, run_until_done
+from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
-from ..ustacks import EventUnwinding
+from ..collect.user_stacks import EventUnwinding
 
 DRY_RUN_ARGS = ["-p", "1"]
 CHECK_EVERY = 0.25          # seconds: look for a cycle, note the process's maps and names

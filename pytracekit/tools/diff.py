@@ -6,7 +6,10 @@ import sys
 
 import click
 
-from .. import options, outfile, recording, reporting
+from ..cli import options
+from .. import outfile
+from ..collect import recording
+from ..render import reporting
 from ..render import jsonl
 
 DRY_RUN_ARGS: list[str] = []

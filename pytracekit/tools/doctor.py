@@ -13,7 +13,7 @@ import time
 
 import click
 
-from .. import options
+from ..cli import options
 from ..errors import PytracekitError
 from ..kernel import features
 from ..kernel.features import Check
@@ -28,7 +28,7 @@ def _libc_path() -> str:
 
 def _live_checks() -> list[Check]:
     """Compile and attach bpf/doctor.bpf.c, provoke each probe, count hits."""
-    from ..loader import Program
+    from ..engine.loader import Program
     from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
     started = time.monotonic()
     try:
@@ -107,7 +107,7 @@ def run_checks() -> list[Check]:
 @options.standard
 def command(as_json: bool) -> None:
     """Show what this kernel supports, with the evidence for each answer."""
-    from ..loader import require_root
+    from ..engine.loader import require_root
     require_root()
     checks = run_checks()
     if as_json:

@@ -11,7 +11,8 @@ import time
 
 import click
 
-from .. import options, stream
+from ..cli import options
+from ..collect import stream
 from ..errors import UsageError
 from ..render.text import UNREADABLE
 

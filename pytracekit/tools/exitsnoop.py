@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 
 import click
 
-from .. import options, stream
+from ..cli import options
+from ..collect import stream
 
 DRY_RUN_ARGS: list[str] = []
 

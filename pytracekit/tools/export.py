@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import click
 
-from .. import options, settings
+from ..cli import options
+from ..engine import settings
 from ..fleet import config as fleet_config
 from ..fleet.exporter import (ToolCollector, close_all, json_objs, metrics_url, serve,
                                start_tools)
 from ..fleet.sources import SOURCES
 from ..errors import UsageError
 from ..render.jsonl import dumps
-from ..runner import Target, announce, run_until_done
+from ..engine.runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS = ["--tool", "offcputime"]
 

@@ -12,21 +12,21 @@ from typing import Any
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
+from ..render.lossreport import print_loss
+from ..cli import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
-from ..buildid import BuildIdSymbolizer
-from ..loader import Program
-from ..mapdrain import drained
+from ..symbolize.buildid import BuildIdSymbolizer
+from ..engine.loader import Program
+from ..collect.mapdrain import drained
 from ..model import Frame, LossReport, Sample, StackProfile
-from ..periodic import BpfTool, attached, command_only, run_periodic
+from ..families.periodic import BpfTool, attached, command_only, run_periodic
 from ..render import jsonl
-from ..runner import Target, check_runnable
-from ..stacks import DELIMITER, stack_path
-from ..symbols import Symbolizer
-from .. import ustacks
-from ..ustacks import EventUnwinding, UnwindingToolMixin
+from ..engine.runner import Target, check_runnable
+from ..collect.stack_maps import DELIMITER, stack_path
+from ..symbolize.symbols import Symbolizer
+from ..collect import user_stacks as ustacks
+from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
 
 DRY_RUN_ARGS: list[str] = []
 

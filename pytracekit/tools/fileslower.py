@@ -9,8 +9,9 @@ import time
 
 import click
 
-from .. import options, stream
-from ..options import CommandAfterDashes, command_of
+from ..cli import options
+from ..collect import stream
+from ..cli.options import CommandAfterDashes, command_of
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import click
 
-from .. import options
+from ..cli import options
 from ..api import Tracer
 from ..model import Counts, LossReport
-from ..probes import ResolvedProbe, parse_spec
+from ..probes.specs import ResolvedProbe, parse_spec
 from ..render import jsonl
 from . import _probe_cli as common
 

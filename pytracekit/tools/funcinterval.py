@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import click
 
-from .. import options
+from ..cli import options
 from ..api import Tracer
-from ..mapdrain import drained
+from ..collect.mapdrain import drained
 from ..errors import UsageError
 from ..model import Histogram, LossReport
-from ..probes import parse_spec
+from ..probes.specs import parse_spec
 from ..render import jsonl
 from ..render.text import log2_histogram
-from ..options import CommandAfterDashes, command_of
+from ..cli.options import CommandAfterDashes, command_of
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]

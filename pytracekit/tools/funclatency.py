@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import click
 
-from .. import options
+from ..cli import options
 from ..api import Tracer
-from ..mapdrain import drained
+from ..collect.mapdrain import drained
 from ..errors import UsageError
 from ..model import Histogram, LossReport
-from ..probes import ResolvedProbe, parse_spec
+from ..probes.specs import ResolvedProbe, parse_spec
 from ..render import jsonl
 from ..render.text import log2_histogram
 from . import _probe_cli as common

@@ -16,14 +16,15 @@ from typing import Any
 
 import click
 
-from .. import options, stream, ustacks
+from ..cli import options
+from ..collect import stream, user_stacks as ustacks
 from ..api import Tracer
-from ..stacks import without_bpf_frames
-from ..symbols import Symbolizer
-from ..ustacks import EventUserStacks
+from ..collect.stack_maps import without_bpf_frames
+from ..symbolize.symbols import Symbolizer
+from ..collect.user_stacks import EventUserStacks
 from ..errors import UsageError
-from ..probes import ResolvedProbe, parse_spec
-from ..options import CommandAfterDashes, command_of
+from ..probes.specs import ResolvedProbe, parse_spec
+from ..cli.options import CommandAfterDashes, command_of
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]

@@ -9,7 +9,8 @@ import time
 
 import click
 
-from .. import options, stream
+from ..cli import options
+from ..collect import stream
 from ..api import Tracer
 from ..errors import NotFoundError
 from ..render.text import UNREADABLE

@@ -8,7 +8,8 @@ import time
 
 import click
 
-from .. import options, stream
+from ..cli import options
+from ..collect import stream
 from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []

@@ -14,16 +14,16 @@ from typing import Any
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
-from ..datasyms import kernel_data_symbol
-from ..loader import Program
-from ..mapdrain import drained
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..symbolize.datasyms import kernel_data_symbol
+from ..engine.loader import Program
+from ..collect.mapdrain import drained
 from ..model import Frame
-from ..periodic import BpfTool, attached, command_only, require_tracepoints, run_periodic
+from ..families.periodic import BpfTool, attached, command_only, require_tracepoints, run_periodic
 from ..render import jsonl
-from ..runner import Target
-from ..symbols import Symbolizer
+from ..engine.runner import Target
+from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
 
 DRY_RUN_ARGS: list[str] = []

@@ -12,13 +12,13 @@ from typing import Any
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
-from ..intervals import entries, run_interval_tables, stamped
-from ..loader import Program
-from ..periodic import BpfTool, attached, command_only, require_tracepoints
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..families.intervals import entries, run_interval_tables, stamped
+from ..engine.loader import Program
+from ..families.periodic import BpfTool, attached, command_only, require_tracepoints
 from ..render import jsonl
-from ..runner import Target
+from ..engine.runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 SORT_KEYS = ("hit", "bytes", "req", "frag")

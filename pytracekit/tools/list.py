@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import click
 
-from .. import options, settings
+from ..cli import options
+from ..engine import settings
 from ..errors import NotFoundError, NotSupportedError, PrivilegeError, UsageError
 from ..kernel import features, tracefs
-from ..perf_events import CATALOGUE, supported
+from ..probes.perf_events import CATALOGUE, supported
 from ..render.jsonl import dumps
-from ..runner import check_pid
+from ..engine.runner import check_pid
 from ..textsafe import printable
 
 DRY_RUN_ARGS: list[str] = []
@@ -90,7 +91,7 @@ def tracepoints(pattern: str | None, verbose: bool) -> list[Entry]:
 
 def kernel_functions(pattern: str | None) -> tuple[list[Entry], str]:
     """Probeable kernel functions, or why there are none (one line)."""
-    from .. import probes
+    from ..probes import specs as probes
     try:
         mechanism = probes.kernel_mechanism()
     except NotSupportedError:
@@ -110,8 +111,8 @@ def kernel_functions(pattern: str | None) -> tuple[list[Entry], str]:
 
 def program_entries(binary: str | None, pid: int | None, pattern: str | None,
                     notes: list[str]) -> list[Entry]:
-    from .. import elf
-    from ..probes import UsdtPathError
+    from ..symbolize import elf
+    from ..probes.specs import UsdtPathError
     if pid:
         check_pid(pid)
         try:
@@ -150,7 +151,7 @@ def _resolve(binary: str) -> str:
 
 def usdt_probes(path: str, pid: int | None) -> list[Entry]:
     tracefs.tracefs_root()   # BCC reads the tracefs path when imported
-    from ..probes import UsdtPathError, open_usdt
+    from ..probes.specs import UsdtPathError, open_usdt
     try:
         probes = open_usdt(None if pid else path, pid).enumerate_probes()
     except UsdtPathError:
@@ -183,8 +184,8 @@ def render(entries: list[Entry], notes: list[str], verbose: bool) -> str:
 def source_lines(spec: str) -> tuple[str, list[dict]]:
     """-L BINARY:FUNCTION: the function's source lines, those with code
     (where a line probe can go) numbered relative to its first line."""
-    from .. import lineprobes
-    from ..probes import find_binary
+    from ..probes import lineprobes
+    from ..probes.specs import find_binary
     binary, sep, name = spec.rpartition(":")
     if not sep or not binary or not name:
         raise UsageError(f"-L takes BINARY:FUNCTION, not '{spec}'")
@@ -210,8 +211,8 @@ def render_lines(title: str, rows: list[dict]) -> str:
 def variables(spec: str) -> tuple[str, list[dict]]:
     """-V BINARY:FUNCTION:RELLINE or BINARY:FILE:LINE: the variables in
     scope there, with their types and whether they can be read."""
-    from .. import lineprobes
-    from ..probes import parse_spec, resolve
+    from ..probes import lineprobes
+    from ..probes.specs import parse_spec, resolve
     parsed = parse_spec(spec)
     if not parsed.is_line:
         raise UsageError(f"-V takes BINARY:FUNCTION:LINE or BINARY:FILE.c:LINE, not '{spec}'")
@@ -248,7 +249,7 @@ def render_variables(title: str, rows: list[dict]) -> str:
 
 def _proof_of_attach() -> None:
     """--dry-run / --ebpf: load bpf/list.bpf.c on sched_switch (see its comment)."""
-    from ..loader import Program
+    from ..engine.loader import Program
     with Program.from_file("list") as prog:
         prog.attach_tracepoint("sched", "sched_switch", "on_tracepoint")
         prog.ready()

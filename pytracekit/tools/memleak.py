@@ -20,18 +20,18 @@ from typing import Any
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
+from ..render.lossreport import print_loss
+from ..cli import options
 from ..errors import UsageError
-from ..loader import Program
-from ..mapdrain import snapshot
+from ..engine.loader import Program
+from ..collect.mapdrain import snapshot
 from ..model import Frame
-from ..periodic import BpfTool, attached, require_alive, require_tracepoints, run_periodic
+from ..families.periodic import BpfTool, attached, require_alive, require_tracepoints, run_periodic
 from ..render import jsonl
-from ..runner import Target
-from ..symbols import Symbolizer
-from .. import ustacks
-from ..ustacks import EventUnwinding, UnwindingToolMixin
+from ..engine.runner import Target
+from ..symbolize.symbols import Symbolizer
+from ..collect import user_stacks as ustacks
+from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
 
 DRY_RUN_ARGS = ["-p", "1"]
 MAX_SECONDS_MS = options.MAX_SECONDS * 1000   # -o: older than a year is a typo

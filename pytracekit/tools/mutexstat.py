@@ -17,18 +17,18 @@ from typing import Any
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
-from ..datasyms import user_data_symbol
-from ..intervals import entries, run_interval_tables, stamped
-from ..loader import Program
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..symbolize.datasyms import user_data_symbol
+from ..families.intervals import entries, run_interval_tables, stamped
+from ..engine.loader import Program
 from ..model import Frame
-from ..periodic import BpfTool, attached, command_only, require_alive, require_tracepoints
+from ..families.periodic import BpfTool, attached, command_only, require_alive, require_tracepoints
 from ..render import jsonl
-from ..runner import Target
-from ..symbols import Symbolizer
-from .. import ustacks
-from ..ustacks import EventUnwinding, UnwindingToolMixin
+from ..engine.runner import Target
+from ..symbolize.symbols import Symbolizer
+from ..collect import user_stacks as ustacks
+from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
 from .klockstat import format_ns
 
 DRY_RUN_ARGS = ["-p", "1"]

@@ -12,12 +12,14 @@ from typing import Any
 
 import click
 
-from .. import options, samplelog, stacktools
+from ..cli import options
+from ..collect import samplelog
+from ..families import stack_profilers as stacktools
 from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
-from ..stacks import stack_path
-from ..python import sampling as pysampling
-from ..runner import announce, run_until_done
+from ..collect.stack_maps import stack_path
+from ..families import python_stacks as pysampling
+from ..engine.runner import announce, run_until_done
 
 DRY_RUN_ARGS = ["1"]
 

@@ -8,12 +8,12 @@ from functools import partial
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
-from ..loader import Program
-from ..periodic import report_until_done, timestamp
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..engine.loader import Program
+from ..families.periodic import report_until_done, timestamp
 from ..render.jsonl import dumps
-from ..runner import Target, announce, run_until_done
+from ..engine.runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -1,7 +1,7 @@
 """pktcount: packets and bytes per interface, direction, protocol and port.
 
 BPF counts in the kernel as a tc classifier (clsact, ingress and egress) or an
-XDP program (ingress), attached through pyroute2 (see pytracekit/net.py) and
+XDP program (ingress), attached through pyroute2 (see pytracekit/engine/net.py) and
 removed again on exit, Ctrl-C or SIGTERM. With --interval each report shows
 what arrived since the previous one (deltas of cumulative counters, so
 nothing falls between two reports).
@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 import click
 
-from .. import net, options, settings
+from ..engine import net, settings
+from ..cli import options
 from ..errors import UsageError
-from ..loader import Program
+from ..engine.loader import Program
 from ..model import LossReport
 from ..render import jsonl
 from ..render.text import loss_line
-from ..runner import Target, announce, install_signal_handlers, run_until_done
+from ..engine.runner import Target, announce, install_signal_handlers, run_until_done
 
 DRY_RUN_ARGS = ["-i", "lo"]
 

@@ -11,11 +11,13 @@ import sys
 
 import click
 
-from .. import options, samplelog, stacktools
-from ..python import sampling as pysampling
+from ..cli import options
+from ..collect import samplelog
+from ..families import stack_profilers as stacktools
+from ..families import python_stacks as pysampling
 from ..errors import NotFoundError, UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
-from ..runner import announce, run_until_done
+from ..engine.runner import announce, run_until_done
 
 DRY_RUN_ARGS = ["-F", "99", "1"]
 
@@ -28,7 +30,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
           python: bool = False, sample_log: bool = False) -> stacktools.StackSession:
     """Compile, attach and start sampling; a command is held until
     run_until_done releases it. `python`: CPython 3.8-3.13 processes get their
-    Python frames (pytracekit/python), found per process as they are sampled;
+    Python frames (pytracekit/symbolize/python), found per process as they are sampled;
     the profile, record, cprofile and export (profile source) commands turn it on
     by default. `sample_log`: every sample is kept too (record; samplelog.py)."""
     if user_only and kernel_only:

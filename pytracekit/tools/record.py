@@ -3,7 +3,7 @@
 On-CPU samples (profile's BPF) by default, off-CPU time with --off-cpu
 (offcputime's BPF), or the stacks reaching any probe with -e SPEC
 (stackcount's BPF: tracepoints, uprobes, USDT). The file format is in
-pytracekit/recording.py; `pytracekit report`, `script` and `diff` read it.
+pytracekit/collect/recording.py; `pytracekit report`, `script` and `diff` read it.
 Each sample (an off-CPU one: each block) is kept with its time, CPU and
 thread besides the aggregated stacks (samplelog.py), for `script`.
 --json adds one summary line on stdout once the file is written.
@@ -15,13 +15,15 @@ from typing import Any, Callable
 
 import click
 
-from .. import options, recording, samplelog, stacktools
+from ..cli import options
+from ..collect import recording, samplelog
+from ..families import stack_profilers as stacktools
 from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
-from ..python.sampling import PythonStackSession
+from ..families.python_stacks import PythonStackSession
 from ..render.jsonl import dumps
-from ..runner import announce, run_until_done
-from ..stacks import sample_from_key
+from ..engine.runner import announce, run_until_done
+from ..collect.stack_maps import sample_from_key
 from ..textsafe import cstr
 from . import offcputime, profile, stackcount
 

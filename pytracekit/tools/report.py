@@ -6,7 +6,10 @@ import sys
 
 import click
 
-from .. import options, recording, reporting, stacktools
+from ..cli import options
+from ..collect import recording
+from ..render import reporting
+from ..families import stack_profilers as stacktools
 
 DRY_RUN_ARGS: list[str] = []
 LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run

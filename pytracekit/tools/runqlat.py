@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from .. import options
-from ..loader import Program
-from ..periodic import HistogramTool, histogram_tool_options, run_histogram_tool
-from ..runner import Target
+from ..cli import options
+from ..engine.loader import Program
+from ..families.periodic import HistogramTool, histogram_tool_options, run_histogram_tool
+from ..engine.runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 SECTIONS = {0: None, 1: "pid", 2: "tid", 3: "pidns"}

@@ -11,16 +11,16 @@ from typing import Any
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
+from ..render.lossreport import print_loss
+from ..cli import options
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
-from ..loader import Program
-from ..mapdrain import drained
+from ..engine.loader import Program
+from ..collect.mapdrain import drained
 from ..model import LinearHistogram
-from ..periodic import BpfTool, attached, run_periodic, timestamp
+from ..families.periodic import BpfTool, attached, run_periodic, timestamp
 from ..render import jsonl
 from ..render.text import linear_histogram
-from ..runner import Target
+from ..engine.runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -6,7 +6,8 @@ from typing import Any, Iterator
 
 import click
 
-from .. import options, recording
+from ..cli import options
+from ..collect import recording
 from ..errors import UsageError
 from ..model import Frame, SampleEvent, StackProfile
 from ..render import jsonl

@@ -9,7 +9,8 @@ import time
 
 import click
 
-from .. import options, stream
+from ..cli import options
+from ..collect import stream
 from ..errors import UsageError
 from .killsnoop import pid_width, signal_number
 

@@ -11,14 +11,14 @@ import sys
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
-from ..mapdrain import drain
-from ..loader import Program
-from ..periodic import run_periodic, timestamp
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..collect.mapdrain import drain
+from ..engine.loader import Program
+from ..families.periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
-from ..runner import Target, announce
-from ..summary import interval_and_count
+from ..engine.runner import Target, announce
+from ..families.summary import interval_and_count
 from ..textsafe import cstr
 
 DRY_RUN_ARGS: list[str] = []

@@ -1,7 +1,7 @@
 """softirqs: time spent in soft interrupts per vector (BCC's options and
-layout), from irq:softirq_entry/exit. Shared with hardirqs: pytracekit/irqs.py."""
-from ..irqs import SOFTIRQS, make_command
-from ..irqs import start as _start
+layout), from irq:softirq_entry/exit. Shared with hardirqs: pytracekit/families/irqs.py."""
+from ..families.irqs import SOFTIRQS, make_command
+from ..families.irqs import start as _start
 
 DRY_RUN_ARGS: list[str] = []
 command = make_command(SOFTIRQS)

@@ -11,9 +11,10 @@ import textwrap
 
 import click
 
-from .. import options, stream
+from ..cli import options
+from ..collect import stream
 from ..errors import NotFoundError, UsageError
-from ..probes import find_binary
+from ..probes.specs import find_binary
 from ..textsafe import printable
 
 DRY_RUN_ARGS: list[str] = []

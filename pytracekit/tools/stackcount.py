@@ -24,21 +24,22 @@ from typing import Any
 
 import click
 
-from .. import options, samplelog
+from ..cli import options
+from ..collect import samplelog
 from ..api import Tracer
-from ..mapdrain import drained
+from ..collect.mapdrain import drained
 from ..errors import UsageError
 from ..model import Frame, LossReport, Sample, StackProfile
-from ..probes import ResolvedProbe, parse_spec
+from ..probes.specs import ResolvedProbe, parse_spec
 from ..render import jsonl
-from ..buildid import BuildIdSymbolizer
-from ..stacks import DELIMITER, without_bpf_frames
-from ..symbols import Symbolizer
+from ..symbolize.buildid import BuildIdSymbolizer
+from ..collect.stack_maps import DELIMITER, without_bpf_frames
+from ..symbolize.symbols import Symbolizer
 from . import _probe_cli as common
 from ..textsafe import cstr
-from .. import ustacks
-from ..ustacks import EventUnwinding
-from ..python import sampling as pysampling
+from ..collect import user_stacks as ustacks
+from ..collect.user_stacks import EventUnwinding
+from ..families import python_stacks as pysampling
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
 LOST_STACK = Frame("[stack not stored]", "user")

@@ -16,15 +16,16 @@ import time
 
 import click
 
-from .. import options, settings
+from ..cli import options
+from ..engine import settings
 from ..errors import DryRunComplete, EbpfPrinted, NotFoundError, UsageError
 from ..kernel import perf, tracefs
 from ..model import LossReport
-from ..perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
+from ..probes.perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
 from ..render import perfstat
 from ..render.jsonl import dumps, loss_obj
-from ..lossreport import print_loss
-from ..runner import Target, announce, run_until_done
+from ..render.lossreport import print_loss
+from ..engine.runner import Target, announce, run_until_done
 
 # a filter the kernel cannot apply (a string behind a user pointer): BPF is compiled
 DRY_RUN_ARGS = ["-a", "-e", "syscalls:sys_enter_openat", "--filter",
@@ -83,7 +84,7 @@ def expand(specs: list[EventSpec], filters: dict[int, str]) -> tuple[list[EventS
 def tracepoint_source(events: list[EventSpec], filters: dict[int, str],
                       slots: list[int]) -> str:
     """One counting function per event in `slots`, with its filter compiled in."""
-    from ..tpfilter import compile_filter
+    from ..probes.tpfilter import compile_filter
     chunks = []
     for slot in slots:
         ev = events[slot]
@@ -129,7 +130,7 @@ def kernel_filters(events: list[EventSpec], filters: dict[int, str],
         if not text:
             out[slot] = ""
             continue
-        from ..tpfilter import ftrace_filter
+        from ..probes.tpfilter import ftrace_filter
         kernel_text = ftrace_filter(text, tracefs.tracepoint(ev.category, ev.event))
         if kernel_text is not None and _kernel_accepts(ev, kernel_text, probes):
             out[slot] = kernel_text
@@ -176,7 +177,7 @@ class Session:
                         if self.kernel_filters.get(slot) else ""))
                 announce(f"stat: {ev.label}: {how}")
         if bpf_slots:
-            from .. import follow   # imports BCC: only when a filter needs it
+            from ..engine import follow   # imports BCC: only when a filter needs it
             mask = sum(1 << c for c in cpus)
             self.prog = follow.load("stat", target, {"MAX_EVENTS": max(len(events), 1),
                                                      "CPU_MASK": f"{mask}ULL"},
@@ -199,7 +200,7 @@ class Session:
         """Open the perf counters for this run's target; zero every count."""
         self._close_counters()
         if self.prog is not None and target.command:
-            from .. import follow
+            from ..engine import follow
             follow.set_root(self.prog, target.pid)
         for slot, ev in enumerate(self.events):
             if ev.kind != "tracepoint" or slot in self.kernel_filters:
@@ -351,7 +352,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
         raise UsageError("-r repeats a command: give -- COMMAND")
     events, filters = _events(event_specs, filter_specs, detailed, system_wide)
     if not (settings.current().ebpf or settings.current().dry_run) and os.geteuid() != 0:
-        from ..loader import require_root
+        from ..engine.loader import require_root
         require_root()
     counters = [perfstat.CounterResult(e.label, e.kind) for e in events]
     elapsed: list[float] = []

@@ -9,7 +9,8 @@ import time
 
 import click
 
-from .. import options, stream
+from ..cli import options
+from ..collect import stream
 from . import opensnoop
 
 DRY_RUN_ARGS: list[str] = []

@@ -7,14 +7,17 @@ from dataclasses import dataclass
 
 import click
 
-from .. import follow, options, summary, syscalls
+from ..engine import follow
+from ..cli import options
+from ..families import summary
+from ..kernel import syscalls
 from ..errors import UsageError
-from ..loader import Program
-from ..mapdrain import drained
+from ..engine.loader import Program
+from ..collect.mapdrain import drained
 from ..model import LossReport
 from ..render.jsonl import dumps
-from ..lossreport import print_loss
-from ..runner import Stop, Target, announce, run_until_done
+from ..render.lossreport import print_loss
+from ..engine.runner import Stop, Target, announce, run_until_done
 from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-L"]
@@ -119,7 +122,7 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
     if tid and (pid or command):
         raise UsageError("give -t TID alone: it already names one thread")
     if tid:
-        from ..runner import check_pid
+        from ..engine.runner import check_pid
         check_pid(tid)
     target = Target.from_options(pid, command)
     counter = None

@@ -11,15 +11,18 @@ from dataclasses import dataclass
 
 import click
 
-from .. import follow, options, stream, syscalls, ustacks
+from ..engine import follow
+from ..cli import options
+from ..collect import stream, user_stacks as ustacks
+from ..kernel import syscalls
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
-from ..syscall_summary import Summary
+from ..render.syscall_summary import Summary
 from ..render.jsonl import dumps
-from ..lossreport import print_loss
-from ..runner import Target, announce, check_pid, run_until_done
-from ..stream import CallbackRings, RunEnd
-from ..syscall_args import arguments_text, one_argument, result_text, string_mask
+from ..render.lossreport import print_loss
+from ..engine.runner import Target, announce, check_pid, run_until_done
+from ..collect.stream import CallbackRings, RunEnd
+from ..render.syscall_args import arguments_text, one_argument, result_text, string_mask
 from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-a", "-e", "openat,close"]

@@ -9,7 +9,9 @@ import time
 
 import click
 
-from .. import options, stream, tcp
+from ..cli import options
+from ..collect import stream
+from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -10,7 +10,9 @@ import time
 
 import click
 
-from .. import options, stream, tcp
+from ..cli import options
+from ..collect import stream
+from ..families import tcp
 from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []

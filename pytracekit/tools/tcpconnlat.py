@@ -9,8 +9,10 @@ import time
 
 import click
 
-from .. import options, stream, tcp
-from ..options import CommandAfterDashes, command_of
+from ..cli import options
+from ..collect import stream
+from ..families import tcp
+from ..cli.options import CommandAfterDashes, command_of
 
 DRY_RUN_ARGS: list[str] = []
 

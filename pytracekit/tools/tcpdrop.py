@@ -11,10 +11,11 @@ import time
 
 import click
 
-from .. import stream, tcp
+from ..collect import stream
+from ..families import tcp
 from ..kernel import tracefs
-from ..stacks import without_bpf_frames
-from ..symbols import Symbolizer
+from ..collect.stack_maps import without_bpf_frames
+from ..symbolize.symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 

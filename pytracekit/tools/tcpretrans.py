@@ -11,7 +11,10 @@ import time
 
 import click
 
-from .. import options, probes, stream, tcp
+from ..cli import options
+from ..probes import specs as probes
+from ..collect import stream
+from ..families import tcp
 from ..errors import NotSupportedError
 
 DRY_RUN_ARGS: list[str] = []

@@ -11,7 +11,8 @@ import time
 
 import click
 
-from .. import options, summary, tcp
+from ..cli import options
+from ..families import summary, tcp
 from ..errors import UsageError
 from ..model import Histogram
 

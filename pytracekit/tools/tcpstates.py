@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import click
 
-from .. import options, stream, tcp
+from ..cli import options
+from ..collect import stream
+from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -10,10 +10,11 @@ import sys
 
 import click
 
-from ..lossreport import print_loss
-from .. import options, summary, tcp, toptable
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..families import summary, tcp, toptable
 from ..render.jsonl import dumps
-from ..runner import Target
+from ..engine.runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 

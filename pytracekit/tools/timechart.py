@@ -9,11 +9,15 @@ import time
 
 import click
 
-from .. import block, options, outfile, schedtimes, stream, timeline
-from ..lossreport import print_loss
+from ..kernel import block
+from ..cli import options
+from .. import outfile
+from ..collect import schedtimes, stream
+from ..render import timeline
+from ..render.lossreport import print_loss
 from ..render.jsonl import dumps
 from ..render.timechart_svg import timechart_svg
-from ..runner import FINAL_DRAIN_S, Target, announce, run_until_done
+from ..engine.runner import FINAL_DRAIN_S, Target, announce, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
 DEFAULT_OUTPUT = "timechart.svg"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import click
 
-from .. import options, schedtimes, stream
+from ..cli import options
+from ..collect import schedtimes, stream
 from ..errors import UsageError
-from ..runner import Target
+from ..engine.runner import Target
 
 DRY_RUN_ARGS: list[str] = []
 NAME_WIDTH = 30

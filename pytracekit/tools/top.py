@@ -16,16 +16,17 @@ from typing import Any, Callable
 
 import click
 
-from .. import options, settings
-from ..cputime import Accountant, Refresh, TaskTime, shown_rows
+from ..cli import options
+from ..engine import settings
+from ..collect.cputime import Accountant, Refresh, TaskTime, shown_rows
 from ..errors import NotSupportedError
-from ..loader import Program
+from ..engine.loader import Program
 from ..model import LossReport
-from ..periodic import run_periodic
+from ..families.periodic import run_periodic
 from ..render import top as render
 from ..render.jsonl import dumps
-from ..lossreport import print_loss
-from ..runner import Target, announce
+from ..render.lossreport import print_loss
+from ..engine.runner import Target, announce
 from ..textsafe import cstr
 
 DRY_RUN_ARGS = ["-b", "-n", "1"]
@@ -242,7 +243,7 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
         not (settings.current().ebpf or settings.current().dry_run) and _can_draw()
     try:
         if functions:
-            from ..topfunctions import FunctionProfile, printer
+            from ..families.topfunctions import FunctionProfile, printer
             session: Any = FunctionProfile(frequency=frequency, pid=target.pid, idle=idle,
                                            python=python)
             show = printer(session, interactive=interactive, frequency=frequency, limit=limit,
@@ -256,7 +257,7 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
         try:
             if interactive and not functions:
                 import curses
-                from ..topui import run_ui
+                from ..families.topui import run_ui
                 try:
                     run_ui(session, target, delay=delay, iterations=iterations,
                            duration=duration, threads=threads, sort=sort)

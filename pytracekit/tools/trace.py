@@ -6,7 +6,7 @@
     pytracekit trace 'c:malloc(size_t size) (size > 1000) "size=%d", size'
 
 A probe is `SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]]`. Filters and
-arguments are parsed by pytracekit.expr; events travel through a ring buffer
+arguments are parsed by pytracekit.probes.expr; events travel through a ring buffer
 and are formatted here. Lost events are counted and reported at the end.
 """
 from __future__ import annotations
@@ -23,19 +23,21 @@ from typing import Any
 
 import click
 
-from .. import expr, options, probegen, probes, stream
+from ..probes import expr, codegen as probegen, specs as probes
+from ..cli import options
+from ..collect import stream
 from ..errors import SpecError, UsageError
-from ..expr import Conversion, Format
+from ..probes.expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
-from ..runner import Stop, Target, announce, run_until_done
-from ..stream import CallbackRings
-from ..buildid import BuildIdSymbolizer, mapped_files
-from ..stacks import without_bpf_frames
-from ..symbols import Symbolizer
+from ..engine.runner import Stop, Target, announce, run_until_done
+from ..collect.stream import CallbackRings
+from ..symbolize.buildid import BuildIdSymbolizer, mapped_files
+from ..collect.stack_maps import without_bpf_frames
+from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
-from .. import ustacks
-from ..ustacks import EventUnwinding
+from ..collect import user_stacks as ustacks
+from ..collect.user_stacks import EventUnwinding
 
 HEADER = struct.Struct("=QIIIIii16sQQ")    # struct trace_header in bpf/trace.bpf.c
 USTACKS_SIZE = 4096   # distinct user stacks unwound in the kernel (-U, --unwind dwarf)

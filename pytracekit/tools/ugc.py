@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 
 import click
 
-from .. import options, probes, settings, stream
+from ..cli import options
+from ..probes import specs as probes
+from ..engine import settings
+from ..collect import stream
 from ..errors import NotFoundError, UsageError
 from ..render.jsonl import dumps
-from ..runner import Target
+from ..engine.runner import Target
 
 # --dry-run needs no Python process: it compiles and loads the programs
 # without USDT argument readers (see USDT_ARGS in bpf/ugc.bpf.c).

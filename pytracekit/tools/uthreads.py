@@ -7,10 +7,11 @@ import time
 
 import click
 
-from .. import options, stream
-from ..probes import find_binary
-from ..runner import Target
-from ..symbols import Symbolizer
+from ..cli import options
+from ..collect import stream
+from ..probes.specs import find_binary
+from ..engine.runner import Target
+from ..symbolize.symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 

@@ -10,13 +10,13 @@ import time
 
 import click
 
-from ..lossreport import print_loss
-from .. import options
-from ..loader import Program
+from ..render.lossreport import print_loss
+from ..cli import options
+from ..engine.loader import Program
 from ..errors import UsageError
-from ..periodic import run_periodic, timestamp
+from ..families.periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
-from ..runner import Target, announce
+from ..engine.runner import Target, announce
 
 DRY_RUN_ARGS: list[str] = []
 

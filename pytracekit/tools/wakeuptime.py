@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .. import options
+from ..cli import options
 from ..model import Frame, Sample, StackProfile
 from .offcputime import BlockedSession, run_waker_tool, stack_tool_options, start_blocked
 from ..textsafe import cstr

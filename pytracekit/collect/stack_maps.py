@@ -1,0 +1,219 @@
+"""Reading `struct ptk_stack_key` maps (bpf/pytracekit.h) into a StackProfile."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from ..model import Frame, LossReport, Sample, StackProfile, leaf_counts
+from ..symbolize.symbols import Symbolizer
+from ..textsafe import cstr
+
+# Between user and kernel frames when a tool asks for a delimiter (BCC's -d).
+DELIMITER = Frame("--", "marker")
+EFAULT = 14
+MISSED_USER = Frame("[Missed User Stack]", "marker")
+MISSED_KERNEL = Frame("[Missed Kernel Stack]", "marker")
+
+
+def stack_missed(stack_id: int) -> bool:
+    """A stack that should exist but was not stored (BCC's stack_id_err)."""
+    return stack_id < 0 and stack_id != -EFAULT
+
+
+_BPF_FRAME_PREFIXES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_",
+                       "bpf_trampoline_", "bpf_dispatcher_")
+# The frames that call a BPF program; only ever the observer's.
+_BPF_CALLER_PREFIXES = ("bpf_trace_run", "__bpf_trace_", "__traceiter_", "bpf_trampoline_")
+_BPF_FRAMES_SEARCHED = 6
+
+
+def without_bpf_frames(kstack: list[Frame]) -> list[Frame]:
+    """Drop the BPF program's own frames from the leaf of a kernel stack taken
+    in a raw tracepoint (bpf_prog_..., bpf_trace_run4, __traceiter_sched_switch
+    when several programs share it) or an fentry trampoline (bpf_prog_...,
+    bpf_trampoline_...): they are the observer, and a kprobe's stack starts at
+    the probed function itself. The program's own address may carry a
+    neighbour's name (kallsyms read before it was loaded: bpf_dispatcher_xdp),
+    so everything below the last calling frame goes."""
+    cut = 0
+    for i, frame in enumerate(kstack[:_BPF_FRAMES_SEARCHED]):
+        if frame.name.startswith(_BPF_CALLER_PREFIXES):
+            cut = i + 1
+    while cut < len(kstack) and kstack[cut].name.startswith(_BPF_FRAME_PREFIXES):
+        cut += 1
+    return kstack[cut:]
+
+
+def annotated(frame: Frame) -> Frame:
+    """BCC's -a: kernel frames get a `_[k]` suffix (flamegraph.pl colours them)."""
+    return Frame(frame.name + "_[k]", frame.kind, frame.module, frame.address)
+
+
+def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_id: int,
+               kernel_stack_id: int, user: bool = True, kernel: bool = True,
+               delimit: bool = False, missing: bool = False,
+               annotate: bool = False, user_stack_hash: int = 0,
+               kernel_stack_hash: int = 0) -> list[Frame]:
+    """User then kernel frames, root first; `missing` names stacks that were lost
+    as BCC does, `annotate` adds `_[k]` to kernel frames. A nonzero
+    `user_stack_hash` is a user stack of the in-kernel unwinder (ptk_unwind.h),
+    a nonzero `kernel_stack_hash` a kernel stack in `kstacks` (ptk_kstack.h)."""
+    if not user:
+        ustack = []
+    elif user_stack_hash:
+        ustack = symbolizer.unwound_stack(user_stack_hash, pid)
+    else:
+        ustack = symbolizer.stack(stack_map, user_stack_id, pid=pid)
+    if not kernel:
+        kstack = []
+    elif kernel_stack_hash:
+        kstack = symbolizer.hashed_kernel_stack(kernel_stack_hash)
+    else:
+        kstack = symbolizer.stack(stack_map, kernel_stack_id, kernel=True)
+    kstack = without_bpf_frames(kstack)
+    if annotate:
+        kstack = [annotated(f) for f in kstack]
+    path: list[Frame] = []
+    if user:
+        path += [MISSED_USER] if missing and stack_missed(user_stack_id) else reversed(ustack)
+    has_user = user_stack_id >= 0 or user_stack_hash != 0
+    has_kernel = kernel_stack_id >= 0 or kernel_stack_hash != 0
+    if delimit and has_user and has_kernel and user and kernel:
+        path.append(DELIMITER)
+    if kernel:
+        path += [MISSED_KERNEL] if missing and stack_missed(kernel_stack_id) else reversed(kstack)
+    return path
+
+
+def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer, *,
+                    user: bool = True, kernel: bool = True, delimit: bool = False,
+                    include_comm: bool = True, missing: bool = False,
+                    annotate: bool = False) -> Sample:
+    """One aggregated stack, root first: comm, user frames, [--], kernel frames."""
+    comm = cstr(key.comm)
+    path: list[Frame] = [Frame(comm, "process")] if include_comm else []
+    path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
+                       kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
+                       delimit=delimit, missing=missing, annotate=annotate,
+                       user_stack_hash=getattr(key, "user_stack_hash", 0),
+                       kernel_stack_hash=getattr(key, "kernel_stack_hash", 0))
+    return Sample(tuple(path), value, pid=key.pid, tid=key.tid, comm=comm)
+
+
+def map_items(table: Any) -> list[tuple[Any, Any]]:
+    """Every (key, value) of a BPF hash map in one bpf(2) call where the kernel
+    can (BPF_MAP_LOOKUP_BATCH), else a lookup per key."""
+    try:
+        items = list(table.items_lookup_batch())
+    except Exception:   # BCC raises bare Exception; an older kernel: EINVAL
+        return table.items()
+    # a scalar value comes out of BCC's array as a plain int: the Leaf items() gives
+    return [(k, table.Leaf(v) if isinstance(v, int) else v) for k, v in items]
+
+
+def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: LossReport,
+                 **options: Any) -> StackProfile:
+    samples = [sample_from_key(k, v.value, stack_map, symbolizer, **options)
+               for k, v in map_items(counts_map)]
+    loss.unknown_frames += symbolizer.unknown_frames
+    return StackProfile(samples=samples, loss=loss)
+
+
+SETTLE_S = (0.02, 0.1, 0.5)
+
+
+def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
+                   settle_s: tuple[float, ...] = SETTLE_S,
+                   unwinder: Any = None) -> Callable[[int], None]:
+    """Open the ring buffer where a BPF program announces pids it sees first (and
+    again after an exec) and return a `poll(timeout_ms)` for run_until_done that
+    snapshots each one's maps. A pid announced right after exec may not have
+    mapped its libraries yet (ld.so does that), so each is snapshot again at
+    the `settle_s` delays while it lives (a dead one keeps its last snapshot).
+    With an `unwinder` (unwinder.py), each snapshot is also loaded into the
+    BPF unwinder, and its `unwind_miss` ring (a pc outside the known mappings)
+    makes a new snapshot."""
+    import ctypes
+    import time
+    from .stream import CallbackRings
+    due: list[tuple[float, int]] = []
+
+    def on_pid(_cpu: int, data: int, _size: int) -> int:
+        pid = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value
+        symbolizer.users.forget(pid)   # announced again after an exec: new maps
+        symbolizer.remember(pid)
+        if unwinder is not None:
+            unwinder.request(pid)
+        now = time.monotonic()
+        due.extend((now + delay, pid) for delay in settle_s)
+        due.sort()
+        return 0
+
+    rings = CallbackRings(prog)       # a Ctrl-C inside the callback would die in ctypes
+    rings.open(ring, on_pid)
+
+    def on_miss(_cpu: int, data: int, _size: int) -> int:
+        unwinder.on_miss(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value)
+        return 0
+
+    def on_stopped(_cpu: int, data: int, _size: int) -> int:
+        unwinder.continue_(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value)
+        return 0
+
+    if unwinder is not None:
+        rings.open("unwind_miss", on_miss)
+        rings.open("unwind_stopped", on_stopped)
+
+    def poll(timeout_ms: int) -> None:
+        if due:
+            timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
+        if unwinder is not None and unwinder.pending:
+            timeout_ms = min(timeout_ms, 5)
+        rings.poll(timeout_ms)
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            pid = due.pop(0)[1]
+            if not symbolizer.users.maps_changed(pid):
+                continue   # nothing mapped since (a later miss still re-reads: on_miss)
+            symbolizer.users.refresh(pid)
+            if unwinder is not None:
+                unwinder.request(pid)
+        if unwinder is not None:
+            unwinder.work()
+    return poll
+
+
+def relabel(profile: StackProfile, rename: Callable[[Frame], Frame]) -> StackProfile:
+    """The same profile with every frame passed through `rename`."""
+    samples = [Sample(tuple(rename(f) for f in s.stack), s.value, s.pid, s.tid, s.comm)
+               for s in profile.samples]
+    return StackProfile(samples, profile.value_type, profile.unit, profile.period,
+                        profile.duration_ns, profile.loss, dict(profile.meta))
+
+
+def merge_by_name(profile: StackProfile) -> StackProfile:
+    """Stacks that symbolize the same (different addresses in one function)
+    folded into one sample per process and stack of names."""
+    acc: dict[tuple, Sample] = {}
+    shared: dict[Frame, Frame] = {}   # one object per distinct frame: stacks share them
+    leaves: dict[tuple, dict[int, int]] = {}   # the leaf's instructions, for annotate
+    named: dict[Frame, Frame] = {}    # frame -> its shared address-less frame
+
+    def by_name(f: Frame) -> Frame:
+        # address dropped (one box per name); vaddr/module kept for pprof
+        g = replace(f, address=0) if f.address else f
+        g = named[f] = shared.setdefault(g, g)
+        return g
+
+    for s in profile.samples:
+        stack = tuple([named.get(f) or by_name(f) for f in s.stack])
+        key = (s.pid, s.tid, s.comm, stack)
+        prev = acc.get(key)
+        acc[key] = Sample(stack, s.value + (prev.value if prev else 0), s.pid, s.tid, s.comm)
+        counts = leaves.setdefault(key, {})
+        for vaddr, value in leaf_counts(s).items():
+            counts[vaddr] = counts.get(vaddr, 0) + value
+    samples = [replace(s, leaf=tuple(sorted(leaves[key].items())))
+               if leaves[key] else s for key, s in acc.items()]
+    return StackProfile(samples, profile.value_type, profile.unit, profile.period,
+                        profile.duration_ns, profile.loss, dict(profile.meta))

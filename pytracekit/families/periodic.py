@@ -1,0 +1,259 @@
+"""What the BCC-style summary tools (runqlat, cpudist, runqlen, memleak...) share:
+`[interval [count]]` positionals beside `-- COMMAND`, periodic printing, and
+histograms split by a label (pid, tid, cpu) read from `struct ptk_hist_key` maps.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import click
+
+from ..errors import UsageError
+from ..cli.options import split_interval_count
+from ..render.lossreport import print_loss
+from ..collect.mapdrain import drained
+from ..model import Histogram
+from ..render import jsonl
+from ..render.text import log2_histogram
+from ..engine.runner import Stop, Target, announce, run_until_done
+from ..textsafe import cstr
+
+
+@contextmanager
+def attached(target: Target, begin: Callable[[], Any], message: str) -> Iterator[Any]:
+    """The lifecycle the summary tools share: begin() compiles and loads the tool,
+    then attach and announce; the body runs and prints. Whatever happens the
+    probes are detached, then a command still running is stopped."""
+    try:
+        tool = begin()
+        with tool.prog:
+            tool.prog.ready()
+            announce(message)
+            yield tool
+    finally:
+        target.finish()
+
+
+def command_only(args: tuple[str, ...], tool: str) -> tuple[str, ...]:
+    """The command, for tools without BCC's `[interval] [count]`: a leading number
+    there would otherwise be dropped silently (`kmem 5` ran until Ctrl-C)."""
+    interval, _count, cmd = split_interval_count(args)
+    if interval is not None:
+        raise UsageError(f"{tool} takes no [interval] [count] numbers: give -d SECONDS to "
+                         "stop after a while, and a command after --")
+    return cmd
+
+
+def ticker(on_tick: Callable[[], None], count: int | None) -> Callable[[], None]:
+    """An on_interval callback that stops the run after `count` ticks."""
+    done = [0]
+
+    def tick() -> None:
+        on_tick()
+        done[0] += 1
+        if count is not None and done[0] >= count:
+            raise Stop("count")
+    return tick
+
+
+def run_periodic(target: Target, *, duration: float | None, interval: float | None,
+                 count: int | None, report: Callable[[bool], None],
+                 poll: Callable[[int], None] | None = None) -> str:
+    """Run, calling report(final=False) every interval and report(final=True) at
+    the end unless the last interval report was the end (count reached)."""
+    ended_by_count = [False]
+
+    def on_tick() -> None:
+        report(False)
+
+    tick = ticker(on_tick, count)
+
+    def guarded() -> None:
+        try:
+            tick()
+        except Stop:
+            ended_by_count[0] = True
+            raise
+    why = run_until_done(target, duration=duration, interval=interval,
+                         on_interval=guarded if interval else None, poll=poll)
+    if not ended_by_count[0]:
+        report(True)
+    return why
+
+
+def report_until_done(run: Callable[..., str], report: Callable[[], None], *,
+                      duration: float | None, interval: float | None,
+                      poll: Callable[[int], None] | None = None) -> str:
+    """Run (`run_until_done` bound to a target, or `Tracer.run`) until done,
+    `report()` every interval and once at the end, except when the last
+    interval's report has just covered the end (BCC prints no extra empty
+    table when -d is a multiple of -i)."""
+    last = [time.monotonic()]
+
+    def tick() -> None:
+        report()
+        last[0] = time.monotonic()
+
+    why = run(duration=duration, interval=interval, on_interval=tick, poll=poll)
+    if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
+        report()
+    return why
+
+
+def timestamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+@dataclass
+class LabeledHists:
+    """Histograms keyed by a label value (0 when not split), e.g. per pid."""
+
+    hists: dict[int, Histogram]
+    names: dict[int, str]          # label -> comm (may be empty)
+
+
+def read_labeled_hists(hist_map: Any, unit: str, names_map: Any = None) -> LabeledHists:
+    hists: dict[int, Histogram] = {}
+    for key, value in hist_map.items():
+        hist = hists.setdefault(key.label, Histogram(unit=unit))
+        hist.buckets[key.slot] = hist.buckets.get(key.slot, 0) + value.value
+    names = {}
+    if names_map is not None:
+        for key, value in names_map.items():
+            names[key.value] = cstr(value.comm)
+    return LabeledHists(hists, names)
+
+
+def print_labeled_hists(result: LabeledHists, *, section: str | None, show_name: bool,
+                        as_json: bool, stamp: bool, extra: dict | None = None) -> None:
+    """BCC's print_log2_hist: one histogram, or one per `section = value`."""
+    now = timestamp()
+    if stamp and not as_json:
+        click.echo(f"{now}")
+    for label in sorted(result.hists):
+        hist = result.hists[label]
+        name = result.names.get(label, "")
+        if as_json:
+            obj = jsonl.histogram_obj(hist)
+            if section:
+                obj[section] = label
+                if show_name:
+                    obj["comm"] = name
+            if stamp:
+                obj["time"] = now
+            obj.update(extra or {})
+            click.echo(jsonl.dumps(obj))
+            continue
+        if section:
+            shown = f"{label} {name}" if show_name and name else f"{label}"
+            click.echo(f"\n{section} = {shown}")
+        click.echo(log2_histogram(hist))
+
+
+def histogram_tool_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """BCC's runqlat/cpudist options: -T -m -P -L -p -t, [interval [count]],
+    plus -d, -i, --json and `-- COMMAND` (all in ARGS)."""
+    from ..cli import options
+    decorators = [
+        click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output."),
+        click.option("-m", "--milliseconds", is_flag=True, help="Histogram in milliseconds."),
+        click.option("-P", "--pids", "per_pid", is_flag=True, help="A histogram per process."),
+        click.option("-L", "--tids", "per_tid", is_flag=True, help="A histogram per thread."),
+        options.pid_option("-p"), options.tid_option("-t"), options.duration_option("-d"),
+        options.interval_option("-i"), options.json_option(), options.standard,
+        click.argument("args", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for dec in reversed(decorators):
+        f = dec(f)
+    return f
+
+
+@dataclass
+class BpfTool:
+    """What every tool's start() returns: the program, its loss, teardown.
+    With a symbolizer, frames it could not name join the loss report."""
+
+    prog: Any
+    symbolizer: Any = None
+
+    def loss(self) -> Any:
+        loss = self.prog.loss()
+        if self.symbolizer is not None:
+            loss.unknown_frames = self.symbolizer.unknown_frames
+        return loss
+
+    def close(self) -> None:
+        self.prog.close()
+
+    def warm(self) -> None:
+        """Symbolize what is new while the processes still exist (tools with stacks)."""
+
+    def poll(self, timeout_ms: int) -> None:
+        """For run_until_done(poll=...): wait, then warm."""
+        time.sleep(timeout_ms / 1000)
+        self.warm()
+
+
+@dataclass
+class HistogramTool(BpfTool):
+    """A program with a `hist` map of ptk_hist_key and a `names` map (label -> comm)."""
+
+    unit: str = "usecs"
+
+    def read(self) -> LabeledHists:
+        return read_labeled_hists(self.prog["hist"], self.unit, self.prog["names"])
+
+    def clear(self) -> None:
+        self.prog["hist"].clear()
+
+
+def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
+                       section: str | None, show_name: bool, as_json: bool, stamp: bool,
+                       duration: float | None, interval: float | None, count: int | None,
+                       extra: dict | None = None) -> None:
+    """runqlat/cpudist: attach, print histograms every interval and at the end."""
+    with tool.prog:
+        tool.prog.ready()
+        announce(message)
+
+        def report(final: bool) -> None:
+            if interval and not as_json:
+                click.echo()
+            # between intervals the histogram is drained as it is read
+            with drained(tool.prog, [] if final else ["hist"]):
+                result = tool.read()
+            print_labeled_hists(result, section=section, show_name=show_name,
+                                as_json=as_json, stamp=stamp, extra=extra)
+        run_periodic(target, duration=duration, interval=interval, count=count, report=report)
+        print_loss(tool.loss(), as_json)
+
+
+def require_tracepoints(tool: str, *names: str) -> None:
+    """Fail with one clear line before compiling when a tracepoint a tool's
+    program attaches to (TRACEPOINT_PROBE, attached by BCC at load) is missing."""
+    from ..engine import settings
+    from ..errors import NotFoundError
+    from ..kernel.tracefs import tracepoint
+    from ..engine.loader import require_root
+    if settings.current().ebpf:
+        return
+    require_root()                       # tracefs is readable by root only
+    for name in names:
+        category, event = name.split(":", 1)
+        try:
+            tracepoint(category, event)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{tool} needs tracepoint {name}, which this kernel does not "
+                                f"have ({exc.message})") from None
+
+
+def require_alive(pid: int) -> None:
+    """Uprobes with a pid resolve libraries through /proc/PID/maps: say so
+    plainly when the process is already gone (compiling takes a second)."""
+    import os
+    from ..errors import NotFoundError
+    if pid and not os.path.exists(f"/proc/{pid}/maps"):
+        raise NotFoundError(f"process {pid} exited before its probes were attached")

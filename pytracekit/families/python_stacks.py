@@ -1,0 +1,367 @@
+"""The user-space half of bpf/ptk_python.h for a stack tool: registers
+CPython processes in py_procs as BPF announces them, names each new Python
+stack while its process lives (code objects can be freed and their addresses
+reused, so names are read early), and turns py_counts into samples whose
+Python frames are merged into the native ones (merge.py)."""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..symbolize.python import layouts as pl
+from ..model import Frame, Sample, StackProfile
+from ..engine.runner import raise_pending, signals_deferred
+from .stack_profilers import StackSession
+from ..collect.stack_maps import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
+from ..symbolize.symbols import vm_pages_of
+from ..symbolize.python.code import CodeReader
+from ..symbolize.python.merge import merge
+from ..symbolize.python.runtime import PyProcess, Unsupported, find, unsupported_line
+
+# states and event kinds as in bpf/ptk_python.h
+PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
+PY_EVENT_PROCESS, PY_EVENT_STACK = 0, 1
+PY_FRAME_BOUNDARY = 1
+GONE_PREFIX = "[python "   # a frame whose code object could not be read: [python 0x7f...]
+STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
+# a process announced at exec may not have mapped libpython yet (ld.so does):
+# checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
+CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
+SWEEP_S = 1.0   # exited processes' /proc/PID/mem closed this often
+
+
+class _Event(ctypes.Structure):
+    """struct ptk_py_event"""
+    _fields_ = [("kind", ctypes.c_uint32), ("pid", ctypes.c_uint32),
+                ("stack_id", ctypes.c_uint64)]
+
+
+def defines(stacks_size: int = 4096) -> dict[str, int]:
+    """The -D parameters of ptk_python.h: the layout field indices and sizes."""
+    out = {"PYTHON_STACKS": 1, "PY_NFIELDS": len(pl.FIELDS), "PY_ABSENT": pl.ABSENT,
+           "PY_STACKS_SIZE": stacks_size}
+    out.update({f"PYL_{name.upper()}": i for i, name in enumerate(pl.FIELDS)})
+    return out
+
+
+def frame_block(layout: pl.PyLayout) -> tuple[int, int]:
+    """(start, length) of the bytes of a frame BPF reads in one go: exactly the
+    fields used, since a frame at the top of 3.11+'s frame stack may end just
+    before a page the process never touched (a read cannot fault it in)."""
+    fields = ((layout.frame_previous, 8), (layout.frame_code, 8), (layout.frame_lasti, 4),
+              (layout.frame_instr_ptr, 8), (layout.frame_owner, 1), (layout.frame_is_entry, 1))
+    used = [(off, size) for off, size in fields if off is not None]
+    start = min(off for off, _ in used)
+    length = max(off + size for off, size in used) - start
+    assert length <= 112, "frame fields outside the 112-byte block"
+    return start, length
+
+
+class PythonFrames:
+    """Attach to a loaded program built with defines(); poll() with the tool's poll."""
+
+    def __init__(self, prog: Any, warn: Callable[[str], None] | None = None) -> None:
+        self.prog = prog
+        self.warn = warn or (lambda line: print(line, file=sys.stderr))
+        self.readers: dict[int, Optional[CodeReader]] = {}
+        self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
+        self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
+        self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
+        self.swept = time.monotonic()        # when exited processes' memory was last closed
+        self.unsupported: set[str] = set()
+        self.interrupted: list[BaseException] = []
+        # of the last samples(): samples whose root-ward native frames were dropped
+        # (merge), and samples with a code object that could not be read (freed)
+        self.dropped_native = self.gone = 0
+        # how those two are printed: values / value_divisor, then value_unit
+        # (a blocked-time tool's values are nanoseconds: 1000, " us")
+        self.value_divisor, self.value_unit = 1, ""
+        prog["py_events"].open_ring_buffer(self._on_event)
+
+    # -- processes ------------------------------------------------------------
+
+    def register_at_entry(self, symbolizer: Any) -> None:
+        """A command held at its entry point (the in-kernel unwinder's hold,
+        unwinder.continue_) is registered there, before it runs: its first
+        blocks and samples already have Python frames, where an announcement
+        at its first event is answered only milliseconds later (tens under
+        load: a script's first sleep had none)."""
+        unwinder = getattr(symbolizer, "unwinder", None)
+        if unwinder is not None:
+            unwinder.entry_hooks.append(self.register_now)
+
+    def register_now(self, pid: int) -> None:
+        """Register pid if its interpreter is mapped; else its first event
+        announces it as usual. The entry's mm is 0: BPF takes the process's
+        own at its next event (no exec can come between for a stopped one; an
+        entry left from before its exec, the held child's, has the old mm)."""
+        try:
+            proc = self._find(pid)
+            if proc:
+                self._register(proc, adopt=True)
+        except Exception as exc:   # never keep the command from starting
+            self.warn(f"python frames: {exc}")
+
+    def _on_event(self, _ctx: Any, data: int, _size: int) -> int:
+        try:
+            event = ctypes.cast(data, ctypes.POINTER(_Event)).contents
+            kind, pid, stack_id = event.kind, event.pid, event.stack_id
+            if kind == PY_EVENT_PROCESS:        # new, or exec'd: another program now
+                old = self.readers.pop(pid, None)
+                if old:
+                    old.close()
+                self.due = [d for d in self.due if d[1] != pid]   # the old program's checks
+                self._check(pid, 0)
+            elif kind == PY_EVENT_STACK and stack_id not in self.stacks:
+                resolved = self._resolve(stack_id)
+                if resolved:                     # else: tried again when read
+                    self.stacks[stack_id] = resolved
+        except Exception as exc:   # a callback must not raise through ctypes
+            self.warn(f"python frames: {exc}")
+        except BaseException as exc:   # Ctrl-C/SIGTERM: ctypes would drop it; poll raises it
+            self.interrupted.append(exc)
+            return -1                  # libbpf stops consuming
+        return 0
+
+    def _check(self, pid: int, attempt: int) -> None:
+        pages = vm_pages_of(pid)
+        if attempt and pages == self.vm_pages.get(pid):
+            proc = None   # nothing mapped since the last look: no libpython yet
+        else:
+            self.vm_pages[pid] = pages
+            proc = self._find(pid)
+            if proc is False:
+                return
+        if proc is not None:
+            self.vm_pages.pop(pid, None)
+            self._register(proc)
+        elif attempt + 1 < len(CHECK_DELAYS_S):
+            self.due.append((time.monotonic() + CHECK_DELAYS_S[attempt + 1], pid, attempt + 1))
+            self.due.sort()
+        else:
+            self.vm_pages.pop(pid, None)
+            self._set_state(pid, PY_NOT_PYTHON)
+
+    def _find(self, pid: int) -> PyProcess | None | bool:
+        """The process's runtime, None (none mapped yet) or False (done: not one
+        we can read, or gone)."""
+        try:
+            return find(pid)
+        except Unsupported as exc:
+            line = unsupported_line(pid, str(exc))
+            if str(exc) not in self.unsupported:      # once per kind of interpreter
+                self.unsupported.add(str(exc))
+                self.warn(line)
+            self._set_state(pid, PY_NOT_PYTHON)
+            self.vm_pages.pop(pid, None)
+            return False
+        except OSError:
+            self.vm_pages.pop(pid, None)
+            return False                               # gone
+
+    def _entry(self, pid: int) -> tuple[Any, Any, Any]:
+        table = self.prog["py_procs"]
+        key = table.Key(pid)
+        try:
+            leaf = table[key]
+        except KeyError:
+            leaf = table.Leaf()
+        return table, key, leaf
+
+    def _set_state(self, pid: int, state: int) -> None:
+        table, key, leaf = self._entry(pid)
+        leaf.state = state
+        table[key] = leaf
+
+    def _register(self, proc: PyProcess, adopt: bool = False) -> None:
+        try:
+            self.readers[proc.pid] = CodeReader(proc)
+        except OSError:
+            return
+        table, key, leaf = self._entry(proc.pid)
+        if adopt:
+            leaf.mm = 0   # see register_now
+        leaf.runtime = proc.runtime
+        for i, value in enumerate(proc.layout.as_u16()):
+            leaf.layout[i] = value
+        leaf.block_start, leaf.block_len = frame_block(proc.layout)
+        leaf.minor = proc.version[1]
+        leaf.state = PY_PYTHON
+        table[key] = leaf
+
+    def poll(self, inner: Callable[[int], None]) -> Callable[[int], None]:
+        """The tool's poll, also running the scheduled re-checks."""
+        def poll(timeout_ms: int) -> None:
+            if self.due:
+                timeout_ms = max(0, min(timeout_ms,
+                                        int((self.due[0][0] - time.monotonic()) * 1000)))
+            # Signals only recorded while C runs the callbacks: one raised between
+            # two of them (outside any Python try) would be printed and dropped by
+            # ctypes, and a system-wide run makes thousands of callbacks at start.
+            with signals_deferred([]) as pending:
+                inner(timeout_ms)
+            raise_pending(pending)
+            if self.interrupted:
+                raise self.interrupted.pop()
+            now = time.monotonic()
+            while self.due and self.due[0][0] <= now:
+                _, pid, attempt = self.due.pop(0)
+                self._check(pid, attempt)
+            if now - self.swept >= SWEEP_S:
+                self.swept = now
+                self._close_exited()
+        return poll
+
+    def _close_exited(self) -> None:
+        """Close the memory of exited processes (one fd each); their readers stay:
+        what was read while they lived still names their stacks."""
+        for pid, reader in self.readers.items():
+            if reader and not reader.mem.closed and not os.path.exists(f"/proc/{pid}"):
+                reader.mem.close()
+
+    # -- stacks ---------------------------------------------------------------
+
+    def _resolve(self, stack_id: int) -> list[tuple[Frame, bool]] | None:
+        """Innermost-first (frame, ends an eval call) of a stored stack; None
+        when it is not stored or its process is unknown."""
+        table = self.prog["py_stacks"]
+        try:
+            st = table[table.Key(stack_id)]
+        except KeyError:
+            return None
+        reader = self.readers.get(st.pid)
+        out = []
+        for i in range(min(st.depth, len(st.frames))):
+            f = st.frames[i]
+            info = reader.check(f.code) if reader else None
+            if info is None:
+                frame = Frame(f"{GONE_PREFIX}{f.code:#x}]", "python", address=f.code)
+            else:
+                line = reader.line(info, f.offset)
+                frame = Frame(f"{info.name} ({info.basename}:{line if line is not None else '?'})",
+                              "python", module=info.filename, address=f.code)
+            out.append((frame, bool(f.flags & PY_FRAME_BOUNDARY)))
+        if st.truncated:
+            out.append((Frame(f"[+{st.truncated} python frames]", "python"), True))
+        return out
+
+    def begin_read(self) -> None:
+        """Reset the per-read counts (dropped_native, gone) before naming stacks."""
+        self.dropped_native = self.gone = 0
+
+    def python_stack(self, py_stack_id: int) -> list[tuple[Frame, bool]]:
+        """Innermost-first (frame, ends an eval call) of a stored stack ([] if unknown)."""
+        python = self.stacks.get(py_stack_id)
+        if python is None:
+            python = self._resolve(py_stack_id) or []
+            self.stacks[py_stack_id] = python
+        return python
+
+    def merged(self, native: list[Frame], py_stack_id: int, value: int) -> list[Frame]:
+        """A root-first native user stack with the Python stack `py_stack_id`
+        merged in; `value` is what it weighs in the dropped/gone counts."""
+        python = self.python_stack(py_stack_id)
+        if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
+            self.gone += value
+        path, dropped = merge(native, python)
+        self.dropped_native += value if dropped else 0
+        return path
+
+    def key_path(self, symbolizer: Any, stack_map: Any, key: Any, py_stack_id: int,
+                 value: int, *, user: bool = True, kernel: bool = True, delimit: bool = False,
+                 missing: bool = False, annotate: bool = False) -> list[Frame]:
+        """One ptk_stack_key's frames, root first: user frames with the Python
+        stack `py_stack_id` merged in (0: none), [--], kernel frames. `value`
+        is what the stack weighs in the dropped/gone counts."""
+        unwound = getattr(key, "user_stack_hash", 0)
+        hashed = getattr(key, "kernel_stack_hash", 0)   # KSTACK_HASH: kernel stacks by hash
+        if not (user and py_stack_id):
+            return stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
+                              kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
+                              delimit=delimit, missing=missing, annotate=annotate,
+                              user_stack_hash=unwound, kernel_stack_hash=hashed)
+        native = [MISSED_USER] if missing and stack_missed(key.user_stack_id) else \
+            stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=key.user_stack_id,
+                       kernel_stack_id=-14, user=True, kernel=False, user_stack_hash=unwound)
+        path = self.merged(native, py_stack_id, value)
+        has_user = key.user_stack_id >= 0 or unwound != 0
+        if delimit and kernel and has_user and (key.kernel_stack_id >= 0 or hashed):
+            path.append(DELIMITER)
+        if kernel:
+            path += stack_path(symbolizer, stack_map, pid=key.pid, user_stack_id=-14,
+                               kernel_stack_id=key.kernel_stack_id, user=False,
+                               kernel=True, missing=missing, annotate=annotate,
+                               kernel_stack_hash=hashed)
+        return path
+
+    def samples(self, symbolizer: Any, stack_map: Any, *, user: bool = True,
+                kernel: bool = True, delimit: bool = False, missing: bool = False,
+                annotate: bool = False, include_comm: bool = True) -> list[Sample]:
+        """py_counts as samples: comm, user frames with Python merged, [--], kernel."""
+        out = []
+        self.begin_read()
+        for k, v in map_items(self.prog["py_counts"]):
+            key = k.key
+            comm = key.comm.decode(errors="replace")
+            path: list[Frame] = [Frame(comm, "process")] if include_comm else []
+            path += self.key_path(symbolizer, stack_map, key, k.py_stack_id, v.value,
+                                  user=user, kernel=kernel, delimit=delimit, missing=missing,
+                                  annotate=annotate)
+            out.append(Sample(tuple(path), v.value, pid=key.pid, tid=key.tid, comm=comm))
+        return out
+
+    def stats(self) -> dict[str, int]:
+        table = self.prog["py_stats"]
+        return {name: sum(table[table.Key(i)]) for i, name in enumerate(STATS)}
+
+    def summary_line(self, noun: str = "samples") -> str:
+        """One stderr line about Python samples that lost their Python frames
+        (`noun`: what the tool takes stacks at, e.g. offcputime's "blocks")."""
+        s = self.stats()
+        lost = {k: s[k] for k in ("no_tstate", "read_fault", "map_full") if s[k]}
+        if not s["stacks"] and not lost:
+            return ""
+        parts = [f"{s['stacks']} {noun} with Python frames"]
+        parts += [f"{n} {k.replace('_', ' ')}" for k, n in lost.items()]
+        if s["pending"]:
+            parts.append(f"{s['pending']} of processes not yet checked for Python")
+        div, unit = self.value_divisor, self.value_unit
+        if self.dropped_native:
+            parts.append(f"{self.dropped_native // div}{unit} with unreliable native frames "
+                         "dropped")
+        if self.gone:
+            parts.append(f"{self.gone // div}{unit} with a code object gone before it was read")
+        return "python: " + ", ".join(parts)
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            if reader:
+                reader.close()
+
+
+@dataclass
+class PythonStackSession(StackSession):
+    """A stack tool's session whose CPython samples carry Python frames."""
+
+    python: Any = None     # PythonFrames
+
+    def samples(self) -> StackProfile:
+        profile = super().samples()
+        before = self.symbolizer.unknown_frames
+        profile.samples += self.python.samples(self.symbolizer, self.prog["stack_traces"],
+                                               **self.read_options)
+        profile.loss.unknown_frames += self.symbolizer.unknown_frames - before
+        return profile
+
+    def summary_line(self) -> str:
+        return self.python.summary_line()
+
+    def close(self) -> None:
+        try:
+            self.python.close()
+        finally:
+            super().close()

@@ -1,0 +1,157 @@
+"""Summary tools (biolatency, bitesize, hardirqs, softirqs): maps aggregated
+in the kernel, printed at the end or every interval, BCC style.
+
+BCC's summaries take `[interval [count]]` positionally; here the same words
+also accept `-- COMMAND`, told apart by whether they are numbers.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+import click
+
+from ..cli import options
+from ..errors import UsageError
+from ..engine.loader import Program
+from ..render.lossreport import print_loss
+from ..collect.mapdrain import drained
+from ..model import Histogram, LossReport
+from ..render.jsonl import dumps, histogram_obj
+from ..render.text import log2_histogram
+from ..engine.runner import Stop, Target, announce, run_until_done
+
+
+class Session:
+    """A loaded summary program, what a summary tool's start() returns:
+    read() gives the results so far as model values."""
+
+    def __init__(self, prog: Program, reader: Callable[[Program], Any]) -> None:
+        self.prog = prog
+        self._reader = reader
+
+    def read(self) -> Any:
+        return self._reader(self.prog)
+
+    def loss(self) -> LossReport:
+        return self.prog.loss()
+
+    def ready(self) -> None:
+        self.prog.ready()
+
+    def __getitem__(self, map_name: str) -> Any:
+        return self.prog[map_name]
+
+    def close(self) -> None:
+        self.prog.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def interval_and_count(words: tuple[str, ...], interval: float | None,
+                       count: int | None) -> tuple[float | None, int | None, tuple[str, ...]]:
+    """(`[interval [count]]` then `COMMAND...`, beside --interval/--count) ->
+    (interval, count, command), by the one positional parser every tool uses."""
+    pos_interval, pos_count, command = options.split_interval_count(words)
+    if pos_interval is not None:
+        if interval is not None:
+            raise UsageError("give the interval once: positionally or with --interval")
+        interval = pos_interval
+    if pos_count is not None:
+        if count is not None:
+            raise UsageError("give the count once: positionally or with --count")
+        count = pos_count
+    if count is not None and (count <= 0 or interval is None):
+        raise UsageError("a count needs an interval (e.g. `1 5`) and must be positive")
+    return interval, count, command
+
+
+def count_option() -> Callable:
+    return click.option("--count", "count", type=int, default=None,
+                        help="Stop after this many intervals.")
+
+
+def summary_options(with_count: bool = True) -> Callable:
+    """The options every summary tool ends with: --interval [--count]
+    --duration --json, the standard ones, and `[INTERVAL [COUNT]] | -- COMMAND`."""
+    decorators = [options.interval_option(), *([count_option()] if with_count else []),
+                  options.duration_option(), options.json_option(), options.standard,
+                  click.argument("words", nargs=-1, type=click.UNPROCESSED,
+                                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")]
+
+    def apply(f: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+    return apply
+
+
+def histograms(table: Any, unit: str, label_of: Callable[[int], str] = str) -> dict[str, Histogram]:
+    """A map of ptk_hist_key -> u64 as one Histogram per label."""
+    out: dict[str, Histogram] = {}
+    for key, value in table.items():
+        label = label_of(key.label)
+        hist = out.setdefault(label, Histogram(unit=unit, label=label))
+        hist.buckets[key.slot] = hist.buckets.get(key.slot, 0) + value.value
+    return dict(sorted(out.items()))
+
+
+def print_histograms(hists: dict[str, Histogram], *, section: str | None, value_name: str,
+                     as_json: bool, timestamp: bool, extra: dict[str, Any] | None = None) -> None:
+    """BCC's print_log2_hist per label ("\\ndisk = vda" before each), or JSON lines."""
+    now = time.strftime("%H:%M:%S")
+    out = sys.stdout
+    if as_json:
+        for hist in hists.values():
+            out.write(dumps({**histogram_obj(hist), "time": now, **(extra or {})}) + "\n")
+    else:
+        if timestamp:
+            out.write(f"{now:<8}\n")
+        for label, hist in hists.items():
+            if section:
+                out.write(f"\n{section} = {label}\n")
+            out.write(log2_histogram(hist, value_name) + "\n")
+    out.flush()
+
+
+def run(prog: Program | Session, target: Target, report: Callable[[], None], *, message: str,
+        interval: float | None, count: int | None, duration: float | None,
+        clear: Iterable[str] = ()) -> None:
+    """Attach is done; wait, calling `report()` (then clearing the maps) every
+    interval, and once more at the end unless `count` intervals were printed."""
+    prog.ready()
+    announce(message)
+    reported = 0
+
+    def tick() -> None:
+        nonlocal reported
+        with drained(prog, clear):
+            report()
+        reported += 1
+        if count and reported >= count:
+            raise Stop("count")
+
+    run_until_done(target, duration=duration, interval=interval, on_interval=tick)
+    if not (count and reported >= count):
+        report()        # the end of the run (or a partial last interval, as BCC)
+
+
+def main(words: tuple[str, ...], interval: float | None, count: int | None,
+         duration: float | None, as_json: bool, open_prog: Callable[[], Session],
+         report: Callable[[Session], None], *, clear: Iterable[str], message: str) -> None:
+    """A summary tool's command body: `[interval [count]]` or `-- COMMAND`,
+    the program, reports every interval and at the end, the loss line."""
+    interval, count, command = interval_and_count(words, interval, count)
+    target = Target.from_options(None, command)
+    try:
+        with open_prog() as prog:
+            run(prog, target, lambda: report(prog), interval=interval, count=count,
+                duration=duration, clear=clear, message=message)
+            print_loss(prog.loss(), as_json)
+    finally:
+        target.finish()

@@ -1,0 +1,62 @@
+"""Reading another process's memory (/proc/PID/mem) and CPython objects in it."""
+from __future__ import annotations
+
+import struct
+from typing import Optional
+
+from . import layouts as pl
+
+MAX_STRING = 4096      # characters: names and paths are short; more means garbage
+MAX_BYTES = 1 << 20    # a line table larger than this is not a line table
+USER_SPACE_END = 1 << 56   # x86-64 user addresses end below (5-level paging; 4-level: 1 << 47)
+
+
+class ProcessMemory:
+    """Reads from /proc/PID/mem; every read raises OSError when it fails."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._file = open(f"/proc/{pid}/mem", "rb", buffering=0)
+
+    def read(self, address: int, size: int) -> bytes:
+        if not 0 < address < USER_SPACE_END:   # a stale or torn pointer: not memory
+            raise OSError(f"bad address {address:#x}")
+        if self.closed:
+            raise OSError(f"process {self.pid} is gone")
+        self._file.seek(address)
+        data = self._file.read(size)
+        if len(data) != size:
+            raise OSError(f"short read at {address:#x}")
+        return data
+
+    def u64(self, address: int) -> int:
+        return struct.unpack("<Q", self.read(address, 8))[0]
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_str(mem: ProcessMemory, layout: pl.PyLayout, obj: int) -> Optional[str]:
+    """A compact `str` object's text (names and file names are compact)."""
+    state = struct.unpack("<I", mem.read(obj + layout.unicode_state, 4))[0]
+    kind = (state >> pl.UNICODE_KIND_SHIFT) & pl.UNICODE_KIND_MASK
+    compact = (state >> pl.UNICODE_COMPACT_BIT) & 1
+    is_ascii = (state >> pl.UNICODE_ASCII_BIT) & 1
+    length = mem.u64(obj + layout.unicode_length)
+    if not compact or kind not in (1, 2, 4) or length > MAX_STRING:
+        return None
+    if is_ascii:
+        return mem.read(obj + layout.unicode_ascii_data, length).decode("ascii", "replace")
+    raw = mem.read(obj + layout.unicode_compact_data, length * kind)
+    return raw.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind], "replace")
+
+
+def read_bytes(mem: ProcessMemory, layout: pl.PyLayout, obj: int) -> Optional[bytes]:
+    size = mem.u64(obj + layout.bytes_size)
+    if size > MAX_BYTES:
+        return None
+    return mem.read(obj + layout.bytes_data, size) if size else b""

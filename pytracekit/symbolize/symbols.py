@@ -1,0 +1,704 @@
+"""Turning stack ids and addresses into frames.
+
+Kernel addresses go through BCC's kallsyms cache. User addresses are resolved
+here, without BCC, so that:
+- a process that exits during the run is still resolved: `remember(pid)`
+  snapshots its /proc/PID/maps while it lives (tools call it when the BPF
+  side reports a new pid), and binaries are read from disk by path;
+- symbols come from .symtab/.dynsym, .gnu_debugdata, build-id and debuglink
+  debug files (see elfsyms.py), and JIT code from /tmp/perf-PID.map;
+- lookups are cached per (pid, address) and symbol tables per binary, so
+  thousands of unique stacks take milliseconds; both caches are bounded LRUs,
+  and exited processes' maps are dropped once DEAD_PROCESSES_KEPT newer ones
+  exited (a long run over process churn stays flat in memory and fds).
+BCC's per-process resolver is not used: it holds every module's symbols and
+fds per process and never frees them. A live process whose address is in no
+mapping is snapshot again (at most once per RESNAPSHOT_S). A frame no symbol
+names keeps its module and address: `liblzma.so.5.4.1+0x1692b` (link-time address), `[anon]+0xADDR`,
+`[unknown]+0xADDR` (no mapping at all), `[kernel.kallsyms]+0xADDR` or
+`MODULE.ko+0xOFF`; such frames are counted in `unknown_frames`.
+"""
+from __future__ import annotations
+
+import bisect
+import ctypes
+import ctypes.util
+import os
+import stat
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from .elfsyms import ElfSymbols
+from ..model import Frame, ModuleInfo, unnamed
+from .unwind import cfi_of, recover_frames
+
+if TYPE_CHECKING:
+    import threading
+
+UNKNOWN = "[unknown]"
+PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
+PERF_MAP_LIMIT = 64 << 20     # bytes of a perf map read at most
+FRAME_CACHE_ENTRIES = 32_768          # (pid, address) -> Frame (about 400 B each)
+BINARY_CACHE_ENTRIES = 256            # parsed symbol tables kept ...
+BINARY_CACHE_SYMBOLS = 4_000_000      # ... and their symbols in all (about 150 B each)
+DEAD_PROCESSES_KEPT = 1024            # exited processes whose maps are kept
+SWEEP_EVERY = 64                      # new pids between looks for exited ones
+RESNAPSHOT_S = 1.0                    # a live pid's maps re-read at most this often
+PERF_MAP_RECHECK_S = 0.2              # a pid's perf map looked at again at most this often
+
+
+class Lru:
+    """A dict bounded by entry count and by the sum of `weight(value)`;
+    the least recently used entries go first."""
+
+    def __init__(self, entries: int, budget: int = 0,
+                 weight: Callable[[Any], int] = lambda _v: 1) -> None:
+        self.entries, self.budget, self.weight = entries, budget, weight
+        self.data: OrderedDict = OrderedDict()
+        self.weights: dict = {}   # as weighed when set (a value may grow later: set it again)
+        self.total = 0
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.weights.clear()
+        self.total = 0
+
+    def get(self, key: Any) -> Any:
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self.data.pop(key, None) is not None:
+            self.total -= self.weights.pop(key)
+        self.data[key] = value
+        weight = self.weights[key] = self.weight(value)
+        self.total += weight
+        while len(self.data) > 1 and (len(self.data) > self.entries or
+                                      (self.budget and self.total > self.budget)):
+            gone, _ = self.data.popitem(last=False)
+            self.total -= self.weights.pop(gone)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def pop(self, key: Any, default: Any = None) -> Any:
+        value = self.data.pop(key, None)
+        if value is None:
+            return default
+        self.total -= self.weights.pop(key)
+        return value
+
+
+@dataclass(frozen=True)
+class Mapping:
+    start: int
+    end: int
+    offset: int
+    path: str
+
+
+def vm_pages_of(pid: int) -> int:
+    """The size of a process's address space in pages (/proc/PID/statm: a few
+    bytes, where /proc/PID/maps is a line per mapping); -1 when gone. Mapping a
+    library or JIT region changes it."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read(32).split(None, 1)[0])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+@dataclass
+class ProcessMaps:
+    """The executable mappings of one process, as /proc/PID/maps showed them."""
+
+    pid: int
+    mappings: list[Mapping] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    exe_inode: int = 0
+    uid: int | None = None     # effective uid: who may own its perf map
+    vm_pages: int = -1         # its address space's size when read (vm_pages_of)
+
+    @classmethod
+    def snapshot(cls, pid: int) -> "ProcessMaps | None":
+        vm_pages = vm_pages_of(pid)   # before the maps: a change in between shows next time
+        try:
+            # surrogateescape: a non-UTF-8 path stays the path it names
+            with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:
+                lines = f.read().splitlines()
+            inode = os.stat(f"/proc/{pid}/exe").st_ino
+        except OSError:
+            return None
+        uid = process_uid(pid)
+        maps = []
+        for line in lines:
+            parts = line.split(None, 5)
+            if len(parts) < 5 or "x" not in parts[1]:
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            path = parts[5] if len(parts) > 5 else ""
+            maps.append(Mapping(lo, hi, int(parts[2], 16), path))
+        maps.sort(key=lambda m: m.start)
+        return cls(pid, maps, [m.start for m in maps], inode, uid, vm_pages)
+
+    def find(self, address: int) -> Mapping | None:
+        i = bisect.bisect_right(self.starts, address) - 1
+        if i >= 0 and address < self.mappings[i].end:
+            return self.mappings[i]
+        return None
+
+    def stale(self) -> bool:
+        """True when the live process now runs another image (it exec'd)."""
+        try:
+            return os.stat(f"/proc/{self.pid}/exe").st_ino != self.exe_inode
+        except OSError:
+            return False
+
+
+def process_uid(pid: int) -> int | None:
+    """The effective uid of a live process (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def open_perf_map(path: str, uid: int | None) -> int | None:
+    """An fd for a perf map worth reading, else None. /tmp is anyone's: like
+    perf, only a regular file owned by the process's user or root is read.
+    O_NOFOLLOW: no link; O_NONBLOCK: opening a planted FIFO does not wait
+    for a writer (fstat then refuses it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_uid in (0, os.geteuid(), uid):
+        return fd
+    os.close(fd)
+    return None
+
+
+@dataclass
+class PerfMap:
+    """/tmp/perf-PID.map: `START SIZE name` per JIT-compiled function (hex).
+    Only its first PERF_MAP_LIMIT bytes are read: entries past them stay
+    unnamed ([unknown])."""
+
+    path: str
+    stamp: tuple[float, int] = (0.0, -1)
+    checked: float = float("-inf")   # when UserSymbols.perf_map last refreshed it
+    starts: list[int] = field(default_factory=list)
+    entries: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def refresh(self, uid: int | None = None) -> bool:
+        """Re-read the map if it changed; `uid`: the process's (see open_perf_map)."""
+        fd = open_perf_map(self.path, uid)
+        if fd is None:
+            if os.path.lexists(self.path):        # replaced by something untrusted
+                self.entries, self.starts, self.stamp = [], [], (0.0, -1)
+            return bool(self.entries)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_mtime, st.st_size) == self.stamp:
+                return True
+            data = f.read(PERF_MAP_LIMIT)
+        if len(data) == PERF_MAP_LIMIT:
+            data = data[:data.rfind(b"\n") + 1]
+        entries = []
+        for line in data.decode(errors="replace").splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) == 3:
+                try:
+                    entries.append((int(parts[0], 16), int(parts[1], 16), parts[2]))
+                except ValueError:
+                    continue
+        entries.sort()
+        self.entries, self.starts = entries, [e[0] for e in entries]
+        self.stamp = (st.st_mtime, st.st_size)
+        return True
+
+    def lookup(self, address: int) -> str | None:
+        i = bisect.bisect_right(self.starts, address) - 1
+        # JITs append replacements; the last entry covering the address wins.
+        while i >= 0:
+            start, size, name = self.entries[i]
+            if start <= address < start + size:
+                return name
+            if address - start > 1 << 24:
+                break
+            i -= 1
+        return None
+
+
+class _Demangler:
+    """C++/Rust(legacy) names through libstdc++'s __cxa_demangle, if present."""
+
+    def __init__(self) -> None:
+        self._fn = None
+        try:
+            lib = ctypes.CDLL("libstdc++.so.6")
+            self._fn = getattr(lib, "__cxa_demangle")  # (not lib.__x: name mangling)
+            self._fn.restype = ctypes.c_void_p
+            self._fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                                 ctypes.POINTER(ctypes.c_int)]
+            self._free = ctypes.CDLL(ctypes.util.find_library("c")).free
+            self._free.argtypes = [ctypes.c_void_p]
+        except (OSError, AttributeError):
+            self._fn = None
+
+    def __call__(self, name: str) -> str:
+        if self._fn is None or not name.startswith("_Z"):
+            return name
+        status = ctypes.c_int(0)
+        ptr = self._fn(name.encode(), None, None, ctypes.byref(status))
+        if not ptr or status.value != 0:
+            return name
+        try:
+            return ctypes.string_at(ptr).decode(errors="replace")
+        finally:
+            self._free(ptr)
+
+
+_demangle = _Demangler()
+
+
+def _own_vdso() -> bytes:
+    """The vDSO image is the same in every process: read ours from memory."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                if line.rstrip().endswith("[vdso]"):
+                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                    return ctypes.string_at(lo, hi - lo)
+    except OSError:
+        pass
+    return b""
+
+
+class UserSymbols:
+    """Process maps snapshots + per-binary symbol tables + perf maps."""
+
+    def __init__(self) -> None:
+        self.processes: dict[int, ProcessMaps | None] = {}
+        self.binaries = Lru(BINARY_CACHE_ENTRIES, BINARY_CACHE_SYMBOLS,
+                            lambda syms: len(syms.names) + 1 if syms.loaded else 1)
+        self.perf_maps: dict[int, PerfMap] = {}
+        self._rechecked: set[int] = set()   # resolve(): looked again once
+        self._resnapshot: dict[int, float] = {}   # mapping_of(): when last re-read
+        self.dead: OrderedDict[int, None] = OrderedDict()   # exited, oldest first
+        self._new_since_sweep = 0
+
+    def remember(self, pid: int) -> None:
+        """Snapshot a process's maps now, while it exists."""
+        if pid > 0 and self.processes.get(pid) is None:
+            self.processes[pid] = ProcessMaps.snapshot(pid)
+            self._new_since_sweep += 1
+            if self._new_since_sweep >= SWEEP_EVERY:
+                self.sweep()
+
+    def forget(self, pid: int) -> None:
+        self.processes.pop(pid, None)
+        self.dead.pop(pid, None)
+        self._rechecked.discard(pid)
+        self._resnapshot.pop(pid, None)
+
+    def sweep(self) -> None:
+        """Note which processes exited; keep the maps of the DEAD_PROCESSES_KEPT
+        most recently used of them (their stacks may still be read), drop the rest."""
+        self._new_since_sweep = 0
+        for pid in list(self.processes):
+            if pid not in self.dead and not os.path.exists(f"/proc/{pid}"):
+                self.dead[pid] = None
+                self.perf_maps.pop(pid, None)
+                self._rechecked.discard(pid)
+                self._resnapshot.pop(pid, None)
+        while len(self.dead) > DEAD_PROCESSES_KEPT:
+            pid, _ = self.dead.popitem(last=False)
+            self.processes.pop(pid, None)
+
+    def maps_changed(self, pid: int) -> bool:
+        """Might pid's mappings differ from its snapshot? Its address space's size
+        is compared (reading all its maps again costs far more); False when gone."""
+        maps = self.processes.get(pid)
+        if maps is None:
+            return True
+        pages = vm_pages_of(pid)
+        return pages != -1 and pages != maps.vm_pages
+
+    def refresh(self, pid: int) -> None:
+        """A new snapshot if the process still lives; else keep the last one."""
+        fresh = ProcessMaps.snapshot(pid)
+        if fresh is not None:
+            self.processes[pid] = fresh
+
+    def binary(self, path: str, pid: int = 0) -> ElfSymbols:
+        syms = self.binaries.get(path)
+        if syms is None and path == "[vdso]":
+            syms = ElfSymbols.load(path, _own_vdso())
+        elif syms is None:
+            # Through the process's root first (containers), then the host path.
+            syms = ElfSymbols.load(f"/proc/{pid}/root{path}") if pid else None
+            if syms is None or syms.image is None:
+                syms = ElfSymbols.load(path)
+            else:
+                syms.path = path
+        self.binaries[path] = syms
+        return syms
+
+    def uid_of(self, pid: int) -> int | None:
+        maps = self.processes.get(pid)
+        return maps.uid if maps is not None and maps.uid is not None else process_uid(pid)
+
+    def perf_map(self, pid: int) -> PerfMap:
+        pm = self.perf_maps.get(pid)
+        if pm is None:
+            pm = self.perf_maps[pid] = PerfMap(os.path.join(PERF_MAP_DIR, f"perf-{pid}.map"))
+        now = time.monotonic()
+        if now - pm.checked >= PERF_MAP_RECHECK_S:   # not once per frame of a stack
+            pm.checked = now
+            pm.refresh(self.uid_of(pid))
+        return pm
+
+    def resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
+        """(name, module, offset) or None."""
+        if pid not in self.processes:
+            self.remember(pid)
+        hit = self._resolve(address, pid)
+        maps = self.processes.get(pid)
+        if hit is None and pid not in self._rechecked:
+            # Mapped (or exec'd) since the snapshot: look again, once, while it lives.
+            self._rechecked.add(pid)
+            if maps is not None and maps.stale():
+                self.processes.pop(pid, None)
+            self.refresh(pid)
+            hit = self._resolve(address, pid)
+        return hit
+
+    def mapping_of(self, address: int, pid: int) -> Mapping | None:
+        """The executable mapping holding an address of pid (snapshot first;
+        looked for again, once, while the process lives)."""
+        if pid not in self.processes:
+            self.remember(pid)
+        if pid in self.dead:
+            self.dead.move_to_end(pid)
+        maps = self.processes.get(pid)
+        mapping = maps.find(address) if maps else None
+        now = time.monotonic()
+        if mapping is None and pid not in self.dead and \
+                now - self._resnapshot.get(pid, -RESNAPSHOT_S) >= RESNAPSHOT_S:
+            self._resnapshot[pid] = now   # mapped (or exec'd) since: look again
+            if maps is not None and maps.stale():
+                self.processes.pop(pid, None)
+            self.refresh(pid)
+            maps = self.processes.get(pid)
+            mapping = maps.find(address) if maps else None
+        return mapping
+
+    def locate(self, address: int, pid: int) -> tuple[ElfSymbols, int, str] | None:
+        """(the binary's symbols, link-time address, path) for a mapped address."""
+        maps = self.processes.get(pid)
+        mapping = maps.find(address) if maps else None
+        if mapping is None or not (mapping.path.startswith("/") or mapping.path == "[vdso]"):
+            return None
+        syms = self.binary(mapping.path, pid)
+        if syms.image is None:
+            return None
+        vaddr = syms.image.vaddr_of_offset(address - mapping.start + mapping.offset)
+        return None if vaddr is None else (syms, vaddr, mapping.path)
+
+    def _resolve(self, address: int, pid: int) -> tuple[str, str, int] | None:
+        located = self.locate(address, pid)
+        if located is not None:
+            syms, vaddr, path = located
+            hit = syms.lookup(vaddr)
+            if hit:
+                return _demangle(hit[0]), os.path.basename(path), hit[1]
+        jit = self.perf_map(pid).lookup(address)
+        if jit is not None:
+            return jit, "[jit]", 0
+        return None
+
+    def rule_for(self, pid: int):
+        """unwind.recover_frames's question: the CFI rule at an address of pid."""
+        def rule(address: int, is_return: bool):
+            # a return address points after the call: look up the call itself
+            located = self.locate(address - 1 if is_return else address, pid)
+            if located is None:
+                return None
+            syms, vaddr, _ = located
+            if syms.cfi is None:
+                syms.cfi = cfi_of(syms.image) or False
+            return syms.cfi.rule_at(vaddr) if syms.cfi else None
+        return rule
+
+
+def module_info(syms: ElfSymbols) -> ModuleInfo | None:
+    """The pprof mapping of a module: its executable segment and build id."""
+    if syms.image is None:
+        return None
+    if syms.info is None:
+        text = syms.image.text_segment()
+        syms.info = ModuleInfo(syms.path, syms.image.build_id(),
+                               text.vaddr if text else 0,
+                               text.vaddr + text.memsz if text else 0,
+                               text.offset if text else 0)
+    return syms.info
+
+
+class KernelModules:
+    """Address ranges of loaded kernel modules (/proc/modules), to name
+    kernel addresses kallsyms does not cover."""
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int, str]] = []
+        self.loaded = False
+
+    def load(self) -> None:
+        self.loaded, ranges = True, []
+        try:
+            with open("/proc/modules") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 6 and parts[5].startswith("0x") and int(parts[5], 16):
+                        ranges.append((int(parts[5], 16), int(parts[1]), parts[0]))
+        except (OSError, ValueError):
+            pass
+        self.ranges = sorted(ranges)
+
+    def name(self, address: int) -> str:
+        if not self.loaded:
+            self.load()
+        for base, size, name in self.ranges:
+            if base <= address < base + size:
+                return unnamed(f"{name}.ko", address - base)
+        return unnamed("[kernel.kallsyms]", address)
+
+
+class Symbolizer:
+    def __init__(self, bpf: Any = None, *, show_module: bool = False,
+                 show_offset: bool = False) -> None:
+        self.bpf = bpf   # unused since user symbols moved here; kept for callers
+        self.show_module = show_module
+        self.show_offset = show_offset
+        self._cache = Lru(FRAME_CACHE_ENTRIES)     # (pid or -1, address) -> Frame
+        self.unknown_frames = 0
+        self.users = UserSymbols()
+        self.kernel_modules = KernelModules()
+        # user stack id -> saved leaf registers and stack bytes (struct ptk_leaf)
+        self.leaves: dict[int, Any] = {}
+        # the in-kernel unwinder's stacks (ptk_unwind.h `ustacks`) and modules
+        self.ustacks: Any = None
+        self.unwinder: Any = None
+        self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
+        # stack hash -> (its frames, how many unnamed), for stacks of module frames only
+        self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
+        self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
+
+    def remember(self, pid: int) -> None:
+        """Keep what is needed to name a process's frames after it exits."""
+        self.users.remember(pid)
+
+    def clear_stacks(self) -> None:
+        """Forget stacks read from the unwinder's map (it was emptied)."""
+        self._ustack_cache.clear()
+        self._named_ustacks.clear()
+
+    def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Thread":
+        """Read what naming will need while the caller compiles its program (the
+        compiler runs in C without the GIL): the kernel's symbols (BCC reads all of
+        /proc/kallsyms on its first lookup) and the symbols of the files the given
+        processes map. Join the thread before using this symbolizer."""
+        import threading
+
+        def work() -> None:
+            try:
+                if kernel:
+                    from bcc import BPF
+                    BPF.ksym(0)
+                for pid in pids:
+                    maps = ProcessMaps.snapshot(pid)
+                    for m in maps.mappings if maps else ():
+                        if m.path.startswith("/"):
+                            self.users.binary(m.path, pid).lookup(0)
+            except Exception:   # naming will read what it needs itself
+                pass
+        thread = threading.Thread(target=work, name="symbols-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def _label(self, name: str, module: str, offset: int) -> str:
+        if self.show_offset:
+            name = f"{name}+{offset:#x}"
+        if self.show_module and module:
+            name = f"{name} [{module}]"
+        return name
+
+    def kernel(self, address: int) -> Frame:
+        key = (-1, address)
+        frame = self._cache.get(key)
+        if frame is None:
+            from bcc import BPF
+            raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
+            name = raw.decode(errors="replace") if raw else ""
+            if not name or name.startswith("[unknown]"):
+                name = self.kernel_modules.name(address)
+            frame = Frame(name, "kernel", module="kernel", address=address)
+            self._cache[key] = frame
+        if frame.unknown:
+            self.unknown_frames += 1
+        return frame
+
+    def user(self, address: int, pid: int) -> Frame:
+        key = (pid, address)
+        frame = self._cache.get(key)
+        if frame is None:
+            frame = self._cache[key] = self._user_frame(address, pid)
+        if frame.unknown:
+            self.unknown_frames += 1
+        return frame
+
+    def _user_frame(self, address: int, pid: int) -> Frame:
+        mapping = self.users.mapping_of(address, pid)
+        if mapping is not None and (mapping.path.startswith("/") or mapping.path == "[vdso]"):
+            syms = self.users.binary(mapping.path, pid)
+            file_offset = address - mapping.start + mapping.offset
+            vaddr = syms.image.vaddr_of_offset(file_offset) if syms.image else None
+            frame = self._vaddr_frame(syms, vaddr, address) if vaddr is not None else None
+            if frame is not None and not frame.unknown:
+                return frame
+            return self._jit_frame(address, pid) or frame or \
+                Frame(unnamed(os.path.basename(mapping.path), file_offset), "user",
+                      os.path.basename(mapping.path), address)
+        jit = self._jit_frame(address, pid)
+        if jit is not None:
+            return jit
+        if mapping is not None:   # anonymous executable memory (a JIT without a perf map)
+            where = mapping.path if mapping.path.startswith("[") else "[anon]"
+            where = "[anon]" if where.startswith("[anon") else where
+            return Frame(unnamed(where, address), "user", where, address)
+        return Frame(unnamed(UNKNOWN, address), "user", address=address)
+
+    def _jit_frame(self, address: int, pid: int) -> Frame | None:
+        name = self.users.perf_map(pid).lookup(address)
+        if name is None:
+            return None
+        return Frame(self._label(name, "[jit]", 0), "jit", module="[jit]", address=address)
+
+    def _vaddr_frame(self, syms: ElfSymbols, vaddr: int, address: int) -> Frame:
+        """The frame at a link-time address of one file: its function, else
+        `MODULE+0xVADDR`; with the module's pprof mapping."""
+        module = os.path.basename(syms.path)
+        hit = syms.lookup(vaddr)
+        name = self._label(_demangle(hit[0]), module, hit[1]) if hit else unnamed(module, vaddr)
+        return Frame(name, "user", module, address, vaddr, module_info(syms))
+
+    def file_frame(self, path: str, file_offset: int) -> Frame:
+        """A frame named by its file and file offset (build-id stack maps)."""
+        key = (path, -1 - file_offset)
+        frame = self._cache.get(key)
+        if frame is None:
+            syms = self.users.binary(path)
+            vaddr = syms.image.vaddr_of_offset(file_offset) if syms.image else None
+            module = os.path.basename(path)
+            frame = self._vaddr_frame(syms, vaddr, file_offset) if vaddr is not None else \
+                Frame(unnamed(module, file_offset), "user", module, file_offset)
+            self._cache[key] = frame
+        return frame
+
+    def module_frame(self, path: str, vaddr: int, pid: int = 0) -> Frame:
+        """A frame named by its file and link-time address: no process needed
+        (for stacks stored as module + offset)."""
+        key = (path, vaddr)
+        frame = self._cache.get(key)
+        if frame is None:
+            frame = self._cache[key] = self._vaddr_frame(self.users.binary(path, pid),
+                                                         vaddr, vaddr)
+        if frame.unknown:
+            self.unknown_frames += 1
+        return frame
+
+    def unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
+        """Frames of a stack the BPF unwinder stored under `stack_hash`, leaf
+        first. Callers are named at return address - 1 (the call itself: a
+        call to a noreturn function may end its caller)."""
+        named = self._named_ustacks.get(stack_hash)
+        if named is not None:   # a stack shared by several counted keys: named once
+            frames, unknown = named
+            self.unknown_frames += unknown
+            return list(frames)
+        before = self.unknown_frames
+        frames = self._unwound_stack(stack_hash, pid)
+        raw = self._ustack_cache.get(stack_hash)
+        from .unwinder import MODULE_SHIFT
+        if frames and raw is not None and not raw[1] and self.unwinder is not None and \
+                all(self.unwinder.module(word >> MODULE_SHIFT) for word in raw[0]):
+            # every frame is (module, address): the same names in any process
+            self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
+        return frames
+
+    def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
+        from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame
+        raw = self._ustack_cache.get(stack_hash)
+        if raw is None:
+            try:
+                value = self.ustacks[self.ustacks.Key(stack_hash)]
+            except (KeyError, TypeError):
+                return []
+            fallback = value.flags & USTACK_FALLBACK
+            # a frame-pointer walk's absolute addresses (process not loaded yet)
+            raw = self._ustack_cache[stack_hash] = (tuple(value.frames[:value.len]), fallback)
+        raw, fallback = raw
+        if fallback:
+            return above_start_dropped([self.user(a, pid) for a in raw])
+        frames = []
+        for i, word in enumerate(raw):
+            module_id, vaddr = split_frame(word)
+            mod = self.unwinder.module(module_id) if module_id and self.unwinder else None
+            if mod is not None:
+                frames.append(self.module_frame(mod.path, vaddr - (1 if i else 0), pid))
+            else:
+                frames.append(self.user(vaddr, pid))
+        return frames
+
+    def hashed_kernel_stack(self, stack_hash: int) -> list[Frame]:
+        """Frames of a kernel stack stored in `kstacks` under its hash, leaf first."""
+        try:
+            value = self.kstacks[self.kstacks.Key(stack_hash)]
+        except (KeyError, TypeError):
+            return []
+        return [self.kernel(a) for a in value.ips[:value.len]]
+
+    def stack(self, stack_map: Any, stack_id: int, *, pid: int = -1,
+              kernel: bool = False) -> list[Frame]:
+        """Frames of one stored stack, leaf first; [] for a negative (missing) id."""
+        if stack_id < 0:
+            return []
+        addresses: Iterable[int] = stack_map.walk(stack_id)
+        if kernel:
+            return [self.kernel(a) for a in addresses]
+        leaf = self.leaves.get(stack_id)
+        if leaf is not None:
+            addresses = recover_frames(list(addresses), leaf.ip, leaf.sp, leaf.bp,
+                                       bytes(leaf.stack), self.users.rule_for(pid))
+        return above_start_dropped([self.user(a, pid) for a in addresses])
+
+
+def above_start_dropped(frames: list[Frame]) -> list[Frame]:
+    """A leaf-first user stack ends at the program's entry: a frame-pointer
+    walk reads one more (garbage) return address above `_start`."""
+    for i, frame in enumerate(frames):
+        if frame.name == "_start" and frame.kind == "user":
+            return frames[:i + 1]
+    return frames
