@@ -124,7 +124,7 @@ def test_closed_stdout_fails_only_when_written():
     meanwhile fd 1 holds /dev/null close-on-exec (no file the tool opens
     lands on fd 1, and a command it starts sees stdout closed)."""
     code = ("import os, sys\n"
-            "from pytracekit import stdout\n"
+            "from pytracekit.cli import stdout\n"
             "with stdout.guarded():\n"
             "    fd = os.open('/dev/null', os.O_RDONLY)\n"
             "    sys.stderr.write(f'fd={fd} cloexec={not os.get_inheritable(1)}\\n')\n"
