@@ -237,3 +237,6 @@ def merged_leaves(*samples: Sample) -> tuple[tuple[int, int], ...]:
 
 def frames(names: Iterable[str], kind: str = "user") -> tuple[Frame, ...]:
     return tuple(Frame(n, kind) for n in names)
+
+
+UNREADABLE = "[unreadable]"   # a user string BPF could not read (bpf/pytracekit.h)

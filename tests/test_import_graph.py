@@ -116,11 +116,6 @@ GROUND_FLOOR = {"pytracekit", "pytracekit.errors", "pytracekit.model", "pytracek
 # Upward imports still to be removed, each with why it is there; the test
 # fails when one disappears, so that this list only shrinks.
 KNOWN_UPWARD = {
-    # stream is both the ring-buffer reader (collect) and the event tools'
-    # runtime (their options and printing): the latter belongs in families/.
-    ("pytracekit.collect.stream", "pytracekit.cli.options"),
-    ("pytracekit.collect.stream", "pytracekit.render.jsonl"),
-    ("pytracekit.collect.stream", "pytracekit.render.text"),
     # uprobe_multi's feature check reads libc's symbols to find an offset.
     ("pytracekit.kernel.features", "pytracekit.symbolize.elf"),
 }

@@ -138,7 +138,8 @@ def test_wakeup_threshold_is_a_power_of_two_below_the_buffer():
 def test_summary_line_and_json():
     summary = stream.StreamSummary(captured=10, printed=9, unread=2)
     assert summary.line() == "10 events captured, 0 lost, 2 left unread at exit"
-    assert summary.obj()["type"] == "loss" and summary.obj()["unread"] == 2
+    from pytracekit.families.event_tools import summary_obj
+    assert summary_obj(summary)["type"] == "loss" and summary_obj(summary)["unread"] == 2
 
 
 def test_interval_and_count_or_a_command():

@@ -24,22 +24,17 @@ import os
 import re
 import select
 import struct
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-import click
 
-from ..cli import options
 from .. import textsafe
 from ..errors import PytracekitError, UsageError
 from ..engine.loader import BPF_DIR, Program, read_source
 from ..model import LossReport
-from ..render.jsonl import dumps, loss_obj
-from ..render.text import UNREADABLE, loss_line
-from ..engine.runner import Target, announce, run_until_done
+from ..model import UNREADABLE
 from ..engine.runner import raise_pending, signals_deferred     # CallbackRings
 
 STREAM_HEADER = "ptk_stream.h"
@@ -58,24 +53,6 @@ BATCH_RECORDS = 8192                # records decoded per iter_unpack call
 FINAL_DRAIN_S = 10.0                # budget for reading the backlog after the target ended
 INTERRUPT_DRAIN_S = 0.5             # ... and after Ctrl-C/SIGTERM
 READER_NICE = -5                    # the reader's priority, relative (see favour_reader)
-
-
-def buffer_option(*short: str) -> Callable:
-    """`-b/--buffer-pages`: the ring buffer size (as BCC's opensnoop -b)."""
-    return click.option(*short, "--buffer-pages", "buffer_pages",
-                        type=click.IntRange(1, options.MAX_BUFFER_PAGES),
-                        default=DEFAULT_BUFFER_PAGES, show_default=True,
-                        help="Ring buffer size in pages (a power of two); a larger "
-                             "buffer rides out longer bursts.")
-
-
-def stream_options(f: Callable) -> Callable:
-    """The options every streaming tool ends with: -b/--buffer-pages, --json,
-    the standard ones and `-- COMMAND`."""
-    for decorator in reversed([buffer_option("-b"), options.json_option(), options.standard,
-                               options.command_argument]):
-        f = decorator(f)
-    return f
 
 
 def check_buffer_pages(pages: int) -> int:
@@ -331,40 +308,6 @@ class RingReader:
         self._consumer.close()
 
 
-class Printer:
-    """Writes formatted batches to stdout with one write per batch.
-
-    `text(rows)` returns lines (without newlines) and `obj(rows)` dicts; the
-    JSON form adds "type": "event"."""
-
-    def __init__(self, as_json: bool, header: str | None,
-                 text: Callable[[list[tuple]], Iterable[str]],
-                 obj: Callable[[list[tuple]], Iterable[dict]]) -> None:
-        self.as_json = as_json
-        self.header = header
-        self._text = text
-        self._obj = obj
-        self._out = sys.stdout
-        self.printed = 0
-
-    def start(self) -> None:
-        if self.header and not self.as_json:
-            self._out.write(self.header + "\n")
-            self._out.flush()
-
-    def rows(self, rows: list[tuple]) -> None:
-        if self.as_json:
-            lines = [dumps({"type": "event", **o}) for o in self._obj(rows)]
-        else:
-            lines = list(self._text(rows))
-        if lines:
-            self._out.write("\n".join(lines) + "\n")
-            self.printed += len(lines)
-
-    def flush(self) -> None:
-        self._out.flush()
-
-
 @dataclass
 class StreamSummary:
     captured: int = 0
@@ -377,10 +320,6 @@ class StreamSummary:
         if self.unread:
             text += f", {self.unread} left unread at exit"
         return text
-
-    def obj(self) -> dict[str, Any]:
-        return {**loss_obj(self.loss), "captured": self.captured, "printed": self.printed,
-                "unread": self.unread}
 
 
 class EventStream:
@@ -452,46 +391,6 @@ def favour_reader() -> None:
     before, keeps its own."""
     with contextlib.suppress(OSError):        # not permitted: the default priority
         os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + READER_NICE)
-
-
-def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
-        duration: float | None = None) -> StreamSummary:
-    """The whole life of a streaming tool after attaching: announce, print
-    events until the duration ends, the command exits or Ctrl-C, read the
-    backlog within a budget, then print the summary (stderr, or a JSON line)."""
-    stream.prog.ready()
-    stream.open()
-    favour_reader()
-    printer.start()
-    announce(message)
-
-    def poll(timeout_ms: int) -> None:
-        stream.poll(printer.rows, timeout_ms)
-        printer.flush()
-
-    reason = "interrupted"
-    try:
-        reason = run_until_done(target, duration=duration, poll=poll)
-        budget = INTERRUPT_DRAIN_S if reason == "interrupted" else FINAL_DRAIN_S
-        stream.drain(printer.rows, budget)
-    except KeyboardInterrupt:      # a second Ctrl-C, or one during a large batch
-        pass
-    finally:
-        summary = stream.summary(printer.printed)
-        report_summary(summary, printer.as_json)
-    return summary
-
-
-def main(pid: int | None, command: tuple[str, ...], open_stream: Callable[[int], EventStream],
-         printer: Callable[[], Printer], *, duration: float | None, message: str) -> None:
-    """A streaming tool's command body: the target (-p or `-- COMMAND`, whose
-    pid `open_stream` compiles in), the program, the run, the teardown."""
-    target = Target.from_options(pid, command)
-    try:
-        with open_stream(target.pid) as events:
-            run(events, target, printer(), duration=duration, message=message)
-    finally:
-        target.finish()
 
 
 class RunEnd:
@@ -573,18 +472,6 @@ class CallbackRings:
         if self.failure is not None:
             failure, self.failure = self.failure, None
             raise failure
-
-
-def report_summary(summary: StreamSummary, as_json: bool) -> None:
-    out = sys.stdout
-    if as_json:
-        out.write(dumps(summary.obj()) + "\n")
-    out.flush()
-    print(summary.line(), file=sys.stderr)
-    warning = loss_line(summary.loss)
-    if warning:
-        print(warning, file=sys.stderr)
-    sys.stderr.flush()
 
 
 def fields(*pairs: tuple[str, str]) -> Fields:

@@ -10,6 +10,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..engine.loader import Program
 from ..engine.net import parse_ports
 from ..render import jsonl
@@ -80,7 +81,7 @@ def tool_options(*duration_short: str) -> Callable[[Callable], Callable]:
     flag the BCC tool leaves free), then the streaming tools' (-b, --json, the
     standard ones, `-- COMMAND`)."""
     def apply(f: Callable) -> Callable:
-        return family_options(options.duration_option(*duration_short)(stream.stream_options(f)))
+        return family_options(options.duration_option(*duration_short)(event_tools.stream_options(f)))
     return apply
 
 

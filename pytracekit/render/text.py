@@ -1,7 +1,8 @@
 """BCC-style text: log2 histograms, count tables, the loss line. Pure functions."""
 from __future__ import annotations
 
-from ..model import Counts, Histogram, LinearHistogram, LossReport, log2_bounds
+from ..model import (UNREADABLE, Counts, Histogram, LinearHistogram, LossReport,
+                     log2_bounds)
 
 _BAR_WIDTH = 40
 
@@ -64,7 +65,6 @@ def counts_table(counts: Counts, limit: int | None = None) -> str:
     return "\n".join([line(headers)] + [line(r) for r in cells])
 
 
-UNREADABLE = "[unreadable]"   # a user string BPF could not read (bpf/pytracekit.h)
 
 
 def loss_line(loss: LossReport) -> str:

@@ -9,6 +9,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import NotFoundError
 
 DRY_RUN_ARGS: list[str] = []
@@ -58,14 +59,14 @@ def formatters(t0: int):
               help="Probe readline() in this shared library, not in /bin/bash.")
 @options.pid_option("-p")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(shared, pid, duration, buffer_pages, as_json, command):
     """Print commands typed into bash: TIME PID COMMAND."""
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(time.monotonic_ns())
-        return stream.Printer(as_json, f"{'TIME':<9}{'PID':<7} COMMAND", lines, objects)
+        return event_tools.Printer(as_json, f"{'TIME':<9}{'PID':<7} COMMAND", lines, objects)
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, shared=shared,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration,

@@ -16,6 +16,7 @@ import click
 from ..render.lossreport import print_loss
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 from ..render.jsonl import dumps
 from ..engine.runner import Target, announce, run_until_done
@@ -160,7 +161,7 @@ def json_formatter(t0: int):
 @click.option("--count", is_flag=True,
               help="Count binds per local address and port; print the table at the end.")
 @options.duration_option()
-@stream.stream_options
+@event_tools.stream_options
 def command(timestamp, wide, pid, port, errors, print_uid, uid, count, duration, buffer_pages,
             as_json, command):
     """Trace bind()s of IPv4/IPv6 sockets: PID COMM PROT ADDR PORT OPTS IF, one line each.
@@ -171,10 +172,10 @@ def command(timestamp, wide, pid, port, errors, print_uid, uid, count, duration,
         run_count(pid, command, uid=uid, ports=port, errors=errors, duration=duration,
                   as_json=as_json)
         return
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, uid=uid, ports=port, errors=errors,
                                          buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, header(timestamp, print_uid, errors, wide),
+                lambda: event_tools.Printer(as_json, header(timestamp, print_uid, errors, wide),
                                        text_formatter(timestamp, print_uid, errors, wide),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing binds ... Hit Ctrl-C to end")

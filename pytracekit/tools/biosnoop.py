@@ -9,6 +9,7 @@ import click
 from ..kernel import block
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -78,13 +79,13 @@ def formatters(*, queued: bool, pattern: bool, t0: int):
 @click.option("-P", "--pattern", is_flag=True,
               help="Show the access pattern (S sequential, R random).")
 @options.duration_option()
-@stream.stream_options
+@event_tools.stream_options
 def command(queued, disk, pattern, duration, buffer_pages, as_json, command):
     """Trace block I/O: one line per request with its latency."""
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(queued=queued, pattern=pattern, t0=time.monotonic_ns())
-        return stream.Printer(as_json, header(queued, pattern), lines, objects)
+        return event_tools.Printer(as_json, header(queued, pattern), lines, objects)
 
-    stream.main(None, command,
+    event_tools.main(None, command,
                 lambda _pid: start(disk=disk, queued=queued, buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing block I/O... Hit Ctrl-C to end.")

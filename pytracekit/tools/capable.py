@@ -12,6 +12,7 @@ import click
 
 from ..cli import options
 from ..collect import stream, user_stacks as ustacks
+from ..families import event_tools
 from ..errors import NotFoundError, NotSupportedError, UsageError
 from ..kernel import tracefs
 from ..collect.stack_maps import without_bpf_frames
@@ -175,7 +176,7 @@ def formatters(extra: bool, t0: int, stack=None, ustack=None):
               help="Show each capability once per process (BCC's --unique).")
 @ustacks.unwind_option()
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(all_checks, pid, extra, cap, denied, kernel_stack, user_stack, unique, unwind,
             duration, buffer_pages, as_json, command):
     """Trace capability checks: TIME UID PID COMM CAP NAME VERDICT."""
@@ -189,7 +190,7 @@ def command(all_checks, pid, extra, cap, denied, kernel_stack, user_stack, uniqu
         opened.append(events)
         return events
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         stack = None
         if kernel_stack:
             symbols = Symbolizer()
@@ -200,7 +201,7 @@ def command(all_checks, pid, extra, cap, denied, kernel_stack, user_stack, uniqu
                 return [f.name for f in without_bpf_frames(frames)]
         ustack = opened[0].user_stack if user_stack else None
         lines, objects = formatters(extra, time.monotonic_ns(), stack, ustack)
-        return stream.Printer(as_json, header(extra), lines, objects)
+        return event_tools.Printer(as_json, header(extra), lines, objects)
 
-    stream.main(pid, command, open_stream, printer, duration=duration,
+    event_tools.main(pid, command, open_stream, printer, duration=duration,
                 message="Tracing capability checks... Hit Ctrl-C to end.")

@@ -14,6 +14,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..collect.stack_maps import without_bpf_frames
 from ..symbolize.symbols import Symbolizer
 
@@ -128,7 +129,7 @@ def formatters(timestamp: bool, t0: int, extended: bool = False, stack=None):
 @click.option("-K", "--kernel-stack", is_flag=True,
               help="Print the kernel stack of each compaction (under its line).")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, as_json, command):
     """Trace zone compactions: COMM PID NODE ZONE ORDER MODE LAT(ms) STATUS."""
     opened: list[stream.EventStream] = []
@@ -138,7 +139,7 @@ def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, as_j
                             buffer_pages=buffer_pages))
         return opened[0]
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         stack = None
         if kernel_stack:
             symbols = Symbolizer()
@@ -148,7 +149,7 @@ def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, as_j
                 frames = symbols.hashed_kernel_stack(stack_hash)
                 return [f.name for f in without_bpf_frames(frames)]
         lines, objects = formatters(timestamp, time.monotonic_ns(), extended, stack)
-        return stream.Printer(as_json, header(timestamp, extended), lines, objects)
+        return event_tools.Printer(as_json, header(timestamp, extended), lines, objects)
 
-    stream.main(pid, command, open_stream, printer, duration=duration,
+    event_tools.main(pid, command, open_stream, printer, duration=duration,
                 message="Tracing compact zone events... Hit Ctrl-C to end.")

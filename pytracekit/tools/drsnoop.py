@@ -13,6 +13,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import UsageError
 from ..kernel import tracefs
 
@@ -99,20 +100,20 @@ def formatters(timestamp: bool, show_uid: bool, by_tid: bool, name: str | None, 
 @click.option("-v", "extended", is_flag=True,
               help="Add the allocation's ORDER and GFP flags (what the tracepoints give).")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(timestamp, show_uid, pid, tid, uid, name, extended, duration, buffer_pages, as_json,
             command):
     """Trace direct page reclaims: COMM PID LAT(ms) PAGES TYPE."""
     if tid is not None and tid <= 0:
         raise UsageError(f"-t/--tid {tid} is not a thread id (a positive number)")
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(timestamp, show_uid, tid is not None, name,
                                     time.monotonic_ns(), extended)
-        return stream.Printer(as_json, header(timestamp, show_uid, tid is not None, extended),
+        return event_tools.Printer(as_json, header(timestamp, show_uid, tid is not None, extended),
                               lines, objects)
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, tid=tid or 0, uid=uid,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration,

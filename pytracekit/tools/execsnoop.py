@@ -13,6 +13,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import UsageError
 from ..render.text import UNREADABLE
 
@@ -140,20 +141,20 @@ def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, ma
 @click.option("--max-args", type=click.IntRange(1, options.MAX_ARGS), default=20, show_default=True,
               help="Arguments parsed and shown.")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(clock, timestamp, failed, print_uid, uid, ppid, quote, name, line, max_args, duration,
             buffer_pages, as_json, command):
     """Trace exec()s: PCOMM PID PPID RET ARGS, one line each."""
     select = Selector(name, line)
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(clock=clock, timestamp=timestamp, print_uid=print_uid,
                                     quote=quote, max_args=max_args, select=select,
                                     t0=time.monotonic_ns())
-        return stream.Printer(as_json, header(clock, timestamp, print_uid), lines, objects)
+        return event_tools.Printer(as_json, header(clock, timestamp, print_uid), lines, objects)
 
     # No pid filter: with `-- COMMAND`, the whole system while the command runs.
-    stream.main(None, command,
+    event_tools.main(None, command,
                 lambda _pid: start(uid=uid, ppid=ppid, failed=failed, max_args=max_args,
                                    buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing exec()s... Hit Ctrl-C to end.")

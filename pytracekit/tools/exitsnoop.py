@@ -10,6 +10,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -84,17 +85,17 @@ def formatters(timestamp: bool, utc: bool, label: str | None, t0: int):
 @click.option("-x", "--failed", is_flag=True, help="Only non-zero exits and signals.")
 @click.option("--per-thread", is_flag=True, help="Trace every thread's exit.")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(timestamp, utc, pid, label, failed, per_thread, duration, buffer_pages, as_json,
             command):
     """Trace process exits: PCOMM PID PPID TID AGE(s) EXIT_CODE."""
     timestamp = timestamp or utc
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(timestamp, utc, label, time.monotonic_ns())
-        return stream.Printer(as_json, header(timestamp, utc, label), lines, objects)
+        return event_tools.Printer(as_json, header(timestamp, utc, label), lines, objects)
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, per_thread=per_thread, failed=failed,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration,

@@ -11,6 +11,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..cli.options import CommandAfterDashes, command_of
 
 DRY_RUN_ARGS: list[str] = []
@@ -60,16 +61,16 @@ def json_formatter(t0: int):
 @click.argument("min_ms", metavar="[MIN_MS]", type=click.FloatRange(0, options.MAX_SECONDS * 1e3),
                 required=False, default=10.0)
 @options.duration_option()
-@stream.buffer_option("-b")
+@event_tools.buffer_option("-b")
 @options.json_option()
 @options.standard
 @click.pass_context
 def command(ctx, pid, all_files, min_ms, duration, buffer_pages, as_json):
     """Trace file reads and writes slower than MIN_MS (default 10), one line each."""
     t0 = time.monotonic_ns()
-    stream.main(pid, command_of(ctx),
+    event_tools.main(pid, command_of(ctx),
                 lambda target_pid: start(pid=target_pid, min_ms=min_ms, all_files=all_files,
                                          buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, HEADER, text_formatter(t0), json_formatter(t0)),
+                lambda: event_tools.Printer(as_json, HEADER, text_formatter(t0), json_formatter(t0)),
                 duration=duration,
                 message=f"Tracing sync read/writes slower than {min_ms:g} ms")

@@ -18,6 +18,7 @@ import click
 
 from ..cli import options
 from ..collect import stream, user_stacks as ustacks
+from ..families import event_tools
 from ..api import Tracer
 from ..collect.stack_maps import without_bpf_frames
 from ..symbolize.symbols import Symbolizer
@@ -214,7 +215,7 @@ def json_formatter(slower: Slower, t0: int, args: int, user: bool = False,
               help="With -U/-K: one folded line per call instead (flamegraph.pl input).")
 @ustacks.unwind_option()
 @options.duration_option()
-@stream.buffer_option("-b")
+@event_tools.buffer_option("-b")
 @options.json_option()
 @options.standard
 @click.argument("patterns", nargs=-1, required=True, metavar="FUNCTION...")
@@ -238,7 +239,7 @@ def command(ctx, pid, min_ms, min_us, arguments, time_of_day, timestamp, user_st
                    buffer_pages=buffer_pages, user_stack=user_stack, kernel_stack=kernel_stack,
                    unwind=unwind)
     t0 = time.monotonic_ns()
-    printer = stream.Printer(as_json, None if folded else header(
+    printer = event_tools.Printer(as_json, None if folded else header(
                                  timestamp, time_of_day, "us" if micro else "ms", arguments),
                              text_formatter(slower, timestamp, time_of_day, micro, arguments,
                                             user_stack, kernel_stack, folded),
@@ -247,6 +248,6 @@ def command(ctx, pid, min_ms, min_us, arguments, time_of_day, timestamp, user_st
     threshold = min_ns / 1e3 if micro else min_ns / 1e6
     assert slower.tracer.target is not None
     with slower:
-        stream.run(slower, slower.tracer.target, printer, duration=duration,
+        event_tools.run(slower, slower.tracer.target, printer, duration=duration,
                    message=f"Tracing function calls slower than {threshold:g} {unit}... "
                            "Ctrl+C to quit.")

@@ -11,6 +11,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..api import Tracer
 from ..errors import NotFoundError
 from ..render.text import UNREADABLE
@@ -93,12 +94,12 @@ def json_formatter(t0: int):
                                                    "ignore_unknown_options": True})
 @options.pid_option("-p")
 @options.duration_option()
-@stream.stream_options
+@event_tools.stream_options
 def command(pid, duration, buffer_pages, as_json, command):
     """Show host name lookups (getaddrinfo, gethostbyname) with their latency, one line each."""
     lookups = start(pid=pid, command=command, buffer_pages=buffer_pages)
-    printer = stream.Printer(as_json, HEADER, text_lines, json_formatter(time.monotonic_ns()))
+    printer = event_tools.Printer(as_json, HEADER, text_lines, json_formatter(time.monotonic_ns()))
     assert lookups.tracer.target is not None
     with lookups:
-        stream.run(lookups, lookups.tracer.target, printer, duration=duration,
+        event_tools.run(lookups, lookups.tracer.target, printer, duration=duration,
                    message="Tracing getaddrinfo/gethostbyname calls... Hit Ctrl-C to end.")

@@ -10,6 +10,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
@@ -71,18 +72,18 @@ def formatters(t0: int, width: int):
               help="Only signals sent to this pid (the thread id for tkill/tgkill).")
 @click.option("-s", "--signal", "sig", default=None, help="Only this signal (number or name).")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(failed, pid, tpid, sig, duration, buffer_pages, as_json, command):
     """Trace kill(), tkill() and tgkill() calls: TIME PID COMM SIG TPID RESULT."""
     number = signal_number(sig)
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         width = pid_width()
         lines, objects = formatters(time.monotonic_ns(), width)
         header = f"{'TIME':<9} {'PID':<{width}} {'COMM':<16} {'SIG':<4} {'TPID':<{width}} RESULT"
-        return stream.Printer(as_json, header, lines, objects)
+        return event_tools.Printer(as_json, header, lines, objects)
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, tpid=tpid, sig=number, failed=failed,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing kill()s... Hit Ctrl-C to end.")

@@ -10,6 +10,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -135,14 +136,14 @@ def formatters(timestamp: bool, t0: int):
 @click.option("-t", "--timestamp", is_flag=True, help="Include a timestamp column.")
 @click.option("-x", "--failed", is_flag=True, help="Only failed calls.")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(pid, timestamp, failed, duration, buffer_pages, as_json, command):
     """Trace mount and umount calls: COMM PID TID MNT_NS CALL."""
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(timestamp, time.monotonic_ns())
-        return stream.Printer(as_json, header(timestamp), lines, objects)
+        return event_tools.Printer(as_json, header(timestamp), lines, objects)
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, failed=failed,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration,

@@ -12,6 +12,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -61,12 +62,12 @@ def formatters(t0: int):
                                             "ignore_unknown_options": True})
 @options.pid_option("-p")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(pid, duration, buffer_pages, as_json, command):
     """Trace OOM kills: who triggered each, the victim and its memory."""
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(time.monotonic_ns())
-        return stream.Printer(as_json, None, lines, objects)
+        return event_tools.Printer(as_json, None, lines, objects)
 
-    stream.main(pid, command, lambda target_pid: start(pid=target_pid, buffer_pages=buffer_pages),
+    event_tools.main(pid, command, lambda target_pid: start(pid=target_pid, buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing OOM kills... Hit Ctrl-C to end.")

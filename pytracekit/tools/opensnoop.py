@@ -13,6 +13,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
@@ -123,17 +124,17 @@ def json_formatter(t0: int, result: str = "fd"):
 @click.option("-e", "--extended-fields", "extended", is_flag=True, help="Show the FLAGS column.")
 @click.option("-f", "--flag-filter", "flags", multiple=True,
               help="Only opens with this flag (O_WRONLY, O_CREAT ...); repeatable.")
-@stream.stream_options
+@event_tools.stream_options
 def command(timestamp, print_uid, failed, pid, tid, uid, duration, name, extended, flags,
             buffer_pages, as_json, command):
     """Trace open() system calls: PID COMM FD ERR PATH, one line each."""
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         t0 = time.monotonic_ns()
-        return stream.Printer(as_json, header(timestamp, print_uid, bool(tid), extended),
+        return event_tools.Printer(as_json, header(timestamp, print_uid, bool(tid), extended),
                               text_formatter(timestamp, print_uid, bool(tid), extended, t0),
                               json_formatter(t0))
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, tid=tid, uid=uid, failed=failed,
                                          name=name, flags=flags, buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing open()s... Hit Ctrl-C to end.")

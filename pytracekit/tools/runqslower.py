@@ -9,6 +9,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
@@ -63,7 +64,7 @@ def formatters(previous: bool, t0: int):
 @click.option("-P", "--previous", is_flag=True,
               help="Also show the previous task's name and TID.")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
+@event_tools.buffer_option("-b")
 @options.json_option()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[MIN_US] [-- COMMAND]")
@@ -75,11 +76,11 @@ def command(pid, tid, previous, duration, buffer_pages, as_json, words):
     if tid is not None and tid <= 0:
         raise UsageError(f"-t/--tid {tid} is not a thread id (a positive number)")
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(previous, time.monotonic_ns())
-        return stream.Printer(as_json, header(previous), lines, objects)
+        return event_tools.Printer(as_json, header(previous), lines, objects)
 
-    stream.main(pid, command_words,
+    event_tools.main(pid, command_words,
                 lambda target_pid: start(min_us=min_us, pid=target_pid, tid=tid or 0,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration,

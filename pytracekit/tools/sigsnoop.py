@@ -11,6 +11,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import UsageError
 from .killsnoop import pid_width, signal_number
 
@@ -100,7 +101,7 @@ def formatters(deliver: bool, names: bool, width: int, t0: int):
 @click.option("-D", "--deliver", is_flag=True,
               help="Trace deliveries (the receiving thread runs the action) instead.")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(failed, pid, tpid, sig, names, deliver, duration, buffer_pages, as_json, command):
     """Trace signals generated: TIME PID COMM SIG TPID RESULT (-D: delivered)."""
     number = signal_number(sig)
@@ -108,13 +109,13 @@ def command(failed, pid, tpid, sig, names, deliver, duration, buffer_pages, as_j
         raise UsageError("-x and -T filter generated signals; with --deliver use "
                                "-p (the receiving process) and -s")
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         width = pid_width()
         lines, objects = formatters(deliver, names, width, time.monotonic_ns())
-        return stream.Printer(as_json, header(deliver, width), lines, objects)
+        return event_tools.Printer(as_json, header(deliver, width), lines, objects)
 
     what = "deliveries" if deliver else "signals"
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, tpid=tpid, sig=number, failed=failed,
                                          deliver=deliver, buffer_pages=buffer_pages),
                 printer, duration=duration, message=f"Tracing {what}... Hit Ctrl-C to end.")

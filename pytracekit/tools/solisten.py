@@ -12,6 +12,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
@@ -76,13 +77,13 @@ def json_formatter(t0: int):
 @click.option("--show-netns", is_flag=True, help="Include the NETNS column.")
 @tcp.family_options
 @options.duration_option()
-@stream.stream_options
+@event_tools.stream_options
 def command(pid, netns, show_netns, ipv4, ipv6, duration, buffer_pages, as_json, command):
     """Trace listen()s of IPv4/IPv6 sockets: PID COMM PROTO BACKLOG PORT ADDR, one line each."""
     family = tcp.family_define(ipv4, ipv6)
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, netns=netns or 0, family=family,
                                          buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, header(show_netns), text_formatter(show_netns),
+                lambda: event_tools.Printer(as_json, header(show_netns), text_formatter(show_netns),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing listen ... Hit Ctrl-C to end")

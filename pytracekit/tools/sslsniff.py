@@ -13,6 +13,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..errors import NotFoundError, UsageError
 from ..probes.specs import find_binary
 from ..textsafe import printable
@@ -165,7 +166,7 @@ def header(extra: bool, latency: bool) -> str:
               help="The OpenSSL libssl to probe (default: libssl as -p's process maps it "
                    "or the linker finds it).")
 @options.duration_option()    # BCC's -d is --debug
-@stream.stream_options
+@event_tools.stream_options
 def command(pid, uid, extra, comm, openssl, gnutls, nss, latency, data, hexdump,
             max_buffer_size, lib, duration, buffer_pages, as_json, command):
     """Sniff OpenSSL and GnuTLS reads and writes: FUNC TIME(s) COMM PID LEN.
@@ -178,11 +179,11 @@ def command(pid, uid, extra, comm, openssl, gnutls, nss, latency, data, hexdump,
         raise UsageError("--max-buffer-size sets how much plaintext --data shows: give --data")
     data_size = max_buffer_size if data else 0
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         lines, objects = formatters(extra, latency, comm, data, hexdump)
-        return stream.Printer(as_json, header(extra, latency), lines, objects)
+        return event_tools.Printer(as_json, header(extra, latency), lines, objects)
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, uid=uid, data_size=data_size, lib=lib,
                                          openssl=openssl, gnutls=gnutls,
                                          buffer_pages=buffer_pages),

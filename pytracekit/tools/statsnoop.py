@@ -11,6 +11,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from . import opensnoop
 
 DRY_RUN_ARGS: list[str] = []
@@ -28,17 +29,17 @@ def start(*, pid: int = 0, failed: bool = False,
 @click.option("-x", "--failed", is_flag=True, help="Only show failed stats.")
 @options.pid_option("-p")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(timestamp, failed, pid, duration, buffer_pages, as_json, command):
     """Trace stat() system calls: PID COMM FD ERR PATH, one line each."""
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         t0 = time.monotonic_ns()
-        return stream.Printer(
+        return event_tools.Printer(
             as_json, opensnoop.header(timestamp, False, False, False, pid_width=7),
             opensnoop.text_formatter(timestamp, False, False, False, t0, pid_width=7),
             opensnoop.json_formatter(t0, result="ret"))
 
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, failed=failed,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing stat()s... Hit Ctrl-C to end.")

@@ -11,6 +11,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
@@ -69,10 +70,10 @@ def command(time_of_day, timestamp, pid, port, ipv4, ipv6, duration, buffer_page
             command):
     """Trace TCP accept()s: PID COMM IP RADDR RPORT LADDR LPORT, one line each."""
     family = tcp.family_define(ipv4, ipv6)
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, ports=port, family=family,
                                          buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, header(time_of_day, timestamp),
+                lambda: event_tools.Printer(as_json, header(time_of_day, timestamp),
                                        text_formatter(time_of_day, timestamp),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing accept ... Hit Ctrl-C to end")

@@ -12,6 +12,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 from ..errors import UsageError
 
@@ -121,8 +122,8 @@ def command(timestamp, pid, port, lport, print_uid, uid, count, dns, ipv4, ipv6,
         tcp.count_main(pid, command, open_stream, duration=duration, message=message,
                        report=lambda prog: print_counts(prog, as_json))
         return
-    stream.main(pid, command, open_stream,
-                lambda: stream.Printer(as_json, header(timestamp, print_uid, lport),
+    event_tools.main(pid, command, open_stream,
+                lambda: event_tools.Printer(as_json, header(timestamp, print_uid, lport),
                                        text_formatter(timestamp, print_uid, lport),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message=message)

@@ -11,6 +11,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 from ..cli.options import CommandAfterDashes, command_of
 
@@ -80,7 +81,7 @@ def json_formatter(t0: int):
                 required=False, default=0.0)
 @tcp.family_options
 @options.duration_option()
-@stream.buffer_option("-b")
+@event_tools.buffer_option("-b")
 @options.json_option()
 @options.standard
 @click.pass_context
@@ -90,10 +91,10 @@ def command(ctx, timestamp, pid, port, lport, min_ms, ipv4, ipv6, duration, buff
 
     With MIN_MS, only connects at least that slow."""
     family = tcp.family_define(ipv4, ipv6)
-    stream.main(pid, command_of(ctx),
+    event_tools.main(pid, command_of(ctx),
                 lambda target_pid: start(pid=target_pid, min_ms=min_ms, ports=port,
                                          family=family, buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, header(timestamp, lport),
+                lambda: event_tools.Printer(as_json, header(timestamp, lport),
                                        text_formatter(timestamp, lport),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing connect ... Hit Ctrl-C to end")

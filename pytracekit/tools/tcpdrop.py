@@ -12,6 +12,8 @@ import time
 import click
 
 from ..collect import stream
+
+from ..families import event_tools
 from ..families import tcp
 from ..kernel import tracefs
 from ..collect.stack_maps import without_bpf_frames
@@ -122,9 +124,9 @@ def command(no_stacks, ipv4, ipv6, duration, buffer_pages, as_json, command):
         opened.append(start(family=family, kernel_stacks=stacks, buffer_pages=buffer_pages))
         return opened[-1]
 
-    def printer() -> stream.Printer:
+    def printer() -> event_tools.Printer:
         drops = Drops(opened[-1])
-        return stream.Printer(as_json, HEADER, text_formatter(drops, stacks),
+        return event_tools.Printer(as_json, HEADER, text_formatter(drops, stacks),
                               json_formatter(drops, stacks, time.monotonic_ns()))
-    stream.main(None, command, open_stream, printer, duration=duration,
+    event_tools.main(None, command, open_stream, printer, duration=duration,
                 message="Tracing TCP drops ... Hit Ctrl-C to end")

@@ -12,6 +12,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
@@ -77,9 +78,9 @@ def command(time_of_day, timestamp, wide, csv, pid, localport, remoteport, ipv4,
     head, prefix = tcp.clock_prefix(time_of_day, timestamp, csv)
     header_fmt, _ = row_format(wide, csv)
     header = head + header_fmt % (*COLUMNS[:2], "IP" if wide or csv else "", *COLUMNS[2:])
-    stream.main(pid, command,
+    event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, lports=localport, rports=remoteport,
                                          family=family, buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, header, text_formatter(prefix, wide, csv),
+                lambda: event_tools.Printer(as_json, header, text_formatter(prefix, wide, csv),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing TCP sessions... Hit Ctrl-C to end.")

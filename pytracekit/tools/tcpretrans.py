@@ -14,6 +14,7 @@ import click
 from ..cli import options
 from ..probes import specs as probes
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 from ..errors import NotSupportedError
 
@@ -117,7 +118,7 @@ def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, as_j
         tcp.count_main(None, command, open_stream, duration=duration, message=message,
                        report=lambda prog: print_counts(prog, as_json))
         return
-    stream.main(None, command, open_stream,
-                lambda: stream.Printer(as_json, header(sequence), text_formatter(sequence),
+    event_tools.main(None, command, open_stream,
+                lambda: event_tools.Printer(as_json, header(sequence), text_formatter(sequence),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message=message)

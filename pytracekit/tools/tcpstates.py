@@ -10,6 +10,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
@@ -80,9 +81,9 @@ def command(time_of_day, timestamp, wide, csv, localport, remoteport, ipv4, ipv6
     head, prefix = tcp.clock_prefix(time_of_day, timestamp, csv)
     header_fmt, _ = row_format(wide, csv)
     header = head + header_fmt % (*COLUMNS[:3], "IP" if wide or csv else "", *COLUMNS[4:])
-    stream.main(None, command,
+    event_tools.main(None, command,
                 lambda _pid: start(lports=localport, rports=remoteport, family=family,
                                    buffer_pages=buffer_pages),
-                lambda: stream.Printer(as_json, header, text_formatter(prefix, wide, csv),
+                lambda: event_tools.Printer(as_json, header, text_formatter(prefix, wide, csv),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing TCP state changes... Hit Ctrl-C to end.")

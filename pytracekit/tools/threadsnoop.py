@@ -10,6 +10,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..probes.specs import find_binary
 from ..engine.runner import Target
 from ..symbolize.symbols import Symbolizer
@@ -61,7 +62,7 @@ def formatters(t0: int, symbols: Symbolizer):
                                                 "ignore_unknown_options": True})
 @options.pid_option("-p")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(pid, duration, buffer_pages, as_json, command):
     """Trace new threads with their start routine: TIME(ms) PID COMM FUNC."""
     target = Target.from_options(pid, command)
@@ -70,7 +71,7 @@ def command(pid, duration, buffer_pages, as_json, command):
         with start(pid=target.pid, libc=libc, buffer_pages=buffer_pages) as events:
             lines, objects = formatters(time.monotonic_ns(), Symbolizer())
             header = f"{'TIME(ms)':<10} {'PID':<7} {'COMM':<16} FUNC"
-            stream.run(events, target, stream.Printer(as_json, header, lines, objects),
+            event_tools.run(events, target, event_tools.Printer(as_json, header, lines, objects),
                        duration=duration, message="Tracing new threads... Hit Ctrl-C to end.")
     finally:
         target.finish()

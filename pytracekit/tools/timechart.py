@@ -12,7 +12,8 @@ import click
 from ..kernel import block
 from ..cli import options
 from .. import outfile
-from ..collect import schedtimes, stream
+from ..collect import schedtimes
+from ..families import event_tools
 from ..render import timeline
 from ..render.lossreport import print_loss
 from ..render.jsonl import dumps
@@ -32,7 +33,7 @@ def monotonic_ns() -> int:
               help="The SVG file to write.")
 @options.pid_option("-p")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
+@event_tools.buffer_option("-b")
 @options.json_option()
 @options.standard
 @options.command_argument

@@ -6,7 +6,8 @@ from __future__ import annotations
 import click
 
 from ..cli import options
-from ..collect import schedtimes, stream
+from ..collect import schedtimes
+from ..families import event_tools
 from ..errors import UsageError
 from ..engine.runner import Target
 
@@ -49,7 +50,7 @@ def json_object(s: schedtimes.Switch) -> dict:
 @click.option("--state", "show_state", is_flag=True,
               help="Also show the state each run ended in (R preempted, S, D, ...).")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
+@event_tools.buffer_option("-b")
 @options.json_option()
 @options.standard
 @options.command_argument
@@ -70,8 +71,8 @@ def command(pid, tid, show_state, duration, buffer_pages, as_json, command):
     target = Target.from_options(pid, command)
     try:
         with schedtimes.start(target, tid=tid or 0, buffer_pages=buffer_pages) as events:
-            stream.run(events, target,
-                       stream.Printer(as_json, header(show_state), lines, objects),
+            event_tools.run(events, target,
+                       event_tools.Printer(as_json, header(show_state), lines, objects),
                        duration=duration, message="Tracing scheduler switches")
     finally:
         target.finish()

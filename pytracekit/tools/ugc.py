@@ -14,6 +14,7 @@ from ..cli import options
 from ..probes import specs as probes
 from ..engine import settings
 from ..collect import stream
+from ..families import event_tools
 from ..errors import NotFoundError, UsageError
 from ..render.jsonl import dumps
 from ..engine.runner import Target
@@ -140,7 +141,7 @@ def formatters(t0: int, milliseconds: bool, text_filter: str | None, gens: Gener
 @click.option("-F", "--filter", "text_filter", default=None,
               help="Only collections whose description contains this text (e.g. 'gen 2').")
 @options.duration_option("-d")
-@stream.buffer_option("-b")
+@event_tools.buffer_option("-b")
 @options.json_option()
 @options.standard
 def command(pid, milliseconds, minimum, text_filter, duration, buffer_pages, as_json):
@@ -154,7 +155,7 @@ def command(pid, milliseconds, minimum, text_filter, duration, buffer_pages, as_
         with start(pid=target.pid, min_ns=min_ns, buffer_pages=buffer_pages) as events:
             lines, objects = formatters(time.monotonic_ns(), milliseconds, text_filter, gens)
             header = f"{'START':<8} {'TIME (' + ('ms' if milliseconds else 'us') + ')':<9} DESCRIPTION"
-            stream.run(events, target, stream.Printer(as_json, header, lines, objects),
+            event_tools.run(events, target, event_tools.Printer(as_json, header, lines, objects),
                        duration=duration,
                        message="Tracing Python garbage collections... Hit Ctrl-C to end.")
             if as_json:

@@ -9,6 +9,7 @@ import click
 
 from ..cli import options
 from ..collect import stream
+from ..families import event_tools
 from ..probes.specs import find_binary
 from ..engine.runner import Target
 from ..symbolize.symbols import Symbolizer
@@ -60,7 +61,7 @@ def formatters(t0: int, symbols: Symbolizer):
                                              "ignore_unknown_options": True})
 @options.pid_option("-p")
 @options.duration_option("-d")
-@stream.stream_options
+@event_tools.stream_options
 def command(pid, duration, buffer_pages, as_json, command):
     """Trace thread starts (pthread_create) with their start routine.
 
@@ -71,7 +72,7 @@ def command(pid, duration, buffer_pages, as_json, command):
         with start(pid=target.pid, libc=libc, buffer_pages=buffer_pages) as events:
             lines, objects = formatters(time.monotonic_ns(), Symbolizer())
             header = f"{'TIME':<8} {'PID':<7} {'TID':<7} {'COMM':<16} {'TYPE':<8} START"
-            stream.run(events, target, stream.Printer(as_json, header, lines, objects),
+            event_tools.run(events, target, event_tools.Printer(as_json, header, lines, objects),
                        duration=duration, message="Tracing thread starts... Hit Ctrl-C to end.")
     finally:
         target.finish()
