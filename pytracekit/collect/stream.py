@@ -6,7 +6,8 @@ A streaming tool is a BPF program plus an event formatter:
   `struct event` records with `events.ringbuf_reserve()` + `ptk_submit()` and
   counts failed reserves with `ptk_count_loss(PTK_LOST_EVENTS)`;
 * the Python side names the struct's fields (`Fields`), and a `Printer`
-  formats batches of decoded tuples as text lines or JSON objects.
+  (families/event_tools.py) formats batches of decoded tuples as text lines
+  or JSON objects.
 
 The ring buffer is read straight from its mmap (as libbpf does), not through
 BCC's one-ctypes-callback-per-event path: a batch of fixed-size records is
@@ -29,12 +30,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-
 from .. import textsafe
 from ..errors import PytracekitError, UsageError
 from ..engine.loader import BPF_DIR, Program, read_source
-from ..model import LossReport
-from ..model import UNREADABLE
+from ..model import UNREADABLE, LossReport
 from ..engine.runner import raise_pending, signals_deferred     # CallbackRings
 
 STREAM_HEADER = "ptk_stream.h"
