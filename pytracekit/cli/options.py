@@ -6,6 +6,8 @@ the long option stays the same across all tools.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from typing import Any, Callable
 
@@ -13,6 +15,7 @@ import click
 
 from ..engine import settings
 from ..errors import UsageError
+from ..render import output
 
 F = Callable[..., Any]
 
@@ -210,6 +213,27 @@ def interval_option(*short: str) -> Callable[[F], F]:
 def json_option() -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True,
                         help="Print JSON (one object per line).")
+
+
+def output_options(*folded_short: str, folded: bool = False) -> Callable[[F], F]:
+    """--json (and --folded, with its short flags, where `folded` or any are
+    given): the output is chosen here, once, and the tool gets it as `out`
+    (render.output), never the flags. A tool not converted yet (no `out`
+    parameter) still gets `as_json`/`folded` (tests/test_output_chosen_once.py
+    lists them)."""
+    def apply(f: F) -> F:
+        takes_out = "out" in inspect.signature(f).parameters
+
+        @functools.wraps(f)
+        def with_output(*args: Any, **kwargs: Any) -> Any:
+            if takes_out:
+                kwargs["out"] = output.chosen(json=kwargs.pop("as_json"),
+                                              folded=kwargs.pop("folded", False))
+            return f(*args, **kwargs)
+        if folded or folded_short:
+            with_output = folded_option(*folded_short)(with_output)
+        return json_option()(with_output)
+    return apply
 
 
 def folded_option(*short: str) -> Callable[[F], F]:

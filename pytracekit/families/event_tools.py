@@ -12,8 +12,9 @@ from ..cli import options
 from ..collect.stream import (DEFAULT_BUFFER_PAGES, FINAL_DRAIN_S, INTERRUPT_DRAIN_S,
                               EventStream, StreamSummary, favour_reader)
 from ..engine.runner import Target, announce, run_until_done
-from ..render.jsonl import dumps, loss_obj
-from ..render.text import loss_line
+from ..render import output
+from ..render.jsonl import loss_obj
+from ..render.output import Output
 
 
 def buffer_option(*short: str) -> Callable:
@@ -26,9 +27,9 @@ def buffer_option(*short: str) -> Callable:
 
 
 def stream_options(f: Callable) -> Callable:
-    """The options every streaming tool ends with: -b/--buffer-pages, --json,
-    the standard ones and `-- COMMAND`."""
-    for decorator in reversed([buffer_option("-b"), options.json_option(), options.standard,
+    """The options every streaming tool ends with: -b/--buffer-pages, the
+    output (--json), the standard ones and `-- COMMAND`."""
+    for decorator in reversed([buffer_option("-b"), options.output_options(), options.standard,
                                options.command_argument]):
         f = decorator(f)
     return f
@@ -36,37 +37,29 @@ def stream_options(f: Callable) -> Callable:
 
 
 class Printer:
-    """Writes formatted batches to stdout with one write per batch.
+    """A batch of events at a time to the run's output (one write per batch).
 
     `text(rows)` returns lines (without newlines) and `obj(rows)` dicts; the
-    JSON form adds "type": "event"."""
+    output writes the form it was chosen for (JSON adds "type": "event")."""
 
-    def __init__(self, as_json: bool, header: str | None,
+    def __init__(self, out: "Output | bool", header: str | None,
                  text: Callable[[list[tuple]], Iterable[str]],
                  obj: Callable[[list[tuple]], Iterable[dict]]) -> None:
-        self.as_json = as_json
+        self.out = output.of(out)
         self.header = header
         self._text = text
         self._obj = obj
-        self._out = sys.stdout
         self.printed = 0
 
     def start(self) -> None:
-        if self.header and not self.as_json:
-            self._out.write(self.header + "\n")
-            self._out.flush()
+        if self.header:
+            self.out.line(self.header)
 
     def rows(self, rows: list[tuple]) -> None:
-        if self.as_json:
-            lines = [dumps({"type": "event", **o}) for o in self._obj(rows)]
-        else:
-            lines = list(self._text(rows))
-        if lines:
-            self._out.write("\n".join(lines) + "\n")
-            self.printed += len(lines)
+        self.printed += self.out.events(rows, text=self._text, obj=self._obj)
 
     def flush(self) -> None:
-        self._out.flush()
+        self.out.flush()
 
 
 def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
@@ -93,7 +86,7 @@ def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
         pass
     finally:
         summary = stream.summary(printer.printed)
-        report_summary(summary, printer.as_json)
+        report_summary(summary, printer.out)
     return summary
 
 
@@ -109,19 +102,17 @@ def main(pid: int | None, command: tuple[str, ...], open_stream: Callable[[int],
         target.finish()
 
 
+def summary_counts(summary: StreamSummary) -> dict[str, int]:
+    return {"captured": summary.captured, "printed": summary.printed, "unread": summary.unread}
+
+
 def summary_obj(summary: StreamSummary) -> dict[str, Any]:
     """The summary's JSON line (its "loss" fields, then the counts)."""
-    return {**loss_obj(summary.loss), "captured": summary.captured,
-            "printed": summary.printed, "unread": summary.unread}
+    return {**loss_obj(summary.loss), **summary_counts(summary)}
 
 
-def report_summary(summary: StreamSummary, as_json: bool) -> None:
-    out = sys.stdout
-    if as_json:
-        out.write(dumps(summary_obj(summary)) + "\n")
-    out.flush()
-    print(summary.line(), file=sys.stderr)
-    warning = loss_line(summary.loss)
-    if warning:
-        print(warning, file=sys.stderr)
-    sys.stderr.flush()
+def report_summary(summary: StreamSummary, out: "Output | bool") -> None:
+    """What was captured and printed (stderr), then the loss: the output's one
+    loss record, whose JSON line is summary_obj."""
+    print(summary.line(), file=sys.stderr, flush=True)
+    output.of(out).loss(summary.loss, **summary_counts(summary))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable
 
-import click
-
 from ..collect.mapdrain import drain
+from ..render import output
+from ..render.output import Output
 from .periodic import report_until_done, timestamp
 from ..engine.runner import Target, run_until_done
 
@@ -29,13 +29,15 @@ def stamped(obj: dict[str, Any], stamp: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_interval_tables(target: Target, print_table: Callable[[dict[str, Any]], None], *,
-                        duration: float | None, interval: float | None, as_json: bool,
-                        poll: Callable[[int], None] | None = None) -> str:
+                        duration: float | None, interval: float | None,
+                        out: "Output | bool" = False,
+                        poll: Callable[[int], None] | None = None, **legacy: Any) -> str:
     """Run until done; every `interval` seconds (when given) and once at the end
     (unless the last interval just ended it) call print_table(stamp), which
     prints the results since the previous call and clears them. `stamp` is
     {"time": "HH:MM:SS", "interval_no": n} with --interval (for JSON lines),
     else {}; text tables get a blank line and the time before them."""
+    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     number = [0]
 
     def report() -> None:
@@ -43,9 +45,8 @@ def run_interval_tables(target: Target, print_table: Callable[[dict[str, Any]], 
         if interval:
             number[0] += 1
             stamp = {"time": timestamp(), "interval_no": number[0]}
-            if not as_json:
-                click.echo()
-                click.echo(stamp["time"])
+            out.line()
+            out.line(stamp["time"])
         print_table(stamp)
 
     return report_until_done(partial(run_until_done, target), report, duration=duration,

@@ -5,7 +5,6 @@ histogram per handler/vector (-d), aggregated in the kernel.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -16,7 +15,7 @@ from ..cli import options
 from . import summary
 from ..engine.loader import Program
 from ..model import Counts, Histogram
-from ..render.jsonl import dumps
+from ..render.output import Output
 from ..collect.stream import cstr, program
 
 SOFTIRQ_NAMES = ("hi", "timer", "net_tx", "net_rx", "block", "irq_poll", "tasklet", "sched",
@@ -81,22 +80,17 @@ def read_histograms(kind: Kind, prog: Program, unit: str) -> dict[str, Histogram
     return dict(sorted(out.items()))
 
 
-def print_totals(kind: Kind, totals: Counts, as_json: bool, timestamp: bool) -> None:
+def print_totals(kind: Kind, totals: Counts, out: Output, timestamp: bool) -> None:
+    """BCC's table, smallest first; in JSON one "total" per name."""
     now = time.strftime("%H:%M:%S")
     rows = sorted(totals.rows.items(), key=lambda kv: (kv[1], kv[0]))     # BCC: ascending
     unit = totals.value_name[len("TOTAL_"):]
-    out = sys.stdout
-    if as_json:
-        for (name,), value in rows:
-            out.write(dumps({"type": "total", "name": name, "value": value, "unit": unit,
-                             "time": now}) + "\n")
-    else:
-        if timestamp:
-            out.write(f"{now:<8}\n")
-        out.write(f"{kind.column:<{kind.width}} {totals.value_name:>11}\n")
-        for (name,), value in rows:
-            out.write(f"{name:<{kind.width}} {value:>11}\n")
-    out.flush()
+    if timestamp:
+        out.line(f"{now:<8}")
+    out.emit(text=[f"{kind.column:<{kind.width}} {totals.value_name:>11}"] +
+             [f"{name:<{kind.width}} {value:>11}" for (name,), value in rows],
+             json=[{"type": "total", "name": name, "value": value, "unit": unit, "time": now}
+                   for (name,), value in rows])
 
 
 def make_command(kind: Kind) -> click.Command:
@@ -109,8 +103,7 @@ def make_command(kind: Kind) -> click.Command:
     @click.option("-d", "--dist", is_flag=True, help="Show distributions as histograms.")
     @click.option("-c", "--cpu", type=int, default=None, help="Trace this CPU only.")
     @summary.summary_options(with_count=False)      # -C is --count here, as in BCC
-    def command(timestamp, nanoseconds, count_only, dist, cpu, interval, duration, as_json,
-                words):
+    def command(timestamp, nanoseconds, count_only, dist, cpu, interval, duration, out, words):
         if count_only and dist:
             from ..errors import UsageError
             raise UsageError("-C (counts) and -d (distributions) cannot be combined")
@@ -118,11 +111,11 @@ def make_command(kind: Kind) -> click.Command:
             if dist:
                 summary.print_histograms(session.read(), section=kind.tool[:-1],
                                          value_name=unit_of(count_only, nanoseconds),
-                                         as_json=as_json, timestamp=timestamp)
+                                         out=out, timestamp=timestamp)
             else:
-                print_totals(kind, session.read(), as_json, timestamp)
+                print_totals(kind, session.read(), out, timestamp)
 
-        summary.main(words, interval, None, duration, as_json,
+        summary.main(words, interval, None, duration, out,
                      lambda: start(kind, dist=dist, count=count_only, cpu=cpu,
                                    nanoseconds=nanoseconds),
                      report, clear=("hist",),

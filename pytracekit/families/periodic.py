@@ -13,10 +13,10 @@ import click
 
 from ..errors import UsageError
 from ..cli.options import split_interval_count
-from ..render.lossreport import print_loss
 from ..collect.mapdrain import drained
 from ..model import Histogram
-from ..render import jsonl
+from ..render import output
+from ..render.output import Output
 from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..textsafe import cstr
@@ -128,34 +128,32 @@ def read_labeled_hists(hist_map: Any, unit: str, names_map: Any = None) -> Label
 
 
 def print_labeled_hists(result: LabeledHists, *, section: str | None, show_name: bool,
-                        as_json: bool, stamp: bool, extra: dict | None = None) -> None:
-    """BCC's print_log2_hist: one histogram, or one per `section = value`."""
+                        out: "Output", stamp: bool, extra: dict | None = None) -> None:
+    """BCC's print_log2_hist: one histogram, or one per `section = value`; in
+    JSON each with its label (and comm), the time with `stamp`, and `extra`."""
     now = timestamp()
-    if stamp and not as_json:
-        click.echo(f"{now}")
+    if stamp:
+        out.line(f"{now}")
     for label in sorted(result.hists):
-        hist = result.hists[label]
         name = result.names.get(label, "")
-        if as_json:
-            obj = jsonl.histogram_obj(hist)
-            if section:
-                obj[section] = label
-                if show_name:
-                    obj["comm"] = name
-            if stamp:
-                obj["time"] = now
-            obj.update(extra or {})
-            click.echo(jsonl.dumps(obj))
-            continue
+        fields: dict[str, Any] = {}
+        heading = ""
         if section:
+            fields[section] = label
+            if show_name:
+                fields["comm"] = name
             shown = f"{label} {name}" if show_name and name else f"{label}"
-            click.echo(f"\n{section} = {shown}")
-        click.echo(log2_histogram(hist))
+            heading = f"\n{section} = {shown}\n"
+        if stamp:
+            fields["time"] = now
+        out.histogram(result.hists[label],
+                      text=lambda hist, heading=heading: heading + log2_histogram(hist),
+                      **{**fields, **(extra or {})})
 
 
 def histogram_tool_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """BCC's runqlat/cpudist options: -T -m -P -L -p -t, [interval [count]],
-    plus -d, -i, --json and `-- COMMAND` (all in ARGS)."""
+    plus -d, -i, the output (--json) and `-- COMMAND` (all in ARGS)."""
     from ..cli import options
     decorators = [
         click.option("-T", "--timestamp", is_flag=True, help="Include a timestamp on output."),
@@ -163,7 +161,7 @@ def histogram_tool_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-P", "--pids", "per_pid", is_flag=True, help="A histogram per process."),
         click.option("-L", "--tids", "per_tid", is_flag=True, help="A histogram per thread."),
         options.pid_option("-p"), options.tid_option("-t"), options.duration_option("-d"),
-        options.interval_option("-i"), options.json_option(), options.standard,
+        options.interval_option("-i"), options.output_options(), options.standard,
         click.argument("args", nargs=-1, type=click.UNPROCESSED),
     ]
     for dec in reversed(decorators):
@@ -211,24 +209,26 @@ class HistogramTool(BpfTool):
 
 
 def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
-                       section: str | None, show_name: bool, as_json: bool, stamp: bool,
+                       section: str | None, show_name: bool, stamp: bool,
                        duration: float | None, interval: float | None, count: int | None,
-                       extra: dict | None = None) -> None:
+                       out: "Output | bool" = False, extra: dict | None = None,
+                       **legacy: Any) -> None:
     """runqlat/cpudist: attach, print histograms every interval and at the end."""
+    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     with tool.prog:
         tool.prog.ready()
         announce(message)
 
         def report(final: bool) -> None:
-            if interval and not as_json:
-                click.echo()
+            if interval:
+                out.line()
             # between intervals the histogram is drained as it is read
             with drained(tool.prog, [] if final else ["hist"]):
                 result = tool.read()
             print_labeled_hists(result, section=section, show_name=show_name,
-                                as_json=as_json, stamp=stamp, extra=extra)
+                                out=out, stamp=stamp, extra=extra)
         run_periodic(target, duration=duration, interval=interval, count=count, report=report)
-        print_loss(tool.loss(), as_json)
+        out.loss(tool.loss())
 
 
 def require_tracepoints(tool: str, *names: str) -> None:

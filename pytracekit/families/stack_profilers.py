@@ -15,7 +15,8 @@ import click
 from .. import outfile
 from ..errors import UsageError
 from ..model import Frame, LossReport, Sample, StackProfile
-from ..render import jsonl
+from ..render import jsonl, output
+from ..render.output import Output
 from ..collect.stack_maps import relabel
 
 if TYPE_CHECKING:
@@ -88,15 +89,9 @@ def bcc_folded(profile: StackProfile) -> str:
 
 # -- JSON and files -------------------------------------------------------------
 
-def header_obj(tool: str, profile: StackProfile) -> dict[str, Any]:
-    return {"type": "profile", "tool": tool, "value_type": profile.value_type,
-            "unit": profile.unit, "period": profile.period,
-            "duration_ns": profile.duration_ns, "total": profile.total,
-            "meta": dict(profile.meta)}
-
-
 def json_lines(tool: str, profile: StackProfile) -> list[str]:
-    objs = [header_obj(tool, profile)]
+    """A profile as --json prints it (the file form of --format json)."""
+    objs = [jsonl.profile_obj(tool, profile)]
     objs += sorted(jsonl.stacks_objs(profile), key=lambda o: -o["value"])
     objs.append(jsonl.loss_obj(profile.loss))
     return [jsonl.dumps(o) for o in objs]
@@ -166,10 +161,9 @@ def with_output_options(f: Any) -> Any:
 
 
 def emit_loss(loss: LossReport) -> None:
-    from ..render.text import loss_line
-    line = loss_line(loss)
-    if line:
-        print(line, file=sys.stderr)
+    """The loss warning of a tool whose stdout is not the profile (report's
+    tables, record's file): the output's loss record in the text form."""
+    output.Output().loss(loss)
 
 
 # -- running a stack tool -------------------------------------------------------
@@ -320,14 +314,15 @@ class StackSession:
         self.target.finish()
 
 
-def print_profile(tool: str, profile: StackProfile, *, folded: bool, as_json: bool,
-                  top: int | None = None, text: Any = None) -> None:
-    """Stacks to stdout in the chosen form, the loss line to stderr."""
-    if as_json:
-        for line in json_lines(tool, profile):
-            click.echo(line)
-    elif folded:
-        click.echo(bcc_folded(profile), nl=False)
-    else:
-        click.echo((text or bcc_stack_text)(profile, top=top))
-    emit_loss(profile.loss)
+def print_profile(tool: str, profile: StackProfile, *, out: "Output | None" = None,
+                  top: int | None = None, text: Any = None,
+                  **legacy: bool) -> None:
+    """Stacks to the run's output in its form (`text(profile, top=)` for
+    text, else BCC's), then the loss. `legacy`: the flags (folded=, as_json=)
+    of a tool not converted yet."""
+    if out is None:
+        out = output.chosen(json=legacy.get("as_json", False),
+                            folded=legacy.get("folded", False))
+    out.stacks(profile, tool=tool, text=lambda p: (text or bcc_stack_text)(p, top=top),
+               folded=lambda p: bcc_folded(p).splitlines())
+    out.loss(profile.loss)

@@ -6,7 +6,6 @@ also accept `-- COMMAND`, told apart by whether they are numbers.
 """
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable, Iterable
 
@@ -15,10 +14,10 @@ import click
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
-from ..render.lossreport import print_loss
 from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
-from ..render.jsonl import dumps, histogram_obj
+from ..render import output
+from ..render.output import Output
 from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
 
@@ -78,9 +77,10 @@ def count_option() -> Callable:
 
 def summary_options(with_count: bool = True) -> Callable:
     """The options every summary tool ends with: --interval [--count]
-    --duration --json, the standard ones, and `[INTERVAL [COUNT]] | -- COMMAND`."""
+    --duration, the output (--json), the standard ones, and
+    `[INTERVAL [COUNT]] | -- COMMAND`."""
     decorators = [options.interval_option(), *([count_option()] if with_count else []),
-                  options.duration_option(), options.json_option(), options.standard,
+                  options.duration_option(), options.output_options(), options.standard,
                   click.argument("words", nargs=-1, type=click.UNPROCESSED,
                                  metavar="[INTERVAL [COUNT]] | [-- COMMAND]")]
 
@@ -102,21 +102,18 @@ def histograms(table: Any, unit: str, label_of: Callable[[int], str] = str) -> d
 
 
 def print_histograms(hists: dict[str, Histogram], *, section: str | None, value_name: str,
-                     as_json: bool, timestamp: bool, extra: dict[str, Any] | None = None) -> None:
-    """BCC's print_log2_hist per label ("\\ndisk = vda" before each), or JSON lines."""
+                     out: "Output | bool" = False, timestamp: bool,
+                     extra: dict[str, Any] | None = None, **legacy: Any) -> None:
+    """BCC's print_log2_hist per label ("\\ndisk = vda" before each); in JSON
+    each histogram with the time and `extra`."""
+    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     now = time.strftime("%H:%M:%S")
-    out = sys.stdout
-    if as_json:
-        for hist in hists.values():
-            out.write(dumps({**histogram_obj(hist), "time": now, **(extra or {})}) + "\n")
-    else:
-        if timestamp:
-            out.write(f"{now:<8}\n")
-        for label, hist in hists.items():
-            if section:
-                out.write(f"\n{section} = {label}\n")
-            out.write(log2_histogram(hist, value_name) + "\n")
-    out.flush()
+    if timestamp:
+        out.line(f"{now:<8}")
+    for label, hist in hists.items():
+        heading = f"\n{section} = {label}\n" if section else ""
+        out.histogram(hist, text=lambda h, heading=heading: heading + log2_histogram(h, value_name),
+                      time=now, **(extra or {}))
 
 
 def run(prog: Program | Session, target: Target, report: Callable[[], None], *, message: str,
@@ -142,7 +139,7 @@ def run(prog: Program | Session, target: Target, report: Callable[[], None], *, 
 
 
 def main(words: tuple[str, ...], interval: float | None, count: int | None,
-         duration: float | None, as_json: bool, open_prog: Callable[[], Session],
+         duration: float | None, out: "Output | bool", open_prog: Callable[[], Session],
          report: Callable[[Session], None], *, clear: Iterable[str], message: str) -> None:
     """A summary tool's command body: `[interval [count]]` or `-- COMMAND`,
     the program, reports every interval and at the end, the loss line."""
@@ -152,6 +149,6 @@ def main(words: tuple[str, ...], interval: float | None, count: int | None,
         with open_prog() as prog:
             run(prog, target, lambda: report(prog), interval=interval, count=count,
                 duration=duration, clear=clear, message=message)
-            print_loss(prog.loss(), as_json)
+            output.of(out).loss(prog.loss())
     finally:
         target.finish()

@@ -13,8 +13,8 @@ from ..collect import stream
 from ..families import event_tools
 from ..engine.loader import Program
 from ..engine.net import parse_ports
-from ..render import jsonl
-from ..render.text import loss_line
+from ..render import output
+from ..render.output import Output
 from ..engine.runner import Target, announce, run_until_done
 
 # include/net/tcp_states.h
@@ -149,17 +149,9 @@ def count_main(pid: int | None, command: tuple[str, ...],
         target.finish()
 
 
-def print_counts(prog: Program, as_json: bool, objects: list[dict], header: str,
+def print_counts(prog: Program, out: "Output | bool", objects: list[dict], header: str,
                  lines: list[str]) -> None:
     """A -c table (BCC's layout) or its JSON lines, then the losses."""
-    loss = prog.loss()
-    if as_json:
-        for obj in objects:
-            click.echo(jsonl.dumps({"type": "count", **obj}))
-        click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-        return
-    click.echo("\n" + header)
-    for line in lines:
-        click.echo(line)
-    if loss_line(loss):
-        click.echo(loss_line(loss), err=True)
+    out = output.of(out)
+    out.emit(text=["\n" + header, *lines], json=[{"type": "count", **obj} for obj in objects])
+    out.loss(prog.loss())

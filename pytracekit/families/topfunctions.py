@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import click
 
-from typing import Callable
+from typing import Any, Callable
 
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..engine.loader import Program
 from ..model import LossReport
 from . import python_stacks as pysampling
-from ..render.jsonl import dumps
+from ..render import output
+from ..render.output import Output
 from ..symbolize.symbols import Symbolizer
 
 
@@ -127,26 +128,30 @@ def lines(shares: list[FunctionShare], seconds: float, frequency: int,
 
 
 def printer(profile: FunctionProfile, *, interactive: bool, frequency: int,
-            limit: int | None, as_json: bool) -> Callable[[], None]:
+            limit: int | None, out: "Output | bool" = False,
+            **legacy: Any) -> Callable[[], None]:
     """show(): print the functions sampled since the previous call."""
+    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     last = [time.monotonic()]
 
     def show() -> None:
         now = time.monotonic()
         shares = profile.take()
-        if as_json:
+
+        def obj() -> dict:
             total = sum(f.samples for f in shares) or 1
-            click.echo(dumps({"type": "functions", "time": time.time(),
-                              "interval_s": round(now - last[0], 6), "frequency": frequency,
-                              "rows": [{"symbol": f.symbol, "module": f.module,
-                                        "kernel": f.kernel, "python": f.python,
-                                        "samples": f.samples,
-                                        "pct": round(100 * f.samples / total, 2)}
-                                       for f in shares[:limit]]}))
-        else:
+            return {"type": "functions", "time": time.time(),
+                    "interval_s": round(now - last[0], 6), "frequency": frequency,
+                    "rows": [{"symbol": f.symbol, "module": f.module, "kernel": f.kernel,
+                              "python": f.python, "samples": f.samples,
+                              "pct": round(100 * f.samples / total, 2)}
+                             for f in shares[:limit]]}
+
+        def text() -> str:
             if interactive:
                 click.clear()
             rows = limit or (os.get_terminal_size().lines - 4 if interactive else limit)
-            click.echo("\n".join(lines(shares, now - last[0], frequency, rows)) + "\n")
+            return "\n".join(lines(shares, now - last[0], frequency, rows)) + "\n"
+        out.emit(text=text, json=obj)
         last[0] = now
     return show

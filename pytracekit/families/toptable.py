@@ -39,7 +39,7 @@ def options_tail(f: Callable) -> Callable:
 
 def _summary_options() -> list[Callable]:
     return [options.interval_option(), summary.count_option(), options.duration_option(),
-            options.json_option(), options.standard,
+            options.output_options(), options.standard,
             click.argument("words", nargs=-1, type=click.UNPROCESSED,
                            metavar="[INTERVAL [COUNT]] | [-- COMMAND]")]
 

@@ -33,3 +33,11 @@ def stacks_objs(profile: StackProfile) -> list[dict[str, Any]]:
     return [{"type": "stack", "pid": s.pid, "comm": s.comm, "value": s.value,
              "frames": [{"name": f.name, "kind": f.kind, "module": f.module} for f in s.stack]}
             for s in profile.samples]
+
+
+def profile_obj(tool: str, profile: StackProfile) -> dict[str, Any]:
+    """The line before a profile's stacks: what they measure and how."""
+    return {"type": "profile", "tool": tool, "value_type": profile.value_type,
+            "unit": profile.unit, "period": profile.period,
+            "duration_ns": profile.duration_ns, "total": profile.total,
+            "meta": dict(profile.meta)}

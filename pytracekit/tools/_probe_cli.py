@@ -67,19 +67,18 @@ def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: fl
 
 
 def run_tool(running: Any, report: Callable[[], None], *, duration: float | None,
-             interval: float | None, as_json: bool,
-             poll: Callable[[int], None] | None = None) -> None:
-    """A tool's whole run after start(): reports, the loss line (and JSON
-    object), "Detaching...", and detaching even when interrupted or failing.
-    `running` is what the tool's start() returned (.tracer, .loss(), .close())."""
-    from ..render import jsonl
-    from ..render.text import loss_line
+             interval: float | None, out: Any = None,
+             poll: Callable[[int], None] | None = None, **legacy: Any) -> None:
+    """A tool's whole run after start(): reports, the loss (the output's loss
+    record), "Detaching...", and detaching even when interrupted or failing.
+    `running` is what the tool's start() returned (.tracer, .loss(), .close()).
+    `legacy`: the as_json flag of a tool not converted yet."""
+    from ..render import output
+    out = output.of(out, **legacy)
     try:
         run_with_reports(running.tracer, report, duration=duration, interval=interval, poll=poll)
-        loss = running.loss()
-        if as_json:
-            click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-        finish_message(loss_line(loss))
+        out.loss(running.loss())
+        finish_message()
     finally:
         running.close()
 
@@ -93,8 +92,6 @@ def tracing_message(count: int, pattern: str) -> str:
     return f'Tracing {count} {noun} for "{pattern}"... Hit Ctrl-C to end.'
 
 
-def finish_message(loss_text: str) -> None:
-    """BCC's closing line, and the loss line when something was not recorded."""
-    if loss_text:
-        click.echo(loss_text, err=True)
+def finish_message() -> None:
+    """BCC's closing line."""
     click.echo("Detaching...", err=True)

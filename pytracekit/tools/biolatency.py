@@ -42,16 +42,16 @@ def read(prog, *, milliseconds: bool, per_disk: bool, per_flags: bool):
 @block.disk_option()
 @summary.summary_options()
 def command(timestamp, queued, milliseconds, per_disk, per_flags, disk, interval, count,
-            duration, as_json, words):
+            duration, out, words):
     """Summarize block device I/O latency as a histogram."""
     section = "disk" if per_disk else "flags" if per_flags else None
 
     def report(session: summary.Session) -> None:
         summary.print_histograms(session.read(), section=section,
                                  value_name="msecs" if milliseconds else "usecs",
-                                 as_json=as_json, timestamp=timestamp)
+                                 out=out, timestamp=timestamp)
 
-    summary.main(words, interval, count, duration, as_json,
+    summary.main(words, interval, count, duration, out,
                  lambda: start(disk=disk, queued=queued, milliseconds=milliseconds,
                                per_disk=per_disk, per_flags=per_flags),
                  report, clear=("hist",), message="Tracing block device I/O... Hit Ctrl-C to end.")

@@ -143,7 +143,7 @@ def formatters(*, clock: bool, timestamp: bool, print_uid: bool, quote: bool, ma
 @options.duration_option("-d")
 @event_tools.stream_options
 def command(clock, timestamp, failed, print_uid, uid, ppid, quote, name, line, max_args, duration,
-            buffer_pages, as_json, command):
+            buffer_pages, out, command):
     """Trace exec()s: PCOMM PID PPID RET ARGS, one line each."""
     select = Selector(name, line)
 
@@ -151,7 +151,7 @@ def command(clock, timestamp, failed, print_uid, uid, ppid, quote, name, line, m
         lines, objects = formatters(clock=clock, timestamp=timestamp, print_uid=print_uid,
                                     quote=quote, max_args=max_args, select=select,
                                     t0=time.monotonic_ns())
-        return event_tools.Printer(as_json, header(clock, timestamp, print_uid), lines, objects)
+        return event_tools.Printer(out, header(clock, timestamp, print_uid), lines, objects)
 
     # No pid filter: with `-- COMMAND`, the whole system while the command runs.
     event_tools.main(None, command,

@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
@@ -21,7 +20,6 @@ from ..engine.loader import Program
 from ..collect.mapdrain import drained
 from ..model import Frame, LossReport, Sample, StackProfile
 from ..families.periodic import BpfTool, attached, command_only, run_periodic
-from ..render import jsonl
 from ..engine.runner import Target, check_runnable
 from ..collect.stack_maps import DELIMITER, stack_path
 from ..symbolize.symbols import Symbolizer
@@ -133,14 +131,11 @@ def stackcount_text(profile: StackProfile) -> str:
               help="Kernel stacks only.")
 @options.duration_option("-d")
 @options.interval_option("-i")
-@click.option("-f", "--folded", "folded_out", is_flag=True,
-              help="Print folded stacks (flamegraph.pl input).")
 @ustacks.unwind_option()
-@options.json_option()
+@options.output_options("-f")
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, user_only, kernel_only, duration, interval, folded_out, unwind, as_json,
-            command):
+def command(pid, user_only, kernel_only, duration, interval, unwind, out, command):
     """Count page faults by stack."""
     if user_only and kernel_only:
         raise UsageError("give only one of -U and -K")
@@ -158,14 +153,9 @@ def command(pid, user_only, kernel_only, duration, interval, folded_out, unwind,
             with drained(tool.prog, [] if final else ["counts"]):
                 profile = tool.read()
             last[:] = [profile]
-            if as_json:
-                for obj in jsonl.stacks_objs(profile):
-                    click.echo(jsonl.dumps(obj))
-            elif folded_out:
-                if profile.samples or final:
-                    click.echo(folded(profile))
-            else:
-                click.echo(stackcount_text(profile))
+            # a folded interval without faults is no line; the end is one, even empty
+            out.stacks(profile, text=stackcount_text,
+                       folded=lambda p: folded(p) if p.samples or final else None)
         run_periodic(target, duration=duration, interval=interval, count=None, report=report,
                      poll=tool.poll)
-        print_loss(last[0].loss, as_json)
+        out.loss(last[0].loss)

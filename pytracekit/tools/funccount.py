@@ -15,7 +15,6 @@ from ..cli import options
 from ..api import Tracer
 from ..model import Counts, LossReport
 from ..probes.specs import ResolvedProbe, parse_spec
-from ..render import jsonl
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
@@ -89,12 +88,12 @@ def delta(now: Counts, before: Counts | None) -> Counts:
 @click.option("-r", "--regexp", "regex", is_flag=True,
               help='Use regular expressions. Default is "*" wildcards only.')
 @click.option("-c", "--cpu", type=click.IntRange(min=0), default=None, help="Trace this CPU only.")
-@options.json_option()
+@options.output_options()
 @common.debug_option()
 @options.standard
 @common.pattern_argument()
 @options.command_argument
-def command(pid, interval, duration, timestamp, regex, cpu, as_json, pattern, command):
+def command(pid, interval, duration, timestamp, regex, cpu, out, pattern, command):
     """Count functions, tracepoints and USDT probes matching PATTERN.
 
     PATTERN: func, p::func (kernel), lib:func, p:lib:func, /path:func,
@@ -107,16 +106,12 @@ def command(pid, interval, duration, timestamp, regex, cpu, as_json, pattern, co
         now = counter.read()
         shown = delta(now, previous[0])
         previous[0] = now
-        if as_json:
-            for obj in jsonl.counts_objs(Counts(("function",), shown.rows)):
-                if obj["count"]:
-                    if timestamp:
-                        obj["time"] = common.timestamp()
-                    click.echo(jsonl.dumps(obj))
-            return
-        click.echo()
-        if timestamp:
-            click.echo(common.timestamp())
-        click.echo(format_counts(shown))
+        stamp = common.timestamp() if timestamp else None
+        out.line()
+        if stamp:
+            out.line(stamp)
+        fired = Counts(("function",), {key: n for key, n in shown.rows.items() if n})
+        out.counts(fired, text=lambda _fired: format_counts(shown),
+                   **({"time": stamp} if stamp else {}))
 
-    common.run_tool(counter, report, duration=duration, interval=interval, as_json=as_json)
+    common.run_tool(counter, report, duration=duration, interval=interval, out=out)

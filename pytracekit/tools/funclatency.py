@@ -16,7 +16,6 @@ from ..collect.mapdrain import drained
 from ..errors import UsageError
 from ..model import Histogram, LossReport
 from ..probes.specs import ResolvedProbe, parse_spec
-from ..render import jsonl
 from ..render.text import log2_histogram
 from . import _probe_cli as common
 
@@ -126,12 +125,12 @@ def format_latency(lat: Latency) -> str:
               help='Use regular expressions. Default is "*" wildcards only.')
 @click.option("-l", "--level", "max_depth", type=click.IntRange(1, 1024), default=32,
               show_default=True, help="Nesting depth of recursive calls that is timed.")
-@options.json_option()
+@options.output_options()
 @options.standard
 @common.pattern_argument()
 @options.command_argument
 def command(pid, interval, duration, timestamp, micro, milli, per_function, regex, max_depth,
-            as_json, pattern, command):
+            out, pattern, command):
     """Time functions matching PATTERN and show log2 histograms of their latency.
 
     PATTERN: func (kernel), lib:func, /path:func; '*' wildcards, or regular
@@ -147,18 +146,14 @@ def command(pid, interval, duration, timestamp, micro, milli, per_function, rege
         with drained(timer.tracer, ["dist", "sums"]):
             latencies = timer.read()
         stamp = common.timestamp() if timestamp else None
-        if as_json:
-            for lat in latencies.values():
-                obj = jsonl.histogram_obj(lat.hist)
-                obj.update(sum=lat.total, count=lat.calls)
-                if stamp:
-                    obj["time"] = stamp
-                click.echo(jsonl.dumps(obj))
-            return
-        click.echo()
+        out.line()
         if stamp:
-            click.echo(stamp)
-        click.echo("\n".join(format_latency(lat) for lat in latencies.values() if lat.calls)
-                   or f"     {unit:<19} : count     distribution")
+            out.line(stamp)
+        if not any(lat.calls for lat in latencies.values()):
+            out.line(f"     {unit:<19} : count     distribution")
+        for lat in latencies.values():
+            out.histogram(lat.hist, text=lambda _hist, lat=lat: format_latency(lat) if lat.calls
+                          else None, sum=lat.total, count=lat.calls,
+                          **({"time": stamp} if stamp else {}))
 
-    common.run_tool(timer, report, duration=duration, interval=interval, as_json=as_json)
+    common.run_tool(timer, report, duration=duration, interval=interval, out=out)

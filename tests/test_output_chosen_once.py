@@ -1,0 +1,120 @@
+"""The output is chosen once (render/output.py): `options.output_options` turns
+--json/--folded into one `Output` handed to the tool as `out`, and the tools and
+their families emit records without asking which form is on. This test reads
+their source: no `as_json`/`json_out` names, no test (`if`, `... if ... else`,
+`while`, `and`/`or`) on a name that speaks of JSON or folding or on
+`out.form`, and --json/--folded made nowhere but through output_options.
+
+NOT_CONVERTED only shrinks: a module on it that passes fails the stale test."""
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pytracekit"
+SCANNED = sorted([*PACKAGE.joinpath("tools").glob("*.py"),
+                  *PACKAGE.joinpath("families").glob("*.py")])
+
+FORBIDDEN_NAMES = {"as_json", "json_out"}
+FORMAT_WORDS = ("json", "folded")
+
+# Modules still branching on the format, to convert (then take them off).
+NOT_CONVERTED = {
+    # a..l
+    'tools/annotate.py', 'tools/argdist.py', 'tools/bashreadline.py', 'tools/bindsnoop.py',
+    'tools/biopattern.py', 'tools/biosnoop.py', 'tools/biostacks.py', 'tools/biotop.py',
+    'tools/bitesize.py', 'tools/cachestat.py', 'tools/capable.py', 'tools/compactsnoop.py',
+    'tools/cprofile.py', 'tools/cpudist.py', 'tools/cpuunclaimed.py', 'tools/deadlock.py',
+    'tools/diff.py', 'tools/doctor.py', 'tools/drsnoop.py', 'tools/exitsnoop.py',
+    'tools/export.py', 'tools/fileslower.py', 'tools/filetop.py', 'tools/funcinterval.py',
+    'tools/funcslower.py', 'tools/gethostlatency.py', 'tools/killsnoop.py',
+    'tools/klockstat.py', 'tools/kmem.py', 'tools/list.py',
+    # m..z
+    'tools/memleak.py', 'tools/mountsnoop.py', 'tools/mutexstat.py', 'tools/offcputime.py',
+    'tools/oomkill.py', 'tools/opensnoop.py', 'tools/pidpersec.py', 'tools/pktcount.py',
+    'tools/profile.py', 'tools/record.py', 'tools/report.py', 'tools/runqlat.py',
+    'tools/runqlen.py', 'tools/runqslower.py', 'tools/schedlat.py', 'tools/script.py',
+    'tools/sigsnoop.py', 'tools/slabratetop.py', 'tools/solisten.py', 'tools/sslsniff.py',
+    'tools/stackcount.py', 'tools/stat.py', 'tools/statsnoop.py', 'tools/syscount.py',
+    'tools/systrace.py', 'tools/tcpaccept.py', 'tools/tcpconnect.py', 'tools/tcpconnlat.py',
+    'tools/tcpdrop.py', 'tools/tcplife.py', 'tools/tcpretrans.py', 'tools/tcprtt.py',
+    'tools/tcpstates.py', 'tools/tcptop.py', 'tools/threadsnoop.py', 'tools/timechart.py',
+    'tools/timehist.py', 'tools/top.py', 'tools/trace.py', 'tools/ugc.py',
+    'tools/uthreads.py', 'tools/vfsstat.py',
+}
+
+
+def _identifiers(node: ast.AST) -> set[str]:
+    """Every name and attribute name read in an expression."""
+    found = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            found.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            found.add(sub.attr)
+    return found
+
+
+def _speaks_of_format(names: set[str]) -> set[str]:
+    return {n for n in names if n == "form" or any(w in n.lower() for w in FORMAT_WORDS)}
+
+
+def branches_on_format(path: Path) -> list[str]:
+    """What in the module chooses by the output format, as `line: what`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.arg) and node.arg in FORBIDDEN_NAMES:
+            found.append(f"{line}: parameter {node.arg}")
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            found.append(f"{line}: name {node.id}")
+        elif isinstance(node, ast.keyword) and node.arg in FORBIDDEN_NAMES:
+            found.append(f"{line}: keyword {node.arg}=")
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_NAMES and \
+                isinstance(node.ctx, ast.Store):
+            found.append(f"{line}: attribute {node.attr}")
+        elif isinstance(node, (ast.If, ast.IfExp, ast.While)):
+            if words := _speaks_of_format(_identifiers(node.test)):
+                found.append(f"{line}: tests {', '.join(sorted(words))}")
+        elif isinstance(node, ast.BoolOp):
+            if words := _speaks_of_format(_identifiers(node)):
+                found.append(f"{line}: and/or on {', '.join(sorted(words))}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("json_option", "folded_option"):
+            found.append(f"{line}: --json/--folded made by {node.func.attr}, "
+                         "not options.output_options")
+    return found
+
+
+def _name(path: Path) -> str:
+    return str(path.relative_to(PACKAGE))
+
+
+def test_the_scan_finds_what_it_forbids(tmp_path):
+    sample = tmp_path / "t.py"
+    sample.write_text("def command(as_json, folded):\n"
+                      "    if folded or x:\n        pass\n"
+                      "    y = 1 if out.form == 'json' else 2\n"
+                      "    options.json_option()\n")
+    found = branches_on_format(sample)
+    assert sorted(f.split(":")[0] for f in found) == ["1", "2", "2", "4", "5"], found
+    clean = tmp_path / "c.py"
+    clean.write_text("def command(out, timestamp):\n"
+                     "    if timestamp:\n        out.line(stamp)\n"
+                     "    out.counts(c, text=lambda c: table(c) if c.rows else None)\n")
+    assert branches_on_format(clean) == []
+
+
+@pytest.mark.parametrize("path", [p for p in SCANNED if _name(p) not in NOT_CONVERTED],
+                         ids=_name)
+def test_tools_emit_records_without_choosing_the_format(path):
+    found = branches_on_format(path)
+    assert not found, (f"{_name(path)} chooses by the output format: {found}; take `out` "
+                       "(options.output_options) and emit records (render/output.py)")
+
+
+def test_not_converted_list_only_shrinks():
+    names = {_name(p) for p in SCANNED}
+    assert NOT_CONVERTED <= names, f"no such modules: {NOT_CONVERTED - names}"
+    stale = sorted(n for n in NOT_CONVERTED if not branches_on_format(PACKAGE / n))
+    assert not stale, f"{stale} are converted: take them off NOT_CONVERTED"
