@@ -20,16 +20,7 @@ FORMAT_WORDS = ("json", "folded")
 
 # Modules still branching on the format, to convert (then take them off).
 NOT_CONVERTED = {
-    # a..l
-    'tools/annotate.py', 'tools/argdist.py', 'tools/bashreadline.py', 'tools/bindsnoop.py',
-    'tools/biopattern.py', 'tools/biosnoop.py', 'tools/biostacks.py', 'tools/biotop.py',
-    'tools/bitesize.py', 'tools/cachestat.py', 'tools/capable.py', 'tools/compactsnoop.py',
-    'tools/cprofile.py', 'tools/cpudist.py', 'tools/cpuunclaimed.py', 'tools/deadlock.py',
-    'tools/diff.py', 'tools/doctor.py', 'tools/drsnoop.py', 'tools/exitsnoop.py',
-    'tools/export.py', 'tools/fileslower.py', 'tools/filetop.py', 'tools/funcinterval.py',
-    'tools/funcslower.py', 'tools/gethostlatency.py', 'tools/killsnoop.py',
-    'tools/klockstat.py', 'tools/kmem.py', 'tools/list.py',
-    # m..z
+    # m..z: the other half of issue 14
     'tools/memleak.py', 'tools/mountsnoop.py', 'tools/mutexstat.py', 'tools/offcputime.py',
     'tools/oomkill.py', 'tools/opensnoop.py', 'tools/pidpersec.py', 'tools/pktcount.py',
     'tools/profile.py', 'tools/record.py', 'tools/report.py', 'tools/runqlat.py',

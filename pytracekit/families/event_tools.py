@@ -39,16 +39,19 @@ def stream_options(f: Callable) -> Callable:
 class Printer:
     """A batch of events at a time to the run's output (one write per batch).
 
-    `text(rows)` returns lines (without newlines) and `obj(rows)` dicts; the
-    output writes the form it was chosen for (JSON adds "type": "event")."""
+    `text(rows)` returns lines (without newlines), `obj(rows)` dicts and
+    `folded(rows)` (tools with --folded) folded lines; the output writes the
+    form it was chosen for (JSON adds "type": "event")."""
 
     def __init__(self, out: "Output | bool", header: str | None,
                  text: Callable[[list[tuple]], Iterable[str]],
-                 obj: Callable[[list[tuple]], Iterable[dict]]) -> None:
+                 obj: Callable[[list[tuple]], Iterable[dict]],
+                 folded: Callable[[list[tuple]], Iterable[str]] | None = None) -> None:
         self.out = output.of(out)
         self.header = header
         self._text = text
         self._obj = obj
+        self._folded = folded
         self.printed = 0
 
     def start(self) -> None:
@@ -56,7 +59,8 @@ class Printer:
             self.out.line(self.header)
 
     def rows(self, rows: list[tuple]) -> None:
-        self.printed += self.out.events(rows, text=self._text, obj=self._obj)
+        self.printed += self.out.events(rows, text=self._text, obj=self._obj,
+                                        folded=self._folded)
 
     def flush(self) -> None:
         self.out.flush()

@@ -113,7 +113,7 @@ def print_histograms(hists: dict[str, Histogram], *, section: str | None, value_
     for label, hist in hists.items():
         heading = f"\n{section} = {label}\n" if section else ""
         out.histogram(hist, text=lambda h, heading=heading: heading + log2_histogram(h, value_name),
-                      time=now, **(extra or {}))
+                      **{"time": now, **(extra or {})})
 
 
 def run(prog: Program | Session, target: Target, report: Callable[[], None], *, message: str,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Iterable, Union
 
+from ..errors import UsageError
 from ..model import Counts, Histogram, LossReport, StackProfile
 from . import jsonl
 from .text import counts_table, log2_histogram, loss_line
@@ -69,6 +70,18 @@ class Output:
     def flush(self) -> None:
         sys.stdout.flush()
 
+    def refuse(self, form: str, why: str) -> None:
+        """A usage error naming `why` when `form` is the one chosen: an option
+        that makes no sense in it (funcslower's -f without stacks)."""
+        if self.form == form:
+            raise UsageError(why)
+
+    def text_only(self, option: str) -> None:
+        """`option` prints a text of its own (cpuunclaimed's CSV): a usage
+        error in any other form."""
+        if self.form != "text":
+            raise UsageError(f"{option} and --{self.form} exclude each other: choose one output")
+
     # -- records of the model ---------------------------------------------------
     def line(self, text: str = "") -> None:
         """A line for people (a column header, the time or a blank line between
@@ -100,12 +113,15 @@ class Output:
         self.emit(text=lambda: text(profile), folded=lambda: folded(profile), json=objects)
 
     def events(self, rows: list[tuple], *, text: Callable[[list[tuple]], Iterable[str]],
-               obj: Callable[[list[tuple]], Iterable[dict]]) -> int:
+               obj: Callable[[list[tuple]], Iterable[dict]],
+               folded: Callable[[list[tuple]], Iterable[str]] | None = None) -> int:
         """A batch of events in one write, unflushed (the reader flushes once
         per poll): text(rows) gives lines, obj(rows) dicts that JSON marks
-        "type": "event". Returns the lines written."""
+        "type": "event", folded(rows) a folded line per event where the tool
+        has one. Returns the lines written."""
         return self.emit(text=lambda: text(rows),
-                         json=lambda: [{"type": "event", **o} for o in obj(rows)], flush=False)
+                         json=lambda: [{"type": "event", **o} for o in obj(rows)],
+                         folded=(lambda: folded(rows)) if folded else None, flush=False)
 
     def loss(self, loss: LossReport, **fields: Any) -> None:
         """The end of every run: in JSON a "loss" line (with `fields`, e.g. an
@@ -153,7 +169,9 @@ class FoldedOutput(Output):
 
 
 def chosen(*, json: bool = False, folded: bool = False) -> Output:
-    """The output the command line asked for (--json wins over --folded)."""
+    """The output the command line asked for: one form, never two."""
+    if json and folded:
+        raise UsageError("--folded and --json exclude each other: choose one output")
     return JsonOutput() if json else FoldedOutput() if folded else Output()
 
 

@@ -10,7 +10,6 @@ from ..collect import recording
 from ..families import stack_profilers as stacktools
 from ..errors import UsageError
 from ..render import annotate as render
-from ..render.jsonl import dumps
 from ..engine.runner import announce, run_until_done
 from . import profile
 
@@ -33,11 +32,11 @@ DRY_RUN_ARGS = ["main", "--duration", "1"]
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Source lines and instructions to list, hottest first.")
 @options.duration_option()
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.pass_context
 def command(ctx: click.Context, function, input_path, pid_list, frequency, module, top,
-            duration, as_json) -> None:
+            duration, out) -> None:
     """Share of a function's samples per source line and per instruction.
 
     Counts the samples that were running in FUNCTION (its leaf samples), from
@@ -65,11 +64,9 @@ def command(ctx: click.Context, function, input_path, pid_list, frequency, modul
     ann = annotation.annotate(prof, function, module)
     for note in ann.notes:
         click.echo(f"note: {note}", err=True)
-    if as_json:
-        click.echo(dumps(render.as_obj(ann, prof.loss, top)))
-    else:
-        click.echo(render.text(ann, top), nl=False)
-    stacktools.emit_loss(prof.loss)
+    out.emit(text=lambda: render.text(ann, top).splitlines(),
+             json=lambda: render.as_obj(ann, prof.loss, top))
+    stacktools.emit_loss(prof.loss)     # on stderr: the JSON object holds it already
 
 
 def _profile_now(pids: list[int], command: tuple[str, ...], frequency: int,

@@ -25,8 +25,8 @@ from ..errors import SpecError, UsageError
 from ..probes.expr import CType
 from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
-from ..render.jsonl import dumps, histogram_obj, loss_obj
-from ..render.text import log2_histogram, loss_line
+from ..render.output import Output
+from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
 
 MAX_KEY_BYTES = 256
@@ -272,25 +272,19 @@ def _display_rows(p: ArgdistProbe, rows: list, top: int | None) -> list[str]:
     return lines
 
 
-def print_results(results: list, top: int | None, as_json: bool, stamp: str) -> None:
-    if not as_json:
-        click.echo(f"[{stamp}]")
+def print_results(results: list, top: int | None, out: Output, stamp: str) -> None:
+    out.line(f"[{stamp}]")
     for p, data in results:
-        if as_json:
-            if p.spec.kind == "hist":
-                click.echo(dumps({**histogram_obj(data), "probe": p.title, "time": stamp}))
-            else:
-                for values, count in sorted(data, key=lambda r: -r[1]):
-                    click.echo(dumps({"type": "count", "probe": p.title, "time": stamp,
-                                      "values": dict(zip(p.names, values)), "count": count}))
-            continue
-        click.echo(p.title)
         if p.spec.kind == "hist":
-            text = log2_histogram(data, p.spec.label or data.label)
-            if text:
-                click.echo(text)
+            def hist_text(hist: Histogram, p: ArgdistProbe = p) -> list[str]:
+                text = log2_histogram(hist, p.spec.label or hist.label)
+                return [p.title] + ([text] if text else [])
+            out.histogram(data, text=hist_text, probe=p.title, time=stamp)
         else:
-            click.echo("\n".join(_display_rows(p, data, top)))
+            out.emit(text=lambda p=p, data=data: [p.title] + _display_rows(p, data, top),
+                     json=[{"type": "count", "probe": p.title, "time": stamp,
+                            "values": dict(zip(p.names, values)), "count": count}
+                           for values, count in sorted(data, key=lambda r: -r[1])])
 
 
 @click.command("argdist", context_settings=options.TOOL_CONTEXT)
@@ -312,11 +306,11 @@ def print_results(results: list, top: int | None, as_json: bool, stamp: str) -> 
               help="Print the generated BPF program (to stderr) before tracing.")
 @click.option("--limit", type=click.IntRange(min=1), default=probes.DEFAULT_LIMIT,
               show_default=True, help="Most probes one spec may expand to.")
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
 def command(pid, string_size, interval, duration, number, cumulative, top, hist_specs,
-            count_specs, print_program, limit, as_json, command):
+            count_specs, print_program, limit, out, command):
     """Counts (-C) and histograms (-H) of argument values, return values and latency.
 
     SPEC: {p,r,t,u}:{[library],category}:function(signature)
@@ -333,7 +327,7 @@ def command(pid, string_size, interval, duration, number, cumulative, top, hist_
         nonlocal printed
         with drained(run.prog, [] if cumulative else [p.map_name for p in run.probes]):
             results = run.read()
-        print_results(results, top, as_json, time.strftime("%H:%M:%S"))
+        print_results(results, top, out, time.strftime("%H:%M:%S"))
         sys.stdout.flush()
         printed += 1
         if number is not None and printed >= number:
@@ -344,12 +338,7 @@ def command(pid, string_size, interval, duration, number, cumulative, top, hist_
                  "Hit Ctrl-C to end.")
         run_until_done(run.target, duration=duration, interval=interval, on_interval=tick)
         if number is None or printed < number:
-            print_results(run.read(), top, as_json, time.strftime("%H:%M:%S"))
-        loss = run.loss()
-        if as_json:
-            click.echo(dumps(loss_obj(loss)))
-        warning = loss_line(loss)
-        if warning:
-            click.echo(warning, err=True)
+            print_results(run.read(), top, out, time.strftime("%H:%M:%S"))
+        out.loss(run.loss())
     finally:
         run.close()

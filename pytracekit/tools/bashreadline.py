@@ -60,11 +60,11 @@ def formatters(t0: int):
 @options.pid_option("-p")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(shared, pid, duration, buffer_pages, as_json, command):
+def command(shared, pid, duration, buffer_pages, out, command):
     """Print commands typed into bash: TIME PID COMMAND."""
     def printer() -> event_tools.Printer:
         lines, objects = formatters(time.monotonic_ns())
-        return event_tools.Printer(as_json, f"{'TIME':<9}{'PID':<7} COMMAND", lines, objects)
+        return event_tools.Printer(out, f"{'TIME':<9}{'PID':<7} COMMAND", lines, objects)
 
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, shared=shared,

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..collect import stream
 from ..families import event_tools
 from ..families import tcp
-from ..render.jsonl import dumps
+from ..render.output import Output
 from ..engine.runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
@@ -68,7 +66,7 @@ def count_text(rows: list[tuple[str, int, int, int]]) -> str:
 
 
 def run_count(pid: int | None, command: tuple[str, ...], *, uid: int | None, ports, errors: bool,
-              duration: float | None, as_json: bool) -> None:
+              duration: float | None, out: Output) -> None:
     target = Target.from_options(pid, command)
     try:
         events = start(pid=target.pid, uid=uid, ports=ports, errors=errors, count=True)
@@ -77,14 +75,10 @@ def run_count(pid: int | None, command: tuple[str, ...], *, uid: int | None, por
             announce("Tracing binds ... Hit Ctrl-C to end")
             run_until_done(target, duration=duration)
             rows = read_counts(events.prog)
-            if as_json:
-                sys.stdout.write("".join(
-                    dumps({"type": "count", "addr": addr, "ip": ip, "port": port,
-                           "binds": binds}) + "\n" for addr, port, ip, binds in rows))
-            else:
-                sys.stdout.write(count_text(rows))
-            sys.stdout.flush()
-            print_loss(events.loss(), as_json)
+            out.emit(text=lambda: count_text(rows).splitlines(),
+                     json=[{"type": "count", "addr": addr, "ip": ip, "port": port,
+                            "binds": binds} for addr, port, ip, binds in rows])
+            out.loss(events.loss())
         finally:
             events.close()
     finally:
@@ -163,19 +157,19 @@ def json_formatter(t0: int):
 @options.duration_option()
 @event_tools.stream_options
 def command(timestamp, wide, pid, port, errors, print_uid, uid, count, duration, buffer_pages,
-            as_json, command):
+            out, command):
     """Trace bind()s of IPv4/IPv6 sockets: PID COMM PROT ADDR PORT OPTS IF, one line each.
 
     OPTS: F IP_FREEBIND, T IP_TRANSPARENT, N IP_BIND_ADDRESS_NO_PORT, R SO_REUSEADDR,
     r SO_REUSEPORT. --count: LADDR LPORT BINDS at the end instead."""
     if count:
         run_count(pid, command, uid=uid, ports=port, errors=errors, duration=duration,
-                  as_json=as_json)
+                  out=out)
         return
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, uid=uid, ports=port, errors=errors,
                                          buffer_pages=buffer_pages),
-                lambda: event_tools.Printer(as_json, header(timestamp, print_uid, errors, wide),
+                lambda: event_tools.Printer(out, header(timestamp, print_uid, errors, wide),
                                        text_formatter(timestamp, print_uid, errors, wide),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing binds ... Hit Ctrl-C to end")

@@ -80,11 +80,11 @@ def formatters(*, queued: bool, pattern: bool, t0: int):
               help="Show the access pattern (S sequential, R random).")
 @options.duration_option()
 @event_tools.stream_options
-def command(queued, disk, pattern, duration, buffer_pages, as_json, command):
+def command(queued, disk, pattern, duration, buffer_pages, out, command):
     """Trace block I/O: one line per request with its latency."""
     def printer() -> event_tools.Printer:
         lines, objects = formatters(queued=queued, pattern=pattern, t0=time.monotonic_ns())
-        return event_tools.Printer(as_json, header(queued, pattern), lines, objects)
+        return event_tools.Printer(out, header(queued, pattern), lines, objects)
 
     event_tools.main(None, command,
                 lambda _pid: start(disk=disk, queued=queued, buffer_pages=buffer_pages),

@@ -3,18 +3,16 @@ the process and disk that started the requests (libbpf-tools' biostacks
 layout), from block:block_io_start (or block_rq_issue) to block_rq_complete."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import click
 
-from ..render.lossreport import print_loss
 from ..kernel import block
 from ..cli import options
 from ..collect.mapdrain import drain
 from ..model import Histogram
 from ..families.periodic import run_periodic, timestamp
-from ..render.jsonl import dumps, histogram_obj
+from ..render.jsonl import histogram_obj
 from ..render.text import log2_histogram
 from ..engine.runner import Target, announce
 from ..collect.stack_maps import without_bpf_frames
@@ -87,10 +85,10 @@ def text(groups: list[StackLatency], unit: str) -> str:
 @options.pid_option("-p")
 @options.interval_option()
 @options.duration_option()
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
-def command(disk, milliseconds, pid, interval, duration, as_json, command):
+def command(disk, milliseconds, pid, interval, duration, out, command):
     """Block I/O latency per initiating kernel stack, process and disk."""
     unit = "msecs" if milliseconds else "usecs"
     target = Target.from_options(pid, command)
@@ -102,21 +100,17 @@ def command(disk, milliseconds, pid, interval, duration, as_json, command):
 
             def report(_final: bool) -> None:
                 groups = stacks.read()
-                if as_json:
-                    now = timestamp()
-                    sys.stdout.write("".join(
-                        dumps({**histogram_obj(g.hist), "type": "stack", "time": now,
-                               "comm": g.comm, "pid": g.pid, "disk": g.disk,
-                               "kernel_stack": g.stack}) + "\n" for g in groups))
-                else:
-                    if interval:
-                        sys.stdout.write(f"{timestamp()}\n")
-                    sys.stdout.write(text(groups, unit))
-                sys.stdout.flush()
+                now = timestamp()
+                if interval:
+                    out.line(now)
+                out.emit(text=lambda: text(groups, unit).splitlines(),
+                         json=[{**histogram_obj(g.hist), "type": "stack", "time": now,
+                                "comm": g.comm, "pid": g.pid, "disk": g.disk,
+                                "kernel_stack": g.stack} for g in groups])
 
             run_periodic(target, duration=duration, interval=interval, count=None,
                          report=report)
-            print_loss(stacks.loss(), as_json)
+            out.loss(stacks.loss())
         finally:
             stacks.close()
     finally:

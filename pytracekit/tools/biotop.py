@@ -5,15 +5,11 @@ kernel (no kprobes); see bpf/biotop.bpf.c.
 """
 from __future__ import annotations
 
-import sys
-
 import click
 
-from ..render.lossreport import print_loss
 from ..kernel import block
 from ..cli import options
 from ..families import summary, toptable
-from ..render.jsonl import dumps
 from ..engine.runner import Target
 from ..collect.stream import cstr, program
 
@@ -60,7 +56,7 @@ def objects(rows: list[tuple], stamp: dict) -> list[dict]:
 @options.pid_option("-p")
 @block.disk_option()
 @toptable.options_tail
-def command(maxrows, pid, disk, noclear, nosummary, interval, count, duration, as_json, words):
+def command(maxrows, pid, disk, noclear, nosummary, interval, count, duration, out, words):
     """Summarize block device I/O by process, direction and disk, every interval."""
     interval, count, cmd = toptable.interval_count_command(words, interval, count)
     target = Target.from_options(pid, cmd)
@@ -69,18 +65,15 @@ def command(maxrows, pid, disk, noclear, nosummary, interval, count, duration, a
     def report(session: summary.Session) -> None:
         rows = session.read()
         number[0] += 1
-        if as_json:
-            out = "".join(dumps(o) + "\n" for o in objects(rows, toptable.stamp(number[0])))
-        else:
-            out = toptable.prefix(clear=not noclear, loadavg=not nosummary) + text(rows, maxrows)
-        sys.stdout.write(out)
-        sys.stdout.flush()
+        out.emit(text=lambda: (toptable.prefix(clear=not noclear, loadavg=not nosummary) +
+                               text(rows, maxrows)).splitlines(),
+                 json=lambda: objects(rows, toptable.stamp(number[0])))
 
     try:
         with start(pid=target.pid, disk=disk) as session:
             summary.run(session, target, lambda: report(session), interval=interval,
                         count=count, duration=duration, clear=("io_by_process",),
                         message=f"Tracing... Output every {interval:g} secs. Hit Ctrl-C to end")
-            print_loss(session.loss(), as_json)
+            out.loss(session.loss())
     finally:
         target.finish()

@@ -32,11 +32,11 @@ def read(prog) -> dict[str, Histogram]:
                                              "ignore_unknown_options": True})
 @block.disk_option()
 @summary.summary_options()
-def command(disk, interval, count, duration, as_json, words):
+def command(disk, interval, count, duration, out, words):
     """Summarize block I/O sizes per process name as histograms."""
     def report(session: summary.Session) -> None:
         summary.print_histograms(session.read(), section="Process Name", value_name="Kbytes",
-                                 as_json=as_json, timestamp=False)
+                                 out=out, timestamp=False)
 
-    summary.main(words, interval, count, duration, as_json, lambda: start(disk=disk), report,
+    summary.main(words, interval, count, duration, out, lambda: start(disk=disk), report,
                  clear=("hist",), message="Tracing block I/O... Hit Ctrl-C to end.")

@@ -6,17 +6,14 @@ lookup that finds its page: HITS and HITRATIO are printed as "-" (null in
 JSON). docs/tools/cachestat.md says exactly what each column counts."""
 from __future__ import annotations
 
-import sys
 import time
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
 from ..families.periodic import run_periodic, timestamp
-from ..render.jsonl import dumps
 from ..engine.runner import Target, announce
 
 DRY_RUN_ARGS: list[str] = []
@@ -72,11 +69,11 @@ def row(now: str | None, misses: int, dirties: int, buffers: float, cached: floa
 @options.pid_option("-p")
 @options.interval_option("-i")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED,
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
-def command(stamp, pid, interval, duration, as_json, words):
+def command(stamp, pid, interval, duration, out, words):
     """Page cache misses (pages added) and dirtied folios per interval; hits: see docs."""
     pos_interval, count, command_words = options.split_interval_count(words)
     if pos_interval is not None and interval is not None:
@@ -88,8 +85,7 @@ def command(stamp, pid, interval, duration, as_json, words):
         try:
             cache.prog.ready()
             announce("Tracing page cache... Output every %g secs. Hit Ctrl-C to end" % interval)
-            if not as_json:
-                sys.stdout.write(header(stamp) + "\n")
+            out.line(header(stamp))
             last = {"totals": dict.fromkeys(STATS, 0), "at": time.monotonic()}
 
             def report(_final: bool) -> None:
@@ -98,22 +94,19 @@ def command(stamp, pid, interval, duration, as_json, words):
                 seconds = now - last["at"]
                 last.update(totals=totals, at=now)
                 buffers, cached = meminfo_mb()
-                if as_json:
-                    line = dumps({"type": "interval", "time": timestamp(),
-                                  "seconds": round(seconds, 3), "hits": None,
-                                  "misses": counts["added_pages"],
-                                  "added_folios": counts["added_folios"],
-                                  "dirties": counts["dirtied_folios"], "hitratio": None,
-                                  "buffers_mb": round(buffers, 1), "cached_mb": round(cached, 1)})
-                else:
-                    line = row(timestamp() if stamp else None, counts["added_pages"],
-                               counts["dirtied_folios"], buffers, cached)
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+                out.emit(text=lambda: row(timestamp() if stamp else None, counts["added_pages"],
+                                          counts["dirtied_folios"], buffers, cached),
+                         json=lambda: {"type": "interval", "time": timestamp(),
+                                       "seconds": round(seconds, 3), "hits": None,
+                                       "misses": counts["added_pages"],
+                                       "added_folios": counts["added_folios"],
+                                       "dirties": counts["dirtied_folios"], "hitratio": None,
+                                       "buffers_mb": round(buffers, 1),
+                                       "cached_mb": round(cached, 1)})
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            print_loss(cache.loss(), as_json)
+            out.loss(cache.loss())
         finally:
             cache.close()
     finally:

@@ -178,7 +178,7 @@ def formatters(extra: bool, t0: int, stack=None, ustack=None):
 @options.duration_option("-d")
 @event_tools.stream_options
 def command(all_checks, pid, extra, cap, denied, kernel_stack, user_stack, unique, unwind,
-            duration, buffer_pages, as_json, command):
+            duration, buffer_pages, out, command):
     """Trace capability checks: TIME UID PID COMM CAP NAME VERDICT."""
     number = cap_number(cap)
     opened: list[stream.EventStream] = []
@@ -201,7 +201,7 @@ def command(all_checks, pid, extra, cap, denied, kernel_stack, user_stack, uniqu
                 return [f.name for f in without_bpf_frames(frames)]
         ustack = opened[0].user_stack if user_stack else None
         lines, objects = formatters(extra, time.monotonic_ns(), stack, ustack)
-        return event_tools.Printer(as_json, header(extra), lines, objects)
+        return event_tools.Printer(out, header(extra), lines, objects)
 
     event_tools.main(pid, command, open_stream, printer, duration=duration,
                 message="Tracing capability checks... Hit Ctrl-C to end.")

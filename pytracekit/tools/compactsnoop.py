@@ -130,7 +130,7 @@ def formatters(timestamp: bool, t0: int, extended: bool = False, stack=None):
               help="Print the kernel stack of each compaction (under its line).")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, as_json, command):
+def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, out, command):
     """Trace zone compactions: COMM PID NODE ZONE ORDER MODE LAT(ms) STATUS."""
     opened: list[stream.EventStream] = []
 
@@ -149,7 +149,7 @@ def command(timestamp, pid, extended, kernel_stack, duration, buffer_pages, as_j
                 frames = symbols.hashed_kernel_stack(stack_hash)
                 return [f.name for f in without_bpf_frames(frames)]
         lines, objects = formatters(timestamp, time.monotonic_ns(), extended, stack)
-        return event_tools.Printer(as_json, header(timestamp, extended), lines, objects)
+        return event_tools.Printer(out, header(timestamp, extended), lines, objects)
 
     event_tools.main(pid, command, open_stream, printer, duration=duration,
                 message="Tracing compact zone events... Hit Ctrl-C to end.")

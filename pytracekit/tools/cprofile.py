@@ -22,7 +22,6 @@ from ..families import stack_profilers as stacktools
 from ..errors import PytracekitError, UsageError
 from ..fleet.continuous import Push, PyroscopePusher, RotatingDir, Windower
 from ..model import LossReport
-from ..render.jsonl import dumps
 from ..engine.runner import announce, run_until_done
 
 DRY_RUN_ARGS = ["--dir", "/tmp/pytracekit-cprofile-dry-run"]
@@ -159,11 +158,11 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 @click.option("--python/--no-python", "python", default=True, show_default=True,
               help="cpu: Python frames of CPython 3.8-3.13 processes (found per process).")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.pass_context
 def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, frequency,
-            pid_list, python, duration, as_json) -> None:
+            pid_list, python, duration, out) -> None:
     """Profile continuously; every window becomes a pprof file or a push.
 
     \b
@@ -210,15 +209,13 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
         report_window(stream.kind, start, now, profile, path)
 
     def report_window(kind, start, end, profile, path) -> None:
-        if as_json:
-            click.echo(dumps({"type": "window", "kind": kind, "from_unix": round(start, 3),
-                              "until_unix": round(end, 3), "value_type": profile.value_type,
-                              "unit": profile.unit, "total": profile.total,
-                              "stacks": len(profile.samples), "file": path}))
-        else:
-            click.echo(f"{time.strftime('%H:%M:%S', time.localtime(end))} {kind:<6} "
-                       f"{profile.total:>10} {profile.unit:<12} {len(profile.samples):>6} "
-                       f"stacks" + (f" -> {path}" if path else ""))
+        out.emit(text=lambda: f"{time.strftime('%H:%M:%S', time.localtime(end))} {kind:<6} "
+                              f"{profile.total:>10} {profile.unit:<12} {len(profile.samples):>6} "
+                              f"stacks" + (f" -> {path}" if path else ""),
+                 json=lambda: {"type": "window", "kind": kind, "from_unix": round(start, 3),
+                               "until_unix": round(end, 3), "value_type": profile.value_type,
+                               "unit": profile.unit, "total": profile.total,
+                               "stacks": len(profile.samples), "file": path})
 
     def poll(timeout_ms: int) -> None:
         for stream in streams[1:]:
@@ -253,11 +250,8 @@ def command(ctx, every, kinds, directory, keep, push_url, app, tags, retries, fr
         if stats.failed or stats.dropped:
             click.echo(f"cprofile: {stats.failed} pushes failed, {stats.dropped} dropped "
                        f"(last error: {stats.last_error})", err=True)
-    if as_json:
-        click.echo(dumps(summary))
-        click.echo(dumps({"type": "loss", **loss.as_dict()}))
-    else:
-        stacktools.emit_loss(loss)
+    out.emit(json=summary)
+    out.loss(loss)
     for note in filter(None, notes):
         click.echo(note, err=True)
     if totals["write_errors"]:    # ...but the run failed

@@ -28,7 +28,7 @@ def start(*, pid: int = 0, tid: int = 0, milliseconds: bool = False, label_by: i
 @click.option("-O", "--offcpu", is_flag=True, help="Measure off-CPU time instead.")
 @histogram_tool_options
 def command(offcpu, timestamp, milliseconds, per_pid, per_tid, pid, tid, duration, interval,
-            as_json, args):
+            out, args):
     """Summarize on-CPU time per task as a histogram.
 
     ARGS: [interval [count]] and/or -- COMMAND to run and trace.
@@ -45,7 +45,7 @@ def command(offcpu, timestamp, milliseconds, per_pid, per_tid, pid, tid, duratio
                            message=f"Tracing {'off' if offcpu else 'on'}-CPU time... "
                                    "Hit Ctrl-C to end.",
                            section={0: None, 1: "pid", 2: "tid"}[label_by], show_name=True,
-                           as_json=as_json, stamp=timestamp, duration=duration,
+                           out=out, stamp=timestamp, duration=duration,
                            interval=interval or pos_interval, count=count,
                            extra={"offcpu": offcpu})
     finally:

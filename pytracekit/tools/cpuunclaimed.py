@@ -5,19 +5,16 @@ perf events with a fixed period) and compared tick by tick. -j/-J print each
 tick's run queue lengths (and -J each CPU's sample offset) as BCC's CSV."""
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..engine.loader import Program
 from ..families.periodic import run_periodic, timestamp
-from ..render.jsonl import dumps
 from ..engine.runner import Target, announce
 
 DRY_RUN_ARGS: list[str] = []
@@ -141,11 +138,11 @@ def start() -> RunQueues:
 @click.option("-T", "--timestamp", "stamp", is_flag=True, help="Include a timestamp on output.")
 @options.interval_option("-i")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED,
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
-def command(csv, fullcsv, stamp, interval, duration, as_json, words):
+def command(csv, fullcsv, stamp, interval, duration, out, words):
     """CPU utilization and idle CPUs unclaimed while tasks waited elsewhere."""
     pos_interval, count, command_words = options.split_interval_count(words)
     if pos_interval is not None and interval is not None:
@@ -154,9 +151,8 @@ def command(csv, fullcsv, stamp, interval, duration, as_json, words):
     if csv and (pos_interval is not None or interval is not None):
         raise UsageError("-j/-J print every tick: give no interval (use -d SECONDS or "
                          "-- COMMAND to bound the run)")
-    if csv and as_json:
-        raise UsageError("-j/-J and --json exclude each other: choose one output")
     if csv:
+        out.text_only("-j/-J")
         interval, count = CSV_READ_EVERY, None
     interval = interval or pos_interval or 1.0
     target = Target.from_options(None, command_words)
@@ -165,34 +161,28 @@ def command(csv, fullcsv, stamp, interval, duration, as_json, words):
         try:
             queues.prog.ready()
             if csv:
-                sys.stdout.write(csv_header(queues.ncpu, stamp, fullcsv) + "\n")
+                out.line(csv_header(queues.ncpu, stamp, fullcsv))
             else:
                 announce("Sampling run queues... Output every %g seconds. Hit Ctrl-C to end."
                          % interval)
 
             def report(final: bool) -> None:
                 if csv:
-                    rows = csv_rows(queues.take_ticks(final), queues.ncpu, stamp, fullcsv)
-                    sys.stdout.write("".join(r + "\n" for r in rows))
-                    sys.stdout.flush()
+                    out.emit(text=csv_rows(queues.take_ticks(final), queues.ncpu, stamp, fullcsv))
                     return
                 t = queues.take(final)
                 util, unclaimed = t.percent()
-                if as_json:
-                    line = dumps({"type": "interval", "time": timestamp(), "ticks": t.ticks,
-                                  "incomplete_ticks": t.incomplete, "busy": t.busy,
-                                  "idle": t.idle, "unclaimed": t.unclaimed,
-                                  "cpu_percent": round(util, 2),
-                                  "unclaimed_percent": round(unclaimed, 2)})
-                else:
-                    line = (f"{timestamp():<8} " if stamp else "") + \
-                        "%%CPU %6.2f%%, unclaimed idle %0.2f%%" % (util, unclaimed)
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+                out.emit(text=lambda: (f"{timestamp():<8} " if stamp else "") +
+                         "%%CPU %6.2f%%, unclaimed idle %0.2f%%" % (util, unclaimed),
+                         json=lambda: {"type": "interval", "time": timestamp(), "ticks": t.ticks,
+                                       "incomplete_ticks": t.incomplete, "busy": t.busy,
+                                       "idle": t.idle, "unclaimed": t.unclaimed,
+                                       "cpu_percent": round(util, 2),
+                                       "unclaimed_percent": round(unclaimed, 2)})
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            print_loss(queues.loss(), as_json)
+            out.loss(queues.loss())
         finally:
             queues.close()
     finally:

@@ -9,13 +9,11 @@ without frame pointers has whole stacks; --unwind fp follows frame pointers."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..collect import user_stacks as ustacks
 from ..symbolize.datasyms import user_data_symbol
@@ -23,7 +21,7 @@ from ..errors import NotFoundError, UsageError
 from ..engine.loader import Program
 from ..outfile import check_writable, write_file
 from ..families.periodic import require_alive
-from ..render.jsonl import dumps
+from ..render.output import Output
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
@@ -160,13 +158,14 @@ def start(*, pid: int, binary: str = "c", lock_symbols: tuple[str, ...] = ("pthr
 
 
 def report(graph: LockGraph, cycle: list[int], by_pair: dict[tuple[int, int], Edge],
-           as_json: bool) -> None:
+           out: Output) -> None:
     names = {m: "Mutex M%d (%s0x%016x)" % (i, f"{graph.names[m]} " if m in graph.names else "", m)
              for i, m in enumerate(cycle)}
     pairs = list(zip(cycle, cycle[1:] + cycle[:1]))
     creators = graph.creators()
     tids = list(dict.fromkeys(by_pair[p].tid for p in pairs))
-    if as_json:
+
+    def obj() -> dict:
         def frames(site: tuple[int, int]) -> list[str]:
             return [name for _a, name in graph.stack(site)]
         threads = []
@@ -175,36 +174,40 @@ def report(graph: LockGraph, cycle: list[int], by_pair: dict[tuple[int, int], Ed
             threads.append({"tid": tid, "parent_tid": parent[0] if parent else None,
                             "parent_comm": parent[1] if parent else None,
                             "stack": frames(parent[2]) if parent else []})
-        sys.stdout.write(dumps({
+        return {
             "type": "cycle",
             "mutexes": [{"address": m, "name": graph.names.get(m)} for m in cycle],
             "edges": [{"held": m, "wanted": n, "tid": by_pair[m, n].tid,
                        "comm": by_pair[m, n].comm,
                        "held_stack": frames(by_pair[m, n].held_site),
                        "wanted_stack": frames(by_pair[m, n].wanted_site)} for m, n in pairs],
-            "threads": threads}) + "\n")
-        return
-    out = ["----------------", "Potential Deadlock Detected!", "",
-           "Cycle in lock order graph: %s" % " => ".join(names[m] for m in cycle + cycle[:1]), ""]
+            "threads": threads}
 
-    def stack_lines(site: tuple[int, int]) -> list[str]:
-        return ["@ %016x %s" % (address, name) for address, name in graph.stack(site)]
-    for m, n in pairs:
-        e = by_pair[m, n]
-        out.append(f"{names[n]} acquired here while holding {names[m]} in Thread {e.tid} "
-                   f"({e.comm}):")
-        out += stack_lines(e.wanted_site) + [""]
-        out.append(f"{names[m]} previously acquired by the same Thread {e.tid} ({e.comm}) here:")
-        out += stack_lines(e.held_site) + [""]
-    for tid in tids:
-        parent = creators.get(tid)
-        if parent:
-            out.append(f"Thread {tid} created by Thread {parent[0]} ({parent[1]}) here: ")
-            out += stack_lines(parent[2])
-        else:
-            out.append(f"Could not find stack trace where Thread {tid} was created")
-        out.append("")
-    sys.stdout.write("\n".join(out) + "\n")
+    def text() -> list[str]:
+        lines = ["----------------", "Potential Deadlock Detected!", "",
+                 "Cycle in lock order graph: %s" % " => ".join(names[m]
+                                                               for m in cycle + cycle[:1]), ""]
+
+        def stack_lines(site: tuple[int, int]) -> list[str]:
+            return ["@ %016x %s" % (address, name) for address, name in graph.stack(site)]
+        for m, n in pairs:
+            e = by_pair[m, n]
+            lines.append(f"{names[n]} acquired here while holding {names[m]} in Thread {e.tid} "
+                         f"({e.comm}):")
+            lines += stack_lines(e.wanted_site) + [""]
+            lines.append(f"{names[m]} previously acquired by the same Thread {e.tid} "
+                         f"({e.comm}) here:")
+            lines += stack_lines(e.held_site) + [""]
+        for tid in tids:
+            parent = creators.get(tid)
+            if parent:
+                lines.append(f"Thread {tid} created by Thread {parent[0]} ({parent[1]}) here: ")
+                lines += stack_lines(parent[2])
+            else:
+                lines.append(f"Could not find stack trace where Thread {tid} was created")
+            lines.append("")
+        return lines
+    out.emit(text=text, json=obj)
 
 
 @click.command("deadlock", context_settings={**options.TOOL_CONTEXT,
@@ -226,11 +229,11 @@ def report(graph: LockGraph, cycle: list[int], by_pair: dict[tuple[int, int], Ed
                    "rewritten every second and at the end.")
 @ustacks.unwind_option()
 @options.duration_option()
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[PID] | [-- COMMAND]")
 def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path, unwind,
-            duration, as_json, words):
+            duration, out, words):
     """Find lock-order inversions (potential deadlocks) between a process's mutexes."""
     if len(words) == 1 and words[0].isdigit():     # BCC's positional PID
         if pid is not None:
@@ -261,7 +264,7 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path
                 if dump_path and time.monotonic() >= next_dump[0]:
                     next_dump[0] = time.monotonic() + DUMP_EVERY
                     dump_graph(graph, dump_path)
-                if look(graph, as_json, found):
+                if look(graph, out, found):
                     raise Stop("SIGINT")
 
             # the unwinder's rings (new processes, a held command) while waiting
@@ -270,15 +273,13 @@ def command(pid, binary, lock_symbols, unlock_symbols, threads, edges, dump_path
                            poll=poll)
             if dump_path:   # the whole graph, also when a cycle ended the run
                 dump_graph(graph, dump_path)
-            if not found and not look(graph, as_json, found):
+            if not found and not look(graph, out, found):
                 mutexes = {m for e in graph.edges() for m in (e.held, e.wanted)}
-                if as_json:
-                    sys.stdout.write(dumps({"type": "none", "mutexes": len(mutexes),
-                                            "edges": len(graph.edges())}) + "\n")
-                else:
-                    sys.stdout.write(f"No potential deadlock found ({len(mutexes)} mutexes "
-                                     f"in {len(graph.edges())} lock-order edges).\n")
-            print_loss(graph.loss(), as_json)
+                out.emit(text=f"No potential deadlock found ({len(mutexes)} mutexes "
+                              f"in {len(graph.edges())} lock-order edges).",
+                         json={"type": "none", "mutexes": len(mutexes),
+                               "edges": len(graph.edges())})
+            out.loss(graph.loss())
         finally:
             graph.close()
     finally:
@@ -317,7 +318,7 @@ def dump_graph(graph: LockGraph, path: str) -> None:
     write_file(path, json.dumps(node_link_data(graph), indent=2).encode() + b"\n")
 
 
-def look(graph: LockGraph, as_json: bool, found: list[list[int]]) -> bool:
+def look(graph: LockGraph, out: Output, found: list[list[int]]) -> bool:
     """Print the first cycle of the lock-order graph, if there is one."""
     all_edges = graph.edges()
     by_pair = {(e.held, e.wanted): e for e in all_edges}
@@ -328,6 +329,5 @@ def look(graph: LockGraph, as_json: bool, found: list[list[int]]) -> bool:
     if not cycle:
         return False
     found.append(cycle)
-    report(graph, cycle, by_pair, as_json)
-    sys.stdout.flush()
+    report(graph, cycle, by_pair, out)
     return True

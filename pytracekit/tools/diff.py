@@ -10,7 +10,6 @@ from ..cli import options
 from .. import outfile
 from ..collect import recording
 from ..render import reporting
-from ..render import jsonl
 
 DRY_RUN_ARGS: list[str] = []
 LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run
@@ -23,9 +22,9 @@ LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run
               help="Functions to list.")
 @click.option("--output", metavar="FILE", default=None,
               help="Write a differential flame graph (HTML): growth red, shrink blue.")
-@options.json_option()
+@options.output_options()
 @options.standard
-def command(before_path, after_path, top, output, as_json) -> None:
+def command(before_path, after_path, top, output, out) -> None:
     """Compare two recordings made by `pytracekit record`.
 
     Functions are ranked by the change in their total (inclusive) share.
@@ -48,22 +47,19 @@ def command(before_path, after_path, top, output, as_json) -> None:
         raise UsageError(f"cannot compare {kinds[0]} ({before_path}) with {kinds[1]} "
                          f"({after_path}): record both at the same event")
     changes = reporting.diff_functions(before, after)
-    if as_json:
-        for c in changes:
-            click.echo(jsonl.dumps({"type": "change", "function": c.name,
-                                    "before_self": round(c.before_self, 4),
-                                    "after_self": round(c.after_self, 4),
-                                    "before_total": round(c.before_total, 4),
-                                    "after_total": round(c.after_total, 4),
-                                    "before_total_per_s": _rounded(c.before_total_rate),
-                                    "after_total_per_s": _rounded(c.after_total_rate),
-                                    "before_self_per_s": _rounded(c.before_self_rate),
-                                    "after_self_per_s": _rounded(c.after_self_rate)}))
-    else:
-        unit = unit_name(before)
-        click.echo(f"# {before_path}: {before.total}  ->  {after_path}: {after.total} "
-                   f"({unit}); /s: {unit} per second of each recording\n")
-        click.echo(reporting.diff_text(changes, top=top))
+    unit = unit_name(before)
+    out.emit(text=lambda: [f"# {before_path}: {before.total}  ->  {after_path}: {after.total} "
+                           f"({unit}); /s: {unit} per second of each recording\n",
+                           reporting.diff_text(changes, top=top)],
+             json=lambda: [{"type": "change", "function": c.name,
+                            "before_self": round(c.before_self, 4),
+                            "after_self": round(c.after_self, 4),
+                            "before_total": round(c.before_total, 4),
+                            "after_total": round(c.after_total, 4),
+                            "before_total_per_s": _rounded(c.before_total_rate),
+                            "after_total_per_s": _rounded(c.after_total_rate),
+                            "before_self_per_s": _rounded(c.before_self_rate),
+                            "after_self_per_s": _rounded(c.after_self_rate)} for c in changes])
     if output:
         from ..render.flamegraph import diff_flamegraph_html
         outfile.write_file(output, diff_flamegraph_html(before, after).encode())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import os
 import time
 
@@ -103,19 +102,14 @@ def run_checks() -> list[Check]:
 
 
 @click.command("doctor", context_settings=options.TOOL_CONTEXT)
-@options.json_option()
+@options.output_options()
 @options.standard
-def command(as_json: bool) -> None:
+def command(out) -> None:
     """Show what this kernel supports, with the evidence for each answer."""
     from ..engine.loader import require_root
     require_root()
     checks = run_checks()
-    if as_json:
-        for c in checks:
-            click.echo(json.dumps({"type": "feature", "feature": c.name, "available": c.ok,
-                                   "evidence": c.evidence}))
-        return
     width = max(len(c.name) for c in checks)
-    for c in checks:
-        mark = "yes" if c.ok else "no "
-        click.echo(f"{c.name:<{width}}  {mark}  {c.evidence}")
+    out.emit(text=[f"{c.name:<{width}}  {'yes' if c.ok else 'no '}  {c.evidence}" for c in checks],
+             json=[{"type": "feature", "feature": c.name, "available": c.ok,
+                    "evidence": c.evidence} for c in checks])

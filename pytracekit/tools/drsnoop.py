@@ -101,7 +101,7 @@ def formatters(timestamp: bool, show_uid: bool, by_tid: bool, name: str | None, 
               help="Add the allocation's ORDER and GFP flags (what the tracepoints give).")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(timestamp, show_uid, pid, tid, uid, name, extended, duration, buffer_pages, as_json,
+def command(timestamp, show_uid, pid, tid, uid, name, extended, duration, buffer_pages, out,
             command):
     """Trace direct page reclaims: COMM PID LAT(ms) PAGES TYPE."""
     if tid is not None and tid <= 0:
@@ -110,7 +110,7 @@ def command(timestamp, show_uid, pid, tid, uid, name, extended, duration, buffer
     def printer() -> event_tools.Printer:
         lines, objects = formatters(timestamp, show_uid, tid is not None, name,
                                     time.monotonic_ns(), extended)
-        return event_tools.Printer(as_json, header(timestamp, show_uid, tid is not None, extended),
+        return event_tools.Printer(out, header(timestamp, show_uid, tid is not None, extended),
                               lines, objects)
 
     event_tools.main(pid, command,

@@ -86,14 +86,14 @@ def formatters(timestamp: bool, utc: bool, label: str | None, t0: int):
 @click.option("--per-thread", is_flag=True, help="Trace every thread's exit.")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(timestamp, utc, pid, label, failed, per_thread, duration, buffer_pages, as_json,
+def command(timestamp, utc, pid, label, failed, per_thread, duration, buffer_pages, out,
             command):
     """Trace process exits: PCOMM PID PPID TID AGE(s) EXIT_CODE."""
     timestamp = timestamp or utc
 
     def printer() -> event_tools.Printer:
         lines, objects = formatters(timestamp, utc, label, time.monotonic_ns())
-        return event_tools.Printer(as_json, header(timestamp, utc, label), lines, objects)
+        return event_tools.Printer(out, header(timestamp, utc, label), lines, objects)
 
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, per_thread=per_thread, failed=failed,

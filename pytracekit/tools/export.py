@@ -17,7 +17,6 @@ from ..fleet.exporter import (ToolCollector, close_all, json_objs, metrics_url, 
                                start_tools)
 from ..fleet.sources import SOURCES
 from ..errors import UsageError
-from ..render.jsonl import dumps
 from ..engine.runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS = ["--tool", "offcputime"]
@@ -49,9 +48,9 @@ def load_config(config_path: str | None, tools: tuple[str, ...], listen: str | N
                    f"(default {fleet_config.DEFAULT_LABEL_LIMIT}).")
 @click.option("--list-tools", is_flag=True, help="List the tools export can run and exit.")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
-def command(config_path, tools, listen, label_limit, list_tools, duration, as_json) -> None:
+def command(config_path, tools, listen, label_limit, list_tools, duration, out) -> None:
     """Serve tools' results as Prometheus metrics until Ctrl-C.
 
     \b
@@ -82,9 +81,7 @@ def command(config_path, tools, listen, label_limit, list_tools, duration, as_js
             announce(f"Serving metrics of {', '.join(r.name for r in running)} on "
                      f"{metrics_url(server, config.listen)} ... Hit Ctrl-C to end.")
             run_until_done(Target(), duration=duration, poll=collector.poll)
-            if as_json:
-                for obj in json_objs(collector):
-                    click.echo(dumps(obj))
+            out.emit(json=lambda: json_objs(collector))    # the text form: the metrics served
             for run in running:
                 if run.read_errors:
                     click.echo(f"export: {run.read_errors} reads of {run.name} failed "

@@ -62,15 +62,15 @@ def json_formatter(t0: int):
                 required=False, default=10.0)
 @options.duration_option()
 @event_tools.buffer_option("-b")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.pass_context
-def command(ctx, pid, all_files, min_ms, duration, buffer_pages, as_json):
+def command(ctx, pid, all_files, min_ms, duration, buffer_pages, out):
     """Trace file reads and writes slower than MIN_MS (default 10), one line each."""
     t0 = time.monotonic_ns()
     event_tools.main(pid, command_of(ctx),
                 lambda target_pid: start(pid=target_pid, min_ms=min_ms, all_files=all_files,
                                          buffer_pages=buffer_pages),
-                lambda: event_tools.Printer(as_json, HEADER, text_formatter(t0), json_formatter(t0)),
+                lambda: event_tools.Printer(out, HEADER, text_formatter(t0), json_formatter(t0)),
                 duration=duration,
                 message=f"Tracing sync read/writes slower than {min_ms:g} ms")

@@ -6,14 +6,11 @@ summed in the kernel (no kprobes); see bpf/filetop.bpf.c.
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..families import summary, toptable
-from ..render.jsonl import dumps
 from ..engine.runner import Target
 from ..collect.stream import cstr, program
 
@@ -78,7 +75,7 @@ def objects(rows: list[Row], stamp: dict) -> list[dict]:
 @options.pid_option("-p")
 @toptable.options_tail
 def command(all_files, maxrows, sort, pid, noclear, nosummary, interval, count, duration,
-            as_json, words):
+            out, words):
     """Summarize file reads and writes by thread and file, every interval."""
     interval, count, cmd = toptable.interval_count_command(words, interval, count)
     target = Target.from_options(pid, cmd)
@@ -87,18 +84,15 @@ def command(all_files, maxrows, sort, pid, noclear, nosummary, interval, count, 
     def report(session: summary.Session) -> None:
         rows = session.read()
         number[0] += 1
-        if as_json:
-            out = "".join(dumps(o) + "\n" for o in objects(rows, toptable.stamp(number[0])))
-        else:
-            out = toptable.prefix(clear=not noclear, loadavg=not nosummary) + text(rows, maxrows)
-        sys.stdout.write(out)
-        sys.stdout.flush()
+        out.emit(text=lambda: (toptable.prefix(clear=not noclear, loadavg=not nosummary) +
+                               text(rows, maxrows)).splitlines(),
+                 json=lambda: objects(rows, toptable.stamp(number[0])))
 
     try:
         with start(pid=target.pid, all_files=all_files, sort=sort) as session:
             summary.run(session, target, lambda: report(session), interval=interval,
                         count=count, duration=duration, clear=("files",),
                         message=f"Tracing... Output every {interval:g} secs. Hit Ctrl-C to end")
-            print_loss(session.loss(), as_json)
+            out.loss(session.loss())
     finally:
         target.finish()

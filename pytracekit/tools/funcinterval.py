@@ -15,7 +15,6 @@ from ..collect.mapdrain import drained
 from ..errors import UsageError
 from ..model import Histogram, LossReport
 from ..probes.specs import parse_spec
-from ..render import jsonl
 from ..render.text import log2_histogram
 from ..cli.options import CommandAfterDashes, command_of
 from . import _probe_cli as common
@@ -74,11 +73,11 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
 @options.timestamp_option("-T")
 @click.option("-u", "--microseconds", "micro", is_flag=True, help="Microsecond histogram.")
 @click.option("-m", "--milliseconds", "milli", is_flag=True, help="Millisecond histogram.")
-@options.json_option()
+@options.output_options()
 @options.standard
 @common.pattern_argument()
 @click.pass_context
-def command(ctx, pid, interval, duration, timestamp, micro, milli, as_json, pattern):
+def command(ctx, pid, interval, duration, timestamp, micro, milli, out, pattern):
     """Show the time between consecutive calls of PATTERN as a log2 histogram.
 
     PATTERN: func (kernel), lib:func, /path:func, t:category:event; '*' wildcards.
@@ -92,16 +91,11 @@ def command(ctx, pid, interval, duration, timestamp, micro, milli, as_json, patt
         with drained(intervals.tracer, ["hist"]):
             hist = intervals.read()
         stamp = common.timestamp() if timestamp else None
-        if as_json:
-            obj = jsonl.histogram_obj(hist)
-            if stamp:
-                obj["time"] = stamp
-            click.echo(jsonl.dumps(obj))
-            return
-        click.echo()
+        out.line()
         if stamp:
-            click.echo(stamp)
-        click.echo(log2_histogram(hist, unit) if hist.buckets
-                   else f"     {unit:<19} : count     distribution")
+            out.line(stamp)
+        out.histogram(hist, text=lambda h: log2_histogram(h, unit) if h.buckets
+                      else f"     {unit:<19} : count     distribution",
+                      **({"time": stamp} if stamp else {}))
 
-    common.run_tool(intervals, report, duration=duration, interval=interval, as_json=as_json)
+    common.run_tool(intervals, report, duration=duration, interval=interval, out=out)

@@ -144,8 +144,22 @@ def stacks_of(slower: Slower, row: tuple, user: bool, kernel: bool) -> tuple[lis
             slower.kernel_stack(kstack_id) if kernel else [])
 
 
+def folded_formatter(slower: Slower, user: bool, kernel: bool):
+    """BCC's -f: comm;user frames;[-;]kernel frames, root first, 1 (one line per call)."""
+    def lines(rows: list[tuple]) -> list[str]:
+        out = []
+        for row in rows:
+            comm = row[7 + MAX_ARGS]
+            ustack, kstack = stacks_of(slower, row, user, kernel)
+            path = [stream.cstr(comm), *reversed(ustack)]
+            path += (["-"] if ustack and kstack else []) + list(reversed(kstack))
+            out.append("%s 1" % ";".join(path))
+        return out
+    return lines
+
+
 def text_formatter(slower: Slower, timestamp: bool, time_of_day: bool, micro: bool, args: int,
-                   user: bool = False, kernel: bool = False, folded: bool = False):
+                   user: bool = False, kernel: bool = False):
     first: list[int] = []
 
     def lines(rows: list[tuple]) -> list[str]:
@@ -155,11 +169,6 @@ def text_formatter(slower: Slower, timestamp: bool, time_of_day: bool, micro: bo
             values = row[3:3 + MAX_ARGS]
             pid, _tid, probe, _pad, comm = row[3 + MAX_ARGS:8 + MAX_ARGS]
             ustack, kstack = stacks_of(slower, row, user, kernel)
-            if folded:   # BCC's -f: comm;user frames;[-;]kernel frames, root first, 1
-                path = [stream.cstr(comm), *reversed(ustack)]
-                path += (["-"] if ustack and kstack else []) + list(reversed(kstack))
-                out.append("%s 1" % ";".join(path))
-                continue
             prefix = ""
             if time_of_day:
                 prefix = "%-10s " % time.strftime("%H:%M:%S")
@@ -211,27 +220,23 @@ def json_formatter(slower: Slower, t0: int, args: int, user: bool = False,
               help="Print each slow call's user stack (taken at its return).")
 @click.option("-K", "--kernel-stack", is_flag=True,
               help="Print each slow call's kernel stack (taken at its return).")
-@click.option("-f", "--folded", is_flag=True,
-              help="With -U/-K: one folded line per call instead (flamegraph.pl input).")
 @ustacks.unwind_option()
 @options.duration_option()
 @event_tools.buffer_option("-b")
-@options.json_option()
+@options.output_options("-f")
 @options.standard
 @click.argument("patterns", nargs=-1, required=True, metavar="FUNCTION...")
 @click.pass_context
 def command(ctx, pid, min_ms, min_us, arguments, time_of_day, timestamp, user_stack,
-            kernel_stack, folded, unwind, duration, buffer_pages, as_json, patterns):
+            kernel_stack, unwind, duration, buffer_pages, out, patterns):
     """Trace function calls slower than a threshold, one line each.
 
     FUNCTION: func (kernel), lib:func, /path:func; '*' wildcards. Columns:
     COMM PID LAT RVAL FUNC [ARGS]."""
     if min_ms is not None and min_us is not None:
         raise UsageError("-m and -u exclude each other: give the threshold once")
-    if folded and not (user_stack or kernel_stack):
-        raise UsageError("-f/--folded prints stacks: add -U (user) and/or -K (kernel)")
-    if folded and as_json:
-        raise UsageError("-f/--folded and --json exclude each other: choose one output")
+    if not (user_stack or kernel_stack):
+        out.refuse("folded", "-f/--folded prints stacks: add -U (user) and/or -K (kernel)")
     micro = min_us is not None
     min_ns = int(min_us * 1e3) if micro else int((1.0 if min_ms is None else min_ms) * 1e6)
     cmd = command_of(ctx)
@@ -239,11 +244,12 @@ def command(ctx, pid, min_ms, min_us, arguments, time_of_day, timestamp, user_st
                    buffer_pages=buffer_pages, user_stack=user_stack, kernel_stack=kernel_stack,
                    unwind=unwind)
     t0 = time.monotonic_ns()
-    printer = event_tools.Printer(as_json, None if folded else header(
-                                 timestamp, time_of_day, "us" if micro else "ms", arguments),
-                             text_formatter(slower, timestamp, time_of_day, micro, arguments,
-                                            user_stack, kernel_stack, folded),
-                             json_formatter(slower, t0, arguments, user_stack, kernel_stack))
+    printer = event_tools.Printer(out, header(timestamp, time_of_day, "us" if micro else "ms",
+                                              arguments),
+                                  text_formatter(slower, timestamp, time_of_day, micro, arguments,
+                                                 user_stack, kernel_stack),
+                                  json_formatter(slower, t0, arguments, user_stack, kernel_stack),
+                                  folded_formatter(slower, user_stack, kernel_stack))
     unit = "us" if micro else "ms"
     threshold = min_ns / 1e3 if micro else min_ns / 1e6
     assert slower.tracer.target is not None

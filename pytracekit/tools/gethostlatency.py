@@ -95,10 +95,10 @@ def json_formatter(t0: int):
 @options.pid_option("-p")
 @options.duration_option()
 @event_tools.stream_options
-def command(pid, duration, buffer_pages, as_json, command):
+def command(pid, duration, buffer_pages, out, command):
     """Show host name lookups (getaddrinfo, gethostbyname) with their latency, one line each."""
     lookups = start(pid=pid, command=command, buffer_pages=buffer_pages)
-    printer = event_tools.Printer(as_json, HEADER, text_lines, json_formatter(time.monotonic_ns()))
+    printer = event_tools.Printer(out, HEADER, text_lines, json_formatter(time.monotonic_ns()))
     assert lookups.tracer.target is not None
     with lookups:
         event_tools.run(lookups, lookups.tracer.target, printer, duration=duration,

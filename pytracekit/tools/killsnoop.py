@@ -73,7 +73,7 @@ def formatters(t0: int, width: int):
 @click.option("-s", "--signal", "sig", default=None, help="Only this signal (number or name).")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(failed, pid, tpid, sig, duration, buffer_pages, as_json, command):
+def command(failed, pid, tpid, sig, duration, buffer_pages, out, command):
     """Trace kill(), tkill() and tgkill() calls: TIME PID COMM SIG TPID RESULT."""
     number = signal_number(sig)
 
@@ -81,7 +81,7 @@ def command(failed, pid, tpid, sig, duration, buffer_pages, as_json, command):
         width = pid_width()
         lines, objects = formatters(time.monotonic_ns(), width)
         header = f"{'TIME':<9} {'PID':<{width}} {'COMM':<16} {'SIG':<4} {'TPID':<{width}} RESULT"
-        return event_tools.Printer(as_json, header, lines, objects)
+        return event_tools.Printer(out, header, lines, objects)
 
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, tpid=tpid, sig=number, failed=failed,

@@ -14,14 +14,12 @@ from typing import Any
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..symbolize.datasyms import kernel_data_symbol
 from ..engine.loader import Program
 from ..collect.mapdrain import drained
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, command_only, require_tracepoints, run_periodic
-from ..render import jsonl
 from ..engine.runner import Target
 from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
@@ -82,11 +80,20 @@ class LockSite:
                 "count": self.count}[key]
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON form: functions named without the offsets the text shows."""
+        caller = caller_of(self.frames)
         return {"type": "lock", "lock": self.lock, "lock_name": self.lock_name,
-                "kind": self.kind, "caller": self.caller, "count": self.count,
+                "kind": self.kind,
+                "caller": function_name(caller) if caller else "[stack not stored]",
+                "count": self.count,
                 "wait_total_ns": self.total_ns, "wait_avg_ns": round(self.avg_ns),
                 "wait_max_ns": self.max_ns, "max_comm": self.max_comm, "max_pid": self.max_pid,
-                "frames": [f.name for f in self.frames]}
+                "frames": [function_name(f) for f in self.frames]}
+
+
+def function_name(frame: Frame) -> str:
+    """`vm_mmap_pgoff` of `vm_mmap_pgoff+0xe0`; an unnamed frame keeps its address."""
+    return frame.name if frame.unknown else frame.name.rsplit("+0x", 1)[0]
 
 
 @dataclass
@@ -151,24 +158,20 @@ def render(sites: list[LockSite], depth: int = 8) -> str:
               show_default=True, help="Sort by this value.")
 @options.duration_option("-d")
 @options.interval_option("-i")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, tid, caller, lock, limit, depth, sort, duration, interval, as_json, command):
+def command(pid, tid, caller, lock, limit, depth, sort, duration, interval, out, command):
     """Kernel lock contention by lock and kernel stack."""
     cmd = command_only(command, "klockstat")
     target = Target.from_options(pid, cmd)
-    with attached(target, lambda: start(pid=target.pid, tid=tid or 0, show_offsets=not as_json),
+    with attached(target, lambda: start(pid=target.pid, tid=tid or 0),
                   "Tracing kernel lock contention... Hit Ctrl-C to end.") as tool:
         def report(final: bool) -> None:
             with drained(tool.prog, [] if final else ["stats"]):
                 read = tool.read()
             sites = select(read, caller=caller, lock=lock, sort=sort, limit=limit)
-            if as_json:
-                for s in sites:
-                    click.echo(jsonl.dumps(s.as_dict()))
-            else:
-                click.echo(render(sites, depth))
+            out.emit(text=lambda: render(sites, depth), json=lambda: [s.as_dict() for s in sites])
         run_periodic(target, duration=duration, interval=interval, count=None,
                      report=report)
-        print_loss(tool.loss(), as_json)
+        out.loss(tool.loss())

@@ -12,12 +12,10 @@ from typing import Any
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..families.intervals import entries, run_interval_tables, stamped
 from ..engine.loader import Program
 from ..families.periodic import BpfTool, attached, command_only, require_tracepoints
-from ..render import jsonl
 from ..engine.runner import Target
 
 DRY_RUN_ARGS: list[str] = []
@@ -34,6 +32,7 @@ class CallSite:
     hits: int
     bytes_req: int
     bytes_alloc: int
+    function: str = ""    # the name without its offset (JSON); "" when it is the name
 
     @property
     def frag(self) -> float:
@@ -47,7 +46,8 @@ class CallSite:
                 "frag": self.frag}[key]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": "callsite", "callsite": self.name, "address": self.call_site,
+        return {"type": "callsite", "callsite": self.function or self.name,
+                "address": self.call_site,
                 "hits": self.hits, "bytes_req": self.bytes_req, "bytes_alloc": self.bytes_alloc,
                 "frag": round(self.frag, 3)}
 
@@ -84,11 +84,14 @@ class Kmem(BpfTool):
             total[2] += st.bytes_alloc * scale
         sites = []
         for call_site, (hits, req, alloc) in totals.items():
-            raw = self.prog.bpf.ksym(call_site, show_offset=offsets)
-            known = raw and raw != b"[unknown]"
-            name = raw.decode(errors="replace") if known else f"{call_site:#x}"
-            sites.append(CallSite(call_site, name, hits, req, alloc))
+            names = [self._name(call_site, offset) for offset in (offsets, False)]
+            sites.append(CallSite(call_site, names[0], hits, req, alloc, names[1]))
         return sites
+
+    def _name(self, call_site: int, offset: bool) -> str:
+        raw = self.prog.bpf.ksym(call_site, show_offset=offset)
+        known = raw and raw != b"[unknown]"
+        return raw.decode(errors="replace") if known else f"{call_site:#x}"
 
     def read_pages(self, clear: bool = False) -> list[PageAllocs]:
         return [PageAllocs(k.order, k.migratetype, k.gfp_flags, v.value)
@@ -159,10 +162,10 @@ def render_pages(pages: list[PageAllocs]) -> str:
               help="Print only this many call sites.")
 @options.duration_option("-d")
 @options.interval_option("-i")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, slab, page, sort, limit, duration, interval, as_json, command):
+def command(pid, slab, page, sort, limit, duration, interval, out, command):
     """Kernel memory allocations by call site (like perf kmem stat)."""
     cmd = command_only(command, "kmem")
     slab = slab or not page
@@ -171,26 +174,20 @@ def command(pid, slab, page, sort, limit, duration, interval, as_json, command):
                   "Tracing kernel allocations... Hit Ctrl-C to end.") as tool:
         def print_table(stamp: dict[str, Any]) -> None:
             """The allocations since the last table (all of them without -i)."""
-            sites = tool.read_sites(offsets=not as_json, clear=True)
+            sites = tool.read_sites(clear=True)
             frees = tool.frees(clear=True)
             pages = tool.read_pages(clear=True)
-            if as_json:
-                if slab:
-                    ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))
-                    for s in ordered[:limit]:
-                        click.echo(jsonl.dumps(stamped(s.as_dict(), stamp)))
-                    click.echo(jsonl.dumps(stamped(
-                        {"type": "slab_summary", "bytes_req": sum(s.bytes_req for s in sites),
-                         "bytes_alloc": sum(s.bytes_alloc for s in sites),
-                         "allocations": sum(s.hits for s in sites), "frees": frees}, stamp)))
-                if page:
-                    for p in pages:
-                        click.echo(jsonl.dumps(stamped(p.as_dict(), stamp)))
-            else:
-                if slab:
-                    click.echo(render_slab(sites, frees, sort, limit))
-                if page:
-                    click.echo(render_pages(pages))
-        run_interval_tables(target, print_table, duration=duration, interval=interval,
-                            as_json=as_json)
-        print_loss(tool.loss(), as_json)
+            if slab:
+                ordered = sorted(sites, key=lambda s: (-s.sort_value(sort), s.name))
+                out.emit(text=lambda: render_slab(sites, frees, sort, limit),
+                         json=lambda: [stamped(s.as_dict(), stamp) for s in ordered[:limit]] + [
+                             stamped({"type": "slab_summary",
+                                      "bytes_req": sum(s.bytes_req for s in sites),
+                                      "bytes_alloc": sum(s.bytes_alloc for s in sites),
+                                      "allocations": sum(s.hits for s in sites),
+                                      "frees": frees}, stamp)])
+            if page:
+                out.emit(text=lambda: render_pages(pages),
+                         json=lambda: [stamped(p.as_dict(), stamp) for p in pages])
+        run_interval_tables(target, print_table, duration=duration, interval=interval, out=out)
+        out.loss(tool.loss())

@@ -19,7 +19,6 @@ from ..engine import settings
 from ..errors import NotFoundError, NotSupportedError, PrivilegeError, UsageError
 from ..kernel import features, tracefs
 from ..probes.perf_events import CATALOGUE, supported
-from ..render.jsonl import dumps
 from ..engine.runner import check_pid
 from ..textsafe import printable
 
@@ -265,9 +264,9 @@ def _proof_of_attach() -> None:
 @click.option("-V", "--vars", "vars_at", metavar="BINARY:FUNCTION:LINE", default=None,
               help="Show the variables in scope at a source line (or BINARY:FILE.c:LINE).")
 @options.pid_option("-p")
-@options.json_option()
+@options.output_options()
 @options.standard
-def command(pattern, verbose, binary, lines_of, vars_at, pid, as_json):
+def command(pattern, verbose, binary, lines_of, vars_at, pid, out):
     """List events, tracepoints and probeable functions (globs: 'sched:*').
 
     PATTERN may also be a section: sw, hw, cache, tracepoint, kernel."""
@@ -279,11 +278,8 @@ def command(pattern, verbose, binary, lines_of, vars_at, pid, as_json):
         if sum(bool(x) for x in (lines_of, vars_at, binary, pid, pattern)) > 1:
             raise UsageError("-L and -V take their own BINARY:...: give one of them alone")
         title, rows = source_lines(lines_of) if lines_of else variables(vars_at)
-        if as_json:
-            for row in rows:
-                click.echo(dumps(row))
-        else:
-            click.echo((render_lines if lines_of else render_variables)(title, rows))
+        text = render_lines if lines_of else render_variables
+        out.emit(text=lambda: text(title, rows), json=rows)
         return
     notes: list[str] = []
     if binary or pid:
@@ -305,10 +301,6 @@ def command(pattern, verbose, binary, lines_of, vars_at, pid, as_json):
                 notes.append(note)
         if not entries and glob:
             raise NotFoundError(f"no event matches '{glob}' (try `pytracekit list` without it)")
-    if as_json:
-        for e in entries:
-            click.echo(dumps(e.as_json()))
-        for note in notes:
-            click.echo(dumps({"type": "note", "text": note}))
-        return
-    click.echo(render(entries, notes, verbose))
+    out.emit(text=lambda: render(entries, notes, verbose),
+             json=lambda: [e.as_json() for e in entries] +
+             [{"type": "note", "text": note} for note in notes])
