@@ -32,8 +32,8 @@ NOT_CONVERTED = {
     'tools/systrace.py', 'tools/tcpaccept.py', 'tools/tcpconnect.py', 'tools/tcpconnlat.py',
     'tools/tcpdrop.py', 'tools/tcplife.py', 'tools/tcpretrans.py', 'tools/tcprtt.py',
     'tools/tcpstates.py', 'tools/tcptop.py', 'tools/threadsnoop.py', 'tools/timechart.py',
-    'tools/timehist.py', 'tools/top.py', 'tools/trace.py', 'tools/ugc.py',
-    'tools/uthreads.py', 'tools/vfsstat.py',
+    'tools/timehist.py', 'tools/top.py', 'tools/trace.py',
+   
 }
 
 

@@ -16,7 +16,6 @@ from ..engine import settings
 from ..collect import stream
 from ..families import event_tools
 from ..errors import NotFoundError, UsageError
-from ..render.jsonl import dumps
 from ..engine.runner import Target
 
 # --dry-run needs no Python process: it compiles and loads the programs
@@ -142,9 +141,9 @@ def formatters(t0: int, milliseconds: bool, text_filter: str | None, gens: Gener
               help="Only collections whose description contains this text (e.g. 'gen 2').")
 @options.duration_option("-d")
 @event_tools.buffer_option("-b")
-@options.json_option()
+@options.output_options()
 @options.standard
-def command(pid, milliseconds, minimum, text_filter, duration, buffer_pages, as_json):
+def command(pid, milliseconds, minimum, text_filter, duration, buffer_pages, out):
     """Trace Python garbage collections, then sum them per generation.
 
     Needs -p PID: CPython's gc probes are set in a running process."""
@@ -155,13 +154,9 @@ def command(pid, milliseconds, minimum, text_filter, duration, buffer_pages, as_
         with start(pid=target.pid, min_ns=min_ns, buffer_pages=buffer_pages) as events:
             lines, objects = formatters(time.monotonic_ns(), milliseconds, text_filter, gens)
             header = f"{'START':<8} {'TIME (' + ('ms' if milliseconds else 'us') + ')':<9} DESCRIPTION"
-            event_tools.run(events, target, event_tools.Printer(as_json, header, lines, objects),
+            event_tools.run(events, target, event_tools.Printer(out, header, lines, objects),
                        duration=duration,
                        message="Tracing Python garbage collections... Hit Ctrl-C to end.")
-            if as_json:
-                sys.stdout.write("".join(dumps(o) + "\n" for o in gens.objects()))
-            else:
-                sys.stdout.write(gens.text(milliseconds) + "\n")
-            sys.stdout.flush()
+            out.emit(text=lambda: gens.text(milliseconds), json=gens.objects)
     finally:
         target.finish()

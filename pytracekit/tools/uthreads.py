@@ -62,7 +62,7 @@ def formatters(t0: int, symbols: Symbolizer):
 @options.pid_option("-p")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(pid, duration, buffer_pages, as_json, command):
+def command(pid, duration, buffer_pages, out, command):
     """Trace thread starts (pthread_create) with their start routine.
 
     Threads of a statically linked program are not seen (the probe is in libc)."""
@@ -72,7 +72,7 @@ def command(pid, duration, buffer_pages, as_json, command):
         with start(pid=target.pid, libc=libc, buffer_pages=buffer_pages) as events:
             lines, objects = formatters(time.monotonic_ns(), Symbolizer())
             header = f"{'TIME':<8} {'PID':<7} {'TID':<7} {'COMM':<16} {'TYPE':<8} START"
-            event_tools.run(events, target, event_tools.Printer(as_json, header, lines, objects),
+            event_tools.run(events, target, event_tools.Printer(out, header, lines, objects),
                        duration=duration, message="Tracing thread starts... Hit Ctrl-C to end.")
     finally:
         target.finish()

@@ -5,17 +5,14 @@ vfs_open/vfs_create need kprobes. See docs/tools/vfsstat.md for which calls
 each column counts and how that differs from the VFS functions."""
 from __future__ import annotations
 
-import sys
 import time
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..engine.loader import Program
 from ..errors import UsageError
 from ..families.periodic import run_periodic, timestamp
-from ..render.jsonl import dumps
 from ..engine.runner import Target, announce
 
 DRY_RUN_ARGS: list[str] = []
@@ -58,11 +55,11 @@ def row(now: str, rates: dict[str, float]) -> str:
 @options.pid_option("-p")
 @options.interval_option("-i")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED,
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
-def command(pid, interval, duration, as_json, words):
+def command(pid, interval, duration, out, words):
     """Count file system calls (read, write, fsync, open, create) per second."""
     pos_interval, count, command_words = options.split_interval_count(words)
     if pos_interval is not None and interval is not None:
@@ -74,8 +71,7 @@ def command(pid, interval, duration, as_json, words):
         try:
             calls.prog.ready()
             announce("Tracing... Output every %g secs. Hit Ctrl-C to end" % interval)
-            if not as_json:
-                sys.stdout.write(header() + "\n")
+            out.line(header())
             last = {"totals": dict.fromkeys(KINDS, 0), "at": time.monotonic()}
 
             def report(_final: bool) -> None:
@@ -83,21 +79,17 @@ def command(pid, interval, duration, as_json, words):
                 counts = {k: totals[k] - last["totals"][k] for k in KINDS}
                 seconds = now - last["at"]
                 last.update(totals=totals, at=now)
-                if as_json:
-                    line = dumps({"type": "interval", "time": timestamp(),
-                                  "seconds": round(seconds, 3),
-                                  **{k.lower(): counts[k] for k in KINDS}})
-                else:
-                    # BCC divides by the interval; a last, shorter part by its own length
-                    per = interval if abs(seconds - interval) < interval / 2 else seconds
-                    line = row(timestamp(), {k: counts[k] / per if per > 0 else 0
-                                             for k in KINDS})
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+                # BCC divides by the interval; a last, shorter part by its own length
+                per = interval if abs(seconds - interval) < interval / 2 else seconds
+                out.emit(text=lambda: row(timestamp(), {k: counts[k] / per if per > 0 else 0
+                                                         for k in KINDS}),
+                         json=lambda: {"type": "interval", "time": timestamp(),
+                                       "seconds": round(seconds, 3),
+                                       **{k.lower(): counts[k] for k in KINDS}})
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            print_loss(calls.loss(), as_json)
+            out.loss(calls.loss())
         finally:
             calls.close()
     finally:
