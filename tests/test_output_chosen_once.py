@@ -23,17 +23,13 @@ FORMAT_WORDS = ("json", "folded")
 # Modules still branching on the format, to convert (then take them off).
 NOT_CONVERTED = {
     # m..z: the other half of issue 14
-    'tools/memleak.py', 'tools/mountsnoop.py', 'tools/mutexstat.py', 'tools/offcputime.py',
-    'tools/oomkill.py', 'tools/opensnoop.py', 'tools/pidpersec.py', 'tools/pktcount.py',
-    'tools/profile.py', 'tools/record.py', 'tools/report.py', 'tools/runqlat.py',
-    'tools/runqlen.py', 'tools/runqslower.py', 'tools/schedlat.py', 'tools/script.py',
-    'tools/sigsnoop.py', 'tools/slabratetop.py', 'tools/solisten.py', 'tools/sslsniff.py',
-    'tools/stackcount.py', 'tools/stat.py', 'tools/statsnoop.py', 'tools/syscount.py',
-    'tools/systrace.py', 'tools/tcpaccept.py', 'tools/tcpconnect.py', 'tools/tcpconnlat.py',
-    'tools/tcpdrop.py', 'tools/tcplife.py', 'tools/tcpretrans.py', 'tools/tcprtt.py',
-    'tools/tcpstates.py', 'tools/tcptop.py', 'tools/threadsnoop.py', 'tools/timechart.py',
-    'tools/timehist.py', 'tools/top.py', 'tools/trace.py',
-   
+    'tools/memleak.py', 'tools/mutexstat.py', 'tools/offcputime.py',
+    'tools/pidpersec.py', 'tools/pktcount.py',
+    'tools/profile.py', 'tools/record.py', 'tools/report.py',
+    'tools/schedlat.py', 'tools/script.py',
+    'tools/slabratetop.py',
+    'tools/stackcount.py', 'tools/stat.py', 'tools/syscount.py',
+    'tools/systrace.py', 'tools/timechart.py', 'tools/top.py', 'tools/trace.py',
 }
 
 

@@ -137,11 +137,11 @@ def formatters(timestamp: bool, t0: int):
 @click.option("-x", "--failed", is_flag=True, help="Only failed calls.")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(pid, timestamp, failed, duration, buffer_pages, as_json, command):
+def command(pid, timestamp, failed, duration, buffer_pages, out, command):
     """Trace mount and umount calls: COMM PID TID MNT_NS CALL."""
     def printer() -> event_tools.Printer:
         lines, objects = formatters(timestamp, time.monotonic_ns())
-        return event_tools.Printer(as_json, header(timestamp), lines, objects)
+        return event_tools.Printer(out, header(timestamp), lines, objects)
 
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, failed=failed,

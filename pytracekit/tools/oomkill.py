@@ -63,11 +63,11 @@ def formatters(t0: int):
 @options.pid_option("-p")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(pid, duration, buffer_pages, as_json, command):
+def command(pid, duration, buffer_pages, out, command):
     """Trace OOM kills: who triggered each, the victim and its memory."""
     def printer() -> event_tools.Printer:
         lines, objects = formatters(time.monotonic_ns())
-        return event_tools.Printer(as_json, None, lines, objects)
+        return event_tools.Printer(out, None, lines, objects)
 
     event_tools.main(pid, command, lambda target_pid: start(pid=target_pid, buffer_pages=buffer_pages),
                 printer, duration=duration, message="Tracing OOM kills... Hit Ctrl-C to end.")

@@ -126,11 +126,11 @@ def json_formatter(t0: int, result: str = "fd"):
               help="Only opens with this flag (O_WRONLY, O_CREAT ...); repeatable.")
 @event_tools.stream_options
 def command(timestamp, print_uid, failed, pid, tid, uid, duration, name, extended, flags,
-            buffer_pages, as_json, command):
+            buffer_pages, out, command):
     """Trace open() system calls: PID COMM FD ERR PATH, one line each."""
     def printer() -> event_tools.Printer:
         t0 = time.monotonic_ns()
-        return event_tools.Printer(as_json, header(timestamp, print_uid, bool(tid), extended),
+        return event_tools.Printer(out, header(timestamp, print_uid, bool(tid), extended),
                               text_formatter(timestamp, print_uid, bool(tid), extended, t0),
                               json_formatter(t0))
 

@@ -32,7 +32,7 @@ def start(*, pid: int = 0, tid: int = 0, milliseconds: bool = False, label_by: i
 @click.option("--pidnss", "per_pidns", is_flag=True, help="A histogram per PID namespace.")
 @histogram_tool_options
 def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, duration,
-            interval, as_json, args):
+            interval, out, args):
     """Summarize run queue latency as a histogram.
 
     ARGS: [interval [count]] and/or -- COMMAND to run and trace.
@@ -46,7 +46,7 @@ def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, dura
         tool = start(pid=target.pid, tid=tid or 0, milliseconds=milliseconds,
                      label_by=label_by)
         run_histogram_tool(tool, target, message="Tracing run queue latency... Hit Ctrl-C to end.",
-                           section=SECTIONS[label_by], show_name=False, as_json=as_json,
+                           section=SECTIONS[label_by], show_name=False, out=out,
                            stamp=timestamp, duration=duration,
                            interval=interval or pos_interval, count=count)
     finally:

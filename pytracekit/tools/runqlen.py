@@ -11,14 +11,12 @@ from typing import Any
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..engine.loader import Program
 from ..collect.mapdrain import drained
 from ..model import LinearHistogram
 from ..families.periodic import BpfTool, attached, run_periodic, timestamp
-from ..render import jsonl
 from ..render.text import linear_histogram
 from ..engine.runner import Target
 
@@ -91,10 +89,10 @@ def report_json(hists: dict[int, LinearHistogram], per_cpu: bool) -> list[dict[s
               help="Samples per second on each CPU.")
 @options.duration_option("-d")
 @options.interval_option("-i")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
+def command(stamp, occ, per_cpu, frequency, duration, interval, out, args):
     """Summarize scheduler run queue length as a histogram.
 
     ARGS: [interval [count]] and/or -- COMMAND to run while sampling.
@@ -107,17 +105,14 @@ def command(stamp, occ, per_cpu, frequency, duration, interval, as_json, args):
         def report(final: bool) -> None:
             with drained(tool.prog, [] if final else ["hist"]):
                 hists = tool.read()
-            if as_json:
-                for obj in report_json(hists, per_cpu):
-                    if stamp:
-                        obj["time"] = timestamp()
-                    click.echo(jsonl.dumps(obj))
-            else:
-                if interval:
-                    click.echo()
-                if stamp:
-                    click.echo(timestamp())
-                click.echo(report_text(hists, per_cpu, occ))
+            if interval:
+                out.line()
+            now = timestamp() if stamp else None
+            if now:
+                out.line(now)
+            out.emit(text=lambda: report_text(hists, per_cpu, occ),
+                     json=lambda: [{**obj, **({"time": now} if now else {})}
+                                   for obj in report_json(hists, per_cpu)])
         run_periodic(target, duration=duration, interval=interval, count=count,
                      report=report)
-        print_loss(tool.loss(), as_json)
+        out.loss(tool.loss())

@@ -65,10 +65,10 @@ def formatters(previous: bool, t0: int):
               help="Also show the previous task's name and TID.")
 @options.duration_option("-d")
 @event_tools.buffer_option("-b")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[MIN_US] [-- COMMAND]")
-def command(pid, tid, previous, duration, buffer_pages, as_json, words):
+def command(pid, tid, previous, duration, buffer_pages, out, words):
     """Trace run queue waits over MIN_US microseconds: TIME COMM TID LAT(us).
 
     MIN_US defaults to 10000 (10 ms)."""
@@ -78,7 +78,7 @@ def command(pid, tid, previous, duration, buffer_pages, as_json, words):
 
     def printer() -> event_tools.Printer:
         lines, objects = formatters(previous, time.monotonic_ns())
-        return event_tools.Printer(as_json, header(previous), lines, objects)
+        return event_tools.Printer(out, header(previous), lines, objects)
 
     event_tools.main(pid, command_words,
                 lambda target_pid: start(min_us=min_us, pid=target_pid, tid=tid or 0,

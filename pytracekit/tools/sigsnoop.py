@@ -102,7 +102,7 @@ def formatters(deliver: bool, names: bool, width: int, t0: int):
               help="Trace deliveries (the receiving thread runs the action) instead.")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(failed, pid, tpid, sig, names, deliver, duration, buffer_pages, as_json, command):
+def command(failed, pid, tpid, sig, names, deliver, duration, buffer_pages, out, command):
     """Trace signals generated: TIME PID COMM SIG TPID RESULT (-D: delivered)."""
     number = signal_number(sig)
     if deliver and (failed or tpid is not None):
@@ -112,7 +112,7 @@ def command(failed, pid, tpid, sig, names, deliver, duration, buffer_pages, as_j
     def printer() -> event_tools.Printer:
         width = pid_width()
         lines, objects = formatters(deliver, names, width, time.monotonic_ns())
-        return event_tools.Printer(as_json, header(deliver, width), lines, objects)
+        return event_tools.Printer(out, header(deliver, width), lines, objects)
 
     what = "deliveries" if deliver else "signals"
     event_tools.main(pid, command,

@@ -78,12 +78,12 @@ def json_formatter(t0: int):
 @tcp.family_options
 @options.duration_option()
 @event_tools.stream_options
-def command(pid, netns, show_netns, ipv4, ipv6, duration, buffer_pages, as_json, command):
+def command(pid, netns, show_netns, ipv4, ipv6, duration, buffer_pages, out, command):
     """Trace listen()s of IPv4/IPv6 sockets: PID COMM PROTO BACKLOG PORT ADDR, one line each."""
     family = tcp.family_define(ipv4, ipv6)
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, netns=netns or 0, family=family,
                                          buffer_pages=buffer_pages),
-                lambda: event_tools.Printer(as_json, header(show_netns), text_formatter(show_netns),
+                lambda: event_tools.Printer(out, header(show_netns), text_formatter(show_netns),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing listen ... Hit Ctrl-C to end")

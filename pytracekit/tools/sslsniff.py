@@ -168,7 +168,7 @@ def header(extra: bool, latency: bool) -> str:
 @options.duration_option()    # BCC's -d is --debug
 @event_tools.stream_options
 def command(pid, uid, extra, comm, openssl, gnutls, nss, latency, data, hexdump,
-            max_buffer_size, lib, duration, buffer_pages, as_json, command):
+            max_buffer_size, lib, duration, buffer_pages, out, command):
     """Sniff OpenSSL and GnuTLS reads and writes: FUNC TIME(s) COMM PID LEN.
 
     --data shows the plaintext too."""
@@ -181,7 +181,7 @@ def command(pid, uid, extra, comm, openssl, gnutls, nss, latency, data, hexdump,
 
     def printer() -> event_tools.Printer:
         lines, objects = formatters(extra, latency, comm, data, hexdump)
-        return event_tools.Printer(as_json, header(extra, latency), lines, objects)
+        return event_tools.Printer(out, header(extra, latency), lines, objects)
 
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, uid=uid, data_size=data_size, lib=lib,

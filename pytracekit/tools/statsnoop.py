@@ -30,12 +30,12 @@ def start(*, pid: int = 0, failed: bool = False,
 @options.pid_option("-p")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(timestamp, failed, pid, duration, buffer_pages, as_json, command):
+def command(timestamp, failed, pid, duration, buffer_pages, out, command):
     """Trace stat() system calls: PID COMM FD ERR PATH, one line each."""
     def printer() -> event_tools.Printer:
         t0 = time.monotonic_ns()
         return event_tools.Printer(
-            as_json, opensnoop.header(timestamp, False, False, False, pid_width=7),
+            out, opensnoop.header(timestamp, False, False, False, pid_width=7),
             opensnoop.text_formatter(timestamp, False, False, False, t0, pid_width=7),
             opensnoop.json_formatter(t0, result="ret"))
 

@@ -66,14 +66,14 @@ def json_formatter(t0: int):
 @options.pid_option("-p")
 @tcp.ports_option("-P", "--port", "local")
 @tcp.tool_options("-d")
-def command(time_of_day, timestamp, pid, port, ipv4, ipv6, duration, buffer_pages, as_json,
+def command(time_of_day, timestamp, pid, port, ipv4, ipv6, duration, buffer_pages, out,
             command):
     """Trace TCP accept()s: PID COMM IP RADDR RPORT LADDR LPORT, one line each."""
     family = tcp.family_define(ipv4, ipv6)
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, ports=port, family=family,
                                          buffer_pages=buffer_pages),
-                lambda: event_tools.Printer(as_json, header(time_of_day, timestamp),
+                lambda: event_tools.Printer(out, header(time_of_day, timestamp),
                                        text_formatter(time_of_day, timestamp),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing accept ... Hit Ctrl-C to end")

@@ -14,6 +14,7 @@ from ..cli import options
 from ..collect import stream
 from ..families import event_tools
 from ..families import tcp
+from ..render.output import Output
 from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
@@ -85,10 +86,10 @@ def read_counts(prog) -> list[tuple[int, str, str, int, int]]:
     return sorted(rows, key=lambda r: (-r[4], r[:4]))
 
 
-def print_counts(prog, as_json: bool) -> None:
+def print_counts(prog, out: Output) -> None:
     rows = read_counts(prog)
     tcp.print_counts(
-        prog, as_json,
+        prog, out,
         [{"ip": ip, "laddr": laddr, "raddr": raddr, "rport": rport, "count": n}
          for ip, laddr, raddr, rport, n in rows],
         "%-25s %-25s %-20s %s" % ("LADDR", "RADDR", "RPORT", "CONNECTS"),
@@ -107,7 +108,7 @@ def print_counts(prog, as_json: bool) -> None:
 @click.option("-d", "--dns", is_flag=True, hidden=True)
 @tcp.tool_options()       # BCC's -d is --dns here: --duration has no short flag
 def command(timestamp, pid, port, lport, print_uid, uid, count, dns, ipv4, ipv6, duration,
-            buffer_pages, as_json, command):
+            buffer_pages, out, command):
     """Trace TCP connect()s: PID COMM IP SADDR DADDR DPORT, one line each."""
     if dns:
         raise UsageError("-d/--dns (BCC's DNS lookups) is not supported: tcpconnect reads no "
@@ -120,10 +121,10 @@ def command(timestamp, pid, port, lport, print_uid, uid, count, dns, ipv4, ipv6,
     message = "Tracing connect ... Hit Ctrl-C to end"
     if count:
         tcp.count_main(pid, command, open_stream, duration=duration, message=message,
-                       report=lambda prog: print_counts(prog, as_json))
+                       report=lambda prog: print_counts(prog, out))
         return
     event_tools.main(pid, command, open_stream,
-                lambda: event_tools.Printer(as_json, header(timestamp, print_uid, lport),
+                lambda: event_tools.Printer(out, header(timestamp, print_uid, lport),
                                        text_formatter(timestamp, print_uid, lport),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message=message)

@@ -82,11 +82,11 @@ def json_formatter(t0: int):
 @tcp.family_options
 @options.duration_option()
 @event_tools.buffer_option("-b")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.pass_context
 def command(ctx, timestamp, pid, port, lport, min_ms, ipv4, ipv6, duration, buffer_pages,
-            as_json):
+            out):
     """Trace TCP connect latency: PID COMM IP SADDR DADDR DPORT LAT(ms), one line each.
 
     With MIN_MS, only connects at least that slow."""
@@ -94,7 +94,7 @@ def command(ctx, timestamp, pid, port, lport, min_ms, ipv4, ipv6, duration, buff
     event_tools.main(pid, command_of(ctx),
                 lambda target_pid: start(pid=target_pid, min_ms=min_ms, ports=port,
                                          family=family, buffer_pages=buffer_pages),
-                lambda: event_tools.Printer(as_json, header(timestamp, lport),
+                lambda: event_tools.Printer(out, header(timestamp, lport),
                                        text_formatter(timestamp, lport),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing connect ... Hit Ctrl-C to end")

@@ -112,7 +112,7 @@ def json_formatter(drops: Drops, stacks: bool, t0: int):
 @click.option("--no-stacks", "no_stacks", is_flag=True,
               help="Leave out the kernel stack under each drop.")
 @tcp.tool_options("-d")
-def command(no_stacks, ipv4, ipv6, duration, buffer_pages, as_json, command):
+def command(no_stacks, ipv4, ipv6, duration, buffer_pages, out, command):
     """Trace TCP packets the kernel drops, with the kernel's reason and stack.
 
     Columns: SADDR:SPORT > DADDR:DPORT STATE (FLAGS) REASON (CODE)."""
@@ -126,7 +126,7 @@ def command(no_stacks, ipv4, ipv6, duration, buffer_pages, as_json, command):
 
     def printer() -> event_tools.Printer:
         drops = Drops(opened[-1])
-        return event_tools.Printer(as_json, HEADER, text_formatter(drops, stacks),
+        return event_tools.Printer(out, HEADER, text_formatter(drops, stacks),
                               json_formatter(drops, stacks, time.monotonic_ns()))
     event_tools.main(None, command, open_stream, printer, duration=duration,
                 message="Tracing TCP drops ... Hit Ctrl-C to end")

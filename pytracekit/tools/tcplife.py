@@ -72,7 +72,7 @@ def json_formatter(t0: int):
 @tcp.ports_option("-D", "--remoteport", "remote")
 @tcp.tool_options("-d")
 def command(time_of_day, timestamp, wide, csv, pid, localport, remoteport, ipv4, ipv6,
-            duration, buffer_pages, as_json, command):
+            duration, buffer_pages, out, command):
     """Trace TCP sessions: PID COMM LADDR LPORT RADDR RPORT TX_KB RX_KB MS, one per close."""
     family = tcp.family_define(ipv4, ipv6)
     head, prefix = tcp.clock_prefix(time_of_day, timestamp, csv)
@@ -81,6 +81,6 @@ def command(time_of_day, timestamp, wide, csv, pid, localport, remoteport, ipv4,
     event_tools.main(pid, command,
                 lambda target_pid: start(pid=target_pid, lports=localport, rports=remoteport,
                                          family=family, buffer_pages=buffer_pages),
-                lambda: event_tools.Printer(as_json, header, text_formatter(prefix, wide, csv),
+                lambda: event_tools.Printer(out, header, text_formatter(prefix, wide, csv),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing TCP sessions... Hit Ctrl-C to end.")

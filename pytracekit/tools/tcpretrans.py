@@ -16,6 +16,7 @@ from ..probes import specs as probes
 from ..collect import stream
 from ..families import event_tools
 from ..families import tcp
+from ..render.output import Output
 from ..errors import NotSupportedError
 
 DRY_RUN_ARGS: list[str] = []
@@ -88,10 +89,10 @@ def read_counts(prog) -> list[tuple[int, str, int, str, int, int]]:
     return sorted(rows, key=lambda r: (r[5], r[:5]))
 
 
-def print_counts(prog, as_json: bool) -> None:
+def print_counts(prog, out: Output) -> None:
     rows = read_counts(prog)
     tcp.print_counts(
-        prog, as_json,
+        prog, out,
         [{"ip": ip, "laddr": laddr, "lport": lport, "raddr": raddr, "rport": rport, "count": n}
          for ip, laddr, lport, raddr, rport, n in rows],
         "%-25s %-25s %-10s" % ("LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"),
@@ -106,7 +107,7 @@ def print_counts(prog, as_json: bool) -> None:
               help="Include tail loss probe attempts (needs kprobes).")
 @click.option("-c", "--count", is_flag=True, help="Count retransmits per flow; print at the end.")
 @tcp.tool_options("-d")
-def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, as_json, command):
+def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, out, command):
     """Trace TCP retransmits: TIME PID IP LADDR:LPORT T> RADDR:RPORT STATE."""
     family = tcp.family_define(ipv4, ipv6)
 
@@ -116,9 +117,9 @@ def command(sequence, lossprobe, count, ipv4, ipv6, duration, buffer_pages, as_j
     message = "Tracing retransmits ... Hit Ctrl-C to end"
     if count:
         tcp.count_main(None, command, open_stream, duration=duration, message=message,
-                       report=lambda prog: print_counts(prog, as_json))
+                       report=lambda prog: print_counts(prog, out))
         return
     event_tools.main(None, command, open_stream,
-                lambda: event_tools.Printer(as_json, header(sequence), text_formatter(sequence),
+                lambda: event_tools.Printer(out, header(sequence), text_formatter(sequence),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message=message)

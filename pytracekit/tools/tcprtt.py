@@ -6,7 +6,6 @@ srtt), aggregated in the kernel; see bpf/tcprtt.bpf.c.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 
 import click
@@ -15,6 +14,7 @@ from ..cli import options
 from ..families import summary, tcp
 from ..errors import UsageError
 from ..model import Histogram
+from ..render.output import Output
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -75,17 +75,17 @@ def read(prog, unit: str, by_addr: int) -> dict[str, tuple[Histogram, int, int]]
 
 
 def report(results: dict[str, tuple[Histogram, int, int]], *, by_addr: int, unit: str,
-           extension: bool, as_json: bool, timestamp: bool) -> None:
-    if not as_json:         # BCC: a blank line, then the time, before each report
-        sys.stdout.write("\n" + (time.strftime("%H:%M:%S") + "\n" if timestamp else ""))
+           extension: bool, out: Output, timestamp: bool) -> None:
+    out.line()              # BCC: a blank line, then the time, before each report
+    if timestamp:
+        out.line(time.strftime("%H:%M:%S"))
     for name, (hist, total, count) in results.items():
         extra = {"time": time.strftime("%H:%M:%S"), "sum": total, "samples": count}
         summary.print_histograms({name: hist}, section=SECTIONS[by_addr], value_name=unit,
-                                 as_json=as_json, timestamp=False, extra=extra)
-        if extension and not as_json:
+                                 out=out, timestamp=False, extra=extra)
+        if extension:
             avg = total // count if count else 0
-            sys.stdout.write(f"avg = {avg} {unit}, total: {total} {unit}, count: {count}\n")
-            sys.stdout.flush()
+            out.line(f"avg = {avg} {unit}, total: {total} {unit}, count: {count}")
 
 
 @click.command("tcprtt", context_settings={**options.TOOL_CONTEXT,
@@ -102,21 +102,21 @@ def report(results: dict[str, tuple[Histogram, int, int]], *, by_addr: int, unit
 @tcp.family_options
 @options.interval_option("-i")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND]")
 def command(timestamp, milliseconds, lport, rport, laddr, raddr, byladdr, byraddr, extension,
-            ipv4, ipv6, interval, duration, as_json, words):
+            ipv4, ipv6, interval, duration, out, words):
     """Summarize TCP smoothed RTT (srtt) as a histogram, per received segment."""
     if byladdr and byraddr:
         raise UsageError("-b (per local address) and -B (per remote address) exclude each other")
     by_addr = 1 if byladdr else 2 if byraddr else 0
     family = tcp.family_define(ipv4, ipv6)
     unit = "msecs" if milliseconds else "usecs"
-    summary.main(words, interval, None, duration, as_json,
+    summary.main(words, interval, None, duration, out,
                  lambda: start(milliseconds=milliseconds, by_addr=by_addr, lports=lport,
                                rports=rport, laddr=laddr, raddr=raddr, family=family),
                  lambda session: report(session.read(), by_addr=by_addr, unit=unit,
-                                        extension=extension, as_json=as_json,
+                                        extension=extension, out=out,
                                         timestamp=timestamp),
                  clear=("hist", "sums"), message="Tracing TCP RTT... Hit Ctrl-C to end.")

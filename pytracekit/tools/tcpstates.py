@@ -74,7 +74,7 @@ def json_formatter(t0: int):
 @tcp.ports_option("-D", "--remoteport", "remote")
 @tcp.tool_options("-d")
 def command(time_of_day, timestamp, wide, csv, localport, remoteport, ipv4, ipv6, duration,
-            buffer_pages, as_json, command):
+            buffer_pages, out, command):
     """Trace TCP state changes: SKADDR C-PID C-COMM LADDR LPORT RADDR RPORT OLD -> NEW MS."""
     import time
     family = tcp.family_define(ipv4, ipv6)
@@ -84,6 +84,6 @@ def command(time_of_day, timestamp, wide, csv, localport, remoteport, ipv4, ipv6
     event_tools.main(None, command,
                 lambda _pid: start(lports=localport, rports=remoteport, family=family,
                                    buffer_pages=buffer_pages),
-                lambda: event_tools.Printer(as_json, header, text_formatter(prefix, wide, csv),
+                lambda: event_tools.Printer(out, header, text_formatter(prefix, wide, csv),
                                        json_formatter(time.monotonic_ns())),
                 duration=duration, message="Tracing TCP state changes... Hit Ctrl-C to end.")

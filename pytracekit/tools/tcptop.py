@@ -6,14 +6,11 @@ read-and-cleared every interval; see bpf/tcptop.bpf.c.
 from __future__ import annotations
 
 import socket
-import sys
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..families import summary, tcp, toptable
-from ..render.jsonl import dumps
 from ..engine.runner import Target
 
 DRY_RUN_ARGS: list[str] = []
@@ -62,7 +59,7 @@ def objects(rows: list[tuple], stamp: dict) -> list[dict]:
 @options.pid_option("-p")
 @tcp.family_options
 @toptable.options_tail
-def command(pid, ipv4, ipv6, noclear, nosummary, interval, count, duration, as_json, words):
+def command(pid, ipv4, ipv6, noclear, nosummary, interval, count, duration, out, words):
     """Summarize TCP send/receive throughput by process and connection, every interval."""
     family = tcp.family_define(ipv4, ipv6)
     interval, count, cmd = toptable.interval_count_command(words, interval, count)
@@ -72,18 +69,15 @@ def command(pid, ipv4, ipv6, noclear, nosummary, interval, count, duration, as_j
     def report(session: summary.Session) -> None:
         rows = session.read()
         number[0] += 1
-        if as_json:
-            out = "".join(dumps(o) + "\n" for o in objects(rows, toptable.stamp(number[0])))
-        else:
-            out = toptable.prefix(clear=not noclear, loadavg=not nosummary) + text(rows)
-        sys.stdout.write(out)
-        sys.stdout.flush()
+        out.emit(text=lambda: (toptable.prefix(clear=not noclear, loadavg=not nosummary) +
+                               text(rows)).splitlines(),
+                 json=lambda: objects(rows, toptable.stamp(number[0])))
 
     try:
         with start(pid=target.pid, family=family) as session:
             summary.run(session, target, lambda: report(session), interval=interval,
                         count=count, duration=duration, clear=("flows",),
                         message=f"Tracing... Output every {interval:g} secs. Hit Ctrl-C to end")
-            print_loss(session.loss(), as_json)
+            out.loss(session.loss())
     finally:
         target.finish()

@@ -63,7 +63,7 @@ def formatters(t0: int, symbols: Symbolizer):
 @options.pid_option("-p")
 @options.duration_option("-d")
 @event_tools.stream_options
-def command(pid, duration, buffer_pages, as_json, command):
+def command(pid, duration, buffer_pages, out, command):
     """Trace new threads with their start routine: TIME(ms) PID COMM FUNC."""
     target = Target.from_options(pid, command)
     try:
@@ -71,7 +71,7 @@ def command(pid, duration, buffer_pages, as_json, command):
         with start(pid=target.pid, libc=libc, buffer_pages=buffer_pages) as events:
             lines, objects = formatters(time.monotonic_ns(), Symbolizer())
             header = f"{'TIME(ms)':<10} {'PID':<7} {'COMM':<16} FUNC"
-            event_tools.run(events, target, event_tools.Printer(as_json, header, lines, objects),
+            event_tools.run(events, target, event_tools.Printer(out, header, lines, objects),
                        duration=duration, message="Tracing new threads... Hit Ctrl-C to end.")
     finally:
         target.finish()

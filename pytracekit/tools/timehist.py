@@ -51,10 +51,10 @@ def json_object(s: schedtimes.Switch) -> dict:
               help="Also show the state each run ended in (R preempted, S, D, ...).")
 @options.duration_option("-d")
 @event_tools.buffer_option("-b")
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
-def command(pid, tid, show_state, duration, buffer_pages, as_json, command):
+def command(pid, tid, show_state, duration, buffer_pages, out, command):
     """Each run of a task with its wait, scheduling delay and run time, like perf sched timehist.
 
     One line at each switch-out: time, cpu, task name[tid/pid], the wait
@@ -72,7 +72,7 @@ def command(pid, tid, show_state, duration, buffer_pages, as_json, command):
     try:
         with schedtimes.start(target, tid=tid or 0, buffer_pages=buffer_pages) as events:
             event_tools.run(events, target,
-                       event_tools.Printer(as_json, header(show_state), lines, objects),
+                       event_tools.Printer(out, header(show_state), lines, objects),
                        duration=duration, message="Tracing scheduler switches")
     finally:
         target.finish()
