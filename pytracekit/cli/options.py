@@ -222,7 +222,8 @@ def output_options(*folded_short: str, folded: bool = False) -> Callable[[F], F]
     parameter) still gets `as_json`/`folded` (tests/test_output_chosen_once.py
     lists them)."""
     def apply(f: F) -> F:
-        takes_out = "out" in inspect.signature(f).parameters
+        params = inspect.signature(f).parameters
+        takes_out = "out" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
         @functools.wraps(f)
         def with_output(*args: Any, **kwargs: Any) -> Any:

@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
 from ..collect.stack_maps import stack_path
 from ..families import python_stacks as pysampling
-from ..engine.runner import announce, run_until_done
+from ..engine.runner import run_until_done
 
 DRY_RUN_ARGS = ["1"]
 
@@ -156,7 +156,6 @@ def stack_tool_options(f):
                      help="Kernel stacks only."),
         click.option("-d", "--delimited", is_flag=True,
                      help="Put a delimiter between user and kernel stacks."),
-        options.folded_option("-f"),
         click.option("--stack-storage-size",
               type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384,
                      show_default=True, help="Number of unique stack traces that can be stored."),
@@ -175,7 +174,7 @@ def stack_tool_options(f):
                           "(.eh_frame; works without frame pointers), fp follows frame "
                           "pointers."),
         options.duration_option(),
-        options.json_option(),
+        options.output_options("-f"),
         stacktools.with_output_options,
         options.standard,
         click.pass_context,
@@ -192,8 +191,8 @@ def stack_tool_options(f):
                    "1 interruptible, 2 uninterruptible).")
 @stack_tool_options
 def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_threads_only,
-            kernel_threads_only, user_only, kernel_only, delimited, folded, stack_storage_size,
-            min_us, max_us, top, python, unwind, duration, as_json, output, fmt) -> None:
+            kernel_threads_only, user_only, kernel_only, delimited, stack_storage_size,
+            min_us, max_us, top, python, unwind, duration, out, output, fmt) -> None:
     """Summarize off-CPU time (blocked) by stack trace, in microseconds.
 
     \b
@@ -214,14 +213,13 @@ def command(ctx: click.Context, state, duration_arg, pid_list, tid_list, user_th
                     stack_storage_size=stack_storage_size, delimited=delimited,
                     unwind=unwind, python=python)
     run_stack_tool("offcputime", session, "off-CPU time (us)", pids, tids, command, user_only,
-                   kernel_only, duration, folded=folded, as_json=as_json, top=top,
-                   output=output, fmt=fmt)
+                   kernel_only, duration, out=out, top=top, output=output, fmt=fmt)
 
 
 def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
                    user_threads_only, kernel_threads_only, duration_arg, pid_list, tid_list,
-                   user_only, kernel_only, delimited, folded, stack_storage_size, min_us, max_us,
-                   top, python, unwind, duration, as_json, output, fmt) -> None:
+                   user_only, kernel_only, delimited, stack_storage_size, min_us, max_us,
+                   top, python, unwind, duration, out, output, fmt) -> None:
     """The command body of offwaketime and wakeuptime (they differ in what they
     read and print, not in their options)."""
     if user_threads_only or kernel_threads_only:
@@ -236,7 +234,7 @@ def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
                        stack_storage_size=stack_storage_size, delimited=delimited,
                        unwind=unwind, python=python)
     run_stack_tool(tool, session, what, pids, tids, command, user_only, kernel_only, duration,
-                   folded=folded, as_json=as_json, top=top, output=output, fmt=fmt, text=text)
+                   out=out, top=top, output=output, fmt=fmt, text=text)
 
 
 # what the Python stacks of each tool are taken at (its `python:` stderr line)
@@ -245,21 +243,20 @@ STACKS_TAKEN_AT = {"offcputime": "blocks", "offwaketime": "blocks and wakeups",
 
 
 def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids, tids, command,
-                   user_only, kernel_only, duration, *, folded, as_json, top, output, fmt,
+                   user_only, kernel_only, duration, *, out, top, output, fmt,
                    text=None) -> None:
     """Announce, run until done, print and write; always detach."""
     note = ""
     try:
-        if not (folded or as_json):
-            announce(stacktools.opening_line(f"Tracing {what}", pids, tids, command, user_only,
-                                             kernel_only, duration))
+        out.opening(stacktools.opening_line(f"Tracing {what}", pids, tids, command, user_only,
+                                            kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
         if getattr(session, "python", None) is not None:   # Python frames were on
             note = session.python.summary_line(STACKS_TAKEN_AT[tool])
     finally:
         session.close()
-    stacktools.print_profile(tool, profile, folded=folded, as_json=as_json, top=top, text=text)
+    stacktools.print_profile(tool, profile, out=out, top=top, text=text)
     if note:
         print(note, file=sys.stderr)
     if output:

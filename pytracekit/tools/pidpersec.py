@@ -2,17 +2,14 @@
 sched:sched_process_fork, as BCC's pidpersec prints them (`HH:MM:SS: PIDs/sec: N`)."""
 from __future__ import annotations
 
-import sys
 import time
 from functools import partial
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..engine.loader import Program
 from ..families.periodic import report_until_done, timestamp
-from ..render.jsonl import dumps
 from ..engine.runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
@@ -50,10 +47,10 @@ def rate_text(count: int, seconds: float, interval: float) -> str:
 @options.pid_option("-p")
 @options.interval_option("-i")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
-def command(pid, interval, duration, as_json, command):
+def command(pid, interval, duration, out, command):
     """Count new processes and threads per second: HH:MM:SS: PIDs/sec: N."""
     interval = interval or 1.0
     target = Target.from_options(pid, command)
@@ -68,18 +65,15 @@ def command(pid, interval, duration, as_json, command):
                 total, now = forks.read(), time.monotonic()
                 count, seconds = total - last["total"], now - last["at"]
                 last.update(total=total, at=now)
-                if as_json:
-                    line = dumps({"type": "interval", "time": timestamp(), "count": count,
-                                  "seconds": round(seconds, 3),
-                                  "per_sec": round(count / seconds, 3) if seconds > 0 else 0})
-                else:
-                    line = f"{timestamp()}: PIDs/sec: {rate_text(count, seconds, interval)}"
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
+                out.emit(text=lambda: f"{timestamp()}: PIDs/sec: "
+                                      f"{rate_text(count, seconds, interval)}",
+                         json=lambda: {"type": "interval", "time": timestamp(), "count": count,
+                                       "seconds": round(seconds, 3),
+                                       "per_sec": round(count / seconds, 3) if seconds > 0 else 0})
 
             report_until_done(partial(run_until_done, target), report, duration=duration,
                               interval=interval)
-            print_loss(forks.loss(), as_json)
+            out.loss(forks.loss())
         finally:
             forks.close()
     finally:

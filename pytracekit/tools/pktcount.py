@@ -18,8 +18,7 @@ from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
 from ..model import LossReport
-from ..render import jsonl
-from ..render.text import loss_line
+from ..render.output import Output
 from ..engine.runner import Target, announce, install_signal_handlers, run_until_done
 
 DRY_RUN_ARGS = ["-i", "lo"]
@@ -67,10 +66,10 @@ def table(counts: PacketCounts) -> str:
     return "\n".join(lines)
 
 
-def json_lines(counts: PacketCounts, when: float) -> list[str]:
-    return [jsonl.dumps({"type": "packets", "time": round(when, 6), "interface": iface,
-                         "direction": direction, "protocol": proto, "port": port,
-                         "packets": p, "bytes": b})
+def json_objects(counts: PacketCounts, when: float) -> list[dict]:
+    return [{"type": "packets", "time": round(when, 6), "interface": iface,
+             "direction": direction, "protocol": proto, "port": port,
+             "packets": p, "bytes": b}
             for (iface, direction, proto, port), (p, b) in counts.ordered()]
 
 
@@ -157,11 +156,11 @@ def start(interfaces: list[str], *, xdp: bool = False, xdp_generic: bool = False
               help="The interfaces live in this named network namespace (ip netns).")
 @options.duration_option("-d")
 @options.interval_option()
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
 def command(interfaces, mode, xdp_generic, direction, ports, netns, duration, interval,
-            as_json, command):
+            out, command):
     """Count packets and bytes per interface, direction, protocol and port.
 
     \b
@@ -188,15 +187,11 @@ def command(interfaces, mode, xdp_generic, direction, ports, netns, duration, in
         def report() -> None:
             nonlocal last
             now = counter.read()
-            emit(now.minus(last), as_json, interval is not None)
+            emit(now.minus(last), out, interval is not None)
             last = now
         run_until_done(target, duration=duration, interval=interval, on_interval=report)
         report()
-        loss = counter.loss()
-        if as_json:
-            click.echo(jsonl.dumps(jsonl.loss_obj(loss)))
-        elif loss_line(loss):
-            click.echo(loss_line(loss), err=True)
+        out.loss(counter.loss())
     finally:
         if counter is not None:
             problems = counter.close()
@@ -206,14 +201,9 @@ def command(interfaces, mode, xdp_generic, direction, ports, netns, duration, in
         target.finish()
 
 
-def emit(counts: PacketCounts, as_json: bool, stamped: bool) -> None:
+def emit(counts: PacketCounts, out: Output, stamped: bool) -> None:
     now = time.time()
-    if as_json:
-        for line in json_lines(counts, now):
-            click.echo(line)
-        return
+    text = [table(counts)]
     if stamped:
-        click.echo(time.strftime("%H:%M:%S"))
-    click.echo(table(counts))
-    if stamped:
-        click.echo()
+        text = [time.strftime("%H:%M:%S"), *text, ""]
+    out.emit(text=text, json=lambda: json_objects(counts, now))

@@ -17,7 +17,7 @@ from ..families import stack_profilers as stacktools
 from ..families import python_stacks as pysampling
 from ..errors import NotFoundError, UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
-from ..engine.runner import announce, run_until_done
+from ..engine.runner import run_until_done
 
 DRY_RUN_ARGS = ["-F", "99", "1"]
 
@@ -98,7 +98,6 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 @click.option("-I", "--include-idle", is_flag=True, help="Include CPU idle stacks.")
 @click.option("--python/--no-python", "python", default=True, show_default=True,
               help="Show Python frames of CPython 3.8-3.13 processes (found per process).")
-@options.folded_option("-f")
 @click.option("--stack-storage-size",
               type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384, show_default=True,
               help="Number of unique stack traces that can be stored.")
@@ -110,13 +109,13 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
 @click.option("--top", "top", type=click.IntRange(min=0), default=None,
               help="Print only the N biggest stacks.")
 @options.duration_option()
-@options.json_option()
+@options.output_options("-f")
 @stacktools.with_output_options
 @options.standard
 @click.pass_context
 def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, kernel_only,
-            frequency, period, delimited, annotate, include_idle, python, folded,
-            stack_storage_size, unwind, cpu, top, duration, as_json, output, fmt) -> None:
+            frequency, period, delimited, annotate, include_idle, python,
+            stack_storage_size, unwind, cpu, top, duration, out, output, fmt) -> None:
     """Profile CPU usage by sampling stack traces at a timed interval.
 
     \b
@@ -140,17 +139,16 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
                     delimited=delimited, annotate=annotate, unwind=unwind, python=python)
     note = ""
     try:
-        if not (folded or as_json):
-            rate = f"every {period} events" if period else f"at {frequency} Hertz"
-            announce(stacktools.opening_line(f"Sampling {rate}", pids, tids, command,
-                                             user_only, kernel_only, duration))
+        rate = f"every {period} events" if period else f"at {frequency} Hertz"
+        out.opening(stacktools.opening_line(f"Sampling {rate}", pids, tids, command,
+                                            user_only, kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
         if isinstance(session, pysampling.PythonStackSession):
             note = session.summary_line()
     finally:
         session.close()
-    stacktools.print_profile("profile", profile, folded=folded, as_json=as_json, top=top)
+    stacktools.print_profile("profile", profile, out=out, top=top)
     if note:
         print(note, file=sys.stderr)
     if output:

@@ -13,12 +13,10 @@ from typing import Any
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..families.intervals import entries, run_interval_tables, stamped
 from ..engine.loader import Program
 from ..families.periodic import BpfTool, attached, command_only
-from ..render import jsonl
 from ..engine.runner import Target
 from ..textsafe import cstr
 
@@ -99,10 +97,10 @@ def render(rows: list[TaskLatency], sort: str = "max", limit: int | None = None)
               help="Print only this many tasks.")
 @options.duration_option("-d")
 @options.interval_option("-i")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, sort, limit, duration, interval, as_json, command):
+def command(pid, sort, limit, duration, interval, out, command):
     """Per-task switches, run time and wake-up-to-run delay (perf sched latency)."""
     cmd = command_only(command, "schedlat")
     target = Target.from_options(pid, cmd)
@@ -110,12 +108,9 @@ def command(pid, sort, limit, duration, interval, as_json, command):
                   "Tracing scheduler latency... Hit Ctrl-C to end.") as tool:
         def print_table(stamp: dict[str, Any]) -> None:
             rows = tool.read(clear=True)
-            if as_json:
-                ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
-                for t in ordered:
-                    click.echo(jsonl.dumps(stamped(t.as_dict(), stamp)))
-            else:
-                click.echo(render(rows, sort, limit))
+            ordered = sorted(rows, key=lambda t: (-SORT_KEYS[sort](t), t.tid))[:limit]
+            out.emit(text=lambda: render(rows, sort, limit),
+                     json=lambda: [stamped(t.as_dict(), stamp) for t in ordered])
         run_interval_tables(target, print_table, duration=duration, interval=interval,
-                            as_json=as_json)
-        print_loss(tool.loss(), as_json)
+                            out=out)
+        out.loss(tool.loss())

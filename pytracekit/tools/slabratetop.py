@@ -11,12 +11,10 @@ import sys
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..collect.mapdrain import drain
 from ..engine.loader import Program
 from ..families.periodic import run_periodic, timestamp
-from ..render.jsonl import dumps
 from ..engine.runner import Target, announce
 from ..families.summary import interval_and_count
 from ..textsafe import cstr
@@ -81,15 +79,15 @@ def table(counts: dict[str, tuple[int, int]], maxrows: int) -> list[str]:
 @options.pid_option("-p")
 @options.interval_option("-i")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("words", nargs=-1, type=click.UNPROCESSED,
                 metavar="[INTERVAL [COUNT]] | [-- COMMAND]")
-def command(noclear, maxrows, pid, interval, duration, as_json, words):
+def command(noclear, maxrows, pid, interval, duration, out, words):
     """Kernel slab allocations per cache, every interval: CACHE ALLOCS BYTES."""
     interval, count, command_words = interval_and_count(words, interval, None)
     interval = interval or DEFAULT_INTERVAL
-    clear = not noclear and not as_json and sys.stdout.isatty()
+    clear = not noclear and sys.stdout.isatty()     # the text form's screen
     target = Target.from_options(pid, command_words)
     try:
         slabs = start(pid=target.pid)
@@ -98,21 +96,17 @@ def command(noclear, maxrows, pid, interval, duration, as_json, words):
             announce("Tracing... Output every %g secs. Hit Ctrl-C to end" % interval)
             def report(_final: bool) -> None:
                 counts, now = slabs.read(), timestamp()
-                if as_json:
-                    lines = [dumps({"type": "cache", "time": now, "cache": name,
-                                    "allocs": allocs, "bytes": size})
-                             for name, (allocs, size) in
-                             sorted(counts.items(), key=lambda i: (-i[1][1], i[0]))[:maxrows]]
-                else:
-                    lines = [f"{CLEAR if clear else ''}{now} loadavg: {loadavg()}", ""] + \
-                        table(counts, maxrows) + [""]
-                if lines:
-                    sys.stdout.write("\n".join(lines) + "\n")
-                sys.stdout.flush()
+                out.emit(text=lambda: [f"{CLEAR if clear else ''}{now} loadavg: {loadavg()}",
+                                       ""] + table(counts, maxrows) + [""],
+                         json=lambda: [{"type": "cache", "time": now, "cache": name,
+                                        "allocs": allocs, "bytes": size}
+                                       for name, (allocs, size) in
+                                       sorted(counts.items(),
+                                              key=lambda i: (-i[1][1], i[0]))[:maxrows]])
 
             run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
-            print_loss(slabs.loss(), as_json)
+            out.loss(slabs.loss())
         finally:
             slabs.close()
     finally:

@@ -31,7 +31,7 @@ from ..collect.mapdrain import drained
 from ..errors import UsageError
 from ..model import Frame, LossReport, Sample, StackProfile
 from ..probes.specs import ResolvedProbe, parse_spec
-from ..render import jsonl
+from ..engine import runner
 from ..symbolize.buildid import BuildIdSymbolizer
 from ..collect.stack_maps import DELIMITER, without_bpf_frames
 from ..symbolize.symbols import Symbolizer
@@ -178,11 +178,13 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
           regex: bool = False, cpu: int | None = None, user: bool = True, kernel: bool = True,
           per_pid: bool = False, offsets: bool = False, delimited: bool = False,
           stack_storage: int = 16384, max_stacks: int = 10240,
-          announce: bool = True, unwind: str = "dwarf", python: bool = False,
+          announce: Any = True, unwind: str = "dwarf", python: bool = False,
           sample_log: bool = False) -> StackCount:
     """`python` (off here, on in the command, as in profile.start): CPython
     3.8-3.13 threads get their Python frames, read at the probe. `sample_log`:
-    each event is kept too (`record -e`; samplelog.py)."""
+    each event is kept too (`record -e`; samplelog.py). `announce`: whether
+    to print the "Tracing..." line once attached, or the function printing it
+    (the command's output: text only)."""
     if not (user or kernel):
         raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
     spec = parse_spec(pattern, regex=regex)
@@ -218,8 +220,10 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
                                                 pids=[pid or 0], command=tuple(command),
                                                 command_pid=tracer.target.pid)
         try:
-            tracer.start(common.tracing_message(len(probes), pattern) if announce else None,
-                         prepare=prepare)
+            tracer.start(None, prepare=prepare)
+            if announce:
+                (announce if callable(announce) else runner.announce)(
+                    common.tracing_message(len(probes), pattern))
         except BaseException:
             if unwinding[0] is not None:
                 unwinding[0].close()
@@ -302,7 +306,6 @@ def format_folded(profile: StackProfile) -> str:
 @click.option("-v", "--verbose-addresses", "show_addresses", is_flag=True,
               help="Show raw addresses.")
 @click.option("-d", "--delimited", is_flag=True, help="Insert a delimiter between kernel/user stacks.")
-@options.folded_option("-f")
 @click.option("--stack-storage", type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384, show_default=True,
               help="Number of distinct stacks the kernel can store.")
 @click.option("--max-stacks", type=click.IntRange(1, options.MAX_MAP_ENTRIES), default=10240, show_default=True,
@@ -310,13 +313,13 @@ def format_folded(profile: StackProfile) -> str:
 @ustacks.unwind_option()
 @click.option("--python/--no-python", "python", default=True, show_default=True,
               help="Show Python frames of CPython 3.8-3.13 processes (found per process).")
-@options.json_option()
+@options.output_options("-f")
 @options.standard
 @common.pattern_argument()
 @options.command_argument
 def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, kernel_only,
-            user_only, show_addresses, delimited, folded, stack_storage, max_stacks, unwind,
-            python, as_json, pattern, command):
+            user_only, show_addresses, delimited, stack_storage, max_stacks, unwind,
+            python, out, pattern, command):
     """Count the stacks that lead to functions, tracepoints or USDT probes matching PATTERN.
 
     PATTERN: func, p::func (kernel), lib:func, p:lib:func, /path:func,
@@ -327,27 +330,20 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
     counter = start(pattern, pid=pid, command=command, regex=regex, cpu=cpu,
                     user=not kernel_only, kernel=not user_only, per_pid=per_pid,
                     offsets=offsets, delimited=delimited, stack_storage=stack_storage,
-                    max_stacks=max_stacks, announce=not folded, unwind=unwind, python=python)
+                    max_stacks=max_stacks, announce=out.opening, unwind=unwind, python=python)
 
     def report() -> None:
         maps = ["counts"] + (["py_counts"] if counter.python is not None else [])
         with drained(counter.tracer, maps):
             profile = counter.read()
-        if as_json:
-            for obj in jsonl.stacks_objs(profile):
-                click.echo(jsonl.dumps(obj))
-            return
-        if not folded:
-            click.echo()
+        out.line()
         if timestamp:
-            click.echo(common.timestamp())
-        text = format_folded(profile) if folded else format_stacks(profile,
-                                                                   verbose=show_addresses)
-        if text:
-            click.echo(text)
+            out.line(common.timestamp())
+        out.stacks(profile, text=lambda p: format_stacks(p, verbose=show_addresses) or None,
+                   folded=lambda p: format_folded(p) or None)
 
     try:
-        common.run_tool(counter, report, duration=duration, interval=interval, as_json=as_json,
+        common.run_tool(counter, report, duration=duration, interval=interval, out=out,
                         poll=counter.poll)
     finally:
         if counter.note:   # Python stacks lost or cut (made when closing)

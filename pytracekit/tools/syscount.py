@@ -15,8 +15,6 @@ from ..errors import UsageError
 from ..engine.loader import Program
 from ..collect.mapdrain import drained
 from ..model import LossReport
-from ..render.jsonl import dumps
-from ..render.lossreport import print_loss
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..textsafe import cstr
 
@@ -78,7 +76,7 @@ def table(rows: list[Row], *, by_process: bool, latency: bool, milliseconds: boo
     return "\n".join(lines)
 
 
-def json_line(rows: list[Row], *, by_process: bool, latency: bool, top: int) -> str:
+def json_obj(rows: list[Row], *, by_process: bool, latency: bool, top: int) -> dict:
     ordered = sorted(rows, key=lambda r: (-(r.total_ns if latency else r.count), r.key))[:top]
     out = []
     for r in ordered:
@@ -88,7 +86,7 @@ def json_line(rows: list[Row], *, by_process: bool, latency: bool, top: int) -> 
         if latency:
             row["total_ns"] = r.total_ns
         out.append(row)
-    return dumps({"type": "syscalls", "time": time.strftime("%H:%M:%S"), "rows": out})
+    return {"type": "syscalls", "time": time.strftime("%H:%M:%S"), "rows": out}
 
 
 @click.command("syscount", context_settings=options.TOOL_CONTEXT)
@@ -106,11 +104,11 @@ def json_line(rows: list[Row], *, by_process: bool, latency: bool, top: int) -> 
 @click.option("-P", "--process", "by_process", is_flag=True, help="Count by process, not syscall.")
 @click.option("-l", "--list", "list_syscalls", is_flag=True, help="List known syscalls and exit.")
 @click.option("--syscall", default=None, help="Count only this syscall (by name).")
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
 def command(pid, tid, interval, duration, top, failures, errno_text, latency, milliseconds,
-            by_process, list_syscalls, syscall, as_json, command):
+            by_process, list_syscalls, syscall, out, command):
     """Summarize system call counts and latencies."""
     if list_syscalls:
         for nr, name in sorted(syscalls.table().items()):
@@ -135,12 +133,9 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
 
         def report() -> None:
             rows = counter.read()
-            if as_json:
-                click.echo(json_line(rows, **show))
-            else:
-                click.echo(f"[{time.strftime('%H:%M:%S')}]")
-                click.echo(table(rows, milliseconds=milliseconds, **show))
-                click.echo()
+            out.emit(text=lambda: [f"[{time.strftime('%H:%M:%S')}]",
+                                   table(rows, milliseconds=milliseconds, **show), ""],
+                     json=lambda: json_obj(rows, **show))
 
         reported = 0
 
@@ -156,8 +151,7 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
                        on_interval=tick if interval else None)
         if not (count and reported >= count):
             report()
-        loss = counter.loss()
-        print_loss(loss, as_json)
+        out.loss(counter.loss())
     finally:
         if counter is not None:
             counter.close()
