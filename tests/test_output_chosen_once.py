@@ -21,16 +21,7 @@ FORBIDDEN_NAMES = {"as_json", "json_out"}
 FORMAT_WORDS = ("json", "folded")
 
 # Modules still branching on the format, to convert (then take them off).
-NOT_CONVERTED = {
-    # m..z: the other half of issue 14
-    'tools/memleak.py', 'tools/mutexstat.py',
-   
-    'tools/record.py', 'tools/report.py',
-    'tools/script.py',
-   
-    'tools/stat.py',
-    'tools/systrace.py', 'tools/timechart.py', 'tools/top.py', 'tools/trace.py',
-}
+NOT_CONVERTED: set[str] = set()   # every tool and family is converted
 
 
 def _identifiers(node: ast.AST) -> set[str]:

@@ -76,6 +76,11 @@ class Output:
         if self.form == form:
             raise UsageError(why)
 
+    def redraws(self) -> bool:
+        """Whether a screen redrawn in place may stand for the records (top's
+        interactive view): text going to a terminal."""
+        return sys.stdout.isatty()
+
     def text_only(self, option: str) -> None:
         """`option` prints a text of its own (cpuunclaimed's CSV): a usage
         error in any other form."""
@@ -146,6 +151,9 @@ class JsonOutput(Output):
     def _lines_of(self, text: Text, json: Json, folded: Text) -> list[str]:
         return [jsonl.dumps(obj) for obj in _objects(json)]
 
+    def redraws(self) -> bool:
+        return False
+
     def line(self, text: str = "") -> None:
         pass
 
@@ -160,6 +168,9 @@ class FoldedOutput(Output):
 
     def _lines_of(self, text: Text, json: Json, folded: Text) -> list[str]:
         return _lines(folded) if folded is not None else _lines(text)
+
+    def redraws(self) -> bool:
+        return False
 
     def line(self, text: str = "") -> None:
         pass

@@ -486,6 +486,18 @@ class KernelModules:
         return unnamed("[kernel.kallsyms]", address)
 
 
+def function_name(frame: Frame) -> str:
+    """The function's own name in a frame a Symbolizer named with offset and
+    module (`malloc` of `malloc+0x1a [libc.so.6]`), for JSON, where names are
+    bare; an unnamed frame keeps its module and address."""
+    name, suffix = frame.name, f" [{frame.module}]"
+    if frame.module and name.endswith(suffix):
+        name = name[:-len(suffix)]
+    if Frame(name, frame.kind, module=frame.module).unknown:
+        return name
+    return name.rsplit("+0x", 1)[0]
+
+
 class Symbolizer:
     def __init__(self, bpf: Any = None, *, show_module: bool = False,
                  show_offset: bool = False) -> None:

@@ -20,16 +20,14 @@ from typing import Any
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
 from ..collect.mapdrain import snapshot
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, require_alive, require_tracepoints, run_periodic
-from ..render import jsonl
 from ..engine.runner import Target
-from ..symbolize.symbols import Symbolizer
+from ..symbolize.symbols import Symbolizer, function_name
 from ..collect import user_stacks as ustacks
 from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
 
@@ -166,7 +164,8 @@ def report_json(stacks: list[Outstanding], top: int, addresses: bool) -> list[di
     for entry in reversed(stacks[-top:]):
         obj: dict[str, Any] = {"type": "outstanding", "bytes": entry.size,
                                "allocations": entry.count,
-                               "frames": [{"name": f.name, "kind": f.kind} for f in entry.frames]}
+                               "frames": [{"name": function_name(f), "kind": f.kind}
+                                          for f in entry.frames]}
         if addresses:
             obj["addresses"] = [{"address": a, "size": s} for a, s in sorted(entry.addresses)]
         objs.append(obj)
@@ -200,11 +199,11 @@ def report_json(stacks: list[Outstanding], top: int, addresses: bool) -> list[di
 @ustacks.unwind_option()
 @options.duration_option("-d")
 @options.interval_option("-i")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def command(pid, addresses, older, command_line, combined_only, sample_rate, top, min_size,
-            max_size, obj, max_allocs, unwind, duration, interval, as_json, args):
+            max_size, obj, max_allocs, unwind, duration, interval, out, args):
     """Outstanding memory allocations by stack (possible leaks).
 
     ARGS: [interval [count]] and/or -- COMMAND to run and trace. The default
@@ -223,18 +222,15 @@ def command(pid, addresses, older, command_line, combined_only, sample_rate, top
                "Attaching to kernel allocators, Ctrl+C to quit.")
     with attached(target, lambda: start(pid=target.pid, obj=obj, sample_rate=sample_rate,
                                         min_size=min_size, max_size=max_size,
-                                        show_offsets=not as_json, max_allocs=max_allocs,
+                                        max_allocs=max_allocs,
                                         command=cmd, unwind=unwind),
                   message) as tool:
         def report(final: bool) -> None:
             stacks = tool.read(older_ms=older, combined_only=combined_only,
                                addresses=addresses)
-            if as_json:
-                for obj_ in report_json(stacks, top, addresses):
-                    click.echo(jsonl.dumps(obj_))
-            else:
-                click.echo(report_text(stacks, top, addresses))
+            out.emit(text=lambda: report_text(stacks, top, addresses),
+                     json=lambda: report_json(stacks, top, addresses))
 
         run_periodic(target, duration=duration, interval=interval, count=count,
                      report=report, poll=tool.poll)
-        print_loss(tool.loss(), as_json)
+        out.loss(tool.loss())

@@ -17,16 +17,14 @@ from typing import Any
 
 import click
 
-from ..render.lossreport import print_loss
 from ..cli import options
 from ..symbolize.datasyms import user_data_symbol
 from ..families.intervals import entries, run_interval_tables, stamped
 from ..engine.loader import Program
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, command_only, require_alive, require_tracepoints
-from ..render import jsonl
 from ..engine.runner import Target
-from ..symbolize.symbols import Symbolizer
+from ..symbolize.symbols import Symbolizer, function_name
 from ..collect import user_stacks as ustacks
 from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
 from .klockstat import format_ns
@@ -60,7 +58,7 @@ class MutexSite:
                 "contended": self.contended, "wait_total_ns": self.wait_total_ns,
                 "wait_max_ns": self.wait_max_ns, "hold_total_ns": self.hold_total_ns,
                 "hold_max_ns": self.hold_max_ns, "holds": self.holds,
-                "frames": [f.name for f in self.frames]}
+                "frames": [function_name(f) for f in self.frames]}
 
 
 @dataclass
@@ -160,29 +158,25 @@ def render(sites: list[MutexSite], *, sort: str = "wait_total", limit: int | Non
 @ustacks.unwind_option()
 @options.duration_option("-d")
 @options.interval_option("-i")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def command(pid, limit, depth, sort, all_sites, obj, unwind, duration, interval, as_json,
+def command(pid, limit, depth, sort, all_sites, obj, unwind, duration, interval, out,
             command):
     """pthread mutex contention by mutex and calling stack (-p PID or -- COMMAND)."""
     cmd = command_only(command, "mutexstat")
     if not pid and not cmd:
         raise click.UsageError("give -p PID or -- COMMAND: uprobes need a process to watch")
     target = Target.from_options(pid, cmd)
-    with attached(target, lambda: start(pid=target.pid, obj=obj, show_offsets=not as_json,
-                                        command=cmd, unwind=unwind),
+    with attached(target, lambda: start(pid=target.pid, obj=obj, command=cmd, unwind=unwind),
                   f"Tracing pthread mutexes of pid {target.pid}... Hit Ctrl-C to end.") as tool:
         def print_table(stamp: dict[str, Any]) -> None:
             sites = tool.read(clear=True)
-            if as_json:
-                sites = [s for s in sites if all_sites or s.contended]
-                sites.sort(key=lambda s: (-s.sort_value(sort), s.mutex))
-                for s in sites[:limit]:
-                    click.echo(jsonl.dumps(stamped(s.as_dict(), stamp)))
-            else:
-                click.echo(render(sites, sort=sort, limit=limit, depth=depth,
-                                  all_sites=all_sites))
+            shown = sorted((s for s in sites if all_sites or s.contended),
+                           key=lambda s: (-s.sort_value(sort), s.mutex))[:limit]
+            out.emit(text=lambda: render(sites, sort=sort, limit=limit, depth=depth,
+                                         all_sites=all_sites),
+                     json=lambda: [stamped(s.as_dict(), stamp) for s in shown])
         run_interval_tables(target, print_table, duration=duration, interval=interval,
-                            as_json=as_json, poll=tool.poll)
-        print_loss(tool.loss(), as_json)
+                            out=out, poll=tool.poll)
+        out.loss(tool.loss())

@@ -21,7 +21,6 @@ from ..families import stack_profilers as stacktools
 from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
 from ..families.python_stacks import PythonStackSession
-from ..render.jsonl import dumps
 from ..engine.runner import announce, run_until_done
 from ..collect.stack_maps import sample_from_key
 from ..textsafe import cstr
@@ -55,12 +54,12 @@ DRY_RUN_ARGS = ["-o", "/tmp/pytracekit-dry-run.ptk", "1"]
               type=click.IntRange(1, options.MAX_STACK_ENTRIES), default=16384,
               show_default=True, help="Number of unique stack traces that can be stored.")
 @options.duration_option()
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.pass_context
 def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, frequency,
             off_cpu, event, call_graph, python, stack_storage_size, duration,
-            as_json) -> None:
+            out) -> None:
     """Record stacks to a file for `report`, `script` and `diff`.
 
     \b
@@ -137,8 +136,7 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
                    "the count map (counted in map_full)", err=True)
     if note:
         click.echo(note, err=True)
-    if as_json:
-        click.echo(dumps(summary(result, output)))
+    out.emit(json=lambda: summary(result, output))
 
 
 def sample_namer(session: Any) -> Callable[[Any, int], Sample]:

@@ -24,11 +24,10 @@ LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run
 @click.option("--no-tree", is_flag=True, help="Leave out the caller tree.")
 @click.option("--min-percent", type=options.Finite(0, 100), default=1.0, show_default=True,
               help="Caller tree: hide branches below this share of the total.")
-@options.folded_option("-f")
-@options.json_option()
+@options.output_options("-f")
 @stacktools.with_output_options
 @options.standard
-def command(path, top, sort, no_tree, min_percent, folded, as_json, output, fmt) -> None:
+def command(path, top, sort, no_tree, min_percent, out, output, fmt) -> None:
     """Summarize a recording made by `pytracekit record`.
 
     \b
@@ -45,16 +44,20 @@ def command(path, top, sort, no_tree, min_percent, folded, as_json, output, fmt)
     if fmt == "pprof":
         sys.stdout.buffer.write(stacktools.render(profile, fmt, tool=tool))
         return
-    if fmt or folded or as_json:
-        chosen = fmt or ("json" if as_json else "folded")
-        click.echo(stacktools.render(profile, chosen, tool=tool).decode(), nl=False)
+    if fmt:
+        click.echo(stacktools.render(profile, fmt, tool=tool).decode(), nl=False)
         return
-    click.echo(summary_line(path, profile))
-    click.echo(reporting.function_table_text(profile, top=top, sort=sort))
-    if not no_tree:
-        click.echo("\n# Caller tree (top-down)\n")
-        click.echo(reporting.caller_tree_text(profile, min_percent=min_percent))
-    stacktools.emit_loss(profile.loss)
+
+    def text(profile) -> str:
+        parts = [summary_line(path, profile),
+                 reporting.function_table_text(profile, top=top, sort=sort)]
+        if not no_tree:
+            parts += ["\n# Caller tree (top-down)\n",
+                      reporting.caller_tree_text(profile, min_percent=min_percent)]
+        return "\n".join(parts)
+    out.stacks(profile, tool=tool, text=text,
+               folded=lambda p: stacktools.bcc_folded(p).splitlines())
+    out.loss(profile.loss)
 
 
 def summary_line(path: str, profile) -> str:

@@ -10,7 +10,6 @@ from ..cli import options
 from ..collect import recording
 from ..errors import UsageError
 from ..model import Frame, SampleEvent, StackProfile
-from ..render import jsonl
 
 DRY_RUN_ARGS: list[str] = []
 LOADS_BPF = False   # reads files only: no --ebpf program, nothing to dry-run
@@ -20,9 +19,9 @@ KERNEL_MODULE = "[kernel.kallsyms]"   # perf's name for the kernel's frames
 @click.command("script", context_settings=options.TOOL_CONTEXT)
 @click.option("-i", "--input", "path", metavar="FILE", required=True,
               help="Recording to read (written by `pytracekit record`).")
-@options.json_option()
+@options.output_options()
 @options.standard
-def command(path, as_json) -> None:
+def command(path, out) -> None:
     """Print every sample or event of a recording with its stack (`perf script`).
 
     \b
@@ -37,10 +36,9 @@ def command(path, as_json) -> None:
                          "record it again to script it")
     event = profile.meta.get("event", "cpu-clock")
     for e in profile.events:
-        if as_json:
-            click.echo(jsonl.dumps(sample_obj(profile, e, event)))
-        else:
-            click.echo(sample_text(profile, e, event))
+        out.emit(text=lambda: sample_text(profile, e, event),
+                 json=lambda: sample_obj(profile, e, event), flush=False)
+    out.flush()
 
 
 def period(profile: StackProfile, e: SampleEvent) -> int:

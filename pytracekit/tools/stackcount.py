@@ -340,7 +340,7 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
         if timestamp:
             out.line(common.timestamp())
         out.stacks(profile, text=lambda p: format_stacks(p, verbose=show_addresses) or None,
-                   folded=lambda p: format_folded(p) or None)
+                   folded=lambda p: format_folded(p).splitlines())
 
     try:
         common.run_tool(counter, report, duration=duration, interval=interval, out=out,

@@ -23,8 +23,7 @@ from ..kernel import perf, tracefs
 from ..model import LossReport
 from ..probes.perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
 from ..render import perfstat
-from ..render.jsonl import dumps, loss_obj
-from ..render.lossreport import print_loss
+from ..render.output import Output
 from ..engine.runner import Target, announce, run_until_done
 
 # a filter the kernel cannot apply (a string behind a user pointer): BPF is compiled
@@ -332,11 +331,11 @@ def _what(target: Target, cpus: list[int], system_wide: bool) -> str:
 @click.option("-r", "--repeat", type=click.IntRange(min=1), default=1,
               help="Run the command this many times; show mean and variance.")
 @options.duration_option()
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
 def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, interval_ms,
-            interval, repeat, duration, as_json, command):
+            interval, repeat, duration, out, command):
     """Count events for a command, a process, CPUs or the whole system."""
     if interval is not None:   # the long option every tool has, in seconds
         if interval_ms is not None:
@@ -371,8 +370,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
             session.rearm(target if not system_wide else follow_target)
             if run == 0:
                 announce(f"Counting {len(events)} event(s)... Hit Ctrl-C to end.")
-            values, ended = _run_once(session, target, duration, interval_ms, counters,
-                                      as_json)
+            values, ended = _run_once(session, target, duration, interval_ms, counters, out)
             elapsed.append(ended - target.started)
             for c, v in zip(counters, values):
                 if v is None:
@@ -385,11 +383,9 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
         sys_s = usage.ru_stime - usage_before.ru_stime if command else None
         loss = session.loss()
         what = _what(target, cpus, system_wide)
-        if as_json:
-            _print_json(what, counters, elapsed, user_s, sys_s, loss)
-        else:
-            click.echo(perfstat.report(what, counters, elapsed, user_s, sys_s))
-        print_loss(loss, as_json=False)   # its JSON line is part of _print_json
+        out.emit(text=lambda: perfstat.report(what, counters, elapsed, user_s, sys_s),
+                 json=lambda: _json_objects(what, counters, elapsed, user_s, sys_s))
+        out.loss(loss)
     finally:
         if session is not None:
             session.close()
@@ -398,24 +394,22 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
 
 def _run_once(session: Session, target: Target, duration: float | None,
               interval_ms: int | None, counters: list[perfstat.CounterResult],
-              as_json: bool) -> tuple[list[int | None], float]:
+              out: Output) -> tuple[list[int | None], float]:
     """One run: its counts and when it ended (the moment a command exited)."""
     last = [0] * len(counters)
-    if interval_ms and not as_json:
-        click.echo(perfstat.INTERVAL_HEADER)
+    if interval_ms:
+        out.line(perfstat.INTERVAL_HEADER)
 
     def tick() -> None:
         t = time.monotonic() - target.started
         now = session.read()
         for i, (c, v) in enumerate(zip(counters, now)):
             delta = (v or 0) - last[i]
-            if as_json:
-                click.echo(dumps({"type": "interval", "time_s": round(t, 9), "event": c.label,
-                                  "supported": v is not None,
-                                  "value": delta if v is not None else None}))
-            else:
-                click.echo(perfstat.interval_line(t, perfstat.CounterResult(
-                    c.label, c.kind, supported=v is not None), delta))
+            out.emit(text=lambda: perfstat.interval_line(t, perfstat.CounterResult(
+                         c.label, c.kind, supported=v is not None), delta),
+                     json=lambda: {"type": "interval", "time_s": round(t, 9), "event": c.label,
+                                   "supported": v is not None,
+                                   "value": delta if v is not None else None})
             last[i] = v or 0
 
     if not target.command:
@@ -426,16 +420,15 @@ def _run_once(session: Session, target: Target, duration: float | None,
     return session.read(), target.exited_at or time.monotonic()
 
 
-def _print_json(what: str, counters: list[perfstat.CounterResult], elapsed: list[float],
-                user_s: float | None, sys_s: float | None, loss: LossReport) -> None:
-    for c in counters:
-        click.echo(dumps({"type": "counter", "event": c.label, "kind": c.kind,
-                          "supported": c.supported,
-                          "value": round(c.mean) if c.supported else None,
-                          "unit": "ns" if c.is_clock else "count",
-                          "runs": len(c.values),
-                          "stddev_pct": round(c.stddev_pct, 3) if c.supported else None}))
-    click.echo(dumps({"type": "summary", "target": what, "runs": len(elapsed),
-                      "elapsed_s": round(sum(elapsed) / max(len(elapsed), 1), 9),
-                      "user_s": user_s, "sys_s": sys_s}))
-    click.echo(dumps(loss_obj(loss)))
+def _json_objects(what: str, counters: list[perfstat.CounterResult], elapsed: list[float],
+                  user_s: float | None, sys_s: float | None) -> list[dict]:
+    return [*({"type": "counter", "event": c.label, "kind": c.kind,
+               "supported": c.supported,
+               "value": round(c.mean) if c.supported else None,
+               "unit": "ns" if c.is_clock else "count",
+               "runs": len(c.values),
+               "stddev_pct": round(c.stddev_pct, 3) if c.supported else None}
+              for c in counters),
+            {"type": "summary", "target": what, "runs": len(elapsed),
+             "elapsed_s": round(sum(elapsed) / max(len(elapsed), 1), 9),
+             "user_s": user_s, "sys_s": sys_s}]

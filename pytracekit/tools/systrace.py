@@ -18,8 +18,6 @@ from ..kernel import syscalls
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..render.syscall_summary import Summary
-from ..render.jsonl import dumps
-from ..render.lossreport import print_loss
 from ..engine.runner import Target, announce, check_pid, run_until_done
 from ..collect.stream import CallbackRings, RunEnd
 from ..render.syscall_args import arguments_text, one_argument, result_text, string_mask
@@ -240,11 +238,11 @@ def start(target: Target, on_call, **options) -> SyscallTracer:
               help="Each call's user stack: dwarf unwinds in the kernel with each binary's "
                    "CFI (no frame pointers needed), fp follows frame pointers.")
 @options.duration_option("-d")
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
 def command(pid, tid, everything, only, failures, min_duration, summary_only, with_summary,
-            faults, call_graph, duration, as_json, command):
+            faults, call_graph, duration, out, command):
     """Each system call of a process or command: arguments, result, duration."""
     if not (pid or tid or command or everything):
         raise UsageError("give -p PID, -t TID, -- COMMAND, or -a for every process "
@@ -271,7 +269,7 @@ def command(pid, tid, everything, only, failures, min_duration, summary_only, wi
             summary.add(record.pid, record.tid, record.comm, record.syscall,
                         round(record.duration_ms * 1e6), -4096 < record.ret < 0)
         if not summary_only:
-            click.echo(dumps(record.as_json()) if as_json else record.text())
+            out.emit(text=record.text, json=record.as_json)
 
     try:
         tracer = start(target, show, tid=tid, only=names, failures=failures,
@@ -280,12 +278,8 @@ def command(pid, tid, everything, only, failures, min_duration, summary_only, wi
         run_until_done(target, duration=duration, poll=tracer.poll)
         tracer.drain()
         if summary is not None:
-            if as_json:
-                for obj in summary.objects():
-                    click.echo(dumps(obj))
-            else:
-                click.echo(summary.text())
-        print_loss(tracer.loss(), as_json)
+            out.emit(text=summary.text, json=summary.objects)
+        out.loss(tracer.loss())
     finally:
         if tracer is not None:
             tracer.close()

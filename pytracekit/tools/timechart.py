@@ -15,8 +15,6 @@ from .. import outfile
 from ..collect import schedtimes
 from ..families import event_tools
 from ..render import timeline
-from ..render.lossreport import print_loss
-from ..render.jsonl import dumps
 from ..render.timechart_svg import timechart_svg
 from ..engine.runner import FINAL_DRAIN_S, Target, announce, run_until_done
 
@@ -34,10 +32,10 @@ def monotonic_ns() -> int:
 @options.pid_option("-p")
 @options.duration_option("-d")
 @event_tools.buffer_option("-b")
-@options.json_option()
+@options.output_options()
 @options.standard
 @options.command_argument
-def command(output, pid, duration, buffer_pages, as_json, command):
+def command(output, pid, duration, buffer_pages, out, command):
     """An SVG of CPUs, disks and tasks over time, like perf timechart."""
     outfile.check_writable(output)
     target = Target.from_options(pid, command)
@@ -64,11 +62,10 @@ def command(output, pid, duration, buffer_pages, as_json, command):
             outfile.write_file(output, timechart_svg(chart))
             summary = events.summary()
             seconds = (end_ns - start_ns) / 1e9
-            if as_json:
-                click.echo(dumps({"type": "written", "path": output, "seconds": round(seconds, 6),
-                                  "cpus": len(chart.cpus), "disks": len(chart.disks),
-                                  "tasks": len(chart.tasks), "records": summary.captured}))
+            out.emit(json={"type": "written", "path": output, "seconds": round(seconds, 6),
+                           "cpus": len(chart.cpus), "disks": len(chart.disks),
+                           "tasks": len(chart.tasks), "records": summary.captured})
             print(f"Written {seconds:.1f} seconds of trace to {output}.", file=sys.stderr)
-            print_loss(summary.loss, as_json)
+            out.loss(summary.loss)
     finally:
         target.finish()

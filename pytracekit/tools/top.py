@@ -24,8 +24,7 @@ from ..engine.loader import Program
 from ..model import LossReport
 from ..families.periodic import run_periodic
 from ..render import top as render
-from ..render.jsonl import dumps
-from ..render.lossreport import print_loss
+from ..render.output import Output
 from ..engine.runner import Target, announce
 from ..textsafe import cstr
 
@@ -157,21 +156,19 @@ def start(*, pid: int = 0, follow: int = 0, **_options: Any) -> CpuSession:
 
 
 def batch_printer(session: CpuSession, *, threads: bool, sort: str, limit: int | None,
-                  as_json: bool) -> Callable[[], None]:
+                  out: Output) -> Callable[[], None]:
     def show() -> None:
         r = session.refresh()
         rows = shown_rows(r, threads, sort, session.pids())
-        if as_json:
-            click.echo(dumps({"type": "refresh", "time": time.time(),
-                              "interval_s": round(r.interval_ns / 1e9, 6),
-                              "busy_pct": round(r.busy_pct, 2), "ncpu": r.ncpu,
-                              "rows": [{"pid": u.pid, "tid": u.tid, "comm": u.comm,
-                                        "cpu_pct": round(u.cpu_pct(r.interval_ns), 2),
-                                        "cpu_ns": u.delta_ns, "total_ns": u.total_ns,
-                                        "threads": u.threads, "exited": u.exited}
-                                       for u in rows[:limit]]}))
-        else:
-            click.echo("\n".join(render.screen(r, rows, threads, limit)) + "\n")
+        out.emit(text=lambda: render.screen(r, rows, threads, limit) + [""],
+                 json=lambda: {"type": "refresh", "time": time.time(),
+                               "interval_s": round(r.interval_ns / 1e9, 6),
+                               "busy_pct": round(r.busy_pct, 2), "ncpu": r.ncpu,
+                               "rows": [{"pid": u.pid, "tid": u.tid, "comm": u.comm,
+                                         "cpu_pct": round(u.cpu_pct(r.interval_ns), 2),
+                                         "cpu_ns": u.delta_ns, "total_ns": u.total_ns,
+                                         "threads": u.threads, "exited": u.exited}
+                                        for u in rows[:limit]]})
     return show
 
 
@@ -224,11 +221,11 @@ def _can_draw() -> bool:
 @click.option("--idle", is_flag=True, help="--functions: include the idle task.")
 @click.option("--python/--no-python", "python", default=True, show_default=True,
               help="--functions: charge CPython interpreter samples to the Python function.")
-@options.json_option()
+@options.output_options()
 @options.standard
 @click.pass_context
 def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, limit, functions,
-            frequency, idle, python, as_json):
+            frequency, idle, python, out):
     """Who is on the CPU: per-process (or -H per-thread) CPU% from sched_switch.
 
     \b
@@ -239,7 +236,7 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
     """
     target = Target.from_options(pid, options.command_of(ctx))
     follow = target.pid if target.command else 0
-    interactive = not (batch_mode or as_json) and sys.stdout.isatty() and \
+    interactive = not batch_mode and out.redraws() and \
         not (settings.current().ebpf or settings.current().dry_run) and _can_draw()
     try:
         if functions:
@@ -247,12 +244,11 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
             session: Any = FunctionProfile(frequency=frequency, pid=target.pid, idle=idle,
                                            python=python)
             show = printer(session, interactive=interactive, frequency=frequency, limit=limit,
-                           as_json=as_json)
+                           out=out)
             message = f"Sampling at {frequency} Hz per CPU"
         else:
             session = CpuSession(pid=0 if follow else target.pid, follow=follow)
-            show = batch_printer(session, threads=threads, sort=sort, limit=limit,
-                                 as_json=as_json)
+            show = batch_printer(session, threads=threads, sort=sort, limit=limit, out=out)
             message = f"Refreshing every {delay:g} s"
         try:
             if interactive and not functions:
@@ -271,7 +267,7 @@ def command(ctx, batch_mode, iterations, delay, duration, sort, threads, pid, li
                 announce(f"{message}{who}{tail}")
                 run_refreshes(target, delay=delay, iterations=iterations, duration=duration,
                               show=show, poll=getattr(session, "poll", None))
-            print_loss(session.loss(), as_json)
+            out.loss(session.loss())
             note = session.summary_line() if functions else ""
             if note:
                 print(note, file=sys.stderr)

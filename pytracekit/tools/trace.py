@@ -28,8 +28,7 @@ from ..cli import options
 from ..collect import stream
 from ..errors import SpecError, UsageError
 from ..probes.expr import Conversion, Format
-from ..render.jsonl import dumps, loss_obj
-from ..render.text import loss_line
+from ..render.output import Output
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..collect.stream import CallbackRings
 from ..symbolize.buildid import BuildIdSymbolizer, mapped_files
@@ -282,11 +281,11 @@ class RunningTrace:
               show_default=True, help="Most probes one spec may expand to.")
 @ustacks.unwind_option()
 @options.duration_option()
-@options.json_option()
+@options.output_options()
 @options.standard
 def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack, kernel_stack,
             buffer_pages, string_size, include_self, name, msg_filter, print_program, limit,
-            unwind, duration, as_json):
+            unwind, duration, out):
     """Trace probes, printing one line per event: PROBE... [-- COMMAND].
 
     PROBE is SPEC[(SIGNATURE)] [(FILTER)] ["FORMAT"[, ARG...]], e.g.
@@ -298,7 +297,7 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
         timestamp=timestamp, clock=clock, print_cpu=print_cpu, user_stack=user_stack,
         kernel_stack=kernel_stack, buffer_pages=buffer_pages, string_size=string_size,
         include_self=include_self, name=name, msg_filter=msg_filter, limit=limit,
-        duration=duration, as_json=as_json, print_program=print_program, unwind=unwind)
+        duration=duration, out=out, print_program=print_program, unwind=unwind)
 
 
 def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
@@ -338,7 +337,7 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
 
 @dataclass
 class EventFormatter:
-    """Turns decoded events into BCC-style lines or JSON objects."""
+    """Writes decoded events to the output: BCC-style lines or JSON objects."""
 
     tracer: RunningTrace
     timestamp: bool = False        # -t: seconds since the first event
@@ -346,7 +345,6 @@ class EventFormatter:
     print_cpu: bool = False
     user_stack: bool = False
     kernel_stack: bool = False
-    as_json: bool = False
     name: str | None = None        # -n: only processes whose name contains this
     msg_filter: str | None = None  # -f: only messages containing this
 
@@ -355,14 +353,14 @@ class EventFormatter:
             (["CPU"] if self.print_cpu else [])
         return " ".join(cols + [f"{'PID':<7} {'TID':<7} {'COMM':<15} {'FUNC':<16} -"])
 
-    def render(self, event: dict[str, Any]) -> str | None:
-        """The text for one event, or None when -n/-f leave it out."""
+    def write(self, event: dict[str, Any], out: Output) -> bool:
+        """One event to `out` (unflushed); False when -n/-f leave it out."""
         tracer = self.tracer
         if self.name is not None and self.name not in event["comm"]:
-            return None
+            return False
         msg = tracer.message(event)
         if self.msg_filter is not None and self.msg_filter not in msg:
-            return None
+            return False
         if tracer.first_ts is None:
             tracer.first_ts = event["ts"]
         probe = event["probe"]
@@ -370,44 +368,49 @@ class EventFormatter:
                   if self.user_stack else [])
         kstack = (tracer.stack(event["kernel_stack"], -1, True, event["kernel_stack_hash"])
                   if self.kernel_stack else [])
-        if self.as_json:
-            obj = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
-                   "tid": event["tid"], "cpu": event["cpu"], "comm": event["comm"],
-                   "probe": probe.text.text, "function": probe.display, "message": msg,
-                   "args": event["values"]}
+
+        def obj() -> dict[str, Any]:
+            made = {"type": "event", "ts_ns": event["ts"], "pid": event["pid"],
+                    "tid": event["tid"], "cpu": event["cpu"], "comm": event["comm"],
+                    "probe": probe.text.text, "function": probe.display, "message": msg,
+                    "args": event["values"]}
             if self.user_stack:
-                obj["user_stack"] = ustack
+                made["user_stack"] = ustack
             if self.kernel_stack:
-                obj["kernel_stack"] = kstack
-            return dumps(obj) + "\n"
-        cols = []
-        if self.timestamp:   # BCC keeps 8 characters of the offset
-            cols.append(f"{(event['ts'] - tracer.first_ts) / 1e9:.6f}"[:8].ljust(8))
-        elif self.clock:
-            cols.append(f"{time.strftime('%H:%M:%S'):<8}")
-        if self.print_cpu:
-            cols.append(f"{event['cpu']:<3}")
-        cols.append(f"{event['pid']:<7} {event['tid']:<7} {event['comm']:<15} "
-                    f"{probe.display:<16} {msg}")
-        lines = [" ".join(cols).rstrip()]
-        for frames in (kstack, ustack):
-            lines += [f"        {name}" for name in frames]
-            if frames:
-                lines.append("")
-        return "\n".join(lines) + "\n"
+                made["kernel_stack"] = kstack
+            return made
+
+        def text() -> str:
+            cols = []
+            if self.timestamp:   # BCC keeps 8 characters of the offset
+                cols.append(f"{(event['ts'] - tracer.first_ts) / 1e9:.6f}"[:8].ljust(8))
+            elif self.clock:
+                cols.append(f"{time.strftime('%H:%M:%S'):<8}")
+            if self.print_cpu:
+                cols.append(f"{event['cpu']:<3}")
+            cols.append(f"{event['pid']:<7} {event['tid']:<7} {event['comm']:<15} "
+                        f"{probe.display:<16} {msg}")
+            lines = [" ".join(cols).rstrip()]
+            for frames in (kstack, ustack):
+                lines += [f"        {name}" for name in frames]
+                if frames:
+                    lines.append("")
+            return "\n".join(lines)
+        out.emit(text=text, json=obj, flush=False)
+        return True
 
 
 def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: int | None = None,
         timestamp: bool = False, clock: bool = False, print_cpu: bool = False,
         name: str | None = None, msg_filter: str | None = None, print_program: bool = False,
-        duration: float | None = None, as_json: bool = False, **options_: Any) -> None:
+        duration: float | None = None, out: Output | None = None, **options_: Any) -> None:
     tracer, target = start(probe_texts, command, **options_)
     prog = tracer.prog
     if print_program:
         sys.stderr.write(prog.full_text)
-    out = sys.stdout
+    out = out or Output()
     printer = EventFormatter(tracer, timestamp, clock, print_cpu, bool(options_.get("user_stack")),
-                      bool(options_.get("kernel_stack")), as_json, name, msg_filter)
+                             bool(options_.get("kernel_stack")), name, msg_filter)
     printed = 0
     # libbpf consumes for as long as events keep coming: under a steady stream
     # one poll never returns unless the callback says stop (a negative value).
@@ -420,9 +423,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         event = tracer.decode(ctypes.string_at(data, size))
         if run_end.past(event["ts"]):
             return -1
-        text = printer.render(event)
-        if text is not None:
-            out.write(text)
+        if printer.write(event, out):
             printed += 1
         return 0
 
@@ -438,9 +439,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
 
     try:
         rings.open("events", on_event)
-        if not as_json:
-            out.write(printer.header() + "\n")
-            out.flush()
+        out.line(printer.header())
         announce(f"Tracing {len(tracer.probes)} probe{'s' if len(tracer.probes) != 1 else ''}"
                  "... Hit Ctrl-C to end.")
         run_until_done(target, duration=duration, poll=poll)
@@ -450,12 +449,7 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         out.flush()
         loss = prog.loss()
         loss.unknown_frames += tracer.unknown_frames
-        if as_json:
-            out.write(dumps(loss_obj(loss)) + "\n")
-        warning = loss_line(loss)
-        if warning:
-            print(warning, file=sys.stderr)
-        out.flush()
+        out.loss(loss)
     finally:
         if tracer.unwinding is not None:
             tracer.unwinding.close()
