@@ -7,7 +7,6 @@ the long option stays the same across all tools.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from typing import Any, Callable
 
@@ -218,18 +217,12 @@ def json_option() -> Callable[[F], F]:
 def output_options(*folded_short: str, folded: bool = False) -> Callable[[F], F]:
     """--json (and --folded, with its short flags, where `folded` or any are
     given): the output is chosen here, once, and the tool gets it as `out`
-    (render.output), never the flags. A tool not converted yet (no `out`
-    parameter) still gets `as_json`/`folded` (tests/test_output_chosen_once.py
-    lists them)."""
+    (render.output), never the flags."""
     def apply(f: F) -> F:
-        params = inspect.signature(f).parameters
-        takes_out = "out" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
         @functools.wraps(f)
         def with_output(*args: Any, **kwargs: Any) -> Any:
-            if takes_out:
-                kwargs["out"] = output.chosen(json=kwargs.pop("as_json"),
-                                              folded=kwargs.pop("folded", False))
+            kwargs["out"] = output.chosen(json=kwargs.pop("as_json"),
+                                          folded=kwargs.pop("folded", False))
             return f(*args, **kwargs)
         if folded or folded_short:
             with_output = folded_option(*folded_short)(with_output)

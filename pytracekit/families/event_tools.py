@@ -12,7 +12,6 @@ from ..cli import options
 from ..collect.stream import (DEFAULT_BUFFER_PAGES, FINAL_DRAIN_S, INTERRUPT_DRAIN_S,
                               EventStream, StreamSummary, favour_reader)
 from ..engine.runner import Target, announce, run_until_done
-from ..render import output
 from ..render.jsonl import loss_obj
 from ..render.output import Output
 
@@ -43,11 +42,11 @@ class Printer:
     `folded(rows)` (tools with --folded) folded lines; the output writes the
     form it was chosen for (JSON adds "type": "event")."""
 
-    def __init__(self, out: "Output | bool", header: str | None,
+    def __init__(self, out: Output, header: str | None,
                  text: Callable[[list[tuple]], Iterable[str]],
                  obj: Callable[[list[tuple]], Iterable[dict]],
                  folded: Callable[[list[tuple]], Iterable[str]] | None = None) -> None:
-        self.out = output.of(out)
+        self.out = out
         self.header = header
         self._text = text
         self._obj = obj
@@ -115,8 +114,8 @@ def summary_obj(summary: StreamSummary) -> dict[str, Any]:
     return {**loss_obj(summary.loss), **summary_counts(summary)}
 
 
-def report_summary(summary: StreamSummary, out: "Output | bool") -> None:
+def report_summary(summary: StreamSummary, out: Output) -> None:
     """What was captured and printed (stderr), then the loss: the output's one
     loss record, whose JSON line is summary_obj."""
     print(summary.line(), file=sys.stderr, flush=True)
-    output.of(out).loss(summary.loss, **summary_counts(summary))
+    out.loss(summary.loss, **summary_counts(summary))

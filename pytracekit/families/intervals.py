@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any, Callable
 
 from ..collect.mapdrain import drain
-from ..render import output
 from ..render.output import Output
 from .periodic import report_until_done, timestamp
 from ..engine.runner import Target, run_until_done
@@ -30,14 +29,12 @@ def stamped(obj: dict[str, Any], stamp: dict[str, Any]) -> dict[str, Any]:
 
 def run_interval_tables(target: Target, print_table: Callable[[dict[str, Any]], None], *,
                         duration: float | None, interval: float | None,
-                        out: "Output | bool" = False,
-                        poll: Callable[[int], None] | None = None, **legacy: Any) -> str:
+                        out: Output, poll: Callable[[int], None] | None = None) -> str:
     """Run until done; every `interval` seconds (when given) and once at the end
     (unless the last interval just ended it) call print_table(stamp), which
     prints the results since the previous call and clears them. `stamp` is
     {"time": "HH:MM:SS", "interval_no": n} with --interval (for JSON lines),
     else {}; text tables get a blank line and the time before them."""
-    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     number = [0]
 
     def report() -> None:

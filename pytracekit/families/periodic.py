@@ -15,7 +15,6 @@ from ..errors import UsageError
 from ..cli.options import split_interval_count
 from ..collect.mapdrain import drained
 from ..model import Histogram
-from ..render import output
 from ..render.output import Output
 from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
@@ -211,10 +210,8 @@ class HistogramTool(BpfTool):
 def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
                        section: str | None, show_name: bool, stamp: bool,
                        duration: float | None, interval: float | None, count: int | None,
-                       out: "Output | bool" = False, extra: dict | None = None,
-                       **legacy: Any) -> None:
+                       out: Output, extra: dict | None = None) -> None:
     """runqlat/cpudist: attach, print histograms every interval and at the end."""
-    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     with tool.prog:
         tool.prog.ready()
         announce(message)

@@ -314,15 +314,10 @@ class StackSession:
         self.target.finish()
 
 
-def print_profile(tool: str, profile: StackProfile, *, out: "Output | None" = None,
-                  top: int | None = None, text: Any = None,
-                  **legacy: bool) -> None:
+def print_profile(tool: str, profile: StackProfile, *, out: Output,
+                  top: int | None = None, text: Any = None) -> None:
     """Stacks to the run's output in its form (`text(profile, top=)` for
-    text, else BCC's), then the loss. `legacy`: the flags (folded=, as_json=)
-    of a tool not converted yet."""
-    if out is None:
-        out = output.chosen(json=legacy.get("as_json", False),
-                            folded=legacy.get("folded", False))
+    text, else BCC's), then the loss."""
     out.stacks(profile, tool=tool, text=lambda p: (text or bcc_stack_text)(p, top=top),
                folded=lambda p: bcc_folded(p).splitlines())
     out.loss(profile.loss)

@@ -16,7 +16,6 @@ from ..errors import UsageError
 from ..engine.loader import Program
 from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
-from ..render import output
 from ..render.output import Output
 from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
@@ -102,11 +101,10 @@ def histograms(table: Any, unit: str, label_of: Callable[[int], str] = str) -> d
 
 
 def print_histograms(hists: dict[str, Histogram], *, section: str | None, value_name: str,
-                     out: "Output | bool" = False, timestamp: bool,
-                     extra: dict[str, Any] | None = None, **legacy: Any) -> None:
+                     out: Output, timestamp: bool,
+                     extra: dict[str, Any] | None = None) -> None:
     """BCC's print_log2_hist per label ("\\ndisk = vda" before each); in JSON
     each histogram with the time and `extra`."""
-    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     now = time.strftime("%H:%M:%S")
     if timestamp:
         out.line(f"{now:<8}")
@@ -139,7 +137,7 @@ def run(prog: Program | Session, target: Target, report: Callable[[], None], *, 
 
 
 def main(words: tuple[str, ...], interval: float | None, count: int | None,
-         duration: float | None, out: "Output | bool", open_prog: Callable[[], Session],
+         duration: float | None, out: Output, open_prog: Callable[[], Session],
          report: Callable[[Session], None], *, clear: Iterable[str], message: str) -> None:
     """A summary tool's command body: `[interval [count]]` or `-- COMMAND`,
     the program, reports every interval and at the end, the loss line."""
@@ -149,6 +147,6 @@ def main(words: tuple[str, ...], interval: float | None, count: int | None,
         with open_prog() as prog:
             run(prog, target, lambda: report(prog), interval=interval, count=count,
                 duration=duration, clear=clear, message=message)
-            output.of(out).loss(prog.loss())
+            out.loss(prog.loss())
     finally:
         target.finish()

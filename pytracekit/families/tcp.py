@@ -13,7 +13,6 @@ from ..collect import stream
 from ..families import event_tools
 from ..engine.loader import Program
 from ..engine.net import parse_ports
-from ..render import output
 from ..render.output import Output
 from ..engine.runner import Target, announce, run_until_done
 
@@ -149,9 +148,8 @@ def count_main(pid: int | None, command: tuple[str, ...],
         target.finish()
 
 
-def print_counts(prog: Program, out: "Output | bool", objects: list[dict], header: str,
+def print_counts(prog: Program, out: Output, objects: list[dict], header: str,
                  lines: list[str]) -> None:
     """A -c table (BCC's layout) or its JSON lines, then the losses."""
-    out = output.of(out)
     out.emit(text=["\n" + header, *lines], json=[{"type": "count", **obj} for obj in objects])
     out.loss(prog.loss())

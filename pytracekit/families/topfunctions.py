@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import click
 
-from typing import Any, Callable
+from typing import Callable
 
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..engine.loader import Program
 from ..model import LossReport
 from . import python_stacks as pysampling
-from ..render import output
 from ..render.output import Output
 from ..symbolize.symbols import Symbolizer
 
@@ -128,10 +127,8 @@ def lines(shares: list[FunctionShare], seconds: float, frequency: int,
 
 
 def printer(profile: FunctionProfile, *, interactive: bool, frequency: int,
-            limit: int | None, out: "Output | bool" = False,
-            **legacy: Any) -> Callable[[], None]:
+            limit: int | None, out: Output) -> Callable[[], None]:
     """show(): print the functions sampled since the previous call."""
-    out = output.of(out, **legacy)   # legacy: as_json= from a tool not converted yet
     last = [time.monotonic()]
 
     def show() -> None:

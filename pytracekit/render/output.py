@@ -185,9 +185,3 @@ def chosen(*, json: bool = False, folded: bool = False) -> Output:
         raise UsageError("--folded and --json exclude each other: choose one output")
     return JsonOutput() if json else FoldedOutput() if folded else Output()
 
-
-def of(out: "Output | bool | None", as_json: bool = False) -> Output:
-    """`out`, or the output an old `as_json` flag meant (given as `out` or by
-    its old keyword). Only while tools are being converted (the allow-list in
-    tests/test_output_chosen_once.py): family functions take either."""
-    return out if isinstance(out, Output) else chosen(json=bool(out) or as_json)

@@ -12,6 +12,7 @@ from ..api import Tracer
 from ..kernel import features
 from ..families.periodic import report_until_done
 from ..probes.specs import ResolvedProbe, program_return
+from ..render.output import Output
 
 # The token bpf/<tool>.bpf.c leaves for the generated per-probe functions.
 PLACEHOLDER = "/* PTK_PROBE_FUNCTIONS */"
@@ -67,14 +68,12 @@ def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: fl
 
 
 def run_tool(running: Any, report: Callable[[], None], *, duration: float | None,
-             interval: float | None, out: Any = None,
-             poll: Callable[[int], None] | None = None, **legacy: Any) -> None:
+             interval: float | None, out: Output,
+             poll: Callable[[int], None] | None = None) -> None:
     """A tool's whole run after start(): reports, the loss (the output's loss
     record), "Detaching...", and detaching even when interrupted or failing.
     `running` is what the tool's start() returned (.tracer, .loss(), .close()).
-    `legacy`: the as_json flag of a tool not converted yet."""
-    from ..render import output
-    out = output.of(out, **legacy)
+    """
     try:
         run_with_reports(running.tracer, report, duration=duration, interval=interval, poll=poll)
         out.loss(running.loss())
