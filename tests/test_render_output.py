@@ -98,8 +98,6 @@ def test_one_form_only_and_refusals():
     with pytest.raises(UsageError, match="needs stacks"):
         FORMS["folded"].refuse("folded", "needs stacks")
     FORMS["text"].refuse("folded", "needs stacks")
-    assert output.of(True).form == "json" and output.of(False, as_json=True).form == "json"
-    assert output.of(FORMS["folded"]) is FORMS["folded"]
 
 
 def test_output_options_hand_the_tool_one_output():
