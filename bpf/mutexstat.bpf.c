@@ -67,13 +67,14 @@ int lock_enter(struct pt_regs *ctx)
     u32 tid = pid_tgid;
     u64 mutex = PT_REGS_PARM1(ctx);
     struct held_val hv = {};
-    hv.start_ns = bpf_ktime_get_ns();
-    hv.acquired_ns = hv.start_ns;
     hv.site.mutex = mutex;
     hv.site.pid = pid_tgid >> 32;
     hv.site.stack_id = ptk_user_stack(ctx, hv.site.pid, &hv.site.user_stack_hash);
     if (!hv.site.user_stack_hash)
         bpf_probe_read_user(&hv.site.caller, sizeof(hv.site.caller), (void *)PT_REGS_SP(ctx));
+    /* after the unwind: the probe's own time is neither wait nor hold */
+    hv.start_ns = bpf_ktime_get_ns();
+    hv.acquired_ns = hv.start_ns;
     struct held_key hk = {};
     hk.mutex = mutex;
     hk.tid = tid;
