@@ -120,7 +120,9 @@ def run_once(argv: list[str] | None, mode: list[str], cwd: Path = ROOT) -> dict:
                      for n, (c, t) in after.items()}
             tool.send_signal(2)
             tool.communicate(timeout=120)
-    return {"cpu": usage.ru_utime + usage.ru_stime, "wall": wall, "progs": progs}
+    return {"cpu": usage.ru_utime + usage.ru_stime, "wall": wall, "progs": progs,
+            "sys": usage.ru_stime, "minflt": usage.ru_minflt,
+            "csw": usage.ru_nvcsw + usage.ru_nivcsw}
 
 
 def main() -> None:
