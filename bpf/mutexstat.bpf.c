@@ -1,19 +1,22 @@
 /* mutexstat: pthread mutex contention by mutex and calling stack, through
  * uprobes on the entries of pthread_mutex_lock and pthread_mutex_unlock and
- * the futex tracepoints; no return probe (a uretprobe costs a second trap per
- * call and was most of the probes' cost).
+ * the futex tracepoints. No return probe: the stack is unwound at the lock's
+ * entry, before the mutex is taken, so the unwind (most of the tool's own
+ * time) no longer lengthens the caller's critical section, and no timing
+ * includes it. (A uretprobe itself cost little on Linux 6.18: bench
+ * event_cost.)
  *
  * A lock call is contended when the thread waits in futex() on the mutex's
- * own lock word (glibc's mutexes keep it at offset 0: the futex address is
- * the mutex) while the call may still run: from its entry until the thread
- * makes another futex call, locks or unlocks another mutex, or waits on a
+ * lock word (an address inside the pthread_mutex_t: glibc's is at offset 0,
+ * musl's at 4) while the call may still run: from its entry until the
+ * thread makes another futex call, locks or unlocks a mutex, or waits on a
  * condition variable (whose internal relock is not a lock call). The wait
  * ends at the last such futex return; the hold runs from there (or from the
  * entry, uncontended) to the unlock, where the acquisition, its wait and its
- * hold are counted. The stack is taken at the entry: unwound in the kernel
- * from CFI (CFI_UNWIND, ptk_ustack.h; its leaf, pthread_mutex_lock itself, is
- * dropped in user space), else a frame-pointer walk, which at an entry does
- * not see the immediate caller: its return address is kept in the key. */
+ * hold are counted. The stack: unwound in the kernel from CFI (CFI_UNWIND,
+ * ptk_ustack.h; its leaf, pthread_mutex_lock itself, is dropped in user
+ * space), else a frame-pointer walk, which at an entry does not see the
+ * immediate caller: its return address is kept in the key. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
@@ -57,6 +60,7 @@ BPF_HASH(stats, struct site_key, struct site_stats, 10240);
 BPF_HASH(held, struct held_key, struct held_val, 65536);
 BPF_HASH(locking, u32, u64, 65536);    /* tid -> the mutex whose lock call may still run */
 
+#define MUTEX_SIZE 40   /* sizeof(pthread_mutex_t), x86-64: its lock word is inside */
 #define FUTEX_CMD(op) ((op) & ~(128 | 256))   /* less FUTEX_PRIVATE_FLAG, _CLOCK_REALTIME */
 
 int lock_enter(struct pt_regs *ctx)
@@ -113,7 +117,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_futex)
     int cmd = FUTEX_CMD(args->op);
     bool waits = cmd == 0 /* WAIT */ || cmd == 9 /* WAIT_BITSET */ ||
                  cmd == 6 /* LOCK_PI */ || cmd == 13 /* LOCK_PI2 */;
-    if ((u64)args->uaddr != *mutex || !waits) {
+    u64 offset = (u64)args->uaddr - *mutex;   /* glibc: 0; musl: 4 */
+    if (offset >= MUTEX_SIZE || !waits) {
         locking.delete(&tid);      /* not the lock call's wait: that call has ended */
         return PTK_TP_PASS;
     }
