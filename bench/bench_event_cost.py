@@ -6,10 +6,12 @@ the workload's CPU seconds (wait4's rusage: BPF programs and uprobe traps run in
 context, in its system time; steadier than wall time on a loaded machine) and its wall
 seconds; under the floor and the tool, each BPF program's run count and run time as the
 kernel counts them (BPF_ENABLE_STATS, held by this process while the section runs: the
-counting costs every program alike, floor and tool). Medians over the rounds.
+counting costs every program alike, floor and tool, but it reads a clock around every run:
+on kmem's loop it doubled the floor). Medians over the rounds.
 
-BENCH_BEFORE_ROOT=DIR adds the tool as checked out in DIR (an earlier commit) as one
-more variant of every round: before and after in the same minutes."""
+BENCH_BPF_STATS=0 leaves the statistics off (CPU times as users see them; no per-program
+columns). BENCH_BEFORE_ROOT=DIR adds the tool as checked out in DIR (an earlier commit) as
+one more variant of every round: before and after in the same minutes."""
 from __future__ import annotations
 
 import ctypes
@@ -22,12 +24,14 @@ from pathlib import Path
 from .common import PY, ROOT, median, pick, table, write_json
 
 WORKLOAD = str(ROOT / "tests" / "workload" / ".build" / "workload")
-# tool, its arguments, its floors (name: bench.floors arguments), the workload mode
+# tool, its arguments, its floors (name: bench.floors arguments), other ways to run it
+# (name: arguments), the workload mode
 CASES = [
-    ("kmem", ["kmem"], {"floor": ["kmem"]}, ["open", "/tmp/ptk-bench-file", "100000"]),
+    ("kmem", ["kmem"], {"floor": ["kmem"]}, {}, ["open", "/tmp/ptk-bench-file", "100000"]),
     ("mutexstat", ["mutexstat", "-p", "{pid}"],
      {"floor": ["mutexstat", "{pid}"],
-      "floor (uretprobe)": ["mutexstat-uretprobe", "{pid}"]}, ["mutex", "1000"]),
+      "floor (uretprobe)": ["mutexstat-uretprobe", "{pid}"]},
+     {"tool --unwind fp": ["mutexstat", "--unwind", "fp", "-p", "{pid}"]}, ["mutex", "1000"]),
 ]
 QUICK_MODES = {"kmem": ["open", "/tmp/ptk-bench-file", "10000"], "mutexstat": ["mutex", "100"]}
 
@@ -126,17 +130,18 @@ def run_once(argv: list[str] | None, mode: list[str], cwd: Path = ROOT) -> dict:
 
 
 def main() -> None:
-    rounds = pick(9, 2)
+    rounds = pick(11, 2)
     before_root = os.environ.get("BENCH_BEFORE_ROOT")
-    stats_fd = enable_stats()
+    stats_fd = enable_stats() if os.environ.get("BENCH_BPF_STATS", "1") != "0" else None
     results: dict = {}
     rows = []
     try:
-        for name, tool_args, floors, mode in CASES:
+        for name, tool_args, floors, others, mode in CASES:
             mode = pick(mode, QUICK_MODES[name])
             variants = {"alone": (None, ROOT),
                         **{f: (["-m", "bench.floors", *a], ROOT) for f, a in floors.items()},
-                        "tool": (["-m", "pytracekit", *tool_args], ROOT)}
+                        "tool": (["-m", "pytracekit", *tool_args], ROOT),
+                        **{o: (["-m", "pytracekit", *a], ROOT) for o, a in others.items()}}
             if before_root:
                 variants["tool (before)"] = (["-m", "pytracekit", *tool_args], Path(before_root))
             runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -159,11 +164,15 @@ def main() -> None:
                 rows.append([name, v, " ".join(mode), f"{cpu * 1000:.0f}",
                              f"{100 * (cpu - alone_cpu) / alone_cpu:+.1f}%",
                              f"{wall * 1000:.0f}", f"{100 * (wall - alone_wall) / alone_wall:+.1f}%",
-                             f"{cnt:.0f}", f"{ns / 1e6:.1f}", per or "-"])
+                             f"{cnt:.0f}", f"{ns / 1e6:.1f}",
+                             (per if stats_fd is not None else "") or "-"])
     finally:
-        os.close(stats_fd)
-    print(f"{rounds} rounds each; {os.cpu_count()} CPUs, load average "
+        if stats_fd is not None:
+            os.close(stats_fd)
+    print(f"{rounds} rounds each, BPF statistics {'on' if stats_fd is not None else 'off'}; "
+          f"{os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end.\n")
     print(table(["tool", "variant", "workload", "CPU (ms)", "CPU overhead", "wall (ms)",
                  "wall overhead", "BPF runs", "BPF time (ms)", "ns per run by program"], rows))
-    write_json("event_cost", {"loadavg": os.getloadavg(), **results})
+    write_json("event_cost", {"loadavg": os.getloadavg(), "bpf_stats": stats_fd is not None,
+                              **results})
