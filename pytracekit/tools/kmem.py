@@ -94,20 +94,28 @@ class Kmem(BpfTool):
                     total[2] += st.bytes_alloc * scale
         return totals
 
-    def read_sites(self, offsets: bool = True, clear: bool = False) -> list[CallSite]:
-        """Per call site, its kmalloc totals and its allocations from each
-        cache: those the slots counted since the last clearing read (they only
-        grow: what was read then is subtracted) and those in the `sites` map
-        (drained when clearing)."""
+    def _slot_deltas(self, clear: bool) -> dict[int, list[int]]:
+        """Per call site, what the slots counted since the last clearing read
+        (they only grow: what was read then is subtracted); sites with no new
+        hits left out."""
         slots = self._slot_totals()
-        totals: dict[int, list[int]] = {}
-        for (call_site, _cache), now in slots.items():
-            before = self.slots_read.get((call_site, _cache), [0, 0, 0])
-            total = totals.setdefault(call_site, [0, 0, 0])
-            for i in range(3):
-                total[i] += now[i] - before[i]
+        deltas: dict[int, list[int]] = {}
+        for key, now in slots.items():
+            before = self.slots_read.get(key, [0, 0, 0])
+            if now[0] != before[0]:
+                delta = deltas.setdefault(key[0], [0, 0, 0])
+                for i in range(3):
+                    delta[i] += now[i] - before[i]
         if clear:
             self.slots_read = slots
+        return deltas
+
+    def read_sites(self, offsets: bool = True, clear: bool = False) -> list[CallSite]:
+        """Per call site, its kmalloc totals and its allocations from each
+        cache (the kernel keeps a cache's per-object sizes: hits times them):
+        those counted in the slots and those in the `sites` map (drained when
+        clearing)."""
+        totals = self._slot_deltas(clear)
         for key, st in entries(self.prog["sites"], clear):
             scale = st.hits if key.cache else 1
             total = totals.setdefault(key.call_site, [0, 0, 0])
@@ -116,8 +124,6 @@ class Kmem(BpfTool):
             total[2] += st.bytes_alloc * scale
         sites = []
         for call_site, (hits, req, alloc) in totals.items():
-            if not hits:
-                continue
             raw = self.prog.bpf.ksym(call_site, show_offset=offsets)
             known = raw and raw != b"[unknown]"
             name = raw.decode(errors="replace") if known else f"{call_site:#x}"
