@@ -1,7 +1,10 @@
 """The probe mechanism's own cost: empty BPF programs on the probe points a tool uses.
 
     python -m bench.floors kmem            # raw tracepoints kmem:kmalloc ... mm_page_alloc
-    python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock (+ return), _unlock
+    python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock, _unlock, cond waits;
+                                           # tracepoints syscalls:sys_{enter,exit}_futex
+    python -m bench.floors mutexstat-uretprobe PID   # its probes before session 7:
+                                           # pthread_mutex_lock (entry, return), _unlock
 
 Attaches, writes to PYTRACEKIT_READY_FD (as a tool does), holds until SIGINT.
 bench_sched_tools runs it beside the tool: a tool cannot cost less than this row.
@@ -25,18 +28,26 @@ def kmem() -> Program:
     return prog
 
 
-def mutexstat(pid: int) -> Program:
-    prog = Program.from_text("floor_mutexstat",
-                             EMPTY + "int empty(struct pt_regs *ctx) { return 0; }\n")
+def mutexstat(pid: int, uretprobe: bool = False) -> Program:
+    from pytracekit.tools.mutexstat import COND_WAITS
+    prog = Program.from_text("floor_mutexstat", EMPTY + (
+        "int empty(struct pt_regs *ctx) { return 0; }\n" +
+        ("" if uretprobe else
+         "TRACEPOINT_PROBE(syscalls, sys_enter_futex) { return PTK_TP_PASS; }\n"
+         "TRACEPOINT_PROBE(syscalls, sys_exit_futex) { return PTK_TP_PASS; }\n")))
     prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid)
-    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
+    if uretprobe:
+        prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
     prog.attach_uprobe("c", "empty", symbol="pthread_mutex_unlock", pid=pid)
+    for wait in ([] if uretprobe else COND_WAITS):
+        prog.attach_uprobe("c", "empty", symbol=wait, pid=pid)
     prog.ready()
     return prog
 
 
 def main(args: list[str]) -> None:
-    prog = kmem() if args[0] == "kmem" else mutexstat(int(args[1]))
+    prog = kmem() if args[0] == "kmem" else \
+        mutexstat(int(args[1]), uretprobe=args[0] == "mutexstat-uretprobe")
     ready = os.environ.get("PYTRACEKIT_READY_FD")
     if ready:
         os.write(int(ready), b"1")

@@ -190,11 +190,13 @@ PTK_INLINE bool ptk_exec_done(void)
 /* True when the current task passes the pid/tid filters. */
 PTK_INLINE bool ptk_selected(void)
 {
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (FILTER_PID && (pid_tgid >> 32) != FILTER_PID)
-        return false;
-    if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
-        return false;
+    if (FILTER_PID || FILTER_TID) {   /* unfiltered: no helper call (kmem's hot events) */
+        u64 pid_tgid = bpf_get_current_pid_tgid();
+        if (FILTER_PID && (pid_tgid >> 32) != FILTER_PID)
+            return false;
+        if (FILTER_TID && (u32)pid_tgid != FILTER_TID)
+            return false;
+    }
     return ptk_exec_done();   /* last: a map lookup, only for the target */
 }
 

@@ -108,3 +108,22 @@ def test_mutexstat_interval_text_tables(workload):
             if row.startswith("handoff [workload]") and frame.strip().startswith("handoff_worker+"):
                 contended.append(int(row.split()[3]))
     assert sum(contended) == HANDOFF_N and len(contended) >= 2
+
+
+@pytest.mark.root
+def test_mutexstat_condition_wait_relocks_are_not_lock_calls(workload):
+    """`mutexcond 5`: cond_waiter's one lock call is uncontended; the relocks
+    inside its 5 pthread_cond_waits each sleep in futex on the mutex (main holds
+    it until they do) but belong to no lock call: neither contended nor a wait."""
+    res = pytracekit("mutexstat", "-a", "--json", "--", workload, "mutexcond", "5")
+    assert res.returncode == 0, res.stderr
+    objs = json_lines(res.stdout)
+    validate("mutexstat", objs)
+    sites = {o["frames"][0]: o for o in objs
+             if o["type"] == "mutex" and o["mutex_name"] == "condlock [workload]"}
+    assert set(sites) == {"cond_waiter", "main"}, res.stdout
+    waiter, main = sites["cond_waiter"], sites["main"]
+    assert (waiter["acquisitions"], waiter["contended"], waiter["holds"]) == (1, 0, 1)
+    assert waiter["wait_total_ns"] == 0
+    assert (main["acquisitions"], main["holds"]) == (5, 5)
+    assert pytracekit_probes_left() == []

@@ -21,6 +21,15 @@ def snapshot(table: Any, chunk: int = 1024) -> list[tuple[Any, Any]]:
     return list(table.items()) if entries is None else entries
 
 
+def array_snapshot(table: Any) -> list[tuple[Any, Any]]:
+    """Every (index, value) of an array map (per-CPU: the value is BCC's array
+    of the CPUs' values) in BPF_MAP_LOOKUP_BATCH calls (BCC's items() makes a
+    system call per index)."""
+    from bcc.libbcc import lib
+    entries = _batches(table, lib.bpf_lookup_batch, max(1, len(table)))
+    return list(table.items()) if entries is None else entries
+
+
 def drain(table: Any) -> list[tuple[Any, Any]]:
     """Every (key, value) of a BPF hash map, each deleted in the same step as
     it is read (BPF_MAP_LOOKUP_AND_DELETE_BATCH: atomic per bucket; where batch

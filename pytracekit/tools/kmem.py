@@ -14,6 +14,7 @@ import click
 
 from ..cli import options
 from ..families.intervals import entries, run_interval_tables, stamped
+from ..collect.mapdrain import array_snapshot
 from ..engine.loader import Program
 from ..families.periodic import BpfTool, attached, command_only, require_tracepoints
 from ..engine.runner import Target
@@ -71,11 +72,50 @@ class Kmem(BpfTool):
     """read_*(clear=True) return what happened since the last clearing read."""
 
     frees_read: list[int] = field(default_factory=lambda: [0, 0])
+    # the slots' cumulative totals at the last clearing read: (call site, cache) ->
+    # [hits, bytes requested, bytes allocated]
+    slots_read: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+
+    def _slot_totals(self) -> dict[tuple[int, int], list[int]]:
+        """What the per-CPU slots (bpf/kmem.bpf.c) have counted since the start,
+        per (call site, cache), summed over CPUs; a cache's slot holds its sizes
+        per object, multiplied here."""
+        totals: dict[tuple[int, int], list[int]] = {}
+        for name in ("kmalloc_slots", "cache_slots"):
+            for _, per_cpu in array_snapshot(self.prog[name]):
+                for slot in per_cpu:
+                    key, st = slot.key, slot.stats
+                    if not key.call_site:
+                        continue
+                    scale = st.hits if key.cache else 1
+                    total = totals.setdefault((key.call_site, key.cache), [0, 0, 0])
+                    total[0] += st.hits
+                    total[1] += st.bytes_req * scale
+                    total[2] += st.bytes_alloc * scale
+        return totals
+
+    def _slot_deltas(self, clear: bool) -> dict[int, list[int]]:
+        """Per call site, what the slots counted since the last clearing read
+        (they only grow: what was read then is subtracted); sites with no new
+        hits left out."""
+        slots = self._slot_totals()
+        deltas: dict[int, list[int]] = {}
+        for key, now in slots.items():
+            before = self.slots_read.get(key, [0, 0, 0])
+            if now[0] != before[0]:
+                delta = deltas.setdefault(key[0], [0, 0, 0])
+                for i in range(3):
+                    delta[i] += now[i] - before[i]
+        if clear:
+            self.slots_read = slots
+        return deltas
 
     def read_sites(self, offsets: bool = True, clear: bool = False) -> list[CallSite]:
         """Per call site, its kmalloc totals and its allocations from each
-        cache (the kernel keeps a cache's per-object sizes: hits times them)."""
-        totals: dict[int, list[int]] = {}
+        cache (the kernel keeps a cache's per-object sizes: hits times them):
+        those counted in the slots and those in the `sites` map (drained when
+        clearing)."""
+        totals = self._slot_deltas(clear)
         for key, st in entries(self.prog["sites"], clear):
             scale = st.hits if key.cache else 1
             total = totals.setdefault(key.call_site, [0, 0, 0])

@@ -1,17 +1,20 @@
 """mutexstat: user-space pthread mutex contention by mutex and calling stack.
 
-uprobes on pthread_mutex_lock (entry, return) and pthread_mutex_unlock in
-the target's libc. Per (mutex, stack): acquisitions, how many had to sleep
-in futex() (contended), the time those waited (avg, max, total), and hold
-times. Mutexes that are globals are named from the binary's symbol table.
-With -i/--interval, a table every SECONDS covering only that interval: a
-wait or a hold that spans a boundary counts in the interval where it ends.
+uprobes on the entries of pthread_mutex_lock and pthread_mutex_unlock in the
+target's libc (and of pthread_cond_*wait), the futex tracepoints; no return
+probe (bpf/mutexstat.bpf.c says how). Per (mutex, stack): acquisitions, how
+many had to sleep in futex() (contended), the time those waited (avg, max,
+total), and hold times. Mutexes that are globals are named from the binary's
+symbol table. With -i/--interval, a table every SECONDS covering only that
+interval: an acquisition, with its wait and its hold, counts in the interval
+where the mutex is unlocked.
 Stacks are unwound in the kernel from CFI (--unwind dwarf, ustacks.py), so
 code built without frame pointers has whole stacks; --unwind fp follows
 frame pointers.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,7 @@ from ..cli import options
 from ..symbolize.datasyms import user_data_symbol
 from ..families.intervals import entries, run_interval_tables, stamped
 from ..engine.loader import Program
+from ..errors import NotFoundError
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, command_only, require_alive, require_tracepoints
 from ..engine.runner import Target
@@ -30,6 +34,9 @@ from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
 from .klockstat import format_ns
 
 DRY_RUN_ARGS = ["-p", "1"]
+# a lock call has ended when its thread waits on a condition variable (whose
+# relock of the mutex, inside, is no lock call of its own)
+COND_WAITS = ("pthread_cond_wait", "pthread_cond_timedwait", "pthread_cond_clockwait")
 SORT_KEYS = ("wait_total", "contended", "acquisitions", "wait_max", "hold_total")
 
 
@@ -76,10 +83,16 @@ class Mutexstat(UnwindingToolMixin, BpfTool):
         return name
 
     def _frames(self, key: Any) -> list[Frame]:
-        """The site's stack, leaf first: unwound (a hash) or frame pointers."""
+        """The site's stack, the lock's caller first. Taken at the lock's entry,
+        its leaf is pthread_mutex_lock: unwound (a hash), the frames after it;
+        frame pointers, which skip the caller there, the caller's return address
+        then the frames after the leaf."""
         if key.user_stack_hash:
-            return self.symbolizer.unwound_stack(key.user_stack_hash, key.pid)
-        return self.symbolizer.stack(self.prog["user_stacks"], key.stack_id, pid=key.pid)
+            return self.symbolizer.unwound_stack(key.user_stack_hash, key.pid)[1:]
+        walked = self.symbolizer.stack(self.prog["user_stacks"], key.stack_id, pid=key.pid)
+        if not key.caller:
+            return walked[1:]
+        return [self.symbolizer.user(key.caller, key.pid), *walked[1:]]
 
     def warm(self) -> None:
         """Name mutexes and stacks while the process is alive."""
@@ -103,7 +116,7 @@ class Mutexstat(UnwindingToolMixin, BpfTool):
 def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
           command: tuple[str, ...] = (), unwind: str = "dwarf", **_: Any) -> Mutexstat:
     """`command`: the held command whose pid is `pid`."""
-    require_tracepoints("mutexstat", "syscalls:sys_enter_futex")
+    require_tracepoints("mutexstat", "syscalls:sys_enter_futex", "syscalls:sys_exit_futex")
     prog = Program.from_file("mutexstat", defines={
         "FILTER_PID": pid, **ustacks.defines(unwind, user=True, storage=16384,
                                              command_pid=pid if command else 0)})
@@ -113,9 +126,10 @@ def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
         unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
                                          command_pid=pid)
         prog.attach_uprobe(obj, "lock_enter", symbol="pthread_mutex_lock", pid=pid)
-        prog.attach_uprobe(obj, "lock_return", symbol="pthread_mutex_lock", pid=pid,
-                           retprobe=True)
         prog.attach_uprobe(obj, "unlock_enter", symbol="pthread_mutex_unlock", pid=pid)
+        for wait in COND_WAITS:
+            with contextlib.suppress(NotFoundError):     # an older libc lacks clockwait
+                prog.attach_uprobe(obj, "settle", symbol=wait, pid=pid)
     except BaseException:
         prog.close()
         raise

@@ -48,6 +48,12 @@
  *                          handoff_worker (each waiting about MS ms) and N uncontended
  *                          ones from main (each held at least MS ms); then stays alive
  *                          300 ms (for symbols)
+ *     mutexcond N          cond_waiter() locks the global mutex `condlock` once and holds it
+ *                          through N pthread_cond_waits; main takes it N times, each time
+ *                          signalling and keeping it until the waiter's relock inside
+ *                          pthread_cond_wait waits in futex. So the waiter's one lock call
+ *                          is uncontended (its relocks are no lock calls); main's N are
+ *                          counted; then stays alive 300 ms (for symbols)
  *     gatedburst N US      wait for a line on stdin; N times: sleep 1 ms, then
  *                          busy_call(US); print "done"; wait for stdin to close (a
  *                          test reads /proc/PID/schedstat while it is blocked,
@@ -303,6 +309,24 @@ static void wait_for_waiter(pthread_mutex_t *m)
 {
     while (__atomic_load_n(&m->__data.__lock, __ATOMIC_ACQUIRE) != 2)
         usleep(200);
+}
+
+static pthread_mutex_t condlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond_ready = PTHREAD_COND_INITIALIZER;
+static long cond_rounds, cond_signals;
+static sem_t cond_locked;
+
+NOINLINE void *cond_waiter(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&condlock);
+    sem_post(&cond_locked);
+    for (long seen = 0; seen < cond_rounds; seen++) {
+        while (cond_signals <= seen)
+            pthread_cond_wait(&cond_ready, &condlock);
+    }
+    pthread_mutex_unlock(&condlock);
+    return NULL;
 }
 
 NOINLINE void touch_pages(char *base, long n, long page)
@@ -764,6 +788,21 @@ int main(int argc, char **argv)
             sleeper(ms);
             pthread_mutex_unlock(&handoff);
             sem_wait(&handoff_done);
+        }
+        pthread_join(t, NULL);
+        sleeper(300);   /* stay alive so stacks can be symbolized */
+    } else if (strcmp(mode, "mutexcond") == 0) {
+        pthread_t t;
+        cond_rounds = arg_long(argc, argv, i, "N");
+        sem_init(&cond_locked, 0, 0);
+        pthread_create(&t, NULL, cond_waiter, NULL);
+        sem_wait(&cond_locked);
+        for (long k = 0; k < cond_rounds; k++) {
+            pthread_mutex_lock(&condlock);
+            cond_signals++;
+            pthread_cond_signal(&cond_ready);
+            wait_for_waiter(&condlock);     /* the waiter's relock sleeps on it */
+            pthread_mutex_unlock(&condlock);
         }
         pthread_join(t, NULL);
         sleeper(300);   /* stay alive so stacks can be symbolized */
