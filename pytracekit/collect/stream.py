@@ -35,6 +35,7 @@ from ..errors import PytracekitError, UsageError
 from ..engine.loader import BPF_DIR, Program, read_source
 from ..model import UNREADABLE, LossReport
 from ..engine.runner import raise_pending, signals_deferred     # CallbackRings
+from ..engine.session import ProgramSession
 
 STREAM_HEADER = "ptk_stream.h"
 # Headers pasted in, as the loader pastes pytracekit.h: BCC rewrites map
@@ -321,8 +322,9 @@ class StreamSummary:
         return text
 
 
-class EventStream:
-    """A loaded streaming program and its reader: what a tool's start() returns."""
+class EventStream(ProgramSession):
+    """A loaded streaming program and its reader: what an event tool's start()
+    returns (engine.session); read() gives the events committed since the last."""
 
     def __init__(self, prog: Program, fields: Fields, map_name: str = "events") -> None:
         self.prog = prog
@@ -359,9 +361,6 @@ class EventStream:
         self.open().consume(lambda rows: got.extend(dict(zip(names, r)) for r in rows))
         return got
 
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
     def summary(self, printed: int = 0) -> StreamSummary:
         reader = self.reader
         return StreamSummary(captured=reader.captured if reader else 0, printed=printed,
@@ -373,12 +372,6 @@ class EventStream:
             self.reader.close()
             self.reader = None
         self.prog.close()
-
-    def __enter__(self) -> "EventStream":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def favour_reader() -> None:

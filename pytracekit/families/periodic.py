@@ -19,6 +19,7 @@ from ..model import Histogram
 from ..render import jsonl
 from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.session import ProgramSession
 from ..textsafe import cstr
 
 
@@ -172,9 +173,9 @@ def histogram_tool_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @dataclass
-class BpfTool:
-    """What every tool's start() returns: the program, its loss, teardown.
-    With a symbolizer, frames it could not name join the loss report."""
+class BpfTool(ProgramSession):
+    """A summary tool's session (engine.session) around its program; with a
+    symbolizer, frames it could not name join the loss report."""
 
     prog: Any
     symbolizer: Any = None
@@ -184,9 +185,6 @@ class BpfTool:
         if self.symbolizer is not None:
             loss.unknown_frames = self.symbolizer.unknown_frames
         return loss
-
-    def close(self) -> None:
-        self.prog.close()
 
     def warm(self) -> None:
         """Symbolize what is new while the processes still exist (tools with stacks)."""

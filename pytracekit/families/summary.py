@@ -15,6 +15,7 @@ import click
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
+from ..engine.session import ProgramSession
 from ..render.lossreport import print_loss
 from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
@@ -23,34 +24,9 @@ from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
 
 
-class Session:
-    """A loaded summary program, what a summary tool's start() returns:
-    read() gives the results so far as model values."""
-
-    def __init__(self, prog: Program, reader: Callable[[Program], Any]) -> None:
-        self.prog = prog
-        self._reader = reader
-
-    def read(self) -> Any:
-        return self._reader(self.prog)
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
-    def ready(self) -> None:
-        self.prog.ready()
-
-    def __getitem__(self, map_name: str) -> Any:
-        return self.prog[map_name]
-
-    def close(self) -> None:
-        self.prog.close()
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+# What a summary tool's start() returns: its program and a reader of the
+# results (engine.session, the one session shape every tool's start() has).
+Session = ProgramSession
 
 
 def interval_and_count(words: tuple[str, ...], interval: float | None,

@@ -28,6 +28,7 @@ from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
 from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.session import ProgramSession
 
 MAX_KEY_BYTES = 256
 DRY_RUN_ARGS = ["-C", "t:syscalls:sys_enter_openat():int,char*:args->flags,args->filename",
@@ -201,7 +202,7 @@ def _value(raw: Any, ctype: CType) -> Any:
     return int(raw)
 
 
-class Argdist:
+class Argdist(ProgramSession):
     """A running argdist: `read()` gives each probe's counts or histogram."""
 
     def __init__(self, probes_: list[ArgdistProbe], prog: Any, target: Target) -> None:
@@ -229,9 +230,6 @@ class Argdist:
     def clear(self) -> None:
         for p in self.probes:
             self.prog[p.map_name].clear()
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
 
     def close(self) -> None:
         self.prog.close()

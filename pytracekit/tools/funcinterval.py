@@ -18,6 +18,7 @@ from ..probes.specs import parse_spec
 from ..render import jsonl
 from ..render.text import log2_histogram
 from ..cli.options import CommandAfterDashes, command_of
+from ..engine.session import TracerSession
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]
@@ -25,7 +26,7 @@ FUNCTIONS = "int interval_{n}(void *ctx) {{ on_call(); return {ret}; }}\n"
 UNITS = {"nsecs": 1, "usecs": 1000, "msecs": 1000000}
 
 
-class Intervals:
+class Intervals(TracerSession):
     """A running funcinterval: read() gives the histogram since start or clear()."""
 
     def __init__(self, tracer: Tracer, unit: str) -> None:
@@ -39,12 +40,6 @@ class Intervals:
 
     def clear(self) -> None:
         self.tracer["hist"].clear()
-
-    def loss(self) -> LossReport:
-        return self.tracer.loss()
-
-    def close(self) -> None:
-        self.tracer.close()
 
 
 def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = (),

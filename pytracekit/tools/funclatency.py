@@ -18,6 +18,7 @@ from ..model import Histogram, LossReport
 from ..probes.specs import ResolvedProbe, parse_spec
 from ..render import jsonl
 from ..render.text import log2_histogram
+from ..engine.session import TracerSession
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]
@@ -40,7 +41,7 @@ class Latency:
 
 
 @dataclass
-class FuncLatency:
+class FuncLatency(TracerSession):
     """A running funclatency; read() gives the latencies since start or the last clear()."""
 
     tracer: Tracer
@@ -67,12 +68,6 @@ class FuncLatency:
     def clear(self) -> None:
         self.tracer["dist"].clear()
         self.tracer["sums"].clear()
-
-    def loss(self) -> LossReport:
-        return self.tracer.loss()
-
-    def close(self) -> None:
-        self.tracer.close()
 
 
 def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = (),

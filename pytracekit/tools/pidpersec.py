@@ -14,11 +14,12 @@ from ..engine.loader import Program
 from ..families.periodic import report_until_done, timestamp
 from ..render.jsonl import dumps
 from ..engine.runner import Target, announce, run_until_done
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
 
 
-class Forks:
+class Forks(ProgramSession):
     """The loaded program; read() is the running total of new tasks."""
 
     def __init__(self, prog: Program) -> None:
@@ -26,12 +27,6 @@ class Forks:
 
     def read(self) -> int:
         return sum(sum(value) for value in self.prog["forks"].values())
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0) -> Forks:

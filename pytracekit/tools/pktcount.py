@@ -21,6 +21,7 @@ from ..model import LossReport
 from ..render import jsonl
 from ..render.text import loss_line
 from ..engine.runner import Target, announce, install_signal_handlers, run_until_done
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-i", "lo"]
 
@@ -74,7 +75,7 @@ def json_lines(counts: PacketCounts, when: float) -> list[str]:
             for (iface, direction, proto, port), (p, b) in counts.ordered()]
 
 
-class PacketCounter:
+class PacketCounter(ProgramSession):
     """The reusable core: counting is on from start() until close()."""
 
     def __init__(self, prog: Program, attacher: net.NetAttacher, names: dict[int, str]) -> None:
@@ -92,9 +93,6 @@ class PacketCounter:
             acc[0] += sum(v.packets for v in per_cpu)
             acc[1] += sum(v.bytes for v in per_cpu)
         return counts
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
 
     def close(self) -> list[str]:
         """Detach from the interfaces (first: they must not keep our programs), unload."""

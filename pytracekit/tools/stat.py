@@ -26,6 +26,7 @@ from ..render import perfstat
 from ..render.jsonl import dumps, loss_obj
 from ..render.lossreport import print_loss
 from ..engine.runner import Target, announce, run_until_done
+from ..engine.session import ProgramSession
 
 # a filter the kernel cannot apply (a string behind a user pointer): BPF is compiled
 DRY_RUN_ARGS = ["-a", "-e", "syscalls:sys_enter_openat", "--filter",
@@ -149,7 +150,7 @@ def _kernel_accepts(ev: EventSpec, text: str, probes: list[int]) -> bool:
         return False
 
 
-class Session:
+class Session(ProgramSession):
     """Counters for one set of events; `rearm(target)` before every run."""
 
     def __init__(self, events: list[EventSpec], filters: dict[int, str], target: Target,
@@ -253,9 +254,6 @@ class Session:
                 total = sum(perf.read_counter(fd) for fd in fds)
             values.append(total - self.base[slot])
         return values
-
-    def loss(self) -> LossReport:
-        return self.prog.loss() if self.prog is not None else LossReport()
 
     def _close_counters(self) -> None:
         for fds in self.fds.values():

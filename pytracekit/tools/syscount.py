@@ -19,6 +19,7 @@ from ..render.jsonl import dumps
 from ..render.lossreport import print_loss
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..textsafe import cstr
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-L"]
 
@@ -30,7 +31,7 @@ class Row:
     total_ns: int
 
 
-class Counter:
+class Counter(ProgramSession):
     def __init__(self, prog: Program, by_process: bool) -> None:
         self.prog, self.by_process = prog, by_process
 
@@ -43,12 +44,6 @@ class Counter:
                 key = (syscalls.name(k.id), k.id)
             rows.append(Row(key, v.count, v.total_ns))
         return rows
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(target: Target, *, tid: int | None = None, by_process: bool = False,
