@@ -50,9 +50,17 @@ DISCARD_BIT = 1 << 30
 POLL_MAX_MS = 50                    # how long a straggler can wait for the reader
 POLL_BUSY_MS = 2                    # ... while events are flowing (a storm)
 BATCH_RECORDS = 8192                # records decoded per iter_unpack call
-FINAL_DRAIN_S = 10.0                # budget for reading the backlog after the target ended
-INTERRUPT_DRAIN_S = 0.5             # ... and after Ctrl-C/SIGTERM
+# After a run ends the probes still fire until the program is closed: what was
+# committed by the end (the backlog) is read within a budget (drain_budget).
+FINAL_DRAIN_S = 10.0                # after the duration or the target's end
+INTERRUPT_DRAIN_S = 0.5             # ... after Ctrl-C/SIGTERM
 READER_NICE = -5                    # the reader's priority, relative (see favour_reader)
+
+
+def drain_budget(why: str) -> float:
+    """Seconds to read the backlog of a run that ended for `why`
+    (run_until_done's reason)."""
+    return INTERRUPT_DRAIN_S if why == "interrupted" else FINAL_DRAIN_S
 
 
 def check_buffer_pages(pages: int) -> int:

@@ -9,14 +9,13 @@ drained: an event spanning a boundary is counted once, where it completes.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Callable
 
 import click
 
 from ..collect.mapdrain import drain
-from .periodic import report_until_done, timestamp
-from ..engine.runner import Target, run_until_done
+from .periodic import run_periodic, timestamp
+from ..engine.runner import Target
 
 
 def entries(table: Any, clear: bool) -> list[tuple[Any, Any]]:
@@ -48,5 +47,5 @@ def run_interval_tables(target: Target, print_table: Callable[[dict[str, Any]], 
                 click.echo(stamp["time"])
         print_table(stamp)
 
-    return report_until_done(partial(run_until_done, target), report, duration=duration,
-                             interval=interval, poll=poll)
+    return run_periodic(target, report=lambda _final: report(), duration=duration,
+                        interval=interval, count=None, poll=poll)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -48,60 +49,44 @@ def command_only(args: tuple[str, ...], tool: str) -> tuple[str, ...]:
     return cmd
 
 
-def ticker(on_tick: Callable[[], None], count: int | None) -> Callable[[], None]:
-    """An on_interval callback that stops the run after `count` ticks."""
-    done = [0]
+def report_every(run: Callable[..., str], report: Callable[[bool], None], *,
+                 interval: float | None, count: int | None = None,
+                 duration: float | None = None,
+                 poll: Callable[[int], None] | None = None) -> str:
+    """The one report loop of the summary tools: `run` (run_until_done bound
+    to a target, or Tracer.run) until done, calling report(final=False) every
+    `interval` seconds and ending the run after `count` of them, then
+    report(final=True) once, unless the last interval's report already covered
+    the end: `count` reached, or the duration ended within half an interval of
+    it (BCC prints no extra empty table when -d is a multiple of -i). Returns
+    why the run ended."""
+    reported = 0
+    last_report = 0.0
 
     def tick() -> None:
-        on_tick()
-        done[0] += 1
-        if count is not None and done[0] >= count:
+        nonlocal reported, last_report
+        report(False)
+        last_report = time.monotonic()
+        reported += 1
+        if count is not None and reported >= count:
             raise Stop("count")
-    return tick
+
+    why = run(duration=duration, interval=interval, on_interval=tick if interval else None,
+              poll=poll)
+    just_reported = bool(reported) and (
+        (count is not None and reported >= count) or
+        (why == "duration" and time.monotonic() - last_report < interval / 2))
+    if not just_reported:
+        report(True)
+    return why
 
 
 def run_periodic(target: Target, *, duration: float | None, interval: float | None,
                  count: int | None, report: Callable[[bool], None],
                  poll: Callable[[int], None] | None = None) -> str:
-    """Run, calling report(final=False) every interval and report(final=True) at
-    the end unless the last interval report was the end (count reached)."""
-    ended_by_count = [False]
-
-    def on_tick() -> None:
-        report(False)
-
-    tick = ticker(on_tick, count)
-
-    def guarded() -> None:
-        try:
-            tick()
-        except Stop:
-            ended_by_count[0] = True
-            raise
-    why = run_until_done(target, duration=duration, interval=interval,
-                         on_interval=guarded if interval else None, poll=poll)
-    if not ended_by_count[0]:
-        report(True)
-    return why
-
-
-def report_until_done(run: Callable[..., str], report: Callable[[], None], *,
-                      duration: float | None, interval: float | None,
-                      poll: Callable[[int], None] | None = None) -> str:
-    """Run (`run_until_done` bound to a target, or `Tracer.run`) until done,
-    `report()` every interval and once at the end, except when the last
-    interval's report has just covered the end (BCC prints no extra empty
-    table when -d is a multiple of -i)."""
-    last = [time.monotonic()]
-
-    def tick() -> None:
-        report()
-        last[0] = time.monotonic()
-
-    why = run(duration=duration, interval=interval, on_interval=tick, poll=poll)
-    if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
-        report()
-    return why
+    """report_every for a tool holding a Target."""
+    return report_every(partial(run_until_done, target), report, interval=interval,
+                        count=count, duration=duration, poll=poll)
 
 
 def timestamp() -> str:

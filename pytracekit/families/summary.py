@@ -21,7 +21,8 @@ from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj
 from ..render.text import log2_histogram
-from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from .periodic import run_periodic
 
 
 # What a summary tool's start() returns: its program and a reader of the
@@ -98,23 +99,17 @@ def print_histograms(hists: dict[str, Histogram], *, section: str | None, value_
 def run(prog: Program | Session, target: Target, report: Callable[[], None], *, message: str,
         interval: float | None, count: int | None, duration: float | None,
         clear: Iterable[str] = ()) -> None:
-    """Attach is done; wait, calling `report()` (then clearing the maps) every
-    interval, and once more at the end unless `count` intervals were printed."""
+    """Attach is done; wait, calling `report()` every interval (the maps in
+    `clear` drained as they are read) and at the end (periodic.report_every:
+    the one report loop)."""
     prog.ready()
     announce(message)
-    reported = 0
 
-    def tick() -> None:
-        nonlocal reported
-        with drained(prog, clear):
+    def each(final: bool) -> None:
+        with drained(prog, [] if final else clear):
             report()
-        reported += 1
-        if count and reported >= count:
-            raise Stop("count")
 
-    run_until_done(target, duration=duration, interval=interval, on_interval=tick)
-    if not (count and reported >= count):
-        report()        # the end of the run (or a partial last interval, as BCC)
+    run_periodic(target, duration=duration, interval=interval, count=count, report=each)
 
 
 def main(words: tuple[str, ...], interval: float | None, count: int | None,

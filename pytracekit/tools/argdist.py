@@ -27,7 +27,8 @@ from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
-from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from ..families.periodic import run_periodic
 from ..engine.session import ProgramSession
 
 MAX_KEY_BYTES = 256
@@ -325,24 +326,18 @@ def command(pid, string_size, interval, duration, number, cumulative, top, hist_
                 string_size=string_size, limit=limit)
     if print_program:
         sys.stderr.write(run.prog.full_text)
-    printed = 0
-
-    def tick() -> None:
-        nonlocal printed
-        with drained(run.prog, [] if cumulative else [p.map_name for p in run.probes]):
+    def each(final: bool) -> None:
+        clear = [] if cumulative or final else [p.map_name for p in run.probes]
+        with drained(run.prog, clear):
             results = run.read()
         print_results(results, top, as_json, time.strftime("%H:%M:%S"))
         sys.stdout.flush()
-        printed += 1
-        if number is not None and printed >= number:
-            raise Stop("count")
 
     try:
         announce(f"Tracing {len(run.probes)} probe{'s' if len(run.probes) != 1 else ''}... "
                  "Hit Ctrl-C to end.")
-        run_until_done(run.target, duration=duration, interval=interval, on_interval=tick)
-        if number is None or printed < number:
-            print_results(run.read(), top, as_json, time.strftime("%H:%M:%S"))
+        run_periodic(run.target, duration=duration, interval=interval, count=number,
+                     report=each)
         loss = run.loss()
         if as_json:
             click.echo(dumps(loss_obj(loss)))

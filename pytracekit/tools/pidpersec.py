@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from functools import partial
 
 import click
 
 from ..render.lossreport import print_loss
 from ..cli import options
 from ..engine.loader import Program
-from ..families.periodic import report_until_done, timestamp
+from ..families.periodic import run_periodic, timestamp
 from ..render.jsonl import dumps
-from ..engine.runner import Target, announce, run_until_done
+from ..engine.runner import Target, announce
 from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
@@ -72,8 +71,8 @@ def command(pid, interval, duration, as_json, command):
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
 
-            report_until_done(partial(run_until_done, target), report, duration=duration,
-                              interval=interval)
+            run_periodic(target, report=lambda _final: report(), duration=duration,
+                         interval=interval, count=None)
             print_loss(forks.loss(), as_json)
         finally:
             forks.close()

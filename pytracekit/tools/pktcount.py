@@ -20,7 +20,8 @@ from ..engine.loader import Program
 from ..model import LossReport
 from ..render import jsonl
 from ..render.text import loss_line
-from ..engine.runner import Target, announce, install_signal_handlers, run_until_done
+from ..engine.runner import Target, announce, install_signal_handlers
+from ..families.periodic import run_periodic
 from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-i", "lo"]
@@ -188,8 +189,8 @@ def command(interfaces, mode, xdp_generic, direction, ports, netns, duration, in
             now = counter.read()
             emit(now.minus(last), as_json, interval is not None)
             last = now
-        run_until_done(target, duration=duration, interval=interval, on_interval=report)
-        report()
+        run_periodic(target, duration=duration, interval=interval, count=None,
+                     report=lambda _final: report())
         loss = counter.loss()
         if as_json:
             click.echo(jsonl.dumps(jsonl.loss_obj(loss)))

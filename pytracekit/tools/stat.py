@@ -25,7 +25,8 @@ from ..probes.perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list
 from ..render import perfstat
 from ..render.jsonl import dumps, loss_obj
 from ..render.lossreport import print_loss
-from ..engine.runner import Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from ..families.periodic import run_periodic
 from ..engine.session import ProgramSession
 
 # a filter the kernel cannot apply (a string behind a user pointer): BPF is compiled
@@ -418,9 +419,9 @@ def _run_once(session: Session, target: Target, duration: float | None,
 
     if not target.command:
         target.started = time.monotonic()   # a command's clock starts at its release
-    run_until_done(target, duration=duration,
-                   interval=interval_ms / 1000 if interval_ms else None,
-                   on_interval=tick if interval_ms else None)
+    # intervals only: the totals after the run are the end's report
+    run_periodic(target, duration=duration, interval=interval_ms / 1000 if interval_ms else None,
+                 count=None, report=lambda final: None if final else tick())
     return session.read(), target.exited_at or time.monotonic()
 
 

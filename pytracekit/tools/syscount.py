@@ -17,7 +17,8 @@ from ..collect.mapdrain import drained
 from ..model import LossReport
 from ..render.jsonl import dumps
 from ..render.lossreport import print_loss
-from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from ..families.periodic import run_periodic
 from ..textsafe import cstr
 from ..engine.session import ProgramSession
 
@@ -137,20 +138,11 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
                 click.echo(table(rows, milliseconds=milliseconds, **show))
                 click.echo()
 
-        reported = 0
-
-        def tick() -> None:
-            nonlocal reported
-            with drained(counter.prog, ["stats"]):
+        def each(final: bool) -> None:
+            with drained(counter.prog, [] if final else ["stats"]):
                 report()
-            reported += 1
-            if count and reported >= count:
-                raise Stop("count")
 
-        run_until_done(target, duration=duration, interval=interval,
-                       on_interval=tick if interval else None)
-        if not (count and reported >= count):
-            report()
+        run_periodic(target, duration=duration, interval=interval, count=count, report=each)
         loss = counter.loss()
         print_loss(loss, as_json)
     finally:
