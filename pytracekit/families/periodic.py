@@ -28,11 +28,12 @@ from ..textsafe import cstr
 def attached(target: Target, begin: Callable[[], Any], message: str) -> Iterator[Any]:
     """The lifecycle the summary tools share: begin() compiles and loads the tool,
     then attach and announce; the body runs and prints. Whatever happens the
-    probes are detached, then a command still running is stopped."""
+    session is closed (probes detached, an unwinder's stopped command let go),
+    then a command still running is stopped."""
     try:
         tool = begin()
-        with tool.prog:
-            tool.prog.ready()
+        with tool:
+            tool.ready()
             announce(message)
             yield tool
     finally:
@@ -198,8 +199,8 @@ def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
                        duration: float | None, interval: float | None, count: int | None,
                        extra: dict | None = None) -> None:
     """runqlat/cpudist: attach, print histograms every interval and at the end."""
-    with tool.prog:
-        tool.prog.ready()
+    with tool:
+        tool.ready()
         announce(message)
 
         def report(final: bool) -> None:

@@ -151,7 +151,7 @@ def _kernel_accepts(ev: EventSpec, text: str, probes: list[int]) -> bool:
         return False
 
 
-class Session(ProgramSession):
+class CounterSession(ProgramSession):
     """Counters for one set of events; `rearm(target)` before every run."""
 
     def __init__(self, events: list[EventSpec], filters: dict[int, str], target: Target,
@@ -272,10 +272,10 @@ class Session(ProgramSession):
 
 def start(events: list[EventSpec], filters: dict[int, str] | None = None,
           target: Target | None = None, cpus: list[int] | None = None,
-          system_wide: bool = False) -> Session:
+          system_wide: bool = False) -> CounterSession:
     """Compile, attach and open counters for one run (export/record reuse this)."""
     target = target or Target()
-    session = Session(events, filters or {}, target, cpus or [], system_wide)
+    session = CounterSession(events, filters or {}, target, cpus or [], system_wide)
     session.rearm(target)
     return session
 
@@ -363,7 +363,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
         follow_target = target
     session = None
     try:
-        session = Session(events, filters, follow_target, cpus, system_wide)
+        session = CounterSession(events, filters, follow_target, cpus, system_wide)
         for run in range(repeat):
             if run:
                 target = Target.from_options(None, command)
@@ -395,7 +395,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
         target.finish()
 
 
-def _run_once(session: Session, target: Target, duration: float | None,
+def _run_once(session: CounterSession, target: Target, duration: float | None,
               interval_ms: int | None, counters: list[perfstat.CounterResult],
               as_json: bool) -> tuple[list[int | None], float]:
     """One run: its counts and when it ended (the moment a command exited)."""
