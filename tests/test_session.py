@@ -102,3 +102,14 @@ def test_start_returns_a_session_that_closes_cleanly(name, live):
     assert [line for line in pytracekit_probes_left() if ours in line] == []
     assert _loaded_bpf() == before, f"{name}: BPF fds left open after close()"
     session.close()     # a second close() is harmless
+
+
+@pytest.mark.root
+def test_top_function_mode_is_a_session_too():
+    """top's function mode builds its session in the family (no start())."""
+    from pytracekit.families.topfunctions import FunctionProfile
+    before = _loaded_bpf()
+    with FunctionProfile(frequency=49, pid=None, idle=False) as session:
+        assert isinstance(session, Session) and isinstance(session, ProgramSession)
+        assert isinstance(session.read(), list) and isinstance(session.loss(), LossReport)
+    assert _loaded_bpf() == before

@@ -74,7 +74,7 @@ def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
     """The whole life of a streaming tool after attaching: announce, print
     events until the duration ends, the command exits or Ctrl-C, read the
     backlog within a budget, then print the summary (stderr, or a JSON line)."""
-    stream.prog.ready()
+    stream.ready()
     stream.open()
     favour_reader()
     printer.start()

@@ -50,6 +50,9 @@ def command_only(args: tuple[str, ...], tool: str) -> tuple[str, ...]:
     return cmd
 
 
+TICK_SLACK_S = 1e-6   # float sums of intervals vs the duration (0.1 * 3 != 0.3)
+
+
 def report_every(run: Callable[..., str], report: Callable[[bool], None], *,
                  interval: float | None, count: int | None = None,
                  duration: float | None = None,
@@ -58,16 +61,16 @@ def report_every(run: Callable[..., str], report: Callable[[bool], None], *,
     to a target, or Tracer.run) until done, calling report(final=False) every
     `interval` seconds and ending the run after `count` of them, then
     report(final=True) once, unless the last interval's report already covered
-    the end: `count` reached, or the duration ended within half an interval of
-    it (BCC prints no extra empty table when -d is a multiple of -i). Returns
-    why the run ended."""
+    the end: `count` reached, or the duration ended on the tick that made it
+    (BCC prints no extra empty table when -d is a multiple of -i). Ticks are
+    scheduled at whole intervals from the start and the run fires the one due
+    at the duration's end before ending, so this is counted, not timed: a late
+    tick on a loaded machine changes nothing."""
     reported = 0
-    last_report = 0.0
 
     def tick() -> None:
-        nonlocal reported, last_report
+        nonlocal reported
         report(False)
-        last_report = time.monotonic()
         reported += 1
         if count is not None and reported >= count:
             raise Stop("count")
@@ -76,7 +79,8 @@ def report_every(run: Callable[..., str], report: Callable[[bool], None], *,
               poll=poll)
     just_reported = bool(reported) and (
         (count is not None and reported >= count) or
-        (why == "duration" and time.monotonic() - last_report < interval / 2))
+        (why == "duration" and duration is not None and
+         reported * interval >= duration - TICK_SLACK_S))
     if not just_reported:
         report(True)
     return why
