@@ -5,11 +5,10 @@ once and closed: nothing of this process may be left in tracefs or loaded."""
 import importlib
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, pytracekit_probes_left
+from conftest import pytracekit_probes_left
 from pytracekit.cli.command import tool_names
 from pytracekit.engine.runner import Target
 from pytracekit.engine.session import ProgramSession, Session

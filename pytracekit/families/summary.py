@@ -18,7 +18,7 @@ from ..engine.loader import Program
 from ..engine.session import ProgramSession
 from ..render.lossreport import print_loss
 from ..collect.mapdrain import drained
-from ..model import Histogram, LossReport
+from ..model import Histogram
 from ..render.jsonl import dumps, histogram_obj
 from ..render.text import log2_histogram
 from ..engine.runner import Target, announce

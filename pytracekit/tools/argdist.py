@@ -24,7 +24,7 @@ from ..collect import stream
 from ..errors import SpecError, UsageError
 from ..probes.expr import CType
 from ..collect.mapdrain import drained
-from ..model import Histogram, LossReport
+from ..model import Histogram
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
 from ..engine.runner import Target, announce

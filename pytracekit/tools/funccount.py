@@ -13,7 +13,7 @@ import click
 
 from ..cli import options
 from ..api import Tracer
-from ..model import Counts, LossReport
+from ..model import Counts
 from ..probes.specs import ResolvedProbe, parse_spec
 from ..render import jsonl
 from ..engine.session import TracerSession

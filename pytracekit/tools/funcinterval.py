@@ -13,7 +13,7 @@ from ..cli import options
 from ..api import Tracer
 from ..collect.mapdrain import drained
 from ..errors import UsageError
-from ..model import Histogram, LossReport
+from ..model import Histogram
 from ..probes.specs import parse_spec
 from ..render import jsonl
 from ..render.text import log2_histogram

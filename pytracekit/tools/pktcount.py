@@ -17,7 +17,6 @@ from ..engine import net, settings
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
-from ..model import LossReport
 from ..render import jsonl
 from ..render.text import loss_line
 from ..engine.runner import Target, announce, install_signal_handlers

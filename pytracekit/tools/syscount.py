@@ -14,7 +14,6 @@ from ..kernel import syscalls
 from ..errors import UsageError
 from ..engine.loader import Program
 from ..collect.mapdrain import drained
-from ..model import LossReport
 from ..render.jsonl import dumps
 from ..render.lossreport import print_loss
 from ..engine.runner import Target, announce

@@ -21,7 +21,6 @@ from ..engine import settings
 from ..collect.cputime import Accountant, Refresh, TaskTime, shown_rows
 from ..errors import NotSupportedError
 from ..engine.loader import Program
-from ..model import LossReport
 from ..families.periodic import run_periodic
 from ..render import top as render
 from ..render.jsonl import dumps
