@@ -1,8 +1,14 @@
 """BCC's `[interval [count]]` positionals, then `-- COMMAND`: one parser
 (options.split_interval_count) for every tool that prints per interval."""
+import importlib
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import click
 import pytest
 
 from conftest import pytracekit
+from pytracekit.cli.command import tool_names
 from pytracekit.families import summary
 from pytracekit.errors import UsageError
 
@@ -29,11 +35,80 @@ def test_interval_count_mistakes(words, flags, message):
         summary.interval_and_count(words, *flags)
 
 
+def interval_tools() -> list[str]:
+    """From the tool registry: every tool with --interval and words after its
+    options (where `[interval [count]]` and `-- COMMAND` go)."""
+    found = []
+    for name in tool_names():
+        command = importlib.import_module(f"pytracekit.tools.{name}").command
+        opts = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        if "--interval" in opts and any(isinstance(p, click.Argument) and p.nargs == -1
+                                        for p in command.params):
+            found.append(name)
+    return found
+
+
+# Tools that still take `5` in `TOOL 5 1 -- CMD` for the command's name (they
+# have -i/--interval but no positional one); the test fails when one is
+# fixed, so that this list only shrinks.
+NUMBERS_TAKEN_FOR_A_COMMAND = {"argdist", "biostacks", "funccount", "funclatency", "pidpersec",
+                               "pktcount", "stackcount", "stat"}
+
+
+def _args_without_a_target(name: str) -> list[str]:
+    """The tool's DRY_RUN_ARGS (what it needs: a probe, an event) less what
+    picks its target or duration (-p N, -a, --duration N): the command does."""
+    args = list(importlib.import_module(f"pytracekit.tools.{name}").DRY_RUN_ARGS)
+    out = []
+    while args:
+        arg = args.pop(0)
+        if arg in ("-p", "--pid", "--duration", "-d"):
+            args.pop(0)
+        elif arg != "-a":
+            out.append(arg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def grammar_runs(tmp_path_factory) -> dict:
+    """`TOOL ARGS --json 5 1 -- touch FILE` for every interval tool, two at a time."""
+    marks = tmp_path_factory.mktemp("ran")
+
+    def run(name: str):
+        mark = marks / name
+        try:
+            return pytracekit(name, *_args_without_a_target(name), "--json", "5", "1", "--",
+                              "/usr/bin/touch", str(mark)), mark
+        except subprocess.TimeoutExpired as exc:
+            return exc, mark
+    names = interval_tools()
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(names, pool.map(run, names)))
+
+
+def test_the_interval_tools_come_from_the_registry():
+    tools = interval_tools()
+    assert {"runqlat", "biolatency", "hardirqs", "softirqs", "bitesize", "syscount",
+            "memleak", "kmem"} <= set(tools)
+    assert NUMBERS_TAKEN_FOR_A_COMMAND <= set(tools)
+
+
 @pytest.mark.root
-@pytest.mark.parametrize("tool", ["runqlat", "biolatency", "hardirqs", "softirqs",
-                                  "bitesize", "syscount"])
-def test_interval_count_before_a_command(tool):
-    """`TOOL 1 1 -- /bin/true` runs /bin/true, not a command named `1`."""
-    res = pytracekit(tool, "--json", "5", "1", "--", "/bin/true")
+@pytest.mark.parametrize("tool", interval_tools())
+def test_interval_count_before_a_command(tool, grammar_runs, request):
+    """`TOOL 5 1 -- touch FILE` runs touch, never a command named `5`: the
+    numbers are the interval and count, or (tools without them) one usage line."""
+    if tool in NUMBERS_TAKEN_FOR_A_COMMAND:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="reads 5 as a command"))
+    res, mark = grammar_runs[tool]
+    if isinstance(res, Exception):
+        raise res
+    if res.returncode == 2:
+        assert res.stderr == (f"pytracekit {tool}: error: {tool} takes no [interval] [count] "
+                              "numbers: give -d SECONDS to stop after a while, and a command "
+                              "after --\n")
+        assert not mark.exists()
+        return
     assert res.returncode == 0, res.stderr
     assert "cannot run" not in res.stderr
+    assert mark.exists(), f"{tool} did not run the command"

@@ -35,6 +35,7 @@ from ..errors import PytracekitError, UsageError
 from ..engine.loader import BPF_DIR, Program, read_source
 from ..model import UNREADABLE, LossReport
 from ..engine.runner import raise_pending, signals_deferred     # CallbackRings
+from ..engine.session import ProgramSession
 
 STREAM_HEADER = "ptk_stream.h"
 # Headers pasted in, as the loader pastes pytracekit.h: BCC rewrites map
@@ -49,9 +50,17 @@ DISCARD_BIT = 1 << 30
 POLL_MAX_MS = 50                    # how long a straggler can wait for the reader
 POLL_BUSY_MS = 2                    # ... while events are flowing (a storm)
 BATCH_RECORDS = 8192                # records decoded per iter_unpack call
-FINAL_DRAIN_S = 10.0                # budget for reading the backlog after the target ended
-INTERRUPT_DRAIN_S = 0.5             # ... and after Ctrl-C/SIGTERM
+# After a run ends the probes still fire until the program is closed: what was
+# committed by the end (the backlog) is read within a budget (drain_budget).
+FINAL_DRAIN_S = 10.0                # after the duration or the target's end
+INTERRUPT_DRAIN_S = 0.5             # ... after Ctrl-C/SIGTERM
 READER_NICE = -5                    # the reader's priority, relative (see favour_reader)
+
+
+def drain_budget(why: str) -> float:
+    """Seconds to read the backlog of a run that ended for `why`
+    (run_until_done's reason)."""
+    return INTERRUPT_DRAIN_S if why == "interrupted" else FINAL_DRAIN_S
 
 
 def check_buffer_pages(pages: int) -> int:
@@ -321,8 +330,9 @@ class StreamSummary:
         return text
 
 
-class EventStream:
-    """A loaded streaming program and its reader: what a tool's start() returns."""
+class EventStream(ProgramSession):
+    """A loaded streaming program and its reader: what an event tool's start()
+    returns (engine.session); read() gives the events committed since the last."""
 
     def __init__(self, prog: Program, fields: Fields, map_name: str = "events") -> None:
         self.prog = prog
@@ -359,9 +369,6 @@ class EventStream:
         self.open().consume(lambda rows: got.extend(dict(zip(names, r)) for r in rows))
         return got
 
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
     def summary(self, printed: int = 0) -> StreamSummary:
         reader = self.reader
         return StreamSummary(captured=reader.captured if reader else 0, printed=printed,
@@ -373,12 +380,6 @@ class EventStream:
             self.reader.close()
             self.reader = None
         self.prog.close()
-
-    def __enter__(self) -> "EventStream":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def favour_reader() -> None:

@@ -22,10 +22,6 @@ from typing import Callable, Iterator
 
 from ..errors import NotFoundError, UsageError
 
-# After a run ends the probes still fire until the program is closed: tools
-# that print every event drain their buffer for at most this long.
-FINAL_DRAIN_S = 0.2
-
 
 class Stop(KeyboardInterrupt):
     """Raised in the main thread by SIGTERM/SIGHUP; handled like Ctrl-C."""

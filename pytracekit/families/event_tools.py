@@ -9,8 +9,8 @@ from typing import Any, Callable, Iterable
 import click
 
 from ..cli import options
-from ..collect.stream import (DEFAULT_BUFFER_PAGES, FINAL_DRAIN_S, INTERRUPT_DRAIN_S,
-                              EventStream, StreamSummary, favour_reader)
+from ..collect.stream import (DEFAULT_BUFFER_PAGES, EventStream, StreamSummary, drain_budget,
+                              favour_reader)
 from ..engine.runner import Target, announce, run_until_done
 from ..render.jsonl import loss_obj
 from ..render.output import Output
@@ -70,7 +70,7 @@ def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
     """The whole life of a streaming tool after attaching: announce, print
     events until the duration ends, the command exits or Ctrl-C, read the
     backlog within a budget, then print the summary (stderr, or a JSON line)."""
-    stream.prog.ready()
+    stream.ready()
     stream.open()
     favour_reader()
     printer.start()
@@ -83,8 +83,7 @@ def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
     reason = "interrupted"
     try:
         reason = run_until_done(target, duration=duration, poll=poll)
-        budget = INTERRUPT_DRAIN_S if reason == "interrupted" else FINAL_DRAIN_S
-        stream.drain(printer.rows, budget)
+        stream.drain(printer.rows, drain_budget(reason))
     except KeyboardInterrupt:      # a second Ctrl-C, or one during a large batch
         pass
     finally:

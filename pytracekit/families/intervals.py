@@ -9,13 +9,12 @@ drained: an event spanning a boundary is counted once, where it completes.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, Callable
 
 from ..collect.mapdrain import drain
 from ..render.output import Output
-from .periodic import report_until_done, timestamp
-from ..engine.runner import Target, run_until_done
+from .periodic import run_periodic, timestamp
+from ..engine.runner import Target
 
 
 def entries(table: Any, clear: bool) -> list[tuple[Any, Any]]:
@@ -46,5 +45,5 @@ def run_interval_tables(target: Target, print_table: Callable[[dict[str, Any]], 
             out.line(stamp["time"])
         print_table(stamp)
 
-    return report_until_done(partial(run_until_done, target), report, duration=duration,
-                             interval=interval, poll=poll)
+    return run_periodic(target, report=lambda _final: report(), duration=duration,
+                        interval=interval, count=None, poll=poll)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -18,6 +19,7 @@ from ..model import Histogram
 from ..render.output import Output
 from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.session import ProgramSession
 from ..textsafe import cstr
 
 
@@ -25,11 +27,12 @@ from ..textsafe import cstr
 def attached(target: Target, begin: Callable[[], Any], message: str) -> Iterator[Any]:
     """The lifecycle the summary tools share: begin() compiles and loads the tool,
     then attach and announce; the body runs and prints. Whatever happens the
-    probes are detached, then a command still running is stopped."""
+    session is closed (probes detached, an unwinder's stopped command let go),
+    then a command still running is stopped."""
     try:
         tool = begin()
-        with tool.prog:
-            tool.prog.ready()
+        with tool:
+            tool.ready()
             announce(message)
             yield tool
     finally:
@@ -46,60 +49,48 @@ def command_only(args: tuple[str, ...], tool: str) -> tuple[str, ...]:
     return cmd
 
 
-def ticker(on_tick: Callable[[], None], count: int | None) -> Callable[[], None]:
-    """An on_interval callback that stops the run after `count` ticks."""
-    done = [0]
+TICK_SLACK_S = 1e-6   # float sums of intervals vs the duration (0.1 * 3 != 0.3)
+
+
+def report_every(run: Callable[..., str], report: Callable[[bool], None], *,
+                 interval: float | None, count: int | None = None,
+                 duration: float | None = None,
+                 poll: Callable[[int], None] | None = None) -> str:
+    """The one report loop of the summary tools: `run` (run_until_done bound
+    to a target, or Tracer.run) until done, calling report(final=False) every
+    `interval` seconds and ending the run after `count` of them, then
+    report(final=True) once, unless the last interval's report already covered
+    the end: `count` reached, or the duration ended on the tick that made it
+    (BCC prints no extra empty table when -d is a multiple of -i). Ticks are
+    scheduled at whole intervals from the start and the run fires the one due
+    at the duration's end before ending, so this is counted, not timed: a late
+    tick on a loaded machine changes nothing."""
+    reported = 0
 
     def tick() -> None:
-        on_tick()
-        done[0] += 1
-        if count is not None and done[0] >= count:
+        nonlocal reported
+        report(False)
+        reported += 1
+        if count is not None and reported >= count:
             raise Stop("count")
-    return tick
+
+    why = run(duration=duration, interval=interval, on_interval=tick if interval else None,
+              poll=poll)
+    just_reported = bool(reported) and (
+        (count is not None and reported >= count) or
+        (why == "duration" and duration is not None and
+         reported * interval >= duration - TICK_SLACK_S))
+    if not just_reported:
+        report(True)
+    return why
 
 
 def run_periodic(target: Target, *, duration: float | None, interval: float | None,
                  count: int | None, report: Callable[[bool], None],
                  poll: Callable[[int], None] | None = None) -> str:
-    """Run, calling report(final=False) every interval and report(final=True) at
-    the end unless the last interval report was the end (count reached)."""
-    ended_by_count = [False]
-
-    def on_tick() -> None:
-        report(False)
-
-    tick = ticker(on_tick, count)
-
-    def guarded() -> None:
-        try:
-            tick()
-        except Stop:
-            ended_by_count[0] = True
-            raise
-    why = run_until_done(target, duration=duration, interval=interval,
-                         on_interval=guarded if interval else None, poll=poll)
-    if not ended_by_count[0]:
-        report(True)
-    return why
-
-
-def report_until_done(run: Callable[..., str], report: Callable[[], None], *,
-                      duration: float | None, interval: float | None,
-                      poll: Callable[[int], None] | None = None) -> str:
-    """Run (`run_until_done` bound to a target, or `Tracer.run`) until done,
-    `report()` every interval and once at the end, except when the last
-    interval's report has just covered the end (BCC prints no extra empty
-    table when -d is a multiple of -i)."""
-    last = [time.monotonic()]
-
-    def tick() -> None:
-        report()
-        last[0] = time.monotonic()
-
-    why = run(duration=duration, interval=interval, on_interval=tick, poll=poll)
-    if not (interval and why == "duration" and time.monotonic() - last[0] < interval / 2):
-        report()
-    return why
+    """report_every for a tool holding a Target."""
+    return report_every(partial(run_until_done, target), report, interval=interval,
+                        count=count, duration=duration, poll=poll)
 
 
 def timestamp() -> str:
@@ -169,9 +160,9 @@ def histogram_tool_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @dataclass
-class BpfTool:
-    """What every tool's start() returns: the program, its loss, teardown.
-    With a symbolizer, frames it could not name join the loss report."""
+class BpfTool(ProgramSession):
+    """A summary tool's session (engine.session) around its program; with a
+    symbolizer, frames it could not name join the loss report."""
 
     prog: Any
     symbolizer: Any = None
@@ -181,9 +172,6 @@ class BpfTool:
         if self.symbolizer is not None:
             loss.unknown_frames = self.symbolizer.unknown_frames
         return loss
-
-    def close(self) -> None:
-        self.prog.close()
 
     def warm(self) -> None:
         """Symbolize what is new while the processes still exist (tools with stacks)."""
@@ -212,8 +200,8 @@ def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
                        duration: float | None, interval: float | None, count: int | None,
                        out: Output, extra: dict | None = None) -> None:
     """runqlat/cpudist: attach, print histograms every interval and at the end."""
-    with tool.prog:
-        tool.prog.ready()
+    with tool:
+        tool.ready()
         announce(message)
 
         def report(final: bool) -> None:

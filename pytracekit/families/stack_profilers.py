@@ -18,6 +18,7 @@ from ..model import Frame, LossReport, Sample, StackProfile
 from ..render import jsonl, output
 from ..render.output import Output
 from ..collect.stack_maps import relabel
+from ..engine.session import ProgramSession
 
 if TYPE_CHECKING:
     from ..engine.runner import Target
@@ -256,8 +257,9 @@ def _unwinder(prog: Any, symbolizer: Any, target: "Target", selected: list[int])
 
 
 @dataclass
-class StackSession:
-    """A running stack tool: `read()` cumulative stacks any time, `close()` once."""
+class StackSession(ProgramSession):
+    """A running stack tool's session (engine.session): `read()` cumulative
+    stacks any time, `close()` once (it ends the target too)."""
 
     prog: Any
     target: Any
@@ -299,9 +301,6 @@ class StackSession:
         profile.duration_ns = int((time.monotonic() - self.started) * 1e9)
         profile.meta = dict(self.meta)
         return profile
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
 
     def close(self) -> None:
         unwinder = getattr(self.symbolizer, "unwinder", None)

@@ -14,41 +14,18 @@ import click
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
+from ..engine.session import ProgramSession
 from ..collect.mapdrain import drained
-from ..model import Histogram, LossReport
+from ..model import Histogram
 from ..render.output import Output
 from ..render.text import log2_histogram
-from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from .periodic import run_periodic
 
 
-class Session:
-    """A loaded summary program, what a summary tool's start() returns:
-    read() gives the results so far as model values."""
-
-    def __init__(self, prog: Program, reader: Callable[[Program], Any]) -> None:
-        self.prog = prog
-        self._reader = reader
-
-    def read(self) -> Any:
-        return self._reader(self.prog)
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
-    def ready(self) -> None:
-        self.prog.ready()
-
-    def __getitem__(self, map_name: str) -> Any:
-        return self.prog[map_name]
-
-    def close(self) -> None:
-        self.prog.close()
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+# What a summary tool's start() returns: its program and a reader of the
+# results (engine.session, the one session shape every tool's start() has).
+Session = ProgramSession
 
 
 def interval_and_count(words: tuple[str, ...], interval: float | None,
@@ -117,23 +94,17 @@ def print_histograms(hists: dict[str, Histogram], *, section: str | None, value_
 def run(prog: Program | Session, target: Target, report: Callable[[], None], *, message: str,
         interval: float | None, count: int | None, duration: float | None,
         clear: Iterable[str] = ()) -> None:
-    """Attach is done; wait, calling `report()` (then clearing the maps) every
-    interval, and once more at the end unless `count` intervals were printed."""
+    """Attach is done; wait, calling `report()` every interval (the maps in
+    `clear` drained as they are read) and at the end (periodic.report_every:
+    the one report loop)."""
     prog.ready()
     announce(message)
-    reported = 0
 
-    def tick() -> None:
-        nonlocal reported
-        with drained(prog, clear):
+    def each(final: bool) -> None:
+        with drained(prog, [] if final else clear):
             report()
-        reported += 1
-        if count and reported >= count:
-            raise Stop("count")
 
-    run_until_done(target, duration=duration, interval=interval, on_interval=tick)
-    if not (count and reported >= count):
-        report()        # the end of the run (or a partial last interval, as BCC)
+    run_periodic(target, duration=duration, interval=interval, count=count, report=each)
 
 
 def main(words: tuple[str, ...], interval: float | None, count: int | None,

@@ -140,7 +140,7 @@ def count_main(pid: int | None, command: tuple[str, ...],
     target = Target.from_options(pid, command)
     try:
         with open_stream(target.pid) as events:
-            events.prog.ready()
+            events.ready()
             announce(message)
             run_until_done(target, duration=duration)
             report(events.prog)

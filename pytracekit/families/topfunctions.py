@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..engine.loader import Program
+from ..engine.session import ProgramSession
 from ..model import LossReport
 from . import python_stacks as pysampling
 from ..render.output import Output
@@ -31,7 +32,9 @@ class FunctionShare:
     python: bool = False
 
 
-class FunctionProfile:
+class FunctionProfile(ProgramSession):
+    """top's function mode (engine.session): read() the samples since the last read."""
+
     def __init__(self, *, frequency: int, pid: int | None, idle: bool,
                  python: bool = False) -> None:
         self.frequency = frequency
@@ -78,6 +81,8 @@ class FunctionProfile:
             acc[key] = acc.get(key, 0) + count
         shares = [FunctionShare(s, m, k, n, p) for (s, m, k, p), n in acc.items()]
         return sorted(shares, key=lambda f: (-f.samples, f.symbol))
+
+    read = take
 
     def _python_function(self, pid: int, code: int) -> tuple[str, str, str] | None:
         """(`qualname (file.py)`, file.py, the interpreter's file name) of a

@@ -138,34 +138,15 @@ def _profile_families(result: StackProfile, limits: Limits, _opts: dict) -> Iter
                          limiter=limits("cpu_seconds"))
 
 
-@dataclass
-class ProgramSession:
-    """The start()/read()/loss()/close() shape for tools whose start() returns
-    the Program and whose read(prog, ...) is a module function (biolatency)."""
-
-    prog: Any
-    read_program: Callable[[Any], Any]
-
-    def read(self) -> Any:
-        return self.read_program(self.prog)
-
-    def loss(self) -> Any:
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
-
-
-def _biolatency(module: Any, opts: dict[str, Any]) -> ProgramSession:
-    prog = module.start(per_disk=opts["per_disk"])
-    prog.ready()
-    return ProgramSession(prog, lambda p: module.read(p, milliseconds=False,
-                                                      per_disk=opts["per_disk"], per_flags=False))
+def _biolatency(module: Any, opts: dict[str, Any]) -> Any:
+    session = module.start(per_disk=opts["per_disk"])
+    session.ready()
+    return session
 
 
 def _ready(session: Any) -> Any:
     """Tools whose start() leaves ready() to the caller (the sched tools)."""
-    session.prog.ready()
+    session.ready()
     return session
 
 

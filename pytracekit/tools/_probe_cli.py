@@ -10,7 +10,7 @@ import click
 from ..engine import settings
 from ..api import Tracer
 from ..kernel import features
-from ..families.periodic import report_until_done
+from ..families.periodic import report_every
 from ..probes.specs import ResolvedProbe, program_return
 from ..render.output import Output
 
@@ -62,9 +62,10 @@ def debug_option() -> Callable:
 def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: float | None,
                      interval: float | None, poll: Callable[[int], None] | None = None) -> str:
     """Run until done, `report()` every interval and once at the end, except
-    when the last interval's report has just covered the end (the loop is
-    periodic.report_until_done, which tools holding a Target use too)."""
-    return report_until_done(tracer.run, report, duration=duration, interval=interval, poll=poll)
+    when the last interval's report has just covered the end (the one report
+    loop, periodic.report_every)."""
+    return report_every(tracer.run, lambda _final: report(), duration=duration,
+                        interval=interval, poll=poll)
 
 
 def run_tool(running: Any, report: Callable[[], None], *, duration: float | None,

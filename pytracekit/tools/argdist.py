@@ -24,10 +24,12 @@ from ..collect import stream
 from ..errors import SpecError, UsageError
 from ..probes.expr import CType
 from ..collect.mapdrain import drained
-from ..model import Histogram, LossReport
+from ..model import Histogram
 from ..render.output import Output
 from ..render.text import log2_histogram
-from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from ..families.periodic import run_periodic
+from ..engine.session import ProgramSession
 
 MAX_KEY_BYTES = 256
 DRY_RUN_ARGS = ["-C", "t:syscalls:sys_enter_openat():int,char*:args->flags,args->filename",
@@ -201,7 +203,7 @@ def _value(raw: Any, ctype: CType) -> Any:
     return int(raw)
 
 
-class Argdist:
+class Argdist(ProgramSession):
     """A running argdist: `read()` gives each probe's counts or histogram."""
 
     def __init__(self, probes_: list[ArgdistProbe], prog: Any, target: Target) -> None:
@@ -229,9 +231,6 @@ class Argdist:
     def clear(self) -> None:
         for p in self.probes:
             self.prog[p.map_name].clear()
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
 
     def close(self) -> None:
         self.prog.close()
@@ -321,24 +320,18 @@ def command(pid, string_size, interval, duration, number, cumulative, top, hist_
                 string_size=string_size, limit=limit)
     if print_program:
         sys.stderr.write(run.prog.full_text)
-    printed = 0
-
-    def tick() -> None:
-        nonlocal printed
-        with drained(run.prog, [] if cumulative else [p.map_name for p in run.probes]):
+    def each(final: bool) -> None:
+        clear = [] if cumulative or final else [p.map_name for p in run.probes]
+        with drained(run.prog, clear):
             results = run.read()
         print_results(results, top, out, time.strftime("%H:%M:%S"))
         sys.stdout.flush()
-        printed += 1
-        if number is not None and printed >= number:
-            raise Stop("count")
 
     try:
         announce(f"Tracing {len(run.probes)} probe{'s' if len(run.probes) != 1 else ''}... "
                  "Hit Ctrl-C to end.")
-        run_until_done(run.target, duration=duration, interval=interval, on_interval=tick)
-        if number is None or printed < number:
-            print_results(run.read(), top, out, time.strftime("%H:%M:%S"))
+        run_periodic(run.target, duration=duration, interval=interval, count=number,
+                     report=each)
         out.loss(run.loss())
     finally:
         run.close()

@@ -19,6 +19,7 @@ from ..collect.stack_maps import without_bpf_frames
 from ..collect.stream import program
 from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -34,7 +35,7 @@ class StackLatency:
     hist: Histogram = field(default_factory=Histogram)
 
 
-class BlockStacks:
+class BlockStacks(ProgramSession):
     """The loaded program; read(clear) -> [StackLatency], most requests first."""
 
     def __init__(self, prog, unit: str) -> None:
@@ -55,12 +56,6 @@ class BlockStacks:
                     Histogram(unit=self.unit))
             group.hist.buckets[key.slot] = group.hist.buckets.get(key.slot, 0) + value.value
         return sorted(groups.values(), key=lambda g: (-g.hist.total, g.pid, g.stack))
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, disk: str | None = None, milliseconds: bool = False, pid: int = 0) -> BlockStacks:

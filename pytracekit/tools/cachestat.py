@@ -15,6 +15,7 @@ from ..errors import UsageError
 from ..engine.loader import Program
 from ..families.periodic import run_periodic, timestamp
 from ..engine.runner import Target, announce
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -22,7 +23,7 @@ STATS = ("added_pages", "added_folios", "dirtied_folios")   # bpf/cachestat.bpf.
 DEFAULT_INTERVAL = 1.0
 
 
-class CacheCounts:
+class CacheCounts(ProgramSession):
     """The loaded program; read() is the running total of each stat."""
 
     def __init__(self, prog: Program) -> None:
@@ -31,12 +32,6 @@ class CacheCounts:
     def read(self) -> dict[str, int]:
         table = self.prog["stats"]
         return {name: sum(table[table.Key(i)]) for i, name in enumerate(STATS)}
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0) -> CacheCounts:

@@ -16,6 +16,7 @@ from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
 from ..engine.loader import Program
 from ..families.periodic import run_periodic, timestamp
 from ..engine.runner import Target, announce
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
 FREQUENCY = 99                           # BCC's: off the beat of 100 Hz timers
@@ -89,7 +90,7 @@ def csv_rows(ticks: dict[int, dict[int, tuple[int, int]]], ncpu: int, stamp: boo
     return out
 
 
-class RunQueues:
+class RunQueues(ProgramSession):
     def __init__(self, prog: Program) -> None:
         self.prog, self.ncpu = prog, online_cpus()
 
@@ -111,11 +112,9 @@ class RunQueues:
         return tally({t: {c: n for c, (_ts, n) in cpus.items()} for t, cpus in ticks.items()},
                      self.ncpu)
 
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
+    def read(self) -> Tally:
+        """The session's read(): every tick sampled since the last take."""
+        return self.take(final=True)
 
 
 def start() -> RunQueues:

@@ -26,6 +26,7 @@ from ..engine.runner import Stop, Target, announce, run_until_done
 from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
 from ..collect.user_stacks import EventUnwinding
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-p", "1"]
 CHECK_EVERY = 0.25          # seconds: look for a cycle, note the process's maps and names
@@ -65,7 +66,7 @@ def find_cycle(graph: dict[int, list[int]]) -> list[int]:
     return []
 
 
-class LockGraph:
+class LockGraph(ProgramSession):
     """The loaded program and what user space keeps while the process lives
     (its maps for stacks, its mutexes' names)."""
 
@@ -79,6 +80,8 @@ class LockGraph:
         return [Edge(k.held, k.wanted, v.tid, cstr(v.comm), site_of(v.held_site),
                      site_of(v.wanted_site))
                 for k, v in self.prog["edges"].items()]
+
+    read = edges     # the session's read(): the lock-order edges seen so far
 
     def note_process(self) -> None:
         """While the process lives: its maps (stacks are named after it exits)
@@ -110,9 +113,6 @@ class LockGraph:
     def creators(self) -> dict[int, tuple[int, str, tuple[int, int]]]:
         return {k.value: (v.parent_tid, cstr(v.comm), site_of(v.site))
                 for k, v in self.prog["created_by"].items()}
-
-    def loss(self):
-        return self.prog.loss()
 
     def close(self) -> None:
         try:

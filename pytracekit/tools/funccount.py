@@ -13,8 +13,9 @@ import click
 
 from ..cli import options
 from ..api import Tracer
-from ..model import Counts, LossReport
+from ..model import Counts
 from ..probes.specs import ResolvedProbe, parse_spec
+from ..engine.session import TracerSession
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
@@ -23,7 +24,7 @@ MULTI_FUNCTION = "count_multi"   # bpf/funccount.bpf.c, under FUNCCOUNT_MULTI
 
 
 @dataclass
-class FuncCount:
+class FuncCount(TracerSession):
     """A running funccount: cumulative counts per probe."""
 
     tracer: Tracer
@@ -36,12 +37,6 @@ class FuncCount:
             hits = table.sum(table.Key(n)).value
             counts.rows[(probe.name,)] = counts.rows.get((probe.name,), 0) + hits
         return counts
-
-    def loss(self) -> LossReport:
-        return self.tracer.loss()
-
-    def close(self) -> None:
-        self.tracer.close()
 
 
 def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = (),

@@ -13,10 +13,11 @@ from ..cli import options
 from ..api import Tracer
 from ..collect.mapdrain import drained
 from ..errors import UsageError
-from ..model import Histogram, LossReport
+from ..model import Histogram
 from ..probes.specs import parse_spec
 from ..render.text import log2_histogram
 from ..cli.options import CommandAfterDashes, command_of
+from ..engine.session import TracerSession
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]
@@ -24,7 +25,7 @@ FUNCTIONS = "int interval_{n}(void *ctx) {{ on_call(); return {ret}; }}\n"
 UNITS = {"nsecs": 1, "usecs": 1000, "msecs": 1000000}
 
 
-class Intervals:
+class Intervals(TracerSession):
     """A running funcinterval: read() gives the histogram since start or clear()."""
 
     def __init__(self, tracer: Tracer, unit: str) -> None:
@@ -38,12 +39,6 @@ class Intervals:
 
     def clear(self) -> None:
         self.tracer["hist"].clear()
-
-    def loss(self) -> LossReport:
-        return self.tracer.loss()
-
-    def close(self) -> None:
-        self.tracer.close()
 
 
 def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = (),

@@ -14,9 +14,10 @@ from ..cli import options
 from ..api import Tracer
 from ..collect.mapdrain import drained
 from ..errors import UsageError
-from ..model import Histogram, LossReport
+from ..model import Histogram
 from ..probes.specs import ResolvedProbe, parse_spec
 from ..render.text import log2_histogram
+from ..engine.session import TracerSession
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]
@@ -39,7 +40,7 @@ class Latency:
 
 
 @dataclass
-class FuncLatency:
+class FuncLatency(TracerSession):
     """A running funclatency; read() gives the latencies since start or the last clear()."""
 
     tracer: Tracer
@@ -66,12 +67,6 @@ class FuncLatency:
     def clear(self) -> None:
         self.tracer["dist"].clear()
         self.tracer["sums"].clear()
-
-    def loss(self) -> LossReport:
-        return self.tracer.loss()
-
-    def close(self) -> None:
-        self.tracer.close()
 
 
 def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = (),

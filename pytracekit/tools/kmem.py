@@ -147,6 +147,9 @@ class Kmem(BpfTool):
             self.frees_read = now
         return since
 
+    def read(self) -> tuple[list[CallSite], list[PageAllocs]]:
+        """The session's read(): call sites and page allocations so far."""
+        return self.read_sites(), self.read_pages()
 
 
 def start(*, pid: int = 0, **_: Any) -> Kmem:

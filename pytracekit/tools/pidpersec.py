@@ -3,19 +3,19 @@ sched:sched_process_fork, as BCC's pidpersec prints them (`HH:MM:SS: PIDs/sec: N
 from __future__ import annotations
 
 import time
-from functools import partial
 
 import click
 
 from ..cli import options
 from ..engine.loader import Program
-from ..families.periodic import report_until_done, timestamp
-from ..engine.runner import Target, announce, run_until_done
+from ..families.periodic import run_periodic, timestamp
+from ..engine.runner import Target, announce
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
 
 
-class Forks:
+class Forks(ProgramSession):
     """The loaded program; read() is the running total of new tasks."""
 
     def __init__(self, prog: Program) -> None:
@@ -23,12 +23,6 @@ class Forks:
 
     def read(self) -> int:
         return sum(sum(value) for value in self.prog["forks"].values())
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0) -> Forks:
@@ -71,8 +65,8 @@ def command(pid, interval, duration, out, command):
                                        "seconds": round(seconds, 3),
                                        "per_sec": round(count / seconds, 3) if seconds > 0 else 0})
 
-            report_until_done(partial(run_until_done, target), report, duration=duration,
-                              interval=interval)
+            run_periodic(target, report=lambda _final: report(), duration=duration,
+                         interval=interval, count=None)
             out.loss(forks.loss())
         finally:
             forks.close()

@@ -17,9 +17,10 @@ from ..engine import net, settings
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
-from ..model import LossReport
 from ..render.output import Output
-from ..engine.runner import Target, announce, install_signal_handlers, run_until_done
+from ..engine.runner import Target, announce, install_signal_handlers
+from ..families.periodic import run_periodic
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-i", "lo"]
 
@@ -73,7 +74,7 @@ def json_objects(counts: PacketCounts, when: float) -> list[dict]:
             for (iface, direction, proto, port), (p, b) in counts.ordered()]
 
 
-class PacketCounter:
+class PacketCounter(ProgramSession):
     """The reusable core: counting is on from start() until close()."""
 
     def __init__(self, prog: Program, attacher: net.NetAttacher, names: dict[int, str]) -> None:
@@ -91,9 +92,6 @@ class PacketCounter:
             acc[0] += sum(v.packets for v in per_cpu)
             acc[1] += sum(v.bytes for v in per_cpu)
         return counts
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
 
     def close(self) -> list[str]:
         """Detach from the interfaces (first: they must not keep our programs), unload."""
@@ -189,8 +187,8 @@ def command(interfaces, mode, xdp_generic, direction, ports, netns, duration, in
             now = counter.read()
             emit(now.minus(last), out, interval is not None)
             last = now
-        run_until_done(target, duration=duration, interval=interval, on_interval=report)
-        report()
+        run_periodic(target, duration=duration, interval=interval, count=None,
+                     report=lambda _final: report())
         out.loss(counter.loss())
     finally:
         if counter is not None:

@@ -18,6 +18,7 @@ from ..families.periodic import run_periodic, timestamp
 from ..engine.runner import Target, announce
 from ..families.summary import interval_and_count
 from ..textsafe import cstr
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -25,7 +26,7 @@ CLEAR = "\033[H\033[J"
 DEFAULT_INTERVAL = 1.0
 
 
-class SlabCounts:
+class SlabCounts(ProgramSession):
     """The loaded program; read(clear) -> {cache: (allocs, bytes)} since the last clear."""
 
     def __init__(self, prog: Program) -> None:
@@ -44,12 +45,6 @@ class SlabCounts:
         for key, value in (drain(sizes) if clear else sizes.items()):
             add(f"kmalloc-{key.value}", value)
         return {name: (a, b) for name, (a, b) in out.items()}
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0) -> SlabCounts:

@@ -40,6 +40,7 @@ from ..textsafe import cstr
 from ..collect import user_stacks as ustacks
 from ..collect.user_stacks import EventUnwinding
 from ..families import python_stacks as pysampling
+from ..engine.session import TracerSession
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
 LOST_STACK = Frame("[stack not stored]", "user")
@@ -48,7 +49,7 @@ MULTI_FUNCTION = "stack_multi"   # bpf/stackcount.bpf.c, under STACKCOUNT_MULTI
 
 
 @dataclass
-class StackCount:
+class StackCount(TracerSession):
     """A running stackcount: stacks counted since start (or the last clear())."""
 
     tracer: Tracer

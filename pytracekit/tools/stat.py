@@ -20,11 +20,12 @@ from ..cli import options
 from ..engine import settings
 from ..errors import DryRunComplete, EbpfPrinted, NotFoundError, UsageError
 from ..kernel import perf, tracefs
-from ..model import LossReport
 from ..probes.perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list, supported
 from ..render import perfstat
 from ..render.output import Output
-from ..engine.runner import Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from ..families.periodic import run_periodic
+from ..engine.session import ProgramSession
 
 # a filter the kernel cannot apply (a string behind a user pointer): BPF is compiled
 DRY_RUN_ARGS = ["-a", "-e", "syscalls:sys_enter_openat", "--filter",
@@ -148,7 +149,7 @@ def _kernel_accepts(ev: EventSpec, text: str, probes: list[int]) -> bool:
         return False
 
 
-class Session:
+class CounterSession(ProgramSession):
     """Counters for one set of events; `rearm(target)` before every run."""
 
     def __init__(self, events: list[EventSpec], filters: dict[int, str], target: Target,
@@ -253,9 +254,6 @@ class Session:
             values.append(total - self.base[slot])
         return values
 
-    def loss(self) -> LossReport:
-        return self.prog.loss() if self.prog is not None else LossReport()
-
     def _close_counters(self) -> None:
         for fds in self.fds.values():
             for fd in fds or []:
@@ -272,10 +270,10 @@ class Session:
 
 def start(events: list[EventSpec], filters: dict[int, str] | None = None,
           target: Target | None = None, cpus: list[int] | None = None,
-          system_wide: bool = False) -> Session:
+          system_wide: bool = False) -> CounterSession:
     """Compile, attach and open counters for one run (export/record reuse this)."""
     target = target or Target()
-    session = Session(events, filters or {}, target, cpus or [], system_wide)
+    session = CounterSession(events, filters or {}, target, cpus or [], system_wide)
     session.rearm(target)
     return session
 
@@ -363,7 +361,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
         follow_target = target
     session = None
     try:
-        session = Session(events, filters, follow_target, cpus, system_wide)
+        session = CounterSession(events, filters, follow_target, cpus, system_wide)
         for run in range(repeat):
             if run:
                 target = Target.from_options(None, command)
@@ -392,7 +390,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
         target.finish()
 
 
-def _run_once(session: Session, target: Target, duration: float | None,
+def _run_once(session: CounterSession, target: Target, duration: float | None,
               interval_ms: int | None, counters: list[perfstat.CounterResult],
               out: Output) -> tuple[list[int | None], float]:
     """One run: its counts and when it ended (the moment a command exited)."""
@@ -414,9 +412,9 @@ def _run_once(session: Session, target: Target, duration: float | None,
 
     if not target.command:
         target.started = time.monotonic()   # a command's clock starts at its release
-    run_until_done(target, duration=duration,
-                   interval=interval_ms / 1000 if interval_ms else None,
-                   on_interval=tick if interval_ms else None)
+    # intervals only: the totals after the run are the end's report
+    run_periodic(target, duration=duration, interval=interval_ms / 1000 if interval_ms else None,
+                 count=None, report=lambda final: None if final else tick())
     return session.read(), target.exited_at or time.monotonic()
 
 

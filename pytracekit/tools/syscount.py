@@ -14,9 +14,10 @@ from ..kernel import syscalls
 from ..errors import UsageError
 from ..engine.loader import Program
 from ..collect.mapdrain import drained
-from ..model import LossReport
-from ..engine.runner import Stop, Target, announce, run_until_done
+from ..engine.runner import Target, announce
+from ..families.periodic import run_periodic
 from ..textsafe import cstr
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-L"]
 
@@ -28,7 +29,7 @@ class Row:
     total_ns: int
 
 
-class Counter:
+class Counter(ProgramSession):
     def __init__(self, prog: Program, by_process: bool) -> None:
         self.prog, self.by_process = prog, by_process
 
@@ -41,12 +42,6 @@ class Counter:
                 key = (syscalls.name(k.id), k.id)
             rows.append(Row(key, v.count, v.total_ns))
         return rows
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(target: Target, *, tid: int | None = None, by_process: bool = False,
@@ -137,20 +132,11 @@ def command(pid, tid, interval, duration, top, failures, errno_text, latency, mi
                                    table(rows, milliseconds=milliseconds, **show), ""],
                      json=lambda: json_obj(rows, **show))
 
-        reported = 0
-
-        def tick() -> None:
-            nonlocal reported
-            with drained(counter.prog, ["stats"]):
+        def each(final: bool) -> None:
+            with drained(counter.prog, [] if final else ["stats"]):
                 report()
-            reported += 1
-            if count and reported >= count:
-                raise Stop("count")
 
-        run_until_done(target, duration=duration, interval=interval,
-                       on_interval=tick if interval else None)
-        if not (count and reported >= count):
-            report()
+        run_periodic(target, duration=duration, interval=interval, count=count, report=each)
         out.loss(counter.loss())
     finally:
         if counter is not None:

@@ -22,6 +22,7 @@ from ..engine.runner import Target, announce, check_pid, run_until_done
 from ..collect.stream import CallbackRings, RunEnd
 from ..render.syscall_args import arguments_text, one_argument, result_text, string_mask
 from ..textsafe import cstr
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-a", "-e", "openat,close"]
 STR_LEN = 128
@@ -122,7 +123,7 @@ class Record:
                 else None}
 
 
-class SyscallTracer:
+class SyscallTracer(ProgramSession):
     """systrace.bpf.c attached; `poll(ms)` hands each call to `on_call`."""
 
     def __init__(self, target: Target, on_call, *, tid: int | None = None,
@@ -194,6 +195,10 @@ class SyscallTracer:
         if self.user_stacks is not None:
             self.user_stacks.poll()     # a held command may wait at its entry
         self.rings.poll(timeout_ms)
+
+    def read(self) -> None:
+        """The session's read(): every call committed so far, to on_call."""
+        self.rings.consume()
 
     def drain(self) -> None:
         """What was committed before the end and not yet read (the probes still fire)."""

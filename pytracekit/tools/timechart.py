@@ -16,7 +16,8 @@ from ..collect import schedtimes
 from ..families import event_tools
 from ..render import timeline
 from ..render.timechart_svg import timechart_svg
-from ..engine.runner import FINAL_DRAIN_S, Target, announce, run_until_done
+from ..engine.runner import Target, announce, run_until_done
+from ..collect.stream import drain_budget
 
 DRY_RUN_ARGS: list[str] = []
 DEFAULT_OUTPUT = "timechart.svg"
@@ -52,9 +53,9 @@ def command(output, pid, duration, buffer_pages, out, command):
             announce("Tracing scheduler switches and block I/O... Hit Ctrl-C to end.")
             start_ns = monotonic_ns()
             try:
-                run_until_done(target, duration=duration,
-                               poll=lambda ms: events.poll(collect, ms))
-                events.drain(collect, FINAL_DRAIN_S)
+                why = run_until_done(target, duration=duration,
+                                     poll=lambda ms: events.poll(collect, ms))
+                events.drain(collect, drain_budget(why))
             except KeyboardInterrupt:       # a second Ctrl-C: write what was read
                 pass
             end_ns = monotonic_ns()

@@ -21,12 +21,12 @@ from ..engine import settings
 from ..collect.cputime import Accountant, Refresh, TaskTime, shown_rows
 from ..errors import NotSupportedError
 from ..engine.loader import Program
-from ..model import LossReport
 from ..families.periodic import run_periodic
 from ..render import top as render
 from ..render.output import Output
 from ..engine.runner import Target, announce
 from ..textsafe import cstr
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS = ["-b", "-n", "1"]
 
@@ -55,7 +55,7 @@ def _switch_every_cpu(ncpu: int) -> None:
         thread.join()
 
 
-class CpuSession:
+class CpuSession(ProgramSession):
     """top.bpf.c attached; `refresh()` returns the usage since the last call."""
 
     def __init__(self, *, pid: int = 0, follow: int = 0) -> None:
@@ -106,6 +106,8 @@ class CpuSession:
                 pass
         return result
 
+    read = refresh   # the session's read(): the usage since the last call
+
     def _before(self, e: TaskTime, running_ns: int) -> int:
         """At a thread's first sight, its CPU time before tracing began: the
         kernel's total for it (schedstat, ns) less what the probes saw."""
@@ -122,12 +124,6 @@ class CpuSession:
         if self.follow:
             return {k.value for k in self.prog["followed"].keys()}
         return {self.only} if self.only else None
-
-    def loss(self) -> LossReport:
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def _comm(tid: int) -> str:

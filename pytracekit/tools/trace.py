@@ -37,6 +37,7 @@ from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
 from ..collect import user_stacks as ustacks
 from ..collect.user_stacks import EventUnwinding
+from ..engine.session import ProgramSession
 
 HEADER = struct.Struct("=QIIIIii16sQQ")    # struct trace_header in bpf/trace.bpf.c
 USTACKS_SIZE = 4096   # distinct user stacks unwound in the kernel (-U, --unwind dwarf)
@@ -180,12 +181,13 @@ def plan(probe_texts: list[str], *, pid: int | None, string_size: int,
     return out
 
 
-class RunningTrace:
+class RunningTrace(ProgramSession):
     """The running trace: compiled program, attached probes, event decoding."""
 
     def __init__(self, trace_probes: list[TraceProbe], prog: Any, string_size: int,
                  user_symbols: BuildIdSymbolizer | None = None,
-                 unwinding: EventUnwinding | None = None) -> None:
+                 unwinding: EventUnwinding | None = None, target: Target | None = None) -> None:
+        self.target = target     # finished by close()
         self.probes = trace_probes
         self.prog = prog
         self.string_size = string_size
@@ -198,6 +200,28 @@ class RunningTrace:
                                             if p.resolved.binary}))
         self._pids_seen: set[int] = set()
         self.first_ts: int | None = None
+        self._read: list[dict[str, Any]] | None = None   # read()'s ring callback fills it
+
+    def read(self) -> list[dict[str, Any]]:
+        """The session's read(): the events committed since the last read,
+        decoded (`run` prints through its own callback instead)."""
+        if self._read is None:
+            got: list[dict[str, Any]] = []
+            self._read, self._rings = got, CallbackRings(self.prog)
+            self._rings.open("events", lambda _ctx, data, size: got.append(
+                self.decode(ctypes.string_at(data, size))))
+        self._rings.consume()
+        events, self._read[:] = self._read[:], []
+        return events
+
+    def close(self) -> None:
+        try:
+            if self.unwinding is not None:
+                self.unwinding.close()
+        finally:
+            super().close()
+            if self.target is not None:
+                self.target.finish()
 
     def decode(self, raw: bytes) -> dict[str, Any]:
         ts, pid, tid, index, cpu, ustack, kstack, comm, ustack_hash, kstack_hash = \
@@ -303,8 +327,9 @@ def command(probe, pid, tid, max_events, timestamp, clock, print_cpu, user_stack
 def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | None = None,
           tid: int | None = None, user_stack: bool = False, kernel_stack: bool = False,
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES, string_size: int = 80, include_self: bool = False,
-          limit: int = probes.DEFAULT_LIMIT, unwind: str = "dwarf") -> tuple[RunningTrace, Target]:
-    """Parse, compile and attach; the caller runs and closes (see `run`)."""
+          limit: int = probes.DEFAULT_LIMIT, unwind: str = "dwarf") -> RunningTrace:
+    """Parse, compile and attach; the caller runs and closes (see `run`);
+    close() ends the held command (`.target`) too."""
     if not probe_texts:
         raise UsageError("give at least one probe, e.g. 'c:open \"%s\", arg1'")
     if buffer_pages < 1 or buffer_pages & (buffer_pages - 1):
@@ -327,12 +352,12 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
                                               command=command, command_pid=target.pid))
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
                                     target, defines, {"@TRACE_PROBES@": code}, prepare)
-    tracer = RunningTrace(trace_probes, prog, string_size, user_symbols, unwinding[0])
+    tracer = RunningTrace(trace_probes, prog, string_size, user_symbols, unwinding[0], target)
     if command and shutil.which(command[0]):   # its frames, even once it has exited
         tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
     elif pid:
         tracer.user_symbols.add_files(mapped_files(pid))
-    return tracer, target
+    return tracer
 
 
 @dataclass
@@ -404,7 +429,8 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         timestamp: bool = False, clock: bool = False, print_cpu: bool = False,
         name: str | None = None, msg_filter: str | None = None, print_program: bool = False,
         duration: float | None = None, out: Output | None = None, **options_: Any) -> None:
-    tracer, target = start(probe_texts, command, **options_)
+    tracer = start(probe_texts, command, **options_)
+    target = tracer.target
     prog = tracer.prog
     if print_program:
         sys.stderr.write(prog.full_text)
@@ -451,7 +477,4 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
         loss.unknown_frames += tracer.unknown_frames
         out.loss(loss)
     finally:
-        if tracer.unwinding is not None:
-            tracer.unwinding.close()
-        prog.close()
-        target.finish()
+        tracer.close()

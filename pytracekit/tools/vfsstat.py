@@ -14,6 +14,7 @@ from ..engine.loader import Program
 from ..errors import UsageError
 from ..families.periodic import run_periodic, timestamp
 from ..engine.runner import Target, announce
+from ..engine.session import ProgramSession
 
 DRY_RUN_ARGS: list[str] = []
 
@@ -21,7 +22,7 @@ KINDS = ("READ", "WRITE", "FSYNC", "OPEN", "CREATE")   # bpf/vfsstat.bpf.c's ord
 DEFAULT_INTERVAL = 1.0
 
 
-class CallCounts:
+class CallCounts(ProgramSession):
     """The loaded program; read() is the running total of calls per kind."""
 
     def __init__(self, prog: Program) -> None:
@@ -30,12 +31,6 @@ class CallCounts:
     def read(self) -> dict[str, int]:
         table = self.prog["stats"]
         return {kind: sum(table[table.Key(i)]) for i, kind in enumerate(KINDS)}
-
-    def loss(self):
-        return self.prog.loss()
-
-    def close(self) -> None:
-        self.prog.close()
 
 
 def start(*, pid: int = 0) -> CallCounts:
