@@ -24,11 +24,11 @@ def _starts() -> list[str]:
 
 
 def _sleeper() -> subprocess.Popen:
-    return subprocess.Popen(["sleep", "60"])
+    return subprocess.Popen(["sleep", "3600"])   # killed at teardown; outlives a slow run
 
 
 def _python() -> subprocess.Popen:
-    return subprocess.Popen([PYTHON, "-c", "import time; time.sleep(60)"])
+    return subprocess.Popen([PYTHON, "-c", "import time; time.sleep(3600)"])
 
 
 
