@@ -106,10 +106,11 @@ def test_nested_calls_are_each_timed_per_function(workload):
 
 def test_json_follows_the_schema(workload):
     res = pytracekit("funclatency", "--json", "-u", f"{workload}:busy_call", "--",
-                     *REALTIME, workload, "busy", "3", str(US))
+                     *REALTIME, workload, "timedbusy", "3", str(US))
     assert res.returncode == 0, res.stderr
     objs = validated_json_lines("funclatency", res.stdout)
-    assert objs[0]["buckets"] == [{"low": 256, "high": 511, "count": 3}]
+    found = {(b["low"], b["high"]): b["count"] for b in objs[0]["buckets"]}
+    assert fits(found, own_timings(res.stderr)), (objs[0], res.stderr)   # 256-511 unless preempted
     assert objs[0]["count"] == 3 and objs[-1]["type"] == "loss"
 
 
