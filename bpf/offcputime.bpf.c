@@ -67,6 +67,40 @@ PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
     return true;
 }
 
+/* A block that ended at `end`: its time added to its stacks' total. */
+PTK_INLINE void charge(struct off_start *s, u32 tid, u64 end)
+{
+    struct ptk_stack_key key = s->key;
+    u64 delta = end - s->ts, py_stack_id = s->py_stack_id, began = s->ts;
+    if (end < began || delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
+        return;
+    ptk_log_sample_at(&key, py_stack_id, tid, began, delta);
+    u64 zero = 0, *total;
+#if PYTHON_STACKS
+    if (py_stack_id) {
+        struct ptk_py_sample_key py_key = {.key = key, .py_stack_id = py_stack_id};
+        total = py_counts.lookup_or_try_init(&py_key, &zero);
+        if (total)
+            __sync_fetch_and_add(total, delta);
+        else
+            ptk_count_loss(PTK_MAP_FULL);
+        return;
+    }
+#endif
+    total = counts.lookup_or_try_init(&key, &zero);
+    if (total)
+        __sync_fetch_and_add(total, delta);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+}
+
+/* Not every switch reaches the tracepoint: while some tasks are on a CPU (on
+ * these VMs the VM agent's threads) none fires, so a thread can be switched
+ * in unseen. It is then switched out (seen) with its last block still open:
+ * that block ended after this CPU's last traced switch, where it is closed
+ * (short by the unseen task's run), not overwritten and lost. */
+BPF_PERCPU_ARRAY(cpu_switched, u64, 1);   /* when this CPU's last traced switch was */
+
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
     /* TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -78,8 +112,19 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&prev_tid, sizeof(prev_tid), &prev->pid);
     bpf_probe_read_kernel(&prev_tgid, sizeof(prev_tgid), &prev->tgid);
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
-    u64 now = bpf_ktime_get_ns();
+    u64 now = bpf_ktime_get_ns(), cpu_last = 0;
+    u32 zero_idx = 0;
+    u64 *switched = cpu_switched.lookup(&zero_idx);
+    if (switched) {
+        cpu_last = *switched;
+        *switched = now;
+    }
 
+    struct off_start *open = start.lookup(&prev_tid);
+    if (open) {          /* switched in unseen */
+        charge(open, prev_tid, cpu_last);
+        start.delete(&prev_tid);
+    }
     if (wanted(prev, prev_tgid, prev_tid, prev_state)) {
         struct off_start s = { .ts = now };
         ptk_current_stack(&s.key, ctx);
@@ -92,28 +137,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     struct off_start *s = start.lookup(&next_tid);
     if (!s)
         return 0;
-    struct ptk_stack_key key = s->key;
-    u64 delta = now - s->ts, py_stack_id = s->py_stack_id, began = s->ts;
+    charge(s, next_tid, now);
     start.delete(&next_tid);
-    if (delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
-        return 0;
-    ptk_log_sample_at(&key, py_stack_id, next_tid, began, delta);
-    u64 zero = 0, *total;
-#if PYTHON_STACKS
-    if (py_stack_id) {
-        struct ptk_py_sample_key py_key = {.key = key, .py_stack_id = py_stack_id};
-        total = py_counts.lookup_or_try_init(&py_key, &zero);
-        if (total)
-            __sync_fetch_and_add(total, delta);
-        else
-            ptk_count_loss(PTK_MAP_FULL);
-        return 0;
-    }
-#endif
-    total = counts.lookup_or_try_init(&key, &zero);
-    if (total)
-        __sync_fetch_and_add(total, delta);
-    else
-        ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }

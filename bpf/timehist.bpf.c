@@ -9,7 +9,16 @@
  * Raw tracepoints give the task pointers (their return value is ignored);
  * block tracepoints are shared and return PTK_TP_PASS. Tasks are those of
  * the followed processes (follow.inc.c: -p, or a command and what it
- * forks, or all); the idle task never. */
+ * forks, or all); the idle task never.
+ *
+ * Not every switch reaches a tracepoint: while some tasks are on a CPU (on
+ * these VMs the VM agent's threads) no tracepoint fires at all, not even in
+ * an interrupt. So a task can be switched in, or woken, unseen. A run whose
+ * switch-in was unseen still ends in a record: it began after the CPU's last
+ * traced switch (as perf sched timehist counts every run: from the CPU's
+ * previous switch), so its run time is an upper bound (FLAG_START_UNSEEN). A
+ * wait that began asleep and ended without a traced wakeup has no known sch
+ * delay (FLAG_WAKEUP_UNSEEN: printed as unknown, not as 0). */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
@@ -22,6 +31,8 @@
 #endif
 #define TASK_RUNNING 0
 #define STATE_UNKNOWN 0xffffffff
+#define FLAG_START_UNSEEN 1     /* the run's switch-in was not traced */
+#define FLAG_WAKEUP_UNSEEN 2    /* a sleep ended with no traced wakeup */
 
 enum kind { KIND_SWITCH, KIND_BLOCK_ISSUE, KIND_BLOCK_COMPLETE };
 
@@ -30,7 +41,7 @@ struct task_times {
     u64 last_out;       /* switched out (0: not seen yet) */
     u64 ready;          /* woken, not yet running (0: none) */
     u32 out_state;      /* prev_state at last_out: what the wait was */
-    u32 pad;
+    u32 flags;          /* FLAG_*, of the run in progress */
 };
 
 struct event {
@@ -45,11 +56,12 @@ struct event {
     u32 wait_state;     /* the state the wait before this run began in (STATE_UNKNOWN) */
     u32 state;          /* block: the device; switch: prev_state now (0: preempted) */
     u32 bytes;
-    u32 pad;
+    u32 flags;          /* FLAG_* */
     char comm[TASK_COMM_LEN];
 };
 
 BPF_HASH(tasks, u32, struct task_times, 65536);
+BPF_PERCPU_ARRAY(cpu_switched, u64, 1);   /* when this CPU's last traced switch was */
 
 PTK_INLINE bool read_ids(struct task_struct *p, u32 *tgid, u32 *pid)
 {
@@ -90,8 +102,17 @@ RAW_TRACEPOINT_PROBE(sched_wakeup_new)
     return woken((struct task_struct *)ctx->args[0]);
 }
 
-/* The run that ends now: a record from what was noted at its start. */
-PTK_INLINE void switched_out(struct task_struct *prev, u32 state, u64 now)
+/* A wait that began asleep (not preempted) must have ended with a wakeup. */
+PTK_INLINE u32 wakeup_flag(struct task_times *t)
+{
+    return t->last_out && t->out_state != TASK_RUNNING && !t->ready ? FLAG_WAKEUP_UNSEEN : 0;
+}
+
+/* The run that ends now: a record from what was noted at its start. A task
+ * seen before (switched out or woken) that is running now was switched in
+ * unseen: no earlier than this CPU's last traced switch, its wakeup, its
+ * last switch-out. */
+PTK_INLINE void switched_out(struct task_struct *prev, u32 state, u64 now, u64 cpu_last)
 {
     u32 tgid = 0, pid = 0;
     if (!read_ids(prev, &tgid, &pid))
@@ -99,6 +120,15 @@ PTK_INLINE void switched_out(struct task_struct *prev, u32 state, u64 now)
     struct task_times *t = times_of(pid);
     if (!t)
         return;
+    if (!t->last_in && (t->last_out || t->ready)) {
+        u64 start = cpu_last;
+        if (t->ready > start)
+            start = t->ready;
+        if (t->last_out > start)
+            start = t->last_out;
+        t->last_in = start;
+        t->flags = FLAG_START_UNSEEN | wakeup_flag(t);
+    }
     if (t->last_in) {
         struct event *e = events.ringbuf_reserve(sizeof(*e));
         if (!e) {
@@ -115,7 +145,7 @@ PTK_INLINE void switched_out(struct task_struct *prev, u32 state, u64 now)
             e->wait_state = t->last_out ? t->out_state : STATE_UNKNOWN;
             e->state = state;
             e->bytes = 0;
-            e->pad = 0;
+            e->flags = t->flags;
             bpf_probe_read_kernel_str(&e->comm, sizeof(e->comm), &prev->comm);
             ptk_submit(e, sizeof(*e));
         }
@@ -124,20 +154,29 @@ PTK_INLINE void switched_out(struct task_struct *prev, u32 state, u64 now)
     t->out_state = state;
     t->ready = 0;
     t->last_in = 0;
+    t->flags = 0;
 }
 
 /* sched_switch(bool preempt, prev, next, unsigned int prev_state) */
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
-    u64 now = bpf_ktime_get_ns();
+    u64 now = bpf_ktime_get_ns(), cpu_last = 0;
+    u32 zero = 0;
+    u64 *switched = cpu_switched.lookup(&zero);
+    if (switched) {
+        cpu_last = *switched;
+        *switched = now;
+    }
     u32 state = ctx->args[0] ? TASK_RUNNING : (unsigned int)ctx->args[3];
-    switched_out((struct task_struct *)ctx->args[1], state, now);
+    switched_out((struct task_struct *)ctx->args[1], state, now, cpu_last);
     u32 tgid = 0, pid = 0;
     if (!read_ids((struct task_struct *)ctx->args[2], &tgid, &pid))
         return 0;
     struct task_times *t = times_of(pid);
-    if (t)
+    if (t) {
         t->last_in = now;
+        t->flags = wakeup_flag(t);
+    }
     return 0;
 }
 
@@ -197,7 +236,7 @@ PTK_INLINE void block_event(u32 kind, u32 dev, u64 sector, u32 bytes)
     e->wait_state = STATE_UNKNOWN;
     e->state = dev;
     e->bytes = bytes;
-    e->pad = 0;
+    e->flags = 0;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     ptk_submit(e, sizeof(*e));
 }

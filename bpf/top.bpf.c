@@ -4,7 +4,15 @@
  * process that lives 20 ms between two refreshes is still counted: its
  * entry stays until user space has reported it (exited marks it for
  * removal). `running` holds what each CPU runs now and since when, so user
- * space can add the slice still in progress. Thread id 0 collects idle time. */
+ * space can add the slice still in progress. Thread id 0 collects idle time.
+ *
+ * Not every switch reaches the tracepoint: while some tasks are on a CPU (on
+ * these VMs the VM agent's threads) no tracepoint fires, so a task can be
+ * switched in unseen, and `running` then names the unseen task's
+ * predecessor. So a thread is charged the growth of its own CPU time (the
+ * scheduler's sum_exec_runtime, up to date at the switch) since its previous
+ * switch-out: exact however it was switched in. Only a thread's first
+ * switch-out, and the idle task, are charged from `running`. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
@@ -23,6 +31,7 @@
 
 struct task_time {
     u64 ns;
+    u64 exec_ns;        /* sum_exec_runtime at its last switch-out (0: none seen) */
     u32 tgid;
     u32 exited;
     char comm[TASK_COMM_LEN];
@@ -37,7 +46,8 @@ struct running_t {
 BPF_HASH(times, u32, struct task_time, MAX_TASKS);
 BPF_ARRAY(running, struct running_t, MAX_CPUS);
 
-PTK_INLINE void account(struct task_struct *task, u32 tid, u64 delta)
+/* `slice`: from `running` (0 if it names another task). */
+PTK_INLINE void account(struct task_struct *task, u32 tid, u64 slice)
 {
     struct task_time *entry = times.lookup(&tid);
     if (!entry) {
@@ -53,6 +63,14 @@ PTK_INLINE void account(struct task_struct *task, u32 tid, u64 delta)
     }
     /* comm can change at exec: keep the latest */
     bpf_probe_read_kernel_str(entry->comm, sizeof(entry->comm), task->comm);
+    u64 delta = slice;
+    if (tid) {
+        u64 exec = 0;
+        bpf_probe_read_kernel(&exec, sizeof(exec), &task->se.sum_exec_runtime);
+        if (entry->exec_ns && exec >= entry->exec_ns)
+            delta = exec - entry->exec_ns;
+        entry->exec_ns = exec;
+    }
     __sync_fetch_and_add(&entry->ns, delta);
 }
 
@@ -68,8 +86,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     u64 now = bpf_ktime_get_ns();
     u32 prev_tid = 0;
     bpf_probe_read_kernel(&prev_tid, sizeof(prev_tid), &prev->pid);
-    if (run->since && run->tid == prev_tid)
-        account(prev, prev_tid, now - run->since);
+    account(prev, prev_tid, run->since && run->tid == prev_tid ? now - run->since : 0);
     u32 next_tid = 0, next_tgid = 0;
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
     bpf_probe_read_kernel(&next_tgid, sizeof(next_tgid), &next->tgid);

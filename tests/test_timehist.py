@@ -10,12 +10,26 @@ from conftest import pytracekit
 from snoop_helpers import summary, validated_json
 
 N, SLEEP_MS, SPIN_MS = 4, 50, 100
-LINE = re.compile(r"^\s*(\d+\.\d{6}) \[(\d{4})\]  (\S+)\s+(\d+\.\d{3})\s+(\d+\.\d{3})\s+"
+LINE = re.compile(r"^\s*(\d+\.\d{6}) \[(\d{4})\]  (\S+)\s+(\d+\.\d{3})\s+(\d+\.\d{3}|-)\s+"
                   r"(\d+\.\d{3})(?:\s+(\S))?$")
 
 
 def within_10pct(value: float, expected: float) -> bool:
     return abs(value - expected) <= expected / 10
+
+
+def slept(o: dict, ms: float) -> bool:
+    """The wait of a run after a sleep of `ms`: its sleeping part (before the
+    wakeup) is the sleep. Tracepoints do not fire while some tasks (this VM's
+    agent) are on a CPU, so a wakeup or a switch-in can go unseen (the record
+    says which): with the wakeup unseen the sch delay is unknown (null) and
+    the wait holds the sleep; with the switch-in unseen too the wait is only a
+    lower bound, and nothing is known of the sleep."""
+    unseen = o.get("unseen", [])
+    if "wakeup" in unseen:
+        assert o["sch_delay_ms"] is None
+        return "switch_in" in unseen or o["wait_ms"] >= ms * 0.9
+    return within_10pct(o["wait_ms"] - o["sch_delay_ms"], ms) and o["sch_delay_ms"] <= o["wait_ms"]
 
 
 @pytest.mark.root
@@ -32,8 +46,7 @@ def test_sleeps_and_spins_are_the_waits_and_runs(workload):
     sleeps = [o for o in runs if o["wait_state"] == "S"]
     assert len(sleeps) == N, runs
     for o in sleeps:
-        assert within_10pct(o["wait_ms"] - o["sch_delay_ms"], SLEEP_MS), o
-        assert o["sch_delay_ms"] <= o["wait_ms"]
+        assert slept(o, SLEEP_MS), o
     # the runs from one sleep to the next (or to the exit): the spin
     starts = [runs.index(o) for o in sleeps] + [len(runs)]
     for begin, end in zip(starts, starts[1:]):
@@ -63,7 +76,9 @@ def test_text_columns_as_perf_prints_them(workload):
     assert [s for s in states if s != "R"] == ["S", "S", "S", "X"], lines
     after_sleeps = [m for m, before in zip(rows[1:], states) if before == "S"]
     assert len(after_sleeps) == 3
-    assert all(within_10pct(float(m[4]) - float(m[5]), 20) for m in after_sleeps), lines
+    # "-": the wakeup was not traced (the JSON tests check what is known then)
+    assert all(m[5] == "-" or within_10pct(float(m[4]) - float(m[5]), 20)
+               for m in after_sleeps), lines
     assert summary(res.stderr) == {"captured": len(rows), "lost": 0, "unread": 0}
     assert "Tracing scheduler switches" in res.stderr
 
@@ -81,9 +96,8 @@ def test_a_command_and_the_processes_it_forks(workload):
     assert len(shell) == 1 and len(children) == 2, runs
     assert {o["comm"] for o in runs} <= {"sh", "workload"}
     for pid in children:
-        slept = [o for o in runs if o["pid"] == pid and o["wait_state"] == "S"]
-        assert len(slept) == 1 and within_10pct(slept[0]["wait_ms"] - slept[0]["sch_delay_ms"],
-                                                20), runs
+        sleeps = [o for o in runs if o["pid"] == pid and o["wait_state"] == "S"]
+        assert len(sleeps) == 1 and slept(sleeps[0], 20), "\n".join(map(str, runs))
 
 
 @pytest.mark.root
@@ -116,5 +130,6 @@ def test_each_run_as_perf_sched_timehist_shows_it(workload, tmp_path):
     # the first run began before the exec: perf has all of it, we the part after the exec
     assert ours[0]["run_ms"] <= theirs[-len(ours)][2] + 0.02
     for o, (wait, delay, run) in zip(ours[1:], theirs[-len(ours) + 1:]):
-        assert abs(o["wait_ms"] - wait) < 0.02 and abs(o["sch_delay_ms"] - delay) < 0.02 \
+        # an untraced wakeup: perf says 0, we say unknown
+        assert abs(o["wait_ms"] - wait) < 0.02 and abs((o["sch_delay_ms"] or 0) - delay) < 0.02 \
             and abs(o["run_ms"] - run) < 0.02, (ours, res.stdout)

@@ -11,10 +11,12 @@ from ..textsafe import cstr
 
 FIELDS = stream.fields(("ts", "Q"), ("run_ns", "Q"), ("wait_ns", "Q"), ("delay_ns", "Q"),
                        ("pid", "I"), ("tid", "I"), ("cpu", "I"), ("kind", "I"),
-                       ("wait_state", "I"), ("state", "I"), ("bytes", "I"), ("pad", "I"),
+                       ("wait_state", "I"), ("state", "I"), ("bytes", "I"), ("flags", "I"),
                        ("comm", "16s"))
 KIND_SWITCH, KIND_BLOCK_ISSUE, KIND_BLOCK_COMPLETE = 0, 1, 2
 STATE_UNKNOWN = 0xFFFFFFFF
+# The tracepoints do not see every switch and wakeup (bpf/timehist.bpf.c says when)
+FLAG_START_UNSEEN, FLAG_WAKEUP_UNSEEN = 1, 2
 TASK_IDLE = 0x402       # TASK_UNINTERRUPTIBLE | TASK_NOLOAD: an idle kernel thread
 # prev_state bits as `ps` letters them (include/linux/sched.h), first match wins
 _STATE_LETTERS = ((0x01, "S"), (0x02, "D"), (0x04, "T"), (0x08, "t"), (0x10, "X"),
@@ -49,6 +51,8 @@ class Switch:
     run_ns: int
     wait_state: str | None   # how the wait began: S sleep, D uninterruptible, R preempted
     state: str               # how this run ended
+    start_seen: bool = True  # False: switched in unseen; run_ns is an upper bound
+    wakeup_seen: bool = True  # False: woken unseen; delay_ns (0) is unknown
 
     @property
     def run_start_ns(self) -> int:
@@ -65,10 +69,11 @@ class BlockEvent:
 
 
 def record(row: tuple) -> Switch | BlockEvent:
-    (ts, run, wait, delay, pid, tid, cpu, kind, wait_state, state, size, _pad, comm) = row
+    (ts, run, wait, delay, pid, tid, cpu, kind, wait_state, state, size, flags, comm) = row
     if kind == KIND_SWITCH:
         return Switch(ts, cpu, pid, tid, cstr(comm), wait, delay, run,
-                      state_letter(wait_state), state_letter(state) or "?")
+                      state_letter(wait_state), state_letter(state) or "?",
+                      not flags & FLAG_START_UNSEEN, not flags & FLAG_WAKEUP_UNSEEN)
     return BlockEvent(ts, kind == KIND_BLOCK_COMPLETE, state, run, size)
 
 

@@ -32,16 +32,23 @@ def task_name(s: schedtimes.Switch) -> str:
 
 
 def line(s: schedtimes.Switch, show_state: bool) -> str:
+    delay = f"{s.delay_ns / 1e6:9.3f}" if s.wakeup_seen else f"{'-':>9}"
     text = (f"{s.ts_ns / 1e9:15.6f} [{s.cpu:04d}]  {task_name(s):<{NAME_WIDTH}}  "
-            f"{s.wait_ns / 1e6:9.3f}  {s.delay_ns / 1e6:9.3f}  {s.run_ns / 1e6:9.3f}")
+            f"{s.wait_ns / 1e6:9.3f}  {delay}  {s.run_ns / 1e6:9.3f}")
     return text + f"  {s.state:>5}" if show_state else text
 
 
 def json_object(s: schedtimes.Switch) -> dict:
-    return {"time_s": round(s.ts_ns / 1e9, 9), "cpu": s.cpu, "pid": s.pid, "tid": s.tid,
-            "comm": s.comm, "wait_ms": round(s.wait_ns / 1e6, 6),
-            "sch_delay_ms": round(s.delay_ns / 1e6, 6), "run_ms": round(s.run_ns / 1e6, 6),
-            "wait_state": s.wait_state, "state": s.state}
+    obj = {"time_s": round(s.ts_ns / 1e9, 9), "cpu": s.cpu, "pid": s.pid, "tid": s.tid,
+           "comm": s.comm, "wait_ms": round(s.wait_ns / 1e6, 6),
+           "sch_delay_ms": round(s.delay_ns / 1e6, 6) if s.wakeup_seen else None,
+           "run_ms": round(s.run_ns / 1e6, 6),
+           "wait_state": s.wait_state, "state": s.state}
+    unseen = [name for name, seen in (("switch_in", s.start_seen), ("wakeup", s.wakeup_seen))
+              if not seen]
+    if unseen:      # only then: what no tracepoint reported (bpf/timehist.bpf.c)
+        obj["unseen"] = unseen
+    return obj
 
 
 @click.command("timehist", context_settings=options.TOOL_CONTEXT)
@@ -58,7 +65,8 @@ def command(pid, tid, show_state, duration, buffer_pages, out, command):
     """Each run of a task with its wait, scheduling delay and run time, like perf sched timehist.
 
     One line at each switch-out: time, cpu, task name[tid/pid], the wait
-    before the run, the part of that wait after its wakeup, and the run (ms)."""
+    before the run, the part of that wait after its wakeup ("-" when the
+    wakeup was not traced), and the run (ms)."""
     if tid is not None and tid <= 0:
         raise UsageError(f"-t/--tid {tid} is not a thread id (a positive number)")
 

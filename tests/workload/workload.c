@@ -16,6 +16,11 @@
  *     open PATH N          open PATH (O_RDONLY|O_CREAT) N times
  *     exec N [ARG]         fork+exec `workload child ARG` N times, waiting for each
  *     busy N US            call busy_call() N times; each busy-waits US microseconds
+ *     timedbusy N US       busy, and after each call prints on stderr how long it took by
+ *                          the workload's own clock: "busy_call INNER OUTER" (ns; INNER from
+ *                          busy_call's first clock read to its last, OUTER around the
+ *                          call): a uprobe's timing of the call lies between the two, even
+ *                          when the call was preempted
  *     malloc N SIZE        malloc(SIZE) and free it, N times, in alloc_known()
  *     leak N SIZE          leak N blocks of SIZE bytes from leak_path() -> leak_alloc()
  *     mutex N              two threads each take a contended mutex N times
@@ -89,6 +94,9 @@
  *                          LINE_PROBE are i = 0..N-1, sq = i*i + 7 and parity ("even"
  *                          or "odd"): source-line probes read them by name
  *     spinchild MS         spin MS ms of CPU time in child_spin() and exit
+ *     cpuspin MS           spinchild, then print on stderr "cpu_ns=C wall_ns=W": the
+ *                          process's CPU time (since its fork: before the exec too) and
+ *                          the wall time since main began
  *     storm N MS           fork+exec `workload spinchild MS` N times, two at a time
  *                          (a storm of short processes, each new to a profiler)
  *     jitfp MS             spin MS ms in spin_inner() called from generated code that
@@ -187,11 +195,18 @@ NOINLINE void sleeper(long ms)
         ;
 }
 
+static uint64_t main_began;   /* for cpuspin */
+
+/* busy_call's first and last clock reads, for timedbusy */
+static uint64_t busy_began, busy_ended;
+
 NOINLINE void busy_call(long us)
 {
-    uint64_t end = now_ns() + (uint64_t)us * 1000;
-    while (now_ns() < end)
+    uint64_t t = now_ns(), end = t + (uint64_t)us * 1000;
+    busy_began = t;
+    while ((t = now_ns()) < end)
         sink++;
+    busy_ended = t;
 }
 
 NOINLINE void *alloc_known(size_t size)
@@ -591,6 +606,7 @@ static long arg_long(int argc, char **argv, int i, const char *what)
 
 int main(int argc, char **argv)
 {
+    main_began = now_ns();
     int i = 1;
     int mode_at = argc > 2 && strcmp(argv[1], "--go-file") == 0 ? 3 : 1;
     if (mode_at < argc && strcmp(argv[mode_at], "jitfp") == 0)
@@ -650,6 +666,15 @@ int main(int argc, char **argv)
         long n = arg_long(argc, argv, i, "N"), us = arg_long(argc, argv, i + 1, "US");
         for (long k = 0; k < n; k++)
             busy_call(us);
+    } else if (strcmp(mode, "timedbusy") == 0) {
+        long n = arg_long(argc, argv, i, "N"), us = arg_long(argc, argv, i + 1, "US");
+        for (long k = 0; k < n; k++) {
+            uint64_t before = now_ns();
+            busy_call(us);
+            uint64_t after = now_ns();
+            fprintf(stderr, "busy_call %llu %llu\n", (unsigned long long)(busy_ended - busy_began),
+                    (unsigned long long)(after - before));
+        }
     } else if (strcmp(mode, "malloc") == 0) {
         long n = arg_long(argc, argv, i, "N"), size = arg_long(argc, argv, i + 1, "SIZE");
         for (long k = 0; k < n; k++)
@@ -678,6 +703,11 @@ int main(int argc, char **argv)
         waitpid(pid, NULL, 0);
     } else if (strcmp(mode, "spinchild") == 0) {
         child_spin(arg_long(argc, argv, i, "MS"));
+    } else if (strcmp(mode, "cpuspin") == 0) {
+        child_spin(arg_long(argc, argv, i, "MS"));
+        fprintf(stderr, "cpu_ns=%llu wall_ns=%llu\n",
+                (unsigned long long)clock_ns(CLOCK_PROCESS_CPUTIME_ID),
+                (unsigned long long)(now_ns() - main_began));
     } else if (strcmp(mode, "storm") == 0) {
         long n = arg_long(argc, argv, i, "N");
         const char *ms = i + 1 < argc ? argv[i + 1] : "1";
