@@ -10,14 +10,14 @@ the same sources; C's alignment rules (LP64, as the BPF target) lay them out.
 A member may sit inside `#if EXPR` / `#else` / `#endif`. Anything else
 (pointers, unions, bitfields, attributes, other preprocessor lines inside the
 struct, a size with two possible values) is an error naming it, never a
-guess. Parsed layouts are remembered per process.
+guess. Parsed layouts are remembered per process. Start-up pays for this (a
+tool's first lookup, ~1 ms): the parsing is string operations, not a grammar;
+defines are looked up only for the names a struct uses.
 """
 from __future__ import annotations
 
-import ast
 import functools
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,27 +44,23 @@ _SCALARS = {
     "s64": ("q", 8), "__s64": ("q", 8), "long": ("q", 8), "long long": ("q", 8),
     "int64_t": ("q", 8),
 }
+_SIZES = {code: size for code, size in _SCALARS.values()}
 _BYTES = {"B", "b", "c"}     # arrays of these are one bytes value ("16s")
-
-_INCLUDE = re.compile(r'^\s*#\s*include\s+"([\w.]+)"', re.M)
-_DEFINE = re.compile(r'^[ \t]*#[ \t]*define[ \t]+(\w+)[ \t]+([^\n]*?)[ \t]*(?:/\*.*?\*/)?[ \t]*$',
-                     re.M)
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
-_MEMBER = re.compile(r"^(?P<type>(?:struct\s+)?[A-Za-z_][\w ]*?)\s+(?P<name>[A-Za-z_]\w*)"
-                     r"(?P<dims>(?:\s*\[[^\]]+\])*)$")
-_NUMBER_SUFFIX = re.compile(r"\b(0[xX][0-9a-fA-F]+|\d+)[uUlL]+\b")
+# an array size: numbers (C suffixes dropped), names, operators
+_SIZE_TOKENS = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|([A-Za-z_]\w*)|(<<|>>|[-+*/()]))")
 
 
-@dataclass(frozen=True)
 class Member:
     """One member: `code` is a struct format code ("" for a struct), `dims`
     its array dimensions, `struct` the nested layout."""
 
-    name: str
-    offset: int
-    code: str
-    dims: tuple[int, ...]
-    struct: "Layout | None" = None
+    __slots__ = ("name", "offset", "code", "dims", "struct")
+
+    def __init__(self, name: str, offset: int, code: str, dims: tuple[int, ...],
+                 struct: "Layout | None" = None) -> None:
+        self.name, self.offset, self.code, self.dims, self.struct = \
+            name, offset, code, dims, struct
 
     @property
     def count(self) -> int:
@@ -73,13 +69,18 @@ class Member:
             n *= d
         return n
 
+    def __repr__(self) -> str:
+        return f"Member({self.name!r}, {self.offset}, {self.code!r}, {self.dims})"
 
-@dataclass(frozen=True)
+
 class Layout:
-    name: str
-    size: int
-    align: int
-    members: tuple[Member, ...]
+    __slots__ = ("name", "size", "align", "members")
+
+    def __init__(self, name: str, size: int, align: int, members: tuple[Member, ...]) -> None:
+        self.name, self.size, self.align, self.members = name, size, align, members
+
+    def __repr__(self) -> str:
+        return f"Layout({self.name!r}, size={self.size}, members={self.members})"
 
     def flat(self) -> tuple[tuple[str, str, int], ...]:
         """(name, format, offset) per decoded value, nested structs inlined:
@@ -101,7 +102,7 @@ class Layout:
                     out += [(f"{m.name}{i}", f"{inner}s", m.offset + i * inner)
                             for i in range(outer)]
             elif m.dims:
-                size = _size(m.code)
+                size = _SIZES[m.code]
                 out += [(f"{m.name}{i}", m.code, m.offset + i * size) for i in range(m.count)]
             else:
                 out.append((m.name, m.code, m.offset))
@@ -132,14 +133,23 @@ class Layout:
         return made
 
 
-def _size(code: str) -> int:
-    return {"B": 1, "b": 1, "c": 1, "?": 1, "H": 2, "h": 2, "I": 4, "i": 4,
-            "Q": 8, "q": 8}[code]
-
-
 @functools.lru_cache(maxsize=None)
 def _text(path: Path) -> str:
-    return _COMMENTS.sub(" ", path.read_text())
+    with open(path) as f:
+        return _COMMENTS.sub(" ", f.read())
+
+
+def _directives(text: str, word: str) -> list[str]:
+    """What follows `#word` on each line that is that directive."""
+    out = []
+    at = text.find(word)
+    while at >= 0:
+        line_start = text.rfind("\n", 0, at) + 1
+        if text[line_start:at].replace("#", "", 1).strip() == "" and "#" in text[line_start:at]:
+            end = text.find("\n", at)
+            out.append(text[at + len(word):end if end >= 0 else len(text)])
+        at = text.find(word, at + len(word))
+    return out
 
 
 def sources(program: str) -> tuple[Path, ...]:
@@ -155,79 +165,101 @@ def sources(program: str) -> tuple[Path, ...]:
         if path in seen:
             return
         seen.append(path)
-        for name in _INCLUDE.findall(_text(path)):
-            header = BPF_DIR / name
-            if header.exists():
-                visit(header)
+        for rest in _directives(_text(path), "include"):
+            name = rest.strip()
+            if name.startswith('"') and name.endswith('"'):
+                header = BPF_DIR / name[1:-1]
+                if header.exists():
+                    visit(header)
     if first.suffix == ".h":
         visit(BPF_DIR / "pytracekit.h")
     visit(first)
     return tuple(seen)
 
 
-def _defines(paths: tuple[Path, ...]) -> dict[str, str | None]:
-    """Every #define with a value; None for a name defined twice differently
-    (under #if branches): it has no single value to lay a struct out with."""
-    out: dict[str, str | None] = {}
-    for path in paths:
-        for name, value in _DEFINE.findall(_text(path)):
-            value = value.strip()
-            if name in out and out[name] != value:
-                out[name] = None
-            else:
-                out.setdefault(name, value)
-    return out
-
-
 class _Context:
     def __init__(self, program: str, paths: tuple[Path, ...], defines: Mapping[str, Any]):
         self.program = program
         self.paths = paths
-        self.source_defines = _defines(paths)
         self.given = dict(defines)
         self.done: dict[str, Layout] = {}
 
+    def _source_define(self, name: str, where: str) -> str:
+        """The value the sources #define `name` to; an error when they do not,
+        or define it twice differently (under #if branches)."""
+        values = set()
+        for path in self.paths:
+            for rest in _directives(_text(path), "define"):
+                parts = rest.split(None, 1)
+                if parts and parts[0] == name:
+                    values.add(parts[1].strip() if len(parts) > 1 else "")
+        if not values:
+            raise LayoutError(f"{where}: {name} is not defined in "
+                              f"{', '.join(p.name for p in self.paths)}")
+        if len(values) > 1:
+            raise LayoutError(f"{where}: {name} has two definitions in {self.program}'s "
+                              "sources; give its value as a define")
+        return values.pop()
+
     def constant(self, expr: str, where: str, depth: int = 0) -> int:
-        """An array size: a C integer constant expression over defines."""
+        """An array size or #if condition: a C integer constant expression of
+        numbers, defines and + - * / << >> ( )."""
+        expr = expr.strip()
+        if expr.isdigit():
+            return int(expr)
         if depth > 20:
             raise LayoutError(f"{where}: defines nest too deep in [{expr}]")
-
-        def name_value(match: re.Match) -> str:
-            name = match.group(0)
-            if name in self.given:
-                value = self.given[name]
-                return str(int(value)) if isinstance(value, (bool, int)) else f"({value})"
-            if name not in self.source_defines:
-                raise LayoutError(f"{where}: {name} is not defined in "
-                                  f"{', '.join(p.name for p in self.paths)}")
-            value = self.source_defines[name]
-            if value is None:
-                raise LayoutError(f"{where}: {name} has two definitions in {self.program}'s "
-                                  "sources; give its value as a define")
-            return f"({self.constant(value, where, depth + 1)})"
-        text = _NUMBER_SUFFIX.sub(r"\1", expr)
-        text = re.sub(r"\b[A-Za-z_]\w*\b", name_value, text)
+        python, at = [], 0
+        while at < len(expr):
+            token = _SIZE_TOKENS.match(expr, at)
+            if not token or token.end() == at:
+                raise LayoutError(f"{where}: [{expr}] is not an integer constant the parser "
+                                  "knows (numbers, defines, + - * / << >>)")
+            number, name, operator = token.groups()
+            if number is not None:
+                python.append(str(int(number, 0)))
+            elif name is not None:
+                if name in self.given:
+                    value = self.given[name]
+                    value = str(int(value)) if isinstance(value, (bool, int)) else str(value)
+                else:
+                    value = self._source_define(name, where)
+                python.append(str(self.constant(value, where, depth + 1)))
+            else:
+                python.append("//" if operator == "/" else operator)
+            at = token.end()
         try:
-            return _evaluate(ast.parse(text.replace("/", "//"), mode="eval").body)
-        except (SyntaxError, ValueError, ZeroDivisionError):
-            raise LayoutError(f"{where}: array size [{expr}] is not an integer constant "
-                              "the parser knows (numbers, defines, + - * / << >>)") from None
+            return int(eval(" ".join(python), {"__builtins__": {}}))  # tokens checked above
+        except (SyntaxError, ZeroDivisionError, TypeError):
+            raise LayoutError(f"{where}: [{expr}] is not an integer constant the parser "
+                              "knows (numbers, defines, + - * / << >>)") from None
 
     def struct(self, name: str) -> Layout:
         if name in self.done:
             return self.done[name]
-        pattern = re.compile(r"\bstruct\s+" + re.escape(name) + r"\s*\{(?P<body>[^{}]*)\}\s*;")
-        found = [m for p in self.paths for m in pattern.finditer(_text(p))]
-        if not found:
-            nested = re.search(r"\bstruct\s+" + re.escape(name) + r"\s*\{", "".join(
-                _text(p) for p in self.paths))
+        bodies, nested = [], False
+        for path in self.paths:
+            text = _text(path)
+            at = text.find("struct " + name)
+            while at >= 0:
+                before = text[at - 1] if at else " "
+                after = text[at + 7 + len(name):].lstrip()
+                if not (before.isalnum() or before == "_") and after.startswith("{"):
+                    open_at = text.index("{", at)
+                    close = text.find("}", open_at)
+                    if "{" in text[open_at + 1:close]:
+                        nested = True
+                    elif close >= 0 and text[close + 1:].lstrip().startswith(";"):
+                        bodies.append(text[open_at + 1:close])
+                at = text.find("struct " + name, at + 1)
+        if not bodies:
             why = "holds a nested definition or a union" if nested else "is not defined"
             raise LayoutError(f"struct {name} {why} in "
                               f"{', '.join(p.name for p in self.paths)}")
-        if len({m.group("body") for m in found}) > 1:
+        if len(set(bodies)) > 1:
             raise LayoutError(f"struct {name} is defined more than once (differently) "
                               f"in {self.program}'s sources")
-        layout = self._lay_out(name, found[0].group("body"))
+        layout = self._lay_out(name, bodies[0])
         self.done[name] = layout
         return layout
 
@@ -237,12 +269,12 @@ class _Context:
         for some defines, as sslsniff's data[DATA_SIZE])."""
         kept, active = [], [True]      # per open #if: is its current branch taken
         for line in body.splitlines():
-            directive = re.match(r"\s*#\s*(\w+)\s*(.*)", line)
-            if not directive:
+            stripped = line.strip()
+            if not stripped.startswith("#"):
                 if all(active):
                     kept.append(line)
                 continue
-            word, rest = directive.groups()
+            word, _, rest = stripped[1:].strip().partition(" ")
             where = f"struct {name}: '#{word} {rest}'"
             if word == "if":
                 active.append(bool(self.constant(rest, where)))
@@ -257,24 +289,38 @@ class _Context:
             raise LayoutError(f"struct {name}: an #if without its #endif")
         return "\n".join(kept)
 
+    def _member(self, name: str, decl: str) -> tuple[str, str, tuple[int, ...]]:
+        """(type, name, dims) of one declaration, else an error."""
+        where = f"struct {name}: '{decl}'"
+        if "," in decl:
+            raise LayoutError(f"{where}: declare one member per line")
+        head, bracket, tail = decl.partition("[")
+        words = head.split()
+        dims: list[int] = []
+        if bracket:
+            for part in ("[" + tail).split("]")[:-1]:
+                if not part.strip().startswith("[") or "[" in part.strip()[1:]:
+                    words = []          # something after or between the brackets
+                    break
+                dims.append(self.constant(part.strip()[1:], where))
+            if not ("[" + tail).rstrip().endswith("]"):
+                words = []
+        if (len(words) < 2 or not all(w.isidentifier() for w in words)
+                or "__attribute__" in decl):
+            raise LayoutError(f"{where}: not a member the parser understands (integers, "
+                              "char, arrays of them, known structs)")
+        if any(d <= 0 for d in dims):
+            raise LayoutError(f"{where}: an array size must be positive")
+        return " ".join(words[:-1]), words[-1], tuple(dims)
+
     def _lay_out(self, name: str, body: str) -> Layout:
-        body = self._conditional(name, body)
+        if "#" in body:
+            body = self._conditional(name, body)
         offset, align, members = 0, 1, []
         for decl in (d.strip() for d in body.split(";")):
             if not decl:
                 continue
-            where = f"struct {name}: '{decl}'"
-            if "," in decl:
-                raise LayoutError(f"{where}: declare one member per line")
-            match = _MEMBER.match(" ".join(decl.split()))
-            if not match or "__attribute__" in decl:
-                raise LayoutError(f"{where}: not a member the parser understands (integers, "
-                                  "char, arrays of them, known structs)")
-            ctype, member = " ".join(match.group("type").split()), match.group("name")
-            dims = tuple(self.constant(d, where) for d in
-                         re.findall(r"\[([^\]]+)\]", match.group("dims")))
-            if any(d <= 0 for d in dims):
-                raise LayoutError(f"{where}: an array size must be positive")
+            ctype, member, dims = self._member(name, decl)
             nested = None
             if ctype.startswith("struct "):
                 nested = self.struct(ctype.split()[1])
@@ -283,7 +329,7 @@ class _Context:
                 code, size = _SCALARS[ctype]
                 member_align = size
             else:
-                raise LayoutError(f"{where}: unknown type '{ctype}'")
+                raise LayoutError(f"struct {name}: '{decl}': unknown type '{ctype}'")
             offset = -(-offset // member_align) * member_align
             members.append(Member(member, offset, code, dims, nested))
             count = 1
@@ -296,30 +342,14 @@ class _Context:
         return Layout(name, -(-offset // align) * align, align, tuple(members))
 
 
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-        ast.Mult: lambda a, b: a * b, ast.FloorDiv: lambda a, b: a // b,
-        ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b}
-
-
-def _evaluate(node: ast.AST) -> int:
-    if isinstance(node, ast.Constant) and isinstance(node.value, int):
-        return node.value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_evaluate(node.operand)
-    raise ValueError(node)
-
-
 @functools.lru_cache(maxsize=256)
 def _cached(program: str, name: str, defines: tuple[tuple[str, Any], ...]) -> Layout:
-    paths = sources(program)
-    return _Context(program, paths, dict(defines)).struct(name)
+    return _Context(program, sources(program), dict(defines)).struct(name)
 
 
 def struct_layout(program: str, name: str = "event",
                   defines: Mapping[str, Any] | None = None) -> Layout:
     """The layout of `struct name` as bpf/<program>.bpf.c (with the bpf/
     headers it includes) defines it; `defines` override the sources'
-    #defines (as -D does) for array sizes."""
+    #defines (as -D does) for array sizes and #if members."""
     return _cached(program, name, tuple(sorted((defines or {}).items())))
