@@ -1,5 +1,5 @@
 /* Which processes a run follows; spliced into programs in place of the
- * PTK_FOLLOW comment (pytracekit/engine/follow.py).
+ * PTK_FOLLOW slot (pytracekit/engine/follow.py).
  *
  * FOLLOW_MODE 0: every process. 1: the process FOLLOW_PID (all its threads),
  * like perf's -p. 2: a command pytracekit started: from its exec on (so the

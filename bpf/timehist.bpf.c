@@ -15,7 +15,7 @@
 #include "ptk_stream.h"
 
 #define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
-/*PTK_FOLLOW*/
+/* PTK_SLOT PTK_FOLLOW */
 
 #ifndef BLOCK_IO
 #define BLOCK_IO 0

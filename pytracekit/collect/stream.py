@@ -5,7 +5,8 @@ A streaming tool is a BPF program plus an event formatter:
 * `bpf/<tool>.bpf.c` includes "ptk_stream.h" (pasted in by `load()`), fills
   `struct event` records with `events.ringbuf_reserve()` + `ptk_submit()` and
   counts failed reserves with `ptk_count_loss(PTK_LOST_EVENTS)`;
-* the Python side names the struct's fields (`Fields`), and a `Printer`
+* the Python side reads that struct's layout from the C (`layout("<tool>")`,
+  collect/cstruct.py: the struct is written once), and a `Printer`
   (families/event_tools.py) formats batches of decoded tuples as text lines
   or JSON objects.
 

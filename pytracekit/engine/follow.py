@@ -1,6 +1,6 @@
 """Who a run follows (-a, -p PID or `-- COMMAND` and its children), in BPF.
 
-Programs that follow a target put the comment `/*PTK_FOLLOW*/` where
+Programs that follow a target put the slot `/* PTK_SLOT PTK_FOLLOW */` where
 bpf/follow.inc.c belongs and are loaded through `load()`.
 """
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..kernel import syscalls
-from .loader import BPF_DIR, Program
+from .loader import BPF_DIR, Program, code_slot
 from .runner import Target
 
-TOKEN = "/*PTK_FOLLOW*/"
+TOKEN = code_slot("PTK_FOLLOW")
 ALL, PID, COMMAND = 0, 1, 2
 
 

@@ -65,6 +65,13 @@ def read_source(name: str) -> str:
         raise NotFoundError(f"no BPF program {path}") from None
 
 
+def code_slot(name: str) -> str:
+    """The one spelling of a place in bpf/ C that generated code fills
+    (`Program.from_file(replace={code_slot("X"): code})`): a comment, so the file
+    compiles on its own too."""
+    return f"/* PTK_SLOT {name} */"
+
+
 def expand_source(source: str) -> str:
     """Paste the common header in place of its #include (see bpf/pytracekit.h),
     and bpf/ptk_*.h family headers in place of theirs, for the same reason."""
@@ -227,9 +234,13 @@ class Program:
     def from_file(cls, name: str, defines: Mapping[str, Any] | None = None,
                   replace: Mapping[str, str] | None = None, usdt: list[Any] | None = None) -> "Program":
         """Load bpf/<name>.bpf.c; `replace` substitutes generated code for
-        placeholder tokens (used by tools whose C is assembled from user specs)."""
+        placeholder tokens, `code_slot(NAME)` for pytracekit's own programs
+        (tools whose C is assembled from user specs). A token the file lacks
+        is an error: the code would silently not be there."""
         source = read_source(name)
         for token, code in (replace or {}).items():
+            if token not in source:
+                raise PytracekitError(f"bpf/{name}.bpf.c has no {token} for generated code")
             source = source.replace(token, code)
         return cls.from_text(name, source, defines, usdt)
 

@@ -27,6 +27,7 @@ from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
+from ..engine.loader import code_slot
 from ..engine.runner import Stop, Target, announce, run_until_done
 
 MAX_KEY_BYTES = 256
@@ -253,7 +254,7 @@ def start(hist_specs: list[str] = (), count_specs: list[str] = (), command: tupl
     prog = probegen.load_and_attach(
         "argdist", [(p.function, p.resolved) for p in planned], target,
         defines={"STRING_SIZE": string_size, "SELF_PID": os.getpid()},
-        replace={"@ARGDIST_PROBES@": "\n".join(p.c for p in planned)})
+        replace={code_slot("ARGDIST_PROBES"): "\n".join(p.c for p in planned)})
     return Argdist(planned, prog, target)
 
 

@@ -30,6 +30,7 @@ from ..errors import SpecError, UsageError
 from ..probes.expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
+from ..engine.loader import code_slot
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..collect.stream import CallbackRings
 from ..symbolize.buildid import BuildIdSymbolizer, mapped_files
@@ -327,7 +328,7 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
         unwinding.append(EventUnwinding.setup(prog, user_symbols.symbolizer, pids=[pid or 0],
                                               command=command, command_pid=target.pid))
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
-                                    target, defines, {"@TRACE_PROBES@": code}, prepare)
+                                    target, defines, {code_slot("TRACE_PROBES"): code}, prepare)
     tracer = RunningTrace(trace_probes, prog, string_size, user_symbols, unwinding[0])
     if command and shutil.which(command[0]):   # its frames, even once it has exited
         tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
