@@ -92,7 +92,7 @@ def _family_header(name: str) -> str:
 # ptk_config map at run time (see bpf/pytracekit.h), not compiled in, so a
 # program's text is the same for every pid and the program cache serves it.
 RUN_TIME_IDS = ("FILTER_PID", "FILTER_TID", "FILTER_TPID", "FILTER_PPID", "EXEC_PID",
-                "FOLLOW_PID")
+                "FOLLOW_PID", "SELF_PID")
 
 
 def run_time_ids(defines: Mapping[str, Any]) -> tuple[dict[str, Any], dict[int, int]]:
