@@ -64,7 +64,7 @@ def start(*, pid: int = 0, uid: int | None = None, data_size: int = 0, lib: str 
     defines = {"FILTER_PID": pid or 0, "FILTER_UID": -1 if uid is None else uid,
                "DATA_SIZE": data_size}
     events = stream.EventStream(stream.load("sslsniff", defines, buffer_pages),
-                                stream.layout("sslsniff", defines))
+                                stream.layout("sslsniff", defines=defines))
     try:
         if binary is not None and not _attach(events, binary, FUNCTIONS, pid):
             raise NotFoundError(f"no SSL_read or SSL_write in {binary}: not OpenSSL's libssl "
