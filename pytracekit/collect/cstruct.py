@@ -10,8 +10,13 @@ the same sources; C's alignment rules (LP64, as the BPF target) lay them out.
 A member may sit inside `#if EXPR` / `#else` / `#endif`. Anything else
 (pointers, unions, bitfields, attributes, other preprocessor lines inside the
 struct, a size with two possible values) is an error naming it, never a
-guess. Parsed layouts are remembered per process. Start-up pays for this (a
-tool's first lookup, ~1 ms): the parsing is string operations, not a grammar;
+guess. The struct's own definition is found wherever it is in the sources
+(an `#if` around a whole struct is not evaluated: the struct asked for is the
+one the program uses). tests/test_cstruct.py compares every lookup the package
+makes with BCC's (clang's) view of the compiled program.
+
+Parsed layouts are remembered per process. Start-up pays for this (a tool's
+first lookup, ~1 ms): the parsing is string operations, not a grammar;
 defines are looked up only for the names a struct uses.
 """
 from __future__ import annotations
