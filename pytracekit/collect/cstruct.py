@@ -52,8 +52,13 @@ _SCALARS = {
 _SIZES = {code: size for code, size in _SCALARS.values()}
 _BYTES = {"B", "b", "c"}     # arrays of these are one bytes value ("16s")
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
-# an array size: numbers (C suffixes dropped), names, operators
-_SIZE_TOKENS = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|([A-Za-z_]\w*)|(<<|>>|[-+*/()]))")
+
+
+@functools.lru_cache(maxsize=None)
+def _size_tokens() -> re.Pattern:
+    """An array size's tokens: numbers (C suffixes dropped), names, operators.
+    Compiled on first use: most sizes are a number or one define."""
+    return re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)[uUlL]*|([A-Za-z_]\w*)|(<<|>>|[-+*/()]))")
 
 
 class Member:
@@ -214,9 +219,11 @@ class _Context:
             return int(expr)
         if depth > 20:
             raise LayoutError(f"{where}: defines nest too deep in [{expr}]")
+        if expr.isidentifier() and expr not in self.given:     # one define, as most are
+            return self.constant(self._source_define(expr, where), where, depth + 1)
         python, at = [], 0
         while at < len(expr):
-            token = _SIZE_TOKENS.match(expr, at)
+            token = _size_tokens().match(expr, at)
             if not token or token.end() == at:
                 raise LayoutError(f"{where}: [{expr}] is not an integer constant the parser "
                                   "knows (numbers, defines, + - * / << >>)")
