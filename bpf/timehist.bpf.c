@@ -148,9 +148,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 PTK_INLINE bool exec_selected(u32 tgid)
 {
 #if FOLLOW_MODE == 2
-    u32 zero = 0;
-    u32 *root = follow_root.lookup(&zero);
-    if (root && *root == tgid)
+    if (tgid == FOLLOW_ROOT)
         return true;
 #endif
     return ptk_followed(tgid);

@@ -19,7 +19,7 @@ def defines(target: Target) -> dict[str, int]:
     exec_nrs = {"FOLLOW_NR_EXECVE": syscalls.number("execve"),
                 "FOLLOW_NR_EXECVEAT": syscalls.number("execveat")}
     if target.command:
-        return {"FOLLOW_MODE": COMMAND, **exec_nrs}
+        return {"FOLLOW_MODE": COMMAND, "FOLLOW_ROOT": target.pid, **exec_nrs}
     if target.pid:
         return {"FOLLOW_MODE": PID, "FOLLOW_PID": target.pid, **exec_nrs}
     return {"FOLLOW_MODE": ALL, **exec_nrs}
@@ -28,14 +28,11 @@ def defines(target: Target) -> dict[str, int]:
 def load(name: str, target: Target, defines_: Mapping[str, Any] | None = None,
          replace: Mapping[str, str] | None = None) -> Program:
     code = (BPF_DIR / "follow.inc.c").read_text()
-    prog = Program.from_file(name, defines={**defines(target), **(defines_ or {})},
+    return Program.from_file(name, defines={**defines(target), **(defines_ or {})},
                              replace={TOKEN: code, **(replace or {})})
-    if target.command:
-        set_root(prog, target.pid)
-    return prog
 
 
 def set_root(prog: Program, pid: int) -> None:
-    """Follow this command (held before exec) from its exec on."""
-    table = prog["follow_root"]
-    table[table.Key(0)] = table.Leaf(pid)
+    """Follow this command (held before exec) from its exec on: a program
+    loaded for another command's run, reused (stat -r)."""
+    prog.set_run_time_id("FOLLOW_ROOT", pid)

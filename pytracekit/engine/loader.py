@@ -92,7 +92,7 @@ def _family_header(name: str) -> str:
 # ptk_config map at run time (see bpf/pytracekit.h), not compiled in, so a
 # program's text is the same for every pid and the program cache serves it.
 RUN_TIME_IDS = ("FILTER_PID", "FILTER_TID", "FILTER_TPID", "FILTER_PPID", "EXEC_PID",
-                "FOLLOW_PID", "SELF_PID")
+                "FOLLOW_PID", "FOLLOW_ROOT", "SELF_PID")
 
 
 def run_time_ids(defines: Mapping[str, Any]) -> tuple[dict[str, Any], dict[int, int]]:
@@ -329,6 +329,14 @@ class Program:
             progcache.note(f"miss for {self.name}, compiling")
         self._cache_entry = (path, key)
         return None
+
+    def set_run_time_id(self, name: str, value: int) -> None:
+        """Another value for a run-time id this program was loaded with a
+        nonzero value of (stat -r: each run's command)."""
+        slot = int(str(self.defines[name]).removeprefix("ptk_config_value(").rstrip(")"))
+        self.config[slot] = value
+        table = self.bpf["ptk_config"]
+        table[table.Key(slot)] = table.Leaf(value)
 
     def _write_config(self) -> None:
         """The run-time ids (run_time_ids), before any tool attaches a probe."""
