@@ -193,11 +193,35 @@ def test_every_lookup_parses_and_its_names_exist():
     assert compactsnoop.FIELDS.names[compactsnoop.PAGES_AT:] == (
         "migrate_scanned", "migrate_taken", "free_scanned", "free_taken", "migrated", "failed")
     assert funcslower.MAX_ARGS == 6
-    from pytracekit.collect import samplelog
-    assert {n for n, _ in samplelog._Record._fields_} >= {"time_ns", "weight", "py_stack_id",
-                                                           "cpu", "tid", "key"}
-    from pytracekit.families import python_stacks
-    assert [n for n, _ in python_stacks._Event._fields_] == ["kind", "pid", "stack_id"]
+
+
+# ctypes twins built from C structs, and the names their modules read them by
+TWINS = [("pytracekit.tools.systrace", "Call", {"call", "c"}),
+         ("pytracekit.collect.samplelog", "_Record", {"rec"}),
+         ("pytracekit.families.python_stacks", "_Event", {"event"})]
+
+
+@pytest.mark.parametrize("module, type_name, variables", TWINS)
+def test_the_members_a_module_reads_exist(module, type_name, variables):
+    """Every `var.member` (and `var.nested.member`) the module reads from a
+    variable holding the struct names a member of the C struct."""
+    import importlib
+    mod = importlib.import_module(module)
+    ctype = getattr(mod, type_name)
+    read = []
+    for node in ast.walk(ast.parse(Path(mod.__file__).read_text())):
+        if not isinstance(node, ast.Attribute):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in variables:
+            read.append((ctype, node.attr))
+        elif (isinstance(node.value, ast.Attribute) and isinstance(node.value.value, ast.Name)
+              and node.value.value.id in variables):
+            inner = dict(ctype._fields_).get(node.value.attr)
+            if inner is not None and issubclass(inner, ctypes.Structure):
+                read.append((inner, node.attr))
+    assert read, f"{module} reads no member of {type_name} through {variables}"
+    missing = [f"{t.__name__}.{name}" for t, name in read if name not in dict(t._fields_)]
+    assert missing == []
 
 
 def _bcc_view(program: str, name: str, defines: dict):
