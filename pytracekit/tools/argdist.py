@@ -20,6 +20,7 @@ import click
 
 from ..probes import expr, codegen as probegen, specs as probes
 from ..cli import options
+from ..engine.loader import code_slot
 from ..collect import stream
 from ..errors import SpecError, UsageError
 from ..probes.expr import CType
@@ -27,7 +28,6 @@ from ..collect.mapdrain import drained
 from ..model import Histogram, LossReport
 from ..render.jsonl import dumps, histogram_obj, loss_obj
 from ..render.text import log2_histogram, loss_line
-from ..engine.loader import code_slot
 from ..engine.runner import Stop, Target, announce, run_until_done
 
 MAX_KEY_BYTES = 256

@@ -25,12 +25,12 @@ import click
 
 from ..probes import expr, codegen as probegen, specs as probes
 from ..cli import options
+from ..engine.loader import code_slot
 from ..collect import stream
 from ..errors import SpecError, UsageError
 from ..probes.expr import Conversion, Format
 from ..render.jsonl import dumps, loss_obj
 from ..render.text import loss_line
-from ..engine.loader import code_slot
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..collect.stream import CallbackRings
 from ..symbolize.buildid import BuildIdSymbolizer, mapped_files
