@@ -17,4 +17,4 @@
 #endif
 
 /* generated probes */
-@ARGDIST_PROBES@
+/* PTK_SLOT ARGDIST_PROBES */

@@ -1,28 +1,29 @@
 /* Which processes a run follows; spliced into programs in place of the
- * PTK_FOLLOW comment (pytracekit/engine/follow.py).
+ * PTK_FOLLOW slot (pytracekit/engine/follow.py).
  *
  * FOLLOW_MODE 0: every process. 1: the process FOLLOW_PID (all its threads),
  * like perf's -p. 2: a command pytracekit started: from its exec on (so the
  * launcher's own calls between fork and exec are not counted), with every
  * process it forks, like perf's `-- COMMAND` (enable_on_exec + inherit).
- * The command's pid is in follow_root, not compiled in, so one program
- * serves several runs (stat -r). */
+ * The command's pid is FOLLOW_ROOT, a run-time id (a ptk_config slot, see
+ * pytracekit.h), so one program serves several runs (stat -r rewrites it). */
 #ifndef FOLLOW_MODE
 #define FOLLOW_MODE 0
 #endif
 #ifndef FOLLOW_PID
 #define FOLLOW_PID 0
 #endif
+#ifndef FOLLOW_ROOT
+#define FOLLOW_ROOT 0
+#endif
 
-BPF_ARRAY(follow_root, u32, 1);
 BPF_HASH(followed, u32, u8, 10240);
 
 #if FOLLOW_MODE == 2
 PTK_INLINE void ptk_follow_exec(void)
 {
-    u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
-    u32 *root = follow_root.lookup(&zero);
-    if (root && *root == tgid) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (tgid == FOLLOW_ROOT) {
         u8 yes = 1;
         if (followed.update(&tgid, &yes) != 0)
             ptk_count_loss(PTK_MAP_FULL);
@@ -94,9 +95,7 @@ PTK_INLINE bool ptk_is_exec_nr(long nr)
 PTK_INLINE bool ptk_command_entering_exec(u32 tgid, long nr)
 {
 #if FOLLOW_MODE == 2
-    u32 zero = 0;
-    u32 *root = follow_root.lookup(&zero);
-    return ptk_is_exec_nr(nr) && root && *root == tgid;
+    return ptk_is_exec_nr(nr) && tgid == FOLLOW_ROOT;
 #else
     return false;
 #endif

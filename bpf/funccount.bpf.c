@@ -45,4 +45,4 @@ int count_multi(void *ctx) { return count_probe(bpf_get_attach_cookie(ctx)); }
 #ifndef PTK_GENERATED_PROBES
 int count_0(void *ctx) { return count_probe(0); }
 #endif
-/* PTK_PROBE_FUNCTIONS */
+/* PTK_SLOT PTK_PROBE_FUNCTIONS */

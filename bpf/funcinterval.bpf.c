@@ -34,4 +34,4 @@ PTK_INLINE void on_call(void)
 #ifndef PTK_GENERATED_PROBES
 int interval_0(void *ctx) { on_call(); return 0; }
 #endif
-/* PTK_PROBE_FUNCTIONS */
+/* PTK_SLOT PTK_PROBE_FUNCTIONS */

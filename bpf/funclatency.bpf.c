@@ -98,4 +98,4 @@ PTK_INLINE int on_return(u32 probe)
 int latency_entry_0(void *ctx) { return on_entry(); }
 int latency_return_0(void *ctx) { return on_return(0); }
 #endif
-/* PTK_PROBE_FUNCTIONS */
+/* PTK_SLOT PTK_PROBE_FUNCTIONS */

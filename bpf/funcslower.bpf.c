@@ -150,4 +150,4 @@ PTK_INLINE int on_return(struct pt_regs *ctx, u32 probe)
 int slower_entry_0(struct pt_regs *ctx) { return on_entry(ctx); }
 int slower_return_0(struct pt_regs *ctx) { return on_return(ctx, 0); }
 #endif
-/* PTK_PROBE_FUNCTIONS */
+/* PTK_SLOT PTK_PROBE_FUNCTIONS */

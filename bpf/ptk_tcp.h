@@ -36,7 +36,7 @@ struct tcp_endpoints {
     u16 family;
     u16 lport;
     u16 rport;
-    u16 pad;
+    u16 ep_pad;
     u8 laddr[16];
     u8 raddr[16];
 };

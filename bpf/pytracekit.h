@@ -82,25 +82,16 @@ enum ptk_loss {
 
 BPF_PERCPU_ARRAY(ptk_loss, u64, PTK_LOSS_SLOTS);
 
-/* The tool itself left out (EXCLUDE_SELF=1: trace, argdist): its pid is in
- * self_pid[0], filled before attaching (probegen.load_and_attach); a pid
- * compiled in would make every run's program new to the program cache. */
-#ifndef EXCLUDE_SELF
-#define EXCLUDE_SELF 0
-#endif
-#if EXCLUDE_SELF
-BPF_ARRAY(self_pid, u32, 1);
+/* The tool itself left out (trace, argdist): SELF_PID is its pid, a run-time
+ * id like FILTER_PID (a ptk_config slot, so the text is the same every run);
+ * 0 leaves nobody out. */
+#ifndef SELF_PID
+#define SELF_PID 0
 #endif
 
 PTK_INLINE bool ptk_is_self(void)
 {
-#if EXCLUDE_SELF
-    u32 zero = 0;
-    u32 *self = self_pid.lookup(&zero);
-    return self && *self && (bpf_get_current_pid_tgid() >> 32) == *self;
-#else
-    return false;
-#endif
+    return SELF_PID && (bpf_get_current_pid_tgid() >> 32) == SELF_PID;
 }
 
 /* Signed division and remainder as C defines them (truncating toward zero),

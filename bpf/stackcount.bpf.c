@@ -115,4 +115,4 @@ int stack_multi(void *ctx) { return count_stack(ctx); }
 #ifndef PTK_GENERATED_PROBES
 int stack_0(void *ctx) { return count_stack(ctx); }
 #endif
-/* PTK_PROBE_FUNCTIONS */
+/* PTK_SLOT PTK_PROBE_FUNCTIONS */

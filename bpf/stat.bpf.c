@@ -14,7 +14,7 @@
 #define CPU_MASK 0
 #endif
 
-/*PTK_FOLLOW*/
+/* PTK_SLOT PTK_FOLLOW */
 
 BPF_PERCPU_ARRAY(counts, u64, MAX_EVENTS);
 
@@ -30,4 +30,4 @@ PTK_INLINE int count_event(u32 slot)
     return 0;
 }
 
-/*STAT_PROBES*/
+/* PTK_SLOT STAT_PROBES */

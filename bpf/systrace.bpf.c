@@ -32,7 +32,7 @@
 #define NR_EXIT 60
 #define NR_EXIT_GROUP 231
 
-/*PTK_FOLLOW*/
+/* PTK_SLOT PTK_FOLLOW */
 
 BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? 4096 : 1);
 #include "ptk_unwind.h"

@@ -24,7 +24,7 @@
 #include "ptk_stream.h"
 
 #define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
-/*PTK_FOLLOW*/
+/* PTK_SLOT PTK_FOLLOW */
 
 #ifndef BLOCK_IO
 #define BLOCK_IO 0
@@ -187,9 +187,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 PTK_INLINE bool exec_selected(u32 tgid)
 {
 #if FOLLOW_MODE == 2
-    u32 zero = 0;
-    u32 *root = follow_root.lookup(&zero);
-    if (root && *root == tgid)
+    if (tgid == FOLLOW_ROOT)
         return true;
 #endif
     return ptk_followed(tgid);

@@ -73,4 +73,4 @@ PTK_INLINE void trace_fill_header(struct trace_header *h, void *ctx, u32 probe)
 }
 
 /* generated probes */
-@TRACE_PROBES@
+/* PTK_SLOT TRACE_PROBES */

@@ -103,7 +103,7 @@ def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
 
 @pytest.mark.root
 def test_trace_leaves_itself_out_through_a_map_so_its_program_is_cached(cache, target):
-    # trace's own pid is a map value, not a define (EXCLUDE_SELF in bpf/trace.bpf.c):
+    # trace's own pid is a map value, not a define (SELF_PID, a ptk_config slot):
     # the second run's text is the first's, so it is a hit.
     # -M: the run ends after N events by itself (an interrupt's drain is bounded in time).
     def traced() -> tuple[str, str]:

@@ -218,6 +218,12 @@ def test_repeats_show_variance(workload, tmp_path):
     counters = _stat_json("-r", "3", "-e", OPENAT, "--", workload, "open", marker, "2")
     assert counters[OPENAT]["runs"] == 3
     assert counters[OPENAT]["stddev_pct"] == 0.0       # every run opens the same number
+    # a filter only BPF can apply: one program serves the three runs, each
+    # following its own command (FOLLOW_ROOT rewritten per run)
+    counters = _stat_json("-r", "3", "-e", OPENAT, "--filter", f'filename == "{marker}"',
+                          "--", workload, "open", marker, "2")
+    assert counters[OPENAT]["runs"] == 3
+    assert (counters[OPENAT]["value"], counters[OPENAT]["stddev_pct"]) == (2, 0.0)
 
 
 @pytest.mark.root

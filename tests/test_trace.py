@@ -2,10 +2,11 @@
 import re
 import signal
 import subprocess
+import sys
 
 import pytest
 
-from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload, wait_until
+from conftest import ROOT, Tool, pytracekit, pytracekit_probes_left, run_workload, wait_until
 from probe_helpers import one_error_line, validated_json_lines
 
 OPENAT = "t:syscalls:sys_enter_openat"
@@ -257,3 +258,31 @@ def test_an_unreadable_string_is_marked_and_counted(workload, tmp_path):
     paths = [line.split()[-1] for line in event_lines(res.stdout)]
     assert paths.count("[unreadable]") == 5 and "" not in paths
     assert re.search(r"\b5 strings unreadable \(not paged in", res.stderr), res.stderr
+
+
+
+# The tool's own main thread, renamed so that -n picks out its events alone.
+SELF_NAME = "ptkselftrace"
+RENAMED = ("import ctypes, runpy, sys; "
+           f"ctypes.CDLL(None).prctl(15, b'{SELF_NAME}', 0, 0, 0); "   # PR_SET_NAME
+           "sys.argv[0] = 'pytracekit'; runpy.run_module('pytracekit', run_name='__main__')")
+
+
+def renamed_trace(*args: str) -> tuple[int, list[dict]]:
+    """trace ARGS run under SELF_NAME: its pid and the events it printed."""
+    proc = subprocess.Popen([sys.executable, "-c", RENAMED, "trace", "--json", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return proc.pid, [o for o in validated_json_lines("trace", out) if o["type"] == "event"]
+
+
+@pytest.mark.root
+def test_trace_leaves_itself_out_unless_asked():
+    # trace's reader waits in epoll (libbpf's ring buffer poll) all the time:
+    # with -S those calls are traced, without it none ever is (SELF_PID).
+    probes = ["t:syscalls:sys_enter_epoll_wait", "t:syscalls:sys_enter_epoll_pwait"]
+    pid, events = renamed_trace("-S", "-M", "3", "-n", SELF_NAME, *probes)
+    assert len(events) == 3 and {e["pid"] for e in events} == {pid}, events
+    _, events = renamed_trace("--duration", "2", "-n", SELF_NAME, *probes)
+    assert events == []

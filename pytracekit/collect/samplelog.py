@@ -13,22 +13,13 @@ import dataclasses
 from typing import Any, Callable
 
 from ..model import Sample, SampleEvent, StackProfile
+from . import cstruct
 from .stream import CallbackRings
 
 DEFINES = {"SAMPLE_LOG": 1}
 
 
-class _StackKey(ctypes.Structure):      # struct ptk_stack_key (bpf/pytracekit.h)
-    _fields_ = [("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32),
-                ("user_stack_id", ctypes.c_int32), ("kernel_stack_id", ctypes.c_int32),
-                ("comm", ctypes.c_char * 16), ("user_stack_hash", ctypes.c_uint64),
-                ("kernel_stack_hash", ctypes.c_uint64)]
-
-
-class _Record(ctypes.Structure):        # struct ptk_sample_rec (bpf/ptk_sample_log.h)
-    _fields_ = [("time_ns", ctypes.c_uint64), ("weight", ctypes.c_uint64),
-                ("py_stack_id", ctypes.c_uint64), ("cpu", ctypes.c_uint32),
-                ("tid", ctypes.c_uint32), ("key", _StackKey)]
+_Record = cstruct.struct_layout("ptk_sample_log.h", "ptk_sample_rec").ctype()
 
 
 def identity(sample: Sample, addresses: bool = False) -> tuple:

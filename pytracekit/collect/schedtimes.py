@@ -9,10 +9,7 @@ from . import stream
 from ..engine.runner import Target
 from ..textsafe import cstr
 
-FIELDS = stream.fields(("ts", "Q"), ("run_ns", "Q"), ("wait_ns", "Q"), ("delay_ns", "Q"),
-                       ("pid", "I"), ("tid", "I"), ("cpu", "I"), ("kind", "I"),
-                       ("wait_state", "I"), ("state", "I"), ("bytes", "I"), ("flags", "I"),
-                       ("comm", "16s"))
+FIELDS = stream.layout("timehist")   # struct event in bpf/timehist.bpf.c
 KIND_SWITCH, KIND_BLOCK_ISSUE, KIND_BLOCK_COMPLETE = 0, 1, 2
 STATE_UNKNOWN = 0xFFFFFFFF
 # The tracepoints do not see every switch and wakeup (bpf/timehist.bpf.c says when)

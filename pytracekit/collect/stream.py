@@ -5,7 +5,8 @@ A streaming tool is a BPF program plus an event formatter:
 * `bpf/<tool>.bpf.c` includes "ptk_stream.h" (pasted in by `load()`), fills
   `struct event` records with `events.ringbuf_reserve()` + `ptk_submit()` and
   counts failed reserves with `ptk_count_loss(PTK_LOST_EVENTS)`;
-* the Python side names the struct's fields (`Fields`), and a `Printer`
+* the Python side reads that struct's layout from the C (`layout("<tool>")`,
+  collect/cstruct.py: the struct is written once), and a `Printer`
   (families/event_tools.py) formats batches of decoded tuples as text lines
   or JSON objects.
 
@@ -20,6 +21,7 @@ the end is counted and reported with the losses.
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import re
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import textsafe
+from . import cstruct
 from ..errors import PytracekitError, UsageError
 from ..engine.loader import BPF_DIR, Program, read_source
 from ..model import UNREADABLE, LossReport
@@ -108,6 +111,7 @@ class Fields:
     must equal sizeof(struct event) (checked against every record)."""
 
     pairs: tuple[tuple[str, str], ...]
+    c_size: int | None = None       # sizeof the C struct, when read from it (layout())
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -119,6 +123,8 @@ class Fields:
 
     @property
     def size(self) -> int:
+        if self.c_size is not None:
+            return self.c_size
         # A trailing zero-length u64 pads to 8 as C pads a struct holding a u64.
         return struct.calcsize("@" + self.format + "0Q")
 
@@ -476,3 +482,27 @@ class CallbackRings:
 
 def fields(*pairs: tuple[str, str]) -> Fields:
     return Fields(tuple(pairs))
+
+
+def layout(program: str, struct_name: str = "event",
+           defines: dict[str, Any] | None = None) -> Fields:
+    """The fields of `struct struct_name` as bpf/<program>.bpf.c defines it
+    (cstruct.struct_layout): one decoded value per member, byte arrays as
+    bytes, nested structs inlined. Padding the compiler adds is skipped
+    ("Nx" before the member that follows it)."""
+    return _fields_of(cstruct.struct_layout(program, struct_name, defines))
+
+
+@functools.lru_cache(maxsize=256)
+def _fields_of(c: "cstruct.Layout") -> Fields:
+    pairs, fmt = [], "@"
+    for name, code, offset in c.flat():
+        lands = struct.calcsize(f"{fmt}0{code[-1]}") if code[-1] != "s" else struct.calcsize(fmt)
+        gap = offset - struct.calcsize(fmt)
+        if offset != lands:
+            if gap < 0:
+                raise cstruct.LayoutError(f"struct {c.name}: {name} overlaps what precedes it")
+            code = f"{gap}x{code}"
+        pairs.append((name, code))
+        fmt += code
+    return Fields(tuple(pairs), c.size)

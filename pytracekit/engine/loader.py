@@ -65,6 +65,13 @@ def read_source(name: str) -> str:
         raise NotFoundError(f"no BPF program {path}") from None
 
 
+def code_slot(name: str) -> str:
+    """The one spelling of a place in bpf/ C that generated code fills
+    (`Program.from_file(replace={code_slot("X"): code})`): a comment, so the file
+    compiles on its own too."""
+    return f"/* PTK_SLOT {name} */"
+
+
 def expand_source(source: str) -> str:
     """Paste the common header in place of its #include (see bpf/pytracekit.h),
     and bpf/ptk_*.h family headers in place of theirs, for the same reason."""
@@ -85,7 +92,7 @@ def _family_header(name: str) -> str:
 # ptk_config map at run time (see bpf/pytracekit.h), not compiled in, so a
 # program's text is the same for every pid and the program cache serves it.
 RUN_TIME_IDS = ("FILTER_PID", "FILTER_TID", "FILTER_TPID", "FILTER_PPID", "EXEC_PID",
-                "FOLLOW_PID")
+                "FOLLOW_PID", "FOLLOW_ROOT", "SELF_PID")
 
 
 def run_time_ids(defines: Mapping[str, Any]) -> tuple[dict[str, Any], dict[int, int]]:
@@ -227,9 +234,13 @@ class Program:
     def from_file(cls, name: str, defines: Mapping[str, Any] | None = None,
                   replace: Mapping[str, str] | None = None, usdt: list[Any] | None = None) -> "Program":
         """Load bpf/<name>.bpf.c; `replace` substitutes generated code for
-        placeholder tokens (used by tools whose C is assembled from user specs)."""
+        placeholder tokens, `code_slot(NAME)` for pytracekit's own programs
+        (tools whose C is assembled from user specs). A token the file lacks
+        is an error: the code would silently not be there."""
         source = read_source(name)
         for token, code in (replace or {}).items():
+            if token not in source:
+                raise PytracekitError(f"bpf/{name}.bpf.c has no {token} for generated code")
             source = source.replace(token, code)
         return cls.from_text(name, source, defines, usdt)
 
@@ -318,6 +329,14 @@ class Program:
             progcache.note(f"miss for {self.name}, compiling")
         self._cache_entry = (path, key)
         return None
+
+    def set_run_time_id(self, name: str, value: int) -> None:
+        """Another value for a run-time id this program was loaded with a
+        nonzero value of (stat -r: each run's command)."""
+        slot = int(str(self.defines[name]).removeprefix("ptk_config_value(").rstrip(")"))
+        self.config[slot] = value
+        table = self.bpf["ptk_config"]
+        table[table.Key(slot)] = table.Leaf(value)
 
     def _write_config(self) -> None:
         """The run-time ids (run_time_ids), before any tool attaches a probe."""

@@ -16,6 +16,7 @@ from ..symbolize.python import layouts as pl
 from ..model import Frame, Sample, StackProfile
 from ..engine.runner import raise_pending, signals_deferred
 from .stack_profilers import StackSession
+from ..collect import cstruct
 from ..collect.stack_maps import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
 from ..symbolize.symbols import vm_pages_of
 from ..symbolize.python.code import CodeReader
@@ -34,10 +35,7 @@ CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
 SWEEP_S = 1.0   # exited processes' /proc/PID/mem closed this often
 
 
-class _Event(ctypes.Structure):
-    """struct ptk_py_event"""
-    _fields_ = [("kind", ctypes.c_uint32), ("pid", ctypes.c_uint32),
-                ("stack_id", ctypes.c_uint64)]
+_Event = cstruct.struct_layout("ptk_python.h", "ptk_py_event").ctype()
 
 
 def defines(stacks_size: int = 4096) -> dict[str, int]:

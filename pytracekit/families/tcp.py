@@ -21,9 +21,6 @@ STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FI
           6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
           11: "CLOSING", 12: "NEW_SYN_RECV"}
 
-# struct tcp_endpoints, as the last member of every tcp tool's struct event
-ENDPOINT_FIELDS = (("family", "H"), ("lport", "H"), ("rport", "H"), ("ep_pad", "H"),
-                   ("laddr", "16s"), ("raddr", "16s"))
 
 
 def state_name(state: int) -> str:
@@ -125,11 +122,6 @@ def endpoints_obj(family: int, lport: int, rport: int, laddr: bytes, raddr: byte
     """The JSON form of struct tcp_endpoints."""
     return {"ip": ip_version(family), "laddr": address(family, laddr), "lport": lport,
             "raddr": address(family, raddr), "rport": rport}
-
-
-def fields(*pairs: tuple[str, str]) -> stream.Fields:
-    """A tcp tool's struct event: its own fields, then struct tcp_endpoints."""
-    return stream.fields(*pairs, *ENDPOINT_FIELDS)
 
 
 def count_main(pid: int | None, command: tuple[str, ...],

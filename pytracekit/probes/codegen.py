@@ -219,10 +219,6 @@ def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], ta
     including the held command."""
     from ..engine.loader import Program
     from .specs import program_defines
-    self_pid = defines.get("SELF_PID", 0)   # the tool's pid to leave out: a map, not a define
-    defines = {k: v for k, v in defines.items() if k != "SELF_PID"}
-    if self_pid:
-        defines["EXCLUDE_SELF"] = 1
     try:
         usdt = [fn.usdt_context or probe.usdt_context(fn.fn_name, target.pid or None)
                 for fn, probe in functions if probe.kind == "usdt"]
@@ -233,9 +229,6 @@ def load_and_attach(name: str, functions: list[tuple[ProbeFunction, object]], ta
         target.finish()
         raise
     try:
-        if self_pid:
-            table = prog["self_pid"]
-            table[table.Key(0)] = table.Leaf(self_pid)
         if prepare is not None:
             prepare(prog)
         for fn, probe in functions:

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable
 import click
 
 from ..engine import settings
+from ..engine.loader import code_slot
 from ..api import Tracer
 from ..kernel import features
 from ..families.periodic import report_every
@@ -15,7 +16,7 @@ from ..probes.specs import ResolvedProbe, program_return
 from ..render.output import Output
 
 # The token bpf/<tool>.bpf.c leaves for the generated per-probe functions.
-PLACEHOLDER = "/* PTK_PROBE_FUNCTIONS */"
+PLACEHOLDER = code_slot("PTK_PROBE_FUNCTIONS")
 
 
 def generated(template: str, probes: list[ResolvedProbe],

@@ -20,6 +20,7 @@ import click
 
 from ..probes import expr, codegen as probegen, specs as probes
 from ..cli import options
+from ..engine.loader import code_slot
 from ..collect import stream
 from ..errors import SpecError, UsageError
 from ..probes.expr import CType
@@ -252,7 +253,7 @@ def start(hist_specs: list[str] = (), count_specs: list[str] = (), command: tupl
     prog = probegen.load_and_attach(
         "argdist", [(p.function, p.resolved) for p in planned], target,
         defines={"STRING_SIZE": string_size, "SELF_PID": os.getpid()},
-        replace={"@ARGDIST_PROBES@": "\n".join(p.c for p in planned)})
+        replace={code_slot("ARGDIST_PROBES"): "\n".join(p.c for p in planned)})
     return Argdist(planned, prog, target)
 
 

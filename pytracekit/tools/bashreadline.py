@@ -15,9 +15,7 @@ from ..errors import NotFoundError
 DRY_RUN_ARGS: list[str] = []
 
 BASH = "/bin/bash"
-LINE_LEN = 256
-FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("comm", "16s"),
-                       ("line", f"{LINE_LEN}s"))
+FIELDS = stream.layout("bashreadline")   # struct event in bpf/bashreadline.bpf.c
 
 
 def start(*, pid: int = 0, shared: str | None = None,

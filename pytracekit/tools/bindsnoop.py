@@ -21,9 +21,7 @@ from ..engine.runner import Target, announce, run_until_done
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("uid", "I"), ("ret", "i"),
-                    ("bound_dev_if", "i"), ("protocol", "H"), ("opts", "B"), ("pad", "B"),
-                    ("comm", "16s"))
+FIELDS = stream.layout("bindsnoop")   # struct event in bpf/bindsnoop.bpf.c
 
 # BCC's OPTS letters, bit 0 first: IP_FREEBIND, IP_TRANSPARENT,
 # IP_BIND_ADDRESS_NO_PORT, SO_REUSEADDR, SO_REUSEPORT

@@ -13,9 +13,7 @@ from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("latency", "Q"), ("queued", "Q"), ("sector", "Q"),
-                       ("pid", "I"), ("dev", "I"), ("bytes", "I"), ("error", "i"),
-                       ("rwbs", "16s"), ("comm", "16s"))
+FIELDS = stream.layout("biosnoop")   # struct event in bpf/biosnoop.bpf.c
 
 
 def start(*, disk: str | None = None, queued: bool = False,

@@ -21,10 +21,7 @@ from ..collect.user_stacks import EventUserStacks
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("cap", "i"),
-                       ("ret", "i"), ("kernel_stack", "i"), ("comm", "16s"),
-                       ("user_stack_hash", "Q"), ("user_stack", "i"), ("pad", "I"),
-                       ("kernel_stack_hash", "Q"))
+FIELDS = stream.layout("capable")   # struct event in bpf/capable.bpf.c
 
 # include/uapi/linux/capability.h, in order
 CAPABILITIES = (

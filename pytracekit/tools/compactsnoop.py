@@ -20,14 +20,9 @@ from ..symbolize.symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("delta_ns", "Q"), ("zone_start", "Q"), ("pid", "I"),
-                       ("tid", "I"), ("order", "i"), ("status", "i"), ("sync", "I"),
-                       ("pad", "I"), ("comm", "16s"), ("kernel_stack", "i"), ("pad2", "I"),
-                       ("kernel_stack_hash", "Q"),
-                       ("migrate_scanned", "Q"), ("migrate_taken", "Q"), ("free_scanned", "Q"),
-                       ("free_taken", "Q"), ("migrated", "Q"), ("failed", "Q"))
+FIELDS = stream.layout("compactsnoop")   # struct event in bpf/compactsnoop.bpf.c
 # -e: (column, JSON key) of each summed page count, in FIELDS order from PAGES_AT
-PAGES_AT = 13
+PAGES_AT = FIELDS.names.index("migrate_scanned")
 PAGES = (("MSCAN", "migrate_scanned"), ("MTAKEN", "migrate_taken"), ("FSCAN", "free_scanned"),
          ("FTAKEN", "free_taken"), ("MIGRATED", "migrated"), ("FAILED", "failed"))
 # include/trace/events/mmflags.h: COMPACTION_STATUS

@@ -19,9 +19,7 @@ from ..kernel import tracefs
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("delta_ns", "Q"), ("pages", "Q"), ("pid", "I"),
-                       ("tid", "I"), ("uid", "I"), ("kind", "I"), ("order", "i"), ("pad", "I"),
-                       ("comm", "16s"), ("gfp_flags", "Q"))
+FIELDS = stream.layout("drsnoop")   # struct event in bpf/drsnoop.bpf.c
 KINDS = {1: "direct", 2: "memcg"}
 
 

@@ -19,10 +19,7 @@ from ..render.text import UNREADABLE
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("ppid", "I"), ("uid", "I"), ("ret", "i"),
-                       ("args_len", "I"), ("truncated", "I"), ("argc", "I"), ("pad", "I"),
-                       ("comm", "16s"),
-                       ("filename", "256s"), ("args", "4096s"))
+FIELDS = stream.layout("execsnoop")   # struct event in bpf/execsnoop.bpf.c
 
 
 def start(*, uid: int | None = None, ppid: int | None = None, failed: bool = False,

@@ -14,8 +14,7 @@ from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("start_time", "Q"), ("pid", "I"), ("tid", "I"),
-                       ("ppid", "I"), ("exit_code", "I"), ("comm", "16s"))
+FIELDS = stream.layout("exitsnoop")   # struct event in bpf/exitsnoop.bpf.c
 
 
 def start(*, pid: int = 0, per_thread: bool = False, failed: bool = False,

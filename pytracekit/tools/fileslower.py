@@ -16,9 +16,7 @@ from ..cli.options import CommandAfterDashes, command_of
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("latency_ns", "Q"), ("bytes", "q"), ("pid", "I"),
-                       ("tid", "I"), ("direction", "c"), ("type", "c"), ("pad", "6s"),
-                       ("comm", "16s"), ("name", "64s"))
+FIELDS = stream.layout("fileslower")   # struct event in bpf/fileslower.bpf.c
 
 HEADER = "%-8s %-14s %-6s %1s %-7s %7s %s" % ("TIME(s)", "COMM", "TID", "D", "BYTES", "LAT(ms)",
                                              "FILENAME")

@@ -11,6 +11,7 @@ them: ustacks.py); -f prints them folded, one line per call.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -31,13 +32,9 @@ from . import _probe_cli as common
 DRY_RUN_ARGS = ["c:getpid"]
 FUNCTIONS = ("int slower_entry_{n}(struct pt_regs *ctx) {{ return on_entry(ctx); }}\n"
              "int slower_return_{n}(struct pt_regs *ctx) {{ return on_return(ctx, {n}); }}\n")
-MAX_ARGS = 6
 
-FIELDS = stream.fields(("ts", "Q"), ("latency_ns", "Q"), ("retval", "Q"),
-                       *((f"arg{i}", "Q") for i in range(MAX_ARGS)), ("pid", "I"), ("tid", "I"),
-                       ("probe", "I"), ("pad", "I"), ("comm", "16s"),
-                       ("user_stack_hash", "Q"), ("user_stack_id", "i"),
-                       ("kernel_stack_id", "i"))
+FIELDS = stream.layout("funcslower")   # struct event in bpf/funcslower.bpf.c
+MAX_ARGS = sum(1 for name in FIELDS.names if re.fullmatch(r"args\d+", name))
 STACK_STORAGE = 4096
 
 

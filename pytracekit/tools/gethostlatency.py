@@ -18,10 +18,8 @@ from ..render.text import UNREADABLE
 
 DRY_RUN_ARGS: list[str] = []
 FUNCTIONS = ("getaddrinfo", "gethostbyname", "gethostbyname2")
-HOST_BYTES = 80
 
-FIELDS = stream.fields(("ts", "Q"), ("latency_ns", "Q"), ("pid", "I"), ("tid", "I"),
-                       ("ret", "i"), ("pad", "I"), ("comm", "16s"), ("host", f"{HOST_BYTES}s"))
+FIELDS = stream.layout("gethostlatency")   # struct event in bpf/gethostlatency.bpf.c
 
 HEADER = "%-9s %-7s %-16s %10s %s" % ("TIME", "PID", "COMM", "LATms", "HOST")
 
@@ -45,7 +43,7 @@ def start(*, pid: int | None = None, command: tuple[str, ...] = (),
           buffer_pages: int = stream.DEFAULT_BUFFER_PAGES) -> Lookups:
     pages = stream.check_buffer_pages(buffer_pages)
     tracer = Tracer(file="gethostlatency", pid=pid, command=command,
-                    defines={"HOST_BYTES": HOST_BYTES, "BUFFER_PAGES": pages,
+                    defines={"BUFFER_PAGES": pages,
                              "WAKEUP_BYTES": stream.wakeup_bytes(pages * stream.PAGE_SIZE)})
     try:
         found = []

@@ -15,8 +15,7 @@ from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tpid", "i"), ("sig", "i"), ("ret", "i"),
-                       ("comm", "16s"))
+FIELDS = stream.layout("killsnoop")   # struct event in bpf/killsnoop.bpf.c
 
 
 def signal_number(value: str | None) -> int:

@@ -14,11 +14,7 @@ from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
-STR_LEN = 128
-FIELDS = stream.fields(("ts", "Q"), ("a0", "Q"), ("a1", "Q"), ("a2", "Q"), ("a3", "Q"),
-                       ("a4", "Q"), ("ret", "q"), ("pid", "I"), ("tid", "I"), ("mnt_ns", "I"),
-                       ("call", "I"), ("comm", "16s"), ("s0", f"{STR_LEN}s"),
-                       ("s1", f"{STR_LEN}s"), ("s2", f"{STR_LEN}s"), ("s3", f"{STR_LEN}s"))
+FIELDS = stream.layout("mountsnoop")   # struct event in bpf/mountsnoop.bpf.c
 
 CALLS = {1: "mount", 2: "umount", 3: "fsopen", 4: "fsmount", 5: "move_mount"}
 # include/uapi/linux/mount.h

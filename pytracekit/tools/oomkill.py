@@ -16,10 +16,7 @@ from ..families import event_tools
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("total_vm", "Q"), ("anon_rss", "Q"), ("file_rss", "Q"),
-                       ("shmem_rss", "Q"), ("pgtables", "Q"), ("pid", "I"), ("tid", "I"),
-                       ("victim", "i"), ("uid", "I"), ("oom_score_adj", "i"), ("pad", "I"),
-                       ("comm", "16s"), ("victim_comm", "16s"))
+FIELDS = stream.layout("oomkill")   # struct event in bpf/oomkill.bpf.c
 
 
 def start(*, pid: int = 0,

@@ -18,8 +18,6 @@ from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("ret", "i"),
-                       ("flags", "I"), ("mode", "I"), ("comm", "16s"), ("path", "256s"))
 
 _ACCMODE = 3
 
@@ -59,7 +57,8 @@ def start(*, pid: int = 0, tid: int | None = None, uid: int | None = None,
     defines = {"FILTER_PID": pid or 0, "FILTER_TID": tid or 0,
                "FILTER_UID": -1 if uid is None else uid, "FAILED_ONLY": failed,
                "FILTER_FLAGS": mask, "FILTER_RDONLY": rdonly, "FILTER_NAME": name_define(name)}
-    return stream.EventStream(stream.load(program, defines, buffer_pages), FIELDS)
+    return stream.EventStream(stream.load(program, defines, buffer_pages),
+                              stream.layout(program))
 
 
 def header(timestamp: bool, print_uid: bool, tid: bool, extended: bool,

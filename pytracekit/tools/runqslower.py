@@ -14,8 +14,7 @@ from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("delta_us", "Q"), ("pid", "I"), ("tid", "I"),
-                       ("prev_tid", "I"), ("pad", "I"), ("comm", "16s"), ("prev_comm", "16s"))
+FIELDS = stream.layout("runqslower")   # struct event in bpf/runqslower.bpf.c
 DEFAULT_MIN_US = 10000
 
 

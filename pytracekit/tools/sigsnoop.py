@@ -17,9 +17,7 @@ from .killsnoop import pid_width, signal_number
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("handler", "Q"), ("pid", "I"), ("tid", "I"),
-                       ("tpid", "i"), ("sig", "i"), ("code", "i"), ("result", "i"),
-                       ("comm", "16s"))
+FIELDS = stream.layout("sigsnoop")   # struct event in bpf/sigsnoop.bpf.c
 
 # include/trace/events/signal.h: enum trace_signal_group
 RESULTS = {0: "delivered", 1: "ignored", 2: "pending", 3: "overflow", 4: "lose_info"}

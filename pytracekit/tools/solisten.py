@@ -17,8 +17,7 @@ from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("netns", "I"), ("backlog", "i"),
-                    ("type", "H"), ("pad", "H"), ("comm", "16s"))
+FIELDS = stream.layout("solisten")   # struct event in bpf/solisten.bpf.c
 
 
 def protocol(kind: int, family: int) -> str:

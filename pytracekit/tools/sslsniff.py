@@ -28,12 +28,6 @@ GNUTLS_FUNCTIONS = (("gnutls_record_recv", "enter_read"), ("gnutls_record_send",
 DIRECTIONS = {0: "READ/RECV", 1: "WRITE/SEND"}
 
 
-def event_fields(data_size: int) -> stream.Fields:
-    pairs = [("ts", "Q"), ("delta_ns", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"),
-             ("len", "I"), ("captured", "I"), ("dir", "I"), ("comm", "16s")]
-    return stream.fields(*pairs, *([("data", f"{data_size}s")] if data_size else []))
-
-
 def _attach(events: stream.EventStream, binary: str, functions, pid: int) -> int:
     attached = 0
     for symbol, entry in functions:
@@ -70,7 +64,7 @@ def start(*, pid: int = 0, uid: int | None = None, data_size: int = 0, lib: str 
     defines = {"FILTER_PID": pid or 0, "FILTER_UID": -1 if uid is None else uid,
                "DATA_SIZE": data_size}
     events = stream.EventStream(stream.load("sslsniff", defines, buffer_pages),
-                                event_fields(data_size))
+                                stream.layout("sslsniff", defines=defines))
     try:
         if binary is not None and not _attach(events, binary, FUNCTIONS, pid):
             raise NotFoundError(f"no SSL_read or SSL_write in {binary}: not OpenSSL's libssl "

@@ -178,11 +178,12 @@ class CounterSession(ProgramSession):
                 announce(f"stat: {ev.label}: {how}")
         if bpf_slots:
             from ..engine import follow   # imports BCC: only when a filter needs it
+            from ..engine.loader import code_slot
             mask = sum(1 << c for c in cpus)
+            code = tracepoint_source(events, filters, bpf_slots)
             self.prog = follow.load("stat", target, {"MAX_EVENTS": max(len(events), 1),
                                                      "CPU_MASK": f"{mask}ULL"},
-                                    {"/*STAT_PROBES*/": tracepoint_source(events, filters,
-                                                                          bpf_slots)})
+                                    {code_slot("STAT_PROBES"): code})
             for slot in bpf_slots:
                 ev = events[slot]
                 self.prog.attach_tracepoint(ev.category, ev.event, f"count_{slot}")

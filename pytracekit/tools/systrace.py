@@ -13,7 +13,7 @@ import click
 
 from ..engine import follow
 from ..cli import options
-from ..collect import stream, user_stacks as ustacks
+from ..collect import cstruct, stream, user_stacks as ustacks
 from ..kernel import syscalls
 from ..errors import UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
@@ -35,13 +35,7 @@ MAX_MIN_DURATION_MS = 365 * 24 * 3600 * 1000.0
 STACK_INDENT = " " * 12
 
 
-class Call(ct.Structure):
-    """struct call in bpf/systrace.bpf.c."""
-    _fields_ = [("ts", ct.c_uint64), ("args", ct.c_uint64 * 6), ("ret", ct.c_int64),
-                ("duration", ct.c_uint64), ("nr", ct.c_uint32), ("pid", ct.c_uint32),
-                ("tid", ct.c_uint32), ("returned", ct.c_uint32), ("comm", ct.c_char * 16),
-                ("user_stack_hash", ct.c_uint64), ("user_stack_id", ct.c_int32),
-                ("kind", ct.c_uint32), ("str", (ct.c_char * STR_LEN) * 2)]
+Call = cstruct.struct_layout("systrace", "call", {"STR_LEN": STR_LEN}).ctype()
 
 
 def _string(raw: bytes) -> str | None:

@@ -16,7 +16,7 @@ from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("comm", "16s"))
+FIELDS = stream.layout("tcpaccept")   # struct event in bpf/tcpaccept.bpf.c
 ROW = "%-7s %-12.12s %-2s %-16s %-5s %-16s %-5s"
 
 

@@ -19,8 +19,7 @@ from ..errors import UsageError
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("tid", "I"), ("uid", "I"), ("ret", "i"),
-                    ("comm", "16s"))
+FIELDS = stream.layout("tcpconnect")   # struct event in bpf/tcpconnect.bpf.c
 
 
 def start(*, pid: int = 0, uid: int | None = None, ports=(), family: int = 0,

@@ -17,8 +17,7 @@ from ..cli.options import CommandAfterDashes, command_of
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("latency_ns", "Q"), ("pid", "I"), ("tid", "I"),
-                    ("comm", "16s"))
+FIELDS = stream.layout("tcpconnlat")   # struct event in bpf/tcpconnlat.bpf.c
 
 
 def start(*, pid: int = 0, min_ms: float = 0.0, ports=(), family: int = 0,

@@ -21,9 +21,7 @@ from ..symbolize.symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("kernel_stack", "i"), ("reason", "I"),
-                    ("state", "B"), ("tcpflags", "B"), ("pad", "H"), ("comm", "16s"),
-                    ("kernel_stack_hash", "Q"))
+FIELDS = stream.layout("tcpdrop")   # struct event in bpf/tcpdrop.bpf.c
 
 # include/net/tcp.h TCPHDR_*, low bit first (BCC's order)
 FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")

@@ -17,8 +17,7 @@ from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("span_ns", "Q"), ("rx_bytes", "Q"), ("tx_bytes", "Q"),
-                    ("pid", "I"), ("pad", "I"), ("comm", "16s"))
+FIELDS = stream.layout("tcplife")   # struct event in bpf/tcplife.bpf.c
 
 COLUMNS = ("PID", "COMM", "LADDR", "LPORT", "RADDR", "RPORT", "TX_KB", "RX_KB", "MS")
 

@@ -21,8 +21,7 @@ from ..errors import NotSupportedError
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("pid", "I"), ("state", "i"), ("seq", "I"), ("kind", "B"),
-                    ("pad", "3s"))
+FIELDS = stream.layout("tcpretrans")   # struct event in bpf/tcpretrans.bpf.c
 KINDS = {1: "R", 2: "L"}
 LOSS_PROBE_FUNCTION = "tcp_send_loss_probe"
 ROW = "%-8s %-7s %-2s %-20s %1s> %-20s"

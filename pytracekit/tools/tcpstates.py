@@ -15,8 +15,7 @@ from ..families import tcp
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = tcp.fields(("ts", "Q"), ("skaddr", "Q"), ("span_ns", "Q"), ("pid", "I"),
-                    ("oldstate", "i"), ("newstate", "i"), ("comm", "16s"))
+FIELDS = stream.layout("tcpstates")   # struct event in bpf/tcpstates.bpf.c
 
 COLUMNS = ("SKADDR", "C-PID", "C-COMM", "IP", "LADDR", "LPORT", "RADDR", "RPORT",
            "OLDSTATE", "NEWSTATE", "MS")

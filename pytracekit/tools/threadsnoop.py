@@ -17,8 +17,7 @@ from ..symbolize.symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("start_routine", "Q"), ("pid", "I"), ("tid", "I"),
-                       ("creator", "I"), ("pad", "I"), ("comm", "16s"))
+FIELDS = stream.layout("threadsnoop")   # struct event in bpf/threadsnoop.bpf.c
 NO_PTHREAD = "[clone]"
 
 

@@ -25,6 +25,7 @@ import click
 
 from ..probes import expr, codegen as probegen, specs as probes
 from ..cli import options
+from ..engine.loader import code_slot
 from ..collect import stream
 from ..errors import SpecError, UsageError
 from ..probes.expr import Conversion, Format
@@ -351,7 +352,7 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
         unwinding.append(EventUnwinding.setup(prog, user_symbols.symbolizer, pids=[pid or 0],
                                               command=command, command_pid=target.pid))
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
-                                    target, defines, {"@TRACE_PROBES@": code}, prepare)
+                                    target, defines, {code_slot("TRACE_PROBES"): code}, prepare)
     tracer = RunningTrace(trace_probes, prog, string_size, user_symbols, unwinding[0], target)
     if command and shutil.which(command[0]):   # its frames, even once it has exited
         tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])

@@ -22,8 +22,7 @@ from ..engine.runner import Target
 # without USDT argument readers (see USDT_ARGS in bpf/ugc.bpf.c).
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("elapsed_ns", "Q"), ("collected", "q"), ("pid", "I"),
-                       ("tid", "I"), ("generation", "i"), ("pad", "I"))
+FIELDS = stream.layout("ugc")   # struct event in bpf/ugc.bpf.c
 
 PROBES = (("gc__start", "on_gc_start"), ("gc__done", "on_gc_done"))
 

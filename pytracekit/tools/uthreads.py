@@ -16,8 +16,7 @@ from ..symbolize.symbols import Symbolizer
 
 DRY_RUN_ARGS: list[str] = []
 
-FIELDS = stream.fields(("ts", "Q"), ("start_routine", "Q"), ("pid", "I"), ("tid", "I"),
-                       ("creator", "I"), ("pad", "I"), ("comm", "16s"))
+FIELDS = stream.layout("uthreads")   # struct event in bpf/uthreads.bpf.c
 
 
 def start(*, pid: int = 0, libc: str | None = None,
