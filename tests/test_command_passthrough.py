@@ -349,8 +349,18 @@ def test_a_signal_during_start_up_ends_quietly(sig, delay, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert "Traceback" not in err and "internal error" not in err, err
     assert pytracekit_probes_left() == []
+    if "Traceback" in err and f'File "{ROOT / "pytracekit"}' not in err:
+        # SIGINT while the interpreter itself starts (site, the venv's .pth
+        # files; measured up to ~40 ms), before any pytracekit code runs:
+        # Python reports it as for any program. The command never ran.
+        assert sig == signal.SIGINT and err.rstrip().endswith("KeyboardInterrupt"), err
+        assert proc.returncode in (1, -sig, 128 + sig), (proc.returncode, err)
+        assert out == "" and not was_ready
+        time.sleep(0.2)
+        assert not marker.exists(), "the command ran untraced"
+        return
+    assert "Traceback" not in err and "internal error" not in err, err
     if was_ready:   # the machine was quick: it was tracing already
         assert proc.returncode == 0, err
     else:
