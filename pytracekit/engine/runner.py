@@ -339,6 +339,8 @@ def _child_signals() -> None:
 
 def signal_ready() -> None:
     """Tell a waiting test harness that probes are attached (PYTRACEKIT_READY_FD)."""
+    from . import startup
+    startup.report()
     fd = os.environ.pop(READY_FD_ENV, None)
     if fd:
         try:
