@@ -17,17 +17,24 @@ from __future__ import annotations
 
 import ctypes
 import sys
+import threading
 from typing import Any
 
 LIBBCC = "libbcc.so.0"
 LIBBCC_BPF = "libbcc_bpf.so.0"
+_importing = threading.Lock()   # ctypes.CDLL is replaced while bcc.libbcc runs
 
 
 def import_bcc() -> Any:
     """`import bcc`, with its library deferred as above if this is the first
     import (call tracefs.tracefs_root() first: BCC reads its path at import)."""
-    if "bcc" in sys.modules:
-        return sys.modules["bcc"]
+    with _importing:
+        if "bcc" in sys.modules:
+            return sys.modules["bcc"]
+        return _import_deferring_libbcc()
+
+
+def _import_deferring_libbcc() -> Any:
     real_cdll = ctypes.CDLL
 
     def cdll(name: str, *args: Any, **kwargs: Any) -> Any:

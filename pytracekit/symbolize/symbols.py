@@ -525,8 +525,9 @@ class Symbolizer:
         def work() -> None:
             try:
                 if kernel:
-                    from bcc import BPF
-                    BPF.ksym(0)
+                    from ..kernel import bccload, tracefs
+                    tracefs.tracefs_root()   # before BCC's import, which reads its path
+                    bccload.import_bcc().BPF.ksym(0)
                 for pid in pids:
                     maps = ProcessMaps.snapshot(pid)
                     for m in maps.mappings if maps else ():
