@@ -13,7 +13,6 @@ import errno as errnos
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -155,7 +154,9 @@ def captured_stderr(name: str = "") -> Iterator[list[str]]:
     out: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp, _exit_reported(tmp, saved, name):
+    # A memory file, not tempfile's (its import, with shutil's, is a cost at every start)
+    with open(os.memfd_create("pytracekit-stderr", os.MFD_CLOEXEC), "w+b") as tmp, \
+            _exit_reported(tmp, saved, name):
         os.dup2(tmp.fileno(), 2)
         try:
             yield out

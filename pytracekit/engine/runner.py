@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import select
-import shutil
 import signal
 import threading
 import time
@@ -127,6 +126,7 @@ def check_runnable(program: str) -> str:
         # tools with ignore_unknown_options hand a mistyped option on as the command
         raise UsageError(f"no such option: {program} (see --help; a command to run goes "
                          "after --)")
+    import shutil   # here: it imports bz2 and lzma, and only a command needs it
     path = program if "/" in program else shutil.which(program)
     if path is None or not os.path.exists(path):
         raise NotFoundError(f"cannot run {program}: No such file or directory "

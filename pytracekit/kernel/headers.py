@@ -11,7 +11,6 @@ so tools starting at the same moment never read a half-written file.
 """
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import stat
@@ -130,6 +129,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def read_kernel_config() -> str | None:
     """The kernel config text, from /proc/config.gz or /boot."""
+    import gzip   # here: only a new header tree needs it
     try:
         with gzip.open("/proc/config.gz", "rt") as f:
             return f.read()
