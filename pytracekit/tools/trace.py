@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import struct
 import sys
 import time
@@ -328,9 +329,8 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
                                     target, defines, {"@TRACE_PROBES@": code}, prepare)
     tracer = RunningTrace(trace_probes, prog, string_size, user_symbols, unwinding[0])
-    program = command and _which(command[0])
-    if program:   # its frames, even once it has exited
-        tracer.user_symbols.add_files([os.path.realpath(program)])
+    if command and shutil.which(command[0]):   # its frames, even once it has exited
+        tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
     elif pid:
         tracer.user_symbols.add_files(mapped_files(pid))
     return tracer, target
@@ -461,8 +461,3 @@ def run(probe_texts: list[str], command: tuple[str, ...] = (), *, max_events: in
             tracer.unwinding.close()
         prog.close()
         target.finish()
-
-
-def _which(program: str) -> str | None:
-    import shutil   # here: it imports bz2 and lzma, and only a command needs it
-    return shutil.which(program)
