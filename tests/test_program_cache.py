@@ -95,6 +95,7 @@ def funccount_counts(out: str) -> dict[str, int]:
 def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
     args = ["funccount", f"{target}:counted_function"]
     compiled, cached = {}, {}
+    cache = {**cache, "PYTRACEKIT_STARTUP_TIMES": "1"}   # engine/startup.py
     out1, err1 = run(cache, args, target, "calls", str(N), seen=compiled)
     assert "program cache: miss for funccount" in err1
     entry = stored_entry(err1)
@@ -108,6 +109,14 @@ def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
     assert "/libbcc.so." in compiled["maps"] and "libLLVM" in compiled["maps"]
     assert "/libbcc_bpf.so." in cached["maps"]
     assert "/libbcc.so." not in cached["maps"] and "libLLVM" not in cached["maps"]
+    # Where each start-up went, once, in order, the compile or the cache named
+    steps = [re.findall(r"^pytracekit: start-up: (.+) \+[\d.]+ ms \(at [\d.]+\)$", err, re.M)
+             for err in (err1, err2)]
+    common = ["interpreter started", "command line module imported (click)",
+              "tool funccount imported", "funccount: options, probes resolved, program text",
+              "funccount: BTF header", "funccount: bcc imported"]
+    assert steps[0] == common + ["funccount: compiled and loaded (clang, verifier)", "attached"]
+    assert steps[1] == common + ["funccount: loaded from the program cache", "attached"]
     assert pytracekit_probes_left() == []
 
 
