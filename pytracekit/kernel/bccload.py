@@ -23,6 +23,7 @@ from typing import Any
 LIBBCC = "libbcc.so.0"
 LIBBCC_BPF = "libbcc_bpf.so.0"
 _importing = threading.Lock()   # ctypes.CDLL is replaced while bcc.libbcc runs
+_CDLL = ctypes.CDLL
 
 
 def import_bcc() -> Any:
@@ -35,27 +36,21 @@ def import_bcc() -> Any:
 
 
 def _import_deferring_libbcc() -> Any:
-    real_cdll = ctypes.CDLL
+    saved = ctypes.CDLL
 
     def cdll(name: str, *args: Any, **kwargs: Any) -> Any:
         if name == LIBBCC:
             try:
-                return _Libbcc(real_cdll(LIBBCC_BPF, *args, **kwargs), args, kwargs)
+                return _Libbcc(_CDLL(LIBBCC_BPF, *args, **kwargs), args, kwargs)
             except OSError:
                 pass
-        return real_cdll(name, *args, **kwargs)
+        return _CDLL(name, *args, **kwargs)
     ctypes.CDLL = cdll   # type: ignore[misc]  # only while bcc.libbcc runs
     try:
         import bcc
     finally:
-        ctypes.CDLL = real_cdll   # type: ignore[misc]
+        ctypes.CDLL = saved   # type: ignore[misc]
     return bcc
-
-
-def compiler_loaded() -> bool:
-    """Whether libbcc.so.0 (LLVM) is in this process (for tests)."""
-    with open("/proc/self/maps", encoding="utf-8") as maps:
-        return any("/libbcc.so." in line for line in maps)
 
 
 class _Libbcc:
@@ -68,7 +63,7 @@ class _Libbcc:
         self._full: Any = None
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("_"):   # ours (not yet set: copy, pickle) or Python's
             raise AttributeError(name)
         try:
             fn = getattr(self._lean, name)
@@ -79,7 +74,7 @@ class _Libbcc:
 
     def full(self) -> Any:
         if self._full is None:
-            self._full = ctypes.CDLL(LIBBCC, *self._args, **self._kwargs)
+            self._full = _CDLL(LIBBCC, *self._args, **self._kwargs)
         return self._full
 
 
@@ -96,6 +91,8 @@ class _Deferred:
             setattr(self._fn, attr, value)
 
     def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):
+            raise AttributeError(attr)
         if attr in self._declared:
             return self._declared[attr]
         return getattr(self._resolve(), attr)
