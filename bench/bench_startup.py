@@ -1,18 +1,25 @@
 """Launch-to-attached time and peak RSS of a one-tracepoint tool, side by side:
 pytracekit (per-program BTF header, compiled: the program cache off), the same
 program through BCC with the whole BTF dump, bpftrace, and libbpf-tools'
-syscount (the same job in C). Then compiled against loaded from the program
-cache (pytracekit/engine/progcache.py) for funccount, trace and profile of a Python
-process with and without its Python frames."""
+syscount (the same job in C), in alternation, with the cold funccount's ratio
+to BCC. Then where a funccount's start-up goes, compiled and cached
+(PYTRACEKIT_STARTUP_TIMES, pytracekit/engine/startup.py), and compiled against
+loaded from the program cache (pytracekit/engine/progcache.py) for funccount,
+trace and profile of a Python process with and without its Python frames."""
 from __future__ import annotations
 
+import os
+import re
+import select
 import shutil
+import signal
 import subprocess
 import time
 
 from bench.common import PY, ROOT, median, pick, table, time_until_ready
 
 RUNS = 7
+FUNCCOUNT = [PY, "-m", "pytracekit", "funccount", "t:raw_syscalls:sys_enter"]
 EXAMPLE = str(ROOT / "examples" / "count_syscalls.py")
 COMPILED = {"PYTRACEKIT_NO_PROGRAM_CACHE": "1"}
 CACHED = {"PYTRACEKIT_NO_PROGRAM_CACHE": ""}
@@ -23,8 +30,7 @@ PYC = {"PYTHONDONTWRITEBYTECODE": ""}
 def contenders() -> list[tuple[str, list[str], object]]:
     found = [
         ("pytracekit (examples/count_syscalls.py)", [PY, EXAMPLE], None),
-        ("pytracekit funccount t:raw_syscalls:sys_enter",
-         [PY, "-m", "pytracekit", "funccount", "t:raw_syscalls:sys_enter"], None),
+        ("pytracekit funccount t:raw_syscalls:sys_enter", FUNCCOUNT, None),
         ("BCC, same program, whole BTF dump", [PY, str(ROOT / "bench" / "full_dump_bcc.py"),
                                                EXAMPLE], None),
     ]
@@ -42,28 +48,81 @@ def contenders() -> list[tuple[str, list[str], object]]:
 
 def main() -> None:
     # Build caches first: a cold first start is not what is compared.
-    import subprocess
     subprocess.run([PY, str(ROOT / "bench" / "full_dump_bcc.py"), "--prepare"], check=True)
-    rows = []
-    results = {}
-    for name, argv, ready in contenders():
-        times, peaks = [], []
-        env = COMPILED if name.startswith("pytracekit") else None
-        time_until_ready(argv, ready, env=env)   # warm-up (page cache, header cache)
-        for _ in range(RUNS):
+    print(f"load average before: {_load()}\n")
+    found = contenders()
+    times: dict[str, list[float]] = {name: [] for name, _, _ in found}
+    peaks: dict[str, list[int]] = {name: [] for name, _, _ in found}
+    for i in range(RUNS + 1):   # in alternation; round 0 warms up (page cache, header cache)
+        for name, argv, ready in found:
+            env = {**PYC, **COMPILED} if name.startswith("pytracekit") else PYC
             elapsed, peak = time_until_ready(argv, ready, env=env)
-            times.append(elapsed)
-            peaks.append(peak)
-        results[name] = median(times)
-        rows.append([name, f"{median(times):.3f}", f"{min(times):.3f}", f"{max(times):.3f}",
-                     f"{max(peaks) / 1024:.0f}"])
+            if i:
+                times[name].append(elapsed)
+                peaks[name].append(peak)
+    rows = [[name, f"{median(times[name]):.3f}", f"{min(times[name]):.3f}",
+             f"{max(times[name]):.3f}", f"{max(peaks[name]) / 1024:.0f}"] for name, _, _ in found]
     print(table(["tool", "median launch-to-attached (s)", "min", "max", "peak RSS (MiB)"], rows))
-    ours = results[rows[0][0]]
-    baseline = results[rows[2][0]]
-    print(f"\npytracekit is {baseline / ours:.1f}x faster to attach than BCC with the whole "
-          f"BTF dump ({RUNS} runs each, medians).")
+    baseline = median(times[found[2][0]])
+    for name, _, _ in found[:2]:
+        print(f"\n{name}: {median(times[name]) / baseline:.2f} of BCC's time with the whole "
+              f"BTF dump ({baseline / median(times[name]):.1f}x faster; issue 14 asks <= 0.40)")
+    print(f"({RUNS} runs each in alternation, medians; load average after: {_load()})\n")
+    breakdown()
     print()
     cached_rows()
+
+
+def _load() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def breakdown() -> None:
+    """Median milliseconds of each start-up step of a funccount, compiled and cached,
+    in alternation. "interpreter" is from launch until pytracekit's __main__ runs."""
+    runs = pick(RUNS, 2)
+    modes = (("compiled", COMPILED), ("cached", CACHED))
+    steps: dict[str, dict[str, list[float]]] = {mode: {} for mode, _ in modes}
+    for i in range(runs + 1):   # round 0 writes the cache entry and is not counted
+        for mode, env in modes:
+            found = startup_steps(FUNCCOUNT, {**env, **PYC})
+            for step, ms in found if i else ():
+                steps[mode].setdefault(step, []).append(ms)
+    names = sorted(dict.fromkeys([*steps["compiled"], *steps["cached"]]), key=lambda n: n == "attached")
+    rows = [[name] + [f"{median(steps[m][name]):.1f}" if name in steps[m] else ""
+                      for m, _ in modes] for name in names]
+    rows.append(["sum of the medians"] + [f"{sum(median(v) for v in steps[m].values()):.1f}"
+                             for m, _ in modes])
+    print(table(["funccount start-up step", "compiled (ms)", "cached (ms)"], rows))
+    print(f"({runs} runs each in alternation, medians; load average after: {_load()})")
+
+
+_STEP = re.compile(r"^pytracekit: start-up: (.*) \+[\d.]+ ms \(at ([\d.]+)\)$", re.M)
+
+
+def startup_steps(argv: list[str], env: dict) -> list[tuple[str, float]]:
+    """One run with PYTRACEKIT_STARTUP_TIMES=1: each step and its milliseconds, the
+    first ("interpreter") measured from before the launch on the same clock."""
+    rfd, wfd = os.pipe()
+    full_env = {**os.environ, **env, "PYTRACEKIT_STARTUP_TIMES": "1",
+                "PYTRACEKIT_READY_FD": str(wfd)}
+    start = time.perf_counter()    # CLOCK_MONOTONIC, as the marks
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=full_env, pass_fds=(wfd,), cwd=ROOT, text=True)
+    os.close(wfd)
+    try:
+        select.select([rfd], [], [], 60)
+    finally:
+        os.close(rfd)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    marks = [(step, float(at)) for step, at in _STEP.findall(err)]
+    out, previous = [], start
+    for step, at in marks:
+        out.append(("interpreter (launch to pytracekit's __main__)" if not out else step,
+                    1000 * (at - previous)))
+        previous = at
+    return out
 
 
 def cached_rows() -> None:

@@ -13,10 +13,13 @@ def _interrupted(signum: int, _frame: object) -> None:
 
 
 def run() -> None:
+    from .engine import startup
+    startup.mark("interpreter started")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, _interrupted)
     from .cli.command import run as run_cli
+    startup.mark("command line module imported (click)")
     run_cli()
 
 

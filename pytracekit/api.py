@@ -96,6 +96,8 @@ class Tracer:
                              "narrow the patterns")
 
     def _attach_multi(self) -> None:
+        if not self.multi_attachments:
+            return
         from .symbolize import elf
         assert self.prog is not None and self.target is not None
         links: dict[tuple[str, str], list[tuple[ResolvedProbe, int]]] = {}

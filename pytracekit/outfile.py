@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 
 from .errors import PytracekitError, UsageError
 
@@ -29,6 +28,7 @@ def write_file(path: str | os.PathLike, data: bytes, mode: int | None = None) ->
         _write_in_place(path, data)
         return
     directory, name = os.path.split(os.path.abspath(path))
+    import tempfile   # here, not at every start: it imports shutil, bz2, lzma, random
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     except OSError as exc:
@@ -78,6 +78,7 @@ def check_writable_dir(directory: str, what: str = "") -> None:
 
 
 def _try_create(directory: str, problem: str, hint: str) -> None:
+    import tempfile
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pytracekit-check.", suffix=".tmp")
     except OSError as exc:

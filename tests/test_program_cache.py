@@ -55,9 +55,13 @@ def started(*args: str, env: dict):
         tool.__exit__()
 
 
-def run(cache: dict, args: list[str], *workload_args: str) -> tuple[str, str]:
-    """The tool system-wide, the workload once it is attached, the output."""
+def run(cache: dict, args: list[str], *workload_args: str,
+        seen: dict | None = None) -> tuple[str, str]:
+    """The tool system-wide, the workload once it is attached, the output;
+    `seen["maps"]`: the tool's memory maps once it was attached."""
     with started(*args, "--verbose", env=cache) as tool:
+        if seen is not None:
+            seen["maps"] = Path(f"/proc/{tool.proc.pid}/maps").read_text()
         run_workload(*workload_args)
         out, err = tool.stop(signal.SIGINT)
     assert tool.returncode == 0, err
@@ -90,14 +94,29 @@ def funccount_counts(out: str) -> dict[str, int]:
 @pytest.mark.root
 def test_funccount_uprobe_twice_the_second_from_the_cache(cache, target):
     args = ["funccount", f"{target}:counted_function"]
-    out1, err1 = run(cache, args, target, "calls", str(N))
+    compiled, cached = {}, {}
+    cache = {**cache, "PYTRACEKIT_STARTUP_TIMES": "1"}   # engine/startup.py
+    out1, err1 = run(cache, args, target, "calls", str(N), seen=compiled)
     assert "program cache: miss for funccount" in err1
     entry = stored_entry(err1)
     assert funccount_counts(out1) == {"counted_function": N}
     break_compiling(entry)
-    out2, err2 = run(cache, args, target, "calls", str(N))
+    out2, err2 = run(cache, args, target, "calls", str(N), seen=cached)
     assert hit_entry(err2) == entry and "stored" not in err2
     assert out2 == out1
+    # Compiling brings libbcc.so and LLVM in; the cached run has only libbcc_bpf.so
+    # (pytracekit/kernel/bccload.py), and reads the same counts through it.
+    assert "/libbcc.so." in compiled["maps"] and "libLLVM" in compiled["maps"]
+    assert "/libbcc_bpf.so." in cached["maps"]
+    assert "/libbcc.so." not in cached["maps"] and "libLLVM" not in cached["maps"]
+    # Where each start-up went, once, in order, the compile or the cache named
+    steps = [re.findall(r"^pytracekit: start-up: (.+) \+[\d.]+ ms \(at [\d.]+\)$", err, re.M)
+             for err in (err1, err2)]
+    common = ["interpreter started", "command line module imported (click)",
+              "tool funccount imported", "funccount: options, probes resolved, program text",
+              "funccount: BTF header", "funccount: bcc imported"]
+    assert steps[0] == common + ["funccount: compiled and loaded (clang, verifier)", "attached"]
+    assert steps[1] == common + ["funccount: loaded from the program cache", "attached"]
     assert pytracekit_probes_left() == []
 
 

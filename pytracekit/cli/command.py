@@ -14,7 +14,7 @@ from importlib import import_module
 import click
 
 from .. import __version__, tools
-from ..engine import settings
+from ..engine import settings, startup
 from . import stdout
 from ..errors import EXIT_RUNTIME, EXIT_USAGE, PytracekitError, UsageError
 
@@ -68,7 +68,9 @@ class ToolGroup(click.Group):
             return self.commands[name]
         if name not in tool_names():
             return None
-        return import_module(f"{tools.__name__}.{name}").command
+        command = import_module(f"{tools.__name__}.{name}").command
+        startup.mark(f"tool {name} imported")
+        return command
 
 
 @click.group(cls=ToolGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,12 +13,11 @@ import errno as errnos
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from . import progcache, settings
+from . import progcache, settings, startup
 from ..errors import (CompileError, DryRunComplete, EbpfPrinted, NotFoundError,
                       NotSupportedError, PrivilegeError, PytracekitError, VerifierError, tail)
 from ..model import LossReport
@@ -162,7 +161,9 @@ def captured_stderr(name: str = "") -> Iterator[list[str]]:
     out: list[str] = []
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp, _exit_reported(tmp, saved, name):
+    # A memory file, not tempfile's (its import, with shutil's, is a cost at every start)
+    with open(os.memfd_create("pytracekit-stderr", os.MFD_CLOEXEC), "w+b") as tmp, \
+            _exit_reported(tmp, saved, name):
         os.dup2(tmp.fileno(), 2)
         try:
             yield out
@@ -267,12 +268,14 @@ class Program:
             print(self.full_text)
             raise EbpfPrinted()
         require_root()
-        from ..kernel import headers, tracefs
+        startup.mark(f"{self.name}: options, probes resolved, program text")
+        from ..kernel import bccload, headers, tracefs
         tracefs.tracefs_root()          # BCC reads its tracefs path at import
         tree = headers.include_tree()
         text = self.full_text
         with signals_held():   # libbpf's btf_dump calls back into Python per line
             header_dir = headers.program_header(tree, text)
+        startup.mark(f"{self.name}: BTF header")
         # By absolute path: a vmlinux.h in the current directory must not win.
         text = _INCLUDE_VMLINUX.sub(f'#include "{header_dir}/vmlinux.h"', text)
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
@@ -280,8 +283,10 @@ class Program:
             cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
         with _environ("BCC_KERNEL_SOURCE", str(tree.source)), captured_stderr(self.name) as log, \
                 _working_directory(header_dir):
-            import bcc  # after BCC_KERNEL_SOURCE is set and tracefs is mounted
+            # after BCC_KERNEL_SOURCE is set and tracefs is mounted; LLVM only when compiling
+            bcc = bccload.import_bcc()
             _fix_uprobe_ref_ctr_offset()
+            startup.mark(f"{self.name}: bcc imported")
             self.bpf = self._from_cache(text, cflags, header_dir)
             failure = None
             if self.bpf is None:
@@ -292,6 +297,9 @@ class Program:
                     self.bpf = None
                     self._cache_entry = None
                     failure = BccFailure.of(exc)
+                startup.mark(f"{self.name}: compiled and loaded (clang, verifier)")
+            else:
+                startup.mark(f"{self.name}: loaded from the program cache")
         output = log[0]
         if failure is not None:
             raise _load_error(self.name, failure, output, text)

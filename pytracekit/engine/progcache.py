@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import hashlib
 import json
 import os
 import struct
@@ -75,7 +74,8 @@ def key(text: str, cflags: list[str], usdt_text: bytes, bcc_version: str) -> str
     for flag in cflags:    # a file forced in with -include is part of the text
         if flag.endswith(".h") and os.path.isfile(flag):
             parts.append(Path(flag).read_text())
-    digest = hashlib.sha256("\n\0".join(parts).encode())
+    from ..kernel.headers import sha256
+    digest = sha256("\n\0".join(parts).encode())
     digest.update(usdt_text)
     digest.update(text.encode())
     return digest.hexdigest()

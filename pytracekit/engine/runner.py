@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import select
-import shutil
 import signal
 import threading
 import time
@@ -123,6 +122,7 @@ def check_runnable(program: str) -> str:
         # tools with ignore_unknown_options hand a mistyped option on as the command
         raise UsageError(f"no such option: {program} (see --help; a command to run goes "
                          "after --)")
+    import shutil   # here: it imports bz2 and lzma, and only a command needs it
     path = program if "/" in program else shutil.which(program)
     if path is None or not os.path.exists(path):
         raise NotFoundError(f"cannot run {program}: No such file or directory "
@@ -335,6 +335,8 @@ def _child_signals() -> None:
 
 def signal_ready() -> None:
     """Tell a waiting test harness that probes are attached (PYTRACEKIT_READY_FD)."""
+    from . import startup
+    startup.report()
     fd = os.environ.pop(READY_FD_ENV, None)
     if fd:
         try:

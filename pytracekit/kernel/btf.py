@@ -7,7 +7,6 @@ definitions and emits forward declarations for types only pointed to).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from functools import lru_cache
 from typing import Iterable
@@ -52,7 +51,8 @@ def _libs():
     except OSError as exc:
         raise NotSupportedError(
             "libbpf.so.1 not found: install libbpf1 (it comes with python3-bpfcc)") from exc
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    from ctypes.util import find_library   # here: it imports shutil and subprocess
+    libc = ctypes.CDLL(find_library("c"))
     libbpf.btf__parse.restype = ctypes.c_void_p
     libbpf.btf__parse.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
     libbpf.btf__type_cnt.restype = ctypes.c_uint32

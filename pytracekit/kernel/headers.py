@@ -11,8 +11,6 @@ so tools starting at the same moment never read a half-written file.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
 import re
 import stat
@@ -23,6 +21,14 @@ from pathlib import Path
 from .. import outfile
 from ..errors import NotSupportedError, PytracekitError
 from . import btf as btfmod
+
+try:   # CPython's own SHA-256: hashlib loads OpenSSL, 5-15 ms at every start
+    from _sha2 import sha256   # Python 3.12+
+except ImportError:
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
 
 # Typedefs our base linux/types.h defines; the per-program dump leaves them out.
 BASE_TYPEDEFS = (
@@ -56,7 +62,7 @@ def cache_root() -> Path:
 def _generator_digest() -> str:
     """A hash of the code that writes the headers: changing it invalidates the cache."""
     code = Path(__file__).read_bytes() + Path(btfmod.__file__).read_bytes()
-    return hashlib.sha256(code).hexdigest()[:8]
+    return sha256(code).hexdigest()[:8]
 
 
 def kernel_key() -> str:
@@ -68,7 +74,7 @@ def kernel_key() -> str:
     except OSError:
         size = 0
     raw = f"{u.release}|{u.version}|{u.machine}|{size}|{_generator_digest()}"
-    return u.release + "-" + hashlib.sha256(raw.encode()).hexdigest()[:12]
+    return u.release + "-" + sha256(raw.encode()).hexdigest()[:12]
 
 
 def make_private_dirs(directory: Path) -> None:
@@ -123,6 +129,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 def read_kernel_config() -> str | None:
     """The kernel config text, from /proc/config.gz or /boot."""
+    import gzip   # here: only a new header tree needs it
     try:
         with gzip.open("/proc/config.gz", "rt") as f:
             return f.read()
@@ -510,7 +517,7 @@ def tracepoint_field_types(source: str) -> str:
 def program_header(tree: IncludeTree, source: str) -> Path:
     """The directory holding `vmlinux.h` for one program (cached by source hash;
     the tree's directory is already keyed by kernel and generator)."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    digest = sha256(source.encode()).hexdigest()[:16]
     directory = tree.program_dir(digest)
     header = directory / "vmlinux.h"
     check_cache(directory, header, tree.root / "bcc-uapi-types.txt", tree.root / "bcc-uapi-idents.txt")

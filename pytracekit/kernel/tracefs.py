@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +21,7 @@ def _mounted(path: Path) -> bool:
 
 
 def _mount(fstype: str, target: Path) -> bool:
+    import subprocess   # here: tracefs is mounted already at nearly every start
     try:
         subprocess.run(["mount", "-t", fstype, "nodev", str(target)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -151,7 +151,6 @@ def parse_spec(text: str, *, regex: bool = False, default_kind: str = "p") -> Pr
 def _line_spec(raw: str, parts: list[str], regex: bool) -> ProbeSpec | None:
     """[p:]BINARY:FILE:LINE or [p:]BINARY:FUNCTION:RELLINE, else None. Told
     from p:LIB:FUNC by the number last (FILE ends like a source file)."""
-    from .lineprobes import is_source_file
     if len(parts) == 4 and parts[0] in ("p", "r"):
         letter, parts = parts[0], parts[1:]
     elif len(parts) == 3 and parts[0] not in ("p", "r", "t", "u"):
@@ -162,6 +161,7 @@ def _line_spec(raw: str, parts: list[str], regex: bool) -> ProbeSpec | None:
     else:
         return None
     library, where, line_text = parts
+    from .lineprobes import is_source_file   # here: DWARF's modules cost 20 ms to import
     if not line_text.isdigit() and not is_source_file(where):
         return None   # not a line spec: the usual parser says why
     if letter == "r":
@@ -442,9 +442,10 @@ def _fentry_prefixes() -> tuple[str, str]:
 
 
 def _bcc() -> Any:
-    from ..kernel import tracefs
+    from ..kernel import bccload, tracefs
     if os.geteuid() == 0:
         tracefs.tracefs_root()   # BCC reads its tracefs path at import
+        return bccload.import_bcc()
     import bcc
     return bcc
 

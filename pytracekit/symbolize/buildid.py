@@ -10,7 +10,6 @@ anonymous memory) are named through the process's maps snapshot.
 """
 from __future__ import annotations
 
-import subprocess
 from typing import Any, Iterable
 
 from .elfsyms import load_image
@@ -49,6 +48,7 @@ def _has_maps(pid: int) -> bool:
 
 
 def _linker_cache() -> list[str]:
+    import subprocess   # here: only a library named without a path needs it
     try:
         text = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True,
                               timeout=10).stdout

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import ctypes.util
 import os
 import stat
 import time
@@ -243,23 +242,34 @@ class PerfMap:
 
 
 class _Demangler:
-    """C++/Rust(legacy) names through libstdc++'s __cxa_demangle, if present."""
+    """C++/Rust(legacy) names through libstdc++'s __cxa_demangle, if present;
+    looked up at the first such name, not at every start (find_library runs ldconfig)."""
 
     def __init__(self) -> None:
         self._fn = None
+        self._looked_up = False
+
+    def _look_up(self) -> None:
         try:
             lib = ctypes.CDLL("libstdc++.so.6")
-            self._fn = getattr(lib, "__cxa_demangle")  # (not lib.__x: name mangling)
-            self._fn.restype = ctypes.c_void_p
-            self._fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
-                                 ctypes.POINTER(ctypes.c_int)]
-            self._free = ctypes.CDLL(ctypes.util.find_library("c")).free
+            fn = getattr(lib, "__cxa_demangle")  # (not lib.__x: name mangling)
+            fn.restype = ctypes.c_void_p
+            fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p,
+                           ctypes.POINTER(ctypes.c_int)]
+            from ctypes.util import find_library
+            self._free = ctypes.CDLL(find_library("c")).free
             self._free.argtypes = [ctypes.c_void_p]
+            self._fn = fn    # last: another thread may be demangling
         except (OSError, AttributeError):
             self._fn = None
+        self._looked_up = True
 
     def __call__(self, name: str) -> str:
-        if self._fn is None or not name.startswith("_Z"):
+        if not name.startswith("_Z"):
+            return name
+        if not self._looked_up:
+            self._look_up()
+        if self._fn is None:
             return name
         status = ctypes.c_int(0)
         ptr = self._fn(name.encode(), None, None, ctypes.byref(status))
@@ -537,8 +547,9 @@ class Symbolizer:
         def work() -> None:
             try:
                 if kernel:
-                    from bcc import BPF
-                    BPF.ksym(0)
+                    from ..kernel import bccload, tracefs
+                    tracefs.tracefs_root()   # before BCC's import, which reads its path
+                    bccload.import_bcc().BPF.ksym(0)
                 for pid in pids:
                     maps = ProcessMaps.snapshot(pid)
                     for m in maps.mappings if maps else ():
