@@ -283,6 +283,13 @@ def _filled(args: list[str], files: dict[str, str]) -> list[str]:
     (["syscount", "-d", "1e12"], EXIT_USAGE, "more than a year"),
     (["runqlat", "nan"], EXIT_USAGE, "interval nan is not a number of seconds"),
     (["runqlat", "1", "inf"], EXIT_USAGE, "count inf is not a whole number"),
+    # `[interval [count]]` beside the flags that say the same (argdist's count is -n)
+    (["argdist", "-C", f"{GETPID}():int:args->__syscall_nr", "-n", "2", "1", "3"], EXIT_USAGE,
+     "give the count once: positionally or with -n"),
+    (["funccount", "-i", "1", GETPID, "2"], EXIT_USAGE,
+     "give the interval once: positionally or with --interval"),
+    (["stat", "-e", "syscalls:sys_enter_getpid", "1", "0", "--", "true"], EXIT_USAGE,
+     "count 0 is not a whole number 1 or more"),
     (["profile", "inf"], EXIT_USAGE, "inf is not a number of seconds"),
     (["cprofile", "--dir", "/tmp", "--every", "nan"], EXIT_USAGE, "nan is not a number"),
     (["memleak", "-o", "nan", "-p", "1"], EXIT_USAGE, "nan is not a finite number"),

@@ -48,13 +48,6 @@ def interval_tools() -> list[str]:
     return found
 
 
-# Tools that still take `5` in `TOOL 5 1 -- CMD` for the command's name (they
-# have -i/--interval but no positional one); the test fails when one is
-# fixed, so that this list only shrinks.
-NUMBERS_TAKEN_FOR_A_COMMAND = {"argdist", "biostacks", "funccount", "funclatency", "pidpersec",
-                               "pktcount", "stackcount", "stat"}
-
-
 def _args_without_a_target(name: str) -> list[str]:
     """The tool's DRY_RUN_ARGS (what it needs: a probe, an event) less what
     picks its target or duration (-p N, -a, --duration N): the command does."""
@@ -89,17 +82,15 @@ def grammar_runs(tmp_path_factory) -> dict:
 def test_the_interval_tools_come_from_the_registry():
     tools = interval_tools()
     assert {"runqlat", "biolatency", "hardirqs", "softirqs", "bitesize", "syscount",
-            "memleak", "kmem"} <= set(tools)
-    assert NUMBERS_TAKEN_FOR_A_COMMAND <= set(tools)
+            "memleak", "kmem", "argdist", "biostacks", "funccount", "funclatency",
+            "pidpersec", "pktcount", "stackcount", "stat"} <= set(tools)
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("tool", interval_tools())
-def test_interval_count_before_a_command(tool, grammar_runs, request):
+def test_interval_count_before_a_command(tool, grammar_runs):
     """`TOOL 5 1 -- touch FILE` runs touch, never a command named `5`: the
     numbers are the interval and count, or (tools without them) one usage line."""
-    if tool in NUMBERS_TAKEN_FOR_A_COMMAND:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="reads 5 as a command"))
     res, mark = grammar_runs[tool]
     if isinstance(res, Exception):
         raise res
@@ -112,3 +103,25 @@ def test_interval_count_before_a_command(tool, grammar_runs, request):
     assert res.returncode == 0, res.stderr
     assert "cannot run" not in res.stderr
     assert mark.exists(), f"{tool} did not run the command"
+
+
+# The tools whose `5` was once read as a command's name (they had only -i/--interval).
+ONCE_A_COMMAND = ("argdist", "biostacks", "funccount", "funclatency", "pidpersec", "pktcount",
+                  "stackcount", "stat")
+
+
+@pytest.mark.root
+def test_the_positional_count_ends_the_run():
+    """`TOOL 0.2 2 -- sleep 600` ends after two intervals, not with the sleep:
+    the count is taken (and so the interval it needs), and the sleep stopped."""
+    def run(name: str):
+        try:
+            return pytracekit(name, *_args_without_a_target(name), "0.2", "2", "--",
+                              "sleep", "600", timeout=120)
+        except subprocess.TimeoutExpired as exc:
+            return exc
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip(ONCE_A_COMMAND, pool.map(run, ONCE_A_COMMAND)))
+    for name, res in results.items():
+        assert not isinstance(res, Exception), f"{name} ran until the sleep: {res}"
+        assert res.returncode == 0, f"{name}: {res.stderr}"

@@ -61,23 +61,25 @@ def debug_option() -> Callable:
 
 
 def run_with_reports(tracer: Tracer, report: Callable[[], None], *, duration: float | None,
-                     interval: float | None, poll: Callable[[int], None] | None = None) -> str:
-    """Run until done, `report()` every interval and once at the end, except
-    when the last interval's report has just covered the end (the one report
-    loop, periodic.report_every)."""
+                     interval: float | None, count: int | None = None,
+                     poll: Callable[[int], None] | None = None) -> str:
+    """Run until done, `report()` every interval (ending after `count` of
+    them) and once at the end, except when the last interval's report has
+    just covered the end (the one report loop, periodic.report_every)."""
     return report_every(tracer.run, lambda _final: report(), duration=duration,
-                        interval=interval, poll=poll)
+                        interval=interval, count=count, poll=poll)
 
 
 def run_tool(running: Any, report: Callable[[], None], *, duration: float | None,
-             interval: float | None, out: Output,
+             interval: float | None, out: Output, count: int | None = None,
              poll: Callable[[int], None] | None = None) -> None:
     """A tool's whole run after start(): reports, the loss (the output's loss
     record), "Detaching...", and detaching even when interrupted or failing.
     `running` is what the tool's start() returned (.tracer, .loss(), .close()).
     """
     try:
-        run_with_reports(running.tracer, report, duration=duration, interval=interval, poll=poll)
+        run_with_reports(running.tracer, report, duration=duration, interval=interval,
+                         count=count, poll=poll)
         out.loss(running.loss())
         finish_message()
     finally:

@@ -29,6 +29,7 @@ from ..model import Histogram
 from ..render.output import Output
 from ..render.text import log2_histogram
 from ..engine.runner import Target, announce
+from ..families import summary
 from ..families.periodic import run_periodic
 from ..engine.session import ProgramSession
 
@@ -316,7 +317,10 @@ def command(pid, string_size, interval, duration, number, cumulative, top, hist_
     SPEC: {p,r,t,u}:{[library],category}:function(signature)
     [:type[,type...]:expr[,expr...][:filter]][#label]
     """
-    interval = interval or 1.0
+    interval, count, command = summary.interval_and_count(command, interval, None)
+    if count is not None and number is not None:
+        raise UsageError("give the count once: positionally or with -n")
+    interval, number = interval or 1.0, number or count   # BCC: every second
     run = start(list(hist_specs), list(count_specs), tuple(command), pid=pid,
                 string_size=string_size, limit=limit)
     if print_program:

@@ -11,6 +11,7 @@ from ..kernel import block
 from ..cli import options
 from ..collect.mapdrain import drain
 from ..model import Histogram
+from ..families import summary
 from ..families.periodic import run_periodic, timestamp
 from ..render.jsonl import histogram_obj
 from ..render.text import log2_histogram
@@ -86,6 +87,7 @@ def text(groups: list[StackLatency], unit: str) -> str:
 def command(disk, milliseconds, pid, interval, duration, out, command):
     """Block I/O latency per initiating kernel stack, process and disk."""
     unit = "msecs" if milliseconds else "usecs"
+    interval, count, command = summary.interval_and_count(command, interval, None)
     target = Target.from_options(pid, command)
     try:
         stacks = start(disk=disk, milliseconds=milliseconds, pid=target.pid)
@@ -103,7 +105,7 @@ def command(disk, milliseconds, pid, interval, duration, out, command):
                                 "comm": g.comm, "pid": g.pid, "disk": g.disk,
                                 "kernel_stack": g.stack} for g in groups])
 
-            run_periodic(target, duration=duration, interval=interval, count=None,
+            run_periodic(target, duration=duration, interval=interval, count=count,
                          report=report)
             out.loss(stacks.loss())
         finally:

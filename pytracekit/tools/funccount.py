@@ -16,6 +16,7 @@ from ..api import Tracer
 from ..model import Counts
 from ..probes.specs import ResolvedProbe, parse_spec
 from ..engine.session import TracerSession
+from ..families import summary
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["t:syscalls:sys_enter_getpid"]
@@ -94,6 +95,7 @@ def command(pid, interval, duration, timestamp, regex, cpu, out, pattern, comman
     PATTERN: func, p::func (kernel), lib:func, p:lib:func, /path:func,
     t:category:event, u:lib:probe; '*' wildcards, or regular expressions with -r.
     """
+    interval, count, command = summary.interval_and_count(command, interval, None)
     counter = start(pattern, pid=pid, command=command, regex=regex, cpu=cpu)
     previous: list[Counts | None] = [None]
 
@@ -109,4 +111,5 @@ def command(pid, interval, duration, timestamp, regex, cpu, out, pattern, comman
         out.counts(fired, text=lambda _fired: format_counts(shown),
                    **({"time": stamp} if stamp else {}))
 
-    common.run_tool(counter, report, duration=duration, interval=interval, out=out)
+    common.run_tool(counter, report, duration=duration, interval=interval, count=count,
+                    out=out)

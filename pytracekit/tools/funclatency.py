@@ -18,6 +18,7 @@ from ..model import Histogram
 from ..probes.specs import ResolvedProbe, parse_spec
 from ..render.text import log2_histogram
 from ..engine.session import TracerSession
+from ..families import summary
 from . import _probe_cli as common
 
 DRY_RUN_ARGS = ["c:getpid"]
@@ -133,6 +134,7 @@ def command(pid, interval, duration, timestamp, micro, milli, per_function, rege
     """
     if micro and milli:
         raise UsageError("-u and -m are mutually exclusive")
+    interval, count, command = summary.interval_and_count(command, interval, None)
     unit = "usecs" if micro else "msecs" if milli else "nsecs"
     timer = start(pattern, pid=pid, command=command, regex=regex, unit=unit,
                   per_function=per_function, max_depth=max_depth)
@@ -151,4 +153,5 @@ def command(pid, interval, duration, timestamp, micro, milli, per_function, rege
                           else None, sum=lat.total, count=lat.calls,
                           **({"time": stamp} if stamp else {}))
 
-    common.run_tool(timer, report, duration=duration, interval=interval, out=out)
+    common.run_tool(timer, report, duration=duration, interval=interval, count=count,
+                    out=out)

@@ -8,6 +8,7 @@ import click
 
 from ..cli import options
 from ..engine.loader import Program
+from ..families import summary
 from ..families.periodic import run_periodic, timestamp
 from ..engine.runner import Target, announce
 from ..engine.session import ProgramSession
@@ -46,7 +47,8 @@ def rate_text(count: int, seconds: float, interval: float) -> str:
 @options.command_argument
 def command(pid, interval, duration, out, command):
     """Count new processes and threads per second: HH:MM:SS: PIDs/sec: N."""
-    interval = interval or 1.0
+    interval, intervals, command = summary.interval_and_count(command, interval, None)
+    interval = interval or 1.0   # BCC: every second
     target = Target.from_options(pid, command)
     try:
         forks = start(pid=target.pid)
@@ -66,7 +68,7 @@ def command(pid, interval, duration, out, command):
                                        "per_sec": round(count / seconds, 3) if seconds > 0 else 0})
 
             run_periodic(target, report=lambda _final: report(), duration=duration,
-                         interval=interval, count=None)
+                         interval=interval, count=intervals)
             out.loss(forks.loss())
         finally:
             forks.close()

@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..engine.loader import Program
 from ..render.output import Output
 from ..engine.runner import Target, announce, install_signal_handlers
+from ..families import summary
 from ..families.periodic import run_periodic
 from ..engine.session import ProgramSession
 
@@ -172,6 +173,7 @@ def command(interfaces, mode, xdp_generic, direction, ports, netns, duration, in
     directions = (net.INGRESS, net.EGRESS) if direction == "both" else (direction,)
     if mode == "xdp" and direction == "egress":
         raise UsageError("XDP sees received packets only: use --tc for --direction egress")
+    interval, count, command = summary.interval_and_count(command, interval, None)
     target = Target.from_options(None, command)
     install_signal_handlers()      # a SIGTERM during attach must still detach
     counter = None
@@ -187,7 +189,7 @@ def command(interfaces, mode, xdp_generic, direction, ports, netns, duration, in
             now = counter.read()
             emit(now.minus(last), out, interval is not None)
             last = now
-        run_periodic(target, duration=duration, interval=interval, count=None,
+        run_periodic(target, duration=duration, interval=interval, count=count,
                      report=lambda _final: report())
         out.loss(counter.loss())
     finally:

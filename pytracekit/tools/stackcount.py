@@ -35,6 +35,7 @@ from ..engine import runner
 from ..symbolize.buildid import BuildIdSymbolizer
 from ..collect.stack_maps import DELIMITER, without_bpf_frames
 from ..symbolize.symbols import Symbolizer
+from ..families import summary
 from . import _probe_cli as common
 from ..textsafe import cstr
 from ..collect import user_stacks as ustacks
@@ -328,6 +329,7 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
     """
     if kernel_only and user_only:
         raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
+    interval, count, command = summary.interval_and_count(command, interval, None)
     counter = start(pattern, pid=pid, command=command, regex=regex, cpu=cpu,
                     user=not kernel_only, kernel=not user_only, per_pid=per_pid,
                     offsets=offsets, delimited=delimited, stack_storage=stack_storage,
@@ -344,8 +346,8 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
                    folded=lambda p: format_folded(p).splitlines())
 
     try:
-        common.run_tool(counter, report, duration=duration, interval=interval, out=out,
-                        poll=counter.poll)
+        common.run_tool(counter, report, duration=duration, interval=interval, count=count,
+                        out=out, poll=counter.poll)
     finally:
         if counter.note:   # Python stacks lost or cut (made when closing)
             print(counter.note, file=sys.stderr)

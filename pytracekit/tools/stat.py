@@ -24,6 +24,7 @@ from ..probes.perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list
 from ..render import perfstat
 from ..render.output import Output
 from ..engine.runner import Target, announce
+from ..families import summary
 from ..families.periodic import run_periodic
 from ..engine.session import ProgramSession
 
@@ -336,6 +337,8 @@ def _what(target: Target, cpus: list[int], system_wide: bool) -> str:
 def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, interval_ms,
             interval, repeat, duration, out, command):
     """Count events for a command, a process, CPUs or the whole system."""
+    # `stat 5 1 -- CMD` as the summary tools (perf has -I MS and --interval-count)
+    interval, count, command = summary.interval_and_count(command, interval, None)
     if interval is not None:   # the long option every tool has, in seconds
         if interval_ms is not None:
             raise UsageError("give -I MS or --interval SECONDS, not both")
@@ -369,7 +372,8 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
             session.rearm(target if not system_wide else follow_target)
             if run == 0:
                 announce(f"Counting {len(events)} event(s)... Hit Ctrl-C to end.")
-            values, ended = _run_once(session, target, duration, interval_ms, counters, out)
+            values, ended = _run_once(session, target, duration, interval_ms, count, counters,
+                                      out)
             elapsed.append(ended - target.started)
             for c, v in zip(counters, values):
                 if v is None:
@@ -392,7 +396,8 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
 
 
 def _run_once(session: CounterSession, target: Target, duration: float | None,
-              interval_ms: int | None, counters: list[perfstat.CounterResult],
+              interval_ms: int | None, count: int | None,
+              counters: list[perfstat.CounterResult],
               out: Output) -> tuple[list[int | None], float]:
     """One run: its counts and when it ended (the moment a command exited)."""
     last = [0] * len(counters)
@@ -415,7 +420,7 @@ def _run_once(session: CounterSession, target: Target, duration: float | None,
         target.started = time.monotonic()   # a command's clock starts at its release
     # intervals only: the totals after the run are the end's report
     run_periodic(target, duration=duration, interval=interval_ms / 1000 if interval_ms else None,
-                 count=None, report=lambda final: None if final else tick())
+                 count=count, report=lambda final: None if final else tick())
     return session.read(), target.exited_at or time.monotonic()
 
 
