@@ -44,27 +44,21 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     seen_pids.delete(&tgid);
-    proc_maps.delete(&tgid);
+    ptk_unwind_exec(tgid);
     return PTK_USTACK_EXEC_RETURN;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u32 tid = bpf_get_current_pid_tgid();
-    proc_maps.delete(&tid);
+    ptk_unwind_exit(tid);
     return PTK_TP_PASS;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
     /* a forked child unwinds with its parent's mappings until it is loaded */
-    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
-    struct ptk_proc_maps *maps = proc_maps.lookup(&parent);
-    if (maps) {
-        struct ptk_proc_maps copy = *maps;
-        copy.miss_sent = 0;
-        proc_maps.update(&child, &copy);
-    }
+    ptk_unwind_fork(bpf_get_current_pid_tgid() >> 32, args->child_pid);
     return PTK_TP_PASS;
 }
 #endif /* CFI_UNWIND */
