@@ -15,10 +15,12 @@ named after the process is gone.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import signal
 import struct
 import time
+from array import array
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,6 +47,14 @@ class Module:
     n_rows: int = 0      # 0: no table in the kernel (frame-pointer steps there)
 
 
+def _mapped(fd: int, size: int) -> "mmap.mmap | None":
+    """The array map's values as writable memory (BPF_F_MMAPABLE), else None."""
+    try:
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError):
+        return None
+
+
 def split_frame(frame: int) -> tuple[int, int]:
     """(module_id, vaddr) of a stored frame; module_id 0: an absolute address."""
     return frame >> MODULE_SHIFT, frame & VADDR_MASK
@@ -66,6 +76,7 @@ class Unwinder:
         self.hold_tree = prog["hold_tree"]
         self.maps = prog["unwind_maps"]
         self.row_capacity = self.rows.max_entries
+        self.rows_memory = _mapped(self.rows.map_fd, self.row_capacity * ROW.size)
         self.slot_count = self.maps.max_entries // MAX_MAPS
         self.next_row = 0
         self.modules: dict[str, Module] = {}      # build id (or path) -> module
@@ -130,9 +141,12 @@ class Unwinder:
             self.stats["table_full"] += 1
             return
         first = self.next_row
-        keys = (self.rows.Key * n)(*range(first, first + n))   # plain ints: no Key objects
-        values = (self.rows.Leaf * n).from_buffer_copy(data)
-        self.rows.items_update_batch(keys, values)
+        if self.rows_memory is not None:
+            self.rows_memory[first * ROW.size:(first + n) * ROW.size] = data
+        else:
+            keys = (self.rows.Key * n).from_buffer_copy(array("I", range(first, first + n)))
+            values = (self.rows.Leaf * n).from_buffer_copy(data)
+            self.rows.items_update_batch(keys, values)
         self.next_row += n
         mod.first_row, mod.n_rows = first, n
         key = self.module_table.Key(mod.module_id)
