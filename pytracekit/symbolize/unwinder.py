@@ -55,6 +55,15 @@ def _mapped(fd: int, size: int) -> "mmap.mmap | None":
         return None
 
 
+def _stopped(pid: int) -> bool:
+    """The process is stopped (state T in /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError):
+        return False
+
+
 def split_frame(frame: int) -> tuple[int, int]:
     """(module_id, vaddr) of a stored frame; module_id 0: an absolute address."""
     return frame >> MODULE_SHIFT, frame & VADDR_MASK
@@ -74,6 +83,7 @@ class Unwinder:
         self.module_table = prog["unwind_modules"]
         self.proc_maps = prog["proc_maps"]
         self.hold_tree = prog["hold_tree"]
+        self.entry_held = prog["entry_held"]
         self.maps = prog["unwind_maps"]
         self.row_capacity = self.rows.max_entries
         self.rows_memory = _mapped(self.rows.map_fd, self.row_capacity * ROW.size)
@@ -285,6 +295,23 @@ class Unwinder:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+    def release_all(self) -> None:
+        """On the way out: no more holds (the tree is emptied), and every
+        process a hold stopped that nobody continued (held after the last
+        poll: an exec or dlopen while the tool read its maps) goes on."""
+        self.release_stopped()
+        try:
+            self.hold_tree.clear()
+            held = [k.value for k in self.entry_held.keys()]
+        except Exception:   # BCC raises bare Exception when bpf(2) refuses
+            return
+        for pid in held:
+            if _stopped(pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
 
     def on_miss(self, pid: int) -> bool:
         """A pc outside pid's known mappings (dlopen since): snapshot again,
