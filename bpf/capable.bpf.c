@@ -27,7 +27,8 @@
 #define KSTACK_HASH KERNEL_STACK
 #include "ptk_kstack.h"
 /* A build-id stack slot is large: one slot unless asked for. */
-BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACK ? 4096 : 1);
+#define USTACK_LAYOUT 2   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
+#define FP_USTACKS_SIZE (USER_STACK ? 4096 : 1)
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
 
@@ -49,7 +50,7 @@ struct event {
     s32 kernel_stack;          /* < 0: no kernel stack (the error) */
     char comm[TASK_COMM_LEN];
     u64 user_stack_hash;       /* nonzero: the user stack is in `ustacks` */
-    s32 user_stack;            /* a stack id in `user_stacks`; < 0: none */
+    s32 user_stack;            /* < 0 and no hash: none */
     u32 pad;
     u64 kernel_stack_hash;     /* nonzero: the kernel stack is in `kstacks` */
 };

@@ -23,7 +23,8 @@ BPF_HASH(counts, struct ptk_stack_key, u64, 16384);
 /* A map for a kind of stack not asked for keeps one slot: they are allocated
  * up front (a build-id stack slot is 4 KiB). */
 BPF_STACK_TRACE(stack_traces, KERNEL_STACKS && !KSTACK_HASH ? STACK_STORAGE : 1);
-BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
+#define USTACK_LAYOUT 2   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
+#define FP_USTACKS_SIZE (USER_STACKS ? STACK_STORAGE : 1)
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
 

@@ -38,7 +38,8 @@
 
 /* A kind of stack not asked for keeps one slot (build-id slots are large). */
 BPF_STACK_TRACE(stacks, KERNEL_STACKS ? STACK_STORAGE : 1);
-BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? STACK_STORAGE : 1);
+#define USTACK_LAYOUT 2   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
+#define FP_USTACKS_SIZE (USER_STACKS ? STACK_STORAGE : 1)
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
 

@@ -53,7 +53,8 @@ BPF_HASH(combined, struct stack_ref, struct combined_t, 10240);
 #define KSTACK_HASH KERNEL_MODE
 #define KSTACKS_SIZE (KERNEL_MODE ? 16384 : 1)
 #include "ptk_kstack.h"
-BPF_STACK_TRACE(user_stacks, KERNEL_MODE ? 1 : 16384);
+#define USTACK_LAYOUT 1   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
+#define FP_USTACKS_SIZE (KERNEL_MODE ? 1 : 16384)
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
 

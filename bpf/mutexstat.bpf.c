@@ -20,7 +20,8 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 
-BPF_STACK_TRACE(user_stacks, 16384);
+#define USTACK_LAYOUT 1   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
+#define FP_USTACKS_SIZE 16384
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
 

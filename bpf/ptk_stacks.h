@@ -156,7 +156,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     /* another program now: announce it again so its new maps are read */
     seen_pids.delete(&tgid);
 #if CFI_UNWIND   /* its old mappings are void: the fallback until they are rewritten */
-    proc_maps.delete(&tgid);
+    ptk_unwind_exec(tgid);
 #endif
     if (EXEC_PID && tgid == EXEC_PID) {
         u8 one = 1;
@@ -171,7 +171,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     /* the process's entry when its main thread exits (else a thread's copy
      * from the fork probe below) */
     u32 tid = bpf_get_current_pid_tgid();
-    proc_maps.delete(&tid);
+    ptk_unwind_exit(tid);
     return PTK_TP_PASS;
 }
 #endif
@@ -185,15 +185,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     if (selected.lookup(&parent))
         selected.update(&child, &one);
 #endif
-#if CFI_UNWIND
-    /* a forked child has its parent's mappings: unwind it with them until
-     * user space loads it on its own (a thread's copy is never looked up) */
-    struct ptk_proc_maps *maps = proc_maps.lookup(&parent);
-    if (maps) {
-        struct ptk_proc_maps copy = *maps;
-        copy.miss_sent = 0;
-        proc_maps.update(&child, &copy);
-    }
+#if CFI_UNWIND   /* its parent's mappings, its parent's held tree */
+    ptk_unwind_fork(parent, child);
 #endif
     return PTK_TP_PASS;
 }

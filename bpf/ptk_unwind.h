@@ -102,7 +102,10 @@ struct ptk_unwind_miss {
     u64 pc;
 };
 
-BPF_ARRAY(unwind_rows, struct ptk_unwind_row, UNWIND_ROWS);
+/* mappable: user space copies a module's rows in with one memcpy (a batch
+ * update of 10^6 rows costs ~0.5 s of CPU) */
+BPF_F_TABLE("array", int, struct ptk_unwind_row, unwind_rows, UNWIND_ROWS,
+            1024 /* BPF_F_MMAPABLE */);
 BPF_HASH(unwind_modules, u32, struct ptk_unwind_module, UNWIND_MODULES);
 /* more entries than slots: the fork probe (ptk_stacks.h) copies a parent's
  * entry to each new thread too, until that thread exits */
@@ -113,43 +116,109 @@ BPF_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);
 BPF_PERCPU_ARRAY(unwind_scratch, struct ptk_ustack, 1);
 BPF_RINGBUF_OUTPUT(unwind_miss, 1);
 
-#ifndef EXEC_PID
-#define EXEC_PID 0
-#endif
-/* A held command is stopped at its entry point (ld.so has mapped its
- * libraries by then) until user space has loaded its mappings, so that its
- * first samples unwind with tables too: `ptk_stop_at_entry` is attached as a
- * uprobe on the executable's entry, user space continues it with SIGCONT. */
-BPF_ARRAY(entry_stopped, u32, 1);
+/* A held command's process tree (`-- COMMAND`: its pid written by user space
+ * before it execs, forks added) is stopped in each program it runs once ld.so
+ * has mapped that program's libraries (`ptk_stop_in_ldso` on ld.so's
+ * _dl_debug_state with r_debug.r_state RT_CONSISTENT: also after each
+ * dlopen), or at the entry point of a static command (`ptk_stop_at_entry`),
+ * until user space has loaded its mappings (then SIGCONT): so that a
+ * program's first samples unwind with tables too, also one the command execs.
+ * Value: 1 a new program (since its exec), 2 held once since. */
+BPF_HASH(hold_tree, u32, u32, 10240);
+/* stopped by a hold, until its switch-out (ptk_held_at_entry) */
+BPF_HASH(entry_held, u32, u8, 1024);
+/* r_debug.r_state's link-time vaddr minus _dl_debug_state's page: written by
+ * user space, which knows ld.so's symbols (0: no ld.so hook) */
+BPF_ARRAY(ldso_r_state, u64, 1);
+struct ptk_unwind_hold {
+    u32 pid;
+    u32 first;       /* the first hold of this program: its interpreter is mapped */
+};
 BPF_RINGBUF_OUTPUT(unwind_stopped, 1);
+
+PTK_INLINE void ptk_hold(u32 tgid, u32 *state)
+{
+    struct ptk_unwind_hold *rec = unwind_stopped.ringbuf_reserve(sizeof(*rec));
+    if (!rec)
+        return;   /* user space would never hear of it: do not stop */
+    u8 one = 1;
+    rec->pid = tgid;
+    rec->first = *state == 1;
+    *state = 2;
+    entry_held.update(&tgid, &one);
+    bpf_send_signal(19 /* SIGSTOP */);
+    unwind_stopped.ringbuf_submit(rec, 0);
+}
 
 int ptk_stop_at_entry(struct pt_regs *ctx)
 {
-    u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
-    u32 *done = entry_stopped.lookup(&zero);
-    if (!EXEC_PID || tgid != EXEC_PID || !done || *done)
-        return 0;
-    u32 *slot = unwind_stopped.ringbuf_reserve(sizeof(u32));
-    if (!slot)
-        return 0;   /* user space would never hear of it: do not stop */
-    *done = 1;
-    *slot = tgid;
-    bpf_send_signal(19 /* SIGSTOP */);
-    unwind_stopped.ringbuf_submit(slot, 0);
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    u32 *state = hold_tree.lookup(&tgid);
+    if (state && *state == 1)
+        ptk_hold(tgid, state);
     return 0;
 }
 
-/* For the blocked-time tools: true once, for the switch-out of the command
- * stopped by ptk_stop_at_entry (a hold of ours, not the program's blocking;
- * its waker would be pytracekit's SIGCONT). `state` is sched_switch's
- * prev_state (__TASK_STOPPED: 4). */
+int ptk_stop_in_ldso(struct pt_regs *ctx)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
+    u32 *state = hold_tree.lookup(&tgid);
+    u64 *delta = ldso_r_state.lookup(&zero);
+    if (!state || !delta || !*delta)
+        return 0;
+    /* ld.so's load bias is page-aligned: the probe's page locates r_debug */
+    s32 r_state = -1;
+    if (bpf_probe_read_user(&r_state, sizeof(r_state),
+                            (void *)((PT_REGS_IP(ctx) & ~0xfffULL) + *delta)) == 0 &&
+        r_state == 0 /* RT_CONSISTENT */)
+        ptk_hold(tgid, state);
+    return 0;
+}
+
+/* At an exec: the old mappings are void (the fallback until user space, told
+ * again, has loaded the new ones); a program of the held tree is new. */
+PTK_INLINE void ptk_unwind_exec(u32 tgid)
+{
+    proc_maps.delete(&tgid);
+    u32 *state = hold_tree.lookup(&tgid);
+    if (state)
+        *state = 1;
+}
+
+/* A fork: the child unwinds with its parent's mappings until user space
+ * loads it on its own (a thread's copy is never looked up), and is in the
+ * held tree if its parent is. */
+PTK_INLINE void ptk_unwind_fork(u32 parent, u32 child)
+{
+    struct ptk_proc_maps *maps = proc_maps.lookup(&parent);
+    if (maps) {
+        struct ptk_proc_maps copy = *maps;
+        copy.miss_sent = 0;
+        proc_maps.update(&child, &copy);
+    }
+    u32 *state = hold_tree.lookup(&parent);
+    if (state) {
+        u32 same = *state;
+        hold_tree.update(&child, &same);
+    }
+}
+
+PTK_INLINE void ptk_unwind_exit(u32 tid)
+{
+    proc_maps.delete(&tid);
+    hold_tree.delete(&tid);
+    entry_held.delete(&tid);
+}
+
+/* For the blocked-time tools: true once, for the switch-out of a thread
+ * stopped by a hold above (ours, not the program's blocking; its waker would
+ * be pytracekit's SIGCONT). `state` is sched_switch's prev_state
+ * (__TASK_STOPPED: 4). */
 PTK_INLINE bool ptk_held_at_entry(u32 tid, long state)
 {
-    u32 zero = 0;
-    u32 *done = entry_stopped.lookup(&zero);
-    if (!EXEC_PID || tid != EXEC_PID || !(state & 4) || !done || *done != 1)
+    if (!(state & 4) || !entry_held.lookup(&tid))
         return false;
-    *done = 2;   /* later stops (a real SIGSTOP) count */
+    entry_held.delete(&tid);   /* later stops (a real SIGSTOP) count */
     return true;
 }
 

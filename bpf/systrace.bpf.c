@@ -34,7 +34,8 @@
 
 /* PTK_SLOT PTK_FOLLOW */
 
-BPF_STACK_TRACE_BUILDID(user_stacks, USER_STACKS ? 4096 : 1);
+#define USTACK_LAYOUT 2   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
+#define FP_USTACKS_SIZE (USER_STACKS ? 4096 : 1)
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
 
@@ -51,7 +52,7 @@ struct call {
     u32 returned;             /* 0: the call never returns (exit) */
     char comm[TASK_COMM_LEN];
     u64 user_stack_hash;      /* nonzero: the user stack is in `ustacks` */
-    s32 user_stack_id;        /* else a stack id in `user_stacks`; < 0: none */
+    s32 user_stack_id;        /* < 0 and no hash: none */
     u32 kind;                 /* a fault: args[0] its ip, args[1] its address */
     char str[2][STR_LEN];
 };

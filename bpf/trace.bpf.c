@@ -31,7 +31,8 @@ BPF_RINGBUF_OUTPUT(events, BUFFER_PAGES);
 BPF_STACK_TRACE(stacks, KSTACK_HASH ? 1 : STACK_ENTRIES);
 /* User frames as (build id, offset): nameable after the process exited;
  * with CFI_UNWIND, unwound in the kernel once the process is loaded. */
-BPF_STACK_TRACE_BUILDID(user_stacks, STACK_ENTRIES);
+#define USTACK_LAYOUT 2   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
+#define FP_USTACKS_SIZE STACK_ENTRIES
 #include "ptk_unwind.h"
 #include "ptk_ustack.h"
 

@@ -201,6 +201,25 @@ def test_forked_child_unwinds_with_its_parents_mappings(workload_nofp):
     assert {";".join(names(s, "user")) for s in child} <= allowed
 
 
+@pytest.mark.root
+def test_programs_the_command_runs_unwind_from_their_first_sample(workload_nofp):
+    # sh forks and execs the workload twice: each new program is held once
+    # ld.so has mapped its libraries, until its mappings are loaded, so none of
+    # its samples takes the frame-pointer walk (which gives no caller above
+    # child_spin in this binary); before, its first 10-100 ms did
+    script = f"{workload_nofp} spinchild 300; {workload_nofp} spinchild 300"
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
+                     script)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "profile")
+    allowed = {f"{ROOT_PATH};child_spin;spin_inner{tail}" for tail in SPIN_TAILS}
+    child = [s for s in stacks if "spin_inner" in names(s)]
+    assert sum(s["value"] for s in child) >= 10 and len({s["pid"] for s in child}) == 2
+    assert {";".join(names(s, "user")) for s in child} <= allowed
+    # sh and the two workloads: one hold each (the ld.so hook: no dlopen here)
+    assert re.search(r"; 3 holds$", res.stderr, re.M), res.stderr
+
+
 MISSED = {"[Missed User Stack]", "[Missed Kernel Stack]"}
 
 

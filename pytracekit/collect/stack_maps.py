@@ -157,7 +157,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
         return 0
 
     def on_stopped(_cpu: int, data: int, _size: int) -> int:
-        unwinder.continue_(ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32)).contents.value)
+        pid, first = ctypes.cast(data, ctypes.POINTER(ctypes.c_uint32 * 2)).contents
+        unwinder.continue_(pid, bool(first))   # struct ptk_unwind_hold
         return 0
 
     if unwinder is not None:

@@ -9,6 +9,7 @@ like Ctrl-C, so every tool prints its results and detaches on all three.
 """
 from __future__ import annotations
 
+import _signal   # signal.signal's C half: no enum conversions (a stack tool polls ~80 times a second)
 import contextlib
 import errno
 import os
@@ -40,6 +41,7 @@ _handler_owner = 0   # the pid that installed _raise_stop
 _claimed = False     # see claimed_signals
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_STOP_NUMBERS = tuple(int(sig) for sig in STOPS)
 # What the caller left ignored (nohup, a background job): so stays a command's.
 _IGNORED_BY_CALLER = frozenset(sig for sig in STOPS
                                if signal.getsignal(sig) is signal.SIG_IGN)
@@ -68,13 +70,15 @@ def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
         yield pending
         return
     # A signal ignored now (by the caller, or once a run ended) stays ignored.
-    saved = {sig: signal.signal(sig, lambda signum, _frame: pending.append(signum))
-             for sig in STOPS if signal.getsignal(sig) is not signal.SIG_IGN}
+    def record(signum: int, _frame: object) -> None:
+        pending.append(signum)
+    saved = {sig: _signal.signal(sig, record)
+             for sig in _STOP_NUMBERS if _signal.getsignal(sig) != _signal.SIG_IGN}
     try:
         yield pending
     finally:
         for sig, handler in saved.items():
-            signal.signal(sig, handler)
+            _signal.signal(sig, handler)
 
 
 def raise_pending(pending: list[int]) -> None:

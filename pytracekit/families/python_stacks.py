@@ -233,9 +233,9 @@ class PythonFrames:
             return None
         reader = self.readers.get(st.pid)
         out = []
-        for i in range(min(st.depth, len(st.frames))):
-            f = st.frames[i]
-            info = reader.check(f.code) if reader else None
+        frames = st.frames[:min(st.depth, len(st.frames))]
+        infos = reader.check_many([f.code for f in frames]) if reader else [None] * len(frames)
+        for f, info in zip(frames, infos):
             if info is None:
                 frame = Frame(f"{GONE_PREFIX}{f.code:#x}]", "python", address=f.code)
             else:

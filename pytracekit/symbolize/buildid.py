@@ -122,10 +122,21 @@ class BuildIdSymbolizer:
 
     def user_stack(self, stack_map: Any, stack_id: int, stack_hash: int,
                    pid: int) -> list[Frame]:
-        """A user stack of a ptk_ustack.h key: unwound (a hash) or stored here."""
+        """A user stack of a ptk_ustack.h key: unwound (a hash in `ustacks`), a
+        frame-pointer walk (a hash in `stack_map`, USTACK_LAYOUT 2) or an id
+        in a build-id stack map."""
         if stack_hash:
-            return self.unwound(stack_hash, pid)
+            return self.unwound(stack_hash, pid) or self.hashed(stack_map, stack_hash, pid)
         return self.stack(stack_map, stack_id, pid)
+
+    def hashed(self, table: Any, stack_hash: int, pid: int) -> list[Frame]:
+        """Frames of a frame-pointer walk stored under its hash, leaf first."""
+        try:
+            value = table[table.Key(stack_hash)]
+        except (KeyError, TypeError):
+            return []
+        return [self.frame(entry, pid) for entry in value.frames[:value.len]
+                if entry.status != _EMPTY]
 
     def stack(self, stack_map: Any, stack_id: int, pid: int) -> list[Frame]:
         """Frames of one stored stack, leaf first; [] for a negative (missing) id."""

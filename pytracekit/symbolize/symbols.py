@@ -527,6 +527,8 @@ class Symbolizer:
         # stack hash -> (its frames, how many unnamed), for stacks of module frames only
         self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
         self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
+        # frame-pointer walks by hash (ptk_ustack.h USTACK_LAYOUT 1: addresses)
+        self.fp_ustacks: Any = None
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -675,13 +677,19 @@ class Symbolizer:
         from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame
         raw = self._ustack_cache.get(stack_hash)
         if raw is None:
-            try:
-                value = self.ustacks[self.ustacks.Key(stack_hash)]
-            except (KeyError, TypeError):
+            for table in (self.ustacks, self.fp_ustacks):
+                try:
+                    value = table[table.Key(stack_hash)]
+                except (KeyError, TypeError, AttributeError):
+                    continue
+                # a frame-pointer walk's absolute addresses (process not loaded
+                # yet; fp_ustacks has no flags: all are)
+                fallback = getattr(value, "flags", USTACK_FALLBACK) & USTACK_FALLBACK
+                raw = self._ustack_cache[stack_hash] = (tuple(value.frames[:value.len]),
+                                                        fallback)
+                break
+            else:
                 return []
-            fallback = value.flags & USTACK_FALLBACK
-            # a frame-pointer walk's absolute addresses (process not loaded yet)
-            raw = self._ustack_cache[stack_hash] = (tuple(value.frames[:value.len]), fallback)
         raw, fallback = raw
         if fallback:
             return above_start_dropped([self.user(a, pid) for a in raw])

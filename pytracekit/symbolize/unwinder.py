@@ -15,10 +15,12 @@ named after the process is gone.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import signal
 import struct
 import time
+from array import array
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,6 +47,23 @@ class Module:
     n_rows: int = 0      # 0: no table in the kernel (frame-pointer steps there)
 
 
+def _mapped(fd: int, size: int) -> "mmap.mmap | None":
+    """The array map's values as writable memory (BPF_F_MMAPABLE), else None."""
+    try:
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError):
+        return None
+
+
+def _stopped(pid: int) -> bool:
+    """The process is stopped (state T in /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError):
+        return False
+
+
 def split_frame(frame: int) -> tuple[int, int]:
     """(module_id, vaddr) of a stored frame; module_id 0: an absolute address."""
     return frame >> MODULE_SHIFT, frame & VADDR_MASK
@@ -63,8 +82,11 @@ class Unwinder:
         self.rows = prog["unwind_rows"]
         self.module_table = prog["unwind_modules"]
         self.proc_maps = prog["proc_maps"]
+        self.hold_tree = prog["hold_tree"]
+        self.entry_held = prog["entry_held"]
         self.maps = prog["unwind_maps"]
         self.row_capacity = self.rows.max_entries
+        self.rows_memory = _mapped(self.rows.map_fd, self.row_capacity * ROW.size)
         self.slot_count = self.maps.max_entries // MAX_MAPS
         self.next_row = 0
         self.modules: dict[str, Module] = {}      # build id (or path) -> module
@@ -74,10 +96,11 @@ class Unwinder:
         self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
         self.last_miss: dict[int, tuple[float, float]] = {}   # pid -> (when, interval)
         self.pending: dict[int, None] = {}        # pids to load, oldest first
-        self.stopped: set[int] = set()            # held at their entry point (see continue_)
-        self.entry_pid = 0                        # the command armed to stop at its entry
+        self.stopped: set[int] = set()            # held (see hold_command, continue_)
+        self.entry_pid = 0                        # the command, armed to be held
         # called with the pid of a process stopped at its entry, before it goes on
         self.entry_hooks: list[Callable[[int], None]] = []
+        self.holds = 0                            # continue_() calls (--verbose)
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
 
@@ -89,7 +112,7 @@ class Unwinder:
                 f"without a table (frame-pointer steps): {st['no_table']} no CFI, "
                 f"{st['table_full']} rows full; {st['too_many_maps']} processes over "
                 f"{MAX_MAPS} mappings, {st['no_slot']} without a slot, "
-                f"{st.get('errors', 0)} write errors")
+                f"{st.get('errors', 0)} write errors; {self.holds} holds")
 
     # -- modules --------------------------------------------------------------
     def module(self, module_id: int) -> Module | None:
@@ -128,9 +151,12 @@ class Unwinder:
             self.stats["table_full"] += 1
             return
         first = self.next_row
-        keys = (self.rows.Key * n)(*range(first, first + n))   # plain ints: no Key objects
-        values = (self.rows.Leaf * n).from_buffer_copy(data)
-        self.rows.items_update_batch(keys, values)
+        if self.rows_memory is not None:
+            self.rows_memory[first * ROW.size:(first + n) * ROW.size] = data
+        else:
+            keys = (self.rows.Key * n).from_buffer_copy(array("I", range(first, first + n)))
+            values = (self.rows.Leaf * n).from_buffer_copy(data)
+            self.rows.items_update_batch(keys, values)
         self.next_row += n
         mod.first_row, mod.n_rows = first, n
         key = self.module_table.Key(mod.module_id)
@@ -228,24 +254,30 @@ class Unwinder:
                 self.free_slots.append(self.slots.pop(pid))
                 self.loaded.pop(pid, None)
 
-    def stop_command_at_entry(self, prog: Any, executable: str, pid: int) -> bool:
-        """Have the held command stop at its executable's entry point (its
-        libraries are mapped by then) until continue_() has loaded it."""
-        entry = entry_point(executable)
-        if not entry:
-            return False
-        prog.attach_uprobe(executable, "ptk_stop_at_entry", address=entry)
+    def hold_command(self, prog: Any, executable: str, pid: int) -> None:
+        """Have the held command, and every program its process tree runs,
+        stop once its libraries are mapped (ld.so) or at its entry point (a
+        static executable) until continue_() has loaded its mappings."""
         self.entry_pid = pid
-        return True
+        self.hold_tree[self.hold_tree.Key(pid)] = self.hold_tree.Leaf(1)
+        ldso = hold_in_ldso(prog)
+        interp = interpreter(executable) if executable else ""
+        if ldso and interp and os.path.realpath(interp) == ldso:
+            return
+        entry = entry_point(executable) if executable else 0
+        if entry:   # static, or another ld.so than ours: its first program at least
+            prog.attach_uprobe(executable, "ptk_stop_at_entry", address=entry)
 
-    def continue_(self, pid: int) -> None:
-        """A command stopped at its entry: load it now, then let it run."""
+    def continue_(self, pid: int, first: bool = True) -> None:
+        """A process held (its libraries mapped): load it now, then let it
+        run; `first`: the first hold of its program (the hooks run then)."""
         self.stopped.add(pid)
+        self.holds += 1
         try:
             self.users.refresh(pid)
             self.loaded.pop(pid, None)
             self.load(pid)
-            for hook in self.entry_hooks:
+            for hook in self.entry_hooks if first else ():
                 hook(pid)
         finally:
             self.entry_pid = 0 if pid == self.entry_pid else self.entry_pid
@@ -263,6 +295,23 @@ class Unwinder:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+    def release_all(self) -> None:
+        """On the way out: no more holds (the tree is emptied), and every
+        process a hold stopped that nobody continued (held after the last
+        poll: an exec or dlopen while the tool read its maps) goes on."""
+        self.release_stopped()
+        try:
+            self.hold_tree.clear()
+            held = [k.value for k in self.entry_held.keys()]
+        except Exception:   # BCC raises bare Exception when bpf(2) refuses
+            return
+        for pid in held:
+            if _stopped(pid):
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
 
     def on_miss(self, pid: int) -> bool:
         """A pc outside pid's known mappings (dlopen since): snapshot again,
@@ -300,14 +349,35 @@ def setup_unwinder(prog: Any, symbolizer: Any, *, command: tuple[str, ...] = (),
     if command:
         modules = likely_modules(command[0])
         unwinder.preload(modules)
-        if modules:
-            unwinder.stop_command_at_entry(prog, modules[0], command_pid)
+        if command_pid:
+            unwinder.hold_command(prog, modules[0] if modules else "", command_pid)
     else:
         for pid in pids:
             symbolizer.remember(pid)
             unwinder.load(pid)
     symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
     return unwinder
+
+
+def hold_in_ldso(prog: Any) -> str:
+    """Attach ptk_stop_in_ldso to our dynamic loader's _dl_debug_state (the
+    debugger's hook, called with r_debug.r_state RT_CONSISTENT once a
+    program's libraries are mapped, and after each dlopen); its path, or ""
+    when it has no such symbols."""
+    from .elfsyms import load_image
+    ldso = next((p for p in likely_modules("") if os.path.basename(p).startswith("ld-linux")), "")
+    image = load_image(ldso) if ldso else None
+    if image is None:
+        return ""
+    syms = image.symbols({"_dl_debug_state", "_r_debug"})
+    if "_dl_debug_state" not in syms or "_r_debug" not in syms:
+        return ""
+    func, r_debug = syms["_dl_debug_state"][0], syms["_r_debug"][0]
+    table = prog["ldso_r_state"]
+    r_state = r_debug + 24   # struct r_debug: int, link_map *, r_brk, then r_state
+    table[table.Key(0)] = table.Leaf(r_state - (func & ~0xFFF))
+    prog.attach_uprobe(ldso, "ptk_stop_in_ldso", address=func)
+    return ldso
 
 
 def read_miss(data: int) -> int:
@@ -334,6 +404,19 @@ def likely_modules(program: str) -> list[str]:
     except OSError:
         pass
     return paths
+
+
+def interpreter(path: str) -> str:
+    """PT_INTERP of an ELF executable ("" for a static one or anything else)."""
+    from .elfsyms import load_image
+    image = load_image(path)
+    if image is None:
+        return ""
+    for seg in image.program_headers:
+        if seg.type == 3:   # PT_INTERP
+            raw = bytes(image.data[seg.offset:seg.offset + seg.filesz])
+            return raw.rstrip(b"\0").decode(errors="replace")
+    return ""
 
 
 def entry_point(path: str) -> int:

@@ -129,6 +129,8 @@ def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int |
     symbolizer = Symbolizer(prog.bpf, show_module=show_offsets, show_offset=show_offsets)
     if kernel:
         symbolizer.kstacks = prog["kstacks"]
+    else:   # frame-pointer walks by hash (ptk_ustack.h)
+        symbolizer.fp_ustacks = prog["user_stacks"]
     unwinding = None
     try:
         require_alive(pid)

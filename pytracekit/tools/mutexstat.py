@@ -121,6 +121,7 @@ def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
         "FILTER_PID": pid, **ustacks.defines(unwind, user=True, storage=16384,
                                              command_pid=pid if command else 0)})
     symbolizer = Symbolizer(prog.bpf, show_module=show_offsets, show_offset=show_offsets)
+    symbolizer.fp_ustacks = prog["user_stacks"]   # frame-pointer walks by hash (ptk_ustack.h)
     try:
         require_alive(pid)
         unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
