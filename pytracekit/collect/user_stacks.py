@@ -64,7 +64,7 @@ class EventUnwinding:
         try:
             poll = watch_new_pids(prog, symbolizer, unwinder=unwinder)
         except BaseException:
-            unwinder.release_all()
+            unwinder.close()
             raise
         return cls(unwinder, poll)
 
@@ -72,7 +72,7 @@ class EventUnwinding:
         self.poll_rings(timeout_ms)
 
     def close(self) -> None:
-        self.unwinder.release_all()
+        self.unwinder.close()
         from ..engine import settings
         if settings.current().verbose:   # what was loaded, as profile says it
             import sys

@@ -305,7 +305,7 @@ class StackSession(ProgramSession):
     def close(self) -> None:
         unwinder = getattr(self.symbolizer, "unwinder", None)
         if unwinder is not None:
-            unwinder.release_all()   # never leave a process of the command stopped
+            unwinder.close()   # never leave a process of the command stopped
             from ..engine import settings
             if settings.current().verbose:
                 print(unwinder.summary(), file=sys.stderr)

@@ -296,6 +296,14 @@ class Unwinder:
             except ProcessLookupError:
                 pass
 
+    def close(self) -> None:
+        """The end of the run: every hold released (release_all), and the
+        rows' mapping unmapped (Python's mmap keeps a dup of the map's fd)."""
+        self.release_all()
+        if self.rows_memory is not None:
+            self.rows_memory.close()
+            self.rows_memory = None
+
     def release_all(self) -> None:
         """On the way out: no more holds (the tree is emptied), and every
         process a hold stopped that nobody continued (held after the last
