@@ -103,6 +103,15 @@ def _btf() -> bytes:
     return header + types + strings
 
 
+def bcc_prog_name(func_name: bytes) -> bytes:
+    """The name BCC gives a loaded function: its autoload prefix dropped, 15 bytes."""
+    for prefix in (b"kprobe__", b"kretprobe__", b"tracepoint__", b"raw_tracepoint__"):
+        if func_name.startswith(prefix):
+            func_name = func_name[len(prefix):]
+            break
+    return func_name[:15]
+
+
 def prog_load(prog_type: int, name: bytes, linked: tuple[bytes, bytes], license: bytes,
               kern_version: int, attach_type: int = -1) -> tuple[int, int, str]:
     """bpfsys.prog_load of a linked program, with its BTF: (fd, errno, log)."""
@@ -144,7 +153,6 @@ def linking_bpf() -> type:
             linked = linked_functions(self.dump_func, names, func_name)
             if linked is None or device is not None:
                 return super().load_func(func_name, prog_type, device, attach_type)
-            from .progcache import bcc_prog_name
             fd, err, log = prog_load(prog_type, bcc_prog_name(func_name), linked,
                                      lib.bpf_module_license(self.module),
                                      lib.bpf_module_kern_version(self.module), attach_type)

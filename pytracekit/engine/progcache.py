@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import settings
+from .bpfloop import bcc_prog_name
 
 FORMAT = 1
 DISABLE_ENV = "PYTRACEKIT_NO_PROGRAM_CACHE"
@@ -334,15 +335,6 @@ def _fill(bpf: Any, entry: dict[str, Any]) -> None:
         bpf._insns[name.encode()] = _patched(base64.b64decode(text), fd_map)
     bpf._license = entry["license"].encode()
     bpf._kern_version = entry["kern_version"]
-
-
-def bcc_prog_name(func_name: bytes) -> bytes:
-    """The name BCC gives a loaded function: its autoload prefix dropped, 15 bytes."""
-    for prefix in (b"kprobe__", b"kretprobe__", b"tracepoint__", b"raw_tracepoint__"):
-        if func_name.startswith(prefix):
-            func_name = func_name[len(prefix):]
-            break
-    return func_name[:15]
 
 
 class _table_facts:
