@@ -40,7 +40,6 @@ struct off_start {
 /* LRU: threads that exit while switched out never come back to delete theirs */
 BPF_TABLE("lru_hash", u32, struct off_start, start, 32768);
 BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);   /* nanoseconds */
-BPF_ARRAY(late_ends, u64, 1);   /* blocks closed at the next switch-out (see sched_switch) */
 
 #if PYTHON_STACKS
 #include "ptk_python.h"
@@ -68,7 +67,7 @@ PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
     return true;
 }
 
-/* Add a block that ended at `end` to its stack's total. */
+/* A block that ended at `end`: its time added to its stacks' total. */
 PTK_INLINE void charge(struct off_start *s, u32 tid, u64 end)
 {
     struct ptk_stack_key key = s->key;
@@ -95,18 +94,12 @@ PTK_INLINE void charge(struct off_start *s, u32 tid, u64 end)
         ptk_count_loss(PTK_MAP_FULL);
 }
 
-/* The CPU time of `task`'s current run: since the scheduler last picked it
- * (set_next_entity keeps sum_exec_runtime there), up to now (pick_next_task
- * has accounted it by the time sched_switch fires). */
-PTK_INLINE u64 run_ns(struct task_struct *task)
-{
-    u64 sum = 0, at_pick = 0;
-    bpf_probe_read_kernel(&sum, sizeof(sum),
-                          (void *)task + __builtin_offsetof(struct task_struct, se.sum_exec_runtime));
-    bpf_probe_read_kernel(&at_pick, sizeof(at_pick), (void *)task +
-                          __builtin_offsetof(struct task_struct, se.prev_sum_exec_runtime));
-    return sum > at_pick ? sum - at_pick : 0;
-}
+/* Not every switch reaches the tracepoint: while some tasks are on a CPU (on
+ * these VMs the VM agent's threads) none fires, so a thread can be switched
+ * in unseen. It is then switched out (seen) with its last block still open:
+ * that block ended after this CPU's last traced switch, where it is closed
+ * (short by the unseen task's run), not overwritten and lost. */
+BPF_PERCPU_ARRAY(cpu_switched, u64, 1);   /* when this CPU's last traced switch was */
 
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
@@ -119,22 +112,19 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&prev_tid, sizeof(prev_tid), &prev->pid);
     bpf_probe_read_kernel(&prev_tgid, sizeof(prev_tgid), &prev->tgid);
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
-    u64 now = bpf_ktime_get_ns();
-
-    /* A thread going off CPU (or exiting) whose last block is still open:
-     * the sched_switch that put it back on a CPU never reached this program
-     * (seen under load: a new Python thread's first sleep was lost, about 1
-     * run in 20, with no loss counted). That block ended when this run began. */
-    struct off_start *open = start.lookup(&prev_tid);
-    if (open) {
-        charge(open, prev_tid, now - run_ns(prev));
-        start.delete(&prev_tid);
-        u32 slot = 0;
-        u64 *late = late_ends.lookup(&slot);
-        if (late)
-            __sync_fetch_and_add(late, 1);
+    u64 now = bpf_ktime_get_ns(), cpu_last = 0;
+    u32 zero_idx = 0;
+    u64 *switched = cpu_switched.lookup(&zero_idx);
+    if (switched) {
+        cpu_last = *switched;
+        *switched = now;
     }
 
+    struct off_start *open = start.lookup(&prev_tid);
+    if (open) {          /* switched in unseen */
+        charge(open, prev_tid, cpu_last);
+        start.delete(&prev_tid);
+    }
     if (wanted(prev, prev_tgid, prev_tid, prev_state)) {
         struct off_start s = { .ts = now };
         ptk_current_stack(&s.key, ctx);
@@ -147,8 +137,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     struct off_start *s = start.lookup(&next_tid);
     if (!s)
         return 0;
-    struct off_start copy = *s;
+    charge(s, next_tid, now);
     start.delete(&next_tid);
-    charge(&copy, next_tid, now);
     return 0;
 }

@@ -19,7 +19,6 @@ from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
 from ..collect.stack_maps import stack_path
 from ..families import python_stacks as pysampling
-from ..engine import settings
 from ..engine.runner import announce, run_until_done
 
 DRY_RUN_ARGS = ["1"]
@@ -245,15 +244,6 @@ STACKS_TAKEN_AT = {"offcputime": "blocks", "offwaketime": "blocks and wakeups",
                    "wakeuptime": "wakeups"}
 
 
-def late_ends(session: stacktools.StackSession) -> int:
-    """offcputime's blocks closed at their thread's next switch-out (bpf/offcputime.bpf.c)."""
-    try:
-        table = session.prog["late_ends"]
-    except KeyError:
-        return 0
-    return table[table.Key(0)].value
-
-
 def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids, tids, command,
                    user_only, kernel_only, duration, *, folded, as_json, top, output, fmt,
                    text=None) -> None:
@@ -265,10 +255,6 @@ def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids,
                                              kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
-        late = late_ends(session)
-        if late and settings.current().verbose:
-            print(f"{tool}: {late} blocks ended unseen (the switch back in did not reach the "
-                  "program): closed when their thread next left the CPU", file=sys.stderr)
         if getattr(session, "python", None) is not None:   # Python frames were on
             note = session.python.summary_line(STACKS_TAKEN_AT[tool])
     finally:
