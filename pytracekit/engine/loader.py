@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from . import bpfloop, progcache, settings
+from . import progcache, settings
 from ..errors import (CompileError, DryRunComplete, EbpfPrinted, NotFoundError,
                       NotSupportedError, PrivilegeError, PytracekitError, VerifierError, tail)
 from ..model import LossReport
@@ -276,8 +276,9 @@ class Program:
             if self.bpf is None:
                 try:
                     _clear_errno()
-                    self.bpf = bpfloop.linking_bpf()(text=text.encode(), cflags=cflags,
-                                                     usdt_contexts=self.usdt)
+                    from .bpfloop import linking_bpf   # bcc.BPF that links bpf_loop callbacks
+                    self.bpf = linking_bpf()(text=text.encode(), cflags=cflags,
+                                             usdt_contexts=self.usdt)
                 except Exception as exc:  # BCC raises bare Exception
                     self.bpf = None
                     self._cache_entry = None
