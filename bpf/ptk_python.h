@@ -64,8 +64,19 @@ struct ptk_py_stack {
     struct ptk_py_frame frames[PY_MAX_FRAMES];
 };
 
+/* The frame walk's state between bpf_loop steps; offsets are relative to
+ * the frame block (block_start). */
+struct ptk_py_walk {
+    u64 frame;               /* next frame to visit; 0: done */
+    u64 adaptive;            /* 3.11+: the code object's offset of its instructions */
+    u16 block_start, block_len, count_len;
+    u16 code, previous, lasti, instr_ptr, is_entry, owner;
+    u8 has_lasti, has_owner, has_entry, minor;
+};
+
 struct ptk_py_scratch {
     struct ptk_py_stack stack;
+    struct ptk_py_walk walk;
     u8 block[PY_BLOCK + 24];   /* field reads are masked to & 127: an 8-byte read stays inside */
 };
 
@@ -117,8 +128,7 @@ PTK_INLINE void ptk_py_event(u32 kind, u32 pid, u64 stack_id)
 #define PYL(proc, f) ((u64)(proc)->layout[PYL_##f])
 #define PY_HAS(proc, f) ((proc)->layout[PYL_##f] != PY_ABSENT)
 /* a field of the frame block read last */
-#define PY_BLK(s, proc, type, f) \
-    (*(type *)((s)->block + ((PYL(proc, f) - (proc)->block_start) & 127)))
+#define PY_WBLK(s, type, off) (*(type *)((s)->block + ((off) & 127)))
 
 /* The process's entry; a new (or exec'd) process gets a pending one and is
  * announced. NULL unless user space found CPython in it. An entry with mm 0
@@ -238,6 +248,59 @@ PTK_INLINE u64 ptk_python_leaf_code(u32 pid, u32 tid)
     return 0;
 }
 
+/* One step of the frame walk, run by bpf_loop (the verifier checks it once,
+ * not once per frame as an unrolled loop: issue 13's launch time). Its state
+ * is in the per-CPU scratch; user space links it to the bpf_loop call
+ * (pytracekit/engine/bpfloop.py: BCC does not relocate a callback's
+ * address). Up to PY_MAX_FRAMES frames are recorded, the rest counted in
+ * `truncated`. Returns 1 to stop. */
+long bpf_loop_cb__py_step(void *unused)
+{
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s || !s->walk.frame)
+        return 1;
+    struct ptk_py_walk *w = &s->walk;
+    struct ptk_py_stack *st = &s->stack;
+    u32 len = w->block_len & (PY_BLOCK - 1);   /* <= PY_BLOCK by construction */
+    if (st->depth >= PY_MAX_FRAMES)
+        len = w->count_len & (PY_BLOCK - 1);   /* only `previous` and `owner` */
+    if (bpf_probe_read_user(s->block, len, (void *)(w->frame + w->block_start))) {
+        if (st->depth < PY_MAX_FRAMES)
+            ptk_py_stat(PY_STAT_READ_FAULT);
+        w->frame = 0;
+        return 1;
+    }
+    u64 code = PY_WBLK(s, u64, w->code);
+    w->frame = PY_WBLK(s, u64, w->previous);
+    bool shim = w->has_owner && PY_WBLK(s, u8, w->owner) == PY_OWNED_BY_CSTACK;
+    if (st->depth >= PY_MAX_FRAMES) {
+        if (!shim)
+            st->truncated++;
+        return 0;
+    }
+    if (shim) {   /* the frame before it was an eval call's outermost */
+        if (st->depth > 0)
+            st->frames[(st->depth - 1) & (PY_MAX_FRAMES - 1)].flags |= PY_FRAME_BOUNDARY;
+        return 0;
+    }
+    struct ptk_py_frame *f = &st->frames[st->depth & (PY_MAX_FRAMES - 1)];
+    f->code = code;
+    if (w->has_lasti) {      /* 3.8-3.10: one eval call per frame; 3.10 counts code units */
+        s32 lasti = PY_WBLK(s, s32, w->lasti);
+        f->offset = w->minor == 10 ? lasti * 2 : lasti;
+        f->flags = PY_FRAME_BOUNDARY;
+    } else {
+        f->offset = (s32)(PY_WBLK(s, u64, w->instr_ptr) - (code + w->adaptive));
+        f->flags = w->has_entry && PY_WBLK(s, u8, w->is_entry) ? PY_FRAME_BOUNDARY : 0;
+    }
+    st->depth++;
+    return 0;
+}
+
+/* A frame field's offset within the frame block, or 0 when absent (never read then). */
+#define PY_BOFF(proc, f) (PY_HAS(proc, f) ? (u16)(PYL(proc, f) - (proc)->block_start) : 0)
+
 /* The current thread's Python stack stored in py_stacks; its id, or 0 when
  * the process is not (yet) Python or the thread has no Python state. */
 PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
@@ -246,57 +309,37 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
     if (!proc)
         return 0;
     u64 frame = ptk_py_current_frame(proc, tid);
+    if (!frame)
+        return 0;
 
     u32 zero = 0;
     struct ptk_py_scratch *s = py_scratch.lookup(&zero);
     if (!s)
         return 0;
-    bool has_lasti = PY_HAS(proc, FRAME_LASTI), has_owner = PY_HAS(proc, FRAME_OWNER);
-    bool has_entry = PY_HAS(proc, FRAME_IS_ENTRY);
-    u64 adaptive = PYL(proc, CODE_ADAPTIVE);
-    /* The counts live in the map value, not in registers: the verifier then
-     * does not track each (iteration, depth) pair apart, which would multiply
-     * the states it explores (shim frames make depth lag the iteration). */
+    struct ptk_py_walk *w = &s->walk;
+    w->frame = frame;
+    w->adaptive = PYL(proc, CODE_ADAPTIVE);
+    w->block_start = proc->block_start;
+    w->block_len = proc->block_len;
+    w->code = PY_BOFF(proc, FRAME_CODE);
+    w->previous = PY_BOFF(proc, FRAME_PREVIOUS);
+    w->lasti = PY_BOFF(proc, FRAME_LASTI);
+    w->instr_ptr = PY_BOFF(proc, FRAME_INSTR_PTR);
+    w->is_entry = PY_BOFF(proc, FRAME_IS_ENTRY);
+    w->owner = PY_BOFF(proc, FRAME_OWNER);
+    w->has_lasti = PY_HAS(proc, FRAME_LASTI);
+    w->has_owner = PY_HAS(proc, FRAME_OWNER);
+    w->has_entry = PY_HAS(proc, FRAME_IS_ENTRY);
+    w->minor = proc->minor;
+    /* counting needs the bytes up to the later of `previous` and `owner` */
+    u16 count_len = w->previous + 8;
+    if (w->has_owner && w->owner + 1 > count_len)
+        count_len = w->owner + 1;
+    w->count_len = count_len > w->block_len ? w->block_len : count_len;
     struct ptk_py_stack *st = &s->stack;
     st->depth = 0;
     st->truncated = 0;
-    for (int i = 0; i < PY_MAX_VISITS; i++) {
-        if (!frame || st->depth >= PY_MAX_FRAMES)
-            break;
-        u32 len = proc->block_len & (PY_BLOCK - 1);   /* <= PY_BLOCK by construction */
-        if (bpf_probe_read_user(s->block, len, (void *)(frame + proc->block_start))) {
-            ptk_py_stat(PY_STAT_READ_FAULT);
-            frame = 0;
-            break;
-        }
-        u64 code = PY_BLK(s, proc, u64, FRAME_CODE);
-        u64 previous = PY_BLK(s, proc, u64, FRAME_PREVIOUS);
-        frame = previous;
-        if (has_owner && PY_BLK(s, proc, u8, FRAME_OWNER) == PY_OWNED_BY_CSTACK) {
-            /* a shim frame: the frame before it was an eval call's outermost */
-            if (st->depth > 0)
-                st->frames[(st->depth - 1) & (PY_MAX_FRAMES - 1)].flags |= PY_FRAME_BOUNDARY;
-            continue;
-        }
-        struct ptk_py_frame *f = &st->frames[st->depth & (PY_MAX_FRAMES - 1)];
-        f->code = code;
-        if (has_lasti) {      /* 3.8-3.10: one eval call per frame; 3.10 counts code units */
-            s32 lasti = PY_BLK(s, proc, s32, FRAME_LASTI);
-            f->offset = proc->minor == 10 ? lasti * 2 : lasti;
-            f->flags = PY_FRAME_BOUNDARY;
-        } else {
-            f->offset = (s32)(PY_BLK(s, proc, u64, FRAME_INSTR_PTR) - (code + adaptive));
-            f->flags = has_entry && PY_BLK(s, proc, u8, FRAME_IS_ENTRY) ? PY_FRAME_BOUNDARY : 0;
-        }
-        st->depth++;
-    }
-    for (int i = 0; i < PY_MAX_EXTRA; i++) {
-        if (!frame)
-            break;
-        if (!has_owner || (u8)ptk_py_u64(frame + PYL(proc, FRAME_OWNER)) != PY_OWNED_BY_CSTACK)
-            st->truncated++;
-        frame = ptk_py_u64(frame + PYL(proc, FRAME_PREVIOUS));
-    }
+    bpf_loop(PY_MAX_VISITS + PY_MAX_EXTRA, bpf_loop_cb__py_step, 0, 0);
     if (!st->depth)
         return 0;
     st->pid = pid;

@@ -139,11 +139,14 @@ def test_first_block_of_a_command_has_python_frames(interpreter, tmp_path_factor
         (charged, slept, stderr)
 
 
-@pytest.mark.xfail(strict=False, reason="open defect: in 1 of about 20 loaded runs (Debian "
-                   "3.11) one thread's first block lacked its Python stack, no loss counted")
 @pytest.mark.root
 @pytest.mark.parametrize("interpreter", ["debian-3.11", "pyenv-3.13"])
 def test_first_block_of_each_new_thread_has_python_frames(interpreter, tmp_path_factory):
+    """Each thread's one 100-ms sleep, charged whole to first_block. Under load,
+    about 1 run in 20 lost one of them entirely (not merely its Python frames):
+    the sched_switch that put the thread back on a CPU never reached the
+    program (its wakeup and its exit did), so the block stayed open. The block
+    is now closed when the thread next leaves the CPU (bpf/offcputime.bpf.c)."""
     charged, slept, stderr = _starts_run(interpreter, tmp_path_factory)
     assert abs(charged["first_block"] - slept["first_block"]) <= 0.1 * slept["first_block"], \
         (charged, slept, stderr)

@@ -292,7 +292,9 @@ class Program:
             if self.bpf is None:
                 try:
                     _clear_errno()
-                    self.bpf = bcc.BPF(text=text.encode(), cflags=cflags, usdt_contexts=self.usdt)
+                    from .bpfloop import linking_bpf   # bcc.BPF that links bpf_loop callbacks
+                    self.bpf = linking_bpf()(text=text.encode(), cflags=cflags,
+                                             usdt_contexts=self.usdt)
                 except Exception as exc:  # BCC raises bare Exception
                     self.bpf = None
                     self._cache_entry = None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import settings
+from .bpfloop import bcc_prog_name
 
 FORMAT = 1
 DISABLE_ENV = "PYTRACEKIT_NO_PROGRAM_CACHE"
@@ -231,9 +232,15 @@ def cached_bpf(entry: dict[str, Any], usdt_contexts: list[Any]) -> Any:
                 self.funcs[func_name] = preloaded
                 return preloaded
             from ..kernel import bpfsys
-            fd, err, log = bpfsys.prog_load(prog_type, _bcc_prog_name(func_name),
-                                            self._insns[func_name], self._license,
-                                            self._kern_version, attach_type)
+            from . import bpfloop
+            linked = bpfloop.linked_functions(self.dump_func, list(self._insns), func_name)
+            if linked is not None:
+                fd, err, log = bpfloop.prog_load(prog_type, bcc_prog_name(func_name), linked,
+                                                 self._license, self._kern_version, attach_type)
+            else:
+                fd, err, log = bpfsys.prog_load(prog_type, bcc_prog_name(func_name),
+                                                self._insns[func_name], self._license,
+                                                self._kern_version, attach_type)
             if fd < 0:
                 if log:   # to fd 2, where libbcc writes it: the loader captures it there
                     os.write(2, log.encode(errors="replace"))
@@ -328,15 +335,6 @@ def _fill(bpf: Any, entry: dict[str, Any]) -> None:
         bpf._insns[name.encode()] = _patched(base64.b64decode(text), fd_map)
     bpf._license = entry["license"].encode()
     bpf._kern_version = entry["kern_version"]
-
-
-def _bcc_prog_name(func_name: bytes) -> bytes:
-    """The name BCC gives a loaded function: its autoload prefix dropped, 15 bytes."""
-    for prefix in (b"kprobe__", b"kretprobe__", b"tracepoint__", b"raw_tracepoint__"):
-        if func_name.startswith(prefix):
-            func_name = func_name[len(prefix):]
-            break
-    return func_name[:15]
 
 
 class _table_facts:

@@ -14,6 +14,7 @@ import struct
 SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "s390x": 351, "ppc64le": 361, "riscv64": 280}
 MAP_CREATE = 0
 PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, TASK_FD_QUERY, LINK_CREATE = 5, 13, 15, 20, 28
+BTF_LOAD = 18
 # enum bpf_task_fd_type
 FD_TYPES = ("raw_tracepoint", "tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe")
 PROG_TYPE_KPROBE, PROG_TYPE_TRACING, TRACE_FENTRY = 2, 26, 24
@@ -49,9 +50,12 @@ def _load_empty(prog_type: int, expected_attach_type: int, attach_btf_id: int = 
 
 
 def prog_load(prog_type: int, name: bytes, insns: bytes, license: bytes, kern_version: int,
-              expected_attach_type: int = -1) -> tuple[int, int, str]:
-    """BPF_PROG_LOAD of ready instructions (the program cache): (fd, errno,
-    verifier log, only on failure: the load is retried with a log then)."""
+              expected_attach_type: int = -1, func_info: tuple[int, bytes] | None = None
+              ) -> tuple[int, int, str]:
+    """BPF_PROG_LOAD of ready instructions (the program cache, bpf_loop
+    callbacks): (fd, errno, verifier log, only on failure: the load is retried
+    with a log then). `func_info`: (BTF fd, bpf_func_info records) for a
+    program with subprograms (engine/bpfloop.py)."""
     c_insns = ctypes.create_string_buffer(insns, len(insns))
     c_license = ctypes.create_string_buffer(license)
     attr = (ctypes.c_char * _ATTR_SIZE)()
@@ -60,6 +64,11 @@ def prog_load(prog_type: int, name: bytes, insns: bytes, license: bytes, kern_ve
     struct.pack_into("I", attr, 40, kern_version)
     struct.pack_into("16s", attr, 48, name[:15])
     struct.pack_into("I", attr, 68, max(expected_attach_type, 0))
+    if func_info is not None:   # prog_btf_fd, func_info_rec_size, func_info, func_info_cnt
+        btf_fd, records = func_info
+        c_records = ctypes.create_string_buffer(records, len(records))
+        struct.pack_into("IIQI", attr, 72, btf_fd, 8, ctypes.addressof(c_records),
+                         len(records) // 8)
     fd, err = bpf(PROG_LOAD, attr)
     if fd >= 0:
         return fd, 0, ""
@@ -69,6 +78,14 @@ def prog_load(prog_type: int, name: bytes, insns: bytes, license: bytes, kern_ve
     if fd2 >= 0:
         os.close(fd2)
     return -1, err, log.value.decode(errors="replace")
+
+
+def btf_load(blob: bytes) -> tuple[int, int]:
+    """BPF_BTF_LOAD of a BTF blob: (fd, errno)."""
+    c_blob = ctypes.create_string_buffer(blob, len(blob))
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("QQI", attr, 0, ctypes.addressof(c_blob), 0, len(blob))
+    return bpf(BTF_LOAD, attr)
 
 
 def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, flags: int,
