@@ -284,7 +284,7 @@ class Program:
         with _environ("BCC_KERNEL_SOURCE", str(tree.source)), captured_stderr(self.name) as log, \
                 _working_directory(header_dir):
             # after BCC_KERNEL_SOURCE is set and tracefs is mounted; LLVM only when compiling
-            bcc = bccload.import_bcc()
+            bccload.import_bcc()
             _fix_uprobe_ref_ctr_offset()
             startup.mark(f"{self.name}: bcc imported")
             self.bpf = self._from_cache(text, cflags, header_dir)
