@@ -143,7 +143,21 @@ class Output:
         print(message, file=sys.stderr, flush=True)
 
 
-class JsonOutput(Output):
+class _ForPrograms(Output):
+    """A form read by programs: no lines for people, no opening line, never a
+    screen redrawn in place."""
+
+    def redraws(self) -> bool:
+        return False
+
+    def line(self, text: str = "") -> None:
+        pass
+
+    def opening(self, message: str) -> None:
+        pass
+
+
+class JsonOutput(_ForPrograms):
     """JSON lines: one object per line (each tool's schema in pytracekit/schemas)."""
 
     form = "json"
@@ -151,32 +165,14 @@ class JsonOutput(Output):
     def _lines_of(self, text: Text, json: Json, folded: Text) -> list[str]:
         return [jsonl.dumps(obj) for obj in _objects(json)]
 
-    def redraws(self) -> bool:
-        return False
 
-    def line(self, text: str = "") -> None:
-        pass
-
-    def opening(self, message: str) -> None:
-        pass
-
-
-class FoldedOutput(Output):
+class FoldedOutput(_ForPrograms):
     """Folded stacks (flamegraph.pl input); records without a folded form as text."""
 
     form = "folded"
 
     def _lines_of(self, text: Text, json: Json, folded: Text) -> list[str]:
         return _lines(folded) if folded is not None else _lines(text)
-
-    def redraws(self) -> bool:
-        return False
-
-    def line(self, text: str = "") -> None:
-        pass
-
-    def opening(self, message: str) -> None:
-        pass
 
 
 def chosen(*, json: bool = False, folded: bool = False) -> Output:
