@@ -6,7 +6,9 @@
  * launcher's own calls between fork and exec are not counted), with every
  * process it forks, like perf's `-- COMMAND` (enable_on_exec + inherit).
  * The command's pid is FOLLOW_ROOT, a run-time id (a ptk_config slot, see
- * pytracekit.h), so one program serves several runs (stat -r rewrites it). */
+ * pytracekit.h), so one program serves several runs (stat -r rewrites it).
+ * FOLLOW_KEEPS_FREED 1: a followed process stays in `followed` after it is
+ * freed (top lists the command's exited processes from the map). */
 #ifndef FOLLOW_MODE
 #define FOLLOW_MODE 0
 #endif
@@ -15,6 +17,9 @@
 #endif
 #ifndef FOLLOW_ROOT
 #define FOLLOW_ROOT 0
+#endif
+#ifndef FOLLOW_KEEPS_FREED
+#define FOLLOW_KEEPS_FREED 0
 #endif
 
 BPF_HASH(followed, u32, u8, 10240);
@@ -57,12 +62,14 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 /* Forgotten when freed, not at exit: a tool may count the exit itself. A
  * freed thread's tid is never a followed tgid, so deleting it is harmless. */
+#if !FOLLOW_KEEPS_FREED
 TRACEPOINT_PROBE(sched, sched_process_free)
 {
     u32 pid = args->pid;
     followed.delete(&pid);
     return PTK_TP_PASS;
 }
+#endif
 #endif
 
 #if FOLLOW_MODE != 2

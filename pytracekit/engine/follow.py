@@ -16,19 +16,32 @@ ALL, PID, COMMAND = 0, 1, 2
 
 
 def defines(target: Target) -> dict[str, int]:
+    return mode_defines(target.pid, command=bool(target.command))
+
+
+def mode_defines(pid: int, *, command: bool) -> dict[str, int]:
+    """`pid` 0: everyone; with `command`, a held command's pid (followed from
+    its exec on, with its children); else one process (-p)."""
     exec_nrs = {"FOLLOW_NR_EXECVE": syscalls.number("execve"),
                 "FOLLOW_NR_EXECVEAT": syscalls.number("execveat")}
-    if target.command:
-        return {"FOLLOW_MODE": COMMAND, "FOLLOW_ROOT": target.pid, **exec_nrs}
-    if target.pid:
-        return {"FOLLOW_MODE": PID, "FOLLOW_PID": target.pid, **exec_nrs}
+    if command and pid:
+        return {"FOLLOW_MODE": COMMAND, "FOLLOW_ROOT": pid, **exec_nrs}
+    if pid:
+        return {"FOLLOW_MODE": PID, "FOLLOW_PID": pid, **exec_nrs}
     return {"FOLLOW_MODE": ALL, **exec_nrs}
 
 
 def load(name: str, target: Target, defines_: Mapping[str, Any] | None = None,
          replace: Mapping[str, str] | None = None) -> Program:
+    return load_with(name, defines(target), defines_, replace)
+
+
+def load_with(name: str, follow_defines: Mapping[str, Any],
+              defines_: Mapping[str, Any] | None = None,
+              replace: Mapping[str, str] | None = None) -> Program:
+    """load() for a tool that has the pid, not the Target (top's start())."""
     code = (BPF_DIR / "follow.inc.c").read_text()
-    return Program.from_file(name, defines={**defines(target), **(defines_ or {})},
+    return Program.from_file(name, defines={**follow_defines, **(defines_ or {})},
                              replace={TOKEN: code, **(replace or {})})
 
 
