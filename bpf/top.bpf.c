@@ -19,7 +19,7 @@
 /* `-- COMMAND`: the command (from its exec on) and the processes it forks
  * are in `followed`, kept after they are freed, so user space can show the
  * command's processes only, the exited ones included. */
-/* PTK_SLOT PTK_FOLLOW */
+#include "ptk_follow.h"
 
 #ifndef MAX_TASKS
 #define MAX_TASKS 16384
