@@ -9,10 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BPF = sorted((ROOT / "bpf").glob("*.[ch]"))
 SHARED = "ptk_follow.h"
-# (file, map) a fork handler may carry from parent to child, and why: not a
-# selection, the unwinder's per-process mappings, inherited like the
-# address space until user space loads the child's own.
-INHERITED_STATE = {("ptk_stacks.h", "proc_maps"), ("ptk_ustack.h", "proc_maps")}
+# (file, map) a fork handler may carry from parent to child, with why. None:
+# the unwinder's per-process state goes through ptk_unwind_fork() (not a
+# selection: the child's mappings until user space loads its own).
+INHERITED_STATE: set[tuple[str, str]] = set()
 
 FORK_PROBE = re.compile(r"PROBE\(\s*(?:sched\s*,\s*)?sched_process_fork\s*\)")
 MAP_CALL = re.compile(r"\b(\w+)\.(lookup|update|insert)\s*\(")
