@@ -54,7 +54,7 @@ PTK_INLINE u64 current_python_stack(struct ptk_stack_key *key)
 {
 #if PYTHON_STACKS
     u32 tgid = key->pid, tid = key->tid;
-    if (!tid || (SELECT_BY == 1 && !selected.lookup(&tgid)))
+    if (!tid || !ptk_followed(tgid))
         return 0;
     return ptk_python_stack(tgid, tid);
 #else

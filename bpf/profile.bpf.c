@@ -1,8 +1,8 @@
 /* profile: sample stacks on a timer (perf_event cpu-clock) on every CPU and
  * count them in the kernel, keyed by (pid, user stack, kernel stack, comm).
  *
- * Parameters: INCLUDE_IDLE, and those of ptk_stacks.h (SELECT_BY,
- * FOLLOW_FORKS, EXEC_PID, USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...);
+ * Parameters: INCLUDE_IDLE, and those of ptk_stacks.h (FOLLOW_MODE,
+ * USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...);
  * CFI_UNWIND (ptk_unwind.h: user stacks unwound in the kernel from CFI tables);
  * PYTHON_STACKS: samples of CPython threads are counted in py_counts with
  * their Python stack's id (ptk_python.h), the others in counts as before.
@@ -35,7 +35,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
     u32 tgid = id >> 32, tid = id;
 
     if (tid == 0) {   /* the idle task */
-        if (!INCLUDE_IDLE || SELECT_BY)
+        if (!INCLUDE_IDLE || FOLLOW_MODE)
             return 0;
     } else if (!ptk_ids_selected(tgid, tid)) {
         return 0;

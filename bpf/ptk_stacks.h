@@ -4,9 +4,9 @@
  * in place of its #include, like pytracekit.h, so the map calls below are
  * rewritten by BCC.
  *
- * Parameters: SELECT_BY (0 all, 1 pids in `selected`, 2 tids), FOLLOW_FORKS
- * (children of selected processes are selected too), EXEC_PID (a held
- * `-- COMMAND`: selected from its exec on), USER_STACKS, KERNEL_STACKS,
+ * Parameters: those of ptk_follow.h, which selects the threads (FOLLOW_MODE
+ * 0 all, 2 a held `-- COMMAND` and its children, 3 pids in `followed`, 4 tids
+ * in `followed`), USER_STACKS, KERNEL_STACKS,
  * STACK_STORAGE_SIZE, MAX_STACKS, MIN_BLOCK_NS, MAX_BLOCK_NS, LEAF_BYTES,
  * CFI_UNWIND (1: user stacks from ptk_unwind.h, which the tool includes first),
  * KSTACK_HASH (1: kernel stacks stored in `kstacks` under a hash of their
@@ -16,15 +16,9 @@
 #ifndef PTK_STACKS_H
 #define PTK_STACKS_H
 
-#ifndef SELECT_BY
-#define SELECT_BY 0
-#endif
-#ifndef FOLLOW_FORKS
-#define FOLLOW_FORKS 0
-#endif
-#ifndef EXEC_PID
-#define EXEC_PID 0
-#endif
+#define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
+#include "ptk_follow.h"
+
 #ifndef USER_STACKS
 #define USER_STACKS 1
 #endif
@@ -63,8 +57,6 @@ PTK_INLINE void ptk_kernel_stack(struct ptk_stack_key *key, void *ctx)
     key->kernel_stack_hash = ptk_kernel_stack_hash(ctx, &key->kernel_stack_id);
 }
 #endif
-/* pids (or tids) to trace, filled from user space; forks and exec add more */
-BPF_HASH(selected, u32, u8, 10240);
 /* every process seen once, announced so user space can snapshot its maps
  * before it exits (symbols for short-lived processes) */
 BPF_HASH(seen_pids, u32, u8, 65536);
@@ -84,11 +76,7 @@ BPF_PERCPU_ARRAY(leaf_scratch, struct ptk_leaf, 1);
 
 PTK_INLINE bool ptk_ids_selected(u32 tgid, u32 tid)
 {
-    if (SELECT_BY == 1 && !selected.lookup(&tgid))
-        return false;
-    if (SELECT_BY == 2 && !selected.lookup(&tid))
-        return false;
-    return tid != 0;
+    return tid != 0 && ptk_followed_thread(tgid, tid);
 }
 
 PTK_INLINE void ptk_announce(u32 tgid)
@@ -152,16 +140,13 @@ PTK_INLINE void ptk_current_stack(struct ptk_stack_key *key, void *ctx)
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
+    ptk_follow_exec();   /* a command is followed from its exec on */
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     /* another program now: announce it again so its new maps are read */
     seen_pids.delete(&tgid);
 #if CFI_UNWIND   /* its old mappings are void: the fallback until they are rewritten */
     ptk_unwind_exec(tgid);
 #endif
-    if (EXEC_PID && tgid == EXEC_PID) {
-        u8 one = 1;
-        selected.update(&tgid, &one);
-    }
     return PTK_TP_PASS;
 }
 
@@ -176,18 +161,13 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 }
 #endif
 
-#if FOLLOW_FORKS || CFI_UNWIND
+#if CFI_UNWIND
+/* Not selection (ptk_follow.h follows forks): the child's unwinding state,
+ * its parent's mappings and held tree (ptk_unwind.h). */
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
     u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
-#if FOLLOW_FORKS
-    u8 one = 1;
-    if (selected.lookup(&parent))
-        selected.update(&child, &one);
-#endif
-#if CFI_UNWIND   /* its parent's mappings, its parent's held tree */
     ptk_unwind_fork(parent, child);
-#endif
     return PTK_TP_PASS;
 }
 #endif

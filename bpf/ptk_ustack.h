@@ -38,7 +38,7 @@ PTK_INLINE void ptk_ustack_announce(u32 tgid)
 
 /* another program: its old mappings are void (the fallback until user
  * space, told again, has loaded the new ones). A program following a command
- * (follow.inc.c, FOLLOW_MODE 2) has the sched_process_exec TRACEPOINT_PROBE
+ * (ptk_follow.h, FOLLOW_MODE 2) has the sched_process_exec TRACEPOINT_PROBE
  * already: this one is then the raw tracepoint. */
 #if defined(FOLLOW_MODE) && FOLLOW_MODE == 2
 #define PTK_USTACK_EXEC_RETURN 0

@@ -14,7 +14,7 @@
 #define CPU_MASK 0
 #endif
 
-/* PTK_SLOT PTK_FOLLOW */
+#include "ptk_follow.h"
 
 BPF_PERCPU_ARRAY(counts, u64, MAX_EVENTS);
 

@@ -19,7 +19,7 @@
 #define FILTER_SYSCALL -1 /* only this syscall number */
 #endif
 
-/* PTK_SLOT PTK_FOLLOW */
+#include "ptk_follow.h"
 
 struct key_t {
     u32 id;               /* syscall number, or pid with BY_PROCESS */

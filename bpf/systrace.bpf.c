@@ -32,7 +32,7 @@
 #define NR_EXIT 60
 #define NR_EXIT_GROUP 231
 
-/* PTK_SLOT PTK_FOLLOW */
+#include "ptk_follow.h"
 
 #define USTACK_LAYOUT 2   /* user_stacks: frame-pointer walks by hash (ptk_ustack.h) */
 #define FP_USTACKS_SIZE (USER_STACKS ? 4096 : 1)

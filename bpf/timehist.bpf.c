@@ -8,7 +8,7 @@
  *
  * Raw tracepoints give the task pointers (their return value is ignored);
  * block tracepoints are shared and return PTK_TP_PASS. Tasks are those of
- * the followed processes (follow.inc.c: -p, or a command and what it
+ * the followed processes (ptk_follow.h: -p, or a command and what it
  * forks, or all); the idle task never.
  *
  * Not every switch reaches a tracepoint: while some tasks are on a CPU (on
@@ -24,7 +24,7 @@
 #include "ptk_stream.h"
 
 #define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
-/* PTK_SLOT PTK_FOLLOW */
+#include "ptk_follow.h"
 
 #ifndef BLOCK_IO
 #define BLOCK_IO 0
@@ -182,7 +182,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 
 /* A command's run starts at its exec (nothing before it is traced): without
  * this its first run would show only if it was switched out and in again.
- * The command itself may not be followed yet (follow.inc.c's exec hook may
+ * The command itself may not be followed yet (ptk_follow.h's exec hook may
  * run after this one): its root's pid says. */
 PTK_INLINE bool exec_selected(u32 tgid)
 {

@@ -16,17 +16,16 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 
+/* `-- COMMAND`: the command (from its exec on) and the processes it forks
+ * are in `followed`, kept after they are freed, so user space can show the
+ * command's processes only, the exited ones included. */
+#include "ptk_follow.h"
+
 #ifndef MAX_TASKS
 #define MAX_TASKS 16384
 #endif
 #ifndef MAX_CPUS
 #define MAX_CPUS 256
-#endif
-#ifndef FOLLOW_FORKS
-#define FOLLOW_FORKS 0
-#endif
-#ifndef MAX_FOLLOWED
-#define MAX_FOLLOWED 4096
 #endif
 
 struct task_time {
@@ -114,25 +113,3 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         entry->exited = 1;
     return PTK_TP_PASS;
 }
-
-#if FOLLOW_FORKS
-/* `-- COMMAND`: user space puts the command's pid here; its children join at
- * fork (a thread's tgid is its parent's: already here), so user space can
- * show the command's processes only, the exited ones included. */
-BPF_HASH(followed, u32, u8, MAX_FOLLOWED);
-
-RAW_TRACEPOINT_PROBE(sched_process_fork)
-{
-    /* TP_PROTO(struct task_struct *parent, struct task_struct *child) */
-    struct task_struct *child = (struct task_struct *)ctx->args[1];
-    u32 parent_tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!followed.lookup(&parent_tgid))
-        return 0;
-    u32 child_tgid = 0;
-    bpf_probe_read_kernel(&child_tgid, sizeof(child_tgid), &child->tgid);
-    u8 one = 1;
-    if (followed.update(&child_tgid, &one) != 0)
-        ptk_count_loss(PTK_MAP_FULL);
-    return 0;
-}
-#endif

@@ -73,7 +73,7 @@ PTK_INLINE int charge_waker(struct bpf_raw_tracepoint_args *ctx)
     ptk_current_stack(&key.waker, ctx);
 #if PYTHON_STACKS   /* as in offwaketime: not for a waker outside a -p/command selection */
     u32 waker_pid = key.waker.pid;
-    if (key.waker.tid && !(SELECT_BY == 1 && !selected.lookup(&waker_pid)))
+    if (key.waker.tid && ptk_followed(waker_pid))
         key.waker_py_stack_id = ptk_python_stack(waker_pid, key.waker.tid);
 #endif
     bpf_probe_read_kernel(&key.target_pid, sizeof(key.target_pid), &target->tgid);

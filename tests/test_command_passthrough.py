@@ -110,7 +110,7 @@ def test_the_launchers_path_to_exec_is_not_counted(workload, tmp_path):
     """The held child returns from its read of the go-pipe and calls execve
     after the probes are attached: like perf (enable_on_exec), counting starts
     at the exec, so neither is the command's. FILTER_PID tools (funccount)
-    get this from FILTER_AFTER_EXEC, follow tools (syscount) from follow.inc.c."""
+    get this from FILTER_AFTER_EXEC, follow tools (syscount) from ptk_follow.h."""
     command = [workload, "open", str(tmp_path / "f"), "2"]
     expected = perf_counts(command, tmp_path, ("read", "execve"), "exit")
     assert expected == {"read": 1, "execve": 1}

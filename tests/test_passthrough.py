@@ -66,7 +66,7 @@ TOOL_ARGS: dict[str, list[str]] = {
     "stackcount": ["t:syscalls:sys_enter_openat"],
     # -e: stackcount's generated code with the sample log (on-CPU: perf_event, its own)
     "record": ["-o", "/tmp/pytracekit-passthrough.ptk", "-e", "t:syscalls:sys_enter_openat"],
-    # a filter the kernel cannot apply, so stat's BPF program (+ follow.inc.c) is attached
+    # a filter the kernel cannot apply, so stat's BPF program (+ ptk_follow.h) is attached
     "stat": ["-e", "syscalls:sys_enter_openat", "--filter", 'filename == "/nonexistent"',
              "--", "sleep", "120"],
     "syscount": ["-L"],

@@ -85,7 +85,7 @@ def test_text_columns_as_perf_prints_them(workload):
 
 @pytest.mark.root
 def test_a_command_and_the_processes_it_forks(workload):
-    """-- COMMAND follows its children (follow.inc.c): a shell's two workloads,
+    """-- COMMAND follows its children (ptk_follow.h): a shell's two workloads,
     each with its one 20 ms sleep; nothing of any other process."""
     res = pytracekit("timehist", "--json", "--", "/bin/sh", "-c",
                      f"{workload} sleep 1 20; {workload} sleep 1 20")

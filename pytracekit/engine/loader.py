@@ -81,10 +81,13 @@ def expand_source(source: str) -> str:
 
 
 def _family_header(name: str) -> str:
+    """The header, with the family headers it includes pasted too (ptk_stacks.h
+    includes ptk_follow.h); their include guards drop a second copy."""
     try:
-        return (BPF_DIR / name).read_text()
+        text = (BPF_DIR / name).read_text()
     except FileNotFoundError:
         raise NotFoundError(f"no BPF header {BPF_DIR / name}") from None
+    return _INCLUDE_FAMILY.sub(lambda m: _family_header(m.group(1)), text)
 
 
 # Defines that carry a process or thread id: a nonzero one is read from the

@@ -172,8 +172,9 @@ def emit_loss(loss: LossReport) -> None:
 def select_targets(pids: list[int], tids: list[int],
                    command: tuple[str, ...]) -> tuple["Target", list[int], dict[str, Any]]:
     """Check -p/-t lists and `-- COMMAND`, start the held command; returns the
-    target, the ids for the BPF `selected` map and the SELECT_BY/FOLLOW_FORKS/
-    EXEC_PID defines (a command's children are followed, as perf record does)."""
+    target, the ids for the BPF `followed` map and ptk_follow.h's defines (a
+    command's children are followed, as perf record does)."""
+    from ..engine import follow
     from ..engine.runner import Target, check_pid
     if pids and tids:
         raise UsageError("give a pid list or a tid list, not both")
@@ -183,10 +184,13 @@ def select_targets(pids: list[int], tids: list[int],
         check_pid(pid)
     target = Target.from_options(None, command)
     target.watch(pids or tids, threads=bool(tids))   # the run ends when the last exits
-    if command:   # the BPF side selects it at its exec (EXEC_PID), then its children
-        return target, [], {"SELECT_BY": 1, "FOLLOW_FORKS": 1, "EXEC_PID": target.pid}
+    if command:   # the BPF side follows it from its exec, then its children
+        # (EXEC_PID: ptk_unwind.h stops it at its entry to load its mappings)
+        return target, [], {"FOLLOW_MODE": follow.COMMAND, "FOLLOW_ROOT": target.pid,
+                            "EXEC_PID": target.pid}
     selected = pids or tids
-    return target, selected, {"SELECT_BY": 2 if tids else (1 if selected else 0)}
+    mode = follow.TIDS if tids else (follow.PIDS if selected else follow.ALL)
+    return target, selected, {"FOLLOW_MODE": mode}
 
 
 def _load_selected_only(prog: Any, unwinder: Any) -> None:
@@ -194,9 +198,10 @@ def _load_selected_only(prog: Any, unwinder: Any) -> None:
     waker outside them (offwaketime, wakeuptime), often just whatever task a
     timer interrupt hit, keeps the frame-pointer walk; loading every task an
     interrupt happens to find running cost seconds of CPU mid-run."""
-    if unwinder is None or prog.defines.get("SELECT_BY") != 1:
+    from ..engine import follow
+    if unwinder is None or prog.defines.get("FOLLOW_MODE") not in (follow.COMMAND, follow.PIDS):
         return
-    table = prog["selected"]
+    table = prog["followed"]
 
     def wanted(pid: int) -> bool:
         try:
@@ -209,7 +214,7 @@ def _load_selected_only(prog: Any, unwinder: Any) -> None:
 
 def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[int],
            attach: Any = None) -> tuple[Any, Any, Any]:
-    """Compile bpf/<name>.bpf.c, fill `selected`, attach (tracepoints attach
+    """Compile bpf/<name>.bpf.c, fill `followed`, attach (tracepoints attach
     themselves), watch new pids; returns (program, symbolizer, poll). On any
     failure the program is closed and the held command stopped."""
     from ..engine.loader import Program
@@ -224,7 +229,7 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
         finally:
             warm.join()
         try:
-            table = prog["selected"]
+            table = prog["followed"]
             for ident in selected:
                 table[table.Key(ident)] = table.Leaf(1)
             symbolizer.bpf = prog.bpf

@@ -20,7 +20,7 @@ from ..cli import options
 from ..engine import settings
 from ..collect.cputime import Accountant, Refresh, TaskTime, shown_rows
 from ..errors import NotSupportedError
-from ..engine.loader import Program
+from ..engine import follow as follow_mod
 from ..families.periodic import run_periodic
 from ..render import top as render
 from ..render.output import Output
@@ -63,12 +63,11 @@ class CpuSession(ProgramSession):
         with the children it forks."""
         self.ncpu = os.cpu_count() or 1
         self.only, self.follow = pid, follow
-        self.prog = Program.from_file("top", defines={"MAX_CPUS": max(self.ncpu, 1),
-                                                      "FOLLOW_FORKS": int(bool(follow))})
+        # only `-- COMMAND` is followed in BPF: -p is filtered in user space
+        self.prog = follow_mod.load_with("top", follow_mod.mode_defines(follow, command=True),
+                                         {"MAX_CPUS": max(self.ncpu, 1),
+                                          "FOLLOW_KEEPS_FREED": 1})
         try:
-            if follow:
-                followed = self.prog["followed"]
-                followed[followed.Key(follow)] = followed.Leaf(1)
             self.prog.ready()
         except BaseException:
             self.prog.close()

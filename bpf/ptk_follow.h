@@ -1,12 +1,20 @@
-/* Which processes a run follows; spliced into programs in place of the
- * PTK_FOLLOW slot (pytracekit/engine/follow.py).
+/* Which processes (or threads) a run follows: the one implementation of
+ * "this process and the children it forks" (pytracekit/engine/follow.py).
+ * Pasted in place of its #include by the loader, like every ptk_*.h.
  *
  * FOLLOW_MODE 0: every process. 1: the process FOLLOW_PID (all its threads),
  * like perf's -p. 2: a command pytracekit started: from its exec on (so the
  * launcher's own calls between fork and exec are not counted), with every
  * process it forks, like perf's `-- COMMAND` (enable_on_exec + inherit).
+ * 3: the processes user space puts in `followed` (several -p pids). 4: the
+ * threads user space puts in `followed` (-t tids; ptk_followed_thread).
  * The command's pid is FOLLOW_ROOT, a run-time id (a ptk_config slot, see
- * pytracekit.h), so one program serves several runs (stat -r rewrites it). */
+ * pytracekit.h), so one program serves several runs (stat -r rewrites it).
+ * FOLLOW_KEEPS_FREED 1: a followed process stays in `followed` after it is
+ * freed (top lists the command's exited processes from the map). */
+#ifndef PTK_FOLLOW_H
+#define PTK_FOLLOW_H
+
 #ifndef FOLLOW_MODE
 #define FOLLOW_MODE 0
 #endif
@@ -16,7 +24,11 @@
 #ifndef FOLLOW_ROOT
 #define FOLLOW_ROOT 0
 #endif
+#ifndef FOLLOW_KEEPS_FREED
+#define FOLLOW_KEEPS_FREED 0
+#endif
 
+/* tgids (modes 2, 3) or tids (mode 4) */
 BPF_HASH(followed, u32, u8, 10240);
 
 #if FOLLOW_MODE == 2
@@ -57,6 +69,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 /* Forgotten when freed, not at exit: a tool may count the exit itself. A
  * freed thread's tid is never a followed tgid, so deleting it is harmless. */
+#if !FOLLOW_KEEPS_FREED
 TRACEPOINT_PROBE(sched, sched_process_free)
 {
     u32 pid = args->pid;
@@ -64,18 +77,28 @@ TRACEPOINT_PROBE(sched, sched_process_free)
     return PTK_TP_PASS;
 }
 #endif
+#endif
 
 #if FOLLOW_MODE != 2
 PTK_INLINE void ptk_follow_exec(void) {}
 #endif
 
+/* Whether the process is followed; by thread (mode 4) every process is,
+ * ptk_followed_thread says which of its threads. */
 PTK_INLINE bool ptk_followed(u32 tgid)
 {
     if (FOLLOW_MODE == 1)
         return tgid == FOLLOW_PID;
-    if (FOLLOW_MODE == 2)
+    if (FOLLOW_MODE == 2 || FOLLOW_MODE == 3)
         return followed.lookup(&tgid) != 0;
     return true;
+}
+
+PTK_INLINE bool ptk_followed_thread(u32 tgid, u32 tid)
+{
+    if (FOLLOW_MODE == 4)
+        return followed.lookup(&tid) != 0;
+    return ptk_followed(tgid);
 }
 
 /* The command's own execve enters before the command is followed (it is
@@ -100,3 +123,5 @@ PTK_INLINE bool ptk_command_entering_exec(u32 tgid, long nr)
     return false;
 #endif
 }
+
+#endif /* PTK_FOLLOW_H */
