@@ -281,7 +281,9 @@ SHAPE_TRACEPOINT = "btf_trace_mm_page_alloc"
 VERIFIED = {
     "funccount": ["do_nanosleep"],
     "funclatency": ["-u", "do_nanosleep"],
-    "stackcount": ["-U", "do_nanosleep"],
+    # --no-python: the Python walk's bpf_loop callback is linked by pytracekit's
+    # loader (engine/bpfloop.py), not in the raw tp_btf load below
+    "stackcount": ["-U", "--no-python", "do_nanosleep"],
     "trace": ["-U", 'do_nanosleep (arg2 < 10 && pid != 0) "mode %d", arg2',
               'r::do_nanosleep (retval == 0) "ret %d", retval'],
     "argdist": ["-H", "r::do_nanosleep():u64:$latency"],

@@ -6,24 +6,31 @@ from pytracekit.errors import CompileError
 from pytracekit.families.periodic import attached
 
 
-class FakeProg:
+class FakeTool:
+    """A tool's session (engine.session.Session): loaded when begin() returns it,
+    ready() once attached, close() detaches (the context manager's exit)."""
+
     def __init__(self, log):
         self.log = log
+        log.append("loaded")
 
     def ready(self):
         self.log.append("ready")
 
+    def read(self):
+        return None
+
+    def loss(self):
+        return None
+
+    def close(self):
+        self.log.append("detached")
+
     def __enter__(self):
-        self.log.append("loaded")
         return self
 
     def __exit__(self, *exc):
-        self.log.append("detached")
-
-
-class FakeTool:
-    def __init__(self, log):
-        self.prog = FakeProg(log)
+        self.close()
 
 
 class FakeTarget:

@@ -27,6 +27,7 @@ _LD_IMM64, _CALL, _EXIT = 0x18, 0x85, 0x95
 _BPF_LOOP = 181                 # enum bpf_func_id
 _PSEUDO_FUNC = 4                # ld_imm64 src_reg: the address of a subprogram
 _R2 = 2
+_PROG_TYPE_TRACING = 26     # fentry/fexit
 
 
 def callback_name(functions: list[bytes]) -> bytes | None:
@@ -151,7 +152,9 @@ def linking_bpf() -> type:
             names = [lib.bpf_function_name(self.module, i)
                      for i in range(lib.bpf_num_functions(self.module))]
             linked = linked_functions(self.dump_func, names, func_name)
-            if linked is None or device is not None:
+            # fentry/fexit (TRACING) need the kernel function's BTF id, which only
+            # BCC's own load finds: not linked (a Python-frames walk there is refused)
+            if linked is None or device is not None or prog_type == _PROG_TYPE_TRACING:
                 return super().load_func(func_name, prog_type, device, attach_type)
             fd, err, log = prog_load(prog_type, bcc_prog_name(func_name), linked,
                                      lib.bpf_module_license(self.module),
