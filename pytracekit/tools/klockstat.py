@@ -21,7 +21,7 @@ from ..collect.mapdrain import drained
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, command_only, require_tracepoints, run_periodic
 from ..engine.runner import Target
-from ..symbolize.symbols import Symbolizer
+from ..symbolize.symbols import Symbolizer, function_name
 from ..textsafe import cstr
 
 DRY_RUN_ARGS: list[str] = []
@@ -89,11 +89,6 @@ class LockSite:
                 "wait_total_ns": self.total_ns, "wait_avg_ns": round(self.avg_ns),
                 "wait_max_ns": self.max_ns, "max_comm": self.max_comm, "max_pid": self.max_pid,
                 "frames": [function_name(f) for f in self.frames]}
-
-
-def function_name(frame: Frame) -> str:
-    """`vm_mmap_pgoff` of `vm_mmap_pgoff+0xe0`; an unnamed frame keeps its address."""
-    return frame.name if frame.unknown else frame.name.rsplit("+0x", 1)[0]
 
 
 @dataclass
