@@ -24,6 +24,7 @@ while os.read(fd, 1 << 16):
     pass
 os.close(fd)
 """
+METADATA = 8
 ADD, DIRTY = "filemap:mm_filemap_add_to_page_cache", "writeback:writeback_dirty_folio"
 
 
@@ -48,9 +49,12 @@ def test_misses_and_dirties_as_perf_counts_them(cache_file):
     dirties = sum(o["dirties"] for o in intervals)
     perf = perf_stat([ADD, DIRTY], command)
     assert folios == perf[ADD] and misses >= 2 * PAGES, (misses, folios, perf)
-    # the file's own PAGES folios, and at most a metadata folio or two besides
-    # (perf runs the command again: each run may dirty its own)
-    assert PAGES <= dirties <= PAGES + 2 and PAGES <= perf[DIRTY] <= PAGES + 2, (dirties, perf)
+    # the file's own PAGES folios, and the few metadata folios (inode table,
+    # bitmaps, group descriptors, journal) the file system dirties in the
+    # writer's context; how many were clean before varies run to run (perf
+    # runs the command again), never by a file's worth
+    assert PAGES <= dirties <= PAGES + METADATA and PAGES <= perf[DIRTY] <= PAGES + METADATA, \
+        (dirties, perf)
     assert all(o["hits"] is None and o["hitratio"] is None for o in intervals)
     assert objects[-1]["type"] == "loss" and objects[-1]["map_full"] == 0
 

@@ -37,7 +37,7 @@ from . import cstruct
 from ..errors import PytracekitError, UsageError
 from ..engine.loader import BPF_DIR, Program, read_source
 from ..model import UNREADABLE, LossReport
-from ..engine.runner import raise_pending, signals_deferred     # CallbackRings
+from ..engine.runner import raise_pending, signals_deferred, signals_held
 from ..engine.session import ProgramSession
 
 STREAM_HEADER = "ptk_stream.h"
@@ -241,11 +241,12 @@ class RingReader:
 
     def wait(self, timeout_ms: int) -> None:
         """Sleep until the BPF side wakes us or the timeout passes."""
+        if self.pending_bytes():
+            return
         if self._epoll is None:
             self._epoll = select.epoll()
             self._epoll.register(self._map_fd, select.EPOLLIN)
-        if self.pending_bytes() == 0:
-            self._epoll.poll(max(0, timeout_ms) / 1000)
+        self._epoll.poll(max(0, timeout_ms) / 1000)
 
     def consume(self, handle: Callable[[list[tuple]], None], *,
                 until: int | None = None, max_records: int | None = None,
@@ -358,7 +359,10 @@ class EventStream(ProgramSession):
         """Wait up to `timeout_ms` (capped) for events, then read a bounded batch."""
         reader = self.open()
         reader.wait(min(timeout_ms, POLL_BUSY_MS if self._busy else POLL_MAX_MS))
-        got = reader.consume(handle, max_records=16 * BATCH_RECORDS)
+        # A batch taken off the ring is handled whole before a Ctrl-C is raised:
+        # the consumer has moved past it, so the final drain could not print it.
+        with signals_held():
+            got = reader.consume(handle, max_records=16 * BATCH_RECORDS)
         self._busy = got > 0
         return got
 
