@@ -255,6 +255,9 @@ class Program:
         from .runner import held_commands
         if defines.get("FILTER_PID") in held_commands:   # see FILTER_AFTER_EXEC in pytracekit.h
             defines.setdefault("FILTER_AFTER_EXEC", 1)
+        if defines.get("CFI_UNWIND") and os.environ.get("PYTRACEKIT_UNWIND_ROWS"):
+            # a smaller unwind row array (ptk_unwind.h), for tests of its eviction
+            defines.setdefault("UNWIND_ROWS", int(os.environ["PYTRACEKIT_UNWIND_ROWS"]))
         defines, config = run_time_ids(defines)
         prog = cls(name=name, source=expand_source(source), defines=defines,
                    usdt=list(usdt or []), config=config)

@@ -1,0 +1,100 @@
+"""Room in the in-kernel unwinder's row array (pytracekit/symbolize/unwind_space.py,
+unwinder.py): modules' tables are shared by build id, kept while a live
+process maps them, and evicted least recently used first when a later
+module needs their rows, so a program that starts after a churn of other
+programs (more tables than the array holds) still unwinds whole."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import NOFP_FLAGS, WORKLOAD_SRC, pytracekit
+from stack_checks import names, parse_json
+
+from pytracekit.symbolize.unwind_space import RowSpace
+
+ROOT_PATH = "_start;__libc_start_main;__libc_start_call_main;main"
+SPIN_TAILS = ["", ";clock_ns", ";clock_ns;_init", ";clock_ns;clock_gettime@plt",
+              ";clock_ns;clock_gettime", ";clock_ns;clock_gettime;clock_gettime"]
+CHURN = 8        # distinct programs run one after another before the target
+RESIDENT = 3     # of them, the row array holds this many besides what sh maps
+
+
+def test_row_space_is_first_fit_and_merges_what_is_given_back():
+    space = RowSpace(100)
+    assert [space.take(n) for n in (30, 30, 30)] == [0, 30, 60]
+    assert space.take(11) is None and space.free == 10
+    space.give(30, 30)
+    assert space.take(31) is None and space.largest() == 30
+    space.give(0, 30)        # merged with [30, 60)
+    assert space.largest() == 60 and space.take(45) == 0
+    space.give(60, 30)       # merged with the rest: [45, 100)
+    assert (space.free, space.largest()) == (55, 55)
+    space.give(0, 45)
+    assert (space.free, space.largest(), space.starts) == (100, 100, [0])
+    with pytest.raises(ValueError):
+        space.give(10, 5)    # already free: a bug in the caller, never a silent overlap
+
+
+def _rows(path: str) -> int:
+    """Rows of a file's table, as the unwinder writes them."""
+    from pytracekit.symbolize.elfsyms import load_image
+    from pytracekit.symbolize.symbols import ElfSymbols, _own_vdso
+    from pytracekit.symbolize.unwind_table import ROW, UnwindTable
+    image = ElfSymbols.load(path, _own_vdso()).image if path == "[vdso]" else load_image(path)
+    return len(UnwindTable.cached_packed(image, image.build_id(), path)) // ROW.size
+
+
+@pytest.fixture(scope="module")
+def distinct_programs(tmp_path_factory) -> list[str]:
+    """CHURN + 1 copies of the no-frame-pointer workload, each with its own
+    build id (one compile, then a link each)."""
+    base = tmp_path_factory.mktemp("churn")
+    obj = base / "workload.o"
+    subprocess.run(["gcc", *NOFP_FLAGS, "-c", "-o", str(obj), str(WORKLOAD_SRC)], check=True)
+    paths = []
+    for i in range(CHURN + 1):
+        path = base / f"workload-{i}"
+        subprocess.run(["gcc", "-pthread", f"-Wl,--build-id=0x{0xc0de0000 + i:040x}", "-o",
+                        str(path), str(obj)], check=True)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.root
+def test_churn_beyond_the_row_array_evicts_tables_and_a_late_program_unwinds_whole(
+        distinct_programs):
+    # sh (held with every program it runs) maps its own binary, libc, ld.so and
+    # the vDSO for the whole run; the array holds those and RESIDENT copies of
+    # the workload, so the CHURN copies run before the target need evictions
+    sh = os.path.realpath(shutil.which("sh"))
+    libs = [p for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
+                        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") if os.path.exists(p)]
+    if len(libs) < 2:
+        pytest.skip("needs Debian's libc and ld.so paths")
+    per_copy = _rows(distinct_programs[0])
+    capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + RESIDENT * per_copy + per_copy // 2
+    *churn, target = distinct_programs
+    script = "; ".join([f"{p} spinchild 30" for p in churn] + [f"{target} spin 1"])
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
+                     script, env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)}, timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, loss = parse_json(res.stdout, "profile")
+    late = [s for s in stacks if s["comm"] == os.path.basename(target)
+            and "spin_outer" in names(s, "user")]
+    allowed = {f"{ROOT_PATH};spin_outer;spin_inner{tail}" for tail in SPIN_TAILS}
+    assert sum(s["value"] for s in late) >= 30, stacks
+    assert {";".join(names(s, "user")) for s in late} <= allowed
+    # every churn program unwound whole too (each got rows by evicting older ones)
+    for s in stacks:
+        if "child_spin" in names(s, "user"):
+            assert ";".join(names(s, "user")).startswith(f"{ROOT_PATH};child_spin"), s
+    assert loss["unwind_fp_steps"] == 0, loss
+    summary = re.search(r"(\d+) tables evicted \((\d+) rows\).* (\d+) rows full", res.stderr)
+    assert summary, res.stderr
+    evicted, evicted_rows, full = map(int, summary.groups())
+    # the copies beyond RESIDENT (and the target) each evicted one older copy
+    assert evicted >= CHURN + 1 - RESIDENT and evicted_rows == evicted * per_copy, res.stderr
+    assert full == 0, res.stderr
