@@ -98,3 +98,28 @@ def test_churn_beyond_the_row_array_evicts_tables_and_a_late_program_unwinds_who
     # the copies beyond RESIDENT (and the target) each evicted one older copy
     assert evicted >= CHURN + 1 - RESIDENT and evicted_rows == evicted * per_copy, res.stderr
     assert full == 0, res.stderr
+
+
+@pytest.mark.root
+def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through_it(workload):
+    # the frame-pointer workload, run by sh, which keeps its own modules (live:
+    # never evicted): its table does not fit, so its frames come from
+    # frame-pointer steps (right in this build) and each such sample is counted
+    sh = os.path.realpath(shutil.which("sh"))
+    libs = [p for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
+                        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") if os.path.exists(p)]
+    if len(libs) < 2:
+        pytest.skip("needs Debian's libc and ld.so paths")
+    capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + _rows(workload) // 2
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
+                     f"{workload} spin 1", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)})
+    assert res.returncode == 0, res.stderr
+    _, stacks, loss = parse_json(res.stdout, "profile")
+    spin = [s for s in stacks if "spin_inner" in names(s, "user")]
+    total = sum(s["value"] for s in spin)
+    whole = sum(s["value"] for s in spin if ";".join(names(s, "user")).startswith(
+        f"{ROOT_PATH};spin_outer;spin_inner"))
+    assert total >= 30 and whole >= 0.9 * total, stacks
+    assert loss["unwind_fp_steps"] >= total, loss
+    assert re.search(r" 1 rows full;", res.stderr), res.stderr
+    assert "user stacks with frame-pointer steps in code that has CFI" in res.stderr

@@ -137,11 +137,8 @@ class Unwinder:
     def module(self, module_id: int) -> Module | None:
         return self.by_id.get(module_id)
 
-    def _module_for(self, path: str, pid: int,
-                    pinned: "set[int] | frozenset" = frozenset()) -> tuple[Module, Any] | None:
-        """The module of a mapped file, its table written if there is room
-        (never evicting one of `pinned`: the module ids of the process being
-        loaded)."""
+    def _module_for(self, path: str, pid: int) -> tuple[Module, Any] | None:
+        """The module of a mapped file (its table: `_with_tables`)."""
         syms = self.users.binary(path, pid)
         image = syms.image
         if image is None:
@@ -155,16 +152,22 @@ class Unwinder:
             self.modules[key] = mod
             self.by_id[mod.module_id] = mod
         mod.last_used = time.monotonic()
-        if mod.n_rows == 0 and not mod.no_cfi:   # new, evicted, or no room before
-            self._write_table(mod, image, pinned)
         return mod, image
+
+    def _with_tables(self, found: "list[tuple[Module, Any]]") -> None:
+        """Write the tables one process's modules lack (new, evicted, or no
+        room before), never evicting one of them for another."""
+        pinned = frozenset(mod.module_id for mod, _ in found)
+        for mod, image in found:
+            if mod.n_rows == 0 and not mod.no_cfi:
+                self._write_table(mod, image, pinned)
 
     def _write_table(self, mod: Module, image: Any, pinned: "set[int] | frozenset") -> None:
         needed = mod.rows_needed
         if not needed:
             eh_frame = image.section(".eh_frame")
             needed = eh_frame.size // EH_FRAME_BYTES_PER_ROW if eh_frame is not None else 0
-        if needed > self.space.largest() and needed > self._room(pinned | {mod.module_id}):
+        if needed > self.space.largest() and needed > self._room(pinned):
             self._no_room(mod)   # known before spending seconds compiling it
             return
         started = time.monotonic()
@@ -175,7 +178,7 @@ class Unwinder:
             self.stats["no_table"] += 1
             return
         n = mod.rows_needed = len(data) // ROW.size
-        first = self._take(n, pinned | {mod.module_id})
+        first = self._take(n, pinned)
         if first is None:
             self._no_room(mod)
             return
@@ -256,8 +259,7 @@ class Unwinder:
 
     def preload(self, paths: list[str]) -> None:
         """Compile and write these files' tables now (a command about to start)."""
-        for path in paths:
-            self._module_for(path, 0)
+        self._with_tables([f for f in (self._module_for(path, 0) for path in paths) if f])
 
     # -- processes --------------------------------------------------------------
     def request(self, pid: int) -> None:
@@ -287,15 +289,16 @@ class Unwinder:
         snap = self.users.processes.get(pid)
         if snap is None or not snap.mappings or not os.path.exists(f"/proc/{pid}"):
             return False   # (an exited process's entry would only be left behind)
+        modules = {m.path: self._module_for(m.path, pid) for m in snap.mappings
+                   if m.path.startswith("/") or m.path == "[vdso]"}
+        self._with_tables([found for found in modules.values() if found is not None])
         entries = []
-        pinned: set[int] = set()   # this process's modules: none evicted for another
         for m in snap.mappings:
             module_id, bias, flags = 0, 0, 0
             if m.path.startswith("/") or m.path == "[vdso]":
-                found = self._module_for(m.path, pid, pinned)
+                found = modules[m.path]
                 if found is not None:
                     mod, image = found
-                    pinned.add(mod.module_id)
                     vaddr = image.vaddr_of_offset(m.offset)
                     if vaddr is not None:
                         module_id, bias = mod.module_id, m.start - vaddr
