@@ -271,7 +271,7 @@ def format_stacks(profile: StackProfile, *, verbose: bool = False) -> str:
         for f in leaf_first:
             if f.kind == "process":
                 continue
-            if f.kind == "marker":
+            if f.kind == "marker" and f.name == "--":
                 lines.append("    --")
                 continue
             address = f"{f.address:<16x} " if verbose else ""
@@ -287,7 +287,7 @@ def format_folded(profile: StackProfile) -> str:
     """comm;root;...;leaf COUNT, '-' between user and kernel frames."""
     lines = []
     for s in _ordered(profile):
-        names = ["-" if f.kind == "marker" else f.name for f in s.stack]
+        names = ["-" if f.kind == "marker" and f.name == "--" else f.name for f in s.stack]
         lines.append(f"{';'.join(names)} {s.value}")
     return "\n".join(lines)
 
