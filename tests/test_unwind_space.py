@@ -123,3 +123,85 @@ def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through
     assert loss["unwind_fp_steps"] >= total, loss
     assert re.search(r" 1 rows full;", res.stderr), res.stderr
     assert "user stacks with frame-pointer steps in code that has CFI" in res.stderr
+
+
+class _Table(dict):
+    """A BPF table as the unwinder uses it (keys and leaves as plain values)."""
+    Key = staticmethod(lambda value: value)
+    Leaf = staticmethod(lambda *values: values)
+
+    def __init__(self, max_entries: int = 0) -> None:
+        super().__init__()
+        self.max_entries, self.map_fd = max_entries, -1   # rows: anonymous memory
+
+
+class _Image:
+    def __init__(self, path: str, rows: int) -> None:
+        self.path, self.rows = path, rows
+
+    def build_id(self) -> str:
+        return f"{abs(hash(self.path)):040x}"
+
+    def section(self, _name: str):
+        return None   # no estimate: the table's real size decides
+
+
+def _unwinder(monkeypatch, capacity: int, sizes: dict[str, int]):
+    from types import SimpleNamespace
+    from pytracekit.symbolize import unwinder as unwinder_mod
+    from pytracekit.symbolize.unwind_table import UnwindTable
+    monkeypatch.setattr(UnwindTable, "cached_packed",
+                        classmethod(lambda cls, image, *_: b"\0" * 8 * image.rows))
+    images = {p: _Image(p, n) for p, n in sizes.items()}
+    users = SimpleNamespace(binary=lambda path, pid: SimpleNamespace(image=images[path]))
+    prog = {"unwind_rows": _Table(capacity), "unwind_modules": _Table(), "proc_maps": _Table(),
+            "hold_tree": _Table(), "entry_held": _Table(), "unwind_maps": _Table(64 * 8)}
+    return unwinder_mod.Unwinder(prog, users), prog
+
+
+def test_tables_no_live_process_maps_are_evicted_least_recently_used_first(monkeypatch):
+    # libc 50 rows shared; programs a-d 20 rows each; room for libc and two of them
+    unw, prog = _unwinder(monkeypatch, 95, {"libc": 50, "a": 20, "b": 20, "c": 20, "d": 20})
+    live = [1, os.getpid()]   # pids that exist (the unwinder checks /proc too)
+
+    def run(pid: int, *paths: str) -> list:
+        found = [unw._module_for(p, pid) for p in paths]
+        unw._with_tables(found)
+        unw.slots[pid] = len(unw.slots)
+        prog["proc_maps"][pid] = 1
+        unw._hold_refs(pid, frozenset(m.module_id for m, _ in found))
+        return [m for m, _ in found]
+
+    def exit_(pid: int) -> None:
+        del prog["proc_maps"][pid]   # as the kernel does at exit
+
+    libc, a = run(live[0], "libc", "a")
+    _, b = run(live[1], "libc", "b")
+    assert libc.refs == 2 and unw.space.free == 5
+    exit_(live[0])                  # a is no longer mapped; libc still is (b's process)
+    _, c = run(live[0], "libc", "c")
+    assert (a.n_rows, c.n_rows, libc.n_rows) == (0, 20, 50) and unw.stats["evicted"] == 1
+    # b's process ends, seen gone; then c's: d needs room, and b (out of use
+    # longer) goes before c
+    exit_(live[1])
+    unw._reclaim()
+    exit_(live[0])
+    _, d = run(live[0], "libc", "d")
+    assert (b.n_rows, c.n_rows, d.n_rows) == (0, 20, 20)
+    assert prog["unwind_modules"][d.module_id] == (d.first_row, 20)
+    assert b.module_id not in prog["unwind_modules"]   # the BPF side no longer reads it
+
+
+def test_a_table_without_room_is_marked_and_its_mark_goes_with_its_last_process(monkeypatch):
+    from pytracekit.symbolize.unwinder import NO_ROOM
+    unw, prog = _unwinder(monkeypatch, 60, {"libc": 50, "big": 20})
+    found = [unw._module_for(p, os.getpid()) for p in ("libc", "big")]
+    unw._with_tables(found)   # one process maps both: neither is evicted for the other
+    (libc, _), (big, _) = found
+    assert libc.n_rows == 50 and big.n_rows == 0 and unw.stats["table_full"] == 1
+    assert prog["unwind_modules"][big.module_id] == (NO_ROOM, 0)   # counted by the BPF side
+    unw.slots[os.getpid()] = 0
+    prog["proc_maps"][os.getpid()] = 1
+    unw._hold_refs(os.getpid(), frozenset({libc.module_id, big.module_id}))
+    unw._hold_refs(os.getpid(), frozenset())
+    assert big.module_id not in prog["unwind_modules"] and not big.no_room

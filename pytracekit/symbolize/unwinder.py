@@ -43,6 +43,7 @@ MISS_MAX_INTERVAL_S = 5.0   # ... backing off to this while its mappings stay th
 EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc) bytes a row
 WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
 NO_ROOM = 0xFFFFFFFF   # ptk_unwind_module.first_row: CFI without room (PTK_ROWS_NO_ROOM)
+NO_ROOM_RETRY_S = 0.5  # a module left without room is tried again at most this often
 # struct ptk_ustack.flags
 TRUNCATED, INCOMPLETE, FP_STEPS, FALLBACK = 1, 2, 4, 8
 
@@ -59,6 +60,7 @@ class Module:
     no_cfi: bool = False     # no table can be made: nothing to retry
     rows_needed: int = 0     # its table's size, once known
     no_room: bool = False    # marked NO_ROOM in unwind_modules (until written)
+    retry_at: float = 0.0    # no room: not tried again before this
 
 
 def _mapped(fd: int, size: int) -> "mmap.mmap | None":
@@ -158,8 +160,9 @@ class Unwinder:
         """Write the tables one process's modules lack (new, evicted, or no
         room before), never evicting one of them for another."""
         pinned = frozenset(mod.module_id for mod, _ in found)
+        now = time.monotonic()
         for mod, image in found:
-            if mod.n_rows == 0 and not mod.no_cfi:
+            if mod.n_rows == 0 and not mod.no_cfi and not (mod.no_room and now < mod.retry_at):
                 self._write_table(mod, image, pinned)
 
     def _write_table(self, mod: Module, image: Any, pinned: "set[int] | frozenset") -> None:
@@ -236,6 +239,7 @@ class Unwinder:
     def _no_room(self, mod: Module) -> None:
         """A module with CFI but no room: the BPF side takes frame-pointer
         steps in it and counts them (unwind_fp_steps), never silently."""
+        mod.retry_at = time.monotonic() + NO_ROOM_RETRY_S
         if not mod.no_room:
             mod.no_room = True
             self.stats["table_full"] += 1
@@ -252,6 +256,12 @@ class Unwinder:
             mod = self.by_id[module_id]
             mod.refs -= 1
             mod.last_used = now
+            if mod.no_room and not mod.refs:   # its mark goes (tried again when mapped)
+                mod.no_room = False
+                try:
+                    del self.module_table[self.module_table.Key(module_id)]
+                except KeyError:
+                    pass
         if module_ids:
             self.refs_of[pid] = module_ids
         else:
@@ -344,10 +354,12 @@ class Unwinder:
         return slot
 
     def _reclaim(self) -> None:
-        """Slots of processes the kernel already dropped (exit) or that are gone."""
+        """Slots and module references of processes the kernel already dropped
+        (exit, exec: reloaded when announced again) or that are gone."""
         for pid in list(self.slots):
             if not self._present(pid) or not os.path.exists(f"/proc/{pid}"):
-                self.free_slots.append(self.slots.pop(pid))
+                # reused last: a forked child not loaded yet may still read it
+                self.free_slots.insert(0, self.slots.pop(pid))
                 self.loaded.pop(pid, None)
                 self._hold_refs(pid, frozenset())
 
