@@ -469,11 +469,23 @@ def setup_unwinder(prog: Any, symbolizer: Any, *, command: tuple[str, ...] = (),
         if command_pid:
             unwinder.hold_command(prog, modules[0] if modules else "", command_pid)
     else:
-        for pid in pids:
+        for pid in dict.fromkeys(_tgid(p) for p in pids):   # -t: its process's maps
             symbolizer.remember(pid)
             unwinder.load(pid)
     symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
     return unwinder
+
+
+def _tgid(tid: int) -> int:
+    """The process of a thread id (the unwinder's maps are per process)."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return tid
 
 
 def hold_in_ldso(prog: Any) -> str:
