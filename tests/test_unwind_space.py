@@ -121,7 +121,8 @@ def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through
         f"{ROOT_PATH};spin_outer;spin_inner"))
     assert total >= 30 and whole >= 0.9 * total, stacks
     assert loss["unwind_fp_steps"] >= total, loss
-    assert re.search(r" 1 rows full;", res.stderr), res.stderr
+    full = re.search(r" (\d+) rows full;", res.stderr)
+    assert full and int(full[1]) >= 1, res.stderr   # the workload's table
     assert "user stacks with frame-pointer steps in code that has CFI" in res.stderr
 
 
