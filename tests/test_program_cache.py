@@ -324,3 +324,68 @@ def test_no_preprocessor_condition_reads_a_run_time_id():
     condition = re.compile(rf"^\s*#\s*(if|elif)\b.*\b({names})\b", re.M)
     for path in sorted(loader.BPF_DIR.glob("*.[ch]")):
         assert not condition.search(path.read_text()), path
+
+
+def _entry_in(programs: Path, name: str, pad: int = 100) -> tuple[Path, dict]:
+    """An entry (as store() writes it) of program directory `name`, with its header."""
+    key = f"{name:0<64}"
+    (programs / name).mkdir(parents=True, exist_ok=True)
+    (programs / name / "vmlinux.h").write_text("/* header */\n")
+    return progcache.entry_path(programs / name, key), {"format": progcache.FORMAT, "key": key,
+                                                        "pad": "x" * pad}
+
+
+def _entries(programs: Path) -> set[str]:
+    return {p.parent.name for p in programs.glob("*/compiled-*.json")}
+
+
+def test_storing_past_the_bound_evicts_the_least_recently_used(tmp_path, monkeypatch):
+    """The newest entries stay, the oldest go; a hit makes an entry new again;
+    the byte bound too; the entry just stored always stays; headers stay."""
+    programs = tmp_path / "kernel" / "programs"
+    monkeypatch.setattr(progcache, "MAX_ENTRIES", 3)
+    made = {name: _entry_in(programs, name) for name in ("a", "b", "c", "d", "e")}
+    for age, name in enumerate("abc"):
+        progcache.store(*made[name])
+        os.utime(made[name][0], (1000 + age, 1000 + age))    # a oldest, c newest
+    assert _entries(programs) == {"a", "b", "c"}           # within the bound: all kept
+    path, entry = made["a"]
+    assert progcache.lookup(path, entry["key"]) == entry   # a hit: a is the newest now
+    progcache.store(*made["d"])
+    assert _entries(programs) == {"a", "c", "d"}           # b, the least recently used, went
+    assert progcache.lookup(*(lambda p, e: (p, e["key"]))(*made["b"])) is None   # a miss
+    assert (programs / "b" / "vmlinux.h").exists()         # a compile may be reading it
+    size = made["d"][0].stat().st_size
+    monkeypatch.setattr(progcache, "MAX_BYTES", 2 * size)
+    progcache.store(*made["e"])
+    assert _entries(programs) == {"d", "e"}                # the two newest fit
+    monkeypatch.setattr(progcache, "MAX_BYTES", 1)
+    progcache.store(*made["a"])
+    assert _entries(programs) == {"a"}                     # alone over the bound, but just stored
+
+
+@pytest.mark.root
+def test_pruning_leaves_what_root_does_not_own_alone(tmp_path):
+    """Root removes only its own entries in its own directories: a planted
+    entry (another user's, one others can write, one behind a link) is
+    neither counted nor removed."""
+    programs = tmp_path / "kernel" / "programs"
+    ours = [_entry_in(programs, name)[0] for name in ("old", "new")]
+    for path in ours:
+        path.write_text("{}")
+    os.utime(ours[0], (1000, 1000))
+    theirs, _ = _entry_in(programs, "theirs")
+    theirs.write_text("{}")
+    os.chown(theirs, 65534, 65534)
+    os.chown(theirs.parent, 65534, 65534)
+    writable, _ = _entry_in(programs, "writable")
+    writable.write_text("{}")
+    os.chmod(writable, 0o666)
+    outside = tmp_path / "outside"
+    outside_entry, _ = _entry_in(outside, "elsewhere")
+    outside_entry.write_text("{}")
+    (programs / "link").symlink_to(outside / "elsewhere")
+    assert progcache.prune(programs, max_entries=1) == [ours[0]]   # 2 of ours: the older goes
+    assert progcache.prune(programs, max_entries=0) == [ours[1]]
+    assert _entries(programs) == {"theirs", "writable", "link"}     # (glob follows the link)
+    assert outside_entry.exists() and theirs.exists() and writable.exists()

@@ -16,10 +16,14 @@ flags, BCC's version, the possible CPUs (perf arrays are sized by them) and a
 format version; the directory adds the kernel (release, version, BTF size)
 and the header generator. A missing, corrupt, untrusted or unloadable entry
 means compiling, never an error. PYTRACEKIT_NO_PROGRAM_CACHE=1 turns it off.
+Bounded (MAX_ENTRIES, MAX_BYTES per kernel directory): storing an entry
+evicts the least recently used ones (an entry's mtime: when it was written
+or last hit).
 """
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import json
 import os
@@ -32,6 +36,8 @@ from .bpfloop import bcc_prog_name
 
 FORMAT = 1
 DISABLE_ENV = "PYTRACEKIT_NO_PROGRAM_CACHE"
+MAX_ENTRIES = 256           # entries are ~5-60 KB: a few MB at most
+MAX_BYTES = 32 << 20
 BPF_PSEUDO_MAP_FD = 1
 _LD_IMM64 = 0x18
 _CALL = 0x85
@@ -98,13 +104,15 @@ def lookup(path: Path, cache_key: str) -> dict[str, Any] | None:
         note(f"ignoring an entry: {exc}")
         return None
     try:
-        entry = json.loads(path.read_bytes())
+        entry = json.loads(path.read_bytes())   # one read: an unlink (prune) cannot cut it
         if entry.get("format") != FORMAT or entry.get("key") != cache_key:
             raise ValueError("another key or format")
-        return entry
     except (OSError, ValueError, AttributeError) as exc:
         note(f"ignoring unreadable entry {path}: {exc}")
         return None
+    with contextlib.suppress(OSError):    # a hit is a use: the last to be evicted
+        os.utime(path)
+    return entry
 
 
 # -- recording what BCC compiled --------------------------------------------------
@@ -173,6 +181,73 @@ def _check_insns(insns: bytes, map_fds: set[int]) -> None:
 def store(path: Path, entry: dict[str, Any]) -> None:
     from ..kernel import headers
     headers.write_atomic(path, json.dumps(entry, separators=(",", ":")))
+    prune(path.parent.parent, keep=path)
+
+
+def prune(programs: Path, keep: Path | None = None, max_entries: int | None = None,
+          max_bytes: int | None = None) -> list[Path]:
+    """Remove the least recently used entries of `programs` (a kernel
+    directory's programs/<source hash>/compiled-*.json) until at most
+    `max_entries` of at most `max_bytes` are left; `keep` (the entry just
+    stored) stays. At store time only, after a compile: one directory scan.
+    Readers never see half an entry (they read it in one read, and a missing
+    one means compiling); the BTF header beside it stays (a compile may be
+    reading it). Only this user's or root's own files count and go: an entry
+    or directory that is a link, or that another user owns or can write, is
+    left alone (the cache's trust rule, headers.check_cache)."""
+    from ..errors import PytracekitError
+    from ..kernel import headers
+    try:
+        headers.check_cache(programs, what="the program cache")
+        found = _owned_entries(programs)
+    except (OSError, PytracekitError) as exc:
+        note(f"not pruned: {exc}")
+        return []
+    max_entries = MAX_ENTRIES if max_entries is None else max_entries
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+    count, total = len(found), sum(size for _, size, _ in found)
+    removed = []
+    for _, size, path in sorted(found):                  # oldest first
+        if count <= max_entries and total <= max_bytes:
+            break
+        if keep is not None and (path.parent.name, path.name) == (keep.parent.name, keep.name):
+            continue
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except FileNotFoundError:                        # another run pruned it
+            pass
+        except OSError as exc:
+            note(f"cannot evict {path}: {exc}")
+            continue
+        count, total = count - 1, total - size
+    if removed:
+        note(f"evicted {len(removed)} least recently used entries")
+    return removed
+
+
+def _owned_entries(programs: Path) -> list[tuple[float, int, Path]]:
+    """(mtime, size, path) of each trusted entry under `programs`."""
+    def ours(st: os.stat_result) -> bool:
+        return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
+    found = []
+    with os.scandir(programs) as directories:
+        for directory in directories:
+            if not directory.is_dir(follow_symlinks=False) or \
+                    not ours(directory.stat(follow_symlinks=False)):
+                continue
+            try:
+                files = os.scandir(directory.path)
+            except OSError:
+                continue
+            with files:
+                for f in files:
+                    if not (f.name.startswith("compiled-") and f.name.endswith(".json")):
+                        continue
+                    st = f.stat(follow_symlinks=False)
+                    if f.is_file(follow_symlinks=False) and ours(st):
+                        found.append((st.st_mtime, st.st_size, Path(f.path)))
+    return found
 
 
 def _patched(insns: bytes, fd_map: dict[int, int]) -> bytes:
