@@ -326,66 +326,81 @@ def test_no_preprocessor_condition_reads_a_run_time_id():
         assert not condition.search(path.read_text()), path
 
 
-def _entry_in(programs: Path, name: str, pad: int = 100) -> tuple[Path, dict]:
-    """An entry (as store() writes it) of program directory `name`, with its header."""
-    key = f"{name:0<64}"
-    (programs / name).mkdir(parents=True, exist_ok=True)
-    (programs / name / "vmlinux.h").write_text("/* header */\n")
-    return progcache.entry_path(programs / name, key), {"format": progcache.FORMAT, "key": key,
-                                                        "pad": "x" * pad}
+
+def _program(programs: Path, name: str, mtime: float | None = None) -> Path:
+    """A program directory as the loader leaves it: its header and one entry."""
+    directory = programs / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vmlinux.h").write_text("/* header */\n")
+    (directory / f"compiled-{name:0<32}.json").write_text("{}")
+    if mtime is not None:
+        os.utime(directory, (mtime, mtime))
+    return directory
 
 
-def _entries(programs: Path) -> set[str]:
-    return {p.parent.name for p in programs.glob("*/compiled-*.json")}
+def _names(programs: Path) -> set[str]:
+    return {p.name for p in programs.iterdir()}
 
 
 def test_storing_past_the_bound_evicts_the_least_recently_used(tmp_path, monkeypatch):
-    """The newest entries stay, the oldest go; a hit makes an entry new again;
-    the byte bound too; the entry just stored always stays; headers stay."""
+    """The newest program directories stay, the oldest go, header and entry;
+    a use (a compile or hit: ProgramDir) makes one new again; one in use (held
+    by a compiling run) stays; so does the one just stored into."""
     programs = tmp_path / "kernel" / "programs"
-    monkeypatch.setattr(progcache, "MAX_ENTRIES", 3)
-    made = {name: _entry_in(programs, name) for name in ("a", "b", "c", "d", "e")}
+    monkeypatch.setattr(progcache, "MAX_PROGRAMS", 3)
     for age, name in enumerate("abc"):
-        progcache.store(*made[name])
-        os.utime(made[name][0], (1000 + age, 1000 + age))    # a oldest, c newest
-    assert _entries(programs) == {"a", "b", "c"}           # within the bound: all kept
-    path, entry = made["a"]
-    assert progcache.lookup(path, entry["key"]) == entry   # a hit: a is the newest now
-    progcache.store(*made["d"])
-    assert _entries(programs) == {"a", "c", "d"}           # b, the least recently used, went
-    assert progcache.lookup(*(lambda p, e: (p, e["key"]))(*made["b"])) is None   # a miss
-    assert (programs / "b" / "vmlinux.h").exists()         # a compile may be reading it
-    size = made["d"][0].stat().st_size
-    monkeypatch.setattr(progcache, "MAX_BYTES", 2 * size)
-    progcache.store(*made["e"])
-    assert _entries(programs) == {"d", "e"}                # the two newest fit
-    monkeypatch.setattr(progcache, "MAX_BYTES", 1)
-    progcache.store(*made["a"])
-    assert _entries(programs) == {"a"}                     # alone over the bound, but just stored
+        _program(programs, name, mtime=1000 + age)           # a oldest, c newest
+    with progcache.ProgramDir(lambda: programs / "a"):        # a run uses a: the newest now
+        pass
+    new = _program(programs, "d")
+    progcache.store(new / "compiled-new.json", {"format": progcache.FORMAT})
+    assert _names(programs) == {"a", "c", "d"}                 # b went, header and entry
+    with progcache.ProgramDir(lambda: programs / "c") as held:    # c is being compiled from
+        os.utime(programs / "c", (1000, 1000))                # and is the oldest
+        _program(programs, "e")
+        assert progcache.prune(programs) == [programs / "a"]  # not c: the next oldest
+        assert held.fd >= 0 and (programs / "c" / "vmlinux.h").exists()
+    assert _names(programs) == {"c", "d", "e"}
+    monkeypatch.setattr(progcache, "MAX_PROGRAMS", 0)
+    assert sorted(progcache.prune(programs, keep=programs / "e")) == [programs / "c",
+                                                                      programs / "d"]
+    assert _names(programs) == {"e"}                           # kept: just stored into
+
+
+def test_a_pruned_program_directory_is_made_again_for_its_user(tmp_path):
+    """A run that finds its directory removed before it could hold it makes
+    it again (through `make`, as the loader's headers.program_header does)."""
+    programs = tmp_path / "kernel" / "programs"
+    made = []
+
+    def make() -> Path:
+        made.append(True)
+        if len(made) == 1:
+            return programs / "gone"                           # pruned meanwhile
+        return _program(programs, "gone")
+    with progcache.ProgramDir(make) as used:
+        assert used.fd >= 0 and len(made) == 2
+        assert progcache.prune(programs, max_programs=0) == []    # held
 
 
 @pytest.mark.root
 def test_pruning_leaves_what_root_does_not_own_alone(tmp_path):
-    """Root removes only its own entries in its own directories: a planted
-    entry (another user's, one others can write, one behind a link) is
-    neither counted nor removed."""
+    """Root removes only its own directories holding only its own files: a
+    planted directory (another user's, one others can write, a link) or a
+    planted file in one of ours is left alone."""
     programs = tmp_path / "kernel" / "programs"
-    ours = [_entry_in(programs, name)[0] for name in ("old", "new")]
-    for path in ours:
-        path.write_text("{}")
-    os.utime(ours[0], (1000, 1000))
-    theirs, _ = _entry_in(programs, "theirs")
-    theirs.write_text("{}")
-    os.chown(theirs, 65534, 65534)
-    os.chown(theirs.parent, 65534, 65534)
-    writable, _ = _entry_in(programs, "writable")
-    writable.write_text("{}")
-    os.chmod(writable, 0o666)
-    outside = tmp_path / "outside"
-    outside_entry, _ = _entry_in(outside, "elsewhere")
-    outside_entry.write_text("{}")
-    (programs / "link").symlink_to(outside / "elsewhere")
-    assert progcache.prune(programs, max_entries=1) == [ours[0]]   # 2 of ours: the older goes
-    assert progcache.prune(programs, max_entries=0) == [ours[1]]
-    assert _entries(programs) == {"theirs", "writable", "link"}     # (glob follows the link)
-    assert outside_entry.exists() and theirs.exists() and writable.exists()
+    _program(programs, "old", mtime=1000)
+    _program(programs, "new", mtime=2000)
+    os.chown(_program(programs, "theirs", mtime=1), 65534, 65534)
+    os.chmod(_program(programs, "writable", mtime=1), 0o777)
+    planted = _program(programs, "planted") / "compiled-x.json"
+    planted.write_text("{}")
+    os.chown(planted, 65534, 65534)
+    os.utime(planted.parent, (1, 1))
+    outside = _program(tmp_path / "outside", "elsewhere")
+    (programs / "link").symlink_to(outside)
+    # counted: old, new, planted (ours, but holding another's file: it stays)
+    assert progcache.prune(programs, max_programs=2) == [programs / "old"]
+    assert progcache.prune(programs, max_programs=0) == [programs / "new"]
+    assert _names(programs) == {"theirs", "writable", "planted", "link"}
+    assert planted.exists() and (outside / "vmlinux.h").exists()
