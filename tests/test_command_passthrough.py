@@ -378,35 +378,22 @@ def test_a_signal_during_start_up_ends_quietly(sig, delay, tmp_path):
 
 @pytest.mark.root
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_while_compiling_ends_the_run_at_once(sig, tmp_path, monkeypatch):
+def test_a_signal_while_compiling_ends_the_run_at_once(sig, tmp_path):
     """clang compiling cannot run Python's handler until it returns; here it
     never returns by itself: a header of the private include tree is a FIFO
     it blocks reading. The signal still ends the run at once: status
     128+signal, nothing printed, nothing left in tracefs, the command never
     ran (runner.stops_end_at_once)."""
-    import errno
-    import stat
-    from pytracekit.kernel import headers
+    from blocked_compile import compiling, fifo_header
     cache = tmp_path / "cache"
-    monkeypatch.setenv("PYTRACEKIT_CACHE", str(cache))
-    header = headers.include_tree().source / "include" / "generated" / "autoconf.h"
-    header.unlink()
-    os.mkfifo(header, 0o644)          # what trusted cache files are: root's, 0644
-    assert stat.S_ISFIFO(os.stat(header).st_mode)
+    header = fifo_header(cache)
     marker = tmp_path / "ran"
     proc, ready_r = _start_with_ready_pipe(
         ["trace", "r:c:malloc", "--", "touch", str(marker)],
         env={**os.environ, "PYTRACEKIT_CACHE": str(cache), "PYTRACEKIT_NO_PROGRAM_CACHE": "1"})
     writer = -1
     try:
-        def clang_reads_it() -> bool:   # a writer may open once the reader has
-            nonlocal writer
-            try:
-                writer = os.open(header, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as exc:
-                assert exc.errno == errno.ENXIO, exc
-            return writer >= 0
-        assert wait_until(clang_reads_it, timeout=120), proc.poll()
+        writer = compiling(header, proc)
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)   # without the fix: forever
         was_ready = bool(select.select([ready_r], [], [], 0)[0] and os.read(ready_r, 16))

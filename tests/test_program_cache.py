@@ -19,11 +19,12 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
+from conftest import ROOT, Tool, pytracekit, pytracekit_probes_left, run_workload
 from pytracekit.engine import loader, progcache
 
 N = 25
@@ -404,3 +405,30 @@ def test_pruning_leaves_what_root_does_not_own_alone(tmp_path):
     assert progcache.prune(programs, max_programs=0) == [programs / "new"]
     assert _names(programs) == {"theirs", "writable", "planted", "link"}
     assert planted.exists() and (outside / "vmlinux.h").exists()
+
+
+@pytest.mark.root
+def test_a_program_directory_is_never_pruned_while_a_run_compiles_from_it(tmp_path):
+    """Another process compiling (clang blocked on a FIFO header) holds its
+    program directory: pruning to nothing leaves it, header and all; once the
+    run is gone, pruning removes it."""
+    from blocked_compile import compiling, fifo_header
+    cache = tmp_path / "cache"
+    header = fifo_header(cache)
+    programs = header.parents[3] / "programs"        # <kernel key>/kernel/include/generated
+    proc = subprocess.Popen([sys.executable, "-m", "pytracekit", "trace",
+                             "t:syscalls:sys_enter_getppid"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTRACEKIT_CACHE": str(cache)})
+    writer = -1
+    try:
+        writer = compiling(header, proc)
+        [held] = list(programs.iterdir())
+        assert (held / "vmlinux.h").exists()
+        assert progcache.prune(programs, max_programs=0) == []
+        assert (held / "vmlinux.h").exists()
+    finally:
+        proc.kill()
+        proc.communicate()
+        if writer >= 0:
+            os.close(writer)
+    assert progcache.prune(programs, max_programs=0) == [held]
