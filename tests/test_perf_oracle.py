@@ -45,13 +45,17 @@ def test_a_failing_block_kills_perf_stat_a_and_its_command(tmp_path):
 
 def test_system_wide_count_stops_with_counts_or_is_killed_on_failure(tmp_path):
     me = os.getpid()
-    with SystemWideCount([("syscalls:sys_enter_getppid", f"common_pid == {me}"),
-                          ("syscalls:sys_enter_getpgid", f"common_pid == {me}")],
-                         tmp_path) as perf:
-        for _ in range(5):
-            os.getppid()
-        os.getpgid(0)
-        assert perf.stop() == [5, 1]
+    for _attempt in range(5):   # another tracer's program may drop events for perf (issue 11)
+        with SystemWideCount([("syscalls:sys_enter_getppid", f"common_pid == {me}"),
+                              ("syscalls:sys_enter_getpgid", f"common_pid == {me}")],
+                             tmp_path) as perf:
+            for _ in range(5):
+                os.getppid()
+            os.getpgid(0)
+            counts = perf.stop()
+        if counts == [5, 1]:
+            break
+    assert counts == [5, 1]
     with pytest.raises(AssertionError, match="the test failed"):
         with SystemWideCount([("syscalls:sys_enter_getppid", f"common_pid == {me}")],
                              tmp_path) as perf:
@@ -63,5 +67,5 @@ def test_system_wide_count_stops_with_counts_or_is_killed_on_failure(tmp_path):
 def test_perf_stat_timing_out_kills_perf_and_its_command(tmp_path):
     pid_file = tmp_path / "pid"
     with pytest.raises(subprocess.TimeoutExpired):
-        perf_stat(["sched:sched_process_exec"], _sleeper(pid_file), timeout=5)
+        perf_stat(["sched:sched_process_exec"], _sleeper(pid_file), timeout=8)
     assert wait_until(lambda: _gone(_pid_in(pid_file)), timeout=30), "perf's command still runs"
