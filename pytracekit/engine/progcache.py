@@ -213,8 +213,11 @@ class ProgramDir:
                 fcntl.flock(fd, fcntl.LOCK_SH)
                 if os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False)) \
                         and (self.path / "vmlinux.h").exists():
-                    os.utime(fd)
                     self.fd = fd
+                    try:
+                        os.utime(fd)
+                    except OSError:   # (not ours to touch: it is still held)
+                        pass
                     return
             except OSError:
                 pass
