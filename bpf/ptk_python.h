@@ -27,6 +27,11 @@
 #define PY_BLOCK 128           /* one read per frame covers every field used (<= 112) */
 #define PY_OWNED_BY_CSTACK 3   /* 3.12+ shim frame: one _PyEval_EvalFrameDefault entry */
 #define PY_FRAME_BOUNDARY 1    /* flags: outermost frame of one eval call */
+/* flags' other bits: which code object the frame ran, folded from its line
+ * table's address (PY_CODE_IDENT). A code object can be freed, and its address
+ * reused, before user space reads it: a name read earlier is used only for
+ * the same ident (a freed object's type and refcount are a free list's now) */
+#define PY_CODE_IDENT(table) ((u32)((table) ^ ((table) >> 32)) & ~(u32)PY_FRAME_BOUNDARY)
 
 enum ptk_py_state { PY_PENDING = 0, PY_PYTHON = 1, PY_NOT_PYTHON = 2 };
 enum ptk_py_stat {
@@ -52,7 +57,7 @@ struct ptk_py_proc {
 struct ptk_py_frame {
     u64 code;
     s32 offset;              /* instruction byte offset; -2 possible on 3.11+ entry */
-    u32 flags;
+    u32 flags;               /* PY_FRAME_BOUNDARY | PY_CODE_IDENT */
 };
 
 struct ptk_py_stack {
@@ -71,6 +76,7 @@ struct ptk_py_walk {
     u64 adaptive;            /* 3.11+: the code object's offset of its instructions */
     u16 block_start, block_len, count_len;
     u16 code, previous, lasti, instr_ptr, is_entry, owner;
+    u16 code_linetable;      /* in the code object: its ident's field */
     u8 has_lasti, has_owner, has_entry, minor;
 };
 
@@ -286,13 +292,14 @@ long bpf_loop_cb__py_step(void *unused)
     }
     struct ptk_py_frame *f = &st->frames[st->depth & (PY_MAX_FRAMES - 1)];
     f->code = code;
+    u32 ident = PY_CODE_IDENT(ptk_py_u64(code + w->code_linetable));
     if (w->has_lasti) {      /* 3.8-3.10: one eval call per frame; 3.10 counts code units */
         s32 lasti = PY_WBLK(s, s32, w->lasti);
         f->offset = w->minor == 10 ? lasti * 2 : lasti;
-        f->flags = PY_FRAME_BOUNDARY;
+        f->flags = PY_FRAME_BOUNDARY | ident;
     } else {
         f->offset = (s32)(PY_WBLK(s, u64, w->instr_ptr) - (code + w->adaptive));
-        f->flags = w->has_entry && PY_WBLK(s, u8, w->is_entry) ? PY_FRAME_BOUNDARY : 0;
+        f->flags = (w->has_entry && PY_WBLK(s, u8, w->is_entry) ? PY_FRAME_BOUNDARY : 0) | ident;
     }
     st->depth++;
     return 0;
@@ -327,6 +334,7 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
     w->instr_ptr = PY_BOFF(proc, FRAME_INSTR_PTR);
     w->is_entry = PY_BOFF(proc, FRAME_IS_ENTRY);
     w->owner = PY_BOFF(proc, FRAME_OWNER);
+    w->code_linetable = PYL(proc, CODE_LINETABLE);
     w->has_lasti = PY_HAS(proc, FRAME_LASTI);
     w->has_owner = PY_HAS(proc, FRAME_OWNER);
     w->has_entry = PY_HAS(proc, FRAME_IS_ENTRY);
