@@ -339,7 +339,7 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
     struct ptk_py_stack *st = &s->stack;
     st->depth = 0;
     st->truncated = 0;
-    bpf_loop(PY_MAX_VISITS + PY_MAX_EXTRA, bpf_loop_cb__py_step, 0, 0);
+    bpf_loop(PY_MAX_VISITS + PY_MAX_EXTRA, PTK_LOOP_CB(1), 0, 0);   /* py_step */
     if (!st->depth)
         return 0;
     st->pid = pid;
