@@ -29,7 +29,8 @@
 /* bpf_loop()'s callback argument. BCC 0.26 does not relocate a callback's
  * address, so a caller passes this tag instead, and the loader links the
  * callback it names (pytracekit/engine/bpfloop.py, CALLBACKS: 1 is
- * bpf_loop_cb__py_step, 2 bpf_loop_cb__unwind_step). */
+ * bpf_loop_cb__py_step, 2 bpf_loop_cb__unwind_step, 3 bpf_loop_cb__py_tstate_step,
+ * 4 bpf_loop_cb__py_hash_step). */
 #define PTK_LOOP_CB(id) ((void *)(0x70746b0000000000ULL | (id)))
 
 #ifndef TASK_COMM_LEN

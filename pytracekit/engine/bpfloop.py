@@ -38,7 +38,8 @@ _PROG_TYPE_TRACING = 26     # fentry/fexit
 
 # PTK_LOOP_CB(ID) in bpf/pytracekit.h: the upper half of the tag, and each ID's callback
 TAG_HIGH = 0x70746B00
-CALLBACKS = {1: CALLBACK_PREFIX + b"py_step", 2: CALLBACK_PREFIX + b"unwind_step"}
+CALLBACKS = {1: CALLBACK_PREFIX + b"py_step", 2: CALLBACK_PREFIX + b"unwind_step",
+             3: CALLBACK_PREFIX + b"py_tstate_step", 4: CALLBACK_PREFIX + b"py_hash_step"}
 
 
 def callback_names(functions: list[bytes]) -> list[bytes]:
