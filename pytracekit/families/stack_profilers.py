@@ -247,8 +247,6 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
     except BaseException:
         target.finish()
         raise
-    finally:
-        symbolizer.attached()
     if not target.command:   # a held command is not its program yet
         for ident in selected:
             symbolizer.remember(ident)

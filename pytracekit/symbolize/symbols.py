@@ -530,7 +530,6 @@ class Symbolizer:
         # frame-pointer walks by hash (ptk_ustack.h USTACK_LAYOUT 1: addresses)
         self.fp_ustacks: Any = None
         self._warming: Any = None   # warm_up's thread until kernel() has waited for it
-        self._may_read_kernel: Any = None   # set: it reads the kernel's symbols (attached())
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -542,17 +541,15 @@ class Symbolizer:
         self._named_ustacks.clear()
 
     def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Event":
-        """Read what naming will need in a thread: while the caller compiles its
-        program (the compiler and the verifier run in C without the GIL), the
-        symbols of the files the given processes map; once it has attached
-        (attached()), the kernel's symbols (BCC reads all of /proc/kallsyms on
-        its first lookup: ~70 ms of CPU, more in wall time, which a launch from
-        the program cache would otherwise spend before attaching). Wait for the
-        returned event before using `users`; naming a kernel frame waits for
-        the rest itself (kernel())."""
+        """Read what naming will need while the caller compiles and attaches its
+        program (the compiler and the verifier run in C without the GIL): the
+        symbols of the files the given processes map, then the kernel's symbols
+        (BCC reads all of /proc/kallsyms on its first lookup: ~70 ms of CPU, more
+        in wall time, which a launch from the program cache would otherwise wait
+        for before attaching). Wait for the returned event before using `users`;
+        naming a kernel frame waits for the rest itself (kernel())."""
         import threading
         users_read = threading.Event()
-        self._may_read_kernel = threading.Event()
 
         def work() -> None:
             try:
@@ -565,23 +562,16 @@ class Symbolizer:
                 pass
             finally:
                 users_read.set()
-            if not kernel:
-                return
-            self._may_read_kernel.wait()
             try:
-                from ..kernel import bccload, tracefs
-                tracefs.tracefs_root()   # before BCC's import, which reads its path
-                bccload.import_bcc().BPF.ksym(0)
+                if kernel:
+                    from ..kernel import bccload, tracefs
+                    tracefs.tracefs_root()   # before BCC's import, which reads its path
+                    bccload.import_bcc().BPF.ksym(0)
             except Exception:   # pylint: disable=broad-except
                 pass
         self._warming = threading.Thread(target=work, name="symbols-warm-up", daemon=True)
         self._warming.start()
         return users_read
-
-    def attached(self) -> None:
-        """The caller's probes are attached: warm_up reads the kernel's symbols now."""
-        if self._may_read_kernel is not None:
-            self._may_read_kernel.set()
 
     def _label(self, name: str, module: str, offset: int) -> str:
         if self.show_offset:
@@ -595,7 +585,6 @@ class Symbolizer:
         frame = self._cache.get(key)
         if frame is None:
             if self._warming is not None:   # BCC's kernel symbols: read once, there
-                self.attached()
                 self._warming.join()
                 self._warming = None
             from bcc import BPF
