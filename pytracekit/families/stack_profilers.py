@@ -221,13 +221,13 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
     from ..collect.stack_maps import watch_new_pids
     from ..symbolize.symbols import Symbolizer
     symbolizer = Symbolizer()
-    users_read = symbolizer.warm_up([] if target.pid else selected,
-                                    kernel=bool(defines.get("KERNEL_STACKS")))
+    warm = symbolizer.warm_up([] if target.pid else selected,
+                              kernel=bool(defines.get("KERNEL_STACKS")))
     try:
         try:
             prog = Program.from_file(name, defines=defines)
         finally:
-            users_read.wait()   # the kernel's symbols are waited for when first named
+            warm.join()
         try:
             table = prog["followed"]
             for ident in selected:

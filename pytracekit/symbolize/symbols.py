@@ -529,7 +529,6 @@ class Symbolizer:
         self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
         # frame-pointer walks by hash (ptk_ustack.h USTACK_LAYOUT 1: addresses)
         self.fp_ustacks: Any = None
-        self._warming: Any = None   # warm_up's thread until kernel() has waited for it
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -540,19 +539,19 @@ class Symbolizer:
         self._ustack_cache.clear()
         self._named_ustacks.clear()
 
-    def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Event":
-        """Read what naming will need while the caller compiles and attaches its
-        program (the compiler and the verifier run in C without the GIL): the
-        symbols of the files the given processes map, then the kernel's symbols
-        (BCC reads all of /proc/kallsyms on its first lookup: ~70 ms of CPU, more
-        in wall time, which a launch from the program cache would otherwise wait
-        for before attaching). Wait for the returned event before using `users`;
-        naming a kernel frame waits for the rest itself (kernel())."""
+    def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Thread":
+        """Read what naming will need while the caller compiles its program (the
+        compiler runs in C without the GIL): the kernel's symbols (BCC reads all of
+        /proc/kallsyms on its first lookup) and the symbols of the files the given
+        processes map. Join the thread before using this symbolizer."""
         import threading
-        users_read = threading.Event()
 
         def work() -> None:
             try:
+                if kernel:
+                    from ..kernel import bccload, tracefs
+                    tracefs.tracefs_root()   # before BCC's import, which reads its path
+                    bccload.import_bcc().BPF.ksym(0)
                 for pid in pids:
                     maps = ProcessMaps.snapshot(pid)
                     for m in maps.mappings if maps else ():
@@ -560,18 +559,9 @@ class Symbolizer:
                             self.users.binary(m.path, pid).lookup(0)
             except Exception:   # naming will read what it needs itself
                 pass
-            finally:
-                users_read.set()
-            try:
-                if kernel:
-                    from ..kernel import bccload, tracefs
-                    tracefs.tracefs_root()   # before BCC's import, which reads its path
-                    bccload.import_bcc().BPF.ksym(0)
-            except Exception:   # pylint: disable=broad-except
-                pass
-        self._warming = threading.Thread(target=work, name="symbols-warm-up", daemon=True)
-        self._warming.start()
-        return users_read
+        thread = threading.Thread(target=work, name="symbols-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def _label(self, name: str, module: str, offset: int) -> str:
         if self.show_offset:
@@ -584,9 +574,6 @@ class Symbolizer:
         key = (-1, address)
         frame = self._cache.get(key)
         if frame is None:
-            if self._warming is not None:   # BCC's kernel symbols: read once, there
-                self._warming.join()
-                self._warming = None
             from bcc import BPF
             raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
             name = raw.decode(errors="replace") if raw else ""
