@@ -67,9 +67,12 @@ struct ptk_unwind_row {
 };
 
 struct ptk_unwind_module {
-    u32 first_row;
+    u32 first_row;   /* PTK_ROWS_NO_ROOM (n_rows 0): it has CFI, but no room */
     u32 n_rows;
 };
+/* a module whose table did not fit in `unwind_rows`: its frame-pointer steps
+ * are counted (unwind_fp_steps) as gaps in code that has CFI */
+#define PTK_ROWS_NO_ROOM 0xffffffffU
 
 struct ptk_proc_map {
     u64 start;
@@ -344,7 +347,7 @@ PTK_INLINE long ptk_unwind_step(struct ptk_unwind_walk *w, struct ptk_ustack *st
     u8 kind = PTK_KIND_NONE, has_cfi = 0;
     if (module_id) {
         struct ptk_unwind_module *mod = unwind_modules.lookup(&module_id);
-        has_cfi = mod && mod->n_rows;
+        has_cfi = mod && (mod->n_rows || mod->first_row == PTK_ROWS_NO_ROOM);
         if (mod && ptk_find_row(w->rows_base, mod->first_row, mod->n_rows,
                                 (u32)(lookup - m.bias), &row))
             kind = row.kind;
