@@ -80,9 +80,19 @@ struct ptk_py_walk {
     u8 has_lasti, has_owner, has_entry, minor;
 };
 
+/* The thread-state search's state between bpf_loop steps (ptk_py_tstate). */
+struct ptk_py_tsearch {
+    u64 interp, ts, found, fsbase;
+    u16 thread_id, threads_head, interp_next, tstate_next;   /* layout offsets */
+    u8 first;                /* ts is to be read from interp's list head */
+};
+
 struct ptk_py_scratch {
     struct ptk_py_stack stack;
     struct ptk_py_walk walk;
+    struct ptk_py_tsearch search;
+    u64 hash;                /* ptk_py_hash: the hash so far, the next frame */
+    u32 hash_next;
     u8 block[PY_BLOCK + 24];   /* field reads are masked to & 127: an 8-byte read stays inside */
 };
 
@@ -166,6 +176,32 @@ PTK_INLINE struct ptk_py_proc *ptk_py_process(u32 pid)
     return 0;
 }
 
+/* One step of the thread-state search (ptk_py_tstate), run by bpf_loop: the
+ * verifier checks it once, not once per visit. Returns 1 to stop. */
+long bpf_loop_cb__py_tstate_step(void *unused)
+{
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s || !s->search.interp)
+        return 1;
+    struct ptk_py_tsearch *t = &s->search;
+    if (t->first) {
+        t->ts = ptk_py_u64(t->interp + t->threads_head);
+        t->first = 0;
+    }
+    if (!t->ts) {
+        t->interp = ptk_py_u64(t->interp + t->interp_next);
+        t->first = 1;
+        return 0;
+    }
+    if (ptk_py_u64(t->ts + t->thread_id) == t->fsbase) {
+        t->found = t->ts;
+        return 1;
+    }
+    t->ts = ptk_py_u64(t->ts + t->tstate_next);
+    return 0;
+}
+
 /* The thread state whose thread_id is `fsbase`: the cached one if it still
  * says so (a freed state can be reused), else a walk over every interpreter. */
 PTK_INLINE u64 ptk_py_tstate(struct ptk_py_proc *proc, u32 tid, u64 fsbase)
@@ -173,46 +209,55 @@ PTK_INLINE u64 ptk_py_tstate(struct ptk_py_proc *proc, u32 tid, u64 fsbase)
     u64 *cached = py_tstates.lookup(&tid);
     if (cached && *cached && ptk_py_u64(*cached + PYL(proc, TSTATE_THREAD_ID)) == fsbase)
         return *cached;
-    u64 interp = ptk_py_u64(proc->runtime + PYL(proc, RUNTIME_INTERPRETERS_HEAD));
-    u64 ts = 0, found = 0;
-    bool first = true;
-    for (int i = 0; i < PY_MAX_THREAD_VISITS; i++) {
-        if (!interp)
-            break;
-        if (first) {
-            ts = ptk_py_u64(interp + PYL(proc, INTERP_THREADS_HEAD));
-            first = false;
-        }
-        if (!ts) {
-            interp = ptk_py_u64(interp + PYL(proc, INTERP_NEXT));
-            first = true;
-            continue;
-        }
-        if (ptk_py_u64(ts + PYL(proc, TSTATE_THREAD_ID)) == fsbase) {
-            found = ts;
-            break;
-        }
-        ts = ptk_py_u64(ts + PYL(proc, TSTATE_NEXT));
-    }
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s)
+        return 0;
+    struct ptk_py_tsearch *t = &s->search;
+    t->interp = ptk_py_u64(proc->runtime + PYL(proc, RUNTIME_INTERPRETERS_HEAD));
+    t->ts = 0;
+    t->found = 0;
+    t->fsbase = fsbase;
+    t->first = 1;
+    t->thread_id = PYL(proc, TSTATE_THREAD_ID);
+    t->threads_head = PYL(proc, INTERP_THREADS_HEAD);
+    t->interp_next = PYL(proc, INTERP_NEXT);
+    t->tstate_next = PYL(proc, TSTATE_NEXT);
+    bpf_loop(PY_MAX_THREAD_VISITS, PTK_LOOP_CB(3), 0, 0);   /* py_tstate_step */
+    u64 found = t->found;
     if (found)
         py_tstates.update(&tid, &found);
     return found;
 }
 
-/* Hash of the recorded part of a stack (FNV-1a over its words); never 0. */
-PTK_INLINE u64 ptk_py_hash(struct ptk_py_stack *s)
+/* One recorded frame into the stack's hash (ptk_py_hash), run by bpf_loop. */
+long bpf_loop_cb__py_hash_step(void *unused)
 {
-    u64 h = 0xcbf29ce484222325ULL ^ s->pid ^ ((u64)s->truncated << 32) ^ ((u64)s->depth << 48);
-    for (int i = 0; i < PY_MAX_FRAMES; i++) {
-        if (i >= s->depth)
-            break;
-        u32 j = i;
-        asm volatile("" : "+r"(j));   /* keep the mask: clang would drop it and the verifier needs it */
-        struct ptk_py_frame *f = &s->frames[j & (PY_MAX_FRAMES - 1)];
-        h = (h ^ f->code) * 0x100000001b3ULL;
-        h = (h ^ ((u64)(u32)f->offset << 32 | f->flags)) * 0x100000001b3ULL;
-    }
-    return h ? h : 1;
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s)
+        return 1;
+    u32 i = s->hash_next;
+    if (i >= s->stack.depth || i >= PY_MAX_FRAMES)
+        return 1;
+    struct ptk_py_frame *f = &s->stack.frames[i & (PY_MAX_FRAMES - 1)];
+    u64 h = s->hash;
+    h = (h ^ f->code) * 0x100000001b3ULL;
+    h = (h ^ ((u64)(u32)f->offset << 32 | f->flags)) * 0x100000001b3ULL;
+    s->hash = h;
+    s->hash_next = i + 1;
+    return 0;
+}
+
+/* Hash of the recorded part of a stack (FNV-1a over its words); never 0. */
+PTK_INLINE u64 ptk_py_hash(struct ptk_py_scratch *s)
+{
+    struct ptk_py_stack *st = &s->stack;
+    s->hash = 0xcbf29ce484222325ULL ^ st->pid ^ ((u64)st->truncated << 32) ^
+              ((u64)st->depth << 48);
+    s->hash_next = 0;
+    bpf_loop(PY_MAX_FRAMES, PTK_LOOP_CB(4), 0, 0);   /* py_hash_step */
+    return s->hash ? s->hash : 1;
 }
 
 /* The current thread's innermost Python frame (0: no thread state, or no frame). */
@@ -347,11 +392,11 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
     struct ptk_py_stack *st = &s->stack;
     st->depth = 0;
     st->truncated = 0;
-    bpf_loop(PY_MAX_VISITS + PY_MAX_EXTRA, bpf_loop_cb__py_step, 0, 0);
+    bpf_loop(PY_MAX_VISITS + PY_MAX_EXTRA, PTK_LOOP_CB(1), 0, 0);   /* py_step */
     if (!st->depth)
         return 0;
     st->pid = pid;
-    u64 id = ptk_py_hash(&s->stack);
+    u64 id = ptk_py_hash(s);
     if (!py_stacks.lookup(&id)) {
         if (py_stacks.update(&id, st)) {
             ptk_py_stat(PY_STAT_MAP_FULL);
