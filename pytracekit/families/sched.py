@@ -27,10 +27,15 @@ def unseen_line(count: int, what: str) -> str:
             "start or end (none fires while some tasks run, such as a VM's agent)")
 
 
-def report_loss(out: Output, prog: Any, loss: LossReport, what: str, **fields: Any) -> None:
-    """out.loss with the unseen count beside it (JSON "unseen"), and a
-    warning naming them in every form when there were any."""
-    count = unseen(prog)
-    out.loss(loss, unseen=count, **fields)
+def warn_unseen(count: int, what: str) -> None:
+    """The warning on stderr, in every output form, when there were any."""
     if count:
         print(unseen_line(count, what), file=sys.stderr, flush=True)
+
+
+def report_loss(out: Output, prog: Any, loss: LossReport, what: str, **fields: Any) -> None:
+    """out.loss with the unseen count beside it (JSON "unseen"), then the
+    warning."""
+    count = unseen(prog)
+    out.loss(loss, unseen=count, **fields)
+    warn_unseen(count, what)
