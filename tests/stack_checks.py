@@ -28,9 +28,10 @@ def contains_run(seq: list[str], run: list[str]) -> bool:
     return any(seq[i:i + len(run)] == run for i in range(len(seq) - len(run) + 1))
 
 
-def split_slept(stdout: str) -> tuple[int, str]:
-    """The workload's `slept_ns=T` line (sleeptimed mode) and the tool's output."""
+def split_slept(stdout: str) -> tuple[dict[str, int], str]:
+    """The workload's `slept_ns=T longest_ns=L` line (sleeptimed mode), as
+    {"slept_ns": T, "longest_ns": L}, and the tool's output."""
     lines = stdout.splitlines()
     [slept] = [line for line in lines if line.startswith("slept_ns=")]
     lines.remove(slept)
-    return int(slept.split("=")[1]), "\n".join(lines)
+    return {k: int(v) for k, v in (w.split("=") for w in slept.split())}, "\n".join(lines)

@@ -16,7 +16,7 @@ def _split(stack):
 def test_sleeper_stack_with_timer_waker(workload):
     res = pytracekit("offwaketime", "--json", "--", workload, "sleeptimed", "5", "40")
     assert res.returncode == 0, res.stderr
-    slept_ns, out = split_slept(res.stdout)
+    slept, out = split_slept(res.stdout)
     _, stacks, _ = parse_json(out, "offwaketime")
     blocked_us = timer_us = 0
     for s in stacks:
@@ -30,7 +30,7 @@ def test_sleeper_stack_with_timer_waker(workload):
     # time the workload measured around the sleeps (a loaded run queue delays
     # the switch-in); a switch-in no tracepoint reported closes the block at
     # the CPU's last traced switch (bpf/ptk_sched.h), a little early
-    assert 180_000 <= blocked_us <= slept_ns / 1000, res.stdout
+    assert 180_000 <= blocked_us <= slept["slept_ns"] / 1000, res.stdout
     # woken by the timer (on this CPU, or by the scheduler IPI on the sleeper's);
     # a waker stack lost to a stack map collision is counted as a loss instead
     assert timer_us >= 0.75 * blocked_us, res.stdout

@@ -9,7 +9,7 @@ from stack_checks import names, parse_json, split_slept
 def test_sleeps_are_charged_to_the_timer_wakeup(workload):
     res = pytracekit("wakeuptime", "--json", "--", workload, "sleeptimed", "5", "40")
     assert res.returncode == 0, res.stderr
-    slept_ns, out = split_slept(res.stdout)
+    slept, out = split_slept(res.stdout)
     header, stacks, loss = parse_json(out, "wakeuptime")
     assert header["unit"] == "microseconds" and header["value_type"] == "wakeup"
     woke_workload = [s for s in stacks if s["frames"][-1]["name"] == "workload"]
@@ -17,7 +17,7 @@ def test_sleeps_are_charged_to_the_timer_wakeup(workload):
     # tracepoint: bpf/ptk_sched.h) counted as unseen; all of it within the
     # wall time the workload measured around the sleeps
     sleeps = 5 - loss["unseen"]
-    assert sleeps * 36_000 <= sum(s["value"] for s in woke_workload) <= slept_ns / 1000, \
+    assert sleeps * 36_000 <= sum(s["value"] for s in woke_workload) <= slept["slept_ns"] / 1000, \
         res.stdout
     # the timer wakes it, either on this CPU or, queued to the sleeper's CPU, from
     # the scheduler IPI there (sched_ttwu_pending): both are kernel stacks
