@@ -117,7 +117,9 @@ def test_schedlat_interval_tables_add_up_to_the_whole_run(workload):
 @pytest.mark.root
 def test_schedlat_interval_text_and_no_extra_table_at_the_end(workload):
     """-d a multiple of -i: the last interval's table is the end (as BCC)."""
-    proc = subprocess.Popen([workload, "sleep", "100", "20"])
+    # sleeps for 20 s, killed at the end: it must outlive the tool's start-up
+    # on a loaded machine (when it exits the run ends early, with one table)
+    proc = subprocess.Popen([workload, "sleep", "1000", "20"])
     try:
         res = pytracekit("schedlat", "-i", "0.3", "-d", "0.9", "-p", str(proc.pid))
     finally:
