@@ -54,5 +54,12 @@ def test_json_and_a_threshold_over_every_wait(workload):
     behind = [e for e in events if e["prev_tid"] == spinner]
     assert N - min(N, loss["unseen"]) <= len(behind) <= N, objects
     assert [(e["pid"], e["tid"]) for e in events] == [(waiter, waiter)] * len(events), objects
-    res = pytracekit("runqslower", str(MS * 4000), "--", workload, "runqdelay", str(N), str(MS))
-    assert res.returncode == 0 and summary(res.stderr)["captured"] == 0, res.stderr
+    # over every wait behind the spinner: none of them (a loaded machine, or
+    # another FIFO task on CPU 0, may still hold the waiter that long)
+    res = pytracekit("runqslower", "-P", str(MS * 4000), "--", workload, "runqdelay", str(N),
+                     str(MS))
+    assert res.returncode == 0, res.stderr
+    spinner, waiter, lines = _tids(res.stdout)
+    rows = [line.split() for line in lines[1:]]
+    assert summary(res.stderr)["captured"] == len(rows)
+    assert [r for r in rows if r[4] == str(spinner)] == [], res.stdout
