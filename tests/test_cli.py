@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -67,15 +66,11 @@ def test_the_loss_slots_in_c_and_in_python_agree():
 
 @pytest.fixture(scope="module")
 def dry_runs() -> dict:
-    """Every BPF tool's --dry-run, two at a time (a compile keeps one CPU busy)."""
-    def dry_run(name: str):
-        try:
-            return pytracekit(name, *_dry_run_args(name), "--dry-run")
-        except subprocess.TimeoutExpired as exc:   # that tool's test fails with it
-            return exc
-    names = [name for name in tool_names() if _loads_bpf(name)]
-    with ThreadPoolExecutor(2) as pool:
-        return dict(zip(names, pool.map(dry_run, names)))
+    """Every BPF tool's --dry-run, on two long-lived processes side by side
+    (cli_workers: BCC and LLVM are loaded once per process, not per tool)."""
+    from cli_workers import run_all
+    return run_all({name: [name, *_dry_run_args(name), "--dry-run"]
+                    for name in tool_names() if _loads_bpf(name)})
 
 
 @pytest.mark.root
