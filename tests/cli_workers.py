@@ -14,30 +14,38 @@ the next run gets a new worker.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from conftest import ROOT
 
-WORKER = ("import json, sys\n"
+# Each run starts where the worker started: a run that left another working
+# directory fails the next one (it would change what the next run tests).
+WORKER = ("import json, os, sys\n"
           "sys.path.insert(0, sys.argv[1])\n"
           "from conftest import pytracekit_in_process\n"
+          "start = os.getcwd()\n"
           "for line in sys.stdin:\n"
+          "    if os.getcwd() != start:\n"
+          "        sys.exit(f'the previous run left the working directory {os.getcwd()}')\n"
           "    res = pytracekit_in_process(*json.loads(line))\n"
           "    sys.stdout.write(json.dumps([res.returncode, res.stdout, res.stderr]) + '\\n')\n"
           "    sys.stdout.flush()\n")
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, cwd: Path) -> None:
         # stderr to a file: a pipe nobody reads could fill and block the worker
         self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(ROOT / "tests")],
-                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.err, text=True)
 
     def run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess | Exception:
@@ -77,17 +85,18 @@ class _Worker:
         self.err.close()
 
 
-def run_all(runs: dict[str, list[str]], workers: int = 2,
-            timeout: float = 120) -> dict[str, subprocess.CompletedProcess | Exception]:
+def run_all(runs: dict[str, list[str]], workers: int = 2, timeout: float = 120,
+            cwd: Path = ROOT) -> dict[str, subprocess.CompletedProcess | Exception]:
     """name -> the result of `pytracekit ARGS` for each (name, ARGS) in `runs`, on
-    `workers` processes side by side (a compile keeps one CPU busy)."""
+    `workers` processes side by side (a compile keeps one CPU busy), started in
+    `cwd` (this checkout's code wherever that is)."""
     todo: queue.Queue = queue.Queue()
     for name in runs:
         todo.put(name)
     results: dict[str, subprocess.CompletedProcess | Exception] = {}
 
     def serve() -> None:
-        worker = _Worker()
+        worker = _Worker(cwd)
         try:
             while True:
                 try:
@@ -97,7 +106,7 @@ def run_all(runs: dict[str, list[str]], workers: int = 2,
                 res = results[name] = worker.run(runs[name], timeout)
                 if isinstance(res, Exception):   # it is gone: a new one for the rest
                     worker.close()
-                    worker = _Worker()
+                    worker = _Worker(cwd)
         finally:
             worker.close()
     with ThreadPoolExecutor(workers) as pool:
