@@ -26,8 +26,12 @@ SPIN_TAILS = ["", ";clock_ns", ";clock_ns;_init", ";clock_ns;clock_gettime@plt",
               ";clock_ns;clock_gettime", ";clock_ns;clock_gettime;clock_gettime"]
 
 
-def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = None,
-                   seconds: str | None = "2") -> Counter:
+# spin's stacks for 0.6 s of the workload's CPU time: ~120 samples at 199 Hz
+# however loaded the machine is (spin's wall-clock seconds gave 16-29 at a load of 20)
+SPIN_CPU = ["spincpu", "600"]
+
+
+def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = None) -> Counter:
     """`profile -U -f -p PID` of a process that starts once the tool is ready
     (its tables are loaded before sampling starts: no frame-pointer fallback)."""
     go = tmp_path / "go"
@@ -36,9 +40,7 @@ def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = No
     try:
         # no duration: -p ends the profile when the process exits, so every
         # phase of the workload is sampled however loaded the machine is
-        duration = [seconds] if seconds else []
-        with Tool("profile", "-F", "199", "-U", "-f", "-p", str(proc.pid), *duration,
-                  env=env) as tool:
+        with Tool("profile", "-F", "199", "-U", "-f", "-p", str(proc.pid), env=env) as tool:
             go.touch()
             out, err = tool.wait()
     finally:
@@ -61,19 +63,19 @@ def _folded_of_pid(binary: str, args: list[str], tmp_path, env: dict | None = No
 
 def _assert_exact_spin(stacks: Counter) -> None:
     allowed = {SPIN + tail for tail in SPIN_TAILS}
-    assert sum(stacks.values()) >= 30, stacks   # ~200 on an idle machine
+    assert sum(stacks.values()) >= 30, stacks   # ~120 (SPIN_CPU)
     assert set(stacks) <= allowed, set(stacks) - allowed
     assert stacks[SPIN] >= 0.5 * sum(stacks.values())
 
 
 @pytest.mark.root
 def test_spin_without_frame_pointers_is_exact_from_start(workload_nofp, tmp_path):
-    _assert_exact_spin(_folded_of_pid(workload_nofp, ["spin", "1.2"], tmp_path))
+    _assert_exact_spin(_folded_of_pid(workload_nofp, SPIN_CPU, tmp_path))
 
 
 @pytest.mark.root
 def test_stacks_mode_without_frame_pointers_is_exact(workload_nofp, tmp_path):
-    stacks = _folded_of_pid(workload_nofp, ["stacks", "50000000"], tmp_path, seconds=None)
+    stacks = _folded_of_pid(workload_nofp, ["stacks", "50000000"], tmp_path)
     allowed = {f"{ROOT_PATH}{tail}" for tail in
                ["", ";stack_path_a", ";stack_path_a;stack_leaf", ";stack_path_b",
                 ";stack_path_b;stack_leaf"]}
@@ -85,7 +87,7 @@ def test_stacks_mode_without_frame_pointers_is_exact(workload_nofp, tmp_path):
 
 @pytest.mark.root
 def test_stripped_binary_is_named_from_its_build_id_debug_file(workload_stripped, tmp_path):
-    stacks = _folded_of_pid(workload_stripped.path, ["spin", "1.2"], tmp_path,
+    stacks = _folded_of_pid(workload_stripped.path, SPIN_CPU, tmp_path,
                             env=workload_stripped.env)
     _assert_exact_spin(stacks)
 
@@ -94,7 +96,7 @@ def test_stripped_binary_is_named_from_its_build_id_debug_file(workload_stripped
 def test_binary_with_only_debug_frame_is_exact_from_start(workload_debug_frame, tmp_path):
     # no .eh_frame at all (not even the C runtime's for _start): the walk
     # reaches _start by .debug_frame and stops there, counted as incomplete
-    stacks = _folded_of_pid(workload_debug_frame, ["spin", "3"], tmp_path, seconds="2")
+    stacks = _folded_of_pid(workload_debug_frame, SPIN_CPU, tmp_path)
     _assert_exact_spin(stacks)
     incomplete = re.search(r"(\d+) user stacks incomplete", stacks.stderr)
     assert incomplete and int(incomplete[1]) >= sum(stacks.values()), stacks.stderr
@@ -104,8 +106,7 @@ def test_binary_with_only_debug_frame_is_exact_from_start(workload_debug_frame, 
 def test_stripped_binary_unwinds_by_its_debug_files_debug_frame(workload_debug_frame_stripped,
                                                                 tmp_path):
     work = workload_debug_frame_stripped
-    _assert_exact_spin(_folded_of_pid(work.path, ["spin", "3"], tmp_path, env=work.env,
-                                      seconds="2"))
+    _assert_exact_spin(_folded_of_pid(work.path, SPIN_CPU, tmp_path, env=work.env))
 
 
 @pytest.mark.root

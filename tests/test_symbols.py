@@ -195,6 +195,25 @@ def test_exited_processes_maps_are_dropped_past_the_limit(workload, monkeypatch)
     assert users.processes[pids[3]] is not None   # kept: still names its stacks
 
 
+def test_a_dropped_process_leaves_no_perf_map(workload, monkeypatch):
+    # naming a kept dead process's frame looks for its perf map again: the
+    # entry goes with its maps (it stayed, one per process seen)
+    import pytracekit.symbolize.symbols as symbols
+    monkeypatch.setattr(symbols, "DEAD_PROCESSES_KEPT", 1)
+    users = UserSymbols()
+    dead = []
+    for _ in range(2):
+        proc = subprocess.Popen([workload, "child"])
+        proc.wait()
+        dead.append(proc.pid)
+    users.remember(dead[0])
+    users.sweep()
+    users.perf_map(dead[0])
+    users.remember(dead[1])
+    users.sweep()
+    assert dead[0] not in users.processes and dead[0] not in users.perf_maps
+
+
 def test_perf_map_entries_cover_start_plus_size(tmp_path):
     path = tmp_path / "perf-1.map"
     path.write_text("1000 100 py::old:/a.py\n2000 10 jit_b\n1000 80 py::new:/a.py\nbad line\n")

@@ -3,6 +3,7 @@ unwinder.py): modules' tables are shared by build id, kept while a live
 process maps them, and evicted least recently used first when a later
 module needs their rows, so a program that starts after a churn of other
 programs (more tables than the array holds) still unwinds whole."""
+import hashlib
 import os
 import re
 import shutil
@@ -54,10 +55,13 @@ def distinct_programs(tmp_path_factory) -> list[str]:
     base = tmp_path_factory.mktemp("churn")
     obj = base / "workload.o"
     subprocess.run(["gcc", *NOFP_FLAGS, "-c", "-o", str(obj), str(WORKLOAD_SRC)], check=True)
+    # ids from the object's hash: tables are cached on disk by build id, and a
+    # fixed id would keep an older workload.c's table (its walks then stop early)
+    digest = hashlib.sha1(obj.read_bytes()).hexdigest()[:32]
     paths = []
     for i in range(CHURN + 1):
         path = base / f"workload-{i}"
-        subprocess.run(["gcc", "-pthread", f"-Wl,--build-id=0x{0xc0de0000 + i:040x}", "-o",
+        subprocess.run(["gcc", "-pthread", f"-Wl,--build-id=0x{digest}{i:08x}", "-o",
                         str(path), str(obj)], check=True)
         paths.append(str(path))
     return paths
@@ -77,7 +81,7 @@ def test_churn_beyond_the_row_array_evicts_tables_and_a_late_program_unwinds_who
     per_copy = _rows(distinct_programs[0])
     capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + RESIDENT * per_copy + per_copy // 2
     *churn, target = distinct_programs
-    script = "; ".join([f"{p} spinchild 30" for p in churn] + [f"{target} spin 1"])
+    script = "; ".join([f"{p} spinchild 30" for p in churn] + [f"{target} spincpu 600"])
     res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
                      script, env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)}, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -112,7 +116,7 @@ def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through
         pytest.skip("needs Debian's libc and ld.so paths")
     capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + _rows(workload) // 2
     res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
-                     f"{workload} spin 1", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)})
+                     f"{workload} spincpu 600", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)})
     assert res.returncode == 0, res.stderr
     _, stacks, loss = parse_json(res.stdout, "profile")
     spin = [s for s in stacks if "spin_inner" in names(s, "user")]

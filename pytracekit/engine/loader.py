@@ -562,6 +562,15 @@ class Program:
 
     # -- teardown -----------------------------------------------------------
 
+    def detach_perf_events(self) -> None:
+        """Stop the perf-event (sampling) programs, keeping the maps: read
+        after this, counts and loss counters hold the same samples (closing
+        a perf event disables it on its CPU first, after any sample running
+        there has ended)."""
+        if self.bpf is not None:
+            for ev_type, ev_config in list(self.bpf.open_perf_events):
+                self.bpf.detach_perf_event(ev_type, ev_config)
+
     def close(self) -> None:
         # Links first: closing one removes all its uprobes before the program goes.
         while self._links:

@@ -307,6 +307,13 @@ class StackSession(ProgramSession):
         profile.meta = dict(self.meta)
         return profile
 
+    def stop_sampling(self) -> None:
+        """The end of a run: no sample is counted from here on (a timer tool's
+        perf events are closed), so the last read() is one snapshot, its
+        loss counters those of its samples, and samples are the duration's,
+        not those taken while the profile is read and named."""
+        self.prog.detach_perf_events()
+
     def close(self) -> None:
         unwinder = getattr(self.symbolizer, "unwinder", None)
         if unwinder is not None:

@@ -342,6 +342,10 @@ class UserSymbols:
         while len(self.dead) > DEAD_PROCESSES_KEPT:
             pid, _ = self.dead.popitem(last=False)
             self.processes.pop(pid, None)
+            # naming a dead process's frame looks for its perf map again
+            self.perf_maps.pop(pid, None)
+            self._rechecked.discard(pid)
+            self._resnapshot.pop(pid, None)
 
     def maps_changed(self, pid: int) -> bool:
         """Might pid's mappings differ from its snapshot? Its address space's size

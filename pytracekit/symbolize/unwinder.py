@@ -44,6 +44,7 @@ EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc)
 WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
 NO_ROOM = 0xFFFFFFFF   # ptk_unwind_module.first_row: CFI without room (PTK_ROWS_NO_ROOM)
 NO_ROOM_RETRY_S = 0.5  # a module left without room is tried again at most this often
+RECLAIM_EVERY = 64     # slots given out between looks for gone processes' slots
 # struct ptk_ustack.flags
 TRUNCATED, INCOMPLETE, FP_STEPS, FALLBACK = 1, 2, 4, 8
 
@@ -109,6 +110,7 @@ class Unwinder:
         self.by_id: dict[int, Module] = {}
         self.slots: dict[int, int] = {}           # pid -> slot in unwind_maps
         self.free_slots = list(range(self.slot_count - 1, -1, -1))
+        self.slots_given = 0
         self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
         self.refs_of: dict[int, frozenset] = {}   # pid -> module ids it holds a ref on
         self.last_miss: dict[int, tuple[float, float]] = {}   # pid -> (when, interval)
@@ -346,10 +348,13 @@ class Unwinder:
         slot = self.slots.get(pid)
         if slot is not None:
             return slot
-        if not self.free_slots:
+        # not only when full: what is kept here is per live process, not per
+        # process seen (a continuous profiler sees thousands)
+        if not self.free_slots or self.slots_given % RECLAIM_EVERY == 0:
             self._reclaim()
         if not self.free_slots:
             return None
+        self.slots_given += 1
         slot = self.slots[pid] = self.free_slots.pop()
         return slot
 
@@ -361,6 +366,7 @@ class Unwinder:
                 # reused last: a forked child not loaded yet may still read it
                 self.free_slots.insert(0, self.slots.pop(pid))
                 self.loaded.pop(pid, None)
+                self.last_miss.pop(pid, None)
                 self._hold_refs(pid, frozenset())
 
     def hold_command(self, prog: Any, executable: str, pid: int) -> None:

@@ -143,6 +143,7 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
         out.opening(stacktools.opening_line(f"Sampling {rate}", pids, tids, command,
                                             user_only, kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
+        session.stop_sampling()
         profile = session.read()
         if isinstance(session, pysampling.PythonStackSession):
             note = session.summary_line()

@@ -103,6 +103,8 @@ def command(ctx: click.Context, duration_arg, output, system_wide, pid_list, fre
         announce(f"Recording {what} of {who} to {output}"
                  + (f" for {duration:g} secs." if duration else "... Hit Ctrl-C to end."))
         run_until_done(target, duration=duration, poll=session.poll)
+        if not event and not off_cpu:
+            session.stop_sampling()
         result = session.read()
         if event:
             result.duration_ns = int((time.monotonic() - started) * 1e9)

@@ -10,6 +10,9 @@
  *     calls N              call counted_function() exactly N times
  *     stacks N             stack_leaf() N times via stack_path_a, 2N via stack_path_b
  *     spin SECONDS         spin in spin_outer() -> spin_inner()
+ *     spincpu MS           spin in spin_outer() -> spin_inner() until the process has
+ *                          used MS ms of CPU time (ITIMER_PROF): spin's stacks, and as
+ *                          many samples of them however loaded the machine is
  *     hotloop SECONDS      call hot_loop(1000000) for SECONDS: one cheap line, then a
  *                          loop on a line of its own (annotate's hot line)
  *     sleep N MS           N sleeps of MS milliseconds in sleeper()
@@ -130,6 +133,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -169,6 +173,11 @@ NOINLINE void stack_path_b(uint64_t i) { stack_leaf(i); sink++; }
  * thread's CPU time, so a child that must burn a known CPU time does so even
  * when the machine is loaded. */
 static clockid_t spin_clock = CLOCK_MONOTONIC;
+/* spincpu: set when the process's CPU time is up (its clock reads stay the
+ * vDSO's, not a CPU clock's system call) */
+static volatile sig_atomic_t spin_stop;
+
+static void on_cpu_budget(int sig) { (void)sig; spin_stop = 1; }
 
 NOINLINE static uint64_t clock_ns(clockid_t clock)
 {
@@ -179,7 +188,7 @@ NOINLINE static uint64_t clock_ns(clockid_t clock)
 
 NOINLINE void spin_inner(uint64_t deadline)
 {
-    while (clock_ns(spin_clock) < deadline)
+    while (!spin_stop && clock_ns(spin_clock) < deadline)
         for (int i = 0; i < 1000; i++)
             sink += i;
 }
@@ -639,6 +648,12 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "spin") == 0) {
         double s = strtod(i < argc ? argv[i] : "1", NULL);
         spin_outer(now_ns() + (uint64_t)(s * 1e9));
+    } else if (strcmp(mode, "spincpu") == 0) {
+        long ms = arg_long(argc, argv, i, "MS");
+        struct itimerval budget = { { 0, 0 }, { ms / 1000, (ms % 1000) * 1000 } };
+        signal(SIGPROF, on_cpu_budget);
+        setitimer(ITIMER_PROF, &budget, NULL);
+        spin_outer(UINT64_MAX);
     } else if (strcmp(mode, "hotloop") == 0) {
         uint64_t end = now_ns() + (uint64_t)(strtod(i < argc ? argv[i] : "1", NULL) * 1e9);
         while (now_ns() < end)
