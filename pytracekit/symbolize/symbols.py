@@ -355,9 +355,15 @@ class UserSymbols:
 
     def binary(self, path: str, pid: int = 0) -> ElfSymbols:
         syms = self.binaries.get(path)
-        if syms is None and path == "[vdso]":
+        if syms is not None:
+            # get() made it the newest; set again only when its symbols were
+            # loaded since (so their weight counts against the budget)
+            if self.binaries.weights.get(path) != self.binaries.weight(syms):
+                self.binaries[path] = syms
+            return syms
+        if path == "[vdso]":
             syms = ElfSymbols.load(path, _own_vdso())
-        elif syms is None:
+        else:
             # Through the process's root first (containers), then the host path.
             syms = ElfSymbols.load(f"/proc/{pid}/root{path}") if pid else None
             if syms is None or syms.image is None:

@@ -5,6 +5,7 @@ import ctypes
 import functools
 import os
 import struct
+from array import array
 from typing import Optional
 
 from . import layouts as pl
@@ -66,9 +67,10 @@ class ProcessMemory:
         total = sum(size for _, size in ranges)
         buf = ctypes.create_string_buffer(max(total, 1))
         local = (_IoVec * 1)(_IoVec(ctypes.addressof(buf), total))
-        # an address outside user space is passed as 0: the kernel fails it
-        remote = (_IoVec * n)(*(_IoVec(a if 0 < a < USER_SPACE_END else 0, size)
-                                for a, size in ranges))
+        # (address, size) pairs as the iovecs' memory; an address outside user
+        # space is passed as 0: the kernel fails it
+        remote = (_IoVec * n).from_buffer(array("Q", [
+            v for a, size in ranges for v in (a if 0 < a < USER_SPACE_END else 0, size)]))
         got = max(_libc().process_vm_readv(self.pid, local, 1, remote, n, 0), 0)
         raw = buf.raw
         out: list[bytes | None] = []
