@@ -103,13 +103,31 @@ class Mapping:
     path: str
 
 
+def read_proc(path: str, limit: int = 1 << 24) -> bytes:
+    """A /proc file's contents (up to `limit` bytes) with bare open/read/close:
+    Python's open() adds an fstat, an ioctl and an lseek to each, and a
+    system-wide profiler reads several of these per new process."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, min(65536, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def vm_pages_of(pid: int) -> int:
     """The size of a process's address space in pages (/proc/PID/statm: a few
     bytes, where /proc/PID/maps is a line per mapping); -1 when gone. Mapping a
     library or JIT region changes it."""
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read(32).split(None, 1)[0])
+        return int(read_proc(f"/proc/{pid}/statm", 64).split(None, 1)[0])
     except (OSError, ValueError, IndexError):
         return -1
 
@@ -130,8 +148,7 @@ class ProcessMaps:
         vm_pages = vm_pages_of(pid)   # before the maps: a change in between shows next time
         try:
             # surrogateescape: a non-UTF-8 path stays the path it names
-            with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:
-                lines = f.read().splitlines()
+            lines = read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines()
             inode = os.stat(f"/proc/{pid}/exe").st_ino
         except OSError:
             return None
@@ -164,10 +181,9 @@ class ProcessMaps:
 def process_uid(pid: int) -> int | None:
     """The effective uid of a live process (None once it is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[2])
+        for line in read_proc(f"/proc/{pid}/status").split(b"\n"):
+            if line.startswith(b"Uid:"):
+                return int(line.split()[2])
     except (OSError, ValueError, IndexError):
         pass
     return None
