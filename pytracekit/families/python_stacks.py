@@ -33,7 +33,7 @@ STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
 # checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
 CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
 SWEEP_S = 1.0
-FRAMES_KEPT = 65536   # named Python frames reused across stacks (then started afresh)   # exited processes' /proc/PID/mem closed this often
+FRAMES_KEPT = 16384   # named Python frames reused across stacks (then started afresh)   # exited processes' /proc/PID/mem closed this often
 
 
 _Event = cstruct.struct_layout("ptk_python.h", "ptk_py_event").ctype()
@@ -276,6 +276,11 @@ class PythonFrames:
         if read.truncated:
             out.append((Frame(f"[+{read.truncated} python frames]", "python"), True))
         return out
+
+    def clear_stacks(self) -> None:
+        """Forget every stack and named frame (cprofile's windows start over)."""
+        self.stacks.clear()
+        self._frames.clear()
 
     def begin_read(self) -> None:
         """Reset the per-read counts (dropped_native, gone) before naming stacks."""
