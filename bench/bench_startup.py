@@ -5,7 +5,8 @@ syscount (the same job in C), in alternation, with the cold funccount's ratio
 to BCC. Then where a funccount's start-up goes, compiled and cached
 (PYTRACEKIT_STARTUP_TIMES, pytracekit/engine/startup.py), and compiled against
 loaded from the program cache (pytracekit/engine/progcache.py) for funccount,
-trace and profile of a Python process with and without its Python frames."""
+trace and profile of a Python process with and without its Python frames, and where
+that cached profile's start-up goes."""
 from __future__ import annotations
 
 import os
@@ -71,10 +72,41 @@ def main() -> None:
     breakdown()
     print()
     cached_rows()
+    print()
+    profile_breakdown()
 
 
 def _load() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def profile_breakdown() -> None:
+    """Median milliseconds of each start-up step of a cached profile of a python3
+    process, without and with its Python frames, in alternation."""
+    runs = pick(RUNS, 2)
+    target = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests" / "python_target.py"),
+                               "loop", "3600"], stdin=subprocess.DEVNULL)
+    time.sleep(0.3)
+    modes = (("--no-python", ["--no-python"]), ("Python frames", []))
+    steps: dict[str, dict[str, list[float]]] = {mode: {} for mode, _ in modes}
+    try:
+        for i in range(runs + 1):   # round 0 writes the cache entries and is not counted
+            for mode, extra in modes:
+                argv = [PY, "-m", "pytracekit", "profile", *extra, "-p", str(target.pid)]
+                for step, ms in startup_steps(argv, {**CACHED, **PYC}) if i else ():
+                    # "profile: loaded from the program cache": one row per step
+                    steps[mode].setdefault(step.removeprefix("profile: "), []).append(ms)
+    finally:
+        target.kill()
+        target.wait()
+    names = list(dict.fromkeys([*steps["--no-python"], *steps["Python frames"]]))
+    rows = [[name] + [f"{median(steps[m][name]):.1f}" if name in steps[m] else ""
+                      for m, _ in modes] for name in names]
+    rows.append(["sum of the medians"] + [f"{sum(median(v) for v in steps[m].values()):.1f}"
+                                          for m, _ in modes])
+    print(table(["cached `profile -p PID` (python3) start-up step", "--no-python (ms)",
+                 "Python frames (ms)"], rows))
+    print(f"({runs} runs each in alternation, medians; load average after: {_load()})")
 
 
 def breakdown() -> None:

@@ -1,8 +1,14 @@
 /* cpudist: how long tasks stay on (or, with OFF_CPU, off) a CPU between
  * context switches, as a log2 histogram, from the sched_switch raw
- * tracepoint. Every switch-out ends an on-CPU period, as in BCC. */
+ * tracepoint. Every switch-out ends an on-CPU period, as in BCC.
+ *
+ * A period whose start or end no tracepoint reported (ptk_sched.h: a task
+ * switched in unseen) is counted as unseen, not measured: on CPU, the run
+ * that ends at such a task's switch-out; off CPU, the time away its unseen
+ * switch-in ended (its start would otherwise be overwritten unmeasured). */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_sched.h"
 
 #ifndef LABEL_BY        /* 0: one histogram, 1: per process, 2: per thread */
 #define LABEL_BY 0
@@ -63,6 +69,13 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&next_tgid, sizeof(next_tgid), &next->tgid);
     bpf_probe_read_kernel(&next_pid, sizeof(next_pid), &next->pid);
     u64 now = bpf_ktime_get_ns();
+    struct ptk_cpu_switch last = ptk_cpu_switched(next_pid, now);
+    if (ptk_switched_in_unseen(&last, prev_pid) && ptk_task_selected(prev_tgid, prev_pid)) {
+        /* on CPU: its run began unseen; off CPU: its time away ended unseen */
+        if (!OFF_CPU || period_start.lookup(&prev_pid))
+            ptk_count_unseen();
+        period_start.delete(&prev_pid);
+    }
     if (OFF_CPU) {
         start_period(prev_tgid, prev_pid, now);
         end_period(next, next_tgid, next_pid, now);

@@ -17,6 +17,7 @@
 #include "ptk_kstack.h"
 #include "ptk_stacks.h"
 #include "ptk_sample_log.h"
+#include "ptk_sched.h"
 
 #ifndef PYTHON_STACKS
 #define PYTHON_STACKS 0
@@ -96,10 +97,9 @@ PTK_INLINE void charge(struct off_start *s, u32 tid, u64 end)
 
 /* Not every switch reaches the tracepoint: while some tasks are on a CPU (on
  * these VMs the VM agent's threads) none fires, so a thread can be switched
- * in unseen. It is then switched out (seen) with its last block still open:
- * that block ended after this CPU's last traced switch, where it is closed
- * (short by the unseen task's run), not overwritten and lost. */
-BPF_PERCPU_ARRAY(cpu_switched, u64, 1);   /* when this CPU's last traced switch was */
+ * in unseen (ptk_sched.h). It is then switched out (seen) with its last block
+ * still open: that block ended after this CPU's last traced switch, where it
+ * is closed (short by the unseen task's run), not overwritten and lost. */
 
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
@@ -112,13 +112,8 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&prev_tid, sizeof(prev_tid), &prev->pid);
     bpf_probe_read_kernel(&prev_tgid, sizeof(prev_tgid), &prev->tgid);
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
-    u64 now = bpf_ktime_get_ns(), cpu_last = 0;
-    u32 zero_idx = 0;
-    u64 *switched = cpu_switched.lookup(&zero_idx);
-    if (switched) {
-        cpu_last = *switched;
-        *switched = now;
-    }
+    u64 now = bpf_ktime_get_ns();
+    u64 cpu_last = ptk_cpu_switched(next_tid, now).ts;
 
     struct off_start *open = start.lookup(&prev_tid);
     if (open) {          /* switched in unseen */

@@ -10,9 +10,16 @@
  * Python stacks are taken at the same two points (ids in the key, 0: none).
  * With a -p/command selection, wakers outside it keep frame-pointer stacks
  * and get no Python stack (see current_python_stack).
+ *
+ * Not every switch reaches a tracepoint (ptk_sched.h): a thread can be
+ * switched in unseen. It is then switched out (seen) with its block still
+ * open: that block ended after this CPU's last traced switch, where it is
+ * closed (short by the unseen task's run only, as in offcputime), not
+ * overwritten and lost.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_sched.h"
 #include "ptk_unwind.h"
 #include "ptk_kstack.h"
 #include "ptk_stacks.h"
@@ -96,6 +103,33 @@ RAW_TRACEPOINT_PROBE(sched_wakeup)
     return note_waker(ctx, true);
 }
 
+/* tid's block, begun as `s` says, ended at `end`: its time added under its
+ * stacks and its waker's (none noted: woken by nobody we saw). */
+PTK_INLINE void charge(struct off_start *s, u32 tid, u64 end)
+{
+    struct offwake_key key = {};
+    key.target = s->key;
+    key.target_py_stack_id = s->py_stack_id;
+    u64 delta = end - s->ts;
+    bool early = end < s->ts;
+    struct waker_stacks *w = wakers.lookup(&tid);
+    if (w) {
+        key.waker = w->key;
+        key.waker_py_stack_id = w->py_stack_id;
+        wakers.delete(&tid);
+    } else {
+        key.waker.user_stack_id = -1;
+        key.waker.kernel_stack_id = -1;
+    }
+    if (early || delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
+        return;
+    u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);
+    if (total)
+        __sync_fetch_and_add(total, delta);
+    else
+        ptk_count_loss(PTK_MAP_FULL);
+}
+
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
     struct task_struct *prev = (struct task_struct *)ctx->args[1];
@@ -106,7 +140,13 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&prev_tgid, sizeof(prev_tgid), &prev->tgid);
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
     u64 now = bpf_ktime_get_ns();
+    struct ptk_cpu_switch last = ptk_cpu_switched(next_tid, now);
 
+    struct off_start *open = start.lookup(&prev_tid);
+    if (open) {          /* switched in unseen, after the CPU's last traced switch */
+        charge(open, prev_tid, last.ts);
+        start.delete(&prev_tid);
+    }
     bool held = false;
 #if CFI_UNWIND   /* stopped at its entry by us: not the program's blocking */
     held = ptk_held_at_entry(prev_tid, prev_state);
@@ -122,26 +162,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     struct off_start *s = start.lookup(&next_tid);
     if (!s)
         return 0;
-    struct offwake_key key = {};
-    key.target = s->key;
-    key.target_py_stack_id = s->py_stack_id;
-    u64 delta = now - s->ts;
+    charge(s, next_tid, now);
     start.delete(&next_tid);
-    struct waker_stacks *w = wakers.lookup(&next_tid);
-    if (w) {
-        key.waker = w->key;
-        key.waker_py_stack_id = w->py_stack_id;
-        wakers.delete(&next_tid);
-    } else {
-        key.waker.user_stack_id = -1;
-        key.waker.kernel_stack_id = -1;
-    }
-    if (delta < MIN_BLOCK_NS || delta > MAX_BLOCK_NS)
-        return 0;
-    u64 zero = 0, *total = counts.lookup_or_try_init(&key, &zero);
-    if (total)
-        __sync_fetch_and_add(total, delta);
-    else
-        ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }

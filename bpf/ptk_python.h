@@ -27,6 +27,11 @@
 #define PY_BLOCK 128           /* one read per frame covers every field used (<= 112) */
 #define PY_OWNED_BY_CSTACK 3   /* 3.12+ shim frame: one _PyEval_EvalFrameDefault entry */
 #define PY_FRAME_BOUNDARY 1    /* flags: outermost frame of one eval call */
+/* flags' other bits: which code object the frame ran, folded from its line
+ * table's address (PY_CODE_IDENT). A code object can be freed, and its address
+ * reused, before user space reads it: a name read earlier is used only for
+ * the same ident (a freed object's type and refcount are a free list's now) */
+#define PY_CODE_IDENT(table) ((u32)((table) ^ ((table) >> 32)) & ~(u32)PY_FRAME_BOUNDARY)
 
 enum ptk_py_state { PY_PENDING = 0, PY_PYTHON = 1, PY_NOT_PYTHON = 2 };
 enum ptk_py_stat {
@@ -52,7 +57,7 @@ struct ptk_py_proc {
 struct ptk_py_frame {
     u64 code;
     s32 offset;              /* instruction byte offset; -2 possible on 3.11+ entry */
-    u32 flags;
+    u32 flags;               /* PY_FRAME_BOUNDARY | PY_CODE_IDENT */
 };
 
 struct ptk_py_stack {
@@ -71,12 +76,23 @@ struct ptk_py_walk {
     u64 adaptive;            /* 3.11+: the code object's offset of its instructions */
     u16 block_start, block_len, count_len;
     u16 code, previous, lasti, instr_ptr, is_entry, owner;
+    u16 code_linetable;      /* in the code object: its ident's field */
     u8 has_lasti, has_owner, has_entry, minor;
+};
+
+/* The thread-state search's state between bpf_loop steps (ptk_py_tstate). */
+struct ptk_py_tsearch {
+    u64 interp, ts, found, fsbase;
+    u16 thread_id, threads_head, interp_next, tstate_next;   /* layout offsets */
+    u8 first;                /* ts is to be read from interp's list head */
 };
 
 struct ptk_py_scratch {
     struct ptk_py_stack stack;
     struct ptk_py_walk walk;
+    struct ptk_py_tsearch search;
+    u64 hash;                /* ptk_py_hash: the hash so far, the next frame */
+    u32 hash_next;
     u8 block[PY_BLOCK + 24];   /* field reads are masked to & 127: an 8-byte read stays inside */
 };
 
@@ -160,6 +176,32 @@ PTK_INLINE struct ptk_py_proc *ptk_py_process(u32 pid)
     return 0;
 }
 
+/* One step of the thread-state search (ptk_py_tstate), run by bpf_loop: the
+ * verifier checks it once, not once per visit. Returns 1 to stop. */
+long bpf_loop_cb__py_tstate_step(void *unused)
+{
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s || !s->search.interp)
+        return 1;
+    struct ptk_py_tsearch *t = &s->search;
+    if (t->first) {
+        t->ts = ptk_py_u64(t->interp + t->threads_head);
+        t->first = 0;
+    }
+    if (!t->ts) {
+        t->interp = ptk_py_u64(t->interp + t->interp_next);
+        t->first = 1;
+        return 0;
+    }
+    if (ptk_py_u64(t->ts + t->thread_id) == t->fsbase) {
+        t->found = t->ts;
+        return 1;
+    }
+    t->ts = ptk_py_u64(t->ts + t->tstate_next);
+    return 0;
+}
+
 /* The thread state whose thread_id is `fsbase`: the cached one if it still
  * says so (a freed state can be reused), else a walk over every interpreter. */
 PTK_INLINE u64 ptk_py_tstate(struct ptk_py_proc *proc, u32 tid, u64 fsbase)
@@ -167,46 +209,55 @@ PTK_INLINE u64 ptk_py_tstate(struct ptk_py_proc *proc, u32 tid, u64 fsbase)
     u64 *cached = py_tstates.lookup(&tid);
     if (cached && *cached && ptk_py_u64(*cached + PYL(proc, TSTATE_THREAD_ID)) == fsbase)
         return *cached;
-    u64 interp = ptk_py_u64(proc->runtime + PYL(proc, RUNTIME_INTERPRETERS_HEAD));
-    u64 ts = 0, found = 0;
-    bool first = true;
-    for (int i = 0; i < PY_MAX_THREAD_VISITS; i++) {
-        if (!interp)
-            break;
-        if (first) {
-            ts = ptk_py_u64(interp + PYL(proc, INTERP_THREADS_HEAD));
-            first = false;
-        }
-        if (!ts) {
-            interp = ptk_py_u64(interp + PYL(proc, INTERP_NEXT));
-            first = true;
-            continue;
-        }
-        if (ptk_py_u64(ts + PYL(proc, TSTATE_THREAD_ID)) == fsbase) {
-            found = ts;
-            break;
-        }
-        ts = ptk_py_u64(ts + PYL(proc, TSTATE_NEXT));
-    }
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s)
+        return 0;
+    struct ptk_py_tsearch *t = &s->search;
+    t->interp = ptk_py_u64(proc->runtime + PYL(proc, RUNTIME_INTERPRETERS_HEAD));
+    t->ts = 0;
+    t->found = 0;
+    t->fsbase = fsbase;
+    t->first = 1;
+    t->thread_id = PYL(proc, TSTATE_THREAD_ID);
+    t->threads_head = PYL(proc, INTERP_THREADS_HEAD);
+    t->interp_next = PYL(proc, INTERP_NEXT);
+    t->tstate_next = PYL(proc, TSTATE_NEXT);
+    bpf_loop(PY_MAX_THREAD_VISITS, PTK_LOOP_CB(3), 0, 0);   /* py_tstate_step */
+    u64 found = t->found;
     if (found)
         py_tstates.update(&tid, &found);
     return found;
 }
 
-/* Hash of the recorded part of a stack (FNV-1a over its words); never 0. */
-PTK_INLINE u64 ptk_py_hash(struct ptk_py_stack *s)
+/* One recorded frame into the stack's hash (ptk_py_hash), run by bpf_loop. */
+long bpf_loop_cb__py_hash_step(void *unused)
 {
-    u64 h = 0xcbf29ce484222325ULL ^ s->pid ^ ((u64)s->truncated << 32) ^ ((u64)s->depth << 48);
-    for (int i = 0; i < PY_MAX_FRAMES; i++) {
-        if (i >= s->depth)
-            break;
-        u32 j = i;
-        asm volatile("" : "+r"(j));   /* keep the mask: clang would drop it and the verifier needs it */
-        struct ptk_py_frame *f = &s->frames[j & (PY_MAX_FRAMES - 1)];
-        h = (h ^ f->code) * 0x100000001b3ULL;
-        h = (h ^ ((u64)(u32)f->offset << 32 | f->flags)) * 0x100000001b3ULL;
-    }
-    return h ? h : 1;
+    u32 zero = 0;
+    struct ptk_py_scratch *s = py_scratch.lookup(&zero);
+    if (!s)
+        return 1;
+    u32 i = s->hash_next;
+    if (i >= s->stack.depth || i >= PY_MAX_FRAMES)
+        return 1;
+    struct ptk_py_frame *f = &s->stack.frames[i & (PY_MAX_FRAMES - 1)];
+    u64 h = s->hash;
+    h = (h ^ f->code) * 0x100000001b3ULL;
+    h = (h ^ ((u64)(u32)f->offset << 32 | f->flags)) * 0x100000001b3ULL;
+    s->hash = h;
+    s->hash_next = i + 1;
+    return 0;
+}
+
+/* Hash of the recorded part of a stack (FNV-1a over its words); never 0. */
+PTK_INLINE u64 ptk_py_hash(struct ptk_py_scratch *s)
+{
+    struct ptk_py_stack *st = &s->stack;
+    s->hash = 0xcbf29ce484222325ULL ^ st->pid ^ ((u64)st->truncated << 32) ^
+              ((u64)st->depth << 48);
+    s->hash_next = 0;
+    bpf_loop(PY_MAX_FRAMES, PTK_LOOP_CB(4), 0, 0);   /* py_hash_step */
+    return s->hash ? s->hash : 1;
 }
 
 /* The current thread's innermost Python frame (0: no thread state, or no frame). */
@@ -286,13 +337,14 @@ long bpf_loop_cb__py_step(void *unused)
     }
     struct ptk_py_frame *f = &st->frames[st->depth & (PY_MAX_FRAMES - 1)];
     f->code = code;
+    u32 ident = PY_CODE_IDENT(ptk_py_u64(code + w->code_linetable));
     if (w->has_lasti) {      /* 3.8-3.10: one eval call per frame; 3.10 counts code units */
         s32 lasti = PY_WBLK(s, s32, w->lasti);
         f->offset = w->minor == 10 ? lasti * 2 : lasti;
-        f->flags = PY_FRAME_BOUNDARY;
+        f->flags = PY_FRAME_BOUNDARY | ident;
     } else {
         f->offset = (s32)(PY_WBLK(s, u64, w->instr_ptr) - (code + w->adaptive));
-        f->flags = w->has_entry && PY_WBLK(s, u8, w->is_entry) ? PY_FRAME_BOUNDARY : 0;
+        f->flags = (w->has_entry && PY_WBLK(s, u8, w->is_entry) ? PY_FRAME_BOUNDARY : 0) | ident;
     }
     st->depth++;
     return 0;
@@ -327,6 +379,7 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
     w->instr_ptr = PY_BOFF(proc, FRAME_INSTR_PTR);
     w->is_entry = PY_BOFF(proc, FRAME_IS_ENTRY);
     w->owner = PY_BOFF(proc, FRAME_OWNER);
+    w->code_linetable = PYL(proc, CODE_LINETABLE);
     w->has_lasti = PY_HAS(proc, FRAME_LASTI);
     w->has_owner = PY_HAS(proc, FRAME_OWNER);
     w->has_entry = PY_HAS(proc, FRAME_IS_ENTRY);
@@ -339,11 +392,11 @@ PTK_INLINE u64 ptk_python_stack(u32 pid, u32 tid)
     struct ptk_py_stack *st = &s->stack;
     st->depth = 0;
     st->truncated = 0;
-    bpf_loop(PY_MAX_VISITS + PY_MAX_EXTRA, bpf_loop_cb__py_step, 0, 0);
+    bpf_loop(PY_MAX_VISITS + PY_MAX_EXTRA, PTK_LOOP_CB(1), 0, 0);   /* py_step */
     if (!st->depth)
         return 0;
     st->pid = pid;
-    u64 id = ptk_py_hash(&s->stack);
+    u64 id = ptk_py_hash(s);
     if (!py_stacks.lookup(&id)) {
         if (py_stacks.update(&id, st)) {
             ptk_py_stat(PY_STAT_MAP_FULL);

@@ -67,9 +67,12 @@ struct ptk_unwind_row {
 };
 
 struct ptk_unwind_module {
-    u32 first_row;
+    u32 first_row;   /* PTK_ROWS_NO_ROOM (n_rows 0): it has CFI, but no room */
     u32 n_rows;
 };
+/* a module whose table did not fit in `unwind_rows`: its frame-pointer steps
+ * are counted (unwind_fp_steps) as gaps in code that has CFI */
+#define PTK_ROWS_NO_ROOM 0xffffffffU
 
 struct ptk_proc_map {
     u64 start;
@@ -239,14 +242,14 @@ PTK_INLINE u64 ptk_gt(u64 x, u64 y)
     return (y - x) >> 63;
 }
 
-/* The mapping holding addr, copied into *out; false if none. */
-PTK_INLINE bool ptk_find_map(u64 maps_base, struct ptk_proc_maps *maps, u64 addr,
+/* The mapping holding addr, copied into *out; false if none. A process's
+ * mappings are m[first .. first + n) of unwind_maps. */
+PTK_INLINE bool ptk_find_map(u64 maps_base, u32 first, u32 n, u64 addr,
                              struct ptk_proc_map *out)
 {
-    u32 n = maps->n, first = maps->first;
     if (n == 0 || n > PTK_MAX_MAPS)
         return false;
-    u64 lo = first, hi = first + n;   /* the last mapping starting <= addr */
+    u64 lo = first, hi = (u64)first + n;   /* the last mapping starting <= addr */
 #pragma clang loop unroll(disable)
     for (int s = 0; s < PTK_MAP_STEPS; s++) {
         u64 mid = lo + (hi - lo) / 2, start = 0;
@@ -287,9 +290,10 @@ PTK_INLINE bool ptk_find_row(u64 rows_base, u32 first, u32 n, u32 vaddr,
     return out->pc <= vaddr;
 }
 
-PTK_INLINE void ptk_report_miss(struct ptk_proc_maps *maps, u32 pid, u64 pc)
+PTK_INLINE void ptk_report_miss(u32 pid, u64 pc)
 {
-    if (maps->miss_sent)
+    struct ptk_proc_maps *maps = proc_maps.lookup(&pid);
+    if (!maps || maps->miss_sent)
         return;
     maps->miss_sent = 1;
     struct ptk_unwind_miss *miss = unwind_miss.ringbuf_reserve(sizeof(*miss));
@@ -303,6 +307,109 @@ PTK_INLINE void ptk_report_miss(struct ptk_proc_maps *maps, u32 pid, u64 pc)
     unwind_miss.ringbuf_submit(miss, 0);
 }
 
+/* The walk's state from one frame to the next (ptk_unwind_step). */
+struct ptk_unwind_walk {
+    u64 rows_base, maps_base;   /* the arrays' addresses as plain numbers (see ptk_gt) */
+    u64 sp, bp;
+    u64 addr;                   /* the frame's address (the pc, then return addresses) */
+    u64 lookup;                 /* where its rule is looked up: the call, not what follows */
+    u64 hash;
+    u32 pid, maps_first, maps_n;
+    u32 i;                      /* the next frame's index */
+    u32 len;
+    u16 flags;
+    u8 leaf_found, cfi_gap;
+};
+BPF_PERCPU_ARRAY(unwind_walk, struct ptk_unwind_walk, 1);
+
+/* One frame of the walk: stored in st->frames[w->i], then the caller's
+ * registers from the frame's rule (CFI) or its frame pointer. 1: stop. */
+PTK_INLINE long ptk_unwind_step(struct ptk_unwind_walk *w, struct ptk_ustack *st)
+{
+    u32 i = w->i;
+    if (i >= PTK_MAX_FRAMES)
+        return 1;
+    struct ptk_proc_map m = {};
+    struct ptk_unwind_row row = {};
+    u64 addr = w->addr, lookup = w->lookup, sp = w->sp, bp = w->bp;
+    if (!ptk_find_map(w->maps_base, w->maps_first, w->maps_n, lookup, &m)) {
+        /* mapped since user space looked (dlopen), or a bad return address */
+        ptk_report_miss(w->pid, addr);
+        return 1;
+    }
+    u32 module_id = m.module_id;
+    u64 frame = module_id ? ((u64)module_id << 48) | (addr - m.bias) : addr;
+    st->frames[i] = frame;
+    w->hash = ptk_mix(w->hash, frame);
+    w->len = i + 1;
+    w->leaf_found = 1;
+
+    u8 kind = PTK_KIND_NONE, has_cfi = 0;
+    if (module_id) {
+        struct ptk_unwind_module *mod = unwind_modules.lookup(&module_id);
+        has_cfi = mod && (mod->n_rows || mod->first_row == PTK_ROWS_NO_ROOM);
+        if (mod && ptk_find_row(w->rows_base, mod->first_row, mod->n_rows,
+                                (u32)(lookup - m.bias), &row))
+            kind = row.kind;
+    }
+    u64 cfa = 0, next_bp = bp, ra = 0;
+    if (kind == PTK_KIND_END) {
+        w->flags &= ~PTK_USTACK_INCOMPLETE;
+        return 1;
+    }
+    if (kind == PTK_KIND_NONE) {
+        /* no CFI here (JIT, a gap): a frame-pointer step if rbp looks like one */
+        if (bp < sp || bp >= sp + PTK_FP_SPAN || (bp & 7))
+            return 1;
+        cfa = bp + 16;
+        if (bpf_probe_read_user(&next_bp, sizeof(next_bp), (void *)bp))
+            return 1;
+        w->flags |= PTK_USTACK_FP_STEPS;
+        w->cfi_gap |= has_cfi;   /* JIT code or a module without CFI: expected */
+    } else {
+        if (kind == PTK_KIND_CFA_RSP)
+            cfa = sp + 8 * (u64)row.cfa_off8;
+        else if (kind == PTK_KIND_CFA_RBP)
+            cfa = bp + 8 * (u64)row.cfa_off8;
+        else if (kind == PTK_KIND_PLT)
+            cfa = sp + 8 + ((lookup & 15) >= row.rbp_off8 ? 8 : 0);
+        else
+            return 1;
+        if (kind != PTK_KIND_PLT && row.rbp_off8 &&
+            bpf_probe_read_user(&next_bp, sizeof(next_bp),
+                                (void *)(cfa - 8 * (u64)row.rbp_off8)))
+            return 1;
+    }
+    if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)) || ra == 0)
+        return 1;
+    if (i == PTK_MAX_FRAMES - 1) {
+        w->flags |= PTK_USTACK_TRUNCATED;
+        return 1;
+    }
+    w->sp = cfa;
+    w->bp = next_bp;
+    w->addr = ra;
+    w->lookup = ra - 1;   /* the call, not what follows it (it may be another function) */
+    w->i = i + 1;
+    return 0;
+}
+
+#if !PTK_FENTRY
+/* The walk's frames through bpf_loop: the verifier checks one step, not one
+ * per frame as in a bounded loop (a launch spent ~0.3 s of CPU verifying a
+ * 127-frame loop). Linked to the call by the loader (PTK_LOOP_CB(2),
+ * pytracekit/engine/bpfloop.py). */
+long bpf_loop_cb__unwind_step(void *unused)
+{
+    u32 zero = 0;
+    struct ptk_unwind_walk *w = unwind_walk.lookup(&zero);
+    struct ptk_ustack *st = unwind_scratch.lookup(&zero);
+    if (!w || !st)
+        return 1;
+    return ptk_unwind_step(w, st);
+}
+#endif
+
 /* Unwind the current thread's user stack (pid: its process) into `ustacks`,
  * from its user registers (bpf_task_pt_regs: in a uprobe the probe's own
  * pt_regs). 1: stored, its hash in *stack_hash; 0: the process is not loaded
@@ -315,97 +422,49 @@ PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
     if (!maps)
         return 0;
     struct ptk_ustack *st = unwind_scratch.lookup(&zero);
+    struct ptk_unwind_walk *w = unwind_walk.lookup(&zero);
     void *rows0 = unwind_rows.lookup(&zero), *maps0 = unwind_maps.lookup(&zero);
-    if (!st || !rows0 || !maps0)
+    if (!st || !w || !rows0 || !maps0)
         return 0;
-    /* the arrays' addresses as plain numbers (see ptk_gt) */
-    u64 rows_base = 0, maps_base = 0;
-    bpf_probe_read_kernel(&rows_base, sizeof(rows_base), &rows0);
-    bpf_probe_read_kernel(&maps_base, sizeof(maps_base), &maps0);
+    bpf_probe_read_kernel(&w->rows_base, sizeof(w->rows_base), &rows0);
+    bpf_probe_read_kernel(&w->maps_base, sizeof(w->maps_base), &maps0);
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-    u64 pc = 0, sp = 0, bp = 0;
+    u64 pc = 0;
     bpf_probe_read_kernel(&pc, sizeof(pc), &regs->ip);
-    bpf_probe_read_kernel(&sp, sizeof(sp), &regs->sp);
-    bpf_probe_read_kernel(&bp, sizeof(bp), &regs->bp);
-    struct ptk_proc_map m = {};
-    struct ptk_unwind_row row = {};
-
-    u64 hash = 0xcbf29ce484222325ULL, lookup = pc, addr = pc;
-    u16 flags = PTK_USTACK_INCOMPLETE;
-    u32 len = 0;
-    u8 leaf_found = 0, cfi_gap = 0;
+    bpf_probe_read_kernel(&w->sp, sizeof(w->sp), &regs->sp);
+    bpf_probe_read_kernel(&w->bp, sizeof(w->bp), &regs->bp);
+    w->addr = pc;
+    w->lookup = pc;
+    w->hash = 0xcbf29ce484222325ULL;
+    w->pid = pid;
+    w->maps_first = maps->first;
+    w->maps_n = maps->n;
+    w->i = 0;
+    w->len = 0;
+    w->flags = PTK_USTACK_INCOMPLETE;
+    w->leaf_found = 0;
+    w->cfi_gap = 0;
+#if PTK_FENTRY   /* BCC loads trampoline programs itself: no linked callback */
 #pragma clang loop unroll(disable)
-    for (int i = 0; i < PTK_MAX_FRAMES; i++) {
-        if (!ptk_find_map(maps_base, maps, lookup, &m)) {
-            /* mapped since user space looked (dlopen), or a bad return address */
-            ptk_report_miss(maps, pid, addr);
+    for (int i = 0; i < PTK_MAX_FRAMES; i++)
+        if (ptk_unwind_step(w, st))
             break;
-        }
-        u32 module_id = m.module_id;
-        u64 frame = module_id ? ((u64)module_id << 48) | (addr - m.bias) : addr;
-        st->frames[i] = frame;
-        hash = ptk_mix(hash, frame);
-        len = i + 1;
-        leaf_found = 1;
-
-        u8 kind = PTK_KIND_NONE, has_cfi = 0;
-        if (module_id) {
-            struct ptk_unwind_module *mod = unwind_modules.lookup(&module_id);
-            has_cfi = mod && mod->n_rows;
-            if (mod && ptk_find_row(rows_base, mod->first_row, mod->n_rows,
-                                    (u32)(lookup - m.bias), &row))
-                kind = row.kind;
-        }
-        u64 cfa = 0, next_bp = bp, ra = 0;
-        if (kind == PTK_KIND_END) {
-            flags &= ~PTK_USTACK_INCOMPLETE;
-            break;
-        }
-        if (kind == PTK_KIND_NONE) {
-            /* no CFI here (JIT, a gap): a frame-pointer step if rbp looks like one */
-            if (bp < sp || bp >= sp + PTK_FP_SPAN || (bp & 7))
-                break;
-            cfa = bp + 16;
-            if (bpf_probe_read_user(&next_bp, sizeof(next_bp), (void *)bp))
-                break;
-            flags |= PTK_USTACK_FP_STEPS;
-            cfi_gap |= has_cfi;   /* JIT code or a module without CFI: expected */
-        } else {
-            if (kind == PTK_KIND_CFA_RSP)
-                cfa = sp + 8 * (u64)row.cfa_off8;
-            else if (kind == PTK_KIND_CFA_RBP)
-                cfa = bp + 8 * (u64)row.cfa_off8;
-            else if (kind == PTK_KIND_PLT)
-                cfa = sp + 8 + ((lookup & 15) >= row.rbp_off8 ? 8 : 0);
-            else
-                break;
-            if (kind != PTK_KIND_PLT && row.rbp_off8 &&
-                bpf_probe_read_user(&next_bp, sizeof(next_bp),
-                                    (void *)(cfa - 8 * (u64)row.rbp_off8)))
-                break;
-        }
-        if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)) || ra == 0)
-            break;
-        if (i == PTK_MAX_FRAMES - 1) {
-            flags |= PTK_USTACK_TRUNCATED;
-            break;
-        }
-        sp = cfa;
-        bp = next_bp;
-        addr = ra;
-        lookup = ra - 1;   /* the call, not what follows it (it may be another function) */
-    }
+#else
+    bpf_loop(PTK_MAX_FRAMES, PTK_LOOP_CB(2), 0, 0);   /* unwind_step */
+#endif
     /* (a flag, not len: a branch on len would make the verifier tell apart
      * every depth at which the walk can stop) */
-    if (!leaf_found)
+    if (!w->leaf_found)
         return 0;   /* the pc is in no known mapping: the fallback may still name it */
+    u16 flags = w->flags;
+    u32 len = w->len;
     /* added, not branched on: a branch on these would split the verifier's states */
     ptk_add_loss(PTK_UNWIND_INCOMPLETE, (flags & PTK_USTACK_INCOMPLETE) != 0);
-    ptk_add_loss(PTK_UNWIND_FP_STEPS, cfi_gap);
+    ptk_add_loss(PTK_UNWIND_FP_STEPS, w->cfi_gap);
     st->len = len;
     st->flags = flags;
     st->pad = 0;
-    hash = ptk_mix(hash, len);
+    u64 hash = ptk_mix(w->hash, len);
     hash = hash ? hash : 1;   /* 0 means "not in ustacks" */
     if (!ustacks.lookup(&hash)) {
         int err = ustacks.insert(&hash, st);

@@ -151,10 +151,15 @@ PTK_INLINE s32 ptk_user_stack(void *ctx, u32 tgid, u64 *stack_hash)
 #if USTACK_LAYOUT
     s32 id;
     *stack_hash = ptk_fp_user_stack(ctx, &id);
-    return id;
 #else
-    return ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
+    s32 id = ptk_checked_stack_id(user_stacks.get_stackid(ctx, BPF_F_USER_STACK));
 #endif
+#if CFI_UNWIND
+    /* a process not loaded yet: the frame-pointer walk, counted as profile's is */
+    if (tgid && (*stack_hash || id >= 0))
+        ptk_count_loss(PTK_UNWIND_FALLBACK);
+#endif
+    return id;
 }
 
 #endif /* PTK_USTACK_H */

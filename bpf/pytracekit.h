@@ -26,6 +26,13 @@
 #define PTK_FUNC_ARG(ctx, n) PT_REGS_PARM##n((struct pt_regs *)(ctx))
 #endif
 
+/* bpf_loop()'s callback argument. BCC 0.26 does not relocate a callback's
+ * address, so a caller passes this tag instead, and the loader links the
+ * callback it names (pytracekit/engine/bpfloop.py, CALLBACKS: 1 is
+ * bpf_loop_cb__py_step, 2 bpf_loop_cb__unwind_step, 3 bpf_loop_cb__py_tstate_step,
+ * 4 bpf_loop_cb__py_hash_step). */
+#define PTK_LOOP_CB(id) ((void *)(0x70746b0000000000ULL | (id)))
+
 #ifndef TASK_COMM_LEN
 #define TASK_COMM_LEN 16
 #endif

@@ -1,15 +1,25 @@
 /* runqslower: one event per run queue wait longer than MIN_US: from a task
  * becoming runnable (wakeup, or preempted while runnable) to running, with
  * the task that ran before it. Raw tracepoints (their return value is
- * ignored) give the task pointers. */
+ * ignored) give the task pointers.
+ *
+ * A wait whose start or end no tracepoint reported (ptk_sched.h) is counted
+ * as unseen, never reported with a length it did not have: a task that went
+ * to sleep at a traced switch is kept (runnable_since 0) so that a switch-in
+ * with no traced wakeup is known for what it is, and a task switched out
+ * that came on unseen has its wait closed there (it ended unseen) instead of
+ * left to be measured from a stale start later. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
+#include "ptk_sched.h"
 
 #ifndef MIN_US
 #define MIN_US 10000
 #endif
 #define TASK_RUNNING 0
+#define TASK_DEAD_STATE 0x80
+#define ASLEEP 0        /* runnable_since: asleep since a traced switch-out */
 
 BPF_HASH(runnable_since, u32, u64, 65536);
 
@@ -24,12 +34,17 @@ struct event {
     char prev_comm[TASK_COMM_LEN];
 };
 
-PTK_INLINE int mark_runnable(struct task_struct *p)
+/* Woken: runnable from now, unless already waiting on the run queue (a
+ * preempted task woken from a sleep it had not begun yet). */
+PTK_INLINE int woken(struct task_struct *p)
 {
     u32 tgid = 0, pid = 0;
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &p->tgid);
     bpf_probe_read_kernel(&pid, sizeof(pid), &p->pid);
     if (!ptk_task_selected(tgid, pid))
+        return 0;
+    u64 *since = runnable_since.lookup(&pid);
+    if (since && *since != ASLEEP)
         return 0;
     u64 now = bpf_ktime_get_ns();
     if (runnable_since.update(&pid, &now))
@@ -37,14 +52,37 @@ PTK_INLINE int mark_runnable(struct task_struct *p)
     return 0;
 }
 
+/* prev leaves the CPU: a wait it had, if it came on unseen, ended unseen;
+ * from now it waits on the run queue (preempted), sleeps, or is gone. */
+PTK_INLINE void switched_out(struct bpf_raw_tracepoint_args *ctx, struct ptk_cpu_switch *last,
+                             u64 now)
+{
+    struct task_struct *prev = (struct task_struct *)ctx->args[1];
+    u32 tgid = 0, pid = 0;
+    bpf_probe_read_kernel(&tgid, sizeof(tgid), &prev->tgid);
+    bpf_probe_read_kernel(&pid, sizeof(pid), &prev->pid);
+    if (!ptk_task_selected(tgid, pid))
+        return;
+    unsigned int state = ctx->args[3];
+    if (ptk_switched_in_unseen(last, pid) && runnable_since.lookup(&pid))
+        ptk_count_unseen();
+    if (state & TASK_DEAD_STATE) {
+        runnable_since.delete(&pid);
+        return;
+    }
+    u64 since = ctx->args[0] || state == TASK_RUNNING ? now : ASLEEP;
+    if (runnable_since.update(&pid, &since))
+        ptk_count_loss(PTK_MAP_FULL);
+}
+
 RAW_TRACEPOINT_PROBE(sched_wakeup)
 {
-    return mark_runnable((struct task_struct *)ctx->args[0]);
+    return woken((struct task_struct *)ctx->args[0]);
 }
 
 RAW_TRACEPOINT_PROBE(sched_wakeup_new)
 {
-    return mark_runnable((struct task_struct *)ctx->args[0]);
+    return woken((struct task_struct *)ctx->args[0]);
 }
 
 /* sched_switch(bool preempt, prev, next, unsigned int prev_state) */
@@ -52,18 +90,23 @@ RAW_TRACEPOINT_PROBE(sched_switch)
 {
     struct task_struct *prev = (struct task_struct *)ctx->args[1];
     struct task_struct *next = (struct task_struct *)ctx->args[2];
-    if (ctx->args[0] || (unsigned int)ctx->args[3] == TASK_RUNNING)
-        mark_runnable(prev);   /* preempted: it waits on the run queue again */
-
     u32 tgid = 0, pid = 0;
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &next->tgid);
     bpf_probe_read_kernel(&pid, sizeof(pid), &next->pid);
+    u64 now = bpf_ktime_get_ns();
+    struct ptk_cpu_switch last = ptk_cpu_switched(pid, now);
+    switched_out(ctx, &last, now);
+
     u64 *since = runnable_since.lookup(&pid);
     if (!since)
         return 0;
-    u64 now = bpf_ktime_get_ns();
-    u64 delta_us = (now - *since) / 1000;
+    u64 began = *since;
     runnable_since.delete(&pid);
+    if (began == ASLEEP) {      /* woken unseen */
+        ptk_count_unseen();
+        return 0;
+    }
+    u64 delta_us = (now - began) / 1000;
     if (delta_us < MIN_US)
         return 0;
     struct event *e = events.ringbuf_reserve(sizeof(*e));

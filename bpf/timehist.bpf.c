@@ -22,6 +22,7 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_stream.h"
+#include "ptk_sched.h"
 
 #define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
 #include "ptk_follow.h"
@@ -61,7 +62,6 @@ struct event {
 };
 
 BPF_HASH(tasks, u32, struct task_times, 65536);
-BPF_PERCPU_ARRAY(cpu_switched, u64, 1);   /* when this CPU's last traced switch was */
 
 PTK_INLINE bool read_ids(struct task_struct *p, u32 *tgid, u32 *pid)
 {
@@ -160,17 +160,15 @@ PTK_INLINE void switched_out(struct task_struct *prev, u32 state, u64 now, u64 c
 /* sched_switch(bool preempt, prev, next, unsigned int prev_state) */
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
-    u64 now = bpf_ktime_get_ns(), cpu_last = 0;
-    u32 zero = 0;
-    u64 *switched = cpu_switched.lookup(&zero);
-    if (switched) {
-        cpu_last = *switched;
-        *switched = now;
-    }
+    u64 now = bpf_ktime_get_ns();
+    struct task_struct *next = (struct task_struct *)ctx->args[2];
+    u32 next_tid = 0;
+    bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
+    struct ptk_cpu_switch last = ptk_cpu_switched(next_tid, now);
     u32 state = ctx->args[0] ? TASK_RUNNING : (unsigned int)ctx->args[3];
-    switched_out((struct task_struct *)ctx->args[1], state, now, cpu_last);
+    switched_out((struct task_struct *)ctx->args[1], state, now, last.ts);
     u32 tgid = 0, pid = 0;
-    if (!read_ids((struct task_struct *)ctx->args[2], &tgid, &pid))
+    if (!read_ids(next, &tgid, &pid))
         return 0;
     struct task_times *t = times_of(pid);
     if (t) {

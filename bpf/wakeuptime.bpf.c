@@ -10,9 +10,15 @@
  * Python stack too (its id in the key, 0: none). With a -p/command selection,
  * wakers outside it keep frame-pointer stacks and get no Python stack (user
  * space loads only selected processes: see stacktools._unwinder).
+ *
+ * Not every wakeup reaches a tracepoint (ptk_sched.h: none fires while some
+ * tasks run, nor in an interrupt that lands meanwhile). A block whose wakeup
+ * was unseen is still open when its thread is next seen on a CPU (switched
+ * in, or out): it is counted as unseen there, not left to be overwritten.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
+#include "ptk_sched.h"
 #include "ptk_unwind.h"
 #include "ptk_kstack.h"
 #include "ptk_stacks.h"
@@ -35,13 +41,27 @@ struct wake_key {
 BPF_TABLE("lru_hash", u32, u64, start, 32768);      /* tid -> when it blocked */
 BPF_HASH(counts, struct wake_key, u64, MAX_STACKS); /* nanoseconds */
 
+/* tid runs (switched in, or out having come on unseen): a block of it still
+ * open ended with a wakeup no tracepoint reported. */
+PTK_INLINE void running(u32 tid)
+{
+    if (start.lookup(&tid)) {
+        ptk_count_unseen();
+        start.delete(&tid);
+    }
+}
+
 RAW_TRACEPOINT_PROBE(sched_switch)
 {
     struct task_struct *prev = (struct task_struct *)ctx->args[1];
+    struct task_struct *next = (struct task_struct *)ctx->args[2];
     long prev_state = (long)ctx->args[3];
-    u32 tid = 0, tgid = 0;
+    u32 tid = 0, tgid = 0, next_tid = 0;
     bpf_probe_read_kernel(&tid, sizeof(tid), &prev->pid);
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &prev->tgid);
+    bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
+    running(next_tid);
+    running(tid);
     /* only sleeps: a preempted thread (state 0) is not woken by anyone */
     if (prev_state == 0 || (prev_state & TASK_DEAD_STATE) || !ptk_ids_selected(tgid, tid))
         return 0;

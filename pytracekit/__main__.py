@@ -3,8 +3,11 @@
 Ctrl-C, SIGTERM or SIGHUP while the imports still run (the first fraction of
 a second) end the run quietly with 128+signal, as they do until tracing
 begins: nothing is attached and no command started yet. cli.main then
-installs the handlers that unwind the tool (runner.install_signal_handlers)."""
-import signal
+installs the handlers that unwind the tool (runner.install_signal_handlers).
+Those quiet handlers go in first, before any import that takes time: through
+_signal, built into the interpreter (signal imports enum, milliseconds on a
+loaded machine, during which a Ctrl-C printed a traceback)."""
+import _signal
 import sys
 
 
@@ -13,11 +16,11 @@ def _interrupted(signum: int, _frame: object) -> None:
 
 
 def run() -> None:
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+        if _signal.getsignal(sig) != _signal.SIG_IGN:
+            _signal.signal(sig, _interrupted)
     from .engine import startup
     startup.mark("interpreter started")
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _interrupted)
     from .cli.command import run as run_cli
     startup.mark("command line module imported (click)")
     run_cli()

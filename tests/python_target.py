@@ -22,7 +22,9 @@ Runs under any CPython 3.8+ (stdlib only). Modes:
   starts N FILE  <module> -> starts sleeps 100 ms as its first statement (the
              process's first block in its own code), then N threads one after
              another each sleep 100 ms once in first_block, their first block;
-             FILE: JSON {"starts": seconds, "first_block": seconds summed}
+             FILE: JSON {"starts": seconds, "first_block": seconds summed}.
+             Its last block, in starts, ends just before <module>'s code object
+             is freed; then 0.2 s more (atexit) with that object freed
   handoff N FILE  N times: main sleeps 20 ms, then wake_it sets an Event that a
              thread waits for in wait_for_it; FILE as for naps ("wait_for_it", and
              "wait_for_it_blocked": that time less the waiter's running and
@@ -255,6 +257,11 @@ def starts(n, path):
         thread.start()
         thread.join()
     with open(path, "w") as out:
+        # a new stack just before <module> returns and its code object is
+        # freed: a tool reads it then, the memory no longer a code object
+        began = time.monotonic()
+        time.sleep(0.001)
+        slept["starts"] += time.monotonic() - began
         json.dump(slept, out)
 
 
@@ -290,6 +297,8 @@ if __name__ == "__main__":
     elif mode == "getpids":
         getpids(int(sys.argv[2]))
     elif mode == "starts":
+        import atexit
+        atexit.register(time.sleep, 0.2)   # runs after <module>'s code object is freed
         starts(int(sys.argv[2]), sys.argv[3])
     elif mode == "handoff":
         handoff(int(sys.argv[2]), sys.argv[3])

@@ -53,3 +53,10 @@ def traced_cpuburst(workload: str, tool_args: list[str], n: int, us: int) -> tup
 
 def bucket(hist: dict, low: int) -> int:
     return sum(b["count"] for b in hist["buckets"] if b["low"] == low)
+
+
+def unseen_warned(stderr: str) -> int:
+    """The count in families.sched's warning (0 without one): intervals a tool
+    could not measure because no tracepoint reported their start or end."""
+    m = re.search(r"^WARNING: (\d+) .* not measured: no tracepoint reported", stderr, re.M)
+    return int(m.group(1)) if m else 0

@@ -64,16 +64,19 @@ def perf_stat(events: list[str], command: list[str], system_wide: bool = False,
     system while it runs; `filter_`: perf's --filter on every event): the
     oracle the snoops' counts are checked against."""
     import subprocess
+    from perf_oracle import perf_running
     argv = ["perf", "stat", "-x,"]
     for ev in events:
         argv += ["-e", ev] + (["--filter", filter_] if filter_ else [])
-    res = subprocess.run(argv + (["-a"] if system_wide else []) + ["--", *command],
-                         capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, res.stderr
+    # a timeout or Ctrl-C kills perf and the command it runs (perf_running)
+    with perf_running(argv + (["-a"] if system_wide else []) + ["--", *command],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        _, stderr = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, stderr
     counts = {}
-    for line in res.stderr.splitlines():
+    for line in stderr.splitlines():
         fields = line.split(",")
         if len(fields) > 2 and fields[2] in events:
             counts[fields[2]] = int(fields[0])
-    assert set(counts) == set(events), res.stderr
+    assert set(counts) == set(events), stderr
     return counts

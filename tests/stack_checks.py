@@ -26,3 +26,12 @@ def names(stack: dict, kind: str | None = None) -> list[str]:
 def contains_run(seq: list[str], run: list[str]) -> bool:
     """True when `run` appears in `seq` as consecutive items."""
     return any(seq[i:i + len(run)] == run for i in range(len(seq) - len(run) + 1))
+
+
+def split_slept(stdout: str) -> tuple[dict[str, int], str]:
+    """The workload's `slept_ns=T longest_ns=L` line (sleeptimed mode), as
+    {"slept_ns": T, "longest_ns": L}, and the tool's output."""
+    lines = stdout.splitlines()
+    [slept] = [line for line in lines if line.startswith("slept_ns=")]
+    lines.remove(slept)
+    return {k: int(v) for k, v in (w.split("=") for w in slept.split())}, "\n".join(lines)

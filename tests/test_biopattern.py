@@ -17,15 +17,15 @@ K, R = 8, 3
 def test_sequential_and_random_requests(loop_disk, tmp_path):
     st = os.stat(loop_disk.path)
     dev = (os.major(st.st_rdev) << 20) | os.minor(st.st_rdev)
-    perf = SystemWideCount([("block:block_rq_complete", f"dev == {dev}")], tmp_path)
-    with Tool("biopattern", "--json", "-d", loop_disk.name) as tool, \
-            Tool("biopattern", "-T", "-d", loop_disk.name) as text_tool:
-        loop_disk.write(K)                       # blocks 0..K-1: the first has no predecessor
-        for i in range(R):
-            loop_disk.write(1, seek=K + 10 * (i + 1))    # gaps of 9 blocks: each random
-        out, err = tool.stop()
-        text, _ = text_tool.stop()
-    [completed] = perf.stop()
+    with SystemWideCount([("block:block_rq_complete", f"dev == {dev}")], tmp_path) as perf:
+        with Tool("biopattern", "--json", "-d", loop_disk.name) as tool, \
+                Tool("biopattern", "-T", "-d", loop_disk.name) as text_tool:
+            loop_disk.write(K)                   # blocks 0..K-1: the first has no predecessor
+            for i in range(R):
+                loop_disk.write(1, seek=K + 10 * (i + 1))    # gaps of 9 blocks: each random
+            out, err = tool.stop()
+            text, _ = text_tool.stop()
+        [completed] = perf.stop()
     assert tool.returncode == 0, err
     [row] = events_of(json_objects(out, "biopattern"), "disk")
     assert (row["disk"], row["random"], row["sequential"], row["count"], row["bytes"]) == \

@@ -21,13 +21,13 @@ def kernel_dev(path: str) -> int:
 
 @pytest.mark.root
 def test_requests_and_bytes_per_process_and_direction(loop_disk, tmp_path):
-    perf = SystemWideCount([("block:block_rq_complete", f"dev == {kernel_dev(loop_disk.path)}")],
-                           tmp_path)
-    with Tool("biotop", "--json", "-d", loop_disk.name, "--interval", "60") as tool:
-        loop_disk.write(K)
-        loop_disk.read(J)
-        out, err = tool.stop()
-    [completed] = perf.stop()
+    with SystemWideCount([("block:block_rq_complete", f"dev == {kernel_dev(loop_disk.path)}")],
+                         tmp_path) as perf:
+        with Tool("biotop", "--json", "-d", loop_disk.name, "--interval", "60") as tool:
+            loop_disk.write(K)
+            loop_disk.read(J)
+            out, err = tool.stop()
+        [completed] = perf.stop()
     assert tool.returncode == 0, err
     rows = events_of(json_objects(out, "biotop"), "io")
     assert completed == K + J == sum(r["io"] for r in rows), rows

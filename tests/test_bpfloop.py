@@ -24,13 +24,44 @@ def ld_imm64(dst: int, value: int = 0, src: int = 0) -> bytes:
 def test_the_zero_address_before_bpf_loop_is_a_site():
     prog = (insn(MOV_K, 1, imm=8) + ld_imm64(2) + insn(MOV_K, 3) + insn(MOV_K, 4)
             + insn(CALL, imm=181) + insn(EXIT))
-    assert bpfloop.sites(prog) == [1]
-    linked, records = bpfloop.link(prog, insn(MOV_K, 0) + insn(EXIT))
+    assert bpfloop.sites(prog) == [(1, 0)]
+    linked, records = bpfloop.link(prog, {b"bpf_loop_cb__x": insn(MOV_K, 0) + insn(EXIT)})
     code, regs, _off, imm = struct.unpack_from("<BBhi", linked, 8)
     assert (code, regs & 15, regs >> 4) == (LD_IMM64, 2, 4)   # r2, BPF_PSEUDO_FUNC
     assert 1 + 1 + imm == 7                                  # relative to the next insn
     assert linked[7 * 8:] == insn(MOV_K, 0) + insn(EXIT)
     assert struct.unpack("<IIII", records) == (0, 4, 7, 5)   # caller at 0, callback at 7
+
+
+def tagged(ident: int) -> bytes:
+    """PTK_LOOP_CB(ident) of bpf/pytracekit.h as clang emits it."""
+    return ld_imm64(2, bpfloop.TAG_HIGH << 32 | ident)
+
+
+def test_tagged_sites_each_get_their_own_callback_appended_once():
+    call = insn(MOV_K, 1, imm=8) + insn(MOV_K, 3) + insn(MOV_K, 4) + insn(CALL, imm=181)
+    prog = tagged(2) + call + tagged(1) + call + tagged(2) + call + insn(EXIT)
+    assert bpfloop.sites(prog) == [(0, 2), (6, 1), (12, 2)]
+    py, unwind = insn(MOV_K, 0, imm=1) + insn(EXIT), insn(MOV_K, 0, imm=2) + insn(EXIT)
+    linked, records = bpfloop.link(prog, {bpfloop.CALLBACKS[1]: py,
+                                          bpfloop.CALLBACKS[2]: unwind,
+                                          b"bpf_loop_cb__other": insn(EXIT)})
+    # the callbacks in order of first use, after the caller's 19 instructions
+    assert linked[19 * 8:] == unwind + py
+    assert struct.unpack("<IIIIII", records) == (0, 4, 19, 5, 21, 5)
+    for at, target in ((0, 19), (6, 21), (12, 19)):
+        code, regs, _off, imm = struct.unpack_from("<BBhi", linked, at * 8)
+        assert (code, regs >> 4) == (LD_IMM64, 4) and at + 1 + imm == target
+        assert struct.unpack_from("<i", linked, at * 8 + 12)[0] == 0   # the tag's upper half
+
+
+def test_a_site_whose_callback_is_missing_or_ambiguous_is_refused():
+    call = insn(CALL, imm=181) + insn(EXIT)
+    with pytest.raises(ValueError, match="unwind_step"):
+        bpfloop.link(tagged(2) + call, {bpfloop.CALLBACKS[1]: insn(EXIT)})
+    with pytest.raises(ValueError, match="PTK_LOOP_CB"):
+        bpfloop.link(ld_imm64(2) + call, {b"bpf_loop_cb__x": insn(EXIT),
+                                          b"bpf_loop_cb__y": insn(EXIT)})
 
 
 @pytest.mark.parametrize("prog", [
@@ -40,17 +71,11 @@ def test_the_zero_address_before_bpf_loop_is_a_site():
     ld_imm64(2, 5) + insn(CALL, imm=181),                           # a real constant
     ld_imm64(2, 7, src=1) + insn(CALL, imm=181),                    # a map reference
     ld_imm64(2) + insn(0x05, off=1) + insn(CALL, imm=181),         # a jump between
-], ids=["other-call", "rewritten", "r3", "constant", "map", "jump"])
+    ld_imm64(2, bpfloop.TAG_HIGH << 32 | 99) + insn(CALL, imm=181),  # no such callback id
+], ids=["other-call", "rewritten", "r3", "constant", "map", "jump", "unknown-tag"])
 def test_other_zero_loads_are_not_sites(prog):
     assert bpfloop.sites(prog) == []
-    assert bpfloop.link(prog, insn(EXIT)) is None
-
-
-def test_one_callback_per_program():
-    assert bpfloop.callback_name([b"a", b"bpf_loop_cb__x"]) == b"bpf_loop_cb__x"
-    assert bpfloop.callback_name([b"a"]) is None
-    with pytest.raises(ValueError):
-        bpfloop.callback_name([b"bpf_loop_cb__x", b"bpf_loop_cb__y"])
+    assert bpfloop.link(prog, {b"bpf_loop_cb__x": insn(EXIT)}) is None
 
 
 PROGRAM = r"""

@@ -335,14 +335,17 @@ def test_a_signal_during_start_up_ends_quietly(sig, delay, tmp_path):
     """Before the probes are attached (imports, compiling, attaching a uprobe):
     no traceback, status 128+signal, nothing left in tracefs, and the command
     never ran. If the tool was already tracing, the signal ends the run as
-    Ctrl-C always does."""
+    Ctrl-C always does. Never lost: the command would run for a minute, the
+    tool ends well before."""
     marker = tmp_path / "ran"
-    proc, ready_r = _start_with_ready_pipe(["trace", "r:c:malloc", "--", "touch",
-                                            str(marker)])
+    proc, ready_r = _start_with_ready_pipe(["trace", "r:c:malloc", "--", "sh", "-c",
+                                            f"touch {marker}; exec sleep 60"])
     try:
         time.sleep(delay)
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        sent = time.monotonic()
+        out, err = proc.communicate(timeout=90)
+        ended_after = time.monotonic() - sent
         was_ready = bool(select.select([ready_r], [], [], 0)[0] and os.read(ready_r, 16))
     finally:
         os.close(ready_r)
@@ -350,6 +353,7 @@ def test_a_signal_during_start_up_ends_quietly(sig, delay, tmp_path):
             proc.kill()
             proc.communicate()
     assert pytracekit_probes_left() == []
+    assert ended_after < 40, f"the signal was lost: the run ended with its command ({err})"
     if "Traceback" in err and f'File "{ROOT / "pytracekit"}' not in err:
         # SIGINT while the interpreter itself starts (site, the venv's .pth
         # files; measured up to ~40 ms), before any pytracekit code runs:
@@ -370,6 +374,68 @@ def test_a_signal_during_start_up_ends_quietly(sig, delay, tmp_path):
         assert out == ""
         time.sleep(0.2)
         assert not marker.exists(), "the command ran untraced"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_compiling_ends_the_run_at_once(sig, tmp_path):
+    """clang compiling cannot run Python's handler until it returns; here it
+    never returns by itself: a header of the private include tree is a FIFO
+    it blocks reading. The signal still ends the run at once: status
+    128+signal, nothing printed, nothing left in tracefs, the command never
+    ran (runner.stops_end_at_once)."""
+    from blocked_compile import compiling, fifo_header
+    cache = tmp_path / "cache"
+    header = fifo_header(cache)
+    marker = tmp_path / "ran"
+    proc, ready_r = _start_with_ready_pipe(
+        ["trace", "r:c:malloc", "--", "touch", str(marker)],
+        env={**os.environ, "PYTRACEKIT_CACHE": str(cache), "PYTRACEKIT_NO_PROGRAM_CACHE": "1"})
+    writer = -1
+    try:
+        writer = compiling(header, proc)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)   # without the fix: forever
+        was_ready = bool(select.select([ready_r], [], [], 0)[0] and os.read(ready_r, 16))
+    finally:
+        os.close(ready_r)
+        if writer >= 0:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out, err, was_ready) == (128 + sig, "", "", False)
+    assert pytracekit_probes_left() == []
+    time.sleep(0.2)
+    assert not marker.exists(), "the command ran"
+
+
+@pytest.mark.root
+def test_a_ctrl_c_inside_the_first_header_builds_btf_dump_is_not_lost(tmp_path, monkeypatch):
+    """The first run on a kernel builds the include tree: libbpf's btf_dump
+    calls back into Python per line, and a KeyboardInterrupt raised in a
+    ctypes callback is printed and dropped. Held until the call returns
+    (runner.signals_held), it stops the compile. Here the Ctrl-C lands in
+    the first callback (sent from it)."""
+    from pytracekit.engine.loader import Program
+    from pytracekit.kernel import btf
+    monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path / "cache"))   # a first build
+    btf._libs()                       # its argument types name the real callback type
+    real = btf._PRINTF
+    sent = []
+
+    def printf_sending_ctrl_c(fn):
+        def callback(*args):
+            if not sent:
+                sent.append(True)
+                os.kill(os.getpid(), signal.SIGINT)   # handled at the next bytecode: here
+            return fn(*args)
+        return real(callback)
+    monkeypatch.setattr(btf, "_PRINTF", printf_sending_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        Program.from_text("first", '#include "vmlinux.h"\n'
+                          "TRACEPOINT_PROBE(sched, sched_switch) { return 0; }\n")
+    assert sent == [True]
 
 
 @pytest.mark.root

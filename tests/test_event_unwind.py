@@ -12,6 +12,7 @@ import pytest
 from conftest import Tool, pytracekit
 
 ROOT = "_start;__libc_start_main;__libc_start_call_main;main"
+NOT_LOADED = "[frame pointers: process not loaded yet]"
 N = 5
 
 
@@ -78,6 +79,13 @@ def test_stackcount_system_wide_loads_processes_as_they_appear(workload_nofp):
             stacks[stack] = stacks.get(stack, 0) + int(count)
     assert sum(stacks.values()) == n, (out, err)
     assert stacks.get(f"{ROOT};sleeper", 0) >= n // 2, stacks
+    # the first event (it announces the process) and any before its load are
+    # frame-pointer walks: rooted in the marker and counted, never shown as whole
+    marked = sum(v for k, v in stacks.items() if k.startswith(f"{NOT_LOADED};"))
+    assert set(stacks) - {f"{ROOT};sleeper"} == {k for k in stacks if k.startswith(
+        f"{NOT_LOADED};")}, stacks
+    assert marked >= 1, stacks
+    assert f"{marked} user stacks by frame pointers (process not loaded yet)" in err, err
     assert all(s.endswith("sleeper") for s in stacks), stacks
 
 

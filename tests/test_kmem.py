@@ -1,6 +1,7 @@
 """kmem against `workload open PATH N` (-p, started by a go file): each
 open allocates exactly one struct file, in alloc_empty_file."""
 import os
+import re
 import subprocess
 import tempfile
 
@@ -59,18 +60,27 @@ def test_kmem_counts_alike_in_its_slots_and_in_its_map(workload):
         proc = subprocess.Popen([workload, "--go-file", go, "open", os.path.join(tmp, "f"),
                                  str(N)])
         tool = Kmem(Program.from_file("kmem", defines={"FILTER_PID": proc.pid, "SLOTS": 1}))
+        lookups = []
+        ksym = tool.prog.bpf.ksym
+        tool.prog.bpf.ksym = lambda *a, **kw: lookups.append(a) or ksym(*a, **kw)
         try:
             open(go, "w").close()
             proc.wait(timeout=30)
             in_map = len(tool.prog["sites"].items())
-            first = tool.read_sites(offsets=False, clear=True)
+            first = tool.read_sites(clear=True)
             again = tool.read_sites(offsets=False, clear=True)
         finally:
             tool.close()
             proc.kill()
             proc.wait()
-    hits = {s.name: s.hits for s in first}
+    hits = {s.function: s.hits for s in first}
     assert hits["alloc_empty_file"] == N, hits
+    # one symbol lookup per call site gives both names
+    assert sorted(lookups) == sorted((s.call_site,) for s in first)
+    for site in first:
+        assert site.name == site.function or site.name.startswith(site.function + "+0x"), site
+    (alloc,) = [s for s in first if s.function == "alloc_empty_file"]
+    assert re.fullmatch(r"alloc_empty_file\+0x[0-9a-f]+", alloc.name), alloc
     # three cache keys per open, a slot per CPU: at least one was counted in the map
     assert in_map > 0
     assert again == []

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import pytracekit, pytracekit_probes_left
-from stack_checks import contains_run, names, parse_json
+from stack_checks import contains_run, names, parse_json, split_slept
 
 
 def _split(stack):
@@ -14,9 +14,10 @@ def _split(stack):
 
 @pytest.mark.root
 def test_sleeper_stack_with_timer_waker(workload):
-    res = pytracekit("offwaketime", "--json", "--", workload, "sleep", "5", "40")
+    res = pytracekit("offwaketime", "--json", "--", workload, "sleeptimed", "5", "40")
     assert res.returncode == 0, res.stderr
-    _, stacks, _ = parse_json(res.stdout, "offwaketime")
+    slept, out = split_slept(res.stdout)
+    _, stacks, _ = parse_json(out, "offwaketime")
     blocked_us = timer_us = 0
     for s in stacks:
         blocked, waker = _split(s)
@@ -25,7 +26,11 @@ def test_sleeper_stack_with_timer_waker(workload):
             blocked_us += s["value"]
             timer = {"hrtimer_wakeup", "sched_ttwu_pending"} & set(waker)   # local or IPI
             timer_us += s["value"] if timer else 0
-    assert 180_000 <= blocked_us <= 220_000, res.stdout
+    # off CPU from each sleep's switch-out to its switch-in, inside the wall
+    # time the workload measured around the sleeps (a loaded run queue delays
+    # the switch-in); a switch-in no tracepoint reported closes the block at
+    # the CPU's last traced switch (bpf/ptk_sched.h), a little early
+    assert 180_000 <= blocked_us <= slept["slept_ns"] / 1000, res.stdout
     # woken by the timer (on this CPU, or by the scheduler IPI on the sleeper's);
     # a waker stack lost to a stack map collision is counted as a loss instead
     assert timer_us >= 0.75 * blocked_us, res.stdout

@@ -38,6 +38,7 @@ import pytest
 from conftest import ROOT, Tool
 from block_fixture import loop_disk  # noqa: F401 (fixture)
 from netns_fixture import veth_pair  # noqa: F401 (fixture)
+from perf_oracle import perf_running
 
 TRACEFS = Path("/sys/kernel/tracing/events")
 OPENS, EXECS, KILLS, FUTEXES, PAGES, BLOCKS = 40, 3, 3, 5, 64, 4
@@ -365,12 +366,10 @@ def perf_count(events: list[str], action: dict, tmp_path: Path) -> dict[str, int
     if action.get("system_wide"):
         cmd.append("-a")
     if "during" in action:   # counting from "go" until the callable returns
-        proc = subprocess.Popen(cmd + ["--", "sh", "-c", "echo go; read done"], text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert proc.stdout.readline() == "go\n"
-        try:
+        with perf_running(cmd + ["--", "sh", "-c", "echo go; read done"], text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
+            assert proc.stdout.readline() == "go\n"
             action["during"]()
-        finally:
             proc.communicate("done\n", timeout=60)
         assert proc.returncode == 0, cmd
     else:

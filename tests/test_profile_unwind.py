@@ -221,6 +221,7 @@ def test_programs_the_command_runs_unwind_from_their_first_sample(workload_nofp)
 
 
 MISSED = {"[Missed User Stack]", "[Missed Kernel Stack]"}
+NOT_LOADED = "[frame pointers: process not loaded yet]"
 
 
 @pytest.mark.root
@@ -242,6 +243,10 @@ def test_storm_of_short_processes_loses_no_stacks(workload):
     # stored, and still counted: samples of processes not loaded yet
     assert 0 < loss["unwind_fallback"] < total, loss
     assert "user stacks by frame pointers (process not loaded yet)" in res.stderr
+    # each of them rooted in a marker (it may not be whole), and only they are
+    marked = sum(s["value"] for s in stacks if NOT_LOADED in names(s, "marker"))
+    assert loss["unwind_fallback"] - loss["stack_errors"] <= marked <= loss["unwind_fallback"]
+    assert all(names(s)[1] == NOT_LOADED for s in stacks if NOT_LOADED in names(s)), stacks
 
 
 JIT_PATH = f"{ROOT_PATH};jit_fp_run;jit_fp_stub;jit_callback;spin_inner"

@@ -19,11 +19,12 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import Tool, pytracekit, pytracekit_probes_left, run_workload
+from conftest import ROOT, Tool, pytracekit, pytracekit_probes_left, run_workload
 from pytracekit.engine import loader, progcache
 
 N = 25
@@ -324,3 +325,110 @@ def test_no_preprocessor_condition_reads_a_run_time_id():
     condition = re.compile(rf"^\s*#\s*(if|elif)\b.*\b({names})\b", re.M)
     for path in sorted(loader.BPF_DIR.glob("*.[ch]")):
         assert not condition.search(path.read_text()), path
+
+
+
+def _program(programs: Path, name: str, mtime: float | None = None) -> Path:
+    """A program directory as the loader leaves it: its header and one entry."""
+    directory = programs / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vmlinux.h").write_text("/* header */\n")
+    (directory / f"compiled-{name:0<32}.json").write_text("{}")
+    if mtime is not None:
+        os.utime(directory, (mtime, mtime))
+    return directory
+
+
+def _names(programs: Path) -> set[str]:
+    return {p.name for p in programs.iterdir()}
+
+
+def test_storing_past_the_bound_evicts_the_least_recently_used(tmp_path, monkeypatch):
+    """The newest program directories stay, the oldest go, header and entry;
+    a use (a compile or hit: ProgramDir) makes one new again; one in use (held
+    by a compiling run) stays; so does the one just stored into."""
+    programs = tmp_path / "kernel" / "programs"
+    monkeypatch.setattr(progcache, "MAX_PROGRAMS", 3)
+    for age, name in enumerate("abc"):
+        _program(programs, name, mtime=1000 + age)           # a oldest, c newest
+    with progcache.ProgramDir(lambda: programs / "a"):        # a run uses a: the newest now
+        pass
+    new = _program(programs, "d")
+    progcache.store(new / "compiled-new.json", {"format": progcache.FORMAT})
+    assert _names(programs) == {"a", "c", "d"}                 # b went, header and entry
+    with progcache.ProgramDir(lambda: programs / "c") as held:    # c is being compiled from
+        os.utime(programs / "c", (1000, 1000))                # and is the oldest
+        _program(programs, "e")
+        assert progcache.prune(programs) == [programs / "a"]  # not c: the next oldest
+        assert held.fd >= 0 and (programs / "c" / "vmlinux.h").exists()
+    assert _names(programs) == {"c", "d", "e"}
+    monkeypatch.setattr(progcache, "MAX_PROGRAMS", 0)
+    assert sorted(progcache.prune(programs, keep=programs / "e")) == [programs / "c",
+                                                                      programs / "d"]
+    assert _names(programs) == {"e"}                           # kept: just stored into
+
+
+def test_a_pruned_program_directory_is_made_again_for_its_user(tmp_path):
+    """A run that finds its directory removed before it could hold it makes
+    it again (through `make`, as the loader's headers.program_header does)."""
+    programs = tmp_path / "kernel" / "programs"
+    made = []
+
+    def make() -> Path:
+        made.append(True)
+        if len(made) == 1:
+            return programs / "gone"                           # pruned meanwhile
+        return _program(programs, "gone")
+    with progcache.ProgramDir(make) as used:
+        assert used.fd >= 0 and len(made) == 2
+        assert progcache.prune(programs, max_programs=0) == []    # held
+
+
+@pytest.mark.root
+def test_pruning_leaves_what_root_does_not_own_alone(tmp_path):
+    """Root removes only its own directories holding only its own files: a
+    planted directory (another user's, one others can write, a link) or a
+    planted file in one of ours is left alone."""
+    programs = tmp_path / "kernel" / "programs"
+    _program(programs, "old", mtime=1000)
+    _program(programs, "new", mtime=2000)
+    os.chown(_program(programs, "theirs", mtime=1), 65534, 65534)
+    os.chmod(_program(programs, "writable", mtime=1), 0o777)
+    planted = _program(programs, "planted") / "compiled-x.json"
+    planted.write_text("{}")
+    os.chown(planted, 65534, 65534)
+    os.utime(planted.parent, (1, 1))
+    outside = _program(tmp_path / "outside", "elsewhere")
+    (programs / "link").symlink_to(outside)
+    # counted: old, new, planted (ours, but holding another's file: it stays)
+    assert progcache.prune(programs, max_programs=2) == [programs / "old"]
+    assert progcache.prune(programs, max_programs=0) == [programs / "new"]
+    assert _names(programs) == {"theirs", "writable", "planted", "link"}
+    assert planted.exists() and (outside / "vmlinux.h").exists()
+
+
+@pytest.mark.root
+def test_a_program_directory_is_never_pruned_while_a_run_compiles_from_it(tmp_path):
+    """Another process compiling (clang blocked on a FIFO header) holds its
+    program directory: pruning to nothing leaves it, header and all; once the
+    run is gone, pruning removes it."""
+    from blocked_compile import compiling, fifo_header
+    cache = tmp_path / "cache"
+    header = fifo_header(cache)
+    programs = header.parents[3] / "programs"        # <kernel key>/kernel/include/generated
+    proc = subprocess.Popen([sys.executable, "-m", "pytracekit", "trace",
+                             "t:syscalls:sys_enter_getppid"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTRACEKIT_CACHE": str(cache)})
+    writer = -1
+    try:
+        writer = compiling(header, proc)
+        [held] = list(programs.iterdir())
+        assert (held / "vmlinux.h").exists()
+        assert progcache.prune(programs, max_programs=0) == []
+        assert (held / "vmlinux.h").exists()
+    finally:
+        proc.kill()
+        proc.communicate()
+        if writer >= 0:
+            os.close(writer)
+    assert progcache.prune(programs, max_programs=0) == [held]

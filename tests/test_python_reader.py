@@ -132,6 +132,57 @@ def test_cache_fingerprint_catches_a_reused_address(blocked):
     assert reader.check(cid).name == name
 
 
+class _Replaced:
+    """A process's memory where the object at `address` was freed (a free
+    list's pointers over its refcount and type) or, with `other`, replaced by
+    the object at `other`."""
+
+    closed = False
+
+    def __init__(self, mem, address: int, other: int = 0) -> None:
+        self.mem, self.address, self.other = mem, address, other
+
+    def read(self, address: int, size: int) -> bytes:
+        if address != self.address:
+            return self.mem.read(address, size)
+        if self.other:
+            return self.mem.read(self.other, size)
+        return bytes(16) + self.mem.read(address, size)[16:]
+
+    def read_many(self, addresses: list[int], size: int) -> list[bytes]:
+        return [self.read(a, size) for a in addresses]
+
+    def u64(self, address: int) -> int:
+        return int.from_bytes(self.read(address, 8), "little")
+
+
+def test_a_code_object_freed_after_its_sample_keeps_its_name(blocked):
+    """A stack names each frame's object by BPF's ident of it: the name read
+    while it lived when the address no longer holds it, never another's."""
+    proc, report = blocked
+    py = runtime.find(proc.pid)
+    frames = next(iter(report.values()))
+    (name, _, _, cid, _), (name2, _, _, cid2, _) = frames[0], frames[1]
+    reader = code.CodeReader(py)
+    info, info2 = reader.info(cid), reader.info(cid2)
+    assert info.name == name and info2.name == name2 and info.ident != info2.ident
+    live = reader.mem
+    reader.mem = _Replaced(live, cid)                      # freed
+    assert reader.check(cid) is None                       # no code object there now
+    reader.codes[cid] = info
+    assert reader.check_many([cid], [info.ident]) == [info]
+    assert reader.check_many([cid, cid], [info.ident, info2.ident]) == [info, None]
+    never_read = code.CodeReader(py)
+    never_read.mem = _Replaced(never_read.mem, cid)
+    assert never_read.check_many([cid], [info.ident]) == [None]
+    reader.mem = _Replaced(live, cid, other=cid2)          # another code object there now
+    reader.codes[cid] = info
+    assert [i.name for i in reader.check_many([cid], [info.ident])] == [name]
+    assert [i.name for i in reader.check_many([cid], [info2.ident])] == [name2]
+    reader.mem = live                                      # ident 0: not known, as before
+    assert [i.name for i in reader.check_many([cid], [0])] == [name]
+
+
 def test_non_python_process_is_not_python():
     sleeper = subprocess.Popen(["sleep", "30"])
     try:

@@ -20,12 +20,15 @@ def test_runqlat_counts_every_wakeup_of_the_process(workload):
     hists = [o for o in objs if o["type"] == "histogram"]
     assert len(hists) == 1 and hists[0]["unit"] == "usecs"
     nvcsw, nivcsw = switch_counts(counts)
-    # each of the N sleeps ends in a wakeup; every sample is a switch-in,
-    # each after a switch-out the workload counted
-    assert N <= hists[0]["total"] <= nvcsw + nivcsw
-    assert objs[-1] == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
-                        "unknown_frames": 0, "unreadable_strings": 0,
-                        "unwind_fallback": 0, "unwind_fp_steps": 0, "unwind_incomplete": 0}
+    loss = objs[-1]
+    unseen = loss.pop("unseen")
+    # each of the N sleeps ends in a wakeup, measured or (its wakeup or
+    # switch-in not traced: bpf/ptk_sched.h) counted as unseen; every wait
+    # ends in a switch-in, each after a switch-out the workload counted
+    assert N <= hists[0]["total"] + unseen <= nvcsw + nivcsw
+    assert loss == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
+                    "unknown_frames": 0, "unreadable_strings": 0,
+                    "unwind_fallback": 0, "unwind_fp_steps": 0, "unwind_incomplete": 0}
     assert pytracekit_probes_left() == []
 
 

@@ -4,10 +4,11 @@ exactly N waits of at least MS ms, each behind the spinner."""
 import pytest
 
 from conftest import pytracekit
+from sched_helpers import unseen_warned
 from snoop_helpers import summary, validated_json
 
 N, MS = 4, 50
-THRESHOLD_US = MS * 800   # the waiter's other waits (before it is FIFO) are far shorter
+THRESHOLD_US = MS * 800   # the waiter's other waits (before it is FIFO): shorter unless loaded
 
 
 def _tids(stdout: str) -> tuple[int, int, list[str]]:
@@ -27,9 +28,18 @@ def test_each_wait_with_the_task_before_it(workload):
     assert lines[0].split() == ["TIME", "COMM", "TID", "PREV", "COMM", "PREV", "TID",
                                 "LAT(us)"]
     rows = [line.split() for line in lines[1:]]
-    assert [r[1:5] for r in rows] == [["workload", str(waiter), "workload", str(spinner)]] * N
-    assert all(int(r[5]) >= MS * 1000 for r in rows), rows
-    assert summary(res.stderr) == {"captured": N, "lost": 0, "unread": 0}
+    assert summary(res.stderr) == {"captured": len(rows), "lost": 0, "unread": 0}
+    # each wait behind the spinner, unless one whose start or end no
+    # tracepoint reported was counted as unseen instead (bpf/ptk_sched.h):
+    # never one of a wrong length
+    behind = [r for r in rows if r[4] == str(spinner)]
+    seen = N - min(N, unseen_warned(res.stderr))
+    assert seen <= len(behind) <= N, res.stdout
+    assert [r[1:4] for r in behind] == [["workload", str(waiter), "workload"]] * len(behind)
+    assert all(int(r[5]) >= MS * 1000 for r in behind), rows
+    # on a loaded machine the waiter may also wait that long before it is
+    # FIFO, behind some other task
+    assert all(r[2] == str(waiter) for r in rows), res.stdout
     assert f"Tracing run queue latency higher than {THRESHOLD_US} us" in res.stderr
 
 
@@ -40,6 +50,16 @@ def test_json_and_a_threshold_over_every_wait(workload):
     spinner, waiter, lines = _tids(res.stdout)
     objects = validated_json("runqslower", "\n".join(lines))
     events = [o for o in objects if o["type"] == "event"]
-    assert [(e["pid"], e["tid"], e["prev_tid"]) for e in events] == [(waiter, waiter, spinner)] * N
-    res = pytracekit("runqslower", str(MS * 4000), "--", workload, "runqdelay", str(N), str(MS))
-    assert res.returncode == 0 and summary(res.stderr)["captured"] == 0, res.stderr
+    [loss] = [o for o in objects if o["type"] == "loss"]
+    behind = [e for e in events if e["prev_tid"] == spinner]
+    assert N - min(N, loss["unseen"]) <= len(behind) <= N, objects
+    assert [(e["pid"], e["tid"]) for e in events] == [(waiter, waiter)] * len(events), objects
+    # over every wait behind the spinner: none of them (a loaded machine, or
+    # another FIFO task on CPU 0, may still hold the waiter that long)
+    res = pytracekit("runqslower", "-P", str(MS * 4000), "--", workload, "runqdelay", str(N),
+                     str(MS))
+    assert res.returncode == 0, res.stderr
+    spinner, waiter, lines = _tids(res.stdout)
+    rows = [line.split() for line in lines[1:]]
+    assert summary(res.stderr)["captured"] == len(rows)
+    assert [r for r in rows if r[4] == str(spinner)] == [], res.stdout

@@ -57,6 +57,10 @@ def test_tracepoint_kernel_stacks_with_delimiter(workload, tmp_path):
     res = pytracekit("stackcount", "-d", "-P", "t:syscalls:sys_enter_openat", "--",
                      workload, "open", str(tmp_path / "f"), "3")
     assert res.returncode == 0, res.stderr
+    # the text form opens with BCC's line, once, on stderr
+    opening = 'Tracing 1 function for "t:syscalls:sys_enter_openat"... Hit Ctrl-C to end.'
+    assert res.stderr.splitlines().count(opening) == 1, res.stderr
+    assert "Tracing" not in res.stdout
     frames = [f for block, _ in parse_text(res.stdout) for f in block]
     assert "do_syscall_64" in frames
     assert "--" in frames                          # between kernel and user frames
@@ -67,6 +71,7 @@ def test_json_follows_the_schema(workload):
     res = pytracekit("stackcount", "--json", "-U", f"{workload}:stack_leaf", "--",
                      workload, "stacks", "2")
     assert res.returncode == 0, res.stderr
+    assert "Tracing" not in res.stderr        # JSON is for programs
     objs = validated_json_lines("stackcount", res.stdout)
     stacks = sorted((o for o in objs if o["type"] == "stack"), key=lambda o: o["value"])
     assert [o["value"] for o in stacks] == [2, 4]
@@ -126,7 +131,7 @@ def test_cpu_filter(workload_nofp):
                                                f"{root};stack_path_b;stack_leaf 6"], res.stdout
 
 
-def _leaf_stacks_in_process(workload, n: int):
+def _leaf_stacks_in_process(workload, n: int, announce: bool = False):
     """stackcount.start() on stack_leaf of `workload stacks n`, in this process:
     (probe kinds, perf-event and bpf_link fds added while attached, caller
     chains with their counts)."""
@@ -137,7 +142,7 @@ def _leaf_stacks_in_process(workload, n: int):
     # frame pointers: the CFI unwinder's own tracepoints and entry stop would add
     # fds (its stacks are test_event_unwind's)
     counter = stackcount.start(f"{workload}:stack_leaf", command=(workload, "stacks", str(n)),
-                               kernel=False, announce=False, unwind="fp")
+                               kernel=False, announce=announce, unwind="fp")
     try:
         kinds = [p.kind for p in counter.tracer.prog.probes]
         added = open_fds(perf) - before[0], open_fds(link) - before[1]
@@ -158,18 +163,22 @@ LEAF_CHAINS = [(("stack_leaf", "stack_path_a", "main"), N),
                (("stack_leaf", "stack_path_b", "main"), 2 * N)]
 
 
-def test_uprobes_go_through_one_uprobe_multi_link(workload):
+def test_uprobes_go_through_one_uprobe_multi_link(workload, capfd):
     from pytracekit.kernel import features
     if not features.uprobe_multi_available()[0]:
         pytest.skip(f"no uprobe_multi links here: {features.uprobe_multi_available()[1]}")
-    kinds, added, chains = _leaf_stacks_in_process(workload, N)
+    kinds, added, chains = _leaf_stacks_in_process(workload, N, announce=True)
     assert (kinds, added) == (["uprobe_multi"], (0, 1 + EXEC_GATE))
     assert chains == LEAF_CHAINS
+    # start(announce=True): BCC's line on stderr, once
+    opening = f'Tracing 1 function for "{workload}:stack_leaf"... Hit Ctrl-C to end.'
+    assert capfd.readouterr().err.splitlines().count(opening) == 1
 
 
-def test_without_uprobe_multi_the_uprobe_is_a_perf_event(workload, monkeypatch):
+def test_without_uprobe_multi_the_uprobe_is_a_perf_event(workload, monkeypatch, capfd):
     from pytracekit.kernel import features
     monkeypatch.setattr(features, "uprobe_multi_available", lambda: (False, "forced off"))
     kinds, added, chains = _leaf_stacks_in_process(workload, N)
     assert (kinds, added) == (["uprobe"], (1, EXEC_GATE))
     assert chains == LEAF_CHAINS
+    assert "Tracing" not in capfd.readouterr().err     # start(announce=False)

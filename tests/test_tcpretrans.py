@@ -1,12 +1,21 @@
 """tcpretrans against ground truth: one data segment is dropped on its way
 into namespace B (a tc classifier, tests/bpf/drop_once.bpf.c), so the sender
-retransmits it exactly once."""
+retransmits it, while `perf stat -a` counts the same tracepoint for the port.
+
+The retransmission comes from the retransmit timer's softirq, in whatever
+task is current: when that is the VM agent, no tracepoint fires at all
+(docs/DEVELOPING.md rule 11) and neither perf nor the tool can see it. Such
+an attempt is repeated on a new port until perf saw the retransmit; then the
+tool must have reported exactly what perf counted."""
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, Tool, pytracekit
 from netns_fixture import events_of, json_objects, veth_pair  # noqa: F401 (fixture)
+from perf_oracle import SystemWideCount
+
+ATTEMPTS = 5
 
 DROP_ONCE = ROOT / "tests" / "bpf" / "drop_once.bpf.c"
 
@@ -38,38 +47,50 @@ class DropOnce:
         self.prog.close()
 
 
+def retransmitted(veth_pair, first_port: int, tool_args: list[str], tmp_path):
+    """One connection through DropOnce under `tcpretrans TOOL_ARGS` and perf,
+    on port first_port, first_port + 1, ... until perf saw a retransmit to
+    it: (port, client port, perf's count, the tool's stdout and stderr)."""
+    for port in range(first_port, first_port + ATTEMPTS):
+        attempt_dir = tmp_path / str(port)     # perf's file, new: its creation says ready
+        attempt_dir.mkdir()
+        perf = SystemWideCount([("tcp:tcp_retransmit_skb", f"dport == {port}")], attempt_dir)
+        try:
+            with DropOnce(veth_pair, port) as drop, Tool("tcpretrans", *tool_args) as tool:
+                [client_port] = veth_pair.tcp_connections(1, port)
+                out, err = tool.stop()
+                assert drop.dropped == 1
+        finally:
+            [seen] = perf.stop()
+        assert tool.returncode == 0, err
+        if seen:
+            return port, client_port, seen, out, err
+    raise AssertionError(f"no retransmit reached the tracepoint in {ATTEMPTS} attempts")
+
+
 @pytest.mark.root
-def test_one_dropped_segment_is_one_retransmit(veth_pair):
-    port = 9701
-    with DropOnce(veth_pair, port) as drop, Tool("tcpretrans", "-s", "--json") as tool:
-        [client_port] = veth_pair.tcp_connections(1, port)
-        out, err = tool.stop()
-        assert drop.dropped == 1
-    assert tool.returncode == 0, err
+def test_one_dropped_segment_is_one_retransmit(veth_pair, tmp_path):
+    port, client_port, seen, out, err = retransmitted(veth_pair, 9701, ["-s", "--json"],
+                                                      tmp_path)
     ours = [e for e in events_of(json_objects(out, "tcpretrans")) if e["rport"] == port]
-    assert len(ours) == 1, (out, err)
-    [e] = ours
-    assert (e["kind"], e["ip"], e["laddr"], e["lport"], e["raddr"], e["state"]) == \
-        ("retransmit", 4, veth_pair.addr_a, client_port, veth_pair.addr_b, "ESTABLISHED")
+    assert len(ours) == seen, (out, err)
+    for e in ours:
+        assert (e["kind"], e["ip"], e["laddr"], e["lport"], e["raddr"], e["state"]) == \
+            ("retransmit", 4, veth_pair.addr_a, client_port, veth_pair.addr_b, "ESTABLISHED")
 
 
 @pytest.mark.root
-def test_count_mode(veth_pair):
-    port = 9702
-    with DropOnce(veth_pair, port) as drop, Tool("tcpretrans", "-c") as tool:
-        [client_port] = veth_pair.tcp_connections(1, port)
-        out, err = tool.stop()
-        assert drop.dropped == 1
-    assert tool.returncode == 0, err
+def test_count_mode(veth_pair, tmp_path):
+    port, client_port, seen, out, err = retransmitted(veth_pair, 9731, ["-c"], tmp_path)
     lines = out.strip().splitlines()
     assert lines[0].split() == ["LADDR:LPORT", "RADDR:RPORT", "RETRANSMITS"]
-    assert f"[{veth_pair.addr_a}]#{client_port} <-> [{veth_pair.addr_b}]#{port} 1".split() in \
-        [line.split() for line in lines[1:]], (out, err)
+    assert f"[{veth_pair.addr_a}]#{client_port} <-> [{veth_pair.addr_b}]#{port} {seen}".split() \
+        in [line.split() for line in lines[1:]], (out, err)
 
 
 @pytest.mark.root
 def test_no_drop_no_retransmit(veth_pair):
-    port = 9703
+    port = 9721
     with Tool("tcpretrans", "--json") as tool:
         veth_pair.tcp_connections(2, port)
         out, _ = tool.stop()

@@ -23,15 +23,15 @@ def perf_probes(port: int, tmp_path, also: str = "") -> SystemWideCount:
 @pytest.mark.root
 def test_one_sample_per_received_segment_as_perf_counts(veth_pair, tmp_path):
     port = 9431
-    perf = perf_probes(port, tmp_path)
     # -P: sockets whose remote port is the server's (the clients); -p: whose
     # local port is (the server's); -b: one histogram per local address
-    with Tool("tcprtt", "-b", "-P", str(port), "--json") as clients, \
-            Tool("tcprtt", "-p", str(port), "-m", "-e") as server:
-        veth_pair.tcp_connections(K, port)
-        out, err = clients.stop()
-        text, _ = server.stop()
-    to_client, to_server = perf.stop()
+    with perf_probes(port, tmp_path) as perf:
+        with Tool("tcprtt", "-b", "-P", str(port), "--json") as clients, \
+                Tool("tcprtt", "-p", str(port), "-m", "-e") as server:
+            veth_pair.tcp_connections(K, port)
+            out, err = clients.stop()
+            text, _ = server.stop()
+        to_client, to_server = perf.stop()
     [hist] = events_of(json_objects(out, "tcprtt"), "histogram")
     assert (hist["label"], hist["total"], hist["samples"]) == \
         (veth_pair.addr_a, to_client, to_client), err
@@ -47,12 +47,12 @@ def test_one_sample_per_received_segment_as_perf_counts(veth_pair, tmp_path):
 @pytest.mark.root
 def test_address_filters_and_ipv6(veth_pair, tmp_path):
     port = 9432
-    perf = perf_probes(port, tmp_path, f" && family == {socket.AF_INET6}")
-    with Tool("tcprtt", "-B", "-A", veth_pair.addr6_b, "--json") as tool:
-        veth_pair.tcp_connections(2, port)                        # IPv4: filtered out
-        veth_pair.tcp_connections(2, port, family=socket.AF_INET6)
-        out, err = tool.stop()
-    to_client, _ = perf.stop()
+    with perf_probes(port, tmp_path, f" && family == {socket.AF_INET6}") as perf:
+        with Tool("tcprtt", "-B", "-A", veth_pair.addr6_b, "--json") as tool:
+            veth_pair.tcp_connections(2, port)                        # IPv4: filtered out
+            veth_pair.tcp_connections(2, port, family=socket.AF_INET6)
+            out, err = tool.stop()
+        to_client, _ = perf.stop()
     [hist] = events_of(json_objects(out, "tcprtt"), "histogram")
     # the IPv6 client's segments only (their remote address is B's)
     assert hist["label"] == veth_pair.addr6_b and hist["total"] == to_client >= 2, err

@@ -5,7 +5,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from ..model import Frame, LossReport, Sample, StackProfile, leaf_counts
-from ..symbolize.symbols import Symbolizer
+from ..symbolize.symbols import NOT_LOADED, Symbolizer
 from ..textsafe import cstr
 
 # Between user and kernel frames when a tool asks for a delimiter (BCC's -d).
@@ -62,6 +62,8 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
         ustack = []
     elif user_stack_hash:
         ustack = symbolizer.unwound_stack(user_stack_hash, pid)
+        if ustack and symbolizer.walked_by_frame_pointers(user_stack_hash):
+            ustack = [*ustack, NOT_LOADED]   # its root: the stack may not be whole
     else:
         ustack = symbolizer.stack(stack_map, user_stack_id, pid=pid)
     if not kernel:

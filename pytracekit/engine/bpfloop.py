@@ -6,16 +6,22 @@ link them: the callback's address in the caller is left as `ld_imm64 r2, 0`
 - the callback is a non-static function named `bpf_loop_cb__NAME` taking
   one unused pointer (BCC then compiles it as a function of its own and
   rewrites nothing in it; its state lives in a map, not in bpf_loop's ctx
-  argument, which BCC would read as a probe argument); at most one per program;
-- each `ld_imm64 r2, 0` whose next call is bpf_loop becomes a BPF_PSEUDO_FUNC
-  reference to the callback's instructions, appended after the caller's;
+  argument, which BCC would read as a probe argument);
+- the caller passes `PTK_LOOP_CB(ID)` (bpf/pytracekit.h) for the callback:
+  an `ld_imm64 r2, TAG | ID` whose next call is bpf_loop, ID naming the
+  callback in CALLBACKS (one program may have several: profile walks CFI
+  and Python frames). A program with one callback may also name it as
+  such: BCC leaves that reference `ld_imm64 r2, 0`;
+- each site becomes a BPF_PSEUDO_FUNC reference to its callback's
+  instructions, appended after the caller's;
 - the kernel wants BTF func_info for a program with subprograms: a minimal
-  BTF (`long f(void *ctx)`, the caller global, the callback static) is
+  BTF (`long f(void *ctx)`, the caller global, the callbacks static) is
   loaded with it.
 
 Why: a bounded loop is verified once per iteration, a bpf_loop callback
 once (issue 13: the Python frame walk cost 0.2-0.4 s of verifier time per
-launch). Used by BCC's own loads (linking_bpf) and by the program cache."""
+launch; issue 17: the CFI walk of 127 frames ~0.3 s). Used by BCC's own
+loads (linking_bpf) and by the program cache."""
 from __future__ import annotations
 
 import os
@@ -30,18 +36,20 @@ _R2 = 2
 _PROG_TYPE_TRACING = 26     # fentry/fexit
 
 
-def callback_name(functions: list[bytes]) -> bytes | None:
-    """The program's one callback, or None; more than one cannot be told apart."""
-    found = [f for f in functions if f.startswith(CALLBACK_PREFIX)]
-    if len(found) > 1:
-        raise ValueError(f"more than one bpf_loop callback: {found}")
-    return found[0] if found else None
+# PTK_LOOP_CB(ID) in bpf/pytracekit.h: the upper half of the tag, and each ID's callback
+TAG_HIGH = 0x70746B00
+CALLBACKS = {1: CALLBACK_PREFIX + b"py_step", 2: CALLBACK_PREFIX + b"unwind_step",
+             3: CALLBACK_PREFIX + b"py_tstate_step", 4: CALLBACK_PREFIX + b"py_hash_step"}
 
 
-def sites(insns: bytes) -> list[int]:
-    """Indices of the unlinked callback addresses: `ld_imm64 r2, 0` (both
-    halves zero, no relocation kind) with bpf_loop as the next call and r2
-    not written in between."""
+def callback_names(functions: list[bytes]) -> list[bytes]:
+    return [f for f in functions if f.startswith(CALLBACK_PREFIX)]
+
+
+def sites(insns: bytes) -> list[tuple[int, int]]:
+    """(index, ID) of each unlinked callback address: `ld_imm64 r2` of a tag
+    (ID) or of 0 (ID 0: the program's one callback, named in the C), with
+    bpf_loop as the next call and r2 not written in between."""
     found = []
     count = len(insns) // 8
     at = 0
@@ -50,9 +58,11 @@ def sites(insns: bytes) -> list[int]:
         if code != _LD_IMM64:
             at += 1
             continue
-        high = struct.unpack_from("<i", insns, at * 8 + 12)[0]
-        if regs == _R2 and imm == 0 and high == 0 and _next_call(insns, at + 2) == _BPF_LOOP:
-            found.append(at)
+        high = struct.unpack_from("<I", insns, at * 8 + 12)[0]
+        ident = imm & 0xFFFFFFFF
+        named = (high, ident) == (0, 0) or (high == TAG_HIGH and ident in CALLBACKS)
+        if regs == _R2 and named and _next_call(insns, at + 2) == _BPF_LOOP:
+            found.append((at, ident))
         at += 2
     return found
 
@@ -73,19 +83,39 @@ def _next_call(insns: bytes, at: int) -> int | None:
     return None
 
 
-def link(caller: bytes, callback: bytes) -> tuple[bytes, bytes] | None:
-    """(instructions, bpf_func_info records) of `caller` with `callback`
-    appended and every site pointing at it; None when the caller has no site."""
+def link(caller: bytes, callbacks: dict[bytes, bytes]) -> tuple[bytes, bytes] | None:
+    """(instructions, bpf_func_info records) of `caller` with the callbacks
+    its sites name (callbacks: name -> instructions) appended, each once, and
+    every site pointing at its own; None when the caller has no site. A site
+    whose callback the program lacks is a ValueError (the verifier would
+    only say `R2 type=scalar expected=func`)."""
     at_sites = sites(caller)
     if not at_sites:
         return None
     out = bytearray(caller)
-    start = len(caller) // 8
-    for at in at_sites:
+    starts: dict[bytes, int] = {}
+    tail = b""
+    records = struct.pack("<II", 0, _FUNC_CALLER)
+    for at, ident in at_sites:
+        name = CALLBACKS.get(ident) if ident else _only(callbacks)
+        if name not in callbacks:
+            raise ValueError(f"bpf_loop callback {ident} ({name!r}) is not in the program")
+        if name not in starts:
+            starts[name] = (len(caller) + len(tail)) // 8
+            tail += callbacks[name]
+            records += struct.pack("<II", starts[name], _FUNC_CALLBACK)
         struct.pack_into("<BBhi", out, at * 8, _LD_IMM64, _R2 | _PSEUDO_FUNC << 4, 0,
-                         start - at - 1)
-    records = struct.pack("<IIII", 0, _FUNC_CALLER, start, _FUNC_CALLBACK)
-    return bytes(out) + callback, records
+                         starts[name] - at - 1)
+        struct.pack_into("<i", out, at * 8 + 12, 0)
+    return bytes(out) + tail, records
+
+
+def _only(callbacks: dict[bytes, bytes]) -> bytes | None:
+    """The callback a `ld_imm64 r2, 0` site names: the program's only one."""
+    if len(callbacks) > 1:
+        raise ValueError(f"more than one bpf_loop callback ({sorted(callbacks)}): "
+                         "name each call's with PTK_LOOP_CB(ID)")
+    return next(iter(callbacks), None)
 
 
 # BTF: 1 long, 2 void *, 3 long (void *ctx), 4 FUNC caller (global), 5 FUNC callback (static)
@@ -130,12 +160,12 @@ def prog_load(prog_type: int, name: bytes, linked: tuple[bytes, bytes], license:
 
 def linked_functions(dump: Any, functions: list[bytes], func_name: bytes
                      ) -> tuple[bytes, bytes] | None:
-    """`func_name` linked to the program's callback (dump: name -> instructions),
+    """`func_name` linked to the callbacks it calls (dump: name -> instructions),
     None if it calls none."""
-    callback = callback_name(functions)
-    if callback is None or func_name == callback:
+    names = callback_names(functions)
+    if not names or func_name in names:
         return None
-    return link(dump(func_name), dump(callback))
+    return link(dump(func_name), {name: dump(name) for name in names})
 
 
 def linking_bpf() -> type:

@@ -21,7 +21,7 @@ from . import progcache, settings, startup
 from ..errors import (CompileError, DryRunComplete, EbpfPrinted, NotFoundError,
                       NotSupportedError, PrivilegeError, PytracekitError, VerifierError, tail)
 from ..model import LossReport
-from .runner import signals_held
+from .runner import signals_held, stops_end_at_once
 
 def _bpf_dir() -> Path:
     """bpf/ of this checkout, else where a wheel put it (<prefix>/share/pytracekit/bpf);
@@ -255,6 +255,9 @@ class Program:
         from .runner import held_commands
         if defines.get("FILTER_PID") in held_commands:   # see FILTER_AFTER_EXEC in pytracekit.h
             defines.setdefault("FILTER_AFTER_EXEC", 1)
+        if defines.get("CFI_UNWIND") and os.environ.get("PYTRACEKIT_UNWIND_ROWS"):
+            # a smaller unwind row array (ptk_unwind.h), for tests of its eviction
+            defines.setdefault("UNWIND_ROWS", int(os.environ["PYTRACEKIT_UNWIND_ROWS"]))
         defines, config = run_time_ids(defines)
         prog = cls(name=name, source=expand_source(source), defines=defines,
                    usdt=list(usdt or []), config=config)
@@ -274,18 +277,21 @@ class Program:
         startup.mark(f"{self.name}: options, probes resolved, program text")
         from ..kernel import bccload, headers, tracefs
         tracefs.tracefs_root()          # BCC reads its tracefs path at import
-        tree = headers.include_tree()
         text = self.full_text
         with signals_held():   # libbpf's btf_dump calls back into Python per line
-            header_dir = headers.program_header(tree, text)
+            tree = headers.include_tree()     # (its first build too)
+            # held until compiled (and its cache entry read): the cache's pruning leaves it
+            program_dir = progcache.ProgramDir(lambda: headers.program_header(tree, text))
+        header_dir = program_dir.path
         startup.mark(f"{self.name}: BTF header")
         # By absolute path: a vmlinux.h in the current directory must not win.
         text = _INCLUDE_VMLINUX.sub(f'#include "{header_dir}/vmlinux.h"', text)
         cflags = [f"-I{header_dir}", "-Wno-macro-redefined", "-Wno-unused-function"]
         if self.usdt:   # see bpf/usdt_compat.h
             cflags += ["-include", str(BPF_DIR / "usdt_compat.h")]
-        with _environ("BCC_KERNEL_SOURCE", str(tree.source)), captured_stderr(self.name) as log, \
-                _working_directory(header_dir):
+        with program_dir, _environ("BCC_KERNEL_SOURCE", str(tree.source)), \
+                captured_stderr(self.name) as log, _working_directory(header_dir), \
+                stops_end_at_once():
             # after BCC_KERNEL_SOURCE is set and tracefs is mounted; LLVM only when compiling
             bccload.import_bcc()
             _fix_uprobe_ref_ctr_offset()

@@ -16,13 +16,18 @@ flags, BCC's version, the possible CPUs (perf arrays are sized by them) and a
 format version; the directory adds the kernel (release, version, BTF size)
 and the header generator. A missing, corrupt, untrusted or unloadable entry
 means compiling, never an error. PYTRACEKIT_NO_PROGRAM_CACHE=1 turns it off.
+Bounded (MAX_PROGRAMS per kernel directory): storing an entry evicts the
+least recently used program directories (their mtime: refreshed by every
+compile or hit) that no run holds (ProgramDir).
 """
 from __future__ import annotations
 
 import base64
 import ctypes
+import fcntl
 import json
 import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,8 @@ from .bpfloop import bcc_prog_name
 
 FORMAT = 1
 DISABLE_ENV = "PYTRACEKIT_NO_PROGRAM_CACHE"
+MAX_PROGRAMS = 256          # program directories (a header and its entry, ~5-100 KB each)
+EVICTIONS_PER_STORE = 16    # a store's work stays small; a cache far over the bound shrinks in steps
 BPF_PSEUDO_MAP_FD = 1
 _LD_IMM64 = 0x18
 _CALL = 0x85
@@ -101,10 +108,10 @@ def lookup(path: Path, cache_key: str) -> dict[str, Any] | None:
         entry = json.loads(path.read_bytes())
         if entry.get("format") != FORMAT or entry.get("key") != cache_key:
             raise ValueError("another key or format")
-        return entry
     except (OSError, ValueError, AttributeError) as exc:
         note(f"ignoring unreadable entry {path}: {exc}")
         return None
+    return entry
 
 
 # -- recording what BCC compiled --------------------------------------------------
@@ -173,6 +180,122 @@ def _check_insns(insns: bytes, map_fds: set[int]) -> None:
 def store(path: Path, entry: dict[str, Any]) -> None:
     from ..kernel import headers
     headers.write_atomic(path, json.dumps(entry, separators=(",", ":")))
+    prune(path.parent.parent, keep=path.parent)
+
+
+# -- the bound: least recently used program directories go --------------------------
+
+
+def _ours(st: os.stat_result) -> bool:
+    """The cache's trust rule (headers.check_cache): root's or this user's, and
+    nobody else can write it."""
+    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
+
+
+class ProgramDir:
+    """A program's directory (its BTF header, its entries) while a run compiles
+    from it and reads its entry: a shared flock, so prune() (which removes only
+    what it can lock exclusively) leaves it. `make()` (headers.program_header)
+    makes the directory and header when missing, also when pruning removed
+    them before the lock was taken. Every use refreshes its mtime: prune's
+    recency. A context manager: the lock ends with the block."""
+
+    def __init__(self, make: Any) -> None:
+        self.fd = -1
+        for _attempt in range(3):
+            self.path: Path = make()
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                             os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False)) \
+                        and (self.path / "vmlinux.h").exists():
+                    self.fd = fd
+                    try:
+                        os.utime(fd)
+                    except OSError:   # (not ours to touch: it is still held)
+                        pass
+                    return
+            except OSError:
+                pass
+            os.close(fd)
+        note(f"{self.path} is not held")   # pruned again and again: compile unheld
+
+    def __enter__(self) -> "ProgramDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def prune(programs: Path, keep: Path | None = None,
+          max_programs: int | None = None) -> list[Path]:
+    """Remove the least recently used program directories of `programs` (a
+    kernel directory's programs/: each a BTF header and its entries) until at
+    most `max_programs` (MAX_PROGRAMS) are left, EVICTIONS_PER_STORE at most;
+    `keep` (the one just stored into) stays. At store time, after a compile:
+    one scan of `programs`, a stat per directory. A directory a run holds (ProgramDir: compiling from
+    it, reading its entry) is skipped; a reader never sees half an entry
+    (written by rename, read in one read). Only this user's or root's own
+    directories and files count and go: a link, or what another user owns or
+    can write, is left alone."""
+    from ..errors import PytracekitError
+    from ..kernel import headers
+    limit = MAX_PROGRAMS if max_programs is None else max_programs
+    try:
+        headers.check_cache(programs, what="the program cache")
+        with os.scandir(programs) as listing:
+            found = sorted((st.st_mtime, d.name) for d in listing
+                           if d.is_dir(follow_symlinks=False)
+                           and _ours(st := d.stat(follow_symlinks=False)))
+    except (OSError, PytracekitError) as exc:
+        note(f"not pruned: {exc}")
+        return []
+    removed = []
+    count = len(found)
+    for _, name in found:                               # oldest first
+        if count <= limit:
+            break
+        if len(removed) >= EVICTIONS_PER_STORE:
+            break
+        if keep is not None and name == keep.name:
+            continue
+        if _remove_unused(programs / name):
+            removed.append(programs / name)
+            count -= 1
+    if removed:
+        note(f"evicted {len(removed)} least recently used programs")
+    return removed
+
+
+def _remove_unused(directory: Path) -> bool:
+    """Remove a program directory nobody holds, holding only our own files."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if not _ours(os.fstat(fd)):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # BlockingIOError: in use
+        names = os.listdir(fd)
+        for name in names:
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if not (stat.S_ISREG(st.st_mode) and _ours(st)):
+                return False
+        for name in names:
+            os.unlink(name, dir_fd=fd)
+        os.rmdir(directory)       # a store's file may have come meanwhile: then it stays
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _patched(insns: bytes, fd_map: dict[int, int]) -> bytes:

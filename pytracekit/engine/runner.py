@@ -39,6 +39,7 @@ def interrupted_status(exc: KeyboardInterrupt) -> int:
 _handler_owner = 0   # the pid that installed _raise_stop
 
 _claimed = False     # see claimed_signals
+_tracing = False     # the claimed run told its harness it is tracing (signal_ready)
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _STOP_NUMBERS = tuple(int(sig) for sig in STOPS)
@@ -113,6 +114,45 @@ def signals_held() -> Iterator[None]:
     with signals_deferred(pending):
         yield
     raise_pending(pending)
+
+
+@contextlib.contextmanager
+def stops_end_at_once() -> Iterator[None]:
+    """Around a long C call that leaves nothing to undo if the process ends
+    inside it (clang compiling a program; the loads, attaching BCC does then):
+    Python runs a handler only between bytecodes, so a stop signal would wait
+    for the call's end, however long (a loaded machine, a file clang blocks
+    on), and one raised in a ctypes callback inside it (BCC's USDT
+    enumeration) is dropped. The pytracekit command ends at once instead,
+    from a thread woken by the signal's byte on Python's wakeup fd, with
+    128+signal as for any stop before tracing began: what the kernel holds
+    (maps, programs, perf links) goes with the process, and a held command
+    sees EOF and never runs. Not once tracing began (the results are owed),
+    nor for a library caller (its signals are its own), nor off the main thread."""
+    if not _claimed or _tracing or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+
+    def watch() -> None:
+        while True:
+            for signum in os.read(wake_r, 64) or b"\0":
+                if signum == 0:           # the block ended
+                    return
+                if signum in _STOP_NUMBERS:
+                    os._exit(128 + signum)
+    watcher = threading.Thread(target=watch, name="pytracekit-stop-watch", daemon=True)
+    watcher.start()
+    previous = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.write(wake_w, b"\0")
+        watcher.join()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def install_signal_handlers() -> None:
@@ -352,6 +392,8 @@ def _child_signals() -> None:
 
 def signal_ready() -> None:
     """Tell a waiting test harness that probes are attached (PYTRACEKIT_READY_FD)."""
+    global _tracing
+    _tracing = True
     from . import startup
     startup.report()
     fd = os.environ.pop(READY_FD_ENV, None)
@@ -431,10 +473,10 @@ def claimed_signals() -> Iterator[None]:
     signals are handled from now on (install_signal_handlers) and ignored once
     the run ended. The claim ends with the run (an in-process run in a test
     must not make the next test's library use ignore them)."""
-    global _claimed
-    saved, _claimed = _claimed, True
+    global _claimed, _tracing
+    saved, _claimed, _tracing = (_claimed, _tracing), True, False
     try:
         install_signal_handlers()
         yield
     finally:
-        _claimed = saved
+        _claimed, _tracing = saved

@@ -14,6 +14,7 @@ from ..collect.stream import (DEFAULT_BUFFER_PAGES, EventStream, StreamSummary, 
 from ..engine.runner import Target, announce, run_until_done
 from ..render.jsonl import loss_obj
 from ..render.output import Output
+from . import sched
 
 
 def buffer_option(*short: str) -> Callable:
@@ -66,10 +67,11 @@ class Printer:
 
 
 def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
-        duration: float | None = None) -> StreamSummary:
+        duration: float | None = None, unseen: str = "") -> StreamSummary:
     """The whole life of a streaming tool after attaching: announce, print
     events until the duration ends, the command exits or Ctrl-C, read the
-    backlog within a budget, then print the summary (stderr, or a JSON line)."""
+    backlog within a budget, then print the summary (stderr, or a JSON line).
+    `unseen` names what the program's bpf/ptk_sched.h counts as not measured."""
     stream.ready()
     stream.open()
     favour_reader()
@@ -88,18 +90,21 @@ def run(stream: EventStream, target: Target, printer: Printer, *, message: str,
         pass
     finally:
         summary = stream.summary(printer.printed)
-        report_summary(summary, printer.out)
+        fields = {"unseen": sched.unseen(stream.prog)} if unseen else {}
+        report_summary(summary, printer.out, **fields)
+        sched.warn_unseen(fields.get("unseen", 0), unseen)
     return summary
 
 
 def main(pid: int | None, command: tuple[str, ...], open_stream: Callable[[int], EventStream],
-         printer: Callable[[], Printer], *, duration: float | None, message: str) -> None:
+         printer: Callable[[], Printer], *, duration: float | None, message: str,
+         unseen: str = "") -> None:
     """A streaming tool's command body: the target (-p or `-- COMMAND`, whose
     pid `open_stream` compiles in), the program, the run, the teardown."""
     target = Target.from_options(pid, command)
     try:
         with open_stream(target.pid) as events:
-            run(events, target, printer(), duration=duration, message=message)
+            run(events, target, printer(), duration=duration, message=message, unseen=unseen)
     finally:
         target.finish()
 
@@ -113,8 +118,8 @@ def summary_obj(summary: StreamSummary) -> dict[str, Any]:
     return {**loss_obj(summary.loss), **summary_counts(summary)}
 
 
-def report_summary(summary: StreamSummary, out: Output) -> None:
+def report_summary(summary: StreamSummary, out: Output, **fields: Any) -> None:
     """What was captured and printed (stderr), then the loss: the output's one
-    loss record, whose JSON line is summary_obj."""
+    loss record, whose JSON line is summary_obj (and `fields`)."""
     print(summary.line(), file=sys.stderr, flush=True)
-    out.loss(summary.loss, **summary_counts(summary))
+    out.loss(summary.loss, **summary_counts(summary), **fields)

@@ -21,6 +21,7 @@ from ..render.text import log2_histogram
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..engine.session import ProgramSession
 from ..textsafe import cstr
+from .sched import report_loss
 
 
 @contextmanager
@@ -198,8 +199,10 @@ class HistogramTool(BpfTool):
 def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
                        section: str | None, show_name: bool, stamp: bool,
                        duration: float | None, interval: float | None, count: int | None,
-                       out: Output, extra: dict | None = None) -> None:
-    """runqlat/cpudist: attach, print histograms every interval and at the end."""
+                       out: Output, extra: dict | None = None, unseen: str = "") -> None:
+    """runqlat/cpudist: attach, print histograms every interval and at the end.
+    `unseen` names what the program's bpf/ptk_sched.h counts as not measured
+    ("waits"): reported beside the loss."""
     with tool:
         tool.ready()
         announce(message)
@@ -213,7 +216,10 @@ def run_histogram_tool(tool: HistogramTool, target: Target, *, message: str,
             print_labeled_hists(result, section=section, show_name=show_name,
                                 out=out, stamp=stamp, extra=extra)
         run_periodic(target, duration=duration, interval=interval, count=count, report=report)
-        out.loss(tool.loss())
+        if unseen:
+            report_loss(out, tool.prog, tool.loss(), unseen)
+        else:
+            out.loss(tool.loss())
 
 
 def require_tracepoints(tool: str, *names: str) -> None:

@@ -26,7 +26,7 @@ from ..symbolize.python.runtime import PyProcess, Unsupported, find, unsupported
 # states and event kinds as in bpf/ptk_python.h
 PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
 PY_EVENT_PROCESS, PY_EVENT_STACK = 0, 1
-PY_FRAME_BOUNDARY = 1
+PY_FRAME_BOUNDARY = 1   # frame flags' bit 0; the others are the code's ident (code.code_ident)
 GONE_PREFIX = "[python "   # a frame whose code object could not be read: [python 0x7f...]
 STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
 # a process announced at exec may not have mapped libpython yet (ld.so does):
@@ -114,6 +114,9 @@ class PythonFrames:
             proc = self._find(pid)
             if proc:
                 self._register(proc, adopt=True)
+                # a re-check due from before its exec would register it again,
+                # with a new reader: the names read by then would be lost
+                self.due = [d for d in self.due if d[1] != pid]
         except Exception as exc:   # never keep the command from starting
             self.warn(f"python frames: {exc}")
 
@@ -249,7 +252,9 @@ class PythonFrames:
         reader = self.readers.get(st.pid)
         frames = st.frames[:min(st.depth, len(st.frames))]
         codes = [f.code for f in frames]
-        infos = reader.check_many(codes) if reader else [None] * len(frames)
+        # the frames' idents (flags beside PY_FRAME_BOUNDARY: code.code_ident)
+        infos = reader.check_many(codes, [f.flags & ~PY_FRAME_BOUNDARY for f in frames]) \
+            if reader else [None] * len(frames)
         return _Read(reader, tuple(zip(infos, codes, [f.offset for f in frames],
                                        [bool(f.flags & PY_FRAME_BOUNDARY) for f in frames])),
                      st.truncated)

@@ -320,9 +320,9 @@ class StackSession(ProgramSession):
 
 
 def print_profile(tool: str, profile: StackProfile, *, out: Output,
-                  top: int | None = None, text: Any = None) -> None:
+                  top: int | None = None, text: Any = None, **loss_fields: Any) -> None:
     """Stacks to the run's output in its form (`text(profile, top=)` for
-    text, else BCC's), then the loss."""
+    text, else BCC's), then the loss (with `loss_fields` in its JSON)."""
     out.stacks(profile, tool=tool, text=lambda p: (text or bcc_stack_text)(p, top=top),
                folded=lambda p: bcc_folded(p).splitlines())
-    out.loss(profile.loss)
+    out.loss(profile.loss, **loss_fields)

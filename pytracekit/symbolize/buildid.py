@@ -124,10 +124,22 @@ class BuildIdSymbolizer:
                    pid: int) -> list[Frame]:
         """A user stack of a ptk_ustack.h key: unwound (a hash in `ustacks`), a
         frame-pointer walk (a hash in `stack_map`, USTACK_LAYOUT 2) or an id
-        in a build-id stack map."""
+        in a build-id stack map. A frame-pointer walk where the program
+        unwinds by CFI (a process not loaded yet) ends in symbols.NOT_LOADED."""
+        from .symbols import NOT_LOADED
         if stack_hash:
-            return self.unwound(stack_hash, pid) or self.hashed(stack_map, stack_hash, pid)
-        return self.stack(stack_map, stack_id, pid)
+            frames = self.unwound(stack_hash, pid)
+            if frames:
+                if self.symbolizer.walked_by_frame_pointers(stack_hash):
+                    frames.append(NOT_LOADED)
+                return frames
+            frames = self.hashed(stack_map, stack_hash, pid)
+        else:
+            frames = self.stack(stack_map, stack_id, pid)
+        if frames and self.symbolizer.unwinder is not None:
+            # the frame-pointer walk of a process the unwinder had not loaded
+            frames.append(NOT_LOADED)
+        return frames
 
     def hashed(self, table: Any, stack_hash: int, pid: int) -> list[Frame]:
         """Frames of a frame-pointer walk stored under its hash, leaf first."""

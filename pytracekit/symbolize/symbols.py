@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     import threading
 
 UNKNOWN = "[unknown]"
+# The root of a user stack that the kernel's frame-pointer walk gave while the
+# in-kernel unwinder had no tables for its process yet (a process it did not
+# start, in its first moments): perhaps not whole, so never shown as if it
+# were (also counted: LossReport.unwind_fallback).
+NOT_LOADED = Frame("[frame pointers: process not loaded yet]", "marker")
 PERF_MAP_DIR = os.environ.get("PYTRACEKIT_PERF_MAP_DIR", "/tmp")
 PERF_MAP_LIMIT = 64 << 20     # bytes of a perf map read at most
 FRAME_CACHE_ENTRIES = 32_768          # (pid, address) -> Frame (about 400 B each)
@@ -694,6 +699,12 @@ class Symbolizer:
             # every frame is (module, address): the same names in any process
             self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
         return frames
+
+    def walked_by_frame_pointers(self, stack_hash: int) -> bool:
+        """The stack unwound_stack just named is the frame-pointer fallback
+        of a program that unwinds by CFI (not --unwind fp): mark it NOT_LOADED."""
+        raw = self._ustack_cache.get(stack_hash)
+        return self.unwinder is not None and raw is not None and bool(raw[1])
 
     def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
         from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame

@@ -8,6 +8,13 @@ Until then, and for a module that has no table, the BPF side falls back to
 frame pointers. The kernel deletes `proc_maps[pid]` at exit and exec; slots
 of gone processes are reused here.
 
+Row space is kept for the processes that live: a module's rows stay while
+any loaded process maps it (its `refs`), and after that until a new table
+needs the room; then the tables no live process maps are evicted, least
+recently used first (unwind_space.RowSpace). A module whose table still
+does not fit is marked in `unwind_modules` (NO_ROOM), so the BPF side counts
+the frame-pointer steps it takes there; evictions are in summary().
+
 A stored frame is `module_id << 48 | link-time vaddr` (module_id 0: an
 absolute address); `module(module_id)` says which file it is, so frames are
 named after the process is gone.
@@ -24,6 +31,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .unwind_space import RowSpace
 from .unwind_table import ROW, UnwindTable
 
 MODULE_SHIFT = 48
@@ -34,6 +42,8 @@ MISS_INTERVAL_S = 0.1  # at most one re-snapshot per pid this often on unwind_mi
 MISS_MAX_INTERVAL_S = 5.0   # ... backing off to this while its mappings stay the same
 EH_FRAME_BYTES_PER_ROW = 7   # Debian's binaries: 6.4 (python3.11) to 5.4 (libc) bytes a row
 WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhile
+NO_ROOM = 0xFFFFFFFF   # ptk_unwind_module.first_row: CFI without room (PTK_ROWS_NO_ROOM)
+NO_ROOM_RETRY_S = 0.5  # a module left without room is tried again at most this often
 # struct ptk_ustack.flags
 TRUNCATED, INCOMPLETE, FP_STEPS, FALLBACK = 1, 2, 4, 8
 
@@ -45,6 +55,12 @@ class Module:
     build_id: str
     first_row: int = 0
     n_rows: int = 0      # 0: no table in the kernel (frame-pointer steps there)
+    refs: int = 0        # loaded processes that map it
+    last_used: float = 0.0   # when a process last mapped it (eviction order)
+    no_cfi: bool = False     # no table can be made: nothing to retry
+    rows_needed: int = 0     # its table's size, once known
+    no_room: bool = False    # marked NO_ROOM in unwind_modules (until written)
+    retry_at: float = 0.0    # no room: not tried again before this
 
 
 def _mapped(fd: int, size: int) -> "mmap.mmap | None":
@@ -88,12 +104,13 @@ class Unwinder:
         self.row_capacity = self.rows.max_entries
         self.rows_memory = _mapped(self.rows.map_fd, self.row_capacity * ROW.size)
         self.slot_count = self.maps.max_entries // MAX_MAPS
-        self.next_row = 0
+        self.space = RowSpace(self.row_capacity)
         self.modules: dict[str, Module] = {}      # build id (or path) -> module
         self.by_id: dict[int, Module] = {}
         self.slots: dict[int, int] = {}           # pid -> slot in unwind_maps
         self.free_slots = list(range(self.slot_count - 1, -1, -1))
         self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
+        self.refs_of: dict[int, frozenset] = {}   # pid -> module ids it holds a ref on
         self.last_miss: dict[int, tuple[float, float]] = {}   # pid -> (when, interval)
         self.pending: dict[int, None] = {}        # pids to load, oldest first
         self.stopped: set[int] = set()            # held (see hold_command, continue_)
@@ -102,13 +119,17 @@ class Unwinder:
         self.entry_hooks: list[Callable[[int], None]] = []
         self.holds = 0                            # continue_() calls (--verbose)
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
-                      "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0}
+                      "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0,
+                      "evicted": 0, "evicted_rows": 0}
 
     def summary(self) -> str:
         """One line for --verbose: what was loaded and what was not."""
         st = self.stats
-        return (f"unwind: {st['tables']} module tables ({st['rows']} of {self.row_capacity} rows, "
-                f"compiled in {st['compile_s']:.2f} s), {len(self.loaded)} processes; "
+        in_use = self.row_capacity - self.space.free
+        return (f"unwind: {st['tables']} module tables ({st['rows']} rows written, {in_use} of "
+                f"{self.row_capacity} in use, compiled in {st['compile_s']:.2f} s), "
+                f"{len(self.loaded)} processes; {st['evicted']} tables evicted "
+                f"({st['evicted_rows']} rows) that no live process mapped; "
                 f"without a table (frame-pointer steps): {st['no_table']} no CFI, "
                 f"{st['table_full']} rows full; {st['too_many_maps']} processes over "
                 f"{MAX_MAPS} mappings, {st['no_slot']} without a slot, "
@@ -119,6 +140,7 @@ class Unwinder:
         return self.by_id.get(module_id)
 
     def _module_for(self, path: str, pid: int) -> tuple[Module, Any] | None:
+        """The module of a mapped file (its table: `_with_tables`)."""
         syms = self.users.binary(path, pid)
         image = syms.image
         if image is None:
@@ -131,43 +153,123 @@ class Unwinder:
                 return None
             self.modules[key] = mod
             self.by_id[mod.module_id] = mod
-            self._write_table(mod, image)
+        mod.last_used = time.monotonic()
         return mod, image
 
-    def _write_table(self, mod: Module, image: Any) -> None:
-        eh_frame = image.section(".eh_frame")
-        if eh_frame is not None and self.next_row + eh_frame.size // EH_FRAME_BYTES_PER_ROW \
-                > self.row_capacity:
-            self.stats["table_full"] += 1   # known before spending seconds compiling it
+    def _with_tables(self, found: "list[tuple[Module, Any]]") -> None:
+        """Write the tables one process's modules lack (new, evicted, or no
+        room before), never evicting one of them for another."""
+        pinned = frozenset(mod.module_id for mod, _ in found)
+        now = time.monotonic()
+        for mod, image in found:
+            if mod.n_rows == 0 and not mod.no_cfi and not (mod.no_room and now < mod.retry_at):
+                self._write_table(mod, image, pinned)
+
+    def _write_table(self, mod: Module, image: Any, pinned: "set[int] | frozenset") -> None:
+        needed = mod.rows_needed
+        if not needed:
+            eh_frame = image.section(".eh_frame")
+            needed = eh_frame.size // EH_FRAME_BYTES_PER_ROW if eh_frame is not None else 0
+        if needed > self.space.largest() and needed > self._room(pinned):
+            self._no_room(mod)   # known before spending seconds compiling it
             return
         started = time.monotonic()
         data = UnwindTable.cached_packed(image, mod.build_id, mod.path)
         self.stats["compile_s"] += time.monotonic() - started
         if data is None:
+            mod.no_cfi = True
             self.stats["no_table"] += 1
             return
-        n = len(data) // ROW.size
-        if self.next_row + n > self.row_capacity:
-            self.stats["table_full"] += 1
+        n = mod.rows_needed = len(data) // ROW.size
+        first = self._take(n, pinned)
+        if first is None:
+            self._no_room(mod)
             return
-        first = self.next_row
         if self.rows_memory is not None:
             self.rows_memory[first * ROW.size:(first + n) * ROW.size] = data
         else:
             keys = (self.rows.Key * n).from_buffer_copy(array("I", range(first, first + n)))
             values = (self.rows.Leaf * n).from_buffer_copy(data)
             self.rows.items_update_batch(keys, values)
-        self.next_row += n
-        mod.first_row, mod.n_rows = first, n
+        mod.first_row, mod.n_rows, mod.no_room = first, n, False
         key = self.module_table.Key(mod.module_id)
         self.module_table[key] = self.module_table.Leaf(first, n)
         self.stats["tables"] += 1
         self.stats["rows"] += n
 
+    # -- row space ---------------------------------------------------------------
+    def _evictable(self, pinned: "set[int] | frozenset") -> list[Module]:
+        """Modules with rows that no loaded process maps, least recently used first."""
+        return sorted((m for m in self.by_id.values()
+                       if m.n_rows and not m.refs and m.module_id not in pinned),
+                      key=lambda m: m.last_used)
+
+    def _room(self, pinned: "set[int] | frozenset") -> int:
+        """Rows free or freeable now (exited processes' modules reclaimed first)."""
+        self._reclaim()   # only when rows are short: one lookup per loaded process
+        return self.space.free + sum(m.n_rows for m in self._evictable(pinned))
+
+    def _take(self, n: int, pinned: "set[int] | frozenset") -> int | None:
+        """The first of n contiguous rows, evicting unmapped modules' tables
+        (least recently used first) until a run of n is free; None if none."""
+        first = self.space.take(n)
+        if first is not None:
+            return first
+        if self._room(pinned) < n:
+            return None
+        for victim in self._evictable(pinned):
+            self._evict(victim)
+            first = self.space.take(n)
+            if first is not None:
+                return first
+        return None
+
+    def _evict(self, mod: Module) -> None:
+        """Drop a table no live process maps: out of `unwind_modules` first
+        (the BPF side no longer reads its rows), then its rows are free."""
+        try:
+            del self.module_table[self.module_table.Key(mod.module_id)]
+        except KeyError:
+            pass
+        self.space.give(mod.first_row, mod.n_rows)
+        self.stats["evicted"] += 1
+        self.stats["evicted_rows"] += mod.n_rows
+        mod.first_row, mod.n_rows = 0, 0
+
+    def _no_room(self, mod: Module) -> None:
+        """A module with CFI but no room: the BPF side takes frame-pointer
+        steps in it and counts them (unwind_fp_steps), never silently."""
+        mod.retry_at = time.monotonic() + NO_ROOM_RETRY_S
+        if not mod.no_room:
+            mod.no_room = True
+            self.stats["table_full"] += 1
+            key = self.module_table.Key(mod.module_id)
+            self.module_table[key] = self.module_table.Leaf(NO_ROOM, 0)
+
+    def _hold_refs(self, pid: int, module_ids: frozenset) -> None:
+        """pid now maps exactly `module_ids` (a reference on each)."""
+        old = self.refs_of.get(pid, frozenset())
+        now = time.monotonic()
+        for module_id in module_ids - old:
+            self.by_id[module_id].refs += 1
+        for module_id in old - module_ids:
+            mod = self.by_id[module_id]
+            mod.refs -= 1
+            mod.last_used = now
+            if mod.no_room and not mod.refs:   # its mark goes (tried again when mapped)
+                mod.no_room = False
+                try:
+                    del self.module_table[self.module_table.Key(module_id)]
+                except KeyError:
+                    pass
+        if module_ids:
+            self.refs_of[pid] = module_ids
+        else:
+            self.refs_of.pop(pid, None)
+
     def preload(self, paths: list[str]) -> None:
         """Compile and write these files' tables now (a command about to start)."""
-        for path in paths:
-            self._module_for(path, 0)
+        self._with_tables([f for f in (self._module_for(path, 0) for path in paths) if f])
 
     # -- processes --------------------------------------------------------------
     def request(self, pid: int) -> None:
@@ -197,11 +299,14 @@ class Unwinder:
         snap = self.users.processes.get(pid)
         if snap is None or not snap.mappings or not os.path.exists(f"/proc/{pid}"):
             return False   # (an exited process's entry would only be left behind)
+        modules = {m.path: self._module_for(m.path, pid) for m in snap.mappings
+                   if m.path.startswith("/") or m.path == "[vdso]"}
+        self._with_tables([found for found in modules.values() if found is not None])
         entries = []
         for m in snap.mappings:
             module_id, bias, flags = 0, 0, 0
             if m.path.startswith("/") or m.path == "[vdso]":
-                found = self._module_for(m.path, pid)
+                found = modules[m.path]
                 if found is not None:
                     mod, image = found
                     vaddr = image.vaddr_of_offset(m.offset)
@@ -227,6 +332,7 @@ class Unwinder:
         self.maps.items_update_batch(keys, values)
         self.proc_maps[self.proc_maps.Key(pid)] = self.proc_maps.Leaf(first, n, 0, 0)
         self.loaded[pid] = entries
+        self._hold_refs(pid, frozenset(e[3] for e in entries if e[3]))
         return True
 
     def _present(self, pid: int) -> bool:
@@ -248,11 +354,14 @@ class Unwinder:
         return slot
 
     def _reclaim(self) -> None:
-        """Slots of processes the kernel already dropped (exit) or that are gone."""
+        """Slots and module references of processes the kernel already dropped
+        (exit, exec: reloaded when announced again) or that are gone."""
         for pid in list(self.slots):
             if not self._present(pid) or not os.path.exists(f"/proc/{pid}"):
-                self.free_slots.append(self.slots.pop(pid))
+                # reused last: a forked child not loaded yet may still read it
+                self.free_slots.insert(0, self.slots.pop(pid))
                 self.loaded.pop(pid, None)
+                self._hold_refs(pid, frozenset())
 
     def hold_command(self, prog: Any, executable: str, pid: int) -> None:
         """Have the held command, and every program its process tree runs,
@@ -360,11 +469,23 @@ def setup_unwinder(prog: Any, symbolizer: Any, *, command: tuple[str, ...] = (),
         if command_pid:
             unwinder.hold_command(prog, modules[0] if modules else "", command_pid)
     else:
-        for pid in pids:
+        for pid in dict.fromkeys(_tgid(p) for p in pids):   # -t: its process's maps
             symbolizer.remember(pid)
             unwinder.load(pid)
     symbolizer.unwinder, symbolizer.ustacks = unwinder, prog["ustacks"]
     return unwinder
+
+
+def _tgid(tid: int) -> int:
+    """The process of a thread id (the unwinder's maps are per process)."""
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return tid
 
 
 def hold_in_ldso(prog: Any) -> str:

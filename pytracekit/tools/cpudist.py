@@ -47,6 +47,7 @@ def command(offcpu, timestamp, milliseconds, per_pid, per_tid, pid, tid, duratio
                            section={0: None, 1: "pid", 2: "tid"}[label_by], show_name=True,
                            out=out, stamp=timestamp, duration=duration,
                            interval=interval or pos_interval, count=count,
-                           extra={"offcpu": offcpu})
+                           extra={"offcpu": offcpu},
+                           unseen=f"{'off' if offcpu else 'on'}-CPU periods")
     finally:
         target.finish()

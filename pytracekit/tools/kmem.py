@@ -124,14 +124,20 @@ class Kmem(BpfTool):
             total[2] += st.bytes_alloc * scale
         sites = []
         for call_site, (hits, req, alloc) in totals.items():
-            names = [self._name(call_site, offset) for offset in (offsets, False)]
-            sites.append(CallSite(call_site, names[0], hits, req, alloc, names[1]))
+            name, function = self._names(call_site)
+            sites.append(CallSite(call_site, name if offsets else function, hits, req, alloc,
+                                  function))
         return sites
 
-    def _name(self, call_site: int, offset: bool) -> str:
-        raw = self.prog.bpf.ksym(call_site, show_offset=offset)
-        known = raw and raw != b"[unknown]"
-        return raw.decode(errors="replace") if known else f"{call_site:#x}"
+    def _names(self, call_site: int) -> tuple[str, str]:
+        """`function+0xOFFSET` and `function`, from one symbol lookup (BCC
+        appends the offset to every name it finds); the address for both when
+        none is found."""
+        raw = self.prog.bpf.ksym(call_site, show_offset=True)
+        if not raw or raw == b"[unknown]":
+            return f"{call_site:#x}", f"{call_site:#x}"
+        function = raw.rpartition(b"+0x")[0] or raw
+        return raw.decode(errors="replace"), function.decode(errors="replace")
 
     def read_pages(self, clear: bool = False) -> list[PageAllocs]:
         return [PageAllocs(k.order, k.migratetype, k.gfp_flags, v.value)

@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..model import Frame, Sample, StackProfile
 from ..collect.stack_maps import stack_path
 from ..families import python_stacks as pysampling
+from ..families import sched
 from ..engine.runner import run_until_done
 
 DRY_RUN_ARGS = ["1"]
@@ -234,7 +235,8 @@ def run_waker_tool(ctx: click.Context, tool: str, what: str, start_fn, text, *,
                        stack_storage_size=stack_storage_size, delimited=delimited,
                        unwind=unwind, python=python)
     run_stack_tool(tool, session, what, pids, tids, command, user_only, kernel_only, duration,
-                   out=out, top=top, output=output, fmt=fmt, text=text)
+                   out=out, top=top, output=output, fmt=fmt, text=text,
+                   unseen="blocks" if tool == "wakeuptime" else "")
 
 
 # what the Python stacks of each tool are taken at (its `python:` stderr line)
@@ -244,19 +246,24 @@ STACKS_TAKEN_AT = {"offcputime": "blocks", "offwaketime": "blocks and wakeups",
 
 def run_stack_tool(tool: str, session: stacktools.StackSession, what: str, pids, tids, command,
                    user_only, kernel_only, duration, *, out, top, output, fmt,
-                   text=None) -> None:
-    """Announce, run until done, print and write; always detach."""
+                   text=None, unseen: str = "") -> None:
+    """Announce, run until done, print and write; always detach. `unseen`
+    names what the program's bpf/ptk_sched.h counts as not measured."""
     note = ""
+    unseen_fields: dict[str, int] = {}
     try:
         out.opening(stacktools.opening_line(f"Tracing {what}", pids, tids, command, user_only,
                                             kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
         profile = session.read()
+        if unseen:
+            unseen_fields["unseen"] = sched.unseen(session.prog)
         if getattr(session, "python", None) is not None:   # Python frames were on
             note = session.python.summary_line(STACKS_TAKEN_AT[tool])
     finally:
         session.close()
-    stacktools.print_profile(tool, profile, out=out, top=top, text=text)
+    stacktools.print_profile(tool, profile, out=out, top=top, text=text, **unseen_fields)
+    sched.warn_unseen(unseen_fields.get("unseen", 0), unseen)
     if note:
         print(note, file=sys.stderr)
     if output:

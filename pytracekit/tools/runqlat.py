@@ -48,6 +48,7 @@ def command(timestamp, milliseconds, per_pid, per_tid, per_pidns, pid, tid, dura
         run_histogram_tool(tool, target, message="Tracing run queue latency... Hit Ctrl-C to end.",
                            section=SECTIONS[label_by], show_name=False, out=out,
                            stamp=timestamp, duration=duration,
-                           interval=interval or pos_interval, count=count)
+                           interval=interval or pos_interval, count=count,
+                           unseen="run queue waits")
     finally:
         target.finish()

@@ -83,4 +83,5 @@ def command(pid, tid, previous, duration, buffer_pages, out, words):
                 lambda target_pid: start(min_us=min_us, pid=target_pid, tid=tid or 0,
                                          buffer_pages=buffer_pages),
                 printer, duration=duration,
-                message=f"Tracing run queue latency higher than {min_us} us")
+                message=f"Tracing run queue latency higher than {min_us} us",
+                unseen="run queue waits")

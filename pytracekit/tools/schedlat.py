@@ -17,6 +17,7 @@ from ..cli import options
 from ..families.intervals import entries, run_interval_tables, stamped
 from ..engine.loader import Program
 from ..families.periodic import BpfTool, attached, command_only
+from ..families.sched import report_loss
 from ..engine.runner import Target
 from ..textsafe import cstr
 
@@ -54,7 +55,7 @@ class Schedlat(BpfTool):
 
     def read(self, clear: bool = False) -> list[TaskLatency]:
         """Per task; with clear, since the last clearing read (the in-flight
-        runnable_since/oncpu_since maps are never cleared)."""
+        runnable_since/exec_base maps are never cleared)."""
         rows = []
         for key, st in entries(self.prog["stats"], clear):
             rows.append(TaskLatency(key.value, st.tgid, cstr(st.comm),
@@ -113,4 +114,4 @@ def command(pid, sort, limit, duration, interval, out, command):
                      json=lambda: [stamped(t.as_dict(), stamp) for t in ordered])
         run_interval_tables(target, print_table, duration=duration, interval=interval,
                             out=out)
-        out.loss(tool.loss())
+        report_loss(out, tool.prog, tool.loss(), "runs or delays")

@@ -180,13 +180,13 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
           regex: bool = False, cpu: int | None = None, user: bool = True, kernel: bool = True,
           per_pid: bool = False, offsets: bool = False, delimited: bool = False,
           stack_storage: int = 16384, max_stacks: int = 10240,
-          announce: Any = True, unwind: str = "dwarf", python: bool = False,
+          announce: bool = True, unwind: str = "dwarf", python: bool = False,
           sample_log: bool = False) -> StackCount:
     """`python` (off here, on in the command, as in profile.start): CPython
     3.8-3.13 threads get their Python frames, read at the probe. `sample_log`:
-    each event is kept too (`record -e`; samplelog.py). `announce`: whether
-    to print the "Tracing..." line once attached, or the function printing it
-    (the command's output: text only)."""
+    each event is kept too (`record -e`; samplelog.py). `announce`: print
+    the "Tracing..." line on stderr once attached (the command prints it
+    through its output instead: text only)."""
     if not (user or kernel):
         raise UsageError("-K and -U are mutually exclusive: both stacks are the default")
     spec = parse_spec(pattern, regex=regex)
@@ -224,8 +224,7 @@ def start(pattern: str, *, pid: int | None = None, command: tuple[str, ...] = ()
         try:
             tracer.start(None, prepare=prepare)
             if announce:
-                (announce if callable(announce) else runner.announce)(
-                    common.tracing_message(len(probes), pattern))
+                runner.announce(common.tracing_message(len(probes), pattern))
         except BaseException:
             if unwinding[0] is not None:
                 unwinding[0].close()
@@ -271,7 +270,7 @@ def format_stacks(profile: StackProfile, *, verbose: bool = False) -> str:
         for f in leaf_first:
             if f.kind == "process":
                 continue
-            if f.kind == "marker":
+            if f.kind == "marker" and f.name == "--":
                 lines.append("    --")
                 continue
             address = f"{f.address:<16x} " if verbose else ""
@@ -287,7 +286,7 @@ def format_folded(profile: StackProfile) -> str:
     """comm;root;...;leaf COUNT, '-' between user and kernel frames."""
     lines = []
     for s in _ordered(profile):
-        names = ["-" if f.kind == "marker" else f.name for f in s.stack]
+        names = ["-" if f.kind == "marker" and f.name == "--" else f.name for f in s.stack]
         lines.append(f"{';'.join(names)} {s.value}")
     return "\n".join(lines)
 
@@ -333,7 +332,12 @@ def command(pid, cpu, interval, duration, timestamp, regex, offsets, per_pid, ke
     counter = start(pattern, pid=pid, command=command, regex=regex, cpu=cpu,
                     user=not kernel_only, kernel=not user_only, per_pid=per_pid,
                     offsets=offsets, delimited=delimited, stack_storage=stack_storage,
-                    max_stacks=max_stacks, announce=out.opening, unwind=unwind, python=python)
+                    max_stacks=max_stacks, announce=False, unwind=unwind, python=python)
+    try:
+        out.opening(common.tracing_message(len(counter.probes), pattern))
+    except BaseException:    # a Ctrl-C as it prints: detach, as run_tool would
+        counter.close()
+        raise
 
     def report() -> None:
         maps = ["counts"] + (["py_counts"] if counter.python is not None else [])

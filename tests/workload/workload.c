@@ -13,6 +13,11 @@
  *     hotloop SECONDS      call hot_loop(1000000) for SECONDS: one cheap line, then a
  *                          loop on a line of its own (annotate's hot line)
  *     sleep N MS           N sleeps of MS milliseconds in sleeper()
+ *     sleeptimed N MS      the same, then prints "slept_ns=T longest_ns=L": the
+ *                          wall time (CLOCK_MONOTONIC) from before the first
+ *                          sleeper() call to after the last, and of the longest
+ *                          call: upper bounds of their off-CPU time however
+ *                          late the scheduler ran them
  *     open PATH N          open PATH (O_RDONLY|O_CREAT) N times
  *     exec N [ARG]         fork+exec `workload child ARG` N times, waiting for each
  *     busy N US            call busy_call() N times; each busy-waits US microseconds
@@ -642,6 +647,17 @@ int main(int argc, char **argv)
         long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
         for (long k = 0; k < n; k++)
             sleeper(ms);
+    } else if (strcmp(mode, "sleeptimed") == 0) {
+        long n = arg_long(argc, argv, i, "N"), ms = arg_long(argc, argv, i + 1, "MS");
+        uint64_t began = now_ns(), longest = 0;
+        for (long k = 0; k < n; k++) {
+            uint64_t t = now_ns();
+            sleeper(ms);
+            t = now_ns() - t;
+            longest = t > longest ? t : longest;
+        }
+        printf("slept_ns=%llu longest_ns=%llu\n", (unsigned long long)(now_ns() - began),
+               (unsigned long long)longest);
     } else if (strcmp(mode, "open") == 0) {
         if (i >= argc) { fprintf(stderr, "workload: missing PATH\n"); return 2; }
         const char *path = argv[i];

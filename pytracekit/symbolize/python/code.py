@@ -6,6 +6,13 @@ reused by another function. So each cache entry keeps a fingerprint (the
 object's type, name, file and line-table pointers and first line, one read)
 that `check()` compares again when the address shows up in a new stack;
 a different fingerprint means a different code object and it is read anew.
+
+A stack from BPF also says which object each frame ran (`ident`: its line
+table's address folded, bpf/ptk_python.h PY_CODE_IDENT). A stack sampled just
+before its code object is freed (a script's <module> as it ends: malloc's free
+list overwrites the type) is read after the free: the entry read while the
+object lived names it when the idents agree, and an address that holds
+another code object by then is not taken for the sampled one.
 """
 from __future__ import annotations
 
@@ -36,10 +43,17 @@ class CodeInfo:
     firstlineno: int
     linetable: bytes
     fingerprint: tuple
+    ident: int         # code_ident() of the object read
 
     @property
     def basename(self) -> str:
         return self.filename.rsplit("/", 1)[-1]
+
+
+def code_ident(linetable_pointer: int) -> int:
+    """PY_CODE_IDENT of bpf/ptk_python.h: the line table's address folded to
+    the 31 bits a frame's flags have beside PY_FRAME_BOUNDARY (bit 0)."""
+    return (linetable_pointer ^ (linetable_pointer >> 32)) & 0xFFFFFFFE
 
 
 class CodeReader:
@@ -83,7 +97,8 @@ class CodeReader:
         if name is None or filename is None or table is None:
             return None
         first = struct.unpack_from("<i", head, L.code_firstlineno)[0]
-        return CodeInfo(name, filename, first, table, self._fingerprint(head))
+        return CodeInfo(name, filename, first, table, self._fingerprint(head),
+                        code_ident(pointer(L.code_linetable)))
 
     def _read_batch(self, codes: list[int], heads: dict[int, bytes]) -> list[Optional[CodeInfo]]:
         """_read() of each code, in three reads for them all where it can: the
@@ -143,7 +158,7 @@ class CodeReader:
                     head = heads[code]
                     info = CodeInfo(name, filename,
                                     struct.unpack_from("<i", head, L.code_firstlineno)[0],
-                                    table, self._fingerprint(head))
+                                    table, self._fingerprint(head), code_ident(ptrs[2]))
             out.append(info if info is not None else self._read(code))
         return out
 
@@ -169,27 +184,45 @@ class CodeReader:
         self.codes.pop(code, None)
         return self.info(code)
 
-    def check_many(self, codes: list[int]) -> list[Optional[CodeInfo]]:
+    def check_many(self, codes: list[int],
+                   idents: Optional[list[int]] = None) -> list[Optional[CodeInfo]]:
         """check() of each code address: the cached ones re-validated with one
         read for them all (a new stack's frames: ~30 reads a stack otherwise),
-        the new or changed ones read together (_read_batch)."""
+        the new or changed ones read together (_read_batch).
+        `idents`: BPF's code_ident() of each frame (0: not known); a frame is
+        named only by an object with its ident, the one read before if the
+        address holds another, or nothing, by now (None: gone)."""
         unique = list(dict.fromkeys(codes))
         cached = [c for c in unique if self.codes.get(c) is not None]
         heads = dict(zip(cached, self.mem.read_many(cached, self._head)))
-        known: dict[int, Optional[CodeInfo]] = {}
+        now: dict[int, Optional[CodeInfo]] = {}   # what each address holds by now
         fresh, fresh_heads = [], {}
         for code in unique:
             info = self.codes.get(code)
             head = heads.get(code)
             if info is not None and (head is None or self._fingerprint(head) == info.fingerprint):
-                known[code] = info   # unchanged, or gone: what was read while it lived
+                now[code] = info   # unchanged, or gone: what was read while it lived
             else:
                 fresh.append(code)   # new, changed, or unreadable when last read
                 if head is not None:
                     fresh_heads[code] = head
+        before = {code: self.codes.get(code) for code in fresh}
         for code, info in zip(fresh, self._read_batch(fresh, fresh_heads) if fresh else ()):
-            self.codes[code] = known[code] = info
-        return [known[c] for c in codes]
+            self.codes[code] = now[code] = info
+        out = []
+        for code, ident in zip(codes, idents or [0] * len(codes)):
+            info = now[code]
+            if ident == 0 or (info is not None and info.ident == ident):
+                out.append(info)
+                continue
+            old = before.get(code)
+            if old is not None and old.ident == ident:
+                out.append(old)    # the one sampled, freed (or replaced) since
+                if info is None:   # nothing else there yet: keep its name
+                    self.codes[code] = old
+            else:
+                out.append(None)
+        return out
 
     def line(self, info: CodeInfo, offset: int) -> Optional[int]:
         key = (self._minor, info.linetable, info.firstlineno)

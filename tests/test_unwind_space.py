@@ -1,0 +1,208 @@
+"""Room in the in-kernel unwinder's row array (pytracekit/symbolize/unwind_space.py,
+unwinder.py): modules' tables are shared by build id, kept while a live
+process maps them, and evicted least recently used first when a later
+module needs their rows, so a program that starts after a churn of other
+programs (more tables than the array holds) still unwinds whole."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import NOFP_FLAGS, WORKLOAD_SRC, pytracekit
+from stack_checks import names, parse_json
+
+from pytracekit.symbolize.unwind_space import RowSpace
+
+ROOT_PATH = "_start;__libc_start_main;__libc_start_call_main;main"
+SPIN_TAILS = ["", ";clock_ns", ";clock_ns;_init", ";clock_ns;clock_gettime@plt",
+              ";clock_ns;clock_gettime", ";clock_ns;clock_gettime;clock_gettime"]
+CHURN = 8        # distinct programs run one after another before the target
+RESIDENT = 3     # of them, the row array holds this many besides what sh maps
+
+
+def test_row_space_is_first_fit_and_merges_what_is_given_back():
+    space = RowSpace(100)
+    assert [space.take(n) for n in (30, 30, 30)] == [0, 30, 60]
+    assert space.take(11) is None and space.free == 10
+    space.give(30, 30)
+    assert space.take(31) is None and space.largest() == 30
+    space.give(0, 30)        # merged with [30, 60)
+    assert space.largest() == 60 and space.take(45) == 0
+    space.give(60, 30)       # merged with the rest: [45, 100)
+    assert (space.free, space.largest()) == (55, 55)
+    space.give(0, 45)
+    assert (space.free, space.largest(), space.starts) == (100, 100, [0])
+    with pytest.raises(ValueError):
+        space.give(10, 5)    # already free: a bug in the caller, never a silent overlap
+
+
+def _rows(path: str) -> int:
+    """Rows of a file's table, as the unwinder writes them."""
+    from pytracekit.symbolize.elfsyms import load_image
+    from pytracekit.symbolize.symbols import ElfSymbols, _own_vdso
+    from pytracekit.symbolize.unwind_table import ROW, UnwindTable
+    image = ElfSymbols.load(path, _own_vdso()).image if path == "[vdso]" else load_image(path)
+    return len(UnwindTable.cached_packed(image, image.build_id(), path)) // ROW.size
+
+
+@pytest.fixture(scope="module")
+def distinct_programs(tmp_path_factory) -> list[str]:
+    """CHURN + 1 copies of the no-frame-pointer workload, each with its own
+    build id (one compile, then a link each)."""
+    base = tmp_path_factory.mktemp("churn")
+    obj = base / "workload.o"
+    subprocess.run(["gcc", *NOFP_FLAGS, "-c", "-o", str(obj), str(WORKLOAD_SRC)], check=True)
+    paths = []
+    for i in range(CHURN + 1):
+        path = base / f"workload-{i}"
+        subprocess.run(["gcc", "-pthread", f"-Wl,--build-id=0x{0xc0de0000 + i:040x}", "-o",
+                        str(path), str(obj)], check=True)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.root
+def test_churn_beyond_the_row_array_evicts_tables_and_a_late_program_unwinds_whole(
+        distinct_programs):
+    # sh (held with every program it runs) maps its own binary, libc, ld.so and
+    # the vDSO for the whole run; the array holds those and RESIDENT copies of
+    # the workload, so the CHURN copies run before the target need evictions
+    sh = os.path.realpath(shutil.which("sh"))
+    libs = [p for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
+                        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") if os.path.exists(p)]
+    if len(libs) < 2:
+        pytest.skip("needs Debian's libc and ld.so paths")
+    per_copy = _rows(distinct_programs[0])
+    capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + RESIDENT * per_copy + per_copy // 2
+    *churn, target = distinct_programs
+    script = "; ".join([f"{p} spinchild 30" for p in churn] + [f"{target} spin 1"])
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
+                     script, env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)}, timeout=120)
+    assert res.returncode == 0, res.stderr
+    _, stacks, loss = parse_json(res.stdout, "profile")
+    late = [s for s in stacks if s["comm"] == os.path.basename(target)
+            and "spin_outer" in names(s, "user")]
+    allowed = {f"{ROOT_PATH};spin_outer;spin_inner{tail}" for tail in SPIN_TAILS}
+    assert sum(s["value"] for s in late) >= 30, stacks
+    assert {";".join(names(s, "user")) for s in late} <= allowed
+    # every churn program unwound whole too (each got rows by evicting older ones)
+    for s in stacks:
+        if "child_spin" in names(s, "user"):
+            assert ";".join(names(s, "user")).startswith(f"{ROOT_PATH};child_spin"), s
+    assert loss["unwind_fp_steps"] == 0, loss
+    summary = re.search(r"(\d+) tables evicted \((\d+) rows\).* (\d+) rows full", res.stderr)
+    assert summary, res.stderr
+    evicted, evicted_rows, full = map(int, summary.groups())
+    # the copies beyond RESIDENT (and the target) each evicted one older copy
+    assert evicted >= CHURN + 1 - RESIDENT and evicted_rows == evicted * per_copy, res.stderr
+    assert full == 0, res.stderr
+
+
+@pytest.mark.root
+def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through_it(workload):
+    # the frame-pointer workload, run by sh, which keeps its own modules (live:
+    # never evicted): its table does not fit, so its frames come from
+    # frame-pointer steps (right in this build) and each such sample is counted
+    sh = os.path.realpath(shutil.which("sh"))
+    libs = [p for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
+                        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") if os.path.exists(p)]
+    if len(libs) < 2:
+        pytest.skip("needs Debian's libc and ld.so paths")
+    capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + _rows(workload) // 2
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
+                     f"{workload} spin 1", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)})
+    assert res.returncode == 0, res.stderr
+    _, stacks, loss = parse_json(res.stdout, "profile")
+    spin = [s for s in stacks if "spin_inner" in names(s, "user")]
+    total = sum(s["value"] for s in spin)
+    whole = sum(s["value"] for s in spin if ";".join(names(s, "user")).startswith(
+        f"{ROOT_PATH};spin_outer;spin_inner"))
+    assert total >= 30 and whole >= 0.9 * total, stacks
+    assert loss["unwind_fp_steps"] >= total, loss
+    full = re.search(r" (\d+) rows full;", res.stderr)
+    assert full and int(full[1]) >= 1, res.stderr   # the workload's table
+    assert "user stacks with frame-pointer steps in code that has CFI" in res.stderr
+
+
+class _Table(dict):
+    """A BPF table as the unwinder uses it (keys and leaves as plain values)."""
+    Key = staticmethod(lambda value: value)
+    Leaf = staticmethod(lambda *values: values)
+
+    def __init__(self, max_entries: int = 0) -> None:
+        super().__init__()
+        self.max_entries, self.map_fd = max_entries, -1   # rows: anonymous memory
+
+
+class _Image:
+    def __init__(self, path: str, rows: int) -> None:
+        self.path, self.rows = path, rows
+
+    def build_id(self) -> str:
+        return f"{abs(hash(self.path)):040x}"
+
+    def section(self, _name: str):
+        return None   # no estimate: the table's real size decides
+
+
+def _unwinder(monkeypatch, capacity: int, sizes: dict[str, int]):
+    from types import SimpleNamespace
+    from pytracekit.symbolize import unwinder as unwinder_mod
+    from pytracekit.symbolize.unwind_table import UnwindTable
+    monkeypatch.setattr(UnwindTable, "cached_packed",
+                        classmethod(lambda cls, image, *_: b"\0" * 8 * image.rows))
+    images = {p: _Image(p, n) for p, n in sizes.items()}
+    users = SimpleNamespace(binary=lambda path, pid: SimpleNamespace(image=images[path]))
+    prog = {"unwind_rows": _Table(capacity), "unwind_modules": _Table(), "proc_maps": _Table(),
+            "hold_tree": _Table(), "entry_held": _Table(), "unwind_maps": _Table(64 * 8)}
+    return unwinder_mod.Unwinder(prog, users), prog
+
+
+def test_tables_no_live_process_maps_are_evicted_least_recently_used_first(monkeypatch):
+    # libc 50 rows shared; programs a-d 20 rows each; room for libc and two of them
+    unw, prog = _unwinder(monkeypatch, 95, {"libc": 50, "a": 20, "b": 20, "c": 20, "d": 20})
+    live = [1, os.getpid()]   # pids that exist (the unwinder checks /proc too)
+
+    def run(pid: int, *paths: str) -> list:
+        found = [unw._module_for(p, pid) for p in paths]
+        unw._with_tables(found)
+        unw.slots[pid] = len(unw.slots)
+        prog["proc_maps"][pid] = 1
+        unw._hold_refs(pid, frozenset(m.module_id for m, _ in found))
+        return [m for m, _ in found]
+
+    def exit_(pid: int) -> None:
+        del prog["proc_maps"][pid]   # as the kernel does at exit
+
+    libc, a = run(live[0], "libc", "a")
+    _, b = run(live[1], "libc", "b")
+    assert libc.refs == 2 and unw.space.free == 5
+    exit_(live[0])                  # a is no longer mapped; libc still is (b's process)
+    _, c = run(live[0], "libc", "c")
+    assert (a.n_rows, c.n_rows, libc.n_rows) == (0, 20, 50) and unw.stats["evicted"] == 1
+    # b's process ends, seen gone; then c's: d needs room, and b (out of use
+    # longer) goes before c
+    exit_(live[1])
+    unw._reclaim()
+    exit_(live[0])
+    _, d = run(live[0], "libc", "d")
+    assert (b.n_rows, c.n_rows, d.n_rows) == (0, 20, 20)
+    assert prog["unwind_modules"][d.module_id] == (d.first_row, 20)
+    assert b.module_id not in prog["unwind_modules"]   # the BPF side no longer reads it
+
+
+def test_a_table_without_room_is_marked_and_its_mark_goes_with_its_last_process(monkeypatch):
+    from pytracekit.symbolize.unwinder import NO_ROOM
+    unw, prog = _unwinder(monkeypatch, 60, {"libc": 50, "big": 20})
+    found = [unw._module_for(p, os.getpid()) for p in ("libc", "big")]
+    unw._with_tables(found)   # one process maps both: neither is evicted for the other
+    (libc, _), (big, _) = found
+    assert libc.n_rows == 50 and big.n_rows == 0 and unw.stats["table_full"] == 1
+    assert prog["unwind_modules"][big.module_id] == (NO_ROOM, 0)   # counted by the BPF side
+    unw.slots[os.getpid()] = 0
+    prog["proc_maps"][os.getpid()] = 1
+    unw._hold_refs(os.getpid(), frozenset({libc.module_id, big.module_id}))
+    unw._hold_refs(os.getpid(), frozenset())
+    assert big.module_id not in prog["unwind_modules"] and not big.no_room
