@@ -152,6 +152,9 @@ class _Replaced:
     def read_many(self, addresses: list[int], size: int) -> list[bytes]:
         return [self.read(a, size) for a in addresses]
 
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return [self.read(a, size) for a, size in ranges]
+
     def u64(self, address: int) -> int:
         return int.from_bytes(self.read(address, 8), "little")
 
