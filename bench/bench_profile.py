@@ -10,7 +10,13 @@ next to BCC's profile-bpfcc.
    timed. BCC needs BCC_KERNEL_SOURCE: it gets pytracekit's generated tree
    plus the three definitions profile.py also needs (bpf_perf_event.h,
    TASK_COMM_LEN, PAGE_OFFSET), in a temporary copy (common.bcc_kernel_tree).
-3. End of run (issue 17): `profile -F 999 -f -p PID` and `profile-bpfcc -F 999 -f -p
+3. Own CPU under process churn (issue 12): `profile -F 99 -f` system-wide while a
+   churn generator starts CHURN_RATE short processes a second (true, sh, ls,
+   env, sleep, python3); its /proc/PID/stat user+system CPU in the first
+   FIRST_S after it is ready and in the LATER_S after those, medians of rounds.
+   Every new process is snapshot, its modules' unwind tables loaded and it is
+   checked for Python; new Python stacks are read while they live.
+4. End of run (issue 17): `profile -F 999 -f -p PID` and `profile-bpfcc -F 999 -f -p
    PID` each sample the busy python3 for 3 s of its CPU (bench/samplers.py: it is
    stopped until the tool samples), then get SIGINT; the time from SIGINT to exit is
    reading, naming and printing the profile. Rounds alternate the two tools; medians.
@@ -23,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.common import PY, ROOT, bcc_kernel_tree, cpu_seconds, median, pick, table
 from bench.samplers import (BccProfile, Pytracekit, Result, communicate_then_rusage,
@@ -86,6 +93,61 @@ def overhead() -> list[str]:
     return [f"profile -F 99, all {ncpu} CPUs busy", f"{b:,.0f} loops/CPU-s",
             f"{t:,.0f} loops/CPU-s", f"{100 * (t - b) / b:+.2f}%",
             f"{median(own):.2f}% of one CPU"]
+
+
+CHURN_RATE = 25          # new processes a second (session 7 saw 14-36 from test runs)
+FIRST_S, LATER_S = 10.0, 20.0
+CHURN = """import subprocess, sys, time
+cmds = [["true"], ["sh", "-c", "echo x >/dev/null"], ["ls", "/"], ["env", "true"],
+        ["sleep", "0.2"], [sys.argv[3], "-c", "import json; json.dumps([1] * 100)"]]
+rate, end, i, live = float(sys.argv[1]), time.monotonic() + float(sys.argv[2]), 0, []
+due = time.monotonic()
+while time.monotonic() < end:
+    live = [p for p in live if p.poll() is None]
+    live.append(subprocess.Popen(cmds[i % len(cmds)], stdout=subprocess.DEVNULL))
+    i += 1
+    due += 1 / rate
+    time.sleep(max(0.0, due - time.monotonic()))
+for p in live:
+    p.wait()
+print(i)
+"""
+
+
+def _loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def own_cpu_under_churn(rounds: int, first_s: float = FIRST_S,
+                        later_s: float = LATER_S) -> list[str]:
+    """`profile -F 99 -f` system-wide under CHURN_RATE new processes a second:
+    its own CPU (% of one CPU) in the first `first_s` after ready and in the
+    `later_s` after those, medians of `rounds`."""
+    firsts, laters, rates, loads = [], [], [], []
+    for _ in range(rounds):
+        churn = subprocess.Popen([sys.executable, "-c", CHURN, str(CHURN_RATE),
+                                  str(first_s + later_s + 60), "/usr/bin/python3"],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)
+            prof = _start_profiler(["-F", "99", "-f"])
+            c0, t0 = cpu_seconds(prof.pid), time.monotonic()
+            time.sleep(first_s)
+            c1, t1 = cpu_seconds(prof.pid), time.monotonic()
+            time.sleep(later_s)
+            c2, t2 = cpu_seconds(prof.pid), time.monotonic()
+            loads.append(_loadavg())
+            prof.send_signal(signal.SIGINT)
+            prof.wait(timeout=120)
+        finally:
+            churn.kill()
+            churn.wait()
+        firsts.append(100 * (c1 - c0) / (t1 - t0))
+        laters.append(100 * (c2 - c1) / (t2 - t1))
+    return [f"profile -F 99 -f, all CPUs, {CHURN_RATE} new processes/s",
+            f"{median(firsts):.2f}% of one CPU (of {', '.join(f'{x:.1f}' for x in firsts)})",
+            f"{median(laters):.2f}% (of {', '.join(f'{x:.1f}' for x in laters)})",
+            f"load average {min(loads):.1f}-{max(loads):.1f}"]
 
 
 def _busy_python(seconds: float) -> subprocess.Popen:
@@ -217,6 +279,10 @@ def main() -> None:
         return
     print(table(["overhead", "alone", "while profiling", "work rate change",
                  "pytracekit's own CPU"], [overhead()]))
+    print()
+    print(table(["own CPU under process churn", f"first {FIRST_S:g} s after ready",
+                 f"next {LATER_S:g} s", "machine"],
+                [own_cpu_under_churn(pick(7, 1), *pick((FIRST_S, LATER_S), (3.0, 3.0)))]))
     print()
     print(table(["symbolization (python3 busy loop, 999 Hz, 3 s)", "size", "time", "notes"],
                 symbolization()))

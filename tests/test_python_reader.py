@@ -61,6 +61,29 @@ def test_walk_and_reader_match_the_interpreter(blocked):
     assert "fuenf_函数" in names and {"main_inner", "main_outer"} <= names   # kind-2 str read
 
 
+@pytest.mark.parametrize("block", [code.OBJECT_BLOCK, 40])
+def test_batched_reads_equal_single_reads(blocked, block, monkeypatch):
+    # check_many reads a new stack's code objects together (heads, then the
+    # first bytes of every name, file name and line table object, then the
+    # rest of long ones: with 40-byte blocks, every one): what it reads
+    # equals _read of each, one by one
+    monkeypatch.setattr(code, "OBJECT_BLOCK", block)
+    proc, _ = blocked
+    py = runtime.find(proc.pid)
+    codes = [f.code for t in walk.threads(py) for f in t.frames]
+    codes += codes[:3] + [0x10]   # repeated ones, and an address that is no object
+    batch, single = code.CodeReader(py), code.CodeReader(py)
+    try:
+        infos = batch.check_many(codes)
+        assert infos == [single._read(c) for c in codes]
+        assert infos[-1] is None and None not in infos[:-1]
+        assert any(not i.name.isascii() for i in infos[:-1])                   # kind-2 str
+        assert batch.check_many(codes) == infos   # the cache, re-validated
+    finally:
+        batch.close()
+        single.close()
+
+
 def test_reader_matches_faulthandler(blocked):
     proc, report = blocked
     py = runtime.find(proc.pid)
@@ -128,6 +151,9 @@ class _Replaced:
 
     def read_many(self, addresses: list[int], size: int) -> list[bytes]:
         return [self.read(a, size) for a in addresses]
+
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return [self.read(a, size) for a, size in ranges]
 
     def u64(self, address: int) -> int:
         return int.from_bytes(self.read(address, 8), "little")

@@ -122,11 +122,15 @@ def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: 
 
 
 SETTLE_S = (0.02, 0.1, 0.5)
+# System-wide, polls are at least this far apart: under process churn every
+# announcement and settle check woke the tool (~140 times a second, each poll
+# costing tens of microseconds); now they are handled in batches
+BATCH_S = 0.03
 
 
 def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
                    settle_s: tuple[float, ...] = SETTLE_S,
-                   unwinder: Any = None) -> Callable[[int], None]:
+                   unwinder: Any = None, batch_s: float = 0.0) -> Callable[[int], None]:
     """Open the ring buffer where a BPF program announces pids it sees first (and
     again after an exec) and return a `poll(timeout_ms)` for run_until_done that
     snapshots each one's maps. A pid announced right after exec may not have
@@ -134,7 +138,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
     the `settle_s` delays while it lives (a dead one keeps its last snapshot).
     With an `unwinder` (unwinder.py), each snapshot is also loaded into the
     BPF unwinder, and its `unwind_miss` ring (a pc outside the known mappings)
-    makes a new snapshot."""
+    makes a new snapshot. `batch_s`: the least time between two wake-ups
+    (0 for a held command, whose processes wait for their load)."""
     import ctypes
     import time
     from .stream import CallbackRings
@@ -167,13 +172,20 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
         rings.open("unwind_miss", on_miss)
         rings.open("unwind_stopped", on_stopped)
 
+    last_wake = [0.0]
+
     def poll(timeout_ms: int) -> None:
         if due:
             timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
         if unwinder is not None and unwinder.pending:
             timeout_ms = min(timeout_ms, 5)
+        idle = last_wake[0] + batch_s - time.monotonic()
+        if idle > 0 and timeout_ms > 0:   # events and checks wait for the batch
+            nap = min(idle, timeout_ms / 1000)
+            time.sleep(nap)
+            timeout_ms = max(0, timeout_ms - int(nap * 1000))
         rings.poll(timeout_ms)
-        now = time.monotonic()
+        now = last_wake[0] = time.monotonic()
         while due and due[0][0] <= now:
             pid = due.pop(0)[1]
             if not symbolizer.users.maps_changed(pid):

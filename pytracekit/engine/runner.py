@@ -70,16 +70,29 @@ def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield pending
         return
-    # A signal ignored now (by the caller, or once a run ended) stays ignored.
-    def record(signum: int, _frame: object) -> None:
-        pending.append(signum)
-    saved = {sig: _signal.signal(sig, record)
-             for sig in _STOP_NUMBERS if _signal.getsignal(sig) != _signal.SIG_IGN}
+    _deferring.append(pending)   # before the handler: it appends to the innermost
     try:
-        yield pending
+        if len(_deferring) > 1:   # nested (a stack tool's poll): handlers are set
+            yield pending
+            return
+        # A signal ignored now (by the caller, or once a run ended) stays ignored.
+        saved = {sig: _signal.signal(sig, _record_deferred)
+                 for sig in _STOP_NUMBERS if _signal.getsignal(sig) != _signal.SIG_IGN}
+        try:
+            yield pending
+        finally:
+            for sig, handler in saved.items():
+                _signal.signal(sig, handler)
     finally:
-        for sig, handler in saved.items():
-            _signal.signal(sig, handler)
+        _deferring.pop()   # after the handlers are back: a signal between raises
+
+
+# the pending lists of the signals_deferred blocks in force, innermost last
+_deferring: list[list[int]] = []
+
+
+def _record_deferred(signum: int, _frame: object) -> None:
+    _deferring[-1].append(signum)
 
 
 def raise_pending(pending: list[int]) -> None:

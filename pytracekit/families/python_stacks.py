@@ -32,7 +32,8 @@ STATS = ("stacks", "no_tstate", "read_fault", "pending", "map_full")
 # a process announced at exec may not have mapped libpython yet (ld.so does):
 # checked again after each delay (cumulative: 0, 0.02, 0.12, 0.62, 2.12 s)
 CHECK_DELAYS_S = (0.0, 0.02, 0.1, 0.5, 1.5)
-SWEEP_S = 1.0   # exited processes' /proc/PID/mem closed this often
+SWEEP_S = 1.0
+FRAMES_KEPT = 16384   # named Python frames reused across stacks (then started afresh)   # exited processes' /proc/PID/mem closed this often
 
 
 _Event = cstruct.struct_layout("ptk_python.h", "ptk_py_event").ctype()
@@ -59,6 +60,16 @@ def frame_block(layout: pl.PyLayout) -> tuple[int, int]:
     return start, length
 
 
+@dataclass(frozen=True)
+class _Read:
+    """A Python stack as read from its process: innermost-first (CodeInfo or
+    None, code address, instruction offset, ends an eval call) per frame."""
+
+    reader: Any            # the process's CodeReader (None: not registered)
+    frames: tuple
+    truncated: int
+
+
 class PythonFrames:
     """Attach to a loaded program built with defines(); poll() with the tool's poll."""
 
@@ -67,7 +78,9 @@ class PythonFrames:
         self.warn = warn or (lambda line: print(line, file=sys.stderr))
         self.readers: dict[int, Optional[CodeReader]] = {}
         self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
-        self.stacks: dict[int, list[tuple[Frame, bool]]] = {}
+        # stack id -> read while its process lived (_Read), named when first used
+        self.stacks: dict[int, "_Read | list[tuple[Frame, bool]]"] = {}
+        self._frames: dict[tuple, Frame] = {}   # (code, offset, info) -> its frame
         self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
         self.swept = time.monotonic()        # when exited processes' memory was last closed
         self.unsupported: set[str] = set()
@@ -118,9 +131,9 @@ class PythonFrames:
                 self.due = [d for d in self.due if d[1] != pid]   # the old program's checks
                 self._check(pid, 0)
             elif kind == PY_EVENT_STACK and stack_id not in self.stacks:
-                resolved = self._resolve(stack_id)
-                if resolved:                     # else: tried again when read
-                    self.stacks[stack_id] = resolved
+                read = self._read_stack(stack_id)
+                if read is not None and read.frames:   # else: tried again when read
+                    self.stacks[stack_id] = read
         except Exception as exc:   # a callback must not raise through ctypes
             self.warn(f"python frames: {exc}")
         except BaseException as exc:   # Ctrl-C/SIGTERM: ctypes would drop it; poll raises it
@@ -226,31 +239,53 @@ class PythonFrames:
 
     # -- stacks ---------------------------------------------------------------
 
-    def _resolve(self, stack_id: int) -> list[tuple[Frame, bool]] | None:
-        """Innermost-first (frame, ends an eval call) of a stored stack; None
-        when it is not stored or its process is unknown."""
+    def _read_stack(self, stack_id: int) -> "_Read | None":
+        """What naming a stored stack needs from its live process, read now
+        (code objects can be freed and their addresses reused); the names and
+        lines are made when the profile is read (_named). None when the stack
+        is not stored."""
         table = self.prog["py_stacks"]
         try:
             st = table[table.Key(stack_id)]
         except KeyError:
             return None
         reader = self.readers.get(st.pid)
-        out = []
         frames = st.frames[:min(st.depth, len(st.frames))]
-        infos = reader.check_many([f.code for f in frames],
-                                  [f.flags & ~PY_FRAME_BOUNDARY for f in frames]) \
+        codes = [f.code for f in frames]
+        # the frames' idents (flags beside PY_FRAME_BOUNDARY: code.code_ident)
+        infos = reader.check_many(codes, [f.flags & ~PY_FRAME_BOUNDARY for f in frames]) \
             if reader else [None] * len(frames)
-        for f, info in zip(frames, infos):
-            if info is None:
-                frame = Frame(f"{GONE_PREFIX}{f.code:#x}]", "python", address=f.code)
-            else:
-                line = reader.line(info, f.offset)
-                frame = Frame(f"{info.name} ({info.basename}:{line if line is not None else '?'})",
-                              "python", module=info.filename, address=f.code)
-            out.append((frame, bool(f.flags & PY_FRAME_BOUNDARY)))
-        if st.truncated:
-            out.append((Frame(f"[+{st.truncated} python frames]", "python"), True))
+        return _Read(reader, tuple(zip(infos, codes, [f.offset for f in frames],
+                                       [bool(f.flags & PY_FRAME_BOUNDARY) for f in frames])),
+                     st.truncated)
+
+    def _named(self, read: "_Read") -> list[tuple[Frame, bool]]:
+        """Innermost-first (frame, ends an eval call) of a stack read by _read_stack."""
+        out = []
+        made = self._frames
+        for info, code, offset, boundary in read.frames:
+            key = (code, offset, info)
+            frame = made.get(key)
+            if frame is None:
+                if info is None:
+                    frame = Frame(f"{GONE_PREFIX}{code:#x}]", "python", address=code)
+                else:
+                    line = read.reader.line(info, offset)
+                    frame = Frame(f"{info.name} ({info.basename}:"
+                                  f"{line if line is not None else '?'})",
+                                  "python", module=info.filename, address=code)
+                if len(made) >= FRAMES_KEPT:
+                    made.clear()   # a long run (cprofile's windows) stays bounded
+                made[key] = frame
+            out.append((frame, boundary))
+        if read.truncated:
+            out.append((Frame(f"[+{read.truncated} python frames]", "python"), True))
         return out
+
+    def clear_stacks(self) -> None:
+        """Forget every stack and named frame (cprofile's windows start over)."""
+        self.stacks.clear()
+        self._frames.clear()
 
     def begin_read(self) -> None:
         """Reset the per-read counts (dropped_native, gone) before naming stacks."""
@@ -260,8 +295,10 @@ class PythonFrames:
         """Innermost-first (frame, ends an eval call) of a stored stack ([] if unknown)."""
         python = self.stacks.get(py_stack_id)
         if python is None:
-            python = self._resolve(py_stack_id) or []
-            self.stacks[py_stack_id] = python
+            python = self._read_stack(py_stack_id)
+        if isinstance(python, _Read):
+            python = self._named(python)
+        python = self.stacks[py_stack_id] = python or []
         return python
 
     def merged(self, native: list[Frame], py_stack_id: int, value: int) -> list[Frame]:

@@ -218,7 +218,7 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
     themselves), watch new pids; returns (program, symbolizer, poll). On any
     failure the program is closed and the held command stopped."""
     from ..engine.loader import Program
-    from ..collect.stack_maps import watch_new_pids
+    from ..collect.stack_maps import BATCH_S, watch_new_pids
     from ..symbolize.symbols import Symbolizer
     symbolizer = Symbolizer()
     warm = symbolizer.warm_up([] if target.pid else selected,
@@ -239,7 +239,8 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
                 symbolizer.kstacks = prog["kstacks"]
             if attach is not None:
                 attach(prog)
-            poll = watch_new_pids(prog, symbolizer, unwinder=unwinder)
+            poll = watch_new_pids(prog, symbolizer, unwinder=unwinder,
+                                  batch_s=0.0 if target.command else BATCH_S)
             prog.ready()
         except BaseException:
             prog.close()

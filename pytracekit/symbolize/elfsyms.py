@@ -274,7 +274,14 @@ class ElfImage:
 
     def build_id(self) -> str:
         """The GNU build id (hex), from the note sections, else from PT_NOTE
-        segments (a file without section headers)."""
+        segments (a file without section headers); found once (the unwinder
+        asks for every mapping of every new process)."""
+        found = self.__dict__.get("_build_id")
+        if found is None:
+            found = self._build_id = self._find_build_id()
+        return found
+
+    def _find_build_id(self) -> str:
         for sec in self.sections:
             if sec.type == SHT_NOTE:
                 found = _build_id_in_notes(self.section_bytes(sec))

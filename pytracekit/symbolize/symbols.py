@@ -108,13 +108,31 @@ class Mapping:
     path: str
 
 
+def read_proc(path: str, limit: int = 1 << 24) -> bytes:
+    """A /proc file's contents (up to `limit` bytes) with bare open/read/close:
+    Python's open() adds an fstat, an ioctl and an lseek to each, and a
+    system-wide profiler reads several of these per new process."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, min(65536, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def vm_pages_of(pid: int) -> int:
     """The size of a process's address space in pages (/proc/PID/statm: a few
     bytes, where /proc/PID/maps is a line per mapping); -1 when gone. Mapping a
     library or JIT region changes it."""
     try:
-        with open(f"/proc/{pid}/statm", "rb") as f:
-            return int(f.read(32).split(None, 1)[0])
+        return int(read_proc(f"/proc/{pid}/statm", 64).split(None, 1)[0])
     except (OSError, ValueError, IndexError):
         return -1
 
@@ -135,8 +153,7 @@ class ProcessMaps:
         vm_pages = vm_pages_of(pid)   # before the maps: a change in between shows next time
         try:
             # surrogateescape: a non-UTF-8 path stays the path it names
-            with open(f"/proc/{pid}/maps", errors="surrogateescape") as f:
-                lines = f.read().splitlines()
+            lines = read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines()
             inode = os.stat(f"/proc/{pid}/exe").st_ino
         except OSError:
             return None
@@ -169,10 +186,9 @@ class ProcessMaps:
 def process_uid(pid: int) -> int | None:
     """The effective uid of a live process (None once it is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Uid:"):
-                    return int(line.split()[2])
+        for line in read_proc(f"/proc/{pid}/status").split(b"\n"):
+            if line.startswith(b"Uid:"):
+                return int(line.split()[2])
     except (OSError, ValueError, IndexError):
         pass
     return None
@@ -364,9 +380,15 @@ class UserSymbols:
 
     def binary(self, path: str, pid: int = 0) -> ElfSymbols:
         syms = self.binaries.get(path)
-        if syms is None and path == "[vdso]":
+        if syms is not None:
+            # get() made it the newest; set again only when its symbols were
+            # loaded since (so their weight counts against the budget)
+            if self.binaries.weights.get(path) != self.binaries.weight(syms):
+                self.binaries[path] = syms
+            return syms
+        if path == "[vdso]":
             syms = ElfSymbols.load(path, _own_vdso())
-        elif syms is None:
+        else:
             # Through the process's root first (containers), then the host path.
             syms = ElfSymbols.load(f"/proc/{pid}/root{path}") if pid else None
             if syms is None or syms.image is None:

@@ -79,7 +79,7 @@ class Stream:
         if self.python:   # stacks before counts: a count's stack is then re-stored
             prog["py_stacks"].clear()
             prog["py_counts"].clear()
-            self.python.stacks.clear()
+            self.python.clear_stacks()
         prog["counts"].clear()
         for stacks in self.stack_maps():
             stacks.clear()

@@ -20,12 +20,16 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
+from . import layouts as pl
 from .linetable import Ranges, line_in, ranges_for
-from .memory import ProcessMemory, read_bytes, read_str
+from .memory import MAX_BYTES, MAX_STRING, ProcessMemory, read_bytes, read_str
 from .runtime import PyProcess
 
 
 LINE_TABLES_KEPT = 16384   # decoded line tables (then started afresh)
+# bytes read at once from the start of a code object's name, file name and line
+# table objects: their headers and, mostly, their contents (one read for all)
+OBJECT_BLOCK = 256
 # (minor version, table, first line) -> decoded ranges, shared by every
 # process: a machine's short Python processes (test runs) run the same code,
 # and decoding was most of a system-wide profile's own CPU under their churn
@@ -38,7 +42,7 @@ class CodeInfo:
     filename: str
     firstlineno: int
     linetable: bytes
-    fingerprint: bytes
+    fingerprint: tuple
     ident: int         # code_ident() of the object read
 
     @property
@@ -66,11 +70,14 @@ class CodeReader:
         fields = [L.object_type, L.code_filename, L.code_name, L.code_linetable,
                   L.code_firstlineno] + ([L.code_qualname] if L.code_qualname else [])
         self._head = max(fields) + 8   # one read covers every field used
+        # the fingerprint's fields (type, file name, name, line table pointers,
+        # first line) unpacked in one call
+        self._fp = _fields_struct([(L.object_type, "Q"), (L.code_filename, "Q"),
+                                   (L.code_name, "Q"), (L.code_linetable, "Q"),
+                                   (L.code_firstlineno, "i")])
 
-    def _fingerprint(self, head: bytes) -> bytes:
-        L = self.layout
-        parts = [L.object_type, L.code_filename, L.code_name, L.code_linetable]
-        return b"".join(head[o:o + 8] for o in parts) + head[L.code_firstlineno:L.code_firstlineno + 4]
+    def _fingerprint(self, head: bytes) -> tuple:
+        return self._fp.unpack_from(head)
 
     def _read(self, code: int) -> Optional[CodeInfo]:
         L = self.layout
@@ -92,6 +99,68 @@ class CodeReader:
         first = struct.unpack_from("<i", head, L.code_firstlineno)[0]
         return CodeInfo(name, filename, first, table, self._fingerprint(head),
                         code_ident(pointer(L.code_linetable)))
+
+    def _read_batch(self, codes: list[int], heads: dict[int, bytes]) -> list[Optional[CodeInfo]]:
+        """_read() of each code, in three reads for them all where it can: the
+        objects' heads (those not in `heads`), the first OBJECT_BLOCK bytes of
+        every name, file name and line table object they point to, and the
+        rest of the longer ones. Anything unusual is read alone by _read()."""
+        L = self.layout
+        missing = [c for c in codes if c not in heads]
+        heads = {**heads, **dict(zip(missing, self.mem.read_many(missing, self._head)))}
+        wanted: dict[int, None] = {}
+        pointers: dict[int, tuple[int, int, int]] = {}
+        for code in codes:
+            head = heads.get(code)
+            if head is None:
+                continue
+            ptrs = tuple(struct.unpack_from("<Q", head, o)[0]
+                         for o in (L.code_qualname or L.code_name, L.code_filename,
+                                   L.code_linetable))
+            if self.proc.code_type and \
+                    struct.unpack_from("<Q", head, L.object_type)[0] != self.proc.code_type:
+                continue
+            pointers[code] = ptrs
+            wanted.update(dict.fromkeys(ptrs))
+        objs = list(wanted)
+        blocks = dict(zip(objs, self.mem.read_many(objs, OBJECT_BLOCK)))
+        # (object, is str) -> (start, size, decoding) of its contents
+        spans = {}
+        for code, (name, filename, table) in pointers.items():
+            for obj, is_str in ((name, True), (filename, True), (table, False)):
+                if (obj, is_str) not in spans:
+                    block = blocks.get(obj)
+                    spans[(obj, is_str)] = None if block is None else \
+                        (_str_span(L, block) if is_str else _bytes_span(L, block))
+        rest = [(obj + start, size) for (obj, _), span in spans.items() if span
+                for start, size, _ in (span,) if start + size > OBJECT_BLOCK]
+        more = dict(zip(rest, self.mem.read_ranges(rest)))
+
+        def contents(obj: int, is_str: bool):
+            span = spans.get((obj, is_str))
+            if span is None:
+                return None
+            start, size, encoding = span
+            raw = blocks[obj][start:start + size] if start + size <= OBJECT_BLOCK \
+                else more.get((obj + start, size))
+            if raw is None:
+                return None
+            return raw.decode(encoding, "replace") if encoding else raw
+
+        out = []
+        for code in codes:
+            ptrs = pointers.get(code)
+            info = None
+            if ptrs is not None:
+                name, filename, table = (contents(ptrs[0], True), contents(ptrs[1], True),
+                                         contents(ptrs[2], False))
+                if name is not None and filename is not None and table is not None:
+                    head = heads[code]
+                    info = CodeInfo(name, filename,
+                                    struct.unpack_from("<i", head, L.code_firstlineno)[0],
+                                    table, self._fingerprint(head), code_ident(ptrs[2]))
+            out.append(info if info is not None else self._read(code))
+        return out
 
     def info(self, code: int) -> Optional[CodeInfo]:
         """The cached code object at `code`, read on first use."""
@@ -117,28 +186,40 @@ class CodeReader:
 
     def check_many(self, codes: list[int],
                    idents: Optional[list[int]] = None) -> list[Optional[CodeInfo]]:
-        """check() of each code address, the cached ones re-validated with one
-        read for them all (a new stack's frames: ~30 reads a stack otherwise).
+        """check() of each code address: the cached ones re-validated with one
+        read for them all (a new stack's frames: ~30 reads a stack otherwise),
+        the new or changed ones read together (_read_batch).
         `idents`: BPF's code_ident() of each frame (0: not known); a frame is
         named only by an object with its ident, the one read before if the
         address holds another, or nothing, by now (None: gone)."""
-        cached = [c for c in dict.fromkeys(codes) if self.codes.get(c) is not None]
+        unique = list(dict.fromkeys(codes))
+        cached = [c for c in unique if self.codes.get(c) is not None]
         heads = dict(zip(cached, self.mem.read_many(cached, self._head)))
-        out = []
-        for code, ident in zip(codes, idents or [0] * len(codes)):
+        now: dict[int, Optional[CodeInfo]] = {}   # what each address holds by now
+        fresh, fresh_heads = [], {}
+        for code in unique:
             info = self.codes.get(code)
             head = heads.get(code)
-            if info is not None and ident in (0, info.ident) and (
-                    head is None or self._fingerprint(head) == info.fingerprint):
-                out.append(info)   # unchanged, or gone: what was read while it lived
+            if info is not None and (head is None or self._fingerprint(head) == info.fingerprint):
+                now[code] = info   # unchanged, or gone: what was read while it lived
+            else:
+                fresh.append(code)   # new, changed, or unreadable when last read
+                if head is not None:
+                    fresh_heads[code] = head
+        before = {code: self.codes.get(code) for code in fresh}
+        for code, info in zip(fresh, self._read_batch(fresh, fresh_heads) if fresh else ()):
+            self.codes[code] = now[code] = info
+        out = []
+        for code, ident in zip(codes, idents or [0] * len(codes)):
+            info = now[code]
+            if ident == 0 or (info is not None and info.ident == ident):
+                out.append(info)
                 continue
-            now = self.check(code)
-            if ident == 0 or (now is not None and now.ident == ident):
-                out.append(now)
-            elif info is not None and info.ident == ident:
-                out.append(info)   # the one sampled, freed (or replaced) since
-                if now is None:    # nothing else there yet: keep its name
-                    self.codes[code] = info
+            old = before.get(code)
+            if old is not None and old.ident == ident:
+                out.append(old)    # the one sampled, freed (or replaced) since
+                if info is None:   # nothing else there yet: keep its name
+                    self.codes[code] = old
             else:
                 out.append(None)
         return out
@@ -162,3 +243,34 @@ class CodeReader:
 
     def close(self) -> None:
         self.mem.close()
+
+
+def _fields_struct(fields: list[tuple[int, str]]) -> struct.Struct:
+    """A struct that unpacks these (offset, format char) fields of a buffer, in
+    offset order (pad bytes skip what lies between)."""
+    fmt, pos = "<", 0
+    for offset, char in sorted(fields):
+        fmt += f"{offset - pos}x{char}" if offset > pos else char
+        pos = offset + struct.calcsize("<" + char)
+    return struct.Struct(fmt)
+
+
+def _str_span(L: pl.PyLayout, block: bytes) -> Optional[tuple[int, int, str]]:
+    """(start, size, encoding) of a compact str object's text from its first
+    bytes (memory.read_str's rules), None when it is not one we read."""
+    state = struct.unpack_from("<I", block, L.unicode_state)[0]
+    kind = (state >> pl.UNICODE_KIND_SHIFT) & pl.UNICODE_KIND_MASK
+    compact = (state >> pl.UNICODE_COMPACT_BIT) & 1
+    length = struct.unpack_from("<Q", block, L.unicode_length)[0]
+    if not compact or kind not in (1, 2, 4) or length > MAX_STRING:
+        return None
+    if (state >> pl.UNICODE_ASCII_BIT) & 1:
+        return L.unicode_ascii_data, length, "ascii"
+    return L.unicode_compact_data, length * kind, {1: "latin-1", 2: "utf-16-le",
+                                                   4: "utf-32-le"}[kind]
+
+
+def _bytes_span(L: pl.PyLayout, block: bytes) -> Optional[tuple[int, int, str]]:
+    """(start, size, "") of a bytes object's contents (memory.read_bytes's rules)."""
+    size = struct.unpack_from("<Q", block, L.bytes_size)[0]
+    return None if size > MAX_BYTES else (L.bytes_data, size, "")

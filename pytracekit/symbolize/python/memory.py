@@ -5,12 +5,14 @@ import ctypes
 import functools
 import os
 import struct
+from array import array
 from typing import Optional
 
 from . import layouts as pl
 
 MAX_STRING = 4096      # characters: names and paths are short; more means garbage
 MAX_BYTES = 1 << 20    # a line table larger than this is not a line table
+IOV_MAX = 1024         # ranges in one process_vm_readv
 USER_SPACE_END = 1 << 56   # x86-64 user addresses end below (5-level paging; 4-level: 1 << 47)
 
 
@@ -46,19 +48,39 @@ class ProcessMemory:
 
     def read_many(self, addresses: list[int], size: int) -> list[bytes | None]:
         """`size` bytes at each address in one system call (process_vm_readv);
-        None where it failed (that address and, as the kernel stops there, the
-        ones after it: read those one by one)."""
-        n = len(addresses)
+        None where it failed (see read_ranges)."""
+        return self.read_ranges([(a, size) for a in addresses])
+
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        """The bytes of each (address, size) in one system call per IOV_MAX
+        ranges (process_vm_readv); None where it failed (that range and, as
+        the kernel stops there, the ones after it: read those one by one)."""
+        out: list[bytes | None] = []
+        for i in range(0, len(ranges), IOV_MAX):
+            out += self._read_ranges(ranges[i:i + IOV_MAX])
+        return out
+
+    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        n = len(ranges)
         if n == 0 or self.closed:
             return [None] * n
-        buf = ctypes.create_string_buffer(n * size)
-        local = (_IoVec * 1)(_IoVec(ctypes.addressof(buf), n * size))
-        remote = (_IoVec * n)(*(_IoVec(a, size) for a in addresses))
-        got = _libc().process_vm_readv(self.pid, local, 1, remote, n, 0)
-        whole = max(got, 0) // size
+        total = sum(size for _, size in ranges)
+        buf = ctypes.create_string_buffer(max(total, 1))
+        local = (_IoVec * 1)(_IoVec(ctypes.addressof(buf), total))
+        # (address, size) pairs as the iovecs' memory; an address outside user
+        # space is passed as 0: the kernel fails it
+        remote = (_IoVec * n).from_buffer(array("Q", [
+            v for a, size in ranges for v in (a if 0 < a < USER_SPACE_END else 0, size)]))
+        got = max(_libc().process_vm_readv(self.pid, local, 1, remote, n, 0), 0)
         raw = buf.raw
-        out: list[bytes | None] = [raw[i * size:(i + 1) * size] for i in range(whole)]
-        for address in addresses[whole:]:
+        out: list[bytes | None] = []
+        pos = 0
+        for address, size in ranges:
+            if pos + size > got:
+                break
+            out.append(raw[pos:pos + size])
+            pos += size
+        for address, size in ranges[len(out):]:
             try:
                 out.append(self.read(address, size))
             except OSError:

@@ -65,16 +65,16 @@ def _file_facts(path: str, _mtime_ns: int) -> Optional[_FileFacts]:
 
 def _candidates(pid: int) -> list[tuple[str, int, re.Match]]:
     """(path, start of its offset-0 mapping, name match) of python-looking files."""
+    from ..symbols import read_proc
     seen: dict[str, tuple[int, re.Match]] = {}
-    with open(f"/proc/{pid}/maps") as maps:
-        for line in maps:
-            parts = line.split(maxsplit=5)
-            if len(parts) < 6 or int(parts[2], 16) != 0:
-                continue
-            path = parts[5].strip()
-            m = _NAME.search(path)
-            if m and path not in seen:
-                seen[path] = (int(parts[0].split("-")[0], 16), m)
+    for line in read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or int(parts[2], 16) != 0:
+            continue
+        path = parts[5].strip()
+        m = _NAME.search(path)
+        if m and path not in seen:
+            seen[path] = (int(parts[0].split("-")[0], 16), m)
     return [(p, start, m) for p, (start, m) in seen.items()]
 
 
