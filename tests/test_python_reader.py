@@ -264,3 +264,29 @@ def test_a_pointer_beyond_user_space_is_a_failed_read_not_a_crash():
                 mem.read(address, 8)
     finally:
         mem.close()
+
+
+def test_a_missing_cookie_is_checked_again_unless_the_data_is_mapped(blocked, monkeypatch):
+    """3.13's cookie is read where _PyRuntime will be: if that address is not
+    yet the file's writable data (ld.so maps a library's whole span before its
+    segments; an exec replaces it all), the process is looked at again later
+    instead of being declared unsupported for good."""
+    proc, _ = blocked
+    py = runtime.find(proc.pid)
+    assert py is not None
+    if py.version < (3, 13):
+        pytest.skip("the cookie is 3.13's (older _PyRuntime may be in .bss, not file data)")
+    # the real maps: _PyRuntime lies in the interpreter file's writable data
+    assert runtime._in_data_of(proc.pid, py.runtime, py.path)
+    assert not runtime._in_data_of(proc.pid, py.runtime, "/elsewhere/libpython3.13.so")
+    text = [line.split()[0] for line in Path(f"/proc/{proc.pid}/maps").read_text().splitlines()
+            if line.split()[1].startswith("r-x") and line.endswith(py.path)]
+    assert not runtime._in_data_of(proc.pid, int(text[0].split("-")[0], 16), py.path)
+
+    def no_cookie(*_args):
+        raise runtime.NoCookie("no _Py_DebugOffsets cookie at _PyRuntime (an unusual build)")
+    monkeypatch.setattr(runtime, "_check_debug_offsets", no_cookie)
+    with pytest.raises(runtime.Unsupported):            # mapped data without it: unsupported
+        runtime.find(proc.pid)
+    monkeypatch.setattr(runtime, "_in_data_of", lambda *_args: False)
+    assert runtime.find(proc.pid) is None                # not the data yet: again later

@@ -30,6 +30,10 @@ class Unsupported(Exception):
     """A CPython process whose frames we do not walk; str() is the one-line reason."""
 
 
+class NoCookie(Unsupported):
+    """3.13's _PyRuntime does not start with the _Py_DebugOffsets cookie."""
+
+
 @dataclass(frozen=True)
 class PyProcess:
     pid: int
@@ -76,6 +80,19 @@ def _candidates(pid: int) -> list[tuple[str, int, re.Match]]:
         if m and path not in seen:
             seen[path] = (int(parts[0].split("-")[0], 16), m)
     return [(p, start, m) for p, (start, m) in seen.items()]
+
+
+def _in_data_of(pid: int, address: int, path: str) -> bool:
+    """Whether `address` is in a writable mapping of `path` now: else what was
+    read there is not the file's data (ld.so maps a library's whole span first,
+    its segments after; an exec replaces everything)."""
+    from ..symbols import read_proc
+    for line in read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines():
+        parts = line.split(maxsplit=5)
+        low, high = (int(x, 16) for x in parts[0].split("-"))
+        if low <= address < high:
+            return len(parts) == 6 and parts[5].strip() == path and parts[1].startswith("rw")
+    return False
 
 
 # struct _Py_DebugOffsets of 3.13 after cookie, version and free_threaded: its
@@ -130,7 +147,7 @@ def _check_debug_offsets(pid: int, runtime: int, layout: pl.PyLayout) -> None:
         raise Unsupported(f"cannot read its memory ({exc.strerror})") from None
     cookie, version, free_threaded = struct.unpack_from("<8sQQ", raw)
     if cookie != pl.DEBUG_OFFSETS_COOKIE:
-        raise Unsupported("no _Py_DebugOffsets cookie at _PyRuntime (an unusual build)")
+        raise NoCookie("no _Py_DebugOffsets cookie at _PyRuntime (an unusual build)")
     if pl.version_from_hex(version) != layout.version:
         raise Unsupported(f"_Py_DebugOffsets says version {version:#x}")
     if free_threaded:
@@ -169,7 +186,12 @@ def find(pid: int) -> Optional[PyProcess]:
         bias = start - (facts.first_vaddr & ~0xFFF)
         runtime = bias + facts.symbols["_PyRuntime"][0]
         if version >= (3, 13):
-            _check_debug_offsets(pid, runtime, layout)
+            try:
+                _check_debug_offsets(pid, runtime, layout)
+            except NoCookie:
+                if not _in_data_of(pid, runtime, path):
+                    return None   # ld.so is still mapping it, or the process exec'd: again later
+                raise
         code_type = facts.symbols.get("PyCode_Type", (0, 0))[0]
         return PyProcess(pid, path, version, runtime, bias + code_type if code_type else 0,
                          layout)
