@@ -123,7 +123,7 @@ def own_cpu_under_churn(rounds: int, first_s: float = FIRST_S,
     """`profile -F 99 -f` system-wide under CHURN_RATE new processes a second:
     its own CPU (% of one CPU) in the first `first_s` after ready and in the
     `later_s` after those, medians of `rounds`."""
-    firsts, laters, rates, loads = [], [], [], []
+    firsts, laters, loads = [], [], []
     for _ in range(rounds):
         churn = subprocess.Popen([sys.executable, "-c", CHURN, str(CHURN_RATE),
                                   str(first_s + later_s + 60), "/usr/bin/python3"],

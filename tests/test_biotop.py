@@ -2,7 +2,6 @@
 K writes and J reads of 64 KiB, one request each, which `perf stat -a`
 counts too (block:block_rq_complete filtered on the loop device)."""
 import os
-import subprocess
 
 import pytest
 

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import pytracekit, pytracekit_probes_left
-from stack_checks import contains_run, names, parse_json, split_slept
+from stack_checks import contains_run, parse_json, split_slept
 
 
 def _split(stack):

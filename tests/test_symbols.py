@@ -1,7 +1,6 @@
 """The user-space symbolizer: every place symbols come from, exited processes,
 perf maps. Real binaries built from the workload; no BPF needed."""
 import os
-import shutil
 import subprocess
 import time
 
