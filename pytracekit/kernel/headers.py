@@ -11,12 +11,14 @@ so tools starting at the same moment never read a half-written file.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from .. import outfile
 from ..errors import NotSupportedError, PytracekitError
@@ -441,13 +443,31 @@ def include_tree() -> IncludeTree:
         raise NotSupportedError(
             "cannot read the kernel config (/proc/config.gz or /boot/config-*): "
             "load the configs module (modprobe configs)")
-    for rel, text in _base_files(btfmod.vmlinux(), config).items():
-        write_atomic(source / rel, text)
-    uapi_types, uapi_idents = bcc_uapi_names()
-    write_atomic(root / "bcc-uapi-types.txt", "\n".join(sorted(uapi_types)) + "\n")
-    write_atomic(root / "bcc-uapi-idents.txt", "\n".join(sorted(uapi_idents)) + "\n")
-    write_atomic(stamp, "ok\n")
+    # One builder at a time: a tool starting beside it waits, then finds the
+    # stamp. Rewriting the files while another tool compiles from the finished
+    # tree made that compile fail now and then (KERNEL_VERSION undefined).
+    make_private_dirs(root)
+    with _build_lock(root):
+        if not stamp.exists():
+            for rel, text in _base_files(btfmod.vmlinux(), config).items():
+                write_atomic(source / rel, text)
+            uapi_types, uapi_idents = bcc_uapi_names()
+            write_atomic(root / "bcc-uapi-types.txt", "\n".join(sorted(uapi_types)) + "\n")
+            write_atomic(root / "bcc-uapi-idents.txt", "\n".join(sorted(uapi_idents)) + "\n")
+            write_atomic(stamp, "ok\n")
     return IncludeTree(root, source, True)
+
+
+@contextlib.contextmanager
+def _build_lock(root: Path) -> Iterator[None]:
+    """An exclusive flock on the kernel directory itself (no lock file to plant)."""
+    import fcntl
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _followed_if_ours(cache: Path) -> Path:
