@@ -18,9 +18,7 @@ BPF_HASH(runnable_since, u32, u64, 65536);
 PTK_INLINE int woken(struct task_struct *p)
 {
     u32 tgid = 0, pid = 0;
-    bpf_probe_read_kernel(&tgid, sizeof(tgid), &p->tgid);
-    bpf_probe_read_kernel(&pid, sizeof(pid), &p->pid);
-    if (!ptk_task_selected(tgid, pid))
+    if (!ptk_sched_task_selected(p, &tgid, &pid))
         return 0;
     u64 *since = runnable_since.lookup(&pid);
     if (since && *since != ASLEEP)
@@ -38,9 +36,7 @@ PTK_INLINE void switched_out(struct bpf_raw_tracepoint_args *ctx, struct ptk_cpu
 {
     struct task_struct *prev = (struct task_struct *)ctx->args[1];
     u32 tgid = 0, pid = 0;
-    bpf_probe_read_kernel(&tgid, sizeof(tgid), &prev->tgid);
-    bpf_probe_read_kernel(&pid, sizeof(pid), &prev->pid);
-    if (!ptk_task_selected(tgid, pid))
+    if (!ptk_sched_task_selected(prev, &tgid, &pid))
         return;
     unsigned int state = ctx->args[3];
     if (ptk_switched_in_unseen(last, pid) && runnable_since.lookup(&pid))

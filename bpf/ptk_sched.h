@@ -44,6 +44,15 @@ PTK_INLINE bool ptk_switched_in_unseen(struct ptk_cpu_switch *last, u32 prev_tid
     return last->ts && last->next_tid != prev_tid;
 }
 
+/* A sched tracepoint's task (prev, next, the woken): its ids, and whether
+ * the tool's filters select it (ptk_task_selected). */
+PTK_INLINE bool ptk_sched_task_selected(struct task_struct *p, u32 *tgid, u32 *pid)
+{
+    bpf_probe_read_kernel(tgid, sizeof(*tgid), &p->tgid);
+    bpf_probe_read_kernel(pid, sizeof(*pid), &p->pid);
+    return ptk_task_selected(*tgid, *pid);
+}
+
 PTK_INLINE void ptk_count_unseen(void)
 {
     u32 zero = 0;

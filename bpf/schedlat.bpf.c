@@ -57,9 +57,7 @@ PTK_INLINE void note_exec_base(struct task_struct *p, u32 pid)
 PTK_INLINE int woken(struct task_struct *p)
 {
     u32 tgid = 0, pid = 0;
-    bpf_probe_read_kernel(&tgid, sizeof(tgid), &p->tgid);
-    bpf_probe_read_kernel(&pid, sizeof(pid), &p->pid);
-    if (!ptk_task_selected(tgid, pid))
+    if (!ptk_sched_task_selected(p, &tgid, &pid))
         return 0;
     int on_cpu = 0;     /* a running task's clock is moving: not a base */
     bpf_probe_read_kernel(&on_cpu, sizeof(on_cpu), &p->on_cpu);
@@ -108,10 +106,8 @@ PTK_INLINE void switched_out(struct bpf_raw_tracepoint_args *ctx, struct ptk_cpu
                              u64 now)
 {
     struct task_struct *prev = (struct task_struct *)ctx->args[1];
-    u32 pid = 0, tgid = 0;
-    bpf_probe_read_kernel(&pid, sizeof(pid), &prev->pid);
-    bpf_probe_read_kernel(&tgid, sizeof(tgid), &prev->tgid);
-    if (!ptk_task_selected(tgid, pid))
+    u32 tgid = 0, pid = 0;
+    if (!ptk_sched_task_selected(prev, &tgid, &pid))
         return;
     u64 exec = exec_runtime(prev);   /* up to date here: the scheduler accounted the run */
     bool unseen_in = ptk_switched_in_unseen(last, pid);
