@@ -178,7 +178,7 @@ def _string_read(field: Field, category: str) -> str:
                 "    bpf_probe_read_kernel_str(buf, sizeof(buf), (char *)ctx + (loc & 0xffff));")
     if field.array is not None:
         return f"bpf_probe_read_kernel_str(buf, sizeof(buf), {at});"
-    reader = "bpf_probe_read_user_str" if category == "syscalls" else "bpf_probe_read_kernel_str"
+    reader = "ptk_probe_read_user_str" if category == "syscalls" else "bpf_probe_read_kernel_str"
     return f"{reader}(buf, sizeof(buf), (void *)*(u64 *){at});"
 
 
