@@ -683,13 +683,21 @@ def open_usdt(binary: str | None, pid: int | None = None) -> Any:
                             f"{str(exc).splitlines()[0]}") from None
 
 
+def enumerate_usdt(binary: str | None, pid: int | None = None) -> list[Any]:
+    """BCC's probe objects of a binary's (or a process's) USDT notes. BCC's
+    own failures (no notes) raise as BCC raises them."""
+    ctx = open_usdt(binary, pid)
+    with signals_held():   # it calls back into Python per probe
+        return ctx.enumerate_probes()
+
+
 def usdt_probes(binary: str, pid: int | None = None) -> dict[str, bool]:
     """'provider:name' -> guarded by a semaphore, for every USDT probe in a
     binary (or in a process)."""
-    ctx = open_usdt(binary, pid)
     try:
-        with signals_held():   # it calls back into Python per probe
-            probes = ctx.enumerate_probes()
+        probes = enumerate_usdt(binary, pid)
+    except (NotFoundError, UsdtPathError):
+        raise
     except Exception as exc:
         raise NotFoundError(f"cannot read USDT notes of {binary}: {str(exc).splitlines()[0]}") from None
     return {p.short_name(): bool(p.semaphore) for p in sorted(probes, key=lambda p: p.short_name())}

@@ -79,8 +79,8 @@ def _usdt_check() -> Check:
         if binary.endswith("-config"):
             continue
         try:
-            from bcc import USDT
-            probes = USDT(path=binary).enumerate_probes()
+            from ..probes.specs import enumerate_usdt
+            probes = enumerate_usdt(binary)
         except Exception as exc:  # bcc raises bare Exception
             return Check("USDT", False, f"reading notes of {binary} failed: {exc}")
         if probes:

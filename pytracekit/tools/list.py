@@ -150,9 +150,9 @@ def _resolve(binary: str) -> str:
 
 def usdt_probes(path: str, pid: int | None) -> list[Entry]:
     tracefs.tracefs_root()   # BCC reads the tracefs path when imported
-    from ..probes.specs import UsdtPathError, open_usdt
+    from ..probes.specs import UsdtPathError, enumerate_usdt
     try:
-        probes = open_usdt(None if pid else path, pid).enumerate_probes()
+        probes = enumerate_usdt(None if pid else path, pid)
     except UsdtPathError:
         raise
     except Exception:   # BCC raises bare Exception for a binary without notes
