@@ -26,13 +26,16 @@ class LossReport:
     unwind_fallback: int = 0      # frame-pointer walk: the process was not loaded yet
     unwind_fp_steps: int = 0      # a frame-pointer step inside a module that has CFI
     unwind_incomplete: int = 0    # the walk stopped before the stack's start
+    # events the kernel ran none of the tool's probes for: another BPF program
+    # was running on that CPU (the programs' recursion_misses; docs/losses.md)
+    missed_events: int = 0
 
     def __add__(self, other: "LossReport") -> "LossReport":
         return LossReport(**{k: v + getattr(other, k) for k, v in self.as_dict().items()})
 
     @property
     def any(self) -> bool:
-        return bool(self.lost_events or self.stack_errors or self.map_full)
+        return bool(self.lost_events or self.stack_errors or self.map_full or self.missed_events)
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -50,7 +50,7 @@ def test_json_has_args_list_and_validates(workload):
     assert objects[-1] == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
                            "unknown_frames": 0, "unreadable_strings": 0,
                            "unwind_fallback": 0, "unwind_fp_steps": 0, "unwind_incomplete": 0,
-                           "captured": len(events),
+                           "missed_events": 0, "captured": len(events),
                            "printed": len(events), "unread": 0}
 
 

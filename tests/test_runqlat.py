@@ -28,7 +28,8 @@ def test_runqlat_counts_every_wakeup_of_the_process(workload):
     assert N <= hists[0]["total"] + unseen <= nvcsw + nivcsw
     assert loss == {"type": "loss", "lost_events": 0, "stack_errors": 0, "map_full": 0,
                     "unknown_frames": 0, "unreadable_strings": 0,
-                    "unwind_fallback": 0, "unwind_fp_steps": 0, "unwind_incomplete": 0}
+                    "unwind_fallback": 0, "unwind_fp_steps": 0, "unwind_incomplete": 0,
+                    "missed_events": 0}
     assert pytracekit_probes_left() == []
 
 

@@ -6,7 +6,11 @@ The retransmission comes from the retransmit timer's softirq, in whatever
 task is current: when that is the VM agent, no tracepoint fires at all
 (docs/DEVELOPING.md rule 11) and neither perf nor the tool can see it. Such
 an attempt is repeated on a new port until perf saw the retransmit; then the
-tool must have reported exactly what perf counted."""
+tool must have reported exactly what perf counted. A recursion miss (the
+kernel skipping the tool's program while another BPF program runs on that
+CPU, reported as missed_events) cannot make the tool see fewer than perf:
+the kernel then gives the event to perf neither (docs/losses.md,
+test_recursion_misses), so perf and the tool both see one event less."""
 from pathlib import Path
 
 import pytest

@@ -231,6 +231,7 @@ class Program:
     _drained: dict[str, Any] = field(default_factory=dict)  # mapdrain.drained snapshots
     _cache_entry: tuple[Path, str] | None = None           # (path, key) to store at close
     config: dict[int, int] = field(default_factory=dict)    # ptk_config slots: run_time_ids
+    _misses_at_load: dict[bytes, int] = field(default_factory=dict)  # recursion_misses at load
 
     # -- construction -------------------------------------------------------
 
@@ -319,6 +320,7 @@ class Program:
         self._write_config()
         for fn in self._autoloaded():
             self._loaded.append(fn)
+        self._note_misses_at_load()
 
     def _from_cache(self, text: str, cflags: list[str], header_dir: Path) -> Any:
         """A BPF object loaded from the program cache, else None (and the entry
@@ -425,6 +427,7 @@ class Program:
             raise _load_error(fn_name, failure, log[0]) from None
         if fn_name not in self._loaded:
             self._loaded.append(fn_name)
+        self._note_misses_at_load({fn_name.encode(): fn})
         return fn
 
     def note_attached(self, kind: str, target: str, fn_name: str) -> None:
@@ -553,12 +556,40 @@ class Program:
 
     def loss(self) -> LossReport:
         """The loss counters from bpf/pytracekit.h, summed over CPUs."""
+        missed = self.recursion_misses()
         try:
             table = self.bpf["ptk_loss"]
         except KeyError:
-            return LossReport()
+            return LossReport(missed_events=missed)
         slots = [sum(table[table.Key(i)]) for i in range(len(LOSS_SLOTS))]
-        return LossReport(**dict(zip(LOSS_SLOTS, slots)))
+        return LossReport(**dict(zip(LOSS_SLOTS, slots)), missed_events=missed)
+
+    def recursion_misses(self) -> int:
+        """The events the kernel skipped this module's programs for since each
+        was loaded, because a BPF program already ran on that CPU (the
+        programs' bpf_prog_info.recursion_misses, Linux 5.12+; which attach
+        types count them: docs/losses.md). Not the whole loss: a perf_event
+        program skipped so is counted nowhere."""
+        return sum(misses_since(self._misses_at_load.get(name, 0), now)
+                   for name, now in self._recursion_misses().items())
+
+    def _recursion_misses(self, funcs: Mapping[bytes, Any] | None = None) -> dict[bytes, int]:
+        """{function name: its program's recursion_misses now} (BCC's `funcs`)."""
+        from ..kernel import bpfsys
+        if funcs is None:
+            funcs = (self.bpf.funcs or {}) if self.bpf is not None else {}
+        counts = {}
+        for name, fn in funcs.items():
+            stats = bpfsys.prog_stats(fn.fd)
+            if stats is not None:
+                counts[name] = stats[2]
+        return counts
+
+    def _note_misses_at_load(self, funcs: Mapping[bytes, Any] | None = None) -> None:
+        """The baseline of each program as it is loaded, where ptk_loss starts
+        too (0 for a fresh load; a function loaded again keeps its first)."""
+        for name, misses in self._recursion_misses(funcs).items():
+            self._misses_at_load.setdefault(name, misses)
 
     # -- teardown -----------------------------------------------------------
 
@@ -588,6 +619,12 @@ class Program:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def misses_since(baseline: int, now: int) -> int:
+    """The misses a program counted since its baseline; a counter that went
+    backwards (not the same program any more) counts from zero."""
+    return now - baseline if now >= baseline else now
 
 
 @contextlib.contextmanager

@@ -139,6 +139,7 @@ LOSS_HELP = {
     "unwind_fallback": "User stacks walked by frame pointers (process not loaded yet).",
     "unwind_fp_steps": "User stacks with frame-pointer steps in code that has CFI.",
     "unwind_incomplete": "User stacks whose unwinding stopped before their start.",
+    "missed_events": "Events the kernel skipped a tool's probe for (another BPF program ran).",
 }
 
 

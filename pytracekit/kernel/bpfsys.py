@@ -1,8 +1,9 @@
 """The few bpf(2) commands pytracekit issues itself, past BCC: proving that
 fentry programs load (features), naming a program attached to an
 interface (net), uprobe_multi links (one link, many uprobes, see
-loader.Program.attach_uprobe_multi), and what a process's fd attaches
-(task_fd_query). `union bpf_attr` is laid out by hand:
+loader.Program.attach_uprobe_multi), what a process's fd attaches
+(task_fd_query), and a program's run statistics (prog_stats: the events the
+kernel skipped it for, loader.Program.loss). `union bpf_attr` is laid out by hand:
 only these fields (checked against the kernel's BTF, uapi/linux/bpf.h)."""
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ F_UPROBE_MULTI_RETURN = 1          # link_create.uprobe_multi.flags
 _ATTR_SIZE = 128           # zero-filled beyond the fields set: the kernel accepts it
 _PROG_INFO_SIZE = 256      # struct bpf_prog_info, up to and past `name`
 _PROG_INFO_NAME = 64       # offset of name[16] in struct bpf_prog_info
+_PROG_INFO_STATS = 192     # run_time_ns, run_cnt, recursion_misses (u64 each; Linux 5.12+)
 
 
 def supported() -> bool:
@@ -193,3 +195,18 @@ def prog_type(fd: int) -> int:
     result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
     return struct.unpack_from("I", info, 0)[0] if result >= 0 else -1
 
+
+
+def prog_stats(fd: int) -> tuple[int, int, int] | None:
+    """(run_time_ns, run_cnt, recursion_misses) of loaded program `fd`, or None
+    if the kernel gives no info. recursion_misses counts the times the kernel
+    skipped the program because a BPF program already ran on that CPU; a
+    kernel before 5.12 leaves it 0, as it leaves run_* 0 unless
+    kernel.bpf_stats_enabled is set."""
+    info = (ctypes.c_char * _PROG_INFO_SIZE)()
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    struct.pack_into("IIQ", attr, 0, fd, ctypes.sizeof(info), ctypes.addressof(info))
+    result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
+    if result < 0:
+        return None
+    return struct.unpack_from("QQQ", info, _PROG_INFO_STATS)

@@ -72,6 +72,9 @@ def loss_line(loss: LossReport) -> str:
     parts = []
     if loss.lost_events:
         parts.append(f"{loss.lost_events} events lost (buffer full)")
+    if loss.missed_events:
+        parts.append(f"{loss.missed_events} events missed: the kernel skipped the probe while "
+                     "another BPF program ran on the CPU")
     if loss.stack_errors:
         parts.append(f"{loss.stack_errors} stacks not stored (stack map full or collision)")
     if loss.map_full:
