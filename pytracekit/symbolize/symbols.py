@@ -710,6 +710,14 @@ class Symbolizer:
         raw = self._ustack_cache.get(stack_hash)
         return self.unwinder is not None and raw is not None and bool(raw[1])
 
+    def marked_unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
+        """unwound_stack, rooted in NOT_LOADED when it is the frame-pointer
+        fallback (the stack may not be whole: say so where it is shown)."""
+        frames = self.unwound_stack(stack_hash, pid)
+        if frames and self.walked_by_frame_pointers(stack_hash):
+            frames.append(NOT_LOADED)
+        return frames
+
     def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
         from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame
         raw = self._ustack_cache.get(stack_hash)
