@@ -106,9 +106,10 @@ def test_churn_beyond_the_row_array_evicts_tables_and_a_late_program_unwinds_who
 
 @pytest.mark.root
 def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through_it(workload):
-    # the frame-pointer workload, run by sh, which keeps its own modules (live:
-    # never evicted): its table does not fit, so its frames come from
-    # frame-pointer steps (right in this build) and each such sample is counted
+    # the frame-pointer workload, run by sh, which keeps its own modules (live,
+    # and here never idle long enough to be evicted): its table does not fit,
+    # so its frames come from frame-pointer steps (right in this build) and
+    # each such sample is counted
     sh = os.path.realpath(shutil.which("sh"))
     libs = [p for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
                         "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") if os.path.exists(p)]
@@ -116,7 +117,8 @@ def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through
         pytest.skip("needs Debian's libc and ld.so paths")
     capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + _rows(workload) // 2
     res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
-                     f"{workload} spincpu 600", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)})
+                     f"{workload} spincpu 600", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity),
+                                                     "PYTRACEKIT_UNWIND_LIVE_IDLE": "1000000"})
     assert res.returncode == 0, res.stderr
     _, stacks, loss = parse_json(res.stdout, "profile")
     spin = [s for s in stacks if "spin_inner" in names(s, "user")]

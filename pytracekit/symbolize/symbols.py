@@ -697,9 +697,9 @@ class Symbolizer:
         before = self.unknown_frames
         frames = self._unwound_stack(stack_hash, pid)
         raw = self._ustack_cache.get(stack_hash)
-        from .unwinder import MODULE_SHIFT
+        from .unwinder import split_frame
         if frames and raw is not None and not raw[1] and self.unwinder is not None and \
-                all(self.unwinder.module(word >> MODULE_SHIFT) for word in raw[0]):
+                all(self.unwinder.module(split_frame(word)[0]) for word in raw[0]):
             # every frame is (module, address): the same names in any process
             self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
         return frames
