@@ -266,13 +266,15 @@ class Unwinder:
 
     def _write_table(self, mod: Module, image: Any, pinned: "set[int] | frozenset",
                      live: bool = True) -> None:
-        """`live`: tables live processes map (idle ones) may be evicted for it."""
+        """`live`: tables live processes map (idle ones) may be evicted for it;
+        else (restore) a module that still does not fit is left as it was."""
         needed = mod.rows_needed
         if not needed:
             eh_frame = image.section(".eh_frame")
             needed = eh_frame.size // EH_FRAME_BYTES_PER_ROW if eh_frame is not None else 0
         if needed > self.space.largest() and needed > self._room(pinned, live):
-            self._no_room(mod)   # known before spending seconds compiling it
+            if live:
+                self._no_room(mod)   # known before spending seconds compiling it
             return
         started = time.monotonic()
         data = UnwindTable.cached_packed(image, mod.build_id, mod.path)
@@ -284,7 +286,8 @@ class Unwinder:
         n = mod.rows_needed = len(data) // ROW.size
         first = self._take(n, pinned, live)
         if first is None:
-            self._no_room(mod)
+            if live:
+                self._no_room(mod)
             return
         self._settle()   # no walk still reads these rows for the module that had them
         if self.rows_memory is not None:
@@ -400,8 +403,15 @@ class Unwinder:
         """Tables evicted from live processes (or left without room) get rows
         again when room is free, without evicting another live table."""
         now = time.monotonic()
-        for mod in list(self.in_slot.values()):
-            if mod.no_room and mod.refs and now >= mod.retry_at:
+        waiting = [m for m in self.in_slot.values()
+                   if m.no_room and m.refs and now >= m.retry_at]
+        if not waiting:
+            return
+        # (exits are noticed elsewhere: no look at every process here)
+        spare = self.space.free + sum(m.n_rows for m in self.in_slot.values()
+                                      if m.n_rows and not m.refs)
+        for mod in waiting:
+            if mod.rows_needed <= spare:
                 syms = self.users.binary(mod.path, 0)
                 if syms.image is not None:
                     self._write_table(mod, syms.image, frozenset({mod.module_id}), live=False)
