@@ -275,7 +275,8 @@ PTK_INLINE bool ptk_find_map(u64 maps_base, u32 first, u32 n, u64 addr,
 PTK_INLINE bool ptk_find_row(u64 rows_base, u32 first, u32 n, u32 vaddr,
                              struct ptk_unwind_row *out)
 {
-    if (n == 0)
+    /* (never past the array, whatever an entry read in passing holds) */
+    if (n == 0 || first >= UNWIND_ROWS || n > UNWIND_ROWS - first)
         return false;
     u64 lo = first, hi = (u64)first + n;
 #pragma clang loop unroll(disable)
@@ -354,12 +355,14 @@ PTK_INLINE long ptk_unwind_step(struct ptk_unwind_walk *w, struct ptk_ustack *st
     u8 kind = PTK_KIND_NONE, has_cfi = 0;
     if (module_id) {
         struct ptk_unwind_module *mod = unwind_modules.lookup(&module_id);
-        has_cfi = mod && (mod->n_rows || mod->first_row == PTK_ROWS_NO_ROOM);
-        if (mod && mod->sampled != w->now)   /* written about once a second */
-            mod->sampled = w->now;
-        if (mod && ptk_find_row(w->rows_base, mod->first_row, mod->n_rows,
-                                (u32)(lookup - m.bias), &row))
-            kind = row.kind;
+        if (mod) {   /* its run of rows, read once */
+            u32 first = mod->first_row, n = mod->n_rows;
+            has_cfi = n || first == PTK_ROWS_NO_ROOM;
+            if (mod->sampled != w->now)   /* written about once a second */
+                mod->sampled = w->now;
+            if (ptk_find_row(w->rows_base, first, n, (u32)(lookup - m.bias), &row))
+                kind = row.kind;
+        }
     }
     u64 cfa = 0, next_bp = bp, ra = 0;
     if (kind == PTK_KIND_END) {
