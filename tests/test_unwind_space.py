@@ -2,7 +2,9 @@
 unwinder.py): modules' tables are shared by build id, kept while a live
 process maps them, and evicted least recently used first when a later
 module needs their rows, so a program that starts after a churn of other
-programs (more tables than the array holds) still unwinds whole."""
+programs (more tables than the array holds) still unwinds whole; then tables
+live processes map but no stack used for a while; module ids are reused
+under a new generation, stacks stored before keep their names."""
 import hashlib
 import os
 import re
