@@ -235,3 +235,4 @@ def prog_type(fd: int) -> int:
     struct.pack_into("IIQ", attr, 0, fd, ctypes.sizeof(info), ctypes.addressof(info))
     result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
     return struct.unpack_from("I", info, 0)[0] if result >= 0 else -1
+
