@@ -5,9 +5,13 @@
  *
  * User space writes each module's rows once (`unwind_rows`, located by
  * `unwind_modules[module_id]`) and each process's executable mappings
- * (`proc_maps[pid]`, sorted by start). A frame is `module_id << 48 | link-time
- * vaddr` (module_id 0: an absolute address, e.g. JIT code), a stack is stored
- * in `ustacks` under a 64-bit hash of its frames: no bucket collisions.
+ * (`proc_maps[pid]`, sorted by start). A frame is `module_id << 32 | link-time
+ * vaddr` (module_id: bit 31 set, a generation and a reusable slot; 0: an
+ * absolute address, e.g. JIT code, bit 63 clear), a stack is stored in
+ * `ustacks` under a 64-bit hash of its frames: no bucket collisions.
+ * User space changes a module's entry before it reuses the module's rows,
+ * then waits for a grace period (bpfsys.GracePeriod): a walk never reads
+ * rows that another module's table is being written to.
  * A pid without `proc_maps` takes the frame-pointer fallback of ptk_stacks.h.
  *
  * Pasted like ptk_stacks.h (before it); compiled only with CFI_UNWIND=1.
@@ -69,6 +73,8 @@ struct ptk_unwind_row {
 struct ptk_unwind_module {
     u32 first_row;   /* PTK_ROWS_NO_ROOM (n_rows 0): it has CFI, but no room */
     u32 n_rows;
+    u32 sampled;     /* bpf_ktime_get_ns() >> 30 when a walk last looked it up */
+    u32 pad;         /* (user space evicts the table least recently sampled) */
 };
 /* a module whose table did not fit in `unwind_rows`: its frame-pointer steps
  * are counted (unwind_fp_steps) as gaps in code that has CFI */
@@ -269,7 +275,8 @@ PTK_INLINE bool ptk_find_map(u64 maps_base, u32 first, u32 n, u64 addr,
 PTK_INLINE bool ptk_find_row(u64 rows_base, u32 first, u32 n, u32 vaddr,
                              struct ptk_unwind_row *out)
 {
-    if (n == 0)
+    /* (never past the array, whatever an entry read in passing holds) */
+    if (n == 0 || first >= UNWIND_ROWS || n > UNWIND_ROWS - first)
         return false;
     u64 lo = first, hi = (u64)first + n;
 #pragma clang loop unroll(disable)
@@ -315,6 +322,7 @@ struct ptk_unwind_walk {
     u64 lookup;                 /* where its rule is looked up: the call, not what follows */
     u64 hash;
     u32 pid, maps_first, maps_n;
+    u32 now;                    /* bpf_ktime_get_ns() >> 30 (ptk_unwind_module.sampled) */
     u32 i;                      /* the next frame's index */
     u32 len;
     u16 flags;
@@ -337,8 +345,8 @@ PTK_INLINE long ptk_unwind_step(struct ptk_unwind_walk *w, struct ptk_ustack *st
         ptk_report_miss(w->pid, addr);
         return 1;
     }
-    u32 module_id = m.module_id;
-    u64 frame = module_id ? ((u64)module_id << 48) | (addr - m.bias) : addr;
+    u32 module_id = m.module_id;   /* user space: its vaddrs fit in 32 bits */
+    u64 frame = module_id ? ((u64)module_id << 32) | (u32)(addr - m.bias) : addr;
     st->frames[i] = frame;
     w->hash = ptk_mix(w->hash, frame);
     w->len = i + 1;
@@ -347,10 +355,14 @@ PTK_INLINE long ptk_unwind_step(struct ptk_unwind_walk *w, struct ptk_ustack *st
     u8 kind = PTK_KIND_NONE, has_cfi = 0;
     if (module_id) {
         struct ptk_unwind_module *mod = unwind_modules.lookup(&module_id);
-        has_cfi = mod && (mod->n_rows || mod->first_row == PTK_ROWS_NO_ROOM);
-        if (mod && ptk_find_row(w->rows_base, mod->first_row, mod->n_rows,
-                                (u32)(lookup - m.bias), &row))
-            kind = row.kind;
+        if (mod) {   /* its run of rows, read once */
+            u32 first = mod->first_row, n = mod->n_rows;
+            has_cfi = n || first == PTK_ROWS_NO_ROOM;
+            if (mod->sampled != w->now)   /* written about once a second */
+                mod->sampled = w->now;
+            if (ptk_find_row(w->rows_base, first, n, (u32)(lookup - m.bias), &row))
+                kind = row.kind;
+        }
     }
     u64 cfa = 0, next_bp = bp, ra = 0;
     if (kind == PTK_KIND_END) {
@@ -437,6 +449,7 @@ PTK_INLINE int ptk_unwind_current(u32 pid, u64 *stack_hash)
     w->lookup = pc;
     w->hash = 0xcbf29ce484222325ULL;
     w->pid = pid;
+    w->now = bpf_ktime_get_ns() >> 30;
     w->maps_first = maps->first;
     w->maps_n = maps->n;
     w->i = 0;

@@ -35,3 +35,20 @@ def split_slept(stdout: str) -> tuple[dict[str, int], str]:
     [slept] = [line for line in lines if line.startswith("slept_ns=")]
     lines.remove(slept)
     return {k: int(v) for k, v in (w.split("=") for w in slept.split())}, "\n".join(lines)
+
+
+def fallback_symbolizer(stack_hash: int, addresses: list[int]):
+    """A Symbolizer whose unwinder stored `addresses` under `stack_hash` as
+    the frame-pointer fallback (a process not loaded yet): pure, no BPF."""
+    from types import SimpleNamespace
+    from pytracekit.symbolize.symbols import Symbolizer
+    from pytracekit.symbolize.unwinder import FALLBACK
+
+    class Table(dict):
+        Key = staticmethod(lambda value: value)
+
+    sym = Symbolizer()
+    sym.ustacks = Table({stack_hash: SimpleNamespace(frames=addresses, len=len(addresses),
+                                                     flags=FALLBACK)})
+    sym.unwinder = SimpleNamespace(module=lambda _module_id: None)
+    return sym

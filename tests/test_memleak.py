@@ -102,3 +102,19 @@ def test_memleak_interval_reports_while_the_command_runs(workload):
     # the workload lives 300 ms after leaking: interval reports, then the final one
     assert len(reports) >= 2
     assert all(r["allocations"] == N and r["bytes"] == N * SIZE for r in reports)
+
+
+def test_a_frame_pointer_fallback_stack_is_rooted_in_its_marker_in_text_and_json():
+    # a process the unwinder had not loaded yet: its stack is the kernel's
+    # frame-pointer walk (counted as unwind_fallback), shown as such
+    from stack_checks import fallback_symbolizer
+    from pytracekit.tools.memleak import Memleak, report_json
+    tool = Memleak(prog=None, symbolizer=fallback_symbolizer(7, [0x1000, 0x2000]),
+                   pid=os.getpid())
+    entry = Outstanding(-1, 64, 2, tool._frames(-1, 7), stack_hash=7)
+    objs = report_json([entry], 10, False)
+    assert [f["kind"] for f in objs[0]["frames"]] == ["user", "user", "marker"]
+    assert objs[0]["frames"][-1]["name"] == "[frame pointers: process not loaded yet]"
+    validate("memleak", objs)
+    assert report_text([entry], 10, False).splitlines()[-1] == \
+        "\t\t[frame pointers: process not loaded yet]"

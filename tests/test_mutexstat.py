@@ -127,3 +127,19 @@ def test_mutexstat_condition_wait_relocks_are_not_lock_calls(workload):
     assert waiter["wait_total_ns"] == 0
     assert (main["acquisitions"], main["holds"]) == (5, 5)
     assert pytracekit_probes_left() == []
+
+
+def test_a_frame_pointer_fallback_site_is_rooted_in_its_marker_in_text_and_json():
+    # a process the unwinder had not loaded yet: the kernel's frame-pointer
+    # walk (counted as unwind_fallback), its leaf (the lock) dropped as always
+    import os
+    from types import SimpleNamespace
+    from stack_checks import fallback_symbolizer
+    from pytracekit.tools.mutexstat import Mutexstat
+    tool = Mutexstat(prog=None, symbolizer=fallback_symbolizer(7, [0x1000, 0x2000]))
+    frames = tool._frames(SimpleNamespace(user_stack_hash=7, pid=os.getpid()))
+    site = MutexSite(0x10, "m", os.getpid(), frames, 2, 1, 5, 5, 9, 9, 2)
+    marker = "[frame pointers: process not loaded yet]"
+    assert site.as_dict()["frames"] == ["[unknown]+0x2000", marker]
+    validate("mutexstat", [site.as_dict()])
+    assert render([site]).splitlines()[-1] == f"    {marker}"

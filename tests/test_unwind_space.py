@@ -2,11 +2,14 @@
 unwinder.py): modules' tables are shared by build id, kept while a live
 process maps them, and evicted least recently used first when a later
 module needs their rows, so a program that starts after a churn of other
-programs (more tables than the array holds) still unwinds whole."""
+programs (more tables than the array holds) still unwinds whole; then tables
+live processes map but no stack used for a while; module ids are reused
+under a new generation, stacks stored before keep their names."""
 import hashlib
 import os
 import re
 import shutil
+import time
 import subprocess
 
 import pytest
@@ -106,9 +109,10 @@ def test_churn_beyond_the_row_array_evicts_tables_and_a_late_program_unwinds_who
 
 @pytest.mark.root
 def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through_it(workload):
-    # the frame-pointer workload, run by sh, which keeps its own modules (live:
-    # never evicted): its table does not fit, so its frames come from
-    # frame-pointer steps (right in this build) and each such sample is counted
+    # the frame-pointer workload, run by sh, which keeps its own modules (live,
+    # and here never idle long enough to be evicted): its table does not fit,
+    # so its frames come from frame-pointer steps (right in this build) and
+    # each such sample is counted
     sh = os.path.realpath(shutil.which("sh"))
     libs = [p for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
                         "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") if os.path.exists(p)]
@@ -116,7 +120,8 @@ def test_a_module_left_without_room_is_counted_where_frame_pointers_step_through
         pytest.skip("needs Debian's libc and ld.so paths")
     capacity = sum(_rows(p) for p in [sh, *libs, "[vdso]"]) + _rows(workload) // 2
     res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
-                     f"{workload} spincpu 600", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)})
+                     f"{workload} spincpu 600", env={"PYTRACEKIT_UNWIND_ROWS": str(capacity),
+                                                     "PYTRACEKIT_UNWIND_LIVE_IDLE": "1000000"})
     assert res.returncode == 0, res.stderr
     _, stacks, loss = parse_json(res.stdout, "profile")
     spin = [s for s in stacks if "spin_inner" in names(s, "user")]
@@ -210,3 +215,138 @@ def test_a_table_without_room_is_marked_and_its_mark_goes_with_its_last_process(
     unw._hold_refs(os.getpid(), frozenset({libc.module_id, big.module_id}))
     unw._hold_refs(os.getpid(), frozenset())
     assert big.module_id not in prog["unwind_modules"] and not big.no_room
+
+
+def test_an_idle_live_table_is_evicted_least_recently_sampled_first_and_restored(monkeypatch):
+    from pytracekit.symbolize.unwinder import NO_ROOM
+    unw, prog = _unwinder(monkeypatch, 95, {"libc": 50, "a": 20, "b": 20, "c": 20})
+    pids = [1, os.getpid(), os.getppid()]   # live processes (the unwinder checks /proc)
+
+    def run(pid: int, *paths: str) -> list:
+        found = [unw._module_for(p, pid) for p in paths]
+        unw._with_tables(found)
+        unw.slots[pid] = len(unw.slots)
+        prog["proc_maps"][pid] = 1
+        unw._hold_refs(pid, frozenset(m.module_id for m, _ in found))
+        return [m for m, _ in found]
+
+    libc, a = run(pids[0], "libc", "a")
+    _, b = run(pids[1], "libc", "b")
+    now = time.monotonic_ns() >> 30
+    a.written, b.written = now - 5, now - 3   # stamps: a unused longest, b since
+    unw.live_idle = 2
+    _, c = run(pids[2], "libc", "c")   # needs 20 rows: a's are taken, not b's
+    assert (a.n_rows, b.n_rows, c.n_rows) == (0, 20, 20) and a.no_room and a.refs == 1
+    assert prog["unwind_modules"][a.module_id] == (NO_ROOM, 0)   # its steps are counted
+    assert (unw.stats["evicted_live"], unw.stats["evicted_live_rows"], unw.stats["evicted"]) \
+        == (1, 20, 0)
+    b.written = now   # sampled just now: b is never taken for a while
+    unw._with_tables([unw._module_for("libc", 0), unw._module_for("b", 0)])
+    a.retry_at = 0.0
+    unw.restore()     # no free or unmapped rows: a stays marked, c keeps its rows
+    assert (a.n_rows, c.n_rows) == (0, 20) and a.no_room
+    del prog["proc_maps"][pids[2]]   # c's process exits (the kernel drops its entry)
+    unw._reclaim()
+    a.retry_at = 0.0
+    unw.restore()     # c is mapped no more: its rows go back to a
+    assert (a.n_rows, c.n_rows, a.no_room) == (20, 0, False)
+    assert prog["unwind_modules"][a.module_id] == (a.first_row, 20)
+
+
+def test_module_ids_of_unmapped_modules_are_reused_under_a_new_generation(monkeypatch):
+    from pytracekit.symbolize.unwinder import MAX_SLOTS, split_frame
+    monkeypatch.setenv("PYTRACEKIT_UNWIND_MODULE_IDS", "3")
+    unw, prog = _unwinder(monkeypatch, 1000, {p: 10 for p in ("libc", "a", "b", "c", "d")})
+    live = os.getpid()
+    found = [unw._module_for(p, live) for p in ("libc", "a", "b")]
+    unw._with_tables(found)
+    (libc, _), (a, _), (b, _) = found
+    unw.slots[live] = 0
+    prog["proc_maps"][live] = 1
+    unw._hold_refs(live, frozenset({libc.module_id, b.module_id}))   # a: mapped no more
+    unw.loading = set()                 # a later process's load (_load)
+    c, _ = unw._module_for("c", live)   # the three slots are taken: a's is reused
+    assert c.module_id & MAX_SLOTS == a.module_id & MAX_SLOTS and c.module_id != a.module_id
+    assert unw.stats["ids_reused"] == 1 and a.module_id not in prog["unwind_modules"]
+    # a frame stored under a's id still names a; c's under its own
+    for mod in (a, c):
+        module_id, vaddr = split_frame(mod.module_id << 32 | 0x1234)
+        assert (unw.module(module_id), vaddr) == (mod, 0x1234)
+    assert split_frame(0x7f0012345678) == (0, 0x7f0012345678)   # an absolute address
+    # the file mapped again is a new module (a's table was given back)
+    # libc and b mapped, c this load's: d has no id (its frames: absolute addresses)
+    assert unw._module_for("d", live) is None and unw.stats["no_id"] == 1
+    unw.loading = set()
+    a2, _ = unw._module_for("a", live)
+    assert a2 is not a and a2.module_id not in (a.module_id, c.module_id)
+
+
+def _sh_modules() -> list[str]:
+    """What `sh -c` maps besides the vDSO (its tables stay while it lives)."""
+    libs = [p for p in ("/usr/lib/x86_64-linux-gnu/libc.so.6",
+                        "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2") if os.path.exists(p)]
+    if len(libs) < 2:
+        pytest.skip("needs Debian's libc and ld.so paths")
+    return [os.path.realpath(shutil.which("sh")), *libs]
+
+
+def _late_stacks_whole(stacks: list[dict], program: str) -> int:
+    """Samples of `program`'s spin, each whole from _start (with its module)."""
+    late = [s for s in stacks if s["comm"] == os.path.basename(program)
+            and "spin_outer" in names(s, "user")]
+    allowed = {f"{ROOT_PATH};spin_outer;spin_inner{tail}" for tail in SPIN_TAILS}
+    assert {";".join(names(s, "user")) for s in late} <= allowed, late
+    return sum(s["value"] for s in late)
+
+
+@pytest.mark.root
+def test_a_live_table_no_stack_used_for_a_while_is_evicted_for_a_new_program(
+        distinct_programs):
+    # copy 0 sleeps in the background (live, not sampled after its start;
+    # sh waits too), a second run of it loads its table before copy 1
+    # sleeps 4 s, left without room: copy 0's table is too new to give up
+    # then (it may be in use). Then copy 1 spins: an idle live table is
+    # evicted for it (counted; marked: frame-pointer steps there are counted
+    # too), and copy 1 unwinds whole
+    idle, late = distinct_programs[0], distinct_programs[1]
+    per_copy = _rows(idle)
+    capacity = sum(_rows(p) for p in [*_sh_modules(), "[vdso]"]) + per_copy + per_copy // 2
+    script = (f"{idle} sleep 1 7000 & {idle} sleep 1 200; {late} sleep 1 4000; "
+              f"{late} spincpu 600; wait")
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
+                     script, timeout=120, env={"PYTRACEKIT_UNWIND_ROWS": str(capacity)})
+    assert res.returncode == 0, res.stderr
+    _, stacks, loss = parse_json(res.stdout, "profile")
+    assert _late_stacks_whole(stacks, late) >= 30, stacks
+    summary = re.search(r"(\d+) \((\d+) rows\) that live processes map", res.stderr)
+    assert summary, res.stderr
+    evicted_live, rows = map(int, summary.groups())
+    assert evicted_live >= 1 and rows >= per_copy, res.stderr
+
+
+@pytest.mark.root
+def test_module_ids_run_out_and_are_reused_while_older_stacks_keep_their_names(
+        distinct_programs):
+    # ids for sh's modules, the vDSO and two copies: each later copy reuses
+    # the id of one that exited, under a new generation; every copy's stacks
+    # name their own file, the target's are whole
+    *churn, target = distinct_programs
+    script = "; ".join([f"{p} spinchild 30" for p in churn] + [f"{target} spincpu 600"])
+    res = pytracekit("profile", "-F", "199", "-U", "--json", "--verbose", "--", "sh", "-c",
+                     script, timeout=120,
+                     env={"PYTRACEKIT_UNWIND_MODULE_IDS": str(len(_sh_modules()) + 1 + 2)})
+    assert res.returncode == 0, res.stderr
+    _, stacks, loss = parse_json(res.stdout, "profile")
+    assert _late_stacks_whole(stacks, target) >= 30, stacks
+    seen = set()
+    for s in stacks:
+        user = [f for f in s["frames"] if f["kind"] == "user"]
+        if any(f["name"] == "child_spin" for f in user):
+            assert ";".join(f["name"] for f in user).startswith(f"{ROOT_PATH};child_spin"), s
+            own = {f["module"] for f in user if f["name"] in ("main", "child_spin")}
+            assert own == {s["comm"]}, s   # named from its own file, not a later copy's
+            seen.add(s["comm"])
+    assert len(seen) >= CHURN // 2, seen
+    assert loss["unwind_fp_steps"] == 0, loss
+    reused = re.search(r"(\d+) module ids reused, (\d+) modules without an id", res.stderr)
+    assert reused and int(reused[1]) >= CHURN - 1 and int(reused[2]) == 0, res.stderr

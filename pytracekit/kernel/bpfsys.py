@@ -99,6 +99,49 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
     return bpf(MAP_CREATE, attr)
 
 
+MAP_UPDATE_ELEM = 2
+MAP_TYPE_ARRAY, MAP_TYPE_ARRAY_OF_MAPS = 2, 12
+
+
+class GracePeriod:
+    """Waits until every BPF program running when `wait()` was called has
+    returned (an RCU grace period: the kernel calls synchronize_rcu after an
+    update of a map-in-map, so that user space may then free what the old
+    inner map held). Non-sleepable programs (perf_event, tracepoints,
+    uprobes) run inside RCU read-side sections, so after wait() none still
+    uses a value it read before: e.g. a module's old rows (unwinder.py)."""
+
+    def __init__(self) -> None:
+        self.inner, err = map_create(MAP_TYPE_ARRAY, 4, 4, 1, 0, "ptk_grace_in")
+        if self.inner < 0:
+            raise OSError(err, "BPF_MAP_CREATE (array)")
+        attr = (ctypes.c_char * _ATTR_SIZE)()
+        # map_type, key_size, value_size, max_entries, map_flags, inner_map_fd
+        struct.pack_into("IIIIII", attr, 0, MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 1, 0, self.inner)
+        struct.pack_into("16s", attr, 28, b"ptk_grace")
+        self.outer, err = bpf(MAP_CREATE, attr)
+        if self.outer < 0:
+            os.close(self.inner)
+            raise OSError(err, "BPF_MAP_CREATE (array of maps)")
+        self.waits = 0
+
+    def wait(self) -> None:
+        key, value = ctypes.c_uint32(0), ctypes.c_uint32(self.inner)
+        attr = (ctypes.c_char * _ATTR_SIZE)()
+        struct.pack_into("IIQQQ", attr, 0, self.outer, 0, ctypes.addressof(key),
+                         ctypes.addressof(value), 0)
+        result, err = bpf(MAP_UPDATE_ELEM, attr)
+        if result < 0:
+            raise OSError(err, "BPF_MAP_UPDATE_ELEM (array of maps)")
+        self.waits += 1
+
+    def close(self) -> None:
+        for fd in (self.outer, self.inner):
+            if fd >= 0:
+                os.close(fd)
+        self.outer = self.inner = -1
+
+
 def load_empty_fentry(attach_btf_id: int) -> tuple[int, int]:
     """An empty fentry program on BTF function `attach_btf_id`: (fd, errno)."""
     return _load_empty(PROG_TYPE_TRACING, TRACE_FENTRY, attach_btf_id)

@@ -697,9 +697,9 @@ class Symbolizer:
         before = self.unknown_frames
         frames = self._unwound_stack(stack_hash, pid)
         raw = self._ustack_cache.get(stack_hash)
-        from .unwinder import MODULE_SHIFT
+        from .unwinder import split_frame
         if frames and raw is not None and not raw[1] and self.unwinder is not None and \
-                all(self.unwinder.module(word >> MODULE_SHIFT) for word in raw[0]):
+                all(self.unwinder.module(split_frame(word)[0]) for word in raw[0]):
             # every frame is (module, address): the same names in any process
             self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
         return frames
@@ -709,6 +709,14 @@ class Symbolizer:
         of a program that unwinds by CFI (not --unwind fp): mark it NOT_LOADED."""
         raw = self._ustack_cache.get(stack_hash)
         return self.unwinder is not None and raw is not None and bool(raw[1])
+
+    def marked_unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
+        """unwound_stack, rooted in NOT_LOADED when it is the frame-pointer
+        fallback (the stack may not be whole: say so where it is shown)."""
+        frames = self.unwound_stack(stack_hash, pid)
+        if frames and self.walked_by_frame_pointers(stack_hash):
+            frames.append(NOT_LOADED)
+        return frames
 
     def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
         from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame

@@ -11,13 +11,21 @@ of gone processes are reused here.
 Row space is kept for the processes that live: a module's rows stay while
 any loaded process maps it (its `refs`), and after that until a new table
 needs the room; then the tables no live process maps are evicted, least
-recently used first (unwind_space.RowSpace). A module whose table still
-does not fit is marked in `unwind_modules` (NO_ROOM), so the BPF side counts
-the frame-pointer steps it takes there; evictions are in summary().
+recently used first (unwind_space.RowSpace). If that is not enough, a table
+live processes map but no walk has looked up for LIVE_IDLE_S (the BPF side
+stamps `sampled`) is evicted, least recently sampled first, and marked
+NO_ROOM like a table that never fit: the BPF side counts the frame-pointer
+steps it takes there (it gets rows again when room is free). A module's
+entry changes before its rows are reused, and a grace period
+(bpfsys.GracePeriod) passes before they are written: no walk reads another
+module's rows. Evictions are in summary().
 
-A stored frame is `module_id << 48 | link-time vaddr` (module_id 0: an
-absolute address); `module(module_id)` says which file it is, so frames are
-named after the process is gone.
+A stored frame is `module_id << 32 | link-time vaddr` (module_id 0: an
+absolute address, bit 63 clear); `module(module_id)` says which file it is,
+so frames are named after the process is gone. A module id is a slot
+(1..PYTRACEKIT_UNWIND_MODULE_IDS, 65,535) and the slot's generation: when
+the slots run out, those of modules no loaded process maps are reused under
+the next generation, so stacks stored before keep naming their own module.
 """
 from __future__ import annotations
 
@@ -34,8 +42,12 @@ from typing import Any, Callable
 from .unwind_space import RowSpace
 from .unwind_table import ROW, UnwindTable
 
-MODULE_SHIFT = 48
+MODULE_SHIFT = 32
 VADDR_MASK = (1 << MODULE_SHIFT) - 1
+MODULE_BIT = 1 << 31   # of a module id (frame bit 63): user addresses never have it
+MAX_SLOTS = 0xFFFF     # module id bits 0-15; bits 16-30: the slot's generation
+MAX_GENERATION = 0x7FFF
+LIVE_IDLE_S = 2        # a live table not sampled for this long (in 2^30 ns) may be evicted
 MAX_MAPS = 64          # PTK_MAX_MAPS
 MAP_JIT = 1            # ptk_proc_map.flags: anonymous executable code
 MISS_INTERVAL_S = 0.1  # at most one re-snapshot per pid this often on unwind_miss
@@ -54,6 +66,7 @@ class Module:
     module_id: int
     path: str
     build_id: str
+    key: str = ""        # in Unwinder.modules (build id, else path)
     first_row: int = 0
     n_rows: int = 0      # 0: no table in the kernel (frame-pointer steps there)
     refs: int = 0        # loaded processes that map it
@@ -62,6 +75,7 @@ class Module:
     rows_needed: int = 0     # its table's size, once known
     no_room: bool = False    # marked NO_ROOM in unwind_modules (until written)
     retry_at: float = 0.0    # no room: not tried again before this
+    written: int = 0         # monotonic_ns >> 30 when its rows were written
 
 
 def _mapped(fd: int, size: int) -> "mmap.mmap | None":
@@ -83,7 +97,27 @@ def _stopped(pid: int) -> bool:
 
 def split_frame(frame: int) -> tuple[int, int]:
     """(module_id, vaddr) of a stored frame; module_id 0: an absolute address."""
-    return frame >> MODULE_SHIFT, frame & VADDR_MASK
+    if frame >> 63:
+        return frame >> MODULE_SHIFT, frame & VADDR_MASK
+    return 0, frame
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    try:
+        return max(low, min(high, int(os.environ.get(name, ""))))
+    except ValueError:
+        return default
+
+
+def module_id_limit() -> int:
+    """Module id slots (PYTRACEKIT_UNWIND_MODULE_IDS: fewer, for tests of their reuse)."""
+    return _env_int("PYTRACEKIT_UNWIND_MODULE_IDS", MAX_SLOTS, 1, MAX_SLOTS)
+
+
+def live_idle() -> int:
+    """How long (2^30 ns units) a live table goes unsampled before it may be
+    evicted (PYTRACEKIT_UNWIND_LIVE_IDLE: for tests)."""
+    return _env_int("PYTRACEKIT_UNWIND_LIVE_IDLE", LIVE_IDLE_S, 1, 1 << 32)
 
 
 class Unwinder:
@@ -107,7 +141,17 @@ class Unwinder:
         self.slot_count = self.maps.max_entries // MAX_MAPS
         self.space = RowSpace(self.row_capacity)
         self.modules: dict[str, Module] = {}      # build id (or path) -> module
+        # module id -> module: also retired ones (their slot reused), for naming
         self.by_id: dict[int, Module] = {}
+        self.in_slot: dict[int, Module] = {}      # slot -> its module now
+        self.slot_limit = module_id_limit()
+        self.live_idle = live_idle()
+        self.next_slot = 1
+        self.free_ids: list[int] = []             # next module ids of retired slots
+        self.loading: set[int] = set()            # ids of the process being loaded
+        self.grace: Any = None                    # bpfsys.GracePeriod, once needed
+        self.need_grace = False                   # rows given back since the last one
+        self.restore_at = 0.0                     # restore() not before this
         self.slots: dict[int, int] = {}           # pid -> slot in unwind_maps
         self.free_slots = list(range(self.slot_count - 1, -1, -1))
         self.slots_given = 0
@@ -122,7 +166,8 @@ class Unwinder:
         self.holds = 0                            # continue_() calls (--verbose)
         self.stats = {"tables": 0, "rows": 0, "no_table": 0, "table_full": 0,
                       "too_many_maps": 0, "no_slot": 0, "compile_s": 0.0,
-                      "evicted": 0, "evicted_rows": 0}
+                      "evicted": 0, "evicted_rows": 0, "evicted_live": 0,
+                      "evicted_live_rows": 0, "ids_reused": 0, "no_id": 0}
 
     def summary(self) -> str:
         """One line for --verbose: what was loaded and what was not."""
@@ -131,7 +176,11 @@ class Unwinder:
         return (f"unwind: {st['tables']} module tables ({st['rows']} rows written, {in_use} of "
                 f"{self.row_capacity} in use, compiled in {st['compile_s']:.2f} s), "
                 f"{len(self.loaded)} processes; {st['evicted']} tables evicted "
-                f"({st['evicted_rows']} rows) that no live process mapped; "
+                f"({st['evicted_rows']} rows) that no live process mapped, "
+                f"{st['evicted_live']} ({st['evicted_live_rows']} rows) that live processes "
+                f"map but no stack had used for {self.live_idle}+ s (frame-pointer steps there, "
+                f"counted); {st['ids_reused']} module ids reused, {st['no_id']} modules "
+                f"without an id; "
                 f"without a table (frame-pointer steps): {st['no_table']} no CFI, "
                 f"{st['table_full']} rows full; {st['too_many_maps']} processes over "
                 f"{MAX_MAPS} mappings, {st['no_slot']} without a slot, "
@@ -150,13 +199,61 @@ class Unwinder:
         key = image.build_id() or f"path:{path}"
         mod = self.modules.get(key)
         if mod is None:
-            mod = Module(len(self.by_id) + 1, path, image.build_id())
-            if mod.module_id >= 1 << 16:
+            module_id = self._new_id()
+            if module_id is None:
+                self.stats["no_id"] += 1
                 return None
+            mod = Module(module_id, path, image.build_id(), key)
             self.modules[key] = mod
-            self.by_id[mod.module_id] = mod
+            self.by_id[module_id] = self.in_slot[module_id & MAX_SLOTS] = mod
         mod.last_used = time.monotonic()
+        self.loading.add(mod.module_id)
         return mod, image
+
+    def _new_id(self) -> int | None:
+        """A module id: a new slot, else a slot retired from a module no loaded
+        process maps (its next generation: frames stored under the old id
+        still name the old module)."""
+        if not self.free_ids and self.next_slot > self.slot_limit:
+            self._retire_unmapped()
+        if self.free_ids:
+            return self.free_ids.pop()
+        if self.next_slot > self.slot_limit:
+            return None
+        self.next_slot += 1
+        return MODULE_BIT | (self.next_slot - 1)
+
+    def _retire_unmapped(self) -> None:
+        """Free the slots of the modules no loaded process maps, least recently
+        used first (a sixteenth of the slots at once: one sort per batch)."""
+        self._reclaim()
+        idle = sorted((m for m in self.in_slot.values()
+                       if not m.refs and m.module_id not in self.loading),
+                      key=lambda m: m.last_used)
+        for mod in idle[:max(1, self.slot_limit // 16)]:
+            self._retire(mod)
+
+    def _retire(self, mod: Module) -> None:
+        """The module gives up its slot (kept in by_id to name stored frames):
+        out of `unwind_modules` first, then its rows are free (after a grace
+        period, _settle); a process mapping the file again gets a new module."""
+        if mod.n_rows:
+            self._evict(mod)
+        elif mod.no_room:
+            self._forget_entry(mod.module_id)
+        mod.no_room = False
+        self.modules.pop(mod.key, None)
+        slot, generation = mod.module_id & MAX_SLOTS, (mod.module_id >> 16) & MAX_GENERATION
+        del self.in_slot[slot]
+        self.stats["ids_reused"] += 1
+        if generation < MAX_GENERATION:   # else the slot is spent: ids are never repeated
+            self.free_ids.append(MODULE_BIT | (generation + 1) << 16 | slot)
+
+    def _forget_entry(self, module_id: int) -> None:
+        try:
+            del self.module_table[self.module_table.Key(module_id)]
+        except KeyError:
+            pass
 
     def _with_tables(self, found: "list[tuple[Module, Any]]") -> None:
         """Write the tables one process's modules lack (new, evicted, or no
@@ -167,13 +264,17 @@ class Unwinder:
             if mod.n_rows == 0 and not mod.no_cfi and not (mod.no_room and now < mod.retry_at):
                 self._write_table(mod, image, pinned)
 
-    def _write_table(self, mod: Module, image: Any, pinned: "set[int] | frozenset") -> None:
+    def _write_table(self, mod: Module, image: Any, pinned: "set[int] | frozenset",
+                     live: bool = True) -> None:
+        """`live`: tables live processes map (idle ones) may be evicted for it;
+        else (restore) a module that still does not fit is left as it was."""
         needed = mod.rows_needed
         if not needed:
             eh_frame = image.section(".eh_frame")
             needed = eh_frame.size // EH_FRAME_BYTES_PER_ROW if eh_frame is not None else 0
-        if needed > self.space.largest() and needed > self._room(pinned):
-            self._no_room(mod)   # known before spending seconds compiling it
+        if needed > self.space.largest() and needed > self._room(pinned, live):
+            if live:
+                self._no_room(mod)   # known before spending seconds compiling it
             return
         started = time.monotonic()
         data = UnwindTable.cached_packed(image, mod.build_id, mod.path)
@@ -183,10 +284,12 @@ class Unwinder:
             self.stats["no_table"] += 1
             return
         n = mod.rows_needed = len(data) // ROW.size
-        first = self._take(n, pinned)
+        first = self._take(n, pinned, live)
         if first is None:
-            self._no_room(mod)
+            if live:
+                self._no_room(mod)
             return
+        self._settle()   # no walk still reads these rows for the module that had them
         if self.rows_memory is not None:
             self.rows_memory[first * ROW.size:(first + n) * ROW.size] = data
         else:
@@ -194,6 +297,7 @@ class Unwinder:
             values = (self.rows.Leaf * n).from_buffer_copy(data)
             self.rows.items_update_batch(keys, values)
         mod.first_row, mod.n_rows, mod.no_room = first, n, False
+        mod.written = time.monotonic_ns() >> 30
         key = self.module_table.Key(mod.module_id)
         self.module_table[key] = self.module_table.Leaf(first, n)
         self.stats["tables"] += 1
@@ -202,51 +306,129 @@ class Unwinder:
     # -- row space ---------------------------------------------------------------
     def _evictable(self, pinned: "set[int] | frozenset") -> list[Module]:
         """Modules with rows that no loaded process maps, least recently used first."""
-        return sorted((m for m in self.by_id.values()
+        return sorted((m for m in self.in_slot.values()
                        if m.n_rows and not m.refs and m.module_id not in pinned),
                       key=lambda m: m.last_used)
 
-    def _room(self, pinned: "set[int] | frozenset") -> int:
+    def _idle_live(self, pinned: "set[int] | frozenset") -> list[Module]:
+        """Tables live processes map that no walk has looked up for LIVE_IDLE_S,
+        least recently sampled first; none when a grace period cannot be had."""
+        if not self._can_settle():
+            return []
+        now = time.monotonic_ns() >> 30   # bpf_ktime_get_ns's clock (CLOCK_MONOTONIC)
+        idle = []
+        for mod in self.in_slot.values():
+            if not mod.n_rows or not mod.refs or mod.module_id in pinned:
+                continue
+            try:
+                sampled = getattr(self.module_table[self.module_table.Key(mod.module_id)],
+                                  "sampled", 0)
+            except KeyError:
+                continue
+            used = max(sampled, mod.written)   # a table just written is in use too
+            if now - used >= self.live_idle:
+                idle.append((used, mod.last_used, mod))
+        idle.sort(key=lambda t: t[:2])
+        return [mod for *_, mod in idle]
+
+    def _room(self, pinned: "set[int] | frozenset", live: bool = False) -> int:
         """Rows free or freeable now (exited processes' modules reclaimed first)."""
         self._reclaim()   # only when rows are short: one lookup per loaded process
-        return self.space.free + sum(m.n_rows for m in self._evictable(pinned))
+        room = self.space.free + sum(m.n_rows for m in self._evictable(pinned))
+        return room + (sum(m.n_rows for m in self._idle_live(pinned)) if live else 0)
 
-    def _take(self, n: int, pinned: "set[int] | frozenset") -> int | None:
+    def _take(self, n: int, pinned: "set[int] | frozenset", live: bool = False) -> int | None:
         """The first of n contiguous rows, evicting unmapped modules' tables
-        (least recently used first) until a run of n is free; None if none."""
+        (least recently used first), then with `live` idle live ones (least
+        recently sampled first), until a run of n is free; None if none."""
         first = self.space.take(n)
         if first is not None:
             return first
-        if self._room(pinned) < n:
+        if self._room(pinned) >= n:
+            for victim in self._evictable(pinned):
+                self._evict(victim)
+                first = self.space.take(n)
+                if first is not None:
+                    return first
+        if not live or self._room(pinned, live=True) < n:
             return None
-        for victim in self._evictable(pinned):
-            self._evict(victim)
+        for victim in self._idle_live(pinned):
+            self._evict(victim, live=True)
             first = self.space.take(n)
             if first is not None:
                 return first
         return None
 
-    def _evict(self, mod: Module) -> None:
-        """Drop a table no live process maps: out of `unwind_modules` first
-        (the BPF side no longer reads its rows), then its rows are free."""
-        try:
-            del self.module_table[self.module_table.Key(mod.module_id)]
-        except KeyError:
-            pass
+    def _evict(self, mod: Module, live: bool = False) -> None:
+        """Drop a table: out of `unwind_modules` first (the BPF side no longer
+        reads its rows; a live one is marked NO_ROOM: its frame-pointer steps
+        are counted), then its rows are free, written again only after a
+        grace period (_settle)."""
+        if live:
+            self._mark_no_room(mod)
+            self.stats["evicted_live"] += 1
+            self.stats["evicted_live_rows"] += mod.n_rows
+        else:
+            self._forget_entry(mod.module_id)
+            self.stats["evicted"] += 1
+            self.stats["evicted_rows"] += mod.n_rows
         self.space.give(mod.first_row, mod.n_rows)
-        self.stats["evicted"] += 1
-        self.stats["evicted_rows"] += mod.n_rows
+        self.need_grace = True
         mod.first_row, mod.n_rows = 0, 0
+
+    def _can_settle(self) -> bool:
+        if self.grace is None:
+            from ..kernel.bpfsys import GracePeriod
+            try:
+                self.grace = GracePeriod()
+            except (OSError, KeyError):   # (KeyError: no syscall number here)
+                self.grace = False
+        return bool(self.grace)
+
+    def _settle(self) -> None:
+        """Rows given back are about to be written: wait until no walk that
+        could have read the old module entry still runs."""
+        if not self.need_grace:
+            return
+        if self._can_settle():
+            try:
+                self.grace.wait()
+            except OSError:
+                time.sleep(0.05)   # far longer than a walk (microseconds)
+        else:
+            time.sleep(0.05)
+        self.need_grace = False
+
+    def restore(self) -> None:
+        """Tables evicted from live processes (or left without room) get rows
+        again when room is free, without evicting another live table."""
+        now = time.monotonic()
+        waiting = [m for m in self.in_slot.values()
+                   if m.no_room and m.refs and now >= m.retry_at]
+        if not waiting:
+            return
+        # (exits are noticed elsewhere: no look at every process here)
+        spare = self.space.free + sum(m.n_rows for m in self.in_slot.values()
+                                      if m.n_rows and not m.refs)
+        for mod in waiting:
+            if mod.rows_needed <= spare:
+                syms = self.users.binary(mod.path, 0)
+                if syms.image is not None:
+                    self._write_table(mod, syms.image, frozenset({mod.module_id}), live=False)
 
     def _no_room(self, mod: Module) -> None:
         """A module with CFI but no room: the BPF side takes frame-pointer
         steps in it and counts them (unwind_fp_steps), never silently."""
         mod.retry_at = time.monotonic() + NO_ROOM_RETRY_S
         if not mod.no_room:
-            mod.no_room = True
             self.stats["table_full"] += 1
-            key = self.module_table.Key(mod.module_id)
-            self.module_table[key] = self.module_table.Leaf(NO_ROOM, 0)
+            self._mark_no_room(mod)
+
+    def _mark_no_room(self, mod: Module) -> None:
+        mod.no_room = True
+        mod.retry_at = time.monotonic() + NO_ROOM_RETRY_S
+        key = self.module_table.Key(mod.module_id)
+        self.module_table[key] = self.module_table.Leaf(NO_ROOM, 0)
 
     def _hold_refs(self, pid: int, module_ids: frozenset) -> None:
         """pid now maps exactly `module_ids` (a reference on each)."""
@@ -260,10 +442,7 @@ class Unwinder:
             mod.last_used = now
             if mod.no_room and not mod.refs:   # its mark goes (tried again when mapped)
                 mod.no_room = False
-                try:
-                    del self.module_table[self.module_table.Key(module_id)]
-                except KeyError:
-                    pass
+                self._forget_entry(module_id)
         if module_ids:
             self.refs_of[pid] = module_ids
         else:
@@ -271,6 +450,7 @@ class Unwinder:
 
     def preload(self, paths: list[str]) -> None:
         """Compile and write these files' tables now (a command about to start)."""
+        self.loading = set()
         self._with_tables([f for f in (self._module_for(path, 0) for path in paths) if f])
 
     # -- processes --------------------------------------------------------------
@@ -288,6 +468,12 @@ class Unwinder:
             pid = next(iter(self.pending))
             del self.pending[pid]
             self.load(pid)
+        if time.monotonic() >= self.restore_at and time.monotonic() < end:
+            self.restore_at = time.monotonic() + NO_ROOM_RETRY_S
+            try:
+                self.restore()
+            except Exception:   # BCC raises bare Exception when bpf(2) refuses a write
+                self.stats["errors"] = self.stats.get("errors", 0) + 1
 
     def load(self, pid: int) -> bool:
         """Write pid's mappings (from its latest snapshot) if they changed."""
@@ -301,6 +487,7 @@ class Unwinder:
         snap = self.users.processes.get(pid)
         if snap is None or not snap.mappings or not os.path.exists(f"/proc/{pid}"):
             return False   # (an exited process's entry would only be left behind)
+        self.loading = set()   # its modules keep their ids while it is loaded
         modules = {m.path: self._module_for(m.path, pid) for m in snap.mappings
                    if m.path.startswith("/") or m.path == "[vdso]"}
         self._with_tables([found for found in modules.values() if found is not None])
@@ -312,7 +499,9 @@ class Unwinder:
                 if found is not None:
                     mod, image = found
                     vaddr = image.vaddr_of_offset(m.offset)
-                    if vaddr is not None:
+                    # (a frame keeps 32 bits of vaddr: a module linked higher
+                    # keeps absolute addresses, named through the maps)
+                    if vaddr is not None and vaddr + (m.end - m.start) <= 1 << 32:
                         module_id, bias = mod.module_id, m.start - vaddr
             else:
                 flags = MAP_JIT
@@ -415,6 +604,8 @@ class Unwinder:
         """The end of the run: every hold released (release_all), and the
         rows' mapping unmapped (Python's mmap keeps a dup of the map's fd)."""
         self.release_all()
+        if self.grace:
+            self.grace.close()
         if self.rows_memory is not None:
             self.rows_memory.close()
             self.rows_memory = None

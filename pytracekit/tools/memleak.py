@@ -70,8 +70,8 @@ class Memleak(UnwindingToolMixin, BpfTool):
     def _frames(self, stack_id: int, stack_hash: int = 0) -> list[Frame]:
         if stack_hash and self.kernel:   # in kstacks (ptk_kstack.h)
             return self.symbolizer.hashed_kernel_stack(stack_hash)
-        if stack_hash:
-            return self.symbolizer.unwound_stack(stack_hash, self.pid)
+        if stack_hash:   # a frame-pointer fallback is rooted in its marker
+            return self.symbolizer.marked_unwound_stack(stack_hash, self.pid)
         if stack_id < 0 or self.kernel:
             return []
         return self.symbolizer.stack(self.prog["user_stacks"], stack_id, pid=self.pid)

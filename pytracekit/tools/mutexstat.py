@@ -88,7 +88,8 @@ class Mutexstat(UnwindingToolMixin, BpfTool):
         frame pointers, which skip the caller there, the caller's return address
         then the frames after the leaf."""
         if key.user_stack_hash:
-            return self.symbolizer.unwound_stack(key.user_stack_hash, key.pid)[1:]
+            # (a frame-pointer fallback is rooted in its marker frame)
+            return self.symbolizer.marked_unwound_stack(key.user_stack_hash, key.pid)[1:]
         walked = self.symbolizer.stack(self.prog["user_stacks"], key.stack_id, pid=key.pid)
         if not key.caller:
             return walked[1:]
