@@ -30,7 +30,7 @@ CASES = [
     ("kmem", ["kmem"], {"floor": ["kmem"]}, {}, ["open", "/tmp/ptk-bench-file", "100000"]),
     ("mutexstat", ["mutexstat", "-p", "{pid}"],
      {"floor": ["mutexstat", "{pid}"],
-      "floor (uretprobe)": ["mutexstat-uretprobe", "{pid}"]},
+      "floor (entries)": ["mutexstat-entry", "{pid}"]},
      {"tool --unwind fp": ["mutexstat", "--unwind", "fp", "-p", "{pid}"]}, ["mutex", "1000"]),
 ]
 QUICK_MODES = {"kmem": ["open", "/tmp/ptk-bench-file", "10000"], "mutexstat": ["mutex", "100"]}

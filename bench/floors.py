@@ -1,8 +1,11 @@
 """The probe mechanism's own cost: empty BPF programs on the probe points a tool uses.
 
     python -m bench.floors kmem            # raw tracepoints kmem:kmalloc ... mm_page_alloc
-    python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock, _unlock, cond waits;
+    python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock, _unlock (where the
+                                           # tool puts them: probes/emulated.py), cond waits;
                                            # tracepoints syscalls:sys_{enter,exit}_futex
+    python -m bench.floors mutexstat-entry PID   # the same, lock and unlock at their entries
+                                           # (before session 9: single-stepped instructions)
     python -m bench.floors mutexstat-uretprobe PID   # its probes before session 7:
                                            # pthread_mutex_lock (entry, return), _unlock
 
@@ -28,17 +31,20 @@ def kmem() -> Program:
     return prog
 
 
-def mutexstat(pid: int, uretprobe: bool = False) -> Program:
-    from pytracekit.tools.mutexstat import COND_WAITS
+def mutexstat(pid: int, uretprobe: bool = False, entries: bool = False) -> Program:
+    from pytracekit.tools.mutexstat import COND_WAITS, attach_at_emulated
     prog = Program.from_text("floor_mutexstat", EMPTY + (
         "int empty(struct pt_regs *ctx) { return 0; }\n" +
         ("" if uretprobe else
          "TRACEPOINT_PROBE(syscalls, sys_enter_futex) { return PTK_TP_PASS; }\n"
          "TRACEPOINT_PROBE(syscalls, sys_exit_futex) { return PTK_TP_PASS; }\n")))
-    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid)
+    for symbol in ("pthread_mutex_lock", "pthread_mutex_unlock"):
+        if uretprobe or entries:
+            prog.attach_uprobe("c", "empty", symbol=symbol, pid=pid)
+        else:
+            attach_at_emulated(prog, "c", "empty", symbol, pid)
     if uretprobe:
         prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
-    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_unlock", pid=pid)
     for wait in ([] if uretprobe else COND_WAITS):
         prog.attach_uprobe("c", "empty", symbol=wait, pid=pid)
     prog.ready()
@@ -47,7 +53,8 @@ def mutexstat(pid: int, uretprobe: bool = False) -> Program:
 
 def main(args: list[str]) -> None:
     prog = kmem() if args[0] == "kmem" else \
-        mutexstat(int(args[1]), uretprobe=args[0] == "mutexstat-uretprobe")
+        mutexstat(int(args[1]), uretprobe=args[0] == "mutexstat-uretprobe",
+                  entries=args[0] == "mutexstat-entry")
     ready = os.environ.get("PYTRACEKIT_READY_FD")
     if ready:
         os.write(int(ready), b"1")
