@@ -27,7 +27,8 @@ WORKLOAD = str(ROOT / "tests" / "workload" / ".build" / "workload")
 # tool, its arguments, its floors (name: bench.floors arguments), other ways to run it
 # (name: arguments), the workload mode
 CASES = [
-    ("kmem", ["kmem"], {"floor": ["kmem"]}, {}, ["open", "/tmp/ptk-bench-file", "100000"]),
+    ("kmem", ["kmem"], {"floor": ["kmem"], "floor (allocations only)": ["kmem-allocs"]}, {},
+     ["open", "/tmp/ptk-bench-file", "100000"]),
     ("mutexstat", ["mutexstat", "-p", "{pid}"],
      {"floor": ["mutexstat", "{pid}"],
       "floor (entries)": ["mutexstat-entry", "{pid}"]},

@@ -1,6 +1,7 @@
 """The probe mechanism's own cost: empty BPF programs on the probe points a tool uses.
 
     python -m bench.floors kmem            # raw tracepoints kmem:kmalloc ... mm_page_alloc
+    python -m bench.floors kmem-allocs     # only the allocations' (no kfree, kmem_cache_free)
     python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock, _unlock (where the
                                            # tool puts them: probes/emulated.py), cond waits;
                                            # tracepoints syscalls:sys_{enter,exit}_futex
@@ -22,11 +23,13 @@ from pytracekit.engine.loader import Program
 
 EMPTY = '#include "vmlinux.h"\n#include "pytracekit.h"\n'
 KMEM_EVENTS = ("kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free", "mm_page_alloc")
+KMEM_FREES = ("kfree", "kmem_cache_free")
 
 
-def kmem() -> Program:
+def kmem(frees: bool = True) -> Program:
     prog = Program.from_text("floor_kmem", EMPTY + "".join(
-        f"RAW_TRACEPOINT_PROBE({event}) {{ return 0; }}\n" for event in KMEM_EVENTS))
+        f"RAW_TRACEPOINT_PROBE({event}) {{ return 0; }}\n" for event in KMEM_EVENTS
+        if frees or event not in KMEM_FREES))
     prog.ready()
     return prog
 
@@ -52,7 +55,7 @@ def mutexstat(pid: int, uretprobe: bool = False, entries: bool = False) -> Progr
 
 
 def main(args: list[str]) -> None:
-    prog = kmem() if args[0] == "kmem" else \
+    prog = kmem(frees=args[0] == "kmem") if args[0].startswith("kmem") else \
         mutexstat(int(args[1]), uretprobe=args[0] == "mutexstat-uretprobe",
                   entries=args[0] == "mutexstat-entry")
     ready = os.environ.get("PYTRACEKIT_READY_FD")

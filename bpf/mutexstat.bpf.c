@@ -1,6 +1,8 @@
 /* mutexstat: pthread mutex contention by mutex and calling stack, through
- * uprobes on the entries of pthread_mutex_lock and pthread_mutex_unlock and
- * the futex tracepoints. No return probe: the stack is unwound at the lock's
+ * uprobes on the entries of pthread_mutex_lock and pthread_mutex_unlock (at
+ * the first instruction there the kernel emulates, not single-steps, with the
+ * mutex and the stack still the entry's: probes/emulated.py) and the futex
+ * tracepoints. No return probe: the stack is unwound at the lock's
  * entry, before the mutex is taken, so the unwind (most of the tool's own
  * time) no longer lengthens the caller's critical section, and no timing
  * includes it. (A uretprobe itself cost little on Linux 6.18: bench
