@@ -73,3 +73,12 @@ def test_glibc_lock_and_unlock_move_to_a_branch():
         assert start and offset > 0, symbol
         insns = disassemble(libc, start, start + offset + 16)
         assert insns[start + offset].split()[0] in ("jne", "jmp"), insns
+
+
+def test_several_versions_or_an_ifunc_stay_by_name():
+    """pthread_cond_wait has two versioned symbols at two addresses, memcpy is
+    an IFUNC resolver: neither is moved (attached by name, at the entry)."""
+    libc = find_binary("c")
+    assert emulated_entry(libc, "pthread_cond_wait") == (0, 0)
+    assert emulated_entry(libc, "memcpy") == (0, 0)
+    assert emulated_entry(libc, "no_such_function_here") == (0, 0)

@@ -117,23 +117,24 @@ def choose_offset(start: int, insns: dict[int, str], code: bytes, end: int,
 
 def emulated_entry(path: str, symbol: str, registers: tuple[str, ...] = ("rdi",)) -> tuple[int, int]:
     """(the function's link-time address, the offset of its cheaper probe
-    point): (0, 0) when the symbol is not one function (names it by another
-    way: at the entry); the offset 0 when no point past the entry is proven."""
+    point; 0: the entry). (0, 0) when `symbol` is not exactly one plain
+    function (several versions, an IFUNC resolver): the caller attaches by
+    name, at the entry."""
     image = load_image(path)
     if image is None:
         return 0, 0
-    found = {(a, s) for a, s, n in image.functions() if n == symbol}
-    if len(found) != 1:
+    functions = image.functions()
+    found = {(a, s) for a, s, n in functions if n == symbol}
+    if len(found) != 1 or found != {(a, s) for a, s, n in image.plain_functions()
+                                    if n == symbol}:
         return 0, 0
     start, size = found.pop()
-    if size <= 0:
-        return start, 0
-    code = image.read_vaddr(start, size)
+    code = image.read_vaddr(start, size) if size > 0 else None
     if code is None:
         return start, 0
     try:
         insns = disassemble(path, start, start + size, code)
     except NoDisassembler:
         return start, 0
-    entries = {a for a, _, _ in image.functions() if start < a < start + size}
+    entries = {a for a, _, _ in functions if start < a < start + size}
     return start, choose_offset(start, insns, code, start + size, registers, entries)
