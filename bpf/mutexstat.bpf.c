@@ -32,7 +32,7 @@ struct site_key {
     s32 stack_id;
     u32 pid;
     u64 user_stack_hash;    /* nonzero: the stack is in `ustacks` */
-    u64 caller;             /* frame-pointer stacks: the return address at the entry */
+    u64 caller;             /* the return address at the entry (for frame-pointer walks) */
 };
 
 struct site_stats {
@@ -77,8 +77,9 @@ int lock_enter(struct pt_regs *ctx)
     hv.site.mutex = mutex;
     hv.site.pid = pid_tgid >> 32;
     hv.site.stack_id = ptk_user_stack(ctx, hv.site.pid, &hv.site.user_stack_hash);
-    if (!hv.site.user_stack_hash)
-        bpf_probe_read_user(&hv.site.caller, sizeof(hv.site.caller), (void *)PT_REGS_SP(ctx));
+    /* the return address (rsp is still the entry's): user space puts it first
+     * when the stack is a frame-pointer walk, which does not see the caller */
+    bpf_probe_read_user(&hv.site.caller, sizeof(hv.site.caller), (void *)PT_REGS_SP(ctx));
     /* after the unwind: the probe's own time is neither wait nor hold */
     hv.start_ns = bpf_ktime_get_ns();
     hv.acquired_ns = hv.start_ns;

@@ -74,6 +74,7 @@ class MutexSite:
 class Mutexstat(UnwindingToolMixin, BpfTool):
     names: dict[tuple[int, int], str] = field(default_factory=dict)
     unwinding: EventUnwinding | None = None   # --unwind dwarf
+    fp_walks: dict[int, bool] = field(default_factory=dict)   # stack hash -> in user_stacks
 
     def _name(self, pid: int, mutex: int) -> str:
         name = self.names.get((pid, mutex))
@@ -86,15 +87,33 @@ class Mutexstat(UnwindingToolMixin, BpfTool):
 
     def _frames(self, key: Any) -> list[Frame]:
         """The site's stack, the lock's caller first. Taken at the lock's entry,
-        its leaf is pthread_mutex_lock: unwound (a hash), the frames after it;
-        frame pointers, which skip the caller there, the caller's return address
-        then the frames after the leaf."""
+        its leaf is pthread_mutex_lock: unwound from CFI, the frames after it; a
+        frame-pointer walk (--unwind fp, or a process not loaded yet), which
+        skips the caller there, the caller's return address then the frames
+        after the leaf."""
         if key.user_stack_hash:
-            return self.symbolizer.unwound_stack(key.user_stack_hash, key.pid)[1:]
+            frames = self.symbolizer.unwound_stack(key.user_stack_hash, key.pid)
+            if key.caller and self._walked_by_frame_pointers(key.user_stack_hash):
+                return [self.symbolizer.user(key.caller, key.pid), *frames[1:]]
+            return frames[1:]
         walked = self.symbolizer.stack(self.prog["user_stacks"], key.stack_id, pid=key.pid)
         if not key.caller:
             return walked[1:]
         return [self.symbolizer.user(key.caller, key.pid), *walked[1:]]
+
+    def _walked_by_frame_pointers(self, stack_hash: int) -> bool:
+        """The stack is in `user_stacks` (ptk_ustack.h's frame-pointer walks),
+        not the unwinder's `ustacks`; remembered (a stored stack never changes)."""
+        known = self.fp_walks.get(stack_hash)
+        if known is None:
+            table = self.prog["user_stacks"]
+            try:
+                table[table.Key(stack_hash)]
+                known = True
+            except KeyError:
+                known = False
+            self.fp_walks[stack_hash] = known
+        return known
 
     def warm(self) -> None:
         """Name mutexes and stacks while the process is alive."""
