@@ -45,6 +45,9 @@ def test_a_branch_into_the_skipped_bytes_keeps_the_entry():
     # and a branch to the chosen instruction itself
     to_it = {**LOCK, 0x114: "jne    10e <f+0xe>"}
     assert choose_offset(0x100, to_it, LOCK_CODE, END, ("rdi",)) == 0
+    # prefixed, or written as objdump writes a headerless binary's branches
+    for branch in ("bnd jmp 103 <f+0x3>", "notrack jmp 103", "jmp    0x103"):
+        assert choose_offset(0x100, {**LOCK, 0x114: branch}, LOCK_CODE, END, ("rdi",)) == 0
     # another symbol inside them (entered from elsewhere)
     assert choose_offset(0x100, LOCK, LOCK_CODE, END, ("rdi",), entries={0x105}) == 0
     # a branch to the entry is fine: that pass goes through the new point too

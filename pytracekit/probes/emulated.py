@@ -32,7 +32,9 @@ _WRITE_LAST = {"mov", "movl", "movq", "movabs", "movzbl", "movzwl", "movsbl", "m
                "movslq", "and", "or", "xor", "add", "sub", "lea", "shl", "shr", "sar"}
 _WRITE_NONE = {"cmp", "cmpl", "cmpq", "cmpb", "test", "testl", "testq", "testb",
                "endbr64", "nop", "nopl", "nopw"}
-_TARGET = re.compile(r"^[0-9a-f]+\b")
+_TARGET = re.compile(r"^(?:0x)?([0-9a-f]+)\b")   # not `*%rax`: indirect
+_PREFIXES = {"bnd", "notrack", "rep", "repz", "repnz", "repe", "repne", "ds", "cs", "data16",
+             "lock"}
 
 
 def emulated_opcode(code: bytes) -> bool:
@@ -78,15 +80,18 @@ def _harmless(text: str, kept: set[str]) -> bool:
 
 
 def branch_targets(insns: dict[int, str]) -> set[int]:
-    """Addresses direct jumps and calls among `insns` go to."""
+    """Addresses direct jumps and calls among `insns` go to (also prefixed ones:
+    `bnd jmp`, `notrack call`)."""
     out = set()
     for text in insns.values():
-        mnemonic, ops = _operands(text)
-        if (mnemonic.startswith("j") or mnemonic.startswith("call") or
-                mnemonic.startswith("loop")) and ops and not ops[0].startswith("*"):
-            m = _TARGET.match(ops[0])
-            if m:
-                out.add(int(m.group(0), 16))
+        words = text.split()
+        while words and words[0] in _PREFIXES:
+            words = words[1:]
+        if len(words) < 2 or not words[0].startswith(("j", "call", "loop", "xbegin")):
+            continue
+        m = _TARGET.match(words[1])
+        if m:
+            out.add(int(m.group(1), 16))
     return out
 
 
