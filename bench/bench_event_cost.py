@@ -27,10 +27,11 @@ WORKLOAD = str(ROOT / "tests" / "workload" / ".build" / "workload")
 # tool, its arguments, its floors (name: bench.floors arguments), other ways to run it
 # (name: arguments), the workload mode
 CASES = [
-    ("kmem", ["kmem"], {"floor": ["kmem"]}, {}, ["open", "/tmp/ptk-bench-file", "100000"]),
+    ("kmem", ["kmem"], {"floor": ["kmem"], "floor (allocations only)": ["kmem-allocs"]}, {},
+     ["open", "/tmp/ptk-bench-file", "100000"]),
     ("mutexstat", ["mutexstat", "-p", "{pid}"],
      {"floor": ["mutexstat", "{pid}"],
-      "floor (uretprobe)": ["mutexstat-uretprobe", "{pid}"]},
+      "floor (entries)": ["mutexstat-entry", "{pid}"]},
      {"tool --unwind fp": ["mutexstat", "--unwind", "fp", "-p", "{pid}"]}, ["mutex", "1000"]),
 ]
 QUICK_MODES = {"kmem": ["open", "/tmp/ptk-bench-file", "10000"], "mutexstat": ["mutex", "100"]}

@@ -1,8 +1,12 @@
 """The probe mechanism's own cost: empty BPF programs on the probe points a tool uses.
 
     python -m bench.floors kmem            # raw tracepoints kmem:kmalloc ... mm_page_alloc
-    python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock, _unlock, cond waits;
+    python -m bench.floors kmem-allocs     # only the allocations' (no kfree, kmem_cache_free)
+    python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock, _unlock (where the
+                                           # tool puts them: probes/emulated.py), cond waits;
                                            # tracepoints syscalls:sys_{enter,exit}_futex
+    python -m bench.floors mutexstat-entry PID   # the same, lock and unlock at their entries
+                                           # (before session 9: single-stepped instructions)
     python -m bench.floors mutexstat-uretprobe PID   # its probes before session 7:
                                            # pthread_mutex_lock (entry, return), _unlock
 
@@ -19,26 +23,31 @@ from pytracekit.engine.loader import Program
 
 EMPTY = '#include "vmlinux.h"\n#include "pytracekit.h"\n'
 KMEM_EVENTS = ("kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free", "mm_page_alloc")
+KMEM_FREES = ("kfree", "kmem_cache_free")
 
 
-def kmem() -> Program:
+def kmem(frees: bool = True) -> Program:
     prog = Program.from_text("floor_kmem", EMPTY + "".join(
-        f"RAW_TRACEPOINT_PROBE({event}) {{ return 0; }}\n" for event in KMEM_EVENTS))
+        f"RAW_TRACEPOINT_PROBE({event}) {{ return 0; }}\n" for event in KMEM_EVENTS
+        if frees or event not in KMEM_FREES))
     prog.ready()
     return prog
 
 
-def mutexstat(pid: int, uretprobe: bool = False) -> Program:
-    from pytracekit.tools.mutexstat import COND_WAITS
+def mutexstat(pid: int, uretprobe: bool = False, entries: bool = False) -> Program:
+    from pytracekit.tools.mutexstat import COND_WAITS, attach_at_emulated
     prog = Program.from_text("floor_mutexstat", EMPTY + (
         "int empty(struct pt_regs *ctx) { return 0; }\n" +
         ("" if uretprobe else
          "TRACEPOINT_PROBE(syscalls, sys_enter_futex) { return PTK_TP_PASS; }\n"
          "TRACEPOINT_PROBE(syscalls, sys_exit_futex) { return PTK_TP_PASS; }\n")))
-    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid)
+    for symbol in ("pthread_mutex_lock", "pthread_mutex_unlock"):
+        if uretprobe or entries:
+            prog.attach_uprobe("c", "empty", symbol=symbol, pid=pid)
+        else:
+            attach_at_emulated(prog, "c", "empty", symbol, pid)
     if uretprobe:
         prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
-    prog.attach_uprobe("c", "empty", symbol="pthread_mutex_unlock", pid=pid)
     for wait in ([] if uretprobe else COND_WAITS):
         prog.attach_uprobe("c", "empty", symbol=wait, pid=pid)
     prog.ready()
@@ -46,8 +55,9 @@ def mutexstat(pid: int, uretprobe: bool = False) -> Program:
 
 
 def main(args: list[str]) -> None:
-    prog = kmem() if args[0] == "kmem" else \
-        mutexstat(int(args[1]), uretprobe=args[0] == "mutexstat-uretprobe")
+    prog = kmem(frees=args[0] == "kmem") if args[0].startswith("kmem") else \
+        mutexstat(int(args[1]), uretprobe=args[0] == "mutexstat-uretprobe",
+                  entries=args[0] == "mutexstat-entry")
     ready = os.environ.get("PYTRACEKIT_READY_FD")
     if ready:
         os.write(int(ready), b"1")

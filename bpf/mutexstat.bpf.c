@@ -1,6 +1,8 @@
 /* mutexstat: pthread mutex contention by mutex and calling stack, through
- * uprobes on the entries of pthread_mutex_lock and pthread_mutex_unlock and
- * the futex tracepoints. No return probe: the stack is unwound at the lock's
+ * uprobes on the entries of pthread_mutex_lock and pthread_mutex_unlock (at
+ * the first instruction there the kernel emulates, not single-steps, with the
+ * mutex and the stack still the entry's: probes/emulated.py) and the futex
+ * tracepoints. No return probe: the stack is unwound at the lock's
  * entry, before the mutex is taken, so the unwind (most of the tool's own
  * time) no longer lengthens the caller's critical section, and no timing
  * includes it. (A uretprobe itself cost little on Linux 6.18: bench
@@ -30,7 +32,7 @@ struct site_key {
     s32 stack_id;
     u32 pid;
     u64 user_stack_hash;    /* nonzero: the stack is in `ustacks` */
-    u64 caller;             /* frame-pointer stacks: the return address at the entry */
+    u64 caller;             /* the return address at the entry (for frame-pointer walks) */
 };
 
 struct site_stats {
@@ -75,8 +77,9 @@ int lock_enter(struct pt_regs *ctx)
     hv.site.mutex = mutex;
     hv.site.pid = pid_tgid >> 32;
     hv.site.stack_id = ptk_user_stack(ctx, hv.site.pid, &hv.site.user_stack_hash);
-    if (!hv.site.user_stack_hash)
-        bpf_probe_read_user(&hv.site.caller, sizeof(hv.site.caller), (void *)PT_REGS_SP(ctx));
+    /* the return address (rsp is still the entry's): user space puts it first
+     * when the stack is a frame-pointer walk, which does not see the caller */
+    bpf_probe_read_user(&hv.site.caller, sizeof(hv.site.caller), (void *)PT_REGS_SP(ctx));
     /* after the unwind: the probe's own time is neither wait nor hold */
     hv.start_ns = bpf_ktime_get_ns();
     hv.acquired_ns = hv.start_ns;

@@ -31,6 +31,20 @@ def test_mutexstat_counts_contention_on_the_workload_mutex(workload):
 
 
 @pytest.mark.root
+def test_mutexstat_frame_pointer_stacks_keep_the_caller(workload):
+    """--unwind fp: the walk at the lock's probe (before pthread_mutex_lock
+    pushes anything) skips its caller; the return address kept in the key
+    puts mutex_worker back first (it was missing: start_thread came first)."""
+    res = pytracekit("mutexstat", "--unwind", "fp", "--json", "--", workload, "mutexlinger",
+                     "5")
+    assert res.returncode == 0, res.stderr
+    (site,) = [o for o in json_lines(res.stdout)
+               if o["type"] == "mutex" and o["mutex_name"] == "contended [workload]"]
+    assert site["frames"][:2] == ["mutex_worker", "start_thread"], site["frames"]
+    assert site["acquisitions"] == 10
+
+
+@pytest.mark.root
 def test_mutexstat_text_names_the_mutex_and_stack(workload):
     res = pytracekit("mutexstat", "-s", "1", "--", workload, "mutexlinger", "10")
     assert res.returncode == 0, res.stderr

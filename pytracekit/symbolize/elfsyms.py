@@ -174,6 +174,10 @@ class ElfImage:
         """(address, size, name) of every defined function in .symtab and .dynsym."""
         return [(v, s, n) for v, s, n, _ in self._symbols((STT_FUNC, STT_GNU_IFUNC))]
 
+    def plain_functions(self) -> list[tuple[int, int, str]]:
+        """As functions(), less IFUNC resolvers (their symbol is not the code called)."""
+        return [(v, s, n) for v, s, n, _ in self._symbols((STT_FUNC,))]
+
     def functions_bounded(self) -> list[tuple[int, int, str, int]]:
         """As functions(), plus where the symbol's section ends (a zero-size
         symbol such as _init may not be stretched past it)."""

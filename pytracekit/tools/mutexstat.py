@@ -28,6 +28,8 @@ from ..errors import NotFoundError
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, command_only, require_alive, require_tracepoints
 from ..engine.runner import Target
+from ..probes.emulated import emulated_entry
+from ..probes.specs import find_binary
 from ..symbolize.symbols import Symbolizer, function_name
 from ..collect import user_stacks as ustacks
 from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
@@ -72,6 +74,7 @@ class MutexSite:
 class Mutexstat(UnwindingToolMixin, BpfTool):
     names: dict[tuple[int, int], str] = field(default_factory=dict)
     unwinding: EventUnwinding | None = None   # --unwind dwarf
+    fp_walks: dict[int, bool] = field(default_factory=dict)   # stack hash -> in user_stacks
 
     def _name(self, pid: int, mutex: int) -> str:
         name = self.names.get((pid, mutex))
@@ -84,16 +87,34 @@ class Mutexstat(UnwindingToolMixin, BpfTool):
 
     def _frames(self, key: Any) -> list[Frame]:
         """The site's stack, the lock's caller first. Taken at the lock's entry,
-        its leaf is pthread_mutex_lock: unwound (a hash), the frames after it;
-        frame pointers, which skip the caller there, the caller's return address
-        then the frames after the leaf."""
+        its leaf is pthread_mutex_lock: unwound from CFI, the frames after it; a
+        frame-pointer walk (--unwind fp, or a process not loaded yet), which
+        skips the caller there, the caller's return address then the frames
+        after the leaf."""
         if key.user_stack_hash:
             # (a frame-pointer fallback is rooted in its marker frame)
-            return self.symbolizer.marked_unwound_stack(key.user_stack_hash, key.pid)[1:]
+            frames = self.symbolizer.marked_unwound_stack(key.user_stack_hash, key.pid)
+            if key.caller and self._walked_by_frame_pointers(key.user_stack_hash):
+                return [self.symbolizer.user(key.caller, key.pid), *frames[1:]]
+            return frames[1:]
         walked = self.symbolizer.stack(self.prog["user_stacks"], key.stack_id, pid=key.pid)
         if not key.caller:
             return walked[1:]
         return [self.symbolizer.user(key.caller, key.pid), *walked[1:]]
+
+    def _walked_by_frame_pointers(self, stack_hash: int) -> bool:
+        """The stack is in `user_stacks` (ptk_ustack.h's frame-pointer walks),
+        not the unwinder's `ustacks`; remembered (a stored stack never changes)."""
+        known = self.fp_walks.get(stack_hash)
+        if known is None:
+            table = self.prog["user_stacks"]
+            try:
+                table[table.Key(stack_hash)]
+                known = True
+            except KeyError:
+                known = False
+            self.fp_walks[stack_hash] = known
+        return known
 
     def warm(self) -> None:
         """Name mutexes and stacks while the process is alive."""
@@ -114,6 +135,23 @@ class Mutexstat(UnwindingToolMixin, BpfTool):
 
 
 
+def attach_at_emulated(prog: Program, obj: str, fn_name: str, symbol: str, pid: int) -> None:
+    """`fn_name` on `symbol`'s entry, moved to its first instruction the kernel
+    emulates where the mutex (rdi) and the stack are still the entry's
+    (probes/emulated.py): glibc's lock and unlock start with an instruction
+    it single-steps, which cost more than the rest of the tool (bench
+    event_cost). Else at the entry (BCC's own lookup: its errors)."""
+    try:
+        binary = find_binary(obj, pid)
+    except NotFoundError:
+        binary = None
+    start, offset = emulated_entry(binary, symbol) if binary else (0, 0)
+    if start:
+        prog.attach_uprobe(binary, fn_name, address=start + offset, pid=pid)
+    else:
+        prog.attach_uprobe(obj, fn_name, symbol=symbol, pid=pid)
+
+
 def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
           command: tuple[str, ...] = (), unwind: str = "dwarf", **_: Any) -> Mutexstat:
     """`command`: the held command whose pid is `pid`."""
@@ -127,8 +165,8 @@ def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
         require_alive(pid)
         unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
                                          command_pid=pid)
-        prog.attach_uprobe(obj, "lock_enter", symbol="pthread_mutex_lock", pid=pid)
-        prog.attach_uprobe(obj, "unlock_enter", symbol="pthread_mutex_unlock", pid=pid)
+        attach_at_emulated(prog, obj, "lock_enter", "pthread_mutex_lock", pid)
+        attach_at_emulated(prog, obj, "unlock_enter", "pthread_mutex_unlock", pid)
         for wait in COND_WAITS:
             with contextlib.suppress(NotFoundError):     # an older libc lacks clockwait
                 prog.attach_uprobe(obj, "settle", symbol=wait, pid=pid)
