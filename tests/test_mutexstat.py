@@ -151,7 +151,7 @@ def test_a_frame_pointer_fallback_site_is_rooted_in_its_marker_in_text_and_json(
     from stack_checks import fallback_symbolizer
     from pytracekit.tools.mutexstat import Mutexstat
     tool = Mutexstat(prog=None, symbolizer=fallback_symbolizer(7, [0x1000, 0x2000]))
-    frames = tool._frames(SimpleNamespace(user_stack_hash=7, pid=os.getpid()))
+    frames = tool._frames(SimpleNamespace(user_stack_hash=7, pid=os.getpid(), caller=0))
     site = MutexSite(0x10, "m", os.getpid(), frames, 2, 1, 5, 5, 9, 9, 2)
     marker = "[frame pointers: process not loaded yet]"
     assert site.as_dict()["frames"] == ["[unknown]+0x2000", marker]
