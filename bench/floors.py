@@ -35,7 +35,8 @@ def kmem(frees: bool = True) -> Program:
 
 
 def mutexstat(pid: int, uretprobe: bool = False, entries: bool = False) -> Program:
-    from pytracekit.tools.mutexstat import COND_WAITS, attach_at_emulated
+    from pytracekit.probes.emulated import attach_entry_uprobe
+    from pytracekit.tools.mutexstat import COND_WAITS
     prog = Program.from_text("floor_mutexstat", EMPTY + (
         "int empty(struct pt_regs *ctx) { return 0; }\n" +
         ("" if uretprobe else
@@ -45,7 +46,7 @@ def mutexstat(pid: int, uretprobe: bool = False, entries: bool = False) -> Progr
         if uretprobe or entries:
             prog.attach_uprobe("c", "empty", symbol=symbol, pid=pid)
         else:
-            attach_at_emulated(prog, "c", "empty", symbol, pid)
+            attach_entry_uprobe(prog, "c", "empty", symbol, pid)
     if uretprobe:
         prog.attach_uprobe("c", "empty", symbol="pthread_mutex_lock", pid=pid, retprobe=True)
     for wait in ([] if uretprobe else COND_WAITS):

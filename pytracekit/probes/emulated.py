@@ -15,7 +15,9 @@ inside them, no objdump) keeps the entry.
 from __future__ import annotations
 
 import re
+from typing import Any
 
+from ..errors import NotFoundError
 from ..symbolize.disasm import NoDisassembler, disassemble
 from ..symbolize.elfsyms import load_image
 
@@ -143,3 +145,23 @@ def emulated_entry(path: str, symbol: str, registers: tuple[str, ...] = ("rdi",)
         return start, 0
     entries = {a for a, _, _ in functions if start < a < start + size}
     return start, choose_offset(start, insns, code, start + size, registers, entries)
+
+
+def attach_entry_uprobe(prog: Any, obj: str, fn_name: str, symbol: str, pid: int,
+                        registers: tuple[str, ...] = ("rdi",)) -> None:
+    """Program `prog`'s `fn_name` on `symbol`'s entry in `obj`, moved to the
+    first instruction the kernel emulates where `registers` and the stack are
+    still the entry's (emulated_entry): glibc's pthread_mutex_lock, _unlock
+    and free start with an instruction it single-steps. Only for a probe that
+    reads those registers and the stack (a return probe needs the entry).
+    Else at the entry, by name (BCC's own lookup: its errors)."""
+    from .specs import find_binary
+    try:
+        binary = find_binary(obj, pid)
+    except NotFoundError:
+        binary = None
+    start, offset = emulated_entry(binary, symbol, registers) if binary else (0, 0)
+    if start:
+        prog.attach_uprobe(binary, fn_name, address=start + offset, pid=pid)
+    else:
+        prog.attach_uprobe(obj, fn_name, symbol=symbol, pid=pid)

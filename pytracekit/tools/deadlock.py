@@ -19,6 +19,7 @@ from ..collect import user_stacks as ustacks
 from ..symbolize.datasyms import user_data_symbol
 from ..errors import NotFoundError, UsageError
 from ..engine.loader import Program
+from ..probes.emulated import attach_entry_uprobe
 from ..outfile import check_writable, write_file
 from ..families.periodic import require_alive
 from ..render.output import Output
@@ -142,8 +143,8 @@ def start(*, pid: int, binary: str = "c", lock_symbols: tuple[str, ...] = ("pthr
         # unlocks first: a lock seen without its unlock would make false edges
         for symbols, fn in ((unlock_symbols, "on_unlock"), (lock_symbols, "on_lock")):
             for symbol in symbols:
-                try:
-                    prog.attach_uprobe(binary, fn, symbol=symbol, pid=pid)
+                try:   # past a single-stepped first instruction (probes/emulated.py)
+                    attach_entry_uprobe(prog, binary, fn, symbol, pid)
                 except NotFoundError:
                     raise NotFoundError(f"no {symbol} in {binary} (give the library or "
                                         "binary that has it with --binary)") from None

@@ -23,6 +23,7 @@ import click
 from ..cli import options
 from ..errors import UsageError
 from ..engine.loader import Program
+from ..probes.emulated import attach_entry_uprobe
 from ..collect.mapdrain import snapshot
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, require_alive, require_tracepoints, run_periodic
@@ -138,9 +139,11 @@ def start(*, pid: int = 0, obj: str = "c", sample_rate: int = 1, min_size: int |
             unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
                                              command_pid=pid)
             for symbol, entry, ret in USER_PROBES:
-                prog.attach_uprobe(obj, entry, symbol=symbol, pid=pid)
                 if ret:
+                    prog.attach_uprobe(obj, entry, symbol=symbol, pid=pid)
                     prog.attach_uprobe(obj, ret, symbol=symbol, pid=pid, retprobe=True)
+                else:   # past a single-stepped first instruction (probes/emulated.py)
+                    attach_entry_uprobe(prog, obj, entry, symbol, pid)
     except BaseException:
         prog.close()
         raise

@@ -28,8 +28,7 @@ from ..errors import NotFoundError
 from ..model import Frame
 from ..families.periodic import BpfTool, attached, command_only, require_alive, require_tracepoints
 from ..engine.runner import Target
-from ..probes.emulated import emulated_entry
-from ..probes.specs import find_binary
+from ..probes.emulated import attach_entry_uprobe
 from ..symbolize.symbols import Symbolizer, function_name
 from ..collect import user_stacks as ustacks
 from ..collect.user_stacks import EventUnwinding, UnwindingToolMixin
@@ -135,23 +134,6 @@ class Mutexstat(UnwindingToolMixin, BpfTool):
 
 
 
-def attach_at_emulated(prog: Program, obj: str, fn_name: str, symbol: str, pid: int) -> None:
-    """`fn_name` on `symbol`'s entry, moved to its first instruction the kernel
-    emulates where the mutex (rdi) and the stack are still the entry's
-    (probes/emulated.py): glibc's lock and unlock start with an instruction
-    it single-steps, which cost more than the rest of the tool (bench
-    event_cost). Else at the entry (BCC's own lookup: its errors)."""
-    try:
-        binary = find_binary(obj, pid)
-    except NotFoundError:
-        binary = None
-    start, offset = emulated_entry(binary, symbol) if binary else (0, 0)
-    if start:
-        prog.attach_uprobe(binary, fn_name, address=start + offset, pid=pid)
-    else:
-        prog.attach_uprobe(obj, fn_name, symbol=symbol, pid=pid)
-
-
 def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
           command: tuple[str, ...] = (), unwind: str = "dwarf", **_: Any) -> Mutexstat:
     """`command`: the held command whose pid is `pid`."""
@@ -165,8 +147,8 @@ def start(*, pid: int, obj: str = "c", show_offsets: bool = True,
         require_alive(pid)
         unwinding = EventUnwinding.setup(prog, symbolizer, pids=[pid], command=command,
                                          command_pid=pid)
-        attach_at_emulated(prog, obj, "lock_enter", "pthread_mutex_lock", pid)
-        attach_at_emulated(prog, obj, "unlock_enter", "pthread_mutex_unlock", pid)
+        attach_entry_uprobe(prog, obj, "lock_enter", "pthread_mutex_lock", pid)
+        attach_entry_uprobe(prog, obj, "unlock_enter", "pthread_mutex_unlock", pid)
         for wait in COND_WAITS:
             with contextlib.suppress(NotFoundError):     # an older libc lacks clockwait
                 prog.attach_uprobe(obj, "settle", symbol=wait, pid=pid)
