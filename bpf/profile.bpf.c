@@ -61,7 +61,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
         return 0;
     }
 #endif
-#if FIRST_SAMPLES && CFI_UNWIND
+#if FIRST_SAMPLES
     if (fallback && ptk_copy_first(&key))
         return 0;   /* counted by user space (collect/first_samples.py) */
 #endif

@@ -9,7 +9,7 @@
  * a full ring or an unreadable stack leaves the sample to the fallback.
  * docs/design/unwinding.md §9 has the bounds' measurements.
  *
- * Pasted after ptk_unwind.h (CFI_UNWIND) and ptk_stacks.h.
+ * Pasted before ptk_stacks.h (its exec and exit probes reset the count).
  * Parameters: FIRST_SAMPLES (0: nothing is compiled), FIRST_SAMPLE_BYTES,
  * FIRST_SAMPLES_PER_PROC, FIRST_SAMPLES_PAGES.
  */
@@ -20,15 +20,15 @@
 #define FIRST_SAMPLES 0
 #endif
 
-#if FIRST_SAMPLES && CFI_UNWIND
+#if FIRST_SAMPLES   /* only with CFI_UNWIND: the fallback it replaces is ptk_unwind.h's */
 #ifndef FIRST_SAMPLE_BYTES
-#define FIRST_SAMPLE_BYTES 16384
+#define FIRST_SAMPLE_BYTES 32768
 #endif
 #ifndef FIRST_SAMPLES_PER_PROC
-#define FIRST_SAMPLES_PER_PROC 16
+#define FIRST_SAMPLES_PER_PROC 32
 #endif
 #ifndef FIRST_SAMPLES_PAGES
-#define FIRST_SAMPLES_PAGES 256
+#define FIRST_SAMPLES_PAGES 1024   /* 4 MB: 124 copies */
 #endif
 /* read in aligned chunks: one never crosses a page, so the copy ends at the
  * first unmapped (or not present) page, the stack's end, with what came before */
@@ -106,7 +106,10 @@ PTK_INLINE int ptk_copy_first(struct ptk_stack_key *key)
         first_copied.update(&pid, &one);
     /* the walk's count taken back (on this CPU, where it was just added):
      * user space counts the copy if it cannot unwind it */
-    ptk_add_loss(PTK_UNWIND_FALLBACK, (u64)-1);
+    u32 slot = PTK_UNWIND_FALLBACK;
+    u64 *fallbacks = ptk_loss.lookup(&slot);
+    if (fallbacks)
+        *fallbacks -= 1;
     return 1;
 }
 #endif

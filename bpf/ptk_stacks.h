@@ -149,7 +149,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     /* another program now: announce it again so its new maps are read */
     seen_pids.delete(&tgid);
-#if FIRST_SAMPLES && CFI_UNWIND   /* a new program: copies of its first samples again */
+#if FIRST_SAMPLES   /* a new program: copies of its first samples again */
     first_copied.delete(&tgid);
 #endif
 #if CFI_UNWIND   /* its old mappings are void: the fallback until they are rewritten */

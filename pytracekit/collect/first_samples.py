@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..model import LossReport, Sample
-from ..symbolize.unwind_table import STOP_END, ModuleRange, UnwindTable, unwind_python
+from ..symbolize.unwind_table import (STOP_DEPTH, STOP_END, ModuleRange, UnwindTable,
+                                      unwind_python)
 from . import cstruct
 from .stack_maps import sample_from_key
 from .stream import CallbackRings
@@ -29,7 +30,7 @@ DEFINES = {"FIRST_SAMPLES": 1}
 # most: the last settle re-snapshot is 0.5 s after the announcement
 # (stack_maps.SETTLE_S); a process gone is unwound with its last snapshot at once.
 WAIT_S = 0.6
-PENDING_MAX = 512      # copies kept waiting (16 KB each); past it the oldest are unwound now
+PENDING_MAX = 256      # copies kept waiting (32 KB each: 8 MB); past it the oldest are unwound now
 TABLES_KEPT = 64       # modules' Python row tables (python3.11: ~65k rows)
 
 _Record = cstruct.struct_layout("ptk_first_samples.h", "ptk_first_sample").ctype()
@@ -112,7 +113,8 @@ class FirstSamples:
 
     def _frames(self, copy: _Copy) -> "tuple | None":
         """The copy's user frames, leaf first, named as the kernel's unwinder
-        names its own; None if it does not unwind to the stack's end."""
+        names its own; None if it does not unwind to the stack's end (or the
+        kernel walk's depth)."""
         users = self.symbolizer.users
         if copy.pid not in users.processes:
             users.remember(copy.pid)
@@ -129,7 +131,7 @@ class FirstSamples:
             off = address - base
             return _U64.unpack_from(stack, off)[0] if 0 <= off <= len(stack) - 8 else None
         addresses, why = unwind_python(self._ranges(snap), copy.ip, copy.sp, copy.bp, read)
-        if why != STOP_END:
+        if why not in (STOP_END, STOP_DEPTH):   # (the kernel's walk stops at that depth too)
             self.stats[why] += 1
             return None
         before = self.symbolizer.unknown_frames   # counted per read, in samples()
