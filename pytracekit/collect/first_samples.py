@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..model import LossReport, Sample
-from ..symbolize.unwind_table import (STOP_DEPTH, STOP_END, ModuleRange, UnwindTable,
-                                      unwind_python)
+from ..symbolize.unwind_table import (STOP_BAD_RA, STOP_DEPTH, STOP_END, ModuleRange,
+                                      UnwindTable, unwind_python)
 from . import cstruct
 from .stack_maps import sample_from_key
 from .stream import CallbackRings
@@ -77,7 +77,7 @@ class FirstSamples:
             ctypes.string_at(data + _STACK_OFFSET, length), time.monotonic()))
         self.stats["received"] += 1
         if len(self.pending) > PENDING_MAX:
-            self._unwind(self.pending.pop(0))
+            self._unwind(self.pending.pop(0))   # counted now, whole or not
         return 0
 
     def poll(self, inner: Callable[[int], None]) -> Callable[[int], None]:
@@ -90,41 +90,49 @@ class FirstSamples:
         return poll
 
     def resolve(self, final: bool = False) -> None:
-        """Unwind the copies whose process is loaded or gone (all: `final`)."""
+        """Unwind the copies whose process is loaded (its maps as the kernel's
+        tables have them) or gone; one that misses a mapping (read before
+        ld.so mapped it) waits for the next snapshot until WAIT_S; `final`: all."""
         now = time.monotonic()
         unwinder = getattr(self.symbolizer, "unwinder", None)
-        loaded = unwinder.loaded if unwinder is not None else {}
+        loaded = getattr(unwinder, "loaded", {})
+        requested = getattr(unwinder, "pending", {})   # announced again (an exec): not yet
         waiting = []
         for copy in self.pending:
-            if final or copy.pid in loaded or now - copy.received >= WAIT_S or \
-                    not os.path.exists(f"/proc/{copy.pid}"):
-                self._unwind(copy)
-            else:
-                waiting.append(copy)
+            late = final or now - copy.received >= WAIT_S
+            alive = os.path.exists(f"/proc/{copy.pid}")
+            if late or not alive or (copy.pid in loaded and copy.pid not in requested):
+                if self._unwind(copy, retry=not late and alive):
+                    continue
+            waiting.append(copy)
         self.pending = waiting
 
-    def _unwind(self, copy: _Copy) -> None:
-        frames = self._frames(copy)
+    def _unwind(self, copy: _Copy, retry: bool = False) -> bool:
+        """Count the copy, whole or not; False (not counted) when `retry` and
+        it missed a mapping a later snapshot may have."""
+        frames, why = self._frames(copy)
+        if frames is None and retry and why in (STOP_BAD_RA, "another program"):
+            return False
         if frames is None:
+            self.stats[why] += 1
             self.marked[copy.key] += 1
         else:
             self.whole[(copy.key, frames)] += 1
             self.stats["whole"] += 1
+        return True
 
-    def _frames(self, copy: _Copy) -> "tuple | None":
+    def _frames(self, copy: _Copy) -> "tuple[tuple | None, str]":
         """The copy's user frames, leaf first, named as the kernel's unwinder
-        names its own; None if it does not unwind to the stack's end (or the
-        kernel walk's depth)."""
+        names its own, or None and why it does not unwind to the stack's end
+        (or the kernel walk's depth)."""
         users = self.symbolizer.users
         if copy.pid not in users.processes:
             users.remember(copy.pid)
         snap = users.processes.get(copy.pid)
         if snap is None or not snap.mappings:
-            self.stats["no maps"] += 1
-            return None
+            return None, "no maps"
         if snap.exe_inode != copy.exe_ino or snap.find(copy.start_code) is None:
-            self.stats["another program"] += 1   # taken before an exec
-            return None
+            return None, "another program"   # taken before an exec (or read before it)
         stack, base = copy.stack, copy.base
 
         def read(address: int) -> int | None:
@@ -132,11 +140,11 @@ class FirstSamples:
             return _U64.unpack_from(stack, off)[0] if 0 <= off <= len(stack) - 8 else None
         addresses, why = unwind_python(self._ranges(snap), copy.ip, copy.sp, copy.bp, read)
         if why not in (STOP_END, STOP_DEPTH):   # (the kernel's walk stops at that depth too)
-            self.stats[why] += 1
-            return None
+            return None, why
         before = self.symbolizer.unknown_frames   # counted per read, in samples()
         try:
-            return tuple(self._frame(address, i, copy.pid) for i, address in enumerate(addresses))
+            return tuple(self._frame(address, i, copy.pid)
+                         for i, address in enumerate(addresses)), STOP_END
         finally:
             self.symbolizer.unknown_frames = before
 
