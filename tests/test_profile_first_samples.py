@@ -60,7 +60,7 @@ def test_samples_before_the_load_are_unwound_whole_from_their_copy(workload_nofp
                                   timeout=60)
             finally:
                 os.kill(tool.proc.pid, signal.SIGCONT)
-            out, err = tool.wait()   # -p: ends when the workload exits
+            out, err = tool.wait(timeout=180)   # -p: ends when the workload exits
         assert tool.returncode == 0, err
     finally:
         sh.kill()
@@ -78,10 +78,11 @@ def test_samples_before_the_load_are_unwound_whole_from_their_copy(workload_nofp
     allowed = {SPIN + tail for tail in SPIN_TAILS}
     assert spin and set(spin) <= allowed, set(spin) - allowed
     copied = re.search(r"first samples: (\d+) copied before their process was loaded, "
-                       r"(\d+) unwound whole", err)
+                       r"(\d+) unwound from the copy", err)
     assert copied, err
-    # the workload's first PER_PROCESS samples (sh was loaded before any): all
-    # whole (the first may land in its start-up, before main: whole too)
+    # the workload's first PER_PROCESS samples (sh was loaded before any), all
+    # unwound (one in ld.so's start-up stops where the kernel's walk would:
+    # counted in unwind_incomplete; the others are whole, checked above)
     assert int(copied[1]) == PER_PROCESS and int(copied[2]) == PER_PROCESS, err
     assert sum(spin.values()) >= PER_PROCESS - 1, spin
     # the walks past the bound are marked and counted; the copies made whole are not

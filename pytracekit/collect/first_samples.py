@@ -2,10 +2,12 @@
 in-kernel unwinder had not loaded yet, copied (registers, the top of the user
 stack) instead of counted, are unwound here with the same CFI tables
 (unwind_table.unwind_python, the BPF walk's twin) once the process's maps are
-known, and added to the profile as if the kernel had unwound them. A copy
-that cannot be unwound whole (no maps snapshot, another program since, the
-bytes ran out, a frame outside the known mappings) is counted as the kernel
-would have counted it: its frame-pointer walk, marked, in unwind_fallback.
+known, and added to the profile as the kernel's walk would have stored them
+(one stopped early, by a missing rule or a return address outside the
+mappings, is counted in unwind_incomplete as the kernel counts its own). A
+copy that cannot stand for its stack (no maps snapshot: the process exited
+first; another program since; the bytes ran out) is counted as the kernel
+counted it: its frame-pointer walk, marked, in unwind_fallback.
 docs/design/unwinding.md §9.
 """
 from __future__ import annotations
@@ -19,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..model import LossReport, Sample
-from ..symbolize.unwind_table import (STOP_BAD_RA, STOP_DEPTH, STOP_END, ModuleRange,
-                                      UnwindTable, unwind_python)
+from ..symbolize.unwind_table import (STOP_BAD_RA, STOP_BAD_READ, STOP_DEPTH, STOP_END,
+                                      ModuleRange, UnwindTable, unwind_python)
 from . import cstruct
 from .stack_maps import sample_from_key
 from .stream import CallbackRings
@@ -61,10 +63,11 @@ class FirstSamples:
     def __init__(self, prog: Any, symbolizer: Any) -> None:
         self.prog, self.symbolizer = prog, symbolizer
         self.pending: list[_Copy] = []
-        self.whole: Counter = Counter()    # (key bytes, user frames leaf first) -> samples
+        self.unwound: Counter = Counter()   # (key bytes, user frames leaf first) -> samples
+        self.incomplete = 0                # of them, stopped early (as the kernel's walk would)
         self.marked: Counter = Counter()   # key bytes -> samples left to the frame-pointer walk
         self.tables: dict[str, UnwindTable | None] = {}
-        self.stats: Counter = Counter()    # received, whole and why not (--verbose)
+        self.stats: Counter = Counter()    # received, unwound, and why not (--verbose)
         self.rings = CallbackRings(prog)
         self.rings.open("first_samples", self._on_copy)
 
@@ -77,7 +80,7 @@ class FirstSamples:
             ctypes.string_at(data + _STACK_OFFSET, length), time.monotonic()))
         self.stats["received"] += 1
         if len(self.pending) > PENDING_MAX:
-            self._unwind(self.pending.pop(0))   # counted now, whole or not
+            self._unwind(self.pending.pop(0))   # counted now, unwound or not
         return 0
 
     def poll(self, inner: Callable[[int], None]) -> Callable[[int], None]:
@@ -108,23 +111,28 @@ class FirstSamples:
         self.pending = waiting
 
     def _unwind(self, copy: _Copy, retry: bool = False) -> bool:
-        """Count the copy, whole or not; False (not counted) when `retry` and
+        """Count the copy, unwound or not; False (not counted) when `retry` and
         it missed a mapping a later snapshot may have."""
         frames, why = self._frames(copy)
-        if frames is None and retry and why in (STOP_BAD_RA, "another program"):
+        if retry and why in (STOP_BAD_RA, "another program"):
             return False
         if frames is None:
             self.stats[why] += 1
             self.marked[copy.key] += 1
-        else:
-            self.whole[(copy.key, frames)] += 1
-            self.stats["whole"] += 1
+            return True
+        self.unwound[(copy.key, frames)] += 1
+        self.stats["unwound"] += 1
+        if why not in (STOP_END, STOP_DEPTH):   # stopped early: counted as the kernel counts it
+            self.incomplete += 1
+            self.stats[f"incomplete ({why})"] += 1
         return True
 
     def _frames(self, copy: _Copy) -> "tuple[tuple | None, str]":
         """The copy's user frames, leaf first, named as the kernel's unwinder
-        names its own, or None and why it does not unwind to the stack's end
-        (or the kernel walk's depth)."""
+        names its own, and why the walk stopped: the frames the kernel's walk
+        would have stored (its end, its depth, or where a rule or a return
+        address failed it, which it counts as incomplete); None when the copy
+        cannot stand for the stack (no maps, another program, bytes ran out)."""
         users = self.symbolizer.users
         if copy.pid not in users.processes:
             users.remember(copy.pid)
@@ -139,12 +147,12 @@ class FirstSamples:
             off = address - base
             return _U64.unpack_from(stack, off)[0] if 0 <= off <= len(stack) - 8 else None
         addresses, why = unwind_python(self._ranges(snap), copy.ip, copy.sp, copy.bp, read)
-        if why not in (STOP_END, STOP_DEPTH):   # (the kernel's walk stops at that depth too)
+        if why == STOP_BAD_READ:   # (the copy's end, mostly: 32 KB of a deeper stack)
             return None, why
         before = self.symbolizer.unknown_frames   # counted per read, in samples()
         try:
             return tuple(self._frame(address, i, copy.pid)
-                         for i, address in enumerate(addresses)), STOP_END
+                         for i, address in enumerate(addresses)), why
         finally:
             self.symbolizer.unknown_frames = before
 
@@ -190,7 +198,7 @@ class FirstSamples:
         key_type = self.prog["counts"].Key
         stack_map = self.prog["stack_traces"]
         out = []
-        for (raw, frames), n in self.whole.items():
+        for (raw, frames), n in self.unwound.items():
             loss.unknown_frames += sum(1 for f in frames if f.unknown)
             out.append(sample_from_key(key_type.from_buffer_copy(raw), n, stack_map,
                                        self.symbolizer, user_frames=list(frames),
@@ -199,16 +207,19 @@ class FirstSamples:
             out.append(sample_from_key(key_type.from_buffer_copy(raw), n, stack_map,
                                        self.symbolizer, **read_options))
         loss.unwind_fallback += sum(self.marked.values())
+        loss.unwind_incomplete += self.incomplete
         return out
 
     def clear(self) -> None:
         """Forget the counted copies (a tool that empties its counts: cprofile)."""
-        self.whole.clear()
+        self.unwound.clear()
         self.marked.clear()
+        self.incomplete = 0
 
     def summary(self) -> str:
         """One line for --verbose."""
         st = self.stats
-        why = ", ".join(f"{n} {k}" for k, n in st.items() if k not in ("received", "whole"))
+        why = ", ".join(f"{n} {k}" for k, n in st.items() if k not in ("received", "unwound"))
         return (f"first samples: {st['received']} copied before their process was loaded, "
-                f"{st['whole']} unwound whole" + (f"; not: {why}" if why else ""))
+                f"{st['unwound']} unwound from the copy" + (f"; of them and not: {why}"
+                                                            if why else ""))
