@@ -4,12 +4,15 @@
  * Parameters: INCLUDE_IDLE, and those of ptk_stacks.h (FOLLOW_MODE,
  * USER_STACKS, KERNEL_STACKS, STACK_STORAGE_SIZE...);
  * CFI_UNWIND (ptk_unwind.h: user stacks unwound in the kernel from CFI tables);
+ * FIRST_SAMPLES (ptk_first_samples.h: the first samples of a process not
+ * loaded yet are copied to user space, unwound there once it is);
  * PYTHON_STACKS: samples of CPython threads are counted in py_counts with
  * their Python stack's id (ptk_python.h), the others in counts as before.
  */
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_unwind.h"
+#include "ptk_first_samples.h"
 #include "ptk_kstack.h"
 #include "ptk_stacks.h"
 #include "ptk_sample_log.h"
@@ -42,7 +45,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
     }
 
     struct ptk_stack_key key = {};
-    ptk_current_stack(&key, ctx);
+    int fallback = ptk_current_stack(&key, ctx);
     key.tid = 0;   /* aggregate per process, as BCC's profile does */
     u64 zero = 0, *count;
 #if PYTHON_STACKS
@@ -57,6 +60,10 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx)
         ptk_log_sample(&key, py_stack_id);
         return 0;
     }
+#endif
+#if FIRST_SAMPLES
+    if (fallback && ptk_copy_first(&key))
+        return 0;   /* counted by user space (collect/first_samples.py) */
 #endif
     ptk_log_sample(&key, 0);
     count = counts.lookup_or_try_init(&key, &zero);

@@ -109,17 +109,21 @@ PTK_INLINE void ptk_save_leaf(s32 user_stack_id)
 }
 
 /* The current thread as a stack key: ids, name, user and kernel stacks (ctx
- * is the program's context). The idle task has no user side. */
-PTK_INLINE void ptk_current_stack(struct ptk_stack_key *key, void *ctx)
+ * is the program's context). The idle task has no user side. 1: the user
+ * stack is the frame-pointer fallback (a process not loaded yet). */
+PTK_INLINE int ptk_current_stack(struct ptk_stack_key *key, void *ctx)
 {
+    int fallback = 0;
     u64 id = bpf_get_current_pid_tgid();
     key->pid = id >> 32;
     key->tid = (u32)id;
     bpf_get_current_comm(&key->comm, sizeof(key->comm));
 #if CFI_UNWIND   /* ptk_unwind.h, pasted before this file */
     int unwound = USER_STACKS && key->pid ? ptk_unwind_user(key) : 0;
-    if (!unwound && USER_STACKS && key->pid)
+    if (!unwound && USER_STACKS && key->pid) {
         unwound = ptk_fallback_user(key, ctx);
+        fallback = unwound > 0;
+    }
     /* never the stack map: a storm of new processes would collide in it */
     key->user_stack_id = unwound < 0 ? -12 /* ENOMEM: missed */ : PTK_NO_STACK;
 #else
@@ -136,6 +140,7 @@ PTK_INLINE void ptk_current_stack(struct ptk_stack_key *key, void *ctx)
 #endif
     ptk_save_leaf(key->user_stack_id);
     ptk_announce(key->pid);
+    return fallback;
 }
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
@@ -144,6 +149,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     /* another program now: announce it again so its new maps are read */
     seen_pids.delete(&tgid);
+#if FIRST_SAMPLES   /* a new program: copies of its first samples again */
+    first_copied.delete(&tgid);
+#endif
 #if CFI_UNWIND   /* its old mappings are void: the fallback until they are rewritten */
     ptk_unwind_exec(tgid);
 #endif
@@ -157,6 +165,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
      * from the fork probe below) */
     u32 tid = bpf_get_current_pid_tgid();
     ptk_unwind_exit(tid);
+#if FIRST_SAMPLES
+    first_copied.delete(&tid);
+#endif
     return PTK_TP_PASS;
 }
 #endif

@@ -318,7 +318,8 @@ def test_layouts_match_bccs_view_of_the_compiled_programs():
     member's name, offset, size and signedness."""
     from pytracekit.families import python_stacks
     # what a header needs to compile (its struct is under #if SAMPLE_LOG)
-    compile_defines = {"ptk_python.h": python_stacks.defines(), "ptk_sample_log.h": {"SAMPLE_LOG": 1}}
+    compile_defines = {"ptk_python.h": python_stacks.defines(), "ptk_sample_log.h": {"SAMPLE_LOG": 1},
+                       "ptk_first_samples.h": {"FIRST_SAMPLES": 1}}
     for program, name, defines in LOOKUPS:
         ours = cstruct.struct_layout(program, name, defines)
         theirs, size = _bcc_view(program, name, {**compile_defines.get(program, {}), **defines})

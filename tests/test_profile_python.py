@@ -149,17 +149,31 @@ def test_loop_is_outer_then_inner(profiled, interpreter):
     total = sum(s["value"] for s in stacks)
     outer_line = line_of("inner(20000)", "outer(seconds)")
     inner_lines = body_lines("inner(n)")   # any line: a sample can land on each
-    ok = 0
+    outer_lines = body_lines("outer(seconds)")
+    in_inner = in_outer = 0
+    other = []
     for s in stacks:
         py = py_frames(s)
-        if [function(f) for f in py] == ["<module>", "outer", "inner"]:
+        funcs = [function(f) for f in py]
+        if funcs == ["<module>", "outer", "inner"]:
             assert py[1] == f"outer (python_target.py:{outer_line})"
             assert int(py[2].rsplit(":", 1)[1].rstrip(")")) in inner_lines, py[2]
-            # the Python frames took the eval loop's place
-            assert "_PyEval_EvalFrameDefault" not in names(s, "user"), names(s)
-            ok += s["value"]
+            in_inner += s["value"]
+        elif funcs == ["<module>", "outer"]:
+            # outer's own lines: its clock read (process_time, a system call
+            # whose share of samples grows with the machine's load: 0.7% at a
+            # load of 3, 1.3-2% at 20-25), where the loop is outer alone
+            assert int(py[1].rsplit(":", 1)[1].rstrip(")")) in outer_lines, py[1]
+            in_outer += s["value"]
+        else:
+            other.append((s["value"], py[-2:], names(s, "user")[-3:]))
+            continue
+        # the Python frames took the eval loop's place
+        assert "_PyEval_EvalFrameDefault" not in names(s, "user"), names(s)
     assert total >= 100, err     # ~600 at 199 Hz for 3 s of CPU
-    assert ok >= 0.95 * total, (ok, total, err)
+    # the rest: the interpreter's start-up (imports) and exit, ~2%
+    assert in_inner + in_outer >= 0.95 * total, (in_inner, in_outer, total, other, err)
+    assert in_inner >= 0.9 * total, (in_inner, total)
 
 
 @pytest.mark.root

@@ -53,13 +53,18 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
                kernel_stack_id: int, user: bool = True, kernel: bool = True,
                delimit: bool = False, missing: bool = False,
                annotate: bool = False, user_stack_hash: int = 0,
-               kernel_stack_hash: int = 0) -> list[Frame]:
+               kernel_stack_hash: int = 0, user_frames: list[Frame] | None = None
+               ) -> list[Frame]:
     """User then kernel frames, root first; `missing` names stacks that were lost
     as BCC does, `annotate` adds `_[k]` to kernel frames. A nonzero
     `user_stack_hash` is a user stack of the in-kernel unwinder (ptk_unwind.h),
-    a nonzero `kernel_stack_hash` a kernel stack in `kstacks` (ptk_kstack.h)."""
+    a nonzero `kernel_stack_hash` a kernel stack in `kstacks` (ptk_kstack.h);
+    `user_frames` (leaf first) a user stack unwound in user space instead
+    (first_samples.py)."""
     if not user:
         ustack = []
+    elif user_frames is not None:
+        ustack = user_frames
     elif user_stack_hash:
         ustack = symbolizer.unwound_stack(user_stack_hash, pid)
         if ustack and symbolizer.walked_by_frame_pointers(user_stack_hash):
@@ -78,7 +83,7 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
     path: list[Frame] = []
     if user:
         path += [MISSED_USER] if missing and stack_missed(user_stack_id) else reversed(ustack)
-    has_user = user_stack_id >= 0 or user_stack_hash != 0
+    has_user = user_stack_id >= 0 or user_stack_hash != 0 or user_frames is not None
     has_kernel = kernel_stack_id >= 0 or kernel_stack_hash != 0
     if delimit and has_user and has_kernel and user and kernel:
         path.append(DELIMITER)
@@ -90,7 +95,7 @@ def stack_path(symbolizer: Symbolizer, stack_map: Any, *, pid: int, user_stack_i
 def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer, *,
                     user: bool = True, kernel: bool = True, delimit: bool = False,
                     include_comm: bool = True, missing: bool = False,
-                    annotate: bool = False) -> Sample:
+                    annotate: bool = False, user_frames: list[Frame] | None = None) -> Sample:
     """One aggregated stack, root first: comm, user frames, [--], kernel frames."""
     comm = cstr(key.comm)
     path: list[Frame] = [Frame(comm, "process")] if include_comm else []
@@ -98,7 +103,8 @@ def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer
                        kernel_stack_id=key.kernel_stack_id, user=user, kernel=kernel,
                        delimit=delimit, missing=missing, annotate=annotate,
                        user_stack_hash=getattr(key, "user_stack_hash", 0),
-                       kernel_stack_hash=getattr(key, "kernel_stack_hash", 0))
+                       kernel_stack_hash=getattr(key, "kernel_stack_hash", 0),
+                       user_frames=user_frames)
     return Sample(tuple(path), value, pid=key.pid, tid=key.tid, comm=comm)
 
 

@@ -279,11 +279,17 @@ class StackSession(ProgramSession):
     divisor: int = 1          # kernel values / divisor = reported values (ns -> us)
     started: float = field(default_factory=time.monotonic)
     sample_log: Any = None    # a samplelog.SampleLog: each sample kept too (record)
+    # a first_samples.FirstSamples: copies of samples taken before their
+    # process was loaded, unwound in user space (profile)
+    first_samples: Any = None
 
     def samples(self) -> StackProfile:
         from ..collect.stack_maps import read_profile
-        return read_profile(self.prog["counts"], self.prog["stack_traces"], self.symbolizer,
-                            self.loss(), **self.read_options)
+        profile = read_profile(self.prog["counts"], self.prog["stack_traces"], self.symbolizer,
+                               self.loss(), **self.read_options)
+        if self.first_samples is not None:
+            profile.samples += self.first_samples.samples(profile.loss, **self.read_options)
+        return profile
 
     def read(self) -> StackProfile:
         from ..collect.stack_maps import merge_by_name
@@ -322,6 +328,8 @@ class StackSession(ProgramSession):
             from ..engine import settings
             if settings.current().verbose:
                 print(unwinder.summary(), file=sys.stderr)
+                if self.first_samples is not None:
+                    print(self.first_samples.summary(), file=sys.stderr)
         self.prog.close()
         self.target.finish()
 

@@ -84,6 +84,8 @@ class Stream:
         for stacks in self.stack_maps():
             stacks.clear()
         self.session.symbolizer.clear_stacks()
+        if getattr(self.session, "first_samples", None) is not None:
+            self.session.first_samples.clear()   # counted with counts
         self.windower.seen = {}
         self.resets += 1
 

@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..cli import options
-from ..collect import samplelog
+from ..collect import first_samples, samplelog
 from ..families import stack_profilers as stacktools
 from ..families import python_stacks as pysampling
 from ..errors import NotFoundError, UsageError
@@ -52,6 +52,12 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
         defines.update(pysampling.defines())
     if sample_log:
         defines.update(samplelog.DEFINES)
+    # processes the tool did not start (a held command's are loaded before
+    # they run): their first samples copied, unwound once loaded; not with a
+    # sample log, whose events are the kernel's counted samples
+    first = defines["CFI_UNWIND"] and not command and not sample_log
+    if first:
+        defines.update(first_samples.DEFINES)
     rate = {"sample_period": period} if period else {"sample_freq": frequency}
     prog, symbolizer, poll = stacktools.launch(
         "profile", defines, target, selected,
@@ -69,6 +75,9 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
         session_class, extra = pysampling.PythonStackSession, {"python": frames}
     if sample_log:
         extra["sample_log"] = samplelog.SampleLog(prog)
+    if first:
+        extra["first_samples"] = first_samples.FirstSamples(prog, symbolizer)
+        poll = extra["first_samples"].poll(poll)
     return session_class(
         prog, target, symbolizer, poll,
         dict(user=not kernel_only, kernel=not user_only, delimit=delimited, missing=True,

@@ -1,0 +1,225 @@
+"""The user half of bpf/ptk_first_samples.h: samples of a process the
+in-kernel unwinder had not loaded yet, copied (registers, the top of the user
+stack) instead of counted, are unwound here with the same CFI tables
+(unwind_table.unwind_python, the BPF walk's twin) once the process's maps are
+known, and added to the profile as the kernel's walk would have stored them
+(one stopped early, by a missing rule or a return address outside the
+mappings, is counted in unwind_incomplete as the kernel counts its own). A
+copy that cannot stand for its stack (no maps snapshot: the process exited
+first; another program since; the bytes ran out) is counted as the kernel
+counted it: its frame-pointer walk, marked, in unwind_fallback.
+docs/design/unwinding.md §9.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..model import LossReport, Sample
+from ..symbolize.unwind_table import (STOP_BAD_RA, STOP_BAD_READ, STOP_DEPTH, STOP_END,
+                                      ModuleRange, UnwindTable, unwind_python)
+from . import cstruct
+from .stack_maps import sample_from_key
+from .stream import CallbackRings
+
+DEFINES = {"FIRST_SAMPLES": 1}
+# A copy waits for its process's load (its maps then snapshotted) this long at
+# most: the last settle re-snapshot is 0.5 s after the announcement
+# (stack_maps.SETTLE_S); a process gone is unwound with its last snapshot at once.
+WAIT_S = 0.6
+PENDING_MAX = 256      # copies kept waiting (32 KB each: 8 MB); past it the oldest are unwound now
+TABLES_KEPT = 64       # modules' Python row tables (python3.11: ~65k rows)
+
+_Record = cstruct.struct_layout("ptk_first_samples.h", "ptk_first_sample").ctype()
+_KEY_OFFSET, _KEY_SIZE = _Record.key.offset, _Record.key.size
+_STACK_OFFSET = _Record.stack.offset
+_U64 = struct.Struct("<Q")
+
+
+@dataclass
+class _Copy:
+    key: bytes         # struct ptk_stack_key, as the kernel would have counted it
+    pid: int
+    ip: int
+    sp: int
+    bp: int
+    base: int          # the user address of stack[0]
+    exe_ino: int
+    start_code: int
+    stack: bytes
+    received: float
+
+
+class FirstSamples:
+    """Receives a program's `first_samples` ring (compiled with DEFINES) and
+    keeps what the copies became: poll() wraps the tool's poll, samples()
+    adds them to a read."""
+
+    def __init__(self, prog: Any, symbolizer: Any) -> None:
+        self.prog, self.symbolizer = prog, symbolizer
+        self.pending: list[_Copy] = []
+        self.unwound: Counter = Counter()   # (key bytes, user frames leaf first) -> samples
+        self.incomplete = 0                # of them, stopped early (as the kernel's walk would)
+        self.marked: Counter = Counter()   # key bytes -> samples left to the frame-pointer walk
+        self.tables: dict[str, UnwindTable | None] = {}
+        self.stats: Counter = Counter()    # received, unwound, and why not (--verbose)
+        self.rings = CallbackRings(prog)
+        self.rings.open("first_samples", self._on_copy)
+
+    def _on_copy(self, _ctx: Any, data: int, size: int) -> int:
+        rec = ctypes.cast(data, ctypes.POINTER(_Record)).contents
+        length = min(rec.len, size - _STACK_OFFSET)
+        self.pending.append(_Copy(
+            ctypes.string_at(data + _KEY_OFFSET, _KEY_SIZE), rec.key.pid, rec.ip, rec.sp,
+            rec.bp, rec.base, rec.exe_ino, rec.start_code,
+            ctypes.string_at(data + _STACK_OFFSET, length), time.monotonic()))
+        self.stats["received"] += 1
+        if len(self.pending) > PENDING_MAX:
+            self._unwind(self.pending.pop(0))   # counted now, unwound or not
+        return 0
+
+    def poll(self, inner: Callable[[int], None]) -> Callable[[int], None]:
+        """The tool's poll (which also drains this ring: BCC polls all of a
+        program's rings at once), then the copies whose process is loaded."""
+        def poll(timeout_ms: int) -> None:
+            inner(timeout_ms)
+            if self.pending:
+                self.resolve()
+        return poll
+
+    def resolve(self, final: bool = False) -> None:
+        """Unwind the copies whose process is loaded (its maps as the kernel's
+        tables have them) or gone; one that misses a mapping (read before
+        ld.so mapped it) waits for the next snapshot until WAIT_S; `final`: all."""
+        now = time.monotonic()
+        unwinder = getattr(self.symbolizer, "unwinder", None)
+        loaded = getattr(unwinder, "loaded", {})
+        requested = getattr(unwinder, "pending", {})   # announced again (an exec): not yet
+        waiting = []
+        for copy in self.pending:
+            late = final or now - copy.received >= WAIT_S
+            alive = os.path.exists(f"/proc/{copy.pid}")
+            if late or not alive or (copy.pid in loaded and copy.pid not in requested):
+                if self._unwind(copy, retry=not late and alive):
+                    continue
+            waiting.append(copy)
+        self.pending = waiting
+
+    def _unwind(self, copy: _Copy, retry: bool = False) -> bool:
+        """Count the copy, unwound or not; False (not counted) when `retry` and
+        it missed a mapping a later snapshot may have."""
+        frames, why = self._frames(copy)
+        if retry and why in (STOP_BAD_RA, "another program"):
+            return False
+        if frames is None:
+            self.stats[why] += 1
+            self.marked[copy.key] += 1
+            return True
+        self.unwound[(copy.key, frames)] += 1
+        self.stats["unwound"] += 1
+        if why not in (STOP_END, STOP_DEPTH):   # stopped early: counted as the kernel counts it
+            self.incomplete += 1
+            self.stats[f"incomplete ({why})"] += 1
+        return True
+
+    def _frames(self, copy: _Copy) -> "tuple[tuple | None, str]":
+        """The copy's user frames, leaf first, named as the kernel's unwinder
+        names its own, and why the walk stopped: the frames the kernel's walk
+        would have stored (its end, its depth, or where a rule or a return
+        address failed it, which it counts as incomplete); None when the copy
+        cannot stand for the stack (no maps, another program, bytes ran out)."""
+        users = self.symbolizer.users
+        if copy.pid not in users.processes:
+            users.remember(copy.pid)
+        snap = users.processes.get(copy.pid)
+        if snap is None or not snap.mappings:
+            return None, "no maps"
+        if snap.exe_inode != copy.exe_ino or snap.find(copy.start_code) is None:
+            return None, "another program"   # taken before an exec (or read before it)
+        stack, base = copy.stack, copy.base
+
+        def read(address: int) -> int | None:
+            off = address - base
+            return _U64.unpack_from(stack, off)[0] if 0 <= off <= len(stack) - 8 else None
+        addresses, why = unwind_python(self._ranges(snap), copy.ip, copy.sp, copy.bp, read)
+        if why == STOP_BAD_READ:   # (the copy's end, mostly: 32 KB of a deeper stack)
+            return None, why
+        before = self.symbolizer.unknown_frames   # counted per read, in samples()
+        try:
+            return tuple(self._frame(address, i, copy.pid)
+                         for i, address in enumerate(addresses)), why
+        finally:
+            self.symbolizer.unknown_frames = before
+
+    def _ranges(self, snap: Any) -> list[ModuleRange]:
+        """The process's executable mappings with their modules' tables (a
+        mapping without one takes frame-pointer steps, as in the kernel)."""
+        out = []
+        for m in snap.mappings:
+            table, bias = None, 0
+            if m.path.startswith("/") or m.path == "[vdso]":
+                image = self.symbolizer.users.binary(m.path, snap.pid).image
+                vaddr = image.vaddr_of_offset(m.offset) if image is not None else None
+                if vaddr is not None:
+                    bias, table = m.start - vaddr, self._table(image, m.path)
+            out.append(ModuleRange(m.start, m.end, bias, table))
+        return out
+
+    def _table(self, image: Any, path: str) -> UnwindTable | None:
+        build_id = image.build_id()
+        key = build_id or f"path:{path}"
+        if key not in self.tables:
+            if len(self.tables) >= TABLES_KEPT:
+                self.tables.clear()
+            data = UnwindTable.cached_packed(image, build_id, path)
+            self.tables[key] = UnwindTable.from_packed(data) if data else None
+        return self.tables[key]
+
+    def _frame(self, address: int, index: int, pid: int) -> Any:
+        """As Symbolizer.unwound_stack names the kernel's frames: a caller at
+        its return address - 1 (the call), in its file when it has one."""
+        users = self.symbolizer.users
+        located = users.locate(address - 1 if index else address, pid)
+        if located is not None:
+            _syms, vaddr, path = located
+            return self.symbolizer.module_frame(path, vaddr, pid)
+        return self.symbolizer.user(address, pid)
+
+    def samples(self, loss: LossReport, **read_options: Any) -> list[Sample]:
+        """Every copy so far as a sample (the ring drained first); those not
+        unwound are counted in loss.unwind_fallback, as the kernel counts them."""
+        self.rings.consume()
+        self.resolve(final=True)
+        key_type = self.prog["counts"].Key
+        stack_map = self.prog["stack_traces"]
+        out = []
+        for (raw, frames), n in self.unwound.items():
+            loss.unknown_frames += sum(1 for f in frames if f.unknown)
+            out.append(sample_from_key(key_type.from_buffer_copy(raw), n, stack_map,
+                                       self.symbolizer, user_frames=list(frames),
+                                       **read_options))
+        for raw, n in self.marked.items():
+            out.append(sample_from_key(key_type.from_buffer_copy(raw), n, stack_map,
+                                       self.symbolizer, **read_options))
+        loss.unwind_fallback += sum(self.marked.values())
+        loss.unwind_incomplete += self.incomplete
+        return out
+
+    def clear(self) -> None:
+        """Forget the counted copies (a tool that empties its counts: cprofile)."""
+        self.unwound.clear()
+        self.marked.clear()
+        self.incomplete = 0
+
+    def summary(self) -> str:
+        """One line for --verbose."""
+        st = self.stats
+        why = ", ".join(f"{n} {k}" for k, n in st.items() if k not in ("received", "unwound"))
+        return (f"first samples: {st['received']} copied before their process was loaded, "
+                f"{st['unwound']} unwound from the copy" + (f"; of them and not: {why}"
+                                                            if why else ""))
