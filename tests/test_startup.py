@@ -41,12 +41,16 @@ def test_profile_reads_the_kernel_symbols_when_it_names_a_kernel_frame(workload,
     assert all(n in kallsyms or n.startswith("bpf_") for s in stacks for n in s), stacks
 
 
-def test_trace_imports_no_symbolizer_until_it_names_a_frame():
-    # symbolize/ (ELF, CFI, the symbolizer) and shutil (it imports bz2 and lzma)
-    # are imported by a trace that needs them, at its first frame or command.
-    code = ("import sys, pytracekit.cli.command, pytracekit.tools.trace; "
-            "print(sorted(m for m in sys.modules if m.startswith('pytracekit.symbolize') "
-            "or m in ('pytracekit.collect.stack_maps', 'shutil')))")
+@pytest.mark.parametrize("tool, later", [
+    # symbolize/ (ELF, CFI, the symbolizer) and shutil (it imports bz2 and
+    # lzma): at a trace's first frame named, or for its command
+    ("trace", ("pytracekit.symbolize", "pytracekit.collect.stack_maps", "shutil")),
+    # Python frames: only when they are on (not with --no-python or -K)
+    ("profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python")),
+])
+def test_a_tools_module_leaves_what_only_some_runs_need_unimported(tool, later):
+    code = ("import sys, pytracekit.cli.command, pytracekit.tools." + tool + "; "
+            f"print(sorted(m for m in sys.modules if m.startswith({later!r})))")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert res.stdout.strip() == "[]", res.stdout
