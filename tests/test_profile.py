@@ -48,6 +48,15 @@ def test_kernel_only_has_no_user_frames_and_annotations(workload):
     kernel = [n for s in stacks for n in names(s, "kernel")]
     assert kernel and all(n.endswith("_[k]") for n in kernel)
     assert not any(names(s, "user") for s in stacks)
+    # Kernel frames are named from kallsyms read when first named (after the
+    # run, not before attaching): each by its function, as /proc/kallsyms has it
+    # (a BPF program's, another tool's, may be gone from it by now).
+    assert any(contains_run(names(s, "kernel"), [
+        "entry_SYSCALL_64_after_hwframe_[k]", "do_syscall_64_[k]", "__x64_sys_openat_[k]",
+        "do_sys_openat2_[k]"]) for s in stacks), res.stdout
+    with open("/proc/kallsyms") as f:
+        kallsyms = {line.split()[2] for line in f}
+    assert all(n.removesuffix("_[k]") in kallsyms or n.startswith("bpf_") for n in kernel)
 
 
 @pytest.mark.root

@@ -221,8 +221,7 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
     from ..collect.stack_maps import BATCH_S, watch_new_pids
     from ..symbolize.symbols import Symbolizer
     symbolizer = Symbolizer()
-    warm = symbolizer.warm_up([] if target.pid else selected,
-                              kernel=bool(defines.get("KERNEL_STACKS")))
+    warm = symbolizer.warm_up([] if target.pid else selected)
     try:
         try:
             prog = Program.from_file(name, defines=defines)

@@ -570,19 +570,20 @@ class Symbolizer:
         self._ustack_cache.clear()
         self._named_ustacks.clear()
 
-    def warm_up(self, pids: Iterable[int], kernel: bool) -> "threading.Thread":
-        """Read what naming will need while the caller compiles its program (the
-        compiler runs in C without the GIL): the kernel's symbols (BCC reads all of
-        /proc/kallsyms on its first lookup) and the symbols of the files the given
-        processes map. Join the thread before using this symbolizer."""
+    def warm_up(self, pids: Iterable[int]) -> "threading.Thread":
+        """Read the symbols of the files the given processes map while the caller
+        compiles or loads its program (the compiler runs in C without the GIL).
+        Join the thread before using this symbolizer. The kernel's symbols are
+        not read here: BCC reads all of /proc/kallsyms (~85 ms of CPU) at the
+        first kernel frame named (kernel()), after the run, so that a launch from
+        the program cache does not wait for it before attaching, and the traced
+        work is not slowed by it either (read while attached, it stretched
+        offwaketime's measured blocks). Read after loading, kallsyms names the
+        tool's own program too (collect.stack_maps.without_bpf_frames)."""
         import threading
 
         def work() -> None:
             try:
-                if kernel:
-                    from ..kernel import bccload, tracefs
-                    tracefs.tracefs_root()   # before BCC's import, which reads its path
-                    bccload.import_bcc().BPF.ksym(0)
                 for pid in pids:
                     maps = ProcessMaps.snapshot(pid)
                     for m in maps.mappings if maps else ():

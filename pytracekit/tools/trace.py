@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import struct
 import sys
 import time
@@ -32,9 +31,6 @@ from ..probes.expr import Conversion, Format
 from ..render.output import Output
 from ..engine.runner import Stop, Target, announce, run_until_done
 from ..collect.stream import CallbackRings
-from ..symbolize.buildid import BuildIdSymbolizer, mapped_files
-from ..collect.stack_maps import without_bpf_frames
-from ..symbolize.symbols import Symbolizer
 from ..textsafe import cstr
 from ..collect import user_stacks as ustacks
 from ..collect.user_stacks import EventUnwinding
@@ -186,22 +182,41 @@ class RunningTrace(ProgramSession):
     """The running trace: compiled program, attached probes, event decoding."""
 
     def __init__(self, trace_probes: list[TraceProbe], prog: Any, string_size: int,
-                 user_symbols: BuildIdSymbolizer | None = None,
+                 user_symbols: Any = None,
                  unwinding: EventUnwinding | None = None, target: Target | None = None) -> None:
         self.target = target     # finished by close()
         self.probes = trace_probes
         self.prog = prog
         self.string_size = string_size
-        self.symbolizer = Symbolizer(prog.bpf, show_module=False)
-        with contextlib.suppress(KeyError):   # kernel stacks by hash (KSTACK_HASH)
-            self.symbolizer.kstacks = prog["kstacks"]
-        self.user_symbols = user_symbols or BuildIdSymbolizer()
+        # Both made when first needed: symbolize/'s modules are not imported
+        # before attaching a trace that names no frame (start-up, issue 17).
+        self._symbolizer: Any = None
+        self._user_symbols = user_symbols   # a buildid.BuildIdSymbolizer
         self.unwinding = unwinding   # --unwind dwarf (ustacks.py)
-        self.user_symbols.add_files(sorted({p.resolved.binary for p in trace_probes
-                                            if p.resolved.binary}))
+        binaries = sorted({p.resolved.binary for p in trace_probes if p.resolved.binary})
+        if binaries:
+            self.user_symbols.add_files(binaries)
         self._pids_seen: set[int] = set()
         self.first_ts: int | None = None
         self._read: list[dict[str, Any]] | None = None   # read()'s ring callback fills it
+
+    @property
+    def symbolizer(self) -> Any:
+        """Kernel frames and %ksym/%usym values (a symbols.Symbolizer)."""
+        if self._symbolizer is None:
+            from ..symbolize.symbols import Symbolizer
+            self._symbolizer = Symbolizer(self.prog.bpf, show_module=False)
+            with contextlib.suppress(KeyError):   # kernel stacks by hash (KSTACK_HASH)
+                self._symbolizer.kstacks = self.prog["kstacks"]
+        return self._symbolizer
+
+    @property
+    def user_symbols(self) -> Any:
+        """User stacks (a buildid.BuildIdSymbolizer)."""
+        if self._user_symbols is None:
+            from ..symbolize.buildid import BuildIdSymbolizer
+            self._user_symbols = BuildIdSymbolizer()
+        return self._user_symbols
 
     def read(self) -> list[dict[str, Any]]:
         """The session's read(): the events committed since the last read,
@@ -262,6 +277,8 @@ class RunningTrace(ProgramSession):
         return "".join(out)
 
     def stack(self, stack_id: int, pid: int, kernel: bool, stack_hash: int = 0) -> list[str]:
+        from ..collect.stack_maps import without_bpf_frames
+        from ..symbolize.buildid import mapped_files
         if kernel and stack_hash:   # in kstacks (ptk_kstack.h)
             frames = without_bpf_frames(self.symbolizer.hashed_kernel_stack(stack_hash))
         elif kernel:
@@ -277,7 +294,8 @@ class RunningTrace(ProgramSession):
 
     @property
     def unknown_frames(self) -> int:
-        return self.symbolizer.unknown_frames + self.user_symbols.unknown_frames
+        return sum(s.unknown_frames for s in (self._symbolizer, self._user_symbols)
+                   if s is not None)
 
 
 @click.command("trace", cls=options.CommandAfterDashes, context_settings=options.TOOL_CONTEXT)
@@ -345,18 +363,27 @@ def start(probe_texts: list[str], command: tuple[str, ...] = (), *, pid: int | N
                "FILTER_TID": tid or 0, "SELF_PID": 0 if include_self else os.getpid(),
                **ustacks.defines(unwind, user=user_stack, storage=USTACKS_SIZE,
                                  command_pid=target.pid if command else 0)}
-    user_symbols = BuildIdSymbolizer()
-    unwinding: list[EventUnwinding | None] = []
+    user_symbols: list[Any] = [None]   # a BuildIdSymbolizer: made here only for the unwinder
+    unwinding: list[EventUnwinding | None] = [None]
 
     def prepare(prog: Any) -> None:   # loaded before the probes fire
-        unwinding.append(EventUnwinding.setup(prog, user_symbols.symbolizer, pids=[pid or 0],
-                                              command=command, command_pid=target.pid))
+        if defines["CFI_UNWIND"]:     # else the program has no unwinder
+            from ..symbolize.buildid import BuildIdSymbolizer
+            user_symbols[0] = BuildIdSymbolizer()
+            unwinding[0] = EventUnwinding.setup(prog, user_symbols[0].symbolizer,
+                                                pids=[pid or 0], command=command,
+                                                command_pid=target.pid)
     prog = probegen.load_and_attach("trace", [(p.function, p.resolved) for p in trace_probes],
                                     target, defines, {code_slot("TRACE_PROBES"): code}, prepare)
-    tracer = RunningTrace(trace_probes, prog, string_size, user_symbols, unwinding[0], target)
-    if command and shutil.which(command[0]):   # its frames, even once it has exited
-        tracer.user_symbols.add_files([os.path.realpath(shutil.which(command[0]))])
+    tracer = RunningTrace(trace_probes, prog, string_size, user_symbols[0], unwinding[0], target)
+    program = None
+    if command:
+        import shutil   # here, not at the top: it imports bz2 and lzma (~2.5 ms of a start)
+        program = shutil.which(command[0])
+    if program:   # its frames, even once it has exited
+        tracer.user_symbols.add_files([os.path.realpath(program)])
     elif pid:
+        from ..symbolize.buildid import mapped_files
         tracer.user_symbols.add_files(mapped_files(pid))
     return tracer
 
