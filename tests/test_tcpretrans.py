@@ -54,18 +54,22 @@ class DropOnce:
 def retransmitted(veth_pair, first_port: int, tool_args: list[str], tmp_path):
     """One connection through DropOnce under `tcpretrans TOOL_ARGS` and perf,
     on port first_port, first_port + 1, ... until perf saw a retransmit to
-    it: (port, client port, perf's count, the tool's stdout and stderr)."""
+    it: (port, client port, perf's count, the tool's stdout and stderr).
+
+    perf counts only while the tool is attached and reading: it starts after
+    the tool said ready and stops before the tool is stopped, so what perf
+    counts, the tool had its chance to see. (perf started first and stopped
+    last counted the port through the tool's start and teardown too.)"""
     for port in range(first_port, first_port + ATTEMPTS):
         attempt_dir = tmp_path / str(port)     # perf's file, new: its creation says ready
         attempt_dir.mkdir()
-        perf = SystemWideCount([("tcp:tcp_retransmit_skb", f"dport == {port}")], attempt_dir)
-        try:
-            with DropOnce(veth_pair, port) as drop, Tool("tcpretrans", *tool_args) as tool:
+        with DropOnce(veth_pair, port) as drop, Tool("tcpretrans", *tool_args) as tool:
+            with SystemWideCount([("tcp:tcp_retransmit_skb", f"dport == {port}")],
+                                 attempt_dir) as perf:
                 [client_port] = veth_pair.tcp_connections(1, port)
-                out, err = tool.stop()
-                assert drop.dropped == 1
-        finally:
-            [seen] = perf.stop()
+                [seen] = perf.stop()
+            out, err = tool.stop()
+            assert drop.dropped == 1
         assert tool.returncode == 0, err
         if seen:
             return port, client_port, seen, out, err

@@ -67,20 +67,26 @@ class _Descriptor(io.RawIOBase):
         return not self._closed_at_start and os.isatty(STDOUT_FD)
 
     def write(self, data) -> int:
-        size = len(memoryview(data))
+        view = memoryview(data).cast("B")
+        size = len(view)
         if self.failed or not size:   # click probes with write(b""): /dev/full fails it
             return size
         if self._closed_at_start:
             self.failed = True
             raise StdoutError(errno.EBADF, os.strerror(errno.EBADF))
-        while True:
+        # All of it: unbuffered (PYTHONUNBUFFERED, -u) the TextIOWrapper above
+        # ignores a short count, and a pipe takes part of a write when it is
+        # non-blocking and full, or when a signal interrupts a blocked write.
+        done = 0
+        while done < size:
             try:
-                return os.write(STDOUT_FD, data)
+                done += os.write(STDOUT_FD, view[done:])
             except BlockingIOError:       # a non-blocking pipe someone handed us
                 select.select([], [STDOUT_FD], [])
             except OSError as exc:
                 self.failed = True
                 raise StdoutError(exc.errno, exc.strerror) from None
+        return size
 
 
 def _closed_at_start() -> bool:
