@@ -21,7 +21,8 @@ from ..collect.stack_maps import DELIMITER, MISSED_USER, map_items, stack_missed
 from ..symbolize.symbols import vm_pages_of
 from ..symbolize.python.code import CodeReader
 from ..symbolize.python.merge import merge
-from ..symbolize.python.runtime import PyProcess, Unsupported, find, unsupported_line
+from ..symbolize.python.runtime import (PyProcess, Unsupported, find, python_named,
+                                          unsupported_line)
 
 # states and event kinds as in bpf/ptk_python.h
 PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
@@ -86,6 +87,9 @@ class PythonFrames:
         self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
         self.swept = time.monotonic()        # when exited processes' memory was last closed
         self.unsupported: set[str] = set()
+        # the tool's maps snapshots (symbols.UserSymbols), if it keeps them: a
+        # process they show without a python-looking file is not read again
+        self.snapshots: Any = None
         self.interrupted: list[BaseException] = []
         # of the last samples(): samples whose root-ward native frames were dropped
         # (merge), and samples with a code object that could not be read (freed)
@@ -148,6 +152,9 @@ class PythonFrames:
         pages = vm_pages_of(pid)
         if attempt and pages == self.vm_pages.get(pid):
             proc = None   # nothing mapped since the last look: no libpython yet
+        elif self._snapshot_without_python(pid, pages):
+            self.vm_pages[pid] = pages
+            proc = None
         else:
             self.vm_pages[pid] = pages
             proc = self._find(pid)
@@ -162,6 +169,14 @@ class PythonFrames:
         else:
             self.vm_pages.pop(pid, None)
             self._set_state(pid, PY_NOT_PYTHON)
+
+    def _snapshot_without_python(self, pid: int, pages: int) -> bool:
+        """The tool's snapshot of pid, taken at this address space size, maps no
+        file an interpreter could be in: its maps are not read again (most of
+        a system-wide tool's new processes are not Python)."""
+        snap = self.snapshots.processes.get(pid) if self.snapshots is not None else None
+        return snap is not None and pages != -1 and snap.vm_pages == pages and \
+            not any(python_named(m.path) for m in snap.mappings)
 
     def _find(self, pid: int) -> PyProcess | None | bool:
         """The process's runtime, None (none mapped yet) or False (done: not one
@@ -213,8 +228,8 @@ class PythonFrames:
     def poll(self, inner: Callable[[int], None]) -> Callable[[int], None]:
         """The tool's poll, also running the scheduled re-checks."""
         def poll(timeout_ms: int) -> None:
-            if self.due:
-                timeout_ms = max(0, min(timeout_ms,
+            if self.due and timeout_ms > 0:   # (a due check waits for the tool's batch)
+                timeout_ms = max(1, min(timeout_ms,
                                         int((self.due[0][0] - time.monotonic()) * 1000)))
             # Signals only recorded while C runs the callbacks: one raised between
             # two of them (outside any Python try) would be printed and dropped by
