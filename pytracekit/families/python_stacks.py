@@ -279,9 +279,12 @@ class PythonFrames:
             stored = {i: st for i, st in self._unread.items() if st.pid == pid}
             for i in stored:
                 del self._unread[i]
-        for stack_id, read in self._read_stored(stored).items():
-            if read.frames:   # else: tried again when read
-                self.stacks[stack_id] = read
+        try:
+            for stack_id, read in self._read_stored(stored).items():
+                if read.frames:   # else: tried again when read
+                    self.stacks[stack_id] = read
+        except Exception as exc:   # as in _on_event: never end the run (named when read)
+            self.warn(f"python frames: {exc}")
 
     def _read_stack(self, stack_id: int) -> "_Read | None":
         """What naming a stored stack needs from its live process, read now
