@@ -130,7 +130,8 @@ def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: 
 SETTLE_S = (0.02, 0.1, 0.5)
 # System-wide, polls are at least this far apart: under process churn every
 # announcement and settle check woke the tool (~140 times a second, each poll
-# costing tens of microseconds); now they are handled in batches
+# costing tens of microseconds); now they are handled in batches (checks due
+# within a batch wait for its end)
 BATCH_S = 0.03
 
 
@@ -181,15 +182,20 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
     last_wake = [0.0]
 
     def poll(timeout_ms: int) -> None:
+        now = time.monotonic()
+        asked = timeout_ms   # 0: now, without waiting (a read)
         if due:
-            timeout_ms = max(0, min(timeout_ms, int((due[0][0] - time.monotonic()) * 1000)))
-        if unwinder is not None and unwinder.pending:
+            timeout_ms = max(0, min(timeout_ms, int((due[0][0] - now) * 1000)))
+        loading = unwinder is not None and unwinder.pending
+        if loading:
             timeout_ms = min(timeout_ms, 5)
-        idle = last_wake[0] + batch_s - time.monotonic()
-        if idle > 0 and timeout_ms > 0:   # events and checks wait for the batch
-            nap = min(idle, timeout_ms / 1000)
-            time.sleep(nap)
-            timeout_ms = max(0, timeout_ms - int(nap * 1000))
+        idle = last_wake[0] + batch_s - now
+        if idle > 0 and asked > 0 and not loading:
+            # events and due checks wait for the batch: a settle check due
+            # before it is made with the batch's others (one wake-up each
+            # cost ~300 wake-ups a second under churn)
+            time.sleep(idle)
+            timeout_ms = max(0, timeout_ms - int(idle * 1000))
         rings.poll(timeout_ms)
         now = last_wake[0] = time.monotonic()
         while due and due[0][0] <= now:

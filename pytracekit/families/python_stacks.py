@@ -21,7 +21,8 @@ from ..collect.stack_maps import DELIMITER, MISSED_USER, map_items, stack_missed
 from ..symbolize.symbols import vm_pages_of
 from ..symbolize.python.code import CodeReader
 from ..symbolize.python.merge import merge
-from ..symbolize.python.runtime import PyProcess, Unsupported, find, unsupported_line
+from ..symbolize.python.runtime import (PyProcess, Unsupported, find, python_named,
+                                          unsupported_line)
 
 # states and event kinds as in bpf/ptk_python.h
 PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
@@ -80,10 +81,15 @@ class PythonFrames:
         self.due: list[tuple[float, int, int]] = []      # (when, pid, attempt)
         # stack id -> read while its process lived (_Read), named when first used
         self.stacks: dict[int, "_Read | list[tuple[Frame, bool]]"] = {}
+        # new stacks announced during a poll, as stored: read after it, together
+        self._unread: dict[int, Any] = {}
         self._frames: dict[tuple, Frame] = {}   # (code, offset, info) -> its frame
         self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
         self.swept = time.monotonic()        # when exited processes' memory was last closed
         self.unsupported: set[str] = set()
+        # the tool's maps snapshots (symbols.UserSymbols), if it keeps them: a
+        # process they show without a python-looking file is not read again
+        self.snapshots: Any = None
         self.interrupted: list[BaseException] = []
         # of the last samples(): samples whose root-ward native frames were dropped
         # (merge), and samples with a code object that could not be read (freed)
@@ -125,15 +131,16 @@ class PythonFrames:
             event = ctypes.cast(data, ctypes.POINTER(_Event)).contents
             kind, pid, stack_id = event.kind, event.pid, event.stack_id
             if kind == PY_EVENT_PROCESS:        # new, or exec'd: another program now
+                self._read_unread(pid)          # the old program's, by its reader
                 old = self.readers.pop(pid, None)
                 if old:
                     old.close()
                 self.due = [d for d in self.due if d[1] != pid]   # the old program's checks
                 self._check(pid, 0)
             elif kind == PY_EVENT_STACK and stack_id not in self.stacks:
-                read = self._read_stack(stack_id)
-                if read is not None and read.frames:   # else: tried again when read
-                    self.stacks[stack_id] = read
+                stored = self._stored(stack_id)
+                if stored is not None:          # else: tried again when read
+                    self._unread[stack_id] = stored
         except Exception as exc:   # a callback must not raise through ctypes
             self.warn(f"python frames: {exc}")
         except BaseException as exc:   # Ctrl-C/SIGTERM: ctypes would drop it; poll raises it
@@ -145,6 +152,9 @@ class PythonFrames:
         pages = vm_pages_of(pid)
         if attempt and pages == self.vm_pages.get(pid):
             proc = None   # nothing mapped since the last look: no libpython yet
+        elif self._snapshot_without_python(pid, pages):
+            self.vm_pages[pid] = pages
+            proc = None
         else:
             self.vm_pages[pid] = pages
             proc = self._find(pid)
@@ -159,6 +169,14 @@ class PythonFrames:
         else:
             self.vm_pages.pop(pid, None)
             self._set_state(pid, PY_NOT_PYTHON)
+
+    def _snapshot_without_python(self, pid: int, pages: int) -> bool:
+        """The tool's snapshot of pid, taken at this address space size, maps no
+        file an interpreter could be in: its maps are not read again (most of
+        a system-wide tool's new processes are not Python)."""
+        snap = self.snapshots.processes.get(pid) if self.snapshots is not None else None
+        return snap is not None and pages != -1 and snap.vm_pages == pages and \
+            not any(python_named(m.path) for m in snap.mappings)
 
     def _find(self, pid: int) -> PyProcess | None | bool:
         """The process's runtime, None (none mapped yet) or False (done: not one
@@ -210,8 +228,8 @@ class PythonFrames:
     def poll(self, inner: Callable[[int], None]) -> Callable[[int], None]:
         """The tool's poll, also running the scheduled re-checks."""
         def poll(timeout_ms: int) -> None:
-            if self.due:
-                timeout_ms = max(0, min(timeout_ms,
+            if self.due and timeout_ms > 0:   # (a due check waits for the tool's batch)
+                timeout_ms = max(1, min(timeout_ms,
                                         int((self.due[0][0] - time.monotonic()) * 1000)))
             # Signals only recorded while C runs the callbacks: one raised between
             # two of them (outside any Python try) would be printed and dropped by
@@ -219,6 +237,7 @@ class PythonFrames:
             with signals_deferred([]) as pending:
                 inner(timeout_ms)
             raise_pending(pending)
+            self._read_unread()
             if self.interrupted:
                 raise self.interrupted.pop()
             now = time.monotonic()
@@ -239,25 +258,64 @@ class PythonFrames:
 
     # -- stacks ---------------------------------------------------------------
 
+    def _stored(self, stack_id: int) -> Any:
+        """The stack as BPF stored it in py_stacks, None when it is not."""
+        table = self.prog["py_stacks"]
+        try:
+            return table[table.Key(stack_id)]
+        except KeyError:
+            return None
+
+    def _read_unread(self, pid: int | None = None) -> None:
+        """Read the stacks announced since the last poll (only pid's: its
+        program is about to change). A process's new stacks are read together,
+        one check of their code objects for them all: a new process makes
+        many new stacks at once."""
+        if not self._unread:
+            return
+        if pid is None:
+            stored, self._unread = self._unread, {}
+        else:
+            stored = {i: st for i, st in self._unread.items() if st.pid == pid}
+            for i in stored:
+                del self._unread[i]
+        try:
+            for stack_id, read in self._read_stored(stored).items():
+                if read.frames:   # else: tried again when read
+                    self.stacks[stack_id] = read
+        except Exception as exc:   # as in _on_event: never end the run (named when read)
+            self.warn(f"python frames: {exc}")
+
     def _read_stack(self, stack_id: int) -> "_Read | None":
         """What naming a stored stack needs from its live process, read now
         (code objects can be freed and their addresses reused); the names and
         lines are made when the profile is read (_named). None when the stack
         is not stored."""
-        table = self.prog["py_stacks"]
-        try:
-            st = table[table.Key(stack_id)]
-        except KeyError:
-            return None
-        reader = self.readers.get(st.pid)
-        frames = st.frames[:min(st.depth, len(st.frames))]
-        codes = [f.code for f in frames]
-        # the frames' idents (flags beside PY_FRAME_BOUNDARY: code.code_ident)
-        infos = reader.check_many(codes, [f.flags & ~PY_FRAME_BOUNDARY for f in frames]) \
-            if reader else [None] * len(frames)
-        return _Read(reader, tuple(zip(infos, codes, [f.offset for f in frames],
-                                       [bool(f.flags & PY_FRAME_BOUNDARY) for f in frames])),
-                     st.truncated)
+        st = self._stored(stack_id)
+        return None if st is None else self._read_stored({stack_id: st})[stack_id]
+
+    def _read_stored(self, stored: dict[int, Any]) -> dict[int, "_Read"]:
+        """_read_stack of each (stack id: stored stack), a process's together."""
+        by_pid: dict[int, list[tuple[int, Any]]] = {}
+        for stack_id, st in stored.items():
+            by_pid.setdefault(st.pid, []).append((stack_id, st))
+        out = {}
+        for pid, stacks in by_pid.items():
+            reader = self.readers.get(pid)
+            frames = [st.frames[:min(st.depth, len(st.frames))] for _, st in stacks]
+            every = [f for fs in frames for f in fs]
+            codes = [f.code for f in every]
+            # the frames' idents (flags beside PY_FRAME_BOUNDARY: code.code_ident)
+            infos = reader.check_many(codes, [f.flags & ~PY_FRAME_BOUNDARY for f in every]) \
+                if reader else [None] * len(every)
+            pos = 0
+            for (stack_id, st), fs in zip(stacks, frames):
+                n = len(fs)
+                out[stack_id] = _Read(reader, tuple(zip(
+                    infos[pos:pos + n], codes[pos:pos + n], [f.offset for f in fs],
+                    [bool(f.flags & PY_FRAME_BOUNDARY) for f in fs])), st.truncated)
+                pos += n
+        return out
 
     def _named(self, read: "_Read") -> list[tuple[Frame, bool]]:
         """Innermost-first (frame, ends an eval call) of a stack read by _read_stack."""
@@ -285,6 +343,7 @@ class PythonFrames:
     def clear_stacks(self) -> None:
         """Forget every stack and named frame (cprofile's windows start over)."""
         self.stacks.clear()
+        self._unread.clear()
         self._frames.clear()
 
     def begin_read(self) -> None:
@@ -295,7 +354,9 @@ class PythonFrames:
         """Innermost-first (frame, ends an eval call) of a stored stack ([] if unknown)."""
         python = self.stacks.get(py_stack_id)
         if python is None:
-            python = self._read_stack(py_stack_id)
+            st = self._unread.pop(py_stack_id, None)
+            python = self._read_stored({py_stack_id: st})[py_stack_id] if st is not None \
+                else self._read_stack(py_stack_id)
         if isinstance(python, _Read):
             python = self._named(python)
         python = self.stacks[py_stack_id] = python or []

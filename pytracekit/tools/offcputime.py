@@ -111,6 +111,7 @@ def start_blocked(name: str, session_class: type, value_type: str, *, pids=None,
     if python:
         frames = pysampling.PythonFrames(prog)
         frames.register_at_entry(symbolizer)
+        frames.snapshots = symbolizer.users
         frames.value_divisor, frames.value_unit = 1000, " us"   # values are nanoseconds
         poll = frames.poll(poll)
         extra = {"python": frames}

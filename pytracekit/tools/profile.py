@@ -71,6 +71,7 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     if python:
         frames = pysampling.PythonFrames(prog)
         frames.register_at_entry(symbolizer)
+        frames.snapshots = symbolizer.users
         poll = frames.poll(poll)
         session_class, extra = pysampling.PythonStackSession, {"python": frames}
     if sample_log:

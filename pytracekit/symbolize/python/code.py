@@ -193,11 +193,24 @@ class CodeReader:
         named only by an object with its ident, the one read before if the
         address holds another, or nothing, by now (None: gone)."""
         unique = list(dict.fromkeys(codes))
-        cached = [c for c in unique if self.codes.get(c) is not None]
-        heads = dict(zip(cached, self.mem.read_many(cached, self._head)))
         now: dict[int, Optional[CodeInfo]] = {}   # what each address holds by now
+        if idents:
+            # An address whose every frame here has the ident of the object
+            # read there before is that object, taken without reading its head
+            # again: one with the same address and the same line table's address
+            # is not told apart by BPF either (its frames hash to the same stack)
+            same: dict[int, bool] = {}
+            for code, ident in zip(codes, idents):
+                info = self.codes.get(code)
+                same[code] = same.get(code, True) and ident != 0 and info is not None \
+                    and info.ident == ident
+            now = {code: self.codes[code] for code, ok in same.items() if ok}
+        cached = [c for c in unique if c not in now and self.codes.get(c) is not None]
+        heads = dict(zip(cached, self.mem.read_many(cached, self._head)))
         fresh, fresh_heads = [], {}
         for code in unique:
+            if code in now:
+                continue
             info = self.codes.get(code)
             head = heads.get(code)
             if info is not None and (head is None or self._fingerprint(head) == info.fingerprint):

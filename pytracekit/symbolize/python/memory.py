@@ -16,10 +16,6 @@ IOV_MAX = 1024         # ranges in one process_vm_readv
 USER_SPACE_END = 1 << 56   # x86-64 user addresses end below (5-level paging; 4-level: 1 << 47)
 
 
-class _IoVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
 @functools.lru_cache(maxsize=1)
 def _libc() -> ctypes.CDLL:
     libc = ctypes.CDLL(None, use_errno=True)
@@ -65,20 +61,25 @@ class ProcessMemory:
         if n == 0 or self.closed:
             return [None] * n
         total = sum(size for _, size in ranges)
-        buf = ctypes.create_string_buffer(max(total, 1))
-        local = (_IoVec * 1)(_IoVec(ctypes.addressof(buf), total))
+        # plain buffers passed by address: a ctypes buffer and iovec array type
+        # made per call were most of a new Python stack's reading (churn)
+        buf = bytearray(max(total, 1))
+        anchor = ctypes.c_char.from_buffer(buf)   # its address; keeps buf fixed
+        local = array("Q", (ctypes.addressof(anchor), total))
         # (address, size) pairs as the iovecs' memory; an address outside user
         # space is passed as 0: the kernel fails it
-        remote = (_IoVec * n).from_buffer(array("Q", [
-            v for a, size in ranges for v in (a if 0 < a < USER_SPACE_END else 0, size)]))
-        got = max(_libc().process_vm_readv(self.pid, local, 1, remote, n, 0), 0)
-        raw = buf.raw
+        remote = array("Q", [v for a, size in ranges
+                             for v in (a if 0 < a < USER_SPACE_END else 0, size)])
+        got = max(_libc().process_vm_readv(self.pid, local.buffer_info()[0], 1,
+                                           remote.buffer_info()[0], n, 0), 0)
+        del anchor
+        view = memoryview(buf)
         out: list[bytes | None] = []
         pos = 0
         for address, size in ranges:
             if pos + size > got:
                 break
-            out.append(raw[pos:pos + size])
+            out.append(view[pos:pos + size].tobytes())
             pos += size
         for address, size in ranges[len(out):]:
             try:

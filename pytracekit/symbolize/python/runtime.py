@@ -67,6 +67,11 @@ def _file_facts(path: str, _mtime_ns: int) -> Optional[_FileFacts]:
     return _FileFacts(min(v for _, v, _ in img.segments), syms, ver)
 
 
+def python_named(path: str) -> bool:
+    """A file a CPython interpreter could be in, by its name (python3.11, libpython3.11.so.1.0)."""
+    return _NAME.search(path) is not None
+
+
 def _candidates(pid: int) -> list[tuple[str, int, re.Match]]:
     """(path, start of its offset-0 mapping, name match) of python-looking files."""
     from ..symbols import read_proc
