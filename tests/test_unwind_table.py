@@ -295,3 +295,15 @@ def test_plt_rows_of_a_file_without_eh_frame_are_the_linkers(tmp_path, workload_
             assert ours.find(address)[1:] == linker.find(address)[1:], (name, hex(address))
             checked += 1
     assert checked >= 64 and ours.kinds()["plt"] == 1
+
+
+def test_a_packed_table_finds_what_the_row_table_finds():
+    # first samples keep tables packed (12 bytes a row): the same row for every address
+    from pytracekit.symbolize.unwind_table import ROW, PackedTable, Row, UnwindTable
+    rows = [Row(0x1000, 1, 2, 0), Row(0x1004, 2, 3, 1), Row(0x1010, 0), Row(0x2000, 1, 5, 2)]
+    data = b"".join(ROW.pack(r.pc, r.cfa_off8, r.kind, r.rbp_off8) for r in rows)
+    table, packed = UnwindTable.from_packed(data), PackedTable(data)
+    assert table.rows == rows
+    for address in range(0xff0, 0x2010):
+        assert packed.find(address) == table.find(address), hex(address)
+    assert packed.find(0xfff) is None and packed.find(0x1003) == rows[0]

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from ..model import LossReport, Sample
 from ..symbolize.unwind_table import (STOP_BAD_RA, STOP_BAD_READ, STOP_DEPTH, STOP_END,
-                                      ModuleRange, UnwindTable, unwind_python)
+                                      ModuleRange, PackedTable, UnwindTable, unwind_python)
 from . import cstruct
 from .stack_maps import sample_from_key
 from .stream import CallbackRings
@@ -33,7 +33,7 @@ DEFINES = {"FIRST_SAMPLES": 1}
 # (stack_maps.SETTLE_S); a process gone is unwound with its last snapshot at once.
 WAIT_S = 0.6
 PENDING_MAX = 256      # copies kept waiting (32 KB each: 8 MB); past it the oldest are unwound now
-TABLES_KEPT = 64       # modules' Python row tables (python3.11: ~65k rows)
+TABLES_KEPT = 16       # modules' packed row tables (python3.11: ~65k rows, ~0.8 MB; reread from the disk cache)
 
 _Record = cstruct.struct_layout("ptk_first_samples.h", "ptk_first_sample").ctype()
 _KEY_OFFSET, _KEY_SIZE = _Record.key.offset, _Record.key.size
@@ -66,7 +66,7 @@ class FirstSamples:
         self.unwound: Counter = Counter()   # (key bytes, user frames leaf first) -> samples
         self.incomplete = 0                # of them, stopped early (as the kernel's walk would)
         self.marked: Counter = Counter()   # key bytes -> samples left to the frame-pointer walk
-        self.tables: dict[str, UnwindTable | None] = {}
+        self.tables: dict[str, PackedTable | None] = {}
         self.stats: Counter = Counter()    # received, unwound, and why not (--verbose)
         self.rings = CallbackRings(prog)
         self.rings.open("first_samples", self._on_copy)
@@ -170,14 +170,14 @@ class FirstSamples:
             out.append(ModuleRange(m.start, m.end, bias, table))
         return out
 
-    def _table(self, image: Any, path: str) -> UnwindTable | None:
+    def _table(self, image: Any, path: str) -> PackedTable | None:
         build_id = image.build_id()
         key = build_id or f"path:{path}"
         if key not in self.tables:
             if len(self.tables) >= TABLES_KEPT:
                 self.tables.clear()
             data = UnwindTable.cached_packed(image, build_id, path)
-            self.tables[key] = UnwindTable.from_packed(data) if data else None
+            self.tables[key] = PackedTable(data) if data else None
         return self.tables[key]
 
     def _frame(self, address: int, index: int, pid: int) -> Any:
