@@ -169,18 +169,24 @@ def _unwinder(monkeypatch, capacity: int, sizes: dict[str, int]):
     return unwinder_mod.Unwinder(prog, users), prog
 
 
+def _load_process(unw, prog, pid: int, *paths: str) -> list:
+    """What the unwinder does when process `pid` mapping `paths` is loaded:
+    its modules (tables written), its slot, its proc_maps entry, its refs."""
+    found = [unw._module_for(p, pid) for p in paths]
+    unw._with_tables(found)
+    unw.slots[pid] = len(unw.slots)
+    prog["proc_maps"][pid] = 1
+    unw._hold_refs(pid, frozenset(m.module_id for m, _ in found))
+    return [m for m, _ in found]
+
+
 def test_tables_no_live_process_maps_are_evicted_least_recently_used_first(monkeypatch):
     # libc 50 rows shared; programs a-d 20 rows each; room for libc and two of them
     unw, prog = _unwinder(monkeypatch, 95, {"libc": 50, "a": 20, "b": 20, "c": 20, "d": 20})
     live = [1, os.getpid()]   # pids that exist (the unwinder checks /proc too)
 
     def run(pid: int, *paths: str) -> list:
-        found = [unw._module_for(p, pid) for p in paths]
-        unw._with_tables(found)
-        unw.slots[pid] = len(unw.slots)
-        prog["proc_maps"][pid] = 1
-        unw._hold_refs(pid, frozenset(m.module_id for m, _ in found))
-        return [m for m, _ in found]
+        return _load_process(unw, prog, pid, *paths)
 
     def exit_(pid: int) -> None:
         del prog["proc_maps"][pid]   # as the kernel does at exit
@@ -223,12 +229,7 @@ def test_an_idle_live_table_is_evicted_least_recently_sampled_first_and_restored
     pids = [1, os.getpid(), os.getppid()]   # live processes (the unwinder checks /proc)
 
     def run(pid: int, *paths: str) -> list:
-        found = [unw._module_for(p, pid) for p in paths]
-        unw._with_tables(found)
-        unw.slots[pid] = len(unw.slots)
-        prog["proc_maps"][pid] = 1
-        unw._hold_refs(pid, frozenset(m.module_id for m, _ in found))
-        return [m for m, _ in found]
+        return _load_process(unw, prog, pid, *paths)
 
     libc, a = run(pids[0], "libc", "a")
     _, b = run(pids[1], "libc", "b")

@@ -180,13 +180,10 @@ def prog_name(prog_id: int) -> str | None:
     if fd < 0:
         return None
     try:
-        info = (ctypes.c_char * _PROG_INFO_SIZE)()
-        attr = (ctypes.c_char * _ATTR_SIZE)()
-        struct.pack_into("IIQ", attr, 0, fd, ctypes.sizeof(info), ctypes.addressof(info))
-        result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
-        if result < 0:
+        info = _prog_info(fd)
+        if info is None:
             return None
-        return info.raw[_PROG_INFO_NAME:_PROG_INFO_NAME + 16].split(b"\0", 1)[0].decode()
+        return info[_PROG_INFO_NAME:_PROG_INFO_NAME + 16].split(b"\0", 1)[0].decode()
     finally:
         os.close(fd)
 
@@ -232,12 +229,8 @@ def task_fd_query(pid: int, fd: int) -> tuple[str, str, int] | None:
 
 def prog_type(fd: int) -> int:
     """The type of loaded program `fd` (bpf_prog_info.type), or -1."""
-    info = (ctypes.c_char * _PROG_INFO_SIZE)()
-    attr = (ctypes.c_char * _ATTR_SIZE)()
-    struct.pack_into("IIQ", attr, 0, fd, ctypes.sizeof(info), ctypes.addressof(info))
-    result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
-    return struct.unpack_from("I", info, 0)[0] if result >= 0 else -1
-
+    info = _prog_info(fd)
+    return struct.unpack_from("I", info, 0)[0] if info is not None else -1
 
 
 def prog_stats(fd: int) -> tuple[int, int, int] | None:
@@ -246,10 +239,15 @@ def prog_stats(fd: int) -> tuple[int, int, int] | None:
     skipped the program because a BPF program already ran on that CPU; a
     kernel before 5.12 leaves it 0, as it leaves run_* 0 unless
     kernel.bpf_stats_enabled is set."""
+    info = _prog_info(fd)
+    return struct.unpack_from("QQQ", info, _PROG_INFO_STATS) if info is not None else None
+
+
+def _prog_info(fd: int) -> bytes | None:
+    """struct bpf_prog_info of loaded program `fd` (its first _PROG_INFO_SIZE
+    bytes), or None if the kernel gives none."""
     info = (ctypes.c_char * _PROG_INFO_SIZE)()
     attr = (ctypes.c_char * _ATTR_SIZE)()
     struct.pack_into("IIQ", attr, 0, fd, ctypes.sizeof(info), ctypes.addressof(info))
     result, _err = bpf(OBJ_GET_INFO_BY_FD, attr)
-    if result < 0:
-        return None
-    return struct.unpack_from("QQQ", info, _PROG_INFO_STATS)
+    return info.raw if result >= 0 else None
