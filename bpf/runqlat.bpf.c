@@ -65,16 +65,10 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     struct ptk_cpu_switch last = ptk_cpu_switched(pid, now);
     switched_out(ctx, &last, now);
 
-    u64 *since = runnable_since.lookup(&pid);
-    if (!since)
+    u64 delta = 0;
+    if (!ptk_runq_wait_ended(pid, now, &delta))
         return 0;
-    u64 began = *since;
-    runnable_since.delete(&pid);
-    if (began == ASLEEP) {      /* woken unseen */
-        ptk_count_unseen();
-        return 0;
-    }
-    u64 delta = (now - began) / UNIT_DIV;
+    delta /= UNIT_DIV;
 
     struct ptk_hist_key key = {};
     key.label = label_of(next, tgid, pid);

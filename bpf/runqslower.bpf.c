@@ -52,16 +52,10 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     struct ptk_cpu_switch last = ptk_cpu_switched(pid, now);
     switched_out(ctx, &last, now);
 
-    u64 *since = runnable_since.lookup(&pid);
-    if (!since)
+    u64 delay = 0;
+    if (!ptk_runq_wait_ended(pid, now, &delay))
         return 0;
-    u64 began = *since;
-    runnable_since.delete(&pid);
-    if (began == ASLEEP) {      /* woken unseen */
-        ptk_count_unseen();
-        return 0;
-    }
-    u64 delta_us = (now - began) / 1000;
+    u64 delta_us = delay / 1000;
     if (delta_us < MIN_US)
         return 0;
     struct event *e = events.ringbuf_reserve(sizeof(*e));

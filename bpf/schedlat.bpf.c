@@ -14,10 +14,8 @@
 #include "vmlinux.h"
 #include "pytracekit.h"
 #include "ptk_sched.h"
-
-#define TASK_RUNNING 0
-#define TASK_DEAD_STATE 0x80
-#define ASLEEP 0        /* runnable_since: asleep since a traced switch-out */
+/* runnable_since: the delay, as runqlat measures it */
+#include "ptk_runq.h"
 
 struct task_stat {
     u64 switches;
@@ -30,7 +28,6 @@ struct task_stat {
     char comm[TASK_COMM_LEN];
 };
 
-BPF_HASH(runnable_since, u32, u64, 65536);
 BPF_HASH(exec_base, u32, u64, 65536);     /* se.sum_exec_runtime when last seen off CPU */
 BPF_HASH(stats, u32, struct task_stat, 16384);
 
@@ -52,9 +49,8 @@ PTK_INLINE void note_exec_base(struct task_struct *p, u32 pid)
         ptk_count_loss(PTK_MAP_FULL);
 }
 
-/* Woken: runnable from now, unless already waiting on the run queue (a
- * preempted task woken from a sleep it had not begun yet). */
-PTK_INLINE int woken(struct task_struct *p)
+/* Woken: its clock's base if it is off the CPU, and its wait begins. */
+PTK_INLINE int task_woken(struct task_struct *p)
 {
     u32 tgid = 0, pid = 0;
     if (!ptk_sched_task_selected(p, &tgid, &pid))
@@ -63,23 +59,18 @@ PTK_INLINE int woken(struct task_struct *p)
     bpf_probe_read_kernel(&on_cpu, sizeof(on_cpu), &p->on_cpu);
     if (!on_cpu)
         note_exec_base(p, pid);
-    u64 *since = runnable_since.lookup(&pid);
-    if (since && *since != ASLEEP)
-        return 0;
-    u64 now = bpf_ktime_get_ns();
-    if (runnable_since.update(&pid, &now))
-        ptk_count_loss(PTK_MAP_FULL);
+    ptk_runq_woken(pid);
     return 0;
 }
 
 RAW_TRACEPOINT_PROBE(sched_wakeup)
 {
-    return woken((struct task_struct *)ctx->args[0]);
+    return task_woken((struct task_struct *)ctx->args[0]);
 }
 
 RAW_TRACEPOINT_PROBE(sched_wakeup_new)
 {
-    return woken((struct task_struct *)ctx->args[0]);
+    return task_woken((struct task_struct *)ctx->args[0]);
 }
 
 /* The task's stats, created when absent: with --interval the entry is read
@@ -102,8 +93,8 @@ PTK_INLINE struct task_stat *task_stats(struct task_struct *p, u32 tgid, u32 pid
 /* prev leaves the CPU: its run ends (switched in seen or not, its time is
  * its clock's growth since it was last off the CPU), and from now it waits
  * on the run queue (preempted), sleeps, or is gone. */
-PTK_INLINE void switched_out(struct bpf_raw_tracepoint_args *ctx, struct ptk_cpu_switch *last,
-                             u64 now)
+PTK_INLINE void task_switched_out(struct bpf_raw_tracepoint_args *ctx,
+                                  struct ptk_cpu_switch *last, u64 now)
 {
     struct task_struct *prev = (struct task_struct *)ctx->args[1];
     u32 tgid = 0, pid = 0;
@@ -125,16 +116,11 @@ PTK_INLINE void switched_out(struct bpf_raw_tracepoint_args *ctx, struct ptk_cpu
         if (runnable_since.lookup(&pid))     /* the delay its switch-in ended */
             ptk_count_unseen();
     }
-    unsigned int state = ctx->args[3];
-    if (state & TASK_DEAD_STATE) {
-        runnable_since.delete(&pid);
+    if (ptk_runq_left(pid, ctx->args[3], ctx->args[0], now)) {   /* gone */
         exec_base.delete(&pid);
         return;
     }
     if (exec_base.update(&pid, &exec))
-        ptk_count_loss(PTK_MAP_FULL);
-    u64 since = ctx->args[0] || state == TASK_RUNNING ? now : ASLEEP;
-    if (runnable_since.update(&pid, &since))
         ptk_count_loss(PTK_MAP_FULL);
 }
 
@@ -147,7 +133,7 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &next->tgid);
     bpf_probe_read_kernel(&pid, sizeof(pid), &next->pid);
     struct ptk_cpu_switch last = ptk_cpu_switched(pid, now);
-    switched_out(ctx, &last, now);
+    task_switched_out(ctx, &last, now);
 
     if (!ptk_task_selected(tgid, pid))
         return 0;
@@ -156,15 +142,8 @@ RAW_TRACEPOINT_PROBE(sched_switch)
         return 0;
     __sync_fetch_and_add(&st->switches, 1);
     note_exec_base(next, pid);
-    u64 *since = runnable_since.lookup(&pid);
-    if (since) {
-        u64 began = *since;
-        runnable_since.delete(&pid);
-        if (began == ASLEEP) {      /* woken unseen */
-            ptk_count_unseen();
-            return 0;
-        }
-        u64 delay = now - began;
+    u64 delay = 0;
+    if (ptk_runq_wait_ended(pid, now, &delay)) {
         __sync_fetch_and_add(&st->delay_total_ns, delay);
         __sync_fetch_and_add(&st->delays, 1);
         if (delay > st->delay_max_ns) {   /* racy only against the same task: it runs on one CPU */
