@@ -18,7 +18,6 @@ import pytest
 
 from conftest import ROOT, Tool, wait_until
 from perf_oracle import SystemWideCount
-from pytracekit.engine.loader import misses_since
 from pytracekit.fleet.metrics import loss_families
 from pytracekit.model import LossReport
 from pytracekit.render.text import loss_line
@@ -40,12 +39,6 @@ def test_misses_are_named_in_the_loss_line_json_and_metrics_and_zero_adds_nothin
     families, _ = _exposed(*loss_families({"funccount": LossReport(missed_events=5)}))
     assert families["pytracekit_missed_events"].type == "counter"
     assert families["pytracekit_missed_events"].samples[0].value == 5
-
-
-def test_misses_since_the_baseline():
-    assert misses_since(0, 0) == 0
-    assert misses_since(2, 9) == 7
-    assert misses_since(9, 4) == 4     # another program under that name: all its misses
 
 
 class PrintkInSample:

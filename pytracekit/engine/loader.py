@@ -231,7 +231,6 @@ class Program:
     _drained: dict[str, Any] = field(default_factory=dict)  # mapdrain.drained snapshots
     _cache_entry: tuple[Path, str] | None = None           # (path, key) to store at close
     config: dict[int, int] = field(default_factory=dict)    # ptk_config slots: run_time_ids
-    _misses_at_load: dict[bytes, int] = field(default_factory=dict)  # recursion_misses at load
 
     # -- construction -------------------------------------------------------
 
@@ -320,7 +319,6 @@ class Program:
         self._write_config()
         for fn in self._autoloaded():
             self._loaded.append(fn)
-        self._note_misses_at_load()
 
     def _from_cache(self, text: str, cflags: list[str], header_dir: Path) -> Any:
         """A BPF object loaded from the program cache, else None (and the entry
@@ -427,7 +425,6 @@ class Program:
             raise _load_error(fn_name, failure, log[0]) from None
         if fn_name not in self._loaded:
             self._loaded.append(fn_name)
-        self._note_misses_at_load({fn_name.encode(): fn})
         return fn
 
     def note_attached(self, kind: str, target: str, fn_name: str) -> None:
@@ -565,31 +562,16 @@ class Program:
         return LossReport(**dict(zip(LOSS_SLOTS, slots)), missed_events=missed)
 
     def recursion_misses(self) -> int:
-        """The events the kernel skipped this module's programs for since each
-        was loaded, because a BPF program already ran on that CPU (the
-        programs' bpf_prog_info.recursion_misses, Linux 5.12+; which attach
-        types count them: docs/losses.md). Not the whole loss: a perf_event
-        program skipped so is counted nowhere."""
-        return sum(misses_since(self._misses_at_load.get(name, 0), now)
-                   for name, now in self._recursion_misses().items())
-
-    def _recursion_misses(self, funcs: Mapping[bytes, Any] | None = None) -> dict[bytes, int]:
-        """{function name: its program's recursion_misses now} (BCC's `funcs`)."""
+        """The events the kernel skipped this module's programs for, because
+        a BPF program already ran on that CPU (the programs' bpf_prog_info
+        .recursion_misses, Linux 5.12+; which attach types count them:
+        docs/losses.md). Each program was loaded by this module, so its count
+        starts at 0 with it, as ptk_loss's do. Not the whole loss: a
+        perf_event program skipped so is counted nowhere."""
         from ..kernel import bpfsys
-        if funcs is None:
-            funcs = (self.bpf.funcs or {}) if self.bpf is not None else {}
-        counts = {}
-        for name, fn in funcs.items():
-            stats = bpfsys.prog_stats(fn.fd)
-            if stats is not None:
-                counts[name] = stats[2]
-        return counts
-
-    def _note_misses_at_load(self, funcs: Mapping[bytes, Any] | None = None) -> None:
-        """The baseline of each program as it is loaded, where ptk_loss starts
-        too (0 for a fresh load; a function loaded again keeps its first)."""
-        for name, misses in self._recursion_misses(funcs).items():
-            self._misses_at_load.setdefault(name, misses)
+        funcs = (self.bpf.funcs or {}) if self.bpf is not None else {}
+        stats = (bpfsys.prog_stats(fn.fd) for fn in funcs.values())
+        return sum(s[2] for s in stats if s is not None)
 
     # -- teardown -----------------------------------------------------------
 
@@ -619,12 +601,6 @@ class Program:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def misses_since(baseline: int, now: int) -> int:
-    """The misses a program counted since its baseline; a counter that went
-    backwards (not the same program any more) counts from zero."""
-    return now - baseline if now >= baseline else now
 
 
 @contextlib.contextmanager
