@@ -67,6 +67,7 @@ class FirstSamples:
         self.incomplete = 0                # of them, stopped early (as the kernel's walk would)
         self.marked: Counter = Counter()   # key bytes -> samples left to the frame-pointer walk
         self.tables: dict[str, PackedTable | None] = {}
+        self._last_ranges: tuple[Any, list[ModuleRange]] | None = None   # (snapshot, _ranges)
         self.stats: Counter = Counter()    # received, unwound, and why not (--verbose)
         self.rings = CallbackRings(prog)
         self.rings.open("first_samples", self._on_copy)
@@ -101,9 +102,12 @@ class FirstSamples:
         loaded = getattr(unwinder, "loaded", {})
         requested = getattr(unwinder, "pending", {})   # announced again (an exec): not yet
         waiting = []
+        alive_pids: dict[int, bool] = {}   # (a process's copies come together: one stat)
         for copy in self.pending:
             late = final or now - copy.received >= WAIT_S
-            alive = os.path.exists(f"/proc/{copy.pid}")
+            alive = alive_pids.get(copy.pid)
+            if alive is None:
+                alive = alive_pids[copy.pid] = os.path.exists(f"/proc/{copy.pid}")
             if late or not alive or (copy.pid in loaded and copy.pid not in requested):
                 if self._unwind(copy, retry=not late and alive):
                     continue
@@ -158,7 +162,11 @@ class FirstSamples:
 
     def _ranges(self, snap: Any) -> list[ModuleRange]:
         """The process's executable mappings with their modules' tables (a
-        mapping without one takes frame-pointer steps, as in the kernel)."""
+        mapping without one takes frame-pointer steps, as in the kernel).
+        Kept for the last snapshot asked (a new snapshot is a new object): a
+        process's copies are unwound one after another."""
+        if self._last_ranges is not None and self._last_ranges[0] is snap:
+            return self._last_ranges[1]
         out = []
         for m in snap.mappings:
             table, bias = None, 0
@@ -168,6 +176,7 @@ class FirstSamples:
                 if vaddr is not None:
                     bias, table = m.start - vaddr, self._table(image, m.path)
             out.append(ModuleRange(m.start, m.end, bias, table))
+        self._last_ranges = (snap, out)
         return out
 
     def _table(self, image: Any, path: str) -> PackedTable | None:
