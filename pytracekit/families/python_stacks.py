@@ -286,16 +286,11 @@ class PythonFrames:
         except Exception as exc:   # as in _on_event: never end the run (named when read)
             self.warn(f"python frames: {exc}")
 
-    def _read_stack(self, stack_id: int) -> "_Read | None":
-        """What naming a stored stack needs from its live process, read now
-        (code objects can be freed and their addresses reused); the names and
-        lines are made when the profile is read (_named). None when the stack
-        is not stored."""
-        st = self._stored(stack_id)
-        return None if st is None else self._read_stored({stack_id: st})[stack_id]
-
     def _read_stored(self, stored: dict[int, Any]) -> dict[int, "_Read"]:
-        """_read_stack of each (stack id: stored stack), a process's together."""
+        """What naming each (stack id: stored stack) needs from its live
+        process, read now (code objects can be freed and their addresses
+        reused), a process's stacks together; the names and lines are made
+        when the profile is read (_named)."""
         by_pid: dict[int, list[tuple[int, Any]]] = {}
         for stack_id, st in stored.items():
             by_pid.setdefault(st.pid, []).append((stack_id, st))
@@ -318,7 +313,7 @@ class PythonFrames:
         return out
 
     def _named(self, read: "_Read") -> list[tuple[Frame, bool]]:
-        """Innermost-first (frame, ends an eval call) of a stack read by _read_stack."""
+        """Innermost-first (frame, ends an eval call) of a stack read by _read_stored."""
         out = []
         made = self._frames
         for info, code, offset, boundary in read.frames:
@@ -355,8 +350,10 @@ class PythonFrames:
         python = self.stacks.get(py_stack_id)
         if python is None:
             st = self._unread.pop(py_stack_id, None)
-            python = self._read_stored({py_stack_id: st})[py_stack_id] if st is not None \
-                else self._read_stack(py_stack_id)
+            if st is None:
+                st = self._stored(py_stack_id)
+            if st is not None:
+                python = self._read_stored({py_stack_id: st})[py_stack_id]
         if isinstance(python, _Read):
             python = self._named(python)
         python = self.stacks[py_stack_id] = python or []
