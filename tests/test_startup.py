@@ -41,16 +41,20 @@ def test_profile_reads_the_kernel_symbols_when_it_names_a_kernel_frame(workload,
     assert all(n in kallsyms or n.startswith("bpf_") for s in stacks for n in s), stacks
 
 
-@pytest.mark.parametrize("tool, later", [
+@pytest.mark.parametrize("module, later", [
     # symbolize/ (ELF, CFI, the symbolizer) and shutil (it imports bz2 and
     # lzma): at a trace's first frame named, or for its command
-    ("trace", ("pytracekit.symbolize", "pytracekit.collect.stack_maps", "shutil")),
+    ("tools.trace", ("pytracekit.symbolize", "pytracekit.collect.stack_maps", "shutil")),
     # Python frames: only when they are on (not with --no-python or -K);
     # lzma: MiniDebugInfo only (symbolize/elfsyms.py)
-    ("profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python", "lzma")),
+    ("tools.profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python",
+                       "lzma")),
+    # a process's code objects are read, and its stacks merged, after attaching
+    ("families.python_stacks", ("pytracekit.symbolize.python.code",
+                                "pytracekit.symbolize.python.merge")),
 ])
-def test_a_tools_module_leaves_what_only_some_runs_need_unimported(tool, later):
-    code = ("import sys, pytracekit.cli.command, pytracekit.tools." + tool + "; "
+def test_a_module_leaves_what_only_some_runs_need_unimported(module, later):
+    code = ("import sys, pytracekit.cli.command, pytracekit." + module + "; "
             f"print(sorted(m for m in sys.modules if m.startswith({later!r})))")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)
