@@ -28,8 +28,9 @@
 #define FOLLOW_KEEPS_FREED 0
 #endif
 
-/* tgids (modes 2, 3) or tids (mode 4) */
-BPF_HASH(followed, u32, u8, 10240);
+/* tgids (modes 2, 3) or tids (mode 4); not preallocated: written by user
+ * space and the exec and fork tracepoints only (process context) */
+BPF_F_TABLE("hash", u32, u8, followed, 10240, BPF_F_NO_PREALLOC);
 
 #if FOLLOW_MODE == 2
 PTK_INLINE void ptk_follow_exec(void)

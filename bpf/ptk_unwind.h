@@ -115,10 +115,17 @@ struct ptk_unwind_miss {
  * update of 10^6 rows costs ~0.5 s of CPU) */
 BPF_F_TABLE("array", int, struct ptk_unwind_row, unwind_rows, UNWIND_ROWS,
             1024 /* BPF_F_MMAPABLE */);
-BPF_HASH(unwind_modules, u32, struct ptk_unwind_module, UNWIND_MODULES);
+/* unwind_modules, proc_maps, hold_tree (and ptk_follow.h's followed): not
+ * preallocated, as each is written only by user space and by tracepoint or
+ * uprobe programs (process context), never in the sampling interrupt, which
+ * only looks them up; preallocating is most of creating the maps at a start
+ * from the program cache */
+BPF_F_TABLE("hash", u32, struct ptk_unwind_module, unwind_modules, UNWIND_MODULES,
+            BPF_F_NO_PREALLOC);
 /* more entries than slots: the fork probe (ptk_stacks.h) copies a parent's
  * entry to each new thread too, until that thread exits */
-BPF_HASH(proc_maps, u32, struct ptk_proc_maps, UNWIND_PROCS * 16);
+BPF_F_TABLE("hash", u32, struct ptk_proc_maps, proc_maps, UNWIND_PROCS * 16,
+            BPF_F_NO_PREALLOC);
 BPF_ARRAY(unwind_maps, struct ptk_proc_map, UNWIND_PROCS * PTK_MAX_MAPS);
 /* preallocated: an allocation in the sampling interrupt can fail */
 BPF_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);
@@ -133,7 +140,7 @@ BPF_RINGBUF_OUTPUT(unwind_miss, 1);
  * until user space has loaded its mappings (then SIGCONT): so that a
  * program's first samples unwind with tables too, also one the command execs.
  * Value: 1 a new program (since its exec), 2 held once since. */
-BPF_HASH(hold_tree, u32, u32, 10240);
+BPF_F_TABLE("hash", u32, u32, hold_tree, 10240, BPF_F_NO_PREALLOC);   /* see unwind_modules */
 /* stopped by a hold, until its switch-out (ptk_held_at_entry) */
 BPF_HASH(entry_held, u32, u8, 1024);
 /* r_debug.r_state's link-time vaddr minus _dl_debug_state's page: written by

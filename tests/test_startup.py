@@ -41,16 +41,66 @@ def test_profile_reads_the_kernel_symbols_when_it_names_a_kernel_frame(workload,
     assert all(n in kallsyms or n.startswith("bpf_") for s in stacks for n in s), stacks
 
 
-@pytest.mark.parametrize("tool, later", [
+@pytest.mark.parametrize("module, later", [
     # symbolize/ (ELF, CFI, the symbolizer) and shutil (it imports bz2 and
     # lzma): at a trace's first frame named, or for its command
-    ("trace", ("pytracekit.symbolize", "pytracekit.collect.stack_maps", "shutil")),
-    # Python frames: only when they are on (not with --no-python or -K)
-    ("profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python")),
+    ("tools.trace", ("pytracekit.symbolize", "pytracekit.collect.stack_maps", "shutil")),
+    # Python frames: only when they are on (not with --no-python or -K);
+    # lzma: MiniDebugInfo only (symbolize/elfsyms.py)
+    ("tools.profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python",
+                       "lzma")),
+    # a process's code objects are read, and its stacks merged, after attaching
+    ("families.python_stacks", ("pytracekit.symbolize.python.code",
+                                "pytracekit.symbolize.python.merge")),
 ])
-def test_a_tools_module_leaves_what_only_some_runs_need_unimported(tool, later):
-    code = ("import sys, pytracekit.cli.command, pytracekit.tools." + tool + "; "
+def test_a_module_leaves_what_only_some_runs_need_unimported(module, later):
+    code = ("import sys, pytracekit.cli.command, pytracekit." + module + "; "
             f"print(sorted(m for m in sys.modules if m.startswith({later!r})))")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert res.stdout.strip() == "[]", res.stdout
+
+
+NO_PREALLOC = 1   # BPF_F_NO_PREALLOC
+# updated by profile's perf-event program: preallocated, as an allocation there can fail
+IN_THE_SAMPLING_INTERRUPT = ("counts", "kstacks", "ustacks", "leaf_frames", "seen_pids")
+# written by user space and process-context programs only: creating them is cheaper
+NOT_PREALLOCATED = ("followed", "proc_maps", "hold_tree", "unwind_modules")
+
+
+def _map_flags(table) -> int:
+    with open(f"/proc/self/fdinfo/{table.map_fd}") as f:
+        return int(next(line for line in f if line.startswith("map_flags:")).split()[1], 16)
+
+
+@pytest.mark.root
+def test_a_stack_tool_warms_its_processes_symbols_only_while_compiling(monkeypatch, tmp_path):
+    """The -p processes' file symbols are read beside clang (which runs without
+    the GIL); a load from the program cache starts no thread to compete with it.
+    Which maps are preallocated, in both."""
+    from pytracekit.engine import progcache
+    from pytracekit.symbolize.symbols import Symbolizer
+    from pytracekit.tools import profile
+    monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path / "cache"))   # the first run misses
+    warmed, notes = [], []
+    warm_up = Symbolizer.warm_up
+    monkeypatch.setattr(Symbolizer, "warm_up",
+                        lambda self, pids: warmed.append(list(pids)) or warm_up(self, pids))
+    monkeypatch.setattr(progcache, "note", notes.append)
+    sleeper = subprocess.Popen(["sleep", "120"])
+    try:
+        for run in ("compiled", "cached"):
+            warmed.clear()
+            session = profile.start(pids=[sleeper.pid], frequency=49)
+            try:   # compiled and from the cache alike, as the kernel made them
+                flags = {name: _map_flags(session.prog[name]) & NO_PREALLOC
+                         for name in (*IN_THE_SAMPLING_INTERRUPT, *NOT_PREALLOCATED)}
+            finally:
+                session.close()
+            assert flags == {name: NO_PREALLOC if name in NOT_PREALLOCATED else 0
+                             for name in flags}, run
+            assert warmed == ([[sleeper.pid]] if run == "compiled" else []), (run, notes)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert [n.split(" for ")[0] for n in notes if " for profile" in n] == ["miss", "hit"], notes

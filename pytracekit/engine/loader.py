@@ -236,21 +236,25 @@ class Program:
 
     @classmethod
     def from_file(cls, name: str, defines: Mapping[str, Any] | None = None,
-                  replace: Mapping[str, str] | None = None, usdt: list[Any] | None = None) -> "Program":
+                  replace: Mapping[str, str] | None = None, usdt: list[Any] | None = None,
+                  while_compiling: Callable[[], Any] | None = None) -> "Program":
         """Load bpf/<name>.bpf.c; `replace` substitutes generated code for
         placeholder tokens, `code_slot(NAME)` for pytracekit's own programs
         (tools whose C is assembled from user specs). A token the file lacks
-        is an error: the code would silently not be there."""
+        is an error: the code would silently not be there. `while_compiling`
+        is called just before BCC compiles (not on a program-cache hit): work
+        worth overlapping with clang, which runs without the GIL."""
         source = read_source(name)
         for token, code in (replace or {}).items():
             if token not in source:
                 raise PytracekitError(f"bpf/{name}.bpf.c has no {token} for generated code")
             source = source.replace(token, code)
-        return cls.from_text(name, source, defines, usdt)
+        return cls.from_text(name, source, defines, usdt, while_compiling)
 
     @classmethod
     def from_text(cls, name: str, source: str, defines: Mapping[str, Any] | None = None,
-                  usdt: list[Any] | None = None) -> "Program":
+                  usdt: list[Any] | None = None,
+                  while_compiling: Callable[[], Any] | None = None) -> "Program":
         defines = dict(defines or {})
         from .runner import held_commands
         if defines.get("FILTER_PID") in held_commands:   # see FILTER_AFTER_EXEC in pytracekit.h
@@ -261,7 +265,7 @@ class Program:
         defines, config = run_time_ids(defines)
         prog = cls(name=name, source=expand_source(source), defines=defines,
                    usdt=list(usdt or []), config=config)
-        prog.compile()
+        prog.compile(while_compiling)
         return prog
 
     @property
@@ -269,7 +273,7 @@ class Program:
         """The program as BCC compiles it: parameters first, then the source."""
         return defines_text(self.defines) + self.source
 
-    def compile(self) -> None:
+    def compile(self, while_compiling: Callable[[], Any] | None = None) -> None:
         if settings.current().ebpf:
             print(self.full_text)
             raise EbpfPrinted()
@@ -299,6 +303,8 @@ class Program:
             self.bpf = self._from_cache(text, cflags, header_dir)
             failure = None
             if self.bpf is None:
+                if while_compiling is not None:
+                    while_compiling()
                 try:
                     _clear_errno()
                     from .bpfloop import linking_bpf   # bcc.BPF that links bpf_loop callbacks

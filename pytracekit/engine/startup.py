@@ -4,8 +4,9 @@ Each step marks its end; once the probes are attached (runner.signal_ready) the
 marks go to stderr, one line each: the step, the milliseconds since the previous
 mark, and the CLOCK_MONOTONIC time (time.perf_counter's clock), so a launcher
 that noted that clock before starting pytracekit can account for the
-interpreter's own start too. Kept until then, not printed as made: the
-loader's compile runs while fd 2 is captured. Off, a mark costs one test."""
+interpreter's own start too; then the process's CPU time so far. Kept until
+then, not printed as made: the loader's compile runs while fd 2 is captured.
+Off, a mark costs one test."""
 from __future__ import annotations
 
 import os
@@ -32,5 +33,8 @@ def report() -> None:
         sys.stderr.write(f"pytracekit: start-up: {step} +{1000 * (at - previous):.1f} ms "
                          f"(at {at:.6f})\n")
         previous = at
+    # the steady figure on a shared machine: wall time stretches with the load
+    sys.stderr.write("pytracekit: start-up: CPU time to attached "
+                     f"{1000 * time.process_time():.1f} ms (all threads, user + system)\n")
     sys.stderr.flush()
     _marks = None

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..symbolize.python import layouts as pl
 from ..model import Frame, Sample, StackProfile
@@ -19,10 +19,11 @@ from .stack_profilers import StackSession
 from ..collect import cstruct
 from ..collect.stack_maps import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
 from ..symbolize.symbols import vm_pages_of
-from ..symbolize.python.code import CodeReader
-from ..symbolize.python.merge import merge
 from ..symbolize.python.runtime import (PyProcess, Unsupported, find, python_named,
                                           unsupported_line)
+
+if TYPE_CHECKING:   # imported where used: reading and merging come after attaching
+    from ..symbolize.python.code import CodeReader
 
 # states and event kinds as in bpf/ptk_python.h
 PY_PENDING, PY_PYTHON, PY_NOT_PYTHON = 0, 1, 2
@@ -210,6 +211,7 @@ class PythonFrames:
         table[key] = leaf
 
     def _register(self, proc: PyProcess, adopt: bool = False) -> None:
+        from ..symbolize.python.code import CodeReader
         try:
             self.readers[proc.pid] = CodeReader(proc)
         except OSError:
@@ -365,6 +367,7 @@ class PythonFrames:
         python = self.python_stack(py_stack_id)
         if any(f.name.startswith(GONE_PREFIX) for f, _ in python):
             self.gone += value
+        from ..symbolize.python.merge import merge
         path, dropped = merge(native, python)
         self.dropped_native += value if dropped else 0
         return path

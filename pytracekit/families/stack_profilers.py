@@ -221,12 +221,18 @@ def launch(name: str, defines: dict[str, Any], target: "Target", selected: list[
     from ..collect.stack_maps import BATCH_S, watch_new_pids
     from ..symbolize.symbols import Symbolizer
     symbolizer = Symbolizer()
-    warm = symbolizer.warm_up([] if target.pid else selected)
+    # The -p processes' file symbols are read while clang compiles (without
+    # the GIL); from the program cache the load is ~30 ms of verifier, and a
+    # thread reading symbols then only competes with it for the GIL and 2
+    # CPUs: naming reads them when it needs them instead.
+    warm: list[Any] = []
     try:
         try:
-            prog = Program.from_file(name, defines=defines)
+            prog = Program.from_file(name, defines=defines, while_compiling=lambda: warm.append(
+                symbolizer.warm_up([] if target.pid else selected)))
         finally:
-            warm.join()
+            for thread in warm:
+                thread.join()
         try:
             table = prog["followed"]
             for ident in selected:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import ctypes
-import lzma
 import os
 import struct
 import weakref
@@ -309,6 +308,7 @@ class ElfImage:
         sec = self.section(".gnu_debugdata")
         if sec is None:
             return None
+        import lzma   # here: MiniDebugInfo only (~1-3 ms of a start-up otherwise)
         try:
             return ElfImage(lzma.decompress(self.section_bytes(sec)))
         except (lzma.LZMAError, NotElf, struct.error):

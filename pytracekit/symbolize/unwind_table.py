@@ -286,11 +286,12 @@ def check_cache() -> None:
     its rows steer the in-kernel unwinder of every stack root collects."""
     from ..kernel.headers import check_cache as check_paths
     directory = cache_dir()
-    try:
-        tables = sorted(directory.iterdir())
+    try:   # names, not Path objects: every stack tool's start checks them all
+        with os.scandir(directory) as listing:
+            tables = sorted(entry.path for entry in listing)
     except OSError:
         tables = []
-    check_paths(directory, *tables, what="the unwind table cache")
+    check_paths(directory, *tables, what="the unwind table cache")   # type: ignore[arg-type]
 
 
 def _cache_path(build_id: str) -> Path | None:
