@@ -149,11 +149,14 @@ def exit_now(status: int) -> None:
     """End the command without the interpreter's teardown of every module
     (~10 ms of CPU for a plain `stat -- CMD`, ~20 ms with BCC loaded): the
     atexit functions (BCC's cleanup, the program cache's) run, the streams
-    are flushed, and the process ends. With another thread still running, or
-    a stream that cannot be flushed, the interpreter's own exit does it all."""
+    are flushed, and the process ends. With another thread still running, a
+    profiler or coverage tracer that writes its data once the command returns
+    (`python -m cProfile -m pytracekit`), or a stream that cannot be flushed,
+    the interpreter's own exit does it all."""
     import atexit
     threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() > 1:
+    if ((threading is not None and threading.active_count() > 1)
+            or sys.gettrace() is not None or sys.getprofile() is not None):
         sys.exit(status)
     atexit._run_exitfuncs()   # pylint: disable=protected-access  # and clears them
     try:
