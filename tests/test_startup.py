@@ -60,10 +60,12 @@ def test_a_tools_module_leaves_what_only_some_runs_need_unimported(tool, later):
 
 
 # What a plain or kernel-filtered stat never needs: BCC, the BPF loader and
-# program cache, and what only other paths import (shutil for a command found
+# program cache, the expression parser (the kernel filter's check needs only
+# probes.ctype), and what only other paths import (shutil for a command found
 # on PATH, traceback for an internal error).
 STAT_NEVER = ("bcc", "pytracekit.kernel.bccload", "pytracekit.engine.loader",
-              "pytracekit.engine.follow", "pytracekit.engine.progcache", "shutil", "traceback")
+              "pytracekit.engine.follow", "pytracekit.engine.progcache", "pytracekit.probes.expr",
+              "shutil", "traceback")
 
 
 @pytest.mark.root
@@ -87,3 +89,27 @@ def test_a_plain_and_a_kernel_filtered_stat_run_without_bcc_or_the_loader(worklo
               if obj["type"] == "counter"]
     assert counts[1] == 5, counts                 # O_CREAT: the workload's own opens
     assert 5 < counts[0] <= 15, counts            # and the dynamic loader's few
+
+
+def test_the_command_ends_with_its_atexit_functions_run_and_its_output_flushed():
+    """cli.command.exit_now skips the interpreter's teardown, not what it owes."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('atexit ran'))\n"
+            "sys.argv = ['pytracekit', '--version']\n"
+            "from pytracekit.cli.command import run\n"
+            "run()\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "atexit ran" and "pytracekit" in lines[0], res.stdout
+
+
+def test_a_profiled_command_still_writes_its_profile(tmp_path):
+    """cProfile writes after the command returns: exit_now leaves that run to the
+    interpreter's exit."""
+    out = tmp_path / "prof"
+    res = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "pytracekit",
+                          "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 0
