@@ -6,6 +6,7 @@ single place where errors become one line and an exit status.
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from importlib import import_module
@@ -68,6 +69,9 @@ class ToolGroup(click.Group):
         if name not in tool_names():
             return None
         command = import_module(f"{tools.__name__}.{name}").command
+        if not gc.isenabled():   # off for the imports (__main__)
+            gc.freeze()
+            gc.enable()
         startup.mark(f"tool {name} imported")
         return command
 
