@@ -122,10 +122,10 @@ def test_plain_events_and_kernel_filters_count_without_bpf(workload, tmp_path):
 # What a plain or kernel-filtered stat never needs: BCC, the BPF loader and
 # program cache, the expression parser (the kernel filter's check needs only
 # probes.ctype), and what only other paths import (shutil for a command found
-# on PATH, traceback for an internal error).
+# on PATH, traceback for an internal error, difflib for click's did-you-mean).
 STAT_NEVER = ("bcc", "pytracekit.kernel.bccload", "pytracekit.engine.loader",
               "pytracekit.engine.follow", "pytracekit.engine.progcache", "pytracekit.probes.expr",
-              "shutil", "traceback")
+              "shutil", "traceback", "difflib")
 
 
 def test_the_module_leaves_bcc_and_the_loader_unimported():

@@ -53,7 +53,9 @@ class StatCommand(click.Command):
                 out += [arg, f"{events - 1}\t{args[i + 1]}"]
                 i += 2
                 continue
-            out.append(arg)
+            # click tries a short option as a long one first, and on the miss
+            # imports difflib for a did-you-mean list it then drops
+            out.append("--event" if arg == "-e" and i + 1 < len(args) else arg)
             if arg in _VALUE_OPTIONS and i + 1 < len(args):
                 out.append(args[i + 1])
                 i += 1
