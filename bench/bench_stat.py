@@ -50,8 +50,9 @@ def _count(output: str) -> int:
 def main() -> None:
     if not WORKLOAD.exists():
         WORKLOAD.parent.mkdir(parents=True, exist_ok=True)
+        source = WORKLOAD.parent.parent / "workload.c"
         subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-fno-inline", "-pthread",
-                        "-o", str(WORKLOAD), str(WORKLOAD) + ".c"], check=True)
+                        "-o", str(WORKLOAD), str(source)], check=True)
     subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "pytracekit")], check=True,
                    stdout=subprocess.DEVNULL)
     marker = tempfile.mktemp(prefix="ptk-bench-")

@@ -19,6 +19,11 @@ def run() -> None:
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
         if _signal.getsignal(sig) != _signal.SIG_IGN:
             _signal.signal(sig, _interrupted)
+    import gc
+    # The imports make tens of thousands of objects that all live on: collecting
+    # as they come (~35 times for stat) frees almost nothing; cli.command turns it on
+    # again once the tool is imported, what exists by then frozen out of it.
+    gc.disable()
     from .engine import startup
     startup.mark("interpreter started")
     from .cli.command import run as run_cli

@@ -211,3 +211,27 @@ def test_a_reader_that_goes_away_ends_the_tool_quietly_and_detached():
     assert err.strip().splitlines() == [
         'Tracing 1 function for "t:syscalls:sys_enter_getppid"... Hit Ctrl-C to end.'], err
     assert pytracekit_probes_left() == []
+
+
+def test_the_command_ends_with_its_atexit_functions_run_and_its_output_flushed():
+    """cli.command.exit_now skips the interpreter's teardown, not what it owes."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('atexit ran'))\n"
+            "sys.argv = ['pytracekit', '--version']\n"
+            "from pytracekit.cli.command import run\n"
+            "run()\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "atexit ran" and "pytracekit" in lines[0], res.stdout
+
+
+def test_a_profiled_command_still_writes_its_profile(tmp_path):
+    """cProfile writes after the command returns: exit_now leaves that run to the
+    interpreter's exit."""
+    out = tmp_path / "prof"
+    res = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "pytracekit",
+                          "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 0

@@ -1,13 +1,15 @@
 """stat: exact tracepoint counts for a command and a pid, perf counters, layout."""
+import json
 import os
 import re
 import subprocess
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import Tool, pytracekit
+from conftest import ROOT, Tool, pytracekit
 from whohelpers import GatedWorkload, as_nobody, validate_json_lines
 
 from pytracekit.errors import NotFoundError, SpecError
@@ -115,6 +117,46 @@ def test_plain_events_and_kernel_filters_count_without_bpf(workload, tmp_path):
     assert f"stat: {OPENAT}: perf counter\n" in err
     assert f"stat: {OPENAT}: perf counter, kernel filter '(((flags & 64)))'" in err
     assert _rows(out)[:2] == [(OPENAT, 6), (OPENAT, 6)]
+
+
+# What a plain or kernel-filtered stat never needs: BCC, the BPF loader and
+# program cache, the expression parser (the kernel filter's check needs only
+# probes.ctype), and what only other paths import (shutil for a command found
+# on PATH, traceback for an internal error, difflib for click's did-you-mean).
+STAT_NEVER = ("bcc", "pytracekit.kernel.bccload", "pytracekit.engine.loader",
+              "pytracekit.engine.follow", "pytracekit.engine.progcache", "pytracekit.probes.expr",
+              "shutil", "traceback", "difflib")
+
+
+def test_the_module_leaves_bcc_and_the_loader_unimported():
+    code = ("import sys, pytracekit.cli.command, pytracekit.tools.stat; "
+            f"print(sorted(m for m in sys.modules if m.startswith({STAT_NEVER!r})))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+@pytest.mark.root
+def test_a_plain_and_a_kernel_filtered_stat_run_without_bcc_or_the_loader(workload, tmp_path):
+    """A whole run, counts included: perf counters only, nothing of BCC imported."""
+    argv = ["stat", "--json", "-e", "syscalls:sys_enter_openat", "-e",
+            "syscalls:sys_enter_openat", "--filter", "flags & 64", "--", workload, "open",
+            str(tmp_path / "marker"), "5"]
+    code = ("import json, sys\n"
+            "from pytracekit.cli.command import main\n"
+            f"status = main({argv!r})\n"
+            "sys.stdout.flush()\n"
+            f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({STAT_NEVER!r}))),"
+            " file=sys.stderr)\n"
+            "sys.exit(status)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stderr.splitlines()[-1]) == [], res.stderr
+    counts = [obj["value"] for obj in map(json.loads, res.stdout.splitlines())
+              if obj["type"] == "counter"]
+    assert counts[1] == 5, counts                 # O_CREAT: the workload's own opens
+    assert 5 < counts[0] <= 15, counts            # and the dynamic loader's few
 
 
 def _perf_stat_counts(args: list[str], command: tuple[str, ...]) -> list[int]:

@@ -179,8 +179,7 @@ def check_runnable(program: str) -> str:
         # tools with ignore_unknown_options hand a mistyped option on as the command
         raise UsageError(f"no such option: {program} (see --help; a command to run goes "
                          "after --)")
-    import shutil   # here: it imports bz2 and lzma, and only a command needs it
-    path = program if "/" in program else shutil.which(program)
+    path = program if "/" in program else _which(program)
     if path is None or not os.path.exists(path):
         raise NotFoundError(f"cannot run {program}: No such file or directory "
                             "(give a path to an executable or a command on PATH)")
@@ -188,6 +187,17 @@ def check_runnable(program: str) -> str:
         raise NotFoundError(f"cannot run {program}: Permission denied "
                             "(give a path to an executable file)")
     return path
+
+
+def _which(program: str) -> str | None:
+    """shutil.which without importing shutil (it imports bz2 and lzma, a cost
+    at every start of a command)."""
+    search = os.environ.get("PATH", os.defpath)
+    for directory in search.split(os.pathsep) if search else []:
+        path = os.path.join(directory, program)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
 
 
 # Set in the environment by a test harness for the tool, never for the command.

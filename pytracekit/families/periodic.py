@@ -50,6 +50,24 @@ def command_only(args: tuple[str, ...], tool: str) -> tuple[str, ...]:
     return cmd
 
 
+def interval_and_count(words: tuple[str, ...], interval: float | None,
+                       count: int | None) -> tuple[float | None, int | None, tuple[str, ...]]:
+    """(`[interval [count]]` then `COMMAND...`, beside --interval/--count) ->
+    (interval, count, command), by the one positional parser every tool uses."""
+    pos_interval, pos_count, command = split_interval_count(words)
+    if pos_interval is not None:
+        if interval is not None:
+            raise UsageError("give the interval once: positionally or with --interval")
+        interval = pos_interval
+    if pos_count is not None:
+        if count is not None:
+            raise UsageError("give the count once: positionally or with --count")
+        count = pos_count
+    if count is not None and (count <= 0 or interval is None):
+        raise UsageError("a count needs an interval (e.g. `1 5`) and must be positive")
+    return interval, count, command
+
+
 TICK_SLACK_S = 1e-6   # float sums of intervals vs the duration (0.1 * 3 != 0.3)
 
 

@@ -20,30 +20,12 @@ from ..model import Histogram
 from ..render.output import Output
 from ..render.text import log2_histogram
 from ..engine.runner import Target, announce
-from .periodic import run_periodic
+from .periodic import interval_and_count, run_periodic
 
 
 # What a summary tool's start() returns: its program and a reader of the
 # results (engine.session, the one session shape every tool's start() has).
 Session = ProgramSession
-
-
-def interval_and_count(words: tuple[str, ...], interval: float | None,
-                       count: int | None) -> tuple[float | None, int | None, tuple[str, ...]]:
-    """(`[interval [count]]` then `COMMAND...`, beside --interval/--count) ->
-    (interval, count, command), by the one positional parser every tool uses."""
-    pos_interval, pos_count, command = options.split_interval_count(words)
-    if pos_interval is not None:
-        if interval is not None:
-            raise UsageError("give the interval once: positionally or with --interval")
-        interval = pos_interval
-    if pos_count is not None:
-        if count is not None:
-            raise UsageError("give the count once: positionally or with --count")
-        count = pos_count
-    if count is not None and (count <= 0 or interval is None):
-        raise UsageError("a count needs an interval (e.g. `1 5`) and must be positive")
-    return interval, count, command
 
 
 def count_option() -> Callable:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Union
 
 from ..errors import SpecError
+from .ctype import INT_TYPES as _INT_TYPES
+from .ctype import S32, S64, STR, U64, WORD, CType, field_type  # noqa: F401 (expr's names)
 
 MAX_REGISTER_ARGS = 6          # x86-64 passes six arguments in registers
 MAX_USDT_ARGS = 12
@@ -30,53 +32,7 @@ MAX_TOKENS = 512
 # Types
 
 
-@dataclass(frozen=True)
-class CType:
-    """What an expression yields. kind: "int" (a sized integer), "word" (an
-    untyped register: a number or a pointer, as arg1 is), "ptr" (a pointer
-    that is not a string), "str" (a string: a char pointer or char array)."""
-
-    kind: str
-    size: int = 8
-    signed: bool = False
-
-    @property
-    def c_name(self) -> str:
-        if self.kind in ("word", "ptr", "str"):
-            return "u64"
-        return f"{'s' if self.signed else 'u'}{self.size * 8}"
-
-    @property
-    def numeric(self) -> bool:
-        return self.kind in ("int", "word", "ptr")
-
-    @property
-    def stringish(self) -> bool:
-        """Readable as a string: a string, or an untyped word taken as a pointer."""
-        return self.kind in ("str", "word", "ptr")
-
-
-WORD = CType("word")
-U64 = CType("int", 8, False)
-S64 = CType("int", 8, True)
-S32 = CType("int", 4, True)
-STR = CType("str")
-
-_INT_TYPES: dict[str, CType] = {}
-for _names, _size, _signed in (
-        (("char", "signed char", "s8", "__s8", "int8_t"), 1, True),
-        (("unsigned char", "u8", "__u8", "uint8_t", "bool", "_Bool"), 1, False),
-        (("short", "short int", "signed short", "s16", "__s16", "int16_t"), 2, True),
-        (("unsigned short", "unsigned short int", "u16", "__u16", "uint16_t", "umode_t"), 2, False),
-        (("int", "signed", "signed int", "s32", "__s32", "int32_t", "pid_t", "key_t"), 4, True),
-        (("unsigned", "unsigned int", "u32", "__u32", "uint32_t", "uid_t", "gid_t", "mode_t",
-          "dev_t", "gfp_t", "socklen_t"), 4, False),
-        (("long", "long int", "long long", "long long int", "signed long", "s64", "__s64",
-          "int64_t", "ssize_t", "off_t", "loff_t", "time_t", "intptr_t"), 8, True),
-        (("unsigned long", "unsigned long int", "unsigned long long", "unsigned long long int",
-          "u64", "__u64", "uint64_t", "size_t", "uintptr_t"), 8, False)):
-    for _n in _names:
-        _INT_TYPES[_n] = CType("int", _size, _signed)
+# CType, the integer type names and field_type: in .ctype (imported from here too)
 
 _TYPE_WORDS = {w for name in _INT_TYPES for w in name.split()} | {"const", "volatile", "struct",
                                                                    "void", "enum", "union"}
@@ -347,21 +303,6 @@ BUILTINS = {
     "cpu": ("bpf_get_smp_processor_id()", CType("int", 4, False)),
     "nsecs": ("bpf_ktime_get_ns()", U64),
 }
-
-
-def field_type(f) -> CType:
-    """The type of a tracefs field (tracefs.Field)."""
-    if f.is_string:
-        return STR
-    ctype = re.sub(r"\b(const|volatile)\b", "", f.ctype).strip()
-    if ctype.endswith("*"):
-        return CType("ptr")
-    if f.array is not None:
-        return CType("ptr")
-    known = _INT_TYPES.get(re.sub(r"\s+", " ", ctype))
-    if known is not None and known.size <= f.size:
-        return known
-    return CType("int", f.size if f.size in (1, 2, 4, 8) else 8, f.signed)
 
 
 # ---------------------------------------------------------------------------

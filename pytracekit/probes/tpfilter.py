@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import SpecError
-from .expr import field_type
+from .ctype import field_type
 from ..kernel.tracefs import Field, Tracepoint
 
 _TOKEN = re.compile(r'\s*(?:(?P<str>"[^"]*"|\'[^\']*\')|(?P<num>-?(?:0x[0-9a-fA-F]+|\d+))\b'

@@ -24,8 +24,7 @@ from ..probes.perf_events import DEFAULT, DETAILED, EventSpec, parse, parse_list
 from ..render import perfstat
 from ..render.output import Output
 from ..engine.runner import Target, announce
-from ..families import summary
-from ..families.periodic import run_periodic
+from ..families.periodic import interval_and_count, run_periodic
 from ..engine.session import ProgramSession
 
 # a filter the kernel cannot apply (a string behind a user pointer): BPF is compiled
@@ -54,7 +53,9 @@ class StatCommand(click.Command):
                 out += [arg, f"{events - 1}\t{args[i + 1]}"]
                 i += 2
                 continue
-            out.append(arg)
+            # click tries a short option as a long one first, and on the miss
+            # imports difflib for a did-you-mean list it then drops
+            out.append("--event" if arg == "-e" and i + 1 < len(args) else arg)
             if arg in _VALUE_OPTIONS and i + 1 < len(args):
                 out.append(args[i + 1])
                 i += 1
@@ -338,7 +339,7 @@ def command(event_specs, filter_specs, system_wide, pid, cpu_text, detailed, int
             interval, repeat, duration, out, command):
     """Count events for a command, a process, CPUs or the whole system."""
     # `stat 5 1 -- CMD` as the summary tools (perf has -I MS and --interval-count)
-    interval, count, command = summary.interval_and_count(command, interval, None)
+    interval, count, command = interval_and_count(command, interval, None)
     if interval is not None:   # the long option every tool has, in seconds
         if interval_ms is not None:
             raise UsageError("give -I MS or --interval SECONDS, not both")
