@@ -150,6 +150,7 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
     import ctypes
     import time
     from .stream import CallbackRings
+    from ..engine.runner import stop_pending
     due: list[tuple[float, int]] = []
 
     def on_pid(_cpu: int, data: int, _size: int) -> int:
@@ -196,6 +197,8 @@ def watch_new_pids(prog: Any, symbolizer: Symbolizer, ring: str = "new_pids",
             # cost ~300 wake-ups a second under churn)
             time.sleep(idle)
             timeout_ms = max(0, timeout_ms - int(idle * 1000))
+        if stop_pending():   # a Ctrl-C during the sleep: read what came, no wait
+            timeout_ms = 0
         rings.poll(timeout_ms)
         now = last_wake[0] = time.monotonic()
         while due and due[0][0] <= now:
