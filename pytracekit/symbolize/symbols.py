@@ -560,6 +560,7 @@ class Symbolizer:
         self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
         # frame-pointer walks by hash (ptk_ustack.h USTACK_LAYOUT 1: addresses)
         self.fp_ustacks: Any = None
+        self._kernel_warm: "threading.Thread | None" = None   # warm_kernel()'s reader
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -595,6 +596,44 @@ class Symbolizer:
         thread.start()
         return thread
 
+    def warm_kernel(self) -> None:
+        """Have BCC read /proc/kallsyms (~85 ms of CPU) in a thread now, at the
+        lowest priority, instead of at the first kernel frame named at the end of
+        the run: call it once attached (the program is loaded, so kallsyms names
+        it too; nothing is read before attach). The read runs in C without the
+        GIL; nice 19 (per thread on Linux) leaves a CPU the traced work wants to
+        it. kernel() waits for the thread, so BCC's cache is never read while it
+        is being filled."""
+        import threading
+        if self._kernel_warm is not None:
+            return
+
+        def work() -> None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except OSError:
+                pass
+            try:
+                from bcc import BPF
+                BPF.ksym(0)   # BCC fills its kernel symbol cache at its first lookup
+            except Exception:   # kernel() reads it itself
+                pass
+        self._kernel_warm = threading.Thread(target=work, name="kernel-symbols-warm-up",
+                                             daemon=True)
+        self._kernel_warm.start()
+
+    def _kernel_warmed(self) -> None:
+        """Wait for warm_kernel's thread, at normal priority from now on: the
+        run is over and its names are what the caller waits for."""
+        thread = self._kernel_warm
+        if thread is None or not thread.is_alive():
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread.native_id, 0)
+        except (OSError, TypeError):   # gone meanwhile
+            pass
+        thread.join()
+
     def _label(self, name: str, module: str, offset: int) -> str:
         if self.show_offset:
             name = f"{name}+{offset:#x}"
@@ -606,6 +645,7 @@ class Symbolizer:
         key = (-1, address)
         frame = self._cache.get(key)
         if frame is None:
+            self._kernel_warmed()
             from bcc import BPF
             raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
             name = raw.decode(errors="replace") if raw else ""
