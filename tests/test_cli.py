@@ -211,3 +211,21 @@ def test_a_reader_that_goes_away_ends_the_tool_quietly_and_detached():
     assert err.strip().splitlines() == [
         'Tracing 1 function for "t:syscalls:sys_enter_getppid"... Hit Ctrl-C to end.'], err
     assert pytracekit_probes_left() == []
+
+
+def test_the_commands_exit_runs_atexit_handlers_and_flushes_before_it_skips_teardown():
+    """cli.command._exit ends with os._exit (no module teardown): what the
+    atexit handlers do (BCC's cleanup, temporary files) and what stdout holds
+    still happen, with the status given; a non-daemon thread gets the normal exit."""
+    code = ("import atexit, sys, threading, time; from pytracekit.cli import command\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "sys.stdout.write('buffered ')\n"
+            "if sys.argv[1] == 'thread':\n"
+            "    threading.Thread(target=lambda: time.sleep(0.2) or print('thread joined'))"
+            ".start()\n"
+            "command._exit(3)\n")
+    for mode, expected in (("plain", "buffered handler ran\n"),
+                           ("thread", "buffered thread joined\nhandler ran\n")):
+        res = subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert (res.returncode, res.stdout, res.stderr) == (3, expected, "")
