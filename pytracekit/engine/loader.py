@@ -712,14 +712,19 @@ def _close_perf_events_concurrently(bpf: Any) -> None:
 def _close_perf_event_fds(fds: list[int]) -> None:
     """Close perf events from up to 8 threads at once (ctypes calls release
     the GIL), so that their RCU waits overlap."""
+    import threading
     from bcc.libbcc import lib
-    if len(fds) < 2:
-        for fd in fds:
+
+    def close_each(share: list[int]) -> None:
+        for fd in share:
             lib.bpf_close_perf_event_fd(fd)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(min(8, len(fds))) as pool:
-        list(pool.map(lib.bpf_close_perf_event_fd, fds))
+    # plain threads: importing concurrent.futures took the GIL from the reader
+    threads = [threading.Thread(target=close_each, args=(fds[i::8],), daemon=True)
+               for i in range(min(8, len(fds)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 # fentry/fexit programs, named for their kernel function (see probes.program_defines).
