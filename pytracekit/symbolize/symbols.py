@@ -579,7 +579,8 @@ class Symbolizer:
         first kernel frame named (kernel()), after the run, so that a launch from
         the program cache does not wait for it before attaching, and the traced
         work is not slowed by it either (read while attached, it stretched
-        offwaketime's measured blocks). Read after loading, kallsyms names the
+        offwaketime's measured blocks); profile has it read once attached, at
+        nice 19 (warm_kernel). Read after loading, kallsyms names the
         tool's own program too (collect.stack_maps.without_bpf_frames)."""
         import threading
 
