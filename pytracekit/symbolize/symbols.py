@@ -539,6 +539,15 @@ def function_name(frame: Frame) -> str:
     return name.rsplit("+0x", 1)[0]
 
 
+def _set_nice(tid: int, nice: int) -> None:
+    """One thread's nice value (per thread on Linux); lowering it needs
+    CAP_SYS_NICE, without which it stays as it was."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:   # not permitted, or the thread is gone
+        pass
+
+
 class Symbolizer:
     def __init__(self, bpf: Any = None, *, show_module: bool = False,
                  show_offset: bool = False) -> None:
@@ -561,6 +570,7 @@ class Symbolizer:
         # frame-pointer walks by hash (ptk_ustack.h USTACK_LAYOUT 1: addresses)
         self.fp_ustacks: Any = None
         self._kernel_warm: "threading.Thread | None" = None   # warm_kernel()'s reader
+        self._kernel_nice = 0
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -608,15 +618,20 @@ class Symbolizer:
         import threading
         if self._kernel_warm is not None:
             return
+        # the caller's nice (who 0: the calling thread), to go back to
+        self._kernel_nice = os.getpriority(os.PRIO_PROCESS, 0)
 
         def work() -> None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            except OSError:
-                pass
+            tid = threading.get_native_id()
             try:
                 from bcc import BPF
-                BPF.ksym(0)   # BCC fills its kernel symbol cache at its first lookup
+                # nice 19 only around BCC's call (C, no GIL): a thread preempted
+                # while it holds the GIL would stall the main thread's polls
+                _set_nice(tid, max(19, self._kernel_nice))
+                try:
+                    BPF.ksym(0)   # BCC fills its kernel symbol cache at its first lookup
+                finally:
+                    _set_nice(tid, self._kernel_nice)
             except Exception:   # kernel() reads it itself
                 pass
         self._kernel_warm = threading.Thread(target=work, name="kernel-symbols-warm-up",
@@ -624,15 +639,13 @@ class Symbolizer:
         self._kernel_warm.start()
 
     def _kernel_warmed(self) -> None:
-        """Wait for warm_kernel's thread, at normal priority from now on: the
-        run is over and its names are what the caller waits for."""
+        """Wait for warm_kernel's thread, at the caller's priority from now on:
+        the run is over and its names are what the caller waits for."""
         thread = self._kernel_warm
         if thread is None or not thread.is_alive():
             return
-        try:
-            os.setpriority(os.PRIO_PROCESS, thread.native_id, 0)
-        except (OSError, TypeError):   # gone meanwhile
-            pass
+        if thread.native_id is not None:
+            _set_nice(thread.native_id, self._kernel_nice)
         thread.join()
 
     def _label(self, name: str, module: str, offset: int) -> str:
