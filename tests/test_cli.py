@@ -235,3 +235,21 @@ def test_a_profiled_command_still_writes_its_profile(tmp_path):
                           "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size > 0
+
+
+def test_the_commands_exit_runs_atexit_handlers_and_flushes_before_it_skips_teardown():
+    """cli.command.exit_now ends with os._exit (no module teardown): what the
+    atexit handlers do (BCC's cleanup, temporary files) and what stdout holds
+    still happen, with the status given; a non-daemon thread gets the normal exit."""
+    code = ("import atexit, sys, threading, time; from pytracekit.cli import command\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "sys.stdout.write('buffered ')\n"
+            "if sys.argv[1] == 'thread':\n"
+            "    threading.Thread(target=lambda: time.sleep(0.2) or print('thread joined'))"
+            ".start()\n"
+            "command.exit_now(3)\n")
+    for mode, expected in (("plain", "buffered handler ran\n"),
+                           ("thread", "buffered thread joined\nhandler ran\n")):
+        res = subprocess.run([sys.executable, "-c", code, mode], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        assert (res.returncode, res.stdout, res.stderr) == (3, expected, "")

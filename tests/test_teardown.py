@@ -84,3 +84,30 @@ def test_many_probes_are_all_detached_by_the_concurrent_close(workload, monkeypa
     assert _perf_event_fds() - before == set()
     assert all(not b.tracepoint_fds and not b.uprobe_fds for b in bpfs)
     assert pytracekit_probes_left() == []
+
+
+def test_profile_closes_its_tracepoints_while_it_reads_and_names(workload):
+    """The end of a profile run (profile.command): sampling stopped, the
+    tracepoints' events closed from a thread while the stacks are read and named,
+    then close(): every perf event gone and BCC's books agree; the read has the
+    run's stacks. (test_startup checks the kernel names read in the background.)"""
+    from pytracekit.engine.runner import run_until_done
+    from pytracekit.tools import profile
+    before = _perf_event_fds()
+    session = profile.start(command=(workload, "spin", "0.3"), frequency=499, python=False)
+    try:
+        bpf = session.prog.bpf
+        assert len(bpf.tracepoint_fds) >= 2
+        run_until_done(session.target, poll=session.poll)
+        session.stop_sampling()
+        session.prog.detach_tracepoints_in_background()
+        samples = session.read().samples
+    finally:
+        session.close()
+    assert _perf_event_fds() - before == set()
+    assert not bpf.tracepoint_fds
+    assert pytracekit_probes_left() == []
+    names = [[f.name for f in s.stack] for s in samples]
+    assert any(n[i:i + 2] == ["spin_outer", "spin_inner"] for n in names
+               for i in range(len(n))), names
+    assert session.symbolizer._kernel_warm is not None   # started at the first poll

@@ -231,6 +231,8 @@ class Program:
     _drained: dict[str, Any] = field(default_factory=dict)  # mapdrain.drained snapshots
     _cache_entry: tuple[Path, str] | None = None           # (path, key) to store at close
     config: dict[int, int] = field(default_factory=dict)    # ptk_config slots: run_time_ids
+    # detach_tracepoints_in_background's thread and the tracepoints it closes
+    _detaching: tuple[Any, list[tuple[bytes, int]]] | None = None
 
     # -- construction -------------------------------------------------------
 
@@ -590,11 +592,40 @@ class Program:
             for ev_type, ev_config in list(self.bpf.open_perf_events):
                 self.bpf.detach_perf_event(ev_type, ev_config)
 
+    def detach_tracepoints_in_background(self) -> None:
+        """Start closing the tracepoints' perf events in a thread, keeping the
+        maps: for the end of a run, while the caller reads and names them. The
+        last close of a tracepoint's event waits for an RCU grace period (tens of
+        ms each on a loaded machine, in C without the GIL), so the waits overlap
+        the reading instead of following it. close() waits for the thread."""
+        if self.bpf is None or self._detaching is not None or not self.bpf.tracepoint_fds:
+            return
+        import threading
+        closing = list(self.bpf.tracepoint_fds.items())
+        thread = threading.Thread(target=_close_perf_event_fds, args=([fd for _, fd in closing],),
+                                  name="tracepoints-detach", daemon=True)
+        thread.start()
+        self._detaching = (thread, closing)
+
+    def _background_detach_done(self) -> None:
+        """Wait for detach_tracepoints_in_background's closes, then drop the
+        tracepoints from BCC's table so that its cleanup does not close them again."""
+        if self._detaching is None:
+            return
+        (thread, closed), self._detaching = self._detaching, None
+        thread.join()
+        from bcc.libbcc import lib
+        for tp, _fd in closed:
+            category, event = tp.split(b":", 1)
+            lib.bpf_detach_tracepoint(category, event)
+            del self.bpf.tracepoint_fds[tp]
+
     def close(self) -> None:
         # Links first: closing one removes all its uprobes before the program goes.
         while self._links:
             os.close(self._links.pop())
         if self.bpf is not None:
+            self._background_detach_done()
             self._store_in_cache()
             with captured_stderr():
                 _close_perf_events_concurrently(self.bpf)
@@ -667,15 +698,14 @@ def _close_perf_events_concurrently(bpf: Any) -> None:
     The kernel waits for RCU grace periods when the last perf event of a
     tracepoint or uprobe closes; BCC closes them one by one, so 360 syscall
     tracepoints took 32 s to detach here. From 8 threads part of each wait
-    overlaps: 13 s (more threads do not help: the rest holds a kernel mutex)."""
+    overlaps: 13 s (more threads do not help: the rest holds a kernel mutex).
+    From two on: a stack tool's three sched tracepoints took 60-100 ms one by one."""
     from bcc.libbcc import lib
     tracepoints = list(bpf.tracepoint_fds.items())
     uprobes = list(bpf.uprobe_fds.items())
-    if len(tracepoints) + len(uprobes) < 4:
+    if len(tracepoints) + len(uprobes) < 2:
         return
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(8) as pool:   # ctypes calls release the GIL
-        list(pool.map(lib.bpf_close_perf_event_fd, [fd for _, fd in tracepoints + uprobes]))
+    _close_perf_event_fds([fd for _, fd in tracepoints + uprobes])
     for tp, _fd in tracepoints:
         category, event = tp.split(b":", 1)
         lib.bpf_detach_tracepoint(category, event)
@@ -683,6 +713,24 @@ def _close_perf_events_concurrently(bpf: Any) -> None:
     for ev_name, _fd in uprobes:
         lib.bpf_detach_uprobe(ev_name)   # removes a tracefs-made event, if BCC made one
         bpf._del_uprobe_fd(ev_name)
+
+
+def _close_perf_event_fds(fds: list[int]) -> None:
+    """Close perf events from up to 8 threads at once (ctypes calls release
+    the GIL), so that their RCU waits overlap."""
+    import threading
+    from bcc.libbcc import lib
+
+    def close_each(share: list[int]) -> None:
+        for fd in share:
+            lib.bpf_close_perf_event_fd(fd)
+    # plain threads: importing concurrent.futures took the GIL from the reader
+    threads = [threading.Thread(target=close_each, args=(fds[i::8],), daemon=True)
+               for i in range(min(8, len(fds)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 # fentry/fexit programs, named for their kernel function (see probes.program_defines).

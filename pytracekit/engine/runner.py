@@ -91,6 +91,13 @@ def signals_deferred(pending: list[int]) -> Iterator[list[int]]:
 _deferring: list[list[int]] = []
 
 
+def stop_pending() -> bool:
+    """Has a signals_deferred block in force recorded a stop signal? A wait
+    about to begin inside it should not: the run is ending (a signal that came
+    between two waits interrupts neither)."""
+    return any(_deferring)
+
+
 def _record_deferred(signum: int, _frame: object) -> None:
     _deferring[-1].append(signum)
 

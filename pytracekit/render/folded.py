@@ -51,8 +51,10 @@ def folded(profile: StackProfile, *, include_pid: bool = False) -> str:
     unless empty. A process frame or the sample's comm comes first (`comm-pid`
     with include_pid, as stackcollapse-perf.pl --pid writes it)."""
     totals: dict[str, int] = {}
+    clean: dict[str, str] = {}   # names repeat across stacks: each cleaned once
     for sample in profile.samples:
-        line = ";".join(clean_name(n) for n in stack_names(sample, include_pid=include_pid))
+        names = stack_names(sample, include_pid=include_pid)
+        line = ";".join([clean.get(n) or clean.setdefault(n, clean_name(n)) for n in names])
         totals[line] = totals.get(line, 0) + sample.value
     return "".join(f"{line} {value}\n" for line, value in sorted(totals.items()))
 

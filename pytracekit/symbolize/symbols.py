@@ -539,6 +539,15 @@ def function_name(frame: Frame) -> str:
     return name.rsplit("+0x", 1)[0]
 
 
+def _set_nice(tid: int, nice: int) -> None:
+    """One thread's nice value (per thread on Linux); lowering it needs
+    CAP_SYS_NICE, without which it stays as it was."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:   # not permitted, or the thread is gone
+        pass
+
+
 class Symbolizer:
     def __init__(self, bpf: Any = None, *, show_module: bool = False,
                  show_offset: bool = False) -> None:
@@ -560,6 +569,8 @@ class Symbolizer:
         self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
         # frame-pointer walks by hash (ptk_ustack.h USTACK_LAYOUT 1: addresses)
         self.fp_ustacks: Any = None
+        self._kernel_warm: "threading.Thread | None" = None   # warm_kernel()'s reader
+        self._kernel_nice = 0
 
     def remember(self, pid: int) -> None:
         """Keep what is needed to name a process's frames after it exits."""
@@ -578,7 +589,8 @@ class Symbolizer:
         first kernel frame named (kernel()), after the run, so that a launch from
         the program cache does not wait for it before attaching, and the traced
         work is not slowed by it either (read while attached, it stretched
-        offwaketime's measured blocks). Read after loading, kallsyms names the
+        offwaketime's measured blocks); profile has it read once attached, at
+        nice 19 (warm_kernel). Read after loading, kallsyms names the
         tool's own program too (collect.stack_maps.without_bpf_frames)."""
         import threading
 
@@ -595,6 +607,47 @@ class Symbolizer:
         thread.start()
         return thread
 
+    def warm_kernel(self) -> None:
+        """Have BCC read /proc/kallsyms (~85 ms of CPU) in a thread now, at the
+        lowest priority, instead of at the first kernel frame named at the end of
+        the run: call it once attached (the program is loaded, so kallsyms names
+        it too; nothing is read before attach). The read runs in C without the
+        GIL; nice 19 (per thread on Linux) leaves a CPU the traced work wants to
+        it. kernel() waits for the thread, so BCC's cache is never read while it
+        is being filled."""
+        import threading
+        if self._kernel_warm is not None:
+            return
+        # the caller's nice (who 0: the calling thread), to go back to
+        self._kernel_nice = os.getpriority(os.PRIO_PROCESS, 0)
+
+        def work() -> None:
+            tid = threading.get_native_id()
+            try:
+                from bcc import BPF
+                # nice 19 only around BCC's call (C, no GIL): a thread preempted
+                # while it holds the GIL would stall the main thread's polls
+                _set_nice(tid, max(19, self._kernel_nice))
+                try:
+                    BPF.ksym(0)   # BCC fills its kernel symbol cache at its first lookup
+                finally:
+                    _set_nice(tid, self._kernel_nice)
+            except Exception:   # kernel() reads it itself
+                pass
+        self._kernel_warm = threading.Thread(target=work, name="kernel-symbols-warm-up",
+                                             daemon=True)
+        self._kernel_warm.start()
+
+    def _kernel_warmed(self) -> None:
+        """Wait for warm_kernel's thread, at the caller's priority from now on:
+        the run is over and its names are what the caller waits for."""
+        thread = self._kernel_warm
+        if thread is None or not thread.is_alive():
+            return
+        if thread.native_id is not None:
+            _set_nice(thread.native_id, self._kernel_nice)
+        thread.join()
+
     def _label(self, name: str, module: str, offset: int) -> str:
         if self.show_offset:
             name = f"{name}+{offset:#x}"
@@ -606,6 +659,7 @@ class Symbolizer:
         key = (-1, address)
         frame = self._cache.get(key)
         if frame is None:
+            self._kernel_warmed()
             from bcc import BPF
             raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
             name = raw.decode(errors="replace") if raw else ""

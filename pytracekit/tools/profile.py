@@ -16,6 +16,7 @@ from ..collect import first_samples, samplelog
 from ..families import stack_profilers as stacktools
 from ..errors import NotFoundError, UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
+from ..engine import endtimes
 from ..engine.runner import run_until_done
 
 DRY_RUN_ARGS = ["-F", "99", "1"]
@@ -79,12 +80,23 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     if first:
         extra["first_samples"] = first_samples.FirstSamples(prog, symbolizer)
         poll = extra["first_samples"].poll(poll)
+    if not user_only:   # kernel names read while it samples, not after (warm_kernel)
+        poll = _warming_kernel_symbols(symbolizer, poll)
     return session_class(
         prog, target, symbolizer, poll,
         dict(user=not kernel_only, kernel=not user_only, delimit=delimited, missing=True,
              annotate=annotate),
         meta, value_type="samples", unit="count",
         period=period if period else int(1e9 / frequency), **extra)
+
+
+def _warming_kernel_symbols(symbolizer, poll):
+    """`poll`, whose first call (run_until_done's, once attached) starts reading
+    the kernel's symbols in the background."""
+    def first_poll(timeout_ms: int) -> None:
+        symbolizer.warm_kernel()   # once: later calls return at once
+        poll(timeout_ms)
+    return first_poll
 
 
 @click.command("profile", cls=options.CommandAfterDashes,
@@ -153,17 +165,23 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
         out.opening(stacktools.opening_line(f"Sampling {rate}", pids, tids, command,
                                             user_only, kernel_only, duration))
         run_until_done(session.target, duration=duration, poll=session.poll)
+        endtimes.mark("run ended")
         session.stop_sampling()
+        session.prog.detach_tracepoints_in_background()   # their RCU waits overlap the read
+        endtimes.mark("sampling stopped")
         profile = session.read()
+        endtimes.mark("read and named")
         if python:
             from ..families.python_stacks import PythonStackSession
             if isinstance(session, PythonStackSession):
                 note = session.summary_line()
     finally:
         session.close()
+        endtimes.mark("closed (probes detached)")
     stacktools.print_profile("profile", profile, out=out, top=top)
     if note:
         print(note, file=sys.stderr)
     if output:
         stacktools.write_output(profile, output, fmt, tool="profile")
+    endtimes.mark("printed")
 
