@@ -24,7 +24,8 @@ import bisect
 import os
 from array import array
 import struct
-from collections import Counter
+import zlib
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -193,13 +194,25 @@ class UnwindTable:
     def cached_packed(cls, image, build_id: str, file_path: str = "") -> bytes | None:
         """The packed rows alone, as `unwind_rows` takes them: from the disk
         cache (trusted files only) without making a Row per row (a 10^5-row
-        module took 0.2 s that way), else compiled (and cached) by `cached`."""
+        module took 0.2 s that way), else compiled (and cached) by `cached`.
+        A file without a build id has no place on disk: its rows are kept in
+        memory by content (_UNNAMED), as its table is asked again each time
+        it is evicted and mapped anew (4 compiles of one module in 30 s)."""
         path = _cache_path(build_id) if build_id else None
         data = _read_trusted(path) if path is not None else None
         if data and len(data) % ROW.size == 0:
             return data
+        key = _content_key(image, file_path) if not build_id else None
+        if key is not None and key in _UNNAMED:
+            _UNNAMED.move_to_end(key)
+            return _UNNAMED[key]
         table = cls.cached(image, build_id, file_path)
-        return table.packed() if table is not None else None
+        data = table.packed() if table is not None else None
+        if key is not None and len(data or b"") <= UNNAMED_MAX_BYTES:
+            if len(_UNNAMED) >= UNNAMED_KEPT:
+                _UNNAMED.popitem(last=False)
+            _UNNAMED[key] = data
+        return data
 
     def packed(self) -> bytes:
         return b"".join(ROW.pack(r.pc, r.cfa_off8, r.kind, r.rbp_off8) for r in self.rows)
@@ -291,6 +304,25 @@ def check_cache() -> None:
     except OSError:
         tables = []
     check_paths(directory, *tables, what="the unwind table cache")
+
+
+# packed rows of files without a build id, by (path, size, CRC-32 of the file):
+# the least recently asked dropped first
+UNNAMED_KEPT = 16
+UNNAMED_MAX_BYTES = 4 << 20
+_UNNAMED: "OrderedDict[tuple, bytes | None]" = OrderedDict()
+
+
+def _content_key(image, file_path: str) -> tuple | None:
+    """What a file's rows depend on (its bytes; a debug file is found by its
+    path), checksummed at C speed (~1 ms a MB, a compile ~10 ms a MB)."""
+    data = getattr(image, "data", None)
+    if data is None:
+        return None
+    try:
+        return (file_path, len(data), zlib.crc32(getattr(data, "view", data)))
+    except (TypeError, ValueError):
+        return None
 
 
 def _cache_path(build_id: str) -> Path | None:
