@@ -196,7 +196,7 @@ class UnwindTable:
         cache (trusted files only) without making a Row per row (a 10^5-row
         module took 0.2 s that way), else compiled (and cached) by `cached`.
         A file without a build id has no place on disk: its rows are kept in
-        memory by content (_UNNAMED), as its table is asked again each time
+        memory by what they are made of (_UNNAMED), as its table is asked again each time
         it is evicted and mapped anew (4 compiles of one module in 30 s)."""
         path = _cache_path(build_id) if build_id else None
         data = _read_trusted(path) if path is not None else None
@@ -208,10 +208,8 @@ class UnwindTable:
             return _UNNAMED[key]
         table = cls.cached(image, build_id, file_path)
         data = table.packed() if table is not None else None
-        if key is not None and len(data or b"") <= UNNAMED_MAX_BYTES:
-            if len(_UNNAMED) >= UNNAMED_KEPT:
-                _UNNAMED.popitem(last=False)
-            _UNNAMED[key] = data
+        if key is not None:
+            _keep_unnamed(key, data)
         return data
 
     def packed(self) -> bytes:
@@ -306,23 +304,37 @@ def check_cache() -> None:
     check_paths(directory, *tables, what="the unwind table cache")
 
 
-# packed rows of files without a build id, by (path, size, CRC-32 of the file):
-# the least recently asked dropped first
-UNNAMED_KEPT = 16
-UNNAMED_MAX_BYTES = 4 << 20
+# packed rows of files without a build id, by what they are made of (_content_key);
+# the least recently asked dropped first, UNNAMED_BYTES in all at most
+UNNAMED_BYTES = 8 << 20
 _UNNAMED: "OrderedDict[tuple, bytes | None]" = OrderedDict()
 
 
 def _content_key(image, file_path: str) -> tuple | None:
-    """What a file's rows depend on (its bytes; a debug file is found by its
-    path), checksummed at C speed (~1 ms a MB, a compile ~10 ms a MB)."""
-    data = getattr(image, "data", None)
-    if data is None:
+    """What a file's rows are made of: its path (its debug file is found by
+    it), its size, its CFI sections' bytes (CRC-32 at C speed: the compile
+    reads them all anyway) and its PLT sections' places; no other page of
+    the file is touched (a mapped file's pages count in the RSS)."""
+    if getattr(image, "sections", None) is None:
         return None
-    try:
-        return (file_path, len(data), zlib.crc32(getattr(data, "view", data)))
-    except (TypeError, ValueError):
-        return None
+    parts: list = [file_path, len(image.data)]
+    for sec in image.sections:
+        if sec.name in (".eh_frame", ".debug_frame"):
+            view = getattr(image.data, "view", image.data)
+            parts.append((sec.name, sec.size,
+                          zlib.crc32(memoryview(view)[sec.offset:sec.offset + sec.size])))
+        elif sec.name.startswith(".plt"):
+            parts.append((sec.name, sec.addr, sec.size))
+    return tuple(parts)
+
+
+def _keep_unnamed(key: tuple, data: bytes | None) -> None:
+    size = len(data or b"")
+    if size > UNNAMED_BYTES:
+        return
+    _UNNAMED[key] = data
+    while sum(len(v or b"") for v in _UNNAMED.values()) > UNNAMED_BYTES:
+        _UNNAMED.popitem(last=False)
 
 
 def _cache_path(build_id: str) -> Path | None:
