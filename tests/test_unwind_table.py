@@ -307,3 +307,26 @@ def test_a_packed_table_finds_what_the_row_table_finds():
     for address in range(0xff0, 0x2010):
         assert packed.find(address) == table.find(address), hex(address)
     assert packed.find(0xfff) is None and packed.find(0x1003) == rows[0]
+
+
+def test_a_file_without_a_build_id_is_compiled_once_per_content(tmp_path, monkeypatch,
+                                                                  workload_nofp):
+    # no place on disk (the cache is by build id): kept in memory by its bytes
+    from pytracekit.symbolize import unwind_table
+    monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(unwind_table, "_UNNAMED", unwind_table.OrderedDict())
+    compiles = []
+    real = UnwindTable.from_image.__func__
+    monkeypatch.setattr(UnwindTable, "from_image",
+                        classmethod(lambda cls, *a: compiles.append(1) or real(cls, *a)))
+    data = bytearray(map_file(workload_nofp))
+    image = ElfImage(bytes(data))
+    want = UnwindTable.from_image(image).packed()
+    compiles.clear()
+    assert UnwindTable.cached_packed(image, "", "/a") == want
+    assert UnwindTable.cached_packed(ElfImage(bytes(data)), "", "/a") == want
+    assert len(compiles) == 1 and not list(tmp_path.rglob("*.rows"))
+    eh_frame = image.section(".eh_frame")
+    data[eh_frame.offset + eh_frame.size - 1] ^= 1   # other CFI at the same path: compiled again
+    UnwindTable.cached_packed(ElfImage(bytes(data)), "", "/a")
+    assert len(compiles) == 2

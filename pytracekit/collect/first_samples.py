@@ -16,7 +16,7 @@ import ctypes
 import os
 import struct
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -33,7 +33,8 @@ DEFINES = {"FIRST_SAMPLES": 1}
 # (stack_maps.SETTLE_S); a process gone is unwound with its last snapshot at once.
 WAIT_S = 0.6
 PENDING_MAX = 256      # copies kept waiting (32 KB each: 8 MB); past it the oldest are unwound now
-TABLES_KEPT = 16       # modules' packed row tables (python3.11: ~65k rows, ~0.8 MB; reread from the disk cache)
+TABLES_KEPT = 16       # modules' packed row tables, least recently used dropped first
+                       # (python3.11: ~65k rows, ~0.8 MB; reread from the disk cache)
 
 _Record = cstruct.struct_layout("ptk_first_samples.h", "ptk_first_sample").ctype()
 _KEY_OFFSET, _KEY_SIZE = _Record.key.offset, _Record.key.size
@@ -66,7 +67,7 @@ class FirstSamples:
         self.unwound: Counter = Counter()   # (key bytes, user frames leaf first) -> samples
         self.incomplete = 0                # of them, stopped early (as the kernel's walk would)
         self.marked: Counter = Counter()   # key bytes -> samples left to the frame-pointer walk
-        self.tables: dict[str, PackedTable | None] = {}
+        self.tables: OrderedDict[str, PackedTable | None] = OrderedDict()
         self._last_ranges: tuple[Any, list[ModuleRange]] | None = None   # (snapshot, _ranges)
         self.stats: Counter = Counter()    # received, unwound, and why not (--verbose)
         self.rings = CallbackRings(prog)
@@ -164,7 +165,9 @@ class FirstSamples:
         """The process's executable mappings with their modules' tables (a
         mapping without one takes frame-pointer steps, as in the kernel).
         Kept for the last snapshot asked (a new snapshot is a new object): a
-        process's copies are unwound one after another."""
+        process's copies are unwound one after another. A table is read
+        when a walk first steps into its mapping: a python process maps ~30
+        modules, a walk passes through a few."""
         if self._last_ranges is not None and self._last_ranges[0] is snap:
             return self._last_ranges[1]
         out = []
@@ -174,7 +177,7 @@ class FirstSamples:
                 image = self.symbolizer.users.binary(m.path, snap.pid).image
                 vaddr = image.vaddr_of_offset(m.offset) if image is not None else None
                 if vaddr is not None:
-                    bias, table = m.start - vaddr, self._table(image, m.path)
+                    bias, table = m.start - vaddr, _LazyTable(self, image, m.path)
             out.append(ModuleRange(m.start, m.end, bias, table))
         self._last_ranges = (snap, out)
         return out
@@ -182,12 +185,14 @@ class FirstSamples:
     def _table(self, image: Any, path: str) -> PackedTable | None:
         build_id = image.build_id()
         key = build_id or f"path:{path}"
-        if key not in self.tables:
-            if len(self.tables) >= TABLES_KEPT:
-                self.tables.clear()
-            data = UnwindTable.cached_packed(image, build_id, path)
-            self.tables[key] = PackedTable(data) if data else None
-        return self.tables[key]
+        if key in self.tables:
+            self.tables.move_to_end(key)
+            return self.tables[key]
+        if len(self.tables) >= TABLES_KEPT:
+            self.tables.popitem(last=False)
+        data = UnwindTable.cached_packed(image, build_id, path)
+        table = self.tables[key] = PackedTable(data) if data else None
+        return table
 
     def _frame(self, address: int, index: int, pid: int) -> Any:
         """As Symbolizer.unwound_stack names the kernel's frames: a caller at
@@ -232,3 +237,21 @@ class FirstSamples:
         return (f"first samples: {st['received']} copied before their process was loaded, "
                 f"{st['unwound']} unwound from the copy" + (f"; of them and not: {why}"
                                                             if why else ""))
+
+
+class _LazyTable:
+    """A mapping's table for unwind_python, read (FirstSamples._table) at
+    its first lookup: no table is a NONE row, a frame-pointer step, as a
+    range without one."""
+
+    __slots__ = ("owner", "image", "path", "table", "read")
+
+    def __init__(self, owner: FirstSamples, image: Any, path: str) -> None:
+        self.owner, self.image, self.path = owner, image, path
+        self.table: PackedTable | None = None
+        self.read = False
+
+    def find(self, vaddr: int) -> Any:
+        if not self.read:
+            self.table, self.read = self.owner._table(self.image, self.path), True
+        return self.table.find(vaddr) if self.table is not None else None

@@ -24,7 +24,8 @@ import bisect
 import os
 from array import array
 import struct
-from collections import Counter
+import zlib
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -193,13 +194,23 @@ class UnwindTable:
     def cached_packed(cls, image, build_id: str, file_path: str = "") -> bytes | None:
         """The packed rows alone, as `unwind_rows` takes them: from the disk
         cache (trusted files only) without making a Row per row (a 10^5-row
-        module took 0.2 s that way), else compiled (and cached) by `cached`."""
+        module took 0.2 s that way), else compiled (and cached) by `cached`.
+        A file without a build id has no place on disk: its rows are kept in
+        memory by what they are made of (_UNNAMED), as its table is asked again each time
+        it is evicted and mapped anew (4 compiles of one module in 30 s)."""
         path = _cache_path(build_id) if build_id else None
         data = _read_trusted(path) if path is not None else None
         if data and len(data) % ROW.size == 0:
             return data
+        key = _content_key(image, file_path) if not build_id else None
+        if key is not None and key in _UNNAMED:
+            _UNNAMED.move_to_end(key)
+            return _UNNAMED[key]
         table = cls.cached(image, build_id, file_path)
-        return table.packed() if table is not None else None
+        data = table.packed() if table is not None else None
+        if key is not None:
+            _keep_unnamed(key, data)
+        return data
 
     def packed(self) -> bytes:
         return b"".join(ROW.pack(r.pc, r.cfa_off8, r.kind, r.rbp_off8) for r in self.rows)
@@ -292,6 +303,39 @@ def check_cache() -> None:
     except OSError:
         tables = []
     check_paths(directory, *tables, what="the unwind table cache")   # type: ignore[arg-type]
+
+
+# packed rows of files without a build id, by what they are made of (_content_key);
+# the least recently asked dropped first, UNNAMED_BYTES in all at most
+UNNAMED_BYTES = 8 << 20
+_UNNAMED: "OrderedDict[tuple, bytes | None]" = OrderedDict()
+
+
+def _content_key(image, file_path: str) -> tuple | None:
+    """What a file's rows are made of: its path (its debug file is found by
+    it), its size, its CFI sections' bytes (CRC-32 at C speed: the compile
+    reads them all anyway) and its PLT sections' places; no other page of
+    the file is touched (a mapped file's pages count in the RSS)."""
+    if getattr(image, "sections", None) is None:
+        return None
+    parts: list = [file_path, len(image.data)]
+    for sec in image.sections:
+        if sec.name in (".eh_frame", ".debug_frame"):
+            view = getattr(image.data, "view", image.data)
+            parts.append((sec.name, sec.size,
+                          zlib.crc32(memoryview(view)[sec.offset:sec.offset + sec.size])))
+        elif sec.name.startswith(".plt"):
+            parts.append((sec.name, sec.addr, sec.size))
+    return tuple(parts)
+
+
+def _keep_unnamed(key: tuple, data: bytes | None) -> None:
+    size = len(data or b"")
+    if size > UNNAMED_BYTES:
+        return
+    _UNNAMED[key] = data
+    while sum(len(v or b"") for v in _UNNAMED.values()) > UNNAMED_BYTES:
+        _UNNAMED.popitem(last=False)
 
 
 def _cache_path(build_id: str) -> Path | None:

@@ -155,6 +155,7 @@ class Unwinder:
         self.slots: dict[int, int] = {}           # pid -> slot in unwind_maps
         self.free_slots = list(range(self.slot_count - 1, -1, -1))
         self.slots_given = 0
+        self.reclaimed = False                    # _reclaim ran in this load (see _room)
         self.loaded: dict[int, tuple] = {}        # pid -> the mappings last written
         self.refs_of: dict[int, frozenset] = {}   # pid -> module ids it holds a ref on
         self.last_miss: dict[int, tuple[float, float]] = {}   # pid -> (when, interval)
@@ -260,6 +261,7 @@ class Unwinder:
         room before), never evicting one of them for another."""
         pinned = frozenset(mod.module_id for mod, _ in found)
         now = time.monotonic()
+        self.reclaimed = False   # one look at every process for this one's tables
         for mod, image in found:
             if mod.n_rows == 0 and not mod.no_cfi and not (mod.no_room and now < mod.retry_at):
                 self._write_table(mod, image, pinned)
@@ -316,14 +318,13 @@ class Unwinder:
         if not self._can_settle():
             return []
         now = time.monotonic_ns() >> 30   # bpf_ktime_get_ns's clock (CLOCK_MONOTONIC)
+        candidates = [mod for mod in self.in_slot.values()
+                      if mod.n_rows and mod.refs and mod.module_id not in pinned]
+        stamps = self._sampled() if candidates else {}
         idle = []
-        for mod in self.in_slot.values():
-            if not mod.n_rows or not mod.refs or mod.module_id in pinned:
-                continue
-            try:
-                sampled = getattr(self.module_table[self.module_table.Key(mod.module_id)],
-                                  "sampled", 0)
-            except KeyError:
+        for mod in candidates:
+            sampled = stamps.get(mod.module_id)
+            if sampled is None:
                 continue
             used = max(sampled, mod.written)   # a table just written is in use too
             if now - used >= self.live_idle:
@@ -331,9 +332,20 @@ class Unwinder:
         idle.sort(key=lambda t: t[:2])
         return [mod for *_, mod in idle]
 
+    def _sampled(self) -> dict[int, int]:
+        """module id -> its `sampled` stamp, every entry in one bpf(2) call
+        where the kernel can (a lookup per module cost ~600 calls in 15 s of
+        churn with the rows full), else a lookup per key."""
+        try:
+            items = list(self.module_table.items_lookup_batch())
+        except Exception:   # BCC raises bare Exception; an older kernel: EINVAL
+            items = list(self.module_table.items())
+        return {getattr(k, "value", k): getattr(v, "sampled", 0) for k, v in items}
+
     def _room(self, pinned: "set[int] | frozenset", live: bool = False) -> int:
         """Rows free or freeable now (exited processes' modules reclaimed first)."""
-        self._reclaim()   # only when rows are short: one lookup per loaded process
+        if not self.reclaimed:   # only when rows are short: one lookup per loaded
+            self._reclaim()      # process, once per process loaded (or restore)
         room = self.space.free + sum(m.n_rows for m in self._evictable(pinned))
         return room + (sum(m.n_rows for m in self._idle_live(pinned)) if live else 0)
 
@@ -408,6 +420,7 @@ class Unwinder:
         if not waiting:
             return
         # (exits are noticed elsewhere: no look at every process here)
+        self.reclaimed = False
         spare = self.space.free + sum(m.n_rows for m in self.in_slot.values()
                                       if m.n_rows and not m.refs)
         for mod in waiting:
@@ -550,6 +563,7 @@ class Unwinder:
     def _reclaim(self) -> None:
         """Slots and module references of processes the kernel already dropped
         (exit, exec: reloaded when announced again) or that are gone."""
+        self.reclaimed = True
         for pid in list(self.slots):
             if not self._present(pid) or not os.path.exists(f"/proc/{pid}"):
                 # reused last: a forked child not loaded yet may still read it
