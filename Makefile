@@ -55,8 +55,19 @@ demo: setup
 		-- $(SYSTEM_PYTHON) examples/demo_app.py
 	@echo "flame graph written to $(DEMO_FLAMEGRAPH)"
 
+# `make test PYTEST_WORKERS=2`: the suite on pytest-xdist workers, a file per
+# worker (--dist loadfile: its module fixtures are made once); tests marked
+# `alone` run with no other (tests/conftest.py). The workers' temp directories
+# sit under a short --basetemp (paths a test hands a tool as a filter string
+# stay as short as a serial run's). 1 runs serially, without xdist.
+PYTEST_WORKERS ?= 1
+ifeq ($(PYTEST_WORKERS),1)
+PYTEST_PARALLEL :=
+else
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$(shell mktemp -d /tmp/ptk-XXXXXX)
+endif
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS) tests
 
 # `make bench BENCH_ARGS="--quick unwind"`: some sections, short (bench/__main__.py)
 bench: setup $(BENCH_STAMP)
