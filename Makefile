@@ -59,15 +59,18 @@ demo: setup
 # worker (--dist loadfile: its module fixtures are made once); tests marked
 # `alone` run with no other (tests/conftest.py). The workers' temp directories
 # sit under a short --basetemp (paths a test hands a tool as a filter string
-# stay as short as a serial run's). 1 runs serially, without xdist.
+# stay as short as a serial run's), removed after a green run. 1 runs serially.
 PYTEST_WORKERS ?= 1
-ifeq ($(PYTEST_WORKERS),1)
-PYTEST_PARALLEL :=
-else
-PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$(shell mktemp -d /tmp/ptk-XXXXXX)
-endif
 test: setup
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS) tests
+	@if [ "$(PYTEST_WORKERS)" = 1 ]; then \
+	  echo "$(PY) -m pytest -q $(PYTEST_ARGS) tests"; \
+	  $(PY) -m pytest -q $(PYTEST_ARGS) tests; \
+	else \
+	  base=$$(mktemp -d /tmp/ptk-XXXXXX) && \
+	  echo "$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$$base $(PYTEST_ARGS) tests" && \
+	  $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$$base $(PYTEST_ARGS) tests && \
+	  rm -rf $$base; \
+	fi
 
 # `make bench BENCH_ARGS="--quick unwind"`: some sections, short (bench/__main__.py)
 bench: setup $(BENCH_STAMP)
