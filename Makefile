@@ -55,8 +55,22 @@ demo: setup
 		-- $(SYSTEM_PYTHON) examples/demo_app.py
 	@echo "flame graph written to $(DEMO_FLAMEGRAPH)"
 
+# `make test PYTEST_WORKERS=2`: the suite on pytest-xdist workers, a file per
+# worker (--dist loadfile: its module fixtures are made once); tests marked
+# `alone` run with no other (tests/conftest.py). The workers' temp directories
+# sit under a short --basetemp (paths a test hands a tool as a filter string
+# stay as short as a serial run's), removed after a green run. 1 runs serially.
+PYTEST_WORKERS ?= 1
 test: setup
-	$(PY) -m pytest -q tests
+	@if [ "$(PYTEST_WORKERS)" = 1 ]; then \
+	  echo "$(PY) -m pytest -q $(PYTEST_ARGS) tests"; \
+	  $(PY) -m pytest -q $(PYTEST_ARGS) tests; \
+	else \
+	  base=$$(mktemp -d /tmp/ptk-XXXXXX) && \
+	  echo "$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$$base $(PYTEST_ARGS) tests" && \
+	  $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$$base $(PYTEST_ARGS) tests && \
+	  rm -rf $$base; \
+	fi
 
 # `make bench BENCH_ARGS="--quick unwind"`: some sections, short (bench/__main__.py)
 bench: setup $(BENCH_STAMP)

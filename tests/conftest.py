@@ -5,12 +5,16 @@ impossible, with the reason.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import select
 import signal
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,15 +45,71 @@ def pytest_configure(config):
     SIG_IGN): every `Tool.stop()` then waited out its timeout. Ctrl-C is ours."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _runs_workers(config):   # the workers, started after this, inherit it
+        os.environ[ALONE_LOCKS] = tempfile.mkdtemp(prefix="pytracekit-suite-")
+
+
+def pytest_unconfigure(config):
+    if _runs_workers(config) and os.environ.get(ALONE_LOCKS):
+        shutil.rmtree(os.environ.pop(ALONE_LOCKS), ignore_errors=True)
+
+
+# `make test` runs the suite on several pytest-xdist workers, a test file on
+# one worker (--dist loadfile: its module fixtures are made once). A test marked
+# `alone` asserts about the whole machine (every CPU's samples, a resource's
+# use over time): it runs while no other test does. Others take ALONE_LOCKS's
+# room shared; an `alone` test takes it exclusive, holding the gate meanwhile so
+# that no test starts in between (without it, the others' overlapping shared
+# holds would keep it waiting to the end). `alone("NAME")`: no other test
+# marked alone("NAME") runs meanwhile (a lock of that name, taken after the room).
+ALONE_LOCKS = "PYTRACEKIT_SUITE_LOCKS"
+
+
+def _runs_workers(config) -> bool:
+    return not os.environ.get("PYTEST_XDIST_WORKER") and \
+        bool(getattr(config.option, "numprocesses", None))
+
+
+@contextlib.contextmanager
+def _turn(alone: bool, names: list[str]):
+    """Held while one test runs (its setup, call and teardown, with the module
+    fixtures made or ended there) on an xdist worker; nothing otherwise.
+    Always taken in one order (gate, room, names sorted): no deadlock."""
+    locks = os.environ.get(ALONE_LOCKS)
+    if not locks or not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    with contextlib.ExitStack() as held:
+        def lock(name: str, how: int):
+            f = held.enter_context(open(os.path.join(locks, name), "a"))
+            fcntl.flock(f, how)
+            held.callback(fcntl.flock, f, fcntl.LOCK_UN)
+            return f
+        gate = lock("gate", fcntl.LOCK_EX)
+        lock("room", fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        if not alone:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        for name in names:
+            lock(f"named-{name}", fcntl.LOCK_EX)
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    marks = list(item.iter_markers("alone"))
+    with _turn(any(not m.args for m in marks), sorted({m.args[0] for m in marks if m.args})):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):
     reason = _root_skip_reason()
-    if reason is None:
-        return
     for item in items:
-        if "root" in item.keywords:
+        if reason is not None and "root" in item.keywords:
             item.add_marker(pytest.mark.skip(reason=reason))
+        # Every veth pair has the same addresses and the tcp tools trace every
+        # namespace: one test's connections to port P would be another's.
+        if "veth_pair" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.alone("veth"))
 
 
 @pytest.fixture(autouse=True)
@@ -65,11 +125,19 @@ def _restore_signal_handlers():
 @pytest.fixture(scope="session")
 def workload() -> str:
     """Path to the built ground-truth workload (built here if stale)."""
-    if not WORKLOAD.exists() or WORKLOAD.stat().st_mtime < WORKLOAD_SRC.stat().st_mtime:
-        WORKLOAD.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-fno-inline",
-                        "-pthread", "-o", str(WORKLOAD), str(WORKLOAD_SRC)], check=True)
-    return str(WORKLOAD)
+    return _built(WORKLOAD, ["-O0", "-g", "-fno-omit-frame-pointer", "-fno-inline", "-pthread"])
+
+
+def _built(out: Path, flags: list[str]) -> str:
+    """out, compiled from the workload's source with `flags` if missing or stale.
+    Written to a temporary name and renamed: the suite's workers (pytest-xdist)
+    may build it side by side, and none may run a half-written binary."""
+    if not out.exists() or out.stat().st_mtime < WORKLOAD_SRC.stat().st_mtime:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}")
+        subprocess.run(["gcc", *flags, "-o", str(tmp), str(WORKLOAD_SRC)], check=True)
+        os.replace(tmp, out)
+    return str(out)
 
 
 NOFP_FLAGS = ["-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls", "-fno-inline",
@@ -78,10 +146,7 @@ NOFP_FLAGS = ["-O2", "-fomit-frame-pointer", "-fno-optimize-sibling-calls", "-fn
 
 def _build_nofp(out: Path) -> str:
     """The workload as distributions build: -O2, no frame pointers (rebuilt if stale)."""
-    if not out.exists() or out.stat().st_mtime < WORKLOAD_SRC.stat().st_mtime:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["gcc", *NOFP_FLAGS, "-o", str(out), str(WORKLOAD_SRC)], check=True)
-    return str(out)
+    return _built(out, NOFP_FLAGS)
 
 
 @pytest.fixture(scope="session")

@@ -440,6 +440,7 @@ def zero_duration_runs(request) -> dict:
 
 
 @pytest.mark.root
+@pytest.mark.alone("every-tool")   # its batch compiles every tool two at a time: one batch at once (conftest)
 @pytest.mark.parametrize("name", DURATION_TOOLS)
 def test_zero_duration_ends_at_once(name, zero_duration_runs):
     """-d 0 is not an error: the tool attaches and ends at once (tests use it

@@ -74,6 +74,7 @@ def dry_runs() -> dict:
 
 
 @pytest.mark.root
+@pytest.mark.alone("every-tool")   # its batch compiles every tool two at a time: one batch at once (conftest)
 @pytest.mark.parametrize("name", tool_names())
 def test_every_tool_compiles_and_loads_in_a_dry_run(name, dry_runs):
     if not _loads_bpf(name):

@@ -67,6 +67,7 @@ def test_pushes_are_pprof_windows_holding_the_spinning_stack(workload, tmp_path)
 
 
 @pytest.mark.root
+@pytest.mark.alone   # 0.5 s windows: beside another test a late tick closed windows 0.1 s apart
 def test_rotating_directory_keeps_the_newest_k_windows(workload, tmp_path):
     out_dir = tmp_path / "profiles"
     go, child = _held_workload(tmp_path, "sleep", "30", "100")

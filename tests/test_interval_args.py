@@ -87,6 +87,7 @@ def test_the_interval_tools_come_from_the_registry():
 
 
 @pytest.mark.root
+@pytest.mark.alone("every-tool")   # its batch compiles every tool two at a time: one batch at once (conftest)
 @pytest.mark.parametrize("tool", interval_tools())
 def test_interval_count_before_a_command(tool, grammar_runs):
     """`TOOL 5 1 -- touch FILE` runs touch, never a command named `5`: the

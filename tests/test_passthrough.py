@@ -638,6 +638,7 @@ def batch_results(oracle, sleeper, tmp_path_factory, request):
 
 
 @pytest.mark.root
+@pytest.mark.alone("every-tool")   # its batch compiles every tool side by side: one batch at once (conftest)
 @pytest.mark.parametrize("tool", sorted(TOOL_ARGS))
 def test_perf_counts_every_event_while_the_tool_runs(tool, batch_results):
     r = batch_results(tool)

@@ -139,6 +139,7 @@ def ended(workload, tmp_path_factory, request) -> dict[str, Ended]:
 
 
 @pytest.mark.root
+@pytest.mark.alone("every-tool")   # its batch compiles every tool two at a time: one batch at once (conftest)
 @pytest.mark.parametrize("tool", TRACERS)
 def test_tool_ends_when_its_process_exits(tool, ended):
     r = ended[tool]

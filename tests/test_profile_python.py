@@ -16,6 +16,9 @@ from conftest import pytracekit
 from stack_checks import names, parse_json
 from pythons import INTERPRETERS, need_pyenv, need_python
 
+# The checks of the share of samples with whole Python frames need the reader
+# to keep up: under `make test`'s workers the one profile runs with no other test.
+pytestmark = pytest.mark.alone
 TARGET = Path(__file__).parent / "python_target.py"
 SOURCE = TARGET.read_text().splitlines()
 

@@ -260,6 +260,7 @@ GAP_PATH = f"{ROOT_PATH};fp_gap_run;fp_gap_stub;jit_callback;spin_inner"
 
 
 @pytest.mark.root
+@pytest.mark.alone   # jitfp spins wall-clock time: its samples need the CPU to itself
 def test_frame_pointer_code_without_cfi_joins_the_cfi_frames_around_it(workload_nofp, tmp_path):
     # jit_fp_stub: anonymous executable code with a frame-pointer prologue and
     # no CFI, between jit_fp_run and jit_callback (both without frame pointers);

@@ -155,7 +155,8 @@ def test_go_tool_pprof_reads_it(tmp_path):
 def test_a_real_profile_converts_with_the_same_totals(tmp_path, workload):
     from conftest import pytracekit
     from pytracekit.render.folded import parse_folded
-    res = pytracekit("profile", "-F", "199", "-f", "--", workload, "spin", "1")
+    # 1 s of CPU time (spincpu): ~199 samples however loaded the machine is
+    res = pytracekit("profile", "-F", "199", "-f", "--", workload, "spincpu", "1000")
     assert res.returncode == 0, res.stderr
     profile = parse_folded(res.stdout)
     message = parse(to_pprof(profile))

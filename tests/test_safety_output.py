@@ -148,13 +148,15 @@ def test_unwritable_directory_is_refused_before_tracing(read_only_dir):
 
 
 # -- the tools -----------------------------------------------------------------
+# The workload spins 300 ms of CPU time (spincpu), not of wall time: the
+# samples the checks need come however loaded the machine is.
 
 @pytest.mark.root
 def test_profile_output_through_a_planted_link(workload, tmp_path, victim):
     out = tmp_path / "profile.folded"
     out.symlink_to(victim)
     res = pytracekit("profile", "-F", "199", "--output", str(out), "--format", "folded",
-                     "--", workload, "spin", "0.3")
+                     "--", workload, "spincpu", "300")
     assert res.returncode == 0, res.stderr
     assert victim.read_text() == "precious\n"
     assert not out.is_symlink() and "spin_inner" in out.read_text()
@@ -165,7 +167,7 @@ def test_profile_output_through_a_planted_link(workload, tmp_path, victim):
 def test_profile_output_on_a_full_disk(workload, full_dir):
     out = full_dir / "out"
     res = pytracekit("profile", "-F", "199", "--output", str(out), "--format", "flamegraph",
-                     "--", workload, "spin", "0.3")
+                     "--", workload, "spincpu", "300")
     assert res.returncode == 1, res.stderr
     assert error_lines(res.stderr) == [
         f"pytracekit profile: error: cannot write {out}: No space left on device"]
@@ -175,7 +177,7 @@ def test_profile_output_on_a_full_disk(workload, full_dir):
 @pytest.mark.root
 def test_profile_output_to_dev_full(workload):
     res = pytracekit("profile", "-F", "199", "--output", "/dev/full", "--format", "folded",
-                     "--", workload, "spin", "0.3")
+                     "--", workload, "spincpu", "300")
     assert res.returncode == 1, res.stderr
     assert error_lines(res.stderr) == [
         "pytracekit profile: error: cannot write /dev/full: No space left on device"]
@@ -187,12 +189,12 @@ def test_record_output_through_a_planted_link_and_on_a_full_disk(workload, tmp_p
     from pytracekit.collect import recording
     out = tmp_path / "run.ptk"
     out.symlink_to(victim)
-    res = pytracekit("record", "-o", str(out), "--", workload, "spin", "0.3")
+    res = pytracekit("record", "-o", str(out), "--", workload, "spincpu", "300")
     assert res.returncode == 0, res.stderr
     assert victim.read_text() == "precious\n" and not out.is_symlink()
     assert recording.load(str(out)).total > 0
     full = full_dir / "out"
-    res = pytracekit("record", "-o", str(full), "--", workload, "spin", "0.3")
+    res = pytracekit("record", "-o", str(full), "--", workload, "spincpu", "300")
     assert res.returncode == 1, res.stderr
     assert error_lines(res.stderr) == [
         f"pytracekit record: error: cannot write {full}: No space left on device"]

@@ -17,6 +17,9 @@ WARM_UP = 300        # processes before the baseline
 MEASURED = 300       # processes after it
 FD_SLACK = 5         # sockets, a window's file being written, a scrape's connection
 RSS_SLACK_KB = 24 * 1024   # was ~200 KB and 2 fds per process before
+# The profilers sample every process: another test's (a compile's LLVM
+# symbolized) would be memory the churn did not cause.
+pytestmark = pytest.mark.alone
 
 
 def _usage(pid: int) -> tuple[int, int]:

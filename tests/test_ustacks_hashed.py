@@ -16,6 +16,7 @@ STORM = 2000
 
 
 @pytest.mark.root
+@pytest.mark.alone   # system-wide on the workload's child_spin: another test's workload would be counted
 def test_stackcount_keeps_every_frame_pointer_stack_of_a_storm(workload):
     # system-wide: the storm's children are new processes (other pids than
     # the command's); each calls child_spin once
