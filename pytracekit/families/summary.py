@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterable
 import click
 
 from ..cli import options
-from ..errors import UsageError
 from ..engine.loader import Program
 from ..engine.session import ProgramSession
 from ..collect.mapdrain import drained
