@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import pytest
 
@@ -316,16 +317,51 @@ def test_a_program_that_fails_to_compile_does_not_run_the_command(tmp_path):
     assert not marker.exists(), "the command ran untraced"
 
 
-def _start_with_ready_pipe(args: list[str], cwd=ROOT, env=None):
+def _stop_signals(ignored: tuple[int, ...]) -> Callable[[], None]:
+    def set_in_child() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+    return set_in_child
+
+
+def _start_with_ready_pipe(args: list[str], cwd=ROOT, env=None, ignored=()):
     """Start the tool as conftest.Tool does (it says "ready" on a pipe once
-    attached), without waiting for it."""
+    attached), without waiting for it; its stop signals as a shell gives them
+    (`ignored`: as nohup leaves SIGHUP), not as the suite got them (`nohup make
+    test` ignores SIGHUP)."""
     ready_r, ready_w = os.pipe()
     proc = subprocess.Popen([sys.executable, "-m", "pytracekit", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**(env or os.environ), "PYTRACEKIT_READY_FD": str(ready_w)},
-                            pass_fds=(ready_w,))
+                            pass_fds=(ready_w,), preexec_fn=_stop_signals(ignored))
     os.close(ready_w)
     return proc, ready_r
+
+
+@pytest.mark.root
+def test_a_hangup_the_caller_ignored_is_ignored_throughout():
+    """`nohup pytracekit ...`: a SIGHUP neither ends the run during start-up nor
+    once tracing (as for perf and BCC's tools); Ctrl-C still ends it with its
+    results. Before, the imports ignored it and the run's handlers did not."""
+    proc, ready_r = _start_with_ready_pipe(["trace", "r:c:malloc", "--", "sh", "-c",
+                                            "exec sleep 60"], ignored=(signal.SIGHUP,))
+    try:
+        proc.send_signal(signal.SIGHUP)   # during start-up
+        assert select.select([ready_r], [], [], 90)[0] and os.read(ready_r, 16), \
+            proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGHUP)   # tracing
+        time.sleep(1)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(ready_r)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert pytracekit_probes_left() == []
 
 
 @pytest.mark.root

@@ -5,7 +5,8 @@ into the BPF program and probes are attached before its first instruction;
 `release()` lets it run, exactly as it would run without pytracekit; if the
 tool dies or gives up first, it never runs. A -p process (or the last of a
 pid list) ending ends the run, as with perf. SIGTERM and SIGHUP end the run
-like Ctrl-C, so every tool prints its results and detaches on all three.
+like Ctrl-C, so every tool prints its results and detaches on all three (one
+the caller ignored, as nohup does SIGHUP, stays ignored).
 """
 from __future__ import annotations
 
@@ -163,13 +164,17 @@ def stops_end_at_once() -> Iterator[None]:
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM/SIGHUP raise Stop, Ctrl-C KeyboardInterrupt (unless ignored):
-    in force from cli.main on, so a tool stopped while it compiles or attaches
-    unwinds through its finally blocks (probes detached, command never run)."""
+    """SIGTERM/SIGHUP raise Stop, Ctrl-C KeyboardInterrupt: in force from
+    cli.main on, so a tool stopped while it compiles or attaches unwinds
+    through its finally blocks (probes detached, command never run). A signal
+    the caller ignored stays ignored for the whole run, as during the imports
+    (__main__): `nohup pytracekit ...` outlives its terminal, as perf and BCC's
+    tools do."""
     global _handler_owner
     _handler_owner = os.getpid()
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_stop)
+        if sig not in _IGNORED_BY_CALLER:
+            signal.signal(sig, _raise_stop)
     if signal.SIGINT not in _IGNORED_BY_CALLER:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
