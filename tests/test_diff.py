@@ -78,7 +78,9 @@ def test_diff_of_spin_and_busy_recordings(workload, tmp_path):
     row = next(l for l in text.splitlines() if l.endswith(" spin_inner")).split()
     assert row[1] == "0.00%" and row[2].startswith("-")     # total after, its delta
     assert float(row[3]) > 0 and row[4] == "0.0"            # spin_inner's samples/s
-    assert objs[0]["function"] in ("spin_inner", "spin_outer", "busy_call")   # +-100 points
+    # the largest change first: +-100 points (busy_call, or what it calls all the time:
+    # its clock reads, as often in every sample as it is, tie with it)
+    assert abs(objs[0]["after_total"] - objs[0]["before_total"]) >= 90, objs[0]
     assert all(abs(a["after_total"] - a["before_total"]) >= abs(b["after_total"] -
                b["before_total"]) for a, b in zip(objs, objs[1:]))
 
