@@ -25,8 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import (PY, ROOT, bcc_kernel_tree, cpu_seconds, perf_event_fds,
-                          wait_measured)
+from bench.common import (PY, ROOT, _vm_hwm_kib, bcc_kernel_tree, cpu_seconds,
+                          perf_event_fds, wait_measured)
 
 PYSPY = ROOT / "build" / "bench-venv" / "bin" / "py-spy"
 # the program's start, as each tool names it (glibc's __libc_start_main is the
@@ -113,6 +113,31 @@ class Sampler:
         self.proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})},
                                      stdout=self.out_file, stderr=self.err_file, text=True,
                                      **kw)
+        self.peak = PeakRss(self.proc.pid)
+
+
+class PeakRss:
+    """A sampler's peak RSS, polled from its launch (a thread): side_by_side stops
+    every sampler before it reaps any, so one that ends quickly is a zombie, with no
+    VmHWM left, by the time wait_measured looks."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+        self.pid, self.kib, self._done = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.wait(0.01):
+            kib = _vm_hwm_kib(self.pid)
+            if kib == 0 and self.kib:   # gone (a zombie has no VmHWM)
+                return
+            self.kib = max(self.kib, kib)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.kib
 
 
 def _exited(proc: subprocess.Popen) -> bool:
@@ -126,6 +151,7 @@ def communicate_then_rusage(sampler: Sampler, timeout: float = 600) -> tuple[str
     """Wait4 a sampler for its CPU and peak RSS, then read what it wrote."""
     res = Result()
     res.cpu_s, res.peak_rss_kib = wait_measured(sampler.proc, timeout)
+    res.peak_rss_kib = max(res.peak_rss_kib, sampler.peak.stop())
     res.wall_s = time.perf_counter() - sampler.t0
     res.after_stop_s = time.perf_counter() - getattr(sampler, "stopped_at", sampler.t0)
     out, err = _read_and_close(sampler.out_file), _read_and_close(sampler.err_file)
