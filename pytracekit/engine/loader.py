@@ -608,17 +608,12 @@ class Program:
         self._detaching = (thread, closing)
 
     def _background_detach_done(self) -> None:
-        """Wait for detach_tracepoints_in_background's closes, then drop the
-        tracepoints from BCC's table so that its cleanup does not close them again."""
+        """Wait for detach_tracepoints_in_background's closes, then forget them."""
         if self._detaching is None:
             return
         (thread, closed), self._detaching = self._detaching, None
         thread.join()
-        from bcc.libbcc import lib
-        for tp, _fd in closed:
-            category, event = tp.split(b":", 1)
-            lib.bpf_detach_tracepoint(category, event)
-            del self.bpf.tracepoint_fds[tp]
+        _forget_tracepoints(self.bpf, closed)
 
     def close(self) -> None:
         # Links first: closing one removes all its uprobes before the program goes.
@@ -706,13 +701,20 @@ def _close_perf_events_concurrently(bpf: Any) -> None:
     if len(tracepoints) + len(uprobes) < 2:
         return
     _close_perf_event_fds([fd for _, fd in tracepoints + uprobes])
-    for tp, _fd in tracepoints:
-        category, event = tp.split(b":", 1)
-        lib.bpf_detach_tracepoint(category, event)
-        del bpf.tracepoint_fds[tp]
+    _forget_tracepoints(bpf, tracepoints)
     for ev_name, _fd in uprobes:
         lib.bpf_detach_uprobe(ev_name)   # removes a tracefs-made event, if BCC made one
         bpf._del_uprobe_fd(ev_name)
+
+
+def _forget_tracepoints(bpf: Any, closed: list[tuple[bytes, int]]) -> None:
+    """After their perf events are closed: each tracepoint detached from BCC's
+    side and dropped from its table, so that its cleanup does not close it again."""
+    from bcc.libbcc import lib
+    for tp, _fd in closed:
+        category, event = tp.split(b":", 1)
+        lib.bpf_detach_tracepoint(category, event)
+        del bpf.tracepoint_fds[tp]
 
 
 def _close_perf_event_fds(fds: list[int]) -> None:
