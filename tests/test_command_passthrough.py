@@ -4,6 +4,7 @@ dispositions, and nothing pytracekit does is counted as the command's (the
 counts equal `perf stat -- COMMAND`'s). A held command never runs untraced:
 when the tool dies or gives up before attaching, the command does not run.
 """
+import contextlib
 import json
 import os
 import pty
@@ -202,16 +203,10 @@ def test_environment_working_directory_and_files_are_a_plain_runs(tmp_path):
     script = "env; echo cwd=$(pwd); ls /proc/$$/fd"
     plain = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                            cwd=tmp_path, env=env, check=True).stdout
-    proc, ready_r = _start_with_ready_pipe(["systrace", "-e", "getpid", "--json", "--",
-                                            "sh", "-c", script], cwd=tmp_path, env=env)
-    try:
+    with _started_with_ready_pipe(["systrace", "-e", "getpid", "--json", "--", "sh", "-c",
+                                   script], cwd=tmp_path, env=env) as (proc, ready_r):
         assert select.select([ready_r], [], [], 60)[0] and os.read(ready_r, 16)
         out, err = proc.communicate(timeout=60)
-    finally:
-        os.close(ready_r)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     traced = [line for line in out.splitlines() if not line.startswith("{")]
     assert f"cwd={tmp_path}" in traced
@@ -324,18 +319,26 @@ def _stop_signals(ignored: tuple[int, ...]) -> Callable[[], None]:
     return set_in_child
 
 
-def _start_with_ready_pipe(args: list[str], cwd=ROOT, env=None, ignored=()):
+@contextlib.contextmanager
+def _started_with_ready_pipe(args: list[str], cwd=ROOT, env=None, ignored=()):
     """Start the tool as conftest.Tool does (it says "ready" on a pipe once
-    attached), without waiting for it; its stop signals as a shell gives them
-    (`ignored`: as nohup leaves SIGHUP), not as the suite got them (`nohup make
-    test` ignores SIGHUP)."""
+    attached), without waiting for it: (its process, the pipe's read end); its
+    stop signals as a shell gives them (`ignored`: as nohup leaves SIGHUP), not
+    as the suite got them (`nohup make test` ignores SIGHUP). On the way out
+    the pipe is closed and the tool never left running after a failure."""
     ready_r, ready_w = os.pipe()
     proc = subprocess.Popen([sys.executable, "-m", "pytracekit", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**(env or os.environ), "PYTRACEKIT_READY_FD": str(ready_w)},
                             pass_fds=(ready_w,), preexec_fn=_stop_signals(ignored))
     os.close(ready_w)
-    return proc, ready_r
+    try:
+        yield proc, ready_r
+    finally:
+        os.close(ready_r)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 @pytest.mark.root
@@ -343,9 +346,8 @@ def test_a_hangup_the_caller_ignored_is_ignored_throughout():
     """`nohup pytracekit ...`: a SIGHUP neither ends the run during start-up nor
     once tracing (as for perf and BCC's tools); Ctrl-C still ends it with its
     results. Before, the imports ignored it and the run's handlers did not."""
-    proc, ready_r = _start_with_ready_pipe(["trace", "r:c:malloc", "--", "sh", "-c",
-                                            "exec sleep 60"], ignored=(signal.SIGHUP,))
-    try:
+    with _started_with_ready_pipe(["trace", "r:c:malloc", "--", "sh", "-c", "exec sleep 60"],
+                                  ignored=(signal.SIGHUP,)) as (proc, ready_r):
         proc.send_signal(signal.SIGHUP)   # during start-up
         assert select.select([ready_r], [], [], 90)[0] and os.read(ready_r, 16), \
             proc.communicate(timeout=5)
@@ -354,11 +356,6 @@ def test_a_hangup_the_caller_ignored_is_ignored_throughout():
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        os.close(ready_r)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert pytracekit_probes_left() == []
@@ -374,20 +371,14 @@ def test_a_signal_during_start_up_ends_quietly(sig, delay, tmp_path):
     Ctrl-C always does. Never lost: the command would run for a minute, the
     tool ends well before."""
     marker = tmp_path / "ran"
-    proc, ready_r = _start_with_ready_pipe(["trace", "r:c:malloc", "--", "sh", "-c",
-                                            f"touch {marker}; exec sleep 60"])
-    try:
+    with _started_with_ready_pipe(["trace", "r:c:malloc", "--", "sh", "-c",
+                                   f"touch {marker}; exec sleep 60"]) as (proc, ready_r):
         time.sleep(delay)
         proc.send_signal(sig)
         sent = time.monotonic()
         out, err = proc.communicate(timeout=90)
         ended_after = time.monotonic() - sent
         was_ready = bool(select.select([ready_r], [], [], 0)[0] and os.read(ready_r, 16))
-    finally:
-        os.close(ready_r)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert pytracekit_probes_left() == []
     assert ended_after < 40, f"the signal was lost: the run ended with its command ({err})"
     if "Traceback" in err and f'File "{ROOT / "pytracekit"}' not in err:
@@ -424,22 +415,19 @@ def test_a_signal_while_compiling_ends_the_run_at_once(sig, tmp_path):
     cache = tmp_path / "cache"
     header = fifo_header(cache)
     marker = tmp_path / "ran"
-    proc, ready_r = _start_with_ready_pipe(
-        ["trace", "r:c:malloc", "--", "touch", str(marker)],
-        env={**os.environ, "PYTRACEKIT_CACHE": str(cache), "PYTRACEKIT_NO_PROGRAM_CACHE": "1"})
     writer = -1
     try:
-        writer = compiling(header, proc)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)   # without the fix: forever
-        was_ready = bool(select.select([ready_r], [], [], 0)[0] and os.read(ready_r, 16))
+        with _started_with_ready_pipe(
+                ["trace", "r:c:malloc", "--", "touch", str(marker)],
+                env={**os.environ, "PYTRACEKIT_CACHE": str(cache),
+                     "PYTRACEKIT_NO_PROGRAM_CACHE": "1"}) as (proc, ready_r):
+            writer = compiling(header, proc)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=30)   # without the fix: forever
+            was_ready = bool(select.select([ready_r], [], [], 0)[0] and os.read(ready_r, 16))
     finally:
-        os.close(ready_r)
         if writer >= 0:
             os.close(writer)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert (proc.returncode, out, err, was_ready) == (128 + sig, "", "", False)
     assert pytracekit_probes_left() == []
     time.sleep(0.2)
