@@ -627,7 +627,7 @@ class Symbolizer:
                 from bcc import BPF
                 # nice 19 only around BCC's call (C, no GIL): a thread preempted
                 # while it holds the GIL would stall the main thread's polls
-                _set_nice(tid, max(19, self._kernel_nice))
+                _set_nice(tid, 19)
                 try:
                     BPF.ksym(0)   # BCC fills its kernel symbol cache at its first lookup
                 finally:
