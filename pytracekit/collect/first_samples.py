@@ -18,7 +18,7 @@ import struct
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ..model import LossReport, Sample
 from ..symbolize.unwind_table import (STOP_BAD_RA, STOP_BAD_READ, STOP_DEPTH, STOP_END,
@@ -64,7 +64,8 @@ class FirstSamples:
     def __init__(self, prog: Any, symbolizer: Any) -> None:
         self.prog, self.symbolizer = prog, symbolizer
         self.pending: list[_Copy] = []
-        self.unwound: Counter = Counter()   # (key bytes, user frames leaf first) -> samples
+        # (key bytes, user frames leaf first, each a Frame or an _InFile) -> samples
+        self.unwound: Counter = Counter()
         self.incomplete = 0                # of them, stopped early (as the kernel's walk would)
         self.marked: Counter = Counter()   # key bytes -> samples left to the frame-pointer walk
         self.tables: OrderedDict[str, PackedTable | None] = OrderedDict()
@@ -133,8 +134,8 @@ class FirstSamples:
         return True
 
     def _frames(self, copy: _Copy) -> "tuple[tuple | None, str]":
-        """The copy's user frames, leaf first, named as the kernel's unwinder
-        names its own, and why the walk stopped: the frames the kernel's walk
+        """The copy's user frames, leaf first, placed (_place) as the kernel's
+        unwinder places its own, and why the walk stopped: the frames the kernel's walk
         would have stored (its end, its depth, or where a rule or a return
         address failed it, which it counts as incomplete); None when the copy
         cannot stand for the stack (no maps, another program, bytes ran out)."""
@@ -156,7 +157,7 @@ class FirstSamples:
             return None, why
         before = self.symbolizer.unknown_frames   # counted per read, in samples()
         try:
-            return tuple(self._frame(address, i, copy.pid)
+            return tuple(self._place(address, i, copy.pid)
                          for i, address in enumerate(addresses)), why
         finally:
             self.symbolizer.unknown_frames = before
@@ -194,15 +195,28 @@ class FirstSamples:
         table = self.tables[key] = PackedTable(data) if data else None
         return table
 
-    def _frame(self, address: int, index: int, pid: int) -> Any:
-        """As Symbolizer.unwound_stack names the kernel's frames: a caller at
-        its return address - 1 (the call), in its file when it has one."""
-        users = self.symbolizer.users
-        located = users.locate(address - 1 if index else address, pid)
+    def _place(self, address: int, index: int, pid: int) -> Any:
+        """Where a frame is, as Symbolizer.unwound_stack places the kernel's
+        frames (a caller at its return address - 1, the call): a file and its
+        link-time address, named in samples(), at the end of the run with the
+        kernel's stacks (naming here, while the run goes on, read python3's
+        symbol table into the profiler's first seconds: ~1% of a CPU); an
+        address in no file is named now (its mapping is the process's)."""
+        located = self.symbolizer.users.locate(address - 1 if index else address, pid)
         if located is not None:
             _syms, vaddr, path = located
-            return self.symbolizer.module_frame(path, vaddr, pid)
+            return _InFile(path, vaddr, pid)
         return self.symbolizer.user(address, pid)
+
+    def _named(self, places: tuple) -> list:
+        """The frames of _place's places (unknown ones counted per sample, by
+        samples(), not per lookup)."""
+        before = self.symbolizer.unknown_frames
+        try:
+            return [self.symbolizer.module_frame(*f) if isinstance(f, _InFile) else f
+                    for f in places]
+        finally:
+            self.symbolizer.unknown_frames = before
 
     def samples(self, loss: LossReport, **read_options: Any) -> list[Sample]:
         """Every copy so far as a sample (the ring drained first); those not
@@ -212,10 +226,11 @@ class FirstSamples:
         key_type = self.prog["counts"].Key
         stack_map = self.prog["stack_traces"]
         out = []
-        for (raw, frames), n in self.unwound.items():
+        for (raw, places), n in self.unwound.items():
+            frames = self._named(places)
             loss.unknown_frames += sum(1 for f in frames if f.unknown)
             out.append(sample_from_key(key_type.from_buffer_copy(raw), n, stack_map,
-                                       self.symbolizer, user_frames=list(frames),
+                                       self.symbolizer, user_frames=frames,
                                        **read_options))
         for raw, n in self.marked.items():
             out.append(sample_from_key(key_type.from_buffer_copy(raw), n, stack_map,
@@ -237,6 +252,13 @@ class FirstSamples:
         return (f"first samples: {st['received']} copied before their process was loaded, "
                 f"{st['unwound']} unwound from the copy" + (f"; of them and not: {why}"
                                                             if why else ""))
+
+
+class _InFile(NamedTuple):
+    """A frame in a file, named at the end (Symbolizer.module_frame's arguments)."""
+    path: str
+    vaddr: int
+    pid: int
 
 
 class _LazyTable:

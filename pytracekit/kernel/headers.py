@@ -124,6 +124,22 @@ def check_cache(*paths: Path, what: str = "the header cache") -> None:
         _check_trusted(path, what=what)
 
 
+def read_trusted(path: Path) -> bytes | None:
+    """A cache file's bytes, if root (or we) own it, no one else can write it
+    and it is a regular file, not a link (checked on the open file: no race);
+    else None, and the caller makes it anew."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) \
+                or st.st_mode & 0o022:
+            return None
+        return f.read()
+
+
 def write_atomic(path: Path, text: str) -> None:
     make_private_dirs(path.parent)
     outfile.write_file(path, text.encode(), mode=0o644)   # whatever the umask

@@ -1,6 +1,7 @@
 """Turning stack ids and addresses into frames.
 
-Kernel addresses go through BCC's kallsyms cache. User addresses are resolved
+Kernel addresses are named from kallsyms' table (kallsyms.py: kept per boot in
+the cache), and what it leaves (BPF programs) by BCC's read. User addresses are resolved
 here, without BCC, so that:
 - a process that exits during the run is still resolved: `remember(pid)`
   snapshots its /proc/PID/maps while it lives (tools call it when the BPF
@@ -29,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from . import kallsyms
 from .elfsyms import ElfSymbols
 from ..model import Frame, ModuleInfo, unnamed
 from .unwind import cfi_of, recover_frames
@@ -548,6 +550,9 @@ def _set_nice(tid: int, nice: int) -> None:
         pass
 
 
+_NOT_LOADED = object()
+
+
 class Symbolizer:
     def __init__(self, bpf: Any = None, *, show_module: bool = False,
                  show_offset: bool = False) -> None:
@@ -570,6 +575,7 @@ class Symbolizer:
         # frame-pointer walks by hash (ptk_ustack.h USTACK_LAYOUT 1: addresses)
         self.fp_ustacks: Any = None
         self._kernel_warm: "threading.Thread | None" = None   # warm_kernel()'s reader
+        self._kernel_table: Any = _NOT_LOADED   # kallsyms.KernelSymbolTable, or None
         self._kernel_nice = 0
 
     def remember(self, pid: int) -> None:
@@ -608,32 +614,33 @@ class Symbolizer:
         return thread
 
     def warm_kernel(self) -> None:
-        """Have BCC read /proc/kallsyms (~85 ms of CPU) in a thread now, at the
-        lowest priority, instead of at the first kernel frame named at the end of
-        the run: call it once attached (the program is loaded, so kallsyms names
-        it too; nothing is read before attach). The read runs in C without the
-        GIL; nice 19 (per thread on Linux) leaves a CPU the traced work wants to
-        it. kernel() waits for the thread, so BCC's cache is never read while it
-        is being filled."""
+        """Load the kernel's symbol table (kallsyms.load: this boot's from the
+        cache, else /proc/kallsyms read, ~50 ms of the kernel's CPU, and parsed)
+        in a thread now instead of at the first kernel frame named at the end
+        of the run: call it once attached. kallsyms is read at the lowest
+        priority, without the GIL (nice 19 is per thread on Linux): a CPU the
+        traced work wants is left to it; the parse, holding the GIL, runs at
+        the caller's priority, since a thread preempted while holding it would
+        stall the main thread's polls. kernel() waits for the thread."""
         import threading
         if self._kernel_warm is not None:
             return
         # the caller's nice (who 0: the calling thread), to go back to
         self._kernel_nice = os.getpriority(os.PRIO_PROCESS, 0)
 
-        def work() -> None:
+        def read_low() -> bytes | None:
             tid = threading.get_native_id()
+            _set_nice(tid, 19)
             try:
-                from bcc import BPF
-                # nice 19 only around BCC's call (C, no GIL): a thread preempted
-                # while it holds the GIL would stall the main thread's polls
-                _set_nice(tid, 19)
-                try:
-                    BPF.ksym(0)   # BCC fills its kernel symbol cache at its first lookup
-                finally:
-                    _set_nice(tid, self._kernel_nice)
-            except Exception:   # kernel() reads it itself
-                pass
+                return kallsyms.read_kallsyms()
+            finally:
+                _set_nice(tid, self._kernel_nice)
+
+        def work() -> None:
+            try:
+                self._kernel_table = kallsyms.load(read=read_low)
+            except Exception:   # kernel() names through BCC
+                self._kernel_table = None
         self._kernel_warm = threading.Thread(target=work, name="kernel-symbols-warm-up",
                                              daemon=True)
         self._kernel_warm.start()
@@ -642,11 +649,15 @@ class Symbolizer:
         """Wait for warm_kernel's thread, at the caller's priority from now on:
         the run is over and its names are what the caller waits for."""
         thread = self._kernel_warm
-        if thread is None or not thread.is_alive():
-            return
-        if thread.native_id is not None:
-            _set_nice(thread.native_id, self._kernel_nice)
-        thread.join()
+        if thread is not None and thread.is_alive():
+            if thread.native_id is not None:
+                _set_nice(thread.native_id, self._kernel_nice)
+            thread.join()
+        if self._kernel_table is _NOT_LOADED:
+            try:
+                self._kernel_table = kallsyms.load()
+            except Exception:   # pylint: disable=broad-except  (BCC names them)
+                self._kernel_table = None
 
     def _label(self, name: str, module: str, offset: int) -> str:
         if self.show_offset:
@@ -660,9 +671,7 @@ class Symbolizer:
         frame = self._cache.get(key)
         if frame is None:
             self._kernel_warmed()
-            from bcc import BPF
-            raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
-            name = raw.decode(errors="replace") if raw else ""
+            name = self._kernel_name(address)
             if not name or name.startswith("[unknown]"):
                 name = self.kernel_modules.name(address)
             frame = Frame(name, "kernel", module="kernel", address=address)
@@ -670,6 +679,19 @@ class Symbolizer:
         if frame.unknown:
             self.unknown_frames += 1
         return frame
+
+    def _kernel_name(self, address: int) -> str:
+        """From the symbol table; what it leaves (BPF programs, trampolines,
+        a module loaded since) from BCC's read of kallsyms, made now."""
+        found = self._kernel_table.lookup(address) if self._kernel_table else None
+        if found is None:
+            from bcc import BPF
+            raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
+            return raw.decode(errors="replace") if raw else ""
+        name, module, offset = found
+        if self.show_offset:   # BCC's form: name+0xOFFSET [module]
+            name = f"{name}+{offset:#x}"
+        return f"{name} [{module}]" if self.show_module else name
 
     def user(self, address: int, pid: int) -> Frame:
         key = (pid, address)

@@ -284,6 +284,11 @@ def debug_image(path: str, image):
     return None
 
 
+def _read_trusted(path: Path) -> bytes | None:
+    from ..kernel.headers import read_trusted
+    return read_trusted(path)
+
+
 def cache_dir() -> Path:
     """Where compiled tables are kept: next to the header cache (root's is
     /var/cache/pytracekit), so they are under the same ownership rules."""
@@ -343,21 +348,6 @@ def _cache_path(build_id: str) -> Path | None:
         return None
     return cache_dir() / f"{build_id}.rows"
 
-
-def _read_trusted(path: Path) -> bytes | None:
-    """A cached table's bytes, if root (or we) own it, no one else can write
-    it and it is a regular file (checked on the open file: no race)."""
-    import stat
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) \
-                or st.st_mode & 0o022:
-            return None
-        return f.read()
 
 
 @dataclass(frozen=True)
