@@ -4,13 +4,13 @@ Rounds alternate (the order rotated each round): the workload alone, under the f
 (bench/floors.py: empty programs on the same probe points), under the tool. Per run:
 the workload's CPU seconds (wait4's rusage: BPF programs and uprobe traps run in its
 context, in its system time; steadier than wall time on a loaded machine) and its wall
-seconds; under the floor and the tool, each BPF program's run count and run time as the
-kernel counts them (BPF_ENABLE_STATS, held by this process while the section runs: the
-counting costs every program alike, floor and tool, but it reads a clock around every run:
-on kmem's loop it doubled the floor). Medians over the rounds.
+seconds. Medians over the rounds. The overheads are measured with the kernel's BPF
+statistics off, as users run; then a few more rounds with them on (BPF_ENABLE_STATS, held
+by this process) give each program's run count and run time as the kernel counts them, and
+the overhead with them on: they read a clock around every program run, which on kmem's
+loop doubled the floor, so they are not left on for the overheads.
 
-BENCH_BPF_STATS=0 leaves the statistics off (CPU times as users see them; no per-program
-columns). BENCH_BEFORE_ROOT=DIR adds the tool as checked out in DIR (an earlier commit) as
+BENCH_BPF_STATS=0 skips the rounds with statistics on (no per-program columns). BENCH_BEFORE_ROOT=DIR adds the tool as checked out in DIR (an earlier commit) as
 one more variant of every round: before and after in the same minutes."""
 from __future__ import annotations
 
@@ -130,50 +130,67 @@ def run_once(argv: list[str] | None, mode: list[str], cwd: Path = ROOT) -> dict:
             "csw": usage.ru_nvcsw + usage.ru_nivcsw}
 
 
+def _rounds(variants: dict, mode: list[str], rounds: int) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    order = list(variants)
+    for r in range(rounds):
+        for v in order[r % len(order):] + order[:r % len(order)]:
+            argv, cwd = variants[v]
+            runs[v].append(run_once(argv, mode, cwd))
+    return runs
+
+
 def main() -> None:
-    rounds = pick(11, 2)
+    rounds, stats_rounds = pick(11, 2), pick(3, 1)
     before_root = os.environ.get("BENCH_BEFORE_ROOT")
-    stats_fd = enable_stats() if os.environ.get("BENCH_BPF_STATS", "1") != "0" else None
+    with_stats = os.environ.get("BENCH_BPF_STATS", "1") != "0"
     results: dict = {}
     rows = []
-    try:
-        for name, tool_args, floors, others, mode in CASES:
-            mode = pick(mode, QUICK_MODES[name])
-            variants = {"alone": (None, ROOT),
-                        **{f: (["-m", "bench.floors", *a], ROOT) for f, a in floors.items()},
-                        "tool": (["-m", "pytracekit", *tool_args], ROOT),
-                        **{o: (["-m", "pytracekit", *a], ROOT) for o, a in others.items()}}
-            if before_root:
-                variants["tool (before)"] = (["-m", "pytracekit", *tool_args], Path(before_root))
-            runs: dict[str, list[dict]] = {v: [] for v in variants}
-            order = list(variants)
-            for r in range(rounds):
-                for v in order[r % len(order):] + order[:r % len(order)]:
-                    argv, cwd = variants[v]
-                    runs[v].append(run_once(argv, mode, cwd))
-            alone_cpu = median([x["cpu"] for x in runs["alone"]])
-            alone_wall = median([x["wall"] for x in runs["alone"]])
-            results[name] = {"mode": mode, "runs": runs}
-            for v in variants:
-                cpu = median([x["cpu"] for x in runs[v]])
-                wall = median([x["wall"] for x in runs[v]])
-                cnt = median([sum(c for c, _ in x["progs"].values()) for x in runs[v]])
-                ns = median([sum(t for _, t in x["progs"].values()) for x in runs[v]])
-                per = "; ".join(
-                    f"{p} {median([x['progs'].get(p, (0, 0))[1] / max(1, x['progs'].get(p, (0, 0))[0]) for x in runs[v]]):.0f}"
-                    for p in sorted(runs[v][0]["progs"]))
-                rows.append([name, v, " ".join(mode), f"{cpu * 1000:.0f}",
-                             f"{100 * (cpu - alone_cpu) / alone_cpu:+.1f}%",
-                             f"{wall * 1000:.0f}", f"{100 * (wall - alone_wall) / alone_wall:+.1f}%",
-                             f"{cnt:.0f}", f"{ns / 1e6:.1f}",
-                             (per if stats_fd is not None else "") or "-"])
-    finally:
-        if stats_fd is not None:
-            os.close(stats_fd)
-    print(f"{rounds} rounds each, BPF statistics {'on' if stats_fd is not None else 'off'}; "
+    for name, tool_args, floors, others, mode in CASES:
+        mode = pick(mode, QUICK_MODES[name])
+        variants = {"alone": (None, ROOT),
+                    **{f: (["-m", "bench.floors", *a], ROOT) for f, a in floors.items()},
+                    "tool": (["-m", "pytracekit", *tool_args], ROOT),
+                    **{o: (["-m", "pytracekit", *a], ROOT) for o, a in others.items()}}
+        if before_root:
+            variants["tool (before)"] = (["-m", "pytracekit", *tool_args], Path(before_root))
+        # the costs with the statistics off, as users run; then a few rounds with them
+        # on, for what each program costs per run (they read a clock around every run)
+        runs = _rounds(variants, mode, rounds)
+        counted: dict[str, list[dict]] = {}
+        if with_stats:
+            stats_fd = enable_stats()
+            try:
+                counted = _rounds({v: a for v, a in variants.items() if v != "alone"},
+                                  mode, stats_rounds)
+            finally:
+                os.close(stats_fd)
+        alone_cpu = median([x["cpu"] for x in runs["alone"]])
+        alone_wall = median([x["wall"] for x in runs["alone"]])
+        results[name] = {"mode": mode, "runs": runs, "with_statistics": counted}
+        for v in variants:
+            cpu = median([x["cpu"] for x in runs[v]])
+            wall = median([x["wall"] for x in runs[v]])
+            stats_cpu = [x["cpu"] for x in counted.get(v, [])]
+            on = counted.get(v) or [{"progs": {}}]
+            cnt = median([sum(c for c, _ in x["progs"].values()) for x in on])
+            ns = median([sum(t for _, t in x["progs"].values()) for x in on])
+            per = "; ".join(
+                f"{p} {median([x['progs'].get(p, (0, 0))[1] / max(1, x['progs'].get(p, (0, 0))[0]) for x in on]):.0f}"
+                for p in sorted(on[0]["progs"]))
+            rows.append([name, v, " ".join(mode), f"{cpu * 1000:.0f}",
+                         f"{100 * (cpu - alone_cpu) / alone_cpu:+.1f}%",
+                         f"{wall * 1000:.0f}", f"{100 * (wall - alone_wall) / alone_wall:+.1f}%",
+                         (f"{100 * (median(stats_cpu) - alone_cpu) / alone_cpu:+.1f}%"
+                          if stats_cpu else "-"),
+                         f"{cnt:.0f}" if counted else "-", f"{ns / 1e6:.1f}" if counted else "-",
+                         per or "-"])
+    print(f"{rounds} rounds each with BPF statistics off (the overhead columns), then "
+          f"{stats_rounds if with_stats else 0} with them on (the BPF columns); "
           f"{os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end.\n")
     print(table(["tool", "variant", "workload", "CPU (ms)", "CPU overhead", "wall (ms)",
-                 "wall overhead", "BPF runs", "BPF time (ms)", "ns per run by program"], rows))
-    write_json("event_cost", {"loadavg": os.getloadavg(), "bpf_stats": stats_fd is not None,
+                 "wall overhead", "CPU overhead, statistics on", "BPF runs", "BPF time (ms)",
+                 "ns per run by program"], rows))
+    write_json("event_cost", {"loadavg": os.getloadavg(), "bpf_stats": with_stats,
                               **results})
