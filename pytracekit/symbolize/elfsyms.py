@@ -420,7 +420,9 @@ class ElfSymbols:
 
     def _table(self) -> tuple:
         if self._ranges is None:
-            self._ranges = _function_ranges(self.origin or self.path, self.image)
+            from .rangecache import cached_function_ranges
+            self._ranges = cached_function_ranges(self.origin or self.path, self.image,
+                                                  _function_ranges)
         return self._ranges
 
     def lookup(self, vaddr: int) -> tuple[str, int] | None:
