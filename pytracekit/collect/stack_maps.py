@@ -118,10 +118,18 @@ def map_items(table: Any) -> list[tuple[Any, Any]]:
     return [(k, table.Leaf(v) if isinstance(v, int) else v) for k, v in items]
 
 
+# Counted keys above which a read takes every unwound stack in one batch read
+# (Symbolizer.prefetch_unwound) rather than one lookup per stack it names
+PREFETCH_ABOVE = 64
+
+
 def read_profile(counts_map: Any, stack_map: Any, symbolizer: Symbolizer, loss: LossReport,
                  **options: Any) -> StackProfile:
+    items = map_items(counts_map)
+    if len(items) > PREFETCH_ABOVE:
+        symbolizer.prefetch_unwound()
     samples = [sample_from_key(k, v.value, stack_map, symbolizer, **options)
-               for k, v in map_items(counts_map)]
+               for k, v in items]
     loss.unknown_frames += symbolizer.unknown_frames
     return StackProfile(samples=samples, loss=loss)
 

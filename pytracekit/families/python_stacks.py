@@ -17,7 +17,8 @@ from ..model import Frame, Sample, StackProfile
 from ..engine.runner import raise_pending, signals_deferred
 from .stack_profilers import StackSession
 from ..collect import cstruct
-from ..collect.stack_maps import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
+from ..collect.stack_maps import (DELIMITER, MISSED_USER, PREFETCH_ABOVE, map_items, stack_missed,
+                                  stack_path)
 from ..symbolize.symbols import vm_pages_of
 from ..symbolize.python.runtime import (PyProcess, Unsupported, find, python_named,
                                           unsupported_line)
@@ -405,7 +406,10 @@ class PythonFrames:
         """py_counts as samples: comm, user frames with Python merged, [--], kernel."""
         out = []
         self.begin_read()
-        for k, v in map_items(self.prog["py_counts"]):
+        items = map_items(self.prog["py_counts"])
+        if len(items) > PREFETCH_ABOVE:
+            symbolizer.prefetch_unwound()
+        for k, v in items:
             key = k.key
             comm = key.comm.decode(errors="replace")
             path: list[Frame] = [Frame(comm, "process")] if include_comm else []

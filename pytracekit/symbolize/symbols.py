@@ -569,6 +569,8 @@ class Symbolizer:
         self.ustacks: Any = None
         self.unwinder: Any = None
         self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
+        self._word_frames: dict[int, Frame] = {}   # a stored word -> its frame (_unwound_stack)
+        self._all_in_modules = False   # the last _unwound_stack's frames were all in modules
         # stack hash -> (its frames, how many unnamed), for stacks of module frames only
         self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
         self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
@@ -772,11 +774,9 @@ class Symbolizer:
             self.unknown_frames += unknown
             return list(frames)
         before = self.unknown_frames
+        self._all_in_modules = False
         frames = self._unwound_stack(stack_hash, pid)
-        raw = self._ustack_cache.get(stack_hash)
-        from .unwinder import split_frame
-        if frames and raw is not None and not raw[1] and self.unwinder is not None and \
-                all(self.unwinder.module(split_frame(word)[0]) for word in raw[0]):
+        if frames and self._all_in_modules:
             # every frame is (module, address): the same names in any process
             self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
         return frames
@@ -815,15 +815,50 @@ class Symbolizer:
         raw, fallback = raw
         if fallback:
             return above_start_dropped([self.user(a, pid) for a in raw])
-        frames = []
+        # a stored word (module id, address) names the same frame in every
+        # stack and process (module ids are never reused): named once, then
+        # found in a plain dict (a read names ~15 frames per stack)
+        words = self._word_frames
+        if len(words) > FRAME_CACHE_ENTRIES:
+            words.clear()
+        frames, in_modules = [], True
         for i, word in enumerate(raw):
+            key = word << 1 | (i > 0)   # a caller is named at its return address - 1
+            frame = words.get(key)
+            if frame is not None:
+                if frame.unknown:
+                    self.unknown_frames += 1
+                frames.append(frame)
+                continue
             module_id, vaddr = split_frame(word)
             mod = self.unwinder.module(module_id) if module_id and self.unwinder else None
             if mod is not None:
-                frames.append(self.module_frame(mod.path, vaddr - (1 if i else 0), pid))
-            else:
+                frame = words[key] = self.module_frame(mod.path, vaddr - (1 if i else 0), pid)
+                frames.append(frame)
+            else:   # an absolute address: the process's
                 frames.append(self.user(vaddr, pid))
+                in_modules = False
+        self._all_in_modules = in_modules   # (for unwound_stack)
         return frames
+
+    def prefetch_unwound(self) -> None:
+        """Read every stack stored in the unwinder's map at once (batches of
+        BPF_MAP_LOOKUP_BATCH), before a read names most of them: one system
+        call per stack was a tenth of the end of a profile."""
+        if self.ustacks is None:
+            return
+        from ..collect.mapdrain import snapshot
+        from .unwinder import FALLBACK as USTACK_FALLBACK
+        try:
+            entries = snapshot(self.ustacks)
+        except Exception:   # pylint: disable=broad-except  (read one by one, as before)
+            return
+        cache = self._ustack_cache
+        for key, value in entries[:FRAME_CACHE_ENTRIES]:
+            stack_hash = getattr(key, "value", key)
+            if stack_hash not in cache:
+                cache[stack_hash] = (tuple(value.frames[:value.len]),
+                                     getattr(value, "flags", USTACK_FALLBACK) & USTACK_FALLBACK)
 
     def hashed_kernel_stack(self, stack_hash: int) -> list[Frame]:
         """Frames of a kernel stack stored in `kstacks` under its hash, leaf first."""
