@@ -108,14 +108,15 @@ def sample_from_key(key: Any, value: int, stack_map: Any, symbolizer: Symbolizer
 
 
 def map_items(table: Any) -> list[tuple[Any, Any]]:
-    """Every (key, value) of a BPF hash map in one bpf(2) call where the kernel
-    can (BPF_MAP_LOOKUP_BATCH), else a lookup per key."""
+    """Every (key, value) of a BPF hash map in BPF_MAP_LOOKUP_BATCH calls of
+    1024 entries where the kernel has them (mapdrain.snapshot: BCC's
+    items_lookup_batch allocates and wraps arrays for the map's whole
+    capacity, a tenth of the end of a profile), else a lookup per key."""
+    from .mapdrain import snapshot
     try:
-        items = list(table.items_lookup_batch())
-    except Exception:   # BCC raises bare Exception; an older kernel: EINVAL
+        return snapshot(table)
+    except OSError:
         return table.items()
-    # a scalar value comes out of BCC's array as a plain int: the Leaf items() gives
-    return [(k, table.Leaf(v) if isinstance(v, int) else v) for k, v in items]
 
 
 # Counted keys above which a read takes every unwound stack in one batch read
