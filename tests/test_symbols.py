@@ -229,3 +229,34 @@ def test_cxx_names_are_demangled():
     from pytracekit.symbolize.symbols import _demangle
     assert _demangle("_ZN3foo3barEv") == "foo::bar()"
     assert _demangle("plain_c") == "plain_c"
+
+
+USTACKS_PROGRAM = """
+#include "vmlinux.h"
+struct ptk_ustack { u16 len; u16 flags; u32 pad; u64 frames[127]; };
+BPF_HASH(ustacks, u64, struct ptk_ustack, 4096);
+int unused(void *ctx) { return 0; }
+"""
+
+
+@pytest.mark.root
+def test_unwound_stacks_read_in_one_batch_are_those_read_one_by_one(tmp_path, monkeypatch):
+    """Symbolizer.prefetch_unwound parses the batch buffers itself: the same
+    (frames, fallback) as a lookup per stack, for 3000 stacks of every length."""
+    from pytracekit.engine.loader import Program
+    monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path / "cache"))
+    with Program.from_text("ustacks_batch", USTACKS_PROGRAM) as prog:
+        table = prog["ustacks"]
+        for h in range(1, 3001):
+            value = table.Leaf()
+            value.len, value.flags = h % 128, h % 3   # FALLBACK is bit 1; 127 is the most
+            for i in range(value.len):
+                value.frames[i] = (h << 20) + i
+            table[table.Key(h * 7919)] = value
+        batched, one_by_one = Symbolizer(), Symbolizer()
+        batched.ustacks = one_by_one.ustacks = table
+        batched.prefetch_unwound()
+        assert len(batched._ustack_cache) == 3000
+        for h in range(1, 3001):
+            one_by_one._unwound_stack(h * 7919, 0)   # fills its cache by a lookup
+            assert batched._ustack_cache.get(h * 7919) == one_by_one._ustack_cache.get(h * 7919)

@@ -52,6 +52,32 @@ def drain(table: Any) -> list[tuple[Any, Any]]:
     return entries
 
 
+def raw_snapshot(table: Any, chunk: int = 1024) -> Iterator[tuple[memoryview, memoryview, int]]:
+    """A hash map read whole in BPF_MAP_LOOKUP_BATCH calls, as (keys, values,
+    count) buffers per call, for a caller that parses them itself (no ctypes
+    object per entry); OSError where the kernel has no batch operations."""
+    from bcc.libbcc import lib
+    token_in, token_out = ctypes.c_uint32(0), ctypes.c_uint32(0)
+    first = True
+    while True:
+        keys, values = (table.Key * chunk)(), (table.Leaf * chunk)()
+        count = ctypes.c_uint32(chunk)
+        res = lib.bpf_lookup_batch(table.map_fd, None if first else ctypes.byref(token_in),
+                                   ctypes.byref(token_out), ctypes.byref(keys),
+                                   ctypes.byref(values), ctypes.byref(count))
+        err = ctypes.get_errno()
+        if count.value:
+            yield memoryview(keys).cast("B"), memoryview(values).cast("B"), count.value
+        if res == 0:
+            token_in.value, first = token_out.value, False
+        elif err == errno.ENOSPC and count.value == 0:   # one bucket holds more than a chunk
+            chunk *= 2
+        elif err == errno.ENOENT:   # the end of the map
+            return
+        else:
+            raise OSError(err, f"reading BPF map {table.Key.__name__}: {os.strerror(err)}")
+
+
 def _batches(table: Any, operation: Any, chunk: int) -> list[tuple[Any, Any]] | None:
     """A hash map read whole, `chunk` entries per call of a libbcc batch
     operation (lookup, or lookup-and-delete); None where the kernel has none."""
