@@ -241,8 +241,9 @@ int unused(void *ctx) { return 0; }
 
 @pytest.mark.root
 def test_unwound_stacks_read_in_one_batch_are_those_read_one_by_one(tmp_path, monkeypatch):
-    """Symbolizer.prefetch_unwound parses the batch buffers itself: the same
+    """collect.stack_maps.prefetch_unwound parses the batch buffers itself: the same
     (frames, fallback) as a lookup per stack, for 3000 stacks of every length."""
+    from pytracekit.collect.stack_maps import prefetch_unwound
     from pytracekit.engine.loader import Program
     monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path / "cache"))
     with Program.from_text("ustacks_batch", USTACKS_PROGRAM) as prog:
@@ -255,7 +256,7 @@ def test_unwound_stacks_read_in_one_batch_are_those_read_one_by_one(tmp_path, mo
             table[table.Key(h * 7919)] = value
         batched, one_by_one = Symbolizer(), Symbolizer()
         batched.ustacks = one_by_one.ustacks = table
-        batched.prefetch_unwound()
+        prefetch_unwound(batched)
         assert len(batched._ustack_cache) == 3000
         for h in range(1, 3001):
             one_by_one._unwound_stack(h * 7919, 0)   # fills its cache by a lookup

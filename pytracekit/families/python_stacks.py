@@ -17,8 +17,8 @@ from ..model import Frame, Sample, StackProfile
 from ..engine.runner import raise_pending, signals_deferred
 from .stack_profilers import StackSession
 from ..collect import cstruct
-from ..collect.stack_maps import (DELIMITER, MISSED_USER, PREFETCH_ABOVE, map_items, stack_missed,
-                                  stack_path)
+from ..collect.stack_maps import (DELIMITER, MISSED_USER, PREFETCH_ABOVE, map_items,
+                                  prefetch_unwound, stack_missed, stack_path)
 from ..symbolize.symbols import vm_pages_of
 from ..symbolize.python.runtime import (PyProcess, Unsupported, find, python_named,
                                           unsupported_line)
@@ -408,7 +408,7 @@ class PythonFrames:
         self.begin_read()
         items = map_items(self.prog["py_counts"])
         if len(items) > PREFETCH_ABOVE:
-            symbolizer.prefetch_unwound()
+            prefetch_unwound(symbolizer)
         for k, v in items:
             key = k.key
             comm = key.comm.decode(errors="replace")

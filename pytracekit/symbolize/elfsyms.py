@@ -421,8 +421,10 @@ class ElfSymbols:
     def _table(self) -> tuple:
         if self._ranges is None:
             from .rangecache import cached_function_ranges
-            self._ranges = cached_function_ranges(self.origin or self.path, self.image,
-                                                  _function_ranges)
+            path = self.origin or self.path
+            self._ranges = cached_function_ranges(
+                path, self.image, _function_ranges,
+                lambda build_id: debug_file_candidates(path, build_id, self.image.debuglink()))
         return self._ranges
 
     def lookup(self, vaddr: int) -> tuple[str, int] | None:

@@ -23,15 +23,15 @@ ENTRIES_KEPT = 512   # past it, the oldest written go (each a few to 200 KB)
 _HEADER = struct.Struct("<QQQ")   # ranges, bytes of names, bytes of sources
 
 
-def cache_key(path: str, image: Any) -> str | None:
-    from .elfsyms import debug_file_candidates
+def cache_key(image: Any, debug_candidates: Callable[[str], list]) -> str | None:
+    """`debug_candidates(build_id)`: where its separate debug file may be."""
     build_id = image.build_id() if image is not None else ""
     if not build_id:
         return None
     digest = hashlib.sha256(FORMAT + build_id.encode())
     digest.update(repr((len(image.data), [(s.name, s.offset, s.size) for s in image.sections]))
                   .encode())
-    for candidate in debug_file_candidates(path, build_id, image.debuglink()):
+    for candidate in debug_candidates(build_id):
         try:
             st = os.stat(candidate)
         except OSError:
@@ -78,9 +78,10 @@ def unpacked(data: bytes) -> tuple | None:
     return starts.tolist(), ends.tolist(), names, sources_text.split("\n") if sources_text else []
 
 
-def cached_function_ranges(path: str, image: Any, compute: Callable[[str, Any], tuple]) -> tuple:
+def cached_function_ranges(path: str, image: Any, compute: Callable[[str, Any], tuple],
+                           debug_candidates: Callable[[str], list]) -> tuple:
     """compute(path, image), through the cache when the file has a build id."""
-    key = cache_key(path, image) if image is not None else None
+    key = cache_key(image, debug_candidates) if image is not None else None
     if key is None:
         return compute(path, image)
     from ..kernel.headers import read_trusted

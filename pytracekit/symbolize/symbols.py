@@ -25,7 +25,6 @@ import bisect
 import ctypes
 import os
 import stat
-import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -842,35 +841,13 @@ class Symbolizer:
         self._all_in_modules = in_modules   # (for unwound_stack)
         return frames
 
-    def prefetch_unwound(self) -> None:
-        """Read every stack stored in the unwinder's map at once (batches of
-        BPF_MAP_LOOKUP_BATCH, parsed from the buffers), before a read names
-        most of them: one system call per stack was a tenth of the end of a
-        profile."""
-        if self.ustacks is None:
-            return
-        from ..collect.mapdrain import raw_snapshot
+    def cache_unwound(self, stack_hash: int, words: tuple, flags: int) -> bool:
+        """Keep a stack read from the unwinder's map ahead of naming it
+        (collect.stack_maps.prefetch_unwound); False once the cache is full."""
         from .unwinder import FALLBACK as USTACK_FALLBACK
-        leaf = self.ustacks.Leaf
-        size, key_size = ctypes.sizeof(leaf), ctypes.sizeof(self.ustacks.Key)
-        head = struct.Struct("<HH")   # struct ptk_ustack: u16 len, u16 flags, ..., u64 frames[]
-        frames_at, most = leaf.frames.offset, leaf.frames.size // 8
-        cache = self._ustack_cache
-        try:
-            for keys, values, count in raw_snapshot(self.ustacks):
-                hashes = keys[:count * key_size].cast("Q")
-                for i in range(count):
-                    stack_hash = hashes[i]
-                    if stack_hash in cache:
-                        continue
-                    at = i * size
-                    length, flags = head.unpack_from(values, at)
-                    words = values[at + frames_at:at + frames_at + 8 * min(length, most)]
-                    cache[stack_hash] = (tuple(words.cast("Q")), flags & USTACK_FALLBACK)
-                if len(cache) >= FRAME_CACHE_ENTRIES:
-                    return
-        except (OSError, AttributeError, TypeError):   # read one by one, as before
-            return
+        if stack_hash not in self._ustack_cache:
+            self._ustack_cache[stack_hash] = (words, flags & USTACK_FALLBACK)
+        return len(self._ustack_cache) < FRAME_CACHE_ENTRIES
 
     def hashed_kernel_stack(self, stack_hash: int) -> list[Frame]:
         """Frames of a kernel stack stored in `kstacks` under its hash, leaf first."""
