@@ -6,6 +6,7 @@ Python frames are merged into the native ones (merge.py)."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -38,7 +39,11 @@ SWEEP_S = 1.0
 FRAMES_KEPT = 16384   # named Python frames reused across stacks (then started afresh)   # exited processes' /proc/PID/mem closed this often
 
 
-_Event = cstruct.struct_layout("ptk_python.h", "ptk_py_event").ctype()
+@functools.cache
+def _event_type() -> Any:
+    """struct ptk_py_event's ctypes type: read from the header at the first
+    event, not at start-up."""
+    return cstruct.struct_layout("ptk_python.h", "ptk_py_event").ctype()
 
 
 def defines(stacks_size: int = 4096) -> dict[str, int]:
@@ -129,7 +134,7 @@ class PythonFrames:
 
     def _on_event(self, _ctx: Any, data: int, _size: int) -> int:
         try:
-            event = ctypes.cast(data, ctypes.POINTER(_Event)).contents
+            event = ctypes.cast(data, ctypes.POINTER(_event_type())).contents
             kind, pid, stack_id = event.kind, event.pid, event.stack_id
             if kind == PY_EVENT_PROCESS:        # new, or exec'd: another program now
                 self._read_unread(pid)          # the old program's, by its reader
