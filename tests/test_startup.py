@@ -46,9 +46,11 @@ def test_profile_reads_the_kernel_symbols_when_it_names_a_kernel_frame(workload,
     # lzma): at a trace's first frame named, or for its command
     ("tools.trace", ("pytracekit.symbolize", "pytracekit.collect.stack_maps", "shutil")),
     # Python frames: only when they are on (not with --no-python or -K);
-    # lzma: MiniDebugInfo only (symbolize/elfsyms.py)
+    # lzma: MiniDebugInfo only (symbolize/elfsyms.py); a sample log: record's;
+    # first samples: not with a command, -K or --unwind fp
     ("tools.profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python",
-                       "lzma")),
+                       "lzma", "pytracekit.collect.samplelog",
+                       "pytracekit.collect.first_samples")),
     # a process's code objects are read, and its stacks merged, after attaching
     ("families.python_stacks", ("pytracekit.symbolize.python.code",
                                 "pytracekit.symbolize.python.merge")),
