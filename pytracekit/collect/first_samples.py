@@ -51,6 +51,7 @@ _U64 = struct.Struct("<Q")
 
 @dataclass
 class _Copy:
+    """One copied sample, waiting for its process's maps."""
     key: bytes         # struct ptk_stack_key, as the kernel would have counted it
     pid: int
     ip: int

@@ -57,6 +57,7 @@ def tracefs_root() -> Path:
 
 @dataclass(frozen=True)
 class Field:
+    """One field of a tracepoint's format file."""
     decl: str        # "const char * filename"
     name: str
     ctype: str       # "const char *"
@@ -73,6 +74,7 @@ class Field:
 
 @dataclass(frozen=True)
 class Tracepoint:
+    """A tracepoint and the fields of its format file."""
     category: str
     event: str
     fields: tuple[Field, ...]   # excluding the common_* header fields
