@@ -54,6 +54,8 @@ def test_profile_reads_the_kernel_symbols_when_it_names_a_kernel_frame(workload,
     # a process's code objects are read, and its stacks merged, after attaching
     ("families.python_stacks", ("pytracekit.symbolize.python.code",
                                 "pytracekit.symbolize.python.merge")),
+    # a program loaded from the cache needs where tracefs is, not its formats
+    ("kernel.mounts", ("pytracekit.kernel.tracefs",)),
 ])
 def test_a_module_leaves_what_only_some_runs_need_unimported(module, later):
     code = ("import sys, pytracekit.cli.command, pytracekit." + module + "; "
