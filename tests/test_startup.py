@@ -51,8 +51,10 @@ def test_profile_reads_the_kernel_symbols_when_it_names_a_kernel_frame(workload,
     ("tools.profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python",
                        "lzma", "pytracekit.collect.samplelog",
                        "pytracekit.collect.first_samples")),
-    # a process's code objects are read, and its stacks merged, after attaching
-    ("families.python_stacks", ("pytracekit.symbolize.python.code",
+    # a process's runtime is found, its code objects read, and its stacks
+    # merged, after attaching
+    ("families.python_stacks", ("pytracekit.symbolize.python.runtime",
+                                "pytracekit.symbolize.python.code",
                                 "pytracekit.symbolize.python.merge")),
     # a program loaded from the cache needs where tracefs is, not its formats
     ("kernel.mounts", ("pytracekit.kernel.tracefs",)),

@@ -20,10 +20,9 @@ from .stack_profilers import StackSession
 from ..collect import cstruct
 from ..collect.stack_maps import DELIMITER, MISSED_USER, map_items, stack_missed, stack_path
 from ..symbolize.symbols import vm_pages_of
-from ..symbolize.python.runtime import (PyProcess, Unsupported, find, python_named,
-                                          unsupported_line)
 
-if TYPE_CHECKING:   # imported where used: reading and merging come after attaching
+if TYPE_CHECKING:   # imported where used: finding, reading and merging come after attaching
+    from ..symbolize.python.runtime import PyProcess
     from ..symbolize.python.code import CodeReader
 
 # states and event kinds as in bpf/ptk_python.h
@@ -180,6 +179,7 @@ class PythonFrames:
         """The tool's snapshot of pid, taken at this address space size, maps no
         file an interpreter could be in: its maps are not read again (most of
         a system-wide tool's new processes are not Python)."""
+        from ..symbolize.python.runtime import python_named
         snap = self.snapshots.processes.get(pid) if self.snapshots is not None else None
         return snap is not None and pages != -1 and snap.vm_pages == pages and \
             not any(python_named(m.path) for m in snap.mappings)
@@ -187,6 +187,7 @@ class PythonFrames:
     def _find(self, pid: int) -> PyProcess | None | bool:
         """The process's runtime, None (none mapped yet) or False (done: not one
         we can read, or gone)."""
+        from ..symbolize.python.runtime import Unsupported, find, unsupported_line
         try:
             return find(pid)
         except Unsupported as exc:
