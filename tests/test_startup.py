@@ -45,12 +45,18 @@ def test_profile_reads_the_kernel_symbols_when_it_names_a_kernel_frame(workload,
     # lzma): at a trace's first frame named, or for its command
     ("tools.trace", ("pytracekit.symbolize", "pytracekit.collect.stack_maps", "shutil")),
     # Python frames: only when they are on (not with --no-python or -K);
-    # lzma: MiniDebugInfo only (symbolize/elfsyms.py)
+    # lzma: MiniDebugInfo only (symbolize/elfsyms.py); a sample log: record's;
+    # first samples: not with a command, -K or --unwind fp
     ("tools.profile", ("pytracekit.families.python_stacks", "pytracekit.symbolize.python",
-                       "lzma")),
-    # a process's code objects are read, and its stacks merged, after attaching
-    ("families.python_stacks", ("pytracekit.symbolize.python.code",
+                       "lzma", "pytracekit.collect.samplelog",
+                       "pytracekit.collect.first_samples")),
+    # a process's runtime is found, its code objects read, and its stacks
+    # merged, after attaching
+    ("families.python_stacks", ("pytracekit.symbolize.python.runtime",
+                                "pytracekit.symbolize.python.code",
                                 "pytracekit.symbolize.python.merge")),
+    # a program loaded from the cache needs where tracefs is, not its formats
+    ("kernel.mounts", ("pytracekit.kernel.tracefs",)),
 ])
 def test_a_module_leaves_what_only_some_runs_need_unimported(module, later):
     code = ("import sys, pytracekit.cli.command, pytracekit." + module + "; "

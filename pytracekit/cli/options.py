@@ -281,7 +281,32 @@ class CommandAfterDashes(click.Command):
             cut = args.index("--")
             ctx.meta["command"] = tuple(args[cut + 1:])
             args = args[:cut]
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, long_forms(self.get_params(ctx), args))
+
+
+def long_forms(params: list[click.Parameter], args: list[str]) -> list[str]:
+    """`args` with each short option given alone (`-p 1`, not `-p1` or `-Uf`)
+    in its long form (`--pid 1`), the same option to click: click tries a
+    short option as a long one first, and the miss builds an error whose
+    did-you-mean list imports difflib (a few ms of every start). One without
+    its value stays as given (click's error then names it as the user did)."""
+    longs: dict[str, tuple[str, int]] = {}   # option: (long form, values it takes)
+    for param in params:
+        if isinstance(param, click.Option):
+            values = 0 if param.is_flag or param.count else param.nargs
+            long = next((o for o in param.opts if o.startswith("--")), None)
+            for opt in param.opts:
+                longs[opt] = (long or opt, values)
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        long, values = longs.get(arg, (arg, 0))
+        if i + values >= len(args):   # its value is missing
+            long, values = arg, 0
+        out.append(long)
+        out += args[i + 1:i + 1 + values]
+        i += 1 + values
+    return out
 
 
 def command_of(ctx: click.Context) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ docs/design/unwinding.md §9.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import struct
 import time
@@ -36,14 +37,21 @@ PENDING_MAX = 256      # copies kept waiting (32 KB each: 8 MB); past it the old
 TABLES_KEPT = 16       # modules' packed row tables, least recently used dropped first
                        # (python3.11: ~65k rows, ~0.8 MB; reread from the disk cache)
 
-_Record = cstruct.struct_layout("ptk_first_samples.h", "ptk_first_sample").ctype()
-_KEY_OFFSET, _KEY_SIZE = _Record.key.offset, _Record.key.size
-_STACK_OFFSET = _Record.stack.offset
+
+@functools.cache
+def _record() -> tuple[Any, int, int, int]:
+    """struct ptk_first_sample (its ctypes type; the key's offset and size, the
+    stack's offset): read from the header at the first copy, not at start-up."""
+    record = cstruct.struct_layout("ptk_first_samples.h", "ptk_first_sample").ctype()
+    return record, record.key.offset, record.key.size, record.stack.offset
+
+
 _U64 = struct.Struct("<Q")
 
 
 @dataclass
 class _Copy:
+    """One copied sample, waiting for its process's maps."""
     key: bytes         # struct ptk_stack_key, as the kernel would have counted it
     pid: int
     ip: int
@@ -75,12 +83,13 @@ class FirstSamples:
         self.rings.open("first_samples", self._on_copy)
 
     def _on_copy(self, _ctx: Any, data: int, size: int) -> int:
-        rec = ctypes.cast(data, ctypes.POINTER(_Record)).contents
-        length = min(rec.len, size - _STACK_OFFSET)
+        record, key_offset, key_size, stack_offset = _record()
+        rec = ctypes.cast(data, ctypes.POINTER(record)).contents
+        length = min(rec.len, size - stack_offset)
         self.pending.append(_Copy(
-            ctypes.string_at(data + _KEY_OFFSET, _KEY_SIZE), rec.key.pid, rec.ip, rec.sp,
+            ctypes.string_at(data + key_offset, key_size), rec.key.pid, rec.ip, rec.sp,
             rec.bp, rec.base, rec.exe_ino, rec.start_code,
-            ctypes.string_at(data + _STACK_OFFSET, length), time.monotonic()))
+            ctypes.string_at(data + stack_offset, length), time.monotonic()))
         self.stats["received"] += 1
         if len(self.pending) > PENDING_MAX:
             self._unwind(self.pending.pop(0))   # counted now, unwound or not

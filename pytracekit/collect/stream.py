@@ -325,6 +325,7 @@ class RingReader:
 
 @dataclass
 class StreamSummary:
+    """The end-of-run counts of a streaming tool."""
     captured: int = 0
     printed: int = 0
     unread: int = 0

@@ -281,8 +281,8 @@ class Program:
             raise EbpfPrinted()
         require_root()
         startup.mark(f"{self.name}: options, probes resolved, program text")
-        from ..kernel import bccload, headers, tracefs
-        tracefs.tracefs_root()          # BCC reads its tracefs path at import
+        from ..kernel import bccload, headers, mounts
+        mounts.tracefs_root()           # BCC reads its tracefs path at import
         text = self.full_text
         with signals_held():   # libbpf's btf_dump calls back into Python per line
             tree = headers.include_tree()     # (its first build too)

@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 
 @dataclass(frozen=True)
 class Settings:
+    """One run's --verbose, --ebpf and --dry-run."""
     verbose: bool = False
     ebpf: bool = False       # print the BPF C and exit
     dry_run: bool = False    # compile and load every program, attach nothing, exit
@@ -25,6 +26,7 @@ class Settings:
 
 @dataclass
 class _Run:
+    """The settings of the run open in this context (settings.run)."""
     settings: Settings
 
 

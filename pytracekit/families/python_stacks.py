@@ -6,6 +6,7 @@ Python frames are merged into the native ones (merge.py)."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import time
@@ -20,10 +21,9 @@ from ..collect import cstruct
 from ..collect.stack_maps import (DELIMITER, MISSED_USER, PREFETCH_ABOVE, map_items,
                                   prefetch_unwound, stack_missed, stack_path)
 from ..symbolize.symbols import vm_pages_of
-from ..symbolize.python.runtime import (PyProcess, Unsupported, find, python_named,
-                                          unsupported_line)
 
-if TYPE_CHECKING:   # imported where used: reading and merging come after attaching
+if TYPE_CHECKING:   # imported where used: finding, reading and merging come after attaching
+    from ..symbolize.python.runtime import PyProcess
     from ..symbolize.python.code import CodeReader
 
 # states and event kinds as in bpf/ptk_python.h
@@ -39,7 +39,11 @@ SWEEP_S = 1.0
 FRAMES_KEPT = 16384   # named Python frames reused across stacks (then started afresh)   # exited processes' /proc/PID/mem closed this often
 
 
-_Event = cstruct.struct_layout("ptk_python.h", "ptk_py_event").ctype()
+@functools.cache
+def _event_type() -> Any:
+    """struct ptk_py_event's ctypes type: read from the header at the first
+    event, not at start-up."""
+    return cstruct.struct_layout("ptk_python.h", "ptk_py_event").ctype()
 
 
 def defines(stacks_size: int = 4096) -> dict[str, int]:
@@ -130,7 +134,7 @@ class PythonFrames:
 
     def _on_event(self, _ctx: Any, data: int, _size: int) -> int:
         try:
-            event = ctypes.cast(data, ctypes.POINTER(_Event)).contents
+            event = ctypes.cast(data, ctypes.POINTER(_event_type())).contents
             kind, pid, stack_id = event.kind, event.pid, event.stack_id
             if kind == PY_EVENT_PROCESS:        # new, or exec'd: another program now
                 self._read_unread(pid)          # the old program's, by its reader
@@ -176,6 +180,7 @@ class PythonFrames:
         """The tool's snapshot of pid, taken at this address space size, maps no
         file an interpreter could be in: its maps are not read again (most of
         a system-wide tool's new processes are not Python)."""
+        from ..symbolize.python.runtime import python_named
         snap = self.snapshots.processes.get(pid) if self.snapshots is not None else None
         return snap is not None and pages != -1 and snap.vm_pages == pages and \
             not any(python_named(m.path) for m in snap.mappings)
@@ -183,6 +188,7 @@ class PythonFrames:
     def _find(self, pid: int) -> PyProcess | None | bool:
         """The process's runtime, None (none mapped yet) or False (done: not one
         we can read, or gone)."""
+        from ..symbolize.python.runtime import Unsupported, find, unsupported_line
         try:
             return find(pid)
         except Unsupported as exc:

@@ -31,10 +31,15 @@ def supported() -> bool:
     return platform.machine() in SYSCALL_NUMBERS
 
 
+_LIBC: "ctypes.CDLL | None" = None
+
+
 def bpf(cmd: int, attr: ctypes.Array) -> tuple[int, int]:
     """One bpf(2) call: (result, errno)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    result = libc.syscall(SYSCALL_NUMBERS[platform.machine()], cmd, attr, ctypes.sizeof(attr))
+    global _LIBC
+    if _LIBC is None:   # once: a program loaded from the cache makes ~40 calls
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    result = _LIBC.syscall(SYSCALL_NUMBERS[platform.machine()], cmd, attr, ctypes.sizeof(attr))
     return result, ctypes.get_errno()
 
 

@@ -1,62 +1,17 @@
-"""tracefs: where it is (mounting it when absent), tracepoints and their fields."""
+"""tracefs: tracepoints and their fields (where tracefs is: mounts.py)."""
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
-from ..errors import NotFoundError, NotSupportedError, PrivilegeError
-
-CANDIDATES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
-
-
-def _mounted(path: Path) -> bool:
-    try:
-        return (path / "events").is_dir()
-    except PermissionError:     # tracefs is mode 0700: not root
-        raise PrivilegeError(f"reading tracepoints in {path} needs root: run pytracekit "
-                             "with sudo") from None
-
-
-def _mount(fstype: str, target: Path) -> bool:
-    import subprocess   # here: tracefs is mounted already at nearly every start
-    try:
-        subprocess.run(["mount", "-t", fstype, "nodev", str(target)], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return True
-    except (OSError, subprocess.CalledProcessError):
-        return False
-
-
-@lru_cache(maxsize=1)
-def tracefs_root() -> Path:
-    """The tracefs mount point, mounting tracefs (and debugfs) when absent.
-
-    BCC's Python module picks its tracefs path at import time, so this must
-    run before `import bcc`.
-    """
-    for path in CANDIDATES:
-        if _mounted(path):
-            break
-    else:
-        if os.geteuid() != 0 or not _mount("tracefs", CANDIDATES[0]):
-            raise NotSupportedError(
-                "tracefs is not mounted and could not be mounted: run as root, or "
-                "`mount -t tracefs nodev /sys/kernel/tracing`")
-    # BCC reads some files (kprobe blacklist) through debugfs; mount it if we can.
-    debug = Path("/sys/kernel/debug")
-    if os.geteuid() == 0 and debug.is_dir() and not any(debug.iterdir()):
-        _mount("debugfs", debug)
-    for path in CANDIDATES:
-        if _mounted(path):
-            return path
-    raise NotSupportedError("tracefs mounted but has no events directory")
+from ..errors import NotFoundError
+from .mounts import CANDIDATES, tracefs_root   # noqa: F401  # (where it is)
 
 
 @dataclass(frozen=True)
 class Field:
+    """One field of a tracepoint's format file."""
     decl: str        # "const char * filename"
     name: str
     ctype: str       # "const char *"
@@ -73,6 +28,7 @@ class Field:
 
 @dataclass(frozen=True)
 class Tracepoint:
+    """A tracepoint and the fields of its format file."""
     category: str
     event: str
     fields: tuple[Field, ...]   # excluding the common_* header fields

@@ -60,6 +60,7 @@ def _pointer(data: bytes, pos: int, enc: int, field_vaddr: int) -> tuple[int, in
 
 @dataclass
 class Cie:
+    """A Common Information Entry: what its FDEs share."""
     code_align: int
     data_align: int
     ra_reg: int
@@ -99,6 +100,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class Fde:
+    """A Frame Description Entry: one address range and its CFA program."""
     begin: int
     end: int
     instructions: bytes

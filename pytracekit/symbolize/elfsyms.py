@@ -99,6 +99,7 @@ class MappedBytes:
 
 @dataclass
 class Section:
+    """One section header (its name read from .shstrtab)."""
     name: str
     type: int
     addr: int

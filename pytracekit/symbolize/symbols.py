@@ -104,6 +104,7 @@ class Lru:
 
 @dataclass(frozen=True)
 class Mapping:
+    """One executable mapping of /proc/PID/maps."""
     start: int
     end: int
     offset: int

@@ -63,6 +63,7 @@ TRUNCATED, INCOMPLETE, FP_STEPS, FALLBACK = 1, 2, 4, 8
 
 @dataclass
 class Module:
+    """A file whose rows the unwinder loads, under one module id."""
     module_id: int
     path: str
     build_id: str

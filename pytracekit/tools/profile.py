@@ -12,7 +12,6 @@ import sys
 import click
 
 from ..cli import options
-from ..collect import first_samples, samplelog
 from ..families import stack_profilers as stacktools
 from ..errors import NotFoundError, UsageError
 from ..kernel.perf import PERF_TYPE_SOFTWARE, SW_EVENTS
@@ -51,13 +50,15 @@ def start(*, pids: list[int] | None = None, tids: list[int] | None = None,
     if python:   # imported only then: ~8 ms of CPU of a --no-python start
         from ..families import python_stacks as pysampling
         defines.update(pysampling.defines())
-    if sample_log:
+    if sample_log:   # (record) imported only then, as Python frames are
+        from ..collect import samplelog
         defines.update(samplelog.DEFINES)
     # processes the tool did not start (a held command's are loaded before
     # they run): their first samples copied, unwound once loaded; not with a
     # sample log, whose events are the kernel's counted samples
     first = defines["CFI_UNWIND"] and not command and not sample_log
     if first:
+        from ..collect import first_samples
         defines.update(first_samples.DEFINES)
     rate = {"sample_period": period} if period else {"sample_freq": frequency}
     prog, symbolizer, poll = stacktools.launch(

@@ -36,6 +36,7 @@ class NoCookie(Unsupported):
 
 @dataclass(frozen=True)
 class PyProcess:
+    """A CPython process: where its runtime is, and the layout of its version."""
     pid: int
     path: str                 # the file that holds _PyRuntime
     version: tuple[int, int]
@@ -46,6 +47,7 @@ class PyProcess:
 
 @dataclass(frozen=True)
 class _FileFacts:
+    """What one interpreter file holds (symbols, first vaddr, Py_Version), read once."""
     first_vaddr: int
     symbols: dict
     py_version: Optional[int]
