@@ -53,35 +53,45 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 }
 #endif
 
-RAW_TRACEPOINT_PROBE(sched_process_fork)
+PTK_INLINE void ptk_follow_fork(struct task_struct *child)
 {
-    struct task_struct *child = (struct task_struct *)ctx->args[1];
     u32 parent = bpf_get_current_pid_tgid() >> 32;
     u32 pid = 0, tgid = 0;
     bpf_probe_read_kernel(&pid, sizeof(pid), &child->pid);
     bpf_probe_read_kernel(&tgid, sizeof(tgid), &child->tgid);
     if (pid != tgid || !followed.lookup(&parent))
-        return 0;   /* a new thread is followed through its process already */
+        return;   /* a new thread is followed through its process already */
     u8 yes = 1;
     if (followed.update(&tgid, &yes) != 0)
         ptk_count_loss(PTK_MAP_FULL);
+}
+
+/* A program with its own raw sched_process_fork probe (one per program)
+ * defines PTK_CALLS_FOLLOW_FORK and calls ptk_follow_fork() in it. */
+#ifndef PTK_CALLS_FOLLOW_FORK
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    ptk_follow_fork((struct task_struct *)ctx->args[1]);
     return 0;
 }
+#endif
 
 /* Forgotten when freed, not at exit: a tool may count the exit itself. A
  * freed thread's tid is never a followed tgid, so deleting it is harmless. */
 #if !FOLLOW_KEEPS_FREED
-TRACEPOINT_PROBE(sched, sched_process_free)
+RAW_TRACEPOINT_PROBE(sched_process_free)   /* (struct task_struct *p); raw: see ptk_stacks.h */
 {
-    u32 pid = args->pid;
+    u32 pid = 0;
+    bpf_probe_read_kernel(&pid, sizeof(pid), &((struct task_struct *)ctx->args[0])->pid);
     followed.delete(&pid);
-    return PTK_TP_PASS;
+    return 0;
 }
 #endif
 #endif
 
 #if FOLLOW_MODE != 2
 PTK_INLINE void ptk_follow_exec(void) {}
+PTK_INLINE void ptk_follow_fork(struct task_struct *child) {}
 #endif
 
 /* Whether the process is followed; by thread (mode 4) every process is,

@@ -17,7 +17,11 @@
 #define PTK_STACKS_H
 
 #define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
+#define PTK_CALLS_FOLLOW_FORK 1   /* our sched_process_fork probe calls it */
 #include "ptk_follow.h"
+#if defined(FILTER_AFTER_EXEC) && FILTER_AFTER_EXEC
+#error "ptk_stacks.h has the raw sched_process_exec probe: select by FOLLOW_MODE, not FILTER_PID"
+#endif
 
 #ifndef USER_STACKS
 #define USER_STACKS 1
@@ -143,7 +147,11 @@ PTK_INLINE int ptk_current_stack(struct ptk_stack_key *key, void *ctx)
     return fallback;
 }
 
-TRACEPOINT_PROBE(sched, sched_process_exec)
+/* The sched probes are raw tracepoints: detaching one does not wait for
+ * grace periods as closing a classic tracepoint's perf event does (60-140 ms
+ * of a profile's end here), and it fills no perf record first. They read no
+ * field of the event, so other tracers see every event as before. */
+RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     ptk_follow_exec();   /* a command is followed from its exec on */
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -155,11 +163,11 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #if CFI_UNWIND   /* its old mappings are void: the fallback until they are rewritten */
     ptk_unwind_exec(tgid);
 #endif
-    return PTK_TP_PASS;
+    return 0;
 }
 
 #if CFI_UNWIND
-TRACEPOINT_PROBE(sched, sched_process_exit)
+RAW_TRACEPOINT_PROBE(sched_process_exit)
 {
     /* the process's entry when its main thread exits (else a thread's copy
      * from the fork probe below) */
@@ -168,18 +176,25 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #if FIRST_SAMPLES
     first_copied.delete(&tid);
 #endif
-    return PTK_TP_PASS;
+    return 0;
 }
 #endif
 
-#if CFI_UNWIND
-/* Not selection (ptk_follow.h follows forks): the child's unwinding state,
- * its parent's mappings and held tree (ptk_unwind.h). */
-TRACEPOINT_PROBE(sched, sched_process_fork)
+/* sched_process_fork(struct task_struct *parent, struct task_struct *child):
+ * the command's children are followed (ptk_follow.h, FOLLOW_MODE 2); with
+ * CFI_UNWIND, the child's unwinding state is its parent's mappings and held
+ * tree (ptk_unwind.h) until it is loaded. */
+#if CFI_UNWIND || FOLLOW_MODE == 2
+RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
-    u32 parent = bpf_get_current_pid_tgid() >> 32, child = args->child_pid;
-    ptk_unwind_fork(parent, child);
-    return PTK_TP_PASS;
+    struct task_struct *child = (struct task_struct *)ctx->args[1];
+    ptk_follow_fork(child);
+#if CFI_UNWIND
+    u32 child_pid = 0;
+    bpf_probe_read_kernel(&child_pid, sizeof(child_pid), &child->pid);
+    ptk_unwind_fork(bpf_get_current_pid_tgid() >> 32, child_pid);
+#endif
+    return 0;
 }
 #endif
 
