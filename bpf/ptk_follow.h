@@ -79,19 +79,31 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 /* Forgotten when freed, not at exit: a tool may count the exit itself. A
  * freed thread's tid is never a followed tgid, so deleting it is harmless. */
 #if !FOLLOW_KEEPS_FREED
-RAW_TRACEPOINT_PROBE(sched_process_free)   /* (struct task_struct *p); raw: see ptk_stacks.h */
+PTK_INLINE void ptk_follow_free(u32 pid)
+{
+    followed.delete(&pid);
+}
+
+/* A program with its own raw sched_process_free probe defines
+ * PTK_CALLS_FOLLOW_FREE and calls ptk_follow_free() in it. Raw: see ptk_stacks.h. */
+#ifndef PTK_CALLS_FOLLOW_FREE
+RAW_TRACEPOINT_PROBE(sched_process_free)   /* (struct task_struct *p) */
 {
     u32 pid = 0;
     bpf_probe_read_kernel(&pid, sizeof(pid), &((struct task_struct *)ctx->args[0])->pid);
-    followed.delete(&pid);
+    ptk_follow_free(pid);
     return 0;
 }
+#endif
 #endif
 #endif
 
 #if FOLLOW_MODE != 2
 PTK_INLINE void ptk_follow_exec(void) {}
 PTK_INLINE void ptk_follow_fork(struct task_struct *child) {}
+#endif
+#if FOLLOW_MODE != 2 || FOLLOW_KEEPS_FREED
+PTK_INLINE void ptk_follow_free(u32 pid) {}
 #endif
 
 /* Whether the process is followed; by thread (mode 4) every process is,

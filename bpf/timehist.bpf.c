@@ -25,6 +25,7 @@
 #include "ptk_sched.h"
 
 #define PTK_CALLS_FOLLOW_EXEC 1   /* our sched_process_exec probe calls it */
+#define PTK_CALLS_FOLLOW_FREE 1   /* our sched_process_free probe calls it */
 #include "ptk_follow.h"
 
 #ifndef BLOCK_IO
@@ -209,6 +210,7 @@ RAW_TRACEPOINT_PROBE(sched_process_free)
     u32 pid = 0;
     bpf_probe_read_kernel(&pid, sizeof(pid), &((struct task_struct *)ctx->args[0])->pid);
     tasks.delete(&pid);
+    ptk_follow_free(pid);
     return 0;
 }
 

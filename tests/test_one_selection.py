@@ -14,7 +14,9 @@ SHARED = "ptk_follow.h"
 # selection: the child's mappings until user space loads its own).
 INHERITED_STATE: set[tuple[str, str]] = set()
 
-FORK_PROBE = re.compile(r"PROBE\(\s*(?:sched\s*,\s*)?sched_process_fork\s*\)")
+# a fork probe, or the shared fork hook that stack tools' own raw fork probe calls
+FORK_PROBE = re.compile(r"PROBE\(\s*(?:sched\s*,\s*)?sched_process_fork\s*\)"
+                        r"|\bvoid\s+ptk_follow_fork\s*\([^)]*\)(?=\s*\{)")
 MAP_CALL = re.compile(r"\b(\w+)\.(lookup|update|insert)\s*\(")
 SELECTION_MAP = re.compile(r"BPF_(?:HASH|TABLE)\([^;]*\b(followed|selected)\b")
 
