@@ -57,34 +57,35 @@ def raw_snapshot(table: Any, chunk: int = 1024) -> Iterator[tuple[memoryview, me
     count) buffers per call, for a caller that parses them itself (no ctypes
     object per entry); OSError where the kernel has no batch operations."""
     from bcc.libbcc import lib
-    token_in, token_out = ctypes.c_uint32(0), ctypes.c_uint32(0)
-    first = True
-    while True:
-        keys, values = (table.Key * chunk)(), (table.Leaf * chunk)()
-        count = ctypes.c_uint32(chunk)
-        res = lib.bpf_lookup_batch(table.map_fd, None if first else ctypes.byref(token_in),
-                                   ctypes.byref(token_out), ctypes.byref(keys),
-                                   ctypes.byref(values), ctypes.byref(count))
-        err = ctypes.get_errno()
-        if count.value:
-            yield memoryview(keys).cast("B"), memoryview(values).cast("B"), count.value
-        if res == 0:
-            token_in.value, first = token_out.value, False
-        elif err == errno.ENOSPC and count.value == 0:   # one bucket holds more than a chunk
-            chunk *= 2
-        elif err == errno.ENOENT:   # the end of the map
-            return
-        else:
-            raise OSError(err, f"reading BPF map {table.Key.__name__}: {os.strerror(err)}")
+    for keys, values, count in _raw_batches(table, lib.bpf_lookup_batch, chunk):
+        yield memoryview(keys).cast("B"), memoryview(values).cast("B"), count
 
 
 def _batches(table: Any, operation: Any, chunk: int) -> list[tuple[Any, Any]] | None:
     """A hash map read whole, `chunk` entries per call of a libbcc batch
     operation (lookup, or lookup-and-delete); None where the kernel has none."""
     entries: list[tuple[Any, Any]] = []
-    token_in, token_out = ctypes.c_uint32(0), ctypes.c_uint32(0)
     key_size, value_size = ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf)
-    first = True
+    try:
+        for keys, values, count in _raw_batches(table, operation, chunk):
+            entries += [(table.Key.from_buffer_copy(keys, i * key_size),   # BCC's own types,
+                         table.Leaf.from_buffer_copy(values, i * value_size))   # also for ints
+                        for i in range(count)]
+    except _NoBatches:
+        return None
+    return entries
+
+
+class _NoBatches(OSError):
+    """The kernel has no batch operations for this map."""
+
+
+def _raw_batches(table: Any, operation: Any, chunk: int) -> Iterator[tuple[Any, Any, int]]:
+    """The ctypes key and value arrays of each call of a batch operation and
+    how many entries it filled, until the map's end; _NoBatches when the
+    first call fails before any entry was read."""
+    token_in, token_out = ctypes.c_uint32(0), ctypes.c_uint32(0)
+    first, read = True, False
     while True:
         keys, values = (table.Key * chunk)(), (table.Leaf * chunk)()
         count = ctypes.c_uint32(chunk)
@@ -92,20 +93,21 @@ def _batches(table: Any, operation: Any, chunk: int) -> list[tuple[Any, Any]] | 
                         ctypes.byref(token_out), ctypes.byref(keys), ctypes.byref(values),
                         ctypes.byref(count))
         err = ctypes.get_errno()
-        entries += [(table.Key.from_buffer_copy(keys, i * key_size),   # BCC's own types,
-                     table.Leaf.from_buffer_copy(values, i * value_size))   # also for ints
-                    for i in range(count.value)]
+        if count.value:
+            read = True
+            yield keys, values, count.value
         if res == 0:
             token_in.value, first = token_out.value, False
             continue
         if err == errno.ENOENT:        # the end of the map
-            return entries
+            return
         if err == errno.ENOSPC and count.value == 0:   # one bucket holds more than a chunk
             chunk *= 2
             continue
-        if first and not entries:      # batch operations not available here
-            return None
-        raise OSError(err, f"reading BPF map {table.Key.__name__}: {os.strerror(err)}")
+        message = f"reading BPF map {table.Key.__name__}: {os.strerror(err)}"
+        if first and not read:         # batch operations not available here
+            raise _NoBatches(err, message)
+        raise OSError(err, message)
 
 
 class DrainedTable:

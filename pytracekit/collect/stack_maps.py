@@ -148,7 +148,7 @@ def prefetch_unwound(symbolizer: Symbolizer) -> None:
 
 _USTACK_HEAD = struct.Struct("<HH")   # struct ptk_ustack: u16 len, u16 flags, ..., u64 frames[]
 # Counted keys above which a read takes every unwound stack in one batch read
-# (Symbolizer.prefetch_unwound) rather than one lookup per stack it names
+# (prefetch_unwound) rather than one lookup per stack it names
 PREFETCH_ABOVE = 64
 
 

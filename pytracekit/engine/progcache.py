@@ -189,7 +189,8 @@ def store(path: Path, entry: dict[str, Any]) -> None:
 def _ours(st: os.stat_result) -> bool:
     """The cache's trust rule (headers.check_cache): root's or this user's, and
     nobody else can write it."""
-    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
+    from ..kernel.headers import ours
+    return ours(st)
 
 
 class ProgramDir:

@@ -124,20 +124,37 @@ def check_cache(*paths: Path, what: str = "the header cache") -> None:
         _check_trusted(path, what=what)
 
 
+def ours(st: os.stat_result) -> bool:
+    """The caches' trust rule: root's or this user's, and nobody else can write it."""
+    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
+
+
 def read_trusted(path: Path) -> bytes | None:
-    """A cache file's bytes, if root (or we) own it, no one else can write it
-    and it is a regular file, not a link (checked on the open file: no race);
-    else None, and the caller makes it anew."""
+    """A cache file's bytes, if it and its directory are ours (`ours`) and it
+    is a regular file, not a link (checked on the open file: no race); else
+    None, and the caller makes it anew."""
     try:
+        if not ours(os.stat(path.parent, follow_symlinks=False)):
+            return None   # someone else could swap the file in it
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) \
-                or st.st_mode & 0o022:
+        if not stat.S_ISREG(st.st_mode) or not ours(st):
             return None
         return f.read()
+
+
+def write_cache_file(path: Path, data: bytes, mode: int = 0o644) -> bool:
+    """Write a cache file atomically, its directories made as needed; False
+    when it cannot be written (a read-only cache: made again next time)."""
+    try:
+        make_private_dirs(path.parent)
+        outfile.write_file(path, data, mode=mode)
+    except (OSError, PytracekitError):
+        return False
+    return True
 
 
 def write_atomic(path: Path, text: str) -> None:

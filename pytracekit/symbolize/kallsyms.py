@@ -147,16 +147,6 @@ def cache_dir() -> Path:
     return cache_root() / "kallsyms"
 
 
-def _trusted_dir(directory: Path) -> bool:
-    """The cache directory is root's (or ours) and nobody else can write it:
-    else a user could swap the table in it."""
-    try:
-        st = os.stat(directory, follow_symlinks=False)
-    except OSError:
-        return False
-    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
-
-
 def read_kallsyms() -> bytes | None:
     try:
         with open("/proc/kallsyms", "rb") as f:
@@ -175,7 +165,7 @@ def load(use_cache: bool = True,
     path = cache_dir() / f"{key}.syms" if key else None
     if path is not None:
         from ..kernel.headers import read_trusted
-        data = read_trusted(path) if _trusted_dir(path.parent) else None
+        data = read_trusted(path)
         table = KernelSymbolTable.unpacked(data) if data else None
         if table is not None:
             return table
@@ -190,14 +180,12 @@ def load(use_cache: bool = True,
 
 def _store(path: Path, table: KernelSymbolTable) -> None:
     """Keep the table, alone: another boot's or module set's is of no use."""
-    from ..errors import PytracekitError
-    from ..kernel.headers import make_private_dirs
-    from ..outfile import write_file
+    from ..kernel.headers import write_cache_file
+    if not write_cache_file(path, table.packed(), mode=0o600):
+        return   # a read-only cache: kallsyms is read each run
     try:
-        make_private_dirs(path.parent)
-        write_file(path, table.packed(), mode=0o600)
         for old in os.scandir(path.parent):
             if old.name.endswith(".syms") and old.name != path.name:
                 os.unlink(old.path)
-    except (OSError, PytracekitError):   # a read-only cache: read kallsyms each run
+    except OSError:
         pass

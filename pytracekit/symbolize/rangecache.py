@@ -93,24 +93,23 @@ def cached_function_ranges(path: str, image: Any, compute: Callable[[str, Any], 
     ranges = compute(path, image)
     if any("\n" in n for n in ranges[2]):   # a name the format cannot hold: not kept
         return ranges
-    from ..errors import PytracekitError
-    from ..kernel.headers import make_private_dirs
-    from ..outfile import write_file
-    try:
-        make_private_dirs(entry.parent)
-        write_file(entry, packed(ranges), mode=0o644)
+    from ..kernel.headers import write_cache_file
+    if write_cache_file(entry, packed(ranges)):   # else read from the file each time
         _bound(entry.parent)
-    except (OSError, PytracekitError):   # a read-only cache: read the file each time
-        pass
     return ranges
 
 
 def _bound(directory: Path) -> None:
-    with os.scandir(directory) as listing:
-        entries = [e for e in listing if e.name.endswith(".ranges")]
-    if len(entries) <= ENTRIES_KEPT:
+    """The oldest entries past ENTRIES_KEPT removed (another run may be removing
+    them too: what is gone already is skipped)."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = [e for e in listing if e.name.endswith(".ranges")]
+        if len(entries) <= ENTRIES_KEPT:
+            return
+        entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
+    except OSError:
         return
-    entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
     for old in entries[:len(entries) - ENTRIES_KEPT]:
         try:
             os.unlink(old.path)

@@ -571,7 +571,6 @@ class Symbolizer:
         self.unwinder: Any = None
         self._ustack_cache = Lru(FRAME_CACHE_ENTRIES)   # stack hash -> raw frames
         self._word_frames: dict[int, Frame] = {}   # a stored word -> its frame (_unwound_stack)
-        self._all_in_modules = False   # the last _unwound_stack's frames were all in modules
         # stack hash -> (its frames, how many unnamed), for stacks of module frames only
         self._named_ustacks = Lru(FRAME_CACHE_ENTRIES)
         self.kstacks: Any = None   # kernel stacks by hash (ptk_kstack.h KSTACK_HASH)
@@ -775,9 +774,8 @@ class Symbolizer:
             self.unknown_frames += unknown
             return list(frames)
         before = self.unknown_frames
-        self._all_in_modules = False
-        frames = self._unwound_stack(stack_hash, pid)
-        if frames and self._all_in_modules:
+        frames, in_modules = self._unwound_stack(stack_hash, pid)
+        if frames and in_modules:
             # every frame is (module, address): the same names in any process
             self._named_ustacks[stack_hash] = (tuple(frames), self.unknown_frames - before)
         return frames
@@ -796,7 +794,9 @@ class Symbolizer:
             frames.append(NOT_LOADED)
         return frames
 
-    def _unwound_stack(self, stack_hash: int, pid: int) -> list[Frame]:
+    def _unwound_stack(self, stack_hash: int, pid: int) -> tuple[list[Frame], bool]:
+        """The stack's frames, and whether every one is in a module (the same
+        names in any process)."""
         from .unwinder import FALLBACK as USTACK_FALLBACK, split_frame
         raw = self._ustack_cache.get(stack_hash)
         if raw is None:
@@ -807,15 +807,15 @@ class Symbolizer:
                     continue
                 # a frame-pointer walk's absolute addresses (process not loaded
                 # yet; fp_ustacks has no flags: all are)
-                fallback = getattr(value, "flags", USTACK_FALLBACK) & USTACK_FALLBACK
-                raw = self._ustack_cache[stack_hash] = (tuple(value.frames[:value.len]),
-                                                        fallback)
+                self.cache_unwound(stack_hash, tuple(value.frames[:value.len]),
+                                   getattr(value, "flags", USTACK_FALLBACK))
+                raw = self._ustack_cache.get(stack_hash)
                 break
             else:
-                return []
+                return [], False
         raw, fallback = raw
         if fallback:
-            return above_start_dropped([self.user(a, pid) for a in raw])
+            return above_start_dropped([self.user(a, pid) for a in raw]), False
         # a stored word (module id, address) names the same frame in every
         # stack and process (module ids are never reused): named once, then
         # found in a plain dict (a read names ~15 frames per stack)
@@ -839,8 +839,7 @@ class Symbolizer:
             else:   # an absolute address: the process's
                 frames.append(self.user(vaddr, pid))
                 in_modules = False
-        self._all_in_modules = in_modules   # (for unwound_stack)
-        return frames
+        return frames, in_modules
 
     def cache_unwound(self, stack_hash: int, words: tuple, flags: int) -> bool:
         """Keep a stack read from the unwinder's map ahead of naming it

@@ -180,14 +180,8 @@ class UnwindTable:
             return cls.from_packed(data)
         table = cls.from_image(image, debug_image(file_path, image) if file_path else None)
         if table is not None and path is not None:
-            from ..errors import PytracekitError
-            from ..kernel.headers import make_private_dirs
-            from ..outfile import write_file
-            try:
-                make_private_dirs(path.parent)
-                write_file(path, table.packed(), mode=0o644)
-            except (OSError, PytracekitError):
-                pass   # a read-only cache: compile again next time
+            from ..kernel.headers import write_cache_file
+            write_cache_file(path, table.packed())
         return table
 
     @classmethod
