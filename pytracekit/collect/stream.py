@@ -425,6 +425,16 @@ class RunEnd:
                                             time.monotonic() > self.give_up)
 
 
+# Ring callbacks run so far in this process. BCC polls all of a program's rings
+# at once, so one reader's poll runs the callbacks of the others: a poll loop
+# tells by this whether its last wake-up brought events (stack_maps' batching).
+_callbacks_run = 0
+
+
+def callbacks_run() -> int:
+    return _callbacks_run
+
+
 class CallbackRings:
     """BCC's per-event ring buffers (`open_ring_buffer`) of one program, for
     tools that need a Python callback per event (trace, systrace, the new-pid
@@ -445,6 +455,8 @@ class CallbackRings:
 
     def open(self, map_name: str, callback: Callable[[Any, Any, int], Any]) -> None:
         def guarded(ctx: Any, data: Any, size: int) -> int:
+            global _callbacks_run
+            _callbacks_run += 1
             if self.failure is not None or self.pending:
                 return -1
             try:

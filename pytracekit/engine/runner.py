@@ -435,13 +435,17 @@ def announce(message: str) -> None:
 
 def run_until_done(target: Target, *, duration: float | None = None,
                    interval: float | None = None, on_interval: Callable[[], None] | None = None,
-                   poll: Callable[[int], None] | None = None) -> str:
+                   poll: Callable[[int], None] | None = None,
+                   unwatched_wait: float = 0.1) -> str:
     """Block until the duration ends, the command or every -p process exits,
     or Ctrl-C/SIGTERM.
 
     `poll(timeout_ms)` lets streaming tools consume events while waiting;
     `on_interval` prints periodic output. Returns why the run ended:
-    "duration", "exited" or "interrupted".
+    "duration", "exited" or "interrupted". A wait lasts 0.1 s at most, for a
+    look at the command or the -p processes; with neither (system-wide),
+    `unwatched_wait` at most: a poll that wakes for all it needs (events, its
+    own due times) can wait longer, and each wake-up costs CPU.
     """
     install_signal_handlers()
     try:
@@ -456,7 +460,7 @@ def run_until_done(target: Target, *, duration: float | None = None,
                 return "duration"
             if target.exited:
                 return "exited"
-            deadlines = [now + 0.1]
+            deadlines = [now + (0.1 if target.child or target.watched else unwatched_wait)]
             if duration is not None:
                 deadlines.append(start + duration)
             if next_tick is not None:

@@ -133,17 +133,27 @@ def read_trusted(path: Path) -> bytes | None:
     """A cache file's bytes, if it and its directory are ours (`ours`) and it
     is a regular file, not a link (checked on the open file: no race); else
     None, and the caller makes it anew."""
+    opened = open_trusted(path)
+    if opened is None:
+        return None
+    with os.fdopen(opened[0], "rb") as f:
+        return f.read()
+
+
+def open_trusted(path: Path) -> tuple[int, int] | None:
+    """(an open fd, the size) of a cache file read_trusted would read, for a
+    caller that reads it straight where it goes (the caller closes it)."""
     try:
         if not ours(os.stat(path.parent, follow_symlinks=False)):
             return None   # someone else could swap the file in it
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not ours(st):
-            return None
-        return f.read()
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or not ours(st):
+        os.close(fd)
+        return None
+    return fd, st.st_size
 
 
 def write_cache_file(path: Path, data: bytes, mode: int = 0o644) -> bool:

@@ -337,6 +337,21 @@ def _keep_unnamed(key: tuple, data: bytes | None) -> None:
         _UNNAMED.popitem(last=False)
 
 
+def cached_rows_file(build_id: str) -> tuple[int, int] | None:
+    """(an open fd, the size) of a module's rows in the disk cache, trusted and
+    whole rows, for a reader that puts them straight where they go (the
+    unwinder's mapped rows: no bytes object, one copy); the caller closes it."""
+    path = _cache_path(build_id)
+    if path is None:
+        return None
+    from ..kernel.headers import open_trusted
+    opened = open_trusted(path)
+    if opened is not None and (not opened[1] or opened[1] % ROW.size):
+        os.close(opened[0])
+        return None
+    return opened
+
+
 def _cache_path(build_id: str) -> Path | None:
     if not build_id or not all(c in "0123456789abcdef" for c in build_id):
         return None

@@ -165,7 +165,9 @@ def command(ctx: click.Context, duration_arg, pid_list, tid_list, user_only, ker
         rate = f"every {period} events" if period else f"at {frequency} Hertz"
         out.opening(stacktools.opening_line(f"Sampling {rate}", pids, tids, command,
                                             user_only, kernel_only, duration))
-        run_until_done(session.target, duration=duration, poll=session.poll)
+        # system-wide, its poll wakes for all it needs: quiet waits of 0.5 s
+        run_until_done(session.target, duration=duration, poll=session.poll,
+                       unwatched_wait=0.5)
         endtimes.mark("run ended")
         session.stop_sampling()
         session.prog.detach_tracepoints_in_background()   # their RCU waits overlap the read
