@@ -75,6 +75,9 @@ class Kmem(BpfTool):
     # the slots' cumulative totals at the last clearing read: (call site, cache) ->
     # [hits, bytes requested, bytes allocated]
     slots_read: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    # the per-boot kernel symbol table (symbolize/kallsyms.py), read at the
+    # first call site named; False: none (not root, kptr_restrict)
+    kernel_table: Any = None
 
     def _slot_totals(self) -> dict[tuple[int, int], list[int]]:
         """What the per-CPU slots (bpf/kmem.bpf.c) have counted since the start,
@@ -130,9 +133,17 @@ class Kmem(BpfTool):
         return sites
 
     def _names(self, call_site: int) -> tuple[str, str]:
-        """`function+0xOFFSET` and `function`, from one symbol lookup (BCC
-        appends the offset to every name it finds); the address for both when
-        none is found."""
+        """`function+0xOFFSET` and `function`, from the per-boot kernel symbol
+        table the stack tools use (BCC's own read of /proc/kallsyms took
+        ~85 ms of CPU at every run's end); what it leaves (a module loaded
+        since) from BCC's read; the address for both when none is found."""
+        if self.kernel_table is None:
+            from ..symbolize import kallsyms
+            self.kernel_table = kallsyms.load() or False
+        found = self.kernel_table.lookup(call_site) if self.kernel_table else None
+        if found is not None:
+            name, _module, offset = found
+            return f"{name}+{offset:#x}", name
         raw = self.prog.bpf.ksym(call_site, show_offset=True)
         if not raw or raw == b"[unknown]":
             return f"{call_site:#x}", f"{call_site:#x}"
