@@ -67,10 +67,10 @@ def test_a_module_leaves_what_only_some_runs_need_unimported(module, later):
 
 
 NO_PREALLOC = 1   # BPF_F_NO_PREALLOC
-# updated by profile's perf-event program: preallocated, as an allocation there can fail
+# inserted into by profile's perf-event program (PTK_PROBE_HASH, bpf/pytracekit.h)
 IN_THE_SAMPLING_INTERRUPT = ("counts", "kstacks", "ustacks", "leaf_frames", "seen_pids")
-# written by user space and process-context programs only: creating them is cheaper
-NOT_PREALLOCATED = ("followed", "proc_maps", "hold_tree", "unwind_modules")
+# written by user space and process-context programs only
+BY_USER_SPACE = ("followed", "proc_maps", "hold_tree", "unwind_modules")
 
 
 def _map_flags(table) -> int:
@@ -82,7 +82,7 @@ def _map_flags(table) -> int:
 def test_a_stack_tool_warms_its_processes_symbols_only_while_compiling(monkeypatch, tmp_path):
     """The -p processes' file symbols are read beside clang (which runs without
     the GIL); a load from the program cache starts no thread to compete with it.
-    Which maps are preallocated, in both."""
+    No hash map is preallocated (creating one zeroes its capacity), in both."""
     from pytracekit.engine import progcache
     from pytracekit.symbolize.symbols import Symbolizer
     from pytracekit.tools import profile
@@ -99,11 +99,10 @@ def test_a_stack_tool_warms_its_processes_symbols_only_while_compiling(monkeypat
             session = profile.start(pids=[sleeper.pid], frequency=49)
             try:   # compiled and from the cache alike, as the kernel made them
                 flags = {name: _map_flags(session.prog[name]) & NO_PREALLOC
-                         for name in (*IN_THE_SAMPLING_INTERRUPT, *NOT_PREALLOCATED)}
+                         for name in (*IN_THE_SAMPLING_INTERRUPT, *BY_USER_SPACE)}
             finally:
                 session.close()
-            assert flags == {name: NO_PREALLOC if name in NOT_PREALLOCATED else 0
-                             for name in flags}, run
+            assert flags == dict.fromkeys(flags, NO_PREALLOC), run
             assert warmed == ([[sleeper.pid]] if run == "compiled" else []), (run, notes)
     finally:
         sleeper.kill()
