@@ -26,6 +26,8 @@ def run() -> None:
     gc.disable()
     from .engine import startup
     startup.mark("interpreter started")
+    from .engine import dccache
+    dccache.install()   # the dataclasses' methods, compiled by an earlier run
     from .cli.command import run as run_cli
     startup.mark("command line module imported (click)")
     run_cli()

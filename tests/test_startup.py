@@ -1,6 +1,8 @@
 """Start-up (issue 17): work a run does not need before its probes are attached
 is left until it is needed, with the same results. Speed itself is measured by
 bench/bench_startup.py, never asserted here."""
+import json
+import os
 import subprocess
 import sys
 
@@ -108,3 +110,34 @@ def test_a_stack_tool_warms_its_processes_symbols_only_while_compiling(monkeypat
         sleeper.kill()
         sleeper.wait()
     assert [n.split(" for ")[0] for n in notes if " for profile" in n] == ["miss", "hit"], notes
+
+
+DATACLASS_RUN = """
+import dataclasses, json
+from pytracekit.engine import dccache
+dccache.install()
+@dataclasses.dataclass(frozen=True)
+class A:
+    x: int
+    y: tuple = dataclasses.field(default_factory=tuple)
+a = A(1)
+print(json.dumps([repr(a), a == A(1), a == A(2), hash(a) == hash(A(1)), len(dccache._new)]))
+dccache.done()
+"""
+
+
+def test_dataclass_methods_come_from_the_cache_only_when_it_is_trusted(tmp_path):
+    """engine/dccache.py: a second run takes every method from the file the
+    first wrote, and the class behaves alike; a file others can write is not read."""
+    env = {**os.environ, "PYTRACEKIT_CACHE": str(tmp_path)}
+
+    def run():
+        res = subprocess.run([sys.executable, "-c", DATACLASS_RUN], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return json.loads(res.stdout)
+    first, second = run(), run()
+    assert first[:4] == second[:4] == ["A(x=1, y=())", True, False, True]
+    assert first[4] > 0 and second[4] == 0   # compiled, then all from the file
+    (kept,) = tmp_path.glob("dataclass-methods-*.marshal")
+    kept.chmod(0o666)
+    assert run() == first   # not trusted: compiled again
