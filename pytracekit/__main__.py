@@ -27,7 +27,8 @@ def run() -> None:
     from .engine import startup
     startup.mark("interpreter started")
     from .engine import dccache
-    dccache.install()   # the dataclasses' methods, compiled by an earlier run
+    # the dataclasses' methods, compiled by an earlier run of this command
+    dccache.install(next((a for a in sys.argv[1:] if not a.startswith("-")), ""))
     from .cli.command import run as run_cli
     startup.mark("command line module imported (click)")
     run_cli()

@@ -115,7 +115,7 @@ def test_a_stack_tool_warms_its_processes_symbols_only_while_compiling(monkeypat
 DATACLASS_RUN = """
 import dataclasses, json
 from pytracekit.engine import dccache
-dccache.install()
+dccache.install('test')
 @dataclasses.dataclass(frozen=True)
 class A:
     x: int

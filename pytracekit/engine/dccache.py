@@ -6,8 +6,8 @@ exec. From install() (__main__, before the imports) until done() (attached,
 or the end of a run that never attaches), `dataclasses` finds this module's
 exec before the builtin one: for a text it has seen, it runs the code object
 compiled from exactly that text before; else it compiles (as exec would) and
-done() adds it to the file. The file, per bytecode version in the cache root,
-is read and written under the caches' trust rule (kernel.headers.read_trusted):
+done() adds it to the file. The file, per bytecode version and command (what
+another command makes is not read) in the cache root, is read and written under the caches' trust rule (kernel.headers.read_trusted):
 its code runs as the caller. Any problem with it means compiling, never an error.
 """
 from __future__ import annotations
@@ -16,16 +16,17 @@ import marshal
 import sys
 from typing import Any
 
-MAX_BYTES = 4 << 20   # all the tools' dataclasses take ~0.5 MB; a bigger file starts afresh
+MAX_BYTES = 4 << 20   # a command's take ~0.2 MB; a bigger file starts afresh
 _known: dict[str, bytes] = {}   # text -> marshalled code object
 _new: dict[str, bytes] = {}
 _installed = False
+_command = ""
 
 
 def _path():
     from importlib.util import MAGIC_NUMBER   # the bytecode version marshal writes
     from ..kernel.headers import cache_root
-    return cache_root() / f"dataclass-methods-{MAGIC_NUMBER.hex()}.marshal"
+    return cache_root() / f"dataclass-methods-{MAGIC_NUMBER.hex()}-{_command}.marshal"
 
 
 def _exec(text: Any, globals_: Any = None, locals_: Any = None) -> None:
@@ -43,8 +44,10 @@ def _exec(text: Any, globals_: Any = None, locals_: Any = None) -> None:
     exec(code, globals_, locals_)   # pylint: disable=exec-used
 
 
-def install() -> None:
-    global _installed
+def install(command: str) -> None:
+    """`command`: the command line's first word that is not an option."""
+    global _installed, _command
+    _command = "".join(c for c in command if c.isalnum() or c == "_")[:32]
     import atexit
     import dataclasses
     from ..kernel.headers import read_trusted
