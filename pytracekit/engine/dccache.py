@@ -2,13 +2,14 @@
 
 A start makes ~40 dataclasses (~10 ms of CPU), most of it compiling the
 methods each one generates (__init__, __repr__, __eq__, ...) from text with
-exec. From install() (__main__, before the imports) until done() (attached,
-or the end of a run that never attaches), `dataclasses` finds this module's
+exec. From install() (__main__, before the imports) until done() (attached;
+at exit for a run that never attaches), `dataclasses` finds this module's
 exec before the builtin one: for a text it has seen, it runs the code object
-compiled from exactly that text before; else it compiles (as exec would) and
-done() adds it to the file. The file, per bytecode version and command (what
-another command makes is not read) in the cache root, is read and written under the caches' trust rule (kernel.headers.read_trusted):
-its code runs as the caller. Any problem with it means compiling, never an error.
+compiled from exactly that text before; else it compiles (as exec would).
+Once attached, what was compiled is added to the file: one per bytecode
+version and command in the cache root, read and written under the caches'
+trust rule (kernel.headers.read_trusted), as its code runs as the caller.
+Any problem with it means compiling, never an error.
 """
 from __future__ import annotations
 
@@ -61,11 +62,11 @@ def install(command: str) -> None:
                       if isinstance(k, str) and isinstance(v, bytes))
     dataclasses.exec = _exec   # a module global: found before the builtin
     _installed = True
-    atexit.register(done)
+    atexit.register(done, keep=False)   # only what attaches is kept: no file per typo
 
 
-def done() -> None:
-    """Dataclasses compile as usual again; what was compiled is kept (once)."""
+def done(keep: bool = True) -> None:
+    """Dataclasses compile as usual again; what was compiled is kept (`keep`), once."""
     global _installed
     if not _installed:
         return
@@ -73,7 +74,7 @@ def done() -> None:
     dataclasses = sys.modules["dataclasses"]
     if getattr(dataclasses, "exec", None) is _exec:
         del dataclasses.exec
-    if _new:
+    if _new and keep:
         from ..kernel.headers import write_cache_file
         data = marshal.dumps({**_known, **_new})
         if len(data) > MAX_BYTES:
