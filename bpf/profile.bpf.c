@@ -25,11 +25,11 @@
 #define INCLUDE_IDLE 0
 #endif
 
-BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);
+PTK_PROBE_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);   /* see pytracekit.h */
 
 #if PYTHON_STACKS
 #include "ptk_python.h"
-BPF_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);
+PTK_PROBE_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);
 #endif
 
 int on_cpu_sample(struct bpf_perf_event_data *ctx)

@@ -22,8 +22,7 @@ struct ptk_kstack {
     u32 pad;
     u64 ips[PTK_KSTACK_DEPTH];
 };
-/* preallocated: an allocation in the sampling interrupt can fail */
-BPF_HASH(kstacks, u64, struct ptk_kstack, KSTACKS_SIZE);
+PTK_PROBE_HASH(kstacks, u64, struct ptk_kstack, KSTACKS_SIZE);   /* see pytracekit.h */
 BPF_PERCPU_ARRAY(kstack_scratch, struct ptk_kstack, 1);
 
 /* The current kernel stack into `kstacks`: returns its hash (0: none) and

@@ -109,9 +109,9 @@ struct ptk_py_sample_key {
     u64 py_stack_id;
 };
 
-BPF_HASH(py_procs, u32, struct ptk_py_proc, 8192);
+PTK_PROBE_HASH(py_procs, u32, struct ptk_py_proc, 8192);   /* see pytracekit.h */
 BPF_TABLE("lru_hash", u32, u64, py_tstates, 16384);         /* tid -> its PyThreadState */
-BPF_HASH(py_stacks, u64, struct ptk_py_stack, PY_STACKS_SIZE);
+PTK_PROBE_HASH(py_stacks, u64, struct ptk_py_stack, PY_STACKS_SIZE);
 BPF_PERCPU_ARRAY(py_scratch, struct ptk_py_scratch, 1);
 BPF_PERCPU_ARRAY(py_stats, u64, PY_STAT_SLOTS);
 BPF_RINGBUF_OUTPUT(py_events, 16);

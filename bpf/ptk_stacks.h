@@ -63,7 +63,7 @@ PTK_INLINE void ptk_kernel_stack(struct ptk_stack_key *key, void *ctx)
 #endif
 /* every process seen once, announced so user space can snapshot its maps
  * before it exits (symbols for short-lived processes) */
-BPF_HASH(seen_pids, u32, u8, 65536);
+PTK_PROBE_HASH(seen_pids, u32, u8, 65536);
 BPF_RINGBUF_OUTPUT(new_pids, 4);
 
 /* The leaf's registers and the top of its user stack, once per user stack
@@ -75,7 +75,7 @@ struct ptk_leaf {
     u64 bp;
     u8 stack[LEAF_BYTES];
 };
-BPF_HASH(leaf_frames, s32, struct ptk_leaf, 4096);
+PTK_PROBE_HASH(leaf_frames, s32, struct ptk_leaf, 4096);
 BPF_PERCPU_ARRAY(leaf_scratch, struct ptk_leaf, 1);
 
 PTK_INLINE bool ptk_ids_selected(u32 tgid, u32 tid)

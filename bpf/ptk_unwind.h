@@ -127,8 +127,7 @@ BPF_F_TABLE("hash", u32, struct ptk_unwind_module, unwind_modules, UNWIND_MODULE
 BPF_F_TABLE("hash", u32, struct ptk_proc_maps, proc_maps, UNWIND_PROCS * 16,
             BPF_F_NO_PREALLOC);
 BPF_ARRAY(unwind_maps, struct ptk_proc_map, UNWIND_PROCS * PTK_MAX_MAPS);
-/* preallocated: an allocation in the sampling interrupt can fail */
-BPF_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);
+PTK_PROBE_HASH(ustacks, u64, struct ptk_ustack, USTACKS_SIZE);   /* see pytracekit.h */
 BPF_PERCPU_ARRAY(unwind_scratch, struct ptk_ustack, 1);
 BPF_RINGBUF_OUTPUT(unwind_miss, 1);
 

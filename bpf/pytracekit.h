@@ -13,6 +13,15 @@
 
 #define PTK_INLINE static inline __attribute__((always_inline))
 
+/* A hash map a probe inserts into, the sampling interrupt included, not
+ * preallocated: since Linux 6.1 its elements come from per-CPU caches
+ * (bpf_mem_alloc) that irq_work tops up right after the probe, so an insert
+ * does not fail short of memory in practice, and a full map still refuses
+ * it (-E2BIG, counted as a loss as before). Preallocating zeroed the whole
+ * capacity at every start: ~2.5 ms of CPU per 16 MB map. */
+#define PTK_PROBE_HASH(name, key_type, leaf_type, size) \
+    BPF_F_TABLE("hash", key_type, leaf_type, name, size, BPF_F_NO_PREALLOC)
+
 /* Argument n (1-based, a literal) of a kernel function, for programs written
  * by hand: a register under a kprobe, the trampoline's context array under
  * fentry/fexit. The front-end defines PTK_FENTRY from ResolvedProbe.via_fentry

@@ -26,6 +26,9 @@ def run() -> None:
     gc.disable()
     from .engine import startup
     startup.mark("interpreter started")
+    from .engine import dccache
+    # the dataclasses' methods, compiled by an earlier run of this command
+    dccache.install(next((a for a in sys.argv[1:] if not a.startswith("-")), ""))
     from .cli.command import run as run_cli
     startup.mark("command line module imported (click)")
     run_cli()

@@ -1,6 +1,8 @@
 """Start-up (issue 17): work a run does not need before its probes are attached
 is left until it is needed, with the same results. Speed itself is measured by
 bench/bench_startup.py, never asserted here."""
+import json
+import os
 import subprocess
 import sys
 
@@ -67,10 +69,10 @@ def test_a_module_leaves_what_only_some_runs_need_unimported(module, later):
 
 
 NO_PREALLOC = 1   # BPF_F_NO_PREALLOC
-# updated by profile's perf-event program: preallocated, as an allocation there can fail
+# inserted into by profile's perf-event program (PTK_PROBE_HASH, bpf/pytracekit.h)
 IN_THE_SAMPLING_INTERRUPT = ("counts", "kstacks", "ustacks", "leaf_frames", "seen_pids")
-# written by user space and process-context programs only: creating them is cheaper
-NOT_PREALLOCATED = ("followed", "proc_maps", "hold_tree", "unwind_modules")
+# written by user space and process-context programs only
+BY_USER_SPACE = ("followed", "proc_maps", "hold_tree", "unwind_modules")
 
 
 def _map_flags(table) -> int:
@@ -82,7 +84,7 @@ def _map_flags(table) -> int:
 def test_a_stack_tool_warms_its_processes_symbols_only_while_compiling(monkeypatch, tmp_path):
     """The -p processes' file symbols are read beside clang (which runs without
     the GIL); a load from the program cache starts no thread to compete with it.
-    Which maps are preallocated, in both."""
+    No hash map is preallocated (creating one zeroes its capacity), in both."""
     from pytracekit.engine import progcache
     from pytracekit.symbolize.symbols import Symbolizer
     from pytracekit.tools import profile
@@ -99,13 +101,43 @@ def test_a_stack_tool_warms_its_processes_symbols_only_while_compiling(monkeypat
             session = profile.start(pids=[sleeper.pid], frequency=49)
             try:   # compiled and from the cache alike, as the kernel made them
                 flags = {name: _map_flags(session.prog[name]) & NO_PREALLOC
-                         for name in (*IN_THE_SAMPLING_INTERRUPT, *NOT_PREALLOCATED)}
+                         for name in (*IN_THE_SAMPLING_INTERRUPT, *BY_USER_SPACE)}
             finally:
                 session.close()
-            assert flags == {name: NO_PREALLOC if name in NOT_PREALLOCATED else 0
-                             for name in flags}, run
+            assert flags == dict.fromkeys(flags, NO_PREALLOC), run
             assert warmed == ([[sleeper.pid]] if run == "compiled" else []), (run, notes)
     finally:
         sleeper.kill()
         sleeper.wait()
     assert [n.split(" for ")[0] for n in notes if " for profile" in n] == ["miss", "hit"], notes
+
+
+DATACLASS_RUN = """
+import dataclasses, json
+from pytracekit.engine import dccache
+dccache.install('test')
+@dataclasses.dataclass(frozen=True)
+class A:
+    x: int
+    y: tuple = dataclasses.field(default_factory=tuple)
+a = A(1)
+print(json.dumps([repr(a), a == A(1), a == A(2), hash(a) == hash(A(1)), len(dccache._new)]))
+dccache.done()
+"""
+
+
+def test_dataclass_methods_come_from_the_cache_only_when_it_is_trusted(tmp_path):
+    """engine/dccache.py: a second run takes every method from the file the
+    first wrote, and the class behaves alike; a file others can write is not read."""
+    env = {**os.environ, "PYTRACEKIT_CACHE": str(tmp_path)}
+
+    def run():
+        res = subprocess.run([sys.executable, "-c", DATACLASS_RUN], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return json.loads(res.stdout)
+    first, second = run(), run()
+    assert first[:4] == second[:4] == ["A(x=1, y=())", True, False, True]
+    assert first[4] > 0 and second[4] == 0   # compiled, then all from the file
+    (kept,) = tmp_path.glob("dataclass-methods-*.marshal")
+    kept.chmod(0o666)
+    assert run() == first   # not trusted: compiled again

@@ -16,6 +16,7 @@ import errno
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -425,6 +426,9 @@ def signal_ready() -> None:
             os.close(int(fd))
         except OSError:
             pass
+    dccache = sys.modules.get("pytracekit.engine.dccache")
+    if dccache is not None:   # installed by __main__: attached, so done with it
+        dccache.done()
 
 
 def announce(message: str) -> None:
