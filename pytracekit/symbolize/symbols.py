@@ -130,14 +130,32 @@ def read_proc(path: str, limit: int = 1 << 24) -> bytes:
         os.close(fd)
 
 
+# A process's address-space size is read at most once per VM_PAGES_FRESH_S: a
+# new process's settle check, the snapshot it makes and its Python check come
+# in the same batch, and each /proc open is a path walk (statm reads were ~13%
+# of a system-wide profile's own CPU under process churn). A value that old is
+# still read before any maps read after it, as ProcessMaps.snapshot needs.
+VM_PAGES_FRESH_S = 0.005
+_vm_pages_read: dict[int, tuple[float, int]] = {}   # pid -> (when, pages)
+
+
 def vm_pages_of(pid: int) -> int:
     """The size of a process's address space in pages (/proc/PID/statm: a few
     bytes, where /proc/PID/maps is a line per mapping); -1 when gone. Mapping a
     library or JIT region changes it."""
+    now = time.monotonic()
+    seen = _vm_pages_read.get(pid)
+    if seen is not None and now - seen[0] < VM_PAGES_FRESH_S:
+        return seen[1]
     try:
-        return int(read_proc(f"/proc/{pid}/statm", 64).split(None, 1)[0])
+        pages = int(read_proc(f"/proc/{pid}/statm", 64).split(None, 1)[0])
     except (OSError, ValueError, IndexError):
-        return -1
+        pages = -1
+    if len(_vm_pages_read) >= 256:
+        for old in [p for p, (at, _) in _vm_pages_read.items() if now - at >= VM_PAGES_FRESH_S]:
+            del _vm_pages_read[old]
+    _vm_pages_read[pid] = (now, pages)
+    return pages
 
 
 @dataclass
