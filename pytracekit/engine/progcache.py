@@ -37,7 +37,11 @@ from .bpfloop import bcc_prog_name
 
 FORMAT = 1
 DISABLE_ENV = "PYTRACEKIT_NO_PROGRAM_CACHE"
-MAX_PROGRAMS = 256          # program directories (a header and its entry, ~5-100 KB each)
+# program directories (a header and its entries, ~5-100 KB each, ~31 KB on
+# average: ~32 MB at most). 256 were too few for someone who runs many tools: a
+# run of the test suite went through them twice, compiling again what it had
+# compiled minutes before.
+MAX_PROGRAMS = 1024
 EVICTIONS_PER_STORE = 16    # a store's work stays small; a cache far over the bound shrinks in steps
 BPF_PSEUDO_MAP_FD = 1
 _LD_IMM64 = 0x18
