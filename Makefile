@@ -55,20 +55,23 @@ demo: setup
 		-- $(SYSTEM_PYTHON) examples/demo_app.py
 	@echo "flame graph written to $(DEMO_FLAMEGRAPH)"
 
-# `make test PYTEST_WORKERS=2`: the suite on pytest-xdist workers, a file per
-# worker (--dist loadfile: its module fixtures are made once); tests marked
-# `alone` run with no other (tests/conftest.py). The workers' temp directories
-# sit under a short --basetemp (paths a test hands a tool as a filter string
-# stay as short as a serial run's), removed after a green run. 1 runs serially.
-PYTEST_WORKERS ?= 1
+# `make test`: the suite on two pytest-xdist workers (one per CPU here: ~10
+# minutes from a fresh clone, against ~15 serially), a file per worker (--dist
+# loadfile: its module fixtures are made once), the longest files dealt first
+# (tests/conftest.py LONGEST_FILES, kept in that order by --no-loadscope-reorder);
+# tests marked `alone` run with no other (tests/conftest.py). The workers' temp
+# directories sit under a short --basetemp (paths a test hands a tool as a filter
+# string stay as short as a serial run's), removed after a green run.
+# PYTEST_WORKERS=1 runs serially.
+PYTEST_WORKERS ?= 2
 test: setup
 	@if [ "$(PYTEST_WORKERS)" = 1 ]; then \
 	  echo "$(PY) -m pytest -q $(PYTEST_ARGS) tests"; \
 	  $(PY) -m pytest -q $(PYTEST_ARGS) tests; \
 	else \
 	  base=$$(mktemp -d /tmp/ptk-XXXXXX) && \
-	  echo "$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$$base $(PYTEST_ARGS) tests" && \
-	  $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --basetemp=$$base $(PYTEST_ARGS) tests && \
+	  echo "$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --basetemp=$$base $(PYTEST_ARGS) tests" && \
+	  $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --basetemp=$$base $(PYTEST_ARGS) tests && \
 	  rm -rf $$base; \
 	fi
 
