@@ -10,6 +10,7 @@
  * their Python stack's id (ptk_python.h), the others in counts as before.
  */
 #include "vmlinux.h"
+#define PTK_PROBE_MAPS_FILLED_ON_INSERT 1   /* see pytracekit.h */
 #include "pytracekit.h"
 #include "ptk_unwind.h"
 #include "ptk_first_samples.h"

@@ -13,14 +13,22 @@
 
 #define PTK_INLINE static inline __attribute__((always_inline))
 
-/* A hash map a probe inserts into, the sampling interrupt included, not
- * preallocated: since Linux 6.1 its elements come from per-CPU caches
- * (bpf_mem_alloc) that irq_work tops up right after the probe, so an insert
- * does not fail short of memory in practice, and a full map still refuses
- * it (-E2BIG, counted as a loss as before). Preallocating zeroed the whole
- * capacity at every start: ~2.5 ms of CPU per 16 MB map. */
+/* A hash map a probe inserts into. In a program that defines
+ * PTK_PROBE_MAPS_FILLED_ON_INSERT (profile: the sampling interrupt, once per
+ * CPU and sample) it is not preallocated: since Linux 6.1 its elements come
+ * from per-CPU caches (bpf_mem_alloc) that irq_work tops up right after the
+ * probe, and a full map still refuses an insert (-E2BIG, counted as a loss as
+ * before); preallocating zeroed the whole capacity at every start (~2.5 ms of
+ * CPU per 16 MB map). Elsewhere it is: a sched_switch program inserts in
+ * bursts faster than irq_work refills the cache, and an insert failed
+ * (-ENOMEM: a kernel stack lost by offwaketime, tests/test_kstacks_hashed.py). */
+#if defined(PTK_PROBE_MAPS_FILLED_ON_INSERT) && PTK_PROBE_MAPS_FILLED_ON_INSERT
 #define PTK_PROBE_HASH(name, key_type, leaf_type, size) \
     BPF_F_TABLE("hash", key_type, leaf_type, name, size, BPF_F_NO_PREALLOC)
+#else
+#define PTK_PROBE_HASH(name, key_type, leaf_type, size) \
+    BPF_HASH(name, key_type, leaf_type, size)
+#endif
 
 /* Argument n (1-based, a literal) of a kernel function, for programs written
  * by hand: a register under a kprobe, the trampoline's context array under

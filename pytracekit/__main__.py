@@ -1,18 +1,22 @@
 """`python -m pytracekit` and the `pytracekit` command.
 
 Ctrl-C, SIGTERM or SIGHUP while the imports still run (the first fraction of
-a second) end the run quietly with 128+signal, as they do until tracing
-begins: nothing is attached and no command started yet. cli.main then
+a second) end the run quietly with 128+signal at once (os._exit), as they do
+until tracing begins: nothing is attached and no command started yet. cli.main then
 installs the handlers that unwind the tool (runner.install_signal_handlers).
 Those quiet handlers go in first, before any import that takes time: through
 _signal, built into the interpreter (signal imports enum, milliseconds on a
 loaded machine, during which a Ctrl-C printed a traceback)."""
 import _signal
+import os
 import sys
 
 
 def _interrupted(signum: int, _frame: object) -> None:
-    sys.exit(128 + signum)
+    # os._exit, not sys.exit: nothing needs unwinding yet, and an exception
+    # raised where Python ignores them (an import's weakref callback) was
+    # dropped, so the run went on to its command's end (seen in the tests)
+    os._exit(128 + signum)
 
 
 def run() -> None:

@@ -132,9 +132,12 @@ def ended(workload, tmp_path_factory, request) -> dict[str, Ended]:
     """tool -> its Ended, for the tools whose test this session runs."""
     tools = [item.callspec.params["tool"] for item in request.session.items
              if item.originalname == "test_tool_ends_when_its_process_exits"]
+    # the directories made here, not in the threads: a worker's first mktemp makes
+    # its base directory, and two threads making it at once failed (FileExistsError,
+    # once this module ran first on an xdist worker)
+    dirs = [tmp_path_factory.mktemp(f"pid-exit-{tool}") for tool in tools]
     with ThreadPoolExecutor(SIDE_BY_SIDE) as pool:
-        runs = pool.map(lambda tool: _run_one(tool, workload,
-                                              tmp_path_factory.mktemp(f"pid-exit-{tool}")), tools)
+        runs = pool.map(lambda run: _run_one(run[0], workload, run[1]), zip(tools, dirs))
         return dict(zip(tools, runs))
 
 

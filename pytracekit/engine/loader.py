@@ -155,7 +155,11 @@ def _exit_reported(log: Any, saved_fd: int, name: str) -> Iterator[None]:
         yield
     finally:
         armed = False
-        libc.__cxa_finalize(ctypes.byref(handle))
+        # __cxa_finalize calls on_exit (disarmed): a Ctrl-C/SIGTERM raised inside
+        # that ctypes callback would be printed and dropped, and the run would go
+        # on to its command's end (test_command_passthrough's signal tests)
+        with signals_held():
+            libc.__cxa_finalize(ctypes.byref(handle))
 
 
 @contextlib.contextmanager
