@@ -25,9 +25,9 @@
 #if defined(PTK_PROBE_MAPS_FILLED_ON_INSERT) && PTK_PROBE_MAPS_FILLED_ON_INSERT
 #define PTK_PROBE_HASH(name, key_type, leaf_type, size) \
     BPF_F_TABLE("hash", key_type, leaf_type, name, size, BPF_F_NO_PREALLOC)
-#else
+#else   /* BPF_HASH's own expansion */
 #define PTK_PROBE_HASH(name, key_type, leaf_type, size) \
-    BPF_HASH(name, key_type, leaf_type, size)
+    BPF_F_TABLE("hash", key_type, leaf_type, name, size, 0)
 #endif
 
 /* Argument n (1-based, a literal) of a kernel function, for programs written
