@@ -16,7 +16,6 @@ import errno
 import os
 import select
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -426,9 +425,8 @@ def signal_ready() -> None:
             os.close(int(fd))
         except OSError:
             pass
-    dccache = sys.modules.get("pytracekit.engine.dccache")
-    if dccache is not None:   # installed by __main__: attached, so done with it
-        dccache.done()
+    from . import dccache
+    dccache.done()   # attached: done with what __main__ installed (nothing if not)
 
 
 def announce(message: str) -> None:

@@ -700,6 +700,13 @@ class Symbolizer:
             self.unknown_frames += 1
         return frame
 
+    def kernel_name(self, address: int) -> str:
+        """The kernel symbol at `address` in BCC's form (name+0xOFFSET [module],
+        as show_offset and show_module ask), "" or BCC's "[unknown]" when none:
+        the name alone, without kernel()'s module fallback and frame."""
+        self._kernel_warmed()
+        return self._kernel_name(address)
+
     def _kernel_name(self, address: int) -> str:
         """From the symbol table; what it leaves (BPF programs, trampolines,
         a module loaded since) from BCC's read of kallsyms, made now."""
@@ -708,10 +715,7 @@ class Symbolizer:
             from bcc import BPF
             raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
             return raw.decode(errors="replace") if raw else ""
-        name, module, offset = found
-        if self.show_offset:   # BCC's form: name+0xOFFSET [module]
-            name = f"{name}+{offset:#x}"
-        return f"{name} [{module}]" if self.show_module else name
+        return self._label(*found)   # the table's module is never empty
 
     def user(self, address: int, pid: int) -> Frame:
         key = (pid, address)

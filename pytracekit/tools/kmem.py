@@ -75,9 +75,8 @@ class Kmem(BpfTool):
     # the slots' cumulative totals at the last clearing read: (call site, cache) ->
     # [hits, bytes requested, bytes allocated]
     slots_read: dict[tuple[int, int], list[int]] = field(default_factory=dict)
-    # the per-boot kernel symbol table (symbolize/kallsyms.py), read at the
-    # first call site named; False: none (not root, kptr_restrict)
-    kernel_table: Any = None
+    # names call sites as the stack tools name kernel frames (made at the first)
+    symbolizer: Any = None
 
     def _slot_totals(self) -> dict[tuple[int, int], list[int]]:
         """What the per-CPU slots (bpf/kmem.bpf.c) have counted since the start,
@@ -133,22 +132,17 @@ class Kmem(BpfTool):
         return sites
 
     def _names(self, call_site: int) -> tuple[str, str]:
-        """`function+0xOFFSET` and `function`, from the per-boot kernel symbol
-        table the stack tools use (BCC's own read of /proc/kallsyms took
-        ~85 ms of CPU at every run's end); what it leaves (a module loaded
-        since) from BCC's read; the address for both when none is found."""
-        if self.kernel_table is None:
-            from ..symbolize import kallsyms
-            self.kernel_table = kallsyms.load() or False
-        found = self.kernel_table.lookup(call_site) if self.kernel_table else None
-        if found is not None:
-            name, _module, offset = found
-            return f"{name}+{offset:#x}", name
-        raw = self.prog.bpf.ksym(call_site, show_offset=True)
-        if not raw or raw == b"[unknown]":
+        """`function+0xOFFSET` and `function`, named as the stack tools name
+        kernel frames (Symbolizer.kernel_name: the per-boot symbol table, BCC's
+        read of /proc/kallsyms, ~85 ms of CPU, only for what it leaves); the
+        address for both when none is found."""
+        if self.symbolizer is None:
+            from ..symbolize.symbols import Symbolizer
+            self.symbolizer = Symbolizer(show_offset=True)
+        name = self.symbolizer.kernel_name(call_site)
+        if not name or name == "[unknown]":
             return f"{call_site:#x}", f"{call_site:#x}"
-        function = raw.rpartition(b"+0x")[0] or raw
-        return raw.decode(errors="replace"), function.decode(errors="replace")
+        return name, name.rpartition("+0x")[0] or name
 
     def read_pages(self, clear: bool = False) -> list[PageAllocs]:
         return [PageAllocs(k.order, k.migratetype, k.gfp_flags, v.value)
