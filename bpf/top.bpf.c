@@ -11,14 +11,17 @@
  * switched in unseen, and `running` then names the unseen task's
  * predecessor. So a thread is charged the growth of its own CPU time (the
  * scheduler's sum_exec_runtime, up to date at the switch) since its previous
- * switch-out: exact however it was switched in. Only a thread's first
- * switch-out, and the idle task, are charged from `running`. */
+ * switch-out: exact however it was switched in. A thread forked while
+ * tracing is charged from its birth (its sum_exec_runtime starts at 0 then),
+ * so only a thread that was alive at attach has its first switch-out, and
+ * the idle task every switch-out, charged from `running`. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
 /* `-- COMMAND`: the command (from its exec on) and the processes it forks
  * are in `followed`, kept after they are freed, so user space can show the
  * command's processes only, the exited ones included. */
+#define PTK_CALLS_FOLLOW_FORK 1   /* our sched_process_fork probe calls it */
 #include "ptk_follow.h"
 
 #ifndef MAX_TASKS
@@ -30,9 +33,10 @@
 
 struct task_time {
     u64 ns;
-    u64 exec_ns;        /* sum_exec_runtime at its last switch-out (0: none seen) */
+    u64 exec_ns;        /* sum_exec_runtime at its last switch-out */
     u32 tgid;
-    u32 exited;
+    u16 exited;
+    u16 counted;        /* exec_ns is a base: a switch-out was seen, or it was born traced */
     char comm[TASK_COMM_LEN];
 };
 
@@ -66,9 +70,10 @@ PTK_INLINE void account(struct task_struct *task, u32 tid, u64 slice)
     if (tid) {
         u64 exec = 0;
         bpf_probe_read_kernel(&exec, sizeof(exec), &task->se.sum_exec_runtime);
-        if (entry->exec_ns && exec >= entry->exec_ns)
+        if (entry->counted && exec >= entry->exec_ns)
             delta = exec - entry->exec_ns;
         entry->exec_ns = exec;
+        entry->counted = 1;
     }
     __sync_fetch_and_add(&entry->ns, delta);
 }
@@ -92,6 +97,22 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     run->since = now;
     run->tid = next_tid;
     run->tgid = next_tgid;
+    return 0;
+}
+
+/* sched_process_fork(struct task_struct *parent, struct task_struct *child):
+ * the child has run for 0 ns, so its first switch-out is charged in full. */
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    struct task_struct *child = (struct task_struct *)ctx->args[1];
+    ptk_follow_fork(child);
+    struct task_time fresh = { .counted = 1 };
+    u32 tid = 0;
+    bpf_probe_read_kernel(&tid, sizeof(tid), &child->pid);
+    bpf_probe_read_kernel(&fresh.tgid, sizeof(fresh.tgid), &child->tgid);
+    bpf_probe_read_kernel_str(fresh.comm, sizeof(fresh.comm), child->comm);
+    if (times.insert(&tid, &fresh) != 0 && !times.lookup(&tid))
+        ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }
 

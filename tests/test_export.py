@@ -95,9 +95,11 @@ def test_prometheus_scrapes_offcpu_seconds_of_the_sleeping_workload(workload, tm
             go.write_text("go")
             assert child.wait(timeout=30) == 0
             expr = 'sum(pytracekit_offcpu_seconds_total{comm="workload"})'
-            value = prom.wait_value(expr, lambda v: v >= 0.3)
-            # off-CPU time also holds each wake-up's wait for a CPU: allow for a busy box
-            assert value is not None and 0.3 <= value < 0.5, value
+            # A sleep preempted between arming its timer and blocking is two off-CPU
+            # spans, and the first, short one is under min_us (2.2 ms seen beside
+            # another worker); off-CPU time also holds each wake-up's wait for a CPU
+            value = prom.wait_value(expr, lambda v: v >= 0.29)
+            assert value is not None and 0.29 <= value < 0.5, value
             assert prom.value('pytracekit_map_full_total{tool="offcputime"}') == 0
             out, err = tool.stop()
         assert tool.returncode == 0, err
