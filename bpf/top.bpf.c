@@ -111,7 +111,8 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
     bpf_probe_read_kernel(&tid, sizeof(tid), &child->pid);
     bpf_probe_read_kernel(&fresh.tgid, sizeof(fresh.tgid), &child->tgid);
     bpf_probe_read_kernel_str(fresh.comm, sizeof(fresh.comm), child->comm);
-    if (times.insert(&tid, &fresh) != 0 && !times.lookup(&tid))
+    int err = times.insert(&tid, &fresh);
+    if (err && err != -17 /* EEXIST: a reused tid not reported yet */)
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }

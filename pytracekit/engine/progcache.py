@@ -86,7 +86,7 @@ def key(text: str, cflags: list[str], usdt_text: bytes, bcc_version: str) -> str
     for flag in cflags:    # a file forced in with -include is part of the text
         if flag.endswith(".h") and os.path.isfile(flag):
             parts.append(Path(flag).read_text())
-    from ..kernel.headers import sha256
+    from ..digest import sha256
     digest = sha256("\n\0".join(parts).encode())
     digest.update(usdt_text)
     digest.update(text.encode())

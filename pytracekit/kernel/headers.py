@@ -21,16 +21,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import outfile
+from ..digest import sha256
 from ..errors import NotSupportedError, PytracekitError
 from . import btf as btfmod
 
-try:   # CPython's own SHA-256: hashlib loads OpenSSL, 5-15 ms at every start
-    from _sha2 import sha256   # Python 3.12+
-except ImportError:
-    try:
-        from _sha256 import sha256
-    except ImportError:
-        from hashlib import sha256
 
 # Typedefs our base linux/types.h defines; the per-program dump leaves them out.
 BASE_TYPEDEFS = (

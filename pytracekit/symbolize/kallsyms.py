@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import array
 import bisect
-import hashlib
 import os
 import re
 import struct
 from pathlib import Path
 from typing import Callable
+
+from ..digest import sha256
 
 MAGIC = b"pytracekit kallsyms 1\n"
 _HEADER = struct.Struct("<QQ")            # symbols, bytes of names
@@ -129,7 +130,7 @@ def cache_key() -> str | None:
             boot = f.read().strip()
     except OSError:
         return None
-    digest = hashlib.sha256(boot)
+    digest = sha256(boot)
     try:
         with open("/proc/modules", "rb") as f:
             for line in f:   # name, size, address: not the use counts, which move

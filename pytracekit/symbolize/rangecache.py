@@ -12,11 +12,12 @@ ownership rules (headers.read_trusted)."""
 from __future__ import annotations
 
 import array
-import hashlib
 import os
 import struct
 from pathlib import Path
 from typing import Any, Callable
+
+from ..digest import sha256
 
 FORMAT = b"pytracekit ranges 1\n"
 ENTRIES_KEPT = 512   # past it, the oldest written go (each a few to 200 KB)
@@ -28,7 +29,7 @@ def cache_key(image: Any, debug_candidates: Callable[[str], list]) -> str | None
     build_id = image.build_id() if image is not None else ""
     if not build_id:
         return None
-    digest = hashlib.sha256(FORMAT + build_id.encode())
+    digest = sha256(FORMAT + build_id.encode())
     digest.update(repr((len(image.data), [(s.name, s.offset, s.size) for s in image.sections]))
                   .encode())
     for candidate in debug_candidates(build_id):
