@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 import re
 
 import pytest
@@ -115,15 +116,25 @@ def test_names_match_bccs_on_this_kernel():
 
 @needs_root
 def test_bpf_programs_are_named_by_a_live_read(tmp_path, monkeypatch):
+    """A program of its own, held loaded: another test's may be unloaded between
+    reading /proc/kallsyms and the lookup."""
+    from pytracekit.kernel import bpfsys
     monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path))
-    text = _live_text()
-    found = re.search(rb"(?m)^([0-9a-f]{16}) t (bpf_prog_\w+)\t\[bpf\]$", text)
-    if not found:
-        pytest.skip("no BPF program is loaded on this machine")
-    address, name = int(found.group(1), 16), found.group(2).decode()
-    symbolizer = Symbolizer()
-    assert symbolizer.kernel(address + 4).name == name
-    assert symbolizer._kernel_table.lookup(address + 4) is None
+    _live_text()
+    exit_0 = struct.pack("<BBhi", 0xb7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+    fd, err, log = bpfsys.prog_load(1, b"ptk_kallsyms_t", exit_0, b"GPL", 0)  # a socket filter
+    assert fd >= 0, (err, log)
+    try:
+        text = _live_text()
+        found = re.search(rb"(?m)^([0-9a-f]{16}) t (bpf_prog_[0-9a-f]{16}_ptk_kallsyms_t)\t\[bpf\]$",
+                          text)
+        assert found, "a loaded program is not in /proc/kallsyms"
+        address, name = int(found.group(1), 16), found.group(2).decode()
+        symbolizer = Symbolizer()
+        assert symbolizer.kernel(address + 4).name == name
+        assert symbolizer._kernel_table.lookup(address + 4) is None
+    finally:
+        os.close(fd)
 
 
 @needs_root

@@ -61,6 +61,18 @@ def test_walk_and_reader_match_the_interpreter(blocked):
     assert "fuenf_函数" in names and {"main_inner", "main_outer"} <= names   # kind-2 str read
 
 
+def test_a_snapshots_python_files_find_what_the_maps_do(blocked):
+    """The Python check takes its candidates from the symbolizer's snapshot of
+    the maps (ProcessMaps.python_files) rather than reading them again."""
+    from pytracekit.symbolize.symbols import ProcessMaps
+    proc, _report = blocked
+    snap = ProcessMaps.snapshot(proc.pid)
+    assert snap.python_files and all("python" in path for path in snap.python_files)
+    from_maps, from_snapshot = runtime.find(proc.pid), runtime.find(proc.pid, snap.python_files)
+    assert from_snapshot is not None and from_snapshot == from_maps
+    assert runtime.find(proc.pid, {}) is None   # no python-named file mapped
+
+
 @pytest.mark.parametrize("block", [code.OBJECT_BLOCK, 40])
 def test_batched_reads_equal_single_reads(blocked, block, monkeypatch):
     # check_many reads a new stack's code objects together (heads, then the

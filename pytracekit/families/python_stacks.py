@@ -123,7 +123,7 @@ class PythonFrames:
         own at its next event (no exec can come between for a stopped one; an
         entry left from before its exec, the held child's, has the old mm)."""
         try:
-            proc = self._find(pid)
+            proc = self._find(pid, None)
             if proc:
                 self._register(proc, adopt=True)
                 # a re-check due from before its exec would register it again,
@@ -156,14 +156,17 @@ class PythonFrames:
 
     def _check(self, pid: int, attempt: int) -> None:
         pages = vm_pages_of(pid)
+        snap = self._current_snapshot(pid, pages)
         if attempt and pages == self.vm_pages.get(pid):
             proc = None   # nothing mapped since the last look: no libpython yet
-        elif self._snapshot_without_python(pid, pages):
+        elif snap is not None and not snap.python_files:
+            # most of a system-wide tool's new processes: no file an interpreter
+            # could be in, and the maps are not read again
             self.vm_pages[pid] = pages
             proc = None
         else:
             self.vm_pages[pid] = pages
-            proc = self._find(pid)
+            proc = self._find(pid, snap.python_files if snap is not None else None)
             if proc is False:
                 return
         if proc is not None:
@@ -176,21 +179,18 @@ class PythonFrames:
             self.vm_pages.pop(pid, None)
             self._set_state(pid, PY_NOT_PYTHON)
 
-    def _snapshot_without_python(self, pid: int, pages: int) -> bool:
-        """The tool's snapshot of pid, taken at this address space size, maps no
-        file an interpreter could be in: its maps are not read again (most of
-        a system-wide tool's new processes are not Python)."""
-        from ..symbolize.python.runtime import python_named
+    def _current_snapshot(self, pid: int, pages: int) -> Any:
+        """The tool's snapshot of pid if it was taken at this address space size
+        (symbols.ProcessMaps), else None."""
         snap = self.snapshots.processes.get(pid) if self.snapshots is not None else None
-        return snap is not None and pages != -1 and snap.vm_pages == pages and \
-            not any(python_named(m.path) for m in snap.mappings)
+        return snap if snap is not None and pages != -1 and snap.vm_pages == pages else None
 
-    def _find(self, pid: int) -> PyProcess | None | bool:
+    def _find(self, pid: int, mapped: dict[str, int] | None) -> PyProcess | None | bool:
         """The process's runtime, None (none mapped yet) or False (done: not one
-        we can read, or gone)."""
+        we can read, or gone). `mapped`: see runtime.find."""
         from ..symbolize.python.runtime import Unsupported, find, unsupported_line
         try:
-            return find(pid)
+            return find(pid, mapped)
         except Unsupported as exc:
             line = unsupported_line(pid, str(exc))
             if str(exc) not in self.unsupported:      # once per kind of interpreter

@@ -168,6 +168,9 @@ class ProcessMaps:
     exe_inode: int = 0
     uid: int | None = None     # effective uid: who may own its perf map
     vm_pages: int = -1         # its address space's size when read (vm_pages_of)
+    # path -> start of its offset-0 mapping, for files whose name says python:
+    # the Python check's candidates (python/runtime.py), without reading the maps again
+    python_files: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def snapshot(cls, pid: int) -> "ProcessMaps | None":
@@ -180,15 +183,20 @@ class ProcessMaps:
             return None
         uid = process_uid(pid)
         maps = []
+        python_files: dict[str, int] = {}
         for line in lines:
             parts = line.split(None, 5)
-            if len(parts) < 5 or "x" not in parts[1]:
+            if len(parts) < 5:
+                continue
+            path = parts[5] if len(parts) > 5 else ""
+            if "python" in path and path not in python_files and int(parts[2], 16) == 0:
+                python_files[path] = int(parts[0].split("-")[0], 16)
+            if "x" not in parts[1]:
                 continue
             lo, hi = (int(x, 16) for x in parts[0].split("-"))
-            path = parts[5] if len(parts) > 5 else ""
             maps.append(Mapping(lo, hi, int(parts[2], 16), path))
         maps.sort(key=lambda m: m.start)
-        return cls(pid, maps, [m.start for m in maps], inode, uid, vm_pages)
+        return cls(pid, maps, [m.start for m in maps], inode, uid, vm_pages, python_files)
 
     def find(self, address: int) -> Mapping | None:
         i = bisect.bisect_right(self.starts, address) - 1
@@ -205,14 +213,15 @@ class ProcessMaps:
 
 
 def process_uid(pid: int) -> int | None:
-    """The effective uid of a live process (None once it is gone)."""
+    """Who may own the process's perf map: the owner of /proc/PID, which is its
+    effective uid, or root when it is not dumpable (a setuid program: then
+    only root's file is read). None once it is gone. One stat: `status` is a
+    2 KB text to make and parse, and a system-wide profiler asks this of every
+    process it samples."""
     try:
-        for line in read_proc(f"/proc/{pid}/status").split(b"\n"):
-            if line.startswith(b"Uid:"):
-                return int(line.split()[2])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
 
 
 def open_perf_map(path: str, uid: int | None) -> int | None:

@@ -69,24 +69,19 @@ def _file_facts(path: str, _mtime_ns: int) -> Optional[_FileFacts]:
     return _FileFacts(min(v for _, v, _ in img.segments), syms, ver)
 
 
-def python_named(path: str) -> bool:
-    """A file a CPython interpreter could be in, by its name (python3.11, libpython3.11.so.1.0)."""
-    return _NAME.search(path) is not None
-
-
-def _candidates(pid: int) -> list[tuple[str, int, re.Match]]:
-    """(path, start of its offset-0 mapping, name match) of python-looking files."""
-    from ..symbols import read_proc
-    seen: dict[str, tuple[int, re.Match]] = {}
-    for line in read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines():
-        parts = line.split(maxsplit=5)
-        if len(parts) < 6 or int(parts[2], 16) != 0:
-            continue
-        path = parts[5].strip()
-        m = _NAME.search(path)
-        if m and path not in seen:
-            seen[path] = (int(parts[0].split("-")[0], 16), m)
-    return [(p, start, m) for p, (start, m) in seen.items()]
+def _candidates(pid: int, mapped: dict[str, int] | None = None
+                ) -> list[tuple[str, int, re.Match]]:
+    """(path, start of its offset-0 mapping, name match) of python-looking files,
+    from `mapped` (path -> that start, read from the maps just now) or the maps."""
+    if mapped is None:
+        from ..symbols import read_proc
+        mapped = {}
+        for line in read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines():
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and int(parts[2], 16) == 0:
+                mapped.setdefault(parts[5].strip(), int(parts[0].split("-")[0], 16))
+    return [(path, start, m) for path, start in mapped.items()
+            if (m := _NAME.search(path)) is not None]
 
 
 def _in_data_of(pid: int, address: int, path: str) -> bool:
@@ -167,11 +162,13 @@ def _check_debug_offsets(pid: int, runtime: int, layout: pl.PyLayout) -> None:
                               f"{getattr(layout, field)}: a different build)")
 
 
-def find(pid: int) -> Optional[PyProcess]:
+def find(pid: int, mapped: dict[str, int] | None = None) -> Optional[PyProcess]:
     """The process's CPython runtime, None when it maps no interpreter (yet:
     ld.so may not have mapped libpython). Raises Unsupported for a CPython we
-    cannot walk, with the reason; OSError when the process is gone."""
-    for path, start, m in _candidates(pid):
+    cannot walk, with the reason; OSError when the process is gone. `mapped`:
+    the offset-0 starts of its python-named files, from a snapshot of its maps
+    still current (symbols.ProcessMaps.python_files); else the maps are read."""
+    for path, start, m in _candidates(pid, mapped):
         version = (int(m[1]), int(m[2]))
         flags = m[3]
         try:
