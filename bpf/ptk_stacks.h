@@ -122,6 +122,16 @@ PTK_INLINE int ptk_current_stack(struct ptk_stack_key *key, void *ctx)
     key->pid = id >> 32;
     key->tid = (u32)id;
     bpf_get_current_comm(&key->comm, sizeof(key->comm));
+    /* the kernel stack first: the verifier walks its hash loop once, not once
+     * for each way the user stack's branches below can end */
+#if KSTACK_HASH
+    key->kernel_stack_id = PTK_NO_STACK;
+    if (KERNEL_STACKS)
+        ptk_kernel_stack(key, ctx);
+#else
+    key->kernel_stack_id = KERNEL_STACKS ?
+        ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : PTK_NO_STACK;
+#endif
 #if CFI_UNWIND   /* ptk_unwind.h, pasted before this file */
     int unwound = USER_STACKS && key->pid ? ptk_unwind_user(key) : 0;
     if (!unwound && USER_STACKS && key->pid) {
@@ -133,14 +143,6 @@ PTK_INLINE int ptk_current_stack(struct ptk_stack_key *key, void *ctx)
 #else
     key->user_stack_id = USER_STACKS && key->pid ?
         ptk_checked_stack_id(stack_traces.get_stackid(ctx, BPF_F_USER_STACK)) : PTK_NO_STACK;
-#endif
-#if KSTACK_HASH
-    key->kernel_stack_id = PTK_NO_STACK;
-    if (KERNEL_STACKS)
-        ptk_kernel_stack(key, ctx);
-#else
-    key->kernel_stack_id = KERNEL_STACKS ?
-        ptk_checked_stack_id(stack_traces.get_stackid(ctx, 0)) : PTK_NO_STACK;
 #endif
     ptk_save_leaf(key->user_stack_id);
     ptk_announce(key->pid);
