@@ -42,10 +42,7 @@ PTK_INLINE u64 ptk_kernel_stack_hash(void *ctx, s32 *stack_id)
         *stack_id = n ? ptk_checked_stack_id(n) : -14;
         return 0;
     }
-    u64 hash = 0xcbf29ce484222325ULL;
-#pragma clang loop unroll(disable)
-    for (int i = 0; i < PTK_KSTACK_DEPTH; i++)
-        hash = ptk_mix(hash, ks->ips[i]);
+    u64 hash = ptk_hash_words(0xcbf29ce484222325ULL, ks->ips, PTK_KSTACK_DEPTH);
     ks->len = n / sizeof(u64);
     ks->pad = 0;
     hash = ptk_mix(hash, ks->len);

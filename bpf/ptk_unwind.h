@@ -520,10 +520,7 @@ PTK_INLINE int ptk_fallback_user(struct ptk_stack_key *key, void *ctx)
         ptk_count_loss(PTK_STACK_ERRORS);
         return -1;
     }
-    u64 hash = 0x84222325cbf29ce4ULL;
-#pragma clang loop unroll(disable)
-    for (int i = 0; i < PTK_MAX_FRAMES; i++)
-        hash = ptk_mix(hash, st->frames[i]);
+    u64 hash = ptk_hash_words(0x84222325cbf29ce4ULL, st->frames, PTK_MAX_FRAMES);
     st->len = n / sizeof(u64);
     st->flags = PTK_USTACK_FALLBACK;
     st->pad = 0;

@@ -109,11 +109,8 @@ PTK_INLINE u64 ptk_fp_user_stack(void *ctx, s32 *stack_id)
         *stack_id = n ? ptk_checked_stack_id(n) : -14;
         return 0;
     }
-    u64 hash = 0x2325cbf29ce48422ULL;
-    u64 *words = (u64 *)st->frames;
-#pragma clang loop unroll(disable)
-    for (int i = 0; i < sizeof(st->frames) / sizeof(u64); i++)
-        hash = ptk_mix(hash, words[i]);
+    u64 hash = ptk_hash_words(0x2325cbf29ce48422ULL, (const u64 *)st->frames,
+                              sizeof(st->frames) / sizeof(u64));
     st->len = n / sizeof(ptk_fp_frame);
     st->pad = 0;
     hash = ptk_mix(hash, st->len);

@@ -276,6 +276,21 @@ PTK_INLINE u64 ptk_mix(u64 h, u64 v)
     return h ^ (h >> 31);
 }
 
+/* The first n words of a stack buffer (n a constant) hashed two at a step:
+ * each folded in by xor and multiply (a bijection of the hash, so stacks that
+ * differ in one word never collide), mixed once a step. Half ptk_mix's
+ * instructions a word, for the verifier too: it walks every step. */
+PTK_INLINE u64 ptk_hash_words(u64 h, const u64 *words, const int n)
+{
+#pragma clang loop unroll(disable)
+    for (int i = 0; i + 1 < n; i += 2) {
+        h = (h ^ words[i]) * 0x9e3779b97f4a7c15ULL;
+        h = (h ^ words[i + 1]) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 31;
+    }
+    return n & 1 ? ptk_mix(h, words[n - 1]) : h;
+}
+
 /* Stack ids below 0 are errors; -EFAULT means "no stack of this kind"
  * (a kernel thread has no user stack), which is not a loss. */
 PTK_INLINE s32 ptk_checked_stack_id(s32 id)
