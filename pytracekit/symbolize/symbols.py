@@ -53,6 +53,13 @@ DEAD_PROCESSES_KEPT = 1024            # exited processes whose maps are kept
 SWEEP_EVERY = 64                      # new pids between looks for exited ones
 RESNAPSHOT_S = 1.0                    # a live pid's maps re-read at most this often
 PERF_MAP_RECHECK_S = 0.2              # a pid's perf map looked at again at most this often
+# BCC reads /proc/kallsyms once per process and names an address loaded since
+# (another tool's BPF program) by the symbol below it, far below: such a name
+# has an offset past any function's size. Then BCC reads it again, at most
+# this often (a read costs tens of ms).
+STALE_KERNEL_OFFSET = 1 << 20
+BCC_KALLSYMS_REREAD_S = 10.0
+_bcc_kallsyms_reread_at = [float("-inf")]   # BCC's kernel symbols are per process
 
 
 class Lru:
@@ -721,10 +728,28 @@ class Symbolizer:
         a module loaded since) from BCC's read of kallsyms, made now."""
         found = self._kernel_table.lookup(address) if self._kernel_table else None
         if found is None:
-            from bcc import BPF
-            raw = BPF.ksym(address, show_module=self.show_module, show_offset=self.show_offset)
-            return raw.decode(errors="replace") if raw else ""
+            return self._bcc_kernel_name(address)
         return self._label(*found)   # the table's module is never empty
+
+    def _bcc_kernel_name(self, address: int) -> str:
+        """BCC's name for a kernel address, "" when it has none, or only a stale
+        one (STALE_KERNEL_OFFSET) even after reading kallsyms again."""
+        import re
+        from bcc import BPF
+        for again in (False, True):
+            raw = BPF.ksym(address, show_module=self.show_module, show_offset=True)
+            text = raw.decode(errors="replace") if raw else ""
+            offset = re.search(r"\+0x([0-9a-f]+)(?= \[|$)", text)
+            if offset is None or int(offset[1], 16) < STALE_KERNEL_OFFSET:
+                break
+            now = time.monotonic()
+            if again or now - _bcc_kallsyms_reread_at[0] < BCC_KALLSYMS_REREAD_S:
+                return ""
+            _bcc_kallsyms_reread_at[0] = now
+            BPF._sym_caches.pop(-1, None)   # pylint: disable=protected-access  # BCC's kernel cache
+        if offset is not None and not self.show_offset:
+            text = text[:offset.start()] + text[offset.end():]
+        return text
 
     def user(self, address: int, pid: int) -> Frame:
         key = (pid, address)
