@@ -156,6 +156,9 @@ class PythonFrames:
 
     def _check(self, pid: int, attempt: int) -> None:
         pages = vm_pages_of(pid)
+        if pages == -1:   # gone (or its statm unreadable): nothing to look for
+            self.vm_pages.pop(pid, None)
+            return
         snap = self._current_snapshot(pid, pages)
         if attempt and pages == self.vm_pages.get(pid):
             proc = None   # nothing mapped since the last look: no libpython yet

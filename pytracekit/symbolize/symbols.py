@@ -122,6 +122,12 @@ def read_proc(path: str, limit: int = 1 << 24) -> bytes:
     """A /proc file's contents (up to `limit` bytes) with bare open/read/close:
     Python's open() adds an fstat, an ioctl and an lseek to each, and a
     system-wide profiler reads several of these per new process."""
+    return read_proc_and_owner(path, limit)[0]
+
+
+def read_proc_and_owner(path: str, limit: int = 1 << 24) -> tuple[bytes, int]:
+    """read_proc, and the file's owner: a /proc/PID file is owned as /proc/PID
+    is (process_uid), and fstat costs no lookup of the path again."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         chunks = []
@@ -132,7 +138,7 @@ def read_proc(path: str, limit: int = 1 << 24) -> bytes:
                 break
             chunks.append(chunk)
             size += len(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), os.fstat(fd).st_uid
     finally:
         os.close(fd)
 
@@ -184,11 +190,11 @@ class ProcessMaps:
         vm_pages = vm_pages_of(pid)   # before the maps: a change in between shows next time
         try:
             # surrogateescape: a non-UTF-8 path stays the path it names
-            lines = read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines()
+            raw, uid = read_proc_and_owner(f"/proc/{pid}/maps")
+            lines = raw.decode(errors="surrogateescape").splitlines()
             inode = os.stat(f"/proc/{pid}/exe").st_ino
         except OSError:
             return None
-        uid = process_uid(pid)
         maps = []
         python_files: dict[str, int] = {}
         for line in lines:
