@@ -14,7 +14,8 @@
  * switch-out: exact however it was switched in. A thread forked while
  * tracing is charged from its birth (its sum_exec_runtime starts at 0 then),
  * so only a thread that was alive at attach has its first switch-out, and
- * the idle task every switch-out, charged from `running`. */
+ * the idle task every switch-out, charged from `running`. At its exit a
+ * thread is charged its sum to then, as its last switch-out may go unseen. */
 #include "vmlinux.h"
 #include "pytracekit.h"
 
@@ -36,7 +37,8 @@ struct task_time {
     u64 exec_ns;        /* sum_exec_runtime at its last switch-out */
     u32 tgid;
     u16 exited;
-    u16 counted;        /* exec_ns is a base: a switch-out was seen, or it was born traced */
+    u8 counted;         /* exec_ns is a base: a switch-out was seen, or it was born traced */
+    u8 born;            /* forked while tracing: all its time is in ns (none before) */
     char comm[TASK_COMM_LEN];
 };
 
@@ -106,7 +108,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 {
     struct task_struct *child = (struct task_struct *)ctx->args[1];
     ptk_follow_fork(child);
-    struct task_time fresh = { .counted = 1 };
+    struct task_time fresh = { .counted = 1, .born = 1 };
     u32 tid = 0;
     bpf_probe_read_kernel(&tid, sizeof(tid), &child->pid);
     bpf_probe_read_kernel(&fresh.tgid, sizeof(fresh.tgid), &child->tgid);
@@ -131,7 +133,19 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
             ptk_count_loss(PTK_MAP_FULL);
         entry = times.lookup(&tid);
     }
-    if (entry)
+    if (entry) {
+        /* its time to now, from the scheduler's sum (up to a tick behind): not
+         * left to a last switch-out that may go unseen, with `running` still
+         * naming the dead task (user space adds no slice in progress to an
+         * exited one); that switch-out adds the rest */
+        struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+        u64 exec = 0;
+        bpf_probe_read_kernel(&exec, sizeof(exec), &task->se.sum_exec_runtime);
+        if (entry->counted && exec >= entry->exec_ns) {
+            __sync_fetch_and_add(&entry->ns, exec - entry->exec_ns);
+            entry->exec_ns = exec;
+        }
         entry->exited = 1;
+    }
     return PTK_TP_PASS;
 }

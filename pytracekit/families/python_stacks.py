@@ -141,8 +141,10 @@ class PythonFrames:
                 old = self.readers.pop(pid, None)
                 if old:
                     old.close()
-                self.due = [d for d in self.due if d[1] != pid]   # the old program's checks
-                self._check(pid, 0)
+                # the old program's checks out; the first check at this poll's end,
+                # after the other rings' callbacks: the tool's snapshot of the process,
+                # taken on its announcement, then answers it without a read of its maps
+                self.due = [(0.0, pid, 0)] + [d for d in self.due if d[1] != pid]
             elif kind == PY_EVENT_STACK and stack_id not in self.stacks:
                 stored = self._stored(stack_id)
                 if stored is not None:          # else: tried again when read

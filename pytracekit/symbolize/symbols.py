@@ -406,6 +406,11 @@ class UserSymbols:
             self._rechecked.discard(pid)
             self._resnapshot.pop(pid, None)
 
+    def alive(self, pid: int) -> bool:
+        """Is pid still there? Its size (vm_pages_of) is read at most once per
+        VM_PAGES_FRESH_S, so right after its snapshot this is no lookup in /proc."""
+        return vm_pages_of(pid) != -1
+
     def maps_changed(self, pid: int) -> bool:
         """Might pid's mappings differ from its snapshot? Its address space's size
         is compared (reading all its maps again costs far more); False when gone."""

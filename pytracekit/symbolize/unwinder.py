@@ -39,7 +39,6 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .symbols import vm_pages_of
 from .unwind_space import RowSpace
 from .unwind_table import ROW, UnwindTable, cached_rows_file
 
@@ -524,9 +523,8 @@ class Unwinder:
 
     def _load(self, pid: int) -> bool:
         snap = self.users.processes.get(pid)
-        # (an exited process's entry would only be left behind; its size was
-        # read with its snapshot, just now: no other lookup in /proc)
-        if snap is None or not snap.mappings or vm_pages_of(pid) == -1:
+        # (an exited process's entry would only be left behind)
+        if snap is None or not snap.mappings or not self.users.alive(pid):
             return False
         self.loading = set()   # its modules keep their ids while it is loaded
         modules = {m.path: self._module_for(m.path, pid) for m in snap.mappings
