@@ -1,12 +1,13 @@
 """cprofile: windows of pprof pushed to a local /ingest receiver or written to a
 rotating directory, against the spinning and sleeping workloads."""
+import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import Tool, pytracekit, pytracekit_probes_left
+from conftest import Tool, pytracekit, pytracekit_probes_left, wait_until
 from fleet_helpers import IngestReceiver, free_port
 from schema_check import validate_lines
 from pytracekit.model import Frame, Sample, StackProfile
@@ -185,6 +186,11 @@ def test_rotating_dir_writes_atomically_and_prunes_per_kind(tmp_path):
         p.name for p in rot.files("cpu") + rot.files("offcpu"))
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 @pytest.mark.root
 def test_a_map_reset_starts_the_windows_over_without_negative_deltas(workload):
     import time
@@ -196,8 +202,13 @@ def test_a_map_reset_starts_the_windows_over_without_negative_deltas(workload):
             stream.session.target.release()
             time.sleep(0.6)
             first, _ = stream.cut(time.time())
+            # stopped while the maps are emptied: else a sample of the spinner can
+            # land between the reset and the look at the map (seen in CI)
+            os.kill(child.pid, signal.SIGSTOP)
+            assert wait_until(lambda: _state(child.pid) == "T")
             stream.reset()
             assert len(stream.session.prog["counts"]) == 0 and stream.windower.seen == {}
+            os.kill(child.pid, signal.SIGCONT)
             time.sleep(0.6)
             second, _ = stream.cut(time.time())
             cumulative = stream.session.read()
