@@ -64,10 +64,11 @@ def test_walk_and_reader_match_the_interpreter(blocked):
 def test_a_snapshots_python_files_find_what_the_maps_do(blocked):
     """The Python check takes its candidates from the symbolizer's snapshot of
     the maps (ProcessMaps.python_files) rather than reading them again."""
-    from pytracekit.symbolize.symbols import ProcessMaps
+    from pytracekit.symbolize.symbols import ProcessMaps, python_files_of
     proc, _report = blocked
     snap = ProcessMaps.snapshot(proc.pid)
     assert snap.python_files and all("python" in path for path in snap.python_files)
+    assert python_files_of(proc.pid) == snap.python_files   # find's read without one
     from_maps, from_snapshot = runtime.find(proc.pid), runtime.find(proc.pid, snap.python_files)
     assert from_snapshot is not None and from_snapshot == from_maps
     assert runtime.find(proc.pid, {}) is None   # no python-named file mapped

@@ -122,7 +122,11 @@ def read_proc(path: str, limit: int = 1 << 24) -> bytes:
     """A /proc file's contents (up to `limit` bytes) with bare open/read/close:
     Python's open() adds an fstat, an ioctl and an lseek to each, and a
     system-wide profiler reads several of these per new process."""
-    return read_proc_and_owner(path, limit)[0]
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return _read_all(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def read_proc_and_owner(path: str, limit: int = 1 << 24) -> tuple[bytes, int]:
@@ -130,17 +134,21 @@ def read_proc_and_owner(path: str, limit: int = 1 << 24) -> tuple[bytes, int]:
     is (process_uid), and fstat costs no lookup of the path again."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        size = 0
-        while size < limit:
-            chunk = os.read(fd, min(65536, limit - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks), os.fstat(fd).st_uid
+        return _read_all(fd, limit), os.fstat(fd).st_uid
     finally:
         os.close(fd)
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while size < limit:
+        chunk = os.read(fd, min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 # A process's address-space size is read at most once per VM_PAGES_FRESH_S: a
@@ -202,7 +210,7 @@ class ProcessMaps:
             if len(parts) < 5:
                 continue
             path = parts[5] if len(parts) > 5 else ""
-            if "python" in path and path not in python_files and int(parts[2], 16) == 0:
+            if _python_file_start(path, parts[2]) and path not in python_files:
                 python_files[path] = int(parts[0].split("-")[0], 16)
             if "x" not in parts[1]:
                 continue
@@ -223,6 +231,22 @@ class ProcessMaps:
             return os.stat(f"/proc/{self.pid}/exe").st_ino != self.exe_inode
         except OSError:
             return False
+
+
+def _python_file_start(path: str, offset: str) -> bool:
+    """A maps line (its path and hex offset) that ProcessMaps.python_files keeps:
+    the offset-0 mapping of a file whose name says python."""
+    return "python" in path and int(offset, 16) == 0
+
+
+def python_files_of(pid: int) -> dict[str, int]:
+    """ProcessMaps.python_files, read from the maps now (OSError when gone)."""
+    found: dict[str, int] = {}
+    for line in read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and _python_file_start(parts[5], parts[2]):
+            found.setdefault(parts[5], int(parts[0].split("-")[0], 16))
+    return found
 
 
 def process_uid(pid: int) -> int | None:

@@ -88,10 +88,9 @@ class CpuSession(ProgramSession):
             if run.since and now > run.since:
                 in_progress[run.tid] = in_progress.get(run.tid, 0) + now - run.since
                 owners[run.tid] = run.tgid
-        items = times.items()
-        entries = [TaskTime(k.value, v.tgid, cstr(v.comm), v.ns, bool(v.exited))
-                   for k, v in items]
-        for k, v in items:
+        entries = []
+        for k, v in times.items():
+            entries.append(TaskTime(k.value, v.tgid, cstr(v.comm), v.ns, bool(v.exited)))
             if v.born:   # forked while tracing: none of its time is from before
                 self.before.setdefault(k.value, 0)
             if v.exited:   # its time is in ns; `running` may name it after its death

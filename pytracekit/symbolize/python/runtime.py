@@ -74,12 +74,8 @@ def _candidates(pid: int, mapped: dict[str, int] | None = None
     """(path, start of its offset-0 mapping, name match) of python-looking files,
     from `mapped` (path -> that start, read from the maps just now) or the maps."""
     if mapped is None:
-        from ..symbols import read_proc
-        mapped = {}
-        for line in read_proc(f"/proc/{pid}/maps").decode(errors="surrogateescape").splitlines():
-            parts = line.split(maxsplit=5)
-            if len(parts) == 6 and int(parts[2], 16) == 0:
-                mapped.setdefault(parts[5].strip(), int(parts[0].split("-")[0], 16))
+        from ..symbols import python_files_of
+        mapped = python_files_of(pid)
     return [(path, start, m) for path, start in mapped.items()
             if (m := _NAME.search(path)) is not None]
 
