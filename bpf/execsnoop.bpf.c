@@ -181,7 +181,7 @@ PTK_INLINE int exit_exec(long ret)
             e->truncated |= 1;
             goto done;
         }
-        long n = ptk_probe_read_user_str(&e->args[off], ARG_BYTES, arg);
+        long n = bpf_probe_read_user_str(&e->args[off], ARG_BYTES, arg);
         if (n <= 0) {
             e->truncated |= UNREADABLE_ARGS;
             ptk_count_loss(PTK_UNREADABLE_STRINGS);

@@ -150,13 +150,19 @@ PTK_INLINE void ptk_count_loss(u32 slot)
  * as (null), not counted. A read of "" leaves "\0\0". */
 #define PTK_STR_UNREADABLE 0xff
 #define PTK_STR_NULL 0xfe
-/* bpf_probe_read_user_str under a name of its own, declared as BCC declares it:
- * the same instructions (execsnoop, trace, funccount and bashreadline compiled
- * byte for byte alike), but BCC's front end spends 60-140 ms of CPU on any
- * program that names bpf_probe_read_user_str, called or not, and every program
- * includes this file. */
+/* bpf_probe_read_user and _str under names of their own, declared as BCC
+ * declares them: the same helpers and instructions. BCC's front end looks every
+ * call by those names up in /proc/kallsyms (a fallback for kernels before 5.5)
+ * and rebuilds a table of all ~120,000 kernel symbols for each: 60-140 ms of
+ * CPU per call site, nine in profile's program. The macros keep the helpers'
+ * names readable in the programs while BCC sees others; every program includes
+ * this file first. */
+static int (*ptk_probe_read_user)(void *dst, u32 size, const void *src) =
+    (void *)BPF_FUNC_probe_read_user;
 static int (*ptk_probe_read_user_str)(void *dst, u32 size, const void *src) =
     (void *)BPF_FUNC_probe_read_user_str;
+#define bpf_probe_read_user ptk_probe_read_user
+#define bpf_probe_read_user_str ptk_probe_read_user_str
 PTK_INLINE long ptk_read_user_str(char *dst, u32 size, const void *src)
 {
     if (!src) {

@@ -152,16 +152,3 @@ def test_failed_exec_with_an_unreadable_argument(workload, tmp_path):
     events = [o for o in objects if o["type"] == "event" and o["ret"] == -13]
     assert [(e["filename"], e["args"]) for e in events] == [(target, [None])] * 2
     assert objects[-1]["unreadable_strings"] == 2
-
-
-def test_no_bpf_source_calls_bpf_probe_read_user_str_by_name():
-    """BCC spends 60-140 ms of CPU compiling a program that names
-    bpf_probe_read_user_str (execsnoop's failed-exec arguments did): the same
-    helper is called as ptk_probe_read_user_str (bpf/pytracekit.h). Comments
-    may name it."""
-    named = []
-    for path in sorted((Path(__file__).parent.parent / "bpf").glob("*.[ch]")):
-        code = re.sub(r"/\*.*?\*/|//[^\n]*", "", path.read_text(), flags=re.S)
-        if re.search(r"\bbpf_probe_read_user_str\b", code):
-            named.append(path.name)
-    assert named == []
