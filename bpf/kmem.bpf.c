@@ -19,9 +19,20 @@
  * multiplies by the hits. kmalloc and cache allocations have slot arrays of
  * their own: a program never runs nested in itself on one CPU (the kernel
  * skips it), so no slot is written by two programs at once. Frees are
- * per-CPU counters too. */
+ * per-CPU counters too.
+ *
+ * SLAB and PAGES say which report is asked for: only its probes are compiled
+ * (BCC attaches every RAW_TRACEPOINT_PROBE it finds), so a report pays for no
+ * event it does not show. */
 #include "vmlinux.h"
 #include "pytracekit.h"
+
+#ifndef SLAB
+#define SLAB 1
+#endif
+#ifndef PAGES
+#define PAGES 1
+#endif
 
 struct site_key {
     u64 call_site;
@@ -68,6 +79,7 @@ PTK_INLINE struct site_stats *site_in_map(struct site_key *key, struct site_stat
     return st;
 }
 
+#if SLAB
 /* kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node) */
 RAW_TRACEPOINT_PROBE(kmalloc)
 {
@@ -154,7 +166,9 @@ PTK_INLINE int count_free(u32 slot, u64 ptr)
 /* kfree(call_site, ptr); kmem_cache_free(call_site, ptr, s) */
 RAW_TRACEPOINT_PROBE(kfree) { return count_free(0, ctx->args[1]); }
 RAW_TRACEPOINT_PROBE(kmem_cache_free) { return count_free(1, ctx->args[1]); }
+#endif /* SLAB */
 
+#if PAGES
 /* mm_page_alloc(struct page *page, unsigned int order, gfp_t gfp_flags, int migratetype) */
 RAW_TRACEPOINT_PROBE(mm_page_alloc)
 {
@@ -171,3 +185,4 @@ RAW_TRACEPOINT_PROBE(mm_page_alloc)
         ptk_count_loss(PTK_MAP_FULL);
     return 0;
 }
+#endif /* PAGES */

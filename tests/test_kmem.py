@@ -152,3 +152,33 @@ def test_kmem_interval_text_tables_add_up(workload):
     hits = [int(l.split("|")[3]) for t in tables for l in t if l.startswith(" alloc_empty_file+")]
     assert sum(hits) == 8 and len(hits) >= 2
     assert all(sum(l.startswith("SUMMARY (SLAB") for l in t) == 1 for t in tables)
+
+
+def attached_tracepoints(pid: int) -> list[str]:
+    """The raw tracepoints process `pid`'s BPF links are attached to."""
+    names = []
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                names += re.findall(r"^tp_name:\s*(\S+)", f.read(), re.M)
+        except OSError:     # closed meanwhile
+            pass
+    return sorted(names)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("args, events", [
+    ([], ["kfree", "kmalloc", "kmem_cache_alloc", "kmem_cache_free"]),
+    (["--page"], ["mm_page_alloc"]),
+    (["--slab", "--page"], ["kfree", "kmalloc", "kmem_cache_alloc", "kmem_cache_free",
+                            "mm_page_alloc"]),
+])
+def test_each_report_pays_only_for_its_own_events(args, events):
+    """The slab report does not trace page allocations, nor the page report slab
+    ones: each costs every traced allocation its probe."""
+    with Tool("kmem", *args) as tool:
+        assert attached_tracepoints(tool.proc.pid) == events
+        out, err = tool.stop()
+    assert tool.returncode == 0, err
+    assert ("SUMMARY (SLAB allocator)" in out) == (not args or "--slab" in args)
+    assert ("SUMMARY (page allocator)" in out) == ("--page" in args)

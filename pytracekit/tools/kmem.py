@@ -163,10 +163,15 @@ class Kmem(BpfTool):
         return self.read_sites(), self.read_pages()
 
 
-def start(*, pid: int = 0, **_: Any) -> Kmem:
-    require_tracepoints("kmem", "kmem:kmalloc", "kmem:kmem_cache_alloc", "kmem:kfree",
-                        "kmem:kmem_cache_free", "kmem:mm_page_alloc")
-    return Kmem(Program.from_file("kmem", defines={"FILTER_PID": pid or 0}))
+SLAB_EVENTS = ("kmem:kmalloc", "kmem:kmem_cache_alloc", "kmem:kfree", "kmem:kmem_cache_free")
+PAGE_EVENTS = ("kmem:mm_page_alloc",)
+
+
+def start(*, pid: int = 0, slab: bool = True, page: bool = True, **_: Any) -> Kmem:
+    """Only the probes of the reports asked for are attached."""
+    require_tracepoints("kmem", *(SLAB_EVENTS if slab else ()), *(PAGE_EVENTS if page else ()))
+    return Kmem(Program.from_file("kmem", defines={"FILTER_PID": pid or 0, "SLAB": slab,
+                                                   "PAGES": page}))
 
 
 def render_slab(sites: list[CallSite], frees: int, sort: str = "bytes",
@@ -224,7 +229,7 @@ def command(pid, slab, page, sort, limit, duration, interval, out, command):
     cmd = command_only(command, "kmem")
     slab = slab or not page
     target = Target.from_options(pid, cmd)
-    with attached(target, lambda: start(pid=target.pid),
+    with attached(target, lambda: start(pid=target.pid, slab=slab, page=page),
                   "Tracing kernel allocations... Hit Ctrl-C to end.") as tool:
         def print_table(stamp: dict[str, Any]) -> None:
             """The allocations since the last table (all of them without -i)."""
