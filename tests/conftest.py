@@ -94,11 +94,23 @@ def _turn(alone: bool, names: list[str]):
         yield
 
 
+# PYTRACEKIT_SUITE_TIMELINE=FILE: a line per test (worker, asked, began, ended: wall
+# clock; test id), to see where a run's time goes: the gaps between a test's ask and
+# its start are waits for an `alone` test's turn.
+TIMELINE = "PYTRACEKIT_SUITE_TIMELINE"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     marks = list(item.iter_markers("alone"))
+    asked = time.time()
     with _turn(any(not m.args for m in marks), sorted({m.args[0] for m in marks if m.args})):
+        began = time.time()
         yield
+    if os.environ.get(TIMELINE):
+        with open(os.environ[TIMELINE], "a") as f:
+            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER', '-')} {asked:.3f} {began:.3f} "
+                    f"{time.time():.3f} {item.nodeid}\n")
 
 
 # On xdist workers (make test, --no-loadscope-reorder), these files are handed
