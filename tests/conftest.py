@@ -114,13 +114,39 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 # On xdist workers (make test, --no-loadscope-reorder), these files are handed
-# out first, longest first: a file runs on one worker, so a long one dealt last
-# keeps the other worker idle at the end (longest-first packing). Seconds from
-# a two-worker run on a cold program cache; the rest follow in their usual order.
-LONGEST_FILES = ("test_pid_exit.py", "test_bad_input.py", "test_profile_python.py",
-                 "test_symbol_churn.py", "test_passthrough.py", "test_cli.py",
-                 "test_interval_args.py", "test_export.py", "test_profile_unwind.py",
-                 "test_opensnoop.py", "test_unwind_space.py", "test_teardown.py")
+# out first, in this order: a file runs on one worker, so a long one dealt last
+# keeps the other worker idle at the end (longest-first packing). And a test
+# waiting for its turn keeps its worker idle: the every-tool batches
+# (alone("every-tool"), B below) wait for one another, and a file of `alone`
+# tests (A) for whatever the other worker runs. So each B and A has files of
+# other tests around it, which the other worker runs meanwhile (with the
+# longest files first, B after B and A after A made 214 s of waits in a
+# 600 s two-worker run: PYTRACEKIT_SUITE_TIMELINE). Seconds from such a run
+# on a cold program cache; the rest follow in their usual order.
+LONGEST_FILES = (
+    "test_pid_exit.py",             # B 43
+    "test_session.py",              # 26
+    "test_blocked_stacks.py",       # 24
+    "test_bad_input.py",            # B 42
+    "test_python_tools.py",         # 23
+    "test_command_passthrough.py",  # 18
+    "test_profile_python.py",       # A 33
+    "test_systrace.py",             # 18
+    "test_profile.py",              # 16
+    "test_passthrough.py",          # B 32
+    "test_stackcount.py",           # 16
+    "test_unwind_space.py",         # 16
+    "test_symbol_churn.py",         # A 35
+    "test_memleak.py",              # 16
+    "test_opensnoop.py",            # 15
+    "test_cli.py",                  # B 23
+    "test_profile_unwind.py",       # 29
+    "test_export.py",               # 15
+    "test_interval_args.py",        # B 15
+    "test_mutexstat.py",            # 15
+    "test_event_unwind.py",         # 15
+    "test_teardown.py",             # 13
+)
 
 
 def _longest_first(items: list) -> None:

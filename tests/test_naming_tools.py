@@ -170,7 +170,7 @@ def test_python_busy_loop_shows_no_init_frame():
     if not Path("/usr/bin/python3.11").exists():
         pytest.skip("python3.11 is not installed")
     loop = "import time\nt = time.time()\nwhile time.time() - t < 2: sum(range(100))"
-    res = pytracekit("profile", "-F", "199", "-f", "--", "python3.11", "-c", loop)
+    res = pytracekit("profile", "-F", "199", "-f", "--", "/usr/bin/python3.11", "-c", loop)
     assert res.returncode == 0, res.stderr
     frames = [f for line in res.stdout.splitlines() for f in line.rsplit(" ", 1)[0].split(";")]
     assert sum(int(line.rsplit(" ", 1)[1]) for line in res.stdout.splitlines()) > 100
