@@ -116,29 +116,38 @@ def test_names_match_bccs_on_this_kernel():
 
 @needs_root
 def test_bpf_programs_are_named_by_a_live_read(tmp_path, monkeypatch):
-    """A program of its own, loaded after BCC read kallsyms (a long run names
-    programs others load later; BCC's read is per process and named such an
-    address by the symbol below it: `_einittext`, seen in CI)."""
+    """Programs of its own, one loaded before BCC read kallsyms and one after (a
+    long run names programs others load later; BCC's read is per process and named
+    such an address by the symbol below it: `_einittext` far below, seen in CI, or
+    the program loaded just before, also seen in CI)."""
     from bcc import BPF
     from pytracekit.kernel import bpfsys
     monkeypatch.setenv("PYTRACEKIT_CACHE", str(tmp_path))
     monkeypatch.setattr(symbols, "_bcc_kallsyms_reread_at", [float("-inf")])
+    monkeypatch.setattr(symbols, "_bcc_kallsyms_programs", [None])
     _live_text()
-    BPF.ksym(0xffffffff81000000)   # BCC has read kallsyms before the program is loaded
     exit_0 = struct.pack("<BBhi", 0xb7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)
-    fd, err, log = bpfsys.prog_load(1, b"ptk_kallsyms_t", exit_0, b"GPL", 0)  # a socket filter
-    assert fd >= 0, (err, log)
+    fds = []
     try:
+        for name in (b"ptk_kallsyms_a", b"ptk_kallsyms_b"):
+            if fds:   # BCC has read kallsyms before the second program is loaded
+                BPF._sym_caches.pop(-1, None)
+                BPF.ksym(0xffffffff81000000)
+            fd, err, log = bpfsys.prog_load(1, name, exit_0, b"GPL", 0)  # a socket filter
+            assert fd >= 0, (err, log)
+            fds.append(fd)
         text = _live_text()
-        found = re.search(rb"(?m)^([0-9a-f]{16}) t (bpf_prog_[0-9a-f]{16}_ptk_kallsyms_t)\t\[bpf\]$",
-                          text)
-        assert found, "a loaded program is not in /proc/kallsyms"
-        address, name = int(found.group(1), 16), found.group(2).decode()
-        symbolizer = Symbolizer()
-        assert symbolizer.kernel(address + 4).name == name
-        assert symbolizer._kernel_table.lookup(address + 4) is None
+        for name in ("ptk_kallsyms_a", "ptk_kallsyms_b"):
+            found = re.search(rb"(?m)^([0-9a-f]{16}) t (bpf_prog_[0-9a-f]{16}_%s)\t\[bpf\]$"
+                              % name.encode(), text)
+            assert found, "a loaded program is not in /proc/kallsyms"
+            address, full = int(found.group(1), 16), found.group(2).decode()
+            symbolizer = Symbolizer()
+            assert symbolizer.kernel(address + 4).name == full
+            assert symbolizer._kernel_table.lookup(address + 4) is None
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 @needs_root

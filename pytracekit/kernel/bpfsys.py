@@ -2,7 +2,8 @@
 fentry programs load (features), naming a program attached to an
 interface (net), uprobe_multi links (one link, many uprobes, see
 loader.Program.attach_uprobe_multi), what a process's fd attaches
-(task_fd_query), and a program's run statistics (prog_stats: the events the
+(task_fd_query), which programs are loaded (prog_ids: BPF program symbols
+may have changed), and a program's run statistics (prog_stats: the events the
 kernel skipped it for, loader.Program.loss). `union bpf_attr` is laid out by hand:
 only these fields (checked against the kernel's BTF, uapi/linux/bpf.h)."""
 from __future__ import annotations
@@ -15,6 +16,7 @@ import struct
 SYSCALL_NUMBERS = {"x86_64": 321, "aarch64": 280, "s390x": 351, "ppc64le": 361, "riscv64": 280}
 MAP_CREATE = 0
 PROG_LOAD, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, TASK_FD_QUERY, LINK_CREATE = 5, 13, 15, 20, 28
+PROG_GET_NEXT_ID = 11
 BTF_LOAD = 18
 # enum bpf_task_fd_type
 FD_TYPES = ("raw_tracepoint", "tracepoint", "kprobe", "kretprobe", "uprobe", "uretprobe")
@@ -191,6 +193,19 @@ def prog_name(prog_id: int) -> str | None:
         return info[_PROG_INFO_NAME:_PROG_INFO_NAME + 16].split(b"\0", 1)[0].decode()
     finally:
         os.close(fd)
+
+
+def prog_ids() -> tuple[int, ...]:
+    """The ids of every BPF program loaded now, ascending (a syscall each: ids are
+    never reused before they wrap, so a new program is a new id)."""
+    ids = []
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    while True:
+        struct.pack_into("I", attr, 0, ids[-1] if ids else 0)
+        result, _err = bpf(PROG_GET_NEXT_ID, attr)
+        if result < 0:       # ENOENT: no more (or not permitted: none seen)
+            return tuple(ids)
+        ids.append(struct.unpack_from("I", attr, 4)[0])
 
 
 def programs_held_by_processes() -> set[int]:

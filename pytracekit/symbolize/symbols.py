@@ -54,11 +54,16 @@ SWEEP_EVERY = 64                      # new pids between looks for exited ones
 RESNAPSHOT_S = 1.0                    # a live pid's maps re-read at most this often
 PERF_MAP_RECHECK_S = 0.2              # a pid's perf map looked at again at most this often
 # BCC reads /proc/kallsyms once per process and names an address loaded since
-# (another tool's BPF program) by the symbol below it, far below: such a name
-# has an offset past any function's size. Then BCC reads it again, at most
-# this often (a read costs tens of ms).
+# (another tool's BPF program) by the symbol below it: far below (an offset past
+# any function's size), or a BPF program loaded before it, just below. So a name
+# with such an offset, and a BPF program's name while the set of loaded programs
+# differs from the one BCC's read saw, are checked by reading kallsyms again, at
+# most this often (a read costs tens of ms); else the address stays unnamed.
 STALE_KERNEL_OFFSET = 1 << 20
 BCC_KALLSYMS_REREAD_S = 10.0
+# the loaded BPF programs (bpfsys.prog_ids) when BCC last read kallsyms at our
+# asking; None: BCC's first read was not ours, its programs are not known
+_bcc_kallsyms_programs: list[tuple[int, ...] | None] = [None]
 _bcc_kallsyms_reread_at = [float("-inf")]   # BCC's kernel symbols are per process
 
 
@@ -767,21 +772,27 @@ class Symbolizer:
         return self._label(*found)   # the table's module is never empty
 
     def _bcc_kernel_name(self, address: int) -> str:
-        """BCC's name for a kernel address, "" when it has none, or only a stale
-        one (STALE_KERNEL_OFFSET) even after reading kallsyms again."""
+        """BCC's name for a kernel address, "" when it has none, or only one that
+        may be stale (see STALE_KERNEL_OFFSET) even after reading kallsyms again."""
         import re
         from bcc import BPF
+        from ..kernel.bpfsys import prog_ids
         for again in (False, True):
-            raw = BPF.ksym(address, show_module=self.show_module, show_offset=True)
+            raw = BPF.ksym(address, show_module=True, show_offset=True)
             text = raw.decode(errors="replace") if raw else ""
             offset = re.search(r"\+0x([0-9a-f]+)(?= \[|$)", text)
-            if offset is None or int(offset[1], 16) < STALE_KERNEL_OFFSET:
+            far = offset is not None and int(offset[1], 16) >= STALE_KERNEL_OFFSET
+            programs = prog_ids() if text.endswith(" [bpf]") else None
+            if not far and (programs is None or programs == _bcc_kallsyms_programs[0]):
                 break
             now = time.monotonic()
             if again or now - _bcc_kallsyms_reread_at[0] < BCC_KALLSYMS_REREAD_S:
                 return ""
             _bcc_kallsyms_reread_at[0] = now
+            _bcc_kallsyms_programs[0] = prog_ids()   # before the read: a later one differs
             BPF._sym_caches.pop(-1, None)   # pylint: disable=protected-access  # BCC's kernel cache
+        if not self.show_module:
+            text = re.sub(r" \[[^\]]*\]$", "", text)
         if offset is not None and not self.show_offset:
             text = text[:offset.start()] + text[offset.end():]
         return text
