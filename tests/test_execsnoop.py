@@ -1,9 +1,7 @@
 """execsnoop against the workload's `exec N ARG`: exactly N execs of the marker
 child, with the parent's pid and the arguments."""
 import os
-import re
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -67,6 +67,16 @@ _bcc_kallsyms_programs: list[tuple[int, ...] | None] = [None]
 _bcc_kallsyms_reread_at = [float("-inf")]   # BCC's kernel symbols are per process
 
 
+def _drop_bcc_kernel_symbols() -> None:
+    """Make BCC read kallsyms again at its next kernel lookup. Its Python object
+    never frees the C++ table (bcc.SymbolCache has no destructor): ~10 MB of RSS
+    per read was left behind, each time the loaded BPF programs changed."""
+    from bcc import BPF, libbcc
+    cache = BPF._sym_caches.pop(-1, None)   # pylint: disable=protected-access  # BCC's kernel cache
+    if cache is not None:
+        libbcc.lib.bcc_free_symcache(cache.cache, -1)
+
+
 class Lru:
     """A dict bounded by entry count and by the sum of `weight(value)`;
     the least recently used entries go first."""
@@ -790,7 +800,7 @@ class Symbolizer:
                 return ""
             _bcc_kallsyms_reread_at[0] = now
             _bcc_kallsyms_programs[0] = prog_ids()   # before the read: a later one differs
-            BPF._sym_caches.pop(-1, None)   # pylint: disable=protected-access  # BCC's kernel cache
+            _drop_bcc_kernel_symbols()
         if not self.show_module:
             text = re.sub(r" \[[^\]]*\]$", "", text)
         if offset is not None and not self.show_offset:
