@@ -208,6 +208,25 @@ def prog_ids() -> tuple[int, ...]:
         ids.append(struct.unpack_from("I", attr, 4)[0])
 
 
+def prog_lengths() -> dict[str, int]:
+    """Each loaded program's tag (hex, as in its kallsyms name bpf_prog_TAG_NAME)
+    -> the length of its JIT image in bytes."""
+    out = {}
+    attr = (ctypes.c_char * _ATTR_SIZE)()
+    for prog_id in prog_ids():
+        struct.pack_into("I", attr, 0, prog_id)
+        fd, _err = bpf(PROG_GET_FD_BY_ID, attr)
+        if fd < 0:
+            continue
+        try:
+            info = _prog_info(fd)
+        finally:
+            os.close(fd)
+        if info is not None:
+            out[info[8:16].hex()] = struct.unpack_from("I", info, 16)[0]   # tag, jited_prog_len
+    return out
+
+
 def programs_held_by_processes() -> set[int]:
     """Ids of the BPF programs some process holds a file descriptor to (as
     /proc/PID/fdinfo says); a program only the kernel holds (attached to an

@@ -786,7 +786,7 @@ class Symbolizer:
         may be stale (see STALE_KERNEL_OFFSET) even after reading kallsyms again."""
         import re
         from bcc import BPF
-        from ..kernel.bpfsys import prog_ids
+        from ..kernel.bpfsys import prog_ids, prog_lengths
         for again in (False, True):
             raw = BPF.ksym(address, show_module=True, show_offset=True)
             text = raw.decode(errors="replace") if raw else ""
@@ -794,6 +794,12 @@ class Symbolizer:
             far = offset is not None and int(offset[1], 16) >= STALE_KERNEL_OFFSET
             programs = prog_ids() if text.endswith(" [bpf]") else None
             if not far and (programs is None or programs == _bcc_kallsyms_programs[0]):
+                break
+            # a program's own name, the address within its JIT image: exact whatever
+            # was loaded since (a subprogram's tag is not its program's: not known)
+            tag = re.match(r"bpf_prog_([0-9a-f]{16})_", text)
+            if not far and tag and offset is not None and \
+                    int(offset[1], 16) < prog_lengths().get(tag[1], 0):
                 break
             now = time.monotonic()
             if again or now - _bcc_kallsyms_reread_at[0] < BCC_KALLSYMS_REREAD_S:
