@@ -457,13 +457,18 @@ class CallbackRings:
         def guarded(ctx: Any, data: Any, size: int) -> int:
             global _callbacks_run
             _callbacks_run += 1
-            if self.failure is not None or self.pending:
+            if self.failure is not None:
                 return -1
             try:
-                return int(callback(ctx, data, size) or 0)
+                result = int(callback(ctx, data, size) or 0)
             except BaseException as exc:     # stdout gone, Ctrl-C, a bug
                 self.failure = exc
                 return -1
+            # A signal noted meanwhile stops the poll after this record, not before
+            # the next: libbpf has moved past a record when it hands it over, so a
+            # record answered -1 unread was gone, uncounted (a process's last event,
+            # when the Ctrl-C came as it was read).
+            return -1 if self.pending else result
         self.prog[map_name].open_ring_buffer(guarded)
 
     def _signals_deferred(self) -> Any:
