@@ -65,6 +65,7 @@ def test_stackcount_pid_is_loaded_before_its_events(workload_nofp, tmp_path):
 
 
 @pytest.mark.root
+@pytest.mark.alone   # system-wide on sleeper(): another test's workload was counted (31 of 20)
 def test_stackcount_system_wide_loads_processes_as_they_appear(workload_nofp):
     # a process is loaded once announced by its first event: that one (and any
     # before its load) takes the frame-pointer walk, the later ones unwind

@@ -60,7 +60,7 @@ PERF_MAP_RECHECK_S = 0.2              # a pid's perf map looked at again at most
 # differs from the one BCC's read saw, are checked by reading kallsyms again, at
 # most this often (a read costs tens of ms); else the address stays unnamed.
 STALE_KERNEL_OFFSET = 1 << 20
-BCC_KALLSYMS_REREAD_S = 10.0
+BCC_KALLSYMS_REREAD_S = 60.0   # each read also moves ~13 MB through malloc
 # the loaded BPF programs (bpfsys.prog_ids) when BCC last read kallsyms at our
 # asking; None: BCC's first read was not ours, its programs are not known
 _bcc_kallsyms_programs: list[tuple[int, ...] | None] = [None]
