@@ -208,12 +208,13 @@ def prog_ids() -> tuple[int, ...]:
         ids.append(struct.unpack_from("I", attr, 4)[0])
 
 
-def prog_lengths() -> dict[str, int]:
+def prog_lengths(ids: tuple[int, ...] | None = None) -> dict[str, int]:
     """Each loaded program's tag (hex, as in its kallsyms name bpf_prog_TAG_NAME)
-    -> the length of its JIT image in bytes."""
+    -> the length of its JIT image in bytes; `ids`: prog_ids() if the caller has
+    them already."""
     out = {}
     attr = (ctypes.c_char * _ATTR_SIZE)()
-    for prog_id in prog_ids():
+    for prog_id in prog_ids() if ids is None else ids:
         struct.pack_into("I", attr, 0, prog_id)
         fd, _err = bpf(PROG_GET_FD_BY_ID, attr)
         if fd < 0:

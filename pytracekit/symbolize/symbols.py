@@ -799,7 +799,7 @@ class Symbolizer:
             # was loaded since (a subprogram's tag is not its program's: not known)
             tag = re.match(r"bpf_prog_([0-9a-f]{16})_", text)
             if not far and tag and offset is not None and \
-                    int(offset[1], 16) < prog_lengths().get(tag[1], 0):
+                    int(offset[1], 16) < prog_lengths(programs).get(tag[1], 0):
                 break
             now = time.monotonic()
             if again or now - _bcc_kallsyms_reread_at[0] < BCC_KALLSYMS_REREAD_S:
