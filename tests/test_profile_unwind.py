@@ -122,20 +122,22 @@ def test_frame_pointer_option_keeps_the_kernel_walk(workload):
 
 
 def _reach(command: list[str], comm: str) -> tuple[int, int, int]:
-    """(samples of comm, of them with __libc_start_call_main, rooted at the
-    program's own _start). Not ld.so's: a sample inside the exec, once the
-    program's name is set, has ld.so's entry as its user pc (its one frame,
-    `_start` of ld-linux-x86-64.so.2: seen at a load of 20)."""
+    """(samples of comm, of them with __libc_start_call_main, of those rooted
+    at the program's own _start). Not ld.so's: a sample inside the exec, once
+    the program's name is set, has ld.so's entry as its user pc (its one frame,
+    `_start` of ld-linux-x86-64.so.2: seen at a load of 20). A sample in the
+    program's constructors (__libc_start_main's call_init, before main's
+    caller) is rooted but not counted whole."""
     res = pytracekit("profile", "-F", "199", "-U", "--json", "--", *command, timeout=120)
     assert res.returncode == 0, res.stderr
     _, stacks, _ = parse_json(res.stdout, "profile")
     mine = [s for s in stacks if s["comm"] == comm]
     total = sum(s["value"] for s in mine)
-    whole = sum(s["value"] for s in mine if "__libc_start_call_main" in names(s, "user"))
-    rooted = sum(s["value"] for s in mine
+    whole = [s for s in mine if "__libc_start_call_main" in names(s, "user")]
+    rooted = sum(s["value"] for s in whole
                  if [(f["name"], f["module"]) for f in s["frames"] if f["kind"] == "user"][:1]
                  == [("_start", comm)])
-    return total, whole, rooted
+    return total, sum(s["value"] for s in whole), rooted
 
 
 def _debian(path: str) -> str:

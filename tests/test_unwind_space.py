@@ -24,6 +24,10 @@ SPIN_TAILS = ["", ";clock_ns", ";clock_ns;_init", ";clock_ns;clock_gettime@plt",
               ";clock_ns;clock_gettime", ";clock_ns;clock_gettime;clock_gettime"]
 CHURN = 8        # distinct programs run one after another before the target
 RESIDENT = 3     # of them, the row array holds this many besides what sh maps
+# gcc's crtstuff (run at each start and exit) has no FDEs and keeps frame
+# pointers: a frame-pointer step through it is right, and counted (as a gap)
+CRT_WITHOUT_CFI = {"deregister_tm_clones", "register_tm_clones", "__do_global_dtors_aux",
+                   "frame_dummy"}
 
 
 def test_row_space_is_first_fit_and_merges_what_is_given_back():
@@ -40,6 +44,16 @@ def test_row_space_is_first_fit_and_merges_what_is_given_back():
     assert (space.free, space.largest(), space.starts) == (100, 100, [0])
     with pytest.raises(ValueError):
         space.give(10, 5)    # already free: a bug in the caller, never a silent overlap
+
+
+def _gap_samples(stacks: list[dict]) -> int:
+    """Samples whose stacks may take a counted frame-pointer step: through
+    crtstuff, named in the workloads, or anywhere in sh's own stripped code
+    (its crtstuff has no name there)."""
+    sh = os.path.basename(os.path.realpath(shutil.which("sh")))
+    return sum(s["value"] for s in stacks
+               if any(f["name"] in CRT_WITHOUT_CFI or f["name"].startswith(f"{sh}+0x")
+                      for f in s["frames"] if f["kind"] == "user"))
 
 
 def _rows(path: str) -> int:
@@ -98,7 +112,7 @@ def test_churn_beyond_the_row_array_evicts_tables_and_a_late_program_unwinds_who
     for s in stacks:
         if "child_spin" in names(s, "user"):
             assert ";".join(names(s, "user")).startswith(f"{ROOT_PATH};child_spin"), s
-    assert loss["unwind_fp_steps"] == 0, loss
+    assert loss["unwind_fp_steps"] <= _gap_samples(stacks), (loss, stacks)
     summary = re.search(r"(\d+) tables evicted \((\d+) rows\).* (\d+) rows full", res.stderr)
     assert summary, res.stderr
     evicted, evicted_rows, full = map(int, summary.groups())
@@ -348,6 +362,6 @@ def test_module_ids_run_out_and_are_reused_while_older_stacks_keep_their_names(
             assert own == {s["comm"]}, s   # named from its own file, not a later copy's
             seen.add(s["comm"])
     assert len(seen) >= CHURN // 2, seen
-    assert loss["unwind_fp_steps"] == 0, loss
+    assert loss["unwind_fp_steps"] <= _gap_samples(stacks), (loss, stacks)
     reused = re.search(r"(\d+) module ids reused, (\d+) modules without an id", res.stderr)
     assert reused and int(reused[1]) >= CHURN - 1 and int(reused[2]) == 0, res.stderr
