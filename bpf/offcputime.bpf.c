@@ -47,8 +47,13 @@ BPF_HASH(counts, struct ptk_stack_key, u64, MAX_STACKS);   /* nanoseconds */
 BPF_HASH(py_counts, struct ptk_py_sample_key, u64, MAX_STACKS);   /* nanoseconds */
 #endif
 
-PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
+PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state,
+                       bool preempt)
 {
+#if CFI_UNWIND   /* held by us at its entry */
+    if (ptk_held_switched_out(tid, state, preempt))
+        return false;
+#endif
     if (!ptk_ids_selected(tgid, tid) || (state & TASK_DEAD_STATE))
         return false;
     if (THREAD_KIND) {
@@ -61,10 +66,6 @@ PTK_INLINE bool wanted(struct task_struct *task, u32 tgid, u32 tid, long state)
     /* low byte only: 6.1+ adds modifier bits such as TASK_FREEZABLE (0x2000) */
     if (STATE != -1 && (state & 0xff) != STATE)
         return false;
-#if CFI_UNWIND
-    if (ptk_held_at_entry(tid, state))
-        return false;
-#endif
     return true;
 }
 
@@ -114,13 +115,16 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
     u64 now = bpf_ktime_get_ns();
     u64 cpu_last = ptk_cpu_switched(next_tid, now).ts;
+#if CFI_UNWIND
+    ptk_held_switched_in(next_tid);
+#endif
 
     struct off_start *open = start.lookup(&prev_tid);
     if (open) {          /* switched in unseen */
         charge(open, prev_tid, cpu_last);
         start.delete(&prev_tid);
     }
-    if (wanted(prev, prev_tgid, prev_tid, prev_state)) {
+    if (wanted(prev, prev_tgid, prev_tid, prev_state, ctx->args[0])) {
         struct off_start s = { .ts = now };
         ptk_current_stack(&s.key, ctx);
 #if PYTHON_STACKS   /* prev is still current: its thread state and frames */

@@ -149,7 +149,8 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     }
     bool held = false;
 #if CFI_UNWIND   /* stopped at its entry by us: not the program's blocking */
-    held = ptk_held_at_entry(prev_tid, prev_state);
+    held = ptk_held_switched_out(prev_tid, prev_state, ctx->args[0]);
+    ptk_held_switched_in(next_tid);
 #endif
     if (!held && !(prev_state & TASK_DEAD_STATE) && ptk_ids_selected(prev_tgid, prev_tid)) {
         struct off_start s = { .ts = now };

@@ -140,8 +140,15 @@ BPF_RINGBUF_OUTPUT(unwind_miss, 1);
  * program's first samples unwind with tables too, also one the command execs.
  * Value: 1 a new program (since its exec), 2 held once since. */
 BPF_F_TABLE("hash", u32, u32, hold_tree, 10240, BPF_F_NO_PREALLOC);   /* see unwind_modules */
-/* stopped by a hold, until its switch-out (ptk_held_at_entry) */
+/* Held by a hold (PTK_HELD) until the switch-in after its stopped switch-out
+ * (PTK_HELD_STOPPED) or after user space's SIGCONT (PTK_HELD_CONTINUED,
+ * written just before it): the hold's window for the blocked-time tools */
 BPF_HASH(entry_held, u32, u8, 1024);
+#define PTK_HELD 1
+#define PTK_HELD_CONTINUED 2
+#define PTK_HELD_STOPPED 3
+/* 1 once user space holds a command: only then are switches looked up above */
+BPF_ARRAY(holds_armed, u32, 1);
 /* r_debug.r_state's link-time vaddr minus _dl_debug_state's page: written by
  * user space, which knows ld.so's symbols (0: no ld.so hook) */
 BPF_ARRAY(ldso_r_state, u64, 1);
@@ -156,7 +163,7 @@ PTK_INLINE void ptk_hold(u32 tgid, u32 *state)
     struct ptk_unwind_hold *rec = unwind_stopped.ringbuf_reserve(sizeof(*rec));
     if (!rec)
         return;   /* user space would never hear of it: do not stop */
-    u8 one = 1;
+    u8 one = PTK_HELD;
     rec->pid = tgid;
     rec->first = *state == 1;
     *state = 2;
@@ -225,16 +232,36 @@ PTK_INLINE void ptk_unwind_exit(u32 tid)
     entry_held.delete(&tid);
 }
 
-/* For the blocked-time tools: true once, for the switch-out of a thread
- * stopped by a hold above (ours, not the program's blocking; its waker would
- * be pytracekit's SIGCONT). `state` is sched_switch's prev_state
- * (__TASK_STOPPED: 4). */
-PTK_INLINE bool ptk_held_at_entry(u32 tid, long state)
+/* For the blocked-time tools: true for a switch-out inside a hold's window,
+ * from the hold's SIGSTOP to the switch-in after the stop (ours, not the
+ * program's blocking; its waker would be the SIGCONT). Not only the stopped
+ * switch-out: do_signal_stop may switch out with state 0 (our SIGCONT came
+ * before its schedule()) or be preempted before it (prev_state is the raw
+ * state: __TASK_STOPPED (4) already). */
+PTK_INLINE bool ptk_held_switched_out(u32 tid, long state, bool preempt)
 {
-    if (!(state & 4) || !entry_held.lookup(&tid))
+    u32 zero = 0;
+    u32 *armed = holds_armed.lookup(&zero);
+    if (!armed || !*armed)
         return false;
-    entry_held.delete(&tid);   /* later stops (a real SIGSTOP) count */
+    u8 *held = entry_held.lookup(&tid);
+    if (!held)
+        return false;
+    if ((state & 4) && !preempt)
+        *held = PTK_HELD_STOPPED;   /* whoever continues it ends the window */
     return true;
+}
+
+/* A switch-in: the window ends at the one after the stop or our SIGCONT. */
+PTK_INLINE void ptk_held_switched_in(u32 tid)
+{
+    u32 zero = 0;
+    u32 *armed = holds_armed.lookup(&zero);
+    if (!armed || !*armed)
+        return;
+    u8 *held = entry_held.lookup(&tid);
+    if (held && *held != PTK_HELD)
+        entry_held.delete(&tid);
 }
 
 PTK_INLINE void ptk_add_loss(u32 slot, u64 n)

@@ -62,11 +62,14 @@ RAW_TRACEPOINT_PROBE(sched_switch)
     bpf_probe_read_kernel(&next_tid, sizeof(next_tid), &next->pid);
     running(next_tid);
     running(tid);
+#if CFI_UNWIND
+    ptk_held_switched_in(next_tid);
+#endif
     /* only sleeps: a preempted thread (state 0) is not woken by anyone */
     if (prev_state == 0 || (prev_state & TASK_DEAD_STATE) || !ptk_ids_selected(tgid, tid))
         return 0;
 #if CFI_UNWIND   /* stopped at its entry by us: its waker would be our SIGCONT */
-    if (ptk_held_at_entry(tid, prev_state))
+    if (ptk_held_switched_out(tid, prev_state, ctx->args[0]))
         return 0;
 #endif
     u64 now = bpf_ktime_get_ns();

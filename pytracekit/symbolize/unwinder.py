@@ -57,6 +57,8 @@ WORK_BUDGET_S = 0.1    # loading per poll: ring buffers and naming go on meanwhi
 NO_ROOM = 0xFFFFFFFF   # ptk_unwind_module.first_row: CFI without room (PTK_ROWS_NO_ROOM)
 NO_ROOM_RETRY_S = 0.5  # a module left without room is tried again at most this often
 RECLAIM_EVERY = 64     # slots given out between looks for gone processes' slots
+HELD_CONTINUED = 2     # entry_held: PTK_HELD_CONTINUED
+BPF_EXIST = 2          # bpf(2) update flag: only an existing element
 # struct ptk_ustack.flags
 TRUNCATED, INCOMPLETE, FP_STEPS, FALLBACK = 1, 2, 4, 8
 
@@ -136,6 +138,7 @@ class Unwinder:
         self.proc_maps = prog["proc_maps"]
         self.hold_tree = prog["hold_tree"]
         self.entry_held = prog["entry_held"]
+        self.holds_armed = prog["holds_armed"]
         self.maps = prog["unwind_maps"]
         self.row_capacity = self.rows.max_entries
         self.rows_memory = _mapped(self.rows.map_fd, self.row_capacity * ROW.size)
@@ -603,6 +606,7 @@ class Unwinder:
         stop once its libraries are mapped (ld.so) or at its entry point (a
         static executable) until continue_() has loaded its mappings."""
         self.entry_pid = pid
+        self.holds_armed[0] = self.holds_armed.Leaf(1)
         self.hold_tree[self.hold_tree.Key(pid)] = self.hold_tree.Leaf(1)
         ldso = hold_in_ldso(prog)
         interp = interpreter(executable) if executable else ""
@@ -635,10 +639,21 @@ class Unwinder:
             self.entry_pid = 0
         for pid in list(self.stopped):
             self.stopped.discard(pid)
+            self._mark_continued(pid)
             try:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
+
+    def _mark_continued(self, pid: int) -> None:
+        """Before the SIGCONT: its next switch-in ends the hold's window for
+        the blocked-time tools (ptk_held_switched_in). Only an entry the hold
+        made (BPF_EXIST): one made here would hide the program's next block."""
+        key = self.entry_held.Key(pid)
+        leaf = self.entry_held.Leaf(HELD_CONTINUED)
+        from bcc import libbcc
+        libbcc.lib.bpf_update_elem(self.entry_held.map_fd, ctypes.byref(key),
+                                  ctypes.byref(leaf), BPF_EXIST)
 
     def close(self) -> None:
         """The end of the run: every hold released (release_all), and the
