@@ -179,7 +179,8 @@ def _unwinder(monkeypatch, capacity: int, sizes: dict[str, int]):
     images = {p: _Image(p, n) for p, n in sizes.items()}
     users = SimpleNamespace(binary=lambda path, pid: SimpleNamespace(image=images[path]))
     prog = {"unwind_rows": _Table(capacity), "unwind_modules": _Table(), "proc_maps": _Table(),
-            "hold_tree": _Table(), "entry_held": _Table(), "unwind_maps": _Table(64 * 8)}
+            "hold_tree": _Table(), "entry_held": _Table(), "holds_armed": _Table(1),
+            "unwind_maps": _Table(64 * 8)}
     return unwinder_mod.Unwinder(prog, users), prog
 
 
