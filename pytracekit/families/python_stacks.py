@@ -20,7 +20,7 @@ from .stack_profilers import StackSession
 from ..collect import cstruct
 from ..collect.stack_maps import (DELIMITER, MISSED_USER, PREFETCH_ABOVE, map_items,
                                   prefetch_unwound, stack_missed, stack_path)
-from ..symbolize.symbols import vm_pages_of
+from ..symbolize.symbols import GONE, vm_sizes_of
 
 if TYPE_CHECKING:   # imported where used: finding, reading and merging come after attaching
     from ..symbolize.python.runtime import PyProcess
@@ -90,7 +90,7 @@ class PythonFrames:
         # new stacks announced during a poll, as stored: read after it, together
         self._unread: dict[int, Any] = {}
         self._frames: dict[tuple, Frame] = {}   # (code, offset, info) -> its frame
-        self.vm_pages: dict[int, int] = {}   # pid -> address space size at its last check
+        self.vm_size: dict[int, int] = {}   # pid -> address space size at its last check
         self.swept = time.monotonic()        # when exited processes' memory was last closed
         self.unsupported: set[str] = set()
         # the tool's maps snapshots (symbols.UserSymbols), if it keeps them: a
@@ -157,38 +157,42 @@ class PythonFrames:
         return 0
 
     def _check(self, pid: int, attempt: int) -> None:
-        pages = vm_pages_of(pid)
-        if pages == -1:   # gone (or its statm unreadable): nothing to look for
-            self.vm_pages.pop(pid, None)
+        sizes = vm_sizes_of(pid)
+        if sizes == GONE:   # gone (or its status unreadable): nothing to look for
+            self.vm_size.pop(pid, None)
             return
-        snap = self._current_snapshot(pid, pages)
-        if attempt and pages == self.vm_pages.get(pid):
+        # (the whole size, not only the code's: a 3.13 runtime whose data ld.so
+        # had not mapped at the last look is looked for again once Python runs)
+        size = sizes[0]
+        snap = self._current_snapshot(pid, sizes[1])
+        if attempt and size == self.vm_size.get(pid):
             proc = None   # nothing mapped since the last look: no libpython yet
         elif snap is not None and not snap.python_files:
             # most of a system-wide tool's new processes: no file an interpreter
             # could be in, and the maps are not read again
-            self.vm_pages[pid] = pages
+            self.vm_size[pid] = size
             proc = None
         else:
-            self.vm_pages[pid] = pages
+            self.vm_size[pid] = size
             proc = self._find(pid, snap.python_files if snap is not None else None)
             if proc is False:
                 return
         if proc is not None:
-            self.vm_pages.pop(pid, None)
+            self.vm_size.pop(pid, None)
             self._register(proc)
         elif attempt + 1 < len(CHECK_DELAYS_S):
             self.due.append((time.monotonic() + CHECK_DELAYS_S[attempt + 1], pid, attempt + 1))
             self.due.sort()
         else:
-            self.vm_pages.pop(pid, None)
+            self.vm_size.pop(pid, None)
             self._set_state(pid, PY_NOT_PYTHON)
 
-    def _current_snapshot(self, pid: int, pages: int) -> Any:
-        """The tool's snapshot of pid if it was taken at this address space size
-        (symbols.ProcessMaps), else None."""
+    def _current_snapshot(self, pid: int, exec_size: int) -> Any:
+        """The tool's snapshot of pid if it was taken at this size of its
+        executable mappings (symbols.ProcessMaps), else None: an interpreter's
+        files are mapped with its code."""
         snap = self.snapshots.processes.get(pid) if self.snapshots is not None else None
-        return snap if snap is not None and pages != -1 and snap.vm_pages == pages else None
+        return snap if snap is not None and snap.exec_size == exec_size else None
 
     def _find(self, pid: int, mapped: dict[str, int] | None) -> PyProcess | None | bool:
         """The process's runtime, None (none mapped yet) or False (done: not one
@@ -202,10 +206,10 @@ class PythonFrames:
                 self.unsupported.add(str(exc))
                 self.warn(line)
             self._set_state(pid, PY_NOT_PYTHON)
-            self.vm_pages.pop(pid, None)
+            self.vm_size.pop(pid, None)
             return False
         except OSError:
-            self.vm_pages.pop(pid, None)
+            self.vm_size.pop(pid, None)
             return False                               # gone
 
     def _entry(self, pid: int) -> tuple[Any, Any, Any]:

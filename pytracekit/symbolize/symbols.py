@@ -166,32 +166,48 @@ def _read_all(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-# A process's address-space size is read at most once per VM_PAGES_FRESH_S: a
-# new process's settle check, the snapshot it makes and its Python check come
-# in the same batch, and each /proc open is a path walk (statm reads were ~13%
+# A process's sizes are read at most once per VM_PAGES_FRESH_S: a new
+# process's settle check, the snapshot it makes and its Python check come in
+# the same batch, and each /proc open is a path walk (statm reads were ~13%
 # of a system-wide profile's own CPU under process churn). A value that old is
 # still read before any maps read after it, as ProcessMaps.snapshot needs.
 VM_PAGES_FRESH_S = 0.005
-_vm_pages_read: dict[int, tuple[float, int]] = {}   # pid -> (when, pages)
+GONE = (-1, -1)
+_vm_sizes_read: dict[int, tuple[float, tuple[int, int]]] = {}   # pid -> (when, sizes)
 
 
-def vm_pages_of(pid: int) -> int:
-    """The size of a process's address space in pages (/proc/PID/statm: a few
-    bytes, where /proc/PID/maps is a line per mapping); -1 when gone. Mapping a
-    library or JIT region changes it."""
+def vm_sizes_of(pid: int) -> tuple[int, int]:
+    """(its address space's size, its executable mappings' size) in kB, from
+    /proc/PID/status (VmSize; VmExe + VmLib, the kernel's exec_vm); GONE when
+    gone. Mapping a library or JIT region, or making one executable, changes the
+    second; malloc's arenas change only the first. Reading all the maps again
+    costs far more."""
     now = time.monotonic()
-    seen = _vm_pages_read.get(pid)
+    seen = _vm_sizes_read.get(pid)
     if seen is not None and now - seen[0] < VM_PAGES_FRESH_S:
         return seen[1]
     try:
-        pages = int(read_proc(f"/proc/{pid}/statm", 64).split(None, 1)[0])
-    except (OSError, ValueError, IndexError):
-        pages = -1
-    if len(_vm_pages_read) >= 256:
-        for old in [p for p, (at, _) in _vm_pages_read.items() if now - at >= VM_PAGES_FRESH_S]:
-            del _vm_pages_read[old]
-    _vm_pages_read[pid] = (now, pages)
-    return pages
+        status = read_proc(f"/proc/{pid}/status", 4096)
+        sizes = (_status_kb(status, b"\nVmSize:"),
+                 _status_kb(status, b"\nVmExe:") + _status_kb(status, b"\nVmLib:"))
+    except (OSError, ValueError):
+        sizes = GONE   # (a kernel thread, or a zombie: no sizes, no user stacks)
+    if len(_vm_sizes_read) >= 256:
+        for old in [p for p, (at, _) in _vm_sizes_read.items() if now - at >= VM_PAGES_FRESH_S]:
+            del _vm_sizes_read[old]
+    _vm_sizes_read[pid] = (now, sizes)
+    return sizes
+
+
+def _status_kb(status: bytes, field: bytes) -> int:
+    """A `Field:   123 kB` line's number; ValueError when absent."""
+    at = status.index(field) + len(field)
+    return int(status[at:status.index(b"kB", at)])
+
+
+def exec_size_of(pid: int) -> int:
+    """The size of a process's executable mappings (kB); -1 when gone."""
+    return vm_sizes_of(pid)[1]
 
 
 @dataclass
@@ -203,14 +219,15 @@ class ProcessMaps:
     starts: list[int] = field(default_factory=list)
     exe_inode: int = 0
     uid: int | None = None     # effective uid: who may own its perf map
-    vm_pages: int = -1         # its address space's size when read (vm_pages_of)
+    exec_size: int = -1        # its executable mappings' size when read (exec_size_of)
     # path -> start of its offset-0 mapping, for files whose name says python:
     # the Python check's candidates (python/runtime.py), without reading the maps again
     python_files: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def snapshot(cls, pid: int) -> "ProcessMaps | None":
-        vm_pages = vm_pages_of(pid)   # before the maps: a change in between shows next time
+        # before the maps: a change in between shows next time
+        exec_size = exec_size_of(pid)
         try:
             # surrogateescape: a non-UTF-8 path stays the path it names
             raw, uid = read_proc_and_owner(f"/proc/{pid}/maps")
@@ -232,7 +249,7 @@ class ProcessMaps:
             lo, hi = (int(x, 16) for x in parts[0].split("-"))
             maps.append(Mapping(lo, hi, int(parts[2], 16), path))
         maps.sort(key=lambda m: m.start)
-        return cls(pid, maps, [m.start for m in maps], inode, uid, vm_pages, python_files)
+        return cls(pid, maps, [m.start for m in maps], inode, uid, exec_size, python_files)
 
     def find(self, address: int) -> Mapping | None:
         i = bisect.bisect_right(self.starts, address) - 1
@@ -446,18 +463,18 @@ class UserSymbols:
             self._resnapshot.pop(pid, None)
 
     def alive(self, pid: int) -> bool:
-        """Is pid still there? Its size (vm_pages_of) is read at most once per
+        """Is pid still there? Its sizes (vm_sizes_of) are read at most once per
         VM_PAGES_FRESH_S, so right after its snapshot this is no lookup in /proc."""
-        return vm_pages_of(pid) != -1
+        return vm_sizes_of(pid) != GONE
 
     def maps_changed(self, pid: int) -> bool:
-        """Might pid's mappings differ from its snapshot? Its address space's size
-        is compared (reading all its maps again costs far more); False when gone."""
+        """Might pid's executable mappings differ from its snapshot? Their
+        size is compared (exec_size_of); False when gone."""
         maps = self.processes.get(pid)
         if maps is None:
             return True
-        pages = vm_pages_of(pid)
-        return pages != -1 and pages != maps.vm_pages
+        size = exec_size_of(pid)
+        return size != -1 and size != maps.exec_size
 
     def refresh(self, pid: int) -> None:
         """A new snapshot if the process still lives; else keep the last one."""
