@@ -95,6 +95,51 @@ def overhead() -> list[str]:
             f"{median(own):.2f}% of one CPU"]
 
 
+STEADY_FROM_S, STEADY_TO_S = 3.0, 13.0
+
+
+def _threads_cpu_s(pid: int) -> float:
+    """CPU of a process's live threads so far, in ns precision (schedstat):
+    clock ticks (cpu_seconds) are 10 ms, the whole of a steady window's use."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError):
+            pass   # a thread that ended meanwhile
+    return total / 1e9
+
+
+def own_cpu_steady(rounds: int) -> list[str]:
+    """`profile -F 99` system-wide with one busy python3 per CPU started after
+    ready: its own CPU (% of one CPU) in the first STEADY_FROM_S (the new
+    processes' start-up work: their binaries, Python runtimes and code objects,
+    and the kernel's symbols read in the background) and from then to
+    STEADY_TO_S (the rate it runs at), medians of `rounds`."""
+    ncpu = os.cpu_count() or 1
+    firsts, steadies = [], []
+    for _ in range(rounds):
+        prof = _start_profiler(["-F", "99"])
+        c0, t0 = cpu_seconds(prof.pid), time.monotonic()
+        busy = [_busy_python(STEADY_TO_S + 5) for _ in range(ncpu)]
+        try:
+            time.sleep(STEADY_FROM_S)
+            c1, t1 = cpu_seconds(prof.pid), time.monotonic()
+            s1 = _threads_cpu_s(prof.pid)
+            time.sleep(STEADY_TO_S - STEADY_FROM_S)
+            s2, t2 = _threads_cpu_s(prof.pid), time.monotonic()
+            prof.send_signal(signal.SIGINT)
+            prof.wait(timeout=60)
+        finally:
+            for b in busy:
+                _end(b)
+        firsts.append(100 * (c1 - c0) / (t1 - t0))
+        steadies.append(100 * (s2 - s1) / (t2 - t1))
+    return [f"profile -F 99, all {ncpu} CPUs busy (python3 started after ready)",
+            f"{median(firsts):.2f}% of one CPU (of {', '.join(f'{x:.2f}' for x in firsts)})",
+            f"{median(steadies):.2f}% (of {', '.join(f'{x:.2f}' for x in steadies)})"]
+
+
 CHURN_RATE = 25          # new processes a second (session 7 saw 14-36 from test runs)
 FIRST_S, LATER_S = 10.0, 20.0
 CHURN = """import subprocess, sys, time
@@ -279,6 +324,9 @@ def main() -> None:
         return
     print(table(["overhead", "alone", "while profiling", "work rate change",
                  "pytracekit's own CPU"], [overhead()]))
+    print()
+    print(table(["own CPU", f"first {STEADY_FROM_S:g} s after ready",
+                 f"{STEADY_FROM_S:g}-{STEADY_TO_S:g} s (steady)"], [own_cpu_steady(pick(5, 1))]))
     print()
     print(table(["own CPU under process churn", f"first {FIRST_S:g} s after ready",
                  f"next {LATER_S:g} s", "machine"],
