@@ -1,6 +1,7 @@
 """The probe mechanism's own cost: empty BPF programs on the probe points a tool uses.
 
-    python -m bench.floors kmem            # raw tracepoints kmem:kmalloc ... mm_page_alloc
+    python -m bench.floors kmem            # raw tracepoints kmem:kmalloc ... kmem_cache_free
+                                           # (the slab report's: kmem's default)
     python -m bench.floors kmem-allocs     # only the allocations' (no kfree, kmem_cache_free)
     python -m bench.floors mutexstat PID   # uprobes pthread_mutex_lock, _unlock (where the
                                            # tool puts them: probes/emulated.py), cond waits;
@@ -22,7 +23,8 @@ import sys
 from pytracekit.engine.loader import Program
 
 EMPTY = '#include "vmlinux.h"\n#include "pytracekit.h"\n'
-KMEM_EVENTS = ("kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free", "mm_page_alloc")
+# the slab report's events (kmem's default; it traces mm_page_alloc only for --page)
+KMEM_EVENTS = ("kmalloc", "kmem_cache_alloc", "kfree", "kmem_cache_free")
 KMEM_FREES = ("kfree", "kmem_cache_free")
 
 
