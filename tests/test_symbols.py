@@ -261,3 +261,45 @@ def test_unwound_stacks_read_in_one_batch_are_those_read_one_by_one(tmp_path, mo
         for h in range(1, 3001):
             one_by_one._unwound_stack(h * 7919, 0)   # fills its cache by a lookup
             assert batched._ustack_cache.get(h * 7919) == one_by_one._ustack_cache.get(h * 7919)
+
+
+def _exec_kb_in_maps(pid: int) -> int:
+    """The kernel's exec_vm, from the maps: executable, not writable mappings
+    ([vsyscall] is the kernel's page, no mapping of the process)."""
+    total = 0
+    for line in open(f"/proc/{pid}/maps"):
+        span, perms = line.split()[:2]
+        if "x" in perms and "w" not in perms and not line.rstrip().endswith("[vsyscall]"):
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            total += (hi - lo) // 1024
+    return total
+
+
+def test_a_snapshot_is_read_again_when_code_is_mapped_not_when_the_heap_grows(monkeypatch):
+    # settle checks compare the executable mappings' size (VmExe + VmLib):
+    # a heap's growth (here 8 MiB of anonymous memory) re-read the maps
+    # before; 64 KiB made executable is a change
+    import mmap
+    from pytracekit.symbolize import symbols
+    monkeypatch.setattr(symbols, "VM_PAGES_FRESH_S", 0.0)   # every call reads /proc
+    pid = os.getpid()
+    users = UserSymbols()
+    users.remember(pid)
+    assert users.processes[pid].exec_size == symbols.exec_size_of(pid) == _exec_kb_in_maps(pid)
+    whole_before = symbols.vm_sizes_of(pid)[0]
+    heap = mmap.mmap(-1, 8 << 20, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    try:
+        assert symbols.vm_sizes_of(pid)[0] >= whole_before + 8192
+        assert not users.maps_changed(pid)
+        code = mmap.mmap(-1, 64 << 10, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+        try:
+            assert symbols.exec_size_of(pid) == users.processes[pid].exec_size + 64
+            assert users.maps_changed(pid)
+            users.refresh(pid)
+            assert not users.maps_changed(pid)
+        finally:
+            code.close()
+    finally:
+        heap.close()
+    assert users.maps_changed(pid)   # the code unmapped: a change too
+    assert symbols.vm_sizes_of(999_999_999) == symbols.GONE
