@@ -255,3 +255,22 @@ def test_record_off_cpu_keeps_the_python_sleeps(tmp_path):
             charged[funcs[-1]] += s.value
     for name, total in charged.items():
         assert abs(total - slept[name]) <= 0.1 * slept[name], (charged, slept, res.stderr)
+
+
+@pytest.mark.root
+def test_the_programs_own_stop_is_charged_and_the_hold_is_not():
+    # sh stops itself for 0.5 s (a forked subshell continues it): a stop
+    # of the program's own, charged with its stack through `kill`. The
+    # holds pytracekit puts sh and sleep in at their entries (in ld.so's
+    # _dl_debug_state) are not charged: their windows end at the switch-in
+    # after the stop, so the later stop counts
+    script = "(sleep 0.5; kill -CONT $$) & kill -STOP $$; wait"
+    res = pytracekit("offcputime", "--json", "--", "sh", "-c", script)
+    assert res.returncode == 0, res.stderr
+    _, stacks, _ = parse_json(res.stdout, "offcputime")
+    stopped = [s for s in stacks if "do_signal_stop" in names(s, "kernel")]
+    held = [s for s in stopped if "dl_main" in names(s, "user")]
+    assert not held, held
+    own = sum(s["value"] for s in stopped if s["comm"] == "sh" and "kill" in names(s, "user"))
+    # (at least the sleep, less how long sh took from the fork to its stop)
+    assert 300_000 <= own <= 1_500_000, (own, stopped)
