@@ -55,7 +55,9 @@ def report(skip_ident):
                            frame.f_lasti])
             frame = frame.f_back
         out[str(ident)] = frames
-    print(json.dumps(out), flush=True)
+    # one write: print's two (text, then newline; PYTHONUNBUFFERED) can straddle a
+    # line of the tool that shares this stdout
+    os.write(1, (json.dumps(out) + "\n").encode())
 
 
 class Waiter:

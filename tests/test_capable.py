@@ -17,7 +17,7 @@ os.setuid(65534)
 try:
     os.chroot("/")
 except PermissionError:
-    print("denied")
+    os.write(1, b"denied\\n")   # one write: print's two (PYTHONUNBUFFERED) can straddle the tool's
 """
 COMMAND = [sys.executable, "-c", SCRIPT]
 

@@ -14,7 +14,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x20000, 16384, 1 << 18
 d = sys.argv[1].encode()
 assert libc.unshare(CLONE_NEWNS) == 0
-print("mnt_ns=" + os.readlink("/proc/self/ns/mnt"), flush=True)
+os.write(1, ("mnt_ns=" + os.readlink("/proc/self/ns/mnt") + "\\n").encode())   # one write
 assert libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) == 0
 for _ in range(2):
     assert libc.mount(b"ptk", d, b"tmpfs", 0, b"size=1m") == 0
