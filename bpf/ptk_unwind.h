@@ -232,6 +232,14 @@ PTK_INLINE void ptk_unwind_exit(u32 tid)
     entry_held.delete(&tid);
 }
 
+/* Has user space held a command (hold_command)? Else no switch is looked up. */
+PTK_INLINE bool ptk_holds_armed(void)
+{
+    u32 zero = 0;
+    u32 *armed = holds_armed.lookup(&zero);
+    return armed && *armed;
+}
+
 /* For the blocked-time tools: true for a switch-out inside a hold's window,
  * from the hold's SIGSTOP to the switch-in after the stop (ours, not the
  * program's blocking; its waker would be the SIGCONT). Not only the stopped
@@ -240,9 +248,7 @@ PTK_INLINE void ptk_unwind_exit(u32 tid)
  * state: __TASK_STOPPED (4) already). */
 PTK_INLINE bool ptk_held_switched_out(u32 tid, long state, bool preempt)
 {
-    u32 zero = 0;
-    u32 *armed = holds_armed.lookup(&zero);
-    if (!armed || !*armed)
+    if (!ptk_holds_armed())
         return false;
     u8 *held = entry_held.lookup(&tid);
     if (!held)
@@ -255,9 +261,7 @@ PTK_INLINE bool ptk_held_switched_out(u32 tid, long state, bool preempt)
 /* A switch-in: the window ends at the one after the stop or our SIGCONT. */
 PTK_INLINE void ptk_held_switched_in(u32 tid)
 {
-    u32 zero = 0;
-    u32 *armed = holds_armed.lookup(&zero);
-    if (!armed || !*armed)
+    if (!ptk_holds_armed())
         return;
     u8 *held = entry_held.lookup(&tid);
     if (held && *held != PTK_HELD)

@@ -281,7 +281,7 @@ def test_a_snapshot_is_read_again_when_code_is_mapped_not_when_the_heap_grows(mo
     # before; 64 KiB made executable is a change
     import mmap
     from pytracekit.symbolize import symbols
-    monkeypatch.setattr(symbols, "VM_PAGES_FRESH_S", 0.0)   # every call reads /proc
+    monkeypatch.setattr(symbols, "VM_SIZES_FRESH_S", 0.0)   # every call reads /proc
     pid = os.getpid()
     users = UserSymbols()
     users.remember(pid)

@@ -166,12 +166,12 @@ def _read_all(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-# A process's sizes are read at most once per VM_PAGES_FRESH_S: a new
+# A process's sizes are read at most once per VM_SIZES_FRESH_S: a new
 # process's settle check, the snapshot it makes and its Python check come in
 # the same batch, and each /proc open is a path walk (statm reads were ~13%
 # of a system-wide profile's own CPU under process churn). A value that old is
 # still read before any maps read after it, as ProcessMaps.snapshot needs.
-VM_PAGES_FRESH_S = 0.005
+VM_SIZES_FRESH_S = 0.005
 GONE = (-1, -1)
 _vm_sizes_read: dict[int, tuple[float, tuple[int, int]]] = {}   # pid -> (when, sizes)
 
@@ -184,7 +184,7 @@ def vm_sizes_of(pid: int) -> tuple[int, int]:
     costs far more."""
     now = time.monotonic()
     seen = _vm_sizes_read.get(pid)
-    if seen is not None and now - seen[0] < VM_PAGES_FRESH_S:
+    if seen is not None and now - seen[0] < VM_SIZES_FRESH_S:
         return seen[1]
     try:
         status = read_proc(f"/proc/{pid}/status", 4096)
@@ -193,7 +193,7 @@ def vm_sizes_of(pid: int) -> tuple[int, int]:
     except (OSError, ValueError):
         sizes = GONE   # (a kernel thread, or a zombie: no sizes, no user stacks)
     if len(_vm_sizes_read) >= 256:
-        for old in [p for p, (at, _) in _vm_sizes_read.items() if now - at >= VM_PAGES_FRESH_S]:
+        for old in [p for p, (at, _) in _vm_sizes_read.items() if now - at >= VM_SIZES_FRESH_S]:
             del _vm_sizes_read[old]
     _vm_sizes_read[pid] = (now, sizes)
     return sizes
@@ -464,7 +464,7 @@ class UserSymbols:
 
     def alive(self, pid: int) -> bool:
         """Is pid still there? Its sizes (vm_sizes_of) are read at most once per
-        VM_PAGES_FRESH_S, so right after its snapshot this is no lookup in /proc."""
+        VM_SIZES_FRESH_S, so right after its snapshot this is no lookup in /proc."""
         return vm_sizes_of(pid) != GONE
 
     def maps_changed(self, pid: int) -> bool:
